@@ -1,1 +1,41 @@
-//! placeholder
+//! Kante's container runtime for Linux, hand-written on nix/libc.
+//!
+//! A container is started by a small per-container *monitor* process
+//! ([`monitor`]) that the daemon spawns from its own binary. The monitor
+//! creates the namespaces (user, mount, pid, uts, ipc, net, cgroup), attaches
+//! the rootfs through an idmapped mount ([`idmap`]), builds the mounts a
+//! system container needs ([`mounts`]), pivots, drops capabilities, loads the
+//! seccomp policy ([`seccomp`]) and execs init, then stays as init's parent.
+//! The daemon talks to running containers through pidfds and cgroups
+//! ([`linux::LinuxRuntime`]), and runs commands inside them with [`exec`].
+
+pub mod cgroup;
+pub mod console;
+pub mod exec;
+pub mod idmap;
+pub mod linux;
+pub mod monitor;
+pub mod mounts;
+pub mod seccomp;
+pub mod spec;
+pub mod sys;
+
+pub use linux::{Container, ContainerRecord, LinuxRuntime, Runtime, Stats};
+pub use monitor::InitExit;
+pub use spec::{BindMount, ContainerSpec, IdMap, DEFAULT_CAP_DROP};
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum RuntimeError {
+    #[error("starting the container failed: {0}")]
+    Start(String),
+    #[error(transparent)]
+    Cgroup(#[from] cgroup::CgroupError),
+    #[error(transparent)]
+    Seccomp(#[from] seccomp::SeccompError),
+    #[error(transparent)]
+    Exec(#[from] exec::ExecError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}

@@ -1,0 +1,364 @@
+//! Running a command inside a container from the (multi-threaded) daemon.
+//!
+//! The daemon forks; the child joins the container's cgroups and then all
+//! its namespaces at once through init's pidfd (user namespace included, so
+//! the command never runs as real host root), and forks again so the command
+//! is inside the pid namespace. Between fork and exec nothing allocates: all
+//! strings, fds and the seccomp program are prepared beforehand.
+//!
+//! The intermediate process waits for the command and exits with its status
+//! (128+N for a signal), so the daemon learns the exit code by reaping its
+//! own child.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+use crate::seccomp::Program;
+use crate::spec::IdMap;
+
+#[derive(Debug, Error)]
+pub enum ExecError {
+    #[error("invalid exec request: {0}")]
+    Invalid(String),
+    #[error("exec: {0}")]
+    Io(#[from] io::Error),
+    #[error("exec setup failed in the container: {0}")]
+    Setup(String),
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct ExecSpec {
+    pub argv: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub uid: u32,
+    pub gid: u32,
+    /// Allocate a pty (in the container's devpts) of this size instead of pipes.
+    pub pty: Option<(u16, u16)>,
+}
+
+/// The container to run it in.
+pub struct ExecTarget<'a> {
+    pub init_pid: i32,
+    pub init_pidfd: RawFd,
+    pub cgroup_procs: Vec<PathBuf>,
+    pub idmap: Option<IdMap>,
+    pub cap_drop: &'a [u32],
+    pub seccomp: &'a Program,
+}
+
+/// The daemon's ends of a running command.
+pub struct ExecProcess {
+    /// The intermediate process (our child); reaping it yields the exit status.
+    pub middle_pid: i32,
+    /// The command itself, by host pid (for signals).
+    pub pid: i32,
+    pub stdio: ExecStdio,
+}
+
+pub enum ExecStdio {
+    Pipes { stdin: OwnedFd, stdout: OwnedFd, stderr: OwnedFd },
+    Pty { master: OwnedFd },
+}
+
+fn cstr(s: &str) -> Result<CString, ExecError> {
+    CString::new(s).map_err(|_| ExecError::Invalid(format!("{s:?} contains a NUL byte")))
+}
+
+fn pipe_cloexec() -> io::Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)
+}
+
+/// Candidate paths for argv[0]: itself if it has a '/', else each PATH entry.
+fn exec_candidates(argv0: &str, env: &[String]) -> Vec<String> {
+    if argv0.contains('/') {
+        return vec![argv0.to_string()];
+    }
+    let path = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    path.split(':').filter(|d| !d.is_empty()).map(|d| format!("{}/{}", d.trim_end_matches('/'), argv0)).collect()
+}
+
+/// Opens a new pty in the container's own devpts instance, so the command
+/// sees a normal /dev/pts/N; the slave is owned by the exec user.
+fn container_pty(target: &ExecTarget, spec: &ExecSpec, (w, h): (u16, u16)) -> Result<(OwnedFd, OwnedFd), ExecError> {
+    let ptmx = format!("/proc/{}/root/dev/pts/ptmx", target.init_pid);
+    let master: OwnedFd = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(&ptmx)
+        .map_err(|e| ExecError::Setup(format!("opening the container's pty multiplexer: {e}")))?
+        .into();
+    // SAFETY: ioctls on a valid pty master.
+    unsafe {
+        let unlock: libc::c_int = 0;
+        if libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) != 0 {
+            return Err(io::Error::last_os_error().into());
+        }
+        let ws = libc::winsize { ws_row: h.max(1), ws_col: w.max(1), ws_xpixel: 0, ws_ypixel: 0 };
+        libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws);
+    }
+    // SAFETY: TIOCGPTPEER returns a new fd for the slave.
+    let slave = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER, libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
+    if slave < 0 {
+        return Err(io::Error::last_os_error().into());
+    }
+    // SAFETY: new fd from the kernel.
+    let slave = unsafe { OwnedFd::from_raw_fd(slave) };
+    let (uid, gid) = match &target.idmap {
+        Some(m) => (m.host_uid_of(spec.uid), m.host_gid_of(5)),
+        None => (Some(spec.uid), Some(5)),
+    };
+    // SAFETY: fchown on our fd.
+    unsafe { libc::fchown(slave.as_raw_fd(), uid.unwrap_or(u32::MAX), gid.unwrap_or(u32::MAX)) };
+    Ok((master, slave))
+}
+
+use std::os::unix::fs::OpenOptionsExt;
+
+/// Starts `spec` in the container. Blocking (briefly): call it off the async runtime.
+pub fn spawn(target: &ExecTarget, spec: &ExecSpec) -> Result<ExecProcess, ExecError> {
+    if spec.argv.is_empty() {
+        return Err(ExecError::Invalid("empty command".into()));
+    }
+    if let Some(m) = &target.idmap {
+        if spec.uid >= m.size || spec.gid >= m.size {
+            return Err(ExecError::Invalid(format!("uid/gid {}:{} is outside the container's id range", spec.uid, spec.gid)));
+        }
+    }
+    // Everything the children need, prepared while allocating is still allowed.
+    let argv: Vec<CString> = spec.argv.iter().map(|a| cstr(a)).collect::<Result<_, _>>()?;
+    let envv: Vec<CString> = spec.env.iter().map(|e| cstr(e)).collect::<Result<_, _>>()?;
+    let candidates: Vec<CString> =
+        exec_candidates(&spec.argv[0], &spec.env).iter().map(|c| cstr(c)).collect::<Result<_, _>>()?;
+    let cwd = cstr(if spec.cwd.is_empty() { "/" } else { &spec.cwd })?;
+    let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|c| c.as_ptr()).collect();
+    argv_ptrs.push(std::ptr::null());
+    let mut env_ptrs: Vec<*const libc::c_char> = envv.iter().map(|c| c.as_ptr()).collect();
+    env_ptrs.push(std::ptr::null());
+    let cgroup_fds: Vec<File> =
+        target.cgroup_procs.iter().filter_map(|p| std::fs::OpenOptions::new().write(true).open(p).ok()).collect();
+    let mut ns_flags = libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWNET | libc::CLONE_NEWCGROUP;
+    if target.idmap.is_some() {
+        ns_flags |= libc::CLONE_NEWUSER;
+    }
+
+    // Our ends, and the command's fds 0, 1, 2.
+    let (ours, theirs): (ExecStdio, [OwnedFd; 3]) = match spec.pty {
+        Some(size) => {
+            let (master, slave) = container_pty(target, spec, size)?;
+            let s1 = slave.try_clone()?;
+            let s2 = slave.try_clone()?;
+            (ExecStdio::Pty { master }, [slave, s1, s2])
+        }
+        None => {
+            let (in_r, in_w) = pipe_cloexec()?;
+            let (out_r, out_w) = pipe_cloexec()?;
+            let (err_r, err_w) = pipe_cloexec()?;
+            (ExecStdio::Pipes { stdin: in_w, stdout: out_r, stderr: err_r }, [in_r, out_w, err_w])
+        }
+    };
+    let is_pty = spec.pty.is_some();
+    // The middle process reports the command's pid on one pipe (or its own
+    // failure); the command reports an exec failure on another, whose write
+    // end closes on a successful execve.
+    let (rep_r, rep_w) = pipe_cloexec()?;
+    let (cerr_r, cerr_w) = pipe_cloexec()?;
+    let fds = [theirs[0].as_raw_fd(), theirs[1].as_raw_fd(), theirs[2].as_raw_fd()];
+    let rep_w_fd = rep_w.as_raw_fd();
+    let cerr_w_fd = cerr_w.as_raw_fd();
+    let (uid, gid) = (spec.uid, spec.gid);
+
+    // SAFETY: after fork the child only makes async-signal-safe syscalls on
+    // data prepared above, and leaves with _exit or execve.
+    let middle = unsafe { libc::fork() };
+    if middle < 0 {
+        return Err(io::Error::last_os_error().into());
+    }
+    if middle == 0 {
+        unsafe {
+            libc::close(cerr_r.as_raw_fd());
+            libc::close(rep_r.as_raw_fd());
+            for f in &cgroup_fds {
+                libc::write(f.as_raw_fd(), b"0".as_ptr().cast(), 1);
+            }
+            if libc::setns(target.init_pidfd, ns_flags) != 0 {
+                child_fail(rep_w_fd, *libc::__errno_location(), b"setns");
+            }
+            let pid = libc::fork();
+            if pid < 0 {
+                child_fail(rep_w_fd, *libc::__errno_location(), b"fork");
+            }
+            if pid == 0 {
+                libc::close(rep_w_fd);
+                command_child(&fds, is_pty, target, uid, gid, &cwd, &candidates, &argv_ptrs, &env_ptrs, cerr_w_fd);
+            }
+            let bytes = pid.to_ne_bytes();
+            libc::write(rep_w_fd, bytes.as_ptr().cast(), 4);
+            // Hold nothing open: the daemon's stdin pipe must see EOF only
+            // through the command, and the report pipes must close.
+            libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);
+            let mut status = 0;
+            while libc::waitpid(pid, &mut status, 0) < 0 {
+                if *libc::__errno_location() != libc::EINTR {
+                    libc::_exit(255);
+                }
+            }
+            let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { 128 + libc::WTERMSIG(status) };
+            libc::_exit(code);
+        }
+    }
+    drop(theirs);
+    drop(rep_w);
+    drop(cerr_w);
+    drop(cgroup_fds);
+    // The pid (4 bytes), or 0 followed by the middle's failure record.
+    let mut rep = Vec::new();
+    File::from(rep_r).read_to_end(&mut rep)?;
+    let pid = if rep.len() >= 4 { i32::from_ne_bytes([rep[0], rep[1], rep[2], rep[3]]) } else { 0 };
+    let mut cerr = Vec::new();
+    if pid > 0 {
+        File::from(cerr_r).read_to_end(&mut cerr)?;
+    }
+    if pid <= 0 || !cerr.is_empty() {
+        let mut status = 0;
+        // SAFETY: reap our direct child.
+        unsafe { libc::waitpid(middle, &mut status, 0) };
+        let rec = if pid <= 0 { rep.get(4..).unwrap_or(&[]) } else { &cerr[..] };
+        return Err(decode_failure(rec, &spec.argv[0]));
+    }
+    Ok(ExecProcess { middle_pid: middle, pid, stdio: ours })
+}
+
+/// Failure record: errno (4 bytes) then a short ASCII tag.
+fn decode_failure(rec: &[u8], argv0: &str) -> ExecError {
+    if rec.len() < 4 {
+        return ExecError::Setup("the exec helper exited without a report".into());
+    }
+    let errno = i32::from_ne_bytes([rec[0], rec[1], rec[2], rec[3]]);
+    let tag = String::from_utf8_lossy(&rec[4..]).to_string();
+    let err = io::Error::from_raw_os_error(errno);
+    if tag == "execve" {
+        return ExecError::Setup(format!("{argv0}: {err}"));
+    }
+    ExecError::Setup(format!("{tag}: {err}"))
+}
+
+/// The middle process failed: a zero pid, then errno and a tag.
+unsafe fn child_fail(fd: RawFd, errno: i32, tag: &[u8]) -> ! {
+    let p = 0i32.to_ne_bytes();
+    libc::write(fd, p.as_ptr().cast(), 4);
+    let e = errno.to_ne_bytes();
+    libc::write(fd, e.as_ptr().cast(), 4);
+    libc::write(fd, tag.as_ptr().cast(), tag.len());
+    libc::_exit(255);
+}
+
+#[allow(clippy::too_many_arguments)]
+unsafe fn command_child(
+    fds: &[RawFd; 3],
+    is_pty: bool,
+    target: &ExecTarget,
+    uid: u32,
+    gid: u32,
+    cwd: &CString,
+    candidates: &[CString],
+    argv: &[*const libc::c_char],
+    env: &[*const libc::c_char],
+    rep: RawFd,
+) -> ! {
+    let fail = |errno: i32, tag: &[u8]| -> ! {
+        let e = errno.to_ne_bytes();
+        libc::write(rep, e.as_ptr().cast(), 4);
+        libc::write(rep, tag.as_ptr().cast(), tag.len());
+        libc::_exit(if tag == b"execve" { if errno == libc::ENOENT { 127 } else { 126 } } else { 255 })
+    };
+    libc::setsid();
+    for (i, fd) in fds.iter().enumerate() {
+        if libc::dup2(*fd, i as RawFd) < 0 {
+            fail(*libc::__errno_location(), b"dup2");
+        }
+    }
+    if is_pty {
+        libc::ioctl(0, libc::TIOCSCTTY, 0);
+    }
+    for cap in target.cap_drop {
+        libc::prctl(libc::PR_CAPBSET_DROP, *cap as libc::c_ulong, 0, 0, 0);
+    }
+    if target.seccomp.load().is_err() {
+        fail(*libc::__errno_location(), b"seccomp");
+    }
+    if libc::setgroups(0, std::ptr::null()) != 0 {
+        fail(*libc::__errno_location(), b"setgroups");
+    }
+    if libc::setresgid(gid, gid, gid) != 0 {
+        fail(*libc::__errno_location(), b"setresgid");
+    }
+    if libc::setresuid(uid, uid, uid) != 0 {
+        fail(*libc::__errno_location(), b"setresuid");
+    }
+    if libc::chdir(cwd.as_ptr()) != 0 {
+        libc::chdir(c"/".as_ptr());
+    }
+    // Signals: default dispositions, nothing blocked (the daemon's threads block some).
+    let mut set: libc::sigset_t = std::mem::zeroed();
+    libc::sigemptyset(&mut set);
+    libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    for s in 1..32 {
+        if s != libc::SIGKILL && s != libc::SIGSTOP {
+            libc::signal(s, libc::SIG_DFL);
+        }
+    }
+    let mut last = libc::ENOENT;
+    for c in candidates {
+        libc::execve(c.as_ptr(), argv.as_ptr(), env.as_ptr());
+        let e = *libc::__errno_location();
+        // Keep the most telling error: permission problems beat "not here".
+        if e != libc::ENOENT && e != libc::ENOTDIR {
+            last = e;
+        }
+    }
+    fail(last, b"execve")
+}
+
+impl ExecError {
+    /// The exit status a shell would report for this failure, if any.
+    pub fn exit_status(&self) -> Option<i32> {
+        match self {
+            ExecError::Setup(msg) if msg.contains("No such file or directory") => Some(127),
+            ExecError::Setup(msg) if msg.contains("Permission denied") => Some(126),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_search_candidates() {
+        assert_eq!(exec_candidates("/bin/sh", &[]), vec!["/bin/sh"]);
+        let env = vec!["PATH=/a:/b/".to_string()];
+        assert_eq!(exec_candidates("ls", &env), vec!["/a/ls", "/b/ls"]);
+        assert_eq!(exec_candidates("ls", &[]).len(), 6);
+    }
+
+    #[test]
+    fn failure_records_decode() {
+        let mut rec = libc::ENOENT.to_ne_bytes().to_vec();
+        rec.extend_from_slice(b"execve");
+        let e = decode_failure(&rec, "nosuch");
+        assert_eq!(e.exit_status(), Some(127));
+        assert!(e.to_string().contains("nosuch"), "{e}");
+    }
+}

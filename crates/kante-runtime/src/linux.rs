@@ -1,0 +1,246 @@
+//! The daemon's side of the runtime: spawning monitors, finding running
+//! containers again after a restart, signals, freezing, statistics, exec.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::cgroup::{Cgroup, CgroupLayout};
+use crate::exec::{self, ExecProcess, ExecSpec, ExecTarget};
+use crate::monitor::{read_exit, read_status_line, InitExit, StartReport, STATUS_FD};
+use crate::seccomp::Program;
+use crate::spec::{ContainerSpec, IdMap};
+use crate::sys;
+use crate::RuntimeError;
+
+/// What identifies a running container across daemon restarts; persisted
+/// as `runtime.json` in the instance's runtime directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    pub init_pid: i32,
+    pub init_start: u64,
+    pub monitor_pid: i32,
+    pub cgroup: String,
+    pub idmap: Option<IdMap>,
+    pub cap_drop: Vec<u32>,
+    pub runtime_dir: PathBuf,
+}
+
+impl ContainerRecord {
+    pub fn path(runtime_dir: &Path) -> PathBuf {
+        runtime_dir.join("runtime.json")
+    }
+
+    pub fn load(runtime_dir: &Path) -> Option<Self> {
+        let b = fs::read(Self::path(runtime_dir)).ok()?;
+        serde_json::from_slice(&b).ok()
+    }
+
+    fn save(&self) -> io::Result<()> {
+        let tmp = self.runtime_dir.join("runtime.json.tmp");
+        fs::write(&tmp, serde_json::to_vec(self)?)?;
+        fs::rename(tmp, Self::path(&self.runtime_dir))
+    }
+}
+
+/// A container the daemon is attached to.
+pub struct Container {
+    pub record: ContainerRecord,
+    /// Becomes readable when init exits.
+    pub init_pidfd: OwnedFd,
+    /// The monitor, when this daemon started it (it is then ours to reap).
+    monitor: Option<Child>,
+}
+
+impl Container {
+    pub fn pid(&self) -> i32 {
+        self.record.init_pid
+    }
+}
+
+/// Resource usage of a running container.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    pub memory_usage: i64,
+    pub memory_peak: i64,
+    pub swap_usage: i64,
+    pub cpu_ns: i64,
+    pub processes: i64,
+}
+
+/// The operations the engine needs from a container runtime. The Linux
+/// implementation is [`LinuxRuntime`]; engine unit tests use a fake.
+pub trait Runtime: Send + Sync {
+    /// Creates and starts a container; returns once its init has exec'd.
+    fn start(&self, spec: &ContainerSpec) -> Result<Container, RuntimeError>;
+    /// Finds a container started by an earlier daemon, if it still runs.
+    fn attach(&self, runtime_dir: &Path) -> Option<Container>;
+    fn signal(&self, c: &Container, sig: i32) -> Result<(), RuntimeError>;
+    fn freeze(&self, c: &Container, frozen: bool) -> Result<(), RuntimeError>;
+    fn is_frozen(&self, c: &Container) -> bool;
+    fn stats(&self, c: &Container) -> Stats;
+    fn exec(&self, c: &Container, spec: &ExecSpec) -> Result<ExecProcess, RuntimeError>;
+    /// After init exited: reaps the monitor, removes cgroups, returns how init ended.
+    fn cleanup(&self, c: Container) -> Result<Option<InitExit>, RuntimeError>;
+    /// The cgroup of a container, for limits.
+    fn cgroup(&self, c: &Container) -> Cgroup;
+}
+
+pub struct LinuxRuntime {
+    monitor_exe: PathBuf,
+    layout: CgroupLayout,
+    seccomp: Program,
+}
+
+impl LinuxRuntime {
+    /// `monitor_exe` is a binary that runs [`crate::monitor::monitor_main`]
+    /// when called as `<exe> __monitor <spec.json>` (kanted itself).
+    pub fn new(monitor_exe: PathBuf) -> Result<Self, RuntimeError> {
+        let layout = CgroupLayout::detect()?;
+        let seccomp = Program::default_policy()?;
+        Ok(LinuxRuntime { monitor_exe, layout, seccomp })
+    }
+
+    pub fn layout(&self) -> &CgroupLayout {
+        &self.layout
+    }
+
+    fn spawn_monitor(&self, spec: &ContainerSpec) -> Result<(Child, StartReport), RuntimeError> {
+        let (status_r, status_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
+        let log = OpenOptions::new().create(true).append(true).open(spec.runtime_dir.join("monitor.log"))?;
+        let mut cmd = Command::new(&self.monitor_exe);
+        cmd.arg("__monitor")
+            .arg(spec.spec_path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+        let w = status_w.as_raw_fd();
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                // Its own session: no signal from the daemon's terminal or process group.
+                libc::setsid();
+                if w == STATUS_FD {
+                    libc::fcntl(w, libc::F_SETFD, 0);
+                } else if libc::dup2(w, STATUS_FD) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().map_err(|e| RuntimeError::Start(format!("spawning monitor {}: {e}", self.monitor_exe.display())))?;
+        drop(status_w);
+        let report = read_status_line(File::from(status_r))
+            .map_err(|e| RuntimeError::Start(format!("monitor: {e} (see {})", spec.runtime_dir.join("monitor.log").display())))?;
+        Ok((child, report))
+    }
+}
+
+impl Runtime for LinuxRuntime {
+    fn start(&self, spec: &ContainerSpec) -> Result<Container, RuntimeError> {
+        fs::create_dir_all(&spec.runtime_dir)?;
+        let _ = fs::remove_file(spec.exit_status_path());
+        let _ = fs::remove_file(ContainerRecord::path(&spec.runtime_dir));
+        fs::write(spec.spec_path(), serde_json::to_vec_pretty(spec).map_err(io::Error::from)?)?;
+        let (mut child, report) = self.spawn_monitor(spec)?;
+        match report {
+            StartReport::Started { init_pid } => {
+                let init_pidfd = sys::pidfd_open(init_pid)?;
+                let record = ContainerRecord {
+                    init_pid,
+                    init_start: sys::process_start_time(init_pid)?,
+                    monitor_pid: child.id() as i32,
+                    cgroup: spec.cgroup.clone(),
+                    idmap: spec.idmap,
+                    cap_drop: spec.cap_drop.clone(),
+                    runtime_dir: spec.runtime_dir.clone(),
+                };
+                record.save()?;
+                Ok(Container { record, init_pidfd, monitor: Some(child) })
+            }
+            StartReport::Failed { error } => {
+                let _ = child.wait();
+                Err(RuntimeError::Start(error))
+            }
+        }
+    }
+
+    fn attach(&self, runtime_dir: &Path) -> Option<Container> {
+        let record = ContainerRecord::load(runtime_dir)?;
+        // Same pid and same start time: the very process we started, not a reused pid.
+        if sys::process_start_time(record.init_pid).ok()? != record.init_start || sys::process_is_dead(record.init_pid) {
+            return None;
+        }
+        let init_pidfd = sys::pidfd_open(record.init_pid).ok()?;
+        Some(Container { record, init_pidfd, monitor: None })
+    }
+
+    fn signal(&self, c: &Container, sig: i32) -> Result<(), RuntimeError> {
+        match sys::pidfd_send_signal(c.init_pidfd.as_raw_fd(), sig) {
+            Ok(()) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn freeze(&self, c: &Container, frozen: bool) -> Result<(), RuntimeError> {
+        Ok(self.cgroup(c).freeze(frozen, Duration::from_secs(10))?)
+    }
+
+    fn is_frozen(&self, c: &Container) -> bool {
+        self.cgroup(c).is_frozen()
+    }
+
+    fn stats(&self, c: &Container) -> Stats {
+        let cg = self.cgroup(c);
+        let (memory_usage, memory_peak, swap_usage) = cg.memory_usage();
+        Stats { memory_usage, memory_peak, swap_usage, cpu_ns: cg.cpu_usage_ns(), processes: cg.process_count() }
+    }
+
+    fn exec(&self, c: &Container, spec: &ExecSpec) -> Result<ExecProcess, RuntimeError> {
+        let target = ExecTarget {
+            init_pid: c.record.init_pid,
+            init_pidfd: c.init_pidfd.as_raw_fd(),
+            cgroup_procs: self.cgroup(c).procs_files(),
+            idmap: c.record.idmap,
+            cap_drop: &c.record.cap_drop,
+            seccomp: &self.seccomp,
+        };
+        Ok(exec::spawn(&target, spec)?)
+    }
+
+    fn cleanup(&self, mut c: Container) -> Result<Option<InitExit>, RuntimeError> {
+        // The monitor reaps init, records the exit and leaves; wait for that
+        // so nothing pins the cgroup.
+        match c.monitor.take() {
+            Some(mut child) => {
+                let _ = child.wait();
+            }
+            None => wait_gone(c.record.monitor_pid, Duration::from_secs(10)),
+        }
+        let exit = read_exit(&c.record.runtime_dir);
+        self.cgroup(&c).remove()?;
+        let _ = fs::remove_file(ContainerRecord::path(&c.record.runtime_dir));
+        Ok(exit)
+    }
+
+    fn cgroup(&self, c: &Container) -> Cgroup {
+        Cgroup::new(self.layout.clone(), c.record.cgroup.clone())
+    }
+}
+
+/// Waits until a process that is not our child has exited (or is a zombie).
+fn wait_gone(pid: i32, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while !sys::process_is_dead(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

@@ -1,0 +1,316 @@
+//! The per-container monitor: a small single-threaded process that creates
+//! the container, reports its init pid to the daemon, then stays as init's
+//! parent. It holds the console pty, logs its output and records how init
+//! ended. Because it is not the daemon, containers outlive a crash or
+//! restart of `kanted`.
+//!
+//! Started as `kanted __monitor <spec.json>` with the status pipe on fd 3.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{signal, SigHandler, Signal};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+use crate::cgroup::{Cgroup, CgroupLayout};
+use crate::console::{open_console, ConsoleLog, ConsolePty};
+use crate::idmap;
+use crate::mounts;
+use crate::seccomp::Program;
+use crate::spec::ContainerSpec;
+use crate::sys::{self, Forked};
+
+/// The fd on which the monitor reports the outcome of the start.
+pub const STATUS_FD: i32 = 3;
+
+/// One JSON line on the status pipe.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum StartReport {
+    Started { init_pid: i32 },
+    Failed { error: String },
+}
+
+/// How init ended, as written to `exit-status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InitExit {
+    Exited(i32),
+    Signaled(i32),
+}
+
+impl InitExit {
+    /// A pid-namespace init that called reboot(2) dies of SIGHUP.
+    pub fn is_reboot(self) -> bool {
+        self == InitExit::Signaled(libc::SIGHUP)
+    }
+}
+
+/// Entry point of the monitor process; returns its exit code.
+pub fn monitor_main(spec_path: &Path) -> i32 {
+    // SAFETY: fd 3 was set up by the daemon for us; we own it from here.
+    let mut status = unsafe { File::from_raw_fd(STATUS_FD) };
+    let spec: ContainerSpec = match std::fs::read(spec_path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+    {
+        Ok(s) => s,
+        Err(e) => {
+            report(&mut status, StartReport::Failed { error: format!("reading {}: {e}", spec_path.display()) });
+            return 1;
+        }
+    };
+    // The monitor must not pin any mount and must survive the daemon's terminal going away.
+    let _ = std::env::set_current_dir("/");
+    for s in [Signal::SIGHUP, Signal::SIGINT, Signal::SIGPIPE] {
+        // SAFETY: setting a disposition to Ignore is always sound.
+        let _ = unsafe { signal(s, SigHandler::SigIgn) };
+    }
+    match start(&spec) {
+        Ok(started) => {
+            report(&mut status, StartReport::Started { init_pid: started.pid });
+            drop(status);
+            supervise(&spec, started);
+            0
+        }
+        Err(error) => {
+            report(&mut status, StartReport::Failed { error });
+            1
+        }
+    }
+}
+
+fn report(out: &mut File, r: StartReport) {
+    let mut line = serde_json::to_vec(&r).unwrap_or_default();
+    line.push(b'\n');
+    let _ = out.write_all(&line);
+}
+
+struct Started {
+    pid: i32,
+    pidfd: OwnedFd,
+    console: ConsolePty,
+}
+
+/// Everything that must be undone if the start fails half-way.
+struct Revert<'a> {
+    cgroup: Option<&'a Cgroup>,
+    child: Option<i32>,
+}
+
+impl Drop for Revert<'_> {
+    fn drop(&mut self) {
+        if let Some(pid) = self.child.take() {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+            let _ = waitpid(Pid::from_raw(pid), None);
+        }
+        if let Some(cg) = self.cgroup.take() {
+            let _ = cg.remove();
+        }
+    }
+}
+
+fn start(spec: &ContainerSpec) -> Result<Started, String> {
+    let layout = CgroupLayout::detect().map_err(|e| e.to_string())?;
+    let cgroup = Cgroup::new(layout, spec.cgroup.clone());
+    let owner = spec.idmap.map(|m| (m.host_uid, m.host_gid));
+    if cgroup.exists() {
+        // Left over from an instance that died with nobody to clean up.
+        cgroup.remove().map_err(|e| format!("removing stale cgroup: {e}"))?;
+    }
+    cgroup.create(owner).map_err(|e| e.to_string())?;
+    let mut revert = Revert { cgroup: Some(&cgroup), child: None };
+
+    let console = open_console(owner).map_err(|e| format!("console pty: {e}"))?;
+    let tree = match &spec.idmap {
+        Some(map) => {
+            let userns = idmap::userns_fd(map).map_err(|e| format!("idmap user namespace: {e}"))?;
+            let tree = idmap::idmapped_tree(&spec.rootfs, &userns, false)
+                .map_err(|e| format!("idmapped mount of {}: {e}", spec.rootfs.display()))?;
+            Some(tree)
+        }
+        None => None,
+    };
+    let seccomp = Program::default_policy().map_err(|e| e.to_string())?;
+
+    let (go_r, go_w) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
+    let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+    let mut ns = (libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWNET) as u64;
+    if spec.idmap.is_some() {
+        ns |= libc::CLONE_NEWUSER as u64;
+    }
+    match sys::clone_fork(ns).map_err(|e| format!("clone: {e}"))? {
+        Forked::Child => {
+            drop(go_w);
+            drop(err_r);
+            std::mem::forget(revert);
+            let err = child_setup(spec, go_r, tree.as_ref(), &console, &seccomp);
+            let mut w = File::from(err_w);
+            let _ = w.write_all(err.as_bytes());
+            // SAFETY: leave the child without running the monitor's destructors.
+            unsafe { libc::_exit(1) }
+        }
+        Forked::Parent { pid, pidfd } => {
+            revert.child = Some(pid);
+            drop(go_r);
+            drop(err_w);
+            drop(tree);
+            if let Some(map) = &spec.idmap {
+                idmap::write_id_maps(pid, map).map_err(|e| format!("writing id maps: {e}"))?;
+            }
+            cgroup.attach(pid).map_err(|e| e.to_string())?;
+            File::from(go_w).write_all(b"g").map_err(|e| format!("releasing the container: {e}"))?;
+            // EOF (the close-on-exec end closed by execve) means init is running.
+            let mut msg = String::new();
+            File::from(err_r).read_to_string(&mut msg).map_err(|e| format!("reading start result: {e}"))?;
+            if !msg.is_empty() {
+                return Err(msg);
+            }
+            revert.child = None;
+            revert.cgroup = None;
+            Ok(Started { pid, pidfd, console })
+        }
+    }
+}
+
+/// Runs in the container's first process, inside its new namespaces.
+/// Returns only on failure, with the reason.
+fn child_setup(spec: &ContainerSpec, go: OwnedFd, tree: Option<&OwnedFd>, console: &ConsolePty, seccomp: &Program) -> String {
+    let mut b = [0u8; 1];
+    match File::from(go).read(&mut b) {
+        Ok(1) => {}
+        _ => return "the monitor went away before the start".into(),
+    }
+    if spec.idmap.is_some() {
+        if let Err(e) = become_namespace_root() {
+            return e;
+        }
+    }
+    if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP) {
+        return format!("cgroup namespace: {e}");
+    }
+    if let Err(e) = mounts::setup_rootfs(spec, tree, &console.slave_path) {
+        return e;
+    }
+    if let Err(e) = sys::pivot_into(&spec.rootfs) {
+        return format!("pivot_root into {}: {e}", spec.rootfs.display());
+    }
+    if let Err(e) = nix::unistd::sethostname(&spec.hostname) {
+        return format!("sethostname: {e}");
+    }
+    let _ = nix::unistd::setsid();
+    let cons = match std::fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_NOCTTY).open("/dev/console") {
+        Ok(f) => f,
+        Err(e) => return format!("open /dev/console: {e}"),
+    };
+    for fd in 0..3 {
+        // SAFETY: dup2 onto the standard fds.
+        unsafe { libc::dup2(cons.as_raw_fd(), fd) };
+    }
+    drop(cons);
+    for cap in &spec.cap_drop {
+        // SAFETY: plain prctl.
+        unsafe { libc::prctl(libc::PR_CAPBSET_DROP, *cap as libc::c_ulong, 0, 0, 0) };
+    }
+    reset_signals();
+    if let Err(e) = seccomp.load() {
+        return format!("seccomp: {e}");
+    }
+    let argv: Vec<std::ffi::CString> = match spec.init.iter().map(|a| std::ffi::CString::new(a.as_str())).collect() {
+        Ok(v) => v,
+        Err(_) => return "init command contains a NUL byte".into(),
+    };
+    if argv.is_empty() {
+        return "no init command".into();
+    }
+    let mut env: Vec<std::ffi::CString> = vec![
+        c"container=lxc".into(),
+        c"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+        c"TERM=linux".into(),
+        c"HOME=/".into(),
+    ];
+    env.extend(spec.env.iter().filter_map(|e| std::ffi::CString::new(e.as_str()).ok()));
+    // Close everything else on exec (the error pipe already is).
+    // SAFETY: plain syscall.
+    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    let e = nix::unistd::execve(&argv[0], &argv, &env).unwrap_err();
+    format!("exec {} in the container: {e}", spec.init[0])
+}
+
+use std::os::unix::fs::OpenOptionsExt;
+
+fn become_namespace_root() -> Result<(), String> {
+    nix::unistd::setresgid(0.into(), 0.into(), 0.into()).map_err(|e| format!("setresgid in user namespace: {e}"))?;
+    nix::unistd::setresuid(0.into(), 0.into(), 0.into()).map_err(|e| format!("setresuid in user namespace: {e}"))?;
+    nix::unistd::setgroups(&[]).map_err(|e| format!("setgroups in user namespace: {e}"))?;
+    Ok(())
+}
+
+/// Init must start with default signal dispositions and nothing blocked
+/// (the monitor ignores some signals, and ignored dispositions survive exec).
+fn reset_signals() {
+    for s in Signal::iterator() {
+        if s != Signal::SIGKILL && s != Signal::SIGSTOP {
+            // SAFETY: restoring the default disposition.
+            let _ = unsafe { signal(s, SigHandler::SigDfl) };
+        }
+    }
+    let _ = nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&nix::sys::signal::SigSet::empty()), None);
+}
+
+/// Logs console output until init exits, then records how it ended.
+fn supervise(spec: &ContainerSpec, started: Started) {
+    let mut log = ConsoleLog::open(&spec.console_log_path(), spec.console_log_limit).ok();
+    let mut buf = [0u8; 8192];
+    let master = started.console.master.as_fd();
+    loop {
+        let mut fds = [PollFd::new(master, PollFlags::POLLIN), PollFd::new(started.pidfd.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => break,
+        }
+        let console_ready = fds[0].revents().map(|r| !r.is_empty()).unwrap_or(false);
+        let init_done = fds[1].revents().map(|r| !r.is_empty()).unwrap_or(false);
+        if console_ready {
+            match nix::unistd::read(master, &mut buf) {
+                Ok(n) if n > 0 => {
+                    if let Some(l) = log.as_mut() {
+                        let _ = l.write(&buf[..n]);
+                    }
+                }
+                _ => std::thread::sleep(std::time::Duration::from_millis(50)),
+            }
+        }
+        if init_done {
+            break;
+        }
+    }
+    let exit = match waitpid(Pid::from_raw(started.pid), None) {
+        Ok(WaitStatus::Exited(_, code)) => InitExit::Exited(code),
+        Ok(WaitStatus::Signaled(_, sig, _)) => InitExit::Signaled(sig as i32),
+        _ => InitExit::Exited(-1),
+    };
+    let _ = std::fs::write(spec.exit_status_path(), serde_json::to_vec(&exit).unwrap_or_default());
+    drop(started.console);
+}
+
+/// Reads the recorded exit of a container's init, if the monitor wrote one.
+pub fn read_exit(spec_runtime_dir: &Path) -> Option<InitExit> {
+    let b = std::fs::read(spec_runtime_dir.join("exit-status")).ok()?;
+    serde_json::from_slice(&b).ok()
+}
+
+/// Kept for callers that want the raw error of a failed read.
+pub fn read_status_line(mut r: impl Read) -> io::Result<StartReport> {
+    let mut s = String::new();
+    r.read_to_string(&mut s)?;
+    let line = s.lines().next().unwrap_or("");
+    if line.is_empty() {
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the monitor exited without reporting"));
+    }
+    serde_json::from_str(line).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
