@@ -1,0 +1,103 @@
+use super::*;
+
+fn instance(name: &str) -> InstanceRow {
+    let mut config = kante_api::ConfigMap::new();
+    config.insert("limits.memory".into(), "512MiB".into());
+    let mut devices = kante_api::DevicesMap::new();
+    devices.insert("root".into(), [("type".to_string(), "disk".to_string()), ("path".into(), "/".into())].into());
+    InstanceRow {
+        name: name.into(),
+        project: "default".into(),
+        kind: "container".into(),
+        architecture: "x86_64".into(),
+        ephemeral: false,
+        stateful: false,
+        description: String::new(),
+        created_at: "2026-01-01T00:00:00Z".into(),
+        last_used_at: "1970-01-01T00:00:00Z".into(),
+        config,
+        devices,
+        profiles: vec!["default".into()],
+    }
+}
+
+fn image(fp: &str) -> ImageRow {
+    ImageRow {
+        fingerprint: fp.into(),
+        filename: "x.tar.zst".into(),
+        size: 1,
+        architecture: "x86_64".into(),
+        kind: "container".into(),
+        public: false,
+        auto_update: false,
+        cached: false,
+        properties: Default::default(),
+        profiles: vec!["default".into()],
+        created_at: "t".into(),
+        uploaded_at: "t".into(),
+        last_used_at: "t".into(),
+        expires_at: "t".into(),
+    }
+}
+
+#[test]
+fn instances_round_trip_and_conflict() {
+    let s = Store::open_in_memory().unwrap();
+    s.instance_create(&instance("c1")).unwrap();
+    assert!(matches!(s.instance_create(&instance("c1")), Err(StoreError::Conflict(_))));
+    let got = s.instance_get("c1").unwrap().unwrap();
+    assert_eq!(got, instance("c1"));
+    let mut upd = got.clone();
+    upd.config.insert("user.x".into(), "y".into());
+    s.instance_update(&upd).unwrap();
+    assert_eq!(s.instance_get("c1").unwrap().unwrap().config["user.x"], "y");
+    s.instance_rename("c1", "c2").unwrap();
+    assert!(s.instance_get("c1").unwrap().is_none());
+    assert_eq!(s.instance_names().unwrap(), vec!["c2"]);
+    assert!(s.instance_delete("c2").unwrap());
+    assert!(!s.instance_delete("c2").unwrap());
+}
+
+#[test]
+fn image_prefix_lookup_and_alias_cascade() {
+    let s = Store::open_in_memory().unwrap();
+    s.image_create(&image("abcd1234")).unwrap();
+    s.image_create(&image("abce9999")).unwrap();
+    assert_eq!(s.image_get("abcd").unwrap().unwrap().fingerprint, "abcd1234");
+    assert!(matches!(s.image_get("abc"), Err(StoreError::Conflict(_))));
+    assert!(s.image_get("ffff").unwrap().is_none());
+    assert!(s.image_get("not-hex").unwrap().is_none());
+    s.alias_create(&AliasRow { name: "debian/12".into(), target: "abcd1234".into(), description: String::new() }).unwrap();
+    assert!(s.alias_create(&AliasRow { name: "debian/12".into(), target: "abce9999".into(), description: String::new() }).is_err());
+    assert!(s.image_delete("abcd1234").unwrap());
+    assert!(s.alias_get("debian/12").unwrap().is_none());
+}
+
+#[test]
+fn migrations_are_idempotent_on_disk() {
+    let dir = std::env::temp_dir().join(format!("kstore-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("state.db");
+    {
+        let s = Store::open(&path).unwrap();
+        s.profile_create(&ProfileRow { name: "default".into(), description: "d".into(), config: Default::default(), devices: Default::default() }).unwrap();
+    }
+    let s = Store::open(&path).unwrap();
+    assert_eq!(s.schema_version().unwrap(), migrations::latest());
+    assert_eq!(s.profile_list().unwrap().len(), 1);
+    let mode: String = s.lock().query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+    assert_eq!(mode, "wal");
+    drop(s);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn server_config_replace() {
+    let s = Store::open_in_memory().unwrap();
+    let mut c = std::collections::BTreeMap::new();
+    c.insert("core.https_address".to_string(), ":8443".to_string());
+    s.config_replace(&c).unwrap();
+    assert_eq!(s.config_all().unwrap(), c);
+    s.config_replace(&Default::default()).unwrap();
+    assert!(s.config_all().unwrap().is_empty());
+}
