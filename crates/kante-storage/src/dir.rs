@@ -1,0 +1,91 @@
+//! The `dir` driver: volumes are plain directories; copies are made with GNU
+//! cp (`-a --reflink=auto`), which clones extents where the filesystem can
+//! (btrfs, xfs) and copies otherwise, keeping owners, modes, hard links and
+//! xattrs such as file capabilities.
+
+use std::path::Path;
+use std::process::Command;
+
+use kante_api::ConfigMap;
+
+use crate::{create_layout, DriverInfo, Result, StorageDriver, StorageError};
+
+pub struct DirDriver;
+
+fn run(cmd: &mut Command, what: &str) -> Result<()> {
+    let out = cmd.output().map_err(StorageError::io(what.to_string()))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(StorageError::Command(format!("{what}: {}", err.lines().next().unwrap_or("failed"))));
+    }
+    Ok(())
+}
+
+impl StorageDriver for DirDriver {
+    fn info(&self) -> DriverInfo {
+        DriverInfo { name: "dir", version: "1".into(), remote: false }
+    }
+
+    fn validate_config(&self, config: &ConfigMap) -> Result<()> {
+        for key in config.keys() {
+            if key != "source" && !key.starts_with("volume.") && !key.starts_with("user.") {
+                return Err(StorageError::InvalidConfig(format!("unknown key {key:?} for the dir driver")));
+            }
+        }
+        Ok(())
+    }
+
+    fn create_pool(&self, base: &Path, config: &mut ConfigMap) -> Result<()> {
+        if let Some(src) = config.get("source") {
+            let src = Path::new(src);
+            if src != base {
+                return Err(StorageError::InvalidConfig(format!(
+                    "the dir driver keeps its volumes at {}; source {:?} must be that path or unset",
+                    base.display(),
+                    src
+                )));
+            }
+        }
+        if base.exists() && std::fs::read_dir(base).map(|mut d| d.next().is_some()).unwrap_or(false) {
+            return Err(StorageError::InvalidConfig(format!("source {} is not empty", base.display())));
+        }
+        create_layout(base)?;
+        config.insert("source".into(), base.display().to_string());
+        Ok(())
+    }
+
+    fn mount_pool(&self, base: &Path, _config: &ConfigMap) -> Result<()> {
+        create_layout(base)
+    }
+
+    fn delete_pool(&self, base: &Path, _config: &ConfigMap) -> Result<()> {
+        if base.exists() {
+            std::fs::remove_dir_all(base).map_err(StorageError::io(format!("removing {}", base.display())))?;
+        }
+        Ok(())
+    }
+
+    fn create_volume(&self, path: &Path) -> Result<()> {
+        std::fs::create_dir_all(path).map_err(StorageError::io(format!("creating {}", path.display())))
+    }
+
+    fn copy_volume(&self, src: &Path, dst: &Path) -> Result<()> {
+        run(
+            Command::new("cp").arg("-a").arg("--reflink=auto").arg("--").arg(src).arg(dst),
+            &format!("copying {} to {}", src.display(), dst.display()),
+        )
+    }
+
+    fn seal_volume(&self, _path: &Path) -> Result<()> {
+        // Plain directories have no cheap read-only switch; the daemon never writes image volumes.
+        Ok(())
+    }
+
+    fn delete_volume(&self, path: &Path) -> Result<()> {
+        match std::fs::remove_dir_all(path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StorageError::Io { what: format!("removing {}", path.display()), source: e }),
+        }
+    }
+}
