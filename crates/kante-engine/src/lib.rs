@@ -1,1 +1,141 @@
-//! placeholder
+//! Kante's engine: the state and behaviour behind the API.
+//!
+//! The HTTP layer turns requests into calls on [`Engine`]; the engine checks
+//! them, records state in the store, drives the runtime and the storage
+//! pools, and reports progress through operations and events. Long work runs
+//! in operations; everything that can fail half-way undoes itself with a
+//! revert guard.
+
+pub mod error;
+pub mod events;
+pub mod images;
+pub mod instance;
+pub mod operations;
+pub mod paths;
+pub mod pools;
+pub mod profiles;
+pub mod server;
+pub mod units;
+pub mod util;
+pub mod ws;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock, Weak};
+
+use kante_runtime::{IdMap, Runtime};
+use kante_store::Store;
+
+pub use error::{EngineError, Result};
+pub use events::Events;
+pub use operations::{Op, Operations};
+pub use paths::Paths;
+
+use instance::Running;
+
+/// How the daemon was started.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub kante_dir: std::path::PathBuf,
+}
+
+pub struct Engine {
+    pub paths: Paths,
+    pub store: Store,
+    pub ops: Operations,
+    pub events: Events,
+    pub runtime: Arc<dyn Runtime>,
+    pools: RwLock<HashMap<String, kante_storage::Pool>>,
+    running: Mutex<HashMap<String, Arc<Running>>>,
+    instance_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    image_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The host id range containers map to (shared by default, like LXD).
+    pub idmap: IdMap,
+    pub started_at: kante_api::Timestamp,
+    me: Weak<Engine>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Engine {
+    /// Opens the state under `config.kante_dir`, makes the default pool and
+    /// profile on first start, and re-attaches to containers that kept
+    /// running while the daemon was away.
+    pub async fn open(config: EngineConfig, runtime: Arc<dyn Runtime>) -> Result<Arc<Engine>> {
+        let paths = Paths::new(&config.kante_dir);
+        for d in [paths.root.clone(), paths.images(), paths.pools(), paths.root.join("logs"), paths.root.join("database")] {
+            std::fs::create_dir_all(&d).map_err(|e| EngineError::internal(format!("creating {}: {e}", d.display())))?;
+        }
+        let store = Store::open(&paths.database())?;
+        let events = Events::new();
+        let engine = Arc::new_cyclic(|me| Engine {
+            paths,
+            store,
+            ops: Operations::new(events.clone()),
+            events,
+            runtime,
+            pools: RwLock::new(HashMap::new()),
+            running: Mutex::new(HashMap::new()),
+            instance_locks: Mutex::new(HashMap::new()),
+            image_locks: Mutex::new(HashMap::new()),
+            idmap: host_idmap(),
+            started_at: kante_api::now(),
+            me: me.clone(),
+        });
+        engine.init_defaults()?;
+        engine.load_pools()?;
+        engine.reattach_instances().await;
+        Ok(engine)
+    }
+
+    /// A strong reference to self, for background tasks.
+    pub fn arc(&self) -> Arc<Engine> {
+        self.me.upgrade().expect("engine is alive while its methods run")
+    }
+
+    fn init_defaults(&self) -> Result<()> {
+        if self.store.pool_list()?.is_empty() {
+            self.create_default_pool()?;
+        }
+        if self.store.profile_get("default")?.is_none() {
+            self.store.profile_create(&profiles::default_profile())?;
+        }
+        Ok(())
+    }
+
+    /// The per-instance lock that serialises lifecycle changes.
+    fn instance_lock(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
+        lock(&self.instance_locks).entry(name.to_string()).or_default().clone()
+    }
+
+    fn image_lock(&self, fp: &str) -> Arc<tokio::sync::Mutex<()>> {
+        lock(&self.image_locks).entry(fp.to_string()).or_default().clone()
+    }
+
+    /// Stops nothing: containers outlive the daemon. Called on shutdown.
+    pub fn shutdown(&self) {
+        tracing::info!("kanted shutting down; {} containers keep running", lock(&self.running).len());
+    }
+}
+
+/// The id range for containers: root's range in /etc/subuid if it has one
+/// (as LXD does), else 1000000 + 65536.
+fn host_idmap() -> IdMap {
+    let from = |file: &str| -> Option<(u32, u32)> {
+        let text = std::fs::read_to_string(file).ok()?;
+        text.lines().find_map(|l| {
+            let mut p = l.trim().split(':');
+            if p.next()? != "root" {
+                return None;
+            }
+            let start: u32 = p.next()?.parse().ok()?;
+            let count: u32 = p.next()?.parse().ok()?;
+            (count >= 65536).then_some((start, count))
+        })
+    };
+    match (from("/etc/subuid"), from("/etc/subgid")) {
+        (Some((u, _)), Some((g, _))) => IdMap { host_uid: u, host_gid: g, size: 65536 },
+        _ => IdMap { host_uid: 1_000_000, host_gid: 1_000_000, size: 65536 },
+    }
+}

@@ -1,0 +1,342 @@
+//! Images: import (into the content-addressed store), listing, aliases,
+//! export, and unpacking once per pool for instances to be made from.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use kante_api::image::{normalise_architecture, Image, ImageAlias, ImageAliasRef, ImageAliasesPost, ImagePut};
+use kante_api::operation::OperationClass;
+use kante_api::ConfigMap;
+use kante_images::ImageError;
+use kante_storage::{Pool, VolumeKind};
+use kante_store::{AliasRow, ImageRow};
+use serde_json::json;
+
+use crate::error::{EngineError, Result};
+use crate::instance::{fmt_time, parse_time};
+use crate::operations::Op;
+use crate::Engine;
+
+/// An upload the HTTP layer has written to disk under [`Engine::upload_dir`].
+pub enum UploadFiles {
+    Unified(PathBuf),
+    Split { metadata: PathBuf, rootfs: PathBuf },
+}
+
+/// `POST /1.0/images` with a file body, plus its `X-LXD-*` headers.
+pub struct ImageUpload {
+    pub files: UploadFiles,
+    pub filename: String,
+    pub public: bool,
+    pub properties: ConfigMap,
+    pub aliases: Vec<ImageAliasRef>,
+    pub expected_fingerprint: Option<String>,
+    pub profiles: Option<Vec<String>>,
+}
+
+impl From<ImageError> for EngineError {
+    fn from(e: ImageError) -> Self {
+        match e {
+            ImageError::AlreadyExists(_) => EngineError::Conflict("Image with same fingerprint already exists".into()),
+            ImageError::NotFound(_) => EngineError::NotFound("Image not found".into()),
+            ImageError::Io { .. } | ImageError::MissingTool { .. } | ImageError::Build(_) => EngineError::internal(e),
+            other => EngineError::BadRequest(other.to_string()),
+        }
+    }
+}
+
+impl Engine {
+    /// Where uploads are spooled (same filesystem as the store: renames stay cheap).
+    pub fn upload_dir(&self) -> Result<PathBuf> {
+        let d = self.paths.images().join(".uploads");
+        std::fs::create_dir_all(&d)?;
+        Ok(d)
+    }
+
+    fn render_image(&self, row: &ImageRow) -> Image {
+        let aliases = self
+            .store
+            .alias_list()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|a| a.target == row.fingerprint)
+            .map(|a| ImageAliasRef { name: a.name, description: a.description })
+            .collect();
+        Image {
+            auto_update: row.auto_update,
+            properties: row.properties.clone(),
+            public: row.public,
+            expires_at: parse_time(&row.expires_at),
+            profiles: row.profiles.clone(),
+            aliases,
+            architecture: row.architecture.clone(),
+            cached: row.cached,
+            filename: row.filename.clone(),
+            fingerprint: row.fingerprint.clone(),
+            size: row.size,
+            kind: row.kind.clone(),
+            created_at: parse_time(&row.created_at),
+            last_used_at: parse_time(&row.last_used_at),
+            uploaded_at: parse_time(&row.uploaded_at),
+        }
+    }
+
+    pub fn image_list(&self) -> Result<Vec<Image>> {
+        Ok(self.store.image_list()?.iter().map(|r| self.render_image(r)).collect())
+    }
+
+    fn image_row(&self, fp: &str) -> Result<ImageRow> {
+        self.store.image_get(fp)?.ok_or_else(|| EngineError::NotFound("Image not found".into()))
+    }
+
+    pub fn image_get(&self, fp: &str) -> Result<Image> {
+        Ok(self.render_image(&self.image_row(fp)?))
+    }
+
+    /// Imports an uploaded image in an operation whose result carries the fingerprint.
+    pub fn image_import(&self, upload: ImageUpload) -> Result<Arc<Op>> {
+        for a in &upload.aliases {
+            kante_api::names::validate_alias_name(&a.name)?;
+            if self.store.alias_get(&a.name)?.is_some() {
+                return Err(EngineError::Conflict(format!("Alias {:?} already exists", a.name)));
+            }
+        }
+        if let Some(p) = &upload.profiles {
+            for name in p {
+                self.store.profile_get(name)?.ok_or_else(|| EngineError::NotFound(format!("Profile {name:?} not found")))?;
+            }
+        }
+        let op = self.ops.create(OperationClass::Task, "Downloading image", Default::default());
+        let engine = self.arc();
+        let op2 = op.clone();
+        self.ops.run(op.clone(), async move {
+            let result = engine.import_files(&op2, &upload).await;
+            match &upload.files {
+                UploadFiles::Unified(p) => {
+                    let _ = std::fs::remove_file(p);
+                }
+                UploadFiles::Split { metadata, rootfs } => {
+                    let _ = std::fs::remove_file(metadata);
+                    let _ = std::fs::remove_file(rootfs);
+                }
+            }
+            result
+        });
+        Ok(op)
+    }
+
+    async fn import_files(&self, op: &Op, upload: &ImageUpload) -> Result<()> {
+        let dir = self.paths.images();
+        let expected = upload.expected_fingerprint.clone();
+        let stored = match &upload.files {
+            UploadFiles::Unified(p) => {
+                let p = p.clone();
+                tokio::task::spawn_blocking(move || {
+                    let f = std::fs::File::open(&p)?;
+                    kante_images::store_unified(&dir, f, expected.as_deref()).map_err(EngineError::from)
+                })
+                .await??
+            }
+            UploadFiles::Split { metadata, rootfs } => {
+                let (m, r) = (metadata.clone(), rootfs.clone());
+                tokio::task::spawn_blocking(move || {
+                    let (mf, rf) = (std::fs::File::open(&m)?, std::fs::File::open(&r)?);
+                    kante_images::store_split(&dir, mf, rf, expected.as_deref()).map_err(EngineError::from)
+                })
+                .await??
+            }
+        };
+        let fp = stored.fingerprint.clone();
+        let mut properties: ConfigMap = stored.metadata.properties.clone().into_iter().collect();
+        properties.extend(upload.properties.clone());
+        let now = fmt_time(kante_api::now());
+        let created = chrono::DateTime::from_timestamp(stored.metadata.creation_date, 0).unwrap_or_else(kante_api::now);
+        let expires = if stored.metadata.expiry_date > 0 {
+            chrono::DateTime::from_timestamp(stored.metadata.expiry_date, 0).unwrap_or_else(kante_api::zero_time)
+        } else {
+            kante_api::zero_time()
+        };
+        let row = ImageRow {
+            fingerprint: fp.clone(),
+            filename: upload.filename.clone(),
+            size: stored.size as i64,
+            architecture: normalise_architecture(&stored.metadata.architecture),
+            kind: "container".into(),
+            public: upload.public,
+            auto_update: false,
+            cached: false,
+            properties,
+            profiles: upload.profiles.clone().unwrap_or_else(|| vec!["default".into()]),
+            created_at: fmt_time(created),
+            uploaded_at: now.clone(),
+            last_used_at: fmt_time(kante_api::zero_time()),
+            expires_at: fmt_time(expires),
+        };
+        if let Err(e) = self.store.image_create(&row) {
+            let _ = kante_images::remove_stored(&self.paths.images(), &fp);
+            return Err(e.into());
+        }
+        for a in &upload.aliases {
+            self.store.alias_create(&AliasRow { name: a.name.clone(), target: fp.clone(), description: a.description.clone() })?;
+        }
+        op.set_metadata(json!({"fingerprint": fp, "size": stored.size.to_string()}));
+        self.events.lifecycle("image-created", &format!("/1.0/images/{fp}"), json!({}));
+        Ok(())
+    }
+
+    pub fn image_update(&self, fp: &str, put: ImagePut, merge: bool) -> Result<()> {
+        let mut row = self.image_row(fp)?;
+        row.public = put.public;
+        row.auto_update = put.auto_update;
+        if merge {
+            row.properties.extend(put.properties);
+        } else {
+            row.properties = put.properties;
+        }
+        if let Some(p) = put.profiles {
+            row.profiles = p;
+        }
+        self.store.image_update(&row)?;
+        Ok(())
+    }
+
+    /// Deletes an image: its record, aliases, stored files and unpacked volumes.
+    pub fn image_delete(&self, fp: &str) -> Result<Arc<Op>> {
+        let row = self.image_row(fp)?;
+        let mut res = std::collections::BTreeMap::new();
+        res.insert("images".to_string(), vec![format!("/1.0/images/{}", row.fingerprint)]);
+        let op = self.ops.create(OperationClass::Task, "Deleting image", res);
+        let engine = self.arc();
+        self.ops.run(op.clone(), async move {
+            let fp = row.fingerprint.clone();
+            let lock = engine.image_lock(&fp);
+            let _g = lock.lock().await;
+            engine.store.image_delete(&fp)?;
+            let pools: Vec<Pool> = engine.pools.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+            let dir = engine.paths.images();
+            let fp2 = fp.clone();
+            tokio::task::spawn_blocking(move || -> Result<()> {
+                for p in pools {
+                    p.delete_volume(VolumeKind::Image, &fp2)?;
+                }
+                kante_images::remove_stored(&dir, &fp2)?;
+                Ok(())
+            })
+            .await??;
+            engine.events.lifecycle("image-deleted", &format!("/1.0/images/{fp}"), json!({}));
+            Ok(())
+        });
+        Ok(op)
+    }
+
+    /// The stored files of an image, with the names to export them under.
+    pub fn image_export_files(&self, fp: &str) -> Result<Vec<(String, PathBuf)>> {
+        let row = self.image_row(fp)?;
+        let dir = self.paths.images();
+        let main = dir.join(&row.fingerprint);
+        let rootfs = dir.join(format!("{}.rootfs", row.fingerprint));
+        let base = if row.filename.is_empty() { row.fingerprint.clone() } else { row.filename.clone() };
+        if rootfs.exists() {
+            Ok(vec![(format!("meta-{base}"), main), (base, rootfs)])
+        } else {
+            Ok(vec![(base, main)])
+        }
+    }
+
+    pub(crate) fn touch_image(&self, fp: &str) {
+        if let Ok(Some(mut row)) = self.store.image_get(fp) {
+            row.last_used_at = fmt_time(kante_api::now());
+            let _ = self.store.image_update(&row);
+        }
+    }
+
+    /// Unpacks the image into `pool` once, reporting progress on `op` as LXD does.
+    pub(crate) async fn ensure_image_volume(&self, op: &Op, fp: &str, pool: &Pool) -> Result<()> {
+        let lock = self.image_lock(fp);
+        let _g = lock.lock().await;
+        if pool.has_volume(VolumeKind::Image, fp) {
+            return Ok(());
+        }
+        let dir = self.paths.images();
+        let (pool, fp) = (pool.clone(), fp.to_string());
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, u64, f64)>();
+        let work = tokio::task::spawn_blocking(move || {
+            let start = Instant::now();
+            let mut last = 0u64;
+            pool.create_image_volume(&fp, &mut |staging| {
+                kante_images::unpack(&dir, &fp, staging, &mut |done, total| {
+                    let pct = if total > 0 { done * 100 / total } else { 0 };
+                    if pct != last {
+                        last = pct;
+                        let _ = tx.send((pct, done, start.elapsed().as_secs_f64()));
+                    }
+                })
+                .map_err(|e| e.to_string())
+            })
+        });
+        while let Some((pct, done, secs)) = rx.recv().await {
+            let speed = if secs > 0.0 { (done as f64 / secs) as u64 } else { 0 };
+            op.set_metadata(json!({
+                "create_instance_from_image_unpack_progress": format!("Unpack: {pct}% ({})", human_rate(speed)),
+                "progress": {"percent": pct.to_string(), "speed": speed.to_string(), "stage": "create_instance_from_image_unpack"},
+            }));
+        }
+        work.await??;
+        Ok(())
+    }
+
+    // ---- aliases ----
+
+    pub fn alias_list(&self) -> Result<Vec<ImageAlias>> {
+        Ok(self.store.alias_list()?.into_iter().map(render_alias).collect())
+    }
+
+    pub fn alias_get(&self, name: &str) -> Result<ImageAlias> {
+        self.store.alias_get(name)?.map(render_alias).ok_or_else(|| EngineError::NotFound("Image alias not found".into()))
+    }
+
+    pub fn alias_create(&self, req: ImageAliasesPost) -> Result<()> {
+        kante_api::names::validate_alias_name(&req.name)?;
+        let img = self.image_row(&req.target)?;
+        self.store.alias_create(&AliasRow { name: req.name, target: img.fingerprint, description: req.description })?;
+        Ok(())
+    }
+
+    pub fn alias_update(&self, name: &str, target: Option<String>, description: String) -> Result<()> {
+        let mut row = self.store.alias_get(name)?.ok_or_else(|| EngineError::NotFound("Image alias not found".into()))?;
+        if let Some(t) = target.filter(|t| !t.is_empty()) {
+            row.target = self.image_row(&t)?.fingerprint;
+        }
+        row.description = description;
+        self.store.alias_update(&row)?;
+        Ok(())
+    }
+
+    pub fn alias_rename(&self, name: &str, new: &str) -> Result<()> {
+        kante_api::names::validate_alias_name(new)?;
+        Ok(self.store.alias_rename(name, new)?)
+    }
+
+    pub fn alias_delete(&self, name: &str) -> Result<()> {
+        if !self.store.alias_delete(name)? {
+            return Err(EngineError::NotFound("Image alias not found".into()));
+        }
+        Ok(())
+    }
+}
+
+fn render_alias(a: AliasRow) -> ImageAlias {
+    ImageAlias { description: a.description, target: a.target, name: a.name, kind: "container".into() }
+}
+
+fn human_rate(bytes_per_sec: u64) -> String {
+    let b = bytes_per_sec as f64;
+    if b >= 1e9 {
+        format!("{:.2}GB/s", b / 1e9)
+    } else if b >= 1e6 {
+        format!("{:.2}MB/s", b / 1e6)
+    } else {
+        format!("{:.2}kB/s", b / 1e3)
+    }
+}

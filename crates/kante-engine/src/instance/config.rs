@@ -1,0 +1,271 @@
+//! Instance configuration: which keys exist, what their values may be, and
+//! how profiles and local config merge into the expanded view.
+
+use kante_api::{ConfigMap, DevicesMap};
+
+use crate::error::{EngineError, Result};
+use crate::units;
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Bool,
+    Int,
+    /// Free text, checked elsewhere or not at all.
+    Text,
+    MemoryLimit,
+    CpuLimit,
+    CpuAllowance,
+}
+
+/// Keys an instance may carry, with the shape of their value and whether a
+/// running instance picks a change up at once (`live`).
+const KEYS: &[(&str, Kind, bool)] = &[
+    ("boot.autostart", Kind::Bool, true),
+    ("boot.autostart.delay", Kind::Int, true),
+    ("boot.autostart.priority", Kind::Int, true),
+    ("boot.stop.priority", Kind::Int, true),
+    ("boot.host_shutdown_timeout", Kind::Int, true),
+    ("security.privileged", Kind::Bool, false),
+    ("security.protection.delete", Kind::Bool, true),
+    ("limits.memory", Kind::MemoryLimit, true),
+    ("limits.cpu", Kind::CpuLimit, true),
+    ("limits.cpu.allowance", Kind::CpuAllowance, true),
+    ("limits.processes", Kind::Int, true),
+    ("cloud-init.user-data", Kind::Text, false),
+    ("cloud-init.vendor-data", Kind::Text, false),
+    ("cloud-init.network-config", Kind::Text, false),
+];
+
+/// Keys refused with an explanation rather than "unknown".
+const REFUSED: &[(&str, &str)] = &[
+    ("raw.lxc", "raw.lxc is not supported: Kante does not run liblxc; use the equivalent Kante keys"),
+    ("raw.idmap", "raw.idmap is not supported"),
+    ("raw.seccomp", "raw.seccomp is not supported"),
+    ("raw.apparmor", "raw.apparmor is not supported (no AppArmor)"),
+];
+
+/// Free-form namespaces.
+const PREFIXES: &[&str] = &["user.", "environment.", "image.", "volatile."];
+
+fn check_value(key: &str, kind: Kind, value: &str) -> Result<()> {
+    let bad = |why: String| EngineError::bad(format!("Invalid value for {key}: {why}"));
+    match kind {
+        Kind::Bool => match value.to_ascii_lowercase().as_str() {
+            "true" | "false" | "1" | "0" | "yes" | "no" | "on" | "off" | "" => Ok(()),
+            _ => Err(bad(format!("{value:?} is not a boolean"))),
+        },
+        Kind::Int => value.trim().parse::<i64>().map(|_| ()).map_err(|_| bad(format!("{value:?} is not an integer"))),
+        Kind::Text => Ok(()),
+        Kind::MemoryLimit => units::parse_memory_limit(value, host_memory()).map(|_| ()).map_err(bad),
+        Kind::CpuLimit => units::parse_cpu_limit(value).map(|_| ()).map_err(bad),
+        Kind::CpuAllowance => units::parse_cpu_allowance(value).map(|_| ()).map_err(bad),
+    }
+}
+
+/// Total host memory in bytes (for `%` limits).
+pub fn host_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:").map(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok()))
+                .flatten()
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+/// Validates one config map (local or expanded). Empty values mean "unset".
+pub fn validate_config(config: &ConfigMap) -> Result<()> {
+    for (key, value) in config {
+        if let Some((_, why)) = REFUSED.iter().find(|(k, _)| k == key) {
+            return Err(EngineError::bad(*why));
+        }
+        if PREFIXES.iter().any(|p| key.starts_with(p)) {
+            if key.starts_with("environment.") && key.len() == "environment.".len() {
+                return Err(EngineError::bad("Empty environment variable name"));
+            }
+            continue;
+        }
+        match KEYS.iter().find(|(k, _, _)| k == key) {
+            Some((_, kind, _)) => {
+                if !value.is_empty() {
+                    check_value(key, *kind, value)?;
+                }
+            }
+            None => return Err(EngineError::bad(format!("Unknown configuration key: {key}"))),
+        }
+    }
+    if let Some(v) = config.get("limits.memory").filter(|v| !v.is_empty()) {
+        let bytes = units::parse_memory_limit(v, host_memory()).map_err(EngineError::bad)?;
+        let host = host_memory();
+        if host > 0 && bytes > host {
+            return Err(EngineError::bad(format!("limits.memory {v} is more than the host has ({host} bytes)")));
+        }
+    }
+    if let Some(v) = config.get("limits.cpu").filter(|v| !v.is_empty()) {
+        let n = online_cpus();
+        match units::parse_cpu_limit(v).map_err(EngineError::bad)? {
+            units::CpuLimit::Count(c) if c as usize > n => {
+                return Err(EngineError::bad(format!("limits.cpu {c} is more than the host's {n} CPUs")))
+            }
+            units::CpuLimit::Set(set) if set.iter().any(|c| *c as usize >= n) => {
+                return Err(EngineError::bad(format!("limits.cpu {v} names CPUs the host does not have (0-{})", n - 1)))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+pub fn online_cpus() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+/// Whether changing `key` takes effect on a running instance without restart.
+pub fn is_live(key: &str) -> bool {
+    if PREFIXES.iter().any(|p| key.starts_with(p)) {
+        return !key.starts_with("environment.");
+    }
+    KEYS.iter().find(|(k, _, _)| *k == key).map(|(_, _, live)| *live).unwrap_or(false)
+}
+
+/// Validates devices. Only device types this daemon can honour are accepted.
+pub fn validate_devices(devices: &DevicesMap) -> Result<()> {
+    for (name, dev) in devices {
+        if name.is_empty() || name.contains('/') || name.starts_with('.') {
+            return Err(EngineError::bad(format!("Invalid device name {name:?}")));
+        }
+        let kind = dev.get("type").map(String::as_str).unwrap_or("");
+        match kind {
+            "disk" => validate_disk(name, dev)?,
+            "none" => {}
+            "" => return Err(EngineError::bad(format!("Device {name:?} has no type"))),
+            "nic" | "proxy" | "unix-char" | "unix-block" | "gpu" | "usb" | "infiniband" | "pci" | "tpm" => {
+                return Err(EngineError::bad(format!("Device {name:?}: type {kind:?} is not supported by this kanted yet")))
+            }
+            other => return Err(EngineError::bad(format!("Device {name:?}: unknown device type {other:?}"))),
+        }
+    }
+    Ok(())
+}
+
+fn validate_disk(name: &str, dev: &std::collections::BTreeMap<String, String>) -> Result<()> {
+    for key in dev.keys() {
+        if !matches!(key.as_str(), "type" | "path" | "pool" | "source" | "readonly" | "size" | "required" | "shift" | "propagation" | "recursive" | "boot.priority") {
+            return Err(EngineError::bad(format!("Device {name:?}: unknown disk option {key:?}")));
+        }
+    }
+    let path = dev.get("path").map(String::as_str).unwrap_or("");
+    if !path.starts_with('/') {
+        return Err(EngineError::bad(format!("Device {name:?}: disk path must be absolute")));
+    }
+    if path.split('/').any(|c| c == "..") {
+        return Err(EngineError::bad(format!("Device {name:?}: disk path may not contain '..'")));
+    }
+    if path == "/" {
+        if dev.get("pool").map(String::is_empty).unwrap_or(true) {
+            return Err(EngineError::bad(format!("Device {name:?}: the root disk needs a pool")));
+        }
+        if dev.contains_key("source") {
+            return Err(EngineError::bad(format!("Device {name:?}: the root disk cannot have a source")));
+        }
+        if let Some(size) = dev.get("size") {
+            units::parse_size(size).map_err(|e| EngineError::bad(format!("Device {name:?}: {e}")))?;
+        }
+        return Ok(());
+    }
+    let source = dev.get("source").map(String::as_str).unwrap_or("");
+    if source.is_empty() {
+        return Err(EngineError::bad(format!("Device {name:?}: a disk other than the root needs a source")));
+    }
+    if dev.contains_key("pool") {
+        return Err(EngineError::bad(format!("Device {name:?}: custom volumes are not supported by this kanted yet")));
+    }
+    if !source.starts_with('/') {
+        return Err(EngineError::bad(format!("Device {name:?}: source must be an absolute host path")));
+    }
+    Ok(())
+}
+
+/// Profiles in order, then the instance's own keys; a local device of type
+/// `none` removes an inherited one.
+pub fn expand(profiles: &[(ConfigMap, DevicesMap)], config: &ConfigMap, devices: &DevicesMap) -> (ConfigMap, DevicesMap) {
+    let mut c = ConfigMap::new();
+    let mut d = DevicesMap::new();
+    for (pc, pd) in profiles {
+        c.extend(pc.iter().map(|(k, v)| (k.clone(), v.clone())));
+        d.extend(pd.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    c.extend(config.iter().map(|(k, v)| (k.clone(), v.clone())));
+    d.extend(devices.iter().map(|(k, v)| (k.clone(), v.clone())));
+    d.retain(|_, dev| dev.get("type").map(String::as_str) != Some("none"));
+    c.retain(|_, v| !v.is_empty());
+    (c, d)
+}
+
+/// The root disk of an expanded device set.
+pub fn root_disk(devices: &DevicesMap) -> Option<(&String, &std::collections::BTreeMap<String, String>)> {
+    devices.iter().find(|(_, d)| d.get("type").map(String::as_str) == Some("disk") && d.get("path").map(String::as_str) == Some("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> ConfigMap {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn known_prefixed_and_refused_keys() {
+        assert!(validate_config(&map(&[("user.x", "1"), ("environment.FOO", "bar"), ("limits.memory", "64MiB")])).is_ok());
+        assert!(validate_config(&map(&[("volatile.eth0.hwaddr", "00:16:3e:00:00:01")])).is_ok());
+        let e = validate_config(&map(&[("bogus.key", "1")])).unwrap_err().to_string();
+        assert!(e.contains("Unknown configuration key"), "{e}");
+        let e = validate_config(&map(&[("raw.lxc", "lxc.x=1")])).unwrap_err().to_string();
+        assert!(e.contains("raw.lxc"), "{e}");
+        assert!(validate_config(&map(&[("security.privileged", "maybe")])).is_err());
+        assert!(validate_config(&map(&[("limits.memory", "12XB")])).is_err());
+        assert!(validate_config(&map(&[("limits.memory", "100000TiB")])).is_err());
+        assert!(validate_config(&map(&[("limits.cpu", "4096")])).is_err());
+        assert!(validate_config(&map(&[("limits.cpu", "0-1")])).is_ok() || online_cpus() < 2);
+        assert!(validate_config(&map(&[("environment.", "x")])).is_err());
+    }
+
+    #[test]
+    fn devices_are_checked() {
+        let mut d = DevicesMap::new();
+        d.insert("root".into(), map(&[("type", "disk"), ("path", "/"), ("pool", "default")]));
+        assert!(validate_devices(&d).is_ok());
+        d.insert("data".into(), map(&[("type", "disk"), ("path", "/mnt/x"), ("source", "/srv/x")]));
+        assert!(validate_devices(&d).is_ok());
+        d.insert("bad".into(), map(&[("type", "disk"), ("path", "relative"), ("source", "/srv")]));
+        assert!(validate_devices(&d).is_err());
+        d.remove("bad");
+        d.insert("up".into(), map(&[("type", "disk"), ("path", "/a/../b"), ("source", "/srv")]));
+        assert!(validate_devices(&d).is_err());
+        d.remove("up");
+        d.insert("x".into(), map(&[("type", "frobnicator")]));
+        assert!(validate_devices(&d).is_err());
+    }
+
+    #[test]
+    fn expansion_order_and_none_masking() {
+        let p1 = (map(&[("limits.memory", "1GiB"), ("user.a", "1")]), {
+            let mut d = DevicesMap::new();
+            d.insert("root".into(), map(&[("type", "disk"), ("path", "/"), ("pool", "default")]));
+            d.insert("data".into(), map(&[("type", "disk"), ("path", "/d"), ("source", "/srv")]));
+            d
+        });
+        let p2 = (map(&[("limits.memory", "2GiB")]), DevicesMap::new());
+        let local = map(&[("user.a", "2")]);
+        let mut ldev = DevicesMap::new();
+        ldev.insert("data".into(), map(&[("type", "none")]));
+        let (c, d) = expand(&[p1, p2], &local, &ldev);
+        assert_eq!(c["limits.memory"], "2GiB");
+        assert_eq!(c["user.a"], "2");
+        assert!(d.contains_key("root") && !d.contains_key("data"));
+        assert!(root_disk(&d).is_some());
+    }
+}

@@ -1,0 +1,231 @@
+//! Creating instances: from an image, empty, or as a copy of another.
+
+use std::sync::Arc;
+
+use kante_api::instance::InstancesPost;
+use kante_api::operation::OperationClass;
+use kante_api::ConfigMap;
+use kante_storage::{Revert, VolumeKind};
+use kante_store::InstanceRow;
+use serde_json::json;
+
+use crate::error::{EngineError, Result};
+use crate::instance::{config, files, fmt_time};
+use crate::operations::{instance_resources, Op};
+use crate::Engine;
+
+/// The source of a new instance, resolved before any work starts.
+enum Source {
+    Image { fingerprint: String, properties: ConfigMap, architecture: String },
+    Empty,
+    Copy { from: String },
+}
+
+impl Engine {
+    /// `POST /1.0/instances`: checks the request, then creates the instance
+    /// in an operation ("Creating instance").
+    pub async fn instance_create(&self, req: InstancesPost) -> Result<Arc<Op>> {
+        let name = if req.name.is_empty() { self.generate_name()? } else { req.name.clone() };
+        kante_api::names::validate_instance_name(&name)?;
+        match req.kind.as_str() {
+            "" | "container" => {}
+            "virtual-machine" => return Err(EngineError::bad("Virtual machines are not supported")),
+            other => return Err(EngineError::bad(format!("Invalid instance type {other:?}"))),
+        }
+        if self.store.instance_get(&name)?.is_some() {
+            return Err(EngineError::Conflict(format!("Instance {name:?} already exists")));
+        }
+        let source = self.resolve_source(&req)?;
+        let profiles = match &req.put.profiles {
+            Some(p) => p.clone(),
+            None => match &source {
+                Source::Image { fingerprint, .. } => self.store.image_get(fingerprint)?.map(|i| i.profiles).unwrap_or_else(|| vec!["default".into()]),
+                _ => vec!["default".into()],
+            },
+        };
+        let mut seen = std::collections::HashSet::new();
+        for p in &profiles {
+            if !seen.insert(p) {
+                return Err(EngineError::bad(format!("Duplicate profile {p:?}")));
+            }
+        }
+        // Clients may seed volatile.<nic>.hwaddr; other volatile keys are the server's.
+        let mut local = req.put.config.clone();
+        local.retain(|k, v| !v.is_empty() && (!k.starts_with("volatile.") || k.ends_with(".hwaddr")));
+        config::validate_config(&local)?;
+        config::validate_devices(&req.put.devices)?;
+        let layers = self.profile_layers(&profiles)?;
+        let (econfig, edevices) = config::expand(&layers, &local, &req.put.devices);
+        config::validate_config(&econfig)?;
+        let (_, root) = config::root_disk(&edevices)
+            .ok_or_else(|| EngineError::bad("Failed getting root disk: no root disk device (path \"/\") in the instance or its profiles"))?;
+        let pool = root.get("pool").cloned().unwrap_or_default();
+        self.pool(&pool)?;
+
+        let op = self.ops.create(OperationClass::Task, "Creating instance", instance_resources(&[&name], true));
+        let engine = self.arc();
+        let (op2, devices, description, ephemeral) = (op.clone(), req.put.devices.clone(), req.put.description.clone(), req.put.ephemeral);
+        self.ops.run(op.clone(), async move {
+            let lock = engine.instance_lock(&name);
+            let _g = lock.lock().await;
+            engine.create_instance(&op2, &name, source, profiles, local, devices, description, ephemeral, &pool).await
+        });
+        Ok(op)
+    }
+
+    fn generate_name(&self) -> Result<String> {
+        for _ in 0..16 {
+            let n = format!("kante-{}", &crate::util::random_hex(3));
+            if self.store.instance_get(&n)?.is_none() {
+                return Ok(n);
+            }
+        }
+        Err(EngineError::internal("could not pick a free instance name"))
+    }
+
+    fn resolve_source(&self, req: &InstancesPost) -> Result<Source> {
+        let s = &req.source;
+        match s.kind.as_str() {
+            "image" => {
+                if !s.server.is_empty() && s.protocol != "" && !s.server.starts_with("unix:") {
+                    return Err(EngineError::NotImplemented("Pulling images from remote servers is not supported yet; import the image first".into()));
+                }
+                let img = if !s.fingerprint.is_empty() {
+                    self.store.image_get(&s.fingerprint)?
+                } else if !s.alias.is_empty() {
+                    match self.store.alias_get(&s.alias)? {
+                        Some(a) => self.store.image_get(&a.target)?,
+                        None => None,
+                    }
+                } else if !s.properties.is_empty() {
+                    self.store.image_list()?.into_iter().rev().find(|i| s.properties.iter().all(|(k, v)| i.properties.get(k) == Some(v)))
+                } else {
+                    return Err(EngineError::bad("Image source needs a fingerprint, an alias or properties"));
+                };
+                let img = img.ok_or_else(|| EngineError::NotFound("Image not found".into()))?;
+                Ok(Source::Image { fingerprint: img.fingerprint, properties: img.properties, architecture: img.architecture })
+            }
+            "none" => Ok(Source::Empty),
+            "copy" => {
+                if s.source.contains('/') {
+                    return Err(EngineError::NotImplemented("Copying from a snapshot is not supported yet".into()));
+                }
+                self.instance_row(&s.source)?;
+                Ok(Source::Copy { from: s.source.clone() })
+            }
+            "migration" => Err(EngineError::NotImplemented("Migration between servers is not supported yet".into())),
+            "" => Err(EngineError::bad("Missing source type")),
+            other => Err(EngineError::bad(format!("Unknown source type {other:?}"))),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn create_instance(
+        &self,
+        op: &Op,
+        name: &str,
+        source: Source,
+        profiles: Vec<String>,
+        mut local: ConfigMap,
+        devices: kante_api::DevicesMap,
+        description: String,
+        ephemeral: bool,
+        pool_name: &str,
+    ) -> Result<()> {
+        let pool = self.pool(pool_name)?;
+        let now = fmt_time(kante_api::now());
+        let mut architecture = std::env::consts::ARCH.to_string();
+        match &source {
+            Source::Image { fingerprint, properties, architecture: arch } => {
+                architecture = arch.clone();
+                for (k, v) in properties {
+                    local.insert(format!("image.{k}"), v.clone());
+                }
+                local.insert("volatile.base_image".into(), fingerprint.clone());
+                local.insert("volatile.apply_template".into(), "create".into());
+            }
+            Source::Copy { from } => {
+                let src = self.instance_row(from)?;
+                architecture = src.architecture.clone();
+                for (k, v) in &src.config {
+                    if k.starts_with("image.") || k == "volatile.base_image" {
+                        local.entry(k.clone()).or_insert_with(|| v.clone());
+                    }
+                }
+                local.insert("volatile.apply_template".into(), "copy".into());
+            }
+            Source::Empty => {}
+        }
+        local.insert("volatile.uuid".into(), uuid::Uuid::new_v4().to_string());
+        local.insert("volatile.cloud-init.instance-id".into(), uuid::Uuid::new_v4().to_string());
+        local.insert("volatile.idmap.base".into(), self.idmap.host_uid.to_string());
+        local.insert("volatile.idmap.next".into(), idmap_json(&self.idmap));
+        local.insert("volatile.last_state.idmap".into(), "[]".into());
+        let row = InstanceRow {
+            name: name.into(),
+            project: "default".into(),
+            kind: "container".into(),
+            architecture,
+            ephemeral,
+            stateful: false,
+            description,
+            created_at: now,
+            last_used_at: fmt_time(kante_api::zero_time()),
+            config: local,
+            devices,
+            profiles,
+        };
+        let mut revert = Revert::new();
+        self.store.instance_create(&row)?;
+        {
+            let engine = self.arc();
+            let n = name.to_string();
+            revert.add(move || {
+                let _ = engine.store.instance_delete(&n);
+            });
+        }
+        match source {
+            Source::Image { fingerprint, .. } => {
+                self.ensure_image_volume(op, &fingerprint, &pool).await?;
+                let (p, n, f) = (pool.clone(), name.to_string(), fingerprint.clone());
+                let created = tokio::task::spawn_blocking(move || p.create_instance_from_image(&f, &n)).await?;
+                created?;
+                self.touch_image(&fingerprint);
+            }
+            Source::Empty => {
+                pool.create_instance_empty(name)?;
+            }
+            Source::Copy { from } => {
+                if self.running(&from).is_some() {
+                    return Err(EngineError::bad("Copying a running instance is not supported yet; stop it first"));
+                }
+                let src_row = self.instance_row(&from)?;
+                let src = self.instance_volume(&src_row)?;
+                let (p, n) = (pool.clone(), name.to_string());
+                tokio::task::spawn_blocking(move || p.copy_into(&src, VolumeKind::Container, &n)).await??;
+            }
+        }
+        {
+            let (p, n) = (pool.clone(), name.to_string());
+            revert.add(move || {
+                let _ = p.delete_volume(VolumeKind::Container, &n);
+            });
+        }
+        let rootfs = pool.volume_path(VolumeKind::Container, name).join("rootfs");
+        files::write_hostname(&rootfs, name)?;
+        self.write_backup_file(&row);
+        revert.success();
+        op.set_metadata(json!({}));
+        self.events.lifecycle("instance-created", &format!("/1.0/instances/{name}"), json!({}));
+        Ok(())
+    }
+}
+
+/// LXD's JSON form of an id map (volatile.idmap.*).
+pub fn idmap_json(m: &kante_runtime::IdMap) -> String {
+    json!([
+        {"Isuid": true, "Isgid": false, "Hostid": m.host_uid, "Nsid": 0, "Maprange": m.size},
+        {"Isuid": false, "Isgid": true, "Hostid": m.host_gid, "Nsid": 0, "Maprange": m.size},
+    ])
+    .to_string()
+}

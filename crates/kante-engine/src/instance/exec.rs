@@ -1,0 +1,456 @@
+//! `POST /1.0/instances/{name}/exec`: a command in a running instance, its
+//! streams carried over websockets the way lxc and pylxd expect.
+//!
+//! Order at the end (clients depend on it): the process exits, its output is
+//! drained and each stream gets its empty text frame, `return` is set in the
+//! operation metadata, the sockets close, then the operation succeeds.
+
+use std::collections::BTreeMap;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kante_api::exec::{ExecControl, ExecPost};
+use kante_api::instance::InstanceStatus;
+use kante_api::operation::OperationClass;
+use kante_runtime::exec::{ExecError, ExecProcess, ExecSpec, ExecStdio};
+use kante_runtime::RuntimeError;
+use serde_json::{json, Value};
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::oneshot;
+
+use crate::error::{EngineError, Result};
+use crate::operations::{instance_resources, Op};
+use crate::ws::{WsConn, WsMsg};
+use crate::Engine;
+
+/// How long clients get to connect the websockets (LXD: 5 s).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// After the command exits, how long output from its leftover children is still forwarded.
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
+const CHUNK: usize = 128 * 1024;
+
+impl Engine {
+    pub async fn instance_exec(&self, name: &str, req: ExecPost) -> Result<Arc<Op>> {
+        let row = self.instance_row(name)?;
+        match self.instance_status(name) {
+            InstanceStatus::Running => {}
+            InstanceStatus::Frozen => return Err(EngineError::bad("Instance is frozen")),
+            _ => return Err(EngineError::bad("Instance is not running")),
+        }
+        if req.command.is_empty() {
+            return Err(EngineError::bad("No command given"));
+        }
+        if req.user < 0 || req.group < 0 {
+            return Err(EngineError::bad("Invalid user or group"));
+        }
+        let (econfig, _) = self.expanded(&row)?;
+        let mut env: BTreeMap<String, String> = BTreeMap::new();
+        env.insert("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+        env.insert("LANG".into(), "C.UTF-8".into());
+        if req.user == 0 {
+            env.insert("HOME".into(), "/root".into());
+            env.insert("USER".into(), "root".into());
+        }
+        for (k, v) in &econfig {
+            if let Some(var) = k.strip_prefix("environment.") {
+                env.insert(var.into(), v.clone());
+            }
+        }
+        env.extend(req.environment.clone());
+        let cwd = if !req.cwd.is_empty() {
+            req.cwd.clone()
+        } else if req.user == 0 {
+            "/root".into()
+        } else {
+            "/".into()
+        };
+        let spec = ExecSpec {
+            argv: req.command.clone(),
+            env: env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            cwd,
+            uid: req.user as u32,
+            gid: req.group as u32,
+            pty: req.interactive.then(|| (size_or(req.width, 80), size_or(req.height, 25))),
+        };
+        let class = if req.wait_for_websocket { OperationClass::Websocket } else { OperationClass::Task };
+        let op = self.ops.create(class, "Executing command", instance_resources(&[name], true));
+        let engine = self.arc();
+        let name = name.to_string();
+        if req.wait_for_websocket {
+            let mut names = vec!["0"];
+            if !req.interactive {
+                names.extend(["1", "2"]);
+            }
+            names.push("control");
+            let mut fds = serde_json::Map::new();
+            let mut slots = BTreeMap::new();
+            for n in names {
+                let (secret, rx) = op.add_socket();
+                fds.insert(n.into(), Value::String(secret));
+                slots.insert(n.to_string(), rx);
+            }
+            op.set_metadata(json!({ "fds": fds, "command": req.command, "environment": env, "interactive": req.interactive }));
+            let op2 = op.clone();
+            self.ops.run(op.clone(), async move { engine.exec_with_sockets(&op2, &name, spec, slots).await });
+        } else {
+            let op2 = op.clone();
+            let record = req.record_output;
+            self.ops.run(op.clone(), async move { engine.exec_detached(&op2, &name, spec, record).await });
+        }
+        Ok(op)
+    }
+
+    /// Forks the command inside the instance (off the async threads).
+    async fn exec_spawn(&self, name: &str, spec: ExecSpec) -> std::result::Result<ExecProcess, ExecFailure> {
+        let running = self.running(name).ok_or(ExecFailure::Other(EngineError::bad("Instance is not running")))?;
+        let rt = self.runtime.clone();
+        let r = tokio::task::spawn_blocking(move || {
+            let guard = crate::lock(&running.container);
+            match guard.as_ref() {
+                Some(c) => rt.exec(c, &spec),
+                None => Err(RuntimeError::Start("Instance is not running".into())),
+            }
+        })
+        .await
+        .map_err(|e| ExecFailure::Other(e.into()))?;
+        match r {
+            Ok(p) => Ok(p),
+            Err(RuntimeError::Exec(e)) => match e.exit_status() {
+                Some(code) => Err(ExecFailure::Status(code)),
+                None => Err(ExecFailure::Other(match e {
+                    ExecError::Invalid(m) => EngineError::BadRequest(m),
+                    other => EngineError::internal(other),
+                })),
+            },
+            Err(e) => Err(ExecFailure::Other(e.into())),
+        }
+    }
+
+    async fn exec_with_sockets(&self, op: &Op, name: &str, spec: ExecSpec, mut slots: BTreeMap<String, oneshot::Receiver<WsConn>>) -> Result<()> {
+        let interactive = spec.pty.is_some();
+        let control_rx = slots.remove("control");
+        // Start only once the required sockets are there; control is optional (pylxd never opens it).
+        let mut conns = BTreeMap::new();
+        let connect = async {
+            for (n, rx) in slots {
+                let c = rx.await.map_err(|_| EngineError::internal("websocket slot dropped"))?;
+                conns.insert(n, c);
+            }
+            Ok::<_, EngineError>(())
+        };
+        tokio::time::timeout(CONNECT_TIMEOUT, connect)
+            .await
+            .map_err(|_| EngineError::bad("Timed out waiting for websockets to connect"))??;
+
+        let proc_ = match self.exec_spawn(name, spec).await {
+            Ok(p) => p,
+            Err(ExecFailure::Status(code)) => {
+                // The command could not be run: close the streams like an empty run.
+                for (_, c) in conns {
+                    let _ = c.outgoing.send(WsMsg::Text(String::new())).await;
+                }
+                return finish_exec(op, code);
+            }
+            Err(ExecFailure::Other(e)) => return Err(e),
+        };
+        let pid = proc_.pid;
+        let middle = proc_.middle_pid;
+        let (exit_tx, exit_rx) = tokio::sync::watch::channel(false);
+
+        // The pty master, shared by the stream task and resize handling.
+        let mut master_fd: Option<Arc<AsyncFd<OwnedFd>>> = None;
+        let mut stream_tasks = Vec::new();
+        let mut stdin_task = None;
+        match proc_.stdio {
+            ExecStdio::Pipes { stdin, stdout, stderr } => {
+                if let Some(c0) = conns.remove("0") {
+                    stdin_task = Some(tokio::spawn(pump_stdin(c0, stdin)));
+                }
+                for (n, fd) in [("1", stdout), ("2", stderr)] {
+                    if let Some(c) = conns.remove(n) {
+                        stream_tasks.push(tokio::spawn(pump_output(c, fd, exit_rx.clone())));
+                    }
+                }
+            }
+            ExecStdio::Pty { master } => {
+                set_nonblocking(&master);
+                let afd = Arc::new(crate::util::async_fd(master)?);
+                master_fd = Some(afd.clone());
+                if let Some(c0) = conns.remove("0") {
+                    stream_tasks.push(tokio::spawn(pump_pty(c0, afd, exit_rx.clone())));
+                }
+            }
+        }
+        let control_task = control_rx.map(|rx| {
+            let m = master_fd.clone();
+            let mut exited = exit_rx.clone();
+            tokio::spawn(async move {
+                let Ok(Ok(mut conn)) = tokio::time::timeout(CONNECT_TIMEOUT, rx).await else { return };
+                loop {
+                    tokio::select! {
+                        msg = conn.incoming.recv() => match msg {
+                            Some(WsMsg::Text(t)) => handle_control(&t, pid, m.as_deref(), interactive),
+                            Some(WsMsg::Binary(_)) => {}
+                            None => {
+                                // The client went away while the command runs: stop it, as LXD does.
+                                if !*exited.borrow() {
+                                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                                }
+                                return;
+                            }
+                        },
+                        _ = crate::util::wait_true(&mut exited) => return,
+                    }
+                }
+            })
+        });
+
+        let code = wait_middle(middle).await;
+        let _ = exit_tx.send_replace(true);
+        for t in stream_tasks {
+            let _ = t.await;
+        }
+        // The stdin socket stays open until the client closes it; we are done with it.
+        if let Some(t) = stdin_task {
+            t.abort();
+        }
+        if let Some(t) = control_task {
+            t.abort();
+        }
+        finish_exec(op, code)
+    }
+
+    async fn exec_detached(&self, op: &Op, name: &str, spec: ExecSpec, record: bool) -> Result<()> {
+        let proc_ = match self.exec_spawn(name, spec).await {
+            Ok(p) => p,
+            Err(ExecFailure::Status(code)) => return finish_exec(op, code),
+            Err(ExecFailure::Other(e)) => return Err(e),
+        };
+        let ExecStdio::Pipes { stdin, stdout, stderr } = proc_.stdio else {
+            return Err(EngineError::bad("An interactive command needs websockets"));
+        };
+        drop(stdin);
+        let logs = self.paths.instance_logs(name);
+        let id = op.id();
+        let mut outputs = serde_json::Map::new();
+        let mut tasks = Vec::new();
+        for (n, fd, ext) in [("1", stdout, "stdout"), ("2", stderr, "stderr")] {
+            let dest = record.then(|| logs.join(format!("exec_{id}.{ext}")));
+            if record {
+                outputs.insert(n.into(), Value::String(format!("/1.0/instances/{name}/logs/exec_{id}.{ext}")));
+            }
+            tasks.push(tokio::spawn(async move {
+                let Ok(mut rx) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) else { return };
+                let mut file = match dest {
+                    Some(p) => tokio::fs::File::create(p).await.ok(),
+                    None => None,
+                };
+                let mut buf = vec![0u8; CHUNK];
+                while let Ok(n) = rx.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    if let Some(f) = file.as_mut() {
+                        let _ = f.write_all(&buf[..n]).await;
+                    }
+                }
+            }));
+        }
+        let code = wait_middle(proc_.middle_pid).await;
+        for t in tasks {
+            let _ = tokio::time::timeout(DRAIN_GRACE, t).await;
+        }
+        if record {
+            op.set_metadata_key("output", Value::Object(outputs));
+        }
+        finish_exec(op, code)
+    }
+}
+
+enum ExecFailure {
+    /// The command could not start; a shell would report this status.
+    Status(i32),
+    Other(EngineError),
+}
+
+impl From<i32> for ExecFailure {
+    fn from(code: i32) -> Self {
+        ExecFailure::Status(code)
+    }
+}
+
+fn size_or(v: i64, default: u16) -> u16 {
+    if v <= 0 || v > u16::MAX as i64 {
+        default
+    } else {
+        v as u16
+    }
+}
+
+/// Sets `return` first, then finishes: 127 and 126 fail as LXD reports them.
+fn finish_exec(op: &Op, code: i32) -> Result<()> {
+    op.set_metadata_key("return", json!(code));
+    match code {
+        127 => Err(EngineError::bad("Command not found")),
+        126 => Err(EngineError::bad("Command not executable")),
+        _ => Ok(()),
+    }
+}
+
+/// Waits for the intermediate exec process (our child) and returns the
+/// command's status, which it exits with.
+async fn wait_middle(pid: i32) -> i32 {
+    if let Ok(fd) = kante_runtime::sys::pidfd_open(pid) {
+        if let Ok(afd) = crate::util::async_fd(fd) {
+            let _ = afd.readable().await;
+        }
+    }
+    tokio::task::spawn_blocking(move || {
+        let mut status = 0;
+        // SAFETY: reaping our own child.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r < 0 {
+            return 255;
+        }
+        if libc::WIFEXITED(status) {
+            libc::WEXITSTATUS(status)
+        } else {
+            128 + libc::WTERMSIG(status)
+        }
+    })
+    .await
+    .unwrap_or(255)
+}
+
+fn handle_control(text: &str, pid: i32, master: Option<&AsyncFd<OwnedFd>>, interactive: bool) {
+    let Ok(msg) = serde_json::from_str::<ExecControl>(text) else { return };
+    match msg.command.as_str() {
+        "signal" if msg.signal > 0 && msg.signal < 65 => {
+            // SAFETY: plain kill of the command's host pid.
+            unsafe { libc::kill(pid, msg.signal as i32) };
+        }
+        "window-resize" if interactive => {
+            let args = msg.args.unwrap_or_default();
+            let w: u16 = args.get("width").and_then(|v| v.parse().ok()).unwrap_or(80);
+            let h: u16 = args.get("height").and_then(|v| v.parse().ok()).unwrap_or(25);
+            if let Some(m) = master {
+                let ws = libc::winsize { ws_row: h, ws_col: w, ws_xpixel: 0, ws_ypixel: 0 };
+                // SAFETY: ioctl on the pty master; the kernel signals SIGWINCH.
+                unsafe { libc::ioctl(m.get_ref().as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+            }
+        }
+        _ => {}
+    }
+}
+
+async fn pump_stdin(mut conn: WsConn, fd: OwnedFd) {
+    let Ok(mut tx) = tokio::net::unix::pipe::Sender::from_owned_fd(fd) else { return };
+    while let Some(msg) = conn.incoming.recv().await {
+        match msg {
+            WsMsg::Binary(b) => {
+                if tx.write_all(&b).await.is_err() {
+                    break;
+                }
+            }
+            // An empty text frame is the client's end of input.
+            WsMsg::Text(t) if t.is_empty() => break,
+            WsMsg::Text(t) => {
+                if tx.write_all(t.as_bytes()).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    // Dropping tx closes the command's stdin; the socket itself stays open
+    // until the session ends (the task is aborted then, dropping it).
+    drop(tx);
+    while conn.incoming.recv().await.is_some() {}
+}
+
+async fn pump_output(conn: WsConn, fd: OwnedFd, mut exited: tokio::sync::watch::Receiver<bool>) {
+    let Ok(mut rx) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) else { return };
+    let mut buf = vec![0u8; CHUNK];
+    let mut deadline: Option<tokio::time::Instant> = None;
+    loop {
+        let read = async {
+            match deadline {
+                Some(d) => tokio::time::timeout_at(d, rx.read(&mut buf)).await.unwrap_or(Ok(0)),
+                None => rx.read(&mut buf).await,
+            }
+        };
+        tokio::select! {
+            r = read => match r {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if conn.outgoing.send(WsMsg::Binary(buf[..n].to_vec())).await.is_err() {
+                        break;
+                    }
+                }
+            },
+            _ = crate::util::wait_true(&mut exited), if deadline.is_none() => {
+                deadline = Some(tokio::time::Instant::now() + DRAIN_GRACE);
+            }
+        }
+    }
+    let _ = conn.outgoing.send(WsMsg::Text(String::new())).await;
+}
+
+async fn pump_pty(mut conn: WsConn, master: Arc<AsyncFd<OwnedFd>>, mut exited: tokio::sync::watch::Receiver<bool>) {
+    let mut buf = vec![0u8; CHUNK];
+    let mut input_open = true;
+    let mut deadline: Option<tokio::time::Instant> = None;
+    loop {
+        let sleep = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            g = master.readable() => {
+                let Ok(mut guard) = g else { break };
+                match guard.try_io(|fd| nix::unistd::read(fd.get_ref(), &mut buf).map_err(std::io::Error::from)) {
+                    Ok(Ok(0)) | Ok(Err(_)) => break, // EIO: every slave is closed
+                    Ok(Ok(n)) => {
+                        if conn.outgoing.send(WsMsg::Binary(buf[..n].to_vec())).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(_would_block) => {}
+                }
+            }
+            msg = conn.incoming.recv(), if input_open => match msg {
+                Some(WsMsg::Binary(b)) => { let _ = write_all_fd(&master, &b).await; }
+                Some(WsMsg::Text(t)) if !t.is_empty() => { let _ = write_all_fd(&master, t.as_bytes()).await; }
+                Some(WsMsg::Text(_)) | None => input_open = false,
+            },
+            _ = crate::util::wait_true(&mut exited), if deadline.is_none() => {
+                deadline = Some(tokio::time::Instant::now() + DRAIN_GRACE);
+            }
+            _ = sleep => break,
+        }
+    }
+    let _ = conn.outgoing.send(WsMsg::Text(String::new())).await;
+}
+
+async fn write_all_fd(fd: &AsyncFd<OwnedFd>, mut data: &[u8]) -> std::io::Result<()> {
+    while !data.is_empty() {
+        let mut guard = fd.writable().await?;
+        match guard.try_io(|f| nix::unistd::write(f.get_ref(), data).map_err(std::io::Error::from)) {
+            Ok(Ok(n)) => data = &data[n..],
+            Ok(Err(e)) => return Err(e),
+            Err(_would_block) => {}
+        }
+    }
+    Ok(())
+}
+
+fn set_nonblocking(fd: &OwnedFd) {
+    // SAFETY: fcntl on a valid fd.
+    unsafe {
+        let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+        libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK);
+    }
+}

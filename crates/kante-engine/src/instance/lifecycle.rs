@@ -1,0 +1,479 @@
+//! Start, stop, restart, freeze; watching containers exit; finding them
+//! again after a daemon restart; autostart.
+
+use std::os::fd::AsRawFd;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kante_api::instance::{InstanceStatePut, InstanceStatus};
+use kante_api::operation::OperationClass;
+use kante_api::ConfigMap;
+use kante_runtime::{BindMount, Container, ContainerSpec, InitExit, DEFAULT_CAP_DROP};
+use kante_store::InstanceRow;
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::error::{EngineError, Result};
+use crate::instance::{config, fmt_time, Running};
+use crate::operations::{instance_resources, Op};
+use crate::units;
+use crate::util::is_true;
+use crate::Engine;
+
+/// Default grace period of a clean shutdown before the kill.
+const DEFAULT_STOP_TIMEOUT: i64 = 30;
+
+impl Engine {
+    /// `PUT /1.0/instances/{name}/state`.
+    pub async fn instance_state_put(&self, name: &str, req: InstanceStatePut) -> Result<Arc<Op>> {
+        self.instance_row(name)?;
+        let (desc, action) = match req.action.as_str() {
+            "start" => ("Starting instance", Action::Start),
+            "stop" => ("Stopping instance", Action::Stop { force: req.force || req.timeout == 0, timeout: req.timeout }),
+            "restart" => ("Restarting instance", Action::Restart { force: req.force, timeout: req.timeout }),
+            "freeze" => ("Freezing instance", Action::Freeze),
+            "unfreeze" => ("Unfreezing instance", Action::Unfreeze),
+            other => return Err(EngineError::bad(format!("Unknown state action {other:?}"))),
+        };
+        if req.stateful {
+            return Err(EngineError::bad("Stateful start/stop needs CRIU, which is not supported"));
+        }
+        let op = self.ops.create(OperationClass::Task, desc, instance_resources(&[name], false));
+        let engine = self.arc();
+        let n = name.to_string();
+        self.ops.run(op.clone(), async move { engine.do_action(&n, action).await });
+        Ok(op)
+    }
+
+    async fn do_action(&self, name: &str, action: Action) -> Result<()> {
+        let lock = self.instance_lock(name);
+        let _g = lock.lock().await;
+        match action {
+            Action::Start => {
+                if self.instance_status(name) == InstanceStatus::Frozen {
+                    return self.freeze(name, false).await;
+                }
+                self.start_locked(name).await
+            }
+            Action::Stop { force, timeout } => self.stop_locked(name, force, timeout).await,
+            Action::Restart { force, timeout } => {
+                self.stop_locked(name, force, timeout).await?;
+                self.start_locked(name).await
+            }
+            Action::Freeze => self.freeze(name, true).await,
+            Action::Unfreeze => self.freeze(name, false).await,
+        }
+    }
+
+    async fn freeze(&self, name: &str, frozen: bool) -> Result<()> {
+        let status = self.instance_status(name);
+        match (frozen, status) {
+            (_, InstanceStatus::Stopped) => return Err(EngineError::bad("The instance isn't running")),
+            (true, InstanceStatus::Frozen) => return Err(EngineError::bad("The instance is already frozen")),
+            (false, InstanceStatus::Running) => return Err(EngineError::bad("The instance is not frozen")),
+            _ => {}
+        }
+        let r = self.running(name).ok_or_else(|| EngineError::bad("The instance isn't running"))?;
+        let rt = self.runtime.clone();
+        tokio::task::spawn_blocking(move || {
+            let guard = crate::lock(&r.container);
+            match guard.as_ref() {
+                Some(c) => rt.freeze(c, frozen).map_err(EngineError::from),
+                None => Err(EngineError::bad("The instance isn't running")),
+            }
+        })
+        .await??;
+        let action = if frozen { "instance-paused" } else { "instance-resumed" };
+        self.events.lifecycle(action, &format!("/1.0/instances/{name}"), json!({}));
+        Ok(())
+    }
+
+    /// Builds the runtime spec from the expanded config.
+    fn container_spec(&self, row: &InstanceRow, econfig: &ConfigMap, edevices: &kante_api::DevicesMap) -> Result<ContainerSpec> {
+        let rootfs = self.instance_rootfs(row)?;
+        if !rootfs.join("sbin/init").exists() && std::fs::symlink_metadata(rootfs.join("sbin/init")).is_err() {
+            return Err(EngineError::bad("The instance's rootfs has no /sbin/init"));
+        }
+        let privileged = is_true(econfig.get("security.privileged"));
+        let mut mounts = Vec::new();
+        for (dname, dev) in edevices {
+            if dev.get("type").map(String::as_str) != Some("disk") || dev.get("path").map(String::as_str) == Some("/") {
+                continue;
+            }
+            let source = std::path::PathBuf::from(dev.get("source").cloned().unwrap_or_default());
+            if !source.exists() {
+                if dev.get("required").map(|v| v == "false").unwrap_or(false) {
+                    continue;
+                }
+                return Err(EngineError::bad(format!("Device {dname:?}: source {} does not exist", source.display())));
+            }
+            mounts.push(BindMount {
+                source,
+                target: dev.get("path").cloned().unwrap_or_default(),
+                readonly: is_true(dev.get("readonly")),
+                idmapped: false,
+            });
+        }
+        let env: Vec<String> = econfig
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix("environment.").map(|e| format!("{e}={v}")))
+            .collect();
+        Ok(ContainerSpec {
+            name: row.name.clone(),
+            hostname: row.name.clone(),
+            rootfs,
+            runtime_dir: self.paths.instance_logs(&row.name),
+            idmap: if privileged { None } else { Some(self.idmap) },
+            cgroup: format!("{}/{}", self.paths.cgroup_prefix(), row.name),
+            init: vec!["/sbin/init".into()],
+            env,
+            cap_drop: DEFAULT_CAP_DROP.to_vec(),
+            mounts,
+            nesting: false,
+            console_log_limit: 1 << 20,
+        })
+    }
+
+    pub(crate) async fn start_locked(&self, name: &str) -> Result<()> {
+        if self.running(name).is_some() {
+            return Err(EngineError::bad("The instance is already running"));
+        }
+        let mut row = self.instance_row(name)?;
+        let (econfig, edevices) = self.expanded(&row)?;
+        let spec = self.container_spec(&row, &econfig, &edevices)?;
+        if row.config.get("volatile.apply_template").is_some() {
+            // Image templates arrive with the cloud-init work; the hostname is already set at create.
+            row.config.remove("volatile.apply_template");
+        }
+        let rt = self.runtime.clone();
+        let container = tokio::task::spawn_blocking(move || rt.start(&spec)).await??;
+        if let Err(e) = self.apply_limits(&container, &econfig) {
+            let _ = self.runtime.signal(&container, libc::SIGKILL);
+            let rt = self.runtime.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                wait_readable_blocking(&container);
+                rt.cleanup(container)
+            })
+            .await;
+            return Err(e);
+        }
+        row.config.insert("volatile.last_state.power".into(), "RUNNING".into());
+        row.config.insert("volatile.idmap.current".into(), if is_true(econfig.get("security.privileged")) { "[]".into() } else { super::create::idmap_json(&self.idmap) });
+        row.last_used_at = fmt_time(kante_api::now());
+        self.store.instance_update(&row)?;
+        self.track(name, container);
+        self.events.lifecycle("instance-started", &format!("/1.0/instances/{name}"), json!({}));
+        Ok(())
+    }
+
+    /// Registers a running container and watches for its exit.
+    fn track(&self, name: &str, container: Container) {
+        let pid = container.pid();
+        let running = Arc::new(Running {
+            container: std::sync::Mutex::new(Some(container)),
+            pid,
+            stopping: std::sync::atomic::AtomicBool::new(false),
+            exited: watch::channel(false).0,
+        });
+        crate::lock(&self.running).insert(name.to_string(), running.clone());
+        let engine = self.arc();
+        let name = name.to_string();
+        tokio::spawn(async move { engine.watch_exit(name, running).await });
+    }
+
+    async fn watch_exit(self: Arc<Self>, name: String, running: Arc<Running>) {
+        let fd = {
+            let guard = crate::lock(&running.container);
+            guard.as_ref().and_then(|c| nix::unistd::dup(&c.init_pidfd).ok())
+        };
+        if let Some(fd) = fd {
+            if let Ok(afd) = crate::util::async_fd(fd) {
+                let _ = afd.readable().await;
+            }
+        }
+        let container = crate::lock(&running.container).take();
+        let exit = match container {
+            Some(c) => {
+                let rt = self.runtime.clone();
+                match tokio::task::spawn_blocking(move || rt.cleanup(c)).await {
+                    Ok(Ok(exit)) => exit,
+                    Ok(Err(e)) => {
+                        tracing::warn!(instance = %name, "cleanup after exit: {e}");
+                        None
+                    }
+                    Err(e) => {
+                        tracing::warn!(instance = %name, "cleanup task: {e}");
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
+        crate::lock(&self.running).remove(&name);
+        let requested = running.stopping.load(Ordering::SeqCst);
+        tracing::info!(instance = %name, ?exit, requested, "instance stopped");
+        let rebooting = !requested && exit.map(InitExit::is_reboot).unwrap_or(false);
+        if let Ok(mut row) = self.instance_row(&name) {
+            if !rebooting {
+                row.config.insert("volatile.last_state.power".into(), "STOPPED".into());
+                row.config.remove("volatile.idmap.current");
+                let _ = self.store.instance_update(&row);
+            }
+            self.events.lifecycle("instance-stopped", &format!("/1.0/instances/{name}"), json!({}));
+            let _ = running.exited.send_replace(true);
+            if rebooting {
+                // The guest ran `reboot`: start it again, as LXD does.
+                let lock = self.instance_lock(&name);
+                let _g = lock.lock().await;
+                if let Err(e) = self.start_locked(&name).await {
+                    tracing::warn!(instance = %name, "restart after reboot failed: {e}");
+                }
+                return;
+            }
+            if row.ephemeral && !requested {
+                let _ = self.delete_instance_files(&row).await;
+                let _ = self.store.instance_delete(&name);
+            }
+        } else {
+            let _ = running.exited.send_replace(true);
+        }
+    }
+
+    pub(crate) async fn stop_locked(&self, name: &str, force: bool, timeout: i64) -> Result<()> {
+        let running = self.running(name).ok_or_else(|| EngineError::bad("The instance is already stopped"))?;
+        let row = self.instance_row(name)?;
+        running.stopping.store(true, Ordering::SeqCst);
+        let mut exited = running.exited.subscribe();
+        let sig = if force { libc::SIGKILL } else { self.stop_signal(&row) };
+        {
+            let guard = crate::lock(&running.container);
+            if let Some(c) = guard.as_ref() {
+                if self.runtime.is_frozen(c) {
+                    // A frozen init cannot react to a signal.
+                    let _ = self.runtime.freeze(c, false);
+                }
+                self.runtime.signal(c, sig)?;
+            }
+        }
+        let (econfig, _) = self.expanded(&row)?;
+        let grace = match timeout {
+            t if t > 0 => t,
+            _ => econfig.get("boot.host_shutdown_timeout").and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_STOP_TIMEOUT),
+        };
+        let done = tokio::time::timeout(Duration::from_secs(grace as u64), crate::util::wait_true(&mut exited)).await;
+        if done.is_err() {
+            if timeout > 0 {
+                tracing::info!(instance = %name, "clean shutdown timed out after {grace}s; killing");
+            }
+            {
+                let guard = crate::lock(&running.container);
+                if let Some(c) = guard.as_ref() {
+                    self.runtime.signal(c, libc::SIGKILL)?;
+                }
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(30), crate::util::wait_true(&mut exited)).await;
+        }
+        if self.running(name).is_some() {
+            return Err(EngineError::internal("The instance did not stop"));
+        }
+        Ok(())
+    }
+
+    /// SIGRTMIN+3 makes systemd halt; other inits get SIGPWR unless the image
+    /// names its own signal (`image.kante.stop_signal`, e.g. for busybox).
+    fn stop_signal(&self, row: &InstanceRow) -> i32 {
+        if let Some(sig) = row.config.get("image.kante.stop_signal").and_then(|s| signal_number(s)) {
+            return sig;
+        }
+        let init = self.instance_rootfs(row).map(|r| r.join("sbin/init")).ok();
+        let target = init.and_then(|p| std::fs::read_link(&p).ok()).map(|t| t.to_string_lossy().into_owned()).unwrap_or_default();
+        if target.contains("systemd") {
+            libc::SIGRTMIN() + 3
+        } else {
+            libc::SIGPWR
+        }
+    }
+
+    /// Applies `limits.*` to a running container's cgroup.
+    pub(crate) fn apply_limits(&self, c: &Container, econfig: &ConfigMap) -> Result<()> {
+        let cg = self.runtime.cgroup(c);
+        let set = |ctrl: &str, v1: &str, v2: &str, value: String| -> Result<()> {
+            let file = if cg.is_v1(ctrl) { v1 } else { v2 };
+            cg.write(ctrl, file, &value).map_err(|e| EngineError::bad(format!("Applying {file}: {e}")))
+        };
+        // Memory: unset means unlimited.
+        let mem = match econfig.get("limits.memory") {
+            Some(v) => Some(units::parse_memory_limit(v, config::host_memory()).map_err(EngineError::bad)?),
+            None => None,
+        };
+        if cg.is_v1("memory") {
+            set("memory", "memory.limit_in_bytes", "", mem.map(|b| b.to_string()).unwrap_or_else(|| "-1".into()))?;
+        } else {
+            set("memory", "", "memory.max", mem.map(|b| b.to_string()).unwrap_or_else(|| "max".into()))?;
+        }
+        // CPU pinning: a count picks the least-used CPUs; a set is taken as is.
+        let cpus = match econfig.get("limits.cpu") {
+            Some(v) => match units::parse_cpu_limit(v).map_err(EngineError::bad)? {
+                units::CpuLimit::Set(s) => s,
+                units::CpuLimit::Count(n) => self.balanced_cpus(n as usize, &c.record.cgroup),
+            },
+            None => (0..config::online_cpus() as u32).collect(),
+        };
+        let list = cpus.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",");
+        set("cpuset", "cpuset.cpus", "cpuset.cpus", list)?;
+        // CPU allowance: a percentage is a relative share, a time slice a hard quota.
+        let (shares, quota, period) = match econfig.get("limits.cpu.allowance") {
+            Some(v) => match units::parse_cpu_allowance(v).map_err(EngineError::bad)? {
+                units::CpuAllowance::Percent(p) => (((p / 100.0) * 1024.0) as u64, -1i64, 100_000u64),
+                units::CpuAllowance::Quota { quota_us, period_us } => (1024, quota_us as i64, period_us),
+            },
+            None => (1024, -1, 100_000),
+        };
+        if cg.is_v1("cpu") {
+            set("cpu", "cpu.shares", "", shares.max(2).to_string())?;
+            set("cpu", "cpu.cfs_period_us", "", period.to_string())?;
+            set("cpu", "cpu.cfs_quota_us", "", quota.to_string())?;
+        } else {
+            set("cpu", "", "cpu.weight", ((shares.max(2) * 100) / 1024).clamp(1, 10000).to_string())?;
+            let q = if quota < 0 { "max".to_string() } else { quota.to_string() };
+            set("cpu", "", "cpu.max", format!("{q} {period}"))?;
+        }
+        let procs = econfig.get("limits.processes").cloned().unwrap_or_else(|| "max".into());
+        set("pids", "pids.max", "pids.max", procs)?;
+        Ok(())
+    }
+
+    /// The `n` CPUs pinned by the fewest other running instances.
+    fn balanced_cpus(&self, n: usize, own_cgroup: &str) -> Vec<u32> {
+        let total = config::online_cpus();
+        let mut load = vec![0usize; total];
+        for r in crate::lock(&self.running).values() {
+            let guard = crate::lock(&r.container);
+            let Some(c) = guard.as_ref() else { continue };
+            if c.record.cgroup == own_cgroup {
+                continue;
+            }
+            if let Some(cpus) = self.runtime.cgroup(c).read("cpuset", "cpuset.cpus") {
+                if let Ok(set) = units::parse_cpu_set(&cpus) {
+                    if set.len() < total {
+                        for cpu in set {
+                            if let Some(l) = load.get_mut(cpu as usize) {
+                                *l += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let mut order: Vec<usize> = (0..total).collect();
+        order.sort_by_key(|&i| (load[i], i));
+        let mut pick: Vec<u32> = order.into_iter().take(n.min(total)).map(|i| i as u32).collect();
+        pick.sort_unstable();
+        pick
+    }
+
+    /// After a daemon restart: attach to containers that kept running and
+    /// start `boot.autostart` ones (and those that were running at a host
+    /// shutdown, when boot.autostart is unset, as LXD does).
+    pub(crate) async fn reattach_instances(&self) {
+        let rows = match self.store.instance_list() {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!("listing instances: {e}");
+                return;
+            }
+        };
+        let mut to_start = Vec::new();
+        for row in rows {
+            let dir = self.paths.instance_logs(&row.name);
+            let rt = self.runtime.clone();
+            let attached = tokio::task::spawn_blocking(move || rt.attach(&dir)).await.ok().flatten();
+            match attached {
+                Some(c) => {
+                    tracing::info!(instance = %row.name, pid = c.pid(), "re-attached to running instance");
+                    self.track(&row.name, c);
+                }
+                None => {
+                    self.cleanup_stale(&row);
+                    let econfig = self.expanded(&row).map(|(c, _)| c).unwrap_or_default();
+                    let autostart = match econfig.get("boot.autostart") {
+                        Some(v) => is_true(Some(v)),
+                        None => row.config.get("volatile.last_state.power").map(|s| s == "RUNNING").unwrap_or(false),
+                    };
+                    if autostart {
+                        let prio: i64 = econfig.get("boot.autostart.priority").and_then(|v| v.parse().ok()).unwrap_or(0);
+                        let delay: u64 = econfig.get("boot.autostart.delay").and_then(|v| v.parse().ok()).unwrap_or(0);
+                        to_start.push((prio, delay, row.name.clone()));
+                    }
+                }
+            }
+        }
+        // Higher priority first, as LXD orders boot.autostart.priority.
+        to_start.sort_by(|a, b| b.0.cmp(&a.0).then(a.2.cmp(&b.2)));
+        if to_start.is_empty() {
+            return;
+        }
+        let engine = self.arc();
+        tokio::spawn(async move {
+            for (_, delay, name) in to_start {
+                let lock = engine.instance_lock(&name);
+                let r = {
+                    let _g = lock.lock().await;
+                    engine.start_locked(&name).await
+                };
+                match r {
+                    Ok(()) => tracing::info!(instance = %name, "autostarted"),
+                    Err(e) => tracing::warn!(instance = %name, "autostart failed: {e}"),
+                }
+                if delay > 0 {
+                    tokio::time::sleep(Duration::from_secs(delay)).await;
+                }
+            }
+        });
+    }
+
+    /// Removes what a container that died while the daemon was away left behind.
+    fn cleanup_stale(&self, row: &InstanceRow) {
+        let dir = self.paths.instance_logs(&row.name);
+        if let Some(rec) = kante_runtime::ContainerRecord::load(&dir) {
+            let cg = kante_runtime::cgroup::Cgroup::new(
+                kante_runtime::cgroup::CgroupLayout::detect().unwrap_or(kante_runtime::cgroup::CgroupLayout { v1: vec![], unified: None }),
+                rec.cgroup,
+            );
+            if let Err(e) = cg.remove() {
+                tracing::warn!(instance = %row.name, "removing stale cgroup: {e}");
+            }
+            let _ = std::fs::remove_file(kante_runtime::ContainerRecord::path(&dir));
+        }
+    }
+}
+
+enum Action {
+    Start,
+    Stop { force: bool, timeout: i64 },
+    Restart { force: bool, timeout: i64 },
+    Freeze,
+    Unfreeze,
+}
+
+fn signal_number(name: &str) -> Option<i32> {
+    Some(match name.trim().trim_start_matches("SIG") {
+        "PWR" => libc::SIGPWR,
+        "TERM" => libc::SIGTERM,
+        "INT" => libc::SIGINT,
+        "USR1" => libc::SIGUSR1,
+        "USR2" => libc::SIGUSR2,
+        "HUP" => libc::SIGHUP,
+        "KILL" => libc::SIGKILL,
+        "RTMIN+3" => libc::SIGRTMIN() + 3,
+        "RTMIN+4" => libc::SIGRTMIN() + 4,
+        other => other.parse().ok()?,
+    })
+}
+
+fn wait_readable_blocking(c: &Container) {
+    let mut pfd = libc::pollfd { fd: c.init_pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: poll on a valid fd.
+    unsafe { libc::poll(&mut pfd, 1, 10_000) };
+}

@@ -1,0 +1,324 @@
+//! Instances: their records, their expanded view and their state.
+
+pub mod backup;
+pub mod config;
+pub mod create;
+pub mod exec;
+pub mod files;
+pub mod lifecycle;
+pub mod netstate;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Mutex;
+
+use kante_api::instance::{
+    Instance, InstanceFull, InstancePut, InstanceState, InstanceStateCpu, InstanceStateMemory, InstanceStatus,
+};
+use kante_api::{ConfigMap, DevicesMap, Timestamp};
+use kante_runtime::Container;
+use kante_store::InstanceRow;
+use tokio::sync::watch;
+
+use crate::error::{EngineError, Result};
+use crate::Engine;
+
+/// A container this daemon is attached to.
+pub struct Running {
+    pub container: Mutex<Option<Container>>,
+    pub pid: i32,
+    /// Set when we asked it to stop, so its exit is not a crash or reboot.
+    pub stopping: AtomicBool,
+    /// Becomes true once it has exited and been cleaned up.
+    pub exited: watch::Sender<bool>,
+}
+
+pub(crate) fn parse_time(s: &str) -> Timestamp {
+    chrono::DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&chrono::Utc)).unwrap_or_else(|_| kante_api::zero_time())
+}
+
+pub(crate) fn fmt_time(t: Timestamp) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+impl Engine {
+    pub(crate) fn running(&self, name: &str) -> Option<std::sync::Arc<Running>> {
+        crate::lock(&self.running).get(name).cloned()
+    }
+
+    pub fn instance_row(&self, name: &str) -> Result<InstanceRow> {
+        self.store.instance_get(name)?.ok_or_else(|| EngineError::NotFound("Instance not found".into()))
+    }
+
+    /// The instance's profiles' config and devices, in order.
+    pub(crate) fn profile_layers(&self, profiles: &[String]) -> Result<Vec<(ConfigMap, DevicesMap)>> {
+        profiles
+            .iter()
+            .map(|p| {
+                let row = self.store.profile_get(p)?.ok_or_else(|| EngineError::NotFound(format!("Profile {p:?} not found")))?;
+                Ok((row.config, row.devices))
+            })
+            .collect()
+    }
+
+    pub(crate) fn expanded(&self, row: &InstanceRow) -> Result<(ConfigMap, DevicesMap)> {
+        Ok(config::expand(&self.profile_layers(&row.profiles)?, &row.config, &row.devices))
+    }
+
+    /// The pool holding the instance's root disk.
+    pub(crate) fn instance_pool_name(&self, row: &InstanceRow) -> String {
+        self.expanded(row)
+            .ok()
+            .and_then(|(_, d)| config::root_disk(&d).and_then(|(_, r)| r.get("pool").cloned()))
+            .unwrap_or_else(|| "default".into())
+    }
+
+    pub(crate) fn instance_volume(&self, row: &InstanceRow) -> Result<PathBuf> {
+        let pool = self.pool(&self.instance_pool_name(row))?;
+        Ok(pool.volume_path(kante_storage::VolumeKind::Container, &row.name))
+    }
+
+    pub(crate) fn instance_rootfs(&self, row: &InstanceRow) -> Result<PathBuf> {
+        Ok(self.instance_volume(row)?.join("rootfs"))
+    }
+
+    pub fn instance_status(&self, name: &str) -> InstanceStatus {
+        match self.running(name) {
+            Some(r) => {
+                let guard = crate::lock(&r.container);
+                match guard.as_ref() {
+                    Some(c) if self.runtime.is_frozen(c) => InstanceStatus::Frozen,
+                    Some(_) => InstanceStatus::Running,
+                    None => InstanceStatus::Stopped,
+                }
+            }
+            None => InstanceStatus::Stopped,
+        }
+    }
+
+    pub(crate) fn render(&self, row: &InstanceRow) -> Result<Instance> {
+        let (expanded_config, expanded_devices) = self.expanded(row)?;
+        let status = self.instance_status(&row.name);
+        Ok(Instance {
+            architecture: row.architecture.clone(),
+            config: row.config.clone(),
+            devices: row.devices.clone(),
+            ephemeral: row.ephemeral,
+            profiles: row.profiles.clone(),
+            stateful: row.stateful,
+            description: row.description.clone(),
+            created_at: parse_time(&row.created_at),
+            expanded_config,
+            expanded_devices,
+            name: row.name.clone(),
+            status: status.as_str().into(),
+            status_code: status.code() as u16,
+            last_used_at: parse_time(&row.last_used_at),
+            location: "none".into(),
+            kind: row.kind.clone(),
+            project: row.project.clone(),
+        })
+    }
+
+    pub fn instance_get(&self, name: &str) -> Result<Instance> {
+        self.render(&self.instance_row(name)?)
+    }
+
+    pub fn instance_get_full(&self, name: &str) -> Result<InstanceFull> {
+        let row = self.instance_row(name)?;
+        self.render_full(&row)
+    }
+
+    fn render_full(&self, row: &InstanceRow) -> Result<InstanceFull> {
+        Ok(InstanceFull {
+            instance: self.render(row)?,
+            backups: None,
+            state: Some(self.instance_state(&row.name)?),
+            snapshots: None,
+        })
+    }
+
+    pub fn instance_names(&self) -> Result<Vec<String>> {
+        Ok(self.store.instance_names()?)
+    }
+
+    pub fn instance_list(&self) -> Result<Vec<Instance>> {
+        self.store.instance_list()?.iter().map(|r| self.render(r)).collect()
+    }
+
+    pub fn instance_list_full(&self) -> Result<Vec<InstanceFull>> {
+        self.store.instance_list()?.iter().map(|r| self.render_full(r)).collect()
+    }
+
+    /// `GET /1.0/instances/{name}/state`.
+    pub fn instance_state(&self, name: &str) -> Result<InstanceState> {
+        self.instance_row(name)?;
+        let status = self.instance_status(name);
+        let Some(r) = self.running(name) else { return Ok(InstanceState::stopped()) };
+        let guard = crate::lock(&r.container);
+        let Some(c) = guard.as_ref() else { return Ok(InstanceState::stopped()) };
+        let stats = self.runtime.stats(c);
+        Ok(InstanceState {
+            status: status.as_str().into(),
+            status_code: status.code() as u16,
+            disk: BTreeMap::new(),
+            memory: InstanceStateMemory {
+                usage: stats.memory_usage,
+                usage_peak: stats.memory_peak,
+                swap_usage: stats.swap_usage,
+                swap_usage_peak: 0,
+            },
+            network: Some(netstate::read(c.pid())),
+            pid: c.pid() as i64,
+            processes: stats.processes,
+            cpu: InstanceStateCpu { usage: stats.cpu_ns },
+        })
+    }
+
+    /// `PUT /1.0/instances/{name}` (full replace of the writable fields) or
+    /// `PATCH` (merge) — `merge` selects which.
+    pub async fn instance_update(&self, name: &str, req: InstancePut, merge: bool) -> Result<()> {
+        let lock = self.instance_lock(name);
+        let _g = lock.lock().await;
+        let mut row = self.instance_row(name)?;
+        let mut config = if merge { row.config.clone() } else { ConfigMap::new() };
+        // Server-owned volatile keys keep their values whatever the client sends
+        // back (lxc and Ansible echo them); only volatile.<dev>.hwaddr is the user's.
+        let volatile: ConfigMap = row.config.iter().filter(|(k, _)| k.starts_with("volatile.")).map(|(k, v)| (k.clone(), v.clone())).collect();
+        for (k, v) in req.config {
+            if k.starts_with("volatile.") && !k.ends_with(".hwaddr") {
+                continue;
+            }
+            config.insert(k, v);
+        }
+        for (k, v) in volatile {
+            config.entry(k).or_insert(v);
+        }
+        config.retain(|_, v| !v.is_empty());
+        let devices = if merge {
+            let mut d = row.devices.clone();
+            d.extend(req.devices);
+            d
+        } else {
+            req.devices
+        };
+        let profiles = match req.profiles {
+            Some(p) => p,
+            None if merge => row.profiles.clone(),
+            None => row.profiles.clone(),
+        };
+        config::validate_config(&config)?;
+        config::validate_devices(&devices)?;
+        let layers = self.profile_layers(&profiles)?;
+        let (econfig, edevices) = config::expand(&layers, &config, &devices);
+        config::validate_config(&econfig)?;
+        if config::root_disk(&edevices).is_none() {
+            return Err(EngineError::bad("Failed getting root disk: no root disk device (path \"/\") in the instance or its profiles"));
+        }
+        if self.running(name).is_some() {
+            let old = self.expanded(&row)?;
+            if old.0.get("security.privileged") != econfig.get("security.privileged") {
+                return Err(EngineError::bad("security.privileged cannot be changed while the instance is running"));
+            }
+        }
+        row.config = config;
+        row.devices = devices;
+        row.profiles = profiles;
+        if !merge || !req.description.is_empty() {
+            row.description = req.description;
+        }
+        row.ephemeral = req.ephemeral;
+        self.store.instance_update(&row)?;
+        self.write_backup_file(&row);
+        if let Some(r) = self.running(name) {
+            let guard = crate::lock(&r.container);
+            if let Some(c) = guard.as_ref() {
+                self.apply_limits(c, &econfig)?;
+            }
+        }
+        self.events.lifecycle("instance-updated", &format!("/1.0/instances/{name}"), serde_json::json!({}));
+        Ok(())
+    }
+
+    /// `DELETE /1.0/instances/{name}`: only a stopped instance.
+    pub async fn instance_delete(&self, name: &str) -> Result<()> {
+        let lock = self.instance_lock(name);
+        let _g = lock.lock().await;
+        let row = self.instance_row(name)?;
+        if self.running(name).is_some() {
+            return Err(EngineError::bad("Instance is running"));
+        }
+        let (econfig, _) = self.expanded(&row)?;
+        if crate::util::is_true(econfig.get("security.protection.delete")) {
+            return Err(EngineError::bad("Instance is protected from being deleted (security.protection.delete)"));
+        }
+        self.delete_instance_files(&row).await?;
+        self.store.instance_delete(name)?;
+        crate::lock(&self.instance_locks).remove(name);
+        self.events.lifecycle("instance-deleted", &format!("/1.0/instances/{name}"), serde_json::json!({}));
+        Ok(())
+    }
+
+    pub(crate) async fn delete_instance_files(&self, row: &InstanceRow) -> Result<()> {
+        let pool = self.pool(&self.instance_pool_name(row))?;
+        let name = row.name.clone();
+        let logs = self.paths.instance_logs(&row.name);
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            pool.delete_volume(kante_storage::VolumeKind::Container, &name)?;
+            if logs.exists() {
+                std::fs::remove_dir_all(&logs)?;
+            }
+            Ok(())
+        })
+        .await?
+    }
+
+    /// `POST /1.0/instances/{name}` with a new name: only a stopped instance.
+    pub async fn instance_rename(&self, name: &str, new: &str) -> Result<()> {
+        kante_api::names::validate_instance_name(new)?;
+        let lock = self.instance_lock(name);
+        let _g = lock.lock().await;
+        let row = self.instance_row(name)?;
+        if self.running(name).is_some() {
+            return Err(EngineError::bad("Renaming of running instance not allowed"));
+        }
+        if self.store.instance_get(new)?.is_some() {
+            return Err(EngineError::Conflict(format!("Name {new:?} already in use")));
+        }
+        let pool = self.pool(&self.instance_pool_name(&row))?;
+        pool.rename_volume(kante_storage::VolumeKind::Container, name, new)?;
+        if let Err(e) = self.store.instance_rename(name, new) {
+            let _ = pool.rename_volume(kante_storage::VolumeKind::Container, new, name);
+            return Err(e.into());
+        }
+        let (old_logs, new_logs) = (self.paths.instance_logs(name), self.paths.instance_logs(new));
+        if old_logs.exists() {
+            let _ = std::fs::rename(old_logs, new_logs);
+        }
+        if let Ok(renamed) = self.instance_row(new) {
+            // The hostname follows the name, as LXD's templates do on rename.
+            let _ = files::write_hostname(&self.instance_rootfs(&renamed)?, new);
+            self.write_backup_file(&renamed);
+        }
+        self.events.lifecycle("instance-renamed", &format!("/1.0/instances/{new}"), serde_json::json!({"old_name": name}));
+        Ok(())
+    }
+
+    /// The console log (what init and its services wrote to /dev/console).
+    pub fn instance_console_log(&self, name: &str) -> Result<Vec<u8>> {
+        self.instance_row(name)?;
+        let path = self.paths.instance_logs(name).join("console.log");
+        Ok(kante_runtime::console::read_log(&path)?)
+    }
+
+    pub fn instance_console_clear(&self, name: &str) -> Result<()> {
+        self.instance_row(name)?;
+        let path = self.paths.instance_logs(name).join("console.log");
+        let _ = std::fs::remove_file(kante_runtime::console::rotated_path(&path));
+        if path.exists() {
+            std::fs::write(&path, b"")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,155 @@
+//! Parsing of LXD's value syntaxes: byte sizes, CPU sets, allowances.
+
+/// Parses `512MiB`, `16GB`, `1G`, `1024` into bytes (LXD's suffixes:
+/// decimal kB/MB/GB/TB/PB/EB and binary KiB/MiB/GiB/TiB/PiB/EiB).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, suffix) = t.split_at(split);
+    if num.is_empty() {
+        return Err(format!("invalid size {s:?}"));
+    }
+    let mult: u64 = match suffix.trim() {
+        "" | "B" => 1,
+        "kB" | "KB" | "k" | "K" => 1000,
+        "MB" | "M" => 1000u64.pow(2),
+        "GB" | "G" => 1000u64.pow(3),
+        "TB" | "T" => 1000u64.pow(4),
+        "PB" | "P" => 1000u64.pow(5),
+        "EB" | "E" => 1000u64.pow(6),
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        "PiB" => 1 << 50,
+        "EiB" => 1 << 60,
+        other => return Err(format!("invalid size {s:?}: unknown unit {other:?}")),
+    };
+    if num.contains('.') {
+        let f: f64 = num.parse().map_err(|_| format!("invalid size {s:?}"))?;
+        return Ok((f * mult as f64) as u64);
+    }
+    let n: u64 = num.parse().map_err(|_| format!("invalid size {s:?}"))?;
+    n.checked_mul(mult).ok_or_else(|| format!("size {s:?} is too large"))
+}
+
+/// A memory limit: a size or a percentage of host memory.
+pub fn parse_memory_limit(s: &str, host_total: u64) -> Result<u64, String> {
+    if let Some(p) = s.trim().strip_suffix('%') {
+        let pct: f64 = p.trim().parse().map_err(|_| format!("invalid percentage {s:?}"))?;
+        if !(0.0..=100.0).contains(&pct) || pct == 0.0 {
+            return Err(format!("memory percentage {s:?} must be in (0, 100]"));
+        }
+        return Ok((host_total as f64 * pct / 100.0) as u64);
+    }
+    let v = parse_size(s)?;
+    if v == 0 {
+        return Err("memory limit must be above zero".into());
+    }
+    Ok(v)
+}
+
+/// A CPU set like `0-3,6`: the sorted, de-duplicated list of CPU numbers.
+pub fn parse_cpu_set(s: &str) -> Result<Vec<u32>, String> {
+    let mut cpus = Vec::new();
+    for part in s.split(',') {
+        let part = part.trim();
+        if part.is_empty() {
+            return Err(format!("invalid CPU set {s:?}"));
+        }
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let a: u32 = a.trim().parse().map_err(|_| format!("invalid CPU set {s:?}"))?;
+                let b: u32 = b.trim().parse().map_err(|_| format!("invalid CPU set {s:?}"))?;
+                if a > b {
+                    return Err(format!("invalid CPU range {part:?} in {s:?}"));
+                }
+                cpus.extend(a..=b);
+            }
+            None => cpus.push(part.parse().map_err(|_| format!("invalid CPU set {s:?}"))?),
+        }
+    }
+    cpus.sort_unstable();
+    cpus.dedup();
+    Ok(cpus)
+}
+
+/// `limits.cpu`: a count of CPUs, or an explicit set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CpuLimit {
+    Count(u32),
+    Set(Vec<u32>),
+}
+
+pub fn parse_cpu_limit(s: &str) -> Result<CpuLimit, String> {
+    let t = s.trim();
+    if t.contains(['-', ',']) {
+        return parse_cpu_set(t).map(CpuLimit::Set);
+    }
+    match t.parse::<u32>() {
+        Ok(0) => Err("limits.cpu must be at least 1".into()),
+        Ok(n) => Ok(CpuLimit::Count(n)),
+        Err(_) => Err(format!("invalid limits.cpu {s:?}")),
+    }
+}
+
+/// `limits.cpu.allowance`: `50%` (a share) or `25ms/100ms` (a hard quota).
+#[derive(Debug, Clone, PartialEq)]
+pub enum CpuAllowance {
+    Percent(f64),
+    Quota { quota_us: u64, period_us: u64 },
+}
+
+pub fn parse_cpu_allowance(s: &str) -> Result<CpuAllowance, String> {
+    let t = s.trim();
+    if let Some(p) = t.strip_suffix('%') {
+        let v: f64 = p.parse().map_err(|_| format!("invalid allowance {s:?}"))?;
+        if v <= 0.0 || v > 100.0 {
+            return Err(format!("allowance {s:?} must be in (0%, 100%]"));
+        }
+        return Ok(CpuAllowance::Percent(v));
+    }
+    let (q, p) = t.split_once('/').ok_or_else(|| format!("invalid allowance {s:?} (use 50% or 25ms/100ms)"))?;
+    let ms = |x: &str| -> Result<u64, String> {
+        let v: u64 = x.trim().strip_suffix("ms").ok_or_else(|| format!("invalid allowance {s:?}"))?.parse().map_err(|_| format!("invalid allowance {s:?}"))?;
+        Ok(v * 1000)
+    };
+    let (quota_us, period_us) = (ms(q)?, ms(p)?);
+    if quota_us == 0 || period_us == 0 {
+        return Err(format!("allowance {s:?} must be above zero"));
+    }
+    Ok(CpuAllowance::Quota { quota_us, period_us })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("512MiB").unwrap(), 512 << 20);
+        assert_eq!(parse_size("16GB").unwrap(), 16_000_000_000);
+        assert_eq!(parse_size("1024").unwrap(), 1024);
+        assert_eq!(parse_size("1.5GiB").unwrap(), 3 << 29);
+        assert!(parse_size("12XB").is_err());
+        assert!(parse_size("MiB").is_err());
+        assert!(parse_size("-1").is_err());
+        assert_eq!(parse_memory_limit("50%", 1000).unwrap(), 500);
+        assert!(parse_memory_limit("0%", 1000).is_err());
+        assert!(parse_memory_limit("150%", 1000).is_err());
+    }
+
+    #[test]
+    fn cpus() {
+        assert_eq!(parse_cpu_limit("2").unwrap(), CpuLimit::Count(2));
+        assert_eq!(parse_cpu_limit("0-1").unwrap(), CpuLimit::Set(vec![0, 1]));
+        assert_eq!(parse_cpu_limit("0,2-3,2").unwrap(), CpuLimit::Set(vec![0, 2, 3]));
+        assert!(parse_cpu_limit("0").is_err());
+        assert!(parse_cpu_limit("3-1").is_err());
+        assert!(parse_cpu_limit("x").is_err());
+        assert_eq!(parse_cpu_allowance("50%").unwrap(), CpuAllowance::Percent(50.0));
+        assert_eq!(parse_cpu_allowance("25ms/100ms").unwrap(), CpuAllowance::Quota { quota_us: 25000, period_us: 100000 });
+        assert!(parse_cpu_allowance("25/100").is_err());
+        assert!(parse_cpu_allowance("0%").is_err());
+    }
+}

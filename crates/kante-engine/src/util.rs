@@ -1,0 +1,34 @@
+//! Small helpers without a better home.
+
+use rand::RngCore;
+
+/// `n` random bytes as lowercase hex.
+pub fn random_hex(n: usize) -> String {
+    let mut b = vec![0u8; n];
+    rand::rng().fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+/// A random MAC in LXD's 00:16:3e range.
+pub fn random_hwaddr() -> String {
+    let mut b = [0u8; 3];
+    rand::rng().fill_bytes(&mut b);
+    format!("00:16:3e:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2])
+}
+
+/// Parses `true`/`false` config values the way LXD does.
+pub fn is_true(v: Option<&String>) -> bool {
+    matches!(v.map(|s| s.to_ascii_lowercase()).as_deref(), Some("true" | "1" | "yes" | "on"))
+}
+
+/// Registers an fd we own with the tokio reactor.
+pub fn async_fd(fd: std::os::fd::OwnedFd) -> std::io::Result<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>> {
+    // SAFETY: the fd is owned by the AsyncFd from here on and closed by it;
+    // nothing else holds or closes it while it is registered.
+    unsafe { tokio::io::unix::AsyncFd::register(fd) }.map_err(|e| e.into_parts().1)
+}
+
+/// Resolves once a watch flag is true (the guard never outlives this call).
+pub async fn wait_true(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|v| *v).await;
+}

@@ -1,0 +1,72 @@
+//! Rendering engine results as LXD responses.
+
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use kante_api::Envelope;
+use kante_engine::{EngineError, Op};
+use serde::Serialize;
+use serde_json::Value;
+
+/// Every handler returns this: a success response or an engine error.
+pub type ApiResult = Result<Response, ApiError>;
+
+pub struct ApiError(pub EngineError);
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        ApiError(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        error(self.0.status(), &self.0.to_string())
+    }
+}
+
+fn json_response(status: StatusCode, env: &Envelope, headers: HeaderMap) -> Response {
+    let mut body = serde_json::to_vec(env).unwrap_or_default();
+    body.push(b'\n');
+    let mut resp = (status, body).into_response();
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().extend(headers);
+    resp
+}
+
+pub fn error(code: u16, message: &str) -> Response {
+    let mut h = HeaderMap::new();
+    h.insert("X-Content-Type-Options", HeaderValue::from_static("nosniff"));
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    json_response(status, &Envelope::error(code, message), h)
+}
+
+/// 200 with `metadata`.
+pub fn sync<T: Serialize>(metadata: T) -> ApiResult {
+    let v = serde_json::to_value(metadata).map_err(|e| ApiError(EngineError::internal(e)))?;
+    Ok(json_response(StatusCode::OK, &Envelope::sync(v), HeaderMap::new()))
+}
+
+/// 200 with `{}`.
+pub fn empty() -> ApiResult {
+    Ok(json_response(StatusCode::OK, &Envelope::empty(), HeaderMap::new()))
+}
+
+/// 201 with a Location header and null metadata.
+pub fn created(location: &str) -> ApiResult {
+    let mut h = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(location) {
+        h.insert(header::LOCATION, v);
+    }
+    Ok(json_response(StatusCode::CREATED, &Envelope::created(), h))
+}
+
+/// 202 for a background operation.
+pub fn operation(op: &std::sync::Arc<Op>) -> ApiResult {
+    let url = op.url();
+    let meta = serde_json::to_value(op.snapshot()).unwrap_or(Value::Null);
+    let mut h = HeaderMap::new();
+    if let Ok(v) = HeaderValue::from_str(&url) {
+        h.insert(header::LOCATION, v);
+    }
+    Ok(json_response(StatusCode::ACCEPTED, &Envelope::async_op(url, meta), h))
+}

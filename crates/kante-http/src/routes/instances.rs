@@ -1,0 +1,166 @@
+use axum::extract::{Path, State};
+use axum::response::IntoResponse;
+use kante_api::exec::ExecPost;
+use kante_api::instance::{InstancePost, InstancePut, InstanceStatePut, InstancesPost};
+use kante_engine::EngineError;
+
+use super::{recursion, Params};
+use crate::body::Json;
+use crate::filter;
+use crate::response::{empty, operation, sync, ApiError, ApiResult};
+use crate::AppState;
+
+pub async fn list(State(s): State<AppState>, q: Params) -> ApiResult {
+    let f = q.get("filter").cloned().unwrap_or_default();
+    let keep = |v: &serde_json::Value| filter::matches(&f, v).map_err(|e| ApiError(EngineError::bad(format!("Invalid filter: {e}"))));
+    match recursion(&q) {
+        0 => {
+            let mut out = Vec::new();
+            for i in s.engine.instance_list()? {
+                if keep(&serde_json::to_value(&i).unwrap_or_default())? {
+                    out.push(format!("/1.0/instances/{}", i.name));
+                }
+            }
+            sync(out)
+        }
+        1 => {
+            let mut out = Vec::new();
+            for i in s.engine.instance_list()? {
+                if keep(&serde_json::to_value(&i).unwrap_or_default())? {
+                    out.push(i);
+                }
+            }
+            sync(out)
+        }
+        _ => {
+            let mut out = Vec::new();
+            for i in s.engine.instance_list_full()? {
+                if keep(&serde_json::to_value(&i.instance).unwrap_or_default())? {
+                    out.push(i);
+                }
+            }
+            sync(out)
+        }
+    }
+}
+
+pub async fn create(State(s): State<AppState>, Json(req): Json<InstancesPost>) -> ApiResult {
+    operation(&s.engine.instance_create(req).await?)
+}
+
+pub async fn get(State(s): State<AppState>, Path(name): Path<String>, q: Params) -> ApiResult {
+    if recursion(&q) >= 1 {
+        return sync(s.engine.instance_get_full(&name)?);
+    }
+    sync(s.engine.instance_get(&name)?)
+}
+
+/// PUT is asynchronous in LXD (and restore travels through it).
+pub async fn put(State(s): State<AppState>, Path(name): Path<String>, Json(req): Json<InstancePut>) -> ApiResult {
+    if !req.restore.is_empty() {
+        return Err(EngineError::NotImplemented("Snapshots are not supported yet".into()).into());
+    }
+    s.engine.instance_row(&name)?;
+    let op = s.engine.ops.create(
+        kante_api::operation::OperationClass::Task,
+        "Updating instance",
+        kante_engine::operations::instance_resources(&[&name], true),
+    );
+    let engine = s.engine.clone();
+    s.engine.ops.run(op.clone(), async move { engine.instance_update(&name, req, false).await });
+    operation(&op)
+}
+
+pub async fn patch(State(s): State<AppState>, Path(name): Path<String>, Json(req): Json<InstancePut>) -> ApiResult {
+    if !req.restore.is_empty() {
+        return Err(EngineError::bad("PATCH cannot restore a snapshot").into());
+    }
+    s.engine.instance_update(&name, req, true).await?;
+    empty()
+}
+
+pub async fn delete(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult {
+    s.engine.instance_row(&name)?;
+    if s.engine.instance_status(&name) != kante_api::instance::InstanceStatus::Stopped {
+        return Err(EngineError::bad("Instance is running").into());
+    }
+    let op = s.engine.ops.create(
+        kante_api::operation::OperationClass::Task,
+        "Deleting instance",
+        kante_engine::operations::instance_resources(&[&name], true),
+    );
+    let engine = s.engine.clone();
+    s.engine.ops.run(op.clone(), async move { engine.instance_delete(&name).await });
+    operation(&op)
+}
+
+pub async fn post(State(s): State<AppState>, Path(name): Path<String>, Json(req): Json<InstancePost>) -> ApiResult {
+    if req.migration {
+        return Err(EngineError::NotImplemented("Migration is not supported yet".into()).into());
+    }
+    s.engine.instance_row(&name)?;
+    if req.name.is_empty() {
+        return Err(EngineError::bad("No new name given").into());
+    }
+    kante_api::names::validate_instance_name(&req.name).map_err(EngineError::from)?;
+    let op = s.engine.ops.create(
+        kante_api::operation::OperationClass::Task,
+        "Renaming instance",
+        kante_engine::operations::instance_resources(&[&name], true),
+    );
+    let engine = s.engine.clone();
+    s.engine.ops.run(op.clone(), async move { engine.instance_rename(&name, &req.name).await });
+    operation(&op)
+}
+
+pub async fn state_get(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult {
+    sync(s.engine.instance_state(&name)?)
+}
+
+pub async fn state_put(State(s): State<AppState>, Path(name): Path<String>, Json(req): Json<InstanceStatePut>) -> ApiResult {
+    operation(&s.engine.instance_state_put(&name, req).await?)
+}
+
+pub async fn exec(State(s): State<AppState>, Path(name): Path<String>, Json(req): Json<ExecPost>) -> ApiResult {
+    operation(&s.engine.instance_exec(&name, req).await?)
+}
+
+pub async fn snapshots(State(s): State<AppState>, Path(name): Path<String>, q: Params) -> ApiResult {
+    s.engine.instance_row(&name)?;
+    if recursion(&q) >= 1 {
+        return sync(Vec::<serde_json::Value>::new());
+    }
+    sync(Vec::<String>::new())
+}
+
+pub async fn console_get(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult {
+    let log = s.engine.instance_console_log(&name)?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/octet-stream")], log).into_response())
+}
+
+pub async fn console_delete(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult {
+    s.engine.instance_console_clear(&name)?;
+    empty()
+}
+
+pub async fn console_attach() -> ApiResult {
+    Err(EngineError::NotImplemented("Interactive console attach is not supported yet; use `kante console --show-log`".into()).into())
+}
+
+pub async fn logs(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult {
+    s.engine.instance_row(&name)?;
+    sync([format!("/1.0/instances/{name}/logs/lxc.log")])
+}
+
+/// `lxc.log`: our console log stands in for liblxc's start log.
+pub async fn log_get(State(s): State<AppState>, Path((name, file)): Path<(String, String)>) -> ApiResult {
+    let body = match file.as_str() {
+        "lxc.log" | "console.log" => s.engine.instance_console_log(&name)?,
+        other if other.starts_with("exec_") && !other.contains('/') => {
+            s.engine.instance_row(&name)?;
+            std::fs::read(s.engine.paths.instance_logs(&name).join(other)).map_err(|_| EngineError::NotFound("Log not found".into()))?
+        }
+        _ => return Err(EngineError::NotFound("Log not found".into()).into()),
+    };
+    Ok(([(axum::http::header::CONTENT_TYPE, "text/plain")], body).into_response())
+}

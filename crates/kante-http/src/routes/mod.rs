@@ -1,0 +1,22 @@
+//! Route handlers, one module per API area. Each handler only parses the
+//! request, calls the engine and renders the result.
+
+pub mod events;
+pub mod files;
+pub mod images;
+pub mod instances;
+pub mod operations;
+pub mod profiles;
+pub mod server;
+pub mod storage;
+
+use std::collections::HashMap;
+
+use axum::extract::Query;
+
+/// Query parameters, parsed leniently (`?recursion=`, `?project=` may be empty).
+pub type Params = Query<HashMap<String, String>>;
+
+pub fn recursion(q: &HashMap<String, String>) -> u8 {
+    q.get("recursion").and_then(|v| v.parse().ok()).unwrap_or(0)
+}

@@ -1,0 +1,103 @@
+use std::time::Duration;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::response::IntoResponse;
+use futures_util::{SinkExt, StreamExt};
+use kante_engine::ws::{WsConn, WsMsg};
+use kante_engine::EngineError;
+use tokio::sync::mpsc;
+
+use super::{recursion, Params};
+use crate::response::{empty, sync, ApiResult};
+use crate::AppState;
+
+pub async fn list(State(s): State<AppState>, q: Params) -> ApiResult {
+    let ops = s.engine.ops.list();
+    let mut groups: std::collections::BTreeMap<String, Vec<serde_json::Value>> = Default::default();
+    for op in ops {
+        let key = op.status.to_lowercase();
+        let v = if recursion(&q) >= 1 { serde_json::to_value(&op).unwrap_or_default() } else { format!("/1.0/operations/{}", op.id).into() };
+        groups.entry(key).or_default().push(v);
+    }
+    sync(groups)
+}
+
+pub async fn get(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
+    sync(s.engine.ops.get(&id)?.snapshot())
+}
+
+pub async fn delete(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
+    s.engine.ops.get(&id)?.cancel()?;
+    empty()
+}
+
+/// Always a 200 with the operation as it is when the wait ends.
+pub async fn wait(State(s): State<AppState>, Path(id): Path<String>, q: Params) -> ApiResult {
+    let op = s.engine.ops.get(&id)?;
+    let timeout = q.get("timeout").and_then(|t| t.parse::<i64>().ok()).filter(|t| *t >= 0).map(|t| Duration::from_secs(t as u64));
+    sync(op.wait(timeout).await)
+}
+
+/// Connects one of an operation's websockets; the secret authorises it.
+pub async fn websocket(State(s): State<AppState>, Path(id): Path<String>, q: Params, ws: WebSocketUpgrade) -> ApiResult {
+    let op = s.engine.ops.get(&id)?;
+    let secret = q.get("secret").cloned().unwrap_or_default();
+    if secret.is_empty() {
+        return Err(EngineError::Forbidden("Missing websocket secret".into()).into());
+    }
+    let slot = op.claim_socket(&secret)?;
+    Ok(ws
+        .on_upgrade(move |socket| async move {
+            let (conn, pump) = bridge(socket);
+            let _ = slot.send(conn);
+            pump.await;
+        })
+        .into_response())
+}
+
+/// Joins a real websocket to the engine's channel pair and returns the
+/// future that pumps between them until either side ends.
+pub fn bridge(socket: WebSocket) -> (WsConn, impl std::future::Future<Output = ()>) {
+    let (in_tx, in_rx) = mpsc::channel::<WsMsg>(64);
+    let (out_tx, mut out_rx) = mpsc::channel::<WsMsg>(64);
+    let conn = WsConn { incoming: in_rx, outgoing: out_tx };
+    let pump = async move {
+        let (mut sink, mut stream) = socket.split();
+        let reader = async move {
+            while let Some(Ok(msg)) = stream.next().await {
+                let m = match msg {
+                    Message::Binary(b) => WsMsg::Binary(b.to_vec()),
+                    Message::Text(t) => WsMsg::Text(t.to_string()),
+                    Message::Close(_) => break,
+                    _ => continue,
+                };
+                if in_tx.send(m).await.is_err() {
+                    break;
+                }
+            }
+        };
+        let writer = async move {
+            while let Some(m) = out_rx.recv().await {
+                let msg = match m {
+                    WsMsg::Binary(b) => Message::Binary(b.into()),
+                    WsMsg::Text(t) => Message::Text(t.into()),
+                };
+                if sink.send(msg).await.is_err() {
+                    return;
+                }
+            }
+            // The engine is done with this stream.
+            let _ = sink.send(Message::Close(None)).await;
+            let _ = sink.close().await;
+        };
+        // The connection lives until the engine closes its side; a client
+        // closing only its reading half keeps the writer going.
+        tokio::pin!(writer);
+        tokio::select! {
+            _ = &mut writer => {}
+            _ = reader => { writer.await; }
+        }
+    };
+    (conn, pump)
+}
