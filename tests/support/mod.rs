@@ -1,1 +1,427 @@
-//! placeholder
+//! Shared harness of the integration tests: a real `kanted` per test in its
+//! own `KANTE_DIR`, the test images, and the leak check every test ends with.
+//!
+//! These tests need root and run one at a time (`serial()`); they talk only
+//! to the daemon's unix socket.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use kante_api::instance::{InstanceSource, InstancesPost};
+pub use kante_client::Client;
+
+/// One root test at a time: they share cgroups, ids and the machine.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    init_reaper();
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Pids of daemons we own (reaped through their `Child`, not by the reaper).
+fn owned() -> &'static Mutex<HashSet<i32>> {
+    static OWNED: OnceLock<Mutex<HashSet<i32>>> = OnceLock::new();
+    OWNED.get_or_init(|| Mutex::new(HashSet::new()))
+}
+
+/// When a test kills a daemon, its container monitors are re-parented to
+/// the nearest subreaper: this test process. Reap them as they exit so the
+/// process table stays clean (on a systemd host, PID 1 would do this).
+fn init_reaper() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        // SAFETY: plain prctl.
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        std::thread::spawn(|| loop {
+            reap_zombie_children();
+            std::thread::sleep(Duration::from_millis(100));
+        });
+    });
+}
+
+fn reap_zombie_children() {
+    let me = std::process::id() as i32;
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for e in rd.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if f.len() > 1
+            && f[0] == "Z"
+            && f[1].parse::<i32>().ok() == Some(me)
+            && !owned().lock().unwrap().contains(&pid)
+        {
+            let mut status = 0;
+            // SAFETY: reaping our own zombie child.
+            unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        }
+    }
+}
+
+/// A built binary of this workspace (`target/<profile>/<name>`).
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} is not built: run `cargo build --workspace` first",
+        p.display()
+    );
+    p
+}
+
+/// The cached test images (built by `scripts/images.sh`).
+#[derive(Debug, Clone, Copy)]
+pub enum TestImage {
+    Busybox,
+    Debian,
+}
+
+impl TestImage {
+    pub fn path(self) -> PathBuf {
+        let dir =
+            std::env::var("KANTE_IMAGE_CACHE").unwrap_or_else(|_| "/var/cache/kante/images".into());
+        let file = match self {
+            TestImage::Busybox => "busybox-amd64.tar.zst",
+            TestImage::Debian => "debian-bookworm-amd64.tar.zst",
+        };
+        let p = Path::new(&dir).join(file);
+        assert!(
+            p.exists(),
+            "test image {} is missing: run scripts/images.sh",
+            p.display()
+        );
+        p
+    }
+}
+
+pub struct Daemon {
+    pub dir: PathBuf,
+    pub client: Client,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+impl Daemon {
+    pub async fn start() -> Daemon {
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = PathBuf::from(format!("/tmp/kante-test-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = PathBuf::from(format!("{}.log", dir.display()));
+        let mut d = Daemon {
+            client: Client::with_socket(dir.join("unix.socket")),
+            dir,
+            child: None,
+            log,
+        };
+        d.spawn().await;
+        d
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(bin("kanted"))
+            .env("KANTE_DIR", &self.dir)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn kanted");
+        owned().lock().unwrap().insert(child.id() as i32);
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if self.client.get("/1.0").await.is_ok() {
+                return;
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!(
+                    "kanted exited during start-up ({status}); log:\n{}",
+                    self.log_text()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "kanted did not come up; log:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
+    }
+
+    /// `kill -9` the daemon (containers must survive it).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+            owned().lock().unwrap().remove(&(c.id() as i32));
+        }
+    }
+
+    pub async fn restart(&mut self) {
+        self.kill9();
+        self.spawn().await;
+    }
+
+    /// The cgroup prefix this daemon uses (`kante-<hash>` under each hierarchy).
+    pub fn cgroup_prefix(&self) -> String {
+        kante_engine::Paths::new(&self.dir).cgroup_prefix()
+    }
+
+    pub async fn import(&self, image: TestImage) -> String {
+        self.client
+            .upload_image(&image.path(), &Default::default(), |_, _| {})
+            .await
+            .unwrap_or_else(|e| panic!("importing {image:?}: {e}"))
+    }
+
+    /// Creates and starts `name` from image `fp` with extra config.
+    pub async fn launch(&self, fp: &str, name: &str, config: &[(&str, &str)]) {
+        self.create(fp, name, config).await;
+        self.client
+            .start_instance(name)
+            .await
+            .unwrap_or_else(|e| panic!("starting {name}: {e}\n{}", self.log_text()));
+    }
+
+    pub async fn create(&self, fp: &str, name: &str, config: &[(&str, &str)]) {
+        let mut post = InstancesPost {
+            name: name.into(),
+            ..Default::default()
+        };
+        post.source = InstanceSource {
+            kind: "image".into(),
+            fingerprint: fp.into(),
+            ..Default::default()
+        };
+        post.put.config = config
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.client
+            .create_instance(&post)
+            .await
+            .unwrap_or_else(|e| panic!("creating {name}: {e}"));
+    }
+
+    /// Host pid of an instance's init.
+    pub async fn init_pid(&self, name: &str) -> i32 {
+        self.client.instance_state(name).await.unwrap().pid as i32
+    }
+
+    /// Polls `systemctl is-system-running` until running/degraded; returns the final state.
+    pub async fn wait_systemd(&self, name: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            if let Ok(out) = self
+                .client
+                .exec_capture(name, &["systemctl", "is-system-running"], &[], None)
+                .await
+            {
+                last = out.stdout_str().trim().to_string();
+                if last == "running" || last == "degraded" {
+                    return last;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        last
+    }
+
+    /// Stops and deletes every instance, stops the daemon, and checks that
+    /// nothing of this daemon is left on the host; removes its directory.
+    pub async fn shutdown(mut self) {
+        let leaks = self.teardown().await;
+        assert!(
+            leaks.is_empty(),
+            "leaked after the test:\n{}",
+            leaks.join("\n")
+        );
+    }
+
+    async fn teardown(&mut self) -> Vec<String> {
+        if self.child.is_some() {
+            if let Ok(names) = self.client.instance_names().await {
+                for n in names {
+                    let _ = self.client.stop_instance(&n, true, -1).await;
+                    if let Err(e) = self.client.delete_instance(&n).await {
+                        eprintln!("deleting {n}: {e}");
+                    }
+                }
+            }
+            if let Ok(names) = self.client.instance_names().await {
+                if !names.is_empty() {
+                    return vec![format!("instances still in the database: {names:?}")];
+                }
+            }
+        }
+        self.kill9();
+        let leaks = leaks_of(&self.dir, &self.cgroup_prefix());
+        // Whatever happened, leave the host clean for the next test.
+        force_clean(&self.dir, &self.cgroup_prefix());
+        leaks
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.is_some() || self.dir.exists() {
+            // A test failed before shutdown(): clean up without asserting.
+            self.kill9();
+            force_clean(&self.dir, &self.cgroup_prefix());
+        }
+    }
+}
+
+/// Everything a daemon for `dir` may leave on the host.
+pub fn leaks_of(dir: &Path, prefix: &str) -> Vec<String> {
+    let mut leaks = Vec::new();
+    let d = dir.to_string_lossy().to_string();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for l in mounts.lines().filter(|l| l.contains(&d)) {
+        leaks.push(format!("mount: {l}"));
+    }
+    for p in processes_mentioning(&d) {
+        leaks.push(format!("process: {p}"));
+    }
+    for cg in cgroup_dirs(prefix) {
+        let children: Vec<String> = std::fs::read_dir(&cg)
+            .map(|rd| {
+                rd.flatten()
+                    .filter(|e| e.path().is_dir())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !children.is_empty() {
+            leaks.push(format!("cgroup {} still has {children:?}", cg.display()));
+        }
+    }
+    leaks
+}
+
+fn cgroup_dirs(prefix: &str) -> Vec<PathBuf> {
+    let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return vec![];
+    };
+    let mut out: Vec<PathBuf> = rd
+        .flatten()
+        .map(|e| e.path().join(prefix))
+        .filter(|p| p.is_dir())
+        .collect();
+    let root = Path::new("/sys/fs/cgroup").join(prefix);
+    if root.is_dir() {
+        out.push(root);
+    }
+    out
+}
+
+/// Live processes whose command line mentions `needle`, except ourselves.
+pub fn processes_mentioning(needle: &str) -> Vec<String> {
+    let me = std::process::id();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.contains(needle) {
+            out.push(format!("{pid} {cmd}"));
+        }
+    }
+    out
+}
+
+/// Kills what is left in the daemon's cgroups, removes them and the directory.
+fn force_clean(dir: &Path, prefix: &str) {
+    for cg in cgroup_dirs(prefix) {
+        kill_tree(&cg);
+        remove_cgroup_tree(&cg);
+    }
+    let d = dir.to_string_lossy().to_string();
+    for p in processes_mentioning(&d) {
+        if let Some(pid) = p
+            .split_whitespace()
+            .next()
+            .and_then(|s| s.parse::<i32>().ok())
+        {
+            // SAFETY: plain kill.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    for cg in cgroup_dirs(prefix) {
+        remove_cgroup_tree(&cg);
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_file(format!("{}.log", dir.display()));
+}
+
+fn kill_tree(cg: &Path) {
+    for f in ["cgroup.procs", "tasks"] {
+        if let Ok(t) = std::fs::read_to_string(cg.join(f)) {
+            for pid in t.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                // SAFETY: plain kill.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+    if let Ok(rd) = std::fs::read_dir(cg) {
+        for e in rd.flatten().filter(|e| e.path().is_dir()) {
+            kill_tree(&e.path());
+        }
+    }
+}
+
+fn remove_cgroup_tree(cg: &Path) {
+    if let Ok(rd) = std::fs::read_dir(cg) {
+        for e in rd.flatten().filter(|e| e.path().is_dir()) {
+            remove_cgroup_tree(&e.path());
+        }
+    }
+    let _ = std::fs::remove_dir(cg);
+}
+
+/// Runs an async test body on a fresh runtime (tests stay plain `#[test]`).
+pub fn run<F: std::future::Future<Output = ()>>(f: F) {
+    let _g = serial();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f);
+}

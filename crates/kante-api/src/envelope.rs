@@ -98,7 +98,15 @@ mod tests {
         ] {
             let v = serde_json::to_value(&env).unwrap();
             let obj = v.as_object().unwrap();
-            for key in ["type", "status", "status_code", "operation", "error_code", "error", "metadata"] {
+            for key in [
+                "type",
+                "status",
+                "status_code",
+                "operation",
+                "error_code",
+                "error",
+                "metadata",
+            ] {
                 assert!(obj.contains_key(key), "missing {key} in {v}");
             }
             assert_eq!(obj.len(), 7);

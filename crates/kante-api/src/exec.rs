@@ -13,7 +13,11 @@ pub struct ExecPost {
     pub command: Vec<String>,
     #[serde(default, deserialize_with = "string_map")]
     pub environment: BTreeMap<String, String>,
-    #[serde(rename = "wait-for-websocket", default, deserialize_with = "lenient_bool")]
+    #[serde(
+        rename = "wait-for-websocket",
+        default,
+        deserialize_with = "lenient_bool"
+    )]
     pub wait_for_websocket: bool,
     #[serde(default, deserialize_with = "lenient_bool")]
     pub interactive: bool,
@@ -48,11 +52,19 @@ impl ExecControl {
         let mut args = BTreeMap::new();
         args.insert("width".to_string(), width.to_string());
         args.insert("height".to_string(), height.to_string());
-        ExecControl { command: "window-resize".into(), args: Some(args), signal: 0 }
+        ExecControl {
+            command: "window-resize".into(),
+            args: Some(args),
+            signal: 0,
+        }
     }
 
     pub fn signal(sig: i32) -> Self {
-        ExecControl { command: "signal".into(), args: None, signal: sig as i64 }
+        ExecControl {
+            command: "signal".into(),
+            args: None,
+            signal: sig as i64,
+        }
     }
 }
 
@@ -90,7 +102,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.args.unwrap()["width"], "120");
-        let c: ExecControl = serde_json::from_str(r#"{"command":"signal","args":null,"signal":15}"#).unwrap();
+        let c: ExecControl =
+            serde_json::from_str(r#"{"command":"signal","args":null,"signal":15}"#).unwrap();
         assert_eq!(c.signal, 15);
     }
 }

@@ -51,7 +51,11 @@ pub struct InstancePut {
     #[serde(default, deserialize_with = "null_default")]
     pub description: String,
     /// Restore the named snapshot instead of updating (accepts `snap0` and `c1/snap0`).
-    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub restore: String,
 }
 
@@ -289,10 +293,13 @@ mod tests {
 
     #[test]
     fn state_put_accepts_lxc_and_pylxd_bodies() {
-        let s: InstanceStatePut =
-            serde_json::from_str(r#"{"action":"stop","timeout":-1,"force":false,"stateful":false}"#).unwrap();
+        let s: InstanceStatePut = serde_json::from_str(
+            r#"{"action":"stop","timeout":-1,"force":false,"stateful":false}"#,
+        )
+        .unwrap();
         assert_eq!(s.timeout, -1);
-        let s: InstanceStatePut = serde_json::from_str(r#"{"action":"start","timeout":30,"force":true}"#).unwrap();
+        let s: InstanceStatePut =
+            serde_json::from_str(r#"{"action":"start","timeout":30,"force":true}"#).unwrap();
         assert!(s.force);
     }
 }

@@ -15,7 +15,11 @@ pub enum NameError {
     #[error("{kind} name {name:?} must not end with a dash")]
     BadEnd { kind: &'static str, name: String },
     #[error("{kind} name {name:?} must not contain {what}")]
-    Forbidden { kind: &'static str, name: String, what: &'static str },
+    Forbidden {
+        kind: &'static str,
+        name: String,
+        what: &'static str,
+    },
 }
 
 /// LXD's instance name rules: a valid hostname label, 1..=63 characters of
@@ -29,17 +33,29 @@ fn validate_hostname_label(kind: &'static str, name: &str) -> Result<(), NameErr
         return Err(NameError::Empty { kind });
     }
     if name.len() > 63 {
-        return Err(NameError::TooLong { kind, name: name.into() });
+        return Err(NameError::TooLong {
+            kind,
+            name: name.into(),
+        });
     }
     if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-        return Err(NameError::BadCharacter { kind, name: name.into() });
+        return Err(NameError::BadCharacter {
+            kind,
+            name: name.into(),
+        });
     }
     let first = name.chars().next().expect("not empty");
     if first.is_ascii_digit() || first == '-' {
-        return Err(NameError::BadStart { kind, name: name.into() });
+        return Err(NameError::BadStart {
+            kind,
+            name: name.into(),
+        });
     }
     if name.ends_with('-') {
-        return Err(NameError::BadEnd { kind, name: name.into() });
+        return Err(NameError::BadEnd {
+            kind,
+            name: name.into(),
+        });
     }
     Ok(())
 }
@@ -56,13 +72,30 @@ pub fn validate_alias_name(name: &str) -> Result<(), NameError> {
         return Err(NameError::Empty { kind });
     }
     if name.len() > 255 {
-        return Err(NameError::TooLong { kind, name: name.into() });
+        return Err(NameError::TooLong {
+            kind,
+            name: name.into(),
+        });
     }
-    if name.chars().any(|c| c.is_whitespace() || c.is_control() || c == ':') {
-        return Err(NameError::Forbidden { kind, name: name.into(), what: "whitespace, control characters or ':'" });
+    if name
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == ':')
+    {
+        return Err(NameError::Forbidden {
+            kind,
+            name: name.into(),
+            what: "whitespace, control characters or ':'",
+        });
     }
-    if name.split('/').any(|p| p.is_empty() || p == "." || p == "..") {
-        return Err(NameError::Forbidden { kind, name: name.into(), what: "empty, '.' or '..' path parts" });
+    if name
+        .split('/')
+        .any(|p| p.is_empty() || p == "." || p == "..")
+    {
+        return Err(NameError::Forbidden {
+            kind,
+            name: name.into(),
+            what: "empty, '.' or '..' path parts",
+        });
     }
     Ok(())
 }
@@ -77,16 +110,31 @@ fn validate_free_name(kind: &'static str, name: &str, max: usize) -> Result<(), 
         return Err(NameError::Empty { kind });
     }
     if name.len() > max {
-        return Err(NameError::TooLong { kind, name: name.into() });
+        return Err(NameError::TooLong {
+            kind,
+            name: name.into(),
+        });
     }
     if name.contains('/') {
-        return Err(NameError::Forbidden { kind, name: name.into(), what: "'/'" });
+        return Err(NameError::Forbidden {
+            kind,
+            name: name.into(),
+            what: "'/'",
+        });
     }
     if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(NameError::Forbidden { kind, name: name.into(), what: "whitespace or control characters" });
+        return Err(NameError::Forbidden {
+            kind,
+            name: name.into(),
+            what: "whitespace or control characters",
+        });
     }
     if name == "." || name == ".." {
-        return Err(NameError::Forbidden { kind, name: name.into(), what: "only dots" });
+        return Err(NameError::Forbidden {
+            kind,
+            name: name.into(),
+            what: "only dots",
+        });
     }
     Ok(())
 }
@@ -100,7 +148,18 @@ mod tests {
         for ok in ["c1", "web-01", "a", "Trc-c1", &"a".repeat(63)] {
             assert!(validate_instance_name(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "1abc", "-abc", "abc-", "a/b", "a_b", "a.b", "ä", &"a".repeat(64), "a b"] {
+        for bad in [
+            "",
+            "1abc",
+            "-abc",
+            "abc-",
+            "a/b",
+            "a_b",
+            "a.b",
+            "ä",
+            &"a".repeat(64),
+            "a b",
+        ] {
             assert!(validate_instance_name(bad).is_err(), "{bad}");
         }
     }

@@ -73,7 +73,9 @@ where
             .ok_or_else(|| serde::de::Error::custom("integer out of range")),
         Value::String(s) if s.is_empty() => Ok(0),
         Value::String(s) => s.trim().parse().map_err(serde::de::Error::custom),
-        other => Err(serde::de::Error::custom(format!("expected integer, got {other}"))),
+        other => Err(serde::de::Error::custom(format!(
+            "expected integer, got {other}"
+        ))),
     }
 }
 
@@ -88,7 +90,9 @@ where
         Value::Bool(b) => Ok(b),
         Value::String(s) => Ok(matches!(s.as_str(), "true" | "1" | "yes" | "on")),
         Value::Number(n) => Ok(n.as_i64().unwrap_or(0) != 0),
-        other => Err(serde::de::Error::custom(format!("expected boolean, got {other}"))),
+        other => Err(serde::de::Error::custom(format!(
+            "expected boolean, got {other}"
+        ))),
     }
 }
 

@@ -1,1 +1,32 @@
-//! placeholder
+//! Client library for Kante's REST API (LXD API 1.0 shapes) over the daemon's
+//! unix socket.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), kante_client::ClientError> {
+//! let client = kante_client::Client::local();
+//! let out = client.exec_capture("c1", &["uname", "-a"], &[], None).await?;
+//! println!("{} {}", out.code, out.stdout_str());
+//! # Ok(()) }
+//! ```
+
+mod body;
+mod client;
+mod error;
+mod events;
+mod exec;
+mod files;
+mod images;
+mod instances;
+mod operations;
+
+pub use body::ProgressFn;
+pub use client::{ApiResponse, Client, DEFAULT_KANTE_DIR};
+pub use error::{ClientError, Result};
+pub use events::EventStream;
+pub use exec::{ExecOutput, ExecStreams};
+pub use files::{FileContent, FileGet, FileKind, FileMeta, FilePushOptions};
+pub use images::ImageUploadOptions;
+pub use operations::{operation_instances, operation_result};
+
+/// Re-exported so callers need not depend on kante-api for the common types.
+pub use kante_api;

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use kante_api::image::{normalise_architecture, Image, ImageAlias, ImageAliasRef, ImageAliasesPost, ImagePut};
+use kante_api::image::{
+    normalise_architecture, Image, ImageAlias, ImageAliasRef, ImageAliasesPost, ImagePut,
+};
 use kante_api::operation::OperationClass;
 use kante_api::ConfigMap;
 use kante_images::ImageError;
@@ -38,9 +40,13 @@ pub struct ImageUpload {
 impl From<ImageError> for EngineError {
     fn from(e: ImageError) -> Self {
         match e {
-            ImageError::AlreadyExists(_) => EngineError::Conflict("Image with same fingerprint already exists".into()),
+            ImageError::AlreadyExists(_) => {
+                EngineError::Conflict("Image with same fingerprint already exists".into())
+            }
             ImageError::NotFound(_) => EngineError::NotFound("Image not found".into()),
-            ImageError::Io { .. } | ImageError::MissingTool { .. } | ImageError::Build(_) => EngineError::internal(e),
+            ImageError::Io { .. } | ImageError::MissingTool { .. } | ImageError::Build(_) => {
+                EngineError::internal(e)
+            }
             other => EngineError::BadRequest(other.to_string()),
         }
     }
@@ -61,7 +67,10 @@ impl Engine {
             .unwrap_or_default()
             .into_iter()
             .filter(|a| a.target == row.fingerprint)
-            .map(|a| ImageAliasRef { name: a.name, description: a.description })
+            .map(|a| ImageAliasRef {
+                name: a.name,
+                description: a.description,
+            })
             .collect();
         Image {
             auto_update: row.auto_update,
@@ -83,11 +92,18 @@ impl Engine {
     }
 
     pub fn image_list(&self) -> Result<Vec<Image>> {
-        Ok(self.store.image_list()?.iter().map(|r| self.render_image(r)).collect())
+        Ok(self
+            .store
+            .image_list()?
+            .iter()
+            .map(|r| self.render_image(r))
+            .collect())
     }
 
     fn image_row(&self, fp: &str) -> Result<ImageRow> {
-        self.store.image_get(fp)?.ok_or_else(|| EngineError::NotFound("Image not found".into()))
+        self.store
+            .image_get(fp)?
+            .ok_or_else(|| EngineError::NotFound("Image not found".into()))
     }
 
     pub fn image_get(&self, fp: &str) -> Result<Image> {
@@ -99,15 +115,24 @@ impl Engine {
         for a in &upload.aliases {
             kante_api::names::validate_alias_name(&a.name)?;
             if self.store.alias_get(&a.name)?.is_some() {
-                return Err(EngineError::Conflict(format!("Alias {:?} already exists", a.name)));
+                return Err(EngineError::Conflict(format!(
+                    "Alias {:?} already exists",
+                    a.name
+                )));
             }
         }
         if let Some(p) = &upload.profiles {
             for name in p {
-                self.store.profile_get(name)?.ok_or_else(|| EngineError::NotFound(format!("Profile {name:?} not found")))?;
+                self.store
+                    .profile_get(name)?
+                    .ok_or_else(|| EngineError::NotFound(format!("Profile {name:?} not found")))?;
             }
         }
-        let op = self.ops.create(OperationClass::Task, "Downloading image", Default::default());
+        let op = self.ops.create(
+            OperationClass::Task,
+            "Downloading image",
+            Default::default(),
+        );
         let engine = self.arc();
         let op2 = op.clone();
         self.ops.run(op.clone(), async move {
@@ -134,7 +159,8 @@ impl Engine {
                 let p = p.clone();
                 tokio::task::spawn_blocking(move || {
                     let f = std::fs::File::open(&p)?;
-                    kante_images::store_unified(&dir, f, expected.as_deref()).map_err(EngineError::from)
+                    kante_images::store_unified(&dir, f, expected.as_deref())
+                        .map_err(EngineError::from)
                 })
                 .await??
             }
@@ -142,7 +168,8 @@ impl Engine {
                 let (m, r) = (metadata.clone(), rootfs.clone());
                 tokio::task::spawn_blocking(move || {
                     let (mf, rf) = (std::fs::File::open(&m)?, std::fs::File::open(&r)?);
-                    kante_images::store_split(&dir, mf, rf, expected.as_deref()).map_err(EngineError::from)
+                    kante_images::store_split(&dir, mf, rf, expected.as_deref())
+                        .map_err(EngineError::from)
                 })
                 .await??
             }
@@ -151,9 +178,11 @@ impl Engine {
         let mut properties: ConfigMap = stored.metadata.properties.clone().into_iter().collect();
         properties.extend(upload.properties.clone());
         let now = fmt_time(kante_api::now());
-        let created = chrono::DateTime::from_timestamp(stored.metadata.creation_date, 0).unwrap_or_else(kante_api::now);
+        let created = chrono::DateTime::from_timestamp(stored.metadata.creation_date, 0)
+            .unwrap_or_else(kante_api::now);
         let expires = if stored.metadata.expiry_date > 0 {
-            chrono::DateTime::from_timestamp(stored.metadata.expiry_date, 0).unwrap_or_else(kante_api::zero_time)
+            chrono::DateTime::from_timestamp(stored.metadata.expiry_date, 0)
+                .unwrap_or_else(kante_api::zero_time)
         } else {
             kante_api::zero_time()
         };
@@ -167,7 +196,10 @@ impl Engine {
             auto_update: false,
             cached: false,
             properties,
-            profiles: upload.profiles.clone().unwrap_or_else(|| vec!["default".into()]),
+            profiles: upload
+                .profiles
+                .clone()
+                .unwrap_or_else(|| vec!["default".into()]),
             created_at: fmt_time(created),
             uploaded_at: now.clone(),
             last_used_at: fmt_time(kante_api::zero_time()),
@@ -178,10 +210,15 @@ impl Engine {
             return Err(e.into());
         }
         for a in &upload.aliases {
-            self.store.alias_create(&AliasRow { name: a.name.clone(), target: fp.clone(), description: a.description.clone() })?;
+            self.store.alias_create(&AliasRow {
+                name: a.name.clone(),
+                target: fp.clone(),
+                description: a.description.clone(),
+            })?;
         }
         op.set_metadata(json!({"fingerprint": fp, "size": stored.size.to_string()}));
-        self.events.lifecycle("image-created", &format!("/1.0/images/{fp}"), json!({}));
+        self.events
+            .lifecycle("image-created", &format!("/1.0/images/{fp}"), json!({}));
         Ok(())
     }
 
@@ -205,7 +242,10 @@ impl Engine {
     pub fn image_delete(&self, fp: &str) -> Result<Arc<Op>> {
         let row = self.image_row(fp)?;
         let mut res = std::collections::BTreeMap::new();
-        res.insert("images".to_string(), vec![format!("/1.0/images/{}", row.fingerprint)]);
+        res.insert(
+            "images".to_string(),
+            vec![format!("/1.0/images/{}", row.fingerprint)],
+        );
         let op = self.ops.create(OperationClass::Task, "Deleting image", res);
         let engine = self.arc();
         self.ops.run(op.clone(), async move {
@@ -213,7 +253,13 @@ impl Engine {
             let lock = engine.image_lock(&fp);
             let _g = lock.lock().await;
             engine.store.image_delete(&fp)?;
-            let pools: Vec<Pool> = engine.pools.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+            let pools: Vec<Pool> = engine
+                .pools
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .values()
+                .cloned()
+                .collect();
             let dir = engine.paths.images();
             let fp2 = fp.clone();
             tokio::task::spawn_blocking(move || -> Result<()> {
@@ -224,7 +270,9 @@ impl Engine {
                 Ok(())
             })
             .await??;
-            engine.events.lifecycle("image-deleted", &format!("/1.0/images/{fp}"), json!({}));
+            engine
+                .events
+                .lifecycle("image-deleted", &format!("/1.0/images/{fp}"), json!({}));
             Ok(())
         });
         Ok(op)
@@ -236,7 +284,11 @@ impl Engine {
         let dir = self.paths.images();
         let main = dir.join(&row.fingerprint);
         let rootfs = dir.join(format!("{}.rootfs", row.fingerprint));
-        let base = if row.filename.is_empty() { row.fingerprint.clone() } else { row.filename.clone() };
+        let base = if row.filename.is_empty() {
+            row.fingerprint.clone()
+        } else {
+            row.filename.clone()
+        };
         if rootfs.exists() {
             Ok(vec![(format!("meta-{base}"), main), (base, rootfs)])
         } else {
@@ -276,7 +328,11 @@ impl Engine {
             })
         });
         while let Some((pct, done, secs)) = rx.recv().await {
-            let speed = if secs > 0.0 { (done as f64 / secs) as u64 } else { 0 };
+            let speed = if secs > 0.0 {
+                (done as f64 / secs) as u64
+            } else {
+                0
+            };
             op.set_metadata(json!({
                 "create_instance_from_image_unpack_progress": format!("Unpack: {pct}% ({})", human_rate(speed)),
                 "progress": {"percent": pct.to_string(), "speed": speed.to_string(), "stage": "create_instance_from_image_unpack"},
@@ -289,22 +345,42 @@ impl Engine {
     // ---- aliases ----
 
     pub fn alias_list(&self) -> Result<Vec<ImageAlias>> {
-        Ok(self.store.alias_list()?.into_iter().map(render_alias).collect())
+        Ok(self
+            .store
+            .alias_list()?
+            .into_iter()
+            .map(render_alias)
+            .collect())
     }
 
     pub fn alias_get(&self, name: &str) -> Result<ImageAlias> {
-        self.store.alias_get(name)?.map(render_alias).ok_or_else(|| EngineError::NotFound("Image alias not found".into()))
+        self.store
+            .alias_get(name)?
+            .map(render_alias)
+            .ok_or_else(|| EngineError::NotFound("Image alias not found".into()))
     }
 
     pub fn alias_create(&self, req: ImageAliasesPost) -> Result<()> {
         kante_api::names::validate_alias_name(&req.name)?;
         let img = self.image_row(&req.target)?;
-        self.store.alias_create(&AliasRow { name: req.name, target: img.fingerprint, description: req.description })?;
+        self.store.alias_create(&AliasRow {
+            name: req.name,
+            target: img.fingerprint,
+            description: req.description,
+        })?;
         Ok(())
     }
 
-    pub fn alias_update(&self, name: &str, target: Option<String>, description: String) -> Result<()> {
-        let mut row = self.store.alias_get(name)?.ok_or_else(|| EngineError::NotFound("Image alias not found".into()))?;
+    pub fn alias_update(
+        &self,
+        name: &str,
+        target: Option<String>,
+        description: String,
+    ) -> Result<()> {
+        let mut row = self
+            .store
+            .alias_get(name)?
+            .ok_or_else(|| EngineError::NotFound("Image alias not found".into()))?;
         if let Some(t) = target.filter(|t| !t.is_empty()) {
             row.target = self.image_row(&t)?.fingerprint;
         }
@@ -327,7 +403,12 @@ impl Engine {
 }
 
 fn render_alias(a: AliasRow) -> ImageAlias {
-    ImageAlias { description: a.description, target: a.target, name: a.name, kind: "container".into() }
+    ImageAlias {
+        description: a.description,
+        target: a.target,
+        name: a.name,
+        kind: "container".into(),
+    }
 }
 
 fn human_rate(bytes_per_sec: u64) -> String {

@@ -64,8 +64,15 @@ impl Engine {
     /// running while the daemon was away.
     pub async fn open(config: EngineConfig, runtime: Arc<dyn Runtime>) -> Result<Arc<Engine>> {
         let paths = Paths::new(&config.kante_dir);
-        for d in [paths.root.clone(), paths.images(), paths.pools(), paths.root.join("logs"), paths.root.join("database")] {
-            std::fs::create_dir_all(&d).map_err(|e| EngineError::internal(format!("creating {}: {e}", d.display())))?;
+        for d in [
+            paths.root.clone(),
+            paths.images(),
+            paths.pools(),
+            paths.root.join("logs"),
+            paths.root.join("database"),
+        ] {
+            std::fs::create_dir_all(&d)
+                .map_err(|e| EngineError::internal(format!("creating {}: {e}", d.display())))?;
         }
         let store = Store::open(&paths.database())?;
         let events = Events::new();
@@ -91,7 +98,9 @@ impl Engine {
 
     /// A strong reference to self, for background tasks.
     pub fn arc(&self) -> Arc<Engine> {
-        self.me.upgrade().expect("engine is alive while its methods run")
+        self.me
+            .upgrade()
+            .expect("engine is alive while its methods run")
     }
 
     fn init_defaults(&self) -> Result<()> {
@@ -106,16 +115,25 @@ impl Engine {
 
     /// The per-instance lock that serialises lifecycle changes.
     fn instance_lock(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
-        lock(&self.instance_locks).entry(name.to_string()).or_default().clone()
+        lock(&self.instance_locks)
+            .entry(name.to_string())
+            .or_default()
+            .clone()
     }
 
     fn image_lock(&self, fp: &str) -> Arc<tokio::sync::Mutex<()>> {
-        lock(&self.image_locks).entry(fp.to_string()).or_default().clone()
+        lock(&self.image_locks)
+            .entry(fp.to_string())
+            .or_default()
+            .clone()
     }
 
     /// Stops nothing: containers outlive the daemon. Called on shutdown.
     pub fn shutdown(&self) {
-        tracing::info!("kanted shutting down; {} containers keep running", lock(&self.running).len());
+        tracing::info!(
+            "kanted shutting down; {} containers keep running",
+            lock(&self.running).len()
+        );
     }
 }
 
@@ -135,7 +153,15 @@ fn host_idmap() -> IdMap {
         })
     };
     match (from("/etc/subuid"), from("/etc/subgid")) {
-        (Some((u, _)), Some((g, _))) => IdMap { host_uid: u, host_gid: g, size: 65536 },
-        _ => IdMap { host_uid: 1_000_000, host_gid: 1_000_000, size: 65536 },
+        (Some((u, _)), Some((g, _))) => IdMap {
+            host_uid: u,
+            host_gid: g,
+            size: 65536,
+        },
+        _ => IdMap {
+            host_uid: 1_000_000,
+            host_gid: 1_000_000,
+            size: 65536,
+        },
     }
 }

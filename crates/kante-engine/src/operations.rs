@@ -45,7 +45,8 @@ impl Op {
     }
 
     fn emit(&self, op: &Operation) {
-        self.events.send("operation", serde_json::to_value(op).unwrap_or(Value::Null));
+        self.events
+            .send("operation", serde_json::to_value(op).unwrap_or(Value::Null));
     }
 
     /// Replaces the metadata (progress, exec secrets, return code …).
@@ -76,7 +77,11 @@ impl Op {
     fn finish(&self, result: std::result::Result<(), String>) {
         let snap = {
             let mut st = lock(&self.state);
-            let code = if result.is_ok() { StatusCode::Success } else { StatusCode::Failure };
+            let code = if result.is_ok() {
+                StatusCode::Success
+            } else {
+                StatusCode::Failure
+            };
             st.status = code.name().into();
             st.status_code = code as u16;
             st.err = result.err().unwrap_or_default();
@@ -116,14 +121,18 @@ impl Op {
     pub fn claim_socket(&self, secret: &str) -> Result<oneshot::Sender<WsConn>> {
         let mut s = lock(&self.sockets);
         match s.get_mut(secret) {
-            Some(slot) => slot.take().ok_or_else(|| EngineError::Conflict("Websocket already connected".into())),
+            Some(slot) => slot
+                .take()
+                .ok_or_else(|| EngineError::Conflict("Websocket already connected".into())),
             None => Err(EngineError::Forbidden("Invalid websocket secret".into())),
         }
     }
 
     pub fn cancel(&self) -> Result<()> {
         if !lock(&self.state).may_cancel {
-            return Err(EngineError::BadRequest("This operation can't be cancelled".into()));
+            return Err(EngineError::BadRequest(
+                "This operation can't be cancelled".into(),
+            ));
         }
         let _ = self.cancel.send_replace(true);
         Ok(())
@@ -150,19 +159,39 @@ pub struct Operations {
 /// instances and the containers URL, as LXD does for containers.
 pub fn instance_resources(names: &[&str], with_containers: bool) -> BTreeMap<String, Vec<String>> {
     let mut r = BTreeMap::new();
-    r.insert("instances".into(), names.iter().map(|n| format!("/1.0/instances/{n}")).collect());
+    r.insert(
+        "instances".into(),
+        names
+            .iter()
+            .map(|n| format!("/1.0/instances/{n}"))
+            .collect(),
+    );
     if with_containers {
-        r.insert("containers".into(), names.iter().map(|n| format!("/1.0/containers/{n}")).collect());
+        r.insert(
+            "containers".into(),
+            names
+                .iter()
+                .map(|n| format!("/1.0/containers/{n}"))
+                .collect(),
+        );
     }
     r
 }
 
 impl Operations {
     pub fn new(events: Events) -> Self {
-        Operations { ops: Arc::new(Mutex::new(HashMap::new())), events }
+        Operations {
+            ops: Arc::new(Mutex::new(HashMap::new())),
+            events,
+        }
     }
 
-    pub fn create(&self, class: OperationClass, description: &str, resources: BTreeMap<String, Vec<String>>) -> Arc<Op> {
+    pub fn create(
+        &self,
+        class: OperationClass,
+        description: &str,
+        resources: BTreeMap<String, Vec<String>>,
+    ) -> Arc<Op> {
         let now = kante_api::now();
         let op = Operation {
             id: uuid::Uuid::new_v4().to_string(),
@@ -208,7 +237,10 @@ impl Operations {
     }
 
     pub fn get(&self, id: &str) -> Result<Arc<Op>> {
-        lock(&self.ops).get(id).cloned().ok_or_else(|| EngineError::NotFound("Operation not found".into()))
+        lock(&self.ops)
+            .get(id)
+            .cloned()
+            .ok_or_else(|| EngineError::NotFound("Operation not found".into()))
     }
 
     pub fn list(&self) -> Vec<Operation> {
@@ -227,7 +259,11 @@ mod tests {
         let events = Events::new();
         let mut rx = events.subscribe();
         let ops = Operations::new(events);
-        let op = ops.create(OperationClass::Task, "Testing", instance_resources(&["c1"], true));
+        let op = ops.create(
+            OperationClass::Task,
+            "Testing",
+            instance_resources(&["c1"], true),
+        );
         assert_eq!(op.snapshot().status, "Running");
         ops.run(op.clone(), async { Ok(()) });
         let done = op.wait(Some(Duration::from_secs(5))).await;
@@ -248,7 +284,11 @@ mod tests {
         let op = ops.create(OperationClass::Task, "Failing", BTreeMap::new());
         let snap = op.wait(Some(Duration::from_millis(10))).await;
         assert_eq!(snap.status, "Running");
-        ops.run(op.clone(), async { Err(EngineError::BadRequest("The instance is already running".into())) });
+        ops.run(op.clone(), async {
+            Err(EngineError::BadRequest(
+                "The instance is already running".into(),
+            ))
+        });
         let done = op.wait(None).await;
         assert_eq!(done.status, "Failure");
         assert_eq!(done.status_code, 400);
@@ -262,17 +302,26 @@ mod tests {
         let op = ops.create(OperationClass::Task, "Quick", BTreeMap::new());
         ops.run(op.clone(), async { Ok(()) });
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let done = tokio::time::timeout(Duration::from_secs(2), op.wait(None)).await.expect("wait returned");
+        let done = tokio::time::timeout(Duration::from_secs(2), op.wait(None))
+            .await
+            .expect("wait returned");
         assert_eq!(done.status, "Success");
     }
 
     #[tokio::test]
     async fn sockets_are_claimed_once_by_secret() {
         let ops = Operations::new(Events::new());
-        let op = ops.create(OperationClass::Websocket, "Executing command", BTreeMap::new());
+        let op = ops.create(
+            OperationClass::Websocket,
+            "Executing command",
+            BTreeMap::new(),
+        );
         let (secret, _rx) = op.add_socket();
         assert!(op.claim_socket("wrong").is_err());
         assert!(op.claim_socket(&secret).is_ok());
-        assert!(matches!(op.claim_socket(&secret), Err(EngineError::Conflict(_))));
+        assert!(matches!(
+            op.claim_socket(&secret),
+            Err(EngineError::Conflict(_))
+        ));
     }
 }

@@ -47,7 +47,10 @@ impl Paths {
         if self.root == Path::new("/var/lib/kante") {
             return "kante".into();
         }
-        format!("kante-{:08x}", fnv1a(self.root.to_string_lossy().as_bytes()) as u32)
+        format!(
+            "kante-{:08x}",
+            fnv1a(self.root.to_string_lossy().as_bytes()) as u32
+        )
     }
 }
 

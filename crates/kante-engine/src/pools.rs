@@ -26,7 +26,12 @@ impl Engine {
         let base = self.paths.pool("default");
         let mut config = ConfigMap::new();
         driver.create_pool(&base, &mut config)?;
-        self.store.pool_create(&PoolRow { name: "default".into(), driver: "dir".into(), description: String::new(), config })?;
+        self.store.pool_create(&PoolRow {
+            name: "default".into(),
+            driver: "dir".into(),
+            description: String::new(),
+            config,
+        })?;
         Ok(())
     }
 
@@ -37,7 +42,12 @@ impl Engine {
             let driver = kante_storage::driver(&row.driver)?;
             let base = self.paths.pool(&row.name);
             driver.mount_pool(&base, &row.config)?;
-            let pool = Pool { name: row.name.clone(), base, config: row.config, driver };
+            let pool = Pool {
+                name: row.name.clone(),
+                base,
+                config: row.config,
+                driver,
+            };
             pool.remove_staging_leftovers();
             pools.insert(row.name, pool);
         }
@@ -61,10 +71,20 @@ impl Engine {
             .pool_list()?
             .into_iter()
             .map(|row| {
-                let uses = |devices: &kante_api::DevicesMap| devices.values().any(|d| d.get("pool") == Some(&row.name));
-                let mut used_by: Vec<String> =
-                    profiles.iter().filter(|p| uses(&p.devices)).map(|p| format!("/1.0/profiles/{}", p.name)).collect();
-                used_by.extend(instances.iter().filter(|i| uses(&i.devices) || self.instance_pool_name(i) == row.name).map(|i| format!("/1.0/instances/{}", i.name)));
+                let uses = |devices: &kante_api::DevicesMap| {
+                    devices.values().any(|d| d.get("pool") == Some(&row.name))
+                };
+                let mut used_by: Vec<String> = profiles
+                    .iter()
+                    .filter(|p| uses(&p.devices))
+                    .map(|p| format!("/1.0/profiles/{}", p.name))
+                    .collect();
+                used_by.extend(
+                    instances
+                        .iter()
+                        .filter(|i| uses(&i.devices) || self.instance_pool_name(i) == row.name)
+                        .map(|i| format!("/1.0/instances/{}", i.name)),
+                );
                 StoragePool {
                     name: row.name,
                     driver: row.driver,
@@ -79,6 +99,9 @@ impl Engine {
     }
 
     pub fn pool_get(&self, name: &str) -> Result<StoragePool> {
-        self.pool_list()?.into_iter().find(|p| p.name == name).ok_or_else(|| EngineError::NotFound("Storage pool not found".into()))
+        self.pool_list()?
+            .into_iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| EngineError::NotFound("Storage pool not found".into()))
     }
 }

@@ -35,19 +35,35 @@ pub fn default_profile() -> ProfileRow {
     let mut devices = DevicesMap::new();
     devices.insert(
         "root".into(),
-        [("type", "disk"), ("path", "/"), ("pool", "default")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        [("type", "disk"), ("path", "/"), ("pool", "default")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
     );
-    ProfileRow { name: "default".into(), description: "Default Kante profile".into(), config: ConfigMap::new(), devices }
+    ProfileRow {
+        name: "default".into(),
+        description: "Default Kante profile".into(),
+        config: ConfigMap::new(),
+        devices,
+    }
 }
 
 impl Engine {
     pub fn profile_get(&self, name: &str) -> Result<Profile> {
-        let row = self.store.profile_get(name)?.ok_or_else(|| EngineError::NotFound("Profile not found".into()))?;
+        let row = self
+            .store
+            .profile_get(name)?
+            .ok_or_else(|| EngineError::NotFound("Profile not found".into()))?;
         Ok(self.render_profile(row))
     }
 
     pub fn profile_list(&self) -> Result<Vec<Profile>> {
-        Ok(self.store.profile_list()?.into_iter().map(|r| self.render_profile(r)).collect())
+        Ok(self
+            .store
+            .profile_list()?
+            .into_iter()
+            .map(|r| self.render_profile(r))
+            .collect())
     }
 
     fn render_profile(&self, row: ProfileRow) -> Profile {
@@ -59,30 +75,50 @@ impl Engine {
             .filter(|i| i.profiles.iter().any(|p| *p == row.name))
             .map(|i| format!("/1.0/instances/{}", i.name))
             .collect();
-        Profile { name: row.name, description: row.description, config: row.config, devices: row.devices, used_by }
+        Profile {
+            name: row.name,
+            description: row.description,
+            config: row.config,
+            devices: row.devices,
+            used_by,
+        }
     }
 
     pub fn profile_create(&self, req: ProfilePut) -> Result<()> {
         kante_api::names::validate_entity_name("Profile", &req.name)?;
         validate_config(&req.config)?;
         validate_devices(&req.devices)?;
-        self.store.profile_create(&ProfileRow { name: req.name, description: req.description, config: req.config, devices: req.devices })?;
+        self.store.profile_create(&ProfileRow {
+            name: req.name,
+            description: req.description,
+            config: req.config,
+            devices: req.devices,
+        })?;
         Ok(())
     }
 
     /// Replaces a profile. Instances using it see the change on their next
     /// start (live application of limits arrives with the limits work).
     pub fn profile_update(&self, name: &str, req: ProfilePut) -> Result<()> {
-        self.store.profile_get(name)?.ok_or_else(|| EngineError::NotFound("Profile not found".into()))?;
+        self.store
+            .profile_get(name)?
+            .ok_or_else(|| EngineError::NotFound("Profile not found".into()))?;
         validate_config(&req.config)?;
         validate_devices(&req.devices)?;
-        self.store.profile_update(&ProfileRow { name: name.into(), description: req.description, config: req.config, devices: req.devices })?;
+        self.store.profile_update(&ProfileRow {
+            name: name.into(),
+            description: req.description,
+            config: req.config,
+            devices: req.devices,
+        })?;
         Ok(())
     }
 
     pub fn profile_delete(&self, name: &str) -> Result<()> {
         if name == "default" {
-            return Err(EngineError::bad("The \"default\" profile cannot be deleted"));
+            return Err(EngineError::bad(
+                "The \"default\" profile cannot be deleted",
+            ));
         }
         let p = self.profile_get(name)?;
         if !p.used_by.is_empty() {

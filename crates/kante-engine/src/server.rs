@@ -34,12 +34,22 @@ pub const API_EXTENSIONS: &[&str] = &[
 ];
 
 /// Server config keys this daemon honours.
-const SERVER_KEYS: &[&str] = &["images.auto_update_interval", "images.auto_update_cached", "images.remote_cache_expiry"];
+const SERVER_KEYS: &[&str] = &[
+    "images.auto_update_interval",
+    "images.auto_update_cached",
+    "images.remote_cache_expiry",
+];
 
 fn uname() -> (String, String) {
     let u = nix::sys::utsname::uname().ok();
-    let release = u.as_ref().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
-    let node = u.as_ref().map(|u| u.nodename().to_string_lossy().into_owned()).unwrap_or_default();
+    let release = u
+        .as_ref()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let node = u
+        .as_ref()
+        .map(|u| u.nodename().to_string_lossy().into_owned())
+        .unwrap_or_default();
     (release, node)
 }
 
@@ -63,10 +73,20 @@ impl Engine {
             .filter_map(|n| kante_storage::driver(n).ok())
             .map(|d| {
                 let i = d.info();
-                StorageDriverInfo { name: i.name.into(), version: i.version, remote: i.remote }
+                StorageDriverInfo {
+                    name: i.name.into(),
+                    version: i.version,
+                    remote: i.remote,
+                }
             })
             .collect();
-        let storage = self.store.pool_list()?.into_iter().map(|p| p.driver).collect::<Vec<_>>().join(" | ");
+        let storage = self
+            .store
+            .pool_list()?
+            .into_iter()
+            .map(|p| p.driver)
+            .collect::<Vec<_>>()
+            .join(" | ");
         let mut kernel_features = BTreeMap::new();
         kernel_features.insert("idmapped_mounts".into(), "true".into());
         kernel_features.insert("pidfd".into(), "true".into());
@@ -80,7 +100,9 @@ impl Engine {
             auth_methods: vec!["tls".into()],
             environment: ServerEnvironment {
                 addresses: vec![],
-                architectures: vec![kante_api::image::normalise_architecture(std::env::consts::ARCH)],
+                architectures: vec![kante_api::image::normalise_architecture(
+                    std::env::consts::ARCH,
+                )],
                 certificate: String::new(),
                 certificate_fingerprint: String::new(),
                 driver: "kante".into(),
@@ -100,7 +122,11 @@ impl Engine {
                 server_name: hostname,
                 server_pid: std::process::id() as i64,
                 server_version: env!("CARGO_PKG_VERSION").into(),
-                storage: if storage.is_empty() { "dir".into() } else { storage },
+                storage: if storage.is_empty() {
+                    "dir".into()
+                } else {
+                    storage
+                },
                 storage_version: "1".into(),
                 storage_supported_drivers: drivers,
             },
@@ -109,13 +135,21 @@ impl Engine {
 
     /// `PUT /1.0` (replace) or `PATCH /1.0` (merge).
     pub fn server_update(&self, config: ConfigMap, merge: bool) -> Result<()> {
-        let mut new = if merge { self.store.config_all()? } else { ConfigMap::new() };
+        let mut new = if merge {
+            self.store.config_all()?
+        } else {
+            ConfigMap::new()
+        };
         for (k, v) in config {
             if !(SERVER_KEYS.contains(&k.as_str()) || k.starts_with("user.")) {
                 if k.starts_with("core.") {
-                    return Err(EngineError::bad(format!("Server key {k:?} is not supported by this kanted yet")));
+                    return Err(EngineError::bad(format!(
+                        "Server key {k:?} is not supported by this kanted yet"
+                    )));
                 }
-                return Err(EngineError::bad(format!("Unknown server configuration key: {k}")));
+                return Err(EngineError::bad(format!(
+                    "Unknown server configuration key: {k}"
+                )));
             }
             if v.is_empty() {
                 new.remove(&k);

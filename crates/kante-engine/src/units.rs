@@ -4,7 +4,9 @@
 /// decimal kB/MB/GB/TB/PB/EB and binary KiB/MiB/GiB/TiB/PiB/EiB).
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let (num, suffix) = t.split_at(split);
     if num.is_empty() {
         return Err(format!("invalid size {s:?}"));
@@ -30,13 +32,17 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         return Ok((f * mult as f64) as u64);
     }
     let n: u64 = num.parse().map_err(|_| format!("invalid size {s:?}"))?;
-    n.checked_mul(mult).ok_or_else(|| format!("size {s:?} is too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} is too large"))
 }
 
 /// A memory limit: a size or a percentage of host memory.
 pub fn parse_memory_limit(s: &str, host_total: u64) -> Result<u64, String> {
     if let Some(p) = s.trim().strip_suffix('%') {
-        let pct: f64 = p.trim().parse().map_err(|_| format!("invalid percentage {s:?}"))?;
+        let pct: f64 = p
+            .trim()
+            .parse()
+            .map_err(|_| format!("invalid percentage {s:?}"))?;
         if !(0.0..=100.0).contains(&pct) || pct == 0.0 {
             return Err(format!("memory percentage {s:?} must be in (0, 100]"));
         }
@@ -59,8 +65,14 @@ pub fn parse_cpu_set(s: &str) -> Result<Vec<u32>, String> {
         }
         match part.split_once('-') {
             Some((a, b)) => {
-                let a: u32 = a.trim().parse().map_err(|_| format!("invalid CPU set {s:?}"))?;
-                let b: u32 = b.trim().parse().map_err(|_| format!("invalid CPU set {s:?}"))?;
+                let a: u32 = a
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("invalid CPU set {s:?}"))?;
+                let b: u32 = b
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("invalid CPU set {s:?}"))?;
                 if a > b {
                     return Err(format!("invalid CPU range {part:?} in {s:?}"));
                 }
@@ -109,16 +121,26 @@ pub fn parse_cpu_allowance(s: &str) -> Result<CpuAllowance, String> {
         }
         return Ok(CpuAllowance::Percent(v));
     }
-    let (q, p) = t.split_once('/').ok_or_else(|| format!("invalid allowance {s:?} (use 50% or 25ms/100ms)"))?;
+    let (q, p) = t
+        .split_once('/')
+        .ok_or_else(|| format!("invalid allowance {s:?} (use 50% or 25ms/100ms)"))?;
     let ms = |x: &str| -> Result<u64, String> {
-        let v: u64 = x.trim().strip_suffix("ms").ok_or_else(|| format!("invalid allowance {s:?}"))?.parse().map_err(|_| format!("invalid allowance {s:?}"))?;
+        let v: u64 = x
+            .trim()
+            .strip_suffix("ms")
+            .ok_or_else(|| format!("invalid allowance {s:?}"))?
+            .parse()
+            .map_err(|_| format!("invalid allowance {s:?}"))?;
         Ok(v * 1000)
     };
     let (quota_us, period_us) = (ms(q)?, ms(p)?);
     if quota_us == 0 || period_us == 0 {
         return Err(format!("allowance {s:?} must be above zero"));
     }
-    Ok(CpuAllowance::Quota { quota_us, period_us })
+    Ok(CpuAllowance::Quota {
+        quota_us,
+        period_us,
+    })
 }
 
 #[cfg(test)]
@@ -143,12 +165,24 @@ mod tests {
     fn cpus() {
         assert_eq!(parse_cpu_limit("2").unwrap(), CpuLimit::Count(2));
         assert_eq!(parse_cpu_limit("0-1").unwrap(), CpuLimit::Set(vec![0, 1]));
-        assert_eq!(parse_cpu_limit("0,2-3,2").unwrap(), CpuLimit::Set(vec![0, 2, 3]));
+        assert_eq!(
+            parse_cpu_limit("0,2-3,2").unwrap(),
+            CpuLimit::Set(vec![0, 2, 3])
+        );
         assert!(parse_cpu_limit("0").is_err());
         assert!(parse_cpu_limit("3-1").is_err());
         assert!(parse_cpu_limit("x").is_err());
-        assert_eq!(parse_cpu_allowance("50%").unwrap(), CpuAllowance::Percent(50.0));
-        assert_eq!(parse_cpu_allowance("25ms/100ms").unwrap(), CpuAllowance::Quota { quota_us: 25000, period_us: 100000 });
+        assert_eq!(
+            parse_cpu_allowance("50%").unwrap(),
+            CpuAllowance::Percent(50.0)
+        );
+        assert_eq!(
+            parse_cpu_allowance("25ms/100ms").unwrap(),
+            CpuAllowance::Quota {
+                quota_us: 25000,
+                period_us: 100000
+            }
+        );
         assert!(parse_cpu_allowance("25/100").is_err());
         assert!(parse_cpu_allowance("0%").is_err());
     }

@@ -18,11 +18,16 @@ pub fn random_hwaddr() -> String {
 
 /// Parses `true`/`false` config values the way LXD does.
 pub fn is_true(v: Option<&String>) -> bool {
-    matches!(v.map(|s| s.to_ascii_lowercase()).as_deref(), Some("true" | "1" | "yes" | "on"))
+    matches!(
+        v.map(|s| s.to_ascii_lowercase()).as_deref(),
+        Some("true" | "1" | "yes" | "on")
+    )
 }
 
 /// Registers an fd we own with the tokio reactor.
-pub fn async_fd(fd: std::os::fd::OwnedFd) -> std::io::Result<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>> {
+pub fn async_fd(
+    fd: std::os::fd::OwnedFd,
+) -> std::io::Result<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>> {
     // SAFETY: the fd is owned by the AsyncFd from here on and closed by it;
     // nothing else holds or closes it while it is registered.
     unsafe { tokio::io::unix::AsyncFd::register(fd) }.map_err(|e| e.into_parts().1)

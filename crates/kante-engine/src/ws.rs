@@ -22,6 +22,15 @@ impl WsConn {
     pub fn pair() -> (WsConn, WsConn) {
         let (a_tx, a_rx) = mpsc::channel(64);
         let (b_tx, b_rx) = mpsc::channel(64);
-        (WsConn { incoming: a_rx, outgoing: b_tx }, WsConn { incoming: b_rx, outgoing: a_tx })
+        (
+            WsConn {
+                incoming: a_rx,
+                outgoing: b_tx,
+            },
+            WsConn {
+                incoming: b_rx,
+                outgoing: a_tx,
+            },
+        )
     }
 }

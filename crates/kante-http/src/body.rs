@@ -18,9 +18,11 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| ApiError(EngineError::bad(format!("Failed to read the request body: {e}"))))?;
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            ApiError(EngineError::bad(format!(
+                "Failed to read the request body: {e}"
+            )))
+        })?;
         parse(&bytes).map(Json)
     }
 }
@@ -30,5 +32,6 @@ pub fn parse<T: DeserializeOwned + Default>(bytes: &[u8]) -> Result<T, ApiError>
     if trimmed.is_empty() || trimmed == b"null" {
         return Ok(T::default());
     }
-    serde_json::from_slice(trimmed).map_err(|e| ApiError(EngineError::bad(format!("Invalid request body: {e}"))))
+    serde_json::from_slice(trimmed)
+        .map_err(|e| ApiError(EngineError::bad(format!("Invalid request body: {e}"))))
 }

@@ -80,7 +80,9 @@ fn parse_term(t: &[String], pos: &mut usize, obj: &Value) -> Result<bool, String
     let (field, op, value) = (&t[*pos], &t[*pos + 1], &t[*pos + 2]);
     *pos += 3;
     let actual = lookup(obj, field);
-    let eq = actual.map(|a| a.eq_ignore_ascii_case(value)).unwrap_or(false);
+    let eq = actual
+        .map(|a| a.eq_ignore_ascii_case(value))
+        .unwrap_or(false);
     match op.as_str() {
         "eq" => Ok(eq),
         "ne" => Ok(!eq),

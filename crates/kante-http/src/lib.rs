@@ -23,33 +23,83 @@ pub fn router(engine: Arc<Engine>) -> Router {
     use routes::*;
     let instances = |r: Router<AppState>, base: &str| {
         r.route(base, get(instances::list).post(instances::create))
-            .route(&format!("{base}/{{name}}"), get(instances::get).put(instances::put).patch(instances::patch).delete(instances::delete).post(instances::post))
-            .route(&format!("{base}/{{name}}/state"), get(instances::state_get).put(instances::state_put))
+            .route(
+                &format!("{base}/{{name}}"),
+                get(instances::get)
+                    .put(instances::put)
+                    .patch(instances::patch)
+                    .delete(instances::delete)
+                    .post(instances::post),
+            )
+            .route(
+                &format!("{base}/{{name}}/state"),
+                get(instances::state_get).put(instances::state_put),
+            )
             .route(&format!("{base}/{{name}}/exec"), post(instances::exec))
-            .route(&format!("{base}/{{name}}/files"), get(files::get).post(files::post).delete(files::delete))
-            .route(&format!("{base}/{{name}}/console"), get(instances::console_get).delete(instances::console_delete).post(instances::console_attach))
+            .route(
+                &format!("{base}/{{name}}/files"),
+                get(files::get).post(files::post).delete(files::delete),
+            )
+            .route(
+                &format!("{base}/{{name}}/console"),
+                get(instances::console_get)
+                    .delete(instances::console_delete)
+                    .post(instances::console_attach),
+            )
             .route(&format!("{base}/{{name}}/logs"), get(instances::logs))
-            .route(&format!("{base}/{{name}}/logs/{{file}}"), get(instances::log_get))
-            .route(&format!("{base}/{{name}}/snapshots"), get(instances::snapshots))
+            .route(
+                &format!("{base}/{{name}}/logs/{{file}}"),
+                get(instances::log_get),
+            )
+            .route(
+                &format!("{base}/{{name}}/snapshots"),
+                get(instances::snapshots),
+            )
     };
     let r = Router::new()
         .route("/", get(server::root))
-        .route("/1.0", get(server::get).put(server::put).patch(server::patch))
+        .route(
+            "/1.0",
+            get(server::get).put(server::put).patch(server::patch),
+        )
         .route("/1.0/events", get(events::events))
         .route("/1.0/operations", get(operations::list))
-        .route("/1.0/operations/{id}", get(operations::get).delete(operations::delete))
+        .route(
+            "/1.0/operations/{id}",
+            get(operations::get).delete(operations::delete),
+        )
         .route("/1.0/operations/{id}/wait", get(operations::wait))
         .route("/1.0/operations/{id}/websocket", get(operations::websocket))
         .route("/1.0/images", get(images::list).post(images::create))
-        .route("/1.0/images/aliases", get(images::aliases_list).post(images::alias_create))
+        .route(
+            "/1.0/images/aliases",
+            get(images::aliases_list).post(images::alias_create),
+        )
         .route(
             "/1.0/images/aliases/{*name}",
-            get(images::alias_get).put(images::alias_put).patch(images::alias_put).post(images::alias_post).delete(images::alias_delete),
+            get(images::alias_get)
+                .put(images::alias_put)
+                .patch(images::alias_put)
+                .post(images::alias_post)
+                .delete(images::alias_delete),
         )
-        .route("/1.0/images/{fp}", get(images::get).put(images::put).patch(images::patch).delete(images::delete))
+        .route(
+            "/1.0/images/{fp}",
+            get(images::get)
+                .put(images::put)
+                .patch(images::patch)
+                .delete(images::delete),
+        )
         .route("/1.0/images/{fp}/export", get(images::export))
         .route("/1.0/profiles", get(profiles::list).post(profiles::create))
-        .route("/1.0/profiles/{name}", get(profiles::get).put(profiles::put).patch(profiles::patch).post(profiles::post).delete(profiles::delete))
+        .route(
+            "/1.0/profiles/{name}",
+            get(profiles::get)
+                .put(profiles::put)
+                .patch(profiles::patch)
+                .post(profiles::post)
+                .delete(profiles::delete),
+        )
         .route("/1.0/storage-pools", get(storage::list))
         .route("/1.0/storage-pools/{name}", get(storage::get));
     let r = instances(r, "/1.0/instances");
@@ -60,16 +110,25 @@ pub fn router(engine: Arc<Engine>) -> Router {
 }
 
 /// Serves the API on a unix socket (root only, mode 0660) until `shutdown` resolves.
-pub async fn serve_unix(engine: Arc<Engine>, path: &Path, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+pub async fn serve_unix(
+    engine: Arc<Engine>,
+    path: &Path,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     if path.exists() {
         // A stale socket from a previous daemon: refuse if someone still answers on it.
         if tokio::net::UnixStream::connect(path).await.is_ok() {
-            return Err(std::io::Error::new(std::io::ErrorKind::AddrInUse, format!("{} is in use by another daemon", path.display())));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                format!("{} is in use by another daemon", path.display()),
+            ));
         }
         std::fs::remove_file(path)?;
     }
     let listener = tokio::net::UnixListener::bind(path)?;
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
-    axum::serve(listener, router(engine)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(engine))
+        .with_graceful_shutdown(shutdown)
+        .await
 }

@@ -28,14 +28,20 @@ fn json_response(status: StatusCode, env: &Envelope, headers: HeaderMap) -> Resp
     let mut body = serde_json::to_vec(env).unwrap_or_default();
     body.push(b'\n');
     let mut resp = (status, body).into_response();
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     resp.headers_mut().extend(headers);
     resp
 }
 
 pub fn error(code: u16, message: &str) -> Response {
     let mut h = HeaderMap::new();
-    h.insert("X-Content-Type-Options", HeaderValue::from_static("nosniff"));
+    h.insert(
+        "X-Content-Type-Options",
+        HeaderValue::from_static("nosniff"),
+    );
     let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     json_response(status, &Envelope::error(code, message), h)
 }
@@ -43,12 +49,20 @@ pub fn error(code: u16, message: &str) -> Response {
 /// 200 with `metadata`.
 pub fn sync<T: Serialize>(metadata: T) -> ApiResult {
     let v = serde_json::to_value(metadata).map_err(|e| ApiError(EngineError::internal(e)))?;
-    Ok(json_response(StatusCode::OK, &Envelope::sync(v), HeaderMap::new()))
+    Ok(json_response(
+        StatusCode::OK,
+        &Envelope::sync(v),
+        HeaderMap::new(),
+    ))
 }
 
 /// 200 with `{}`.
 pub fn empty() -> ApiResult {
-    Ok(json_response(StatusCode::OK, &Envelope::empty(), HeaderMap::new()))
+    Ok(json_response(
+        StatusCode::OK,
+        &Envelope::empty(),
+        HeaderMap::new(),
+    ))
 }
 
 /// 201 with a Location header and null metadata.
@@ -68,5 +82,9 @@ pub fn operation(op: &std::sync::Arc<Op>) -> ApiResult {
     if let Ok(v) = HeaderValue::from_str(&url) {
         h.insert(header::LOCATION, v);
     }
-    Ok(json_response(StatusCode::ACCEPTED, &Envelope::async_op(url, meta), h))
+    Ok(json_response(
+        StatusCode::ACCEPTED,
+        &Envelope::async_op(url, meta),
+        h,
+    ))
 }

@@ -13,7 +13,9 @@ use kante_runtime::{ContainerSpec, IdMap, LinuxRuntime, Runtime, DEFAULT_CAP_DRO
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("__monitor") {
-        std::process::exit(kante_runtime::monitor::monitor_main(std::path::Path::new(&args[2])));
+        std::process::exit(kante_runtime::monitor::monitor_main(std::path::Path::new(
+            &args[2],
+        )));
     }
     let rootfs = PathBuf::from(&args[1]);
     let privileged = args.get(2).map(|s| s == "privileged").unwrap_or(false);
@@ -23,7 +25,15 @@ fn main() {
         hostname: "smoke".into(),
         rootfs,
         runtime_dir: PathBuf::from("/tmp/kante-smoke-run"),
-        idmap: if privileged { None } else { Some(IdMap { host_uid: 1_000_000, host_gid: 1_000_000, size: 65536 }) },
+        idmap: if privileged {
+            None
+        } else {
+            Some(IdMap {
+                host_uid: 1_000_000,
+                host_gid: 1_000_000,
+                size: 65536,
+            })
+        },
         cgroup: "kante-smoke/smoke".into(),
         init: vec!["/sbin/init".into()],
         env: vec![],
@@ -37,21 +47,35 @@ fn main() {
     println!("started pid {} in {:?}", c.pid(), t0.elapsed());
     let run = |argv: &[&str]| -> (i32, String, String) {
         let p = rt
-            .exec(&c, &ExecSpec {
-                argv: argv.iter().map(|s| s.to_string()).collect(),
-                env: vec!["PATH=/usr/sbin:/usr/bin:/sbin:/bin".into()],
-                cwd: "/root".into(),
-                uid: 0,
-                gid: 0,
-                pty: None,
-            })
+            .exec(
+                &c,
+                &ExecSpec {
+                    argv: argv.iter().map(|s| s.to_string()).collect(),
+                    env: vec!["PATH=/usr/sbin:/usr/bin:/sbin:/bin".into()],
+                    cwd: "/root".into(),
+                    uid: 0,
+                    gid: 0,
+                    pty: None,
+                },
+            )
             .expect("exec");
-        let ExecStdio::Pipes { stdin, stdout, stderr } = p.stdio else { unreachable!() };
+        let ExecStdio::Pipes {
+            stdin,
+            stdout,
+            stderr,
+        } = p.stdio
+        else {
+            unreachable!()
+        };
         drop(stdin);
         let mut out = String::new();
-        std::fs::File::from(stdout).read_to_string(&mut out).unwrap();
+        std::fs::File::from(stdout)
+            .read_to_string(&mut out)
+            .unwrap();
         let mut err = String::new();
-        std::fs::File::from(stderr).read_to_string(&mut err).unwrap();
+        std::fs::File::from(stderr)
+            .read_to_string(&mut err)
+            .unwrap();
         let mut status = 0;
         unsafe { libc::waitpid(p.middle_pid, &mut status, 0) };
         (libc::WEXITSTATUS(status), out, err)
@@ -69,7 +93,14 @@ fn main() {
     if state != "running" {
         println!("{}", run(&["systemctl", "--failed", "--no-pager"]).1);
     }
-    println!("{:?}", run(&["sh", "-c", "cat /proc/self/uid_map; id; hostname; echo err >&2; exit 3"]));
+    println!(
+        "{:?}",
+        run(&[
+            "sh",
+            "-c",
+            "cat /proc/self/uid_map; id; hostname; echo err >&2; exit 3"
+        ])
+    );
     let t1 = Instant::now();
     let e = Instant::now();
     for _ in 0..20 {
@@ -79,7 +110,11 @@ fn main() {
     println!("stats {:?}", rt.stats(&c));
     rt.signal(&c, libc::SIGRTMIN() + 3).unwrap();
     let fd = c.init_pidfd.as_raw_fd();
-    let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
     unsafe { libc::poll(&mut pfd, 1, 20000) };
     println!("stopped in {:?}", t1.elapsed());
     println!("exit {:?}", rt.cleanup(c).unwrap());

@@ -23,7 +23,10 @@ pub enum CgroupError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CgroupError + '_ {
-    move |source| CgroupError::Io { path: path.to_path_buf(), source }
+    move |source| CgroupError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// One v1 hierarchy: where it is mounted and which controllers it carries.
@@ -56,7 +59,9 @@ impl CgroupLayout {
         let mut v1 = Vec::new();
         let mut unified = None;
         for line in mountinfo.lines() {
-            let Some((left, right)) = line.split_once(" - ") else { continue };
+            let Some((left, right)) = line.split_once(" - ") else {
+                continue;
+            };
             let left: Vec<&str> = left.split_whitespace().collect();
             let right: Vec<&str> = right.split_whitespace().collect();
             if left.len() < 5 || right.len() < 3 {
@@ -72,11 +77,24 @@ impl CgroupLayout {
                 "cgroup" => {
                     let controllers: Vec<String> = right[2]
                         .split(',')
-                        .filter(|o| !matches!(*o, "rw" | "ro" | "nosuid" | "nodev" | "noexec" | "relatime" | "clone_children" | "noprefix" | "xattr"))
+                        .filter(|o| {
+                            !matches!(
+                                *o,
+                                "rw" | "ro"
+                                    | "nosuid"
+                                    | "nodev"
+                                    | "noexec"
+                                    | "relatime"
+                                    | "clone_children"
+                                    | "noprefix"
+                                    | "xattr"
+                            )
+                        })
                         .filter(|o| !o.starts_with("release_agent="))
                         .map(str::to_string)
                         .collect();
-                    if !controllers.is_empty() && !v1.iter().any(|h: &V1Hierarchy| h.mount == mount) {
+                    if !controllers.is_empty() && !v1.iter().any(|h: &V1Hierarchy| h.mount == mount)
+                    {
                         v1.push(V1Hierarchy { mount, controllers });
                     }
                 }
@@ -91,7 +109,9 @@ impl CgroupLayout {
     }
 
     fn v1_with(&self, controller: &str) -> Option<&V1Hierarchy> {
-        self.v1.iter().find(|h| h.controllers.iter().any(|c| c == controller))
+        self.v1
+            .iter()
+            .find(|h| h.controllers.iter().any(|c| c == controller))
     }
 }
 
@@ -123,7 +143,10 @@ pub struct Cgroup {
 
 impl Cgroup {
     pub fn new(layout: CgroupLayout, rel: impl Into<String>) -> Self {
-        Cgroup { layout, rel: rel.into() }
+        Cgroup {
+            layout,
+            rel: rel.into(),
+        }
     }
 
     pub fn rel(&self) -> &str {
@@ -132,7 +155,12 @@ impl Cgroup {
 
     /// The directories of this cgroup, unified last.
     pub fn dirs(&self) -> Vec<PathBuf> {
-        let mut v: Vec<PathBuf> = self.layout.v1.iter().map(|h| h.mount.join(&self.rel)).collect();
+        let mut v: Vec<PathBuf> = self
+            .layout
+            .v1
+            .iter()
+            .map(|h| h.mount.join(&self.rel))
+            .collect();
         if let Some(u) = &self.layout.unified {
             v.push(u.join(&self.rel));
         }
@@ -145,7 +173,10 @@ impl Cgroup {
 
     /// `cgroup.procs` of the container's root in every hierarchy; exec joins these.
     pub fn procs_files(&self) -> Vec<PathBuf> {
-        self.dirs().into_iter().map(|d| d.join("cgroup.procs")).collect()
+        self.dirs()
+            .into_iter()
+            .map(|d| d.join("cgroup.procs"))
+            .collect()
     }
 
     pub fn exists(&self) -> bool {
@@ -166,7 +197,12 @@ impl Cgroup {
             mkdir_chain(u, &self.rel, false)?;
             if let Some((uid, gid)) = owner {
                 let dir = u.join(&self.rel);
-                for p in [dir.clone(), dir.join("cgroup.procs"), dir.join("cgroup.threads"), dir.join("cgroup.subtree_control")] {
+                for p in [
+                    dir.clone(),
+                    dir.join("cgroup.procs"),
+                    dir.join("cgroup.threads"),
+                    dir.join("cgroup.subtree_control"),
+                ] {
                     if p.exists() {
                         std::os::unix::fs::chown(&p, Some(uid), Some(gid)).map_err(io_err(&p))?;
                     }
@@ -192,10 +228,17 @@ impl Cgroup {
             loop {
                 match remove_tree(&dir) {
                     Ok(()) => break,
-                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                    Err(e)
+                        if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline =>
+                    {
                         std::thread::sleep(Duration::from_millis(10));
                     }
-                    Err(e) => return Err(CgroupError::Io { path: dir, source: e }),
+                    Err(e) => {
+                        return Err(CgroupError::Io {
+                            path: dir,
+                            source: e,
+                        })
+                    }
                 }
             }
         }
@@ -204,7 +247,10 @@ impl Cgroup {
 
     /// Freezes every process of the container and waits until the kernel says so.
     pub fn freeze(&self, frozen: bool, timeout: Duration) -> Result<(), CgroupError> {
-        if let Some(u) = self.unified_dir().filter(|d| d.join("cgroup.freeze").exists()) {
+        if let Some(u) = self
+            .unified_dir()
+            .filter(|d| d.join("cgroup.freeze").exists())
+        {
             let f = u.join("cgroup.freeze");
             fs::write(&f, if frozen { "1" } else { "0" }).map_err(io_err(&f))?;
             let events = u.join("cgroup.events");
@@ -221,7 +267,10 @@ impl Cgroup {
                 std::thread::sleep(Duration::from_millis(5));
             }
         }
-        let h = self.layout.v1_with("freezer").ok_or(CgroupError::NoHierarchy)?;
+        let h = self
+            .layout
+            .v1_with("freezer")
+            .ok_or(CgroupError::NoHierarchy)?;
         let f = h.mount.join(&self.rel).join("freezer.state");
         fs::write(&f, if frozen { "FROZEN" } else { "THAWED" }).map_err(io_err(&f))?;
         let deadline = Instant::now() + timeout;
@@ -254,14 +303,18 @@ impl Cgroup {
     /// Writes a controller file (`memory.limit_in_bytes`, `memory.max`, …) in
     /// the hierarchy that carries `controller`.
     pub fn write(&self, controller: &str, file: &str, value: &str) -> Result<(), CgroupError> {
-        let dir = self.controller_dir(controller).ok_or(CgroupError::NoHierarchy)?;
+        let dir = self
+            .controller_dir(controller)
+            .ok_or(CgroupError::NoHierarchy)?;
         let p = dir.join(file);
         fs::write(&p, value).map_err(io_err(&p))
     }
 
     pub fn read(&self, controller: &str, file: &str) -> Option<String> {
         let dir = self.controller_dir(controller)?;
-        fs::read_to_string(dir.join(file)).ok().map(|s| s.trim().to_string())
+        fs::read_to_string(dir.join(file))
+            .ok()
+            .map(|s| s.trim().to_string())
     }
 
     /// The directory holding `controller`'s files for this cgroup.
@@ -297,12 +350,17 @@ impl Cgroup {
     /// CPU time used, in nanoseconds.
     pub fn cpu_usage_ns(&self) -> i64 {
         if self.is_v1("cpuacct") {
-            return self.read("cpuacct", "cpuacct.usage").and_then(|v| v.parse().ok()).unwrap_or(0);
+            return self
+                .read("cpuacct", "cpuacct.usage")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
         }
         self.read("cpu", "cpu.stat")
             .and_then(|t| {
-                t.lines()
-                    .find_map(|l| l.strip_prefix("usage_usec ").and_then(|v| v.trim().parse::<i64>().ok()))
+                t.lines().find_map(|l| {
+                    l.strip_prefix("usage_usec ")
+                        .and_then(|v| v.trim().parse::<i64>().ok())
+                })
             })
             .map(|us| us * 1000)
             .unwrap_or(0)
@@ -310,7 +368,10 @@ impl Cgroup {
 
     /// Number of processes in the container.
     pub fn process_count(&self) -> i64 {
-        if let Some(v) = self.read("pids", "pids.current").and_then(|v| v.parse().ok()) {
+        if let Some(v) = self
+            .read("pids", "pids.current")
+            .and_then(|v| v.parse().ok())
+        {
             return v;
         }
         self.unified_dir().map(|d| count_procs(&d)).unwrap_or(0)
@@ -318,7 +379,9 @@ impl Cgroup {
 }
 
 fn count_procs(dir: &Path) -> i64 {
-    let mut n = fs::read_to_string(dir.join("cgroup.procs")).map(|t| t.lines().count() as i64).unwrap_or(0);
+    let mut n = fs::read_to_string(dir.join("cgroup.procs"))
+        .map(|t| t.lines().count() as i64)
+        .unwrap_or(0);
     if let Ok(rd) = fs::read_dir(dir) {
         for e in rd.flatten() {
             if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
@@ -339,14 +402,22 @@ fn mkdir_chain(mount: &Path, rel: &str, cpuset: bool) -> Result<(), CgroupError>
         match fs::create_dir(&cur) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(CgroupError::Io { path: cur, source: e }),
+            Err(e) => {
+                return Err(CgroupError::Io {
+                    path: cur,
+                    source: e,
+                })
+            }
         }
         if cpuset {
             for f in ["cpuset.cpus", "cpuset.mems"] {
                 let mine = cur.join(f);
-                let empty = fs::read_to_string(&mine).map(|s| s.trim().is_empty()).unwrap_or(false);
+                let empty = fs::read_to_string(&mine)
+                    .map(|s| s.trim().is_empty())
+                    .unwrap_or(false);
                 if empty {
-                    let from_parent = fs::read_to_string(parent.join(f)).map_err(io_err(&parent))?;
+                    let from_parent =
+                        fs::read_to_string(parent.join(f)).map_err(io_err(&parent))?;
                     fs::write(&mine, from_parent.trim()).map_err(io_err(&mine))?;
                 }
             }
@@ -410,20 +481,40 @@ mod tests {
         let l = CgroupLayout::parse(HYBRID);
         assert_eq!(l.unified, Some(PathBuf::from("/sys/fs/cgroup/unified")));
         assert_eq!(l.v1.len(), 5);
-        assert_eq!(l.v1_with("memory").unwrap().mount, PathBuf::from("/sys/fs/cgroup/memory"));
-        assert_eq!(l.v1_with("name=systemd").unwrap().mount, PathBuf::from("/sys/fs/cgroup/systemd"));
+        assert_eq!(
+            l.v1_with("memory").unwrap().mount,
+            PathBuf::from("/sys/fs/cgroup/memory")
+        );
+        assert_eq!(
+            l.v1_with("name=systemd").unwrap().mount,
+            PathBuf::from("/sys/fs/cgroup/systemd")
+        );
         assert!(!l.is_pure_v2());
         let cg = Cgroup::new(l, "kante/c1");
-        assert_eq!(cg.controller_dir("memory").unwrap(), PathBuf::from("/sys/fs/cgroup/memory/kante/c1"));
-        assert_eq!(cg.controller_dir("hugetlb").unwrap(), PathBuf::from("/sys/fs/cgroup/unified/kante/c1"));
-        assert_eq!(cg.procs_files().last().unwrap(), &PathBuf::from("/sys/fs/cgroup/unified/kante/c1/cgroup.procs"));
+        assert_eq!(
+            cg.controller_dir("memory").unwrap(),
+            PathBuf::from("/sys/fs/cgroup/memory/kante/c1")
+        );
+        assert_eq!(
+            cg.controller_dir("hugetlb").unwrap(),
+            PathBuf::from("/sys/fs/cgroup/unified/kante/c1")
+        );
+        assert_eq!(
+            cg.procs_files().last().unwrap(),
+            &PathBuf::from("/sys/fs/cgroup/unified/kante/c1/cgroup.procs")
+        );
     }
 
     #[test]
     fn parses_pure_v2_layout() {
-        let l = CgroupLayout::parse("35 24 0:30 / /sys/fs/cgroup rw,nosuid shared:9 - cgroup2 cgroup2 rw,nsdelegate\n");
+        let l = CgroupLayout::parse(
+            "35 24 0:30 / /sys/fs/cgroup rw,nosuid shared:9 - cgroup2 cgroup2 rw,nsdelegate\n",
+        );
         assert!(l.is_pure_v2());
-        assert_eq!(Cgroup::new(l, "kante/c1").controller_dir("memory").unwrap(), PathBuf::from("/sys/fs/cgroup/kante/c1"));
+        assert_eq!(
+            Cgroup::new(l, "kante/c1").controller_dir("memory").unwrap(),
+            PathBuf::from("/sys/fs/cgroup/kante/c1")
+        );
     }
 
     #[test]

@@ -32,7 +32,11 @@ pub fn open_console(owner: Option<(u32, u32)>) -> io::Result<ConsolePty> {
         std::os::unix::fs::chown(&slave_path, Some(uid), Some(gid + 5))?;
     }
     let master: OwnedFd = master.into();
-    Ok(ConsolePty { master, slave: slave.into(), slave_path })
+    Ok(ConsolePty {
+        master,
+        slave: slave.into(),
+        slave_path,
+    })
 }
 
 use std::os::unix::fs::OpenOptionsExt;
@@ -50,14 +54,22 @@ impl ConsoleLog {
     pub fn open(path: &Path, limit: u64) -> io::Result<Self> {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         let written = file.metadata()?.len();
-        Ok(ConsoleLog { path: path.to_path_buf(), file, written, limit })
+        Ok(ConsoleLog {
+            path: path.to_path_buf(),
+            file,
+            written,
+            limit,
+        })
     }
 
     pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
         if self.limit > 0 && self.written + data.len() as u64 > self.limit {
             let old = rotated_path(&self.path);
             fs::rename(&self.path, &old)?;
-            self.file = OpenOptions::new().create(true).append(true).open(&self.path)?;
+            self.file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)?;
             self.written = 0;
         }
         self.file.write_all(data)?;

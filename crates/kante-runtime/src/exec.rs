@@ -63,8 +63,14 @@ pub struct ExecProcess {
 }
 
 pub enum ExecStdio {
-    Pipes { stdin: OwnedFd, stdout: OwnedFd, stderr: OwnedFd },
-    Pty { master: OwnedFd },
+    Pipes {
+        stdin: OwnedFd,
+        stdout: OwnedFd,
+        stderr: OwnedFd,
+    },
+    Pty {
+        master: OwnedFd,
+    },
 }
 
 fn cstr(s: &str) -> Result<CString, ExecError> {
@@ -84,12 +90,19 @@ fn exec_candidates(argv0: &str, env: &[String]) -> Vec<String> {
         .iter()
         .find_map(|e| e.strip_prefix("PATH="))
         .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-    path.split(':').filter(|d| !d.is_empty()).map(|d| format!("{}/{}", d.trim_end_matches('/'), argv0)).collect()
+    path.split(':')
+        .filter(|d| !d.is_empty())
+        .map(|d| format!("{}/{}", d.trim_end_matches('/'), argv0))
+        .collect()
 }
 
 /// Opens a new pty in the container's own devpts instance, so the command
 /// sees a normal /dev/pts/N; the slave is owned by the exec user.
-fn container_pty(target: &ExecTarget, spec: &ExecSpec, (w, h): (u16, u16)) -> Result<(OwnedFd, OwnedFd), ExecError> {
+fn container_pty(
+    target: &ExecTarget,
+    spec: &ExecSpec,
+    (w, h): (u16, u16),
+) -> Result<(OwnedFd, OwnedFd), ExecError> {
     let ptmx = format!("/proc/{}/root/dev/pts/ptmx", target.init_pid);
     let master: OwnedFd = std::fs::OpenOptions::new()
         .read(true)
@@ -104,11 +117,22 @@ fn container_pty(target: &ExecTarget, spec: &ExecSpec, (w, h): (u16, u16)) -> Re
         if libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) != 0 {
             return Err(io::Error::last_os_error().into());
         }
-        let ws = libc::winsize { ws_row: h.max(1), ws_col: w.max(1), ws_xpixel: 0, ws_ypixel: 0 };
+        let ws = libc::winsize {
+            ws_row: h.max(1),
+            ws_col: w.max(1),
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
         libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws);
     }
     // SAFETY: TIOCGPTPEER returns a new fd for the slave.
-    let slave = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER, libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
+    let slave = unsafe {
+        libc::ioctl(
+            master.as_raw_fd(),
+            libc::TIOCGPTPEER,
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    };
     if slave < 0 {
         return Err(io::Error::last_os_error().into());
     }
@@ -119,7 +143,13 @@ fn container_pty(target: &ExecTarget, spec: &ExecSpec, (w, h): (u16, u16)) -> Re
         None => (Some(spec.uid), Some(5)),
     };
     // SAFETY: fchown on our fd.
-    unsafe { libc::fchown(slave.as_raw_fd(), uid.unwrap_or(u32::MAX), gid.unwrap_or(u32::MAX)) };
+    unsafe {
+        libc::fchown(
+            slave.as_raw_fd(),
+            uid.unwrap_or(u32::MAX),
+            gid.unwrap_or(u32::MAX),
+        )
+    };
     Ok((master, slave))
 }
 
@@ -132,22 +162,39 @@ pub fn spawn(target: &ExecTarget, spec: &ExecSpec) -> Result<ExecProcess, ExecEr
     }
     if let Some(m) = &target.idmap {
         if spec.uid >= m.size || spec.gid >= m.size {
-            return Err(ExecError::Invalid(format!("uid/gid {}:{} is outside the container's id range", spec.uid, spec.gid)));
+            return Err(ExecError::Invalid(format!(
+                "uid/gid {}:{} is outside the container's id range",
+                spec.uid, spec.gid
+            )));
         }
     }
     // Everything the children need, prepared while allocating is still allowed.
-    let argv: Vec<CString> = spec.argv.iter().map(|a| cstr(a)).collect::<Result<_, _>>()?;
+    let argv: Vec<CString> = spec
+        .argv
+        .iter()
+        .map(|a| cstr(a))
+        .collect::<Result<_, _>>()?;
     let envv: Vec<CString> = spec.env.iter().map(|e| cstr(e)).collect::<Result<_, _>>()?;
-    let candidates: Vec<CString> =
-        exec_candidates(&spec.argv[0], &spec.env).iter().map(|c| cstr(c)).collect::<Result<_, _>>()?;
+    let candidates: Vec<CString> = exec_candidates(&spec.argv[0], &spec.env)
+        .iter()
+        .map(|c| cstr(c))
+        .collect::<Result<_, _>>()?;
     let cwd = cstr(if spec.cwd.is_empty() { "/" } else { &spec.cwd })?;
     let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|c| c.as_ptr()).collect();
     argv_ptrs.push(std::ptr::null());
     let mut env_ptrs: Vec<*const libc::c_char> = envv.iter().map(|c| c.as_ptr()).collect();
     env_ptrs.push(std::ptr::null());
-    let cgroup_fds: Vec<File> =
-        target.cgroup_procs.iter().filter_map(|p| std::fs::OpenOptions::new().write(true).open(p).ok()).collect();
-    let mut ns_flags = libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWNET | libc::CLONE_NEWCGROUP;
+    let cgroup_fds: Vec<File> = target
+        .cgroup_procs
+        .iter()
+        .filter_map(|p| std::fs::OpenOptions::new().write(true).open(p).ok())
+        .collect();
+    let mut ns_flags = libc::CLONE_NEWNS
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWNET
+        | libc::CLONE_NEWCGROUP;
     if target.idmap.is_some() {
         ns_flags |= libc::CLONE_NEWUSER;
     }
@@ -164,7 +211,14 @@ pub fn spawn(target: &ExecTarget, spec: &ExecSpec) -> Result<ExecProcess, ExecEr
             let (in_r, in_w) = pipe_cloexec()?;
             let (out_r, out_w) = pipe_cloexec()?;
             let (err_r, err_w) = pipe_cloexec()?;
-            (ExecStdio::Pipes { stdin: in_w, stdout: out_r, stderr: err_r }, [in_r, out_w, err_w])
+            (
+                ExecStdio::Pipes {
+                    stdin: in_w,
+                    stdout: out_r,
+                    stderr: err_r,
+                },
+                [in_r, out_w, err_w],
+            )
         }
     };
     let is_pty = spec.pty.is_some();
@@ -173,7 +227,11 @@ pub fn spawn(target: &ExecTarget, spec: &ExecSpec) -> Result<ExecProcess, ExecEr
     // end closes on a successful execve.
     let (rep_r, rep_w) = pipe_cloexec()?;
     let (cerr_r, cerr_w) = pipe_cloexec()?;
-    let fds = [theirs[0].as_raw_fd(), theirs[1].as_raw_fd(), theirs[2].as_raw_fd()];
+    let fds = [
+        theirs[0].as_raw_fd(),
+        theirs[1].as_raw_fd(),
+        theirs[2].as_raw_fd(),
+    ];
     let rep_w_fd = rep_w.as_raw_fd();
     let cerr_w_fd = cerr_w.as_raw_fd();
     let (uid, gid) = (spec.uid, spec.gid);
@@ -200,7 +258,18 @@ pub fn spawn(target: &ExecTarget, spec: &ExecSpec) -> Result<ExecProcess, ExecEr
             }
             if pid == 0 {
                 libc::close(rep_w_fd);
-                command_child(&fds, is_pty, target, uid, gid, &cwd, &candidates, &argv_ptrs, &env_ptrs, cerr_w_fd);
+                command_child(
+                    &fds,
+                    is_pty,
+                    target,
+                    uid,
+                    gid,
+                    &cwd,
+                    &candidates,
+                    &argv_ptrs,
+                    &env_ptrs,
+                    cerr_w_fd,
+                );
             }
             let bytes = pid.to_ne_bytes();
             libc::write(rep_w_fd, bytes.as_ptr().cast(), 4);
@@ -213,7 +282,11 @@ pub fn spawn(target: &ExecTarget, spec: &ExecSpec) -> Result<ExecProcess, ExecEr
                     libc::_exit(255);
                 }
             }
-            let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { 128 + libc::WTERMSIG(status) };
+            let code = if libc::WIFEXITED(status) {
+                libc::WEXITSTATUS(status)
+            } else {
+                128 + libc::WTERMSIG(status)
+            };
             libc::_exit(code);
         }
     }
@@ -224,7 +297,11 @@ pub fn spawn(target: &ExecTarget, spec: &ExecSpec) -> Result<ExecProcess, ExecEr
     // The pid (4 bytes), or 0 followed by the middle's failure record.
     let mut rep = Vec::new();
     File::from(rep_r).read_to_end(&mut rep)?;
-    let pid = if rep.len() >= 4 { i32::from_ne_bytes([rep[0], rep[1], rep[2], rep[3]]) } else { 0 };
+    let pid = if rep.len() >= 4 {
+        i32::from_ne_bytes([rep[0], rep[1], rep[2], rep[3]])
+    } else {
+        0
+    };
     let mut cerr = Vec::new();
     if pid > 0 {
         File::from(cerr_r).read_to_end(&mut cerr)?;
@@ -233,10 +310,18 @@ pub fn spawn(target: &ExecTarget, spec: &ExecSpec) -> Result<ExecProcess, ExecEr
         let mut status = 0;
         // SAFETY: reap our direct child.
         unsafe { libc::waitpid(middle, &mut status, 0) };
-        let rec = if pid <= 0 { rep.get(4..).unwrap_or(&[]) } else { &cerr[..] };
+        let rec = if pid <= 0 {
+            rep.get(4..).unwrap_or(&[])
+        } else {
+            &cerr[..]
+        };
         return Err(decode_failure(rec, &spec.argv[0]));
     }
-    Ok(ExecProcess { middle_pid: middle, pid, stdio: ours })
+    Ok(ExecProcess {
+        middle_pid: middle,
+        pid,
+        stdio: ours,
+    })
 }
 
 /// Failure record: errno (4 bytes) then a short ASCII tag.
@@ -280,7 +365,15 @@ unsafe fn command_child(
         let e = errno.to_ne_bytes();
         libc::write(rep, e.as_ptr().cast(), 4);
         libc::write(rep, tag.as_ptr().cast(), tag.len());
-        libc::_exit(if tag == b"execve" { if errno == libc::ENOENT { 127 } else { 126 } } else { 255 })
+        libc::_exit(if tag == b"execve" {
+            if errno == libc::ENOENT {
+                127
+            } else {
+                126
+            }
+        } else {
+            255
+        })
     };
     libc::setsid();
     for (i, fd) in fds.iter().enumerate() {

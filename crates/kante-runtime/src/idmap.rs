@@ -4,7 +4,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use crate::spec::IdMap;

@@ -104,7 +104,11 @@ impl LinuxRuntime {
     pub fn new(monitor_exe: PathBuf) -> Result<Self, RuntimeError> {
         let layout = CgroupLayout::detect()?;
         let seccomp = Program::default_policy()?;
-        Ok(LinuxRuntime { monitor_exe, layout, seccomp })
+        Ok(LinuxRuntime {
+            monitor_exe,
+            layout,
+            seccomp,
+        })
     }
 
     pub fn layout(&self) -> &CgroupLayout {
@@ -112,8 +116,12 @@ impl LinuxRuntime {
     }
 
     fn spawn_monitor(&self, spec: &ContainerSpec) -> Result<(Child, StartReport), RuntimeError> {
-        let (status_r, status_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
-        let log = OpenOptions::new().create(true).append(true).open(spec.runtime_dir.join("monitor.log"))?;
+        let (status_r, status_w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(spec.runtime_dir.join("monitor.log"))?;
         let mut cmd = Command::new(&self.monitor_exe);
         cmd.arg("__monitor")
             .arg(spec.spec_path())
@@ -136,10 +144,19 @@ impl LinuxRuntime {
                 Ok(())
             });
         }
-        let child = cmd.spawn().map_err(|e| RuntimeError::Start(format!("spawning monitor {}: {e}", self.monitor_exe.display())))?;
+        let child = cmd.spawn().map_err(|e| {
+            RuntimeError::Start(format!(
+                "spawning monitor {}: {e}",
+                self.monitor_exe.display()
+            ))
+        })?;
         drop(status_w);
-        let report = read_status_line(File::from(status_r))
-            .map_err(|e| RuntimeError::Start(format!("monitor: {e} (see {})", spec.runtime_dir.join("monitor.log").display())))?;
+        let report = read_status_line(File::from(status_r)).map_err(|e| {
+            RuntimeError::Start(format!(
+                "monitor: {e} (see {})",
+                spec.runtime_dir.join("monitor.log").display()
+            ))
+        })?;
         Ok((child, report))
     }
 }
@@ -149,7 +166,10 @@ impl Runtime for LinuxRuntime {
         fs::create_dir_all(&spec.runtime_dir)?;
         let _ = fs::remove_file(spec.exit_status_path());
         let _ = fs::remove_file(ContainerRecord::path(&spec.runtime_dir));
-        fs::write(spec.spec_path(), serde_json::to_vec_pretty(spec).map_err(io::Error::from)?)?;
+        fs::write(
+            spec.spec_path(),
+            serde_json::to_vec_pretty(spec).map_err(io::Error::from)?,
+        )?;
         let (mut child, report) = self.spawn_monitor(spec)?;
         match report {
             StartReport::Started { init_pid } => {
@@ -164,7 +184,11 @@ impl Runtime for LinuxRuntime {
                     runtime_dir: spec.runtime_dir.clone(),
                 };
                 record.save()?;
-                Ok(Container { record, init_pidfd, monitor: Some(child) })
+                Ok(Container {
+                    record,
+                    init_pidfd,
+                    monitor: Some(child),
+                })
             }
             StartReport::Failed { error } => {
                 let _ = child.wait();
@@ -176,11 +200,17 @@ impl Runtime for LinuxRuntime {
     fn attach(&self, runtime_dir: &Path) -> Option<Container> {
         let record = ContainerRecord::load(runtime_dir)?;
         // Same pid and same start time: the very process we started, not a reused pid.
-        if sys::process_start_time(record.init_pid).ok()? != record.init_start || sys::process_is_dead(record.init_pid) {
+        if sys::process_start_time(record.init_pid).ok()? != record.init_start
+            || sys::process_is_dead(record.init_pid)
+        {
             return None;
         }
         let init_pidfd = sys::pidfd_open(record.init_pid).ok()?;
-        Some(Container { record, init_pidfd, monitor: None })
+        Some(Container {
+            record,
+            init_pidfd,
+            monitor: None,
+        })
     }
 
     fn signal(&self, c: &Container, sig: i32) -> Result<(), RuntimeError> {
@@ -202,7 +232,13 @@ impl Runtime for LinuxRuntime {
     fn stats(&self, c: &Container) -> Stats {
         let cg = self.cgroup(c);
         let (memory_usage, memory_peak, swap_usage) = cg.memory_usage();
-        Stats { memory_usage, memory_peak, swap_usage, cpu_ns: cg.cpu_usage_ns(), processes: cg.process_count() }
+        Stats {
+            memory_usage,
+            memory_peak,
+            swap_usage,
+            cpu_ns: cg.cpu_usage_ns(),
+            processes: cg.process_count(),
+        }
     }
 
     fn exec(&self, c: &Container, spec: &ExecSpec) -> Result<ExecProcess, RuntimeError> {

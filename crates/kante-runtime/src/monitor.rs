@@ -59,7 +59,12 @@ pub fn monitor_main(spec_path: &Path) -> i32 {
     {
         Ok(s) => s,
         Err(e) => {
-            report(&mut status, StartReport::Failed { error: format!("reading {}: {e}", spec_path.display()) });
+            report(
+                &mut status,
+                StartReport::Failed {
+                    error: format!("reading {}: {e}", spec_path.display()),
+                },
+            );
             return 1;
         }
     };
@@ -71,7 +76,12 @@ pub fn monitor_main(spec_path: &Path) -> i32 {
     }
     match start(&spec) {
         Ok(started) => {
-            report(&mut status, StartReport::Started { init_pid: started.pid });
+            report(
+                &mut status,
+                StartReport::Started {
+                    init_pid: started.pid,
+                },
+            );
             drop(status);
             supervise(&spec, started);
             0
@@ -119,10 +129,15 @@ fn start(spec: &ContainerSpec) -> Result<Started, String> {
     let owner = spec.idmap.map(|m| (m.host_uid, m.host_gid));
     if cgroup.exists() {
         // Left over from an instance that died with nobody to clean up.
-        cgroup.remove().map_err(|e| format!("removing stale cgroup: {e}"))?;
+        cgroup
+            .remove()
+            .map_err(|e| format!("removing stale cgroup: {e}"))?;
     }
     cgroup.create(owner).map_err(|e| e.to_string())?;
-    let mut revert = Revert { cgroup: Some(&cgroup), child: None };
+    let mut revert = Revert {
+        cgroup: Some(&cgroup),
+        child: None,
+    };
 
     let console = open_console(owner).map_err(|e| format!("console pty: {e}"))?;
     let tree = match &spec.idmap {
@@ -137,8 +152,13 @@ fn start(spec: &ContainerSpec) -> Result<Started, String> {
     let seccomp = Program::default_policy().map_err(|e| e.to_string())?;
 
     let (go_r, go_w) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
-    let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
-    let mut ns = (libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWNET) as u64;
+    let (err_r, err_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+    let mut ns = (libc::CLONE_NEWNS
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWNET) as u64;
     if spec.idmap.is_some() {
         ns |= libc::CLONE_NEWUSER as u64;
     }
@@ -162,23 +182,37 @@ fn start(spec: &ContainerSpec) -> Result<Started, String> {
                 idmap::write_id_maps(pid, map).map_err(|e| format!("writing id maps: {e}"))?;
             }
             cgroup.attach(pid).map_err(|e| e.to_string())?;
-            File::from(go_w).write_all(b"g").map_err(|e| format!("releasing the container: {e}"))?;
+            File::from(go_w)
+                .write_all(b"g")
+                .map_err(|e| format!("releasing the container: {e}"))?;
             // EOF (the close-on-exec end closed by execve) means init is running.
             let mut msg = String::new();
-            File::from(err_r).read_to_string(&mut msg).map_err(|e| format!("reading start result: {e}"))?;
+            File::from(err_r)
+                .read_to_string(&mut msg)
+                .map_err(|e| format!("reading start result: {e}"))?;
             if !msg.is_empty() {
                 return Err(msg);
             }
             revert.child = None;
             revert.cgroup = None;
-            Ok(Started { pid, pidfd, console })
+            Ok(Started {
+                pid,
+                pidfd,
+                console,
+            })
         }
     }
 }
 
 /// Runs in the container's first process, inside its new namespaces.
 /// Returns only on failure, with the reason.
-fn child_setup(spec: &ContainerSpec, go: OwnedFd, tree: Option<&OwnedFd>, console: &ConsolePty, seccomp: &Program) -> String {
+fn child_setup(
+    spec: &ContainerSpec,
+    go: OwnedFd,
+    tree: Option<&OwnedFd>,
+    console: &ConsolePty,
+    seccomp: &Program,
+) -> String {
     let mut b = [0u8; 1];
     match File::from(go).read(&mut b) {
         Ok(1) => {}
@@ -202,7 +236,12 @@ fn child_setup(spec: &ContainerSpec, go: OwnedFd, tree: Option<&OwnedFd>, consol
         return format!("sethostname: {e}");
     }
     let _ = nix::unistd::setsid();
-    let cons = match std::fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_NOCTTY).open("/dev/console") {
+    let cons = match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open("/dev/console")
+    {
         Ok(f) => f,
         Err(e) => return format!("open /dev/console: {e}"),
     };
@@ -219,7 +258,12 @@ fn child_setup(spec: &ContainerSpec, go: OwnedFd, tree: Option<&OwnedFd>, consol
     if let Err(e) = seccomp.load() {
         return format!("seccomp: {e}");
     }
-    let argv: Vec<std::ffi::CString> = match spec.init.iter().map(|a| std::ffi::CString::new(a.as_str())).collect() {
+    let argv: Vec<std::ffi::CString> = match spec
+        .init
+        .iter()
+        .map(|a| std::ffi::CString::new(a.as_str()))
+        .collect()
+    {
         Ok(v) => v,
         Err(_) => return "init command contains a NUL byte".into(),
     };
@@ -232,10 +276,21 @@ fn child_setup(spec: &ContainerSpec, go: OwnedFd, tree: Option<&OwnedFd>, consol
         c"TERM=linux".into(),
         c"HOME=/".into(),
     ];
-    env.extend(spec.env.iter().filter_map(|e| std::ffi::CString::new(e.as_str()).ok()));
+    env.extend(
+        spec.env
+            .iter()
+            .filter_map(|e| std::ffi::CString::new(e.as_str()).ok()),
+    );
     // Close everything else on exec (the error pipe already is).
     // SAFETY: plain syscall.
-    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
     let e = nix::unistd::execve(&argv[0], &argv, &env).unwrap_err();
     format!("exec {} in the container: {e}", spec.init[0])
 }
@@ -243,8 +298,10 @@ fn child_setup(spec: &ContainerSpec, go: OwnedFd, tree: Option<&OwnedFd>, consol
 use std::os::unix::fs::OpenOptionsExt;
 
 fn become_namespace_root() -> Result<(), String> {
-    nix::unistd::setresgid(0.into(), 0.into(), 0.into()).map_err(|e| format!("setresgid in user namespace: {e}"))?;
-    nix::unistd::setresuid(0.into(), 0.into(), 0.into()).map_err(|e| format!("setresuid in user namespace: {e}"))?;
+    nix::unistd::setresgid(0.into(), 0.into(), 0.into())
+        .map_err(|e| format!("setresgid in user namespace: {e}"))?;
+    nix::unistd::setresuid(0.into(), 0.into(), 0.into())
+        .map_err(|e| format!("setresuid in user namespace: {e}"))?;
     nix::unistd::setgroups(&[]).map_err(|e| format!("setgroups in user namespace: {e}"))?;
     Ok(())
 }
@@ -258,7 +315,11 @@ fn reset_signals() {
             let _ = unsafe { signal(s, SigHandler::SigDfl) };
         }
     }
-    let _ = nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&nix::sys::signal::SigSet::empty()), None);
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::empty()),
+        None,
+    );
 }
 
 /// Logs console output until init exits, then records how it ended.
@@ -267,7 +328,10 @@ fn supervise(spec: &ContainerSpec, started: Started) {
     let mut buf = [0u8; 8192];
     let master = started.console.master.as_fd();
     loop {
-        let mut fds = [PollFd::new(master, PollFlags::POLLIN), PollFd::new(started.pidfd.as_fd(), PollFlags::POLLIN)];
+        let mut fds = [
+            PollFd::new(master, PollFlags::POLLIN),
+            PollFd::new(started.pidfd.as_fd(), PollFlags::POLLIN),
+        ];
         match poll(&mut fds, PollTimeout::NONE) {
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => continue,
@@ -294,7 +358,10 @@ fn supervise(spec: &ContainerSpec, started: Started) {
         Ok(WaitStatus::Signaled(_, sig, _)) => InitExit::Signaled(sig as i32),
         _ => InitExit::Exited(-1),
     };
-    let _ = std::fs::write(spec.exit_status_path(), serde_json::to_vec(&exit).unwrap_or_default());
+    let _ = std::fs::write(
+        spec.exit_status_path(),
+        serde_json::to_vec(&exit).unwrap_or_default(),
+    );
     drop(started.console);
 }
 
@@ -310,7 +377,10 @@ pub fn read_status_line(mut r: impl Read) -> io::Result<StartReport> {
     r.read_to_string(&mut s)?;
     let line = s.lines().next().unwrap_or("");
     if line.is_empty() {
-        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the monitor exited without reporting"));
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the monitor exited without reporting",
+        ));
     }
     serde_json::from_str(line).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }

@@ -24,7 +24,13 @@ fn ctx<E: std::fmt::Display>(what: impl std::fmt::Display) -> impl FnOnce(E) -> 
     move |e| format!("{what}: {e}")
 }
 
-fn do_mount(src: Option<&str>, target: &Path, fstype: Option<&str>, flags: MsFlags, data: Option<&str>) -> SetupResult<()> {
+fn do_mount(
+    src: Option<&str>,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> SetupResult<()> {
     mount(src, target, fstype, flags, data).map_err(ctx(format!(
         "mount {} on {} ({})",
         src.unwrap_or("none"),
@@ -34,8 +40,18 @@ fn do_mount(src: Option<&str>, target: &Path, fstype: Option<&str>, flags: MsFla
 }
 
 fn bind(src: &Path, target: &Path, readonly: bool) -> SetupResult<()> {
-    mount(Some(src), target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-        .map_err(ctx(format!("bind {} on {}", src.display(), target.display())))?;
+    mount(
+        Some(src),
+        target,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(ctx(format!(
+        "bind {} on {}",
+        src.display(),
+        target.display()
+    )))?;
     if readonly {
         remount_ro(target)?;
     }
@@ -45,7 +61,8 @@ fn bind(src: &Path, target: &Path, readonly: bool) -> SetupResult<()> {
 fn remount_ro(target: &Path) -> SetupResult<()> {
     // Keep the flags the kernel locked on the source (nosuid/nodev/noexec) or
     // the remount is refused inside a user namespace.
-    let st = nix::sys::statvfs::statvfs(target).map_err(ctx(format!("statvfs {}", target.display())))?;
+    let st =
+        nix::sys::statvfs::statvfs(target).map_err(ctx(format!("statvfs {}", target.display())))?;
     let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
     use nix::sys::statvfs::FsFlags;
     for (f, m) in [
@@ -69,7 +86,12 @@ fn ensure_dir(p: &Path) -> SetupResult<()> {
 
 fn ensure_file(p: &Path) -> SetupResult<()> {
     if !p.exists() {
-        fs::OpenOptions::new().create(true).truncate(false).write(true).open(p).map_err(ctx(format!("create {}", p.display())))?;
+        fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(p)
+            .map_err(ctx(format!("create {}", p.display())))?;
     }
     Ok(())
 }
@@ -86,7 +108,10 @@ pub fn target_in_root(root: &Path, inside: &str) -> SetupResult<PathBuf> {
         p.push(comp);
         if let Ok(md) = fs::symlink_metadata(&p) {
             if md.file_type().is_symlink() {
-                return Err(format!("mount target {inside} goes through a symlink ({})", p.display()));
+                return Err(format!(
+                    "mount target {inside} goes through a symlink ({})",
+                    p.display()
+                ));
             }
         }
     }
@@ -95,16 +120,34 @@ pub fn target_in_root(root: &Path, inside: &str) -> SetupResult<PathBuf> {
 
 /// Attaches the (already idmapped, if unprivileged) rootfs at its own path
 /// inside the new namespace, then builds the standard mounts under it.
-pub fn setup_rootfs(spec: &ContainerSpec, rootfs_tree: Option<&OwnedFd>, console_pty: &Path) -> SetupResult<()> {
+pub fn setup_rootfs(
+    spec: &ContainerSpec,
+    rootfs_tree: Option<&OwnedFd>,
+    console_pty: &Path,
+) -> SetupResult<()> {
     // Nothing we mount may propagate back to the host.
-    do_mount(None, Path::new("/"), None, MsFlags::MS_REC | MsFlags::MS_SLAVE, None)?;
+    do_mount(
+        None,
+        Path::new("/"),
+        None,
+        MsFlags::MS_REC | MsFlags::MS_SLAVE,
+        None,
+    )?;
     let root = spec.rootfs.as_path();
     match rootfs_tree {
-        Some(fd) => sys::move_mount_to(fd.as_raw_fd(), root).map_err(ctx("attach idmapped rootfs"))?,
+        Some(fd) => {
+            sys::move_mount_to(fd.as_raw_fd(), root).map_err(ctx("attach idmapped rootfs"))?
+        }
         None => bind(root, root, false)?,
     }
     // pivot_root refuses a shared new root.
-    do_mount(None, root, None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None)?;
+    do_mount(
+        None,
+        root,
+        None,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None,
+    )?;
 
     setup_proc(root, spec.nesting)?;
     setup_sys(root, spec.privileged())?;
@@ -112,7 +155,13 @@ pub fn setup_rootfs(spec: &ContainerSpec, rootfs_tree: Option<&OwnedFd>, console
     for (dir, opts) in [("run", "mode=0755,size=20%"), ("tmp", "mode=1777")] {
         let t = target_in_root(root, dir)?;
         ensure_dir(&t)?;
-        do_mount(Some("tmpfs"), &t, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some(opts))?;
+        do_mount(
+            Some("tmpfs"),
+            &t,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some(opts),
+        )?;
     }
     for m in &spec.mounts {
         let t = target_in_root(root, &m.target)?;
@@ -140,7 +189,13 @@ fn setup_proc(root: &Path, nesting: bool) -> SetupResult<()> {
     let net = sys.join("net");
     if net.is_dir() {
         bind(&net, &net, false)?;
-        do_mount(None, &net, None, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags, None)?;
+        do_mount(
+            None,
+            &net,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags,
+            None,
+        )?;
     }
     let sysrq = proc_.join("sysrq-trigger");
     if sysrq.exists() {
@@ -171,7 +226,13 @@ fn setup_sys(root: &Path, privileged: bool) -> SetupResult<()> {
         if net.is_dir() {
             bind(&net, &net, false)?;
         }
-        do_mount(None, &sys, None, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | flags, None)?;
+        do_mount(
+            None,
+            &sys,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | flags,
+            None,
+        )?;
     }
     Ok(())
 }
@@ -179,7 +240,13 @@ fn setup_sys(root: &Path, privileged: bool) -> SetupResult<()> {
 fn setup_dev(root: &Path, console_pty: &Path) -> SetupResult<()> {
     let dev = root.join("dev");
     ensure_dir(&dev)?;
-    do_mount(Some("tmpfs"), &dev, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, Some("mode=0755,size=500k"))?;
+    do_mount(
+        Some("tmpfs"),
+        &dev,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("mode=0755,size=500k"),
+    )?;
     // Device nodes cannot be created in a user namespace: bind the host's.
     for node in ["null", "zero", "full", "random", "urandom", "tty"] {
         let t = dev.join(node);
@@ -218,10 +285,22 @@ fn setup_dev(root: &Path, console_pty: &Path) -> SetupResult<()> {
     bind(console_pty, &console, false)?;
     let shm = dev.join("shm");
     ensure_dir(&shm)?;
-    do_mount(Some("tmpfs"), &shm, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=1777"))?;
+    do_mount(
+        Some("tmpfs"),
+        &shm,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=1777"),
+    )?;
     let mq = dev.join("mqueue");
     ensure_dir(&mq)?;
-    do_mount(Some("mqueue"), &mq, Some("mqueue"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, None)?;
+    do_mount(
+        Some("mqueue"),
+        &mq,
+        Some("mqueue"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None,
+    )?;
     for (name, target) in [
         ("fd", "/proc/self/fd"),
         ("stdin", "/proc/self/fd/0"),
@@ -242,7 +321,10 @@ mod tests {
         let dir = tempfile_dir();
         fs::create_dir_all(dir.join("srv/data")).unwrap();
         symlink("/etc", dir.join("evil")).unwrap();
-        assert_eq!(target_in_root(&dir, "/srv/data").unwrap(), dir.join("srv/data"));
+        assert_eq!(
+            target_in_root(&dir, "/srv/data").unwrap(),
+            dir.join("srv/data")
+        );
         assert!(target_in_root(&dir, "/evil/x").is_err());
         assert!(target_in_root(&dir, "/srv/../../etc").is_err());
         fs::remove_dir_all(&dir).unwrap();

@@ -4,7 +4,9 @@
 //! loaded with a bare prctl, so it can also be installed in a forked child of
 //! the multi-threaded daemon (exec) where nothing may allocate.
 
-use libseccomp::{ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
+use libseccomp::{
+    ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
+};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -54,11 +56,16 @@ impl Program {
         ctx.add_rule_conditional(
             ScmpAction::Errno(libc::EACCES),
             umount2,
-            &[ScmpArgCompare::new(1, ScmpCompareOp::MaskedEqual(libc::MNT_FORCE as u64), libc::MNT_FORCE as u64)],
+            &[ScmpArgCompare::new(
+                1,
+                ScmpCompareOp::MaskedEqual(libc::MNT_FORCE as u64),
+                libc::MNT_FORCE as u64,
+            )],
         )?;
         // libseccomp 2.5 (Debian 12) exports only to an fd: go through a memfd.
-        let memfd = nix::sys::memfd::memfd_create(c"kante-seccomp", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
-            .map_err(std::io::Error::from)?;
+        let memfd =
+            nix::sys::memfd::memfd_create(c"kante-seccomp", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+                .map_err(std::io::Error::from)?;
         let mut file = std::fs::File::from(memfd);
         ctx.export_bpf(&file)?;
         let mut bpf = Vec::new();
@@ -88,9 +95,18 @@ impl Program {
     /// Installs the filter on the calling thread. Async-signal-safe: no allocation.
     /// Needs CAP_SYS_ADMIN in the caller's user namespace (we never set no_new_privs).
     pub fn load(&self) -> std::io::Result<()> {
-        let prog = libc::sock_fprog { len: self.filter.len() as u16, filter: self.filter.as_ptr() as *mut _ };
+        let prog = libc::sock_fprog {
+            len: self.filter.len() as u16,
+            filter: self.filter.as_ptr() as *mut _,
+        };
         // SAFETY: prog points at a filter that outlives the call.
-        let r = unsafe { libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog as *const _) };
+        let r = unsafe {
+            libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER,
+                &prog as *const _,
+            )
+        };
         if r != 0 {
             return Err(std::io::Error::last_os_error());
         }
@@ -120,13 +136,22 @@ mod tests {
                 }
                 let r = unsafe { libc::syscall(libc::SYS_delete_module, c"x".as_ptr(), 0) };
                 let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
-                unsafe { libc::_exit(if r == -1 && errno == libc::ENOSYS { 0 } else { 1 }) };
+                unsafe {
+                    libc::_exit(if r == -1 && errno == libc::ENOSYS {
+                        0
+                    } else {
+                        1
+                    })
+                };
             }
             pid => {
                 let mut status = 0;
                 unsafe { libc::waitpid(pid, &mut status, 0) };
                 let code = libc::WEXITSTATUS(status);
-                assert!(code == 0 || code == 3, "delete_module was not denied with ENOSYS (code {code})");
+                assert!(
+                    code == 0 || code == 3,
+                    "delete_module was not denied with ENOSYS (code {code})"
+                );
             }
         }
     }

@@ -103,7 +103,11 @@ mod tests {
 
     #[test]
     fn idmap_lines_and_lookup() {
-        let m = IdMap { host_uid: 1_000_000, host_gid: 1_000_000, size: 65536 };
+        let m = IdMap {
+            host_uid: 1_000_000,
+            host_gid: 1_000_000,
+            size: 65536,
+        };
         assert_eq!(m.uid_map_line(), "0 1000000 65536\n");
         assert_eq!(m.host_uid_of(0), Some(1_000_000));
         assert_eq!(m.host_uid_of(65535), Some(1_065_535));

@@ -42,7 +42,8 @@ pub fn open_tree_clone(path: &Path, recursive: bool) -> io::Result<OwnedFd> {
         flags |= AT_RECURSIVE;
     }
     // SAFETY: valid C string, flags as documented in open_tree(2).
-    let fd = check(unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c.as_ptr(), flags) })?;
+    let fd =
+        check(unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c.as_ptr(), flags) })?;
     // SAFETY: the kernel returned a new fd we now own.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
@@ -102,7 +103,15 @@ pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
 /// Sends `sig` through a pidfd: no risk of hitting a recycled pid.
 pub fn pidfd_send_signal(pidfd: RawFd, sig: i32) -> io::Result<()> {
     // SAFETY: plain syscall, null siginfo.
-    check(unsafe { libc::syscall(libc::SYS_pidfd_send_signal, pidfd, sig, std::ptr::null::<u8>(), 0) })?;
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd,
+            sig,
+            std::ptr::null::<u8>(),
+            0,
+        )
+    })?;
     Ok(())
 }
 
@@ -124,7 +133,8 @@ pub fn pivot_into(new_root: &Path) -> io::Result<()> {
 /// /proc/<pid>/stat): with the pid it identifies a process across pid reuse.
 pub fn process_start_time(pid: i32) -> io::Result<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    parse_start_time(&stat).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed /proc/<pid>/stat"))
+    parse_start_time(&stat)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "malformed /proc/<pid>/stat"))
 }
 
 fn parse_start_time(stat: &str) -> Option<u64> {
@@ -137,7 +147,11 @@ fn parse_start_time(stat: &str) -> Option<u64> {
 /// Whether the process is a zombie or gone.
 pub fn process_is_dead(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat.rfind(')').and_then(|i| stat.get(i + 2..i + 3)).map(|s| s == "Z" || s == "X").unwrap_or(true),
+        Ok(stat) => stat
+            .rfind(')')
+            .and_then(|i| stat.get(i + 2..i + 3))
+            .map(|s| s == "Z" || s == "X")
+            .unwrap_or(true),
         Err(_) => true,
     }
 }
@@ -191,11 +205,20 @@ pub fn clone_fork(namespaces: u64) -> io::Result<Forked> {
         ..Default::default()
     };
     // SAFETY: args is a valid clone_args (version 2 size); stack 0 = share a COW copy.
-    let ret = check(unsafe { libc::syscall(libc::SYS_clone3, &mut args as *mut CloneArgs, std::mem::size_of::<CloneArgs>()) })?;
+    let ret = check(unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    })?;
     if ret == 0 {
         Ok(Forked::Child)
     } else {
         // SAFETY: the kernel stored a new pidfd for us.
-        Ok(Forked::Parent { pid: ret as i32, pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) } })
+        Ok(Forked::Parent {
+            pid: ret as i32,
+            pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },
+        })
     }
 }

@@ -16,20 +16,29 @@ fn run(cmd: &mut Command, what: &str) -> Result<()> {
     let out = cmd.output().map_err(StorageError::io(what.to_string()))?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
-        return Err(StorageError::Command(format!("{what}: {}", err.lines().next().unwrap_or("failed"))));
+        return Err(StorageError::Command(format!(
+            "{what}: {}",
+            err.lines().next().unwrap_or("failed")
+        )));
     }
     Ok(())
 }
 
 impl StorageDriver for DirDriver {
     fn info(&self) -> DriverInfo {
-        DriverInfo { name: "dir", version: "1".into(), remote: false }
+        DriverInfo {
+            name: "dir",
+            version: "1".into(),
+            remote: false,
+        }
     }
 
     fn validate_config(&self, config: &ConfigMap) -> Result<()> {
         for key in config.keys() {
             if key != "source" && !key.starts_with("volume.") && !key.starts_with("user.") {
-                return Err(StorageError::InvalidConfig(format!("unknown key {key:?} for the dir driver")));
+                return Err(StorageError::InvalidConfig(format!(
+                    "unknown key {key:?} for the dir driver"
+                )));
             }
         }
         Ok(())
@@ -46,8 +55,15 @@ impl StorageDriver for DirDriver {
                 )));
             }
         }
-        if base.exists() && std::fs::read_dir(base).map(|mut d| d.next().is_some()).unwrap_or(false) {
-            return Err(StorageError::InvalidConfig(format!("source {} is not empty", base.display())));
+        if base.exists()
+            && std::fs::read_dir(base)
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(false)
+        {
+            return Err(StorageError::InvalidConfig(format!(
+                "source {} is not empty",
+                base.display()
+            )));
         }
         create_layout(base)?;
         config.insert("source".into(), base.display().to_string());
@@ -60,18 +76,25 @@ impl StorageDriver for DirDriver {
 
     fn delete_pool(&self, base: &Path, _config: &ConfigMap) -> Result<()> {
         if base.exists() {
-            std::fs::remove_dir_all(base).map_err(StorageError::io(format!("removing {}", base.display())))?;
+            std::fs::remove_dir_all(base)
+                .map_err(StorageError::io(format!("removing {}", base.display())))?;
         }
         Ok(())
     }
 
     fn create_volume(&self, path: &Path) -> Result<()> {
-        std::fs::create_dir_all(path).map_err(StorageError::io(format!("creating {}", path.display())))
+        std::fs::create_dir_all(path)
+            .map_err(StorageError::io(format!("creating {}", path.display())))
     }
 
     fn copy_volume(&self, src: &Path, dst: &Path) -> Result<()> {
         run(
-            Command::new("cp").arg("-a").arg("--reflink=auto").arg("--").arg(src).arg(dst),
+            Command::new("cp")
+                .arg("-a")
+                .arg("--reflink=auto")
+                .arg("--")
+                .arg(src)
+                .arg(dst),
             &format!("copying {} to {}", src.display(), dst.display()),
         )
     }
@@ -85,7 +108,10 @@ impl StorageDriver for DirDriver {
         match std::fs::remove_dir_all(path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(StorageError::Io { what: format!("removing {}", path.display()), source: e }),
+            Err(e) => Err(StorageError::Io {
+                what: format!("removing {}", path.display()),
+                source: e,
+            }),
         }
     }
 }

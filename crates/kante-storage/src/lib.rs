@@ -31,7 +31,10 @@ pub enum StorageError {
     #[error("filling volume {volume}: {message}")]
     Fill { volume: String, message: String },
     #[error("{what}: {source}")]
-    Io { what: String, source: std::io::Error },
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Command(String),
 }
@@ -103,7 +106,10 @@ pub trait StorageDriver: Send + Sync {
 pub fn driver(name: &str) -> Result<Arc<dyn StorageDriver>> {
     match name {
         "dir" => Ok(Arc::new(DirDriver)),
-        other => Err(StorageError::UnknownDriver(other.into(), supported().join(", "))),
+        other => Err(StorageError::UnknownDriver(
+            other.into(),
+            supported().join(", "),
+        )),
     }
 }
 
@@ -131,12 +137,19 @@ impl Pool {
 
     /// Creates an image volume once: `fill` unpacks into a staging directory
     /// which becomes the volume only if it succeeds.
-    pub fn create_image_volume(&self, fingerprint: &str, fill: &mut dyn FnMut(&Path) -> std::result::Result<(), String>) -> Result<()> {
+    pub fn create_image_volume(
+        &self,
+        fingerprint: &str,
+        fill: &mut dyn FnMut(&Path) -> std::result::Result<(), String>,
+    ) -> Result<()> {
         let dst = self.volume_path(VolumeKind::Image, fingerprint);
         if dst.exists() {
             return Ok(());
         }
-        let staging = self.base.join(VolumeKind::Image.dir_name()).join(format!(".staging-{fingerprint}"));
+        let staging = self
+            .base
+            .join(VolumeKind::Image.dir_name())
+            .join(format!(".staging-{fingerprint}"));
         if staging.exists() {
             self.driver.delete_volume(&staging)?;
         }
@@ -147,9 +160,13 @@ impl Pool {
         revert.add(move || {
             let _ = driver.delete_volume(&s2);
         });
-        fill(&staging).map_err(|message| StorageError::Fill { volume: fingerprint.into(), message })?;
+        fill(&staging).map_err(|message| StorageError::Fill {
+            volume: fingerprint.into(),
+            message,
+        })?;
         self.driver.seal_volume(&staging)?;
-        std::fs::rename(&staging, &dst).map_err(StorageError::io(format!("renaming {}", staging.display())))?;
+        std::fs::rename(&staging, &dst)
+            .map_err(StorageError::io(format!("renaming {}", staging.display())))?;
         revert.success();
         Ok(())
     }
@@ -158,7 +175,9 @@ impl Pool {
     pub fn create_instance_from_image(&self, fingerprint: &str, instance: &str) -> Result<PathBuf> {
         let src = self.volume_path(VolumeKind::Image, fingerprint);
         if !src.exists() {
-            return Err(StorageError::NotFound(format!("image volume {fingerprint}")));
+            return Err(StorageError::NotFound(format!(
+                "image volume {fingerprint}"
+            )));
         }
         self.copy_into(&src, VolumeKind::Container, instance)
     }
@@ -180,7 +199,10 @@ impl Pool {
         if dst.exists() {
             return Err(StorageError::Exists(format!("volume {name}")));
         }
-        let staging = self.base.join(kind.dir_name()).join(format!(".staging-{name}"));
+        let staging = self
+            .base
+            .join(kind.dir_name())
+            .join(format!(".staging-{name}"));
         if staging.exists() {
             self.driver.delete_volume(&staging)?;
         }
@@ -191,7 +213,8 @@ impl Pool {
             let _ = driver.delete_volume(&s2);
         });
         self.driver.copy_volume(src, &staging)?;
-        std::fs::rename(&staging, &dst).map_err(StorageError::io(format!("renaming {}", staging.display())))?;
+        std::fs::rename(&staging, &dst)
+            .map_err(StorageError::io(format!("renaming {}", staging.display())))?;
         revert.success();
         Ok(dst)
     }
@@ -215,7 +238,12 @@ impl Pool {
     /// Volume names of one kind (ignoring staging leftovers).
     pub fn list_volumes(&self, kind: VolumeKind) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(self.base.join(kind.dir_name()))
-            .map(|rd| rd.flatten().filter_map(|e| e.file_name().into_string().ok()).filter(|n| !n.starts_with('.')).collect())
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .filter(|n| !n.starts_with('.'))
+                    .collect()
+            })
             .unwrap_or_default();
         v.sort();
         v
@@ -239,11 +267,13 @@ impl Pool {
 pub(crate) fn create_layout(base: &Path) -> Result<()> {
     for kind in [VolumeKind::Image, VolumeKind::Container, VolumeKind::Custom] {
         let d = base.join(kind.dir_name());
-        std::fs::create_dir_all(&d).map_err(StorageError::io(format!("creating {}", d.display())))?;
+        std::fs::create_dir_all(&d)
+            .map_err(StorageError::io(format!("creating {}", d.display())))?;
     }
     for d in ["containers-snapshots", "custom-snapshots"] {
         let d = base.join(d);
-        std::fs::create_dir_all(&d).map_err(StorageError::io(format!("creating {}", d.display())))?;
+        std::fs::create_dir_all(&d)
+            .map_err(StorageError::io(format!("creating {}", d.display())))?;
     }
     Ok(())
 }

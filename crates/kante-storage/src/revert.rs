@@ -26,7 +26,9 @@ impl Revert {
     /// Hands the pending undos to the caller (to undo later, e.g. after a
     /// further step that may fail).
     pub fn take(mut self) -> Revert {
-        Revert { undo: std::mem::take(&mut self.undo) }
+        Revert {
+            undo: std::mem::take(&mut self.undo),
+        }
     }
 }
 

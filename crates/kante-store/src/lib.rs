@@ -58,11 +58,15 @@ impl Store {
 
     fn init(mut conn: Connection) -> Result<Self> {
         migrations::apply(&mut conn)?;
-        Ok(Store { conn: Mutex::new(conn) })
+        Ok(Store {
+            conn: Mutex::new(conn),
+        })
     }
 
     pub fn schema_version(&self) -> Result<i64> {
-        Ok(self.lock().query_row("PRAGMA user_version", [], |r| r.get(0))?)
+        Ok(self
+            .lock()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -96,29 +100,41 @@ impl Store {
         );
         match r {
             Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!("Instance {:?}", row.name))),
+            Err(e) if is_unique_violation(&e) => {
+                Err(StoreError::Conflict(format!("Instance {:?}", row.name)))
+            }
             Err(e) => Err(e.into()),
         }
     }
 
     pub fn instance_get(&self, name: &str) -> Result<Option<InstanceRow>> {
         let conn = self.lock();
-        let mut st = conn.prepare_cached(&format!("SELECT {} FROM instances WHERE name = ?1", InstanceRow::COLUMNS))?;
+        let mut st = conn.prepare_cached(&format!(
+            "SELECT {} FROM instances WHERE name = ?1",
+            InstanceRow::COLUMNS
+        ))?;
         let row = st.query_row([name], InstanceRow::from_row).optional()?;
         row.map(|r| r.decode()).transpose()
     }
 
     pub fn instance_list(&self) -> Result<Vec<InstanceRow>> {
         let conn = self.lock();
-        let mut st = conn.prepare_cached(&format!("SELECT {} FROM instances ORDER BY name", InstanceRow::COLUMNS))?;
-        let rows = st.query_map([], InstanceRow::from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut st = conn.prepare_cached(&format!(
+            "SELECT {} FROM instances ORDER BY name",
+            InstanceRow::COLUMNS
+        ))?;
+        let rows = st
+            .query_map([], InstanceRow::from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
         rows.into_iter().map(|r| r.decode()).collect()
     }
 
     pub fn instance_names(&self) -> Result<Vec<String>> {
         let conn = self.lock();
         let mut st = conn.prepare_cached("SELECT name FROM instances ORDER BY name")?;
-        let names = st.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?;
+        let names = st
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?;
         Ok(names)
     }
 
@@ -146,17 +162,25 @@ impl Store {
     }
 
     pub fn instance_rename(&self, old: &str, new: &str) -> Result<()> {
-        let r = self.lock().execute("UPDATE instances SET name = ?2 WHERE name = ?1", params![old, new]);
+        let r = self.lock().execute(
+            "UPDATE instances SET name = ?2 WHERE name = ?1",
+            params![old, new],
+        );
         match r {
             Ok(0) => Err(StoreError::NotFound(format!("Instance {old:?}"))),
             Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!("Instance {new:?}"))),
+            Err(e) if is_unique_violation(&e) => {
+                Err(StoreError::Conflict(format!("Instance {new:?}")))
+            }
             Err(e) => Err(e.into()),
         }
     }
 
     pub fn instance_delete(&self, name: &str) -> Result<bool> {
-        Ok(self.lock().execute("DELETE FROM instances WHERE name = ?1", [name])? > 0)
+        Ok(self
+            .lock()
+            .execute("DELETE FROM instances WHERE name = ?1", [name])?
+            > 0)
     }
 
     // ---- profiles ----
@@ -164,33 +188,51 @@ impl Store {
     pub fn profile_create(&self, row: &ProfileRow) -> Result<()> {
         let r = self.lock().execute(
             "INSERT INTO profiles (name, description, config, devices) VALUES (?1, ?2, ?3, ?4)",
-            params![row.name, row.description, serde_json::to_string(&row.config)?, serde_json::to_string(&row.devices)?],
+            params![
+                row.name,
+                row.description,
+                serde_json::to_string(&row.config)?,
+                serde_json::to_string(&row.devices)?
+            ],
         );
         match r {
             Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!("Profile {:?}", row.name))),
+            Err(e) if is_unique_violation(&e) => {
+                Err(StoreError::Conflict(format!("Profile {:?}", row.name)))
+            }
             Err(e) => Err(e.into()),
         }
     }
 
     pub fn profile_get(&self, name: &str) -> Result<Option<ProfileRow>> {
         let conn = self.lock();
-        let mut st = conn.prepare_cached("SELECT name, description, config, devices FROM profiles WHERE name = ?1")?;
+        let mut st = conn.prepare_cached(
+            "SELECT name, description, config, devices FROM profiles WHERE name = ?1",
+        )?;
         let raw = st.query_row([name], ProfileRow::from_row).optional()?;
         raw.map(|r| r.decode()).transpose()
     }
 
     pub fn profile_list(&self) -> Result<Vec<ProfileRow>> {
         let conn = self.lock();
-        let mut st = conn.prepare_cached("SELECT name, description, config, devices FROM profiles ORDER BY name")?;
-        let rows = st.query_map([], ProfileRow::from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut st = conn.prepare_cached(
+            "SELECT name, description, config, devices FROM profiles ORDER BY name",
+        )?;
+        let rows = st
+            .query_map([], ProfileRow::from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
         rows.into_iter().map(|r| r.decode()).collect()
     }
 
     pub fn profile_update(&self, row: &ProfileRow) -> Result<()> {
         let n = self.lock().execute(
             "UPDATE profiles SET description = ?2, config = ?3, devices = ?4 WHERE name = ?1",
-            params![row.name, row.description, serde_json::to_string(&row.config)?, serde_json::to_string(&row.devices)?],
+            params![
+                row.name,
+                row.description,
+                serde_json::to_string(&row.config)?,
+                serde_json::to_string(&row.devices)?
+            ],
         )?;
         if n == 0 {
             return Err(StoreError::NotFound(format!("Profile {:?}", row.name)));
@@ -199,7 +241,10 @@ impl Store {
     }
 
     pub fn profile_delete(&self, name: &str) -> Result<bool> {
-        Ok(self.lock().execute("DELETE FROM profiles WHERE name = ?1", [name])? > 0)
+        Ok(self
+            .lock()
+            .execute("DELETE FROM profiles WHERE name = ?1", [name])?
+            > 0)
     }
 
     // ---- images ----
@@ -228,7 +273,9 @@ impl Store {
         );
         match r {
             Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!("Image {:?}", row.fingerprint))),
+            Err(e) if is_unique_violation(&e) => {
+                Err(StoreError::Conflict(format!("Image {:?}", row.fingerprint)))
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -244,18 +291,27 @@ impl Store {
             "SELECT {} FROM images WHERE fingerprint >= ?1 AND fingerprint < ?1 || 'g' ORDER BY fingerprint LIMIT 2",
             ImageRow::COLUMNS
         ))?;
-        let rows = st.query_map([fp_or_prefix.to_ascii_lowercase()], ImageRow::from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        let rows = st
+            .query_map([fp_or_prefix.to_ascii_lowercase()], ImageRow::from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
         match rows.len() {
             0 => Ok(None),
             1 => Ok(Some(rows.into_iter().next().expect("one").decode()?)),
-            _ => Err(StoreError::Conflict(format!("More than one image matches {fp_or_prefix:?}"))),
+            _ => Err(StoreError::Conflict(format!(
+                "More than one image matches {fp_or_prefix:?}"
+            ))),
         }
     }
 
     pub fn image_list(&self) -> Result<Vec<ImageRow>> {
         let conn = self.lock();
-        let mut st = conn.prepare_cached(&format!("SELECT {} FROM images ORDER BY uploaded_at", ImageRow::COLUMNS))?;
-        let rows = st.query_map([], ImageRow::from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut st = conn.prepare_cached(&format!(
+            "SELECT {} FROM images ORDER BY uploaded_at",
+            ImageRow::COLUMNS
+        ))?;
+        let rows = st
+            .query_map([], ImageRow::from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
         rows.into_iter().map(|r| r.decode()).collect()
     }
 
@@ -294,21 +350,28 @@ impl Store {
         );
         match r {
             Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!("Alias {:?}", row.name))),
+            Err(e) if is_unique_violation(&e) => {
+                Err(StoreError::Conflict(format!("Alias {:?}", row.name)))
+            }
             Err(e) => Err(e.into()),
         }
     }
 
     pub fn alias_get(&self, name: &str) -> Result<Option<AliasRow>> {
         let conn = self.lock();
-        let mut st = conn.prepare_cached("SELECT name, target, description FROM image_aliases WHERE name = ?1")?;
+        let mut st = conn.prepare_cached(
+            "SELECT name, target, description FROM image_aliases WHERE name = ?1",
+        )?;
         Ok(st.query_row([name], AliasRow::from_row).optional()?)
     }
 
     pub fn alias_list(&self) -> Result<Vec<AliasRow>> {
         let conn = self.lock();
-        let mut st = conn.prepare_cached("SELECT name, target, description FROM image_aliases ORDER BY name")?;
-        let rows = st.query_map([], AliasRow::from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut st = conn
+            .prepare_cached("SELECT name, target, description FROM image_aliases ORDER BY name")?;
+        let rows = st
+            .query_map([], AliasRow::from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
 
@@ -324,16 +387,24 @@ impl Store {
     }
 
     pub fn alias_rename(&self, old: &str, new: &str) -> Result<()> {
-        match self.lock().execute("UPDATE image_aliases SET name = ?2 WHERE name = ?1", params![old, new]) {
+        match self.lock().execute(
+            "UPDATE image_aliases SET name = ?2 WHERE name = ?1",
+            params![old, new],
+        ) {
             Ok(0) => Err(StoreError::NotFound(format!("Alias {old:?}"))),
             Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!("Alias {new:?}"))),
+            Err(e) if is_unique_violation(&e) => {
+                Err(StoreError::Conflict(format!("Alias {new:?}")))
+            }
             Err(e) => Err(e.into()),
         }
     }
 
     pub fn alias_delete(&self, name: &str) -> Result<bool> {
-        Ok(self.lock().execute("DELETE FROM image_aliases WHERE name = ?1", [name])? > 0)
+        Ok(self
+            .lock()
+            .execute("DELETE FROM image_aliases WHERE name = ?1", [name])?
+            > 0)
     }
 
     // ---- storage pools ----
@@ -341,39 +412,59 @@ impl Store {
     pub fn pool_create(&self, row: &PoolRow) -> Result<()> {
         let r = self.lock().execute(
             "INSERT INTO storage_pools (name, driver, description, config) VALUES (?1, ?2, ?3, ?4)",
-            params![row.name, row.driver, row.description, serde_json::to_string(&row.config)?],
+            params![
+                row.name,
+                row.driver,
+                row.description,
+                serde_json::to_string(&row.config)?
+            ],
         );
         match r {
             Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!("Storage pool {:?}", row.name))),
+            Err(e) if is_unique_violation(&e) => {
+                Err(StoreError::Conflict(format!("Storage pool {:?}", row.name)))
+            }
             Err(e) => Err(e.into()),
         }
     }
 
     pub fn pool_get(&self, name: &str) -> Result<Option<PoolRow>> {
         let conn = self.lock();
-        let mut st = conn.prepare_cached("SELECT name, driver, description, config FROM storage_pools WHERE name = ?1")?;
+        let mut st = conn.prepare_cached(
+            "SELECT name, driver, description, config FROM storage_pools WHERE name = ?1",
+        )?;
         let raw = st.query_row([name], PoolRow::from_row).optional()?;
         raw.map(|r| r.decode()).transpose()
     }
 
     pub fn pool_list(&self) -> Result<Vec<PoolRow>> {
         let conn = self.lock();
-        let mut st = conn.prepare_cached("SELECT name, driver, description, config FROM storage_pools ORDER BY name")?;
-        let rows = st.query_map([], PoolRow::from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut st = conn.prepare_cached(
+            "SELECT name, driver, description, config FROM storage_pools ORDER BY name",
+        )?;
+        let rows = st
+            .query_map([], PoolRow::from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
         rows.into_iter().map(|r| r.decode()).collect()
     }
 
     pub fn pool_update(&self, row: &PoolRow) -> Result<()> {
         self.lock().execute(
             "UPDATE storage_pools SET description = ?2, config = ?3 WHERE name = ?1",
-            params![row.name, row.description, serde_json::to_string(&row.config)?],
+            params![
+                row.name,
+                row.description,
+                serde_json::to_string(&row.config)?
+            ],
         )?;
         Ok(())
     }
 
     pub fn pool_delete(&self, name: &str) -> Result<bool> {
-        Ok(self.lock().execute("DELETE FROM storage_pools WHERE name = ?1", [name])? > 0)
+        Ok(self
+            .lock()
+            .execute("DELETE FROM storage_pools WHERE name = ?1", [name])?
+            > 0)
     }
 
     // ---- server config ----
@@ -381,17 +472,25 @@ impl Store {
     pub fn config_all(&self) -> Result<std::collections::BTreeMap<String, String>> {
         let conn = self.lock();
         let mut st = conn.prepare_cached("SELECT key, value FROM config ORDER BY key")?;
-        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<Vec<(String, String)>>>()?;
+        let rows = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<Vec<(String, String)>>>()?;
         Ok(rows.into_iter().collect())
     }
 
     /// Replaces the whole server config in one transaction.
-    pub fn config_replace(&self, config: &std::collections::BTreeMap<String, String>) -> Result<()> {
+    pub fn config_replace(
+        &self,
+        config: &std::collections::BTreeMap<String, String>,
+    ) -> Result<()> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
         tx.execute("DELETE FROM config", [])?;
         for (k, v) in config {
-            tx.execute("INSERT INTO config (key, value) VALUES (?1, ?2)", params![k, v])?;
+            tx.execute(
+                "INSERT INTO config (key, value) VALUES (?1, ?2)",
+                params![k, v],
+            )?;
         }
         tx.commit()?;
         Ok(())

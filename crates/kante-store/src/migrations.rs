@@ -72,7 +72,10 @@ pub fn latest() -> i64 {
 pub fn apply(conn: &mut Connection) -> Result<()> {
     let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if current > latest() {
-        return Err(StoreError::TooNew { found: current, known: latest() });
+        return Err(StoreError::TooNew {
+            found: current,
+            known: latest(),
+        });
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let tx = conn.transaction()?;

@@ -26,7 +26,8 @@ pub struct InstanceRow {
 pub(crate) struct RawInstance(InstanceRow, String, String, String);
 
 impl InstanceRow {
-    pub(crate) const COLUMNS: &'static str = "name, project, type, architecture, ephemeral, stateful, description,
+    pub(crate) const COLUMNS: &'static str =
+        "name, project, type, architecture, ephemeral, stateful, description,
         created_at, last_used_at, config, devices, profiles";
 
     pub(crate) fn from_row(r: &Row) -> rusqlite::Result<RawInstance> {
@@ -75,7 +76,12 @@ pub(crate) struct RawProfile(ProfileRow, String, String);
 impl ProfileRow {
     pub(crate) fn from_row(r: &Row) -> rusqlite::Result<RawProfile> {
         Ok(RawProfile(
-            ProfileRow { name: r.get(0)?, description: r.get(1)?, config: ConfigMap::new(), devices: DevicesMap::new() },
+            ProfileRow {
+                name: r.get(0)?,
+                description: r.get(1)?,
+                config: ConfigMap::new(),
+                devices: DevicesMap::new(),
+            },
             r.get(2)?,
             r.get(3)?,
         ))
@@ -112,7 +118,8 @@ pub struct ImageRow {
 pub(crate) struct RawImage(ImageRow, String, String);
 
 impl ImageRow {
-    pub(crate) const COLUMNS: &'static str = "fingerprint, filename, size, architecture, type, public, auto_update,
+    pub(crate) const COLUMNS: &'static str =
+        "fingerprint, filename, size, architecture, type, public, auto_update,
         cached, properties, profiles, created_at, uploaded_at, last_used_at, expires_at";
 
     pub(crate) fn from_row(r: &Row) -> rusqlite::Result<RawImage> {
@@ -157,7 +164,11 @@ pub struct AliasRow {
 
 impl AliasRow {
     pub(crate) fn from_row(r: &Row) -> rusqlite::Result<AliasRow> {
-        Ok(AliasRow { name: r.get(0)?, target: r.get(1)?, description: r.get(2)? })
+        Ok(AliasRow {
+            name: r.get(0)?,
+            target: r.get(1)?,
+            description: r.get(2)?,
+        })
     }
 }
 
@@ -173,7 +184,15 @@ pub(crate) struct RawPool(PoolRow, String);
 
 impl PoolRow {
     pub(crate) fn from_row(r: &Row) -> rusqlite::Result<RawPool> {
-        Ok(RawPool(PoolRow { name: r.get(0)?, driver: r.get(1)?, description: r.get(2)?, config: ConfigMap::new() }, r.get(3)?))
+        Ok(RawPool(
+            PoolRow {
+                name: r.get(0)?,
+                driver: r.get(1)?,
+                description: r.get(2)?,
+                config: ConfigMap::new(),
+            },
+            r.get(3)?,
+        ))
     }
 }
 

@@ -4,7 +4,14 @@ fn instance(name: &str) -> InstanceRow {
     let mut config = kante_api::ConfigMap::new();
     config.insert("limits.memory".into(), "512MiB".into());
     let mut devices = kante_api::DevicesMap::new();
-    devices.insert("root".into(), [("type".to_string(), "disk".to_string()), ("path".into(), "/".into())].into());
+    devices.insert(
+        "root".into(),
+        [
+            ("type".to_string(), "disk".to_string()),
+            ("path".into(), "/".into()),
+        ]
+        .into(),
+    );
     InstanceRow {
         name: name.into(),
         project: "default".into(),
@@ -44,7 +51,10 @@ fn image(fp: &str) -> ImageRow {
 fn instances_round_trip_and_conflict() {
     let s = Store::open_in_memory().unwrap();
     s.instance_create(&instance("c1")).unwrap();
-    assert!(matches!(s.instance_create(&instance("c1")), Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        s.instance_create(&instance("c1")),
+        Err(StoreError::Conflict(_))
+    ));
     let got = s.instance_get("c1").unwrap().unwrap();
     assert_eq!(got, instance("c1"));
     let mut upd = got.clone();
@@ -63,12 +73,26 @@ fn image_prefix_lookup_and_alias_cascade() {
     let s = Store::open_in_memory().unwrap();
     s.image_create(&image("abcd1234")).unwrap();
     s.image_create(&image("abce9999")).unwrap();
-    assert_eq!(s.image_get("abcd").unwrap().unwrap().fingerprint, "abcd1234");
+    assert_eq!(
+        s.image_get("abcd").unwrap().unwrap().fingerprint,
+        "abcd1234"
+    );
     assert!(matches!(s.image_get("abc"), Err(StoreError::Conflict(_))));
     assert!(s.image_get("ffff").unwrap().is_none());
     assert!(s.image_get("not-hex").unwrap().is_none());
-    s.alias_create(&AliasRow { name: "debian/12".into(), target: "abcd1234".into(), description: String::new() }).unwrap();
-    assert!(s.alias_create(&AliasRow { name: "debian/12".into(), target: "abce9999".into(), description: String::new() }).is_err());
+    s.alias_create(&AliasRow {
+        name: "debian/12".into(),
+        target: "abcd1234".into(),
+        description: String::new(),
+    })
+    .unwrap();
+    assert!(s
+        .alias_create(&AliasRow {
+            name: "debian/12".into(),
+            target: "abce9999".into(),
+            description: String::new()
+        })
+        .is_err());
     assert!(s.image_delete("abcd1234").unwrap());
     assert!(s.alias_get("debian/12").unwrap().is_none());
 }
@@ -80,12 +104,21 @@ fn migrations_are_idempotent_on_disk() {
     let path = dir.join("state.db");
     {
         let s = Store::open(&path).unwrap();
-        s.profile_create(&ProfileRow { name: "default".into(), description: "d".into(), config: Default::default(), devices: Default::default() }).unwrap();
+        s.profile_create(&ProfileRow {
+            name: "default".into(),
+            description: "d".into(),
+            config: Default::default(),
+            devices: Default::default(),
+        })
+        .unwrap();
     }
     let s = Store::open(&path).unwrap();
     assert_eq!(s.schema_version().unwrap(), migrations::latest());
     assert_eq!(s.profile_list().unwrap().len(), 1);
-    let mode: String = s.lock().query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+    let mode: String = s
+        .lock()
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(mode, "wal");
     drop(s);
     std::fs::remove_dir_all(&dir).unwrap();

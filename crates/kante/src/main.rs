@@ -1,1 +1,138 @@
-fn main() {}
+//! `kante`: the command-line client of the Kante daemon (lxc's verbs).
+
+mod build;
+mod cli;
+mod cmd;
+mod format;
+mod table;
+mod terminal;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use kante_client::Client;
+
+use cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+                || e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            {
+                let _ = e.print();
+                return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                    ExitCode::from(1)
+                } else {
+                    ExitCode::SUCCESS
+                };
+            }
+            eprintln!("Error: {}", clap_message(&e));
+            return ExitCode::from(1);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(run(cli));
+    // Blocking stdin readers of exec must not keep the process alive.
+    runtime.shutdown_background();
+    match result {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => {
+            eprintln!("Error: {}", one_line(&e));
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The first line of a clap error, without its `error: ` prefix.
+fn clap_message(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let first = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("invalid arguments");
+    first.trim_start_matches("error: ").trim().to_string()
+}
+
+/// The error and its causes on one line, skipping causes whose text the
+/// outer message already shows.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out.replace(['\n', '\r'], " ").trim().to_string()
+}
+
+async fn run(cli: Cli) -> anyhow::Result<i32> {
+    let client = Client::local();
+    let c = &client;
+    match cli.command {
+        Command::Launch(args) => cmd::lifecycle::launch(c, args).await,
+        Command::Init(args) => cmd::lifecycle::init(c, args).await.map(|_| 0),
+        Command::Start { names } => cmd::lifecycle::start(c, &names).await,
+        Command::Stop {
+            names,
+            force,
+            timeout,
+        } => cmd::lifecycle::stop(c, &names, force, timeout).await,
+        Command::Restart {
+            names,
+            force,
+            timeout,
+        } => cmd::lifecycle::restart(c, &names, force, timeout).await,
+        Command::Pause { names } => cmd::lifecycle::pause(c, &names).await,
+        Command::Delete { names, force } => cmd::lifecycle::delete(c, &names, force).await,
+        Command::Rename { name, new_name } => cmd::lifecycle::rename(c, &name, &new_name).await,
+        Command::List(args) => cmd::list::run(c, args).await,
+        Command::Info { name, show_log } => cmd::info::info(c, &name, show_log).await,
+        Command::Console { name, show_log } => cmd::info::console(c, &name, show_log).await,
+        Command::Exec(args) => cmd::exec::run(c, args).await,
+        Command::File(f) => cmd::file::run(c, f).await,
+        Command::Image(i) => cmd::image::run(c, i).await,
+        Command::Config(cfg) => cmd::config::run(c, cfg).await,
+        Command::Version => cmd::misc::version(c).await,
+        Command::Operation(op) => cmd::misc::operation(c, op).await,
+        Command::Monitor { types, format } => cmd::misc::monitor(c, &types, format).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_fit_on_one_line() {
+        let e = anyhow::anyhow!("disk full\nreally").context("Failed to push /a");
+        assert_eq!(one_line(&e), "Failed to push /a: disk full really");
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        let e = anyhow::Error::new(kante_client::ClientError::Io(io));
+        assert_eq!(one_line(&e), "gone");
+    }
+
+    #[test]
+    fn clap_errors_are_one_line() {
+        let e = Cli::try_parse_from(["kante", "nosuch"]).unwrap_err();
+        let m = clap_message(&e);
+        assert!(m.starts_with("unrecognized subcommand 'nosuch'"), "{m}");
+    }
+}

@@ -31,12 +31,26 @@ fn main() {
             eprintln!("usage: kanted __monitor <spec.json>");
             std::process::exit(2);
         };
-        std::process::exit(kante_runtime::monitor::monitor_main(std::path::Path::new(spec)));
+        std::process::exit(kante_runtime::monitor::monitor_main(std::path::Path::new(
+            spec,
+        )));
     }
     let args = Args::parse();
-    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| if args.debug { "debug".into() } else { "info".into() });
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| {
+        if args.debug {
+            "debug".into()
+        } else {
+            "info".into()
+        }
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     if let Err(e) = rt.block_on(run(args)) {
         tracing::error!("{e:#}");
         eprintln!("Error: {e:#}");
@@ -50,7 +64,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let exe = std::env::current_exe().context("locating the kanted binary")?;
     let runtime = Arc::new(LinuxRuntime::new(exe).context("setting up the container runtime")?);
-    let engine = Engine::open(EngineConfig { kante_dir: args.dir.clone() }, runtime).await.context("opening the state")?;
+    let engine = Engine::open(
+        EngineConfig {
+            kante_dir: args.dir.clone(),
+        },
+        runtime,
+    )
+    .await
+    .context("opening the state")?;
     let socket = engine.paths.socket();
     tracing::info!(dir = %args.dir.display(), socket = %socket.display(), "kanted ready");
     let shutdown = async {
@@ -62,7 +83,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
             _ = int.recv() => {}
         }
     };
-    kante_http::serve_unix(engine.clone(), &socket, shutdown).await.context("serving the API")?;
+    kante_http::serve_unix(engine.clone(), &socket, shutdown)
+        .await
+        .context("serving the API")?;
     engine.shutdown();
     let _ = std::fs::remove_file(&socket);
     Ok(())

@@ -23,7 +23,11 @@ impl Engine {
         let result = (|| -> crate::Result<()> {
             let instance = self.render(row)?;
             let pool = self.pool_get(&self.instance_pool_name(row)).ok();
-            let file = BackupFile { container: instance, snapshots: Vec::new(), pool };
+            let file = BackupFile {
+                container: instance,
+                snapshots: Vec::new(),
+                pool,
+            };
             let dir = self.instance_volume(row)?;
             let text = serde_yaml::to_string(&file).map_err(crate::EngineError::internal)?;
             let tmp = dir.join("backup.yaml.tmp");

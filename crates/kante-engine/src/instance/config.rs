@@ -38,10 +38,16 @@ const KEYS: &[(&str, Kind, bool)] = &[
 
 /// Keys refused with an explanation rather than "unknown".
 const REFUSED: &[(&str, &str)] = &[
-    ("raw.lxc", "raw.lxc is not supported: Kante does not run liblxc; use the equivalent Kante keys"),
+    (
+        "raw.lxc",
+        "raw.lxc is not supported: Kante does not run liblxc; use the equivalent Kante keys",
+    ),
     ("raw.idmap", "raw.idmap is not supported"),
     ("raw.seccomp", "raw.seccomp is not supported"),
-    ("raw.apparmor", "raw.apparmor is not supported (no AppArmor)"),
+    (
+        "raw.apparmor",
+        "raw.apparmor is not supported (no AppArmor)",
+    ),
 ];
 
 /// Free-form namespaces.
@@ -54,9 +60,15 @@ fn check_value(key: &str, kind: Kind, value: &str) -> Result<()> {
             "true" | "false" | "1" | "0" | "yes" | "no" | "on" | "off" | "" => Ok(()),
             _ => Err(bad(format!("{value:?} is not a boolean"))),
         },
-        Kind::Int => value.trim().parse::<i64>().map(|_| ()).map_err(|_| bad(format!("{value:?} is not an integer"))),
+        Kind::Int => value
+            .trim()
+            .parse::<i64>()
+            .map(|_| ())
+            .map_err(|_| bad(format!("{value:?} is not an integer"))),
         Kind::Text => Ok(()),
-        Kind::MemoryLimit => units::parse_memory_limit(value, host_memory()).map(|_| ()).map_err(bad),
+        Kind::MemoryLimit => units::parse_memory_limit(value, host_memory())
+            .map(|_| ())
+            .map_err(bad),
         Kind::CpuLimit => units::parse_cpu_limit(value).map(|_| ()).map_err(bad),
         Kind::CpuAllowance => units::parse_cpu_allowance(value).map(|_| ()).map_err(bad),
     }
@@ -68,7 +80,10 @@ pub fn host_memory() -> u64 {
         .ok()
         .and_then(|t| {
             t.lines()
-                .find_map(|l| l.strip_prefix("MemTotal:").map(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok()))
+                .find_map(|l| {
+                    l.strip_prefix("MemTotal:")
+                        .map(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                })
                 .flatten()
         })
         .map(|kb| kb * 1024)
@@ -93,24 +108,35 @@ pub fn validate_config(config: &ConfigMap) -> Result<()> {
                     check_value(key, *kind, value)?;
                 }
             }
-            None => return Err(EngineError::bad(format!("Unknown configuration key: {key}"))),
+            None => {
+                return Err(EngineError::bad(format!(
+                    "Unknown configuration key: {key}"
+                )))
+            }
         }
     }
     if let Some(v) = config.get("limits.memory").filter(|v| !v.is_empty()) {
         let bytes = units::parse_memory_limit(v, host_memory()).map_err(EngineError::bad)?;
         let host = host_memory();
         if host > 0 && bytes > host {
-            return Err(EngineError::bad(format!("limits.memory {v} is more than the host has ({host} bytes)")));
+            return Err(EngineError::bad(format!(
+                "limits.memory {v} is more than the host has ({host} bytes)"
+            )));
         }
     }
     if let Some(v) = config.get("limits.cpu").filter(|v| !v.is_empty()) {
         let n = online_cpus();
         match units::parse_cpu_limit(v).map_err(EngineError::bad)? {
             units::CpuLimit::Count(c) if c as usize > n => {
-                return Err(EngineError::bad(format!("limits.cpu {c} is more than the host's {n} CPUs")))
+                return Err(EngineError::bad(format!(
+                    "limits.cpu {c} is more than the host's {n} CPUs"
+                )))
             }
             units::CpuLimit::Set(set) if set.iter().any(|c| *c as usize >= n) => {
-                return Err(EngineError::bad(format!("limits.cpu {v} names CPUs the host does not have (0-{})", n - 1)))
+                return Err(EngineError::bad(format!(
+                    "limits.cpu {v} names CPUs the host does not have (0-{})",
+                    n - 1
+                )))
             }
             _ => {}
         }
@@ -119,7 +145,9 @@ pub fn validate_config(config: &ConfigMap) -> Result<()> {
 }
 
 pub fn online_cpus() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 /// Whether changing `key` takes effect on a running instance without restart.
@@ -127,7 +155,10 @@ pub fn is_live(key: &str) -> bool {
     if PREFIXES.iter().any(|p| key.starts_with(p)) {
         return !key.starts_with("environment.");
     }
-    KEYS.iter().find(|(k, _, _)| *k == key).map(|(_, _, live)| *live).unwrap_or(false)
+    KEYS.iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|(_, _, live)| *live)
+        .unwrap_or(false)
 }
 
 /// Validates devices. Only device types this daemon can honour are accepted.
@@ -141,10 +172,17 @@ pub fn validate_devices(devices: &DevicesMap) -> Result<()> {
             "disk" => validate_disk(name, dev)?,
             "none" => {}
             "" => return Err(EngineError::bad(format!("Device {name:?} has no type"))),
-            "nic" | "proxy" | "unix-char" | "unix-block" | "gpu" | "usb" | "infiniband" | "pci" | "tpm" => {
-                return Err(EngineError::bad(format!("Device {name:?}: type {kind:?} is not supported by this kanted yet")))
+            "nic" | "proxy" | "unix-char" | "unix-block" | "gpu" | "usb" | "infiniband" | "pci"
+            | "tpm" => {
+                return Err(EngineError::bad(format!(
+                    "Device {name:?}: type {kind:?} is not supported by this kanted yet"
+                )))
             }
-            other => return Err(EngineError::bad(format!("Device {name:?}: unknown device type {other:?}"))),
+            other => {
+                return Err(EngineError::bad(format!(
+                    "Device {name:?}: unknown device type {other:?}"
+                )))
+            }
         }
     }
     Ok(())
@@ -152,45 +190,79 @@ pub fn validate_devices(devices: &DevicesMap) -> Result<()> {
 
 fn validate_disk(name: &str, dev: &std::collections::BTreeMap<String, String>) -> Result<()> {
     for key in dev.keys() {
-        if !matches!(key.as_str(), "type" | "path" | "pool" | "source" | "readonly" | "size" | "required" | "shift" | "propagation" | "recursive" | "boot.priority") {
-            return Err(EngineError::bad(format!("Device {name:?}: unknown disk option {key:?}")));
+        if !matches!(
+            key.as_str(),
+            "type"
+                | "path"
+                | "pool"
+                | "source"
+                | "readonly"
+                | "size"
+                | "required"
+                | "shift"
+                | "propagation"
+                | "recursive"
+                | "boot.priority"
+        ) {
+            return Err(EngineError::bad(format!(
+                "Device {name:?}: unknown disk option {key:?}"
+            )));
         }
     }
     let path = dev.get("path").map(String::as_str).unwrap_or("");
     if !path.starts_with('/') {
-        return Err(EngineError::bad(format!("Device {name:?}: disk path must be absolute")));
+        return Err(EngineError::bad(format!(
+            "Device {name:?}: disk path must be absolute"
+        )));
     }
     if path.split('/').any(|c| c == "..") {
-        return Err(EngineError::bad(format!("Device {name:?}: disk path may not contain '..'")));
+        return Err(EngineError::bad(format!(
+            "Device {name:?}: disk path may not contain '..'"
+        )));
     }
     if path == "/" {
         if dev.get("pool").map(String::is_empty).unwrap_or(true) {
-            return Err(EngineError::bad(format!("Device {name:?}: the root disk needs a pool")));
+            return Err(EngineError::bad(format!(
+                "Device {name:?}: the root disk needs a pool"
+            )));
         }
         if dev.contains_key("source") {
-            return Err(EngineError::bad(format!("Device {name:?}: the root disk cannot have a source")));
+            return Err(EngineError::bad(format!(
+                "Device {name:?}: the root disk cannot have a source"
+            )));
         }
         if let Some(size) = dev.get("size") {
-            units::parse_size(size).map_err(|e| EngineError::bad(format!("Device {name:?}: {e}")))?;
+            units::parse_size(size)
+                .map_err(|e| EngineError::bad(format!("Device {name:?}: {e}")))?;
         }
         return Ok(());
     }
     let source = dev.get("source").map(String::as_str).unwrap_or("");
     if source.is_empty() {
-        return Err(EngineError::bad(format!("Device {name:?}: a disk other than the root needs a source")));
+        return Err(EngineError::bad(format!(
+            "Device {name:?}: a disk other than the root needs a source"
+        )));
     }
     if dev.contains_key("pool") {
-        return Err(EngineError::bad(format!("Device {name:?}: custom volumes are not supported by this kanted yet")));
+        return Err(EngineError::bad(format!(
+            "Device {name:?}: custom volumes are not supported by this kanted yet"
+        )));
     }
     if !source.starts_with('/') {
-        return Err(EngineError::bad(format!("Device {name:?}: source must be an absolute host path")));
+        return Err(EngineError::bad(format!(
+            "Device {name:?}: source must be an absolute host path"
+        )));
     }
     Ok(())
 }
 
 /// Profiles in order, then the instance's own keys; a local device of type
 /// `none` removes an inherited one.
-pub fn expand(profiles: &[(ConfigMap, DevicesMap)], config: &ConfigMap, devices: &DevicesMap) -> (ConfigMap, DevicesMap) {
+pub fn expand(
+    profiles: &[(ConfigMap, DevicesMap)],
+    config: &ConfigMap,
+    devices: &DevicesMap,
+) -> (ConfigMap, DevicesMap) {
     let mut c = ConfigMap::new();
     let mut d = DevicesMap::new();
     for (pc, pd) in profiles {
@@ -205,8 +277,13 @@ pub fn expand(profiles: &[(ConfigMap, DevicesMap)], config: &ConfigMap, devices:
 }
 
 /// The root disk of an expanded device set.
-pub fn root_disk(devices: &DevicesMap) -> Option<(&String, &std::collections::BTreeMap<String, String>)> {
-    devices.iter().find(|(_, d)| d.get("type").map(String::as_str) == Some("disk") && d.get("path").map(String::as_str) == Some("/"))
+pub fn root_disk(
+    devices: &DevicesMap,
+) -> Option<(&String, &std::collections::BTreeMap<String, String>)> {
+    devices.iter().find(|(_, d)| {
+        d.get("type").map(String::as_str) == Some("disk")
+            && d.get("path").map(String::as_str) == Some("/")
+    })
 }
 
 #[cfg(test)]
@@ -214,16 +291,28 @@ mod tests {
     use super::*;
 
     fn map(pairs: &[(&str, &str)]) -> ConfigMap {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn known_prefixed_and_refused_keys() {
-        assert!(validate_config(&map(&[("user.x", "1"), ("environment.FOO", "bar"), ("limits.memory", "64MiB")])).is_ok());
+        assert!(validate_config(&map(&[
+            ("user.x", "1"),
+            ("environment.FOO", "bar"),
+            ("limits.memory", "64MiB")
+        ]))
+        .is_ok());
         assert!(validate_config(&map(&[("volatile.eth0.hwaddr", "00:16:3e:00:00:01")])).is_ok());
-        let e = validate_config(&map(&[("bogus.key", "1")])).unwrap_err().to_string();
+        let e = validate_config(&map(&[("bogus.key", "1")]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("Unknown configuration key"), "{e}");
-        let e = validate_config(&map(&[("raw.lxc", "lxc.x=1")])).unwrap_err().to_string();
+        let e = validate_config(&map(&[("raw.lxc", "lxc.x=1")]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("raw.lxc"), "{e}");
         assert!(validate_config(&map(&[("security.privileged", "maybe")])).is_err());
         assert!(validate_config(&map(&[("limits.memory", "12XB")])).is_err());
@@ -236,14 +325,26 @@ mod tests {
     #[test]
     fn devices_are_checked() {
         let mut d = DevicesMap::new();
-        d.insert("root".into(), map(&[("type", "disk"), ("path", "/"), ("pool", "default")]));
+        d.insert(
+            "root".into(),
+            map(&[("type", "disk"), ("path", "/"), ("pool", "default")]),
+        );
         assert!(validate_devices(&d).is_ok());
-        d.insert("data".into(), map(&[("type", "disk"), ("path", "/mnt/x"), ("source", "/srv/x")]));
+        d.insert(
+            "data".into(),
+            map(&[("type", "disk"), ("path", "/mnt/x"), ("source", "/srv/x")]),
+        );
         assert!(validate_devices(&d).is_ok());
-        d.insert("bad".into(), map(&[("type", "disk"), ("path", "relative"), ("source", "/srv")]));
+        d.insert(
+            "bad".into(),
+            map(&[("type", "disk"), ("path", "relative"), ("source", "/srv")]),
+        );
         assert!(validate_devices(&d).is_err());
         d.remove("bad");
-        d.insert("up".into(), map(&[("type", "disk"), ("path", "/a/../b"), ("source", "/srv")]));
+        d.insert(
+            "up".into(),
+            map(&[("type", "disk"), ("path", "/a/../b"), ("source", "/srv")]),
+        );
         assert!(validate_devices(&d).is_err());
         d.remove("up");
         d.insert("x".into(), map(&[("type", "frobnicator")]));
@@ -254,8 +355,14 @@ mod tests {
     fn expansion_order_and_none_masking() {
         let p1 = (map(&[("limits.memory", "1GiB"), ("user.a", "1")]), {
             let mut d = DevicesMap::new();
-            d.insert("root".into(), map(&[("type", "disk"), ("path", "/"), ("pool", "default")]));
-            d.insert("data".into(), map(&[("type", "disk"), ("path", "/d"), ("source", "/srv")]));
+            d.insert(
+                "root".into(),
+                map(&[("type", "disk"), ("path", "/"), ("pool", "default")]),
+            );
+            d.insert(
+                "data".into(),
+                map(&[("type", "disk"), ("path", "/d"), ("source", "/srv")]),
+            );
             d
         });
         let p2 = (map(&[("limits.memory", "2GiB")]), DevicesMap::new());

@@ -16,30 +16,48 @@ use crate::Engine;
 
 /// The source of a new instance, resolved before any work starts.
 enum Source {
-    Image { fingerprint: String, properties: ConfigMap, architecture: String },
+    Image {
+        fingerprint: String,
+        properties: ConfigMap,
+        architecture: String,
+    },
     Empty,
-    Copy { from: String },
+    Copy {
+        from: String,
+    },
 }
 
 impl Engine {
     /// `POST /1.0/instances`: checks the request, then creates the instance
     /// in an operation ("Creating instance").
     pub async fn instance_create(&self, req: InstancesPost) -> Result<Arc<Op>> {
-        let name = if req.name.is_empty() { self.generate_name()? } else { req.name.clone() };
+        let name = if req.name.is_empty() {
+            self.generate_name()?
+        } else {
+            req.name.clone()
+        };
         kante_api::names::validate_instance_name(&name)?;
         match req.kind.as_str() {
             "" | "container" => {}
-            "virtual-machine" => return Err(EngineError::bad("Virtual machines are not supported")),
+            "virtual-machine" => {
+                return Err(EngineError::bad("Virtual machines are not supported"))
+            }
             other => return Err(EngineError::bad(format!("Invalid instance type {other:?}"))),
         }
         if self.store.instance_get(&name)?.is_some() {
-            return Err(EngineError::Conflict(format!("Instance {name:?} already exists")));
+            return Err(EngineError::Conflict(format!(
+                "Instance {name:?} already exists"
+            )));
         }
         let source = self.resolve_source(&req)?;
         let profiles = match &req.put.profiles {
             Some(p) => p.clone(),
             None => match &source {
-                Source::Image { fingerprint, .. } => self.store.image_get(fingerprint)?.map(|i| i.profiles).unwrap_or_else(|| vec!["default".into()]),
+                Source::Image { fingerprint, .. } => self
+                    .store
+                    .image_get(fingerprint)?
+                    .map(|i| i.profiles)
+                    .unwrap_or_else(|| vec!["default".into()]),
                 _ => vec!["default".into()],
             },
         };
@@ -51,7 +69,9 @@ impl Engine {
         }
         // Clients may seed volatile.<nic>.hwaddr; other volatile keys are the server's.
         let mut local = req.put.config.clone();
-        local.retain(|k, v| !v.is_empty() && (!k.starts_with("volatile.") || k.ends_with(".hwaddr")));
+        local.retain(|k, v| {
+            !v.is_empty() && (!k.starts_with("volatile.") || k.ends_with(".hwaddr"))
+        });
         config::validate_config(&local)?;
         config::validate_devices(&req.put.devices)?;
         let layers = self.profile_layers(&profiles)?;
@@ -62,13 +82,34 @@ impl Engine {
         let pool = root.get("pool").cloned().unwrap_or_default();
         self.pool(&pool)?;
 
-        let op = self.ops.create(OperationClass::Task, "Creating instance", instance_resources(&[&name], true));
+        let op = self.ops.create(
+            OperationClass::Task,
+            "Creating instance",
+            instance_resources(&[&name], true),
+        );
         let engine = self.arc();
-        let (op2, devices, description, ephemeral) = (op.clone(), req.put.devices.clone(), req.put.description.clone(), req.put.ephemeral);
+        let (op2, devices, description, ephemeral) = (
+            op.clone(),
+            req.put.devices.clone(),
+            req.put.description.clone(),
+            req.put.ephemeral,
+        );
         self.ops.run(op.clone(), async move {
             let lock = engine.instance_lock(&name);
             let _g = lock.lock().await;
-            engine.create_instance(&op2, &name, source, profiles, local, devices, description, ephemeral, &pool).await
+            engine
+                .create_instance(
+                    &op2,
+                    &name,
+                    source,
+                    profiles,
+                    local,
+                    devices,
+                    description,
+                    ephemeral,
+                    &pool,
+                )
+                .await
         });
         Ok(op)
     }
@@ -98,22 +139,38 @@ impl Engine {
                         None => None,
                     }
                 } else if !s.properties.is_empty() {
-                    self.store.image_list()?.into_iter().rev().find(|i| s.properties.iter().all(|(k, v)| i.properties.get(k) == Some(v)))
+                    self.store.image_list()?.into_iter().rev().find(|i| {
+                        s.properties
+                            .iter()
+                            .all(|(k, v)| i.properties.get(k) == Some(v))
+                    })
                 } else {
-                    return Err(EngineError::bad("Image source needs a fingerprint, an alias or properties"));
+                    return Err(EngineError::bad(
+                        "Image source needs a fingerprint, an alias or properties",
+                    ));
                 };
                 let img = img.ok_or_else(|| EngineError::NotFound("Image not found".into()))?;
-                Ok(Source::Image { fingerprint: img.fingerprint, properties: img.properties, architecture: img.architecture })
+                Ok(Source::Image {
+                    fingerprint: img.fingerprint,
+                    properties: img.properties,
+                    architecture: img.architecture,
+                })
             }
             "none" => Ok(Source::Empty),
             "copy" => {
                 if s.source.contains('/') {
-                    return Err(EngineError::NotImplemented("Copying from a snapshot is not supported yet".into()));
+                    return Err(EngineError::NotImplemented(
+                        "Copying from a snapshot is not supported yet".into(),
+                    ));
                 }
                 self.instance_row(&s.source)?;
-                Ok(Source::Copy { from: s.source.clone() })
+                Ok(Source::Copy {
+                    from: s.source.clone(),
+                })
             }
-            "migration" => Err(EngineError::NotImplemented("Migration between servers is not supported yet".into())),
+            "migration" => Err(EngineError::NotImplemented(
+                "Migration between servers is not supported yet".into(),
+            )),
             "" => Err(EngineError::bad("Missing source type")),
             other => Err(EngineError::bad(format!("Unknown source type {other:?}"))),
         }
@@ -136,7 +193,11 @@ impl Engine {
         let now = fmt_time(kante_api::now());
         let mut architecture = std::env::consts::ARCH.to_string();
         match &source {
-            Source::Image { fingerprint, properties, architecture: arch } => {
+            Source::Image {
+                fingerprint,
+                properties,
+                architecture: arch,
+            } => {
                 architecture = arch.clone();
                 for (k, v) in properties {
                     local.insert(format!("image.{k}"), v.clone());
@@ -157,8 +218,14 @@ impl Engine {
             Source::Empty => {}
         }
         local.insert("volatile.uuid".into(), uuid::Uuid::new_v4().to_string());
-        local.insert("volatile.cloud-init.instance-id".into(), uuid::Uuid::new_v4().to_string());
-        local.insert("volatile.idmap.base".into(), self.idmap.host_uid.to_string());
+        local.insert(
+            "volatile.cloud-init.instance-id".into(),
+            uuid::Uuid::new_v4().to_string(),
+        );
+        local.insert(
+            "volatile.idmap.base".into(),
+            self.idmap.host_uid.to_string(),
+        );
         local.insert("volatile.idmap.next".into(), idmap_json(&self.idmap));
         local.insert("volatile.last_state.idmap".into(), "[]".into());
         let row = InstanceRow {
@@ -188,7 +255,9 @@ impl Engine {
             Source::Image { fingerprint, .. } => {
                 self.ensure_image_volume(op, &fingerprint, &pool).await?;
                 let (p, n, f) = (pool.clone(), name.to_string(), fingerprint.clone());
-                let created = tokio::task::spawn_blocking(move || p.create_instance_from_image(&f, &n)).await?;
+                let created =
+                    tokio::task::spawn_blocking(move || p.create_instance_from_image(&f, &n))
+                        .await?;
                 created?;
                 self.touch_image(&fingerprint);
             }
@@ -197,12 +266,15 @@ impl Engine {
             }
             Source::Copy { from } => {
                 if self.running(&from).is_some() {
-                    return Err(EngineError::bad("Copying a running instance is not supported yet; stop it first"));
+                    return Err(EngineError::bad(
+                        "Copying a running instance is not supported yet; stop it first",
+                    ));
                 }
                 let src_row = self.instance_row(&from)?;
                 let src = self.instance_volume(&src_row)?;
                 let (p, n) = (pool.clone(), name.to_string());
-                tokio::task::spawn_blocking(move || p.copy_into(&src, VolumeKind::Container, &n)).await??;
+                tokio::task::spawn_blocking(move || p.copy_into(&src, VolumeKind::Container, &n))
+                    .await??;
             }
         }
         {
@@ -216,7 +288,11 @@ impl Engine {
         self.write_backup_file(&row);
         revert.success();
         op.set_metadata(json!({}));
-        self.events.lifecycle("instance-created", &format!("/1.0/instances/{name}"), json!({}));
+        self.events.lifecycle(
+            "instance-created",
+            &format!("/1.0/instances/{name}"),
+            json!({}),
+        );
         Ok(())
     }
 }

@@ -47,7 +47,10 @@ impl Engine {
         }
         let (econfig, _) = self.expanded(&row)?;
         let mut env: BTreeMap<String, String> = BTreeMap::new();
-        env.insert("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+        env.insert(
+            "PATH".into(),
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+        );
         env.insert("LANG".into(), "C.UTF-8".into());
         if req.user == 0 {
             env.insert("HOME".into(), "/root".into());
@@ -72,10 +75,20 @@ impl Engine {
             cwd,
             uid: req.user as u32,
             gid: req.group as u32,
-            pty: req.interactive.then(|| (size_or(req.width, 80), size_or(req.height, 25))),
+            pty: req
+                .interactive
+                .then(|| (size_or(req.width, 80), size_or(req.height, 25))),
         };
-        let class = if req.wait_for_websocket { OperationClass::Websocket } else { OperationClass::Task };
-        let op = self.ops.create(class, "Executing command", instance_resources(&[name], true));
+        let class = if req.wait_for_websocket {
+            OperationClass::Websocket
+        } else {
+            OperationClass::Task
+        };
+        let op = self.ops.create(
+            class,
+            "Executing command",
+            instance_resources(&[name], true),
+        );
         let engine = self.arc();
         let name = name.to_string();
         if req.wait_for_websocket {
@@ -93,18 +106,30 @@ impl Engine {
             }
             op.set_metadata(json!({ "fds": fds, "command": req.command, "environment": env, "interactive": req.interactive }));
             let op2 = op.clone();
-            self.ops.run(op.clone(), async move { engine.exec_with_sockets(&op2, &name, spec, slots).await });
+            self.ops.run(op.clone(), async move {
+                engine.exec_with_sockets(&op2, &name, spec, slots).await
+            });
         } else {
             let op2 = op.clone();
             let record = req.record_output;
-            self.ops.run(op.clone(), async move { engine.exec_detached(&op2, &name, spec, record).await });
+            self.ops.run(op.clone(), async move {
+                engine.exec_detached(&op2, &name, spec, record).await
+            });
         }
         Ok(op)
     }
 
     /// Forks the command inside the instance (off the async threads).
-    async fn exec_spawn(&self, name: &str, spec: ExecSpec) -> std::result::Result<ExecProcess, ExecFailure> {
-        let running = self.running(name).ok_or(ExecFailure::Other(EngineError::bad("Instance is not running")))?;
+    async fn exec_spawn(
+        &self,
+        name: &str,
+        spec: ExecSpec,
+    ) -> std::result::Result<ExecProcess, ExecFailure> {
+        let running = self
+            .running(name)
+            .ok_or(ExecFailure::Other(EngineError::bad(
+                "Instance is not running",
+            )))?;
         let rt = self.runtime.clone();
         let r = tokio::task::spawn_blocking(move || {
             let guard = crate::lock(&running.container);
@@ -128,14 +153,22 @@ impl Engine {
         }
     }
 
-    async fn exec_with_sockets(&self, op: &Op, name: &str, spec: ExecSpec, mut slots: BTreeMap<String, oneshot::Receiver<WsConn>>) -> Result<()> {
+    async fn exec_with_sockets(
+        &self,
+        op: &Op,
+        name: &str,
+        spec: ExecSpec,
+        mut slots: BTreeMap<String, oneshot::Receiver<WsConn>>,
+    ) -> Result<()> {
         let interactive = spec.pty.is_some();
         let control_rx = slots.remove("control");
         // Start only once the required sockets are there; control is optional (pylxd never opens it).
         let mut conns = BTreeMap::new();
         let connect = async {
             for (n, rx) in slots {
-                let c = rx.await.map_err(|_| EngineError::internal("websocket slot dropped"))?;
+                let c = rx
+                    .await
+                    .map_err(|_| EngineError::internal("websocket slot dropped"))?;
                 conns.insert(n, c);
             }
             Ok::<_, EngineError>(())
@@ -164,7 +197,11 @@ impl Engine {
         let mut stream_tasks = Vec::new();
         let mut stdin_task = None;
         match proc_.stdio {
-            ExecStdio::Pipes { stdin, stdout, stderr } => {
+            ExecStdio::Pipes {
+                stdin,
+                stdout,
+                stderr,
+            } => {
                 if let Some(c0) = conns.remove("0") {
                     stdin_task = Some(tokio::spawn(pump_stdin(c0, stdin)));
                 }
@@ -228,7 +265,12 @@ impl Engine {
             Err(ExecFailure::Status(code)) => return finish_exec(op, code),
             Err(ExecFailure::Other(e)) => return Err(e),
         };
-        let ExecStdio::Pipes { stdin, stdout, stderr } = proc_.stdio else {
+        let ExecStdio::Pipes {
+            stdin,
+            stdout,
+            stderr,
+        } = proc_.stdio
+        else {
             return Err(EngineError::bad("An interactive command needs websockets"));
         };
         drop(stdin);
@@ -239,10 +281,15 @@ impl Engine {
         for (n, fd, ext) in [("1", stdout, "stdout"), ("2", stderr, "stderr")] {
             let dest = record.then(|| logs.join(format!("exec_{id}.{ext}")));
             if record {
-                outputs.insert(n.into(), Value::String(format!("/1.0/instances/{name}/logs/exec_{id}.{ext}")));
+                outputs.insert(
+                    n.into(),
+                    Value::String(format!("/1.0/instances/{name}/logs/exec_{id}.{ext}")),
+                );
             }
             tasks.push(tokio::spawn(async move {
-                let Ok(mut rx) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) else { return };
+                let Ok(mut rx) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) else {
+                    return;
+                };
                 let mut file = match dest {
                     Some(p) => tokio::fs::File::create(p).await.ok(),
                     None => None,
@@ -325,7 +372,9 @@ async fn wait_middle(pid: i32) -> i32 {
 }
 
 fn handle_control(text: &str, pid: i32, master: Option<&AsyncFd<OwnedFd>>, interactive: bool) {
-    let Ok(msg) = serde_json::from_str::<ExecControl>(text) else { return };
+    let Ok(msg) = serde_json::from_str::<ExecControl>(text) else {
+        return;
+    };
     match msg.command.as_str() {
         "signal" if msg.signal > 0 && msg.signal < 65 => {
             // SAFETY: plain kill of the command's host pid.
@@ -334,9 +383,17 @@ fn handle_control(text: &str, pid: i32, master: Option<&AsyncFd<OwnedFd>>, inter
         "window-resize" if interactive => {
             let args = msg.args.unwrap_or_default();
             let w: u16 = args.get("width").and_then(|v| v.parse().ok()).unwrap_or(80);
-            let h: u16 = args.get("height").and_then(|v| v.parse().ok()).unwrap_or(25);
+            let h: u16 = args
+                .get("height")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(25);
             if let Some(m) = master {
-                let ws = libc::winsize { ws_row: h, ws_col: w, ws_xpixel: 0, ws_ypixel: 0 };
+                let ws = libc::winsize {
+                    ws_row: h,
+                    ws_col: w,
+                    ws_xpixel: 0,
+                    ws_ypixel: 0,
+                };
                 // SAFETY: ioctl on the pty master; the kernel signals SIGWINCH.
                 unsafe { libc::ioctl(m.get_ref().as_raw_fd(), libc::TIOCSWINSZ, &ws) };
             }
@@ -346,7 +403,9 @@ fn handle_control(text: &str, pid: i32, master: Option<&AsyncFd<OwnedFd>>, inter
 }
 
 async fn pump_stdin(mut conn: WsConn, fd: OwnedFd) {
-    let Ok(mut tx) = tokio::net::unix::pipe::Sender::from_owned_fd(fd) else { return };
+    let Ok(mut tx) = tokio::net::unix::pipe::Sender::from_owned_fd(fd) else {
+        return;
+    };
     while let Some(msg) = conn.incoming.recv().await {
         match msg {
             WsMsg::Binary(b) => {
@@ -370,13 +429,17 @@ async fn pump_stdin(mut conn: WsConn, fd: OwnedFd) {
 }
 
 async fn pump_output(conn: WsConn, fd: OwnedFd, mut exited: tokio::sync::watch::Receiver<bool>) {
-    let Ok(mut rx) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) else { return };
+    let Ok(mut rx) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) else {
+        return;
+    };
     let mut buf = vec![0u8; CHUNK];
     let mut deadline: Option<tokio::time::Instant> = None;
     loop {
         let read = async {
             match deadline {
-                Some(d) => tokio::time::timeout_at(d, rx.read(&mut buf)).await.unwrap_or(Ok(0)),
+                Some(d) => tokio::time::timeout_at(d, rx.read(&mut buf))
+                    .await
+                    .unwrap_or(Ok(0)),
                 None => rx.read(&mut buf).await,
             }
         };
@@ -397,7 +460,11 @@ async fn pump_output(conn: WsConn, fd: OwnedFd, mut exited: tokio::sync::watch::
     let _ = conn.outgoing.send(WsMsg::Text(String::new())).await;
 }
 
-async fn pump_pty(mut conn: WsConn, master: Arc<AsyncFd<OwnedFd>>, mut exited: tokio::sync::watch::Receiver<bool>) {
+async fn pump_pty(
+    mut conn: WsConn,
+    master: Arc<AsyncFd<OwnedFd>>,
+    mut exited: tokio::sync::watch::Receiver<bool>,
+) {
     let mut buf = vec![0u8; CHUNK];
     let mut input_open = true;
     let mut deadline: Option<tokio::time::Instant> = None;
@@ -438,7 +505,8 @@ async fn pump_pty(mut conn: WsConn, master: Arc<AsyncFd<OwnedFd>>, mut exited: t
 async fn write_all_fd(fd: &AsyncFd<OwnedFd>, mut data: &[u8]) -> std::io::Result<()> {
     while !data.is_empty() {
         let mut guard = fd.writable().await?;
-        match guard.try_io(|f| nix::unistd::write(f.get_ref(), data).map_err(std::io::Error::from)) {
+        match guard.try_io(|f| nix::unistd::write(f.get_ref(), data).map_err(std::io::Error::from))
+        {
             Ok(Ok(n)) => data = &data[n..],
             Ok(Err(e)) => return Err(e),
             Err(_would_block) => {}

@@ -83,7 +83,9 @@ pub fn relative_path(path: &str) -> Result<PathBuf> {
             Component::Normal(p) => out.push(p),
             Component::ParentDir => {
                 if !out.pop() {
-                    return Err(EngineError::bad(format!("Path {path:?} escapes the instance's root")));
+                    return Err(EngineError::bad(format!(
+                        "Path {path:?} escapes the instance's root"
+                    )));
                 }
             }
             Component::Prefix(_) => return Err(EngineError::bad("Invalid path")),
@@ -115,26 +117,46 @@ impl RootView {
     }
 
     fn resolve(&self, rel: &Path, flags: OFlags, mode: Mode) -> std::io::Result<OwnedFd> {
-        let p: &OsStr = if rel.as_os_str().is_empty() { OsStr::new(".") } else { rel.as_os_str() };
-        Ok(rfs::openat2(&self.root, p, flags | OFlags::CLOEXEC, mode, ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS)?)
+        let p: &OsStr = if rel.as_os_str().is_empty() {
+            OsStr::new(".")
+        } else {
+            rel.as_os_str()
+        };
+        Ok(rfs::openat2(
+            &self.root,
+            p,
+            flags | OFlags::CLOEXEC,
+            mode,
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+        )?)
     }
 
     fn parent_and_name<'a>(&self, rel: &'a Path) -> Result<(OwnedFd, &'a OsStr)> {
-        let name = rel.file_name().ok_or_else(|| EngineError::bad("Path names the instance's root"))?;
+        let name = rel
+            .file_name()
+            .ok_or_else(|| EngineError::bad("Path names the instance's root"))?;
         let parent = rel.parent().unwrap_or(Path::new(""));
-        let fd = self.resolve(parent, OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).map_err(io_to_engine)?;
+        let fd = self
+            .resolve(parent, OFlags::PATH | OFlags::DIRECTORY, Mode::empty())
+            .map_err(io_to_engine)?;
         Ok((fd, name))
     }
 }
 
 fn io_to_engine(e: std::io::Error) -> EngineError {
     match e.raw_os_error() {
-        Some(libc::ENOENT) | Some(libc::ENOTDIR) => EngineError::NotFound("No such file or directory".into()),
-        Some(libc::EXDEV) | Some(libc::ELOOP) => EngineError::bad("Path escapes the instance's root"),
+        Some(libc::ENOENT) | Some(libc::ENOTDIR) => {
+            EngineError::NotFound("No such file or directory".into())
+        }
+        Some(libc::EXDEV) | Some(libc::ELOOP) => {
+            EngineError::bad("Path escapes the instance's root")
+        }
         Some(libc::EISDIR) => EngineError::bad("Path is a directory"),
         Some(libc::EEXIST) => EngineError::Conflict("Path already exists".into()),
         Some(libc::ENOTEMPTY) => EngineError::bad("Directory is not empty"),
-        Some(libc::EACCES) | Some(libc::EPERM) => EngineError::Forbidden(format!("Permission denied: {e}")),
+        Some(libc::EACCES) | Some(libc::EPERM) => {
+            EngineError::Forbidden(format!("Permission denied: {e}"))
+        }
         _ => EngineError::internal(e),
     }
 }
@@ -148,13 +170,23 @@ fn meta_of(view: &RootView, fd: &OwnedFd) -> Result<FileMeta> {
         _ => FileKind::File,
     };
     let (uid, gid) = view.container_ids(st.st_uid, st.st_gid);
-    let modified = chrono::DateTime::from_timestamp(st.st_mtime, st.st_mtime_nsec as u32).unwrap_or_else(kante_api::zero_time);
-    Ok(FileMeta { uid, gid, mode: st.st_mode & 0o7777, kind, modified })
+    let modified = chrono::DateTime::from_timestamp(st.st_mtime, st.st_mtime_nsec as u32)
+        .unwrap_or_else(kante_api::zero_time);
+    Ok(FileMeta {
+        uid,
+        gid,
+        mode: st.st_mode & 0o7777,
+        kind,
+        modified,
+    })
 }
 
 /// Runs `f` on a fresh thread acting with the fs ids of the container's
 /// root, so creations through an idmapped mount are allowed and owned right.
-fn as_container_root<T: Send + 'static>(shift: Option<(u32, u32)>, f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+fn as_container_root<T: Send + 'static>(
+    shift: Option<(u32, u32)>,
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
     std::thread::spawn(move || {
         if let Some((uid, gid)) = shift {
             // setfsuid/setfsgid and capset are per-thread syscalls; this thread ends afterwards.
@@ -186,7 +218,10 @@ fn raise_effective_caps() {
         inheritable: u32,
     }
     const V3: u32 = 0x2008_0522;
-    let mut h = Header { version: V3, pid: 0 };
+    let mut h = Header {
+        version: V3,
+        pid: 0,
+    };
     let mut d = [Data::default(); 2];
     // SAFETY: capget/capset with the v3 layout (two data structs).
     unsafe {
@@ -205,14 +240,23 @@ impl Engine {
         let row = self.instance_row(name)?;
         if let Some(r) = self.running(name) {
             if let Some(c) = crate::lock(&r.container).as_ref() {
-                let root = rfs::open(format!("/proc/{}/root", c.pid()), OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-                    .map_err(|e| io_to_engine(e.into()))?;
+                let root = rfs::open(
+                    format!("/proc/{}/root", c.pid()),
+                    OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| io_to_engine(e.into()))?;
                 let shift = c.record.idmap.map(|m| (m.host_uid, m.host_gid));
                 return Ok(RootView { root, shift });
             }
         }
         let rootfs = self.instance_rootfs(&row)?;
-        let root = rfs::open(&rootfs, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| io_to_engine(e.into()))?;
+        let root = rfs::open(
+            &rootfs,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| io_to_engine(e.into()))?;
         Ok(RootView { root, shift: None })
     }
 
@@ -221,15 +265,23 @@ impl Engine {
         let view = self.root_view(name)?;
         let shift = view.shift;
         as_container_root(shift, move || {
-            let fd = view.resolve(&rel, OFlags::PATH | OFlags::NOFOLLOW, Mode::empty()).map_err(io_to_engine)?;
+            let fd = view
+                .resolve(&rel, OFlags::PATH | OFlags::NOFOLLOW, Mode::empty())
+                .map_err(io_to_engine)?;
             let meta = meta_of(&view, &fd)?;
             match meta.kind {
                 FileKind::Symlink => {
-                    let target = rfs::readlinkat(&fd, "", Vec::new()).map_err(|e| io_to_engine(e.into()))?;
-                    Ok(FileGet::Symlink(absolute_link_target(&rel, &target.to_string_lossy()), meta))
+                    let target =
+                        rfs::readlinkat(&fd, "", Vec::new()).map_err(|e| io_to_engine(e.into()))?;
+                    Ok(FileGet::Symlink(
+                        absolute_link_target(&rel, &target.to_string_lossy()),
+                        meta,
+                    ))
                 }
                 FileKind::Directory => {
-                    let dfd = view.resolve(&rel, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).map_err(io_to_engine)?;
+                    let dfd = view
+                        .resolve(&rel, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())
+                        .map_err(io_to_engine)?;
                     let mut names = Vec::new();
                     let mut dir = rfs::Dir::read_from(&dfd).map_err(|e| io_to_engine(e.into()))?;
                     while let Some(entry) = dir.read() {
@@ -243,7 +295,9 @@ impl Engine {
                     Ok(FileGet::Directory(names, meta))
                 }
                 FileKind::File => {
-                    let f = view.resolve(&rel, OFlags::RDONLY | OFlags::NOFOLLOW, Mode::empty()).map_err(io_to_engine)?;
+                    let f = view
+                        .resolve(&rel, OFlags::RDONLY | OFlags::NOFOLLOW, Mode::empty())
+                        .map_err(io_to_engine)?;
                     Ok(FileGet::File(File::from(f), meta))
                 }
             }
@@ -252,7 +306,13 @@ impl Engine {
 
     /// Creates or opens the target; for a file, returns it for the caller
     /// to stream the body into.
-    pub async fn file_put(&self, name: &str, path: &str, put: FilePut, symlink_target: Option<String>) -> Result<Option<File>> {
+    pub async fn file_put(
+        &self,
+        name: &str,
+        path: &str,
+        put: FilePut,
+        symlink_target: Option<String>,
+    ) -> Result<Option<File>> {
         let rel = relative_path(path)?;
         let view = self.root_view(name)?;
         let shift = view.shift;
@@ -266,14 +326,28 @@ impl Engine {
                         if rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Directory {
                             return Ok(None);
                         }
-                        return Err(EngineError::Conflict("Path exists and is not a directory".into()));
+                        return Err(EngineError::Conflict(
+                            "Path exists and is not a directory".into(),
+                        ));
                     }
                     let mode = put.mode.unwrap_or(0o750);
-                    rfs::mkdirat(&parent, fname, Mode::from_raw_mode(mode)).map_err(|e| io_to_engine(e.into()))?;
-                    let d = rfs::openat(&parent, fname, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
+                    rfs::mkdirat(&parent, fname, Mode::from_raw_mode(mode))
                         .map_err(|e| io_to_engine(e.into()))?;
-                    rfs::fchown(&d, Some(rfs::Uid::from_raw(uid)), Some(rfs::Gid::from_raw(gid))).map_err(|e| io_to_engine(e.into()))?;
-                    rfs::fchmod(&d, Mode::from_raw_mode(mode)).map_err(|e| io_to_engine(e.into()))?;
+                    let d = rfs::openat(
+                        &parent,
+                        fname,
+                        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    )
+                    .map_err(|e| io_to_engine(e.into()))?;
+                    rfs::fchown(
+                        &d,
+                        Some(rfs::Uid::from_raw(uid)),
+                        Some(rfs::Gid::from_raw(gid)),
+                    )
+                    .map_err(|e| io_to_engine(e.into()))?;
+                    rfs::fchmod(&d, Mode::from_raw_mode(mode))
+                        .map_err(|e| io_to_engine(e.into()))?;
                     Ok(None)
                 }
                 FileKind::Symlink => {
@@ -283,16 +357,24 @@ impl Engine {
                     }
                     if let Some(st) = exists {
                         if rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Symlink {
-                            let cur = rfs::readlinkat(&parent, fname, Vec::new()).map_err(|e| io_to_engine(e.into()))?;
+                            let cur = rfs::readlinkat(&parent, fname, Vec::new())
+                                .map_err(|e| io_to_engine(e.into()))?;
                             if cur.as_bytes() == target.as_bytes() {
                                 return Ok(None);
                             }
                         }
                         return Err(EngineError::Conflict("Path already exists".into()));
                     }
-                    rfs::symlinkat(target.as_str(), &parent, fname).map_err(|e| io_to_engine(e.into()))?;
-                    rfs::chownat(&parent, fname, Some(rfs::Uid::from_raw(uid)), Some(rfs::Gid::from_raw(gid)), rfs::AtFlags::SYMLINK_NOFOLLOW)
+                    rfs::symlinkat(target.as_str(), &parent, fname)
                         .map_err(|e| io_to_engine(e.into()))?;
+                    rfs::chownat(
+                        &parent,
+                        fname,
+                        Some(rfs::Uid::from_raw(uid)),
+                        Some(rfs::Gid::from_raw(gid)),
+                        rfs::AtFlags::SYMLINK_NOFOLLOW,
+                    )
+                    .map_err(|e| io_to_engine(e.into()))?;
                     Ok(None)
                 }
                 FileKind::File => {
@@ -302,13 +384,25 @@ impl Engine {
                         }
                     }
                     let mut flags = OFlags::WRONLY | OFlags::CREATE;
-                    flags |= if put.append { OFlags::APPEND } else { OFlags::TRUNC };
+                    flags |= if put.append {
+                        OFlags::APPEND
+                    } else {
+                        OFlags::TRUNC
+                    };
                     let mode = put.mode.unwrap_or(0o644);
                     // Resolve again in the root so a symlink at the target stays inside.
-                    let f = view.resolve(&rel, flags, Mode::from_raw_mode(mode)).map_err(io_to_engine)?;
+                    let f = view
+                        .resolve(&rel, flags, Mode::from_raw_mode(mode))
+                        .map_err(io_to_engine)?;
                     if exists.is_none() {
-                        rfs::fchown(&f, Some(rfs::Uid::from_raw(uid)), Some(rfs::Gid::from_raw(gid))).map_err(|e| io_to_engine(e.into()))?;
-                        rfs::fchmod(&f, Mode::from_raw_mode(mode)).map_err(|e| io_to_engine(e.into()))?;
+                        rfs::fchown(
+                            &f,
+                            Some(rfs::Uid::from_raw(uid)),
+                            Some(rfs::Gid::from_raw(gid)),
+                        )
+                        .map_err(|e| io_to_engine(e.into()))?;
+                        rfs::fchmod(&f, Mode::from_raw_mode(mode))
+                            .map_err(|e| io_to_engine(e.into()))?;
                     }
                     Ok(Some(File::from(f)))
                 }
@@ -322,8 +416,13 @@ impl Engine {
         let shift = view.shift;
         as_container_root(shift, move || {
             let (parent, fname) = view.parent_and_name(&rel)?;
-            let st = rfs::statat(&parent, fname, rfs::AtFlags::SYMLINK_NOFOLLOW).map_err(|e| io_to_engine(e.into()))?;
-            let flags = if rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Directory { rfs::AtFlags::REMOVEDIR } else { rfs::AtFlags::empty() };
+            let st = rfs::statat(&parent, fname, rfs::AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(|e| io_to_engine(e.into()))?;
+            let flags = if rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Directory {
+                rfs::AtFlags::REMOVEDIR
+            } else {
+                rfs::AtFlags::empty()
+            };
             rfs::unlinkat(&parent, fname, flags).map_err(|e| io_to_engine(e.into()))?;
             Ok(())
         })
@@ -334,7 +433,11 @@ impl Engine {
 /// (lxc then fetches that path): resolve a relative target against the
 /// link's directory, never above the root.
 fn absolute_link_target(link: &Path, target: &str) -> String {
-    let base = if target.starts_with('/') { PathBuf::new() } else { link.parent().map(Path::to_path_buf).unwrap_or_default() };
+    let base = if target.starts_with('/') {
+        PathBuf::new()
+    } else {
+        link.parent().map(Path::to_path_buf).unwrap_or_default()
+    };
     let mut out = PathBuf::from("/");
     for c in base.join(target).components() {
         match c {
@@ -350,14 +453,28 @@ fn absolute_link_target(link: &Path, target: &str) -> String {
 
 /// Writes /etc/hostname of a (stopped) rootfs, resolving inside it.
 pub fn write_hostname(rootfs: &Path, name: &str) -> Result<()> {
-    let root = rfs::open(rootfs, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| io_to_engine(e.into()))?;
+    let root = rfs::open(
+        rootfs,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| io_to_engine(e.into()))?;
     let view = RootView { root, shift: None };
-    let etc = match view.resolve(Path::new("etc"), OFlags::PATH | OFlags::DIRECTORY, Mode::empty()) {
+    let etc = match view.resolve(
+        Path::new("etc"),
+        OFlags::PATH | OFlags::DIRECTORY,
+        Mode::empty(),
+    ) {
         Ok(fd) => fd,
         Err(_) => return Ok(()), // an image without /etc (empty instance): nothing to name
     };
-    let f = rfs::openat(&etc, "hostname", OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::from_raw_mode(0o644))
-        .map_err(|e| io_to_engine(e.into()))?;
+    let f = rfs::openat(
+        &etc,
+        "hostname",
+        OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o644),
+    )
+    .map_err(|e| io_to_engine(e.into()))?;
     let f = File::from(f);
     use std::io::Write;
     (&f).write_all(format!("{name}\n").as_bytes())?;
@@ -371,8 +488,14 @@ mod tests {
 
     #[test]
     fn relative_paths_never_climb_out() {
-        assert_eq!(relative_path("/etc/hostname").unwrap(), PathBuf::from("etc/hostname"));
-        assert_eq!(relative_path("etc/os-release").unwrap(), PathBuf::from("etc/os-release"));
+        assert_eq!(
+            relative_path("/etc/hostname").unwrap(),
+            PathBuf::from("etc/hostname")
+        );
+        assert_eq!(
+            relative_path("etc/os-release").unwrap(),
+            PathBuf::from("etc/os-release")
+        );
         assert_eq!(relative_path("/a/b/../c").unwrap(), PathBuf::from("a/c"));
         assert_eq!(relative_path("/").unwrap(), PathBuf::new());
         assert!(relative_path("/../etc/shadow").is_err());
@@ -382,8 +505,14 @@ mod tests {
 
     #[test]
     fn link_targets_become_absolute() {
-        assert_eq!(absolute_link_target(Path::new("etc/os-release"), "../usr/lib/os-release"), "/usr/lib/os-release");
-        assert_eq!(absolute_link_target(Path::new("etc/localtime"), "/usr/share/zoneinfo/UTC"), "/usr/share/zoneinfo/UTC");
+        assert_eq!(
+            absolute_link_target(Path::new("etc/os-release"), "../usr/lib/os-release"),
+            "/usr/lib/os-release"
+        );
+        assert_eq!(
+            absolute_link_target(Path::new("etc/localtime"), "/usr/share/zoneinfo/UTC"),
+            "/usr/share/zoneinfo/UTC"
+        );
         assert_eq!(absolute_link_target(Path::new("a"), "../../../x"), "/x");
     }
 
@@ -396,18 +525,30 @@ mod tests {
         std::fs::write(dir.join("secret"), "outside").unwrap();
         std::os::unix::fs::symlink("/etc", dir.join("root/abs")).unwrap();
         std::os::unix::fs::symlink("../../secret", dir.join("root/etc/up")).unwrap();
-        let root = rfs::open(dir.join("root"), OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        let root = rfs::open(
+            dir.join("root"),
+            OFlags::PATH | OFlags::DIRECTORY,
+            Mode::empty(),
+        )
+        .unwrap();
         let view = RootView { root, shift: None };
         let read = |p: &str| {
-            let fd = view.resolve(Path::new(p), OFlags::RDONLY, Mode::empty()).unwrap();
+            let fd = view
+                .resolve(Path::new(p), OFlags::RDONLY, Mode::empty())
+                .unwrap();
             std::io::read_to_string(File::from(fd)).unwrap()
         };
         // An absolute symlink means the container's /etc, not the host's.
         assert_eq!(read("abs/hostname"), "inside");
         // A relative one cannot climb out either.
-        assert!(view.resolve(Path::new("etc/up"), OFlags::RDONLY, Mode::empty()).is_err());
+        assert!(view
+            .resolve(Path::new("etc/up"), OFlags::RDONLY, Mode::empty())
+            .is_err());
         write_hostname(&dir.join("root"), "c1").unwrap();
-        assert_eq!(std::fs::read_to_string(dir.join("root/etc/hostname")).unwrap(), "c1\n");
+        assert_eq!(
+            std::fs::read_to_string(dir.join("root/etc/hostname")).unwrap(),
+            "c1\n"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -30,19 +30,40 @@ impl Engine {
         self.instance_row(name)?;
         let (desc, action) = match req.action.as_str() {
             "start" => ("Starting instance", Action::Start),
-            "stop" => ("Stopping instance", Action::Stop { force: req.force || req.timeout == 0, timeout: req.timeout }),
-            "restart" => ("Restarting instance", Action::Restart { force: req.force, timeout: req.timeout }),
+            "stop" => (
+                "Stopping instance",
+                Action::Stop {
+                    force: req.force || req.timeout == 0,
+                    timeout: req.timeout,
+                },
+            ),
+            "restart" => (
+                "Restarting instance",
+                Action::Restart {
+                    force: req.force,
+                    timeout: req.timeout,
+                },
+            ),
             "freeze" => ("Freezing instance", Action::Freeze),
             "unfreeze" => ("Unfreezing instance", Action::Unfreeze),
             other => return Err(EngineError::bad(format!("Unknown state action {other:?}"))),
         };
         if req.stateful {
-            return Err(EngineError::bad("Stateful start/stop needs CRIU, which is not supported"));
+            return Err(EngineError::bad(
+                "Stateful start/stop needs CRIU, which is not supported",
+            ));
         }
-        let op = self.ops.create(OperationClass::Task, desc, instance_resources(&[name], false));
+        let op = self.ops.create(
+            OperationClass::Task,
+            desc,
+            instance_resources(&[name], false),
+        );
         let engine = self.arc();
         let n = name.to_string();
-        self.ops.run(op.clone(), async move { engine.do_action(&n, action).await });
+        self.ops.run(
+            op.clone(),
+            async move { engine.do_action(&n, action).await },
+        );
         Ok(op)
     }
 
@@ -69,12 +90,20 @@ impl Engine {
     async fn freeze(&self, name: &str, frozen: bool) -> Result<()> {
         let status = self.instance_status(name);
         match (frozen, status) {
-            (_, InstanceStatus::Stopped) => return Err(EngineError::bad("The instance isn't running")),
-            (true, InstanceStatus::Frozen) => return Err(EngineError::bad("The instance is already frozen")),
-            (false, InstanceStatus::Running) => return Err(EngineError::bad("The instance is not frozen")),
+            (_, InstanceStatus::Stopped) => {
+                return Err(EngineError::bad("The instance isn't running"))
+            }
+            (true, InstanceStatus::Frozen) => {
+                return Err(EngineError::bad("The instance is already frozen"))
+            }
+            (false, InstanceStatus::Running) => {
+                return Err(EngineError::bad("The instance is not frozen"))
+            }
             _ => {}
         }
-        let r = self.running(name).ok_or_else(|| EngineError::bad("The instance isn't running"))?;
+        let r = self
+            .running(name)
+            .ok_or_else(|| EngineError::bad("The instance isn't running"))?;
         let rt = self.runtime.clone();
         tokio::task::spawn_blocking(move || {
             let guard = crate::lock(&r.container);
@@ -84,21 +113,35 @@ impl Engine {
             }
         })
         .await??;
-        let action = if frozen { "instance-paused" } else { "instance-resumed" };
-        self.events.lifecycle(action, &format!("/1.0/instances/{name}"), json!({}));
+        let action = if frozen {
+            "instance-paused"
+        } else {
+            "instance-resumed"
+        };
+        self.events
+            .lifecycle(action, &format!("/1.0/instances/{name}"), json!({}));
         Ok(())
     }
 
     /// Builds the runtime spec from the expanded config.
-    fn container_spec(&self, row: &InstanceRow, econfig: &ConfigMap, edevices: &kante_api::DevicesMap) -> Result<ContainerSpec> {
+    fn container_spec(
+        &self,
+        row: &InstanceRow,
+        econfig: &ConfigMap,
+        edevices: &kante_api::DevicesMap,
+    ) -> Result<ContainerSpec> {
         let rootfs = self.instance_rootfs(row)?;
-        if !rootfs.join("sbin/init").exists() && std::fs::symlink_metadata(rootfs.join("sbin/init")).is_err() {
+        if !rootfs.join("sbin/init").exists()
+            && std::fs::symlink_metadata(rootfs.join("sbin/init")).is_err()
+        {
             return Err(EngineError::bad("The instance's rootfs has no /sbin/init"));
         }
         let privileged = is_true(econfig.get("security.privileged"));
         let mut mounts = Vec::new();
         for (dname, dev) in edevices {
-            if dev.get("type").map(String::as_str) != Some("disk") || dev.get("path").map(String::as_str) == Some("/") {
+            if dev.get("type").map(String::as_str) != Some("disk")
+                || dev.get("path").map(String::as_str) == Some("/")
+            {
                 continue;
             }
             let source = std::path::PathBuf::from(dev.get("source").cloned().unwrap_or_default());
@@ -106,7 +149,10 @@ impl Engine {
                 if dev.get("required").map(|v| v == "false").unwrap_or(false) {
                     continue;
                 }
-                return Err(EngineError::bad(format!("Device {dname:?}: source {} does not exist", source.display())));
+                return Err(EngineError::bad(format!(
+                    "Device {dname:?}: source {} does not exist",
+                    source.display()
+                )));
             }
             mounts.push(BindMount {
                 source,
@@ -158,12 +204,24 @@ impl Engine {
             .await;
             return Err(e);
         }
-        row.config.insert("volatile.last_state.power".into(), "RUNNING".into());
-        row.config.insert("volatile.idmap.current".into(), if is_true(econfig.get("security.privileged")) { "[]".into() } else { super::create::idmap_json(&self.idmap) });
+        row.config
+            .insert("volatile.last_state.power".into(), "RUNNING".into());
+        row.config.insert(
+            "volatile.idmap.current".into(),
+            if is_true(econfig.get("security.privileged")) {
+                "[]".into()
+            } else {
+                super::create::idmap_json(&self.idmap)
+            },
+        );
         row.last_used_at = fmt_time(kante_api::now());
         self.store.instance_update(&row)?;
         self.track(name, container);
-        self.events.lifecycle("instance-started", &format!("/1.0/instances/{name}"), json!({}));
+        self.events.lifecycle(
+            "instance-started",
+            &format!("/1.0/instances/{name}"),
+            json!({}),
+        );
         Ok(())
     }
 
@@ -185,7 +243,9 @@ impl Engine {
     async fn watch_exit(self: Arc<Self>, name: String, running: Arc<Running>) {
         let fd = {
             let guard = crate::lock(&running.container);
-            guard.as_ref().and_then(|c| nix::unistd::dup(&c.init_pidfd).ok())
+            guard
+                .as_ref()
+                .and_then(|c| nix::unistd::dup(&c.init_pidfd).ok())
         };
         if let Some(fd) = fd {
             if let Ok(afd) = crate::util::async_fd(fd) {
@@ -216,11 +276,16 @@ impl Engine {
         let rebooting = !requested && exit.map(InitExit::is_reboot).unwrap_or(false);
         if let Ok(mut row) = self.instance_row(&name) {
             if !rebooting {
-                row.config.insert("volatile.last_state.power".into(), "STOPPED".into());
+                row.config
+                    .insert("volatile.last_state.power".into(), "STOPPED".into());
                 row.config.remove("volatile.idmap.current");
                 let _ = self.store.instance_update(&row);
             }
-            self.events.lifecycle("instance-stopped", &format!("/1.0/instances/{name}"), json!({}));
+            self.events.lifecycle(
+                "instance-stopped",
+                &format!("/1.0/instances/{name}"),
+                json!({}),
+            );
             let _ = running.exited.send_replace(true);
             if rebooting {
                 // The guest ran `reboot`: start it again, as LXD does.
@@ -241,11 +306,17 @@ impl Engine {
     }
 
     pub(crate) async fn stop_locked(&self, name: &str, force: bool, timeout: i64) -> Result<()> {
-        let running = self.running(name).ok_or_else(|| EngineError::bad("The instance is already stopped"))?;
+        let running = self
+            .running(name)
+            .ok_or_else(|| EngineError::bad("The instance is already stopped"))?;
         let row = self.instance_row(name)?;
         running.stopping.store(true, Ordering::SeqCst);
         let mut exited = running.exited.subscribe();
-        let sig = if force { libc::SIGKILL } else { self.stop_signal(&row) };
+        let sig = if force {
+            libc::SIGKILL
+        } else {
+            self.stop_signal(&row)
+        };
         {
             let guard = crate::lock(&running.container);
             if let Some(c) = guard.as_ref() {
@@ -259,9 +330,16 @@ impl Engine {
         let (econfig, _) = self.expanded(&row)?;
         let grace = match timeout {
             t if t > 0 => t,
-            _ => econfig.get("boot.host_shutdown_timeout").and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_STOP_TIMEOUT),
+            _ => econfig
+                .get("boot.host_shutdown_timeout")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(DEFAULT_STOP_TIMEOUT),
         };
-        let done = tokio::time::timeout(Duration::from_secs(grace as u64), crate::util::wait_true(&mut exited)).await;
+        let done = tokio::time::timeout(
+            Duration::from_secs(grace as u64),
+            crate::util::wait_true(&mut exited),
+        )
+        .await;
         if done.is_err() {
             if timeout > 0 {
                 tracing::info!(instance = %name, "clean shutdown timed out after {grace}s; killing");
@@ -272,7 +350,9 @@ impl Engine {
                     self.runtime.signal(c, libc::SIGKILL)?;
                 }
             }
-            let _ = tokio::time::timeout(Duration::from_secs(30), crate::util::wait_true(&mut exited)).await;
+            let _ =
+                tokio::time::timeout(Duration::from_secs(30), crate::util::wait_true(&mut exited))
+                    .await;
         }
         if self.running(name).is_some() {
             return Err(EngineError::internal("The instance did not stop"));
@@ -283,11 +363,18 @@ impl Engine {
     /// SIGRTMIN+3 makes systemd halt; other inits get SIGPWR unless the image
     /// names its own signal (`image.kante.stop_signal`, e.g. for busybox).
     fn stop_signal(&self, row: &InstanceRow) -> i32 {
-        if let Some(sig) = row.config.get("image.kante.stop_signal").and_then(|s| signal_number(s)) {
+        if let Some(sig) = row
+            .config
+            .get("image.kante.stop_signal")
+            .and_then(|s| signal_number(s))
+        {
             return sig;
         }
         let init = self.instance_rootfs(row).map(|r| r.join("sbin/init")).ok();
-        let target = init.and_then(|p| std::fs::read_link(&p).ok()).map(|t| t.to_string_lossy().into_owned()).unwrap_or_default();
+        let target = init
+            .and_then(|p| std::fs::read_link(&p).ok())
+            .map(|t| t.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if target.contains("systemd") {
             libc::SIGRTMIN() + 3
         } else {
@@ -300,17 +387,30 @@ impl Engine {
         let cg = self.runtime.cgroup(c);
         let set = |ctrl: &str, v1: &str, v2: &str, value: String| -> Result<()> {
             let file = if cg.is_v1(ctrl) { v1 } else { v2 };
-            cg.write(ctrl, file, &value).map_err(|e| EngineError::bad(format!("Applying {file}: {e}")))
+            cg.write(ctrl, file, &value)
+                .map_err(|e| EngineError::bad(format!("Applying {file}: {e}")))
         };
         // Memory: unset means unlimited.
         let mem = match econfig.get("limits.memory") {
-            Some(v) => Some(units::parse_memory_limit(v, config::host_memory()).map_err(EngineError::bad)?),
+            Some(v) => Some(
+                units::parse_memory_limit(v, config::host_memory()).map_err(EngineError::bad)?,
+            ),
             None => None,
         };
         if cg.is_v1("memory") {
-            set("memory", "memory.limit_in_bytes", "", mem.map(|b| b.to_string()).unwrap_or_else(|| "-1".into()))?;
+            set(
+                "memory",
+                "memory.limit_in_bytes",
+                "",
+                mem.map(|b| b.to_string()).unwrap_or_else(|| "-1".into()),
+            )?;
         } else {
-            set("memory", "", "memory.max", mem.map(|b| b.to_string()).unwrap_or_else(|| "max".into()))?;
+            set(
+                "memory",
+                "",
+                "memory.max",
+                mem.map(|b| b.to_string()).unwrap_or_else(|| "max".into()),
+            )?;
         }
         // CPU pinning: a count picks the least-used CPUs; a set is taken as is.
         let cpus = match econfig.get("limits.cpu") {
@@ -320,13 +420,22 @@ impl Engine {
             },
             None => (0..config::online_cpus() as u32).collect(),
         };
-        let list = cpus.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",");
+        let list = cpus
+            .iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
         set("cpuset", "cpuset.cpus", "cpuset.cpus", list)?;
         // CPU allowance: a percentage is a relative share, a time slice a hard quota.
         let (shares, quota, period) = match econfig.get("limits.cpu.allowance") {
             Some(v) => match units::parse_cpu_allowance(v).map_err(EngineError::bad)? {
-                units::CpuAllowance::Percent(p) => (((p / 100.0) * 1024.0) as u64, -1i64, 100_000u64),
-                units::CpuAllowance::Quota { quota_us, period_us } => (1024, quota_us as i64, period_us),
+                units::CpuAllowance::Percent(p) => {
+                    (((p / 100.0) * 1024.0) as u64, -1i64, 100_000u64)
+                }
+                units::CpuAllowance::Quota {
+                    quota_us,
+                    period_us,
+                } => (1024, quota_us as i64, period_us),
             },
             None => (1024, -1, 100_000),
         };
@@ -335,11 +444,23 @@ impl Engine {
             set("cpu", "cpu.cfs_period_us", "", period.to_string())?;
             set("cpu", "cpu.cfs_quota_us", "", quota.to_string())?;
         } else {
-            set("cpu", "", "cpu.weight", ((shares.max(2) * 100) / 1024).clamp(1, 10000).to_string())?;
-            let q = if quota < 0 { "max".to_string() } else { quota.to_string() };
+            set(
+                "cpu",
+                "",
+                "cpu.weight",
+                ((shares.max(2) * 100) / 1024).clamp(1, 10000).to_string(),
+            )?;
+            let q = if quota < 0 {
+                "max".to_string()
+            } else {
+                quota.to_string()
+            };
             set("cpu", "", "cpu.max", format!("{q} {period}"))?;
         }
-        let procs = econfig.get("limits.processes").cloned().unwrap_or_else(|| "max".into());
+        let procs = econfig
+            .get("limits.processes")
+            .cloned()
+            .unwrap_or_else(|| "max".into());
         set("pids", "pids.max", "pids.max", procs)?;
         Ok(())
     }
@@ -368,7 +489,11 @@ impl Engine {
         }
         let mut order: Vec<usize> = (0..total).collect();
         order.sort_by_key(|&i| (load[i], i));
-        let mut pick: Vec<u32> = order.into_iter().take(n.min(total)).map(|i| i as u32).collect();
+        let mut pick: Vec<u32> = order
+            .into_iter()
+            .take(n.min(total))
+            .map(|i| i as u32)
+            .collect();
         pick.sort_unstable();
         pick
     }
@@ -388,7 +513,10 @@ impl Engine {
         for row in rows {
             let dir = self.paths.instance_logs(&row.name);
             let rt = self.runtime.clone();
-            let attached = tokio::task::spawn_blocking(move || rt.attach(&dir)).await.ok().flatten();
+            let attached = tokio::task::spawn_blocking(move || rt.attach(&dir))
+                .await
+                .ok()
+                .flatten();
             match attached {
                 Some(c) => {
                     tracing::info!(instance = %row.name, pid = c.pid(), "re-attached to running instance");
@@ -399,11 +527,21 @@ impl Engine {
                     let econfig = self.expanded(&row).map(|(c, _)| c).unwrap_or_default();
                     let autostart = match econfig.get("boot.autostart") {
                         Some(v) => is_true(Some(v)),
-                        None => row.config.get("volatile.last_state.power").map(|s| s == "RUNNING").unwrap_or(false),
+                        None => row
+                            .config
+                            .get("volatile.last_state.power")
+                            .map(|s| s == "RUNNING")
+                            .unwrap_or(false),
                     };
                     if autostart {
-                        let prio: i64 = econfig.get("boot.autostart.priority").and_then(|v| v.parse().ok()).unwrap_or(0);
-                        let delay: u64 = econfig.get("boot.autostart.delay").and_then(|v| v.parse().ok()).unwrap_or(0);
+                        let prio: i64 = econfig
+                            .get("boot.autostart.priority")
+                            .and_then(|v| v.parse().ok())
+                            .unwrap_or(0);
+                        let delay: u64 = econfig
+                            .get("boot.autostart.delay")
+                            .and_then(|v| v.parse().ok())
+                            .unwrap_or(0);
                         to_start.push((prio, delay, row.name.clone()));
                     }
                 }
@@ -438,7 +576,12 @@ impl Engine {
         let dir = self.paths.instance_logs(&row.name);
         if let Some(rec) = kante_runtime::ContainerRecord::load(&dir) {
             let cg = kante_runtime::cgroup::Cgroup::new(
-                kante_runtime::cgroup::CgroupLayout::detect().unwrap_or(kante_runtime::cgroup::CgroupLayout { v1: vec![], unified: None }),
+                kante_runtime::cgroup::CgroupLayout::detect().unwrap_or(
+                    kante_runtime::cgroup::CgroupLayout {
+                        v1: vec![],
+                        unified: None,
+                    },
+                ),
                 rec.cgroup,
             );
             if let Err(e) = cg.remove() {
@@ -473,7 +616,11 @@ fn signal_number(name: &str) -> Option<i32> {
 }
 
 fn wait_readable_blocking(c: &Container) {
-    let mut pfd = libc::pollfd { fd: c.init_pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    let mut pfd = libc::pollfd {
+        fd: c.init_pidfd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
     // SAFETY: poll on a valid fd.
     unsafe { libc::poll(&mut pfd, 1, 10_000) };
 }

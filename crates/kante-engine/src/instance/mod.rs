@@ -14,7 +14,8 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
 
 use kante_api::instance::{
-    Instance, InstanceFull, InstancePut, InstanceState, InstanceStateCpu, InstanceStateMemory, InstanceStatus,
+    Instance, InstanceFull, InstancePut, InstanceState, InstanceStateCpu, InstanceStateMemory,
+    InstanceStatus,
 };
 use kante_api::{ConfigMap, DevicesMap, Timestamp};
 use kante_runtime::Container;
@@ -35,7 +36,9 @@ pub struct Running {
 }
 
 pub(crate) fn parse_time(s: &str) -> Timestamp {
-    chrono::DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&chrono::Utc)).unwrap_or_else(|_| kante_api::zero_time())
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .unwrap_or_else(|_| kante_api::zero_time())
 }
 
 pub(crate) fn fmt_time(t: Timestamp) -> String {
@@ -48,22 +51,34 @@ impl Engine {
     }
 
     pub fn instance_row(&self, name: &str) -> Result<InstanceRow> {
-        self.store.instance_get(name)?.ok_or_else(|| EngineError::NotFound("Instance not found".into()))
+        self.store
+            .instance_get(name)?
+            .ok_or_else(|| EngineError::NotFound("Instance not found".into()))
     }
 
     /// The instance's profiles' config and devices, in order.
-    pub(crate) fn profile_layers(&self, profiles: &[String]) -> Result<Vec<(ConfigMap, DevicesMap)>> {
+    pub(crate) fn profile_layers(
+        &self,
+        profiles: &[String],
+    ) -> Result<Vec<(ConfigMap, DevicesMap)>> {
         profiles
             .iter()
             .map(|p| {
-                let row = self.store.profile_get(p)?.ok_or_else(|| EngineError::NotFound(format!("Profile {p:?} not found")))?;
+                let row = self
+                    .store
+                    .profile_get(p)?
+                    .ok_or_else(|| EngineError::NotFound(format!("Profile {p:?} not found")))?;
                 Ok((row.config, row.devices))
             })
             .collect()
     }
 
     pub(crate) fn expanded(&self, row: &InstanceRow) -> Result<(ConfigMap, DevicesMap)> {
-        Ok(config::expand(&self.profile_layers(&row.profiles)?, &row.config, &row.devices))
+        Ok(config::expand(
+            &self.profile_layers(&row.profiles)?,
+            &row.config,
+            &row.devices,
+        ))
     }
 
     /// The pool holding the instance's root disk.
@@ -144,20 +159,32 @@ impl Engine {
     }
 
     pub fn instance_list(&self) -> Result<Vec<Instance>> {
-        self.store.instance_list()?.iter().map(|r| self.render(r)).collect()
+        self.store
+            .instance_list()?
+            .iter()
+            .map(|r| self.render(r))
+            .collect()
     }
 
     pub fn instance_list_full(&self) -> Result<Vec<InstanceFull>> {
-        self.store.instance_list()?.iter().map(|r| self.render_full(r)).collect()
+        self.store
+            .instance_list()?
+            .iter()
+            .map(|r| self.render_full(r))
+            .collect()
     }
 
     /// `GET /1.0/instances/{name}/state`.
     pub fn instance_state(&self, name: &str) -> Result<InstanceState> {
         self.instance_row(name)?;
         let status = self.instance_status(name);
-        let Some(r) = self.running(name) else { return Ok(InstanceState::stopped()) };
+        let Some(r) = self.running(name) else {
+            return Ok(InstanceState::stopped());
+        };
         let guard = crate::lock(&r.container);
-        let Some(c) = guard.as_ref() else { return Ok(InstanceState::stopped()) };
+        let Some(c) = guard.as_ref() else {
+            return Ok(InstanceState::stopped());
+        };
         let stats = self.runtime.stats(c);
         Ok(InstanceState {
             status: status.as_str().into(),
@@ -172,7 +199,9 @@ impl Engine {
             network: Some(netstate::read(c.pid())),
             pid: c.pid() as i64,
             processes: stats.processes,
-            cpu: InstanceStateCpu { usage: stats.cpu_ns },
+            cpu: InstanceStateCpu {
+                usage: stats.cpu_ns,
+            },
         })
     }
 
@@ -182,10 +211,19 @@ impl Engine {
         let lock = self.instance_lock(name);
         let _g = lock.lock().await;
         let mut row = self.instance_row(name)?;
-        let mut config = if merge { row.config.clone() } else { ConfigMap::new() };
+        let mut config = if merge {
+            row.config.clone()
+        } else {
+            ConfigMap::new()
+        };
         // Server-owned volatile keys keep their values whatever the client sends
         // back (lxc and Ansible echo them); only volatile.<dev>.hwaddr is the user's.
-        let volatile: ConfigMap = row.config.iter().filter(|(k, _)| k.starts_with("volatile.")).map(|(k, v)| (k.clone(), v.clone())).collect();
+        let volatile: ConfigMap = row
+            .config
+            .iter()
+            .filter(|(k, _)| k.starts_with("volatile."))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         for (k, v) in req.config {
             if k.starts_with("volatile.") && !k.ends_with(".hwaddr") {
                 continue;
@@ -219,7 +257,9 @@ impl Engine {
         if self.running(name).is_some() {
             let old = self.expanded(&row)?;
             if old.0.get("security.privileged") != econfig.get("security.privileged") {
-                return Err(EngineError::bad("security.privileged cannot be changed while the instance is running"));
+                return Err(EngineError::bad(
+                    "security.privileged cannot be changed while the instance is running",
+                ));
             }
         }
         row.config = config;
@@ -237,7 +277,11 @@ impl Engine {
                 self.apply_limits(c, &econfig)?;
             }
         }
-        self.events.lifecycle("instance-updated", &format!("/1.0/instances/{name}"), serde_json::json!({}));
+        self.events.lifecycle(
+            "instance-updated",
+            &format!("/1.0/instances/{name}"),
+            serde_json::json!({}),
+        );
         Ok(())
     }
 
@@ -251,12 +295,18 @@ impl Engine {
         }
         let (econfig, _) = self.expanded(&row)?;
         if crate::util::is_true(econfig.get("security.protection.delete")) {
-            return Err(EngineError::bad("Instance is protected from being deleted (security.protection.delete)"));
+            return Err(EngineError::bad(
+                "Instance is protected from being deleted (security.protection.delete)",
+            ));
         }
         self.delete_instance_files(&row).await?;
         self.store.instance_delete(name)?;
         crate::lock(&self.instance_locks).remove(name);
-        self.events.lifecycle("instance-deleted", &format!("/1.0/instances/{name}"), serde_json::json!({}));
+        self.events.lifecycle(
+            "instance-deleted",
+            &format!("/1.0/instances/{name}"),
+            serde_json::json!({}),
+        );
         Ok(())
     }
 
@@ -284,7 +334,9 @@ impl Engine {
             return Err(EngineError::bad("Renaming of running instance not allowed"));
         }
         if self.store.instance_get(new)?.is_some() {
-            return Err(EngineError::Conflict(format!("Name {new:?} already in use")));
+            return Err(EngineError::Conflict(format!(
+                "Name {new:?} already in use"
+            )));
         }
         let pool = self.pool(&self.instance_pool_name(&row))?;
         pool.rename_volume(kante_storage::VolumeKind::Container, name, new)?;
@@ -292,7 +344,10 @@ impl Engine {
             let _ = pool.rename_volume(kante_storage::VolumeKind::Container, new, name);
             return Err(e.into());
         }
-        let (old_logs, new_logs) = (self.paths.instance_logs(name), self.paths.instance_logs(new));
+        let (old_logs, new_logs) = (
+            self.paths.instance_logs(name),
+            self.paths.instance_logs(new),
+        );
         if old_logs.exists() {
             let _ = std::fs::rename(old_logs, new_logs);
         }
@@ -301,7 +356,11 @@ impl Engine {
             let _ = files::write_hostname(&self.instance_rootfs(&renamed)?, new);
             self.write_backup_file(&renamed);
         }
-        self.events.lifecycle("instance-renamed", &format!("/1.0/instances/{new}"), serde_json::json!({"old_name": name}));
+        self.events.lifecycle(
+            "instance-renamed",
+            &format!("/1.0/instances/{new}"),
+            serde_json::json!({"old_name": name}),
+        );
         Ok(())
     }
 

@@ -10,14 +10,21 @@ use kante_api::instance::{InstanceStateNetwork, NetworkAddress, NetworkCounters}
 /// Interfaces of the container whose init is `pid`; empty if unreadable.
 pub fn read(pid: i32) -> BTreeMap<String, InstanceStateNetwork> {
     let mut out = BTreeMap::new();
-    let Ok(addrs) = std::thread::spawn(move || ifaddrs_in_netns(pid)).join().unwrap_or(Err(())) else {
+    let Ok(addrs) = std::thread::spawn(move || ifaddrs_in_netns(pid))
+        .join()
+        .unwrap_or(Err(()))
+    else {
         return out;
     };
     let counters = read_counters(pid);
     for a in addrs {
         let e = out.entry(a.name.clone()).or_insert_with(|| {
             let sys = format!("/proc/{pid}/root/sys/class/net/{}", a.name);
-            let read = |f: &str| std::fs::read_to_string(format!("{sys}/{f}")).map(|s| s.trim().to_string()).unwrap_or_default();
+            let read = |f: &str| {
+                std::fs::read_to_string(format!("{sys}/{f}"))
+                    .map(|s| s.trim().to_string())
+                    .unwrap_or_default()
+            };
             InstanceStateNetwork {
                 addresses: Vec::new(),
                 counters: counters.get(&a.name).cloned().unwrap_or_default(),
@@ -25,13 +32,21 @@ pub fn read(pid: i32) -> BTreeMap<String, InstanceStateNetwork> {
                 host_name: String::new(),
                 mtu: read("mtu").parse().unwrap_or(0),
                 state: if a.up { "up".into() } else { "down".into() },
-                kind: if a.loopback { "loopback".into() } else { "broadcast".into() },
+                kind: if a.loopback {
+                    "loopback".into()
+                } else {
+                    "broadcast".into()
+                },
             }
         });
         match a.addr {
             Addr::Mac(m) if !a.loopback => e.hwaddr = m,
             Addr::Ip(ip, prefix) => e.addresses.push(NetworkAddress {
-                family: if ip.is_ipv4() { "inet".into() } else { "inet6".into() },
+                family: if ip.is_ipv4() {
+                    "inet".into()
+                } else {
+                    "inet6".into()
+                },
                 address: ip.to_string(),
                 netmask: prefix.to_string(),
                 scope: scope_of(&ip, a.loopback).into(),
@@ -79,12 +94,27 @@ fn ifaddrs_in_netns(pid: i32) -> Result<Vec<IfAddr>, ()> {
         let addr = match ifa.address {
             Some(a) => {
                 if let Some(l) = a.as_link_addr() {
-                    l.addr().map(|m| Addr::Mac(m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":"))).unwrap_or(Addr::Other)
+                    l.addr()
+                        .map(|m| {
+                            Addr::Mac(
+                                m.iter()
+                                    .map(|b| format!("{b:02x}"))
+                                    .collect::<Vec<_>>()
+                                    .join(":"),
+                            )
+                        })
+                        .unwrap_or(Addr::Other)
                 } else if let Some(v4) = a.as_sockaddr_in() {
-                    let prefix = ifa.netmask.and_then(|m| m.as_sockaddr_in().map(|n| u32::from(n.ip()).count_ones())).unwrap_or(32);
+                    let prefix = ifa
+                        .netmask
+                        .and_then(|m| m.as_sockaddr_in().map(|n| u32::from(n.ip()).count_ones()))
+                        .unwrap_or(32);
                     Addr::Ip(IpAddr::V4(v4.ip()), prefix)
                 } else if let Some(v6) = a.as_sockaddr_in6() {
-                    let prefix = ifa.netmask.and_then(|m| m.as_sockaddr_in6().map(|n| u128::from(n.ip()).count_ones())).unwrap_or(128);
+                    let prefix = ifa
+                        .netmask
+                        .and_then(|m| m.as_sockaddr_in6().map(|n| u128::from(n.ip()).count_ones()))
+                        .unwrap_or(128);
                     Addr::Ip(IpAddr::V6(v6.ip()), prefix)
                 } else {
                     Addr::Other
@@ -92,7 +122,12 @@ fn ifaddrs_in_netns(pid: i32) -> Result<Vec<IfAddr>, ()> {
             }
             None => Addr::Other,
         };
-        out.push(IfAddr { name: ifa.interface_name, up, loopback, addr });
+        out.push(IfAddr {
+            name: ifa.interface_name,
+            up,
+            loopback,
+            addr,
+        });
     }
     Ok(out)
 }
@@ -106,8 +141,13 @@ fn read_counters(pid: i32) -> BTreeMap<String, NetworkCounters> {
 pub fn parse_net_dev(text: &str) -> BTreeMap<String, NetworkCounters> {
     let mut out = BTreeMap::new();
     for line in text.lines().skip(2) {
-        let Some((name, rest)) = line.split_once(':') else { continue };
-        let v: Vec<i64> = rest.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+        let Some((name, rest)) = line.split_once(':') else {
+            continue;
+        };
+        let v: Vec<i64> = rest
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
         if v.len() < 16 {
             continue;
         }
@@ -156,6 +196,10 @@ eth0:  738       3    0    1    0     0          0         0     2072      20   
     fn reads_own_namespace() {
         // Our own pid: at least a loopback interface must show up.
         let m = read(std::process::id() as i32);
-        assert!(m.values().any(|n| n.kind == "loopback"), "{:?}", m.keys().collect::<Vec<_>>());
+        assert!(
+            m.values().any(|n| n.kind == "loopback"),
+            "{:?}",
+            m.keys().collect::<Vec<_>>()
+        );
     }
 }

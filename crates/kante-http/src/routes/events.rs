@@ -9,7 +9,15 @@ use crate::AppState;
 
 /// `/1.0/events`: one JSON text frame per event, filtered by `?type=`.
 pub async fn events(State(s): State<AppState>, q: Params, ws: WebSocketUpgrade) -> ApiResult {
-    let types: Vec<String> = q.get("type").map(|t| t.split(',').filter(|x| !x.is_empty()).map(str::to_string).collect()).unwrap_or_default();
+    let types: Vec<String> = q
+        .get("type")
+        .map(|t| {
+            t.split(',')
+                .filter(|x| !x.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
     let mut rx = s.engine.events.subscribe();
     Ok(ws
         .on_upgrade(move |socket| async move {

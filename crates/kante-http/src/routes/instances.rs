@@ -12,7 +12,10 @@ use crate::AppState;
 
 pub async fn list(State(s): State<AppState>, q: Params) -> ApiResult {
     let f = q.get("filter").cloned().unwrap_or_default();
-    let keep = |v: &serde_json::Value| filter::matches(&f, v).map_err(|e| ApiError(EngineError::bad(format!("Invalid filter: {e}"))));
+    let keep = |v: &serde_json::Value| {
+        filter::matches(&f, v)
+            .map_err(|e| ApiError(EngineError::bad(format!("Invalid filter: {e}"))))
+    };
     match recursion(&q) {
         0 => {
             let mut out = Vec::new();
@@ -56,7 +59,11 @@ pub async fn get(State(s): State<AppState>, Path(name): Path<String>, q: Params)
 }
 
 /// PUT is asynchronous in LXD (and restore travels through it).
-pub async fn put(State(s): State<AppState>, Path(name): Path<String>, Json(req): Json<InstancePut>) -> ApiResult {
+pub async fn put(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Json(req): Json<InstancePut>,
+) -> ApiResult {
     if !req.restore.is_empty() {
         return Err(EngineError::NotImplemented("Snapshots are not supported yet".into()).into());
     }
@@ -67,11 +74,17 @@ pub async fn put(State(s): State<AppState>, Path(name): Path<String>, Json(req):
         kante_engine::operations::instance_resources(&[&name], true),
     );
     let engine = s.engine.clone();
-    s.engine.ops.run(op.clone(), async move { engine.instance_update(&name, req, false).await });
+    s.engine.ops.run(op.clone(), async move {
+        engine.instance_update(&name, req, false).await
+    });
     operation(&op)
 }
 
-pub async fn patch(State(s): State<AppState>, Path(name): Path<String>, Json(req): Json<InstancePut>) -> ApiResult {
+pub async fn patch(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Json(req): Json<InstancePut>,
+) -> ApiResult {
     if !req.restore.is_empty() {
         return Err(EngineError::bad("PATCH cannot restore a snapshot").into());
     }
@@ -90,11 +103,18 @@ pub async fn delete(State(s): State<AppState>, Path(name): Path<String>) -> ApiR
         kante_engine::operations::instance_resources(&[&name], true),
     );
     let engine = s.engine.clone();
-    s.engine.ops.run(op.clone(), async move { engine.instance_delete(&name).await });
+    s.engine.ops.run(
+        op.clone(),
+        async move { engine.instance_delete(&name).await },
+    );
     operation(&op)
 }
 
-pub async fn post(State(s): State<AppState>, Path(name): Path<String>, Json(req): Json<InstancePost>) -> ApiResult {
+pub async fn post(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Json(req): Json<InstancePost>,
+) -> ApiResult {
     if req.migration {
         return Err(EngineError::NotImplemented("Migration is not supported yet".into()).into());
     }
@@ -109,7 +129,9 @@ pub async fn post(State(s): State<AppState>, Path(name): Path<String>, Json(req)
         kante_engine::operations::instance_resources(&[&name], true),
     );
     let engine = s.engine.clone();
-    s.engine.ops.run(op.clone(), async move { engine.instance_rename(&name, &req.name).await });
+    s.engine.ops.run(op.clone(), async move {
+        engine.instance_rename(&name, &req.name).await
+    });
     operation(&op)
 }
 
@@ -117,15 +139,27 @@ pub async fn state_get(State(s): State<AppState>, Path(name): Path<String>) -> A
     sync(s.engine.instance_state(&name)?)
 }
 
-pub async fn state_put(State(s): State<AppState>, Path(name): Path<String>, Json(req): Json<InstanceStatePut>) -> ApiResult {
+pub async fn state_put(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Json(req): Json<InstanceStatePut>,
+) -> ApiResult {
     operation(&s.engine.instance_state_put(&name, req).await?)
 }
 
-pub async fn exec(State(s): State<AppState>, Path(name): Path<String>, Json(req): Json<ExecPost>) -> ApiResult {
+pub async fn exec(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Json(req): Json<ExecPost>,
+) -> ApiResult {
     operation(&s.engine.instance_exec(&name, req).await?)
 }
 
-pub async fn snapshots(State(s): State<AppState>, Path(name): Path<String>, q: Params) -> ApiResult {
+pub async fn snapshots(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    q: Params,
+) -> ApiResult {
     s.engine.instance_row(&name)?;
     if recursion(&q) >= 1 {
         return sync(Vec::<serde_json::Value>::new());
@@ -135,7 +169,11 @@ pub async fn snapshots(State(s): State<AppState>, Path(name): Path<String>, q: P
 
 pub async fn console_get(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult {
     let log = s.engine.instance_console_log(&name)?;
-    Ok(([(axum::http::header::CONTENT_TYPE, "application/octet-stream")], log).into_response())
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
+        log,
+    )
+        .into_response())
 }
 
 pub async fn console_delete(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult {
@@ -144,7 +182,10 @@ pub async fn console_delete(State(s): State<AppState>, Path(name): Path<String>)
 }
 
 pub async fn console_attach() -> ApiResult {
-    Err(EngineError::NotImplemented("Interactive console attach is not supported yet; use `kante console --show-log`".into()).into())
+    Err(EngineError::NotImplemented(
+        "Interactive console attach is not supported yet; use `kante console --show-log`".into(),
+    )
+    .into())
 }
 
 pub async fn logs(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult {
@@ -153,12 +194,16 @@ pub async fn logs(State(s): State<AppState>, Path(name): Path<String>) -> ApiRes
 }
 
 /// `lxc.log`: our console log stands in for liblxc's start log.
-pub async fn log_get(State(s): State<AppState>, Path((name, file)): Path<(String, String)>) -> ApiResult {
+pub async fn log_get(
+    State(s): State<AppState>,
+    Path((name, file)): Path<(String, String)>,
+) -> ApiResult {
     let body = match file.as_str() {
         "lxc.log" | "console.log" => s.engine.instance_console_log(&name)?,
         other if other.starts_with("exec_") && !other.contains('/') => {
             s.engine.instance_row(&name)?;
-            std::fs::read(s.engine.paths.instance_logs(&name).join(other)).map_err(|_| EngineError::NotFound("Log not found".into()))?
+            std::fs::read(s.engine.paths.instance_logs(&name).join(other))
+                .map_err(|_| EngineError::NotFound("Log not found".into()))?
         }
         _ => return Err(EngineError::NotFound("Log not found".into()).into()),
     };

@@ -17,7 +17,11 @@ pub async fn list(State(s): State<AppState>, q: Params) -> ApiResult {
     let mut groups: std::collections::BTreeMap<String, Vec<serde_json::Value>> = Default::default();
     for op in ops {
         let key = op.status.to_lowercase();
-        let v = if recursion(&q) >= 1 { serde_json::to_value(&op).unwrap_or_default() } else { format!("/1.0/operations/{}", op.id).into() };
+        let v = if recursion(&q) >= 1 {
+            serde_json::to_value(&op).unwrap_or_default()
+        } else {
+            format!("/1.0/operations/{}", op.id).into()
+        };
         groups.entry(key).or_default().push(v);
     }
     sync(groups)
@@ -35,12 +39,21 @@ pub async fn delete(State(s): State<AppState>, Path(id): Path<String>) -> ApiRes
 /// Always a 200 with the operation as it is when the wait ends.
 pub async fn wait(State(s): State<AppState>, Path(id): Path<String>, q: Params) -> ApiResult {
     let op = s.engine.ops.get(&id)?;
-    let timeout = q.get("timeout").and_then(|t| t.parse::<i64>().ok()).filter(|t| *t >= 0).map(|t| Duration::from_secs(t as u64));
+    let timeout = q
+        .get("timeout")
+        .and_then(|t| t.parse::<i64>().ok())
+        .filter(|t| *t >= 0)
+        .map(|t| Duration::from_secs(t as u64));
     sync(op.wait(timeout).await)
 }
 
 /// Connects one of an operation's websockets; the secret authorises it.
-pub async fn websocket(State(s): State<AppState>, Path(id): Path<String>, q: Params, ws: WebSocketUpgrade) -> ApiResult {
+pub async fn websocket(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    q: Params,
+    ws: WebSocketUpgrade,
+) -> ApiResult {
     let op = s.engine.ops.get(&id)?;
     let secret = q.get("secret").cloned().unwrap_or_default();
     if secret.is_empty() {
@@ -61,7 +74,10 @@ pub async fn websocket(State(s): State<AppState>, Path(id): Path<String>, q: Par
 pub fn bridge(socket: WebSocket) -> (WsConn, impl std::future::Future<Output = ()>) {
     let (in_tx, in_rx) = mpsc::channel::<WsMsg>(64);
     let (out_tx, mut out_rx) = mpsc::channel::<WsMsg>(64);
-    let conn = WsConn { incoming: in_rx, outgoing: out_tx };
+    let conn = WsConn {
+        incoming: in_rx,
+        outgoing: out_tx,
+    };
     let pump = async move {
         let (mut sink, mut stream) = socket.split();
         let reader = async move {

@@ -12,7 +12,12 @@ pub async fn list(State(s): State<AppState>, q: Params) -> ApiResult {
     if recursion(&q) >= 1 {
         return sync(profiles);
     }
-    sync(profiles.iter().map(|p| format!("/1.0/profiles/{}", p.name)).collect::<Vec<_>>())
+    sync(
+        profiles
+            .iter()
+            .map(|p| format!("/1.0/profiles/{}", p.name))
+            .collect::<Vec<_>>(),
+    )
 }
 
 pub async fn create(State(s): State<AppState>, Json(req): Json<ProfilePut>) -> ApiResult {
@@ -25,14 +30,27 @@ pub async fn get(State(s): State<AppState>, Path(name): Path<String>) -> ApiResu
     sync(s.engine.profile_get(&name)?)
 }
 
-pub async fn put(State(s): State<AppState>, Path(name): Path<String>, Json(req): Json<ProfilePut>) -> ApiResult {
+pub async fn put(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Json(req): Json<ProfilePut>,
+) -> ApiResult {
     s.engine.profile_update(&name, req)?;
     empty()
 }
 
-pub async fn patch(State(s): State<AppState>, Path(name): Path<String>, Json(req): Json<ProfilePut>) -> ApiResult {
+pub async fn patch(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Json(req): Json<ProfilePut>,
+) -> ApiResult {
     let cur = s.engine.profile_get(&name)?;
-    let mut merged = ProfilePut { name: name.clone(), description: cur.description, config: cur.config, devices: cur.devices };
+    let mut merged = ProfilePut {
+        name: name.clone(),
+        description: cur.description,
+        config: cur.config,
+        devices: cur.devices,
+    };
     if !req.description.is_empty() {
         merged.description = req.description;
     }

@@ -9,7 +9,12 @@ pub async fn list(State(s): State<AppState>, q: Params) -> ApiResult {
     if recursion(&q) >= 1 {
         return sync(pools);
     }
-    sync(pools.iter().map(|p| format!("/1.0/storage-pools/{}", p.name)).collect::<Vec<_>>())
+    sync(
+        pools
+            .iter()
+            .map(|p| format!("/1.0/storage-pools/{}", p.name))
+            .collect::<Vec<_>>(),
+    )
 }
 
 pub async fn get(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult {

@@ -1,0 +1,464 @@
+//! Command-line grammar (lxc 5.0's verbs and flags where lxc has them).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::table::Format;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "kante",
+    version,
+    about = "Manage Kante system containers",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create and start an instance from an image
+    Launch(LaunchArgs),
+    /// Create an instance from an image without starting it
+    Init(CreateArgs),
+    /// Start (or unfreeze) instances
+    Start {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Stop instances
+    Stop {
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Force the instance to stop
+        #[arg(short, long)]
+        force: bool,
+        /// Time to wait for a clean shutdown before failing (-1: forever)
+        #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+        timeout: i64,
+    },
+    /// Restart instances
+    Restart {
+        #[arg(required = true)]
+        names: Vec<String>,
+        #[arg(short, long)]
+        force: bool,
+        #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+        timeout: i64,
+    },
+    /// Freeze instances
+    #[command(visible_alias = "freeze")]
+    Pause {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Delete instances
+    #[command(visible_alias = "rm")]
+    Delete {
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Stop running instances first
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// Rename an instance
+    #[command(visible_alias = "mv")]
+    Rename { name: String, new_name: String },
+    /// List instances
+    #[command(visible_alias = "ls")]
+    List(ListArgs),
+    /// Show an instance's state and resources
+    Info {
+        name: String,
+        /// Also show the instance's log
+        #[arg(long)]
+        show_log: bool,
+    },
+    /// Run a command in an instance
+    Exec(ExecArgs),
+    /// Move files in and out of instances
+    #[command(subcommand)]
+    File(FileCmd),
+    /// Manage images
+    #[command(subcommand)]
+    Image(ImageCmd),
+    /// Manage instance configuration and devices
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// Show an instance's console log
+    Console {
+        name: String,
+        /// Print the console log instead of attaching
+        #[arg(long)]
+        show_log: bool,
+    },
+    /// Show client and server versions
+    Version,
+    /// List, show or cancel background operations
+    #[command(subcommand)]
+    Operation(OperationCmd),
+    /// Print server events as they happen
+    Monitor {
+        /// Event types to show (operation, lifecycle, logging)
+        #[arg(long = "type")]
+        types: Vec<String>,
+        #[arg(long, value_enum, default_value = "yaml")]
+        format: Format,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CreateArgs {
+    /// Image alias or fingerprint (prefix) on the local daemon
+    pub image: String,
+    /// Instance name (the server picks one if omitted)
+    pub name: Option<String>,
+    /// Config key/value to apply to the new instance
+    #[arg(short = 'c', long = "config", value_name = "KEY=VALUE")]
+    pub config: Vec<String>,
+    /// Profile to apply (repeatable)
+    #[arg(short = 'p', long = "profile")]
+    pub profiles: Vec<String>,
+    /// Create the instance with no profiles applied
+    #[arg(long)]
+    pub no_profiles: bool,
+    /// Storage pool name
+    #[arg(short = 's', long = "storage")]
+    pub storage: Option<String>,
+    /// Ephemeral instance (deleted when stopped)
+    #[arg(short = 'e', long)]
+    pub ephemeral: bool,
+    /// Instance description
+    #[arg(long)]
+    pub description: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct LaunchArgs {
+    #[command(flatten)]
+    pub create: CreateArgs,
+    /// Wait until the guest's init reports running (or degraded)
+    #[arg(long)]
+    pub wait: bool,
+    /// Seconds to wait with --wait
+    #[arg(long, default_value_t = 120)]
+    pub timeout: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    /// Filters: a name prefix, or key=value (status=running, type=container, config keys)
+    pub filters: Vec<String>,
+    /// Columns, as lxc: shorthand letters (default "ns46tS") or key:NAME entries, comma separated
+    #[arg(short = 'c', long = "columns", default_value = "ns46tS")]
+    pub columns: String,
+    #[arg(short = 'f', long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+#[derive(Args, Debug)]
+pub struct ExecArgs {
+    pub name: String,
+    /// Environment variable to set (KEY=VALUE)
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Directory to run the command in
+    #[arg(long)]
+    pub cwd: Option<String>,
+    /// User ID to run the command as
+    #[arg(long)]
+    pub user: Option<u32>,
+    /// Group ID to run the command as
+    #[arg(long)]
+    pub group: Option<u32>,
+    /// Disable pseudo-terminal allocation
+    #[arg(
+        short = 'T',
+        long = "force-noninteractive",
+        conflicts_with = "force_interactive"
+    )]
+    pub force_noninteractive: bool,
+    /// Force pseudo-terminal allocation
+    #[arg(short = 't', long = "force-interactive")]
+    pub force_interactive: bool,
+    /// The command and its arguments (after `--`)
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FileCmd {
+    /// Push files into an instance: SOURCE... INSTANCE/PATH
+    Push {
+        #[arg(required = true, num_args = 2..)]
+        paths: Vec<String>,
+        #[arg(long)]
+        uid: Option<i64>,
+        #[arg(long)]
+        gid: Option<i64>,
+        /// Octal permissions (e.g. 0644)
+        #[arg(long)]
+        mode: Option<String>,
+        /// Create any directories that are missing
+        #[arg(short = 'p', long = "create-dirs")]
+        create_dirs: bool,
+        /// Push directories recursively
+        #[arg(short = 'r', long)]
+        recursive: bool,
+    },
+    /// Pull files from an instance: INSTANCE/PATH... TARGET (`-` for stdout)
+    Pull {
+        #[arg(required = true, num_args = 2..)]
+        paths: Vec<String>,
+        #[arg(short = 'p', long = "create-dirs")]
+        create_dirs: bool,
+        #[arg(short = 'r', long)]
+        recursive: bool,
+    },
+    /// Delete files in an instance
+    #[command(visible_alias = "rm")]
+    Delete {
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImageCmd {
+    /// Build an image locally and import it
+    Build {
+        /// Recipe name, e.g. debian/12 or busybox
+        name: String,
+        /// Alias to point at the built image (repeatable; default: the recipe name)
+        #[arg(long = "alias")]
+        aliases: Vec<String>,
+        /// Where to write the tarball
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Only build, do not import
+        #[arg(long)]
+        no_import: bool,
+        /// Print the build log
+        #[arg(short, long)]
+        verbose: bool,
+    },
+    /// Import an image tarball (unified, or metadata + rootfs)
+    Import {
+        tarball: PathBuf,
+        rootfs: Option<PathBuf>,
+        #[arg(long = "alias")]
+        aliases: Vec<String>,
+        /// Make the image public
+        #[arg(long)]
+        public: bool,
+    },
+    /// List images
+    #[command(visible_alias = "ls")]
+    List {
+        filters: Vec<String>,
+        #[arg(short = 'f', long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Delete images
+    #[command(visible_alias = "rm")]
+    Delete {
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Manage image aliases
+    #[command(subcommand)]
+    Alias(AliasCmd),
+    /// Show image details
+    Info { image: String },
+    /// Show image properties as YAML
+    Show { image: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AliasCmd {
+    /// Create an alias: ALIAS FINGERPRINT
+    Create {
+        alias: String,
+        target: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    #[command(visible_alias = "rm")]
+    Delete { alias: String },
+    #[command(visible_alias = "ls")]
+    List {
+        #[arg(short = 'f', long, value_enum, default_value = "table")]
+        format: Format,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCmd {
+    /// Set config keys: NAME KEY=VALUE... or NAME KEY VALUE (VALUE `-` reads stdin)
+    Set {
+        name: String,
+        #[arg(required = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Print a config value
+    Get {
+        name: String,
+        key: String,
+        #[arg(short, long)]
+        expanded: bool,
+    },
+    /// Remove config keys
+    Unset {
+        name: String,
+        #[arg(required = true)]
+        keys: Vec<String>,
+    },
+    /// Show the instance configuration as YAML
+    Show {
+        name: String,
+        #[arg(short, long)]
+        expanded: bool,
+    },
+    /// Replace the configuration with YAML read from stdin
+    Edit { name: String },
+    /// Manage devices
+    #[command(subcommand)]
+    Device(DeviceCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DeviceCmd {
+    /// Add a device: NAME DEVICE TYPE [KEY=VALUE...]
+    Add {
+        name: String,
+        device: String,
+        #[arg(value_name = "TYPE")]
+        kind: String,
+        props: Vec<String>,
+    },
+    /// Remove devices
+    #[command(visible_alias = "rm")]
+    Remove {
+        name: String,
+        #[arg(required = true)]
+        devices: Vec<String>,
+    },
+    /// Show the instance's devices as YAML
+    Show { name: String },
+    /// List device names
+    #[command(visible_alias = "ls")]
+    List { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OperationCmd {
+    #[command(visible_alias = "ls")]
+    List {
+        #[arg(short = 'f', long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    Show {
+        id: String,
+    },
+    /// Cancel an operation
+    #[command(visible_alias = "rm")]
+    Delete {
+        id: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("kante").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn launch_flags() {
+        let Command::Launch(l) = parse(&[
+            "launch",
+            "debian/12",
+            "c1",
+            "-c",
+            "limits.memory=256MiB",
+            "-p",
+            "default",
+            "-p",
+            "x",
+            "--wait",
+        ])
+        .command
+        else {
+            panic!()
+        };
+        assert_eq!(l.create.image, "debian/12");
+        assert_eq!(l.create.name.as_deref(), Some("c1"));
+        assert_eq!(l.create.config, vec!["limits.memory=256MiB"]);
+        assert_eq!(l.create.profiles, vec!["default", "x"]);
+        assert!(l.wait);
+        assert_eq!(l.timeout, 120);
+    }
+
+    #[test]
+    fn exec_takes_everything_after_the_name() {
+        let Command::Exec(e) =
+            parse(&["exec", "c1", "--env", "A=B", "--", "sh", "-c", "echo hi"]).command
+        else {
+            panic!()
+        };
+        assert_eq!(e.command, vec!["sh", "-c", "echo hi"]);
+        assert_eq!(e.env, vec!["A=B"]);
+        let Command::Exec(e) = parse(&["exec", "c1", "-T", "ls", "-la"]).command else {
+            panic!()
+        };
+        assert_eq!(e.command, vec!["ls", "-la"]);
+        assert!(e.force_noninteractive);
+        assert!(Cli::try_parse_from(["kante", "exec", "c1", "-t", "-T", "--", "x"]).is_err());
+    }
+
+    #[test]
+    fn stop_accepts_negative_timeout_and_freeze_alias() {
+        let Command::Stop { timeout, force, .. } =
+            parse(&["stop", "c1", "--timeout", "-1", "-f"]).command
+        else {
+            panic!()
+        };
+        assert_eq!((timeout, force), (-1, true));
+        assert!(matches!(
+            parse(&["freeze", "c1"]).command,
+            Command::Pause { .. }
+        ));
+    }
+
+    #[test]
+    fn nested_subcommands() {
+        assert!(matches!(
+            parse(&["image", "alias", "create", "a", "fp"]).command,
+            Command::Image(ImageCmd::Alias(AliasCmd::Create { .. }))
+        ));
+        assert!(matches!(
+            parse(&[
+                "config",
+                "device",
+                "add",
+                "c1",
+                "data",
+                "disk",
+                "path=/mnt",
+                "source=/tmp"
+            ])
+            .command,
+            Command::Config(ConfigCmd::Device(DeviceCmd::Add { .. }))
+        ));
+        let Command::List(l) = parse(&["list", "-c", "ns", "--format", "csv"]).command else {
+            panic!()
+        };
+        assert_eq!((l.columns.as_str(), l.format), ("ns", Format::Csv));
+        assert!(Cli::try_parse_from(["kante", "file", "push", "only-one"]).is_err());
+    }
+}

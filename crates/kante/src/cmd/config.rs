@@ -1,0 +1,194 @@
+//! `kante config …`: GET the instance, change it, PUT it back whole (with
+//! `If-Match`), and wait for the operation, as lxc does.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+
+use anyhow::{bail, Context, Result};
+use kante_api::instance::{Instance, InstancePut};
+use kante_client::Client;
+
+use super::{parse_kv, to_yaml};
+use crate::cli::{ConfigCmd, DeviceCmd};
+
+/// The writable part of an instance, as `config show` prints and PUT sends.
+pub fn writable(i: &Instance, expanded: bool) -> InstancePut {
+    InstancePut {
+        architecture: i.architecture.clone(),
+        config: if expanded {
+            i.expanded_config.clone()
+        } else {
+            i.config.clone()
+        },
+        devices: if expanded {
+            i.expanded_devices.clone()
+        } else {
+            i.devices.clone()
+        },
+        ephemeral: i.ephemeral,
+        profiles: Some(i.profiles.clone()),
+        stateful: i.stateful,
+        description: i.description.clone(),
+        restore: String::new(),
+    }
+}
+
+/// `set` arguments: `KEY VALUE`, or any number of `KEY=VALUE` (lxc's rule).
+pub fn parse_set_args(args: &[String]) -> Result<Vec<(String, String)>> {
+    if args.len() == 2 && !args[0].contains('=') {
+        return Ok(vec![(args[0].clone(), args[1].clone())]);
+    }
+    args.iter().map(|a| parse_kv(a)).collect()
+}
+
+async fn modify(
+    c: &Client,
+    name: &str,
+    change: impl FnOnce(&Instance, &mut InstancePut) -> Result<()>,
+) -> Result<()> {
+    let (inst, etag) = c.instance_with_etag(name).await?;
+    let mut put = writable(&inst, false);
+    change(&inst, &mut put)?;
+    c.update_instance(name, &put, etag.as_deref()).await?;
+    Ok(())
+}
+
+fn read_stdin() -> Result<String> {
+    let mut s = String::new();
+    std::io::stdin()
+        .read_to_string(&mut s)
+        .context("Failed to read from stdin")?;
+    Ok(s)
+}
+
+pub async fn run(c: &Client, cmd: ConfigCmd) -> Result<i32> {
+    match cmd {
+        ConfigCmd::Set { name, args } => {
+            let mut pairs = parse_set_args(&args)?;
+            for (_, v) in pairs.iter_mut() {
+                if v == "-" {
+                    *v = read_stdin()?;
+                }
+            }
+            modify(c, &name, |_, put| {
+                for (k, v) in pairs {
+                    put.config.insert(k, v);
+                }
+                Ok(())
+            })
+            .await?;
+        }
+        ConfigCmd::Unset { name, keys } => {
+            modify(c, &name, |_, put| {
+                for k in &keys {
+                    if put.config.remove(k).is_none() {
+                        bail!("Key {k} is not set");
+                    }
+                }
+                Ok(())
+            })
+            .await?;
+        }
+        ConfigCmd::Get {
+            name,
+            key,
+            expanded,
+        } => {
+            let inst = c.instance(&name).await?;
+            let cfg = if expanded {
+                &inst.expanded_config
+            } else {
+                &inst.config
+            };
+            println!("{}", cfg.get(&key).map(String::as_str).unwrap_or(""));
+        }
+        ConfigCmd::Show { name, expanded } => {
+            let inst = c.instance(&name).await?;
+            print!("{}", to_yaml(&writable(&inst, expanded))?);
+        }
+        ConfigCmd::Edit { name } => {
+            let text = read_stdin()?;
+            let new: InstancePut = serde_yaml::from_str(&text).context("Invalid YAML")?;
+            let (_, etag) = c.instance_with_etag(&name).await?;
+            c.update_instance(&name, &new, etag.as_deref()).await?;
+        }
+        ConfigCmd::Device(d) => device(c, d).await?,
+    }
+    Ok(0)
+}
+
+async fn device(c: &Client, cmd: DeviceCmd) -> Result<()> {
+    match cmd {
+        DeviceCmd::Add {
+            name,
+            device,
+            kind,
+            props,
+        } => {
+            let mut dev: BTreeMap<String, String> = BTreeMap::new();
+            dev.insert("type".into(), kind);
+            for p in &props {
+                let (k, v) = parse_kv(p)?;
+                dev.insert(k, v);
+            }
+            modify(c, &name, |_, put| {
+                if put.devices.contains_key(&device) {
+                    bail!("The device already exists");
+                }
+                put.devices.insert(device.clone(), dev);
+                Ok(())
+            })
+            .await?;
+            println!("Device {device} added to {name}");
+        }
+        DeviceCmd::Remove { name, devices } => {
+            modify(c, &name, |inst, put| {
+                for d in &devices {
+                    if put.devices.remove(d).is_none() {
+                        if inst.expanded_devices.contains_key(d) {
+                            bail!("Device from profile(s) cannot be removed from individual instance. Override device or modify profile instead");
+                        }
+                        bail!("Device {d} doesn't exist");
+                    }
+                }
+                Ok(())
+            })
+            .await?;
+            for d in &devices {
+                println!("Device {d} removed from {name}");
+            }
+        }
+        DeviceCmd::Show { name } => {
+            let inst = c.instance(&name).await?;
+            print!("{}", to_yaml(&inst.devices)?);
+        }
+        DeviceCmd::List { name } => {
+            let inst = c.instance(&name).await?;
+            for d in inst.devices.keys() {
+                println!("{d}");
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_argument_forms() {
+        let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            parse_set_args(&v(&["limits.memory", "256MiB"])).unwrap(),
+            vec![("limits.memory".into(), "256MiB".into())]
+        );
+        assert_eq!(parse_set_args(&v(&["a=1", "b=2"])).unwrap().len(), 2);
+        assert_eq!(
+            parse_set_args(&v(&["a=1"])).unwrap(),
+            vec![("a".into(), "1".into())]
+        );
+        assert!(parse_set_args(&v(&["a"])).is_err());
+        assert!(parse_set_args(&v(&["a", "b", "c"])).is_err());
+    }
+}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# README command 1: set up a fresh Debian 12 host, build Kante, start kanted
+# (embedded default: SQLite state, dir pool), build a Debian image and launch c1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
+source scripts/deps.sh
+export PATH="$HOME/.cargo/bin:$PATH"
+
+echo ">> building"
+cargo build --release --locked -p kanted -p kante
+install -m 0755 target/release/kanted target/release/kante /usr/local/bin/
+
+export KANTE_DIR=${KANTE_DIR:-/var/lib/kante}
+if ! kante list >/dev/null 2>&1; then
+  if [ "$(cat /proc/1/comm)" = systemd ]; then
+    install -m 0644 packaging/kanted.service /etc/systemd/system/kanted.service
+    systemctl daemon-reload
+    systemctl enable --now kanted
+  else
+    echo ">> starting kanted in the background (log: /var/log/kanted.log)"
+    nohup /usr/local/bin/kanted >>/var/log/kanted.log 2>&1 &
+  fi
+  for _ in $(seq 50); do kante list >/dev/null 2>&1 && break; sleep 0.1; done
+fi
+
+echo ">> building the Debian image (cached after the first run)"
+kante image build debian/12 --alias debian/12
+if ! kante info c1 >/dev/null 2>&1; then
+  kante launch debian/12 c1 --wait
+fi
+kante list

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what Kante needs on a Debian 12 host (idempotent): Debian packages
+# and, if missing, a Rust toolchain. Run as root.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential pkg-config libseccomp-dev   # building (libseccomp for the seccomp policy)
+  debootstrap busybox-static                  # image builds
+  squashfs-tools zstd xz-utils bzip2 tar      # image formats
+  iproute2 procps util-linux curl ca-certificates
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo ">> apt-get install ${missing[*]}"
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  if [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+  else
+    echo ">> installing Rust with rustup"
+    curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal -c clippy,rustfmt
+    export PATH="$HOME/.cargo/bin:$PATH"
+  fi
+fi

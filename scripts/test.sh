@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# README command 2: the whole test suite, as CI runs it (as root).
+# Lints, unit tests, then integration tests against real kanted daemons.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
+source scripts/deps.sh
+export PATH="$HOME/.cargo/bin:$PATH"
+
+echo ">> lint"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo ">> build"
+cargo build --workspace --locked
+cargo build --release --locked -p kante
+
+echo ">> test images"
+KANTE=target/release/kante scripts/images.sh
+
+echo ">> tests (root integration tests run one at a time)"
+cargo test --workspace --locked -- --test-threads=1
