@@ -318,7 +318,7 @@ impl Engine {
             let mut last = 0u64;
             pool.create_image_volume(&fp, &mut |staging| {
                 kante_images::unpack(&dir, &fp, staging, &mut |done, total| {
-                    let pct = if total > 0 { done * 100 / total } else { 0 };
+                    let pct = (done * 100).checked_div(total).unwrap_or(0);
                     if pct != last {
                         last = pct;
                         let _ = tx.send((pct, done, start.elapsed().as_secs_f64()));

@@ -72,7 +72,7 @@ impl Engine {
             .instance_list()
             .unwrap_or_default()
             .into_iter()
-            .filter(|i| i.profiles.iter().any(|p| *p == row.name))
+            .filter(|i| i.profiles.contains(&row.name))
             .map(|i| format!("/1.0/instances/{}", i.name))
             .collect();
         Profile {

@@ -69,11 +69,7 @@ impl CgroupLayout {
             }
             let mount = PathBuf::from(unescape_mountinfo(left[4]));
             match right[0] {
-                "cgroup2" => {
-                    if unified.is_none() {
-                        unified = Some(mount);
-                    }
-                }
+                "cgroup2" if unified.is_none() => unified = Some(mount),
                 "cgroup" => {
                     let controllers: Vec<String> = right[2]
                         .split(',')

@@ -128,7 +128,8 @@ impl Engine {
         let s = &req.source;
         match s.kind.as_str() {
             "image" => {
-                if !s.server.is_empty() && s.protocol != "" && !s.server.starts_with("unix:") {
+                if !s.server.is_empty() && !s.protocol.is_empty() && !s.server.starts_with("unix:")
+                {
                     return Err(EngineError::NotImplemented("Pulling images from remote servers is not supported yet; import the image first".into()));
                 }
                 let img = if !s.fingerprint.is_empty() {

@@ -188,7 +188,7 @@ impl Engine {
         let mut row = self.instance_row(name)?;
         let (econfig, edevices) = self.expanded(&row)?;
         let spec = self.container_spec(&row, &econfig, &edevices)?;
-        if row.config.get("volatile.apply_template").is_some() {
+        if row.config.contains_key("volatile.apply_template") {
             // Image templates arrive with the cloud-init work; the hostname is already set at create.
             row.config.remove("volatile.apply_template");
         }
