@@ -562,3 +562,29 @@ fn console_log_records_init_output() {
         d.shutdown().await;
     });
 }
+
+#[test]
+fn a_failed_start_leaves_no_cgroup_or_process() {
+    run(async {
+        let d = Daemon::start().await;
+        let fp = d.import(TestImage::Busybox).await;
+        d.create(&fp, "broken", &[]).await;
+        // An init that cannot be executed: the monitor's start fails after the
+        // namespaces, mounts and cgroups were made, and must undo them.
+        d.client.file_delete("broken", "/sbin/init").await.unwrap();
+        let opts = FilePushOptions { uid: Some(0), gid: Some(0), mode: Some(0o644), append: false };
+        d.client.file_push_bytes("broken", "/sbin/init", b"not a program".to_vec(), &opts).await.unwrap();
+        let e = d.client.start_instance("broken").await.unwrap_err();
+        assert!(e.to_string().contains("/sbin/init"), "{e}");
+        assert_eq!(d.client.instance("broken").await.unwrap().status, "Stopped");
+        let leaks = kante_integration::leaks_of(&d.dir, &d.cgroup_prefix());
+        assert!(leaks.is_empty(), "{leaks:#?}");
+        // An instance without any init is refused before anything is made.
+        let mut post = kante_api::instance::InstancesPost { name: "empty".into(), ..Default::default() };
+        post.source.kind = "none".into();
+        d.client.create_instance(&post).await.unwrap();
+        let e = d.client.start_instance("empty").await.unwrap_err();
+        assert!(e.to_string().contains("/sbin/init"), "{e}");
+        d.shutdown().await;
+    });
+}

@@ -25,10 +25,16 @@ pub struct Operation {
     pub updated_at: Timestamp,
     pub status: String,
     pub status_code: u16,
+    /// LXD sends `null` for operations without resources (image uploads).
+    #[serde(default, deserialize_with = "crate::serde_util::null_default")]
     pub resources: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
     pub metadata: Value,
+    #[serde(default)]
     pub may_cancel: bool,
+    #[serde(default)]
     pub err: String,
+    #[serde(default)]
     pub location: String,
 }
 
@@ -44,3 +50,20 @@ impl Operation {
 
 /// `GET /1.0/operations?recursion=0`: URLs grouped by lowercased status.
 pub type OperationList = BTreeMap<String, Vec<String>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_lxd_null_resources() {
+        let op: Operation = serde_json::from_str(
+            r#"{"id":"x","class":"task","description":"Downloading image","created_at":"2026-11-22T13:15:04.667338226Z",
+                "updated_at":"2026-11-22T13:15:04.667338226Z","status":"Success","status_code":200,"resources":null,
+                "metadata":{"fingerprint":"ab"},"may_cancel":false,"err":"","location":"none"}"#,
+        )
+        .unwrap();
+        assert!(op.resources.is_empty());
+        assert!(op.is_final());
+    }
+}

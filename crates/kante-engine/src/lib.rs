@@ -8,6 +8,7 @@
 
 pub mod error;
 pub mod events;
+pub mod host;
 pub mod images;
 pub mod instance;
 pub mod operations;

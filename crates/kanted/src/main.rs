@@ -36,6 +36,10 @@ fn main() {
         )));
     }
     let args = Args::parse();
+    // glibc gives every thread that allocates its own arena; the blocking pool's
+    // threads would each keep one resident. Two arenas are plenty for a daemon.
+    // SAFETY: mallopt before any other thread exists.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| {
         if args.debug {
             "debug".into()
@@ -62,6 +66,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if !nix::unistd::geteuid().is_root() {
         anyhow::bail!("kanted must run as root");
     }
+    kante_engine::host::raise_limits();
     let exe = std::env::current_exe().context("locating the kanted binary")?;
     let runtime = Arc::new(LinuxRuntime::new(exe).context("setting up the container runtime")?);
     let engine = Engine::open(

@@ -1,0 +1,136 @@
+//! A daemon under test: Kante (started here, in its own directory) or an
+//! LXD that is already installed and initialised. Both speak the same API,
+//! so every scenario drives them with the same client calls.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use kante_api::instance::{InstanceSource, InstancesPost};
+use kante_client::Client;
+
+pub struct Target {
+    pub name: String,
+    pub client: Client,
+    /// Substring of the per-container helper processes' command lines.
+    pub monitor_needle: &'static str,
+    pub fingerprint: String,
+    pub pool: String,
+    child: Option<Child>,
+    dir: Option<PathBuf>,
+}
+
+impl Target {
+    pub async fn kante(dir: &Path) -> Result<Target> {
+        let exe = std::env::current_exe()?;
+        let kanted = exe.parent().context("binary dir")?.join("kanted");
+        if !kanted.exists() {
+            bail!("{} not found: cargo build --release -p kanted", kanted.display());
+        }
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir)?;
+        let log = std::fs::File::create(dir.with_extension("log"))?;
+        let child = Command::new(&kanted)
+            .env("KANTE_DIR", dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting kanted")?;
+        let client = Client::with_socket(dir.join("unix.socket"));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while client.get("/1.0").await.is_err() {
+            if Instant::now() > deadline {
+                bail!("kanted did not start (log: {})", dir.with_extension("log").display());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(Target { name: "kante".into(), client, monitor_needle: "kanted __monitor", fingerprint: String::new(), pool: "default".into(), child: Some(child), dir: Some(dir.to_path_buf()) })
+    }
+
+    /// The host's LXD, if its socket answers.
+    pub async fn lxd() -> Option<Target> {
+        let client = Client::with_socket("/var/lib/lxd/unix.socket");
+        client.get("/1.0").await.ok()?;
+        let pools: Vec<String> = client.get_json("/1.0/storage-pools").await.ok()?;
+        let pool = pools.first()?.rsplit('/').next()?.to_string();
+        Some(Target { name: "lxd".into(), client, monitor_needle: "[lxc monitor]", fingerprint: String::new(), pool, child: None, dir: None })
+    }
+
+    /// The daemon's pid, as it reports it.
+    pub async fn daemon_pid(&self) -> i32 {
+        match &self.child {
+            Some(c) => c.id() as i32,
+            None => {
+                let v: serde_json::Value = self.client.get_json("/1.0").await.unwrap_or_default();
+                v["environment"]["server_pid"].as_i64().unwrap_or(0) as i32
+            }
+        }
+    }
+
+    /// Imports the image tarball (or finds it already there).
+    pub async fn import(&mut self, image: &Path) -> Result<()> {
+        let bytes = std::fs::read(image)?;
+        use sha2::Digest;
+        let fp = hex::encode(sha2::Sha256::digest(&bytes));
+        if self.client.image(&fp).await.is_err() {
+            self.client.upload_image(image, &Default::default(), |_, _| {}).await.with_context(|| format!("importing into {}", self.name))?;
+        }
+        self.fingerprint = fp;
+        Ok(())
+    }
+
+    /// Creates an instance with only a root disk (no profiles, no NIC) so
+    /// both daemons boot exactly the same thing.
+    pub async fn create(&self, name: &str) -> Result<()> {
+        let mut post = InstancesPost { name: name.into(), ..Default::default() };
+        post.source = InstanceSource { kind: "image".into(), fingerprint: self.fingerprint.clone(), ..Default::default() };
+        post.put.profiles = Some(vec![]);
+        post.put.devices.insert(
+            "root".into(),
+            [("type", "disk"), ("path", "/"), ("pool", self.pool.as_str())].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        );
+        self.client.create_instance(&post).await?;
+        Ok(())
+    }
+
+    /// Polls the guest's init from outside until it reports running/degraded.
+    pub async fn wait_ready(&self, name: &str, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(o) = self.client.exec_capture(name, &["systemctl", "is-system-running"], &[], None).await {
+                match o.stdout_str().trim() {
+                    "running" | "degraded" => return Ok(()),
+                    "maintenance" | "stopping" => bail!("{name} on {}: init reports {}", self.name, o.stdout_str().trim()),
+                    _ => {}
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("{name} on {} not ready within {timeout:?}", self.name);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Deletes every instance named with `prefix`.
+    pub async fn clean(&self, prefix: &str) {
+        for n in self.client.instance_names().await.unwrap_or_default() {
+            if n.starts_with(prefix) {
+                let _ = self.client.stop_instance(&n, true, -1).await;
+                let _ = self.client.delete_instance(&n).await;
+            }
+        }
+    }
+
+    pub async fn shutdown(mut self, prefix: &str) {
+        self.clean(prefix).await;
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if let Some(d) = self.dir.take() {
+            let _ = std::fs::remove_dir_all(&d);
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! Host limits that many system containers exhaust. All containers share
+//! one host uid range, so per-user limits (inotify instances, keys) are
+//! shared by all of them: with Linux's defaults the 13th systemd container
+//! fails to boot (LXD's well-known failure). The daemon raises them at start
+//! (never lowers), as LXD's production-setup guide tells admins to.
+
+/// (sysctl path, minimum value).
+const LIMITS: &[(&str, u64)] = &[
+    ("fs/inotify/max_user_instances", 1024),
+    ("fs/inotify/max_user_watches", 1_048_576),
+    ("fs/inotify/max_queued_events", 1_048_576),
+    ("kernel/keys/maxkeys", 2000),
+    ("kernel/keys/maxbytes", 2_000_000),
+    ("vm/max_map_count", 262_144),
+];
+
+/// Raises each limit to its minimum; returns what changed, as (name, old, new).
+pub fn raise_limits() -> Vec<(String, u64, u64)> {
+    let mut changed = Vec::new();
+    for (name, min) in LIMITS {
+        let path = format!("/proc/sys/{name}");
+        let Some(cur) = std::fs::read_to_string(&path).ok().and_then(|v| v.trim().parse::<u64>().ok()) else { continue };
+        if cur < *min {
+            match std::fs::write(&path, min.to_string()) {
+                Ok(()) => {
+                    tracing::info!(sysctl = %name.replace('/', "."), from = cur, to = min, "raised host limit");
+                    changed.push((name.replace('/', "."), cur, *min));
+                }
+                Err(e) => tracing::warn!(sysctl = %name.replace('/', "."), "could not raise host limit: {e}"),
+            }
+        }
+    }
+    changed
+}
