@@ -588,3 +588,23 @@ fn a_failed_start_leaves_no_cgroup_or_process() {
         d.shutdown().await;
     });
 }
+
+#[test]
+fn instances_are_recovered_from_backup_yaml_when_the_database_is_lost() {
+    run(async {
+        let mut d = Daemon::start().await;
+        let fp = d.import(TestImage::Busybox).await;
+        d.launch(&fp, "keep", &[("user.note", "survives")]).await;
+        let pid = d.init_pid("keep").await;
+        d.kill9();
+        for f in ["kante.db", "kante.db-wal", "kante.db-shm"] {
+            let _ = std::fs::remove_file(d.dir.join("database").join(f));
+        }
+        d.restart().await;
+        let i = d.client.instance("keep").await.unwrap();
+        assert_eq!(i.config["user.note"], "survives");
+        assert_eq!(i.status, "Running", "the running container is re-attached too");
+        assert_eq!(d.init_pid("keep").await, pid);
+        d.shutdown().await;
+    });
+}

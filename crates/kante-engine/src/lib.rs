@@ -93,6 +93,7 @@ impl Engine {
         });
         engine.init_defaults()?;
         engine.load_pools()?;
+        engine.recover_from_disk();
         engine.reattach_instances().await;
         Ok(engine)
     }

@@ -25,7 +25,14 @@ impl Engine {
         let driver = kante_storage::driver("dir")?;
         let base = self.paths.pool("default");
         let mut config = ConfigMap::new();
-        driver.create_pool(&base, &mut config)?;
+        if base.join("containers").is_dir() && base.join("images").is_dir() {
+            // The database was lost but the pool is still there: adopt it, so
+            // its instances can be recovered from their backup.yaml.
+            tracing::info!(pool = %base.display(), "adopting the existing default pool");
+            config.insert("source".into(), base.display().to_string());
+        } else {
+            driver.create_pool(&base, &mut config)?;
+        }
         self.store.pool_create(&PoolRow {
             name: "default".into(),
             driver: "dir".into(),

@@ -45,3 +45,61 @@ impl Engine {
 pub fn read_backup_file(path: &std::path::Path) -> Option<BackupFile> {
     serde_yaml::from_str(&std::fs::read_to_string(path).ok()?).ok()
 }
+
+impl Engine {
+    /// Re-creates database records for instance volumes that have a
+    /// backup.yaml but no record (the database was lost or replaced).
+    /// Returns the names recovered.
+    pub(crate) fn recover_from_disk(&self) -> Vec<String> {
+        let mut recovered = Vec::new();
+        let pools: Vec<kante_storage::Pool> = self.pools.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        for pool in pools {
+            for name in pool.list_volumes(kante_storage::VolumeKind::Container) {
+                if self.store.instance_get(&name).ok().flatten().is_some() {
+                    continue;
+                }
+                let path = pool.volume_path(kante_storage::VolumeKind::Container, &name).join("backup.yaml");
+                let Some(b) = read_backup_file(&path) else { continue };
+                let i = b.container;
+                if i.name != name {
+                    tracing::warn!(volume = %name, "backup.yaml names {:?}; not recovering it", i.name);
+                    continue;
+                }
+                for p in &i.profiles {
+                    if self.store.profile_get(p).ok().flatten().is_none() {
+                        // Keep the instance usable: its profile's effect is in expanded_devices.
+                        let _ = self.store.profile_create(&kante_store::ProfileRow {
+                            name: p.clone(),
+                            description: "Recovered from an instance's backup.yaml".into(),
+                            config: Default::default(),
+                            devices: Default::default(),
+                        });
+                    }
+                }
+                let row = InstanceRow {
+                    name: i.name.clone(),
+                    project: "default".into(),
+                    kind: i.kind.clone(),
+                    architecture: i.architecture.clone(),
+                    ephemeral: i.ephemeral,
+                    stateful: i.stateful,
+                    description: i.description.clone(),
+                    created_at: crate::instance::fmt_time(i.created_at),
+                    last_used_at: crate::instance::fmt_time(i.last_used_at),
+                    config: i.config.clone(),
+                    // The local devices plus what the profiles gave, so a lost profile loses nothing.
+                    devices: if i.profiles.is_empty() { i.devices.clone() } else { i.expanded_devices.clone() },
+                    profiles: i.profiles.clone(),
+                };
+                match self.store.instance_create(&row) {
+                    Ok(()) => {
+                        tracing::info!(instance = %name, pool = %pool.name, "recovered instance record from backup.yaml");
+                        recovered.push(name);
+                    }
+                    Err(e) => tracing::warn!(instance = %name, "recovering from backup.yaml: {e}"),
+                }
+            }
+        }
+        recovered
+    }
+}
