@@ -572,15 +572,26 @@ fn a_failed_start_leaves_no_cgroup_or_process() {
         // An init that cannot be executed: the monitor's start fails after the
         // namespaces, mounts and cgroups were made, and must undo them.
         d.client.file_delete("broken", "/sbin/init").await.unwrap();
-        let opts = FilePushOptions { uid: Some(0), gid: Some(0), mode: Some(0o644), append: false };
-        d.client.file_push_bytes("broken", "/sbin/init", b"not a program".to_vec(), &opts).await.unwrap();
+        let opts = FilePushOptions {
+            uid: Some(0),
+            gid: Some(0),
+            mode: Some(0o644),
+            append: false,
+        };
+        d.client
+            .file_push_bytes("broken", "/sbin/init", b"not a program".to_vec(), &opts)
+            .await
+            .unwrap();
         let e = d.client.start_instance("broken").await.unwrap_err();
         assert!(e.to_string().contains("/sbin/init"), "{e}");
         assert_eq!(d.client.instance("broken").await.unwrap().status, "Stopped");
         let leaks = kante_integration::leaks_of(&d.dir, &d.cgroup_prefix());
         assert!(leaks.is_empty(), "{leaks:#?}");
         // An instance without any init is refused before anything is made.
-        let mut post = kante_api::instance::InstancesPost { name: "empty".into(), ..Default::default() };
+        let mut post = kante_api::instance::InstancesPost {
+            name: "empty".into(),
+            ..Default::default()
+        };
         post.source.kind = "none".into();
         d.client.create_instance(&post).await.unwrap();
         let e = d.client.start_instance("empty").await.unwrap_err();
@@ -603,7 +614,10 @@ fn instances_are_recovered_from_backup_yaml_when_the_database_is_lost() {
         d.restart().await;
         let i = d.client.instance("keep").await.unwrap();
         assert_eq!(i.config["user.note"], "survives");
-        assert_eq!(i.status, "Running", "the running container is re-attached too");
+        assert_eq!(
+            i.status, "Running",
+            "the running container is re-attached too"
+        );
         assert_eq!(d.init_pid("keep").await, pid);
         d.shutdown().await;
     });

@@ -19,7 +19,10 @@ use target::Target;
 #[command(about = "Benchmarks Kante (and LXD, if installed) on the same image")]
 struct Args {
     /// Unified image tarball to launch (default: the cached Debian build).
-    #[arg(long, default_value = "/var/cache/kante/images/debian-bookworm-amd64.tar.zst")]
+    #[arg(
+        long,
+        default_value = "/var/cache/kante/images/debian-bookworm-amd64.tar.zst"
+    )]
     image: PathBuf,
     /// Lifecycle runs per target (launch, stop, start, delete).
     #[arg(long, default_value_t = 5)]
@@ -46,12 +49,18 @@ const PREFIX: &str = "bench-";
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    anyhow::ensure!(args.image.exists(), "{} not found: build it with `kante image build debian/12`", args.image.display());
+    anyhow::ensure!(
+        args.image.exists(),
+        "{} not found: build it with `kante image build debian/12`",
+        args.image.display()
+    );
     let mut targets = vec![Target::kante(&args.dir).await?];
     if args.lxd {
         match Target::lxd().await {
             Some(t) => targets.push(t),
-            None => eprintln!("LXD is not answering on /var/lib/lxd/unix.socket: Kante's figures only"),
+            None => {
+                eprintln!("LXD is not answering on /var/lib/lxd/unix.socket: Kante's figures only")
+            }
         }
     }
     let mut r = Results::default();
@@ -81,7 +90,11 @@ async fn run_all(args: &Args, targets: &mut [Target], r: &mut Results) -> Result
     let per_run_exec = args.exec_runs.div_ceil(args.runs.max(1));
     for i in 0..args.runs {
         // Alternate which daemon goes first so drift hits both alike.
-        let order: Vec<usize> = if i % 2 == 0 { (0..targets.len()).collect() } else { (0..targets.len()).rev().collect() };
+        let order: Vec<usize> = if i % 2 == 0 {
+            (0..targets.len()).collect()
+        } else {
+            (0..targets.len()).rev().collect()
+        };
         for &k in &order {
             let t = &targets[k];
             let name = format!("{PREFIX}l{i}");
@@ -96,7 +109,12 @@ async fn run_all(args: &Args, targets: &mut [Target], r: &mut Results) -> Result
                 let t1 = Instant::now();
                 let o = t.client.exec_capture(&name, &["true"], &[], None).await?;
                 anyhow::ensure!(o.code == 0, "exec true failed on {}", t.name);
-                r.add("exec `true` round trip", &t.name, "s", t1.elapsed().as_secs_f64());
+                r.add(
+                    "exec `true` round trip",
+                    &t.name,
+                    "s",
+                    t1.elapsed().as_secs_f64(),
+                );
             }
             let t2 = Instant::now();
             t.client.stop_instance(&name, false, 60).await?;
@@ -112,7 +130,9 @@ async fn run_all(args: &Args, targets: &mut [Target], r: &mut Results) -> Result
         }
     }
     for t in targets.iter() {
-        many_instances(args, t, r).await.with_context(|| format!("{} instances on {}", args.instances, t.name))?;
+        many_instances(args, t, r)
+            .await
+            .with_context(|| format!("{} instances on {}", args.instances, t.name))?;
         t.clean(PREFIX).await;
     }
     Ok(())
@@ -126,44 +146,101 @@ async fn many_instances(args: &Args, t: &Target, r: &mut Results) -> Result<()> 
     let names: Vec<String> = (0..n).map(|i| format!("{PREFIX}m{i}")).collect();
     let t0 = Instant::now();
     for name in &names {
-        t.create(name).await.with_context(|| format!("creating {name}"))?;
-        t.client.start_instance(name).await.with_context(|| format!("starting {name}"))?;
+        t.create(name)
+            .await
+            .with_context(|| format!("creating {name}"))?;
+        t.client
+            .start_instance(name)
+            .await
+            .with_context(|| format!("starting {name}"))?;
     }
     for name in &names {
         t.wait_ready(name, Duration::from_secs(180)).await?;
     }
-    r.add(&format!("launch {n} in sequence → all running"), &t.name, "s", t0.elapsed().as_secs_f64());
+    r.add(
+        &format!("launch {n} in sequence → all running"),
+        &t.name,
+        "s",
+        t0.elapsed().as_secs_f64(),
+    );
     // Let boot-time spikes settle before reading memory.
     tokio::time::sleep(Duration::from_secs(10)).await;
-    r.add(&format!("daemon RSS, {n} running"), &t.name, "B", proc::rss(pid) as f64);
+    r.add(
+        &format!("daemon RSS, {n} running"),
+        &t.name,
+        "B",
+        proc::rss(pid) as f64,
+    );
     let monitors = proc::pids_matching(t.monitor_needle);
     let monitor_pss: u64 = monitors.iter().map(|p| proc::pss(*p)).sum();
     let monitor_rss: u64 = monitors.iter().map(|p| proc::rss(*p)).sum();
-    r.add("host-side overhead per instance (monitor PSS)", &t.name, "B", monitor_pss as f64 / n as f64);
-    r.add("host-side overhead per instance (monitor RSS)", &t.name, "B", monitor_rss as f64 / n as f64);
+    r.add(
+        "host-side overhead per instance (monitor PSS)",
+        &t.name,
+        "B",
+        monitor_pss as f64 / n as f64,
+    );
+    r.add(
+        "host-side overhead per instance (monitor RSS)",
+        &t.name,
+        "B",
+        monitor_rss as f64 / n as f64,
+    );
     let after_avail = proc::mem_available();
-    r.add("free-memory drop per instance", &t.name, "B", before_avail.saturating_sub(after_avail) as f64 / n as f64);
+    r.add(
+        "free-memory drop per instance",
+        &t.name,
+        "B",
+        before_avail.saturating_sub(after_avail) as f64 / n as f64,
+    );
     for name in &names {
-        let st = t.client.instance_state(name).await.with_context(|| format!("state of {name}"))?;
-        r.add("instance cgroup memory charge", &t.name, "B", st.memory.usage as f64);
+        let st = t
+            .client
+            .instance_state(name)
+            .await
+            .with_context(|| format!("state of {name}"))?;
+        r.add(
+            "instance cgroup memory charge",
+            &t.name,
+            "B",
+            st.memory.usage as f64,
+        );
     }
     for _ in 0..10 {
         let t1 = Instant::now();
         let _ = t.client.instances_full().await.context("listing")?;
-        r.add(&format!("GET /1.0/instances?recursion=2 ({n})"), &t.name, "s", t1.elapsed().as_secs_f64());
+        r.add(
+            &format!("GET /1.0/instances?recursion=2 ({n})"),
+            &t.name,
+            "s",
+            t1.elapsed().as_secs_f64(),
+        );
     }
     Ok(())
 }
 
 fn machine_line() -> String {
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    let mem = std::fs::read_to_string("/proc/meminfo").ok().and_then(|t| t.lines().next().map(str::to_string)).unwrap_or_default();
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| t.lines().next().map(str::to_string))
+        .unwrap_or_default();
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    format!("Machine: {cpus} CPUs, {}, kernel {}", mem.split_whitespace().skip(1).collect::<Vec<_>>().join(" "), kernel.trim())
+    format!(
+        "Machine: {cpus} CPUs, {}, kernel {}",
+        mem.split_whitespace().skip(1).collect::<Vec<_>>().join(" "),
+        kernel.trim()
+    )
 }
 
 fn limits_line() -> String {
-    let read = |p: &str| std::fs::read_to_string(p).map(|s| s.trim().to_string()).unwrap_or_else(|_| "?".into());
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "?".into())
+    };
     format!(
         "Host limits: fs.inotify.max_user_instances={} fs.inotify.max_user_watches={} kernel.keys.maxkeys={}",
         read("/proc/sys/fs/inotify/max_user_instances"),

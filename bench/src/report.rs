@@ -18,7 +18,12 @@ impl Results {
             self.order.push(scenario.to_string());
         }
         self.units.insert(scenario.to_string(), unit.to_string());
-        self.samples.entry(scenario.to_string()).or_default().entry(target.to_string()).or_default().push(v);
+        self.samples
+            .entry(scenario.to_string())
+            .or_default()
+            .entry(target.to_string())
+            .or_default()
+            .push(v);
     }
 
     pub fn median(&self, scenario: &str, target: &str) -> Option<f64> {
@@ -34,7 +39,11 @@ pub fn stats(v: &[f64]) -> (f64, f64, f64) {
     if n == 0 {
         return (f64::NAN, f64::NAN, f64::NAN);
     }
-    let med = if n % 2 == 1 { s[n / 2] } else { (s[n / 2 - 1] + s[n / 2]) / 2.0 };
+    let med = if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    };
     (s[0], med, s[n - 1])
 }
 
@@ -71,13 +80,22 @@ pub fn table(r: &Results, targets: &[String]) -> String {
             match r.samples.get(scenario).and_then(|m| m.get(t)) {
                 Some(v) if !v.is_empty() => {
                     let (lo, med, hi) = stats(v);
-                    row.push_str(&format!(" {} | {} | {} | {} |", fmt(lo, unit), fmt(med, unit), fmt(hi, unit), v.len()));
+                    row.push_str(&format!(
+                        " {} | {} | {} | {} |",
+                        fmt(lo, unit),
+                        fmt(med, unit),
+                        fmt(hi, unit),
+                        v.len()
+                    ));
                 }
                 _ => row.push_str(" – | – | – | 0 |"),
             }
         }
         if targets.len() == 2 {
-            match (r.median(scenario, &targets[0]), r.median(scenario, &targets[1])) {
+            match (
+                r.median(scenario, &targets[0]),
+                r.median(scenario, &targets[1]),
+            ) {
                 (Some(a), Some(b)) if b > 0.0 => row.push_str(&format!(" {:.2} |", a / b)),
                 _ => row.push_str(" – |"),
             }
@@ -100,7 +118,10 @@ mod tests {
         r.add("exec", "kante", "s", 0.004);
         r.add("exec", "lxd", "s", 0.036);
         let t = table(&r, &["kante".into(), "lxd".into()]);
-        assert!(t.contains("| exec | 4.0 ms | 4.0 ms | 4.0 ms | 1 | 36.0 ms"), "{t}");
+        assert!(
+            t.contains("| exec | 4.0 ms | 4.0 ms | 4.0 ms | 1 | 36.0 ms"),
+            "{t}"
+        );
         assert!(t.contains("0.11 |"), "{t}");
     }
 }

@@ -26,7 +26,10 @@ impl Target {
         let exe = std::env::current_exe()?;
         let kanted = exe.parent().context("binary dir")?.join("kanted");
         if !kanted.exists() {
-            bail!("{} not found: cargo build --release -p kanted", kanted.display());
+            bail!(
+                "{} not found: cargo build --release -p kanted",
+                kanted.display()
+            );
         }
         let _ = std::fs::remove_dir_all(dir);
         std::fs::create_dir_all(dir)?;
@@ -42,11 +45,22 @@ impl Target {
         let deadline = Instant::now() + Duration::from_secs(20);
         while client.get("/1.0").await.is_err() {
             if Instant::now() > deadline {
-                bail!("kanted did not start (log: {})", dir.with_extension("log").display());
+                bail!(
+                    "kanted did not start (log: {})",
+                    dir.with_extension("log").display()
+                );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        Ok(Target { name: "kante".into(), client, monitor_needle: "kanted __monitor", fingerprint: String::new(), pool: "default".into(), child: Some(child), dir: Some(dir.to_path_buf()) })
+        Ok(Target {
+            name: "kante".into(),
+            client,
+            monitor_needle: "kanted __monitor",
+            fingerprint: String::new(),
+            pool: "default".into(),
+            child: Some(child),
+            dir: Some(dir.to_path_buf()),
+        })
     }
 
     /// The host's LXD, if its socket answers.
@@ -55,7 +69,15 @@ impl Target {
         client.get("/1.0").await.ok()?;
         let pools: Vec<String> = client.get_json("/1.0/storage-pools").await.ok()?;
         let pool = pools.first()?.rsplit('/').next()?.to_string();
-        Some(Target { name: "lxd".into(), client, monitor_needle: "[lxc monitor]", fingerprint: String::new(), pool, child: None, dir: None })
+        Some(Target {
+            name: "lxd".into(),
+            client,
+            monitor_needle: "[lxc monitor]",
+            fingerprint: String::new(),
+            pool,
+            child: None,
+            dir: None,
+        })
     }
 
     /// The daemon's pid, as it reports it.
@@ -75,7 +97,10 @@ impl Target {
         use sha2::Digest;
         let fp = hex::encode(sha2::Sha256::digest(&bytes));
         if self.client.image(&fp).await.is_err() {
-            self.client.upload_image(image, &Default::default(), |_, _| {}).await.with_context(|| format!("importing into {}", self.name))?;
+            self.client
+                .upload_image(image, &Default::default(), |_, _| {})
+                .await
+                .with_context(|| format!("importing into {}", self.name))?;
         }
         self.fingerprint = fp;
         Ok(())
@@ -84,19 +109,38 @@ impl Target {
     /// Creates an instance with only a root disk (no profiles, no NIC) so
     /// both daemons boot exactly the same thing.
     pub async fn create(&self, name: &str) -> Result<()> {
-        let mut post = InstancesPost { name: name.into(), ..Default::default() };
-        post.source = InstanceSource { kind: "image".into(), fingerprint: self.fingerprint.clone(), ..Default::default() };
+        let mut post = InstancesPost {
+            name: name.into(),
+            ..Default::default()
+        };
+        post.source = InstanceSource {
+            kind: "image".into(),
+            fingerprint: self.fingerprint.clone(),
+            ..Default::default()
+        };
         post.put.profiles = Some(vec![]);
         post.put.devices.insert(
             "root".into(),
-            [("type", "disk"), ("path", "/"), ("pool", self.pool.as_str())].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            [
+                ("type", "disk"),
+                ("path", "/"),
+                ("pool", self.pool.as_str()),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         );
         self.client.create_instance(&post).await?;
         // Boot the same thing on both: LXD seeds cloud-init (templates, devlxd)
         // and its boot then waits 15 s for a network that no instance here has;
         // Kante does not seed it yet. Switch cloud-init off in both.
         self.client
-            .file_push_bytes(name, "/etc/cloud/cloud-init.disabled", b"kante-bench\n".to_vec(), &Default::default())
+            .file_push_bytes(
+                name,
+                "/etc/cloud/cloud-init.disabled",
+                b"kante-bench\n".to_vec(),
+                &Default::default(),
+            )
             .await?;
         Ok(())
     }
@@ -105,10 +149,18 @@ impl Target {
     pub async fn wait_ready(&self, name: &str, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Ok(o) = self.client.exec_capture(name, &["systemctl", "is-system-running"], &[], None).await {
+            if let Ok(o) = self
+                .client
+                .exec_capture(name, &["systemctl", "is-system-running"], &[], None)
+                .await
+            {
                 match o.stdout_str().trim() {
                     "running" | "degraded" => return Ok(()),
-                    "maintenance" | "stopping" => bail!("{name} on {}: init reports {}", self.name, o.stdout_str().trim()),
+                    "maintenance" | "stopping" => bail!(
+                        "{name} on {}: init reports {}",
+                        self.name,
+                        o.stdout_str().trim()
+                    ),
                     _ => {}
                 }
             }

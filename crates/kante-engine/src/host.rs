@@ -19,14 +19,21 @@ pub fn raise_limits() -> Vec<(String, u64, u64)> {
     let mut changed = Vec::new();
     for (name, min) in LIMITS {
         let path = format!("/proc/sys/{name}");
-        let Some(cur) = std::fs::read_to_string(&path).ok().and_then(|v| v.trim().parse::<u64>().ok()) else { continue };
+        let Some(cur) = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+        else {
+            continue;
+        };
         if cur < *min {
             match std::fs::write(&path, min.to_string()) {
                 Ok(()) => {
                     tracing::info!(sysctl = %name.replace('/', "."), from = cur, to = min, "raised host limit");
                     changed.push((name.replace('/', "."), cur, *min));
                 }
-                Err(e) => tracing::warn!(sysctl = %name.replace('/', "."), "could not raise host limit: {e}"),
+                Err(e) => {
+                    tracing::warn!(sysctl = %name.replace('/', "."), "could not raise host limit: {e}")
+                }
             }
         }
     }

@@ -52,14 +52,24 @@ impl Engine {
     /// Returns the names recovered.
     pub(crate) fn recover_from_disk(&self) -> Vec<String> {
         let mut recovered = Vec::new();
-        let pools: Vec<kante_storage::Pool> = self.pools.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        let pools: Vec<kante_storage::Pool> = self
+            .pools
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
         for pool in pools {
             for name in pool.list_volumes(kante_storage::VolumeKind::Container) {
                 if self.store.instance_get(&name).ok().flatten().is_some() {
                     continue;
                 }
-                let path = pool.volume_path(kante_storage::VolumeKind::Container, &name).join("backup.yaml");
-                let Some(b) = read_backup_file(&path) else { continue };
+                let path = pool
+                    .volume_path(kante_storage::VolumeKind::Container, &name)
+                    .join("backup.yaml");
+                let Some(b) = read_backup_file(&path) else {
+                    continue;
+                };
                 let i = b.container;
                 if i.name != name {
                     tracing::warn!(volume = %name, "backup.yaml names {:?}; not recovering it", i.name);
@@ -88,7 +98,11 @@ impl Engine {
                     last_used_at: crate::instance::fmt_time(i.last_used_at),
                     config: i.config.clone(),
                     // The local devices plus what the profiles gave, so a lost profile loses nothing.
-                    devices: if i.profiles.is_empty() { i.devices.clone() } else { i.expanded_devices.clone() },
+                    devices: if i.profiles.is_empty() {
+                        i.devices.clone()
+                    } else {
+                        i.expanded_devices.clone()
+                    },
                     profiles: i.profiles.clone(),
                 };
                 match self.store.instance_create(&row) {
