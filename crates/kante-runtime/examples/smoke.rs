@@ -43,7 +43,7 @@ fn main() {
         console_log_limit: 1 << 20,
     };
     let t0 = Instant::now();
-    let c = rt.start(&spec).expect("start");
+    let c = rt.start(&spec, &mut |_| Ok(())).expect("start");
     println!("started pid {} in {:?}", c.pid(), t0.elapsed());
     let run = |argv: &[&str]| -> (i32, String, String) {
         let p = rt

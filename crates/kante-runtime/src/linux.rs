@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cgroup::{Cgroup, CgroupLayout};
 use crate::exec::{self, ExecProcess, ExecSpec, ExecTarget};
-use crate::monitor::{read_exit, read_status_line, InitExit, StartReport, STATUS_FD};
+use crate::monitor::{read_exit, read_report, InitExit, StartReport, CONTROL_FD, STATUS_FD};
 use crate::seccomp::Program;
 use crate::spec::{ContainerSpec, IdMap};
 use crate::sys;
@@ -78,7 +78,13 @@ pub struct Stats {
 /// implementation is [`LinuxRuntime`]; engine unit tests use a fake.
 pub trait Runtime: Send + Sync {
     /// Creates and starts a container; returns once its init has exec'd.
-    fn start(&self, spec: &ContainerSpec) -> Result<Container, RuntimeError>;
+    /// `prepare` runs with init's host pid after the namespaces exist and
+    /// before init runs (network interfaces go in then); an error aborts.
+    fn start(
+        &self,
+        spec: &ContainerSpec,
+        prepare: &mut dyn FnMut(i32) -> Result<(), String>,
+    ) -> Result<Container, RuntimeError>;
     /// Finds a container started by an earlier daemon, if it still runs.
     fn attach(&self, runtime_dir: &Path) -> Option<Container>;
     fn signal(&self, c: &Container, sig: i32) -> Result<(), RuntimeError>;
@@ -115,8 +121,14 @@ impl LinuxRuntime {
         &self.layout
     }
 
-    fn spawn_monitor(&self, spec: &ContainerSpec) -> Result<(Child, StartReport), RuntimeError> {
+    fn spawn_monitor(
+        &self,
+        spec: &ContainerSpec,
+        prepare: &mut dyn FnMut(i32) -> Result<(), String>,
+    ) -> Result<(Child, StartReport), RuntimeError> {
         let (status_r, status_w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
+        let (control_r, control_w) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
         let log = OpenOptions::new()
             .create(true)
@@ -130,17 +142,26 @@ impl LinuxRuntime {
             .stderr(log)
             .env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
-        let w = status_w.as_raw_fd();
+        let (w, r) = (status_w.as_raw_fd(), control_r.as_raw_fd());
         // SAFETY: only async-signal-safe calls between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
                 // Its own session: no signal from the daemon's terminal or process group.
                 libc::setsid();
-                if w == STATUS_FD {
-                    libc::fcntl(w, libc::F_SETFD, 0);
-                } else if libc::dup2(w, STATUS_FD) < 0 {
+                // Move both ends out of the way first, then into place (dup2 clears CLOEXEC).
+                let (w2, r2) = (
+                    libc::fcntl(w, libc::F_DUPFD, 10),
+                    libc::fcntl(r, libc::F_DUPFD, 10),
+                );
+                if w2 < 0
+                    || r2 < 0
+                    || libc::dup2(w2, STATUS_FD) < 0
+                    || libc::dup2(r2, CONTROL_FD) < 0
+                {
                     return Err(io::Error::last_os_error());
                 }
+                libc::close(w2);
+                libc::close(r2);
                 Ok(())
             });
         }
@@ -151,18 +172,40 @@ impl LinuxRuntime {
             ))
         })?;
         drop(status_w);
-        let report = read_status_line(File::from(status_r)).map_err(|e| {
-            RuntimeError::Start(format!(
-                "monitor: {e} (see {})",
-                spec.runtime_dir.join("monitor.log").display()
-            ))
-        })?;
+        drop(control_r);
+        let log_hint = spec.runtime_dir.join("monitor.log");
+        let mut status = std::io::BufReader::new(File::from(status_r));
+        let mut control = File::from(control_w);
+        let read = |status: &mut std::io::BufReader<File>| {
+            read_report(status).map_err(|e| {
+                RuntimeError::Start(format!("monitor: {e} (see {})", log_hint.display()))
+            })
+        };
+        let mut report = read(&mut status)?;
+        if let StartReport::Created { init_pid } = report {
+            use std::io::Write;
+            match prepare(init_pid) {
+                Ok(()) => {
+                    let _ = control.write_all(b"go\n");
+                    report = read(&mut status)?;
+                }
+                Err(e) => {
+                    let _ = control.write_all(format!("abort: {e}\n").as_bytes());
+                    let _ = read(&mut status);
+                    report = StartReport::Failed { error: e };
+                }
+            }
+        }
         Ok((child, report))
     }
 }
 
 impl Runtime for LinuxRuntime {
-    fn start(&self, spec: &ContainerSpec) -> Result<Container, RuntimeError> {
+    fn start(
+        &self,
+        spec: &ContainerSpec,
+        prepare: &mut dyn FnMut(i32) -> Result<(), String>,
+    ) -> Result<Container, RuntimeError> {
         fs::create_dir_all(&spec.runtime_dir)?;
         let _ = fs::remove_file(spec.exit_status_path());
         let _ = fs::remove_file(ContainerRecord::path(&spec.runtime_dir));
@@ -170,7 +213,7 @@ impl Runtime for LinuxRuntime {
             spec.spec_path(),
             serde_json::to_vec_pretty(spec).map_err(io::Error::from)?,
         )?;
-        let (mut child, report) = self.spawn_monitor(spec)?;
+        let (mut child, report) = self.spawn_monitor(spec, prepare)?;
         match report {
             StartReport::Started { init_pid } => {
                 let init_pidfd = sys::pidfd_open(init_pid)?;
@@ -193,6 +236,13 @@ impl Runtime for LinuxRuntime {
             StartReport::Failed { error } => {
                 let _ = child.wait();
                 Err(RuntimeError::Start(error))
+            }
+            StartReport::Created { .. } => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(RuntimeError::Start(
+                    "the monitor reported its start twice".into(),
+                ))
             }
         }
     }

@@ -7,7 +7,7 @@
 //! Started as `kanted __monitor <spec.json>` with the status pipe on fd 3.
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
@@ -27,12 +27,23 @@ use crate::sys::{self, Forked};
 
 /// The fd on which the monitor reports the outcome of the start.
 pub const STATUS_FD: i32 = 3;
+/// The fd on which the daemon answers `Created` with `go` (or anything else to abort).
+pub const CONTROL_FD: i32 = 4;
 
 /// One JSON line on the status pipe.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum StartReport {
-    Started { init_pid: i32 },
-    Failed { error: String },
+    /// The namespaces exist, init has not run yet: the daemon may now plug
+    /// network interfaces into the new network namespace, then says `go`.
+    Created {
+        init_pid: i32,
+    },
+    Started {
+        init_pid: i32,
+    },
+    Failed {
+        error: String,
+    },
 }
 
 /// How init ended, as written to `exit-status`.
@@ -74,7 +85,9 @@ pub fn monitor_main(spec_path: &Path) -> i32 {
         // SAFETY: setting a disposition to Ignore is always sound.
         let _ = unsafe { signal(s, SigHandler::SigIgn) };
     }
-    match start(&spec) {
+    // SAFETY: fd 4 was set up by the daemon for us; we own it from here.
+    let control = unsafe { File::from_raw_fd(CONTROL_FD) };
+    match start(&spec, &mut status, control) {
         Ok(started) => {
             report(
                 &mut status,
@@ -123,7 +136,7 @@ impl Drop for Revert<'_> {
     }
 }
 
-fn start(spec: &ContainerSpec) -> Result<Started, String> {
+fn start(spec: &ContainerSpec, status: &mut File, control: File) -> Result<Started, String> {
     let layout = CgroupLayout::detect().map_err(|e| e.to_string())?;
     let cgroup = Cgroup::new(layout, spec.cgroup.clone());
     let owner = spec.idmap.map(|m| (m.host_uid, m.host_gid));
@@ -182,6 +195,16 @@ fn start(spec: &ContainerSpec) -> Result<Started, String> {
                 idmap::write_id_maps(pid, map).map_err(|e| format!("writing id maps: {e}"))?;
             }
             cgroup.attach(pid).map_err(|e| e.to_string())?;
+            // Let the daemon set up the network namespace before init runs.
+            report(status, StartReport::Created { init_pid: pid });
+            let mut answer = String::new();
+            let _ = std::io::BufReader::new(control).read_line(&mut answer);
+            if answer.trim() != "go" {
+                return Err(match answer.trim().strip_prefix("abort:") {
+                    Some(why) => why.trim().to_string(),
+                    None => "the daemon went away during the start".into(),
+                });
+            }
             File::from(go_w)
                 .write_all(b"g")
                 .map_err(|e| format!("releasing the container: {e}"))?;
@@ -371,16 +394,15 @@ pub fn read_exit(spec_runtime_dir: &Path) -> Option<InitExit> {
     serde_json::from_slice(&b).ok()
 }
 
-/// Kept for callers that want the raw error of a failed read.
-pub fn read_status_line(mut r: impl Read) -> io::Result<StartReport> {
-    let mut s = String::new();
-    r.read_to_string(&mut s)?;
-    let line = s.lines().next().unwrap_or("");
-    if line.is_empty() {
+/// Reads the next report line from the monitor's status pipe.
+pub fn read_report(r: &mut impl BufRead) -> io::Result<StartReport> {
+    let mut line = String::new();
+    r.read_line(&mut line)?;
+    if line.trim().is_empty() {
         return Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
             "the monitor exited without reporting",
         ));
     }
-    serde_json::from_str(line).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    serde_json::from_str(line.trim()).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 use thiserror::Error;
 
-pub use rows::{AliasRow, ImageRow, InstanceRow, PoolRow, ProfileRow};
+pub use rows::{AliasRow, ImageRow, InstanceRow, NetworkRow, PoolRow, ProfileRow};
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -464,6 +464,68 @@ impl Store {
         Ok(self
             .lock()
             .execute("DELETE FROM storage_pools WHERE name = ?1", [name])?
+            > 0)
+    }
+
+    // ---- networks ----
+
+    pub fn network_create(&self, row: &NetworkRow) -> Result<()> {
+        let r = self.lock().execute(
+            "INSERT INTO networks (name, type, description, config) VALUES (?1, ?2, ?3, ?4)",
+            params![
+                row.name,
+                row.kind,
+                row.description,
+                serde_json::to_string(&row.config)?
+            ],
+        );
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => {
+                Err(StoreError::Conflict(format!("Network {:?}", row.name)))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub fn network_get(&self, name: &str) -> Result<Option<NetworkRow>> {
+        let conn = self.lock();
+        let mut st = conn.prepare_cached(
+            "SELECT name, type, description, config FROM networks WHERE name = ?1",
+        )?;
+        let raw = st.query_row([name], NetworkRow::from_row).optional()?;
+        raw.map(|r| r.decode()).transpose()
+    }
+
+    pub fn network_list(&self) -> Result<Vec<NetworkRow>> {
+        let conn = self.lock();
+        let mut st = conn
+            .prepare_cached("SELECT name, type, description, config FROM networks ORDER BY name")?;
+        let rows = st
+            .query_map([], NetworkRow::from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.into_iter().map(|r| r.decode()).collect()
+    }
+
+    pub fn network_update(&self, row: &NetworkRow) -> Result<()> {
+        let n = self.lock().execute(
+            "UPDATE networks SET description = ?2, config = ?3 WHERE name = ?1",
+            params![
+                row.name,
+                row.description,
+                serde_json::to_string(&row.config)?
+            ],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("Network {:?}", row.name)));
+        }
+        Ok(())
+    }
+
+    pub fn network_delete(&self, name: &str) -> Result<bool> {
+        Ok(self
+            .lock()
+            .execute("DELETE FROM networks WHERE name = ?1", [name])?
             > 0)
     }
 

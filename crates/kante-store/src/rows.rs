@@ -203,3 +203,35 @@ impl RawPool {
         Ok(row)
     }
 }
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkRow {
+    pub name: String,
+    pub kind: String,
+    pub description: String,
+    pub config: ConfigMap,
+}
+
+pub(crate) struct RawNetwork(NetworkRow, String);
+
+impl NetworkRow {
+    pub(crate) fn from_row(r: &Row) -> rusqlite::Result<RawNetwork> {
+        Ok(RawNetwork(
+            NetworkRow {
+                name: r.get(0)?,
+                kind: r.get(1)?,
+                description: r.get(2)?,
+                config: ConfigMap::new(),
+            },
+            r.get(3)?,
+        ))
+    }
+}
+
+impl RawNetwork {
+    pub(crate) fn decode(self) -> Result<NetworkRow> {
+        let RawNetwork(mut row, config) = self;
+        row.config = serde_json::from_str(&config)?;
+        Ok(row)
+    }
+}

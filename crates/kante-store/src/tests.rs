@@ -134,3 +134,26 @@ fn server_config_replace() {
     s.config_replace(&Default::default()).unwrap();
     assert!(s.config_all().unwrap().is_empty());
 }
+
+#[test]
+fn networks_round_trip() {
+    let s = Store::open_in_memory().unwrap();
+    let mut row = NetworkRow {
+        name: "kantebr0".into(),
+        kind: "bridge".into(),
+        description: String::new(),
+        config: Default::default(),
+    };
+    row.config
+        .insert("ipv4.address".into(), "10.1.2.1/24".into());
+    s.network_create(&row).unwrap();
+    assert!(matches!(
+        s.network_create(&row),
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(s.network_get("kantebr0").unwrap().unwrap(), row);
+    row.config.insert("ipv4.nat".into(), "true".into());
+    s.network_update(&row).unwrap();
+    assert_eq!(s.network_list().unwrap()[0].config["ipv4.nat"], "true");
+    assert!(s.network_delete("kantebr0").unwrap());
+}

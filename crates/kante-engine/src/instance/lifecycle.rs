@@ -193,7 +193,8 @@ impl Engine {
             row.config.remove("volatile.apply_template");
         }
         let rt = self.runtime.clone();
-        let container = tokio::task::spawn_blocking(move || rt.start(&spec)).await??;
+        let container =
+            tokio::task::spawn_blocking(move || rt.start(&spec, &mut |_pid| Ok(()))).await??;
         if let Err(e) = self.apply_limits(&container, &econfig) {
             let _ = self.runtime.signal(&container, libc::SIGKILL);
             let rt = self.runtime.clone();
