@@ -255,6 +255,9 @@ fn child_setup(
     if let Err(e) = sys::pivot_into(&spec.rootfs) {
         return format!("pivot_root into {}: {e}", spec.rootfs.display());
     }
+    if let Err(e) = loopback_up() {
+        return format!("bringing up lo: {e}");
+    }
     if let Err(e) = nix::unistd::sethostname(&spec.hostname) {
         return format!("sethostname: {e}");
     }
@@ -319,6 +322,33 @@ fn child_setup(
 }
 
 use std::os::unix::fs::OpenOptionsExt;
+
+/// A new network namespace has `lo` down; system containers expect it up
+/// before init (LXC does the same).
+fn loopback_up() -> io::Result<()> {
+    // SAFETY: a plain socket and two SIOC[GS]IFFLAGS ioctls on a zeroed ifreq.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (i, b) in b"lo\0".iter().enumerate() {
+            req.ifr_name[i] = *b as libc::c_char;
+        }
+        let mut r = libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req);
+        if r == 0 {
+            req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            r = libc::ioctl(fd, libc::SIOCSIFFLAGS, &req);
+        }
+        let err = io::Error::last_os_error();
+        libc::close(fd);
+        if r != 0 {
+            return Err(err);
+        }
+    }
+    Ok(())
+}
 
 fn become_namespace_root() -> Result<(), String> {
     nix::unistd::setresgid(0.into(), 0.into(), 0.into())

@@ -172,8 +172,10 @@ pub fn validate_devices(devices: &DevicesMap) -> Result<()> {
             "disk" => validate_disk(name, dev)?,
             "none" => {}
             "" => return Err(EngineError::bad(format!("Device {name:?} has no type"))),
-            "nic" | "proxy" | "unix-char" | "unix-block" | "gpu" | "usb" | "infiniband" | "pci"
-            | "tpm" => {
+            "proxy" => {
+                crate::instance::proxy::validate(name, dev)?;
+            }
+            "nic" | "unix-char" | "unix-block" | "gpu" | "usb" | "infiniband" | "pci" | "tpm" => {
                 return Err(EngineError::bad(format!(
                     "Device {name:?}: type {kind:?} is not supported by this kanted yet"
                 )))

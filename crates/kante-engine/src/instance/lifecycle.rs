@@ -1,6 +1,7 @@
 //! Start, stop, restart, freeze; watching containers exit; finding them
 //! again after a daemon restart; autostart.
 
+use std::collections::HashMap;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use crate::error::{EngineError, Result};
+use crate::instance::proxy::{self, ProxyHandle};
 use crate::instance::{config, fmt_time, Running};
 use crate::operations::{instance_resources, Op};
 use crate::units;
@@ -205,6 +207,19 @@ impl Engine {
             .await;
             return Err(e);
         }
+        let proxies = match self.start_proxies(container.pid(), &edevices).await {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = self.runtime.signal(&container, libc::SIGKILL);
+                let rt = self.runtime.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    wait_readable_blocking(&container);
+                    rt.cleanup(container)
+                })
+                .await;
+                return Err(e);
+            }
+        };
         row.config
             .insert("volatile.last_state.power".into(), "RUNNING".into());
         row.config.insert(
@@ -217,7 +232,7 @@ impl Engine {
         );
         row.last_used_at = fmt_time(kante_api::now());
         self.store.instance_update(&row)?;
-        self.track(name, container);
+        self.track(name, container, proxies);
         self.events.lifecycle(
             "instance-started",
             &format!("/1.0/instances/{name}"),
@@ -227,13 +242,14 @@ impl Engine {
     }
 
     /// Registers a running container and watches for its exit.
-    fn track(&self, name: &str, container: Container) {
+    fn track(&self, name: &str, container: Container, proxies: HashMap<String, ProxyHandle>) {
         let pid = container.pid();
         let running = Arc::new(Running {
             container: std::sync::Mutex::new(Some(container)),
             pid,
             stopping: std::sync::atomic::AtomicBool::new(false),
             exited: watch::channel(false).0,
+            proxies: std::sync::Mutex::new(proxies),
         });
         crate::lock(&self.running).insert(name.to_string(), running.clone());
         let engine = self.arc();
@@ -254,6 +270,7 @@ impl Engine {
             }
         }
         let container = crate::lock(&running.container).take();
+        crate::lock(&running.proxies).clear();
         let exit = match container {
             Some(c) => {
                 let rt = self.runtime.clone();
@@ -521,7 +538,15 @@ impl Engine {
             match attached {
                 Some(c) => {
                     tracing::info!(instance = %row.name, pid = c.pid(), "re-attached to running instance");
-                    self.track(&row.name, c);
+                    let devices = self.expanded(&row).map(|(_, d)| d).unwrap_or_default();
+                    let proxies = match self.start_proxies(c.pid(), &devices).await {
+                        Ok(p) => p,
+                        Err(e) => {
+                            tracing::warn!(instance = %row.name, "restoring proxy devices: {e}");
+                            HashMap::new()
+                        }
+                    };
+                    self.track(&row.name, c, proxies);
                 }
                 None => {
                     self.cleanup_stale(&row);
@@ -590,6 +615,50 @@ impl Engine {
             }
             let _ = std::fs::remove_file(kante_runtime::ContainerRecord::path(&dir));
         }
+    }
+}
+
+impl Engine {
+    /// Starts the listeners of every proxy device (errors such as an
+    /// address in use abort the start).
+    pub(crate) async fn start_proxies(
+        &self,
+        pid: i32,
+        devices: &kante_api::DevicesMap,
+    ) -> Result<HashMap<String, ProxyHandle>> {
+        let mut out = HashMap::new();
+        for (name, dev) in devices {
+            if dev.get("type").map(String::as_str) == Some("proxy") {
+                let spec = proxy::validate(name, dev)?;
+                out.insert(name.clone(), proxy::start(&spec, pid).await?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Applies added, changed and removed proxy devices to a running instance.
+    pub(crate) async fn hotplug_proxies(
+        &self,
+        r: &Running,
+        old: &kante_api::DevicesMap,
+        new: &kante_api::DevicesMap,
+    ) -> Result<()> {
+        let is_proxy = |d: &std::collections::BTreeMap<String, String>| {
+            d.get("type").map(String::as_str) == Some("proxy")
+        };
+        for (name, dev) in old.iter().filter(|(_, d)| is_proxy(d)) {
+            if new.get(name) != Some(dev) {
+                crate::lock(&r.proxies).remove(name);
+            }
+        }
+        for (name, dev) in new.iter().filter(|(_, d)| is_proxy(d)) {
+            if old.get(name) != Some(dev) {
+                let spec = proxy::validate(name, dev)?;
+                let handle = proxy::start(&spec, r.pid).await?;
+                crate::lock(&r.proxies).insert(name.clone(), handle);
+            }
+        }
+        Ok(())
     }
 }
 

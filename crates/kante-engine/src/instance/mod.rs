@@ -7,6 +7,7 @@ pub mod exec;
 pub mod files;
 pub mod lifecycle;
 pub mod netstate;
+pub mod proxy;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -33,6 +34,8 @@ pub struct Running {
     pub stopping: AtomicBool,
     /// Becomes true once it has exited and been cleaned up.
     pub exited: watch::Sender<bool>,
+    /// Listeners of its proxy devices, by device name.
+    pub proxies: Mutex<std::collections::HashMap<String, proxy::ProxyHandle>>,
 }
 
 pub(crate) fn parse_time(s: &str) -> Timestamp {
@@ -254,13 +257,15 @@ impl Engine {
         if config::root_disk(&edevices).is_none() {
             return Err(EngineError::bad("Failed getting root disk: no root disk device (path \"/\") in the instance or its profiles"));
         }
-        if self.running(name).is_some() {
+        if let Some(r) = self.running(name) {
             let old = self.expanded(&row)?;
             if old.0.get("security.privileged") != econfig.get("security.privileged") {
                 return Err(EngineError::bad(
                     "security.privileged cannot be changed while the instance is running",
                 ));
             }
+            // Devices change live; if that fails, the stored config stays as it was.
+            self.hotplug_proxies(&r, &old.1, &edevices).await?;
         }
         row.config = config;
         row.devices = devices;

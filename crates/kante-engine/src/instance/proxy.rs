@@ -1,0 +1,369 @@
+//! Proxy devices: a listener on the host forwarding each TCP connection or
+//! UDP flow to an address inside the instance, implemented in the daemon
+//! (one task per listener, no helper process per device).
+//!
+//! Sockets towards the instance are created on a short-lived thread that
+//! has entered the instance's network namespace: a socket belongs to the
+//! namespace it was created in, so it can then be driven from anywhere.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::task::JoinHandle;
+
+use crate::error::{EngineError, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+/// `tcp:0.0.0.0:8080` or `udp:[::1]:53-55` or `tcp:127.0.0.1:80,443`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub proto: Proto,
+    pub addr: IpAddr,
+    pub ports: Vec<u16>,
+}
+
+pub fn parse_endpoint(s: &str) -> std::result::Result<Endpoint, String> {
+    let (proto, rest) = s
+        .split_once(':')
+        .ok_or_else(|| format!("invalid address {s:?} (use tcp:ADDR:PORT)"))?;
+    let proto = match proto {
+        "tcp" => Proto::Tcp,
+        "udp" => Proto::Udp,
+        "unix" => return Err("unix sockets are not supported by proxy devices yet".into()),
+        other => return Err(format!("unknown protocol {other:?} in {s:?}")),
+    };
+    let (addr, ports) = match rest.rsplit_once(':') {
+        Some((a, p)) => (a.trim_start_matches('[').trim_end_matches(']'), p),
+        None => return Err(format!("missing port in {s:?}")),
+    };
+    let addr: IpAddr = addr
+        .parse()
+        .map_err(|_| format!("invalid IP address {addr:?} in {s:?}"))?;
+    let mut list = Vec::new();
+    for part in ports.split(',') {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (u16, u16) = (
+                    a.parse().map_err(|_| format!("invalid port {a:?}"))?,
+                    b.parse().map_err(|_| format!("invalid port {b:?}"))?,
+                );
+                if a == 0 || a > b {
+                    return Err(format!("invalid port range {part:?}"));
+                }
+                list.extend(a..=b);
+            }
+            None => {
+                let p: u16 = part.parse().map_err(|_| format!("invalid port {part:?}"))?;
+                if p == 0 {
+                    return Err("port 0 is not allowed".into());
+                }
+                list.push(p);
+            }
+        }
+    }
+    if list.len() > 1024 {
+        return Err("too many ports in one proxy device".into());
+    }
+    Ok(Endpoint {
+        proto,
+        addr,
+        ports: list,
+    })
+}
+
+/// A validated proxy device: listen on the host, connect in the instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxySpec {
+    pub listen: Endpoint,
+    pub connect: Endpoint,
+}
+
+impl ProxySpec {
+    /// Each listen port goes to the matching connect port, or all to the one connect port.
+    fn target_port(&self, i: usize) -> u16 {
+        if self.connect.ports.len() == 1 {
+            self.connect.ports[0]
+        } else {
+            self.connect.ports[i]
+        }
+    }
+}
+
+pub fn validate(name: &str, dev: &BTreeMap<String, String>) -> Result<ProxySpec> {
+    let bad = |m: String| EngineError::bad(format!("Device {name:?}: {m}"));
+    for k in dev.keys() {
+        if !matches!(k.as_str(), "type" | "listen" | "connect" | "bind" | "nat") {
+            return Err(bad(format!("unknown proxy option {k:?}")));
+        }
+    }
+    match dev.get("bind").map(String::as_str) {
+        None | Some("host") | Some("") => {}
+        Some("instance") | Some("container") => {
+            return Err(bad("bind=instance is not supported yet".into()))
+        }
+        Some(other) => return Err(bad(format!("invalid bind {other:?}"))),
+    }
+    if crate::util::is_true(dev.get("nat")) {
+        return Err(bad("nat=true (kernel DNAT) needs a static NIC address; not supported yet, omit it to proxy in kanted".into()));
+    }
+    let listen =
+        parse_endpoint(dev.get("listen").map(String::as_str).unwrap_or("")).map_err(bad)?;
+    let connect =
+        parse_endpoint(dev.get("connect").map(String::as_str).unwrap_or("")).map_err(bad)?;
+    if listen.proto != connect.proto {
+        return Err(bad("listen and connect must use the same protocol".into()));
+    }
+    if connect.ports.len() != 1 && connect.ports.len() != listen.ports.len() {
+        return Err(bad(
+            "connect needs one port or as many ports as listen".into()
+        ));
+    }
+    Ok(ProxySpec { listen, connect })
+}
+
+/// Running listeners of one device; dropping it stops them.
+pub struct ProxyHandle {
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for ProxyHandle {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Opens the host listeners (so "address in use" is reported now) and starts forwarding.
+pub async fn start(spec: &ProxySpec, netns_pid: i32) -> Result<ProxyHandle> {
+    let mut tasks = Vec::new();
+    for (i, port) in spec.listen.ports.iter().enumerate() {
+        let listen = SocketAddr::new(spec.listen.addr, *port);
+        let target = SocketAddr::new(spec.connect.addr, spec.target_port(i));
+        let task = match spec.listen.proto {
+            Proto::Tcp => {
+                let l = TcpListener::bind(listen)
+                    .await
+                    .map_err(|e| listen_error(listen, e))?;
+                tokio::spawn(serve_tcp(l, target, netns_pid))
+            }
+            Proto::Udp => {
+                let s = UdpSocket::bind(listen)
+                    .await
+                    .map_err(|e| listen_error(listen, e))?;
+                tokio::spawn(serve_udp(Arc::new(s), target, netns_pid))
+            }
+        };
+        tasks.push(task);
+    }
+    Ok(ProxyHandle { tasks })
+}
+
+fn listen_error(addr: SocketAddr, e: std::io::Error) -> EngineError {
+    if e.kind() == std::io::ErrorKind::AddrInUse {
+        EngineError::bad(format!("Listen address {addr} is already in use"))
+    } else {
+        EngineError::bad(format!("Cannot listen on {addr}: {e}"))
+    }
+}
+
+/// Creates a socket inside the network namespace of `pid`.
+fn socket_in_netns(
+    pid: i32,
+    make: impl FnOnce() -> std::io::Result<OwnedFd> + Send + 'static,
+) -> std::io::Result<OwnedFd> {
+    std::thread::spawn(move || {
+        let ns = std::fs::File::open(format!("/proc/{pid}/ns/net"))?;
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(std::io::Error::from)?;
+        make()
+    })
+    .join()
+    .map_err(|_| std::io::Error::other("socket thread panicked"))?
+}
+
+async fn connect_in_netns(pid: i32, target: SocketAddr) -> std::io::Result<TcpStream> {
+    let fd = tokio::task::spawn_blocking(move || {
+        socket_in_netns(pid, move || {
+            let s = std::net::TcpStream::connect_timeout(&target, Duration::from_secs(5))?;
+            Ok(OwnedFd::from(s))
+        })
+    })
+    .await
+    .map_err(std::io::Error::other)??;
+    let std_stream = std::net::TcpStream::from(fd);
+    std_stream.set_nonblocking(true)?;
+    TcpStream::from_std(std_stream)
+}
+
+async fn serve_tcp(listener: TcpListener, target: SocketAddr, pid: i32) {
+    loop {
+        let Ok((mut client, peer)) = listener.accept().await else {
+            continue;
+        };
+        tokio::spawn(async move {
+            match connect_in_netns(pid, target).await {
+                Ok(mut upstream) => {
+                    let _ = client.set_nodelay(true);
+                    let _ = upstream.set_nodelay(true);
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                }
+                Err(e) => tracing::debug!(%peer, %target, "proxy connect failed: {e}"),
+            }
+        });
+    }
+}
+
+/// UDP: one socket inside the instance per client address, idle flows expire.
+async fn serve_udp(listener: Arc<UdpSocket>, target: SocketAddr, pid: i32) {
+    let flows: Arc<tokio::sync::Mutex<BTreeMap<SocketAddr, Arc<UdpSocket>>>> = Default::default();
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let Ok((n, client)) = listener.recv_from(&mut buf).await else {
+            continue;
+        };
+        let upstream = {
+            let mut map = flows.lock().await;
+            match map.get(&client) {
+                Some(s) => s.clone(),
+                None => {
+                    let bind: SocketAddr = if target.is_ipv4() {
+                        "0.0.0.0:0".parse().expect("valid")
+                    } else {
+                        "[::]:0".parse().expect("valid")
+                    };
+                    let fd = match tokio::task::spawn_blocking(move || {
+                        socket_in_netns(pid, move || {
+                            let s = std::net::UdpSocket::bind(bind)?;
+                            s.connect(target)?;
+                            Ok(OwnedFd::from(s))
+                        })
+                    })
+                    .await
+                    {
+                        Ok(Ok(fd)) => fd,
+                        _ => continue,
+                    };
+                    let std_sock = std::net::UdpSocket::from(fd);
+                    if std_sock.set_nonblocking(true).is_err() {
+                        continue;
+                    }
+                    let Ok(sock) = UdpSocket::from_std(std_sock) else {
+                        continue;
+                    };
+                    let sock = Arc::new(sock);
+                    map.insert(client, sock.clone());
+                    // Replies go back to this client until the flow is idle for a minute.
+                    let (l, s2, flows2) = (listener.clone(), sock.clone(), flows.clone());
+                    tokio::spawn(async move {
+                        let mut rbuf = vec![0u8; 65536];
+                        while let Ok(Ok(m)) =
+                            tokio::time::timeout(Duration::from_secs(60), s2.recv(&mut rbuf)).await
+                        {
+                            if l.send_to(&rbuf[..m], client).await.is_err() {
+                                break;
+                            }
+                        }
+                        flows2.lock().await.remove(&client);
+                    });
+                    sock
+                }
+            }
+        };
+        let _ = upstream.send(&buf[..n]).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dev(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn endpoints_parse_like_lxd() {
+        let e = parse_endpoint("tcp:0.0.0.0:8080").unwrap();
+        assert_eq!((e.proto, e.ports.clone()), (Proto::Tcp, vec![8080]));
+        let e = parse_endpoint("udp:[::1]:53-55").unwrap();
+        assert_eq!(e.ports, vec![53, 54, 55]);
+        assert_eq!(
+            parse_endpoint("tcp:127.0.0.1:80,443").unwrap().ports,
+            vec![80, 443]
+        );
+        for bad in [
+            "tcp:1.2.3.4",
+            "sctp:1.2.3.4:1",
+            "tcp:nohost:80",
+            "tcp:1.2.3.4:0",
+            "tcp:1.2.3.4:9-3",
+            "tcp:1.2.3.4:x",
+        ] {
+            assert!(parse_endpoint(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn devices_are_validated() {
+        assert!(validate(
+            "web",
+            &dev(&[
+                ("type", "proxy"),
+                ("listen", "tcp:0.0.0.0:8080"),
+                ("connect", "tcp:127.0.0.1:80")
+            ])
+        )
+        .is_ok());
+        assert!(validate(
+            "x",
+            &dev(&[
+                ("type", "proxy"),
+                ("listen", "tcp:0.0.0.0:8080"),
+                ("connect", "udp:127.0.0.1:80")
+            ])
+        )
+        .is_err());
+        assert!(validate(
+            "x",
+            &dev(&[
+                ("type", "proxy"),
+                ("listen", "tcp:0.0.0.0:80-81"),
+                ("connect", "tcp:127.0.0.1:1-3")
+            ])
+        )
+        .is_err());
+        assert!(validate(
+            "x",
+            &dev(&[
+                ("type", "proxy"),
+                ("listen", "tcp:0.0.0.0:80"),
+                ("connect", "tcp:127.0.0.1:80"),
+                ("nat", "true")
+            ])
+        )
+        .is_err());
+        assert!(validate(
+            "x",
+            &dev(&[
+                ("type", "proxy"),
+                ("listen", "tcp:0.0.0.0:80"),
+                ("connect", "tcp:127.0.0.1:80"),
+                ("bogus", "1")
+            ])
+        )
+        .is_err());
+    }
+}
