@@ -49,16 +49,31 @@ fn unprivileged_container_runs_in_its_own_id_range() {
         // Capabilities LXC drops are gone from the bounding set, and the
         // seccomp policy is in force (mode 2 = filter), for init and for exec.
         for pid_path in ["/proc/1/status", "/proc/self/status"] {
-            let out = d.client.exec_capture("c1", &["cat", pid_path], &[], None).await.unwrap();
+            let out = d
+                .client
+                .exec_capture("c1", &["cat", pid_path], &[], None)
+                .await
+                .unwrap();
             let status = out.stdout_str();
             let capbnd = status.lines().find(|l| l.starts_with("CapBnd:")).unwrap();
             let bits = u64::from_str_radix(capbnd.split_whitespace().nth(1).unwrap(), 16).unwrap();
             for cap in [16u32, 17, 25, 32, 33] {
-                assert_eq!(bits & (1 << cap), 0, "capability {cap} still in {capbnd} of {pid_path}");
+                assert_eq!(
+                    bits & (1 << cap),
+                    0,
+                    "capability {cap} still in {capbnd} of {pid_path}"
+                );
             }
-            assert!(bits & (1 << 21) != 0, "CAP_SYS_ADMIN (namespaced) should stay: {capbnd}");
+            assert!(
+                bits & (1 << 21) != 0,
+                "CAP_SYS_ADMIN (namespaced) should stay: {capbnd}"
+            );
             let seccomp = status.lines().find(|l| l.starts_with("Seccomp:")).unwrap();
-            assert_eq!(seccomp.split_whitespace().nth(1), Some("2"), "{pid_path}: {seccomp}");
+            assert_eq!(
+                seccomp.split_whitespace().nth(1),
+                Some("2"),
+                "{pid_path}: {seccomp}"
+            );
         }
 
         // Hostname is the instance name; the rootfs was never chowned.
