@@ -53,11 +53,15 @@ fn reap_zombie_children() {
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
             continue;
         };
-        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
             continue;
         };
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        if f.len() > 1
+        let comm = &stat[open + 1..close];
+        let f: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        // Only orphaned monitors (`kanted __monitor`): every other child of
+        // this process is waited for by whoever spawned it.
+        if comm == "kanted"
+            && f.len() > 1
             && f[0] == "Z"
             && f[1].parse::<i32>().ok() == Some(me)
             && !owned().lock().unwrap().contains(&pid)
