@@ -19,4 +19,4 @@ echo ">> test images"
 KANTE=target/release/kante scripts/images.sh
 
 echo ">> tests (root integration tests run one at a time)"
-cargo test --workspace --locked -- --test-threads=1
+cargo test --workspace --locked --no-fail-fast -- --test-threads=1
