@@ -36,6 +36,15 @@ struct Args {
     /// Also measure the host's LXD (/var/lib/lxd/unix.socket) if it answers.
     #[arg(long)]
     lxd: bool,
+    /// Install Debian's lxd package, start it and give it a dir pool (implies --lxd).
+    #[arg(long)]
+    install_lxd: bool,
+    /// Tiny image for the list-at-scale figures (created, stopped instances).
+    #[arg(long, default_value = "/var/cache/kante/images/busybox-amd64.tar.zst")]
+    busybox: PathBuf,
+    /// Instance counts for the list-at-scale figures (empty: skip).
+    #[arg(long, value_delimiter = ',', default_value = "100,500")]
+    list_counts: Vec<usize>,
     /// Where Kante keeps its state during the run.
     #[arg(long, default_value = "/var/tmp/kante-bench")]
     dir: PathBuf,
@@ -54,8 +63,11 @@ async fn main() -> Result<()> {
         "{} not found: build it with `kante image build debian/12`",
         args.image.display()
     );
+    if args.install_lxd {
+        target::install_lxd().await?;
+    }
     let mut targets = vec![Target::kante(&args.dir).await?];
-    if args.lxd {
+    if args.lxd || args.install_lxd {
         match Target::lxd().await {
             Some(t) => targets.push(t),
             None => {
@@ -129,12 +141,54 @@ async fn run_all(args: &Args, targets: &mut [Target], r: &mut Results) -> Result
             r.add("delete", &t.name, "s", t4.elapsed().as_secs_f64());
         }
     }
+    for t in targets.iter_mut() {
+        list_at_scale(args, t, r)
+            .await
+            .with_context(|| format!("list at scale on {}", t.name))?;
+    }
     for t in targets.iter() {
         many_instances(args, t, r)
             .await
             .with_context(|| format!("{} instances on {}", args.instances, t.name))?;
         t.clean(PREFIX).await;
     }
+    Ok(())
+}
+
+/// List latency with many (stopped) busybox instances.
+async fn list_at_scale(args: &Args, t: &mut Target, r: &mut Results) -> Result<()> {
+    if args.list_counts.is_empty() || !args.busybox.exists() {
+        return Ok(());
+    }
+    let debian = t.fingerprint.clone();
+    t.import(&args.busybox).await?;
+    let mut made = 0;
+    for &n in &args.list_counts {
+        while made < n {
+            t.create_bare(&format!("{PREFIX}s{made}")).await?;
+            made += 1;
+        }
+        for _ in 0..5 {
+            let t1 = Instant::now();
+            let _ = t.client.instances().await?;
+            r.add(
+                &format!("GET /1.0/instances?recursion=1 ({n} stopped)"),
+                &t.name,
+                "s",
+                t1.elapsed().as_secs_f64(),
+            );
+            let t2 = Instant::now();
+            let _ = t.client.instances_full().await?;
+            r.add(
+                &format!("GET /1.0/instances?recursion=2 ({n} stopped)"),
+                &t.name,
+                "s",
+                t2.elapsed().as_secs_f64(),
+            );
+        }
+    }
+    t.clean(PREFIX).await;
+    t.fingerprint = debian;
     Ok(())
 }
 

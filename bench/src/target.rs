@@ -145,6 +145,33 @@ impl Target {
         Ok(())
     }
 
+    /// Creates an instance with only a root disk and nothing pushed into it.
+    pub async fn create_bare(&self, name: &str) -> Result<()> {
+        let mut post = InstancesPost {
+            name: name.into(),
+            ..Default::default()
+        };
+        post.source = InstanceSource {
+            kind: "image".into(),
+            fingerprint: self.fingerprint.clone(),
+            ..Default::default()
+        };
+        post.put.profiles = Some(vec![]);
+        post.put.devices.insert(
+            "root".into(),
+            [
+                ("type", "disk"),
+                ("path", "/"),
+                ("pool", self.pool.as_str()),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        );
+        self.client.create_instance(&post).await?;
+        Ok(())
+    }
+
     /// Polls the guest's init from outside until it reports running/degraded.
     pub async fn wait_ready(&self, name: &str, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
@@ -191,4 +218,28 @@ impl Target {
             let _ = std::fs::remove_dir_all(&d);
         }
     }
+}
+
+/// Installs Debian's LXD, starts it (no systemd needed) and gives it a `dir`
+/// pool and a default profile with only a root disk: the same set-up Kante has.
+pub async fn install_lxd() -> Result<()> {
+    let run = |cmd: &str| -> Result<()> {
+        let st = Command::new("sh").arg("-c").arg(cmd).status()?;
+        anyhow::ensure!(st.success(), "`{cmd}` failed");
+        Ok(())
+    };
+    if !Path::new("/usr/bin/lxd").exists() {
+        run("apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q lxd lxd-client")?;
+    }
+    if Target::lxd().await.is_none() {
+        if Client::with_socket("/var/lib/lxd/unix.socket")
+            .get("/1.0")
+            .await
+            .is_err()
+        {
+            run("mkdir -p /var/log/lxd && (nohup lxd --group root --logfile /var/log/lxd/lxd.log >/dev/null 2>&1 &) && lxd waitready --timeout 60")?;
+        }
+        run("printf 'storage_pools:\\n- name: default\\n  driver: dir\\nprofiles:\\n- name: default\\n  devices:\\n    root: {path: /, pool: default, type: disk}\\n' | lxd init --preseed")?;
+    }
+    Ok(())
 }
