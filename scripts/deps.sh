@@ -8,6 +8,8 @@ PACKAGES=(
   debootstrap busybox-static                  # image builds
   squashfs-tools zstd xz-utils bzip2 tar      # image formats
   iproute2 procps util-linux curl ca-certificates
+  dnsmasq-base nftables openvswitch-switch iputils-ping  # networks: DHCP/DNS, NAT, OVS (userspace datapath)
+  btrfs-progs                                 # btrfs storage pools (mkfs.btrfs, quotas)
 )
 
 missing=()

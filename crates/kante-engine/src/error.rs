@@ -67,7 +67,9 @@ impl From<kante_storage::StorageError> for EngineError {
     fn from(e: kante_storage::StorageError) -> Self {
         use kante_storage::StorageError::*;
         match e {
-            UnknownDriver(..) | InvalidConfig(_) => EngineError::BadRequest(e.to_string()),
+            UnknownDriver(..) | InvalidConfig(_) | InvalidName(_) | InUse(_) | Unsupported(_) => {
+                EngineError::BadRequest(e.to_string())
+            }
             Exists(_) => EngineError::Conflict(e.to_string()),
             NotFound(_) => EngineError::NotFound(e.to_string()),
             Fill { .. } => EngineError::BadRequest(e.to_string()),

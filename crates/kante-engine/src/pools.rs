@@ -8,6 +8,19 @@ use serde::{Deserialize, Serialize};
 use crate::error::{EngineError, Result};
 use crate::Engine;
 
+/// `POST /1.0/storage-pools`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StoragePoolsPost {
+    #[serde(default, deserialize_with = "kante_api::serde_util::null_default")]
+    pub name: String,
+    #[serde(default, deserialize_with = "kante_api::serde_util::null_default")]
+    pub driver: String,
+    #[serde(default, deserialize_with = "kante_api::serde_util::null_default")]
+    pub description: String,
+    #[serde(default, deserialize_with = "kante_api::serde_util::string_map")]
+    pub config: ConfigMap,
+}
+
 /// A pool as the API shows it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StoragePool {
@@ -42,22 +55,133 @@ impl Engine {
         Ok(())
     }
 
-    /// Brings every pool online (at start).
+    /// Brings every pool online (at start). A pool that cannot be mounted
+    /// (say, its loop file is gone) is logged and left out; the others work.
     pub(crate) fn load_pools(&self) -> Result<()> {
         let mut pools = self.pools.write().unwrap_or_else(|p| p.into_inner());
         for row in self.store.pool_list()? {
-            let driver = kante_storage::driver(&row.driver)?;
-            let base = self.paths.pool(&row.name);
-            driver.mount_pool(&base, &row.config)?;
-            let pool = Pool {
-                name: row.name.clone(),
-                base,
-                config: row.config,
-                driver,
-            };
-            pool.remove_staging_leftovers();
-            pools.insert(row.name, pool);
+            let result = (|| -> Result<Pool> {
+                let driver = kante_storage::driver(&row.driver)?;
+                let base = self.paths.pool(&row.name);
+                driver.mount_pool(&base, &row.config)?;
+                let pool = Pool {
+                    name: row.name.clone(),
+                    base,
+                    config: row.config.clone(),
+                    driver,
+                };
+                pool.remove_staging_leftovers();
+                Ok(pool)
+            })();
+            match result {
+                Ok(pool) => {
+                    pools.insert(row.name, pool);
+                }
+                Err(e) => tracing::error!(pool = %row.name, "storage pool unavailable: {e}"),
+            }
         }
+        Ok(())
+    }
+
+    /// `POST /1.0/storage-pools`.
+    pub async fn pool_create(&self, req: StoragePoolsPost) -> Result<()> {
+        kante_api::names::validate_entity_name("Storage pool", &req.name)?;
+        if self.store.pool_get(&req.name)?.is_some() {
+            return Err(EngineError::Conflict(format!(
+                "Storage pool {:?} already exists",
+                req.name
+            )));
+        }
+        let driver = kante_storage::driver(&req.driver)?;
+        driver.validate_config(&req.config)?;
+        let base = self.paths.pool(&req.name);
+        let mut config = req.config.clone();
+        let (d, b) = (driver.clone(), base.clone());
+        let config = tokio::task::spawn_blocking(move || -> Result<ConfigMap> {
+            d.create_pool(&b, &mut config)?;
+            Ok(config)
+        })
+        .await??;
+        let row = PoolRow {
+            name: req.name.clone(),
+            driver: req.driver.clone(),
+            description: req.description.clone(),
+            config: config.clone(),
+        };
+        if let Err(e) = self.store.pool_create(&row) {
+            let _ = driver.delete_pool(&base, &config);
+            return Err(e.into());
+        }
+        self.pools
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                req.name.clone(),
+                Pool {
+                    name: req.name,
+                    base,
+                    config,
+                    driver,
+                },
+            );
+        Ok(())
+    }
+
+    /// `DELETE /1.0/storage-pools/{name}`: refused while anything uses it.
+    pub async fn pool_delete(&self, name: &str) -> Result<()> {
+        let info = self.pool_get(name)?;
+        if !info.used_by.is_empty() {
+            return Err(EngineError::bad(format!(
+                "The storage pool is currently in use by {}",
+                info.used_by.join(", ")
+            )));
+        }
+        let pool = self.pool(name)?;
+        // Cached image volumes go with the pool.
+        for fp in pool.list_volumes(kante_storage::VolumeKind::Image) {
+            pool.delete_volume(kante_storage::VolumeKind::Image, &fp)?;
+        }
+        let p = pool.clone();
+        tokio::task::spawn_blocking(move || p.driver.delete_pool(&p.base, &p.config)).await??;
+        self.store.pool_delete(name)?;
+        self.pools
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+        Ok(())
+    }
+
+    /// `PUT`/`PATCH`: the description and `user.*` keys; the rest is fixed at create.
+    pub fn pool_update(
+        &self,
+        name: &str,
+        description: String,
+        config: ConfigMap,
+        merge: bool,
+    ) -> Result<()> {
+        let mut row = self
+            .store
+            .pool_get(name)?
+            .ok_or_else(|| EngineError::NotFound("Storage pool not found".into()))?;
+        for (k, v) in &config {
+            if k.starts_with("user.") {
+                continue;
+            }
+            if row.config.get(k) != Some(v) {
+                return Err(EngineError::bad(format!(
+                    "Storage pool key {k:?} cannot be changed after creation"
+                )));
+            }
+        }
+        if !merge {
+            row.config
+                .retain(|k, _| !k.starts_with("user.") || config.contains_key(k));
+        }
+        row.config.extend(config);
+        if !merge || !description.is_empty() {
+            row.description = description;
+        }
+        self.store.pool_update(&row)?;
         Ok(())
     }
 

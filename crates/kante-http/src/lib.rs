@@ -53,7 +53,14 @@ pub fn router(engine: Arc<Engine>) -> Router {
             )
             .route(
                 &format!("{base}/{{name}}/snapshots"),
-                get(instances::snapshots),
+                get(instances::snapshots).post(instances::snapshot_create),
+            )
+            .route(
+                &format!("{base}/{{name}}/snapshots/{{snap}}"),
+                get(instances::snapshot_get)
+                    .put(instances::snapshot_put)
+                    .post(instances::snapshot_post)
+                    .delete(instances::snapshot_delete),
             )
     };
     let r = Router::new()
@@ -100,8 +107,17 @@ pub fn router(engine: Arc<Engine>) -> Router {
                 .post(profiles::post)
                 .delete(profiles::delete),
         )
-        .route("/1.0/storage-pools", get(storage::list))
-        .route("/1.0/storage-pools/{name}", get(storage::get));
+        .route(
+            "/1.0/storage-pools",
+            get(storage::list).post(storage::create),
+        )
+        .route(
+            "/1.0/storage-pools/{name}",
+            get(storage::get)
+                .put(storage::put)
+                .patch(storage::patch)
+                .delete(storage::delete),
+        );
     let r = instances(r, "/1.0/instances");
     let r = instances(r, "/1.0/containers");
     r.fallback(|| async { response::error(404, "not found") })

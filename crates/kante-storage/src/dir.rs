@@ -8,21 +8,12 @@ use std::process::Command;
 
 use kante_api::ConfigMap;
 
-use crate::{create_layout, DriverInfo, Result, StorageDriver, StorageError};
+use crate::{
+    create_layout, in_use_error, run, volumes_in_use, DriverInfo, Result, StorageDriver,
+    StorageError,
+};
 
 pub struct DirDriver;
-
-fn run(cmd: &mut Command, what: &str) -> Result<()> {
-    let out = cmd.output().map_err(StorageError::io(what.to_string()))?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        return Err(StorageError::Command(format!(
-            "{what}: {}",
-            err.lines().next().unwrap_or("failed")
-        )));
-    }
-    Ok(())
-}
 
 impl StorageDriver for DirDriver {
     fn info(&self) -> DriverInfo {
@@ -75,6 +66,10 @@ impl StorageDriver for DirDriver {
     }
 
     fn delete_pool(&self, base: &Path, _config: &ConfigMap) -> Result<()> {
+        let used = volumes_in_use(base);
+        if !used.is_empty() {
+            return Err(in_use_error(base, &used));
+        }
         if base.exists() {
             std::fs::remove_dir_all(base)
                 .map_err(StorageError::io(format!("removing {}", base.display())))?;
@@ -97,6 +92,7 @@ impl StorageDriver for DirDriver {
                 .arg(dst),
             &format!("copying {} to {}", src.display(), dst.display()),
         )
+        .map(drop)
     }
 
     fn seal_volume(&self, _path: &Path) -> Result<()> {

@@ -2,21 +2,36 @@
 //!
 //! A pool is a directory tree laid out like LXD's: `images/<fingerprint>`
 //! (each image unpacked once), `containers/<name>` (an instance volume: its
-//! `rootfs/`, `metadata.yaml`, `templates/` and `backup.yaml`) and
-//! `custom/<name>`. Drivers decide how a volume is made from another (copy,
-//! reflink, subvolume snapshot); the registry maps a driver name to one.
+//! `rootfs/`, `metadata.yaml`, `templates/` and `backup.yaml`),
+//! `custom/<name>`, and the read-only snapshots of instance and custom
+//! volumes in `containers-snapshots/<name>/<snap>` and
+//! `custom-snapshots/<name>/<snap>`. Drivers decide how a volume is made from
+//! another (copy, reflink, subvolume snapshot); the registry maps a driver
+//! name to one.
+//!
+//! Everything that creates a volume builds it under a `.staging-<name>`
+//! sibling and renames it into place only when complete, so a failure (or a
+//! crash: see [`Pool::remove_staging_leftovers`]) never leaves half a volume.
 
+pub(crate) mod btrfs;
+mod btrfs_ioctl;
 mod dir;
+mod loopdev;
+mod mounts;
 mod revert;
+mod units;
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::Arc;
 
 use kante_api::ConfigMap;
 use thiserror::Error;
 
+pub use btrfs::BtrfsDriver;
 pub use dir::DirDriver;
 pub use revert::Revert;
+pub use units::{format_size, parse_size};
 
 #[derive(Debug, Error)]
 pub enum StorageError {
@@ -24,6 +39,15 @@ pub enum StorageError {
     UnknownDriver(String, String),
     #[error("invalid storage pool config: {0}")]
     InvalidConfig(String),
+    /// A volume or snapshot name that cannot be used (HTTP 400).
+    #[error("{0}")]
+    InvalidName(String),
+    /// The pool (or volume) still has users: volumes, snapshots (HTTP 400).
+    #[error("{0}")]
+    InUse(String),
+    /// The driver cannot do this (e.g. size limits on `dir`) (HTTP 400).
+    #[error("{0}")]
+    Unsupported(String),
     #[error("{0} already exists")]
     Exists(String),
     #[error("{0} not found")]
@@ -73,6 +97,15 @@ impl VolumeKind {
             VolumeKind::Custom => "custom",
         }
     }
+
+    /// Where this kind's snapshots live (`None`: images have no snapshots).
+    pub fn snapshots_dir_name(self) -> Option<&'static str> {
+        match self {
+            VolumeKind::Image => None,
+            VolumeKind::Container => Some("containers-snapshots"),
+            VolumeKind::Custom => Some("custom-snapshots"),
+        }
+    }
 }
 
 /// What a driver reports about itself (`storage_supported_drivers`).
@@ -84,28 +117,65 @@ pub struct DriverInfo {
 }
 
 /// How one kind of pool stores its volumes.
+///
+/// Paths given to the volume methods are inside the pool's base directory
+/// (mounted by `mount_pool`); a volume is a directory (`dir`) or a subvolume
+/// (`btrfs`) holding the volume's files.
 pub trait StorageDriver: Send + Sync {
     fn info(&self) -> DriverInfo;
     /// Checks pool config keys this driver understands; others are refused.
     fn validate_config(&self, config: &ConfigMap) -> Result<()>;
-    /// Creates the pool at `base` (fills in defaults in `config`).
+    /// Creates the pool at `base` (fills in defaults in `config`, which the
+    /// caller stores and hands back to `mount_pool` and `delete_pool`).
     fn create_pool(&self, base: &Path, config: &mut ConfigMap) -> Result<()>;
-    /// Makes an existing pool usable (at daemon start).
+    /// Makes an existing pool usable (at daemon start). Idempotent.
     fn mount_pool(&self, base: &Path, config: &ConfigMap) -> Result<()>;
+    /// Removes the pool: refused ([`StorageError::InUse`]) while instance or
+    /// custom volumes (or their snapshots) exist; image volumes, being caches
+    /// of the image store, are deleted with the pool.
     fn delete_pool(&self, base: &Path, config: &ConfigMap) -> Result<()>;
-    /// Creates an empty volume directory at `path`.
+    /// Creates an empty volume at `path`.
     fn create_volume(&self, path: &Path) -> Result<()>;
     /// Makes `dst` a writable copy of `src` (image → instance, copies).
     fn copy_volume(&self, src: &Path, dst: &Path) -> Result<()>;
     /// Marks a finished image volume read-only (where the driver can).
     fn seal_volume(&self, path: &Path) -> Result<()>;
     fn delete_volume(&self, path: &Path) -> Result<()>;
+
+    /// Makes `dst` a read-only (where the driver can) point-in-time copy of `src`.
+    fn snapshot_volume(&self, src: &Path, dst: &Path) -> Result<()> {
+        self.copy_volume(src, dst)?;
+        self.seal_volume(dst)
+    }
+
+    /// Limits the space volume `path` may use (`None` or `Some(0)` removes
+    /// the limit).
+    fn set_volume_size(&self, _path: &Path, size: Option<u64>) -> Result<()> {
+        match size {
+            None | Some(0) => Ok(()),
+            Some(_) => Err(StorageError::Unsupported(format!(
+                "size limits need the btrfs driver (this pool uses {})",
+                self.info().name
+            ))),
+        }
+    }
+
+    /// The size limit of volume `path`, if it has one.
+    fn volume_size(&self, _path: &Path) -> Result<Option<u64>> {
+        Ok(None)
+    }
+
+    /// Bytes used by volume `path`, where the driver knows it cheaply.
+    fn volume_usage(&self, _path: &Path) -> Result<Option<u64>> {
+        Ok(None)
+    }
 }
 
 /// The registry of storage drivers by name.
 pub fn driver(name: &str) -> Result<Arc<dyn StorageDriver>> {
     match name {
         "dir" => Ok(Arc::new(DirDriver)),
+        "btrfs" => Ok(Arc::new(BtrfsDriver)),
         other => Err(StorageError::UnknownDriver(
             other.into(),
             supported().join(", "),
@@ -114,8 +184,61 @@ pub fn driver(name: &str) -> Result<Arc<dyn StorageDriver>> {
 }
 
 pub fn supported() -> Vec<&'static str> {
-    vec!["dir"]
+    vec!["dir", "btrfs"]
 }
+
+/// Checks a volume name: not empty, at most 255 bytes, no `/`, no
+/// whitespace or control characters, and no leading `.` (names starting
+/// with a dot are reserved for staging).
+pub fn validate_volume_name(name: &str) -> Result<()> {
+    check_name("volume", name)?;
+    if name.starts_with('.') {
+        return Err(StorageError::InvalidName(format!(
+            "invalid volume name {name:?}: must not start with '.'"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a snapshot name: not empty, not `.` or `..`, at most 255 bytes, no
+/// `/`, no whitespace or control characters, no leading `.`.
+pub fn validate_snapshot_name(name: &str) -> Result<()> {
+    check_name("snapshot", name)?;
+    if name.starts_with('.') {
+        return Err(StorageError::InvalidName(format!(
+            "invalid snapshot name {name:?}: must not start with '.'"
+        )));
+    }
+    Ok(())
+}
+
+fn check_name(what: &str, name: &str) -> Result<()> {
+    let bad = |why: &str| {
+        Err(StorageError::InvalidName(format!(
+            "invalid {what} name {name:?}: {why}"
+        )))
+    };
+    if name.is_empty() {
+        return bad("must not be empty");
+    }
+    if name == "." || name == ".." {
+        return bad("must not be '.' or '..'");
+    }
+    if name.len() > 255 {
+        return bad("must be at most 255 bytes");
+    }
+    if name.contains('/') {
+        return bad("must not contain '/'");
+    }
+    if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return bad("must not contain whitespace or control characters");
+    }
+    Ok(())
+}
+
+/// Where a fill callback writes inside a fresh staging volume (its content
+/// is then moved to the volume's top level).
+const FILL_DIR: &str = ".kante-fill";
 
 /// A pool the daemon uses: its name, where it lives and its driver.
 #[derive(Clone)]
@@ -135,38 +258,38 @@ impl Pool {
         self.volume_path(kind, name).exists()
     }
 
-    /// Creates an image volume once: `fill` unpacks into a staging directory
-    /// which becomes the volume only if it succeeds.
+    /// Brings the pool online (the driver's `mount_pool`; idempotent).
+    pub fn mount(&self) -> Result<()> {
+        self.driver.mount_pool(&self.base, &self.config)
+    }
+
+    /// Creates an image volume once: `fill` unpacks into a path that does not
+    /// exist yet (inside a fresh staging volume); the result becomes the
+    /// volume, sealed read-only, only if it succeeds.
     pub fn create_image_volume(
         &self,
         fingerprint: &str,
         fill: &mut dyn FnMut(&Path) -> std::result::Result<(), String>,
     ) -> Result<()> {
+        validate_volume_name(fingerprint)?;
         let dst = self.volume_path(VolumeKind::Image, fingerprint);
         if dst.exists() {
             return Ok(());
         }
-        let staging = self
-            .base
-            .join(VolumeKind::Image.dir_name())
-            .join(format!(".staging-{fingerprint}"));
-        if staging.exists() {
-            self.driver.delete_volume(&staging)?;
-        }
-        // The image unpacker wants to create its destination itself.
-        let mut revert = Revert::new();
-        let driver = self.driver.clone();
-        let s2 = staging.clone();
-        revert.add(move || {
-            let _ = driver.delete_volume(&s2);
-        });
-        fill(&staging).map_err(|message| StorageError::Fill {
+        let staging = self.staging_path(VolumeKind::Image, fingerprint);
+        let revert = self.start_staging(&staging)?;
+        self.driver.create_volume(&staging)?;
+        // The image unpacker wants to create its destination itself, and the
+        // volume (a subvolume on btrfs) must exist first: fill a directory
+        // inside it, then move what it made to the volume's top level.
+        let target = staging.join(FILL_DIR);
+        fill(&target).map_err(|message| StorageError::Fill {
             volume: fingerprint.into(),
             message,
         })?;
+        hoist(&target, &staging)?;
         self.driver.seal_volume(&staging)?;
-        std::fs::rename(&staging, &dst)
-            .map_err(StorageError::io(format!("renaming {}", staging.display())))?;
+        rename_noreplace(&staging, &dst)?;
         revert.success();
         Ok(())
     }
@@ -184,98 +307,540 @@ impl Pool {
 
     /// A new, empty instance volume (`lxc init --empty`).
     pub fn create_instance_empty(&self, instance: &str) -> Result<PathBuf> {
+        validate_volume_name(instance)?;
         let dst = self.volume_path(VolumeKind::Container, instance);
         if dst.exists() {
             return Err(StorageError::Exists(format!("volume {instance}")));
         }
-        self.driver.create_volume(&dst)?;
-        std::fs::create_dir_all(dst.join("rootfs")).map_err(StorageError::io("creating rootfs"))?;
-        Ok(dst)
-    }
-
-    /// Copies a volume into a new one of `kind` named `name`.
-    pub fn copy_into(&self, src: &Path, kind: VolumeKind, name: &str) -> Result<PathBuf> {
-        let dst = self.volume_path(kind, name);
-        if dst.exists() {
-            return Err(StorageError::Exists(format!("volume {name}")));
-        }
-        let staging = self
-            .base
-            .join(kind.dir_name())
-            .join(format!(".staging-{name}"));
-        if staging.exists() {
-            self.driver.delete_volume(&staging)?;
-        }
-        let mut revert = Revert::new();
-        let driver = self.driver.clone();
-        let s2 = staging.clone();
-        revert.add(move || {
-            let _ = driver.delete_volume(&s2);
-        });
-        self.driver.copy_volume(src, &staging)?;
-        std::fs::rename(&staging, &dst)
-            .map_err(StorageError::io(format!("renaming {}", staging.display())))?;
+        let staging = self.staging_path(VolumeKind::Container, instance);
+        let revert = self.start_staging(&staging)?;
+        self.driver.create_volume(&staging)?;
+        std::fs::create_dir_all(staging.join("rootfs"))
+            .map_err(StorageError::io("creating rootfs"))?;
+        rename_noreplace(&staging, &dst)?;
         revert.success();
         Ok(dst)
     }
 
+    /// Copies a volume (or a snapshot: any volume-shaped directory) into a
+    /// new one of `kind` named `name`.
+    pub fn copy_into(&self, src: &Path, kind: VolumeKind, name: &str) -> Result<PathBuf> {
+        validate_volume_name(name)?;
+        let dst = self.volume_path(kind, name);
+        if dst.exists() {
+            return Err(StorageError::Exists(format!("volume {name}")));
+        }
+        let staging = self.staging_path(kind, name);
+        let revert = self.start_staging(&staging)?;
+        self.driver.copy_volume(src, &staging)?;
+        rename_noreplace(&staging, &dst)?;
+        revert.success();
+        Ok(dst)
+    }
+
+    /// Deletes a volume and its snapshots (a missing volume is no error).
     pub fn delete_volume(&self, kind: VolumeKind, name: &str) -> Result<()> {
+        validate_volume_name(name)?;
+        if let Some(dir) = self.snapshots_dir(kind, name) {
+            if dir.exists() {
+                for snap in self.list_entries(&dir, true) {
+                    self.driver.delete_volume(&dir.join(snap))?;
+                }
+                std::fs::remove_dir(&dir)
+                    .map_err(StorageError::io(format!("removing {}", dir.display())))?;
+            }
+        }
         let p = self.volume_path(kind, name);
-        if !p.exists() {
+        if p.symlink_metadata().is_err() {
             return Ok(());
         }
         self.driver.delete_volume(&p)
     }
 
+    /// Renames a volume and its snapshots directory.
     pub fn rename_volume(&self, kind: VolumeKind, old: &str, new: &str) -> Result<()> {
+        validate_volume_name(new)?;
         let (a, b) = (self.volume_path(kind, old), self.volume_path(kind, new));
         if b.exists() {
             return Err(StorageError::Exists(format!("volume {new}")));
         }
-        std::fs::rename(&a, &b).map_err(StorageError::io(format!("renaming {}", a.display())))
+        if a.symlink_metadata().is_err() {
+            return Err(StorageError::NotFound(format!("volume {old}")));
+        }
+        rename_noreplace(&a, &b)?;
+        if let (Some(sa), Some(sb)) = (self.snapshots_dir(kind, old), self.snapshots_dir(kind, new))
+        {
+            if sa.exists() {
+                if let Err(e) = rename_noreplace(&sa, &sb) {
+                    let _ = std::fs::rename(&b, &a);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Volume names of one kind (ignoring staging leftovers).
     pub fn list_volumes(&self, kind: VolumeKind) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(self.base.join(kind.dir_name()))
+        self.list_entries(&self.base.join(kind.dir_name()), false)
+    }
+
+    /// Removes staging directories left by a crash mid-create (volumes and snapshots).
+    pub fn remove_staging_leftovers(&self) {
+        for kind in [VolumeKind::Image, VolumeKind::Container, VolumeKind::Custom] {
+            self.remove_staging_in(&self.base.join(kind.dir_name()));
+            if let Some(d) = kind.snapshots_dir_name() {
+                if let Ok(rd) = std::fs::read_dir(self.base.join(d)) {
+                    for e in rd.flatten() {
+                        self.remove_staging_in(&e.path());
+                    }
+                }
+            }
+        }
+    }
+
+    fn remove_staging_in(&self, dir: &Path) {
+        if let Ok(rd) = std::fs::read_dir(dir) {
+            for e in rd.flatten() {
+                if e.file_name().to_string_lossy().starts_with(".staging-") {
+                    if let Err(err) = self.driver.delete_volume(&e.path()) {
+                        tracing::warn!(path = %e.path().display(), "removing a staging leftover: {err}");
+                    }
+                }
+            }
+        }
+    }
+
+    // ----- size limits ---------------------------------------------------
+
+    /// Limits a volume's size (btrfs: a qgroup limit on referenced bytes,
+    /// quotas being enabled on the pool the first time). `None` (or `Some(0)`)
+    /// removes it.
+    pub fn set_volume_size(&self, kind: VolumeKind, name: &str, size: Option<u64>) -> Result<()> {
+        let p = self.existing_volume(kind, name)?;
+        self.driver.set_volume_size(&p, size)
+    }
+
+    /// The volume's size limit, if any.
+    pub fn volume_size(&self, kind: VolumeKind, name: &str) -> Result<Option<u64>> {
+        let p = self.existing_volume(kind, name)?;
+        self.driver.volume_size(&p)
+    }
+
+    /// Bytes the volume uses, where the driver knows it cheaply (btrfs with quotas).
+    pub fn volume_usage(&self, kind: VolumeKind, name: &str) -> Result<Option<u64>> {
+        let p = self.existing_volume(kind, name)?;
+        self.driver.volume_usage(&p)
+    }
+
+    // ----- custom volumes ------------------------------------------------
+
+    /// A new, empty custom volume `custom/<name>`, with an optional size limit.
+    pub fn create_custom_volume(&self, name: &str, size: Option<u64>) -> Result<PathBuf> {
+        validate_volume_name(name)?;
+        let dst = self.volume_path(VolumeKind::Custom, name);
+        if dst.exists() {
+            return Err(StorageError::Exists(format!("volume {name}")));
+        }
+        let staging = self.staging_path(VolumeKind::Custom, name);
+        let revert = self.start_staging(&staging)?;
+        self.driver.create_volume(&staging)?;
+        if size.is_some() {
+            self.driver.set_volume_size(&staging, size)?;
+        }
+        rename_noreplace(&staging, &dst)?;
+        revert.success();
+        Ok(dst)
+    }
+
+    pub fn delete_custom_volume(&self, name: &str) -> Result<()> {
+        self.delete_volume(VolumeKind::Custom, name)
+    }
+
+    pub fn list_custom_volumes(&self) -> Vec<String> {
+        self.list_volumes(VolumeKind::Custom)
+    }
+
+    // ----- snapshots -----------------------------------------------------
+
+    /// `<kind>-snapshots/<volume>` (`None` for images, which have no snapshots).
+    pub fn snapshots_dir(&self, kind: VolumeKind, volume: &str) -> Option<PathBuf> {
+        kind.snapshots_dir_name()
+            .map(|d| self.base.join(d).join(volume))
+    }
+
+    /// `<kind>-snapshots/<volume>/<snap>`.
+    pub fn snapshot_path(&self, kind: VolumeKind, volume: &str, snap: &str) -> Result<PathBuf> {
+        self.snapshots_dir(kind, volume)
+            .map(|d| d.join(snap))
+            .ok_or_else(|| StorageError::Unsupported("image volumes have no snapshots".into()))
+    }
+
+    pub fn has_snapshot(&self, kind: VolumeKind, volume: &str, snap: &str) -> bool {
+        self.snapshot_path(kind, volume, snap)
+            .map(|p| p.exists())
+            .unwrap_or(false)
+    }
+
+    /// Takes a read-only snapshot of a volume at `<kind>-snapshots/<volume>/<snap>`.
+    pub fn snapshot(&self, kind: VolumeKind, volume: &str, snap: &str) -> Result<PathBuf> {
+        let src = self.existing_volume(kind, volume)?;
+        self.snapshot_from(&src, kind, volume, snap)
+    }
+
+    /// Makes `src` (any volume-shaped directory, e.g. another volume's
+    /// snapshot being copied along) the snapshot `snap` of `volume`.
+    pub fn snapshot_from(
+        &self,
+        src: &Path,
+        kind: VolumeKind,
+        volume: &str,
+        snap: &str,
+    ) -> Result<PathBuf> {
+        validate_volume_name(volume)?;
+        validate_snapshot_name(snap)?;
+        let dst = self.snapshot_path(kind, volume, snap)?;
+        if dst.exists() {
+            return Err(StorageError::Exists(format!("snapshot {volume}/{snap}")));
+        }
+        let dir = dst
+            .parent()
+            .expect("snapshot path has a parent")
+            .to_path_buf();
+        let made_dir = !dir.exists();
+        std::fs::create_dir_all(&dir)
+            .map_err(StorageError::io(format!("creating {}", dir.display())))?;
+        let mut revert = Revert::new();
+        if made_dir {
+            let d = dir.clone();
+            revert.add(move || {
+                let _ = std::fs::remove_dir(&d);
+            });
+        }
+        let staging = dir.join(format!(".staging-{snap}"));
+        revert.merge(self.start_staging(&staging)?);
+        self.driver.snapshot_volume(src, &staging)?;
+        rename_noreplace(&staging, &dst)?;
+        revert.success();
+        Ok(dst)
+    }
+
+    /// Makes `volume` equal to its snapshot `snap` again. The restored copy
+    /// is built aside and swapped in with one atomic rename, so a failure
+    /// leaves the volume as it was; the volume's size limit is kept.
+    pub fn restore(&self, kind: VolumeKind, volume: &str, snap: &str) -> Result<()> {
+        validate_snapshot_name(snap)?;
+        let vol = self.existing_volume(kind, volume)?;
+        let src = self.snapshot_path(kind, volume, snap)?;
+        if !src.exists() {
+            return Err(StorageError::NotFound(format!("snapshot {volume}/{snap}")));
+        }
+        let staging = self.staging_path(kind, volume);
+        let revert = self.start_staging(&staging)?;
+        let limit = self.driver.volume_size(&vol)?;
+        self.driver.copy_volume(&src, &staging)?;
+        if limit.is_some() {
+            self.driver.set_volume_size(&staging, limit)?;
+        }
+        nix::fcntl::renameat2(
+            nix::fcntl::AT_FDCWD,
+            &staging,
+            nix::fcntl::AT_FDCWD,
+            &vol,
+            nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+        )
+        .map_err(|e| StorageError::Io {
+            what: format!("swapping {} with {}", staging.display(), vol.display()),
+            source: e.into(),
+        })?;
+        // The staging path now holds the old content: the volume is restored
+        // whether or not deleting it works (a leftover goes at next start).
+        revert.success();
+        if let Err(e) = self.driver.delete_volume(&staging) {
+            tracing::warn!(path = %staging.display(), "removing the replaced volume: {e}");
+        }
+        Ok(())
+    }
+
+    pub fn delete_snapshot(&self, kind: VolumeKind, volume: &str, snap: &str) -> Result<()> {
+        validate_volume_name(volume)?;
+        validate_snapshot_name(snap)?;
+        let p = self.snapshot_path(kind, volume, snap)?;
+        if p.symlink_metadata().is_err() {
+            return Err(StorageError::NotFound(format!("snapshot {volume}/{snap}")));
+        }
+        self.driver.delete_volume(&p)?;
+        if let Some(dir) = p.parent() {
+            // Only succeeds once the last snapshot is gone.
+            let _ = std::fs::remove_dir(dir);
+        }
+        Ok(())
+    }
+
+    pub fn rename_snapshot(
+        &self,
+        kind: VolumeKind,
+        volume: &str,
+        old: &str,
+        new: &str,
+    ) -> Result<()> {
+        validate_volume_name(volume)?;
+        validate_snapshot_name(old)?;
+        validate_snapshot_name(new)?;
+        let a = self.snapshot_path(kind, volume, old)?;
+        let b = self.snapshot_path(kind, volume, new)?;
+        if a.symlink_metadata().is_err() {
+            return Err(StorageError::NotFound(format!("snapshot {volume}/{old}")));
+        }
+        rename_noreplace(&a, &b).map_err(|e| match e {
+            StorageError::Exists(_) => StorageError::Exists(format!("snapshot {volume}/{new}")),
+            e => e,
+        })
+    }
+
+    /// Snapshot names of a volume, sorted.
+    pub fn list_snapshots(&self, kind: VolumeKind, volume: &str) -> Vec<String> {
+        match self.snapshots_dir(kind, volume) {
+            Some(d) => self.list_entries(&d, false),
+            None => Vec::new(),
+        }
+    }
+
+    /// A new writable volume `new_name` of `kind` from snapshot `snap` of `volume`.
+    pub fn copy_from_snapshot(
+        &self,
+        kind: VolumeKind,
+        volume: &str,
+        snap: &str,
+        new_name: &str,
+    ) -> Result<PathBuf> {
+        validate_snapshot_name(snap)?;
+        let src = self.snapshot_path(kind, volume, snap)?;
+        if !src.exists() {
+            return Err(StorageError::NotFound(format!("snapshot {volume}/{snap}")));
+        }
+        self.copy_into(&src, kind, new_name)
+    }
+
+    // ----- helpers -------------------------------------------------------
+
+    fn existing_volume(&self, kind: VolumeKind, name: &str) -> Result<PathBuf> {
+        validate_volume_name(name)?;
+        let p = self.volume_path(kind, name);
+        if !p.exists() {
+            return Err(StorageError::NotFound(format!(
+                "{} volume {name}",
+                kind.api_name()
+            )));
+        }
+        Ok(p)
+    }
+
+    fn staging_path(&self, kind: VolumeKind, name: &str) -> PathBuf {
+        self.base
+            .join(kind.dir_name())
+            .join(format!(".staging-{name}"))
+    }
+
+    /// Clears a leftover at `staging` and returns a guard deleting it again.
+    fn start_staging(&self, staging: &Path) -> Result<Revert> {
+        if staging.symlink_metadata().is_ok() {
+            self.driver.delete_volume(staging)?;
+        }
+        let mut revert = Revert::new();
+        let driver = self.driver.clone();
+        let s2 = staging.to_path_buf();
+        revert.add(move || {
+            if let Err(e) = driver.delete_volume(&s2) {
+                tracing::warn!(path = %s2.display(), "removing a staging volume: {e}");
+            }
+        });
+        Ok(revert)
+    }
+
+    fn list_entries(&self, dir: &Path, with_hidden: bool) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
             .map(|rd| {
                 rd.flatten()
                     .filter_map(|e| e.file_name().into_string().ok())
-                    .filter(|n| !n.starts_with('.'))
+                    .filter(|n| with_hidden || !n.starts_with('.'))
                     .collect()
             })
             .unwrap_or_default();
         v.sort();
         v
     }
+}
 
-    /// Removes staging directories left by a crash mid-create.
-    pub fn remove_staging_leftovers(&self) {
-        for kind in [VolumeKind::Image, VolumeKind::Container, VolumeKind::Custom] {
-            if let Ok(rd) = std::fs::read_dir(self.base.join(kind.dir_name())) {
-                for e in rd.flatten() {
-                    if e.file_name().to_string_lossy().starts_with(".staging-") {
-                        let _ = self.driver.delete_volume(&e.path());
-                    }
-                }
-            }
+/// Moves everything in `from` to `to` (same filesystem), then removes `from`.
+fn hoist(from: &Path, to: &Path) -> Result<()> {
+    let md = match from.symlink_metadata() {
+        Ok(md) => md,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(StorageError::Io {
+                what: format!("stat {}", from.display()),
+                source: e,
+            })
         }
+    };
+    if !md.is_dir() {
+        return Err(StorageError::Command(format!(
+            "{} is not a directory",
+            from.display()
+        )));
+    }
+    let rd =
+        std::fs::read_dir(from).map_err(StorageError::io(format!("reading {}", from.display())))?;
+    for e in rd {
+        let e = e.map_err(StorageError::io(format!("reading {}", from.display())))?;
+        rename_noreplace(&e.path(), &to.join(e.file_name()))?;
+    }
+    std::fs::remove_dir(from).map_err(StorageError::io(format!("removing {}", from.display())))
+}
+
+/// rename(2) that refuses to replace anything (an empty directory included).
+pub(crate) fn rename_noreplace(a: &Path, b: &Path) -> Result<()> {
+    match nix::fcntl::renameat2(
+        nix::fcntl::AT_FDCWD,
+        a,
+        nix::fcntl::AT_FDCWD,
+        b,
+        nix::fcntl::RenameFlags::RENAME_NOREPLACE,
+    ) {
+        Ok(()) => Ok(()),
+        Err(nix::errno::Errno::EEXIST) => Err(StorageError::Exists(b.display().to_string())),
+        // Filesystems without RENAME_NOREPLACE: check, then rename.
+        Err(nix::errno::Errno::EINVAL) if b.symlink_metadata().is_err() => {
+            std::fs::rename(a, b).map_err(StorageError::io(format!("renaming {}", a.display())))
+        }
+        Err(e) => Err(StorageError::Io {
+            what: format!("renaming {} to {}", a.display(), b.display()),
+            source: e.into(),
+        }),
     }
 }
 
 /// Creates the standard sub-directories of a pool.
 pub(crate) fn create_layout(base: &Path) -> Result<()> {
-    for kind in [VolumeKind::Image, VolumeKind::Container, VolumeKind::Custom] {
-        let d = base.join(kind.dir_name());
-        std::fs::create_dir_all(&d)
-            .map_err(StorageError::io(format!("creating {}", d.display())))?;
-    }
-    for d in ["containers-snapshots", "custom-snapshots"] {
+    for d in LAYOUT {
         let d = base.join(d);
         std::fs::create_dir_all(&d)
             .map_err(StorageError::io(format!("creating {}", d.display())))?;
     }
     Ok(())
+}
+
+/// The top-level directories of a pool.
+pub(crate) const LAYOUT: [&str; 5] = [
+    "images",
+    "containers",
+    "custom",
+    "containers-snapshots",
+    "custom-snapshots",
+];
+
+/// What keeps a pool from being deleted: its instance and custom volumes and
+/// snapshots, as `containers/c1`, `custom-snapshots/v/s`, … (staging
+/// leftovers and image volumes do not count).
+pub(crate) fn volumes_in_use(base: &Path) -> Vec<String> {
+    let mut used = Vec::new();
+    let names = |d: &Path| -> Vec<String> {
+        std::fs::read_dir(d)
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .filter(|n| !n.starts_with(".staging-"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for d in ["containers", "custom"] {
+        for n in names(&base.join(d)) {
+            used.push(format!("{d}/{n}"));
+        }
+    }
+    for d in ["containers-snapshots", "custom-snapshots"] {
+        for v in names(&base.join(d)) {
+            for s in names(&base.join(d).join(&v)) {
+                used.push(format!("{d}/{v}/{s}"));
+            }
+        }
+    }
+    used.sort();
+    used
+}
+
+/// Empties a pool that [`volumes_in_use`] found unused: deletes image
+/// volumes, staging leftovers and empty snapshot directories with `driver`,
+/// then removes the layout directories themselves.
+pub(crate) fn clear_unused_pool(driver: &dyn StorageDriver, base: &Path) -> Result<()> {
+    let used = volumes_in_use(base);
+    if !used.is_empty() {
+        return Err(in_use_error(base, &used));
+    }
+    for name in LAYOUT {
+        let d = base.join(name);
+        if let Ok(rd) = std::fs::read_dir(&d) {
+            for e in rd.flatten() {
+                let p = e.path();
+                if name.ends_with("-snapshots") {
+                    // Only staging leftovers can be in there now.
+                    if let Ok(inner) = std::fs::read_dir(&p) {
+                        for s in inner.flatten() {
+                            driver.delete_volume(&s.path())?;
+                        }
+                    }
+                    std::fs::remove_dir(&p)
+                        .map_err(StorageError::io(format!("removing {}", p.display())))?;
+                } else {
+                    driver.delete_volume(&p)?;
+                }
+            }
+        }
+        match std::fs::remove_dir(&d) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(StorageError::Io {
+                    what: format!("removing {}", d.display()),
+                    source: e,
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn in_use_error(base: &Path, used: &[String]) -> StorageError {
+    let shown: Vec<&str> = used.iter().take(5).map(|s| s.as_str()).collect();
+    StorageError::InUse(format!(
+        "the storage pool at {} is still in use: {} volume(s) or snapshot(s) exist ({}{})",
+        base.display(),
+        used.len(),
+        shown.join(", "),
+        if used.len() > shown.len() {
+            ", …"
+        } else {
+            ""
+        }
+    ))
+}
+
+/// Runs a command; a failure becomes [`StorageError::Command`] with `what`
+/// and the most telling line of its standard error.
+pub(crate) fn run(cmd: &mut Command, what: &str) -> Result<String> {
+    let out = cmd.output().map_err(StorageError::io(what.to_string()))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let line = err
+            .lines()
+            .find(|l| l.contains("ERROR"))
+            .or_else(|| err.lines().find(|l| !l.trim().is_empty()))
+            .unwrap_or("failed");
+        return Err(StorageError::Command(format!("{what}: {}", line.trim())));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 #[cfg(test)]

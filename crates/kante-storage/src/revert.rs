@@ -18,6 +18,12 @@ impl Revert {
         self.undo.push(Box::new(f));
     }
 
+    /// Appends the pending undos of `other` (they run before this guard's
+    /// earlier ones, as if registered here).
+    pub fn merge(&mut self, mut other: Revert) {
+        self.undo.append(&mut other.undo);
+    }
+
     /// Keeps everything done so far.
     pub fn success(mut self) {
         self.undo.clear();

@@ -88,3 +88,148 @@ fn dir_pool_refuses_non_empty_source() {
         .is_err());
     std::fs::remove_dir_all(&base).unwrap();
 }
+
+fn cfg(pairs: &[(&str, &str)]) -> ConfigMap {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn btrfs_config_validation() {
+    let d = driver("btrfs").unwrap();
+    assert_eq!(d.info().name, "btrfs");
+    assert!(supported().contains(&"btrfs"));
+    for ok in [
+        cfg(&[]),
+        cfg(&[("size", "5GiB")]),
+        cfg(&[("size", "128MiB")]),
+        cfg(&[("size", "1073741824")]),
+        cfg(&[("source", "/dev/sdb")]),
+        cfg(&[("source", "/srv/btrfs/kante"), ("user.note", "x")]),
+        cfg(&[(
+            "btrfs.mount_options",
+            "user_subvol_rm_allowed,compress=zstd",
+        )]),
+    ] {
+        assert!(d.validate_config(&ok).is_ok(), "{ok:?} refused");
+    }
+    for (bad, needle) in [
+        (cfg(&[("size", "5XB")]), "unknown unit"),
+        (cfg(&[("size", "")]), "invalid size"),
+        (cfg(&[("size", "64MiB")]), "too small"),
+        (cfg(&[("source", "relative/path")]), "absolute"),
+        (cfg(&[("zfs.pool_name", "x")]), "unknown key"),
+        (cfg(&[("volume.size", "1GiB")]), "unknown key"),
+        (cfg(&[("btrfs.mount_options", "a\0b")]), "NUL"),
+    ] {
+        let e = d.validate_config(&bad).unwrap_err();
+        assert!(
+            matches!(e, StorageError::InvalidConfig(_)) && e.to_string().contains(needle),
+            "{bad:?}: {e}"
+        );
+    }
+    // create_pool validates too, before touching anything.
+    let base = tmp("btrfs-invalid");
+    let mut c = cfg(&[("bogus", "1")]);
+    assert!(matches!(
+        d.create_pool(&base, &mut c),
+        Err(StorageError::InvalidConfig(_))
+    ));
+    assert!(!base.exists());
+}
+
+#[test]
+fn disks_dir_is_a_sibling_of_storage_pools() {
+    assert_eq!(
+        btrfs::disks_dir(Path::new("/var/lib/kante/storage-pools/p1")).unwrap(),
+        PathBuf::from("/var/lib/kante/disks")
+    );
+    assert!(btrfs::disks_dir(Path::new("/")).is_err());
+}
+
+#[test]
+fn name_rules() {
+    for ok in ["snap0", "a-b_c.d", "é", &"x".repeat(255)] {
+        assert!(validate_snapshot_name(ok).is_ok(), "{ok:?}");
+        assert!(validate_volume_name(ok).is_ok(), "{ok:?}");
+    }
+    for bad in [
+        "",
+        ".",
+        "..",
+        "a/b",
+        "/",
+        "a b",
+        "tab\t",
+        "nl\n",
+        ".hidden",
+        &"x".repeat(256),
+    ] {
+        assert!(
+            matches!(
+                validate_snapshot_name(bad),
+                Err(StorageError::InvalidName(_))
+            ),
+            "{bad:?}"
+        );
+        assert!(
+            matches!(validate_volume_name(bad), Err(StorageError::InvalidName(_))),
+            "{bad:?}"
+        );
+    }
+}
+
+#[test]
+fn dir_snapshots_restore_and_custom_volumes() {
+    let base = tmp("snap");
+    let pool = dir_pool(&base);
+    let vol = pool.create_instance_empty("c1").unwrap();
+    std::fs::write(vol.join("rootfs/a"), "1").unwrap();
+    let snap = pool.snapshot(VolumeKind::Container, "c1", "s0").unwrap();
+    assert_eq!(snap, base.join("containers-snapshots/c1/s0"));
+    std::fs::write(vol.join("rootfs/a"), "2").unwrap();
+    std::fs::write(vol.join("rootfs/b"), "new").unwrap();
+    pool.restore(VolumeKind::Container, "c1", "s0").unwrap();
+    assert_eq!(std::fs::read_to_string(vol.join("rootfs/a")).unwrap(), "1");
+    assert!(!vol.join("rootfs/b").exists());
+    assert!(matches!(
+        pool.snapshot(VolumeKind::Container, "c1", "s0"),
+        Err(StorageError::Exists(_))
+    ));
+    assert!(matches!(
+        pool.snapshot(VolumeKind::Container, "c1", "a/b"),
+        Err(StorageError::InvalidName(_))
+    ));
+    assert!(matches!(
+        pool.snapshot(VolumeKind::Image, "c1", "s"),
+        Err(StorageError::NotFound(_)) | Err(StorageError::Unsupported(_))
+    ));
+    // Size limits need btrfs; nothing is left behind by the refusal.
+    assert!(matches!(
+        pool.create_custom_volume("v1", Some(1 << 30)),
+        Err(StorageError::Unsupported(_))
+    ));
+    assert!(pool.list_custom_volumes().is_empty());
+    assert!(std::fs::read_dir(base.join("custom"))
+        .unwrap()
+        .next()
+        .is_none());
+    pool.create_custom_volume("v1", None).unwrap();
+    assert!(pool.set_volume_size(VolumeKind::Custom, "v1", None).is_ok());
+    assert!(matches!(
+        pool.create_custom_volume("a/b", None),
+        Err(StorageError::InvalidName(_))
+    ));
+    // A pool with volumes cannot be deleted.
+    assert!(matches!(
+        pool.driver.delete_pool(&base, &pool.config),
+        Err(StorageError::InUse(_))
+    ));
+    pool.delete_custom_volume("v1").unwrap();
+    pool.delete_volume(VolumeKind::Container, "c1").unwrap();
+    assert!(!base.join("containers-snapshots/c1").exists());
+    pool.driver.delete_pool(&base, &pool.config).unwrap();
+    assert!(!base.exists());
+}

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 use thiserror::Error;
 
-pub use rows::{AliasRow, ImageRow, InstanceRow, NetworkRow, PoolRow, ProfileRow};
+pub use rows::{AliasRow, ImageRow, InstanceRow, NetworkRow, PoolRow, ProfileRow, SnapshotRow};
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -161,26 +161,38 @@ impl Store {
         Ok(())
     }
 
+    /// Renames an instance, its snapshots following it.
     pub fn instance_rename(&self, old: &str, new: &str) -> Result<()> {
-        let r = self.lock().execute(
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let r = tx.execute(
             "UPDATE instances SET name = ?2 WHERE name = ?1",
             params![old, new],
         );
         match r {
-            Ok(0) => Err(StoreError::NotFound(format!("Instance {old:?}"))),
-            Ok(_) => Ok(()),
+            Ok(0) => return Err(StoreError::NotFound(format!("Instance {old:?}"))),
+            Ok(_) => {}
             Err(e) if is_unique_violation(&e) => {
-                Err(StoreError::Conflict(format!("Instance {new:?}")))
+                return Err(StoreError::Conflict(format!("Instance {new:?}")))
             }
-            Err(e) => Err(e.into()),
+            Err(e) => return Err(e.into()),
         }
+        tx.execute(
+            "UPDATE snapshots SET instance = ?2 WHERE instance = ?1",
+            params![old, new],
+        )?;
+        tx.commit()?;
+        Ok(())
     }
 
+    /// Deletes an instance and its snapshots' records.
     pub fn instance_delete(&self, name: &str) -> Result<bool> {
-        Ok(self
-            .lock()
-            .execute("DELETE FROM instances WHERE name = ?1", [name])?
-            > 0)
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        tx.execute("DELETE FROM snapshots WHERE instance = ?1", [name])?;
+        let n = tx.execute("DELETE FROM instances WHERE name = ?1", [name])?;
+        tx.commit()?;
+        Ok(n > 0)
     }
 
     // ---- profiles ----
@@ -465,6 +477,91 @@ impl Store {
             .lock()
             .execute("DELETE FROM storage_pools WHERE name = ?1", [name])?
             > 0)
+    }
+
+    // ---- snapshots ----
+
+    pub fn snapshot_create(&self, row: &SnapshotRow) -> Result<()> {
+        let r = self.lock().execute(
+            &format!(
+                "INSERT INTO snapshots ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                SnapshotRow::COLUMNS
+            ),
+            params![
+                row.instance,
+                row.name,
+                row.created_at,
+                row.expires_at,
+                row.stateful,
+                row.architecture,
+                row.ephemeral,
+                row.description,
+                serde_json::to_string(&row.config)?,
+                serde_json::to_string(&row.devices)?,
+                serde_json::to_string(&row.profiles)?,
+            ],
+        );
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => {
+                Err(StoreError::Conflict(format!("Snapshot {:?}", row.name)))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub fn snapshot_get(&self, instance: &str, name: &str) -> Result<Option<SnapshotRow>> {
+        let conn = self.lock();
+        let mut st = conn.prepare_cached(&format!(
+            "SELECT {} FROM snapshots WHERE instance = ?1 AND name = ?2",
+            SnapshotRow::COLUMNS
+        ))?;
+        let raw = st
+            .query_row([instance, name], SnapshotRow::from_row)
+            .optional()?;
+        raw.map(|r| r.decode()).transpose()
+    }
+
+    /// Snapshots of an instance, oldest first.
+    pub fn snapshot_list(&self, instance: &str) -> Result<Vec<SnapshotRow>> {
+        let conn = self.lock();
+        let mut st = conn.prepare_cached(&format!(
+            "SELECT {} FROM snapshots WHERE instance = ?1 ORDER BY id",
+            SnapshotRow::COLUMNS
+        ))?;
+        let rows = st
+            .query_map([instance], SnapshotRow::from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.into_iter().map(|r| r.decode()).collect()
+    }
+
+    pub fn snapshot_rename(&self, instance: &str, old: &str, new: &str) -> Result<()> {
+        match self.lock().execute(
+            "UPDATE snapshots SET name = ?3 WHERE instance = ?1 AND name = ?2",
+            params![instance, old, new],
+        ) {
+            Ok(0) => Err(StoreError::NotFound(format!("Snapshot {old:?}"))),
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => {
+                Err(StoreError::Conflict(format!("Snapshot {new:?}")))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub fn snapshot_set_expiry(&self, instance: &str, name: &str, expires_at: &str) -> Result<()> {
+        self.lock().execute(
+            "UPDATE snapshots SET expires_at = ?3 WHERE instance = ?1 AND name = ?2",
+            params![instance, name, expires_at],
+        )?;
+        Ok(())
+    }
+
+    pub fn snapshot_delete(&self, instance: &str, name: &str) -> Result<bool> {
+        Ok(self.lock().execute(
+            "DELETE FROM snapshots WHERE instance = ?1 AND name = ?2",
+            [instance, name],
+        )? > 0)
     }
 
     // ---- networks ----

@@ -71,6 +71,22 @@ const MIGRATIONS: &[&str] = &[
         description TEXT NOT NULL DEFAULT '',
         config TEXT NOT NULL DEFAULT '{}'
     );",
+    // 3: instance snapshots.
+    "CREATE TABLE snapshots (
+        id INTEGER PRIMARY KEY,
+        instance TEXT NOT NULL,
+        name TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        stateful INTEGER NOT NULL DEFAULT 0,
+        architecture TEXT NOT NULL,
+        ephemeral INTEGER NOT NULL DEFAULT 0,
+        description TEXT NOT NULL DEFAULT '',
+        config TEXT NOT NULL DEFAULT '{}',
+        devices TEXT NOT NULL DEFAULT '{}',
+        profiles TEXT NOT NULL DEFAULT '[]',
+        UNIQUE (instance, name)
+    );",
 ];
 
 pub fn latest() -> i64 {

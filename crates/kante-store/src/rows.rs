@@ -235,3 +235,56 @@ impl RawNetwork {
         Ok(row)
     }
 }
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotRow {
+    pub instance: String,
+    pub name: String,
+    pub created_at: String,
+    pub expires_at: String,
+    pub stateful: bool,
+    pub architecture: String,
+    pub ephemeral: bool,
+    pub description: String,
+    pub config: ConfigMap,
+    pub devices: DevicesMap,
+    pub profiles: Vec<String>,
+}
+
+pub(crate) struct RawSnapshot(SnapshotRow, String, String, String);
+
+impl SnapshotRow {
+    pub(crate) const COLUMNS: &'static str =
+        "instance, name, created_at, expires_at, stateful, architecture, ephemeral, description, config, devices, profiles";
+
+    pub(crate) fn from_row(r: &Row) -> rusqlite::Result<RawSnapshot> {
+        Ok(RawSnapshot(
+            SnapshotRow {
+                instance: r.get(0)?,
+                name: r.get(1)?,
+                created_at: r.get(2)?,
+                expires_at: r.get(3)?,
+                stateful: r.get(4)?,
+                architecture: r.get(5)?,
+                ephemeral: r.get(6)?,
+                description: r.get(7)?,
+                config: ConfigMap::new(),
+                devices: DevicesMap::new(),
+                profiles: Vec::new(),
+            },
+            r.get(8)?,
+            r.get(9)?,
+            r.get(10)?,
+        ))
+    }
+}
+
+impl RawSnapshot {
+    pub(crate) fn decode(self) -> Result<SnapshotRow> {
+        let RawSnapshot(mut row, config, devices, profiles) = self;
+        row.config = serde_json::from_str(&config)?;
+        row.devices = serde_json::from_str(&devices)?;
+        row.profiles = serde_json::from_str(&profiles)?;
+        Ok(row)
+    }
+}

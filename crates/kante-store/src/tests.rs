@@ -157,3 +157,39 @@ fn networks_round_trip() {
     assert_eq!(s.network_list().unwrap()[0].config["ipv4.nat"], "true");
     assert!(s.network_delete("kantebr0").unwrap());
 }
+
+#[test]
+fn snapshots_follow_their_instance() {
+    let s = Store::open_in_memory().unwrap();
+    s.instance_create(&instance("c1")).unwrap();
+    let snap = |n: &str| SnapshotRow {
+        instance: "c1".into(),
+        name: n.into(),
+        created_at: "t".into(),
+        expires_at: "t".into(),
+        stateful: false,
+        architecture: "x86_64".into(),
+        ephemeral: false,
+        description: String::new(),
+        config: Default::default(),
+        devices: Default::default(),
+        profiles: vec![],
+    };
+    s.snapshot_create(&snap("snap0")).unwrap();
+    s.snapshot_create(&snap("snap1")).unwrap();
+    assert!(matches!(
+        s.snapshot_create(&snap("snap0")),
+        Err(StoreError::Conflict(_))
+    ));
+    s.snapshot_rename("c1", "snap1", "before-upgrade").unwrap();
+    s.instance_rename("c1", "c2").unwrap();
+    let names: Vec<String> = s
+        .snapshot_list("c2")
+        .unwrap()
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert_eq!(names, vec!["snap0", "before-upgrade"]);
+    s.instance_delete("c2").unwrap();
+    assert!(s.snapshot_list("c2").unwrap().is_empty());
+}

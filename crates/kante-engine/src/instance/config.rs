@@ -15,6 +15,7 @@ enum Kind {
     MemoryLimit,
     CpuLimit,
     CpuAllowance,
+    Expiry,
 }
 
 /// Keys an instance may carry, with the shape of their value and whether a
@@ -31,6 +32,8 @@ const KEYS: &[(&str, Kind, bool)] = &[
     ("limits.cpu", Kind::CpuLimit, true),
     ("limits.cpu.allowance", Kind::CpuAllowance, true),
     ("limits.processes", Kind::Int, true),
+    ("snapshots.expiry", Kind::Expiry, true),
+    ("snapshots.pattern", Kind::Text, true),
     ("cloud-init.user-data", Kind::Text, false),
     ("cloud-init.vendor-data", Kind::Text, false),
     ("cloud-init.network-config", Kind::Text, false),
@@ -71,6 +74,9 @@ fn check_value(key: &str, kind: Kind, value: &str) -> Result<()> {
             .map_err(bad),
         Kind::CpuLimit => units::parse_cpu_limit(value).map(|_| ()).map_err(bad),
         Kind::CpuAllowance => units::parse_cpu_allowance(value).map(|_| ()).map_err(bad),
+        Kind::Expiry => crate::instance::snapshots::parse_expiry(value)
+            .map(|_| ())
+            .map_err(bad),
     }
 }
 

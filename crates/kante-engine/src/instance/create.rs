@@ -22,8 +22,12 @@ enum Source {
         architecture: String,
     },
     Empty,
+    /// A copy of another instance (with its snapshots unless `instance_only`)
+    /// or of one of its snapshots.
     Copy {
         from: String,
+        snapshot: Option<String>,
+        instance_only: bool,
     },
 }
 
@@ -50,6 +54,10 @@ impl Engine {
             )));
         }
         let source = self.resolve_source(&req)?;
+        let mut req = req;
+        if let Source::Copy { from, snapshot, .. } = &source {
+            inherit_from_copy_source(self, &mut req, from, snapshot.as_deref())?;
+        }
         let profiles = match &req.put.profiles {
             Some(p) => p.clone(),
             None => match &source {
@@ -80,7 +88,12 @@ impl Engine {
         let (_, root) = config::root_disk(&edevices)
             .ok_or_else(|| EngineError::bad("Failed getting root disk: no root disk device (path \"/\") in the instance or its profiles"))?;
         let pool = root.get("pool").cloned().unwrap_or_default();
-        self.pool(&pool)?;
+        let pool_handle = self.pool(&pool)?;
+        if root.contains_key("size") && pool_handle.driver.info().name == "dir" {
+            return Err(EngineError::bad(format!(
+                "Root disk size limits need a btrfs pool; pool {pool:?} uses the dir driver"
+            )));
+        }
 
         let op = self.ops.create(
             OperationClass::Task,
@@ -159,14 +172,25 @@ impl Engine {
             }
             "none" => Ok(Source::Empty),
             "copy" => {
-                if s.source.contains('/') {
+                let (from, snapshot) = match s.source.split_once('/') {
+                    Some((i, snap)) => (i.to_string(), Some(snap.to_string())),
+                    None => (s.source.clone(), None),
+                };
+                self.instance_row(&from)?;
+                if let Some(snap) = &snapshot {
+                    self.store.snapshot_get(&from, snap)?.ok_or_else(|| {
+                        EngineError::NotFound(format!("Snapshot {from}/{snap} not found"))
+                    })?;
+                }
+                if s.refresh {
                     return Err(EngineError::NotImplemented(
-                        "Copying from a snapshot is not supported yet".into(),
+                        "Refreshing an existing copy is not supported yet".into(),
                     ));
                 }
-                self.instance_row(&s.source)?;
                 Ok(Source::Copy {
-                    from: s.source.clone(),
+                    from,
+                    snapshot,
+                    instance_only: s.instance_only,
                 })
             }
             "migration" => Err(EngineError::NotImplemented(
@@ -206,7 +230,7 @@ impl Engine {
                 local.insert("volatile.base_image".into(), fingerprint.clone());
                 local.insert("volatile.apply_template".into(), "create".into());
             }
-            Source::Copy { from } => {
+            Source::Copy { from, .. } => {
                 let src = self.instance_row(from)?;
                 architecture = src.architecture.clone();
                 for (k, v) in &src.config {
@@ -214,6 +238,7 @@ impl Engine {
                         local.entry(k.clone()).or_insert_with(|| v.clone());
                     }
                 }
+                // A copy is a new machine: new MACs unless the request names them.
                 local.insert("volatile.apply_template".into(), "copy".into());
             }
             Source::Empty => {}
@@ -265,17 +290,13 @@ impl Engine {
             Source::Empty => {
                 pool.create_instance_empty(name)?;
             }
-            Source::Copy { from } => {
-                if self.running(&from).is_some() {
-                    return Err(EngineError::bad(
-                        "Copying a running instance is not supported yet; stop it first",
-                    ));
-                }
-                let src_row = self.instance_row(&from)?;
-                let src = self.instance_volume(&src_row)?;
-                let (p, n) = (pool.clone(), name.to_string());
-                tokio::task::spawn_blocking(move || p.copy_into(&src, VolumeKind::Container, &n))
-                    .await??;
+            Source::Copy {
+                from,
+                snapshot,
+                instance_only,
+            } => {
+                self.copy_volume(&from, snapshot.as_deref(), instance_only, name, &pool)
+                    .await?;
             }
         }
         {
@@ -283,6 +304,11 @@ impl Engine {
             revert.add(move || {
                 let _ = p.delete_volume(VolumeKind::Container, &n);
             });
+        }
+        let (_, edevices) = self.expanded(&row)?;
+        if let Some(size) = config::root_disk(&edevices).and_then(|(_, d)| d.get("size")) {
+            let bytes = crate::units::parse_size(size).map_err(EngineError::bad)?;
+            pool.set_volume_size(VolumeKind::Container, name, Some(bytes))?;
         }
         let rootfs = pool.volume_path(VolumeKind::Container, name).join("rootfs");
         files::write_hostname(&rootfs, name)?;
@@ -294,6 +320,97 @@ impl Engine {
             &format!("/1.0/instances/{name}"),
             json!({}),
         );
+        Ok(())
+    }
+}
+
+/// A copy request that names no config, devices or profiles takes the
+/// source's (lxc sends them itself); MAC addresses are never carried over,
+/// so the copy gets new ones unless the request sets them.
+fn inherit_from_copy_source(
+    engine: &Engine,
+    req: &mut InstancesPost,
+    from: &str,
+    snapshot: Option<&str>,
+) -> Result<()> {
+    let (config, devices, profiles) = match snapshot {
+        Some(snap) => {
+            let s = engine
+                .store
+                .snapshot_get(from, snap)?
+                .ok_or_else(|| EngineError::NotFound("Snapshot not found".into()))?;
+            (s.config, s.devices, s.profiles)
+        }
+        None => {
+            let r = engine.instance_row(from)?;
+            (r.config, r.devices, r.profiles)
+        }
+    };
+    if req.put.config.is_empty() {
+        req.put.config = config
+            .into_iter()
+            .filter(|(k, _)| !k.starts_with("volatile."))
+            .collect();
+    } else {
+        req.put
+            .config
+            .retain(|k, _| !k.starts_with("volatile.") || req_sets_hwaddr(k));
+    }
+    if req.put.devices.is_empty() {
+        req.put.devices = devices;
+    }
+    if req.put.profiles.is_none() {
+        req.put.profiles = Some(profiles);
+    }
+    Ok(())
+}
+
+fn req_sets_hwaddr(k: &str) -> bool {
+    k.ends_with(".hwaddr")
+}
+
+impl Engine {
+    /// Copies an instance's volume (and its snapshots, with their records),
+    /// or one snapshot, into a new instance volume in `pool`.
+    async fn copy_volume(
+        &self,
+        from: &str,
+        snapshot: Option<&str>,
+        instance_only: bool,
+        name: &str,
+        pool: &kante_storage::Pool,
+    ) -> Result<()> {
+        let src_row = self.instance_row(from)?;
+        let src_pool = self.pool(&self.instance_pool_name(&src_row))?;
+        let (p, n) = (pool.clone(), name.to_string());
+        match snapshot {
+            Some(snap) => {
+                let path = src_pool.snapshot_path(VolumeKind::Container, from, snap)?;
+                tokio::task::spawn_blocking(move || p.copy_into(&path, VolumeKind::Container, &n))
+                    .await??;
+                return Ok(());
+            }
+            None => {
+                let src = self.instance_volume(&src_row)?;
+                tokio::task::spawn_blocking(move || p.copy_into(&src, VolumeKind::Container, &n))
+                    .await??;
+            }
+        }
+        if instance_only {
+            return Ok(());
+        }
+        for srow in self.store.snapshot_list(from)? {
+            let path = src_pool.snapshot_path(VolumeKind::Container, from, &srow.name)?;
+            let (p, n, s) = (pool.clone(), name.to_string(), srow.name.clone());
+            tokio::task::spawn_blocking(move || {
+                p.snapshot_from(&path, VolumeKind::Container, &n, &s)
+            })
+            .await??;
+            let mut copy = srow.clone();
+            copy.instance = name.to_string();
+            copy.config.retain(|k, _| !k.ends_with(".hwaddr"));
+            self.store.snapshot_create(&copy)?;
+        }
         Ok(())
     }
 }

@@ -8,6 +8,7 @@ pub mod files;
 pub mod lifecycle;
 pub mod netstate;
 pub mod proxy;
+pub mod snapshots;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -153,7 +154,7 @@ impl Engine {
             instance: self.render(row)?,
             backups: None,
             state: Some(self.instance_state(&row.name)?),
-            snapshots: None,
+            snapshots: Some(self.snapshot_list(&row.name)?),
         })
     }
 

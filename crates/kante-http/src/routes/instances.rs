@@ -65,7 +65,17 @@ pub async fn put(
     Json(req): Json<InstancePut>,
 ) -> ApiResult {
     if !req.restore.is_empty() {
-        return Err(EngineError::NotImplemented("Snapshots are not supported yet".into()).into());
+        s.engine.instance_row(&name)?;
+        let op = s.engine.ops.create(
+            kante_api::operation::OperationClass::Task,
+            "Restoring snapshot",
+            kante_engine::operations::instance_resources(&[&name], true),
+        );
+        let engine = s.engine.clone();
+        s.engine.ops.run(op.clone(), async move {
+            engine.instance_restore(&name, &req.restore).await
+        });
+        return operation(&op);
     }
     s.engine.instance_row(&name)?;
     let op = s.engine.ops.create(
@@ -160,11 +170,84 @@ pub async fn snapshots(
     Path(name): Path<String>,
     q: Params,
 ) -> ApiResult {
-    s.engine.instance_row(&name)?;
+    let snaps = s.engine.snapshot_list(&name)?;
     if recursion(&q) >= 1 {
-        return sync(Vec::<serde_json::Value>::new());
+        return sync(snaps);
     }
-    sync(Vec::<String>::new())
+    sync(
+        snaps
+            .iter()
+            .map(|sn| format!("/1.0/instances/{name}/snapshots/{}", sn.name))
+            .collect::<Vec<_>>(),
+    )
+}
+
+pub async fn snapshot_create(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Json(req): Json<kante_engine::instance::snapshots::SnapshotsPost>,
+) -> ApiResult {
+    operation(&s.engine.snapshot_create(&name, req)?)
+}
+
+pub async fn snapshot_get(
+    State(s): State<AppState>,
+    Path((name, snap)): Path<(String, String)>,
+) -> ApiResult {
+    sync(s.engine.snapshot_get(&name, &snap)?)
+}
+
+#[derive(serde::Deserialize, Default)]
+pub struct SnapshotPost {
+    #[serde(default, deserialize_with = "kante_api::serde_util::null_default")]
+    name: String,
+    #[serde(default, deserialize_with = "kante_api::serde_util::lenient_bool")]
+    migration: bool,
+}
+
+pub async fn snapshot_post(
+    State(s): State<AppState>,
+    Path((name, snap)): Path<(String, String)>,
+    Json(req): Json<SnapshotPost>,
+) -> ApiResult {
+    if req.migration {
+        return Err(
+            EngineError::NotImplemented("Snapshot migration is not supported yet".into()).into(),
+        );
+    }
+    operation(&s.engine.snapshot_rename(&name, &snap, &req.name)?)
+}
+
+#[derive(serde::Deserialize, Default)]
+pub struct SnapshotPut {
+    #[serde(default)]
+    expires_at: Option<kante_api::Timestamp>,
+}
+
+pub async fn snapshot_put(
+    State(s): State<AppState>,
+    Path((name, snap)): Path<(String, String)>,
+    Json(req): Json<SnapshotPut>,
+) -> ApiResult {
+    s.engine.snapshot_set_expiry(
+        &name,
+        &snap,
+        req.expires_at.unwrap_or_else(kante_api::zero_time),
+    )?;
+    let op = s.engine.ops.create(
+        kante_api::operation::OperationClass::Task,
+        "Updating snapshot",
+        kante_engine::operations::instance_resources(&[&name], true),
+    );
+    s.engine.ops.run(op.clone(), async { Ok(()) });
+    operation(&op)
+}
+
+pub async fn snapshot_delete(
+    State(s): State<AppState>,
+    Path((name, snap)): Path<(String, String)>,
+) -> ApiResult {
+    operation(&s.engine.snapshot_delete(&name, &snap)?)
 }
 
 pub async fn console_get(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult {

@@ -1,7 +1,11 @@
 use axum::extract::{Path, State};
 
+use kante_engine::pools::StoragePoolsPost;
+use serde::Deserialize;
+
 use super::{recursion, Params};
-use crate::response::{sync, ApiResult};
+use crate::body::Json;
+use crate::response::{created, empty, sync, ApiResult};
 use crate::AppState;
 
 pub async fn list(State(s): State<AppState>, q: Params) -> ApiResult {
@@ -19,4 +23,43 @@ pub async fn list(State(s): State<AppState>, q: Params) -> ApiResult {
 
 pub async fn get(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult {
     sync(s.engine.pool_get(&name)?)
+}
+
+pub async fn create(State(s): State<AppState>, Json(req): Json<StoragePoolsPost>) -> ApiResult {
+    let name = req.name.clone();
+    s.engine.pool_create(req).await?;
+    created(&format!("/1.0/storage-pools/{name}"))
+}
+
+#[derive(Deserialize, Default)]
+pub struct PoolPut {
+    #[serde(default, deserialize_with = "kante_api::serde_util::null_default")]
+    description: String,
+    #[serde(default, deserialize_with = "kante_api::serde_util::string_map")]
+    config: kante_api::ConfigMap,
+}
+
+pub async fn put(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Json(req): Json<PoolPut>,
+) -> ApiResult {
+    s.engine
+        .pool_update(&name, req.description, req.config, false)?;
+    empty()
+}
+
+pub async fn patch(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Json(req): Json<PoolPut>,
+) -> ApiResult {
+    s.engine
+        .pool_update(&name, req.description, req.config, true)?;
+    empty()
+}
+
+pub async fn delete(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult {
+    s.engine.pool_delete(&name).await?;
+    empty()
 }

@@ -1,0 +1,339 @@
+//! Instance snapshots: the rootfs captured by the pool driver (a read-only
+//! btrfs snapshot, or a copy on `dir`) plus the instance's config at that
+//! moment; restore puts both back.
+
+use std::sync::Arc;
+
+use kante_api::instance::InstanceSnapshot;
+use kante_api::operation::OperationClass;
+use kante_storage::VolumeKind;
+use kante_store::SnapshotRow;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::error::{EngineError, Result};
+use crate::instance::{config, fmt_time, parse_time};
+use crate::operations::{instance_resources, Op};
+use crate::Engine;
+
+/// `POST /1.0/instances/{name}/snapshots`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SnapshotsPost {
+    #[serde(default, deserialize_with = "kante_api::serde_util::null_default")]
+    pub name: String,
+    #[serde(default, deserialize_with = "kante_api::serde_util::lenient_bool")]
+    pub stateful: bool,
+    #[serde(default)]
+    pub expires_at: Option<kante_api::Timestamp>,
+}
+
+impl Engine {
+    fn render_snapshot(&self, row: &SnapshotRow) -> Result<InstanceSnapshot> {
+        let (expanded_config, expanded_devices) = config::expand(
+            &self.profile_layers(&row.profiles).unwrap_or_default(),
+            &row.config,
+            &row.devices,
+        );
+        Ok(InstanceSnapshot {
+            architecture: row.architecture.clone(),
+            config: row.config.clone(),
+            created_at: parse_time(&row.created_at),
+            devices: row.devices.clone(),
+            ephemeral: row.ephemeral,
+            expanded_config,
+            expanded_devices,
+            last_used_at: kante_api::zero_time(),
+            name: row.name.clone(),
+            profiles: row.profiles.clone(),
+            stateful: row.stateful,
+            expires_at: parse_time(&row.expires_at),
+            size: -1,
+        })
+    }
+
+    pub fn snapshot_list(&self, instance: &str) -> Result<Vec<InstanceSnapshot>> {
+        self.instance_row(instance)?;
+        self.store
+            .snapshot_list(instance)?
+            .iter()
+            .map(|r| self.render_snapshot(r))
+            .collect()
+    }
+
+    pub fn snapshot_get(&self, instance: &str, snap: &str) -> Result<InstanceSnapshot> {
+        self.instance_row(instance)?;
+        let row = self
+            .store
+            .snapshot_get(instance, snap)?
+            .ok_or_else(|| EngineError::NotFound("Snapshot not found".into()))?;
+        self.render_snapshot(&row)
+    }
+
+    /// The next free `snap%d` name.
+    fn next_snapshot_name(&self, instance: &str) -> Result<String> {
+        let existing: Vec<String> = self
+            .store
+            .snapshot_list(instance)?
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        Ok((0..)
+            .map(|i| format!("snap{i}"))
+            .find(|n| !existing.contains(n))
+            .expect("an unbounded range has a free name"))
+    }
+
+    pub fn snapshot_create(&self, instance: &str, req: SnapshotsPost) -> Result<Arc<Op>> {
+        self.instance_row(instance)?;
+        if req.stateful {
+            return Err(EngineError::bad(
+                "Stateful snapshots need CRIU, which is not supported",
+            ));
+        }
+        let snap = if req.name.is_empty() {
+            self.next_snapshot_name(instance)?
+        } else {
+            req.name.clone()
+        };
+        kante_api::names::validate_snapshot_name(&snap)?;
+        if self.store.snapshot_get(instance, &snap)?.is_some() {
+            return Err(EngineError::Conflict(format!(
+                "Snapshot {snap:?} already exists"
+            )));
+        }
+        let op = self.ops.create(
+            OperationClass::Task,
+            "Snapshotting instance",
+            instance_resources(&[instance], true),
+        );
+        let engine = self.arc();
+        let instance = instance.to_string();
+        self.ops.run(op.clone(), async move {
+            let lock = engine.instance_lock(&instance);
+            let _g = lock.lock().await;
+            engine.take_snapshot(&instance, &snap, req.expires_at).await
+        });
+        Ok(op)
+    }
+
+    pub(crate) async fn take_snapshot(
+        &self,
+        instance: &str,
+        snap: &str,
+        expires_at: Option<kante_api::Timestamp>,
+    ) -> Result<()> {
+        let row = self.instance_row(instance)?;
+        let pool = self.pool(&self.instance_pool_name(&row))?;
+        let (p, i, s) = (pool.clone(), instance.to_string(), snap.to_string());
+        tokio::task::spawn_blocking(move || p.snapshot(VolumeKind::Container, &i, &s)).await??;
+        let expires = expires_at
+            .or_else(|| self.default_expiry(&row))
+            .unwrap_or_else(kante_api::zero_time);
+        let srow = SnapshotRow {
+            instance: instance.into(),
+            name: snap.into(),
+            created_at: fmt_time(kante_api::now()),
+            expires_at: fmt_time(expires),
+            stateful: false,
+            architecture: row.architecture.clone(),
+            ephemeral: row.ephemeral,
+            description: row.description.clone(),
+            config: row.config.clone(),
+            devices: row.devices.clone(),
+            profiles: row.profiles.clone(),
+        };
+        if let Err(e) = self.store.snapshot_create(&srow) {
+            let _ = pool.delete_snapshot(VolumeKind::Container, instance, snap);
+            return Err(e.into());
+        }
+        self.write_backup_file(&row);
+        self.events.lifecycle(
+            "instance-snapshot-created",
+            &format!("/1.0/instances/{instance}/snapshots/{snap}"),
+            json!({}),
+        );
+        Ok(())
+    }
+
+    /// `snapshots.expiry` (e.g. `2w`, `3d`, `12H`, `30M`) from now.
+    fn default_expiry(&self, row: &kante_store::InstanceRow) -> Option<kante_api::Timestamp> {
+        let (econfig, _) = self.expanded(row).ok()?;
+        let spec = econfig.get("snapshots.expiry")?;
+        parse_expiry(spec)
+            .ok()
+            .flatten()
+            .map(|d| kante_api::now() + d)
+    }
+
+    pub fn snapshot_delete(&self, instance: &str, snap: &str) -> Result<Arc<Op>> {
+        self.snapshot_get(instance, snap)?;
+        let op = self.ops.create(
+            OperationClass::Task,
+            "Deleting snapshot",
+            instance_resources(&[instance], true),
+        );
+        let engine = self.arc();
+        let (instance, snap) = (instance.to_string(), snap.to_string());
+        self.ops.run(op.clone(), async move {
+            let lock = engine.instance_lock(&instance);
+            let _g = lock.lock().await;
+            engine.remove_snapshot(&instance, &snap).await
+        });
+        Ok(op)
+    }
+
+    pub(crate) async fn remove_snapshot(&self, instance: &str, snap: &str) -> Result<()> {
+        let row = self.instance_row(instance)?;
+        let pool = self.pool(&self.instance_pool_name(&row))?;
+        let (p, i, s) = (pool.clone(), instance.to_string(), snap.to_string());
+        tokio::task::spawn_blocking(move || p.delete_snapshot(VolumeKind::Container, &i, &s))
+            .await??;
+        self.store.snapshot_delete(instance, snap)?;
+        self.events.lifecycle(
+            "instance-snapshot-deleted",
+            &format!("/1.0/instances/{instance}/snapshots/{snap}"),
+            json!({}),
+        );
+        Ok(())
+    }
+
+    pub fn snapshot_rename(&self, instance: &str, snap: &str, new: &str) -> Result<Arc<Op>> {
+        self.snapshot_get(instance, snap)?;
+        kante_api::names::validate_snapshot_name(new)?;
+        if self.store.snapshot_get(instance, new)?.is_some() {
+            return Err(EngineError::Conflict(format!(
+                "Snapshot {new:?} already exists"
+            )));
+        }
+        let op = self.ops.create(
+            OperationClass::Task,
+            "Renaming snapshot",
+            instance_resources(&[instance], true),
+        );
+        let engine = self.arc();
+        let (instance, snap, new) = (instance.to_string(), snap.to_string(), new.to_string());
+        self.ops.run(op.clone(), async move {
+            let lock = engine.instance_lock(&instance);
+            let _g = lock.lock().await;
+            let row = engine.instance_row(&instance)?;
+            let pool = engine.pool(&engine.instance_pool_name(&row))?;
+            pool.rename_snapshot(VolumeKind::Container, &instance, &snap, &new)?;
+            if let Err(e) = engine.store.snapshot_rename(&instance, &snap, &new) {
+                let _ = pool.rename_snapshot(VolumeKind::Container, &instance, &new, &snap);
+                return Err(e.into());
+            }
+            Ok(())
+        });
+        Ok(op)
+    }
+
+    pub fn snapshot_set_expiry(
+        &self,
+        instance: &str,
+        snap: &str,
+        expires_at: kante_api::Timestamp,
+    ) -> Result<()> {
+        self.snapshot_get(instance, snap)?;
+        Ok(self
+            .store
+            .snapshot_set_expiry(instance, snap, &fmt_time(expires_at))?)
+    }
+
+    /// Restores `snap` (`snap0` or `c1/snap0`): rootfs and config. A running
+    /// instance is stopped first and started again afterwards, as LXD does.
+    pub async fn instance_restore(&self, instance: &str, snap: &str) -> Result<()> {
+        let snap = match snap.split_once('/') {
+            Some((i, s)) if i == instance => s,
+            Some(_) => {
+                return Err(EngineError::bad(
+                    "Cannot restore a snapshot of another instance",
+                ))
+            }
+            None => snap,
+        };
+        let srow = self
+            .store
+            .snapshot_get(instance, snap)?
+            .ok_or_else(|| EngineError::NotFound("Snapshot not found".into()))?;
+        let lock = self.instance_lock(instance);
+        let _g = lock.lock().await;
+        let was_running = self.running(instance).is_some();
+        if was_running {
+            self.stop_locked(instance, false, -1).await?;
+        }
+        let mut row = self.instance_row(instance)?;
+        let pool = self.pool(&self.instance_pool_name(&row))?;
+        let (p, i, s) = (pool.clone(), instance.to_string(), snap.to_string());
+        tokio::task::spawn_blocking(move || p.restore(VolumeKind::Container, &i, &s)).await??;
+        // The config comes back too, but the server's volatile keys stay current.
+        let volatile: Vec<(String, String)> = row
+            .config
+            .iter()
+            .filter(|(k, _)| k.starts_with("volatile."))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        row.config = srow.config.clone();
+        row.config.retain(|k, _| !k.starts_with("volatile."));
+        row.config.extend(volatile);
+        row.devices = srow.devices.clone();
+        row.profiles = srow.profiles.clone();
+        row.ephemeral = srow.ephemeral;
+        self.store.instance_update(&row)?;
+        self.write_backup_file(&row);
+        self.events.lifecycle(
+            "instance-restored",
+            &format!("/1.0/instances/{instance}"),
+            json!({"snapshot": snap}),
+        );
+        if was_running {
+            self.start_locked(instance).await?;
+        }
+        Ok(())
+    }
+}
+
+/// LXD's expiry syntax: a list of `<n><unit>` with units M (minutes), H, d, w, m (months), y.
+pub fn parse_expiry(spec: &str) -> std::result::Result<Option<chrono::Duration>, String> {
+    let spec = spec.trim();
+    if spec.is_empty() {
+        return Ok(None);
+    }
+    let mut total = chrono::Duration::zero();
+    for part in spec.split_whitespace() {
+        let split = part
+            .find(|c: char| !c.is_ascii_digit())
+            .ok_or_else(|| format!("invalid expiry {part:?}"))?;
+        let (n, unit) = part.split_at(split);
+        let n: i64 = n.parse().map_err(|_| format!("invalid expiry {part:?}"))?;
+        total += match unit {
+            "M" => chrono::Duration::minutes(n),
+            "H" => chrono::Duration::hours(n),
+            "d" => chrono::Duration::days(n),
+            "w" => chrono::Duration::weeks(n),
+            "m" => chrono::Duration::days(30 * n),
+            "y" => chrono::Duration::days(365 * n),
+            other => return Err(format!("invalid expiry unit {other:?} in {spec:?}")),
+        };
+    }
+    Ok(Some(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_specs() {
+        assert_eq!(parse_expiry("").unwrap(), None);
+        assert_eq!(
+            parse_expiry("2w").unwrap(),
+            Some(chrono::Duration::weeks(2))
+        );
+        assert_eq!(
+            parse_expiry("1d 12H").unwrap(),
+            Some(chrono::Duration::hours(36))
+        );
+        assert!(parse_expiry("3x").is_err());
+        assert!(parse_expiry("d").is_err());
+    }
+}
