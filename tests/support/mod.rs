@@ -116,12 +116,20 @@ pub struct Daemon {
     pub client: Client,
     child: Option<Child>,
     log: PathBuf,
+    env: Vec<(String, String)>,
+    /// Host interfaces named `kt*` before the daemon started (see `leaks_of`).
+    links_before: HashSet<String>,
 }
 
 static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 impl Daemon {
     pub async fn start() -> Daemon {
+        Daemon::start_with_env(&[]).await
+    }
+
+    /// Starts a daemon with extra environment (say, `KANTE_OVS_DB`).
+    pub async fn start_with_env(env: &[(&str, &str)]) -> Daemon {
         let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let dir = PathBuf::from(format!("/tmp/kante-test-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -132,6 +140,11 @@ impl Daemon {
             dir,
             child: None,
             log,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            links_before: kante_links(),
         };
         d.spawn().await;
         d
@@ -146,6 +159,7 @@ impl Daemon {
         let child = Command::new(bin("kanted"))
             .env("KANTE_DIR", &self.dir)
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -282,6 +296,19 @@ impl Daemon {
                     }
                 }
             }
+            // Then the managed networks the test left (bridges, dnsmasq, nft).
+            if let Ok(nets) = self
+                .client
+                .get_json::<Vec<serde_json::Value>>("/1.0/networks?recursion=1")
+                .await
+            {
+                for n in nets.iter().filter(|n| n["managed"] == true) {
+                    let name = n["name"].as_str().unwrap_or_default();
+                    if let Err(e) = self.client.delete(&format!("/1.0/networks/{name}")).await {
+                        eprintln!("deleting network {name}: {e}");
+                    }
+                }
+            }
             if let Ok(names) = self.client.instance_names().await {
                 if !names.is_empty() {
                     return vec![format!("instances still in the database: {names:?}")];
@@ -289,7 +316,11 @@ impl Daemon {
             }
         }
         self.kill9();
-        let leaks = leaks_of(&self.dir, &self.cgroup_prefix());
+        let mut leaks = leaks_of(&self.dir, &self.cgroup_prefix());
+        for l in kante_links().difference(&self.links_before) {
+            leaks.push(format!("host interface {l}"));
+            let _ = Command::new("ip").args(["link", "del", l]).status();
+        }
         // Whatever happened, leave the host clean for the next test.
         force_clean(&self.dir, &self.cgroup_prefix());
         leaks
@@ -302,13 +333,47 @@ impl Drop for Daemon {
             // A test failed before shutdown(): clean up without asserting.
             self.kill9();
             force_clean(&self.dir, &self.cgroup_prefix());
+            for l in kante_links().difference(&self.links_before) {
+                let _ = Command::new("ip").args(["link", "del", l]).status();
+            }
         }
     }
+}
+
+/// Host interfaces with the prefix of our veths (`kt` + hash).
+pub fn kante_links() -> HashSet<String> {
+    std::fs::read_dir("/sys/class/net")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("kt"))
+        .collect()
+}
+
+/// nftables tables of the daemon whose cgroup prefix is `prefix`.
+pub fn nft_tables_of(prefix: &str) -> Vec<String> {
+    let Some(hash) = prefix.strip_prefix("kante-") else {
+        return vec![];
+    };
+    let out = Command::new("nft")
+        .args(["list", "tables"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let mine = format!("k{hash}_");
+    out.lines()
+        .filter(|l| l.split_whitespace().nth(2).is_some_and(|t| t.starts_with(&mine)))
+        .map(str::to_string)
+        .collect()
 }
 
 /// Everything a daemon for `dir` may leave on the host.
 pub fn leaks_of(dir: &Path, prefix: &str) -> Vec<String> {
     let mut leaks = Vec::new();
+    for t in nft_tables_of(prefix) {
+        leaks.push(format!("nftables: {t}"));
+    }
     let d = dir.to_string_lossy().to_string();
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     for l in mounts.lines().filter(|l| l.contains(&d)) {
@@ -371,6 +436,14 @@ pub fn processes_mentioning(needle: &str) -> Vec<String> {
 
 /// Kills what is left in the daemon's cgroups, removes them and the directory.
 fn force_clean(dir: &Path, prefix: &str) {
+    for t in nft_tables_of(prefix) {
+        let args: Vec<&str> = t.split_whitespace().collect();
+        if args.len() == 3 {
+            let _ = Command::new("nft")
+                .args(["delete", "table", args[1], args[2]])
+                .status();
+        }
+    }
     for cg in cgroup_dirs(prefix) {
         kill_tree(&cg);
         remove_cgroup_tree(&cg);

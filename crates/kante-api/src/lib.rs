@@ -11,6 +11,7 @@ pub mod exec;
 pub mod image;
 pub mod instance;
 pub mod names;
+pub mod network;
 pub mod operation;
 pub mod serde_util;
 pub mod server;

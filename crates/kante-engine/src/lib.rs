@@ -11,6 +11,7 @@ pub mod events;
 pub mod host;
 pub mod images;
 pub mod instance;
+pub mod network;
 pub mod operations;
 pub mod paths;
 pub mod pools;
@@ -45,6 +46,8 @@ pub struct Engine {
     pub ops: Operations,
     pub events: Events,
     pub runtime: Arc<dyn Runtime>,
+    /// Kernel links, Open vSwitch and the dnsmasq children of managed networks.
+    pub net: Arc<kante_network::NetContext>,
     pools: RwLock<HashMap<String, kante_storage::Pool>>,
     running: Mutex<HashMap<String, Arc<Running>>>,
     instance_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -76,6 +79,7 @@ impl Engine {
                 .map_err(|e| EngineError::internal(format!("creating {}: {e}", d.display())))?;
         }
         let store = Store::open(&paths.database())?;
+        let net = kante_network::NetContext::system()?;
         let events = Events::new();
         let engine = Arc::new_cyclic(|me| Engine {
             paths,
@@ -83,6 +87,7 @@ impl Engine {
             ops: Operations::new(events.clone()),
             events,
             runtime,
+            net,
             pools: RwLock::new(HashMap::new()),
             running: Mutex::new(HashMap::new()),
             instance_locks: Mutex::new(HashMap::new()),
@@ -94,6 +99,7 @@ impl Engine {
         engine.init_defaults()?;
         engine.load_pools()?;
         engine.recover_from_disk();
+        engine.start_networks().await;
         engine.reattach_instances().await;
         Ok(engine)
     }

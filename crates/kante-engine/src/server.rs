@@ -31,6 +31,10 @@ pub const API_EXTENSIONS: &[&str] = &[
     "container_exec_user_group_cwd",
     "image_create_aliases",
     "console",
+    "network",
+    "network_state",
+    "network_leases",
+    "instance_nic_network",
 ];
 
 /// Server config keys this daemon honours.

@@ -107,6 +107,17 @@ pub fn router(engine: Arc<Engine>) -> Router {
                 .post(profiles::post)
                 .delete(profiles::delete),
         )
+        .route("/1.0/networks", get(networks::list).post(networks::create))
+        .route(
+            "/1.0/networks/{name}",
+            get(networks::get)
+                .put(networks::put)
+                .patch(networks::patch)
+                .post(networks::post)
+                .delete(networks::delete),
+        )
+        .route("/1.0/networks/{name}/state", get(networks::state))
+        .route("/1.0/networks/{name}/leases", get(networks::leases))
         .route(
             "/1.0/storage-pools",
             get(storage::list).post(storage::create),

@@ -94,6 +94,10 @@ impl DnsmasqConfig {
         line(format!("dhcp-leasefile={}", s(LEASES)));
         line(format!("dhcp-hostsfile={}", s(HOSTS)));
         line("dhcp-no-override".into());
+        // Leases keyed by MAC, not client-id: systemd-networkd sends a DUID
+        // derived from the machine-id, which a re-created instance does not
+        // keep, while volatile.<dev>.hwaddr is what users pin.
+        line("dhcp-ignore-clid".into());
         // dnsmasq's ICMP check blocks it ~3 s per new client and would probe
         // the wire through external interfaces; LXD turns it off too.
         line("no-ping".into());

@@ -34,7 +34,7 @@ pub use driver::{driver_for, NetworkDriver, NetworkSpec, DRIVER_KINDS};
 pub use fake::FakeNetOps;
 pub use inspect::{list_host_interfaces, HostInterface, InterfaceKind};
 pub use netlink::{LinkDetails, LinkStats, MacvlanRequest, NetOps, RtNetlink, VethRequest};
-pub use netns::NetnsRef;
+pub use netns::{set_up_in_netns, NetnsRef};
 pub use nic::{plan_nics, resolve_parent, AppliedNic, NicPlan, NicRequest, ResolvedParent};
 pub use ovs::{Datapath, Ovs, PrivateOvs};
 pub use subnet::{pick_free_ipv4, MacAddr};
@@ -111,9 +111,14 @@ impl NetContext {
     }
 
     /// The real thing: rtnetlink on the current tokio runtime and the
-    /// system's Open vSwitch database.
+    /// system's Open vSwitch database, or the one `KANTE_OVS_DB` names (a
+    /// private ovsdb-server, as the tests start).
     pub fn system() -> Result<Arc<NetContext>> {
-        Ok(NetContext::new(Arc::new(RtNetlink::new()?), Ovs::system()))
+        let ovs = match std::env::var_os("KANTE_OVS_DB") {
+            Some(db) if !db.is_empty() => Ovs::with_db(std::path::PathBuf::from(db)),
+            _ => Ovs::system(),
+        };
+        Ok(NetContext::new(Arc::new(RtNetlink::new()?), ovs))
     }
 
     fn dnsmasq_map(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Dnsmasq>> {

@@ -59,3 +59,49 @@ impl NetnsRef {
             })?
     }
 }
+
+/// Brings `ifname` up inside `netns`, as LXC does for an instance's NICs
+/// (the guest's DHCP client or static config then takes over).
+pub fn set_up_in_netns(netns: &NetnsRef, ifname: &str) -> Result<()> {
+    let name = ifname.to_string();
+    netns.run(move || set_up_here(&name))
+}
+
+fn set_up_here(ifname: &str) -> Result<()> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    if ifname.len() >= libc::IFNAMSIZ {
+        return Err(NetworkError::InvalidDevice(format!(
+            "interface name {ifname:?} too long"
+        )));
+    }
+    // SAFETY: plain socket(2); the fd is owned right away.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(NetworkError::io("socket for SIOCSIFFLAGS")(
+            std::io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: fd is a fresh descriptor nobody else owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(ifname.bytes()) {
+        *d = s as libc::c_char;
+    }
+    // SAFETY: req outlives both calls; the kernel reads the name and
+    // reads/writes the flags union member.
+    unsafe {
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) < 0 {
+            return Err(NetworkError::io(format!("reading flags of {ifname}"))(
+                std::io::Error::last_os_error(),
+            ));
+        }
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        if libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) < 0 {
+            return Err(NetworkError::io(format!("setting {ifname} up"))(
+                std::io::Error::last_os_error(),
+            ));
+        }
+    }
+    Ok(())
+}

@@ -181,7 +181,9 @@ pub fn validate_devices(devices: &DevicesMap) -> Result<()> {
             "proxy" => {
                 crate::instance::proxy::validate(name, dev)?;
             }
-            "nic" | "unix-char" | "unix-block" | "gpu" | "usb" | "infiniband" | "pci" | "tpm" => {
+            // Checked against the host and the networks by Engine::plan_instance_nics.
+            "nic" => {}
+            "unix-char" | "unix-block" | "gpu" | "usb" | "infiniband" | "pci" | "tpm" => {
                 return Err(EngineError::bad(format!(
                     "Device {name:?}: type {kind:?} is not supported by this kanted yet"
                 )))

@@ -85,6 +85,9 @@ impl Engine {
         let layers = self.profile_layers(&profiles)?;
         let (econfig, edevices) = config::expand(&layers, &local, &req.put.devices);
         config::validate_config(&econfig)?;
+        // MACs are fixed at create, so the first lease is the lasting one.
+        Engine::assign_hwaddrs(&edevices, &mut local);
+        self.plan_instance_nics(&name, &edevices, &local).await?;
         let (_, root) = config::root_disk(&edevices)
             .ok_or_else(|| EngineError::bad("Failed getting root disk: no root disk device (path \"/\") in the instance or its profiles"))?;
         let pool = root.get("pool").cloned().unwrap_or_default();

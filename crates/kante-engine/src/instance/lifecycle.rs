@@ -194,10 +194,26 @@ impl Engine {
             // Image templates arrive with the cloud-init work; the hostname is already set at create.
             row.config.remove("volatile.apply_template");
         }
+        let nics = self.plan_instance_nics(name, &edevices, &row.config).await?;
         let rt = self.runtime.clone();
-        let container =
-            tokio::task::spawn_blocking(move || rt.start(&spec, &mut |_pid| Ok(()))).await??;
+        // NICs are made while init waits for "go", so it boots with them.
+        let (engine, plans) = (self.arc(), nics.clone());
+        let handle = tokio::runtime::Handle::current();
+        let container = tokio::task::spawn_blocking(move || {
+            let mut applied = Vec::new();
+            let c = rt.start(&spec, &mut |pid| {
+                applied = handle
+                    .block_on(engine.apply_nics(&plans, pid))
+                    .map_err(|e| e.to_string())?;
+                Ok(())
+            })?;
+            Ok::<_, EngineError>((c, applied))
+        })
+        .await?;
+        let (container, applied) = container?;
+        super::nics::record_applied(&mut row.config, &applied);
         if let Err(e) = self.apply_limits(&container, &econfig) {
+            self.remove_nics(name, &nics, false).await;
             let _ = self.runtime.signal(&container, libc::SIGKILL);
             let rt = self.runtime.clone();
             let _ = tokio::task::spawn_blocking(move || {
@@ -210,6 +226,7 @@ impl Engine {
         let proxies = match self.start_proxies(container.pid(), &edevices).await {
             Ok(p) => p,
             Err(e) => {
+                self.remove_nics(name, &nics, false).await;
                 let _ = self.runtime.signal(&container, libc::SIGKILL);
                 let rt = self.runtime.clone();
                 let _ = tokio::task::spawn_blocking(move || {
@@ -232,7 +249,7 @@ impl Engine {
         );
         row.last_used_at = fmt_time(kante_api::now());
         self.store.instance_update(&row)?;
-        self.track(name, container, proxies);
+        self.track(name, container, proxies, nics);
         self.events.lifecycle(
             "instance-started",
             &format!("/1.0/instances/{name}"),
@@ -242,7 +259,13 @@ impl Engine {
     }
 
     /// Registers a running container and watches for its exit.
-    fn track(&self, name: &str, container: Container, proxies: HashMap<String, ProxyHandle>) {
+    fn track(
+        &self,
+        name: &str,
+        container: Container,
+        proxies: HashMap<String, ProxyHandle>,
+        nics: Vec<kante_network::NicPlan>,
+    ) {
         let pid = container.pid();
         let running = Arc::new(Running {
             container: std::sync::Mutex::new(Some(container)),
@@ -250,6 +273,7 @@ impl Engine {
             stopping: std::sync::atomic::AtomicBool::new(false),
             exited: watch::channel(false).0,
             proxies: std::sync::Mutex::new(proxies),
+            nics: std::sync::Mutex::new(nics),
         });
         crate::lock(&self.running).insert(name.to_string(), running.clone());
         let engine = self.arc();
@@ -288,6 +312,8 @@ impl Engine {
             }
             None => None,
         };
+        let nics = std::mem::take(&mut *super::lock_nics(&running));
+        self.remove_nics(&name, &nics, false).await;
         crate::lock(&self.running).remove(&name);
         let requested = running.stopping.load(Ordering::SeqCst);
         tracing::info!(instance = %name, ?exit, requested, "instance stopped");
@@ -297,6 +323,9 @@ impl Engine {
                 row.config
                     .insert("volatile.last_state.power".into(), "STOPPED".into());
                 row.config.remove("volatile.idmap.current");
+                for p in &nics {
+                    row.config.remove(&format!("volatile.{}.host_name", p.device));
+                }
                 let _ = self.store.instance_update(&row);
             }
             self.events.lifecycle(
@@ -315,6 +344,7 @@ impl Engine {
                 return;
             }
             if row.ephemeral && !requested {
+                self.remove_nics(&name, &nics, true).await;
                 let _ = self.delete_instance_files(&row).await;
                 let _ = self.store.instance_delete(&name);
             }
@@ -546,7 +576,8 @@ impl Engine {
                             HashMap::new()
                         }
                     };
-                    self.track(&row.name, c, proxies);
+                    let nics = self.stored_nic_plans(&row).await;
+                    self.track(&row.name, c, proxies, nics);
                 }
                 None => {
                     self.cleanup_stale(&row);

@@ -7,6 +7,7 @@ pub mod exec;
 pub mod files;
 pub mod lifecycle;
 pub mod netstate;
+pub mod nics;
 pub mod proxy;
 pub mod snapshots;
 
@@ -37,6 +38,12 @@ pub struct Running {
     pub exited: watch::Sender<bool>,
     /// Listeners of its proxy devices, by device name.
     pub proxies: Mutex<std::collections::HashMap<String, proxy::ProxyHandle>>,
+    /// Its `nic` devices as made, to take down at exit or hot-unplug.
+    pub nics: Mutex<Vec<kante_network::NicPlan>>,
+}
+
+pub(crate) fn lock_nics(r: &Running) -> std::sync::MutexGuard<'_, Vec<kante_network::NicPlan>> {
+    crate::lock(&r.nics)
 }
 
 pub(crate) fn parse_time(s: &str) -> Timestamp {
@@ -190,6 +197,14 @@ impl Engine {
             return Ok(InstanceState::stopped());
         };
         let stats = self.runtime.stats(c);
+        let mut network = netstate::read(c.pid());
+        for p in lock_nics(&r).iter() {
+            if let (Some(n), kante_network::nic::NicLink::Veth { host_name, .. }) =
+                (network.get_mut(&p.name), &p.link)
+            {
+                n.host_name = host_name.clone();
+            }
+        }
         Ok(InstanceState {
             status: status.as_str().into(),
             status_code: status.code() as u16,
@@ -200,7 +215,7 @@ impl Engine {
                 swap_usage: stats.swap_usage,
                 swap_usage_peak: 0,
             },
-            network: Some(netstate::read(c.pid())),
+            network: Some(network),
             pid: c.pid() as i64,
             processes: stats.processes,
             cpu: InstanceStateCpu {
@@ -258,6 +273,8 @@ impl Engine {
         if config::root_disk(&edevices).is_none() {
             return Err(EngineError::bad("Failed getting root disk: no root disk device (path \"/\") in the instance or its profiles"));
         }
+        Engine::assign_hwaddrs(&edevices, &mut config);
+        self.plan_instance_nics(name, &edevices, &config).await?;
         if let Some(r) = self.running(name) {
             let old = self.expanded(&row)?;
             if old.0.get("security.privileged") != econfig.get("security.privileged") {
@@ -267,6 +284,7 @@ impl Engine {
             }
             // Devices change live; if that fails, the stored config stays as it was.
             self.hotplug_proxies(&r, &old.1, &edevices).await?;
+            self.hotplug_nics(&r, name, &old.1, &edevices, &mut config).await?;
         }
         row.config = config;
         row.devices = devices;
@@ -305,8 +323,11 @@ impl Engine {
                 "Instance is protected from being deleted (security.protection.delete)",
             ));
         }
+        let nics = self.stored_nic_plans(&row).await;
         self.delete_instance_files(&row).await?;
         self.store.instance_delete(name)?;
+        // Its DHCP reservations go with it.
+        self.remove_nics(name, &nics, true).await;
         crate::lock(&self.instance_locks).remove(name);
         self.events.lifecycle(
             "instance-deleted",
@@ -345,11 +366,14 @@ impl Engine {
             )));
         }
         let pool = self.pool(&self.instance_pool_name(&row))?;
+        let old_nics = self.stored_nic_plans(&row).await;
         pool.rename_volume(kante_storage::VolumeKind::Container, name, new)?;
         if let Err(e) = self.store.instance_rename(name, new) {
             let _ = pool.rename_volume(kante_storage::VolumeKind::Container, new, name);
             return Err(e.into());
         }
+        // DHCP reservations carry the old name; the next start makes new ones.
+        self.remove_nics(name, &old_nics, true).await;
         let (old_logs, new_logs) = (
             self.paths.instance_logs(name),
             self.paths.instance_logs(new),

@@ -5,6 +5,7 @@ pub mod events;
 pub mod files;
 pub mod images;
 pub mod instances;
+pub mod networks;
 pub mod operations;
 pub mod profiles;
 pub mod server;

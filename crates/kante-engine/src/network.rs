@@ -1,0 +1,286 @@
+//! Networks as the engine manages them: records in the store, drivers from
+//! kante-network, and the `nic` devices of instances.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use kante_api::network::{Network, NetworkLease, NetworkState, NetworkStateAddress, NetworkStateCounters, NetworksPost};
+use kante_api::{ConfigMap, DevicesMap};
+use kante_network::{driver_for, NetworkError, NetworkSpec, NicPlan, NicRequest};
+use kante_store::NetworkRow;
+
+use crate::error::{EngineError, Result};
+use crate::Engine;
+
+impl From<NetworkError> for EngineError {
+    fn from(e: NetworkError) -> Self {
+        match &e {
+            NetworkError::NotFound(_) => EngineError::NotFound(e.to_string()),
+            NetworkError::Exists(_) => EngineError::Conflict(e.to_string()),
+            _ if e.is_user_error() => EngineError::BadRequest(e.to_string()),
+            _ => EngineError::Internal(e.to_string()),
+        }
+    }
+}
+
+fn is_nic(d: &BTreeMap<String, String>) -> bool {
+    d.get("type").map(String::as_str) == Some("nic")
+}
+
+impl Engine {
+    /// Prefix of this daemon's nftables tables (empty for the default directory).
+    fn nft_prefix(&self) -> String {
+        match self.paths.cgroup_prefix().strip_prefix("kante-") {
+            Some(hash) => format!("k{hash}_"),
+            None => String::new(),
+        }
+    }
+
+    fn network_spec(&self, row: &NetworkRow) -> NetworkSpec {
+        NetworkSpec {
+            name: row.name.clone(),
+            kind: row.kind.clone(),
+            config: row.config.clone(),
+            state_dir: self.paths.root.join("networks").join(&row.name),
+            daemon_prefix: self.nft_prefix(),
+        }
+    }
+
+    pub(crate) fn network_specs(&self) -> Result<Vec<NetworkSpec>> {
+        Ok(self.store.network_list()?.iter().map(|r| self.network_spec(r)).collect())
+    }
+
+    /// Brings every managed network up (at daemon start); idempotent.
+    pub(crate) async fn start_networks(&self) {
+        for spec in self.network_specs().unwrap_or_default() {
+            let result = match driver_for(&spec.kind, &self.net) {
+                Ok(d) => d.start(&spec).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(_) => tracing::info!(network = %spec.name, "network up"),
+                Err(e) => tracing::error!(network = %spec.name, "network could not be started: {e}"),
+            }
+        }
+    }
+
+    pub async fn network_create(&self, req: NetworksPost) -> Result<()> {
+        let kind = if req.kind.is_empty() { "bridge".to_string() } else { req.kind.clone() };
+        if self.store.network_get(&req.name)?.is_some() {
+            return Err(EngineError::Conflict(format!("Network {:?} already exists", req.name)));
+        }
+        let driver = driver_for(&kind, &self.net)?;
+        driver.validate(&req.name, &req.config)?;
+        let others = self.network_specs()?;
+        let config = driver.fill_defaults(&req.config, &others)?;
+        kante_network::driver::check_no_overlap(&req.name, &config, &others)?;
+        if kind == "bridge" {
+            if let Some(l) = self.net.ops.link(&req.name).await? {
+                return Err(EngineError::Conflict(format!("An interface named {:?} already exists on the host ({})", req.name, l.kind.unwrap_or_else(|| "device".into()))));
+            }
+        }
+        let row = NetworkRow { name: req.name.clone(), kind, description: req.description, config };
+        self.store.network_create(&row)?;
+        let spec = self.network_spec(&row);
+        if let Err(e) = driver.create(&spec).await {
+            let _ = driver.delete(&spec).await;
+            let _ = self.store.network_delete(&row.name);
+            return Err(e.into());
+        }
+        self.events.lifecycle("network-created", &format!("/1.0/networks/{}", row.name), serde_json::json!({}));
+        Ok(())
+    }
+
+    /// Instances and profiles whose NICs use `name`.
+    fn network_users(&self, name: &str) -> Result<Vec<String>> {
+        let uses = |devices: &DevicesMap| devices.values().any(|d| is_nic(d) && (d.get("network").map(String::as_str) == Some(name) || d.get("parent").map(String::as_str) == Some(name)));
+        let mut out: Vec<String> = self.store.profile_list()?.into_iter().filter(|p| uses(&p.devices)).map(|p| format!("/1.0/profiles/{}", p.name)).collect();
+        for i in self.store.instance_list()? {
+            let devices = self.expanded(&i).map(|(_, d)| d).unwrap_or_default();
+            if uses(&devices) {
+                out.push(format!("/1.0/instances/{}", i.name));
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn network_delete(&self, name: &str) -> Result<()> {
+        let row = self.store.network_get(name)?.ok_or_else(|| EngineError::NotFound("Network not found".into()))?;
+        let users = self.network_users(name)?;
+        if !users.is_empty() {
+            return Err(EngineError::bad(format!("The network is currently in use by {}", users.join(", "))));
+        }
+        let driver = driver_for(&row.kind, &self.net)?;
+        driver.delete(&self.network_spec(&row)).await?;
+        self.store.network_delete(name)?;
+        self.events.lifecycle("network-deleted", &format!("/1.0/networks/{name}"), serde_json::json!({}));
+        Ok(())
+    }
+
+    /// Changes a network's config; address and driver changes only while
+    /// nothing uses it. Re-applied at once (bridge, dnsmasq, nftables).
+    pub async fn network_update(&self, name: &str, description: String, config: ConfigMap, merge: bool) -> Result<()> {
+        let mut row = self.store.network_get(name)?.ok_or_else(|| EngineError::NotFound("Network not found".into()))?;
+        let mut new = if merge { row.config.clone() } else { ConfigMap::new() };
+        for (k, v) in config {
+            if v.is_empty() {
+                new.remove(&k);
+            } else {
+                new.insert(k, v);
+            }
+        }
+        let driver = driver_for(&row.kind, &self.net)?;
+        driver.validate(name, &new)?;
+        let others: Vec<NetworkSpec> = self.network_specs()?.into_iter().filter(|s| s.name != name).collect();
+        let new = driver.fill_defaults(&new, &others)?;
+        kante_network::driver::check_no_overlap(name, &new, &others)?;
+        let fixed = ["ipv4.address", "ipv6.address", "bridge.driver", "parent"];
+        if fixed.iter().any(|k| row.config.get(*k) != new.get(*k)) && !self.network_users(name)?.is_empty() {
+            return Err(EngineError::bad("Addresses, bridge.driver and parent cannot change while the network is in use"));
+        }
+        let old_spec = self.network_spec(&row);
+        row.config = new;
+        if !merge || !description.is_empty() {
+            row.description = description;
+        }
+        driver.stop(&old_spec).await?;
+        if row.config.get("bridge.driver") != old_spec.config.get("bridge.driver") || row.config.get("ipv4.address") != old_spec.config.get("ipv4.address") {
+            driver.delete(&old_spec).await?;
+            driver.create(&self.network_spec(&row)).await?;
+        }
+        self.store.network_update(&row)?;
+        driver.start(&self.network_spec(&row)).await?;
+        Ok(())
+    }
+
+    pub async fn network_list(&self) -> Result<Vec<Network>> {
+        let mut out: Vec<Network> = Vec::new();
+        for row in self.store.network_list()? {
+            out.push(Network {
+                used_by: self.network_users(&row.name)?,
+                name: row.name,
+                description: row.description,
+                kind: row.kind,
+                managed: true,
+                status: "Created".into(),
+                config: row.config,
+                locations: vec!["none".into()],
+            });
+        }
+        for hi in kante_network::list_host_interfaces(self.net.ops.as_ref()).await? {
+            if out.iter().any(|n| n.name == hi.name) || hi.name.starts_with("kt") {
+                continue;
+            }
+            let kind = format!("{:?}", hi.kind).to_lowercase();
+            out.push(Network {
+                used_by: self.network_users(&hi.name)?,
+                name: hi.name,
+                kind,
+                managed: false,
+                locations: vec!["none".into()],
+                ..Default::default()
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    pub async fn network_get(&self, name: &str) -> Result<Network> {
+        self.network_list().await?.into_iter().find(|n| n.name == name).ok_or_else(|| EngineError::NotFound("Network not found".into()))
+    }
+
+    pub async fn network_state(&self, name: &str) -> Result<NetworkState> {
+        let link = self.net.ops.link(name).await?.ok_or_else(|| EngineError::NotFound("Network not found".into()))?;
+        let addresses = self
+            .net
+            .ops
+            .addresses(name)
+            .await?
+            .into_iter()
+            .map(|a| {
+                let ip = a.addr();
+                let scope = match ip {
+                    IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80 => "link",
+                    _ if ip.is_loopback() => "local",
+                    _ => "global",
+                };
+                NetworkStateAddress {
+                    family: if ip.is_ipv4() { "inet".into() } else { "inet6".into() },
+                    address: ip.to_string(),
+                    netmask: a.prefix_len().to_string(),
+                    scope: scope.into(),
+                }
+            })
+            .collect();
+        Ok(NetworkState {
+            addresses,
+            counters: NetworkStateCounters {
+                bytes_received: link.stats.rx_bytes as i64,
+                bytes_sent: link.stats.tx_bytes as i64,
+                packets_received: link.stats.rx_packets as i64,
+                packets_sent: link.stats.tx_packets as i64,
+            },
+            hwaddr: link.hwaddr.unwrap_or_default(),
+            mtu: link.mtu as i64,
+            state: if link.up { "up".into() } else { "down".into() },
+            kind: if link.loopback { "loopback".into() } else { "broadcast".into() },
+        })
+    }
+
+    pub fn network_leases(&self, name: &str) -> Result<Vec<NetworkLease>> {
+        let row = self.store.network_get(name)?.ok_or_else(|| EngineError::NotFound("Network not found".into()))?;
+        let driver = driver_for(&row.kind, &self.net)?;
+        let leases = driver.leases(&self.network_spec(&row))?;
+        // Instances with a static address on this network are listed as such.
+        let mut statics: BTreeMap<String, String> = BTreeMap::new();
+        for i in self.store.instance_list()? {
+            let devices = self.expanded(&i).map(|(_, d)| d).unwrap_or_default();
+            for (dev, d) in devices.iter().filter(|(_, d)| is_nic(d) && d.get("network").map(String::as_str) == Some(name)) {
+                if d.contains_key("ipv4.address") {
+                    if let Some(mac) = d.get("hwaddr").or_else(|| i.config.get(&format!("volatile.{dev}.hwaddr"))) {
+                        statics.insert(mac.to_lowercase(), i.name.clone());
+                    }
+                }
+            }
+        }
+        Ok(leases
+            .into_iter()
+            .map(|l| {
+                let hwaddr = l.hwaddr.map(|m| m.to_string()).unwrap_or_default();
+                let kind = if statics.contains_key(&hwaddr.to_lowercase()) { "static" } else { "dynamic" };
+                NetworkLease { hostname: l.hostname.unwrap_or_default(), hwaddr, address: l.address.to_string(), kind: kind.into(), location: "none".into() }
+            })
+            .collect())
+    }
+
+    /// Plans the `nic` devices of an instance: resolves each parent and
+    /// checks names, MACs and addresses. Nothing is made.
+    pub(crate) async fn plan_instance_nics(&self, instance: &str, devices: &DevicesMap, config: &ConfigMap) -> Result<Vec<NicPlan>> {
+        let networks = self.network_specs()?;
+        let mut requests = Vec::new();
+        for (i, (dev, d)) in devices.iter().filter(|(_, d)| is_nic(d)).enumerate() {
+            let mut cfg = d.clone();
+            cfg.remove("type");
+            let parent = kante_network::resolve_parent(&self.net, &cfg, &networks).await?;
+            requests.push(NicRequest {
+                device: dev.clone(),
+                config: cfg,
+                parent,
+                default_name: format!("eth{i}"),
+                volatile_hwaddr: config.get(&format!("volatile.{dev}.hwaddr")).cloned(),
+            });
+        }
+        Ok(kante_network::plan_nics(&self.paths.cgroup_prefix(), instance, &requests)?)
+    }
+
+    /// Gives every NIC without a MAC a stable `volatile.<dev>.hwaddr` (LXD's
+    /// 00:16:3e range), so re-creations and restarts keep their leases.
+    pub(crate) fn assign_hwaddrs(devices: &DevicesMap, config: &mut ConfigMap) {
+        for (dev, d) in devices.iter().filter(|(_, d)| is_nic(d)) {
+            let key = format!("volatile.{dev}.hwaddr");
+            if !d.contains_key("hwaddr") && !config.contains_key(&key) {
+                config.insert(key, crate::util::random_hwaddr());
+            }
+        }
+    }
+}
