@@ -24,6 +24,9 @@ if ! kante list >/dev/null 2>&1; then
   for _ in $(seq 50); do kante list >/dev/null 2>&1 && break; sleep 0.1; done
 fi
 
+echo ">> default network (kante init --auto: a NAT bridge on a free subnet, eth0 of the default profile)"
+kante init --auto
+
 echo ">> building the Debian image (cached after the first run)"
 kante image build debian/12 --alias debian/12
 if ! kante info c1 >/dev/null 2>&1; then

@@ -27,7 +27,9 @@ fn nic(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 }
 
 fn devices(list: &[(&str, BTreeMap<String, String>)]) -> Devices {
-    list.iter().map(|(n, d)| (n.to_string(), d.clone())).collect()
+    list.iter()
+        .map(|(n, d)| (n.to_string(), d.clone()))
+        .collect()
 }
 
 fn sh(cmd: &str) -> String {
@@ -109,12 +111,16 @@ async fn wait_ipv4(d: &Daemon, name: &str, ifname: &str, timeout: Duration) -> O
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         let st = d.client.instance_state(name).await.unwrap();
-        let addr = st.network.as_ref().and_then(|n| n.get(ifname)).and_then(|n| {
-            n.addresses
-                .iter()
-                .find(|a| a.family == "inet" && a.scope == "global")
-                .map(|a| a.address.clone())
-        });
+        let addr = st
+            .network
+            .as_ref()
+            .and_then(|n| n.get(ifname))
+            .and_then(|n| {
+                n.addresses
+                    .iter()
+                    .find(|a| a.family == "inet" && a.scope == "global")
+                    .map(|a| a.address.clone())
+            });
         if addr.is_some() {
             return addr;
         }
@@ -237,7 +243,10 @@ fn managed_bridge_gives_leases_dns_names_and_nat() {
         let prefix = gw.rsplit_once('.').unwrap().0.to_string();
         // The auto subnet is one the host did not use before.
         let host_addrs = sh("ip -o -4 addr");
-        let users = host_addrs.lines().filter(|l| l.contains(&format!(" {prefix}."))).count();
+        let users = host_addrs
+            .lines()
+            .filter(|l| l.contains(&format!(" {prefix}.")))
+            .count();
         assert_eq!(users, 1, "{host_addrs}");
         assert_eq!(master_of("ktnet0"), None, "ktnet0 is a bridge, not a port");
         assert!(std::path::Path::new("/sys/class/net/ktnet0/bridge").exists());
@@ -254,13 +263,20 @@ fn managed_bridge_gives_leases_dns_names_and_nat() {
             let a = wait_ipv4(&d, n, "eth0", Duration::from_secs(30))
                 .await
                 .unwrap_or_else(|| panic!("{n} got no DHCP lease"));
-            assert!(a.starts_with(&format!("{prefix}.")), "{n}: {a} outside {subnet}");
+            assert!(
+                a.starts_with(&format!("{prefix}.")),
+                "{n}: {a} outside {subnet}"
+            );
             addrs.insert(n, a);
         }
         assert_ne!(addrs["n1"], addrs["n2"]);
 
         // The leases the API lists are dnsmasq's, with the instances' names and MACs.
-        let leases: Value = d.client.get_json("/1.0/networks/ktnet0/leases").await.unwrap();
+        let leases: Value = d
+            .client
+            .get_json("/1.0/networks/ktnet0/leases")
+            .await
+            .unwrap();
         for n in ["n1", "n2"] {
             let mac = d.client.instance(n).await.unwrap().config["volatile.eth0.hwaddr"].clone();
             assert!(mac.starts_with("00:16:3e:"), "{mac}");
@@ -280,18 +296,24 @@ fn managed_bridge_gives_leases_dns_names_and_nat() {
         assert!(out.contains(&addrs["n2"]), "{out}");
 
         // The host side: veth named in volatile and state, enslaved to the bridge.
-        let host_name = d.client.instance("n1").await.unwrap().config["volatile.eth0.host_name"].clone();
+        let host_name =
+            d.client.instance("n1").await.unwrap().config["volatile.eth0.host_name"].clone();
         assert_eq!(master_of(&host_name).as_deref(), Some("ktnet0"));
         let st = d.client.instance_state("n1").await.unwrap();
         assert_eq!(st.network.unwrap()["eth0"].host_name, host_name);
 
         // NAT: a namespace outside reaches us from the host's address, not the instance's.
-        assert!(!host_uses("198.51.100."), "198.51.100.0/24 is in use on this host");
+        assert!(
+            !host_uses("198.51.100."),
+            "198.51.100.0/24 is in use on this host"
+        );
         let outside = TestNetns::new("ktnatns", "knatout", "198.51.100.1", "198.51.100.2");
         let peer = outside.accept_one("198.51.100.2:9000".parse().unwrap());
         let (code, out) = exec(&d, "n1", "bash -c 'echo hi > /dev/tcp/198.51.100.2/9000'").await;
         assert_eq!(code, 0, "{out}");
-        let peer = peer.recv_timeout(Duration::from_secs(10)).expect("no connection arrived");
+        let peer = peer
+            .recv_timeout(Duration::from_secs(10))
+            .expect("no connection arrived");
         assert_eq!(peer.ip().to_string(), "198.51.100.1", "not masqueraded");
         drop(outside);
 
@@ -319,7 +341,9 @@ fn managed_bridge_gives_leases_dns_names_and_nat() {
         assert!(!link_exists("ktnet0"));
         assert!(nft_tables_of(&d.cgroup_prefix()).is_empty());
         let dir = d.dir.to_string_lossy().to_string();
-        assert!(processes_mentioning(&dir).iter().all(|p| !p.contains("dnsmasq")));
+        assert!(processes_mentioning(&dir)
+            .iter()
+            .all(|p| !p.contains("dnsmasq")));
         d.shutdown().await;
     });
 }
@@ -329,16 +353,29 @@ fn fixed_mac_keeps_its_lease_and_restart_duplicates_nothing() {
     run(async {
         let mut d = Daemon::start().await;
         let fp = d.import(TestImage::Debian).await;
-        network_create(&d, "ktnet1", json!({"ipv4.address": "auto", "ipv6.address": "none"}))
-            .await
-            .unwrap();
+        network_create(
+            &d,
+            "ktnet1",
+            json!({"ipv4.address": "auto", "ipv6.address": "none"}),
+        )
+        .await
+        .unwrap();
         let eth0 = devices(&[("eth0", nic(&[("network", "ktnet1")]))]);
         let mac = "00:16:3e:4b:00:01";
-        create(&d, &fp, "m1", &[("volatile.eth0.hwaddr", mac)], eth0.clone(), None)
-            .await
-            .unwrap();
+        create(
+            &d,
+            &fp,
+            "m1",
+            &[("volatile.eth0.hwaddr", mac)],
+            eth0.clone(),
+            None,
+        )
+        .await
+        .unwrap();
         d.client.start_instance("m1").await.unwrap();
-        let first = wait_ipv4(&d, "m1", "eth0", Duration::from_secs(60)).await.expect("m1 lease");
+        let first = wait_ipv4(&d, "m1", "eth0", Duration::from_secs(60))
+            .await
+            .expect("m1 lease");
         d.client.stop_instance("m1", true, -1).await.unwrap();
         d.client.delete_instance("m1").await.unwrap();
 
@@ -349,7 +386,9 @@ fn fixed_mac_keeps_its_lease_and_restart_duplicates_nothing() {
         d.client.start_instance("m2").await.unwrap();
         let (code, out) = exec(&d, "m2", "cat /sys/class/net/eth0/address").await;
         assert_eq!((code, out.trim()), (0, mac));
-        let second = wait_ipv4(&d, "m2", "eth0", Duration::from_secs(60)).await.expect("m2 lease");
+        let second = wait_ipv4(&d, "m2", "eth0", Duration::from_secs(60))
+            .await
+            .expect("m2 lease");
         assert_eq!(first, second);
 
         // A daemon restart restores the network without duplicating anything.
@@ -368,7 +407,12 @@ fn fixed_mac_keeps_its_lease_and_restart_duplicates_nothing() {
             .filter(|p| p.contains("dnsmasq"))
             .count();
         assert_eq!(dnsmasqs, 1);
-        let (code, out) = exec(&d, "m2", "ping -c1 -W3 $(ip route | awk '/default/ {print $3}')").await;
+        let (code, out) = exec(
+            &d,
+            "m2",
+            "ping -c1 -W3 $(ip route | awk '/default/ {print $3}')",
+        )
+        .await;
         assert_eq!(code, 0, "gateway unreachable after restart: {out}");
         d.shutdown().await;
     });
@@ -380,11 +424,18 @@ fn named_nics_static_address_and_hotplug() {
         let d = Daemon::start().await;
         let fp = d.import(TestImage::Busybox).await;
         for n in ["ktmgmt", "ktpub", "ktsip"] {
-            network_create(&d, n, json!({"ipv4.address": "auto", "ipv6.address": "none"}))
-                .await
-                .unwrap();
+            network_create(
+                &d,
+                n,
+                json!({"ipv4.address": "auto", "ipv6.address": "none"}),
+            )
+            .await
+            .unwrap();
         }
-        let mgmt = network_config(&d, "ktmgmt").await["ipv4.address"].as_str().unwrap().to_string();
+        let mgmt = network_config(&d, "ktmgmt").await["ipv4.address"]
+            .as_str()
+            .unwrap()
+            .to_string();
         let prefix = mgmt.rsplit_once('.').unwrap().0.to_string();
         let fixed = format!("{prefix}.50");
         // Seed 002's sipproxy profile: one NIC per segment, named after it.
@@ -398,12 +449,23 @@ fn named_nics_static_address_and_hotplug() {
             )
             .await
             .unwrap();
-        create(&d, &fp, "s1", &[], Devices::new(), Some(vec!["default".into(), "sipproxy".into()]))
-            .await
-            .unwrap();
+        create(
+            &d,
+            &fp,
+            "s1",
+            &[],
+            Devices::new(),
+            Some(vec!["default".into(), "sipproxy".into()]),
+        )
+        .await
+        .unwrap();
         d.client.start_instance("s1").await.unwrap();
         let inst = d.client.instance("s1").await.unwrap();
-        for (dev, ifname, net) in [("mgmt", "if-mgmt", "ktmgmt"), ("public", "if-public", "ktpub"), ("sip", "if-sipcore", "ktsip")] {
+        for (dev, ifname, net) in [
+            ("mgmt", "if-mgmt", "ktmgmt"),
+            ("public", "if-public", "ktpub"),
+            ("sip", "if-sipcore", "ktsip"),
+        ] {
             let mac = &inst.config[&format!("volatile.{dev}.hwaddr")];
             let (code, out) = exec(&d, "s1", &format!("cat /sys/class/net/{ifname}/address /sys/class/net/{ifname}/operstate /sys/class/net/{ifname}/mtu")).await;
             assert_eq!(code, 0, "{ifname} missing: {out}");
@@ -419,16 +481,29 @@ fn named_nics_static_address_and_hotplug() {
         assert_eq!(busybox_dhcp(&d, "s1", "if-mgmt").await, fixed);
         let (code, out) = exec(&d, "s1", &format!("ping -c1 -W3 {prefix}.1")).await;
         assert_eq!(code, 0, "{out}");
-        let leases: Value = d.client.get_json("/1.0/networks/ktmgmt/leases").await.unwrap();
-        let l = leases.as_array().unwrap().iter().find(|l| l["address"] == fixed.as_str()).expect("lease listed");
+        let leases: Value = d
+            .client
+            .get_json("/1.0/networks/ktmgmt/leases")
+            .await
+            .unwrap();
+        let l = leases
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["address"] == fixed.as_str())
+            .expect("lease listed");
         assert_eq!(l["type"], "static");
 
         // Hot-plug and hot-unplug on the running instance.
         d.client
-            .patch_instance("s1", &json!({"devices": {"extra": {"type": "nic", "network": "ktpub", "name": "if-x"}}}))
+            .patch_instance(
+                "s1",
+                &json!({"devices": {"extra": {"type": "nic", "network": "ktpub", "name": "if-x"}}}),
+            )
             .await
             .unwrap();
-        let host_x = d.client.instance("s1").await.unwrap().config["volatile.extra.host_name"].clone();
+        let host_x =
+            d.client.instance("s1").await.unwrap().config["volatile.extra.host_name"].clone();
         assert_eq!(master_of(&host_x).as_deref(), Some("ktpub"));
         busybox_dhcp(&d, "s1", "if-x").await;
         let mut inst = d.client.instance("s1").await.unwrap();
@@ -443,24 +518,42 @@ fn named_nics_static_address_and_hotplug() {
         let (code, _) = exec(&d, "s1", "test -e /sys/class/net/if-x").await;
         assert_ne!(code, 0, "if-x still in the instance");
         assert!(!link_exists(&host_x), "{host_x} left after hot-unplug");
-        assert!(!d.client.instance("s1").await.unwrap().config.contains_key("volatile.extra.hwaddr"));
+        assert!(!d
+            .client
+            .instance("s1")
+            .await
+            .unwrap()
+            .config
+            .contains_key("volatile.extra.hwaddr"));
 
         // Stopping takes every host veth down; starting again keeps the MACs.
-        let macs: Vec<String> = ["mgmt", "public", "sip"].iter().map(|dev| inst.config[&format!("volatile.{dev}.hwaddr")].clone()).collect();
-        let hosts: Vec<String> = ["mgmt", "public", "sip"].iter().map(|dev| inst.config[&format!("volatile.{dev}.host_name")].clone()).collect();
+        let macs: Vec<String> = ["mgmt", "public", "sip"]
+            .iter()
+            .map(|dev| inst.config[&format!("volatile.{dev}.hwaddr")].clone())
+            .collect();
+        let hosts: Vec<String> = ["mgmt", "public", "sip"]
+            .iter()
+            .map(|dev| inst.config[&format!("volatile.{dev}.host_name")].clone())
+            .collect();
         d.client.stop_instance("s1", true, -1).await.unwrap();
         for h in &hosts {
             assert!(!link_exists(h), "{h} left after stop");
         }
         d.client.start_instance("s1").await.unwrap();
         let again = d.client.instance("s1").await.unwrap();
-        let macs2: Vec<String> = ["mgmt", "public", "sip"].iter().map(|dev| again.config[&format!("volatile.{dev}.hwaddr")].clone()).collect();
+        let macs2: Vec<String> = ["mgmt", "public", "sip"]
+            .iter()
+            .map(|dev| again.config[&format!("volatile.{dev}.hwaddr")].clone())
+            .collect();
         assert_eq!(macs, macs2);
         d.client.stop_instance("s1", true, -1).await.unwrap();
         d.client.delete_instance("s1").await.unwrap();
         d.client.delete("/1.0/profiles/sipproxy").await.unwrap();
         for n in ["ktmgmt", "ktpub", "ktsip"] {
-            d.client.delete(&format!("/1.0/networks/{n}")).await.unwrap();
+            d.client
+                .delete(&format!("/1.0/networks/{n}"))
+                .await
+                .unwrap();
         }
         d.shutdown().await;
     });
@@ -471,13 +564,32 @@ fn bad_network_input_is_refused_and_nothing_is_left() {
     run(async {
         let d = Daemon::start().await;
         let fp = d.import(TestImage::Busybox).await;
-        network_create(&d, "ktbad0", json!({"ipv4.address": "10.213.7.1/24", "ipv6.address": "none"}))
-            .await
-            .unwrap();
+        network_create(
+            &d,
+            "ktbad0",
+            json!({"ipv4.address": "10.213.7.1/24", "ipv6.address": "none"}),
+        )
+        .await
+        .unwrap();
         let cases = [
-            ("ktbad1", json!({"ipv4.address": "10.213.7.1/24"}), 400, "overlapping subnet"),
-            ("ktbad1", json!({"ipv4.address": "10.213.8.1/33"}), 400, "invalid prefix"),
-            ("ktbad1", json!({"ipv4.address": "banana"}), 400, "not an address"),
+            (
+                "ktbad1",
+                json!({"ipv4.address": "10.213.7.1/24"}),
+                400,
+                "overlapping subnet",
+            ),
+            (
+                "ktbad1",
+                json!({"ipv4.address": "10.213.8.1/33"}),
+                400,
+                "invalid prefix",
+            ),
+            (
+                "ktbad1",
+                json!({"ipv4.address": "banana"}),
+                400,
+                "not an address",
+            ),
             ("ktbad1", json!({"ipv4.nat": "maybe"}), 400, "not a bool"),
             ("ktbad1", json!({"no.such.key": "1"}), 400, "unknown key"),
             ("kt/bad", json!({}), 400, "bad name"),
@@ -488,34 +600,93 @@ fn bad_network_input_is_refused_and_nothing_is_left() {
             assert_eq!(network_create(&d, name, cfg).await, Err(status), "{what}");
         }
         assert!(!link_exists("ktbad1"));
-        let names: Vec<String> = d.client.get_json::<Vec<String>>("/1.0/networks").await.unwrap();
+        let names: Vec<String> = d
+            .client
+            .get_json::<Vec<String>>("/1.0/networks")
+            .await
+            .unwrap();
         assert!(!names.iter().any(|n| n.ends_with("/ktbad1")), "{names:?}");
 
         let bad_nics = [
-            (devices(&[("eth0", nic(&[("network", "ktnope")]))]), "missing network"),
-            (devices(&[("eth0", nic(&[("nictype", "bridged"), ("parent", "ktnobr")]))]), "missing parent"),
-            (devices(&[("eth0", nic(&[("nictype", "p2p-magic"), ("parent", "ktbad0")]))]), "unknown nictype"),
-            (devices(&[("eth0", nic(&[("network", "ktbad0"), ("hwaddr", "01:00:5e:00:00:01")]))]), "multicast MAC"),
-            (devices(&[("eth0", nic(&[("network", "ktbad0"), ("hwaddr", "00:16:3e:zz:00:01")]))]), "malformed MAC"),
-            (devices(&[("a", nic(&[("network", "ktbad0"), ("name", "eth0")])), ("b", nic(&[("network", "ktbad0"), ("name", "eth0")]))]), "duplicate NIC name"),
-            (devices(&[("eth0", nic(&[("network", "ktbad0"), ("ipv4.address", "10.99.99.9")]))]), "static address outside the subnet"),
-            (devices(&[("eth0", nic(&[("network", "ktbad0"), ("name", "this-name-is-too-long")]))]), "interface name too long"),
+            (
+                devices(&[("eth0", nic(&[("network", "ktnope")]))]),
+                "missing network",
+            ),
+            (
+                devices(&[("eth0", nic(&[("nictype", "bridged"), ("parent", "ktnobr")]))]),
+                "missing parent",
+            ),
+            (
+                devices(&[(
+                    "eth0",
+                    nic(&[("nictype", "p2p-magic"), ("parent", "ktbad0")]),
+                )]),
+                "unknown nictype",
+            ),
+            (
+                devices(&[(
+                    "eth0",
+                    nic(&[("network", "ktbad0"), ("hwaddr", "01:00:5e:00:00:01")]),
+                )]),
+                "multicast MAC",
+            ),
+            (
+                devices(&[(
+                    "eth0",
+                    nic(&[("network", "ktbad0"), ("hwaddr", "00:16:3e:zz:00:01")]),
+                )]),
+                "malformed MAC",
+            ),
+            (
+                devices(&[
+                    ("a", nic(&[("network", "ktbad0"), ("name", "eth0")])),
+                    ("b", nic(&[("network", "ktbad0"), ("name", "eth0")])),
+                ]),
+                "duplicate NIC name",
+            ),
+            (
+                devices(&[(
+                    "eth0",
+                    nic(&[("network", "ktbad0"), ("ipv4.address", "10.99.99.9")]),
+                )]),
+                "static address outside the subnet",
+            ),
+            (
+                devices(&[(
+                    "eth0",
+                    nic(&[("network", "ktbad0"), ("name", "this-name-is-too-long")]),
+                )]),
+                "interface name too long",
+            ),
         ];
         for (devs, what) in bad_nics {
             let err = create(&d, &fp, "bad1", &[], devs, None).await.unwrap_err();
             assert_eq!(err.status(), Some(400), "{what}: {err}");
-            assert!(d.client.instance("bad1").await.is_err(), "{what}: instance left behind");
+            assert!(
+                d.client.instance("bad1").await.is_err(),
+                "{what}: instance left behind"
+            );
         }
 
         // A refused hot-plug leaves the running instance and its config as they were.
-        create(&d, &fp, "ok1", &[], devices(&[("eth0", nic(&[("network", "ktbad0")]))]), None)
-            .await
-            .unwrap();
+        create(
+            &d,
+            &fp,
+            "ok1",
+            &[],
+            devices(&[("eth0", nic(&[("network", "ktbad0")]))]),
+            None,
+        )
+        .await
+        .unwrap();
         d.client.start_instance("ok1").await.unwrap();
         let before = d.client.instance("ok1").await.unwrap();
         let err = d
             .client
-            .patch_instance("ok1", &json!({"devices": {"eth1": {"type": "nic", "network": "ktbad0", "name": "eth0"}}}))
+            .patch_instance(
+                "ok1",
+                &json!({"devices": {"eth1": {"type": "nic", "network": "ktbad0", "name": "eth0"}}}),
+            )
             .await
             .unwrap_err();
         assert_eq!(err.status(), Some(400), "{err}");
@@ -540,8 +711,19 @@ fn host_bridge_and_macvlan_parents() {
         let links = HostLinks(vec!["knbrdemo", "knmvpar"]);
         sh("ip link add knbrdemo type bridge && ip link set knbrdemo up && ip link add knmvpar type veth peer name knmvpeer && ip link set knmvpar up");
         let devs = devices(&[
-            ("eth0", nic(&[("nictype", "bridged"), ("parent", "knbrdemo")])),
-            ("mv", nic(&[("nictype", "macvlan"), ("parent", "knmvpar"), ("name", "mv0"), ("mode", "bridge")])),
+            (
+                "eth0",
+                nic(&[("nictype", "bridged"), ("parent", "knbrdemo")]),
+            ),
+            (
+                "mv",
+                nic(&[
+                    ("nictype", "macvlan"),
+                    ("parent", "knmvpar"),
+                    ("name", "mv0"),
+                    ("mode", "bridge"),
+                ]),
+            ),
         ]);
         create(&d, &fp, "h1", &[], devs, None).await.unwrap();
         d.client.start_instance("h1").await.unwrap();
@@ -553,8 +735,17 @@ fn host_bridge_and_macvlan_parents() {
         assert!(out.contains("macvlan mode bridge"), "{out}");
         // Unmanaged: no dnsmasq or nftables of ours for it.
         assert!(nft_tables_of(&d.cgroup_prefix()).is_empty());
-        let nets: Value = d.client.get_json("/1.0/networks?recursion=1").await.unwrap();
-        let demo = nets.as_array().unwrap().iter().find(|n| n["name"] == "knbrdemo").expect("host bridge listed");
+        let nets: Value = d
+            .client
+            .get_json("/1.0/networks?recursion=1")
+            .await
+            .unwrap();
+        let demo = nets
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == "knbrdemo")
+            .expect("host bridge listed");
         assert_eq!(demo["managed"], false);
         assert_eq!(demo["used_by"], json!(["/1.0/instances/h1"]));
         d.client.stop_instance("h1", true, -1).await.unwrap();
@@ -569,7 +760,8 @@ fn host_bridge_and_macvlan_parents() {
 fn open_vswitch_userspace_datapath_carries_tcp() {
     run(async {
         let tmp = tempfile::tempdir().unwrap();
-        let mut ovs = kante_network::PrivateOvs::start(tmp.path()).expect("start ovsdb-server and ovs-vswitchd");
+        let mut ovs = kante_network::PrivateOvs::start(tmp.path())
+            .expect("start ovsdb-server and ovs-vswitchd");
         let db = ovs.ovs().db.unwrap();
         let db_s = db.to_string_lossy().to_string();
         let d = Daemon::start_with_env(&[("KANTE_OVS_DB", &db_s)]).await;
@@ -585,18 +777,28 @@ fn open_vswitch_userspace_datapath_carries_tcp() {
             assert_eq!(code, 0, "{out}");
             // Offload off on the instance side, or TCP stalls on the netdev datapath.
             let pid = d.init_pid(n).await;
-            let on = kante_network::ovs::tx_offload_in_netns(&kante_network::NetnsRef::Pid(pid as u32), "eth0").unwrap();
+            let on = kante_network::ovs::tx_offload_in_netns(
+                &kante_network::NetnsRef::Pid(pid as u32),
+                "eth0",
+            )
+            .unwrap();
             assert!(!on, "{n}: tx checksum offload still on");
         }
         let ports = vsctl("list-ports knovs0");
         for n in ["o1", "o2"] {
-            let host = d.client.instance(n).await.unwrap().config["volatile.eth0.host_name"].clone();
+            let host =
+                d.client.instance(n).await.unwrap().config["volatile.eth0.host_name"].clone();
             assert!(ports.lines().any(|p| p == host), "{host} not in {ports}");
         }
 
         // 256 KiB over TCP from o1 to o2 through the userspace switch. The
         // receiver's stdin stays open: busybox nc closes the socket at stdin EOF.
-        let (code, out) = exec(&d, "o2", "(sleep 30 | nc -l -p 7000 > /tmp/got 2>/dev/null) >/dev/null 2>&1 & echo started").await;
+        let (code, out) = exec(
+            &d,
+            "o2",
+            "(sleep 30 | nc -l -p 7000 > /tmp/got 2>/dev/null) >/dev/null 2>&1 & echo started",
+        )
+        .await;
         assert_eq!(code, 0, "{out}");
         tokio::time::sleep(Duration::from_millis(300)).await;
         let (code, out) = exec(&d, "o1", "head -c 262144 /dev/urandom > /tmp/sent && nc -w 5 10.231.0.2 7000 < /tmp/sent && md5sum < /tmp/sent").await;
@@ -608,33 +810,110 @@ fn open_vswitch_userspace_datapath_carries_tcp() {
             if got.split_whitespace().next() == Some(sent.as_str()) {
                 break;
             }
-            assert!(Instant::now() < deadline, "o2 received a different stream: {got}");
+            assert!(
+                Instant::now() < deadline,
+                "o2 received a different stream: {got}"
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
 
         // bridge.driver=openvswitch: a managed network on an OVS bridge, with DHCP.
-        network_create(&d, "ktovsnet", json!({"bridge.driver": "openvswitch", "ipv4.address": "auto", "ipv6.address": "none"}))
-            .await
-            .unwrap();
+        network_create(
+            &d,
+            "ktovsnet",
+            json!({"bridge.driver": "openvswitch", "ipv4.address": "auto", "ipv6.address": "none"}),
+        )
+        .await
+        .unwrap();
         assert!(vsctl("list-br").lines().any(|b| b == "ktovsnet"));
         d.client
             .patch_instance("o1", &json!({"devices": {"mgmt": {"type": "nic", "network": "ktovsnet", "name": "eth1"}}}))
             .await
             .unwrap();
         let lease = busybox_dhcp(&d, "o1", "eth1").await;
-        let subnet = network_config(&d, "ktovsnet").await["ipv4.address"].as_str().unwrap().to_string();
-        assert!(lease.starts_with(subnet.rsplit_once('.').unwrap().0), "{lease} not in {subnet}");
+        let subnet = network_config(&d, "ktovsnet").await["ipv4.address"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            lease.starts_with(subnet.rsplit_once('.').unwrap().0),
+            "{lease} not in {subnet}"
+        );
 
         for n in ["o1", "o2"] {
             d.client.stop_instance(n, true, -1).await.unwrap();
             d.client.delete_instance(n).await.unwrap();
         }
-        assert_eq!(vsctl("list-ports knovs0").trim(), "", "ports left on knovs0");
+        assert_eq!(
+            vsctl("list-ports knovs0").trim(),
+            "",
+            "ports left on knovs0"
+        );
         d.client.delete("/1.0/networks/ktovsnet").await.unwrap();
         assert!(!vsctl("list-br").lines().any(|b| b == "ktovsnet"));
         vsctl("del-br knovs0");
         d.shutdown().await;
         ovs.stop();
-        assert!(ovs.pids().is_empty() || ovs.pids().iter().all(|p| !std::path::Path::new(&format!("/proc/{p}")).exists()));
+        assert!(
+            ovs.pids().is_empty()
+                || ovs
+                    .pids()
+                    .iter()
+                    .all(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())
+        );
+    });
+}
+
+#[test]
+fn init_auto_sets_up_a_default_network_once() {
+    run(async {
+        let d = Daemon::start().await;
+        let kante = |args: &[&str]| {
+            let out = Command::new(kante_integration::bin("kante"))
+                .args(args)
+                .env("KANTE_DIR", &d.dir)
+                .output()
+                .unwrap();
+            (
+                out.status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+            )
+        };
+        let host_before = sh("ip -o -4 addr");
+        let (code, out) = kante(&["init", "--auto", "--network-name", "ktauto0"]);
+        assert_eq!(code, 0, "{out}");
+        let cfg = network_config(&d, "ktauto0").await;
+        let v4 = cfg["ipv4.address"].as_str().unwrap().to_string();
+        let net = v4.rsplit_once('.').unwrap().0.to_string();
+        assert!(
+            !host_before.lines().any(|l| l.contains(&format!(" {net}."))),
+            "{v4} collides with a host address:\n{host_before}"
+        );
+        assert_eq!(cfg["ipv4.nat"], "true");
+        let profile: Value = d.client.get_json("/1.0/profiles/default").await.unwrap();
+        assert_eq!(profile["devices"]["eth0"]["network"], "ktauto0");
+        // Again: nothing changes.
+        let (code, out) = kante(&["init", "--auto", "--network-name", "ktauto0"]);
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains("already"), "{out}");
+        assert_eq!(network_config(&d, "ktauto0").await, cfg);
+        let nets: Vec<String> = d.client.get_json("/1.0/networks").await.unwrap();
+        assert_eq!(nets.iter().filter(|n| n.starts_with("/1.0/networks/ktauto")).count(), 1);
+        // A host interface is not taken over.
+        let (code, out) = kante(&["init", "--auto", "--network-name", "lo"]);
+        assert_ne!(code, 0);
+        assert_eq!(out.trim().lines().count(), 1, "one-line error: {out}");
+        // An instance launched with the default profile is on it.
+        let fp = d.import(TestImage::Busybox).await;
+        create(&d, &fp, "a1", &[], Devices::new(), None).await.unwrap();
+        d.client.start_instance("a1").await.unwrap();
+        let host = d.client.instance("a1").await.unwrap().config["volatile.eth0.host_name"].clone();
+        assert_eq!(master_of(&host).as_deref(), Some("ktauto0"));
+        d.client.stop_instance("a1", true, -1).await.unwrap();
+        d.client.delete_instance("a1").await.unwrap();
+        let mut p: Value = d.client.get_json("/1.0/profiles/default").await.unwrap();
+        p["devices"].as_object_mut().unwrap().remove("eth0");
+        d.client.put("/1.0/profiles/default", &p).await.unwrap();
+        d.shutdown().await;
     });
 }

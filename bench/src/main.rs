@@ -2,6 +2,7 @@
 //! installed on the same host (same image, same pool type, interleaved runs).
 //! Prints a markdown table of min/median/max and writes the raw figures as JSON.
 
+mod net;
 mod proc;
 mod report;
 mod target;
@@ -45,6 +46,9 @@ struct Args {
     /// Instance counts for the list-at-scale figures (empty: skip).
     #[arg(long, value_delimiter = ',', default_value = "100,500")]
     list_counts: Vec<usize>,
+    /// Skip the time-to-first-DHCP-lease scenario (it makes a bridge per daemon).
+    #[arg(long)]
+    no_dhcp: bool,
     /// Where Kante keeps its state during the run.
     #[arg(long, default_value = "/var/tmp/kante-bench")]
     dir: PathBuf,
@@ -53,7 +57,7 @@ struct Args {
     json: PathBuf,
 }
 
-const PREFIX: &str = "bench-";
+pub(crate) const PREFIX: &str = "bench-";
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -140,6 +144,11 @@ async fn run_all(args: &Args, targets: &mut [Target], r: &mut Results) -> Result
             t.client.delete_instance(&name).await?;
             r.add("delete", &t.name, "s", t4.elapsed().as_secs_f64());
         }
+    }
+    if !args.no_dhcp {
+        net::dhcp_lease(args.runs, targets, r)
+            .await
+            .context("time to first DHCP lease")?;
     }
     for t in targets.iter_mut() {
         list_at_scale(args, t, r)

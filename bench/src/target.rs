@@ -109,6 +109,11 @@ impl Target {
     /// Creates an instance with only a root disk (no profiles, no NIC) so
     /// both daemons boot exactly the same thing.
     pub async fn create(&self, name: &str) -> Result<()> {
+        self.create_with(name, Default::default()).await
+    }
+
+    /// [`Target::create`] with extra devices (say, a NIC).
+    pub async fn create_with(&self, name: &str, extra: kante_api::DevicesMap) -> Result<()> {
         let mut post = InstancesPost {
             name: name.into(),
             ..Default::default()
@@ -130,6 +135,7 @@ impl Target {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         );
+        post.put.devices.extend(extra);
         self.client.create_instance(&post).await?;
         // Boot the same thing on both: LXD seeds cloud-init (templates, devlxd)
         // and its boot then waits 15 s for a network that no instance here has;

@@ -17,7 +17,11 @@ mod exec;
 mod files;
 mod images;
 mod instances;
+mod networks;
 mod operations;
+mod profiles;
+mod snapshots;
+mod storage;
 
 pub use body::ProgressFn;
 pub use client::{ApiResponse, Client, DEFAULT_KANTE_DIR};
@@ -27,6 +31,10 @@ pub use exec::{ExecOutput, ExecStreams};
 pub use files::{FileContent, FileGet, FileKind, FileMeta, FilePushOptions};
 pub use images::ImageUploadOptions;
 pub use operations::{operation_instances, operation_result};
+pub use profiles::{Profile, ProfilePut, ProfilesPost};
+pub use storage::{
+    ResourceUsage, StoragePool, StoragePoolPut, StoragePoolResources, StoragePoolsPost,
+};
 
 /// Re-exported so callers need not depend on kante-api for the common types.
 pub use kante_api;

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use kante_api::network::{Network, NetworkLease, NetworkState, NetworkStateAddress, NetworkStateCounters, NetworksPost};
+use kante_api::network::{
+    Network, NetworkLease, NetworkState, NetworkStateAddress, NetworkStateCounters, NetworksPost,
+};
 use kante_api::{ConfigMap, DevicesMap};
 use kante_network::{driver_for, NetworkError, NetworkSpec, NicPlan, NicRequest};
 use kante_store::NetworkRow;
@@ -47,7 +49,12 @@ impl Engine {
     }
 
     pub(crate) fn network_specs(&self) -> Result<Vec<NetworkSpec>> {
-        Ok(self.store.network_list()?.iter().map(|r| self.network_spec(r)).collect())
+        Ok(self
+            .store
+            .network_list()?
+            .iter()
+            .map(|r| self.network_spec(r))
+            .collect())
     }
 
     /// Brings every managed network up (at daemon start); idempotent.
@@ -59,27 +66,47 @@ impl Engine {
             };
             match result {
                 Ok(_) => tracing::info!(network = %spec.name, "network up"),
-                Err(e) => tracing::error!(network = %spec.name, "network could not be started: {e}"),
+                Err(e) => {
+                    tracing::error!(network = %spec.name, "network could not be started: {e}")
+                }
             }
         }
     }
 
     pub async fn network_create(&self, req: NetworksPost) -> Result<()> {
-        let kind = if req.kind.is_empty() { "bridge".to_string() } else { req.kind.clone() };
+        let kind = if req.kind.is_empty() {
+            "bridge".to_string()
+        } else {
+            req.kind.clone()
+        };
         if self.store.network_get(&req.name)?.is_some() {
-            return Err(EngineError::Conflict(format!("Network {:?} already exists", req.name)));
+            return Err(EngineError::Conflict(format!(
+                "Network {:?} already exists",
+                req.name
+            )));
         }
         let driver = driver_for(&kind, &self.net)?;
         driver.validate(&req.name, &req.config)?;
         let others = self.network_specs()?;
         let config = driver.fill_defaults(&req.config, &others)?;
-        kante_network::driver::check_no_overlap(&req.name, &config, &others)?;
+        if kind == "bridge" {
+            kante_network::driver::check_no_overlap(&req.name, &config, &others)?;
+        }
         if kind == "bridge" {
             if let Some(l) = self.net.ops.link(&req.name).await? {
-                return Err(EngineError::Conflict(format!("An interface named {:?} already exists on the host ({})", req.name, l.kind.unwrap_or_else(|| "device".into()))));
+                return Err(EngineError::Conflict(format!(
+                    "An interface named {:?} already exists on the host ({})",
+                    req.name,
+                    l.kind.unwrap_or_else(|| "device".into())
+                )));
             }
         }
-        let row = NetworkRow { name: req.name.clone(), kind, description: req.description, config };
+        let row = NetworkRow {
+            name: req.name.clone(),
+            kind,
+            description: req.description,
+            config,
+        };
         self.store.network_create(&row)?;
         let spec = self.network_spec(&row);
         if let Err(e) = driver.create(&spec).await {
@@ -87,14 +114,30 @@ impl Engine {
             let _ = self.store.network_delete(&row.name);
             return Err(e.into());
         }
-        self.events.lifecycle("network-created", &format!("/1.0/networks/{}", row.name), serde_json::json!({}));
+        self.events.lifecycle(
+            "network-created",
+            &format!("/1.0/networks/{}", row.name),
+            serde_json::json!({}),
+        );
         Ok(())
     }
 
     /// Instances and profiles whose NICs use `name`.
     fn network_users(&self, name: &str) -> Result<Vec<String>> {
-        let uses = |devices: &DevicesMap| devices.values().any(|d| is_nic(d) && (d.get("network").map(String::as_str) == Some(name) || d.get("parent").map(String::as_str) == Some(name)));
-        let mut out: Vec<String> = self.store.profile_list()?.into_iter().filter(|p| uses(&p.devices)).map(|p| format!("/1.0/profiles/{}", p.name)).collect();
+        let uses = |devices: &DevicesMap| {
+            devices.values().any(|d| {
+                is_nic(d)
+                    && (d.get("network").map(String::as_str) == Some(name)
+                        || d.get("parent").map(String::as_str) == Some(name))
+            })
+        };
+        let mut out: Vec<String> = self
+            .store
+            .profile_list()?
+            .into_iter()
+            .filter(|p| uses(&p.devices))
+            .map(|p| format!("/1.0/profiles/{}", p.name))
+            .collect();
         for i in self.store.instance_list()? {
             let devices = self.expanded(&i).map(|(_, d)| d).unwrap_or_default();
             if uses(&devices) {
@@ -105,23 +148,46 @@ impl Engine {
     }
 
     pub async fn network_delete(&self, name: &str) -> Result<()> {
-        let row = self.store.network_get(name)?.ok_or_else(|| EngineError::NotFound("Network not found".into()))?;
+        let row = self
+            .store
+            .network_get(name)?
+            .ok_or_else(|| EngineError::NotFound("Network not found".into()))?;
         let users = self.network_users(name)?;
         if !users.is_empty() {
-            return Err(EngineError::bad(format!("The network is currently in use by {}", users.join(", "))));
+            return Err(EngineError::bad(format!(
+                "The network is currently in use by {}",
+                users.join(", ")
+            )));
         }
         let driver = driver_for(&row.kind, &self.net)?;
         driver.delete(&self.network_spec(&row)).await?;
         self.store.network_delete(name)?;
-        self.events.lifecycle("network-deleted", &format!("/1.0/networks/{name}"), serde_json::json!({}));
+        self.events.lifecycle(
+            "network-deleted",
+            &format!("/1.0/networks/{name}"),
+            serde_json::json!({}),
+        );
         Ok(())
     }
 
     /// Changes a network's config; address and driver changes only while
     /// nothing uses it. Re-applied at once (bridge, dnsmasq, nftables).
-    pub async fn network_update(&self, name: &str, description: String, config: ConfigMap, merge: bool) -> Result<()> {
-        let mut row = self.store.network_get(name)?.ok_or_else(|| EngineError::NotFound("Network not found".into()))?;
-        let mut new = if merge { row.config.clone() } else { ConfigMap::new() };
+    pub async fn network_update(
+        &self,
+        name: &str,
+        description: String,
+        config: ConfigMap,
+        merge: bool,
+    ) -> Result<()> {
+        let mut row = self
+            .store
+            .network_get(name)?
+            .ok_or_else(|| EngineError::NotFound("Network not found".into()))?;
+        let mut new = if merge {
+            row.config.clone()
+        } else {
+            ConfigMap::new()
+        };
         for (k, v) in config {
             if v.is_empty() {
                 new.remove(&k);
@@ -131,12 +197,22 @@ impl Engine {
         }
         let driver = driver_for(&row.kind, &self.net)?;
         driver.validate(name, &new)?;
-        let others: Vec<NetworkSpec> = self.network_specs()?.into_iter().filter(|s| s.name != name).collect();
+        let others: Vec<NetworkSpec> = self
+            .network_specs()?
+            .into_iter()
+            .filter(|s| s.name != name)
+            .collect();
         let new = driver.fill_defaults(&new, &others)?;
-        kante_network::driver::check_no_overlap(name, &new, &others)?;
+        if row.kind == "bridge" {
+            kante_network::driver::check_no_overlap(name, &new, &others)?;
+        }
         let fixed = ["ipv4.address", "ipv6.address", "bridge.driver", "parent"];
-        if fixed.iter().any(|k| row.config.get(*k) != new.get(*k)) && !self.network_users(name)?.is_empty() {
-            return Err(EngineError::bad("Addresses, bridge.driver and parent cannot change while the network is in use"));
+        if fixed.iter().any(|k| row.config.get(*k) != new.get(*k))
+            && !self.network_users(name)?.is_empty()
+        {
+            return Err(EngineError::bad(
+                "Addresses, bridge.driver and parent cannot change while the network is in use",
+            ));
         }
         let old_spec = self.network_spec(&row);
         row.config = new;
@@ -144,7 +220,9 @@ impl Engine {
             row.description = description;
         }
         driver.stop(&old_spec).await?;
-        if row.config.get("bridge.driver") != old_spec.config.get("bridge.driver") || row.config.get("ipv4.address") != old_spec.config.get("ipv4.address") {
+        if row.config.get("bridge.driver") != old_spec.config.get("bridge.driver")
+            || row.config.get("ipv4.address") != old_spec.config.get("ipv4.address")
+        {
             driver.delete(&old_spec).await?;
             driver.create(&self.network_spec(&row)).await?;
         }
@@ -186,11 +264,20 @@ impl Engine {
     }
 
     pub async fn network_get(&self, name: &str) -> Result<Network> {
-        self.network_list().await?.into_iter().find(|n| n.name == name).ok_or_else(|| EngineError::NotFound("Network not found".into()))
+        self.network_list()
+            .await?
+            .into_iter()
+            .find(|n| n.name == name)
+            .ok_or_else(|| EngineError::NotFound("Network not found".into()))
     }
 
     pub async fn network_state(&self, name: &str) -> Result<NetworkState> {
-        let link = self.net.ops.link(name).await?.ok_or_else(|| EngineError::NotFound("Network not found".into()))?;
+        let link = self
+            .net
+            .ops
+            .link(name)
+            .await?
+            .ok_or_else(|| EngineError::NotFound("Network not found".into()))?;
         let addresses = self
             .net
             .ops
@@ -205,7 +292,11 @@ impl Engine {
                     _ => "global",
                 };
                 NetworkStateAddress {
-                    family: if ip.is_ipv4() { "inet".into() } else { "inet6".into() },
+                    family: if ip.is_ipv4() {
+                        "inet".into()
+                    } else {
+                        "inet6".into()
+                    },
                     address: ip.to_string(),
                     netmask: a.prefix_len().to_string(),
                     scope: scope.into(),
@@ -223,21 +314,34 @@ impl Engine {
             hwaddr: link.hwaddr.unwrap_or_default(),
             mtu: link.mtu as i64,
             state: if link.up { "up".into() } else { "down".into() },
-            kind: if link.loopback { "loopback".into() } else { "broadcast".into() },
+            kind: if link.loopback {
+                "loopback".into()
+            } else {
+                "broadcast".into()
+            },
         })
     }
 
     pub fn network_leases(&self, name: &str) -> Result<Vec<NetworkLease>> {
-        let row = self.store.network_get(name)?.ok_or_else(|| EngineError::NotFound("Network not found".into()))?;
+        let row = self
+            .store
+            .network_get(name)?
+            .ok_or_else(|| EngineError::NotFound("Network not found".into()))?;
         let driver = driver_for(&row.kind, &self.net)?;
         let leases = driver.leases(&self.network_spec(&row))?;
         // Instances with a static address on this network are listed as such.
         let mut statics: BTreeMap<String, String> = BTreeMap::new();
         for i in self.store.instance_list()? {
             let devices = self.expanded(&i).map(|(_, d)| d).unwrap_or_default();
-            for (dev, d) in devices.iter().filter(|(_, d)| is_nic(d) && d.get("network").map(String::as_str) == Some(name)) {
+            for (dev, d) in devices
+                .iter()
+                .filter(|(_, d)| is_nic(d) && d.get("network").map(String::as_str) == Some(name))
+            {
                 if d.contains_key("ipv4.address") {
-                    if let Some(mac) = d.get("hwaddr").or_else(|| i.config.get(&format!("volatile.{dev}.hwaddr"))) {
+                    if let Some(mac) = d
+                        .get("hwaddr")
+                        .or_else(|| i.config.get(&format!("volatile.{dev}.hwaddr")))
+                    {
                         statics.insert(mac.to_lowercase(), i.name.clone());
                     }
                 }
@@ -247,15 +351,30 @@ impl Engine {
             .into_iter()
             .map(|l| {
                 let hwaddr = l.hwaddr.map(|m| m.to_string()).unwrap_or_default();
-                let kind = if statics.contains_key(&hwaddr.to_lowercase()) { "static" } else { "dynamic" };
-                NetworkLease { hostname: l.hostname.unwrap_or_default(), hwaddr, address: l.address.to_string(), kind: kind.into(), location: "none".into() }
+                let kind = if statics.contains_key(&hwaddr.to_lowercase()) {
+                    "static"
+                } else {
+                    "dynamic"
+                };
+                NetworkLease {
+                    hostname: l.hostname.unwrap_or_default(),
+                    hwaddr,
+                    address: l.address.to_string(),
+                    kind: kind.into(),
+                    location: "none".into(),
+                }
             })
             .collect())
     }
 
     /// Plans the `nic` devices of an instance: resolves each parent and
     /// checks names, MACs and addresses. Nothing is made.
-    pub(crate) async fn plan_instance_nics(&self, instance: &str, devices: &DevicesMap, config: &ConfigMap) -> Result<Vec<NicPlan>> {
+    pub(crate) async fn plan_instance_nics(
+        &self,
+        instance: &str,
+        devices: &DevicesMap,
+        config: &ConfigMap,
+    ) -> Result<Vec<NicPlan>> {
         let networks = self.network_specs()?;
         let mut requests = Vec::new();
         for (i, (dev, d)) in devices.iter().filter(|(_, d)| is_nic(d)).enumerate() {
@@ -270,7 +389,11 @@ impl Engine {
                 volatile_hwaddr: config.get(&format!("volatile.{dev}.hwaddr")).cloned(),
             });
         }
-        Ok(kante_network::plan_nics(&self.paths.cgroup_prefix(), instance, &requests)?)
+        Ok(kante_network::plan_nics(
+            &self.paths.cgroup_prefix(),
+            instance,
+            &requests,
+        )?)
     }
 
     /// Gives every NIC without a MAC a stable `volatile.<dev>.hwaddr` (LXD's

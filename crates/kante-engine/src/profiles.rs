@@ -103,6 +103,9 @@ impl Engine {
         self.store
             .profile_get(name)?
             .ok_or_else(|| EngineError::NotFound("Profile not found".into()))?;
+        let mut req = req;
+        // An empty value removes the key, as in LXD (and PATCH relies on it).
+        req.config.retain(|_, v| !v.is_empty());
         validate_config(&req.config)?;
         validate_devices(&req.devices)?;
         self.store.profile_update(&ProfileRow {

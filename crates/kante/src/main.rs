@@ -88,6 +88,9 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
     let c = &client;
     match cli.command {
         Command::Launch(args) => cmd::lifecycle::launch(c, args).await,
+        Command::Init(args) if args.auto => cmd::host::init_auto(c, &args.network_name)
+            .await
+            .map(|_| 0),
         Command::Init(args) => cmd::lifecycle::init(c, args).await.map(|_| 0),
         Command::Start { names } => cmd::lifecycle::start(c, &names).await,
         Command::Stop {
@@ -102,7 +105,23 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         } => cmd::lifecycle::restart(c, &names, force, timeout).await,
         Command::Pause { names } => cmd::lifecycle::pause(c, &names).await,
         Command::Delete { names, force } => cmd::lifecycle::delete(c, &names, force).await,
-        Command::Rename { name, new_name } => cmd::lifecycle::rename(c, &name, &new_name).await,
+        Command::Rename { name, new_name } => cmd::snapshot::rename(c, &name, &new_name).await,
+        Command::Move {
+            source,
+            destination,
+        } => cmd::snapshot::move_(c, &source, &destination).await,
+        Command::Copy(args) => cmd::copy::run(c, args).await,
+        Command::Snapshot {
+            instance,
+            snapshot,
+            reuse,
+            stateful,
+        } => cmd::snapshot::snapshot(c, &instance, snapshot.as_deref(), reuse, stateful).await,
+        Command::Restore {
+            instance,
+            snapshot,
+            stateful,
+        } => cmd::snapshot::restore(c, &instance, &snapshot, stateful).await,
         Command::List(args) => cmd::list::run(c, args).await,
         Command::Info { name, show_log } => cmd::info::info(c, &name, show_log).await,
         Command::Console { name, show_log } => cmd::info::console(c, &name, show_log).await,
@@ -110,6 +129,9 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::File(f) => cmd::file::run(c, f).await,
         Command::Image(i) => cmd::image::run(c, i).await,
         Command::Config(cfg) => cmd::config::run(c, cfg).await,
+        Command::Network(n) => cmd::network::run(c, n).await,
+        Command::Storage(s) => cmd::storage::run(c, s).await,
+        Command::Profile(p) => cmd::profile::run(c, p).await,
         Command::Version => cmd::misc::version(c).await,
         Command::Operation(op) => cmd::misc::operation(c, op).await,
         Command::Monitor { types, format } => cmd::misc::monitor(c, &types, format).await,

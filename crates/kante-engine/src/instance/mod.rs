@@ -284,7 +284,8 @@ impl Engine {
             }
             // Devices change live; if that fails, the stored config stays as it was.
             self.hotplug_proxies(&r, &old.1, &edevices).await?;
-            self.hotplug_nics(&r, name, &old.1, &edevices, &mut config).await?;
+            self.hotplug_nics(&r, name, &old.1, &edevices, &mut config)
+                .await?;
         }
         row.config = config;
         row.devices = devices;

@@ -51,7 +51,10 @@ impl Engine {
         let Ok((_, devices)) = self.expanded(row) else {
             return Vec::new();
         };
-        match self.plan_instance_nics(&row.name, &devices, &row.config).await {
+        match self
+            .plan_instance_nics(&row.name, &devices, &row.config)
+            .await
+        {
             Ok(p) => p,
             Err(e) => {
                 tracing::debug!(instance = %row.name, "no nic plan: {e}");
@@ -73,11 +76,14 @@ impl Engine {
     ) -> Result<()> {
         let changed = |dev: &String| old.get(dev) != new.get(dev);
         let new_plans = self.plan_instance_nics(instance, new, config).await?;
-        let to_add: Vec<NicPlan> = new_plans.iter().filter(|p| changed(&p.device)).cloned().collect();
+        let to_add: Vec<NicPlan> = new_plans
+            .iter()
+            .filter(|p| changed(&p.device))
+            .cloned()
+            .collect();
         let current: Vec<NicPlan> = super::lock_nics(running).clone();
-        let (to_remove, keep): (Vec<NicPlan>, Vec<NicPlan>) = current
-            .into_iter()
-            .partition(|p| changed(&p.device));
+        let (to_remove, keep): (Vec<NicPlan>, Vec<NicPlan>) =
+            current.into_iter().partition(|p| changed(&p.device));
         // Names inside the instance must stay unique across kept and added.
         for a in &to_add {
             if keep.iter().any(|k| k.name == a.name) {
@@ -115,7 +121,10 @@ impl Engine {
 /// Stores what was made as `volatile.<dev>.hwaddr` / `.host_name`, LXD's keys.
 pub(crate) fn record_applied(config: &mut ConfigMap, applied: &[AppliedNic]) {
     for a in applied {
-        config.insert(format!("volatile.{}.hwaddr", a.device), a.hwaddr.to_string());
+        config.insert(
+            format!("volatile.{}.hwaddr", a.device),
+            a.hwaddr.to_string(),
+        );
         match &a.host_name {
             Some(h) => config.insert(format!("volatile.{}.host_name", a.device), h.clone()),
             None => config.remove(&format!("volatile.{}.host_name", a.device)),

@@ -93,10 +93,17 @@ pub async fn put(
 pub async fn patch(
     State(s): State<AppState>,
     Path(name): Path<String>,
-    Json(req): Json<InstancePut>,
+    Json(body): Json<serde_json::Value>,
 ) -> ApiResult {
+    let given_ephemeral = body.get("ephemeral").is_some();
+    let mut req: InstancePut = serde_json::from_value(body)
+        .map_err(|e| EngineError::bad(format!("Invalid request body: {e}")))?;
     if !req.restore.is_empty() {
         return Err(EngineError::bad("PATCH cannot restore a snapshot").into());
+    }
+    // A PATCH changes only what it names; `ephemeral` is a plain bool on the wire.
+    if !given_ephemeral {
+        req.ephemeral = s.engine.instance_row(&name)?.ephemeral;
     }
     s.engine.instance_update(&name, req, true).await?;
     empty()

@@ -2,12 +2,12 @@
 //! `If-Match`), and wait for the operation, as lxc does.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use kante_api::instance::{Instance, InstancePut};
 use kante_client::Client;
 
+use super::edit::{self, read_stdin};
 use super::{parse_kv, to_yaml};
 use crate::cli::{ConfigCmd, DeviceCmd};
 
@@ -51,14 +51,6 @@ async fn modify(
     change(&inst, &mut put)?;
     c.update_instance(name, &put, etag.as_deref()).await?;
     Ok(())
-}
-
-fn read_stdin() -> Result<String> {
-    let mut s = String::new();
-    std::io::stdin()
-        .read_to_string(&mut s)
-        .context("Failed to read from stdin")?;
-    Ok(s)
 }
 
 pub async fn run(c: &Client, cmd: ConfigCmd) -> Result<i32> {
@@ -107,10 +99,13 @@ pub async fn run(c: &Client, cmd: ConfigCmd) -> Result<i32> {
             print!("{}", to_yaml(&writable(&inst, expanded))?);
         }
         ConfigCmd::Edit { name } => {
-            let text = read_stdin()?;
-            let new: InstancePut = serde_yaml::from_str(&text).context("Invalid YAML")?;
-            let (_, etag) = c.instance_with_etag(&name).await?;
-            c.update_instance(&name, &new, etag.as_deref()).await?;
+            let (inst, etag) = c.instance_with_etag(&name).await?;
+            let current = to_yaml(&writable(&inst, false))?;
+            edit::edit("instance", &current, |new: InstancePut| {
+                let (name, etag) = (name.clone(), etag.clone());
+                async move { Ok(c.update_instance(&name, &new, etag.as_deref()).await?) }
+            })
+            .await?;
         }
         ConfigCmd::Device(d) => device(c, d).await?,
     }

@@ -81,6 +81,9 @@ pub async fn init(c: &Client, args: CreateArgs) -> Result<String> {
 
 /// `kante launch`: create, start, and with `--wait` wait for the guest's init.
 pub async fn launch(c: &Client, args: LaunchArgs) -> Result<i32> {
+    if args.create.auto {
+        bail!("--auto belongs to `kante init --auto` (host set-up)");
+    }
     let name = init(c, args.create).await?;
     println!("Starting {name}");
     let start = InstanceStatePut {
@@ -225,6 +228,10 @@ pub async fn pause(c: &Client, names: &[String]) -> Result<i32> {
 
 pub async fn delete(c: &Client, names: &[String], force: bool) -> Result<i32> {
     for name in names {
+        if let Some((inst, snap)) = super::split_snapshot(name)? {
+            c.delete_snapshot(inst, snap).await?;
+            continue;
+        }
         let inst = c.instance(name).await?;
         let active = inst.status_code == RUNNING || inst.status_code == FROZEN;
         if active {
@@ -242,12 +249,6 @@ pub async fn delete(c: &Client, names: &[String], force: bool) -> Result<i32> {
     Ok(0)
 }
 
-pub async fn rename(c: &Client, name: &str, new_name: &str) -> Result<i32> {
-    check_name(new_name)?;
-    c.rename_instance(name, new_name).await?;
-    Ok(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,6 +263,8 @@ mod tests {
             storage: None,
             ephemeral: false,
             description: None,
+            auto: false,
+            network_name: "kantebr0".into(),
         }
     }
 

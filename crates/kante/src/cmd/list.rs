@@ -168,17 +168,19 @@ impl Column {
 }
 
 /// lxc's IP columns: global addresses of non-loopback interfaces as
-/// `addr (iface)`, sorted in reverse like lxc, one per line.
+/// `addr (iface)`, sorted in reverse like lxc, one per line. Like lxc's
+/// `IsActive`, a frozen instance still shows its addresses.
 fn addresses(f: &InstanceFull, family: &str) -> String {
     let Some(net) = f.state.as_ref().and_then(|s| s.network.as_ref()) else {
         return String::new();
     };
-    if f.instance.status_code != StatusCode::Running as u16 {
+    let code = f.instance.status_code;
+    if code == StatusCode::Stopped as u16 || code == StatusCode::Error as u16 {
         return String::new();
     }
     let mut out: Vec<String> = Vec::new();
     for (iface, n) in net {
-        if n.kind == "loopback" {
+        if n.kind == "loopback" || iface == "lo" {
             continue;
         }
         let global =
@@ -341,6 +343,23 @@ mod tests {
         assert_eq!(r[1][2], "192.168.1.4 (eth1)\n10.147.83.38 (eth0)");
         assert_eq!(r[1][3], "fd42::5 (eth0)");
         assert_eq!(r[1][4], "CONTAINER");
+    }
+
+    #[test]
+    fn ip_columns_skip_loopback_and_stopped() {
+        let mut f = sample("web", true);
+        // A loopback reported without its type is still left out by name.
+        if let Some(net) = f.state.as_mut().and_then(|s| s.network.as_mut()) {
+            net.get_mut("lo").unwrap().kind = "broadcast".into();
+        }
+        assert_eq!(
+            Column::Ipv4.render(&f),
+            "192.168.1.4 (eth1)\n10.147.83.38 (eth0)"
+        );
+        f.instance.status_code = StatusCode::Frozen as u16;
+        assert!(Column::Ipv4.render(&f).contains("(eth0)"));
+        f.instance.status_code = StatusCode::Stopped as u16;
+        assert_eq!(Column::Ipv4.render(&f), "");
     }
 
     #[test]

@@ -1,16 +1,25 @@
 //! One module per group of subcommands, plus small shared helpers.
 
 pub mod config;
+pub mod copy;
+pub mod edit;
 pub mod exec;
 pub mod file;
+pub mod host;
 pub mod image;
 pub mod info;
 pub mod lifecycle;
 pub mod list;
 pub mod misc;
+pub mod network;
+pub mod profile;
+pub mod snapshot;
+pub mod storage;
 
 use anyhow::{bail, Result};
 use kante_api::names::validate_instance_name;
+
+use crate::table::{render, Format, Row};
 
 /// Splits `key=value` (lxc's message when there is no `=`).
 pub fn parse_kv(s: &str) -> Result<(String, String)> {
@@ -27,8 +36,32 @@ pub fn check_name(name: &str) -> Result<()> {
 }
 
 /// YAML for `show` commands.
-pub fn to_yaml<T: serde::Serialize>(v: &T) -> Result<String> {
+pub fn to_yaml<T: serde::Serialize + ?Sized>(v: &T) -> Result<String> {
     Ok(serde_yaml::to_string(v)?)
+}
+
+/// A `list` command's output: the objects for json/yaml, else the table.
+pub fn print_list<T: serde::Serialize + ?Sized>(
+    format: Format,
+    items: &T,
+    header: &[&str],
+    rows: impl FnOnce() -> Vec<Row>,
+) -> Result<()> {
+    match format {
+        Format::Json => println!("{}", serde_json::to_string(items)?),
+        Format::Yaml => print!("{}", to_yaml(items)?),
+        fmt => print!("{}", render(fmt, header, &rows())),
+    }
+    Ok(())
+}
+
+/// `INSTANCE/SNAPSHOT` split at the first `/`; `None` for a plain instance.
+pub fn split_snapshot(name: &str) -> Result<Option<(&str, &str)>> {
+    match name.split_once('/') {
+        None => Ok(None),
+        Some((i, s)) if !i.is_empty() && !s.is_empty() && !s.contains('/') => Ok(Some((i, s))),
+        Some(_) => bail!("Invalid snapshot name {name:?}: expected INSTANCE/SNAPSHOT"),
+    }
 }
 
 #[cfg(test)]
@@ -44,5 +77,14 @@ mod tests {
             "Bad key=value pair: novalue"
         );
         assert!(parse_kv("=x").is_err());
+    }
+
+    #[test]
+    fn snapshot_names() {
+        assert_eq!(split_snapshot("c1").unwrap(), None);
+        assert_eq!(split_snapshot("c1/s0").unwrap(), Some(("c1", "s0")));
+        assert!(split_snapshot("c1/").is_err());
+        assert!(split_snapshot("/s0").is_err());
+        assert!(split_snapshot("c1/s0/x").is_err());
     }
 }

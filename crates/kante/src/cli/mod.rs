@@ -1,8 +1,12 @@
 //! Command-line grammar (lxc 5.0's verbs and flags where lxc has them).
 
+mod resources;
+
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+
+pub use resources::{NetworkCmd, ProfileCmd, StorageCmd};
 
 use crate::table::Format;
 
@@ -55,7 +59,7 @@ pub enum Command {
         #[arg(required = true)]
         names: Vec<String>,
     },
-    /// Delete instances
+    /// Delete instances and snapshots (INSTANCE/SNAPSHOT)
     #[command(visible_alias = "rm")]
     Delete {
         #[arg(required = true)]
@@ -64,9 +68,32 @@ pub enum Command {
         #[arg(short, long)]
         force: bool,
     },
-    /// Rename an instance
-    #[command(visible_alias = "mv")]
+    /// Rename an instance, or a snapshot: INSTANCE/SNAP INSTANCE/NEW
     Rename { name: String, new_name: String },
+    /// Move (rename) an instance or snapshot within the server
+    #[command(visible_alias = "mv")]
+    Move { source: String, destination: String },
+    /// Copy an instance or snapshot: SOURCE[/SNAPSHOT] [DESTINATION]
+    #[command(visible_alias = "cp")]
+    Copy(CopyArgs),
+    /// Snapshot an instance: INSTANCE [SNAPSHOT]
+    Snapshot {
+        instance: String,
+        snapshot: Option<String>,
+        /// Replace the snapshot if one with this name exists
+        #[arg(long)]
+        reuse: bool,
+        /// Include the running state (needs CRIU; refused by the server)
+        #[arg(long)]
+        stateful: bool,
+    },
+    /// Restore an instance from a snapshot: INSTANCE SNAPSHOT
+    Restore {
+        instance: String,
+        snapshot: String,
+        #[arg(long)]
+        stateful: bool,
+    },
     /// List instances
     #[command(visible_alias = "ls")]
     List(ListArgs),
@@ -88,6 +115,15 @@ pub enum Command {
     /// Manage instance configuration and devices
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// Manage networks
+    #[command(subcommand)]
+    Network(NetworkCmd),
+    /// Manage storage pools
+    #[command(subcommand)]
+    Storage(StorageCmd),
+    /// Manage profiles
+    #[command(subcommand)]
+    Profile(ProfileCmd),
     /// Show an instance's console log
     Console {
         name: String,
@@ -113,7 +149,15 @@ pub enum Command {
 #[derive(Args, Debug, Clone)]
 pub struct CreateArgs {
     /// Image alias or fingerprint (prefix) on the local daemon
+    #[arg(required_unless_present = "auto", default_value = "")]
     pub image: String,
+    /// `kante init --auto`: set this host up like `lxd init --auto` (a managed
+    /// bridge with NAT on a free subnet, eth0 of the default profile)
+    #[arg(long, conflicts_with_all = ["name", "config", "profiles", "no_profiles", "ephemeral"])]
+    pub auto: bool,
+    /// Name of the network `--auto` makes
+    #[arg(long, default_value = "kantebr0", requires = "auto")]
+    pub network_name: String,
     /// Instance name (the server picks one if omitted)
     pub name: Option<String>,
     /// Config key/value to apply to the new instance
@@ -134,6 +178,38 @@ pub struct CreateArgs {
     /// Instance description
     #[arg(long)]
     pub description: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct CopyArgs {
+    /// INSTANCE or INSTANCE/SNAPSHOT
+    pub source: String,
+    /// New instance name (the server picks one if omitted)
+    pub destination: Option<String>,
+    /// Copy the instance without its snapshots
+    #[arg(long)]
+    pub instance_only: bool,
+    /// Copy a stateful instance stateless (the only kind of copy here)
+    #[arg(long)]
+    pub stateless: bool,
+    /// Config key/value to apply to the new instance
+    #[arg(short = 'c', long = "config", value_name = "KEY=VALUE")]
+    pub config: Vec<String>,
+    /// Profile to add to the copy (repeatable)
+    #[arg(short = 'p', long = "profile")]
+    pub profiles: Vec<String>,
+    /// Create the copy with no profiles applied
+    #[arg(long)]
+    pub no_profiles: bool,
+    /// Update an existing copy (only copies what changed)
+    #[arg(long)]
+    pub refresh: bool,
+    /// Make the copy ephemeral
+    #[arg(short = 'e', long)]
+    pub ephemeral: bool,
+    /// Storage pool for the copy
+    #[arg(short = 's', long = "storage")]
+    pub storage: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -322,7 +398,7 @@ pub enum ConfigCmd {
         #[arg(short, long)]
         expanded: bool,
     },
-    /// Replace the configuration with YAML read from stdin
+    /// Edit the configuration as YAML (from stdin when it is not a terminal)
     Edit { name: String },
     /// Manage devices
     #[command(subcommand)]
@@ -346,7 +422,7 @@ pub enum DeviceCmd {
         #[arg(required = true)]
         devices: Vec<String>,
     },
-    /// Show the instance's devices as YAML
+    /// Show the devices as YAML
     Show { name: String },
     /// List device names
     #[command(visible_alias = "ls")]

@@ -1,0 +1,136 @@
+//! `kante snapshot`, `kante restore`, and the snapshot forms of `delete`,
+//! `rename` and `move` (INSTANCE/SNAPSHOT names).
+
+use anyhow::{bail, Result};
+use kante_api::names::validate_snapshot_name;
+use kante_client::Client;
+
+use super::split_snapshot;
+
+pub async fn snapshot(
+    c: &Client,
+    instance: &str,
+    snap: Option<&str>,
+    reuse: bool,
+    stateful: bool,
+) -> Result<i32> {
+    let snap = snap.unwrap_or("");
+    if !snap.is_empty() {
+        validate_snapshot_name(snap)?;
+        if reuse {
+            match c.delete_snapshot(instance, snap).await {
+                Err(e) if e.is_not_found() => {}
+                r => r?,
+            }
+        }
+    }
+    c.create_snapshot(instance, snap, stateful).await?;
+    Ok(0)
+}
+
+pub async fn restore(c: &Client, instance: &str, snap: &str, stateful: bool) -> Result<i32> {
+    // lxc accepts both `snap` and `instance/snap` here.
+    let snap = match split_snapshot(snap)? {
+        Some((i, s)) if i == instance => s,
+        Some(_) => bail!("The snapshot {snap:?} does not belong to {instance}"),
+        None => snap,
+    };
+    c.restore_snapshot(instance, snap, stateful).await?;
+    Ok(0)
+}
+
+/// What a rename/move of `from` to `to` means once both names are parsed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Rename<'a> {
+    Instance {
+        from: &'a str,
+        to: &'a str,
+    },
+    Snapshot {
+        instance: &'a str,
+        from: &'a str,
+        to: &'a str,
+    },
+}
+
+pub fn plan_rename<'a>(from: &'a str, to: &'a str) -> Result<Rename<'a>> {
+    match (split_snapshot(from)?, split_snapshot(to)?) {
+        (None, None) => Ok(Rename::Instance { from, to }),
+        (Some((i, s)), Some((j, t))) if i == j => {
+            validate_snapshot_name(t)?;
+            Ok(Rename::Snapshot {
+                instance: i,
+                from: s,
+                to: t,
+            })
+        }
+        (Some(_), Some(_)) => bail!("Snapshots can only be renamed within their own instance"),
+        (Some(_), None) => {
+            bail!("A snapshot cannot be moved out of its instance; use `kante copy {from} {to}`")
+        }
+        (None, Some(_)) => bail!("An instance cannot be renamed to a snapshot name ({to})"),
+    }
+}
+
+pub async fn rename(c: &Client, from: &str, to: &str) -> Result<i32> {
+    match plan_rename(from, to)? {
+        Rename::Instance { from, to } => {
+            super::check_name(to)?;
+            c.rename_instance(from, to).await?;
+        }
+        Rename::Snapshot { instance, from, to } => c.rename_snapshot(instance, from, to).await?,
+    }
+    Ok(0)
+}
+
+/// `remote:name` to `name` for the local remote; other remotes are refused.
+pub fn local_name(name: &str) -> Result<&str> {
+    match name.split_once(':') {
+        None => Ok(name),
+        Some(("local", rest)) => Ok(rest),
+        Some((remote, _)) => bail!(
+            "Remote {remote:?} is unknown: kante only works with the local server, so instances cannot be moved or copied between servers"
+        ),
+    }
+}
+
+/// `kante move`: a rename on the local server (instances or snapshots).
+pub async fn move_(c: &Client, from: &str, to: &str) -> Result<i32> {
+    rename(c, local_name(from)?, local_name(to)?).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rename_plans() {
+        assert_eq!(
+            plan_rename("c1", "c2").unwrap(),
+            Rename::Instance {
+                from: "c1",
+                to: "c2"
+            }
+        );
+        assert_eq!(
+            plan_rename("c1/s0", "c1/s1").unwrap(),
+            Rename::Snapshot {
+                instance: "c1",
+                from: "s0",
+                to: "s1"
+            }
+        );
+        assert!(plan_rename("c1/s0", "c2/s1").is_err());
+        assert!(plan_rename("c1/s0", "c2").is_err());
+        assert!(plan_rename("c1", "c1/s0").is_err());
+        assert!(plan_rename("c1/s0", "c1/").is_err());
+    }
+
+    #[test]
+    fn remotes() {
+        assert_eq!(local_name("c1").unwrap(), "c1");
+        assert_eq!(local_name("local:c1").unwrap(), "c1");
+        let e = local_name("other:c1").unwrap_err().to_string();
+        assert!(e.contains("\"other\"") && e.contains("local server"), "{e}");
+    }
+}
