@@ -817,6 +817,40 @@ fn open_vswitch_userspace_datapath_carries_tcp() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
 
+        // The host reaches a server in o2 through the bridge's internal port.
+        sh("ip addr add 10.231.0.254/24 dev knovs0 && ip link set knovs0 up");
+        let (code, out) = exec(
+            &d,
+            "o2",
+            "(sleep 30 | nc -l -p 7001 > /tmp/from-host 2>/dev/null) >/dev/null 2>&1 & echo started",
+        )
+        .await;
+        assert_eq!(code, 0, "{out}");
+        let payload: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let mut conn = None;
+        for _ in 0..50 {
+            match std::net::TcpStream::connect_timeout(&"10.231.0.2:7001".parse().unwrap(), Duration::from_secs(2)) {
+                Ok(c) => {
+                    conn = Some(c);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+        let mut conn = conn.expect("host could not connect to o2 over OVS");
+        conn.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+        std::io::Write::write_all(&mut conn, &payload).expect("TCP stalled host → o2");
+        drop(conn);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (_, size) = exec(&d, "o2", "wc -c < /tmp/from-host").await;
+            if size.trim() == "200000" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "o2 got {size} of 200000 bytes from the host");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+
         // bridge.driver=openvswitch: a managed network on an OVS bridge, with DHCP.
         network_create(
             &d,
