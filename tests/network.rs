@@ -951,3 +951,70 @@ fn init_auto_sets_up_a_default_network_once() {
         d.shutdown().await;
     });
 }
+
+/// Seed 002's topology: two hosts, each with its own `br-demo` bridge,
+/// joined by a shared uplink. Each "host" is a network namespace with its
+/// own kanted; containers on the two hosts reach each other at layer 2.
+#[test]
+fn two_hosts_share_an_uplink_bridge() {
+    run(async {
+        let hosts = ["knhosta", "knhostb"];
+        struct Cleanup;
+        impl Drop for Cleanup {
+            fn drop(&mut self) {
+                for c in [
+                    "ip netns del knhosta",
+                    "ip netns del knhostb",
+                    "ip link del knuplink",
+                    "ip link del knupa",
+                    "ip link del knupb",
+                ] {
+                    let mut it = c.split_whitespace();
+                    let _ = Command::new(it.next().unwrap()).args(it).status();
+                }
+            }
+        }
+        let _cleanup = Cleanup;
+        sh("ip link add knuplink type bridge && ip link set knuplink up");
+        for (h, up) in hosts.iter().zip(["knupa", "knupb"]) {
+            sh(&format!(
+                "ip netns add {h} && ip -n {h} link set lo up \
+                 && ip -n {h} link add br-demo type bridge && ip -n {h} link set br-demo up \
+                 && ip link add {up} type veth peer name uplink netns {h} \
+                 && ip link set {up} master knuplink up \
+                 && ip -n {h} link set uplink master br-demo up"
+            ));
+        }
+        let mut daemons = Vec::new();
+        for h in hosts {
+            let ns = format!("/run/netns/{h}");
+            daemons.push(Daemon::start_with_env(&[("KANTE_TEST_NETNS", &ns)]).await);
+        }
+        let devs = devices(&[("eth0", nic(&[("nictype", "bridged"), ("parent", "br-demo")]))]);
+        for (i, d) in daemons.iter().enumerate() {
+            let fp = d.import(TestImage::Busybox).await;
+            let name = format!("sip{}", i + 1);
+            create(d, &fp, &name, &[], devs.clone(), None).await.unwrap();
+            d.client.start_instance(&name).await.unwrap();
+            let (code, out) = exec(d, &name, &format!("ip addr add 10.50.0.{}/24 dev eth0", i + 1)).await;
+            assert_eq!(code, 0, "{out}");
+            // The veth is in that host's namespace, on its br-demo, not in ours.
+            let host = d.client.instance(&name).await.unwrap().config["volatile.eth0.host_name"].clone();
+            assert!(!link_exists(&host), "{host} made in the wrong namespace");
+            let master = sh(&format!("ip -n {} -o link show {host}", hosts[i]));
+            assert!(master.contains("master br-demo"), "{master}");
+        }
+        let (code, out) = exec(&daemons[0], "sip1", "ping -c2 -W3 10.50.0.2").await;
+        assert_eq!(code, 0, "sip1 cannot reach sip2 across the uplink: {out}");
+        let (code, out) = exec(&daemons[1], "sip2", "ping -c1 -W3 10.50.0.1").await;
+        assert_eq!(code, 0, "{out}");
+        for (i, d) in daemons.into_iter().enumerate() {
+            let name = format!("sip{}", i + 1);
+            d.client.stop_instance(&name, true, -1).await.unwrap();
+            d.client.delete_instance(&name).await.unwrap();
+            let left = sh(&format!("ip -n {} -o link show type veth", hosts[i]));
+            assert_eq!(left.lines().count(), 1, "only the uplink veth may remain:\n{left}");
+            d.shutdown().await;
+        }
+    });
+}

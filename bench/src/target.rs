@@ -114,27 +114,7 @@ impl Target {
 
     /// [`Target::create`] with extra devices (say, a NIC).
     pub async fn create_with(&self, name: &str, extra: kante_api::DevicesMap) -> Result<()> {
-        let mut post = InstancesPost {
-            name: name.into(),
-            ..Default::default()
-        };
-        post.source = InstanceSource {
-            kind: "image".into(),
-            fingerprint: self.fingerprint.clone(),
-            ..Default::default()
-        };
-        post.put.profiles = Some(vec![]);
-        post.put.devices.insert(
-            "root".into(),
-            [
-                ("type", "disk"),
-                ("path", "/"),
-                ("pool", self.pool.as_str()),
-            ]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        );
+        let mut post = self.root_only(name);
         post.put.devices.extend(extra);
         self.client.create_instance(&post).await?;
         // Boot the same thing on both: LXD seeds cloud-init (templates, devlxd)
@@ -153,6 +133,12 @@ impl Target {
 
     /// Creates an instance with only a root disk and nothing pushed into it.
     pub async fn create_bare(&self, name: &str) -> Result<()> {
+        self.client.create_instance(&self.root_only(name)).await?;
+        Ok(())
+    }
+
+    /// The create request both daemons get: the image, no profiles, a root disk.
+    fn root_only(&self, name: &str) -> InstancesPost {
         let mut post = InstancesPost {
             name: name.into(),
             ..Default::default()
@@ -174,8 +160,7 @@ impl Target {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         );
-        self.client.create_instance(&post).await?;
-        Ok(())
+        post
     }
 
     /// Polls the guest's init from outside until it reports running/degraded.
