@@ -88,9 +88,9 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
     let c = &client;
     match cli.command {
         Command::Launch(args) => cmd::lifecycle::launch(c, args).await,
-        Command::Init(args) if args.auto => cmd::host::init_auto(c, &args.network_name)
-            .await
-            .map(|_| 0),
+        Command::Init(args) if args.auto => {
+            cmd::host::init_auto(c, &args.network_name).await.map(|_| 0)
+        }
         Command::Init(args) => cmd::lifecycle::init(c, args).await.map(|_| 0),
         Command::Start { names } => cmd::lifecycle::start(c, &names).await,
         Command::Stop {
