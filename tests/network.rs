@@ -829,7 +829,10 @@ fn open_vswitch_userspace_datapath_carries_tcp() {
         let payload: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
         let mut conn = None;
         for _ in 0..50 {
-            match std::net::TcpStream::connect_timeout(&"10.231.0.2:7001".parse().unwrap(), Duration::from_secs(2)) {
+            match std::net::TcpStream::connect_timeout(
+                &"10.231.0.2:7001".parse().unwrap(),
+                Duration::from_secs(2),
+            ) {
                 Ok(c) => {
                     conn = Some(c);
                     break;
@@ -838,7 +841,8 @@ fn open_vswitch_userspace_datapath_carries_tcp() {
             }
         }
         let mut conn = conn.expect("host could not connect to o2 over OVS");
-        conn.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+        conn.set_write_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         std::io::Write::write_all(&mut conn, &payload).expect("TCP stalled host → o2");
         drop(conn);
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -847,7 +851,10 @@ fn open_vswitch_userspace_datapath_carries_tcp() {
             if size.trim() == "200000" {
                 break;
             }
-            assert!(Instant::now() < deadline, "o2 got {size} of 200000 bytes from the host");
+            assert!(
+                Instant::now() < deadline,
+                "o2 got {size} of 200000 bytes from the host"
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
 
@@ -910,7 +917,8 @@ fn init_auto_sets_up_a_default_network_once() {
                 .unwrap();
             (
                 out.status.code().unwrap_or(-1),
-                String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+                String::from_utf8_lossy(&out.stdout).into_owned()
+                    + &String::from_utf8_lossy(&out.stderr),
             )
         };
         let host_before = sh("ip -o -4 addr");
@@ -932,14 +940,21 @@ fn init_auto_sets_up_a_default_network_once() {
         assert!(out.contains("already"), "{out}");
         assert_eq!(network_config(&d, "ktauto0").await, cfg);
         let nets: Vec<String> = d.client.get_json("/1.0/networks").await.unwrap();
-        assert_eq!(nets.iter().filter(|n| n.starts_with("/1.0/networks/ktauto")).count(), 1);
+        assert_eq!(
+            nets.iter()
+                .filter(|n| n.starts_with("/1.0/networks/ktauto"))
+                .count(),
+            1
+        );
         // A host interface is not taken over.
         let (code, out) = kante(&["init", "--auto", "--network-name", "lo"]);
         assert_ne!(code, 0);
         assert_eq!(out.trim().lines().count(), 1, "one-line error: {out}");
         // An instance launched with the default profile is on it.
         let fp = d.import(TestImage::Busybox).await;
-        create(&d, &fp, "a1", &[], Devices::new(), None).await.unwrap();
+        create(&d, &fp, "a1", &[], Devices::new(), None)
+            .await
+            .unwrap();
         d.client.start_instance("a1").await.unwrap();
         let host = d.client.instance("a1").await.unwrap().config["volatile.eth0.host_name"].clone();
         assert_eq!(master_of(&host).as_deref(), Some("ktauto0"));
@@ -990,16 +1005,27 @@ fn two_hosts_share_an_uplink_bridge() {
             let ns = format!("/run/netns/{h}");
             daemons.push(Daemon::start_with_env(&[("KANTE_TEST_NETNS", &ns)]).await);
         }
-        let devs = devices(&[("eth0", nic(&[("nictype", "bridged"), ("parent", "br-demo")]))]);
+        let devs = devices(&[(
+            "eth0",
+            nic(&[("nictype", "bridged"), ("parent", "br-demo")]),
+        )]);
         for (i, d) in daemons.iter().enumerate() {
             let fp = d.import(TestImage::Busybox).await;
             let name = format!("sip{}", i + 1);
-            create(d, &fp, &name, &[], devs.clone(), None).await.unwrap();
+            create(d, &fp, &name, &[], devs.clone(), None)
+                .await
+                .unwrap();
             d.client.start_instance(&name).await.unwrap();
-            let (code, out) = exec(d, &name, &format!("ip addr add 10.50.0.{}/24 dev eth0", i + 1)).await;
+            let (code, out) = exec(
+                d,
+                &name,
+                &format!("ip addr add 10.50.0.{}/24 dev eth0", i + 1),
+            )
+            .await;
             assert_eq!(code, 0, "{out}");
             // The veth is in that host's namespace, on its br-demo, not in ours.
-            let host = d.client.instance(&name).await.unwrap().config["volatile.eth0.host_name"].clone();
+            let host =
+                d.client.instance(&name).await.unwrap().config["volatile.eth0.host_name"].clone();
             assert!(!link_exists(&host), "{host} made in the wrong namespace");
             let master = sh(&format!("ip -n {} -o link show {host}", hosts[i]));
             assert!(master.contains("master br-demo"), "{master}");
@@ -1013,7 +1039,11 @@ fn two_hosts_share_an_uplink_bridge() {
             d.client.stop_instance(&name, true, -1).await.unwrap();
             d.client.delete_instance(&name).await.unwrap();
             let left = sh(&format!("ip -n {} -o link show type veth", hosts[i]));
-            assert_eq!(left.lines().count(), 1, "only the uplink veth may remain:\n{left}");
+            assert_eq!(
+                left.lines().count(),
+                1,
+                "only the uplink veth may remain:\n{left}"
+            );
             d.shutdown().await;
         }
     });

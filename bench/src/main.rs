@@ -5,6 +5,7 @@
 mod net;
 mod proc;
 mod report;
+mod storage;
 mod target;
 
 use std::path::PathBuf;
@@ -49,6 +50,13 @@ struct Args {
     /// Skip the time-to-first-DHCP-lease scenario (it makes a bridge per daemon).
     #[arg(long)]
     no_dhcp: bool,
+    /// Storage passes per pool type (dir, and btrfs on a loop file): launch,
+    /// snapshot, restore, copy, deletes. Kante only; 0 skips them.
+    #[arg(long, default_value_t = 5)]
+    storage_runs: usize,
+    /// Only the storage scenarios.
+    #[arg(long)]
+    only_storage: bool,
     /// Where Kante keeps its state during the run.
     #[arg(long, default_value = "/var/tmp/kante-bench")]
     dir: PathBuf,
@@ -101,6 +109,16 @@ async fn run_all(args: &Args, targets: &mut [Target], r: &mut Results) -> Result
         t.import(&args.image).await?;
         let pid = t.daemon_pid().await;
         r.add("daemon RSS, idle", &t.name, "B", proc::rss(pid) as f64);
+    }
+    if args.storage_runs > 0 {
+        if let Some(t) = targets.iter().find(|t| t.name == "kante") {
+            storage::run(t, args.storage_runs, r)
+                .await
+                .context("storage scenarios")?;
+        }
+    }
+    if args.only_storage {
+        return Ok(());
     }
     let ready = Duration::from_secs(120);
     let per_run_exec = args.exec_runs.div_ceil(args.runs.max(1));

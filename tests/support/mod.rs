@@ -156,15 +156,28 @@ impl Daemon {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new(bin("kanted"))
-            .env("KANTE_DIR", &self.dir)
+        let mut cmd = Command::new(bin("kanted"));
+        cmd.env("KANTE_DIR", &self.dir)
             .env("RUST_LOG", "info")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("spawn kanted");
+            .stderr(log);
+        // KANTE_TEST_NETNS: the daemon lives in that network namespace (a
+        // simulated second host), with the mounts and cgroups of this one.
+        if let Some((_, ns)) = self.env.iter().find(|(k, _)| k == "KANTE_TEST_NETNS") {
+            let ns = std::fs::File::open(ns).expect("open the test netns");
+            use std::os::unix::process::CommandExt;
+            // SAFETY: only setns(2) between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    use std::os::fd::AsFd;
+                    nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+                        .map_err(std::io::Error::from)
+                });
+            }
+        }
+        let child = cmd.spawn().expect("spawn kanted");
         owned().lock().unwrap().insert(child.id() as i32);
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -363,7 +376,11 @@ pub fn nft_tables_of(prefix: &str) -> Vec<String> {
         .unwrap_or_default();
     let mine = format!("k{hash}_");
     out.lines()
-        .filter(|l| l.split_whitespace().nth(2).is_some_and(|t| t.starts_with(&mine)))
+        .filter(|l| {
+            l.split_whitespace()
+                .nth(2)
+                .is_some_and(|t| t.starts_with(&mine))
+        })
         .map(str::to_string)
         .collect()
 }
@@ -382,6 +399,9 @@ pub fn leaks_of(dir: &Path, prefix: &str) -> Vec<String> {
     for p in processes_mentioning(&d) {
         leaks.push(format!("process: {p}"));
     }
+    for (dev, file) in loop_devices_under(dir) {
+        leaks.push(format!("loop device: {dev} backed by {file}"));
+    }
     for cg in cgroup_dirs(prefix) {
         let children: Vec<String> = std::fs::read_dir(&cg)
             .map(|rd| {
@@ -396,6 +416,45 @@ pub fn leaks_of(dir: &Path, prefix: &str) -> Vec<String> {
         }
     }
     leaks
+}
+
+/// Loop devices (device, backing file) whose backing file is under `dir`:
+/// what a btrfs pool's loop file leaves when its pool is not torn down.
+pub fn loop_devices_under(dir: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/sys/block")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("loop") {
+            continue;
+        }
+        let Ok(b) = std::fs::read_to_string(e.path().join("loop/backing_file")) else {
+            continue;
+        };
+        let b = b.trim_end_matches('\n');
+        let file = b.strip_suffix(" (deleted)").unwrap_or(b);
+        if Path::new(file).starts_with(dir) {
+            out.push((format!("/dev/{name}"), b.to_string()));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Mount points under `dir`, deepest first (from this process's mountinfo).
+pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut out: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|m| PathBuf::from(m.replace("\\040", " ")))
+        .filter(|m| m.starts_with(dir))
+        .collect();
+    out.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
+    out
 }
 
 fn cgroup_dirs(prefix: &str) -> Vec<PathBuf> {
@@ -462,6 +521,14 @@ fn force_clean(dir: &Path, prefix: &str) {
     std::thread::sleep(Duration::from_millis(100));
     for cg in cgroup_dirs(prefix) {
         remove_cgroup_tree(&cg);
+    }
+    // Storage pools: unmount before removing (never recurse into a live
+    // filesystem), then let go of their loop devices.
+    for m in mounts_under(dir) {
+        let _ = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH);
+    }
+    for (dev, _) in loop_devices_under(dir) {
+        let _ = Command::new("losetup").arg("-d").arg(&dev).status();
     }
     let _ = std::fs::remove_dir_all(dir);
     let _ = std::fs::remove_file(format!("{}.log", dir.display()));

@@ -19,6 +19,7 @@ pub mod profiles;
 pub mod server;
 pub mod units;
 pub mod util;
+pub mod volumes;
 pub mod ws;
 
 use std::collections::HashMap;

@@ -178,6 +178,8 @@ impl Engine {
                 .retain(|k, _| !k.starts_with("user.") || config.contains_key(k));
         }
         row.config.extend(config);
+        // An empty value removes the key, as in LXD.
+        row.config.retain(|_, v| !v.is_empty());
         if !merge || !description.is_empty() {
             row.description = description;
         }
@@ -216,6 +218,14 @@ impl Engine {
                         .filter(|i| uses(&i.devices) || self.instance_pool_name(i) == row.name)
                         .map(|i| format!("/1.0/instances/{}", i.name)),
                 );
+                // Custom volumes keep the pool too (LXD lists them the same way).
+                if let Ok(pool) = self.pool(&row.name) {
+                    used_by.extend(
+                        pool.list_custom_volumes()
+                            .into_iter()
+                            .map(|v| format!("/1.0/storage-pools/{}/volumes/custom/{v}", row.name)),
+                    );
+                }
                 StoragePool {
                     name: row.name,
                     driver: row.driver,

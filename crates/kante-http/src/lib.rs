@@ -129,6 +129,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
                 .patch(storage::patch)
                 .delete(storage::delete),
         );
+    let r = volumes::routes(r);
     let r = instances(r, "/1.0/instances");
     let r = instances(r, "/1.0/containers");
     r.fallback(|| async { response::error(404, "not found") })

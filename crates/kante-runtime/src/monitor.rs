@@ -153,11 +153,21 @@ fn start(spec: &ContainerSpec, status: &mut File, control: File) -> Result<Start
     };
 
     let console = open_console(owner).map_err(|e| format!("console pty: {e}"))?;
+    // Idmapped trees are made here, in the initial user namespace (the
+    // child could not): the rootfs, and the bind mounts that ask for it.
+    let mut binds: Vec<Option<OwnedFd>> = spec.mounts.iter().map(|_| None).collect();
     let tree = match &spec.idmap {
         Some(map) => {
             let userns = idmap::userns_fd(map).map_err(|e| format!("idmap user namespace: {e}"))?;
             let tree = idmap::idmapped_tree(&spec.rootfs, &userns, false)
                 .map_err(|e| format!("idmapped mount of {}: {e}", spec.rootfs.display()))?;
+            for (slot, m) in binds.iter_mut().zip(&spec.mounts) {
+                if m.idmapped {
+                    let t = idmap::idmapped_tree(&m.source, &userns, m.readonly)
+                        .map_err(|e| format!("idmapped mount of {}: {e}", m.source.display()))?;
+                    *slot = Some(t);
+                }
+            }
             Some(tree)
         }
         None => None,
@@ -180,7 +190,7 @@ fn start(spec: &ContainerSpec, status: &mut File, control: File) -> Result<Start
             drop(go_w);
             drop(err_r);
             std::mem::forget(revert);
-            let err = child_setup(spec, go_r, tree.as_ref(), &console, &seccomp);
+            let err = child_setup(spec, go_r, tree.as_ref(), &binds, &console, &seccomp);
             let mut w = File::from(err_w);
             let _ = w.write_all(err.as_bytes());
             // SAFETY: leave the child without running the monitor's destructors.
@@ -191,6 +201,7 @@ fn start(spec: &ContainerSpec, status: &mut File, control: File) -> Result<Start
             drop(go_r);
             drop(err_w);
             drop(tree);
+            drop(binds);
             if let Some(map) = &spec.idmap {
                 idmap::write_id_maps(pid, map).map_err(|e| format!("writing id maps: {e}"))?;
             }
@@ -233,6 +244,7 @@ fn child_setup(
     spec: &ContainerSpec,
     go: OwnedFd,
     tree: Option<&OwnedFd>,
+    binds: &[Option<OwnedFd>],
     console: &ConsolePty,
     seccomp: &Program,
 ) -> String {
@@ -249,7 +261,7 @@ fn child_setup(
     if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP) {
         return format!("cgroup namespace: {e}");
     }
-    if let Err(e) = mounts::setup_rootfs(spec, tree, &console.slave_path) {
+    if let Err(e) = mounts::setup_rootfs(spec, tree, binds, &console.slave_path) {
         return e;
     }
     if let Err(e) = sys::pivot_into(&spec.rootfs) {

@@ -123,6 +123,7 @@ pub fn target_in_root(root: &Path, inside: &str) -> SetupResult<PathBuf> {
 pub fn setup_rootfs(
     spec: &ContainerSpec,
     rootfs_tree: Option<&OwnedFd>,
+    bind_trees: &[Option<OwnedFd>],
     console_pty: &Path,
 ) -> SetupResult<()> {
     // Nothing we mount may propagate back to the host.
@@ -163,7 +164,7 @@ pub fn setup_rootfs(
             Some(opts),
         )?;
     }
-    for m in &spec.mounts {
+    for (i, m) in spec.mounts.iter().enumerate() {
         let t = target_in_root(root, &m.target)?;
         if m.source.is_dir() {
             ensure_dir(&t)?;
@@ -173,7 +174,12 @@ pub fn setup_rootfs(
             }
             ensure_file(&t)?;
         }
-        bind(&m.source, &t, m.readonly)?;
+        match bind_trees.get(i).and_then(Option::as_ref) {
+            // Already idmapped (and read-only if asked) by the monitor.
+            Some(fd) => sys::move_mount_to(fd.as_raw_fd(), &t)
+                .map_err(ctx(format!("attach idmapped {}", m.source.display())))?,
+            None => bind(&m.source, &t, m.readonly)?,
+        }
     }
     Ok(())
 }

@@ -3,7 +3,7 @@
 //! A pool is a directory tree laid out like LXD's: `images/<fingerprint>`
 //! (each image unpacked once), `containers/<name>` (an instance volume: its
 //! `rootfs/`, `metadata.yaml`, `templates/` and `backup.yaml`),
-//! `custom/<name>`, and the read-only snapshots of instance and custom
+//! `custom/<name>` (with `custom-meta/<name>.json`), and the read-only snapshots of instance and custom
 //! volumes in `containers-snapshots/<name>/<snap>` and
 //! `custom-snapshots/<name>/<snap>`. Drivers decide how a volume is made from
 //! another (copy, reflink, subvolume snapshot); the registry maps a driver
@@ -19,7 +19,9 @@ mod dir;
 mod loopdev;
 mod mounts;
 mod revert;
+mod snapshots;
 mod units;
+mod volumes;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -32,6 +34,7 @@ pub use btrfs::BtrfsDriver;
 pub use dir::DirDriver;
 pub use revert::Revert;
 pub use units::{format_size, parse_size};
+pub use volumes::VolumeMeta;
 
 #[derive(Debug, Error)]
 pub enum StorageError {
@@ -411,220 +414,9 @@ impl Pool {
         }
     }
 
-    // ----- size limits ---------------------------------------------------
-
-    /// Limits a volume's size (btrfs: a qgroup limit on referenced bytes,
-    /// quotas being enabled on the pool the first time). `None` (or `Some(0)`)
-    /// removes it.
-    pub fn set_volume_size(&self, kind: VolumeKind, name: &str, size: Option<u64>) -> Result<()> {
-        let p = self.existing_volume(kind, name)?;
-        self.driver.set_volume_size(&p, size)
-    }
-
-    /// The volume's size limit, if any.
-    pub fn volume_size(&self, kind: VolumeKind, name: &str) -> Result<Option<u64>> {
-        let p = self.existing_volume(kind, name)?;
-        self.driver.volume_size(&p)
-    }
-
-    /// Bytes the volume uses, where the driver knows it cheaply (btrfs with quotas).
-    pub fn volume_usage(&self, kind: VolumeKind, name: &str) -> Result<Option<u64>> {
-        let p = self.existing_volume(kind, name)?;
-        self.driver.volume_usage(&p)
-    }
-
-    // ----- custom volumes ------------------------------------------------
-
-    /// A new, empty custom volume `custom/<name>`, with an optional size limit.
-    pub fn create_custom_volume(&self, name: &str, size: Option<u64>) -> Result<PathBuf> {
-        validate_volume_name(name)?;
-        let dst = self.volume_path(VolumeKind::Custom, name);
-        if dst.exists() {
-            return Err(StorageError::Exists(format!("volume {name}")));
-        }
-        let staging = self.staging_path(VolumeKind::Custom, name);
-        let revert = self.start_staging(&staging)?;
-        self.driver.create_volume(&staging)?;
-        if size.is_some() {
-            self.driver.set_volume_size(&staging, size)?;
-        }
-        rename_noreplace(&staging, &dst)?;
-        revert.success();
-        Ok(dst)
-    }
-
-    pub fn delete_custom_volume(&self, name: &str) -> Result<()> {
-        self.delete_volume(VolumeKind::Custom, name)
-    }
-
-    pub fn list_custom_volumes(&self) -> Vec<String> {
-        self.list_volumes(VolumeKind::Custom)
-    }
-
-    // ----- snapshots -----------------------------------------------------
-
-    /// `<kind>-snapshots/<volume>` (`None` for images, which have no snapshots).
-    pub fn snapshots_dir(&self, kind: VolumeKind, volume: &str) -> Option<PathBuf> {
-        kind.snapshots_dir_name()
-            .map(|d| self.base.join(d).join(volume))
-    }
-
-    /// `<kind>-snapshots/<volume>/<snap>`.
-    pub fn snapshot_path(&self, kind: VolumeKind, volume: &str, snap: &str) -> Result<PathBuf> {
-        self.snapshots_dir(kind, volume)
-            .map(|d| d.join(snap))
-            .ok_or_else(|| StorageError::Unsupported("image volumes have no snapshots".into()))
-    }
-
-    pub fn has_snapshot(&self, kind: VolumeKind, volume: &str, snap: &str) -> bool {
-        self.snapshot_path(kind, volume, snap)
-            .map(|p| p.exists())
-            .unwrap_or(false)
-    }
-
-    /// Takes a read-only snapshot of a volume at `<kind>-snapshots/<volume>/<snap>`.
-    pub fn snapshot(&self, kind: VolumeKind, volume: &str, snap: &str) -> Result<PathBuf> {
-        let src = self.existing_volume(kind, volume)?;
-        self.snapshot_from(&src, kind, volume, snap)
-    }
-
-    /// Makes `src` (any volume-shaped directory, e.g. another volume's
-    /// snapshot being copied along) the snapshot `snap` of `volume`.
-    pub fn snapshot_from(
-        &self,
-        src: &Path,
-        kind: VolumeKind,
-        volume: &str,
-        snap: &str,
-    ) -> Result<PathBuf> {
-        validate_volume_name(volume)?;
-        validate_snapshot_name(snap)?;
-        let dst = self.snapshot_path(kind, volume, snap)?;
-        if dst.exists() {
-            return Err(StorageError::Exists(format!("snapshot {volume}/{snap}")));
-        }
-        let dir = dst
-            .parent()
-            .expect("snapshot path has a parent")
-            .to_path_buf();
-        let made_dir = !dir.exists();
-        std::fs::create_dir_all(&dir)
-            .map_err(StorageError::io(format!("creating {}", dir.display())))?;
-        let mut revert = Revert::new();
-        if made_dir {
-            let d = dir.clone();
-            revert.add(move || {
-                let _ = std::fs::remove_dir(&d);
-            });
-        }
-        let staging = dir.join(format!(".staging-{snap}"));
-        revert.merge(self.start_staging(&staging)?);
-        self.driver.snapshot_volume(src, &staging)?;
-        rename_noreplace(&staging, &dst)?;
-        revert.success();
-        Ok(dst)
-    }
-
-    /// Makes `volume` equal to its snapshot `snap` again. The restored copy
-    /// is built aside and swapped in with one atomic rename, so a failure
-    /// leaves the volume as it was; the volume's size limit is kept.
-    pub fn restore(&self, kind: VolumeKind, volume: &str, snap: &str) -> Result<()> {
-        validate_snapshot_name(snap)?;
-        let vol = self.existing_volume(kind, volume)?;
-        let src = self.snapshot_path(kind, volume, snap)?;
-        if !src.exists() {
-            return Err(StorageError::NotFound(format!("snapshot {volume}/{snap}")));
-        }
-        let staging = self.staging_path(kind, volume);
-        let revert = self.start_staging(&staging)?;
-        let limit = self.driver.volume_size(&vol)?;
-        self.driver.copy_volume(&src, &staging)?;
-        if limit.is_some() {
-            self.driver.set_volume_size(&staging, limit)?;
-        }
-        nix::fcntl::renameat2(
-            nix::fcntl::AT_FDCWD,
-            &staging,
-            nix::fcntl::AT_FDCWD,
-            &vol,
-            nix::fcntl::RenameFlags::RENAME_EXCHANGE,
-        )
-        .map_err(|e| StorageError::Io {
-            what: format!("swapping {} with {}", staging.display(), vol.display()),
-            source: e.into(),
-        })?;
-        // The staging path now holds the old content: the volume is restored
-        // whether or not deleting it works (a leftover goes at next start).
-        revert.success();
-        if let Err(e) = self.driver.delete_volume(&staging) {
-            tracing::warn!(path = %staging.display(), "removing the replaced volume: {e}");
-        }
-        Ok(())
-    }
-
-    pub fn delete_snapshot(&self, kind: VolumeKind, volume: &str, snap: &str) -> Result<()> {
-        validate_volume_name(volume)?;
-        validate_snapshot_name(snap)?;
-        let p = self.snapshot_path(kind, volume, snap)?;
-        if p.symlink_metadata().is_err() {
-            return Err(StorageError::NotFound(format!("snapshot {volume}/{snap}")));
-        }
-        self.driver.delete_volume(&p)?;
-        if let Some(dir) = p.parent() {
-            // Only succeeds once the last snapshot is gone.
-            let _ = std::fs::remove_dir(dir);
-        }
-        Ok(())
-    }
-
-    pub fn rename_snapshot(
-        &self,
-        kind: VolumeKind,
-        volume: &str,
-        old: &str,
-        new: &str,
-    ) -> Result<()> {
-        validate_volume_name(volume)?;
-        validate_snapshot_name(old)?;
-        validate_snapshot_name(new)?;
-        let a = self.snapshot_path(kind, volume, old)?;
-        let b = self.snapshot_path(kind, volume, new)?;
-        if a.symlink_metadata().is_err() {
-            return Err(StorageError::NotFound(format!("snapshot {volume}/{old}")));
-        }
-        rename_noreplace(&a, &b).map_err(|e| match e {
-            StorageError::Exists(_) => StorageError::Exists(format!("snapshot {volume}/{new}")),
-            e => e,
-        })
-    }
-
-    /// Snapshot names of a volume, sorted.
-    pub fn list_snapshots(&self, kind: VolumeKind, volume: &str) -> Vec<String> {
-        match self.snapshots_dir(kind, volume) {
-            Some(d) => self.list_entries(&d, false),
-            None => Vec::new(),
-        }
-    }
-
-    /// A new writable volume `new_name` of `kind` from snapshot `snap` of `volume`.
-    pub fn copy_from_snapshot(
-        &self,
-        kind: VolumeKind,
-        volume: &str,
-        snap: &str,
-        new_name: &str,
-    ) -> Result<PathBuf> {
-        validate_snapshot_name(snap)?;
-        let src = self.snapshot_path(kind, volume, snap)?;
-        if !src.exists() {
-            return Err(StorageError::NotFound(format!("snapshot {volume}/{snap}")));
-        }
-        self.copy_into(&src, kind, new_name)
-    }
-
     // ----- helpers -------------------------------------------------------
 
-    fn existing_volume(&self, kind: VolumeKind, name: &str) -> Result<PathBuf> {
+    pub(crate) fn existing_volume(&self, kind: VolumeKind, name: &str) -> Result<PathBuf> {
         validate_volume_name(name)?;
         let p = self.volume_path(kind, name);
         if !p.exists() {
@@ -636,14 +428,14 @@ impl Pool {
         Ok(p)
     }
 
-    fn staging_path(&self, kind: VolumeKind, name: &str) -> PathBuf {
+    pub(crate) fn staging_path(&self, kind: VolumeKind, name: &str) -> PathBuf {
         self.base
             .join(kind.dir_name())
             .join(format!(".staging-{name}"))
     }
 
     /// Clears a leftover at `staging` and returns a guard deleting it again.
-    fn start_staging(&self, staging: &Path) -> Result<Revert> {
+    pub(crate) fn start_staging(&self, staging: &Path) -> Result<Revert> {
         if staging.symlink_metadata().is_ok() {
             self.driver.delete_volume(staging)?;
         }
@@ -658,7 +450,7 @@ impl Pool {
         Ok(revert)
     }
 
-    fn list_entries(&self, dir: &Path, with_hidden: bool) -> Vec<String> {
+    pub(crate) fn list_entries(&self, dir: &Path, with_hidden: bool) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(dir)
             .map(|rd| {
                 rd.flatten()
@@ -732,12 +524,13 @@ pub(crate) fn create_layout(base: &Path) -> Result<()> {
 }
 
 /// The top-level directories of a pool.
-pub(crate) const LAYOUT: [&str; 5] = [
+pub(crate) const LAYOUT: [&str; 6] = [
     "images",
     "containers",
     "custom",
     "containers-snapshots",
     "custom-snapshots",
+    volumes::META_DIR,
 ];
 
 /// What keeps a pool from being deleted: its instance and custom volumes and

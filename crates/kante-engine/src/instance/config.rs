@@ -253,14 +253,31 @@ fn validate_disk(name: &str, dev: &std::collections::BTreeMap<String, String>) -
             "Device {name:?}: a disk other than the root needs a source"
         )));
     }
-    if dev.contains_key("pool") {
+    // A size belongs to the volume (the root disk's or a custom volume's config).
+    if dev.contains_key("size") {
         return Err(EngineError::bad(format!(
-            "Device {name:?}: custom volumes are not supported by this kanted yet"
+            "Device {name:?}: size only applies to the root disk (set it on the custom volume instead)"
         )));
+    }
+    for key in ["readonly", "required", "shift"] {
+        if let Some(v) = dev.get(key) {
+            if !matches!(
+                v.to_ascii_lowercase().as_str(),
+                "true" | "false" | "1" | "0" | "yes" | "no" | "on" | "off" | ""
+            ) {
+                return Err(EngineError::bad(format!(
+                    "Device {name:?}: {key} must be a boolean, not {v:?}"
+                )));
+            }
+        }
+    }
+    if let Some(pool) = dev.get("pool") {
+        // A custom volume of that pool; it must exist when the instance starts.
+        return crate::volumes::validate_volume_disk(name, pool, source);
     }
     if !source.starts_with('/') {
         return Err(EngineError::bad(format!(
-            "Device {name:?}: source must be an absolute host path"
+            "Device {name:?}: source must be an absolute host path (or a custom volume name with pool)"
         )));
     }
     Ok(())

@@ -146,9 +146,24 @@ impl Engine {
             {
                 continue;
             }
-            let source = std::path::PathBuf::from(dev.get("source").cloned().unwrap_or_default());
+            let optional = dev.get("required").is_some_and(|v| {
+                matches!(
+                    v.to_ascii_lowercase().as_str(),
+                    "false" | "0" | "no" | "off"
+                )
+            });
+            let raw = dev.get("source").cloned().unwrap_or_default();
+            let source = match dev.get("pool") {
+                // A custom volume: its directory in the pool is the bind source.
+                Some(pool) => match self.custom_volume_path(pool, &raw) {
+                    Ok(p) => p,
+                    Err(_) if optional => continue,
+                    Err(e) => return Err(EngineError::bad(format!("Device {dname:?}: {e}"))),
+                },
+                None => std::path::PathBuf::from(raw),
+            };
             if !source.exists() {
-                if dev.get("required").map(|v| v == "false").unwrap_or(false) {
+                if optional {
                     continue;
                 }
                 return Err(EngineError::bad(format!(
@@ -156,11 +171,16 @@ impl Engine {
                     source.display()
                 )));
             }
+            // Shifted like the rootfs (on-disk ids = container ids), unless
+            // privileged or the device opts out with shift=false.
+            let shift = dev
+                .get("shift")
+                .is_none_or(|v| v.is_empty() || is_true(Some(v)));
             mounts.push(BindMount {
                 source,
                 target: dev.get("path").cloned().unwrap_or_default(),
                 readonly: is_true(dev.get("readonly")),
-                idmapped: false,
+                idmapped: shift && !privileged,
             });
         }
         let env: Vec<String> = econfig
@@ -194,7 +214,9 @@ impl Engine {
             // Image templates arrive with the cloud-init work; the hostname is already set at create.
             row.config.remove("volatile.apply_template");
         }
-        let nics = self.plan_instance_nics(name, &edevices, &row.config).await?;
+        let nics = self
+            .plan_instance_nics(name, &edevices, &row.config)
+            .await?;
         let rt = self.runtime.clone();
         // NICs are made while init waits for "go", so it boots with them.
         let (engine, plans) = (self.arc(), nics.clone());
@@ -324,7 +346,8 @@ impl Engine {
                     .insert("volatile.last_state.power".into(), "STOPPED".into());
                 row.config.remove("volatile.idmap.current");
                 for p in &nics {
-                    row.config.remove(&format!("volatile.{}.host_name", p.device));
+                    row.config
+                        .remove(&format!("volatile.{}.host_name", p.device));
                 }
                 let _ = self.store.instance_update(&row);
             }

@@ -239,22 +239,33 @@ impl Engine {
             .snapshot_set_expiry(instance, snap, &fmt_time(expires_at))?)
     }
 
-    /// Restores `snap` (`snap0` or `c1/snap0`): rootfs and config. A running
-    /// instance is stopped first and started again afterwards, as LXD does.
-    pub async fn instance_restore(&self, instance: &str, snap: &str) -> Result<()> {
+    /// The snapshot a restore request names (`snap0` or `c1/snap0`), checked
+    /// before any work: it must be one of this instance's (HTTP 400 otherwise,
+    /// the instance itself being there).
+    pub fn restore_source(&self, instance: &str, snap: &str) -> Result<SnapshotRow> {
+        self.instance_row(instance)?;
         let snap = match snap.split_once('/') {
             Some((i, s)) if i == instance => s,
-            Some(_) => {
-                return Err(EngineError::bad(
-                    "Cannot restore a snapshot of another instance",
-                ))
+            Some((i, _)) => {
+                return Err(EngineError::bad(format!(
+                    "Cannot restore a snapshot of another instance ({i:?}) into {instance:?}"
+                )))
             }
             None => snap,
         };
-        let srow = self
-            .store
-            .snapshot_get(instance, snap)?
-            .ok_or_else(|| EngineError::NotFound("Snapshot not found".into()))?;
+        kante_api::names::validate_snapshot_name(snap)?;
+        self.store.snapshot_get(instance, snap)?.ok_or_else(|| {
+            EngineError::bad(format!(
+                "Instance {instance:?} has no snapshot {snap:?} to restore"
+            ))
+        })
+    }
+
+    /// Restores `snap` (`snap0` or `c1/snap0`): rootfs and config. A running
+    /// instance is stopped first and started again afterwards, as LXD does.
+    pub async fn instance_restore(&self, instance: &str, snap: &str) -> Result<()> {
+        let srow = self.restore_source(instance, snap)?;
+        let snap = srow.name.as_str();
         let lock = self.instance_lock(instance);
         let _g = lock.lock().await;
         let was_running = self.running(instance).is_some();

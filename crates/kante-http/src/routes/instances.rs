@@ -65,7 +65,8 @@ pub async fn put(
     Json(req): Json<InstancePut>,
 ) -> ApiResult {
     if !req.restore.is_empty() {
-        s.engine.instance_row(&name)?;
+        // A missing or foreign snapshot is a 400 before any operation starts.
+        s.engine.restore_source(&name, &req.restore)?;
         let op = s.engine.ops.create(
             kante_api::operation::OperationClass::Task,
             "Restoring snapshot",

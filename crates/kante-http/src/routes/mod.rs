@@ -10,6 +10,7 @@ pub mod operations;
 pub mod profiles;
 pub mod server;
 pub mod storage;
+pub mod volumes;
 
 use std::collections::HashMap;
 

@@ -1,0 +1,169 @@
+//! Storage scenarios, per pool type: launch → running, snapshot, restore,
+//! copy, and the deletes, on the `dir` pool and on a btrfs pool made for the
+//! run (a loop file in the daemon's directory). Kante only: LXD would need a
+//! btrfs pool of its own for a fair comparison.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use kante_api::instance::InstancesPost;
+use serde_json::json;
+
+use crate::report::Results;
+use crate::target::Target;
+use crate::PREFIX;
+
+/// The btrfs pool made for the run.
+const BTRFS_POOL: &str = "bench-btrfs";
+
+pub async fn run(t: &Target, runs: usize, r: &mut Results) -> Result<()> {
+    let t0 = Instant::now();
+    let resp = t
+        .client
+        .post(
+            "/1.0/storage-pools",
+            &json!({"name": BTRFS_POOL, "driver": "btrfs", "config": {"size": "10GiB"}}),
+        )
+        .await;
+    let btrfs = match resp {
+        Ok(_) => {
+            r.add(
+                "create btrfs pool (10 GiB loop file)",
+                &t.name,
+                "s",
+                t0.elapsed().as_secs_f64(),
+            );
+            true
+        }
+        Err(e) => {
+            eprintln!("no btrfs pool ({e}): dir figures only");
+            false
+        }
+    };
+    let mut pools = vec![("dir", t.pool.clone())];
+    if btrfs {
+        pools.push(("btrfs", BTRFS_POOL.to_string()));
+    }
+    let mut result = Ok(());
+    'outer: for i in 0..runs {
+        // Alternate the order, as the lifecycle runs do.
+        let order: Vec<usize> = if i % 2 == 0 {
+            (0..pools.len()).collect()
+        } else {
+            (0..pools.len()).rev().collect()
+        };
+        for &k in &order {
+            let (kind, pool) = &pools[k];
+            result = one_run(t, kind, pool, i, r).await;
+            if result.is_err() {
+                break 'outer;
+            }
+        }
+    }
+    t.clean(PREFIX).await;
+    if btrfs {
+        let t1 = Instant::now();
+        let del = t
+            .client
+            .delete(&format!("/1.0/storage-pools/{BTRFS_POOL}"))
+            .await;
+        match del {
+            Ok(_) => r.add(
+                "delete btrfs pool (unmount, detach, remove)",
+                &t.name,
+                "s",
+                t1.elapsed().as_secs_f64(),
+            ),
+            Err(e) => eprintln!("deleting the btrfs pool: {e}"),
+        }
+    }
+    result
+}
+
+/// One pass on one pool; every figure is labelled with the pool type.
+async fn one_run(t: &Target, kind: &str, pool: &str, i: usize, r: &mut Results) -> Result<()> {
+    let name = format!("{PREFIX}st{i}");
+    let label = |what: &str| format!("{what} [{kind}]");
+    let root = json!({"root": {"type": "disk", "path": "/", "pool": pool}});
+    let devices = serde_json::from_value(root)?;
+
+    let t0 = Instant::now();
+    t.create_with(&name, devices)
+        .await
+        .with_context(|| format!("creating {name} on {pool}"))?;
+    let created = t0.elapsed();
+    t.client.start_instance(&name).await?;
+    t.wait_ready(&name, Duration::from_secs(120)).await?;
+    r.add(
+        &label("launch → running"),
+        &t.name,
+        "s",
+        t0.elapsed().as_secs_f64(),
+    );
+    r.add(
+        &label("  of which create"),
+        &t.name,
+        "s",
+        created.as_secs_f64(),
+    );
+
+    let t1 = Instant::now();
+    let snaps = format!("/1.0/instances/{name}/snapshots");
+    let resp = t.client.post(&snaps, &json!({"name": "s0"})).await?;
+    t.client.finish(resp).await?;
+    r.add(
+        &label("snapshot (running)"),
+        &t.name,
+        "s",
+        t1.elapsed().as_secs_f64(),
+    );
+
+    t.client.stop_instance(&name, true, -1).await?;
+    let t2 = Instant::now();
+    let resp = t
+        .client
+        .put(&format!("/1.0/instances/{name}"), &json!({"restore": "s0"}))
+        .await?;
+    t.client.finish(resp).await?;
+    r.add(
+        &label("restore (stopped)"),
+        &t.name,
+        "s",
+        t2.elapsed().as_secs_f64(),
+    );
+
+    let copy = format!("{name}-copy");
+    let post: InstancesPost = serde_json::from_value(json!({
+        "name": copy,
+        "source": {"type": "copy", "source": name, "instance_only": true},
+    }))?;
+    let t3 = Instant::now();
+    t.client.create_instance(&post).await?;
+    r.add(
+        &label("copy (stopped, instance only)"),
+        &t.name,
+        "s",
+        t3.elapsed().as_secs_f64(),
+    );
+    t.client.delete_instance(&copy).await?;
+
+    let t4 = Instant::now();
+    let resp = t.client.delete(&format!("{snaps}/s0")).await?;
+    t.client.finish(resp).await?;
+    r.add(
+        &label("delete snapshot"),
+        &t.name,
+        "s",
+        t4.elapsed().as_secs_f64(),
+    );
+
+    let t5 = Instant::now();
+    t.client.delete_instance(&name).await?;
+    r.add(
+        &label("delete instance"),
+        &t.name,
+        "s",
+        t5.elapsed().as_secs_f64(),
+    );
+    Ok(())
+}

@@ -1,0 +1,623 @@
+//! Storage volumes as the API shows them (`/1.0/storage-pools/{pool}/volumes`):
+//! custom volumes are made, changed, snapshotted and deleted here; instance
+//! and image volumes are only listed. A custom volume reaches an instance
+//! through a disk device `{type: disk, pool: P, source: V, path: …}`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use kante_api::operation::OperationClass;
+use kante_api::ConfigMap;
+use kante_storage::{Pool, VolumeKind, VolumeMeta};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::error::{EngineError, Result};
+use crate::instance::fmt_time;
+use crate::operations::Op;
+use crate::Engine;
+
+/// Serialises changes to custom volumes (create, rename, delete, config):
+/// their checks (name free, not in use) and their work must not interleave.
+static VOLUMES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// `POST /1.0/storage-pools/{pool}/volumes[/custom]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StorageVolumesPost {
+    #[serde(default, deserialize_with = "kante_api::serde_util::null_default")]
+    pub name: String,
+    #[serde(
+        rename = "type",
+        default,
+        deserialize_with = "kante_api::serde_util::null_default"
+    )]
+    pub kind: String,
+    #[serde(default, deserialize_with = "kante_api::serde_util::null_default")]
+    pub description: String,
+    #[serde(default, deserialize_with = "kante_api::serde_util::string_map")]
+    pub config: ConfigMap,
+    #[serde(default, deserialize_with = "kante_api::serde_util::null_default")]
+    pub content_type: String,
+    #[serde(default, deserialize_with = "kante_api::serde_util::null_default")]
+    pub source: VolumeSource,
+}
+
+/// Where a new volume's content comes from (nothing, or a copy).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct VolumeSource {
+    #[serde(
+        rename = "type",
+        default,
+        deserialize_with = "kante_api::serde_util::null_default"
+    )]
+    pub kind: String,
+    /// `vol` or `vol/snap`.
+    #[serde(default, deserialize_with = "kante_api::serde_util::null_default")]
+    pub name: String,
+    /// Defaults to the target pool.
+    #[serde(default, deserialize_with = "kante_api::serde_util::null_default")]
+    pub pool: String,
+}
+
+/// `PUT`/`PATCH /1.0/storage-pools/{pool}/volumes/custom/{name}`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StorageVolumePut {
+    #[serde(default, deserialize_with = "kante_api::serde_util::null_default")]
+    pub description: String,
+    #[serde(default, deserialize_with = "kante_api::serde_util::string_map")]
+    pub config: ConfigMap,
+    /// A snapshot to restore instead of changing anything.
+    #[serde(default, deserialize_with = "kante_api::serde_util::null_default")]
+    pub restore: String,
+}
+
+/// A volume as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StorageVolume {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub description: String,
+    pub config: ConfigMap,
+    pub used_by: Vec<String>,
+    pub location: String,
+    pub content_type: String,
+    pub project: String,
+    pub created_at: kante_api::Timestamp,
+}
+
+/// A custom volume's snapshot as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StorageVolumeSnapshot {
+    pub name: String,
+    pub description: String,
+    pub config: ConfigMap,
+    pub content_type: String,
+    pub created_at: kante_api::Timestamp,
+}
+
+/// `POST .../volumes/custom/{name}/snapshots`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct VolumeSnapshotsPost {
+    #[serde(default, deserialize_with = "kante_api::serde_util::null_default")]
+    pub name: String,
+}
+
+/// Only custom volumes are made or changed through this API.
+fn check_custom(kind: &str) -> Result<()> {
+    match kind {
+        "custom" | "" => Ok(()),
+        "container" | "image" | "virtual-machine" => Err(EngineError::bad(format!(
+            "Storage volumes of type {kind:?} are managed with their instance or image"
+        ))),
+        other => Err(EngineError::bad(format!(
+            "Invalid storage volume type {other:?}"
+        ))),
+    }
+}
+
+/// The kinds listed under a pool, as the API names them.
+fn list_kind(kind: &str) -> Result<Option<VolumeKind>> {
+    Ok(Some(match kind {
+        "" => return Ok(None),
+        "custom" => VolumeKind::Custom,
+        "container" => VolumeKind::Container,
+        "image" => VolumeKind::Image,
+        other => {
+            return Err(EngineError::bad(format!(
+                "Invalid storage volume type {other:?}"
+            )))
+        }
+    }))
+}
+
+/// Creation time of a volume or snapshot directory (btrfs: the subvolume's).
+fn created_of(path: &std::path::Path) -> kante_api::Timestamp {
+    std::fs::metadata(path)
+        .and_then(|m| m.created().or_else(|_| m.modified()))
+        .map(kante_api::Timestamp::from)
+        .unwrap_or_else(|_| kante_api::zero_time())
+}
+
+/// Whether a disk device uses custom volume `vol` of `pool`.
+fn uses_volume(devices: &kante_api::DevicesMap, pool: &str, vol: &str) -> bool {
+    devices.values().any(|d| {
+        d.get("type").map(String::as_str) == Some("disk")
+            && d.get("path").map(String::as_str) != Some("/")
+            && d.get("pool").map(String::as_str) == Some(pool)
+            && d.get("source").map(String::as_str) == Some(vol)
+    })
+}
+
+impl Engine {
+    /// `GET /1.0/storage-pools/{pool}/volumes[/{type}]`.
+    pub fn volume_list(&self, pool: &str, kind: &str) -> Result<Vec<StorageVolume>> {
+        let p = self.pool(pool)?;
+        let only = list_kind(kind)?;
+        let mut out = Vec::new();
+        for k in [VolumeKind::Container, VolumeKind::Image, VolumeKind::Custom] {
+            if only.is_some_and(|o| o != k) {
+                continue;
+            }
+            for name in p.list_volumes(k) {
+                match self.volume_get(pool, k.api_name(), &name) {
+                    Ok(v) => out.push(v),
+                    // Gone since it was listed.
+                    Err(EngineError::NotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// `GET /1.0/storage-pools/{pool}/volumes/{type}/{name}`.
+    pub fn volume_get(&self, pool: &str, kind: &str, name: &str) -> Result<StorageVolume> {
+        let p = self.pool(pool)?;
+        let k = list_kind(kind)?.ok_or_else(|| EngineError::bad("Missing volume type"))?;
+        if !p.has_volume(k, name) {
+            return Err(EngineError::NotFound("Storage volume not found".into()));
+        }
+        let path = p.volume_path(k, name);
+        let (description, config, created_at, used_by) = match k {
+            VolumeKind::Custom => {
+                let meta = p.custom_meta(name)?;
+                let created = crate::instance::parse_time(&meta.created_at);
+                let created = if created == kante_api::zero_time() {
+                    created_of(&path)
+                } else {
+                    created
+                };
+                let used = self.volume_used_by(pool, name)?;
+                (meta.description, meta.config, created, used)
+            }
+            VolumeKind::Container => (
+                String::new(),
+                ConfigMap::new(),
+                created_of(&path),
+                vec![format!("/1.0/instances/{name}")],
+            ),
+            VolumeKind::Image => (
+                String::new(),
+                ConfigMap::new(),
+                created_of(&path),
+                vec![format!("/1.0/images/{name}")],
+            ),
+        };
+        Ok(StorageVolume {
+            name: name.into(),
+            kind: k.api_name().into(),
+            description,
+            config,
+            used_by,
+            location: "none".into(),
+            content_type: "filesystem".into(),
+            project: "default".into(),
+            created_at,
+        })
+    }
+
+    /// Instances and profiles whose disk devices use custom volume `vol`.
+    pub fn volume_used_by(&self, pool: &str, vol: &str) -> Result<Vec<String>> {
+        let mut used: Vec<String> = self
+            .store
+            .profile_list()?
+            .iter()
+            .filter(|p| uses_volume(&p.devices, pool, vol))
+            .map(|p| format!("/1.0/profiles/{}", p.name))
+            .collect();
+        for row in self.store.instance_list()? {
+            let (_, devices) = self.expanded(&row).unwrap_or_default();
+            if uses_volume(&devices, pool, vol) {
+                used.push(format!("/1.0/instances/{}", row.name));
+            }
+        }
+        Ok(used)
+    }
+
+    /// `POST /1.0/storage-pools/{pool}/volumes[/custom]`: an empty custom
+    /// volume, or a copy of another (or of a snapshot of one).
+    pub async fn volume_create(&self, pool: &str, req: StorageVolumesPost) -> Result<()> {
+        check_custom(&req.kind)?;
+        match req.content_type.as_str() {
+            "" | "filesystem" => {}
+            "block" | "iso" => {
+                return Err(EngineError::bad(format!(
+                    "Custom volumes of content type {:?} are not supported",
+                    req.content_type
+                )))
+            }
+            other => return Err(EngineError::bad(format!("Invalid content type {other:?}"))),
+        }
+        kante_storage::validate_volume_name(&req.name)?;
+        let p = self.pool(pool)?;
+        p.validate_custom_config(&req.config)?;
+        let _g = VOLUMES.lock().await;
+        if p.has_volume(VolumeKind::Custom, &req.name) {
+            return Err(EngineError::Conflict(format!(
+                "Storage volume {:?} already exists",
+                req.name
+            )));
+        }
+        let meta = VolumeMeta {
+            description: req.description,
+            config: req.config,
+            created_at: fmt_time(kante_api::now()),
+        };
+        let name = req.name.clone();
+        match req.source.kind.as_str() {
+            "" | "none" => {
+                tokio::task::spawn_blocking(move || p.create_custom(&name, &meta)).await??;
+            }
+            "copy" => {
+                let src = self.copy_source(pool, &req.source)?;
+                tokio::task::spawn_blocking(move || copy_custom(&p, &src, &name, &meta)).await??;
+            }
+            other => {
+                return Err(EngineError::bad(format!(
+                    "Invalid volume source type {other:?}"
+                )))
+            }
+        }
+        self.events.lifecycle(
+            "storage-volume-created",
+            &format!("/1.0/storage-pools/{pool}/volumes/custom/{}", req.name),
+            json!({}),
+        );
+        Ok(())
+    }
+
+    /// The path of the custom volume (or snapshot) a copy starts from.
+    fn copy_source(&self, pool: &str, src: &VolumeSource) -> Result<PathBuf> {
+        let sp = self.pool(if src.pool.is_empty() { pool } else { &src.pool })?;
+        let missing = || EngineError::NotFound(format!("Source volume {:?} not found", src.name));
+        let path = match src.name.split_once('/') {
+            Some((vol, snap)) => {
+                kante_storage::validate_snapshot_name(snap)?;
+                if !sp.has_snapshot(VolumeKind::Custom, vol, snap) {
+                    return Err(missing());
+                }
+                sp.snapshot_path(VolumeKind::Custom, vol, snap)?
+            }
+            None => {
+                kante_storage::validate_volume_name(&src.name)?;
+                if !sp.has_volume(VolumeKind::Custom, &src.name) {
+                    return Err(missing());
+                }
+                sp.volume_path(VolumeKind::Custom, &src.name)
+            }
+        };
+        Ok(path)
+    }
+
+    /// `PUT` (`merge` false: description and config replaced) or `PATCH`
+    /// (merged; an empty value removes a key); `restore` restores a snapshot.
+    pub async fn volume_update(
+        &self,
+        pool: &str,
+        name: &str,
+        req: StorageVolumePut,
+        merge: bool,
+    ) -> Result<()> {
+        let p = self.pool(pool)?;
+        let _g = VOLUMES.lock().await;
+        let cur = p.custom_meta(name).map_err(not_found)?;
+        if !req.restore.is_empty() {
+            return self.volume_restore(&p, name, &req.restore).await;
+        }
+        let mut meta = cur.clone();
+        if merge {
+            meta.config.extend(req.config);
+            if !req.description.is_empty() {
+                meta.description = req.description;
+            }
+        } else {
+            meta.config = req.config;
+            meta.description = req.description;
+        }
+        meta.config.retain(|_, v| !v.is_empty());
+        let n = name.to_string();
+        tokio::task::spawn_blocking(move || p.update_custom(&n, &meta)).await??;
+        self.events.lifecycle(
+            "storage-volume-updated",
+            &format!("/1.0/storage-pools/{pool}/volumes/custom/{name}"),
+            json!({}),
+        );
+        Ok(())
+    }
+
+    /// Restores a custom volume from its snapshot; refused while a running
+    /// instance has it mounted (it would keep seeing the old content).
+    async fn volume_restore(&self, p: &Pool, name: &str, snap: &str) -> Result<()> {
+        kante_storage::validate_snapshot_name(snap)?;
+        if !p.has_snapshot(VolumeKind::Custom, name, snap) {
+            return Err(EngineError::NotFound(format!(
+                "Snapshot {name}/{snap} not found"
+            )));
+        }
+        let running: Vec<String> = self
+            .volume_used_by(&p.name, name)?
+            .into_iter()
+            .filter(|u| {
+                u.strip_prefix("/1.0/instances/")
+                    .is_some_and(|i| self.running(i).is_some())
+            })
+            .collect();
+        if !running.is_empty() {
+            return Err(EngineError::bad(format!(
+                "Cannot restore a volume in use by running instances: {}",
+                running.join(", ")
+            )));
+        }
+        let (p2, n, s) = (p.clone(), name.to_string(), snap.to_string());
+        tokio::task::spawn_blocking(move || p2.restore(VolumeKind::Custom, &n, &s)).await??;
+        Ok(())
+    }
+
+    /// `POST .../volumes/custom/{name}` `{name}`: renames an unused volume.
+    pub async fn volume_rename(&self, pool: &str, name: &str, new: &str) -> Result<()> {
+        let p = self.pool(pool)?;
+        kante_storage::validate_volume_name(new)?;
+        let _g = VOLUMES.lock().await;
+        p.custom_meta(name).map_err(not_found)?;
+        self.refuse_if_used(pool, name)?;
+        if p.has_volume(VolumeKind::Custom, new) {
+            return Err(EngineError::Conflict(format!(
+                "Storage volume {new:?} already exists"
+            )));
+        }
+        p.rename_custom_volume(name, new)?;
+        Ok(())
+    }
+
+    /// `DELETE .../volumes/custom/{name}`: refused while anything uses it.
+    pub async fn volume_delete(&self, pool: &str, name: &str) -> Result<()> {
+        let p = self.pool(pool)?;
+        let _g = VOLUMES.lock().await;
+        p.custom_meta(name).map_err(not_found)?;
+        self.refuse_if_used(pool, name)?;
+        let n = name.to_string();
+        tokio::task::spawn_blocking(move || p.delete_custom_volume(&n)).await??;
+        self.events.lifecycle(
+            "storage-volume-deleted",
+            &format!("/1.0/storage-pools/{pool}/volumes/custom/{name}"),
+            json!({}),
+        );
+        Ok(())
+    }
+
+    fn refuse_if_used(&self, pool: &str, name: &str) -> Result<()> {
+        let used = self.volume_used_by(pool, name)?;
+        if used.is_empty() {
+            return Ok(());
+        }
+        Err(EngineError::bad(format!(
+            "The storage volume is still in use by {}",
+            used.join(", ")
+        )))
+    }
+
+    /// Where a disk device's custom volume is on the host (for the mount).
+    pub fn custom_volume_path(&self, pool: &str, name: &str) -> Result<PathBuf> {
+        let p = self.pool(pool)?;
+        kante_storage::validate_volume_name(name)?;
+        if !p.has_volume(VolumeKind::Custom, name) {
+            return Err(EngineError::NotFound(format!(
+                "Storage volume {name:?} not found in pool {pool:?}"
+            )));
+        }
+        Ok(p.volume_path(VolumeKind::Custom, name))
+    }
+
+    // ----- snapshots of custom volumes -------------------------------------
+
+    pub fn volume_snapshot_list(
+        &self,
+        pool: &str,
+        name: &str,
+    ) -> Result<Vec<StorageVolumeSnapshot>> {
+        let p = self.pool(pool)?;
+        let meta = p.custom_meta(name).map_err(not_found)?;
+        p.list_snapshots(VolumeKind::Custom, name)
+            .into_iter()
+            .map(|s| {
+                let path = p.snapshot_path(VolumeKind::Custom, name, &s)?;
+                Ok(StorageVolumeSnapshot {
+                    name: s,
+                    description: String::new(),
+                    config: meta.config.clone(),
+                    content_type: "filesystem".into(),
+                    created_at: created_of(&path),
+                })
+            })
+            .collect()
+    }
+
+    pub fn volume_snapshot_get(
+        &self,
+        pool: &str,
+        name: &str,
+        snap: &str,
+    ) -> Result<StorageVolumeSnapshot> {
+        self.volume_snapshot_list(pool, name)?
+            .into_iter()
+            .find(|s| s.name == snap)
+            .ok_or_else(|| EngineError::NotFound("Storage volume snapshot not found".into()))
+    }
+
+    /// `POST .../volumes/custom/{name}/snapshots` (an operation, as in LXD).
+    pub fn volume_snapshot_create(
+        &self,
+        pool: &str,
+        name: &str,
+        req: VolumeSnapshotsPost,
+    ) -> Result<Arc<Op>> {
+        let p = self.pool(pool)?;
+        p.custom_meta(name).map_err(not_found)?;
+        let snap = if req.name.is_empty() {
+            let existing = p.list_snapshots(VolumeKind::Custom, name);
+            (0..)
+                .map(|i| format!("snap{i}"))
+                .find(|n| !existing.contains(n))
+                .expect("an unbounded range has a free name")
+        } else {
+            req.name
+        };
+        kante_api::names::validate_snapshot_name(&snap)?;
+        kante_storage::validate_snapshot_name(&snap)?;
+        if p.has_snapshot(VolumeKind::Custom, name, &snap) {
+            return Err(EngineError::Conflict(format!(
+                "Snapshot {snap:?} already exists"
+            )));
+        }
+        let op = self.ops.create(
+            OperationClass::Task,
+            "Snapshotting storage volume",
+            volume_resources(pool, name),
+        );
+        let (engine, pool, name) = (self.arc(), pool.to_string(), name.to_string());
+        self.ops.run(op.clone(), async move {
+            let _g = VOLUMES.lock().await;
+            let (p2, n, s) = (p.clone(), name.clone(), snap.clone());
+            tokio::task::spawn_blocking(move || p2.snapshot(VolumeKind::Custom, &n, &s)).await??;
+            engine.events.lifecycle(
+                "storage-volume-snapshot-created",
+                &format!("/1.0/storage-pools/{pool}/volumes/custom/{name}/snapshots/{snap}"),
+                json!({}),
+            );
+            Ok(())
+        });
+        Ok(op)
+    }
+
+    /// `DELETE .../volumes/custom/{name}/snapshots/{snap}` (an operation).
+    pub fn volume_snapshot_delete(&self, pool: &str, name: &str, snap: &str) -> Result<Arc<Op>> {
+        self.volume_snapshot_get(pool, name, snap)?;
+        let p = self.pool(pool)?;
+        let op = self.ops.create(
+            OperationClass::Task,
+            "Deleting storage volume snapshot",
+            volume_resources(pool, name),
+        );
+        let (name, snap) = (name.to_string(), snap.to_string());
+        self.ops.run(op.clone(), async move {
+            let _g = VOLUMES.lock().await;
+            tokio::task::spawn_blocking(move || {
+                p.delete_snapshot(VolumeKind::Custom, &name, &snap)
+            })
+            .await??;
+            Ok(())
+        });
+        Ok(op)
+    }
+}
+
+/// Copies `src` (a custom volume or snapshot) into a new custom volume,
+/// then gives it `meta` (its own size limit included).
+fn copy_custom(p: &Pool, src: &std::path::Path, name: &str, meta: &VolumeMeta) -> Result<()> {
+    p.copy_into(src, VolumeKind::Custom, name)?;
+    // A snapshot source is read-only on btrfs; the copy is a fresh writable one.
+    let result = p.update_custom(name, meta);
+    if result.is_err() {
+        let _ = p.delete_custom_volume(name);
+    }
+    Ok(result?)
+}
+
+/// A missing custom volume is a 404 whatever the storage layer called it.
+fn not_found(e: kante_storage::StorageError) -> EngineError {
+    match e {
+        kante_storage::StorageError::NotFound(_) => {
+            EngineError::NotFound("Storage volume not found".into())
+        }
+        e => e.into(),
+    }
+}
+
+fn volume_resources(pool: &str, name: &str) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut r = std::collections::BTreeMap::new();
+    r.insert(
+        "storage_volumes".into(),
+        vec![format!("/1.0/storage-pools/{pool}/volumes/custom/{name}")],
+    );
+    r
+}
+
+/// Checks a custom-volume disk device's shape (`pool` + `source` naming a
+/// volume); whether the volume exists is checked when the instance starts.
+pub fn validate_volume_disk(name: &str, pool: &str, source: &str) -> Result<()> {
+    kante_api::names::validate_entity_name("Storage pool", pool)
+        .map_err(|e| EngineError::bad(format!("Device {name:?}: {e}")))?;
+    kante_storage::validate_volume_name(source)
+        .map_err(|e| EngineError::bad(format!("Device {name:?}: {e}")))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::instance::config::validate_devices;
+
+    fn disk(pairs: &[(&str, &str)]) -> kante_api::DevicesMap {
+        let mut d = kante_api::DevicesMap::new();
+        let mut dev: std::collections::BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        dev.insert("type".into(), "disk".into());
+        d.insert("data".into(), dev);
+        d
+    }
+
+    #[test]
+    fn volume_disks_are_checked() {
+        let ok = disk(&[("pool", "p"), ("source", "v"), ("path", "/var/lib/docker")]);
+        assert!(validate_devices(&ok).is_ok());
+        for bad in [
+            disk(&[("pool", "p"), ("source", "a/b"), ("path", "/d")]),
+            disk(&[("pool", "p"), ("source", ".v"), ("path", "/d")]),
+            disk(&[("pool", "a/b"), ("source", "v"), ("path", "/d")]),
+            disk(&[
+                ("pool", "p"),
+                ("source", "v"),
+                ("path", "/d"),
+                ("size", "1GiB"),
+            ]),
+            disk(&[("source", "/srv"), ("path", "/d"), ("shift", "maybe")]),
+            disk(&[("source", "relative"), ("path", "/d")]),
+        ] {
+            assert!(validate_devices(&bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(uses_volume(&ok, "p", "v"));
+        assert!(!uses_volume(&ok, "p", "w") && !uses_volume(&ok, "q", "v"));
+    }
+
+    #[test]
+    fn only_custom_volumes_are_made_here() {
+        assert!(check_custom("custom").is_ok() && check_custom("").is_ok());
+        assert!(check_custom("container").is_err() && check_custom("zz").is_err());
+        assert_eq!(list_kind("").unwrap(), None);
+        assert_eq!(list_kind("image").unwrap(), Some(VolumeKind::Image));
+        assert!(list_kind("vm").is_err());
+    }
+}

@@ -1,0 +1,171 @@
+//! Snapshots of instance and custom volumes: read-only point-in-time
+//! copies at `<kind>-snapshots/<volume>/<snap>` (btrfs: subvolume snapshots,
+//! made in constant time), restore, rename and copies made from them.
+
+use std::path::{Path, PathBuf};
+
+use crate::{
+    rename_noreplace, validate_snapshot_name, validate_volume_name, Pool, Result, Revert,
+    StorageError, VolumeKind,
+};
+
+impl Pool {
+    /// `<kind>-snapshots/<volume>` (`None` for images, which have no snapshots).
+    pub fn snapshots_dir(&self, kind: VolumeKind, volume: &str) -> Option<PathBuf> {
+        kind.snapshots_dir_name()
+            .map(|d| self.base.join(d).join(volume))
+    }
+
+    /// `<kind>-snapshots/<volume>/<snap>`.
+    pub fn snapshot_path(&self, kind: VolumeKind, volume: &str, snap: &str) -> Result<PathBuf> {
+        self.snapshots_dir(kind, volume)
+            .map(|d| d.join(snap))
+            .ok_or_else(|| StorageError::Unsupported("image volumes have no snapshots".into()))
+    }
+
+    pub fn has_snapshot(&self, kind: VolumeKind, volume: &str, snap: &str) -> bool {
+        self.snapshot_path(kind, volume, snap)
+            .map(|p| p.exists())
+            .unwrap_or(false)
+    }
+
+    /// Takes a read-only snapshot of a volume at `<kind>-snapshots/<volume>/<snap>`.
+    pub fn snapshot(&self, kind: VolumeKind, volume: &str, snap: &str) -> Result<PathBuf> {
+        let src = self.existing_volume(kind, volume)?;
+        self.snapshot_from(&src, kind, volume, snap)
+    }
+
+    /// Makes `src` (any volume-shaped directory, e.g. another volume's
+    /// snapshot being copied along) the snapshot `snap` of `volume`.
+    pub fn snapshot_from(
+        &self,
+        src: &Path,
+        kind: VolumeKind,
+        volume: &str,
+        snap: &str,
+    ) -> Result<PathBuf> {
+        validate_volume_name(volume)?;
+        validate_snapshot_name(snap)?;
+        let dst = self.snapshot_path(kind, volume, snap)?;
+        if dst.exists() {
+            return Err(StorageError::Exists(format!("snapshot {volume}/{snap}")));
+        }
+        let dir = dst
+            .parent()
+            .expect("snapshot path has a parent")
+            .to_path_buf();
+        let made_dir = !dir.exists();
+        std::fs::create_dir_all(&dir)
+            .map_err(StorageError::io(format!("creating {}", dir.display())))?;
+        let mut revert = Revert::new();
+        if made_dir {
+            let d = dir.clone();
+            revert.add(move || {
+                let _ = std::fs::remove_dir(&d);
+            });
+        }
+        let staging = dir.join(format!(".staging-{snap}"));
+        revert.merge(self.start_staging(&staging)?);
+        self.driver.snapshot_volume(src, &staging)?;
+        rename_noreplace(&staging, &dst)?;
+        revert.success();
+        Ok(dst)
+    }
+
+    /// Makes `volume` equal to its snapshot `snap` again. The restored copy
+    /// is built aside and swapped in with one atomic rename, so a failure
+    /// leaves the volume as it was; the volume's size limit is kept.
+    pub fn restore(&self, kind: VolumeKind, volume: &str, snap: &str) -> Result<()> {
+        validate_snapshot_name(snap)?;
+        let vol = self.existing_volume(kind, volume)?;
+        let src = self.snapshot_path(kind, volume, snap)?;
+        if !src.exists() {
+            return Err(StorageError::NotFound(format!("snapshot {volume}/{snap}")));
+        }
+        let staging = self.staging_path(kind, volume);
+        let revert = self.start_staging(&staging)?;
+        let limit = self.driver.volume_size(&vol)?;
+        self.driver.copy_volume(&src, &staging)?;
+        if limit.is_some() {
+            self.driver.set_volume_size(&staging, limit)?;
+        }
+        nix::fcntl::renameat2(
+            nix::fcntl::AT_FDCWD,
+            &staging,
+            nix::fcntl::AT_FDCWD,
+            &vol,
+            nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+        )
+        .map_err(|e| StorageError::Io {
+            what: format!("swapping {} with {}", staging.display(), vol.display()),
+            source: e.into(),
+        })?;
+        // The staging path now holds the old content: the volume is restored
+        // whether or not deleting it works (a leftover goes at next start).
+        revert.success();
+        if let Err(e) = self.driver.delete_volume(&staging) {
+            tracing::warn!(path = %staging.display(), "removing the replaced volume: {e}");
+        }
+        Ok(())
+    }
+
+    pub fn delete_snapshot(&self, kind: VolumeKind, volume: &str, snap: &str) -> Result<()> {
+        validate_volume_name(volume)?;
+        validate_snapshot_name(snap)?;
+        let p = self.snapshot_path(kind, volume, snap)?;
+        if p.symlink_metadata().is_err() {
+            return Err(StorageError::NotFound(format!("snapshot {volume}/{snap}")));
+        }
+        self.driver.delete_volume(&p)?;
+        if let Some(dir) = p.parent() {
+            // Only succeeds once the last snapshot is gone.
+            let _ = std::fs::remove_dir(dir);
+        }
+        Ok(())
+    }
+
+    pub fn rename_snapshot(
+        &self,
+        kind: VolumeKind,
+        volume: &str,
+        old: &str,
+        new: &str,
+    ) -> Result<()> {
+        validate_volume_name(volume)?;
+        validate_snapshot_name(old)?;
+        validate_snapshot_name(new)?;
+        let a = self.snapshot_path(kind, volume, old)?;
+        let b = self.snapshot_path(kind, volume, new)?;
+        if a.symlink_metadata().is_err() {
+            return Err(StorageError::NotFound(format!("snapshot {volume}/{old}")));
+        }
+        rename_noreplace(&a, &b).map_err(|e| match e {
+            StorageError::Exists(_) => StorageError::Exists(format!("snapshot {volume}/{new}")),
+            e => e,
+        })
+    }
+
+    /// Snapshot names of a volume, sorted.
+    pub fn list_snapshots(&self, kind: VolumeKind, volume: &str) -> Vec<String> {
+        match self.snapshots_dir(kind, volume) {
+            Some(d) => self.list_entries(&d, false),
+            None => Vec::new(),
+        }
+    }
+
+    /// A new writable volume `new_name` of `kind` from snapshot `snap` of `volume`.
+    pub fn copy_from_snapshot(
+        &self,
+        kind: VolumeKind,
+        volume: &str,
+        snap: &str,
+        new_name: &str,
+    ) -> Result<PathBuf> {
+        validate_snapshot_name(snap)?;
+        let src = self.snapshot_path(kind, volume, snap)?;
+        if !src.exists() {
+            return Err(StorageError::NotFound(format!("snapshot {volume}/{snap}")));
+        }
+        self.copy_into(&src, kind, new_name)
+    }
+}
