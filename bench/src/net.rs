@@ -1,6 +1,7 @@
-//! Time to first DHCP lease: a managed bridge on each daemon (same API, the
-//! daemon's own dnsmasq), an instance with one NIC on it, and the time from
-//! the start request until the instance's state shows an IPv4 address.
+//! Networking figures on a managed bridge per daemon (same API, each
+//! daemon's own dnsmasq): time from start to the first DHCP lease, start
+//! with 1 vs 3 NICs, and a proxy device's throughput and latency against a
+//! direct connection to the guest.
 
 use std::time::{Duration, Instant};
 
@@ -43,21 +44,36 @@ async fn measure(runs: usize, targets: &[Target], nets: &[String], r: &mut Resul
         for &k in &order {
             let t = &targets[k];
             let name = format!("{PREFIX}n{i}");
-            let nic = [
-                ("type", "nic"),
-                ("network", nets[k].as_str()),
-                ("name", "eth0"),
-            ]
-            .iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect();
-            t.create_with(&name, [("eth0".to_string(), nic)].into_iter().collect())
-                .await?;
+            t.create_with(&name, nics(&nets[k], 1)).await?;
             let t0 = Instant::now();
             t.client.start_instance(&name).await?;
-            wait_ipv4(t, &name, Duration::from_secs(120)).await?;
+            let addr = wait_ipv4(t, &name, Duration::from_secs(120)).await?;
             r.add(
                 "start → first DHCP lease",
+                &t.name,
+                "s",
+                t0.elapsed().as_secs_f64(),
+            );
+            t.wait_ready(&name, Duration::from_secs(120)).await?;
+            r.add(
+                "start → running, 1 NIC",
+                &t.name,
+                "s",
+                t0.elapsed().as_secs_f64(),
+            );
+            proxy(t, &name, &addr, 20000 + 10 * k as u16, r)
+                .await
+                .with_context(|| format!("proxy device on {}", t.name))?;
+            t.client.stop_instance(&name, true, -1).await?;
+            t.client.delete_instance(&name).await?;
+
+            let name = format!("{PREFIX}n{i}x3");
+            t.create_with(&name, nics(&nets[k], 3)).await?;
+            let t0 = Instant::now();
+            t.client.start_instance(&name).await?;
+            t.wait_ready(&name, Duration::from_secs(120)).await?;
+            r.add(
+                "start → running, 3 NICs",
                 &t.name,
                 "s",
                 t0.elapsed().as_secs_f64(),
@@ -69,21 +85,154 @@ async fn measure(runs: usize, targets: &[Target], nets: &[String], r: &mut Resul
     Ok(())
 }
 
-async fn wait_ipv4(t: &Target, name: &str, timeout: Duration) -> Result<()> {
+/// `count` NICs `eth0`… on `network`.
+fn nics(network: &str, count: usize) -> kante_api::DevicesMap {
+    (0..count)
+        .map(|n| {
+            let dev = [
+                ("type", "nic"),
+                ("network", network),
+                ("name", &format!("eth{n}")),
+            ]
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+            (format!("eth{n}"), dev)
+        })
+        .collect()
+}
+
+/// A sink (7000: reads to EOF, answers "ok") and an echo (7001) server in
+/// the guest, for throughput and latency through a proxy device and directly.
+const SERVER: &str = r#"import socket, threading
+def sink(c):
+    while c.recv(1 << 20): pass
+    c.sendall(b"ok"); c.close()
+def echo(c):
+    while True:
+        d = c.recv(65536)
+        if not d: break
+        c.sendall(d)
+    c.close()
+def serve(port, f):
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", port)); s.listen(8)
+    while True:
+        c, _ = s.accept(); threading.Thread(target=f, args=(c,), daemon=True).start()
+threading.Thread(target=serve, args=(7000, sink), daemon=True).start()
+serve(7001, echo)
+"#;
+
+const BULK: usize = 64 << 20;
+const ROUND_TRIPS: usize = 200;
+
+async fn proxy(t: &Target, name: &str, guest: &str, port: u16, r: &mut Results) -> Result<()> {
+    t.client
+        .file_push_bytes(
+            name,
+            "/root/kbench-srv.py",
+            SERVER.as_bytes().to_vec(),
+            &Default::default(),
+        )
+        .await?;
+    let o = t
+        .client
+        .exec_capture(
+            name,
+            &["setsid", "-f", "python3", "/root/kbench-srv.py"],
+            &[],
+            None,
+        )
+        .await?;
+    anyhow::ensure!(o.code == 0, "starting the test server: {}", o.stderr_str());
+    let dev = |listen: u16, connect: u16| json!({"type": "proxy", "listen": format!("tcp:127.0.0.1:{listen}"), "connect": format!("tcp:127.0.0.1:{connect}")});
+    t.client
+        .patch_instance(
+            name,
+            &json!({"devices": {"kbsink": dev(port, 7000), "kbecho": dev(port + 1, 7001)}}),
+        )
+        .await?;
+    let via_proxy = format!("127.0.0.1:{port}");
+    let direct = format!("{guest}:7000");
+    wait_listening(&direct).await?;
+    for (label, sink, echo) in [
+        (
+            "proxy device",
+            via_proxy.clone(),
+            format!("127.0.0.1:{}", port + 1),
+        ),
+        ("direct", direct.clone(), format!("{guest}:7001")),
+    ] {
+        let secs = bulk(&sink).await.with_context(|| format!("bulk {label}"))?;
+        r.add(&format!("64 MiB host → guest, {label}"), &t.name, "s", secs);
+        for rtt in round_trips(&echo)
+            .await
+            .with_context(|| format!("round trips {label}"))?
+        {
+            r.add(&format!("64 B round trip, {label}"), &t.name, "s", rtt);
+        }
+    }
+    Ok(())
+}
+
+async fn wait_listening(addr: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        if Instant::now() > deadline {
+            bail!("nothing listens on {addr}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+async fn bulk(addr: &str) -> Result<f64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let chunk = vec![0x5au8; 1 << 20];
+    let t0 = Instant::now();
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    for _ in 0..BULK / chunk.len() {
+        s.write_all(&chunk).await?;
+    }
+    s.shutdown().await?;
+    let mut ack = Vec::new();
+    s.read_to_end(&mut ack).await?;
+    anyhow::ensure!(ack == b"ok", "the sink did not confirm ({ack:?})");
+    Ok(t0.elapsed().as_secs_f64())
+}
+
+async fn round_trips(addr: &str) -> Result<Vec<f64>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.set_nodelay(true)?;
+    let msg = [7u8; 64];
+    let mut buf = [0u8; 64];
+    let mut out = Vec::with_capacity(ROUND_TRIPS);
+    for _ in 0..ROUND_TRIPS {
+        let t0 = Instant::now();
+        s.write_all(&msg).await?;
+        s.read_exact(&mut buf).await?;
+        out.push(t0.elapsed().as_secs_f64());
+    }
+    Ok(out)
+}
+
+async fn wait_ipv4(t: &Target, name: &str, timeout: Duration) -> Result<String> {
     let deadline = Instant::now() + timeout;
     loop {
         let st = t.client.instance_state(name).await?;
-        let has = st
+        let addr = st
             .network
             .as_ref()
             .and_then(|n| n.get("eth0"))
-            .is_some_and(|n| {
+            .and_then(|n| {
                 n.addresses
                     .iter()
-                    .any(|a| a.family == "inet" && a.scope == "global")
+                    .find(|a| a.family == "inet" && a.scope == "global")
+                    .map(|a| a.address.clone())
             });
-        if has {
-            return Ok(());
+        if let Some(a) = addr {
+            return Ok(a);
         }
         if Instant::now() > deadline {
             bail!("{name} on {} got no lease within {timeout:?}", t.name);
