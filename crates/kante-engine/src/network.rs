@@ -124,25 +124,31 @@ impl Engine {
 
     /// Instances and profiles whose NICs use `name`.
     fn network_users(&self, name: &str) -> Result<Vec<String>> {
-        let uses = |devices: &DevicesMap| {
-            devices.values().any(|d| {
-                is_nic(d)
-                    && (d.get("network").map(String::as_str) == Some(name)
-                        || d.get("parent").map(String::as_str) == Some(name))
-            })
+        Ok(self.network_users_all()?.remove(name).unwrap_or_default())
+    }
+
+    /// For every network or parent named by a NIC: the profiles and
+    /// instances using it (one pass over the store, however many networks).
+    fn network_users_all(&self) -> Result<BTreeMap<String, Vec<String>>> {
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut note = |devices: &DevicesMap, user: String| {
+            let mut names: Vec<&String> = devices
+                .values()
+                .filter(|d| is_nic(d))
+                .flat_map(|d| [d.get("network"), d.get("parent")].into_iter().flatten())
+                .collect();
+            names.sort();
+            names.dedup();
+            for n in names {
+                out.entry(n.clone()).or_default().push(user.clone());
+            }
         };
-        let mut out: Vec<String> = self
-            .store
-            .profile_list()?
-            .into_iter()
-            .filter(|p| uses(&p.devices))
-            .map(|p| format!("/1.0/profiles/{}", p.name))
-            .collect();
+        for p in self.store.profile_list()? {
+            note(&p.devices, format!("/1.0/profiles/{}", p.name));
+        }
         for i in self.store.instance_list()? {
             let devices = self.expanded(&i).map(|(_, d)| d).unwrap_or_default();
-            if uses(&devices) {
-                out.push(format!("/1.0/instances/{}", i.name));
-            }
+            note(&devices, format!("/1.0/instances/{}", i.name));
         }
         Ok(out)
     }
@@ -232,43 +238,39 @@ impl Engine {
     }
 
     pub async fn network_list(&self) -> Result<Vec<Network>> {
-        let mut out: Vec<Network> = Vec::new();
-        for row in self.store.network_list()? {
-            out.push(Network {
-                used_by: self.network_users(&row.name)?,
-                name: row.name,
-                description: row.description,
-                kind: row.kind,
-                managed: true,
-                status: "Created".into(),
-                config: row.config,
-                locations: vec!["none".into()],
-            });
-        }
+        let mut users = self.network_users_all()?;
+        let mut out: Vec<Network> = self
+            .store
+            .network_list()?
+            .into_iter()
+            .map(|row| {
+                let used_by = users.remove(&row.name).unwrap_or_default();
+                managed_network(row, used_by)
+            })
+            .collect();
         for hi in kante_network::list_host_interfaces(self.net.ops.as_ref()).await? {
             if out.iter().any(|n| n.name == hi.name) || hi.name.starts_with("kt") {
                 continue;
             }
-            let kind = format!("{:?}", hi.kind).to_lowercase();
-            out.push(Network {
-                used_by: self.network_users(&hi.name)?,
-                name: hi.name,
-                kind,
-                managed: false,
-                locations: vec!["none".into()],
-                ..Default::default()
-            });
+            let used_by = users.remove(&hi.name).unwrap_or_default();
+            out.push(host_network(hi, used_by));
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
 
     pub async fn network_get(&self, name: &str) -> Result<Network> {
-        self.network_list()
+        if let Some(row) = self.store.network_get(name)? {
+            let used_by = self.network_users(name)?;
+            return Ok(managed_network(row, used_by));
+        }
+        let hi = kante_network::list_host_interfaces(self.net.ops.as_ref())
             .await?
             .into_iter()
-            .find(|n| n.name == name)
-            .ok_or_else(|| EngineError::NotFound("Network not found".into()))
+            .find(|hi| hi.name == name && !hi.name.starts_with("kt"))
+            .ok_or_else(|| EngineError::NotFound("Network not found".into()))?;
+        let used_by = self.network_users(name)?;
+        Ok(host_network(hi, used_by))
     }
 
     pub async fn network_state(&self, name: &str) -> Result<NetworkState> {
@@ -405,5 +407,30 @@ impl Engine {
                 config.insert(key, crate::util::random_hwaddr());
             }
         }
+    }
+}
+
+fn managed_network(row: NetworkRow, used_by: Vec<String>) -> Network {
+    Network {
+        used_by,
+        name: row.name,
+        description: row.description,
+        kind: row.kind,
+        managed: true,
+        status: "Created".into(),
+        config: row.config,
+        locations: vec!["none".into()],
+    }
+}
+
+/// A host interface as LXD lists it: unmanaged, typed by its kind.
+fn host_network(hi: kante_network::HostInterface, used_by: Vec<String>) -> Network {
+    Network {
+        used_by,
+        kind: format!("{:?}", hi.kind).to_lowercase(),
+        name: hi.name,
+        managed: false,
+        locations: vec!["none".into()],
+        ..Default::default()
     }
 }

@@ -14,6 +14,7 @@
 
 pub mod dnsmasq;
 pub mod driver;
+mod ifreq;
 pub mod inspect;
 pub mod netlink;
 pub mod nft;

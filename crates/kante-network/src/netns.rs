@@ -68,26 +68,11 @@ pub fn set_up_in_netns(netns: &NetnsRef, ifname: &str) -> Result<()> {
 }
 
 fn set_up_here(ifname: &str) -> Result<()> {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-    if ifname.len() >= libc::IFNAMSIZ {
-        return Err(NetworkError::InvalidDevice(format!(
-            "interface name {ifname:?} too long"
-        )));
-    }
-    // SAFETY: plain socket(2); the fd is owned right away.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(NetworkError::io("socket for SIOCSIFFLAGS")(
-            std::io::Error::last_os_error(),
-        ));
-    }
-    // SAFETY: fd is a fresh descriptor nobody else owns.
-    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    use std::os::fd::AsRawFd;
     // SAFETY: ifreq is plain data; all-zero is a valid value.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (d, s) in req.ifr_name.iter_mut().zip(ifname.bytes()) {
-        *d = s as libc::c_char;
-    }
+    req.ifr_name = crate::ifreq::ifr_name(ifname)?;
+    let sock = crate::ifreq::ioctl_socket("SIOCSIFFLAGS")?;
     // SAFETY: req outlives both calls; the kernel reads the name and
     // reads/writes the flags union member.
     unsafe {

@@ -204,30 +204,15 @@ struct IfreqData {
 }
 
 fn ethtool_value(ifname: &str, cmd: u32, data: u32) -> Result<u32> {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-    if ifname.len() >= libc::IFNAMSIZ {
-        return Err(NetworkError::InvalidDevice(format!(
-            "interface name {ifname:?} too long"
-        )));
-    }
-    // SAFETY: plain socket(2); the fd is owned right away.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(NetworkError::io("socket for ethtool")(
-            std::io::Error::last_os_error(),
-        ));
-    }
-    // SAFETY: fd is a fresh descriptor nobody else owns.
-    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    use std::os::fd::AsRawFd;
+    let name = crate::ifreq::ifr_name(ifname)?;
+    let sock = crate::ifreq::ioctl_socket("ethtool")?;
     let mut val = EthtoolValue { cmd, data };
     let mut req = IfreqData {
-        name: [0; libc::IFNAMSIZ],
+        name,
         data: &mut val as *mut EthtoolValue as *mut libc::c_void,
         _pad: [0; 16],
     };
-    for (d, s) in req.name.iter_mut().zip(ifname.bytes()) {
-        *d = s as libc::c_char;
-    }
     // SAFETY: req and val outlive the call; SIOCETHTOOL reads/writes `val`.
     let r = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL, &mut req) };
     if r < 0 {

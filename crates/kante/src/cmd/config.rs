@@ -1,8 +1,6 @@
 //! `kante config …`: GET the instance, change it, PUT it back whole (with
 //! `If-Match`), and wait for the operation, as lxc does.
 
-use std::collections::BTreeMap;
-
 use anyhow::{bail, Result};
 use kante_api::instance::{Instance, InstancePut};
 use kante_client::Client;
@@ -120,12 +118,7 @@ async fn device(c: &Client, cmd: DeviceCmd) -> Result<()> {
             kind,
             props,
         } => {
-            let mut dev: BTreeMap<String, String> = BTreeMap::new();
-            dev.insert("type".into(), kind);
-            for p in &props {
-                let (k, v) = parse_kv(p)?;
-                dev.insert(k, v);
-            }
+            let dev = super::device_from_args(kind, &props)?;
             modify(c, &name, |_, put| {
                 if put.devices.contains_key(&device) {
                     bail!("The device already exists");

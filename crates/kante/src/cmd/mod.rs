@@ -21,6 +21,20 @@ use kante_api::names::validate_instance_name;
 
 use crate::table::{render, Format, Row};
 
+/// A device from `device add`'s arguments: its type and `key=value` pairs.
+pub fn device_from_args(
+    kind: String,
+    props: &[String],
+) -> Result<std::collections::BTreeMap<String, String>> {
+    let mut dev = std::collections::BTreeMap::new();
+    dev.insert("type".to_string(), kind);
+    for p in props {
+        let (k, v) = parse_kv(p)?;
+        dev.insert(k, v);
+    }
+    Ok(dev)
+}
+
 /// Splits `key=value` (lxc's message when there is no `=`).
 pub fn parse_kv(s: &str) -> Result<(String, String)> {
     match s.split_once('=') {

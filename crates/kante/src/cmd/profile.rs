@@ -2,13 +2,11 @@
 //! Changes are GET + PUT (with `If-Match`), as lxc does: the daemon's PATCH
 //! merges maps and cannot remove a key or a device.
 
-use std::collections::BTreeMap;
-
 use anyhow::{bail, Result};
 use kante_client::{Client, Profile, ProfilePut, ProfilesPost};
 
 use super::config::{parse_set_args, writable};
-use super::{edit, parse_kv, print_list, to_yaml};
+use super::{edit, print_list, to_yaml};
 use crate::cli::{DeviceCmd, ProfileCmd};
 use crate::table::Row;
 
@@ -185,12 +183,7 @@ async fn device(c: &Client, cmd: DeviceCmd) -> Result<()> {
             kind,
             props,
         } => {
-            let mut dev: BTreeMap<String, String> = BTreeMap::new();
-            dev.insert("type".into(), kind);
-            for p in &props {
-                let (k, v) = parse_kv(p)?;
-                dev.insert(k, v);
-            }
+            let dev = super::device_from_args(kind, &props)?;
             modify(c, &name, |put| {
                 if put.devices.contains_key(&device) {
                     bail!("The device already exists");
