@@ -16,6 +16,7 @@ pub mod operation;
 pub mod serde_util;
 pub mod server;
 pub mod status;
+pub mod storage;
 
 pub use envelope::{Envelope, ResponseType};
 pub use status::StatusCode;

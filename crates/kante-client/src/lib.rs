@@ -34,6 +34,8 @@ pub use operations::{operation_instances, operation_result};
 pub use profiles::{Profile, ProfilePut, ProfilesPost};
 pub use storage::{
     ResourceUsage, StoragePool, StoragePoolPut, StoragePoolResources, StoragePoolsPost,
+    StorageVolume, StorageVolumePost, StorageVolumePut, StorageVolumeSnapshot,
+    StorageVolumesPost, VolumeSnapshotsPost, VolumeSource,
 };
 
 /// Re-exported so callers need not depend on kante-api for the common types.

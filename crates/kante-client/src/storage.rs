@@ -1,78 +1,22 @@
-//! Storage pools: list, get, create, update, delete, resources.
-
-use kante_api::serde_util::{null_default, string_map};
-use kante_api::ConfigMap;
-use serde::{Deserialize, Serialize};
+//! Storage pools (list, get, create, update, delete, resources) and their
+//! custom volumes with snapshots.
 
 use crate::client::{url, Client};
 use crate::error::Result;
 
-/// A pool as `GET /1.0/storage-pools/{name}` returns it (fields in lxc's YAML order).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct StoragePool {
-    #[serde(default, deserialize_with = "string_map")]
-    pub config: ConfigMap,
-    #[serde(default, deserialize_with = "null_default")]
-    pub description: String,
-    pub name: String,
-    #[serde(default, deserialize_with = "null_default")]
-    pub driver: String,
-    #[serde(default, deserialize_with = "null_default")]
-    pub used_by: Vec<String>,
-    #[serde(default, deserialize_with = "null_default")]
-    pub status: String,
-    #[serde(default, deserialize_with = "null_default")]
-    pub locations: Vec<String>,
-}
-
-/// `POST /1.0/storage-pools`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct StoragePoolsPost {
-    pub name: String,
-    pub driver: String,
-    #[serde(default)]
-    pub description: String,
-    #[serde(default)]
-    pub config: ConfigMap,
-}
-
-/// `PUT`/`PATCH /1.0/storage-pools/{name}`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct StoragePoolPut {
-    #[serde(default, deserialize_with = "string_map")]
-    pub config: ConfigMap,
-    #[serde(default, deserialize_with = "null_default")]
-    pub description: String,
-}
-
-impl From<&StoragePool> for StoragePoolPut {
-    fn from(p: &StoragePool) -> Self {
-        StoragePoolPut {
-            config: p.config.clone(),
-            description: p.description.clone(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct ResourceUsage {
-    #[serde(default)]
-    pub used: u64,
-    #[serde(default)]
-    pub total: u64,
-}
-
-/// `GET /1.0/storage-pools/{name}/resources`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct StoragePoolResources {
-    #[serde(default)]
-    pub space: ResourceUsage,
-    #[serde(default)]
-    pub inodes: ResourceUsage,
-}
+pub use kante_api::storage::{
+    ResourceUsage, StoragePool, StoragePoolPut, StoragePoolResources, StoragePoolsPost,
+    StorageVolume, StorageVolumePost, StorageVolumePut, StorageVolumeSnapshot, StorageVolumesPost,
+    VolumeSnapshotsPost, VolumeSource,
+};
 
 fn pool_path(name: &str) -> String {
     format!("/1.0/storage-pools/{}", url::seg(name))
+}
+
+/// A custom volume's URL (only custom volumes are managed by clients).
+fn volume_path(pool: &str, vol: &str) -> String {
+    format!("{}/volumes/custom/{}", pool_path(pool), url::seg(vol))
 }
 
 impl Client {
@@ -124,5 +68,113 @@ impl Client {
     pub async fn storage_pool_resources(&self, name: &str) -> Result<StoragePoolResources> {
         self.get_json(&format!("{}/resources", pool_path(name)))
             .await
+    }
+
+    /// `GET /1.0/storage-pools/{pool}/volumes?recursion=1` (every type).
+    pub async fn storage_volumes(&self, pool: &str) -> Result<Vec<StorageVolume>> {
+        self.get_json(&format!("{}/volumes?recursion=1", pool_path(pool)))
+            .await
+    }
+
+    pub async fn storage_volume(&self, pool: &str, vol: &str) -> Result<StorageVolume> {
+        self.get_json(&volume_path(pool, vol)).await
+    }
+
+    /// The volume and its `ETag` (for `If-Match` on the following PUT).
+    pub async fn storage_volume_with_etag(
+        &self,
+        pool: &str,
+        vol: &str,
+    ) -> Result<(StorageVolume, Option<String>)> {
+        let resp = self.get(&volume_path(pool, vol)).await?;
+        let etag = resp.etag();
+        Ok((resp.into_metadata()?, etag))
+    }
+
+    /// `POST /1.0/storage-pools/{pool}/volumes/custom`; waits for the copy if any.
+    pub async fn create_storage_volume(&self, pool: &str, post: &StorageVolumesPost) -> Result<()> {
+        let path = format!("{}/volumes/custom", pool_path(pool));
+        let resp = self.post(&path, post).await?;
+        self.finish(resp).await.map(|_| ())
+    }
+
+    pub async fn update_storage_volume(
+        &self,
+        pool: &str,
+        vol: &str,
+        put: &StorageVolumePut,
+        etag: Option<&str>,
+    ) -> Result<()> {
+        let resp = self
+            .put_if_match(&volume_path(pool, vol), put, etag)
+            .await?;
+        self.finish(resp).await.map(|_| ())
+    }
+
+    pub async fn patch_storage_volume(
+        &self,
+        pool: &str,
+        vol: &str,
+        patch: &StorageVolumePut,
+    ) -> Result<()> {
+        let resp = self.patch(&volume_path(pool, vol), patch).await?;
+        self.finish(resp).await.map(|_| ())
+    }
+
+    pub async fn rename_storage_volume(&self, pool: &str, vol: &str, new: &str) -> Result<()> {
+        let post = StorageVolumePost {
+            name: new.into(),
+            pool: String::new(),
+        };
+        let resp = self.post(&volume_path(pool, vol), &post).await?;
+        self.finish(resp).await.map(|_| ())
+    }
+
+    pub async fn delete_storage_volume(&self, pool: &str, vol: &str) -> Result<()> {
+        let resp = self.delete(&volume_path(pool, vol)).await?;
+        self.finish(resp).await.map(|_| ())
+    }
+
+    pub async fn storage_volume_snapshots(
+        &self,
+        pool: &str,
+        vol: &str,
+    ) -> Result<Vec<StorageVolumeSnapshot>> {
+        self.get_json(&format!("{}/snapshots?recursion=1", volume_path(pool, vol)))
+            .await
+    }
+
+    /// `POST .../snapshots`; waits for the operation.
+    pub async fn create_storage_volume_snapshot(
+        &self,
+        pool: &str,
+        vol: &str,
+        snap: &str,
+    ) -> Result<()> {
+        let post = VolumeSnapshotsPost { name: snap.into() };
+        let path = format!("{}/snapshots", volume_path(pool, vol));
+        let resp = self.post(&path, &post).await?;
+        self.finish(resp).await.map(|_| ())
+    }
+
+    pub async fn delete_storage_volume_snapshot(
+        &self,
+        pool: &str,
+        vol: &str,
+        snap: &str,
+    ) -> Result<()> {
+        let path = format!("{}/snapshots/{}", volume_path(pool, vol), url::seg(snap));
+        let resp = self.delete(&path).await?;
+        self.finish(resp).await.map(|_| ())
+    }
+
+    /// Restores a snapshot: a PUT carrying only `restore`.
+    pub async fn restore_storage_volume(&self, pool: &str, vol: &str, snap: &str) -> Result<()> {
+        let put = StorageVolumePut {
+            restore: snap.into(),
+            ..Default::default()
+        };
+        let resp = self.put(&volume_path(pool, vol), &put).await?;
+        self.finish(resp).await.map(|_| ())
     }
 }

@@ -16,6 +16,7 @@ pub mod operations;
 pub mod paths;
 pub mod pools;
 pub mod profiles;
+pub mod schedule;
 pub mod server;
 pub mod units;
 pub mod util;
@@ -102,6 +103,7 @@ impl Engine {
         engine.recover_from_disk();
         engine.start_networks().await;
         engine.reattach_instances().await;
+        engine.start_snapshot_housekeeping();
         Ok(engine)
     }
 

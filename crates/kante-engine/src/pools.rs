@@ -3,35 +3,11 @@
 use kante_api::ConfigMap;
 use kante_storage::Pool;
 use kante_store::PoolRow;
-use serde::{Deserialize, Serialize};
 
 use crate::error::{EngineError, Result};
 use crate::Engine;
 
-/// `POST /1.0/storage-pools`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct StoragePoolsPost {
-    #[serde(default, deserialize_with = "kante_api::serde_util::null_default")]
-    pub name: String,
-    #[serde(default, deserialize_with = "kante_api::serde_util::null_default")]
-    pub driver: String,
-    #[serde(default, deserialize_with = "kante_api::serde_util::null_default")]
-    pub description: String,
-    #[serde(default, deserialize_with = "kante_api::serde_util::string_map")]
-    pub config: ConfigMap,
-}
-
-/// A pool as the API shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StoragePool {
-    pub name: String,
-    pub driver: String,
-    pub description: String,
-    pub config: ConfigMap,
-    pub status: String,
-    pub locations: Vec<String>,
-    pub used_by: Vec<String>,
-}
+pub use kante_api::storage::{StoragePool, StoragePoolsPost};
 
 impl Engine {
     pub(crate) fn create_default_pool(&self) -> Result<()> {

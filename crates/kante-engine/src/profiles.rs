@@ -4,9 +4,15 @@ use kante_api::{ConfigMap, DevicesMap};
 use kante_store::ProfileRow;
 use serde::{Deserialize, Serialize};
 
+use std::collections::BTreeMap;
+
 use crate::error::{EngineError, Result};
-use crate::instance::config::{validate_config, validate_devices};
+use crate::instance::config::{expand, root_disk, validate_config, validate_devices};
+use crate::instance::live::ChangeReport;
 use crate::Engine;
+
+/// Serialises profile changes: each checks every user against the new profile.
+static PROFILES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A profile as the API shows it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -88,6 +94,7 @@ impl Engine {
         kante_api::names::validate_entity_name("Profile", &req.name)?;
         validate_config(&req.config)?;
         validate_devices(&req.devices)?;
+        self.check_device_refs(&req.devices)?;
         self.store.profile_create(&ProfileRow {
             name: req.name,
             description: req.description,
@@ -97,10 +104,18 @@ impl Engine {
         Ok(())
     }
 
-    /// Replaces a profile. Instances using it see the change on their next
-    /// start (live application of limits arrives with the limits work).
-    pub fn profile_update(&self, name: &str, req: ProfilePut) -> Result<()> {
-        self.store
+    /// Replaces a profile and applies it to every instance using it: each
+    /// must still be valid (checked before anything is stored), and running
+    /// ones take what can change live at once. Returns, per instance, which
+    /// changes took effect and which wait for its next start.
+    pub async fn profile_update(
+        &self,
+        name: &str,
+        req: ProfilePut,
+    ) -> Result<BTreeMap<String, ChangeReport>> {
+        let _g = PROFILES.lock().await;
+        let current = self
+            .store
             .profile_get(name)?
             .ok_or_else(|| EngineError::NotFound("Profile not found".into()))?;
         let mut req = req;
@@ -108,12 +123,98 @@ impl Engine {
         req.config.retain(|_, v| !v.is_empty());
         validate_config(&req.config)?;
         validate_devices(&req.devices)?;
+        self.check_device_refs(&req.devices)?;
+        let users: Vec<_> = self
+            .store
+            .instance_list()?
+            .into_iter()
+            .filter(|i| i.profiles.iter().any(|p| p == name))
+            .collect();
+        // Every user, expanded with the new profile, must still be a valid instance.
+        let layers_with = |row: &kante_store::InstanceRow, cfg: &ConfigMap, devs: &DevicesMap| {
+            let mut layers = self.profile_layers(&row.profiles)?;
+            for (p, layer) in row.profiles.iter().zip(layers.iter_mut()) {
+                if p == name {
+                    *layer = (cfg.clone(), devs.clone());
+                }
+            }
+            Ok::<_, EngineError>(expand(&layers, &row.config, &row.devices))
+        };
+        for row in &users {
+            let (econfig, edevices) = layers_with(row, &req.config, &req.devices)
+                .map_err(|e| EngineError::bad(format!("Instance {:?}: {e}", row.name)))?;
+            validate_config(&econfig)
+                .and_then(|_| self.check_device_refs(&edevices))
+                .map_err(|e| EngineError::bad(format!("Instance {:?}: {e}", row.name)))?;
+            if root_disk(&edevices).is_none() {
+                return Err(EngineError::bad(format!(
+                    "Instance {:?} would have no root disk device",
+                    row.name
+                )));
+            }
+        }
         self.store.profile_update(&ProfileRow {
             name: name.into(),
-            description: req.description,
-            config: req.config,
-            devices: req.devices,
+            description: req.description.clone(),
+            config: req.config.clone(),
+            devices: req.devices.clone(),
         })?;
+        let mut reports = BTreeMap::new();
+        let mut failures = Vec::new();
+        for row in users {
+            let old = layers_with(&row, &current.config, &current.devices)?;
+            let new = layers_with(&row, &req.config, &req.devices)?;
+            let report = ChangeReport::between(&old, &new);
+            if let Err(e) = self.apply_profile_live(&row.name, &old, &new).await {
+                failures.push(format!("{}: {e}", row.name));
+            }
+            reports.insert(row.name, report);
+        }
+        if !failures.is_empty() {
+            return Err(EngineError::bad(format!(
+                "The profile was saved, but applying it to running instances failed: {}",
+                failures.join("; ")
+            )));
+        }
+        Ok(reports)
+    }
+
+    /// Applies a profile change to one running instance (no-op if stopped).
+    async fn apply_profile_live(
+        &self,
+        name: &str,
+        old: &(ConfigMap, DevicesMap),
+        new: &(ConfigMap, DevicesMap),
+    ) -> Result<()> {
+        let lock = self.instance_lock(name);
+        let _g = lock.lock().await;
+        let Some(r) = self.running(name) else {
+            return Ok(());
+        };
+        let mut row = self.instance_row(name)?;
+        let mut config = row.config.clone();
+        Engine::assign_hwaddrs(&new.1, &mut config);
+        self.apply_live(&r, name, old, new, &mut config).await?;
+        if config != row.config {
+            row.config = config;
+            self.store.instance_update(&row)?;
+        }
+        let guard = crate::lock(&r.container);
+        if let Some(c) = guard.as_ref() {
+            self.apply_limits(c, &new.0)?;
+        }
+        Ok(())
+    }
+
+    /// `POST /1.0/profiles/{name}`: renames it everywhere it is used.
+    pub fn profile_rename(&self, name: &str, new: &str) -> Result<()> {
+        if name == "default" {
+            return Err(EngineError::bad(
+                "The \"default\" profile cannot be renamed",
+            ));
+        }
+        kante_api::names::validate_entity_name("Profile", new)?;
+        self.store.profile_rename(name, new)?;
         Ok(())
     }
 

@@ -35,6 +35,13 @@ pub const API_EXTENSIONS: &[&str] = &[
     "network_state",
     "network_leases",
     "instance_nic_network",
+    "storage_api_volume_rename",
+    "storage_api_volume_snapshots",
+    "storage_api_local_volume_handling",
+    "snapshot_scheduling",
+    "snapshot_schedule_aliases",
+    "snapshot_expiry",
+    "snapshot_expiry_creation",
 ];
 
 /// Server config keys this daemon honours.

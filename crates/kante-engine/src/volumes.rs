@@ -9,7 +9,6 @@ use std::sync::Arc;
 use kante_api::operation::OperationClass;
 use kante_api::ConfigMap;
 use kante_storage::{Pool, VolumeKind, VolumeMeta};
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::error::{EngineError, Result};
@@ -21,87 +20,10 @@ use crate::Engine;
 /// their checks (name free, not in use) and their work must not interleave.
 static VOLUMES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// `POST /1.0/storage-pools/{pool}/volumes[/custom]`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct StorageVolumesPost {
-    #[serde(default, deserialize_with = "kante_api::serde_util::null_default")]
-    pub name: String,
-    #[serde(
-        rename = "type",
-        default,
-        deserialize_with = "kante_api::serde_util::null_default"
-    )]
-    pub kind: String,
-    #[serde(default, deserialize_with = "kante_api::serde_util::null_default")]
-    pub description: String,
-    #[serde(default, deserialize_with = "kante_api::serde_util::string_map")]
-    pub config: ConfigMap,
-    #[serde(default, deserialize_with = "kante_api::serde_util::null_default")]
-    pub content_type: String,
-    #[serde(default, deserialize_with = "kante_api::serde_util::null_default")]
-    pub source: VolumeSource,
-}
-
-/// Where a new volume's content comes from (nothing, or a copy).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct VolumeSource {
-    #[serde(
-        rename = "type",
-        default,
-        deserialize_with = "kante_api::serde_util::null_default"
-    )]
-    pub kind: String,
-    /// `vol` or `vol/snap`.
-    #[serde(default, deserialize_with = "kante_api::serde_util::null_default")]
-    pub name: String,
-    /// Defaults to the target pool.
-    #[serde(default, deserialize_with = "kante_api::serde_util::null_default")]
-    pub pool: String,
-}
-
-/// `PUT`/`PATCH /1.0/storage-pools/{pool}/volumes/custom/{name}`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct StorageVolumePut {
-    #[serde(default, deserialize_with = "kante_api::serde_util::null_default")]
-    pub description: String,
-    #[serde(default, deserialize_with = "kante_api::serde_util::string_map")]
-    pub config: ConfigMap,
-    /// A snapshot to restore instead of changing anything.
-    #[serde(default, deserialize_with = "kante_api::serde_util::null_default")]
-    pub restore: String,
-}
-
-/// A volume as the API shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StorageVolume {
-    pub name: String,
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub description: String,
-    pub config: ConfigMap,
-    pub used_by: Vec<String>,
-    pub location: String,
-    pub content_type: String,
-    pub project: String,
-    pub created_at: kante_api::Timestamp,
-}
-
-/// A custom volume's snapshot as the API shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StorageVolumeSnapshot {
-    pub name: String,
-    pub description: String,
-    pub config: ConfigMap,
-    pub content_type: String,
-    pub created_at: kante_api::Timestamp,
-}
-
-/// `POST .../volumes/custom/{name}/snapshots`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct VolumeSnapshotsPost {
-    #[serde(default, deserialize_with = "kante_api::serde_util::null_default")]
-    pub name: String,
-}
+pub use kante_api::storage::{
+    StorageVolume, StorageVolumePut, StorageVolumeSnapshot, StorageVolumesPost,
+    VolumeSnapshotsPost, VolumeSource,
+};
 
 /// Only custom volumes are made or changed through this API.
 fn check_custom(kind: &str) -> Result<()> {

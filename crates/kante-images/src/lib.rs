@@ -17,6 +17,7 @@ mod process;
 mod store;
 mod tarscan;
 mod unpack;
+pub mod template;
 pub mod xattr;
 
 pub use build::{

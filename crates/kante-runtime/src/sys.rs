@@ -74,6 +74,29 @@ pub fn mount_setattr_idmap(mount_fd: &OwnedFd, userns_fd: RawFd, readonly: bool)
     Ok(())
 }
 
+/// Makes a detached mount tree read-only (no idmapping).
+pub fn mount_setattr_readonly(mount_fd: &OwnedFd) -> io::Result<()> {
+    let mut attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let empty = c"";
+    // SAFETY: attr lives across the call and its size is passed.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            mount_fd.as_raw_fd(),
+            empty.as_ptr(),
+            (libc::AT_EMPTY_PATH as libc::c_uint) | AT_RECURSIVE,
+            &mut attr as *mut MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    })?;
+    Ok(())
+}
+
 /// Attaches a detached mount at `target`.
 pub fn move_mount_to(mount_fd: RawFd, target: &Path) -> io::Result<()> {
     let c = cpath(target)?;

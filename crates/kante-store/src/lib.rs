@@ -252,6 +252,50 @@ impl Store {
         Ok(())
     }
 
+    /// Renames a profile and every instance's (and image's) reference to it, in one transaction.
+    pub fn profile_rename(&self, name: &str, new: &str) -> Result<()> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let n = tx
+            .execute("UPDATE profiles SET name = ?2 WHERE name = ?1", [name, new])
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::Conflict(format!("Profile {new:?}"))
+                } else {
+                    e.into()
+                }
+            })?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("Profile {name:?}")));
+        }
+        for table in ["instances", "images"] {
+            let key = if table == "images" {
+                "fingerprint"
+            } else {
+                "name"
+            };
+            let rows: Vec<(String, String)> = tx
+                .prepare(&format!("SELECT {key}, profiles FROM {table}"))?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<std::result::Result<_, _>>()?;
+            for (id, profiles) in rows {
+                let mut list: Vec<String> = serde_json::from_str(&profiles)?;
+                if !list.iter().any(|p| p == name) {
+                    continue;
+                }
+                for p in list.iter_mut().filter(|p| *p == name) {
+                    *p = new.to_string();
+                }
+                tx.execute(
+                    &format!("UPDATE {table} SET profiles = ?2 WHERE {key} = ?1"),
+                    params![id, serde_json::to_string(&list)?],
+                )?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     pub fn profile_delete(&self, name: &str) -> Result<bool> {
         Ok(self
             .lock()

@@ -193,3 +193,42 @@ fn snapshots_follow_their_instance() {
     s.instance_delete("c2").unwrap();
     assert!(s.snapshot_list("c2").unwrap().is_empty());
 }
+
+#[test]
+fn profile_rename_follows_into_instances_and_images() {
+    let s = Store::open_in_memory().unwrap();
+    let p = |name: &str| ProfileRow {
+        name: name.into(),
+        description: String::new(),
+        config: Default::default(),
+        devices: Default::default(),
+    };
+    s.profile_create(&p("web")).unwrap();
+    s.profile_create(&p("db")).unwrap();
+    let mut c1 = instance("c1");
+    c1.profiles = vec!["default".into(), "web".into()];
+    s.instance_create(&c1).unwrap();
+    let mut img = image("abcd1234");
+    img.profiles = vec!["web".into()];
+    s.image_create(&img).unwrap();
+
+    assert!(matches!(
+        s.profile_rename("web", "db"),
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        s.profile_rename("nope", "x"),
+        Err(StoreError::NotFound(_))
+    ));
+    s.profile_rename("web", "frontend").unwrap();
+    assert!(s.profile_get("web").unwrap().is_none());
+    assert!(s.profile_get("frontend").unwrap().is_some());
+    assert_eq!(
+        s.instance_get("c1").unwrap().unwrap().profiles,
+        vec!["default", "frontend"]
+    );
+    assert_eq!(
+        s.image_get("abcd1234").unwrap().unwrap().profiles,
+        vec!["frontend"]
+    );
+}

@@ -16,6 +16,8 @@ enum Kind {
     CpuLimit,
     CpuAllowance,
     Expiry,
+    /// `snapshots.schedule`: cron or aliases.
+    Schedule,
 }
 
 /// Keys an instance may carry, with the shape of their value and whether a
@@ -34,6 +36,8 @@ const KEYS: &[(&str, Kind, bool)] = &[
     ("limits.processes", Kind::Int, true),
     ("snapshots.expiry", Kind::Expiry, true),
     ("snapshots.pattern", Kind::Text, true),
+    ("snapshots.schedule", Kind::Schedule, true),
+    ("snapshots.schedule.stopped", Kind::Bool, true),
     ("cloud-init.user-data", Kind::Text, false),
     ("cloud-init.vendor-data", Kind::Text, false),
     ("cloud-init.network-config", Kind::Text, false),
@@ -74,6 +78,9 @@ fn check_value(key: &str, kind: Kind, value: &str) -> Result<()> {
             .map_err(bad),
         Kind::CpuLimit => units::parse_cpu_limit(value).map(|_| ()).map_err(bad),
         Kind::CpuAllowance => units::parse_cpu_allowance(value).map(|_| ()).map_err(bad),
+        Kind::Schedule => crate::schedule::Schedule::parse(value)
+            .map(|_| ())
+            .map_err(bad),
         Kind::Expiry => crate::instance::snapshots::parse_expiry(value)
             .map(|_| ())
             .map_err(bad),
@@ -147,6 +154,7 @@ pub fn validate_config(config: &ConfigMap) -> Result<()> {
             _ => {}
         }
     }
+    crate::instance::cloudinit::validate(config)?;
     Ok(())
 }
 

@@ -85,6 +85,7 @@ impl Engine {
         let layers = self.profile_layers(&profiles)?;
         let (econfig, edevices) = config::expand(&layers, &local, &req.put.devices);
         config::validate_config(&econfig)?;
+        self.check_device_refs(&edevices)?;
         // MACs are fixed at create, so the first lease is the lasting one.
         Engine::assign_hwaddrs(&edevices, &mut local);
         self.plan_instance_nics(&name, &edevices, &local).await?;

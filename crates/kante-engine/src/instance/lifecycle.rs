@@ -10,7 +10,7 @@ use std::time::Duration;
 use kante_api::instance::{InstanceStatePut, InstanceStatus};
 use kante_api::operation::OperationClass;
 use kante_api::ConfigMap;
-use kante_runtime::{BindMount, Container, ContainerSpec, InitExit, DEFAULT_CAP_DROP};
+use kante_runtime::{Container, ContainerSpec, InitExit, DEFAULT_CAP_DROP};
 use kante_store::InstanceRow;
 use serde_json::json;
 use tokio::sync::watch;
@@ -139,50 +139,11 @@ impl Engine {
             return Err(EngineError::bad("The instance's rootfs has no /sbin/init"));
         }
         let privileged = is_true(econfig.get("security.privileged"));
-        let mut mounts = Vec::new();
-        for (dname, dev) in edevices {
-            if dev.get("type").map(String::as_str) != Some("disk")
-                || dev.get("path").map(String::as_str) == Some("/")
-            {
-                continue;
-            }
-            let optional = dev.get("required").is_some_and(|v| {
-                matches!(
-                    v.to_ascii_lowercase().as_str(),
-                    "false" | "0" | "no" | "off"
-                )
-            });
-            let raw = dev.get("source").cloned().unwrap_or_default();
-            let source = match dev.get("pool") {
-                // A custom volume: its directory in the pool is the bind source.
-                Some(pool) => match self.custom_volume_path(pool, &raw) {
-                    Ok(p) => p,
-                    Err(_) if optional => continue,
-                    Err(e) => return Err(EngineError::bad(format!("Device {dname:?}: {e}"))),
-                },
-                None => std::path::PathBuf::from(raw),
-            };
-            if !source.exists() {
-                if optional {
-                    continue;
-                }
-                return Err(EngineError::bad(format!(
-                    "Device {dname:?}: source {} does not exist",
-                    source.display()
-                )));
-            }
-            // Shifted like the rootfs (on-disk ids = container ids), unless
-            // privileged or the device opts out with shift=false.
-            let shift = dev
-                .get("shift")
-                .is_none_or(|v| v.is_empty() || is_true(Some(v)));
-            mounts.push(BindMount {
-                source,
-                target: dev.get("path").cloned().unwrap_or_default(),
-                readonly: is_true(dev.get("readonly")),
-                idmapped: shift && !privileged,
-            });
-        }
+        let mounts = self
+            .disk_mounts(edevices, privileged)?
+            .into_iter()
+            .map(|(_, m)| m)
+            .collect();
         let env: Vec<String> = econfig
             .iter()
             .filter_map(|(k, v)| k.strip_prefix("environment.").map(|e| format!("{e}={v}")))
@@ -210,10 +171,10 @@ impl Engine {
         let mut row = self.instance_row(name)?;
         let (econfig, edevices) = self.expanded(&row)?;
         let spec = self.container_spec(&row, &econfig, &edevices)?;
-        if row.config.contains_key("volatile.apply_template") {
-            // Image templates arrive with the cloud-init work; the hostname is already set at create.
-            row.config.remove("volatile.apply_template");
-        }
+        // Image templates (create/copy once, `start` ones every time); a
+        // failed start keeps the trigger, so the next start renders them.
+        self.apply_templates(&row, &econfig, &edevices).await?;
+        row.config.remove("volatile.apply_template");
         let nics = self
             .plan_instance_nics(name, &edevices, &row.config)
             .await?;
@@ -688,31 +649,6 @@ impl Engine {
             }
         }
         Ok(out)
-    }
-
-    /// Applies added, changed and removed proxy devices to a running instance.
-    pub(crate) async fn hotplug_proxies(
-        &self,
-        r: &Running,
-        old: &kante_api::DevicesMap,
-        new: &kante_api::DevicesMap,
-    ) -> Result<()> {
-        let is_proxy = |d: &std::collections::BTreeMap<String, String>| {
-            d.get("type").map(String::as_str) == Some("proxy")
-        };
-        for (name, dev) in old.iter().filter(|(_, d)| is_proxy(d)) {
-            if new.get(name) != Some(dev) {
-                crate::lock(&r.proxies).remove(name);
-            }
-        }
-        for (name, dev) in new.iter().filter(|(_, d)| is_proxy(d)) {
-            if old.get(name) != Some(dev) {
-                let spec = proxy::validate(name, dev)?;
-                let handle = proxy::start(&spec, r.pid).await?;
-                crate::lock(&r.proxies).insert(name.clone(), handle);
-            }
-        }
-        Ok(())
     }
 }
 

@@ -1,15 +1,19 @@
 //! Instances: their records, their expanded view and their state.
 
+pub mod autosnap;
 pub mod backup;
+pub mod cloudinit;
 pub mod config;
 pub mod create;
 pub mod exec;
 pub mod files;
 pub mod lifecycle;
+pub mod live;
 pub mod netstate;
 pub mod nics;
 pub mod proxy;
 pub mod snapshots;
+pub mod templates;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -226,7 +230,12 @@ impl Engine {
 
     /// `PUT /1.0/instances/{name}` (full replace of the writable fields) or
     /// `PATCH` (merge) — `merge` selects which.
-    pub async fn instance_update(&self, name: &str, req: InstancePut, merge: bool) -> Result<()> {
+    pub async fn instance_update(
+        &self,
+        name: &str,
+        req: InstancePut,
+        merge: bool,
+    ) -> Result<live::ChangeReport> {
         let lock = self.instance_lock(name);
         let _g = lock.lock().await;
         let mut row = self.instance_row(name)?;
@@ -275,18 +284,22 @@ impl Engine {
         }
         Engine::assign_hwaddrs(&edevices, &mut config);
         self.plan_instance_nics(name, &edevices, &config).await?;
-        if let Some(r) = self.running(name) {
-            let old = self.expanded(&row)?;
-            if old.0.get("security.privileged") != econfig.get("security.privileged") {
-                return Err(EngineError::bad(
-                    "security.privileged cannot be changed while the instance is running",
-                ));
-            }
-            // Devices change live; if that fails, the stored config stays as it was.
-            self.hotplug_proxies(&r, &old.1, &edevices).await?;
-            self.hotplug_nics(&r, name, &old.1, &edevices, &mut config)
-                .await?;
+        self.check_device_refs(&edevices)?;
+        let old = self.expanded(&row)?;
+        let new = (econfig, edevices);
+        let report = live::ChangeReport::between(&old, &new);
+        // New cloud-init data gets a new instance-id, so cloud-init runs again (as in LXD).
+        if cloudinit::data_changed(&old.0, &new.0) {
+            config.insert(
+                "volatile.cloud-init.instance-id".into(),
+                uuid::Uuid::new_v4().to_string(),
+            );
         }
+        if let Some(r) = self.running(name) {
+            // Devices change live; if that fails, the stored config stays as it was.
+            self.apply_live(&r, name, &old, &new, &mut config).await?;
+        }
+        let (econfig, _) = new;
         row.config = config;
         row.devices = devices;
         row.profiles = profiles;
@@ -307,7 +320,7 @@ impl Engine {
             &format!("/1.0/instances/{name}"),
             serde_json::json!({}),
         );
-        Ok(())
+        Ok(report)
     }
 
     /// `DELETE /1.0/instances/{name}`: only a stopped instance.

@@ -84,9 +84,12 @@ pub async fn put(
         "Updating instance",
         kante_engine::operations::instance_resources(&[&name], true),
     );
-    let engine = s.engine.clone();
+    let (engine, op2) = (s.engine.clone(), op.clone());
     s.engine.ops.run(op.clone(), async move {
-        engine.instance_update(&name, req, false).await
+        // Which changes took effect at once and which wait for the next start.
+        let report = engine.instance_update(&name, req, false).await?;
+        op2.set_metadata(serde_json::to_value(report).unwrap_or_default());
+        Ok(())
     });
     operation(&op)
 }
@@ -106,8 +109,8 @@ pub async fn patch(
     if !given_ephemeral {
         req.ephemeral = s.engine.instance_row(&name)?.ephemeral;
     }
-    s.engine.instance_update(&name, req, true).await?;
-    empty()
+    let report = s.engine.instance_update(&name, req, true).await?;
+    sync(report)
 }
 
 pub async fn delete(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult {

@@ -1,6 +1,5 @@
 use axum::extract::{Path, State};
 use kante_engine::profiles::ProfilePut;
-use kante_engine::EngineError;
 
 use super::{recursion, Params};
 use crate::body::Json;
@@ -35,8 +34,7 @@ pub async fn put(
     Path(name): Path<String>,
     Json(req): Json<ProfilePut>,
 ) -> ApiResult {
-    s.engine.profile_update(&name, req)?;
-    empty()
+    sync(s.engine.profile_update(&name, req).await?)
 }
 
 pub async fn patch(
@@ -56,12 +54,23 @@ pub async fn patch(
     }
     merged.config.extend(req.config);
     merged.devices.extend(req.devices);
-    s.engine.profile_update(&name, merged)?;
-    empty()
+    sync(s.engine.profile_update(&name, merged).await?)
 }
 
-pub async fn post(State(_s): State<AppState>, Path(_name): Path<String>) -> ApiResult {
-    Err(EngineError::NotImplemented("Renaming profiles is not supported yet".into()).into())
+#[derive(serde::Deserialize, Default)]
+pub struct ProfilePost {
+    #[serde(default, deserialize_with = "kante_api::serde_util::null_default")]
+    name: String,
+}
+
+pub async fn post(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Json(req): Json<ProfilePost>,
+) -> ApiResult {
+    s.engine.profile_get(&name)?;
+    s.engine.profile_rename(&name, &req.name)?;
+    created(&format!("/1.0/profiles/{}", req.name))
 }
 
 pub async fn delete(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult {

@@ -3,9 +3,10 @@
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::Router;
-use kante_engine::volumes::{StorageVolumePut, StorageVolumesPost, VolumeSnapshotsPost};
+use kante_api::storage::{
+    StorageVolumePost, StorageVolumePut, StorageVolumesPost, VolumeSnapshotsPost,
+};
 use kante_engine::EngineError;
-use serde::Deserialize;
 
 use super::{recursion, Params};
 use crate::body::Json;
@@ -129,18 +130,10 @@ async fn patch(
     empty()
 }
 
-#[derive(Deserialize, Default)]
-struct VolumePost {
-    #[serde(default, deserialize_with = "kante_api::serde_util::null_default")]
-    name: String,
-    #[serde(default, deserialize_with = "kante_api::serde_util::null_default")]
-    pool: String,
-}
-
 async fn rename(
     State(s): State<AppState>,
     Path((pool, kind, vol)): Path<(String, String, String)>,
-    Json(req): Json<VolumePost>,
+    Json(req): Json<StorageVolumePost>,
 ) -> ApiResult {
     custom_only(&kind)?;
     if !req.pool.is_empty() && req.pool != pool {

@@ -1,12 +1,14 @@
 //! Command-line grammar (lxc 5.0's verbs and flags where lxc has them).
 
 mod resources;
+mod volume;
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
 pub use resources::{NetworkCmd, ProfileCmd, StorageCmd};
+pub use volume::VolumeCmd;
 
 use crate::table::Format;
 

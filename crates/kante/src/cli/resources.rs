@@ -118,6 +118,9 @@ pub enum StorageCmd {
     },
     /// Edit a storage pool as YAML (from stdin when it is not a terminal)
     Edit { pool: String },
+    /// Custom storage volumes
+    #[command(subcommand)]
+    Volume(super::VolumeCmd),
 }
 
 #[derive(Subcommand, Debug)]

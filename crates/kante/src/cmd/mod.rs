@@ -15,6 +15,7 @@ pub mod network;
 pub mod profile;
 pub mod snapshot;
 pub mod storage;
+pub mod volume;
 
 use anyhow::{bail, Result};
 use kante_api::names::validate_instance_name;

@@ -147,6 +147,7 @@ pub async fn run(c: &Client, cmd: StorageCmd) -> Result<i32> {
             })
             .await?;
         }
+        StorageCmd::Volume(cmd) => return super::volume::run(c, cmd).await,
     }
     Ok(0)
 }

@@ -1,0 +1,105 @@
+//! `kante storage volume …`: custom volumes, as lxc spells them.
+
+use clap::Subcommand;
+
+use crate::table::Format;
+
+#[derive(Subcommand, Debug)]
+pub enum VolumeCmd {
+    /// Create a custom volume: POOL VOLUME [KEY=VALUE...]
+    Create {
+        pool: String,
+        volume: String,
+        #[arg(value_name = "KEY=VALUE")]
+        config: Vec<String>,
+        /// filesystem (the only content type of system containers)
+        #[arg(long = "type", default_value = "filesystem")]
+        content_type: String,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List the volumes of a pool
+    #[command(visible_alias = "ls")]
+    List {
+        pool: String,
+        #[arg(short = 'f', long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Show a custom volume as YAML
+    Show { pool: String, volume: String },
+    /// Show a custom volume's usage and snapshots
+    Info { pool: String, volume: String },
+    /// Print a custom volume config value
+    Get {
+        pool: String,
+        volume: String,
+        key: String,
+    },
+    /// Set custom volume config keys: POOL VOLUME KEY=VALUE... or KEY VALUE
+    Set {
+        pool: String,
+        volume: String,
+        #[arg(required = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Remove custom volume config keys
+    Unset {
+        pool: String,
+        volume: String,
+        #[arg(required = true)]
+        keys: Vec<String>,
+    },
+    /// Edit a custom volume as YAML (from stdin when it is not a terminal)
+    Edit { pool: String, volume: String },
+    /// Rename a custom volume: POOL OLD NEW
+    #[command(visible_alias = "mv")]
+    Rename {
+        pool: String,
+        volume: String,
+        new_name: String,
+    },
+    /// Copy a custom volume (or VOLUME/SNAPSHOT): POOL SOURCE DESTINATION
+    #[command(visible_alias = "cp")]
+    Copy {
+        pool: String,
+        source: String,
+        destination: String,
+        /// Pool of the copy (default: the source's)
+        #[arg(long)]
+        target_pool: Option<String>,
+    },
+    /// Delete a custom volume (refused while an instance uses it), or VOLUME/SNAPSHOT
+    #[command(visible_alias = "rm")]
+    Delete { pool: String, volume: String },
+    /// Attach a custom volume to an instance: POOL VOLUME INSTANCE [DEVICE] PATH
+    Attach {
+        pool: String,
+        volume: String,
+        instance: String,
+        /// [DEVICE] PATH: the device name defaults to the volume's
+        #[arg(num_args = 1..=2, required = true)]
+        rest: Vec<String>,
+        /// Mount it read-only
+        #[arg(long)]
+        readonly: bool,
+    },
+    /// Detach a custom volume from an instance: POOL VOLUME INSTANCE [DEVICE]
+    Detach {
+        pool: String,
+        volume: String,
+        instance: String,
+        device: Option<String>,
+    },
+    /// Snapshot a custom volume: POOL VOLUME [SNAPSHOT]
+    Snapshot {
+        pool: String,
+        volume: String,
+        snapshot: Option<String>,
+    },
+    /// Restore a custom volume from one of its snapshots
+    Restore {
+        pool: String,
+        volume: String,
+        snapshot: String,
+    },
+}
