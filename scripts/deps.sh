@@ -10,6 +10,7 @@ PACKAGES=(
   iproute2 procps util-linux curl ca-certificates
   dnsmasq-base nftables openvswitch-switch iputils-ping  # networks: DHCP/DNS, NAT, OVS (userspace datapath)
   btrfs-progs                                 # btrfs storage pools (mkfs.btrfs, quotas)
+  rsync                                       # copy --refresh (incremental sync of a volume)
 )
 
 missing=()

@@ -111,11 +111,9 @@ async fn run_all(args: &Args, targets: &mut [Target], r: &mut Results) -> Result
         r.add("daemon RSS, idle", &t.name, "B", proc::rss(pid) as f64);
     }
     if args.storage_runs > 0 {
-        if let Some(t) = targets.iter().find(|t| t.name == "kante") {
-            storage::run(t, args.storage_runs, r)
-                .await
-                .context("storage scenarios")?;
-        }
+        storage::run(targets, args.storage_runs, r)
+            .await
+            .context("storage scenarios")?;
     }
     if args.only_storage {
         return Ok(());

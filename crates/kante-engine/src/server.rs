@@ -42,6 +42,7 @@ pub const API_EXTENSIONS: &[&str] = &[
     "snapshot_schedule_aliases",
     "snapshot_expiry",
     "snapshot_expiry_creation",
+    "container_incremental_copy",
 ];
 
 /// Server config keys this daemon honours.

@@ -41,6 +41,16 @@ impl Engine {
             req.name.clone()
         };
         kante_api::names::validate_instance_name(&name)?;
+        let refresh = req.source.kind == "copy" && req.source.refresh;
+        if refresh && self.store.instance_get(&name)?.is_some() {
+            let from = &req.source.source;
+            if from.contains('/') {
+                return Err(EngineError::bad(
+                    "A refresh copies from an instance, not a snapshot",
+                ));
+            }
+            return self.instance_refresh(from, &name, req.source.instance_only);
+        }
         match req.kind.as_str() {
             "" | "container" => {}
             "virtual-machine" => {
@@ -185,11 +195,6 @@ impl Engine {
                     self.store.snapshot_get(&from, snap)?.ok_or_else(|| {
                         EngineError::NotFound(format!("Snapshot {from}/{snap} not found"))
                     })?;
-                }
-                if s.refresh {
-                    return Err(EngineError::NotImplemented(
-                        "Refreshing an existing copy is not supported yet".into(),
-                    ));
                 }
                 Ok(Source::Copy {
                     from,

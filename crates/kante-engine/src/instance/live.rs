@@ -162,6 +162,7 @@ impl Engine {
 
     /// Applies a change of expanded config and devices to a running
     /// instance; `config` (its own keys) receives the volatile keys of NICs.
+    /// Keys that are not live (say `security.privileged`) wait for the next start.
     /// If a device fails, the error is returned before anything is stored.
     pub(crate) async fn apply_live(
         &self,
@@ -171,11 +172,6 @@ impl Engine {
         new: &(ConfigMap, DevicesMap),
         config: &mut ConfigMap,
     ) -> Result<()> {
-        if old.0.get("security.privileged") != new.0.get("security.privileged") {
-            return Err(EngineError::bad(
-                "security.privileged cannot be changed while the instance is running",
-            ));
-        }
         self.hotplug_proxies(r, &old.1, &new.1).await?;
         self.hotplug_nics(r, name, &old.1, &new.1, config).await?;
         let privileged = is_true(new.0.get("security.privileged"));

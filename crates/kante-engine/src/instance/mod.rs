@@ -12,6 +12,7 @@ pub mod live;
 pub mod netstate;
 pub mod nics;
 pub mod proxy;
+pub mod refresh;
 pub mod snapshots;
 pub mod templates;
 
