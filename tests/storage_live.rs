@@ -395,6 +395,21 @@ fn profile_edits_reach_running_instances_and_bad_references_are_refused() {
         .await;
         assert_eq!(cgroup_memory_limit(&d, "c1").await, 384 << 20);
 
+        // New cloud-init data through a profile gives its instances a new
+        // instance-id, as an instance edit does (so cloud-init runs again).
+        let id = |v: &Value| v["config"]["volatile.cloud-init.instance-id"].clone();
+        let before: Value = d.client.get_json("/1.0/instances/c1").await.unwrap();
+        d.client
+            .patch(
+                "/1.0/profiles/limits",
+                &json!({"config": {"user.user-data": "#cloud-config\nhostname: x\n"}}),
+            )
+            .await
+            .unwrap();
+        let after: Value = d.client.get_json("/1.0/instances/c1").await.unwrap();
+        assert!(!id(&after).is_null());
+        assert_ne!(id(&before), id(&after));
+
         // Renamed: instances follow.
         ok(&d, &["profile", "rename", "limits", "small"]);
         let c1: Value = d.client.get_json("/1.0/instances/c1").await.unwrap();

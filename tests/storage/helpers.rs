@@ -1,5 +1,7 @@
 //! Helpers of tests/storage.rs: pools, instances on them, requests that may
 //! be operations, and `btrfs subvolume show`.
+//! Each test crate that includes it uses only some of them.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

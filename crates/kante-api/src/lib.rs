@@ -5,6 +5,7 @@
 //! `null` is accepted wherever a default makes sense, because real clients send
 //! both (see `lxd-api-subset.md`, trap 4).
 
+pub mod backup;
 pub mod envelope;
 pub mod event;
 pub mod exec;

@@ -9,6 +9,7 @@
 //! # Ok(()) }
 //! ```
 
+mod backups;
 mod body;
 mod client;
 mod error;
@@ -23,6 +24,7 @@ mod profiles;
 mod snapshots;
 mod storage;
 
+pub use backups::BackupImportOptions;
 pub use body::ProgressFn;
 pub use client::{ApiResponse, Client, DEFAULT_KANTE_DIR};
 pub use error::{ClientError, Result};
@@ -34,8 +36,8 @@ pub use operations::{operation_instances, operation_result};
 pub use profiles::{Profile, ProfilePut, ProfilesPost};
 pub use storage::{
     ResourceUsage, StoragePool, StoragePoolPut, StoragePoolResources, StoragePoolsPost,
-    StorageVolume, StorageVolumePost, StorageVolumePut, StorageVolumeSnapshot,
-    StorageVolumesPost, VolumeSnapshotsPost, VolumeSource,
+    StorageVolume, StorageVolumePost, StorageVolumePut, StorageVolumeSnapshot, StorageVolumesPost,
+    VolumeSnapshotsPost, VolumeSource,
 };
 
 /// Re-exported so callers need not depend on kante-api for the common types.

@@ -165,6 +165,17 @@ impl Engine {
             let old = layers_with(&row, &current.config, &current.devices)?;
             let new = layers_with(&row, &req.config, &req.devices)?;
             let report = ChangeReport::between(&old, &new);
+            if crate::instance::cloudinit::data_changed(&old.0, &new.0) {
+                // As for an instance edit: a new instance-id makes cloud-init run again.
+                let lock = self.instance_lock(&row.name);
+                let _g = lock.lock().await;
+                let mut fresh = self.instance_row(&row.name)?;
+                fresh.config.insert(
+                    "volatile.cloud-init.instance-id".into(),
+                    uuid::Uuid::new_v4().to_string(),
+                );
+                self.store.instance_update(&fresh)?;
+            }
             if let Err(e) = self.apply_profile_live(&row.name, &old, &new).await {
                 failures.push(format!("{}: {e}", row.name));
             }

@@ -38,6 +38,8 @@ pub const API_EXTENSIONS: &[&str] = &[
     "storage_api_volume_rename",
     "storage_api_volume_snapshots",
     "storage_api_local_volume_handling",
+    "container_backup",
+    "backup_compression",
     "snapshot_scheduling",
     "snapshot_schedule_aliases",
     "snapshot_expiry",

@@ -22,7 +22,7 @@ pub struct AppState {
 pub fn router(engine: Arc<Engine>) -> Router {
     use routes::*;
     let instances = |r: Router<AppState>, base: &str| {
-        r.route(base, get(instances::list).post(instances::create))
+        r.route(base, get(instances::list).post(backups::create_or_import))
             .route(
                 &format!("{base}/{{name}}"),
                 get(instances::get)
@@ -130,6 +130,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
                 .delete(storage::delete),
         );
     let r = volumes::routes(r);
+    let r = backups::routes(r);
     let r = instances(r, "/1.0/instances");
     let r = instances(r, "/1.0/containers");
     r.fallback(|| async { response::error(404, "not found") })

@@ -9,6 +9,7 @@
 //! Extraction uses GNU tar and unsquashfs; building uses debootstrap, chroot
 //! and apt (Debian) or Debian's busybox-static binary.
 
+pub mod archive;
 mod build;
 mod compress;
 mod error;
@@ -16,8 +17,8 @@ mod metadata;
 mod process;
 mod store;
 mod tarscan;
-mod unpack;
 pub mod template;
+mod unpack;
 pub mod xattr;
 
 pub use build::{

@@ -61,8 +61,9 @@ pub(crate) struct TarScanner {
     pending: Pending,
     symlinks: HashSet<Vec<u8>>,
     current: String,
-    capture_metadata: bool,
-    /// Contents of `metadata.yaml` at the archive root, if seen (and captured).
+    /// The member whose contents are captured (`metadata.yaml` for images).
+    capture: Option<Vec<u8>>,
+    /// Contents of the captured member (`metadata.yaml` at the archive root), if seen.
     pub metadata: Option<Vec<u8>>,
     /// Whether any `rootfs` / `rootfs/...` entry was seen.
     pub has_rootfs: bool,
@@ -72,6 +73,16 @@ pub(crate) struct TarScanner {
 
 impl TarScanner {
     pub(crate) fn new(capture_metadata: bool) -> Self {
+        let mut s = TarScanner::capturing(b"metadata.yaml");
+        if !capture_metadata {
+            s.capture = None;
+        }
+        s
+    }
+
+    /// A scanner that captures the regular file at `path` (normalised, e.g.
+    /// `backup/index.yaml`) into `metadata`.
+    pub(crate) fn capturing(path: &[u8]) -> Self {
         TarScanner {
             block: [0; BLOCK],
             fill: 0,
@@ -80,7 +91,7 @@ impl TarScanner {
             pending: Pending::default(),
             symlinks: HashSet::new(),
             current: String::new(),
-            capture_metadata,
+            capture: Some(path.to_vec()),
             metadata: None,
             has_rootfs: false,
             entries: 0,
@@ -305,10 +316,11 @@ impl TarScanner {
                 // Regular files ('0', NUL, '7'), GNU dumpdirs ('D') and unknown
                 // types (POSIX: treat as regular) all carry `size` bytes.
                 let is_file = matches!(typeflag, b'0' | 0 | b'7');
-                let sink = if is_file && self.capture_metadata && path == b"metadata.yaml" {
+                let sink = if is_file && self.capture.as_deref() == Some(&path[..]) {
                     if size > MAX_METADATA as u64 {
                         return Err(ImageError::InvalidImage(format!(
-                            "metadata.yaml is larger than {} MiB",
+                            "{} is larger than {} MiB",
+                            String::from_utf8_lossy(&path),
                             MAX_METADATA >> 20
                         )));
                     }

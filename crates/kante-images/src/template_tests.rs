@@ -79,7 +79,10 @@ fn conditions() {
         "y"
     );
     assert_eq!(r("{% if 'c' in instance.name %}y{% endif %}").unwrap(), "y");
-    assert_eq!(r("{% if 'z' not in instance.name %}y{% endif %}").unwrap(), "y");
+    assert_eq!(
+        r("{% if 'z' not in instance.name %}y{% endif %}").unwrap(),
+        "y"
+    );
     assert_eq!(r("{% if nics %}some{% endif %}").unwrap(), "some");
 }
 

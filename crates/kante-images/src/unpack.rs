@@ -172,6 +172,28 @@ pub fn unpack(
     Ok(())
 }
 
+/// Extracts one (possibly compressed) tarball into the existing directory
+/// `dir` through the scanner; `progress(done, total)` counts compressed bytes.
+pub(crate) fn extract_file(
+    archive: &Path,
+    dir: &Path,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<(), ImageError> {
+    let total = fs::metadata(archive)
+        .map(|m| m.len())
+        .ctx(|| format!("stat {}", archive.display()))?;
+    let mut progress = Progress {
+        done: 0,
+        total,
+        reported: 0,
+        cb: progress,
+    };
+    progress.set(0);
+    extract_tar(archive, dir, &mut progress)?;
+    progress.set(total);
+    Ok(())
+}
+
 /// Extracts one (possibly compressed) tarball into `dir` with GNU tar.
 fn extract_tar(archive: &Path, dir: &Path, progress: &mut Progress) -> Result<(), ImageError> {
     let file = File::open(archive).ctx(|| format!("opening {}", archive.display()))?;

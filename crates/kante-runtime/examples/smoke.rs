@@ -40,6 +40,7 @@ fn main() {
         cap_drop: DEFAULT_CAP_DROP.to_vec(),
         mounts: vec![],
         nesting: false,
+        intercept: Default::default(),
         console_log_limit: 1 << 20,
     };
     let t0 = Instant::now();

@@ -326,6 +326,55 @@ impl Cgroup {
         self.layout.v1_with(controller).is_some()
     }
 
+    /// Sets the memory limit (`None`: unlimited) and whether the container
+    /// may swap. Returns false when swap could not be limited because the
+    /// host kernel does not account swap (no memsw / swap.max files).
+    pub fn set_memory(&self, limit: Option<u64>, swap: bool) -> Result<bool, CgroupError> {
+        let v1 = self.is_v1("memory");
+        let (mem_file, swap_file) = if v1 {
+            ("memory.limit_in_bytes", "memory.memsw.limit_in_bytes")
+        } else {
+            ("memory.max", "memory.swap.max")
+        };
+        let dir = self
+            .controller_dir("memory")
+            .ok_or(CgroupError::NoHierarchy)?;
+        let accounted = dir.join(swap_file).exists();
+        let unlimited = if v1 { "-1" } else { "max" };
+        // v1 wants memsw >= memory at every step: lift it first.
+        if v1 && accounted {
+            self.write("memory", swap_file, unlimited)?;
+        }
+        let mem = limit.map(|b| b.to_string());
+        self.write("memory", mem_file, mem.as_deref().unwrap_or(unlimited))?;
+        if !accounted {
+            return Ok(swap);
+        }
+        let swap_value = match (swap, v1, &mem) {
+            (true, _, _) => unlimited,
+            // memory+swap = memory: no room for swap.
+            (false, true, Some(m)) => m.as_str(),
+            (false, true, None) => unlimited,
+            (false, false, _) => "0",
+        };
+        self.write("memory", swap_file, swap_value)?;
+        if v1 {
+            // Without a memory limit memsw cannot stop swapping: swappiness 0
+            // does; swapping allowed again takes the parent's value.
+            let value = match (swap, limit) {
+                (false, None) => Some("0".to_string()),
+                _ => dir
+                    .parent()
+                    .and_then(|p| fs::read_to_string(p.join("memory.swappiness")).ok())
+                    .map(|v| v.trim().to_string()),
+            };
+            if let Some(v) = value {
+                let _ = self.write("memory", "memory.swappiness", &v);
+            }
+        }
+        Ok(true)
+    }
+
     /// Memory charged to the container: (usage, peak, swap usage).
     pub fn memory_usage(&self) -> (i64, i64, i64) {
         let num = |s: Option<String>| s.and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);

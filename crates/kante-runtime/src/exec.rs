@@ -51,6 +51,9 @@ pub struct ExecTarget<'a> {
     pub idmap: Option<IdMap>,
     pub cap_drop: &'a [u32],
     pub seccomp: &'a Program,
+    /// Connected to the monitor's `seccomp.sock`: the command's filter gets a
+    /// listener, sent there before the exec.
+    pub notify: Option<RawFd>,
 }
 
 /// The daemon's ends of a running command.
@@ -387,8 +390,23 @@ unsafe fn command_child(
     for cap in target.cap_drop {
         libc::prctl(libc::PR_CAPBSET_DROP, *cap as libc::c_ulong, 0, 0, 0);
     }
-    if target.seccomp.load().is_err() {
-        fail(*libc::__errno_location(), b"seccomp");
+    match target.notify {
+        Some(sock) => match target.seccomp.load_with_listener() {
+            Ok(l) => {
+                let sent = crate::notify::send_fd(sock, l);
+                libc::close(l);
+                libc::close(sock);
+                if sent.is_err() {
+                    fail(*libc::__errno_location(), b"seccomp listener");
+                }
+            }
+            Err(_) => fail(*libc::__errno_location(), b"seccomp"),
+        },
+        None => {
+            if target.seccomp.load().is_err() {
+                fail(*libc::__errno_location(), b"seccomp");
+            }
+        }
     }
     if libc::setgroups(0, std::ptr::null()) != 0 {
         fail(*libc::__errno_location(), b"setgroups");

@@ -14,16 +14,19 @@ pub mod console;
 pub mod exec;
 pub mod hotplug;
 pub mod idmap;
+pub mod intercept;
+pub mod kmod;
 pub mod linux;
 pub mod monitor;
 pub mod mounts;
+pub mod notify;
 pub mod seccomp;
 pub mod spec;
 pub mod sys;
 
 pub use linux::{Container, ContainerRecord, LinuxRuntime, Runtime, Stats};
 pub use monitor::InitExit;
-pub use spec::{BindMount, ContainerSpec, IdMap, DEFAULT_CAP_DROP};
+pub use spec::{BindMount, ContainerSpec, IdMap, Intercept, DEFAULT_CAP_DROP};
 
 use thiserror::Error;
 

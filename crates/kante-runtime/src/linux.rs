@@ -15,7 +15,7 @@ use crate::cgroup::{Cgroup, CgroupLayout};
 use crate::exec::{self, ExecProcess, ExecSpec, ExecTarget};
 use crate::monitor::{read_exit, read_report, InitExit, StartReport, CONTROL_FD, STATUS_FD};
 use crate::seccomp::Program;
-use crate::spec::{ContainerSpec, IdMap};
+use crate::spec::{ContainerSpec, IdMap, Intercept};
 use crate::sys;
 use crate::RuntimeError;
 
@@ -30,6 +30,9 @@ pub struct ContainerRecord {
     pub idmap: Option<IdMap>,
     pub cap_drop: Vec<u32>,
     pub runtime_dir: PathBuf,
+    /// Exec'd commands get the same intercepting filter as init.
+    #[serde(default)]
+    pub intercept: Intercept,
 }
 
 impl ContainerRecord {
@@ -101,7 +104,8 @@ pub trait Runtime: Send + Sync {
 pub struct LinuxRuntime {
     monitor_exe: PathBuf,
     layout: CgroupLayout,
-    seccomp: Program,
+    /// One compiled policy per combination of intercepted syscalls, made on first use.
+    seccomp: std::sync::Mutex<[Option<Program>; 4]>,
 }
 
 impl LinuxRuntime {
@@ -109,12 +113,22 @@ impl LinuxRuntime {
     /// when called as `<exe> __monitor <spec.json>` (kanted itself).
     pub fn new(monitor_exe: PathBuf) -> Result<Self, RuntimeError> {
         let layout = CgroupLayout::detect()?;
-        let seccomp = Program::default_policy()?;
+        let mut seccomp: [Option<Program>; 4] = Default::default();
+        seccomp[0] = Some(Program::default_policy()?);
         Ok(LinuxRuntime {
             monitor_exe,
             layout,
-            seccomp,
+            seccomp: std::sync::Mutex::new(seccomp),
         })
+    }
+
+    fn program(&self, intercept: Intercept) -> Result<Program, RuntimeError> {
+        let mut cache = self.seccomp.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = &mut cache[intercept.index()];
+        if slot.is_none() {
+            *slot = Some(Program::policy(intercept)?);
+        }
+        Ok(slot.clone().expect("just filled"))
     }
 
     pub fn layout(&self) -> &CgroupLayout {
@@ -225,6 +239,7 @@ impl Runtime for LinuxRuntime {
                     idmap: spec.idmap,
                     cap_drop: spec.cap_drop.clone(),
                     runtime_dir: spec.runtime_dir.clone(),
+                    intercept: spec.intercept,
                 };
                 record.save()?;
                 Ok(Container {
@@ -292,13 +307,26 @@ impl Runtime for LinuxRuntime {
     }
 
     fn exec(&self, c: &Container, spec: &ExecSpec) -> Result<ExecProcess, RuntimeError> {
+        let seccomp = self.program(c.record.intercept)?;
+        // The command's seccomp listener goes to the monitor, which answers
+        // its intercepted syscalls as it does init's.
+        let notify = match c.record.intercept.any() {
+            true => Some(
+                std::os::unix::net::UnixStream::connect(Intercept::socket_path(
+                    &c.record.runtime_dir,
+                ))
+                .map_err(|e| RuntimeError::Start(format!("the monitor's seccomp socket: {e}")))?,
+            ),
+            false => None,
+        };
         let target = ExecTarget {
             init_pid: c.record.init_pid,
             init_pidfd: c.init_pidfd.as_raw_fd(),
             cgroup_procs: self.cgroup(c).procs_files(),
             idmap: c.record.idmap,
             cap_drop: &c.record.cap_drop,
-            seccomp: &self.seccomp,
+            seccomp: &seccomp,
+            notify: notify.as_ref().map(|s| s.as_raw_fd()),
         };
         Ok(exec::spawn(&target, spec)?)
     }

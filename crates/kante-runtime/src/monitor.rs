@@ -9,6 +9,7 @@
 use std::fs::File;
 use std::io::{self, BufRead, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
 use std::path::Path;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -20,9 +21,11 @@ use serde::{Deserialize, Serialize};
 use crate::cgroup::{Cgroup, CgroupLayout};
 use crate::console::{open_console, ConsoleLog, ConsolePty};
 use crate::idmap;
+use crate::intercept::Interceptor;
 use crate::mounts;
+use crate::notify;
 use crate::seccomp::Program;
-use crate::spec::ContainerSpec;
+use crate::spec::{ContainerSpec, Intercept};
 use crate::sys::{self, Forked};
 
 /// The fd on which the monitor reports the outcome of the start.
@@ -116,6 +119,10 @@ struct Started {
     pid: i32,
     pidfd: OwnedFd,
     console: ConsolePty,
+    /// Seccomp listener of init's filter, when syscalls are intercepted.
+    listener: Option<OwnedFd>,
+    /// Where exec'd commands' listeners arrive (`seccomp.sock`).
+    listener_socket: Option<UnixListener>,
 }
 
 /// Everything that must be undone if the start fails half-way.
@@ -172,7 +179,16 @@ fn start(spec: &ContainerSpec, status: &mut File, control: File) -> Result<Start
         }
         None => None,
     };
-    let seccomp = Program::default_policy().map_err(|e| e.to_string())?;
+    let seccomp = Program::policy(spec.intercept).map_err(|e| e.to_string())?;
+    // Init's first process hands its seccomp listener over this pair.
+    let listener_pair = match spec.intercept.any() {
+        true => Some(notify::socketpair().map_err(|e| format!("socketpair: {e}"))?),
+        false => None,
+    };
+    let listener_socket = match spec.intercept.any() {
+        true => Some(bind_listener_socket(spec)?),
+        false => None,
+    };
 
     let (go_r, go_w) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
     let (err_r, err_w) =
@@ -190,7 +206,8 @@ fn start(spec: &ContainerSpec, status: &mut File, control: File) -> Result<Start
             drop(go_w);
             drop(err_r);
             std::mem::forget(revert);
-            let err = child_setup(spec, go_r, tree.as_ref(), &binds, &console, &seccomp);
+            let send = listener_pair.as_ref().map(|(_, theirs)| theirs);
+            let err = child_setup(spec, go_r, tree.as_ref(), &binds, &console, &seccomp, send);
             let mut w = File::from(err_w);
             let _ = w.write_all(err.as_bytes());
             // SAFETY: leave the child without running the monitor's destructors.
@@ -202,6 +219,7 @@ fn start(spec: &ContainerSpec, status: &mut File, control: File) -> Result<Start
             drop(err_w);
             drop(tree);
             drop(binds);
+            let listener_rx = listener_pair.map(|(ours, _)| ours);
             if let Some(map) = &spec.idmap {
                 idmap::write_id_maps(pid, map).map_err(|e| format!("writing id maps: {e}"))?;
             }
@@ -227,12 +245,23 @@ fn start(spec: &ContainerSpec, status: &mut File, control: File) -> Result<Start
             if !msg.is_empty() {
                 return Err(msg);
             }
+            // Sent before the exec, so it is already queued.
+            let listener = match &listener_rx {
+                Some(rx) => Some(
+                    notify::recv_fd(rx.as_raw_fd())
+                        .map_err(|e| format!("receiving init's seccomp listener: {e}"))?
+                        .ok_or("init's seccomp listener did not arrive")?,
+                ),
+                None => None,
+            };
             revert.child = None;
             revert.cgroup = None;
             Ok(Started {
                 pid,
                 pidfd,
                 console,
+                listener,
+                listener_socket,
             })
         }
     }
@@ -247,6 +276,7 @@ fn child_setup(
     binds: &[Option<OwnedFd>],
     console: &ConsolePty,
     seccomp: &Program,
+    send_listener: Option<&OwnedFd>,
 ) -> String {
     let mut b = [0u8; 1];
     match File::from(go).read(&mut b) {
@@ -293,8 +323,23 @@ fn child_setup(
         unsafe { libc::prctl(libc::PR_CAPBSET_DROP, *cap as libc::c_ulong, 0, 0, 0) };
     }
     reset_signals();
-    if let Err(e) = seccomp.load() {
-        return format!("seccomp: {e}");
+    match send_listener {
+        Some(sock) => {
+            let sent = seccomp.load_with_listener().and_then(|l| {
+                let r = notify::send_fd(sock.as_raw_fd(), l);
+                // SAFETY: our own copy of the listener; the monitor has its own now.
+                unsafe { libc::close(l) };
+                r
+            });
+            if let Err(e) = sent {
+                return format!("seccomp listener: {e}");
+            }
+        }
+        None => {
+            if let Err(e) = seccomp.load() {
+                return format!("seccomp: {e}");
+            }
+        }
     }
     let argv: Vec<std::ffi::CString> = match spec
         .init
@@ -387,23 +432,60 @@ fn reset_signals() {
     );
 }
 
-/// Logs console output until init exits, then records how it ended.
+/// The socket on which the daemon hands over exec'd commands' seccomp
+/// listeners; only root may connect (mode 0600, peer checked too).
+fn bind_listener_socket(spec: &ContainerSpec) -> Result<UnixListener, String> {
+    let path = Intercept::socket_path(&spec.runtime_dir);
+    let _ = std::fs::remove_file(&path);
+    let l = UnixListener::bind(&path).map_err(|e| format!("binding {}: {e}", path.display()))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| format!("chmod {}: {e}", path.display()))?;
+    l.set_nonblocking(true)
+        .map_err(|e| format!("seccomp socket: {e}"))?;
+    Ok(l)
+}
+
+/// Logs console output and answers intercepted syscalls until init exits,
+/// then records how it ended.
 fn supervise(spec: &ContainerSpec, started: Started) {
     let mut log = ConsoleLog::open(&spec.console_log_path(), spec.console_log_limit).ok();
     let mut buf = [0u8; 8192];
     let master = started.console.master.as_fd();
+    let interceptor = Interceptor::new(spec.intercept);
+    let mut listeners: Vec<OwnedFd> = started.listener.into_iter().collect();
+    // Accepted connections whose listener fd has not arrived yet.
+    let mut pending: Vec<OwnedFd> = Vec::new();
     loop {
-        let mut fds = [
+        let mut fds = vec![
             PollFd::new(master, PollFlags::POLLIN),
             PollFd::new(started.pidfd.as_fd(), PollFlags::POLLIN),
         ];
+        if let Some(l) = &started.listener_socket {
+            fds.push(PollFd::new(l.as_fd(), PollFlags::POLLIN));
+        }
+        fds.extend(
+            pending
+                .iter()
+                .map(|p| PollFd::new(p.as_fd(), PollFlags::POLLIN)),
+        );
+        fds.extend(
+            listeners
+                .iter()
+                .map(|l| PollFd::new(l.as_fd(), PollFlags::POLLIN)),
+        );
         match poll(&mut fds, PollTimeout::NONE) {
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => continue,
             Err(_) => break,
         }
-        let console_ready = fds[0].revents().map(|r| !r.is_empty()).unwrap_or(false);
-        let init_done = fds[1].revents().map(|r| !r.is_empty()).unwrap_or(false);
+        let ready: Vec<PollFlags> = fds
+            .iter()
+            .map(|f| f.revents().unwrap_or(PollFlags::empty()))
+            .collect();
+        drop(fds);
+        let console_ready = !ready[0].is_empty();
+        let init_done = !ready[1].is_empty();
         if console_ready {
             match nix::unistd::read(master, &mut buf) {
                 Ok(n) if n > 0 => {
@@ -414,10 +496,53 @@ fn supervise(spec: &ContainerSpec, started: Started) {
                 _ => std::thread::sleep(std::time::Duration::from_millis(50)),
             }
         }
+        let mut i = 2;
+        // New connections join `pending` only after this round's indexes are used.
+        let mut accepted = Vec::new();
+        if let Some(l) = &started.listener_socket {
+            if !ready[i].is_empty() {
+                while let Ok((conn, _)) = l.accept() {
+                    let conn = OwnedFd::from(conn);
+                    if notify::peer_uid(&conn).ok() == Some(0) {
+                        accepted.push(conn);
+                    }
+                }
+            }
+            i += 1;
+        }
+        let (pend_ready, lis_ready) = ready[i..].split_at(pending.len());
+        // Answer before anything else changes the lists' order.
+        let mut gone = Vec::new();
+        for (k, r) in lis_ready.iter().enumerate() {
+            if r.contains(PollFlags::POLLIN) {
+                if let Err(e) = interceptor.handle(listeners[k].as_raw_fd()) {
+                    eprintln!("seccomp notification: {e}");
+                }
+            } else if !r.is_empty() {
+                // POLLHUP: no process uses this filter any more.
+                gone.push(k);
+            }
+        }
+        for k in gone.into_iter().rev() {
+            listeners.swap_remove(k);
+        }
+        let mut arrived = Vec::new();
+        for (k, r) in pend_ready.iter().enumerate().rev() {
+            if !r.is_empty() {
+                let conn = pending.swap_remove(k);
+                if let Ok(Some(l)) = notify::recv_fd(conn.as_raw_fd()) {
+                    arrived.push(l);
+                }
+            }
+        }
+        listeners.extend(arrived);
+        pending.extend(accepted);
         if init_done {
             break;
         }
     }
+    drop(started.listener_socket);
+    let _ = std::fs::remove_file(Intercept::socket_path(&spec.runtime_dir));
     let exit = match waitpid(Pid::from_raw(started.pid), None) {
         Ok(WaitStatus::Exited(_, code)) => InitExit::Exited(code),
         Ok(WaitStatus::Signaled(_, sig, _)) => InitExit::Signaled(sig as i32),

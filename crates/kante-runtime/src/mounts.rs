@@ -2,7 +2,7 @@
 //! (run by the container's first process before it execs init).
 //!
 //! Mirrors what LXC gives a system container: proc with /proc/sys read-only
-//! (but /proc/sys/net writable), sysfs (read-only for privileged containers
+//! (but /proc/sys/net writable; with nesting, proc as is), sysfs (read-only for privileged containers
 //! except /sys/devices/virtual/net), a cgroup2 view at /sys/fs/cgroup, a
 //! minimal /dev on tmpfs with bind-mounted standard nodes, a private devpts,
 //! /dev/console bound to the pty the monitor holds, and tmpfs /run and /tmp.
@@ -151,7 +151,8 @@ pub fn setup_rootfs(
     )?;
 
     setup_proc(root, spec.nesting)?;
-    setup_sys(root, spec.privileged())?;
+    // Nesting: sys:rw (a nested runtime mounts its own sysfs; see setup_proc).
+    setup_sys(root, spec.privileged() && !spec.nesting)?;
     setup_dev(root, console_pty)?;
     for (dir, opts) in [("run", "mode=0755,size=20%"), ("tmp", "mode=1777")] {
         let t = target_in_root(root, dir)?;
@@ -189,6 +190,13 @@ fn setup_proc(root: &Path, nesting: bool) -> SetupResult<()> {
     ensure_dir(&proc_)?;
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     do_mount(Some("proc"), &proc_, Some("proc"), flags, None)?;
+    if nesting {
+        // proc:rw, nothing mounted over it: a nested runtime that makes its
+        // own user namespace may only mount proc if an uncovered one is
+        // visible (the kernel's mount_too_revealing check). Sysctls the
+        // container's root does not own stay unwritable through their owner.
+        return Ok(());
+    }
     // proc:mixed: /proc/sys read-only, but the network namespace's own sysctls writable.
     let sys = proc_.join("sys");
     bind(&sys, &sys, true)?;
@@ -207,13 +215,11 @@ fn setup_proc(root: &Path, nesting: bool) -> SetupResult<()> {
     if sysrq.exists() {
         bind(&sysrq, &sysrq, true)?;
     }
-    if !nesting {
-        // Kernel internals a container has no business reading.
-        for f in ["kcore", "timer_list", "sched_debug"] {
-            let p = proc_.join(f);
-            if p.exists() {
-                bind(Path::new("/dev/null"), &p, false)?;
-            }
+    // Kernel internals a container has no business reading.
+    for f in ["kcore", "timer_list", "sched_debug"] {
+        let p = proc_.join(f);
+        if p.exists() {
+            bind(Path::new("/dev/null"), &p, false)?;
         }
     }
     Ok(())

@@ -7,7 +7,11 @@
 use libseccomp::{
     ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
 };
+use std::os::fd::RawFd;
+
 use thiserror::Error;
+
+use crate::spec::Intercept;
 
 #[derive(Debug, Error)]
 pub enum SeccompError {
@@ -37,6 +41,14 @@ impl Program {
     /// Builds the default policy for the native architecture plus its compat
     /// architectures (so 32-bit syscalls cannot route around it).
     pub fn default_policy() -> Result<Self, SeccompError> {
+        Self::policy(Intercept::default())
+    }
+
+    /// The default policy plus user-notification rules for the intercepted
+    /// syscalls: mknod/mknodat of character devices only (everything else
+    /// goes to the kernel untouched), and every setxattr variant (the
+    /// monitor lets those it does not handle continue).
+    pub fn policy(intercept: Intercept) -> Result<Self, SeccompError> {
         let mut ctx = ScmpFilterContext::new(ScmpAction::Allow)?;
         // libseccomp sets no_new_privs by default; system containers need setuid binaries.
         ctx.set_ctl_nnp(false)?;
@@ -62,6 +74,27 @@ impl Program {
                 libc::MNT_FORCE as u64,
             )],
         )?;
+        let chr = |arg: u32| {
+            ScmpArgCompare::new(
+                arg,
+                ScmpCompareOp::MaskedEqual(libc::S_IFMT as u64),
+                libc::S_IFCHR as u64,
+            )
+        };
+        if intercept.mknod {
+            for (name, mode_arg) in [("mknod", 1), ("mknodat", 2)] {
+                if let Ok(sc) = ScmpSyscall::from_name(name) {
+                    ctx.add_rule_conditional(ScmpAction::Notify, sc, &[chr(mode_arg)])?;
+                }
+            }
+        }
+        if intercept.setxattr {
+            for name in ["setxattr", "lsetxattr", "fsetxattr"] {
+                if let Ok(sc) = ScmpSyscall::from_name(name) {
+                    ctx.add_rule(ScmpAction::Notify, sc)?;
+                }
+            }
+        }
         // libseccomp 2.5 (Debian 12) exports only to an fd: go through a memfd.
         let memfd =
             nix::sys::memfd::memfd_create(c"kante-seccomp", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
@@ -111,6 +144,30 @@ impl Program {
             return Err(std::io::Error::last_os_error());
         }
         Ok(())
+    }
+
+    /// Installs the filter and returns its user-notification listener
+    /// (close-on-exec). Async-signal-safe, like [`Program::load`].
+    pub fn load_with_listener(&self) -> std::io::Result<RawFd> {
+        const SECCOMP_SET_MODE_FILTER: libc::c_ulong = 1;
+        const SECCOMP_FILTER_FLAG_NEW_LISTENER: libc::c_ulong = 1 << 3;
+        let prog = libc::sock_fprog {
+            len: self.filter.len() as u16,
+            filter: self.filter.as_ptr() as *mut _,
+        };
+        // SAFETY: prog points at a filter that outlives the call.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                SECCOMP_SET_MODE_FILTER,
+                SECCOMP_FILTER_FLAG_NEW_LISTENER,
+                &prog as *const libc::sock_fprog,
+            )
+        };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(fd as RawFd)
     }
 }
 

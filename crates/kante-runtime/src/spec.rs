@@ -66,6 +66,9 @@ pub struct ContainerSpec {
     pub mounts: Vec<BindMount>,
     /// Allow nested containers (extra proc/sys views, no masking that breaks runtimes).
     pub nesting: bool,
+    /// Syscalls the monitor performs on the guest's behalf (seccomp user notification).
+    #[serde(default)]
+    pub intercept: Intercept,
     /// Keep at most this many bytes of console output in `console.log`.
     pub console_log_limit: u64,
 }
@@ -85,6 +88,34 @@ impl ContainerSpec {
 
     pub fn privileged(&self) -> bool {
         self.idmap.is_none()
+    }
+}
+
+/// Which syscalls are intercepted (`security.syscalls.intercept.*`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Intercept {
+    /// mknod/mknodat of character devices: whiteouts and the standard devices.
+    #[serde(default)]
+    pub mknod: bool,
+    /// setxattr family: `trusted.overlay.*` attributes.
+    #[serde(default)]
+    pub setxattr: bool,
+}
+
+impl Intercept {
+    pub fn any(&self) -> bool {
+        self.mknod || self.setxattr
+    }
+
+    /// Index in a table of the four combinations.
+    pub fn index(&self) -> usize {
+        (self.mknod as usize) | ((self.setxattr as usize) << 1)
+    }
+
+    /// The socket on which a running container's monitor accepts seccomp
+    /// listeners of exec'd processes.
+    pub fn socket_path(runtime_dir: &std::path::Path) -> PathBuf {
+        runtime_dir.join("seccomp.sock")
     }
 }
 

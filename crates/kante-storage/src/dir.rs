@@ -95,6 +95,11 @@ impl StorageDriver for DirDriver {
         .map(drop)
     }
 
+    fn adopt_volume(&self, src: &Path, dst: &Path) -> Result<()> {
+        // Same filesystem: a volume is just a directory, so move it.
+        crate::rename_noreplace(src, dst)
+    }
+
     fn seal_volume(&self, _path: &Path) -> Result<()> {
         // Plain directories have no cheap read-only switch; the daemon never writes image volumes.
         Ok(())

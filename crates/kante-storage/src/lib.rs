@@ -13,6 +13,7 @@
 //! sibling and renames it into place only when complete, so a failure (or a
 //! crash: see [`Pool::remove_staging_leftovers`]) never leaves half a volume.
 
+mod adopt;
 pub(crate) mod btrfs;
 mod btrfs_ioctl;
 mod dir;
@@ -144,6 +145,13 @@ pub trait StorageDriver: Send + Sync {
     /// Marks a finished image volume read-only (where the driver can).
     fn seal_volume(&self, path: &Path) -> Result<()>;
     fn delete_volume(&self, path: &Path) -> Result<()>;
+
+    /// Makes the plain directory `src` (inside this pool, e.g. unpacked from
+    /// a backup) the volume `dst`; `src` may be consumed. The default copies
+    /// it into a new volume (btrfs: a subvolume, extents cloned).
+    fn adopt_volume(&self, src: &Path, dst: &Path) -> Result<()> {
+        self.copy_volume(src, dst)
+    }
 
     /// Makes `dst` a read-only (where the driver can) point-in-time copy of `src`.
     fn snapshot_volume(&self, src: &Path, dst: &Path) -> Result<()> {

@@ -88,6 +88,21 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
     let c = &client;
     match cli.command {
         Command::Launch(args) => cmd::lifecycle::launch(c, args).await,
+        Command::Init(args) if args.interactive => {
+            let stdin = std::io::stdin();
+            let (yaml, print) =
+                cmd::questions::Asker::new(stdin.lock(), std::io::stdout()).preseed()?;
+            cmd::preseed::apply(c, &yaml).await?;
+            if print {
+                print!("{yaml}");
+            }
+            Ok(0)
+        }
+        Command::Init(args) if args.preseed => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)?;
+            cmd::preseed::apply(c, &text).await.map(|_| 0)
+        }
         Command::Init(args) if args.auto => {
             cmd::host::init_auto(c, &args.network_name).await.map(|_| 0)
         }
@@ -122,6 +137,8 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             snapshot,
             stateful,
         } => cmd::snapshot::restore(c, &instance, &snapshot, stateful).await,
+        Command::Export(args) => cmd::export::export(c, args).await,
+        Command::Import(args) => cmd::export::import(c, args).await,
         Command::List(args) => cmd::list::run(c, args).await,
         Command::Info { name, show_log } => cmd::info::info(c, &name, show_log).await,
         Command::Console { name, show_log } => cmd::info::console(c, &name, show_log).await,

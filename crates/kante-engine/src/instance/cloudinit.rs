@@ -64,7 +64,9 @@ pub fn validate(config: &ConfigMap) -> Result<()> {
         }
         let bad = |why: String| EngineError::bad(format!("Invalid value for {key}: {why}"));
         match key.as_str() {
-            "user.user-data" | "user.vendor-data" | "cloud-init.user-data"
+            "user.user-data"
+            | "user.vendor-data"
+            | "cloud-init.user-data"
             | "cloud-init.vendor-data" => check_user_data(value).map_err(bad)?,
             "user.network-config" | "cloud-init.network-config" => {
                 check_yaml_mapping(value, "network config").map_err(bad)?;
@@ -72,7 +74,11 @@ pub fn validate(config: &ConfigMap) -> Result<()> {
                 let net = doc.get("network").unwrap_or(&doc);
                 match net.get("version").and_then(serde_yaml::Value::as_u64) {
                     Some(1 | 2) => {}
-                    _ => return Err(bad("network config needs `version: 1` or `version: 2`".into())),
+                    _ => {
+                        return Err(bad(
+                            "network config needs `version: 1` or `version: 2`".into()
+                        ))
+                    }
                 }
             }
             "user.meta-data" => check_yaml_mapping(value, "meta-data").map_err(bad)?,
@@ -170,8 +176,14 @@ mod tests {
         let ok = |k: &str, v: &str| validate(&map(&[(k, v)])).is_ok();
         assert!(ok("user.user-data", "#cloud-config\nusers:\n  - name: a\n"));
         assert!(ok("user.user-data", "#cloud-config\n"));
-        assert!(ok("cloud-init.user-data", "#!/bin/sh\necho ]]] not yaml {\n"));
-        assert!(ok("user.vendor-data", "Content-Type: multipart/mixed; boundary=x\n"));
+        assert!(ok(
+            "cloud-init.user-data",
+            "#!/bin/sh\necho ]]] not yaml {\n"
+        ));
+        assert!(ok(
+            "user.vendor-data",
+            "Content-Type: multipart/mixed; boundary=x\n"
+        ));
         assert!(!ok("user.user-data", "#cloud-config\nusers: [unclosed\n"));
         assert!(!ok("cloud-init.vendor-data", "#cloud-config\n- a list\n"));
         assert!(!ok("user.user-data", "hello: world\n"));
@@ -190,7 +202,10 @@ mod tests {
         let e = validate(&map(&[("user.user-data", "#cloud-config\na: [\n")]))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("user.user-data") && e.contains("not valid YAML"), "{e}");
+        assert!(
+            e.contains("user.user-data") && e.contains("not valid YAML"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -209,7 +224,10 @@ mod tests {
         let local = map(&[("volatile.eth1.hwaddr", "00:16:3e:00:00:01")]);
         let n = nics(&devs, &local);
         assert_eq!(n.len(), 2);
-        assert_eq!((n[0].name.as_str(), n[0].hwaddr.as_str()), ("eth1", "00:16:3e:00:00:01"));
+        assert_eq!(
+            (n[0].name.as_str(), n[0].hwaddr.as_str()),
+            ("eth1", "00:16:3e:00:00:01")
+        );
         assert_eq!(n[1].name, "if-demo");
     }
 }

@@ -16,6 +16,10 @@ enum Kind {
     CpuLimit,
     CpuAllowance,
     Expiry,
+    /// Comma-separated kernel module names.
+    KernelModules,
+    /// A boolean of which only `false` is implemented.
+    NotYet,
     /// `snapshots.schedule`: cron or aliases.
     Schedule,
 }
@@ -30,6 +34,13 @@ const KEYS: &[(&str, Kind, bool)] = &[
     ("boot.host_shutdown_timeout", Kind::Int, true),
     ("security.privileged", Kind::Bool, false),
     ("security.protection.delete", Kind::Bool, true),
+    // Nesting and interception shape the container itself: next start.
+    ("security.nesting", Kind::Bool, false),
+    ("security.idmap.isolated", Kind::NotYet, false),
+    ("security.syscalls.intercept.mknod", Kind::Bool, false),
+    ("security.syscalls.intercept.setxattr", Kind::Bool, false),
+    ("linux.kernel_modules", Kind::KernelModules, false),
+    ("limits.memory.swap", Kind::Bool, true),
     ("limits.memory", Kind::MemoryLimit, true),
     ("limits.cpu", Kind::CpuLimit, true),
     ("limits.cpu.allowance", Kind::CpuAllowance, true),
@@ -81,6 +92,16 @@ fn check_value(key: &str, kind: Kind, value: &str) -> Result<()> {
         Kind::Schedule => crate::schedule::Schedule::parse(value)
             .map(|_| ())
             .map_err(bad),
+        Kind::KernelModules => kante_runtime::kmod::parse_list(value)
+            .map(|_| ())
+            .map_err(bad),
+        Kind::NotYet => match value.to_ascii_lowercase().as_str() {
+            "false" | "0" | "no" | "off" => Ok(()),
+            "true" | "1" | "yes" | "on" => Err(EngineError::bad(format!(
+                "{key}=true is not supported yet: unprivileged instances share one id map"
+            ))),
+            _ => Err(bad(format!("{value:?} is not a boolean"))),
+        },
         Kind::Expiry => crate::instance::snapshots::parse_expiry(value)
             .map(|_| ())
             .map_err(bad),
@@ -355,6 +376,39 @@ mod tests {
         assert!(validate_config(&map(&[("limits.cpu", "4096")])).is_err());
         assert!(validate_config(&map(&[("limits.cpu", "0-1")])).is_ok() || online_cpus() < 2);
         assert!(validate_config(&map(&[("environment.", "x")])).is_err());
+    }
+
+    #[test]
+    fn nesting_interception_and_module_keys() {
+        let docker = map(&[
+            ("security.nesting", "true"),
+            ("security.syscalls.intercept.mknod", "true"),
+            ("security.syscalls.intercept.setxattr", "true"),
+            (
+                "linux.kernel_modules",
+                "ip_tables,ip6_tables,xt_MASQUERADE,overlay",
+            ),
+            ("limits.memory.swap", "false"),
+            ("security.idmap.isolated", "false"),
+        ]);
+        assert!(validate_config(&docker).is_ok());
+        for (k, v) in [
+            ("security.nesting", "sometimes"),
+            ("security.syscalls.intercept.mknod", "2"),
+            ("linux.kernel_modules", "ip_tables;reboot"),
+            ("linux.kernel_modules", "../x"),
+            ("limits.memory.swap", "50%"),
+        ] {
+            assert!(validate_config(&map(&[(k, v)])).is_err(), "{k}={v}");
+        }
+        let e = validate_config(&map(&[("security.idmap.isolated", "true")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not supported"), "{e}");
+        assert!(!is_live("security.nesting"));
+        assert!(!is_live("security.syscalls.intercept.mknod"));
+        assert!(!is_live("linux.kernel_modules"));
+        assert!(is_live("limits.memory.swap"));
     }
 
     #[test]

@@ -139,6 +139,17 @@ impl Engine {
             return Err(EngineError::bad("The instance's rootfs has no /sbin/init"));
         }
         let privileged = is_true(econfig.get("security.privileged"));
+        if let Some(list) = econfig.get("linux.kernel_modules") {
+            use kante_runtime::kmod;
+            let found =
+                kmod::ensure(list, &kmod::Host, &kmod::modprobe).map_err(EngineError::bad)?;
+            for (line, warn) in found.iter().map(kmod::Outcome::describe) {
+                match warn {
+                    true => tracing::warn!(instance = %row.name, "{line}"),
+                    false => tracing::info!(instance = %row.name, "{line}"),
+                }
+            }
+        }
         let mounts = self
             .disk_mounts(edevices, privileged)?
             .into_iter()
@@ -159,7 +170,11 @@ impl Engine {
             env,
             cap_drop: DEFAULT_CAP_DROP.to_vec(),
             mounts,
-            nesting: false,
+            nesting: is_true(econfig.get("security.nesting")),
+            intercept: kante_runtime::Intercept {
+                mknod: is_true(econfig.get("security.syscalls.intercept.mknod")),
+                setxattr: is_true(econfig.get("security.syscalls.intercept.setxattr")),
+            },
             console_log_limit: 1 << 20,
         })
     }
@@ -429,20 +444,14 @@ impl Engine {
             ),
             None => None,
         };
-        if cg.is_v1("memory") {
-            set(
-                "memory",
-                "memory.limit_in_bytes",
-                "",
-                mem.map(|b| b.to_string()).unwrap_or_else(|| "-1".into()),
-            )?;
-        } else {
-            set(
-                "memory",
-                "",
-                "memory.max",
-                mem.map(|b| b.to_string()).unwrap_or_else(|| "max".into()),
-            )?;
+        let swap = econfig
+            .get("limits.memory.swap")
+            .is_none_or(|v| is_true(Some(v)));
+        let limited = cg
+            .set_memory(mem, swap)
+            .map_err(|e| EngineError::bad(format!("Applying limits.memory: {e}")))?;
+        if !limited {
+            tracing::warn!(cgroup = %cg.rel(), "limits.memory.swap=false: the host kernel does not account swap (no memsw/swap.max); swap is not limited");
         }
         // CPU pinning: a count picks the least-used CPUs; a set is taken as is.
         let cpus = match econfig.get("limits.cpu") {

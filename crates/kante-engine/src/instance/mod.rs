@@ -2,11 +2,14 @@
 
 pub mod autosnap;
 pub mod backup;
+pub mod backup_index;
+pub mod backups;
 pub mod cloudinit;
 pub mod config;
 pub mod create;
 pub mod exec;
 pub mod files;
+pub mod import;
 pub mod lifecycle;
 pub mod live;
 pub mod netstate;
@@ -341,6 +344,7 @@ impl Engine {
         let nics = self.stored_nic_plans(&row).await;
         self.delete_instance_files(&row).await?;
         self.store.instance_delete(name)?;
+        self.backups_remove_all(name);
         // Its DHCP reservations go with it.
         self.remove_nics(name, &nics, true).await;
         crate::lock(&self.instance_locks).remove(name);
@@ -396,6 +400,7 @@ impl Engine {
         if old_logs.exists() {
             let _ = std::fs::rename(old_logs, new_logs);
         }
+        self.backups_rename_instance(name, new);
         if let Ok(renamed) = self.instance_row(new) {
             // The hostname follows the name, as LXD's templates do on rename.
             let _ = files::write_hostname(&self.instance_rootfs(&renamed)?, new);

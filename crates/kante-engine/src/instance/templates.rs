@@ -206,7 +206,9 @@ fn resolve(root: &OwnedFd, rel: &Path, flags: OFlags, mode: Mode) -> rustix::io:
 /// A template file: a plain name in templates/, never a symlink.
 fn read_template(tdir: &OwnedFd, name: &str) -> Result<String> {
     if name.is_empty() || name.contains('/') || name == "." || name == ".." {
-        return Err(EngineError::bad(format!("invalid template file name {name:?}")));
+        return Err(EngineError::bad(format!(
+            "invalid template file name {name:?}"
+        )));
     }
     let fd = rfs::openat(
         tdir,
@@ -266,15 +268,30 @@ fn mkdir_p(root: &OwnedFd, dir: &Path) -> rustix::io::Result<()> {
     for comp in dir.components() {
         let parent = sofar.clone();
         sofar.push(comp);
-        match resolve(root, &sofar, OFlags::PATH | OFlags::DIRECTORY, Mode::empty()) {
+        match resolve(
+            root,
+            &sofar,
+            OFlags::PATH | OFlags::DIRECTORY,
+            Mode::empty(),
+        ) {
             Ok(_) => continue,
             Err(rustix::io::Errno::NOENT) => {}
             Err(e) => return Err(e),
         }
         let pfd = if parent.as_os_str().is_empty() {
-            resolve(root, Path::new("."), OFlags::PATH | OFlags::DIRECTORY, Mode::empty())?
+            resolve(
+                root,
+                Path::new("."),
+                OFlags::PATH | OFlags::DIRECTORY,
+                Mode::empty(),
+            )?
         } else {
-            resolve(root, &parent, OFlags::PATH | OFlags::DIRECTORY, Mode::empty())?
+            resolve(
+                root,
+                &parent,
+                OFlags::PATH | OFlags::DIRECTORY,
+                Mode::empty(),
+            )?
         };
         match rfs::mkdirat(&pfd, comp.as_os_str(), Mode::from_raw_mode(0o755)) {
             Ok(()) | Err(rustix::io::Errno::EXIST) => {}

@@ -60,9 +60,27 @@ fn triggers_decide_what_is_rendered() {
     let v = volume(
         "trig",
         &[
-            ("/etc/hostname", "hostname.tpl", &["create", "copy"], false, "{{ instance.name }}\n"),
-            ("/etc/on-copy", "copy.tpl", &["copy"], false, "copied {{ trigger }}"),
-            ("/etc/every-start", "start.tpl", &["start"], false, "{{ container.name }} {{ trigger }}"),
+            (
+                "/etc/hostname",
+                "hostname.tpl",
+                &["create", "copy"],
+                false,
+                "{{ instance.name }}\n",
+            ),
+            (
+                "/etc/on-copy",
+                "copy.tpl",
+                &["copy"],
+                false,
+                "copied {{ trigger }}",
+            ),
+            (
+                "/etc/every-start",
+                "start.tpl",
+                &["start"],
+                false,
+                "{{ container.name }} {{ trigger }}",
+            ),
         ],
     );
     let i = inst(&[]);
@@ -162,18 +180,17 @@ fn create_only_keeps_an_existing_file() {
 #[test]
 fn nothing_leaves_the_rootfs() {
     // A symlink at the target pointing out of the rootfs writes inside it.
-    let v = volume(
-        "esc",
-        &[("/etc/link", "t.tpl", &["create"], false, "x")],
-    );
+    let v = volume("esc", &[("/etc/link", "t.tpl", &["create"], false, "x")]);
     std::os::unix::fs::symlink(v.0.join("outside"), v.0.join("rootfs/etc/link")).unwrap();
-    apply(&v.0, Some("create"), &inst(&[])).unwrap();
+    // (its directories do not exist in the rootfs: an error, but nothing outside)
+    assert!(apply(&v.0, Some("create"), &inst(&[])).is_err());
     assert!(!v.0.join("outside").exists());
+    std::fs::remove_file(v.0.join("rootfs/etc/link")).unwrap();
+    std::os::unix::fs::symlink("/etc/real", v.0.join("rootfs/etc/link")).unwrap();
+    apply(&v.0, Some("create"), &inst(&[])).unwrap();
+    assert_eq!(read(&v, "etc/real").unwrap(), "x");
     // A symlinked parent directory, relative and climbing, stays inside too.
-    let v = volume(
-        "esc2",
-        &[("/up/x/file", "t.tpl", &["create"], false, "x")],
-    );
+    let v = volume("esc2", &[("/up/x/file", "t.tpl", &["create"], false, "x")]);
     std::os::unix::fs::symlink("../../..", v.0.join("rootfs/up")).unwrap();
     apply(&v.0, Some("create"), &inst(&[])).unwrap();
     assert_eq!(read(&v, "x/file").unwrap(), "x");
@@ -182,7 +199,10 @@ fn nothing_leaves_the_rootfs() {
     let v = volume("esc3", &[("../escape", "t.tpl", &["create"], false, "x")]);
     assert!(apply(&v.0, Some("create"), &inst(&[])).is_err());
     assert!(!v.0.join("escape").exists());
-    let v = volume("esc4", &[("/etc/a", "../metadata.yaml", &["create"], false, "")]);
+    let v = volume(
+        "esc4",
+        &[("/etc/a", "../metadata.yaml", &["create"], false, "")],
+    );
     assert!(apply(&v.0, Some("create"), &inst(&[])).is_err());
     // A symlinked template file is refused.
     let v = volume("esc5", &[("/etc/a", "real.tpl", &["create"], false, "x")]);
@@ -203,7 +223,12 @@ fn no_metadata_means_nothing_to_do_and_bad_templates_are_errors() {
     std::fs::create_dir_all(dir.join("rootfs")).unwrap();
     let v = Vol(dir);
     apply(&v.0, Some("create"), &inst(&[])).unwrap();
-    let v = volume("bad", &[("/etc/a", "t.tpl", &["create"], false, "{% if %}")]);
-    let e = apply(&v.0, Some("create"), &inst(&[])).unwrap_err().to_string();
+    let v = volume(
+        "bad",
+        &[("/etc/a", "t.tpl", &["create"], false, "{% if %}")],
+    );
+    let e = apply(&v.0, Some("create"), &inst(&[]))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("/etc/a"), "{e}");
 }

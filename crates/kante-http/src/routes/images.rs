@@ -59,7 +59,7 @@ pub async fn delete(State(s): State<AppState>, Path(fp): Path<String>) -> ApiRes
     operation(&s.engine.image_delete(&fp)?)
 }
 
-struct Spool(PathBuf);
+pub(crate) struct Spool(PathBuf);
 
 impl Drop for Spool {
     fn drop(&mut self) {
@@ -69,14 +69,14 @@ impl Drop for Spool {
 
 impl Spool {
     /// Hands the file over to the engine, which removes it when done.
-    fn keep(self) -> PathBuf {
+    pub(crate) fn keep(self) -> PathBuf {
         let p = self.0.clone();
         std::mem::forget(self);
         p
     }
 }
 
-async fn spool<S, E>(dir: &std::path::Path, mut stream: S) -> Result<Spool, EngineError>
+pub(crate) async fn spool<S, E>(dir: &std::path::Path, mut stream: S) -> Result<Spool, EngineError>
 where
     S: Stream<Item = Result<axum::body::Bytes, E>> + Unpin,
     E: std::fmt::Display,
@@ -101,7 +101,7 @@ fn uuid_like() -> String {
     format!("{n:x}-{}", std::process::id())
 }
 
-fn hdr(h: &HeaderMap, name: &str) -> String {
+pub(crate) fn hdr(h: &HeaderMap, name: &str) -> String {
     h.get(name)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
@@ -261,7 +261,7 @@ pub async fn export(State(s): State<AppState>, Path(fp): Path<String>) -> ApiRes
     Ok(resp)
 }
 
-fn tokio_stream(
+pub(crate) fn tokio_stream(
     file: tokio::fs::File,
 ) -> impl Stream<Item = std::io::Result<Vec<u8>>> + Send + 'static {
     futures_util::stream::unfold(file, |mut file| async move {

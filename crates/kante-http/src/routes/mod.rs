@@ -1,6 +1,7 @@
 //! Route handlers, one module per API area. Each handler only parses the
 //! request, calls the engine and renders the result.
 
+pub mod backups;
 pub mod events;
 pub mod files;
 pub mod images;

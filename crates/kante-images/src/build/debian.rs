@@ -107,16 +107,21 @@ RemainAfterExit=yes
 WantedBy=multi-user.target ssh.service
 ";
 
-/// Networking is owned by systemd-networkd; cloud-init's renderers (eni,
-/// netplan) are not installed and would fail. Only look for the seeds the
-/// daemon provides, never probe cloud metadata services over the network.
-/// The locale module needs the `locales` package (update-locale), which is
-/// not installed: without this, cloud-config.service fails (checked by
-/// booting the image under systemd-nspawn).
+/// Networking is owned by systemd-networkd, so cloud-init renders the seed's
+/// network config for it (bookworm's 22.4 has a networkd renderer; eni and
+/// netplan are not installed); the image's own eth0 DHCP file stays as the
+/// fallback (cloud-init's `10-cloud-init-<if>.network` sorts before it and
+/// wins). Only look for the seeds the daemon provides, never probe cloud
+/// metadata services over the network. The locale module needs the
+/// `locales` package (update-locale), which is not installed: without this,
+/// cloud-config.service fails (checked by booting the image under
+/// systemd-nspawn).
 const CLOUD_CFG: &str = "\
 # Written by kante image build.
-network:
-  config: disabled
+system_info:
+  network:
+    renderers: [networkd]
+    activators: [networkd]
 datasource_list: [NoCloud, LXD]
 locale: false
 ";
@@ -125,28 +130,63 @@ const HOSTS: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loop
 ff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n";
 
 /// cloud-init NoCloud seeds, rendered per instance from its config like the
-/// public "cloud" images do.
-const CLOUD_TEMPLATES: [Template; 3] = [
+/// public "cloud" images do, on every start: the daemon gives a new
+/// `volatile.cloud-init.instance-id` when the cloud-init keys change, and
+/// that new instance-id is what makes cloud-init run again.
+const CLOUD_TEMPLATES: [Template; 4] = [
     Template {
         path: "/var/lib/cloud/seed/nocloud-net/meta-data",
         file: "cloud-init-meta.tpl",
-        content: "instance-id: {{ instance.name }}\nlocal-hostname: {{ instance.name }}\n\
+        content:
+            "instance-id: {{ config_get(\"volatile.cloud-init.instance-id\", instance.name) }}\n\
+                  local-hostname: {{ instance.name }}\n\
                   {{ config_get(\"user.meta-data\", \"\") }}\n",
         properties: &[],
+        when: SEED_WHEN,
     },
     Template {
         path: "/var/lib/cloud/seed/nocloud-net/user-data",
         file: "cloud-init-user.tpl",
         content: "{{ config_get(\"user.user-data\", properties.default) }}\n",
         properties: &[("default", "#cloud-config\n{}")],
+        when: SEED_WHEN,
     },
     Template {
         path: "/var/lib/cloud/seed/nocloud-net/vendor-data",
         file: "cloud-init-vendor.tpl",
         content: "{{ config_get(\"user.vendor-data\", properties.default) }}\n",
         properties: &[("default", "#cloud-config\n{}")],
+        when: SEED_WHEN,
+    },
+    Template {
+        path: "/var/lib/cloud/seed/nocloud-net/network-config",
+        file: "cloud-init-network.tpl",
+        content: NETWORK_CONFIG_TEMPLATE,
+        properties: &[],
+        when: SEED_WHEN,
     },
 ];
+
+const SEED_WHEN: &[&str] = &["create", "copy", "start"];
+
+/// The instance's `user.network-config`, else DHCP on its first NIC (in
+/// device-name order, by the name the guest gives it). `nics` is Kante's;
+/// under LXD it is empty and the default falls back to eth0.
+const NETWORK_CONFIG_TEMPLATE: &str = "\
+{% if config_get(\"user.network-config\", \"\") == \"\" %}version: 1
+config:{% for nic in nics %}{% if forloop.first %}
+  - type: physical
+    name: {{ nic.name }}
+    subnets:
+      - type: dhcp
+        control: auto{% endif %}{% empty %}
+  - type: physical
+    name: eth0
+    subnets:
+      - type: dhcp
+        control: auto{% endfor %}
+{% else %}{{ config_get(\"user.network-config\", \"\") }}
+{% endif %}";
 
 /// Builds a Debian image tarball at `out` (zstd-compressed unified tarball).
 pub fn build_debian(
@@ -546,6 +586,69 @@ mod tests {
         }
         assert_eq!(events, 400);
         assert!(last > 0.99, "{last}");
+    }
+
+    /// The seed templates render to what cloud-init reads: YAML meta-data
+    /// with the instance-id, and a v1 network config (DHCP on the first NIC
+    /// by default, the user's as given otherwise).
+    #[test]
+    fn cloud_init_templates_render() {
+        use crate::template::{render, Context, Value};
+        let seed = |config: &[(&str, &str)], nics: &[&str]| {
+            let cfg: BTreeMap<String, String> = config
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let get = move |a: &[Value]| match a.first() {
+                Some(Value::Str(k)) if cfg.contains_key(k) => Value::Str(cfg[k].clone()),
+                _ => a.get(1).cloned().unwrap_or(Value::Null),
+            };
+            let mut out = BTreeMap::new();
+            for t in CLOUD_TEMPLATES {
+                let mut ctx = Context::default();
+                let inst = BTreeMap::from([("name".to_string(), "c1")]);
+                ctx.vars.insert("instance".into(), Value::from(inst));
+                let props: BTreeMap<String, &str> = t
+                    .properties
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), *v))
+                    .collect();
+                ctx.vars.insert("properties".into(), Value::from(props));
+                let list = nics
+                    .iter()
+                    .map(|n| Value::from(BTreeMap::from([("name".to_string(), *n)])))
+                    .collect();
+                ctx.vars.insert("nics".into(), Value::List(list));
+                ctx.functions.insert("config_get".into(), &get);
+                out.insert(t.file, render(t.content, &ctx).unwrap());
+            }
+            out
+        };
+        let yaml = |s: &str| serde_yaml::from_str::<serde_yaml::Value>(s).unwrap();
+        let out = seed(
+            &[
+                ("volatile.cloud-init.instance-id", "abc"),
+                ("user.meta-data", "x: 1"),
+            ],
+            &["if-a", "if-b"],
+        );
+        let meta = yaml(&out["cloud-init-meta.tpl"]);
+        assert_eq!(meta["instance-id"].as_str(), Some("abc"));
+        assert_eq!(meta["local-hostname"].as_str(), Some("c1"));
+        assert_eq!(meta["x"].as_u64(), Some(1));
+        assert_eq!(out["cloud-init-user.tpl"], "#cloud-config\n{}\n");
+        let net = yaml(&out["cloud-init-network.tpl"]);
+        assert_eq!(net["version"].as_u64(), Some(1));
+        let cfg = net["config"].as_sequence().unwrap();
+        assert_eq!(cfg.len(), 1);
+        assert_eq!(cfg[0]["name"].as_str(), Some("if-a"));
+        assert_eq!(cfg[0]["subnets"][0]["type"].as_str(), Some("dhcp"));
+        // No NIC list (LXD): eth0.
+        let net = yaml(&seed(&[], &[])["cloud-init-network.tpl"]);
+        assert_eq!(net["config"][0]["name"].as_str(), Some("eth0"));
+        let given = "version: 2\nethernets:\n  e:\n    dhcp4: true";
+        let out = seed(&[("user.network-config", given)], &["eth0"]);
+        assert_eq!(out["cloud-init-network.tpl"], format!("{given}\n"));
     }
 
     /// Slow (several minutes) and needs the Debian mirror:

@@ -7,22 +7,20 @@ mod workdir;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{BufWriter, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use kante_api::image::{normalise_architecture, ImageMetadata, ImageTemplate};
 
 pub use busybox::{build_busybox, BUSYBOX_FALLBACK_STOP_SIGNAL};
 pub use debian::{build_debian, DebianBuild};
 
+use crate::archive::{pack_sections, ArchiveCompression, PackOptions, Section};
 use crate::error::{ImageError, IoContext};
-use crate::process::{collect_stderr, first_line, spawn_error};
 
 /// Bump whenever any recipe's output changes: cached tarballs with an older
 /// stamp are rebuilt.
-pub const RECIPE_VERSION: u32 = 2;
+pub const RECIPE_VERSION: u32 = 3;
 
 /// Debian mirror used when none is given.
 pub const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
@@ -194,6 +192,8 @@ pub(crate) struct Template {
     pub file: &'static str,
     pub content: &'static str,
     pub properties: &'static [(&'static str, &'static str)],
+    /// Triggers: `create`, `copy`, `start`.
+    pub when: &'static [&'static str],
 }
 
 /// /etc/hostname and /etc/hosts, rendered by the daemon on create and copy.
@@ -203,6 +203,7 @@ pub(crate) const HOSTNAME_TEMPLATES: [Template; 2] = [
         file: "hostname.tpl",
         content: "{{ instance.name }}\n",
         properties: &[],
+        when: &["create", "copy"],
     },
     Template {
         path: "/etc/hosts",
@@ -211,6 +212,7 @@ pub(crate) const HOSTNAME_TEMPLATES: [Template; 2] = [
                   ::1\tlocalhost ip6-localhost ip6-loopback\n\
                   ff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
         properties: &[],
+        when: &["create", "copy"],
     },
 ];
 
@@ -233,7 +235,7 @@ pub(crate) fn write_image_metadata(
         meta.templates.insert(
             t.path.to_string(),
             ImageTemplate {
-                when: vec!["create".into(), "copy".into()],
+                when: t.when.iter().map(|w| w.to_string()).collect(),
                 create_only: false,
                 template: t.file.to_string(),
                 properties: t
@@ -253,27 +255,6 @@ pub(crate) fn serial_now() -> String {
     chrono::Utc::now().format("%Y%m%d_%H%M").to_string()
 }
 
-/// Bytes of regular files under `dir` (a progress denominator).
-fn tree_size(dir: &Path) -> u64 {
-    let mut total = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = fs::read_dir(&d) else { continue };
-        for e in rd.flatten() {
-            let Ok(m) = e.path().symlink_metadata() else {
-                continue;
-            };
-            if m.is_dir() {
-                stack.push(e.path());
-            } else if m.is_file() {
-                // Tar rounds data up to 512-byte blocks and adds a header each.
-                total += m.len().div_ceil(512) * 512 + 512;
-            }
-        }
-    }
-    total
-}
-
 /// Packs `work/{metadata.yaml,templates,rootfs}` with GNU tar into a
 /// zstd-compressed tarball at `out` (written to a temp file, then renamed).
 pub(crate) fn pack(
@@ -282,90 +263,26 @@ pub(crate) fn pack(
     events: &mut dyn FnMut(BuildEvent),
 ) -> Result<(), ImageError> {
     events(BuildEvent::Phase("pack".into()));
-    let total = tree_size(work);
-    let parent = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = tempfile::Builder::new()
-        .prefix(".kante-pack-")
-        .tempfile_in(parent)
-        .ctx(|| format!("creating a temporary file in {}", parent.display()))?;
-
-    let mut members = vec!["metadata.yaml"];
+    // metadata.yaml first, so readers find it without decompressing the rootfs.
+    let mut members = vec!["metadata.yaml".to_string()];
     if work.join("templates").is_dir() {
-        members.push("templates");
+        members.push("templates".into());
     }
-    members.push("rootfs");
-    let mut child = Command::new("tar")
-        .args([
-            "--create",
-            "--file=-",
-            "--numeric-owner",
-            "--xattrs",
-            "--xattrs-include=*",
-            "--sort=name",
-        ])
-        .arg("--directory")
-        .arg(work)
-        // metadata.yaml first, so readers find it without decompressing the rootfs.
-        .args(&members)
-        .env("LC_ALL", "C")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| spawn_error("tar", "tar", e))?;
-    let stderr = collect_stderr(&mut child, 64 * 1024);
-    let mut stdout = child.stdout.take().expect("piped stdout");
-
-    let result = (|| -> Result<(), ImageError> {
-        let mut enc = zstd::stream::write::Encoder::new(BufWriter::new(tmp.as_file()), ZSTD_LEVEL)
-            .ctx(|| "starting zstd".into())?;
-        enc.multithread(2).ctx(|| "starting zstd workers".into())?;
-        let mut buf = vec![0u8; 1 << 20];
-        let (mut done, mut reported) = (0u64, 0u64);
-        loop {
-            let n = stdout.read(&mut buf).ctx(|| "reading from tar".into())?;
-            if n == 0 {
-                break;
-            }
-            enc.write_all(&buf[..n])
-                .ctx(|| format!("writing {}", out.display()))?;
-            done += n as u64;
-            if done - reported >= 8 << 20 {
-                reported = done;
-                events(BuildEvent::Progress {
-                    done,
-                    total: total.max(done),
-                });
-            }
-        }
-        let mut w = enc.finish().ctx(|| format!("writing {}", out.display()))?;
-        w.flush().ctx(|| format!("writing {}", out.display()))?;
-        events(BuildEvent::Progress { done, total: done });
-        Ok(())
-    })();
-    drop(stdout);
-    let status = child.wait().ctx(|| "waiting for tar".into())?;
-    let err_text = stderr.join().unwrap_or_default();
-    result?;
-    if !status.success() {
-        return Err(ImageError::tool(
-            "tar",
-            format!(
-                "packing the image failed ({status}): {}",
-                first_line(&err_text, b"")
-            ),
-        ));
-    }
-    tmp.as_file()
-        .sync_all()
-        .ctx(|| format!("syncing {}", out.display()))?;
-    tmp.persist(out)
-        .map_err(|e| ImageError::io(format!("storing {}", out.display()), e.error))?;
-    fs::set_permissions(out, fs::Permissions::from_mode(0o644))
-        .ctx(|| format!("chmod {}", out.display()))
+    members.push("rootfs".into());
+    let section = Section {
+        dir: work.to_path_buf(),
+        prefix: String::new(),
+        members,
+    };
+    let opts = PackOptions {
+        compression: ArchiveCompression::Zstd { level: ZSTD_LEVEL },
+        mode: 0o644,
+        allow_changed_files: false,
+    };
+    pack_sections(&[section], out, &opts, &mut |done, total| {
+        events(BuildEvent::Progress { done, total })
+    })
+    .map(drop)
 }
 
 #[cfg(test)]

@@ -96,6 +96,10 @@ pub enum Command {
         #[arg(long)]
         stateful: bool,
     },
+    /// Export an instance (and its snapshots) as a backup tarball: INSTANCE [FILE]
+    Export(ExportArgs),
+    /// Import a backup tarball as an instance: FILE [NAME]
+    Import(ImportArgs),
     /// List instances
     #[command(visible_alias = "ls")]
     List(ListArgs),
@@ -151,7 +155,7 @@ pub enum Command {
 #[derive(Args, Debug, Clone)]
 pub struct CreateArgs {
     /// Image alias or fingerprint (prefix) on the local daemon
-    #[arg(required_unless_present = "auto", default_value = "")]
+    #[arg(required_unless_present_any = ["auto", "preseed", "interactive"], default_value = "")]
     pub image: String,
     /// `kante init --auto`: set this host up like `lxd init --auto` (a managed
     /// bridge with NAT on a free subnet, eth0 of the default profile)
@@ -160,6 +164,12 @@ pub struct CreateArgs {
     /// Name of the network `--auto` makes
     #[arg(long, default_value = "kantebr0", requires = "auto")]
     pub network_name: String,
+    /// `kante init --preseed`: apply LXD's preseed YAML read from stdin (all or nothing)
+    #[arg(long, conflicts_with_all = ["auto", "name", "config", "profiles", "no_profiles", "ephemeral"])]
+    pub preseed: bool,
+    /// `kante init --interactive`: the questions `lxd init` asks, then applied like a preseed
+    #[arg(long, conflicts_with_all = ["auto", "preseed", "name", "config", "profiles", "no_profiles", "ephemeral"])]
+    pub interactive: bool,
     /// Instance name (the server picks one if omitted)
     pub name: Option<String>,
     /// Config key/value to apply to the new instance
@@ -180,6 +190,29 @@ pub struct CreateArgs {
     /// Instance description
     #[arg(long)]
     pub description: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    pub instance: String,
+    /// Where to write the tarball (default: INSTANCE.tar.gz, .tar.zst or .tar)
+    pub file: Option<PathBuf>,
+    /// Leave the snapshots out
+    #[arg(long)]
+    pub instance_only: bool,
+    /// gzip (default), zstd or none
+    #[arg(long, default_value = "gzip")]
+    pub compression: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    pub file: PathBuf,
+    /// Name of the new instance (default: the name in the backup)
+    pub name: Option<String>,
+    /// Storage pool to import into
+    #[arg(short = 's', long = "storage")]
+    pub storage: Option<String>,
 }
 
 #[derive(Args, Debug)]

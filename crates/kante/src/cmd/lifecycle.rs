@@ -265,6 +265,8 @@ mod tests {
             description: None,
             auto: false,
             network_name: "kantebr0".into(),
+            preseed: false,
+            interactive: false,
         }
     }
 

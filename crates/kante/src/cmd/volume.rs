@@ -296,8 +296,14 @@ mod tests {
     use super::*;
 
     fn inst(devices: serde_json::Value) -> Instance {
-        serde_json::from_value(serde_json::json!({"name": "c1", "devices": devices}))
-            .expect("instance")
+        serde_json::from_value(serde_json::json!({
+            "name": "c1", "architecture": "x86_64", "config": {}, "devices": devices,
+            "ephemeral": false, "profiles": [], "stateful": false, "description": "",
+            "created_at": "2026-11-22T00:00:00Z", "expanded_config": {}, "expanded_devices": {},
+            "status": "Stopped", "status_code": 102, "last_used_at": "2026-11-22T00:00:00Z",
+            "location": "none", "type": "container", "project": "default",
+        }))
+        .expect("instance")
     }
 
     #[test]

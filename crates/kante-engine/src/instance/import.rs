@@ -1,0 +1,461 @@
+//! Importing a backup tarball (`POST /1.0/instances` with an
+//! `application/octet-stream` body): the instance and its snapshots come
+//! back, records and volumes, in the chosen pool, or nothing does.
+//!
+//! Before the operation starts, `backup/index.yaml` is read (only as far
+//! into the stream as it is) and everything about it is checked: name,
+//! pool, profiles, config, devices. The operation then unpacks into a
+//! staging directory inside the pool, through the tar scanner, and adopts
+//! each tree as a volume; a revert guard undoes records and volumes if any
+//! step fails, and the staging directory always goes.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use kante_api::operation::OperationClass;
+use kante_api::{ConfigMap, DevicesMap};
+use kante_images::ImageError;
+use kante_storage::{Pool, Revert, VolumeKind};
+use kante_store::{InstanceRow, SnapshotRow};
+use serde_json::json;
+
+use crate::error::{EngineError, Result};
+use crate::instance::backup_index::{
+    fit_config, parse_backup_yaml, parse_index, RecordIn, BACKUP_YAML_PATH, INDEX_PATH,
+};
+use crate::instance::backups::report_progress;
+use crate::instance::create::idmap_json;
+use crate::instance::{config, files, fmt_time};
+use crate::operations::{instance_resources, Op};
+use crate::Engine;
+
+/// An uploaded backup to import, with the `X-LXD-name` and `X-LXD-pool`
+/// headers. The engine owns the file from here on and removes it.
+pub struct BackupImport {
+    pub file: PathBuf,
+    pub name: Option<String>,
+    pub pool: Option<String>,
+}
+
+/// Removes the uploaded file however the import ends.
+struct Upload(PathBuf);
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Everything decided before the operation starts.
+struct Plan {
+    row: InstanceRow,
+    snapshots: Vec<SnapshotRow>,
+    pool: Pool,
+    renamed: bool,
+}
+
+/// Backup tarball problems are the client's (400); our own I/O is not.
+fn archive_error(e: ImageError) -> EngineError {
+    match e {
+        ImageError::Corrupt(m) => {
+            EngineError::bad(format!("The backup tarball is truncated or corrupt: {m}"))
+        }
+        ImageError::UnsafePath(m) => {
+            EngineError::bad(format!("Unsafe path in the backup tarball: {m}"))
+        }
+        ImageError::InvalidImage(m) => EngineError::bad(format!("Invalid backup tarball: {m}")),
+        ImageError::Tool { message, .. } => {
+            EngineError::bad(format!("Unpacking the backup failed: {message}"))
+        }
+        other => EngineError::internal(other),
+    }
+}
+
+impl Engine {
+    /// Checks the backup and starts importing it ("Creating instance from backup").
+    pub async fn instance_import(&self, req: BackupImport) -> Result<Arc<Op>> {
+        let upload = Upload(req.file.clone());
+        let file = req.file.clone();
+        let (index_text, fallback) = tokio::task::spawn_blocking(move || {
+            let index = kante_images::archive::read_member(&file, INDEX_PATH)?;
+            // Indexes without `config` (older LXD): the volume's backup.yaml has the record.
+            let needs_fallback = index.as_deref().is_some_and(|t| {
+                !String::from_utf8_lossy(t)
+                    .lines()
+                    .any(|l| l.starts_with("config:"))
+            });
+            let fallback = if needs_fallback {
+                kante_images::archive::read_member(&file, BACKUP_YAML_PATH)?
+            } else {
+                None
+            };
+            Ok::<_, ImageError>((index, fallback))
+        })
+        .await?
+        .map_err(archive_error)?;
+        let index_text = index_text.ok_or_else(|| {
+            EngineError::bad(format!("Invalid backup tarball: it has no {INDEX_PATH}"))
+        })?;
+        let index = parse_index(&index_text)?;
+        let cfg = match (index.config, fallback) {
+            (Some(c), _) => c,
+            (None, Some(text)) => parse_backup_yaml(&text)?,
+            (None, None) => Default::default(),
+        };
+        let record = cfg.record().cloned().unwrap_or_default();
+        let name = match req.name.filter(|n| !n.is_empty()) {
+            Some(n) => n,
+            None if !index.name.is_empty() => index.name.clone(),
+            None => record.name.clone(),
+        };
+        kante_api::names::validate_instance_name(&name)?;
+        if self.store.instance_get(&name)?.is_some() {
+            return Err(EngineError::Conflict(format!(
+                "Instance {name:?} already exists"
+            )));
+        }
+        let pool = self.import_pool(req.pool.as_deref(), &index.pool)?;
+        let snap_records = cfg.snapshots.unwrap_or_default();
+        let snap_names: Vec<String> = match index.snapshots {
+            Some(s) => s,
+            None => snap_records.iter().map(|s| s.name.clone()).collect(),
+        };
+        let plan = self.import_plan(&name, &record, &snap_names, &snap_records, pool)?;
+        let plan = Plan {
+            renamed: !record.name.is_empty() && record.name != name,
+            ..plan
+        };
+
+        let op = self.ops.create(
+            OperationClass::Task,
+            "Creating instance from backup",
+            instance_resources(&[&name], true),
+        );
+        let engine = self.arc();
+        let op2 = op.clone();
+        self.ops.run(op.clone(), async move {
+            let lock = engine.instance_lock(&plan.row.name);
+            let _g = lock.lock().await;
+            engine.import_locked(&op2, upload, plan).await
+        });
+        Ok(op)
+    }
+
+    /// The target pool: the one asked for, else the backup's if it exists
+    /// here, else the default profile's root pool.
+    fn import_pool(&self, asked: Option<&str>, in_backup: &str) -> Result<Pool> {
+        if let Some(p) = asked.filter(|p| !p.is_empty()) {
+            return self
+                .pool(p)
+                .map_err(|_| EngineError::bad(format!("Storage pool {p:?} not found")));
+        }
+        if !in_backup.is_empty() {
+            if let Ok(p) = self.pool(in_backup) {
+                return Ok(p);
+            }
+        }
+        let default_root = self
+            .store
+            .profile_get("default")?
+            .and_then(|p| config::root_disk(&p.devices).and_then(|(_, d)| d.get("pool").cloned()))
+            .unwrap_or_else(|| "default".into());
+        self.pool(&default_root).map_err(|_| {
+            EngineError::bad(format!(
+                "No storage pool to import into (the default profile's {default_root:?} does not exist)"
+            ))
+        })
+    }
+
+    /// The records the import will create, checked like a create would check them.
+    fn import_plan(
+        &self,
+        name: &str,
+        record: &RecordIn,
+        snap_names: &[String],
+        snap_records: &[RecordIn],
+        pool: Pool,
+    ) -> Result<Plan> {
+        let profiles = record
+            .profiles
+            .clone()
+            .unwrap_or_else(|| vec!["default".into()]);
+        let layers = self.profile_layers(&profiles).map_err(|e| match e {
+            EngineError::NotFound(m) => EngineError::bad(format!(
+                "{m}: create the profile before importing this backup"
+            )),
+            e => e,
+        })?;
+        let local = fit_config(
+            &record.config,
+            &self.idmap.host_uid.to_string(),
+            &idmap_json(&self.idmap),
+        );
+        let devices = fit_root(&layers, &local, &record.devices, &pool.name);
+        config::validate_config(&local)?;
+        config::validate_devices(&devices)?;
+        let (econfig, edevices) = config::expand(&layers, &local, &devices);
+        config::validate_config(&econfig)?;
+        self.check_device_refs(&edevices)?;
+        let now = fmt_time(kante_api::now());
+        let time_or = |t: Option<kante_api::Timestamp>, d: &str| {
+            t.map(fmt_time).unwrap_or_else(|| d.to_string())
+        };
+        let row = InstanceRow {
+            name: name.into(),
+            project: "default".into(),
+            kind: "container".into(),
+            architecture: if record.architecture.is_empty() {
+                std::env::consts::ARCH.into()
+            } else {
+                record.architecture.clone()
+            },
+            ephemeral: record.ephemeral,
+            stateful: false,
+            description: record.description.clone(),
+            created_at: time_or(record.created_at, &now),
+            last_used_at: fmt_time(kante_api::zero_time()),
+            config: local,
+            devices,
+            profiles,
+        };
+        let zero = fmt_time(kante_api::zero_time());
+        let snapshots = snap_names
+            .iter()
+            .map(|s| {
+                let r = snap_records.iter().find(|r| &r.name == s);
+                let (config, devices, profiles) = match r {
+                    Some(r) => (
+                        r.config.clone(),
+                        r.devices.clone(),
+                        r.profiles.clone().unwrap_or_else(|| row.profiles.clone()),
+                    ),
+                    None => (
+                        row.config.clone(),
+                        row.devices.clone(),
+                        row.profiles.clone(),
+                    ),
+                };
+                let layers = self.profile_layers(&profiles).unwrap_or_default();
+                SnapshotRow {
+                    instance: name.into(),
+                    name: s.clone(),
+                    created_at: time_or(r.and_then(|r| r.created_at), &now),
+                    expires_at: time_or(r.and_then(|r| r.expires_at), &zero),
+                    stateful: false,
+                    architecture: row.architecture.clone(),
+                    ephemeral: r.map(|r| r.ephemeral).unwrap_or(row.ephemeral),
+                    description: r.map(|r| r.description.clone()).unwrap_or_default(),
+                    devices: fit_root(&layers, &config, &devices, &pool.name),
+                    config,
+                    profiles,
+                }
+            })
+            .collect();
+        Ok(Plan {
+            row,
+            snapshots,
+            pool,
+            renamed: false,
+        })
+    }
+
+    async fn import_locked(&self, op: &Arc<Op>, upload: Upload, plan: Plan) -> Result<()> {
+        let Plan {
+            row,
+            snapshots,
+            pool,
+            renamed,
+        } = plan;
+        let name = row.name.clone();
+        if self.store.instance_get(&name)?.is_some() {
+            return Err(EngineError::Conflict(format!(
+                "Instance {name:?} already exists"
+            )));
+        }
+        let unpack = pool.create_unpack_dir(VolumeKind::Container, &name)?;
+        let _unpack_guard = UnpackDir(pool.clone(), unpack.clone());
+        let (file, dir, op2) = (upload.0.clone(), unpack.clone(), op.clone());
+        let started = std::time::Instant::now();
+        tokio::task::spawn_blocking(move || {
+            kante_images::archive::extract(&file, &dir, &mut |done, total| {
+                report_progress(
+                    &op2,
+                    "create_instance_from_backup_progress",
+                    "Unpack",
+                    done,
+                    total,
+                    started,
+                )
+            })
+        })
+        .await?
+        .map_err(archive_error)?;
+        drop(upload);
+        let root = unpack.join("backup");
+        check_tree(&root.join("container/rootfs"), "backup/container/rootfs")?;
+        for s in &snapshots {
+            check_tree(
+                &root.join("snapshots").join(&s.name),
+                &format!("backup/snapshots/{}", s.name),
+            )?;
+        }
+
+        let mut revert = Revert::new();
+        self.store.instance_create(&row)?;
+        {
+            let (engine, n) = (self.arc(), name.clone());
+            revert.add(move || {
+                let _ = engine.store.instance_delete(&n);
+            });
+        }
+        let (p, src, n) = (pool.clone(), root.join("container"), name.clone());
+        tokio::task::spawn_blocking(move || p.adopt_volume(&src, VolumeKind::Container, &n))
+            .await??;
+        {
+            // Deleting the volume takes its snapshots along.
+            let (p, n) = (pool.clone(), name.clone());
+            revert.add(move || {
+                let _ = p.delete_volume(VolumeKind::Container, &n);
+            });
+        }
+        for s in &snapshots {
+            let (p, n, sn) = (pool.clone(), name.clone(), s.name.clone());
+            let src = root.join("snapshots").join(&s.name);
+            tokio::task::spawn_blocking(move || {
+                p.adopt_snapshot(&src, VolumeKind::Container, &n, &sn)
+            })
+            .await??;
+            self.store.snapshot_create(s)?;
+        }
+        let rootfs = pool
+            .volume_path(VolumeKind::Container, &name)
+            .join("rootfs");
+        if renamed {
+            // The hostname follows the name, as on rename.
+            files::write_hostname(&rootfs, &name)?;
+        }
+        self.write_backup_file(&row);
+        revert.success();
+        op.set_metadata(json!({}));
+        self.events.lifecycle(
+            "instance-created",
+            &format!("/1.0/instances/{name}"),
+            json!({"source": "backup"}),
+        );
+        Ok(())
+    }
+}
+
+/// Removes the staging directory of an import, whatever happened.
+struct UnpackDir(Pool, PathBuf);
+
+impl Drop for UnpackDir {
+    fn drop(&mut self) {
+        if let Err(e) = self.0.remove_unpack_dir(&self.1) {
+            tracing::warn!(path = %self.1.display(), "removing an import staging directory: {e}");
+        }
+    }
+}
+
+/// `path` must be a real directory the archive made.
+fn check_tree(path: &Path, shown: &str) -> Result<()> {
+    match path.symlink_metadata() {
+        Ok(m) if m.is_dir() => Ok(()),
+        _ => Err(EngineError::bad(format!(
+            "Invalid backup tarball: {shown} is missing or not a directory"
+        ))),
+    }
+}
+
+/// Devices whose root disk is on `pool`: a local root device is pointed
+/// there, and a root disk from the profiles that names another pool gets a
+/// local override (as LXD does when importing into another pool).
+fn fit_root(
+    layers: &[(ConfigMap, DevicesMap)],
+    config: &ConfigMap,
+    devices: &DevicesMap,
+    pool: &str,
+) -> DevicesMap {
+    let mut devices = devices.clone();
+    for dev in devices.values_mut() {
+        if dev.get("type").map(String::as_str) == Some("disk")
+            && dev.get("path").map(String::as_str) == Some("/")
+        {
+            dev.insert("pool".into(), pool.into());
+        }
+    }
+    let (_, expanded) = config::expand(layers, config, &devices);
+    match config::root_disk(&expanded) {
+        Some((_, root)) if root.get("pool").map(String::as_str) == Some(pool) => {}
+        Some((dev, root)) => {
+            let mut root = root.clone();
+            root.insert("pool".into(), pool.into());
+            devices.insert(dev.clone(), root);
+        }
+        None => {
+            let root: ConfigMap = [("type", "disk"), ("path", "/"), ("pool", pool)]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            devices.insert("root".into(), root);
+        }
+    }
+    devices
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dev(pairs: &[(&str, &str)]) -> ConfigMap {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn root_disk_moves_to_the_target_pool() {
+        let mut profile = DevicesMap::new();
+        profile.insert(
+            "root".into(),
+            dev(&[("type", "disk"), ("path", "/"), ("pool", "default")]),
+        );
+        let layers = vec![(ConfigMap::new(), profile)];
+        // Profile root already on the target: nothing local is added.
+        let d = fit_root(&layers, &ConfigMap::new(), &DevicesMap::new(), "default");
+        assert!(d.is_empty());
+        // Another target: a local override with the profile's keys.
+        let d = fit_root(&layers, &ConfigMap::new(), &DevicesMap::new(), "fast");
+        assert_eq!(d["root"]["pool"], "fast");
+        assert_eq!(d["root"]["path"], "/");
+        // A local root on a pool that does not exist here is repointed.
+        let mut local = DevicesMap::new();
+        local.insert(
+            "rootfs".into(),
+            dev(&[
+                ("type", "disk"),
+                ("path", "/"),
+                ("pool", "gone"),
+                ("size", "1GiB"),
+            ]),
+        );
+        let d = fit_root(&layers, &ConfigMap::new(), &local, "fast");
+        assert_eq!(d["rootfs"]["pool"], "fast");
+        assert_eq!(d["rootfs"]["size"], "1GiB");
+        // No root disk at all: one is added.
+        let d = fit_root(&[], &ConfigMap::new(), &DevicesMap::new(), "p");
+        assert_eq!(d["root"]["pool"], "p");
+    }
+
+    #[test]
+    fn tarball_problems_are_client_errors() {
+        for e in [
+            ImageError::Corrupt("x".into()),
+            ImageError::UnsafePath("../x".into()),
+            ImageError::InvalidImage("x".into()),
+        ] {
+            assert_eq!(archive_error(e).status(), 400);
+        }
+    }
+}

@@ -1,0 +1,152 @@
+use std::os::unix::fs::MetadataExt;
+
+use super::*;
+
+fn opts(compression: ArchiveCompression) -> PackOptions {
+    PackOptions {
+        compression,
+        mode: 0o600,
+        allow_changed_files: false,
+    }
+}
+
+/// Two trees: `a` (a file, a hard link to it, a symlink) and `b`.
+fn fixture(root: &Path) -> (PathBuf, PathBuf) {
+    let a = root.join("a");
+    let b = root.join("b");
+    fs::create_dir_all(a.join("rootfs/etc")).unwrap();
+    fs::create_dir_all(b.join("rootfs")).unwrap();
+    fs::write(a.join("rootfs/etc/f"), b"one").unwrap();
+    fs::hard_link(a.join("rootfs/etc/f"), a.join("rootfs/etc/g")).unwrap();
+    std::os::unix::fs::symlink("../etc/f", a.join("rootfs/etc/s")).unwrap();
+    fs::write(b.join("rootfs/x"), vec![7u8; 100_000]).unwrap();
+    (a, b)
+}
+
+#[test]
+fn sections_round_trip_under_their_prefixes() {
+    for c in [
+        ArchiveCompression::None,
+        ArchiveCompression::Gzip,
+        ArchiveCompression::Zstd { level: 3 },
+    ] {
+        let t = tempfile::tempdir().unwrap();
+        let (a, b) = fixture(t.path());
+        let meta = t.path().join("meta");
+        fs::create_dir(&meta).unwrap();
+        fs::write(meta.join("index.yaml"), b"name: c1\n").unwrap();
+        let out = t.path().join(format!("out.{}", c.extension()));
+        let mut calls = Vec::new();
+        let size = pack_sections(
+            &[
+                Section::tree(&meta, "backup"),
+                Section::tree(&a, "backup/container"),
+                Section::tree(&b, "backup/snapshots/s,&1"),
+            ],
+            &out,
+            &opts(c),
+            &mut |d, t| calls.push((d, t)),
+        )
+        .unwrap();
+        assert_eq!(size, fs::metadata(&out).unwrap().len());
+        assert_eq!(fs::metadata(&out).unwrap().mode() & 0o777, 0o600);
+        let (d, t2) = *calls.last().unwrap();
+        assert_eq!(d, t2, "{c:?}: progress ends at 100%");
+        if c == ArchiveCompression::None {
+            // One end marker, after whole blocks.
+            assert_eq!(size % 512, 0);
+        }
+        assert_eq!(
+            read_member(&out, "backup/index.yaml").unwrap().as_deref(),
+            Some(&b"name: c1\n"[..])
+        );
+        assert_eq!(read_member(&out, "backup/nope.yaml").unwrap(), None);
+
+        let x = t.path().join("x");
+        fs::create_dir(&x).unwrap();
+        extract(&out, &x, &mut |_, _| {}).unwrap();
+        let f = x.join("backup/container/rootfs/etc/f");
+        let g = x.join("backup/container/rootfs/etc/g");
+        assert_eq!(fs::read(&f).unwrap(), b"one");
+        assert_eq!(
+            fs::metadata(&f).unwrap().ino(),
+            fs::metadata(&g).unwrap().ino(),
+            "hard link kept"
+        );
+        assert_eq!(
+            fs::read_link(x.join("backup/container/rootfs/etc/s")).unwrap(),
+            Path::new("../etc/f"),
+            "symlink target untouched"
+        );
+        assert_eq!(
+            fs::read(x.join("backup/snapshots/s,&1/rootfs/x"))
+                .unwrap()
+                .len(),
+            100_000
+        );
+        assert!(x.join("backup/index.yaml").is_file());
+    }
+}
+
+#[test]
+fn truncated_archives_are_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let (a, _) = fixture(t.path());
+    let out = t.path().join("out.tar.gz");
+    pack_sections(
+        &[Section::tree(&a, "backup/container")],
+        &out,
+        &opts(ArchiveCompression::Gzip),
+        &mut |_, _| {},
+    )
+    .unwrap();
+    let data = fs::read(&out).unwrap();
+    let cut = t.path().join("cut.tar.gz");
+    fs::write(&cut, &data[..data.len() / 2]).unwrap();
+    let x = t.path().join("x");
+    fs::create_dir(&x).unwrap();
+    let e = extract(&cut, &x, &mut |_, _| {}).unwrap_err();
+    assert!(matches!(e, ImageError::Corrupt(_)), "{e}");
+}
+
+#[test]
+fn a_missing_end_marker_is_an_error() {
+    let mut out = Vec::new();
+    let mut data = vec![1u8; 512];
+    data.extend_from_slice(&[0u8; 1024]);
+    strip_end_marker(&mut &data[..], &mut out, &mut |_| {}).unwrap();
+    assert_eq!(out, vec![1u8; 512]);
+    let bad = vec![1u8; 2048];
+    assert!(strip_end_marker(&mut &bad[..], &mut Vec::new(), &mut |_| {}).is_err());
+}
+
+#[test]
+fn transforms_escape_the_prefix() {
+    assert_eq!(sed_escape(r"a,b&c\d"), r"a\,b\&c\\d");
+    let s = Section::tree("/x", "backup/container");
+    assert_eq!(
+        s.tar_args().unwrap(),
+        vec!["--transform=s,^\\.,backup/container,S", "."]
+    );
+    assert!(Section::tree("/x", "").tar_args().is_err());
+    let m = Section {
+        dir: "/x".into(),
+        prefix: String::new(),
+        members: vec!["metadata.yaml".into()],
+    };
+    assert_eq!(m.tar_args().unwrap(), vec!["--", "metadata.yaml"]);
+}
+
+#[test]
+fn compression_names() {
+    assert_eq!(
+        ArchiveCompression::parse("gzip"),
+        Some(ArchiveCompression::Gzip)
+    );
+    assert_eq!(
+        ArchiveCompression::parse("zstd").unwrap().extension(),
+        "tar.zst"
+    );
+    assert_eq!(ArchiveCompression::parse("none").unwrap().name(), "none");
+    assert_eq!(ArchiveCompression::parse("xz"), None);
+}
