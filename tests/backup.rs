@@ -7,20 +7,12 @@
 mod helpers;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Instant;
 
 use helpers::*;
 use kante_client::{BackupImportOptions, ClientError};
-use kante_integration::{bin, run, Daemon, TestImage};
-
-fn kante(d: &Daemon, args: &[&str]) -> Output {
-    Command::new(bin("kante"))
-        .args(args)
-        .env("KANTE_DIR", &d.dir)
-        .output()
-        .expect("run kante")
-}
+use kante_integration::{kante, run, Daemon, TestImage};
 
 fn ok(out: &Output, what: &str) {
     assert!(

@@ -3,44 +3,10 @@
 
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kante_integration::{bin, run, Daemon, TestImage};
-
-fn kante(d: &Daemon, args: &[&str]) -> Output {
-    Command::new(bin("kante"))
-        .args(args)
-        .env("KANTE_DIR", &d.dir)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run kante")
-}
-
-fn ok(d: &Daemon, args: &[&str]) -> String {
-    let o = kante(d, args);
-    assert!(
-        o.status.success(),
-        "kante {args:?} failed: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// A failure is one line on stderr, `Error: …`, and a non-zero exit.
-fn fails(d: &Daemon, args: &[&str]) -> String {
-    let o = kante(d, args);
-    assert!(!o.status.success(), "kante {args:?} unexpectedly succeeded");
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert_eq!(
-        err.trim_end().lines().count(),
-        1,
-        "kante {args:?}: expected one line, got {err:?}"
-    );
-    assert!(err.starts_with("Error: "), "{err:?}");
-    err
-}
+use kante_integration::{bin, kante, kante_fails as fails, kante_ok as ok, run, Daemon, TestImage};
 
 #[test]
 fn readme_flow_with_busybox() {

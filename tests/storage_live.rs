@@ -8,40 +8,11 @@
 mod helpers;
 
 use std::os::unix::fs::MetadataExt;
-use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use helpers::*;
-use kante_integration::{bin, run, Daemon, TestImage};
+use kante_integration::{kante_fails as fails, kante_ok as ok, run, Daemon, TestImage};
 use serde_json::{json, Value};
-
-fn kante(d: &Daemon, args: &[&str]) -> Output {
-    Command::new(bin("kante"))
-        .args(args)
-        .env("KANTE_DIR", &d.dir)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run kante")
-}
-
-fn ok(d: &Daemon, args: &[&str]) -> String {
-    let o = kante(d, args);
-    assert!(
-        o.status.success(),
-        "kante {args:?} failed: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn fails(d: &Daemon, args: &[&str]) -> String {
-    let o = kante(d, args);
-    assert!(!o.status.success(), "kante {args:?} unexpectedly succeeded");
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
-    err
-}
 
 /// Mount points inside the instance (from its own /proc/self/mounts).
 async fn guest_mounts(d: &Daemon, name: &str) -> Vec<String> {

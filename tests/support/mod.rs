@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -568,4 +568,42 @@ pub fn run<F: std::future::Future<Output = ()>>(f: F) {
         .build()
         .unwrap()
         .block_on(f);
+}
+
+// ----- the CLI against a test daemon -------------------------------------
+
+/// `kante ARGS` against this daemon, stdin closed.
+pub fn kante(d: &Daemon, args: &[&str]) -> Output {
+    Command::new(bin("kante"))
+        .args(args)
+        .env("KANTE_DIR", &d.dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run kante")
+}
+
+/// `kante ARGS` must succeed; its stdout.
+pub fn kante_ok(d: &Daemon, args: &[&str]) -> String {
+    let o = kante(d, args);
+    assert!(
+        o.status.success(),
+        "kante {args:?} failed: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A failure is one line on stderr, `Error: …`, and a non-zero exit.
+pub fn kante_fails(d: &Daemon, args: &[&str]) -> String {
+    let o = kante(d, args);
+    assert!(!o.status.success(), "kante {args:?} unexpectedly succeeded");
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "kante {args:?}: expected one line, got {err:?}"
+    );
+    assert!(err.starts_with("Error: "), "{err:?}");
+    err
 }

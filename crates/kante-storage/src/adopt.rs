@@ -5,10 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::{
-    rename_noreplace, validate_snapshot_name, validate_volume_name, Pool, Result, Revert,
-    StorageError, VolumeKind,
-};
+use crate::{rename_noreplace, validate_volume_name, Pool, Result, StorageError, VolumeKind};
 
 /// Prefix of unpack directories; `.staging-` makes them crash leftovers
 /// that [`Pool::remove_staging_leftovers`] removes.
@@ -66,33 +63,10 @@ impl Pool {
         volume: &str,
         snap: &str,
     ) -> Result<PathBuf> {
-        validate_volume_name(volume)?;
-        validate_snapshot_name(snap)?;
-        let dst = self.snapshot_path(kind, volume, snap)?;
-        if dst.symlink_metadata().is_ok() {
-            return Err(StorageError::Exists(format!("snapshot {volume}/{snap}")));
-        }
-        let dir = dst
-            .parent()
-            .expect("snapshot path has a parent")
-            .to_path_buf();
-        let made_dir = !dir.exists();
-        std::fs::create_dir_all(&dir)
-            .map_err(StorageError::io(format!("creating {}", dir.display())))?;
-        let mut revert = Revert::new();
-        if made_dir {
-            let d = dir.clone();
-            revert.add(move || {
-                let _ = std::fs::remove_dir(&d);
-            });
-        }
-        let staging = dir.join(format!(".staging-{snap}"));
-        revert.merge(self.start_staging(&staging)?);
-        self.driver.adopt_volume(src, &staging)?;
-        self.driver.seal_volume(&staging)?;
-        rename_noreplace(&staging, &dst)?;
-        revert.success();
-        Ok(dst)
+        self.place_snapshot(kind, volume, snap, |staging| {
+            self.driver.adopt_volume(src, staging)?;
+            self.driver.seal_volume(staging)
+        })
     }
 }
 

@@ -44,10 +44,24 @@ impl Pool {
         volume: &str,
         snap: &str,
     ) -> Result<PathBuf> {
+        self.place_snapshot(kind, volume, snap, |staging| {
+            self.driver.snapshot_volume(src, staging)
+        })
+    }
+
+    /// Makes snapshot `snap` of `volume` from what `fill` puts at a staging
+    /// path next to it, renamed into place only when complete.
+    pub(crate) fn place_snapshot(
+        &self,
+        kind: VolumeKind,
+        volume: &str,
+        snap: &str,
+        fill: impl FnOnce(&Path) -> Result<()>,
+    ) -> Result<PathBuf> {
         validate_volume_name(volume)?;
         validate_snapshot_name(snap)?;
         let dst = self.snapshot_path(kind, volume, snap)?;
-        if dst.exists() {
+        if dst.symlink_metadata().is_ok() {
             return Err(StorageError::Exists(format!("snapshot {volume}/{snap}")));
         }
         let dir = dst
@@ -66,7 +80,7 @@ impl Pool {
         }
         let staging = dir.join(format!(".staging-{snap}"));
         revert.merge(self.start_staging(&staging)?);
-        self.driver.snapshot_volume(src, &staging)?;
+        fill(&staging)?;
         rename_noreplace(&staging, &dst)?;
         revert.success();
         Ok(dst)
