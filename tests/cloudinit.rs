@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use kante_api::instance::{InstanceSource, InstancesPost};
 use kante_integration::{run, Daemon, TestImage};
 use serde_json::json;
 
@@ -21,27 +20,6 @@ fn nic(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .collect();
     d.insert("type".into(), "nic".into());
     d
-}
-
-async fn create(d: &Daemon, fp: &str, name: &str, config: &[(&str, &str)], devs: Devices) {
-    let mut post = InstancesPost {
-        name: name.into(),
-        ..Default::default()
-    };
-    post.source = InstanceSource {
-        kind: "image".into(),
-        fingerprint: fp.into(),
-        ..Default::default()
-    };
-    post.put.config = config
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    post.put.devices = devs;
-    d.client
-        .create_instance(&post)
-        .await
-        .unwrap_or_else(|e| panic!("creating {name}: {e}"));
 }
 
 async fn exec(d: &Daemon, name: &str, cmd: &str) -> (i32, String) {
@@ -158,14 +136,14 @@ fn cloud_init_user_hostname_static_network_and_bad_yaml() {
         assert!(hash.starts_with("$6$"), "{hash}");
         let user_data = seed_000_user_data("docker1", &hash);
         let eth0: Devices = [("eth0".to_string(), nic(&[("network", "ktci0")]))].into();
-        create(&d, &fp, "ci-user", &[("user.user-data", &user_data)], eth0).await;
+        d.create_with_devices(&fp, "ci-user", &[("user.user-data", &user_data)], eth0)
+            .await;
         let demo: Devices = [(
             "if-demo".to_string(),
             nic(&[("network", "ktcidemo"), ("name", "if-demo")]),
         )]
         .into();
-        create(
-            &d,
+        d.create_with_devices(
             &fp,
             "ci-net",
             &[("user.network-config", SEED_002_NETWORK)],

@@ -244,6 +244,18 @@ impl Daemon {
     }
 
     pub async fn create(&self, fp: &str, name: &str, config: &[(&str, &str)]) {
+        self.create_with_devices(fp, name, config, Default::default())
+            .await
+    }
+
+    /// Creates (does not start) `name` from image `fp` with local devices.
+    pub async fn create_with_devices(
+        &self,
+        fp: &str,
+        name: &str,
+        config: &[(&str, &str)],
+        devices: kante_api::DevicesMap,
+    ) {
         let mut post = InstancesPost {
             name: name.into(),
             ..Default::default()
@@ -257,6 +269,7 @@ impl Daemon {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
+        post.put.devices = devices;
         self.client
             .create_instance(&post)
             .await

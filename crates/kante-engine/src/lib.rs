@@ -104,7 +104,7 @@ impl Engine {
         engine.start_networks().await;
         engine.reattach_instances().await;
         engine.start_snapshot_housekeeping();
-        engine.start_backup_housekeeping();
+        engine.clean_backups_at_start();
         Ok(engine)
     }
 

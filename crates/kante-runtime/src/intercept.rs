@@ -415,37 +415,15 @@ fn enter(at: &Target) -> io::Result<()> {
 
 /// Takes the caller's fs ids, groups and umask, and keeps only `cap` effective.
 fn become_caller(creds: &Creds, cap: u32) -> io::Result<()> {
-    // SAFETY: plain syscalls; the header and data outlive the calls.
+    // SAFETY: plain syscalls on this thread.
     unsafe {
         cvt(libc::setgroups(creds.groups.len(), creds.groups.as_ptr()))?;
         libc::setfsgid(creds.fsgid);
         libc::setfsuid(creds.fsuid);
         libc::umask(creds.umask as libc::mode_t);
-        #[repr(C)]
-        struct Header {
-            version: u32,
-            pid: i32,
-        }
-        #[repr(C)]
-        #[derive(Clone, Copy, Default)]
-        struct Data {
-            effective: u32,
-            permitted: u32,
-            inheritable: u32,
-        }
-        let mut h = Header {
-            version: 0x2008_0522,
-            pid: 0,
-        };
-        let mut d = [Data::default(); 2];
-        cvt(libc::syscall(libc::SYS_capget, &mut h, d.as_mut_ptr()) as libc::c_int)?;
-        // The fsuid change dropped the filesystem capabilities; raise just ours.
-        let (word, bit) = ((cap / 32) as usize, 1u32 << (cap % 32));
-        d[0].effective = 0;
-        d[1].effective = 0;
-        d[word].effective = bit & d[word].permitted;
-        cvt(libc::syscall(libc::SYS_capset, &mut h, d.as_ptr()) as libc::c_int)?;
     }
+    // The fsuid change dropped the filesystem capabilities; raise just ours.
+    crate::sys::set_effective_caps(|_| 1u64 << cap)?;
     Ok(())
 }
 

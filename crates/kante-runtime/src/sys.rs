@@ -48,17 +48,8 @@ pub fn open_tree_clone(path: &Path, recursive: bool) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
-/// Sets an idmapping (and optionally read-only) on a detached mount.
-pub fn mount_setattr_idmap(mount_fd: &OwnedFd, userns_fd: RawFd, readonly: bool) -> io::Result<()> {
-    let mut attr = MountAttr {
-        attr_set: MOUNT_ATTR_IDMAP,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: userns_fd as u64,
-    };
-    if readonly {
-        attr.attr_set |= MOUNT_ATTR_RDONLY;
-    }
+/// `mount_setattr` on a whole detached tree.
+fn mount_setattr(mount_fd: &OwnedFd, mut attr: MountAttr) -> io::Result<()> {
     let empty = c"";
     // SAFETY: attr lives across the call and its size is passed.
     check(unsafe {
@@ -74,27 +65,31 @@ pub fn mount_setattr_idmap(mount_fd: &OwnedFd, userns_fd: RawFd, readonly: bool)
     Ok(())
 }
 
+/// Sets an idmapping (and optionally read-only) on a detached mount.
+pub fn mount_setattr_idmap(mount_fd: &OwnedFd, userns_fd: RawFd, readonly: bool) -> io::Result<()> {
+    let rdonly = if readonly { MOUNT_ATTR_RDONLY } else { 0 };
+    mount_setattr(
+        mount_fd,
+        MountAttr {
+            attr_set: MOUNT_ATTR_IDMAP | rdonly,
+            attr_clr: 0,
+            propagation: 0,
+            userns_fd: userns_fd as u64,
+        },
+    )
+}
+
 /// Makes a detached mount tree read-only (no idmapping).
 pub fn mount_setattr_readonly(mount_fd: &OwnedFd) -> io::Result<()> {
-    let mut attr = MountAttr {
-        attr_set: MOUNT_ATTR_RDONLY,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: 0,
-    };
-    let empty = c"";
-    // SAFETY: attr lives across the call and its size is passed.
-    check(unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            mount_fd.as_raw_fd(),
-            empty.as_ptr(),
-            (libc::AT_EMPTY_PATH as libc::c_uint) | AT_RECURSIVE,
-            &mut attr as *mut MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    })?;
-    Ok(())
+    mount_setattr(
+        mount_fd,
+        MountAttr {
+            attr_set: MOUNT_ATTR_RDONLY,
+            attr_clr: 0,
+            propagation: 0,
+            userns_fd: 0,
+        },
+    )
 }
 
 /// Attaches a detached mount at `target`.
@@ -244,4 +239,37 @@ pub fn clone_fork(namespaces: u64) -> io::Result<Forked> {
             pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },
         })
     }
+}
+
+/// Sets the calling thread's effective capabilities to `choose(permitted)`
+/// (bit n = capability n). Per-thread: used after fs-id changes, which drop
+/// the filesystem capabilities from the effective set.
+pub fn set_effective_caps(choose: impl FnOnce(u64) -> u64) -> io::Result<()> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    // _LINUX_CAPABILITY_VERSION_3: two data words.
+    let mut h = Header {
+        version: 0x2008_0522,
+        pid: 0,
+    };
+    let mut d = [Data::default(); 2];
+    // SAFETY: capget/capset with the v3 layout; header and data outlive the calls.
+    check(unsafe { libc::syscall(libc::SYS_capget, &mut h as *mut Header, d.as_mut_ptr()) })?;
+    let permitted = u64::from(d[0].permitted) | (u64::from(d[1].permitted) << 32);
+    let effective = choose(permitted) & permitted;
+    d[0].effective = effective as u32;
+    d[1].effective = (effective >> 32) as u32;
+    // SAFETY: as above.
+    check(unsafe { libc::syscall(libc::SYS_capset, &mut h as *mut Header, d.as_ptr()) })?;
+    Ok(())
 }

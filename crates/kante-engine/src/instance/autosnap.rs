@@ -1,5 +1,6 @@
-//! kanted's own snapshot housekeeping: snapshots taken on each instance's
-//! `snapshots.schedule`, and snapshots past their `expires_at` removed.
+//! kanted's own housekeeping: snapshots taken on each instance's
+//! `snapshots.schedule`, and snapshots and backups past their `expires_at`
+//! removed.
 
 use std::sync::Weak;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use crate::schedule::Schedule;
 use crate::util::is_true;
 use crate::Engine;
 
-/// How often expired snapshots are looked for (seconds). Schedules are
+/// How often expired snapshots and backups are looked for (seconds). Schedules are
 /// evaluated once per minute whatever this is; tests shorten it.
 const EXPIRY_CHECK_ENV: &str = "KANTE_EXPIRY_CHECK_SECS";
 
@@ -68,6 +69,7 @@ impl Engine {
                 if let Err(e) = engine.prune_expired_snapshots().await {
                     tracing::warn!("expired snapshots: {e}");
                 }
+                engine.prune_expired_backups();
             }
         });
     }

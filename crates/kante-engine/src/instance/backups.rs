@@ -7,7 +7,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use kante_api::backup::{InstanceBackup, InstanceBackupsPost};
 use kante_api::operation::OperationClass;
@@ -21,9 +20,6 @@ use crate::error::{EngineError, Result};
 use crate::instance::backup_index::{next_backup_name, validate_backup_name, ConfigOut, IndexOut};
 use crate::operations::{instance_resources, Op};
 use crate::Engine;
-
-/// How often expired backups are looked for (seconds; tests shorten it).
-const EXPIRY_CHECK_ENV: &str = "KANTE_BACKUP_EXPIRY_CHECK_SECS";
 
 /// The record kept beside a backup's tarball.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -376,25 +372,11 @@ impl Engine {
         }
     }
 
-    /// Prunes now (with crash leftovers of packing and uploads), then every
-    /// minute; the task ends with the engine.
-    pub(crate) fn start_backup_housekeeping(&self) {
-        let root = self.paths.root.join("backups");
-        remove_leftovers(&root);
+    /// At start: crash leftovers go and expired backups are removed; the
+    /// snapshot housekeeping tick prunes them from then on.
+    pub(crate) fn clean_backups_at_start(&self) {
+        remove_leftovers(&self.paths.root.join("backups"));
         self.prune_expired_backups();
-        let me = self.me.clone();
-        let every = std::env::var(EXPIRY_CHECK_ENV)
-            .ok()
-            .and_then(|v| v.parse::<u64>().ok())
-            .filter(|s| *s > 0)
-            .unwrap_or(60);
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(every)).await;
-                let Some(engine) = me.upgrade() else { return };
-                engine.prune_expired_backups();
-            }
-        });
     }
 }
 

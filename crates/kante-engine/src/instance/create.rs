@@ -409,16 +409,30 @@ impl Engine {
             return Ok(());
         }
         for srow in self.store.snapshot_list(from)? {
-            let path = src_pool.snapshot_path(VolumeKind::Container, from, &srow.name)?;
-            let (p, n, s) = (pool.clone(), name.to_string(), srow.name.clone());
-            tokio::task::spawn_blocking(move || {
-                p.snapshot_from(&path, VolumeKind::Container, &n, &s)
-            })
+            self.copy_snapshot(&src_pool, &srow, pool, name).await?;
+        }
+        Ok(())
+    }
+
+    /// Copies snapshot `srow` (volume and record) to instance `name` in
+    /// `pool`; the copy's record drops the source's MACs.
+    pub(crate) async fn copy_snapshot(
+        &self,
+        src_pool: &kante_storage::Pool,
+        srow: &kante_store::SnapshotRow,
+        pool: &kante_storage::Pool,
+        name: &str,
+    ) -> Result<()> {
+        let path = src_pool.snapshot_path(VolumeKind::Container, &srow.instance, &srow.name)?;
+        let (p, n, s) = (pool.clone(), name.to_string(), srow.name.clone());
+        tokio::task::spawn_blocking(move || p.snapshot_from(&path, VolumeKind::Container, &n, &s))
             .await??;
-            let mut copy = srow.clone();
-            copy.instance = name.to_string();
-            copy.config.retain(|k, _| !k.ends_with(".hwaddr"));
-            self.store.snapshot_create(&copy)?;
+        let mut copy = srow.clone();
+        copy.instance = name.to_string();
+        copy.config.retain(|k, _| !k.ends_with(".hwaddr"));
+        if let Err(e) = self.store.snapshot_create(&copy) {
+            let _ = pool.delete_snapshot(VolumeKind::Container, name, &srow.name);
+            return Err(e.into());
         }
         Ok(())
     }

@@ -205,34 +205,7 @@ fn as_container_root<T: Send + 'static>(
 /// Leaving fsuid 0 drops the filesystem capabilities from the effective set;
 /// the thread still has them permitted, so take them back.
 fn raise_effective_caps() {
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: i32,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy, Default)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    const V3: u32 = 0x2008_0522;
-    let mut h = Header {
-        version: V3,
-        pid: 0,
-    };
-    let mut d = [Data::default(); 2];
-    // SAFETY: capget/capset with the v3 layout (two data structs).
-    unsafe {
-        if libc::syscall(libc::SYS_capget, &mut h as *mut Header, d.as_mut_ptr()) != 0 {
-            return;
-        }
-        for x in d.iter_mut() {
-            x.effective = x.permitted;
-        }
-        libc::syscall(libc::SYS_capset, &mut h as *mut Header, d.as_ptr());
-    }
+    let _ = kante_runtime::sys::set_effective_caps(|permitted| permitted);
 }
 
 impl Engine {

@@ -16,6 +16,16 @@ fn is_type(d: &BTreeMap<String, String>, kind: &str) -> bool {
     d.get("type").map(String::as_str) == Some(kind)
 }
 
+/// `required=false`: a missing source is skipped rather than an error.
+fn is_optional(d: &BTreeMap<String, String>) -> bool {
+    d.get("required").is_some_and(|v| {
+        matches!(
+            v.to_ascii_lowercase().as_str(),
+            "false" | "0" | "no" | "off"
+        )
+    })
+}
+
 /// A disk other than the root: mounted into the instance.
 fn is_extra_disk(d: &BTreeMap<String, String>) -> bool {
     is_type(d, "disk") && d.get("path").map(String::as_str) != Some("/")
@@ -75,12 +85,7 @@ impl Engine {
     ) -> Result<Vec<(String, BindMount)>> {
         let mut mounts = Vec::new();
         for (dname, dev) in edevices.iter().filter(|(_, d)| is_extra_disk(d)) {
-            let optional = dev.get("required").is_some_and(|v| {
-                matches!(
-                    v.to_ascii_lowercase().as_str(),
-                    "false" | "0" | "no" | "off"
-                )
-            });
+            let optional = is_optional(dev);
             let raw = dev.get("source").cloned().unwrap_or_default();
             let source = match dev.get("pool") {
                 // A custom volume: its directory in the pool is the bind source.
@@ -134,11 +139,8 @@ impl Engine {
                     continue;
                 }
                 let source = dev.get("source").map(String::as_str).unwrap_or("");
-                let optional = dev
-                    .get("required")
-                    .is_some_and(|v| !v.is_empty() && !is_true(Some(v)));
                 if let Err(e) = self.custom_volume_path(pool, source) {
-                    if !optional {
+                    if !is_optional(dev) {
                         return Err(EngineError::bad(format!("Device {name:?}: {e}")));
                     }
                 }

@@ -9,7 +9,6 @@ use std::process::Command;
 use std::sync::Arc;
 
 use kante_api::operation::OperationClass;
-use kante_storage::VolumeKind;
 
 use crate::error::{EngineError, Result};
 use crate::operations::{instance_resources, Op};
@@ -108,19 +107,8 @@ impl Engine {
                 .iter()
                 .filter(|s| !dst_snaps.iter().any(|d| d.name == s.name))
             {
-                let path = src_pool.snapshot_path(VolumeKind::Container, from, &srow.name)?;
-                let (p, n, s) = (dst_pool.clone(), target.to_string(), srow.name.clone());
-                tokio::task::spawn_blocking(move || {
-                    p.snapshot_from(&path, VolumeKind::Container, &n, &s)
-                })
-                .await??;
-                let mut copy = srow.clone();
-                copy.instance = target.to_string();
-                copy.config.retain(|k, _| !k.ends_with(".hwaddr"));
-                if let Err(e) = self.store.snapshot_create(&copy) {
-                    let _ = dst_pool.delete_snapshot(VolumeKind::Container, target, &srow.name);
-                    return Err(e.into());
-                }
+                self.copy_snapshot(&src_pool, srow, &dst_pool, target)
+                    .await?;
             }
         }
         let (src, dst) = (

@@ -1,18 +1,14 @@
 //! `/1.0/instances/{name}/backups…` and backup import (`POST /1.0/instances`
 //! with an `application/octet-stream` body).
 
-use axum::body::Body;
 use axum::extract::{FromRequest, Path, Request, State};
-use axum::http::{header, HeaderValue};
-use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use kante_api::backup::{InstanceBackupPost, InstanceBackupsPost};
 use kante_api::instance::InstancesPost;
 use kante_engine::instance::import::BackupImport;
-use kante_engine::EngineError;
 
-use super::images::{hdr, spool, tokio_stream};
+use super::images::{file_response, hdr, spool};
 use super::{instances, recursion, Params};
 use crate::body::Json;
 use crate::response::{operation, sync, ApiResult};
@@ -106,19 +102,5 @@ async fn export(
     Path((name, backup)): Path<(String, String)>,
 ) -> ApiResult {
     let path = s.engine.backup_file(&name, &backup)?;
-    let f = tokio::fs::File::open(&path)
-        .await
-        .map_err(EngineError::from)?;
-    let len = f.metadata().await.map(|m| m.len()).unwrap_or(0);
-    let mut resp = Response::new(Body::from_stream(tokio_stream(f)));
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    if let Ok(v) = HeaderValue::from_str(&format!("attachment;filename={backup}")) {
-        h.insert(header::CONTENT_DISPOSITION, v);
-    }
-    Ok(resp)
+    file_response(&path, &format!("attachment;filename={backup}")).await
 }

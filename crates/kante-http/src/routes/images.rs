@@ -220,21 +220,7 @@ pub async fn export(State(s): State<AppState>, Path(fp): Path<String>) -> ApiRes
     let files = s.engine.image_export_files(&fp)?;
     if files.len() == 1 {
         let (name, path) = &files[0];
-        let f = tokio::fs::File::open(path)
-            .await
-            .map_err(EngineError::from)?;
-        let len = f.metadata().await.map(|m| m.len()).unwrap_or(0);
-        let mut resp = Response::new(Body::from_stream(tokio_stream(f)));
-        let h = resp.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/octet-stream"),
-        );
-        h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-        if let Ok(v) = HeaderValue::from_str(&format!("inline;filename={name}")) {
-            h.insert(header::CONTENT_DISPOSITION, v);
-        }
-        return Ok(resp);
+        return file_response(path, &format!("inline;filename={name}")).await;
     }
     // Split image: multipart with the metadata and rootfs parts.
     let boundary = format!("kante-{}", uuid_like());
@@ -257,6 +243,26 @@ pub async fn export(State(s): State<AppState>, Path(fp): Path<String>) -> ApiRes
     ));
     if let Ok(v) = HeaderValue::from_str(&format!("multipart/form-data; boundary={boundary}")) {
         resp.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    Ok(resp)
+}
+
+/// A file streamed as `application/octet-stream` with its length and a
+/// `Content-Disposition` (image and backup exports).
+pub(crate) async fn file_response(path: &std::path::Path, disposition: &str) -> ApiResult {
+    let f = tokio::fs::File::open(path)
+        .await
+        .map_err(EngineError::from)?;
+    let len = f.metadata().await.map(|m| m.len()).unwrap_or(0);
+    let mut resp = Response::new(Body::from_stream(tokio_stream(f)));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    if let Ok(v) = HeaderValue::from_str(disposition) {
+        h.insert(header::CONTENT_DISPOSITION, v);
     }
     Ok(resp)
 }
