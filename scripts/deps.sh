@@ -11,6 +11,8 @@ PACKAGES=(
   dnsmasq-base nftables openvswitch-switch iputils-ping  # networks: DHCP/DNS, NAT, OVS (userspace datapath)
   btrfs-progs                                 # btrfs storage pools (mkfs.btrfs, quotas)
   rsync                                       # copy --refresh (incremental sync of a volume)
+  lxcfs fuse3                                 # guests see their limits in /proc (free, nproc, uptime)
+  attr                                        # tests: getfattr reads xattrs set inside guests
 )
 
 missing=()

@@ -1,7 +1,10 @@
 //! kante-bench: Kante's performance, side by side with LXD when an LXD is
 //! installed on the same host (same image, same pool type, interleaved runs).
 //! Prints a markdown table of min/median/max and writes the raw figures as JSON.
+//! Last comes density (see `density.rs`): how many idle instances fit in a
+//! memory budget, one target after the other.
 
+mod density;
 mod net;
 mod proc;
 mod report;
@@ -55,8 +58,22 @@ struct Args {
     #[arg(long, default_value_t = 5)]
     storage_runs: usize,
     /// Only the storage scenarios.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "only_density")]
     only_storage: bool,
+    /// Density: stop starting idle instances once the host's MemAvailable
+    /// has dropped by this many GiB.
+    #[arg(long, default_value_t = 8.0)]
+    density_budget_gib: f64,
+    /// Density: most instances to start (0 skips the scenario).
+    #[arg(long, default_value_t = 200)]
+    density_max: usize,
+    /// Density: the pool for the instances' root disks (btrfs: a 20 GiB
+    /// sparse loop file made for the run; dir: a full rootfs copy each).
+    #[arg(long, value_enum, default_value = "btrfs")]
+    density_pool: density::PoolKind,
+    /// Only the idle daemon RSS and the density scenario.
+    #[arg(long)]
+    only_density: bool,
     /// Where Kante keeps its state during the run.
     #[arg(long, default_value = "/var/tmp/kante-bench")]
     dir: PathBuf,
@@ -110,14 +127,27 @@ async fn run_all(args: &Args, targets: &mut [Target], r: &mut Results) -> Result
         let pid = t.daemon_pid().await;
         r.add("daemon RSS, idle", &t.name, "B", proc::rss(pid) as f64);
     }
-    if args.storage_runs > 0 {
-        storage::run(targets, args.storage_runs, r)
-            .await
-            .context("storage scenarios")?;
+    if !args.only_density {
+        if args.storage_runs > 0 {
+            storage::run(targets, args.storage_runs, r)
+                .await
+                .context("storage scenarios")?;
+        }
+        if args.only_storage {
+            return Ok(());
+        }
+        lifecycle_and_more(args, targets, r).await?;
     }
-    if args.only_storage {
-        return Ok(());
-    }
+    let cfg = density::Config {
+        budget: (args.density_budget_gib * (1u64 << 30) as f64) as u64,
+        max: args.density_max,
+        pool: args.density_pool,
+    };
+    density::run(targets, &cfg, r).await.context("density")
+}
+
+/// Lifecycle, exec, DHCP, list-at-scale and many-instances figures.
+async fn lifecycle_and_more(args: &Args, targets: &mut [Target], r: &mut Results) -> Result<()> {
     let ready = Duration::from_secs(120);
     let per_run_exec = args.exec_runs.div_ceil(args.runs.max(1));
     for i in 0..args.runs {

@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-/// Raw samples per scenario and target (seconds or bytes, see `unit`).
+/// Raw samples per scenario and target (seconds, bytes or a count, see `unit`:
+/// "s", "B" or "n").
 #[derive(Default, Serialize)]
 pub struct Results {
     pub samples: BTreeMap<String, BTreeMap<String, Vec<f64>>>,
@@ -53,6 +54,7 @@ fn fmt(v: f64, unit: &str) -> String {
         "s" if v < 1.0 => format!("{:.1} ms", v * 1e3),
         "s" => format!("{v:.2} s"),
         "B" => format!("{:.1} MiB", v / 1048576.0),
+        "n" => format!("{v:.0}"),
         _ => format!("{v:.2}"),
     }
 }
@@ -123,5 +125,9 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("0.11 |"), "{t}");
+        r.add("count", "kante", "n", 200.0);
+        r.add("count", "lxd", "n", 12.0);
+        let t = table(&r, &["kante".into(), "lxd".into()]);
+        assert!(t.contains("| count | 200 | 200 | 200 | 1 | 12 |"), "{t}");
     }
 }

@@ -16,47 +16,60 @@ use crate::PREFIX;
 /// The btrfs pool made for the run.
 const BTRFS_POOL: &str = "bench-btrfs";
 
-/// Makes the run's btrfs pool on `t`; false (dir figures only) if it cannot.
-async fn create_btrfs(t: &Target, r: &mut Results) -> bool {
+/// Makes a btrfs pool `name` on a sparse loop file of `size` (say "10GiB"),
+/// through the API, the same request for every daemon; how long it took.
+/// Also used by the density scenario.
+pub(crate) async fn create_btrfs_pool(t: &Target, name: &str, size: &str) -> Result<Duration> {
     let t0 = Instant::now();
-    let resp = t
-        .client
+    t.client
         .post(
             "/1.0/storage-pools",
-            &json!({"name": BTRFS_POOL, "driver": "btrfs", "config": {"size": "10GiB"}}),
+            &json!({"name": name, "driver": "btrfs", "config": {"size": size}}),
         )
-        .await;
-    match resp {
-        Ok(_) => {
+        .await
+        .with_context(|| format!("creating btrfs pool {name} ({size}) on {}", t.name))?;
+    Ok(t0.elapsed())
+}
+
+/// Deletes pool `name` (for a loop-backed pool: unmount, detach, remove the
+/// file); how long it took.
+pub(crate) async fn delete_pool(t: &Target, name: &str) -> Result<Duration> {
+    let t0 = Instant::now();
+    t.client
+        .delete(&format!("/1.0/storage-pools/{name}"))
+        .await
+        .with_context(|| format!("deleting pool {name} on {}", t.name))?;
+    Ok(t0.elapsed())
+}
+
+/// Makes the run's btrfs pool on `t`; false (dir figures only) if it cannot.
+async fn create_btrfs(t: &Target, r: &mut Results) -> bool {
+    match create_btrfs_pool(t, BTRFS_POOL, "10GiB").await {
+        Ok(took) => {
             r.add(
                 "create btrfs pool (10 GiB loop file)",
                 &t.name,
                 "s",
-                t0.elapsed().as_secs_f64(),
+                took.as_secs_f64(),
             );
             true
         }
         Err(e) => {
-            eprintln!("{}: no btrfs pool ({e}): dir figures only", t.name);
+            eprintln!("{}: no btrfs pool ({e:#}): dir figures only", t.name);
             false
         }
     }
 }
 
 async fn delete_btrfs(t: &Target, r: &mut Results) {
-    let t1 = Instant::now();
-    let del = t
-        .client
-        .delete(&format!("/1.0/storage-pools/{BTRFS_POOL}"))
-        .await;
-    match del {
-        Ok(_) => r.add(
+    match delete_pool(t, BTRFS_POOL).await {
+        Ok(took) => r.add(
             "delete btrfs pool (unmount, detach, remove)",
             &t.name,
             "s",
-            t1.elapsed().as_secs_f64(),
+            took.as_secs_f64(),
         ),
-        Err(e) => eprintln!("{}: deleting the btrfs pool: {e}", t.name),
+        Err(e) => eprintln!("{e:#}"),
     }
 }
 

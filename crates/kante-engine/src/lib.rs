@@ -11,6 +11,7 @@ pub mod events;
 pub mod host;
 pub mod images;
 pub mod instance;
+mod lxcfs;
 pub mod network;
 pub mod operations;
 pub mod paths;
@@ -56,6 +57,11 @@ pub struct Engine {
     image_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// The host id range containers map to (shared by default, like LXD).
     pub idmap: IdMap,
+    /// Root's subordinate ids, cut into per-instance blocks for isolation.
+    pub id_range: instance::idmaps::HostIdRange,
+    idmap_alloc: Mutex<()>,
+    /// The host's lxcfs, bound over the guests' /proc files.
+    pub lxcfs: Arc<kante_runtime::lxcfs::Lxcfs>,
     pub started_at: kante_api::Timestamp,
     me: Weak<Engine>,
 }
@@ -83,6 +89,7 @@ impl Engine {
         let store = Store::open(&paths.database())?;
         let net = kante_network::NetContext::system()?;
         let events = Events::new();
+        let id_range = instance::idmaps::HostIdRange::system();
         let engine = Arc::new_cyclic(|me| Engine {
             paths,
             store,
@@ -94,7 +101,10 @@ impl Engine {
             running: Mutex::new(HashMap::new()),
             instance_locks: Mutex::new(HashMap::new()),
             image_locks: Mutex::new(HashMap::new()),
-            idmap: host_idmap(),
+            idmap: id_range.shared(),
+            id_range,
+            idmap_alloc: Mutex::new(()),
+            lxcfs: Arc::new(kante_runtime::lxcfs::Lxcfs::system()),
             started_at: kante_api::now(),
             me: me.clone(),
         });
@@ -104,6 +114,7 @@ impl Engine {
         engine.start_networks().await;
         engine.reattach_instances().await;
         engine.start_snapshot_housekeeping();
+        engine.start_lxcfs_supervision();
         engine.clean_backups_at_start();
         Ok(engine)
     }
@@ -146,34 +157,5 @@ impl Engine {
             "kanted shutting down; {} containers keep running",
             lock(&self.running).len()
         );
-    }
-}
-
-/// The id range for containers: root's range in /etc/subuid if it has one
-/// (as LXD does), else 1000000 + 65536.
-fn host_idmap() -> IdMap {
-    let from = |file: &str| -> Option<(u32, u32)> {
-        let text = std::fs::read_to_string(file).ok()?;
-        text.lines().find_map(|l| {
-            let mut p = l.trim().split(':');
-            if p.next()? != "root" {
-                return None;
-            }
-            let start: u32 = p.next()?.parse().ok()?;
-            let count: u32 = p.next()?.parse().ok()?;
-            (count >= 65536).then_some((start, count))
-        })
-    };
-    match (from("/etc/subuid"), from("/etc/subgid")) {
-        (Some((u, _)), Some((g, _))) => IdMap {
-            host_uid: u,
-            host_gid: g,
-            size: 65536,
-        },
-        _ => IdMap {
-            host_uid: 1_000_000,
-            host_gid: 1_000_000,
-            size: 65536,
-        },
     }
 }

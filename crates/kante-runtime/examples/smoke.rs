@@ -42,6 +42,7 @@ fn main() {
         nesting: false,
         intercept: Default::default(),
         console_log_limit: 1 << 20,
+        lxcfs: None,
     };
     let t0 = Instant::now();
     let c = rt.start(&spec, &mut |_| Ok(())).expect("start");

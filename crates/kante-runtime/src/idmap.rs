@@ -10,6 +10,28 @@ use std::path::Path;
 use crate::spec::IdMap;
 use crate::sys::{self, Forked};
 
+/// The map of the running process `pid` (its first uid and gid lines), or
+/// `None` when it runs in the host's user namespace.
+pub fn of_process(pid: i32) -> Option<IdMap> {
+    let first = |file: &str| -> Option<(u32, u32, u32)> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).ok()?;
+        let mut f = text
+            .lines()
+            .next()?
+            .split_whitespace()
+            .map(|n| n.parse::<u32>());
+        Some((f.next()?.ok()?, f.next()?.ok()?, f.next()?.ok()?))
+    };
+    let (uin, uhost, usize_) = first("uid_map")?;
+    let (gin, ghost, _) = first("gid_map")?;
+    // The initial namespace maps everything: 0 0 4294967295.
+    (uin == 0 && gin == 0 && usize_ != u32::MAX).then_some(IdMap {
+        host_uid: uhost,
+        host_gid: ghost,
+        size: usize_,
+    })
+}
+
 /// A user namespace carrying `map`, kept only as an fd to idmap mounts with.
 /// Must be called from a single-threaded process (it forks).
 pub fn userns_fd(map: &IdMap) -> io::Result<OwnedFd> {

@@ -17,6 +17,7 @@ pub mod idmap;
 pub mod intercept;
 pub mod kmod;
 pub mod linux;
+pub mod lxcfs;
 pub mod monitor;
 pub mod mounts;
 pub mod notify;

@@ -98,7 +98,12 @@ pub trait Runtime: Send + Sync {
     /// After init exited: reaps the monitor, removes cgroups, returns how init ended.
     fn cleanup(&self, c: Container) -> Result<Option<InitExit>, RuntimeError>;
     /// The cgroup of a container, for limits.
-    fn cgroup(&self, c: &Container) -> Cgroup;
+    fn cgroup(&self, c: &Container) -> Cgroup {
+        self.cgroup_at(&c.record.cgroup)
+    }
+    /// The cgroup at a relative path (`kante-…/<name>`), without holding
+    /// the container.
+    fn cgroup_at(&self, rel: &str) -> Cgroup;
 }
 
 pub struct LinuxRuntime {
@@ -346,8 +351,8 @@ impl Runtime for LinuxRuntime {
         Ok(exit)
     }
 
-    fn cgroup(&self, c: &Container) -> Cgroup {
-        Cgroup::new(self.layout.clone(), c.record.cgroup.clone())
+    fn cgroup_at(&self, rel: &str) -> Cgroup {
+        Cgroup::new(self.layout.clone(), rel)
     }
 }
 

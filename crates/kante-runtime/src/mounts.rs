@@ -165,6 +165,9 @@ pub fn setup_rootfs(
             Some(opts),
         )?;
     }
+    if let Some(dir) = &spec.lxcfs {
+        setup_lxcfs(root, dir, spec.nesting)?;
+    }
     for (i, m) in spec.mounts.iter().enumerate() {
         let t = target_in_root(root, &m.target)?;
         if m.source.is_dir() {
@@ -220,6 +223,28 @@ fn setup_proc(root: &Path, nesting: bool) -> SetupResult<()> {
         let p = proc_.join(f);
         if p.exists() {
             bind(Path::new("/dev/null"), &p, false)?;
+        }
+    }
+    Ok(())
+}
+
+/// Binds lxcfs's files over the guest's proc and sysfs ones. With nesting,
+/// also mounts an uncovered proc and sysfs under /dev/.lxc (as LXC does): a
+/// nested runtime in its own user namespace may only mount proc or sysfs
+/// while a fully visible one exists (the kernel's mount_too_revealing check).
+fn setup_lxcfs(root: &Path, dir: &Path, nesting: bool) -> SetupResult<()> {
+    for m in crate::lxcfs::binds(dir) {
+        let t = target_in_root(root, &m.target)?;
+        if t.exists() {
+            bind(&m.source, &t, false)?;
+        }
+    }
+    if nesting {
+        let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+        for (fs, sub) in [("proc", "proc"), ("sysfs", "sys")] {
+            let t = root.join("dev/.lxc").join(sub);
+            ensure_dir(&t)?;
+            do_mount(Some(fs), &t, Some(fs), flags, None)?;
         }
     }
     Ok(())

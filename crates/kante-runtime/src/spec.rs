@@ -71,6 +71,10 @@ pub struct ContainerSpec {
     pub intercept: Intercept,
     /// Keep at most this many bytes of console output in `console.log`.
     pub console_log_limit: u64,
+    /// Where lxcfs serves (bound over the guest's /proc files); `None`
+    /// leaves the kernel's host-wide files.
+    #[serde(default)]
+    pub lxcfs: Option<PathBuf>,
 }
 
 impl ContainerSpec {

@@ -18,8 +18,6 @@ enum Kind {
     Expiry,
     /// Comma-separated kernel module names.
     KernelModules,
-    /// A boolean of which only `false` is implemented.
-    NotYet,
     /// `snapshots.schedule`: cron or aliases.
     Schedule,
 }
@@ -36,7 +34,7 @@ const KEYS: &[(&str, Kind, bool)] = &[
     ("security.protection.delete", Kind::Bool, true),
     // Nesting and interception shape the container itself: next start.
     ("security.nesting", Kind::Bool, false),
-    ("security.idmap.isolated", Kind::NotYet, false),
+    ("security.idmap.isolated", Kind::Bool, false),
     ("security.syscalls.intercept.mknod", Kind::Bool, false),
     ("security.syscalls.intercept.setxattr", Kind::Bool, false),
     ("linux.kernel_modules", Kind::KernelModules, false),
@@ -95,13 +93,6 @@ fn check_value(key: &str, kind: Kind, value: &str) -> Result<()> {
         Kind::KernelModules => kante_runtime::kmod::parse_list(value)
             .map(|_| ())
             .map_err(bad),
-        Kind::NotYet => match value.to_ascii_lowercase().as_str() {
-            "false" | "0" | "no" | "off" => Ok(()),
-            "true" | "1" | "yes" | "on" => Err(EngineError::bad(format!(
-                "{key}=true is not supported yet: unprivileged instances share one id map"
-            ))),
-            _ => Err(bad(format!("{value:?} is not a boolean"))),
-        },
         Kind::Expiry => crate::instance::snapshots::parse_expiry(value)
             .map(|_| ())
             .map_err(bad),
@@ -401,10 +392,8 @@ mod tests {
         ] {
             assert!(validate_config(&map(&[(k, v)])).is_err(), "{k}={v}");
         }
-        let e = validate_config(&map(&[("security.idmap.isolated", "true")]))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("not supported"), "{e}");
+        assert!(validate_config(&map(&[("security.idmap.isolated", "true")])).is_ok());
+        assert!(validate_config(&map(&[("security.idmap.isolated", "maybe")])).is_err());
         assert!(!is_live("security.nesting"));
         assert!(!is_live("security.syscalls.intercept.mknod"));
         assert!(!is_live("linux.kernel_modules"));

@@ -176,6 +176,7 @@ impl Engine {
                 setxattr: is_true(econfig.get("security.syscalls.intercept.setxattr")),
             },
             console_log_limit: 1 << 20,
+            lxcfs: None,
         })
     }
 
@@ -185,7 +186,13 @@ impl Engine {
         }
         let mut row = self.instance_row(name)?;
         let (econfig, edevices) = self.expanded(&row)?;
-        let spec = self.container_spec(&row, &econfig, &edevices)?;
+        let mut spec = self.container_spec(&row, &econfig, &edevices)?;
+        spec.lxcfs = self.lxcfs_for_start().await;
+        spec.idmap = self.idmap_for_start(name, &econfig, &mut row.config)?;
+        let idmap_current = spec
+            .idmap
+            .as_ref()
+            .map_or_else(|| "[]".into(), super::create::idmap_json);
         // Image templates (create/copy once, `start` ones every time); a
         // failed start keeps the trigger, so the next start renders them.
         self.apply_templates(&row, &econfig, &edevices).await?;
@@ -237,14 +244,8 @@ impl Engine {
         };
         row.config
             .insert("volatile.last_state.power".into(), "RUNNING".into());
-        row.config.insert(
-            "volatile.idmap.current".into(),
-            if is_true(econfig.get("security.privileged")) {
-                "[]".into()
-            } else {
-                super::create::idmap_json(&self.idmap)
-            },
-        );
+        row.config
+            .insert("volatile.idmap.current".into(), idmap_current);
         row.last_used_at = fmt_time(kante_api::now());
         self.store.instance_update(&row)?;
         self.track(name, container, proxies, nics);
@@ -510,13 +511,16 @@ impl Engine {
     fn balanced_cpus(&self, n: usize, own_cgroup: &str) -> Vec<u32> {
         let total = config::online_cpus();
         let mut load = vec![0usize; total];
-        for r in crate::lock(&self.running).values() {
-            let guard = crate::lock(&r.container);
-            let Some(c) = guard.as_ref() else { continue };
-            if c.record.cgroup == own_cgroup {
+        // By cgroup path, not through the containers' locks: the caller may
+        // hold its own (a live update), and two updates must not wait on
+        // each other.
+        let names: Vec<String> = crate::lock(&self.running).keys().cloned().collect();
+        for name in names {
+            let rel = format!("{}/{}", self.paths.cgroup_prefix(), name);
+            if rel == own_cgroup {
                 continue;
             }
-            if let Some(cpus) = self.runtime.cgroup(c).read("cpuset", "cpuset.cpus") {
+            if let Some(cpus) = self.runtime.cgroup_at(&rel).read("cpuset", "cpuset.cpus") {
                 if let Ok(set) = units::parse_cpu_set(&cpus) {
                     if set.len() < total {
                         for cpu in set {

@@ -225,7 +225,7 @@ impl Engine {
             .collect();
         let mounts = self.disk_mounts(&added, privileged)?;
         let pid = r.pid;
-        let root_ids = (!privileged).then_some((self.idmap.host_uid, self.idmap.host_gid));
+        let root_ids = kante_runtime::idmap::of_process(pid).map(|m| (m.host_uid, m.host_gid));
         tokio::task::spawn_blocking(move || -> Result<()> {
             for path in &removed {
                 kante_runtime::hotplug::detach(pid, path)

@@ -9,6 +9,7 @@ pub mod config;
 pub mod create;
 pub mod exec;
 pub mod files;
+pub mod idmaps;
 pub mod import;
 pub mod lifecycle;
 pub mod live;
