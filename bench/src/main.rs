@@ -74,6 +74,9 @@ struct Args {
     /// Only the idle daemon RSS and the density scenario.
     #[arg(long)]
     only_density: bool,
+    /// Only the scale figures: lists of `--list-counts` instances, then density.
+    #[arg(long, conflicts_with_all = ["only_density", "only_storage"])]
+    only_scale: bool,
     /// Where Kante keeps its state during the run.
     #[arg(long, default_value = "/var/tmp/kante-bench")]
     dir: PathBuf,
@@ -127,7 +130,13 @@ async fn run_all(args: &Args, targets: &mut [Target], r: &mut Results) -> Result
         let pid = t.daemon_pid().await;
         r.add("daemon RSS, idle", &t.name, "B", proc::rss(pid) as f64);
     }
-    if !args.only_density {
+    if args.only_scale {
+        for t in targets.iter_mut() {
+            list_at_scale(args, t, r)
+                .await
+                .with_context(|| format!("list at scale on {}", t.name))?;
+        }
+    } else if !args.only_density {
         if args.storage_runs > 0 {
             storage::run(targets, args.storage_runs, r)
                 .await

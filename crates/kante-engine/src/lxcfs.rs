@@ -51,11 +51,7 @@ impl Engine {
     /// While instances run, restarts a dead lxcfs within a tick.
     pub(crate) fn start_lxcfs_supervision(&self) {
         let me: Weak<Engine> = self.me.clone();
-        let every = std::env::var(CHECK_ENV)
-            .ok()
-            .and_then(|v| v.parse::<u64>().ok())
-            .filter(|s| *s > 0)
-            .unwrap_or(10);
+        let every = crate::util::env_secs(CHECK_ENV, 10);
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_secs(every)).await;

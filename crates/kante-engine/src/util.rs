@@ -24,6 +24,15 @@ pub fn is_true(v: Option<&String>) -> bool {
     )
 }
 
+/// A positive number of seconds from the environment variable `name`, else `default`.
+pub fn env_secs(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .unwrap_or(default)
+}
+
 /// Registers an fd we own with the tokio reactor.
 pub fn async_fd(
     fd: std::os::fd::OwnedFd,

@@ -44,11 +44,7 @@ impl Engine {
     /// Starts the housekeeping task; it ends when the engine is dropped.
     pub(crate) fn start_snapshot_housekeeping(&self) {
         let me: Weak<Engine> = self.me.clone();
-        let every = std::env::var(EXPIRY_CHECK_ENV)
-            .ok()
-            .and_then(|v| v.parse::<u64>().ok())
-            .filter(|s| *s > 0)
-            .unwrap_or(60);
+        let every = crate::util::env_secs(EXPIRY_CHECK_ENV, 60);
         tokio::spawn(async move {
             let mut last_minute: Option<NaiveDateTime> = None;
             loop {
