@@ -163,17 +163,12 @@ impl Lxcfs {
     fn start(&self, program: &Path) -> Result<(), String> {
         // A dead lxcfs leaves its mount behind, answering ENOTCONN.
         let _ = nix::mount::umount2(&self.dir, nix::mount::MntFlags::MNT_DETACH);
-        if let Some(pid) = std::fs::read_to_string(&self.pidfile)
-            .ok()
-            .and_then(|s| s.trim().parse::<i32>().ok())
-        {
-            if is_lxcfs(pid) {
-                // Alive but not serving (hung): replace it.
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
+        if let Some(pid) = self.pid() {
+            // Alive but not serving (hung): replace it.
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
         std::fs::create_dir_all(&self.dir)
             .map_err(|e| format!("creating {}: {e}", self.dir.display()))?;
@@ -229,8 +224,8 @@ impl Lxcfs {
         Ok(())
     }
 
-    /// The pid of the lxcfs serving us, if it is ours to see.
-    pub fn pid(&self) -> Option<i32> {
+    /// The pid of the lxcfs in our pidfile, if it still runs.
+    fn pid(&self) -> Option<i32> {
         std::fs::read_to_string(&self.pidfile)
             .ok()
             .and_then(|s| s.trim().parse::<i32>().ok())

@@ -125,12 +125,15 @@ impl Engine {
         Ok(())
     }
 
-    /// Builds the runtime spec from the expanded config.
+    /// Builds the runtime spec from the expanded config, with the id map
+    /// (`None`: privileged) and lxcfs directory chosen for this start.
     fn container_spec(
         &self,
         row: &InstanceRow,
         econfig: &ConfigMap,
         edevices: &kante_api::DevicesMap,
+        idmap: Option<kante_runtime::IdMap>,
+        lxcfs: Option<std::path::PathBuf>,
     ) -> Result<ContainerSpec> {
         let rootfs = self.instance_rootfs(row)?;
         if !rootfs.join("sbin/init").exists()
@@ -164,7 +167,7 @@ impl Engine {
             hostname: row.name.clone(),
             rootfs,
             runtime_dir: self.paths.instance_logs(&row.name),
-            idmap: if privileged { None } else { Some(self.idmap) },
+            idmap,
             cgroup: format!("{}/{}", self.paths.cgroup_prefix(), row.name),
             init: vec!["/sbin/init".into()],
             env,
@@ -176,7 +179,7 @@ impl Engine {
                 setxattr: is_true(econfig.get("security.syscalls.intercept.setxattr")),
             },
             console_log_limit: 1 << 20,
-            lxcfs: None,
+            lxcfs,
         })
     }
 
@@ -186,9 +189,9 @@ impl Engine {
         }
         let mut row = self.instance_row(name)?;
         let (econfig, edevices) = self.expanded(&row)?;
-        let mut spec = self.container_spec(&row, &econfig, &edevices)?;
-        spec.lxcfs = self.lxcfs_for_start().await;
-        spec.idmap = self.idmap_for_start(name, &econfig, &mut row.config)?;
+        let idmap = self.idmap_for_start(name, &econfig, &mut row.config)?;
+        let lxcfs = self.lxcfs_for_start().await;
+        let spec = self.container_spec(&row, &econfig, &edevices, idmap, lxcfs)?;
         let idmap_current = spec
             .idmap
             .as_ref()
