@@ -233,13 +233,30 @@ async fn list_at_scale(args: &Args, t: &mut Target, r: &mut Results) -> Result<(
             made += 1;
         }
         for _ in 0..5 {
-            let t1 = Instant::now();
-            let _ = t.client.instances().await?;
+            // The daemon's share alone (whole body received), then the same
+            // request decoded into typed instances as `kante list` does.
+            let t0 = Instant::now();
+            let body = t.client.get_body("/1.0/instances?recursion=1").await?;
             r.add(
-                &format!("GET /1.0/instances?recursion=1 ({n} stopped)"),
+                &format!("GET /1.0/instances?recursion=1 ({n} stopped), body"),
+                &t.name,
+                "s",
+                t0.elapsed().as_secs_f64(),
+            );
+            anyhow::ensure!(body.len() > n * 100, "{}: short list body", t.name);
+            let t1 = Instant::now();
+            let listed = t.client.instances().await?;
+            r.add(
+                &format!("GET /1.0/instances?recursion=1 ({n} stopped), decoded"),
                 &t.name,
                 "s",
                 t1.elapsed().as_secs_f64(),
+            );
+            anyhow::ensure!(
+                listed.len() >= n,
+                "{}: listed {} of {n}",
+                t.name,
+                listed.len()
             );
             let t2 = Instant::now();
             let _ = t.client.instances_full().await?;

@@ -211,6 +211,31 @@ impl Target {
     }
 }
 
+/// Starts `lxd` detached, in its own session, with no inherited descriptor
+/// beyond stdio: it outlives the bench, and must not keep open, say, the lock
+/// file a caller ran the bench under.
+fn start_lxd() -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    std::fs::create_dir_all("/var/log/lxd")?;
+    let mut cmd = Command::new("lxd");
+    cmd.args(["--group", "root", "--logfile", "/var/log/lxd/lxd.log"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+            Ok(())
+        });
+    }
+    // Not waited for: lxd keeps running; the kernel reaps it when the bench
+    // exits (it is re-parented to init).
+    cmd.spawn()?;
+    Ok(())
+}
+
 /// Installs Debian's LXD, starts it (no systemd needed) and gives it a `dir`
 /// pool and a default profile with only a root disk: the same set-up Kante has.
 pub async fn install_lxd() -> Result<()> {
@@ -228,7 +253,8 @@ pub async fn install_lxd() -> Result<()> {
             .await
             .is_err()
         {
-            run("mkdir -p /var/log/lxd && (nohup lxd --group root --logfile /var/log/lxd/lxd.log >/dev/null 2>&1 &) && lxd waitready --timeout 60")?;
+            start_lxd()?;
+            run("lxd waitready --timeout 60")?;
         }
         run("printf 'storage_pools:\\n- name: default\\n  driver: dir\\nprofiles:\\n- name: default\\n  devices:\\n    root: {path: /, pool: default, type: disk}\\n' | lxd init --preseed")?;
     }

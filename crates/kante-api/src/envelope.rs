@@ -14,9 +14,11 @@ pub enum ResponseType {
 }
 
 /// A response as it travels on the wire. All seven keys are always present
-/// (Ansible reads `error_code` even on success).
+/// (Ansible reads `error_code` even on success). `M` is the metadata's type:
+/// a `Value` in general, a borrowed or typed value where one side knows it,
+/// which spares large lists a detour through a `Value` tree.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Envelope {
+pub struct Envelope<M = Value> {
     #[serde(rename = "type")]
     pub kind: ResponseType,
     #[serde(default)]
@@ -30,12 +32,12 @@ pub struct Envelope {
     #[serde(default)]
     pub error: String,
     #[serde(default)]
-    pub metadata: Value,
+    pub metadata: M,
 }
 
-impl Envelope {
+impl<M> Envelope<M> {
     /// A synchronous success carrying `metadata`.
-    pub fn sync(metadata: Value) -> Self {
+    pub fn sync(metadata: M) -> Self {
         Envelope {
             kind: ResponseType::Sync,
             status: StatusCode::Success.name().into(),
@@ -46,7 +48,9 @@ impl Envelope {
             metadata,
         }
     }
+}
 
+impl Envelope {
     /// An empty success: LXD sends `{}` as metadata.
     pub fn empty() -> Self {
         Self::sync(Value::Object(Default::default()))
@@ -111,6 +115,16 @@ mod tests {
             }
             assert_eq!(obj.len(), 7);
         }
+    }
+
+    #[test]
+    fn typed_metadata_serialises_like_a_value() {
+        let list = vec!["a".to_string(), "b".to_string()];
+        let typed = serde_json::to_string(&Envelope::sync(&list)).unwrap();
+        let plain = serde_json::to_string(&Envelope::sync(serde_json::json!(list))).unwrap();
+        assert_eq!(typed, plain);
+        let back: Envelope<Vec<String>> = serde_json::from_str(&typed).unwrap();
+        assert_eq!(back.metadata, list);
     }
 
     #[test]

@@ -212,10 +212,48 @@ impl Client {
         self.request::<()>(Method::DELETE, path, None, &[]).await
     }
 
+    /// GET and return the raw body of a success (an error still becomes
+    /// `ClientError::Api`); for timing the daemon apart from any decoding.
+    pub async fn get_body(&self, path: &str) -> Result<Bytes> {
+        let resp = self.send_with(Method::GET, path, &[], empty_body()).await?;
+        let (parts, bytes) = read_body(resp).await?;
+        if !parts.status.is_success() {
+            decode_parts(parts, &bytes)?;
+        }
+        Ok(bytes)
+    }
+
     /// GET and decode `metadata` as `T`.
     pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
-        self.get(path).await?.into_metadata()
+        let resp = self.send_with(Method::GET, path, &[], empty_body()).await?;
+        let (parts, bytes) = read_body(resp).await?;
+        decode_typed(parts, &bytes)
     }
+}
+
+/// A success envelope whose metadata is read straight into its type.
+#[derive(serde::Deserialize)]
+struct TypedEnvelope<T> {
+    #[serde(rename = "type")]
+    kind: ResponseType,
+    metadata: T,
+}
+
+/// Decodes a response's metadata as `T` in one pass when it is a success;
+/// anything else (an error envelope, metadata of another shape) goes through
+/// the general path, which gives the precise error.
+pub(crate) fn decode_typed<T: DeserializeOwned>(
+    parts: hyper::http::response::Parts,
+    bytes: &[u8],
+) -> Result<T> {
+    if parts.status.is_success() {
+        if let Ok(env) = serde_json::from_slice::<TypedEnvelope<T>>(bytes) {
+            if env.kind != ResponseType::Error {
+                return Ok(env.metadata);
+            }
+        }
+    }
+    decode_parts(parts, bytes)?.into_metadata()
 }
 
 /// Reads a whole body.
@@ -338,5 +376,38 @@ mod tests {
         // Only the pure part: with_socket keeps the path as given.
         let c = Client::with_socket("/tmp/x/unix.socket");
         assert_eq!(c.socket_path(), Path::new("/tmp/x/unix.socket"));
+    }
+
+    fn parts(status: u16) -> hyper::http::response::Parts {
+        Response::builder()
+            .status(status)
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0
+    }
+
+    #[test]
+    fn typed_decoding_reads_success_and_keeps_errors() {
+        let ok = br#"{"type":"sync","status":"Success","status_code":200,"operation":"",
+            "error_code":0,"error":"","metadata":["/1.0/instances/a"]}"#;
+        let v: Vec<String> = decode_typed(parts(200), ok).unwrap();
+        assert_eq!(v, vec!["/1.0/instances/a".to_string()]);
+
+        let err = br#"{"type":"error","status":"","status_code":0,"operation":"",
+            "error_code":404,"error":"Instance not found","metadata":null}"#;
+        match decode_typed::<Vec<String>>(parts(404), err) {
+            Err(ClientError::Api { status, message }) => {
+                assert_eq!(status, 404);
+                assert_eq!(message, "Instance not found");
+            }
+            other => panic!("expected an API error, got {other:?}"),
+        }
+
+        // Metadata of another shape is a decoding error, not a silent default.
+        assert!(matches!(
+            decode_typed::<Vec<u32>>(parts(200), ok),
+            Err(ClientError::Json(_))
+        ));
     }
 }

@@ -20,7 +20,7 @@ pub mod refresh;
 pub mod snapshots;
 pub mod templates;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
@@ -55,6 +55,10 @@ pub(crate) fn lock_nics(r: &Running) -> std::sync::MutexGuard<'_, Vec<kante_netw
     crate::lock(&r.nics)
 }
 
+fn profile_missing(name: &str) -> EngineError {
+    EngineError::NotFound(format!("Profile {name:?} not found"))
+}
+
 pub(crate) fn parse_time(s: &str) -> Timestamp {
     chrono::DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&chrono::Utc))
@@ -87,10 +91,21 @@ impl Engine {
                 let row = self
                     .store
                     .profile_get(p)?
-                    .ok_or_else(|| EngineError::NotFound(format!("Profile {p:?} not found")))?;
+                    .ok_or_else(|| profile_missing(p))?;
                 Ok((row.config, row.devices))
             })
             .collect()
+    }
+
+    /// Every profile's layer, read once for a whole list rather than once per
+    /// instance and profile.
+    fn profile_table(&self) -> Result<HashMap<String, (ConfigMap, DevicesMap)>> {
+        Ok(self
+            .store
+            .profile_list()?
+            .into_iter()
+            .map(|p| (p.name, (p.config, p.devices)))
+            .collect())
     }
 
     pub(crate) fn expanded(&self, row: &InstanceRow) -> Result<(ConfigMap, DevicesMap)> {
@@ -133,27 +148,34 @@ impl Engine {
     }
 
     pub(crate) fn render(&self, row: &InstanceRow) -> Result<Instance> {
-        let (expanded_config, expanded_devices) = self.expanded(row)?;
+        let expanded = self.expanded(row)?;
+        Ok(self.render_expanded(row.clone(), expanded))
+    }
+
+    /// The API view of a row whose expansion is already known; takes the row
+    /// so that its maps move rather than copy.
+    fn render_expanded(&self, row: InstanceRow, expanded: (ConfigMap, DevicesMap)) -> Instance {
+        let (expanded_config, expanded_devices) = expanded;
         let status = self.instance_status(&row.name);
-        Ok(Instance {
-            architecture: row.architecture.clone(),
-            config: row.config.clone(),
-            devices: row.devices.clone(),
+        Instance {
+            architecture: row.architecture,
+            config: row.config,
+            devices: row.devices,
             ephemeral: row.ephemeral,
-            profiles: row.profiles.clone(),
+            profiles: row.profiles,
             stateful: row.stateful,
-            description: row.description.clone(),
+            description: row.description,
             created_at: parse_time(&row.created_at),
             expanded_config,
             expanded_devices,
-            name: row.name.clone(),
+            name: row.name,
             status: status.as_str().into(),
             status_code: status.code() as u16,
             last_used_at: parse_time(&row.last_used_at),
             location: "none".into(),
-            kind: row.kind.clone(),
-            project: row.project.clone(),
-        })
+            kind: row.kind,
+            project: row.project,
+        }
     }
 
     pub fn instance_get(&self, name: &str) -> Result<Instance> {
@@ -179,10 +201,19 @@ impl Engine {
     }
 
     pub fn instance_list(&self) -> Result<Vec<Instance>> {
+        let table = self.profile_table()?;
         self.store
             .instance_list()?
-            .iter()
-            .map(|r| self.render(r))
+            .into_iter()
+            .map(|row| {
+                let layers = row
+                    .profiles
+                    .iter()
+                    .map(|p| table.get(p).cloned().ok_or_else(|| profile_missing(p)))
+                    .collect::<Result<Vec<_>>>()?;
+                let expanded = config::expand(&layers, &row.config, &row.devices);
+                Ok(self.render_expanded(row, expanded))
+            })
             .collect()
     }
 

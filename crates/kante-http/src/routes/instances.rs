@@ -12,15 +12,27 @@ use crate::AppState;
 
 pub async fn list(State(s): State<AppState>, q: Params) -> ApiResult {
     let f = q.get("filter").cloned().unwrap_or_default();
-    let keep = |v: &serde_json::Value| {
-        filter::matches(&f, v)
+    // Without a filter nothing needs the JSON form of each instance.
+    let keep = |v: &dyn Fn() -> serde_json::Value| -> Result<bool, ApiError> {
+        if f.trim().is_empty() {
+            return Ok(true);
+        }
+        filter::matches(&f, &v())
             .map_err(|e| ApiError(EngineError::bad(format!("Invalid filter: {e}"))))
     };
+    let as_value = |i: &kante_api::instance::Instance| serde_json::to_value(i).unwrap_or_default();
     match recursion(&q) {
+        0 if f.trim().is_empty() => sync(
+            s.engine
+                .instance_names()?
+                .iter()
+                .map(|n| format!("/1.0/instances/{n}"))
+                .collect::<Vec<_>>(),
+        ),
         0 => {
             let mut out = Vec::new();
             for i in s.engine.instance_list()? {
-                if keep(&serde_json::to_value(&i).unwrap_or_default())? {
+                if keep(&|| as_value(&i))? {
                     out.push(format!("/1.0/instances/{}", i.name));
                 }
             }
@@ -29,7 +41,7 @@ pub async fn list(State(s): State<AppState>, q: Params) -> ApiResult {
         1 => {
             let mut out = Vec::new();
             for i in s.engine.instance_list()? {
-                if keep(&serde_json::to_value(&i).unwrap_or_default())? {
+                if keep(&|| as_value(&i))? {
                     out.push(i);
                 }
             }
@@ -38,7 +50,7 @@ pub async fn list(State(s): State<AppState>, q: Params) -> ApiResult {
         _ => {
             let mut out = Vec::new();
             for i in s.engine.instance_list_full()? {
-                if keep(&serde_json::to_value(&i.instance).unwrap_or_default())? {
+                if keep(&|| as_value(&i.instance))? {
                     out.push(i);
                 }
             }
