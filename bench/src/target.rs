@@ -189,6 +189,18 @@ impl Target {
         }
     }
 
+    /// The guest's own boot time in seconds, from `systemd-analyze time`
+    /// (`Startup finished in 1.234s (userspace) = 1.234s`): the part of a
+    /// launch no daemon can shorten.
+    pub async fn guest_boot_time(&self, name: &str) -> Option<f64> {
+        let o = self
+            .client
+            .exec_capture(name, &["systemd-analyze", "time"], &[], None)
+            .await
+            .ok()?;
+        startup_total(&o.stdout_str())
+    }
+
     /// Deletes every instance named with `prefix`.
     pub async fn clean(&self, prefix: &str) {
         for n in self.client.instance_names().await.unwrap_or_default() {
@@ -202,6 +214,12 @@ impl Target {
     pub async fn shutdown(mut self, prefix: &str) {
         self.clean(prefix).await;
         if let Some(mut c) = self.child.take() {
+            // SIGTERM first: kanted then tidies its (now empty) cgroups.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while matches!(c.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -259,4 +277,60 @@ pub async fn install_lxd() -> Result<()> {
         run("printf 'storage_pools:\\n- name: default\\n  driver: dir\\nprofiles:\\n- name: default\\n  devices:\\n    root: {path: /, pool: default, type: disk}\\n' | lxd init --preseed")?;
     }
     Ok(())
+}
+
+/// The total of `systemd-analyze time`: after `=` when it lists several
+/// phases, else (a container: userspace only) the one span given.
+fn startup_total(out: &str) -> Option<f64> {
+    let line = out.lines().find(|l| l.starts_with("Startup finished in"))?;
+    let span = match line.split_once('=') {
+        Some((_, total)) => total,
+        None => line["Startup finished in".len()..].split('(').next()?,
+    };
+    parse_systemd_span(span)
+}
+
+/// A systemd time span such as `1.234s`, `850ms` or `1min 2.5s`, in seconds.
+fn parse_systemd_span(text: &str) -> Option<f64> {
+    let mut total = 0.0;
+    let mut any = false;
+    for part in text.split_whitespace() {
+        let digits = part
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(part.len());
+        let (n, unit) = part.split_at(digits);
+        let n: f64 = n.parse().ok()?;
+        total += n * match unit {
+            "min" => 60.0,
+            "s" => 1.0,
+            "ms" => 1e-3,
+            "us" | "µs" => 1e-6,
+            _ => return None,
+        };
+        any = true;
+    }
+    any.then_some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{parse_systemd_span, startup_total};
+
+    #[test]
+    fn systemd_spans() {
+        assert_eq!(parse_systemd_span(" 1.234s\n"), Some(1.234));
+        assert_eq!(parse_systemd_span("850ms"), Some(0.85));
+        assert_eq!(parse_systemd_span("1min 2.5s"), Some(62.5));
+        assert_eq!(parse_systemd_span("soon"), None);
+        assert_eq!(parse_systemd_span(""), None);
+    }
+
+    #[test]
+    fn startup_totals() {
+        let container = "Startup finished in 16.882s (userspace) \ngraphical.target reached after 16.253s in userspace.\n";
+        assert_eq!(startup_total(container), Some(16.882));
+        let machine = "Startup finished in 1.2s (kernel) + 3.5s (userspace) = 4.700s\n";
+        assert_eq!(startup_total(machine), Some(4.7));
+        assert_eq!(startup_total("Bootup is not yet finished"), None);
+    }
 }

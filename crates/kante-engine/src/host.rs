@@ -16,7 +16,33 @@ const LIMITS: &[(&str, u64)] = &[
     ("kernel/keys/maxkeys", 20_000),
     ("kernel/keys/maxbytes", 20_000_000),
     ("vm/max_map_count", 262_144),
+    // What systemd's 50-pid-max.conf sets on 64-bit hosts; a kernel without
+    // it stops at 32768 tasks, a few thousand guests' worth.
+    ("kernel/pid_max", 4_194_304),
 ];
+
+/// Raises the daemon's soft open-file limit to its hard one (under systemd
+/// the soft one is 1024): the daemon keeps a few descriptors per running
+/// instance. Returns the new soft limit.
+pub fn raise_nofile() -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return None;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return None;
+            }
+        }
+    }
+    Some(lim.rlim_cur)
+}
 
 /// Raises each limit to its minimum; returns what changed, as (name, old, new).
 pub fn raise_limits() -> Vec<(String, u64, u64)> {

@@ -153,9 +153,13 @@ impl Engine {
 
     /// Stops nothing: containers outlive the daemon. Called on shutdown.
     pub fn shutdown(&self) {
-        tracing::info!(
-            "kanted shutting down; {} containers keep running",
-            lock(&self.running).len()
-        );
+        let running = lock(&self.running).len();
+        tracing::info!("kanted shutting down; {running} containers keep running");
+        if running == 0 {
+            // Leave no empty `kante-…` cgroup behind on the host.
+            self.runtime
+                .cgroup_at(&self.paths.cgroup_prefix())
+                .remove_if_empty();
+        }
     }
 }

@@ -241,6 +241,15 @@ impl Cgroup {
         Ok(())
     }
 
+    /// Removes the cgroup's directories that are empty (no sub-cgroup, no
+    /// task) and leaves the others: the kernel's rmdir decides, so nothing
+    /// in use is touched. For a daemon's own parent cgroup when it exits.
+    pub fn remove_if_empty(&self) {
+        for dir in self.dirs() {
+            let _ = fs::remove_dir(&dir);
+        }
+    }
+
     /// Freezes every process of the container and waits until the kernel says so.
     pub fn freeze(&self, frozen: bool, timeout: Duration) -> Result<(), CgroupError> {
         if let Some(u) = self

@@ -67,6 +67,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         anyhow::bail!("kanted must run as root");
     }
     kante_engine::host::raise_limits();
+    if kante_engine::host::raise_nofile().is_none() {
+        tracing::warn!("could not raise the open-file limit");
+    }
     let exe = std::env::current_exe().context("locating the kanted binary")?;
     let runtime = Arc::new(LinuxRuntime::new(exe).context("setting up the container runtime")?);
     let engine = Engine::open(
