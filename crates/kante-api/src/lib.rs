@@ -14,6 +14,7 @@ pub mod instance;
 pub mod names;
 pub mod network;
 pub mod operation;
+pub mod profile;
 pub mod serde_util;
 pub mod server;
 pub mod status;

@@ -1,54 +1,9 @@
 //! Profiles: list, get, create, update, delete, rename.
 
-use kante_api::serde_util::{devices_map, null_default, string_map};
-use kante_api::{ConfigMap, DevicesMap};
-use serde::{Deserialize, Serialize};
+pub use kante_api::profile::{Profile, ProfilePut, ProfilesPost};
 
 use crate::client::{url, Client};
 use crate::error::Result;
-
-/// A profile as `GET /1.0/profiles/{name}` returns it (fields in lxc's YAML order).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Profile {
-    #[serde(default, deserialize_with = "string_map")]
-    pub config: ConfigMap,
-    #[serde(default, deserialize_with = "null_default")]
-    pub description: String,
-    #[serde(default, deserialize_with = "devices_map")]
-    pub devices: DevicesMap,
-    pub name: String,
-    #[serde(default, deserialize_with = "null_default")]
-    pub used_by: Vec<String>,
-}
-
-/// The writable part of a profile (`PUT`/`PATCH` body).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct ProfilePut {
-    #[serde(default, deserialize_with = "string_map")]
-    pub config: ConfigMap,
-    #[serde(default, deserialize_with = "null_default")]
-    pub description: String,
-    #[serde(default, deserialize_with = "devices_map")]
-    pub devices: DevicesMap,
-}
-
-impl From<&Profile> for ProfilePut {
-    fn from(p: &Profile) -> Self {
-        ProfilePut {
-            config: p.config.clone(),
-            description: p.description.clone(),
-            devices: p.devices.clone(),
-        }
-    }
-}
-
-/// `POST /1.0/profiles`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct ProfilesPost {
-    pub name: String,
-    #[serde(flatten)]
-    pub put: ProfilePut,
-}
 
 fn profile_path(name: &str) -> String {
     format!("/1.0/profiles/{}", url::seg(name))
@@ -97,30 +52,5 @@ impl Client {
         let body = serde_json::json!({ "name": new_name });
         let resp = self.post(&profile_path(name), &body).await?;
         self.finish(resp).await.map(|_| ())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn post_is_flat_and_nulls_are_tolerated() {
-        let post = ProfilesPost {
-            name: "p1".into(),
-            put: ProfilePut {
-                description: "d".into(),
-                ..Default::default()
-            },
-        };
-        let v = serde_json::to_value(&post).unwrap();
-        assert_eq!(v["name"], "p1");
-        assert_eq!(v["description"], "d");
-        assert!(v["config"].is_object());
-        let p: Profile = serde_json::from_value(serde_json::json!({
-            "name": "x", "config": null, "devices": null, "used_by": null, "description": null
-        }))
-        .unwrap();
-        assert!(p.used_by.is_empty() && p.devices.is_empty());
     }
 }

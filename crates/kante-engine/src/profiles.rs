@@ -1,8 +1,8 @@
 //! Profiles: named config and device sets that instances inherit, in order.
 
+pub use kante_api::profile::{Profile, ProfilePut, ProfilesPost};
 use kante_api::{ConfigMap, DevicesMap};
 use kante_store::ProfileRow;
-use serde::{Deserialize, Serialize};
 
 use std::collections::BTreeMap;
 
@@ -13,29 +13,6 @@ use crate::Engine;
 
 /// Serialises profile changes: each checks every user against the new profile.
 static PROFILES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// A profile as the API shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Profile {
-    pub name: String,
-    pub description: String,
-    pub config: ConfigMap,
-    pub devices: DevicesMap,
-    pub used_by: Vec<String>,
-}
-
-/// `POST /1.0/profiles` and the writable part for `PUT`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct ProfilePut {
-    #[serde(default, deserialize_with = "kante_api::serde_util::null_default")]
-    pub name: String,
-    #[serde(default, deserialize_with = "kante_api::serde_util::null_default")]
-    pub description: String,
-    #[serde(default, deserialize_with = "kante_api::serde_util::string_map")]
-    pub config: ConfigMap,
-    #[serde(default, deserialize_with = "kante_api::serde_util::devices_map")]
-    pub devices: DevicesMap,
-}
 
 pub fn default_profile() -> ProfileRow {
     let mut devices = DevicesMap::new();
@@ -90,16 +67,17 @@ impl Engine {
         }
     }
 
-    pub fn profile_create(&self, req: ProfilePut) -> Result<()> {
+    pub fn profile_create(&self, req: ProfilesPost) -> Result<()> {
         kante_api::names::validate_entity_name("Profile", &req.name)?;
-        validate_config(&req.config)?;
-        validate_devices(&req.devices)?;
-        self.check_device_refs(&req.devices)?;
+        let put = req.put;
+        validate_config(&put.config)?;
+        validate_devices(&put.devices)?;
+        self.check_device_refs(&put.devices)?;
         self.store.profile_create(&ProfileRow {
             name: req.name,
-            description: req.description,
-            config: req.config,
-            devices: req.devices,
+            description: put.description,
+            config: put.config,
+            devices: put.devices,
         })?;
         Ok(())
     }

@@ -1,5 +1,5 @@
 use axum::extract::{Path, State};
-use kante_engine::profiles::ProfilePut;
+use kante_engine::profiles::{ProfilePut, ProfilesPost};
 
 use super::{recursion, Params};
 use crate::body::Json;
@@ -19,7 +19,7 @@ pub async fn list(State(s): State<AppState>, q: Params) -> ApiResult {
     )
 }
 
-pub async fn create(State(s): State<AppState>, Json(req): Json<ProfilePut>) -> ApiResult {
+pub async fn create(State(s): State<AppState>, Json(req): Json<ProfilesPost>) -> ApiResult {
     let name = req.name.clone();
     s.engine.profile_create(req)?;
     created(&format!("/1.0/profiles/{name}"))
@@ -44,7 +44,6 @@ pub async fn patch(
 ) -> ApiResult {
     let cur = s.engine.profile_get(&name)?;
     let mut merged = ProfilePut {
-        name: name.clone(),
         description: cur.description,
         config: cur.config,
         devices: cur.devices,
