@@ -13,6 +13,7 @@ PACKAGES=(
   rsync                                       # copy --refresh (incremental sync of a volume)
   lxcfs fuse3                                 # guests see their limits in /proc (free, nproc, uptime)
   attr                                        # tests: getfattr reads xattrs set inside guests
+  lxd-client                                  # tests: Debian's lxc client against kanted
 )
 
 missing=()

@@ -39,6 +39,8 @@ pub const API_EXTENSIONS: &[&str] = &[
     "storage_api_volume_snapshots",
     "storage_api_local_volume_handling",
     "container_backup",
+    "container_backup_override_pool",
+    "backup_override_name",
     "backup_compression",
     "snapshot_scheduling",
     "snapshot_schedule_aliases",

@@ -156,10 +156,9 @@ impl Engine {
             )));
         }
         let mut resources = instance_resources(&[instance], true);
-        resources.insert(
-            "backups".into(),
-            vec![format!("/1.0/instances/{instance}/backups/{name}")],
-        );
+        // LXD 5.0's form: its `lxc export` strips `/1.0/backups/` to get the
+        // name, newer clients take the last segment; this suits both.
+        resources.insert("backups".into(), vec![format!("/1.0/backups/{name}")]);
         let op = self
             .ops
             .create(OperationClass::Task, "Backing up instance", resources);
