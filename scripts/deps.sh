@@ -14,6 +14,7 @@ PACKAGES=(
   lxcfs fuse3                                 # guests see their limits in /proc (free, nproc, uptime)
   attr                                        # tests: getfattr reads xattrs set inside guests
   lxd-client                                  # tests: Debian's lxc client against kanted
+  python3-pylxd                               # tests: Debian's pylxd against kanted (run with /usr/bin/python3)
 )
 
 missing=()

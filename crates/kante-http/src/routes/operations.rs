@@ -69,6 +69,9 @@ pub async fn websocket(
         .into_response())
 }
 
+/// How long a finished websocket waits for the client's Close frame.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Joins a real websocket to the engine's channel pair and returns the
 /// future that pumps between them until either side ends.
 pub fn bridge(socket: WebSocket) -> (WsConn, impl std::future::Future<Output = ()>) {
@@ -109,10 +112,16 @@ pub fn bridge(socket: WebSocket) -> (WsConn, impl std::future::Future<Output = (
         };
         // The connection lives until the engine closes its side; a client
         // closing only its reading half keeps the writer going.
-        tokio::pin!(writer);
+        tokio::pin!(writer, reader);
         tokio::select! {
-            _ = &mut writer => {}
-            _ = reader => { writer.await; }
+            _ = &mut writer => {
+                // RFC 6455: after our Close, wait for the client's before
+                // dropping the connection, or its Close reply hits a closed
+                // socket (ws4py, under pylxd, logs a broken pipe). Briefly:
+                // a client that never answers does not hold the task.
+                let _ = tokio::time::timeout(CLOSE_GRACE, &mut reader).await;
+            }
+            _ = &mut reader => { writer.await; }
         }
     };
     (conn, pump)
