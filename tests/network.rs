@@ -406,7 +406,15 @@ fn fixed_mac_keeps_its_lease_and_restart_duplicates_nothing() {
             .into_iter()
             .filter(|p| p.contains("dnsmasq"))
             .count();
-        assert_eq!(dnsmasqs, 1);
+        assert_eq!(
+            dnsmasqs,
+            1,
+            "{}\n{}\n{:?}",
+            d.log_text(),
+            std::fs::read_to_string(d.dir.join("networks/ktnet1/dnsmasq.stderr"))
+                .unwrap_or_default(),
+            processes_mentioning("dnsmasq")
+        );
         let (code, out) = exec(
             &d,
             "m2",

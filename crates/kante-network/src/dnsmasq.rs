@@ -1,5 +1,6 @@
 //! One dnsmasq per managed network: DHCP (v4, and RA/DHCPv6 when the
-//! network has IPv6) and DNS for `<instance>.<domain>`, nothing upstream.
+//! network has IPv6) and DNS: `<instance>.<domain>` from leases and hosts,
+//! other names forwarded to the host's resolvers, as LXD's bridge does.
 //!
 //! Files in the network's state directory: `dnsmasq.conf` (generated),
 //! `dnsmasq.hosts` (reservations and names, re-read on SIGHUP),
@@ -81,8 +82,10 @@ impl DnsmasqConfig {
         line(format!("interface={}", self.interface));
         line("bind-interfaces".into());
         line("except-interface=lo".into());
-        // No upstream resolvers: answers come only from leases and hosts.
-        line("no-resolv".into());
+        // Other names go to the host's resolvers (re-read when the file
+        // changes), so guests behind NAT resolve what the host resolves;
+        // `local=/<domain>/` below keeps instance names from leaking upstream.
+        line("resolv-file=/etc/resolv.conf".into());
         line("no-hosts".into());
         line("strict-order".into());
         line(format!("pid-file={}", s(PID)));
@@ -512,7 +515,7 @@ mod tests {
             "interface=ktbr0\n",
             "bind-interfaces\n",
             "except-interface=lo\n",
-            "no-resolv\n",
+            "resolv-file=/etc/resolv.conf\n",
             "dhcp-range=10.1.2.2,10.1.2.254,255.255.255.0,1h\n",
             "dhcp-leasefile=/var/lib/kante/networks/ktbr0/dnsmasq.leases\n",
             "dhcp-hostsfile=/var/lib/kante/networks/ktbr0/dnsmasq.hosts\n",
@@ -522,7 +525,10 @@ mod tests {
         ] {
             assert!(t.contains(want), "{want:?} missing from\n{t}");
         }
-        assert!(!t.contains("server="), "no upstream servers");
+        assert!(
+            !t.contains("no-resolv"),
+            "names outside the domain are forwarded"
+        );
         assert!(!t.contains("enable-ra"));
         let mut v6 = cfg.clone();
         v6.ipv6 = Some("fd42:1:2:3::1/64".parse().unwrap());
