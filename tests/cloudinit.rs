@@ -22,23 +22,11 @@ fn nic(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     d
 }
 
-async fn exec(d: &Daemon, name: &str, cmd: &str) -> (i32, String) {
-    let out = d
-        .client
-        .exec_capture(name, &["sh", "-c", cmd], &[], None)
-        .await
-        .unwrap_or_else(|e| panic!("exec {cmd:?} in {name}: {e}"));
-    (
-        out.code,
-        format!("{}{}", out.stdout_str(), out.stderr_str()),
-    )
-}
-
 /// Waits for cloud-init to finish; returns `cloud-init status --long`.
 async fn cloud_init_done(d: &Daemon, name: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
-        let (_, out) = exec(d, name, "cloud-init status --long").await;
+        let (_, out) = d.sh(name, "cloud-init status --long").await;
         if out.contains("status: done") || out.contains("status: error") {
             return out;
         }
@@ -163,38 +151,38 @@ fn cloud_init_user_hostname_static_network_and_bad_yaml() {
         eprintln!("both booted, cloud-init done: {:?}", t0.elapsed());
 
         // (a) Seed 000: the user, its groups, shell and password hash; the hostname.
-        let (code, out) = exec(&d, "ci-user", "getent passwd multimico").await;
+        let (code, out) = d.sh("ci-user", "getent passwd multimico").await;
         assert_eq!(code, 0, "{out}");
         assert!(out.trim_end().ends_with(":/bin/bash"), "{out}");
-        let (_, out) = exec(&d, "ci-user", "id -nG multimico").await;
+        let (_, out) = d.sh("ci-user", "id -nG multimico").await;
         let groups: Vec<&str> = out.split_whitespace().collect();
         for g in ["sudo", "adm", "plugdev", "cdrom", "docker"] {
             assert!(groups.contains(&g), "multimico lacks {g}: {out}");
         }
-        let (_, out) = exec(&d, "ci-user", "grep '^multimico:' /etc/shadow").await;
+        let (_, out) = d.sh("ci-user", "grep '^multimico:' /etc/shadow").await;
         assert_eq!(out.trim().split(':').nth(1), Some(hash.as_str()), "{out}");
-        let (_, out) = exec(&d, "ci-user", "hostname").await;
+        let (_, out) = d.sh("ci-user", "hostname").await;
         assert_eq!(out.trim(), "docker1");
         // The seed itself: the daemon's instance-id, the default DHCP config on eth0.
         let cfg = d.client.instance("ci-user").await.unwrap().config;
         let id = cfg["volatile.cloud-init.instance-id"].clone();
-        let (_, out) = exec(&d, "ci-user", "cloud-init query instance_id").await;
+        let (_, out) = d.sh("ci-user", "cloud-init query instance_id").await;
         assert_eq!(out.trim(), id);
-        let (_, out) = exec(
-            &d,
-            "ci-user",
-            "cat /var/lib/cloud/seed/nocloud-net/network-config",
-        )
-        .await;
+        let (_, out) = d
+            .sh(
+                "ci-user",
+                "cat /var/lib/cloud/seed/nocloud-net/network-config",
+            )
+            .await;
         assert!(
             out.contains("name: eth0") && out.contains("type: dhcp"),
             "{out}"
         );
-        let (_, out) = exec(&d, "ci-user", "ip -4 -o addr show dev eth0").await;
+        let (_, out) = d.sh("ci-user", "ip -4 -o addr show dev eth0").await;
         assert!(out.contains("inet "), "no DHCP lease on eth0: {out}");
 
         // (b) Seed 002: exactly the static address on if-demo, reachable from the bridge.
-        let (_, out) = exec(&d, "ci-net", "ip -4 -o addr show dev if-demo").await;
+        let (_, out) = d.sh("ci-net", "ip -4 -o addr show dev if-demo").await;
         let addrs: Vec<&str> = out
             .lines()
             .filter_map(|l| {
@@ -204,9 +192,9 @@ fn cloud_init_user_hostname_static_network_and_bad_yaml() {
             })
             .collect();
         assert_eq!(addrs, ["10.213.77.160/24"], "{out}");
-        let (_, out) = exec(&d, "ci-net", "ip route show default").await;
+        let (_, out) = d.sh("ci-net", "ip route show default").await;
         assert!(out.contains("via 10.213.77.1 dev if-demo"), "{out}");
-        let (_, out) = exec(&d, "ci-net", "resolvectl dns if-demo").await;
+        let (_, out) = d.sh("ci-net", "resolvectl dns if-demo").await;
         assert!(out.contains("10.213.77.1"), "{out}");
         let ping = Command::new("ping")
             .args(["-c1", "-W3", "-I", "ktcidemo", "10.213.77.160"])
@@ -271,9 +259,9 @@ fn cloud_init_user_hostname_static_network_and_bad_yaml() {
         d.wait_systemd("ci-user", Duration::from_secs(120)).await;
         let status = cloud_init_done(&d, "ci-user").await;
         assert!(status.contains("status: done"), "{status}");
-        let (_, out) = exec(&d, "ci-user", "cloud-init query instance_id").await;
+        let (_, out) = d.sh("ci-user", "cloud-init query instance_id").await;
         assert_eq!(out.trim(), id2);
-        let (code, out) = exec(&d, "ci-user", "getent passwd second").await;
+        let (code, out) = d.sh("ci-user", "getent passwd second").await;
         assert_eq!(code, 0, "cloud-init did not run again: {out}");
 
         d.shutdown().await;

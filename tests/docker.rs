@@ -11,17 +11,8 @@ use std::time::Duration;
 
 use kante_integration::{kante_ok, run, Daemon, TestImage};
 
-async fn sh(d: &Daemon, script: &str) -> (i32, String) {
-    let o = d
-        .client
-        .exec_capture("dock", &["sh", "-c", script], &[], None)
-        .await
-        .unwrap_or_else(|e| panic!("exec {script:?}: {e}"));
-    (o.code, format!("{}{}", o.stdout_str(), o.stderr_str()))
-}
-
 async fn sh_ok(d: &Daemon, script: &str) -> String {
-    let (code, out) = sh(d, script).await;
+    let (code, out) = d.sh("dock", script).await;
     assert_eq!(code, 0, "{script}:\n{out}");
     out
 }
@@ -33,14 +24,15 @@ for a in sh echo cat httpd hostname; do ln -sf busybox /tmp/bb/bin/$a; done
 echo served-by-docker > /tmp/bb/www/index.html
 tar -C /tmp/bb -c . | docker import - bb:local >/dev/null";
 
-fn http_get(addr: &str) -> String {
-    let mut s = TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(5))
-        .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+/// One plain HTTP GET of `/`; the whole response, head and body.
+fn http_get(addr: &str) -> std::io::Result<String> {
+    let addr = addr.parse().map_err(std::io::Error::other)?;
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
     let mut body = String::new();
-    s.read_to_string(&mut body).unwrap();
-    body
+    s.read_to_string(&mut body)?;
+    Ok(body)
 }
 
 #[test]
@@ -119,7 +111,8 @@ fn docker_and_swarm_run_inside_a_nesting_guest() {
         assert!(ip.starts_with("10.250.77."), "{ip}");
         let mut body = String::new();
         for _ in 0..50 {
-            body = std::panic::catch_unwind(|| http_get(&format!("{ip}:8080"))).unwrap_or_default();
+            // Until httpd listens; the last error is what the assertion shows.
+            body = http_get(&format!("{ip}:8080")).unwrap_or_else(|e| e.to_string());
             if body.contains("served-by-docker") {
                 break;
             }

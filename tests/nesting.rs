@@ -31,21 +31,6 @@ chdir "/tmp" or die;
 try("lsetxattr_relative", syscall(189, $rel, $redirect, $x, 2, 0));
 "#;
 
-async fn sh(d: &Daemon, name: &str, script: &str) -> (i32, String) {
-    let o = d
-        .client
-        .exec_capture(name, &["sh", "-c", script], &[], None)
-        .await
-        .unwrap_or_else(|e| {
-            let log = d.dir.join("logs").join(name).join("monitor.log");
-            panic!(
-                "exec of {script:?} in {name}: {e}\nmonitor.log:\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            )
-        });
-    (o.code, format!("{}{}", o.stdout_str(), o.stderr_str()))
-}
-
 /// `key=value` lines of the perl helper.
 async fn perl_results(d: &Daemon, name: &str) -> std::collections::HashMap<String, i32> {
     let o = d
@@ -167,40 +152,40 @@ fn docker_profile_nesting_and_interception() {
         assert_eq!(n, cpus, "cpuset {cpuset}");
 
         // Nesting.
-        let (code, out) = sh(&d, "dk", "unshare -m -p -f --mount-proc true").await;
+        let (code, out) = d.sh("dk", "unshare -m -p -f --mount-proc true").await;
         assert_eq!(code, 0, "unshare with its own proc: {out}");
         let nested_userns =
             "unshare -U -r -n -m -p -f --mount-proc sh -c 'mount -t sysfs sysfs /sys'";
-        let (code, out) = sh(&d, "dk", nested_userns).await;
+        let (code, out) = d.sh("dk", nested_userns).await;
         assert_eq!(code, 0, "proc and sysfs in a nested user namespace: {out}");
-        let (code, out) = sh(&d, "plain", nested_userns).await;
+        let (code, out) = d.sh("plain", nested_userns).await;
         assert_ne!(code, 0, "without nesting proc stays covered: {out}");
         let overlay = "set -e; mkdir /tmp/ov; mount -t tmpfs tmpfs /tmp/ov; \
             mkdir /tmp/ov/l /tmp/ov/u /tmp/ov/w /tmp/ov/m; echo hi > /tmp/ov/l/f; \
             mount -t overlay overlay -o lowerdir=/tmp/ov/l,upperdir=/tmp/ov/u,workdir=/tmp/ov/w /tmp/ov/m; \
             cat /tmp/ov/m/f; rm /tmp/ov/m/f; stat -c '%F %t:%T' /tmp/ov/u/f; \
             umount /tmp/ov/m; umount /tmp/ov; rmdir /tmp/ov";
-        let (code, out) = sh(&d, "dk", overlay).await;
+        let (code, out) = d.sh("dk", overlay).await;
         assert_eq!(code, 0, "overlayfs on tmpfs: {out}");
         assert!(
             out.contains("hi") && out.contains("character special file 0:0"),
             "{out}"
         );
-        let (code, out) = sh(
-            &d,
-            "dk",
-            "ip link add br0 type bridge && ip link set br0 up && ip link del br0",
-        )
-        .await;
+        let (code, out) = d
+            .sh(
+                "dk",
+                "ip link add br0 type bridge && ip link set br0 up && ip link del br0",
+            )
+            .await;
         assert_eq!(code, 0, "a bridge inside: {out}");
         let cg = "set -e; mkdir /sys/fs/cgroup/nested; \
             sh -c 'echo $$ > /sys/fs/cgroup/nested/cgroup.procs; grep -x 0::/nested /proc/self/cgroup'; \
             rmdir /sys/fs/cgroup/nested";
-        let (code, out) = sh(&d, "dk", cg).await;
+        let (code, out) = d.sh("dk", cg).await;
         assert_eq!(code, 0, "a nested cgroup: {out}");
 
         // mknod: the safe set with the intercept, the kernel's answer otherwise.
-        let (code, out) = sh(&d, "dk", "mknod /tmp/wh c 0 0 && cd /tmp && mknod null c 1 3 && stat -c '%F %t:%T %U' /tmp/wh /tmp/null").await;
+        let (code, out) = d.sh("dk", "mknod /tmp/wh c 0 0 && cd /tmp && mknod null c 1 3 && stat -c '%F %t:%T %U' /tmp/wh /tmp/null").await;
         assert_eq!(code, 0, "mknod with the intercept: {out}");
         assert!(out.contains("character special file 0:0 root"), "{out}");
         assert!(out.contains("character special file 1:3 root"), "{out}");
@@ -212,16 +197,16 @@ fn docker_profile_nesting_and_interception() {
                 "su -s /bin/sh nobody -c 'mknod /tmp/n2 c 1 3'",
             ),
         ] {
-            let (code, out) = sh(&d, "dk", cmd).await;
+            let (code, out) = d.sh("dk", cmd).await;
             assert_ne!(code, 0, "{what} was created: {out}");
             assert!(out.contains("Operation not permitted"), "{what}: {out}");
         }
-        let (code, out) = sh(&d, "plain", "mknod /tmp/null c 1 3").await;
+        let (code, out) = d.sh("plain", "mknod /tmp/null c 1 3").await;
         assert_ne!(code, 0, "mknod of 1:3 without the intercept: {out}");
         assert!(out.contains("Operation not permitted"), "{out}");
         // Whiteouts need no privilege since Linux 5.8: the kernel itself
         // allows them in a user namespace, intercept or not.
-        let (_, wh) = sh(&d, "plain", "mknod /tmp/wh c 0 0 && echo made").await;
+        let (_, wh) = d.sh("plain", "mknod /tmp/wh c 0 0 && echo made").await;
         eprintln!("whiteout without the intercept: {}", wh.trim());
 
         // Through dirfds, cwd and the setxattr family.
@@ -231,7 +216,7 @@ fn docker_profile_nesting_and_interception() {
         assert_eq!(r["setxattr_other_trusted"], libc::EPERM, "{r:?}");
         assert_eq!(r["fsetxattr_opaque"], 0, "{r:?}");
         assert_eq!(r["lsetxattr_relative"], 0, "{r:?}");
-        let (code, out) = sh(&d, "dk", "stat -c '%t:%T' /tmp/px/urandom").await;
+        let (code, out) = d.sh("dk", "stat -c '%t:%T' /tmp/px/urandom").await;
         assert_eq!((code, out.trim()), (0, "1:9"));
         let pid = d.init_pid("dk").await;
         assert_eq!(host_xattr(pid, "/tmp/opq", "trusted.overlay.opaque"), "y");
@@ -247,12 +232,9 @@ fn docker_profile_nesting_and_interception() {
 
         // The intercept survives a daemon restart (exec reaches the same monitor).
         d.restart().await;
-        let (code, out) = sh(
-            &d,
-            "dk",
-            "mknod /tmp/after c 1 5 && stat -c %t:%T /tmp/after",
-        )
-        .await;
+        let (code, out) = d
+            .sh("dk", "mknod /tmp/after c 1 5 && stat -c %t:%T /tmp/after")
+            .await;
         assert_eq!((code, out.trim()), (0, "1:5"), "{out}");
 
         d.shutdown().await;

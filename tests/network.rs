@@ -94,18 +94,6 @@ async fn network_config(d: &Daemon, name: &str) -> Value {
         .clone()
 }
 
-async fn exec(d: &Daemon, name: &str, cmd: &str) -> (i32, String) {
-    let out = d
-        .client
-        .exec_capture(name, &["sh", "-c", cmd], &[], None)
-        .await
-        .unwrap_or_else(|e| panic!("exec {cmd:?} in {name}: {e}"));
-    (
-        out.code,
-        format!("{}{}", out.stdout_str(), out.stderr_str()),
-    )
-}
-
 /// The global IPv4 address of `ifname` from the instance's state, once it has one.
 async fn wait_ipv4(d: &Daemon, name: &str, ifname: &str, timeout: Duration) -> Option<String> {
     let deadline = Instant::now() + timeout;
@@ -134,14 +122,14 @@ async fn wait_ipv4(d: &Daemon, name: &str, ifname: &str, timeout: Duration) -> O
 const UDHCPC_SCRIPT: &str = "printf '#!/bin/sh\\n[ \"$1\" = bound ] && ip addr add $ip/$mask dev $interface\\nexit 0\\n' > /tmp/dhcp.sh && chmod +x /tmp/dhcp.sh";
 
 async fn busybox_dhcp(d: &Daemon, name: &str, ifname: &str) -> String {
-    let (code, out) = exec(d, name, UDHCPC_SCRIPT).await;
+    let (code, out) = d.sh(name, UDHCPC_SCRIPT).await;
     assert_eq!(code, 0, "{out}");
-    let (code, out) = exec(
-        d,
-        name,
-        &format!("udhcpc -i {ifname} -n -q -t 10 -T 1 -s /tmp/dhcp.sh 2>&1"),
-    )
-    .await;
+    let (code, out) = d
+        .sh(
+            name,
+            &format!("udhcpc -i {ifname} -n -q -t 10 -T 1 -s /tmp/dhcp.sh 2>&1"),
+        )
+        .await;
     assert_eq!(code, 0, "udhcpc on {name}/{ifname}: {out}");
     wait_ipv4(d, name, ifname, Duration::from_secs(5))
         .await
@@ -291,7 +279,7 @@ fn managed_bridge_gives_leases_dns_names_and_nat() {
         }
 
         // DNS: n1 resolves n2 by name through the network's dnsmasq, and reaches it.
-        let (code, out) = exec(&d, "n1", "ping -c1 -W3 n2.ktest").await;
+        let (code, out) = d.sh("n1", "ping -c1 -W3 n2.ktest").await;
         assert_eq!(code, 0, "{out}");
         assert!(out.contains(&addrs["n2"]), "{out}");
 
@@ -309,7 +297,9 @@ fn managed_bridge_gives_leases_dns_names_and_nat() {
         );
         let outside = TestNetns::new("ktnatns", "knatout", "198.51.100.1", "198.51.100.2");
         let peer = outside.accept_one("198.51.100.2:9000".parse().unwrap());
-        let (code, out) = exec(&d, "n1", "bash -c 'echo hi > /dev/tcp/198.51.100.2/9000'").await;
+        let (code, out) = d
+            .sh("n1", "bash -c 'echo hi > /dev/tcp/198.51.100.2/9000'")
+            .await;
         assert_eq!(code, 0, "{out}");
         let peer = peer
             .recv_timeout(Duration::from_secs(10))
@@ -384,7 +374,7 @@ fn fixed_mac_keeps_its_lease_and_restart_duplicates_nothing() {
             .await
             .unwrap();
         d.client.start_instance("m2").await.unwrap();
-        let (code, out) = exec(&d, "m2", "cat /sys/class/net/eth0/address").await;
+        let (code, out) = d.sh("m2", "cat /sys/class/net/eth0/address").await;
         assert_eq!((code, out.trim()), (0, mac));
         let second = wait_ipv4(&d, "m2", "eth0", Duration::from_secs(60))
             .await
@@ -415,12 +405,12 @@ fn fixed_mac_keeps_its_lease_and_restart_duplicates_nothing() {
                 .unwrap_or_default(),
             processes_mentioning("dnsmasq")
         );
-        let (code, out) = exec(
-            &d,
-            "m2",
-            "ping -c1 -W3 $(ip route | awk '/default/ {print $3}')",
-        )
-        .await;
+        let (code, out) = d
+            .sh(
+                "m2",
+                "ping -c1 -W3 $(ip route | awk '/default/ {print $3}')",
+            )
+            .await;
         assert_eq!(code, 0, "gateway unreachable after restart: {out}");
         d.shutdown().await;
     });
@@ -475,7 +465,7 @@ fn named_nics_static_address_and_hotplug() {
             ("sip", "if-sipcore", "ktsip"),
         ] {
             let mac = &inst.config[&format!("volatile.{dev}.hwaddr")];
-            let (code, out) = exec(&d, "s1", &format!("cat /sys/class/net/{ifname}/address /sys/class/net/{ifname}/operstate /sys/class/net/{ifname}/mtu")).await;
+            let (code, out) = d.sh("s1", &format!("cat /sys/class/net/{ifname}/address /sys/class/net/{ifname}/operstate /sys/class/net/{ifname}/mtu")).await;
             assert_eq!(code, 0, "{ifname} missing: {out}");
             let lines: Vec<&str> = out.lines().collect();
             assert_eq!(lines[0], mac.as_str());
@@ -483,11 +473,11 @@ fn named_nics_static_address_and_hotplug() {
             let host = &inst.config[&format!("volatile.{dev}.host_name")];
             assert_eq!(master_of(host).as_deref(), Some(net));
         }
-        let (_, mtu) = exec(&d, "s1", "cat /sys/class/net/if-sipcore/mtu").await;
+        let (_, mtu) = d.sh("s1", "cat /sys/class/net/if-sipcore/mtu").await;
         assert_eq!(mtu.trim(), "1400");
         // The static reservation is what DHCP hands out.
         assert_eq!(busybox_dhcp(&d, "s1", "if-mgmt").await, fixed);
-        let (code, out) = exec(&d, "s1", &format!("ping -c1 -W3 {prefix}.1")).await;
+        let (code, out) = d.sh("s1", &format!("ping -c1 -W3 {prefix}.1")).await;
         assert_eq!(code, 0, "{out}");
         let leases: Value = d
             .client
@@ -523,7 +513,7 @@ fn named_nics_static_address_and_hotplug() {
             ..Default::default()
         };
         d.client.update_instance("s1", &put, None).await.unwrap();
-        let (code, _) = exec(&d, "s1", "test -e /sys/class/net/if-x").await;
+        let (code, _) = d.sh("s1", "test -e /sys/class/net/if-x").await;
         assert_ne!(code, 0, "if-x still in the instance");
         assert!(!link_exists(&host_x), "{host_x} left after hot-unplug");
         assert!(!d
@@ -700,7 +690,7 @@ fn bad_network_input_is_refused_and_nothing_is_left() {
         assert_eq!(err.status(), Some(400), "{err}");
         let after = d.client.instance("ok1").await.unwrap();
         assert_eq!(before.devices, after.devices);
-        let (_, links) = exec(&d, "ok1", "ls /sys/class/net").await;
+        let (_, links) = d.sh("ok1", "ls /sys/class/net").await;
         assert_eq!(links.split_whitespace().collect::<Vec<_>>(), ["eth0", "lo"]);
         d.client.stop_instance("ok1", true, -1).await.unwrap();
         d.client.delete_instance("ok1").await.unwrap();
@@ -781,7 +771,7 @@ fn open_vswitch_userspace_datapath_carries_tcp() {
         for (n, ip) in [("o1", "10.231.0.1"), ("o2", "10.231.0.2")] {
             create(&d, &fp, n, &[], devs.clone(), None).await.unwrap();
             d.client.start_instance(n).await.unwrap();
-            let (code, out) = exec(&d, n, &format!("ip addr add {ip}/24 dev eth0")).await;
+            let (code, out) = d.sh(n, &format!("ip addr add {ip}/24 dev eth0")).await;
             assert_eq!(code, 0, "{out}");
             // Offload off on the instance side, or TCP stalls on the netdev datapath.
             let pid = d.init_pid(n).await;
@@ -801,20 +791,20 @@ fn open_vswitch_userspace_datapath_carries_tcp() {
 
         // 256 KiB over TCP from o1 to o2 through the userspace switch. The
         // receiver's stdin stays open: busybox nc closes the socket at stdin EOF.
-        let (code, out) = exec(
-            &d,
-            "o2",
-            "(sleep 30 | nc -l -p 7000 > /tmp/got 2>/dev/null) >/dev/null 2>&1 & echo started",
-        )
-        .await;
+        let (code, out) = d
+            .sh(
+                "o2",
+                "(sleep 30 | nc -l -p 7000 > /tmp/got 2>/dev/null) >/dev/null 2>&1 & echo started",
+            )
+            .await;
         assert_eq!(code, 0, "{out}");
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let (code, out) = exec(&d, "o1", "head -c 262144 /dev/urandom > /tmp/sent && nc -w 5 10.231.0.2 7000 < /tmp/sent && md5sum < /tmp/sent").await;
+        let (code, out) = d.sh("o1", "head -c 262144 /dev/urandom > /tmp/sent && nc -w 5 10.231.0.2 7000 < /tmp/sent && md5sum < /tmp/sent").await;
         assert_eq!(code, 0, "{out}");
         let sent = out.split_whitespace().next().unwrap().to_string();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let (_, got) = exec(&d, "o2", "md5sum < /tmp/got").await;
+            let (_, got) = d.sh("o2", "md5sum < /tmp/got").await;
             if got.split_whitespace().next() == Some(sent.as_str()) {
                 break;
             }
@@ -827,9 +817,7 @@ fn open_vswitch_userspace_datapath_carries_tcp() {
 
         // The host reaches a server in o2 through the bridge's internal port.
         sh("ip addr add 10.231.0.254/24 dev knovs0 && ip link set knovs0 up");
-        let (code, out) = exec(
-            &d,
-            "o2",
+        let (code, out) = d.sh("o2",
             "(sleep 30 | nc -l -p 7001 > /tmp/from-host 2>/dev/null) >/dev/null 2>&1 & echo started",
         )
         .await;
@@ -855,7 +843,7 @@ fn open_vswitch_userspace_datapath_carries_tcp() {
         drop(conn);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let (_, size) = exec(&d, "o2", "wc -c < /tmp/from-host").await;
+            let (_, size) = d.sh("o2", "wc -c < /tmp/from-host").await;
             if size.trim() == "200000" {
                 break;
             }
@@ -1024,12 +1012,9 @@ fn two_hosts_share_an_uplink_bridge() {
                 .await
                 .unwrap();
             d.client.start_instance(&name).await.unwrap();
-            let (code, out) = exec(
-                d,
-                &name,
-                &format!("ip addr add 10.50.0.{}/24 dev eth0", i + 1),
-            )
-            .await;
+            let (code, out) = d
+                .sh(&name, &format!("ip addr add 10.50.0.{}/24 dev eth0", i + 1))
+                .await;
             assert_eq!(code, 0, "{out}");
             // The veth is in that host's namespace, on its br-demo, not in ours.
             let host =
@@ -1038,9 +1023,9 @@ fn two_hosts_share_an_uplink_bridge() {
             let master = sh(&format!("ip -n {} -o link show {host}", hosts[i]));
             assert!(master.contains("master br-demo"), "{master}");
         }
-        let (code, out) = exec(&daemons[0], "sip1", "ping -c2 -W3 10.50.0.2").await;
+        let (code, out) = daemons[0].sh("sip1", "ping -c2 -W3 10.50.0.2").await;
         assert_eq!(code, 0, "sip1 cannot reach sip2 across the uplink: {out}");
-        let (code, out) = exec(&daemons[1], "sip2", "ping -c1 -W3 10.50.0.1").await;
+        let (code, out) = daemons[1].sh("sip2", "ping -c1 -W3 10.50.0.1").await;
         assert_eq!(code, 0, "{out}");
         for (i, d) in daemons.into_iter().enumerate() {
             let name = format!("sip{}", i + 1);

@@ -1,6 +1,8 @@
-//! Splits an exec round trip (`true`) into its client-visible phases: the
-//! POST that creates the operation, the four websockets (control, 0, 1, 2),
-//! then the wait until the operation is final. `exec_phases <socket> <instance> [n]`.
+//! Times `n` exec round trips of `true` and splits each into its
+//! client-visible phases: the POST that creates the operation, the four
+//! websockets (control, 0, 1, 2), then the wait until the operation is final.
+//! Also a steady exec load for profiling the daemon under perf or strace.
+//! `exec_phases <socket> <instance> [n]`.
 
 use std::time::Instant;
 
@@ -16,7 +18,7 @@ async fn main() -> anyhow::Result<()> {
     );
     let n: usize = args.get(3).map(|s| s.parse()).transpose()?.unwrap_or(100);
     let client = kante_client::Client::with_socket(&args[1]);
-    let mut phases: [Vec<f64>; 3] = Default::default();
+    let mut phases: [Vec<f64>; 4] = Default::default();
     for _ in 0..n {
         let post = ExecPost {
             command: vec!["true".into()],
@@ -39,11 +41,11 @@ async fn main() -> anyhow::Result<()> {
         let done = client.wait_operation(&op.id, None).await?;
         let t3 = Instant::now();
         anyhow::ensure!(done.status == "Success", "exec: {}", done.status);
-        for (v, d) in phases.iter_mut().zip([t1 - t0, t2 - t1, t3 - t2]) {
+        for (v, d) in phases.iter_mut().zip([t1 - t0, t2 - t1, t3 - t2, t3 - t0]) {
             v.push(d.as_secs_f64() * 1e3);
         }
     }
-    for (name, v) in ["POST exec", "4 websockets", "output + wait"]
+    for (name, v) in ["POST exec", "4 websockets", "output + wait", "total"]
         .iter()
         .zip(phases.iter_mut())
     {

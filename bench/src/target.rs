@@ -215,6 +215,7 @@ impl Target {
         self.clean(prefix).await;
         if let Some(mut c) = self.child.take() {
             // SIGTERM first: kanted then tidies its (now empty) cgroups.
+            // SAFETY: a signal to our own, not yet reaped, child.
             unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
             let deadline = Instant::now() + Duration::from_secs(10);
             while matches!(c.try_wait(), Ok(None)) && Instant::now() < deadline {

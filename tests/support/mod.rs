@@ -276,6 +276,23 @@ impl Daemon {
             .unwrap_or_else(|e| panic!("creating {name}: {e}"));
     }
 
+    /// Runs `sh -c script` in `name`; its exit code and stdout+stderr. An
+    /// exec that cannot run at all panics with the instance's monitor log.
+    pub async fn sh(&self, name: &str, script: &str) -> (i32, String) {
+        let o = self
+            .client
+            .exec_capture(name, &["sh", "-c", script], &[], None)
+            .await
+            .unwrap_or_else(|e| {
+                let log = self.dir.join("logs").join(name).join("monitor.log");
+                panic!(
+                    "exec of {script:?} in {name}: {e}\nmonitor.log:\n{}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                )
+            });
+        (o.code, format!("{}{}", o.stdout_str(), o.stderr_str()))
+    }
+
     /// Host pid of an instance's init.
     pub async fn init_pid(&self, name: &str) -> i32 {
         self.client.instance_state(name).await.unwrap().pid as i32

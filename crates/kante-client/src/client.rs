@@ -215,8 +215,7 @@ impl Client {
     /// GET and return the raw body of a success (an error still becomes
     /// `ClientError::Api`); for timing the daemon apart from any decoding.
     pub async fn get_body(&self, path: &str) -> Result<Bytes> {
-        let resp = self.send_with(Method::GET, path, &[], empty_body()).await?;
-        let (parts, bytes) = read_body(resp).await?;
+        let (parts, bytes) = self.get_raw(path).await?;
         if !parts.status.is_success() {
             decode_parts(parts, &bytes)?;
         }
@@ -225,9 +224,13 @@ impl Client {
 
     /// GET and decode `metadata` as `T`.
     pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
-        let resp = self.send_with(Method::GET, path, &[], empty_body()).await?;
-        let (parts, bytes) = read_body(resp).await?;
+        let (parts, bytes) = self.get_raw(path).await?;
         decode_typed(parts, &bytes)
+    }
+
+    /// A GET's status, headers and whole body, undecoded.
+    async fn get_raw(&self, path: &str) -> Result<(hyper::http::response::Parts, Bytes)> {
+        read_body(self.send_with(Method::GET, path, &[], empty_body()).await?).await
     }
 }
 

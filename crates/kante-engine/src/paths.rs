@@ -52,6 +52,11 @@ impl Paths {
             fnv1a(self.root.to_string_lossy().as_bytes()) as u32
         )
     }
+
+    /// An instance's cgroup, relative to each hierarchy's root.
+    pub fn instance_cgroup(&self, name: &str) -> String {
+        format!("{}/{name}", self.cgroup_prefix())
+    }
 }
 
 /// FNV-1a: a tiny stable hash, so a directory always gets the same prefix.

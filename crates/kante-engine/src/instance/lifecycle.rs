@@ -168,7 +168,7 @@ impl Engine {
             rootfs,
             runtime_dir: self.paths.instance_logs(&row.name),
             idmap,
-            cgroup: format!("{}/{}", self.paths.cgroup_prefix(), row.name),
+            cgroup: self.paths.instance_cgroup(&row.name),
             init: vec!["/sbin/init".into()],
             env,
             cap_drop: DEFAULT_CAP_DROP.to_vec(),
@@ -519,7 +519,7 @@ impl Engine {
         // each other.
         let names: Vec<String> = crate::lock(&self.running).keys().cloned().collect();
         for name in names {
-            let rel = format!("{}/{}", self.paths.cgroup_prefix(), name);
+            let rel = self.paths.instance_cgroup(&name);
             if rel == own_cgroup {
                 continue;
             }

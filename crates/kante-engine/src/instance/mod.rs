@@ -97,8 +97,7 @@ impl Engine {
             .collect()
     }
 
-    /// Every profile's layer, read once for a whole list rather than once per
-    /// instance and profile.
+    /// Every profile's layer, by name.
     fn profile_table(&self) -> Result<HashMap<String, (ConfigMap, DevicesMap)>> {
         Ok(self
             .store
@@ -184,15 +183,16 @@ impl Engine {
 
     pub fn instance_get_full(&self, name: &str) -> Result<InstanceFull> {
         let row = self.instance_row(name)?;
-        self.render_full(&row)
+        self.with_state(self.render(&row)?)
     }
 
-    fn render_full(&self, row: &InstanceRow) -> Result<InstanceFull> {
+    /// An instance with its state and snapshots (`recursion=2`).
+    fn with_state(&self, instance: Instance) -> Result<InstanceFull> {
         Ok(InstanceFull {
-            instance: self.render(row)?,
+            state: Some(self.instance_state(&instance.name)?),
+            snapshots: Some(self.snapshot_list(&instance.name)?),
             backups: None,
-            state: Some(self.instance_state(&row.name)?),
-            snapshots: Some(self.snapshot_list(&row.name)?),
+            instance,
         })
     }
 
@@ -200,6 +200,8 @@ impl Engine {
         Ok(self.store.instance_names()?)
     }
 
+    /// Every instance, its profiles read once for the whole list rather than
+    /// once per instance and profile.
     pub fn instance_list(&self) -> Result<Vec<Instance>> {
         let table = self.profile_table()?;
         self.store
@@ -218,10 +220,9 @@ impl Engine {
     }
 
     pub fn instance_list_full(&self) -> Result<Vec<InstanceFull>> {
-        self.store
-            .instance_list()?
-            .iter()
-            .map(|r| self.render_full(r))
+        self.instance_list()?
+            .into_iter()
+            .map(|i| self.with_state(i))
             .collect()
     }
 

@@ -1,7 +1,7 @@
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
 use kante_api::exec::ExecPost;
-use kante_api::instance::{InstancePost, InstancePut, InstanceStatePut, InstancesPost};
+use kante_api::instance::{Instance, InstancePost, InstancePut, InstanceStatePut, InstancesPost};
 use kante_engine::EngineError;
 
 use super::{recursion, Params};
@@ -12,45 +12,41 @@ use crate::AppState;
 
 pub async fn list(State(s): State<AppState>, q: Params) -> ApiResult {
     let f = q.get("filter").cloned().unwrap_or_default();
-    // Without a filter nothing needs the JSON form of each instance.
-    let keep = |v: &dyn Fn() -> serde_json::Value| -> Result<bool, ApiError> {
-        if f.trim().is_empty() {
+    let filtered = !f.trim().is_empty();
+    // Only a filter needs the JSON form of each instance.
+    let keep = |i: &Instance| -> Result<bool, ApiError> {
+        if !filtered {
             return Ok(true);
         }
-        filter::matches(&f, &v())
+        filter::matches(&f, &serde_json::to_value(i).unwrap_or_default())
             .map_err(|e| ApiError(EngineError::bad(format!("Invalid filter: {e}"))))
     };
-    let as_value = |i: &kante_api::instance::Instance| serde_json::to_value(i).unwrap_or_default();
+    let url = |name: &str| format!("/1.0/instances/{name}");
     match recursion(&q) {
-        0 if f.trim().is_empty() => sync(
+        0 if !filtered => sync(
             s.engine
                 .instance_names()?
                 .iter()
-                .map(|n| format!("/1.0/instances/{n}"))
+                .map(|n| url(n))
                 .collect::<Vec<_>>(),
         ),
-        0 => {
-            let mut out = Vec::new();
+        r @ (0 | 1) => {
+            let mut kept = Vec::new();
             for i in s.engine.instance_list()? {
-                if keep(&|| as_value(&i))? {
-                    out.push(format!("/1.0/instances/{}", i.name));
+                if keep(&i)? {
+                    kept.push(i);
                 }
             }
-            sync(out)
-        }
-        1 => {
-            let mut out = Vec::new();
-            for i in s.engine.instance_list()? {
-                if keep(&|| as_value(&i))? {
-                    out.push(i);
-                }
+            if r == 0 {
+                sync(kept.iter().map(|i| url(&i.name)).collect::<Vec<_>>())
+            } else {
+                sync(kept)
             }
-            sync(out)
         }
         _ => {
             let mut out = Vec::new();
             for i in s.engine.instance_list_full()? {
-                if keep(&|| as_value(&i.instance))? {
+                if keep(&i.instance)? {
                     out.push(i);
                 }
             }
