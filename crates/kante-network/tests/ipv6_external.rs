@@ -94,8 +94,19 @@ async fn ipv6_slaac_and_external_interface() {
         let t0 = Instant::now();
         let prefix = v6.trunc().addr().segments();
         let slaac = loop {
+            // Past duplicate address detection: a tentative address cannot
+            // yet be a ping's source.
             let out = c1.must(&[
-                "ip", "-6", "-br", "addr", "show", "dev", "eth0", "scope", "global",
+                "ip",
+                "-6",
+                "-br",
+                "addr",
+                "show",
+                "dev",
+                "eth0",
+                "scope",
+                "global",
+                "-tentative",
             ]);
             let found = out
                 .split_whitespace()
