@@ -301,29 +301,80 @@ pub fn running_pid(dir: &Path) -> Option<u32> {
 
 /// Stops a dnsmasq of `dir` that is not (or no longer) our child, e.g. one
 /// left by a daemon that was killed. Returns whether there was one.
+///
+/// Waits on a pidfd, not on `/proc`: the kernel empties a dying process's
+/// cmdline (so [`running_pid`] says "gone") before it closes its files, and
+/// a successor binding the same addresses in that window gets EADDRINUSE.
+/// A pidfd turns readable only once the files are closed.
 pub fn stop_stale(dir: &Path) -> Result<bool> {
     let Some(pid) = running_pid(dir) else {
         return Ok(false);
     };
-    let p = Pid::from_raw(pid as i32);
-    let _ = kill(p, Signal::SIGTERM);
-    let start = Instant::now();
+    let pidfd = match pidfd_open(pid) {
+        Ok(fd) => fd,
+        // Exited (and reaped) since the check.
+        Err(nix::errno::Errno::ESRCH) => return Ok(true),
+        Err(e) => {
+            return Err(NetworkError::Io {
+                what: format!("pidfd_open({pid})"),
+                source: e.into(),
+            })
+        }
+    };
+    // Signal only if the pid still names our dnsmasq: a process that is
+    // already exiting needs no signal, only the wait below.
+    if running_pid(dir) == Some(pid) {
+        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+    }
+    let exited = wait_pidfd(&pidfd, Duration::from_secs(5)) || {
+        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        wait_pidfd(&pidfd, Duration::from_secs(5))
+    };
+    // Reaps it if it happens to be our own child; harmless otherwise.
+    let _ = nix::sys::wait::waitpid(
+        Pid::from_raw(pid as i32),
+        Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+    );
+    if exited {
+        Ok(true)
+    } else {
+        Err(NetworkError::Command {
+            program: "dnsmasq".into(),
+            message: format!("pid {pid} does not exit"),
+        })
+    }
+}
+
+fn pidfd_open(pid: u32) -> std::result::Result<std::os::fd::OwnedFd, nix::errno::Errno> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        return Err(nix::errno::Errno::last());
+    }
+    // SAFETY: the kernel just handed us this fd; nobody else owns it.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Whether the process behind `pidfd` exited within `limit`.
+fn wait_pidfd(pidfd: &std::os::fd::OwnedFd, limit: Duration) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut pfd = libc::pollfd {
+        fd: pidfd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let deadline = Instant::now() + limit;
     loop {
-        // Reaps it if it happens to be our own child; harmless otherwise.
-        let _ = nix::sys::wait::waitpid(p, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
-        if running_pid(dir).is_none() {
-            return Ok(true);
+        let left = deadline.saturating_duration_since(Instant::now());
+        // SAFETY: one valid pollfd for the duration of the call.
+        let n = unsafe { libc::poll(&mut pfd, 1, left.as_millis() as i32) };
+        if n > 0 {
+            return true;
         }
-        if start.elapsed() > Duration::from_secs(5) {
-            let _ = kill(p, Signal::SIGKILL);
+        if n == 0 || nix::errno::Errno::last() != nix::errno::Errno::EINTR {
+            return false;
         }
-        if start.elapsed() > Duration::from_secs(10) {
-            return Err(NetworkError::Command {
-                program: "dnsmasq".into(),
-                message: format!("pid {pid} does not exit"),
-            });
-        }
-        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

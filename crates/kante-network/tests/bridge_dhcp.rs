@@ -162,11 +162,19 @@ async fn managed_bridge_dhcp_dns_and_persistence() {
             "nslookup: {text} {}",
             String::from_utf8_lossy(&q.stderr)
         );
-        // Nothing is forwarded upstream: other names do not resolve.
-        let q = c1.exec(&["busybox", "nslookup", "example.org", &gw.addr().to_string()]);
+        // Unknown names in the instance domain are answered locally (never
+        // forwarded upstream): NXDOMAIN, no address.
+        let q = c1.exec(&[
+            "busybox",
+            "nslookup",
+            &format!("{tag}nosuch.kante"),
+            &gw.addr().to_string(),
+        ]);
+        let text =
+            String::from_utf8_lossy(&q.stdout).to_string() + &String::from_utf8_lossy(&q.stderr);
         assert!(
-            !String::from_utf8_lossy(&q.stdout).contains("Address: 9"),
-            "no upstream"
+            !q.status.success() && text.contains("NXDOMAIN"),
+            "local domain stays local: {text}"
         );
 
         // Same MAC after the namespace is deleted and made again: same address.
