@@ -47,9 +47,9 @@ struct Args {
     /// Tiny image for the list-at-scale figures (created, stopped instances).
     #[arg(long, default_value = "/var/cache/kante/images/busybox-amd64.tar.zst")]
     busybox: PathBuf,
-    /// Instance counts for the list-at-scale figures (empty: skip).
-    #[arg(long, value_delimiter = ',', default_value = "100,500")]
-    list_counts: Vec<usize>,
+    /// Instance counts for the list-at-scale figures (`--list-counts ""` skips).
+    #[arg(long, value_delimiter = ',', default_value = "100,500", value_parser = list_count)]
+    list_counts: Vec<Option<usize>>,
     /// Skip the time-to-first-DHCP-lease scenario (it makes a bridge per daemon).
     #[arg(long)]
     no_dhcp: bool,
@@ -83,6 +83,15 @@ struct Args {
     /// Raw figures as JSON.
     #[arg(long, default_value = "bench-results.json")]
     json: PathBuf,
+}
+
+/// One list-at-scale count; an empty value stands for none.
+fn list_count(s: &str) -> Result<Option<usize>, std::num::ParseIntError> {
+    if s.is_empty() {
+        Ok(None)
+    } else {
+        s.parse().map(Some)
+    }
 }
 
 pub(crate) const PREFIX: &str = "bench-";
@@ -221,13 +230,13 @@ async fn lifecycle_and_more(args: &Args, targets: &mut [Target], r: &mut Results
 
 /// List latency with many (stopped) busybox instances.
 async fn list_at_scale(args: &Args, t: &mut Target, r: &mut Results) -> Result<()> {
-    if args.list_counts.is_empty() || !args.busybox.exists() {
+    if args.list_counts.iter().flatten().next().is_none() || !args.busybox.exists() {
         return Ok(());
     }
     let debian = t.fingerprint.clone();
     t.import(&args.busybox).await?;
     let mut made = 0;
-    for &n in &args.list_counts {
+    for &n in args.list_counts.iter().flatten() {
         while made < n {
             t.create_bare(&format!("{PREFIX}s{made}")).await?;
             made += 1;

@@ -42,7 +42,12 @@ impl Client {
             target.push_str("?type=");
             target.push_str(&url::query(types));
         }
-        let (ws, _) = tokio_tungstenite::client_async(target, stream).await?;
+        let (ws, _) = tokio_tungstenite::client_async_with_config(
+            target,
+            stream,
+            Some(crate::exec::ws_config()),
+        )
+        .await?;
         Ok(EventStream { ws })
     }
 }

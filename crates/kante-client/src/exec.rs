@@ -132,7 +132,7 @@ impl Client {
             url::seg(op_id),
             url::query(secret)
         );
-        match tokio_tungstenite::client_async(target, stream).await {
+        match tokio_tungstenite::client_async_with_config(target, stream, Some(ws_config())).await {
             Ok((ws, _)) => Ok(ws),
             Err(tungstenite::Error::Http(resp)) => {
                 let status = resp.status().as_u16();
@@ -323,4 +323,11 @@ where
         out.flush().await?;
     }
     Ok(out)
+}
+
+/// A 16 KiB first read buffer instead of tungstenite's 128 KiB, which it
+/// zeroes (and faults in) per socket: four per exec. Larger frames still
+/// grow it.
+pub(crate) fn ws_config() -> tungstenite::protocol::WebSocketConfig {
+    tungstenite::protocol::WebSocketConfig::default().read_buffer_size(16 * 1024)
 }

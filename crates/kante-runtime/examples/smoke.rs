@@ -79,7 +79,10 @@ fn main() {
             .read_to_string(&mut err)
             .unwrap();
         let mut status = 0;
-        unsafe { libc::waitpid(p.middle_pid, &mut status, 0) };
+        unsafe {
+            libc::waitpid(p.helper_pid, &mut status, 0);
+            libc::waitpid(p.pid, &mut status, 0)
+        };
         (libc::WEXITSTATUS(status), out, err)
     };
     let mut state = String::new();

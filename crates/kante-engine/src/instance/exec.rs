@@ -29,7 +29,12 @@ use crate::Engine;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// After the command exits, how long output from its leftover children is still forwarded.
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
+/// Largest read from a command's pipe. Buffers are filled through
+/// `read_buf`: an exec of `true` should not zero (and fault in) 128 KiB
+/// per stream.
 const CHUNK: usize = 128 * 1024;
+/// A pty's line discipline hands out at most 4 KiB per read.
+const PTY_CHUNK: usize = 16 * 1024;
 
 impl Engine {
     pub async fn instance_exec(&self, name: &str, req: ExecPost) -> Result<Arc<Op>> {
@@ -189,7 +194,7 @@ impl Engine {
             Err(ExecFailure::Other(e)) => return Err(e),
         };
         let pid = proc_.pid;
-        let middle = proc_.middle_pid;
+        tokio::spawn(wait_exit(proc_.helper_pid));
         let (exit_tx, exit_rx) = tokio::sync::watch::channel(false);
 
         // The pty master, shared by the stream task and resize handling.
@@ -244,7 +249,7 @@ impl Engine {
             })
         });
 
-        let code = wait_middle(middle).await;
+        let code = wait_exit(pid).await;
         let _ = exit_tx.send_replace(true);
         for t in stream_tasks {
             let _ = t.await;
@@ -294,18 +299,20 @@ impl Engine {
                     Some(p) => tokio::fs::File::create(p).await.ok(),
                     None => None,
                 };
-                let mut buf = vec![0u8; CHUNK];
-                while let Ok(n) = rx.read(&mut buf).await {
+                let mut buf = Vec::with_capacity(CHUNK);
+                while let Ok(n) = rx.read_buf(&mut buf).await {
                     if n == 0 {
                         break;
                     }
                     if let Some(f) = file.as_mut() {
-                        let _ = f.write_all(&buf[..n]).await;
+                        let _ = f.write_all(&buf).await;
                     }
+                    buf.clear();
                 }
             }));
         }
-        let code = wait_middle(proc_.middle_pid).await;
+        tokio::spawn(wait_exit(proc_.helper_pid));
+        let code = wait_exit(proc_.pid).await;
         for t in tasks {
             let _ = tokio::time::timeout(DRAIN_GRACE, t).await;
         }
@@ -348,20 +355,22 @@ fn finish_exec(op: &Op, code: i32) -> Result<()> {
 
 /// Waits for the intermediate exec process (our child) and returns the
 /// command's status, which it exits with.
-async fn wait_middle(pid: i32) -> i32 {
-    if let Ok(fd) = kante_runtime::sys::pidfd_open(pid) {
-        if let Ok(afd) = crate::util::async_fd(fd) {
-            let _ = afd.readable().await;
+/// Reaps our child `pid` once it exits: its exit code, or 128+N for signal N.
+async fn wait_exit(pid: i32) -> i32 {
+    // A pidfd turns readable at exit: reap without a blocking thread.
+    if let Ok(afd) = kante_runtime::sys::pidfd_open(pid).and_then(crate::util::async_fd) {
+        if afd.readable().await.is_ok() {
+            if let Some(code) = reap_pidfd(afd.get_ref().as_raw_fd()) {
+                return code;
+            }
         }
     }
     tokio::task::spawn_blocking(move || {
         let mut status = 0;
         // SAFETY: reaping our own child.
-        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-        if r < 0 {
-            return 255;
-        }
-        if libc::WIFEXITED(status) {
+        if unsafe { libc::waitpid(pid, &mut status, libc::__WALL) } < 0 {
+            255
+        } else if libc::WIFEXITED(status) {
             libc::WEXITSTATUS(status)
         } else {
             128 + libc::WTERMSIG(status)
@@ -369,6 +378,24 @@ async fn wait_middle(pid: i32) -> i32 {
     })
     .await
     .unwrap_or(255)
+}
+
+/// Reaps the exited child behind `pidfd`, without blocking.
+fn reap_pidfd(pidfd: std::os::fd::RawFd) -> Option<i32> {
+    // SAFETY: siginfo_t is plain data; waitid fills it for our own child.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        let flags = libc::WEXITED | libc::WNOHANG | libc::__WALL;
+        if libc::waitid(libc::P_PIDFD, pidfd as libc::id_t, &mut info, flags) != 0
+            || info.si_pid() == 0
+        {
+            return None;
+        }
+        Some(match info.si_code {
+            libc::CLD_EXITED => info.si_status(),
+            _ => 128 + info.si_status(),
+        })
+    }
 }
 
 fn handle_control(text: &str, pid: i32, master: Option<&AsyncFd<OwnedFd>>, interactive: bool) {
@@ -432,22 +459,23 @@ async fn pump_output(conn: WsConn, fd: OwnedFd, mut exited: tokio::sync::watch::
     let Ok(mut rx) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) else {
         return;
     };
-    let mut buf = vec![0u8; CHUNK];
+    let mut buf = Vec::with_capacity(CHUNK);
     let mut deadline: Option<tokio::time::Instant> = None;
     loop {
+        buf.clear();
         let read = async {
             match deadline {
-                Some(d) => tokio::time::timeout_at(d, rx.read(&mut buf))
+                Some(d) => tokio::time::timeout_at(d, rx.read_buf(&mut buf))
                     .await
                     .unwrap_or(Ok(0)),
-                None => rx.read(&mut buf).await,
+                None => rx.read_buf(&mut buf).await,
             }
         };
         tokio::select! {
             r = read => match r {
                 Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if conn.outgoing.send(WsMsg::Binary(buf[..n].to_vec())).await.is_err() {
+                Ok(_) => {
+                    if conn.outgoing.send(WsMsg::Binary(buf.to_vec())).await.is_err() {
                         break;
                     }
                 }
@@ -465,7 +493,7 @@ async fn pump_pty(
     master: Arc<AsyncFd<OwnedFd>>,
     mut exited: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut buf = vec![0u8; CHUNK];
+    let mut buf = vec![0u8; PTY_CHUNK];
     let mut input_open = true;
     let mut deadline: Option<tokio::time::Instant> = None;
     loop {

@@ -20,6 +20,7 @@ pub async fn events(State(s): State<AppState>, q: Params, ws: WebSocketUpgrade) 
         .unwrap_or_default();
     let mut rx = s.engine.events.subscribe();
     Ok(ws
+        .read_buffer_size(super::operations::WS_READ_BUFFER)
         .on_upgrade(move |socket| async move {
             let (mut sink, mut stream) = socket.split();
             if sink.send(Message::Ping("keepalive".as_bytes().to_vec().into())).await.is_err() {

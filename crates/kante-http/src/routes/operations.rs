@@ -47,6 +47,11 @@ pub async fn wait(State(s): State<AppState>, Path(id): Path<String>, q: Params) 
     sync(op.wait(timeout).await)
 }
 
+/// tungstenite zeroes its whole read buffer on the first read (128 KiB by
+/// default, page faults included): four of those were a tenth of an exec
+/// round trip. Larger frames still grow the buffer.
+pub(crate) const WS_READ_BUFFER: usize = 16 * 1024;
+
 /// Connects one of an operation's websockets; the secret authorises it.
 pub async fn websocket(
     State(s): State<AppState>,
@@ -61,6 +66,7 @@ pub async fn websocket(
     }
     let slot = op.claim_socket(&secret)?;
     Ok(ws
+        .read_buffer_size(WS_READ_BUFFER)
         .on_upgrade(move |socket| async move {
             let (conn, pump) = bridge(socket);
             let _ = slot.send(conn);
