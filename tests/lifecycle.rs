@@ -154,6 +154,24 @@ fn exec_passes_exit_codes_stdout_stderr_and_stdin() {
             .unwrap();
         assert_eq!(out.code, 143);
 
+        // The command is kanted's own child: the helper that joined the
+        // container's namespaces has exited and holds nothing for the session.
+        let client = d.client.clone();
+        let session = tokio::spawn(async move {
+            client
+                .exec_capture("c1", &["sleep", "2"], &[], None)
+                .await
+                .unwrap()
+        });
+        let sleeper = wait_for_process(&[b"sleep", b"2"]).await;
+        let status = std::fs::read_to_string(format!("/proc/{sleeper}/status")).unwrap();
+        let ppid = status
+            .lines()
+            .find_map(|l| l.strip_prefix("PPid:"))
+            .map(|v| v.trim().parse::<i32>().unwrap());
+        assert_eq!(ppid, Some(d.pid()), "{status}");
+        assert_eq!(session.await.unwrap().code, 0);
+
         // A command that does not exist: 127 and a clear failure.
         let err = d
             .client
@@ -651,4 +669,23 @@ fn instances_are_recovered_from_backup_yaml_when_the_database_is_lost() {
         assert_eq!(d.init_pid("keep").await, pid);
         d.shutdown().await;
     });
+}
+
+/// The host pid of the one process whose argv is `argv`, once it exists.
+async fn wait_for_process(argv: &[&[u8]]) -> i32 {
+    let want: Vec<u8> = argv.iter().flat_map(|a| [*a, b"\0"].concat()).collect();
+    for _ in 0..200 {
+        let found: Vec<i32> = std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .filter(|pid: &i32| {
+                std::fs::read(format!("/proc/{pid}/cmdline")).ok() == Some(want.clone())
+            })
+            .collect();
+        if let [pid] = found[..] {
+            return pid;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("no single process runs {argv:?}");
 }

@@ -353,8 +353,6 @@ fn finish_exec(op: &Op, code: i32) -> Result<()> {
     }
 }
 
-/// Waits for the intermediate exec process (our child) and returns the
-/// command's status, which it exits with.
 /// Reaps our child `pid` once it exits: its exit code, or 128+N for signal N.
 async fn wait_exit(pid: i32) -> i32 {
     // A pidfd turns readable at exit: reap without a blocking thread.
