@@ -4,12 +4,25 @@ use std::time::Duration;
 
 use kante_api::instance::InstanceStatePut;
 use kante_client::{FileContent, FilePushOptions};
-use kante_integration::{run, Daemon, TestImage};
+use kante_integration::{processes_mentioning, run, Daemon, TestImage};
+
+/// One field of `/proc/<pid>/status`, e.g. `Uid`, without its label.
+fn status_field(pid: i32, key: &str) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let prefix = format!("{key}:");
+    let line = status.lines().find_map(|l| l.strip_prefix(prefix.as_str()));
+    line.unwrap_or_else(|| panic!("no {key} in {status}"))
+        .trim()
+        .to_string()
+}
 
 fn host_uid_of(pid: i32) -> u32 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    status_field(pid, "Uid")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 #[test]
@@ -163,13 +176,9 @@ fn exec_passes_exit_codes_stdout_stderr_and_stdin() {
                 .await
                 .unwrap()
         });
-        let sleeper = wait_for_process(&[b"sleep", b"2"]).await;
-        let status = std::fs::read_to_string(format!("/proc/{sleeper}/status")).unwrap();
-        let ppid = status
-            .lines()
-            .find_map(|l| l.strip_prefix("PPid:"))
-            .map(|v| v.trim().parse::<i32>().unwrap());
-        assert_eq!(ppid, Some(d.pid()), "{status}");
+        let sleeper = wait_for_process("sleep 2").await;
+        let ppid: i32 = status_field(sleeper, "PPid").parse().unwrap();
+        assert_eq!(ppid, d.pid());
         assert_eq!(session.await.unwrap().code, 0);
 
         // A command that does not exist: 127 and a clear failure.
@@ -671,15 +680,15 @@ fn instances_are_recovered_from_backup_yaml_when_the_database_is_lost() {
     });
 }
 
-/// The host pid of the one process whose argv is `argv`, once it exists.
-async fn wait_for_process(argv: &[&[u8]]) -> i32 {
-    let want: Vec<u8> = argv.iter().flat_map(|a| [*a, b"\0"].concat()).collect();
+/// The host pid of the one process whose command line is exactly `cmd`
+/// (arguments joined by spaces), once it exists.
+async fn wait_for_process(cmd: &str) -> i32 {
     for _ in 0..200 {
-        let found: Vec<i32> = std::fs::read_dir("/proc")
-            .unwrap()
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-            .filter(|pid: &i32| {
-                std::fs::read(format!("/proc/{pid}/cmdline")).ok() == Some(want.clone())
+        let found: Vec<i32> = processes_mentioning(cmd)
+            .iter()
+            .filter_map(|l| {
+                let (pid, line) = l.split_once(' ')?;
+                (line.trim_end() == cmd).then(|| pid.parse().ok())?
             })
             .collect();
         if let [pid] = found[..] {
@@ -687,5 +696,5 @@ async fn wait_for_process(argv: &[&[u8]]) -> i32 {
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    panic!("no single process runs {argv:?}");
+    panic!("no single process runs {cmd:?}");
 }

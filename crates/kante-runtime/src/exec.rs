@@ -230,7 +230,7 @@ pub fn spawn(target: &ExecTarget, spec: &ExecSpec) -> Result<ExecProcess, ExecEr
             )
         }
     };
-    // The middle process reports the command's pid on one pipe (or its own
+    // The helper reports the command's pid on one pipe (or its own
     // failure); the command reports an exec failure on another, whose write
     // end closes on a successful execve.
     let (rep_r, rep_w) = pipe_cloexec()?;
@@ -252,7 +252,6 @@ pub fn spawn(target: &ExecTarget, spec: &ExecSpec) -> Result<ExecProcess, ExecEr
         argv: &argv_ptrs,
         env: &env_ptrs,
         report: cerr_w.as_raw_fd(),
-        close_first: rep_w_fd,
     };
     // The command's stack while it shares the helper's memory (until its
     // execve): u128s keep the top 16-byte aligned. Left uninitialised, so
@@ -263,11 +262,11 @@ pub fn spawn(target: &ExecTarget, spec: &ExecSpec) -> Result<ExecProcess, ExecEr
 
     // SAFETY: after fork the child only makes async-signal-safe syscalls on
     // data prepared above, and leaves with _exit or execve.
-    let middle = unsafe { libc::fork() };
-    if middle < 0 {
+    let helper = unsafe { libc::fork() };
+    if helper < 0 {
         return Err(io::Error::last_os_error().into());
     }
-    if middle == 0 {
+    if helper == 0 {
         unsafe {
             libc::close(cerr_r.as_raw_fd());
             libc::close(rep_r.as_raw_fd());
@@ -306,9 +305,9 @@ pub fn spawn(target: &ExecTarget, spec: &ExecSpec) -> Result<ExecProcess, ExecEr
     drop(rep_w);
     drop(cerr_w);
     drop(cgroup_fds);
-    // Only the middle process's copy was used.
+    // Only the helper's copy was used.
     drop(stack);
-    // The pid (4 bytes), or 0 followed by the middle's failure record.
+    // The pid (4 bytes), or 0 followed by the helper's failure record.
     let mut rep = Vec::new();
     File::from(rep_r).read_to_end(&mut rep)?;
     let pid = if rep.len() >= 4 {
@@ -324,7 +323,7 @@ pub fn spawn(target: &ExecTarget, spec: &ExecSpec) -> Result<ExecProcess, ExecEr
         let mut status = 0;
         // SAFETY: reap our direct children (the command exited at once).
         unsafe {
-            libc::waitpid(middle, &mut status, 0);
+            libc::waitpid(helper, &mut status, 0);
             if pid > 0 {
                 libc::waitpid(pid, &mut status, libc::__WALL);
             }
@@ -337,7 +336,7 @@ pub fn spawn(target: &ExecTarget, spec: &ExecSpec) -> Result<ExecProcess, ExecEr
         return Err(decode_failure(rec, &spec.argv[0]));
     }
     Ok(ExecProcess {
-        helper_pid: middle,
+        helper_pid: helper,
         pid,
         stdio: ours,
     })
@@ -357,7 +356,7 @@ fn decode_failure(rec: &[u8], argv0: &str) -> ExecError {
     ExecError::Setup(format!("{tag}: {err}"))
 }
 
-/// The middle process failed: a zero pid, then errno and a tag.
+/// The helper failed: a zero pid, then errno and a tag.
 unsafe fn child_fail(fd: RawFd, errno: i32, tag: &[u8]) -> ! {
     let p = 0i32.to_ne_bytes();
     libc::write(fd, p.as_ptr().cast(), 4);
@@ -383,22 +382,16 @@ struct CommandArgs<'a> {
     env: &'a [*const libc::c_char],
     /// Failure records; closes on a successful execve.
     report: RawFd,
-    /// The middle process's report pipe: not the command's business.
-    close_first: RawFd,
 }
 
 extern "C" fn command_entry(arg: *mut libc::c_void) -> libc::c_int {
-    // SAFETY: `arg` is the CommandArgs on the suspended middle process's
-    // stack; CLONE_VFORK keeps it alive until we exec or exit.
-    unsafe {
-        let a = &*(arg as *const CommandArgs);
-        libc::close(a.close_first);
-        command_child(a)
-    }
+    // SAFETY: `arg` is the CommandArgs prepared before the fork, in the
+    // suspended helper's memory; CLONE_VFORK keeps it alive until we exec
+    // or exit.
+    unsafe { command_child(&*(arg as *const CommandArgs)) }
 }
 
-/// Runs in the command's process, sharing memory with the suspended middle
-/// process: raw syscalls only (glibc's set*id wrappers would signal
+/// Runs in the command's process, sharing memory with the suspended helper: raw syscalls only (glibc's set*id wrappers would signal
 /// "other threads" through shared state), no allocation, no unwinding.
 unsafe fn command_child(a: &CommandArgs) -> ! {
     let CommandArgs {
@@ -412,7 +405,6 @@ unsafe fn command_child(a: &CommandArgs) -> ! {
         argv,
         env,
         report: rep,
-        ..
     } = *a;
     let fail = |errno: i32, tag: &[u8]| -> ! {
         let e = errno.to_ne_bytes();
@@ -470,8 +462,8 @@ unsafe fn command_child(a: &CommandArgs) -> ! {
     if libc::chdir(cwd.as_ptr()) != 0 {
         libc::chdir(c"/".as_ptr());
     }
-    // Signals: default dispositions, then nothing blocked (the middle
-    // process blocked all; the daemon's threads block some).
+    // Signals: default dispositions, then nothing blocked (the helper
+    // blocked all; the daemon's threads block some).
     for s in 1..32 {
         if s != libc::SIGKILL && s != libc::SIGSTOP {
             libc::signal(s, libc::SIG_DFL);

@@ -124,7 +124,8 @@ impl Engine {
         Ok(op)
     }
 
-    /// Forks the command inside the instance (off the async threads).
+    /// Forks the command inside the instance (off the async threads); the
+    /// caller reaps the command, the helper is reaped here.
     async fn exec_spawn(
         &self,
         name: &str,
@@ -146,7 +147,11 @@ impl Engine {
         .await
         .map_err(|e| ExecFailure::Other(e.into()))?;
         match r {
-            Ok(p) => Ok(p),
+            Ok(p) => {
+                // The helper has exited or is about to: reap it aside.
+                tokio::spawn(wait_exit(p.helper_pid));
+                Ok(p)
+            }
             Err(RuntimeError::Exec(e)) => match e.exit_status() {
                 Some(code) => Err(ExecFailure::Status(code)),
                 None => Err(ExecFailure::Other(match e {
@@ -194,7 +199,6 @@ impl Engine {
             Err(ExecFailure::Other(e)) => return Err(e),
         };
         let pid = proc_.pid;
-        tokio::spawn(wait_exit(proc_.helper_pid));
         let (exit_tx, exit_rx) = tokio::sync::watch::channel(false);
 
         // The pty master, shared by the stream task and resize handling.
@@ -311,7 +315,6 @@ impl Engine {
                 }
             }));
         }
-        tokio::spawn(wait_exit(proc_.helper_pid));
         let code = wait_exit(proc_.pid).await;
         for t in tasks {
             let _ = tokio::time::timeout(DRAIN_GRACE, t).await;
