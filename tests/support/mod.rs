@@ -13,11 +13,33 @@ use std::time::{Duration, Instant};
 use kante_api::instance::{InstanceSource, InstancesPost};
 pub use kante_client::Client;
 
-/// One root test at a time: they share cgroups, ids and the machine.
+/// One root test at a time: they share cgroups, ids and the machine. The
+/// in-process mutex orders this binary's tests; a host-wide `flock` on
+/// `/run/kante-tests.lock` (held for the life of the process once taken)
+/// keeps two test binaries, or two checkouts, from running at once.
 pub fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     init_reaper();
-    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+    let g = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    host_lock();
+    g
+}
+
+fn host_lock() {
+    static HELD: OnceLock<std::fs::File> = OnceLock::new();
+    HELD.get_or_init(|| {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open("/run/kante-tests.lock")
+            .expect("open /run/kante-tests.lock");
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock on an fd we own; blocks until the other run ends.
+        let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+        assert_eq!(r, 0, "flock /run/kante-tests.lock");
+        f
+    });
 }
 
 /// Pids of daemons we own (reaped through their `Child`, not by the reaper).
@@ -74,9 +96,19 @@ fn reap_zombie_children() {
 }
 
 /// A built binary of this workspace (`target/<profile>/<name>`).
+///
+/// `KANTE_TEST_BIN_DIR` points the tests at other binaries (say, an older
+/// commit's build, to show that an attack test fails there).
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let dir = match std::env::var_os("KANTE_TEST_BIN_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target dir")
+            .to_path_buf(),
+    };
     let p = dir.join(name);
     assert!(
         p.exists(),
