@@ -669,3 +669,41 @@ pub fn kante_fails(d: &Daemon, args: &[&str]) -> String {
     assert!(err.starts_with("Error: "), "{err:?}");
     err
 }
+
+// ----- attack programs (tests/attacks/*.c) ------------------------------
+
+/// `tests/attacks/<name>.c` compiled with `gcc -static` (so it runs in any
+/// guest, busybox included) into the daemon's directory (removed with it).
+pub fn attack_program(d: &Daemon, name: &str) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("attacks")
+        .join(format!("{name}.c"));
+    let out = d.dir.join(format!("attack-{name}"));
+    if !out.exists() {
+        let o = Command::new("gcc")
+            .args(["-static", "-O1", "-o"])
+            .arg(&out)
+            .arg(&src)
+            .output()
+            .expect("run gcc (build-essential)");
+        assert!(
+            o.status.success(),
+            "gcc {}: {}",
+            src.display(),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    out
+}
+
+/// Pushes a host file into `name` as an executable (mode 0755).
+pub async fn push_executable(d: &Daemon, name: &str, local: &Path, path: &str) {
+    let opts = kante_client::FilePushOptions {
+        mode: Some(0o755),
+        ..Default::default()
+    };
+    d.client
+        .file_push_bytes(name, path, std::fs::read(local).unwrap(), &opts)
+        .await
+        .unwrap_or_else(|e| panic!("pushing {} to {name}{path}: {e}", local.display()));
+}

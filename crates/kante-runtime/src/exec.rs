@@ -245,8 +245,6 @@ pub fn spawn(target: &ExecTarget, spec: &ExecSpec) -> Result<ExecProcess, ExecEr
         fds,
         is_pty: spec.pty.is_some(),
         target,
-        uid: spec.uid,
-        gid: spec.gid,
         cwd: &cwd,
         candidates: &candidates,
         argv: &argv_ptrs,
@@ -260,6 +258,23 @@ pub fn spawn(target: &ExecTarget, spec: &ExecSpec) -> Result<ExecProcess, ExecEr
     // SAFETY: one past the end of the allocation, as a stack top.
     let stack_top = unsafe { stack.as_mut_ptr().add(stack.capacity()) }.cast::<libc::c_void>();
 
+    // The fds the helper keeps: the command's stdio, both report pipes, the
+    // container's pidfd and the seccomp socket. Everything else the daemon
+    // has open (its database, its listeners, cgroup files, other
+    // containers' pidfds) is closed before the helper joins anything.
+    let mut keep = [-1 as RawFd; 7];
+    let mut nkeep = 0;
+    for fd in fds
+        .into_iter()
+        .chain([rep_w_fd, cerr_w.as_raw_fd(), target.init_pidfd])
+        .chain(target.notify)
+    {
+        keep[nkeep] = fd;
+        nkeep += 1;
+    }
+    let keep = &mut keep[..nkeep];
+    keep.sort_unstable();
+
     // SAFETY: after fork the child only makes async-signal-safe syscalls on
     // data prepared above, and leaves with _exit or execve.
     let helper = unsafe { libc::fork() };
@@ -268,14 +283,41 @@ pub fn spawn(target: &ExecTarget, spec: &ExecSpec) -> Result<ExecProcess, ExecEr
     }
     if helper == 0 {
         unsafe {
-            libc::close(cerr_r.as_raw_fd());
-            libc::close(rep_r.as_raw_fd());
+            // Not dumpable from here on: once the command is visible in the
+            // container's pid namespace, the guest's root must not be able
+            // to ptrace it (the mm is the daemon's until the execve).
+            libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
             for f in &cgroup_fds {
                 libc::write(f.as_raw_fd(), b"0".as_ptr().cast(), 1);
             }
-            if libc::setns(target.init_pidfd, ns_flags) != 0 {
+            close_all_but(keep);
+            // Every namespace but the pid namespace first, then the
+            // command's own ids (so it is never host root inside the
+            // container), then the pid namespace, where the command appears.
+            if libc::setns(target.init_pidfd, ns_flags & !libc::CLONE_NEWPID) != 0 {
                 child_fail(rep_w_fd, *libc::__errno_location(), b"setns");
             }
+            libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0);
+            if libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) != 0 {
+                child_fail(rep_w_fd, *libc::__errno_location(), b"setgroups");
+            }
+            if libc::syscall(libc::SYS_setresgid, spec.gid, spec.gid, spec.gid) != 0 {
+                child_fail(rep_w_fd, *libc::__errno_location(), b"setresgid");
+            }
+            if libc::syscall(libc::SYS_setresuid, spec.uid, spec.uid, spec.uid) != 0 {
+                child_fail(rep_w_fd, *libc::__errno_location(), b"setresuid");
+            }
+            // Joining the pid namespace, dropping the bounding set and
+            // loading seccomp still need the capabilities a non-root id
+            // loses from its effective set; execve recomputes them all.
+            let _ = crate::sys::set_effective_caps(|permitted| permitted);
+            // The credential change made us non-dumpable already (suid_dumpable
+            // is 0); say so again in case the host's setting differs.
+            libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+            if libc::setns(target.init_pidfd, libc::CLONE_NEWPID) != 0 {
+                child_fail(rep_w_fd, *libc::__errno_location(), b"setns pid");
+            }
+            libc::close(target.init_pidfd);
             // No handler may run on the shared memory before the command
             // has reset them: block everything; the command unblocks.
             let mut all: libc::sigset_t = std::mem::zeroed();
@@ -356,6 +398,20 @@ fn decode_failure(rec: &[u8], argv0: &str) -> ExecError {
     ExecError::Setup(format!("{tag}: {err}"))
 }
 
+/// Closes every fd except those in `keep` (sorted ascending), with
+/// close_range over the gaps: async-signal-safe, no allocation.
+unsafe fn close_all_but(keep: &[RawFd]) {
+    let mut from: u32 = 0;
+    for &fd in keep {
+        let fd = fd as u32;
+        if fd > from {
+            libc::syscall(libc::SYS_close_range, from, fd - 1, 0u32);
+        }
+        from = fd.saturating_add(1);
+    }
+    libc::syscall(libc::SYS_close_range, from, u32::MAX, 0u32);
+}
+
 /// The helper failed: a zero pid, then errno and a tag.
 unsafe fn child_fail(fd: RawFd, errno: i32, tag: &[u8]) -> ! {
     let p = 0i32.to_ne_bytes();
@@ -374,8 +430,6 @@ struct CommandArgs<'a> {
     fds: [RawFd; 3],
     is_pty: bool,
     target: &'a ExecTarget<'a>,
-    uid: u32,
-    gid: u32,
     cwd: &'a CString,
     candidates: &'a [CString],
     argv: &'a [*const libc::c_char],
@@ -398,8 +452,6 @@ unsafe fn command_child(a: &CommandArgs) -> ! {
         fds,
         is_pty,
         target,
-        uid,
-        gid,
         cwd,
         candidates,
         argv,
@@ -449,15 +501,6 @@ unsafe fn command_child(a: &CommandArgs) -> ! {
                 fail(*libc::__errno_location(), b"seccomp");
             }
         }
-    }
-    if libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) != 0 {
-        fail(*libc::__errno_location(), b"setgroups");
-    }
-    if libc::syscall(libc::SYS_setresgid, gid, gid, gid) != 0 {
-        fail(*libc::__errno_location(), b"setresgid");
-    }
-    if libc::syscall(libc::SYS_setresuid, uid, uid, uid) != 0 {
-        fail(*libc::__errno_location(), b"setresuid");
     }
     if libc::chdir(cwd.as_ptr()) != 0 {
         libc::chdir(c"/".as_ptr());
