@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use kante_integration::{attack_program, push_executable, run, Daemon, TestImage};
+use kante_integration::{attack_program, kante_ok, push_executable, run, Daemon, TestImage};
 
 /// F2: the command of an `exec` must never be seen by the guest while it is
 /// still the daemon's copy (host uid 0, dumpable, with the daemon's fds).
@@ -59,11 +59,15 @@ fn exec_cannot_be_hijacked_by_a_racing_guest() {
                 );
             }
             if let Some(fd) = l.strip_prefix("FD ") {
+                // The audit took the database, the API's and the daemon's
+                // sockets, pidfds and cgroup files this way.
                 let target = fd.split_once(' ').map(|(_, t)| t).unwrap_or("");
-                assert!(
-                    target.starts_with("pipe:") || target.starts_with("/dev/"),
-                    "the guest took a daemon fd ({l}):\n{report}"
-                );
+                for daemon_thing in ["kante", "socket:", "anon_inode:", "cgroup"] {
+                    assert!(
+                        !target.contains(daemon_thing),
+                        "the guest took a daemon fd ({l}):\n{report}"
+                    );
+                }
             }
         }
         // The ids are switched before the command appears, in privileged
@@ -89,6 +93,148 @@ fn exec_cannot_be_hijacked_by_a_racing_guest() {
                 o.stderr_str()
             );
         }
+        d.shutdown().await;
+    });
+}
+
+/// Files under `dir` named `name` with the setuid bit.
+fn setuid_files(dir: &std::path::Path, name: &str) -> Vec<std::path::PathBuf> {
+    let o = std::process::Command::new("find")
+        .arg(dir)
+        .args(["-name", name, "-perm", "-4000", "-type", "f"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(std::path::PathBuf::from)
+        .collect()
+}
+
+/// F1: a setuid-root binary the guest makes (in its rootfs, a snapshot of
+/// it, a custom volume) must not be reachable by other host users.
+#[test]
+fn guest_setuid_files_are_closed_to_host_users() {
+    run(async {
+        let d = Daemon::start().await;
+        let fp = d.import(TestImage::Busybox).await;
+        d.launch(&fp, "b1", &[]).await;
+        kante_ok(&d, &["storage", "volume", "create", "default", "v1"]);
+        kante_ok(
+            &d,
+            &[
+                "storage", "volume", "attach", "default", "v1", "b1", "/mnt/v",
+            ],
+        );
+        let (code, out) = d
+            .sh(
+                "b1",
+                "mkdir -p /root && cp /bin/busybox /root/id && chmod 4755 /root/id \
+                 && cp /bin/busybox /mnt/v/id && chmod 4755 /mnt/v/id",
+            )
+            .await;
+        assert_eq!(code, 0, "{out}");
+        kante_ok(&d, &["snapshot", "b1", "s1"]);
+        // As root on the host the files are there, setuid root: the
+        // attack has its material (rootfs, snapshot, volume).
+        let files = setuid_files(&d.dir, "id");
+        assert!(files.len() >= 3, "expected three setuid copies: {files:?}");
+        for f in &files {
+            // Through a shell: setpriv itself keeps root's capabilities
+            // until its own execve, so `setpriv … -- FILE` looks the path
+            // up as root; a real user's lookup is the shell's.
+            let o = std::process::Command::new("setpriv")
+                .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+                .args(["/bin/sh", "-c", "exec \"$0\""])
+                .arg(f)
+                .output()
+                .unwrap();
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
+            assert!(
+                !o.status.success() && !text.contains("euid=0"),
+                "a host user ran {} as root: {text}",
+                f.display()
+            );
+            assert!(
+                text.contains("Permission denied"),
+                "{}: {text}",
+                f.display()
+            );
+        }
+        // The stores of whole trees are closed too.
+        for sub in [
+            "images",
+            "backups",
+            "database",
+            "storage-pools/default/images",
+        ] {
+            let mode = std::fs::metadata(d.dir.join(sub)).unwrap().permissions();
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(mode.mode() & 0o077, 0, "{sub} is open: {:o}", mode.mode());
+        }
+        kante_ok(&d, &["storage", "volume", "detach", "default", "v1", "b1"]);
+        kante_ok(&d, &["delete", "-f", "b1"]);
+        kante_ok(&d, &["storage", "volume", "delete", "default", "v1"]);
+        d.shutdown().await;
+    });
+}
+
+/// F1's other half: closing the directories must not break starts when
+/// KANTE_DIR itself lies under a directory only root may enter (a
+/// `mktemp -d`, `/root`): the rootfs is attached from the host side.
+#[test]
+fn starts_work_under_a_closed_parent_directory() {
+    run(async {
+        let parent = tempfile::tempdir().unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(parent.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let d = Daemon::start_at(parent.path().join("state"), &[]).await;
+        let fp = d.import(TestImage::Busybox).await;
+        d.launch(&fp, "b1", &[]).await;
+        let (code, out) = d.sh("b1", "echo inside; id -u").await;
+        assert_eq!((code, out.as_str()), (0, "inside\n0\n"));
+        kante_ok(&d, &["restart", "b1"]);
+        let (code, out) = d.sh("b1", "cat /proc/1/cmdline | tr '\\0' ' '").await;
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains("init"), "{out}");
+        d.shutdown().await;
+    });
+}
+
+/// F3 (in part): the read-only /proc/sys (and the masked kernel files) are
+/// mounted from the host side, so the guest's root cannot unmount them to
+/// reach the writable sysctls behind.
+#[test]
+fn guest_cannot_unmount_the_read_only_proc_parts() {
+    run(async {
+        let d = Daemon::start().await;
+        let fp = d.import(TestImage::Busybox).await;
+        d.launch(&fp, "b1", &[]).await;
+        for target in ["/proc/sys", "/proc/kcore", "/proc/sysrq-trigger"] {
+            let (code, out) = d
+                .sh("b1", &format!("umount {target} || umount -l {target}"))
+                .await;
+            assert_ne!(code, 0, "the guest unmounted {target}: {out}");
+        }
+        let (code, out) = d.sh("b1", "umount -l /proc").await;
+        assert_ne!(code, 0, "the guest detached /proc: {out}");
+        let (_, mounts) = d.sh("b1", "cat /proc/self/mountinfo").await;
+        let sys = mounts
+            .lines()
+            .find(|l| l.split(' ').nth(4) == Some("/proc/sys"))
+            .unwrap_or_else(|| panic!("no /proc/sys mount:\n{mounts}"));
+        assert!(sys.split(' ').nth(5).unwrap().starts_with("ro"), "{sys}");
+        // The network namespace's own sysctls stay writable.
+        let (code, out) = d
+            .sh(
+                "b1",
+                "echo 1 > /proc/sys/net/ipv4/ip_forward && cat /proc/sys/net/ipv4/ip_forward",
+            )
+            .await;
+        assert_eq!((code, out.as_str()), (0, "1\n"));
         d.shutdown().await;
     });
 }

@@ -76,14 +76,21 @@ impl Engine {
     /// running while the daemon was away.
     pub async fn open(config: EngineConfig, runtime: Arc<dyn Runtime>) -> Result<Arc<Engine>> {
         let paths = Paths::new(&config.kante_dir);
-        for d in [
-            paths.root.clone(),
-            paths.images(),
-            paths.pools(),
-            paths.root.join("logs"),
-            paths.root.join("database"),
+        // Closed to other host users (audit F1): guests' files are on disk
+        // with their own ids, so a setuid file a guest made would be host
+        // root's to anyone who could reach it. Only KANTE_DIR, the pools'
+        // directory and the networks' (dnsmasq reads its hosts file as its
+        // own user) can be passed through; nothing can be listed.
+        for (d, mode) in [
+            (paths.root.clone(), 0o711),
+            (paths.images(), 0o700),
+            (paths.pools(), 0o711),
+            (paths.root.join("logs"), 0o700),
+            (paths.root.join("database"), 0o700),
+            (paths.root.join("backups"), 0o700),
+            (paths.root.join("disks"), 0o700),
         ] {
-            std::fs::create_dir_all(&d)
+            util::ensure_dir_mode(&d, mode)
                 .map_err(|e| EngineError::internal(format!("creating {}: {e}", d.display())))?;
         }
         let store = Store::open(&paths.database())?;

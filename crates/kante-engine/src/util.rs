@@ -46,3 +46,11 @@ pub fn async_fd(
 pub async fn wait_true(rx: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = rx.wait_for(|v| *v).await;
 }
+
+/// Creates `dir` (and its parents) if needed and sets its mode, also on a
+/// directory an older daemon made more open.
+pub fn ensure_dir_mode(dir: &std::path::Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+}

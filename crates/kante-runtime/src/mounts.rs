@@ -118,11 +118,10 @@ pub fn target_in_root(root: &Path, inside: &str) -> SetupResult<PathBuf> {
     Ok(p)
 }
 
-/// Attaches the (already idmapped, if unprivileged) rootfs at its own path
-/// inside the new namespace, then builds the standard mounts under it.
+/// A privileged container (no user namespace): binds the rootfs at its own
+/// path inside the new namespace, then builds the standard mounts under it.
 pub fn setup_rootfs(
     spec: &ContainerSpec,
-    rootfs_tree: Option<&OwnedFd>,
     bind_trees: &[Option<OwnedFd>],
     console_pty: &Path,
 ) -> SetupResult<()> {
@@ -135,12 +134,7 @@ pub fn setup_rootfs(
         None,
     )?;
     let root = spec.rootfs.as_path();
-    match rootfs_tree {
-        Some(fd) => {
-            sys::move_mount_to(fd.as_raw_fd(), root).map_err(ctx("attach idmapped rootfs"))?
-        }
-        None => bind(root, root, false)?,
-    }
+    bind(root, root, false)?;
     // pivot_root refuses a shared new root.
     do_mount(
         None,
@@ -149,8 +143,46 @@ pub fn setup_rootfs(
         MsFlags::MS_REC | MsFlags::MS_PRIVATE,
         None,
     )?;
-
     setup_proc(root, spec.nesting)?;
+    setup_rest(root, spec, bind_trees, console_pty)
+}
+
+/// An unprivileged container, in the mount namespace it just unshared from
+/// the monitor's: the monitor attached the idmapped rootfs and mounted
+/// /proc with its read-only parts there (see `setup_proc_from_host`), so
+/// here they are locked — the guest's root cannot unmount or remount them.
+/// The current directory is that rootfs: nothing here looks up a host path
+/// above it (the host's directories may be closed to the container's ids).
+/// Puts an unlocked recursive copy of the rootfs on top of itself (a locked
+/// mount cannot be the new root of pivot_root) and enters it.
+pub fn setup_rootfs_in_cwd(
+    spec: &ContainerSpec,
+    bind_trees: &[Option<OwnedFd>],
+    console_pty: &Path,
+) -> SetupResult<()> {
+    let dot = Path::new(".");
+    let top = sys::open_tree_clone(dot, true).map_err(ctx("copy of the rootfs tree"))?;
+    sys::move_mount_to(top.as_raw_fd(), dot).map_err(ctx("attach the rootfs copy"))?;
+    nix::unistd::fchdir(&top).map_err(ctx("enter the rootfs copy"))?;
+    do_mount(None, dot, None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None)?;
+    setup_rest(dot, spec, bind_trees, console_pty)
+}
+
+/// Run by the monitor's helper in the host's user namespace and the
+/// container's pid namespace, with the rootfs as its current directory:
+/// mounts the container's /proc and its read-only and masked parts, which
+/// the container's own mount namespace then inherits locked.
+pub fn setup_proc_from_host(nesting: bool) -> SetupResult<()> {
+    setup_proc(Path::new("."), nesting)
+}
+
+/// Everything after /proc: sysfs, /dev, /run, /tmp, lxcfs, disks.
+fn setup_rest(
+    root: &Path,
+    spec: &ContainerSpec,
+    bind_trees: &[Option<OwnedFd>],
+    console_pty: &Path,
+) -> SetupResult<()> {
     // Nesting: sys:rw (a nested runtime mounts its own sysfs; see setup_proc).
     setup_sys(root, spec.privileged() && !spec.nesting)?;
     setup_dev(root, console_pty)?;

@@ -12,6 +12,7 @@ pub const AT_RECURSIVE: libc::c_uint = 0x8000;
 pub const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
 pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
 pub const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+pub const MOUNT_ATTR_NODEV: u64 = 0x4;
 
 #[repr(C)]
 struct MountAttr {
@@ -71,7 +72,9 @@ pub fn mount_setattr_idmap(mount_fd: &OwnedFd, userns_fd: RawFd, readonly: bool)
     mount_setattr(
         mount_fd,
         MountAttr {
-            attr_set: MOUNT_ATTR_IDMAP | rdonly,
+            // Never device nodes through it: an image or a guest cannot
+            // give itself a host device by making its node.
+            attr_set: MOUNT_ATTR_IDMAP | MOUNT_ATTR_NODEV | rdonly,
             attr_clr: 0,
             propagation: 0,
             userns_fd: userns_fd as u64,
@@ -136,6 +139,11 @@ pub fn pidfd_send_signal(pidfd: RawFd, sig: i32) -> io::Result<()> {
 /// pivot_root(".", ".") from inside the new root, then detach the old one.
 pub fn pivot_into(new_root: &Path) -> io::Result<()> {
     std::env::set_current_dir(new_root)?;
+    pivot_into_cwd()
+}
+
+/// `pivot_into` for a new root that is already the current directory.
+pub fn pivot_into_cwd() -> io::Result<()> {
     let dot = c".";
     // SAFETY: valid C strings.
     check(unsafe { libc::syscall(libc::SYS_pivot_root, dot.as_ptr(), dot.as_ptr()) })?;

@@ -521,11 +521,18 @@ pub(crate) fn rename_noreplace(a: &Path, b: &Path) -> Result<()> {
     }
 }
 
-/// Creates the standard sub-directories of a pool.
+/// Creates the standard sub-directories of a pool, closed to every host
+/// user but root (also when an older daemon made them open): instance,
+/// snapshot, image and custom volumes hold the guests' files with the
+/// guests' ids, setuid bits included (audit F1). Nothing but root needs to
+/// pass through them: the runtime attaches an instance's rootfs and its
+/// volumes from the host side.
 pub(crate) fn create_layout(base: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     for d in LAYOUT {
         let d = base.join(d);
         std::fs::create_dir_all(&d)
+            .and_then(|()| std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)))
             .map_err(StorageError::io(format!("creating {}", d.display())))?;
     }
     Ok(())
