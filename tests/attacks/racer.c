@@ -60,9 +60,11 @@ int main(int argc, char **argv) {
     while (seen < want && time(NULL) < end) {
         if (ptrace(PTRACE_SEIZE, target, 0, 0) == 0) {
             ptrace(PTRACE_INTERRUPT, target, 0, 0);
-            int st;
-            waitpid(target, &st, __WALL);
-            report(target);
+            int st = 0;
+            if (waitpid(target, &st, __WALL) == target && WIFSTOPPED(st))
+                report(target);
+            else
+                printf("EXITED %d\n", target);
             ptrace(PTRACE_DETACH, target, 0, 0);
             seen++, target++, gone = 0;
         } else if (errno == EPERM) {

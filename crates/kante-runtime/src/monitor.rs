@@ -190,10 +190,9 @@ fn start(spec: &ContainerSpec, status: &mut File, control: File) -> Result<Start
         false => None,
     };
 
-    // Unprivileged: the rootfs is attached, and /proc mounted, from the
-    // host side, in a mount namespace of the monitor's own; the container
-    // unshares its own from it, so those mounts reach it locked, and it
-    // never looks up the host path of its rootfs (see mounts.rs).
+    // Unprivileged: the rootfs is attached from the host side, in a mount
+    // namespace of the monitor's own; the container unshares its own from
+    // it and never looks up the host path of its rootfs (see mounts.rs).
     if let Some(tree) = &tree {
         attach_rootfs_here(spec, tree)?;
     }
@@ -239,9 +238,6 @@ fn start(spec: &ContainerSpec, status: &mut File, control: File) -> Result<Start
                     Some(why) => why.trim().to_string(),
                     None => "the daemon went away during the start".into(),
                 });
-            }
-            if spec.idmap.is_some() {
-                mount_proc_from_host(spec, &pidfd)?;
             }
             File::from(go_w)
                 .write_all(b"g")
@@ -418,78 +414,6 @@ fn attach_rootfs_here(spec: &ContainerSpec, tree: &OwnedFd) -> Result<(), String
         .map_err(|e| format!("attach idmapped rootfs: {e}"))?;
     nix::unistd::fchdir(tree).map_err(|e| format!("enter the rootfs: {e}"))?;
     Ok(())
-}
-
-/// Mounts the container's /proc (see `mounts::setup_proc_from_host`) from a
-/// helper that joined the container's pid namespace but stays host root in
-/// the monitor's mount namespace. Files it creates through the idmapped
-/// rootfs are the container root's.
-fn mount_proc_from_host(spec: &ContainerSpec, pidfd: &OwnedFd) -> Result<(), String> {
-    let map = spec.idmap.ok_or("no id map")?;
-    let (err_r, err_w) =
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
-    // SAFETY: the monitor is single-threaded.
-    match unsafe { nix::unistd::fork() }.map_err(|e| format!("fork: {e}"))? {
-        nix::unistd::ForkResult::Child => {
-            drop(err_r);
-            let mut w = File::from(err_w);
-            let r = proc_helper(spec.nesting, map, pidfd, &mut w);
-            if let Err(e) = &r {
-                let _ = w.write_all(e.as_bytes());
-            }
-            // SAFETY: leave without the parent's destructors.
-            unsafe { libc::_exit(i32::from(r.is_err())) }
-        }
-        nix::unistd::ForkResult::Parent { child } => {
-            drop(err_w);
-            let status = waitpid(child, None);
-            let mut msg = String::new();
-            let _ = File::from(err_r).read_to_string(&mut msg);
-            match status {
-                Ok(WaitStatus::Exited(_, 0)) if msg.is_empty() => Ok(()),
-                _ if !msg.is_empty() => Err(msg),
-                other => Err(format!("mounting /proc: {other:?}")),
-            }
-        }
-    }
-}
-
-/// The helper: joins the pid namespace, then forks (only its children are
-/// in it) the process that mounts.
-fn proc_helper(
-    nesting: bool,
-    map: crate::spec::IdMap,
-    pidfd: &OwnedFd,
-    err: &mut File,
-) -> Result<(), String> {
-    nix::sched::setns(pidfd, nix::sched::CloneFlags::CLONE_NEWPID)
-        .map_err(|e| format!("join the pid namespace: {e}"))?;
-    // SAFETY: the helper is single-threaded.
-    match unsafe { nix::unistd::fork() }.map_err(|e| format!("fork: {e}"))? {
-        nix::unistd::ForkResult::Child => {
-            // SAFETY: per-process fs ids; this process ends below.
-            unsafe {
-                libc::setfsgid(map.host_gid);
-                libc::setfsuid(map.host_uid);
-            }
-            let _ = sys::set_effective_caps(|p| p);
-            let code = match mounts::setup_proc_from_host(nesting) {
-                Ok(()) => 0,
-                Err(e) => {
-                    let _ = err.write_all(e.as_bytes());
-                    1
-                }
-            };
-            // SAFETY: leave without the parent's destructors.
-            unsafe { libc::_exit(code) }
-        }
-        nix::unistd::ForkResult::Parent { child } => match waitpid(child, None) {
-            Ok(WaitStatus::Exited(_, 0)) => Ok(()),
-            // Its own message is already in the pipe.
-            Ok(WaitStatus::Exited(_, _)) => Err(String::new()),
-            other => Err(format!("mounting /proc in the container: {other:?}")),
-        },
-    }
 }
 
 /// A new network namespace has `lo` down; system containers expect it up

@@ -148,13 +148,19 @@ pub fn setup_rootfs(
 }
 
 /// An unprivileged container, in the mount namespace it just unshared from
-/// the monitor's: the monitor attached the idmapped rootfs and mounted
-/// /proc with its read-only parts there (see `setup_proc_from_host`), so
-/// here they are locked — the guest's root cannot unmount or remount them.
-/// The current directory is that rootfs: nothing here looks up a host path
+/// the monitor's, where the monitor attached the idmapped rootfs. The
+/// current directory is that rootfs: nothing here looks up a host path
 /// above it (the host's directories may be closed to the container's ids).
-/// Puts an unlocked recursive copy of the rootfs on top of itself (a locked
-/// mount cannot be the new root of pivot_root) and enters it.
+/// Puts an unlocked recursive copy of the rootfs on top of itself (a mount
+/// inherited from the monitor's namespace is locked, and pivot_root refuses
+/// a locked new root), enters it and builds the standard mounts.
+///
+/// /proc's read-only and masked parts are made here, by the guest's root,
+/// so it could unmount them, as in LXC and LXD: locked, they would make
+/// the kernel refuse every new procfs in the guest (systemd mounts one for
+/// each unit with ProtectProc=, logind, networkd and resolved among them).
+/// What they hide is only writable by host root, and nothing acts as host
+/// root inside the guest's mounts (exec and file I/O take the guest's ids).
 pub fn setup_rootfs_in_cwd(
     spec: &ContainerSpec,
     bind_trees: &[Option<OwnedFd>],
@@ -165,15 +171,8 @@ pub fn setup_rootfs_in_cwd(
     sys::move_mount_to(top.as_raw_fd(), dot).map_err(ctx("attach the rootfs copy"))?;
     nix::unistd::fchdir(&top).map_err(ctx("enter the rootfs copy"))?;
     do_mount(None, dot, None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None)?;
+    setup_proc(dot, spec.nesting)?;
     setup_rest(dot, spec, bind_trees, console_pty)
-}
-
-/// Run by the monitor's helper in the host's user namespace and the
-/// container's pid namespace, with the rootfs as its current directory:
-/// mounts the container's /proc and its read-only and masked parts, which
-/// the container's own mount namespace then inherits locked.
-pub fn setup_proc_from_host(nesting: bool) -> SetupResult<()> {
-    setup_proc(Path::new("."), nesting)
 }
 
 /// Everything after /proc: sysfs, /dev, /run, /tmp, lxcfs, disks.
