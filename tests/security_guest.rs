@@ -203,3 +203,169 @@ fn starts_work_under_a_closed_parent_directory() {
         d.shutdown().await;
     });
 }
+
+/// A scratch host directory outside KANTE_DIR, removed on drop.
+struct HostDir(std::path::PathBuf);
+
+impl HostDir {
+    fn new(d: &Daemon, tag: &str) -> HostDir {
+        let p = std::path::PathBuf::from(format!("{}-{tag}", d.dir.display()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir(&p).unwrap();
+        HostDir(p)
+    }
+}
+
+impl Drop for HostDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// F3: a push follows a guest's symlink only with the guest's own powers:
+/// never onto a host file the guest cannot write (a shift=false disk), never
+/// onto a kernel knob (after the guest unmounted its read-only /proc/sys).
+#[test]
+fn file_push_cannot_be_redirected_by_guest_symlinks() {
+    run(async {
+        let d = Daemon::start().await;
+        let fp = d.import(TestImage::Busybox).await;
+        let host = HostDir::new(&d, "hm");
+        std::fs::write(host.0.join("marker"), "host-original\n").unwrap();
+        let source = host.0.display().to_string();
+        d.launch(&fp, "b1", &[]).await;
+        kante_ok(
+            &d,
+            &[
+                "config",
+                "device",
+                "add",
+                "b1",
+                "hm",
+                "disk",
+                &format!("source={source}"),
+                "path=/mnt/hm",
+                "shift=false",
+            ],
+        );
+        let (code, out) = d
+            .sh("b1", "mkdir -p /root && ln -sf /mnt/hm/marker /root/notes.txt && echo try >> /root/notes.txt")
+            .await;
+        assert_ne!(code, 0, "the guest itself could write the host file: {out}");
+        let push = d
+            .client
+            .file_push_bytes(
+                "b1",
+                "/root/notes.txt",
+                "admin-pushed\n",
+                &Default::default(),
+            )
+            .await;
+        assert_eq!(
+            push.as_ref().err().and_then(|e| e.status()),
+            Some(403),
+            "{push:?}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(host.0.join("marker")).unwrap(),
+            "host-original\n"
+        );
+
+        // The kernel's core_pattern, with /proc/sys unmounted by the guest.
+        let before = std::fs::read("/proc/sys/kernel/core_pattern").unwrap();
+        let (code, out) = d
+            .sh("b1", "umount /proc/sys/net; umount /proc/sys; ln -sf /proc/sys/kernel/core_pattern /root/cp && : > /proc/sys/kernel/core_pattern")
+            .await;
+        assert_ne!(code, 0, "the guest itself could open core_pattern: {out}");
+        let push = d
+            .client
+            .file_push_bytes("b1", "/root/cp", "", &Default::default())
+            .await;
+        assert_eq!(
+            push.as_ref().err().and_then(|e| e.status()),
+            Some(403),
+            "{push:?}"
+        );
+        assert_eq!(
+            std::fs::read("/proc/sys/kernel/core_pattern").unwrap(),
+            before
+        );
+        // Pushes that are the guest's to make still work, owner and mode included.
+        let opts = kante_client::FilePushOptions {
+            uid: Some(1000),
+            gid: Some(1000),
+            mode: Some(0o640),
+            ..Default::default()
+        };
+        d.client
+            .file_push_bytes("b1", "/root/ok.txt", "fine\n", &opts)
+            .await
+            .unwrap();
+        let (code, out) = d
+            .sh("b1", "stat -c '%u %g %a' /root/ok.txt; cat /root/ok.txt")
+            .await;
+        assert_eq!((code, out.as_str()), (0, "1000 1000 640\nfine\n"));
+        // Owners outside the guest's id range are refused (X-LXD-uid is the client's).
+        let opts = kante_client::FilePushOptions {
+            uid: Some(70000),
+            ..Default::default()
+        };
+        let e = d
+            .client
+            .file_push_bytes("b1", "/root/far.txt", "x", &opts)
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), Some(400), "{e}");
+        kante_ok(&d, &["delete", "-f", "b1"]);
+        d.shutdown().await;
+    });
+}
+
+/// F6: a FIFO (or anything that is not a file, a directory or a symlink)
+/// is refused at once, for pulls and pushes, and never stalls the API.
+#[test]
+fn fifos_in_the_guest_cannot_stall_the_daemon() {
+    run(async {
+        let d = Daemon::start().await;
+        let fp = d.import(TestImage::Busybox).await;
+        d.launch(&fp, "b1", &[]).await;
+        let (code, out) = d.sh("b1", "mkdir -p /root && mkfifo /root/fifo").await;
+        assert_eq!(code, 0, "{out}");
+        // More pulls than the daemon has worker threads: before the fix,
+        // each blocked one for good. The timeout only detects that hang.
+        let pulls = (0..4).map(|_| d.client.file_get("b1", "/root/fifo"));
+        let results = tokio::time::timeout(
+            Duration::from_secs(60),
+            futures_util::future::join_all(pulls),
+        )
+        .await
+        .expect("pulls of a FIFO hung the daemon");
+        for r in results {
+            let e = r.err().expect("a FIFO was served as a file");
+            assert_eq!(e.status(), Some(400), "{e}");
+            assert!(e.to_string().contains("not a regular file"), "{e}");
+        }
+        let push = tokio::time::timeout(
+            Duration::from_secs(60),
+            d.client
+                .file_push_bytes("b1", "/root/fifo", "x", &Default::default()),
+        )
+        .await
+        .expect("a push to a FIFO hung the daemon");
+        assert_eq!(push.err().and_then(|e| e.status()), Some(400));
+        // The API and exec still answer.
+        let (code, out) = d.sh("b1", "echo alive").await;
+        assert_eq!((code, out.as_str()), (0, "alive\n"));
+        kante_ok(&d, &["stop", "-f", "b1"]);
+        // A stopped instance's FIFO likewise.
+        let e = tokio::time::timeout(
+            Duration::from_secs(60),
+            d.client.file_get("b1", "/root/fifo"),
+        )
+        .await
+        .expect("a stopped instance's FIFO hung the daemon")
+        .unwrap_err();
+        assert_eq!(e.status(), Some(400), "{e}");
+        d.shutdown().await;
+    });
+}

@@ -400,7 +400,7 @@ fn decode_failure(rec: &[u8], argv0: &str) -> ExecError {
 
 /// Closes every fd except those in `keep` (sorted ascending), with
 /// close_range over the gaps: async-signal-safe, no allocation.
-unsafe fn close_all_but(keep: &[RawFd]) {
+pub(crate) unsafe fn close_all_but(keep: &[RawFd]) {
     let mut from: u32 = 0;
     for &fd in keep {
         let fd = fd as u32;

@@ -12,6 +12,7 @@
 pub mod cgroup;
 pub mod console;
 pub mod exec;
+pub mod fileio;
 pub mod hotplug;
 pub mod idmap;
 pub mod intercept;

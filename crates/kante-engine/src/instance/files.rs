@@ -1,17 +1,22 @@
 //! File transfer in and out of instances.
 //!
-//! Every path is resolved with openat2(RESOLVE_IN_ROOT) against the
-//! instance's root, so `..` and symlinks (absolute or relative) stay inside
-//! it. A running instance is reached through /proc/<init>/root, which shows
-//! its own mounts (/run, /tmp, disks); a stopped one through its rootfs.
-//! Through a running unprivileged instance's idmapped rootfs, files must be
-//! created by the container's root id, so those operations run on a
-//! throw-away thread whose fsuid/fsgid are set to it.
+//! The operations themselves live in `kante_runtime::fileio`: for a running
+//! instance a short-lived helper joins its user and mount namespaces and
+//! acts as its root, so a guest's symlink can lead a push or a pull only to
+//! what the guest could reach itself (audit F3); for a stopped one the
+//! daemon works on the rootfs, every lookup inside it (openat2
+//! RESOLVE_IN_ROOT). Either way FIFOs, sockets and device nodes are refused
+//! without blocking and the helper's life is bounded (F6). This module maps
+//! API requests to those operations and their outcomes to API errors.
 
-use std::ffi::OsStr;
+use std::ffi::{CString, OsStr};
 use std::fs::File;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use kante_runtime::fileio::{self, FileOp, Outcome, Reply};
 
 use rustix::fs::{self as rfs, Mode, OFlags, ResolveFlags};
 
@@ -94,28 +99,12 @@ pub fn relative_path(path: &str) -> Result<PathBuf> {
     Ok(out)
 }
 
-/// Where to resolve paths, and which host ids mean container root.
+/// A root to resolve paths in (the stopped rootfs, or a test's directory).
 struct RootView {
     root: OwnedFd,
-    /// Host uid/gid base when going through an idmapped rootfs.
-    shift: Option<(u32, u32)>,
 }
 
 impl RootView {
-    fn host_ids(&self, uid: u32, gid: u32) -> (u32, u32) {
-        match self.shift {
-            Some((u, g)) => (u + uid, g + gid),
-            None => (uid, gid),
-        }
-    }
-
-    fn container_ids(&self, uid: u32, gid: u32) -> (i64, i64) {
-        match self.shift {
-            Some((u, g)) => (uid as i64 - u as i64, gid as i64 - g as i64),
-            None => (uid as i64, gid as i64),
-        }
-    }
-
     fn resolve(&self, rel: &Path, flags: OFlags, mode: Mode) -> std::io::Result<OwnedFd> {
         let p: &OsStr = if rel.as_os_str().is_empty() {
             OsStr::new(".")
@@ -130,17 +119,70 @@ impl RootView {
             ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
         )?)
     }
+}
 
-    fn parent_and_name<'a>(&self, rel: &'a Path) -> Result<(OwnedFd, &'a OsStr)> {
-        let name = rel
-            .file_name()
-            .ok_or_else(|| EngineError::bad("Path names the instance's root"))?;
-        let parent = rel.parent().unwrap_or(Path::new(""));
-        let fd = self
-            .resolve(parent, OFlags::PATH | OFlags::DIRECTORY, Mode::empty())
-            .map_err(io_to_engine)?;
-        Ok((fd, name))
+/// Where an instance's file operations happen.
+enum Place {
+    /// Running: inside its namespaces, as its root. `shift` is the host id
+    /// of its root (what stat shows through the idmapped rootfs), `ids` the
+    /// size of its id range.
+    Guest {
+        pidfd: OwnedFd,
+        userns: bool,
+        shift: Option<(u32, u32)>,
+        ids: u32,
+    },
+    /// Stopped: its rootfs, whose files carry the guest's own ids.
+    Rootfs(OwnedFd),
+}
+
+impl Place {
+    fn container_ids(&self, uid: u32, gid: u32) -> (i64, i64) {
+        match self {
+            Place::Guest {
+                shift: Some((u, g)),
+                ..
+            } => (uid as i64 - *u as i64, gid as i64 - *g as i64),
+            _ => (uid as i64, gid as i64),
+        }
     }
+
+    /// Owner ids of a new entry, as the guest sees them (refused when
+    /// outside its range: `X-LXD-uid` is the client's).
+    fn owner(&self, uid: Option<u32>, gid: Option<u32>) -> Result<(u32, u32)> {
+        let (uid, gid) = (uid.unwrap_or(0), gid.unwrap_or(0));
+        let limit = match self {
+            Place::Guest { ids, .. } => *ids,
+            Place::Rootfs(_) => 65536,
+        };
+        if uid >= limit || gid >= limit {
+            return Err(EngineError::bad(format!(
+                "Owner {uid}:{gid} is outside the instance's id range (0-{})",
+                limit - 1
+            )));
+        }
+        Ok((uid, gid))
+    }
+
+    /// Runs one operation (blocking; off the async runtime).
+    fn run(&self, op: &FileOp) -> std::io::Result<Reply> {
+        match self {
+            Place::Guest { pidfd, userns, .. } => {
+                let guest = fileio::Guest {
+                    init_pidfd: pidfd.as_raw_fd(),
+                    userns: *userns,
+                };
+                fileio::in_guest(guest, op, file_timeout())
+            }
+            Place::Rootfs(root) => Ok(fileio::perform(root.as_raw_fd(), op)),
+        }
+    }
+}
+
+/// How long a file helper may take before it is killed (a guest's FUSE
+/// mount can stall any call); `KANTE_FILE_TIMEOUT` seconds, 30 by default.
+fn file_timeout() -> Duration {
+    Duration::from_secs(crate::util::env_secs("KANTE_FILE_TIMEOUT", 30))
 }
 
 fn io_to_engine(e: std::io::Error) -> EngineError {
@@ -157,11 +199,27 @@ fn io_to_engine(e: std::io::Error) -> EngineError {
         Some(libc::EACCES) | Some(libc::EPERM) => {
             EngineError::Forbidden(format!("Permission denied: {e}"))
         }
-        _ => EngineError::internal(e),
+        _ => match e.kind() {
+            std::io::ErrorKind::TimedOut => EngineError::internal(e.to_string()),
+            _ => EngineError::internal(e),
+        },
     }
 }
 
-fn meta_of(view: &RootView, fd: &OwnedFd) -> Result<FileMeta> {
+/// An outcome that is not success, as an API error.
+fn outcome_error(r: &Reply) -> EngineError {
+    match r.outcome {
+        Outcome::Failed => io_to_engine(r.error()),
+        Outcome::NotRegular => {
+            EngineError::bad("Path is not a regular file, a directory or a symlink")
+        }
+        Outcome::IsDirectory => EngineError::bad("Path is a directory"),
+        Outcome::InTheWay => EngineError::Conflict("Path already exists".into()),
+        Outcome::Done | Outcome::Existed => EngineError::internal("unexpected file outcome"),
+    }
+}
+
+fn meta_of(place: &Place, fd: &OwnedFd) -> Result<FileMeta> {
     let st = rfs::fstat(fd).map_err(|e| io_to_engine(e.into()))?;
     let ft = rfs::FileType::from_raw_mode(st.st_mode);
     let kind = match ft {
@@ -169,7 +227,7 @@ fn meta_of(view: &RootView, fd: &OwnedFd) -> Result<FileMeta> {
         rfs::FileType::Symlink => FileKind::Symlink,
         _ => FileKind::File,
     };
-    let (uid, gid) = view.container_ids(st.st_uid, st.st_gid);
+    let (uid, gid) = place.container_ids(st.st_uid, st.st_gid);
     let modified = chrono::DateTime::from_timestamp(st.st_mtime, st.st_mtime_nsec as u32)
         .unwrap_or_else(kante_api::zero_time);
     Ok(FileMeta {
@@ -181,46 +239,44 @@ fn meta_of(view: &RootView, fd: &OwnedFd) -> Result<FileMeta> {
     })
 }
 
-/// Runs `f` on a fresh thread acting with the fs ids of the container's
-/// root, so creations through an idmapped mount are allowed and owned right.
-fn as_container_root<T: Send + 'static>(
-    shift: Option<(u32, u32)>,
-    f: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
-    std::thread::spawn(move || {
-        if let Some((uid, gid)) = shift {
-            // setfsuid/setfsgid and capset are per-thread syscalls; this thread ends afterwards.
-            unsafe {
-                libc::setfsgid(gid);
-                libc::setfsuid(uid);
-            }
-            raise_effective_caps();
-        }
-        f()
-    })
-    .join()
-    .map_err(|_| EngineError::internal("file operation thread panicked"))?
+fn cstr(p: &Path) -> Result<CString> {
+    let b = if p.as_os_str().is_empty() {
+        b"."
+    } else {
+        p.as_os_str().as_bytes()
+    };
+    CString::new(b).map_err(|_| EngineError::bad("Path contains a NUL byte"))
 }
 
-/// Leaving fsuid 0 drops the filesystem capabilities from the effective set;
-/// the thread still has them permitted, so take them back.
-fn raise_effective_caps() {
-    let _ = kante_runtime::sys::set_effective_caps(|permitted| permitted);
+/// `rel` as (whole path, parent, final name); refuses the root itself.
+fn split(rel: &Path) -> Result<(CString, CString, CString)> {
+    let name = rel
+        .file_name()
+        .ok_or_else(|| EngineError::bad("Path names the instance's root"))?;
+    let parent = rel.parent().unwrap_or(Path::new(""));
+    Ok((cstr(rel)?, cstr(parent)?, cstr(Path::new(name))?))
+}
+
+/// Runs `f` (which does blocking file work) on the blocking pool.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| EngineError::internal("file operation task failed"))?
 }
 
 impl Engine {
-    fn root_view(&self, name: &str) -> Result<RootView> {
+    fn place(&self, name: &str) -> Result<Place> {
         let row = self.instance_row(name)?;
         if let Some(r) = self.running(name) {
             if let Some(c) = crate::lock(&r.container).as_ref() {
-                let root = rfs::open(
-                    format!("/proc/{}/root", c.pid()),
-                    OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )
-                .map_err(|e| io_to_engine(e.into()))?;
-                let shift = c.record.idmap.map(|m| (m.host_uid, m.host_gid));
-                return Ok(RootView { root, shift });
+                let pidfd = c.init_pidfd.try_clone()?;
+                let map = c.record.idmap;
+                return Ok(Place::Guest {
+                    pidfd,
+                    userns: map.is_some(),
+                    shift: map.map(|m| (m.host_uid, m.host_gid)),
+                    ids: map.map(|m| m.size).unwrap_or(65536),
+                });
             }
         }
         let rootfs = self.instance_rootfs(&row)?;
@@ -230,18 +286,20 @@ impl Engine {
             Mode::empty(),
         )
         .map_err(|e| io_to_engine(e.into()))?;
-        Ok(RootView { root, shift: None })
+        Ok(Place::Rootfs(root))
     }
 
     pub async fn file_get(&self, name: &str, path: &str) -> Result<FileGet> {
         let rel = relative_path(path)?;
-        let view = self.root_view(name)?;
-        let shift = view.shift;
-        as_container_root(shift, move || {
-            let fd = view
-                .resolve(&rel, OFlags::PATH | OFlags::NOFOLLOW, Mode::empty())
-                .map_err(io_to_engine)?;
-            let meta = meta_of(&view, &fd)?;
+        let place = self.place(name)?;
+        blocking(move || {
+            let p = cstr(&rel)?;
+            let r = place.run(&FileOp::Get { path: &p })?;
+            let fd = match (r.outcome, r.fd) {
+                (Outcome::Done, Some(fd)) => fd,
+                (_, _) => return Err(outcome_error(&Reply { fd: None, ..r })),
+            };
+            let meta = meta_of(&place, &fd)?;
             match meta.kind {
                 FileKind::Symlink => {
                     let target =
@@ -252,11 +310,8 @@ impl Engine {
                     ))
                 }
                 FileKind::Directory => {
-                    let dfd = view
-                        .resolve(&rel, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())
-                        .map_err(io_to_engine)?;
                     let mut names = Vec::new();
-                    let mut dir = rfs::Dir::read_from(&dfd).map_err(|e| io_to_engine(e.into()))?;
+                    let mut dir = rfs::Dir::read_from(&fd).map_err(|e| io_to_engine(e.into()))?;
                     while let Some(entry) = dir.read() {
                         let entry = entry.map_err(|e| io_to_engine(e.into()))?;
                         let n = entry.file_name().to_string_lossy().into_owned();
@@ -267,14 +322,10 @@ impl Engine {
                     names.sort();
                     Ok(FileGet::Directory(names, meta))
                 }
-                FileKind::File => {
-                    let f = view
-                        .resolve(&rel, OFlags::RDONLY | OFlags::NOFOLLOW, Mode::empty())
-                        .map_err(io_to_engine)?;
-                    Ok(FileGet::File(File::from(f), meta))
-                }
+                FileKind::File => Ok(FileGet::File(File::from(fd), meta)),
             }
         })
+        .await
     }
 
     /// Creates or opens the target; for a file, returns it for the caller
@@ -287,118 +338,70 @@ impl Engine {
         symlink_target: Option<String>,
     ) -> Result<Option<File>> {
         let rel = relative_path(path)?;
-        let view = self.root_view(name)?;
-        let shift = view.shift;
-        as_container_root(shift, move || {
-            let (parent, fname) = view.parent_and_name(&rel)?;
-            let exists = rfs::statat(&parent, fname, rfs::AtFlags::SYMLINK_NOFOLLOW).ok();
-            let (uid, gid) = view.host_ids(put.uid.unwrap_or(0), put.gid.unwrap_or(0));
-            match put.kind {
-                FileKind::Directory => {
-                    if let Some(st) = exists {
-                        if rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Directory {
-                            return Ok(None);
-                        }
-                        return Err(EngineError::Conflict(
-                            "Path exists and is not a directory".into(),
-                        ));
-                    }
-                    let mode = put.mode.unwrap_or(0o750);
-                    rfs::mkdirat(&parent, fname, Mode::from_raw_mode(mode))
-                        .map_err(|e| io_to_engine(e.into()))?;
-                    let d = rfs::openat(
-                        &parent,
-                        fname,
-                        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                        Mode::empty(),
-                    )
-                    .map_err(|e| io_to_engine(e.into()))?;
-                    rfs::fchown(
-                        &d,
-                        Some(rfs::Uid::from_raw(uid)),
-                        Some(rfs::Gid::from_raw(gid)),
-                    )
-                    .map_err(|e| io_to_engine(e.into()))?;
-                    rfs::fchmod(&d, Mode::from_raw_mode(mode))
-                        .map_err(|e| io_to_engine(e.into()))?;
-                    Ok(None)
-                }
+        let place = self.place(name)?;
+        let owner = place.owner(put.uid, put.gid)?;
+        blocking(move || {
+            let (whole, parent, fname) = split(&rel)?;
+            let r = match put.kind {
+                FileKind::Directory => place.run(&FileOp::Mkdir {
+                    parent: &parent,
+                    name: &fname,
+                    mode: put.mode.unwrap_or(0o750),
+                    owner,
+                })?,
                 FileKind::Symlink => {
                     let target = symlink_target.unwrap_or_default();
                     if target.is_empty() {
                         return Err(EngineError::bad("Symlink target is empty"));
                     }
-                    if let Some(st) = exists {
-                        if rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Symlink {
-                            let cur = rfs::readlinkat(&parent, fname, Vec::new())
-                                .map_err(|e| io_to_engine(e.into()))?;
-                            if cur.as_bytes() == target.as_bytes() {
-                                return Ok(None);
-                            }
-                        }
-                        return Err(EngineError::Conflict("Path already exists".into()));
-                    }
-                    rfs::symlinkat(target.as_str(), &parent, fname)
-                        .map_err(|e| io_to_engine(e.into()))?;
-                    rfs::chownat(
-                        &parent,
-                        fname,
-                        Some(rfs::Uid::from_raw(uid)),
-                        Some(rfs::Gid::from_raw(gid)),
-                        rfs::AtFlags::SYMLINK_NOFOLLOW,
-                    )
-                    .map_err(|e| io_to_engine(e.into()))?;
-                    Ok(None)
+                    let target = CString::new(target)
+                        .map_err(|_| EngineError::bad("Symlink target contains a NUL byte"))?;
+                    place.run(&FileOp::Symlink {
+                        parent: &parent,
+                        name: &fname,
+                        target: &target,
+                        owner,
+                    })?
                 }
-                FileKind::File => {
-                    if let Some(st) = &exists {
-                        if rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Directory {
-                            return Err(EngineError::bad("Path is a directory"));
-                        }
-                    }
-                    let mut flags = OFlags::WRONLY | OFlags::CREATE;
-                    flags |= if put.append {
-                        OFlags::APPEND
-                    } else {
-                        OFlags::TRUNC
-                    };
-                    let mode = put.mode.unwrap_or(0o644);
-                    // Resolve again in the root so a symlink at the target stays inside.
-                    let f = view
-                        .resolve(&rel, flags, Mode::from_raw_mode(mode))
-                        .map_err(io_to_engine)?;
-                    if exists.is_none() {
-                        rfs::fchown(
-                            &f,
-                            Some(rfs::Uid::from_raw(uid)),
-                            Some(rfs::Gid::from_raw(gid)),
-                        )
-                        .map_err(|e| io_to_engine(e.into()))?;
-                        rfs::fchmod(&f, Mode::from_raw_mode(mode))
-                            .map_err(|e| io_to_engine(e.into()))?;
-                    }
-                    Ok(Some(File::from(f)))
-                }
+                FileKind::File => place.run(&FileOp::Write {
+                    path: &whole,
+                    parent: &parent,
+                    name: &fname,
+                    mode: put.mode.unwrap_or(0o644),
+                    owner,
+                    append: put.append,
+                })?,
+            };
+            match (r.outcome, put.kind) {
+                (Outcome::InTheWay, FileKind::Directory) => Err(EngineError::Conflict(
+                    "Path exists and is not a directory".into(),
+                )),
+                (Outcome::Done | Outcome::Existed, FileKind::File) => match r.fd {
+                    Some(fd) => Ok(Some(File::from(fd))),
+                    None => Err(EngineError::internal("no file came back")),
+                },
+                (Outcome::Done | Outcome::Existed, _) => Ok(None),
+                _ => Err(outcome_error(&r)),
             }
         })
+        .await
     }
 
     pub async fn file_delete(&self, name: &str, path: &str) -> Result<()> {
         let rel = relative_path(path)?;
-        let view = self.root_view(name)?;
-        let shift = view.shift;
-        as_container_root(shift, move || {
-            let (parent, fname) = view.parent_and_name(&rel)?;
-            let st = rfs::statat(&parent, fname, rfs::AtFlags::SYMLINK_NOFOLLOW)
-                .map_err(|e| io_to_engine(e.into()))?;
-            let flags = if rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Directory {
-                rfs::AtFlags::REMOVEDIR
-            } else {
-                rfs::AtFlags::empty()
-            };
-            rfs::unlinkat(&parent, fname, flags).map_err(|e| io_to_engine(e.into()))?;
-            Ok(())
+        let place = self.place(name)?;
+        blocking(move || {
+            let (_, parent, fname) = split(&rel)?;
+            let r = place.run(&FileOp::Delete {
+                parent: &parent,
+                name: &fname,
+            })?;
+            match r.outcome {
+                Outcome::Done => Ok(()),
+                _ => Err(outcome_error(&r)),
+            }
         })
+        .await
     }
 }
 
@@ -432,7 +435,7 @@ pub fn write_hostname(rootfs: &Path, name: &str) -> Result<()> {
         Mode::empty(),
     )
     .map_err(|e| io_to_engine(e.into()))?;
-    let view = RootView { root, shift: None };
+    let view = RootView { root };
     let etc = match view.resolve(
         Path::new("etc"),
         OFlags::PATH | OFlags::DIRECTORY,
@@ -504,7 +507,7 @@ mod tests {
             Mode::empty(),
         )
         .unwrap();
-        let view = RootView { root, shift: None };
+        let view = RootView { root };
         let read = |p: &str| {
             let fd = view
                 .resolve(Path::new(p), OFlags::RDONLY, Mode::empty())
