@@ -5,16 +5,19 @@
 //! Before the operation starts, `backup/index.yaml` is read (only as far
 //! into the stream as it is) and everything about it is checked: name,
 //! pool, profiles, config, devices. The operation then unpacks into a
-//! staging directory inside the pool, through the tar scanner, and adopts
-//! each tree as a volume; a revert guard undoes records and volumes if any
-//! step fails, and the staging directory always goes.
+//! staging directory inside the pool, through the tar scanner (backup
+//! layout only, no device nodes, within the import caps:
+//! `KANTE_MAX_IMPORT_BYTES`, else the pool's free space minus a reserve,
+//! and `KANTE_MAX_IMPORT_SECONDS`), and adopts each tree as a volume; a
+//! revert guard undoes records and volumes if any step fails, and the
+//! staging directory always goes.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use kante_api::operation::OperationClass;
 use kante_api::{ConfigMap, DevicesMap};
-use kante_images::ImageError;
+use kante_images::{ImageError, Layout, Limits};
 use kante_storage::{Pool, Revert, VolumeKind};
 use kante_store::{InstanceRow, SnapshotRow};
 use serde_json::json;
@@ -67,6 +70,9 @@ fn archive_error(e: ImageError) -> EngineError {
         ImageError::Tool { message, .. } => {
             EngineError::bad(format!("Unpacking the backup failed: {message}"))
         }
+        ImageError::TooLarge(m) => {
+            EngineError::bad(format!("The backup is too large to import: {m}"))
+        }
         other => EngineError::internal(other),
     }
 }
@@ -77,7 +83,7 @@ impl Engine {
         let upload = Upload(req.file.clone());
         let file = req.file.clone();
         let (index_text, fallback) = tokio::task::spawn_blocking(move || {
-            let index = kante_images::archive::read_member(&file, INDEX_PATH)?;
+            let index = kante_images::archive::read_member(&file, INDEX_PATH, Layout::Backup)?;
             // Indexes without `config` (older LXD): the volume's backup.yaml has the record.
             let needs_fallback = index.as_deref().is_some_and(|t| {
                 !String::from_utf8_lossy(t)
@@ -85,7 +91,7 @@ impl Engine {
                     .any(|l| l.starts_with("config:"))
             });
             let fallback = if needs_fallback {
-                kante_images::archive::read_member(&file, BACKUP_YAML_PATH)?
+                kante_images::archive::read_member(&file, BACKUP_YAML_PATH, Layout::Backup)?
             } else {
                 None
             };
@@ -277,16 +283,23 @@ impl Engine {
         let (file, dir, op2) = (upload.0.clone(), unpack.clone(), op.clone());
         let started = std::time::Instant::now();
         tokio::task::spawn_blocking(move || {
-            kante_images::archive::extract(&file, &dir, &mut |done, total| {
-                report_progress(
-                    &op2,
-                    "create_instance_from_backup_progress",
-                    "Unpack",
-                    done,
-                    total,
-                    started,
-                )
-            })
+            let limits = Limits::import_into(&dir)?;
+            kante_images::archive::extract(
+                &file,
+                &dir,
+                Layout::Backup,
+                &limits,
+                &mut |done, total| {
+                    report_progress(
+                        &op2,
+                        "create_instance_from_backup_progress",
+                        "Unpack",
+                        done,
+                        total,
+                        started,
+                    )
+                },
+            )
         })
         .await?
         .map_err(archive_error)?;
@@ -454,8 +467,13 @@ mod tests {
             ImageError::Corrupt("x".into()),
             ImageError::UnsafePath("../x".into()),
             ImageError::InvalidImage("x".into()),
+            ImageError::TooLarge("x".into()),
         ] {
             assert_eq!(archive_error(e).status(), 400);
         }
+        assert_eq!(
+            archive_error(ImageError::InvalidLimit("x".into())).status(),
+            500
+        );
     }
 }
