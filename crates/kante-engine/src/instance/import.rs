@@ -4,13 +4,13 @@
 //!
 //! Before the operation starts, `backup/index.yaml` is read (only as far
 //! into the stream as it is) and everything about it is checked: name,
-//! pool, profiles, config, devices. The operation then unpacks into a
-//! staging directory inside the pool, through the tar scanner (backup
-//! layout only, no device nodes, within the import caps:
-//! `KANTE_MAX_IMPORT_BYTES`, else the pool's free space minus a reserve,
-//! and `KANTE_MAX_IMPORT_SECONDS`), and adopts each tree as a volume; a
-//! revert guard undoes records and volumes if any step fails, and the
-//! staging directory always goes.
+//! pool, profiles, config, devices, of the instance and of every snapshot
+//! alike. The operation then unpacks into a staging directory inside the
+//! pool, through the tar scanner (backup layout only, no device nodes,
+//! within the import caps: `KANTE_MAX_IMPORT_BYTES`, else the pool's free
+//! space minus a reserve, and `KANTE_MAX_IMPORT_SECONDS`), and adopts each
+//! tree as a volume; a revert guard undoes records and volumes if any step
+//! fails, and the staging directory always goes.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -185,23 +185,14 @@ impl Engine {
             .profiles
             .clone()
             .unwrap_or_else(|| vec!["default".into()]);
-        let layers = self.profile_layers(&profiles).map_err(|e| match e {
-            EngineError::NotFound(m) => EngineError::bad(format!(
-                "{m}: create the profile before importing this backup"
-            )),
-            e => e,
-        })?;
+        let layers = self.import_layers(&profiles)?;
         let local = fit_config(
             &record.config,
             &self.idmap.host_uid.to_string(),
             &idmap_json(&self.idmap),
         );
         let devices = fit_root(&layers, &local, &record.devices, &pool.name);
-        config::validate_config(&local)?;
-        config::validate_devices(&devices)?;
-        let (econfig, edevices) = config::expand(&layers, &local, &devices);
-        config::validate_config(&econfig)?;
-        self.check_device_refs(&edevices)?;
+        self.check_record(&layers, &local, &devices)?;
         let now = fmt_time(kante_api::now());
         let time_or = |t: Option<kante_api::Timestamp>, d: &str| {
             t.map(fmt_time).unwrap_or_else(|| d.to_string())
@@ -241,8 +232,14 @@ impl Engine {
                         row.profiles.clone(),
                     ),
                 };
-                let layers = self.profile_layers(&profiles).unwrap_or_default();
-                SnapshotRow {
+                // A snapshot's record is checked exactly like the instance's:
+                // a restore makes it the instance's own.
+                let about = |e: EngineError| in_snapshot(s, e);
+                let layers = self.import_layers(&profiles).map_err(about)?;
+                let devices = fit_root(&layers, &config, &devices, &pool.name);
+                self.check_record(&layers, &config, &devices)
+                    .map_err(about)?;
+                Ok(SnapshotRow {
                     instance: name.into(),
                     name: s.clone(),
                     created_at: time_or(r.and_then(|r| r.created_at), &now),
@@ -251,18 +248,44 @@ impl Engine {
                     architecture: row.architecture.clone(),
                     ephemeral: r.map(|r| r.ephemeral).unwrap_or(row.ephemeral),
                     description: r.map(|r| r.description.clone()).unwrap_or_default(),
-                    devices: fit_root(&layers, &config, &devices, &pool.name),
+                    devices,
                     config,
                     profiles,
-                }
+                })
             })
-            .collect();
+            .collect::<Result<Vec<_>>>()?;
         Ok(Plan {
             row,
             snapshots,
             pool,
             renamed: false,
         })
+    }
+
+    /// The layers of the profiles a record names, all of which must exist.
+    fn import_layers(&self, profiles: &[String]) -> Result<Vec<(ConfigMap, DevicesMap)>> {
+        self.profile_layers(profiles).map_err(|e| match e {
+            EngineError::NotFound(m) => EngineError::bad(format!(
+                "{m}: create the profile before importing this backup"
+            )),
+            e => e,
+        })
+    }
+
+    /// The checks a create makes on a record: its config and devices, then
+    /// expanded with its profiles, and the pools, volumes and networks its
+    /// devices name.
+    fn check_record(
+        &self,
+        layers: &[(ConfigMap, DevicesMap)],
+        local: &ConfigMap,
+        devices: &DevicesMap,
+    ) -> Result<()> {
+        config::validate_config(local)?;
+        config::validate_devices(devices)?;
+        let (econfig, edevices) = config::expand(layers, local, devices);
+        config::validate_config(&econfig)?;
+        self.check_device_refs(&edevices)
     }
 
     async fn import_locked(&self, op: &Arc<Op>, upload: Upload, plan: Plan) -> Result<()> {
@@ -356,6 +379,16 @@ impl Engine {
             json!({"source": "backup"}),
         );
         Ok(())
+    }
+}
+
+/// Says which snapshot of the backup a refusal is about.
+fn in_snapshot(snapshot: &str, e: EngineError) -> EngineError {
+    match e {
+        EngineError::BadRequest(m) => {
+            EngineError::bad(format!("Snapshot {snapshot:?} of the backup: {m}"))
+        }
+        other => other,
     }
 }
 
