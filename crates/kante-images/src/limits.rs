@@ -171,10 +171,14 @@ pub(crate) fn parse_bytes(s: &str) -> Option<u64> {
     n.checked_mul(1u64 << shift)
 }
 
-/// Free space of `dir`'s filesystem minus a reserve: 5% of its size,
-/// between 64 MiB and 2 GiB.
+/// Free space of `dir`'s filesystem (that of its nearest existing
+/// ancestor) minus a reserve: 5% of its size, between 64 MiB and 2 GiB.
 pub(crate) fn usable_space(dir: &Path) -> Result<u64, ImageError> {
-    let st = statvfs_of(dir)?;
+    let existing = dir
+        .ancestors()
+        .find(|a| a.symlink_metadata().is_ok())
+        .unwrap_or(dir);
+    let st = statvfs_of(existing)?;
     let free = st.0;
     let reserve = (st.1 / 20).clamp(MIN_RESERVE, MAX_RESERVE);
     Ok(free.saturating_sub(reserve))
@@ -236,7 +240,10 @@ mod tests {
         let (avail, total) = statvfs_of(t.path()).unwrap();
         let usable = usable_space(t.path()).unwrap();
         assert!(usable <= avail.saturating_sub(MIN_RESERVE.min(total)));
-        assert!(usable_space(Path::new("/nonexistent/x")).is_err());
+        // A directory still to be made: its nearest existing ancestor's filesystem.
+        let later = usable_space(&t.path().join("not/yet")).unwrap();
+        assert!(later <= avail);
+        assert!(statvfs_of(Path::new("/nonexistent/x")).is_err());
     }
 
     #[test]
