@@ -341,7 +341,7 @@ fn fifos_in_the_guest_cannot_stall_the_daemon() {
         .await
         .expect("pulls of a FIFO hung the daemon");
         for r in results {
-            let e = r.err().expect("a FIFO was served as a file");
+            let e = r.expect_err("a FIFO was served as a file");
             assert_eq!(e.status(), Some(400), "{e}");
             assert!(e.to_string().contains("not a regular file"), "{e}");
         }

@@ -10,7 +10,7 @@ use kante_api::image::{
 };
 use kante_api::operation::OperationClass;
 use kante_api::ConfigMap;
-use kante_images::ImageError;
+use kante_images::{ImageError, Limits};
 use kante_storage::{Pool, VolumeKind};
 use kante_store::{AliasRow, ImageRow};
 use serde_json::json;
@@ -44,9 +44,11 @@ impl From<ImageError> for EngineError {
                 EngineError::Conflict("Image with same fingerprint already exists".into())
             }
             ImageError::NotFound(_) => EngineError::NotFound("Image not found".into()),
-            ImageError::Io { .. } | ImageError::MissingTool { .. } | ImageError::Build(_) => {
-                EngineError::internal(e)
-            }
+            ImageError::Io { .. }
+            | ImageError::MissingTool { .. }
+            | ImageError::Build(_)
+            | ImageError::TimedOut(_)
+            | ImageError::InvalidLimit(_) => EngineError::internal(e),
             other => EngineError::BadRequest(other.to_string()),
         }
     }
@@ -159,7 +161,8 @@ impl Engine {
                 let p = p.clone();
                 tokio::task::spawn_blocking(move || {
                     let f = std::fs::File::open(&p)?;
-                    kante_images::store_unified(&dir, f, expected.as_deref())
+                    let limits = Limits::import_into(&dir)?;
+                    kante_images::store_unified(&dir, f, expected.as_deref(), &limits)
                         .map_err(EngineError::from)
                 })
                 .await??
@@ -168,7 +171,8 @@ impl Engine {
                 let (m, r) = (metadata.clone(), rootfs.clone());
                 tokio::task::spawn_blocking(move || {
                     let (mf, rf) = (std::fs::File::open(&m)?, std::fs::File::open(&r)?);
-                    kante_images::store_split(&dir, mf, rf, expected.as_deref())
+                    let limits = Limits::import_into(&dir)?;
+                    kante_images::store_split(&dir, mf, rf, expected.as_deref(), &limits)
                         .map_err(EngineError::from)
                 })
                 .await??
@@ -317,7 +321,10 @@ impl Engine {
             let start = Instant::now();
             let mut last = 0u64;
             pool.create_image_volume(&fp, &mut |staging| {
-                kante_images::unpack(&dir, &fp, staging, &mut |done, total| {
+                // The cap follows the pool's filesystem (the volume's parent exists).
+                let limits = Limits::import_into(staging.parent().unwrap_or(staging))
+                    .map_err(|e| e.to_string())?;
+                kante_images::unpack(&dir, &fp, staging, &limits, &mut |done, total| {
                     let pct = (done * 100).checked_div(total).unwrap_or(0);
                     if pct != last {
                         last = pct;

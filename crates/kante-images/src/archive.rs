@@ -6,7 +6,9 @@
 //! section with `--transform` (renaming `.` to the prefix; hard-link targets
 //! follow, symlink targets are left alone) and `--record-size=512`, so its
 //! output ends with exactly the 1024-byte end-of-archive marker, which is cut
-//! off; one marker closes the whole archive.
+//! off; one marker closes the whole archive. Sparse files stay sparse
+//! (`--sparse`), and packing stops at the byte and time caps of
+//! [`PackOptions::limits`].
 
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Write};
@@ -16,8 +18,11 @@ use std::process::{Command, Stdio};
 
 use crate::compress::{decoder, sniff, Compression};
 use crate::error::{ImageError, IoContext};
-use crate::process::{collect_stderr, first_line, spawn_error};
+use crate::limits::Deadline;
+pub use crate::limits::Limits;
+use crate::process::{collect_stderr, first_line, spawn_error, wait_watched, Watchdog};
 use crate::store::decode_error;
+pub use crate::tarscan::Layout;
 use crate::tarscan::TarScanner;
 
 /// The end-of-archive marker: two zero blocks.
@@ -128,6 +133,8 @@ pub struct PackOptions {
     /// Accept tar's "file changed as we read it" (exit status 1): packing a
     /// running instance.
     pub allow_changed_files: bool,
+    /// Most tar bytes (before compression) and time the archive may take.
+    pub limits: Limits,
 }
 
 enum Encoder<'a> {
@@ -174,13 +181,20 @@ impl<'a> Encoder<'a> {
 /// Packs `sections`, in order, into one tarball at `out` (written to a temp
 /// file beside it, then renamed). `progress(done, total)` counts tar bytes
 /// against an estimate made from the trees' sizes. Returns the file's size.
+/// Trees whose data already exceeds the byte cap are refused before tar
+/// runs; tar output past it, or past the time cap, stops the packing. On
+/// any error nothing is left at `out` or beside it.
 pub fn pack_sections(
     sections: &[Section],
     out: &Path,
     opts: &PackOptions,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<u64, ImageError> {
+    let deadline = opts.limits.deadline();
     let total: u64 = sections.iter().map(section_size).sum();
+    if opts.limits.exceeded_by(total) {
+        return Err(opts.limits.too_large("the data to pack is"));
+    }
     let parent = out
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -195,12 +209,16 @@ pub fn pack_sections(
     let mut reported = 0u64;
     progress(0, total);
     for sec in sections {
-        pack_one(sec, opts, enc.writer(), &mut |n| {
+        pack_one(sec, opts, &deadline, enc.writer(), &mut |n| {
             done += n;
+            if opts.limits.exceeded_by(done) {
+                return Err(opts.limits.too_large("the archive's data is"));
+            }
             if done - reported >= PROGRESS_STEP {
                 reported = done;
                 progress(done, total.max(done));
             }
+            Ok(())
         })?;
     }
     let w = enc.writer();
@@ -224,9 +242,11 @@ pub fn pack_sections(
 fn pack_one(
     sec: &Section,
     opts: &PackOptions,
+    deadline: &Deadline,
     w: &mut dyn Write,
-    advance: &mut dyn FnMut(u64),
+    advance: &mut dyn FnMut(u64) -> Result<(), ImageError>,
 ) -> Result<(), ImageError> {
+    deadline.check("packing the archive")?;
     let mut child = Command::new("tar")
         .args([
             "--create",
@@ -236,6 +256,8 @@ fn pack_one(
             "--xattrs",
             "--xattrs-include=*",
             "--sort=name",
+            // Holes stay holes (a guest's `truncate -s 2G` is a few blocks).
+            "--sparse",
         ])
         .arg("--directory")
         .arg(&sec.dir)
@@ -247,11 +269,22 @@ fn pack_one(
         .spawn()
         .map_err(|e| spawn_error("tar", "tar", e))?;
     let stderr = collect_stderr(&mut child, 64 * 1024);
+    let watchdog = Watchdog::start(&child, deadline.remaining());
     let mut stdout = child.stdout.take().expect("piped stdout");
     let result = strip_end_marker(&mut stdout, w, advance);
     drop(stdout);
-    let status = child.wait().ctx(|| "waiting for tar".into())?;
+    if result.is_err() {
+        let _ = child.kill();
+    }
+    let (status, fired) = wait_watched(&mut child, watchdog).ctx(|| "waiting for tar".into())?;
     let err_text = stderr.join().unwrap_or_default();
+    if fired {
+        return Err(deadline.error(&format!("packing {}", sec.dir.display())));
+    }
+    // Our own stop (the cap, a write error) explains tar's broken pipe.
+    if matches!(result, Err(ImageError::TooLarge(_) | ImageError::Io { .. })) {
+        return result;
+    }
     let changed_only = opts.allow_changed_files && status.code() == Some(1);
     if !status.success() && !changed_only {
         return Err(ImageError::tool(
@@ -274,7 +307,7 @@ fn pack_one(
 fn strip_end_marker(
     r: &mut dyn Read,
     w: &mut dyn Write,
-    advance: &mut dyn FnMut(u64),
+    advance: &mut dyn FnMut(u64) -> Result<(), ImageError>,
 ) -> Result<(), ImageError> {
     let mut buf = vec![0u8; IO_BUF];
     let mut pending: Vec<u8> = Vec::with_capacity(IO_BUF + END_MARKER);
@@ -288,9 +321,9 @@ fn strip_end_marker(
         pending.extend_from_slice(&buf[..n]);
         if pending.len() > END_MARKER {
             let cut = pending.len() - END_MARKER;
+            advance(cut as u64)?;
             w.write_all(&pending[..cut])
                 .ctx(|| "writing the archive".into())?;
-            advance(cut as u64);
             pending.drain(..cut);
         }
     }
@@ -315,8 +348,10 @@ fn section_size(sec: &Section) -> u64 {
 }
 
 /// Bytes of regular files under `path` (a file or a tree), rounded the way
-/// tar stores them: a header and 512-byte blocks each.
+/// tar stores them: a header and 512-byte blocks each; a sparse file counts
+/// the blocks it really has, as `--sparse` stores it.
 pub(crate) fn tree_size(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
     let mut total = 0;
     let mut stack = vec![path.to_path_buf()];
     while let Some(p) = stack.pop() {
@@ -325,7 +360,8 @@ pub(crate) fn tree_size(path: &Path) -> u64 {
         };
         total += 512;
         if m.is_file() {
-            total += m.len().div_ceil(512) * 512;
+            let stored = m.len().min(m.blocks().saturating_mul(512));
+            total += stored.div_ceil(512) * 512;
         } else if m.is_dir() {
             if let Ok(rd) = fs::read_dir(&p) {
                 stack.extend(rd.flatten().map(|e| e.path()));
@@ -336,22 +372,30 @@ pub(crate) fn tree_size(path: &Path) -> u64 {
 }
 
 /// Extracts a (possibly compressed) tarball into the existing directory
-/// `dir` with GNU tar (numeric owners, modes, xattrs, devices, hard links),
-/// every byte checked by the scanner first: traversal, links out of the
-/// tree, truncation and corruption are errors. `progress(done, total)`
-/// counts bytes of the file.
+/// `dir` with GNU tar (numeric owners, modes, xattrs, FIFOs, hard links,
+/// sparse files), every byte checked by the scanner first: traversal,
+/// links out of the tree, entries outside `layout`, truncation and
+/// corruption are errors, device nodes become empty regular files, and the
+/// bytes written and the time taken stay within `limits`.
+/// `progress(done, total)` counts bytes of the file.
 pub fn extract(
     archive: &Path,
     dir: &Path,
+    layout: Layout,
+    limits: &Limits,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<(), ImageError> {
-    crate::unpack::extract_file(archive, dir, progress)
+    crate::unpack::extract_file(archive, dir, layout, limits, progress)
 }
 
 /// The contents of the regular file `member` (e.g. `backup/index.yaml`) of
-/// a tarball, reading only as far as needed; `None` if it has none. The
-/// part read is checked like an extraction would check it.
-pub fn read_member(archive: &Path, member: &str) -> Result<Option<Vec<u8>>, ImageError> {
+/// a tarball of `layout`, reading only as far as needed; `None` if it has
+/// none. The part read is checked like an extraction would check it.
+pub fn read_member(
+    archive: &Path,
+    member: &str,
+    layout: Layout,
+) -> Result<Option<Vec<u8>>, ImageError> {
     let file = File::open(archive).ctx(|| format!("opening {}", archive.display()))?;
     let (compression, head) = sniff(file).ctx(|| format!("reading {}", archive.display()))?;
     if compression == Compression::Squashfs {
@@ -360,7 +404,7 @@ pub fn read_member(archive: &Path, member: &str) -> Result<Option<Vec<u8>>, Imag
         ));
     }
     let mut dec = decoder(compression, BufReader::with_capacity(256 * 1024, head));
-    let mut scanner = TarScanner::capturing(member.trim_start_matches("./").as_bytes());
+    let mut scanner = TarScanner::capturing(layout, member.trim_start_matches("./").as_bytes());
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = match dec.read(&mut buf) {

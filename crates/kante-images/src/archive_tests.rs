@@ -7,6 +7,7 @@ fn opts(compression: ArchiveCompression) -> PackOptions {
         compression,
         mode: 0o600,
         allow_changed_files: false,
+        limits: Limits::none(),
     }
 }
 
@@ -57,14 +58,19 @@ fn sections_round_trip_under_their_prefixes() {
             assert_eq!(size % 512, 0);
         }
         assert_eq!(
-            read_member(&out, "backup/index.yaml").unwrap().as_deref(),
+            read_member(&out, "backup/index.yaml", Layout::Backup)
+                .unwrap()
+                .as_deref(),
             Some(&b"name: c1\n"[..])
         );
-        assert_eq!(read_member(&out, "backup/nope.yaml").unwrap(), None);
+        assert_eq!(
+            read_member(&out, "backup/nope.yaml", Layout::Backup).unwrap(),
+            None
+        );
 
         let x = t.path().join("x");
         fs::create_dir(&x).unwrap();
-        extract(&out, &x, &mut |_, _| {}).unwrap();
+        extract(&out, &x, Layout::Backup, &Limits::none(), &mut |_, _| {}).unwrap();
         let f = x.join("backup/container/rootfs/etc/f");
         let g = x.join("backup/container/rootfs/etc/g");
         assert_eq!(fs::read(&f).unwrap(), b"one");
@@ -105,7 +111,7 @@ fn truncated_archives_are_refused() {
     fs::write(&cut, &data[..data.len() / 2]).unwrap();
     let x = t.path().join("x");
     fs::create_dir(&x).unwrap();
-    let e = extract(&cut, &x, &mut |_, _| {}).unwrap_err();
+    let e = extract(&cut, &x, Layout::Backup, &Limits::none(), &mut |_, _| {}).unwrap_err();
     assert!(matches!(e, ImageError::Corrupt(_)), "{e}");
 }
 
@@ -114,10 +120,10 @@ fn a_missing_end_marker_is_an_error() {
     let mut out = Vec::new();
     let mut data = vec![1u8; 512];
     data.extend_from_slice(&[0u8; 1024]);
-    strip_end_marker(&mut &data[..], &mut out, &mut |_| {}).unwrap();
+    strip_end_marker(&mut &data[..], &mut out, &mut |_| Ok(())).unwrap();
     assert_eq!(out, vec![1u8; 512]);
     let bad = vec![1u8; 2048];
-    assert!(strip_end_marker(&mut &bad[..], &mut Vec::new(), &mut |_| {}).is_err());
+    assert!(strip_end_marker(&mut &bad[..], &mut Vec::new(), &mut |_| Ok(())).is_err());
 }
 
 #[test]
@@ -149,4 +155,129 @@ fn compression_names() {
     );
     assert_eq!(ArchiveCompression::parse("none").unwrap().name(), "none");
     assert_eq!(ArchiveCompression::parse("xz"), None);
+}
+
+#[test]
+fn sparse_files_stay_sparse_through_pack_and_extract() {
+    let t = tempfile::tempdir().unwrap();
+    let a = t.path().join("a");
+    fs::create_dir_all(a.join("rootfs")).unwrap();
+    let sparse = fs::File::create(a.join("rootfs/sparse")).unwrap();
+    sparse.set_len(1 << 30).unwrap();
+    fs::write(a.join("rootfs/small"), b"data").unwrap();
+    let out = t.path().join("out.tar");
+    let size = pack_sections(
+        &[Section::tree(&a, "backup/container")],
+        &out,
+        &opts(ArchiveCompression::None),
+        &mut |_, _| {},
+    )
+    .unwrap();
+    assert!(size < 64 << 10, "a 1 GiB hole packs small: {size} bytes");
+    let x = t.path().join("x");
+    fs::create_dir(&x).unwrap();
+    // The sparse entry (pax GNU.sparse.name, header name GNUSparseFile.N/…)
+    // is judged by its real name: inside the backup layout.
+    extract(&out, &x, Layout::Backup, &Limits::none(), &mut |_, _| {}).unwrap();
+    let m = fs::metadata(x.join("backup/container/rootfs/sparse")).unwrap();
+    assert_eq!(m.len(), 1 << 30);
+    assert!(
+        m.blocks() * 512 < 1 << 20,
+        "still sparse: {} blocks",
+        m.blocks()
+    );
+    assert_eq!(
+        fs::read(x.join("backup/container/rootfs/small")).unwrap(),
+        b"data"
+    );
+}
+
+#[test]
+fn packing_past_the_cap_leaves_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let a = t.path().join("a");
+    fs::create_dir_all(&a).unwrap();
+    fs::write(a.join("big"), vec![1u8; 256 << 10]).unwrap();
+    let outdir = t.path().join("out");
+    fs::create_dir(&outdir).unwrap();
+    let out = outdir.join("b.tar.gz");
+    let mut o = opts(ArchiveCompression::Gzip);
+    o.limits = Limits::bytes(64 << 10, "KANTE_MAX_BACKUP_BYTES");
+    let e = pack_sections(
+        &[Section::tree(&a, "backup/container")],
+        &out,
+        &o,
+        &mut |_, _| {},
+    )
+    .unwrap_err();
+    assert!(matches!(e, ImageError::TooLarge(_)), "{e}");
+    assert!(e.to_string().contains("KANTE_MAX_BACKUP_BYTES"), "{e}");
+    assert_eq!(fs::read_dir(&outdir).unwrap().count(), 0, "nothing left");
+    // Past the estimate, the output itself is capped: 400 empty files are
+    // estimated at a block each but tar writes pax headers too.
+    let many = t.path().join("many");
+    fs::create_dir_all(&many).unwrap();
+    for i in 0..400 {
+        fs::write(many.join(format!("f{i}")), b"").unwrap();
+    }
+    let estimate = tree_size(&many);
+    o.limits = Limits::bytes(estimate + 4096, "KANTE_MAX_BACKUP_BYTES");
+    let e = pack_sections(
+        &[Section::tree(&many, "backup/container")],
+        &out,
+        &o,
+        &mut |_, _| {},
+    )
+    .unwrap_err();
+    assert!(matches!(e, ImageError::TooLarge(_)), "{e}");
+    assert_eq!(fs::read_dir(&outdir).unwrap().count(), 0, "nothing left");
+    // Out of time: refused at once, nothing left either.
+    o.limits = Limits {
+        timeout: Some(std::time::Duration::ZERO),
+        ..Limits::none()
+    };
+    let e = pack_sections(
+        &[Section::tree(&a, "backup/container")],
+        &out,
+        &o,
+        &mut |_, _| {},
+    )
+    .unwrap_err();
+    assert!(matches!(e, ImageError::TimedOut(_)), "{e}");
+    assert_eq!(fs::read_dir(&outdir).unwrap().count(), 0, "nothing left");
+}
+
+#[test]
+fn extracting_past_the_caps_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let a = t.path().join("a");
+    fs::create_dir_all(&a).unwrap();
+    fs::write(a.join("big"), vec![0u8; 1 << 20]).unwrap();
+    let out = t.path().join("bomb.tar.zst");
+    pack_sections(
+        &[Section::tree(&a, "backup/container")],
+        &out,
+        &opts(ArchiveCompression::Zstd { level: 3 }),
+        &mut |_, _| {},
+    )
+    .unwrap();
+    assert!(fs::metadata(&out).unwrap().len() < 4096, "a small bomb");
+    let x = t.path().join("x");
+    fs::create_dir(&x).unwrap();
+    let cap = Limits::bytes(256 << 10, "KANTE_MAX_IMPORT_BYTES");
+    let e = extract(&out, &x, Layout::Backup, &cap, &mut |_, _| {}).unwrap_err();
+    assert!(matches!(e, ImageError::TooLarge(_)), "{e}");
+    assert!(
+        !x.join("backup/container/big").exists(),
+        "the big file never reached tar"
+    );
+    let late = Limits {
+        timeout: Some(std::time::Duration::ZERO),
+        ..Limits::none()
+    };
+    let e = extract(&out, &x, Layout::Backup, &late, &mut |_, _| {}).unwrap_err();
+    assert!(matches!(e, ImageError::TimedOut(_)), "{e}");
+    // Outside the backup layout.
+    let e = extract(&out, &x, Layout::Image, &Limits::none(), &mut |_, _| {}).unwrap_err();
+    assert!(matches!(e, ImageError::UnsafePath(_)), "{e}");
 }

@@ -31,6 +31,19 @@ pub enum ImageError {
     #[error("unsafe path in image archive: {0}")]
     UnsafePath(String),
 
+    /// The archive would write more than its cap allows (a decompression
+    /// bomb, an import bigger than the disk, a backup past its limit).
+    #[error("too large: {0}")]
+    TooLarge(String),
+
+    /// Unpacking or packing went past its time cap.
+    #[error("timed out: {0}")]
+    TimedOut(String),
+
+    /// A limit from the environment does not parse.
+    #[error("invalid limit: {0}")]
+    InvalidLimit(String),
+
     #[error("destination {0} already exists")]
     DestinationExists(PathBuf),
 

@@ -13,8 +13,10 @@ pub mod archive;
 mod build;
 mod compress;
 mod error;
+mod limits;
 mod metadata;
 mod process;
+mod squashfs;
 mod store;
 mod tarscan;
 pub mod template;
@@ -27,8 +29,10 @@ pub use build::{
 };
 pub use compress::{detect_compression, Compression};
 pub use error::ImageError;
+pub use limits::Limits;
 pub use metadata::parse_metadata;
 pub use store::{
     read_stored, remove_stored, store_split, store_unified, validate_fingerprint, StoredImage,
 };
+pub use tarscan::Layout;
 pub use unpack::unpack;

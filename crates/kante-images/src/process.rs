@@ -6,6 +6,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use crate::error::ImageError;
 
@@ -150,5 +151,197 @@ pub(crate) fn run_streaming(
             tool,
             format!("{}: {}", status_text(status), tail.join(" | ")),
         ))
+    }
+}
+
+/// Kills a child with SIGKILL when its time is up, unless stopped first.
+pub(crate) struct Watchdog {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<bool>>,
+}
+
+impl Watchdog {
+    /// Watches `child` for `limit` (`None`: forever, no thread).
+    pub(crate) fn start(child: &Child, limit: Option<Duration>) -> Self {
+        let Some(limit) = limit else {
+            return Watchdog {
+                stop: None,
+                thread: None,
+            };
+        };
+        let pid = child.id() as libc::pid_t;
+        let (tx, rx) = mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || match rx.recv_timeout(limit) {
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                // SAFETY: plain kill(2). The child is not reaped before
+                // `stop` has joined this thread, so `pid` is still that child.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                true
+            }
+            _ => false,
+        });
+        Watchdog {
+            stop: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops watching; true if the child was killed for its time. Call it
+    /// before waiting for the child.
+    pub(crate) fn stop(mut self) -> bool {
+        self.halt()
+    }
+
+    fn halt(&mut self) -> bool {
+        drop(self.stop.take());
+        self.thread
+            .take()
+            .map(|t| t.join().unwrap_or(false))
+            .unwrap_or(false)
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+/// Waits for `child` under `watchdog`: blocks until the child has exited,
+/// stops the watchdog while the child is still unreaped (so its pid cannot
+/// have been reused), then reaps it. The status, and whether the watchdog
+/// killed it.
+pub(crate) fn wait_watched(
+    child: &mut Child,
+    watchdog: Watchdog,
+) -> std::io::Result<(ExitStatus, bool)> {
+    loop {
+        // SAFETY: an all-zero siginfo_t is valid; waitid writes into it, and
+        // WNOWAIT leaves the child unreaped.
+        let rc = unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            libc::waitid(
+                libc::P_PID,
+                child.id() as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        if rc == 0 {
+            break;
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            drop(watchdog);
+            return Err(e);
+        }
+    }
+    let fired = watchdog.stop();
+    Ok((child.wait()?, fired))
+}
+
+/// Makes `cmd` run without CAP_MKNOD (dropped from its bounding and
+/// inheritable sets before exec, so root's exec cannot regain it): a device
+/// entry that reached the tool anyway fails instead of becoming a node.
+pub(crate) fn without_mknod(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure makes raw syscalls only (no allocation, no locks)
+    // between fork and exec.
+    unsafe { cmd.pre_exec(drop_mknod) }
+}
+
+const CAP_MKNOD: u32 = 27;
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+fn drop_mknod() -> std::io::Result<()> {
+    let bit = 1u32 << CAP_MKNOD;
+    // SAFETY: prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, CAP_MKNOD as libc::c_ulong, 0, 0, 0) } != 0 {
+        let e = std::io::Error::last_os_error();
+        // Without CAP_SETPCAP (not root) there is nothing to regain at exec.
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            return Err(e);
+        }
+    }
+    let mut h = CapHeader {
+        version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+        pid: 0,
+    };
+    let mut d = [CapData {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    // SAFETY: capget/capset read and write the header and two data structs we own.
+    unsafe {
+        if libc::syscall(libc::SYS_capget, &mut h as *mut CapHeader, d.as_mut_ptr()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        d[0].effective &= !bit;
+        d[0].permitted &= !bit;
+        d[0].inheritable &= !bit;
+        if libc::syscall(libc::SYS_capset, &mut h as *mut CapHeader, d.as_ptr()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cap_field(status: &str, name: &str) -> u64 {
+        let line = status.lines().find(|l| l.starts_with(name)).unwrap();
+        u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap()
+    }
+
+    #[test]
+    fn tools_run_without_cap_mknod() {
+        let out = run(
+            without_mknod(Command::new("cat").arg("/proc/self/status")),
+            "cat",
+            "coreutils",
+        )
+        .unwrap();
+        let status = String::from_utf8(out).unwrap();
+        let bit = 1u64 << CAP_MKNOD;
+        for f in ["CapInh:", "CapPrm:", "CapEff:", "CapAmb:"] {
+            assert_eq!(cap_field(&status, f) & bit, 0, "{f}");
+        }
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            assert_eq!(cap_field(&status, "CapBnd:") & bit, 0, "CapBnd");
+        }
+    }
+
+    #[test]
+    fn the_watchdog_kills_only_when_time_is_up() {
+        let mut child = Command::new("sleep").arg("1000").spawn().unwrap();
+        let wd = Watchdog::start(&child, Some(Duration::ZERO));
+        let (status, fired) = wait_watched(&mut child, wd).unwrap();
+        assert!(fired);
+        assert!(!status.success());
+        let mut child = Command::new("true").spawn().unwrap();
+        let wd = Watchdog::start(&child, Some(Duration::from_secs(3600)));
+        let (status, fired) = wait_watched(&mut child, wd).unwrap();
+        assert!(!fired, "done before its time");
+        assert!(status.success());
+        let none = Watchdog::start(&child, None);
+        assert!(!none.stop());
     }
 }

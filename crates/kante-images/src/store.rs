@@ -12,8 +12,9 @@ use sha2::{Digest, Sha256};
 
 use crate::compress::{decoder, sniff, Compression};
 use crate::error::{ImageError, IoContext};
+use crate::limits::Limits;
 use crate::metadata::parse_metadata_bytes;
-use crate::tarscan::TarScanner;
+use crate::tarscan::{Layout, TarScanner};
 
 /// An image as it sits in the store.
 #[derive(Debug, Clone)]
@@ -60,14 +61,22 @@ pub(crate) struct Scanned {
     pub scanner: Option<TarScanner>,
 }
 
+/// How `scan_archive` reads a stream.
+pub(crate) struct ScanOptions<'a> {
+    pub layout: Layout,
+    pub capture_metadata: bool,
+    pub allow_squashfs: bool,
+    /// Return as soon as metadata.yaml is seen.
+    pub stop_at_metadata: bool,
+    pub limits: &'a Limits,
+}
+
 /// Decompresses `r` and walks its tar structure. Decoder errors become
-/// `Corrupt`. With `stop_at_metadata`, returns as soon as metadata.yaml is seen.
-pub(crate) fn scan_archive<R: Read>(
-    r: R,
-    capture_metadata: bool,
-    allow_squashfs: bool,
-    stop_at_metadata: bool,
-) -> Result<Scanned, ImageError> {
+/// `Corrupt`.
+pub(crate) fn scan_archive<R: Read>(r: R, o: &ScanOptions) -> Result<Scanned, ImageError> {
+    let (capture_metadata, allow_squashfs, stop_at_metadata) =
+        (o.capture_metadata, o.allow_squashfs, o.stop_at_metadata);
+    let deadline = o.limits.deadline();
     let (compression, head) = sniff(r).ctx(|| "reading image data".into())?;
     if compression == Compression::Squashfs {
         if !allow_squashfs {
@@ -78,9 +87,10 @@ pub(crate) fn scan_archive<R: Read>(
         return Ok(Scanned { scanner: None });
     }
     let mut dec = decoder(compression, BufReader::with_capacity(IO_BUF, head));
-    let mut scanner = TarScanner::new(capture_metadata);
+    let mut scanner = TarScanner::new(o.layout, capture_metadata).with_limits(o.limits);
     let mut buf = vec![0u8; IO_BUF];
     loop {
+        deadline.check("reading the image")?;
         let n = match dec.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
@@ -163,11 +173,10 @@ fn ingest<R: Read>(
     src: R,
     hasher: &mut Sha256,
     file: &File,
-    capture_metadata: bool,
-    allow_squashfs: bool,
+    opts: &ScanOptions,
 ) -> Result<(Scanned, u64), ImageError> {
     let mut tee = Tee::new(src, hasher, file);
-    let scanned = scan_archive(&mut tee, capture_metadata, allow_squashfs, false);
+    let scanned = scan_archive(&mut tee, opts);
     // Whatever follows the archive (padding, trailing frames) is stored and hashed too.
     let rest = scanned
         .as_ref()
@@ -239,16 +248,25 @@ fn persist(tmp: tempfile::NamedTempFile, dest: &Path, fp: &str) -> Result<(), Im
 }
 
 /// Streams a unified image tarball (metadata.yaml + rootfs/ + templates/; plain,
-/// gzip, xz, zstd or bzip2) into `images_dir/<sha256>`. Nothing is left behind on error.
+/// gzip, xz, zstd or bzip2) into `images_dir/<sha256>`. Nothing is left behind
+/// on error; an image that would unpack to more than `limits` allow is refused.
 pub fn store_unified(
     images_dir: &Path,
     reader: impl Read,
     expected_fingerprint: Option<&str>,
+    limits: &Limits,
 ) -> Result<StoredImage, ImageError> {
     let expected = check_expected(expected_fingerprint, images_dir)?;
     let tmp = temp_in(images_dir)?;
     let mut hasher = Sha256::new();
-    let (scanned, size) = ingest(reader, &mut hasher, tmp.as_file(), true, false)?;
+    let opts = ScanOptions {
+        layout: Layout::Image,
+        capture_metadata: true,
+        allow_squashfs: false,
+        stop_at_metadata: false,
+        limits,
+    };
+    let (scanned, size) = ingest(reader, &mut hasher, tmp.as_file(), &opts)?;
     let metadata = metadata_of(&scanned, "the image tarball")?;
     if !scanned.scanner.as_ref().is_some_and(|s| s.has_rootfs) {
         return Err(ImageError::InvalidImage(
@@ -274,17 +292,31 @@ pub fn store_split(
     meta: impl Read,
     rootfs: impl Read,
     expected_fingerprint: Option<&str>,
+    limits: &Limits,
 ) -> Result<StoredImage, ImageError> {
     let expected = check_expected(expected_fingerprint, images_dir)?;
     let tmp_meta = temp_in(images_dir)?;
     let tmp_rootfs = temp_in(images_dir)?;
     let mut hasher = Sha256::new();
 
-    let (meta_scan, meta_size) = ingest(meta, &mut hasher, tmp_meta.as_file(), true, false)?;
+    let meta_opts = ScanOptions {
+        layout: Layout::ImageMeta,
+        capture_metadata: true,
+        allow_squashfs: false,
+        stop_at_metadata: false,
+        limits,
+    };
+    let (meta_scan, meta_size) = ingest(meta, &mut hasher, tmp_meta.as_file(), &meta_opts)?;
     let metadata = metadata_of(&meta_scan, "the metadata tarball")?;
 
+    let rootfs_opts = ScanOptions {
+        layout: Layout::Any,
+        capture_metadata: false,
+        allow_squashfs: true,
+        ..meta_opts
+    };
     let (rootfs_scan, rootfs_size) =
-        ingest(rootfs, &mut hasher, tmp_rootfs.as_file(), false, true)?;
+        ingest(rootfs, &mut hasher, tmp_rootfs.as_file(), &rootfs_opts)?;
     match &rootfs_scan.scanner {
         Some(s) if s.entries == 0 => {
             return Err(ImageError::InvalidImage(
@@ -292,7 +324,10 @@ pub fn store_split(
             ))
         }
         Some(_) => {}
-        None => check_squashfs(tmp_rootfs.path())?,
+        None => {
+            check_squashfs(tmp_rootfs.path())?;
+            crate::squashfs::list(tmp_rootfs.path(), limits)?;
+        }
     }
 
     let fp = hex::encode(hasher.finalize());
@@ -363,7 +398,18 @@ pub fn read_stored(images_dir: &Path, fingerprint: &str) -> Result<StoredImage, 
             .ctx(|| format!("stat {}", r.display()))?
             .len();
     }
-    let scanned = scan_archive(BufReader::with_capacity(IO_BUF, file), true, false, true)?;
+    let opts = ScanOptions {
+        layout: if rootfs.is_some() {
+            Layout::ImageMeta
+        } else {
+            Layout::Image
+        },
+        capture_metadata: true,
+        allow_squashfs: false,
+        stop_at_metadata: true,
+        limits: &Limits::none(),
+    };
+    let scanned = scan_archive(BufReader::with_capacity(IO_BUF, file), &opts)?;
     let metadata = metadata_of(&scanned, "the stored image")?;
     Ok(StoredImage {
         fingerprint: validate_fingerprint(fingerprint)?,

@@ -1,18 +1,25 @@
-//! A push-based tar *scanner*: it never writes files, it only walks the
-//! headers of a (decompressed) tar stream to
+//! A push-based tar *scanner* and filter: it never writes files, it walks
+//! the headers of a (decompressed) tar stream to
 //!  - validate the archive structure (checksums, truncation),
 //!  - reject entries that could escape the extraction directory (absolute
-//!    paths, `..`, writing or hard-linking through a symlink from the archive),
+//!    paths, `..`, writing or hard-linking through a symlink from the
+//!    archive), judged on the name GNU tar will really use (pax `path`,
+//!    `GNU.sparse.name`, GNU long names),
+//!  - reject entries outside the archive's [`Layout`] and pax keys GNU tar
+//!    acts on that the scanner does not understand (`GNU.*`),
+//!  - count the bytes extraction will write, against a cap,
 //!  - capture `metadata.yaml` and note whether `rootfs/` is present.
 //!
-//! It is fed the same bytes that go to GNU tar, *before* they go there, so an
-//! unsafe header is refused before tar ever sees it. GNU tar has its own
-//! protections (it strips `/` and `..`, and delays symlinks); this is a second
-//! line of defence that also turns such archives into clear errors.
+//! [`TarScanner::filter`] also produces the stream GNU tar is fed: the same
+//! bytes, except that character and block device entries become empty
+//! regular files (setuid/setgid cleared, checksum recomputed), so an image
+//! or a backup never materialises a device node. A header is passed on only
+//! once it is complete and checked, whatever the chunking of the input.
 
 use std::collections::HashSet;
 
 use crate::error::ImageError;
+use crate::limits::Limits;
 
 const BLOCK: usize = 512;
 /// Upper bound for GNU long names and pax headers kept in memory.
@@ -20,12 +27,67 @@ const MAX_EXT_HEADER: usize = 8 << 20;
 /// Upper bound for a captured `metadata.yaml`.
 pub(crate) const MAX_METADATA: usize = 16 << 20;
 
+/// What may sit at the top of an archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// Anything (a split image's rootfs tarball, unpacked into `rootfs/`).
+    Any,
+    /// A unified image: `metadata.yaml`, `rootfs/`, `templates/`.
+    Image,
+    /// The metadata tarball of a split image: `metadata.yaml`, `templates/`.
+    ImageMeta,
+    /// An instance backup: `backup/index.yaml`, `backup/container/`,
+    /// `backup/snapshots/<snapshot>/`.
+    Backup,
+}
+
+impl Layout {
+    /// Whether the (normalised) archive path may be unpacked.
+    pub(crate) fn allows(self, path: &[u8]) -> bool {
+        let under = |dir: &[u8]| {
+            path == dir || (path.starts_with(dir) && path.get(dir.len()) == Some(&b'/'))
+        };
+        if path.is_empty() {
+            return true; // `./`: the extraction directory itself
+        }
+        match self {
+            Layout::Any => true,
+            Layout::Image => path == b"metadata.yaml" || under(b"rootfs") || under(b"templates"),
+            Layout::ImageMeta => path == b"metadata.yaml" || under(b"templates"),
+            Layout::Backup => {
+                if path == b"backup" || path == b"backup/index.yaml" || path == b"backup/snapshots"
+                {
+                    return true;
+                }
+                if under(b"backup/container") {
+                    return true;
+                }
+                // backup/snapshots/<s> and below; <s> is one real component.
+                path.strip_prefix(b"backup/snapshots/")
+                    .is_some_and(|rest| !rest.is_empty())
+            }
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Layout::Any => "anything",
+            Layout::Image => "metadata.yaml, rootfs/ and templates/",
+            Layout::ImageMeta => "metadata.yaml and templates/",
+            Layout::Backup => {
+                "backup/index.yaml, backup/container/ and backup/snapshots/<snapshot>/"
+            }
+        }
+    }
+}
+
 /// Where an entry's data bytes go.
 enum Sink {
     Skip,
     LongName(Vec<u8>),
     LongLink(Vec<u8>),
     Pax(Vec<u8>),
+    GlobalPax(Vec<u8>),
     Metadata(Vec<u8>),
 }
 
@@ -50,6 +112,10 @@ struct Pending {
     pax_path: Option<Vec<u8>>,
     pax_linkpath: Option<Vec<u8>>,
     pax_size: Option<u64>,
+    /// `GNU.sparse.name`: GNU tar's name for the entry, over `path`.
+    sparse_name: Option<Vec<u8>>,
+    /// Any `GNU.sparse.*` key: the entry is a sparse file.
+    sparse: bool,
 }
 
 pub(crate) struct TarScanner {
@@ -61,6 +127,8 @@ pub(crate) struct TarScanner {
     pending: Pending,
     symlinks: HashSet<Vec<u8>>,
     current: String,
+    layout: Layout,
+    limits: Limits,
     /// The member whose contents are captured (`metadata.yaml` for images).
     capture: Option<Vec<u8>>,
     /// Contents of the captured member (`metadata.yaml` at the archive root), if seen.
@@ -69,11 +137,18 @@ pub(crate) struct TarScanner {
     pub has_rootfs: bool,
     /// Number of real (non-extension) entries.
     pub entries: u64,
+    /// Bytes extraction writes: each entry's data (a sparse file's stored
+    /// data) plus a block per entry for its inode.
+    pub unpacked: u64,
+    /// Device entries turned into empty regular files, and the first names.
+    pub devices_dropped: u64,
+    pub dropped_names: Vec<String>,
 }
 
 impl TarScanner {
-    pub(crate) fn new(capture_metadata: bool) -> Self {
-        let mut s = TarScanner::capturing(b"metadata.yaml");
+    /// A scanner for archives of `layout`, capturing `metadata.yaml` if asked.
+    pub(crate) fn new(layout: Layout, capture_metadata: bool) -> Self {
+        let mut s = TarScanner::capturing(layout, b"metadata.yaml");
         if !capture_metadata {
             s.capture = None;
         }
@@ -82,7 +157,7 @@ impl TarScanner {
 
     /// A scanner that captures the regular file at `path` (normalised, e.g.
     /// `backup/index.yaml`) into `metadata`.
-    pub(crate) fn capturing(path: &[u8]) -> Self {
+    pub(crate) fn capturing(layout: Layout, path: &[u8]) -> Self {
         TarScanner {
             block: [0; BLOCK],
             fill: 0,
@@ -91,11 +166,22 @@ impl TarScanner {
             pending: Pending::default(),
             symlinks: HashSet::new(),
             current: String::new(),
+            layout,
+            limits: Limits::none(),
             capture: Some(path.to_vec()),
             metadata: None,
             has_rootfs: false,
             entries: 0,
+            unpacked: 0,
+            devices_dropped: 0,
+            dropped_names: Vec::new(),
         }
+    }
+
+    /// Refuse archives whose extraction writes more than `limits.max_bytes`.
+    pub(crate) fn with_limits(mut self, limits: &Limits) -> Self {
+        self.limits = limits.clone();
+        self
     }
 
     /// True once the end-of-archive marker was seen.
@@ -106,6 +192,17 @@ impl TarScanner {
     /// Consumes `data`. Returns how many bytes belong to the archive: all of
     /// them, unless the end-of-archive marker was reached inside `data`.
     pub(crate) fn feed(&mut self, data: &[u8]) -> Result<usize, ImageError> {
+        self.run(data, None)
+    }
+
+    /// Consumes `data` like [`TarScanner::feed`] and appends to `out` the
+    /// bytes to hand to GNU tar: checked headers (device entries rewritten)
+    /// and entry data, up to and including the first end-of-archive block.
+    pub(crate) fn filter(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<usize, ImageError> {
+        self.run(data, Some(out))
+    }
+
+    fn run(&mut self, data: &[u8], mut out: Option<&mut Vec<u8>>) -> Result<usize, ImageError> {
         let mut pos = 0;
         while pos < data.len() {
             match &mut self.state {
@@ -119,6 +216,9 @@ impl TarScanner {
                     if self.fill == BLOCK {
                         self.fill = 0;
                         self.process_block()?;
+                        if let Some(o) = out.as_deref_mut() {
+                            o.extend_from_slice(&self.block);
+                        }
                     }
                 }
                 State::Data {
@@ -132,7 +232,10 @@ impl TarScanner {
                     let chunk = &data[pos..pos + body as usize];
                     match sink {
                         Sink::Skip => {}
-                        Sink::LongName(b) | Sink::LongLink(b) | Sink::Pax(b) => {
+                        Sink::LongName(b)
+                        | Sink::LongLink(b)
+                        | Sink::Pax(b)
+                        | Sink::GlobalPax(b) => {
                             if b.len() + chunk.len() > MAX_EXT_HEADER {
                                 return Err(self.corrupt("oversized extended header"));
                             }
@@ -147,6 +250,9 @@ impl TarScanner {
                             }
                             b.extend_from_slice(chunk);
                         }
+                    }
+                    if let Some(o) = out.as_deref_mut() {
+                        o.extend_from_slice(&data[pos..pos + take as usize]);
                     }
                     *remaining -= body;
                     *pad -= take - body;
@@ -209,8 +315,21 @@ impl TarScanner {
             Sink::Skip => {}
             Sink::LongName(b) => self.pending.long_name = Some(trim_nul(&b).to_vec()),
             Sink::LongLink(b) => self.pending.long_link = Some(trim_nul(&b).to_vec()),
-            Sink::Pax(b) => self.parse_pax(&b)?,
+            Sink::Pax(b) => self.parse_pax(&b, false)?,
+            Sink::GlobalPax(b) => self.parse_pax(&b, true)?,
             Sink::Metadata(b) => self.metadata = Some(b),
+        }
+        Ok(())
+    }
+
+    /// Adds an entry's cost to the bytes extraction writes, within the cap.
+    fn count(&mut self, data: u64) -> Result<(), ImageError> {
+        self.unpacked = self
+            .unpacked
+            .saturating_add(BLOCK as u64)
+            .saturating_add(data);
+        if self.limits.exceeded_by(self.unpacked) {
+            return Err(self.limits.too_large("the archive unpacks to"));
         }
         Ok(())
     }
@@ -229,7 +348,7 @@ impl TarScanner {
             self.state = State::End;
             return Ok(());
         }
-        self.verify_checksum(&h)?;
+        verify_checksum(&h).map_err(|what| self.corrupt(what))?;
         let typeflag = h[156];
         let header_size =
             parse_numeric(&h[124..136]).ok_or_else(|| self.corrupt("bad size field"))?;
@@ -237,8 +356,9 @@ impl TarScanner {
             b'L' => return self.start_data(header_size, Sink::LongName(Vec::new())),
             b'K' => return self.start_data(header_size, Sink::LongLink(Vec::new())),
             b'x' => return self.start_data(header_size, Sink::Pax(Vec::new())),
-            // Global pax headers and volume labels carry nothing we act on.
-            b'g' | b'V' => return self.start_data(header_size, Sink::Skip),
+            b'g' => return self.start_data(header_size, Sink::GlobalPax(Vec::new())),
+            // Volume labels carry nothing we act on.
+            b'V' => return self.start_data(header_size, Sink::Skip),
             b'M' | b'N' => {
                 return Err(self.corrupt("unsupported GNU multi-volume/old long-name entry"))
             }
@@ -246,7 +366,12 @@ impl TarScanner {
         }
 
         let pending = std::mem::take(&mut self.pending);
-        let raw_name = match pending.pax_path.or(pending.long_name) {
+        // GNU tar's order: GNU.sparse.name over pax path over a GNU long name.
+        let raw_name = match pending
+            .sparse_name
+            .or(pending.pax_path)
+            .or(pending.long_name)
+        {
             Some(n) => n,
             None => ustar_name(&h),
         };
@@ -255,6 +380,7 @@ impl TarScanner {
         let path = normalize(&raw_name)
             .map_err(|why| ImageError::UnsafePath(format!("{:?}: {why}", self.current)))?;
         self.entries += 1;
+        self.check_layout(&path, &self.current)?;
         self.check_not_through_symlink(&path, &self.current)?;
         if path == b"rootfs" || path.starts_with(b"rootfs/") {
             self.has_rootfs = true;
@@ -262,6 +388,13 @@ impl TarScanner {
         if typeflag != b'2' {
             // A later non-symlink entry replaces the symlink on extraction.
             self.symlinks.remove(&path);
+        }
+        let is_file = matches!(typeflag, b'0' | 0 | b'7');
+        if pending.sparse && !is_file {
+            return Err(ImageError::InvalidImage(format!(
+                "entry {:?} of type '{}' carries GNU.sparse keys",
+                self.current, typeflag as char
+            )));
         }
 
         match typeflag {
@@ -274,37 +407,22 @@ impl TarScanner {
                         self.current, typeflag as char
                     )));
                 }
+                self.count(0)?;
                 if typeflag == b'1' {
                     let raw_link = pending.pax_linkpath.or(pending.long_link);
                     let raw_link = raw_link.unwrap_or_else(|| field(&h[157..257]).to_vec());
-                    let shown = String::from_utf8_lossy(&raw_link).into_owned();
-                    let target = normalize(&raw_link).map_err(|why| {
-                        ImageError::UnsafePath(format!(
-                            "hard link {:?} -> {shown:?}: {why}",
-                            self.current
-                        ))
-                    })?;
-                    if target.is_empty() {
-                        return Err(ImageError::UnsafePath(format!(
-                            "hard link {:?} points at the archive root",
-                            self.current
-                        )));
-                    }
-                    self.check_not_through_symlink(&target, &shown)?;
-                    if self.symlinks.contains(&target) {
-                        return Err(ImageError::UnsafePath(format!(
-                            "hard link {:?} targets symlink {shown:?}",
-                            self.current
-                        )));
-                    }
+                    self.check_hard_link(&raw_link)?;
                 } else if typeflag == b'2' {
                     self.symlinks.insert(path);
+                } else if typeflag == b'3' || typeflag == b'4' {
+                    self.drop_device()?;
                 }
                 self.state = State::Header;
                 Ok(())
             }
             b'S' => {
                 // Old GNU sparse: the size field is the stored data size.
+                self.count(size)?;
                 if h[482] != 0 {
                     self.state = State::SparseExt { size };
                     Ok(())
@@ -315,22 +433,75 @@ impl TarScanner {
             _ => {
                 // Regular files ('0', NUL, '7'), GNU dumpdirs ('D') and unknown
                 // types (POSIX: treat as regular) all carry `size` bytes.
-                let is_file = matches!(typeflag, b'0' | 0 | b'7');
-                let sink = if is_file && self.capture.as_deref() == Some(&path[..]) {
-                    if size > MAX_METADATA as u64 {
-                        return Err(ImageError::InvalidImage(format!(
-                            "{} is larger than {} MiB",
-                            String::from_utf8_lossy(&path),
-                            MAX_METADATA >> 20
-                        )));
-                    }
-                    Sink::Metadata(Vec::with_capacity(size as usize))
-                } else {
-                    Sink::Skip
-                };
+                self.count(size)?;
+                let sink =
+                    if is_file && !pending.sparse && self.capture.as_deref() == Some(&path[..]) {
+                        if size > MAX_METADATA as u64 {
+                            return Err(ImageError::InvalidImage(format!(
+                                "{} is larger than {} MiB",
+                                String::from_utf8_lossy(&path),
+                                MAX_METADATA >> 20
+                            )));
+                        }
+                        Sink::Metadata(Vec::with_capacity(size as usize))
+                    } else {
+                        Sink::Skip
+                    };
                 self.start_data(size, sink)
             }
         }
+    }
+
+    fn check_layout(&self, path: &[u8], shown: &str) -> Result<(), ImageError> {
+        if self.layout.allows(path) {
+            Ok(())
+        } else {
+            Err(ImageError::UnsafePath(format!(
+                "{shown:?} is outside the archive's layout (only {} may be present)",
+                self.layout.describe()
+            )))
+        }
+    }
+
+    fn check_hard_link(&self, raw_link: &[u8]) -> Result<(), ImageError> {
+        let shown = String::from_utf8_lossy(raw_link).into_owned();
+        let target = normalize(raw_link).map_err(|why| {
+            ImageError::UnsafePath(format!("hard link {:?} -> {shown:?}: {why}", self.current))
+        })?;
+        if target.is_empty() {
+            return Err(ImageError::UnsafePath(format!(
+                "hard link {:?} points at the archive root",
+                self.current
+            )));
+        }
+        self.check_layout(&target, &shown)?;
+        self.check_not_through_symlink(&target, &shown)?;
+        if self.symlinks.contains(&target) {
+            return Err(ImageError::UnsafePath(format!(
+                "hard link {:?} targets symlink {shown:?}",
+                self.current
+            )));
+        }
+        Ok(())
+    }
+
+    /// Turns the character or block device header in `self.block` into an
+    /// empty regular file without setuid/setgid bits.
+    fn drop_device(&mut self) -> Result<(), ImageError> {
+        let h = &mut self.block;
+        let mode = parse_numeric(&h[100..108]).ok_or_else(|| {
+            ImageError::Corrupt(format!("bad mode field of entry {:?}", self.current))
+        })?;
+        write_octal(&mut h[100..108], mode & 0o1777);
+        h[156] = b'0';
+        h[157..257].fill(0); // linkname
+        h[329..345].fill(0); // devmajor, devminor
+        set_checksum(h);
+        self.devices_dropped += 1;
+        if self.dropped_names.len() < 8 {
+            self.dropped_names.push(self.current.clone());
+        }
+        Ok(())
     }
 
     fn check_not_through_symlink(&self, path: &[u8], shown: &str) -> Result<(), ImageError> {
@@ -345,24 +516,7 @@ impl TarScanner {
         Ok(())
     }
 
-    fn verify_checksum(&self, h: &[u8; BLOCK]) -> Result<(), ImageError> {
-        let stored = parse_octal(&h[148..156]).ok_or_else(|| self.corrupt("invalid tar header"))?;
-        let mut unsigned: u64 = 0;
-        let mut signed: i64 = 0;
-        for (i, &b) in h.iter().enumerate() {
-            let b = if (148..156).contains(&i) { b' ' } else { b };
-            unsigned += b as u64;
-            signed += (b as i8) as i64;
-        }
-        // Some historic writers summed signed chars.
-        if stored == unsigned || stored as i64 == signed {
-            Ok(())
-        } else {
-            Err(self.corrupt("invalid tar header (checksum mismatch)"))
-        }
-    }
-
-    fn parse_pax(&mut self, data: &[u8]) -> Result<(), ImageError> {
+    fn parse_pax(&mut self, data: &[u8], global: bool) -> Result<(), ImageError> {
         let mut rest = data;
         while !rest.is_empty() {
             let sp = rest
@@ -378,23 +532,99 @@ impl TarScanner {
             let record = record.strip_suffix(b"\n").unwrap_or(record);
             if let Some(eq) = record.iter().position(|&b| b == b'=') {
                 let (key, value) = (&record[..eq], &record[eq + 1..]);
-                match key {
-                    b"path" => self.pending.pax_path = Some(value.to_vec()),
-                    b"linkpath" => self.pending.pax_linkpath = Some(value.to_vec()),
-                    b"size" => {
-                        let size = std::str::from_utf8(value)
-                            .ok()
-                            .and_then(|s| s.parse().ok())
-                            .ok_or_else(|| self.corrupt("bad pax size"))?;
-                        self.pending.pax_size = Some(size);
-                    }
-                    _ => {}
+                if global {
+                    check_global_key(key)?;
+                } else {
+                    self.pax_record(key, value)?;
                 }
             }
             rest = &rest[len..];
         }
         Ok(())
     }
+
+    fn pax_record(&mut self, key: &[u8], value: &[u8]) -> Result<(), ImageError> {
+        match key {
+            b"path" => self.pending.pax_path = Some(value.to_vec()),
+            b"linkpath" => self.pending.pax_linkpath = Some(value.to_vec()),
+            b"size" => {
+                let size = std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| self.corrupt("bad pax size"))?;
+                self.pending.pax_size = Some(size);
+            }
+            b"GNU.sparse.name" => {
+                self.pending.sparse = true;
+                self.pending.sparse_name = Some(value.to_vec());
+            }
+            k if SPARSE_KEYS.contains(&k) => self.pending.sparse = true,
+            k if k.starts_with(b"GNU.") => {
+                return Err(ImageError::InvalidImage(format!(
+                    "unsupported pax key {:?}",
+                    String::from_utf8_lossy(k)
+                )))
+            }
+            // mtime, uid, uname, SCHILY.xattr.*, …: nothing to check.
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// The `GNU.sparse.*` keys of GNU tar's sparse formats 0.0, 0.1 and 1.0
+/// (other than `GNU.sparse.name`).
+const SPARSE_KEYS: [&[u8]; 8] = [
+    b"GNU.sparse.major",
+    b"GNU.sparse.minor",
+    b"GNU.sparse.size",
+    b"GNU.sparse.realsize",
+    b"GNU.sparse.numblocks",
+    b"GNU.sparse.offset",
+    b"GNU.sparse.numbytes",
+    b"GNU.sparse.map",
+];
+
+/// A global pax header applies to every later entry: none of the keys
+/// that name, size or link an entry may be there.
+fn check_global_key(key: &[u8]) -> Result<(), ImageError> {
+    if matches!(key, b"path" | b"linkpath" | b"size") || key.starts_with(b"GNU.") {
+        return Err(ImageError::InvalidImage(format!(
+            "pax key {:?} in a global header",
+            String::from_utf8_lossy(key)
+        )));
+    }
+    Ok(())
+}
+
+fn verify_checksum(h: &[u8; BLOCK]) -> Result<(), &'static str> {
+    let stored = parse_octal(&h[148..156]).ok_or("invalid tar header")?;
+    let mut unsigned: u64 = 0;
+    let mut signed: i64 = 0;
+    for (i, &b) in h.iter().enumerate() {
+        let b = if (148..156).contains(&i) { b' ' } else { b };
+        unsigned += b as u64;
+        signed += (b as i8) as i64;
+    }
+    // Some historic writers summed signed chars.
+    if stored == unsigned || stored as i64 == signed {
+        Ok(())
+    } else {
+        Err("invalid tar header (checksum mismatch)")
+    }
+}
+
+/// Recomputes a header's checksum (the unsigned sum, as GNU tar writes it).
+fn set_checksum(h: &mut [u8; BLOCK]) {
+    h[148..156].fill(b' ');
+    let sum: u64 = h.iter().map(|&b| b as u64).sum();
+    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+}
+
+/// Writes `v` as a NUL-terminated, zero-padded octal field.
+fn write_octal(f: &mut [u8], v: u64) {
+    let s = format!("{v:0w$o}\0", w = f.len() - 1);
+    f.copy_from_slice(s.as_bytes());
 }
 
 /// The bytes of a NUL-terminated header field.
@@ -478,169 +708,5 @@ fn parse_numeric(f: &[u8]) -> Option<u64> {
 }
 
 #[cfg(test)]
-pub(crate) mod testtar {
-    //! A tiny ustar writer for tests, able to produce hostile archives that
-    //! real tools refuse to create.
-
-    pub struct Entry<'a> {
-        pub name: &'a str,
-        pub kind: u8,
-        pub link: &'a str,
-        pub data: &'a [u8],
-        pub mode: u32,
-    }
-
-    impl<'a> Entry<'a> {
-        pub fn file(name: &'a str, data: &'a [u8]) -> Self {
-            Entry {
-                name,
-                kind: b'0',
-                link: "",
-                data,
-                mode: 0o644,
-            }
-        }
-        pub fn dir(name: &'a str) -> Self {
-            Entry {
-                name,
-                kind: b'5',
-                link: "",
-                data: b"",
-                mode: 0o755,
-            }
-        }
-        pub fn symlink(name: &'a str, target: &'a str) -> Self {
-            Entry {
-                name,
-                kind: b'2',
-                link: target,
-                data: b"",
-                mode: 0o777,
-            }
-        }
-        pub fn hardlink(name: &'a str, target: &'a str) -> Self {
-            Entry {
-                name,
-                kind: b'1',
-                link: target,
-                data: b"",
-                mode: 0o644,
-            }
-        }
-    }
-
-    fn octal(dst: &mut [u8], v: u64) {
-        let s = format!("{:0width$o}\0", v, width = dst.len() - 1);
-        dst.copy_from_slice(s.as_bytes());
-    }
-
-    pub fn build(entries: &[Entry]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for e in entries {
-            let mut h = [0u8; 512];
-            h[..e.name.len()].copy_from_slice(e.name.as_bytes());
-            octal(&mut h[100..108], e.mode as u64);
-            octal(&mut h[108..116], 0);
-            octal(&mut h[116..124], 0);
-            octal(&mut h[124..136], e.data.len() as u64);
-            octal(&mut h[136..148], 1_700_000_000);
-            h[156] = e.kind;
-            h[157..157 + e.link.len()].copy_from_slice(e.link.as_bytes());
-            h[257..263].copy_from_slice(b"ustar\0");
-            h[263..265].copy_from_slice(b"00");
-            h[148..156].fill(b' ');
-            let sum: u64 = h.iter().map(|&b| b as u64).sum();
-            let s = format!("{sum:06o}\0 ");
-            h[148..156].copy_from_slice(s.as_bytes());
-            out.extend_from_slice(&h);
-            out.extend_from_slice(e.data);
-            out.resize(out.len().div_ceil(512) * 512, 0);
-        }
-        out.resize(out.len() + 1024, 0);
-        out
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::testtar::{build, Entry};
-    use super::*;
-
-    fn scan(data: &[u8], chunk: usize) -> Result<TarScanner, ImageError> {
-        let mut s = TarScanner::new(true);
-        for c in data.chunks(chunk) {
-            s.feed(c)?;
-        }
-        s.finish()?;
-        Ok(s)
-    }
-
-    #[test]
-    fn scans_metadata_and_rootfs_in_any_chunking() {
-        let tar = build(&[
-            Entry::file("./metadata.yaml", b"architecture: x86_64\n"),
-            Entry::dir("rootfs/"),
-            Entry::file("rootfs/etc/hostname", b"x\n"),
-        ]);
-        for chunk in [1, 7, 512, 100_000] {
-            let s = scan(&tar, chunk).unwrap();
-            assert_eq!(s.metadata.as_deref(), Some(&b"architecture: x86_64\n"[..]));
-            assert!(s.has_rootfs);
-            assert_eq!(s.entries, 3);
-        }
-    }
-
-    #[test]
-    fn rejects_escapes() {
-        for entries in [
-            vec![Entry::file("../evil", b"x")],
-            vec![Entry::file("/abs", b"x")],
-            vec![Entry::file("rootfs/../../evil", b"x")],
-            vec![
-                Entry::symlink("rootfs/l", "/tmp"),
-                Entry::file("rootfs/l/evil", b"x"),
-            ],
-            vec![Entry::symlink("l", "."), Entry::dir("l/sub/")],
-            vec![
-                Entry::symlink("l", "/etc"),
-                Entry::hardlink("h", "l/shadow"),
-            ],
-            vec![Entry::hardlink("h", "../outside")],
-        ] {
-            let err = scan(&build(&entries), 512).err().expect("must fail");
-            assert!(matches!(err, ImageError::UnsafePath(_)), "{err}");
-        }
-        // Replacing a symlink with a directory makes later entries fine.
-        let ok = build(&[
-            Entry::symlink("a", "/tmp"),
-            Entry::dir("a/"),
-            Entry::file("a/f", b"x"),
-        ]);
-        scan(&ok, 512).unwrap();
-    }
-
-    #[test]
-    fn detects_truncation_and_garbage() {
-        let tar = build(&[Entry::file("metadata.yaml", &[b'a'; 3000])]);
-        for cut in [100, 512, 1500, 3584] {
-            let err = scan(&tar[..cut], 512).err().expect("truncated");
-            assert!(matches!(err, ImageError::Corrupt(_)), "{cut}: {err}");
-        }
-        let err = scan(&[0x55; 2048], 512).err().unwrap();
-        assert!(err.to_string().contains("invalid tar header"), "{err}");
-        assert!(scan(&[], 512).is_err());
-    }
-
-    #[test]
-    fn numeric_fields() {
-        assert_eq!(parse_numeric(b"00000000012\0"), Some(10));
-        assert_eq!(parse_numeric(b"     12 \0\0\0\0"), Some(10));
-        let mut b256 = [0u8; 12];
-        b256[0] = 0x80;
-        b256[11] = 1;
-        b256[10] = 2;
-        assert_eq!(parse_numeric(&b256), Some(513));
-        assert_eq!(normalize(b"./a//b/./c/").unwrap(), b"a/b/c");
-        assert_eq!(normalize(b"./").unwrap(), b"");
-    }
-}
+#[path = "tarscan_tests.rs"]
+pub(crate) mod tests;

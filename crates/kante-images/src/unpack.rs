@@ -1,9 +1,12 @@
 //! Unpacking a stored image into an instance directory.
 //!
 //! GNU tar does the extraction (numeric owners, modes incl. setuid, xattrs such
-//! as `security.capability`, device nodes, hard links, mtimes), fed from Rust
+//! as `security.capability`, FIFOs, hard links, mtimes), fed from Rust
 //! through our own decompressor so progress is exact and stream corruption is
-//! reported as such. Every byte passes the [`TarScanner`] before tar sees it.
+//! reported as such. Every byte passes the [`TarScanner`] before tar sees it,
+//! and tar is fed the scanner's filtered stream: device entries arrive as
+//! empty regular files, and tar runs without CAP_MKNOD besides. Squashfs
+//! rootfs images go through [`crate::squashfs`] (listed and checked first).
 
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read, Write};
@@ -14,9 +17,12 @@ use std::process::{Command, Stdio};
 
 use crate::compress::{decoder, sniff, Compression};
 use crate::error::{ImageError, IoContext};
-use crate::process::{collect_stderr, first_line, run, spawn_error};
+use crate::limits::{Deadline, Limits};
+use crate::process::{
+    collect_stderr, first_line, spawn_error, wait_watched, without_mknod, Watchdog,
+};
 use crate::store::{decode_error, stored_paths};
-use crate::tarscan::TarScanner;
+use crate::tarscan::{Layout, TarScanner};
 
 const IO_BUF: usize = 256 * 1024;
 /// Report progress at most every this many input bytes.
@@ -60,14 +66,17 @@ impl<R: Read> Read for Counting<'_, '_, R> {
 }
 
 /// Unpacks stored image `fingerprint` into `dest` (which must not exist):
-/// `dest/metadata.yaml`, `dest/rootfs/`, `dest/templates/` (if any).
+/// `dest/metadata.yaml`, `dest/rootfs/`, `dest/templates/` (if any), within
+/// `limits` (bytes written, time).
 /// Atomic: everything happens in a sibling temp dir renamed into place at the end.
 pub fn unpack(
     images_dir: &Path,
     fingerprint: &str,
     dest: &Path,
+    limits: &Limits,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<(), ImageError> {
+    let deadline = limits.deadline();
     let (main, rootfs) = stored_paths(images_dir, fingerprint)?;
     if dest.symlink_metadata().is_ok() {
         return Err(ImageError::DestinationExists(dest.to_path_buf()));
@@ -102,8 +111,23 @@ pub fn unpack(
         .tempdir_in(parent)
         .ctx(|| format!("creating a temporary directory in {}", parent.display()))?;
 
-    extract_tar(&main, tmp.path(), &mut progress)?;
+    let main_layout = if rootfs.is_some() {
+        Layout::ImageMeta
+    } else {
+        Layout::Image
+    };
+    let used = extract_tar(
+        &main,
+        tmp.path(),
+        &Job {
+            layout: main_layout,
+            limits,
+            deadline,
+        },
+        &mut progress,
+    )?;
     if let Some(r) = &rootfs {
+        let rest = limits.less(used, &deadline);
         let rootfs_dir = tmp.path().join("rootfs");
         if rootfs_dir.symlink_metadata().is_ok() {
             return Err(ImageError::InvalidImage(
@@ -115,22 +139,18 @@ pub fn unpack(
             .and_then(|mut f| f.read(&mut head))
             .ctx(|| format!("reading {}", r.display()))?;
         if crate::detect_compression(&head[..n]) == Compression::Squashfs {
-            run(
-                Command::new("unsquashfs")
-                    .arg("-d")
-                    .arg(&rootfs_dir)
-                    .args(["-f", "-no-progress"])
-                    .arg(r)
-                    .stdout(Stdio::null()),
-                "unsquashfs",
-                "squashfs-tools",
-            )?;
+            crate::squashfs::extract(r, &rootfs_dir, &rest)?;
             progress.set(main_size + rootfs_size);
         } else {
             fs::create_dir(&rootfs_dir).ctx(|| format!("creating {}", rootfs_dir.display()))?;
             fs::set_permissions(&rootfs_dir, fs::Permissions::from_mode(0o755))
                 .ctx(|| format!("chmod {}", rootfs_dir.display()))?;
-            extract_tar(r, &rootfs_dir, &mut progress)?;
+            let job = Job {
+                layout: Layout::Any,
+                limits: &rest,
+                deadline,
+            };
+            extract_tar(r, &rootfs_dir, &job, &mut progress)?;
         }
     }
 
@@ -172,11 +192,14 @@ pub fn unpack(
     Ok(())
 }
 
-/// Extracts one (possibly compressed) tarball into the existing directory
-/// `dir` through the scanner; `progress(done, total)` counts compressed bytes.
+/// Extracts one (possibly compressed) tarball of `layout` into the existing
+/// directory `dir` through the scanner, within `limits`; `progress(done,
+/// total)` counts compressed bytes.
 pub(crate) fn extract_file(
     archive: &Path,
     dir: &Path,
+    layout: Layout,
+    limits: &Limits,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<(), ImageError> {
     let total = fs::metadata(archive)
@@ -189,13 +212,31 @@ pub(crate) fn extract_file(
         cb: progress,
     };
     progress.set(0);
-    extract_tar(archive, dir, &mut progress)?;
+    let job = Job {
+        layout,
+        limits,
+        deadline: limits.deadline(),
+    };
+    extract_tar(archive, dir, &job, &mut progress)?;
     progress.set(total);
     Ok(())
 }
 
+/// What one extraction is held to.
+struct Job<'a> {
+    layout: Layout,
+    limits: &'a Limits,
+    deadline: Deadline,
+}
+
 /// Extracts one (possibly compressed) tarball into `dir` with GNU tar.
-fn extract_tar(archive: &Path, dir: &Path, progress: &mut Progress) -> Result<(), ImageError> {
+/// Returns the bytes it wrote, as the scanner counts them.
+fn extract_tar(
+    archive: &Path,
+    dir: &Path,
+    job: &Job,
+    progress: &mut Progress,
+) -> Result<u64, ImageError> {
     let file = File::open(archive).ctx(|| format!("opening {}", archive.display()))?;
     let counting = Counting {
         inner: file,
@@ -209,42 +250,48 @@ fn extract_tar(archive: &Path, dir: &Path, progress: &mut Progress) -> Result<()
     }
     let mut dec = decoder(compression, BufReader::with_capacity(IO_BUF, head));
 
-    let mut child = Command::new("tar")
-        .args([
-            "--extract",
-            "--file=-",
-            "--numeric-owner",
-            "--same-owner",
-            "--preserve-permissions",
-            "--xattrs",
-            "--xattrs-include=*",
-        ])
-        .arg("--directory")
-        .arg(dir)
-        .env("LC_ALL", "C")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+    let mut cmd = Command::new("tar");
+    cmd.args([
+        "--extract",
+        "--file=-",
+        "--numeric-owner",
+        "--same-owner",
+        "--preserve-permissions",
+        "--xattrs",
+        "--xattrs-include=*",
+    ])
+    .arg("--directory")
+    .arg(dir)
+    .env("LC_ALL", "C")
+    .stdin(Stdio::piped())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    let mut child = without_mknod(&mut cmd)
         .spawn()
         .map_err(|e| spawn_error("tar", "tar", e))?;
     let stderr = collect_stderr(&mut child, 64 * 1024);
+    let watchdog = Watchdog::start(&child, job.deadline.remaining());
     let mut stdin = child.stdin.take();
 
-    let fed = feed_tar(&mut dec, &mut stdin, compression);
+    let scanner = TarScanner::new(job.layout, false).with_limits(job.limits);
+    let fed = feed_tar(&mut dec, &mut stdin, compression, scanner, &job.deadline);
     drop(stdin);
-    let hung_up = match fed {
-        Ok(hung_up) => hung_up,
+    let name = archive.file_name().unwrap_or_default().to_string_lossy();
+    let (hung_up, scanner) = match fed {
+        Ok(r) => r,
         Err(e) => {
             // Our own check failed: stop tar before it does anything else.
             let _ = child.kill();
-            let _ = child.wait();
+            let _ = wait_watched(&mut child, watchdog);
             let _ = stderr.join();
             return Err(e);
         }
     };
-    let status = child.wait().ctx(|| "waiting for tar".into())?;
+    let (status, fired) = wait_watched(&mut child, watchdog).ctx(|| "waiting for tar".into())?;
     let err_text = stderr.join().unwrap_or_default();
-    let name = archive.file_name().unwrap_or_default().to_string_lossy();
+    if fired {
+        return Err(job.deadline.error(&format!("unpacking {name}")));
+    }
     if !status.success() {
         return Err(ImageError::tool(
             "tar",
@@ -260,19 +307,31 @@ fn extract_tar(archive: &Path, dir: &Path, progress: &mut Progress) -> Result<()
             format!("stopped reading {name} before its end"),
         ));
     }
-    Ok(())
+    if scanner.devices_dropped > 0 {
+        tracing::warn!(
+            archive = %name,
+            count = scanner.devices_dropped,
+            first = ?scanner.dropped_names,
+            "device nodes in the archive were unpacked as empty regular files"
+        );
+    }
+    Ok(scanner.unpacked)
 }
 
-/// Pumps decompressed bytes through the scanner into tar's stdin.
-/// Returns true if tar closed its input early (its exit status tells why).
+/// Pumps decompressed bytes through the scanner's filter into tar's stdin.
+/// Returns true if tar closed its input early (its exit status tells why),
+/// and the scanner.
 fn feed_tar(
     dec: &mut dyn Read,
     stdin: &mut Option<std::process::ChildStdin>,
     compression: Compression,
-) -> Result<bool, ImageError> {
-    let mut scanner = TarScanner::new(false);
+    mut scanner: TarScanner,
+    deadline: &Deadline,
+) -> Result<(bool, TarScanner), ImageError> {
     let mut buf = vec![0u8; IO_BUF];
+    let mut out = Vec::with_capacity(IO_BUF + 512);
     loop {
+        deadline.check("unpacking the archive")?;
         let n = match dec.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
@@ -283,12 +342,13 @@ fn feed_tar(
             // Keep decoding: checksums of the compressed stream are verified at its end.
             continue;
         }
-        let keep = scanner.feed(&buf[..n])?;
+        out.clear();
+        scanner.filter(&buf[..n], &mut out)?;
         if let Some(pipe) = stdin.as_mut() {
-            if let Err(e) = pipe.write_all(&buf[..keep]) {
+            if let Err(e) = pipe.write_all(&out) {
                 if e.kind() == io::ErrorKind::BrokenPipe {
                     *stdin = None;
-                    return Ok(true);
+                    return Ok((true, scanner));
                 }
                 return Err(ImageError::io("feeding tar", e));
             }
@@ -301,7 +361,7 @@ fn feed_tar(
         }
     }
     scanner.finish()?;
-    Ok(false)
+    Ok((false, scanner))
 }
 
 /// rename(2) that fails instead of replacing an (empty) directory at `to`.

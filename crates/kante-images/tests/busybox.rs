@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use kante_images::{build_busybox, store_unified, unpack, BuildEvent};
+use kante_images::{build_busybox, store_unified, unpack, BuildEvent, Limits};
 
 fn have_static_busybox() -> bool {
     if Path::new("/bin/busybox").exists() {
@@ -58,7 +58,13 @@ fn busybox_image_builds_unpacks_and_runs() {
     assert_eq!(phases, ["cached"]);
 
     let images = dir.path().join("images");
-    let img = store_unified(&images, fs::File::open(&out).unwrap(), None).unwrap();
+    let img = store_unified(
+        &images,
+        fs::File::open(&out).unwrap(),
+        None,
+        &Limits::none(),
+    )
+    .unwrap();
     assert_eq!(img.metadata.architecture, "x86_64");
     assert_eq!(img.metadata.properties["os"], "busybox");
     let stop_signal = img.metadata.properties.get("kante.stop_signal").cloned();
@@ -66,7 +72,14 @@ fn busybox_image_builds_unpacks_and_runs() {
     assert!(img.metadata.templates.contains_key("/etc/hostname"));
 
     let dest = dir.path().join("c1");
-    unpack(&images, &img.fingerprint, &dest, &mut |_, _| {}).unwrap();
+    unpack(
+        &images,
+        &img.fingerprint,
+        &dest,
+        &Limits::none(),
+        &mut |_, _| {},
+    )
+    .unwrap();
     let rootfs = dest.join("rootfs");
     assert_eq!(
         fs::read_link(rootfs.join("sbin/init")).unwrap(),

@@ -8,7 +8,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use kante_images::{store_unified, unpack, xattr};
+use kante_images::{store_unified, unpack, xattr, Limits};
 
 #[test]
 #[ignore]
@@ -23,7 +23,13 @@ fn built_debian_image_unpacks_correctly() {
     let images = work.path().join("images");
 
     let t = Instant::now();
-    let img = store_unified(&images, fs::File::open(&image).unwrap(), None).unwrap();
+    let img = store_unified(
+        &images,
+        fs::File::open(&image).unwrap(),
+        None,
+        &Limits::none(),
+    )
+    .unwrap();
     eprintln!(
         "store_unified: {:?} ({} bytes, fp {})",
         t.elapsed(),
@@ -47,7 +53,14 @@ fn built_debian_image_unpacks_correctly() {
     let dest = work.path().join("instance");
     let t = Instant::now();
     let mut calls = 0;
-    unpack(&images, &img.fingerprint, &dest, &mut |_, _| calls += 1).unwrap();
+    unpack(
+        &images,
+        &img.fingerprint,
+        &dest,
+        &Limits::none(),
+        &mut |_, _| calls += 1,
+    )
+    .unwrap();
     eprintln!("unpack: {:?} ({calls} progress calls)", t.elapsed());
 
     let r = dest.join("rootfs");

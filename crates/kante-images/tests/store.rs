@@ -6,7 +6,9 @@ use std::fs;
 use std::process::Command;
 
 use common::*;
-use kante_images::{read_stored, remove_stored, store_split, store_unified, unpack, ImageError};
+use kante_images::{
+    read_stored, remove_stored, store_split, store_unified, unpack, ImageError, Limits,
+};
 
 #[test]
 fn unified_round_trip_in_every_compression() {
@@ -21,7 +23,7 @@ fn unified_round_trip_in_every_compression() {
         );
         let fp = sha256_hex(&[&bytes]);
 
-        let img = store_unified(images.path(), &bytes[..], None).unwrap();
+        let img = store_unified(images.path(), &bytes[..], None, &Limits::none()).unwrap();
         assert_eq!(img.fingerprint, fp, "{comp}");
         assert_eq!(img.size, bytes.len() as u64);
         assert!(!img.split);
@@ -35,12 +37,13 @@ fn unified_round_trip_in_every_compression() {
         assert_eq!(again.metadata.creation_date, 1_700_000_000);
         assert!(!again.split);
 
-        let dup = store_unified(images.path(), &bytes[..], None).unwrap_err();
+        let dup = store_unified(images.path(), &bytes[..], None, &Limits::none()).unwrap_err();
         assert!(
             matches!(dup, ImageError::AlreadyExists(ref f) if *f == fp),
             "{dup}"
         );
-        let dup = store_unified(images.path(), &b"ignored"[..], Some(&fp)).unwrap_err();
+        let dup =
+            store_unified(images.path(), &b"ignored"[..], Some(&fp), &Limits::none()).unwrap_err();
         assert!(matches!(dup, ImageError::AlreadyExists(_)), "{dup}");
         assert_eq!(entries(images.path()).len(), 1);
 
@@ -60,7 +63,7 @@ fn expected_fingerprint_is_checked() {
     let bytes = tar_of(stage.path(), &["metadata.yaml", "rootfs"], "gzip");
     let images = tempfile::tempdir().unwrap();
     let wrong = "0".repeat(64);
-    let err = store_unified(images.path(), &bytes[..], Some(&wrong)).unwrap_err();
+    let err = store_unified(images.path(), &bytes[..], Some(&wrong), &Limits::none()).unwrap_err();
     assert!(
         matches!(err, ImageError::FingerprintMismatch { .. }),
         "{err}"
@@ -68,7 +71,13 @@ fn expected_fingerprint_is_checked() {
     assert!(entries(images.path()).is_empty());
     // Upper-case expected fingerprints are accepted.
     let fp = sha256_hex(&[&bytes]);
-    let img = store_unified(images.path(), &bytes[..], Some(&fp.to_uppercase())).unwrap();
+    let img = store_unified(
+        images.path(),
+        &bytes[..],
+        Some(&fp.to_uppercase()),
+        &Limits::none(),
+    )
+    .unwrap();
     assert_eq!(img.fingerprint, fp);
 }
 
@@ -89,7 +98,8 @@ fn corrupt_and_truncated_tarballs_leave_nothing_behind() {
             cuts.push(bytes.len() - 8);
         }
         for cut in cuts {
-            let err = store_unified(images.path(), &bytes[..cut], None).unwrap_err();
+            let err =
+                store_unified(images.path(), &bytes[..cut], None, &Limits::none()).unwrap_err();
             assert!(
                 matches!(err, ImageError::Corrupt(_)),
                 "{comp} cut {cut}: {err}"
@@ -110,7 +120,7 @@ fn corrupt_and_truncated_tarballs_leave_nothing_behind() {
         for b in &mut bad[mid..mid + 64] {
             *b ^= 0x5a;
         }
-        let err = store_unified(images.path(), &bad[..], None).unwrap_err();
+        let err = store_unified(images.path(), &bad[..], None, &Limits::none()).unwrap_err();
         assert!(
             matches!(err, ImageError::Corrupt(_)),
             "{comp} flipped: {err}"
@@ -119,7 +129,7 @@ fn corrupt_and_truncated_tarballs_leave_nothing_behind() {
     }
     let images = tempfile::tempdir().unwrap();
     for junk in [&b""[..], b"not an image at all", &[0x1f, 0x8b, 0, 0, 0]] {
-        assert!(store_unified(images.path(), junk, None).is_err());
+        assert!(store_unified(images.path(), junk, None, &Limits::none()).is_err());
     }
     assert!(entries(images.path()).is_empty());
 }
@@ -131,14 +141,14 @@ fn invalid_images_are_refused() {
     let images = tempfile::tempdir().unwrap();
 
     let no_meta = tar_of(stage.path(), &["rootfs"], "gzip");
-    let err = store_unified(images.path(), &no_meta[..], None).unwrap_err();
+    let err = store_unified(images.path(), &no_meta[..], None, &Limits::none()).unwrap_err();
     assert!(
         matches!(err, ImageError::InvalidImage(ref m) if m.contains("metadata.yaml")),
         "{err}"
     );
 
     let no_rootfs = tar_of(stage.path(), &["metadata.yaml"], "gzip");
-    let err = store_unified(images.path(), &no_rootfs[..], None).unwrap_err();
+    let err = store_unified(images.path(), &no_rootfs[..], None, &Limits::none()).unwrap_err();
     assert!(
         matches!(err, ImageError::InvalidImage(ref m) if m.contains("rootfs")),
         "{err}"
@@ -146,13 +156,19 @@ fn invalid_images_are_refused() {
 
     fs::write(stage.path().join("metadata.yaml"), "properties: {}\n").unwrap();
     let bad_meta = tar_of(stage.path(), &["metadata.yaml", "rootfs"], "gzip");
-    let err = store_unified(images.path(), &bad_meta[..], None).unwrap_err();
+    let err = store_unified(images.path(), &bad_meta[..], None, &Limits::none()).unwrap_err();
     assert!(matches!(err, ImageError::InvalidMetadata(_)), "{err}");
 
     let sqfs = tempfile::tempdir().unwrap();
     let sq = sqfs.path().join("r.squashfs");
     if mksquashfs(&stage.path().join("rootfs"), &sq) {
-        let err = store_unified(images.path(), &fs::read(&sq).unwrap()[..], None).unwrap_err();
+        let err = store_unified(
+            images.path(),
+            &fs::read(&sq).unwrap()[..],
+            None,
+            &Limits::none(),
+        )
+        .unwrap_err();
         assert!(matches!(err, ImageError::InvalidImage(_)), "{err}");
     }
     assert!(entries(images.path()).is_empty());
@@ -174,7 +190,7 @@ fn hostile_paths_are_refused_at_import() {
         let mut all = vec![file("metadata.yaml", meta.data), dir("rootfs/")];
         all.extend(hostile);
         let bytes = raw_tar(&all);
-        let err = store_unified(images.path(), &bytes[..], None).unwrap_err();
+        let err = store_unified(images.path(), &bytes[..], None, &Limits::none()).unwrap_err();
         assert!(matches!(err, ImageError::UnsafePath(_)), "{err}");
     }
     assert!(entries(images.path()).is_empty());
@@ -219,7 +235,7 @@ fn split_images_tar_and_squashfs() {
     let rootfs = tar_of(&stage.path().join("rootfs"), &["."], "gzip");
     let images = tempfile::tempdir().unwrap();
 
-    let img = store_split(images.path(), &meta[..], &rootfs[..], None).unwrap();
+    let img = store_split(images.path(), &meta[..], &rootfs[..], None, &Limits::none()).unwrap();
     assert_eq!(img.fingerprint, sha256_hex(&[&meta, &rootfs]));
     assert!(img.split);
     assert_eq!(img.size, (meta.len() + rootfs.len()) as u64);
@@ -237,7 +253,14 @@ fn split_images_tar_and_squashfs() {
 
     let work = tempfile::tempdir().unwrap();
     let dest = work.path().join("c1");
-    unpack(images.path(), &img.fingerprint, &dest, &mut |_, _| {}).unwrap();
+    unpack(
+        images.path(),
+        &img.fingerprint,
+        &dest,
+        &Limits::none(),
+        &mut |_, _| {},
+    )
+    .unwrap();
     assert_eq!(
         fs::read_to_string(dest.join("rootfs/etc/hostname")).unwrap(),
         "image\n"
@@ -251,20 +274,38 @@ fn split_images_tar_and_squashfs() {
     // Same meta with a different rootfs is a different image; a wrong
     // expectation leaves nothing behind.
     let before = entries(images.path()).len();
-    let err = store_split(images.path(), &meta[..], &rootfs[..10], None).unwrap_err();
+    let err = store_split(
+        images.path(),
+        &meta[..],
+        &rootfs[..10],
+        None,
+        &Limits::none(),
+    )
+    .unwrap_err();
     assert!(matches!(err, ImageError::Corrupt(_)), "{err}");
     assert_eq!(entries(images.path()).len(), before);
 
     let sq = work.path().join("rootfs.squashfs");
     if mksquashfs(&stage.path().join("rootfs"), &sq) {
         let sq_bytes = fs::read(&sq).unwrap();
-        let img = store_split(images.path(), &meta[..], &sq_bytes[..], None).unwrap();
+        let img = store_split(
+            images.path(),
+            &meta[..],
+            &sq_bytes[..],
+            None,
+            &Limits::none(),
+        )
+        .unwrap();
         assert_eq!(img.fingerprint, sha256_hex(&[&meta, &sq_bytes]));
         let dest = work.path().join("c2");
         let mut calls = Vec::new();
-        unpack(images.path(), &img.fingerprint, &dest, &mut |d, t| {
-            calls.push((d, t))
-        })
+        unpack(
+            images.path(),
+            &img.fingerprint,
+            &dest,
+            &Limits::none(),
+            &mut |d, t| calls.push((d, t)),
+        )
         .unwrap();
         assert_eq!(
             fs::read_to_string(dest.join("rootfs/etc/hostname")).unwrap(),
@@ -275,7 +316,8 @@ fn split_images_tar_and_squashfs() {
         let mut broken = sq_bytes.clone();
         broken.truncate(200);
         let before = entries(images.path()).len();
-        let err = store_split(images.path(), &meta[..], &broken[..], None).unwrap_err();
+        let err =
+            store_split(images.path(), &meta[..], &broken[..], None, &Limits::none()).unwrap_err();
         assert!(matches!(err, ImageError::Corrupt(_)), "{err}");
         assert_eq!(entries(images.path()).len(), before);
     }

@@ -12,7 +12,14 @@ const IMAGE: &str = "/var/cache/kante/images/busybox-amd64.tar.zst";
 
 fn unpack_into(pool: &Pool, images: &Path, fp: &str) {
     pool.create_image_volume(fp, &mut |staging| {
-        kante_images::unpack(images, fp, staging, &mut |_, _| {}).map_err(|e| e.to_string())
+        kante_images::unpack(
+            images,
+            fp,
+            staging,
+            &kante_images::Limits::none(),
+            &mut |_, _| {},
+        )
+        .map_err(|e| e.to_string())
     })
     .unwrap();
     let v = pool.volume_path(VolumeKind::Image, fp);
@@ -40,7 +47,7 @@ fn unpacker_fills_image_volumes() {
     let images = s.root.join("images");
     std::fs::create_dir_all(&images).unwrap();
     let f = std::fs::File::open(IMAGE).unwrap();
-    let fp = kante_images::store_unified(&images, f, None)
+    let fp = kante_images::store_unified(&images, f, None, &kante_images::Limits::none())
         .unwrap()
         .fingerprint;
     for driver in ["dir", "btrfs"] {

@@ -4,6 +4,10 @@
 //! `$KANTE_DIR/backups/instances/<instance>/<backup>` (0600), each with a
 //! `.<backup>.json` beside it holding its record. They go with their
 //! instance, and expired ones are removed at start and then every minute.
+//! Sparse files stay sparse in them, and a backup is capped in size
+//! (`KANTE_MAX_BACKUP_BYTES`, else the free space of the backups directory's
+//! filesystem minus a reserve) and time (`KANTE_MAX_BACKUP_SECONDS`, else
+//! six hours): past either, it fails and leaves nothing behind.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,6 +16,7 @@ use kante_api::backup::{InstanceBackup, InstanceBackupsPost};
 use kante_api::operation::OperationClass;
 use kante_api::Timestamp;
 use kante_images::archive::{pack_sections, ArchiveCompression, PackOptions, Section};
+use kante_images::{ImageError, Limits};
 use kante_storage::VolumeKind;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -234,15 +239,17 @@ impl Engine {
                 format!("backup/snapshots/{}", s.name),
             ));
         }
+        let limits = Limits::backup_into(&dir).map_err(EngineError::internal)?;
         let opts = PackOptions {
             compression,
             mode: 0o600,
             allow_changed_files: self.running(instance).is_some(),
+            limits,
         };
         let out = dir.join(name);
         let op2 = op.clone();
         let started = std::time::Instant::now();
-        tokio::task::spawn_blocking(move || {
+        let packed = tokio::task::spawn_blocking(move || {
             pack_sections(&sections, &out, &opts, &mut |done, total| {
                 report_progress(
                     &op2,
@@ -254,9 +261,18 @@ impl Engine {
                 )
             })
         })
-        .await?
-        .map_err(|e| EngineError::internal(format!("Creating the backup tarball: {e}")))?;
+        .await?;
         drop(head);
+        packed.map_err(|e| {
+            // An empty directory of this instance's backups goes too.
+            let _ = std::fs::remove_dir(&dir);
+            match e {
+                ImageError::TooLarge(m) => {
+                    EngineError::bad(format!("The backup is too large: {m}"))
+                }
+                e => EngineError::internal(format!("Creating the backup tarball: {e}")),
+            }
+        })?;
         let meta = BackupMeta {
             created_at: kante_api::now(),
             expires_at: req.expires_at.unwrap_or_else(kante_api::zero_time),

@@ -4,17 +4,20 @@
 //!
 //! Before the operation starts, `backup/index.yaml` is read (only as far
 //! into the stream as it is) and everything about it is checked: name,
-//! pool, profiles, config, devices. The operation then unpacks into a
-//! staging directory inside the pool, through the tar scanner, and adopts
-//! each tree as a volume; a revert guard undoes records and volumes if any
-//! step fails, and the staging directory always goes.
+//! pool, profiles, config, devices, of the instance and of every snapshot
+//! alike. The operation then unpacks into a staging directory inside the
+//! pool, through the tar scanner (backup layout only, no device nodes,
+//! within the import caps: `KANTE_MAX_IMPORT_BYTES`, else the pool's free
+//! space minus a reserve, and `KANTE_MAX_IMPORT_SECONDS`), and adopts each
+//! tree as a volume; a revert guard undoes records and volumes if any step
+//! fails, and the staging directory always goes.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use kante_api::operation::OperationClass;
 use kante_api::{ConfigMap, DevicesMap};
-use kante_images::ImageError;
+use kante_images::{ImageError, Layout, Limits};
 use kante_storage::{Pool, Revert, VolumeKind};
 use kante_store::{InstanceRow, SnapshotRow};
 use serde_json::json;
@@ -67,6 +70,9 @@ fn archive_error(e: ImageError) -> EngineError {
         ImageError::Tool { message, .. } => {
             EngineError::bad(format!("Unpacking the backup failed: {message}"))
         }
+        ImageError::TooLarge(m) => {
+            EngineError::bad(format!("The backup is too large to import: {m}"))
+        }
         other => EngineError::internal(other),
     }
 }
@@ -77,7 +83,7 @@ impl Engine {
         let upload = Upload(req.file.clone());
         let file = req.file.clone();
         let (index_text, fallback) = tokio::task::spawn_blocking(move || {
-            let index = kante_images::archive::read_member(&file, INDEX_PATH)?;
+            let index = kante_images::archive::read_member(&file, INDEX_PATH, Layout::Backup)?;
             // Indexes without `config` (older LXD): the volume's backup.yaml has the record.
             let needs_fallback = index.as_deref().is_some_and(|t| {
                 !String::from_utf8_lossy(t)
@@ -85,7 +91,7 @@ impl Engine {
                     .any(|l| l.starts_with("config:"))
             });
             let fallback = if needs_fallback {
-                kante_images::archive::read_member(&file, BACKUP_YAML_PATH)?
+                kante_images::archive::read_member(&file, BACKUP_YAML_PATH, Layout::Backup)?
             } else {
                 None
             };
@@ -179,23 +185,14 @@ impl Engine {
             .profiles
             .clone()
             .unwrap_or_else(|| vec!["default".into()]);
-        let layers = self.profile_layers(&profiles).map_err(|e| match e {
-            EngineError::NotFound(m) => EngineError::bad(format!(
-                "{m}: create the profile before importing this backup"
-            )),
-            e => e,
-        })?;
+        let layers = self.import_layers(&profiles)?;
         let local = fit_config(
             &record.config,
             &self.idmap.host_uid.to_string(),
             &idmap_json(&self.idmap),
         );
         let devices = fit_root(&layers, &local, &record.devices, &pool.name);
-        config::validate_config(&local)?;
-        config::validate_devices(&devices)?;
-        let (econfig, edevices) = config::expand(&layers, &local, &devices);
-        config::validate_config(&econfig)?;
-        self.check_device_refs(&edevices)?;
+        self.check_record(&layers, &local, &devices)?;
         let now = fmt_time(kante_api::now());
         let time_or = |t: Option<kante_api::Timestamp>, d: &str| {
             t.map(fmt_time).unwrap_or_else(|| d.to_string())
@@ -235,8 +232,14 @@ impl Engine {
                         row.profiles.clone(),
                     ),
                 };
-                let layers = self.profile_layers(&profiles).unwrap_or_default();
-                SnapshotRow {
+                // A snapshot's record is checked exactly like the instance's:
+                // a restore makes it the instance's own.
+                let about = |e: EngineError| in_snapshot(s, e);
+                let layers = self.import_layers(&profiles).map_err(about)?;
+                let devices = fit_root(&layers, &config, &devices, &pool.name);
+                self.check_record(&layers, &config, &devices)
+                    .map_err(about)?;
+                Ok(SnapshotRow {
                     instance: name.into(),
                     name: s.clone(),
                     created_at: time_or(r.and_then(|r| r.created_at), &now),
@@ -245,18 +248,44 @@ impl Engine {
                     architecture: row.architecture.clone(),
                     ephemeral: r.map(|r| r.ephemeral).unwrap_or(row.ephemeral),
                     description: r.map(|r| r.description.clone()).unwrap_or_default(),
-                    devices: fit_root(&layers, &config, &devices, &pool.name),
+                    devices,
                     config,
                     profiles,
-                }
+                })
             })
-            .collect();
+            .collect::<Result<Vec<_>>>()?;
         Ok(Plan {
             row,
             snapshots,
             pool,
             renamed: false,
         })
+    }
+
+    /// The layers of the profiles a record names, all of which must exist.
+    fn import_layers(&self, profiles: &[String]) -> Result<Vec<(ConfigMap, DevicesMap)>> {
+        self.profile_layers(profiles).map_err(|e| match e {
+            EngineError::NotFound(m) => EngineError::bad(format!(
+                "{m}: create the profile before importing this backup"
+            )),
+            e => e,
+        })
+    }
+
+    /// The checks a create makes on a record: its config and devices, then
+    /// expanded with its profiles, and the pools, volumes and networks its
+    /// devices name.
+    fn check_record(
+        &self,
+        layers: &[(ConfigMap, DevicesMap)],
+        local: &ConfigMap,
+        devices: &DevicesMap,
+    ) -> Result<()> {
+        config::validate_config(local)?;
+        config::validate_devices(devices)?;
+        let (econfig, edevices) = config::expand(layers, local, devices);
+        config::validate_config(&econfig)?;
+        self.check_device_refs(&edevices)
     }
 
     async fn import_locked(&self, op: &Arc<Op>, upload: Upload, plan: Plan) -> Result<()> {
@@ -277,16 +306,23 @@ impl Engine {
         let (file, dir, op2) = (upload.0.clone(), unpack.clone(), op.clone());
         let started = std::time::Instant::now();
         tokio::task::spawn_blocking(move || {
-            kante_images::archive::extract(&file, &dir, &mut |done, total| {
-                report_progress(
-                    &op2,
-                    "create_instance_from_backup_progress",
-                    "Unpack",
-                    done,
-                    total,
-                    started,
-                )
-            })
+            let limits = Limits::import_into(&dir)?;
+            kante_images::archive::extract(
+                &file,
+                &dir,
+                Layout::Backup,
+                &limits,
+                &mut |done, total| {
+                    report_progress(
+                        &op2,
+                        "create_instance_from_backup_progress",
+                        "Unpack",
+                        done,
+                        total,
+                        started,
+                    )
+                },
+            )
         })
         .await?
         .map_err(archive_error)?;
@@ -343,6 +379,16 @@ impl Engine {
             json!({"source": "backup"}),
         );
         Ok(())
+    }
+}
+
+/// Says which snapshot of the backup a refusal is about.
+fn in_snapshot(snapshot: &str, e: EngineError) -> EngineError {
+    match e {
+        EngineError::BadRequest(m) => {
+            EngineError::bad(format!("Snapshot {snapshot:?} of the backup: {m}"))
+        }
+        other => other,
     }
 }
 
@@ -454,8 +500,13 @@ mod tests {
             ImageError::Corrupt("x".into()),
             ImageError::UnsafePath("../x".into()),
             ImageError::InvalidImage("x".into()),
+            ImageError::TooLarge("x".into()),
         ] {
             assert_eq!(archive_error(e).status(), 400);
         }
+        assert_eq!(
+            archive_error(ImageError::InvalidLimit("x".into())).status(),
+            500
+        );
     }
 }

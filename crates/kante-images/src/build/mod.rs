@@ -278,6 +278,7 @@ pub(crate) fn pack(
         compression: ArchiveCompression::Zstd { level: ZSTD_LEVEL },
         mode: 0o644,
         allow_changed_files: false,
+        limits: crate::Limits::none(),
     };
     pack_sections(&[section], out, &opts, &mut |done, total| {
         events(BuildEvent::Progress { done, total })
