@@ -418,7 +418,9 @@ fn networks_volumes_and_devices() {
         ok(&d, "storage volume delete default vol1");
 
         // A host directory as a disk device, hot-plugged and removed.
-        let host = d.dir.join("shared");
+        // Outside KANTE_DIR: Kante's own state cannot be shared.
+        let host = std::path::PathBuf::from(format!("{}-shared", d.dir.display()));
+        let _ = std::fs::remove_dir_all(&host);
         std::fs::create_dir(&host).unwrap();
         std::fs::write(host.join("hello"), "from the host\n").unwrap();
         let source = host.display();
@@ -441,6 +443,7 @@ fn networks_volumes_and_devices() {
             "unmounted"
         );
 
+        std::fs::remove_dir_all(&host).unwrap();
         ok(&d, "delete --force n1");
         ok(&d, "network delete ktlxc0");
         assert!(!Path::new("/sys/class/net/ktlxc0").exists());

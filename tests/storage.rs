@@ -560,17 +560,23 @@ fn custom_volume_outlives_its_privileged_instance_on_btrfs() {
     });
 }
 
+/// Host paths are not shifted unless asked (as in LXD; audit F5): host
+/// root's files are nobody's in the guest, which cannot rewrite them or
+/// plant setuid-root files there. `shift=true` is the opt-in that gives
+/// the guest's root those files. Kante's own state and the system's top
+/// directories cannot be shared at all.
 #[test]
-fn host_path_disks_are_shifted_unless_shift_false() {
+fn host_path_disks_are_not_shifted_unless_shift_true() {
     run(async {
         let d = Daemon::start().await;
         let fp = d.import(TestImage::Busybox).await;
-        let src = d.dir.join("srv-x");
+        let src = std::path::PathBuf::from(format!("{}-srv-x", d.dir.display()));
+        let _ = std::fs::remove_dir_all(&src);
         std::fs::create_dir(&src).unwrap();
         std::fs::write(src.join("f"), "host\n").unwrap();
-        let disk = |shift: Option<&str>| {
+        let disk = |source: &std::path::Path, shift: Option<&str>| {
             let mut d =
-                json!({"type": "disk", "source": src.display().to_string(), "path": "/srv/x"});
+                json!({"type": "disk", "source": source.display().to_string(), "path": "/srv/x"});
             if let Some(v) = shift {
                 d["shift"] = json!(v);
             }
@@ -581,7 +587,7 @@ fn host_path_disks_are_shifted_unless_shift_false() {
             &d,
             &fp,
             "c1",
-            json!({"root": root, "x": disk(None)}),
+            json!({"root": root, "x": disk(&src, None)}),
             Value::Null,
         )
         .await
@@ -590,22 +596,64 @@ fn host_path_disks_are_shifted_unless_shift_false() {
             &d,
             &fp,
             "c2",
-            json!({"root": root, "x": disk(Some("false"))}),
+            json!({"root": root, "x": disk(&src, Some("true"))}),
             Value::Null,
         )
         .await
         .unwrap();
-        start(&d, "c2").await;
-        // Not shifted: host root's files are nobody's in the container.
-        let (_, out, _) = sh(&d, "c2", "stat -c %u /srv/x/f").await;
-        assert_eq!(out, "65534\n");
         start(&d, "c1").await;
-        // Shifted (idmapped): host root's files are the container root's.
-        let (code, out, err) = sh(&d, "c1", "stat -c %u /srv/x/f && echo guest > /srv/x/g").await;
+        // Not shifted: host root's files are nobody's, and stay unwritable.
+        let (code, out, err) = sh(&d, "c1", "stat -c %u /srv/x/f; echo guest >> /srv/x/f").await;
+        assert_eq!(out, "65534\n", "{err}");
+        assert_ne!(code, 0, "the guest wrote a host root's file");
+        assert_eq!(std::fs::read_to_string(src.join("f")).unwrap(), "host\n");
+        start(&d, "c2").await;
+        // Shifted on request (idmapped): host root's files are the container root's.
+        let (code, out, err) = sh(&d, "c2", "stat -c %u /srv/x/f && echo guest > /srv/x/g").await;
         assert_eq!((code, out.as_str()), (0, "0\n"), "{err}");
         assert_eq!(std::fs::metadata(src.join("g")).unwrap().uid(), 0);
+        // Refused sources, whatever the shift: the host's root and /etc,
+        // KANTE_DIR, a path inside it, a directory above it, a symlink to one.
+        std::os::unix::fs::symlink("/etc", src.join("etc-link")).unwrap();
+        let pools = d.dir.join("storage-pools");
+        for bad in [
+            std::path::Path::new("/"),
+            std::path::Path::new("/etc"),
+            &d.dir,
+            &pools,
+            d.dir.parent().unwrap(),
+            &src.join("etc-link"),
+        ] {
+            let e = create_with(
+                &d,
+                &fp,
+                "c3",
+                json!({"root": root, "x": disk(bad, None)}),
+                Value::Null,
+            )
+            .await
+            .unwrap_err();
+            assert_eq!(e.status(), Some(400), "{}: {e}", bad.display());
+            assert!(
+                e.to_string().contains("cannot be shared"),
+                "{}: {e}",
+                bad.display()
+            );
+        }
+        let mut devices = d.client.instance("c1").await.unwrap().devices;
+        devices.insert(
+            "y".into(),
+            serde_json::from_value(disk(std::path::Path::new("/"), Some("false"))).unwrap(),
+        );
+        let e = d
+            .client
+            .patch_instance("c1", &json!({ "devices": devices }))
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), Some(400), "a live add of / was accepted: {e}");
         delete_instance(&d, "c1").await;
         delete_instance(&d, "c2").await;
+        std::fs::remove_dir_all(&src).unwrap();
         d.shutdown().await;
     });
 }

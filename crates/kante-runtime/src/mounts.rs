@@ -201,7 +201,16 @@ fn setup_rest(
     }
     for (i, m) in spec.mounts.iter().enumerate() {
         let t = target_in_root(root, &m.target)?;
-        if m.source.is_dir() {
+        let tree = bind_trees.get(i).and_then(Option::as_ref);
+        // A prepared tree is asked directly: its source's path may be
+        // closed to the guest's ids (the pools are root's alone).
+        let is_dir = match tree {
+            Some(fd) => nix::sys::stat::fstat(fd)
+                .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+                .map_err(ctx(format!("stat of {}", m.source.display())))?,
+            None => m.source.is_dir(),
+        };
+        if is_dir {
             ensure_dir(&t)?;
         } else {
             if let Some(parent) = t.parent() {
@@ -209,7 +218,7 @@ fn setup_rest(
             }
             ensure_file(&t)?;
         }
-        match bind_trees.get(i).and_then(Option::as_ref) {
+        match tree {
             // Already idmapped (and read-only if asked) by the monitor.
             Some(fd) => sys::move_mount_to(fd.as_raw_fd(), &t)
                 .map_err(ctx(format!("attach idmapped {}", m.source.display())))?,

@@ -3,6 +3,7 @@
 //! stored (pools, volumes, networks).
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use kante_api::{ConfigMap, DevicesMap};
 use kante_runtime::BindMount;
@@ -94,7 +95,7 @@ impl Engine {
                     Err(_) if optional => continue,
                     Err(e) => return Err(EngineError::bad(format!("Device {dname:?}: {e}"))),
                 },
-                None => std::path::PathBuf::from(raw),
+                None => self.host_disk_source(dname, Path::new(&raw))?,
             };
             if !source.exists() {
                 if optional {
@@ -105,11 +106,15 @@ impl Engine {
                     source.display()
                 )));
             }
-            // Shifted like the rootfs (on-disk ids = container ids), unless
-            // privileged or the device opts out with shift=false.
-            let shift = dev
-                .get("shift")
-                .is_none_or(|v| v.is_empty() || is_true(Some(v)));
+            // A custom volume is shifted like the rootfs (on-disk ids =
+            // container ids) unless it opts out with shift=false. A host
+            // path is not, as in LXD (audit F5): shifted, its root-owned
+            // files would be the guest root's to rewrite and to make
+            // setuid; `shift=true` asks for exactly that.
+            let shift = match dev.get("shift").filter(|v| !v.is_empty()) {
+                Some(v) => is_true(Some(v)),
+                None => dev.contains_key("pool"),
+            };
             mounts.push((
                 dname.clone(),
                 BindMount {
@@ -123,6 +128,32 @@ impl Engine {
         Ok(mounts)
     }
 
+    /// A host directory or file for a disk device, resolved (symlinks
+    /// followed). Refuses what would hand the guest the host: the root, the
+    /// system's top directories, and Kante's own state (any path inside
+    /// KANTE_DIR, or above it). A path that does not exist (yet) is left
+    /// to the start, which refuses it unless the disk is optional.
+    pub(crate) fn host_disk_source(&self, dname: &str, source: &Path) -> Result<PathBuf> {
+        const SYSTEM: [&str; 17] = [
+            "/", "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc",
+            "/root", "/run", "/sbin", "/sys", "/usr", "/var", "/var/lib",
+        ];
+        let Ok(real) = std::fs::canonicalize(source) else {
+            return Ok(source.to_path_buf());
+        };
+        let state = std::fs::canonicalize(&self.paths.root).unwrap_or(self.paths.root.clone());
+        let refused = SYSTEM.iter().any(|s| real == Path::new(s))
+            || real.starts_with(&state)
+            || state.starts_with(&real);
+        if refused {
+            return Err(EngineError::bad(format!(
+                "Device {dname:?}: source {} cannot be shared with an instance (it is a system directory or holds Kante's own state)",
+                real.display()
+            )));
+        }
+        Ok(real)
+    }
+
     /// Refuses devices that name a pool, volume or network that does not
     /// exist, or mount one volume twice, before anything is stored.
     pub(crate) fn check_device_refs(&self, devices: &DevicesMap) -> Result<()> {
@@ -130,6 +161,10 @@ impl Engine {
         for (name, dev) in devices {
             if is_type(dev, "disk") {
                 let Some(pool) = dev.get("pool") else {
+                    if is_extra_disk(dev) {
+                        let source = dev.get("source").map(String::as_str).unwrap_or("");
+                        self.host_disk_source(name, Path::new(source))?;
+                    }
                     continue;
                 };
                 self.pool(pool).map_err(|_| {
