@@ -181,16 +181,31 @@ impl Cgroup {
 
     /// Creates the cgroup everywhere. `owner` delegates the unified cgroup to
     /// the container's root (host uid, gid) so its systemd can manage it.
+    /// The device policy (`devices.rs`) is installed before any task joins.
     pub fn create(&self, owner: Option<(u32, u32)>) -> Result<(), CgroupError> {
         for h in &self.layout.v1 {
             let is_cpuset = h.controllers.iter().any(|c| c == "cpuset");
             mkdir_chain(&h.mount, &self.rel, is_cpuset)?;
+            if h.controllers.iter().any(|c| c == "devices") {
+                let dir = h.mount.join(&self.rel);
+                device_policy(crate::devices::apply_v1(
+                    &dir,
+                    &crate::devices::DEFAULT_RULES,
+                ))
+                .map_err(io_err(&dir))?;
+            }
         }
         if let Some(u) = &self.layout.unified {
             if self.layout.is_pure_v2() {
                 enable_v2_controllers(u, &self.rel);
             }
             mkdir_chain(u, &self.rel, false)?;
+            let dir = u.join(&self.rel);
+            device_policy(crate::devices::attach_v2(
+                &dir,
+                &crate::devices::DEFAULT_RULES,
+            ))
+            .map_err(io_err(&dir))?;
             if let Some((uid, gid)) = owner {
                 let dir = u.join(&self.rel);
                 for p in [
@@ -448,6 +463,26 @@ fn count_procs(dir: &Path) -> i64 {
 
 /// mkdir -p of `rel` under `mount`; new v1 cpuset cgroups need cpus/mems
 /// copied from their parent before any task can join.
+/// A device policy that cannot be installed fails the start, except where
+/// this kanted itself runs in a container (not the initial user namespace):
+/// there the kernel refuses it, and the outer container's policy, which
+/// covers every cgroup below it, still applies.
+fn device_policy(r: io::Result<()>) -> io::Result<()> {
+    match r {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) && !in_initial_user_namespace() => {
+            tracing::warn!("device policy not installed (nested; the outer one applies): {e}");
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+fn in_initial_user_namespace() -> bool {
+    fs::read_to_string("/proc/self/uid_map")
+        .map(|m| m.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"])
+        .unwrap_or(true)
+}
+
 fn mkdir_chain(mount: &Path, rel: &str, cpuset: bool) -> Result<(), CgroupError> {
     let mut cur = mount.to_path_buf();
     for part in rel.split('/').filter(|p| !p.is_empty()) {

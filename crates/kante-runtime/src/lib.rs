@@ -11,6 +11,7 @@
 
 pub mod cgroup;
 pub mod console;
+pub mod devices;
 pub mod exec;
 pub mod fileio;
 pub mod hotplug;
