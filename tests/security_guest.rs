@@ -463,3 +463,60 @@ fn device_nodes_outside_the_allow_list_cannot_be_opened() {
         d.shutdown().await;
     });
 }
+
+/// S3: with setxattr interception on (Docker's overlay needs
+/// `trusted.overlay.*`), the guest may tag its own files, but not a file
+/// it could not write: the helper that holds the host's CAP_SYS_ADMIN asks
+/// first, as the caller.
+#[test]
+fn intercepted_setxattr_needs_write_access_to_the_file() {
+    run(async {
+        let d = Daemon::start().await;
+        let fp = d.import(TestImage::Busybox).await;
+        let host = HostDir::new(&d, "xattr");
+        let source = host.0.display().to_string();
+        d.launch(
+            &fp,
+            "b1",
+            &[("security.syscalls.intercept.setxattr", "true")],
+        )
+        .await;
+        kante_ok(
+            &d,
+            &[
+                "config",
+                "device",
+                "add",
+                "b1",
+                "hm",
+                "disk",
+                &format!("source={source}"),
+                "path=/mnt/hm",
+                "shift=false",
+            ],
+        );
+        let sx = attack_program(&d, "setxattr");
+        push_executable(&d, "b1", &sx, "/sx").await;
+        let (code, out) = d
+            .sh(
+                "b1",
+                "mkdir -p /root/own && /sx /root/own trusted.overlay.opaque y",
+            )
+            .await;
+        assert_eq!((code, out.as_str()), (0, "ok\n"), "the interception itself");
+        let (code, out) = d.sh("b1", "/sx /mnt/hm trusted.overlay.opaque y").await;
+        assert_ne!(code, 0, "the guest tagged a host directory: {out}");
+        let o = std::process::Command::new("getfattr")
+            .args(["-n", "trusted.overlay.opaque"])
+            .arg(&host.0)
+            .output()
+            .unwrap();
+        assert!(
+            !o.status.success(),
+            "{}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        kante_ok(&d, &["delete", "-f", "b1"]);
+        d.shutdown().await;
+    });
+}

@@ -24,6 +24,7 @@ use crate::spec::Intercept;
 
 const CAP_MKNOD: u32 = 27;
 const CAP_SYS_ADMIN: u32 = 21;
+const CAP_DAC_OVERRIDE: u32 = 1;
 const AT_FDCWD: i32 = -100;
 const PATH_MAX: usize = 4096;
 const XATTR_NAME_MAX: usize = 255;
@@ -76,6 +77,10 @@ pub struct Creds {
     /// Effective capabilities, relative to the caller's user namespace.
     pub cap_eff: u64,
     pub umask: u32,
+    /// The caller's user namespace's uid and gid maps (inside, outside,
+    /// count), read separately (`/proc/<pid>/{uid,gid}_map`).
+    pub uid_map: Vec<(u32, u32, u32)>,
+    pub gid_map: Vec<(u32, u32, u32)>,
 }
 
 impl Creds {
@@ -99,7 +104,24 @@ impl Creds {
             umask: field("Umask:")
                 .and_then(|u| u32::from_str_radix(u, 8).ok())
                 .unwrap_or(0o022),
+            uid_map: Vec::new(),
+            gid_map: Vec::new(),
         })
+    }
+
+    /// Parses an id map file (`inside outside count` per line).
+    pub fn parse_map(text: &str) -> Vec<(u32, u32, u32)> {
+        text.lines()
+            .filter_map(|l| {
+                let mut f = l.split_whitespace().map(|n| n.parse::<u32>().ok());
+                Some((f.next()??, f.next()??, f.next()??))
+            })
+            .collect()
+    }
+
+    fn maps(map: &[(u32, u32, u32)], host: u32) -> bool {
+        map.iter()
+            .any(|&(_, out, n)| host >= out && u64::from(host) < u64::from(out) + u64::from(n))
     }
 
     fn has_cap(&self, cap: u32) -> bool {
@@ -236,8 +258,10 @@ impl Interceptor {
             }
         };
         let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-        let creds = Creds::parse(&status)
+        let mut creds = Creds::parse(&status)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unreadable status"))?;
+        creds.uid_map = Creds::parse_map(&std::fs::read_to_string(format!("/proc/{pid}/uid_map"))?);
+        creds.gid_map = Creds::parse_map(&std::fs::read_to_string(format!("/proc/{pid}/gid_map"))?);
         // Everything about the caller is read: if its notification is still
         // pending, the pid was not recycled in between.
         if !notify::id_valid(listener, n.id) {
@@ -427,6 +451,40 @@ fn become_caller(creds: &Creds, cap: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// `trusted.*` xattrs need only CAP_SYS_ADMIN, which the helper holds on
+/// the host: so first ask whether the caller could write the file itself
+/// (audit S3), with its fs ids (after `become_caller`), or through its own
+/// CAP_DAC_OVERRIDE, which covers files whose owner and group are mapped in
+/// its user namespace (the kernel's rule). A guest cannot tag a file it
+/// cannot write, such as a host-owned one on a `shift=false` disk.
+fn caller_may_write(path: &CString, follow: bool, creds: &Creds) -> io::Result<()> {
+    let nofollow = if follow { 0 } else { libc::AT_SYMLINK_NOFOLLOW };
+    // SAFETY: valid C string.
+    let r = unsafe {
+        libc::faccessat(
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            libc::W_OK,
+            libc::AT_EACCESS | nofollow,
+        )
+    };
+    if r == 0 {
+        return Ok(());
+    }
+    let denied = io::Error::last_os_error();
+    if creds.has_cap(CAP_DAC_OVERRIDE) {
+        // SAFETY: st is written by the kernel; valid C string.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        if unsafe { libc::fstatat(libc::AT_FDCWD, path.as_ptr(), &mut st, nofollow) } == 0
+            && Creds::maps(&creds.uid_map, st.st_uid)
+            && Creds::maps(&creds.gid_map, st.st_gid)
+        {
+            return Ok(());
+        }
+    }
+    Err(denied)
+}
+
 fn helper(op: &Op, creds: &Creds, cap: u32) -> io::Result<()> {
     match op {
         Op::Mknod {
@@ -450,6 +508,7 @@ fn helper(op: &Op, creds: &Creds, cap: u32) -> io::Result<()> {
         } => {
             enter(at)?;
             become_caller(creds, cap)?;
+            caller_may_write(path, *follow, creds)?;
             let f = if *follow {
                 libc::setxattr
             } else {
@@ -477,6 +536,7 @@ fn helper(op: &Op, creds: &Creds, cap: u32) -> io::Result<()> {
             let p = CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))
                 .expect("no NUL in a number");
             become_caller(creds, cap)?;
+            caller_may_write(&p, true, creds)?;
             // SAFETY: valid C strings and a buffer of value.len() bytes.
             cvt(unsafe {
                 libc::setxattr(
