@@ -10,6 +10,7 @@ mod proc;
 mod report;
 mod storage;
 mod target;
+mod transfer;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -77,6 +78,16 @@ struct Args {
     /// Only the scale figures: lists of `--list-counts` instances, then density.
     #[arg(long, conflicts_with_all = ["only_density", "only_storage"])]
     only_scale: bool,
+    /// Only exec and file transfer (push and pull, 4 KiB and 64 MiB).
+    #[arg(long, conflicts_with_all = ["only_density", "only_storage", "only_scale"])]
+    only_transfer: bool,
+    /// File transfers per size (4 KiB, and a fifth as many of 64 MiB).
+    #[arg(long, default_value_t = 50)]
+    file_runs: usize,
+    /// Also run a second Kante from this kanted binary (say, an older
+    /// build), as target `kante-base`, in `<dir>-base`.
+    #[arg(long)]
+    baseline_kanted: Option<PathBuf>,
     /// Where Kante keeps its state during the run.
     #[arg(long, default_value = "/var/tmp/kante-bench")]
     dir: PathBuf,
@@ -108,6 +119,10 @@ async fn main() -> Result<()> {
         target::install_lxd().await?;
     }
     let mut targets = vec![Target::kante(&args.dir).await?];
+    if let Some(base) = &args.baseline_kanted {
+        let dir = args.dir.with_extension("base");
+        targets.push(Target::kante_from(base, &dir, "kante-base").await?);
+    }
     if args.lxd || args.install_lxd {
         match Target::lxd().await {
             Some(t) => targets.push(t),
@@ -138,6 +153,14 @@ async fn run_all(args: &Args, targets: &mut [Target], r: &mut Results) -> Result
         t.import(&args.image).await?;
         let pid = t.daemon_pid().await;
         r.add("daemon RSS, idle", &t.name, "B", proc::rss(pid) as f64);
+    }
+    if args.only_transfer {
+        let plan = transfer::Plan {
+            execs: args.exec_runs,
+            small: args.file_runs,
+            large: args.file_runs.div_ceil(5),
+        };
+        return transfer::run(targets, &plan, r).await.context("transfer");
     }
     if args.only_scale {
         for t in targets.iter_mut() {
@@ -209,6 +232,14 @@ async fn lifecycle_and_more(args: &Args, targets: &mut [Target], r: &mut Results
             r.add("delete", &t.name, "s", t4.elapsed().as_secs_f64());
         }
     }
+    let plan = transfer::Plan {
+        execs: 0,
+        small: args.file_runs,
+        large: args.file_runs.div_ceil(5),
+    };
+    transfer::run(targets, &plan, r)
+        .await
+        .context("file transfer")?;
     if !args.no_dhcp {
         net::dhcp_lease(args.runs, targets, r)
             .await

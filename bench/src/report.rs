@@ -67,8 +67,8 @@ pub fn table(r: &Results, targets: &[String]) -> String {
         head.push_str(&format!(" {t} min | {t} median | {t} max | n |"));
         sep.push_str("---:|---:|---:|---:|");
     }
-    if targets.len() == 2 {
-        head.push_str(&format!(" {}/{} (medians) |", targets[0], targets[1]));
+    for other in targets.iter().skip(1) {
+        head.push_str(&format!(" {}/{} (medians) |", targets[0], other));
         sep.push_str("---:|");
     }
     out.push_str(&head);
@@ -93,11 +93,8 @@ pub fn table(r: &Results, targets: &[String]) -> String {
                 _ => row.push_str(" – | – | – | 0 |"),
             }
         }
-        if targets.len() == 2 {
-            match (
-                r.median(scenario, &targets[0]),
-                r.median(scenario, &targets[1]),
-            ) {
+        for other in targets.iter().skip(1) {
+            match (r.median(scenario, &targets[0]), r.median(scenario, other)) {
                 (Some(a), Some(b)) if b > 0.0 => row.push_str(&format!(" {:.2} |", a / b)),
                 _ => row.push_str(" – |"),
             }

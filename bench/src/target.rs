@@ -22,6 +22,7 @@ pub struct Target {
 }
 
 impl Target {
+    /// Kante from the `kanted` next to this binary.
     pub async fn kante(dir: &Path) -> Result<Target> {
         let exe = std::env::current_exe()?;
         let kanted = exe.parent().context("binary dir")?.join("kanted");
@@ -31,6 +32,11 @@ impl Target {
                 kanted.display()
             );
         }
+        Target::kante_from(&kanted, dir, "kante").await
+    }
+
+    /// Kante from the binary `kanted`, named `name` in the results.
+    pub async fn kante_from(kanted: &Path, dir: &Path, name: &str) -> Result<Target> {
         let _ = std::fs::remove_dir_all(dir);
         std::fs::create_dir_all(dir)?;
         let log = std::fs::File::create(dir.with_extension("log"))?;
@@ -53,7 +59,7 @@ impl Target {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Ok(Target {
-            name: "kante".into(),
+            name: name.into(),
             client,
             monitor_needle: "kanted __monitor",
             fingerprint: String::new(),
