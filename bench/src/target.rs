@@ -40,7 +40,7 @@ impl Target {
         let _ = std::fs::remove_dir_all(dir);
         std::fs::create_dir_all(dir)?;
         let log = std::fs::File::create(dir.with_extension("log"))?;
-        let child = Command::new(&kanted)
+        let child = Command::new(kanted)
             .env("KANTE_DIR", dir)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
