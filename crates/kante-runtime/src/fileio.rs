@@ -436,30 +436,8 @@ fn send(sock: RawFd, reply: &Reply) -> io::Result<()> {
     let mut payload = [0u8; 8];
     payload[..4].copy_from_slice(&reply.outcome.code().to_ne_bytes());
     payload[4..].copy_from_slice(&reply.errno.to_ne_bytes());
-    let mut cbuf = [0u64; 4];
-    let mut iov = libc::iovec {
-        iov_base: payload.as_mut_ptr().cast(),
-        iov_len: payload.len(),
-    };
-    // SAFETY: msghdr and its buffers live on this frame; CMSG_SPACE(4) fits cbuf.
-    unsafe {
-        let mut msg: libc::msghdr = zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        if let Some(fd) = &reply.fd {
-            msg.msg_control = cbuf.as_mut_ptr().cast();
-            msg.msg_controllen = libc::CMSG_SPACE(size_of::<RawFd>() as u32) as _;
-            let c = libc::CMSG_FIRSTHDR(&msg);
-            (*c).cmsg_level = libc::SOL_SOCKET;
-            (*c).cmsg_type = libc::SCM_RIGHTS;
-            (*c).cmsg_len = libc::CMSG_LEN(size_of::<RawFd>() as u32) as _;
-            std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<RawFd>(), fd.as_raw_fd());
-        }
-        if libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) < 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
+    let fd = reply.fd.as_ref().map(AsRawFd::as_raw_fd);
+    crate::notify::send_with_fd(sock, &payload, fd)
 }
 
 fn receive(sock: &OwnedFd, timeout: Duration) -> io::Result<Reply> {
@@ -481,38 +459,15 @@ fn receive(sock: &OwnedFd, timeout: Duration) -> io::Result<Reply> {
         ));
     }
     let mut payload = [0u8; 8];
-    let mut cbuf = [0u64; 4];
-    let mut iov = libc::iovec {
-        iov_base: payload.as_mut_ptr().cast(),
-        iov_len: payload.len(),
-    };
-    // SAFETY: as in send; the kernel fills at most msg_controllen bytes.
-    unsafe {
-        let mut msg: libc::msghdr = zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cbuf.as_mut_ptr().cast();
-        msg.msg_controllen = size_of_val(&cbuf) as _;
-        let n = libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC);
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if n as usize != payload.len() {
-            return Err(io::Error::other("the file helper exited without an answer"));
-        }
-        let mut fd = None;
-        let c = libc::CMSG_FIRSTHDR(&msg);
-        if !c.is_null() && (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS
-        {
-            let raw = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<RawFd>());
-            fd = Some(OwnedFd::from_raw_fd(raw));
-        }
-        let code = u32::from_ne_bytes([payload[0], payload[1], payload[2], payload[3]]);
-        let errno = i32::from_ne_bytes([payload[4], payload[5], payload[6], payload[7]]);
-        let outcome = Outcome::from_code(code)
-            .ok_or_else(|| io::Error::other("the file helper sent a bad answer"))?;
-        Ok(Reply { outcome, errno, fd })
+    let (n, fd) = crate::notify::recv_with_fd(sock.as_raw_fd(), &mut payload)?;
+    if n != payload.len() {
+        return Err(io::Error::other("the file helper exited without an answer"));
     }
+    let code = u32::from_ne_bytes([payload[0], payload[1], payload[2], payload[3]]);
+    let errno = i32::from_ne_bytes([payload[4], payload[5], payload[6], payload[7]]);
+    let outcome = Outcome::from_code(code)
+        .ok_or_else(|| io::Error::other("the file helper sent a bad answer"))?;
+    Ok(Reply { outcome, errno, fd })
 }
 
 #[cfg(test)]

@@ -12,26 +12,33 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 /// Sends one fd over a connected unix socket. Async-signal-safe: no allocation.
 pub fn send_fd(sock: RawFd, fd: RawFd) -> io::Result<()> {
+    send_with_fd(sock, b"f", Some(fd))
+}
+
+/// Sends `payload` and, if given, one fd (SCM_RIGHTS). Async-signal-safe.
+pub fn send_with_fd(sock: RawFd, payload: &[u8], fd: Option<RawFd>) -> io::Result<()> {
     // A u64 array keeps the control buffer aligned for cmsghdr.
     let mut cbuf = [0u64; 4];
-    let mut byte = [b'f'];
     let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr().cast(),
-        iov_len: 1,
+        iov_base: payload.as_ptr().cast_mut().cast(),
+        iov_len: payload.len(),
     };
     // SAFETY: msghdr and its control buffer live on this stack frame; the
-    // CMSG macros stay inside cbuf (CMSG_SPACE(4) <= 32 bytes).
+    // CMSG macros stay inside cbuf (CMSG_SPACE(4) <= 32 bytes); the kernel
+    // only reads the payload.
     unsafe {
         let mut msg: libc::msghdr = zeroed();
         msg.msg_iov = &mut iov;
         msg.msg_iovlen = 1;
-        msg.msg_control = cbuf.as_mut_ptr().cast();
-        msg.msg_controllen = libc::CMSG_SPACE(size_of::<RawFd>() as u32) as _;
-        let c = libc::CMSG_FIRSTHDR(&msg);
-        (*c).cmsg_level = libc::SOL_SOCKET;
-        (*c).cmsg_type = libc::SCM_RIGHTS;
-        (*c).cmsg_len = libc::CMSG_LEN(size_of::<RawFd>() as u32) as _;
-        std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<RawFd>(), fd);
+        if let Some(fd) = fd {
+            msg.msg_control = cbuf.as_mut_ptr().cast();
+            msg.msg_controllen = libc::CMSG_SPACE(size_of::<RawFd>() as u32) as _;
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            (*c).cmsg_level = libc::SOL_SOCKET;
+            (*c).cmsg_type = libc::SCM_RIGHTS;
+            (*c).cmsg_len = libc::CMSG_LEN(size_of::<RawFd>() as u32) as _;
+            std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<RawFd>(), fd);
+        }
         if libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -41,13 +48,26 @@ pub fn send_fd(sock: RawFd, fd: RawFd) -> io::Result<()> {
 
 /// Receives one fd sent with [`send_fd`]; `Ok(None)` at end of stream.
 pub fn recv_fd(sock: RawFd) -> io::Result<Option<OwnedFd>> {
-    let mut cbuf = [0u64; 4];
     let mut byte = [0u8];
+    match recv_with_fd(sock, &mut byte)? {
+        (0, _) => Ok(None),
+        (_, Some(fd)) => Ok(Some(fd)),
+        (_, None) => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "message without a file descriptor",
+        )),
+    }
+}
+
+/// Receives a message into `buf` and the fd it carries, if any: (bytes, fd).
+pub fn recv_with_fd(sock: RawFd, buf: &mut [u8]) -> io::Result<(usize, Option<OwnedFd>)> {
+    let mut cbuf = [0u64; 4];
     let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr().cast(),
-        iov_len: 1,
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
     };
-    // SAFETY: as in send_fd; the kernel fills at most msg_controllen bytes.
+    // SAFETY: as in send_with_fd; the kernel fills at most msg_controllen
+    // bytes of cbuf and buf.len() of buf.
     unsafe {
         let mut msg: libc::msghdr = zeroed();
         msg.msg_iov = &mut iov;
@@ -64,19 +84,12 @@ pub fn recv_fd(sock: RawFd) -> io::Result<Option<OwnedFd>> {
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
-        if n == 0 {
-            return Ok(None);
-        }
         let c = libc::CMSG_FIRSTHDR(&msg);
-        if c.is_null() || (*c).cmsg_level != libc::SOL_SOCKET || (*c).cmsg_type != libc::SCM_RIGHTS
-        {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "message without a file descriptor",
-            ));
-        }
-        let fd = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<RawFd>());
-        Ok(Some(OwnedFd::from_raw_fd(fd)))
+        let fd = (!c.is_null()
+            && (*c).cmsg_level == libc::SOL_SOCKET
+            && (*c).cmsg_type == libc::SCM_RIGHTS)
+            .then(|| OwnedFd::from_raw_fd(std::ptr::read_unaligned(libc::CMSG_DATA(c).cast())));
+        Ok((n as usize, fd))
     }
 }
 
