@@ -151,7 +151,12 @@ pub struct Daemon {
     env: Vec<(String, String)>,
     /// Host interfaces named `kt*` before the daemon started (see `leaks_of`).
     links_before: HashSet<String>,
+    /// Run in the daemon's process between fork and exec (see `start_with_pre_exec`).
+    pre_exec: Option<PreExec>,
 }
+
+/// A hook run in the child between fork and exec: async-signal-safe calls only.
+pub type PreExec = std::sync::Arc<dyn Fn() -> std::io::Result<()> + Send + Sync>;
 
 static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
@@ -162,6 +167,12 @@ impl Daemon {
 
     /// Starts a daemon with extra environment (say, `KANTE_OVS_DB`).
     pub async fn start_with_env(env: &[(&str, &str)]) -> Daemon {
+        Daemon::start_with_pre_exec(env, None).await
+    }
+
+    /// Starts a daemon whose process runs `hook` before it execs `kanted`
+    /// (as its launcher would: an inherited fd, a umask), on every (re)start.
+    pub async fn start_with_pre_exec(env: &[(&str, &str)], hook: Option<PreExec>) -> Daemon {
         let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let dir = PathBuf::from(format!("/tmp/kante-test-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -177,6 +188,7 @@ impl Daemon {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             links_before: kante_links(),
+            pre_exec: hook,
         };
         d.spawn().await;
         d
@@ -207,6 +219,13 @@ impl Daemon {
                     nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
                         .map_err(std::io::Error::from)
                 });
+            }
+        }
+        if let Some(hook) = self.pre_exec.clone() {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: the hook promises async-signal-safe calls only.
+            unsafe {
+                cmd.pre_exec(move || hook());
             }
         }
         let child = cmd.spawn().expect("spawn kanted");
@@ -668,4 +687,42 @@ pub fn kante_fails(d: &Daemon, args: &[&str]) -> String {
     );
     assert!(err.starts_with("Error: "), "{err:?}");
     err
+}
+
+// ----- attack programs (tests/attacks/*.c) ------------------------------
+
+/// `tests/attacks/<name>.c` compiled with `gcc -static` (so it runs in any
+/// guest, busybox included) into the daemon's directory (removed with it).
+pub fn attack_program(d: &Daemon, name: &str) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("attacks")
+        .join(format!("{name}.c"));
+    let out = d.dir.join(format!("attack-{name}"));
+    if !out.exists() {
+        let o = Command::new("gcc")
+            .args(["-static", "-O1", "-o"])
+            .arg(&out)
+            .arg(&src)
+            .output()
+            .expect("run gcc (build-essential)");
+        assert!(
+            o.status.success(),
+            "gcc {}: {}",
+            src.display(),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    out
+}
+
+/// Pushes a host file into `name` as an executable (mode 0755).
+pub async fn push_executable(d: &Daemon, name: &str, local: &Path, path: &str) {
+    let opts = kante_client::FilePushOptions {
+        mode: Some(0o755),
+        ..Default::default()
+    };
+    d.client
+        .file_push_bytes(name, path, std::fs::read(local).unwrap(), &opts)
+        .await
+        .unwrap_or_else(|e| panic!("pushing {} to {name}{path}: {e}", local.display()));
 }
