@@ -298,40 +298,69 @@ async fn pull_file(c: &Client, name: &str, path: &str, dest: &Path) -> Result<()
         bail!("{path} is a directory (use -r)");
     }
     out.finish()?;
-    std::fs::set_permissions(
-        dest,
-        std::fs::Permissions::from_mode(got.meta.mode & 0o7777),
-    )?;
+    std::fs::set_permissions(dest, local_mode(got.meta.mode))?;
     Ok(())
 }
 
-/// Pulls a tree: directories are recreated, symlinks kept as symlinks.
+/// The mode a pulled file or directory gets on this host: the guest's
+/// permission bits without setuid, setgid and sticky (as `cp` does), so a
+/// guest cannot hand the admin a setuid-root program.
+fn local_mode(guest_mode: u32) -> std::fs::Permissions {
+    std::fs::Permissions::from_mode(guest_mode & 0o777)
+}
+
+/// Whether a symlink at `depth` directories below the pulled tree's top,
+/// pointing to `target`, resolves inside that tree: a relative target made
+/// of at most `depth` leading `..` and then plain names. Anything else
+/// (absolute, `..` after a name, climbing above the top) could point at the
+/// host's own files once recreated here.
+pub fn link_stays_inside(depth: usize, target: &str) -> bool {
+    if target.is_empty() || target.starts_with('/') {
+        return false;
+    }
+    let mut ups = 0;
+    let mut seen_name = false;
+    for part in target.split('/') {
+        match part {
+            "" | "." => {}
+            ".." if seen_name => return false,
+            ".." => ups += 1,
+            _ => seen_name = true,
+        }
+    }
+    ups <= depth
+}
+
+/// Pulls a tree: directories are recreated, symlinks kept as symlinks when
+/// they point inside the tree; others are skipped with a warning.
 async fn pull_tree(c: &Client, name: &str, path: &str, dest: &Path) -> Result<()> {
-    let mut stack = vec![(path.to_string(), dest.to_path_buf())];
-    while let Some((rpath, local)) = stack.pop() {
+    let mut stack = vec![(path.to_string(), dest.to_path_buf(), 0usize)];
+    while let Some((rpath, local, depth)) = stack.pop() {
         let mut out = LazyFile::new(&local);
         let got = c.file_get_into(name, &rpath, &mut out).await?;
         match got.content {
             FileContent::Directory(entries) => {
                 std::fs::create_dir_all(&local)?;
-                std::fs::set_permissions(
-                    &local,
-                    std::fs::Permissions::from_mode(got.meta.mode & 0o7777),
-                )?;
+                std::fs::set_permissions(&local, local_mode(got.meta.mode))?;
                 for e in entries {
-                    stack.push((remote_join(&rpath, &e), local.join(&e)));
+                    stack.push((remote_join(&rpath, &e), local.join(&e), depth + 1));
                 }
             }
-            FileContent::Symlink(target) => {
+            // The link's own directory is one level up from it; a link
+            // that is the pulled path itself lives outside the tree.
+            FileContent::Symlink(target) if depth > 0 && link_stays_inside(depth - 1, &target) => {
                 let _ = std::fs::remove_file(&local);
                 std::os::unix::fs::symlink(target, &local)?;
             }
+            FileContent::Symlink(target) => {
+                eprintln!(
+                    "Warning: skipped symlink {} -> {target} (it points outside the pulled tree)",
+                    local.display()
+                );
+            }
             FileContent::File(_) => {
                 out.finish()?;
-                std::fs::set_permissions(
-                    &local,
-                    std::fs::Permissions::from_mode(got.meta.mode & 0o7777),
-                )?;
+                std::fs::set_permissions(&local, local_mode(got.meta.mode))?;
             }
         }
     }
@@ -430,6 +459,31 @@ mod tests {
             "/usr/lib/os-release"
         );
         assert_eq!(resolve_link("/a/b/c", "./d"), "/a/b/d");
+    }
+
+    #[test]
+    fn pulled_links_must_stay_in_the_tree() {
+        // A link in the tree's top directory (depth 0).
+        for ok in ["a", "sub/b", "./a", "sub/./c"] {
+            assert!(link_stays_inside(0, ok), "{ok}");
+        }
+        for bad in [
+            "/etc", "..", "../x", "../../..", "a/../..", "a/..", "", "l/../x",
+        ] {
+            assert!(!link_stays_inside(0, bad), "{bad}");
+        }
+        // Two directories down, two `..` stay inside; a third leaves.
+        assert!(link_stays_inside(2, "../../a"));
+        assert!(!link_stays_inside(2, "../../../a"));
+        assert!(!link_stays_inside(2, "/"));
+    }
+
+    #[test]
+    fn pulled_modes_lose_special_bits() {
+        assert_eq!(local_mode(0o6755).mode(), 0o755);
+        assert_eq!(local_mode(0o1777).mode(), 0o777);
+        assert_eq!(local_mode(0o2750).mode(), 0o750);
+        assert_eq!(local_mode(0o644).mode(), 0o644);
     }
 
     #[test]
