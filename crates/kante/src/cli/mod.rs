@@ -324,7 +324,7 @@ pub enum FileCmd {
     ///
     /// Pulled files and directories keep the guest's permission bits but never
     /// setuid, setgid or sticky. A recursive pull recreates a symlink only if
-    /// it points inside the pulled tree (relative, not climbing out of it);
+    /// it points inside the pulled tree, as a relative link to the same place;
     /// others (`-> /etc`, `-> ../../..`) are skipped with a warning.
     Pull {
         #[arg(required = true, num_args = 2..)]
