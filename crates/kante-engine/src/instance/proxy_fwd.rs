@@ -11,8 +11,8 @@
 //!   further clients wait in the kernel's backlog at no cost to the daemon;
 //!   a datagram that would start a new UDP flow is dropped.
 //! * A connection that moves no byte either way for [`IDLE_TIMEOUT`] is
-//!   closed (a UDP flow after [`UDP_IDLE_TIMEOUT`]); a client that hangs up
-//!   while its connection is still being made frees its slot at once.
+//!   closed (a UDP flow after [`UDP_IDLE_TIMEOUT`]); a client whose
+//!   connection is reset while it is still being made frees its slot at once.
 //! * `accept`/`recv` errors (`EMFILE`, …) back off from 5 ms to 1 s.
 
 use std::collections::HashMap;
@@ -248,13 +248,14 @@ async fn forward_tcp(
     pump(cr, cw, ur, uw, IDLE_TIMEOUT).await;
 }
 
-/// Resolves if the client hangs up (or fails) before sending anything;
-/// never once it has sent data (that waits for the connection instead).
+/// Resolves if the client's connection fails (a reset) before it sent
+/// anything. An end of stream is not enough: a client may half-close at
+/// once and still wait for the service's first words, so it keeps its
+/// connection attempt; data, likewise, waits for the connection.
 async fn hung_up(s: &TcpStream) {
     let mut b = [0u8; 1];
-    match s.peek(&mut b).await {
-        Ok(0) | Err(_) => {}
-        Ok(_) => std::future::pending().await,
+    if s.peek(&mut b).await.is_ok() {
+        std::future::pending::<()>().await;
     }
 }
 
@@ -495,6 +496,33 @@ mod tests {
         assert_eq!(most.load(Ordering::SeqCst), 2);
         serve.abort();
         srv.abort();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_that_half_closes_at_once_still_gets_the_banner() {
+        let server = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = server.local_addr().unwrap();
+        let srv = tokio::spawn(async move {
+            let (mut c, _) = server.accept().await.unwrap();
+            c.write_all(b"220 hello").await.unwrap();
+        });
+        let proxy = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let paddr = proxy.local_addr().unwrap();
+        let serve = tokio::spawn(serve_tcp(
+            proxy,
+            target,
+            Device::with(None, 4).await.unwrap(),
+        ));
+        let mut c = TcpStream::connect(paddr).await.unwrap();
+        c.shutdown().await.unwrap();
+        let mut banner = String::new();
+        tokio::time::timeout(HANG, c.read_to_string(&mut banner))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(banner, "220 hello");
+        srv.await.unwrap();
+        serve.abort();
     }
 
     #[tokio::test(start_paused = true)]
