@@ -18,11 +18,13 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
@@ -40,7 +42,6 @@ pub const UDP_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 const BACKOFF_MIN: Duration = Duration::from_millis(5);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
-const TCP_BUFFER: usize = 8 * 1024;
 const UDP_BUFFER: usize = 64 * 1024;
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -243,9 +244,7 @@ async fn forward_tcp(
     };
     let _ = client.set_nodelay(true);
     let _ = upstream.set_nodelay(true);
-    let (cr, cw) = client.split();
-    let (ur, uw) = upstream.split();
-    pump(cr, cw, ur, uw, IDLE_TIMEOUT).await;
+    pump(&mut client, &mut upstream, IDLE_TIMEOUT).await;
 }
 
 /// Resolves if the client's connection fails (a reset) before it sent
@@ -259,44 +258,66 @@ async fn hung_up(s: &TcpStream) {
     }
 }
 
-/// Copies a→b and b→a until both directions ended, or until nothing moved
-/// either way for `idle`. An end of stream is passed on as a shutdown.
-pub async fn pump<AR, AW, BR, BW>(ar: AR, aw: AW, br: BR, bw: BW, idle: Duration)
+/// Copies both ways (tokio's `copy_bidirectional`: an end of stream is
+/// passed on as a shutdown, the other direction goes on) until both
+/// directions ended, either side failed, or nothing moved for `idle`.
+pub async fn pump<A, B>(a: &mut A, b: &mut B, idle: Duration)
 where
-    AR: AsyncRead + Unpin,
-    AW: AsyncWrite + Unpin,
-    BR: AsyncRead + Unpin,
-    BW: AsyncWrite + Unpin,
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
 {
     let act = Activity::new();
-    let both = async {
-        tokio::join!(copy_half(ar, bw, &act), copy_half(br, aw, &act));
-    };
+    let mut a = Tracked { io: a, act: &act };
+    let mut b = Tracked { io: b, act: &act };
     tokio::select! {
-        () = both => {}
+        _ = tokio::io::copy_bidirectional(&mut a, &mut b) => {}
         () = act.idle_for(idle) => tracing::debug!("proxy connection idle for {idle:?}: closed"),
     }
 }
 
-async fn copy_half<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
-    mut r: R,
-    mut w: W,
-    act: &Activity,
-) {
-    let mut buf = vec![0u8; TCP_BUFFER];
-    loop {
-        match r.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                act.touch();
-                if w.write_all(&buf[..n]).await.is_err() {
-                    break;
-                }
-                act.touch();
-            }
+/// A stream that notes in `act` each read or write that moved bytes.
+struct Tracked<'a, S> {
+    io: &'a mut S,
+    act: &'a Activity,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Tracked<'_, S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let me = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut *me.io).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            me.act.touch();
         }
+        r
     }
-    let _ = w.shutdown().await;
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<'_, S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let me = self.get_mut();
+        let r = Pin::new(&mut *me.io).poll_write(cx, data);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            me.act.touch();
+        }
+        r
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.get_mut().io).poll_shutdown(cx)
+    }
 }
 
 /// One client address's flow: a connected socket inside the instance.
@@ -406,14 +427,13 @@ async fn relay_replies(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[tokio::test(start_paused = true)]
     async fn a_connection_that_moves_nothing_is_closed() {
-        let (a, mut a_peer) = tokio::io::duplex(64);
-        let (b, mut b_peer) = tokio::io::duplex(64);
-        let (ar, aw) = tokio::io::split(a);
-        let (br, bw) = tokio::io::split(b);
-        let pump = tokio::spawn(pump(ar, aw, br, bw, Duration::from_secs(30)));
+        let (mut a, mut a_peer) = tokio::io::duplex(64);
+        let (mut b, mut b_peer) = tokio::io::duplex(64);
+        let pump = tokio::spawn(async move { pump(&mut a, &mut b, Duration::from_secs(30)).await });
         // Bytes move both ways.
         a_peer.write_all(b"ping").await.unwrap();
         let mut got = [0u8; 4];
@@ -431,11 +451,9 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_half_closed_connection_still_carries_the_reply() {
-        let (a, mut a_peer) = tokio::io::duplex(64);
-        let (b, mut b_peer) = tokio::io::duplex(64);
-        let (ar, aw) = tokio::io::split(a);
-        let (br, bw) = tokio::io::split(b);
-        let pump = tokio::spawn(pump(ar, aw, br, bw, Duration::from_secs(30)));
+        let (mut a, mut a_peer) = tokio::io::duplex(64);
+        let (mut b, mut b_peer) = tokio::io::duplex(64);
+        let pump = tokio::spawn(async move { pump(&mut a, &mut b, Duration::from_secs(30)).await });
         a_peer.write_all(b"req").await.unwrap();
         a_peer.shutdown().await.unwrap();
         let mut req = Vec::new();
