@@ -151,7 +151,12 @@ pub struct Daemon {
     env: Vec<(String, String)>,
     /// Host interfaces named `kt*` before the daemon started (see `leaks_of`).
     links_before: HashSet<String>,
+    /// Run in the daemon's process between fork and exec (see `start_with_pre_exec`).
+    pre_exec: Option<PreExec>,
 }
+
+/// A hook run in the child between fork and exec: async-signal-safe calls only.
+pub type PreExec = std::sync::Arc<dyn Fn() -> std::io::Result<()> + Send + Sync>;
 
 static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
@@ -162,6 +167,12 @@ impl Daemon {
 
     /// Starts a daemon with extra environment (say, `KANTE_OVS_DB`).
     pub async fn start_with_env(env: &[(&str, &str)]) -> Daemon {
+        Daemon::start_with_pre_exec(env, None).await
+    }
+
+    /// Starts a daemon whose process runs `hook` before it execs `kanted`
+    /// (as its launcher would: an inherited fd, a umask), on every (re)start.
+    pub async fn start_with_pre_exec(env: &[(&str, &str)], hook: Option<PreExec>) -> Daemon {
         let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let dir = PathBuf::from(format!("/tmp/kante-test-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -183,6 +194,7 @@ impl Daemon {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             links_before: kante_links(),
+            pre_exec: hook,
         };
         d.spawn().await;
         d
@@ -213,6 +225,13 @@ impl Daemon {
                     nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
                         .map_err(std::io::Error::from)
                 });
+            }
+        }
+        if let Some(hook) = self.pre_exec.clone() {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: the hook promises async-signal-safe calls only.
+            unsafe {
+                cmd.pre_exec(move || hook());
             }
         }
         let child = cmd.spawn().expect("spawn kanted");

@@ -19,6 +19,9 @@ pub enum EngineError {
     NotImplemented(String),
     #[error("{0}")]
     Internal(String),
+    /// A resource limit is reached (say, too many websockets): try again later.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 pub type Result<T> = std::result::Result<T, EngineError>;
@@ -34,6 +37,7 @@ impl EngineError {
             EngineError::PreconditionFailed(_) => 412,
             EngineError::Internal(_) => 500,
             EngineError::NotImplemented(_) => 501,
+            EngineError::Unavailable(_) => 503,
         }
     }
 

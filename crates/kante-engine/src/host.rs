@@ -44,6 +44,16 @@ pub fn raise_nofile() -> Option<u64> {
     Some(lim.rlim_cur)
 }
 
+/// The daemon's soft open-file limit, if it can be read.
+pub fn nofile_limit() -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills a local struct.
+    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0).then_some(lim.rlim_cur)
+}
+
 /// Raises each limit to its minimum; returns what changed, as (name, old, new).
 pub fn raise_limits() -> Vec<(String, u64, u64)> {
     let mut changed = Vec::new();

@@ -6,6 +6,7 @@ pub mod body;
 pub mod filter;
 pub mod response;
 pub mod routes;
+pub mod wslimit;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -17,9 +18,16 @@ use kante_engine::Engine;
 #[derive(Clone)]
 pub struct AppState {
     pub engine: Arc<Engine>,
+    /// Slots for concurrent websockets (see `wslimit`).
+    pub ws: Arc<wslimit::WsSlots>,
 }
 
+/// The API's routes, with the websocket cap from the environment.
 pub fn router(engine: Arc<Engine>) -> Router {
+    router_with(engine, wslimit::WsSlots::from_env())
+}
+
+pub fn router_with(engine: Arc<Engine>, ws: wslimit::WsSlots) -> Router {
     use routes::*;
     let instances = |r: Router<AppState>, base: &str| {
         r.route(base, get(instances::list).post(backups::create_or_import))
@@ -135,7 +143,10 @@ pub fn router(engine: Arc<Engine>) -> Router {
     let r = instances(r, "/1.0/containers");
     r.fallback(|| async { response::error(404, "not found") })
         .method_not_allowed_fallback(|| async { response::error(405, "method not allowed") })
-        .with_state(AppState { engine })
+        .with_state(AppState {
+            engine,
+            ws: Arc::new(ws),
+        })
 }
 
 /// Serves the API on a unix socket (root only, mode 0660) until `shutdown` resolves.
@@ -154,10 +165,65 @@ pub async fn serve_unix(
         }
         std::fs::remove_file(path)?;
     }
-    let listener = tokio::net::UnixListener::bind(path)?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    let listener = bind_private(path)?;
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::UnixListener::from_std(listener)?;
     axum::serve(listener, router(engine))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// Binds the socket so that no other user can ever connect to it: `bind`
+/// creates it with the process umask's mode (0777 under `umask 0`), so it
+/// is made inside a fresh 0700 directory next to `path`, given mode 0660
+/// and root:root there, and only then renamed into place.
+pub fn bind_private(path: &Path) -> std::io::Result<std::os::unix::net::UnixListener> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let dir = path
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(format!(".{name}.bind"));
+    if dir.exists() {
+        // Left by a daemon that died right here.
+        std::fs::remove_dir_all(&dir)?;
+    }
+    std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+    let bound = (|| {
+        let tmp = dir.join(&*name);
+        let l = std::os::unix::net::UnixListener::bind(&tmp)?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o660))?;
+        // root:root even under a setgid KANTE_DIR (a unit test runs as a user).
+        if std::fs::metadata(&dir)?.uid() == 0 {
+            std::os::unix::fs::lchown(&tmp, Some(0), Some(0))?;
+        }
+        std::fs::rename(&tmp, path)?;
+        Ok(l)
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    bound
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    #[test]
+    fn the_socket_arrives_with_its_final_mode() {
+        let tmp = std::env::temp_dir().join(format!("kante-http-bind-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir(&tmp).unwrap();
+        let path = tmp.join("unix.socket");
+        let l = super::bind_private(&path).unwrap();
+        let m = std::fs::symlink_metadata(&path).unwrap();
+        assert_eq!(m.permissions().mode() & 0o7777, 0o660);
+        assert!(std::os::unix::net::UnixStream::connect(&path).is_ok());
+        // Only the socket is left: the private directory is gone.
+        assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 1);
+        if std::fs::metadata(&tmp).unwrap().uid() == 0 {
+            assert_eq!((m.uid(), m.gid()), (0, 0));
+        }
+        drop(l);
+        std::fs::remove_dir_all(&tmp).unwrap();
+    }
 }

@@ -54,6 +54,10 @@ pub fn error(code: u16, message: &str) -> Response {
         "X-Content-Type-Options",
         HeaderValue::from_static("nosniff"),
     );
+    if code == 503 {
+        // Shedding load: do not keep the refused client's connection (and fd).
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     json_response(status, &Envelope::error(code, message), h)
 }

@@ -92,8 +92,20 @@ fn check_keys(config: &ConfigMap, allowed: &[&str]) -> Result<()> {
     Ok(())
 }
 
-fn check_network_name(name: &str) -> Result<()> {
-    validate_ifname(name).map_err(|e| invalid(format!("network name: {e}")))
+/// A network name is also an interface name and is written into nftables
+/// rules and dnsmasq's config: only `[A-Za-z0-9_.-]`, so no quote, `;` or
+/// brace can change what those say.
+pub fn check_network_name(name: &str) -> Result<()> {
+    validate_ifname(name).map_err(|e| invalid(format!("network name: {e}")))?;
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+    {
+        return Err(invalid(format!(
+            "network name {name:?} must only contain letters, digits, '_', '.' and '-' (not {c:?})"
+        )));
+    }
+    Ok(())
 }
 
 /// Which switch a `bridge` network uses.
@@ -612,6 +624,23 @@ mod tests {
             assert!(d.validate("ktbr0", &bad).is_err(), "{bad:?}");
         }
         assert!(d.validate("a-name-way-too-long", &cfg(&[])).is_err());
+    }
+
+    #[test]
+    fn network_names_cannot_carry_nft_syntax() {
+        for ok in ["lxdbr0", "br_0", "net.1", "a-b", "A9"] {
+            assert!(check_network_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "a\"b;", "a{b", "a}b", "a;b", "a'b", "a$b", "a b", "a/b", "é", "x\n",
+        ] {
+            let e = check_network_name(bad).unwrap_err().to_string();
+            assert!(e.contains("network name"), "{bad}: {e}");
+        }
+        let m = driver_for("macvlan", &ctx()).unwrap();
+        assert!(m.validate("a\"b;", &cfg(&[("parent", "eth0")])).is_err());
+        let b = driver_for("bridge", &ctx()).unwrap();
+        assert!(b.validate("a\"b;", &cfg(&[])).is_err());
     }
 
     #[test]

@@ -35,6 +35,10 @@ fn main() {
             spec,
         )));
     }
+    // Whatever the launcher left open (a shell's pipe, a supervisor's
+    // socket) must reach no monitor, dnsmasq or guest: every fd but stdio
+    // is made close-on-exec before the daemon opens anything of its own.
+    cloexec_inherited_fds();
     let args = Args::parse();
     // glibc gives every thread that allocates its own arena; the blocking pool's
     // threads would each keep one resident. Two arenas are plenty for a daemon.
@@ -59,6 +63,28 @@ fn main() {
         tracing::error!("{e:#}");
         eprintln!("Error: {e:#}");
         std::process::exit(1);
+    }
+}
+
+/// Marks every fd >= 3 close-on-exec (`close_range(CLOSE_RANGE_CLOEXEC)`,
+/// Linux 5.11; older kernels: one `fcntl` per fd listed in /proc/self/fd).
+fn cloexec_inherited_fds() {
+    // SAFETY: changes fd flags only; no fd is closed or reused.
+    let r = unsafe { libc::close_range(3, libc::c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) };
+    if r == 0 {
+        return;
+    }
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd >= 3)
+        .collect();
+    for fd in fds {
+        // SAFETY: plain fcntl on an fd number; a closed one (the directory
+        // listing's own) just fails.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     }
 }
 

@@ -286,9 +286,8 @@ impl Engine {
     async fn watch_exit(self: Arc<Self>, name: String, running: Arc<Running>) {
         let fd = {
             let guard = crate::lock(&running.container);
-            guard
-                .as_ref()
-                .and_then(|c| nix::unistd::dup(&c.init_pidfd).ok())
+            // try_clone: F_DUPFD_CLOEXEC, so no child of the daemon inherits it.
+            guard.as_ref().and_then(|c| c.init_pidfd.try_clone().ok())
         };
         if let Some(fd) = fd {
             if let Ok(afd) = crate::util::async_fd(fd) {

@@ -16,6 +16,7 @@ pub mod live;
 pub mod netstate;
 pub mod nics;
 pub mod proxy;
+pub mod proxy_fwd;
 pub mod refresh;
 pub mod snapshots;
 pub mod templates;

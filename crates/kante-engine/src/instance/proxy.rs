@@ -1,20 +1,17 @@
 //! Proxy devices: a listener on the host forwarding each TCP connection or
 //! UDP flow to an address inside the instance, implemented in the daemon
-//! (one task per listener, no helper process per device).
-//!
-//! Sockets towards the instance are created on a short-lived thread that
-//! has entered the instance's network namespace: a socket belongs to the
-//! namespace it was created in, so it can then be driven from anywhere.
+//! (one task per listener and one thread per device, no helper process).
+//! This file parses and validates devices and starts them; the forwarding
+//! itself, and its limits, are in `proxy_fwd`.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::OwnedFd;
 use std::sync::Arc;
-use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::task::JoinHandle;
 
+use super::proxy_fwd;
 use crate::error::{EngineError, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,28 +140,44 @@ impl Drop for ProxyHandle {
     }
 }
 
-/// Opens the host listeners (so "address in use" is reported now) and starts forwarding.
+/// Opens the host listeners (so "address in use" is reported now), enters
+/// the instance's network namespace on the device's thread and starts
+/// forwarding (`proxy_fwd`: bounded connections, timeouts, back-off).
 pub async fn start(spec: &ProxySpec, netns_pid: i32) -> Result<ProxyHandle> {
-    let mut tasks = Vec::new();
+    enum Bound {
+        Tcp(TcpListener),
+        Udp(UdpSocket),
+    }
+    let mut bound = Vec::new();
     for (i, port) in spec.listen.ports.iter().enumerate() {
         let listen = SocketAddr::new(spec.listen.addr, *port);
         let target = SocketAddr::new(spec.connect.addr, spec.target_port(i));
-        let task = match spec.listen.proto {
-            Proto::Tcp => {
-                let l = TcpListener::bind(listen)
+        let b = match spec.listen.proto {
+            Proto::Tcp => Bound::Tcp(
+                TcpListener::bind(listen)
                     .await
-                    .map_err(|e| listen_error(listen, e))?;
-                tokio::spawn(serve_tcp(l, target, netns_pid))
-            }
-            Proto::Udp => {
-                let s = UdpSocket::bind(listen)
+                    .map_err(|e| listen_error(listen, e))?,
+            ),
+            Proto::Udp => Bound::Udp(
+                UdpSocket::bind(listen)
                     .await
-                    .map_err(|e| listen_error(listen, e))?;
-                tokio::spawn(serve_udp(Arc::new(s), target, netns_pid))
-            }
+                    .map_err(|e| listen_error(listen, e))?,
+            ),
         };
-        tasks.push(task);
+        bound.push((b, target));
     }
+    let dev = proxy_fwd::Device::open(netns_pid).await.map_err(|e| {
+        EngineError::internal(format!(
+            "proxy: entering the instance's network namespace: {e}"
+        ))
+    })?;
+    let tasks = bound
+        .into_iter()
+        .map(|(b, target)| match b {
+            Bound::Tcp(l) => tokio::spawn(proxy_fwd::serve_tcp(l, target, dev.clone())),
+            Bound::Udp(s) => tokio::spawn(proxy_fwd::serve_udp(Arc::new(s), target, dev.clone())),
+        })
+        .collect();
     Ok(ProxyHandle { tasks })
 }
 
@@ -173,113 +186,6 @@ fn listen_error(addr: SocketAddr, e: std::io::Error) -> EngineError {
         EngineError::bad(format!("Listen address {addr} is already in use"))
     } else {
         EngineError::bad(format!("Cannot listen on {addr}: {e}"))
-    }
-}
-
-/// Creates a socket inside the network namespace of `pid`.
-fn socket_in_netns(
-    pid: i32,
-    make: impl FnOnce() -> std::io::Result<OwnedFd> + Send + 'static,
-) -> std::io::Result<OwnedFd> {
-    std::thread::spawn(move || {
-        let ns = std::fs::File::open(format!("/proc/{pid}/ns/net"))?;
-        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
-            .map_err(std::io::Error::from)?;
-        make()
-    })
-    .join()
-    .map_err(|_| std::io::Error::other("socket thread panicked"))?
-}
-
-async fn connect_in_netns(pid: i32, target: SocketAddr) -> std::io::Result<TcpStream> {
-    let fd = tokio::task::spawn_blocking(move || {
-        socket_in_netns(pid, move || {
-            let s = std::net::TcpStream::connect_timeout(&target, Duration::from_secs(5))?;
-            Ok(OwnedFd::from(s))
-        })
-    })
-    .await
-    .map_err(std::io::Error::other)??;
-    let std_stream = std::net::TcpStream::from(fd);
-    std_stream.set_nonblocking(true)?;
-    TcpStream::from_std(std_stream)
-}
-
-async fn serve_tcp(listener: TcpListener, target: SocketAddr, pid: i32) {
-    loop {
-        let Ok((mut client, peer)) = listener.accept().await else {
-            continue;
-        };
-        tokio::spawn(async move {
-            match connect_in_netns(pid, target).await {
-                Ok(mut upstream) => {
-                    let _ = client.set_nodelay(true);
-                    let _ = upstream.set_nodelay(true);
-                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-                }
-                Err(e) => tracing::debug!(%peer, %target, "proxy connect failed: {e}"),
-            }
-        });
-    }
-}
-
-/// UDP: one socket inside the instance per client address, idle flows expire.
-async fn serve_udp(listener: Arc<UdpSocket>, target: SocketAddr, pid: i32) {
-    let flows: Arc<tokio::sync::Mutex<BTreeMap<SocketAddr, Arc<UdpSocket>>>> = Default::default();
-    let mut buf = vec![0u8; 65536];
-    loop {
-        let Ok((n, client)) = listener.recv_from(&mut buf).await else {
-            continue;
-        };
-        let upstream = {
-            let mut map = flows.lock().await;
-            match map.get(&client) {
-                Some(s) => s.clone(),
-                None => {
-                    let bind: SocketAddr = if target.is_ipv4() {
-                        "0.0.0.0:0".parse().expect("valid")
-                    } else {
-                        "[::]:0".parse().expect("valid")
-                    };
-                    let fd = match tokio::task::spawn_blocking(move || {
-                        socket_in_netns(pid, move || {
-                            let s = std::net::UdpSocket::bind(bind)?;
-                            s.connect(target)?;
-                            Ok(OwnedFd::from(s))
-                        })
-                    })
-                    .await
-                    {
-                        Ok(Ok(fd)) => fd,
-                        _ => continue,
-                    };
-                    let std_sock = std::net::UdpSocket::from(fd);
-                    if std_sock.set_nonblocking(true).is_err() {
-                        continue;
-                    }
-                    let Ok(sock) = UdpSocket::from_std(std_sock) else {
-                        continue;
-                    };
-                    let sock = Arc::new(sock);
-                    map.insert(client, sock.clone());
-                    // Replies go back to this client until the flow is idle for a minute.
-                    let (l, s2, flows2) = (listener.clone(), sock.clone(), flows.clone());
-                    tokio::spawn(async move {
-                        let mut rbuf = vec![0u8; 65536];
-                        while let Ok(Ok(m)) =
-                            tokio::time::timeout(Duration::from_secs(60), s2.recv(&mut rbuf)).await
-                        {
-                            if l.send_to(&rbuf[..m], client).await.is_err() {
-                                break;
-                            }
-                        }
-                        flows2.lock().await.remove(&client);
-                    });
-                    sock
-                }
-            }
-        };
-        let _ = upstream.send(&buf[..n]).await;
     }
 }
 

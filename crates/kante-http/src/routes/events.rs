@@ -1,3 +1,5 @@
+//! `/1.0/events`: the event stream as a websocket.
+
 use axum::extract::ws::{Message, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::IntoResponse;
@@ -18,10 +20,12 @@ pub async fn events(State(s): State<AppState>, q: Params, ws: WebSocketUpgrade) 
                 .collect()
         })
         .unwrap_or_default();
+    let slot = s.ws.take()?;
     let mut rx = s.engine.events.subscribe();
     Ok(ws
         .read_buffer_size(super::operations::WS_READ_BUFFER)
         .on_upgrade(move |socket| async move {
+            let _slot = slot;
             let (mut sink, mut stream) = socket.split();
             if sink.send(Message::Ping("keepalive".as_bytes().to_vec().into())).await.is_err() {
                 return;

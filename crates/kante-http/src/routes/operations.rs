@@ -1,3 +1,6 @@
+//! `/1.0/operations`: listing, waiting, cancelling, and the websockets of
+//! an operation (exec, console), bridged to the engine's channel pairs.
+
 use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -64,10 +67,12 @@ pub async fn websocket(
     if secret.is_empty() {
         return Err(EngineError::Forbidden("Missing websocket secret".into()).into());
     }
+    let ws_slot = s.ws.take()?;
     let slot = op.claim_socket(&secret)?;
     Ok(ws
         .read_buffer_size(WS_READ_BUFFER)
         .on_upgrade(move |socket| async move {
+            let _ws_slot = ws_slot;
             let (conn, pump) = bridge(socket);
             let _ = slot.send(conn);
             pump.await;

@@ -321,6 +321,11 @@ pub enum FileCmd {
         recursive: bool,
     },
     /// Pull files from an instance: INSTANCE/PATH... TARGET (`-` for stdout)
+    ///
+    /// Pulled files and directories keep the guest's permission bits but never
+    /// setuid, setgid or sticky. A recursive pull recreates a symlink only if
+    /// it points inside the pulled tree, as a relative link to the same place;
+    /// others (`-> /etc`, `-> ../../..`) are skipped with a warning.
     Pull {
         #[arg(required = true, num_args = 2..)]
         paths: Vec<String>,

@@ -298,14 +298,77 @@ async fn pull_file(c: &Client, name: &str, path: &str, dest: &Path) -> Result<()
         bail!("{path} is a directory (use -r)");
     }
     out.finish()?;
-    std::fs::set_permissions(
-        dest,
-        std::fs::Permissions::from_mode(got.meta.mode & 0o7777),
-    )?;
+    std::fs::set_permissions(dest, local_mode(got.meta.mode))?;
     Ok(())
 }
 
-/// Pulls a tree: directories are recreated, symlinks kept as symlinks.
+/// The mode a pulled file or directory gets on this host: the guest's
+/// permission bits without setuid, setgid and sticky (as `cp` does), so a
+/// guest cannot hand the admin a setuid-root program.
+fn local_mode(guest_mode: u32) -> std::fs::Permissions {
+    std::fs::Permissions::from_mode(guest_mode & 0o777)
+}
+
+/// `p` as path components, `.` dropped and `..` applied (never above `/`).
+fn clean_components(p: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    for part in p.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            name => out.push(name),
+        }
+    }
+    out
+}
+
+/// How to recreate the symlink at instance path `link`, pointing to
+/// `target`, in a pull of the tree at instance path `root`: a relative
+/// target to the same place inside the pulled tree, or `None` when it
+/// points outside it (absolute targets such as `/etc`, or `../../..`),
+/// where a host link would reach the host's own files. The server hands
+/// targets back absolute, resolved in the instance, as LXD does; a relative
+/// one is taken from the link's directory. The result is made of leading
+/// `..` and then names only, so it cannot climb out once recreated.
+pub fn link_inside_tree(root: &str, link: &str, target: &str) -> Option<String> {
+    let root = clean_components(root);
+    let link = clean_components(link);
+    if link.len() <= root.len() || !link.starts_with(&root) {
+        // The pulled path itself is the link: it lives outside the tree.
+        return None;
+    }
+    let dir = &link[..link.len() - 1];
+    let mut abs: Vec<&str> = if target.starts_with('/') {
+        Vec::new()
+    } else {
+        dir.to_vec()
+    };
+    for part in target.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                abs.pop();
+            }
+            name => abs.push(name),
+        }
+    }
+    if !abs.starts_with(&root) {
+        return None;
+    }
+    let common = dir.iter().zip(&abs).take_while(|(a, b)| a == b).count();
+    let mut rel = vec![".."; dir.len() - common];
+    rel.extend(&abs[common..]);
+    Some(if rel.is_empty() {
+        ".".to_string()
+    } else {
+        rel.join("/")
+    })
+}
+
+/// Pulls a tree: directories are recreated, symlinks kept as symlinks when
+/// they point inside the tree; others are skipped with a warning.
 async fn pull_tree(c: &Client, name: &str, path: &str, dest: &Path) -> Result<()> {
     let mut stack = vec![(path.to_string(), dest.to_path_buf())];
     while let Some((rpath, local)) = stack.pop() {
@@ -314,24 +377,24 @@ async fn pull_tree(c: &Client, name: &str, path: &str, dest: &Path) -> Result<()
         match got.content {
             FileContent::Directory(entries) => {
                 std::fs::create_dir_all(&local)?;
-                std::fs::set_permissions(
-                    &local,
-                    std::fs::Permissions::from_mode(got.meta.mode & 0o7777),
-                )?;
+                std::fs::set_permissions(&local, local_mode(got.meta.mode))?;
                 for e in entries {
                     stack.push((remote_join(&rpath, &e), local.join(&e)));
                 }
             }
-            FileContent::Symlink(target) => {
-                let _ = std::fs::remove_file(&local);
-                std::os::unix::fs::symlink(target, &local)?;
-            }
+            FileContent::Symlink(target) => match link_inside_tree(path, &rpath, &target) {
+                Some(inside) => {
+                    let _ = std::fs::remove_file(&local);
+                    std::os::unix::fs::symlink(inside, &local)?;
+                }
+                None => eprintln!(
+                    "Warning: skipped symlink {} -> {target} (it points outside the pulled tree)",
+                    local.display()
+                ),
+            },
             FileContent::File(_) => {
                 out.finish()?;
-                std::fs::set_permissions(
-                    &local,
-                    std::fs::Permissions::from_mode(got.meta.mode & 0o7777),
-                )?;
+                std::fs::set_permissions(&local, local_mode(got.meta.mode))?;
             }
         }
     }
@@ -430,6 +493,56 @@ mod tests {
             "/usr/lib/os-release"
         );
         assert_eq!(resolve_link("/a/b/c", "./d"), "/a/b/d");
+    }
+
+    #[test]
+    fn pulled_links_must_stay_in_the_tree() {
+        let inside = |link: &str, target: &str| link_inside_tree("/root/tree/", link, target);
+        // Targets as the server sends them (absolute in the instance) or relative.
+        assert_eq!(
+            inside("/root/tree/sub/fine", "/root/tree/ok").as_deref(),
+            Some("../ok")
+        );
+        assert_eq!(
+            inside("/root/tree/sub/fine", "../ok").as_deref(),
+            Some("../ok")
+        );
+        assert_eq!(
+            inside("/root/tree/a", "/root/tree/sub/x").as_deref(),
+            Some("sub/x")
+        );
+        assert_eq!(
+            inside("/root/tree/sub/d/l", "/root/tree/sub").as_deref(),
+            Some("..")
+        );
+        assert_eq!(inside("/root/tree/l", "/root/tree").as_deref(), Some("."));
+        assert_eq!(inside("/root/tree/a/l", "./b/../c").as_deref(), Some("c"));
+        for (link, target) in [
+            ("/root/tree/etc-link", "/etc"),
+            ("/root/tree/up", "/"),
+            ("/root/tree/up", "../../.."),
+            ("/root/tree/sub/deep/out", "../../../../etc"),
+            ("/root/tree/x", "/root/tree-other/x"),
+            ("/root/tree/x", "/root"),
+            ("/root/tree/a/l", "../../x"),
+        ] {
+            assert_eq!(inside(link, target), None, "{link} -> {target}");
+        }
+        // The pulled path itself being a link: nothing to keep it inside.
+        assert_eq!(link_inside_tree("/root/l", "/root/l", "/root/l/x"), None);
+        // Whatever comes out has only leading `..` and then names.
+        assert_eq!(
+            link_inside_tree("/", "/a/b/c/l", "/x/y").as_deref(),
+            Some("../../../x/y")
+        );
+    }
+
+    #[test]
+    fn pulled_modes_lose_special_bits() {
+        assert_eq!(local_mode(0o6755).mode(), 0o755);
+        assert_eq!(local_mode(0o1777).mode(), 0o777);
+        assert_eq!(local_mode(0o2750).mode(), 0o750);
+        assert_eq!(local_mode(0o644).mode(), 0o644);
     }
 
     #[test]
