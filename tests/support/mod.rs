@@ -177,12 +177,16 @@ impl Daemon {
         let dir = PathBuf::from(format!("/tmp/kante-test-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        Daemon::start_at(dir, env).await
+        Daemon::start_at_with(dir, env, hook).await
     }
 
     /// Starts a daemon whose `KANTE_DIR` is `dir` (which may not exist yet:
     /// kanted makes it). The directory is removed at shutdown.
     pub async fn start_at(dir: PathBuf, env: &[(&str, &str)]) -> Daemon {
+        Daemon::start_at_with(dir, env, None).await
+    }
+
+    async fn start_at_with(dir: PathBuf, env: &[(&str, &str)], hook: Option<PreExec>) -> Daemon {
         let log = PathBuf::from(format!("{}.log", dir.display()));
         let mut d = Daemon {
             client: Client::with_socket(dir.join("unix.socket")),
