@@ -191,6 +191,7 @@ fn statvfs_of(dir: &Path) -> Result<(u64, u64), ImageError> {
         .map_err(|e| ImageError::io(format!("statvfs {}", dir.display()), e.into()))?;
     // SAFETY: statvfs writes into the zeroed struct we own; `c` is NUL-terminated.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
     if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
         return Err(ImageError::io(
             format!("statvfs {}", dir.display()),

@@ -96,11 +96,10 @@ fn unpack_preserves_ownership_modes_xattrs_and_links_but_no_devices() {
         )
     };
     assert_eq!(rc, 0);
+    let fifo = c(&r.join("dev/fifo"));
     // SAFETY: valid path.
-    assert_eq!(
-        unsafe { libc::mkfifo(c(&r.join("dev/fifo")).as_ptr(), 0o600) },
-        0
-    );
+    let made = unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) };
+    assert_eq!(made, 0);
     set_mtime(&su, 1_234_567_890);
     set_mtime(&r.join("usr/bin/abs-link"), 1_111_111_111);
     set_mtime(&r.join("usr/bin"), 1_222_222_222);

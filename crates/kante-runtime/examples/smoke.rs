@@ -79,6 +79,7 @@ fn main() {
             .read_to_string(&mut err)
             .unwrap();
         let mut status = 0;
+        // SAFETY: reaping our own children.
         unsafe {
             libc::waitpid(p.helper_pid, &mut status, 0);
             libc::waitpid(p.pid, &mut status, 0)
@@ -120,6 +121,7 @@ fn main() {
         events: libc::POLLIN,
         revents: 0,
     };
+    // SAFETY: one valid pollfd.
     unsafe { libc::poll(&mut pfd, 1, 20000) };
     println!("stopped in {:?}", t1.elapsed());
     println!("exit {:?}", rt.cleanup(c).unwrap());

@@ -282,6 +282,9 @@ pub fn spawn(target: &ExecTarget, spec: &ExecSpec) -> Result<ExecProcess, ExecEr
         return Err(io::Error::last_os_error().into());
     }
     if helper == 0 {
+        // SAFETY: the forked helper of a multi-threaded daemon: only raw
+        // syscalls on data prepared before the fork, no allocation, and it
+        // leaves through _exit (directly or in child_fail).
         unsafe {
             // Not dumpable from here on: once the command is visible in the
             // container's pid namespace, the guest's root must not be able

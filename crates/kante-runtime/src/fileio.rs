@@ -182,6 +182,7 @@ fn open_in(root: RawFd, path: &CStr, flags: i32, mode: u32) -> Result<OwnedFd, i
 fn fstat(fd: RawFd) -> Result<libc::stat, i32> {
     // SAFETY: st is written by the kernel.
     let mut st: libc::stat = unsafe { zeroed() };
+    // SAFETY: as above; fd is the caller's.
     if unsafe { libc::fstat(fd, &mut st) } != 0 {
         return Err(errno());
     }
@@ -191,6 +192,7 @@ fn fstat(fd: RawFd) -> Result<libc::stat, i32> {
 fn lstat_at(dir: RawFd, name: &CStr) -> Result<Option<libc::stat>, i32> {
     // SAFETY: st is written by the kernel; valid C string.
     let mut st: libc::stat = unsafe { zeroed() };
+    // SAFETY: as above.
     if unsafe { libc::fstatat(dir, name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) } != 0 {
         return match errno() {
             libc::ENOENT => Ok(None),
@@ -214,6 +216,7 @@ fn check(r: libc::c_int) -> Result<(), i32> {
 fn set_owner_mode(fd: RawFd, owner: (u32, u32), mode: u32) -> Result<(), i32> {
     // SAFETY: plain syscalls on our fd.
     check(unsafe { libc::fchown(fd, owner.0, owner.1) })?;
+    // SAFETY: as above.
     check(unsafe { libc::fchmod(fd, mode & 0o7777) })
 }
 

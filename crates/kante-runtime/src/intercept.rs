@@ -475,6 +475,7 @@ fn caller_may_write(path: &CString, follow: bool, creds: &Creds) -> io::Result<(
     if creds.has_cap(CAP_DAC_OVERRIDE) {
         // SAFETY: st is written by the kernel; valid C string.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
         if unsafe { libc::fstatat(libc::AT_FDCWD, path.as_ptr(), &mut st, nofollow) } == 0
             && Creds::maps(&creds.uid_map, st.st_uid)
             && Creds::maps(&creds.gid_map, st.st_gid)

@@ -114,6 +114,7 @@ pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
 
 /// The uid of the process at the other end of a unix socket.
 pub fn peer_uid(sock: &OwnedFd) -> io::Result<u32> {
+    // SAFETY: ucred is plain data; all zeroes is a valid value.
     let mut cred: libc::ucred = unsafe { zeroed() };
     let mut len = size_of::<libc::ucred>() as libc::socklen_t;
     // SAFETY: cred and len are valid for the call.
@@ -248,6 +249,8 @@ mod tests {
         assert_eq!(same(got.as_raw_fd()), same(f.as_raw_fd()));
         drop(a);
         assert!(recv_fd(b.as_raw_fd()).unwrap().is_none());
-        assert_eq!(peer_uid(&b).unwrap(), unsafe { libc::geteuid() });
+        // SAFETY: geteuid cannot fail.
+        let me = unsafe { libc::geteuid() };
+        assert_eq!(peer_uid(&b).unwrap(), me);
     }
 }

@@ -189,10 +189,13 @@ mod tests {
             0 => {
                 if p.load().is_err() {
                     // Not permitted without CAP_SYS_ADMIN when not root: nothing to check.
+                    // SAFETY: leaving the forked test child.
                     unsafe { libc::_exit(3) };
                 }
+                // SAFETY: a syscall the filter must refuse; valid C string.
                 let r = unsafe { libc::syscall(libc::SYS_delete_module, c"x".as_ptr(), 0) };
                 let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+                // SAFETY: leaving the forked test child.
                 unsafe {
                     libc::_exit(if r == -1 && errno == libc::ENOSYS {
                         0
@@ -203,6 +206,7 @@ mod tests {
             }
             pid => {
                 let mut status = 0;
+                // SAFETY: reaping our own child.
                 unsafe { libc::waitpid(pid, &mut status, 0) };
                 let code = libc::WEXITSTATUS(status);
                 assert!(

@@ -242,9 +242,10 @@ pub fn clone_fork(namespaces: u64) -> io::Result<Forked> {
         Ok(Forked::Child)
     } else {
         // SAFETY: the kernel stored a new pidfd for us.
+        let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
         Ok(Forked::Parent {
             pid: ret as i32,
-            pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },
+            pidfd,
         })
     }
 }

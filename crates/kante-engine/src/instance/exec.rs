@@ -242,6 +242,8 @@ impl Engine {
                             None => {
                                 // The client went away while the command runs: stop it, as LXD does.
                                 if !*exited.borrow() {
+                                    // SAFETY: plain kill of our own child, not yet
+                                    // reaped (a pid stays reserved until then).
                                     unsafe { libc::kill(pid, libc::SIGKILL) };
                                 }
                                 return;
