@@ -541,7 +541,7 @@ pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = info
         .lines()
         .filter_map(|l| l.split(' ').nth(4))
-        .map(|m| PathBuf::from(m.replace("\\040", " ")))
+        .map(kante_syntax::mountinfo_path)
         .filter(|m| m.starts_with(dir))
         .collect();
     out.sort_by_key(|m| std::cmp::Reverse(m.components().count()));

@@ -9,6 +9,7 @@ pub mod backup;
 pub mod envelope;
 pub mod event;
 pub mod exec;
+pub mod file;
 pub mod image;
 pub mod instance;
 pub mod names;

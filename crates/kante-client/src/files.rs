@@ -14,22 +14,7 @@ use crate::client::{
 };
 use crate::error::{ClientError, Result};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileKind {
-    File,
-    Directory,
-    Symlink,
-}
-
-impl FileKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FileKind::File => "file",
-            FileKind::Directory => "directory",
-            FileKind::Symlink => "symlink",
-        }
-    }
-}
+pub use kante_api::file::FileKind;
 
 /// Owner, permissions and type from the `X-LXD-*` response headers.
 #[derive(Debug, Clone, PartialEq, Eq)]

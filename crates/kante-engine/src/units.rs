@@ -1,39 +1,8 @@
 //! Parsing of LXD's value syntaxes: byte sizes, CPU sets, allowances.
 
-/// Parses `512MiB`, `16GB`, `1G`, `1024` into bytes (LXD's suffixes:
-/// decimal kB/MB/GB/TB/PB/EB and binary KiB/MiB/GiB/TiB/PiB/EiB).
+/// Parses a byte size in LXD's syntax (see `kante_syntax::parse_size`).
 pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, suffix) = t.split_at(split);
-    if num.is_empty() {
-        return Err(format!("invalid size {s:?}"));
-    }
-    let mult: u64 = match suffix.trim() {
-        "" | "B" => 1,
-        "kB" | "KB" | "k" | "K" => 1000,
-        "MB" | "M" => 1000u64.pow(2),
-        "GB" | "G" => 1000u64.pow(3),
-        "TB" | "T" => 1000u64.pow(4),
-        "PB" | "P" => 1000u64.pow(5),
-        "EB" | "E" => 1000u64.pow(6),
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        "TiB" => 1 << 40,
-        "PiB" => 1 << 50,
-        "EiB" => 1 << 60,
-        other => return Err(format!("invalid size {s:?}: unknown unit {other:?}")),
-    };
-    if num.contains('.') {
-        let f: f64 = num.parse().map_err(|_| format!("invalid size {s:?}"))?;
-        return Ok((f * mult as f64) as u64);
-    }
-    let n: u64 = num.parse().map_err(|_| format!("invalid size {s:?}"))?;
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("size {s:?} is too large"))
+    kante_syntax::parse_size(s).map_err(|e| e.0)
 }
 
 /// A memory limit: a size or a percentage of host memory.

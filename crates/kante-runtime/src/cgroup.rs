@@ -67,7 +67,7 @@ impl CgroupLayout {
             if left.len() < 5 || right.len() < 3 {
                 continue;
             }
-            let mount = PathBuf::from(unescape_mountinfo(left[4]));
+            let mount = kante_syntax::mountinfo_path(left[4]);
             match right[0] {
                 "cgroup2" if unified.is_none() => unified = Some(mount),
                 "cgroup" => {
@@ -109,25 +109,6 @@ impl CgroupLayout {
             .iter()
             .find(|h| h.controllers.iter().any(|c| c == controller))
     }
-}
-
-fn unescape_mountinfo(s: &str) -> String {
-    // mountinfo escapes space, tab, newline and backslash as \ooo.
-    let mut out = String::with_capacity(s.len());
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8) {
-                out.push(v as char);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(b[i] as char);
-        i += 1;
-    }
-    out
 }
 
 /// One container's cgroup across all hierarchies.
@@ -604,10 +585,5 @@ mod tests {
             Cgroup::new(l, "kante/c1").controller_dir("memory").unwrap(),
             PathBuf::from("/sys/fs/cgroup/kante/c1")
         );
-    }
-
-    #[test]
-    fn unescapes_spaces() {
-        assert_eq!(unescape_mountinfo("/a\\040b"), "/a b");
     }
 }

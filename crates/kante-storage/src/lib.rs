@@ -21,7 +21,6 @@ mod loopdev;
 mod mounts;
 mod revert;
 mod snapshots;
-mod units;
 mod volumes;
 
 use std::path::{Path, PathBuf};
@@ -33,8 +32,8 @@ use thiserror::Error;
 
 pub use btrfs::BtrfsDriver;
 pub use dir::DirDriver;
+pub use kante_syntax::{format_size, parse_size};
 pub use revert::Revert;
-pub use units::{format_size, parse_size};
 pub use volumes::VolumeMeta;
 
 #[derive(Debug, Error)]
@@ -71,6 +70,12 @@ impl StorageError {
     pub fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StorageError {
         let what = what.into();
         move |source| StorageError::Io { what, source }
+    }
+}
+
+impl From<kante_syntax::SyntaxError> for StorageError {
+    fn from(e: kante_syntax::SyntaxError) -> Self {
+        StorageError::InvalidConfig(e.0)
     }
 }
 

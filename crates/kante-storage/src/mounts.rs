@@ -30,34 +30,15 @@ pub(crate) fn mount_at(path: &Path) -> Option<MountEntry> {
         if f.len() < 5 || r.len() < 2 {
             continue;
         }
-        if unescape(f[4]).as_slice() == path.as_os_str().as_bytes() {
+        if kante_syntax::unescape_mountinfo(f[4]).as_slice() == path.as_os_str().as_bytes() {
             found = Some(MountEntry {
                 fstype: r[0].to_string(),
-                source: String::from_utf8_lossy(&unescape(r[1])).into_owned(),
+                source: String::from_utf8_lossy(&kante_syntax::unescape_mountinfo(r[1]))
+                    .into_owned(),
             });
         }
     }
     found
-}
-
-/// Undoes mountinfo's octal escapes (`\040` for a space, …).
-fn unescape(s: &str) -> Vec<u8> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    out
 }
 
 /// Mounts filesystem `source` (a block device) of type `fstype` on `target`.
@@ -142,13 +123,6 @@ pub(crate) fn resolve(path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn unescapes_mountinfo() {
-        assert_eq!(unescape(r"/a\040b\134c"), b"/a b\\c");
-        assert_eq!(unescape(r"/plain"), b"/plain");
-        assert_eq!(unescape(r"/x\04"), b"/x\\04");
-    }
 
     #[test]
     fn root_is_mounted() {

@@ -23,30 +23,11 @@ use rustix::fs::{self as rfs, Mode, OFlags, ResolveFlags};
 use crate::error::{EngineError, Result};
 use crate::Engine;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileKind {
-    File,
-    Directory,
-    Symlink,
-}
+pub use kante_api::file::FileKind;
 
-impl FileKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FileKind::File => "file",
-            FileKind::Directory => "directory",
-            FileKind::Symlink => "symlink",
-        }
-    }
-
-    pub fn parse(s: &str) -> Result<Self> {
-        match s {
-            "" | "file" => Ok(FileKind::File),
-            "directory" => Ok(FileKind::Directory),
-            "symlink" => Ok(FileKind::Symlink),
-            other => Err(EngineError::bad(format!("Invalid file type {other:?}"))),
-        }
-    }
+/// `X-LXD-type` as a kind, or a 400.
+pub fn parse_file_kind(s: &str) -> Result<FileKind> {
+    FileKind::parse(s).ok_or_else(|| EngineError::bad(format!("Invalid file type {s:?}")))
 }
 
 /// Owner and mode as seen inside the instance.

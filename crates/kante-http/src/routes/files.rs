@@ -6,7 +6,7 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use kante_api::Envelope;
-use kante_engine::instance::files::{FileGet, FileKind, FileMeta, FilePut};
+use kante_engine::instance::files::{parse_file_kind, FileGet, FileKind, FileMeta, FilePut};
 use kante_engine::EngineError;
 use tokio::io::AsyncWriteExt;
 
@@ -151,7 +151,7 @@ pub async fn post(
         }
         other => other.map(|m| m as u32),
     };
-    let kind = FileKind::parse(
+    let kind = parse_file_kind(
         headers
             .get("X-LXD-type")
             .and_then(|v| v.to_str().ok())

@@ -61,33 +61,13 @@ fn mounts_below(dir: &Path) -> Vec<PathBuf> {
     let mut found: Vec<PathBuf> = info
         .lines()
         .filter_map(|l| l.split(' ').nth(4))
-        .map(unescape_mountinfo)
+        .map(kante_syntax::unescape_mountinfo)
         .filter(|p| p.starts_with(&prefix))
         .map(|p| PathBuf::from(std::ffi::OsStr::from_bytes(&p)))
         .collect();
     found.sort_by_key(|p| std::cmp::Reverse(p.as_os_str().len()));
     found.dedup();
     found
-}
-
-/// mountinfo escapes space, tab, newline and backslash as \ooo.
-fn unescape_mountinfo(s: &str) -> Vec<u8> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    out
 }
 
 fn umount(path: &Path, flags: libc::c_int) -> io::Result<()> {
@@ -264,13 +244,6 @@ impl Drop for ChrootMounts {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn unescapes_mountinfo_paths() {
-        assert_eq!(unescape_mountinfo("/a\\040b"), b"/a b");
-        assert_eq!(unescape_mountinfo("/plain"), b"/plain");
-        assert_eq!(unescape_mountinfo("/x\\"), b"/x\\");
-    }
 
     #[test]
     fn build_dir_is_removed_and_mounts_are_released() {

@@ -1,13 +1,30 @@
-//! Byte sizes as LXD writes them (`size=20GiB`, `size=500MB`, `1073741824`).
+//! LXD's value syntaxes and the kernel's text formats that every crate reads
+//! the same way: byte sizes as LXD writes them (`size=20GiB`, `500MB`,
+//! `1073741824`) and mountinfo's octal escapes. No dependencies, so the
+//! runtime, storage, network and image crates, the engine and the test
+//! harness all share one parser.
 
-use crate::{Result, StorageError};
+use std::fmt;
+
+/// A value that is not in the syntax asked for; the message names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyntaxError(pub String);
+
+impl fmt::Display for SyntaxError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SyntaxError {}
 
 /// Parses a byte size: a plain number of bytes, or a number (a decimal
 /// fraction is allowed) followed by a decimal unit (`kB`, `MB`, `GB`, `TB`,
 /// `PB`, `EB`, or `K`…`E`) or a binary one (`KiB`, `MiB`, `GiB`, `TiB`,
-/// `PiB`, `EiB`); `B` means bytes. Spaces around the unit are allowed.
-pub fn parse_size(s: &str) -> Result<u64> {
-    let bad = |why: &str| StorageError::InvalidConfig(format!("invalid size {s:?}: {why}"));
+/// `PiB`, `EiB`); `B` means bytes. Spaces around the unit are allowed. A
+/// fraction is exact (rounded down), never through floating point.
+pub fn parse_size(s: &str) -> Result<u64, SyntaxError> {
+    let bad = |why: &str| SyntaxError(format!("invalid size {s:?}: {why}"));
     let t = s.trim();
     let end = t
         .char_indices()
@@ -78,6 +95,36 @@ pub fn format_size(bytes: u64) -> String {
     format!("{bytes}B")
 }
 
+/// Undoes mountinfo's octal escapes (`\040` for a space; also tab, newline
+/// and backslash): the raw bytes of the path.
+pub fn unescape_mountinfo(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = u32::from(b[i + 1] - b'0') * 64
+                + u32::from(b[i + 2] - b'0') * 8
+                + u32::from(b[i + 3] - b'0');
+            out.push(v as u8);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// A mountinfo path field as a path.
+pub fn mountinfo_path(s: &str) -> std::path::PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    std::ffi::OsString::from_vec(unescape_mountinfo(s)).into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,6 +138,7 @@ mod tests {
         assert_eq!(parse_size("500MB").unwrap(), 500_000_000);
         assert_eq!(parse_size("2kB").unwrap(), 2000);
         assert_eq!(parse_size("1G").unwrap(), 1_000_000_000);
+        assert_eq!(parse_size("512MiB").unwrap(), 512 << 20);
         assert_eq!(parse_size("1.5GiB").unwrap(), 3 << 29);
         assert_eq!(parse_size("0.25KiB").unwrap(), 256);
         assert_eq!(parse_size("1EiB").unwrap(), 1 << 60);
@@ -122,5 +170,19 @@ mod tests {
         for n in [1u64 << 30, 123456789, 7 << 40] {
             assert_eq!(parse_size(&format_size(n)).unwrap(), n);
         }
+    }
+
+    #[test]
+    fn mountinfo_escapes() {
+        assert_eq!(unescape_mountinfo("/a\\040b"), b"/a b");
+        assert_eq!(unescape_mountinfo("/x\\134y\\011z"), b"/x\\y\tz");
+        // Not an escape: left as is.
+        assert_eq!(unescape_mountinfo("/a\\04"), b"/a\\04");
+        assert_eq!(unescape_mountinfo("/a\\9xy"), b"/a\\9xy");
+        // Non-ASCII bytes pass through untouched.
+        assert_eq!(
+            mountinfo_path("/d\\303\\251j\\303\\240"),
+            std::path::PathBuf::from("/déjà")
+        );
     }
 }
