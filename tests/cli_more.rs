@@ -127,6 +127,8 @@ fn profiles() {
         let e = fails(&d, &["profile", "set", "p1", "no.such.key=1"]);
         assert!(e.contains("no.such.key"), "{e}");
 
+        // Any host directory that holds no system or Kante state (not /tmp,
+        // which holds this test's KANTE_DIR).
         let out = ok(
             &d,
             &[
@@ -137,7 +139,7 @@ fn profiles() {
                 "data",
                 "disk",
                 "path=/mnt/data",
-                "source=/tmp",
+                "source=/usr/share/doc",
             ],
         );
         assert_eq!(out, "Device data added to p1\n");
@@ -151,7 +153,7 @@ fn profiles() {
                 "data",
                 "disk",
                 "path=/x",
-                "source=/tmp",
+                "source=/usr/share/doc",
             ],
         );
         assert_eq!(ok(&d, &["profile", "device", "list", "p1"]), "data\n");
@@ -166,7 +168,7 @@ fn profiles() {
         for needle in [
             "limits.memory: 128MiB",
             "user.tier: web",
-            "source: /tmp",
+            "source: /usr/share/doc",
             "type: disk",
             "name: p1",
             "used_by: []",

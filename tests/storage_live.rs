@@ -167,7 +167,9 @@ fn volume_verbs_and_disk_hotplug_on_a_running_instance() {
         assert!(msg.contains("already attached"), "{msg}");
 
         // A read-only host path, hot-plugged too.
-        let host_dir = d.dir.join("hostdir");
+        // Outside KANTE_DIR: Kante's own state cannot be shared.
+        let host_dir = std::path::PathBuf::from(format!("{}-hostdir", d.dir.display()));
+        let _ = std::fs::remove_dir_all(&host_dir);
         std::fs::create_dir_all(&host_dir).unwrap();
         std::fs::write(host_dir.join("ro"), "from host\n").unwrap();
         let hd = host_dir.display().to_string();
@@ -250,6 +252,7 @@ fn volume_verbs_and_disk_hotplug_on_a_running_instance() {
         ok(&d, &["storage", "volume", "delete", "default", "data2"]);
         ok(&d, &["storage", "volume", "delete", "default", "data3"]);
         delete_instance(&d, "c1").await;
+        std::fs::remove_dir_all(&host_dir).unwrap();
         d.shutdown().await;
     });
 }

@@ -118,8 +118,10 @@ async fn ipv6_slaac_and_external_interface() {
             if let Some(a) = found {
                 break a;
             }
+            // A deadline against a hang, not a speed check: on a loaded
+            // 2-core host the router advertisement took over 20 s once.
             assert!(
-                t0.elapsed() < Duration::from_secs(20),
+                t0.elapsed() < Duration::from_secs(90),
                 "no SLAAC address: {out}"
             );
             std::thread::sleep(Duration::from_millis(100));
