@@ -16,6 +16,7 @@
 mod adopt;
 pub(crate) mod btrfs;
 mod btrfs_ioctl;
+mod child;
 mod dir;
 mod loopdev;
 mod mounts;
@@ -32,6 +33,7 @@ use kante_api::ConfigMap;
 use thiserror::Error;
 
 pub use btrfs::BtrfsDriver;
+pub use child::dies_with_daemon;
 pub use dir::DirDriver;
 pub use revert::Revert;
 pub use units::{format_size, parse_size};
@@ -635,10 +637,13 @@ pub(crate) fn in_use_error(base: &Path, used: &[String]) -> StorageError {
     ))
 }
 
-/// Runs a command; a failure becomes [`StorageError::Command`] with `what`
-/// and the most telling line of its standard error.
+/// Runs a command (killed if the daemon dies meanwhile); a failure becomes
+/// [`StorageError::Command`] with `what` and the most telling line of its
+/// standard error.
 pub(crate) fn run(cmd: &mut Command, what: &str) -> Result<String> {
-    let out = cmd.output().map_err(StorageError::io(what.to_string()))?;
+    let out = dies_with_daemon(cmd)
+        .output()
+        .map_err(StorageError::io(what.to_string()))?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         let line = err
