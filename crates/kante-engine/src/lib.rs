@@ -117,8 +117,9 @@ impl Engine {
         });
         engine.init_defaults()?;
         engine.load_pools()?;
-        engine.recover_from_disk();
         engine.start_networks().await;
+        // Before any instance runs: finish or undo what a crash interrupted.
+        engine.reconcile_at_start().await;
         engine.reattach_instances().await;
         engine.start_snapshot_housekeeping();
         engine.start_lxcfs_supervision();

@@ -33,6 +33,8 @@ impl Engine {
 
     /// Brings every pool online (at start). A pool that cannot be mounted
     /// (say, its loop file is gone) is logged and left out; the others work.
+    /// Leftovers of interrupted work are dealt with later, by
+    /// `reconcile_at_start`, which needs them to tell what was interrupted.
     pub(crate) fn load_pools(&self) -> Result<()> {
         let mut pools = self.pools.write().unwrap_or_else(|p| p.into_inner());
         for row in self.store.pool_list()? {
@@ -46,7 +48,6 @@ impl Engine {
                     config: row.config.clone(),
                     driver,
                 };
-                pool.remove_staging_leftovers();
                 Ok(pool)
             })();
             match result {

@@ -54,3 +54,39 @@ pub fn ensure_dir_mode(dir: &std::path::Path, mode: u32) -> std::io::Result<()> 
     std::fs::create_dir_all(dir)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::process::Command;
+    use std::time::Duration;
+
+    /// Helpers die with the thread that forked them (PR_SET_PDEATHSIG), and
+    /// the engine runs them on tokio's blocking pool, whose idle threads
+    /// exit. The thread running a helper waits for it, so it is never idle
+    /// while the helper lives: other pool threads coming and going (here
+    /// after 1 ms idle) do not kill it.
+    #[test]
+    fn helpers_on_the_blocking_pool_run_to_their_end() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_keep_alive(Duration::from_millis(1))
+            .enable_time()
+            .build()
+            .unwrap();
+        let out = rt.block_on(async {
+            let long = tokio::task::spawn_blocking(|| {
+                kante_storage::dies_with_daemon(
+                    Command::new("sh").args(["-c", "sleep 0.5; echo done"]),
+                )
+                .output()
+            });
+            for _ in 0..20 {
+                tokio::task::spawn_blocking(|| ()).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            long.await.unwrap().unwrap()
+        });
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "done");
+    }
+}

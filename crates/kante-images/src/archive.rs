@@ -20,7 +20,9 @@ use crate::compress::{decoder, sniff, Compression};
 use crate::error::{ImageError, IoContext};
 use crate::limits::Deadline;
 pub use crate::limits::Limits;
-use crate::process::{collect_stderr, first_line, spawn_error, wait_watched, Watchdog};
+use crate::process::{
+    collect_stderr, dies_with_parent, first_line, spawn_error, wait_watched, Watchdog,
+};
 use crate::store::decode_error;
 pub use crate::tarscan::Layout;
 use crate::tarscan::TarScanner;
@@ -247,7 +249,7 @@ fn pack_one(
     advance: &mut dyn FnMut(u64) -> Result<(), ImageError>,
 ) -> Result<(), ImageError> {
     deadline.check("packing the archive")?;
-    let mut child = Command::new("tar")
+    let mut child = dies_with_parent(&mut Command::new("tar"))
         .args([
             "--create",
             "--file=-",

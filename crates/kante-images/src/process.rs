@@ -45,9 +45,40 @@ pub(crate) fn spawn_error(tool: &str, package: &str, e: std::io::Error) -> Image
     }
 }
 
+/// Makes `cmd`'s child get SIGKILL when the thread spawning it dies (with
+/// the daemon, say): an unpack or a pack must not go on writing after a
+/// `kill -9` of kanted (audit F7). The signal is tied to the spawning
+/// *thread*, so every tool here is waited for on the thread that started it
+/// (which therefore outlives it, tokio blocking-pool threads included).
+pub(crate) fn dies_with_parent(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: prctl, getppid and raise are async-signal-safe; nothing is
+    // allocated between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            // Re-parented already: the parent died before prctl took effect.
+            if libc::getppid() != parent {
+                libc::raise(libc::SIGKILL);
+            }
+            Ok(())
+        })
+    }
+}
+
 /// Runs `cmd` to completion, returning stdout; a failure carries stderr's first line.
 pub(crate) fn run(cmd: &mut Command, tool: &str, package: &str) -> Result<Vec<u8>, ImageError> {
-    let out = cmd
+    let out = dies_with_parent(cmd)
         .stdin(Stdio::null())
         .output()
         .map_err(|e| spawn_error(tool, package, e))?;
@@ -93,7 +124,7 @@ pub(crate) fn run_streaming(
     package: &str,
     on_line: &mut dyn FnMut(&str),
 ) -> Result<(), ImageError> {
-    let mut child = cmd
+    let mut child = dies_with_parent(cmd)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -327,6 +358,25 @@ mod tests {
         if unsafe { libc::geteuid() } == 0 {
             assert_eq!(cap_field(&status, "CapBnd:") & bit, 0, "CapBnd");
         }
+    }
+
+    #[test]
+    fn tools_die_with_the_thread_that_started_them() {
+        let pid = std::thread::spawn(|| {
+            // Reaped below with waitpid (a Child's own wait would need it here).
+            #[allow(clippy::zombie_processes)]
+            let child = dies_with_parent(Command::new("sleep").arg("1000"))
+                .spawn()
+                .unwrap();
+            child.id() as i32
+        })
+        .join()
+        .unwrap();
+        let mut status = 0;
+        // SAFETY: reaping our own child; blocks until it has exited, which
+        // only the parent-death signal makes happen before 1000 s.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL);
     }
 
     #[test]

@@ -11,7 +11,8 @@ use std::process::{Command, Stdio};
 use crate::error::{ImageError, IoContext};
 use crate::limits::Limits;
 use crate::process::{
-    collect_stderr, first_line, spawn_error, wait_watched, without_mknod, Watchdog,
+    collect_stderr, dies_with_parent, first_line, spawn_error, wait_watched, without_mknod,
+    Watchdog,
 };
 use crate::tarscan::normalize;
 
@@ -29,7 +30,7 @@ pub(crate) struct Listing {
 /// Lists `image` and checks every name; refuses it if it would unpack to
 /// more than `limits` allow.
 pub(crate) fn list(image: &Path, limits: &Limits) -> Result<Listing, ImageError> {
-    let out = Command::new("unsquashfs")
+    let out = dies_with_parent(&mut Command::new("unsquashfs"))
         .args(["-lln", "-UTC"])
         .arg(image)
         .stdin(Stdio::null())
@@ -151,7 +152,7 @@ pub(crate) fn extract(image: &Path, dest: &Path, limits: &Limits) -> Result<List
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    let mut child = without_mknod(&mut cmd)
+    let mut child = without_mknod(dies_with_parent(&mut cmd))
         .spawn()
         .map_err(|e| spawn_error("unsquashfs", "squashfs-tools", e))?;
     let stderr = collect_stderr(&mut child, 64 * 1024);

@@ -19,7 +19,8 @@ use crate::compress::{decoder, sniff, Compression};
 use crate::error::{ImageError, IoContext};
 use crate::limits::{Deadline, Limits};
 use crate::process::{
-    collect_stderr, first_line, spawn_error, wait_watched, without_mknod, Watchdog,
+    collect_stderr, dies_with_parent, first_line, spawn_error, wait_watched, without_mknod,
+    Watchdog,
 };
 use crate::store::{decode_error, stored_paths};
 use crate::tarscan::{Layout, TarScanner};
@@ -266,7 +267,7 @@ fn extract_tar(
     .stdin(Stdio::piped())
     .stdout(Stdio::null())
     .stderr(Stdio::piped());
-    let mut child = without_mknod(&mut cmd)
+    let mut child = without_mknod(dies_with_parent(&mut cmd))
         .spawn()
         .map_err(|e| spawn_error("tar", "tar", e))?;
     let stderr = collect_stderr(&mut child, 64 * 1024);

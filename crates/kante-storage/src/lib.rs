@@ -10,18 +10,24 @@
 //! name to one.
 //!
 //! Everything that creates a volume builds it under a `.staging-<name>`
-//! sibling and renames it into place only when complete, so a failure (or a
-//! crash: see [`Pool::remove_staging_leftovers`]) never leaves half a volume.
+//! sibling and renames it into place only when complete, and everything
+//! that deletes one first renames it aside to `.deleting-<name>` (see
+//! [`Pool::set_aside`]), so a failure (or a crash: see
+//! [`Pool::remove_staging_leftovers`]) never leaves half a volume under a
+//! volume's name.
 
 mod adopt;
+mod aside;
 pub(crate) mod btrfs;
 mod btrfs_ioctl;
+mod child;
 mod dir;
 mod loopdev;
 mod mounts;
 mod revert;
 mod snapshots;
 mod volumes;
+mod writers;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -30,10 +36,13 @@ use std::sync::Arc;
 use kante_api::ConfigMap;
 use thiserror::Error;
 
+pub use aside::Aside;
 pub use btrfs::BtrfsDriver;
+pub use child::dies_with_daemon;
 pub use dir::DirDriver;
 pub use kante_syntax::{format_size, parse_size};
 pub use revert::Revert;
+pub use snapshots::StagedSnapshot;
 pub use volumes::VolumeMeta;
 
 #[derive(Debug, Error)]
@@ -354,23 +363,10 @@ impl Pool {
         Ok(dst)
     }
 
-    /// Deletes a volume and its snapshots (a missing volume is no error).
+    /// Deletes a volume and its snapshots (a missing volume is no error):
+    /// set aside first, so it is never half there under its name.
     pub fn delete_volume(&self, kind: VolumeKind, name: &str) -> Result<()> {
-        validate_volume_name(name)?;
-        if let Some(dir) = self.snapshots_dir(kind, name) {
-            if dir.exists() {
-                for snap in self.list_entries(&dir, true) {
-                    self.driver.delete_volume(&dir.join(snap))?;
-                }
-                std::fs::remove_dir(&dir)
-                    .map_err(StorageError::io(format!("removing {}", dir.display())))?;
-            }
-        }
-        let p = self.volume_path(kind, name);
-        if p.symlink_metadata().is_err() {
-            return Ok(());
-        }
-        self.driver.delete_volume(&p)
+        self.set_aside(kind, name)?.remove()
     }
 
     /// Renames a volume and its snapshots directory.
@@ -401,27 +397,56 @@ impl Pool {
         self.list_entries(&self.base.join(kind.dir_name()), false)
     }
 
-    /// Removes staging directories left by a crash mid-create (volumes and snapshots).
+    /// Stops the processes still working in this pool's leftovers (a dead
+    /// daemon's copies) and waits for them to exit; returns the leftovers
+    /// that something else still has open. See the `writers` module.
+    pub fn stop_staging_writers(&self) -> std::collections::BTreeSet<PathBuf> {
+        writers::stop_writers(&self.base)
+    }
+
+    /// Removes what a crash left of work in progress: volumes and snapshots
+    /// being built (`.staging-*`) or deleted (`.deleting-*`), once no process
+    /// works in them any more (one still in use is left for a later start).
+    /// Empty snapshot directories go too.
     pub fn remove_staging_leftovers(&self) {
+        let busy = self.stop_staging_writers();
+        let busy = |p: &Path| {
+            let p = std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+            busy.contains(&p)
+        };
         for kind in [VolumeKind::Image, VolumeKind::Container, VolumeKind::Custom] {
-            self.remove_staging_in(&self.base.join(kind.dir_name()));
-            if let Some(d) = kind.snapshots_dir_name() {
-                if let Ok(rd) = std::fs::read_dir(self.base.join(d)) {
-                    for e in rd.flatten() {
-                        self.remove_staging_in(&e.path());
+            self.remove_leftovers_in(&self.base.join(kind.dir_name()), &busy);
+            let Some(d) = kind.snapshots_dir_name() else {
+                continue;
+            };
+            for e in std::fs::read_dir(self.base.join(d))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let p = e.path();
+                if aside::is_leftover(&e.file_name().to_string_lossy()) {
+                    // A volume's whole snapshots directory, set aside.
+                    if !busy(&p) {
+                        if let Err(err) = aside::remove_snapshots_dir(self.driver.as_ref(), &p) {
+                            tracing::warn!(path = %p.display(), "removing a leftover: {err}");
+                        }
                     }
+                    continue;
                 }
+                self.remove_leftovers_in(&p, &busy);
+                // Only succeeds if no snapshot is left.
+                let _ = std::fs::remove_dir(&p);
             }
         }
     }
 
-    fn remove_staging_in(&self, dir: &Path) {
-        if let Ok(rd) = std::fs::read_dir(dir) {
-            for e in rd.flatten() {
-                if e.file_name().to_string_lossy().starts_with(".staging-") {
-                    if let Err(err) = self.driver.delete_volume(&e.path()) {
-                        tracing::warn!(path = %e.path().display(), "removing a staging leftover: {err}");
-                    }
+    fn remove_leftovers_in(&self, dir: &Path, busy: &dyn Fn(&Path) -> bool) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if aside::is_leftover(&e.file_name().to_string_lossy()) && !busy(&p) {
+                if let Err(err) = self.driver.delete_volume(&p) {
+                    tracing::warn!(path = %p.display(), "removing a leftover: {err}");
                 }
             }
         }
@@ -554,8 +579,8 @@ pub(crate) const LAYOUT: [&str; 6] = [
 ];
 
 /// What keeps a pool from being deleted: its instance and custom volumes and
-/// snapshots, as `containers/c1`, `custom-snapshots/v/s`, … (staging
-/// leftovers and image volumes do not count).
+/// snapshots, as `containers/c1`, `custom-snapshots/v/s`, … (leftovers of
+/// work in progress and image volumes do not count).
 pub(crate) fn volumes_in_use(base: &Path) -> Vec<String> {
     let mut used = Vec::new();
     let names = |d: &Path| -> Vec<String> {
@@ -563,7 +588,7 @@ pub(crate) fn volumes_in_use(base: &Path) -> Vec<String> {
             .map(|rd| {
                 rd.flatten()
                     .filter_map(|e| e.file_name().into_string().ok())
-                    .filter(|n| !n.starts_with(".staging-"))
+                    .filter(|n| !aside::is_leftover(n))
                     .collect()
             })
             .unwrap_or_default()
@@ -640,10 +665,13 @@ pub(crate) fn in_use_error(base: &Path, used: &[String]) -> StorageError {
     ))
 }
 
-/// Runs a command; a failure becomes [`StorageError::Command`] with `what`
-/// and the most telling line of its standard error.
+/// Runs a command (killed if the daemon dies meanwhile); a failure becomes
+/// [`StorageError::Command`] with `what` and the most telling line of its
+/// standard error.
 pub(crate) fn run(cmd: &mut Command, what: &str) -> Result<String> {
-    let out = cmd.output().map_err(StorageError::io(what.to_string()))?;
+    let out = dies_with_daemon(cmd)
+        .output()
+        .map_err(StorageError::io(what.to_string()))?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         let line = err

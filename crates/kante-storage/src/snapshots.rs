@@ -58,6 +58,34 @@ impl Pool {
         snap: &str,
         fill: impl FnOnce(&Path) -> Result<()>,
     ) -> Result<PathBuf> {
+        self.stage_snapshot(kind, volume, snap, fill)?.commit()
+    }
+
+    /// Takes snapshot `snap` of `volume` up to its last step: it is made at
+    /// its staging path, and [`StagedSnapshot::commit`] renames it into
+    /// place. In between the caller records it, so that a crash leaves
+    /// either nothing, or a record whose snapshot is still at its staging
+    /// path (see [`Pool::interrupted_snapshot`]), never a snapshot with no
+    /// record.
+    pub fn stage_snapshot_of(
+        &self,
+        kind: VolumeKind,
+        volume: &str,
+        snap: &str,
+    ) -> Result<StagedSnapshot> {
+        let src = self.existing_volume(kind, volume)?;
+        self.stage_snapshot(kind, volume, snap, |staging| {
+            self.driver.snapshot_volume(&src, staging)
+        })
+    }
+
+    fn stage_snapshot(
+        &self,
+        kind: VolumeKind,
+        volume: &str,
+        snap: &str,
+        fill: impl FnOnce(&Path) -> Result<()>,
+    ) -> Result<StagedSnapshot> {
         validate_volume_name(volume)?;
         validate_snapshot_name(snap)?;
         let dst = self.snapshot_path(kind, volume, snap)?;
@@ -81,9 +109,11 @@ impl Pool {
         let staging = dir.join(format!(".staging-{snap}"));
         revert.merge(self.start_staging(&staging)?);
         fill(&staging)?;
-        rename_noreplace(&staging, &dst)?;
-        revert.success();
-        Ok(dst)
+        Ok(StagedSnapshot {
+            staging,
+            dst,
+            revert,
+        })
     }
 
     /// Makes `volume` equal to its snapshot `snap` again. The restored copy
@@ -123,19 +153,20 @@ impl Pool {
         Ok(())
     }
 
+    /// Deletes a snapshot: set aside first, so it is never half there
+    /// under its name.
     pub fn delete_snapshot(&self, kind: VolumeKind, volume: &str, snap: &str) -> Result<()> {
-        validate_volume_name(volume)?;
-        validate_snapshot_name(snap)?;
-        let p = self.snapshot_path(kind, volume, snap)?;
-        if p.symlink_metadata().is_err() {
-            return Err(StorageError::NotFound(format!("snapshot {volume}/{snap}")));
-        }
-        self.driver.delete_volume(&p)?;
-        if let Some(dir) = p.parent() {
+        self.set_aside_snapshot(kind, volume, snap)?.remove()?;
+        self.remove_empty_snapshots_dir(kind, volume);
+        Ok(())
+    }
+
+    /// Removes `volume`'s snapshots directory if no snapshot is left in it.
+    pub fn remove_empty_snapshots_dir(&self, kind: VolumeKind, volume: &str) {
+        if let Some(dir) = self.snapshots_dir(kind, volume) {
             // Only succeeds once the last snapshot is gone.
             let _ = std::fs::remove_dir(dir);
         }
-        Ok(())
     }
 
     pub fn rename_snapshot(
@@ -181,5 +212,23 @@ impl Pool {
             return Err(StorageError::NotFound(format!("snapshot {volume}/{snap}")));
         }
         self.copy_into(&src, kind, new_name)
+    }
+}
+
+/// A snapshot made at its staging path (see [`Pool::stage_snapshot_of`]);
+/// dropped without [`StagedSnapshot::commit`], it is deleted again.
+#[must_use = "a staged snapshot is deleted unless committed"]
+pub struct StagedSnapshot {
+    staging: PathBuf,
+    dst: PathBuf,
+    revert: Revert,
+}
+
+impl StagedSnapshot {
+    /// Renames the snapshot into place.
+    pub fn commit(self) -> Result<PathBuf> {
+        rename_noreplace(&self.staging, &self.dst)?;
+        self.revert.success();
+        Ok(self.dst)
     }
 }

@@ -5,6 +5,7 @@
 //! The store is synchronous; every call is a short local transaction.
 
 mod migrations;
+mod pending;
 mod rows;
 
 use std::path::Path;
@@ -78,11 +79,16 @@ impl Store {
     // ---- instances ----
 
     pub fn instance_create(&self, row: &InstanceRow) -> Result<()> {
+        self.insert_instance(row, false)
+    }
+
+    /// Inserts an instance, complete or (`pending`) still being created.
+    fn insert_instance(&self, row: &InstanceRow, pending: bool) -> Result<()> {
         let conn = self.lock();
         let r = conn.execute(
             "INSERT INTO instances (name, project, type, architecture, ephemeral, stateful, description,
-                created_at, last_used_at, config, devices, profiles)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                created_at, last_used_at, config, devices, profiles, pending)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             params![
                 row.name,
                 row.project,
@@ -96,6 +102,7 @@ impl Store {
                 serde_json::to_string(&row.config)?,
                 serde_json::to_string(&row.devices)?,
                 serde_json::to_string(&row.profiles)?,
+                pending,
             ],
         );
         match r {

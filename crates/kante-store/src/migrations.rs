@@ -5,7 +5,7 @@ use rusqlite::Connection;
 
 use crate::{Result, StoreError};
 
-const MIGRATIONS: &[&str] = &[
+pub(crate) const MIGRATIONS: &[&str] = &[
     // 1: the engine core.
     "CREATE TABLE instances (
         id INTEGER PRIMARY KEY,
@@ -87,6 +87,8 @@ const MIGRATIONS: &[&str] = &[
         profiles TEXT NOT NULL DEFAULT '[]',
         UNIQUE (instance, name)
     );",
+    // 4: instances whose creation is still under way (see pending.rs).
+    "ALTER TABLE instances ADD COLUMN pending INTEGER NOT NULL DEFAULT 0;",
 ];
 
 pub fn latest() -> i64 {

@@ -232,3 +232,60 @@ fn profile_rename_follows_into_instances_and_images() {
         vec!["frontend"]
     );
 }
+
+#[test]
+fn pending_creations_are_marked_until_complete() {
+    let s = Store::open_in_memory().unwrap();
+    s.instance_create(&instance("done")).unwrap();
+    s.instance_create_pending(&instance("c2")).unwrap();
+    s.instance_create_pending(&instance("c1")).unwrap();
+    // Pending or not, the name is taken and the record is an instance's.
+    assert!(matches!(
+        s.instance_create_pending(&instance("c1")),
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(s.instance_get("c1").unwrap().unwrap(), instance("c1"));
+    assert_eq!(s.instance_names().unwrap(), ["c1", "c2", "done"]);
+    assert_eq!(s.instances_pending().unwrap(), ["c1", "c2"]);
+    s.instance_created("c1").unwrap();
+    assert_eq!(s.instances_pending().unwrap(), ["c2"]);
+    // The mark follows a rename and goes with a delete.
+    s.instance_rename("c2", "c3").unwrap();
+    assert_eq!(s.instances_pending().unwrap(), ["c3"]);
+    s.instance_delete("c3").unwrap();
+    assert!(s.instances_pending().unwrap().is_empty());
+    assert!(matches!(
+        s.instance_created("gone"),
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+#[test]
+fn records_from_before_the_pending_mark_are_complete() {
+    let dir = std::env::temp_dir().join(format!("kstore-v3-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("state.db");
+    {
+        // A database of schema 3 with an instance in it.
+        let mut conn = rusqlite::Connection::open(&path).unwrap();
+        for (i, sql) in migrations::MIGRATIONS.iter().take(3).enumerate() {
+            conn.execute_batch(sql).unwrap();
+            conn.pragma_update(None, "user_version", (i + 1) as i64)
+                .unwrap();
+        }
+        let tx = conn.transaction().unwrap();
+        tx.execute(
+            "INSERT INTO instances (name, architecture, created_at, last_used_at)
+             VALUES ('old', 'x86_64', '', '')",
+            [],
+        )
+        .unwrap();
+        tx.commit().unwrap();
+    }
+    let s = Store::open(&path).unwrap();
+    assert_eq!(s.instance_names().unwrap(), ["old"]);
+    assert!(s.instances_pending().unwrap().is_empty());
+    drop(s);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -48,8 +48,8 @@ pub fn read_backup_file(path: &std::path::Path) -> Option<BackupFile> {
 
 impl Engine {
     /// Re-creates database records for instance volumes that have a
-    /// backup.yaml but no record (the database was lost or replaced).
-    /// Returns the names recovered.
+    /// backup.yaml but no record (the database was lost or replaced), and
+    /// finishes renames a crash interrupted. Returns the names recovered.
     pub(crate) fn recover_from_disk(&self) -> Vec<String> {
         let mut recovered = Vec::new();
         let pools: Vec<kante_storage::Pool> = self
@@ -72,7 +72,11 @@ impl Engine {
                 };
                 let i = b.container;
                 if i.name != name {
-                    tracing::warn!(volume = %name, "backup.yaml names {:?}; not recovering it", i.name);
+                    if self.finish_rename(&pool, &i.name, &name) {
+                        recovered.push(name);
+                    } else {
+                        tracing::warn!(volume = %name, "backup.yaml names {:?}; not recovering it", i.name);
+                    }
                     continue;
                 }
                 for p in &i.profiles {
@@ -115,5 +119,43 @@ impl Engine {
             }
         }
         recovered
+    }
+}
+
+impl Engine {
+    /// Finishes renaming instance `old` to `new` when a crash came after its
+    /// volume moved (the first step) and before its record followed: the
+    /// volume `new` has no record and its backup.yaml names `old`, whose
+    /// record has no volume of its own. Its snapshots directory, record,
+    /// logs and backups follow, as in a rename.
+    fn finish_rename(&self, pool: &kante_storage::Pool, old: &str, new: &str) -> bool {
+        use kante_storage::VolumeKind::Container;
+        let Ok(Some(row)) = self.store.instance_get(old) else {
+            return false;
+        };
+        if self.instance_pool_name(&row) != pool.name || pool.has_volume(Container, old) {
+            return false;
+        }
+        if let (Some(a), Some(b)) = (
+            pool.snapshots_dir(Container, old),
+            pool.snapshots_dir(Container, new),
+        ) {
+            if a.exists() && !b.exists() {
+                if let Err(e) = std::fs::rename(&a, &b) {
+                    tracing::error!(instance = old, "moving its snapshots to {new}: {e}");
+                    return false;
+                }
+            }
+        }
+        if let Err(e) = self.store.instance_rename(old, new) {
+            tracing::error!(instance = old, "renaming its record to {new}: {e}");
+            return false;
+        }
+        tracing::warn!(
+            instance = old,
+            "its rename to {new} was interrupted; finished it"
+        );
+        self.renamed_files(old, new);
+        true
     }
 }

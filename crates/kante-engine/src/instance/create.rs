@@ -277,8 +277,10 @@ impl Engine {
             devices,
             profiles,
         };
+        // Recorded as pending until the last step: a crash on the way leaves
+        // a record the next start removes with whatever was made (reconcile.rs).
         let mut revert = Revert::new();
-        self.store.instance_create(&row)?;
+        self.store.instance_create_pending(&row)?;
         {
             let engine = self.arc();
             let n = name.to_string();
@@ -322,6 +324,7 @@ impl Engine {
         let rootfs = pool.volume_path(VolumeKind::Container, name).join("rootfs");
         files::write_hostname(&rootfs, name)?;
         self.write_backup_file(&row);
+        self.store.instance_created(name)?;
         revert.success();
         op.set_metadata(json!({}));
         self.events.lifecycle(

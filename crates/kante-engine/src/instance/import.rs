@@ -336,8 +336,9 @@ impl Engine {
             )?;
         }
 
+        // Pending until the last step, as a creation (see reconcile.rs).
         let mut revert = Revert::new();
-        self.store.instance_create(&row)?;
+        self.store.instance_create_pending(&row)?;
         {
             let (engine, n) = (self.arc(), name.clone());
             revert.add(move || {
@@ -371,6 +372,7 @@ impl Engine {
             files::write_hostname(&rootfs, &name)?;
         }
         self.write_backup_file(&row);
+        self.store.instance_created(&name)?;
         revert.success();
         op.set_metadata(json!({}));
         self.events.lifecycle(

@@ -135,6 +135,13 @@ impl Engine {
         idmap: Option<kante_runtime::IdMap>,
         lxcfs: Option<std::path::PathBuf>,
     ) -> Result<ContainerSpec> {
+        let volume = self.instance_volume(row)?;
+        if volume.symlink_metadata().is_err() {
+            return Err(EngineError::bad(format!(
+                "The instance's storage volume is missing (expected at {}): restore it there, or delete the instance",
+                volume.display()
+            )));
+        }
         let rootfs = self.instance_rootfs(row)?;
         if !rootfs.join("sbin/init").exists()
             && std::fs::symlink_metadata(rootfs.join("sbin/init")).is_err()
@@ -347,8 +354,9 @@ impl Engine {
             }
             if row.ephemeral && !requested {
                 self.remove_nics(&name, &nics, true).await;
-                let _ = self.delete_instance_files(&row).await;
-                let _ = self.store.instance_delete(&name);
+                if let Err(e) = self.remove_instance(&row).await {
+                    tracing::warn!(instance = %name, "deleting the ephemeral instance: {e}");
+                }
             }
         } else {
             let _ = running.exited.send_replace(true);

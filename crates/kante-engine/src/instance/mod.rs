@@ -17,6 +17,7 @@ pub mod netstate;
 pub mod nics;
 pub mod proxy;
 pub mod proxy_fwd;
+pub mod reconcile;
 pub mod refresh;
 pub mod snapshots;
 pub mod templates;
@@ -376,8 +377,8 @@ impl Engine {
             ));
         }
         let nics = self.stored_nic_plans(&row).await;
-        self.delete_instance_files(&row).await?;
-        self.store.instance_delete(name)?;
+        // Volume set aside, record, files: all or nothing at any crash.
+        self.remove_instance(&row).await?;
         self.backups_remove_all(name);
         // Its DHCP reservations go with it.
         self.remove_nics(name, &nics, true).await;
@@ -388,20 +389,6 @@ impl Engine {
             serde_json::json!({}),
         );
         Ok(())
-    }
-
-    pub(crate) async fn delete_instance_files(&self, row: &InstanceRow) -> Result<()> {
-        let pool = self.pool(&self.instance_pool_name(row))?;
-        let name = row.name.clone();
-        let logs = self.paths.instance_logs(&row.name);
-        tokio::task::spawn_blocking(move || -> Result<()> {
-            pool.delete_volume(kante_storage::VolumeKind::Container, &name)?;
-            if logs.exists() {
-                std::fs::remove_dir_all(&logs)?;
-            }
-            Ok(())
-        })
-        .await?
     }
 
     /// `POST /1.0/instances/{name}` with a new name: only a stopped instance.
@@ -420,6 +407,9 @@ impl Engine {
         }
         let pool = self.pool(&self.instance_pool_name(&row))?;
         let old_nics = self.stored_nic_plans(&row).await;
+        // The volume moves first: a crash before the record follows leaves a
+        // volume whose backup.yaml names a record without a volume, and the
+        // next start finishes the rename (`recover_from_disk`).
         pool.rename_volume(kante_storage::VolumeKind::Container, name, new)?;
         if let Err(e) = self.store.instance_rename(name, new) {
             let _ = pool.rename_volume(kante_storage::VolumeKind::Container, new, name);
@@ -427,25 +417,30 @@ impl Engine {
         }
         // DHCP reservations carry the old name; the next start makes new ones.
         self.remove_nics(name, &old_nics, true).await;
-        let (old_logs, new_logs) = (
-            self.paths.instance_logs(name),
-            self.paths.instance_logs(new),
-        );
-        if old_logs.exists() {
-            let _ = std::fs::rename(old_logs, new_logs);
-        }
-        self.backups_rename_instance(name, new);
-        if let Ok(renamed) = self.instance_row(new) {
-            // The hostname follows the name, as LXD's templates do on rename.
-            let _ = files::write_hostname(&self.instance_rootfs(&renamed)?, new);
-            self.write_backup_file(&renamed);
-        }
+        self.renamed_files(name, new);
         self.events.lifecycle(
             "instance-renamed",
             &format!("/1.0/instances/{new}"),
             serde_json::json!({"old_name": name}),
         );
         Ok(())
+    }
+
+    /// What follows an instance's record to its new name: its logs, its
+    /// backups, its hostname and its backup.yaml.
+    pub(crate) fn renamed_files(&self, old: &str, new: &str) {
+        let (old_logs, new_logs) = (self.paths.instance_logs(old), self.paths.instance_logs(new));
+        if old_logs.exists() {
+            let _ = std::fs::rename(old_logs, new_logs);
+        }
+        self.backups_rename_instance(old, new);
+        if let Ok(renamed) = self.instance_row(new) {
+            // The hostname follows the name, as LXD's templates do on rename.
+            if let Ok(rootfs) = self.instance_rootfs(&renamed) {
+                let _ = files::write_hostname(&rootfs, new);
+            }
+            self.write_backup_file(&renamed);
+        }
     }
 
     /// The console log (what init and its services wrote to /dev/console).

@@ -32,7 +32,7 @@ const RSYNC_ARGS: &[&str] = &[
 
 fn rsync(src: &Path, dst: &Path) -> Result<()> {
     // Trailing slashes: sync the contents, not the directory itself.
-    let out = Command::new("rsync")
+    let out = kante_storage::dies_with_daemon(&mut Command::new("rsync"))
         .args(RSYNC_ARGS)
         .arg(format!("{}/", src.display()))
         .arg(format!("{}/", dst.display()))

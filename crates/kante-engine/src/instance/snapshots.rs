@@ -125,7 +125,11 @@ impl Engine {
         let row = self.instance_row(instance)?;
         let pool = self.pool(&self.instance_pool_name(&row))?;
         let (p, i, s) = (pool.clone(), instance.to_string(), snap.to_string());
-        tokio::task::spawn_blocking(move || p.snapshot(VolumeKind::Container, &i, &s)).await??;
+        // Made at its staging path, recorded, then renamed into place: a
+        // crash leaves no snapshot without a record (see reconcile.rs).
+        let staged =
+            tokio::task::spawn_blocking(move || p.stage_snapshot_of(VolumeKind::Container, &i, &s))
+                .await??;
         let expires = expires_at
             .or_else(|| self.default_expiry(&row))
             .unwrap_or_else(kante_api::zero_time);
@@ -143,7 +147,12 @@ impl Engine {
             profiles: row.profiles.clone(),
         };
         if let Err(e) = self.store.snapshot_create(&srow) {
-            let _ = pool.delete_snapshot(VolumeKind::Container, instance, snap);
+            // Dropping the staged snapshot deletes it.
+            tokio::task::spawn_blocking(move || drop(staged)).await?;
+            return Err(e.into());
+        }
+        if let Err(e) = staged.commit() {
+            let _ = self.store.snapshot_delete(instance, snap);
             return Err(e.into());
         }
         self.write_backup_file(&row);
@@ -186,9 +195,31 @@ impl Engine {
         let row = self.instance_row(instance)?;
         let pool = self.pool(&self.instance_pool_name(&row))?;
         let (p, i, s) = (pool.clone(), instance.to_string(), snap.to_string());
-        tokio::task::spawn_blocking(move || p.delete_snapshot(VolumeKind::Container, &i, &s))
-            .await??;
-        self.store.snapshot_delete(instance, snap)?;
+        // Set aside, record, files: never a recorded snapshot half deleted.
+        let aside = match tokio::task::spawn_blocking(move || {
+            p.set_aside_snapshot(VolumeKind::Container, &i, &s)
+        })
+        .await?
+        {
+            Ok(a) => Some(a),
+            // Nothing on disk (removed by hand): the record can still go.
+            Err(kante_storage::StorageError::NotFound(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        if let Err(e) = self.store.snapshot_delete(instance, snap) {
+            if let Some(a) = aside {
+                tokio::task::spawn_blocking(move || a.put_back()).await??;
+            }
+            return Err(e.into());
+        }
+        let (p, i) = (pool.clone(), instance.to_string());
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = aside.map_or(Ok(()), |a| a.remove()) {
+                tracing::warn!(instance = %i, "removing a deleted snapshot: {e}");
+            }
+            p.remove_empty_snapshots_dir(VolumeKind::Container, &i);
+        })
+        .await?;
         self.events.lifecycle(
             "instance-snapshot-deleted",
             &format!("/1.0/instances/{instance}/snapshots/{snap}"),

@@ -1,0 +1,156 @@
+//! Records and volumes agree after any crash (audit F7).
+//!
+//! Work on instances is ordered so that a crash at any point leaves a state
+//! the next start can recognise and finish or undo:
+//!
+//! * a **creation** (image, copy, backup import) records the instance as
+//!   pending first, builds its volume in a staging directory, and marks the
+//!   record complete last; a record still pending at start is removed with
+//!   whatever was made for it, so the name is free again for a retry;
+//! * a **delete** renames the volume aside (`.deleting-<name>`, atomic),
+//!   then drops the record, then removes the files; a record left without
+//!   its volume next to such a directory is deleted the rest of the way;
+//! * a **snapshot** is recorded between being made at its staging path and
+//!   being renamed into place, and deleted as an instance is; a record whose
+//!   snapshot is missing next to either leftover is dropped;
+//! * a **rename** moves the volume first: a volume whose backup.yaml names a
+//!   record that has lost its own volume finishes the rename (see
+//!   `recover_from_disk`).
+//!
+//! Helpers the daemon runs die with it, and the leftovers (`.staging-*`,
+//! `.deleting-*`) are removed once no process works in them any more. A
+//! record without a volume for any other reason (a volume removed by hand)
+//! is kept, and `start` refuses it with a message saying what is missing.
+
+use kante_storage::{Pool, VolumeKind};
+use kante_store::InstanceRow;
+
+use crate::error::Result;
+use crate::Engine;
+
+impl Engine {
+    /// Deletes an instance's volume with its snapshots, then its record,
+    /// then its files: the volume is set aside first (one rename: after it
+    /// the instance no longer has a volume under its name), then the record
+    /// goes, then what was set aside and the logs are removed. A crash
+    /// between two steps is finished by [`Engine::reconcile_at_start`].
+    pub(crate) async fn remove_instance(&self, row: &InstanceRow) -> Result<()> {
+        let pool = self.pool(&self.instance_pool_name(row))?;
+        let (p, n) = (pool.clone(), row.name.clone());
+        let aside =
+            tokio::task::spawn_blocking(move || p.set_aside(VolumeKind::Container, &n)).await??;
+        if let Err(e) = self.store.instance_delete(&row.name) {
+            let name = row.name.clone();
+            tokio::task::spawn_blocking(move || {
+                if let Err(back) = aside.put_back() {
+                    tracing::error!(instance = %name, "putting the volume back after a failed delete: {back}");
+                }
+            })
+            .await?;
+            return Err(e.into());
+        }
+        let (name, logs) = (row.name.clone(), self.paths.instance_logs(&row.name));
+        tokio::task::spawn_blocking(move || {
+            // The instance is gone; what is left of its files goes at the next start.
+            if let Err(e) = aside.remove() {
+                tracing::warn!(instance = %name, "removing the deleted instance's volume: {e}");
+            }
+            if let Err(e) = std::fs::remove_dir_all(&logs) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(instance = %name, "removing the deleted instance's logs: {e}");
+                }
+            }
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Removes an instance with everything that refers to it (files,
+    /// record, backups, DHCP reservations), as a delete does.
+    async fn remove_instance_fully(&self, row: &InstanceRow) -> Result<()> {
+        let nics = self.stored_nic_plans(row).await;
+        self.remove_instance(row).await?;
+        self.backups_remove_all(&row.name);
+        self.remove_nics(&row.name, &nics, true).await;
+        Ok(())
+    }
+
+    fn loaded_pools(&self) -> Vec<Pool> {
+        self.pools
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Brings records and volumes back into agreement at start, before any
+    /// instance is started: see the module comment. Instances in a pool that
+    /// could not be brought online are left alone.
+    pub(crate) async fn reconcile_at_start(&self) {
+        let pools = self.loaded_pools();
+        // Nothing of a dead daemon may still write while we look.
+        for pool in pools.clone() {
+            let _ = tokio::task::spawn_blocking(move || pool.stop_staging_writers()).await;
+        }
+        let pending = self.store.instances_pending().unwrap_or_else(|e| {
+            tracing::error!("listing instances being created: {e}");
+            Vec::new()
+        });
+        for row in self.store.instance_list().unwrap_or_default() {
+            let pool_name = self.instance_pool_name(&row);
+            let Some(pool) = pools.iter().find(|p| p.name == pool_name) else {
+                continue;
+            };
+            let name = row.name.clone();
+            let volume = pool.volume_path(VolumeKind::Container, &name);
+            if pending.contains(&name) {
+                tracing::warn!(instance = %name, "its creation was interrupted; removing what was made of it");
+            } else if volume.symlink_metadata().is_err()
+                && pool.interrupted_delete(VolumeKind::Container, &name)
+            {
+                tracing::warn!(instance = %name, "its delete was interrupted; finishing it");
+            } else {
+                self.reconcile_snapshots(pool, &name);
+                continue;
+            }
+            if let Err(e) = self.remove_instance_fully(&row).await {
+                tracing::error!(instance = %name, "removing it: {e}");
+            }
+        }
+        self.recover_from_disk();
+        for pool in pools.clone() {
+            let _ = tokio::task::spawn_blocking(move || pool.remove_staging_leftovers()).await;
+        }
+        for row in self.store.instance_list().unwrap_or_default() {
+            if let Some(pool) = pools
+                .iter()
+                .find(|p| p.name == self.instance_pool_name(&row))
+            {
+                if !pool.has_volume(VolumeKind::Container, &row.name) {
+                    tracing::error!(
+                        instance = %row.name,
+                        pool = %pool.name,
+                        "the instance has no storage volume; it cannot start"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Drops the records of snapshots whose creation or delete a crash
+    /// interrupted (the snapshot is missing, a leftover of it is not).
+    fn reconcile_snapshots(&self, pool: &Pool, instance: &str) {
+        for s in self.store.snapshot_list(instance).unwrap_or_default() {
+            if pool.has_snapshot(VolumeKind::Container, instance, &s.name)
+                || !pool.interrupted_snapshot(VolumeKind::Container, instance, &s.name)
+            {
+                continue;
+            }
+            tracing::warn!(%instance, snapshot = %s.name, "its creation or delete was interrupted; dropping its record");
+            if let Err(e) = self.store.snapshot_delete(instance, &s.name) {
+                tracing::error!(%instance, snapshot = %s.name, "dropping its record: {e}");
+            }
+        }
+    }
+}
