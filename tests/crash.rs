@@ -154,6 +154,40 @@ fn kill9_during_copy_leaves_no_ghost_and_the_copy_can_be_retried() {
     });
 }
 
+/// A clean stop (SIGTERM, as systemd stops kanted) during a copy: the
+/// daemon leaves at once, its cp with it, and the copy leaves no trace —
+/// neither a record nor a volume without one — so it can be run again.
+#[test]
+fn sigterm_during_copy_leaves_no_trace() {
+    run(async {
+        let mut d = Daemon::start().await;
+        let fp = d.import(TestImage::Busybox).await;
+        big_instance(&d, &fp, "big").await;
+        let staging = pool(&d).join("containers/.staging-big2");
+        let staging_s = staging.to_string_lossy().into_owned();
+        d.client
+            .create_instance_start(&copy_post("big", "big2"))
+            .await
+            .unwrap();
+        until("the copy's cp at work", || {
+            staging.exists() && !processes_mentioning(&staging_s).is_empty()
+        })
+        .await;
+        d.stop_term();
+        until("the cp to exit", || {
+            processes_mentioning(&staging_s).is_empty()
+        })
+        .await;
+        d.start_again().await;
+        assert_agree(&d, &["big"], &[]).await;
+        assert!(d.client.instance("big2").await.is_err());
+        kante_ok(&d, &["copy", "big", "big2"]);
+        assert_agree(&d, &["big", "big2"], &[]).await;
+        boots_whole(&d, "big2").await;
+        d.shutdown().await;
+    });
+}
+
 #[test]
 fn kill9_during_delete_leaves_it_whole_or_gone() {
     run(async {

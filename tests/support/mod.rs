@@ -283,6 +283,23 @@ impl Daemon {
         self.spawn().await;
     }
 
+    /// Stops the daemon as an init system does (SIGTERM) and waits for it;
+    /// `start_again` brings it back on the same directory.
+    pub fn stop_term(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: a signal to our own, not yet reaped, child.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let status = c.wait().expect("wait for kanted");
+            owned().lock().unwrap().remove(&(c.id() as i32));
+            assert!(status.success(), "kanted's clean stop exited with {status}");
+        }
+    }
+
+    pub async fn start_again(&mut self) {
+        assert!(self.child.is_none(), "kanted is still running");
+        self.spawn().await;
+    }
+
     /// The cgroup prefix this daemon uses (`kante-<hash>` under each hierarchy).
     pub fn cgroup_prefix(&self) -> String {
         kante_engine::Paths::new(&self.dir).cgroup_prefix()

@@ -64,6 +64,12 @@ fn main() {
         eprintln!("Error: {e:#}");
         std::process::exit(1);
     }
+    // Leave now, without dropping the runtime: dropping it would run the
+    // undo of operations still in flight while their blocking work (a copy,
+    // an unpack) went on and finished after it. Ending here interrupts them
+    // as a crash does (their helpers die with the process), and the next
+    // start's reconciliation removes what they left.
+    std::process::exit(0);
 }
 
 /// Marks every fd >= 3 close-on-exec (`close_range(CLOSE_RANGE_CLOEXEC)`,
