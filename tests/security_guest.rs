@@ -356,7 +356,30 @@ fn fifos_in_the_guest_cannot_stall_the_daemon() {
         // The API and exec still answer.
         let (code, out) = d.sh("b1", "echo alive").await;
         assert_eq!((code, out.as_str()), (0, "alive\n"));
+        // The guest's file server (which holds its mount namespace) ends
+        // with the guest.
+        let servers = || {
+            kante_integration::processes_mentioning("__fileio")
+                .into_iter()
+                .filter(|p| {
+                    let pid = p.split_whitespace().next().unwrap_or("0");
+                    let stat =
+                        std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                    let ppid = stat
+                        .rsplit(')')
+                        .next()
+                        .and_then(|r| r.split_whitespace().nth(1));
+                    ppid == Some(d.pid().to_string().as_str())
+                })
+                .count()
+        };
+        assert_eq!(servers(), 1, "one file server while b1 runs");
         kante_ok(&d, &["stop", "-f", "b1"]);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while servers() > 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(servers(), 0, "the file server outlived its guest");
         // A stopped instance's FIFO likewise.
         let e = tokio::time::timeout(
             Duration::from_secs(60),

@@ -1,3 +1,5 @@
+//! Unit tests of multi-section archives (backups): packing, caps, layouts, safe extraction.
+
 use std::os::unix::fs::MetadataExt;
 
 use super::*;

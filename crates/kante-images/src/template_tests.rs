@@ -1,3 +1,5 @@
+//! Unit tests of the template renderer (the pongo2 subset images use).
+
 use super::*;
 
 fn config() -> BTreeMap<String, String> {

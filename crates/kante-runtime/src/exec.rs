@@ -294,10 +294,11 @@ pub fn spawn(target: &ExecTarget, spec: &ExecSpec) -> Result<ExecProcess, ExecEr
                 libc::write(f.as_raw_fd(), b"0".as_ptr().cast(), 1);
             }
             close_all_but(keep);
-            // Every namespace but the pid namespace first, then the
-            // command's own ids (so it is never host root inside the
-            // container), then the pid namespace, where the command appears.
-            if libc::setns(target.init_pidfd, ns_flags & !libc::CLONE_NEWPID) != 0 {
+            // Every namespace at once. Joining a pid namespace only places
+            // our children in it: the command appears there when it is
+            // cloned below, after we took its ids, so it is never host root
+            // (nor the daemon's dumpable copy) while the guest can see it.
+            if libc::setns(target.init_pidfd, ns_flags) != 0 {
                 child_fail(rep_w_fd, *libc::__errno_location(), b"setns");
             }
             libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0);
@@ -310,16 +311,13 @@ pub fn spawn(target: &ExecTarget, spec: &ExecSpec) -> Result<ExecProcess, ExecEr
             if libc::syscall(libc::SYS_setresuid, spec.uid, spec.uid, spec.uid) != 0 {
                 child_fail(rep_w_fd, *libc::__errno_location(), b"setresuid");
             }
-            // Joining the pid namespace, dropping the bounding set and
-            // loading seccomp still need the capabilities a non-root id
-            // loses from its effective set; execve recomputes them all.
+            // Dropping the bounding set and loading seccomp still need the
+            // capabilities a non-root id loses from its effective set;
+            // execve recomputes them all.
             let _ = crate::sys::set_effective_caps(|permitted| permitted);
             // The credential change made us non-dumpable already (suid_dumpable
             // is 0); say so again in case the host's setting differs.
             libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
-            if libc::setns(target.init_pidfd, libc::CLONE_NEWPID) != 0 {
-                child_fail(rep_w_fd, *libc::__errno_location(), b"setns pid");
-            }
             libc::close(target.init_pidfd);
             // No handler may run on the shared memory before the command
             // has reset them: block everything; the command unblocks.

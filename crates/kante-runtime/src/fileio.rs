@@ -1,24 +1,19 @@
 //! File operations on an instance's tree, done with the guest's powers.
 //!
-//! For a running container, a short-lived helper forked from the daemon
-//! makes itself non-dumpable, closes every fd it inherited, joins the
-//! container's user and mount namespaces (setns resets its root to the
-//! container's), becomes the container's root and does one operation: it
-//! hands back an open fd (over a socket, SCM_RIGHTS) or an outcome. So a
-//! guest symlink can only lead a push or a pull to what the guest's root
-//! could open itself, never to a host file, a host-owned disk or a kernel
-//! knob behind `/proc/sys` (audit F3). For a stopped instance the daemon
-//! does the same operation on the rootfs itself (no namespaces to join; the
-//! storage holds the guest's own ids).
+//! For a running container they happen in its file server
+//! (`fileserver.rs`): a helper in the container's user and mount namespaces,
+//! acting as its root, that hands back an open fd (SCM_RIGHTS) or an
+//! outcome. So a guest symlink can only lead a push or a pull to what the
+//! guest's root could open itself, never to a host file, a host-owned disk
+//! or a kernel knob behind `/proc/sys` (audit F3). For a stopped instance
+//! the daemon does the same operation on the rootfs itself (no namespaces
+//! to join; the storage holds the guest's own ids).
 //!
 //! Either way the operation never blocks on what it finds: targets are
 //! opened `O_NONBLOCK | O_NOCTTY`, anything but a regular file, a directory
-//! or a symlink is refused, and the caller bounds the helper's life (a
+//! or a symlink is refused, and the caller bounds the helper's answer (a
 //! guest's FUSE mount can stall any call), so a FIFO or a hung filesystem
-//! cannot stall the daemon (audit F6).
-//!
-//! Between fork and exit the helper only makes syscalls on data prepared
-//! before the fork: no allocation, no locks.
+//! cannot stall the daemon (audit F6). `perform` makes no allocation.
 
 use std::ffi::CStr;
 use std::io;
@@ -105,7 +100,7 @@ pub struct Reply {
 }
 
 impl Reply {
-    fn failed(errno: i32) -> Self {
+    pub(crate) fn failed(errno: i32) -> Self {
         Reply {
             outcome: Outcome::Failed,
             errno,
@@ -125,14 +120,6 @@ impl Reply {
     pub fn error(&self) -> io::Error {
         io::Error::from_raw_os_error(self.errno)
     }
-}
-
-/// A running container to work in.
-#[derive(Debug, Clone, Copy)]
-pub struct Guest {
-    pub init_pidfd: RawFd,
-    /// Whether it has a user namespace (unprivileged).
-    pub userns: bool,
 }
 
 #[repr(C)]
@@ -374,68 +361,9 @@ fn perform_inner(root: RawFd, op: &FileOp) -> Result<Reply, i32> {
     }
 }
 
-/// Does `op` inside a running container as its root (see the module doc).
-/// Blocking: call it off the async runtime. The helper is killed if it has
-/// not answered within `timeout`.
-pub fn in_guest(guest: Guest, op: &FileOp, timeout: Duration) -> io::Result<Reply> {
-    let (ours, theirs) = crate::notify::socketpair()?;
-    let mut keep = [theirs.as_raw_fd(), guest.init_pidfd];
-    keep.sort_unstable();
-    // SAFETY: the child only makes syscalls on data prepared above and
-    // leaves with _exit.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if pid == 0 {
-        // SAFETY: in the forked child; see helper_main.
-        unsafe { helper_main(theirs.as_raw_fd(), guest, op, &keep) }
-    }
-    drop(theirs);
-    let reply = receive(&ours, timeout);
-    if reply.is_err() {
-        // SAFETY: our own child, not reaped yet: its pid cannot be reused.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    }
-    let mut status = 0;
-    // SAFETY: reaping our own child.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-    reply
-}
-
-/// The helper: never returns.
-unsafe fn helper_main(sock: RawFd, guest: Guest, op: &FileOp, keep: &[RawFd]) -> ! {
-    libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
-    crate::exec::close_all_but(keep);
-    let reply = (|| -> Result<Reply, i32> {
-        let mut ns = libc::CLONE_NEWNS;
-        if guest.userns {
-            ns |= libc::CLONE_NEWUSER;
-        }
-        check(libc::setns(guest.init_pidfd, ns))?;
-        libc::close(guest.init_pidfd);
-        if guest.userns {
-            check(libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) as i32)?;
-            check(libc::syscall(libc::SYS_setresgid, 0, 0, 0) as i32)?;
-            check(libc::syscall(libc::SYS_setresuid, 0, 0, 0) as i32)?;
-        }
-        let root = libc::open(
-            c"/".as_ptr(),
-            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        );
-        if root < 0 {
-            return Err(errno());
-        }
-        Ok(perform(root, op))
-    })()
-    .unwrap_or_else(Reply::failed);
-    let _ = send(sock, &reply);
-    libc::_exit(0)
-}
-
 /// The reply on the wire: outcome and errno (4 bytes each), and the fd as
 /// SCM_RIGHTS when there is one.
-fn send(sock: RawFd, reply: &Reply) -> io::Result<()> {
+pub(crate) fn send(sock: RawFd, reply: &Reply) -> io::Result<()> {
     let mut payload = [0u8; 8];
     payload[..4].copy_from_slice(&reply.outcome.code().to_ne_bytes());
     payload[4..].copy_from_slice(&reply.errno.to_ne_bytes());
@@ -443,7 +371,7 @@ fn send(sock: RawFd, reply: &Reply) -> io::Result<()> {
     crate::notify::send_with_fd(sock, &payload, fd)
 }
 
-fn receive(sock: &OwnedFd, timeout: Duration) -> io::Result<Reply> {
+pub(crate) fn receive(sock: &OwnedFd, timeout: Duration) -> io::Result<Reply> {
     let mut pfd = libc::pollfd {
         fd: sock.as_raw_fd(),
         events: libc::POLLIN,

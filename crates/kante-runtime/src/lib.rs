@@ -14,6 +14,7 @@ pub mod console;
 pub mod devices;
 pub mod exec;
 pub mod fileio;
+pub mod fileserver;
 pub mod hotplug;
 pub mod idmap;
 pub mod intercept;

@@ -1,3 +1,5 @@
+//! Unit tests of pools and volumes on the dir driver.
+
 use super::*;
 use std::os::unix::fs::MetadataExt;
 

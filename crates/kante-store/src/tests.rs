@@ -1,3 +1,5 @@
+//! Unit tests of the SQLite store: rows, migrations, pending creates.
+
 use super::*;
 
 fn instance(name: &str) -> InstanceRow {

@@ -26,6 +26,10 @@ fn main() {
     // The monitor must stay single-threaded (it forks into namespaces), so it
     // is dispatched before any runtime or thread exists.
     let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("__fileio") {
+        let userns = argv.get(2).map(String::as_str) == Some("userns");
+        std::process::exit(kante_runtime::fileserver::serve_main(userns));
+    }
     if argv.get(1).map(String::as_str) == Some("__monitor") {
         let Some(spec) = argv.get(2) else {
             eprintln!("usage: kanted __monitor <spec.json>");

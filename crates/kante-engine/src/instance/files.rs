@@ -1,8 +1,9 @@
 //! File transfer in and out of instances.
 //!
 //! The operations themselves live in `kante_runtime::fileio`: for a running
-//! instance a short-lived helper joins its user and mount namespaces and
-//! acts as its root, so a guest's symlink can lead a push or a pull only to
+//! instance its file server (`kante_runtime::fileserver`, one helper per
+//! instance, started on first use) sits in its user and mount namespaces
+//! and acts as its root, so a guest's symlink can lead a push or a pull only to
 //! what the guest could reach itself (audit F3); for a stopped one the
 //! daemon works on the rootfs, every lookup inside it (openat2
 //! RESOLVE_IN_ROOT). Either way FIFOs, sockets and device nodes are refused
@@ -17,6 +18,7 @@ use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use kante_runtime::fileio::{self, FileOp, Outcome, Reply};
+use kante_runtime::fileserver::FileServer;
 
 use rustix::fs::{self as rfs, Mode, OFlags, ResolveFlags};
 
@@ -108,6 +110,7 @@ enum Place {
     /// of its root (what stat shows through the idmapped rootfs), `ids` the
     /// size of its id range.
     Guest {
+        running: std::sync::Arc<super::Running>,
         pidfd: OwnedFd,
         userns: bool,
         shift: Option<(u32, u32)>,
@@ -148,12 +151,23 @@ impl Place {
     /// Runs one operation (blocking; off the async runtime).
     fn run(&self, op: &FileOp) -> std::io::Result<Reply> {
         match self {
-            Place::Guest { pidfd, userns, .. } => {
-                let guest = fileio::Guest {
-                    init_pidfd: pidfd.as_raw_fd(),
-                    userns: *userns,
+            Place::Guest {
+                running,
+                pidfd,
+                userns,
+                ..
+            } => {
+                // One request at a time per guest; the server is started on
+                // first use, and dropped (killed) after any failure, so the
+                // next operation starts afresh.
+                let mut files = crate::lock(&running.files);
+                let server = match files.take() {
+                    Some(s) => s,
+                    None => FileServer::spawn(pidfd.as_raw_fd(), *userns)?,
                 };
-                fileio::in_guest(guest, op, file_timeout())
+                let reply = server.call(op, file_timeout())?;
+                *files = Some(server);
+                Ok(reply)
             }
             Place::Rootfs(root) => Ok(fileio::perform(root.as_raw_fd(), op)),
         }
@@ -253,6 +267,7 @@ impl Engine {
                 let pidfd = c.init_pidfd.try_clone()?;
                 let map = c.record.idmap;
                 return Ok(Place::Guest {
+                    running: r.clone(),
                     pidfd,
                     userns: map.is_some(),
                     shift: map.map(|m| (m.host_uid, m.host_gid)),

@@ -283,6 +283,7 @@ impl Engine {
             exited: watch::channel(false).0,
             proxies: std::sync::Mutex::new(proxies),
             nics: std::sync::Mutex::new(nics),
+            files: std::sync::Mutex::new(None),
         });
         crate::lock(&self.running).insert(name.to_string(), running.clone());
         let engine = self.arc();
@@ -303,6 +304,7 @@ impl Engine {
         }
         let container = crate::lock(&running.container).take();
         crate::lock(&running.proxies).clear();
+        drop(crate::lock(&running.files).take());
         let exit = match container {
             Some(c) => {
                 let rt = self.runtime.clone();

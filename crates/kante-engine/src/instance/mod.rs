@@ -51,6 +51,9 @@ pub struct Running {
     pub proxies: Mutex<std::collections::HashMap<String, proxy::ProxyHandle>>,
     /// Its `nic` devices as made, to take down at exit or hot-unplug.
     pub nics: Mutex<Vec<kante_network::NicPlan>>,
+    /// Its file server (started by the first file operation; see
+    /// `files.rs`), ended at exit: it holds the guest's mount namespace.
+    pub files: Mutex<Option<kante_runtime::fileserver::FileServer>>,
 }
 
 pub(crate) fn lock_nics(r: &Running) -> std::sync::MutexGuard<'_, Vec<kante_network::NicPlan>> {

@@ -1,3 +1,5 @@
+//! Unit tests of image templates: triggers, rendering inside the rootfs, never outside it.
+
 use super::*;
 
 struct Vol(PathBuf);

@@ -1,3 +1,5 @@
+//! Routes of /1.0/instances: list, create, state, update, rename, delete, logs.
+
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
 use kante_api::exec::ExecPost;

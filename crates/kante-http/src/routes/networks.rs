@@ -1,3 +1,5 @@
+//! Routes of /1.0/networks: managed bridges and their leases.
+
 use axum::extract::{Path, State};
 use kante_api::network::{NetworkPut, NetworksPost};
 use kante_engine::EngineError;

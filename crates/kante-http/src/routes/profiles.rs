@@ -1,3 +1,5 @@
+//! Routes of /1.0/profiles.
+
 use axum::extract::{Path, State};
 use kante_engine::profiles::{ProfilePut, ProfilesPost};
 

@@ -1,3 +1,5 @@
+//! Routes of /1.0 itself: the server's environment and config.
+
 use axum::extract::State;
 
 use crate::body::Json;

@@ -1,3 +1,5 @@
+//! Routes of /1.0/storage-pools (volumes have their own file).
+
 use axum::extract::{Path, State};
 
 use kante_engine::pools::StoragePoolsPost;
