@@ -246,13 +246,12 @@ fn enter(userns: bool) -> io::Result<()> {
             return Err(io::Error::last_os_error());
         }
         libc::close(PIDFD_FD);
-        if userns {
-            if libc::setgroups(0, std::ptr::null()) != 0
+        if userns
+            && (libc::setgroups(0, std::ptr::null()) != 0
                 || libc::setresgid(0, 0, 0) != 0
-                || libc::setresuid(0, 0, 0) != 0
-            {
-                return Err(io::Error::last_os_error());
-            }
+                || libc::setresuid(0, 0, 0) != 0)
+        {
+            return Err(io::Error::last_os_error());
         }
     }
     Ok(())
