@@ -27,6 +27,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
+# Kernel modules the tests and pools use, where the kernel has them as
+# modules (Debian's does; a kernel with them built in needs nothing).
+if command -v modprobe >/dev/null 2>&1; then
+  for m in btrfs; do
+    grep -qw "$m" /proc/filesystems 2>/dev/null || modprobe "$m" 2>/dev/null || true
+  done
+fi
+
 if ! command -v cargo >/dev/null 2>&1; then
   if [ -x "$HOME/.cargo/bin/cargo" ]; then
     export PATH="$HOME/.cargo/bin:$PATH"

@@ -43,9 +43,14 @@ async fn nothing_left(d: &Daemon, pool: &str, name: &str) {
             .collect();
         assert!(left.is_empty(), "left in {sub}: {left:?}");
     }
-    let uploads: Vec<_> = std::fs::read_dir(d.dir.join("backups/.uploads"))
-        .map(|rd| rd.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
+    // Every caller uploaded a backup, so the spool exists (a renamed spool
+    // would otherwise pass as empty).
+    let spool = d.dir.join("backups/.uploads");
+    let uploads: Vec<_> = std::fs::read_dir(&spool)
+        .unwrap_or_else(|e| panic!("{}: {e}", spool.display()))
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     assert!(uploads.is_empty(), "uploads left: {uploads:?}");
 }
 
@@ -231,6 +236,18 @@ fn export_then_import_on_a_second_daemon() {
         .unwrap();
         let e = import_fails(&b, &evil, "evil").await;
         assert!(e.to_string().contains("Unsafe path"), "{e}");
+        // …and nothing was written where the name points, or anywhere else.
+        let found = std::process::Command::new("find")
+            .arg(&b.dir)
+            .arg(b.dir.parent().unwrap())
+            .args(["-maxdepth", "6", "-name", "evil.txt"])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&found.stdout),
+            "",
+            "evil.txt was written"
+        );
 
         // No index.yaml: refused before any operation.
         let noindex = work.path().join("noindex.tar");

@@ -890,14 +890,16 @@ fn open_vswitch_userspace_datapath_carries_tcp() {
         assert!(!vsctl("list-br").lines().any(|b| b == "ktovsnet"));
         vsctl("del-br knovs0");
         d.shutdown().await;
+        // Its two daemons, noted before the stop (which forgets them), are gone.
+        let pids = ovs.pids();
+        assert_eq!(pids.len(), 2, "ovsdb-server and ovs-vswitchd were running");
         ovs.stop();
-        assert!(
-            ovs.pids().is_empty()
-                || ovs
-                    .pids()
-                    .iter()
-                    .all(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())
-        );
+        for p in pids {
+            assert!(
+                !std::path::Path::new(&format!("/proc/{p}")).exists(),
+                "Open vSwitch process {p} outlived stop()"
+            );
+        }
     });
 }
 

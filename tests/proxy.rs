@@ -168,6 +168,10 @@ fn proxy_devices_forward_tcp_and_udp() {
         // Stopping the instance closes the rest.
         d.client.stop_instance("web", true, -1).await.unwrap();
         assert!(udp_echo(up, "gone").is_err());
+        // The host-side UDP listener itself is closed: its port is free
+        // (a timeout above would also come from the backend being gone).
+        let freed = eventually(|| UdpSocket::bind(("127.0.0.1", up)));
+        drop(freed);
         d.shutdown().await;
     });
 }

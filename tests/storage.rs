@@ -417,15 +417,28 @@ fn custom_volume_api_on_btrfs() {
         let msg = expect_400(&d, "DELETE", &v1, Value::Null).await;
         assert!(msg.contains("in use"), "{msg}");
 
-        // The quota holds inside the guest.
+        // The quota holds inside the guest, at the resized 32 MiB: 16 MiB
+        // fit, 48 MiB (within the first 64 MiB) do not.
         start(&d, "c1").await;
-        let (_, out, _) = sh(
+        let (code, out, err) = sh(
             &d,
             "c1",
-            "dd if=/dev/zero of=/mnt/data/big bs=1M count=100 2>&1; echo rc=$?",
+            "dd if=/dev/zero of=/mnt/data/small bs=1M count=16 conv=fsync 2>&1",
         )
         .await;
-        assert!(!out.contains("rc=0"), "{out}");
+        assert_eq!(code, 0, "{out}{err}");
+        sh(&d, "c1", "rm -f /mnt/data/small; sync").await;
+        let (code, out, _) = sh(
+            &d,
+            "c1",
+            "dd if=/dev/zero of=/mnt/data/big bs=1M count=48 conv=fsync 2>&1",
+        )
+        .await;
+        assert_ne!(code, 0, "{out}");
+        assert!(
+            out.contains("Disk quota exceeded") || out.contains("No space left"),
+            "the write did not stop at the quota: {out}"
+        );
 
         // Snapshots of volumes: made in an operation, listed, restorable.
         sh(&d, "c1", "rm -f /mnt/data/big; echo one > /mnt/data/f").await;
@@ -435,7 +448,8 @@ fn custom_volume_api_on_btrfs() {
             .unwrap();
         let names: Vec<String> = d.client.get_json(&snaps).await.unwrap();
         assert_eq!(names, vec![format!("{snaps}/s0")]);
-        sh(&d, "c1", "echo two > /mnt/data/f").await;
+        let (code, out, err) = sh(&d, "c1", "echo two > /mnt/data/f && cat /mnt/data/f").await;
+        assert_eq!((code, out.as_str()), (0, "two\n"), "{err}");
         let msg = expect_400(&d, "PUT", &v1, json!({"restore": "s0"})).await;
         assert!(msg.contains("running"), "{msg}");
         d.client.stop_instance("c1", true, -1).await.unwrap();
@@ -452,7 +466,17 @@ fn custom_volume_api_on_btrfs() {
         // A copy of the volume is independent, and has its own size.
         let body = json!({"name": "v2", "source": {"type": "copy", "name": "v1"}});
         call(&d, "POST", vols, Some(body)).await.unwrap();
-        assert!(pool_dir(&d, "bt").join("custom/v2/f").exists());
+        let v2_file = pool_dir(&d, "bt").join("custom/v2/f");
+        assert_eq!(std::fs::read_to_string(&v2_file).unwrap(), "one\n");
+        std::fs::write(&v2_file, "changed in the copy\n").unwrap();
+        assert_eq!(sh(&d, "c1", "cat /mnt/data/f").await.1, "one\n");
+        let v2: Value = d.client.get_json(&format!("{vols}/v2")).await.unwrap();
+        assert_eq!(v2["config"]["size"], "32MiB", "{v2}");
+        assert_ne!(
+            subvolume_field(&pool_dir(&d, "bt").join("custom/v2"), "UUID"),
+            subvolume_field(&vol_path, "UUID"),
+            "the copy is a subvolume of its own"
+        );
 
         delete_instance(&d, "c1").await;
         let v: Value = d.client.get_json(&v1).await.unwrap();

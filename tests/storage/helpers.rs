@@ -11,10 +11,15 @@ use kante_client::ClientError;
 use kante_integration::{loop_devices_under, mounts_under, Daemon};
 use serde_json::{json, Value};
 
+/// btrfs in the kernel (`scripts/deps.sh` loads the module) and btrfs-progs.
 pub fn btrfs_ready() -> bool {
     let fs = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
-    fs.lines().any(|l| l.trim_end().ends_with("btrfs"))
-        && Command::new("mkfs.btrfs").arg("--version").output().is_ok()
+    let kernel = fs.lines().any(|l| l.trim_end().ends_with("btrfs"));
+    let progs = Command::new("mkfs.btrfs").arg("--version").output().is_ok();
+    kante_integration::prerequisite(
+        kernel && progs,
+        &format!("btrfs in the kernel ({kernel}) and btrfs-progs ({progs})"),
+    )
 }
 
 /// `POST /1.0/storage-pools` (sync).

@@ -193,6 +193,8 @@ impl Engine {
             }
             "copy" => {
                 let src = self.copy_source(pool, &req.source)?;
+                let mut meta = meta;
+                meta.config = self.copied_config(pool, &req.source, &p, meta.config)?;
                 tokio::task::spawn_blocking(move || copy_custom(&p, &src, &name, &meta)).await??;
             }
             other => {
@@ -207,6 +209,31 @@ impl Engine {
             json!({}),
         );
         Ok(())
+    }
+
+    /// A copy's config, as LXD makes it: the source volume's (for a
+    /// snapshot, its volume's), then the request's keys over it. A key the
+    /// target pool cannot take (say a size on a `dir` pool) is left out
+    /// when it only came from the source.
+    fn copied_config(
+        &self,
+        pool: &str,
+        src: &VolumeSource,
+        target: &Pool,
+        requested: ConfigMap,
+    ) -> Result<ConfigMap> {
+        let sp = self.pool(if src.pool.is_empty() { pool } else { &src.pool })?;
+        let vol = src
+            .name
+            .split_once('/')
+            .map_or(src.name.as_str(), |(v, _)| v);
+        let mut config = sp.custom_meta(vol)?.config;
+        config.extend(requested.clone());
+        if target.validate_custom_config(&config).is_err() {
+            config.retain(|k, _| requested.contains_key(k) || !k.starts_with("size"));
+        }
+        target.validate_custom_config(&config)?;
+        Ok(config)
     }
 
     /// The path of the custom volume (or snapshot) a copy starts from.

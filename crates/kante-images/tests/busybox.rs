@@ -12,20 +12,15 @@ use common::*;
 use kante_images::{build_busybox, store_unified, unpack, BuildEvent, Limits};
 
 fn have_static_busybox() -> bool {
-    if Path::new("/bin/busybox").exists() {
-        true
-    } else {
-        eprintln!("skipping: /bin/busybox is missing (apt-get install busybox-static)");
-        false
-    }
+    common::prerequisite(
+        Path::new("/bin/busybox").exists(),
+        "/bin/busybox (busybox-static)",
+    )
 }
 
 #[test]
 fn busybox_image_builds_unpacks_and_runs() {
-    if !have_static_busybox() || !is_root() {
-        if !is_root() {
-            eprintln!("skipping: needs root");
-        }
+    if !have_static_busybox() || !common::prerequisite(is_root(), "root") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -131,7 +126,7 @@ fn stop_signal_halts_init(rootfs: &Path, sig: i32) {
     {
         Ok(c) => c,
         Err(_) => {
-            eprintln!("skipping init check: unshare not available");
+            common::prerequisite(false, "unshare (util-linux)");
             return;
         }
     };

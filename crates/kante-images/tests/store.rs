@@ -220,10 +220,7 @@ fn mksquashfs(src: &std::path::Path, out: &std::path::Path) -> bool {
     {
         Ok(o) if o.status.success() => true,
         Ok(o) => panic!("mksquashfs: {}", String::from_utf8_lossy(&o.stderr)),
-        Err(_) => {
-            eprintln!("skipping squashfs checks: mksquashfs (squashfs-tools) not installed");
-            false
-        }
+        Err(_) => common::prerequisite(false, "mksquashfs (squashfs-tools)"),
     }
 }
 

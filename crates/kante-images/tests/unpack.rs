@@ -59,8 +59,7 @@ fn set_mtime(p: &Path, secs: i64) {
 
 #[test]
 fn unpack_preserves_ownership_modes_xattrs_and_links_but_no_devices() {
-    if !is_root() {
-        eprintln!("skipping: needs root (chown, mknod, security.* xattrs)");
+    if !common::prerequisite(is_root(), "root (chown, security.* xattrs)") {
         return;
     }
     let stage = tempfile::tempdir().unwrap();

@@ -29,8 +29,10 @@ fn cfg(pairs: &[(&str, &str)]) -> kante_network::ConfigMap {
 #[tokio::test]
 async fn ovs_netdev_bridge_serves_tcp() {
     let Some(_serial) = setup() else { return };
-    if !have("ovs-vswitchd") || !have("ovsdb-server") {
-        eprintln!("SKIPPED: Open vSwitch is not installed (openvswitch-switch)");
+    if !common::prerequisite(
+        have("ovs-vswitchd") && have("ovsdb-server"),
+        "Open vSwitch (openvswitch-switch)",
+    ) {
         return;
     }
     let tag = tag();

@@ -39,8 +39,7 @@ fn unpack_into(pool: &Pool, images: &Path, fp: &str) {
 #[test]
 fn unpacker_fills_image_volumes() {
     let _l = lock();
-    if !Path::new(IMAGE).exists() || !btrfs_ready() {
-        eprintln!("skipping: needs {IMAGE}, root and btrfs");
+    if !prerequisite(Path::new(IMAGE).exists(), IMAGE) || !btrfs_ready() {
         return;
     }
     let s = Scratch::new("unpack");

@@ -587,7 +587,13 @@ fn info_and_console_log() {
 #[test]
 fn interactive_exec_under_a_pty() {
     if Command::new("script").arg("--version").output().is_err() {
-        eprintln!("skipped: no `script`");
+        // Under scripts/test.sh (KANTE_REQUIRE_ALL=1) util-linux is there.
+        assert_ne!(
+            std::env::var("KANTE_REQUIRE_ALL").as_deref(),
+            Ok("1"),
+            "missing prerequisite: script (util-linux)"
+        );
+        eprintln!("SKIPPED: no `script` (util-linux)");
         return;
     }
     let d = daemon();
