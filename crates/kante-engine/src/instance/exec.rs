@@ -149,7 +149,9 @@ impl Engine {
         match r {
             Ok(p) => {
                 // The helper has exited or is about to: reap it aside.
-                tokio::spawn(wait_exit(p.helper_pid));
+                if let Some(helper) = p.helper_pid {
+                    tokio::spawn(wait_exit(helper));
+                }
                 Ok(p)
             }
             Err(RuntimeError::Exec(e)) => match e.exit_status() {
