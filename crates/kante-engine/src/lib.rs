@@ -20,6 +20,8 @@ pub mod pools;
 pub mod profiles;
 pub mod schedule;
 pub mod server;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod units;
 pub mod util;
 pub mod volumes;

@@ -317,6 +317,12 @@ impl Engine {
                     }
                     buf.clear();
                 }
+                // tokio's File writes in the background: without a flush the
+                // log could still be empty when the operation ends and the
+                // client fetches it.
+                if let Some(f) = file.as_mut() {
+                    let _ = f.flush().await;
+                }
             }));
         }
         let code = wait_exit(proc_.pid).await;
