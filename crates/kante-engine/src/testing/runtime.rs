@@ -15,7 +15,8 @@
 //!   (`/usr/bin/systemctl`, say) answers for the guest, `sh` and `cat` are
 //!   the host's. `FAKE_ROOTFS` names the rootfs for such scripts;
 //! * **files** of a running guest are done on its rootfs as the guest's
-//!   root would through a user namespace: owners are shifted by its id map;
+//!   root would through a user namespace: owners are shifted by its id map
+//!   (without root, every owner is the test's own user);
 //! * **hot-plugged mounts** are only recorded.
 //!
 //! Youki's recording syscall double is the idea: calls are kept as short
@@ -429,6 +430,8 @@ impl Runtime for FakeRuntime {
 }
 
 /// A running guest's files: its rootfs, its root's ids shifted by its map.
+/// Without root only the test's own ids can be given to a file, so every
+/// owner becomes those (the guest's root, in a test host's id range).
 struct RootfsFiles {
     root: OwnedFd,
     map: Option<IdMap>,
@@ -436,7 +439,12 @@ struct RootfsFiles {
 
 impl RootfsFiles {
     fn shift(&self, (uid, gid): (u32, u32)) -> (u32, u32) {
+        let own = (
+            rustix::process::geteuid().as_raw(),
+            rustix::process::getegid().as_raw(),
+        );
         match self.map {
+            _ if own.0 != 0 => own,
             Some(m) => (uid + m.host_uid, gid + m.host_gid),
             None => (uid, gid),
         }
