@@ -29,7 +29,8 @@ pub struct Recorded {
     pub line: String,
     /// Header names in lower case.
     pub headers: BTreeMap<String, String>,
-    /// The body of a JSON request (empty for others).
+    /// The body of a JSON request with a `Content-Length` of at most 1 MiB
+    /// (empty for others).
     pub body: Vec<u8>,
 }
 
@@ -66,10 +67,16 @@ async fn record(log: Arc<Mutex<Vec<Recorded>>>, req: Request, next: Next) -> Res
             )
         })
         .collect();
-    let is_json = headers
+    // Only JSON bodies of a known, bounded length: anything else (uploads,
+    // chunked streams) reaches the handler untouched.
+    let small_json = headers
         .get("content-type")
-        .is_some_and(|t| t.starts_with("application/json"));
-    let (req, body) = if is_json {
+        .is_some_and(|t| t.starts_with("application/json"))
+        && headers
+            .get("content-length")
+            .and_then(|l| l.parse::<usize>().ok())
+            .is_some_and(|l| l <= MAX_RECORDED_BODY);
+    let (req, body) = if small_json {
         let (parts, body) = req.into_parts();
         let bytes = axum::body::to_bytes(body, MAX_RECORDED_BODY)
             .await
