@@ -1,30 +1,51 @@
-//! The client against the in-memory fake daemon.
-
-mod fake;
+//! The client against the real API: `kante_http::router` over a real engine
+//! on fakes of the host (`kante_http::testing::TestDaemon`), on a unix
+//! socket in a temporary directory. No root needed.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fake::FakeDaemon;
 use kante_api::exec::{ExecControl, ExecPost};
 use kante_api::instance::{InstancePut, InstanceSource, InstancesPost};
-use kante_api::StatusCode;
 use kante_client::{
     Client, ClientError, ExecStreams, FileContent, FileKind, FilePushOptions, ImageUploadOptions,
 };
+use kante_engine::testing::{image, FAKE_PID_BASE};
+use kante_http::testing::TestDaemon;
+
+/// A daemon with the test image imported as `bookworm`; returns its fingerprint too.
+async fn daemon() -> (TestDaemon, String) {
+    let d = TestDaemon::start().await;
+    let fp = d.host.import_image(&d.engine, "bookworm").await;
+    (d, fp)
+}
+
+/// A daemon with instance `c1` running.
+async fn with_c1() -> TestDaemon {
+    let (d, _) = daemon().await;
+    d.host.launch(&d.engine, "c1", "bookworm").await;
+    d
+}
+
+fn client(d: &TestDaemon) -> Client {
+    Client::with_socket(d.socket())
+}
 
 #[tokio::test]
 async fn server_info_and_connect_errors() {
-    let d = FakeDaemon::start().await;
-    let server = d
-        .client()
+    let d = TestDaemon::start().await;
+    let server = client(&d)
         .get_json::<kante_api::server::Server>("/1.0")
         .await
         .unwrap();
-    assert_eq!(server.environment.server_version, "9.9.9");
-    assert_eq!(d.with(|s| s.headers[0].1["host"].clone()), "unix.socket");
+    assert_eq!(
+        server.environment.server_version,
+        env!("CARGO_PKG_VERSION"),
+        "the engine's version"
+    );
+    assert_eq!(d.requests()[0].headers["host"], "unix.socket");
 
-    let gone = Client::with_socket(d.dir.path().join("nope.socket"));
+    let gone = Client::with_socket(d.scratch().join("nope.socket"));
     let err = gone.get("/1.0").await.unwrap_err();
     assert!(matches!(err, ClientError::Connect { .. }), "{err:?}");
     assert!(err.to_string().contains("nope.socket"));
@@ -32,20 +53,18 @@ async fn server_info_and_connect_errors() {
 
 #[tokio::test]
 async fn error_envelope_becomes_api_error() {
-    let d = FakeDaemon::start().await;
-    let err = d.client().instance("missing").await.unwrap_err();
+    let d = TestDaemon::start().await;
+    let err = client(&d).instance("missing").await.unwrap_err();
     assert_eq!(err.status(), Some(404));
     assert_eq!(err.to_string(), "Instance not found");
 }
 
 #[tokio::test]
 async fn create_start_stop_delete() {
-    let d = FakeDaemon::start().await;
-    d.add_image("e8b1265df84e0000", Some("bookworm"));
-    let c = d.client();
-    let fp = c.resolve_image("bookworm").await.unwrap();
-    assert_eq!(fp, "e8b1265df84e0000");
-    assert_eq!(c.resolve_image("e8b1").await.unwrap(), fp);
+    let (d, fp) = daemon().await;
+    let c = client(&d);
+    assert_eq!(c.resolve_image("bookworm").await.unwrap(), fp);
+    assert_eq!(c.resolve_image(&fp[..4]).await.unwrap(), fp);
     assert_eq!(
         c.resolve_image("nosuch").await.unwrap_err().to_string(),
         "Image not found"
@@ -62,19 +81,11 @@ async fn create_start_stop_delete() {
         ..Default::default()
     };
     let name = c.create_instance(&post).await.unwrap();
-    assert_eq!(name, "auto-1");
-    let body = d.with(|s| {
-        s.bodies
-            .iter()
-            .find(|(l, _)| l == "POST /1.0/instances")
-            .unwrap()
-            .1
-            .clone()
-    });
-    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(name.starts_with("kante-"), "the server picks: {name}");
+    let body = d.last("POST /1.0/instances").unwrap().json();
     assert!(
-        v["profiles"].is_null(),
-        "profiles must be null by default: {v}"
+        body["profiles"].is_null(),
+        "profiles must be null by default: {body}"
     );
 
     c.start_instance(&name).await.unwrap();
@@ -90,79 +101,93 @@ async fn create_start_stop_delete() {
     );
 
     let full = c.instances_full().await.unwrap();
-    assert_eq!(full[0].state.as_ref().unwrap().pid, 4242);
+    assert!(full[0].state.as_ref().unwrap().pid > FAKE_PID_BASE as i64);
     c.stop_instance(&name, true, -1).await.unwrap();
+    assert_eq!(
+        d.host.runtime.calls_for(&name)[1],
+        format!("signal {name} 9")
+    );
     c.delete_instance(&name).await.unwrap();
     assert!(c.instance_names().await.unwrap().is_empty());
 
     let named = c.launch("web-1", "bookworm").await.unwrap();
     assert_eq!(named, "web-1");
     assert_eq!(c.instance_state("web-1").await.unwrap().status, "Running");
+    c.stop_instance("web-1", true, -1).await.unwrap();
     c.rename_instance("web-1", "web-2").await.unwrap();
     assert_eq!(c.instance_names().await.unwrap(), vec!["web-2"]);
 }
 
 #[tokio::test]
-async fn update_sends_if_match_and_surfaces_operation_errors() {
-    let d = FakeDaemon::start().await;
-    d.add_instance("c1", StatusCode::Running);
-    let c = d.client();
+async fn update_surfaces_operation_errors() {
+    let d = with_c1().await;
+    let c = client(&d);
+    // kanted sends no ETag (the old fake daemon pretended it did).
     let (inst, etag) = c.instance_with_etag("c1").await.unwrap();
-    assert_eq!(etag.as_deref(), Some("\"etag-1\""));
+    assert_eq!(etag, None);
     let mut put = InstancePut {
         architecture: inst.architecture,
         config: inst.config,
+        devices: inst.devices,
+        profiles: Some(inst.profiles),
         ..Default::default()
     };
     put.config.insert("limits.memory".into(), "bogus".into());
-    let err = c
-        .update_instance("c1", &put, etag.as_deref())
-        .await
-        .unwrap_err();
-    assert_eq!(err.to_string(), "Invalid config: Invalid value: bogus");
+    let err = c.update_instance("c1", &put, None).await.unwrap_err();
+    assert!(matches!(err, ClientError::Operation(_)), "{err:?}");
+    assert!(
+        err.to_string()
+            .starts_with("Invalid value for limits.memory"),
+        "{err}"
+    );
     put.config.insert("limits.memory".into(), "256MiB".into());
-    c.update_instance("c1", &put, etag.as_deref())
+    c.update_instance("c1", &put, Some("\"some-etag\""))
         .await
         .unwrap();
-    // The ETag moved on: the old one is refused.
-    let err = c
-        .update_instance("c1", &put, etag.as_deref())
-        .await
-        .unwrap_err();
-    assert_eq!(err.status(), Some(412));
-    let put_headers = d.with(|s| {
-        s.headers
-            .iter()
-            .filter(|(l, _)| l == "PUT /1.0/instances/c1")
-            .count()
-    });
-    assert_eq!(put_headers, 3);
+    assert_eq!(
+        c.instance("c1").await.unwrap().config["limits.memory"],
+        "256MiB"
+    );
+    let puts: Vec<_> = d
+        .requests()
+        .into_iter()
+        .filter(|r| r.line == "PUT /1.0/instances/c1")
+        .collect();
+    assert_eq!(puts.len(), 2);
+    assert!(!puts[0].headers.contains_key("if-match"));
+    assert_eq!(puts[1].headers["if-match"], "\"some-etag\"");
 }
 
 #[tokio::test]
 async fn wait_operation_times_out_and_reports_failure() {
-    let d = FakeDaemon::start().await;
-    let entry = d.with(|s| {
-        s.new_op(
-            kante_api::operation::OperationClass::Task,
-            "x",
-            &[],
-            serde_json::Value::Null,
-        )
-    });
-    let id = entry.snapshot().id;
-    let c = d.client();
+    let d = with_c1().await;
+    let c = client(&d);
+    let exec = |argv: &[&str]| ExecPost {
+        command: argv.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    };
+    let resp = c
+        .post("/1.0/instances/c1/exec", &exec(&["sleep", "2"]))
+        .await
+        .unwrap();
+    let id = resp.operation_id().unwrap();
     let t = Instant::now();
     let err = c
         .wait_operation(&id, Some(Duration::from_millis(300)))
         .await
         .unwrap_err();
     assert!(matches!(err, ClientError::Timeout(_)), "{err:?}");
-    assert!(t.elapsed() < Duration::from_secs(3));
-    entry.finish(Err("boom".into()));
+    assert!(t.elapsed() < Duration::from_secs(2));
+    c.wait_operation(&id, None).await.unwrap();
+
+    let resp = c
+        .post("/1.0/instances/c1/exec", &exec(&["no-such-command"]))
+        .await
+        .unwrap();
+    let id = resp.operation_id().unwrap();
     assert_eq!(
         c.wait_operation(&id, None).await.unwrap_err().to_string(),
-        "boom"
+        "Command not found"
     );
     assert_eq!(
         c.wait_operation_raw(&id, None).await.unwrap().status_code,
@@ -170,13 +195,15 @@ async fn wait_operation_times_out_and_reports_failure() {
     );
 }
 
+/// Prints to both streams and fails with 3.
+const FAIL: &[&str] = &["sh", "-c", "echo out; echo err >&2; exit 3"];
+
 #[tokio::test]
 async fn exec_capture_collects_streams_and_exit_code() {
-    let d = FakeDaemon::start().await;
-    d.add_instance("c1", StatusCode::Running);
-    let c = d.client();
+    let d = with_c1().await;
+    let c = client(&d);
     let out = c
-        .exec_capture("c1", &["fail"], &[("FOO", "bar")], None)
+        .exec_capture("c1", FAIL, &[("FOO", "bar")], None)
         .await
         .unwrap();
     assert_eq!(
@@ -187,10 +214,20 @@ async fn exec_capture_collects_streams_and_exit_code() {
         ),
         (3, "out\n", "err\n")
     );
-    let post = d.with(|s| s.exec_posts[0].clone());
+    let post = d.last("POST /1.0/instances/c1/exec").unwrap().json();
     assert_eq!(post["wait-for-websocket"], true);
     assert_eq!(post["interactive"], false);
     assert_eq!(post["environment"]["FOO"], "bar");
+    let out = c
+        .exec_capture(
+            "c1",
+            &["sh", "-c", "printf %s \"$FOO\""],
+            &[("FOO", "bar")],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.stdout_str(), "bar");
 
     let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     let out = c
@@ -201,7 +238,7 @@ async fn exec_capture_collects_streams_and_exit_code() {
     assert_eq!(out.stdout, data);
 
     let out = c
-        .exec_capture("c1", &["big", "1000000"], &[], None)
+        .exec_capture("c1", &["head", "-c", "1000000", "/dev/zero"], &[], None)
         .await
         .unwrap();
     assert_eq!(out.stdout.len(), 1_000_000);
@@ -222,9 +259,8 @@ async fn exec_capture_collects_streams_and_exit_code() {
 
 #[tokio::test]
 async fn exec_capture_is_fast() {
-    let d = FakeDaemon::start().await;
-    d.add_instance("c1", StatusCode::Running);
-    let c = d.client();
+    let d = with_c1().await;
+    let c = client(&d);
     c.exec_capture("c1", &["true"], &[], None).await.unwrap();
     let n = 20;
     let t = Instant::now();
@@ -239,12 +275,18 @@ async fn exec_capture_is_fast() {
     }
     let per = t.elapsed() / n;
     eprintln!("exec_capture round trip: {per:?}");
-    // Generous for loaded CI machines; typically well under 2 ms here.
-    assert!(per < Duration::from_millis(50), "exec round trip {per:?}");
+    // Generous for loaded CI machines (a process is started each time).
+    assert!(per < Duration::from_millis(100), "exec round trip {per:?}");
 }
 
 #[derive(Clone, Default)]
 struct SharedBuf(Arc<Mutex<Vec<u8>>>);
+
+impl SharedBuf {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
 
 impl tokio::io::AsyncWrite for SharedBuf {
     fn poll_write(
@@ -271,8 +313,7 @@ impl tokio::io::AsyncWrite for SharedBuf {
 
 #[tokio::test]
 async fn streaming_exec_forwards_signals() {
-    let d = FakeDaemon::start().await;
-    d.add_instance("c1", StatusCode::Running);
+    let d = with_c1().await;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let out = SharedBuf::default();
     let streams = ExecStreams {
@@ -282,52 +323,60 @@ async fn streaming_exec_forwards_signals() {
         control: Some(rx),
     };
     let post = ExecPost {
-        command: vec!["wait-signal".into()],
+        command: vec!["sh".into(), "-c".into(), "echo ready; exec sleep 30".into()],
         ..Default::default()
     };
-    let c = d.client();
+    let c = client(&d);
     let task = tokio::spawn(async move { c.exec("c1", post, streams).await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let t = Instant::now();
+    while out.text().is_empty() && t.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     tx.send(ExecControl::signal(15)).unwrap();
+    // Killed by SIGTERM: 128 + 15.
     assert_eq!(task.await.unwrap().unwrap(), 143);
-    let msgs = d.with(|s| s.control_messages.clone());
-    assert_eq!(
-        msgs[0],
-        serde_json::json!({"command": "signal", "args": null, "signal": 15})
-    );
+    assert!(t.elapsed() < Duration::from_secs(20));
 }
 
 #[tokio::test]
 async fn interactive_exec_uses_one_stream_and_resizes() {
-    let d = FakeDaemon::start().await;
-    d.add_instance("c1", StatusCode::Running);
+    let d = with_c1().await;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     tx.send(ExecControl::resize(120, 40)).unwrap();
     let out = SharedBuf::default();
     let streams = ExecStreams {
-        stdin: Some(Box::new(&b"typed"[..])),
+        stdin: Some(Box::new(&b"typed\n"[..])),
         stdout: Box::new(out.clone()),
         stderr: Box::new(SharedBuf::default()),
         control: Some(rx),
     };
+    // Waits (at most ~5 s) for the resize, then echoes a line of input.
+    let script = "i=0; while [ \"$(stty size)\" != '40 120' ] && [ $i -lt 250 ]; do \
+                  sleep 0.02; i=$((i+1)); done; stty size; read line; echo \"got $line\"";
     let post = ExecPost {
-        command: vec!["tty-echo".into()],
+        command: vec!["sh".into(), "-c".into(), script.into()],
         interactive: true,
         width: 100,
         height: 30,
         ..Default::default()
     };
-    let code = d.client().exec("c1", post, streams).await.unwrap();
+    let code = client(&d).exec("c1", post, streams).await.unwrap();
     assert_eq!(code, 0);
-    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
-    assert_eq!(text, "30 100\r\nresized 40 120\r\ntyped");
+    let text = out.text();
+    assert!(text.contains("40 120\r\n"), "{text:?}");
+    assert!(text.contains("got typed\r\n"), "{text:?}");
+    let post = d.last("POST /1.0/instances/c1/exec").unwrap().json();
+    assert_eq!(
+        (post["width"].as_i64(), post["height"].as_i64()),
+        (Some(100), Some(30))
+    );
+    assert_eq!(post["interactive"], true);
 }
 
 #[tokio::test]
 async fn files_push_pull_list_and_delete() {
-    let d = FakeDaemon::start().await;
-    d.add_instance("c1", StatusCode::Running);
-    let c = d.client();
+    let d = with_c1().await;
+    let c = client(&d);
     let opts = FilePushOptions {
         uid: Some(0),
         gid: Some(0),
@@ -356,22 +405,36 @@ async fn files_push_pull_list_and_delete() {
     .await
     .unwrap();
 
-    let (_, h) = d.with(|s| {
-        s.headers
-            .iter()
-            .find(|(l, _)| l.starts_with("POST /1.0/instances/c1/files"))
-            .unwrap()
-            .clone()
-    });
+    let h = d
+        .requests()
+        .into_iter()
+        .find(|r| r.line.starts_with("POST /1.0/instances/c1/files"))
+        .unwrap()
+        .headers;
     assert_eq!(h["x-lxd-mode"], "0640");
     assert_eq!(h["x-lxd-type"], "file");
     assert_eq!(h["x-lxd-write"], "overwrite");
+    // They are in the guest's rootfs.
+    let rootfs = d.rootfs("c1");
+    assert_eq!(
+        std::fs::read(rootfs.join("root/a.txt")).unwrap(),
+        b"alpha\n"
+    );
+    assert!(rootfs.join("root/sub").is_dir());
 
     let got = c.file_get("c1", "/root/a.txt").await.unwrap();
     assert_eq!(got.content, FileContent::File(b"alpha\n".to_vec()));
-    assert_eq!(got.meta.mode, 0o640);
-    let dir = c.file_get("c1", "/root").await;
-    assert!(dir.is_err(), "no /root entry in the fake");
+    assert_eq!((got.meta.mode, got.meta.uid), (0o640, 0));
+    let dir = c.file_get("c1", "/root").await.unwrap();
+    assert_eq!(dir.meta.kind, FileKind::Directory);
+    match dir.content {
+        FileContent::Directory(names) => {
+            for n in ["a.txt", "link", "sub"] {
+                assert!(names.contains(&n.to_string()), "{names:?}");
+            }
+        }
+        other => panic!("{other:?}"),
+    }
     let sub = c.file_get("c1", "/root/sub").await.unwrap();
     assert_eq!(sub.meta.kind, FileKind::Directory);
     let link = c.file_get("c1", "/root/link").await.unwrap();
@@ -391,37 +454,41 @@ async fn files_push_pull_list_and_delete() {
     .await
     .unwrap();
     assert_eq!(*seen.lock().unwrap(), (500_000, 500_000));
-    let chunked = d.with(|s| {
-        s.headers
-            .iter()
-            .rev()
-            .find(|(l, _)| l.contains("path=%2Fbig"))
-            .unwrap()
-            .1
-            .clone()
-    });
+    assert_eq!(
+        std::fs::metadata(rootfs.join("big")).unwrap().len(),
+        500_000
+    );
+    let chunked = d
+        .requests()
+        .into_iter()
+        .rev()
+        .find(|r| r.line.contains("path=%2Fbig"))
+        .unwrap()
+        .headers;
     assert_eq!(
         chunked.get("transfer-encoding").map(String::as_str),
         Some("chunked")
     );
 
     c.file_delete("c1", "/root/a.txt").await.unwrap();
+    assert!(!rootfs.join("root/a.txt").exists());
     assert_eq!(
-        c.file_get("c1", "/root/a.txt")
-            .await
-            .unwrap_err()
-            .to_string(),
-        "Not Found"
+        c.file_get("c1", "/root/a.txt").await.unwrap_err().status(),
+        Some(404)
     );
 }
 
 #[tokio::test]
 async fn image_upload_aliases_and_delete() {
-    let d = FakeDaemon::start().await;
-    let c = d.client();
-    let tmp = tempfile::tempdir().unwrap();
-    let tarball = tmp.path().join("debian-12-amd64.tar.zst");
-    std::fs::write(&tarball, vec![9u8; 700_000]).unwrap();
+    let d = TestDaemon::start().await;
+    let c = client(&d);
+    let spec = image::Spec {
+        file_name: "debian-12-amd64.tar.gz".into(),
+        filler: 700_000,
+        ..Default::default()
+    };
+    let tarball = image::build(d.scratch(), &spec);
+    let size = std::fs::metadata(&tarball).unwrap().len();
     let progress = Arc::new(Mutex::new(Vec::new()));
     let p2 = progress.clone();
     let fp = c
@@ -431,23 +498,16 @@ async fn image_upload_aliases_and_delete() {
         .await
         .unwrap();
     assert_eq!(fp.len(), 64);
-    assert_eq!(progress.lock().unwrap().last(), Some(&(700_000, 700_000)));
-    let h = d.with(|s| {
-        s.headers
-            .iter()
-            .find(|(l, _)| l == "POST /1.0/images")
-            .unwrap()
-            .1
-            .clone()
-    });
-    assert_eq!(h["x-lxd-filename"], "debian-12-amd64.tar.zst");
+    assert_eq!(progress.lock().unwrap().last(), Some(&(size, size)));
+    let h = d.last("POST /1.0/images").unwrap().headers;
+    assert_eq!(h["x-lxd-filename"], "debian-12-amd64.tar.gz");
     assert_eq!(h["content-type"], "application/octet-stream");
 
     let err = c
         .upload_image(&tarball, &ImageUploadOptions::default(), |_, _| {})
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("already exists"));
+    assert!(err.to_string().contains("already exists"), "{err}");
 
     c.create_image_alias("debian/12", &fp, "").await.unwrap();
     assert_eq!(
@@ -459,25 +519,25 @@ async fn image_upload_aliases_and_delete() {
     );
     assert_eq!(c.image_alias("debian/12").await.unwrap().target, fp);
     assert_eq!(c.image_aliases().await.unwrap().len(), 1);
-    assert_eq!(c.images().await.unwrap()[0].size, 700_000);
+    assert_eq!(c.images().await.unwrap()[0].size, size as i64);
 
-    let meta = tmp.path().join("meta.tar.xz");
-    std::fs::write(&meta, b"metadata").unwrap();
+    let split = image::Spec {
+        file_name: "split.tar".into(),
+        description: "split".into(),
+        ..Default::default()
+    };
+    let (meta, rootfs) = image::build_split(d.scratch(), &split);
     let fp2 = c
-        .upload_image_split(&meta, &tarball, &ImageUploadOptions::default(), |_, _| {})
+        .upload_image_split(&meta, &rootfs, &ImageUploadOptions::default(), |_, _| {})
         .await
         .unwrap();
     assert_ne!(fp2, fp);
-    let ct = d.with(|s| {
-        s.headers
-            .iter()
-            .rev()
-            .find(|(l, _)| l == "POST /1.0/images")
-            .unwrap()
-            .1["content-type"]
-            .clone()
-    });
+    let ct = d.last("POST /1.0/images").unwrap().headers["content-type"].clone();
     assert!(ct.starts_with("multipart/form-data; boundary="), "{ct}");
+    assert_eq!(
+        c.image(&fp2).await.unwrap().properties["description"],
+        "split"
+    );
 
     c.delete_image_alias("debian/12").await.unwrap();
     c.delete_image(&fp).await.unwrap();
@@ -486,14 +546,18 @@ async fn image_upload_aliases_and_delete() {
 
 #[tokio::test]
 async fn console_log_and_events() {
-    let d = FakeDaemon::start().await;
-    d.add_instance("c1", StatusCode::Running);
-    d.with(|s| s.console = "boot ok\n".into());
-    let c = d.client();
-    assert_eq!(c.console_log("c1").await.unwrap(), b"boot ok\n");
+    let d = with_c1().await;
+    let c = client(&d);
+    assert_eq!(
+        c.console_log("c1").await.unwrap(),
+        b"[fake init] c1 booted\n"
+    );
     c.clear_console_log("c1").await.unwrap();
     assert!(c.console_log("c1").await.unwrap().is_empty());
-    let mut ev = c.events("").await.unwrap();
+    let mut ev = c.events("lifecycle").await.unwrap();
+    c.stop_instance("c1", true, -1).await.unwrap();
     let first = ev.next().await.unwrap().unwrap();
     assert_eq!(first.kind, "lifecycle");
+    assert_eq!(first.metadata["action"], "instance-stopped");
+    assert_eq!(first.metadata["source"], "/1.0/instances/c1");
 }

@@ -6,6 +6,7 @@
 //! in operations; everything that can fail half-way undoes itself with a
 //! revert guard.
 
+mod deps;
 pub mod error;
 pub mod events;
 pub mod host;
@@ -19,6 +20,8 @@ pub mod pools;
 pub mod profiles;
 pub mod schedule;
 pub mod server;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod units;
 pub mod util;
 pub mod volumes;
@@ -30,6 +33,7 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use kante_runtime::{IdMap, Runtime};
 use kante_store::Store;
 
+pub use deps::HostDeps;
 pub use error::{EngineError, Result};
 pub use events::Events;
 pub use operations::{Op, Operations};
@@ -62,6 +66,8 @@ pub struct Engine {
     idmap_alloc: Mutex<()>,
     /// The host's lxcfs, bound over the guests' /proc files.
     pub lxcfs: Arc<kante_runtime::lxcfs::Lxcfs>,
+    /// The storage drivers pools can be made with.
+    pub storage_drivers: kante_storage::Registry,
     pub started_at: kante_api::Timestamp,
     me: Weak<Engine>,
 }
@@ -73,8 +79,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Engine {
     /// Opens the state under `config.kante_dir`, makes the default pool and
     /// profile on first start, and re-attaches to containers that kept
-    /// running while the daemon was away.
-    pub async fn open(config: EngineConfig, runtime: Arc<dyn Runtime>) -> Result<Arc<Engine>> {
+    /// running while the daemon was away. Everything of the host it uses
+    /// comes from `host`.
+    pub async fn open(config: EngineConfig, host: HostDeps) -> Result<Arc<Engine>> {
         let paths = Paths::new(&config.kante_dir);
         // Closed to other host users (audit F1): guests' files are on disk
         // with their own ids, so a setuid file a guest made would be host
@@ -94,9 +101,14 @@ impl Engine {
                 .map_err(|e| EngineError::internal(format!("creating {}: {e}", d.display())))?;
         }
         let store = Store::open(&paths.database())?;
-        let net = kante_network::NetContext::system()?;
         let events = Events::new();
-        let id_range = instance::idmaps::HostIdRange::system();
+        let HostDeps {
+            runtime,
+            net,
+            lxcfs,
+            id_range,
+            storage,
+        } = host;
         let engine = Arc::new_cyclic(|me| Engine {
             paths,
             store,
@@ -111,7 +123,8 @@ impl Engine {
             idmap: id_range.shared(),
             id_range,
             idmap_alloc: Mutex::new(()),
-            lxcfs: Arc::new(kante_runtime::lxcfs::Lxcfs::system()),
+            lxcfs,
+            storage_drivers: storage,
             started_at: kante_api::now(),
             me: me.clone(),
         });

@@ -31,6 +31,17 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+impl std::fmt::Debug for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.snapshot();
+        f.debug_struct("Op")
+            .field("id", &s.id)
+            .field("description", &s.description)
+            .field("status", &s.status)
+            .finish()
+    }
+}
+
 impl Op {
     pub fn id(&self) -> String {
         lock(&self.state).id.clone()

@@ -11,7 +11,7 @@ pub use kante_api::storage::{StoragePool, StoragePoolsPost};
 
 impl Engine {
     pub(crate) fn create_default_pool(&self) -> Result<()> {
-        let driver = kante_storage::driver("dir")?;
+        let driver = self.storage_drivers.get("dir")?;
         let base = self.paths.pool("default");
         let mut config = ConfigMap::new();
         if base.join("containers").is_dir() && base.join("images").is_dir() {
@@ -39,7 +39,7 @@ impl Engine {
         let mut pools = self.pools.write().unwrap_or_else(|p| p.into_inner());
         for row in self.store.pool_list()? {
             let result = (|| -> Result<Pool> {
-                let driver = kante_storage::driver(&row.driver)?;
+                let driver = self.storage_drivers.get(&row.driver)?;
                 let base = self.paths.pool(&row.name);
                 driver.mount_pool(&base, &row.config)?;
                 let pool = Pool {
@@ -69,7 +69,7 @@ impl Engine {
                 req.name
             )));
         }
-        let driver = kante_storage::driver(&req.driver)?;
+        let driver = self.storage_drivers.get(&req.driver)?;
         driver.validate_config(&req.config)?;
         let base = self.paths.pool(&req.name);
         let mut config = req.config.clone();

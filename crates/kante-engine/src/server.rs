@@ -84,9 +84,11 @@ impl Engine {
     pub fn server_info(&self) -> Result<Server> {
         let (kernel_version, hostname) = uname();
         let (os_name, os_version) = os_release();
-        let drivers: Vec<StorageDriverInfo> = kante_storage::supported()
+        let drivers: Vec<StorageDriverInfo> = self
+            .storage_drivers
+            .names()
             .into_iter()
-            .filter_map(|n| kante_storage::driver(n).ok())
+            .filter_map(|n| self.storage_drivers.get(n).ok())
             .map(|d| {
                 let i = d.info();
                 StorageDriverInfo {

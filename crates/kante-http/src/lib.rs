@@ -6,6 +6,8 @@ pub mod body;
 pub mod filter;
 pub mod response;
 pub mod routes;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod wslimit;
 
 use std::path::Path;

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use ipnet::IpNet;
 
 use crate::netlink::{LinkDetails, MacvlanRequest, NetOps, VethRequest};
+use crate::netns::NetnsRef;
 use crate::{NetworkError, Result};
 
 #[derive(Default)]
@@ -201,5 +202,14 @@ impl NetOps for FakeNetOps {
         let mut st = self.st();
         st.addrs.remove(name);
         Ok(st.links.remove(name).is_some())
+    }
+
+    async fn set_up_in(&self, netns: &NetnsRef, name: &str) -> Result<()> {
+        let ns = netns.path().display().to_string();
+        self.record(format!("set_up_in {ns} {name}"));
+        match self.st().foreign.iter().any(|(n, i)| *n == ns && i == name) {
+            true => Ok(()),
+            false => Err(NetworkError::NotFound(format!("interface {name} in {ns}"))),
+        }
     }
 }

@@ -142,6 +142,8 @@ pub trait NetOps: Send + Sync {
     async fn ensure_vlan(&self, parent: &str, id: u16) -> Result<String>;
     /// Deletes a link; `false` if there was none.
     async fn delete_link(&self, name: &str) -> Result<bool>;
+    /// Brings `name` up inside `netns` (an instance's end of a NIC).
+    async fn set_up_in(&self, netns: &NetnsRef, name: &str) -> Result<()>;
 }
 
 /// [`NetOps`] over an rtnetlink socket in the caller's network namespace.
@@ -480,5 +482,9 @@ impl NetOps for RtNetlink {
             Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(false),
             Err(e) => Err(nl_err(format!("deleting {name}"))(e)),
         }
+    }
+
+    async fn set_up_in(&self, netns: &NetnsRef, name: &str) -> Result<()> {
+        crate::netns::set_up_in_netns(netns, name)
     }
 }

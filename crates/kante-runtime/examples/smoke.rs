@@ -81,7 +81,9 @@ fn main() {
         let mut status = 0;
         // SAFETY: reaping our own children.
         unsafe {
-            libc::waitpid(p.helper_pid, &mut status, 0);
+            if let Some(helper) = p.helper_pid {
+                libc::waitpid(helper, &mut status, 0);
+            }
             libc::waitpid(p.pid, &mut status, 0)
         };
         (libc::WEXITSTATUS(status), out, err)

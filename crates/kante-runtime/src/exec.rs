@@ -63,8 +63,10 @@ pub struct ExecTarget<'a> {
 
 /// The daemon's ends of a running command.
 pub struct ExecProcess {
-    /// The helper (our child), already exiting: reap it, its status means nothing.
-    pub helper_pid: i32,
+    /// The helper (our child), already exiting: reap it, its status means
+    /// nothing. `None` when the command was started without one (a fake
+    /// runtime in tests).
+    pub helper_pid: Option<i32>,
     /// The command itself, by host pid: also our child, so reaping it
     /// yields the exit status, and the pid cannot be recycled before that.
     pub pid: i32,
@@ -379,7 +381,7 @@ pub fn spawn(target: &ExecTarget, spec: &ExecSpec) -> Result<ExecProcess, ExecEr
         return Err(decode_failure(rec, &spec.argv[0]));
     }
     Ok(ExecProcess {
-        helper_pid: helper,
+        helper_pid: Some(helper),
         pid,
         stdio: ours,
     })

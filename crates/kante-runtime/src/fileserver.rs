@@ -27,6 +27,14 @@ const PIDFD_FD: RawFd = 4;
 /// Room for the largest request: four paths and the fixed fields.
 const MAX_REQUEST: usize = 4 * 4096 + 64;
 
+/// Where file operations on a running container are done: its file server,
+/// or a stand-in (a fake runtime's, in tests). Dropping it ends it.
+pub trait FileSession: Send {
+    /// One operation; blocking (off the async runtime), at most `timeout`
+    /// for the answer. After an error the session should be dropped.
+    fn call(&self, op: &FileOp, timeout: Duration) -> io::Result<Reply>;
+}
+
 /// A running file server; dropping it ends the helper.
 pub struct FileServer {
     child: Child,
@@ -87,6 +95,12 @@ impl FileServer {
             return Err(io::Error::last_os_error());
         }
         fileio::receive(&self.sock, timeout)
+    }
+}
+
+impl FileSession for FileServer {
+    fn call(&self, op: &FileOp, timeout: Duration) -> io::Result<Reply> {
+        FileServer::call(self, op, timeout)
     }
 }
 

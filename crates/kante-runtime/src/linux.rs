@@ -13,9 +13,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::cgroup::{Cgroup, CgroupLayout};
 use crate::exec::{self, ExecProcess, ExecSpec, ExecTarget};
+use crate::fileserver::{FileServer, FileSession};
 use crate::monitor::{read_exit, read_report, InitExit, StartReport, CONTROL_FD, STATUS_FD};
 use crate::seccomp::Program;
-use crate::spec::{ContainerSpec, IdMap, Intercept};
+use crate::spec::{BindMount, ContainerSpec, IdMap, Intercept};
 use crate::sys;
 use crate::RuntimeError;
 
@@ -62,6 +63,16 @@ pub struct Container {
 }
 
 impl Container {
+    /// A container another [`Runtime`] started (a fake one in tests):
+    /// `init_pidfd` must become readable when its init ends.
+    pub fn new(record: ContainerRecord, init_pidfd: OwnedFd) -> Container {
+        Container {
+            record,
+            init_pidfd,
+            monitor: None,
+        }
+    }
+
     pub fn pid(&self) -> i32 {
         self.record.init_pid
     }
@@ -104,6 +115,13 @@ pub trait Runtime: Send + Sync {
     /// The cgroup at a relative path (`kante-…/<name>`), without holding
     /// the container.
     fn cgroup_at(&self, rel: &str) -> Cgroup;
+    /// A file server for the running container: file operations done as
+    /// its root, inside its namespaces (see [`crate::fileserver`]).
+    fn file_server(&self, c: &Container) -> io::Result<Box<dyn FileSession>>;
+    /// Mounts `m` into the running container (disk hot-plug).
+    fn mount_into(&self, c: &Container, m: &BindMount) -> io::Result<()>;
+    /// Unmounts whatever is mounted at `target` inside the running container.
+    fn unmount_from(&self, c: &Container, target: &str) -> io::Result<()>;
 }
 
 pub struct LinuxRuntime {
@@ -353,6 +371,21 @@ impl Runtime for LinuxRuntime {
 
     fn cgroup_at(&self, rel: &str) -> Cgroup {
         Cgroup::new(self.layout.clone(), rel)
+    }
+
+    fn file_server(&self, c: &Container) -> io::Result<Box<dyn FileSession>> {
+        let server = FileServer::spawn(c.init_pidfd.as_raw_fd(), c.record.idmap.is_some())?;
+        Ok(Box::new(server))
+    }
+
+    fn mount_into(&self, c: &Container, m: &BindMount) -> io::Result<()> {
+        let pid = c.pid();
+        let root_ids = crate::idmap::of_process(pid).map(|m| (m.host_uid, m.host_gid));
+        crate::hotplug::attach(pid, m, root_ids)
+    }
+
+    fn unmount_from(&self, c: &Container, target: &str) -> io::Result<()> {
+        crate::hotplug::detach(c.pid(), target)
     }
 }
 

@@ -130,6 +130,18 @@ impl Lxcfs {
         }
     }
 
+    /// An lxcfs that is never there and never started (`dir` is only
+    /// checked): guests see the host's /proc files. For tests, and hosts
+    /// that turn the feature off.
+    pub fn unavailable(dir: PathBuf) -> Lxcfs {
+        Lxcfs {
+            pidfile: dir.with_extension("pid"),
+            dir,
+            program: None,
+            state: Mutex::new(false),
+        }
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }

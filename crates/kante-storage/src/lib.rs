@@ -23,7 +23,10 @@ mod btrfs_ioctl;
 mod child;
 mod dir;
 mod loopdev;
+#[cfg(any(test, feature = "testing"))]
+pub mod mock;
 mod mounts;
+mod registry;
 mod revert;
 mod snapshots;
 mod volumes;
@@ -41,6 +44,7 @@ pub use btrfs::BtrfsDriver;
 pub use child::dies_with_daemon;
 pub use dir::DirDriver;
 pub use kante_syntax::{format_size, parse_size};
+pub use registry::Registry;
 pub use revert::Revert;
 pub use snapshots::StagedSnapshot;
 pub use volumes::VolumeMeta;
@@ -196,20 +200,14 @@ pub trait StorageDriver: Send + Sync {
     }
 }
 
-/// The registry of storage drivers by name.
+/// The built-in driver called `name` (see [`Registry::builtin`]).
 pub fn driver(name: &str) -> Result<Arc<dyn StorageDriver>> {
-    match name {
-        "dir" => Ok(Arc::new(DirDriver)),
-        "btrfs" => Ok(Arc::new(BtrfsDriver)),
-        other => Err(StorageError::UnknownDriver(
-            other.into(),
-            supported().join(", "),
-        )),
-    }
+    Registry::builtin().get(name)
 }
 
+/// The names of the built-in drivers.
 pub fn supported() -> Vec<&'static str> {
-    vec!["dir", "btrfs"]
+    Registry::builtin().names()
 }
 
 /// Checks a volume name: not empty, at most 255 bytes, no `/`, no

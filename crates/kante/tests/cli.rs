@@ -1,24 +1,20 @@
-//! The `kante` binary against the in-memory fake daemon of kante-client's tests.
-
-#[path = "../../kante-client/tests/fake/mod.rs"]
-mod fake;
+//! The `kante` binary against the real API: `kante_http::router` over a
+//! real engine on fakes of the host (`kante_http::testing::TestDaemon`).
 
 use std::process::{Command, Output, Stdio};
 
-use fake::FakeDaemon;
-use kante_api::StatusCode;
+use kante_engine::testing::{self, image, FAKE_PID_BASE};
+use kante_http::testing::TestDaemon;
 
-const FP: &str = "e8b1265df84efdf3241ce4d57cde793e33a564fd76c38a5b0ad8938a45ea6d8f";
-
-fn kante(d: &FakeDaemon, args: &[&str]) -> Output {
+fn kante(d: &TestDaemon, args: &[&str]) -> Output {
     kante_stdin(d, args, None)
 }
 
-fn kante_stdin(d: &FakeDaemon, args: &[&str], input: Option<&[u8]>) -> Output {
+fn kante_stdin(d: &TestDaemon, args: &[&str], input: Option<&[u8]>) -> Output {
     use std::io::Write;
     let mut child = Command::new(env!("CARGO_BIN_EXE_kante"))
         .args(args)
-        .env("KANTE_DIR", d.dir.path())
+        .env("KANTE_DIR", d.kante_dir())
         .stdin(if input.is_some() {
             Stdio::piped()
         } else {
@@ -42,12 +38,27 @@ fn err(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-fn daemon() -> FakeDaemon {
-    let d = FakeDaemon::start_background();
-    d.add_image(FP, Some("bookworm"));
-    d.add_instance("trc-run", StatusCode::Running);
-    d.add_instance("trc-stopped", StatusCode::Stopped);
-    d
+/// A daemon with the test image as `bookworm`, `trc-run` running and
+/// `trc-stopped` stopped; also returns the image's fingerprint.
+fn daemon_fp() -> (TestDaemon, String) {
+    let d = TestDaemon::start_background();
+    let fp = d.block_on(async {
+        let fp = d.host.import_image(&d.engine, "bookworm").await;
+        d.host.launch(&d.engine, "trc-run", "bookworm").await;
+        d.host
+            .create(&d.engine, "trc-stopped", "bookworm", &[])
+            .await;
+        fp
+    });
+    (d, fp)
+}
+
+fn daemon() -> TestDaemon {
+    daemon_fp().0
+}
+
+fn status(d: &TestDaemon, name: &str) -> String {
+    d.engine.instance_status(name).as_str().to_string()
 }
 
 #[test]
@@ -55,93 +66,91 @@ fn list_prints_lxc_table() {
     let d = daemon();
     let o = kante(&d, &["list"]);
     assert!(o.status.success(), "{}", err(&o));
+    // The fake runtime's guests have no network state.
     let expected = "\
-+-------------+---------+-----------------+------+-----------+-----------+
-|    NAME     |  STATE  |      IPV4       | IPV6 |   TYPE    | SNAPSHOTS |
-+-------------+---------+-----------------+------+-----------+-----------+
-| trc-run     | RUNNING | 10.0.3.5 (eth0) |      | CONTAINER | 0         |
-+-------------+---------+-----------------+------+-----------+-----------+
-| trc-stopped | STOPPED |                 |      | CONTAINER | 0         |
-+-------------+---------+-----------------+------+-----------+-----------+
++-------------+---------+------+------+-----------+-----------+
+|    NAME     |  STATE  | IPV4 | IPV6 |   TYPE    | SNAPSHOTS |
++-------------+---------+------+------+-----------+-----------+
+| trc-run     | RUNNING |      |      | CONTAINER | 0         |
++-------------+---------+------+------+-----------+-----------+
+| trc-stopped | STOPPED |      |      | CONTAINER | 0         |
++-------------+---------+------+------+-----------+-----------+
 ";
     assert_eq!(out(&o), expected);
-    assert!(d.with(|s| s
-        .log
-        .contains(&"GET /1.0/instances?recursion=2".to_string())));
+    assert!(d
+        .lines()
+        .contains(&"GET /1.0/instances?recursion=2".to_string()));
 
     let o = kante(&d, &["list", "-c", "ns", "--format", "csv", "trc-r"]);
     assert_eq!(out(&o), "trc-run,RUNNING\n");
-    assert!(d.with(|s| s
-        .log
-        .contains(&"GET /1.0/instances?recursion=1".to_string())));
+    assert!(d
+        .lines()
+        .contains(&"GET /1.0/instances?recursion=1".to_string()));
 
     let o = kante(&d, &["list", "--format", "json"]);
     let v: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
-    assert_eq!(v[0]["state"]["pid"], 4242);
+    assert!(v[0]["state"]["pid"].as_i64().unwrap() > FAKE_PID_BASE as i64);
 }
 
 #[test]
 fn launch_creates_and_starts() {
-    let d = daemon();
+    let (d, fp) = daemon_fp();
     let o = kante(
         &d,
         &["launch", "bookworm", "c3", "-c", "limits.memory=256MiB"],
     );
     assert!(o.status.success(), "{}", err(&o));
     assert_eq!(out(&o), "Creating c3\nStarting c3\n");
-    let body = d.with(|s| {
-        s.bodies
-            .iter()
-            .find(|(l, _)| l == "POST /1.0/instances")
-            .unwrap()
-            .1
-            .clone()
-    });
-    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(v["source"]["fingerprint"], FP);
+    let v = d.last("POST /1.0/instances").unwrap().json();
+    assert_eq!(v["source"]["fingerprint"], fp);
     assert!(v["profiles"].is_null());
     assert_eq!(v["config"]["limits.memory"], "256MiB");
-    let start = d.with(|s| {
-        s.bodies
-            .iter()
-            .find(|(l, _)| l == "PUT /1.0/instances/c3/state")
-            .unwrap()
-            .1
-            .clone()
-    });
-    let v: serde_json::Value = serde_json::from_slice(&start).unwrap();
+    let v = d.last("PUT /1.0/instances/c3/state").unwrap().json();
     assert_eq!(
         (v["action"].as_str(), v["timeout"].as_i64()),
         (Some("start"), Some(-1))
     );
+    assert_eq!(status(&d, "c3"), "Running");
+    assert_eq!(
+        d.engine.instance_row("c3").unwrap().config["limits.memory"],
+        "256MiB"
+    );
 
     // Without a name the server picks one.
-    let o = kante(&d, &["init", "bookworm", "--no-profiles"]);
+    let o = kante(&d, &["init", "bookworm"]);
     assert!(o.status.success(), "{}", err(&o));
-    assert!(out(&o).contains("Instance name is: auto-"), "{}", out(&o));
+    assert!(out(&o).contains("Instance name is: kante-"), "{}", out(&o));
 }
 
 #[test]
 fn launch_wait_polls_systemd() {
     let d = daemon();
-    d.with(|s| {
-        s.systemd_states.extend([
-            "initializing".to_string(),
-            "starting".into(),
-            "degraded".into(),
-        ])
-    });
-    let o = kante(&d, &["launch", "bookworm", "w1", "--wait"]);
+    for (alias, states) in [
+        ("slowboot", "initializing\nstarting\ndegraded\n"),
+        ("broken", "maintenance\n"),
+    ] {
+        let spec = image::Spec {
+            file_name: format!("{alias}.tar.gz"),
+            files: vec![("/run/fake-systemd".into(), states.into(), 0o644)],
+            ..Default::default()
+        };
+        let tarball = image::build(d.scratch(), &spec);
+        d.block_on(testing::import_tarball(&d.engine, &tarball, Some(alias)));
+    }
+    let o = kante(&d, &["launch", "slowboot", "w1", "--wait"]);
     assert!(o.status.success(), "{}", err(&o));
-    assert!(d.with(|s| s.systemd_states.is_empty()));
-    let posts = d.with(|s| s.exec_posts.clone());
-    assert_eq!(
-        posts[0]["command"],
-        serde_json::json!(["systemctl", "is-system-running"])
-    );
+    let polls = d
+        .host
+        .runtime
+        .calls_for("w1")
+        .iter()
+        .filter(|c| *c == "exec w1 systemctl is-system-running")
+        .count();
+    assert_eq!(polls, 3, "{:?}", d.host.runtime.calls_for("w1"));
+    let states = std::fs::read_to_string(d.rootfs("w1").join("run/fake-systemd")).unwrap();
+    assert!(states.is_empty(), "every state was read: {states:?}");
 
-    d.with(|s| s.systemd_states.push_back("maintenance".into()));
-    let o = kante(&d, &["launch", "bookworm", "w2", "--wait"]);
+    let o = kante(&d, &["launch", "broken", "w2", "--wait"]);
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(
         err(&o),
@@ -200,7 +209,17 @@ fn errors_are_one_line() {
 #[test]
 fn exec_passes_streams_and_exit_code() {
     let d = daemon();
-    let o = kante(&d, &["exec", "trc-run", "--", "fail"]);
+    let o = kante(
+        &d,
+        &[
+            "exec",
+            "trc-run",
+            "--",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 3",
+        ],
+    );
     assert_eq!(o.status.code(), Some(3));
     assert_eq!((out(&o).as_str(), err(&o).as_str()), ("out\n", "err\n"));
 
@@ -210,7 +229,7 @@ fn exec_passes_streams_and_exit_code() {
         Some(b"hello\n"),
     );
     assert_eq!((o.status.code(), out(&o).as_str()), (Some(0), "hello\n"));
-    let post = d.with(|s| s.exec_posts.last().unwrap().clone());
+    let post = d.last("POST /1.0/instances/trc-run/exec").unwrap().json();
     assert_eq!(post["interactive"], false);
     assert_eq!(post["environment"]["A"], "B");
 
@@ -226,59 +245,51 @@ fn delete_refuses_running_unless_forced() {
         err(&o),
         "Error: The instance is currently running, stop it first or pass --force\n"
     );
-    assert!(!d.with(|s| s.log.iter().any(|l| l.starts_with("DELETE"))));
+    assert!(!d.lines().iter().any(|l| l.starts_with("DELETE")));
     let o = kante(&d, &["delete", "-f", "trc-run", "trc-stopped"]);
     assert!(o.status.success(), "{}", err(&o));
-    let stop = d.with(|s| {
-        s.bodies
-            .iter()
-            .find(|(l, _)| l == "PUT /1.0/instances/trc-run/state")
-            .unwrap()
-            .1
-            .clone()
-    });
-    let v: serde_json::Value = serde_json::from_slice(&stop).unwrap();
+    let v = d.last("PUT /1.0/instances/trc-run/state").unwrap().json();
     assert_eq!(
         (v["action"].as_str(), v["force"].as_bool()),
         (Some("stop"), Some(true))
     );
-    assert!(d.with(|s| s.instances.is_empty()));
+    assert!(d.engine.instance_names().unwrap().is_empty());
 }
 
 #[test]
 fn lifecycle_verbs() {
     let d = daemon();
     assert!(kante(&d, &["pause", "trc-run"]).status.success());
-    assert_eq!(
-        d.with(|s| s.instances["trc-run"].status),
-        StatusCode::Frozen
-    );
+    assert_eq!(status(&d, "trc-run"), "Frozen");
     assert!(kante(&d, &["start", "trc-run"]).status.success());
-    let last_state = d.with(|s| {
-        s.bodies
-            .iter()
-            .rev()
-            .find(|(l, _)| l.ends_with("/state"))
-            .unwrap()
-            .1
-            .clone()
-    });
-    assert!(String::from_utf8_lossy(&last_state).contains("\"unfreeze\""));
+    let last_state = d
+        .requests()
+        .into_iter()
+        .rev()
+        .find(|r| r.line.ends_with("/state"))
+        .unwrap();
+    assert_eq!(last_state.json()["action"], "unfreeze");
+    assert_eq!(status(&d, "trc-run"), "Running");
     assert!(kante(&d, &["stop", "trc-run"]).status.success());
+    assert_eq!(status(&d, "trc-run"), "Stopped");
+    // A stopped instance cannot be restarted (the old fake daemon let it).
+    let o = kante(&d, &["restart", "trc-run", "-f"]);
+    assert_eq!(err(&o), "Error: The instance is already stopped\n");
+    assert!(kante(&d, &["start", "trc-run"]).status.success());
+    let pid = d.host.runtime.pid("trc-run");
     assert!(kante(&d, &["restart", "trc-run", "-f"]).status.success());
-    assert_eq!(
-        d.with(|s| s.instances["trc-run"].status),
-        StatusCode::Running
-    );
+    assert_eq!(status(&d, "trc-run"), "Running");
+    assert_ne!(d.host.runtime.pid("trc-run"), pid);
     assert!(kante(&d, &["rename", "trc-stopped", "trc-new"])
         .status
         .success());
-    assert!(d.with(|s| s.instances.contains_key("trc-new")));
+    assert!(d.engine.instance_row("trc-new").is_ok());
 }
 
 #[test]
 fn file_push_pull_delete() {
     let d = daemon();
+    let rootfs = d.rootfs("trc-run");
     let dir = tempfile::tempdir().unwrap();
     let local = dir.path().join("hello.txt");
     std::fs::write(&local, "hi there\n").unwrap();
@@ -288,8 +299,13 @@ fn file_push_pull_delete() {
         &["file", "push", local.to_str().unwrap(), "trc-run/root/"],
     );
     assert!(o.status.success(), "{}", err(&o));
-    let f = d.with(|s| s.files[&("trc-run".to_string(), "/root/hello.txt".to_string())].clone());
-    assert_eq!((f.data.as_slice(), f.mode), (&b"hi there\n"[..], 0o600));
+    let pushed = rootfs.join("root/hello.txt");
+    assert_eq!(std::fs::read(&pushed).unwrap(), b"hi there\n");
+    let mode = |p: &std::path::Path| {
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(p).unwrap().permissions())
+            & 0o7777
+    };
+    assert_eq!(mode(&pushed), 0o600);
 
     let o = kante(
         &d,
@@ -299,32 +315,17 @@ fn file_push_pull_delete() {
             "--mode",
             "0644",
             local.to_str().unwrap(),
-            "trc-run/etc/x",
+            "trc-run/opt/new/x",
             "-p",
         ],
     );
     assert!(o.status.success(), "{}", err(&o));
-    assert_eq!(
-        d.with(|s| s.files[&("trc-run".to_string(), "/etc/x".to_string())].mode),
-        0o644
-    );
-    assert!(d.with(|s| s
-        .files
-        .contains_key(&("trc-run".to_string(), "/etc".to_string()))));
+    assert_eq!(mode(&rootfs.join("opt/new/x")), 0o644);
+    assert!(rootfs.join("opt/new").is_dir());
 
     // A symlink is followed on pull, like lxc.
-    d.with(|s| {
-        s.files.insert(
-            ("trc-run".into(), "/etc/os-release".into()),
-            fake::FakeFile {
-                kind: "symlink",
-                data: b"../root/hello.txt".to_vec(),
-                uid: 0,
-                gid: 0,
-                mode: 0o777,
-            },
-        )
-    });
+    std::fs::remove_file(rootfs.join("etc/os-release")).unwrap();
+    std::os::unix::fs::symlink("../root/hello.txt", rootfs.join("etc/os-release")).unwrap();
     let o = kante(&d, &["file", "pull", "trc-run/etc/os-release", "-"]);
     assert_eq!((o.status.code(), out(&o).as_str()), (Some(0), "hi there\n"));
 
@@ -347,19 +348,18 @@ fn file_push_pull_delete() {
         "Error: Invalid path \"trc-run\": expected <instance>/<path>\n"
     );
     let o = kante(&d, &["file", "pull", "trc-run/nonexistent", "-"]);
-    assert_eq!(err(&o), "Error: Not Found\n");
+    assert_eq!(err(&o), "Error: No such file or directory\n");
 
     assert!(kante(&d, &["file", "delete", "trc-run/root/hello.txt"])
         .status
         .success());
-    assert!(!d.with(|s| s
-        .files
-        .contains_key(&("trc-run".to_string(), "/root/hello.txt".to_string()))));
+    assert!(!pushed.exists());
 }
 
 #[test]
 fn file_push_recursive() {
     let d = daemon();
+    let rootfs = d.rootfs("trc-run");
     let dir = tempfile::tempdir().unwrap();
     let tree = dir.path().join("pushdir");
     std::fs::create_dir_all(tree.join("sub")).unwrap();
@@ -377,16 +377,12 @@ fn file_push_recursive() {
         ],
     );
     assert!(o.status.success(), "{}", err(&o));
-    let files = d.with(|s| s.files.clone());
-    let get = |p: &str| files[&("trc-run".to_string(), p.to_string())].clone();
-    assert_eq!(get("/root/pushdir").kind, "directory");
-    assert_eq!(get("/root/pushdir/sub/b.txt").data, b"beta\n");
+    let pushed = rootfs.join("root/pushdir");
+    assert!(pushed.is_dir());
+    assert_eq!(std::fs::read(pushed.join("sub/b.txt")).unwrap(), b"beta\n");
     assert_eq!(
-        (
-            get("/root/pushdir/link").kind,
-            get("/root/pushdir/link").data
-        ),
-        ("symlink", b"a.txt".to_vec())
+        std::fs::read_link(pushed.join("link")).unwrap().to_str(),
+        Some("a.txt")
     );
 
     let back = dir.path().join("back");
@@ -416,22 +412,28 @@ fn config_set_get_show_and_devices() {
     let d = daemon();
     let o = kante(&d, &["config", "set", "trc-run", "limits.memory", "256MiB"]);
     assert!(o.status.success(), "{}", err(&o));
-    let h = d.with(|s| {
-        s.headers
-            .iter()
-            .find(|(l, _)| l == "PUT /1.0/instances/trc-run")
-            .unwrap()
-            .1
-            .clone()
-    });
-    assert_eq!(h["if-match"], "\"etag-1\"");
+    assert!(d.last("PUT /1.0/instances/trc-run").is_some());
     assert_eq!(
         out(&kante(&d, &["config", "get", "trc-run", "limits.memory"])),
         "256MiB\n"
     );
+    // Applied live to the running guest's cgroup.
+    let cg = d
+        .host
+        .runtime
+        .cgroup_dir(&d.engine.paths.instance_cgroup("trc-run"));
+    assert_eq!(
+        std::fs::read_to_string(cg.join("memory.max")).unwrap(),
+        "268435456"
+    );
 
     let o = kante(&d, &["config", "set", "trc-run", "limits.memory=bogus"]);
-    assert_eq!(err(&o), "Error: Invalid config: Invalid value: bogus\n");
+    assert_eq!(err(&o).lines().count(), 1);
+    assert!(
+        err(&o).starts_with("Error: Invalid value for limits.memory"),
+        "{}",
+        err(&o)
+    );
 
     let o = kante_stdin(
         &d,
@@ -447,33 +449,23 @@ fn config_set_get_show_and_devices() {
         "version: 2\n\n"
     );
 
-    let o = kante(
-        &d,
-        &[
-            "config",
-            "device",
-            "add",
-            "trc-run",
-            "data",
-            "disk",
-            "source=/tmp",
-            "path=/mnt/data",
-        ],
-    );
-    assert_eq!(out(&o), "Device data added to trc-run\n");
-    let o = kante(
-        &d,
-        &[
-            "config",
-            "device",
-            "add",
-            "trc-run",
-            "data",
-            "disk",
-            "source=/tmp",
-            "path=/mnt/data",
-        ],
-    );
+    let data = d.scratch().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let source = format!("source={}", data.display());
+    let add = [
+        "config",
+        "device",
+        "add",
+        "trc-run",
+        "data",
+        "disk",
+        source.as_str(),
+        "path=/mnt/data",
+    ];
+    let o = kante(&d, &add);
+    assert_eq!(out(&o), "Device data added to trc-run\n", "{}", err(&o));
+    assert_eq!(d.host.runtime.mounts("trc-run"), ["/mnt/data"]);
+    let o = kante(&d, &add);
     assert_eq!(err(&o), "Error: The device already exists\n");
     let show = out(&kante(&d, &["config", "show", "trc-run"]));
     assert!(
@@ -490,6 +482,7 @@ fn config_set_get_show_and_devices() {
     );
     let o = kante(&d, &["config", "device", "remove", "trc-run", "data"]);
     assert_eq!(out(&o), "Device data removed from trc-run\n");
+    assert!(d.host.runtime.mounts("trc-run").is_empty());
     assert!(kante(&d, &["config", "unset", "trc-run", "limits.memory"])
         .status
         .success());
@@ -501,10 +494,13 @@ fn config_set_get_show_and_devices() {
 
 #[test]
 fn images_import_list_alias_delete() {
-    let d = daemon();
-    let dir = tempfile::tempdir().unwrap();
-    let tarball = dir.path().join("busybox-amd64.tar.zst");
-    std::fs::write(&tarball, vec![5u8; 4096]).unwrap();
+    let (d, fp0) = daemon_fp();
+    let spec = image::Spec {
+        file_name: "busybox-amd64.tar.gz".into(),
+        description: "Another image".into(),
+        ..Default::default()
+    };
+    let tarball = image::build(d.scratch(), &spec);
     let o = kante(
         &d,
         &[
@@ -518,67 +514,77 @@ fn images_import_list_alias_delete() {
     assert!(o.status.success(), "{}", err(&o));
     let fp = out(&o).trim().rsplit(' ').next().unwrap().to_string();
     assert_eq!(fp.len(), 64);
-    assert_eq!(d.with(|s| s.aliases["bb"].target.clone()), fp);
+    assert_eq!(d.engine.alias_get("bb").unwrap().target, fp);
     // Importing again uploads nothing: the fingerprint is known.
-    let uploads = d.with(|s| s.log.iter().filter(|l| *l == "POST /1.0/images").count());
+    let uploads = |d: &TestDaemon| {
+        d.lines()
+            .iter()
+            .filter(|l| *l == "POST /1.0/images")
+            .count()
+    };
+    let before = uploads(&d);
     assert!(kante(&d, &["image", "import", tarball.to_str().unwrap()])
         .status
         .success());
-    assert_eq!(
-        d.with(|s| s.log.iter().filter(|l| *l == "POST /1.0/images").count()),
-        uploads
-    );
+    assert_eq!(uploads(&d), before);
 
     let list = out(&kante(&d, &["image", "list", "-f", "csv"]));
     assert!(
-        list.contains("bookworm,e8b1265df84e,no,Debian bookworm amd64,x86_64,CONTAINER,96.27MB,"),
+        list.contains(&format!(
+            "bookworm,{},no,Kante test image,x86_64,CONTAINER,",
+            &fp0[..12]
+        )),
         "{list}"
     );
     assert!(
         list.contains(&format!(
-            "bb,{},no,Debian bookworm amd64,x86_64,CONTAINER,0.00MB,",
+            "bb,{},no,Another image,x86_64,CONTAINER,",
             &fp[..12]
         )),
         "{list}"
     );
 
     let info = out(&kante(&d, &["image", "info", "bookworm"]));
-    assert!(info.starts_with(&format!("Fingerprint: {FP}\n")), "{info}");
-    assert!(kante(&d, &["image", "alias", "create", "deb", "e8b1"])
+    assert!(info.starts_with(&format!("Fingerprint: {fp0}\n")), "{info}");
+    assert!(kante(&d, &["image", "alias", "create", "deb", &fp0[..6]])
         .status
         .success());
-    assert_eq!(d.with(|s| s.aliases["deb"].target.clone()), FP);
+    assert_eq!(d.engine.alias_get("deb").unwrap().target, fp0);
     assert!(kante(&d, &["image", "alias", "delete", "deb"])
         .status
         .success());
+    assert_eq!(d.engine.alias_get("deb").unwrap_err().status(), 404);
     assert!(kante(&d, &["image", "delete", "bb"]).status.success());
-    assert!(!d.with(|s| s.images.contains_key(&fp)));
+    assert_eq!(d.engine.image_get(&fp).unwrap_err().status(), 404);
 }
 
 #[test]
 fn info_and_console_log() {
     let d = daemon();
-    d.with(|s| s.console = "systemd booted\n".into());
+    let pid = d.host.runtime.pid("trc-run").unwrap();
     let o = kante(&d, &["info", "trc-run", "--show-log"]);
     assert!(o.status.success(), "{}", err(&o));
     let text = out(&o);
     assert!(
-        text.starts_with(
-            "Name: trc-run\nStatus: RUNNING\nType: container\nArchitecture: x86_64\nPID: 4242\n"
-        ),
+        text.starts_with(&format!(
+            "Name: trc-run\nStatus: RUNNING\nType: container\nArchitecture: x86_64\nPID: {pid}\n"
+        )),
         "{text}"
     );
-    assert!(text.contains("    Memory (current): 26.71MiB\n"), "{text}");
-    assert!(text.ends_with("\nLog:\n\nsystemd booted\n"), "{text}");
+    assert!(text.contains("    Memory (current): 32.00MiB\n"), "{text}");
+    assert!(
+        text.ends_with("\nLog:\n\n[fake init] trc-run booted\n"),
+        "{text}"
+    );
     assert_eq!(
         out(&kante(&d, &["console", "trc-run", "--show-log"])),
-        "systemd booted\n"
+        "[fake init] trc-run booted\n"
     );
     assert_eq!(
         out(&kante(&d, &["version"])),
         format!(
-            "Client version: {}\nServer version: 9.9.9\n",
-            env!("CARGO_PKG_VERSION")
+            "Client version: {v}\nServer version: {v}\n",
+            v = env!("CARGO_PKG_VERSION")
         )
     );
 }
@@ -598,12 +604,12 @@ fn interactive_exec_under_a_pty() {
     }
     let d = daemon();
     let cmd = format!(
-        "stty rows 30 cols 100; {} exec trc-run -- tty",
+        "stty rows 30 cols 100; {} exec trc-run -- stty size",
         env!("CARGO_BIN_EXE_kante")
     );
     let o = Command::new("script")
         .args(["-qec", &cmd, "/dev/null"])
-        .env("KANTE_DIR", d.dir.path())
+        .env("KANTE_DIR", d.kante_dir())
         .env("TERM", "xterm-test")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -617,7 +623,7 @@ fn interactive_exec_under_a_pty() {
     let o = o.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", err(&o));
     assert!(out(&o).starts_with("30 100\r\n"), "{:?}", out(&o));
-    let post = d.with(|s| s.exec_posts.last().unwrap().clone());
+    let post = d.last("POST /1.0/instances/trc-run/exec").unwrap().json();
     assert_eq!(post["interactive"], true);
     assert_eq!(
         (post["width"].as_i64(), post["height"].as_i64()),
@@ -630,43 +636,48 @@ fn interactive_exec_under_a_pty() {
 fn exec_forwards_sigterm() {
     let d = daemon();
     let child = Command::new(env!("CARGO_BIN_EXE_kante"))
-        .args(["exec", "trc-run", "--", "wait-signal"])
-        .env("KANTE_DIR", d.dir.path())
+        .args(["exec", "trc-run", "--", "sleep", "30"])
+        .env("KANTE_DIR", d.kante_dir())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // kante installs its handlers before it POSTs the exec; wait for the POST.
+    // kante installs its handlers before it POSTs the exec; wait for the
+    // command to run.
     let t = std::time::Instant::now();
-    while d.with(|s| s.exec_posts.is_empty()) && t.elapsed() < std::time::Duration::from_secs(20) {
+    while !d
+        .host
+        .runtime
+        .calls_for("trc-run")
+        .contains(&"exec trc-run sleep 30".to_string())
+        && t.elapsed() < std::time::Duration::from_secs(20)
+    {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
+    std::thread::sleep(std::time::Duration::from_millis(200));
     // SAFETY: plain kill(2) on our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let o = child.wait_with_output().unwrap();
+    // The signal reached the command, which died of it (128 + 15).
     assert_eq!(o.status.code(), Some(143), "{}", err(&o));
-    let msgs = d.with(|s| s.control_messages.clone());
-    assert!(
-        msgs.contains(&serde_json::json!({"command": "signal", "args": null, "signal": 15})),
-        "{msgs:?}"
-    );
+    assert!(t.elapsed() < std::time::Duration::from_secs(20));
 }
 
 #[test]
 fn exec_into_a_closed_pipe_ends() {
     let d = daemon();
-    // `big` writes 8 MB; `head -c 10` closes the pipe early.
+    // 8 MB of output; `head -c 10` closes the pipe early.
     let cmd = format!(
-        "{} exec trc-run -- big 8000000 | head -c 10",
+        "{} exec trc-run -- head -c 8000000 /dev/zero | head -c 10",
         env!("CARGO_BIN_EXE_kante")
     );
     let o = Command::new("sh")
         .args(["-c", &cmd])
-        .env("KANTE_DIR", d.dir.path())
+        .env("KANTE_DIR", d.kante_dir())
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert_eq!(out(&o), "xxxxxxxxxx");
+    assert_eq!(o.stdout, [0u8; 10]);
     assert_eq!(err(&o), "");
 }

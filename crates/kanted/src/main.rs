@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use kante_engine::{Engine, EngineConfig};
+use kante_engine::{Engine, EngineConfig, HostDeps};
 use kante_runtime::LinuxRuntime;
 
 #[derive(Parser, Debug)]
@@ -108,11 +108,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let exe = std::env::current_exe().context("locating the kanted binary")?;
     let runtime = Arc::new(LinuxRuntime::new(exe).context("setting up the container runtime")?);
+    let host = HostDeps::system(runtime).context("opening the host's network interface")?;
     let engine = Engine::open(
         EngineConfig {
             kante_dir: args.dir.clone(),
         },
-        runtime,
+        host,
     )
     .await
     .context("opening the state")?;

@@ -149,7 +149,9 @@ impl Engine {
         match r {
             Ok(p) => {
                 // The helper has exited or is about to: reap it aside.
-                tokio::spawn(wait_exit(p.helper_pid));
+                if let Some(helper) = p.helper_pid {
+                    tokio::spawn(wait_exit(helper));
+                }
                 Ok(p)
             }
             Err(RuntimeError::Exec(e)) => match e.exit_status() {
@@ -314,6 +316,12 @@ impl Engine {
                         let _ = f.write_all(&buf).await;
                     }
                     buf.clear();
+                }
+                // tokio's File writes in the background: without a flush the
+                // log could still be empty when the operation ends and the
+                // client fetches it.
+                if let Some(f) = file.as_mut() {
+                    let _ = f.flush().await;
                 }
             }));
         }

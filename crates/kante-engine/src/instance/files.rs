@@ -18,7 +18,6 @@ use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use kante_runtime::fileio::{self, FileOp, Outcome, Reply};
-use kante_runtime::fileserver::FileServer;
 
 use rustix::fs::{self as rfs, Mode, OFlags, ResolveFlags};
 
@@ -111,8 +110,7 @@ enum Place {
     /// size of its id range.
     Guest {
         running: std::sync::Arc<super::Running>,
-        pidfd: OwnedFd,
-        userns: bool,
+        runtime: std::sync::Arc<dyn kante_runtime::Runtime>,
         shift: Option<(u32, u32)>,
         ids: u32,
     },
@@ -152,10 +150,7 @@ impl Place {
     fn run(&self, op: &FileOp) -> std::io::Result<Reply> {
         match self {
             Place::Guest {
-                running,
-                pidfd,
-                userns,
-                ..
+                running, runtime, ..
             } => {
                 // One request at a time per guest; the server is started on
                 // first use, and dropped (killed) after any failure, so the
@@ -163,7 +158,16 @@ impl Place {
                 let mut files = crate::lock(&running.files);
                 let server = match files.take() {
                     Some(s) => s,
-                    None => FileServer::spawn(pidfd.as_raw_fd(), *userns)?,
+                    None => {
+                        let guard = crate::lock(&running.container);
+                        let c = guard.as_ref().ok_or_else(|| {
+                            std::io::Error::new(
+                                std::io::ErrorKind::NotFound,
+                                "the instance stopped",
+                            )
+                        })?;
+                        runtime.file_server(c)?
+                    }
                 };
                 let reply = server.call(op, file_timeout())?;
                 *files = Some(server);
@@ -264,12 +268,10 @@ impl Engine {
         let row = self.instance_row(name)?;
         if let Some(r) = self.running(name) {
             if let Some(c) = crate::lock(&r.container).as_ref() {
-                let pidfd = c.init_pidfd.try_clone()?;
                 let map = c.record.idmap;
                 return Ok(Place::Guest {
                     running: r.clone(),
-                    pidfd,
-                    userns: map.is_some(),
+                    runtime: self.runtime.clone(),
                     shift: map.map(|m| (m.host_uid, m.host_gid)),
                     ids: map.map(|m| m.size).unwrap_or(65536),
                 });

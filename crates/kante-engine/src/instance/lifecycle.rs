@@ -641,15 +641,7 @@ impl Engine {
     fn cleanup_stale(&self, row: &InstanceRow) {
         let dir = self.paths.instance_logs(&row.name);
         if let Some(rec) = kante_runtime::ContainerRecord::load(&dir) {
-            let cg = kante_runtime::cgroup::Cgroup::new(
-                kante_runtime::cgroup::CgroupLayout::detect().unwrap_or(
-                    kante_runtime::cgroup::CgroupLayout {
-                        v1: vec![],
-                        unified: None,
-                    },
-                ),
-                rec.cgroup,
-            );
+            let cg = self.runtime.cgroup_at(&rec.cgroup);
             if let Err(e) = cg.remove() {
                 tracing::warn!(instance = %row.name, "removing stale cgroup: {e}");
             }

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use kante_api::{ConfigMap, DevicesMap};
 use kante_runtime::BindMount;
@@ -203,7 +204,7 @@ impl Engine {
     /// If a device fails, the error is returned before anything is stored.
     pub(crate) async fn apply_live(
         &self,
-        r: &Running,
+        r: &Arc<Running>,
         name: &str,
         old: &(ConfigMap, DevicesMap),
         new: &(ConfigMap, DevicesMap),
@@ -242,7 +243,7 @@ impl Engine {
     /// (a changed disk is unmounted, then mounted again).
     pub(crate) async fn hotplug_disks(
         &self,
-        r: &Running,
+        r: &Arc<Running>,
         old: &DevicesMap,
         new: &DevicesMap,
         privileged: bool,
@@ -259,15 +260,21 @@ impl Engine {
             .map(|(d, dev)| (d.clone(), dev.clone()))
             .collect();
         let mounts = self.disk_mounts(&added, privileged)?;
-        let pid = r.pid;
-        let root_ids = kante_runtime::idmap::of_process(pid).map(|m| (m.host_uid, m.host_gid));
+        if removed.is_empty() && mounts.is_empty() {
+            return Ok(());
+        }
+        let (r, rt) = (r.clone(), self.runtime.clone());
         tokio::task::spawn_blocking(move || -> Result<()> {
+            let guard = crate::lock(&r.container);
+            let c = guard
+                .as_ref()
+                .ok_or_else(|| EngineError::bad("The instance isn't running"))?;
             for path in &removed {
-                kante_runtime::hotplug::detach(pid, path)
+                rt.unmount_from(c, path)
                     .map_err(|e| EngineError::bad(format!("Unmounting {path}: {e}")))?;
             }
             for (dname, m) in &mounts {
-                kante_runtime::hotplug::attach(pid, m, root_ids).map_err(|e| {
+                rt.mount_into(c, m).map_err(|e| {
                     EngineError::bad(format!("Device {dname:?}: mounting {}: {e}", m.target))
                 })?;
             }

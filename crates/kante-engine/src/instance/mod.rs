@@ -53,7 +53,7 @@ pub struct Running {
     pub nics: Mutex<Vec<kante_network::NicPlan>>,
     /// Its file server (started by the first file operation; see
     /// `files.rs`), ended at exit: it holds the guest's mount namespace.
-    pub files: Mutex<Option<kante_runtime::fileserver::FileServer>>,
+    pub files: Mutex<Option<Box<dyn kante_runtime::fileserver::FileSession>>>,
 }
 
 pub(crate) fn lock_nics(r: &Running) -> std::sync::MutexGuard<'_, Vec<kante_network::NicPlan>> {

@@ -3,7 +3,7 @@
 //! network), hot-plugged on config changes, and taken down at exit.
 
 use kante_api::{ConfigMap, DevicesMap};
-use kante_network::{set_up_in_netns, AppliedNic, NetnsRef, NicPlan};
+use kante_network::{AppliedNic, NetnsRef, NicPlan};
 
 use super::Running;
 use crate::error::{EngineError, Result};
@@ -18,7 +18,7 @@ impl Engine {
         for (i, plan) in plans.iter().enumerate() {
             let made = async {
                 let a = plan.apply(&self.net, &netns).await?;
-                set_up_in_netns(&netns, &a.name)?;
+                self.net.ops.set_up_in(&netns, &a.name).await?;
                 Ok::<_, kante_network::NetworkError>(a)
             }
             .await;

@@ -1,0 +1,62 @@
+//! Engine behaviour over fakes of the host (`kante_engine::testing`): a
+//! real `Engine` creates, starts, stops, updates and deletes instances in a
+//! temporary directory, with no root and no host state touched. Each test
+//! checks a state transition, a stored record, an emitted event or an
+//! error status.
+
+mod create;
+mod devices;
+mod idmaps;
+mod lifecycle;
+mod operations;
+mod profiles;
+mod storage;
+
+use kante_api::event::Event;
+use kante_engine::Engine;
+use tokio::sync::broadcast::Receiver;
+
+/// The stored config of instance `name`.
+pub fn config(engine: &Engine, name: &str) -> kante_api::ConfigMap {
+    engine.instance_row(name).expect("the instance").config
+}
+
+/// The lifecycle actions received so far (`instance-started`, …), with
+/// their sources, in order.
+pub fn lifecycle_events(rx: &mut Receiver<Event>) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        if e.kind == "lifecycle" {
+            out.push((
+                e.metadata["action"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                e.metadata["source"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            ));
+        }
+    }
+    out
+}
+
+/// Just the actions of [`lifecycle_events`].
+pub fn actions(rx: &mut Receiver<Event>) -> Vec<String> {
+    lifecycle_events(rx).into_iter().map(|(a, _)| a).collect()
+}
+
+/// Reads a cgroup file the engine wrote for instance `name`.
+pub fn cgroup_file(
+    host: &kante_engine::testing::TestHost,
+    engine: &Engine,
+    name: &str,
+    file: &str,
+) -> String {
+    let dir = host.runtime.cgroup_dir(&engine.paths.instance_cgroup(name));
+    std::fs::read_to_string(dir.join(file))
+        .unwrap_or_else(|e| panic!("{file}: {e}"))
+        .trim()
+        .to_string()
+}
