@@ -19,6 +19,7 @@ pub mod proxy;
 pub mod proxy_fwd;
 pub mod reconcile;
 pub mod refresh;
+pub mod requests;
 pub mod snapshots;
 pub mod templates;
 

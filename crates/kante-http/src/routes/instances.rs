@@ -74,34 +74,7 @@ pub async fn put(
     Path(name): Path<String>,
     Json(req): Json<InstancePut>,
 ) -> ApiResult {
-    if !req.restore.is_empty() {
-        // A missing or foreign snapshot is a 400 before any operation starts.
-        s.engine.restore_source(&name, &req.restore)?;
-        let op = s.engine.ops.create(
-            kante_api::operation::OperationClass::Task,
-            "Restoring snapshot",
-            kante_engine::operations::instance_resources(&[&name], true),
-        );
-        let engine = s.engine.clone();
-        s.engine.ops.run(op.clone(), async move {
-            engine.instance_restore(&name, &req.restore).await
-        });
-        return operation(&op);
-    }
-    s.engine.instance_row(&name)?;
-    let op = s.engine.ops.create(
-        kante_api::operation::OperationClass::Task,
-        "Updating instance",
-        kante_engine::operations::instance_resources(&[&name], true),
-    );
-    let (engine, op2) = (s.engine.clone(), op.clone());
-    s.engine.ops.run(op.clone(), async move {
-        // Which changes took effect at once and which wait for the next start.
-        let report = engine.instance_update(&name, req, false).await?;
-        op2.set_metadata(serde_json::to_value(report).unwrap_or_default());
-        Ok(())
-    });
-    operation(&op)
+    operation(&s.engine.instance_put(&name, req)?)
 }
 
 pub async fn patch(
@@ -109,36 +82,11 @@ pub async fn patch(
     Path(name): Path<String>,
     Json(body): Json<serde_json::Value>,
 ) -> ApiResult {
-    let given_ephemeral = body.get("ephemeral").is_some();
-    let mut req: InstancePut = serde_json::from_value(body)
-        .map_err(|e| EngineError::bad(format!("Invalid request body: {e}")))?;
-    if !req.restore.is_empty() {
-        return Err(EngineError::bad("PATCH cannot restore a snapshot").into());
-    }
-    // A PATCH changes only what it names; `ephemeral` is a plain bool on the wire.
-    if !given_ephemeral {
-        req.ephemeral = s.engine.instance_row(&name)?.ephemeral;
-    }
-    let report = s.engine.instance_update(&name, req, true).await?;
-    sync(report)
+    sync(s.engine.instance_patch(&name, body).await?)
 }
 
 pub async fn delete(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult {
-    s.engine.instance_row(&name)?;
-    if s.engine.instance_status(&name) != kante_api::instance::InstanceStatus::Stopped {
-        return Err(EngineError::bad("Instance is running").into());
-    }
-    let op = s.engine.ops.create(
-        kante_api::operation::OperationClass::Task,
-        "Deleting instance",
-        kante_engine::operations::instance_resources(&[&name], true),
-    );
-    let engine = s.engine.clone();
-    s.engine.ops.run(
-        op.clone(),
-        async move { engine.instance_delete(&name).await },
-    );
-    operation(&op)
+    operation(&s.engine.instance_delete_op(&name)?)
 }
 
 pub async fn post(
@@ -146,24 +94,7 @@ pub async fn post(
     Path(name): Path<String>,
     Json(req): Json<InstancePost>,
 ) -> ApiResult {
-    if req.migration {
-        return Err(EngineError::NotImplemented("Migration is not supported yet".into()).into());
-    }
-    s.engine.instance_row(&name)?;
-    if req.name.is_empty() {
-        return Err(EngineError::bad("No new name given").into());
-    }
-    kante_api::names::validate_instance_name(&req.name).map_err(EngineError::from)?;
-    let op = s.engine.ops.create(
-        kante_api::operation::OperationClass::Task,
-        "Renaming instance",
-        kante_engine::operations::instance_resources(&[&name], true),
-    );
-    let engine = s.engine.clone();
-    s.engine.ops.run(op.clone(), async move {
-        engine.instance_rename(&name, &req.name).await
-    });
-    operation(&op)
+    operation(&s.engine.instance_post(&name, req)?)
 }
 
 pub async fn state_get(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult {
@@ -250,18 +181,7 @@ pub async fn snapshot_put(
     Path((name, snap)): Path<(String, String)>,
     Json(req): Json<SnapshotPut>,
 ) -> ApiResult {
-    s.engine.snapshot_set_expiry(
-        &name,
-        &snap,
-        req.expires_at.unwrap_or_else(kante_api::zero_time),
-    )?;
-    let op = s.engine.ops.create(
-        kante_api::operation::OperationClass::Task,
-        "Updating snapshot",
-        kante_engine::operations::instance_resources(&[&name], true),
-    );
-    s.engine.ops.run(op.clone(), async { Ok(()) });
-    operation(&op)
+    operation(&s.engine.snapshot_put(&name, &snap, req.expires_at)?)
 }
 
 pub async fn snapshot_delete(
@@ -297,19 +217,11 @@ pub async fn logs(State(s): State<AppState>, Path(name): Path<String>) -> ApiRes
     sync([format!("/1.0/instances/{name}/logs/lxc.log")])
 }
 
-/// `lxc.log`: our console log stands in for liblxc's start log.
+/// `lxc.log` (our console log) or a recorded exec output.
 pub async fn log_get(
     State(s): State<AppState>,
     Path((name, file)): Path<(String, String)>,
 ) -> ApiResult {
-    let body = match file.as_str() {
-        "lxc.log" | "console.log" => s.engine.instance_console_log(&name)?,
-        other if other.starts_with("exec_") && !other.contains('/') => {
-            s.engine.instance_row(&name)?;
-            std::fs::read(s.engine.paths.instance_logs(&name).join(other))
-                .map_err(|_| EngineError::NotFound("Log not found".into()))?
-        }
-        _ => return Err(EngineError::NotFound("Log not found".into()).into()),
-    };
+    let body = s.engine.instance_log(&name, &file).await?;
     Ok(([(axum::http::header::CONTENT_TYPE, "text/plain")], body).into_response())
 }
