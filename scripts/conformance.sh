@@ -109,15 +109,22 @@ expect() { # expect WHAT GOT WANT
 
 # ---- daemon control ---------------------------------------------------------------
 
-HOST_PID=""
+# host mode: the private kanted's pid, in a file (steps run in subshells)
+PIDFILE=$STEPLOG.kanted
 host_start() {
   mkdir -p "$KANTE_DIR"
-  KANTE_DIR=$KANTE_DIR setsid "$KANTED" >>"$KANTE_DIR/kanted.log" 2>&1 </dev/null &
-  HOST_PID=$!
+  KANTE_DIR=$KANTE_DIR setsid "$KANTED" >>"$KANTE_DIR.log" 2>&1 </dev/null &
+  echo $! >"$PIDFILE"
   api_up
 }
+host_stop() { # host_stop SIGNAL: the private kanted, and wait until it is gone
+  local pid
+  pid=$(cat "$PIDFILE" 2>/dev/null) || return 0
+  kill "-$1" "$pid" 2>/dev/null || return 0
+  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+}
 daemon_pid() {
-  if [ "$MODE" = vm ]; then systemctl show -p MainPID --value kanted; else echo "$HOST_PID"; fi
+  if [ "$MODE" = vm ]; then systemctl show -p MainPID --value kanted; else cat "$PIDFILE"; fi
 }
 
 # ---- steps ------------------------------------------------------------------------
@@ -231,19 +238,19 @@ restart_check() { # restart_check HOW
   case "$1" in
     restart)
       if [ "$MODE" = vm ]; then systemctl restart kanted; else
-        kill -TERM "$old" && wait "$old" 2>/dev/null || true
+        host_stop TERM
         host_start
       fi
       ;;
     kill9)
-      kill -9 "$old"
       if [ "$MODE" = vm ]; then
+        kill -9 "$old"
         for _ in $(seq 300); do
           [ "$(daemon_pid)" != "$old" ] && [ "$(daemon_pid)" != 0 ] && break
           sleep 0.2
         done
       else
-        wait "$old" 2>/dev/null || true
+        host_stop KILL
         host_start
       fi
       ;;
@@ -457,10 +464,13 @@ cleanup() {
   if [ "$MODE" = host ]; then
     for i in $(K list -c n -f csv 2>/dev/null); do K delete -f "$i" >/dev/null 2>&1; done
     K storage delete fast >/dev/null 2>&1
-    [ -n "$HOST_PID" ] && kill -TERM "$HOST_PID" 2>/dev/null && wait "$HOST_PID" 2>/dev/null
-    [[ "$KANTE_DIR" == /var/tmp/kante-conformance.* ]] && rm -rf "$KANTE_DIR"
+    host_stop TERM
+    if [[ "$KANTE_DIR" == /var/tmp/kante-conformance.* ]]; then
+      rm -rf "$KANTE_DIR"
+      rm -f "$KANTE_DIR.log"
+    fi
   fi
-  rm -f "$STEPLOG" "$STEPLOG.e"
+  rm -f "$STEPLOG" "$STEPLOG.e" "$PIDFILE"
 }
 trap cleanup EXIT
 

@@ -296,6 +296,8 @@ for line in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["test"]:
         print(m["target"]["name"], m["executable"])' >"$STATE/tests.list"
   vm_ssh 'mkdir -p /root/kante/tests'
+  # sources the tests read at run time, where they were built (CARGO_MANIFEST_DIR)
+  tar -C "$ROOT" -cf - tests/attacks tests/compat | vm_ssh "mkdir -p '$ROOT' && tar -C '$ROOT' -xf -"
   mkdir -p "$STATE/bin"
   while read -r n exe; do
     objcopy --strip-debug "$exe" "$STATE/bin/$n"
