@@ -9,9 +9,13 @@
 #   KANTE_CONF_MODE=host  a private kanted of target/release (KANTE_DIR under /var/tmp) on a
 #                         shared host: nothing installed, restarts done by this script
 # KANTE_CONF_ONLY="step step" runs only those steps (after the setup ones).
+# KANTE_CONF_PHASE=before-reboot stops before `delete`; after-reboot (run by
+# scripts/debian-vm.sh once the VM rebooted, KANTE_CONF_REBOOT_SECS long) checks the
+# instances came back, then deletes.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 MODE=${KANTE_CONF_MODE:-vm}
+PHASE=${KANTE_CONF_PHASE:-all}
 ONLY=${KANTE_CONF_ONLY:-}
 IMAGES=${KANTE_IMAGE_CACHE:-/var/cache/kante/images}
 TAG=kc$$ # names of host objects this run makes (interfaces, namespaces)
@@ -432,6 +436,21 @@ s_criu() {
   echo "NO: criu check: '$chk'; Kante has no stateful snapshots (CRIU not wired in): '$(echo "$refused" | tail -n1)'"
 }
 
+s_reboot() {
+  # the host went down with c1 and b1 running: kanted.service (enabled) started them again
+  api_up
+  systemctl is-active kanted
+  K list -c ns -f csv | grep -qx 'c1,RUNNING'
+  K list -c ns -f csv | grep -qx 'b1,RUNNING'
+  wait_running c1 >/dev/null
+  expect "c1 memory after the reboot" "$(cgval c1 memory memory.max memory.limit_in_bytes)" 268435456
+  # how the guest's previous boot ended: its own journal (persistent in Debian 12)
+  local last
+  last=$(K exec c1 -- journalctl -b -1 -q -n 200 --no-pager -o cat 2>/dev/null |
+    grep -E -c "Reached target (System Power Off|System Halt|Power-Off|Halt)|Shutting down" || true)
+  echo "rebooted in ${KANTE_CONF_REBOOT_SECS:-?} s: c1 and b1 autostarted, systemd running, limits kept; c1's previous boot $([ "${last:-0}" -gt 0 ] && echo "shut down cleanly" || echo "ended without a clean shutdown (killed with the host)")"
+}
+
 s_delete() {
   local pre others
   pre=$(cgdir c1 memory | xargs dirname)
@@ -474,6 +493,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
+if [ "$PHASE" = after-reboot ]; then
+  step host-reboot s_reboot always
+  step delete s_delete always
+  exit $FAILED
+fi
 if [ "$MODE" = vm ]; then
   step readme s_readme always
 else
@@ -496,5 +520,7 @@ step macvlan-vlan s_macvlan_vlan
 step ovs-kernel s_ovs
 step wireguard s_wireguard
 step criu s_criu
+if [ "$PHASE" = before-reboot ]; then exit $FAILED; fi
+[ "$MODE" = host ] && printf 'ROW|host-reboot|n/a|0.0|a shared host is not rebooted\n'
 step delete s_delete always
 exit $FAILED

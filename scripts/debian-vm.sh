@@ -5,6 +5,8 @@
 #   conformance  a fresh VM, scripts/conformance.sh inside (its first step is README's
 #                command 1), its rows printed, down; exits non-zero on any failed step
 #                (KANTE_VM_KEEP=1 leaves the VM up)
+#   smoke        conformance with only README's command 1, launch, limits, lxcfs, exec and
+#                delete (scripts/test.sh runs it when KANTE_CI_DEBIAN_VM=1)
 #   matrix       the scenario on this host's kernel and in the VM: rewrites the matrix
 #                in docs/debian-vm.md
 #   test NAME..  integration tests (tests/NAME.rs) built here, run in the VM (up if not)
@@ -194,11 +196,11 @@ boot() {
   nice -n 10 "$QEMU" "${data[@]}" -name "kante-$NAME" -machine q35 \
     -accel tcg,thread=single -cpu max -smp "$VCPUS" -m "$MEM" \
     -kernel "$CACHE/vmlinuz" -initrd "$CACHE/initrd.img" \
-    -append "root=/dev/vda rw console=ttyS0 panic=-1" \
+    -append "root=/dev/vda rw console=ttyS0" \
     -drive "file=$STATE/disk.qcow2,if=virtio,format=qcow2,cache=unsafe" \
     -netdev "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:$(cat "$STATE/port")-:22" \
     -device virtio-net-pci,netdev=n0,romfile= -device virtio-rng-pci \
-    -display none -monitor none -serial "file:$STATE/serial.log" -no-reboot \
+    -display none -monitor none -serial "file:$STATE/serial.log" \
     -daemonize -pidfile "$STATE/qemu.pid"
   local t0=$SECONDS
   until vm_ssh true 2>/dev/null; do
@@ -262,8 +264,25 @@ cmd_down() {
 }
 
 # Runs the scenario in the VM; prints its rows and returns its status.
-scenario_in_vm() {
-  vm_ssh 'cd /root/kante && KANTE_CONF_MODE=vm ./scripts/conformance.sh'
+scenario_in_vm() { # [PHASE [REBOOT_SECS]]
+  vm_ssh "cd /root/kante && KANTE_CONF_MODE=vm KANTE_CONF_ONLY='${KANTE_CONF_ONLY:-}' \
+    KANTE_CONF_PHASE='${1:-all}' KANTE_CONF_REBOOT_SECS='${2:-}' ./scripts/conformance.sh"
+}
+
+# Reboots the VM (systemctl reboot) and waits for it; prints the seconds it took.
+reboot_vm() {
+  local before t0=$SECONDS
+  before=$(vm_ssh cat /proc/sys/kernel/random/boot_id)
+  vm_ssh 'systemctl reboot' >/dev/null 2>&1 || true
+  until [ "$(vm_ssh cat /proc/sys/kernel/random/boot_id 2>/dev/null)" != "$before" ] &&
+    vm_ssh 'systemctl is-system-running --wait' 2>/dev/null | grep -qE '^(running|degraded)$'; do
+    if ! running || [ $((SECONDS - t0)) -gt 600 ]; then
+      echo "the VM did not come back" >&2
+      return 1
+    fi
+    sleep 3
+  done
+  echo $((SECONDS - t0))
 }
 
 cmd_conformance() {
@@ -272,7 +291,15 @@ cmd_conformance() {
   running && cmd_down
   KANTE_VM_STOCK=1 cmd_up
   local up=$((SECONDS - t0))
-  scenario_in_vm | tee "$CACHE/last-conformance.rows" || rc=$?
+  if [ -n "${KANTE_CONF_ONLY:-}" ]; then
+    scenario_in_vm | tee "$CACHE/last-conformance.rows" || rc=$?
+  else
+    # everything, then a reboot of the host with instances running, then the delete
+    scenario_in_vm before-reboot | tee "$CACHE/last-conformance.rows" || rc=$?
+    local secs
+    secs=$(reboot_vm) || rc=1
+    scenario_in_vm after-reboot "$secs" | tee -a "$CACHE/last-conformance.rows" || rc=$?
+  fi
   echo "ROW|total|$([ $rc = 0 ] && echo pass || echo FAIL)|$((SECONDS - t0))|VM up (boot $(cat "$STATE/boot-seconds") s, build and install) in $up s; kernel $(vm_ssh uname -r)"
   return $rc
 }
@@ -337,6 +364,7 @@ case "${1:-}" in
   install) install_kante ;; # again, into the running VM (after a rebuild)
   down) cmd_down ;;
   conformance) cmd_conformance ;;
+  smoke) KANTE_CONF_ONLY="limits lxcfs exec" cmd_conformance ;;
   ssh)
     shift
     vm_ssh "$@"

@@ -63,6 +63,9 @@ pub struct Engine {
     /// The host's lxcfs, bound over the guests' /proc files.
     pub lxcfs: Arc<kante_runtime::lxcfs::Lxcfs>,
     pub started_at: kante_api::Timestamp,
+    /// Set when the host is going down: stopped instances keep
+    /// `volatile.last_state.power=RUNNING`, to start again at boot.
+    host_stopping: std::sync::atomic::AtomicBool,
     me: Weak<Engine>,
 }
 
@@ -113,6 +116,7 @@ impl Engine {
             idmap_alloc: Mutex::new(()),
             lxcfs: Arc::new(kante_runtime::lxcfs::Lxcfs::system()),
             started_at: kante_api::now(),
+            host_stopping: std::sync::atomic::AtomicBool::new(false),
             me: me.clone(),
         });
         engine.init_defaults()?;
