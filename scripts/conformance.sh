@@ -45,7 +45,7 @@ step() {
   ( set -e; "$fn" ) >"$STEPLOG" 2>&1
   rc=$?
   t1=$(now)
-  note=$(grep -v '^\s*$' "$STEPLOG" | tail -n1 | tr '|' '/' | cut -c1-160)
+  note=$(grep -v '^\s*$' "$STEPLOG" | tail -n1 | tr '|' '/' | cut -c1-300)
   if [ $rc = 0 ]; then
     case "$note" in
       NO:*) status=no note=${note#NO: } ;;
@@ -103,6 +103,9 @@ cgval() {
   local d
   d=$(cgdir "$1" "$2")
   if [ -e "$d/$3" ]; then cat "$d/$3"; else cat "$d/$4"; fi
+}
+how_in_kernel() { # (once it worked) a loaded module has a reference count, a built-in not
+  if [ -e "/sys/module/$1/refcnt" ]; then echo "a module"; else echo built-in; fi
 }
 expect() { # expect WHAT GOT WANT
   [ "$2" = "$3" ] || {
@@ -278,7 +281,7 @@ s_btrfs() {
     before="module, $([ -d /sys/module/btrfs ] && echo "in use" || echo "unloaded") before"
   fi
   K storage create fast btrfs size=2GiB
-  [ -d /sys/module/btrfs ]
+  grep -qw btrfs /proc/filesystems
   K launch busybox bt1 -s fast
   expect "fs magic of bt1's root" "$(K exec bt1 -- stat -f -c %t /)" 9123683e
   K exec bt1 -- sh -c 'echo data > /f && sync && cat /f' | grep -qx data
@@ -355,7 +358,7 @@ s_macvlan_vlan() {
   vlan_if=$(ip -o link show type vlan | grep -o "${TAG}a\.10" | head -n1)
   K delete -f mv1
   ip link show "${TAG}a.10" >/dev/null 2>&1 && left="left behind"
-  echo "macvlan on ${vlan_if:-?} (8021q $(lsmod | grep -q ^8021q && echo module || echo built-in)): guest pings the tagged peer; the VLAN interface Kante made: $left after delete"
+  echo "macvlan on ${vlan_if:-?} (8021q $(how_in_kernel 8021q)): guest pings the tagged peer; the VLAN interface Kante made: $left after delete"
 }
 
 s_ovs() {
@@ -376,7 +379,7 @@ s_ovs() {
   kx ov1 'ip addr add 198.51.100.2/24 dev eth8 && ip link set eth8 up && ping -c2 -W3 198.51.100.1'
   K delete -f ov1
   ovs-vsctl del-br "$br"
-  echo "OVS bridge on the kernel datapath (system@ovs-system, module $(lsmod | grep -c ^openvswitch)): guest NIC pings through it"
+  echo "OVS bridge on the kernel datapath (system@ovs-system; openvswitch $(how_in_kernel openvswitch)): guest NIC pings through it"
 }
 
 s_wireguard() {
@@ -402,7 +405,7 @@ s_wireguard() {
   local hs
   hs=$(ip netns exec "$a" wg show wg0 latest-handshakes | awk '{print $2}')
   [ "${hs:-0}" -gt 0 ]
-  echo "kernel WireGuard ($(lsmod | grep -q ^wireguard && echo module || echo built-in)) between two namespaces: handshake, ping through the tunnel"
+  echo "kernel WireGuard ($(how_in_kernel wireguard)) between two namespaces: handshake, ping through the tunnel"
 }
 
 s_criu() {
@@ -433,7 +436,7 @@ s_criu() {
     echo "a stateful snapshot was taken" >&2
     return 1
   }
-  echo "NO: criu check: '$chk'; Kante has no stateful snapshots (CRIU not wired in): '$(echo "$refused" | tail -n1)'"
+  echo "NO: Kante has no stateful snapshots ('$(echo "$refused" | tail -n1)'); CRIU itself: criu check '$chk'"
 }
 
 s_reboot() {

@@ -273,8 +273,12 @@ scenario_in_vm() { # [PHASE [REBOOT_SECS]]
 reboot_vm() {
   local before t0=$SECONDS
   before=$(vm_ssh cat /proc/sys/kernel/random/boot_id)
-  vm_ssh 'systemctl reboot' >/dev/null 2>&1 || true
-  until [ "$(vm_ssh cat /proc/sys/kernel/random/boot_id 2>/dev/null)" != "$before" ] &&
+  # queued, not waited for: a session open across the shutdown would hang until
+  # ssh's keep-alive gives up
+  vm_ssh 'systemctl --no-block reboot' >/dev/null 2>&1 || true
+  sleep 5
+  until [ "$(timeout 20 ssh "${SSH_OPTS[@]}" -p "$(cat "$STATE/port")" root@127.0.0.1 \
+    cat /proc/sys/kernel/random/boot_id 2>/dev/null)" != "$before" ] &&
     vm_ssh 'systemctl is-system-running --wait' 2>/dev/null | grep -qE '^(running|degraded)$'; do
     if ! running || [ $((SECONDS - t0)) -gt 600 ]; then
       echo "the VM did not come back" >&2
