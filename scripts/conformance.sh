@@ -105,7 +105,7 @@ cgval() {
   if [ -e "$d/$3" ]; then cat "$d/$3"; else cat "$d/$4"; fi
 }
 how_in_kernel() { # (once it worked) a loaded module has a reference count, a built-in not
-  if [ -e "/sys/module/$1/refcnt" ]; then echo "a module"; else echo built-in; fi
+  if [ -e "/sys/module/$1/refcnt" ]; then echo "a module"; else echo "built in"; fi
 }
 expect() { # expect WHAT GOT WANT
   [ "$2" = "$3" ] || {
@@ -275,10 +275,10 @@ s_restart() { restart_check restart; }
 s_kill9() { restart_check kill9; }
 
 s_btrfs() {
-  local before=built-in
+  local how="built in"
   if [ -e /sys/module/btrfs/refcnt ]; then # a module: out again if unused (Debian's
     modprobe -r btrfs 2>/dev/null || true  # udev may have loaded it at boot)
-    before="module, $([ -d /sys/module/btrfs ] && echo "in use" || echo "unloaded") before"
+    how="a module, $([ -d /sys/module/btrfs ] && echo "in use before" || echo "unloaded, then loaded by the pool's mount")"
   fi
   K storage create fast btrfs size=2GiB
   grep -qw btrfs /proc/filesystems
@@ -288,7 +288,7 @@ s_btrfs() {
   K snapshot bt1 s0
   K delete -f bt1
   K storage delete fast
-  echo "btrfs ($before; loaded by the pool's mount): guest root on btrfs, snapshot, delete"
+  echo "btrfs ($how): guest root on btrfs, snapshot, delete"
 }
 
 s_nesting() {
@@ -358,7 +358,7 @@ s_macvlan_vlan() {
   vlan_if=$(ip -o link show type vlan | grep -o "${TAG}a\.10" | head -n1)
   K delete -f mv1
   ip link show "${TAG}a.10" >/dev/null 2>&1 && left="left behind"
-  echo "macvlan on ${vlan_if:-?} (8021q $(how_in_kernel 8021q)): guest pings the tagged peer; the VLAN interface Kante made: $left after delete"
+  echo "macvlan on ${vlan_if:-?} (8021q: $(how_in_kernel 8021q)): guest pings the tagged peer; the VLAN interface Kante made: $left after delete"
 }
 
 s_ovs() {
@@ -379,7 +379,7 @@ s_ovs() {
   kx ov1 'ip addr add 198.51.100.2/24 dev eth8 && ip link set eth8 up && ping -c2 -W3 198.51.100.1'
   K delete -f ov1
   ovs-vsctl del-br "$br"
-  echo "OVS bridge on the kernel datapath (system@ovs-system; openvswitch $(how_in_kernel openvswitch)): guest NIC pings through it"
+  echo "OVS bridge on the kernel datapath (system@ovs-system; openvswitch: $(how_in_kernel openvswitch)): guest NIC pings through it"
 }
 
 s_wireguard() {
@@ -405,7 +405,7 @@ s_wireguard() {
   local hs
   hs=$(ip netns exec "$a" wg show wg0 latest-handshakes | awk '{print $2}')
   [ "${hs:-0}" -gt 0 ]
-  echo "kernel WireGuard ($(how_in_kernel wireguard)) between two namespaces: handshake, ping through the tunnel"
+  echo "kernel WireGuard (wireguard: $(how_in_kernel wireguard)) between two namespaces: handshake, ping through the tunnel"
 }
 
 s_criu() {
