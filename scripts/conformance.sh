@@ -366,11 +366,13 @@ s_ovs() {
     echo "NO: no ovs-vswitchd running"
     return 0
   fi
-  local br=${TAG}o
-  if ! ovs-vsctl --timeout=10 add-br "$br" 2>"$STEPLOG.e"; then
-    echo "NO: kernel datapath refused: $(tail -n1 "$STEPLOG.e")"
+  if ! [ -d /sys/module/openvswitch ] && ! modprobe -q openvswitch 2>"$STEPLOG.e"; then
+    echo "NO: no Open vSwitch kernel datapath ($(modinfo -n openvswitch 2>&1 | tail -n1))"
     return 0
   fi
+  local br=${TAG}o
+  # under emulation vswitchd may take more than ovs-vsctl's usual few seconds
+  ovs-vsctl --timeout=90 add-br "$br"
   expect datapath "$(ovs-vsctl get bridge "$br" datapath_type | tr -d '"')" ""
   ovs-dpctl show | grep -q "system@ovs-system"
   ip addr add 198.51.100.1/24 dev "$br" && ip link set "$br" up
@@ -378,7 +380,7 @@ s_ovs() {
   K config device add ov1 o nic nictype=bridged "parent=$br" name=eth8
   kx ov1 'ip addr add 198.51.100.2/24 dev eth8 && ip link set eth8 up && ping -c2 -W3 198.51.100.1'
   K delete -f ov1
-  ovs-vsctl del-br "$br"
+  ovs-vsctl --timeout=90 del-br "$br"
   echo "OVS bridge on the kernel datapath (system@ovs-system; openvswitch: $(how_in_kernel openvswitch)): guest NIC pings through it"
 }
 
