@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
 # README command 1: set up a fresh Debian 12 host, build Kante, start kanted
 # (embedded default: SQLite state, dir pool), build a Debian image and launch c1.
+# KANTE_BIN_DIR=dir: install the kanted and kante built there instead of building
+# (scripts/debian-vm.sh does so in its emulated Debian 12, where compiling is too slow).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
 source scripts/deps.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 
-echo ">> building"
-cargo build --release --locked -p kanted -p kante
-install -m 0755 target/release/kanted target/release/kante /usr/local/bin/
+if [ -n "${KANTE_BIN_DIR:-}" ]; then
+  echo ">> installing the built kanted and kante from $KANTE_BIN_DIR"
+else
+  echo ">> building"
+  cargo build --release --locked -p kanted -p kante
+  KANTE_BIN_DIR=target/release
+fi
+install -m 0755 "$KANTE_BIN_DIR/kanted" "$KANTE_BIN_DIR/kante" /usr/local/bin/
 
 export KANTE_DIR=${KANTE_DIR:-/var/lib/kante}
 if ! kante list >/dev/null 2>&1; then

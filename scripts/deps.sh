@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Kante needs on a Debian 12 host (idempotent): Debian packages
-# and, if missing, a Rust toolchain. Run as root.
+# and, if missing, a Rust toolchain (not when KANTE_BIN_DIR names built binaries).
+# Run as root. `scripts/deps.sh --list` prints the Debian packages and exits.
 set -euo pipefail
 
 PACKAGES=(
@@ -16,6 +17,11 @@ PACKAGES=(
   lxd-client                                  # tests: Debian's lxc client against kanted
   python3-pylxd                               # tests: Debian's pylxd against kanted (run with /usr/bin/python3)
 )
+
+if [[ "${BASH_SOURCE[0]}" == "$0" && "${1:-}" == --list ]]; then
+  echo "${PACKAGES[@]}"
+  exit 0
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -35,7 +41,7 @@ if command -v modprobe >/dev/null 2>&1; then
   done
 fi
 
-if ! command -v cargo >/dev/null 2>&1; then
+if [ -z "${KANTE_BIN_DIR:-}" ] && ! command -v cargo >/dev/null 2>&1; then
   if [ -x "$HOME/.cargo/bin/cargo" ]; then
     export PATH="$HOME/.cargo/bin:$PATH"
   else

@@ -96,14 +96,7 @@ fn pid(d: &Daemon, name: &str) -> u32 {
 
 /// The memory limit of `name`'s cgroup on the host (v1 or v2 layout).
 fn host_memory_limit(d: &Daemon, name: &str) -> String {
-    let prefix = d.cgroup_prefix();
-    let v1 = format!("/sys/fs/cgroup/memory/{prefix}/{name}/memory.limit_in_bytes");
-    let v2 = format!("/sys/fs/cgroup/{prefix}/{name}/memory.max");
-    std::fs::read_to_string(&v1)
-        .or_else(|_| std::fs::read_to_string(&v2))
-        .unwrap_or_else(|e| panic!("{v1} / {v2}: {e}"))
-        .trim()
-        .to_string()
+    d.cgroup_read(name, "memory", "memory.limit_in_bytes", "memory.max")
 }
 
 fn sha256(path: &Path) -> String {

@@ -55,6 +55,20 @@ fn debian_boots_systemd_to_running() {
             .await
             .unwrap();
         assert_eq!(out.stdout_str().trim(), "cgroup2fs");
+        // An exec'd command joins the guest's cgroups in every hierarchy, also
+        // on a pure v2 host where the booted systemd has enabled controllers
+        // below the guest's cgroup (a path outside the guest's cgroup
+        // namespace would start with "/..").
+        let out = d
+            .client
+            .exec_capture("deb1", &["cat", "/proc/self/cgroup"], &[], None)
+            .await
+            .unwrap();
+        let cg = out.stdout_str();
+        assert!(
+            !cg.is_empty() && !cg.contains("/.."),
+            "exec'd command outside the guest's cgroups:\n{cg}"
+        );
         let out = d
             .client
             .exec_capture("deb1", &["readlink", "/proc/1/exe"], &[], None)

@@ -105,12 +105,9 @@ fn unprivileged_container_runs_in_its_own_id_range() {
             "on-disk owner must stay 0 (idmapped mount, no chown)"
         );
 
-        // The cgroup the daemon created holds the container's processes.
-        let procs = std::fs::read_to_string(format!(
-            "/sys/fs/cgroup/memory/{}/c1/cgroup.procs",
-            d.cgroup_prefix()
-        ))
-        .unwrap();
+        // The cgroup the daemon created holds the container's processes (in
+        // the memory controller's hierarchy: v1 on a hybrid host, else v2).
+        let procs = d.cgroup_read("c1", "memory", "cgroup.procs", "cgroup.procs");
         assert!(
             procs.lines().any(|l| l.trim() == pid.to_string()),
             "{procs}"
@@ -228,10 +225,9 @@ fn stop_start_restart_freeze_and_delete() {
         d.client.freeze_instance("c1").await.unwrap();
         assert_eq!(d.client.instance("c1").await.unwrap().status, "Frozen");
         let stat = std::fs::read_to_string(format!("/proc/{second}/stat")).unwrap();
-        let cg = format!(
-            "/sys/fs/cgroup/unified/{}/c1/cgroup.events",
-            d.cgroup_prefix()
-        );
+        let cg = kante_integration::HostCgroups::read()
+            .dir(&d.cgroup_rel("c1"), None)
+            .join("cgroup.events");
         assert!(
             std::fs::read_to_string(&cg).unwrap().contains("frozen 1"),
             "{stat}"

@@ -110,12 +110,8 @@ fn guest_sees_its_limits_through_lxcfs() {
         assert!(lx.pid().is_some(), "kanted did not start lxcfs at {dir}");
 
         // From outside: the cgroup. From inside: the same limits.
-        let prefix = d.cgroup_prefix();
-        let limit = std::fs::read_to_string(format!(
-            "/sys/fs/cgroup/memory/{prefix}/lim/memory.limit_in_bytes"
-        ))
-        .unwrap();
-        assert_eq!(limit.trim(), (256u64 << 20).to_string());
+        let limit = d.cgroup_read("lim", "memory", "memory.limit_in_bytes", "memory.max");
+        assert_eq!(limit, (256u64 << 20).to_string());
         assert_eq!(
             free_total_mb(&d, "lim").await,
             256,

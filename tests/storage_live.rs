@@ -23,33 +23,53 @@ async fn guest_mounts(d: &Daemon, name: &str) -> Vec<String> {
         .collect()
 }
 
+/// The memory limit in force for `name`'s init: the first set limit from
+/// its own cgroup upwards, on either cgroup layout.
 async fn cgroup_memory_limit(d: &Daemon, name: &str) -> u64 {
     let pid = d.init_pid(name).await;
     let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    let line = cg
-        .lines()
-        .find(|l| {
-            l.split(':')
-                .nth(1)
-                .is_some_and(|c| c.split(',').any(|x| x == "memory"))
-        })
-        .expect("memory controller line");
-    let path = line.splitn(3, ':').nth(2).unwrap();
-    let file = format!("/sys/fs/cgroup/memory{path}/memory.limit_in_bytes");
+    let host = kante_integration::HostCgroups::read();
+    // v1: the memory hierarchy's line; pure v2: the unified one (`0::`).
+    let (root, file, path) = match host.v1_mount("memory") {
+        Some(m) => {
+            let line = cg
+                .lines()
+                .find(|l| {
+                    l.split(':')
+                        .nth(1)
+                        .is_some_and(|c| c.split(',').any(|x| x == "memory"))
+                })
+                .expect("memory controller line");
+            (
+                m.to_path_buf(),
+                "memory.limit_in_bytes",
+                line.splitn(3, ':').nth(2).unwrap().to_string(),
+            )
+        }
+        None => {
+            let line = cg
+                .lines()
+                .find(|l| l.starts_with("0::"))
+                .expect("cgroup2 line");
+            (
+                host.unified.clone().unwrap(),
+                "memory.max",
+                line[3..].to_string(),
+            )
+        }
+    };
     // init sits in a child cgroup of the instance's on some layouts: walk up.
-    let mut p = std::path::PathBuf::from(&file);
+    let mut dir = root.join(path.trim_start_matches('/'));
     loop {
-        if let Ok(v) = std::fs::read_to_string(&p) {
-            let v: u64 = v.trim().parse().unwrap();
-            if v < (1 << 50) {
-                return v;
+        if let Ok(v) = std::fs::read_to_string(dir.join(file)) {
+            if let Ok(v) = v.trim().parse::<u64>() {
+                if v < (1 << 50) {
+                    return v;
+                }
             }
         }
-        let dir = p.parent().unwrap().parent().unwrap().to_path_buf();
-        if dir == std::path::Path::new("/sys/fs/cgroup/memory") {
-            panic!("no memory limit found above {file}");
-        }
-        p = dir.join("memory.limit_in_bytes");
+        assert!(dir != root, "no memory limit found above {path}");
+        dir = dir.parent().unwrap().to_path_buf();
     }
 }
 

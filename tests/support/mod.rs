@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 use kante_api::instance::{InstanceSource, InstancesPost};
 pub use kante_client::Client;
 
+mod cgroups;
+pub use cgroups::{pids_in_tree, HostCgroups};
+
 /// One root test at a time: they share cgroups, ids and the machine. The
 /// in-process mutex orders this binary's tests; a host-wide `flock` on
 /// `/run/kante-tests.lock` (held for the life of the process once taken)

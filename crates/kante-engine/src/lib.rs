@@ -69,6 +69,9 @@ pub struct Engine {
     /// The storage drivers pools can be made with.
     pub storage_drivers: kante_storage::Registry,
     pub started_at: kante_api::Timestamp,
+    /// Set when the host is going down: stopped instances keep
+    /// `volatile.last_state.power=RUNNING`, to start again at boot.
+    host_stopping: std::sync::atomic::AtomicBool,
     me: Weak<Engine>,
 }
 
@@ -126,6 +129,7 @@ impl Engine {
             lxcfs,
             storage_drivers: storage,
             started_at: kante_api::now(),
+            host_stopping: std::sync::atomic::AtomicBool::new(false),
             me: me.clone(),
         });
         engine.init_defaults()?;

@@ -156,6 +156,26 @@ impl Cgroup {
             .collect()
     }
 
+    /// Where exec'd commands go when the container's unified cgroup cannot
+    /// take processes: once a guest enables controllers for its sub-cgroups
+    /// (its systemd does on a pure cgroup v2 host), the kernel refuses
+    /// processes in the cgroup itself (EBUSY). Made here, owned like the
+    /// cgroup so the guest's root may manage it, when the cgroup already
+    /// delegates controllers; the exec helper makes it if the guest enables
+    /// them in between. `None` without a unified hierarchy.
+    pub fn exec_leaf(&self) -> Option<PathBuf> {
+        let dir = self.unified_dir()?;
+        let leaf = dir.join(EXEC_LEAF);
+        let delegating = fs::read_to_string(dir.join("cgroup.subtree_control"))
+            .is_ok_and(|s| !s.trim().is_empty());
+        if delegating {
+            if let Err(e) = make_owned_like(&dir, &leaf) {
+                tracing::warn!("exec leaf cgroup {}: {e}", leaf.display());
+            }
+        }
+        Some(leaf)
+    }
+
     pub fn exists(&self) -> bool {
         self.dirs().iter().any(|d| d.is_dir())
     }
@@ -428,6 +448,35 @@ impl Cgroup {
     }
 }
 
+/// The leaf cgroup below a container's unified cgroup for exec'd commands.
+pub const EXEC_LEAF: &str = ".kante-exec";
+
+/// mkdir of cgroup `dir` (if missing), its directory and the files a
+/// delegate writes owned like `parent`.
+fn make_owned_like(parent: &Path, dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    match fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let owner = fs::metadata(parent)?;
+    if fs::metadata(dir)?.uid() == owner.uid() {
+        return Ok(());
+    }
+    for p in [
+        dir.to_path_buf(),
+        dir.join("cgroup.procs"),
+        dir.join("cgroup.threads"),
+        dir.join("cgroup.subtree_control"),
+    ] {
+        if p.exists() {
+            std::os::unix::fs::chown(&p, Some(owner.uid()), Some(owner.gid()))?;
+        }
+    }
+    Ok(())
+}
+
 fn count_procs(dir: &Path) -> i64 {
     let mut n = fs::read_to_string(dir.join("cgroup.procs"))
         .map(|t| t.lines().count() as i64)
@@ -585,5 +634,35 @@ mod tests {
             Cgroup::new(l, "kante/c1").controller_dir("memory").unwrap(),
             PathBuf::from("/sys/fs/cgroup/kante/c1")
         );
+    }
+
+    /// Exec's leaf is made only once the guest delegates controllers (the
+    /// case where the kernel refuses processes in the cgroup itself).
+    #[test]
+    fn exec_leaf_is_made_when_the_cgroup_delegates_controllers() {
+        let root = std::env::temp_dir().join(format!("kante-exec-leaf-{}", std::process::id()));
+        let layout = CgroupLayout {
+            v1: vec![],
+            unified: Some(root.clone()),
+        };
+        let cg = Cgroup::new(layout, "kante/c1");
+        let dir = root.join("kante/c1");
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("cgroup.subtree_control"), "").unwrap();
+        let leaf = cg.exec_leaf().unwrap();
+        assert_eq!(leaf, dir.join(EXEC_LEAF));
+        assert!(!leaf.exists(), "made with nothing delegated");
+        fs::write(dir.join("cgroup.subtree_control"), "memory pids\n").unwrap();
+        assert_eq!(cg.exec_leaf().unwrap(), leaf);
+        assert!(leaf.is_dir());
+        assert!(Cgroup::new(
+            CgroupLayout {
+                v1: vec![],
+                unified: None
+            },
+            "x"
+        )
+        .exec_leaf()
+        .is_none());
     }
 }

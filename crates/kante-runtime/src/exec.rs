@@ -53,6 +53,12 @@ pub struct ExecTarget<'a> {
     pub init_pid: i32,
     pub init_pidfd: RawFd,
     pub cgroup_procs: Vec<PathBuf>,
+    /// A leaf cgroup below the container's unified one, joined instead when
+    /// the kernel refuses the command there (EBUSY: on a pure cgroup v2
+    /// host, once the guest's systemd has enabled controllers for its
+    /// sub-cgroups, no process may live in the container's cgroup itself).
+    /// Made by the helper if missing.
+    pub cgroup_leaf: Option<PathBuf>,
     pub idmap: Option<IdMap>,
     pub cap_drop: &'a [u32],
     pub seccomp: &'a Program,
@@ -200,6 +206,10 @@ pub fn spawn(target: &ExecTarget, spec: &ExecSpec) -> Result<ExecProcess, ExecEr
         .iter()
         .filter_map(|p| std::fs::OpenOptions::new().write(true).open(p).ok())
         .collect();
+    let leaf = match &target.cgroup_leaf {
+        Some(dir) => Some((path_cstr(dir)?, path_cstr(&dir.join("cgroup.procs"))?)),
+        None => None,
+    };
     let mut ns_flags = libc::CLONE_NEWNS
         | libc::CLONE_NEWPID
         | libc::CLONE_NEWUTS
@@ -293,7 +303,13 @@ pub fn spawn(target: &ExecTarget, spec: &ExecSpec) -> Result<ExecProcess, ExecEr
             // to ptrace it (the mm is the daemon's until the execve).
             libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
             for f in &cgroup_fds {
-                libc::write(f.as_raw_fd(), b"0".as_ptr().cast(), 1);
+                if libc::write(f.as_raw_fd(), b"0".as_ptr().cast(), 1) < 0
+                    && *libc::__errno_location() == libc::EBUSY
+                {
+                    if let Some((dir, procs)) = &leaf {
+                        join_leaf(dir, procs);
+                    }
+                }
             }
             close_all_but(keep);
             // Every namespace at once. Joining a pid namespace only places
@@ -416,6 +432,23 @@ pub(crate) unsafe fn close_all_but(keep: &[RawFd]) {
 }
 
 /// The helper failed: a zero pid, then errno and a tag.
+/// In the helper: joins the leaf cgroup `dir`, making it if needed (no
+/// allocation: both paths were prepared before the fork).
+unsafe fn join_leaf(dir: &CString, procs: &CString) {
+    libc::mkdir(dir.as_ptr(), 0o755);
+    let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+    if fd >= 0 {
+        libc::write(fd, b"0".as_ptr().cast(), 1);
+        libc::close(fd);
+    }
+}
+
+fn path_cstr(p: &std::path::Path) -> Result<CString, ExecError> {
+    use std::os::unix::ffi::OsStrExt;
+    CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| ExecError::Invalid(format!("{} contains a NUL byte", p.display())))
+}
+
 unsafe fn child_fail(fd: RawFd, errno: i32, tag: &[u8]) -> ! {
     let p = 0i32.to_ne_bytes();
     libc::write(fd, p.as_ptr().cast(), 4);

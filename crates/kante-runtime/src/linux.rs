@@ -346,6 +346,7 @@ impl Runtime for LinuxRuntime {
             init_pid: c.record.init_pid,
             init_pidfd: c.init_pidfd.as_raw_fd(),
             cgroup_procs: self.cgroup(c).procs_files(),
+            cgroup_leaf: self.cgroup(c).exec_leaf(),
             idmap: c.record.idmap,
             cap_drop: &c.record.cap_drop,
             seccomp: &seccomp,

@@ -330,8 +330,11 @@ impl Engine {
         let rebooting = !requested && exit.map(InitExit::is_reboot).unwrap_or(false);
         if let Ok(mut row) = self.instance_row(&name) {
             if !rebooting {
-                row.config
-                    .insert("volatile.last_state.power".into(), "STOPPED".into());
+                // Stopped for the host's shutdown: started again at boot.
+                if !self.host_stopping.load(Ordering::SeqCst) {
+                    row.config
+                        .insert("volatile.last_state.power".into(), "STOPPED".into());
+                }
                 row.config.remove("volatile.idmap.current");
                 for p in &nics {
                     row.config

@@ -9,6 +9,7 @@ pub mod config;
 pub mod create;
 pub mod exec;
 pub mod files;
+pub mod host_shutdown;
 pub mod idmaps;
 pub mod import;
 pub mod lifecycle;
