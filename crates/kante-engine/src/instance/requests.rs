@@ -66,8 +66,10 @@ impl Engine {
         }
         let op = self.task("Deleting instance", name);
         let (engine, name) = (self.arc(), name.to_string());
-        self.ops
-            .run(op.clone(), async move { engine.instance_delete(&name).await });
+        self.ops.run(
+            op.clone(),
+            async move { engine.instance_delete(&name).await },
+        );
         Ok(op)
     }
 
