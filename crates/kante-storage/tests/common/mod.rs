@@ -13,9 +13,26 @@ use kante_storage::{driver, Pool};
 
 static LOCK: Mutex<()> = Mutex::new(());
 
-/// Serialises the tests of one binary (they share loop devices and mounts).
+/// Serialises the tests of one binary (they share loop devices and mounts)
+/// and, through the host-wide `/run/kante-tests.lock` that every root test
+/// of the project takes, keeps them from running beside another test run.
 pub fn lock() -> MutexGuard<'static, ()> {
-    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+    static HOST: std::sync::OnceLock<nix::fcntl::Flock<std::fs::File>> = std::sync::OnceLock::new();
+    let g = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    if nix::unistd::geteuid().is_root() {
+        HOST.get_or_init(|| {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open("/run/kante-tests.lock")
+                .expect("open /run/kante-tests.lock");
+            nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+                .map_err(|(_, e)| e)
+                .expect("flock /run/kante-tests.lock")
+        });
+    }
+    g
 }
 
 /// Whether the btrfs tests can run here (root, btrfs, btrfs-progs).
