@@ -2,7 +2,6 @@
 //! again after a daemon restart; autostart.
 
 use std::collections::HashMap;
-use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +9,7 @@ use std::time::Duration;
 use kante_api::instance::{InstanceStatePut, InstanceStatus};
 use kante_api::operation::OperationClass;
 use kante_api::ConfigMap;
+use kante_runtime::process::signal;
 use kante_runtime::{Container, ContainerSpec, InitExit, DEFAULT_CAP_DROP};
 use kante_store::InstanceRow;
 use serde_json::json;
@@ -229,7 +229,7 @@ impl Engine {
         super::nics::record_applied(&mut row.config, &applied);
         if let Err(e) = self.apply_limits(&container, &econfig) {
             self.remove_nics(name, &nics, false).await;
-            let _ = self.runtime.signal(&container, libc::SIGKILL);
+            let _ = self.runtime.signal(&container, signal::KILL);
             let rt = self.runtime.clone();
             let _ = tokio::task::spawn_blocking(move || {
                 wait_readable_blocking(&container);
@@ -242,7 +242,7 @@ impl Engine {
             Ok(p) => p,
             Err(e) => {
                 self.remove_nics(name, &nics, false).await;
-                let _ = self.runtime.signal(&container, libc::SIGKILL);
+                let _ = self.runtime.signal(&container, signal::KILL);
                 let rt = self.runtime.clone();
                 let _ = tokio::task::spawn_blocking(move || {
                     wait_readable_blocking(&container);
@@ -376,7 +376,7 @@ impl Engine {
         running.stopping.store(true, Ordering::SeqCst);
         let mut exited = running.exited.subscribe();
         let sig = if force {
-            libc::SIGKILL
+            signal::KILL
         } else {
             self.stop_signal(&row)
         };
@@ -410,7 +410,7 @@ impl Engine {
             {
                 let guard = crate::lock(&running.container);
                 if let Some(c) = guard.as_ref() {
-                    self.runtime.signal(c, libc::SIGKILL)?;
+                    self.runtime.signal(c, signal::KILL)?;
                 }
             }
             let _ =
@@ -439,9 +439,9 @@ impl Engine {
             .map(|t| t.to_string_lossy().into_owned())
             .unwrap_or_default();
         if target.contains("systemd") {
-            libc::SIGRTMIN() + 3
+            signal::rtmin_plus(3)
         } else {
-            libc::SIGPWR
+            signal::PWR
         }
     }
 
@@ -682,25 +682,19 @@ enum Action {
 
 fn signal_number(name: &str) -> Option<i32> {
     Some(match name.trim().trim_start_matches("SIG") {
-        "PWR" => libc::SIGPWR,
-        "TERM" => libc::SIGTERM,
-        "INT" => libc::SIGINT,
-        "USR1" => libc::SIGUSR1,
-        "USR2" => libc::SIGUSR2,
-        "HUP" => libc::SIGHUP,
-        "KILL" => libc::SIGKILL,
-        "RTMIN+3" => libc::SIGRTMIN() + 3,
-        "RTMIN+4" => libc::SIGRTMIN() + 4,
+        "PWR" => signal::PWR,
+        "TERM" => signal::TERM,
+        "INT" => signal::INT,
+        "USR1" => signal::USR1,
+        "USR2" => signal::USR2,
+        "HUP" => signal::HUP,
+        "KILL" => signal::KILL,
+        "RTMIN+3" => signal::rtmin_plus(3),
+        "RTMIN+4" => signal::rtmin_plus(4),
         other => other.parse().ok()?,
     })
 }
 
 fn wait_readable_blocking(c: &Container) {
-    let mut pfd = libc::pollfd {
-        fd: c.init_pidfd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: poll on a valid fd.
-    unsafe { libc::poll(&mut pfd, 1, 10_000) };
+    c.wait_init_exit(Duration::from_secs(10));
 }
