@@ -71,3 +71,35 @@ pub(crate) fn load(name: &str, config: &DeviceConfig) -> Result<Box<dyn Device>>
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_row_per_type_and_nictype() {
+        let mut seen = std::collections::BTreeSet::new();
+        for k in KINDS {
+            assert!(seen.insert((k.kind, k.nictype)), "{} twice", k.kind);
+        }
+    }
+
+    #[test]
+    fn nictype_is_read_only_where_rows_are_keyed_by_it() {
+        let cfg = |pairs: &[(&str, &str)]| -> DeviceConfig {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert!(load("n", &cfg(&[("type", "nic"), ("nictype", "macvlan")])).is_ok());
+        assert!(load("n", &cfg(&[("type", "nic"), ("network", "x")])).is_ok());
+        let e = load("n", &cfg(&[("type", "nic"), ("nictype", "")]))
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("unknown nictype \"\""), "{e}");
+        // The disk refuses the key itself, as an unknown option.
+        let d = load("d", &cfg(&[("type", "disk"), ("nictype", "bridged")])).unwrap();
+        assert!(d.validate().is_err());
+    }
+}
