@@ -126,7 +126,10 @@ impl Engine {
         start: &[(String, ProxySpec)],
     ) -> Result<()> {
         for name in stop {
-            crate::lock(&r.proxies).remove(name);
+            let handle = crate::lock(&r.proxies).remove(name);
+            if let Some(h) = handle {
+                h.close().await;
+            }
         }
         for (name, spec) in start {
             let handle = proxy::start(spec, r.pid).await?;
