@@ -16,7 +16,7 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use crate::error::{EngineError, Result};
-use crate::instance::proxy::{self, ProxyHandle};
+use crate::instance::proxy::ProxyHandle;
 use crate::instance::{config, fmt_time, Running};
 use crate::operations::{instance_resources, Op};
 use crate::units;
@@ -126,12 +126,12 @@ impl Engine {
     }
 
     /// Builds the runtime spec from the expanded config, with the id map
-    /// (`None`: privileged) and lxcfs directory chosen for this start.
+    /// (`None`: privileged) and lxcfs directory chosen for this start; the
+    /// devices' mounts come from their run plan.
     fn container_spec(
         &self,
         row: &InstanceRow,
         econfig: &ConfigMap,
-        edevices: &kante_api::DevicesMap,
         idmap: Option<kante_runtime::IdMap>,
         lxcfs: Option<std::path::PathBuf>,
     ) -> Result<ContainerSpec> {
@@ -148,7 +148,6 @@ impl Engine {
         {
             return Err(EngineError::bad("The instance's rootfs has no /sbin/init"));
         }
-        let privileged = is_true(econfig.get("security.privileged"));
         if let Some(list) = econfig.get("linux.kernel_modules") {
             use kante_runtime::kmod;
             let found =
@@ -160,11 +159,6 @@ impl Engine {
                 }
             }
         }
-        let mounts = self
-            .disk_mounts(edevices, privileged)?
-            .into_iter()
-            .map(|(_, m)| m)
-            .collect();
         let env: Vec<String> = econfig
             .iter()
             .filter_map(|(k, v)| k.strip_prefix("environment.").map(|e| format!("{e}={v}")))
@@ -179,7 +173,7 @@ impl Engine {
             init: vec!["/sbin/init".into()],
             env,
             cap_drop: DEFAULT_CAP_DROP.to_vec(),
-            mounts,
+            mounts: Vec::new(),
             nesting: is_true(econfig.get("security.nesting")),
             intercept: kante_runtime::Intercept {
                 mknod: is_true(econfig.get("security.syscalls.intercept.mknod")),
@@ -198,7 +192,16 @@ impl Engine {
         let (econfig, edevices) = self.expanded(&row)?;
         let idmap = self.idmap_for_start(name, &econfig, &mut row.config)?;
         let lxcfs = self.lxcfs_for_start().await;
-        let spec = self.container_spec(&row, &econfig, &edevices, idmap, lxcfs)?;
+        let mut spec = self.container_spec(&row, &econfig, idmap, lxcfs)?;
+        let plan = self
+            .device_run_plan(&crate::devices::StartCx {
+                engine: self,
+                devices: &edevices,
+                config: &row.config,
+                privileged: is_true(econfig.get("security.privileged")),
+            })
+            .await?;
+        spec.mounts = plan.mounts.into_iter().map(|(_, m)| m).collect();
         let idmap_current = spec
             .idmap
             .as_ref()
@@ -207,9 +210,7 @@ impl Engine {
         // failed start keeps the trigger, so the next start renders them.
         self.apply_templates(&row, &econfig, &edevices).await?;
         row.config.remove("volatile.apply_template");
-        let nics = self
-            .plan_instance_nics(name, &edevices, &row.config)
-            .await?;
+        let nics = self.plan_nic_requests(name, &plan.nics)?;
         let rt = self.runtime.clone();
         // NICs are made while init waits for "go", so it boots with them.
         let (engine, plans) = (self.arc(), nics.clone());
@@ -238,7 +239,7 @@ impl Engine {
             .await;
             return Err(e);
         }
-        let proxies = match self.start_proxies(container.pid(), &edevices).await {
+        let proxies = match self.open_proxies(container.pid(), &plan.proxies).await {
             Ok(p) => p,
             Err(e) => {
                 self.remove_nics(name, &nics, false).await;
@@ -581,7 +582,7 @@ impl Engine {
                 Some(c) => {
                     tracing::info!(instance = %row.name, pid = c.pid(), "re-attached to running instance");
                     let devices = self.expanded(&row).map(|(_, d)| d).unwrap_or_default();
-                    let proxies = match self.start_proxies(c.pid(), &devices).await {
+                    let proxies = match self.restore_proxies(c.pid(), &devices, &row.config).await {
                         Ok(p) => p,
                         Err(e) => {
                             tracing::warn!(instance = %row.name, "restoring proxy devices: {e}");
@@ -650,25 +651,6 @@ impl Engine {
             }
             let _ = std::fs::remove_file(kante_runtime::ContainerRecord::path(&dir));
         }
-    }
-}
-
-impl Engine {
-    /// Starts the listeners of every proxy device (errors such as an
-    /// address in use abort the start).
-    pub(crate) async fn start_proxies(
-        &self,
-        pid: i32,
-        devices: &kante_api::DevicesMap,
-    ) -> Result<HashMap<String, ProxyHandle>> {
-        let mut out = HashMap::new();
-        for (name, dev) in devices {
-            if dev.get("type").map(String::as_str) == Some("proxy") {
-                let spec = proxy::validate(name, dev)?;
-                out.insert(name.clone(), proxy::start(&spec, pid).await?);
-            }
-        }
-        Ok(out)
     }
 }
 

@@ -10,6 +10,7 @@ mod idmaps;
 mod lifecycle;
 mod operations;
 mod profiles;
+mod registry;
 mod storage;
 
 use kante_api::event::Event;
