@@ -178,7 +178,9 @@ async fn a_guest_that_reboots_is_started_again() {
         host.runtime.calls_for("c1"),
         ["start c1", "cleanup c1", "start c1"]
     );
-    assert_eq!(engine.instance_status("c1"), InstanceStatus::Running);
+    // The runtime knows the new pid before the engine has recorded the
+    // restart: wait for the engine's own view rather than race it.
+    assert!(testing::eventually(|| engine.instance_status("c1") == InstanceStatus::Running).await);
     assert_eq!(
         config(&engine, "c1")["volatile.last_state.power"],
         "RUNNING"
