@@ -392,8 +392,9 @@ pub fn extract(
 
 /// Extracts the plain (uncompressed) tar stream read from `input` into the
 /// existing directory `dir`, as [`extract`] does a file: every byte through
-/// the scanner first (the same checks, device nodes rewritten, `limits` on
-/// bytes and time), then GNU tar, which restores POSIX ACLs too. `input`
+/// the scanner first (the same checks, `limits` on bytes and time), then
+/// GNU tar, which restores POSIX ACLs too. Unlike an image, a stream (a
+/// copy of a volume) with a device node is refused, not rewritten. `input`
 /// is read to its end (bytes after the end-of-archive marker are read and
 /// dropped), so a framed stream is left at its next frame. Returns the
 /// bytes the extraction writes, as the scanner counts them.
@@ -408,6 +409,7 @@ pub fn extract_stream(
         limits,
         deadline: limits.deadline(),
         acls: true,
+        refuse_devices: true,
     };
     crate::unpack::run_tar(input, Compression::None, dir, &job, "the tar stream")
 }

@@ -125,6 +125,7 @@ pub fn unpack(
             limits,
             deadline,
             acls: false,
+            refuse_devices: false,
         },
         &mut progress,
     )?;
@@ -152,6 +153,7 @@ pub fn unpack(
                 limits: &rest,
                 deadline,
                 acls: false,
+                refuse_devices: false,
             };
             extract_tar(r, &rootfs_dir, &job, &mut progress)?;
         }
@@ -220,6 +222,7 @@ pub(crate) fn extract_file(
         limits,
         deadline: limits.deadline(),
         acls: false,
+        refuse_devices: false,
     };
     extract_tar(archive, dir, &job, &mut progress)?;
     progress.set(total);
@@ -233,6 +236,8 @@ pub(crate) struct Job<'a> {
     pub(crate) deadline: Deadline,
     /// Restore POSIX ACLs too (`tar --acls`).
     pub(crate) acls: bool,
+    /// Refuse device nodes rather than unpack them as empty files.
+    pub(crate) refuse_devices: bool,
 }
 
 /// Extracts one (possibly compressed) tarball into `dir` with GNU tar.
@@ -293,7 +298,10 @@ pub(crate) fn run_tar(
     let watchdog = Watchdog::start(&child, job.deadline.remaining());
     let mut stdin = child.stdin.take();
 
-    let scanner = TarScanner::new(job.layout, false).with_limits(job.limits);
+    let mut scanner = TarScanner::new(job.layout, false).with_limits(job.limits);
+    if job.refuse_devices {
+        scanner = scanner.refusing_devices();
+    }
     let fed = feed_tar(dec, &mut stdin, compression, scanner, &job.deadline);
     drop(stdin);
     let (hung_up, scanner) = match fed {
