@@ -238,7 +238,9 @@ pub(crate) fn subvolume_info(path: &Path) -> std::io::Result<SubvolInfo> {
     Ok(SubvolInfo {
         uuid: args.uuid,
         received_uuid: args.received_uuid,
-        readonly: args.flags & SUBVOL_RDONLY != 0,
+        // `args.flags` holds the root item's flags, whose read-only bit is
+        // not SUBVOL_RDONLY: ask the flags ioctl, as `is_readonly` does.
+        readonly: get_flags(&f)? & SUBVOL_RDONLY != 0,
     })
 }
 
