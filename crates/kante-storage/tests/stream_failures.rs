@@ -240,7 +240,7 @@ fn refused_tar_entries_leave_nothing() {
     // A symlink out of the tree, then a file written through it.
     let evil = tar(&[("./l", b'2', out, b""), ("./l/pwned", b'0', "", b"x")]);
     check(
-        &crafted("evil", MigrationType::Tar, &[], &[evil.clone()]),
+        &crafted("evil", MigrationType::Tar, &[], std::slice::from_ref(&evil)),
         "symlink",
         "through a symlink",
     );

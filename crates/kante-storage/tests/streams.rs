@@ -150,6 +150,12 @@ fn round_trip(from: &str, to: &str, kind: VolumeKind, expect: MigrationType) {
         ("symlink", 1000)
     );
     assert_eq!(live["big"].data.len(), BIG);
+    assert_eq!(
+        live[&format!("dir/{}", "n".repeat(150))].data,
+        b"a long name"
+    );
+    assert_eq!(live["with space é"].data, b"spaced");
+    assert_eq!((live["fifo"].kind, live["fifo"].mode), ("other", 0o10620));
     let vol = &recv[2];
     assert_eq!(
         std::fs::metadata(vol.join("f")).unwrap().ino(),

@@ -50,9 +50,21 @@
 //! read-only subvolume carrying a received UUID, with no subvolume inside.
 //! The received volume is then made writable by a snapshot of it.
 //! `btrfs receive` may reuse (as parent or clone source) any subvolume of
-//! the receiving filesystem whose UUID the stream names, so `btrfs` is
-//! for peers the receiver trusts; [`ReceiveOptions::accept`] restricts a
-//! receive to `tar` otherwise.
+//! the receiving filesystem whose UUID the stream names, and makes the
+//! device nodes a stream carries, so `btrfs` is for peers the receiver
+//! trusts; [`ReceiveOptions::accept`] restricts a receive to `tar`
+//! otherwise. The byte and time caps are checked as data arrives: a
+//! sender that stalls without closing blocks the receiving thread, so a
+//! caller reading from a socket sets a read timeout on it.
+//!
+//! **Tests.** `tests.rs` (no root): negotiation, the header and framing
+//! (cut anywhere, corrupt, aborted, capped), a dir → dir stream.
+//! `tests/streams.rs` (root, loop-backed btrfs): pool → pipe → pool for
+//! dir→dir, dir→btrfs, btrfs→dir and btrfs→btrfs (as differences, and the
+//! fallback to tar), comparing every tree's bytes, owners, modes, xattrs,
+//! ACL, links, holes and times. `tests/stream_failures.rs`: cut, corrupt
+//! and aborted streams, refused entries and names in use, each leaving
+//! the receiving pool as it was.
 
 pub(crate) mod btrfs;
 mod codec;

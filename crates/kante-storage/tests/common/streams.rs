@@ -1,8 +1,9 @@
 //! Helpers for the volume stream tests: a volume filled with what a stream
 //! must carry (owners, modes, setuid, xattrs, an ACL, hard links,
-//! symlinks, a sparse file, a big file shared by every snapshot), a
-//! comparable picture of a tree and of a whole pool, and a transfer
-//! through a real pipe between a sending and a receiving thread.
+//! symlinks, a sparse file, a FIFO, long and non-ASCII names, a big file
+//! shared by every snapshot), a comparable picture of a tree and of a
+//! whole pool, and a transfer through a real pipe between a sending and a
+//! receiving thread.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -95,6 +96,16 @@ pub fn populate(root: &Path, gen: u32, big: usize) {
             use std::io::Seek;
             sparse.seek(std::io::SeekFrom::Start(16 << 20)).unwrap();
             sparse.write_all(b"in the middle of a hole").unwrap();
+            // A name past ustar's 100 bytes, one with a space and UTF-8, a FIFO.
+            let long = root.join("dir").join("n".repeat(150));
+            write(&long, "a long name", 1_200_000_000);
+            write(&root.join("with space é"), "spaced", 1_200_000_000);
+            nix::unistd::mkfifo(
+                &root.join("fifo"),
+                nix::sys::stat::Mode::from_bits_truncate(0o620),
+            )
+            .unwrap();
+            chmod(&root.join("fifo"), 0o620);
         }
         1 => {
             write(&root.join("f"), "generation 1", 1_300_000_000);
