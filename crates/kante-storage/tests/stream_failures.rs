@@ -487,3 +487,68 @@ fn a_name_in_use_is_refused_and_untouched_dir() {
 fn a_name_in_use_is_refused_and_untouched_btrfs() {
     names_in_use("btrfs", MigrationType::BtrfsSend);
 }
+
+/// What a daemon that died in the middle of a receive and of a send
+/// leaves (read-only subvolumes in the staging snapshots directory, the
+/// volume's staging subvolume, a send's read-only copy) is removed at the
+/// next start, and nothing else is.
+#[test]
+fn a_crash_in_the_middle_leaves_what_the_next_start_removes() {
+    let _l = lock();
+    if !btrfs_ready() {
+        return;
+    }
+    let s = Scratch::new("streamcrash");
+    let (a, b) = (make_pool(&s, "btrfs", "a"), make_pool(&s, "btrfs", "b"));
+    make_volume(&a, "v");
+    make_volume(&b, "keep");
+    let before = picture(&b);
+    // The receive's own steps, stopped before its commit: s0 received
+    // read-only, s1 sealed by tar, the volume staged.
+    let staging = b.base.join("custom-snapshots/.staging-v");
+    std::fs::create_dir(&staging).unwrap();
+    let mut rx = Command::new("btrfs")
+        .args(["receive", "--quiet", "--chroot"])
+        .arg(&staging)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let s0 = a.snapshot_path(CUSTOM, "v", "s0").unwrap();
+    rx.stdin
+        .take()
+        .unwrap()
+        .write_all(&btrfs_send(&s0, None))
+        .unwrap();
+    assert!(rx.wait().unwrap().success());
+    assert!(subvolume_show(&staging.join("s0"))["Flags"].contains("readonly"));
+    b.driver.create_volume(&staging.join("s1")).unwrap();
+    b.driver.seal_volume(&staging.join("s1")).unwrap();
+    b.driver
+        .create_volume(&b.base.join("custom/.staging-v"))
+        .unwrap();
+    // A send's read-only copy of the live volume.
+    let vol = a.volume_path(CUSTOM, "v");
+    let copy = a.base.join("custom/.sending-v.1.0");
+    let st = Command::new("btrfs")
+        .args(["subvolume", "snapshot", "-r"])
+        .arg(&vol)
+        .arg(&copy)
+        .output()
+        .unwrap();
+    assert!(st.status.success());
+
+    b.remove_staging_leftovers();
+    a.remove_staging_leftovers();
+    assert_eq!(picture(&b), before, "the receive's leftovers are gone");
+    assert!(!copy.exists(), "the send's copy is gone");
+    assert!(a.has_volume(CUSTOM, "v") && a.has_snapshot(CUSTOM, "v", "s1"));
+    for p in [&a, &b] {
+        for n in ["v", "keep"] {
+            if p.has_volume(CUSTOM, n) {
+                p.delete_custom_volume(n).unwrap();
+            }
+        }
+        p.driver.delete_pool(&p.base, &p.config).unwrap();
+    }
+    s.assert_clean();
+}
