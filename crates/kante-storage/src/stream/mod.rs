@@ -32,7 +32,11 @@
 //! read-only subvolume, with `-p` the previous snapshot sent (the first one
 //! whole). The live volume is sent from a read-only snapshot taken for the
 //! purpose where the driver makes one in constant time (btrfs, for either
-//! type), so what is sent is one point in time.
+//! type), so what is sent is one point in time. Elsewhere (dir) the live
+//! tree is read as it is: the caller stops or freezes the instance first,
+//! and a file that changes while tar reads it fails the send. A subvolume
+//! nested in a tree is not part of it (tar stays on one filesystem, `btrfs
+//! send` sends it as an empty directory).
 //!
 //! **Receiving** trusts nothing of the sender. The header is checked
 //! before anything is made (names, kind, type, that nothing of that name
