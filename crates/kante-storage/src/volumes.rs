@@ -179,12 +179,12 @@ impl Pool {
         self.list_volumes(VolumeKind::Custom)
     }
 
-    fn custom_meta_path(&self, name: &str) -> PathBuf {
+    pub(crate) fn custom_meta_path(&self, name: &str) -> PathBuf {
         self.base.join(META_DIR).join(format!("{name}.json"))
     }
 
     /// Writes the metadata file whole (temporary file, then rename).
-    fn write_custom_meta(&self, name: &str, meta: &VolumeMeta) -> Result<()> {
+    pub(crate) fn write_custom_meta(&self, name: &str, meta: &VolumeMeta) -> Result<()> {
         let p = self.custom_meta_path(name);
         let dir = p.parent().expect("metadata path has a parent");
         std::fs::create_dir_all(dir)
