@@ -21,6 +21,7 @@ mod aside;
 pub(crate) mod btrfs;
 mod btrfs_ioctl;
 mod child;
+pub mod delta;
 mod dir;
 mod loopdev;
 #[cfg(any(test, feature = "testing"))]
@@ -169,6 +170,13 @@ pub trait StorageDriver: Send + Sync {
     fn create_volume(&self, path: &Path) -> Result<()>;
     /// Makes `dst` a writable copy of `src` (image → instance, copies).
     fn copy_volume(&self, src: &Path, dst: &Path) -> Result<()>;
+    /// Makes `staging` (not yet there) a writable copy of `snapshot` that
+    /// is to replace the volume `current`: a driver may take what is
+    /// unchanged from `current` (`dir` hard-links equal files) instead of
+    /// copying it. `current` is left as it is. The default copies.
+    fn restore_volume(&self, snapshot: &Path, _current: &Path, staging: &Path) -> Result<()> {
+        self.copy_volume(snapshot, staging)
+    }
     /// Marks a finished image volume read-only (where the driver can).
     fn seal_volume(&self, path: &Path) -> Result<()>;
     fn delete_volume(&self, path: &Path) -> Result<()>;
