@@ -1,0 +1,1 @@
+//! Running out of space on a pool (issue 20).
