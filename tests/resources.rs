@@ -151,6 +151,11 @@ fn a_full_pool_fails_cleanly_and_recovers() {
         create_on(&d, &fp, "c1", POOL).await.unwrap();
         let backup = work.path().join("c1.tar.gz");
         kante_ok(&d, &["export", "c1", backup.to_str().unwrap()]);
+        // A custom volume with 2 MiB of data, to copy.
+        let v1 = json!({"name": "v1", "type": "custom"});
+        let volumes = format!("/1.0/storage-pools/{POOL}/volumes/custom");
+        d.client.post(&volumes, &v1).await.unwrap();
+        std::fs::write(base.join("custom/v1/data"), vec![7u8; 2 << 20]).unwrap();
 
         // Mid-create, copying the image's volume; mid-copy; mid-import.
         let filler = fill_leaving(&base, 1 << 20);
@@ -173,10 +178,32 @@ fn a_full_pool_fails_cleanly_and_recovers() {
         says_no_space("import", &e.to_string());
         nothing_left(&d, &base, "c4").await;
 
+        // A synchronous request says it in its envelope's status: 507.
+        let copy = json!({"name": "v2", "type": "custom",
+            "source": {"type": "copy", "pool": POOL, "name": "v1"}});
+        let volumes = format!("/1.0/storage-pools/{POOL}/volumes/custom");
+        match d.client.post(&volumes, &copy).await.unwrap_err() {
+            ClientError::Api { status, message } => {
+                assert_eq!(status, 507, "{message}");
+                says_no_space("volume copy", &message);
+            }
+            e => panic!("{e:?}"),
+        }
+        for (sub, name) in [("custom", "v2"), ("custom-meta", "v2.json")] {
+            let left: Vec<String> = std::fs::read_dir(base.join(sub))
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n == name || n.starts_with('.'))
+                .collect();
+            assert!(left.is_empty(), "left in {sub}: {left:?}");
+        }
+
         // The daemon keeps working: a pool with space takes a new instance.
         create_on(&d, &fp, "c5", "default").await.unwrap();
         // Space freed: every retry succeeds.
         free_space(&filler);
+        d.client.post(&volumes, &copy).await.unwrap();
         create_on(&d, &fp, "c2", POOL).await.unwrap();
         kante_ok(&d, &["copy", "c1", "c3"]);
         d.client
@@ -187,6 +214,13 @@ fn a_full_pool_fails_cleanly_and_recovers() {
             let rootfs = base.join("containers").join(n).join("rootfs");
             assert!(rootfs.join("bin/busybox").exists(), "{n}");
             kante_ok(&d, &["delete", n]);
+        }
+        assert_eq!(
+            std::fs::read(base.join("custom/v2/data")).unwrap().len(),
+            2 << 20
+        );
+        for v in ["v1", "v2"] {
+            d.client.delete(&format!("{volumes}/{v}")).await.unwrap();
         }
         // The pool's filesystem goes first: the pool's removal takes its
         // (then empty) directory.
