@@ -208,7 +208,14 @@ impl Daemon {
         d
     }
 
-    async fn spawn(&mut self) {
+    /// `kill -9`s the daemon and starts another without waiting for it to
+    /// answer (a test then waits as a script would: `kante wait-ready`).
+    pub fn restart_unwaited(&mut self) {
+        self.kill9();
+        self.spawn_process();
+    }
+
+    fn spawn_process(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -245,9 +252,15 @@ impl Daemon {
         let child = cmd.spawn().expect("spawn kanted");
         owned().lock().unwrap().insert(child.id() as i32);
         self.child = Some(child);
+    }
+
+    async fn spawn(&mut self) {
+        self.spawn_process();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if self.client.get("/1.0").await.is_ok() {
+            // A daemon still opening its state holds requests in its backlog.
+            let get = tokio::time::timeout_at(deadline.into(), self.client.get("/1.0"));
+            if matches!(get.await, Ok(Ok(_))) {
                 return;
             }
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {

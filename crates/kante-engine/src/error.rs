@@ -22,6 +22,9 @@ pub enum EngineError {
     /// A resource limit is reached (say, too many websockets): try again later.
     #[error("{0}")]
     Unavailable(String),
+    /// A storage pool is full: free space and try again.
+    #[error("{0}")]
+    InsufficientStorage(String),
 }
 
 pub type Result<T> = std::result::Result<T, EngineError>;
@@ -38,6 +41,7 @@ impl EngineError {
             EngineError::Internal(_) => 500,
             EngineError::NotImplemented(_) => 501,
             EngineError::Unavailable(_) => 503,
+            EngineError::InsufficientStorage(_) => 507,
         }
     }
 
@@ -77,6 +81,7 @@ impl From<kante_storage::StorageError> for EngineError {
             Exists(_) => EngineError::Conflict(e.to_string()),
             NotFound(_) => EngineError::NotFound(e.to_string()),
             Fill { .. } => EngineError::BadRequest(e.to_string()),
+            NoSpace { .. } => EngineError::InsufficientStorage(e.to_string()),
             _ => EngineError::Internal(e.to_string()),
         }
     }

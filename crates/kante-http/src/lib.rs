@@ -157,17 +157,35 @@ pub async fn serve_unix(
     path: &Path,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    if path.exists() {
-        // A stale socket from a previous daemon: refuse if someone still answers on it.
-        if tokio::net::UnixStream::connect(path).await.is_ok() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::AddrInUse,
-                format!("{} is in use by another daemon", path.display()),
-            ));
-        }
-        std::fs::remove_file(path)?;
+    let listener = claim_socket(path).await?;
+    serve_listener(engine, listener, shutdown).await
+}
+
+/// Takes `path` for this daemon: refuses if another daemon answers there,
+/// else replaces a stale socket (one a killed daemon left, which refuses
+/// every connection) with a live one bound by [`bind_private`]. Called
+/// first thing at start, so that from then on connections wait in the
+/// listen backlog until [`serve_listener`] answers them, instead of being
+/// refused while the engine opens.
+pub async fn claim_socket(path: &Path) -> std::io::Result<std::os::unix::net::UnixListener> {
+    // A stale one is replaced in one step by the rename in bind_private.
+    if std::fs::symlink_metadata(path).is_ok()
+        && tokio::net::UnixStream::connect(path).await.is_ok()
+    {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            format!("{} is in use by another daemon", path.display()),
+        ));
     }
-    let listener = bind_private(path)?;
+    bind_private(path)
+}
+
+/// Serves the API on a listener from [`claim_socket`] until `shutdown`.
+pub async fn serve_listener(
+    engine: Arc<Engine>,
+    listener: std::os::unix::net::UnixListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     listener.set_nonblocking(true)?;
     let listener = tokio::net::UnixListener::from_std(listener)?;
     axum::serve(listener, router(engine))

@@ -48,7 +48,8 @@ impl Pool {
         }
         let staging = self.staging_path(kind, name);
         let revert = self.start_staging(&staging)?;
-        self.driver.adopt_volume(src, &staging)?;
+        let adopted = self.driver.adopt_volume(src, &staging);
+        self.space_error(adopted, || format!("volume {name}"))?;
         rename_noreplace(&staging, &dst)?;
         revert.success();
         Ok(dst)

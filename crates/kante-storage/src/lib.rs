@@ -73,6 +73,9 @@ pub enum StorageError {
     Exists(String),
     #[error("{0} not found")]
     NotFound(String),
+    /// The pool's filesystem (or a quota) ran out of room part way (HTTP 507).
+    #[error("not enough space on storage pool {pool:?} for {what}")]
+    NoSpace { pool: String, what: String },
     #[error("filling volume {volume}: {message}")]
     Fill { volume: String, message: String },
     #[error("{what}: {source}")]
@@ -93,6 +96,19 @@ impl StorageError {
         let what = what.into();
         move |source| StorageError::Io { what, source }
     }
+}
+
+/// Whether a failure's text is the kernel's ENOSPC or EDQUOT, as an I/O
+/// error or a tool (cp, tar, btrfs) words it; GNU tar says "Wrote only N
+/// of M bytes" when a write came up short, which a full disk makes it do.
+pub fn is_out_of_space(text: &str) -> bool {
+    [
+        "No space left on device",
+        "Disk quota exceeded",
+        "Wrote only ",
+    ]
+    .iter()
+    .any(|s| text.contains(s))
 }
 
 impl From<kante_syntax::SyntaxError> for StorageError {
@@ -346,6 +362,21 @@ impl Pool {
         self.volume_path(kind, name).exists()
     }
 
+    /// `r`, with a failure that came from this pool filling up said so:
+    /// [`StorageError::NoSpace`] for `what` (the tool's noise dropped).
+    pub fn space_error<T>(&self, r: Result<T>, what: impl FnOnce() -> String) -> Result<T> {
+        r.map_err(|e| {
+            if is_out_of_space(&e.to_string()) {
+                StorageError::NoSpace {
+                    pool: self.name.clone(),
+                    what: what(),
+                }
+            } else {
+                e
+            }
+        })
+    }
+
     /// Brings the pool online (the driver's `mount_pool`; idempotent).
     pub fn mount(&self) -> Result<()> {
         self.driver.mount_pool(&self.base, &self.config)
@@ -366,17 +397,20 @@ impl Pool {
         }
         let staging = self.staging_path(VolumeKind::Image, fingerprint);
         let revert = self.start_staging(&staging)?;
-        self.driver.create_volume(&staging)?;
-        // The image unpacker wants to create its destination itself, and the
-        // volume (a subvolume on btrfs) must exist first: fill a directory
-        // inside it, then move what it made to the volume's top level.
-        let target = staging.join(FILL_DIR);
-        fill(&target).map_err(|message| StorageError::Fill {
-            volume: fingerprint.into(),
-            message,
-        })?;
-        hoist(&target, &staging)?;
-        self.driver.seal_volume(&staging)?;
+        let made = (|| {
+            self.driver.create_volume(&staging)?;
+            // The image unpacker wants to create its destination itself, and the
+            // volume (a subvolume on btrfs) must exist first: fill a directory
+            // inside it, then move what it made to the volume's top level.
+            let target = staging.join(FILL_DIR);
+            fill(&target).map_err(|message| StorageError::Fill {
+                volume: fingerprint.into(),
+                message,
+            })?;
+            hoist(&target, &staging)?;
+            self.driver.seal_volume(&staging)
+        })();
+        self.space_error(made, || format!("image {fingerprint}"))?;
         rename_noreplace(&staging, &dst)?;
         revert.success();
         Ok(())
@@ -420,7 +454,8 @@ impl Pool {
         }
         let staging = self.staging_path(kind, name);
         let revert = self.start_staging(&staging)?;
-        self.driver.copy_volume(src, &staging)?;
+        let copied = self.driver.copy_volume(src, &staging);
+        self.space_error(copied, || format!("volume {name}"))?;
         rename_noreplace(&staging, &dst)?;
         revert.success();
         Ok(dst)

@@ -108,7 +108,7 @@ impl Pool {
         }
         let staging = dir.join(format!(".staging-{snap}"));
         revert.merge(self.start_staging(&staging)?);
-        fill(&staging)?;
+        self.space_error(fill(&staging), || format!("snapshot {volume}/{snap}"))?;
         Ok(StagedSnapshot {
             staging,
             dst,

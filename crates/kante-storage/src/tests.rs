@@ -286,3 +286,34 @@ fn custom_volume_metadata_follows_the_volume() {
         .is_none());
     pool.driver.delete_pool(&base, &pool.config).unwrap();
 }
+
+#[test]
+fn running_out_of_space_is_said_so_with_the_pool() {
+    // How the kernel's ENOSPC/EDQUOT reach us: cp, GNU tar (a short write),
+    // btrfs-progs, an io::Error.
+    for text in [
+        "cp: error copying 'a' to 'b': No space left on device",
+        "tar: rootfs/bin/busybox: Wrote only 8704 of 10240 bytes",
+        "ERROR: cannot snapshot: Disk quota exceeded",
+        &std::io::Error::from_raw_os_error(libc::ENOSPC).to_string(),
+        &std::io::Error::from_raw_os_error(libc::EDQUOT).to_string(),
+    ] {
+        assert!(is_out_of_space(text), "{text}");
+    }
+    assert!(!is_out_of_space(
+        "cp: cannot stat 'a': No such file or directory"
+    ));
+    let base = tmp("nospace");
+    let pool = dir_pool(&base);
+    let full = StorageError::Command("copying a to b: cp: b: No space left on device".into());
+    let e = pool.space_error::<()>(Err(full), || "volume c1".into());
+    assert!(matches!(e, Err(StorageError::NoSpace { .. })), "{e:?}");
+    assert_eq!(
+        e.unwrap_err().to_string(),
+        "not enough space on storage pool \"default\" for volume c1"
+    );
+    let other = StorageError::Command("cp: permission denied".into());
+    let e = pool.space_error::<()>(Err(other), || unreachable!());
+    assert!(matches!(e, Err(StorageError::Command(_))), "{e:?}");
+    std::fs::remove_dir_all(&base).unwrap();
+}

@@ -106,6 +106,53 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if kante_engine::host::raise_nofile().is_none() {
         tracing::warn!("could not raise the open-file limit");
     }
+    // The socket first: a stale one (left by a killed daemon) refuses
+    // connections, so it is replaced by a live one before the (possibly
+    // long) opening of the state; requests wait in its backlog until the
+    // API answers them. `kante wait-ready` waits for that answer.
+    let socket = kante_engine::Paths::new(&args.dir).socket();
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o711)
+            .create(&args.dir)
+            .with_context(|| format!("creating {}", args.dir.display()))?;
+    }
+    let listener = kante_http::claim_socket(&socket)
+        .await
+        .with_context(|| format!("binding {}", socket.display()))?;
+    let engine = match open_engine(&args).await {
+        Ok(engine) => engine,
+        Err(e) => {
+            let _ = std::fs::remove_file(&socket);
+            return Err(e);
+        }
+    };
+    tracing::info!(dir = %args.dir.display(), socket = %socket.display(), "kanted ready");
+    let shutdown = async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    };
+    kante_http::serve_listener(engine.clone(), listener, shutdown)
+        .await
+        .context("serving the API")?;
+    // Containers outlive the daemon, but not the host: at a poweroff or
+    // reboot they are stopped cleanly now, to start again at boot.
+    if kante_engine::instance::host_shutdown::host_is_stopping() {
+        engine.stop_all_for_host_shutdown().await;
+    }
+    engine.shutdown();
+    let _ = std::fs::remove_file(&socket);
+    Ok(())
+}
+
+async fn open_engine(args: &Args) -> anyhow::Result<Arc<Engine>> {
     let exe = std::env::current_exe().context("locating the kanted binary")?;
     let runtime = Arc::new(LinuxRuntime::new(exe).context("setting up the container runtime")?);
     let host = HostDeps::system(runtime).context("opening the host's network interface")?;
@@ -117,26 +164,5 @@ async fn run(args: Args) -> anyhow::Result<()> {
     )
     .await
     .context("opening the state")?;
-    let socket = engine.paths.socket();
-    tracing::info!(dir = %args.dir.display(), socket = %socket.display(), "kanted ready");
-    let shutdown = async {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-    };
-    kante_http::serve_unix(engine.clone(), &socket, shutdown)
-        .await
-        .context("serving the API")?;
-    // Containers outlive the daemon, but not the host: at a poweroff or
-    // reboot they are stopped cleanly now, to start again at boot.
-    if kante_engine::instance::host_shutdown::host_is_stopping() {
-        engine.stop_all_for_host_shutdown().await;
-    }
-    engine.shutdown();
-    let _ = std::fs::remove_file(&socket);
-    Ok(())
+    Ok(engine)
 }

@@ -325,7 +325,15 @@ impl Engine {
             )
         })
         .await?
-        .map_err(archive_error)?;
+        .map_err(|e| match e.to_string() {
+            t if kante_storage::is_out_of_space(&t) => {
+                EngineError::from(kante_storage::StorageError::NoSpace {
+                    pool: pool.name.clone(),
+                    what: format!("the backup of {name}"),
+                })
+            }
+            _ => archive_error(e),
+        })?;
         drop(upload);
         let root = unpack.join("backup");
         check_tree(&root.join("container/rootfs"), "backup/container/rootfs")?;

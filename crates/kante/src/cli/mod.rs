@@ -139,6 +139,12 @@ pub enum Command {
     },
     /// Show client and server versions
     Version,
+    /// Wait until the daemon answers its API (as `lxd waitready` does)
+    WaitReady {
+        /// Give up after this many seconds (0: wait for ever)
+        #[arg(long, default_value_t = 0)]
+        timeout: u64,
+    },
     /// List, show or cancel background operations
     #[command(subcommand)]
     Operation(OperationCmd),

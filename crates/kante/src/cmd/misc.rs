@@ -1,6 +1,8 @@
-//! `kante version`, `kante operation …`, `kante monitor`.
+//! `kante version`, `kante wait-ready`, `kante operation …`, `kante monitor`.
 
-use anyhow::Result;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
 use kante_api::server::Server;
 use kante_client::Client;
 
@@ -17,6 +19,31 @@ pub async fn version(c: &Client) -> Result<i32> {
     };
     println!("Server version: {server}");
     Ok(0)
+}
+
+/// Polls `GET /1.0` until the daemon answers it: a socket that refuses
+/// (none yet, or one a killed daemon left) or a daemon still opening its
+/// state is retried, until `timeout` seconds have passed (0: for ever).
+pub async fn wait_ready(c: &Client, timeout: u64) -> Result<i32> {
+    const POLL: Duration = Duration::from_millis(100);
+    let deadline = (timeout > 0).then(|| Instant::now() + Duration::from_secs(timeout));
+    let mut last = "no answer".to_string();
+    loop {
+        let attempt = c.get("/1.0");
+        let answer = match deadline {
+            Some(d) => tokio::time::timeout_at(d.into(), attempt).await.ok(),
+            None => Some(attempt.await),
+        };
+        match answer {
+            Some(Ok(_)) => return Ok(0),
+            Some(Err(e)) => last = e.to_string(),
+            None => {}
+        }
+        if deadline.is_some_and(|d| Instant::now() + POLL >= d) {
+            bail!("Daemon still not ready after {timeout}s timeout ({last})");
+        }
+        tokio::time::sleep(POLL).await;
+    }
 }
 
 pub async fn operation(c: &Client, cmd: OperationCmd) -> Result<i32> {
