@@ -73,7 +73,7 @@ fn uses_volume(devices: &kante_api::DevicesMap, pool: &str, vol: &str) -> bool {
 
 impl Engine {
     /// `GET /1.0/storage-pools/{pool}/volumes[/{type}]`.
-    pub fn volume_list(&self, pool: &str, kind: &str) -> Result<Vec<StorageVolume>> {
+    pub async fn volume_list(&self, pool: &str, kind: &str) -> Result<Vec<StorageVolume>> {
         let p = self.pool(pool)?;
         let only = list_kind(kind)?;
         let mut out = Vec::new();
@@ -82,7 +82,7 @@ impl Engine {
                 continue;
             }
             for name in p.list_volumes(k) {
-                match self.volume_get(pool, k.api_name(), &name) {
+                match self.volume_get(pool, k.api_name(), &name).await {
                     Ok(v) => out.push(v),
                     // Gone since it was listed.
                     Err(EngineError::NotFound(_)) => {}
@@ -94,7 +94,7 @@ impl Engine {
     }
 
     /// `GET /1.0/storage-pools/{pool}/volumes/{type}/{name}`.
-    pub fn volume_get(&self, pool: &str, kind: &str, name: &str) -> Result<StorageVolume> {
+    pub async fn volume_get(&self, pool: &str, kind: &str, name: &str) -> Result<StorageVolume> {
         let p = self.pool(pool)?;
         let k = list_kind(kind)?.ok_or_else(|| EngineError::bad("Missing volume type"))?;
         if !p.has_volume(k, name) {
@@ -110,7 +110,7 @@ impl Engine {
                 } else {
                     created
                 };
-                let used = self.volume_used_by(pool, name)?;
+                let used = self.volume_used_by(pool, name).await?;
                 (meta.description, meta.config, created, used)
             }
             VolumeKind::Container => (
@@ -140,16 +140,17 @@ impl Engine {
     }
 
     /// Instances and profiles whose disk devices use custom volume `vol`.
-    pub fn volume_used_by(&self, pool: &str, vol: &str) -> Result<Vec<String>> {
+    pub async fn volume_used_by(&self, pool: &str, vol: &str) -> Result<Vec<String>> {
         let mut used: Vec<String> = self
-            .store
-            .profile_list()?
+            .shared
+            .profile_list()
+            .await?
             .iter()
             .filter(|p| uses_volume(&p.devices, pool, vol))
             .map(|p| format!("/1.0/profiles/{}", p.name))
             .collect();
-        for row in self.store.instance_list()? {
-            let (_, devices) = self.expanded(&row).unwrap_or_default();
+        for row in self.node.instance_list().await? {
+            let (_, devices) = self.expanded(&row).await.unwrap_or_default();
             if uses_volume(&devices, pool, vol) {
                 used.push(format!("/1.0/instances/{}", row.name));
             }
@@ -305,7 +306,8 @@ impl Engine {
             )));
         }
         let running: Vec<String> = self
-            .volume_used_by(&p.name, name)?
+            .volume_used_by(&p.name, name)
+            .await?
             .into_iter()
             .filter(|u| {
                 u.strip_prefix("/1.0/instances/")
@@ -329,7 +331,7 @@ impl Engine {
         kante_storage::validate_volume_name(new)?;
         let _g = VOLUMES.lock().await;
         p.custom_meta(name).map_err(not_found)?;
-        self.refuse_if_used(pool, name)?;
+        self.refuse_if_used(pool, name).await?;
         if p.has_volume(VolumeKind::Custom, new) {
             return Err(EngineError::Conflict(format!(
                 "Storage volume {new:?} already exists"
@@ -344,7 +346,7 @@ impl Engine {
         let p = self.pool(pool)?;
         let _g = VOLUMES.lock().await;
         p.custom_meta(name).map_err(not_found)?;
-        self.refuse_if_used(pool, name)?;
+        self.refuse_if_used(pool, name).await?;
         let n = name.to_string();
         tokio::task::spawn_blocking(move || p.delete_custom_volume(&n)).await??;
         self.events.lifecycle(
@@ -355,8 +357,8 @@ impl Engine {
         Ok(())
     }
 
-    fn refuse_if_used(&self, pool: &str, name: &str) -> Result<()> {
-        let used = self.volume_used_by(pool, name)?;
+    async fn refuse_if_used(&self, pool: &str, name: &str) -> Result<()> {
+        let used = self.volume_used_by(pool, name).await?;
         if used.is_empty() {
             return Ok(());
         }

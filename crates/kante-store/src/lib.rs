@@ -2,11 +2,16 @@
 //! migrations. Maps and lists are stored as JSON text: the daemon always
 //! reads whole objects, and this keeps the schema small and obvious.
 //!
-//! The store is synchronous; every call is a short local transaction.
+//! [`Store`] is synchronous; every call is a short local transaction.
+//! [`SqliteState`] serves it to async code as both [`NodeState`] and
+//! [`SharedState`] (`state.rs`), from a thread of its own.
 
 mod migrations;
 mod pending;
+mod reservations;
 mod rows;
+mod sqlite_state;
+pub mod state;
 pub mod table;
 
 use std::path::Path;
@@ -15,7 +20,10 @@ use std::sync::Mutex;
 use rusqlite::{params, Connection};
 use thiserror::Error;
 
+pub use reservations::{CertificateRow, ReservationRow};
 pub use rows::{AliasRow, ImageRow, InstanceRow, NetworkRow, PoolRow, ProfileRow, SnapshotRow};
+pub use sqlite_state::SqliteState;
+pub use state::{Member, NodeState, ReservationKind, SharedState, PROJECT, STANDALONE_MEMBER};
 pub use table::{Record, Table};
 
 #[derive(Debug, Error)]
@@ -30,6 +38,10 @@ pub enum StoreError {
     NotFound(String),
     #[error("database schema version {found} is newer than this kanted ({known})")]
     TooNew { found: i64, known: i64 },
+    #[error("starting the state thread")]
+    Thread(#[source] std::io::Error),
+    #[error("the state thread has stopped")]
+    Closed,
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -361,5 +373,7 @@ impl Store {
     }
 }
 
+#[cfg(test)]
+mod state_tests;
 #[cfg(test)]
 mod tests;

@@ -88,9 +88,11 @@ impl<R: Record> Table<R> {
         );
         match conn.execute(&sql, params_from_iter(row.values()?)) {
             Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => {
-                Err(StoreError::Conflict(format!("{} {:?}", R::ENTITY, row.label())))
-            }
+            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
+                "{} {:?}",
+                R::ENTITY,
+                row.label()
+            ))),
             Err(e) => Err(e.into()),
         }
     }
@@ -166,7 +168,11 @@ impl<R: Record> Table<R> {
             Self::key_match(R::MUTABLE.len() + 1)
         );
         if conn.execute(&sql, params_from_iter(args))? == 0 {
-            return Err(StoreError::NotFound(format!("{} {:?}", R::ENTITY, row.label())));
+            return Err(StoreError::NotFound(format!(
+                "{} {:?}",
+                R::ENTITY,
+                row.label()
+            )));
         }
         Ok(())
     }

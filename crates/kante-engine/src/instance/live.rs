@@ -157,7 +157,7 @@ impl Engine {
 
     /// Refuses devices that name a pool, volume or network that does not
     /// exist, or mount one volume twice, before anything is stored.
-    pub(crate) fn check_device_refs(&self, devices: &DevicesMap) -> Result<()> {
+    pub(crate) async fn check_device_refs(&self, devices: &DevicesMap) -> Result<()> {
         let mut volumes = BTreeMap::new();
         for (name, dev) in devices {
             if is_type(dev, "disk") {
@@ -187,7 +187,7 @@ impl Engine {
                 }
             } else if is_type(dev, "nic") {
                 if let Some(net) = dev.get("network") {
-                    if self.store.network_get(net)?.is_none() {
+                    if self.shared.network_get(net).await?.is_none() {
                         return Err(EngineError::bad(format!(
                             "Device {name:?}: network {net:?} not found"
                         )));

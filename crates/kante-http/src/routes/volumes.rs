@@ -36,13 +36,13 @@ pub fn routes(r: Router<AppState>) -> Router<AppState> {
         )
 }
 
-fn render_list(
+async fn render_list(
     s: &AppState,
     pool: &str,
     kind: &str,
     q: &std::collections::HashMap<String, String>,
 ) -> ApiResult {
-    let vols = s.engine.volume_list(pool, kind)?;
+    let vols = s.engine.volume_list(pool, kind).await?;
     if recursion(q) >= 1 {
         return sync(vols);
     }
@@ -54,7 +54,7 @@ fn render_list(
 }
 
 async fn list_all(State(s): State<AppState>, Path(pool): Path<String>, q: Params) -> ApiResult {
-    render_list(&s, &pool, "", &q)
+    render_list(&s, &pool, "", &q).await
 }
 
 async fn list(
@@ -62,7 +62,7 @@ async fn list(
     Path((pool, kind)): Path<(String, String)>,
     q: Params,
 ) -> ApiResult {
-    render_list(&s, &pool, &kind, &q)
+    render_list(&s, &pool, &kind, &q).await
 }
 
 async fn create_any(
@@ -97,7 +97,7 @@ async fn get_one(
     State(s): State<AppState>,
     Path((pool, kind, vol)): Path<(String, String, String)>,
 ) -> ApiResult {
-    sync(s.engine.volume_get(&pool, &kind, &vol)?)
+    sync(s.engine.volume_get(&pool, &kind, &vol).await?)
 }
 
 /// Only custom volumes change through these routes.
