@@ -110,7 +110,7 @@ impl Engine {
         }
         let state = Arc::new(SqliteState::open(&paths.database())?);
         let location = state.local_member().await?.name;
-        let events = Events::new();
+        let events = Events::at(&location);
         let HostDeps {
             runtime,
             net,

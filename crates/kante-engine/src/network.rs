@@ -254,7 +254,7 @@ impl Engine {
             .into_iter()
             .map(|row| {
                 let used_by = users.remove(&row.name).unwrap_or_default();
-                managed_network(row, used_by)
+                managed_network(row, used_by, &self.location)
             })
             .collect();
         for hi in kante_network::list_host_interfaces(self.net.ops.as_ref()).await? {
@@ -262,7 +262,7 @@ impl Engine {
                 continue;
             }
             let used_by = users.remove(&hi.name).unwrap_or_default();
-            out.push(host_network(hi, used_by));
+            out.push(host_network(hi, used_by, &self.location));
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
@@ -271,7 +271,7 @@ impl Engine {
     pub async fn network_get(&self, name: &str) -> Result<Network> {
         if let Some(row) = self.shared.network_get(name).await? {
             let used_by = self.network_users(name).await?;
-            return Ok(managed_network(row, used_by));
+            return Ok(managed_network(row, used_by, &self.location));
         }
         let hi = kante_network::list_host_interfaces(self.net.ops.as_ref())
             .await?
@@ -279,7 +279,7 @@ impl Engine {
             .find(|hi| hi.name == name && !hi.name.starts_with("kt"))
             .ok_or_else(|| EngineError::NotFound("Network not found".into()))?;
         let used_by = self.network_users(name).await?;
-        Ok(host_network(hi, used_by))
+        Ok(host_network(hi, used_by, &self.location))
     }
 
     pub async fn network_state(&self, name: &str) -> Result<NetworkState> {
@@ -373,7 +373,7 @@ impl Engine {
                     hwaddr,
                     address: l.address.to_string(),
                     kind: kind.into(),
-                    location: "none".into(),
+                    location: self.location.clone(),
                 }
             })
             .collect())
@@ -420,7 +420,7 @@ impl Engine {
     }
 }
 
-fn managed_network(row: NetworkRow, used_by: Vec<String>) -> Network {
+fn managed_network(row: NetworkRow, used_by: Vec<String>, location: &str) -> Network {
     Network {
         used_by,
         name: row.name,
@@ -429,18 +429,18 @@ fn managed_network(row: NetworkRow, used_by: Vec<String>) -> Network {
         managed: true,
         status: "Created".into(),
         config: row.config,
-        locations: vec!["none".into()],
+        locations: vec![location.into()],
     }
 }
 
 /// A host interface as LXD lists it: unmanaged, typed by its kind.
-fn host_network(hi: kante_network::HostInterface, used_by: Vec<String>) -> Network {
+fn host_network(hi: kante_network::HostInterface, used_by: Vec<String>, location: &str) -> Network {
     Network {
         used_by,
         kind: format!("{:?}", hi.kind).to_lowercase(),
         name: hi.name,
         managed: false,
-        locations: vec!["none".into()],
+        locations: vec![location.into()],
         ..Default::default()
     }
 }

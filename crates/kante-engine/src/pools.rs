@@ -219,7 +219,7 @@ impl Engine {
                     description: row.description,
                     config: row.config,
                     status: "Created".into(),
-                    locations: vec!["none".into()],
+                    locations: vec![self.location.clone()],
                     used_by,
                 }
             })

@@ -134,7 +134,7 @@ impl Engine {
                 lxc_features: BTreeMap::new(),
                 os_name,
                 os_version,
-                project: "default".into(),
+                project: kante_store::PROJECT.into(),
                 server: "kante".into(),
                 server_clustered: false,
                 server_event_mode: "full-mesh".into(),

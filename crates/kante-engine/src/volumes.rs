@@ -132,9 +132,9 @@ impl Engine {
             description,
             config,
             used_by,
-            location: "none".into(),
+            location: self.location.clone(),
             content_type: "filesystem".into(),
-            project: "default".into(),
+            project: kante_store::PROJECT.into(),
             created_at,
         })
     }

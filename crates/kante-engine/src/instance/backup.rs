@@ -99,7 +99,7 @@ impl Engine {
                 }
                 let row = InstanceRow {
                     name: i.name.clone(),
-                    project: "default".into(),
+                    project: kante_store::PROJECT.into(),
                     kind: i.kind.clone(),
                     architecture: i.architecture.clone(),
                     ephemeral: i.ephemeral,

@@ -268,7 +268,7 @@ impl Engine {
         local.insert("volatile.last_state.idmap".into(), "[]".into());
         let row = InstanceRow {
             name: name.into(),
-            project: "default".into(),
+            project: kante_store::PROJECT.into(),
             kind: "container".into(),
             architecture,
             ephemeral,

@@ -202,7 +202,7 @@ impl Engine {
         };
         let row = InstanceRow {
             name: name.into(),
-            project: "default".into(),
+            project: kante_store::PROJECT.into(),
             kind: "container".into(),
             architecture: if record.architecture.is_empty() {
                 std::env::consts::ARCH.into()

@@ -1,11 +1,11 @@
 //! The state layer under the engine: instance names and id blocks are
 //! unique through the shared state's reservations (not a lock of this
-//! process).
+//! process), and records carry their member and project.
 
 use std::collections::BTreeSet;
 
 use kante_engine::testing::{self, TestHost};
-use kante_store::{ReservationKind, STANDALONE_MEMBER};
+use kante_store::{ReservationKind, PROJECT, STANDALONE_MEMBER};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_creates_of_one_name_have_one_winner() {
@@ -170,4 +170,26 @@ async fn a_block_is_given_up_when_isolation_ends_or_the_instance_goes() {
     assert_eq!(blocks().await.into_values().collect::<Vec<_>>(), ["iso-b"]);
     testing::wait_ok(&engine.instance_delete_op("iso-b").await.unwrap()).await;
     assert!(blocks().await.is_empty());
+}
+
+#[tokio::test]
+async fn records_carry_this_member_and_the_project() {
+    let host = TestHost::new();
+    let engine = host.open().await;
+    host.import_image(&engine, "img").await;
+    host.create(&engine, "c1", "img", &[]).await;
+    assert_eq!(engine.location, STANDALONE_MEMBER);
+    let i = engine.instance_get("c1").await.unwrap();
+    assert_eq!(
+        (i.location.as_str(), i.project.as_str()),
+        (STANDALONE_MEMBER, PROJECT)
+    );
+    assert_eq!(engine.instance_row("c1").await.unwrap().project, PROJECT);
+    let mut rx = engine.events.subscribe();
+    engine.events.lifecycle("x", "/1.0", serde_json::json!({}));
+    let e = rx.recv().await.unwrap();
+    assert_eq!(
+        (e.location.as_str(), e.project.as_str()),
+        (STANDALONE_MEMBER, PROJECT)
+    );
 }
