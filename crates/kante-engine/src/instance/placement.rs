@@ -68,6 +68,61 @@ impl Engine {
         Ok(())
     }
 
+    /// Gives up what this member reserved for instances that have no record
+    /// (a crash between a reservation and its record): names placed here,
+    /// id blocks held by instances not recorded here. At start, before
+    /// records are recovered from disk.
+    pub(crate) async fn release_orphaned_reservations(&self) {
+        let recorded = match self.node.instance_names().await {
+            Ok(names) => names,
+            Err(e) => {
+                tracing::error!("listing instances: {e}");
+                return;
+            }
+        };
+        let names = self
+            .shared
+            .reservations(ReservationKind::InstanceName)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::error!("listing instance names: {e}");
+                Default::default()
+            });
+        let blocks = self
+            .shared
+            .reservations(ReservationKind::IdBlock)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::error!("listing id blocks: {e}");
+                Default::default()
+            });
+        let unrecorded = |name: &String| !recorded.contains(name);
+        let mut stale = Vec::new();
+        for (key, holder) in names.iter() {
+            if *holder == self.location && unrecorded(key) {
+                stale.push((ReservationKind::InstanceName, key.clone(), holder.clone()));
+            }
+        }
+        for (key, holder) in blocks {
+            // Blocks of instances placed on other members are theirs to mind.
+            let elsewhere = names.get(&holder).is_some_and(|m| *m != self.location);
+            if unrecorded(&holder) && !elsewhere {
+                stale.push((ReservationKind::IdBlock, key, holder));
+            }
+        }
+        for (kind, key, holder) in stale {
+            tracing::warn!(
+                kind = kind.as_str(),
+                key,
+                holder,
+                "giving up a reservation with no instance"
+            );
+            if let Err(e) = self.shared.release(kind, &key, &holder).await {
+                tracing::error!(kind = kind.as_str(), key, "giving it up: {e}");
+            }
+        }
+    }
+
     async fn release_name(&self, name: &str) {
         let kind = ReservationKind::InstanceName;
         if let Err(e) = self.shared.release(kind, name, &self.location).await {

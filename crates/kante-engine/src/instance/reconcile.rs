@@ -118,6 +118,7 @@ impl Engine {
                 tracing::error!(instance = %name, "removing it: {e}");
             }
         }
+        self.release_orphaned_reservations().await;
         self.recover_from_disk().await;
         for pool in pools.clone() {
             let _ = tokio::task::spawn_blocking(move || pool.remove_staging_leftovers()).await;

@@ -193,3 +193,57 @@ async fn records_carry_this_member_and_the_project() {
         (STANDALONE_MEMBER, PROJECT)
     );
 }
+
+#[tokio::test]
+async fn a_restart_gives_up_reservations_a_crash_left_without_an_instance() {
+    let host = TestHost::new();
+    let engine = host.open().await;
+    host.import_image(&engine, "img").await;
+    host.create(&engine, "c1", "img", &[]).await;
+    let (names, blocks) = (ReservationKind::InstanceName, ReservationKind::IdBlock);
+    // A daemon that died between a reservation and its record.
+    engine
+        .shared
+        .reserve(names, "ghost", STANDALONE_MEMBER)
+        .await
+        .unwrap();
+    engine
+        .shared
+        .reserve(blocks, "9999", "ghost")
+        .await
+        .unwrap();
+    // Another member's instance and its block are not this daemon's to free.
+    engine
+        .shared
+        .reserve(names, "far", "member2")
+        .await
+        .unwrap();
+    engine.shared.reserve(blocks, "8888", "far").await.unwrap();
+    drop(engine);
+    let engine = host.open().await;
+    let held = |kind| {
+        let engine = engine.clone();
+        async move {
+            engine
+                .shared
+                .reservations(kind)
+                .await
+                .unwrap()
+                .into_iter()
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        held(names).await,
+        [
+            ("c1".to_string(), STANDALONE_MEMBER.to_string()),
+            ("far".to_string(), "member2".to_string())
+        ]
+    );
+    assert_eq!(
+        held(blocks).await,
+        [("8888".to_string(), "far".to_string())]
+    );
+    // The freed name can be used.
+    host.create(&engine, "ghost", "img", &[]).await;
+}
