@@ -141,6 +141,7 @@ impl Engine {
         });
         engine.init_defaults().await?;
         engine.load_pools().await?;
+        engine.import_volume_sidecars().await;
         engine.start_networks().await;
         // Before any instance runs: finish or undo what a crash interrupted.
         engine.reconcile_at_start().await;

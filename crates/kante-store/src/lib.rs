@@ -13,6 +13,7 @@ mod rows;
 mod sqlite_state;
 pub mod state;
 pub mod table;
+mod volumes;
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -25,6 +26,7 @@ pub use rows::{AliasRow, ImageRow, InstanceRow, NetworkRow, PoolRow, ProfileRow,
 pub use sqlite_state::SqliteState;
 pub use state::{Member, NodeState, ReservationKind, SharedState, PROJECT, STANDALONE_MEMBER};
 pub use table::{Record, Table};
+pub use volumes::VolumeRow;
 
 #[derive(Debug, Error)]
 pub enum StoreError {

@@ -108,6 +108,17 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         restricted INTEGER NOT NULL DEFAULT 0,
         description TEXT NOT NULL DEFAULT ''
     );",
+    // 6: custom volumes' description and config (until now the pools'
+    // `custom-meta/<vol>.json` sidecars, imported at the daemon's start).
+    "CREATE TABLE custom_volumes (
+        id INTEGER PRIMARY KEY,
+        pool TEXT NOT NULL,
+        name TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        config TEXT NOT NULL DEFAULT '{}',
+        created_at TEXT NOT NULL DEFAULT '',
+        UNIQUE (pool, name)
+    );",
 ];
 
 pub fn latest() -> i64 {

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use crate::state::{Member, NodeState, ReservationKind, SharedState, STANDALONE_MEMBER};
 use crate::{
     AliasRow, CertificateRow, ImageRow, InstanceRow, NetworkRow, PoolRow, ProfileRow, Result,
-    SnapshotRow, Store, StoreError,
+    SnapshotRow, Store, StoreError, VolumeRow,
 };
 
 type Job = Box<dyn FnOnce(&Store) + Send>;
@@ -145,6 +145,22 @@ impl NodeState for SqliteState {
     }
     async fn pool_delete(&self, name: &str) -> Result<bool> {
         on_thread!(self, name => |s| s.pool_delete(&name))
+    }
+
+    async fn volume_put(&self, row: &VolumeRow) -> Result<()> {
+        on_thread!(self, row => |s| s.volume_put(&row))
+    }
+    async fn volume_get(&self, pool: &str, name: &str) -> Result<Option<VolumeRow>> {
+        on_thread!(self, pool, name => |s| s.volume_get(&pool, &name))
+    }
+    async fn volume_list(&self, pool: &str) -> Result<Vec<VolumeRow>> {
+        on_thread!(self, pool => |s| s.volume_list(&pool))
+    }
+    async fn volume_rename(&self, pool: &str, old: &str, new: &str) -> Result<()> {
+        on_thread!(self, pool, old, new => |s| s.volume_rename(&pool, &old, &new))
+    }
+    async fn volume_delete(&self, pool: &str, name: &str) -> Result<bool> {
+        on_thread!(self, pool, name => |s| s.volume_delete(&pool, &name))
     }
 }
 

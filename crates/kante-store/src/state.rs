@@ -3,7 +3,7 @@
 //!
 //! * [`NodeState`]: what belongs to this member alone: its instances (with
 //!   their volatile keys and pending marks), their snapshots, its storage
-//!   pools' records. Always local (SQLite).
+//!   pools' and custom volumes' records. Always local (SQLite).
 //! * [`SharedState`]: what every member sees alike: profiles, networks,
 //!   the image index and aliases, server config, certificates, members,
 //!   and the reservations that keep names and id blocks unique across
@@ -21,7 +21,7 @@ use async_trait::async_trait;
 
 use crate::{
     AliasRow, CertificateRow, ImageRow, InstanceRow, NetworkRow, PoolRow, ProfileRow, Result,
-    SnapshotRow,
+    SnapshotRow, VolumeRow,
 };
 
 /// The only project Kante has (LXD's `project` on every record).
@@ -101,6 +101,14 @@ pub trait NodeState: Send + Sync {
     async fn pool_list(&self) -> Result<Vec<PoolRow>>;
     async fn pool_update(&self, row: &PoolRow) -> Result<()>;
     async fn pool_delete(&self, name: &str) -> Result<bool>;
+
+    // ---- custom volumes' records (their content is the pool's) ----
+    /// Records a custom volume, or replaces its record.
+    async fn volume_put(&self, row: &VolumeRow) -> Result<()>;
+    async fn volume_get(&self, pool: &str, name: &str) -> Result<Option<VolumeRow>>;
+    async fn volume_list(&self, pool: &str) -> Result<Vec<VolumeRow>>;
+    async fn volume_rename(&self, pool: &str, old: &str, new: &str) -> Result<()>;
+    async fn volume_delete(&self, pool: &str, name: &str) -> Result<bool>;
 }
 
 /// Records every member sees alike.

@@ -152,3 +152,42 @@ fn instances_of_an_older_database_hold_their_names() {
     drop(s);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test]
+async fn custom_volume_records_are_per_pool_and_upserted() {
+    let s = state();
+    let v = |pool: &str, name: &str, desc: &str| crate::VolumeRow {
+        pool: pool.into(),
+        name: name.into(),
+        description: desc.into(),
+        config: [("size".to_string(), "1GiB".to_string())].into(),
+        created_at: "t".into(),
+    };
+    s.volume_put(&v("default", "data", "a")).await.unwrap();
+    s.volume_put(&v("other", "data", "b")).await.unwrap();
+    s.volume_put(&v("default", "data", "c")).await.unwrap();
+    assert_eq!(
+        s.volume_get("default", "data").await.unwrap(),
+        Some(v("default", "data", "c"))
+    );
+    assert_eq!(
+        s.volume_list("other").await.unwrap(),
+        [v("other", "data", "b")]
+    );
+    s.volume_put(&v("default", "logs", "")).await.unwrap();
+    assert!(matches!(
+        s.volume_rename("default", "data", "logs").await,
+        Err(StoreError::Conflict(m)) if m == "Storage volume \"logs\""
+    ));
+    s.volume_rename("default", "data", "db").await.unwrap();
+    let names: Vec<_> = s
+        .volume_list("default")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert_eq!(names, ["db", "logs"]);
+    assert!(s.volume_delete("default", "db").await.unwrap());
+    assert!(!s.volume_delete("default", "db").await.unwrap());
+}

@@ -97,6 +97,26 @@ impl<R: Record> Table<R> {
         }
     }
 
+    /// Inserts a record, or rewrites the `MUTABLE` columns of the one with
+    /// its key.
+    pub fn upsert(conn: &Connection, row: &R) -> Result<()> {
+        let marks: Vec<String> = (1..=R::COLUMNS.len()).map(|i| format!("?{i}")).collect();
+        let sets: Vec<String> = R::MUTABLE
+            .iter()
+            .map(|c| format!("{c} = excluded.{c}"))
+            .collect();
+        let sql = format!(
+            "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}) DO UPDATE SET {}",
+            R::TABLE,
+            R::COLUMNS.join(", "),
+            marks.join(", "),
+            R::KEY.join(", "),
+            sets.join(", ")
+        );
+        conn.execute(&sql, params_from_iter(row.values()?))?;
+        Ok(())
+    }
+
     /// The record with this key (one value per `KEY` column).
     pub fn get(conn: &Connection, key: &[&str]) -> Result<Option<R>> {
         let sql = format!("{} WHERE {}", Self::select(), Self::key_match(1));

@@ -75,7 +75,7 @@ impl Engine {
         Ok(())
     }
 
-    fn loaded_pools(&self) -> Vec<Pool> {
+    pub(crate) fn loaded_pools(&self) -> Vec<Pool> {
         self.pools
             .read()
             .unwrap_or_else(|p| p.into_inner())

@@ -247,3 +247,90 @@ async fn a_restart_gives_up_reservations_a_crash_left_without_an_instance() {
     // The freed name can be used.
     host.create(&engine, "ghost", "img", &[]).await;
 }
+
+#[tokio::test]
+async fn custom_volume_records_live_in_the_state_and_old_sidecars_move_there() {
+    use kante_api::storage::{StorageVolumePut, StorageVolumesPost};
+    let host = TestHost::new();
+    let engine = host.open().await;
+    let mut config = kante_api::ConfigMap::new();
+    config.insert("user.a".into(), "1".into());
+    engine
+        .volume_create(
+            "default",
+            StorageVolumesPost {
+                name: "vol1".into(),
+                kind: "custom".into(),
+                description: "data".into(),
+                config: config.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let row = engine
+        .node
+        .volume_get("default", "vol1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((row.description.as_str(), &row.config), ("data", &config));
+    let pool_dir = engine.paths.pool("default");
+    assert!(!pool_dir.join("custom-meta/vol1.json").exists());
+    let put = StorageVolumePut {
+        description: "more".into(),
+        config: config.clone(),
+        ..Default::default()
+    };
+    engine
+        .volume_update("default", "vol1", put, false)
+        .await
+        .unwrap();
+    engine
+        .volume_rename("default", "vol1", "vol2")
+        .await
+        .unwrap();
+    assert!(engine
+        .node
+        .volume_get("default", "vol1")
+        .await
+        .unwrap()
+        .is_none());
+    let v = engine
+        .volume_get("default", "custom", "vol2")
+        .await
+        .unwrap();
+    assert_eq!((v.description.as_str(), &v.config), ("more", &config));
+
+    // An older version's sidecar for vol2 moves into the state at start.
+    std::fs::write(
+        pool_dir.join("custom-meta/vol2.json"),
+        r#"{"description": "from the sidecar", "config": {"user.b": "2"}, "created_at": ""}"#,
+    )
+    .unwrap();
+    drop(engine);
+    let engine = host.open().await;
+    assert!(!pool_dir.join("custom-meta/vol2.json").exists());
+    let v = engine
+        .volume_get("default", "custom", "vol2")
+        .await
+        .unwrap();
+    assert_eq!(v.description, "from the sidecar");
+    assert_eq!(v.config.get("user.b").map(String::as_str), Some("2"));
+
+    engine.volume_delete("default", "vol2").await.unwrap();
+    assert!(engine
+        .node
+        .volume_get("default", "vol2")
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        engine
+            .volume_get("default", "custom", "vol2")
+            .await
+            .unwrap_err()
+            .status(),
+        404
+    );
+}

@@ -164,7 +164,7 @@ async fn snapshots(
     q: Params,
 ) -> ApiResult {
     custom_only(&kind)?;
-    let snaps = s.engine.volume_snapshot_list(&pool, &vol)?;
+    let snaps = s.engine.volume_snapshot_list(&pool, &vol).await?;
     if recursion(&q) >= 1 {
         return sync(snaps);
     }
@@ -195,7 +195,7 @@ async fn snapshot_get(
     Path((pool, kind, vol, snap)): Path<(String, String, String, String)>,
 ) -> ApiResult {
     custom_only(&kind)?;
-    sync(s.engine.volume_snapshot_get(&pool, &vol, &snap)?)
+    sync(s.engine.volume_snapshot_get(&pool, &vol, &snap).await?)
 }
 
 async fn snapshot_delete(
@@ -203,5 +203,5 @@ async fn snapshot_delete(
     Path((pool, kind, vol, snap)): Path<(String, String, String, String)>,
 ) -> ApiResult {
     custom_only(&kind)?;
-    operation(&s.engine.volume_snapshot_delete(&pool, &vol, &snap)?)
+    operation(&s.engine.volume_snapshot_delete(&pool, &vol, &snap).await?)
 }
