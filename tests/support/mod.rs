@@ -14,6 +14,7 @@ use kante_api::instance::{InstanceSource, InstancesPost};
 pub use kante_client::Client;
 
 mod cgroups;
+pub mod net;
 pub use cgroups::{pids_in_tree, HostCgroups};
 
 /// One root test at a time: they share cgroups, ids and the machine. The

@@ -25,33 +25,12 @@ const LIMITS: &[(&str, u64)] = &[
 /// the soft one is 1024): the daemon keeps a few descriptors per running
 /// instance. Returns the new soft limit.
 pub fn raise_nofile() -> Option<u64> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain syscalls on a local struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return None;
-        }
-        if lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                return None;
-            }
-        }
-    }
-    Some(lim.rlim_cur)
+    kante_runtime::host::raise_nofile_limit()
 }
 
 /// The daemon's soft open-file limit, if it can be read.
 pub fn nofile_limit() -> Option<u64> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit fills a local struct.
-    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0).then_some(lim.rlim_cur)
+    kante_runtime::host::nofile_limit()
 }
 
 /// Raises each limit to its minimum; returns what changed, as (name, old, new).

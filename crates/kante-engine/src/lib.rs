@@ -7,6 +7,7 @@
 //! revert guard.
 
 mod deps;
+pub mod devices;
 pub mod error;
 pub mod events;
 pub mod host;

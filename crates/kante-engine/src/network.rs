@@ -25,10 +25,6 @@ impl From<NetworkError> for EngineError {
     }
 }
 
-fn is_nic(d: &BTreeMap<String, String>) -> bool {
-    d.get("type").map(String::as_str) == Some("nic")
-}
-
 impl Engine {
     /// Prefix of this daemon's nftables tables (empty for the default directory).
     fn nft_prefix(&self) -> String {
@@ -137,15 +133,8 @@ impl Engine {
     async fn network_users_all(&self) -> Result<BTreeMap<String, Vec<String>>> {
         let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut note = |devices: &DevicesMap, user: String| {
-            let mut names: Vec<&String> = devices
-                .values()
-                .filter(|d| is_nic(d))
-                .flat_map(|d| [d.get("network"), d.get("parent")].into_iter().flatten())
-                .collect();
-            names.sort();
-            names.dedup();
-            for n in names {
-                out.entry(n.clone()).or_default().push(user.clone());
+            for n in crate::devices::networks(devices) {
+                out.entry(n).or_default().push(user.clone());
             }
         };
         for p in self.shared.profile_list().await? {
@@ -345,9 +334,8 @@ impl Engine {
         let mut statics: BTreeMap<String, String> = BTreeMap::new();
         for i in self.node.instance_list().await? {
             let devices = self.expanded(&i).await.map(|(_, d)| d).unwrap_or_default();
-            for (dev, d) in devices
-                .iter()
-                .filter(|(_, d)| is_nic(d) && d.get("network").map(String::as_str) == Some(name))
+            for (dev, d) in crate::devices::nics(&devices)
+                .filter(|(_, d)| d.get("network").map(String::as_str) == Some(name))
             {
                 if d.contains_key("ipv4.address") {
                     if let Some(mac) = d
@@ -387,31 +375,33 @@ impl Engine {
         devices: &DevicesMap,
         config: &ConfigMap,
     ) -> Result<Vec<NicPlan>> {
-        let networks = self.network_specs().await?;
-        let mut requests = Vec::new();
-        for (i, (dev, d)) in devices.iter().filter(|(_, d)| is_nic(d)).enumerate() {
-            let mut cfg = d.clone();
-            cfg.remove("type");
-            let parent = kante_network::resolve_parent(&self.net, &cfg, &networks).await?;
-            requests.push(NicRequest {
-                device: dev.clone(),
-                config: cfg,
-                parent,
-                default_name: format!("eth{i}"),
-                volatile_hwaddr: config.get(&format!("volatile.{dev}.hwaddr")).cloned(),
-            });
-        }
+        let cx = crate::devices::StartCx {
+            engine: self,
+            devices,
+            config,
+            privileged: false,
+        };
+        let plan = self.start_devices(&cx, |_, d| d.nic().is_some()).await?;
+        self.plan_nic_requests(instance, &plan.nics)
+    }
+
+    /// Plans NICs together: names, MACs and host names unique across them.
+    pub(crate) fn plan_nic_requests(
+        &self,
+        instance: &str,
+        requests: &[NicRequest],
+    ) -> Result<Vec<NicPlan>> {
         Ok(kante_network::plan_nics(
             &self.paths.cgroup_prefix(),
             instance,
-            &requests,
+            requests,
         )?)
     }
 
     /// Gives every NIC without a MAC a stable `volatile.<dev>.hwaddr` (LXD's
     /// 00:16:3e range), so re-creations and restarts keep their leases.
     pub(crate) fn assign_hwaddrs(devices: &DevicesMap, config: &mut ConfigMap) {
-        for (dev, d) in devices.iter().filter(|(_, d)| is_nic(d)) {
+        for (dev, d) in crate::devices::nics(devices) {
             let key = format!("volatile.{dev}.hwaddr");
             if !d.contains_key("hwaddr") && !config.contains_key(&key) {
                 config.insert(key, crate::util::random_hwaddr());

@@ -57,16 +57,7 @@ const SERVER_KEYS: &[&str] = &[
 ];
 
 fn uname() -> (String, String) {
-    let u = nix::sys::utsname::uname().ok();
-    let release = u
-        .as_ref()
-        .map(|u| u.release().to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let node = u
-        .as_ref()
-        .map(|u| u.nodename().to_string_lossy().into_owned())
-        .unwrap_or_default();
-    (release, node)
+    kante_runtime::host::kernel_names()
 }
 
 fn os_release() -> (String, String) {

@@ -37,9 +37,23 @@ pub fn env_secs(name: &str, default: u64) -> u64 {
 pub fn async_fd(
     fd: std::os::fd::OwnedFd,
 ) -> std::io::Result<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>> {
-    // SAFETY: the fd is owned by the AsyncFd from here on and closed by it;
-    // nothing else holds or closes it while it is registered.
-    unsafe { tokio::io::unix::AsyncFd::register(fd) }.map_err(|e| e.into_parts().1)
+    register_fd(fd)
+}
+
+/// Types that own their fd, so it stays open and the same for as long as
+/// they live (what [`register_fd`] relies on).
+pub(crate) trait OwnsFd: std::os::fd::AsRawFd {}
+
+impl OwnsFd for std::os::fd::OwnedFd {}
+impl OwnsFd for kante_runtime::pty::PtyMaster {}
+/// Each clone keeps the pidfd open: it lives at least as long as this one.
+impl OwnsFd for std::sync::Arc<kante_runtime::process::ChildProcess> {}
+
+/// Registers an owner of an fd with the tokio reactor.
+pub(crate) fn register_fd<T: OwnsFd>(owner: T) -> std::io::Result<tokio::io::unix::AsyncFd<T>> {
+    // SAFETY: `T: OwnsFd` owns its fd, which the AsyncFd holds from here on:
+    // it stays open and names the same file until the AsyncFd drops it.
+    unsafe { tokio::io::unix::AsyncFd::register(owner) }.map_err(|e| e.into_parts().1)
 }
 
 /// Resolves once a watch flag is true (the guard never outlives this call).

@@ -62,16 +62,6 @@ fn created_of(path: &std::path::Path) -> kante_api::Timestamp {
         .unwrap_or_else(|_| kante_api::zero_time())
 }
 
-/// Whether a disk device uses custom volume `vol` of `pool`.
-fn uses_volume(devices: &kante_api::DevicesMap, pool: &str, vol: &str) -> bool {
-    devices.values().any(|d| {
-        d.get("type").map(String::as_str) == Some("disk")
-            && d.get("path").map(String::as_str) != Some("/")
-            && d.get("pool").map(String::as_str) == Some(pool)
-            && d.get("source").map(String::as_str) == Some(vol)
-    })
-}
-
 impl Engine {
     /// `GET /1.0/storage-pools/{pool}/volumes[/{type}]`.
     pub async fn volume_list(&self, pool: &str, kind: &str) -> Result<Vec<StorageVolume>> {
@@ -147,12 +137,12 @@ impl Engine {
             .profile_list()
             .await?
             .iter()
-            .filter(|p| uses_volume(&p.devices, pool, vol))
+            .filter(|p| crate::devices::uses_volume(&p.devices, pool, vol))
             .map(|p| format!("/1.0/profiles/{}", p.name))
             .collect();
         for row in self.node.instance_list().await? {
             let (_, devices) = self.expanded(&row).await.unwrap_or_default();
-            if uses_volume(&devices, pool, vol) {
+            if crate::devices::uses_volume(&devices, pool, vol) {
                 used.push(format!("/1.0/instances/{}", row.name));
             }
         }
@@ -603,16 +593,6 @@ fn volume_resources(pool: &str, name: &str) -> std::collections::BTreeMap<String
     r
 }
 
-/// Checks a custom-volume disk device's shape (`pool` + `source` naming a
-/// volume); whether the volume exists is checked when the instance starts.
-pub fn validate_volume_disk(name: &str, pool: &str, source: &str) -> Result<()> {
-    kante_api::names::validate_entity_name("Storage pool", pool)
-        .map_err(|e| EngineError::bad(format!("Device {name:?}: {e}")))?;
-    kante_storage::validate_volume_name(source)
-        .map_err(|e| EngineError::bad(format!("Device {name:?}: {e}")))?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -648,6 +628,7 @@ mod tests {
         ] {
             assert!(validate_devices(&bad).is_err(), "{bad:?} accepted");
         }
+        use crate::devices::uses_volume;
         assert!(uses_volume(&ok, "p", "v"));
         assert!(!uses_volume(&ok, "p", "w") && !uses_volume(&ok, "q", "v"));
     }

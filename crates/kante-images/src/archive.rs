@@ -390,6 +390,30 @@ pub fn extract(
     crate::unpack::extract_file(archive, dir, layout, limits, progress)
 }
 
+/// Extracts the plain (uncompressed) tar stream read from `input` into the
+/// existing directory `dir`, as [`extract`] does a file: every byte through
+/// the scanner first (the same checks, `limits` on bytes and time), then
+/// GNU tar, which restores POSIX ACLs too. Unlike an image, a stream (a
+/// copy of a volume) with a device node is refused, not rewritten. `input`
+/// is read to its end (bytes after the end-of-archive marker are read and
+/// dropped), so a framed stream is left at its next frame. Returns the
+/// bytes the extraction writes, as the scanner counts them.
+pub fn extract_stream(
+    input: &mut dyn Read,
+    dir: &Path,
+    layout: Layout,
+    limits: &Limits,
+) -> Result<u64, ImageError> {
+    let job = crate::unpack::Job {
+        layout,
+        limits,
+        deadline: limits.deadline(),
+        acls: true,
+        refuse_devices: true,
+    };
+    crate::unpack::run_tar(input, Compression::None, dir, &job, "the tar stream")
+}
+
 /// The contents of the regular file `member` (e.g. `backup/index.yaml`) of
 /// a tarball of `layout`, reading only as far as needed; `None` if it has
 /// none. The part read is checked like an extraction would check it.

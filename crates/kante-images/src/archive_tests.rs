@@ -283,3 +283,58 @@ fn extracting_past_the_caps_is_refused() {
     let e = extract(&out, &x, Layout::Image, &Limits::none(), &mut |_, _| {}).unwrap_err();
     assert!(matches!(e, ImageError::UnsafePath(_)), "{e}");
 }
+
+#[test]
+fn streams_are_extracted_through_the_scanner_and_read_to_their_end() {
+    use crate::tarscan::tests::testtar::{build, Entry};
+    let t = tempfile::tempdir().unwrap();
+    let x = t.path().join("x");
+    fs::create_dir(&x).unwrap();
+    let mut data = build(&[
+        Entry::dir("./rootfs"),
+        Entry::file("./rootfs/f", b"one"),
+        Entry::hardlink("./rootfs/g", "./rootfs/f"),
+    ]);
+    // What follows the end-of-archive marker is read and dropped.
+    data.extend_from_slice(&[0u8; 4096]);
+    let mut input = &data[..];
+    let written = extract_stream(&mut input, &x, Layout::Any, &Limits::none()).unwrap();
+    assert!(input.is_empty(), "read to its end");
+    assert!(written >= 3);
+    assert_eq!(fs::read(x.join("rootfs/f")).unwrap(), b"one");
+    assert_eq!(
+        fs::metadata(x.join("rootfs/f")).unwrap().ino(),
+        fs::metadata(x.join("rootfs/g")).unwrap().ino()
+    );
+
+    // A device node is refused (a stream is a volume's copy: whole or not
+    // at all), where an image's is rewritten; tar is stopped before it.
+    let z = t.path().join("z");
+    fs::create_dir(&z).unwrap();
+    let dev = build(&[
+        Entry::node("./null", b'3', 1, 3, 0o666),
+        Entry::file("./after", b"x"),
+    ]);
+    let e = extract_stream(&mut &dev[..], &z, Layout::Any, &Limits::none()).unwrap_err();
+    assert!(matches!(e, ImageError::UnsafePath(_)), "{e}");
+    assert!(e.to_string().contains("device node"), "{e}");
+    assert!(!z.join("null").exists() && !z.join("after").exists());
+
+    // An escaping name is refused before tar sees it; nothing lands outside.
+    let y = t.path().join("y");
+    fs::create_dir(&y).unwrap();
+    let bad = build(&[Entry::file("../escaped", b"x")]);
+    let e = extract_stream(&mut &bad[..], &y, Layout::Any, &Limits::none()).unwrap_err();
+    assert!(matches!(e, ImageError::UnsafePath(_)), "{e}");
+    assert!(!t.path().join("escaped").exists());
+    assert_eq!(fs::read_dir(&y).unwrap().count(), 0);
+
+    // A cut stream is corrupt.
+    let whole = build(&[Entry::file("f", &[7u8; 2000])]);
+    let e = extract_stream(&mut &whole[..1024], &y, Layout::Any, &Limits::none()).unwrap_err();
+    assert!(matches!(e, ImageError::Corrupt(_)), "{e}");
+    // And the caps hold.
+    let cap = Limits::bytes(1000, "a test");
+    let e = extract_stream(&mut &whole[..], &y, Layout::Any, &cap).unwrap_err();
+    assert!(matches!(e, ImageError::TooLarge(_)), "{e}");
+}

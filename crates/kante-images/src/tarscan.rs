@@ -143,6 +143,8 @@ pub(crate) struct TarScanner {
     /// Device entries turned into empty regular files, and the first names.
     pub devices_dropped: u64,
     pub dropped_names: Vec<String>,
+    /// Refuse device entries instead of rewriting them.
+    refuse_devices: bool,
 }
 
 impl TarScanner {
@@ -175,12 +177,21 @@ impl TarScanner {
             unpacked: 0,
             devices_dropped: 0,
             dropped_names: Vec::new(),
+            refuse_devices: false,
         }
     }
 
     /// Refuse archives whose extraction writes more than `limits.max_bytes`.
     pub(crate) fn with_limits(mut self, limits: &Limits) -> Self {
         self.limits = limits.clone();
+        self
+    }
+
+    /// Refuse archives holding a device node (a copy of a volume, which
+    /// must arrive whole or not at all) rather than turning it into an
+    /// empty file (an image, whose device nodes a container never needs).
+    pub(crate) fn refusing_devices(mut self) -> Self {
+        self.refuse_devices = true;
         self
     }
 
@@ -415,6 +426,12 @@ impl TarScanner {
                 } else if typeflag == b'2' {
                     self.symlinks.insert(path);
                 } else if typeflag == b'3' || typeflag == b'4' {
+                    if self.refuse_devices {
+                        return Err(ImageError::UnsafePath(format!(
+                            "device node {:?} (device nodes are not accepted)",
+                            self.current
+                        )));
+                    }
                     self.drop_device()?;
                 }
                 self.state = State::Header;

@@ -124,6 +124,8 @@ pub fn unpack(
             layout: main_layout,
             limits,
             deadline,
+            acls: false,
+            refuse_devices: false,
         },
         &mut progress,
     )?;
@@ -150,6 +152,8 @@ pub fn unpack(
                 layout: Layout::Any,
                 limits: &rest,
                 deadline,
+                acls: false,
+                refuse_devices: false,
             };
             extract_tar(r, &rootfs_dir, &job, &mut progress)?;
         }
@@ -217,6 +221,8 @@ pub(crate) fn extract_file(
         layout,
         limits,
         deadline: limits.deadline(),
+        acls: false,
+        refuse_devices: false,
     };
     extract_tar(archive, dir, &job, &mut progress)?;
     progress.set(total);
@@ -224,10 +230,14 @@ pub(crate) fn extract_file(
 }
 
 /// What one extraction is held to.
-struct Job<'a> {
-    layout: Layout,
-    limits: &'a Limits,
-    deadline: Deadline,
+pub(crate) struct Job<'a> {
+    pub(crate) layout: Layout,
+    pub(crate) limits: &'a Limits,
+    pub(crate) deadline: Deadline,
+    /// Restore POSIX ACLs too (`tar --acls`).
+    pub(crate) acls: bool,
+    /// Refuse device nodes rather than unpack them as empty files.
+    pub(crate) refuse_devices: bool,
 }
 
 /// Extracts one (possibly compressed) tarball into `dir` with GNU tar.
@@ -250,7 +260,20 @@ fn extract_tar(
         ));
     }
     let mut dec = decoder(compression, BufReader::with_capacity(IO_BUF, head));
+    let name = archive.file_name().unwrap_or_default().to_string_lossy();
+    run_tar(&mut dec, compression, dir, job, &name)
+}
 
+/// Feeds the decompressed tar stream `dec` through the scanner into GNU
+/// tar extracting into `dir`; `name` names the archive in messages.
+/// Returns the bytes extraction wrote, as the scanner counts them.
+pub(crate) fn run_tar(
+    dec: &mut dyn Read,
+    compression: Compression,
+    dir: &Path,
+    job: &Job,
+    name: &str,
+) -> Result<u64, ImageError> {
     let mut cmd = Command::new("tar");
     cmd.args([
         "--extract",
@@ -261,6 +284,7 @@ fn extract_tar(
         "--xattrs",
         "--xattrs-include=*",
     ])
+    .args(job.acls.then_some("--acls"))
     .arg("--directory")
     .arg(dir)
     .env("LC_ALL", "C")
@@ -274,10 +298,12 @@ fn extract_tar(
     let watchdog = Watchdog::start(&child, job.deadline.remaining());
     let mut stdin = child.stdin.take();
 
-    let scanner = TarScanner::new(job.layout, false).with_limits(job.limits);
-    let fed = feed_tar(&mut dec, &mut stdin, compression, scanner, &job.deadline);
+    let mut scanner = TarScanner::new(job.layout, false).with_limits(job.limits);
+    if job.refuse_devices {
+        scanner = scanner.refusing_devices();
+    }
+    let fed = feed_tar(dec, &mut stdin, compression, scanner, &job.deadline);
     drop(stdin);
-    let name = archive.file_name().unwrap_or_default().to_string_lossy();
     let (hung_up, scanner) = match fed {
         Ok(r) => r,
         Err(e) => {

@@ -14,6 +14,7 @@
 
 pub mod dnsmasq;
 pub mod driver;
+pub mod ifaddrs;
 mod ifreq;
 pub mod inspect;
 pub mod netlink;
@@ -23,7 +24,7 @@ pub mod ovs;
 pub mod subnet;
 
 mod fake;
-mod netns;
+pub mod netns;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -43,12 +43,10 @@ impl NetnsRef {
         std::thread::Builder::new()
             .name("kante-netns".into())
             .spawn(move || {
-                nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).map_err(
-                    |e| NetworkError::Io {
-                        what: format!("setns into {name}"),
-                        source: e.into(),
-                    },
-                )?;
+                enter(&ns).map_err(|source| NetworkError::Io {
+                    what: format!("setns into {name}"),
+                    source,
+                })?;
                 f()
             })
             .map_err(NetworkError::io("spawning a netns thread"))?
@@ -58,6 +56,13 @@ impl NetnsRef {
                 source: std::io::Error::other("panicked"),
             })?
     }
+}
+
+/// Moves the calling thread (only it) into the network namespace `ns`
+/// names (an open `/proc/<pid>/ns/net` or bind mount of one). Sockets the
+/// thread makes afterwards belong to that namespace.
+pub fn enter(ns: impl AsFd) -> std::io::Result<()> {
+    nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)
 }
 
 /// Brings `ifname` up inside `netns`, as LXC does for an instance's NICs

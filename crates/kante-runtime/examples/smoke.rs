@@ -78,15 +78,14 @@ fn main() {
         std::fs::File::from(stderr)
             .read_to_string(&mut err)
             .unwrap();
-        let mut status = 0;
-        // SAFETY: reaping our own children.
-        unsafe {
-            if let Some(helper) = p.helper_pid {
-                libc::waitpid(helper, &mut status, 0);
-            }
-            libc::waitpid(p.pid, &mut status, 0)
+        if let Some(helper) = &p.helper {
+            let _ = helper.wait();
+        }
+        let code = match p.process.wait() {
+            Ok(kante_runtime::process::Exit::Exited(code)) => code,
+            _ => 0,
         };
-        (libc::WEXITSTATUS(status), out, err)
+        (code, out, err)
     };
     let mut state = String::new();
     for _ in 0..100 {

@@ -23,6 +23,8 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
+use crate::process::ChildProcess;
+use crate::pty::PtyMaster;
 use crate::seccomp::Program;
 use crate::spec::IdMap;
 
@@ -34,6 +36,8 @@ pub enum ExecError {
     Io(#[from] io::Error),
     #[error("exec setup failed in the container: {0}")]
     Setup(String),
+    #[error("exec: {0}")]
+    Process(#[from] crate::process::ProcessError),
 }
 
 /// What to run.
@@ -72,10 +76,11 @@ pub struct ExecProcess {
     /// The helper (our child), already exiting: reap it, its status means
     /// nothing. `None` when the command was started without one (a fake
     /// runtime in tests).
-    pub helper_pid: Option<i32>,
-    /// The command itself, by host pid: also our child, so reaping it
-    /// yields the exit status, and the pid cannot be recycled before that.
-    pub pid: i32,
+    pub helper: Option<ChildProcess>,
+    /// The command itself, held by its pidfd: also our child, so reaping it
+    /// yields the exit status; signals go through the pidfd, so none can
+    /// reach another process once it is reaped.
+    pub process: ChildProcess,
     pub stdio: ExecStdio,
 }
 
@@ -86,7 +91,7 @@ pub enum ExecStdio {
         stderr: OwnedFd,
     },
     Pty {
-        master: OwnedFd,
+        master: PtyMaster,
     },
 }
 
@@ -226,7 +231,12 @@ pub fn spawn(target: &ExecTarget, spec: &ExecSpec) -> Result<ExecProcess, ExecEr
             let (master, slave) = container_pty(target, spec, size)?;
             let s1 = slave.try_clone()?;
             let s2 = slave.try_clone()?;
-            (ExecStdio::Pty { master }, [slave, s1, s2])
+            (
+                ExecStdio::Pty {
+                    master: PtyMaster::from_fd(master),
+                },
+                [slave, s1, s2],
+            )
         }
         None => {
             let (in_r, in_w) = pipe_cloexec()?;
@@ -396,11 +406,27 @@ pub fn spawn(target: &ExecTarget, spec: &ExecSpec) -> Result<ExecProcess, ExecEr
         };
         return Err(decode_failure(rec, &spec.argv[0]));
     }
-    Ok(ExecProcess {
-        helper_pid: Some(helper),
-        pid,
-        stdio: ours,
-    })
+    // Both are our children, not yet reaped: their pids are theirs until we
+    // reap them, so the pidfds name exactly them.
+    let held =
+        ChildProcess::from_child(helper).and_then(|h| Ok((h, ChildProcess::from_child(pid)?)));
+    match held {
+        Ok((helper, process)) => Ok(ExecProcess {
+            helper: Some(helper),
+            process,
+            stdio: ours,
+        }),
+        Err(e) => {
+            let mut status = 0;
+            // SAFETY: kill and reap our own direct children, not yet reaped.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(helper, &mut status, 0);
+                libc::waitpid(pid, &mut status, libc::__WALL);
+            }
+            Err(e.into())
+        }
+    }
 }
 
 /// Failure record: errno (4 bytes) then a short ASCII tag.

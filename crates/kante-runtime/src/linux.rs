@@ -76,6 +76,19 @@ impl Container {
     pub fn pid(&self) -> i32 {
         self.record.init_pid
     }
+
+    /// Blocks until init has exited (its pidfd turns readable), at most
+    /// `timeout`; whether it has.
+    pub fn wait_init_exit(&self, timeout: Duration) -> bool {
+        let mut pfd = libc::pollfd {
+            fd: self.init_pidfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: poll on one valid fd, described by a local pollfd.
+        unsafe { libc::poll(&mut pfd, 1, ms) > 0 }
+    }
 }
 
 /// Resource usage of a running container.

@@ -14,6 +14,82 @@ pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
 pub const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 pub const MOUNT_ATTR_NODEV: u64 = 0x4;
 
+/// The errors callers tell apart, by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Errno {
+    /// `ENOENT`
+    NoEntry,
+    /// `ENOTDIR`
+    NotDirectory,
+    /// `EISDIR`
+    IsDirectory,
+    /// `EEXIST`
+    Exists,
+    /// `ENOTEMPTY`
+    NotEmpty,
+    /// `EACCES`
+    Access,
+    /// `EPERM`
+    Permission,
+    /// `EXDEV`: with `RESOLVE_IN_ROOT`, a path that would leave the root.
+    CrossDevice,
+    /// `ELOOP`: too many symlinks, or one where none may be.
+    Loop,
+    /// `ESRCH`
+    NoProcess,
+    /// `EMFILE`
+    TooManyFiles,
+}
+
+impl Errno {
+    const ALL: [Errno; 11] = [
+        Errno::NoEntry,
+        Errno::NotDirectory,
+        Errno::IsDirectory,
+        Errno::Exists,
+        Errno::NotEmpty,
+        Errno::Access,
+        Errno::Permission,
+        Errno::CrossDevice,
+        Errno::Loop,
+        Errno::NoProcess,
+        Errno::TooManyFiles,
+    ];
+
+    /// The error number of `e`, if it is one of these.
+    pub fn of(e: &io::Error) -> Option<Errno> {
+        let raw = e.raw_os_error()?;
+        Self::ALL.into_iter().find(|e| e.raw() == raw)
+    }
+
+    fn raw(self) -> i32 {
+        match self {
+            Errno::NoEntry => libc::ENOENT,
+            Errno::NotDirectory => libc::ENOTDIR,
+            Errno::IsDirectory => libc::EISDIR,
+            Errno::Exists => libc::EEXIST,
+            Errno::NotEmpty => libc::ENOTEMPTY,
+            Errno::Access => libc::EACCES,
+            Errno::Permission => libc::EPERM,
+            Errno::CrossDevice => libc::EXDEV,
+            Errno::Loop => libc::ELOOP,
+            Errno::NoProcess => libc::ESRCH,
+            Errno::TooManyFiles => libc::EMFILE,
+        }
+    }
+}
+
+impl From<Errno> for io::Error {
+    fn from(e: Errno) -> io::Error {
+        io::Error::from_raw_os_error(e.raw())
+    }
+}
+
+/// A pipe, both ends close-on-exec: (read end, write end).
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)
+}
+
 #[repr(C)]
 struct MountAttr {
     attr_set: u64,
@@ -185,6 +261,22 @@ pub fn process_is_dead(pid: i32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errnos_round_trip() {
+        for e in Errno::ALL {
+            assert_eq!(Errno::of(&io::Error::from(e)), Some(e));
+        }
+        assert_eq!(
+            io::Error::from(Errno::NoEntry).raw_os_error(),
+            Some(libc::ENOENT)
+        );
+        assert_eq!(
+            Errno::of(&io::Error::from_raw_os_error(libc::ELOOP)),
+            Some(Errno::Loop)
+        );
+        assert_eq!(Errno::of(&io::Error::other("no errno")), None);
+    }
 
     #[test]
     fn start_time_survives_odd_command_names() {

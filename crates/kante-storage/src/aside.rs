@@ -23,9 +23,12 @@ use crate::{
 pub(crate) const DELETE_PREFIX: &str = ".deleting-";
 
 /// Whether a directory entry of a pool is a leftover of work in progress
-/// (a volume being built, unpacked or deleted) rather than a volume.
+/// (a volume being built, unpacked, received, deleted or sent) rather than
+/// a volume.
 pub(crate) fn is_leftover(name: &str) -> bool {
-    name.starts_with(".staging-") || name.starts_with(DELETE_PREFIX)
+    name.starts_with(".staging-")
+        || name.starts_with(DELETE_PREFIX)
+        || name.starts_with(crate::stream::SEND_PREFIX)
 }
 
 /// What [`Pool::set_aside`] or [`Pool::set_aside_snapshot`] moved out of

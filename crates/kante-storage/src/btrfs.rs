@@ -26,7 +26,7 @@
 //! `user.*`.
 
 use std::fs::OpenOptions;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -39,8 +39,8 @@ use crate::btrfs_ioctl as ioctl;
 use crate::loopdev::{self, LoopDevice};
 use crate::mounts::{self, ensure_dir, is_empty_dir, resolve};
 use crate::{
-    clear_unused_pool, create_layout, format_size, parse_size, run, DriverInfo, Result, Revert,
-    StorageDriver, StorageError, LAYOUT,
+    clear_unused_pool, create_layout, format_size, parse_size, run, stream, DriverInfo,
+    MigrationType, Result, Revert, SectionTarget, StorageDriver, StorageError, LAYOUT,
 };
 
 pub struct BtrfsDriver;
@@ -724,5 +724,42 @@ impl StorageDriver for BtrfsDriver {
             return Ok(None);
         }
         Ok(self.qgroup(path)?.map(|q| q.referenced))
+    }
+
+    fn migration_types(&self) -> Vec<MigrationType> {
+        vec![MigrationType::BtrfsSend, MigrationType::Tar]
+    }
+
+    fn can_send(&self, ty: MigrationType, path: &Path) -> bool {
+        ty == MigrationType::Tar || ioctl::is_subvolume(path)
+    }
+
+    fn freeze_for_send(&self, src: &Path, dst: &Path) -> Result<bool> {
+        stream::btrfs::freeze(src, dst)
+    }
+
+    fn send_section(
+        &self,
+        ty: MigrationType,
+        src: &Path,
+        parent: Option<&Path>,
+        out: &mut dyn Write,
+    ) -> Result<()> {
+        match ty {
+            MigrationType::BtrfsSend => stream::btrfs::send_subvolume(src, parent, out),
+            MigrationType::Tar => stream::send_tar_section(src, out),
+        }
+    }
+
+    fn receive_section(
+        &self,
+        ty: MigrationType,
+        input: &mut dyn Read,
+        target: &SectionTarget,
+    ) -> Result<()> {
+        match ty {
+            MigrationType::BtrfsSend => stream::btrfs::receive_subvolume(input, target),
+            MigrationType::Tar => stream::receive_tar_section(self, input, target),
+        }
     }
 }

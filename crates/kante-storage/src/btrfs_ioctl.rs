@@ -50,7 +50,42 @@ struct InoLookupUserArgs {
     path: [u8; 3824],
 }
 
+/// `struct btrfs_ioctl_timespec`.
+#[repr(C)]
+#[allow(dead_code)] // Filled in by the kernel; only some fields are read.
+struct Timespec {
+    sec: u64,
+    nsec: u32,
+}
+
+/// `struct btrfs_ioctl_get_subvol_info_args`.
+#[repr(C)]
+#[allow(dead_code)] // Filled in by the kernel; only some fields are read.
+struct SubvolInfoArgs {
+    treeid: u64,
+    name: [u8; 256],
+    parent_id: u64,
+    dirid: u64,
+    generation: u64,
+    flags: u64,
+    uuid: [u8; 16],
+    parent_uuid: [u8; 16],
+    received_uuid: [u8; 16],
+    ctransid: u64,
+    otransid: u64,
+    stransid: u64,
+    rtransid: u64,
+    ctime: Timespec,
+    otime: Timespec,
+    stime: Timespec,
+    rtime: Timespec,
+    reserved: [u64; 8],
+}
+
 const _: () = assert!(std::mem::size_of::<VolArgs>() == 4096);
+const _: () = assert!(std::mem::size_of::<SubvolInfoArgs>() == 504);
+const _: () = assert!(std::mem::offset_of!(SubvolInfoArgs, received_uuid) == 328);
+const _: () = assert!(std::mem::offset_of!(SubvolInfoArgs, ctime) == 376);
 const _: () = assert!(std::mem::size_of::<VolArgsV2>() == 4096);
 const _: () = assert!(std::mem::size_of::<RootrefArgs>() == 4096);
 const _: () = assert!(std::mem::size_of::<InoLookupUserArgs>() == 4096);
@@ -65,6 +100,8 @@ const SUBVOL_GETFLAGS: libc::c_ulong =
     nix::request_code_read!(MAGIC, 25, std::mem::size_of::<u64>()) as _;
 const SUBVOL_SETFLAGS: libc::c_ulong =
     nix::request_code_write!(MAGIC, 26, std::mem::size_of::<u64>()) as _;
+const GET_SUBVOL_INFO: libc::c_ulong =
+    nix::request_code_read!(MAGIC, 60, std::mem::size_of::<SubvolInfoArgs>()) as _;
 const GET_SUBVOL_ROOTREF: libc::c_ulong =
     nix::request_code_readwrite!(MAGIC, 61, std::mem::size_of::<RootrefArgs>()) as _;
 const INO_LOOKUP_USER: libc::c_ulong =
@@ -179,6 +216,32 @@ pub(crate) fn set_readonly(path: &Path, readonly: bool) -> std::io::Result<()> {
 
 pub(crate) fn is_readonly(path: &Path) -> std::io::Result<bool> {
     Ok(get_flags(&open_dir(path)?)? & SUBVOL_RDONLY != 0)
+}
+
+/// What the kernel says of one subvolume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SubvolInfo {
+    pub uuid: [u8; 16],
+    /// All zeros unless the subvolume was made by `btrfs receive`.
+    pub received_uuid: [u8; 16],
+    pub readonly: bool,
+}
+
+/// The UUIDs and read-only flag of subvolume `path`.
+pub(crate) fn subvolume_info(path: &Path) -> std::io::Result<SubvolInfo> {
+    let f = open_dir(path)?;
+    // SAFETY: the all-zero bit pattern is a valid value of this plain C struct.
+    let mut args: SubvolInfoArgs = unsafe { std::mem::zeroed() };
+    // SAFETY: `args` is a valid btrfs_ioctl_get_subvol_info_args that the
+    // kernel fills in.
+    check(unsafe { libc::ioctl(f.as_raw_fd(), GET_SUBVOL_INFO as _, &mut args) })?;
+    Ok(SubvolInfo {
+        uuid: args.uuid,
+        received_uuid: args.received_uuid,
+        // `args.flags` holds the root item's flags, whose read-only bit is
+        // not SUBVOL_RDONLY: ask the flags ioctl, as `is_readonly` does.
+        readonly: get_flags(&f)? & SUBVOL_RDONLY != 0,
+    })
 }
 
 /// The subvolumes directly below subvolume `path`, as paths.

@@ -95,6 +95,20 @@ impl StorageDriver for DirDriver {
         .map(drop)
     }
 
+    fn restore_volume(&self, snapshot: &Path, current: &Path, staging: &Path) -> Result<()> {
+        let stats =
+            crate::delta::build(snapshot, current, staging).map_err(|e| StorageError::Io {
+                what: format!(
+                    "restoring {} from {}",
+                    current.display(),
+                    snapshot.display()
+                ),
+                source: e,
+            })?;
+        tracing::debug!(?stats, path = %current.display(), "restored by delta");
+        Ok(())
+    }
+
     fn adopt_volume(&self, src: &Path, dst: &Path) -> Result<()> {
         // Same filesystem: a volume is just a directory, so move it.
         crate::rename_noreplace(src, dst)

@@ -21,6 +21,7 @@ mod aside;
 pub(crate) mod btrfs;
 mod btrfs_ioctl;
 mod child;
+pub mod delta;
 mod dir;
 mod loopdev;
 #[cfg(any(test, feature = "testing"))]
@@ -29,9 +30,11 @@ mod mounts;
 mod registry;
 mod revert;
 mod snapshots;
+pub mod stream;
 mod volumes;
 mod writers;
 
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -43,10 +46,12 @@ pub use aside::Aside;
 pub use btrfs::BtrfsDriver;
 pub use child::dies_with_daemon;
 pub use dir::DirDriver;
+pub use kante_images::Limits;
 pub use kante_syntax::{format_size, parse_size};
 pub use registry::Registry;
 pub use revert::Revert;
 pub use snapshots::StagedSnapshot;
+pub use stream::{negotiate, MigrationType, ReceiveOptions, SectionTarget, StreamHeader};
 pub use volumes::VolumeMeta;
 
 #[derive(Debug, Error)]
@@ -77,6 +82,10 @@ pub enum StorageError {
     },
     #[error("{0}")]
     Command(String),
+    /// A volume stream that is cut, corrupt, aborted by its sender or
+    /// refused (an escaping name, an unexpected entry, past a cap).
+    #[error("volume stream: {0}")]
+    Stream(String),
 }
 
 impl StorageError {
@@ -95,7 +104,8 @@ impl From<kante_syntax::SyntaxError> for StorageError {
 pub type Result<T> = std::result::Result<T, StorageError>;
 
 /// Kinds of volume, each with its own directory in the pool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum VolumeKind {
     Image,
     Container,
@@ -160,6 +170,13 @@ pub trait StorageDriver: Send + Sync {
     fn create_volume(&self, path: &Path) -> Result<()>;
     /// Makes `dst` a writable copy of `src` (image → instance, copies).
     fn copy_volume(&self, src: &Path, dst: &Path) -> Result<()>;
+    /// Makes `staging` (not yet there) a writable copy of `snapshot` that
+    /// is to replace the volume `current`: a driver may take what is
+    /// unchanged from `current` (`dir` hard-links equal files) instead of
+    /// copying it. `current` is left as it is. The default copies.
+    fn restore_volume(&self, snapshot: &Path, _current: &Path, staging: &Path) -> Result<()> {
+        self.copy_volume(snapshot, staging)
+    }
     /// Marks a finished image volume read-only (where the driver can).
     fn seal_volume(&self, path: &Path) -> Result<()>;
     fn delete_volume(&self, path: &Path) -> Result<()>;
@@ -197,6 +214,54 @@ pub trait StorageDriver: Send + Sync {
     /// Bytes used by volume `path`, where the driver knows it cheaply.
     fn volume_usage(&self, _path: &Path) -> Result<Option<u64>> {
         Ok(None)
+    }
+
+    /// The volume stream types this driver sends and receives, best first
+    /// (see [`stream`]). Every driver handles [`MigrationType::Tar`].
+    fn migration_types(&self) -> Vec<MigrationType> {
+        vec![MigrationType::Tar]
+    }
+
+    /// Whether the tree at `path` (a volume or a snapshot) can be sent as `ty`.
+    fn can_send(&self, ty: MigrationType, _path: &Path) -> bool {
+        ty == MigrationType::Tar
+    }
+
+    /// Makes `dst` a read-only point-in-time copy of the live volume `src`
+    /// to send from, if the driver makes one in constant time (btrfs);
+    /// `false`: none was made, and the live tree is sent.
+    fn freeze_for_send(&self, _src: &Path, _dst: &Path) -> Result<bool> {
+        Ok(false)
+    }
+
+    /// Writes the tree at `src` as one section of type `ty`. `parent` is
+    /// the tree sent before it in the same stream (the previous snapshot),
+    /// for types that send differences.
+    fn send_section(
+        &self,
+        ty: MigrationType,
+        src: &Path,
+        _parent: Option<&Path>,
+        out: &mut dyn Write,
+    ) -> Result<()> {
+        match ty {
+            MigrationType::Tar => stream::send_tar_section(src, out),
+            other => Err(stream::unsupported(self.info().name, other)),
+        }
+    }
+
+    /// Receives one section of type `ty` from `input` (read to its end)
+    /// as the new volume or snapshot `target.dst`.
+    fn receive_section(
+        &self,
+        ty: MigrationType,
+        input: &mut dyn Read,
+        target: &SectionTarget,
+    ) -> Result<()> {
+        match ty {
+            MigrationType::Tar => stream::receive_tar_section(self, input, target),
+            other => Err(stream::unsupported(self.info().name, other)),
+        }
     }
 }
 

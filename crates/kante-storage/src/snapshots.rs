@@ -129,7 +129,7 @@ impl Pool {
         let staging = self.staging_path(kind, volume);
         let revert = self.start_staging(&staging)?;
         let limit = self.driver.volume_size(&vol)?;
-        self.driver.copy_volume(&src, &staging)?;
+        self.driver.restore_volume(&src, &vol, &staging)?;
         if limit.is_some() {
             self.driver.set_volume_size(&staging, limit)?;
         }

@@ -120,9 +120,7 @@ fn check_yaml_mapping(text: &str, what: &str) -> std::result::Result<(), String>
 
 /// The instance's NICs in device-name order, as the guest names them.
 pub fn nics(devices: &DevicesMap, local: &ConfigMap) -> Vec<Nic> {
-    devices
-        .iter()
-        .filter(|(_, d)| d.get("type").map(String::as_str) == Some("nic"))
+    crate::devices::nics(devices)
         .map(|(dev, d)| Nic {
             device: dev.clone(),
             name: d

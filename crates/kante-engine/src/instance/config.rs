@@ -187,120 +187,10 @@ pub fn is_live(key: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Validates devices. Only device types this daemon can honour are accepted.
+/// Validates devices. Only device types this daemon can honour are
+/// accepted (the device registry, `devices/registry.rs`, says which).
 pub fn validate_devices(devices: &DevicesMap) -> Result<()> {
-    for (name, dev) in devices {
-        if name.is_empty() || name.contains('/') || name.starts_with('.') {
-            return Err(EngineError::bad(format!("Invalid device name {name:?}")));
-        }
-        let kind = dev.get("type").map(String::as_str).unwrap_or("");
-        match kind {
-            "disk" => validate_disk(name, dev)?,
-            "none" => {}
-            "" => return Err(EngineError::bad(format!("Device {name:?} has no type"))),
-            "proxy" => {
-                crate::instance::proxy::validate(name, dev)?;
-            }
-            // Checked against the host and the networks by Engine::plan_instance_nics.
-            "nic" => {}
-            "unix-char" | "unix-block" | "gpu" | "usb" | "infiniband" | "pci" | "tpm" => {
-                return Err(EngineError::bad(format!(
-                    "Device {name:?}: type {kind:?} is not supported by this kanted yet"
-                )))
-            }
-            other => {
-                return Err(EngineError::bad(format!(
-                    "Device {name:?}: unknown device type {other:?}"
-                )))
-            }
-        }
-    }
-    Ok(())
-}
-
-fn validate_disk(name: &str, dev: &std::collections::BTreeMap<String, String>) -> Result<()> {
-    for key in dev.keys() {
-        if !matches!(
-            key.as_str(),
-            "type"
-                | "path"
-                | "pool"
-                | "source"
-                | "readonly"
-                | "size"
-                | "required"
-                | "shift"
-                | "propagation"
-                | "recursive"
-                | "boot.priority"
-        ) {
-            return Err(EngineError::bad(format!(
-                "Device {name:?}: unknown disk option {key:?}"
-            )));
-        }
-    }
-    let path = dev.get("path").map(String::as_str).unwrap_or("");
-    if !path.starts_with('/') {
-        return Err(EngineError::bad(format!(
-            "Device {name:?}: disk path must be absolute"
-        )));
-    }
-    if path.split('/').any(|c| c == "..") {
-        return Err(EngineError::bad(format!(
-            "Device {name:?}: disk path may not contain '..'"
-        )));
-    }
-    if path == "/" {
-        if dev.get("pool").map(String::is_empty).unwrap_or(true) {
-            return Err(EngineError::bad(format!(
-                "Device {name:?}: the root disk needs a pool"
-            )));
-        }
-        if dev.contains_key("source") {
-            return Err(EngineError::bad(format!(
-                "Device {name:?}: the root disk cannot have a source"
-            )));
-        }
-        if let Some(size) = dev.get("size") {
-            units::parse_size(size)
-                .map_err(|e| EngineError::bad(format!("Device {name:?}: {e}")))?;
-        }
-        return Ok(());
-    }
-    let source = dev.get("source").map(String::as_str).unwrap_or("");
-    if source.is_empty() {
-        return Err(EngineError::bad(format!(
-            "Device {name:?}: a disk other than the root needs a source"
-        )));
-    }
-    // A size belongs to the volume (the root disk's or a custom volume's config).
-    if dev.contains_key("size") {
-        return Err(EngineError::bad(format!(
-            "Device {name:?}: size only applies to the root disk (set it on the custom volume instead)"
-        )));
-    }
-    for key in ["readonly", "required", "shift"] {
-        if let Some(v) = dev.get(key) {
-            if !matches!(
-                v.to_ascii_lowercase().as_str(),
-                "true" | "false" | "1" | "0" | "yes" | "no" | "on" | "off" | ""
-            ) {
-                return Err(EngineError::bad(format!(
-                    "Device {name:?}: {key} must be a boolean, not {v:?}"
-                )));
-            }
-        }
-    }
-    if let Some(pool) = dev.get("pool") {
-        // A custom volume of that pool; it must exist when the instance starts.
-        return crate::volumes::validate_volume_disk(name, pool, source);
-    }
-    if !source.starts_with('/') {
-        return Err(EngineError::bad(format!(
-            "Device {name:?}: source must be an absolute host path (or a custom volume name with pool)"
-        )));
-    }
-    Ok(())
+    crate::devices::validate(devices)
 }
 
 /// Profiles in order, then the instance's own keys; a local device of type
@@ -318,7 +208,7 @@ pub fn expand(
     }
     c.extend(config.iter().map(|(k, v)| (k.clone(), v.clone())));
     d.extend(devices.iter().map(|(k, v)| (k.clone(), v.clone())));
-    d.retain(|_, dev| dev.get("type").map(String::as_str) != Some("none"));
+    d.retain(|name, dev| !crate::devices::masks_inherited(name, dev));
     c.retain(|_, v| !v.is_empty());
     (c, d)
 }
@@ -327,10 +217,9 @@ pub fn expand(
 pub fn root_disk(
     devices: &DevicesMap,
 ) -> Option<(&String, &std::collections::BTreeMap<String, String>)> {
-    devices.iter().find(|(_, d)| {
-        d.get("type").map(String::as_str) == Some("disk")
-            && d.get("path").map(String::as_str) == Some("/")
-    })
+    devices
+        .iter()
+        .find(|(name, d)| crate::devices::is_root_disk(name, d))
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! operation metadata, the sockets close, then the operation succeeds.
 
 use std::collections::BTreeMap;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +14,8 @@ use kante_api::exec::{ExecControl, ExecPost};
 use kante_api::instance::InstanceStatus;
 use kante_api::operation::OperationClass;
 use kante_runtime::exec::{ExecError, ExecProcess, ExecSpec, ExecStdio};
+use kante_runtime::process::{signal, ChildProcess};
+use kante_runtime::pty::PtyMaster;
 use kante_runtime::RuntimeError;
 use serde_json::{json, Value};
 use tokio::io::unix::AsyncFd;
@@ -147,10 +149,10 @@ impl Engine {
         .await
         .map_err(|e| ExecFailure::Other(e.into()))?;
         match r {
-            Ok(p) => {
+            Ok(mut p) => {
                 // The helper has exited or is about to: reap it aside.
-                if let Some(helper) = p.helper_pid {
-                    tokio::spawn(wait_exit(helper));
+                if let Some(helper) = p.helper.take() {
+                    tokio::spawn(wait_exit(Arc::new(helper)));
                 }
                 Ok(p)
             }
@@ -200,11 +202,13 @@ impl Engine {
             }
             Err(ExecFailure::Other(e)) => return Err(e),
         };
-        let pid = proc_.pid;
+        // Signals go through the command's pidfd: once it is reaped below,
+        // a late control message cannot reach a process that reuses its pid.
+        let process = Arc::new(proc_.process);
         let (exit_tx, exit_rx) = tokio::sync::watch::channel(false);
 
         // The pty master, shared by the stream task and resize handling.
-        let mut master_fd: Option<Arc<AsyncFd<OwnedFd>>> = None;
+        let mut master_fd: Option<Arc<AsyncFd<PtyMaster>>> = None;
         let mut stream_tasks = Vec::new();
         let mut stdin_task = None;
         match proc_.stdio {
@@ -223,8 +227,8 @@ impl Engine {
                 }
             }
             ExecStdio::Pty { master } => {
-                set_nonblocking(&master);
-                let afd = Arc::new(crate::util::async_fd(master)?);
+                master.set_nonblocking();
+                let afd = Arc::new(crate::util::register_fd(master)?);
                 master_fd = Some(afd.clone());
                 if let Some(c0) = conns.remove("0") {
                     stream_tasks.push(tokio::spawn(pump_pty(c0, afd, exit_rx.clone())));
@@ -233,20 +237,19 @@ impl Engine {
         }
         let control_task = control_rx.map(|rx| {
             let m = master_fd.clone();
+            let process = process.clone();
             let mut exited = exit_rx.clone();
             tokio::spawn(async move {
                 let Ok(Ok(mut conn)) = tokio::time::timeout(CONNECT_TIMEOUT, rx).await else { return };
                 loop {
                     tokio::select! {
                         msg = conn.incoming.recv() => match msg {
-                            Some(WsMsg::Text(t)) => handle_control(&t, pid, m.as_deref(), interactive),
+                            Some(WsMsg::Text(t)) => handle_control(&t, &process, m.as_deref(), interactive),
                             Some(WsMsg::Binary(_)) => {}
                             None => {
                                 // The client went away while the command runs: stop it, as LXD does.
                                 if !*exited.borrow() {
-                                    // SAFETY: plain kill of our own child, not yet
-                                    // reaped (a pid stays reserved until then).
-                                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                                    let _ = process.signal(signal::KILL);
                                 }
                                 return;
                             }
@@ -257,7 +260,7 @@ impl Engine {
             })
         });
 
-        let code = wait_exit(pid).await;
+        let code = wait_exit(process).await;
         let _ = exit_tx.send_replace(true);
         for t in stream_tasks {
             let _ = t.await;
@@ -325,7 +328,7 @@ impl Engine {
                 }
             }));
         }
-        let code = wait_exit(proc_.pid).await;
+        let code = wait_exit(Arc::new(proc_.process)).await;
         for t in tasks {
             let _ = tokio::time::timeout(DRAIN_GRACE, t).await;
         }
@@ -366,57 +369,36 @@ fn finish_exec(op: &Op, code: i32) -> Result<()> {
     }
 }
 
-/// Reaps our child `pid` once it exits: its exit code, or 128+N for signal N.
-async fn wait_exit(pid: i32) -> i32 {
-    // A pidfd turns readable at exit: reap without a blocking thread.
-    if let Ok(afd) = kante_runtime::sys::pidfd_open(pid).and_then(crate::util::async_fd) {
+/// Reaps our child once it exits: its exit code, or 128+N for signal N.
+async fn wait_exit(process: Arc<ChildProcess>) -> i32 {
+    // The pidfd turns readable at exit: reap without a blocking thread.
+    if let Ok(afd) = crate::util::register_fd(process.clone()) {
         if afd.readable().await.is_ok() {
-            if let Some(code) = reap_pidfd(afd.get_ref().as_raw_fd()) {
-                return code;
+            if let Ok(Some(exit)) = process.try_wait() {
+                return exit.shell_code();
             }
         }
     }
-    tokio::task::spawn_blocking(move || {
-        let mut status = 0;
-        // SAFETY: reaping our own child.
-        if unsafe { libc::waitpid(pid, &mut status, libc::__WALL) } < 0 {
-            255
-        } else if libc::WIFEXITED(status) {
-            libc::WEXITSTATUS(status)
-        } else {
-            128 + libc::WTERMSIG(status)
-        }
-    })
-    .await
-    .unwrap_or(255)
+    tokio::task::spawn_blocking(move || process.wait())
+        .await
+        .ok()
+        .and_then(|r| r.ok())
+        .map_or(255, |exit| exit.shell_code())
 }
 
-/// Reaps the exited child behind `pidfd`, without blocking.
-fn reap_pidfd(pidfd: std::os::fd::RawFd) -> Option<i32> {
-    // SAFETY: siginfo_t is plain data; waitid fills it for our own child.
-    unsafe {
-        let mut info: libc::siginfo_t = std::mem::zeroed();
-        let flags = libc::WEXITED | libc::WNOHANG | libc::__WALL;
-        if libc::waitid(libc::P_PIDFD, pidfd as libc::id_t, &mut info, flags) != 0
-            || info.si_pid() == 0
-        {
-            return None;
-        }
-        Some(match info.si_code {
-            libc::CLD_EXITED => info.si_status(),
-            _ => 128 + info.si_status(),
-        })
-    }
-}
-
-fn handle_control(text: &str, pid: i32, master: Option<&AsyncFd<OwnedFd>>, interactive: bool) {
+fn handle_control(
+    text: &str,
+    process: &ChildProcess,
+    master: Option<&AsyncFd<PtyMaster>>,
+    interactive: bool,
+) {
     let Ok(msg) = serde_json::from_str::<ExecControl>(text) else {
         return;
     };
     match msg.command.as_str() {
         "signal" if msg.signal > 0 && msg.signal < 65 => {
-            // SAFETY: plain kill of the command's host pid.
-            unsafe { libc::kill(pid, msg.signal as i32) };
+            // Through the pidfd: an error once the command is reaped.
+            let _ = process.signal(msg.signal as i32);
         }
         "window-resize" if interactive => {
             let args = msg.args.unwrap_or_default();
@@ -426,14 +408,8 @@ fn handle_control(text: &str, pid: i32, master: Option<&AsyncFd<OwnedFd>>, inter
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(25);
             if let Some(m) = master {
-                let ws = libc::winsize {
-                    ws_row: h,
-                    ws_col: w,
-                    ws_xpixel: 0,
-                    ws_ypixel: 0,
-                };
-                // SAFETY: ioctl on the pty master; the kernel signals SIGWINCH.
-                unsafe { libc::ioctl(m.get_ref().as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+                // The kernel signals SIGWINCH.
+                let _ = m.get_ref().resize(w, h);
             }
         }
         _ => {}
@@ -501,7 +477,7 @@ async fn pump_output(conn: WsConn, fd: OwnedFd, mut exited: tokio::sync::watch::
 
 async fn pump_pty(
     mut conn: WsConn,
-    master: Arc<AsyncFd<OwnedFd>>,
+    master: Arc<AsyncFd<PtyMaster>>,
     mut exited: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut buf = vec![0u8; PTY_CHUNK];
@@ -517,7 +493,7 @@ async fn pump_pty(
         tokio::select! {
             g = master.readable() => {
                 let Ok(mut guard) = g else { break };
-                match guard.try_io(|fd| nix::unistd::read(fd.get_ref(), &mut buf).map_err(std::io::Error::from)) {
+                match guard.try_io(|m| std::io::Read::read(&mut m.get_ref(), &mut buf)) {
                     Ok(Ok(0)) | Ok(Err(_)) => break, // EIO: every slave is closed
                     Ok(Ok(n)) => {
                         if conn.outgoing.send(WsMsg::Binary(buf[..n].to_vec())).await.is_err() {
@@ -541,23 +517,14 @@ async fn pump_pty(
     let _ = conn.outgoing.send(WsMsg::Text(String::new())).await;
 }
 
-async fn write_all_fd(fd: &AsyncFd<OwnedFd>, mut data: &[u8]) -> std::io::Result<()> {
+async fn write_all_fd(fd: &AsyncFd<PtyMaster>, mut data: &[u8]) -> std::io::Result<()> {
     while !data.is_empty() {
         let mut guard = fd.writable().await?;
-        match guard.try_io(|f| nix::unistd::write(f.get_ref(), data).map_err(std::io::Error::from))
-        {
+        match guard.try_io(|m| std::io::Write::write(&mut m.get_ref(), data)) {
             Ok(Ok(n)) => data = &data[n..],
             Ok(Err(e)) => return Err(e),
             Err(_would_block) => {}
         }
     }
     Ok(())
-}
-
-fn set_nonblocking(fd: &OwnedFd) {
-    // SAFETY: fcntl on a valid fd.
-    unsafe {
-        let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
-        libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK);
-    }
 }

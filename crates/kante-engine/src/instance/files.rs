@@ -10,7 +10,7 @@
 //! without blocking and the helper's life is bounded (F6). This module maps
 //! API requests to those operations and their outcomes to API errors.
 
-use std::ffi::{CString, OsStr};
+use std::ffi::CString;
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -18,8 +18,8 @@ use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use kante_runtime::fileio::{self, FileOp, Outcome, Reply};
-
-use rustix::fs::{self as rfs, Mode, OFlags, ResolveFlags};
+use kante_runtime::rootdir::{self, EntryType, RootDir};
+use kante_runtime::sys::Errno;
 
 use crate::error::{EngineError, Result};
 use crate::Engine;
@@ -81,28 +81,6 @@ pub fn relative_path(path: &str) -> Result<PathBuf> {
     Ok(out)
 }
 
-/// A root to resolve paths in (the stopped rootfs, or a test's directory).
-struct RootView {
-    root: OwnedFd,
-}
-
-impl RootView {
-    fn resolve(&self, rel: &Path, flags: OFlags, mode: Mode) -> std::io::Result<OwnedFd> {
-        let p: &OsStr = if rel.as_os_str().is_empty() {
-            OsStr::new(".")
-        } else {
-            rel.as_os_str()
-        };
-        Ok(rfs::openat2(
-            &self.root,
-            p,
-            flags | OFlags::CLOEXEC,
-            mode,
-            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-        )?)
-    }
-}
-
 /// Where an instance's file operations happen.
 enum Place {
     /// Running: inside its namespaces, as its root. `shift` is the host id
@@ -115,7 +93,7 @@ enum Place {
         ids: u32,
     },
     /// Stopped: its rootfs, whose files carry the guest's own ids.
-    Rootfs(OwnedFd),
+    Rootfs(RootDir),
 }
 
 impl Place {
@@ -185,17 +163,17 @@ fn file_timeout() -> Duration {
 }
 
 fn io_to_engine(e: std::io::Error) -> EngineError {
-    match e.raw_os_error() {
-        Some(libc::ENOENT) | Some(libc::ENOTDIR) => {
+    match Errno::of(&e) {
+        Some(Errno::NoEntry | Errno::NotDirectory) => {
             EngineError::NotFound("No such file or directory".into())
         }
-        Some(libc::EXDEV) | Some(libc::ELOOP) => {
+        Some(Errno::CrossDevice | Errno::Loop) => {
             EngineError::bad("Path escapes the instance's root")
         }
-        Some(libc::EISDIR) => EngineError::bad("Path is a directory"),
-        Some(libc::EEXIST) => EngineError::Conflict("Path already exists".into()),
-        Some(libc::ENOTEMPTY) => EngineError::bad("Directory is not empty"),
-        Some(libc::EACCES) | Some(libc::EPERM) => {
+        Some(Errno::IsDirectory) => EngineError::bad("Path is a directory"),
+        Some(Errno::Exists) => EngineError::Conflict("Path already exists".into()),
+        Some(Errno::NotEmpty) => EngineError::bad("Directory is not empty"),
+        Some(Errno::Access | Errno::Permission) => {
             EngineError::Forbidden(format!("Permission denied: {e}"))
         }
         _ => match e.kind() {
@@ -219,20 +197,19 @@ fn outcome_error(r: &Reply) -> EngineError {
 }
 
 fn meta_of(place: &Place, fd: &OwnedFd) -> Result<FileMeta> {
-    let st = rfs::fstat(fd).map_err(|e| io_to_engine(e.into()))?;
-    let ft = rfs::FileType::from_raw_mode(st.st_mode);
-    let kind = match ft {
-        rfs::FileType::Directory => FileKind::Directory,
-        rfs::FileType::Symlink => FileKind::Symlink,
+    let st = rootdir::stat(fd).map_err(io_to_engine)?;
+    let kind = match st.kind {
+        EntryType::Directory => FileKind::Directory,
+        EntryType::Symlink => FileKind::Symlink,
         _ => FileKind::File,
     };
-    let (uid, gid) = place.container_ids(st.st_uid, st.st_gid);
-    let modified = chrono::DateTime::from_timestamp(st.st_mtime, st.st_mtime_nsec as u32)
+    let (uid, gid) = place.container_ids(st.uid, st.gid);
+    let modified = chrono::DateTime::from_timestamp(st.mtime, st.mtime_nsec)
         .unwrap_or_else(kante_api::zero_time);
     Ok(FileMeta {
         uid,
         gid,
-        mode: st.st_mode & 0o7777,
+        mode: st.mode,
         kind,
         modified,
     })
@@ -278,12 +255,7 @@ impl Engine {
             }
         }
         let rootfs = self.instance_rootfs(&row).await?;
-        let root = rfs::open(
-            &rootfs,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| io_to_engine(e.into()))?;
+        let root = RootDir::open(&rootfs).map_err(io_to_engine)?;
         Ok(Place::Rootfs(root))
     }
 
@@ -300,23 +272,18 @@ impl Engine {
             let meta = meta_of(&place, &fd)?;
             match meta.kind {
                 FileKind::Symlink => {
-                    let target =
-                        rfs::readlinkat(&fd, "", Vec::new()).map_err(|e| io_to_engine(e.into()))?;
+                    let target = rootdir::read_link(&fd).map_err(io_to_engine)?;
                     Ok(FileGet::Symlink(
                         absolute_link_target(&rel, &target.to_string_lossy()),
                         meta,
                     ))
                 }
                 FileKind::Directory => {
-                    let mut names = Vec::new();
-                    let mut dir = rfs::Dir::read_from(&fd).map_err(|e| io_to_engine(e.into()))?;
-                    while let Some(entry) = dir.read() {
-                        let entry = entry.map_err(|e| io_to_engine(e.into()))?;
-                        let n = entry.file_name().to_string_lossy().into_owned();
-                        if n != "." && n != ".." {
-                            names.push(n);
-                        }
-                    }
+                    let mut names: Vec<String> = rootdir::list_dir(&fd)
+                        .map_err(io_to_engine)?
+                        .into_iter()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .collect();
                     names.sort();
                     Ok(FileGet::Directory(names, meta))
                 }
@@ -427,29 +394,12 @@ fn absolute_link_target(link: &Path, target: &str) -> String {
 
 /// Writes /etc/hostname of a (stopped) rootfs, resolving inside it.
 pub fn write_hostname(rootfs: &Path, name: &str) -> Result<()> {
-    let root = rfs::open(
-        rootfs,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| io_to_engine(e.into()))?;
-    let view = RootView { root };
-    let etc = match view.resolve(
-        Path::new("etc"),
-        OFlags::PATH | OFlags::DIRECTORY,
-        Mode::empty(),
-    ) {
+    let root = RootDir::open(rootfs).map_err(io_to_engine)?;
+    let etc = match root.open_dir(Path::new("etc")) {
         Ok(fd) => fd,
         Err(_) => return Ok(()), // an image without /etc (empty instance): nothing to name
     };
-    let f = rfs::openat(
-        &etc,
-        "hostname",
-        OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o644),
-    )
-    .map_err(|e| io_to_engine(e.into()))?;
-    let f = File::from(f);
+    let f = rootdir::create_nofollow(&etc, "hostname", 0o644).map_err(io_to_engine)?;
     use std::io::Write;
     (&f).write_all(format!("{name}\n").as_bytes())?;
     let _ = f.as_fd();
@@ -499,25 +449,15 @@ mod tests {
         std::fs::write(dir.join("secret"), "outside").unwrap();
         std::os::unix::fs::symlink("/etc", dir.join("root/abs")).unwrap();
         std::os::unix::fs::symlink("../../secret", dir.join("root/etc/up")).unwrap();
-        let root = rfs::open(
-            dir.join("root"),
-            OFlags::PATH | OFlags::DIRECTORY,
-            Mode::empty(),
-        )
-        .unwrap();
-        let view = RootView { root };
+        let view = RootDir::open(&dir.join("root")).unwrap();
         let read = |p: &str| {
-            let fd = view
-                .resolve(Path::new(p), OFlags::RDONLY, Mode::empty())
-                .unwrap();
-            std::io::read_to_string(File::from(fd)).unwrap()
+            let f = view.open_read(Path::new(p)).unwrap();
+            std::io::read_to_string(f).unwrap()
         };
         // An absolute symlink means the container's /etc, not the host's.
         assert_eq!(read("abs/hostname"), "inside");
         // A relative one cannot climb out either.
-        assert!(view
-            .resolve(Path::new("etc/up"), OFlags::RDONLY, Mode::empty())
-            .is_err());
+        assert!(view.open_read(Path::new("etc/up")).is_err());
         write_hostname(&dir.join("root"), "c1").unwrap();
         assert_eq!(
             std::fs::read_to_string(dir.join("root/etc/hostname")).unwrap(),

@@ -433,10 +433,8 @@ fn fit_root(
     pool: &str,
 ) -> DevicesMap {
     let mut devices = devices.clone();
-    for dev in devices.values_mut() {
-        if dev.get("type").map(String::as_str) == Some("disk")
-            && dev.get("path").map(String::as_str) == Some("/")
-        {
+    for (name, dev) in devices.iter_mut() {
+        if crate::devices::is_root_disk(name, dev) {
             dev.insert("pool".into(), pool.into());
         }
     }

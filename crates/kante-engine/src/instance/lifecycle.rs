@@ -2,7 +2,6 @@
 //! again after a daemon restart; autostart.
 
 use std::collections::HashMap;
-use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,13 +9,14 @@ use std::time::Duration;
 use kante_api::instance::{InstanceStatePut, InstanceStatus};
 use kante_api::operation::OperationClass;
 use kante_api::ConfigMap;
+use kante_runtime::process::signal;
 use kante_runtime::{Container, ContainerSpec, InitExit, DEFAULT_CAP_DROP};
 use kante_store::InstanceRow;
 use serde_json::json;
 use tokio::sync::watch;
 
 use crate::error::{EngineError, Result};
-use crate::instance::proxy::{self, ProxyHandle};
+use crate::instance::proxy::ProxyHandle;
 use crate::instance::{config, fmt_time, Running};
 use crate::operations::{instance_resources, Op};
 use crate::units;
@@ -126,12 +126,12 @@ impl Engine {
     }
 
     /// Builds the runtime spec from the expanded config, with the id map
-    /// (`None`: privileged) and lxcfs directory chosen for this start.
+    /// (`None`: privileged) and lxcfs directory chosen for this start; the
+    /// devices' mounts come from their run plan.
     async fn container_spec(
         &self,
         row: &InstanceRow,
         econfig: &ConfigMap,
-        edevices: &kante_api::DevicesMap,
         idmap: Option<kante_runtime::IdMap>,
         lxcfs: Option<std::path::PathBuf>,
     ) -> Result<ContainerSpec> {
@@ -148,7 +148,6 @@ impl Engine {
         {
             return Err(EngineError::bad("The instance's rootfs has no /sbin/init"));
         }
-        let privileged = is_true(econfig.get("security.privileged"));
         if let Some(list) = econfig.get("linux.kernel_modules") {
             use kante_runtime::kmod;
             let found =
@@ -160,11 +159,6 @@ impl Engine {
                 }
             }
         }
-        let mounts = self
-            .disk_mounts(edevices, privileged)?
-            .into_iter()
-            .map(|(_, m)| m)
-            .collect();
         let env: Vec<String> = econfig
             .iter()
             .filter_map(|(k, v)| k.strip_prefix("environment.").map(|e| format!("{e}={v}")))
@@ -179,7 +173,7 @@ impl Engine {
             init: vec!["/sbin/init".into()],
             env,
             cap_drop: DEFAULT_CAP_DROP.to_vec(),
-            mounts,
+            mounts: Vec::new(),
             nesting: is_true(econfig.get("security.nesting")),
             intercept: kante_runtime::Intercept {
                 mknod: is_true(econfig.get("security.syscalls.intercept.mknod")),
@@ -200,9 +194,16 @@ impl Engine {
             .idmap_for_start(name, &econfig, &mut row.config)
             .await?;
         let lxcfs = self.lxcfs_for_start().await;
-        let spec = self
-            .container_spec(&row, &econfig, &edevices, idmap, lxcfs)
+        let mut spec = self.container_spec(&row, &econfig, idmap, lxcfs).await?;
+        let plan = self
+            .device_run_plan(&crate::devices::StartCx {
+                engine: self,
+                devices: &edevices,
+                config: &row.config,
+                privileged: is_true(econfig.get("security.privileged")),
+            })
             .await?;
+        spec.mounts = plan.mounts.into_iter().map(|(_, m)| m).collect();
         let idmap_current = spec
             .idmap
             .as_ref()
@@ -211,9 +212,7 @@ impl Engine {
         // failed start keeps the trigger, so the next start renders them.
         self.apply_templates(&row, &econfig, &edevices).await?;
         row.config.remove("volatile.apply_template");
-        let nics = self
-            .plan_instance_nics(name, &edevices, &row.config)
-            .await?;
+        let nics = self.plan_nic_requests(name, &plan.nics)?;
         let rt = self.runtime.clone();
         // NICs are made while init waits for "go", so it boots with them.
         let (engine, plans) = (self.arc(), nics.clone());
@@ -233,7 +232,7 @@ impl Engine {
         super::nics::record_applied(&mut row.config, &applied);
         if let Err(e) = self.apply_limits(&container, &econfig) {
             self.remove_nics(name, &nics, false).await;
-            let _ = self.runtime.signal(&container, libc::SIGKILL);
+            let _ = self.runtime.signal(&container, signal::KILL);
             let rt = self.runtime.clone();
             let _ = tokio::task::spawn_blocking(move || {
                 wait_readable_blocking(&container);
@@ -242,11 +241,11 @@ impl Engine {
             .await;
             return Err(e);
         }
-        let proxies = match self.start_proxies(container.pid(), &edevices).await {
+        let proxies = match self.open_proxies(container.pid(), &plan.proxies).await {
             Ok(p) => p,
             Err(e) => {
                 self.remove_nics(name, &nics, false).await;
-                let _ = self.runtime.signal(&container, libc::SIGKILL);
+                let _ = self.runtime.signal(&container, signal::KILL);
                 let rt = self.runtime.clone();
                 let _ = tokio::task::spawn_blocking(move || {
                     wait_readable_blocking(&container);
@@ -380,7 +379,7 @@ impl Engine {
         running.stopping.store(true, Ordering::SeqCst);
         let mut exited = running.exited.subscribe();
         let sig = if force {
-            libc::SIGKILL
+            signal::KILL
         } else {
             self.stop_signal(&row).await
         };
@@ -414,7 +413,7 @@ impl Engine {
             {
                 let guard = crate::lock(&running.container);
                 if let Some(c) = guard.as_ref() {
-                    self.runtime.signal(c, libc::SIGKILL)?;
+                    self.runtime.signal(c, signal::KILL)?;
                 }
             }
             let _ =
@@ -447,9 +446,9 @@ impl Engine {
             .map(|t| t.to_string_lossy().into_owned())
             .unwrap_or_default();
         if target.contains("systemd") {
-            libc::SIGRTMIN() + 3
+            signal::rtmin_plus(3)
         } else {
-            libc::SIGPWR
+            signal::PWR
         }
     }
 
@@ -593,7 +592,7 @@ impl Engine {
                         .await
                         .map(|(_, d)| d)
                         .unwrap_or_default();
-                    let proxies = match self.start_proxies(c.pid(), &devices).await {
+                    let proxies = match self.restore_proxies(c.pid(), &devices, &row.config).await {
                         Ok(p) => p,
                         Err(e) => {
                             tracing::warn!(instance = %row.name, "restoring proxy devices: {e}");
@@ -669,25 +668,6 @@ impl Engine {
     }
 }
 
-impl Engine {
-    /// Starts the listeners of every proxy device (errors such as an
-    /// address in use abort the start).
-    pub(crate) async fn start_proxies(
-        &self,
-        pid: i32,
-        devices: &kante_api::DevicesMap,
-    ) -> Result<HashMap<String, ProxyHandle>> {
-        let mut out = HashMap::new();
-        for (name, dev) in devices {
-            if dev.get("type").map(String::as_str) == Some("proxy") {
-                let spec = proxy::validate(name, dev)?;
-                out.insert(name.clone(), proxy::start(&spec, pid).await?);
-            }
-        }
-        Ok(out)
-    }
-}
-
 enum Action {
     Start,
     Stop { force: bool, timeout: i64 },
@@ -698,25 +678,19 @@ enum Action {
 
 fn signal_number(name: &str) -> Option<i32> {
     Some(match name.trim().trim_start_matches("SIG") {
-        "PWR" => libc::SIGPWR,
-        "TERM" => libc::SIGTERM,
-        "INT" => libc::SIGINT,
-        "USR1" => libc::SIGUSR1,
-        "USR2" => libc::SIGUSR2,
-        "HUP" => libc::SIGHUP,
-        "KILL" => libc::SIGKILL,
-        "RTMIN+3" => libc::SIGRTMIN() + 3,
-        "RTMIN+4" => libc::SIGRTMIN() + 4,
+        "PWR" => signal::PWR,
+        "TERM" => signal::TERM,
+        "INT" => signal::INT,
+        "USR1" => signal::USR1,
+        "USR2" => signal::USR2,
+        "HUP" => signal::HUP,
+        "KILL" => signal::KILL,
+        "RTMIN+3" => signal::rtmin_plus(3),
+        "RTMIN+4" => signal::rtmin_plus(4),
         other => other.parse().ok()?,
     })
 }
 
 fn wait_readable_blocking(c: &Container) {
-    let mut pfd = libc::pollfd {
-        fd: c.init_pidfd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: poll on a valid fd.
-    unsafe { libc::poll(&mut pfd, 1, 10_000) };
+    c.wait_init_exit(Duration::from_secs(10));
 }

@@ -6,14 +6,14 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use kante_api::instance::{InstanceStateNetwork, NetworkAddress, NetworkCounters};
+use kante_network::ifaddrs::{interface_addresses, Addr};
+use kante_network::NetnsRef;
 
 /// Interfaces of the container whose init is `pid`; empty if unreadable.
 pub fn read(pid: i32) -> BTreeMap<String, InstanceStateNetwork> {
     let mut out = BTreeMap::new();
-    let Ok(addrs) = std::thread::spawn(move || ifaddrs_in_netns(pid))
-        .join()
-        .unwrap_or(Err(()))
-    else {
+    // Read by a throw-away thread that joined the namespace.
+    let Ok(addrs) = interface_addresses(&NetnsRef::Pid(pid as u32)) else {
         return out;
     };
     let counters = read_counters(pid);
@@ -66,70 +66,6 @@ fn scope_of(ip: &IpAddr, loopback: bool) -> &'static str {
         IpAddr::V4(v4) if v4.is_link_local() => "link",
         _ => "global",
     }
-}
-
-enum Addr {
-    Mac(String),
-    Ip(IpAddr, u32),
-    Other,
-}
-
-struct IfAddr {
-    name: String,
-    up: bool,
-    loopback: bool,
-    addr: Addr,
-}
-
-/// Runs on its own thread: setns(CLONE_NEWNET) changes only this thread, which ends right after.
-fn ifaddrs_in_netns(pid: i32) -> Result<Vec<IfAddr>, ()> {
-    use nix::net::if_::InterfaceFlags;
-    let target = std::fs::File::open(format!("/proc/{pid}/ns/net")).map_err(|_| ())?;
-    nix::sched::setns(&target, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|_| ())?;
-    let list = nix::ifaddrs::getifaddrs().map_err(|_| ())?;
-    let mut out = Vec::new();
-    for ifa in list {
-        let up = ifa.flags.contains(InterfaceFlags::IFF_UP);
-        let loopback = ifa.flags.contains(InterfaceFlags::IFF_LOOPBACK);
-        let addr = match ifa.address {
-            Some(a) => {
-                if let Some(l) = a.as_link_addr() {
-                    l.addr()
-                        .map(|m| {
-                            Addr::Mac(
-                                m.iter()
-                                    .map(|b| format!("{b:02x}"))
-                                    .collect::<Vec<_>>()
-                                    .join(":"),
-                            )
-                        })
-                        .unwrap_or(Addr::Other)
-                } else if let Some(v4) = a.as_sockaddr_in() {
-                    let prefix = ifa
-                        .netmask
-                        .and_then(|m| m.as_sockaddr_in().map(|n| u32::from(n.ip()).count_ones()))
-                        .unwrap_or(32);
-                    Addr::Ip(IpAddr::V4(v4.ip()), prefix)
-                } else if let Some(v6) = a.as_sockaddr_in6() {
-                    let prefix = ifa
-                        .netmask
-                        .and_then(|m| m.as_sockaddr_in6().map(|n| u128::from(n.ip()).count_ones()))
-                        .unwrap_or(128);
-                    Addr::Ip(IpAddr::V6(v6.ip()), prefix)
-                } else {
-                    Addr::Other
-                }
-            }
-            None => Addr::Other,
-        };
-        out.push(IfAddr {
-            name: ifa.interface_name,
-            up,
-            loopback,
-            addr,
-        });
-    }
-    Ok(out)
 }
 
 fn read_counters(pid: i32) -> BTreeMap<String, NetworkCounters> {

@@ -3,7 +3,7 @@
 //! network), hot-plugged on config changes, and taken down at exit.
 
 use kante_api::{ConfigMap, DevicesMap};
-use kante_network::{AppliedNic, NetnsRef, NicPlan};
+use kante_network::{AppliedNic, NetnsRef, NicPlan, NicRequest};
 
 use super::Running;
 use crate::error::{EngineError, Result};
@@ -63,27 +63,28 @@ impl Engine {
         }
     }
 
-    /// Applies the difference between two device sets to a running
-    /// instance: changed or removed NICs go, added or changed ones come.
+    /// Applies the NIC section of a live change to a running instance:
+    /// the NICs of `stop` go, those of `start` come (both: changed).
     /// `config` receives the `volatile.<dev>.*` keys of what was made.
     pub(crate) async fn hotplug_nics(
         &self,
         running: &Running,
         instance: &str,
-        old: &DevicesMap,
         new: &DevicesMap,
+        stop: &[String],
+        start: &[NicRequest],
         config: &mut ConfigMap,
     ) -> Result<()> {
-        let changed = |dev: &String| old.get(dev) != new.get(dev);
+        // Planned over the whole new set, as at a start, so names, MACs and
+        // host names stay unique with the NICs that are kept.
         let new_plans = self.plan_instance_nics(instance, new, config).await?;
         let to_add: Vec<NicPlan> = new_plans
-            .iter()
-            .filter(|p| changed(&p.device))
-            .cloned()
+            .into_iter()
+            .filter(|p| start.iter().any(|r| r.device == p.device))
             .collect();
         let current: Vec<NicPlan> = super::lock_nics(running).clone();
         let (to_remove, keep): (Vec<NicPlan>, Vec<NicPlan>) =
-            current.into_iter().partition(|p| changed(&p.device));
+            current.into_iter().partition(|p| stop.contains(&p.device));
         // Names inside the instance must stay unique across kept and added.
         for a in &to_add {
             if keep.iter().any(|k| k.name == a.name) {

@@ -132,6 +132,20 @@ pub struct ProxyHandle {
     tasks: Vec<JoinHandle<()>>,
 }
 
+impl ProxyHandle {
+    /// Stops the listeners and returns once their sockets are closed (a
+    /// drop only asks the tasks to end).
+    pub async fn close(mut self) {
+        let tasks = std::mem::take(&mut self.tasks);
+        for t in &tasks {
+            t.abort();
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+}
+
 impl Drop for ProxyHandle {
     fn drop(&mut self) {
         for t in &self.tasks {

@@ -66,8 +66,7 @@ impl NetnsThread {
             .stack_size(256 * 1024)
             .spawn(move || {
                 let joined = match &ns {
-                    Some(ns) => nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
-                        .map_err(io::Error::from),
+                    Some(ns) => kante_network::netns::enter(ns),
                     None => Ok(()),
                 };
                 drop(ns);
@@ -546,7 +545,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn backoff_grows_to_its_ceiling_and_resets() {
         let mut b = Backoff::new();
-        let e = io::Error::from_raw_os_error(libc::EMFILE);
+        let e = io::Error::from(kante_runtime::sys::Errno::TooManyFiles);
         for _ in 0..12 {
             b.after("accept", None, &e).await;
         }

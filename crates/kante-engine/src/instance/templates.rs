@@ -9,15 +9,14 @@
 //! symlinks in the rootfs never lead out of it.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::os::fd::OwnedFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use kante_api::image::{ImageMetadata, ImageTemplate};
 use kante_api::{ConfigMap, DevicesMap};
 use kante_images::template::{self, Context, Value};
+use kante_runtime::rootdir::{self, EntryType, RootDir};
+use kante_runtime::sys::Errno;
 use kante_store::InstanceRow;
-use rustix::fs::{self as rfs, Mode, OFlags, ResolveFlags};
 
 use crate::error::{EngineError, Result};
 use crate::instance::{cloudinit, files};
@@ -93,7 +92,7 @@ pub fn apply(volume: &Path, trigger: Option<&str>, inst: &TemplateInstance) -> R
         if rel.as_os_str().is_empty() {
             return Err(fail(EngineError::bad("the target is the root directory")));
         }
-        if tpl.create_only && resolve(&root, &rel, OFlags::PATH, Mode::empty()).is_ok() {
+        if tpl.create_only && root.exists(&rel) {
             continue;
         }
         let source = read_template(&tdir, &tpl.template).map_err(fail)?;
@@ -172,141 +171,47 @@ pub fn render(
 
 fn io_err(what: &str, e: impl Into<std::io::Error>) -> EngineError {
     let e: std::io::Error = e.into();
-    match e.raw_os_error() {
-        Some(libc::EXDEV) | Some(libc::ELOOP) => {
+    match Errno::of(&e) {
+        Some(Errno::CrossDevice | Errno::Loop) => {
             EngineError::bad(format!("{what}: the path leads out of the instance"))
         }
-        Some(libc::EISDIR) => EngineError::bad(format!("{what}: the target is a directory")),
-        Some(libc::ENOTDIR) => {
+        Some(Errno::IsDirectory) => EngineError::bad(format!("{what}: the target is a directory")),
+        Some(Errno::NotDirectory) => {
             EngineError::bad(format!("{what}: a parent of the target is not a directory"))
         }
         _ => EngineError::internal(format!("{what}: {e}")),
     }
 }
 
-fn open_dir(p: &Path) -> Result<OwnedFd> {
-    rfs::open(
-        p,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| io_err(&format!("opening {}", p.display()), e))
-}
-
-fn resolve(root: &OwnedFd, rel: &Path, flags: OFlags, mode: Mode) -> rustix::io::Result<OwnedFd> {
-    rfs::openat2(
-        root,
-        rel,
-        flags | OFlags::CLOEXEC,
-        mode,
-        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-    )
+fn open_dir(p: &Path) -> Result<RootDir> {
+    RootDir::open(p).map_err(|e| io_err(&format!("opening {}", p.display()), e))
 }
 
 /// A template file: a plain name in templates/, never a symlink.
-fn read_template(tdir: &OwnedFd, name: &str) -> Result<String> {
+fn read_template(tdir: &RootDir, name: &str) -> Result<String> {
     if name.is_empty() || name.contains('/') || name == "." || name == ".." {
         return Err(EngineError::bad(format!(
             "invalid template file name {name:?}"
         )));
     }
-    let fd = rfs::openat(
-        tdir,
-        name,
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| io_err(&format!("template file {name}"), e))?;
-    let st = rfs::fstat(&fd).map_err(|e| io_err(name, e))?;
-    if rfs::FileType::from_raw_mode(st.st_mode) != rfs::FileType::RegularFile {
+    let f = rootdir::open_nofollow(tdir, name)
+        .map_err(|e| io_err(&format!("template file {name}"), e))?;
+    let st = rootdir::stat(&f).map_err(|e| io_err(name, e))?;
+    if st.kind != EntryType::Regular {
         return Err(EngineError::bad(format!(
             "template file {name} is not a regular file"
         )));
     }
-    std::io::read_to_string(std::fs::File::from(fd))
-        .map_err(|e| EngineError::bad(format!("template file {name}: {e}")))
+    std::io::read_to_string(f).map_err(|e| EngineError::bad(format!("template file {name}: {e}")))
 }
 
 /// Writes `data` at `rel` inside the root, creating missing parents (0755)
 /// and a missing file (0644), owned by the guest's root; an existing file
 /// keeps its owner and mode.
-fn write_in_root(root: &OwnedFd, rel: &Path, data: &[u8]) -> Result<()> {
+fn write_in_root(root: &RootDir, rel: &Path, data: &[u8]) -> Result<()> {
     let what = format!("/{}", rel.display());
-    if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
-        mkdir_p(root, parent).map_err(|e| io_err(&what, e))?;
-    }
-    let existed = resolve(root, rel, OFlags::PATH, Mode::empty()).is_ok();
-    let fd = resolve(
-        root,
-        rel,
-        OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC,
-        Mode::from_raw_mode(0o644),
-    )
-    .map_err(|e| io_err(&what, e))?;
-    if !existed {
-        chown_root(&fd).map_err(|e| io_err(&what, e))?;
-        rfs::fchmod(&fd, Mode::from_raw_mode(0o644)).map_err(|e| io_err(&what, e))?;
-    }
-    let mut f = std::fs::File::from(fd);
-    f.write_all(data).map_err(|e| io_err(&what, e))?;
-    Ok(())
-}
-
-/// New files belong to the guest's root (a setgid parent could give them
-/// another group). Only the root daemon can do this; unit tests run as a
-/// user and keep their own ids.
-fn chown_root(fd: &OwnedFd) -> rustix::io::Result<()> {
-    if !rustix::process::geteuid().is_root() {
-        return Ok(());
-    }
-    rfs::fchown(fd, Some(rfs::Uid::ROOT), Some(rfs::Gid::ROOT))
-}
-
-/// `mkdir -p` inside the root, one component at a time.
-fn mkdir_p(root: &OwnedFd, dir: &Path) -> rustix::io::Result<()> {
-    let mut sofar = PathBuf::new();
-    for comp in dir.components() {
-        let parent = sofar.clone();
-        sofar.push(comp);
-        match resolve(
-            root,
-            &sofar,
-            OFlags::PATH | OFlags::DIRECTORY,
-            Mode::empty(),
-        ) {
-            Ok(_) => continue,
-            Err(rustix::io::Errno::NOENT) => {}
-            Err(e) => return Err(e),
-        }
-        let pfd = if parent.as_os_str().is_empty() {
-            resolve(
-                root,
-                Path::new("."),
-                OFlags::PATH | OFlags::DIRECTORY,
-                Mode::empty(),
-            )?
-        } else {
-            resolve(
-                root,
-                &parent,
-                OFlags::PATH | OFlags::DIRECTORY,
-                Mode::empty(),
-            )?
-        };
-        match rfs::mkdirat(&pfd, comp.as_os_str(), Mode::from_raw_mode(0o755)) {
-            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
-            Err(e) => return Err(e),
-        }
-        let d = rfs::openat(
-            &pfd,
-            comp.as_os_str(),
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
-        chown_root(&d)?;
-        rfs::fchmod(&d, Mode::from_raw_mode(0o755))?;
-    }
-    Ok(())
+    root.write_file_as_root(rel, data)
+        .map_err(|e| io_err(&what, e))
 }
 
 #[cfg(test)]

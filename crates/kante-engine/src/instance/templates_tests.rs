@@ -1,5 +1,7 @@
 //! Unit tests of image templates: triggers, rendering inside the rootfs, never outside it.
 
+use std::path::PathBuf;
+
 use super::*;
 
 struct Vol(PathBuf);

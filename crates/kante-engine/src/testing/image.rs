@@ -113,8 +113,7 @@ fn tree(dir: &Path, spec: &Spec) -> PathBuf {
 
 /// Runs GNU tar over `members` of `tree` into `out`, owned by the caller.
 fn pack(tree: &Path, out: &Path, members: &[&str]) {
-    let owner = rustix::process::geteuid().as_raw();
-    let group = rustix::process::getegid().as_raw();
+    let (owner, group) = kante_runtime::host::effective_ids();
     let mut cmd = Command::new("tar");
     cmd.arg("--create")
         .arg("--file")

@@ -67,9 +67,10 @@ impl TestHost {
         net.add_link("br0", Some("bridge"));
         // Guest root is the test's own user: a file a guest's root makes
         // through the fake's file server can then be chowned without root.
+        let (uid, gid) = kante_runtime::host::effective_ids();
         let id_range = HostIdRange {
-            uid: rustix::process::geteuid().as_raw(),
-            gid: rustix::process::getegid().as_raw(),
+            uid,
+            gid,
             count: TEST_ID_BLOCKS * BLOCK,
         };
         TestHost {

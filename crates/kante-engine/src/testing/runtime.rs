@@ -23,7 +23,6 @@
 //! strings (`start c1`, `signal c1 15`, `freeze c1 true`, `exec c1 sh -c …`).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -35,6 +34,10 @@ use kante_runtime::cgroup::{Cgroup, CgroupLayout};
 use kante_runtime::exec::{ExecError, ExecProcess, ExecSpec, ExecStdio};
 use kante_runtime::fileio::{self, FileOp, Reply};
 use kante_runtime::fileserver::FileSession;
+use kante_runtime::process::{signal, ChildProcess};
+use kante_runtime::pty::PtyMaster;
+use kante_runtime::rootdir::RootDir;
+use kante_runtime::sys::Errno;
 use kante_runtime::{
     BindMount, Container, ContainerRecord, ContainerSpec, IdMap, InitExit, Runtime, RuntimeError,
     Stats,
@@ -197,7 +200,7 @@ impl FakeRuntime {
 
     /// A pipe whose read end is handed out as init's pidfd.
     fn exit_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-        Ok(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)
+        kante_runtime::sys::pipe()
     }
 }
 
@@ -207,10 +210,7 @@ fn end(g: &mut Guest, how: InitExit) {
 }
 
 fn is_polite_stop(sig: i32) -> bool {
-    sig == libc::SIGPWR
-        || sig == libc::SIGTERM
-        || sig == libc::SIGINT
-        || sig == libc::SIGRTMIN() + 3
+    sig == signal::PWR || sig == signal::TERM || sig == signal::INT || sig == signal::rtmin_plus(3)
 }
 
 impl Runtime for FakeRuntime {
@@ -302,11 +302,11 @@ impl Runtime for FakeRuntime {
         let stubborn = st.stubborn.clone();
         let name = match st.guests.get_mut(&c.record.runtime_dir) {
             Some(g) => {
-                let ends = sig == libc::SIGKILL
+                let ends = sig == signal::KILL
                     || (is_polite_stop(sig) && !stubborn.contains(&g.name) && !g.frozen);
                 if ends && g.exit.is_none() {
                     let how = match sig {
-                        libc::SIGKILL => InitExit::Signaled(libc::SIGKILL),
+                        signal::KILL => InitExit::Signaled(signal::KILL),
                         _ => InitExit::Exited(0),
                     };
                     end(g, how);
@@ -388,12 +388,8 @@ impl Runtime for FakeRuntime {
             .guests
             .get(&c.record.runtime_dir)
             .map(|g| g.spec.rootfs.clone())
-            .ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))?;
-        let root = rustix::fs::open(
-            &rootfs,
-            rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        )?;
+            .ok_or_else(|| io::Error::from(Errno::NoProcess))?;
+        let root = RootDir::open(&rootfs)?;
         Ok(Box::new(RootfsFiles {
             root,
             map: c.record.idmap,
@@ -405,10 +401,10 @@ impl Runtime for FakeRuntime {
         let g = st
             .guests
             .get_mut(&c.record.runtime_dir)
-            .ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))?;
+            .ok_or_else(|| io::Error::from(Errno::NoProcess))?;
         let name = g.name.clone();
         if !m.source.exists() {
-            return Err(io::Error::from_raw_os_error(libc::ENOENT));
+            return Err(io::Error::from(Errno::NoEntry));
         }
         g.mounts.push(m.target.clone());
         st.calls
@@ -421,7 +417,7 @@ impl Runtime for FakeRuntime {
         let g = st
             .guests
             .get_mut(&c.record.runtime_dir)
-            .ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))?;
+            .ok_or_else(|| io::Error::from(Errno::NoProcess))?;
         g.mounts.retain(|t| t != target);
         let call = format!("unmount {} {target}", g.name);
         st.calls.push(call);
@@ -433,16 +429,13 @@ impl Runtime for FakeRuntime {
 /// Without root only the test's own ids can be given to a file, so every
 /// owner becomes those (the guest's root, in a test host's id range).
 struct RootfsFiles {
-    root: OwnedFd,
+    root: RootDir,
     map: Option<IdMap>,
 }
 
 impl RootfsFiles {
     fn shift(&self, (uid, gid): (u32, u32)) -> (u32, u32) {
-        let own = (
-            rustix::process::geteuid().as_raw(),
-            rustix::process::getegid().as_raw(),
-        );
+        let own = kante_runtime::host::effective_ids();
         match self.map {
             _ if own.0 != 0 => own,
             Some(m) => (uid + m.host_uid, gid + m.host_gid),
@@ -543,7 +536,7 @@ fn spawn_in_rootfs(rootfs: &Path, spec: &ExecSpec) -> Result<ExecProcess, Runtim
             None
         }
         Some((w, h)) => {
-            let (master, slave) = open_pty(w, h)?;
+            let (master, slave) = PtyMaster::open_host_pair(w, h)?;
             cmd.stdin(Stdio::from(slave.try_clone()?))
                 .stdout(Stdio::from(slave.try_clone()?))
                 .stderr(Stdio::from(slave));
@@ -569,38 +562,14 @@ fn spawn_in_rootfs(rootfs: &Path, spec: &ExecSpec) -> Result<ExecProcess, Runtim
             stderr: child.stderr.take().map(OwnedFd::from).ok_or_else(no_pipe)?,
         },
     };
-    // The engine reaps the command through its pid; `child` is not waited for.
+    // The engine reaps the command through its pidfd; `child` is not waited for.
     Ok(ExecProcess {
-        helper_pid: None,
-        pid: child.id() as i32,
+        helper: None,
+        process: ChildProcess::from_child(child.id() as i32).map_err(ExecError::from)?,
         stdio,
     })
 }
 
 fn no_pipe() -> io::Error {
     io::Error::other("a piped stdio stream is missing")
-}
-
-/// A pty pair, both ends close-on-exec from the start, of `w`×`h`.
-fn open_pty(w: u16, h: u16) -> io::Result<(OwnedFd, OwnedFd)> {
-    use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
-    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)?;
-    grantpt(&master)?;
-    unlockpt(&master)?;
-    let name: CString = ptsname(&master, Vec::new())?;
-    let slave = rustix::fs::open(
-        name.as_c_str(),
-        rustix::fs::OFlags::RDWR | rustix::fs::OFlags::NOCTTY | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )?;
-    rustix::termios::tcsetwinsize(
-        &master,
-        rustix::termios::Winsize {
-            ws_row: h.max(1),
-            ws_col: w.max(1),
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        },
-    )?;
-    Ok((master, slave))
 }

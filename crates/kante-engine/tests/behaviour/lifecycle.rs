@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use kante_api::instance::{InstanceStatePut, InstanceStatus};
 use kante_engine::testing::{self, image, TestHost, FAKE_MEMORY_USAGE, FAKE_PID_BASE};
+use kante_runtime::process::signal;
 use kante_runtime::InitExit;
 
 use crate::{actions, config};
@@ -97,7 +98,7 @@ async fn a_clean_stop_sends_sigpwr_to_a_plain_init() {
     testing::wait_ok(&op).await;
     assert_eq!(
         host.runtime.calls_for("c1")[1],
-        format!("signal c1 {}", libc::SIGPWR)
+        format!("signal c1 {}", signal::PWR)
     );
 }
 
@@ -116,7 +117,7 @@ async fn a_clean_stop_sends_sigrtmin_3_to_systemd() {
     testing::wait_ok(&op).await;
     assert_eq!(
         host.runtime.calls_for("c1")[1],
-        format!("signal c1 {}", libc::SIGRTMIN() + 3)
+        format!("signal c1 {}", signal::rtmin_plus(3))
     );
 }
 
@@ -142,7 +143,7 @@ async fn an_init_that_ignores_the_stop_signal_is_killed_after_the_timeout() {
     let calls = host.runtime.calls_for("c1");
     assert_eq!(
         calls[1..3],
-        [format!("signal c1 {}", libc::SIGPWR), "signal c1 9".into()]
+        [format!("signal c1 {}", signal::PWR), "signal c1 9".into()]
     );
     assert_eq!(engine.instance_status("c1"), InstanceStatus::Stopped);
 }
@@ -169,7 +170,7 @@ async fn a_guest_that_reboots_is_started_again() {
     let host = TestHost::new();
     let engine = running(&host, "c1").await;
     let first = host.runtime.pid("c1").unwrap();
-    assert!(host.runtime.exit("c1", InitExit::Signaled(libc::SIGHUP)));
+    assert!(host.runtime.exit("c1", InitExit::Signaled(signal::HUP)));
     assert!(
         testing::eventually(|| host.runtime.pid("c1").is_some_and(|p| p != first)).await,
         "{:?}",
@@ -179,7 +180,9 @@ async fn a_guest_that_reboots_is_started_again() {
         host.runtime.calls_for("c1"),
         ["start c1", "cleanup c1", "start c1"]
     );
-    assert_eq!(engine.instance_status("c1"), InstanceStatus::Running);
+    // The runtime knows the new pid before the engine has recorded the
+    // restart: wait for the engine's own view rather than race it.
+    assert!(testing::eventually(|| engine.instance_status("c1") == InstanceStatus::Running).await);
     assert_eq!(
         config(&engine, "c1").await["volatile.last_state.power"],
         "RUNNING"
@@ -376,7 +379,7 @@ fn guests_that_died_while_the_daemon_was_away_are_started_again() {
     // The daemon dies (its tasks with it), then the guest ends.
     drop(first);
     host.runtime
-        .exit("was-running", InitExit::Signaled(libc::SIGKILL));
+        .exit("was-running", InitExit::Signaled(signal::KILL));
     tokio::runtime::Runtime::new().unwrap().block_on(async {
         let engine = host.open().await;
         assert!(

@@ -10,6 +10,7 @@ mod idmaps;
 mod lifecycle;
 mod operations;
 mod profiles;
+mod registry;
 mod state;
 mod storage;
 

@@ -1,13 +1,15 @@
 //! Operations and events: exec's operations (return codes, failures,
-//! recorded output), the operation list, and the lifecycle events of a
-//! whole instance life, in order.
+//! recorded output, control signals), the operation list, and the
+//! lifecycle events of a whole instance life, in order.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use kante_api::exec::ExecPost;
 use kante_api::operation::OperationClass;
 use kante_engine::testing::{self, TestHost};
-use kante_engine::Engine;
+use kante_engine::ws::{WsConn, WsMsg};
+use kante_engine::{Engine, Op};
 
 fn exec(command: &[&str]) -> ExecPost {
     ExecPost {
@@ -73,6 +75,56 @@ async fn exec_output_can_be_recorded_as_logs() {
     let read = |ext: &str| std::fs::read_to_string(logs.join(format!("exec_{}.{ext}", op.id())));
     assert_eq!(read("stdout").unwrap(), "out\n");
     assert_eq!(read("stderr").unwrap(), "err\n");
+}
+
+/// Connects every websocket of an exec operation; the client ends by name.
+fn connect(op: &Op) -> BTreeMap<String, WsConn> {
+    let fds = op.snapshot().metadata["fds"].as_object().unwrap().clone();
+    fds.iter()
+        .map(|(name, secret)| {
+            let (engine_end, client_end) = WsConn::pair();
+            let slot = op.claim_socket(secret.as_str().unwrap()).unwrap();
+            assert!(slot.send(engine_end).is_ok());
+            (name.clone(), client_end)
+        })
+        .collect()
+}
+
+/// A "signal" control message reaches the command, through the pidfd
+/// the runtime handed over with it (never by a pid that could be reused).
+#[tokio::test]
+async fn exec_control_signals_reach_the_command() {
+    let host = TestHost::new();
+    let engine = running(&host).await;
+    let mut post = exec(&["sleep", "30"]);
+    post.wait_for_websocket = true;
+    let op = engine.instance_exec("c1", post).await.unwrap();
+    assert_eq!(op.snapshot().class, OperationClass::Websocket);
+    let socks = connect(&op);
+    let signal = r#"{"command": "signal", "signal": 15}"#;
+    socks["control"]
+        .outgoing
+        .send(WsMsg::Text(signal.into()))
+        .await
+        .unwrap();
+    let done = testing::wait_ok(&op).await;
+    assert_eq!(done.metadata["return"], 128 + 15);
+}
+
+/// A client that closes the control socket while the command runs has it
+/// killed, as LXD does.
+#[tokio::test]
+async fn exec_ends_when_its_control_socket_closes() {
+    let host = TestHost::new();
+    let engine = running(&host).await;
+    let mut post = exec(&["sleep", "30"]);
+    post.wait_for_websocket = true;
+    let op = engine.instance_exec("c1", post).await.unwrap();
+    let mut socks = connect(&op);
+    drop(socks.remove("control"));
+    let done = testing::wait_ok(&op).await;
+    assert_eq!(done.metadata["return"], 128 + 9);
+    drop(socks);
 }
 
 #[tokio::test]

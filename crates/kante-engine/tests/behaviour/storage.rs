@@ -7,6 +7,7 @@ use kante_api::DevicesMap;
 use kante_engine::instance::snapshots::SnapshotsPost;
 use kante_engine::testing::{self, TestHost};
 use kante_engine::Engine;
+use kante_runtime::process::signal;
 
 use crate::{actions, config};
 
@@ -71,7 +72,7 @@ async fn restoring_a_running_instance_stops_and_starts_it() {
         host.runtime.calls_for("c1"),
         [
             "start c1".to_string(),
-            format!("signal c1 {}", libc::SIGPWR),
+            format!("signal c1 {}", signal::PWR),
             "cleanup c1".into(),
             "start c1".into()
         ]

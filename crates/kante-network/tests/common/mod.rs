@@ -21,7 +21,8 @@ use kante_network::NetnsRef;
 static LOCK: Mutex<()> = Mutex::new(());
 
 /// Holds the in-process mutex and a host-wide file lock, so tests never run
-/// concurrently (also not with another `cargo test` of this crate).
+/// concurrently, nor beside another root test run of the project (the
+/// integration suite takes the same `/run/kante-tests.lock`).
 pub struct Serial {
     _g: MutexGuard<'static, ()>,
     _f: nix::fcntl::Flock<fs::File>,
@@ -36,7 +37,12 @@ pub fn setup() -> Option<Serial> {
         return None;
     }
     let g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let f = fs::File::create("/run/kante-network-tests.lock").expect("lock file");
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open("/run/kante-tests.lock")
+        .expect("lock file");
     let f = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
         .map_err(|(_, e)| e)
         .expect("flock");

@@ -1,6 +1,7 @@
 //! Helpers for the root-only storage tests: a scratch `KANTE_DIR` in a temp
 //! directory whose guard unmounts, detaches and removes everything it made,
-//! even when a test fails, and a global lock so tests run one at a time.
+//! even when a test fails, and a lock so tests run one at a time (in this
+//! process, and host-wide against every other Kante test run).
 
 #![allow(dead_code)]
 
@@ -11,11 +12,34 @@ use std::sync::{Mutex, MutexGuard};
 use kante_api::ConfigMap;
 use kante_storage::{driver, Pool};
 
+pub mod streams;
+
 static LOCK: Mutex<()> = Mutex::new(());
 
-/// Serialises the tests of one binary (they share loop devices and mounts).
+/// Serialises the tests of one binary (they share loop devices and mounts)
+/// and, through a `flock` on `/run/kante-tests.lock` held for the life of
+/// the process once taken (as `tests/support` does), keeps them from
+/// running beside another Kante test run on this host.
 pub fn lock() -> MutexGuard<'static, ()> {
-    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+    let g = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    host_lock();
+    g
+}
+
+fn host_lock() {
+    type Held = Option<nix::fcntl::Flock<std::fs::File>>;
+    static HELD: std::sync::OnceLock<Held> = std::sync::OnceLock::new();
+    HELD.get_or_init(|| {
+        // Without root there is no host to guard (the root tests skip).
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open("/run/kante-tests.lock")
+            .ok()?;
+        // Blocks until the other run ends.
+        nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive).ok()
+    });
 }
 
 /// Whether the btrfs tests can run here (root, btrfs, btrfs-progs).

@@ -1,0 +1,231 @@
+//! The `dir` restore delta (`kante_storage::delta`), on real files as root:
+//! after many changes of every kind in the current tree (a same-size write
+//! with its mtime put back, deletions, additions, a hard link broken, modes,
+//! owners and xattrs changed, a directory swapped for a symlink out of the
+//! tree), the staging tree is exactly the snapshot — bytes, owners, modes,
+//! set-id bits, times, xattrs and ACLs, hard-link structure, holes,
+//! symlinks, fifos — and only files equal in every respect were linked
+//! from the current tree.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::Command;
+
+use kante_storage::delta;
+
+fn sh(cmd: &str) {
+    let out = Command::new("sh").args(["-c", cmd]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Everything about a tree that a restore must reproduce, by relative path;
+/// hard links as the first path of their inode group.
+fn describe(root: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut first_of: BTreeMap<(u64, u64), String> = BTreeMap::new();
+    let mut stack = vec![String::new()];
+    while let Some(rel) = stack.pop() {
+        let p = root.join(&rel);
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        let ft = m.file_type();
+        let xattrs = String::from_utf8_lossy(
+            &Command::new("python3")
+                .args([
+                    "-c",
+                    "import os,sys; p=sys.argv[1]; print(sorted((n, os.getxattr(p, n, \
+                     follow_symlinks=False).hex()) for n in os.listxattr(p, follow_symlinks=False)))",
+                ])
+                .arg(&p)
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .trim()
+        .to_string();
+        let mut d = format!(
+            "mode={:o} uid={} gid={} xattrs=[{xattrs}]",
+            m.mode(),
+            m.uid(),
+            m.gid()
+        );
+        if !ft.is_symlink() {
+            d += &format!(" mtime={}.{}", m.mtime(), m.mtime_nsec());
+        }
+        if ft.is_dir() {
+            for e in std::fs::read_dir(&p).unwrap() {
+                let n = e.unwrap().file_name().into_string().unwrap();
+                stack.push(if rel.is_empty() {
+                    n
+                } else {
+                    format!("{rel}/{n}")
+                });
+            }
+        } else if ft.is_symlink() {
+            d += &format!(" -> {}", std::fs::read_link(&p).unwrap().display());
+        } else if ft.is_file() {
+            let bytes = std::fs::read(&p).unwrap();
+            d += &format!(" size={} sum={:x}", bytes.len(), fnv(&bytes));
+            d += &format!(" sparse={}", m.blocks() * 512 < m.size());
+            // Links within the tree (a file linked from the current tree
+            // has more links, outside this one).
+            let first = first_of.entry((m.dev(), m.ino())).or_insert(rel.clone());
+            d += &format!(" linkgroup={first}");
+        }
+        out.insert(rel, d);
+    }
+    // Hard-link groups are named by whichever path was met first: name
+    // them by the smallest instead, so two trees compare (a group of one
+    // is the file itself).
+    let mut groups: BTreeMap<String, String> = BTreeMap::new();
+    for (rel, d) in &out {
+        if let Some(g) = d.split(" linkgroup=").nth(1) {
+            let e = groups.entry(g.to_string()).or_insert(rel.clone());
+            if rel < e {
+                *e = rel.clone();
+            }
+        }
+    }
+    out.into_iter()
+        .map(|(rel, d)| match d.split_once(" linkgroup=") {
+            Some((head, g)) => (rel, format!("{head} linkgroup={}", groups[g])),
+            None => (rel, d),
+        })
+        .collect()
+}
+
+fn fnv(b: &[u8]) -> u64 {
+    b.iter().fold(0xcbf29ce484222325u64, |h, x| {
+        (h ^ *x as u64).wrapping_mul(0x100000001b3)
+    })
+}
+
+fn ino(p: &Path) -> u64 {
+    std::fs::symlink_metadata(p).unwrap().ino()
+}
+
+#[test]
+fn a_delta_restore_is_exact_and_links_only_what_is_equal() {
+    if !common::prerequisite(nix::unistd::geteuid().is_root(), "root (owners, xattrs)") {
+        return;
+    }
+    let _l = common::lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let (snap, cur, stg, host) = (
+        tmp.path().join("snap"),
+        tmp.path().join("cur"),
+        tmp.path().join("stg"),
+        tmp.path().join("host"),
+    );
+    let s = snap.display();
+    sh(&format!(
+        "mkdir -p {s}/etc/sub {s}/bin {s}/var/empty {s}/data && cd {s} && \
+         printf 'root:x:0:0\\n' > etc/passwd && printf 'same size A\\n' > etc/forged && \
+         printf 'keep\\n' > etc/sub/keep && printf 'gone\\n' > etc/deleted && \
+         printf '#!/bin/sh\\n' > bin/suid && chown 1000:1000 bin/suid && chmod 4755 bin/suid && \
+         printf 'linked\\n' > data/a && ln data/a data/b && ln data/a etc/c && \
+         printf 'split\\n' > data/h1 && ln data/h1 data/h2 && \
+         truncate -s 8M data/sparse && printf 'tail' | dd of=data/sparse bs=1 seek=4M conv=notrunc status=none && \
+         dd if=/dev/urandom of=data/big bs=1M count=3 status=none && \
+         ln -s ../etc/passwd bin/link && mkfifo var/fifo && \
+         chown 1234:4321 var/empty && chmod 0750 var/empty && \
+         setfattr -n user.note -v snapshot etc/passwd && setfattr -n trusted.t -v 1 data/big && \
+         touch -d '2001-02-03 04:05:06.123456789' etc/passwd etc/forged bin/suid var/empty"
+    ));
+    if Command::new("setfacl").arg("--version").output().is_ok() {
+        sh(&format!(
+            "setfacl -m u:4242:rw {s}/etc/sub/keep && setfacl -d -m u:4242:rx {s}/var/empty"
+        ));
+    }
+    // The current tree: the snapshot, then a guest's changes.
+    sh(&format!(
+        "cp -a {s} {} && mkdir -p {}",
+        cur.display(),
+        host.display()
+    ));
+    let c = cur.display();
+    sh(&format!(
+        "cd {c} && printf 'same size B\\n' > etc/forged && \
+         touch -d '2001-02-03 04:05:06.123456789' etc/forged && \
+         rm etc/deleted && printf 'new\\n' > etc/added && chmod 0600 etc/sub/keep && \
+         setfattr -n user.note -v changed data/big && \
+         rm data/h2 && cp -a data/h1 data/h2 && chown 7:7 bin/link -h && \
+         printf 'x' | dd of=data/sparse bs=1 seek=1M conv=notrunc status=none && \
+         cp -a {c}/etc/sub {}/sub && rm -r etc/sub && ln -s {}/sub etc/sub",
+        host.display(),
+        host.display()
+    ));
+    let before_cur = describe(&cur);
+    let want = describe(&snap);
+
+    let stats = delta::build(&snap, &cur, &stg).unwrap();
+
+    assert_eq!(describe(&stg), want, "the staging tree is the snapshot");
+    assert_eq!(describe(&cur), before_cur, "the current tree is untouched");
+    assert_eq!(describe(&snap), want, "the snapshot is untouched");
+    // Equal files come from the current tree, changed ones never do.
+    assert_eq!(ino(&stg.join("etc/passwd")), ino(&cur.join("etc/passwd")));
+    assert_eq!(ino(&stg.join("data/a")), ino(&cur.join("data/a")));
+    assert_eq!(
+        ino(&stg.join("etc/c")),
+        ino(&cur.join("data/a")),
+        "hard links stay one inode"
+    );
+    for changed in ["etc/forged", "data/big", "data/sparse", "etc/deleted"] {
+        let s = std::fs::symlink_metadata(stg.join(changed)).unwrap().ino();
+        if let Ok(m) = std::fs::symlink_metadata(cur.join(changed)) {
+            assert_ne!(s, m.ino(), "{changed} was linked though it changed");
+        }
+    }
+    // Nothing reached through the guest's symlink out of its tree.
+    let keep = stg.join("etc/sub/keep");
+    assert!(std::fs::symlink_metadata(stg.join("etc/sub"))
+        .unwrap()
+        .is_dir());
+    assert_ne!(ino(&keep), ino(&host.join("sub/keep")));
+    assert_eq!(std::fs::metadata(&keep).unwrap().nlink(), 1);
+    assert_eq!(
+        std::fs::metadata(stg.join("bin/suid"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777,
+        0o4755
+    );
+    assert!(stats.linked >= 4, "{stats:?}");
+    assert!(
+        stats.bytes_copied < 4 * 1024 * 1024 + 64 * 1024,
+        "only changed files are written, holes stay holes: {stats:?}"
+    );
+
+    // A second restore into a fresh staging tree from a current tree that
+    // is itself a restore: still exact.
+    let stg2 = tmp.path().join("stg2");
+    delta::build(&snap, &stg, &stg2).unwrap();
+    assert_eq!(describe(&stg2), want);
+}
+
+#[test]
+fn a_missing_current_tree_is_a_plain_copy() {
+    if !common::prerequisite(nix::unistd::geteuid().is_root(), "root (owners, xattrs)") {
+        return;
+    }
+    let _l = common::lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let (snap, stg) = (tmp.path().join("snap"), tmp.path().join("stg"));
+    sh(&format!(
+        "mkdir -p {0}/d && printf 'x\\n' > {0}/d/f && chown 5:6 {0}/d/f && chmod 0751 {0}/d",
+        snap.display()
+    ));
+    let stats = delta::build(&snap, &tmp.path().join("nothing"), &stg).unwrap();
+    assert_eq!(describe(&stg), describe(&snap));
+    assert_eq!((stats.linked, stats.copied), (0, 1));
+    // An existing staging path is refused, not merged into.
+    assert!(delta::build(&snap, &snap, &stg).is_err());
+}
