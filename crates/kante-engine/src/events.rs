@@ -1,12 +1,17 @@
 //! The event bus behind `/1.0/events`: operation, lifecycle and logging events.
 
+use std::sync::Arc;
+
 use kante_api::event::Event;
+use kante_store::{PROJECT, STANDALONE_MEMBER};
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
 #[derive(Clone)]
 pub struct Events {
     tx: broadcast::Sender<Event>,
+    /// The member the events happen on (their `location`).
+    location: Arc<str>,
 }
 
 impl Default for Events {
@@ -16,9 +21,23 @@ impl Default for Events {
 }
 
 impl Events {
+    /// A bus of a standalone host.
     pub fn new() -> Self {
+        Events::at(STANDALONE_MEMBER)
+    }
+
+    /// A bus of member `location`.
+    pub fn at(location: &str) -> Self {
         let (tx, _) = broadcast::channel(1024);
-        Events { tx }
+        Events {
+            tx,
+            location: location.into(),
+        }
+    }
+
+    /// The member these events happen on.
+    pub fn location(&self) -> &str {
+        &self.location
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
@@ -30,8 +49,8 @@ impl Events {
             kind: kind.into(),
             timestamp: kante_api::now(),
             metadata,
-            location: "none".into(),
-            project: "default".into(),
+            location: self.location.to_string(),
+            project: PROJECT.into(),
         });
     }
 

@@ -62,10 +62,11 @@ impl Engine {
         Ok(d)
     }
 
-    fn render_image(&self, row: &ImageRow) -> Image {
+    async fn render_image(&self, row: &ImageRow) -> Image {
         let aliases = self
-            .store
+            .shared
             .alias_list()
+            .await
             .unwrap_or_default()
             .into_iter()
             .filter(|a| a.target == row.fingerprint)
@@ -93,30 +94,30 @@ impl Engine {
         }
     }
 
-    pub fn image_list(&self) -> Result<Vec<Image>> {
-        Ok(self
-            .store
-            .image_list()?
-            .iter()
-            .map(|r| self.render_image(r))
-            .collect())
+    pub async fn image_list(&self) -> Result<Vec<Image>> {
+        let mut out = Vec::new();
+        for r in self.shared.image_list().await? {
+            out.push(self.render_image(&r).await);
+        }
+        Ok(out)
     }
 
-    fn image_row(&self, fp: &str) -> Result<ImageRow> {
-        self.store
-            .image_get(fp)?
+    async fn image_row(&self, fp: &str) -> Result<ImageRow> {
+        self.shared
+            .image_get(fp)
+            .await?
             .ok_or_else(|| EngineError::NotFound("Image not found".into()))
     }
 
-    pub fn image_get(&self, fp: &str) -> Result<Image> {
-        Ok(self.render_image(&self.image_row(fp)?))
+    pub async fn image_get(&self, fp: &str) -> Result<Image> {
+        Ok(self.render_image(&self.image_row(fp).await?).await)
     }
 
     /// Imports an uploaded image in an operation whose result carries the fingerprint.
-    pub fn image_import(&self, upload: ImageUpload) -> Result<Arc<Op>> {
+    pub async fn image_import(&self, upload: ImageUpload) -> Result<Arc<Op>> {
         for a in &upload.aliases {
             kante_api::names::validate_alias_name(&a.name)?;
-            if self.store.alias_get(&a.name)?.is_some() {
+            if self.shared.alias_get(&a.name).await?.is_some() {
                 return Err(EngineError::Conflict(format!(
                     "Alias {:?} already exists",
                     a.name
@@ -125,8 +126,9 @@ impl Engine {
         }
         if let Some(p) = &upload.profiles {
             for name in p {
-                self.store
-                    .profile_get(name)?
+                self.shared
+                    .profile_get(name)
+                    .await?
                     .ok_or_else(|| EngineError::NotFound(format!("Profile {name:?} not found")))?;
             }
         }
@@ -209,16 +211,18 @@ impl Engine {
             last_used_at: fmt_time(kante_api::zero_time()),
             expires_at: fmt_time(expires),
         };
-        if let Err(e) = self.store.image_create(&row) {
+        if let Err(e) = self.shared.image_create(&row).await {
             let _ = kante_images::remove_stored(&self.paths.images(), &fp);
             return Err(e.into());
         }
         for a in &upload.aliases {
-            self.store.alias_create(&AliasRow {
-                name: a.name.clone(),
-                target: fp.clone(),
-                description: a.description.clone(),
-            })?;
+            self.shared
+                .alias_create(&AliasRow {
+                    name: a.name.clone(),
+                    target: fp.clone(),
+                    description: a.description.clone(),
+                })
+                .await?;
         }
         op.set_metadata(json!({"fingerprint": fp, "size": stored.size.to_string()}));
         self.events
@@ -226,8 +230,8 @@ impl Engine {
         Ok(())
     }
 
-    pub fn image_update(&self, fp: &str, put: ImagePut, merge: bool) -> Result<()> {
-        let mut row = self.image_row(fp)?;
+    pub async fn image_update(&self, fp: &str, put: ImagePut, merge: bool) -> Result<()> {
+        let mut row = self.image_row(fp).await?;
         row.public = put.public;
         row.auto_update = put.auto_update;
         if merge {
@@ -238,13 +242,13 @@ impl Engine {
         if let Some(p) = put.profiles {
             row.profiles = p;
         }
-        self.store.image_update(&row)?;
+        self.shared.image_update(&row).await?;
         Ok(())
     }
 
     /// Deletes an image: its record, aliases, stored files and unpacked volumes.
-    pub fn image_delete(&self, fp: &str) -> Result<Arc<Op>> {
-        let row = self.image_row(fp)?;
+    pub async fn image_delete(&self, fp: &str) -> Result<Arc<Op>> {
+        let row = self.image_row(fp).await?;
         let mut res = std::collections::BTreeMap::new();
         res.insert(
             "images".to_string(),
@@ -256,7 +260,7 @@ impl Engine {
             let fp = row.fingerprint.clone();
             let lock = engine.image_lock(&fp);
             let _g = lock.lock().await;
-            engine.store.image_delete(&fp)?;
+            engine.shared.image_delete(&fp).await?;
             let pools: Vec<Pool> = engine
                 .pools
                 .read()
@@ -283,8 +287,8 @@ impl Engine {
     }
 
     /// The stored files of an image, with the names to export them under.
-    pub fn image_export_files(&self, fp: &str) -> Result<Vec<(String, PathBuf)>> {
-        let row = self.image_row(fp)?;
+    pub async fn image_export_files(&self, fp: &str) -> Result<Vec<(String, PathBuf)>> {
+        let row = self.image_row(fp).await?;
         let dir = self.paths.images();
         let main = dir.join(&row.fingerprint);
         let rootfs = dir.join(format!("{}.rootfs", row.fingerprint));
@@ -300,10 +304,10 @@ impl Engine {
         }
     }
 
-    pub(crate) fn touch_image(&self, fp: &str) {
-        if let Ok(Some(mut row)) = self.store.image_get(fp) {
+    pub(crate) async fn touch_image(&self, fp: &str) {
+        if let Ok(Some(mut row)) = self.shared.image_get(fp).await {
             row.last_used_at = fmt_time(kante_api::now());
-            let _ = self.store.image_update(&row);
+            let _ = self.shared.image_update(&row).await;
         }
     }
 
@@ -351,58 +355,63 @@ impl Engine {
 
     // ---- aliases ----
 
-    pub fn alias_list(&self) -> Result<Vec<ImageAlias>> {
+    pub async fn alias_list(&self) -> Result<Vec<ImageAlias>> {
         Ok(self
-            .store
-            .alias_list()?
+            .shared
+            .alias_list()
+            .await?
             .into_iter()
             .map(render_alias)
             .collect())
     }
 
-    pub fn alias_get(&self, name: &str) -> Result<ImageAlias> {
-        self.store
-            .alias_get(name)?
+    pub async fn alias_get(&self, name: &str) -> Result<ImageAlias> {
+        self.shared
+            .alias_get(name)
+            .await?
             .map(render_alias)
             .ok_or_else(|| EngineError::NotFound("Image alias not found".into()))
     }
 
-    pub fn alias_create(&self, req: ImageAliasesPost) -> Result<()> {
+    pub async fn alias_create(&self, req: ImageAliasesPost) -> Result<()> {
         kante_api::names::validate_alias_name(&req.name)?;
-        let img = self.image_row(&req.target)?;
-        self.store.alias_create(&AliasRow {
-            name: req.name,
-            target: img.fingerprint,
-            description: req.description,
-        })?;
+        let img = self.image_row(&req.target).await?;
+        self.shared
+            .alias_create(&AliasRow {
+                name: req.name,
+                target: img.fingerprint,
+                description: req.description,
+            })
+            .await?;
         Ok(())
     }
 
-    pub fn alias_update(
+    pub async fn alias_update(
         &self,
         name: &str,
         target: Option<String>,
         description: String,
     ) -> Result<()> {
         let mut row = self
-            .store
-            .alias_get(name)?
+            .shared
+            .alias_get(name)
+            .await?
             .ok_or_else(|| EngineError::NotFound("Image alias not found".into()))?;
         if let Some(t) = target.filter(|t| !t.is_empty()) {
-            row.target = self.image_row(&t)?.fingerprint;
+            row.target = self.image_row(&t).await?.fingerprint;
         }
         row.description = description;
-        self.store.alias_update(&row)?;
+        self.shared.alias_update(&row).await?;
         Ok(())
     }
 
-    pub fn alias_rename(&self, name: &str, new: &str) -> Result<()> {
+    pub async fn alias_rename(&self, name: &str, new: &str) -> Result<()> {
         kante_api::names::validate_alias_name(new)?;
-        Ok(self.store.alias_rename(name, new)?)
+        Ok(self.shared.alias_rename(name, new).await?)
     }
 
-    pub fn alias_delete(&self, name: &str) -> Result<()> {
-        if !self.store.alias_delete(name)? {
+    pub async fn alias_delete(&self, name: &str) -> Result<()> {
+        if !self.shared.alias_delete(name).await? {
             return Err(EngineError::NotFound("Image alias not found".into()));
         }
         Ok(())

@@ -32,7 +32,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use kante_runtime::{IdMap, Runtime};
-use kante_store::Store;
+use kante_store::{NodeState, SharedState, SqliteState};
 
 pub use deps::HostDeps;
 pub use error::{EngineError, Result};
@@ -50,7 +50,13 @@ pub struct EngineConfig {
 
 pub struct Engine {
     pub paths: Paths,
-    pub store: Store,
+    /// This member's records: its instances, snapshots and pools.
+    pub node: Arc<dyn NodeState>,
+    /// Records every member shares: profiles, networks, images, config,
+    /// reservations (see kante-store's `state.rs`).
+    pub shared: Arc<dyn SharedState>,
+    /// This member's name (LXD's `location` of what it holds).
+    pub location: String,
     pub ops: Operations,
     pub events: Events,
     pub runtime: Arc<dyn Runtime>,
@@ -64,7 +70,6 @@ pub struct Engine {
     pub idmap: IdMap,
     /// Root's subordinate ids, cut into per-instance blocks for isolation.
     pub id_range: instance::idmaps::HostIdRange,
-    idmap_alloc: Mutex<()>,
     /// The host's lxcfs, bound over the guests' /proc files.
     pub lxcfs: Arc<kante_runtime::lxcfs::Lxcfs>,
     /// The storage drivers pools can be made with.
@@ -104,8 +109,9 @@ impl Engine {
             util::ensure_dir_mode(&d, mode)
                 .map_err(|e| EngineError::internal(format!("creating {}: {e}", d.display())))?;
         }
-        let store = Store::open(&paths.database())?;
-        let events = Events::new();
+        let state = Arc::new(SqliteState::open(&paths.database())?);
+        let location = state.local_member().await?.name;
+        let events = Events::at(&location);
         let HostDeps {
             runtime,
             net,
@@ -115,7 +121,9 @@ impl Engine {
         } = host;
         let engine = Arc::new_cyclic(|me| Engine {
             paths,
-            store,
+            node: state.clone(),
+            shared: state,
+            location,
             ops: Operations::new(events.clone()),
             events,
             runtime,
@@ -126,15 +134,15 @@ impl Engine {
             image_locks: Mutex::new(HashMap::new()),
             idmap: id_range.shared(),
             id_range,
-            idmap_alloc: Mutex::new(()),
             lxcfs,
             storage_drivers: storage,
             started_at: kante_api::now(),
             host_stopping: std::sync::atomic::AtomicBool::new(false),
             me: me.clone(),
         });
-        engine.init_defaults()?;
-        engine.load_pools()?;
+        engine.init_defaults().await?;
+        engine.load_pools().await?;
+        engine.import_volume_sidecars().await;
         engine.start_networks().await;
         // Before any instance runs: finish or undo what a crash interrupted.
         engine.reconcile_at_start().await;
@@ -152,12 +160,14 @@ impl Engine {
             .expect("engine is alive while its methods run")
     }
 
-    fn init_defaults(&self) -> Result<()> {
-        if self.store.pool_list()?.is_empty() {
-            self.create_default_pool()?;
+    async fn init_defaults(&self) -> Result<()> {
+        if self.node.pool_list().await?.is_empty() {
+            self.create_default_pool().await?;
         }
-        if self.store.profile_get("default")?.is_none() {
-            self.store.profile_create(&profiles::default_profile())?;
+        if self.shared.profile_get("default").await?.is_none() {
+            self.shared
+                .profile_create(&profiles::default_profile())
+                .await?;
         }
         Ok(())
     }

@@ -44,10 +44,11 @@ impl Engine {
         }
     }
 
-    pub(crate) fn network_specs(&self) -> Result<Vec<NetworkSpec>> {
+    pub(crate) async fn network_specs(&self) -> Result<Vec<NetworkSpec>> {
         Ok(self
-            .store
-            .network_list()?
+            .shared
+            .network_list()
+            .await?
             .iter()
             .map(|r| self.network_spec(r))
             .collect())
@@ -55,7 +56,7 @@ impl Engine {
 
     /// Brings every managed network up (at daemon start); idempotent.
     pub(crate) async fn start_networks(&self) {
-        for spec in self.network_specs().unwrap_or_default() {
+        for spec in self.network_specs().await.unwrap_or_default() {
             let result = match driver_for(&spec.kind, &self.net) {
                 Ok(d) => d.start(&spec).await,
                 Err(e) => Err(e),
@@ -75,7 +76,7 @@ impl Engine {
         } else {
             req.kind.clone()
         };
-        if self.store.network_get(&req.name)?.is_some() {
+        if self.shared.network_get(&req.name).await?.is_some() {
             return Err(EngineError::Conflict(format!(
                 "Network {:?} already exists",
                 req.name
@@ -83,7 +84,7 @@ impl Engine {
         }
         let driver = driver_for(&kind, &self.net)?;
         driver.validate(&req.name, &req.config)?;
-        let others = self.network_specs()?;
+        let others = self.network_specs().await?;
         let config = driver.fill_defaults(&req.config, &others)?;
         if kind == "bridge" {
             kante_network::driver::check_no_overlap(&req.name, &config, &others)?;
@@ -103,11 +104,11 @@ impl Engine {
             description: req.description,
             config,
         };
-        self.store.network_create(&row)?;
+        self.shared.network_create(&row).await?;
         let spec = self.network_spec(&row);
         if let Err(e) = driver.create(&spec).await {
             let _ = driver.delete(&spec).await;
-            let _ = self.store.network_delete(&row.name);
+            let _ = self.shared.network_delete(&row.name).await;
             return Err(e.into());
         }
         self.events.lifecycle(
@@ -119,24 +120,28 @@ impl Engine {
     }
 
     /// Instances and profiles whose NICs use `name`.
-    fn network_users(&self, name: &str) -> Result<Vec<String>> {
-        Ok(self.network_users_all()?.remove(name).unwrap_or_default())
+    async fn network_users(&self, name: &str) -> Result<Vec<String>> {
+        Ok(self
+            .network_users_all()
+            .await?
+            .remove(name)
+            .unwrap_or_default())
     }
 
     /// For every network or parent named by a NIC: the profiles and
     /// instances using it (one pass over the store, however many networks).
-    fn network_users_all(&self) -> Result<BTreeMap<String, Vec<String>>> {
+    async fn network_users_all(&self) -> Result<BTreeMap<String, Vec<String>>> {
         let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut note = |devices: &DevicesMap, user: String| {
             for n in crate::devices::networks(devices) {
                 out.entry(n).or_default().push(user.clone());
             }
         };
-        for p in self.store.profile_list()? {
+        for p in self.shared.profile_list().await? {
             note(&p.devices, format!("/1.0/profiles/{}", p.name));
         }
-        for i in self.store.instance_list()? {
-            let devices = self.expanded(&i).map(|(_, d)| d).unwrap_or_default();
+        for i in self.node.instance_list().await? {
+            let devices = self.expanded(&i).await.map(|(_, d)| d).unwrap_or_default();
             note(&devices, format!("/1.0/instances/{}", i.name));
         }
         Ok(out)
@@ -144,10 +149,11 @@ impl Engine {
 
     pub async fn network_delete(&self, name: &str) -> Result<()> {
         let row = self
-            .store
-            .network_get(name)?
+            .shared
+            .network_get(name)
+            .await?
             .ok_or_else(|| EngineError::NotFound("Network not found".into()))?;
-        let users = self.network_users(name)?;
+        let users = self.network_users(name).await?;
         if !users.is_empty() {
             return Err(EngineError::bad(format!(
                 "The network is currently in use by {}",
@@ -156,7 +162,7 @@ impl Engine {
         }
         let driver = driver_for(&row.kind, &self.net)?;
         driver.delete(&self.network_spec(&row)).await?;
-        self.store.network_delete(name)?;
+        self.shared.network_delete(name).await?;
         self.events.lifecycle(
             "network-deleted",
             &format!("/1.0/networks/{name}"),
@@ -175,8 +181,9 @@ impl Engine {
         merge: bool,
     ) -> Result<()> {
         let mut row = self
-            .store
-            .network_get(name)?
+            .shared
+            .network_get(name)
+            .await?
             .ok_or_else(|| EngineError::NotFound("Network not found".into()))?;
         let mut new = if merge {
             row.config.clone()
@@ -193,7 +200,8 @@ impl Engine {
         let driver = driver_for(&row.kind, &self.net)?;
         driver.validate(name, &new)?;
         let others: Vec<NetworkSpec> = self
-            .network_specs()?
+            .network_specs()
+            .await?
             .into_iter()
             .filter(|s| s.name != name)
             .collect();
@@ -203,7 +211,7 @@ impl Engine {
         }
         let fixed = ["ipv4.address", "ipv6.address", "bridge.driver", "parent"];
         if fixed.iter().any(|k| row.config.get(*k) != new.get(*k))
-            && !self.network_users(name)?.is_empty()
+            && !self.network_users(name).await?.is_empty()
         {
             return Err(EngineError::bad(
                 "Addresses, bridge.driver and parent cannot change while the network is in use",
@@ -221,20 +229,21 @@ impl Engine {
             driver.delete(&old_spec).await?;
             driver.create(&self.network_spec(&row)).await?;
         }
-        self.store.network_update(&row)?;
+        self.shared.network_update(&row).await?;
         driver.start(&self.network_spec(&row)).await?;
         Ok(())
     }
 
     pub async fn network_list(&self) -> Result<Vec<Network>> {
-        let mut users = self.network_users_all()?;
+        let mut users = self.network_users_all().await?;
         let mut out: Vec<Network> = self
-            .store
-            .network_list()?
+            .shared
+            .network_list()
+            .await?
             .into_iter()
             .map(|row| {
                 let used_by = users.remove(&row.name).unwrap_or_default();
-                managed_network(row, used_by)
+                managed_network(row, used_by, &self.location)
             })
             .collect();
         for hi in kante_network::list_host_interfaces(self.net.ops.as_ref()).await? {
@@ -242,24 +251,24 @@ impl Engine {
                 continue;
             }
             let used_by = users.remove(&hi.name).unwrap_or_default();
-            out.push(host_network(hi, used_by));
+            out.push(host_network(hi, used_by, &self.location));
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
 
     pub async fn network_get(&self, name: &str) -> Result<Network> {
-        if let Some(row) = self.store.network_get(name)? {
-            let used_by = self.network_users(name)?;
-            return Ok(managed_network(row, used_by));
+        if let Some(row) = self.shared.network_get(name).await? {
+            let used_by = self.network_users(name).await?;
+            return Ok(managed_network(row, used_by, &self.location));
         }
         let hi = kante_network::list_host_interfaces(self.net.ops.as_ref())
             .await?
             .into_iter()
             .find(|hi| hi.name == name && !hi.name.starts_with("kt"))
             .ok_or_else(|| EngineError::NotFound("Network not found".into()))?;
-        let used_by = self.network_users(name)?;
-        Ok(host_network(hi, used_by))
+        let used_by = self.network_users(name).await?;
+        Ok(host_network(hi, used_by, &self.location))
     }
 
     pub async fn network_state(&self, name: &str) -> Result<NetworkState> {
@@ -313,17 +322,18 @@ impl Engine {
         })
     }
 
-    pub fn network_leases(&self, name: &str) -> Result<Vec<NetworkLease>> {
+    pub async fn network_leases(&self, name: &str) -> Result<Vec<NetworkLease>> {
         let row = self
-            .store
-            .network_get(name)?
+            .shared
+            .network_get(name)
+            .await?
             .ok_or_else(|| EngineError::NotFound("Network not found".into()))?;
         let driver = driver_for(&row.kind, &self.net)?;
         let leases = driver.leases(&self.network_spec(&row))?;
         // Instances with a static address on this network are listed as such.
         let mut statics: BTreeMap<String, String> = BTreeMap::new();
-        for i in self.store.instance_list()? {
-            let devices = self.expanded(&i).map(|(_, d)| d).unwrap_or_default();
+        for i in self.node.instance_list().await? {
+            let devices = self.expanded(&i).await.map(|(_, d)| d).unwrap_or_default();
             for (dev, d) in crate::devices::nics(&devices)
                 .filter(|(_, d)| d.get("network").map(String::as_str) == Some(name))
             {
@@ -351,7 +361,7 @@ impl Engine {
                     hwaddr,
                     address: l.address.to_string(),
                     kind: kind.into(),
-                    location: "none".into(),
+                    location: self.location.clone(),
                 }
             })
             .collect())
@@ -400,7 +410,7 @@ impl Engine {
     }
 }
 
-fn managed_network(row: NetworkRow, used_by: Vec<String>) -> Network {
+fn managed_network(row: NetworkRow, used_by: Vec<String>, location: &str) -> Network {
     Network {
         used_by,
         name: row.name,
@@ -409,18 +419,18 @@ fn managed_network(row: NetworkRow, used_by: Vec<String>) -> Network {
         managed: true,
         status: "Created".into(),
         config: row.config,
-        locations: vec!["none".into()],
+        locations: vec![location.into()],
     }
 }
 
 /// A host interface as LXD lists it: unmanaged, typed by its kind.
-fn host_network(hi: kante_network::HostInterface, used_by: Vec<String>) -> Network {
+fn host_network(hi: kante_network::HostInterface, used_by: Vec<String>, location: &str) -> Network {
     Network {
         used_by,
         kind: format!("{:?}", hi.kind).to_lowercase(),
         name: hi.name,
         managed: false,
-        locations: vec!["none".into()],
+        locations: vec![location.into()],
         ..Default::default()
     }
 }

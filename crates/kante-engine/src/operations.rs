@@ -216,7 +216,7 @@ impl Operations {
             metadata: Value::Null,
             may_cancel: false,
             err: String::new(),
-            location: "none".into(),
+            location: self.events.location().into(),
         };
         let op = Arc::new(Op {
             state: Mutex::new(op),

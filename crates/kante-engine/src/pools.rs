@@ -10,7 +10,7 @@ use crate::Engine;
 pub use kante_api::storage::{StoragePool, StoragePoolsPost};
 
 impl Engine {
-    pub(crate) fn create_default_pool(&self) -> Result<()> {
+    pub(crate) async fn create_default_pool(&self) -> Result<()> {
         let driver = self.storage_drivers.get("dir")?;
         let base = self.paths.pool("default");
         let mut config = ConfigMap::new();
@@ -22,12 +22,14 @@ impl Engine {
         } else {
             driver.create_pool(&base, &mut config)?;
         }
-        self.store.pool_create(&PoolRow {
-            name: "default".into(),
-            driver: "dir".into(),
-            description: String::new(),
-            config,
-        })?;
+        self.node
+            .pool_create(&PoolRow {
+                name: "default".into(),
+                driver: "dir".into(),
+                description: String::new(),
+                config,
+            })
+            .await?;
         Ok(())
     }
 
@@ -35,9 +37,10 @@ impl Engine {
     /// (say, its loop file is gone) is logged and left out; the others work.
     /// Leftovers of interrupted work are dealt with later, by
     /// `reconcile_at_start`, which needs them to tell what was interrupted.
-    pub(crate) fn load_pools(&self) -> Result<()> {
+    pub(crate) async fn load_pools(&self) -> Result<()> {
+        let rows = self.node.pool_list().await?;
         let mut pools = self.pools.write().unwrap_or_else(|p| p.into_inner());
-        for row in self.store.pool_list()? {
+        for row in rows {
             let result = (|| -> Result<Pool> {
                 let driver = self.storage_drivers.get(&row.driver)?;
                 let base = self.paths.pool(&row.name);
@@ -63,7 +66,7 @@ impl Engine {
     /// `POST /1.0/storage-pools`.
     pub async fn pool_create(&self, req: StoragePoolsPost) -> Result<()> {
         kante_api::names::validate_entity_name("Storage pool", &req.name)?;
-        if self.store.pool_get(&req.name)?.is_some() {
+        if self.node.pool_get(&req.name).await?.is_some() {
             return Err(EngineError::Conflict(format!(
                 "Storage pool {:?} already exists",
                 req.name
@@ -85,7 +88,7 @@ impl Engine {
             description: req.description.clone(),
             config: config.clone(),
         };
-        if let Err(e) = self.store.pool_create(&row) {
+        if let Err(e) = self.node.pool_create(&row).await {
             let _ = driver.delete_pool(&base, &config);
             return Err(e.into());
         }
@@ -106,7 +109,7 @@ impl Engine {
 
     /// `DELETE /1.0/storage-pools/{name}`: refused while anything uses it.
     pub async fn pool_delete(&self, name: &str) -> Result<()> {
-        let info = self.pool_get(name)?;
+        let info = self.pool_get(name).await?;
         if !info.used_by.is_empty() {
             return Err(EngineError::bad(format!(
                 "The storage pool is currently in use by {}",
@@ -120,7 +123,7 @@ impl Engine {
         }
         let p = pool.clone();
         tokio::task::spawn_blocking(move || p.driver.delete_pool(&p.base, &p.config)).await??;
-        self.store.pool_delete(name)?;
+        self.node.pool_delete(name).await?;
         self.pools
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -129,7 +132,7 @@ impl Engine {
     }
 
     /// `PUT`/`PATCH`: the description and `user.*` keys; the rest is fixed at create.
-    pub fn pool_update(
+    pub async fn pool_update(
         &self,
         name: &str,
         description: String,
@@ -137,8 +140,9 @@ impl Engine {
         merge: bool,
     ) -> Result<()> {
         let mut row = self
-            .store
-            .pool_get(name)?
+            .node
+            .pool_get(name)
+            .await?
             .ok_or_else(|| EngineError::NotFound("Storage pool not found".into()))?;
         for (k, v) in &config {
             if k.starts_with("user.") {
@@ -160,7 +164,7 @@ impl Engine {
         if !merge || !description.is_empty() {
             row.description = description;
         }
-        self.store.pool_update(&row)?;
+        self.node.pool_update(&row).await?;
         Ok(())
     }
 
@@ -173,12 +177,17 @@ impl Engine {
             .ok_or_else(|| EngineError::NotFound(format!("Storage pool {name:?} not found")))
     }
 
-    pub fn pool_list(&self) -> Result<Vec<StoragePool>> {
-        let instances = self.store.instance_list()?;
-        let profiles = self.store.profile_list()?;
+    pub async fn pool_list(&self) -> Result<Vec<StoragePool>> {
+        let instances = self.node.instance_list().await?;
+        let profiles = self.shared.profile_list().await?;
+        let mut root_pools = Vec::new();
+        for i in &instances {
+            root_pools.push(self.instance_pool_name(i).await);
+        }
         Ok(self
-            .store
-            .pool_list()?
+            .node
+            .pool_list()
+            .await?
             .into_iter()
             .map(|row| {
                 let uses = |devices: &kante_api::DevicesMap| {
@@ -192,8 +201,9 @@ impl Engine {
                 used_by.extend(
                     instances
                         .iter()
-                        .filter(|i| uses(&i.devices) || self.instance_pool_name(i) == row.name)
-                        .map(|i| format!("/1.0/instances/{}", i.name)),
+                        .zip(&root_pools)
+                        .filter(|(i, root)| uses(&i.devices) || **root == row.name)
+                        .map(|(i, _)| format!("/1.0/instances/{}", i.name)),
                 );
                 // Custom volumes keep the pool too (LXD lists them the same way).
                 if let Ok(pool) = self.pool(&row.name) {
@@ -209,15 +219,16 @@ impl Engine {
                     description: row.description,
                     config: row.config,
                     status: "Created".into(),
-                    locations: vec!["none".into()],
+                    locations: vec![self.location.clone()],
                     used_by,
                 }
             })
             .collect())
     }
 
-    pub fn pool_get(&self, name: &str) -> Result<StoragePool> {
-        self.pool_list()?
+    pub async fn pool_get(&self, name: &str) -> Result<StoragePool> {
+        self.pool_list()
+            .await?
             .into_iter()
             .find(|p| p.name == name)
             .ok_or_else(|| EngineError::NotFound("Storage pool not found".into()))

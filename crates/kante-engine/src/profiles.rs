@@ -32,27 +32,28 @@ pub fn default_profile() -> ProfileRow {
 }
 
 impl Engine {
-    pub fn profile_get(&self, name: &str) -> Result<Profile> {
+    pub async fn profile_get(&self, name: &str) -> Result<Profile> {
         let row = self
-            .store
-            .profile_get(name)?
+            .shared
+            .profile_get(name)
+            .await?
             .ok_or_else(|| EngineError::NotFound("Profile not found".into()))?;
-        Ok(self.render_profile(row))
+        Ok(self.render_profile(row).await)
     }
 
-    pub fn profile_list(&self) -> Result<Vec<Profile>> {
-        Ok(self
-            .store
-            .profile_list()?
-            .into_iter()
-            .map(|r| self.render_profile(r))
-            .collect())
+    pub async fn profile_list(&self) -> Result<Vec<Profile>> {
+        let mut out = Vec::new();
+        for r in self.shared.profile_list().await? {
+            out.push(self.render_profile(r).await);
+        }
+        Ok(out)
     }
 
-    fn render_profile(&self, row: ProfileRow) -> Profile {
+    async fn render_profile(&self, row: ProfileRow) -> Profile {
         let used_by = self
-            .store
+            .node
             .instance_list()
+            .await
             .unwrap_or_default()
             .into_iter()
             .filter(|i| i.profiles.contains(&row.name))
@@ -67,18 +68,20 @@ impl Engine {
         }
     }
 
-    pub fn profile_create(&self, req: ProfilesPost) -> Result<()> {
+    pub async fn profile_create(&self, req: ProfilesPost) -> Result<()> {
         kante_api::names::validate_entity_name("Profile", &req.name)?;
         let put = req.put;
         validate_config(&put.config)?;
         validate_devices(&put.devices)?;
-        self.check_device_refs(&put.devices)?;
-        self.store.profile_create(&ProfileRow {
-            name: req.name,
-            description: put.description,
-            config: put.config,
-            devices: put.devices,
-        })?;
+        self.check_device_refs(&put.devices).await?;
+        self.shared
+            .profile_create(&ProfileRow {
+                name: req.name,
+                description: put.description,
+                config: put.config,
+                devices: put.devices,
+            })
+            .await?;
         Ok(())
     }
 
@@ -93,24 +96,27 @@ impl Engine {
     ) -> Result<BTreeMap<String, ChangeReport>> {
         let _g = PROFILES.lock().await;
         let current = self
-            .store
-            .profile_get(name)?
+            .shared
+            .profile_get(name)
+            .await?
             .ok_or_else(|| EngineError::NotFound("Profile not found".into()))?;
         let mut req = req;
         // An empty value removes the key, as in LXD (and PATCH relies on it).
         req.config.retain(|_, v| !v.is_empty());
         validate_config(&req.config)?;
         validate_devices(&req.devices)?;
-        self.check_device_refs(&req.devices)?;
+        self.check_device_refs(&req.devices).await?;
         let users: Vec<_> = self
-            .store
-            .instance_list()?
+            .node
+            .instance_list()
+            .await?
             .into_iter()
             .filter(|i| i.profiles.iter().any(|p| p == name))
             .collect();
         // Every user, expanded with the new profile, must still be a valid instance.
+        let table = self.profile_table().await?;
         let layers_with = |row: &kante_store::InstanceRow, cfg: &ConfigMap, devs: &DevicesMap| {
-            let mut layers = self.profile_layers(&row.profiles)?;
+            let mut layers = crate::instance::layers_from(&table, &row.profiles)?;
             for (p, layer) in row.profiles.iter().zip(layers.iter_mut()) {
                 if p == name {
                     *layer = (cfg.clone(), devs.clone());
@@ -121,9 +127,11 @@ impl Engine {
         for row in &users {
             let (econfig, edevices) = layers_with(row, &req.config, &req.devices)
                 .map_err(|e| EngineError::bad(format!("Instance {:?}: {e}", row.name)))?;
-            validate_config(&econfig)
-                .and_then(|_| self.check_device_refs(&edevices))
-                .map_err(|e| EngineError::bad(format!("Instance {:?}: {e}", row.name)))?;
+            let checked = match validate_config(&econfig) {
+                Ok(()) => self.check_device_refs(&edevices).await,
+                Err(e) => Err(e),
+            };
+            checked.map_err(|e| EngineError::bad(format!("Instance {:?}: {e}", row.name)))?;
             if root_disk(&edevices).is_none() {
                 return Err(EngineError::bad(format!(
                     "Instance {:?} would have no root disk device",
@@ -131,12 +139,14 @@ impl Engine {
                 )));
             }
         }
-        self.store.profile_update(&ProfileRow {
-            name: name.into(),
-            description: req.description.clone(),
-            config: req.config.clone(),
-            devices: req.devices.clone(),
-        })?;
+        self.shared
+            .profile_update(&ProfileRow {
+                name: name.into(),
+                description: req.description.clone(),
+                config: req.config.clone(),
+                devices: req.devices.clone(),
+            })
+            .await?;
         let mut reports = BTreeMap::new();
         let mut failures = Vec::new();
         for row in users {
@@ -147,12 +157,12 @@ impl Engine {
                 // As for an instance edit: a new instance-id makes cloud-init run again.
                 let lock = self.instance_lock(&row.name);
                 let _g = lock.lock().await;
-                let mut fresh = self.instance_row(&row.name)?;
+                let mut fresh = self.instance_row(&row.name).await?;
                 fresh.config.insert(
                     "volatile.cloud-init.instance-id".into(),
                     uuid::Uuid::new_v4().to_string(),
                 );
-                self.store.instance_update(&fresh)?;
+                self.node.instance_update(&fresh).await?;
             }
             if let Err(e) = self.apply_profile_live(&row.name, &old, &new).await {
                 failures.push(format!("{}: {e}", row.name));
@@ -180,13 +190,13 @@ impl Engine {
         let Some(r) = self.running(name) else {
             return Ok(());
         };
-        let mut row = self.instance_row(name)?;
+        let mut row = self.instance_row(name).await?;
         let mut config = row.config.clone();
         Engine::assign_hwaddrs(&new.1, &mut config);
         self.apply_live(&r, name, old, new, &mut config).await?;
         if config != row.config {
             row.config = config;
-            self.store.instance_update(&row)?;
+            self.node.instance_update(&row).await?;
         }
         let guard = crate::lock(&r.container);
         if let Some(c) = guard.as_ref() {
@@ -196,28 +206,29 @@ impl Engine {
     }
 
     /// `POST /1.0/profiles/{name}`: renames it everywhere it is used.
-    pub fn profile_rename(&self, name: &str, new: &str) -> Result<()> {
+    pub async fn profile_rename(&self, name: &str, new: &str) -> Result<()> {
         if name == "default" {
             return Err(EngineError::bad(
                 "The \"default\" profile cannot be renamed",
             ));
         }
         kante_api::names::validate_entity_name("Profile", new)?;
-        self.store.profile_rename(name, new)?;
+        self.shared.profile_rename(name, new).await?;
+        self.node.instances_rename_profile(name, new).await?;
         Ok(())
     }
 
-    pub fn profile_delete(&self, name: &str) -> Result<()> {
+    pub async fn profile_delete(&self, name: &str) -> Result<()> {
         if name == "default" {
             return Err(EngineError::bad(
                 "The \"default\" profile cannot be deleted",
             ));
         }
-        let p = self.profile_get(name)?;
+        let p = self.profile_get(name).await?;
         if !p.used_by.is_empty() {
             return Err(EngineError::bad("Profile is currently in use"));
         }
-        self.store.profile_delete(name)?;
+        self.shared.profile_delete(name).await?;
         Ok(())
     }
 }

@@ -72,7 +72,7 @@ fn os_release() -> (String, String) {
 }
 
 impl Engine {
-    pub fn server_info(&self) -> Result<Server> {
+    pub async fn server_info(&self) -> Result<Server> {
         let (kernel_version, hostname) = uname();
         let (os_name, os_version) = os_release();
         let drivers: Vec<StorageDriverInfo> = self
@@ -90,8 +90,9 @@ impl Engine {
             })
             .collect();
         let storage = self
-            .store
-            .pool_list()?
+            .node
+            .pool_list()
+            .await?
             .into_iter()
             .map(|p| p.driver)
             .collect::<Vec<_>>()
@@ -100,7 +101,7 @@ impl Engine {
         kernel_features.insert("idmapped_mounts".into(), "true".into());
         kernel_features.insert("pidfd".into(), "true".into());
         Ok(Server {
-            config: self.store.config_all()?,
+            config: self.shared.config_all().await?,
             api_extensions: API_EXTENSIONS.iter().map(|s| s.to_string()).collect(),
             api_status: "stable".into(),
             api_version: "1.0".into(),
@@ -124,7 +125,7 @@ impl Engine {
                 lxc_features: BTreeMap::new(),
                 os_name,
                 os_version,
-                project: "default".into(),
+                project: kante_store::PROJECT.into(),
                 server: "kante".into(),
                 server_clustered: false,
                 server_event_mode: "full-mesh".into(),
@@ -143,9 +144,9 @@ impl Engine {
     }
 
     /// `PUT /1.0` (replace) or `PATCH /1.0` (merge).
-    pub fn server_update(&self, config: ConfigMap, merge: bool) -> Result<()> {
+    pub async fn server_update(&self, config: ConfigMap, merge: bool) -> Result<()> {
         let mut new = if merge {
-            self.store.config_all()?
+            self.shared.config_all().await?
         } else {
             ConfigMap::new()
         };
@@ -166,7 +167,7 @@ impl Engine {
                 new.insert(k, v);
             }
         }
-        self.store.config_replace(&new)?;
+        self.shared.config_replace(&new).await?;
         Ok(())
     }
 }

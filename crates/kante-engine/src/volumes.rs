@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use kante_api::operation::OperationClass;
 use kante_api::ConfigMap;
-use kante_storage::{Pool, VolumeKind, VolumeMeta};
+use kante_storage::{Pool, VolumeKind};
+use kante_store::VolumeRow;
 use serde_json::json;
 
 use crate::error::{EngineError, Result};
@@ -63,7 +64,7 @@ fn created_of(path: &std::path::Path) -> kante_api::Timestamp {
 
 impl Engine {
     /// `GET /1.0/storage-pools/{pool}/volumes[/{type}]`.
-    pub fn volume_list(&self, pool: &str, kind: &str) -> Result<Vec<StorageVolume>> {
+    pub async fn volume_list(&self, pool: &str, kind: &str) -> Result<Vec<StorageVolume>> {
         let p = self.pool(pool)?;
         let only = list_kind(kind)?;
         let mut out = Vec::new();
@@ -72,7 +73,7 @@ impl Engine {
                 continue;
             }
             for name in p.list_volumes(k) {
-                match self.volume_get(pool, k.api_name(), &name) {
+                match self.volume_get(pool, k.api_name(), &name).await {
                     Ok(v) => out.push(v),
                     // Gone since it was listed.
                     Err(EngineError::NotFound(_)) => {}
@@ -84,7 +85,7 @@ impl Engine {
     }
 
     /// `GET /1.0/storage-pools/{pool}/volumes/{type}/{name}`.
-    pub fn volume_get(&self, pool: &str, kind: &str, name: &str) -> Result<StorageVolume> {
+    pub async fn volume_get(&self, pool: &str, kind: &str, name: &str) -> Result<StorageVolume> {
         let p = self.pool(pool)?;
         let k = list_kind(kind)?.ok_or_else(|| EngineError::bad("Missing volume type"))?;
         if !p.has_volume(k, name) {
@@ -93,14 +94,14 @@ impl Engine {
         let path = p.volume_path(k, name);
         let (description, config, created_at, used_by) = match k {
             VolumeKind::Custom => {
-                let meta = p.custom_meta(name)?;
+                let meta = self.custom_record(&p, name).await?;
                 let created = crate::instance::parse_time(&meta.created_at);
                 let created = if created == kante_api::zero_time() {
                     created_of(&path)
                 } else {
                     created
                 };
-                let used = self.volume_used_by(pool, name)?;
+                let used = self.volume_used_by(pool, name).await?;
                 (meta.description, meta.config, created, used)
             }
             VolumeKind::Container => (
@@ -122,24 +123,25 @@ impl Engine {
             description,
             config,
             used_by,
-            location: "none".into(),
+            location: self.location.clone(),
             content_type: "filesystem".into(),
-            project: "default".into(),
+            project: kante_store::PROJECT.into(),
             created_at,
         })
     }
 
     /// Instances and profiles whose disk devices use custom volume `vol`.
-    pub fn volume_used_by(&self, pool: &str, vol: &str) -> Result<Vec<String>> {
+    pub async fn volume_used_by(&self, pool: &str, vol: &str) -> Result<Vec<String>> {
         let mut used: Vec<String> = self
-            .store
-            .profile_list()?
+            .shared
+            .profile_list()
+            .await?
             .iter()
             .filter(|p| crate::devices::uses_volume(&p.devices, pool, vol))
             .map(|p| format!("/1.0/profiles/{}", p.name))
             .collect();
-        for row in self.store.instance_list()? {
-            let (_, devices) = self.expanded(&row).unwrap_or_default();
+        for row in self.node.instance_list().await? {
+            let (_, devices) = self.expanded(&row).await.unwrap_or_default();
             if crate::devices::uses_volume(&devices, pool, vol) {
                 used.push(format!("/1.0/instances/{}", row.name));
             }
@@ -171,27 +173,43 @@ impl Engine {
                 req.name
             )));
         }
-        let meta = VolumeMeta {
+        let mut row = VolumeRow {
+            pool: pool.into(),
+            name: req.name.clone(),
             description: req.description,
             config: req.config,
             created_at: fmt_time(kante_api::now()),
         };
         let name = req.name.clone();
-        match req.source.kind.as_str() {
+        // The record first (replacing one a crash left without its volume),
+        // then the volume: a volume never exists without its record.
+        let made = match req.source.kind.as_str() {
             "" | "none" => {
-                tokio::task::spawn_blocking(move || p.create_custom(&name, &meta)).await??;
+                let size = p.validate_custom_config(&row.config)?;
+                self.node.volume_put(&row).await?;
+                tokio::task::spawn_blocking(move || p.create_custom_volume(&name, size))
+                    .await?
+                    .map(|_| ())
+                    .map_err(EngineError::from)
             }
             "copy" => {
                 let src = self.copy_source(pool, &req.source)?;
-                let mut meta = meta;
-                meta.config = self.copied_config(pool, &req.source, &p, meta.config)?;
-                tokio::task::spawn_blocking(move || copy_custom(&p, &src, &name, &meta)).await??;
+                row.config = self
+                    .copied_config(pool, &req.source, &p, row.config)
+                    .await?;
+                self.node.volume_put(&row).await?;
+                let config = row.config.clone();
+                tokio::task::spawn_blocking(move || copy_custom(&p, &src, &name, &config)).await?
             }
             other => {
                 return Err(EngineError::bad(format!(
                     "Invalid volume source type {other:?}"
                 )))
             }
+        };
+        if let Err(e) = made {
+            let _ = self.node.volume_delete(pool, &req.name).await;
+            return Err(e);
         }
         self.events.lifecycle(
             "storage-volume-created",
@@ -205,7 +223,7 @@ impl Engine {
     /// snapshot, its volume's), then the request's keys over it. A key the
     /// target pool cannot take (say a size on a `dir` pool) is left out
     /// when it only came from the source.
-    fn copied_config(
+    async fn copied_config(
         &self,
         pool: &str,
         src: &VolumeSource,
@@ -217,7 +235,7 @@ impl Engine {
             .name
             .split_once('/')
             .map_or(src.name.as_str(), |(v, _)| v);
-        let mut config = sp.custom_meta(vol)?.config;
+        let mut config = self.custom_record(&sp, vol).await?.config;
         config.extend(requested.clone());
         if target.validate_custom_config(&config).is_err() {
             config.retain(|k, _| requested.contains_key(k) || !k.starts_with("size"));
@@ -260,7 +278,7 @@ impl Engine {
     ) -> Result<()> {
         let p = self.pool(pool)?;
         let _g = VOLUMES.lock().await;
-        let cur = p.custom_meta(name).map_err(not_found)?;
+        let cur = self.custom_record(&p, name).await?;
         if !req.restore.is_empty() {
             return self.volume_restore(&p, name, &req.restore).await;
         }
@@ -275,8 +293,18 @@ impl Engine {
             meta.description = req.description;
         }
         meta.config.retain(|_, v| !v.is_empty());
-        let n = name.to_string();
-        tokio::task::spawn_blocking(move || p.update_custom(&n, &meta)).await??;
+        let (p2, n, old, new) = (
+            p.clone(),
+            name.to_string(),
+            cur.config.clone(),
+            meta.config.clone(),
+        );
+        tokio::task::spawn_blocking(move || p2.resize_custom(&n, &old, &new)).await??;
+        if let Err(e) = self.node.volume_put(&meta).await {
+            let (n, old, new) = (name.to_string(), cur.config, meta.config);
+            let _ = tokio::task::spawn_blocking(move || p.resize_custom(&n, &new, &old)).await;
+            return Err(e.into());
+        }
         self.events.lifecycle(
             "storage-volume-updated",
             &format!("/1.0/storage-pools/{pool}/volumes/custom/{name}"),
@@ -295,7 +323,8 @@ impl Engine {
             )));
         }
         let running: Vec<String> = self
-            .volume_used_by(&p.name, name)?
+            .volume_used_by(&p.name, name)
+            .await?
             .into_iter()
             .filter(|u| {
                 u.strip_prefix("/1.0/instances/")
@@ -318,25 +347,37 @@ impl Engine {
         let p = self.pool(pool)?;
         kante_storage::validate_volume_name(new)?;
         let _g = VOLUMES.lock().await;
-        p.custom_meta(name).map_err(not_found)?;
-        self.refuse_if_used(pool, name)?;
+        p.existing_custom(name).map_err(not_found)?;
+        self.refuse_if_used(pool, name).await?;
         if p.has_volume(VolumeKind::Custom, new) {
             return Err(EngineError::Conflict(format!(
                 "Storage volume {new:?} already exists"
             )));
         }
         p.rename_custom_volume(name, new)?;
-        Ok(())
+        // The record follows (one a crash left under the new name goes).
+        let moved = match self.node.volume_delete(pool, new).await {
+            Ok(_) => self.node.volume_rename(pool, name, new).await,
+            Err(e) => Err(e),
+        };
+        match moved {
+            Ok(()) | Err(kante_store::StoreError::NotFound(_)) => Ok(()),
+            Err(e) => {
+                let _ = p.rename_custom_volume(new, name);
+                Err(e.into())
+            }
+        }
     }
 
     /// `DELETE .../volumes/custom/{name}`: refused while anything uses it.
     pub async fn volume_delete(&self, pool: &str, name: &str) -> Result<()> {
         let p = self.pool(pool)?;
         let _g = VOLUMES.lock().await;
-        p.custom_meta(name).map_err(not_found)?;
-        self.refuse_if_used(pool, name)?;
+        p.existing_custom(name).map_err(not_found)?;
+        self.refuse_if_used(pool, name).await?;
         let n = name.to_string();
         tokio::task::spawn_blocking(move || p.delete_custom_volume(&n)).await??;
+        self.node.volume_delete(pool, name).await?;
         self.events.lifecycle(
             "storage-volume-deleted",
             &format!("/1.0/storage-pools/{pool}/volumes/custom/{name}"),
@@ -345,8 +386,52 @@ impl Engine {
         Ok(())
     }
 
-    fn refuse_if_used(&self, pool: &str, name: &str) -> Result<()> {
-        let used = self.volume_used_by(pool, name)?;
+    /// The record of custom volume `name` of `p` (an empty one for a volume
+    /// that has none); a missing volume is a 404.
+    async fn custom_record(&self, p: &Pool, name: &str) -> Result<VolumeRow> {
+        p.existing_custom(name).map_err(not_found)?;
+        Ok(self
+            .node
+            .volume_get(&p.name, name)
+            .await?
+            .unwrap_or_else(|| VolumeRow {
+                pool: p.name.clone(),
+                name: name.into(),
+                ..Default::default()
+            }))
+    }
+
+    /// Moves custom volumes' records that older versions kept in the pools'
+    /// sidecars (`custom-meta/<vol>.json`) into this member's state, once:
+    /// each sidecar goes when its record is made.
+    pub(crate) async fn import_volume_sidecars(&self) {
+        for p in self.loaded_pools() {
+            for (name, meta) in p.legacy_custom_meta() {
+                let row = VolumeRow {
+                    pool: p.name.clone(),
+                    name: name.clone(),
+                    description: meta.description,
+                    config: meta.config,
+                    created_at: meta.created_at,
+                };
+                let moved = match self.node.volume_put(&row).await {
+                    Ok(()) => p.drop_legacy_custom_meta(&name).map_err(EngineError::from),
+                    Err(e) => Err(e.into()),
+                };
+                match moved {
+                    Ok(()) => {
+                        tracing::info!(pool = %p.name, volume = %name, "volume record moved into the state")
+                    }
+                    Err(e) => {
+                        tracing::error!(pool = %p.name, volume = %name, "moving its record into the state: {e}")
+                    }
+                }
+            }
+        }
+    }
+
+    async fn refuse_if_used(&self, pool: &str, name: &str) -> Result<()> {
+        let used = self.volume_used_by(pool, name).await?;
         if used.is_empty() {
             return Ok(());
         }
@@ -370,13 +455,13 @@ impl Engine {
 
     // ----- snapshots of custom volumes -------------------------------------
 
-    pub fn volume_snapshot_list(
+    pub async fn volume_snapshot_list(
         &self,
         pool: &str,
         name: &str,
     ) -> Result<Vec<StorageVolumeSnapshot>> {
         let p = self.pool(pool)?;
-        let meta = p.custom_meta(name).map_err(not_found)?;
+        let meta = self.custom_record(&p, name).await?;
         p.list_snapshots(VolumeKind::Custom, name)
             .into_iter()
             .map(|s| {
@@ -392,13 +477,14 @@ impl Engine {
             .collect()
     }
 
-    pub fn volume_snapshot_get(
+    pub async fn volume_snapshot_get(
         &self,
         pool: &str,
         name: &str,
         snap: &str,
     ) -> Result<StorageVolumeSnapshot> {
-        self.volume_snapshot_list(pool, name)?
+        self.volume_snapshot_list(pool, name)
+            .await?
             .into_iter()
             .find(|s| s.name == snap)
             .ok_or_else(|| EngineError::NotFound("Storage volume snapshot not found".into()))
@@ -412,7 +498,7 @@ impl Engine {
         req: VolumeSnapshotsPost,
     ) -> Result<Arc<Op>> {
         let p = self.pool(pool)?;
-        p.custom_meta(name).map_err(not_found)?;
+        p.existing_custom(name).map_err(not_found)?;
         let snap = if req.name.is_empty() {
             let existing = p.list_snapshots(VolumeKind::Custom, name);
             (0..)
@@ -450,8 +536,13 @@ impl Engine {
     }
 
     /// `DELETE .../volumes/custom/{name}/snapshots/{snap}` (an operation).
-    pub fn volume_snapshot_delete(&self, pool: &str, name: &str, snap: &str) -> Result<Arc<Op>> {
-        self.volume_snapshot_get(pool, name, snap)?;
+    pub async fn volume_snapshot_delete(
+        &self,
+        pool: &str,
+        name: &str,
+        snap: &str,
+    ) -> Result<Arc<Op>> {
+        self.volume_snapshot_get(pool, name, snap).await?;
         let p = self.pool(pool)?;
         let op = self.ops.create(
             OperationClass::Task,
@@ -472,11 +563,11 @@ impl Engine {
 }
 
 /// Copies `src` (a custom volume or snapshot) into a new custom volume,
-/// then gives it `meta` (its own size limit included).
-fn copy_custom(p: &Pool, src: &std::path::Path, name: &str, meta: &VolumeMeta) -> Result<()> {
+/// then gives it the size limit of `config`.
+fn copy_custom(p: &Pool, src: &std::path::Path, name: &str, config: &ConfigMap) -> Result<()> {
     p.copy_into(src, VolumeKind::Custom, name)?;
     // A snapshot source is read-only on btrfs; the copy is a fresh writable one.
-    let result = p.update_custom(name, meta);
+    let result = p.resize_custom(name, &ConfigMap::new(), config);
     if result.is_err() {
         let _ = p.delete_custom_volume(name);
     }

@@ -3,7 +3,7 @@
 //! A pool is a directory tree laid out like LXD's: `images/<fingerprint>`
 //! (each image unpacked once), `containers/<name>` (an instance volume: its
 //! `rootfs/`, `metadata.yaml`, `templates/` and `backup.yaml`),
-//! `custom/<name>` (with `custom-meta/<name>.json`), and the read-only snapshots of instance and custom
+//! `custom/<name>`, and the read-only snapshots of instance and custom
 //! volumes in `containers-snapshots/<name>/<snap>` and
 //! `custom-snapshots/<name>/<snap>`. Drivers decide how a volume is made from
 //! another (copy, reflink, subvolume snapshot); the registry maps a driver

@@ -237,53 +237,52 @@ fn dir_snapshots_restore_and_custom_volumes() {
 }
 
 #[test]
-fn custom_volume_metadata_follows_the_volume() {
+fn custom_volumes_keep_no_records_but_hand_over_old_sidecars() {
     let base = tmp("meta");
     let pool = dir_pool(&base);
-    let mut meta = VolumeMeta {
-        description: "d".into(),
-        created_at: "2024-01-01T00:00:00Z".into(),
-        ..Default::default()
-    };
-    meta.config.insert("user.a".into(), "1".into());
-    pool.create_custom("v", &meta).unwrap();
-    assert_eq!(pool.custom_meta("v").unwrap(), meta);
-    // Unknown keys and unenforceable sizes are refused; nothing changes.
-    let mut bad = meta.clone();
-    bad.config.insert("bogus".into(), "1".into());
+    pool.create_custom_volume("v", None).unwrap();
+    // Unknown keys and unenforceable sizes are refused.
+    let none = kante_api::ConfigMap::new();
+    let mut bad = none.clone();
+    bad.insert("bogus".into(), "1".into());
     assert!(matches!(
-        pool.update_custom("v", &bad),
+        pool.resize_custom("v", &none, &bad),
         Err(StorageError::InvalidConfig(_))
     ));
-    bad.config.clear();
-    bad.config.insert("size".into(), "1GiB".into());
+    bad.clear();
+    bad.insert("size".into(), "1GiB".into());
     assert!(matches!(
-        pool.update_custom("v", &bad),
+        pool.resize_custom("v", &none, &bad),
         Err(StorageError::Unsupported(_))
     ));
-    assert_eq!(pool.custom_meta("v").unwrap(), meta);
-    // An update keeps the creation time; a rename takes the metadata along.
-    let new = VolumeMeta {
-        description: "e".into(),
-        ..Default::default()
-    };
-    pool.update_custom("v", &new).unwrap();
-    pool.rename_custom_volume("v", "w").unwrap();
-    let got = pool.custom_meta("w").unwrap();
-    assert_eq!((got.description.as_str(), got.config.len()), ("e", 0));
-    assert_eq!(got.created_at, meta.created_at);
+    let mut user = none.clone();
+    user.insert("user.a".into(), "1".into());
+    pool.resize_custom("v", &none, &user).unwrap();
     assert!(matches!(
-        pool.custom_meta("v"),
+        pool.resize_custom("gone", &none, &user),
         Err(StorageError::NotFound(_))
     ));
-    // The metadata is no volume: it neither lists nor keeps the pool busy.
+    // An older version's sidecar is handed over once, then removed.
+    let meta = VolumeMeta {
+        description: "d".into(),
+        config: user,
+        created_at: "2024-01-01T00:00:00Z".into(),
+    };
+    std::fs::write(
+        base.join("custom-meta/v.json"),
+        serde_json::to_vec(&meta).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(base.join("custom-meta/.w.json.tmp"), b"{").unwrap();
+    assert_eq!(pool.legacy_custom_meta(), [("v".to_string(), meta)]);
+    pool.drop_legacy_custom_meta("v").unwrap();
+    pool.drop_legacy_custom_meta("v").unwrap();
+    assert!(pool.legacy_custom_meta().is_empty());
+    std::fs::remove_file(base.join("custom-meta/.w.json.tmp")).unwrap();
+    pool.rename_custom_volume("v", "w").unwrap();
     assert_eq!(pool.list_custom_volumes(), vec!["w"]);
     pool.delete_custom_volume("w").unwrap();
     assert!(volumes_in_use(&base).is_empty());
-    assert!(std::fs::read_dir(base.join("custom-meta"))
-        .unwrap()
-        .next()
-        .is_none());
     pool.driver.delete_pool(&base, &pool.config).unwrap();
 }
 

@@ -15,9 +15,7 @@ use std::process::Command;
 use common::streams::*;
 use common::*;
 use kante_storage::stream::{write_header, write_trailer, SectionWriter, STREAM_VERSION};
-use kante_storage::{
-    MigrationType, Pool, ReceiveOptions, StorageError, StreamHeader, VolumeKind, VolumeMeta,
-};
+use kante_storage::{MigrationType, Pool, ReceiveOptions, StorageError, StreamHeader, VolumeKind};
 
 const CUSTOM: VolumeKind = VolumeKind::Custom;
 
@@ -30,7 +28,7 @@ fn make_pool(s: &Scratch, driver: &str, name: &str) -> Pool {
 
 /// Custom volume `name` with snapshots s0 and s1 and a live generation.
 fn make_volume(pool: &Pool, name: &str) -> Vec<String> {
-    let root = pool.create_custom(name, &VolumeMeta::default()).unwrap();
+    let root = pool.create_custom_volume(name, None).unwrap();
     populate(&root, 0, 256 << 10);
     pool.snapshot(CUSTOM, name, "s0").unwrap();
     populate(&root, 1, 0);
@@ -425,7 +423,7 @@ fn names_in_use(driver: &str, ty: MigrationType) {
     let (a, b) = (make_pool(&s, driver, "a"), make_pool(&s, driver, "b"));
     let snaps = make_volume(&a, "v");
     // The receiver's own v: other content, another snapshot.
-    let mine = b.create_custom("v", &VolumeMeta::default()).unwrap();
+    let mine = b.create_custom_volume("v", None).unwrap();
     std::fs::write(mine.join("mine"), "precious").unwrap();
     b.snapshot(CUSTOM, "v", "s0").unwrap();
     std::fs::write(mine.join("mine"), "more precious").unwrap();

@@ -24,21 +24,18 @@ fn make_pool(s: &Scratch, driver: &str, name: &str) -> Pool {
 }
 
 fn meta(size: Option<u64>) -> VolumeMeta {
-    let mut config = cfg(&[("user.purpose", "streams")]);
+    let mut m = common::streams::custom_meta();
     if let Some(n) = size {
-        config.insert("size".into(), kante_storage::format_size(n));
+        m.config
+            .insert("size".into(), kante_storage::format_size(n));
     }
-    VolumeMeta {
-        description: "a streamed volume".into(),
-        config,
-        created_at: "2024-05-06T07:08:09Z".into(),
-    }
+    m
 }
 
 /// Volume `v` of `kind` with snapshots s0 and s1 and a live generation.
 fn make_history(pool: &Pool, kind: VolumeKind, size: Option<u64>, big: usize) -> Vec<String> {
     let root = match kind {
-        VolumeKind::Custom => pool.create_custom("v", &meta(size)).unwrap(),
+        VolumeKind::Custom => pool.create_custom_volume("v", size).unwrap(),
         _ => pool.create_instance_empty("v").unwrap(),
     };
     populate(&root, 0, big);
@@ -168,7 +165,7 @@ fn round_trip(from: &str, to: &str, kind: VolumeKind, expect: MigrationType) {
         allocated(&vol.join("sparse"))
     );
     if kind == VolumeKind::Custom {
-        assert_eq!(b.custom_meta("v").unwrap(), meta(size));
+        assert_eq!(got.meta, Some(meta(size)));
     }
     if to == "btrfs" {
         for p in &recv[..2] {

@@ -89,6 +89,36 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );",
     // 4: instances whose creation is still under way (see pending.rs).
     "ALTER TABLE instances ADD COLUMN pending INTEGER NOT NULL DEFAULT 0;",
+    // 5: shared reservations (compare-and-swap uniqueness; the instances
+    // recorded so far hold their names, on the standalone member) and
+    // trusted client certificates.
+    "CREATE TABLE reservations (
+        kind TEXT NOT NULL,
+        key TEXT NOT NULL,
+        holder TEXT NOT NULL,
+        PRIMARY KEY (kind, key)
+    );
+    INSERT INTO reservations (kind, key, holder) SELECT 'instance', name, 'none' FROM instances;
+    CREATE TABLE certificates (
+        id INTEGER PRIMARY KEY,
+        fingerprint TEXT NOT NULL UNIQUE,
+        type TEXT NOT NULL DEFAULT 'client',
+        name TEXT NOT NULL,
+        certificate TEXT NOT NULL,
+        restricted INTEGER NOT NULL DEFAULT 0,
+        description TEXT NOT NULL DEFAULT ''
+    );",
+    // 6: custom volumes' description and config (until now the pools'
+    // `custom-meta/<vol>.json` sidecars, imported at the daemon's start).
+    "CREATE TABLE custom_volumes (
+        id INTEGER PRIMARY KEY,
+        pool TEXT NOT NULL,
+        name TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        config TEXT NOT NULL DEFAULT '{}',
+        created_at TEXT NOT NULL DEFAULT '',
+        UNIQUE (pool, name)
+    );",
 ];
 
 pub fn latest() -> i64 {

@@ -8,9 +8,7 @@
 //! would have. The mark is not part of [`InstanceRow`]: the API never sees
 //! it.
 
-use rusqlite::params;
-
-use crate::{InstanceRow, Result, Store, StoreError};
+use crate::{InstanceRow, Result, Store, StoreError, Table};
 
 impl Store {
     /// Records a new instance as being created (see [`Store::instance_created`]).
@@ -20,11 +18,7 @@ impl Store {
 
     /// Marks the creation of `name` complete.
     pub fn instance_created(&self, name: &str) -> Result<()> {
-        let n = self.lock().execute(
-            "UPDATE instances SET pending = 0 WHERE name = ?1",
-            params![name],
-        )?;
-        if n == 0 {
+        if !Table::<InstanceRow>::set(&self.lock(), &[name], "pending", false.into())? {
             return Err(StoreError::NotFound(format!("Instance {name:?}")));
         }
         Ok(())

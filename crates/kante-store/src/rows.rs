@@ -1,8 +1,10 @@
-//! Row types and their decoding from SQLite.
+//! Row types and how each maps to its table (see [`crate::table::Record`]).
 
 use kante_api::{ConfigMap, DevicesMap};
+use rusqlite::types::Value;
 use rusqlite::Row;
 
+use crate::table::{from_json, json, Record};
 use crate::Result;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,44 +24,72 @@ pub struct InstanceRow {
     pub profiles: Vec<String>,
 }
 
-/// A row as read, JSON columns still text.
-pub(crate) struct RawInstance(InstanceRow, String, String, String);
+impl Record for InstanceRow {
+    const TABLE: &'static str = "instances";
+    const ENTITY: &'static str = "Instance";
+    const COLUMNS: &'static [&'static str] = &[
+        "name",
+        "project",
+        "type",
+        "architecture",
+        "ephemeral",
+        "stateful",
+        "description",
+        "created_at",
+        "last_used_at",
+        "config",
+        "devices",
+        "profiles",
+    ];
+    const KEY: &'static [&'static str] = &["name"];
+    const MUTABLE: &'static [&'static str] = &[
+        "architecture",
+        "ephemeral",
+        "stateful",
+        "description",
+        "last_used_at",
+        "config",
+        "devices",
+        "profiles",
+    ];
+    const ORDER: &'static str = "name";
 
-impl InstanceRow {
-    pub(crate) const COLUMNS: &'static str =
-        "name, project, type, architecture, ephemeral, stateful, description,
-        created_at, last_used_at, config, devices, profiles";
-
-    pub(crate) fn from_row(r: &Row) -> rusqlite::Result<RawInstance> {
-        Ok(RawInstance(
-            InstanceRow {
-                name: r.get(0)?,
-                project: r.get(1)?,
-                kind: r.get(2)?,
-                architecture: r.get(3)?,
-                ephemeral: r.get(4)?,
-                stateful: r.get(5)?,
-                description: r.get(6)?,
-                created_at: r.get(7)?,
-                last_used_at: r.get(8)?,
-                config: ConfigMap::new(),
-                devices: DevicesMap::new(),
-                profiles: Vec::new(),
-            },
-            r.get(9)?,
-            r.get(10)?,
-            r.get(11)?,
-        ))
+    fn label(&self) -> &str {
+        &self.name
     }
-}
 
-impl RawInstance {
-    pub(crate) fn decode(self) -> Result<InstanceRow> {
-        let RawInstance(mut row, config, devices, profiles) = self;
-        row.config = serde_json::from_str(&config)?;
-        row.devices = serde_json::from_str(&devices)?;
-        row.profiles = serde_json::from_str(&profiles)?;
-        Ok(row)
+    fn values(&self) -> Result<Vec<Value>> {
+        Ok(vec![
+            self.name.clone().into(),
+            self.project.clone().into(),
+            self.kind.clone().into(),
+            self.architecture.clone().into(),
+            self.ephemeral.into(),
+            self.stateful.into(),
+            self.description.clone().into(),
+            self.created_at.clone().into(),
+            self.last_used_at.clone().into(),
+            json(&self.config)?,
+            json(&self.devices)?,
+            json(&self.profiles)?,
+        ])
+    }
+
+    fn from_row(r: &Row) -> Result<Self> {
+        Ok(InstanceRow {
+            name: r.get(0)?,
+            project: r.get(1)?,
+            kind: r.get(2)?,
+            architecture: r.get(3)?,
+            ephemeral: r.get(4)?,
+            stateful: r.get(5)?,
+            description: r.get(6)?,
+            created_at: r.get(7)?,
+            last_used_at: r.get(8)?,
+            config: from_json(r, 9)?,
+            devices: from_json(r, 10)?,
+            profiles: from_json(r, 11)?,
+        })
     }
 }
 
@@ -71,29 +101,34 @@ pub struct ProfileRow {
     pub devices: DevicesMap,
 }
 
-pub(crate) struct RawProfile(ProfileRow, String, String);
+impl Record for ProfileRow {
+    const TABLE: &'static str = "profiles";
+    const ENTITY: &'static str = "Profile";
+    const COLUMNS: &'static [&'static str] = &["name", "description", "config", "devices"];
+    const KEY: &'static [&'static str] = &["name"];
+    const MUTABLE: &'static [&'static str] = &["description", "config", "devices"];
+    const ORDER: &'static str = "name";
 
-impl ProfileRow {
-    pub(crate) fn from_row(r: &Row) -> rusqlite::Result<RawProfile> {
-        Ok(RawProfile(
-            ProfileRow {
-                name: r.get(0)?,
-                description: r.get(1)?,
-                config: ConfigMap::new(),
-                devices: DevicesMap::new(),
-            },
-            r.get(2)?,
-            r.get(3)?,
-        ))
+    fn label(&self) -> &str {
+        &self.name
     }
-}
 
-impl RawProfile {
-    pub(crate) fn decode(self) -> Result<ProfileRow> {
-        let RawProfile(mut row, config, devices) = self;
-        row.config = serde_json::from_str(&config)?;
-        row.devices = serde_json::from_str(&devices)?;
-        Ok(row)
+    fn values(&self) -> Result<Vec<Value>> {
+        Ok(vec![
+            self.name.clone().into(),
+            self.description.clone().into(),
+            json(&self.config)?,
+            json(&self.devices)?,
+        ])
+    }
+
+    fn from_row(r: &Row) -> Result<Self> {
+        Ok(ProfileRow {
+            name: r.get(0)?,
+            description: r.get(1)?,
+            config: from_json(r, 2)?,
+            devices: from_json(r, 3)?,
+        })
     }
 }
 
@@ -115,43 +150,75 @@ pub struct ImageRow {
     pub expires_at: String,
 }
 
-pub(crate) struct RawImage(ImageRow, String, String);
+impl Record for ImageRow {
+    const TABLE: &'static str = "images";
+    const ENTITY: &'static str = "Image";
+    const COLUMNS: &'static [&'static str] = &[
+        "fingerprint",
+        "filename",
+        "size",
+        "architecture",
+        "type",
+        "public",
+        "auto_update",
+        "cached",
+        "properties",
+        "profiles",
+        "created_at",
+        "uploaded_at",
+        "last_used_at",
+        "expires_at",
+    ];
+    const KEY: &'static [&'static str] = &["fingerprint"];
+    const MUTABLE: &'static [&'static str] = &[
+        "public",
+        "auto_update",
+        "properties",
+        "profiles",
+        "last_used_at",
+    ];
+    const ORDER: &'static str = "uploaded_at";
 
-impl ImageRow {
-    pub(crate) const COLUMNS: &'static str =
-        "fingerprint, filename, size, architecture, type, public, auto_update,
-        cached, properties, profiles, created_at, uploaded_at, last_used_at, expires_at";
-
-    pub(crate) fn from_row(r: &Row) -> rusqlite::Result<RawImage> {
-        Ok(RawImage(
-            ImageRow {
-                fingerprint: r.get(0)?,
-                filename: r.get(1)?,
-                size: r.get(2)?,
-                architecture: r.get(3)?,
-                kind: r.get(4)?,
-                public: r.get(5)?,
-                auto_update: r.get(6)?,
-                cached: r.get(7)?,
-                properties: ConfigMap::new(),
-                profiles: Vec::new(),
-                created_at: r.get(10)?,
-                uploaded_at: r.get(11)?,
-                last_used_at: r.get(12)?,
-                expires_at: r.get(13)?,
-            },
-            r.get(8)?,
-            r.get(9)?,
-        ))
+    fn label(&self) -> &str {
+        &self.fingerprint
     }
-}
 
-impl RawImage {
-    pub(crate) fn decode(self) -> Result<ImageRow> {
-        let RawImage(mut row, properties, profiles) = self;
-        row.properties = serde_json::from_str(&properties)?;
-        row.profiles = serde_json::from_str(&profiles)?;
-        Ok(row)
+    fn values(&self) -> Result<Vec<Value>> {
+        Ok(vec![
+            self.fingerprint.clone().into(),
+            self.filename.clone().into(),
+            self.size.into(),
+            self.architecture.clone().into(),
+            self.kind.clone().into(),
+            self.public.into(),
+            self.auto_update.into(),
+            self.cached.into(),
+            json(&self.properties)?,
+            json(&self.profiles)?,
+            self.created_at.clone().into(),
+            self.uploaded_at.clone().into(),
+            self.last_used_at.clone().into(),
+            self.expires_at.clone().into(),
+        ])
+    }
+
+    fn from_row(r: &Row) -> Result<Self> {
+        Ok(ImageRow {
+            fingerprint: r.get(0)?,
+            filename: r.get(1)?,
+            size: r.get(2)?,
+            architecture: r.get(3)?,
+            kind: r.get(4)?,
+            public: r.get(5)?,
+            auto_update: r.get(6)?,
+            cached: r.get(7)?,
+            properties: from_json(r, 8)?,
+            profiles: from_json(r, 9)?,
+            created_at: r.get(10)?,
+            uploaded_at: r.get(11)?,
+            last_used_at: r.get(12)?,
+            expires_at: r.get(13)?,
+        })
     }
 }
 
@@ -162,8 +229,27 @@ pub struct AliasRow {
     pub description: String,
 }
 
-impl AliasRow {
-    pub(crate) fn from_row(r: &Row) -> rusqlite::Result<AliasRow> {
+impl Record for AliasRow {
+    const TABLE: &'static str = "image_aliases";
+    const ENTITY: &'static str = "Alias";
+    const COLUMNS: &'static [&'static str] = &["name", "target", "description"];
+    const KEY: &'static [&'static str] = &["name"];
+    const MUTABLE: &'static [&'static str] = &["target", "description"];
+    const ORDER: &'static str = "name";
+
+    fn label(&self) -> &str {
+        &self.name
+    }
+
+    fn values(&self) -> Result<Vec<Value>> {
+        Ok(vec![
+            self.name.clone().into(),
+            self.target.clone().into(),
+            self.description.clone().into(),
+        ])
+    }
+
+    fn from_row(r: &Row) -> Result<Self> {
         Ok(AliasRow {
             name: r.get(0)?,
             target: r.get(1)?,
@@ -180,27 +266,34 @@ pub struct PoolRow {
     pub config: ConfigMap,
 }
 
-pub(crate) struct RawPool(PoolRow, String);
+impl Record for PoolRow {
+    const TABLE: &'static str = "storage_pools";
+    const ENTITY: &'static str = "Storage pool";
+    const COLUMNS: &'static [&'static str] = &["name", "driver", "description", "config"];
+    const KEY: &'static [&'static str] = &["name"];
+    const MUTABLE: &'static [&'static str] = &["description", "config"];
+    const ORDER: &'static str = "name";
 
-impl PoolRow {
-    pub(crate) fn from_row(r: &Row) -> rusqlite::Result<RawPool> {
-        Ok(RawPool(
-            PoolRow {
-                name: r.get(0)?,
-                driver: r.get(1)?,
-                description: r.get(2)?,
-                config: ConfigMap::new(),
-            },
-            r.get(3)?,
-        ))
+    fn label(&self) -> &str {
+        &self.name
     }
-}
 
-impl RawPool {
-    pub(crate) fn decode(self) -> Result<PoolRow> {
-        let RawPool(mut row, config) = self;
-        row.config = serde_json::from_str(&config)?;
-        Ok(row)
+    fn values(&self) -> Result<Vec<Value>> {
+        Ok(vec![
+            self.name.clone().into(),
+            self.driver.clone().into(),
+            self.description.clone().into(),
+            json(&self.config)?,
+        ])
+    }
+
+    fn from_row(r: &Row) -> Result<Self> {
+        Ok(PoolRow {
+            name: r.get(0)?,
+            driver: r.get(1)?,
+            description: r.get(2)?,
+            config: from_json(r, 3)?,
+        })
     }
 }
 
@@ -212,27 +305,34 @@ pub struct NetworkRow {
     pub config: ConfigMap,
 }
 
-pub(crate) struct RawNetwork(NetworkRow, String);
+impl Record for NetworkRow {
+    const TABLE: &'static str = "networks";
+    const ENTITY: &'static str = "Network";
+    const COLUMNS: &'static [&'static str] = &["name", "type", "description", "config"];
+    const KEY: &'static [&'static str] = &["name"];
+    const MUTABLE: &'static [&'static str] = &["description", "config"];
+    const ORDER: &'static str = "name";
 
-impl NetworkRow {
-    pub(crate) fn from_row(r: &Row) -> rusqlite::Result<RawNetwork> {
-        Ok(RawNetwork(
-            NetworkRow {
-                name: r.get(0)?,
-                kind: r.get(1)?,
-                description: r.get(2)?,
-                config: ConfigMap::new(),
-            },
-            r.get(3)?,
-        ))
+    fn label(&self) -> &str {
+        &self.name
     }
-}
 
-impl RawNetwork {
-    pub(crate) fn decode(self) -> Result<NetworkRow> {
-        let RawNetwork(mut row, config) = self;
-        row.config = serde_json::from_str(&config)?;
-        Ok(row)
+    fn values(&self) -> Result<Vec<Value>> {
+        Ok(vec![
+            self.name.clone().into(),
+            self.kind.clone().into(),
+            self.description.clone().into(),
+            json(&self.config)?,
+        ])
+    }
+
+    fn from_row(r: &Row) -> Result<Self> {
+        Ok(NetworkRow {
+            name: r.get(0)?,
+            kind: r.get(1)?,
+            description: r.get(2)?,
+            config: from_json(r, 3)?,
+        })
     }
 }
 
@@ -251,40 +351,70 @@ pub struct SnapshotRow {
     pub profiles: Vec<String>,
 }
 
-pub(crate) struct RawSnapshot(SnapshotRow, String, String, String);
+impl Record for SnapshotRow {
+    const TABLE: &'static str = "snapshots";
+    const ENTITY: &'static str = "Snapshot";
+    const COLUMNS: &'static [&'static str] = &[
+        "instance",
+        "name",
+        "created_at",
+        "expires_at",
+        "stateful",
+        "architecture",
+        "ephemeral",
+        "description",
+        "config",
+        "devices",
+        "profiles",
+    ];
+    const KEY: &'static [&'static str] = &["instance", "name"];
+    const MUTABLE: &'static [&'static str] = &[
+        "created_at",
+        "expires_at",
+        "stateful",
+        "architecture",
+        "ephemeral",
+        "description",
+        "config",
+        "devices",
+        "profiles",
+    ];
+    /// Oldest first.
+    const ORDER: &'static str = "id";
 
-impl SnapshotRow {
-    pub(crate) const COLUMNS: &'static str =
-        "instance, name, created_at, expires_at, stateful, architecture, ephemeral, description, config, devices, profiles";
-
-    pub(crate) fn from_row(r: &Row) -> rusqlite::Result<RawSnapshot> {
-        Ok(RawSnapshot(
-            SnapshotRow {
-                instance: r.get(0)?,
-                name: r.get(1)?,
-                created_at: r.get(2)?,
-                expires_at: r.get(3)?,
-                stateful: r.get(4)?,
-                architecture: r.get(5)?,
-                ephemeral: r.get(6)?,
-                description: r.get(7)?,
-                config: ConfigMap::new(),
-                devices: DevicesMap::new(),
-                profiles: Vec::new(),
-            },
-            r.get(8)?,
-            r.get(9)?,
-            r.get(10)?,
-        ))
+    fn label(&self) -> &str {
+        &self.name
     }
-}
 
-impl RawSnapshot {
-    pub(crate) fn decode(self) -> Result<SnapshotRow> {
-        let RawSnapshot(mut row, config, devices, profiles) = self;
-        row.config = serde_json::from_str(&config)?;
-        row.devices = serde_json::from_str(&devices)?;
-        row.profiles = serde_json::from_str(&profiles)?;
-        Ok(row)
+    fn values(&self) -> Result<Vec<Value>> {
+        Ok(vec![
+            self.instance.clone().into(),
+            self.name.clone().into(),
+            self.created_at.clone().into(),
+            self.expires_at.clone().into(),
+            self.stateful.into(),
+            self.architecture.clone().into(),
+            self.ephemeral.into(),
+            self.description.clone().into(),
+            json(&self.config)?,
+            json(&self.devices)?,
+            json(&self.profiles)?,
+        ])
+    }
+
+    fn from_row(r: &Row) -> Result<Self> {
+        Ok(SnapshotRow {
+            instance: r.get(0)?,
+            name: r.get(1)?,
+            created_at: r.get(2)?,
+            expires_at: r.get(3)?,
+            stateful: r.get(4)?,
+            architecture: r.get(5)?,
+            ephemeral: r.get(6)?,
+            description: r.get(7)?,
+            config: from_json(r, 8)?,
+            devices: from_json(r, 9)?,
+            profiles: from_json(r, 10)?,
+        })
     }
 }

@@ -291,3 +291,104 @@ fn records_from_before_the_pending_mark_are_complete() {
     drop(s);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A row type of the tests' own, to show the generic table alone.
+#[derive(Debug, Clone, PartialEq)]
+struct Thing {
+    group: String,
+    name: String,
+    size: i64,
+    tags: Vec<String>,
+}
+
+impl Record for Thing {
+    const TABLE: &'static str = "things";
+    const ENTITY: &'static str = "Thing";
+    const COLUMNS: &'static [&'static str] = &["grp", "name", "size", "tags"];
+    const KEY: &'static [&'static str] = &["grp", "name"];
+    const MUTABLE: &'static [&'static str] = &["tags"];
+    const ORDER: &'static str = "name";
+
+    fn label(&self) -> &str {
+        &self.name
+    }
+
+    fn values(&self) -> Result<Vec<rusqlite::types::Value>> {
+        Ok(vec![
+            self.group.clone().into(),
+            self.name.clone().into(),
+            self.size.into(),
+            table::json(&self.tags)?,
+        ])
+    }
+
+    fn from_row(r: &rusqlite::Row) -> Result<Self> {
+        Ok(Thing {
+            group: r.get(0)?,
+            name: r.get(1)?,
+            size: r.get(2)?,
+            tags: table::from_json(r, 3)?,
+        })
+    }
+}
+
+#[test]
+fn generic_table_derives_every_verb() {
+    let conn = Connection::open_in_memory().unwrap();
+    conn.execute_batch(
+        "CREATE TABLE things (grp TEXT NOT NULL, name TEXT NOT NULL, size INTEGER NOT NULL,
+            tags TEXT NOT NULL, UNIQUE (grp, name))",
+    )
+    .unwrap();
+    let t = |g: &str, n: &str| Thing {
+        group: g.into(),
+        name: n.into(),
+        size: 1,
+        tags: vec!["a".into()],
+    };
+    Table::insert(&conn, &t("g", "b")).unwrap();
+    Table::insert(&conn, &t("g", "a")).unwrap();
+    Table::insert(&conn, &t("h", "a")).unwrap();
+    match Table::insert(&conn, &t("g", "a")) {
+        Err(StoreError::Conflict(m)) => assert_eq!(m, "Thing \"a\""),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert_eq!(Table::get(&conn, &["g", "a"]).unwrap(), Some(t("g", "a")));
+    assert_eq!(Table::<Thing>::get(&conn, &["g", "zz"]).unwrap(), None);
+    let names: Vec<_> = Table::<Thing>::list_where(&conn, "grp", "g")
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(names, ["a", "b"]);
+
+    // An update writes the mutable columns only.
+    let mut changed = t("g", "a");
+    changed.size = 99;
+    changed.tags = vec!["x".into(), "y".into()];
+    Table::update(&conn, &changed).unwrap();
+    let got = Table::<Thing>::get(&conn, &["g", "a"]).unwrap().unwrap();
+    assert_eq!((got.size, got.tags.len()), (1, 2));
+    assert!(matches!(
+        Table::update(&conn, &t("g", "nope")),
+        Err(StoreError::NotFound(m)) if m == "Thing \"nope\""
+    ));
+
+    // Renames keep the other key columns and refuse a taken name.
+    assert!(matches!(
+        Table::<Thing>::rename(&conn, &["g", "a"], "b"),
+        Err(StoreError::Conflict(m)) if m == "Thing \"b\""
+    ));
+    assert!(matches!(
+        Table::<Thing>::rename(&conn, &["g", "gone"], "c"),
+        Err(StoreError::NotFound(_))
+    ));
+    Table::<Thing>::rename(&conn, &["g", "a"], "c").unwrap();
+    assert!(Table::<Thing>::get(&conn, &["h", "a"]).unwrap().is_some());
+    assert_eq!(Table::<Thing>::names(&conn).unwrap(), ["a", "b", "c"]);
+
+    assert!(Table::<Thing>::delete(&conn, &["g", "c"]).unwrap());
+    assert!(!Table::<Thing>::delete(&conn, &["g", "c"]).unwrap());
+    assert_eq!(Table::<Thing>::delete_where(&conn, "grp", "g").unwrap(), 1);
+    assert_eq!(Table::<Thing>::list(&conn).unwrap(), [t("h", "a")]);
+}

@@ -112,7 +112,7 @@ fn launch_creates_and_starts() {
     );
     assert_eq!(status(&d, "c3"), "Running");
     assert_eq!(
-        d.engine.instance_row("c3").unwrap().config["limits.memory"],
+        d.block_on(d.engine.instance_row("c3")).unwrap().config["limits.memory"],
         "256MiB"
     );
 
@@ -253,7 +253,7 @@ fn delete_refuses_running_unless_forced() {
         (v["action"].as_str(), v["force"].as_bool()),
         (Some("stop"), Some(true))
     );
-    assert!(d.engine.instance_names().unwrap().is_empty());
+    assert!(d.block_on(d.engine.instance_names()).unwrap().is_empty());
 }
 
 #[test]
@@ -283,7 +283,7 @@ fn lifecycle_verbs() {
     assert!(kante(&d, &["rename", "trc-stopped", "trc-new"])
         .status
         .success());
-    assert!(d.engine.instance_row("trc-new").is_ok());
+    assert!(d.block_on(d.engine.instance_row("trc-new")).is_ok());
 }
 
 #[test]
@@ -514,7 +514,7 @@ fn images_import_list_alias_delete() {
     assert!(o.status.success(), "{}", err(&o));
     let fp = out(&o).trim().rsplit(' ').next().unwrap().to_string();
     assert_eq!(fp.len(), 64);
-    assert_eq!(d.engine.alias_get("bb").unwrap().target, fp);
+    assert_eq!(d.block_on(d.engine.alias_get("bb")).unwrap().target, fp);
     // Importing again uploads nothing: the fingerprint is known.
     let uploads = |d: &TestDaemon| {
         d.lines()
@@ -549,13 +549,19 @@ fn images_import_list_alias_delete() {
     assert!(kante(&d, &["image", "alias", "create", "deb", &fp0[..6]])
         .status
         .success());
-    assert_eq!(d.engine.alias_get("deb").unwrap().target, fp0);
+    assert_eq!(d.block_on(d.engine.alias_get("deb")).unwrap().target, fp0);
     assert!(kante(&d, &["image", "alias", "delete", "deb"])
         .status
         .success());
-    assert_eq!(d.engine.alias_get("deb").unwrap_err().status(), 404);
+    assert_eq!(
+        d.block_on(d.engine.alias_get("deb")).unwrap_err().status(),
+        404
+    );
     assert!(kante(&d, &["image", "delete", "bb"]).status.success());
-    assert_eq!(d.engine.image_get(&fp).unwrap_err().status(), 404);
+    assert_eq!(
+        d.block_on(d.engine.image_get(&fp)).unwrap_err().status(),
+        404
+    );
 }
 
 #[test]

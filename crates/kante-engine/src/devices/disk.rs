@@ -140,7 +140,7 @@ impl Device for Disk {
         Ok(())
     }
 
-    fn check_refs(&self, engine: &Engine, claims: &mut Claims) -> Result<()> {
+    async fn check_refs(&self, engine: &Engine, claims: &mut Claims) -> Result<()> {
         let name = &self.name;
         let Some(pool) = self.get("pool") else {
             if !self.root() {

@@ -88,7 +88,7 @@ pub(crate) trait Device: Send + Sync {
 
     /// Checks that what the device names exists (pools, volumes, networks,
     /// host paths), before anything is stored.
-    fn check_refs(&self, _engine: &Engine, _claims: &mut Claims) -> Result<()> {
+    async fn check_refs(&self, _engine: &Engine, _claims: &mut Claims) -> Result<()> {
         Ok(())
     }
 
@@ -250,10 +250,10 @@ pub fn unmigratable(devices: &DevicesMap) -> Vec<String> {
 impl Engine {
     /// Refuses devices that name a pool, volume or network that does not
     /// exist, or take one volume twice, before anything is stored.
-    pub(crate) fn check_device_refs(&self, devices: &DevicesMap) -> Result<()> {
+    pub(crate) async fn check_device_refs(&self, devices: &DevicesMap) -> Result<()> {
         let mut claims = Claims::default();
         for (_, dev) in load_all(devices)? {
-            dev.check_refs(self, &mut claims)?;
+            dev.check_refs(self, &mut claims).await?;
         }
         Ok(())
     }

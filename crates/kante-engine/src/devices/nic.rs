@@ -28,9 +28,9 @@ impl Device for Nic {
         Ok(())
     }
 
-    fn check_refs(&self, engine: &Engine, _claims: &mut Claims) -> Result<()> {
+    async fn check_refs(&self, engine: &Engine, _claims: &mut Claims) -> Result<()> {
         if let Some(net) = self.config.get("network") {
-            if engine.store.network_get(net)?.is_none() {
+            if engine.shared.network_get(net).await?.is_none() {
                 return Err(EngineError::bad(format!(
                     "Device {:?}: network {net:?} not found",
                     self.name
@@ -51,7 +51,7 @@ impl Device for Nic {
     }
 
     async fn start(&self, cx: &StartCx<'_>, plan: &mut RunPlan) -> Result<()> {
-        let networks = cx.engine.network_specs()?;
+        let networks = cx.engine.network_specs().await?;
         let mut cfg = self.config.clone();
         cfg.remove("type");
         let parent = kante_network::resolve_parent(&cx.engine.net, &cfg, &networks).await?;

@@ -72,8 +72,8 @@ impl Engine {
 
     /// Takes the snapshots due in `minute`.
     pub(crate) async fn scheduled_snapshots(&self, minute: &NaiveDateTime) -> Result<()> {
-        for row in self.store.instance_list()? {
-            let Ok((econfig, _)) = self.expanded(&row) else {
+        for row in self.node.instance_list().await? {
+            let Ok((econfig, _)) = self.expanded(&row).await else {
                 continue;
             };
             let spec = econfig
@@ -94,8 +94,9 @@ impl Engine {
             let lock = self.instance_lock(&row.name);
             let _g = lock.lock().await;
             let taken: Vec<String> = self
-                .store
-                .snapshot_list(&row.name)?
+                .node
+                .snapshot_list(&row.name)
+                .await?
                 .into_iter()
                 .map(|s| s.name)
                 .collect();
@@ -122,8 +123,8 @@ impl Engine {
     pub(crate) async fn prune_expired_snapshots(&self) -> Result<()> {
         let now = kante_api::now();
         let never = kante_api::zero_time();
-        for row in self.store.instance_list()? {
-            for snap in self.store.snapshot_list(&row.name)? {
+        for row in self.node.instance_list().await? {
+            for snap in self.node.snapshot_list(&row.name).await? {
                 let expires = parse_time(&snap.expires_at);
                 if expires == never || expires > now {
                     continue;

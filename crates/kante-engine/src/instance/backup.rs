@@ -19,22 +19,26 @@ pub struct BackupFile {
 impl Engine {
     /// Rewrites the instance's backup.yaml; failures are logged, not fatal:
     /// the database stays the source of truth.
-    pub(crate) fn write_backup_file(&self, row: &InstanceRow) {
-        let result = (|| -> crate::Result<()> {
-            let instance = self.render(row)?;
-            let pool = self.pool_get(&self.instance_pool_name(row)).ok();
+    pub(crate) async fn write_backup_file(&self, row: &InstanceRow) {
+        let result = async {
+            let instance = self.render(row).await?;
+            let pool = self
+                .pool_get(&self.instance_pool_name(row).await)
+                .await
+                .ok();
             let file = BackupFile {
                 container: instance,
                 snapshots: Vec::new(),
                 pool,
             };
-            let dir = self.instance_volume(row)?;
+            let dir = self.instance_volume(row).await?;
             let text = serde_yaml::to_string(&file).map_err(crate::EngineError::internal)?;
             let tmp = dir.join("backup.yaml.tmp");
             std::fs::write(&tmp, text)?;
             std::fs::rename(&tmp, dir.join("backup.yaml"))?;
-            Ok(())
-        })();
+            Ok::<_, crate::EngineError>(())
+        }
+        .await;
         if let Err(e) = result {
             tracing::warn!(instance = %row.name, "writing backup.yaml: {e}");
         }
@@ -50,7 +54,7 @@ impl Engine {
     /// Re-creates database records for instance volumes that have a
     /// backup.yaml but no record (the database was lost or replaced), and
     /// finishes renames a crash interrupted. Returns the names recovered.
-    pub(crate) fn recover_from_disk(&self) -> Vec<String> {
+    pub(crate) async fn recover_from_disk(&self) -> Vec<String> {
         let mut recovered = Vec::new();
         let pools: Vec<kante_storage::Pool> = self
             .pools
@@ -61,7 +65,7 @@ impl Engine {
             .collect();
         for pool in pools {
             for name in pool.list_volumes(kante_storage::VolumeKind::Container) {
-                if self.store.instance_get(&name).ok().flatten().is_some() {
+                if self.node.instance_get(&name).await.ok().flatten().is_some() {
                     continue;
                 }
                 let path = pool
@@ -72,7 +76,7 @@ impl Engine {
                 };
                 let i = b.container;
                 if i.name != name {
-                    if self.finish_rename(&pool, &i.name, &name) {
+                    if self.finish_rename(&pool, &i.name, &name).await {
                         recovered.push(name);
                     } else {
                         tracing::warn!(volume = %name, "backup.yaml names {:?}; not recovering it", i.name);
@@ -80,19 +84,22 @@ impl Engine {
                     continue;
                 }
                 for p in &i.profiles {
-                    if self.store.profile_get(p).ok().flatten().is_none() {
+                    if self.shared.profile_get(p).await.ok().flatten().is_none() {
                         // Keep the instance usable: its profile's effect is in expanded_devices.
-                        let _ = self.store.profile_create(&kante_store::ProfileRow {
-                            name: p.clone(),
-                            description: "Recovered from an instance's backup.yaml".into(),
-                            config: Default::default(),
-                            devices: Default::default(),
-                        });
+                        let _ = self
+                            .shared
+                            .profile_create(&kante_store::ProfileRow {
+                                name: p.clone(),
+                                description: "Recovered from an instance's backup.yaml".into(),
+                                config: Default::default(),
+                                devices: Default::default(),
+                            })
+                            .await;
                     }
                 }
                 let row = InstanceRow {
                     name: i.name.clone(),
-                    project: "default".into(),
+                    project: kante_store::PROJECT.into(),
                     kind: i.kind.clone(),
                     architecture: i.architecture.clone(),
                     ephemeral: i.ephemeral,
@@ -109,7 +116,7 @@ impl Engine {
                     },
                     profiles: i.profiles.clone(),
                 };
-                match self.store.instance_create(&row) {
+                match self.record_instance(&row).await {
                     Ok(()) => {
                         tracing::info!(instance = %name, pool = %pool.name, "recovered instance record from backup.yaml");
                         recovered.push(name);
@@ -128,12 +135,12 @@ impl Engine {
     /// volume `new` has no record and its backup.yaml names `old`, whose
     /// record has no volume of its own. Its snapshots directory, record,
     /// logs and backups follow, as in a rename.
-    fn finish_rename(&self, pool: &kante_storage::Pool, old: &str, new: &str) -> bool {
+    async fn finish_rename(&self, pool: &kante_storage::Pool, old: &str, new: &str) -> bool {
         use kante_storage::VolumeKind::Container;
-        let Ok(Some(row)) = self.store.instance_get(old) else {
+        let Ok(Some(row)) = self.node.instance_get(old).await else {
             return false;
         };
-        if self.instance_pool_name(&row) != pool.name || pool.has_volume(Container, old) {
+        if self.instance_pool_name(&row).await != pool.name || pool.has_volume(Container, old) {
             return false;
         }
         if let (Some(a), Some(b)) = (
@@ -147,7 +154,7 @@ impl Engine {
                 }
             }
         }
-        if let Err(e) = self.store.instance_rename(old, new) {
+        if let Err(e) = self.rename_record(old, new).await {
             tracing::error!(instance = old, "renaming its record to {new}: {e}");
             return false;
         }
@@ -155,7 +162,7 @@ impl Engine {
             instance = old,
             "its rename to {new} was interrupted; finished it"
         );
-        self.renamed_files(old, new);
+        self.renamed_files(old, new).await;
         true
     }
 }

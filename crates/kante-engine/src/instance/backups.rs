@@ -104,8 +104,8 @@ impl Engine {
         Ok(d)
     }
 
-    pub fn backup_list(&self, instance: &str) -> Result<Vec<InstanceBackup>> {
-        self.instance_row(instance)?;
+    pub async fn backup_list(&self, instance: &str) -> Result<Vec<InstanceBackup>> {
+        self.instance_row(instance).await?;
         let dir = self.backups_dir(instance);
         Ok(backup_names(&dir)
             .iter()
@@ -113,8 +113,8 @@ impl Engine {
             .collect())
     }
 
-    pub fn backup_get(&self, instance: &str, name: &str) -> Result<InstanceBackup> {
-        self.instance_row(instance)?;
+    pub async fn backup_get(&self, instance: &str, name: &str) -> Result<InstanceBackup> {
+        self.instance_row(instance).await?;
         validate_backup_name(name).map_err(|_| not_found())?;
         let dir = self.backups_dir(instance);
         if !dir.join(name).is_file() {
@@ -126,15 +126,15 @@ impl Engine {
     }
 
     /// The tarball of a backup, for `GET …/backups/{backup}/export`.
-    pub fn backup_file(&self, instance: &str, name: &str) -> Result<PathBuf> {
-        self.backup_get(instance, name)?;
+    pub async fn backup_file(&self, instance: &str, name: &str) -> Result<PathBuf> {
+        self.backup_get(instance, name).await?;
         Ok(self.backups_dir(instance).join(name))
     }
 
     /// `POST /1.0/instances/{name}/backups`: checks the request, then packs
     /// in an operation ("Backing up instance").
-    pub fn backup_create(&self, instance: &str, req: InstanceBackupsPost) -> Result<Arc<Op>> {
-        self.instance_row(instance)?;
+    pub async fn backup_create(&self, instance: &str, req: InstanceBackupsPost) -> Result<Arc<Op>> {
+        self.instance_row(instance).await?;
         if req.optimized_storage {
             return Err(EngineError::bad(
                 "Optimized storage backups are not supported: use optimized_storage=false",
@@ -187,22 +187,22 @@ impl Engine {
         req: &InstanceBackupsPost,
         compression: ArchiveCompression,
     ) -> Result<()> {
-        let row = self.instance_row(instance)?;
+        let row = self.instance_row(instance).await?;
         let dir = self.backups_dir(instance);
         if dir.join(name).exists() {
             return Err(EngineError::Conflict(format!(
                 "Backup {name:?} already exists"
             )));
         }
-        let pool_name = self.instance_pool_name(&row);
+        let pool_name = self.instance_pool_name(&row).await;
         let pool = self.pool(&pool_name)?;
         // The volume's own backup.yaml must be current, too.
-        self.write_backup_file(&row);
+        self.write_backup_file(&row).await;
         let instance_only = req.instance_only || req.container_only;
         let snapshots = if instance_only {
             Vec::new()
         } else {
-            self.snapshot_list(instance)?
+            self.snapshot_list(instance).await?
         };
         let index = IndexOut {
             name: instance.into(),
@@ -213,9 +213,9 @@ impl Engine {
             optimized_header: false,
             kind: "container".into(),
             config: ConfigOut {
-                container: self.render(&row)?,
+                container: self.render(&row).await?,
                 snapshots: snapshots.clone(),
-                pool: self.pool_get(&pool_name).ok(),
+                pool: self.pool_get(&pool_name).await.ok(),
             },
         };
         create_private_dir(&dir)?;
@@ -295,8 +295,8 @@ impl Engine {
         Ok(())
     }
 
-    pub fn backup_delete(&self, instance: &str, name: &str) -> Result<Arc<Op>> {
-        self.backup_get(instance, name)?;
+    pub async fn backup_delete(&self, instance: &str, name: &str) -> Result<Arc<Op>> {
+        self.backup_get(instance, name).await?;
         let op = self.ops.create(
             OperationClass::Task,
             "Deleting backup",
@@ -317,8 +317,8 @@ impl Engine {
         Ok(op)
     }
 
-    pub fn backup_rename(&self, instance: &str, name: &str, new: &str) -> Result<Arc<Op>> {
-        self.backup_get(instance, name)?;
+    pub async fn backup_rename(&self, instance: &str, name: &str, new: &str) -> Result<Arc<Op>> {
+        self.backup_get(instance, name).await?;
         // LXD accepts either `new` or `<instance>/new`.
         let new = new
             .strip_prefix(&format!("{instance}/"))

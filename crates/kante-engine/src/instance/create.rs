@@ -36,20 +36,22 @@ impl Engine {
     /// in an operation ("Creating instance").
     pub async fn instance_create(&self, req: InstancesPost) -> Result<Arc<Op>> {
         let name = if req.name.is_empty() {
-            self.generate_name()?
+            self.generate_name().await?
         } else {
             req.name.clone()
         };
         kante_api::names::validate_instance_name(&name)?;
         let refresh = req.source.kind == "copy" && req.source.refresh;
-        if refresh && self.store.instance_get(&name)?.is_some() {
+        if refresh && self.node.instance_get(&name).await?.is_some() {
             let from = &req.source.source;
             if from.contains('/') {
                 return Err(EngineError::bad(
                     "A refresh copies from an instance, not a snapshot",
                 ));
             }
-            return self.instance_refresh(from, &name, req.source.instance_only);
+            return self
+                .instance_refresh(from, &name, req.source.instance_only)
+                .await;
         }
         match req.kind.as_str() {
             "" | "container" => {}
@@ -58,22 +60,23 @@ impl Engine {
             }
             other => return Err(EngineError::bad(format!("Invalid instance type {other:?}"))),
         }
-        if self.store.instance_get(&name)?.is_some() {
+        if self.node.instance_get(&name).await?.is_some() {
             return Err(EngineError::Conflict(format!(
                 "Instance {name:?} already exists"
             )));
         }
-        let source = self.resolve_source(&req)?;
+        let source = self.resolve_source(&req).await?;
         let mut req = req;
         if let Source::Copy { from, snapshot, .. } = &source {
-            inherit_from_copy_source(self, &mut req, from, snapshot.as_deref())?;
+            inherit_from_copy_source(self, &mut req, from, snapshot.as_deref()).await?;
         }
         let profiles = match &req.put.profiles {
             Some(p) => p.clone(),
             None => match &source {
                 Source::Image { fingerprint, .. } => self
-                    .store
-                    .image_get(fingerprint)?
+                    .shared
+                    .image_get(fingerprint)
+                    .await?
                     .map(|i| i.profiles)
                     .unwrap_or_else(|| vec!["default".into()]),
                 _ => vec!["default".into()],
@@ -92,10 +95,10 @@ impl Engine {
         });
         config::validate_config(&local)?;
         config::validate_devices(&req.put.devices)?;
-        let layers = self.profile_layers(&profiles)?;
+        let layers = self.profile_layers(&profiles).await?;
         let (econfig, edevices) = config::expand(&layers, &local, &req.put.devices);
         config::validate_config(&econfig)?;
-        self.check_device_refs(&edevices)?;
+        self.check_device_refs(&edevices).await?;
         // MACs are fixed at create, so the first lease is the lasting one.
         Engine::assign_hwaddrs(&edevices, &mut local);
         self.plan_instance_nics(&name, &edevices, &local).await?;
@@ -141,17 +144,17 @@ impl Engine {
         Ok(op)
     }
 
-    fn generate_name(&self) -> Result<String> {
+    async fn generate_name(&self) -> Result<String> {
         for _ in 0..16 {
             let n = format!("kante-{}", &crate::util::random_hex(3));
-            if self.store.instance_get(&n)?.is_none() {
+            if self.node.instance_get(&n).await?.is_none() {
                 return Ok(n);
             }
         }
         Err(EngineError::internal("could not pick a free instance name"))
     }
 
-    fn resolve_source(&self, req: &InstancesPost) -> Result<Source> {
+    async fn resolve_source(&self, req: &InstancesPost) -> Result<Source> {
         let s = &req.source;
         match s.kind.as_str() {
             "image" => {
@@ -160,14 +163,14 @@ impl Engine {
                     return Err(EngineError::NotImplemented("Pulling images from remote servers is not supported yet; import the image first".into()));
                 }
                 let img = if !s.fingerprint.is_empty() {
-                    self.store.image_get(&s.fingerprint)?
+                    self.shared.image_get(&s.fingerprint).await?
                 } else if !s.alias.is_empty() {
-                    match self.store.alias_get(&s.alias)? {
-                        Some(a) => self.store.image_get(&a.target)?,
+                    match self.shared.alias_get(&s.alias).await? {
+                        Some(a) => self.shared.image_get(&a.target).await?,
                         None => None,
                     }
                 } else if !s.properties.is_empty() {
-                    self.store.image_list()?.into_iter().rev().find(|i| {
+                    self.shared.image_list().await?.into_iter().rev().find(|i| {
                         s.properties
                             .iter()
                             .all(|(k, v)| i.properties.get(k) == Some(v))
@@ -190,9 +193,9 @@ impl Engine {
                     Some((i, snap)) => (i.to_string(), Some(snap.to_string())),
                     None => (s.source.clone(), None),
                 };
-                self.instance_row(&from)?;
+                self.instance_row(&from).await?;
                 if let Some(snap) = &snapshot {
-                    self.store.snapshot_get(&from, snap)?.ok_or_else(|| {
+                    self.node.snapshot_get(&from, snap).await?.ok_or_else(|| {
                         EngineError::NotFound(format!("Snapshot {from}/{snap} not found"))
                     })?;
                 }
@@ -240,7 +243,7 @@ impl Engine {
                 local.insert("volatile.apply_template".into(), "create".into());
             }
             Source::Copy { from, .. } => {
-                let src = self.instance_row(from)?;
+                let src = self.instance_row(from).await?;
                 architecture = src.architecture.clone();
                 for (k, v) in &src.config {
                     if k.starts_with("image.") || k == "volatile.base_image" {
@@ -265,7 +268,7 @@ impl Engine {
         local.insert("volatile.last_state.idmap".into(), "[]".into());
         let row = InstanceRow {
             name: name.into(),
-            project: "default".into(),
+            project: kante_store::PROJECT.into(),
             kind: "container".into(),
             architecture,
             ephemeral,
@@ -279,53 +282,59 @@ impl Engine {
         };
         // Recorded as pending until the last step: a crash on the way leaves
         // a record the next start removes with whatever was made (reconcile.rs).
-        let mut revert = Revert::new();
-        self.store.instance_create_pending(&row)?;
-        {
-            let engine = self.arc();
-            let n = name.to_string();
-            revert.add(move || {
-                let _ = engine.store.instance_delete(&n);
-            });
-        }
-        match source {
-            Source::Image { fingerprint, .. } => {
-                self.ensure_image_volume(op, &fingerprint, &pool).await?;
-                let (p, n, f) = (pool.clone(), name.to_string(), fingerprint.clone());
-                let created =
-                    tokio::task::spawn_blocking(move || p.create_instance_from_image(&f, &n))
+        self.record_pending(&row).await?;
+        let built = async {
+            let mut revert = Revert::new();
+            match source {
+                Source::Image { fingerprint, .. } => {
+                    self.ensure_image_volume(op, &fingerprint, &pool).await?;
+                    let (p, n, f) = (pool.clone(), name.to_string(), fingerprint.clone());
+                    let created =
+                        tokio::task::spawn_blocking(move || p.create_instance_from_image(&f, &n))
+                            .await?;
+                    created?;
+                    self.touch_image(&fingerprint).await;
+                }
+                Source::Empty => {
+                    pool.create_instance_empty(name)?;
+                }
+                Source::Copy {
+                    from,
+                    snapshot,
+                    instance_only,
+                } => {
+                    self.copy_volume(&from, snapshot.as_deref(), instance_only, name, &pool)
                         .await?;
-                created?;
-                self.touch_image(&fingerprint);
+                }
             }
-            Source::Empty => {
-                pool.create_instance_empty(name)?;
+            {
+                let (p, n) = (pool.clone(), name.to_string());
+                revert.add(move || {
+                    let _ = p.delete_volume(VolumeKind::Container, &n);
+                });
             }
-            Source::Copy {
-                from,
-                snapshot,
-                instance_only,
-            } => {
-                self.copy_volume(&from, snapshot.as_deref(), instance_only, name, &pool)
-                    .await?;
+            let (_, edevices) = self.expanded(&row).await?;
+            if let Some(size) = config::root_disk(&edevices).and_then(|(_, d)| d.get("size")) {
+                let bytes = crate::units::parse_size(size).map_err(EngineError::bad)?;
+                pool.set_volume_size(VolumeKind::Container, name, Some(bytes))?;
             }
+            let rootfs = pool.volume_path(VolumeKind::Container, name).join("rootfs");
+            files::write_hostname(&rootfs, name)?;
+            self.write_backup_file(&row).await;
+            self.node.instance_created(name).await?;
+            revert.success();
+            Ok::<_, EngineError>(())
         }
-        {
-            let (p, n) = (pool.clone(), name.to_string());
-            revert.add(move || {
-                let _ = p.delete_volume(VolumeKind::Container, &n);
-            });
+        .await;
+        if let Err(e) = built {
+            if let Err(undo) = self.drop_record(name).await {
+                tracing::error!(
+                    instance = name,
+                    "dropping the record of a failed creation: {undo}"
+                );
+            }
+            return Err(e);
         }
-        let (_, edevices) = self.expanded(&row)?;
-        if let Some(size) = config::root_disk(&edevices).and_then(|(_, d)| d.get("size")) {
-            let bytes = crate::units::parse_size(size).map_err(EngineError::bad)?;
-            pool.set_volume_size(VolumeKind::Container, name, Some(bytes))?;
-        }
-        let rootfs = pool.volume_path(VolumeKind::Container, name).join("rootfs");
-        files::write_hostname(&rootfs, name)?;
-        self.write_backup_file(&row);
-        self.store.instance_created(name)?;
-        revert.success();
         op.set_metadata(json!({}));
         self.events.lifecycle(
             "instance-created",
@@ -339,7 +348,7 @@ impl Engine {
 /// A copy request that names no config, devices or profiles takes the
 /// source's (lxc sends them itself); MAC addresses are never carried over,
 /// so the copy gets new ones unless the request sets them.
-fn inherit_from_copy_source(
+async fn inherit_from_copy_source(
     engine: &Engine,
     req: &mut InstancesPost,
     from: &str,
@@ -348,13 +357,14 @@ fn inherit_from_copy_source(
     let (config, devices, profiles) = match snapshot {
         Some(snap) => {
             let s = engine
-                .store
-                .snapshot_get(from, snap)?
+                .node
+                .snapshot_get(from, snap)
+                .await?
                 .ok_or_else(|| EngineError::NotFound("Snapshot not found".into()))?;
             (s.config, s.devices, s.profiles)
         }
         None => {
-            let r = engine.instance_row(from)?;
+            let r = engine.instance_row(from).await?;
             (r.config, r.devices, r.profiles)
         }
     };
@@ -392,8 +402,8 @@ impl Engine {
         name: &str,
         pool: &kante_storage::Pool,
     ) -> Result<()> {
-        let src_row = self.instance_row(from)?;
-        let src_pool = self.pool(&self.instance_pool_name(&src_row))?;
+        let src_row = self.instance_row(from).await?;
+        let src_pool = self.pool(&self.instance_pool_name(&src_row).await)?;
         let (p, n) = (pool.clone(), name.to_string());
         match snapshot {
             Some(snap) => {
@@ -403,7 +413,7 @@ impl Engine {
                 return Ok(());
             }
             None => {
-                let src = self.instance_volume(&src_row)?;
+                let src = self.instance_volume(&src_row).await?;
                 tokio::task::spawn_blocking(move || p.copy_into(&src, VolumeKind::Container, &n))
                     .await??;
             }
@@ -411,7 +421,7 @@ impl Engine {
         if instance_only {
             return Ok(());
         }
-        for srow in self.store.snapshot_list(from)? {
+        for srow in self.node.snapshot_list(from).await? {
             self.copy_snapshot(&src_pool, &srow, pool, name).await?;
         }
         Ok(())
@@ -433,7 +443,7 @@ impl Engine {
         let mut copy = srow.clone();
         copy.instance = name.to_string();
         copy.config.retain(|k, _| !k.ends_with(".hwaddr"));
-        if let Err(e) = self.store.snapshot_create(&copy) {
+        if let Err(e) = self.node.snapshot_create(&copy).await {
             let _ = pool.delete_snapshot(VolumeKind::Container, name, &srow.name);
             return Err(e.into());
         }

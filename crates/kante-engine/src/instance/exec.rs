@@ -40,7 +40,7 @@ const PTY_CHUNK: usize = 16 * 1024;
 
 impl Engine {
     pub async fn instance_exec(&self, name: &str, req: ExecPost) -> Result<Arc<Op>> {
-        let row = self.instance_row(name)?;
+        let row = self.instance_row(name).await?;
         match self.instance_status(name) {
             InstanceStatus::Running => {}
             InstanceStatus::Frozen => return Err(EngineError::bad("Instance is frozen")),
@@ -52,7 +52,7 @@ impl Engine {
         if req.user < 0 || req.group < 0 {
             return Err(EngineError::bad("Invalid user or group"));
         }
-        let (econfig, _) = self.expanded(&row)?;
+        let (econfig, _) = self.expanded(&row).await?;
         let mut env: BTreeMap<String, String> = BTreeMap::new();
         env.insert(
             "PATH".into(),

@@ -241,8 +241,8 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 }
 
 impl Engine {
-    fn place(&self, name: &str) -> Result<Place> {
-        let row = self.instance_row(name)?;
+    async fn place(&self, name: &str) -> Result<Place> {
+        let row = self.instance_row(name).await?;
         if let Some(r) = self.running(name) {
             if let Some(c) = crate::lock(&r.container).as_ref() {
                 let map = c.record.idmap;
@@ -254,14 +254,14 @@ impl Engine {
                 });
             }
         }
-        let rootfs = self.instance_rootfs(&row)?;
+        let rootfs = self.instance_rootfs(&row).await?;
         let root = RootDir::open(&rootfs).map_err(io_to_engine)?;
         Ok(Place::Rootfs(root))
     }
 
     pub async fn file_get(&self, name: &str, path: &str) -> Result<FileGet> {
         let rel = relative_path(path)?;
-        let place = self.place(name)?;
+        let place = self.place(name).await?;
         blocking(move || {
             let p = cstr(&rel)?;
             let r = place.run(&FileOp::Get { path: &p })?;
@@ -303,7 +303,7 @@ impl Engine {
         symlink_target: Option<String>,
     ) -> Result<Option<File>> {
         let rel = relative_path(path)?;
-        let place = self.place(name)?;
+        let place = self.place(name).await?;
         let owner = place.owner(put.uid, put.gid)?;
         blocking(move || {
             let (whole, parent, fname) = split(&rel)?;
@@ -354,7 +354,7 @@ impl Engine {
 
     pub async fn file_delete(&self, name: &str, path: &str) -> Result<()> {
         let rel = relative_path(path)?;
-        let place = self.place(name)?;
+        let place = self.place(name).await?;
         blocking(move || {
             let (_, parent, fname) = split(&rel)?;
             let r = place.run(&FileOp::Delete {

@@ -9,6 +9,7 @@
 
 use kante_api::ConfigMap;
 use kante_runtime::IdMap;
+use kante_store::{ReservationKind, StoreError};
 
 use crate::instance::create::idmap_json;
 use crate::util::is_true;
@@ -95,7 +96,7 @@ impl Engine {
     /// The id map `name` starts with: none when privileged, its own block
     /// when isolated (kept if still its alone, else a free one), else the
     /// shared block. Records it in `config` (`volatile.idmap.base`/`next`).
-    pub(crate) fn idmap_for_start(
+    pub(crate) async fn idmap_for_start(
         &self,
         name: &str,
         econfig: &ConfigMap,
@@ -105,52 +106,83 @@ impl Engine {
             return Ok(None);
         }
         let map = if is_true(econfig.get("security.idmap.isolated")) {
-            // One allocation at a time, or two starts could pick one block.
-            let _g = crate::lock(&self.idmap_alloc);
-            let used: Vec<u32> = self
-                .store
-                .instance_list()?
+            // Taken blocks: those reserved by others, and those recorded
+            // before blocks were reserved (kept in the instances' volatile
+            // keys). A reservation that loses the race adds its block to
+            // them and the next free one is tried.
+            let mut used: Vec<u32> = self
+                .node
+                .instance_list()
+                .await?
                 .into_iter()
                 .filter(|r| r.name != name)
                 .filter_map(|r| r.config.get("volatile.idmap.base")?.parse().ok())
                 .collect();
-            let current = config
-                .get("volatile.idmap.base")
-                .and_then(|b| b.parse::<u32>().ok())
-                .and_then(|b| self.id_range.block_at(b))
-                .filter(|m| *m != self.idmap && !used.contains(&m.host_uid));
-            let map = match current {
-                Some(m) => m,
-                None => self.id_range.free_block(&used).ok_or_else(|| {
-                    EngineError::bad(
-                        "No free id range left for security.idmap.isolated (root's subuid range is used up)",
-                    )
-                })?,
+            let mut mine = Vec::new();
+            for (base, holder) in self.shared.reservations(ReservationKind::IdBlock).await? {
+                let Ok(base) = base.parse::<u32>() else {
+                    continue;
+                };
+                if holder == name {
+                    mine.push(base);
+                } else {
+                    used.push(base);
+                }
+            }
+            let map = loop {
+                let current = config
+                    .get("volatile.idmap.base")
+                    .and_then(|b| b.parse::<u32>().ok())
+                    .and_then(|b| self.id_range.block_at(b))
+                    .filter(|m| *m != self.idmap && !used.contains(&m.host_uid));
+                let map = match current {
+                    Some(m) => m,
+                    None => self.id_range.free_block(&used).ok_or_else(|| {
+                        EngineError::bad(
+                            "No free id range left for security.idmap.isolated (root's subuid range is used up)",
+                        )
+                    })?,
+                };
+                if mine.contains(&map.host_uid) {
+                    break map;
+                }
+                let base = map.host_uid.to_string();
+                match self
+                    .shared
+                    .reserve(ReservationKind::IdBlock, &base, name)
+                    .await
+                {
+                    Ok(()) => break map,
+                    Err(StoreError::Conflict(_)) => used.push(map.host_uid),
+                    Err(e) => return Err(e.into()),
+                }
             };
-            self.record_idmap(name, &map, config)?;
+            self.release_id_blocks(name, Some(map.host_uid)).await?;
+            self.record_idmap(name, &map, config).await?;
             map
         } else {
-            self.record_idmap(name, &self.idmap, config)?;
+            self.release_id_blocks(name, None).await?;
+            self.record_idmap(name, &self.idmap, config).await?;
             self.idmap
         };
         Ok(Some(map))
     }
 
-    /// Writes the map into `config` and, at once, into the stored row, so a
-    /// concurrent isolated start sees the block as taken.
-    fn record_idmap(&self, name: &str, map: &IdMap, config: &mut ConfigMap) -> Result<()> {
+    /// Writes the map into `config` and, at once, into the stored row (its
+    /// reservation is what keeps the block this instance's alone).
+    async fn record_idmap(&self, name: &str, map: &IdMap, config: &mut ConfigMap) -> Result<()> {
         let base = map.host_uid.to_string();
         if config.get("volatile.idmap.base") == Some(&base) {
             return Ok(());
         }
         config.insert("volatile.idmap.base".into(), base);
         config.insert("volatile.idmap.next".into(), idmap_json(map));
-        if let Some(mut row) = self.store.instance_get(name)? {
+        if let Some(mut row) = self.node.instance_get(name).await? {
             row.config
                 .insert("volatile.idmap.base".into(), map.host_uid.to_string());
             row.config
                 .insert("volatile.idmap.next".into(), idmap_json(map));
-            self.store.instance_update(&row)?;
+            self.node.instance_update(&row).await?;
         }
         Ok(())
     }

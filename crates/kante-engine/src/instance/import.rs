@@ -115,18 +115,20 @@ impl Engine {
             None => record.name.clone(),
         };
         kante_api::names::validate_instance_name(&name)?;
-        if self.store.instance_get(&name)?.is_some() {
+        if self.node.instance_get(&name).await?.is_some() {
             return Err(EngineError::Conflict(format!(
                 "Instance {name:?} already exists"
             )));
         }
-        let pool = self.import_pool(req.pool.as_deref(), &index.pool)?;
+        let pool = self.import_pool(req.pool.as_deref(), &index.pool).await?;
         let snap_records = cfg.snapshots.unwrap_or_default();
         let snap_names: Vec<String> = match index.snapshots {
             Some(s) => s,
             None => snap_records.iter().map(|s| s.name.clone()).collect(),
         };
-        let plan = self.import_plan(&name, &record, &snap_names, &snap_records, pool)?;
+        let plan = self
+            .import_plan(&name, &record, &snap_names, &snap_records, pool)
+            .await?;
         let plan = Plan {
             renamed: !record.name.is_empty() && record.name != name,
             ..plan
@@ -149,7 +151,7 @@ impl Engine {
 
     /// The target pool: the one asked for, else the backup's if it exists
     /// here, else the default profile's root pool.
-    fn import_pool(&self, asked: Option<&str>, in_backup: &str) -> Result<Pool> {
+    async fn import_pool(&self, asked: Option<&str>, in_backup: &str) -> Result<Pool> {
         if let Some(p) = asked.filter(|p| !p.is_empty()) {
             return self
                 .pool(p)
@@ -161,8 +163,9 @@ impl Engine {
             }
         }
         let default_root = self
-            .store
-            .profile_get("default")?
+            .shared
+            .profile_get("default")
+            .await?
             .and_then(|p| config::root_disk(&p.devices).and_then(|(_, d)| d.get("pool").cloned()))
             .unwrap_or_else(|| "default".into());
         self.pool(&default_root).map_err(|_| {
@@ -173,7 +176,7 @@ impl Engine {
     }
 
     /// The records the import will create, checked like a create would check them.
-    fn import_plan(
+    async fn import_plan(
         &self,
         name: &str,
         record: &RecordIn,
@@ -185,21 +188,21 @@ impl Engine {
             .profiles
             .clone()
             .unwrap_or_else(|| vec!["default".into()]);
-        let layers = self.import_layers(&profiles)?;
+        let layers = self.import_layers(&profiles).await?;
         let local = fit_config(
             &record.config,
             &self.idmap.host_uid.to_string(),
             &idmap_json(&self.idmap),
         );
         let devices = fit_root(&layers, &local, &record.devices, &pool.name);
-        self.check_record(&layers, &local, &devices)?;
+        self.check_record(&layers, &local, &devices).await?;
         let now = fmt_time(kante_api::now());
         let time_or = |t: Option<kante_api::Timestamp>, d: &str| {
             t.map(fmt_time).unwrap_or_else(|| d.to_string())
         };
         let row = InstanceRow {
             name: name.into(),
-            project: "default".into(),
+            project: kante_store::PROJECT.into(),
             kind: "container".into(),
             architecture: if record.architecture.is_empty() {
                 std::env::consts::ARCH.into()
@@ -216,9 +219,9 @@ impl Engine {
             profiles,
         };
         let zero = fmt_time(kante_api::zero_time());
-        let snapshots = snap_names
-            .iter()
-            .map(|s| {
+        let mut snapshots = Vec::new();
+        for s in snap_names.iter() {
+            snapshots.push({
                 let r = snap_records.iter().find(|r| &r.name == s);
                 let (config, devices, profiles) = match r {
                     Some(r) => (
@@ -235,11 +238,12 @@ impl Engine {
                 // A snapshot's record is checked exactly like the instance's:
                 // a restore makes it the instance's own.
                 let about = |e: EngineError| in_snapshot(s, e);
-                let layers = self.import_layers(&profiles).map_err(about)?;
+                let layers = self.import_layers(&profiles).await.map_err(about)?;
                 let devices = fit_root(&layers, &config, &devices, &pool.name);
                 self.check_record(&layers, &config, &devices)
+                    .await
                     .map_err(about)?;
-                Ok(SnapshotRow {
+                SnapshotRow {
                     instance: name.into(),
                     name: s.clone(),
                     created_at: time_or(r.and_then(|r| r.created_at), &now),
@@ -251,9 +255,9 @@ impl Engine {
                     devices,
                     config,
                     profiles,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+                }
+            });
+        }
         Ok(Plan {
             row,
             snapshots,
@@ -263,8 +267,8 @@ impl Engine {
     }
 
     /// The layers of the profiles a record names, all of which must exist.
-    fn import_layers(&self, profiles: &[String]) -> Result<Vec<(ConfigMap, DevicesMap)>> {
-        self.profile_layers(profiles).map_err(|e| match e {
+    async fn import_layers(&self, profiles: &[String]) -> Result<Vec<(ConfigMap, DevicesMap)>> {
+        self.profile_layers(profiles).await.map_err(|e| match e {
             EngineError::NotFound(m) => EngineError::bad(format!(
                 "{m}: create the profile before importing this backup"
             )),
@@ -275,7 +279,7 @@ impl Engine {
     /// The checks a create makes on a record: its config and devices, then
     /// expanded with its profiles, and the pools, volumes and networks its
     /// devices name.
-    fn check_record(
+    async fn check_record(
         &self,
         layers: &[(ConfigMap, DevicesMap)],
         local: &ConfigMap,
@@ -285,7 +289,7 @@ impl Engine {
         config::validate_devices(devices)?;
         let (econfig, edevices) = config::expand(layers, local, devices);
         config::validate_config(&econfig)?;
-        self.check_device_refs(&edevices)
+        self.check_device_refs(&edevices).await
     }
 
     async fn import_locked(&self, op: &Arc<Op>, upload: Upload, plan: Plan) -> Result<()> {
@@ -296,7 +300,7 @@ impl Engine {
             renamed,
         } = plan;
         let name = row.name.clone();
-        if self.store.instance_get(&name)?.is_some() {
+        if self.node.instance_get(&name).await?.is_some() {
             return Err(EngineError::Conflict(format!(
                 "Instance {name:?} already exists"
             )));
@@ -345,43 +349,47 @@ impl Engine {
         }
 
         // Pending until the last step, as a creation (see reconcile.rs).
-        let mut revert = Revert::new();
-        self.store.instance_create_pending(&row)?;
-        {
-            let (engine, n) = (self.arc(), name.clone());
-            revert.add(move || {
-                let _ = engine.store.instance_delete(&n);
-            });
+        self.record_pending(&row).await?;
+        let built = async {
+            let mut revert = Revert::new();
+            let (p, src, n) = (pool.clone(), root.join("container"), name.clone());
+            tokio::task::spawn_blocking(move || p.adopt_volume(&src, VolumeKind::Container, &n))
+                .await??;
+            {
+                // Deleting the volume takes its snapshots along.
+                let (p, n) = (pool.clone(), name.clone());
+                revert.add(move || {
+                    let _ = p.delete_volume(VolumeKind::Container, &n);
+                });
+            }
+            for s in &snapshots {
+                let (p, n, sn) = (pool.clone(), name.clone(), s.name.clone());
+                let src = root.join("snapshots").join(&s.name);
+                tokio::task::spawn_blocking(move || {
+                    p.adopt_snapshot(&src, VolumeKind::Container, &n, &sn)
+                })
+                .await??;
+                self.node.snapshot_create(s).await?;
+            }
+            let rootfs = pool
+                .volume_path(VolumeKind::Container, &name)
+                .join("rootfs");
+            if renamed {
+                // The hostname follows the name, as on rename.
+                files::write_hostname(&rootfs, &name)?;
+            }
+            self.write_backup_file(&row).await;
+            self.node.instance_created(&name).await?;
+            revert.success();
+            Ok::<_, EngineError>(())
         }
-        let (p, src, n) = (pool.clone(), root.join("container"), name.clone());
-        tokio::task::spawn_blocking(move || p.adopt_volume(&src, VolumeKind::Container, &n))
-            .await??;
-        {
-            // Deleting the volume takes its snapshots along.
-            let (p, n) = (pool.clone(), name.clone());
-            revert.add(move || {
-                let _ = p.delete_volume(VolumeKind::Container, &n);
-            });
+        .await;
+        if let Err(e) = built {
+            if let Err(undo) = self.drop_record(&name).await {
+                tracing::error!(instance = %name, "dropping the record of a failed import: {undo}");
+            }
+            return Err(e);
         }
-        for s in &snapshots {
-            let (p, n, sn) = (pool.clone(), name.clone(), s.name.clone());
-            let src = root.join("snapshots").join(&s.name);
-            tokio::task::spawn_blocking(move || {
-                p.adopt_snapshot(&src, VolumeKind::Container, &n, &sn)
-            })
-            .await??;
-            self.store.snapshot_create(s)?;
-        }
-        let rootfs = pool
-            .volume_path(VolumeKind::Container, &name)
-            .join("rootfs");
-        if renamed {
-            // The hostname follows the name, as on rename.
-            files::write_hostname(&rootfs, &name)?;
-        }
-        self.write_backup_file(&row);
-        self.store.instance_created(&name)?;
-        revert.success();
         op.set_metadata(json!({}));
         self.events.lifecycle(
             "instance-created",

@@ -29,7 +29,7 @@ const DEFAULT_STOP_TIMEOUT: i64 = 30;
 impl Engine {
     /// `PUT /1.0/instances/{name}/state`.
     pub async fn instance_state_put(&self, name: &str, req: InstanceStatePut) -> Result<Arc<Op>> {
-        self.instance_row(name)?;
+        self.instance_row(name).await?;
         let (desc, action) = match req.action.as_str() {
             "start" => ("Starting instance", Action::Start),
             "stop" => (
@@ -128,21 +128,21 @@ impl Engine {
     /// Builds the runtime spec from the expanded config, with the id map
     /// (`None`: privileged) and lxcfs directory chosen for this start; the
     /// devices' mounts come from their run plan.
-    fn container_spec(
+    async fn container_spec(
         &self,
         row: &InstanceRow,
         econfig: &ConfigMap,
         idmap: Option<kante_runtime::IdMap>,
         lxcfs: Option<std::path::PathBuf>,
     ) -> Result<ContainerSpec> {
-        let volume = self.instance_volume(row)?;
+        let volume = self.instance_volume(row).await?;
         if volume.symlink_metadata().is_err() {
             return Err(EngineError::bad(format!(
                 "The instance's storage volume is missing (expected at {}): restore it there, or delete the instance",
                 volume.display()
             )));
         }
-        let rootfs = self.instance_rootfs(row)?;
+        let rootfs = self.instance_rootfs(row).await?;
         if !rootfs.join("sbin/init").exists()
             && std::fs::symlink_metadata(rootfs.join("sbin/init")).is_err()
         {
@@ -188,11 +188,13 @@ impl Engine {
         if self.running(name).is_some() {
             return Err(EngineError::bad("The instance is already running"));
         }
-        let mut row = self.instance_row(name)?;
-        let (econfig, edevices) = self.expanded(&row)?;
-        let idmap = self.idmap_for_start(name, &econfig, &mut row.config)?;
+        let mut row = self.instance_row(name).await?;
+        let (econfig, edevices) = self.expanded(&row).await?;
+        let idmap = self
+            .idmap_for_start(name, &econfig, &mut row.config)
+            .await?;
         let lxcfs = self.lxcfs_for_start().await;
-        let mut spec = self.container_spec(&row, &econfig, idmap, lxcfs)?;
+        let mut spec = self.container_spec(&row, &econfig, idmap, lxcfs).await?;
         let plan = self
             .device_run_plan(&crate::devices::StartCx {
                 engine: self,
@@ -258,7 +260,7 @@ impl Engine {
         row.config
             .insert("volatile.idmap.current".into(), idmap_current);
         row.last_used_at = fmt_time(kante_api::now());
-        self.store.instance_update(&row)?;
+        self.node.instance_update(&row).await?;
         self.track(name, container, proxies, nics);
         self.events.lifecycle(
             "instance-started",
@@ -329,7 +331,7 @@ impl Engine {
         let requested = running.stopping.load(Ordering::SeqCst);
         tracing::info!(instance = %name, ?exit, requested, "instance stopped");
         let rebooting = !requested && exit.map(InitExit::is_reboot).unwrap_or(false);
-        if let Ok(mut row) = self.instance_row(&name) {
+        if let Ok(mut row) = self.instance_row(&name).await {
             if !rebooting {
                 // Stopped for the host's shutdown: started again at boot.
                 if !self.host_stopping.load(Ordering::SeqCst) {
@@ -341,7 +343,7 @@ impl Engine {
                     row.config
                         .remove(&format!("volatile.{}.host_name", p.device));
                 }
-                let _ = self.store.instance_update(&row);
+                let _ = self.node.instance_update(&row).await;
             }
             self.events.lifecycle(
                 "instance-stopped",
@@ -373,13 +375,13 @@ impl Engine {
         let running = self
             .running(name)
             .ok_or_else(|| EngineError::bad("The instance is already stopped"))?;
-        let row = self.instance_row(name)?;
+        let row = self.instance_row(name).await?;
         running.stopping.store(true, Ordering::SeqCst);
         let mut exited = running.exited.subscribe();
         let sig = if force {
             signal::KILL
         } else {
-            self.stop_signal(&row)
+            self.stop_signal(&row).await
         };
         {
             let guard = crate::lock(&running.container);
@@ -391,7 +393,7 @@ impl Engine {
                 self.runtime.signal(c, sig)?;
             }
         }
-        let (econfig, _) = self.expanded(&row)?;
+        let (econfig, _) = self.expanded(&row).await?;
         let grace = match timeout {
             t if t > 0 => t,
             _ => econfig
@@ -426,7 +428,7 @@ impl Engine {
 
     /// SIGRTMIN+3 makes systemd halt; other inits get SIGPWR unless the image
     /// names its own signal (`image.kante.stop_signal`, e.g. for busybox).
-    fn stop_signal(&self, row: &InstanceRow) -> i32 {
+    async fn stop_signal(&self, row: &InstanceRow) -> i32 {
         if let Some(sig) = row
             .config
             .get("image.kante.stop_signal")
@@ -434,7 +436,11 @@ impl Engine {
         {
             return sig;
         }
-        let init = self.instance_rootfs(row).map(|r| r.join("sbin/init")).ok();
+        let init = self
+            .instance_rootfs(row)
+            .await
+            .map(|r| r.join("sbin/init"))
+            .ok();
         let target = init
             .and_then(|p| std::fs::read_link(&p).ok())
             .map(|t| t.to_string_lossy().into_owned())
@@ -563,7 +569,7 @@ impl Engine {
     /// start `boot.autostart` ones (and those that were running at a host
     /// shutdown, when boot.autostart is unset, as LXD does).
     pub(crate) async fn reattach_instances(&self) {
-        let rows = match self.store.instance_list() {
+        let rows = match self.node.instance_list().await {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!("listing instances: {e}");
@@ -581,7 +587,11 @@ impl Engine {
             match attached {
                 Some(c) => {
                     tracing::info!(instance = %row.name, pid = c.pid(), "re-attached to running instance");
-                    let devices = self.expanded(&row).map(|(_, d)| d).unwrap_or_default();
+                    let devices = self
+                        .expanded(&row)
+                        .await
+                        .map(|(_, d)| d)
+                        .unwrap_or_default();
                     let proxies = match self.restore_proxies(c.pid(), &devices, &row.config).await {
                         Ok(p) => p,
                         Err(e) => {
@@ -594,7 +604,11 @@ impl Engine {
                 }
                 None => {
                     self.cleanup_stale(&row);
-                    let econfig = self.expanded(&row).map(|(c, _)| c).unwrap_or_default();
+                    let econfig = self
+                        .expanded(&row)
+                        .await
+                        .map(|(c, _)| c)
+                        .unwrap_or_default();
                     let autostart = match econfig.get("boot.autostart") {
                         Some(v) => is_true(Some(v)),
                         None => row

@@ -16,6 +16,7 @@ pub mod lifecycle;
 pub mod live;
 pub mod netstate;
 pub mod nics;
+mod placement;
 pub mod proxy;
 pub mod proxy_fwd;
 pub mod reconcile;
@@ -66,6 +67,17 @@ fn profile_missing(name: &str) -> EngineError {
     EngineError::NotFound(format!("Profile {name:?} not found"))
 }
 
+/// The layers of `profiles`, in order, from a table of every profile's.
+pub(crate) fn layers_from(
+    table: &HashMap<String, (ConfigMap, DevicesMap)>,
+    profiles: &[String],
+) -> Result<Vec<(ConfigMap, DevicesMap)>> {
+    profiles
+        .iter()
+        .map(|p| table.get(p).cloned().ok_or_else(|| profile_missing(p)))
+        .collect()
+}
+
 pub(crate) fn parse_time(s: &str) -> Timestamp {
     chrono::DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&chrono::Utc))
@@ -81,62 +93,65 @@ impl Engine {
         crate::lock(&self.running).get(name).cloned()
     }
 
-    pub fn instance_row(&self, name: &str) -> Result<InstanceRow> {
-        self.store
-            .instance_get(name)?
+    pub async fn instance_row(&self, name: &str) -> Result<InstanceRow> {
+        self.node
+            .instance_get(name)
+            .await?
             .ok_or_else(|| EngineError::NotFound("Instance not found".into()))
     }
 
     /// The instance's profiles' config and devices, in order.
-    pub(crate) fn profile_layers(
+    pub(crate) async fn profile_layers(
         &self,
         profiles: &[String],
     ) -> Result<Vec<(ConfigMap, DevicesMap)>> {
-        profiles
-            .iter()
-            .map(|p| {
-                let row = self
-                    .store
-                    .profile_get(p)?
-                    .ok_or_else(|| profile_missing(p))?;
-                Ok((row.config, row.devices))
-            })
-            .collect()
+        let mut layers = Vec::new();
+        for p in profiles {
+            let row = self
+                .shared
+                .profile_get(p)
+                .await?
+                .ok_or_else(|| profile_missing(p))?;
+            layers.push((row.config, row.devices));
+        }
+        Ok(layers)
     }
 
     /// Every profile's layer, by name.
-    fn profile_table(&self) -> Result<HashMap<String, (ConfigMap, DevicesMap)>> {
+    pub(crate) async fn profile_table(&self) -> Result<HashMap<String, (ConfigMap, DevicesMap)>> {
         Ok(self
-            .store
-            .profile_list()?
+            .shared
+            .profile_list()
+            .await?
             .into_iter()
             .map(|p| (p.name, (p.config, p.devices)))
             .collect())
     }
 
-    pub(crate) fn expanded(&self, row: &InstanceRow) -> Result<(ConfigMap, DevicesMap)> {
+    pub(crate) async fn expanded(&self, row: &InstanceRow) -> Result<(ConfigMap, DevicesMap)> {
         Ok(config::expand(
-            &self.profile_layers(&row.profiles)?,
+            &self.profile_layers(&row.profiles).await?,
             &row.config,
             &row.devices,
         ))
     }
 
     /// The pool holding the instance's root disk.
-    pub(crate) fn instance_pool_name(&self, row: &InstanceRow) -> String {
+    pub(crate) async fn instance_pool_name(&self, row: &InstanceRow) -> String {
         self.expanded(row)
+            .await
             .ok()
             .and_then(|(_, d)| config::root_disk(&d).and_then(|(_, r)| r.get("pool").cloned()))
             .unwrap_or_else(|| "default".into())
     }
 
-    pub(crate) fn instance_volume(&self, row: &InstanceRow) -> Result<PathBuf> {
-        let pool = self.pool(&self.instance_pool_name(row))?;
+    pub(crate) async fn instance_volume(&self, row: &InstanceRow) -> Result<PathBuf> {
+        let pool = self.pool(&self.instance_pool_name(row).await)?;
         Ok(pool.volume_path(kante_storage::VolumeKind::Container, &row.name))
     }
 
-    pub(crate) fn instance_rootfs(&self, row: &InstanceRow) -> Result<PathBuf> {
-        Ok(self.instance_volume(row)?.join("rootfs"))
+    pub(crate) async fn instance_rootfs(&self, row: &InstanceRow) -> Result<PathBuf> {
+        Ok(self.instance_volume(row).await?.join("rootfs"))
     }
 
     pub fn instance_status(&self, name: &str) -> InstanceStatus {
@@ -153,8 +168,8 @@ impl Engine {
         }
     }
 
-    pub(crate) fn render(&self, row: &InstanceRow) -> Result<Instance> {
-        let expanded = self.expanded(row)?;
+    pub(crate) async fn render(&self, row: &InstanceRow) -> Result<Instance> {
+        let expanded = self.expanded(row).await?;
         Ok(self.render_expanded(row.clone(), expanded))
     }
 
@@ -178,41 +193,42 @@ impl Engine {
             status: status.as_str().into(),
             status_code: status.code() as u16,
             last_used_at: parse_time(&row.last_used_at),
-            location: "none".into(),
+            location: self.location.clone(),
             kind: row.kind,
             project: row.project,
         }
     }
 
-    pub fn instance_get(&self, name: &str) -> Result<Instance> {
-        self.render(&self.instance_row(name)?)
+    pub async fn instance_get(&self, name: &str) -> Result<Instance> {
+        self.render(&self.instance_row(name).await?).await
     }
 
-    pub fn instance_get_full(&self, name: &str) -> Result<InstanceFull> {
-        let row = self.instance_row(name)?;
-        self.with_state(self.render(&row)?)
+    pub async fn instance_get_full(&self, name: &str) -> Result<InstanceFull> {
+        let row = self.instance_row(name).await?;
+        self.with_state(self.render(&row).await?).await
     }
 
     /// An instance with its state and snapshots (`recursion=2`).
-    fn with_state(&self, instance: Instance) -> Result<InstanceFull> {
+    async fn with_state(&self, instance: Instance) -> Result<InstanceFull> {
         Ok(InstanceFull {
-            state: Some(self.instance_state(&instance.name)?),
-            snapshots: Some(self.snapshot_list(&instance.name)?),
+            state: Some(self.instance_state(&instance.name).await?),
+            snapshots: Some(self.snapshot_list(&instance.name).await?),
             backups: None,
             instance,
         })
     }
 
-    pub fn instance_names(&self) -> Result<Vec<String>> {
-        Ok(self.store.instance_names()?)
+    pub async fn instance_names(&self) -> Result<Vec<String>> {
+        Ok(self.node.instance_names().await?)
     }
 
     /// Every instance, its profiles read once for the whole list rather than
     /// once per instance and profile.
-    pub fn instance_list(&self) -> Result<Vec<Instance>> {
-        let table = self.profile_table()?;
-        self.store
-            .instance_list()?
+    pub async fn instance_list(&self) -> Result<Vec<Instance>> {
+        let table = self.profile_table().await?;
+        self.node
+            .instance_list()
+            .await?
             .into_iter()
             .map(|row| {
                 let layers = row
@@ -226,16 +242,17 @@ impl Engine {
             .collect()
     }
 
-    pub fn instance_list_full(&self) -> Result<Vec<InstanceFull>> {
-        self.instance_list()?
-            .into_iter()
-            .map(|i| self.with_state(i))
-            .collect()
+    pub async fn instance_list_full(&self) -> Result<Vec<InstanceFull>> {
+        let mut out = Vec::new();
+        for i in self.instance_list().await? {
+            out.push(self.with_state(i).await?);
+        }
+        Ok(out)
     }
 
     /// `GET /1.0/instances/{name}/state`.
-    pub fn instance_state(&self, name: &str) -> Result<InstanceState> {
-        self.instance_row(name)?;
+    pub async fn instance_state(&self, name: &str) -> Result<InstanceState> {
+        self.instance_row(name).await?;
         let status = self.instance_status(name);
         let Some(r) = self.running(name) else {
             return Ok(InstanceState::stopped());
@@ -282,7 +299,7 @@ impl Engine {
     ) -> Result<live::ChangeReport> {
         let lock = self.instance_lock(name);
         let _g = lock.lock().await;
-        let mut row = self.instance_row(name)?;
+        let mut row = self.instance_row(name).await?;
         let mut config = if merge {
             row.config.clone()
         } else {
@@ -320,7 +337,7 @@ impl Engine {
         };
         config::validate_config(&config)?;
         config::validate_devices(&devices)?;
-        let layers = self.profile_layers(&profiles)?;
+        let layers = self.profile_layers(&profiles).await?;
         let (econfig, edevices) = config::expand(&layers, &config, &devices);
         config::validate_config(&econfig)?;
         if config::root_disk(&edevices).is_none() {
@@ -328,8 +345,8 @@ impl Engine {
         }
         Engine::assign_hwaddrs(&edevices, &mut config);
         self.plan_instance_nics(name, &edevices, &config).await?;
-        self.check_device_refs(&edevices)?;
-        let old = self.expanded(&row)?;
+        self.check_device_refs(&edevices).await?;
+        let old = self.expanded(&row).await?;
         let new = (econfig, edevices);
         let report = live::ChangeReport::between(&old, &new);
         // New cloud-init data gets a new instance-id, so cloud-init runs again (as in LXD).
@@ -351,8 +368,8 @@ impl Engine {
             row.description = req.description;
         }
         row.ephemeral = req.ephemeral;
-        self.store.instance_update(&row)?;
-        self.write_backup_file(&row);
+        self.node.instance_update(&row).await?;
+        self.write_backup_file(&row).await;
         if let Some(r) = self.running(name) {
             let guard = crate::lock(&r.container);
             if let Some(c) = guard.as_ref() {
@@ -371,11 +388,11 @@ impl Engine {
     pub async fn instance_delete(&self, name: &str) -> Result<()> {
         let lock = self.instance_lock(name);
         let _g = lock.lock().await;
-        let row = self.instance_row(name)?;
+        let row = self.instance_row(name).await?;
         if self.running(name).is_some() {
             return Err(EngineError::bad("Instance is running"));
         }
-        let (econfig, _) = self.expanded(&row)?;
+        let (econfig, _) = self.expanded(&row).await?;
         if crate::util::is_true(econfig.get("security.protection.delete")) {
             return Err(EngineError::bad(
                 "Instance is protected from being deleted (security.protection.delete)",
@@ -401,28 +418,28 @@ impl Engine {
         kante_api::names::validate_instance_name(new)?;
         let lock = self.instance_lock(name);
         let _g = lock.lock().await;
-        let row = self.instance_row(name)?;
+        let row = self.instance_row(name).await?;
         if self.running(name).is_some() {
             return Err(EngineError::bad("Renaming of running instance not allowed"));
         }
-        if self.store.instance_get(new)?.is_some() {
+        if self.node.instance_get(new).await?.is_some() {
             return Err(EngineError::Conflict(format!(
                 "Name {new:?} already in use"
             )));
         }
-        let pool = self.pool(&self.instance_pool_name(&row))?;
+        let pool = self.pool(&self.instance_pool_name(&row).await)?;
         let old_nics = self.stored_nic_plans(&row).await;
         // The volume moves first: a crash before the record follows leaves a
         // volume whose backup.yaml names a record without a volume, and the
         // next start finishes the rename (`recover_from_disk`).
         pool.rename_volume(kante_storage::VolumeKind::Container, name, new)?;
-        if let Err(e) = self.store.instance_rename(name, new) {
+        if let Err(e) = self.rename_record(name, new).await {
             let _ = pool.rename_volume(kante_storage::VolumeKind::Container, new, name);
-            return Err(e.into());
+            return Err(e);
         }
         // DHCP reservations carry the old name; the next start makes new ones.
         self.remove_nics(name, &old_nics, true).await;
-        self.renamed_files(name, new);
+        self.renamed_files(name, new).await;
         self.events.lifecycle(
             "instance-renamed",
             &format!("/1.0/instances/{new}"),
@@ -433,30 +450,30 @@ impl Engine {
 
     /// What follows an instance's record to its new name: its logs, its
     /// backups, its hostname and its backup.yaml.
-    pub(crate) fn renamed_files(&self, old: &str, new: &str) {
+    pub(crate) async fn renamed_files(&self, old: &str, new: &str) {
         let (old_logs, new_logs) = (self.paths.instance_logs(old), self.paths.instance_logs(new));
         if old_logs.exists() {
             let _ = std::fs::rename(old_logs, new_logs);
         }
         self.backups_rename_instance(old, new);
-        if let Ok(renamed) = self.instance_row(new) {
+        if let Ok(renamed) = self.instance_row(new).await {
             // The hostname follows the name, as LXD's templates do on rename.
-            if let Ok(rootfs) = self.instance_rootfs(&renamed) {
+            if let Ok(rootfs) = self.instance_rootfs(&renamed).await {
                 let _ = files::write_hostname(&rootfs, new);
             }
-            self.write_backup_file(&renamed);
+            self.write_backup_file(&renamed).await;
         }
     }
 
     /// The console log (what init and its services wrote to /dev/console).
-    pub fn instance_console_log(&self, name: &str) -> Result<Vec<u8>> {
-        self.instance_row(name)?;
+    pub async fn instance_console_log(&self, name: &str) -> Result<Vec<u8>> {
+        self.instance_row(name).await?;
         let path = self.paths.instance_logs(name).join("console.log");
         Ok(kante_runtime::console::read_log(&path)?)
     }
 
-    pub fn instance_console_clear(&self, name: &str) -> Result<()> {
-        self.instance_row(name)?;
+    pub async fn instance_console_clear(&self, name: &str) -> Result<()> {
+        self.instance_row(name).await?;
         let path = self.paths.instance_logs(name).join("console.log");
         let _ = std::fs::remove_file(kante_runtime::console::rotated_path(&path));
         if path.exists() {

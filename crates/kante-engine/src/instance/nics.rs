@@ -48,7 +48,7 @@ impl Engine {
     /// Plans an instance's NICs from its stored record (used after the
     /// daemon restarts and at delete). Errors mean "nothing to undo".
     pub(crate) async fn stored_nic_plans(&self, row: &kante_store::InstanceRow) -> Vec<NicPlan> {
-        let Ok((_, devices)) = self.expanded(row) else {
+        let Ok((_, devices)) = self.expanded(row).await else {
             return Vec::new();
         };
         match self

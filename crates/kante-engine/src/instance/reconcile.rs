@@ -35,11 +35,11 @@ impl Engine {
     /// goes, then what was set aside and the logs are removed. A crash
     /// between two steps is finished by [`Engine::reconcile_at_start`].
     pub(crate) async fn remove_instance(&self, row: &InstanceRow) -> Result<()> {
-        let pool = self.pool(&self.instance_pool_name(row))?;
+        let pool = self.pool(&self.instance_pool_name(row).await)?;
         let (p, n) = (pool.clone(), row.name.clone());
         let aside =
             tokio::task::spawn_blocking(move || p.set_aside(VolumeKind::Container, &n)).await??;
-        if let Err(e) = self.store.instance_delete(&row.name) {
+        if let Err(e) = self.drop_record(&row.name).await {
             let name = row.name.clone();
             tokio::task::spawn_blocking(move || {
                 if let Err(back) = aside.put_back() {
@@ -47,7 +47,7 @@ impl Engine {
                 }
             })
             .await?;
-            return Err(e.into());
+            return Err(e);
         }
         let (name, logs) = (row.name.clone(), self.paths.instance_logs(&row.name));
         tokio::task::spawn_blocking(move || {
@@ -75,7 +75,7 @@ impl Engine {
         Ok(())
     }
 
-    fn loaded_pools(&self) -> Vec<Pool> {
+    pub(crate) fn loaded_pools(&self) -> Vec<Pool> {
         self.pools
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -93,12 +93,12 @@ impl Engine {
         for pool in pools.clone() {
             let _ = tokio::task::spawn_blocking(move || pool.stop_staging_writers()).await;
         }
-        let pending = self.store.instances_pending().unwrap_or_else(|e| {
+        let pending = self.node.instances_pending().await.unwrap_or_else(|e| {
             tracing::error!("listing instances being created: {e}");
             Vec::new()
         });
-        for row in self.store.instance_list().unwrap_or_default() {
-            let pool_name = self.instance_pool_name(&row);
+        for row in self.node.instance_list().await.unwrap_or_default() {
+            let pool_name = self.instance_pool_name(&row).await;
             let Some(pool) = pools.iter().find(|p| p.name == pool_name) else {
                 continue;
             };
@@ -111,22 +111,21 @@ impl Engine {
             {
                 tracing::warn!(instance = %name, "its delete was interrupted; finishing it");
             } else {
-                self.reconcile_snapshots(pool, &name);
+                self.reconcile_snapshots(pool, &name).await;
                 continue;
             }
             if let Err(e) = self.remove_instance_fully(&row).await {
                 tracing::error!(instance = %name, "removing it: {e}");
             }
         }
-        self.recover_from_disk();
+        self.release_orphaned_reservations().await;
+        self.recover_from_disk().await;
         for pool in pools.clone() {
             let _ = tokio::task::spawn_blocking(move || pool.remove_staging_leftovers()).await;
         }
-        for row in self.store.instance_list().unwrap_or_default() {
-            if let Some(pool) = pools
-                .iter()
-                .find(|p| p.name == self.instance_pool_name(&row))
-            {
+        for row in self.node.instance_list().await.unwrap_or_default() {
+            let pool_name = self.instance_pool_name(&row).await;
+            if let Some(pool) = pools.iter().find(|p| p.name == pool_name) {
                 if !pool.has_volume(VolumeKind::Container, &row.name) {
                     tracing::error!(
                         instance = %row.name,
@@ -140,15 +139,15 @@ impl Engine {
 
     /// Drops the records of snapshots whose creation or delete a crash
     /// interrupted (the snapshot is missing, a leftover of it is not).
-    fn reconcile_snapshots(&self, pool: &Pool, instance: &str) {
-        for s in self.store.snapshot_list(instance).unwrap_or_default() {
+    async fn reconcile_snapshots(&self, pool: &Pool, instance: &str) {
+        for s in self.node.snapshot_list(instance).await.unwrap_or_default() {
             if pool.has_snapshot(VolumeKind::Container, instance, &s.name)
                 || !pool.interrupted_snapshot(VolumeKind::Container, instance, &s.name)
             {
                 continue;
             }
             tracing::warn!(%instance, snapshot = %s.name, "its creation or delete was interrupted; dropping its record");
-            if let Err(e) = self.store.snapshot_delete(instance, &s.name) {
+            if let Err(e) = self.node.snapshot_delete(instance, &s.name).await {
                 tracing::error!(%instance, snapshot = %s.name, "dropping its record: {e}");
             }
         }

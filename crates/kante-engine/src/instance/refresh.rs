@@ -52,14 +52,14 @@ fn rsync(src: &Path, dst: &Path) -> Result<()> {
 
 impl Engine {
     /// Starts refreshing `target` from `from` (both must exist, `target` stopped).
-    pub fn instance_refresh(
+    pub async fn instance_refresh(
         &self,
         from: &str,
         target: &str,
         instance_only: bool,
     ) -> Result<Arc<Op>> {
-        self.instance_row(from)?;
-        self.instance_row(target)?;
+        self.instance_row(from).await?;
+        self.instance_row(target).await?;
         if from == target {
             return Err(EngineError::bad(
                 "An instance cannot be refreshed from itself",
@@ -90,13 +90,13 @@ impl Engine {
                 "The target instance must be stopped to be refreshed",
             ));
         }
-        let src_row = self.instance_row(from)?;
-        let dst_row = self.instance_row(target)?;
-        let src_pool = self.pool(&self.instance_pool_name(&src_row))?;
-        let dst_pool = self.pool(&self.instance_pool_name(&dst_row))?;
+        let src_row = self.instance_row(from).await?;
+        let dst_row = self.instance_row(target).await?;
+        let src_pool = self.pool(&self.instance_pool_name(&src_row).await)?;
+        let dst_pool = self.pool(&self.instance_pool_name(&dst_row).await)?;
         if !instance_only {
-            let src_snaps = self.store.snapshot_list(from)?;
-            let dst_snaps = self.store.snapshot_list(target)?;
+            let src_snaps = self.node.snapshot_list(from).await?;
+            let dst_snaps = self.node.snapshot_list(target).await?;
             for gone in dst_snaps
                 .iter()
                 .filter(|d| !src_snaps.iter().any(|s| s.name == d.name))
@@ -112,12 +112,12 @@ impl Engine {
             }
         }
         let (src, dst) = (
-            self.instance_volume(&src_row)?,
-            self.instance_volume(&dst_row)?,
+            self.instance_volume(&src_row).await?,
+            self.instance_volume(&dst_row).await?,
         );
         tokio::task::spawn_blocking(move || rsync(&src, &dst)).await??;
         // The sync brought the source's backup.yaml along; the copy's own record wins.
-        self.write_backup_file(&dst_row);
+        self.write_backup_file(&dst_row).await;
         self.events.lifecycle(
             "instance-updated",
             &format!("/1.0/instances/{target}"),

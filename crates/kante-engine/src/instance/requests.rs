@@ -16,19 +16,19 @@ impl Engine {
     /// `PUT /1.0/instances/{name}`: a restore (`restore` set) or a whole
     /// update. The update's report (which changes took effect at once, which
     /// wait for the next start) becomes the operation's metadata.
-    pub fn instance_put(&self, name: &str, req: InstancePut) -> Result<Arc<Op>> {
+    pub async fn instance_put(&self, name: &str, req: InstancePut) -> Result<Arc<Op>> {
         let name = name.to_string();
         let engine = self.arc();
         if !req.restore.is_empty() {
             // A missing or foreign snapshot is a 400 before any operation starts.
-            self.restore_source(&name, &req.restore)?;
+            self.restore_source(&name, &req.restore).await?;
             let op = self.task("Restoring snapshot", &name);
             self.ops.run(op.clone(), async move {
                 engine.instance_restore(&name, &req.restore).await
             });
             return Ok(op);
         }
-        self.instance_row(&name)?;
+        self.instance_row(&name).await?;
         let op = self.task("Updating instance", &name);
         let op2 = op.clone();
         self.ops.run(op.clone(), async move {
@@ -53,14 +53,14 @@ impl Engine {
             return Err(EngineError::bad("PATCH cannot restore a snapshot"));
         }
         if !given_ephemeral {
-            req.ephemeral = self.instance_row(name)?.ephemeral;
+            req.ephemeral = self.instance_row(name).await?.ephemeral;
         }
         self.instance_update(name, req, true).await
     }
 
     /// `DELETE /1.0/instances/{name}`: only a stopped instance.
-    pub fn instance_delete_op(&self, name: &str) -> Result<Arc<Op>> {
-        self.instance_row(name)?;
+    pub async fn instance_delete_op(&self, name: &str) -> Result<Arc<Op>> {
+        self.instance_row(name).await?;
         if self.instance_status(name) != InstanceStatus::Stopped {
             return Err(EngineError::bad("Instance is running"));
         }
@@ -74,13 +74,13 @@ impl Engine {
     }
 
     /// `POST /1.0/instances/{name}`: a rename (migration is not yet here).
-    pub fn instance_post(&self, name: &str, req: InstancePost) -> Result<Arc<Op>> {
+    pub async fn instance_post(&self, name: &str, req: InstancePost) -> Result<Arc<Op>> {
         if req.migration {
             return Err(EngineError::NotImplemented(
                 "Migration is not supported yet".into(),
             ));
         }
-        self.instance_row(name)?;
+        self.instance_row(name).await?;
         if req.name.is_empty() {
             return Err(EngineError::bad("No new name given"));
         }
@@ -95,13 +95,14 @@ impl Engine {
 
     /// `PUT /1.0/instances/{name}/snapshots/{snap}`: its expiry (done at
     /// once; the operation is LXD's shape for this verb).
-    pub fn snapshot_put(
+    pub async fn snapshot_put(
         &self,
         name: &str,
         snap: &str,
         expires_at: Option<kante_api::Timestamp>,
     ) -> Result<Arc<Op>> {
-        self.snapshot_set_expiry(name, snap, expires_at.unwrap_or_else(kante_api::zero_time))?;
+        self.snapshot_set_expiry(name, snap, expires_at.unwrap_or_else(kante_api::zero_time))
+            .await?;
         let op = self.task("Updating snapshot", name);
         self.ops.run(op.clone(), async { Ok(()) });
         Ok(op)
@@ -111,9 +112,9 @@ impl Engine {
     /// for liblxc's `lxc.log`) or a recorded exec output.
     pub async fn instance_log(&self, name: &str, file: &str) -> Result<Vec<u8>> {
         match file {
-            "lxc.log" | "console.log" => self.instance_console_log(name),
+            "lxc.log" | "console.log" => self.instance_console_log(name).await,
             other if other.starts_with("exec_") && !other.contains('/') => {
-                self.instance_row(name)?;
+                self.instance_row(name).await?;
                 tokio::fs::read(self.paths.instance_logs(name).join(other))
                     .await
                     .map_err(|_| EngineError::NotFound("Log not found".into()))

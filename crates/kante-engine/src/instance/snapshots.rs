@@ -28,9 +28,9 @@ pub struct SnapshotsPost {
 }
 
 impl Engine {
-    fn render_snapshot(&self, row: &SnapshotRow) -> Result<InstanceSnapshot> {
+    async fn render_snapshot(&self, row: &SnapshotRow) -> Result<InstanceSnapshot> {
         let (expanded_config, expanded_devices) = config::expand(
-            &self.profile_layers(&row.profiles).unwrap_or_default(),
+            &self.profile_layers(&row.profiles).await.unwrap_or_default(),
             &row.config,
             &row.devices,
         );
@@ -51,29 +51,31 @@ impl Engine {
         })
     }
 
-    pub fn snapshot_list(&self, instance: &str) -> Result<Vec<InstanceSnapshot>> {
-        self.instance_row(instance)?;
-        self.store
-            .snapshot_list(instance)?
-            .iter()
-            .map(|r| self.render_snapshot(r))
-            .collect()
+    pub async fn snapshot_list(&self, instance: &str) -> Result<Vec<InstanceSnapshot>> {
+        self.instance_row(instance).await?;
+        let mut out = Vec::new();
+        for r in self.node.snapshot_list(instance).await? {
+            out.push(self.render_snapshot(&r).await?);
+        }
+        Ok(out)
     }
 
-    pub fn snapshot_get(&self, instance: &str, snap: &str) -> Result<InstanceSnapshot> {
-        self.instance_row(instance)?;
+    pub async fn snapshot_get(&self, instance: &str, snap: &str) -> Result<InstanceSnapshot> {
+        self.instance_row(instance).await?;
         let row = self
-            .store
-            .snapshot_get(instance, snap)?
+            .node
+            .snapshot_get(instance, snap)
+            .await?
             .ok_or_else(|| EngineError::NotFound("Snapshot not found".into()))?;
-        self.render_snapshot(&row)
+        self.render_snapshot(&row).await
     }
 
     /// The next free `snap%d` name.
-    fn next_snapshot_name(&self, instance: &str) -> Result<String> {
+    async fn next_snapshot_name(&self, instance: &str) -> Result<String> {
         let existing: Vec<String> = self
-            .store
-            .snapshot_list(instance)?
+            .node
+            .snapshot_list(instance)
+            .await?
             .into_iter()
             .map(|r| r.name)
             .collect();
@@ -83,20 +85,20 @@ impl Engine {
             .expect("an unbounded range has a free name"))
     }
 
-    pub fn snapshot_create(&self, instance: &str, req: SnapshotsPost) -> Result<Arc<Op>> {
-        self.instance_row(instance)?;
+    pub async fn snapshot_create(&self, instance: &str, req: SnapshotsPost) -> Result<Arc<Op>> {
+        self.instance_row(instance).await?;
         if req.stateful {
             return Err(EngineError::bad(
                 "Stateful snapshots need CRIU, which is not supported",
             ));
         }
         let snap = if req.name.is_empty() {
-            self.next_snapshot_name(instance)?
+            self.next_snapshot_name(instance).await?
         } else {
             req.name.clone()
         };
         kante_api::names::validate_snapshot_name(&snap)?;
-        if self.store.snapshot_get(instance, &snap)?.is_some() {
+        if self.node.snapshot_get(instance, &snap).await?.is_some() {
             return Err(EngineError::Conflict(format!(
                 "Snapshot {snap:?} already exists"
             )));
@@ -122,17 +124,19 @@ impl Engine {
         snap: &str,
         expires_at: Option<kante_api::Timestamp>,
     ) -> Result<()> {
-        let row = self.instance_row(instance)?;
-        let pool = self.pool(&self.instance_pool_name(&row))?;
+        let row = self.instance_row(instance).await?;
+        let pool = self.pool(&self.instance_pool_name(&row).await)?;
         let (p, i, s) = (pool.clone(), instance.to_string(), snap.to_string());
         // Made at its staging path, recorded, then renamed into place: a
         // crash leaves no snapshot without a record (see reconcile.rs).
         let staged =
             tokio::task::spawn_blocking(move || p.stage_snapshot_of(VolumeKind::Container, &i, &s))
                 .await??;
-        let expires = expires_at
-            .or_else(|| self.default_expiry(&row))
-            .unwrap_or_else(kante_api::zero_time);
+        let expires = match expires_at {
+            Some(t) => Some(t),
+            None => self.default_expiry(&row).await,
+        }
+        .unwrap_or_else(kante_api::zero_time);
         let srow = SnapshotRow {
             instance: instance.into(),
             name: snap.into(),
@@ -146,16 +150,16 @@ impl Engine {
             devices: row.devices.clone(),
             profiles: row.profiles.clone(),
         };
-        if let Err(e) = self.store.snapshot_create(&srow) {
+        if let Err(e) = self.node.snapshot_create(&srow).await {
             // Dropping the staged snapshot deletes it.
             tokio::task::spawn_blocking(move || drop(staged)).await?;
             return Err(e.into());
         }
         if let Err(e) = staged.commit() {
-            let _ = self.store.snapshot_delete(instance, snap);
+            let _ = self.node.snapshot_delete(instance, snap).await;
             return Err(e.into());
         }
-        self.write_backup_file(&row);
+        self.write_backup_file(&row).await;
         self.events.lifecycle(
             "instance-snapshot-created",
             &format!("/1.0/instances/{instance}/snapshots/{snap}"),
@@ -165,8 +169,8 @@ impl Engine {
     }
 
     /// `snapshots.expiry` (e.g. `2w`, `3d`, `12H`, `30M`) from now.
-    fn default_expiry(&self, row: &kante_store::InstanceRow) -> Option<kante_api::Timestamp> {
-        let (econfig, _) = self.expanded(row).ok()?;
+    async fn default_expiry(&self, row: &kante_store::InstanceRow) -> Option<kante_api::Timestamp> {
+        let (econfig, _) = self.expanded(row).await.ok()?;
         let spec = econfig.get("snapshots.expiry")?;
         parse_expiry(spec)
             .ok()
@@ -174,8 +178,8 @@ impl Engine {
             .map(|d| kante_api::now() + d)
     }
 
-    pub fn snapshot_delete(&self, instance: &str, snap: &str) -> Result<Arc<Op>> {
-        self.snapshot_get(instance, snap)?;
+    pub async fn snapshot_delete(&self, instance: &str, snap: &str) -> Result<Arc<Op>> {
+        self.snapshot_get(instance, snap).await?;
         let op = self.ops.create(
             OperationClass::Task,
             "Deleting snapshot",
@@ -192,8 +196,8 @@ impl Engine {
     }
 
     pub(crate) async fn remove_snapshot(&self, instance: &str, snap: &str) -> Result<()> {
-        let row = self.instance_row(instance)?;
-        let pool = self.pool(&self.instance_pool_name(&row))?;
+        let row = self.instance_row(instance).await?;
+        let pool = self.pool(&self.instance_pool_name(&row).await)?;
         let (p, i, s) = (pool.clone(), instance.to_string(), snap.to_string());
         // Set aside, record, files: never a recorded snapshot half deleted.
         let aside = match tokio::task::spawn_blocking(move || {
@@ -206,7 +210,7 @@ impl Engine {
             Err(kante_storage::StorageError::NotFound(_)) => None,
             Err(e) => return Err(e.into()),
         };
-        if let Err(e) = self.store.snapshot_delete(instance, snap) {
+        if let Err(e) = self.node.snapshot_delete(instance, snap).await {
             if let Some(a) = aside {
                 tokio::task::spawn_blocking(move || a.put_back()).await??;
             }
@@ -228,10 +232,10 @@ impl Engine {
         Ok(())
     }
 
-    pub fn snapshot_rename(&self, instance: &str, snap: &str, new: &str) -> Result<Arc<Op>> {
-        self.snapshot_get(instance, snap)?;
+    pub async fn snapshot_rename(&self, instance: &str, snap: &str, new: &str) -> Result<Arc<Op>> {
+        self.snapshot_get(instance, snap).await?;
         kante_api::names::validate_snapshot_name(new)?;
-        if self.store.snapshot_get(instance, new)?.is_some() {
+        if self.node.snapshot_get(instance, new).await?.is_some() {
             return Err(EngineError::Conflict(format!(
                 "Snapshot {new:?} already exists"
             )));
@@ -246,10 +250,10 @@ impl Engine {
         self.ops.run(op.clone(), async move {
             let lock = engine.instance_lock(&instance);
             let _g = lock.lock().await;
-            let row = engine.instance_row(&instance)?;
-            let pool = engine.pool(&engine.instance_pool_name(&row))?;
+            let row = engine.instance_row(&instance).await?;
+            let pool = engine.pool(&engine.instance_pool_name(&row).await)?;
             pool.rename_snapshot(VolumeKind::Container, &instance, &snap, &new)?;
-            if let Err(e) = engine.store.snapshot_rename(&instance, &snap, &new) {
+            if let Err(e) = engine.node.snapshot_rename(&instance, &snap, &new).await {
                 let _ = pool.rename_snapshot(VolumeKind::Container, &instance, &new, &snap);
                 return Err(e.into());
             }
@@ -258,23 +262,24 @@ impl Engine {
         Ok(op)
     }
 
-    pub fn snapshot_set_expiry(
+    pub async fn snapshot_set_expiry(
         &self,
         instance: &str,
         snap: &str,
         expires_at: kante_api::Timestamp,
     ) -> Result<()> {
-        self.snapshot_get(instance, snap)?;
+        self.snapshot_get(instance, snap).await?;
         Ok(self
-            .store
-            .snapshot_set_expiry(instance, snap, &fmt_time(expires_at))?)
+            .node
+            .snapshot_set_expiry(instance, snap, &fmt_time(expires_at))
+            .await?)
     }
 
     /// The snapshot a restore request names (`snap0` or `c1/snap0`), checked
     /// before any work: it must be one of this instance's (HTTP 400 otherwise,
     /// the instance itself being there).
-    pub fn restore_source(&self, instance: &str, snap: &str) -> Result<SnapshotRow> {
-        self.instance_row(instance)?;
+    pub async fn restore_source(&self, instance: &str, snap: &str) -> Result<SnapshotRow> {
+        self.instance_row(instance).await?;
         let snap = match snap.split_once('/') {
             Some((i, s)) if i == instance => s,
             Some((i, _)) => {
@@ -285,17 +290,20 @@ impl Engine {
             None => snap,
         };
         kante_api::names::validate_snapshot_name(snap)?;
-        self.store.snapshot_get(instance, snap)?.ok_or_else(|| {
-            EngineError::bad(format!(
-                "Instance {instance:?} has no snapshot {snap:?} to restore"
-            ))
-        })
+        self.node
+            .snapshot_get(instance, snap)
+            .await?
+            .ok_or_else(|| {
+                EngineError::bad(format!(
+                    "Instance {instance:?} has no snapshot {snap:?} to restore"
+                ))
+            })
     }
 
     /// Restores `snap` (`snap0` or `c1/snap0`): rootfs and config. A running
     /// instance is stopped first and started again afterwards, as LXD does.
     pub async fn instance_restore(&self, instance: &str, snap: &str) -> Result<()> {
-        let srow = self.restore_source(instance, snap)?;
+        let srow = self.restore_source(instance, snap).await?;
         let snap = srow.name.as_str();
         let lock = self.instance_lock(instance);
         let _g = lock.lock().await;
@@ -303,8 +311,8 @@ impl Engine {
         if was_running {
             self.stop_locked(instance, false, -1).await?;
         }
-        let mut row = self.instance_row(instance)?;
-        let pool = self.pool(&self.instance_pool_name(&row))?;
+        let mut row = self.instance_row(instance).await?;
+        let pool = self.pool(&self.instance_pool_name(&row).await)?;
         let (p, i, s) = (pool.clone(), instance.to_string(), snap.to_string());
         tokio::task::spawn_blocking(move || p.restore(VolumeKind::Container, &i, &s)).await??;
         // The config comes back too, but the server's volatile keys stay current.
@@ -320,8 +328,8 @@ impl Engine {
         row.devices = srow.devices.clone();
         row.profiles = srow.profiles.clone();
         row.ephemeral = srow.ephemeral;
-        self.store.instance_update(&row)?;
-        self.write_backup_file(&row);
+        self.node.instance_update(&row).await?;
+        self.write_backup_file(&row).await;
         self.events.lifecycle(
             "instance-restored",
             &format!("/1.0/instances/{instance}"),

@@ -46,7 +46,7 @@ impl Engine {
         econfig: &ConfigMap,
         edevices: &DevicesMap,
     ) -> Result<()> {
-        let volume = self.instance_volume(row)?;
+        let volume = self.instance_volume(row).await?;
         let trigger = row.config.get("volatile.apply_template").cloned();
         let inst = TemplateInstance {
             name: row.name.clone(),

@@ -167,6 +167,7 @@ pub async fn import_tarball(engine: &Engine, tarball: &Path, alias: Option<&str>
             expected_fingerprint: None,
             profiles: None,
         })
+        .await
         .expect("starting the import");
     let done = wait_ok(&op).await;
     done.metadata["fingerprint"]
@@ -251,6 +252,20 @@ pub async fn wait_err(op: &Arc<Op>) -> String {
         done.description
     );
     done.err
+}
+
+/// As [`eventually`], for a check that awaits (a state read).
+pub async fn eventually_async<F: std::future::Future<Output = bool>>(
+    mut f: impl FnMut() -> F,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::time::Instant::now() < deadline {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    f().await
 }
 
 /// Polls `f` until it holds (at most 10 s); false if it never did.

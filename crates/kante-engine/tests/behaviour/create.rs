@@ -51,7 +51,7 @@ async fn create_records_the_instance_and_its_volatile_keys() {
     let mut rx = engine.events.subscribe();
     host.create(&engine, "c1", "img", &[("user.note", "hi")])
         .await;
-    let row = engine.instance_row("c1").unwrap();
+    let row = engine.instance_row("c1").await.unwrap();
     assert_eq!(row.profiles, ["default"]);
     assert_eq!(row.architecture, "x86_64");
     let c = &row.config;
@@ -68,7 +68,7 @@ async fn create_records_the_instance_and_its_volatile_keys() {
     );
     assert!(rootfs.join("sbin/init").exists());
     assert_eq!(actions(&mut rx), ["instance-created"]);
-    let i = engine.instance_get("c1").unwrap();
+    let i = engine.instance_get("c1").await.unwrap();
     assert_eq!(
         (i.status.as_str(), i.kind.as_str()),
         ("Stopped", "container")
@@ -85,7 +85,9 @@ async fn the_first_start_renders_the_image_templates_once() {
         .pool("default")
         .join("containers/c1/rootfs/etc/hosts");
     assert_eq!(std::fs::read_to_string(&hosts).unwrap(), "127.0.1.1 c1\n");
-    assert!(!config(&engine, "c1").contains_key("volatile.apply_template"));
+    assert!(!config(&engine, "c1")
+        .await
+        .contains_key("volatile.apply_template"));
     testing::stop(&engine, "c1").await;
     std::fs::write(&hosts, "edited\n").unwrap();
     testing::start(&engine, "c1").await;
@@ -137,7 +139,7 @@ async fn requests_that_cannot_work_are_refused_with_their_status() {
     assert_eq!(status, 400);
     assert!(msg.starts_with("Failed getting root disk"), "{msg}");
     // Nothing of any of them was recorded.
-    assert!(engine.instance_names().unwrap().is_empty());
+    assert!(engine.instance_names().await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -149,7 +151,7 @@ async fn a_server_picked_name_when_none_is_given() {
         .await
         .unwrap();
     testing::wait_ok(&op).await;
-    let names = engine.instance_names().unwrap();
+    let names = engine.instance_names().await.unwrap();
     assert_eq!(names.len(), 1);
     assert!(names[0].starts_with("kante-"), "{names:?}");
     let res = &op.snapshot().resources["instances"];
@@ -171,7 +173,9 @@ async fn an_empty_instance_has_an_empty_rootfs_and_cannot_start() {
     testing::wait_ok(&engine.instance_create(req).await.unwrap()).await;
     let rootfs = engine.paths.pool("default").join("containers/empty/rootfs");
     assert!(!rootfs.join("sbin/init").exists());
-    assert!(!config(&engine, "empty").contains_key("volatile.base_image"));
+    assert!(!config(&engine, "empty")
+        .await
+        .contains_key("volatile.base_image"));
     let op = testing::state(&engine, "empty", "start", false).await;
     assert_eq!(
         testing::wait_err(&op).await,
@@ -201,7 +205,7 @@ async fn a_copy_is_a_new_machine_with_the_same_files() {
         ..Default::default()
     };
     testing::wait_ok(&engine.instance_create(req).await.unwrap()).await;
-    let (a, b) = (config(&engine, "c1"), config(&engine, "c2"));
+    let (a, b) = (config(&engine, "c1").await, config(&engine, "c2").await);
     assert_eq!(b["user.x"], "1");
     assert_eq!(b["volatile.base_image"], fp);
     assert_eq!(b["volatile.apply_template"], "copy");
@@ -254,7 +258,7 @@ async fn a_storage_failure_undoes_the_creation() {
     let op = engine.instance_create(req).await.unwrap();
     let err = testing::wait_err(&op).await;
     assert!(err.contains("mock copy_volume: no space left"), "{err}");
-    assert_eq!(engine.instance_row("c1").unwrap_err().status(), 404);
+    assert_eq!(engine.instance_row("c1").await.unwrap_err().status(), 404);
     let left: Vec<_> = std::fs::read_dir(engine.paths.pool("m").join("containers"))
         .unwrap()
         .collect();

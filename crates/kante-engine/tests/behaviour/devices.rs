@@ -37,7 +37,7 @@ async fn patch(
     config: ConfigMap,
     devices: DevicesMap,
 ) -> kante_engine::Result<kante_engine::instance::live::ChangeReport> {
-    let row = engine.instance_row(name).unwrap();
+    let row = engine.instance_row(name).await.unwrap();
     engine
         .instance_update(
             name,
@@ -100,7 +100,7 @@ async fn limits_change_live_and_the_report_says_so() {
     assert_eq!(cgroup_file(&host, &engine, "c1", "memory.max"), "536870912");
     assert_eq!(cgroup_file(&host, &engine, "c1", "memory.swap.max"), "0");
     assert_eq!(cgroup_file(&host, &engine, "c1", "cpu.weight"), "50");
-    assert_eq!(config(&engine, "c1")["limits.memory"], "512MiB");
+    assert_eq!(config(&engine, "c1").await["limits.memory"], "512MiB");
     assert_eq!(actions(&mut rx), ["instance-updated"]);
 }
 
@@ -144,7 +144,7 @@ async fn keys_that_cannot_change_live_wait_for_the_next_start() {
 async fn an_invalid_change_is_refused_and_nothing_is_stored() {
     let host = TestHost::new();
     let engine = running(&host, "c1").await;
-    let before = engine.instance_row("c1").unwrap();
+    let before = engine.instance_row("c1").await.unwrap();
     let e = patch(
         &engine,
         "c1",
@@ -179,7 +179,7 @@ async fn an_invalid_change_is_refused_and_nothing_is_stored() {
     .await
     .unwrap_err();
     assert_eq!(e.status(), 400);
-    let after = engine.instance_row("c1").unwrap();
+    let after = engine.instance_row("c1").await.unwrap();
     assert_eq!(
         (after.config, after.devices),
         (before.config, before.devices)
@@ -209,11 +209,12 @@ async fn a_disk_is_hot_plugged_and_unplugged() {
     assert_eq!(host.runtime.mounts("c1"), ["/mnt/data"]);
     assert!(engine
         .instance_row("c1")
+        .await
         .unwrap()
         .devices
         .contains_key("data"));
     // A full update without the device removes it.
-    let row = engine.instance_row("c1").unwrap();
+    let row = engine.instance_row("c1").await.unwrap();
     engine
         .instance_update(
             "c1",
@@ -252,7 +253,12 @@ async fn disks_that_would_share_the_host_or_do_not_exist_are_refused() {
         assert_eq!(e.status(), 400, "{source}: {e}");
     }
     assert!(host.runtime.mounts("c1").is_empty());
-    assert!(!engine.instance_row("c1").unwrap().devices.contains_key("x"));
+    assert!(!engine
+        .instance_row("c1")
+        .await
+        .unwrap()
+        .devices
+        .contains_key("x"));
 }
 
 #[tokio::test]
@@ -266,11 +272,11 @@ async fn a_bridged_nic_is_made_at_start_and_removed_at_stop() {
         dev(&[("type", "nic"), ("nictype", "bridged"), ("parent", "br0")]),
     );
     testing::wait_ok(&engine.instance_create(req).await.unwrap()).await;
-    let hwaddr = config(&engine, "c1")["volatile.eth0.hwaddr"].clone();
+    let hwaddr = config(&engine, "c1").await["volatile.eth0.hwaddr"].clone();
     assert!(hwaddr.starts_with("00:16:3e:"), "{hwaddr}");
     testing::start(&engine, "c1").await;
     let pid = host.runtime.pid("c1").unwrap();
-    let c = config(&engine, "c1");
+    let c = config(&engine, "c1").await;
     let veth = c["volatile.eth0.host_name"].clone();
     assert_eq!(c["volatile.eth0.hwaddr"], hwaddr, "the MAC is kept");
     let calls = host.net.calls();
@@ -286,7 +292,9 @@ async fn a_bridged_nic_is_made_at_start_and_removed_at_stop() {
     );
     testing::stop(&engine, "c1").await;
     assert!(host.net.calls().contains(&format!("delete_link {veth}")));
-    assert!(!config(&engine, "c1").contains_key("volatile.eth0.host_name"));
+    assert!(!config(&engine, "c1")
+        .await
+        .contains_key("volatile.eth0.host_name"));
 }
 
 #[tokio::test]
@@ -308,14 +316,14 @@ async fn a_nic_is_hot_plugged_into_a_running_instance() {
     .await
     .unwrap();
     assert_eq!(report.live, ["devices.n"]);
-    let c = config(&engine, "c1");
+    let c = config(&engine, "c1").await;
     let veth = c["volatile.n.host_name"].clone();
     assert!(host
         .net
         .calls()
         .iter()
         .any(|l| l.starts_with(&format!("create_veth {veth} eth9 "))));
-    let row = engine.instance_row("c1").unwrap();
+    let row = engine.instance_row("c1").await.unwrap();
     engine
         .instance_update(
             "c1",
@@ -330,7 +338,7 @@ async fn a_nic_is_hot_plugged_into_a_running_instance() {
         .await
         .unwrap();
     assert!(host.net.calls().contains(&format!("delete_link {veth}")));
-    let c = config(&engine, "c1");
+    let c = config(&engine, "c1").await;
     assert!(!c.contains_key("volatile.n.hwaddr") && !c.contains_key("volatile.n.host_name"));
 }
 
@@ -383,6 +391,6 @@ async fn nics_naming_what_does_not_exist_are_refused() {
         let e = engine.instance_create(req).await.expect_err("refused");
         assert!(matches!(e.status(), 400 | 404), "{nic:?}: {e}");
     }
-    assert!(engine.instance_names().unwrap().is_empty());
+    assert!(engine.instance_names().await.unwrap().is_empty());
     assert!(host.net.calls().iter().all(|c| !c.starts_with("create_")));
 }

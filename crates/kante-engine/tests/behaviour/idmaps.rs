@@ -15,7 +15,7 @@ async fn guests_share_block_zero_by_default() {
     let map = host.runtime.spec("c1").unwrap().idmap.unwrap();
     assert_eq!((map.host_uid, map.size), (host.id_range.uid, 65536));
     assert_eq!(
-        config(&engine, "c1")["volatile.idmap.base"],
+        config(&engine, "c1").await["volatile.idmap.base"],
         host.id_range.uid.to_string()
     );
 }
@@ -29,7 +29,7 @@ async fn a_privileged_guest_has_no_map() {
         .await;
     testing::start(&engine, "p1").await;
     assert_eq!(host.runtime.spec("p1").unwrap().idmap, None);
-    assert_eq!(config(&engine, "p1")["volatile.idmap.current"], "[]");
+    assert_eq!(config(&engine, "p1").await["volatile.idmap.current"], "[]");
 }
 
 #[tokio::test]

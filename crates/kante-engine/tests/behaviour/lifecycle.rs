@@ -45,7 +45,7 @@ async fn start_records_the_power_state_and_emits_instance_started() {
     host.create(&engine, "c1", "img", &[]).await;
     let mut rx = engine.events.subscribe();
     testing::start(&engine, "c1").await;
-    let c = config(&engine, "c1");
+    let c = config(&engine, "c1").await;
     assert_eq!(c["volatile.last_state.power"], "RUNNING");
     assert!(c["volatile.idmap.current"].contains("\"Hostid\""), "{c:?}");
     assert!(!c.contains_key("volatile.apply_template"));
@@ -58,7 +58,7 @@ async fn stop_records_stopped_and_emits_instance_stopped() {
     let engine = running(&host, "c1").await;
     let mut rx = engine.events.subscribe();
     testing::stop(&engine, "c1").await;
-    let c = config(&engine, "c1");
+    let c = config(&engine, "c1").await;
     assert_eq!(c["volatile.last_state.power"], "STOPPED");
     assert!(!c.contains_key("volatile.idmap.current"));
     assert_eq!(actions(&mut rx), ["instance-stopped"]);
@@ -156,8 +156,10 @@ async fn a_guest_that_shuts_down_by_itself_is_stopped() {
     assert!(host.runtime.exit("c1", InitExit::Exited(0)));
     assert!(testing::eventually(|| engine.instance_status("c1") == InstanceStatus::Stopped).await);
     assert!(
-        testing::eventually(|| config(&engine, "c1")["volatile.last_state.power"] == "STOPPED")
-            .await
+        testing::eventually_async(|| async {
+            config(&engine, "c1").await["volatile.last_state.power"] == "STOPPED"
+        })
+        .await
     );
     assert_eq!(actions(&mut rx), ["instance-stopped"]);
     assert_eq!(host.runtime.calls_for("c1"), ["start c1", "cleanup c1"]);
@@ -182,7 +184,7 @@ async fn a_guest_that_reboots_is_started_again() {
     // restart: wait for the engine's own view rather than race it.
     assert!(testing::eventually(|| engine.instance_status("c1") == InstanceStatus::Running).await);
     assert_eq!(
-        config(&engine, "c1")["volatile.last_state.power"],
+        config(&engine, "c1").await["volatile.last_state.power"],
         "RUNNING"
     );
 }
@@ -199,8 +201,8 @@ async fn an_ephemeral_instance_is_deleted_when_its_guest_ends() {
     let volume = engine.paths.pool("default").join("containers/e1");
     assert!(volume.is_dir());
     host.runtime.exit("e1", InitExit::Exited(0));
-    assert!(testing::eventually(|| engine.instance_row("e1").is_err()).await);
-    assert_eq!(engine.instance_row("e1").unwrap_err().status(), 404);
+    assert!(testing::eventually_async(|| async { engine.instance_row("e1").await.is_err() }).await);
+    assert_eq!(engine.instance_row("e1").await.unwrap_err().status(), 404);
     assert!(testing::eventually(|| !volume.exists()).await);
 }
 
@@ -277,7 +279,9 @@ async fn a_failed_start_leaves_the_instance_stopped() {
     let err = testing::wait_err(&op).await;
     assert!(err.contains("pivot_root failed"), "{err}");
     assert_eq!(engine.instance_status("c1"), InstanceStatus::Stopped);
-    assert!(!config(&engine, "c1").contains_key("volatile.last_state.power"));
+    assert!(!config(&engine, "c1")
+        .await
+        .contains_key("volatile.last_state.power"));
     // The next start works.
     testing::start(&engine, "c1").await;
     assert_eq!(engine.instance_status("c1"), InstanceStatus::Running);
@@ -331,13 +335,13 @@ async fn unknown_and_stateful_actions_are_refused_before_any_work() {
 async fn state_reports_the_runtime_figures() {
     let host = TestHost::new();
     let engine = running(&host, "c1").await;
-    let s = engine.instance_state("c1").unwrap();
+    let s = engine.instance_state("c1").await.unwrap();
     assert_eq!((s.status.as_str(), s.status_code), ("Running", 103));
     assert!(s.pid > FAKE_PID_BASE as i64, "{}", s.pid);
     assert_eq!(s.memory.usage, FAKE_MEMORY_USAGE);
     assert_eq!(s.processes, 1);
     testing::stop(&engine, "c1").await;
-    let s = engine.instance_state("c1").unwrap();
+    let s = engine.instance_state("c1").await.unwrap();
     assert_eq!((s.status.as_str(), s.pid), ("Stopped", 0));
 }
 
@@ -348,7 +352,10 @@ async fn a_restarted_daemon_reattaches_to_running_guests() {
     let pid = host.runtime.pid("c1");
     let again = host.open().await;
     assert_eq!(again.instance_status("c1"), InstanceStatus::Running);
-    assert_eq!(again.instance_state("c1").unwrap().pid, pid.unwrap() as i64);
+    assert_eq!(
+        again.instance_state("c1").await.unwrap().pid,
+        pid.unwrap() as i64
+    );
     assert_eq!(host.runtime.calls_for("c1"), ["start c1", "attach c1"]);
     // The new daemon drives it.
     testing::stop(&again, "c1").await;

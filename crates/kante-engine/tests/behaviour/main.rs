@@ -11,6 +11,7 @@ mod lifecycle;
 mod operations;
 mod profiles;
 mod registry;
+mod state;
 mod storage;
 
 use kante_api::event::Event;
@@ -18,8 +19,12 @@ use kante_engine::Engine;
 use tokio::sync::broadcast::Receiver;
 
 /// The stored config of instance `name`.
-pub fn config(engine: &Engine, name: &str) -> kante_api::ConfigMap {
-    engine.instance_row(name).expect("the instance").config
+pub async fn config(engine: &Engine, name: &str) -> kante_api::ConfigMap {
+    engine
+        .instance_row(name)
+        .await
+        .expect("the instance")
+        .config
 }
 
 /// The lifecycle actions received so far (`instance-started`, …), with

@@ -18,7 +18,7 @@ fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn profile(engine: &Engine, name: &str, config: &[(&str, &str)], devices: DevicesMap) {
+async fn profile(engine: &Engine, name: &str, config: &[(&str, &str)], devices: DevicesMap) {
     engine
         .profile_create(ProfilesPost {
             name: name.into(),
@@ -28,6 +28,7 @@ fn profile(engine: &Engine, name: &str, config: &[(&str, &str)], devices: Device
                 description: String::new(),
             },
         })
+        .await
         .unwrap();
 }
 
@@ -47,13 +48,15 @@ async fn later_profiles_win_and_the_instance_wins_over_all() {
         "small",
         &[("limits.memory", "1GiB"), ("limits.processes", "50")],
         DevicesMap::new(),
-    );
+    )
+    .await;
     profile(
         &engine,
         "big",
         &[("limits.memory", "2GiB")],
         DevicesMap::new(),
-    );
+    )
+    .await;
     create_with(&engine, "a", &["default", "small", "big"], &[]).await;
     create_with(
         &engine,
@@ -62,14 +65,14 @@ async fn later_profiles_win_and_the_instance_wins_over_all() {
         &[("limits.processes", "7")],
     )
     .await;
-    let a = engine.instance_get("a").unwrap();
+    let a = engine.instance_get("a").await.unwrap();
     assert_eq!(a.expanded_config["limits.memory"], "2GiB");
     assert_eq!(a.expanded_config["limits.processes"], "50");
     assert!(
         !a.config.contains_key("limits.memory"),
         "profiles' keys stay theirs"
     );
-    let b = engine.instance_get("b").unwrap();
+    let b = engine.instance_get("b").await.unwrap();
     assert_eq!(b.expanded_config["limits.memory"], "1GiB");
     assert_eq!(b.expanded_config["limits.processes"], "7");
     assert_eq!(b.expanded_devices["root"]["pool"], "default");
@@ -92,10 +95,12 @@ async fn a_profile_device_reaches_the_instance_and_its_start() {
         "withdisk",
         &[],
         DevicesMap::from([("shared".into(), disk)]),
-    );
+    )
+    .await;
     create_with(&engine, "c1", &["default", "withdisk"], &[]).await;
     assert!(engine
         .instance_get("c1")
+        .await
         .unwrap()
         .expanded_devices
         .contains_key("shared"));
@@ -120,7 +125,8 @@ async fn a_profile_change_reaches_running_instances() {
         "lim",
         &[("limits.memory", "1GiB")],
         DevicesMap::new(),
-    );
+    )
+    .await;
     create_with(&engine, "c1", &["default", "lim"], &[]).await;
     testing::start(&engine, "c1").await;
     assert_eq!(
@@ -142,7 +148,7 @@ async fn a_profile_change_reaches_running_instances() {
     assert_eq!(r.next_start, ["security.nesting"]);
     assert_eq!(cgroup_file(&host, &engine, "c1", "memory.max"), "268435456");
     assert_eq!(
-        engine.profile_get("lim").unwrap().config["limits.memory"],
+        engine.profile_get("lim").await.unwrap().config["limits.memory"],
         "256MiB"
     );
 }
@@ -161,6 +167,7 @@ async fn a_profile_change_that_breaks_a_user_is_refused() {
     assert_eq!(e.status(), 400);
     assert!(engine
         .profile_get("default")
+        .await
         .unwrap()
         .devices
         .contains_key("root"));
@@ -169,7 +176,7 @@ async fn a_profile_change_that_breaks_a_user_is_refused() {
             "default",
             ProfilePut {
                 config: map(&[("limits.memory", "lots")]),
-                devices: engine.profile_get("default").unwrap().devices,
+                devices: engine.profile_get("default").await.unwrap().devices,
                 ..Default::default()
             },
         )
@@ -183,30 +190,40 @@ async fn profiles_in_use_and_the_default_one_are_protected() {
     let host = TestHost::new();
     let engine = host.open().await;
     host.import_image(&engine, "img").await;
-    profile(&engine, "p", &[], DevicesMap::new());
+    profile(&engine, "p", &[], DevicesMap::new()).await;
     create_with(&engine, "c1", &["default", "p"], &[]).await;
     assert_eq!(
-        engine.profile_get("p").unwrap().used_by,
+        engine.profile_get("p").await.unwrap().used_by,
         ["/1.0/instances/c1"]
     );
-    assert_eq!(engine.profile_delete("p").unwrap_err().status(), 400);
-    assert_eq!(engine.profile_delete("default").unwrap_err().status(), 400);
+    assert_eq!(engine.profile_delete("p").await.unwrap_err().status(), 400);
     assert_eq!(
-        engine.profile_rename("default", "x").unwrap_err().status(),
+        engine.profile_delete("default").await.unwrap_err().status(),
         400
     );
-    assert_eq!(engine.profile_delete("nosuch").unwrap_err().status(), 404);
+    assert_eq!(
+        engine
+            .profile_rename("default", "x")
+            .await
+            .unwrap_err()
+            .status(),
+        400
+    );
+    assert_eq!(
+        engine.profile_delete("nosuch").await.unwrap_err().status(),
+        404
+    );
     let dup = ProfilesPost {
         name: "p".into(),
         put: ProfilePut::default(),
     };
-    assert_eq!(engine.profile_create(dup).unwrap_err().status(), 409);
+    assert_eq!(engine.profile_create(dup).await.unwrap_err().status(), 409);
     // Renamed, it follows in the instance's list.
-    engine.profile_rename("p", "q").unwrap();
+    engine.profile_rename("p", "q").await.unwrap();
     assert_eq!(
-        engine.instance_row("c1").unwrap().profiles,
+        engine.instance_row("c1").await.unwrap().profiles,
         ["default", "q"]
     );
-    let cfg: ConfigMap = engine.profile_get("q").unwrap().config;
+    let cfg: ConfigMap = engine.profile_get("q").await.unwrap().config;
     assert!(cfg.is_empty());
 }

@@ -37,14 +37,16 @@ async fn create_with(engine: &Engine, name: &str, pairs: &[(&str, &str)]) -> Opt
     }
 }
 
-fn profile_with(engine: &Engine, devices: DevicesMap) -> kante_engine::Result<()> {
-    engine.profile_create(ProfilesPost {
-        name: "p".into(),
-        put: ProfilePut {
-            devices,
-            ..Default::default()
-        },
-    })
+async fn profile_with(engine: &Engine, devices: DevicesMap) -> kante_engine::Result<()> {
+    engine
+        .profile_create(ProfilesPost {
+            name: "p".into(),
+            put: ProfilePut {
+                devices,
+                ..Default::default()
+            },
+        })
+        .await
 }
 
 async fn patch(
@@ -52,7 +54,7 @@ async fn patch(
     name: &str,
     devices: DevicesMap,
 ) -> kante_engine::Result<ChangeReport> {
-    let row = engine.instance_row(name).unwrap();
+    let row = engine.instance_row(name).await.unwrap();
     engine
         .instance_update(
             name,
@@ -84,7 +86,7 @@ async fn an_unknown_or_untyped_device_is_refused_and_nothing_is_stored() {
     assert_eq!(e, Some((400, "Device \"x\" has no type".into())));
     let e = create_with(&engine, "a/b", &[("type", "none")]).await;
     assert_eq!(e, Some((400, "Invalid device name \"a/b\"".into())));
-    assert!(engine.instance_names().unwrap().is_empty());
+    assert!(engine.instance_names().await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -92,14 +94,16 @@ async fn a_kind_lxd_has_but_kante_does_not_is_refused_by_name() {
     let host = TestHost::new();
     let engine = host.open().await;
     for kind in ["unix-char", "unix-block", "gpu", "usb", "tpm"] {
-        let e = profile_with(&engine, one("d", &[("type", kind)])).unwrap_err();
+        let e = profile_with(&engine, one("d", &[("type", kind)]))
+            .await
+            .unwrap_err();
         assert_eq!(e.status(), 400, "{kind}");
         assert_eq!(
             e.to_string(),
             format!("Device \"d\": type {kind:?} is not supported by this kanted yet")
         );
     }
-    assert!(engine.profile_get("p").is_err(), "nothing stored");
+    assert!(engine.profile_get("p").await.is_err(), "nothing stored");
 }
 
 #[tokio::test]
@@ -111,6 +115,7 @@ async fn nics_are_registered_by_nictype() {
         &engine,
         one("eth0", &[("type", "nic"), ("nictype", "p2p-magic")]),
     )
+    .await
     .unwrap_err();
     assert_eq!(e.status(), 400);
     assert_eq!(
@@ -130,6 +135,7 @@ async fn nics_are_registered_by_nictype() {
             ],
         ),
     )
+    .await
     .unwrap_err();
     assert_eq!(
         e.to_string(),
@@ -145,7 +151,7 @@ async fn nics_are_registered_by_nictype() {
         .expect("refused at planning");
         assert_eq!(e.0, 400, "{nictype}: {}", e.1);
     }
-    assert!(engine.instance_names().unwrap().is_empty());
+    assert!(engine.instance_names().await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -202,7 +208,7 @@ async fn each_kind_validates_its_own_keys() {
         assert_eq!(status, 400, "{pairs:?}");
         assert!(e.starts_with(message), "{pairs:?}: {e}");
     }
-    assert!(engine.instance_names().unwrap().is_empty());
+    assert!(engine.instance_names().await.unwrap().is_empty());
     // A root disk needs a pool; `none` accepts anything of its own.
     let mut req = testing::create_request("c1", "img", &[]);
     req.put
@@ -224,7 +230,9 @@ async fn a_none_device_masks_the_inherited_one_at_start() {
         ("source", data.to_str().unwrap()),
         ("path", "/mnt/data"),
     ]);
-    profile_with(&engine, DevicesMap::from([("data".into(), disk)])).unwrap();
+    profile_with(&engine, DevicesMap::from([("data".into(), disk)]))
+        .await
+        .unwrap();
     for (name, devices) in [
         ("a", DevicesMap::new()),
         ("b", one("data", &[("type", "none")])),
@@ -247,7 +255,7 @@ async fn a_none_device_masks_the_inherited_one_at_start() {
     assert_eq!(targets("a"), ["/mnt/data"]);
     assert!(targets("b").is_empty());
     assert_eq!(
-        engine.instance_row("b").unwrap().devices["data"]["type"],
+        engine.instance_row("b").await.unwrap().devices["data"]["type"],
         "none"
     );
 }
@@ -328,7 +336,7 @@ async fn hot_pluggable_changes_apply_at_once_and_the_root_disk_waits() {
     assert_eq!(report.live, ["devices.data", "devices.eth1"]);
     assert_eq!(report.next_start, ["devices.root"]);
     assert_eq!(host.runtime.mounts("c1"), ["/mnt/data"]);
-    let c = engine.instance_row("c1").unwrap().config;
+    let c = engine.instance_row("c1").await.unwrap().config;
     assert!(c.contains_key("volatile.eth1.host_name"), "{c:?}");
     assert_eq!(actions(&mut rx), ["instance-updated"]);
     // A change of a hot-plugged disk is an unmount, then a mount.

@@ -40,29 +40,32 @@ async fn a_snapshot_is_recorded_and_restored() {
     let engine = created(&host, &["c1"]).await;
     let file = rootfs(&engine, "c1").join("root/state");
     std::fs::write(&file, "before").unwrap();
-    testing::wait_ok(&engine.snapshot_create("c1", snap("s1")).unwrap()).await;
-    let snaps = engine.snapshot_list("c1").unwrap();
+    testing::wait_ok(&engine.snapshot_create("c1", snap("s1")).await.unwrap()).await;
+    let snaps = engine.snapshot_list("c1").await.unwrap();
     assert_eq!(
         snaps.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
         ["s1"]
     );
-    let e = engine.snapshot_create("c1", snap("s1")).unwrap_err();
+    let e = engine.snapshot_create("c1", snap("s1")).await.unwrap_err();
     assert_eq!(e.status(), 409);
     std::fs::write(&file, "after").unwrap();
     let mut rx = engine.events.subscribe();
     engine.instance_restore("c1", "s1").await.unwrap();
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "before");
     assert_eq!(actions(&mut rx), ["instance-restored"]);
-    testing::wait_ok(&engine.snapshot_delete("c1", "s1").unwrap()).await;
-    assert!(engine.snapshot_list("c1").unwrap().is_empty());
-    assert_eq!(engine.snapshot_get("c1", "s1").unwrap_err().status(), 404);
+    testing::wait_ok(&engine.snapshot_delete("c1", "s1").await.unwrap()).await;
+    assert!(engine.snapshot_list("c1").await.unwrap().is_empty());
+    assert_eq!(
+        engine.snapshot_get("c1", "s1").await.unwrap_err().status(),
+        404
+    );
 }
 
 #[tokio::test]
 async fn restoring_a_running_instance_stops_and_starts_it() {
     let host = TestHost::new();
     let engine = created(&host, &["c1"]).await;
-    testing::wait_ok(&engine.snapshot_create("c1", snap("s1")).unwrap()).await;
+    testing::wait_ok(&engine.snapshot_create("c1", snap("s1")).await.unwrap()).await;
     testing::start(&engine, "c1").await;
     engine.instance_restore("c1", "s1").await.unwrap();
     assert_eq!(
@@ -99,29 +102,29 @@ async fn a_snapshot_the_driver_cannot_make_leaves_no_record() {
     )]);
     testing::wait_ok(&engine.instance_create(req).await.unwrap()).await;
     host.storage.fail("copy_volume", "read-only filesystem");
-    let err = testing::wait_err(&engine.snapshot_create("c1", snap("s1")).unwrap()).await;
+    let err = testing::wait_err(&engine.snapshot_create("c1", snap("s1")).await.unwrap()).await;
     assert!(err.contains("read-only filesystem"), "{err}");
-    assert!(engine.snapshot_list("c1").unwrap().is_empty());
+    assert!(engine.snapshot_list("c1").await.unwrap().is_empty());
     host.storage.heal("copy_volume");
-    testing::wait_ok(&engine.snapshot_create("c1", snap("s1")).unwrap()).await;
-    assert_eq!(engine.snapshot_list("c1").unwrap().len(), 1);
+    testing::wait_ok(&engine.snapshot_create("c1", snap("s1")).await.unwrap()).await;
+    assert_eq!(engine.snapshot_list("c1").await.unwrap().len(), 1);
 }
 
 #[tokio::test]
 async fn a_rename_moves_the_record_the_volume_and_the_hostname() {
     let host = TestHost::new();
     let engine = created(&host, &["c1"]).await;
-    testing::wait_ok(&engine.snapshot_create("c1", snap("s1")).unwrap()).await;
-    let uuid = config(&engine, "c1")["volatile.uuid"].clone();
+    testing::wait_ok(&engine.snapshot_create("c1", snap("s1")).await.unwrap()).await;
+    let uuid = config(&engine, "c1").await["volatile.uuid"].clone();
     engine.instance_rename("c1", "c2").await.unwrap();
-    assert_eq!(engine.instance_row("c1").unwrap_err().status(), 404);
-    assert_eq!(config(&engine, "c2")["volatile.uuid"], uuid);
+    assert_eq!(engine.instance_row("c1").await.unwrap_err().status(), 404);
+    assert_eq!(config(&engine, "c2").await["volatile.uuid"], uuid);
     assert!(!rootfs(&engine, "c1").exists());
     assert_eq!(
         std::fs::read_to_string(rootfs(&engine, "c2").join("etc/hostname")).unwrap(),
         "c2\n"
     );
-    assert_eq!(engine.snapshot_list("c2").unwrap().len(), 1);
+    assert_eq!(engine.snapshot_list("c2").await.unwrap().len(), 1);
 }
 
 #[tokio::test]
@@ -138,7 +141,7 @@ async fn renames_that_cannot_be_done_are_refused() {
         (e.status(), e.to_string().as_str()),
         (400, "Renaming of running instance not allowed")
     );
-    assert!(engine.instance_row("c1").is_ok());
+    assert!(engine.instance_row("c1").await.is_ok());
 }
 
 #[tokio::test]
@@ -155,7 +158,7 @@ async fn delete_removes_the_record_volume_and_logs() {
     let logs = engine.paths.instance_logs("c1");
     assert!(logs.join("console.log").exists());
     engine.instance_delete("c1").await.unwrap();
-    assert_eq!(engine.instance_row("c1").unwrap_err().status(), 404);
+    assert_eq!(engine.instance_row("c1").await.unwrap_err().status(), 404);
     assert!(!rootfs(&engine, "c1").exists());
     assert!(!logs.exists());
     assert_eq!(
@@ -196,7 +199,7 @@ async fn a_custom_volume_is_mounted_shifted_and_kept_while_used() {
         )
         .await
         .unwrap();
-    let row = engine.instance_row("c1").unwrap();
+    let row = engine.instance_row("c1").await.unwrap();
     let mut devices = row.devices.clone();
     devices.insert(
         "v".into(),
@@ -228,7 +231,7 @@ async fn a_custom_volume_is_mounted_shifted_and_kept_while_used() {
     let m = spec.mounts.iter().find(|m| m.target == "/data").unwrap();
     assert!(m.idmapped, "custom volumes are shifted");
     assert_eq!(
-        engine.volume_used_by("default", "vol1").unwrap(),
+        engine.volume_used_by("default", "vol1").await.unwrap(),
         ["/1.0/instances/c1"]
     );
     let e = engine.volume_delete("default", "vol1").await.unwrap_err();
@@ -267,6 +270,7 @@ async fn pools_are_made_by_their_driver_and_kept_while_used() {
         .any(|c| c.starts_with("create_pool ")));
     let drivers: Vec<String> = engine
         .server_info()
+        .await
         .unwrap()
         .environment
         .storage_supported_drivers
@@ -284,5 +288,5 @@ async fn pools_are_made_by_their_driver_and_kept_while_used() {
         .calls()
         .iter()
         .any(|c| c.starts_with("delete_pool ")));
-    assert_eq!(engine.pool_get("m").unwrap_err().status(), 404);
+    assert_eq!(engine.pool_get("m").await.unwrap_err().status(), 404);
 }

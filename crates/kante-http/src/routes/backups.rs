@@ -54,7 +54,7 @@ pub async fn create_or_import(State(s): State<AppState>, req: Request) -> ApiRes
 }
 
 async fn list(State(s): State<AppState>, Path(name): Path<String>, q: Params) -> ApiResult {
-    let backups = s.engine.backup_list(&name)?;
+    let backups = s.engine.backup_list(&name).await?;
     if recursion(&q) >= 1 {
         return sync(backups);
     }
@@ -71,14 +71,14 @@ async fn create(
     Path(name): Path<String>,
     Json(req): Json<InstanceBackupsPost>,
 ) -> ApiResult {
-    operation(&s.engine.backup_create(&name, req)?)
+    operation(&s.engine.backup_create(&name, req).await?)
 }
 
 async fn get_one(
     State(s): State<AppState>,
     Path((name, backup)): Path<(String, String)>,
 ) -> ApiResult {
-    sync(s.engine.backup_get(&name, &backup)?)
+    sync(s.engine.backup_get(&name, &backup).await?)
 }
 
 async fn rename(
@@ -86,14 +86,14 @@ async fn rename(
     Path((name, backup)): Path<(String, String)>,
     Json(req): Json<InstanceBackupPost>,
 ) -> ApiResult {
-    operation(&s.engine.backup_rename(&name, &backup, &req.name)?)
+    operation(&s.engine.backup_rename(&name, &backup, &req.name).await?)
 }
 
 async fn delete(
     State(s): State<AppState>,
     Path((name, backup)): Path<(String, String)>,
 ) -> ApiResult {
-    operation(&s.engine.backup_delete(&name, &backup)?)
+    operation(&s.engine.backup_delete(&name, &backup).await?)
 }
 
 /// Streams the tarball.
@@ -101,6 +101,6 @@ async fn export(
     State(s): State<AppState>,
     Path((name, backup)): Path<(String, String)>,
 ) -> ApiResult {
-    let path = s.engine.backup_file(&name, &backup)?;
+    let path = s.engine.backup_file(&name, &backup).await?;
     file_response(&path, &format!("attachment;filename={backup}")).await
 }

@@ -21,7 +21,7 @@ use crate::response::{created, empty, operation, sync, ApiResult};
 use crate::AppState;
 
 pub async fn list(State(s): State<AppState>, q: Params) -> ApiResult {
-    let images = s.engine.image_list()?;
+    let images = s.engine.image_list().await?;
     if recursion(&q) >= 1 {
         return sync(images);
     }
@@ -34,7 +34,7 @@ pub async fn list(State(s): State<AppState>, q: Params) -> ApiResult {
 }
 
 pub async fn get(State(s): State<AppState>, Path(fp): Path<String>) -> ApiResult {
-    sync(s.engine.image_get(&fp)?)
+    sync(s.engine.image_get(&fp).await?)
 }
 
 pub async fn put(
@@ -42,7 +42,7 @@ pub async fn put(
     Path(fp): Path<String>,
     Json(req): Json<ImagePut>,
 ) -> ApiResult {
-    s.engine.image_update(&fp, req, false)?;
+    s.engine.image_update(&fp, req, false).await?;
     empty()
 }
 
@@ -51,12 +51,12 @@ pub async fn patch(
     Path(fp): Path<String>,
     Json(req): Json<ImagePut>,
 ) -> ApiResult {
-    s.engine.image_update(&fp, req, true)?;
+    s.engine.image_update(&fp, req, true).await?;
     empty()
 }
 
 pub async fn delete(State(s): State<AppState>, Path(fp): Path<String>) -> ApiResult {
-    operation(&s.engine.image_delete(&fp)?)
+    operation(&s.engine.image_delete(&fp).await?)
 }
 
 pub(crate) struct Spool(PathBuf);
@@ -213,11 +213,11 @@ pub async fn create(State(s): State<AppState>, headers: HeaderMap, body: Body) -
         expected_fingerprint: (!fp.is_empty()).then_some(fp),
         profiles: (!profiles.is_empty()).then_some(profiles),
     };
-    operation(&s.engine.image_import(upload)?)
+    operation(&s.engine.image_import(upload).await?)
 }
 
 pub async fn export(State(s): State<AppState>, Path(fp): Path<String>) -> ApiResult {
-    let files = s.engine.image_export_files(&fp)?;
+    let files = s.engine.image_export_files(&fp).await?;
     if files.len() == 1 {
         let (name, path) = &files[0];
         return file_response(path, &format!("inline;filename={name}")).await;
@@ -285,7 +285,7 @@ pub(crate) fn tokio_stream(
 }
 
 pub async fn aliases_list(State(s): State<AppState>, q: Params) -> ApiResult {
-    let aliases = s.engine.alias_list()?;
+    let aliases = s.engine.alias_list().await?;
     if recursion(&q) >= 1 {
         return sync(aliases);
     }
@@ -302,12 +302,12 @@ pub async fn alias_create(
     Json(req): Json<ImageAliasesPost>,
 ) -> ApiResult {
     let name = req.name.clone();
-    s.engine.alias_create(req)?;
+    s.engine.alias_create(req).await?;
     created(&format!("/1.0/images/aliases/{name}"))
 }
 
 pub async fn alias_get(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult {
-    sync(s.engine.alias_get(&name)?)
+    sync(s.engine.alias_get(&name).await?)
 }
 
 #[derive(Deserialize, Default)]
@@ -326,7 +326,8 @@ pub async fn alias_put(
     Json(req): Json<AliasPut>,
 ) -> ApiResult {
     s.engine
-        .alias_update(&name, Some(req.target), req.description)?;
+        .alias_update(&name, Some(req.target), req.description)
+        .await?;
     empty()
 }
 
@@ -335,11 +336,11 @@ pub async fn alias_post(
     Path(name): Path<String>,
     Json(req): Json<AliasPut>,
 ) -> ApiResult {
-    s.engine.alias_rename(&name, &req.name)?;
+    s.engine.alias_rename(&name, &req.name).await?;
     created(&format!("/1.0/images/aliases/{}", req.name))
 }
 
 pub async fn alias_delete(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult {
-    s.engine.alias_delete(&name)?;
+    s.engine.alias_delete(&name).await?;
     empty()
 }

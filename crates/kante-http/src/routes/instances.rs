@@ -27,14 +27,15 @@ pub async fn list(State(s): State<AppState>, q: Params) -> ApiResult {
     match recursion(&q) {
         0 if !filtered => sync(
             s.engine
-                .instance_names()?
+                .instance_names()
+                .await?
                 .iter()
                 .map(|n| url(n))
                 .collect::<Vec<_>>(),
         ),
         r @ (0 | 1) => {
             let mut kept = Vec::new();
-            for i in s.engine.instance_list()? {
+            for i in s.engine.instance_list().await? {
                 if keep(&i)? {
                     kept.push(i);
                 }
@@ -47,7 +48,7 @@ pub async fn list(State(s): State<AppState>, q: Params) -> ApiResult {
         }
         _ => {
             let mut out = Vec::new();
-            for i in s.engine.instance_list_full()? {
+            for i in s.engine.instance_list_full().await? {
                 if keep(&i.instance)? {
                     out.push(i);
                 }
@@ -63,9 +64,9 @@ pub async fn create(State(s): State<AppState>, Json(req): Json<InstancesPost>) -
 
 pub async fn get(State(s): State<AppState>, Path(name): Path<String>, q: Params) -> ApiResult {
     if recursion(&q) >= 1 {
-        return sync(s.engine.instance_get_full(&name)?);
+        return sync(s.engine.instance_get_full(&name).await?);
     }
-    sync(s.engine.instance_get(&name)?)
+    sync(s.engine.instance_get(&name).await?)
 }
 
 /// PUT is asynchronous in LXD (and restore travels through it).
@@ -74,7 +75,7 @@ pub async fn put(
     Path(name): Path<String>,
     Json(req): Json<InstancePut>,
 ) -> ApiResult {
-    operation(&s.engine.instance_put(&name, req)?)
+    operation(&s.engine.instance_put(&name, req).await?)
 }
 
 pub async fn patch(
@@ -86,7 +87,7 @@ pub async fn patch(
 }
 
 pub async fn delete(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult {
-    operation(&s.engine.instance_delete_op(&name)?)
+    operation(&s.engine.instance_delete_op(&name).await?)
 }
 
 pub async fn post(
@@ -94,11 +95,11 @@ pub async fn post(
     Path(name): Path<String>,
     Json(req): Json<InstancePost>,
 ) -> ApiResult {
-    operation(&s.engine.instance_post(&name, req)?)
+    operation(&s.engine.instance_post(&name, req).await?)
 }
 
 pub async fn state_get(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult {
-    sync(s.engine.instance_state(&name)?)
+    sync(s.engine.instance_state(&name).await?)
 }
 
 pub async fn state_put(
@@ -122,7 +123,7 @@ pub async fn snapshots(
     Path(name): Path<String>,
     q: Params,
 ) -> ApiResult {
-    let snaps = s.engine.snapshot_list(&name)?;
+    let snaps = s.engine.snapshot_list(&name).await?;
     if recursion(&q) >= 1 {
         return sync(snaps);
     }
@@ -139,14 +140,14 @@ pub async fn snapshot_create(
     Path(name): Path<String>,
     Json(req): Json<kante_engine::instance::snapshots::SnapshotsPost>,
 ) -> ApiResult {
-    operation(&s.engine.snapshot_create(&name, req)?)
+    operation(&s.engine.snapshot_create(&name, req).await?)
 }
 
 pub async fn snapshot_get(
     State(s): State<AppState>,
     Path((name, snap)): Path<(String, String)>,
 ) -> ApiResult {
-    sync(s.engine.snapshot_get(&name, &snap)?)
+    sync(s.engine.snapshot_get(&name, &snap).await?)
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -167,7 +168,7 @@ pub async fn snapshot_post(
             EngineError::NotImplemented("Snapshot migration is not supported yet".into()).into(),
         );
     }
-    operation(&s.engine.snapshot_rename(&name, &snap, &req.name)?)
+    operation(&s.engine.snapshot_rename(&name, &snap, &req.name).await?)
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -181,18 +182,18 @@ pub async fn snapshot_put(
     Path((name, snap)): Path<(String, String)>,
     Json(req): Json<SnapshotPut>,
 ) -> ApiResult {
-    operation(&s.engine.snapshot_put(&name, &snap, req.expires_at)?)
+    operation(&s.engine.snapshot_put(&name, &snap, req.expires_at).await?)
 }
 
 pub async fn snapshot_delete(
     State(s): State<AppState>,
     Path((name, snap)): Path<(String, String)>,
 ) -> ApiResult {
-    operation(&s.engine.snapshot_delete(&name, &snap)?)
+    operation(&s.engine.snapshot_delete(&name, &snap).await?)
 }
 
 pub async fn console_get(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult {
-    let log = s.engine.instance_console_log(&name)?;
+    let log = s.engine.instance_console_log(&name).await?;
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
         log,
@@ -201,7 +202,7 @@ pub async fn console_get(State(s): State<AppState>, Path(name): Path<String>) ->
 }
 
 pub async fn console_delete(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult {
-    s.engine.instance_console_clear(&name)?;
+    s.engine.instance_console_clear(&name).await?;
     empty()
 }
 
@@ -213,7 +214,7 @@ pub async fn console_attach() -> ApiResult {
 }
 
 pub async fn logs(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult {
-    s.engine.instance_row(&name)?;
+    s.engine.instance_row(&name).await?;
     sync([format!("/1.0/instances/{name}/logs/lxc.log")])
 }
 

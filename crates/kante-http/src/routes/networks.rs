@@ -68,5 +68,5 @@ pub async fn state(State(s): State<AppState>, Path(name): Path<String>) -> ApiRe
 }
 
 pub async fn leases(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult {
-    sync(s.engine.network_leases(&name)?)
+    sync(s.engine.network_leases(&name).await?)
 }

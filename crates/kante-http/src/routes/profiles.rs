@@ -9,7 +9,7 @@ use crate::response::{created, empty, sync, ApiResult};
 use crate::AppState;
 
 pub async fn list(State(s): State<AppState>, q: Params) -> ApiResult {
-    let profiles = s.engine.profile_list()?;
+    let profiles = s.engine.profile_list().await?;
     if recursion(&q) >= 1 {
         return sync(profiles);
     }
@@ -23,12 +23,12 @@ pub async fn list(State(s): State<AppState>, q: Params) -> ApiResult {
 
 pub async fn create(State(s): State<AppState>, Json(req): Json<ProfilesPost>) -> ApiResult {
     let name = req.name.clone();
-    s.engine.profile_create(req)?;
+    s.engine.profile_create(req).await?;
     created(&format!("/1.0/profiles/{name}"))
 }
 
 pub async fn get(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult {
-    sync(s.engine.profile_get(&name)?)
+    sync(s.engine.profile_get(&name).await?)
 }
 
 pub async fn put(
@@ -44,7 +44,7 @@ pub async fn patch(
     Path(name): Path<String>,
     Json(req): Json<ProfilePut>,
 ) -> ApiResult {
-    let cur = s.engine.profile_get(&name)?;
+    let cur = s.engine.profile_get(&name).await?;
     let mut merged = ProfilePut {
         description: cur.description,
         config: cur.config,
@@ -69,12 +69,12 @@ pub async fn post(
     Path(name): Path<String>,
     Json(req): Json<ProfilePost>,
 ) -> ApiResult {
-    s.engine.profile_get(&name)?;
-    s.engine.profile_rename(&name, &req.name)?;
+    s.engine.profile_get(&name).await?;
+    s.engine.profile_rename(&name, &req.name).await?;
     created(&format!("/1.0/profiles/{}", req.name))
 }
 
 pub async fn delete(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult {
-    s.engine.profile_delete(&name)?;
+    s.engine.profile_delete(&name).await?;
     empty()
 }

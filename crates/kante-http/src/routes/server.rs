@@ -12,15 +12,15 @@ pub async fn root() -> ApiResult {
 }
 
 pub async fn get(State(s): State<AppState>) -> ApiResult {
-    sync(s.engine.server_info()?)
+    sync(s.engine.server_info().await?)
 }
 
 pub async fn put(State(s): State<AppState>, Json(req): Json<ServerPut>) -> ApiResult {
-    s.engine.server_update(req.config, false)?;
+    s.engine.server_update(req.config, false).await?;
     empty()
 }
 
 pub async fn patch(State(s): State<AppState>, Json(req): Json<ServerPut>) -> ApiResult {
-    s.engine.server_update(req.config, true)?;
+    s.engine.server_update(req.config, true).await?;
     empty()
 }

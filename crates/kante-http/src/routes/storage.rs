@@ -11,7 +11,7 @@ use crate::response::{created, empty, sync, ApiResult};
 use crate::AppState;
 
 pub async fn list(State(s): State<AppState>, q: Params) -> ApiResult {
-    let pools = s.engine.pool_list()?;
+    let pools = s.engine.pool_list().await?;
     if recursion(&q) >= 1 {
         return sync(pools);
     }
@@ -24,7 +24,7 @@ pub async fn list(State(s): State<AppState>, q: Params) -> ApiResult {
 }
 
 pub async fn get(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult {
-    sync(s.engine.pool_get(&name)?)
+    sync(s.engine.pool_get(&name).await?)
 }
 
 pub async fn create(State(s): State<AppState>, Json(req): Json<StoragePoolsPost>) -> ApiResult {
@@ -47,7 +47,8 @@ pub async fn put(
     Json(req): Json<PoolPut>,
 ) -> ApiResult {
     s.engine
-        .pool_update(&name, req.description, req.config, false)?;
+        .pool_update(&name, req.description, req.config, false)
+        .await?;
     empty()
 }
 
@@ -57,7 +58,8 @@ pub async fn patch(
     Json(req): Json<PoolPut>,
 ) -> ApiResult {
     s.engine
-        .pool_update(&name, req.description, req.config, true)?;
+        .pool_update(&name, req.description, req.config, true)
+        .await?;
     empty()
 }
 

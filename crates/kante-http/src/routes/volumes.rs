@@ -36,13 +36,13 @@ pub fn routes(r: Router<AppState>) -> Router<AppState> {
         )
 }
 
-fn render_list(
+async fn render_list(
     s: &AppState,
     pool: &str,
     kind: &str,
     q: &std::collections::HashMap<String, String>,
 ) -> ApiResult {
-    let vols = s.engine.volume_list(pool, kind)?;
+    let vols = s.engine.volume_list(pool, kind).await?;
     if recursion(q) >= 1 {
         return sync(vols);
     }
@@ -54,7 +54,7 @@ fn render_list(
 }
 
 async fn list_all(State(s): State<AppState>, Path(pool): Path<String>, q: Params) -> ApiResult {
-    render_list(&s, &pool, "", &q)
+    render_list(&s, &pool, "", &q).await
 }
 
 async fn list(
@@ -62,7 +62,7 @@ async fn list(
     Path((pool, kind)): Path<(String, String)>,
     q: Params,
 ) -> ApiResult {
-    render_list(&s, &pool, &kind, &q)
+    render_list(&s, &pool, &kind, &q).await
 }
 
 async fn create_any(
@@ -97,7 +97,7 @@ async fn get_one(
     State(s): State<AppState>,
     Path((pool, kind, vol)): Path<(String, String, String)>,
 ) -> ApiResult {
-    sync(s.engine.volume_get(&pool, &kind, &vol)?)
+    sync(s.engine.volume_get(&pool, &kind, &vol).await?)
 }
 
 /// Only custom volumes change through these routes.
@@ -164,7 +164,7 @@ async fn snapshots(
     q: Params,
 ) -> ApiResult {
     custom_only(&kind)?;
-    let snaps = s.engine.volume_snapshot_list(&pool, &vol)?;
+    let snaps = s.engine.volume_snapshot_list(&pool, &vol).await?;
     if recursion(&q) >= 1 {
         return sync(snaps);
     }
@@ -195,7 +195,7 @@ async fn snapshot_get(
     Path((pool, kind, vol, snap)): Path<(String, String, String, String)>,
 ) -> ApiResult {
     custom_only(&kind)?;
-    sync(s.engine.volume_snapshot_get(&pool, &vol, &snap)?)
+    sync(s.engine.volume_snapshot_get(&pool, &vol, &snap).await?)
 }
 
 async fn snapshot_delete(
@@ -203,5 +203,5 @@ async fn snapshot_delete(
     Path((pool, kind, vol, snap)): Path<(String, String, String, String)>,
 ) -> ApiResult {
     custom_only(&kind)?;
-    operation(&s.engine.volume_snapshot_delete(&pool, &vol, &snap)?)
+    operation(&s.engine.volume_snapshot_delete(&pool, &vol, &snap).await?)
 }

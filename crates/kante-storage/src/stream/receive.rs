@@ -31,6 +31,10 @@ pub struct Received {
     pub size: Option<u64>,
     /// Bytes of section data that arrived.
     pub bytes: u64,
+    /// A custom volume's description and config as received (its `size`
+    /// the one applied): the caller records them (the pool keeps no
+    /// records).
+    pub meta: Option<VolumeMeta>,
 }
 
 /// Everything decided from the header before anything is made.
@@ -139,13 +143,6 @@ impl Pool {
                 }
             });
         }
-        if let Some(meta) = &plan.meta {
-            self.write_custom_meta(name, meta)?;
-            let m = self.custom_meta_path(name);
-            revert.add(move || {
-                let _ = std::fs::remove_file(&m);
-            });
-        }
         rename_noreplace(&vol_staging, &self.volume_path(kind, name))?;
         revert.success();
         Ok(Received {
@@ -155,6 +152,7 @@ impl Pool {
             migration_type: ty,
             size,
             bytes,
+            meta: plan.meta.clone(),
         })
     }
 
@@ -208,7 +206,6 @@ impl Pool {
         let taken = |p: PathBuf| p.symlink_metadata().is_ok();
         if taken(self.volume_path(kind, &name))
             || self.snapshots_dir(kind, &name).is_some_and(taken)
-            || (kind == VolumeKind::Custom && taken(self.custom_meta_path(&name)))
         {
             return Err(StorageError::Exists(format!(
                 "{} volume {name} (or its snapshots)",

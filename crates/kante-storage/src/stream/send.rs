@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 use super::codec::{write_header, write_trailer, SectionWriter};
 use super::{MigrationType, StreamHeader, STREAM_VERSION};
-use crate::{validate_snapshot_name, Pool, Result, StorageDriver, StorageError, VolumeKind};
+use crate::{
+    validate_snapshot_name, Pool, Result, StorageDriver, StorageError, VolumeKind, VolumeMeta,
+};
 
 /// Prefix of the read-only copies a send takes of a live volume, beside
 /// the volumes (a crash leftover, removed at the next start).
@@ -113,13 +115,15 @@ impl Pool {
     /// differences) to `out` as a stream of type `ty` (one that
     /// [`Pool::send_types`] offers and the receiver chose, see
     /// [`negotiate`](super::negotiate)). The header carries the volume's
-    /// size limit and, for a custom volume, its description and config.
+    /// size limit and, for a custom volume, its description and config as
+    /// the caller's state records them (`meta`; the pool keeps no records).
     pub fn send_volume(
         &self,
         kind: VolumeKind,
         name: &str,
         snapshots: &[String],
         ty: MigrationType,
+        meta: Option<&VolumeMeta>,
         out: &mut dyn Write,
     ) -> Result<SendReport> {
         let trees = self.send_trees(kind, name, snapshots)?;
@@ -141,7 +145,7 @@ impl Pool {
             snapshots: snapshots.to_vec(),
             size: self.driver.volume_size(vol)?.filter(|n| *n > 0),
             meta: match kind {
-                VolumeKind::Custom => Some(self.custom_meta(name)?),
+                VolumeKind::Custom => meta.cloned(),
                 _ => None,
             },
         };

@@ -259,6 +259,16 @@ pub fn pool_state(pool: &Pool) -> Vec<String> {
     out
 }
 
+/// The record a sender's state holds for a custom volume (its `size`, if
+/// any, travels apart: the receiver records the size it applied).
+pub fn custom_meta() -> kante_storage::VolumeMeta {
+    kante_storage::VolumeMeta {
+        description: "a streamed volume".into(),
+        config: [("user.purpose".to_string(), "streams".to_string())].into(),
+        created_at: "2024-05-06T07:08:09Z".into(),
+    }
+}
+
 /// Sends volume `name` of `from` with `snaps` as `ty` through a pipe into
 /// `to`, the sender on its own thread.
 pub fn transfer(
@@ -273,7 +283,8 @@ pub fn transfer(
     let (mut r, mut w) = std::io::pipe().unwrap();
     std::thread::scope(|s| {
         let sender = s.spawn(move || {
-            let res = from.send_volume(kind, name, snaps, ty, &mut w);
+            let meta = (kind == VolumeKind::Custom).then(custom_meta);
+            let res = from.send_volume(kind, name, snaps, ty, meta.as_ref(), &mut w);
             drop(w);
             res
         });
@@ -293,7 +304,9 @@ pub fn send_to_vec(
     ty: MigrationType,
 ) -> Vec<u8> {
     let mut v = Vec::new();
-    from.send_volume(kind, name, snaps, ty, &mut v).unwrap();
+    let meta = (kind == VolumeKind::Custom).then(custom_meta);
+    from.send_volume(kind, name, snaps, ty, meta.as_ref(), &mut v)
+        .unwrap();
     v
 }
 

@@ -1,0 +1,177 @@
+//! Shared records beyond the CRUD tables: reservations (compare-and-swap
+//! uniqueness of names, id blocks and addresses) and trusted certificates.
+
+use rusqlite::types::Value;
+use rusqlite::Row;
+
+use crate::state::ReservationKind;
+use crate::table::{Record, Table};
+use crate::{Result, Store, StoreError};
+
+/// A key of some kind, held by someone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReservationRow {
+    pub kind: String,
+    pub key: String,
+    pub holder: String,
+}
+
+impl Record for ReservationRow {
+    const TABLE: &'static str = "reservations";
+    const ENTITY: &'static str = "Reservation";
+    const COLUMNS: &'static [&'static str] = &["kind", "key", "holder"];
+    const KEY: &'static [&'static str] = &["kind", "key"];
+    const MUTABLE: &'static [&'static str] = &["holder"];
+    const ORDER: &'static str = "key";
+
+    fn label(&self) -> &str {
+        &self.key
+    }
+
+    fn values(&self) -> Result<Vec<Value>> {
+        Ok(vec![
+            self.kind.clone().into(),
+            self.key.clone().into(),
+            self.holder.clone().into(),
+        ])
+    }
+
+    fn from_row(r: &Row) -> Result<Self> {
+        Ok(ReservationRow {
+            kind: r.get(0)?,
+            key: r.get(1)?,
+            holder: r.get(2)?,
+        })
+    }
+}
+
+/// A trusted client certificate (LXD's `/1.0/certificates`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateRow {
+    pub fingerprint: String,
+    /// `client` (LXD also has `server` and `metrics`).
+    pub kind: String,
+    pub name: String,
+    /// PEM.
+    pub certificate: String,
+    pub restricted: bool,
+    pub description: String,
+}
+
+impl Record for CertificateRow {
+    const TABLE: &'static str = "certificates";
+    const ENTITY: &'static str = "Certificate";
+    const COLUMNS: &'static [&'static str] = &[
+        "fingerprint",
+        "type",
+        "name",
+        "certificate",
+        "restricted",
+        "description",
+    ];
+    const KEY: &'static [&'static str] = &["fingerprint"];
+    const MUTABLE: &'static [&'static str] = &["name", "restricted", "description"];
+    const ORDER: &'static str = "fingerprint";
+
+    fn label(&self) -> &str {
+        &self.fingerprint
+    }
+
+    fn values(&self) -> Result<Vec<Value>> {
+        Ok(vec![
+            self.fingerprint.clone().into(),
+            self.kind.clone().into(),
+            self.name.clone().into(),
+            self.certificate.clone().into(),
+            self.restricted.into(),
+            self.description.clone().into(),
+        ])
+    }
+
+    fn from_row(r: &Row) -> Result<Self> {
+        Ok(CertificateRow {
+            fingerprint: r.get(0)?,
+            kind: r.get(1)?,
+            name: r.get(2)?,
+            certificate: r.get(3)?,
+            restricted: r.get(4)?,
+            description: r.get(5)?,
+        })
+    }
+}
+
+/// How conflicts name a reserved key.
+fn entity(kind: ReservationKind) -> &'static str {
+    match kind {
+        ReservationKind::InstanceName => "Instance",
+        ReservationKind::IdBlock => "Id block",
+        ReservationKind::Address => "Address",
+    }
+}
+
+impl Store {
+    /// Takes `key` for `holder` if nobody has it (see
+    /// [`crate::SharedState::reserve`]): one insert under the key's
+    /// uniqueness, so of two callers exactly one wins.
+    pub fn reserve(&self, kind: ReservationKind, key: &str, holder: &str) -> Result<()> {
+        let row = ReservationRow {
+            kind: kind.as_str().into(),
+            key: key.into(),
+            holder: holder.into(),
+        };
+        match Table::insert(&self.lock(), &row) {
+            Err(StoreError::Conflict(_)) => {
+                Err(StoreError::Conflict(format!("{} {key:?}", entity(kind))))
+            }
+            other => other,
+        }
+    }
+
+    /// Gives `key` up if `holder` has it.
+    pub fn release(&self, kind: ReservationKind, key: &str, holder: &str) -> Result<bool> {
+        let n = self.lock().execute(
+            "DELETE FROM reservations WHERE kind = ?1 AND key = ?2 AND holder = ?3",
+            [kind.as_str(), key, holder],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Moves `key` from `from` to `to`, if `from` has it.
+    pub fn transfer(&self, kind: ReservationKind, key: &str, from: &str, to: &str) -> Result<bool> {
+        let n = self.lock().execute(
+            "UPDATE reservations SET holder = ?4 WHERE kind = ?1 AND key = ?2 AND holder = ?3",
+            [kind.as_str(), key, from, to],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Every reservation of `kind`, in key order.
+    pub fn reservations(&self, kind: ReservationKind) -> Result<Vec<ReservationRow>> {
+        Table::list_where(&self.lock(), "kind", kind.as_str())
+    }
+
+    pub fn certificate_create(&self, row: &CertificateRow) -> Result<()> {
+        Table::insert(&self.lock(), row)
+    }
+
+    pub fn certificate_get(&self, fingerprint: &str) -> Result<Option<CertificateRow>> {
+        Table::get(&self.lock(), &[fingerprint])
+    }
+
+    pub fn certificate_list(&self) -> Result<Vec<CertificateRow>> {
+        Table::list(&self.lock())
+    }
+
+    pub fn certificate_delete(&self, fingerprint: &str) -> Result<bool> {
+        Table::<CertificateRow>::delete(&self.lock(), &[fingerprint])
+    }
+
+    /// Renames profile `old` in instance records only.
+    pub fn instances_rename_profile(&self, old: &str, new: &str) -> Result<()> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        crate::rename_profile_refs::<crate::InstanceRow>(&tx, old, new, |r| &mut r.profiles)?;
+        tx.commit()?;
+        Ok(())
+    }
+}

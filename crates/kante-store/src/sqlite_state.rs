@@ -1,0 +1,287 @@
+//! The standalone implementation of both state traits: one SQLite
+//! [`Store`], worked on by a thread of its own, so async callers never
+//! block the runtime on disk I/O (and undo steps, which cannot await, can
+//! still wait for it).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::mpsc;
+
+use async_trait::async_trait;
+
+use crate::state::{Member, NodeState, ReservationKind, SharedState, STANDALONE_MEMBER};
+use crate::{
+    AliasRow, CertificateRow, ImageRow, InstanceRow, NetworkRow, PoolRow, ProfileRow, Result,
+    SnapshotRow, Store, StoreError, VolumeRow,
+};
+
+type Job = Box<dyn FnOnce(&Store) + Send>;
+
+/// [`NodeState`] and [`SharedState`] over one SQLite database.
+pub struct SqliteState {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl SqliteState {
+    /// Opens (creating and migrating) the database at `path`.
+    pub fn open(path: &Path) -> Result<SqliteState> {
+        SqliteState::over(Store::open(path)?)
+    }
+
+    /// Serves `store` from a thread of its own, which ends with the last
+    /// handle.
+    pub fn over(store: Store) -> Result<SqliteState> {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("kante-state".into())
+            .spawn(move || {
+                for job in queue {
+                    // A job that panics fails its caller (its reply is
+                    // dropped), not the thread: the store stays consistent
+                    // (each call is one statement or transaction).
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&store)));
+                }
+            })
+            .map_err(StoreError::Thread)?;
+        Ok(SqliteState { jobs })
+    }
+
+    /// Runs `f` on the store's thread.
+    async fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<R> + Send + 'static,
+    ) -> Result<R> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Box::new(move |s| {
+                let _ = tx.send(f(s));
+            }))
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+/// Runs a [`Store`] method on the state thread, with owned copies of the
+/// named arguments.
+macro_rules! on_thread {
+    ($self:ident, $($arg:ident),* => |$s:ident| $body:expr) => {{
+        $(let $arg = $arg.to_owned();)*
+        $self.call(move |$s: &Store| $body).await
+    }};
+}
+
+#[async_trait]
+impl NodeState for SqliteState {
+    async fn instance_create(&self, row: &InstanceRow) -> Result<()> {
+        on_thread!(self, row => |s| s.instance_create(&row))
+    }
+    async fn instance_create_pending(&self, row: &InstanceRow) -> Result<()> {
+        on_thread!(self, row => |s| s.instance_create_pending(&row))
+    }
+    async fn instance_created(&self, name: &str) -> Result<()> {
+        on_thread!(self, name => |s| s.instance_created(&name))
+    }
+    async fn instances_pending(&self) -> Result<Vec<String>> {
+        on_thread!(self, => |s| s.instances_pending())
+    }
+    async fn instance_get(&self, name: &str) -> Result<Option<InstanceRow>> {
+        on_thread!(self, name => |s| s.instance_get(&name))
+    }
+    async fn instance_list(&self) -> Result<Vec<InstanceRow>> {
+        on_thread!(self, => |s| s.instance_list())
+    }
+    async fn instance_names(&self) -> Result<Vec<String>> {
+        on_thread!(self, => |s| s.instance_names())
+    }
+    async fn instance_update(&self, row: &InstanceRow) -> Result<()> {
+        on_thread!(self, row => |s| s.instance_update(&row))
+    }
+    async fn instance_rename(&self, old: &str, new: &str) -> Result<()> {
+        on_thread!(self, old, new => |s| s.instance_rename(&old, &new))
+    }
+    async fn instance_delete(&self, name: &str) -> Result<bool> {
+        on_thread!(self, name => |s| s.instance_delete(&name))
+    }
+    async fn instances_rename_profile(&self, old: &str, new: &str) -> Result<()> {
+        on_thread!(self, old, new => |s| s.instances_rename_profile(&old, &new))
+    }
+
+    async fn snapshot_create(&self, row: &SnapshotRow) -> Result<()> {
+        on_thread!(self, row => |s| s.snapshot_create(&row))
+    }
+    async fn snapshot_get(&self, instance: &str, name: &str) -> Result<Option<SnapshotRow>> {
+        on_thread!(self, instance, name => |s| s.snapshot_get(&instance, &name))
+    }
+    async fn snapshot_list(&self, instance: &str) -> Result<Vec<SnapshotRow>> {
+        on_thread!(self, instance => |s| s.snapshot_list(&instance))
+    }
+    async fn snapshot_rename(&self, instance: &str, old: &str, new: &str) -> Result<()> {
+        on_thread!(self, instance, old, new => |s| s.snapshot_rename(&instance, &old, &new))
+    }
+    async fn snapshot_set_expiry(
+        &self,
+        instance: &str,
+        name: &str,
+        expires_at: &str,
+    ) -> Result<()> {
+        on_thread!(self, instance, name, expires_at =>
+            |s| s.snapshot_set_expiry(&instance, &name, &expires_at))
+    }
+    async fn snapshot_delete(&self, instance: &str, name: &str) -> Result<bool> {
+        on_thread!(self, instance, name => |s| s.snapshot_delete(&instance, &name))
+    }
+
+    async fn pool_create(&self, row: &PoolRow) -> Result<()> {
+        on_thread!(self, row => |s| s.pool_create(&row))
+    }
+    async fn pool_get(&self, name: &str) -> Result<Option<PoolRow>> {
+        on_thread!(self, name => |s| s.pool_get(&name))
+    }
+    async fn pool_list(&self) -> Result<Vec<PoolRow>> {
+        on_thread!(self, => |s| s.pool_list())
+    }
+    async fn pool_update(&self, row: &PoolRow) -> Result<()> {
+        on_thread!(self, row => |s| s.pool_update(&row))
+    }
+    async fn pool_delete(&self, name: &str) -> Result<bool> {
+        on_thread!(self, name => |s| s.pool_delete(&name))
+    }
+
+    async fn volume_put(&self, row: &VolumeRow) -> Result<()> {
+        on_thread!(self, row => |s| s.volume_put(&row))
+    }
+    async fn volume_get(&self, pool: &str, name: &str) -> Result<Option<VolumeRow>> {
+        on_thread!(self, pool, name => |s| s.volume_get(&pool, &name))
+    }
+    async fn volume_list(&self, pool: &str) -> Result<Vec<VolumeRow>> {
+        on_thread!(self, pool => |s| s.volume_list(&pool))
+    }
+    async fn volume_rename(&self, pool: &str, old: &str, new: &str) -> Result<()> {
+        on_thread!(self, pool, old, new => |s| s.volume_rename(&pool, &old, &new))
+    }
+    async fn volume_delete(&self, pool: &str, name: &str) -> Result<bool> {
+        on_thread!(self, pool, name => |s| s.volume_delete(&pool, &name))
+    }
+}
+
+#[async_trait]
+impl SharedState for SqliteState {
+    async fn local_member(&self) -> Result<Member> {
+        Ok(Member {
+            name: STANDALONE_MEMBER.into(),
+            address: String::new(),
+        })
+    }
+    async fn members(&self) -> Result<Vec<Member>> {
+        Ok(vec![self.local_member().await?])
+    }
+
+    async fn reserve(&self, kind: ReservationKind, key: &str, holder: &str) -> Result<()> {
+        on_thread!(self, key, holder => |s| s.reserve(kind, &key, &holder))
+    }
+    async fn release(&self, kind: ReservationKind, key: &str, holder: &str) -> Result<bool> {
+        on_thread!(self, key, holder => |s| s.release(kind, &key, &holder))
+    }
+    async fn transfer(
+        &self,
+        kind: ReservationKind,
+        key: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<bool> {
+        on_thread!(self, key, from, to => |s| s.transfer(kind, &key, &from, &to))
+    }
+    async fn reservations(&self, kind: ReservationKind) -> Result<BTreeMap<String, String>> {
+        let rows = on_thread!(self, => |s| s.reservations(kind))?;
+        Ok(rows.into_iter().map(|r| (r.key, r.holder)).collect())
+    }
+
+    async fn profile_create(&self, row: &ProfileRow) -> Result<()> {
+        on_thread!(self, row => |s| s.profile_create(&row))
+    }
+    async fn profile_get(&self, name: &str) -> Result<Option<ProfileRow>> {
+        on_thread!(self, name => |s| s.profile_get(&name))
+    }
+    async fn profile_list(&self) -> Result<Vec<ProfileRow>> {
+        on_thread!(self, => |s| s.profile_list())
+    }
+    async fn profile_update(&self, row: &ProfileRow) -> Result<()> {
+        on_thread!(self, row => |s| s.profile_update(&row))
+    }
+    async fn profile_rename(&self, name: &str, new: &str) -> Result<()> {
+        on_thread!(self, name, new => |s| s.profile_rename(&name, &new))
+    }
+    async fn profile_delete(&self, name: &str) -> Result<bool> {
+        on_thread!(self, name => |s| s.profile_delete(&name))
+    }
+
+    async fn network_create(&self, row: &NetworkRow) -> Result<()> {
+        on_thread!(self, row => |s| s.network_create(&row))
+    }
+    async fn network_get(&self, name: &str) -> Result<Option<NetworkRow>> {
+        on_thread!(self, name => |s| s.network_get(&name))
+    }
+    async fn network_list(&self) -> Result<Vec<NetworkRow>> {
+        on_thread!(self, => |s| s.network_list())
+    }
+    async fn network_update(&self, row: &NetworkRow) -> Result<()> {
+        on_thread!(self, row => |s| s.network_update(&row))
+    }
+    async fn network_delete(&self, name: &str) -> Result<bool> {
+        on_thread!(self, name => |s| s.network_delete(&name))
+    }
+
+    async fn image_create(&self, row: &ImageRow) -> Result<()> {
+        on_thread!(self, row => |s| s.image_create(&row))
+    }
+    async fn image_get(&self, fp_or_prefix: &str) -> Result<Option<ImageRow>> {
+        on_thread!(self, fp_or_prefix => |s| s.image_get(&fp_or_prefix))
+    }
+    async fn image_list(&self) -> Result<Vec<ImageRow>> {
+        on_thread!(self, => |s| s.image_list())
+    }
+    async fn image_update(&self, row: &ImageRow) -> Result<()> {
+        on_thread!(self, row => |s| s.image_update(&row))
+    }
+    async fn image_delete(&self, fingerprint: &str) -> Result<bool> {
+        on_thread!(self, fingerprint => |s| s.image_delete(&fingerprint))
+    }
+    async fn alias_create(&self, row: &AliasRow) -> Result<()> {
+        on_thread!(self, row => |s| s.alias_create(&row))
+    }
+    async fn alias_get(&self, name: &str) -> Result<Option<AliasRow>> {
+        on_thread!(self, name => |s| s.alias_get(&name))
+    }
+    async fn alias_list(&self) -> Result<Vec<AliasRow>> {
+        on_thread!(self, => |s| s.alias_list())
+    }
+    async fn alias_update(&self, row: &AliasRow) -> Result<()> {
+        on_thread!(self, row => |s| s.alias_update(&row))
+    }
+    async fn alias_rename(&self, old: &str, new: &str) -> Result<()> {
+        on_thread!(self, old, new => |s| s.alias_rename(&old, &new))
+    }
+    async fn alias_delete(&self, name: &str) -> Result<bool> {
+        on_thread!(self, name => |s| s.alias_delete(&name))
+    }
+
+    async fn config_all(&self) -> Result<BTreeMap<String, String>> {
+        on_thread!(self, => |s| s.config_all())
+    }
+    async fn config_replace(&self, config: &BTreeMap<String, String>) -> Result<()> {
+        on_thread!(self, config => |s| s.config_replace(&config))
+    }
+
+    async fn certificate_create(&self, row: &CertificateRow) -> Result<()> {
+        on_thread!(self, row => |s| s.certificate_create(&row))
+    }
+    async fn certificate_get(&self, fingerprint: &str) -> Result<Option<CertificateRow>> {
+        on_thread!(self, fingerprint => |s| s.certificate_get(&fingerprint))
+    }
+    async fn certificate_list(&self) -> Result<Vec<CertificateRow>> {
+        on_thread!(self, => |s| s.certificate_list())
+    }
+    async fn certificate_delete(&self, fingerprint: &str) -> Result<bool> {
+        on_thread!(self, fingerprint => |s| s.certificate_delete(&fingerprint))
+    }
+}

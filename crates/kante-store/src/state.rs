@@ -1,0 +1,184 @@
+//! The state traits, split by ownership as Incus splits `db.Node` from
+//! `db.Cluster`:
+//!
+//! * [`NodeState`]: what belongs to this member alone: its instances (with
+//!   their volatile keys and pending marks), their snapshots, its storage
+//!   pools' and custom volumes' records. Always local (SQLite).
+//! * [`SharedState`]: what every member sees alike: profiles, networks,
+//!   the image index and aliases, server config, certificates, members,
+//!   and the reservations that keep names and id blocks unique across
+//!   members (and say where an instance is placed). Standalone it is the
+//!   same SQLite database; a cluster puts it in etcd behind a local cache.
+//!
+//! Reservations are compare-and-swap: [`SharedState::reserve`] takes a key
+//! only if nobody holds it, atomically, so uniqueness never rests on a lock
+//! held in one process (etcd: a transaction comparing the key's revision
+//! with 0).
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+
+use crate::{
+    AliasRow, CertificateRow, ImageRow, InstanceRow, NetworkRow, PoolRow, ProfileRow, Result,
+    SnapshotRow, VolumeRow,
+};
+
+/// The only project Kante has (LXD's `project` on every record).
+pub const PROJECT: &str = "default";
+
+/// The member name of a host that is not part of a cluster (LXD's
+/// `location` of every record then).
+pub const STANDALONE_MEMBER: &str = "none";
+
+/// What a reservation keeps unique.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReservationKind {
+    /// An instance name; the holder is the member it is placed on.
+    InstanceName,
+    /// A block of subordinate ids (keyed by its first host id); the holder
+    /// is the instance it maps.
+    IdBlock,
+    /// A network address (keyed `<network>/<address>`); the holder is the
+    /// instance or device using it.
+    Address,
+}
+
+impl ReservationKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReservationKind::InstanceName => "instance",
+            ReservationKind::IdBlock => "idblock",
+            ReservationKind::Address => "address",
+        }
+    }
+}
+
+/// A cluster member (standalone: this host, named [`STANDALONE_MEMBER`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub name: String,
+    /// Where the other members reach it (empty standalone).
+    pub address: String,
+}
+
+/// This member's own records.
+#[async_trait]
+pub trait NodeState: Send + Sync {
+    // ---- instances placed here ----
+    async fn instance_create(&self, row: &InstanceRow) -> Result<()>;
+    /// Records an instance whose creation is under way (see
+    /// [`NodeState::instance_created`], `pending.rs`).
+    async fn instance_create_pending(&self, row: &InstanceRow) -> Result<()>;
+    async fn instance_created(&self, name: &str) -> Result<()>;
+    /// Names of the instances whose creation never completed, sorted.
+    async fn instances_pending(&self) -> Result<Vec<String>>;
+    async fn instance_get(&self, name: &str) -> Result<Option<InstanceRow>>;
+    async fn instance_list(&self) -> Result<Vec<InstanceRow>>;
+    async fn instance_names(&self) -> Result<Vec<String>>;
+    async fn instance_update(&self, row: &InstanceRow) -> Result<()>;
+    /// Renames an instance record, its snapshots following it.
+    async fn instance_rename(&self, old: &str, new: &str) -> Result<()>;
+    /// Deletes an instance record and its snapshots'.
+    async fn instance_delete(&self, name: &str) -> Result<bool>;
+    /// Renames profile `old` to `new` in this member's instance records
+    /// (idempotent; see [`SharedState::profile_rename`]).
+    async fn instances_rename_profile(&self, old: &str, new: &str) -> Result<()>;
+
+    // ---- snapshots ----
+    async fn snapshot_create(&self, row: &SnapshotRow) -> Result<()>;
+    async fn snapshot_get(&self, instance: &str, name: &str) -> Result<Option<SnapshotRow>>;
+    /// Oldest first.
+    async fn snapshot_list(&self, instance: &str) -> Result<Vec<SnapshotRow>>;
+    async fn snapshot_rename(&self, instance: &str, old: &str, new: &str) -> Result<()>;
+    async fn snapshot_set_expiry(&self, instance: &str, name: &str, expires_at: &str)
+        -> Result<()>;
+    async fn snapshot_delete(&self, instance: &str, name: &str) -> Result<bool>;
+
+    // ---- storage pools (their sources are this host's) ----
+    async fn pool_create(&self, row: &PoolRow) -> Result<()>;
+    async fn pool_get(&self, name: &str) -> Result<Option<PoolRow>>;
+    async fn pool_list(&self) -> Result<Vec<PoolRow>>;
+    async fn pool_update(&self, row: &PoolRow) -> Result<()>;
+    async fn pool_delete(&self, name: &str) -> Result<bool>;
+
+    // ---- custom volumes' records (their content is the pool's) ----
+    /// Records a custom volume, or replaces its record.
+    async fn volume_put(&self, row: &VolumeRow) -> Result<()>;
+    async fn volume_get(&self, pool: &str, name: &str) -> Result<Option<VolumeRow>>;
+    async fn volume_list(&self, pool: &str) -> Result<Vec<VolumeRow>>;
+    async fn volume_rename(&self, pool: &str, old: &str, new: &str) -> Result<()>;
+    async fn volume_delete(&self, pool: &str, name: &str) -> Result<bool>;
+}
+
+/// Records every member sees alike.
+#[async_trait]
+pub trait SharedState: Send + Sync {
+    // ---- members and placement ----
+    /// The member this daemon is.
+    async fn local_member(&self) -> Result<Member>;
+    async fn members(&self) -> Result<Vec<Member>>;
+
+    // ---- reservations (compare-and-swap) ----
+    /// Takes `key` for `holder` if nobody holds it (compare-and-swap on
+    /// absence: of concurrent callers exactly one wins, whoever they are).
+    /// A held key, even by `holder`, is [`crate::StoreError::Conflict`].
+    async fn reserve(&self, kind: ReservationKind, key: &str, holder: &str) -> Result<()>;
+    /// Gives `key` up if `holder` has it; false if it did not.
+    async fn release(&self, kind: ReservationKind, key: &str, holder: &str) -> Result<bool>;
+    /// Moves `key` from `from` to `to` (a rename), if `from` has it.
+    async fn transfer(
+        &self,
+        kind: ReservationKind,
+        key: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<bool>;
+    /// Every reservation of `kind`, key to holder.
+    async fn reservations(&self, kind: ReservationKind) -> Result<BTreeMap<String, String>>;
+
+    // ---- profiles ----
+    async fn profile_create(&self, row: &ProfileRow) -> Result<()>;
+    async fn profile_get(&self, name: &str) -> Result<Option<ProfileRow>>;
+    async fn profile_list(&self) -> Result<Vec<ProfileRow>>;
+    async fn profile_update(&self, row: &ProfileRow) -> Result<()>;
+    /// Renames a profile and the shared references to it (images); each
+    /// member renames its instances' with
+    /// [`NodeState::instances_rename_profile`]. (Standalone SQLite does it
+    /// all in this one transaction.)
+    async fn profile_rename(&self, name: &str, new: &str) -> Result<()>;
+    async fn profile_delete(&self, name: &str) -> Result<bool>;
+
+    // ---- networks ----
+    async fn network_create(&self, row: &NetworkRow) -> Result<()>;
+    async fn network_get(&self, name: &str) -> Result<Option<NetworkRow>>;
+    async fn network_list(&self) -> Result<Vec<NetworkRow>>;
+    async fn network_update(&self, row: &NetworkRow) -> Result<()>;
+    async fn network_delete(&self, name: &str) -> Result<bool>;
+
+    // ---- image index and aliases ----
+    async fn image_create(&self, row: &ImageRow) -> Result<()>;
+    /// By full fingerprint or unique prefix (an ambiguous one is a conflict).
+    async fn image_get(&self, fp_or_prefix: &str) -> Result<Option<ImageRow>>;
+    async fn image_list(&self) -> Result<Vec<ImageRow>>;
+    async fn image_update(&self, row: &ImageRow) -> Result<()>;
+    /// Deletes an image and its aliases.
+    async fn image_delete(&self, fingerprint: &str) -> Result<bool>;
+    async fn alias_create(&self, row: &AliasRow) -> Result<()>;
+    async fn alias_get(&self, name: &str) -> Result<Option<AliasRow>>;
+    async fn alias_list(&self) -> Result<Vec<AliasRow>>;
+    async fn alias_update(&self, row: &AliasRow) -> Result<()>;
+    async fn alias_rename(&self, old: &str, new: &str) -> Result<()>;
+    async fn alias_delete(&self, name: &str) -> Result<bool>;
+
+    // ---- server config ----
+    async fn config_all(&self) -> Result<BTreeMap<String, String>>;
+    /// Replaces the whole server config at once.
+    async fn config_replace(&self, config: &BTreeMap<String, String>) -> Result<()>;
+
+    // ---- certificates (trusted clients) ----
+    async fn certificate_create(&self, row: &CertificateRow) -> Result<()>;
+    async fn certificate_get(&self, fingerprint: &str) -> Result<Option<CertificateRow>>;
+    async fn certificate_list(&self) -> Result<Vec<CertificateRow>>;
+    async fn certificate_delete(&self, fingerprint: &str) -> Result<bool>;
+}
