@@ -227,7 +227,7 @@ impl TarScanner {
                     sink,
                 } => {
                     let avail = (data.len() - pos) as u64;
-                    let take = avail.min(*remaining + *pad);
+                    let take = avail.min(remaining.saturating_add(*pad));
                     let body = take.min(*remaining);
                     let chunk = &data[pos..pos + body as usize];
                     match sink {

@@ -493,3 +493,22 @@ fn numeric_fields() {
     assert_eq!(normalize(b"./a//b/./c/").unwrap(), b"a/b/c");
     assert_eq!(normalize(b"./").unwrap(), b"");
 }
+
+/// An entry whose size (pax `size`, or a base-256 header field) is within
+/// a block of `u64::MAX`: its data plus padding overflowed, a panic in a
+/// debug build and, wrapped to 0 in a release one, a scanner that stopped
+/// consuming its input and spun forever.
+#[test]
+fn a_size_near_u64_max_is_an_error_not_an_overflow() {
+    let tar =
+        build(&[Entry::file("rootfs/a", b"x").with_pax(vec![("size", "18446744073709551615")])]);
+    for chunk in [1, 512, tar.len()] {
+        let mut out = Vec::new();
+        let mut s = TarScanner::new(Layout::Image, true);
+        let r = tar
+            .chunks(chunk)
+            .try_for_each(|c| s.filter(c, &mut out).map(drop))
+            .and_then(|()| s.finish());
+        assert!(r.is_err(), "chunk {chunk}");
+    }
+}
