@@ -357,8 +357,12 @@ impl TarScanner {
             b'K' => return self.start_data(header_size, Sink::LongLink(Vec::new())),
             b'x' => return self.start_data(header_size, Sink::Pax(Vec::new())),
             b'g' => return self.start_data(header_size, Sink::GlobalPax(Vec::new())),
-            // Volume labels carry nothing we act on.
-            b'V' => return self.start_data(header_size, Sink::Skip),
+            // Volume labels carry nothing we act on, but, as for GNU tar,
+            // they take the long name and pax keys before them.
+            b'V' => {
+                let pending = std::mem::take(&mut self.pending);
+                return self.start_data(pending.pax_size.unwrap_or(header_size), Sink::Skip);
+            }
             b'M' | b'N' => {
                 return Err(self.corrupt("unsupported GNU multi-volume/old long-name entry"))
             }

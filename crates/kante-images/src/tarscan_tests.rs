@@ -512,3 +512,39 @@ fn a_size_near_u64_max_is_an_error_not_an_overflow() {
         assert!(r.is_err(), "chunk {chunk}");
     }
 }
+
+/// Found by fuzzing (fuzz/fuzz_targets/tar_filter.rs): GNU tar gives a
+/// pending GNU long name or pax header to a volume label (`V`) like to any
+/// other entry, but the filter kept it for the entry after the label, so
+/// it checked that entry under a name tar does not use (here `evil`,
+/// outside an image's layout, passed as `rootfs/ok`).
+#[test]
+fn a_volume_label_takes_the_long_name_and_pax_keys_before_it() {
+    let label = |pax| Entry {
+        name: "label",
+        kind: b'V',
+        link: "",
+        data: b"",
+        mode: 0o644,
+        dev: (0, 0),
+        pax,
+    };
+    let long_name = Entry {
+        name: "././@LongLink",
+        kind: b'L',
+        link: "",
+        data: b"rootfs/ok\0",
+        mode: 0o644,
+        dev: (0, 0),
+        pax: Vec::new(),
+    };
+    let through_pax = build(&[
+        label(vec![("path", "rootfs/ok")]),
+        Entry::file("evil", b"x"),
+    ]);
+    let through_long_name = build(&[long_name, label(Vec::new()), Entry::file("evil", b"x")]);
+    for tar in [through_pax, through_long_name] {
+        let err = scan(&tar, 512).err().expect("evil is outside the layout");
+        assert!(matches!(err, ImageError::UnsafePath(_)), "{err}");
+    }
+}
