@@ -48,10 +48,12 @@ for t in "${targets[@]}"; do
   # The checked-in seeds stay as they are: new finds go to a scratch dir.
   work="$(mktemp -d)"
   mkdir -p "fuzz/artifacts/$t"
+  dict=()
+  [ -f "fuzz/dict/$t.dict" ] && dict=(-dict="fuzz/dict/$t.dict")
   echo ">> fuzz: $t for ${secs}s"
   if ! "$bin/$t" "$work" "fuzz/corpus/$t" -max_total_time="$secs" -timeout=10 \
       -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
-      -artifact_prefix="fuzz/artifacts/$t/" 2>"$work.log"; then
+      -artifact_prefix="fuzz/artifacts/$t/" "${dict[@]}" 2>"$work.log"; then
     tail -40 "$work.log"
     failed+=("$t")
   else

@@ -5,6 +5,7 @@
 #[allow(dead_code, unused_imports)]
 #[path = "../../crates/kante/src/cmd/preseed.rs"]
 pub mod preseed;
+pub mod tarbuild;
 
 /// Splits `data` at the first NUL: (before, after); no NUL: (data, []).
 pub fn split_nul(data: &[u8]) -> (&[u8], &[u8]) {
