@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds Kante's fuzz targets (fuzz/, libFuzzer through libfuzzer-sys) and
 # runs each for a bounded time: scripts/fuzz.sh [seconds-per-target] [target…]
-# (default 8 s each, every target). A crash or a hang fails the run and
+# (default 5 s each, every target). A crash or a hang fails the run and
 # leaves its input in fuzz/artifacts/<target>/. docs/fuzzing.md has the long run.
 #
 # libFuzzer's coverage instrumentation is passed as rustc flags (the ones
@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
-secs="${1:-8}"
+secs="${1:-5}"
 shift || true
 
 root="$PWD"
