@@ -532,15 +532,17 @@ impl TarScanner {
                 .and_then(|s| s.parse().ok())
                 .filter(|&l| l > sp + 1 && l <= rest.len())
                 .ok_or_else(|| self.corrupt("malformed pax header"))?;
-            let record = &rest[sp + 1..len];
-            let record = record.strip_suffix(b"\n").unwrap_or(record);
-            if let Some(eq) = record.iter().position(|&b| b == b'=') {
-                let (key, value) = (&record[..eq], &record[eq + 1..]);
-                if global {
-                    check_global_key(key)?;
-                } else {
-                    self.pax_record(key, value)?;
-                }
+            // GNU tar stops at a malformed record and ignores the rest:
+            // refuse it, or the records after it would be ours alone.
+            let (record, eq) = rest[sp + 1..len]
+                .strip_suffix(b"\n")
+                .and_then(|r| Some((r, r.iter().position(|&b| b == b'=')?)))
+                .ok_or_else(|| self.corrupt("malformed pax header"))?;
+            let (key, value) = (&record[..eq], &record[eq + 1..]);
+            if global {
+                check_global_key(key)?;
+            } else {
+                self.pax_record(key, value)?;
             }
             rest = &rest[len..];
         }

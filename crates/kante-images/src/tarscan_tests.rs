@@ -548,3 +548,34 @@ fn a_volume_label_takes_the_long_name_and_pax_keys_before_it() {
         assert!(matches!(err, ImageError::UnsafePath(_)), "{err}");
     }
 }
+
+/// Found by fuzzing: GNU tar stops reading a pax header at its first
+/// malformed record (no `=`, or no newline) and ignores the records after
+/// it; the filter skipped such a record and applied the rest. A `size`
+/// after it made the filter take the next header for data, so tar
+/// extracted an entry (here `evil`) the filter never checked.
+#[test]
+fn a_malformed_pax_record_is_refused_not_skipped() {
+    for recs in [
+        &b"20 pathYrootfs/long\n9 size=3\n"[..],
+        &b"20 path=rootfs/longX9 size=3\n"[..],
+    ] {
+        let pax = Entry {
+            name: "PaxHeaders/x",
+            kind: b'x',
+            link: "",
+            data: recs,
+            mode: 0o644,
+            dev: (0, 0),
+            pax: Vec::new(),
+        };
+        let tar = build(&[
+            Entry::file("metadata.yaml", b"architecture: x86_64\n"),
+            pax,
+            Entry::file("rootfs/x", b""),
+            Entry::file("evil", b""),
+        ]);
+        let r = scan(&tar, 512);
+        assert!(r.is_err(), "{:?}", String::from_utf8_lossy(recs));
+    }
+}
