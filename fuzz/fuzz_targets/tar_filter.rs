@@ -105,7 +105,7 @@ fuzz_target!(|data: &[u8]| {
             // last of repeated pax keys (the `tar` crate the first).
             // A pax header the `tar` crate cannot read whole (a record
             // without its newline, say) GNU tar still takes: no oracle there.
-            let (mut sparse_name, mut pax_path) = (None, None);
+            let (mut sparse_name, mut pax_path, mut pax_link) = (None, None, None);
             match e.pax_extensions() {
                 Ok(None) => {}
                 Ok(Some(exts)) => {
@@ -121,6 +121,7 @@ fuzz_target!(|data: &[u8]| {
                         match ext.key_bytes() {
                             b"GNU.sparse.name" => sparse_name = Some(ext.value_bytes().to_vec()),
                             b"path" => pax_path = Some(ext.value_bytes().to_vec()),
+                            b"linkpath" => pax_link = Some(ext.value_bytes().to_vec()),
                             _ => {}
                         }
                     }
@@ -130,7 +131,8 @@ fuzz_target!(|data: &[u8]| {
             let name = sparse_name.or(pax_path);
             check_path(layout, &name.unwrap_or_else(|| e.path_bytes().into_owned()));
             if kind.is_hard_link() {
-                if let Some(link) = e.link_name_bytes() {
+                if let Some(link) = pax_link.or_else(|| e.link_name_bytes().map(|l| l.into_owned()))
+                {
                     check_path(layout, &link);
                 }
             }
