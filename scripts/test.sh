@@ -24,6 +24,9 @@ KANTE=target/release/kante scripts/images.sh
 echo ">> tests (root integration tests run one at a time)"
 cargo test --workspace --locked --no-fail-fast -- --test-threads=1
 
+echo ">> fuzz (every parser of untrusted bytes, a few seconds each: docs/fuzzing.md)"
+scripts/fuzz.sh
+
 # The same tree on a stock Debian 12 (pure cgroup v2, kernel 6.1) under emulation:
 # about 2.5 minutes of one core (plus 5 to build the VM's root once), so only when asked.
 if [ "${KANTE_CI_DEBIAN_VM:-0}" = 1 ]; then

@@ -24,6 +24,10 @@ pub fn parse_memory_limit(s: &str, host_total: u64) -> Result<u64, String> {
     Ok(v)
 }
 
+/// The highest CPU number a kernel can have (`NR_CPUS` is at most 8192).
+/// Also what keeps `0-4000000000` from expanding into billions of entries.
+pub const MAX_CPU: u32 = 8191;
+
 /// A CPU set like `0-3,6`: the sorted, de-duplicated list of CPU numbers.
 pub fn parse_cpu_set(s: &str) -> Result<Vec<u32>, String> {
     let mut cpus = Vec::new();
@@ -45,9 +49,18 @@ pub fn parse_cpu_set(s: &str) -> Result<Vec<u32>, String> {
                 if a > b {
                     return Err(format!("invalid CPU range {part:?} in {s:?}"));
                 }
+                if b > MAX_CPU {
+                    return Err(format!("CPU {b} in {s:?} is above {MAX_CPU}"));
+                }
                 cpus.extend(a..=b);
             }
-            None => cpus.push(part.parse().map_err(|_| format!("invalid CPU set {s:?}"))?),
+            None => {
+                let n: u32 = part.parse().map_err(|_| format!("invalid CPU set {s:?}"))?;
+                if n > MAX_CPU {
+                    return Err(format!("CPU {n} in {s:?} is above {MAX_CPU}"));
+                }
+                cpus.push(n);
+            }
         }
     }
     cpus.sort_unstable();
@@ -100,7 +113,8 @@ pub fn parse_cpu_allowance(s: &str) -> Result<CpuAllowance, String> {
             .ok_or_else(|| format!("invalid allowance {s:?}"))?
             .parse()
             .map_err(|_| format!("invalid allowance {s:?}"))?;
-        Ok(v * 1000)
+        v.checked_mul(1000)
+            .ok_or_else(|| format!("allowance {s:?} is too large"))
     };
     let (quota_us, period_us) = (ms(q)?, ms(p)?);
     if quota_us == 0 || period_us == 0 {
@@ -154,5 +168,30 @@ mod tests {
         );
         assert!(parse_cpu_allowance("25/100").is_err());
         assert!(parse_cpu_allowance("0%").is_err());
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/sizes.rs): `0-388188818` took
+    /// seconds and 1.5 GB to expand; a larger range exhausted memory.
+    #[test]
+    fn cpu_sets_past_the_kernels_last_cpu_are_refused_not_expanded() {
+        assert!(parse_cpu_set("0-388188818,6,6").is_err());
+        assert!(parse_cpu_limit("0-4294967295").is_err());
+        assert!(parse_cpu_set("8192").is_err());
+        assert_eq!(parse_cpu_set("8190-8191").unwrap(), vec![8190, 8191]);
+    }
+
+    /// Found by fuzzing: milliseconds past u64::MAX / 1000 overflowed
+    /// (a panic in debug builds, a wrapped quota in release ones).
+    #[test]
+    fn cpu_allowance_too_large_for_microseconds_is_refused() {
+        assert!(parse_cpu_allowance("77777777777777775ms/101ms").is_err());
+        assert!(parse_cpu_allowance("25ms/18446744073709551615ms").is_err());
+        assert_eq!(
+            parse_cpu_allowance("18446744073709551ms/100ms").unwrap(),
+            CpuAllowance::Quota {
+                quota_us: 18446744073709551000,
+                period_us: 100000
+            }
+        );
     }
 }

@@ -13,6 +13,8 @@ pub mod archive;
 mod build;
 mod compress;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod limits;
 mod metadata;
 mod process;

@@ -238,7 +238,7 @@ impl TarScanner {
                     sink,
                 } => {
                     let avail = (data.len() - pos) as u64;
-                    let take = avail.min(*remaining + *pad);
+                    let take = avail.min(remaining.saturating_add(*pad));
                     let body = take.min(*remaining);
                     let chunk = &data[pos..pos + body as usize];
                     match sink {
@@ -368,8 +368,12 @@ impl TarScanner {
             b'K' => return self.start_data(header_size, Sink::LongLink(Vec::new())),
             b'x' => return self.start_data(header_size, Sink::Pax(Vec::new())),
             b'g' => return self.start_data(header_size, Sink::GlobalPax(Vec::new())),
-            // Volume labels carry nothing we act on.
-            b'V' => return self.start_data(header_size, Sink::Skip),
+            // Volume labels carry nothing we act on, but, as for GNU tar,
+            // they take the long name and pax keys before them.
+            b'V' => {
+                let pending = std::mem::take(&mut self.pending);
+                return self.start_data(pending.pax_size.unwrap_or(header_size), Sink::Skip);
+            }
             b'M' | b'N' => {
                 return Err(self.corrupt("unsupported GNU multi-volume/old long-name entry"))
             }
@@ -545,15 +549,17 @@ impl TarScanner {
                 .and_then(|s| s.parse().ok())
                 .filter(|&l| l > sp + 1 && l <= rest.len())
                 .ok_or_else(|| self.corrupt("malformed pax header"))?;
-            let record = &rest[sp + 1..len];
-            let record = record.strip_suffix(b"\n").unwrap_or(record);
-            if let Some(eq) = record.iter().position(|&b| b == b'=') {
-                let (key, value) = (&record[..eq], &record[eq + 1..]);
-                if global {
-                    check_global_key(key)?;
-                } else {
-                    self.pax_record(key, value)?;
-                }
+            // GNU tar stops at a malformed record and ignores the rest:
+            // refuse it, or the records after it would be ours alone.
+            let (record, eq) = rest[sp + 1..len]
+                .strip_suffix(b"\n")
+                .and_then(|r| Some((r, r.iter().position(|&b| b == b'=')?)))
+                .ok_or_else(|| self.corrupt("malformed pax header"))?;
+            let (key, value) = (&record[..eq], &record[eq + 1..]);
+            if global {
+                check_global_key(key)?;
+            } else {
+                self.pax_record(key, value)?;
             }
             rest = &rest[len..];
         }

@@ -493,3 +493,89 @@ fn numeric_fields() {
     assert_eq!(normalize(b"./a//b/./c/").unwrap(), b"a/b/c");
     assert_eq!(normalize(b"./").unwrap(), b"");
 }
+
+/// An entry whose size (pax `size`, or a base-256 header field) is within
+/// a block of `u64::MAX`: its data plus padding overflowed, a panic in a
+/// debug build and, wrapped to 0 in a release one, a scanner that stopped
+/// consuming its input and spun forever.
+#[test]
+fn a_size_near_u64_max_is_an_error_not_an_overflow() {
+    let tar =
+        build(&[Entry::file("rootfs/a", b"x").with_pax(vec![("size", "18446744073709551615")])]);
+    for chunk in [1, 512, tar.len()] {
+        let mut out = Vec::new();
+        let mut s = TarScanner::new(Layout::Image, true);
+        let r = tar
+            .chunks(chunk)
+            .try_for_each(|c| s.filter(c, &mut out).map(drop))
+            .and_then(|()| s.finish());
+        assert!(r.is_err(), "chunk {chunk}");
+    }
+}
+
+/// Found by fuzzing (fuzz/fuzz_targets/tar_filter.rs): GNU tar gives a
+/// pending GNU long name or pax header to a volume label (`V`) like to any
+/// other entry, but the filter kept it for the entry after the label, so
+/// it checked that entry under a name tar does not use (here `evil`,
+/// outside an image's layout, passed as `rootfs/ok`).
+#[test]
+fn a_volume_label_takes_the_long_name_and_pax_keys_before_it() {
+    let label = |pax| Entry {
+        name: "label",
+        kind: b'V',
+        link: "",
+        data: b"",
+        mode: 0o644,
+        dev: (0, 0),
+        pax,
+    };
+    let long_name = Entry {
+        name: "././@LongLink",
+        kind: b'L',
+        link: "",
+        data: b"rootfs/ok\0",
+        mode: 0o644,
+        dev: (0, 0),
+        pax: Vec::new(),
+    };
+    let through_pax = build(&[
+        label(vec![("path", "rootfs/ok")]),
+        Entry::file("evil", b"x"),
+    ]);
+    let through_long_name = build(&[long_name, label(Vec::new()), Entry::file("evil", b"x")]);
+    for tar in [through_pax, through_long_name] {
+        let err = scan(&tar, 512).err().expect("evil is outside the layout");
+        assert!(matches!(err, ImageError::UnsafePath(_)), "{err}");
+    }
+}
+
+/// Found by fuzzing: GNU tar stops reading a pax header at its first
+/// malformed record (no `=`, or no newline) and ignores the records after
+/// it; the filter skipped such a record and applied the rest. A `size`
+/// after it made the filter take the next header for data, so tar
+/// extracted an entry (here `evil`) the filter never checked.
+#[test]
+fn a_malformed_pax_record_is_refused_not_skipped() {
+    for recs in [
+        &b"20 pathYrootfs/long\n9 size=3\n"[..],
+        &b"20 path=rootfs/longX9 size=3\n"[..],
+    ] {
+        let pax = Entry {
+            name: "PaxHeaders/x",
+            kind: b'x',
+            link: "",
+            data: recs,
+            mode: 0o644,
+            dev: (0, 0),
+            pax: Vec::new(),
+        };
+        let tar = build(&[
+            Entry::file("metadata.yaml", b"architecture: x86_64\n"),
+            pax,
+            Entry::file("rootfs/x", b""),
+            Entry::file("evil", b""),
+        ]);
+        let r = scan(&tar, 512);
+        assert!(r.is_err(), "{:?}", String::from_utf8_lossy(recs));
+    }
+}

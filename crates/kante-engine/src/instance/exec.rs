@@ -386,33 +386,56 @@ async fn wait_exit(process: Arc<ChildProcess>) -> i32 {
         .map_or(255, |exit| exit.shell_code())
 }
 
+/// What a message on exec's control websocket asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Send signal N (1..=64) to the command.
+    Signal(i32),
+    /// Resize the pty to width × height.
+    Resize { width: u16, height: u16 },
+    /// Nothing we act on (unknown, malformed, or a resize without a pty).
+    Ignore,
+}
+
+/// Reads a control message (client bytes): LXD's `signal` and
+/// `window-resize`; anything else is ignored.
+pub fn parse_control(text: &str, interactive: bool) -> Control {
+    let Ok(msg) = serde_json::from_str::<ExecControl>(text) else {
+        return Control::Ignore;
+    };
+    match msg.command.as_str() {
+        "signal" if msg.signal > 0 && msg.signal < 65 => Control::Signal(msg.signal as i32),
+        "window-resize" if interactive => {
+            let args = msg.args.unwrap_or_default();
+            let width = args.get("width").and_then(|v| v.parse().ok()).unwrap_or(80);
+            let height = args
+                .get("height")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(25);
+            Control::Resize { width, height }
+        }
+        _ => Control::Ignore,
+    }
+}
+
 fn handle_control(
     text: &str,
     process: &ChildProcess,
     master: Option<&AsyncFd<PtyMaster>>,
     interactive: bool,
 ) {
-    let Ok(msg) = serde_json::from_str::<ExecControl>(text) else {
-        return;
-    };
-    match msg.command.as_str() {
-        "signal" if msg.signal > 0 && msg.signal < 65 => {
+    match parse_control(text, interactive) {
+        Control::Signal(sig) => {
             // Through the pidfd: an error once the command is reaped.
-            let _ = process.signal(msg.signal as i32);
+            let _ = process.signal(sig);
         }
-        "window-resize" if interactive => {
-            let args = msg.args.unwrap_or_default();
-            let w: u16 = args.get("width").and_then(|v| v.parse().ok()).unwrap_or(80);
-            let h: u16 = args
-                .get("height")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(25);
+        Control::Resize { width, height } => {
             if let Some(m) = master {
                 // The kernel signals SIGWINCH.
-                let _ = m.get_ref().resize(w, h);
+                let _ = m.get_ref().resize(width, height);
             }
         }
-        _ => {}
+        Control::Ignore => {}
     }
 }
 

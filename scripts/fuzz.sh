@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Builds Kante's fuzz targets (fuzz/, libFuzzer through libfuzzer-sys) and
+# runs each for a bounded time: scripts/fuzz.sh [seconds-per-target] [target…]
+# (default 5 s each, every target). A crash or a hang fails the run and
+# leaves its input in fuzz/artifacts/<target>/. docs/fuzzing.md has the long run.
+#
+# libFuzzer's coverage instrumentation is passed as rustc flags (the ones
+# cargo-fuzz passes with `-s none`); RUSTC_BOOTSTRAP=1 lets libfuzzer-sys
+# build on the stable toolchain, the only one CI has.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+secs="${1:-5}"
+shift || true
+
+root="$PWD"
+target_dir="${KANTE_FUZZ_TARGET_DIR:-$root/target/fuzz}"
+flags=(
+  -Cpasses=sancov-module
+  -Cllvm-args=-sanitizer-coverage-level=4
+  -Cllvm-args=-sanitizer-coverage-inline-8bit-counters
+  -Cllvm-args=-sanitizer-coverage-pc-table
+  -Cllvm-args=-sanitizer-coverage-trace-compares
+  -Cllvm-args=-sanitizer-coverage-stack-depth
+  -Cllvm-args=-simplifycfg-branch-fold-threshold=0
+  --cfg fuzzing
+  -Cdebug-assertions
+  -Coverflow-checks
+)
+targets=("$@")
+if [ ${#targets[@]} = 0 ]; then
+  mapfile -t targets < <(sed -n 's/^name = "\(.*\)"$/\1/p' fuzz/Cargo.toml | grep -v '^kante-fuzz$')
+fi
+
+# With an explicit --target, RUSTFLAGS reach the targets' code only, not
+# build scripts and proc macros (which must not be instrumented).
+host="$(rustc -vV | sed -n 's/^host: //p')"
+echo ">> fuzz: build (${#targets[@]} targets)"
+start=$(date +%s)
+(cd fuzz && RUSTC_BOOTSTRAP=1 RUSTFLAGS="${flags[*]}" CARGO_TARGET_DIR="$target_dir" \
+  cargo build --release --locked --bins --target "$host")
+echo ">> fuzz: built in $(( $(date +%s) - start )) s"
+
+[ "$secs" != 0 ] || exit 0  # 0: build only (libFuzzer reads 0 as "forever")
+bin="$target_dir/$host/release"
+failed=()
+for t in "${targets[@]}"; do
+  # The checked-in seeds stay as they are: new finds go to a scratch dir.
+  work="$(mktemp -d)"
+  mkdir -p "fuzz/artifacts/$t"
+  dict=()
+  [ -f "fuzz/dict/$t.dict" ] && dict=(-dict="fuzz/dict/$t.dict")
+  echo ">> fuzz: $t for ${secs}s"
+  if ! "$bin/$t" "$work" "fuzz/corpus/$t" -max_total_time="$secs" -timeout=10 \
+      -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
+      -artifact_prefix="fuzz/artifacts/$t/" "${dict[@]}" 2>"$work.log"; then
+    tail -40 "$work.log"
+    failed+=("$t")
+  else
+    grep -E "stat::number_of_executed_units|stat::average_exec_per_sec" "$work.log" | tr '\n' ' '
+    echo
+  fi
+  rm -rf "$work" "$work.log"
+done
+echo ">> fuzz: done in $(( $(date +%s) - start )) s"
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "fuzz targets failed: ${failed[*]} (inputs in fuzz/artifacts/)" >&2
+  exit 1
+fi
