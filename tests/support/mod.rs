@@ -351,20 +351,7 @@ impl Daemon {
         config: &[(&str, &str)],
         devices: kante_api::DevicesMap,
     ) {
-        let mut post = InstancesPost {
-            name: name.into(),
-            ..Default::default()
-        };
-        post.source = InstanceSource {
-            kind: "image".into(),
-            fingerprint: fp.into(),
-            ..Default::default()
-        };
-        post.put.config = config
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        post.put.devices = devices;
+        let post = instance_post(fp, name, config, devices);
         self.client
             .create_instance(&post)
             .await
@@ -790,4 +777,29 @@ pub fn prerequisite(ok: bool, what: &str) -> bool {
     }
     eprintln!("SKIPPED: {what}");
     false
+}
+
+/// The create request for instance `name` from image `fp` with `config`
+/// and local `devices`.
+pub fn instance_post(
+    fp: &str,
+    name: &str,
+    config: &[(&str, &str)],
+    devices: kante_api::DevicesMap,
+) -> InstancesPost {
+    let mut post = InstancesPost {
+        name: name.into(),
+        ..Default::default()
+    };
+    post.source = InstanceSource {
+        kind: "image".into(),
+        fingerprint: fp.into(),
+        ..Default::default()
+    };
+    post.put.config = config
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    post.put.devices = devices;
+    post
 }

@@ -10,7 +10,6 @@ use std::os::fd::AsFd;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use kante_api::instance::{InstanceSource, InstancesPost};
 use serde_json::{json, Value};
 
 use crate::Daemon;
@@ -60,20 +59,7 @@ pub async fn create(
     devs: Devices,
     profiles: Option<Vec<String>>,
 ) -> Result<(), kante_client::ClientError> {
-    let mut post = InstancesPost {
-        name: name.into(),
-        ..Default::default()
-    };
-    post.source = InstanceSource {
-        kind: "image".into(),
-        fingerprint: fp.into(),
-        ..Default::default()
-    };
-    post.put.config = config
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    post.put.devices = devs;
+    let mut post = crate::instance_post(fp, name, config, devs);
     post.put.profiles = profiles;
     d.client.create_instance(&post).await.map(|_| ())
 }

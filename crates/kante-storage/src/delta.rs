@@ -100,7 +100,7 @@ impl Builder {
             let key = (st.st_dev, st.st_ino);
             if st.st_nlink > 1 {
                 if let Some((dir, first)) = self.seen.get(&key) {
-                    link_at(dir.as_fd(), first, stg.as_fd(), &name, false)?;
+                    link_at(dir.as_fd(), first, stg.as_fd(), &name)?;
                     continue;
                 }
             }
@@ -273,12 +273,12 @@ fn list(dir: &OwnedFd) -> std::io::Result<Vec<CString>> {
     Ok(out)
 }
 
+/// Links `old` in `from` as `new` in `to` (a name, not followed).
 fn link_at(
     from: BorrowedFd<'_>,
     old: &CStr,
     to: BorrowedFd<'_>,
     new: &CStr,
-    _follow: bool,
 ) -> std::io::Result<()> {
     nix::unistd::linkat(from, old, to, new, AtFlags::empty()).map_err(io)
 }
