@@ -51,7 +51,10 @@ impl Pool {
     /// Receives a volume stream from `input` (read up to and including its
     /// trailer) as a new volume with its snapshots, or nothing at all; see
     /// [`ReceiveOptions`] for the name, the types accepted, the size and
-    /// the caps.
+    /// the caps. The pool refuses a name whose volume or snapshots exist;
+    /// a custom volume's record lives in the caller's state, so the caller
+    /// checks (or reserves) the name there first and records
+    /// [`Received::meta`] after.
     pub fn receive_volume(&self, input: &mut dyn Read, opts: &ReceiveOptions) -> Result<Received> {
         let header = read_header(input)?;
         let plan = self.plan_receive(&header, opts)?;
