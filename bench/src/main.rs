@@ -8,6 +8,7 @@ mod density;
 mod net;
 mod proc;
 mod report;
+mod soak;
 mod storage;
 mod target;
 mod transfer;
@@ -81,6 +82,13 @@ struct Args {
     /// Only exec and file transfer (push and pull, 4 KiB and 64 MiB).
     #[arg(long, conflicts_with_all = ["only_density", "only_storage", "only_scale"])]
     only_transfer: bool,
+    /// Only the leak accounting: `--soak-cycles` create/start/exec/stop/
+    /// delete cycles of the busybox image per Kante (see `soak.rs`).
+    #[arg(long, conflicts_with_all = ["only_density", "only_storage", "only_scale", "only_transfer"])]
+    only_soak: bool,
+    /// Cycles of the leak-accounting soak.
+    #[arg(long, default_value_t = 1000)]
+    soak_cycles: usize,
     /// File transfers per size (4 KiB, and a fifth as many of 64 MiB).
     #[arg(long, default_value_t = 50)]
     file_runs: usize,
@@ -153,6 +161,13 @@ async fn run_all(args: &Args, targets: &mut [Target], r: &mut Results) -> Result
         t.import(&args.image).await?;
         let pid = t.daemon_pid().await;
         r.add("daemon RSS, idle", &t.name, "B", proc::rss(pid) as f64);
+    }
+    if args.only_soak {
+        let plan = soak::Plan {
+            cycles: args.soak_cycles,
+            busybox: args.busybox.clone(),
+        };
+        return soak::run(targets, &plan, r).await.context("soak");
     }
     if args.only_transfer {
         let plan = transfer::Plan {

@@ -139,8 +139,20 @@ impl Target {
 
     /// Creates an instance with only a root disk and nothing pushed into it.
     pub async fn create_bare(&self, name: &str) -> Result<()> {
-        self.client.create_instance(&self.root_only(name)).await?;
+        self.create_bare_with(name, Default::default()).await
+    }
+
+    /// [`Target::create_bare`] with extra devices.
+    pub async fn create_bare_with(&self, name: &str, extra: kante_api::DevicesMap) -> Result<()> {
+        let mut post = self.root_only(name);
+        post.put.devices.extend(extra);
+        self.client.create_instance(&post).await?;
         Ok(())
+    }
+
+    /// The state directory of a Kante the bench started (None for LXD).
+    pub fn state_dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
     }
 
     /// The create request both daemons get: the image, no profiles, a root disk.

@@ -14,8 +14,14 @@ use kante_api::instance::{InstanceSource, InstancesPost};
 pub use kante_client::Client;
 
 mod cgroups;
+mod leaks;
 pub mod net;
 pub use cgroups::{pids_in_tree, HostCgroups};
+use leaks::cgroup_dirs;
+pub use leaks::{
+    kante_links, leaks_of, loop_devices_under, mounts_under, nft_tables_of, processes_mentioning,
+    settled_usage, usage, Allowance, Usage, CYCLE_ALLOWANCE,
+};
 
 /// One root test at a time: they share cgroups, ids and the machine. The
 /// in-process mutex orders this binary's tests; a host-wide `flock` on
@@ -319,7 +325,7 @@ impl Daemon {
 
     /// The cgroup prefix this daemon uses (`kante-<hash>` under each hierarchy).
     pub fn cgroup_prefix(&self) -> String {
-        kante_engine::Paths::new(&self.dir).cgroup_prefix()
+        cgroup_prefix_of(&self.dir)
     }
 
     pub async fn import(&self, image: TestImage) -> String {
@@ -465,150 +471,9 @@ impl Drop for Daemon {
     }
 }
 
-/// Host interfaces with the prefix of our veths (`kt` + hash).
-pub fn kante_links() -> HashSet<String> {
-    std::fs::read_dir("/sys/class/net")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("kt"))
-        .collect()
-}
-
-/// nftables tables of the daemon whose cgroup prefix is `prefix`.
-pub fn nft_tables_of(prefix: &str) -> Vec<String> {
-    let hash = prefix
-        .strip_prefix("kante-")
-        .unwrap_or_else(|| panic!("{prefix:?}: test daemons never use the default KANTE_DIR"));
-    // nft failing must not pass for "no table left".
-    let o = Command::new("nft")
-        .args(["list", "tables"])
-        .output()
-        .expect("run nft (nftables)");
-    assert!(
-        o.status.success(),
-        "nft list tables: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    let mine = format!("k{hash}_");
-    out.lines()
-        .filter(|l| {
-            l.split_whitespace()
-                .nth(2)
-                .is_some_and(|t| t.starts_with(&mine))
-        })
-        .map(str::to_string)
-        .collect()
-}
-
-/// Everything a daemon for `dir` may leave on the host.
-pub fn leaks_of(dir: &Path, prefix: &str) -> Vec<String> {
-    let mut leaks = Vec::new();
-    for t in nft_tables_of(prefix) {
-        leaks.push(format!("nftables: {t}"));
-    }
-    let d = dir.to_string_lossy().to_string();
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    for l in mounts.lines().filter(|l| l.contains(&d)) {
-        leaks.push(format!("mount: {l}"));
-    }
-    for p in processes_mentioning(&d) {
-        leaks.push(format!("process: {p}"));
-    }
-    for (dev, file) in loop_devices_under(dir) {
-        leaks.push(format!("loop device: {dev} backed by {file}"));
-    }
-    for cg in cgroup_dirs(prefix) {
-        let children: Vec<String> = std::fs::read_dir(&cg)
-            .map(|rd| {
-                rd.flatten()
-                    .filter(|e| e.path().is_dir())
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default();
-        if !children.is_empty() {
-            leaks.push(format!("cgroup {} still has {children:?}", cg.display()));
-        }
-    }
-    leaks
-}
-
-/// Loop devices (device, backing file) whose backing file is under `dir`:
-/// what a btrfs pool's loop file leaves when its pool is not torn down.
-pub fn loop_devices_under(dir: &Path) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/sys/block")
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if !name.starts_with("loop") {
-            continue;
-        }
-        let Ok(b) = std::fs::read_to_string(e.path().join("loop/backing_file")) else {
-            continue;
-        };
-        let b = b.trim_end_matches('\n');
-        let file = b.strip_suffix(" (deleted)").unwrap_or(b);
-        if Path::new(file).starts_with(dir) {
-            out.push((format!("/dev/{name}"), b.to_string()));
-        }
-    }
-    out.sort();
-    out
-}
-
-/// Mount points under `dir`, deepest first (from this process's mountinfo).
-pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut out: Vec<PathBuf> = info
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(kante_syntax::mountinfo_path)
-        .filter(|m| m.starts_with(dir))
-        .collect();
-    out.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
-    out
-}
-
-fn cgroup_dirs(prefix: &str) -> Vec<PathBuf> {
-    let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") else {
-        return vec![];
-    };
-    let mut out: Vec<PathBuf> = rd
-        .flatten()
-        .map(|e| e.path().join(prefix))
-        .filter(|p| p.is_dir())
-        .collect();
-    let root = Path::new("/sys/fs/cgroup").join(prefix);
-    if root.is_dir() {
-        out.push(root);
-    }
-    out
-}
-
-/// Live processes whose command line mentions `needle`, except ourselves.
-pub fn processes_mentioning(needle: &str) -> Vec<String> {
-    let me = std::process::id();
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
-        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-        if cmd.contains(needle) {
-            out.push(format!("{pid} {cmd}"));
-        }
-    }
-    out
+/// The cgroup prefix of a kanted whose `KANTE_DIR` is `dir`.
+pub fn cgroup_prefix_of(dir: &Path) -> String {
+    kante_engine::Paths::new(dir).cgroup_prefix()
 }
 
 /// Kills what is left in the daemon's cgroups, removes them and the directory.

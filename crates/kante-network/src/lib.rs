@@ -12,6 +12,7 @@
 //!   lifecycle, and [`nic`]: [`NicPlan`]s for `nic` devices.
 //! * [`inspect`]: host interfaces for LXD's unmanaged network list.
 
+pub mod dhcp;
 pub mod dnsmasq;
 pub mod driver;
 pub mod ifaddrs;

@@ -554,9 +554,9 @@ impl NicPlan {
     }
 
     /// Takes the NIC down: deletes the host end (which takes the instance
-    /// end with it) and the OVS port. The dnsmasq reservation goes only when
-    /// `forever` (the device or instance is being deleted), so a restarted
-    /// instance keeps its address and name.
+    /// end with it) and the OVS port. The dnsmasq reservation and the NIC's
+    /// DHCPv4 leases go only when `forever` (the device or instance is being
+    /// deleted), so a restarted instance keeps its address and name.
     pub async fn remove(&self, ctx: &NetContext, forever: bool) -> Result<()> {
         if let NicLink::Veth {
             host_name,
@@ -571,6 +571,17 @@ impl NicPlan {
             if let (true, Some(r)) = (forever, reservation) {
                 if dnsmasq::remove_host(&r.state_dir, r.entry.hwaddr)? {
                     dnsmasq::reload_hosts_at(&r.state_dir)?;
+                }
+                // Its leases go too (as LXD does): the address is free
+                // again and the lease file does not grow with every
+                // deleted instance. A release that fails costs only the
+                // wait for the lease to expire, so it does not fail the
+                // delete.
+                let bridge = match attach {
+                    Attach::LinuxBridge(b) | Attach::Ovs { bridge: b, .. } => b,
+                };
+                if let Err(e) = crate::dhcp::release_leases(bridge, &r.state_dir, r.entry.hwaddr) {
+                    tracing::warn!("releasing the DHCP leases of {host_name}: {e}");
                 }
             }
         }
