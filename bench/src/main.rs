@@ -86,6 +86,13 @@ struct Args {
     /// delete cycles of the busybox image per Kante (see `soak.rs`).
     #[arg(long, conflicts_with_all = ["only_density", "only_storage", "only_scale", "only_transfer"])]
     only_soak: bool,
+    /// Only the kill soak: `--soak-rounds` rounds of concurrent work cut
+    /// by kill -9 or SIGTERM of kanted (see `kante_integration::soak`).
+    #[arg(long, conflicts_with_all = ["only_density", "only_storage", "only_scale", "only_transfer", "only_soak"])]
+    only_kill_soak: bool,
+    /// Rounds of the kill soak.
+    #[arg(long, default_value_t = 100)]
+    soak_rounds: usize,
     /// Cycles of the leak-accounting soak.
     #[arg(long, default_value_t = 1000)]
     soak_cycles: usize,
@@ -125,6 +132,14 @@ async fn main() -> Result<()> {
     );
     if args.install_lxd {
         target::install_lxd().await?;
+    }
+    if args.only_kill_soak {
+        let r = soak::kill(args.soak_rounds).await?;
+        println!("{}", machine_line());
+        println!();
+        println!("{}", report::table(&r, &["kante".to_string()]));
+        std::fs::write(&args.json, serde_json::to_vec_pretty(&r)?)?;
+        return Ok(());
     }
     let mut targets = vec![Target::kante(&args.dir).await?];
     if let Some(base) = &args.baseline_kanted {

@@ -1,3 +1,8 @@
+//! The soaks. `--only-kill-soak` runs `kante_integration::soak` (work cut
+//! by kill -9 and SIGTERM, checked and retried after each restart) for
+//! many rounds on the kanted next to this binary and reports the restarts'
+//! recovery times and how much work was cut.
+//!
 //! Leak accounting over many cycles (`--only-soak`): each Kante started by
 //! the bench runs `--soak-cycles` create/start/exec/stop/delete cycles of
 //! the busybox image with a NIC on a managed network (a DHCP lease every
@@ -28,6 +33,65 @@ const WARM_UP: usize = 10;
 pub struct Plan {
     pub cycles: usize,
     pub busybox: PathBuf,
+}
+
+/// The kill soak on a Kante of its own (a test daemon from this binary's
+/// directory), with a seed from the clock, printed first.
+pub async fn kill(rounds: usize) -> Result<Results> {
+    if std::env::var_os("KANTE_TEST_BIN_DIR").is_none() {
+        let exe = std::env::current_exe()?;
+        // The binaries next to this one (tests find theirs the same way).
+        std::env::set_var("KANTE_TEST_BIN_DIR", exe.parent().context("binary dir")?);
+    }
+    let mut d = kante_integration::Daemon::start().await;
+    let fp = d.import(kante_integration::TestImage::Busybox).await;
+    let work = std::env::temp_dir().join(format!("kante-bench-soak-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    let cfg = kante_integration::soak::SoakConfig {
+        rounds,
+        seed: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_nanos() as u64,
+        max_delay_ms: 1500,
+        sigterm_every: 3,
+    };
+    let rep = kante_integration::soak::kill_soak(&mut d, &fp, &work, &cfg).await;
+    d.shutdown().await;
+    let _ = std::fs::remove_dir_all(&work);
+    let mut r = Results::default();
+    for t in &rep.recovery {
+        r.add(
+            "kill soak: restart to first answer",
+            "kante",
+            "s",
+            t.as_secs_f64(),
+        );
+    }
+    r.add(
+        "kill soak: rounds cut by kill -9",
+        "kante",
+        "n",
+        rep.kills as f64,
+    );
+    r.add(
+        "kill soak: rounds cut by SIGTERM",
+        "kante",
+        "n",
+        rep.terms as f64,
+    );
+    r.add(
+        "kill soak: pieces of work cut",
+        "kante",
+        "n",
+        rep.interrupted as f64,
+    );
+    r.add(
+        "kill soak: pieces redone after the restart",
+        "kante",
+        "n",
+        rep.retried as f64,
+    );
+    Ok(r)
 }
 
 pub async fn run(targets: &mut [Target], plan: &Plan, r: &mut Results) -> Result<()> {

@@ -16,6 +16,7 @@ pub use kante_client::Client;
 mod cgroups;
 mod leaks;
 pub mod net;
+pub mod soak;
 pub use cgroups::{pids_in_tree, HostCgroups};
 use leaks::cgroup_dirs;
 pub use leaks::{
