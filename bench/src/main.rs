@@ -5,6 +5,7 @@
 //! memory budget, one target after the other.
 
 mod density;
+mod load;
 mod net;
 mod proc;
 mod report;
@@ -93,6 +94,14 @@ struct Args {
     /// Rounds of the kill soak.
     #[arg(long, default_value_t = 100)]
     soak_rounds: usize,
+    /// Only the API load: `--load-clients` concurrent clients for
+    /// `--load-seconds` per target (see `load.rs`).
+    #[arg(long, conflicts_with_all = ["only_density", "only_storage", "only_scale", "only_transfer", "only_soak", "only_kill_soak"])]
+    only_load: bool,
+    #[arg(long, default_value_t = 200)]
+    load_clients: usize,
+    #[arg(long, default_value_t = 30)]
+    load_seconds: u64,
     /// Cycles of the leak-accounting soak.
     #[arg(long, default_value_t = 1000)]
     soak_cycles: usize,
@@ -176,6 +185,14 @@ async fn run_all(args: &Args, targets: &mut [Target], r: &mut Results) -> Result
         t.import(&args.image).await?;
         let pid = t.daemon_pid().await;
         r.add("daemon RSS, idle", &t.name, "B", proc::rss(pid) as f64);
+    }
+    if args.only_load {
+        let plan = load::Plan {
+            clients: args.load_clients,
+            seconds: args.load_seconds,
+            busybox: args.busybox.clone(),
+        };
+        return load::run(targets, &plan, r).await.context("load");
     }
     if args.only_soak {
         let plan = soak::Plan {

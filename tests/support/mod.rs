@@ -15,6 +15,7 @@ pub use kante_client::Client;
 
 mod cgroups;
 mod leaks;
+pub mod load;
 pub mod net;
 pub mod soak;
 pub use cgroups::{pids_in_tree, HostCgroups};
