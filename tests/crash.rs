@@ -10,8 +10,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use kante_api::instance::{InstanceSource, InstancesPost};
-use kante_integration::{kante_fails, kante_ok, processes_mentioning, run, Daemon, TestImage};
+use kante_integration::{
+    copy_post, dir_entries, kante_fails, kante_ok, processes_mentioning, run, Daemon, TestImage,
+};
 
 /// Size of the file that makes copies and deletes take a while.
 const BIG_MIB: u64 = 1536;
@@ -29,19 +30,6 @@ async fn until(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// Names in `dir`, hidden ones included, sorted (none if it is missing).
-fn entries(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
-}
-
 /// Records and disk agree: the instance volumes are exactly `names`, the
 /// snapshot directories exactly `with_snapshots`, and no leftover of
 /// interrupted work (`.staging-*`, `.deleting-*`) is anywhere in the pool.
@@ -49,35 +37,27 @@ async fn assert_agree(d: &Daemon, names: &[&str], with_snapshots: &[&str]) {
     let listed = d.client.instance_names().await.unwrap();
     assert_eq!(listed, names, "instances listed");
     let p = pool(d);
-    assert_eq!(entries(&p.join("containers")), names, "instance volumes");
     assert_eq!(
-        entries(&p.join("containers-snapshots")),
+        dir_entries(&p.join("containers")),
+        names,
+        "instance volumes"
+    );
+    assert_eq!(
+        dir_entries(&p.join("containers-snapshots")),
         with_snapshots,
         "snapshot directories"
     );
     for kind in ["containers", "containers-snapshots", "images", "custom"] {
-        for e in entries(&p.join(kind)) {
+        for e in dir_entries(&p.join(kind)) {
             assert!(!e.starts_with('.'), "leftover {kind}/{e}");
             if kind == "containers-snapshots" {
-                let inner = entries(&p.join(kind).join(&e));
+                let inner = dir_entries(&p.join(kind).join(&e));
                 assert!(
                     !inner.iter().any(|n| n.starts_with('.')),
                     "leftovers in {kind}/{e}: {inner:?}"
                 );
             }
         }
-    }
-}
-
-fn copy_post(from: &str, name: &str) -> InstancesPost {
-    InstancesPost {
-        name: name.into(),
-        source: InstanceSource {
-            kind: "copy".into(),
-            source: from.into(),
-            ..Default::default()
-        },
-        ..Default::default()
     }
 }
 
@@ -284,9 +264,9 @@ fn crashes_between_two_steps_are_finished_at_start() {
             }
         };
         assert_eq!(snaps("snappy").await, ["s2"]);
-        assert_eq!(entries(&s.join("snappy")), ["s2"]);
+        assert_eq!(dir_entries(&s.join("snappy")), ["s2"]);
         assert_eq!(snaps("renamed").await, ["m0"]);
-        assert_eq!(entries(&s.join("renamed")), ["m0"]);
+        assert_eq!(dir_entries(&s.join("renamed")), ["m0"]);
         // The renamed instance is whole under its new name, hostname included.
         d.client.start_instance("renamed").await.unwrap();
         let (code, out) = d.sh("renamed", "cat /etc/hostname").await;

@@ -648,6 +648,32 @@ pub fn prerequisite(ok: bool, what: &str) -> bool {
 
 /// The create request for instance `name` from image `fp` with `config`
 /// and local `devices`.
+/// A create request that copies instance `from` as `name`.
+pub fn copy_post(from: &str, name: &str) -> InstancesPost {
+    InstancesPost {
+        name: name.into(),
+        source: InstanceSource {
+            kind: "copy".into(),
+            source: from.into(),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+/// Names in `dir`, hidden ones included, sorted (none if it is missing).
+pub fn dir_entries(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
 pub fn instance_post(
     fp: &str,
     name: &str,

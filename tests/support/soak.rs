@@ -15,10 +15,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use kante_api::backup::InstanceBackupsPost;
-use kante_api::instance::{InstanceSource, InstancesPost};
 use kante_client::{BackupImportOptions, Client};
 
-use crate::{cgroup_dirs, processes_mentioning, Daemon};
+use crate::{cgroup_dirs, copy_post, dir_entries, instance_post, processes_mentioning, Daemon};
 
 /// How long and how hard to soak.
 #[derive(Debug, Clone)]
@@ -62,30 +61,6 @@ const KEEPERS: [&str; 2] = ["keep0", "keep1"];
 const SOURCE: &str = "src";
 /// Enough data that a copy or a backup of the source takes a moment.
 const SOURCE_MIB: u64 = 64;
-
-fn post_image(fp: &str, name: &str) -> InstancesPost {
-    InstancesPost {
-        name: name.into(),
-        source: InstanceSource {
-            kind: "image".into(),
-            fingerprint: fp.into(),
-            ..Default::default()
-        },
-        ..Default::default()
-    }
-}
-
-fn post_copy(from: &str, name: &str) -> InstancesPost {
-    InstancesPost {
-        name: name.into(),
-        source: InstanceSource {
-            kind: "copy".into(),
-            source: from.into(),
-            ..Default::default()
-        },
-        ..Default::default()
-    }
-}
 
 /// Sets up the keepers (running) and the source (stopped, with data), and
 /// a backup tarball of the source to import in every round.
@@ -162,11 +137,14 @@ pub async fn kill_soak(d: &mut Daemon, fp: &str, work: &Path, cfg: &SoakConfig) 
         let c = d.client.clone();
         let jobs: Vec<tokio::task::JoinHandle<bool>> = vec![
             spawn_job({
-                let (c, p) = (c.clone(), post_image(fp, &n.created));
+                let (c, p) = (
+                    c.clone(),
+                    instance_post(fp, &n.created, &[], Default::default()),
+                );
                 async move { c.create_instance(&p).await.map(|_| ()) }
             }),
             spawn_job({
-                let (c, p) = (c.clone(), post_copy(SOURCE, &n.copied));
+                let (c, p) = (c.clone(), copy_post(SOURCE, &n.copied));
                 async move { c.create_instance(&p).await.map(|_| ()) }
             }),
             spawn_job({
@@ -231,19 +209,6 @@ where
     tokio::spawn(async move { f.await.is_ok() })
 }
 
-/// Names in `dir` (none if it is missing), sorted.
-fn entries(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
-}
-
 /// The promises that must hold after every restart.
 pub async fn assert_consistent(d: &Daemon, ctx: &str) {
     let pool = d.dir.join("storage-pools/default");
@@ -262,16 +227,16 @@ pub async fn assert_consistent(d: &Daemon, ctx: &str) {
     let mut sorted = listed.clone();
     sorted.sort();
     assert_eq!(
-        entries(&pool.join("containers")),
+        dir_entries(&pool.join("containers")),
         sorted,
         "{ctx}: instance volumes against records"
     );
     for kind in ["containers", "containers-snapshots", "images", "custom"] {
-        for e in entries(&pool.join(kind)) {
+        for e in dir_entries(&pool.join(kind)) {
             assert!(!e.starts_with('.'), "{ctx}: leftover {kind}/{e}");
         }
     }
-    for e in entries(&pool.join("containers-snapshots")) {
+    for e in dir_entries(&pool.join("containers-snapshots")) {
         assert!(
             listed.contains(&e),
             "{ctx}: snapshots of {e}, which has no record"
@@ -290,7 +255,7 @@ pub async fn assert_consistent(d: &Daemon, ctx: &str) {
         let mut snaps_sorted = snaps.clone();
         snaps_sorted.sort();
         assert_eq!(
-            entries(&pool.join("containers-snapshots").join(name)),
+            dir_entries(&pool.join("containers-snapshots").join(name)),
             snaps_sorted,
             "{ctx}: snapshot directories of {name} against its records"
         );
@@ -307,7 +272,7 @@ pub async fn assert_consistent(d: &Daemon, ctx: &str) {
         .count();
     assert_eq!(monitors, running.len(), "{ctx}: monitors for {running:?}");
     for root in cgroup_dirs(&d.cgroup_prefix()) {
-        for child in entries(&root) {
+        for child in dir_entries(&root) {
             if root.join(&child).is_dir() {
                 assert!(
                     running.iter().any(|r| child.contains(r.as_str())),
@@ -327,13 +292,13 @@ async fn retry(d: &Daemon, fp: &str, n: &Round, tarball: &Path, ctx: &str) -> us
     let has = |n: &str| names.iter().any(|x| x == n);
     let mut redone = 0;
     if !has(&n.created) {
-        c.create_instance(&post_image(fp, &n.created))
+        c.create_instance(&instance_post(fp, &n.created, &[], Default::default()))
             .await
             .unwrap_or_else(|e| panic!("{ctx}: create {} again: {e}", n.created));
         redone += 1;
     }
     if !has(&n.copied) {
-        c.create_instance(&post_copy(SOURCE, &n.copied))
+        c.create_instance(&copy_post(SOURCE, &n.copied))
             .await
             .unwrap_or_else(|e| panic!("{ctx}: copy {} again: {e}", n.copied));
         redone += 1;
