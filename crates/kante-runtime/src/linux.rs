@@ -46,7 +46,27 @@ impl ContainerRecord {
         serde_json::from_slice(&b).ok()
     }
 
-    fn save(&self) -> io::Result<()> {
+    /// The record of a container whose init (`init_pid`) runs under the
+    /// monitor `monitor_pid`, as `spec` made it.
+    pub(crate) fn of_started(
+        spec: &ContainerSpec,
+        init_pid: i32,
+        monitor_pid: i32,
+    ) -> io::Result<Self> {
+        Ok(ContainerRecord {
+            init_pid,
+            init_start: sys::process_start_time(init_pid)?,
+            monitor_pid,
+            cgroup: spec.cgroup.clone(),
+            idmap: spec.idmap,
+            cap_drop: spec.cap_drop.clone(),
+            runtime_dir: spec.runtime_dir.clone(),
+            intercept: spec.intercept,
+        })
+    }
+
+    /// Written by the monitor once init runs (see `monitor.rs`).
+    pub(crate) fn save(&self) -> io::Result<()> {
         let tmp = self.runtime_dir.join("runtime.json.tmp");
         fs::write(&tmp, serde_json::to_vec(self)?)?;
         fs::rename(tmp, Self::path(&self.runtime_dir))
@@ -267,17 +287,12 @@ impl Runtime for LinuxRuntime {
         match report {
             StartReport::Started { init_pid } => {
                 let init_pidfd = sys::pidfd_open(init_pid)?;
-                let record = ContainerRecord {
-                    init_pid,
-                    init_start: sys::process_start_time(init_pid)?,
-                    monitor_pid: child.id() as i32,
-                    cgroup: spec.cgroup.clone(),
-                    idmap: spec.idmap,
-                    cap_drop: spec.cap_drop.clone(),
-                    runtime_dir: spec.runtime_dir.clone(),
-                    intercept: spec.intercept,
-                };
-                record.save()?;
+                // The monitor recorded the container before it reported.
+                let record = ContainerRecord::load(&spec.runtime_dir)
+                    .filter(|r| r.init_pid == init_pid && r.monitor_pid == child.id() as i32)
+                    .ok_or_else(|| {
+                        RuntimeError::Start("the monitor did not record the container".into())
+                    })?;
                 Ok(Container {
                     record,
                     init_pidfd,

@@ -259,6 +259,12 @@ fn start(spec: &ContainerSpec, status: &mut File, control: File) -> Result<Start
                 ),
                 None => None,
             };
+            // Recorded here, before the daemon hears of the start: a daemon
+            // killed from now on finds the container at its next start
+            // instead of leaving it running unknown.
+            crate::ContainerRecord::of_started(spec, pid, std::process::id() as i32)
+                .and_then(|r| r.save())
+                .map_err(|e| format!("recording the container: {e}"))?;
             revert.child = None;
             revert.cgroup = None;
             Ok(Started {

@@ -66,17 +66,20 @@ impl RootDir {
 
     /// Writes `data` at `rel`, creating missing parents (0755) and a
     /// missing file (0644), both owned by uid/gid 0 when we are root; an
-    /// existing file keeps its owner and mode.
+    /// existing file keeps its owner and mode. Anything but a regular file
+    /// there (a FIFO, socket or device a guest put) is refused, without
+    /// blocking, as [`NOT_REGULAR`].
     pub fn write_file_as_root(&self, rel: &Path, data: &[u8]) -> io::Result<()> {
         if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
             self.mkdir_p_as_root(parent)?;
         }
         let existed = self.exists(rel);
-        let fd = self.resolve(
+        let fd = regular_only(self.resolve(
             rel,
-            OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::NONBLOCK,
             Mode::from_raw_mode(0o644),
-        )?;
+        ))?;
+        rfs::ftruncate(&fd, 0)?;
         if !existed {
             chown_root(&fd)?;
             rfs::fchmod(&fd, Mode::from_raw_mode(0o644))?;
@@ -139,11 +142,14 @@ fn chown_root(fd: &OwnedFd) -> io::Result<()> {
 /// Opens `name`, a plain name in `dir`, for reading; a symlink there is
 /// refused (`ELOOP`).
 pub fn open_nofollow(dir: impl AsFd, name: &str) -> io::Result<File> {
-    let fd = rfs::openat(
-        dir,
-        name,
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
+    let fd = regular_only(
+        rfs::openat(
+            dir,
+            name,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(io::Error::from),
     )?;
     Ok(File::from(fd))
 }
@@ -151,13 +157,43 @@ pub fn open_nofollow(dir: impl AsFd, name: &str) -> io::Result<File> {
 /// Creates (or truncates) `name` in `dir` for writing with `mode`; a
 /// symlink there is refused (`ELOOP`).
 pub fn create_nofollow(dir: impl AsFd, name: &str, mode: u32) -> io::Result<File> {
-    let fd = rfs::openat(
-        dir,
-        name,
-        OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::from_raw_mode(mode),
+    let fd = regular_only(
+        rfs::openat(
+            dir,
+            name,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            Mode::from_raw_mode(mode),
+        )
+        .map_err(io::Error::from),
     )?;
+    rfs::ftruncate(&fd, 0)?;
     Ok(File::from(fd))
+}
+
+/// What a write or read refuses when the path names a FIFO, socket or
+/// device instead of a regular file (its `io::Error` kind is
+/// `InvalidInput`, its message this text).
+pub const NOT_REGULAR: &str = "not a regular file";
+
+/// Keeps `opened` only if it is a regular file, in blocking mode again.
+/// Opened with `O_NONBLOCK`, so a FIFO cannot hold the caller: without a
+/// peer its open fails at once (`ENXIO` for a writer), with one it is
+/// refused here.
+fn regular_only(opened: io::Result<OwnedFd>) -> io::Result<OwnedFd> {
+    let fd = match opened {
+        Err(e) if e.raw_os_error() == Some(libc::ENXIO) => return Err(not_regular()),
+        r => r?,
+    };
+    if stat(&fd)?.kind != EntryType::Regular {
+        return Err(not_regular());
+    }
+    let flags = rfs::fcntl_getfl(&fd)?;
+    rfs::fcntl_setfl(&fd, flags - OFlags::NONBLOCK)?;
+    Ok(fd)
+}
+
+fn not_regular() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, NOT_REGULAR)
 }
 
 /// What an open fd names.
@@ -221,4 +257,49 @@ pub fn list_dir(fd: impl AsFd) -> io::Result<Vec<OsString>> {
         }
     }
     Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A FIFO where the daemon writes or reads is refused at once, not
+    /// waited on; a symlink is followed inside the root.
+    #[test]
+    fn fifos_are_refused_without_blocking_and_links_stay_inside() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        let fifo = root.join("etc/hosts");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        std::os::unix::fs::symlink("/../../../../outside", root.join("etc/hostname")).unwrap();
+        let r = RootDir::open(&root).unwrap();
+        let e = r
+            .write_file_as_root(Path::new("etc/hosts"), b"x")
+            .unwrap_err();
+        assert_eq!(
+            (e.kind(), e.to_string()),
+            (io::ErrorKind::InvalidInput, NOT_REGULAR.into())
+        );
+        let etc = r.open_dir(Path::new("etc")).unwrap();
+        let e = create_nofollow(&etc, "hosts", 0o644).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        let e = open_nofollow(&etc, "hosts").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        // The absolute link is re-rooted: the file lands in the root.
+        r.write_file_as_root(Path::new("etc/hostname"), b"c1\n")
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(root.join("outside")).unwrap(),
+            "c1\n"
+        );
+        assert!(!dir.path().join("outside").exists());
+        // A second write truncates.
+        r.write_file_as_root(Path::new("etc/hostname"), b"c\n")
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(root.join("outside")).unwrap(),
+            "c\n"
+        );
+    }
 }

@@ -12,7 +12,7 @@
 
 use std::ffi::CString;
 use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
@@ -392,18 +392,21 @@ fn absolute_link_target(link: &Path, target: &str) -> String {
     out.to_string_lossy().into_owned()
 }
 
-/// Writes /etc/hostname of a (stopped) rootfs, resolving inside it.
+/// Writes /etc/hostname of a (stopped) rootfs, resolving inside it: a
+/// symlink there is followed within the root (as a guest's own tools
+/// would), and a FIFO, socket or device is refused without blocking.
 pub fn write_hostname(rootfs: &Path, name: &str) -> Result<()> {
     let root = RootDir::open(rootfs).map_err(io_to_engine)?;
-    let etc = match root.open_dir(Path::new("etc")) {
-        Ok(fd) => fd,
-        Err(_) => return Ok(()), // an image without /etc (empty instance): nothing to name
-    };
-    let f = rootdir::create_nofollow(&etc, "hostname", 0o644).map_err(io_to_engine)?;
-    use std::io::Write;
-    (&f).write_all(format!("{name}\n").as_bytes())?;
-    let _ = f.as_fd();
-    Ok(())
+    if root.open_dir(Path::new("etc")).is_err() {
+        return Ok(()); // an image without /etc (empty instance): nothing to name
+    }
+    root.write_file_as_root(Path::new("etc/hostname"), format!("{name}\n").as_bytes())
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::InvalidInput => {
+                EngineError::bad(format!("/etc/hostname: {}", rootdir::NOT_REGULAR))
+            }
+            _ => io_to_engine(e),
+        })
 }
 
 #[cfg(test)]

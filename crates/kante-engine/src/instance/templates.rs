@@ -176,6 +176,9 @@ fn io_err(what: &str, e: impl Into<std::io::Error>) -> EngineError {
             EngineError::bad(format!("{what}: the path leads out of the instance"))
         }
         Some(Errno::IsDirectory) => EngineError::bad(format!("{what}: the target is a directory")),
+        _ if e.kind() == std::io::ErrorKind::InvalidInput => {
+            EngineError::bad(format!("{what}: {}", rootdir::NOT_REGULAR))
+        }
         Some(Errno::NotDirectory) => {
             EngineError::bad(format!("{what}: a parent of the target is not a directory"))
         }
