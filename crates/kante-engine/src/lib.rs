@@ -1,15 +1,17 @@
 //! Kante's engine: the state and behaviour behind the API.
 //!
-//! The HTTP layer turns requests into calls on [`Engine`]; the engine checks
-//! them, records state in the store, drives the runtime and the storage
-//! pools, and reports progress through operations and events. Long work runs
-//! in operations; everything that can fail half-way undoes itself with a
-//! revert guard.
+//! The HTTP layer turns each request into one [`front::Request`] value and
+//! hands it to [`Engine::handle`], the front door (see [`front`]); the
+//! engine checks it, records state in the store, drives the runtime and the
+//! storage pools, and reports progress through operations and events. Long
+//! work runs in operations; everything that can fail half-way undoes itself
+//! with a revert guard.
 
 mod deps;
 pub mod devices;
 pub mod error;
 pub mod events;
+pub mod front;
 pub mod host;
 pub mod images;
 pub mod instance;

@@ -1,9 +1,10 @@
-//! Kante's HTTP layer: LXD API 1.0 routes over a unix socket. Handlers only
-//! parse requests, call the engine and render its answers; no decision is
-//! made here.
+//! Kante's HTTP layer: LXD API 1.0 routes over a unix socket. Each handler
+//! parses its request into one `kante_engine::front::Request`, hands it to
+//! the engine's front door (`Engine::handle`) and renders the `Reply`
+//! (`response::render`); no decision is made here.
 
 pub mod body;
-pub mod filter;
+pub use kante_engine::front::filter;
 pub mod response;
 pub mod routes;
 #[cfg(feature = "testing")]

@@ -6,6 +6,7 @@
 
 mod create;
 mod devices;
+mod front;
 mod idmaps;
 mod lifecycle;
 mod operations;

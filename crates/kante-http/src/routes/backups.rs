@@ -6,12 +6,12 @@ use axum::routing::get;
 use axum::Router;
 use kante_api::backup::{InstanceBackupPost, InstanceBackupsPost};
 use kante_api::instance::InstancesPost;
-use kante_engine::instance::import::BackupImport;
+use kante_engine::front::Request as Req;
 
-use super::images::{file_response, hdr, spool};
-use super::{instances, recursion, Params};
+use super::images::{body_stream, hdr};
+use super::{instances, Params};
 use crate::body::Json;
-use crate::response::{operation, sync, ApiResult};
+use crate::response::{answer, listing, ApiResult};
 use crate::AppState;
 
 /// Adds the backup routes under `/1.0/instances` and `/1.0/containers`.
@@ -39,68 +39,58 @@ pub async fn create_or_import(State(s): State<AppState>, req: Request) -> ApiRes
         let Json(body) = Json::<InstancesPost>::from_request(req, &s).await?;
         return instances::create(State(s), Json(body)).await;
     }
-    let dir = s.engine.backup_upload_dir()?;
-    let file = spool(&dir, req.into_body().into_data_stream()).await?;
     let some = |v: String| (!v.is_empty()).then_some(v);
-    let op = s
-        .engine
-        .instance_import(BackupImport {
-            file: file.keep(),
-            name: some(hdr(&headers, "X-LXD-name")),
-            pool: some(hdr(&headers, "X-LXD-pool")),
-        })
-        .await?;
-    operation(&op)
+    let import = Req::InstanceImport {
+        body: body_stream(req.into_body()),
+        name: some(hdr(&headers, "X-LXD-name")),
+        pool: some(hdr(&headers, "X-LXD-pool")),
+    };
+    answer(&s, import).await
 }
 
-async fn list(State(s): State<AppState>, Path(name): Path<String>, q: Params) -> ApiResult {
-    let backups = s.engine.backup_list(&name).await?;
-    if recursion(&q) >= 1 {
-        return sync(backups);
-    }
-    sync(
-        backups
-            .iter()
-            .map(|b| format!("/1.0/instances/{name}/backups/{}", b.name))
-            .collect::<Vec<_>>(),
-    )
+async fn list(State(s): State<AppState>, Path(instance): Path<String>, q: Params) -> ApiResult {
+    listing(&s, Req::BackupList { instance }, &q).await
 }
 
 async fn create(
     State(s): State<AppState>,
-    Path(name): Path<String>,
-    Json(req): Json<InstanceBackupsPost>,
+    Path(instance): Path<String>,
+    Json(post): Json<InstanceBackupsPost>,
 ) -> ApiResult {
-    operation(&s.engine.backup_create(&name, req).await?)
+    answer(&s, Req::BackupCreate { instance, post }).await
 }
 
 async fn get_one(
     State(s): State<AppState>,
-    Path((name, backup)): Path<(String, String)>,
+    Path((instance, backup)): Path<(String, String)>,
 ) -> ApiResult {
-    sync(s.engine.backup_get(&name, &backup).await?)
+    answer(&s, Req::BackupGet { instance, backup }).await
 }
 
 async fn rename(
     State(s): State<AppState>,
-    Path((name, backup)): Path<(String, String)>,
-    Json(req): Json<InstanceBackupPost>,
+    Path((instance, backup)): Path<(String, String)>,
+    Json(post): Json<InstanceBackupPost>,
 ) -> ApiResult {
-    operation(&s.engine.backup_rename(&name, &backup, &req.name).await?)
+    let req = Req::BackupRename {
+        instance,
+        backup,
+        new_name: post.name,
+    };
+    answer(&s, req).await
 }
 
 async fn delete(
     State(s): State<AppState>,
-    Path((name, backup)): Path<(String, String)>,
+    Path((instance, backup)): Path<(String, String)>,
 ) -> ApiResult {
-    operation(&s.engine.backup_delete(&name, &backup).await?)
+    answer(&s, Req::BackupDelete { instance, backup }).await
 }
 
 /// Streams the tarball.
 async fn export(
     State(s): State<AppState>,
-    Path((name, backup)): Path<(String, String)>,
+    Path((instance, backup)): Path<(String, String)>,
 ) -> ApiResult {
-    let path = s.engine.backup_file(&name, &backup).await?;
-    file_response(&path, &format!("attachment;filename={backup}")).await
+    answer(&s, Req::BackupExport { instance, backup }).await
 }

@@ -4,6 +4,7 @@ use axum::extract::ws::{Message, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::IntoResponse;
 use futures_util::{SinkExt, StreamExt};
+use kante_engine::front::Request;
 
 use super::Params;
 use crate::response::ApiResult;
@@ -21,7 +22,11 @@ pub async fn events(State(s): State<AppState>, q: Params, ws: WebSocketUpgrade) 
         })
         .unwrap_or_default();
     let slot = s.ws.take()?;
-    let mut rx = s.engine.events.subscribe();
+    let mut events = s
+        .engine
+        .handle(Request::Events { types })
+        .await?
+        .into_events()?;
     Ok(ws
         .read_buffer_size(super::operations::WS_READ_BUFFER)
         .on_upgrade(move |socket| async move {
@@ -33,18 +38,14 @@ pub async fn events(State(s): State<AppState>, q: Params, ws: WebSocketUpgrade) 
             let mut ping = tokio::time::interval(std::time::Duration::from_secs(30));
             loop {
                 tokio::select! {
-                    ev = rx.recv() => match ev {
-                        Ok(ev) => {
-                            if !types.is_empty() && !types.contains(&ev.kind) {
-                                continue;
-                            }
+                    ev = events.next() => match ev {
+                        Some(ev) => {
                             let text = serde_json::to_string(&ev).unwrap_or_default();
                             if sink.send(Message::Text(text.into())).await.is_err() {
                                 return;
                             }
                         }
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                        Err(_) => return,
+                        None => return,
                     },
                     msg = stream.next() => match msg {
                         Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,

@@ -1,5 +1,6 @@
 //! Route handlers, one module per API area. Each handler only parses the
-//! request, calls the engine and renders the result.
+//! HTTP request into a front-door `Request` and renders the engine's
+//! `Reply` (see `crate::response`).
 
 pub mod backups;
 pub mod events;

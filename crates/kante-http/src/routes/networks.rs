@@ -2,71 +2,63 @@
 
 use axum::extract::{Path, State};
 use kante_api::network::{NetworkPut, NetworksPost};
-use kante_engine::EngineError;
+use kante_engine::front::Request;
 
-use super::{recursion, Params};
+use super::Params;
 use crate::body::Json;
-use crate::response::{created, empty, sync, ApiResult};
+use crate::response::{answer, listing, ApiResult};
 use crate::AppState;
 
 pub async fn list(State(s): State<AppState>, q: Params) -> ApiResult {
-    let networks = s.engine.network_list().await?;
-    if recursion(&q) >= 1 {
-        return sync(networks);
-    }
-    sync(
-        networks
-            .iter()
-            .map(|n| format!("/1.0/networks/{}", n.name))
-            .collect::<Vec<_>>(),
-    )
+    listing(&s, Request::NetworkList, &q).await
 }
 
 pub async fn create(State(s): State<AppState>, Json(req): Json<NetworksPost>) -> ApiResult {
-    let name = req.name.clone();
-    s.engine.network_create(req).await?;
-    created(&format!("/1.0/networks/{name}"))
+    answer(&s, Request::NetworkCreate(req)).await
 }
 
 pub async fn get(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult {
-    sync(s.engine.network_get(&name).await?)
+    answer(&s, Request::NetworkGet { name }).await
 }
 
 pub async fn put(
     State(s): State<AppState>,
     Path(name): Path<String>,
-    Json(req): Json<NetworkPut>,
+    Json(put): Json<NetworkPut>,
 ) -> ApiResult {
-    s.engine
-        .network_update(&name, req.description, req.config, false)
-        .await?;
-    empty()
+    let req = Request::NetworkUpdate {
+        name,
+        put,
+        merge: false,
+    };
+    answer(&s, req).await
 }
 
 pub async fn patch(
     State(s): State<AppState>,
     Path(name): Path<String>,
-    Json(req): Json<NetworkPut>,
+    Json(put): Json<NetworkPut>,
 ) -> ApiResult {
-    s.engine
-        .network_update(&name, req.description, req.config, true)
-        .await?;
-    empty()
+    let req = Request::NetworkUpdate {
+        name,
+        put,
+        merge: true,
+    };
+    answer(&s, req).await
 }
 
-pub async fn post(State(_s): State<AppState>, Path(_name): Path<String>) -> ApiResult {
-    Err(EngineError::NotImplemented("Renaming networks is not supported".into()).into())
+pub async fn post(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult {
+    answer(&s, Request::NetworkRename { name }).await
 }
 
 pub async fn delete(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult {
-    s.engine.network_delete(&name).await?;
-    empty()
+    answer(&s, Request::NetworkDelete { name }).await
 }
 
 pub async fn state(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult {
-    sync(s.engine.network_state(&name).await?)
+    answer(&s, Request::NetworkState { name }).await
 }
 
 pub async fn leases(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult {
-    sync(s.engine.network_leases(&name).await?)
+    answer(&s, Request::NetworkLeases { name }).await
 }

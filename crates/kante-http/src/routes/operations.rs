@@ -7,47 +7,34 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
 use futures_util::{SinkExt, StreamExt};
+use kante_engine::front::Request;
 use kante_engine::ws::{WsConn, WsMsg};
-use kante_engine::EngineError;
 use tokio::sync::mpsc;
 
-use super::{recursion, Params};
-use crate::response::{empty, sync, ApiResult};
+use super::Params;
+use crate::response::{answer, listing, ApiResult};
 use crate::AppState;
 
 pub async fn list(State(s): State<AppState>, q: Params) -> ApiResult {
-    let ops = s.engine.ops.list();
-    let mut groups: std::collections::BTreeMap<String, Vec<serde_json::Value>> = Default::default();
-    for op in ops {
-        let key = op.status.to_lowercase();
-        let v = if recursion(&q) >= 1 {
-            serde_json::to_value(&op).unwrap_or_default()
-        } else {
-            format!("/1.0/operations/{}", op.id).into()
-        };
-        groups.entry(key).or_default().push(v);
-    }
-    sync(groups)
+    listing(&s, Request::OperationList, &q).await
 }
 
 pub async fn get(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
-    sync(s.engine.ops.get(&id)?.snapshot())
+    answer(&s, Request::OperationGet { id }).await
 }
 
 pub async fn delete(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
-    s.engine.ops.get(&id)?.cancel()?;
-    empty()
+    answer(&s, Request::OperationCancel { id }).await
 }
 
 /// Always a 200 with the operation as it is when the wait ends.
 pub async fn wait(State(s): State<AppState>, Path(id): Path<String>, q: Params) -> ApiResult {
-    let op = s.engine.ops.get(&id)?;
     let timeout = q
         .get("timeout")
         .and_then(|t| t.parse::<i64>().ok())
         .filter(|t| *t >= 0)
         .map(|t| Duration::from_secs(t as u64));
-    sync(op.wait(timeout).await)
+    answer(&s, Request::OperationWait { id, timeout }).await
 }
 
 /// tungstenite zeroes its whole read buffer on the first read (128 KiB by
@@ -56,19 +43,21 @@ pub async fn wait(State(s): State<AppState>, Path(id): Path<String>, q: Params) 
 pub(crate) const WS_READ_BUFFER: usize = 16 * 1024;
 
 /// Connects one of an operation's websockets; the secret authorises it.
+/// A websocket slot (see `wslimit`) is taken first: a claimed secret
+/// cannot be given back.
 pub async fn websocket(
     State(s): State<AppState>,
     Path(id): Path<String>,
     q: Params,
     ws: WebSocketUpgrade,
 ) -> ApiResult {
-    let op = s.engine.ops.get(&id)?;
     let secret = q.get("secret").cloned().unwrap_or_default();
-    if secret.is_empty() {
-        return Err(EngineError::Forbidden("Missing websocket secret".into()).into());
-    }
     let ws_slot = s.ws.take()?;
-    let slot = op.claim_socket(&secret)?;
+    let slot = s
+        .engine
+        .handle(Request::OperationSocket { id, secret })
+        .await?
+        .into_socket()?;
     Ok(ws
         .read_buffer_size(WS_READ_BUFFER)
         .on_upgrade(move |socket| async move {

@@ -1,61 +1,50 @@
 //! Routes of /1.0/profiles.
 
 use axum::extract::{Path, State};
-use kante_engine::profiles::{ProfilePut, ProfilesPost};
+use kante_api::profile::{ProfilePut, ProfilesPost};
+use kante_engine::front::Request;
 
-use super::{recursion, Params};
+use super::Params;
 use crate::body::Json;
-use crate::response::{created, empty, sync, ApiResult};
+use crate::response::{answer, listing, ApiResult};
 use crate::AppState;
 
 pub async fn list(State(s): State<AppState>, q: Params) -> ApiResult {
-    let profiles = s.engine.profile_list().await?;
-    if recursion(&q) >= 1 {
-        return sync(profiles);
-    }
-    sync(
-        profiles
-            .iter()
-            .map(|p| format!("/1.0/profiles/{}", p.name))
-            .collect::<Vec<_>>(),
-    )
+    listing(&s, Request::ProfileList, &q).await
 }
 
 pub async fn create(State(s): State<AppState>, Json(req): Json<ProfilesPost>) -> ApiResult {
-    let name = req.name.clone();
-    s.engine.profile_create(req).await?;
-    created(&format!("/1.0/profiles/{name}"))
+    answer(&s, Request::ProfileCreate(req)).await
 }
 
 pub async fn get(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult {
-    sync(s.engine.profile_get(&name).await?)
+    answer(&s, Request::ProfileGet { name }).await
 }
 
 pub async fn put(
     State(s): State<AppState>,
     Path(name): Path<String>,
-    Json(req): Json<ProfilePut>,
+    Json(put): Json<ProfilePut>,
 ) -> ApiResult {
-    sync(s.engine.profile_update(&name, req).await?)
+    let req = Request::ProfileUpdate {
+        name,
+        put,
+        merge: false,
+    };
+    answer(&s, req).await
 }
 
 pub async fn patch(
     State(s): State<AppState>,
     Path(name): Path<String>,
-    Json(req): Json<ProfilePut>,
+    Json(put): Json<ProfilePut>,
 ) -> ApiResult {
-    let cur = s.engine.profile_get(&name).await?;
-    let mut merged = ProfilePut {
-        description: cur.description,
-        config: cur.config,
-        devices: cur.devices,
+    let req = Request::ProfileUpdate {
+        name,
+        put,
+        merge: true,
     };
-    if !req.description.is_empty() {
-        merged.description = req.description;
-    }
-    merged.config.extend(req.config);
-    merged.devices.extend(req.devices);
-    sync(s.engine.profile_update(&name, merged).await?)
+    answer(&s, req).await
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -69,12 +58,10 @@ pub async fn post(
     Path(name): Path<String>,
     Json(req): Json<ProfilePost>,
 ) -> ApiResult {
-    s.engine.profile_get(&name).await?;
-    s.engine.profile_rename(&name, &req.name).await?;
-    created(&format!("/1.0/profiles/{}", req.name))
+    let new_name = req.name;
+    answer(&s, Request::ProfileRename { name, new_name }).await
 }
 
 pub async fn delete(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult {
-    s.engine.profile_delete(&name).await?;
-    empty()
+    answer(&s, Request::ProfileDelete { name }).await
 }

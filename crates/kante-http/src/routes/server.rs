@@ -1,26 +1,41 @@
 //! Routes of /1.0 itself: the server's environment and config.
 
 use axum::extract::State;
+use kante_api::server::ServerPut;
+use kante_engine::front::Request;
 
 use crate::body::Json;
-use crate::response::{empty, sync, ApiResult};
+use crate::response::{answer, sync, ApiResult};
 use crate::AppState;
-use kante_api::server::ServerPut;
 
 pub async fn root() -> ApiResult {
     sync(["/1.0"])
 }
 
 pub async fn get(State(s): State<AppState>) -> ApiResult {
-    sync(s.engine.server_info().await?)
+    answer(&s, Request::ServerGet).await
 }
 
 pub async fn put(State(s): State<AppState>, Json(req): Json<ServerPut>) -> ApiResult {
-    s.engine.server_update(req.config, false).await?;
-    empty()
+    let config = req.config;
+    answer(
+        &s,
+        Request::ServerUpdate {
+            config,
+            merge: false,
+        },
+    )
+    .await
 }
 
 pub async fn patch(State(s): State<AppState>, Json(req): Json<ServerPut>) -> ApiResult {
-    s.engine.server_update(req.config, true).await?;
-    empty()
+    let config = req.config;
+    answer(
+        &s,
+        Request::ServerUpdate {
+            config,
+            merge: true,
+        },
+    )
+    .await
 }

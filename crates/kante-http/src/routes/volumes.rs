@@ -6,11 +6,11 @@ use axum::Router;
 use kante_api::storage::{
     StorageVolumePost, StorageVolumePut, StorageVolumesPost, VolumeSnapshotsPost,
 };
-use kante_engine::EngineError;
+use kante_engine::front::Request;
 
-use super::{recursion, Params};
+use super::Params;
 use crate::body::Json;
-use crate::response::{created, empty, operation, sync, ApiResult};
+use crate::response::{answer, listing, ApiResult};
 use crate::AppState;
 
 /// Adds the volume routes to the router.
@@ -36,25 +36,11 @@ pub fn routes(r: Router<AppState>) -> Router<AppState> {
         )
 }
 
-async fn render_list(
-    s: &AppState,
-    pool: &str,
-    kind: &str,
-    q: &std::collections::HashMap<String, String>,
-) -> ApiResult {
-    let vols = s.engine.volume_list(pool, kind).await?;
-    if recursion(q) >= 1 {
-        return sync(vols);
-    }
-    sync(
-        vols.iter()
-            .map(|v| format!("/1.0/storage-pools/{pool}/volumes/{}/{}", v.kind, v.name))
-            .collect::<Vec<_>>(),
-    )
-}
+/// `{pool}/volumes/{kind}/{volume}` of the URL.
+type VolumePath = Path<(String, String, String)>;
 
 async fn list_all(State(s): State<AppState>, Path(pool): Path<String>, q: Params) -> ApiResult {
-    render_list(&s, &pool, "", &q).await
+    listing(&s, Request::VolumeList { pool, kind: None }, &q).await
 }
 
 async fn list(
@@ -62,146 +48,132 @@ async fn list(
     Path((pool, kind)): Path<(String, String)>,
     q: Params,
 ) -> ApiResult {
-    render_list(&s, &pool, &kind, &q).await
+    let kind = Some(kind);
+    listing(&s, Request::VolumeList { pool, kind }, &q).await
 }
 
 async fn create_any(
     State(s): State<AppState>,
     Path(pool): Path<String>,
-    Json(req): Json<StorageVolumesPost>,
+    Json(post): Json<StorageVolumesPost>,
 ) -> ApiResult {
-    let name = req.name.clone();
-    s.engine.volume_create(&pool, req).await?;
-    created(&format!("/1.0/storage-pools/{pool}/volumes/custom/{name}"))
+    let req = Request::VolumeCreate {
+        pool,
+        kind: None,
+        post,
+    };
+    answer(&s, req).await
 }
 
 async fn create(
     State(s): State<AppState>,
     Path((pool, kind)): Path<(String, String)>,
-    Json(mut req): Json<StorageVolumesPost>,
+    Json(post): Json<StorageVolumesPost>,
 ) -> ApiResult {
-    if !req.kind.is_empty() && req.kind != kind {
-        return Err(EngineError::bad(format!(
-            "Volume type {:?} in the body does not match {kind:?} in the URL",
-            req.kind
-        ))
-        .into());
-    }
-    req.kind = kind;
-    let name = req.name.clone();
-    s.engine.volume_create(&pool, req).await?;
-    created(&format!("/1.0/storage-pools/{pool}/volumes/custom/{name}"))
+    let req = Request::VolumeCreate {
+        pool,
+        kind: Some(kind),
+        post,
+    };
+    answer(&s, req).await
 }
 
-async fn get_one(
-    State(s): State<AppState>,
-    Path((pool, kind, vol)): Path<(String, String, String)>,
-) -> ApiResult {
-    sync(s.engine.volume_get(&pool, &kind, &vol).await?)
-}
-
-/// Only custom volumes change through these routes.
-fn custom_only(kind: &str) -> Result<(), EngineError> {
-    if kind == "custom" {
-        return Ok(());
-    }
-    Err(EngineError::bad(format!(
-        "Only custom volumes can be changed here, not {kind:?} volumes"
-    )))
+async fn get_one(State(s): State<AppState>, Path((pool, kind, volume)): VolumePath) -> ApiResult {
+    answer(&s, Request::VolumeGet { pool, kind, volume }).await
 }
 
 async fn put(
     State(s): State<AppState>,
-    Path((pool, kind, vol)): Path<(String, String, String)>,
-    Json(req): Json<StorageVolumePut>,
+    Path((pool, kind, volume)): VolumePath,
+    Json(put): Json<StorageVolumePut>,
 ) -> ApiResult {
-    custom_only(&kind)?;
-    s.engine.volume_update(&pool, &vol, req, false).await?;
-    empty()
+    let req = Request::VolumeUpdate {
+        pool,
+        kind,
+        volume,
+        put,
+        merge: false,
+    };
+    answer(&s, req).await
 }
 
 async fn patch(
     State(s): State<AppState>,
-    Path((pool, kind, vol)): Path<(String, String, String)>,
-    Json(req): Json<StorageVolumePut>,
+    Path((pool, kind, volume)): VolumePath,
+    Json(put): Json<StorageVolumePut>,
 ) -> ApiResult {
-    custom_only(&kind)?;
-    s.engine.volume_update(&pool, &vol, req, true).await?;
-    empty()
+    let req = Request::VolumeUpdate {
+        pool,
+        kind,
+        volume,
+        put,
+        merge: true,
+    };
+    answer(&s, req).await
 }
 
 async fn rename(
     State(s): State<AppState>,
-    Path((pool, kind, vol)): Path<(String, String, String)>,
-    Json(req): Json<StorageVolumePost>,
+    Path((pool, kind, volume)): VolumePath,
+    Json(post): Json<StorageVolumePost>,
 ) -> ApiResult {
-    custom_only(&kind)?;
-    if !req.pool.is_empty() && req.pool != pool {
-        return Err(EngineError::NotImplemented(
-            "Moving a volume to another pool is not supported; copy it instead".into(),
-        )
-        .into());
-    }
-    s.engine.volume_rename(&pool, &vol, &req.name).await?;
-    created(&format!(
-        "/1.0/storage-pools/{pool}/volumes/custom/{}",
-        req.name
-    ))
+    let req = Request::VolumeRename {
+        pool,
+        kind,
+        volume,
+        post,
+    };
+    answer(&s, req).await
 }
 
-async fn delete(
-    State(s): State<AppState>,
-    Path((pool, kind, vol)): Path<(String, String, String)>,
-) -> ApiResult {
-    custom_only(&kind)?;
-    s.engine.volume_delete(&pool, &vol).await?;
-    empty()
+async fn delete(State(s): State<AppState>, Path((pool, kind, volume)): VolumePath) -> ApiResult {
+    answer(&s, Request::VolumeDelete { pool, kind, volume }).await
 }
 
 async fn snapshots(
     State(s): State<AppState>,
-    Path((pool, kind, vol)): Path<(String, String, String)>,
+    Path((pool, kind, volume)): VolumePath,
     q: Params,
 ) -> ApiResult {
-    custom_only(&kind)?;
-    let snaps = s.engine.volume_snapshot_list(&pool, &vol).await?;
-    if recursion(&q) >= 1 {
-        return sync(snaps);
-    }
-    sync(
-        snaps
-            .iter()
-            .map(|x| {
-                format!(
-                    "/1.0/storage-pools/{pool}/volumes/custom/{vol}/snapshots/{}",
-                    x.name
-                )
-            })
-            .collect::<Vec<_>>(),
-    )
+    listing(&s, Request::VolumeSnapshotList { pool, kind, volume }, &q).await
 }
 
 async fn snapshot_create(
     State(s): State<AppState>,
-    Path((pool, kind, vol)): Path<(String, String, String)>,
-    Json(req): Json<VolumeSnapshotsPost>,
+    Path((pool, kind, volume)): VolumePath,
+    Json(post): Json<VolumeSnapshotsPost>,
 ) -> ApiResult {
-    custom_only(&kind)?;
-    operation(&s.engine.volume_snapshot_create(&pool, &vol, req)?)
+    let req = Request::VolumeSnapshotCreate {
+        pool,
+        kind,
+        volume,
+        post,
+    };
+    answer(&s, req).await
 }
 
 async fn snapshot_get(
     State(s): State<AppState>,
-    Path((pool, kind, vol, snap)): Path<(String, String, String, String)>,
+    Path((pool, kind, volume, snapshot)): Path<(String, String, String, String)>,
 ) -> ApiResult {
-    custom_only(&kind)?;
-    sync(s.engine.volume_snapshot_get(&pool, &vol, &snap).await?)
+    let req = Request::VolumeSnapshotGet {
+        pool,
+        kind,
+        volume,
+        snapshot,
+    };
+    answer(&s, req).await
 }
 
 async fn snapshot_delete(
     State(s): State<AppState>,
-    Path((pool, kind, vol, snap)): Path<(String, String, String, String)>,
+    Path((pool, kind, volume, snapshot)): Path<(String, String, String, String)>,
 ) -> ApiResult {
-    custom_only(&kind)?;
-    operation(&s.engine.volume_snapshot_delete(&pool, &vol, &snap).await?)
+    let req = Request::VolumeSnapshotDelete {
+        pool,
+        kind,
+        volume,
+        snapshot,
+    };
+    answer(&s, req).await
 }
