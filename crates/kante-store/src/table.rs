@@ -54,11 +54,11 @@ pub(crate) fn is_unique_violation(e: &rusqlite::Error) -> bool {
 pub struct Table<R>(PhantomData<R>);
 
 impl<R: Record> Table<R> {
-    fn select() -> String {
+    pub(crate) fn select() -> String {
         format!("SELECT {} FROM {}", R::COLUMNS.join(", "), R::TABLE)
     }
 
-    fn key_match(first: usize) -> String {
+    pub(crate) fn key_match(first: usize) -> String {
         R::KEY
             .iter()
             .enumerate()
@@ -67,7 +67,7 @@ impl<R: Record> Table<R> {
             .join(" AND ")
     }
 
-    fn collect(conn: &Connection, sql: &str, args: &[&str]) -> Result<Vec<R>> {
+    pub(crate) fn collect(conn: &Connection, sql: &str, args: &[&str]) -> Result<Vec<R>> {
         let mut st = conn.prepare_cached(sql)?;
         let mut rows = st.query(params_from_iter(args))?;
         let mut out = Vec::new();
