@@ -120,7 +120,10 @@ async fn a_pending_volume_record_is_hidden_taken_and_not_stale() {
     // Someone is making it: it is no stale record to replace.
     assert!(!s.volume_delete_stale("default", "data").await.unwrap());
     s.volume_created("default", "data").await.unwrap();
-    assert_eq!(s.volume_list("default").await.unwrap(), [v.clone()]);
+    assert_eq!(
+        s.volume_list("default").await.unwrap(),
+        std::slice::from_ref(&v)
+    );
     assert!(s.volume_deleting("default", "data").await.unwrap());
     assert!(!s.volume_deleting("default", "data").await.unwrap());
     assert_eq!(

@@ -4,6 +4,7 @@
 //! checks a state transition, a stored record, an emitted event or an
 //! error status.
 
+mod backups;
 mod create;
 mod devices;
 mod idmaps;
@@ -13,6 +14,7 @@ mod profiles;
 mod registry;
 mod state;
 mod storage;
+mod uniqueness;
 
 use kante_api::event::Event;
 use kante_engine::Engine;
