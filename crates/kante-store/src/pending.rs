@@ -12,28 +12,12 @@
 
 use rusqlite::{params_from_iter, Connection};
 
-use crate::table::is_unique_violation;
 use crate::{InstanceRow, Record, Result, Store, StoreError, Table};
 
 impl<R: Record> Table<R> {
     /// Inserts a record marked pending; a taken key is a conflict.
     pub fn insert_pending(conn: &Connection, row: &R) -> Result<()> {
-        let marks: Vec<String> = (1..=R::COLUMNS.len()).map(|i| format!("?{i}")).collect();
-        let sql = format!(
-            "INSERT INTO {} ({}, pending) VALUES ({}, 1)",
-            R::TABLE,
-            R::COLUMNS.join(", "),
-            marks.join(", ")
-        );
-        match conn.execute(&sql, params_from_iter(row.values()?)) {
-            Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
-                "{} {:?}",
-                R::ENTITY,
-                row.label()
-            ))),
-            Err(e) => Err(e.into()),
-        }
+        Self::insert_with(conn, row, &[("pending", "1")])
     }
 
     /// Sets or clears the mark of the record with this key; false if there
