@@ -68,6 +68,8 @@ pub struct Engine {
     running: Mutex<HashMap<String, Arc<Running>>>,
     instance_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     image_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Local locks of other objects (custom volumes, profile updates).
+    object_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// The host id range containers map to (shared by default, like LXD).
     pub idmap: IdMap,
     /// Root's subordinate ids, cut into per-instance blocks for isolation.
@@ -134,6 +136,7 @@ impl Engine {
             running: Mutex::new(HashMap::new()),
             instance_locks: Mutex::new(HashMap::new()),
             image_locks: Mutex::new(HashMap::new()),
+            object_locks: Mutex::new(HashMap::new()),
             idmap: id_range.shared(),
             id_range,
             lxcfs,
@@ -151,7 +154,7 @@ impl Engine {
         engine.reattach_instances().await;
         engine.start_snapshot_housekeeping();
         engine.start_lxcfs_supervision();
-        engine.clean_backups_at_start();
+        engine.clean_backups_at_start().await;
         Ok(engine)
     }
 
@@ -178,6 +181,15 @@ impl Engine {
     fn instance_lock(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
         lock(&self.instance_locks)
             .entry(name.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// The local lock of an object (`volume/<pool>/<name>`, `profiles`):
+    /// serialises work on it in this daemon; uniqueness is the state's.
+    fn object_lock(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        lock(&self.object_locks)
+            .entry(key.to_string())
             .or_default()
             .clone()
     }

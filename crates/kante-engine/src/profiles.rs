@@ -11,8 +11,11 @@ use crate::instance::config::{expand, root_disk, validate_config, validate_devic
 use crate::instance::live::ChangeReport;
 use crate::Engine;
 
-/// Serialises profile changes: each checks every user against the new profile.
-static PROFILES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// The key of the local lock (`Engine::object_lock`) that serialises
+/// profile updates on this host: each checks every user against the new
+/// profile, with the other profiles as they are. Names are kept unique by
+/// the state (`SharedState::profile_create` conflicts on a taken one).
+const PROFILE_UPDATES: &str = "profiles";
 
 pub fn default_profile() -> ProfileRow {
     let mut devices = DevicesMap::new();
@@ -94,7 +97,8 @@ impl Engine {
         name: &str,
         req: ProfilePut,
     ) -> Result<BTreeMap<String, ChangeReport>> {
-        let _g = PROFILES.lock().await;
+        let lock = self.object_lock(PROFILE_UPDATES);
+        let _g = lock.lock().await;
         let current = self
             .shared
             .profile_get(name)

@@ -17,9 +17,14 @@ use crate::instance::fmt_time;
 use crate::operations::Op;
 use crate::Engine;
 
-/// Serialises changes to custom volumes (create, rename, delete, config):
-/// their checks (name free, not in use) and their work must not interleave.
-static VOLUMES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// The key of a custom volume's local lock (`Engine::object_lock`), which
+/// serialises the work on one volume (config, rename, delete, snapshots):
+/// its checks (not in use) and its work must not interleave. Names are
+/// kept unique by the state, not by this lock: a create takes its name by
+/// recording it (`NodeState::volume_create_pending`).
+fn volume_lock_key(pool: &str, name: &str) -> String {
+    format!("volume/{pool}/{name}")
+}
 
 pub use kante_api::storage::{
     StorageVolume, StorageVolumePut, StorageVolumeSnapshot, StorageVolumesPost,
@@ -166,12 +171,8 @@ impl Engine {
         kante_storage::validate_volume_name(&req.name)?;
         let p = self.pool(pool)?;
         p.validate_custom_config(&req.config)?;
-        let _g = VOLUMES.lock().await;
         if p.has_volume(VolumeKind::Custom, &req.name) {
-            return Err(EngineError::Conflict(format!(
-                "Storage volume {:?} already exists",
-                req.name
-            )));
+            return Err(exists(&req.name));
         }
         let mut row = VolumeRow {
             pool: pool.into(),
@@ -181,25 +182,14 @@ impl Engine {
             created_at: fmt_time(kante_api::now()),
         };
         let name = req.name.clone();
-        // The record first (replacing one a crash left without its volume),
-        // then the volume: a volume never exists without its record.
-        let made = match req.source.kind.as_str() {
-            "" | "none" => {
-                let size = p.validate_custom_config(&row.config)?;
-                self.node.volume_put(&row).await?;
-                tokio::task::spawn_blocking(move || p.create_custom_volume(&name, size))
-                    .await?
-                    .map(|_| ())
-                    .map_err(EngineError::from)
-            }
+        let source = match req.source.kind.as_str() {
+            "" | "none" => None,
             "copy" => {
                 let src = self.copy_source(pool, &req.source)?;
                 row.config = self
                     .copied_config(pool, &req.source, &p, row.config)
                     .await?;
-                self.node.volume_put(&row).await?;
-                let config = row.config.clone();
-                tokio::task::spawn_blocking(move || copy_custom(&p, &src, &name, &config)).await?
+                Some(src)
             }
             other => {
                 return Err(EngineError::bad(format!(
@@ -207,7 +197,32 @@ impl Engine {
                 )))
             }
         };
-        if let Err(e) = made {
+        let size = p.validate_custom_config(&row.config)?;
+        // The record first, pending (the name is taken: of concurrent
+        // creates, one wins here), then the volume, then the record is
+        // complete. A crash in between leaves a pending record, which the
+        // next start removes with whatever was made.
+        self.take_volume_name(&p, &row).await?;
+        let p2 = p.clone();
+        let made = match source {
+            None => tokio::task::spawn_blocking(move || p2.create_custom_volume(&name, size))
+                .await?
+                .map(|_| ())
+                .map_err(EngineError::from),
+            Some(src) => {
+                let config = row.config.clone();
+                tokio::task::spawn_blocking(move || copy_custom(&p2, &src, &name, &config)).await?
+            }
+        };
+        let completed = match made {
+            Ok(()) => self
+                .node
+                .volume_created(pool, &req.name)
+                .await
+                .map_err(EngineError::from),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = completed {
             let _ = self.node.volume_delete(pool, &req.name).await;
             return Err(e);
         }
@@ -277,7 +292,8 @@ impl Engine {
         merge: bool,
     ) -> Result<()> {
         let p = self.pool(pool)?;
-        let _g = VOLUMES.lock().await;
+        let lock = self.object_lock(&volume_lock_key(pool, name));
+        let _g = lock.lock().await;
         let cur = self.custom_record(&p, name).await?;
         if !req.restore.is_empty() {
             return self.volume_restore(&p, name, &req.restore).await;
@@ -346,37 +362,61 @@ impl Engine {
     pub async fn volume_rename(&self, pool: &str, name: &str, new: &str) -> Result<()> {
         let p = self.pool(pool)?;
         kante_storage::validate_volume_name(new)?;
-        let _g = VOLUMES.lock().await;
-        p.existing_custom(name).map_err(not_found)?;
+        // Both names' locks, in one order (no two renames wait on each other).
+        let mut keys = [volume_lock_key(pool, name), volume_lock_key(pool, new)];
+        keys.sort();
+        let (first, second) = (self.object_lock(&keys[0]), self.object_lock(&keys[1]));
+        let _g1 = first.lock().await;
+        let _g2 = if keys[0] != keys[1] {
+            Some(second.lock().await)
+        } else {
+            None
+        };
+        let cur = self.custom_record(&p, name).await?;
         self.refuse_if_used(pool, name).await?;
         if p.has_volume(VolumeKind::Custom, new) {
-            return Err(EngineError::Conflict(format!(
-                "Storage volume {new:?} already exists"
-            )));
+            return Err(exists(new));
         }
-        p.rename_custom_volume(name, new)?;
-        // The record follows (one a crash left under the new name goes).
-        let moved = match self.node.volume_delete(pool, new).await {
-            Ok(_) => self.node.volume_rename(pool, name, new).await,
-            Err(e) => Err(e),
-        };
-        match moved {
-            Ok(()) | Err(kante_store::StoreError::NotFound(_)) => Ok(()),
-            Err(e) => {
-                let _ = p.rename_custom_volume(new, name);
-                Err(e.into())
-            }
+        // The record moves first, so the state decides whether `new` is
+        // free (a record a crash left without its volume is replaced). A
+        // volume that had no record gets one to carry.
+        if self.node.volume_get(pool, name).await?.is_none() {
+            self.node.volume_put(&cur).await?;
         }
+        let mut moved = self.node.volume_rename(pool, name, new).await;
+        if matches!(moved, Err(kante_store::StoreError::Conflict(_)))
+            && self.node.volume_get(pool, new).await?.is_some()
+            && !p.has_volume(VolumeKind::Custom, new)
+            && self.node.volume_delete_stale(pool, new).await?
+        {
+            moved = self.node.volume_rename(pool, name, new).await;
+        }
+        moved?;
+        if let Err(e) = p.rename_custom_volume(name, new) {
+            let _ = self.node.volume_rename(pool, new, name).await;
+            return Err(e.into());
+        }
+        Ok(())
     }
 
     /// `DELETE .../volumes/custom/{name}`: refused while anything uses it.
     pub async fn volume_delete(&self, pool: &str, name: &str) -> Result<()> {
         let p = self.pool(pool)?;
-        let _g = VOLUMES.lock().await;
+        let lock = self.object_lock(&volume_lock_key(pool, name));
+        let _g = lock.lock().await;
         p.existing_custom(name).map_err(not_found)?;
         self.refuse_if_used(pool, name).await?;
+        // The record is marked first: a crash then leaves a pending record,
+        // and the next start finishes the delete.
+        let marked = self.node.volume_deleting(pool, name).await?;
         let n = name.to_string();
-        tokio::task::spawn_blocking(move || p.delete_custom_volume(&n)).await??;
+        let deleted = tokio::task::spawn_blocking(move || p.delete_custom_volume(&n)).await?;
+        if let Err(e) = deleted {
+            if marked {
+                let _ = self.node.volume_created(pool, name).await;
+            }
+            return Err(e.into());
+        }
         self.node.volume_delete(pool, name).await?;
         self.events.lifecycle(
             "storage-volume-deleted",
@@ -404,7 +444,10 @@ impl Engine {
     /// Moves custom volumes' records that older versions kept in the pools'
     /// sidecars (`custom-meta/<vol>.json`) into this member's state, once:
     /// each sidecar goes when its record is made.
+    /// Then finishes what a crash interrupted: a pending record (a volume
+    /// being made or deleted) goes with its volume.
     pub(crate) async fn import_volume_sidecars(&self) {
+        self.finish_pending_volumes().await;
         for p in self.loaded_pools() {
             for (name, meta) in p.legacy_custom_meta() {
                 let row = VolumeRow {
@@ -427,6 +470,44 @@ impl Engine {
                     }
                 }
             }
+        }
+    }
+
+    async fn finish_pending_volumes(&self) {
+        let pending = match self.node.volumes_pending().await {
+            Ok(p) => p,
+            Err(e) => return tracing::error!("listing pending volume records: {e}"),
+        };
+        for (pool, name) in pending {
+            if let Ok(p) = self.pool(&pool) {
+                if p.has_volume(VolumeKind::Custom, &name) {
+                    let n = name.clone();
+                    let removed =
+                        tokio::task::spawn_blocking(move || p.delete_custom_volume(&n)).await;
+                    if !matches!(removed, Ok(Ok(_))) {
+                        tracing::error!(pool = %pool, volume = %name, "removing a volume whose making or deletion was cut short");
+                        continue;
+                    }
+                }
+            }
+            tracing::warn!(pool = %pool, volume = %name, "removed a volume whose making or deletion was cut short");
+            let _ = self.node.volume_delete(&pool, &name).await;
+        }
+    }
+
+    /// Takes `row`'s name by recording it, pending. A complete record
+    /// whose volume is missing is a crash's leftover: it is replaced.
+    async fn take_volume_name(&self, p: &Pool, row: &VolumeRow) -> Result<()> {
+        match self.node.volume_create_pending(row).await {
+            Err(kante_store::StoreError::Conflict(_))
+                if !p.has_volume(VolumeKind::Custom, &row.name)
+                    && self.node.volume_delete_stale(&row.pool, &row.name).await? =>
+            {
+                tracing::warn!(pool = %row.pool, volume = %row.name, "replacing a record left without its volume");
+                Ok(self.node.volume_create_pending(row).await?)
+            }
+            Err(kante_store::StoreError::Conflict(_)) => Err(exists(&row.name)),
+            other => Ok(other?),
         }
     }
 
@@ -522,7 +603,8 @@ impl Engine {
         );
         let (engine, pool, name) = (self.arc(), pool.to_string(), name.to_string());
         self.ops.run(op.clone(), async move {
-            let _g = VOLUMES.lock().await;
+            let lock = engine.object_lock(&volume_lock_key(&pool, &name));
+            let _g = lock.lock().await;
             let (p2, n, s) = (p.clone(), name.clone(), snap.clone());
             tokio::task::spawn_blocking(move || p2.snapshot(VolumeKind::Custom, &n, &s)).await??;
             engine.events.lifecycle(
@@ -549,9 +631,11 @@ impl Engine {
             "Deleting storage volume snapshot",
             volume_resources(pool, name),
         );
+        let (engine, key) = (self.arc(), volume_lock_key(pool, name));
         let (name, snap) = (name.to_string(), snap.to_string());
         self.ops.run(op.clone(), async move {
-            let _g = VOLUMES.lock().await;
+            let lock = engine.object_lock(&key);
+            let _g = lock.lock().await;
             tokio::task::spawn_blocking(move || {
                 p.delete_snapshot(VolumeKind::Custom, &name, &snap)
             })
@@ -575,6 +659,10 @@ fn copy_custom(p: &Pool, src: &std::path::Path, name: &str, config: &ConfigMap) 
 }
 
 /// A missing custom volume is a 404 whatever the storage layer called it.
+fn exists(name: &str) -> EngineError {
+    EngineError::Conflict(format!("Storage volume {name:?} already exists"))
+}
+
 fn not_found(e: kante_storage::StorageError) -> EngineError {
     match e {
         kante_storage::StorageError::NotFound(_) => {

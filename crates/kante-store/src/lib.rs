@@ -6,6 +6,9 @@
 //! [`SqliteState`] serves it to async code as both [`NodeState`] and
 //! [`SharedState`] (`state.rs`), from a thread of its own.
 
+#[macro_use]
+mod columns;
+mod backups;
 mod migrations;
 mod pending;
 mod reservations;
@@ -21,6 +24,7 @@ use std::sync::Mutex;
 use rusqlite::{params, Connection};
 use thiserror::Error;
 
+pub use backups::BackupRow;
 pub use reservations::{CertificateRow, ReservationRow};
 pub use rows::{AliasRow, ImageRow, InstanceRow, NetworkRow, PoolRow, ProfileRow, SnapshotRow};
 pub use sqlite_state::SqliteState;
@@ -111,19 +115,7 @@ impl Store {
     // ---- instances ----
 
     pub fn instance_create(&self, row: &InstanceRow) -> Result<()> {
-        self.insert_instance(row, false)
-    }
-
-    /// Inserts an instance, complete or (`pending`) still being created.
-    fn insert_instance(&self, row: &InstanceRow, pending: bool) -> Result<()> {
-        let mut conn = self.lock();
-        let tx = conn.transaction()?;
-        Table::insert(&tx, row)?;
-        if pending {
-            Table::<InstanceRow>::set(&tx, &[&row.name], "pending", true.into())?;
-        }
-        tx.commit()?;
-        Ok(())
+        Table::insert(&self.lock(), row)
     }
 
     pub fn instance_get(&self, name: &str) -> Result<Option<InstanceRow>> {
@@ -143,24 +135,27 @@ impl Store {
         Table::update(&self.lock(), row)
     }
 
-    /// Renames an instance, its snapshots following it.
+    /// Renames an instance, its snapshots' and backups' records following it.
     pub fn instance_rename(&self, old: &str, new: &str) -> Result<()> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
         Table::<InstanceRow>::rename(&tx, &[old], new)?;
-        tx.execute(
-            "UPDATE snapshots SET instance = ?2 WHERE instance = ?1",
-            params![old, new],
-        )?;
+        for table in ["snapshots", "instance_backups"] {
+            tx.execute(
+                &format!("UPDATE {table} SET instance = ?2 WHERE instance = ?1"),
+                params![old, new],
+            )?;
+        }
         tx.commit()?;
         Ok(())
     }
 
-    /// Deletes an instance and its snapshots' records.
+    /// Deletes an instance and its snapshots' and backups' records.
     pub fn instance_delete(&self, name: &str) -> Result<bool> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
         Table::<SnapshotRow>::delete_where(&tx, "instance", name)?;
+        Table::<BackupRow>::delete_where(&tx, "instance", name)?;
         let found = Table::<InstanceRow>::delete(&tx, &[name])?;
         tx.commit()?;
         Ok(found)
@@ -375,6 +370,8 @@ impl Store {
     }
 }
 
+#[cfg(test)]
+mod pending_tests;
 #[cfg(test)]
 mod state_tests;
 #[cfg(test)]

@@ -119,6 +119,22 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         created_at TEXT NOT NULL DEFAULT '',
         UNIQUE (pool, name)
     );",
+    // 7: instance backups' records (until now `.<backup>.json` beside each
+    // tarball, imported at the daemon's start), and the pending mark of
+    // custom volumes being made or deleted (see pending.rs).
+    "CREATE TABLE instance_backups (
+        id INTEGER PRIMARY KEY,
+        instance TEXT NOT NULL,
+        name TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        instance_only INTEGER NOT NULL DEFAULT 0,
+        optimized_storage INTEGER NOT NULL DEFAULT 0,
+        compression_algorithm TEXT NOT NULL DEFAULT '',
+        pending INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (instance, name)
+    );
+    ALTER TABLE custom_volumes ADD COLUMN pending INTEGER NOT NULL DEFAULT 0;",
 ];
 
 pub fn latest() -> i64 {

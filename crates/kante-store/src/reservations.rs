@@ -1,103 +1,37 @@
 //! Shared records beyond the CRUD tables: reservations (compare-and-swap
 //! uniqueness of names, id blocks and addresses) and trusted certificates.
 
-use rusqlite::types::Value;
-use rusqlite::Row;
-
 use crate::state::ReservationKind;
-use crate::table::{Record, Table};
+use crate::table::Table;
 use crate::{Result, Store, StoreError};
 
-/// A key of some kind, held by someone.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReservationRow {
-    pub kind: String,
-    pub key: String,
-    pub holder: String,
+record! {
+    /// A key of some kind, held by someone.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct ReservationRow {
+        kind: String => "kind",
+        key: String => "key",
+        holder: String => "holder",
+    }
+    table: "reservations", entity: "Reservation", key: ["kind", "key"],
+    mutable: ["holder"], order: "key", label: key,
 }
 
-impl Record for ReservationRow {
-    const TABLE: &'static str = "reservations";
-    const ENTITY: &'static str = "Reservation";
-    const COLUMNS: &'static [&'static str] = &["kind", "key", "holder"];
-    const KEY: &'static [&'static str] = &["kind", "key"];
-    const MUTABLE: &'static [&'static str] = &["holder"];
-    const ORDER: &'static str = "key";
-
-    fn label(&self) -> &str {
-        &self.key
+record! {
+    /// A trusted client certificate (LXD's `/1.0/certificates`).
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct CertificateRow {
+        fingerprint: String => "fingerprint",
+        /// `client` (LXD also has `server` and `metrics`).
+        kind: String => "type",
+        name: String => "name",
+        /// PEM.
+        certificate: String => "certificate",
+        restricted: bool => "restricted",
+        description: String => "description",
     }
-
-    fn values(&self) -> Result<Vec<Value>> {
-        Ok(vec![
-            self.kind.clone().into(),
-            self.key.clone().into(),
-            self.holder.clone().into(),
-        ])
-    }
-
-    fn from_row(r: &Row) -> Result<Self> {
-        Ok(ReservationRow {
-            kind: r.get(0)?,
-            key: r.get(1)?,
-            holder: r.get(2)?,
-        })
-    }
-}
-
-/// A trusted client certificate (LXD's `/1.0/certificates`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CertificateRow {
-    pub fingerprint: String,
-    /// `client` (LXD also has `server` and `metrics`).
-    pub kind: String,
-    pub name: String,
-    /// PEM.
-    pub certificate: String,
-    pub restricted: bool,
-    pub description: String,
-}
-
-impl Record for CertificateRow {
-    const TABLE: &'static str = "certificates";
-    const ENTITY: &'static str = "Certificate";
-    const COLUMNS: &'static [&'static str] = &[
-        "fingerprint",
-        "type",
-        "name",
-        "certificate",
-        "restricted",
-        "description",
-    ];
-    const KEY: &'static [&'static str] = &["fingerprint"];
-    const MUTABLE: &'static [&'static str] = &["name", "restricted", "description"];
-    const ORDER: &'static str = "fingerprint";
-
-    fn label(&self) -> &str {
-        &self.fingerprint
-    }
-
-    fn values(&self) -> Result<Vec<Value>> {
-        Ok(vec![
-            self.fingerprint.clone().into(),
-            self.kind.clone().into(),
-            self.name.clone().into(),
-            self.certificate.clone().into(),
-            self.restricted.into(),
-            self.description.clone().into(),
-        ])
-    }
-
-    fn from_row(r: &Row) -> Result<Self> {
-        Ok(CertificateRow {
-            fingerprint: r.get(0)?,
-            kind: r.get(1)?,
-            name: r.get(2)?,
-            certificate: r.get(3)?,
-            restricted: r.get(4)?,
-            description: r.get(5)?,
-        })
-    }
+    table: "certificates", entity: "Certificate", key: ["fingerprint"],
+    mutable: ["name", "restricted", "description"], order: "fingerprint", label: fingerprint,
 }
 
 /// How conflicts name a reserved key.

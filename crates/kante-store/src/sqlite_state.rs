@@ -11,8 +11,8 @@ use async_trait::async_trait;
 
 use crate::state::{Member, NodeState, ReservationKind, SharedState, STANDALONE_MEMBER};
 use crate::{
-    AliasRow, CertificateRow, ImageRow, InstanceRow, NetworkRow, PoolRow, ProfileRow, Result,
-    SnapshotRow, Store, StoreError, VolumeRow,
+    AliasRow, BackupRow, CertificateRow, ImageRow, InstanceRow, NetworkRow, PoolRow, ProfileRow,
+    Result, SnapshotRow, Store, StoreError, VolumeRow,
 };
 
 type Job = Box<dyn FnOnce(&Store) + Send>;
@@ -150,6 +150,21 @@ impl NodeState for SqliteState {
     async fn volume_put(&self, row: &VolumeRow) -> Result<()> {
         on_thread!(self, row => |s| s.volume_put(&row))
     }
+    async fn volume_create_pending(&self, row: &VolumeRow) -> Result<()> {
+        on_thread!(self, row => |s| s.volume_create_pending(&row))
+    }
+    async fn volume_created(&self, pool: &str, name: &str) -> Result<()> {
+        on_thread!(self, pool, name => |s| s.volume_created(&pool, &name))
+    }
+    async fn volume_deleting(&self, pool: &str, name: &str) -> Result<bool> {
+        on_thread!(self, pool, name => |s| s.volume_deleting(&pool, &name))
+    }
+    async fn volumes_pending(&self) -> Result<Vec<(String, String)>> {
+        on_thread!(self, => |s| s.volumes_pending())
+    }
+    async fn volume_delete_stale(&self, pool: &str, name: &str) -> Result<bool> {
+        on_thread!(self, pool, name => |s| s.volume_delete_stale(&pool, &name))
+    }
     async fn volume_get(&self, pool: &str, name: &str) -> Result<Option<VolumeRow>> {
         on_thread!(self, pool, name => |s| s.volume_get(&pool, &name))
     }
@@ -161,6 +176,34 @@ impl NodeState for SqliteState {
     }
     async fn volume_delete(&self, pool: &str, name: &str) -> Result<bool> {
         on_thread!(self, pool, name => |s| s.volume_delete(&pool, &name))
+    }
+
+    async fn backup_create_pending(&self, row: &BackupRow) -> Result<()> {
+        on_thread!(self, row => |s| s.backup_create_pending(&row))
+    }
+    async fn backup_created(&self, instance: &str, name: &str) -> Result<()> {
+        on_thread!(self, instance, name => |s| s.backup_created(&instance, &name))
+    }
+    async fn backup_put(&self, row: &BackupRow) -> Result<()> {
+        on_thread!(self, row => |s| s.backup_put(&row))
+    }
+    async fn backup_get(&self, instance: &str, name: &str) -> Result<Option<BackupRow>> {
+        on_thread!(self, instance, name => |s| s.backup_get(&instance, &name))
+    }
+    async fn backup_list(&self, instance: &str) -> Result<Vec<BackupRow>> {
+        on_thread!(self, instance => |s| s.backup_list(&instance))
+    }
+    async fn backup_list_all(&self) -> Result<Vec<BackupRow>> {
+        on_thread!(self, => |s| s.backup_list_all())
+    }
+    async fn backups_pending(&self) -> Result<Vec<(String, String)>> {
+        on_thread!(self, => |s| s.backups_pending())
+    }
+    async fn backup_rename(&self, instance: &str, old: &str, new: &str) -> Result<()> {
+        on_thread!(self, instance, old, new => |s| s.backup_rename(&instance, &old, &new))
+    }
+    async fn backup_delete(&self, instance: &str, name: &str) -> Result<bool> {
+        on_thread!(self, instance, name => |s| s.backup_delete(&instance, &name))
     }
 }
 

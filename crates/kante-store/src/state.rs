@@ -2,8 +2,8 @@
 //! `db.Cluster`:
 //!
 //! * [`NodeState`]: what belongs to this member alone: its instances (with
-//!   their volatile keys and pending marks), their snapshots, its storage
-//!   pools' and custom volumes' records. Always local (SQLite).
+//!   their volatile keys and pending marks), their snapshots and backups,
+//!   its storage pools' and custom volumes' records. Always local (SQLite).
 //! * [`SharedState`]: what every member sees alike: profiles, networks,
 //!   the image index and aliases, server config, certificates, members,
 //!   and the reservations that keep names and id blocks unique across
@@ -20,8 +20,8 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 
 use crate::{
-    AliasRow, CertificateRow, ImageRow, InstanceRow, NetworkRow, PoolRow, ProfileRow, Result,
-    SnapshotRow, VolumeRow,
+    AliasRow, BackupRow, CertificateRow, ImageRow, InstanceRow, NetworkRow, PoolRow, ProfileRow,
+    Result, SnapshotRow, VolumeRow,
 };
 
 /// The only project Kante has (LXD's `project` on every record).
@@ -77,9 +77,9 @@ pub trait NodeState: Send + Sync {
     async fn instance_list(&self) -> Result<Vec<InstanceRow>>;
     async fn instance_names(&self) -> Result<Vec<String>>;
     async fn instance_update(&self, row: &InstanceRow) -> Result<()>;
-    /// Renames an instance record, its snapshots following it.
+    /// Renames an instance record, its snapshots' and backups' following it.
     async fn instance_rename(&self, old: &str, new: &str) -> Result<()>;
-    /// Deletes an instance record and its snapshots'.
+    /// Deletes an instance record and its snapshots' and backups'.
     async fn instance_delete(&self, name: &str) -> Result<bool>;
     /// Renames profile `old` to `new` in this member's instance records
     /// (idempotent; see [`SharedState::profile_rename`]).
@@ -103,12 +103,48 @@ pub trait NodeState: Send + Sync {
     async fn pool_delete(&self, name: &str) -> Result<bool>;
 
     // ---- custom volumes' records (their content is the pool's) ----
-    /// Records a custom volume, or replaces its record.
+    /// Records a custom volume, or replaces its record (a pending one
+    /// stays pending).
     async fn volume_put(&self, row: &VolumeRow) -> Result<()>;
+    /// Records a custom volume being made, pending (`pending.rs`); a taken
+    /// name, complete or pending, is a conflict.
+    async fn volume_create_pending(&self, row: &VolumeRow) -> Result<()>;
+    /// Marks a custom volume's record complete.
+    async fn volume_created(&self, pool: &str, name: &str) -> Result<()>;
+    /// Marks a complete record pending before its volume is deleted; false
+    /// if there is none or it already is pending.
+    async fn volume_deleting(&self, pool: &str, name: &str) -> Result<bool>;
+    /// A complete record.
     async fn volume_get(&self, pool: &str, name: &str) -> Result<Option<VolumeRow>>;
+    /// A pool's complete records, by name.
     async fn volume_list(&self, pool: &str) -> Result<Vec<VolumeRow>>;
+    /// `(pool, name)` of the records still pending.
+    async fn volumes_pending(&self) -> Result<Vec<(String, String)>>;
     async fn volume_rename(&self, pool: &str, old: &str, new: &str) -> Result<()>;
+    /// Deletes a record, complete or pending.
     async fn volume_delete(&self, pool: &str, name: &str) -> Result<bool>;
+    /// Deletes a complete record (one left without its volume); false if
+    /// there is none or it is pending.
+    async fn volume_delete_stale(&self, pool: &str, name: &str) -> Result<bool>;
+
+    // ---- instance backups' records (their tarballs are files) ----
+    /// Records a backup being made, pending; a taken name is a conflict.
+    async fn backup_create_pending(&self, row: &BackupRow) -> Result<()>;
+    /// Marks a backup's record complete (its tarball is made).
+    async fn backup_created(&self, instance: &str, name: &str) -> Result<()>;
+    /// Records a complete backup, or replaces its record.
+    async fn backup_put(&self, row: &BackupRow) -> Result<()>;
+    /// A complete record.
+    async fn backup_get(&self, instance: &str, name: &str) -> Result<Option<BackupRow>>;
+    /// An instance's complete records, by name.
+    async fn backup_list(&self, instance: &str) -> Result<Vec<BackupRow>>;
+    /// Every complete record of this member.
+    async fn backup_list_all(&self) -> Result<Vec<BackupRow>>;
+    /// `(instance, name)` of the records still pending.
+    async fn backups_pending(&self) -> Result<Vec<(String, String)>>;
+    async fn backup_rename(&self, instance: &str, old: &str, new: &str) -> Result<()>;
+    /// Deletes a record, complete or pending.
+    async fn backup_delete(&self, instance: &str, name: &str) -> Result<bool>;
 }
 
 /// Records every member sees alike.

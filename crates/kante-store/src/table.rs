@@ -54,11 +54,11 @@ pub(crate) fn is_unique_violation(e: &rusqlite::Error) -> bool {
 pub struct Table<R>(PhantomData<R>);
 
 impl<R: Record> Table<R> {
-    fn select() -> String {
+    pub(crate) fn select() -> String {
         format!("SELECT {} FROM {}", R::COLUMNS.join(", "), R::TABLE)
     }
 
-    fn key_match(first: usize) -> String {
+    pub(crate) fn key_match(first: usize) -> String {
         R::KEY
             .iter()
             .enumerate()
@@ -67,7 +67,7 @@ impl<R: Record> Table<R> {
             .join(" AND ")
     }
 
-    fn collect(conn: &Connection, sql: &str, args: &[&str]) -> Result<Vec<R>> {
+    pub(crate) fn collect(conn: &Connection, sql: &str, args: &[&str]) -> Result<Vec<R>> {
         let mut st = conn.prepare_cached(sql)?;
         let mut rows = st.query(params_from_iter(args))?;
         let mut out = Vec::new();
@@ -79,12 +79,24 @@ impl<R: Record> Table<R> {
 
     /// Inserts a record; one whose key is taken is a conflict.
     pub fn insert(conn: &Connection, row: &R) -> Result<()> {
-        let marks: Vec<String> = (1..=R::COLUMNS.len()).map(|i| format!("?{i}")).collect();
+        Self::insert_with(conn, row, &[])
+    }
+
+    /// Inserts a record with `extra` columns besides its own, each set to
+    /// an SQL literal (`pending.rs` marks with it); a taken key is a
+    /// conflict.
+    pub(crate) fn insert_with(conn: &Connection, row: &R, extra: &[(&str, &str)]) -> Result<()> {
+        let mut columns: Vec<&str> = R::COLUMNS.to_vec();
+        let mut values: Vec<String> = (1..=R::COLUMNS.len()).map(|i| format!("?{i}")).collect();
+        for (column, literal) in extra {
+            columns.push(column);
+            values.push(literal.to_string());
+        }
         let sql = format!(
             "INSERT INTO {} ({}) VALUES ({})",
             R::TABLE,
-            R::COLUMNS.join(", "),
-            marks.join(", ")
+            columns.join(", "),
+            values.join(", ")
         );
         match conn.execute(&sql, params_from_iter(row.values()?)) {
             Ok(_) => Ok(()),

@@ -3,78 +3,82 @@
 //! state; the content is the storage pool's.
 
 use kante_api::ConfigMap;
-use rusqlite::types::Value;
-use rusqlite::Row;
 
-use crate::table::{from_json, json, Record, Table};
-use crate::{Result, Store};
+use crate::table::Table;
+use crate::{Result, Store, StoreError};
 
-/// A custom volume's record.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct VolumeRow {
-    pub pool: String,
-    pub name: String,
-    pub description: String,
-    /// `size` and `user.*` keys.
-    pub config: ConfigMap,
-    /// RFC 3339 (empty when unknown).
-    pub created_at: String,
-}
-
-impl Record for VolumeRow {
-    const TABLE: &'static str = "custom_volumes";
-    const ENTITY: &'static str = "Storage volume";
-    const COLUMNS: &'static [&'static str] =
-        &["pool", "name", "description", "config", "created_at"];
-    const KEY: &'static [&'static str] = &["pool", "name"];
-    const MUTABLE: &'static [&'static str] = &["description", "config", "created_at"];
-    const ORDER: &'static str = "name";
-
-    fn label(&self) -> &str {
-        &self.name
+record! {
+    /// A custom volume's record.
+    #[derive(Debug, Clone, Default, PartialEq, Eq)]
+    pub struct VolumeRow {
+        pool: String => "pool",
+        name: String => "name",
+        description: String => "description",
+        /// `size` and `user.*` keys.
+        config: ConfigMap => "config",
+        /// RFC 3339 (empty when unknown).
+        created_at: String => "created_at",
     }
-
-    fn values(&self) -> Result<Vec<Value>> {
-        Ok(vec![
-            self.pool.clone().into(),
-            self.name.clone().into(),
-            self.description.clone().into(),
-            json(&self.config)?,
-            self.created_at.clone().into(),
-        ])
-    }
-
-    fn from_row(r: &Row) -> Result<Self> {
-        Ok(VolumeRow {
-            pool: r.get(0)?,
-            name: r.get(1)?,
-            description: r.get(2)?,
-            config: from_json(r, 3)?,
-            created_at: r.get(4)?,
-        })
-    }
+    table: "custom_volumes", entity: "Storage volume", key: ["pool", "name"],
+    mutable: ["description", "config", "created_at"], order: "name", label: name,
 }
 
 impl Store {
-    /// Records a custom volume, or replaces its record.
+    /// Records a custom volume, or replaces its record (a pending one stays
+    /// pending).
     pub fn volume_put(&self, row: &VolumeRow) -> Result<()> {
         Table::upsert(&self.lock(), row)
     }
 
-    pub fn volume_get(&self, pool: &str, name: &str) -> Result<Option<VolumeRow>> {
-        Table::get(&self.lock(), &[pool, name])
+    /// Records a custom volume that is being made; a taken name (complete
+    /// or pending) is a conflict: this is what keeps volume names unique.
+    pub fn volume_create_pending(&self, row: &VolumeRow) -> Result<()> {
+        Table::insert_pending(&self.lock(), row)
     }
 
-    /// The records of a pool's custom volumes, by name.
+    /// Marks a custom volume's record complete (the volume is made).
+    pub fn volume_created(&self, pool: &str, name: &str) -> Result<()> {
+        if !Table::<VolumeRow>::mark(&self.lock(), &[pool, name], false)? {
+            return Err(StoreError::NotFound(format!("Storage volume {name:?}")));
+        }
+        Ok(())
+    }
+
+    /// Marks a complete record pending (its volume is being deleted); false
+    /// if there is none or it already is.
+    pub fn volume_deleting(&self, pool: &str, name: &str) -> Result<bool> {
+        Table::<VolumeRow>::mark(&self.lock(), &[pool, name], true)
+    }
+
+    /// A complete custom volume's record.
+    pub fn volume_get(&self, pool: &str, name: &str) -> Result<Option<VolumeRow>> {
+        Table::get_complete(&self.lock(), &[pool, name])
+    }
+
+    /// The complete records of a pool's custom volumes, by name.
     pub fn volume_list(&self, pool: &str) -> Result<Vec<VolumeRow>> {
-        Table::list_where(&self.lock(), "pool", pool)
+        Table::list_complete(&self.lock(), Some(("pool", pool)))
+    }
+
+    /// `(pool, name)` of the custom volumes being made or deleted.
+    pub fn volumes_pending(&self) -> Result<Vec<(String, String)>> {
+        Ok(crate::backups::pairs(Table::<VolumeRow>::pending(
+            &self.lock(),
+        )?))
     }
 
     pub fn volume_rename(&self, pool: &str, old: &str, new: &str) -> Result<()> {
         Table::<VolumeRow>::rename(&self.lock(), &[pool, old], new)
     }
 
+    /// Deletes a custom volume's record, complete or pending.
     pub fn volume_delete(&self, pool: &str, name: &str) -> Result<bool> {
         Table::<VolumeRow>::delete(&self.lock(), &[pool, name])
+    }
+
+    /// Deletes a complete record (one a crash left without its volume);
+    /// false if there is none or it is pending (someone is making it).
+    pub fn volume_delete_stale(&self, pool: &str, name: &str) -> Result<bool> {
+        Table::<VolumeRow>::delete_complete(&self.lock(), &[pool, name])
     }
 }

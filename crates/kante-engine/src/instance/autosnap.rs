@@ -65,7 +65,7 @@ impl Engine {
                 if let Err(e) = engine.prune_expired_snapshots().await {
                     tracing::warn!("expired snapshots: {e}");
                 }
-                engine.prune_expired_backups();
+                engine.prune_expired_backups().await;
             }
         });
     }

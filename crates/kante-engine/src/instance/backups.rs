@@ -2,8 +2,12 @@
 //! tarballs laid out like LXD's non-optimized ones (`backup/index.yaml`,
 //! `backup/container/`, `backup/snapshots/<snap>/`) at
 //! `$KANTE_DIR/backups/instances/<instance>/<backup>` (0600), each with a
-//! `.<backup>.json` beside it holding its record. They go with their
-//! instance, and expired ones are removed at start and then every minute.
+//! record in this member's state (`NodeState::backup_*`): the record is
+//! made pending first, then the tarball, then the record is completed, so
+//! a crash leaves nothing visible and nothing blocking (`records.rs` puts
+//! state and files back in step at start, and imports the `.<backup>.json`
+//! sidecars older versions kept). They go with their instance, and
+//! expired ones are removed at start and then every minute.
 //! Sparse files stay sparse in them, and a backup is capped in size
 //! (`KANTE_MAX_BACKUP_BYTES`, else the free space of the backups directory's
 //! filesystem minus a reserve) and time (`KANTE_MAX_BACKUP_SECONDS`, else
@@ -14,77 +18,38 @@ use std::sync::Arc;
 
 use kante_api::backup::{InstanceBackup, InstanceBackupsPost};
 use kante_api::operation::OperationClass;
-use kante_api::Timestamp;
 use kante_images::archive::{pack_sections, ArchiveCompression, PackOptions, Section};
 use kante_images::{ImageError, Limits};
 use kante_storage::VolumeKind;
-use serde::{Deserialize, Serialize};
+use kante_store::BackupRow;
 use serde_json::json;
 
 use crate::error::{EngineError, Result};
 use crate::instance::backup_index::{next_backup_name, validate_backup_name, ConfigOut, IndexOut};
+use crate::instance::{fmt_time, parse_time};
 use crate::operations::{instance_resources, Op};
 use crate::Engine;
 
-/// The record kept beside a backup's tarball.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct BackupMeta {
-    created_at: Timestamp,
-    expires_at: Timestamp,
-    instance_only: bool,
-    optimized_storage: bool,
-    compression: String,
-}
+mod records;
 
-impl BackupMeta {
-    fn render(&self, name: &str) -> InstanceBackup {
-        InstanceBackup {
-            name: name.into(),
-            created_at: self.created_at,
-            expires_at: self.expires_at,
-            instance_only: self.instance_only,
-            container_only: self.instance_only,
-            optimized_storage: self.optimized_storage,
-        }
-    }
-
-    fn expired(&self, now: Timestamp) -> bool {
-        self.expires_at > kante_api::zero_time() && self.expires_at <= now
+/// A backup as the API shows it.
+fn render(row: &BackupRow) -> InstanceBackup {
+    InstanceBackup {
+        name: row.name.clone(),
+        created_at: parse_time(&row.created_at),
+        expires_at: parse_time(&row.expires_at),
+        instance_only: row.instance_only,
+        container_only: row.instance_only,
+        optimized_storage: row.optimized_storage,
     }
 }
 
-fn meta_path(dir: &Path, name: &str) -> PathBuf {
-    dir.join(format!(".{name}.json"))
-}
-
-fn read_meta(dir: &Path, name: &str) -> Option<BackupMeta> {
-    let text = std::fs::read(meta_path(dir, name)).ok()?;
-    serde_json::from_slice(&text).ok()
-}
-
-/// Removes a backup's tarball and record (missing parts are no error).
-fn remove_backup_files(dir: &Path, name: &str) -> std::io::Result<()> {
-    for p in [dir.join(name), meta_path(dir, name)] {
-        match std::fs::remove_file(&p) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
+/// Removes a file (a missing one is no error).
+fn remove_file(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
     }
-    Ok(())
-}
-
-/// Names of the finished backups in `dir` (tarball and record both there).
-fn backup_names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| e.file_name().into_string().ok())
-                .filter(|n| !n.starts_with('.') && meta_path(dir, n).exists())
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
 }
 
 impl Engine {
@@ -104,25 +69,34 @@ impl Engine {
         Ok(d)
     }
 
+    /// An instance's backups: its complete records whose tarball is there.
     pub async fn backup_list(&self, instance: &str) -> Result<Vec<InstanceBackup>> {
         self.instance_row(instance).await?;
         let dir = self.backups_dir(instance);
-        Ok(backup_names(&dir)
+        Ok(self
+            .node
+            .backup_list(instance)
+            .await?
             .iter()
-            .filter_map(|n| read_meta(&dir, n).map(|m| m.render(n)))
+            .filter(|b| dir.join(&b.name).is_file())
+            .map(render)
             .collect())
     }
 
     pub async fn backup_get(&self, instance: &str, name: &str) -> Result<InstanceBackup> {
         self.instance_row(instance).await?;
         validate_backup_name(name).map_err(|_| not_found())?;
-        let dir = self.backups_dir(instance);
-        if !dir.join(name).is_file() {
-            return Err(not_found());
-        }
-        read_meta(&dir, name)
-            .map(|m| m.render(name))
+        self.backup_record(instance, name)
+            .await?
+            .map(|b| render(&b))
             .ok_or_else(not_found)
+    }
+
+    /// The complete record of a backup whose tarball is there (a record a
+    /// crash left without its tarball is nobody's).
+    async fn backup_record(&self, instance: &str, name: &str) -> Result<Option<BackupRow>> {
+        let row = self.node.backup_get(instance, name).await?;
+        Ok(row.filter(|_| self.backups_dir(instance).join(name).is_file()))
     }
 
     /// The tarball of a backup, for `GET …/backups/{backup}/export`.
@@ -148,14 +122,17 @@ impl Engine {
                 ))
             })?,
         };
-        let dir = self.backups_dir(instance);
         let name = if req.name.is_empty() {
-            next_backup_name(&backup_names(&dir))
+            let taken: Vec<String> = (self.node.backup_list(instance).await?)
+                .into_iter()
+                .map(|b| b.name)
+                .collect();
+            next_backup_name(&taken)
         } else {
             req.name.clone()
         };
         validate_backup_name(&name)?;
-        if dir.join(&name).exists() {
+        if self.backup_record(instance, &name).await?.is_some() {
             return Err(EngineError::Conflict(format!(
                 "Backup {name:?} already exists"
             )));
@@ -189,16 +166,79 @@ impl Engine {
     ) -> Result<()> {
         let row = self.instance_row(instance).await?;
         let dir = self.backups_dir(instance);
-        if dir.join(name).exists() {
-            return Err(EngineError::Conflict(format!(
-                "Backup {name:?} already exists"
-            )));
+        let instance_only = req.instance_only || req.container_only;
+        // The record first (pending: invisible, but the name is taken), then
+        // the tarball, then the record is complete.
+        let record = BackupRow {
+            instance: instance.into(),
+            name: name.into(),
+            created_at: fmt_time(kante_api::now()),
+            expires_at: fmt_time(req.expires_at.unwrap_or_else(kante_api::zero_time)),
+            instance_only,
+            optimized_storage: false,
+            compression_algorithm: compression.name().into(),
+        };
+        self.take_backup_name(&record).await?;
+        let made = self
+            .pack_backup(op, &row, name, instance_only, compression)
+            .await;
+        let completed = match made {
+            Ok(()) => self
+                .node
+                .backup_created(instance, name)
+                .await
+                .map_err(EngineError::from),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = completed {
+            let _ = remove_file(&dir.join(name));
+            let _ = self.node.backup_delete(instance, name).await;
+            // An empty directory of this instance's backups goes too.
+            let _ = std::fs::remove_dir(&dir);
+            return Err(e);
         }
-        let pool_name = self.instance_pool_name(&row).await;
+        self.events.lifecycle(
+            "instance-backup-created",
+            &format!("/1.0/instances/{instance}/backups/{name}"),
+            json!({}),
+        );
+        Ok(())
+    }
+
+    /// Records a backup as being made. Its name may be held by a record
+    /// without a tarball, complete or pending: the caller holds the
+    /// instance's lock, under which every backup of it is made, so such a
+    /// record is a crash's leftover; it goes, and the name is taken again.
+    async fn take_backup_name(&self, record: &BackupRow) -> Result<()> {
+        let (instance, name) = (&record.instance, &record.name);
+        match self.node.backup_create_pending(record).await {
+            Err(kante_store::StoreError::Conflict(_))
+                if self.backup_record(instance, name).await?.is_none() =>
+            {
+                tracing::warn!(instance = %instance, backup = %name, "replacing a record left without its tarball");
+                remove_file(&self.backups_dir(instance).join(name))?;
+                self.node.backup_delete(instance, name).await?;
+                Ok(self.node.backup_create_pending(record).await?)
+            }
+            other => Ok(other?),
+        }
+    }
+
+    /// Packs the tarball of backup `name` of instance `row`.
+    async fn pack_backup(
+        &self,
+        op: &Arc<Op>,
+        row: &kante_store::InstanceRow,
+        name: &str,
+        instance_only: bool,
+        compression: ArchiveCompression,
+    ) -> Result<()> {
+        let instance = row.name.as_str();
+        let dir = self.backups_dir(instance);
+        let pool_name = self.instance_pool_name(row).await;
         let pool = self.pool(&pool_name)?;
         // The volume's own backup.yaml must be current, too.
-        self.write_backup_file(&row).await;
-        let instance_only = req.instance_only || req.container_only;
+        self.write_backup_file(row).await;
         let snapshots = if instance_only {
             Vec::new()
         } else {
@@ -213,7 +253,7 @@ impl Engine {
             optimized_header: false,
             kind: "container".into(),
             config: ConfigOut {
-                container: self.render(&row).await?,
+                container: self.render(row).await?,
                 snapshots: snapshots.clone(),
                 pool: self.pool_get(&pool_name).await.ok(),
             },
@@ -263,35 +303,10 @@ impl Engine {
         })
         .await?;
         drop(head);
-        packed.map_err(|e| {
-            // An empty directory of this instance's backups goes too.
-            let _ = std::fs::remove_dir(&dir);
-            match e {
-                ImageError::TooLarge(m) => {
-                    EngineError::bad(format!("The backup is too large: {m}"))
-                }
-                e => EngineError::internal(format!("Creating the backup tarball: {e}")),
-            }
+        packed.map_err(|e| match e {
+            ImageError::TooLarge(m) => EngineError::bad(format!("The backup is too large: {m}")),
+            e => EngineError::internal(format!("Creating the backup tarball: {e}")),
         })?;
-        let meta = BackupMeta {
-            created_at: kante_api::now(),
-            expires_at: req.expires_at.unwrap_or_else(kante_api::zero_time),
-            instance_only,
-            optimized_storage: false,
-            compression: compression.name().into(),
-        };
-        let written = serde_json::to_vec(&meta)
-            .map_err(EngineError::internal)
-            .and_then(|b| Ok(std::fs::write(meta_path(&dir, name), b)?));
-        if let Err(e) = written {
-            let _ = remove_backup_files(&dir, name);
-            return Err(e);
-        }
-        self.events.lifecycle(
-            "instance-backup-created",
-            &format!("/1.0/instances/{instance}/backups/{name}"),
-            json!({}),
-        );
         Ok(())
     }
 
@@ -306,7 +321,12 @@ impl Engine {
         let engine = self.arc();
         let (instance, name) = (instance.to_string(), name.to_string());
         self.ops.run(op.clone(), async move {
-            remove_backup_files(&dir, &name)?;
+            let lock = engine.instance_lock(&instance);
+            let _g = lock.lock().await;
+            // The tarball first: a crash then leaves a record without its
+            // tarball, which nobody sees and the next start removes.
+            remove_file(&dir.join(&name))?;
+            engine.node.backup_delete(&instance, &name).await?;
             engine.events.lifecycle(
                 "instance-backup-deleted",
                 &format!("/1.0/instances/{instance}/backups/{name}"),
@@ -325,8 +345,7 @@ impl Engine {
             .unwrap_or(new)
             .to_string();
         validate_backup_name(&new)?;
-        let dir = self.backups_dir(instance);
-        if dir.join(&new).exists() {
+        if self.backup_record(instance, &new).await?.is_some() {
             return Err(EngineError::Conflict(format!(
                 "Backup {new:?} already exists"
             )));
@@ -336,19 +355,41 @@ impl Engine {
             "Renaming backup",
             instance_resources(&[instance], true),
         );
-        let name = name.to_string();
+        let engine = self.arc();
+        let (instance, name) = (instance.to_string(), name.to_string());
         self.ops.run(op.clone(), async move {
-            std::fs::rename(meta_path(&dir, &name), meta_path(&dir, &new))?;
-            if let Err(e) = std::fs::rename(dir.join(&name), dir.join(&new)) {
-                let _ = std::fs::rename(meta_path(&dir, &new), meta_path(&dir, &name));
-                return Err(e.into());
-            }
-            Ok(())
+            let lock = engine.instance_lock(&instance);
+            let _g = lock.lock().await;
+            engine.rename_backup(&instance, &name, &new).await
         });
         Ok(op)
     }
 
-    /// Removes all backups of an instance (it is being deleted).
+    /// Renames a backup's record and tarball. The tarball gets its new
+    /// name as a second link first and loses the old one last, so at any
+    /// crash the record names a tarball that is there (the other name, if
+    /// any, is a file without a record, which the next start removes).
+    async fn rename_backup(&self, instance: &str, name: &str, new: &str) -> Result<()> {
+        let dir = self.backups_dir(instance);
+        if self.backup_record(instance, new).await?.is_some() {
+            return Err(EngineError::Conflict(format!(
+                "Backup {new:?} already exists"
+            )));
+        }
+        // Under the instance's lock, what holds `new` is a crash's leftover.
+        remove_file(&dir.join(new))?;
+        self.node.backup_delete(instance, new).await?;
+        std::fs::hard_link(dir.join(name), dir.join(new))?;
+        if let Err(e) = self.node.backup_rename(instance, name, new).await {
+            let _ = remove_file(&dir.join(new));
+            return Err(e.into());
+        }
+        remove_file(&dir.join(name))?;
+        Ok(())
+    }
+
+    /// Removes all backups' tarballs of an instance (it is being deleted;
+    /// its backups' records went with its own).
     pub(crate) fn backups_remove_all(&self, instance: &str) {
         let dir = self.backups_dir(instance);
         if let Err(e) = std::fs::remove_dir_all(&dir) {
@@ -358,7 +399,8 @@ impl Engine {
         }
     }
 
-    /// Backups follow their instance's rename.
+    /// Backups' tarballs follow their instance's rename (their records
+    /// followed its own).
     pub(crate) fn backups_rename_instance(&self, old: &str, new: &str) {
         let (a, b) = (self.backups_dir(old), self.backups_dir(new));
         if a.exists() {
@@ -368,30 +410,45 @@ impl Engine {
         }
     }
 
-    /// Removes backups past their `expires_at`, and upload leftovers.
-    pub(crate) fn prune_expired_backups(&self) {
+    /// Removes backups past their `expires_at`: the tarball, then the record.
+    pub(crate) async fn prune_expired_backups(&self) {
         let now = kante_api::now();
-        let root = self.paths.root.join("backups").join("instances");
-        for inst in std::fs::read_dir(&root).into_iter().flatten().flatten() {
-            let dir = inst.path();
-            for name in backup_names(&dir) {
-                if read_meta(&dir, &name).is_some_and(|m| m.expired(now)) {
-                    match remove_backup_files(&dir, &name) {
-                        Ok(()) => {
-                            tracing::info!(backup = %name, instance = ?inst.file_name(), "removed expired backup")
-                        }
-                        Err(e) => tracing::warn!(backup = %name, "removing expired backup: {e}"),
-                    }
+        let zero = kante_api::zero_time();
+        let records = match self.node.backup_list_all().await {
+            Ok(r) => r,
+            Err(e) => return tracing::warn!("listing backups: {e}"),
+        };
+        for b in records {
+            let expires = parse_time(&b.expires_at);
+            if expires <= zero || expires > now {
+                continue;
+            }
+            let removed = match remove_file(&self.backups_dir(&b.instance).join(&b.name)) {
+                Ok(()) => self
+                    .node
+                    .backup_delete(&b.instance, &b.name)
+                    .await
+                    .map_err(EngineError::from),
+                Err(e) => Err(e.into()),
+            };
+            match removed {
+                Ok(_) => {
+                    tracing::info!(backup = %b.name, instance = %b.instance, "removed expired backup")
                 }
+                Err(e) => tracing::warn!(backup = %b.name, "removing expired backup: {e}"),
             }
         }
     }
 
-    /// At start: crash leftovers go and expired backups are removed; the
-    /// snapshot housekeeping tick prunes them from then on.
-    pub(crate) fn clean_backups_at_start(&self) {
+    /// At start: crash leftovers go, older versions' records move into the
+    /// state, state and tarballs are put back in step (`records.rs`) and
+    /// expired backups are removed; the snapshot housekeeping tick prunes
+    /// them from then on.
+    pub(crate) async fn clean_backups_at_start(&self) {
         remove_leftovers(&self.paths.root.join("backups"));
-        self.prune_expired_backups();
+        self.import_backup_sidecars().await;
+        self.reconcile_backups().await;
+        self.prune_expired_backups().await;
     }
 }
 

@@ -4,6 +4,7 @@
 //! checks a state transition, a stored record, an emitted event or an
 //! error status.
 
+mod backups;
 mod create;
 mod devices;
 mod front;
@@ -14,6 +15,7 @@ mod profiles;
 mod registry;
 mod state;
 mod storage;
+mod uniqueness;
 
 use kante_api::event::Event;
 use kante_engine::Engine;
