@@ -176,10 +176,7 @@ fn io_to_engine(e: std::io::Error) -> EngineError {
         Some(Errno::Access | Errno::Permission) => {
             EngineError::Forbidden(format!("Permission denied: {e}"))
         }
-        _ => match e.kind() {
-            std::io::ErrorKind::TimedOut => EngineError::internal(e.to_string()),
-            _ => EngineError::internal(e),
-        },
+        _ => EngineError::from(e),
     }
 }
 
