@@ -19,6 +19,7 @@ use thiserror::Error;
 
 use crate::devices::DeviceError;
 use crate::instance::config::ConfigError;
+use crate::instance::files::FileError;
 use crate::operations::OperationError;
 
 /// What a failure means to a client; each kind has one HTTP status.
@@ -85,6 +86,9 @@ pub enum EngineError {
     /// A device refused (`devices/`).
     #[error("{0}")]
     Device(#[from] DeviceError),
+    /// What an instance's filesystem answered (`instance/files.rs`).
+    #[error("{0}")]
+    File(#[from] FileError),
     /// An operation or its websockets (`operations.rs`).
     #[error("{0}")]
     Operation(#[from] OperationError),
@@ -157,7 +161,8 @@ impl EngineError {
             | EngineError::Device(_)
             | EngineError::Syntax(_)
             | EngineError::Name(_) => K::BadRequest,
-            EngineError::Operation(e) => e.kind(),
+            EngineError::File(e) => file_kind(e),
+            EngineError::Operation(e) => operation_kind(e),
             EngineError::Store(e) => store_kind(e),
             EngineError::Storage(e) => storage_kind(e),
             EngineError::Network(e) => network_kind(e),
@@ -205,6 +210,27 @@ impl EngineError {
 impl From<io::Error> for EngineError {
     fn from(source: io::Error) -> Self {
         EngineError::io(String::new(), source)
+    }
+}
+
+fn file_kind(e: &FileError) -> ErrorKind {
+    match e {
+        FileError::NotFound(_) => ErrorKind::NotFound,
+        FileError::Exists | FileError::NotADirectory => ErrorKind::Conflict,
+        FileError::PermissionDenied(_) => ErrorKind::Forbidden,
+        FileError::Escapes(_)
+        | FileError::IsDirectory
+        | FileError::NotEmpty
+        | FileError::NotRegular => ErrorKind::BadRequest,
+    }
+}
+
+fn operation_kind(e: &OperationError) -> ErrorKind {
+    match e {
+        OperationError::NotFound => ErrorKind::NotFound,
+        OperationError::SocketTaken => ErrorKind::Conflict,
+        OperationError::BadSecret => ErrorKind::Forbidden,
+        OperationError::NotCancellable => ErrorKind::BadRequest,
     }
 }
 

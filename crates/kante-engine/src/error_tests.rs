@@ -284,3 +284,45 @@ fn device_errors_are_refusals_and_keep_their_cause() {
         .downcast_ref::<EngineError>()
         .is_some_and(|c| c.status() == 404 && c.source().is_some_and(|s| s.is::<StorageError>())));
 }
+
+#[test]
+fn file_errors_map_to_their_status_and_keep_the_io_cause() {
+    use crate::instance::files::FileError;
+    let denied = || io_err(io::ErrorKind::PermissionDenied, "EACCES");
+    for (f, status, text) in [
+        (
+            FileError::NotFound(io::Error::from(io::ErrorKind::NotFound)),
+            404,
+            "No such file or directory",
+        ),
+        (
+            FileError::Escapes(io_err(io::ErrorKind::Other, "ELOOP")),
+            400,
+            "Path escapes the instance's root",
+        ),
+        (FileError::IsDirectory, 400, "Path is a directory"),
+        (FileError::Exists, 409, "Path already exists"),
+        (
+            FileError::NotADirectory,
+            409,
+            "Path exists and is not a directory",
+        ),
+        (FileError::NotEmpty, 400, "Directory is not empty"),
+        (
+            FileError::PermissionDenied(denied()),
+            403,
+            "Permission denied: EACCES",
+        ),
+        (
+            FileError::NotRegular,
+            400,
+            "Path is not a regular file, a directory or a symlink",
+        ),
+    ] {
+        let e = EngineError::from(f);
+        assert_eq!((e.status(), e.to_string().as_str()), (status, text));
+    }
+    let e = EngineError::from(FileError::PermissionDenied(denied()));
+    let file = e.source().expect("the file error");
+    assert!(file.source().is_some_and(|c| c.is::<io::Error>()));
+}

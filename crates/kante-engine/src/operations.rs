@@ -12,7 +12,7 @@ use kante_api::StatusCode;
 use serde_json::Value;
 use tokio::sync::{oneshot, watch};
 
-use crate::error::{ErrorKind, Result};
+use crate::error::Result;
 use crate::events::Events;
 use crate::ws::WsConn;
 
@@ -27,17 +27,6 @@ pub enum OperationError {
     BadSecret,
     #[error("This operation can't be cancelled")]
     NotCancellable,
-}
-
-impl OperationError {
-    pub fn kind(&self) -> ErrorKind {
-        match self {
-            OperationError::NotFound => ErrorKind::NotFound,
-            OperationError::SocketTaken => ErrorKind::Conflict,
-            OperationError::BadSecret => ErrorKind::Forbidden,
-            OperationError::NotCancellable => ErrorKind::BadRequest,
-        }
-    }
 }
 
 /// How long a finished operation stays visible (LXD: 5 s; longer avoids races).
