@@ -61,9 +61,14 @@ impl From<StatusCode> for u16 {
     }
 }
 
+/// A number that is no LXD status code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("unknown status code {0}")]
+pub struct UnknownStatus(pub u16);
+
 impl TryFrom<u16> for StatusCode {
-    type Error = String;
-    fn try_from(v: u16) -> Result<Self, String> {
+    type Error = UnknownStatus;
+    fn try_from(v: u16) -> Result<Self, UnknownStatus> {
         use StatusCode::*;
         Ok(match v {
             100 => OperationCreated,
@@ -83,7 +88,7 @@ impl TryFrom<u16> for StatusCode {
             200 => Success,
             400 => Failure,
             401 => Cancelled,
-            other => return Err(format!("unknown status code {other}")),
+            other => return Err(UnknownStatus(other)),
         })
     }
 }
@@ -98,7 +103,7 @@ mod tests {
             let s = StatusCode::try_from(code).unwrap();
             assert_eq!(u16::from(s), code);
         }
-        assert!(StatusCode::try_from(999).is_err());
+        assert_eq!(StatusCode::try_from(999), Err(UnknownStatus(999)));
         assert!(StatusCode::Success.is_final());
         assert!(!StatusCode::Running.is_final());
     }

@@ -10,7 +10,7 @@ use kante_api::image::{
 };
 use kante_api::operation::OperationClass;
 use kante_api::ConfigMap;
-use kante_images::{ImageError, Limits};
+use kante_images::Limits;
 use kante_storage::{Pool, VolumeKind};
 use kante_store::{AliasRow, ImageRow};
 use serde_json::json;
@@ -35,23 +35,6 @@ pub struct ImageUpload {
     pub aliases: Vec<ImageAliasRef>,
     pub expected_fingerprint: Option<String>,
     pub profiles: Option<Vec<String>>,
-}
-
-impl From<ImageError> for EngineError {
-    fn from(e: ImageError) -> Self {
-        match e {
-            ImageError::AlreadyExists(_) => {
-                EngineError::Conflict("Image with same fingerprint already exists".into())
-            }
-            ImageError::NotFound(_) => EngineError::NotFound("Image not found".into()),
-            ImageError::Io { .. }
-            | ImageError::MissingTool { .. }
-            | ImageError::Build(_)
-            | ImageError::TimedOut(_)
-            | ImageError::InvalidLimit(_) => EngineError::internal(e),
-            other => EngineError::BadRequest(other.to_string()),
-        }
-    }
 }
 
 impl Engine {
@@ -326,16 +309,15 @@ impl Engine {
             let mut last = 0u64;
             pool.create_image_volume(&fp, &mut |staging| {
                 // The cap follows the pool's filesystem (the volume's parent exists).
-                let limits = Limits::import_into(staging.parent().unwrap_or(staging))
-                    .map_err(|e| e.to_string())?;
+                let limits = Limits::import_into(staging.parent().unwrap_or(staging))?;
                 kante_images::unpack(&dir, &fp, staging, &limits, &mut |done, total| {
                     let pct = (done * 100).checked_div(total).unwrap_or(0);
                     if pct != last {
                         last = pct;
                         let _ = tx.send((pct, done, start.elapsed().as_secs_f64()));
                     }
-                })
-                .map_err(|e| e.to_string())
+                })?;
+                Ok(())
             })
         });
         while let Some((pct, done, secs)) = rx.recv().await {

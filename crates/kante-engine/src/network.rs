@@ -8,22 +8,11 @@ use kante_api::network::{
     Network, NetworkLease, NetworkState, NetworkStateAddress, NetworkStateCounters, NetworksPost,
 };
 use kante_api::{ConfigMap, DevicesMap};
-use kante_network::{driver_for, NetworkError, NetworkSpec, NicPlan, NicRequest};
+use kante_network::{driver_for, NetworkSpec, NicPlan, NicRequest};
 use kante_store::NetworkRow;
 
 use crate::error::{EngineError, Result};
 use crate::Engine;
-
-impl From<NetworkError> for EngineError {
-    fn from(e: NetworkError) -> Self {
-        match &e {
-            NetworkError::NotFound(_) => EngineError::NotFound(e.to_string()),
-            NetworkError::Exists(_) => EngineError::Conflict(e.to_string()),
-            _ if e.is_user_error() => EngineError::BadRequest(e.to_string()),
-            _ => EngineError::Internal(e.to_string()),
-        }
-    }
-}
 
 impl Engine {
     /// Prefix of this daemon's nftables tables (empty for the default directory).

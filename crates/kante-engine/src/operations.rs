@@ -12,9 +12,22 @@ use kante_api::StatusCode;
 use serde_json::Value;
 use tokio::sync::{oneshot, watch};
 
-use crate::error::{EngineError, Result};
+use crate::error::Result;
 use crate::events::Events;
 use crate::ws::WsConn;
+
+/// What can go wrong with an operation or its websockets.
+#[derive(Debug, thiserror::Error)]
+pub enum OperationError {
+    #[error("Operation not found")]
+    NotFound,
+    #[error("Websocket already connected")]
+    SocketTaken,
+    #[error("Invalid websocket secret")]
+    BadSecret,
+    #[error("This operation can't be cancelled")]
+    NotCancellable,
+}
 
 /// How long a finished operation stays visible (LXD: 5 s; longer avoids races).
 const RETENTION: Duration = Duration::from_secs(60);
@@ -85,7 +98,7 @@ impl Op {
         self.emit(&snap);
     }
 
-    fn finish(&self, result: std::result::Result<(), String>) {
+    fn finish(&self, result: &Result<()>) {
         let snap = {
             let mut st = lock(&self.state);
             let code = if result.is_ok() {
@@ -95,7 +108,11 @@ impl Op {
             };
             st.status = code.name().into();
             st.status_code = code as u16;
-            st.err = result.err().unwrap_or_default();
+            st.err = result
+                .as_ref()
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
             st.updated_at = kante_api::now();
             st.may_cancel = false;
             st.clone()
@@ -134,16 +151,14 @@ impl Op {
         match s.get_mut(secret) {
             Some(slot) => slot
                 .take()
-                .ok_or_else(|| EngineError::Conflict("Websocket already connected".into())),
-            None => Err(EngineError::Forbidden("Invalid websocket secret".into())),
+                .ok_or_else(|| OperationError::SocketTaken.into()),
+            None => Err(OperationError::BadSecret.into()),
         }
     }
 
     pub fn cancel(&self) -> Result<()> {
         if !lock(&self.state).may_cancel {
-            return Err(EngineError::BadRequest(
-                "This operation can't be cancelled".into(),
-            ));
+            return Err(OperationError::NotCancellable.into());
         }
         let _ = self.cancel.send_replace(true);
         Ok(())
@@ -237,11 +252,11 @@ impl Operations {
     {
         let ops = self.ops.clone();
         tokio::spawn(async move {
-            let result = work.await.map_err(|e| e.to_string());
+            let result = work.await;
             if let Err(e) = &result {
                 tracing::info!(op = %op.id(), description = %op.snapshot().description, "operation failed: {e}");
             }
-            op.finish(result);
+            op.finish(&result);
             tokio::time::sleep(RETENTION).await;
             lock(&ops).remove(&op.id());
         });
@@ -251,7 +266,7 @@ impl Operations {
         lock(&self.ops)
             .get(id)
             .cloned()
-            .ok_or_else(|| EngineError::NotFound("Operation not found".into()))
+            .ok_or_else(|| OperationError::NotFound.into())
     }
 
     pub fn list(&self) -> Vec<Operation> {
@@ -264,6 +279,7 @@ impl Operations {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::EngineError;
 
     #[tokio::test]
     async fn operation_runs_to_success_and_emits_events() {
@@ -332,7 +348,7 @@ mod tests {
         assert!(op.claim_socket(&secret).is_ok());
         assert!(matches!(
             op.claim_socket(&secret),
-            Err(EngineError::Conflict(_))
+            Err(EngineError::Operation(OperationError::SocketTaken))
         ));
     }
 }

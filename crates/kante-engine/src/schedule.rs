@@ -5,30 +5,35 @@
 //! as cron does.
 
 use chrono::{Datelike, NaiveDateTime, Timelike};
+use kante_syntax::SyntaxError;
 
 /// One cron field: the set of values it allows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Field(Vec<bool>);
 
 impl Field {
-    fn parse(text: &str, min: u32, max: u32, names: &[&str]) -> Result<Field, String> {
+    fn parse(text: &str, min: u32, max: u32, names: &[&str]) -> Result<Field, SyntaxError> {
         let mut allowed = vec![false; max as usize + 1];
-        let value = |s: &str| -> Result<u32, String> {
+        let value = |s: &str| -> Result<u32, SyntaxError> {
             if let Some(i) = names.iter().position(|n| n.eq_ignore_ascii_case(s)) {
                 return Ok(i as u32 + min);
             }
-            let v: u32 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+            let v: u32 = s
+                .parse()
+                .map_err(|_| SyntaxError(format!("{s:?} is not a number")))?;
             if v < min || v > max {
-                return Err(format!("{v} is outside {min}-{max}"));
+                return Err(SyntaxError(format!("{v} is outside {min}-{max}")));
             }
             Ok(v)
         };
         for part in text.split(',') {
             let (range, step) = match part.split_once('/') {
                 Some((r, s)) => {
-                    let step: u32 = s.parse().map_err(|_| format!("bad step {s:?}"))?;
+                    let step: u32 = s
+                        .parse()
+                        .map_err(|_| SyntaxError(format!("bad step {s:?}")))?;
                     if step == 0 {
-                        return Err("a step must be at least 1".into());
+                        return Err(SyntaxError("a step must be at least 1".into()));
                     }
                     (r, step)
                 }
@@ -47,7 +52,7 @@ impl Field {
                 },
             };
             if lo > hi {
-                return Err(format!("range {range:?} runs backwards"));
+                return Err(SyntaxError(format!("range {range:?} runs backwards")));
             }
             for v in (lo..=hi).step_by(step as usize) {
                 allowed[v as usize] = true;
@@ -75,21 +80,23 @@ struct Cron {
 }
 
 impl Cron {
-    fn parse(spec: &str) -> Result<Cron, String> {
+    fn parse(spec: &str) -> Result<Cron, SyntaxError> {
         let expanded = match spec {
             "@hourly" => "0 * * * *",
             "@daily" | "@midnight" => "0 0 * * *",
             "@weekly" => "0 0 * * 0",
             "@monthly" => "0 0 1 * *",
             "@annually" | "@yearly" => "0 0 1 1 *",
-            s if s.starts_with('@') => return Err(format!("unknown schedule alias {s:?}")),
+            s if s.starts_with('@') => {
+                return Err(SyntaxError(format!("unknown schedule alias {s:?}")))
+            }
             s => s,
         };
         let f: Vec<&str> = expanded.split_whitespace().collect();
         let [minute, hour, dom, month, dow] = f[..] else {
-            return Err(format!(
+            return Err(SyntaxError(format!(
                 "{spec:?} needs five fields: minute hour day-of-month month day-of-week"
-            ));
+            )));
         };
         const MONTHS: [&str; 12] = [
             "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
@@ -134,7 +141,7 @@ pub struct Schedule(Vec<Cron>);
 
 impl Schedule {
     /// Parses the key's value; empty means no schedule.
-    pub fn parse(spec: &str) -> Result<Schedule, String> {
+    pub fn parse(spec: &str) -> Result<Schedule, SyntaxError> {
         spec.split(", ")
             .map(str::trim)
             .filter(|s| !s.is_empty())

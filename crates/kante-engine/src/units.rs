@@ -1,25 +1,32 @@
 //! Parsing of LXD's value syntaxes: byte sizes, CPU sets, allowances.
 
+use kante_syntax::SyntaxError;
+
+/// A refusal naming the value, as the syntax's other parsers word it.
+fn bad(msg: String) -> SyntaxError {
+    SyntaxError(msg)
+}
+
 /// Parses a byte size in LXD's syntax (see `kante_syntax::parse_size`).
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    kante_syntax::parse_size(s).map_err(|e| e.0)
+pub fn parse_size(s: &str) -> Result<u64, SyntaxError> {
+    kante_syntax::parse_size(s)
 }
 
 /// A memory limit: a size or a percentage of host memory.
-pub fn parse_memory_limit(s: &str, host_total: u64) -> Result<u64, String> {
+pub fn parse_memory_limit(s: &str, host_total: u64) -> Result<u64, SyntaxError> {
     if let Some(p) = s.trim().strip_suffix('%') {
         let pct: f64 = p
             .trim()
             .parse()
-            .map_err(|_| format!("invalid percentage {s:?}"))?;
+            .map_err(|_| bad(format!("invalid percentage {s:?}")))?;
         if !(0.0..=100.0).contains(&pct) || pct == 0.0 {
-            return Err(format!("memory percentage {s:?} must be in (0, 100]"));
+            return Err(bad(format!("memory percentage {s:?} must be in (0, 100]")));
         }
         return Ok((host_total as f64 * pct / 100.0) as u64);
     }
     let v = parse_size(s)?;
     if v == 0 {
-        return Err("memory limit must be above zero".into());
+        return Err(bad("memory limit must be above zero".into()));
     }
     Ok(v)
 }
@@ -29,35 +36,37 @@ pub fn parse_memory_limit(s: &str, host_total: u64) -> Result<u64, String> {
 pub const MAX_CPU: u32 = 8191;
 
 /// A CPU set like `0-3,6`: the sorted, de-duplicated list of CPU numbers.
-pub fn parse_cpu_set(s: &str) -> Result<Vec<u32>, String> {
+pub fn parse_cpu_set(s: &str) -> Result<Vec<u32>, SyntaxError> {
     let mut cpus = Vec::new();
     for part in s.split(',') {
         let part = part.trim();
         if part.is_empty() {
-            return Err(format!("invalid CPU set {s:?}"));
+            return Err(bad(format!("invalid CPU set {s:?}")));
         }
         match part.split_once('-') {
             Some((a, b)) => {
                 let a: u32 = a
                     .trim()
                     .parse()
-                    .map_err(|_| format!("invalid CPU set {s:?}"))?;
+                    .map_err(|_| bad(format!("invalid CPU set {s:?}")))?;
                 let b: u32 = b
                     .trim()
                     .parse()
-                    .map_err(|_| format!("invalid CPU set {s:?}"))?;
+                    .map_err(|_| bad(format!("invalid CPU set {s:?}")))?;
                 if a > b {
-                    return Err(format!("invalid CPU range {part:?} in {s:?}"));
+                    return Err(bad(format!("invalid CPU range {part:?} in {s:?}")));
                 }
                 if b > MAX_CPU {
-                    return Err(format!("CPU {b} in {s:?} is above {MAX_CPU}"));
+                    return Err(bad(format!("CPU {b} in {s:?} is above {MAX_CPU}")));
                 }
                 cpus.extend(a..=b);
             }
             None => {
-                let n: u32 = part.parse().map_err(|_| format!("invalid CPU set {s:?}"))?;
+                let n: u32 = part
+                    .parse()
+                    .map_err(|_| bad(format!("invalid CPU set {s:?}")))?;
                 if n > MAX_CPU {
-                    return Err(format!("CPU {n} in {s:?} is above {MAX_CPU}"));
+                    return Err(bad(format!("CPU {n} in {s:?} is above {MAX_CPU}")));
                 }
                 cpus.push(n);
             }
@@ -75,15 +84,15 @@ pub enum CpuLimit {
     Set(Vec<u32>),
 }
 
-pub fn parse_cpu_limit(s: &str) -> Result<CpuLimit, String> {
+pub fn parse_cpu_limit(s: &str) -> Result<CpuLimit, SyntaxError> {
     let t = s.trim();
     if t.contains(['-', ',']) {
         return parse_cpu_set(t).map(CpuLimit::Set);
     }
     match t.parse::<u32>() {
-        Ok(0) => Err("limits.cpu must be at least 1".into()),
+        Ok(0) => Err(bad("limits.cpu must be at least 1".into())),
         Ok(n) => Ok(CpuLimit::Count(n)),
-        Err(_) => Err(format!("invalid limits.cpu {s:?}")),
+        Err(_) => Err(bad(format!("invalid limits.cpu {s:?}"))),
     }
 }
 
@@ -94,31 +103,33 @@ pub enum CpuAllowance {
     Quota { quota_us: u64, period_us: u64 },
 }
 
-pub fn parse_cpu_allowance(s: &str) -> Result<CpuAllowance, String> {
+pub fn parse_cpu_allowance(s: &str) -> Result<CpuAllowance, SyntaxError> {
     let t = s.trim();
     if let Some(p) = t.strip_suffix('%') {
-        let v: f64 = p.parse().map_err(|_| format!("invalid allowance {s:?}"))?;
+        let v: f64 = p
+            .parse()
+            .map_err(|_| bad(format!("invalid allowance {s:?}")))?;
         if v <= 0.0 || v > 100.0 {
-            return Err(format!("allowance {s:?} must be in (0%, 100%]"));
+            return Err(bad(format!("allowance {s:?} must be in (0%, 100%]")));
         }
         return Ok(CpuAllowance::Percent(v));
     }
     let (q, p) = t
         .split_once('/')
-        .ok_or_else(|| format!("invalid allowance {s:?} (use 50% or 25ms/100ms)"))?;
-    let ms = |x: &str| -> Result<u64, String> {
+        .ok_or_else(|| bad(format!("invalid allowance {s:?} (use 50% or 25ms/100ms)")))?;
+    let ms = |x: &str| -> Result<u64, SyntaxError> {
         let v: u64 = x
             .trim()
             .strip_suffix("ms")
-            .ok_or_else(|| format!("invalid allowance {s:?}"))?
+            .ok_or_else(|| bad(format!("invalid allowance {s:?}")))?
             .parse()
-            .map_err(|_| format!("invalid allowance {s:?}"))?;
+            .map_err(|_| bad(format!("invalid allowance {s:?}")))?;
         v.checked_mul(1000)
-            .ok_or_else(|| format!("allowance {s:?} is too large"))
+            .ok_or_else(|| bad(format!("allowance {s:?} is too large")))
     };
     let (quota_us, period_us) = (ms(q)?, ms(p)?);
     if quota_us == 0 || period_us == 0 {
-        return Err(format!("allowance {s:?} must be above zero"));
+        return Err(bad(format!("allowance {s:?} must be above zero")));
     }
     Ok(CpuAllowance::Quota {
         quota_us,

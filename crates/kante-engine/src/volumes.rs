@@ -81,7 +81,7 @@ impl Engine {
                 match self.volume_get(pool, k.api_name(), &name).await {
                     Ok(v) => out.push(v),
                     // Gone since it was listed.
-                    Err(EngineError::NotFound(_)) => {}
+                    Err(e) if e.kind() == crate::error::ErrorKind::NotFound => {}
                     Err(e) => return Err(e),
                 }
             }

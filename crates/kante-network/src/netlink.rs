@@ -216,7 +216,7 @@ fn details(msg: &LinkMessage) -> LinkDetails {
 }
 
 fn check_name(name: &str) -> Result<()> {
-    validate_ifname(name).map_err(NetworkError::InvalidDevice)
+    validate_ifname(name).map_err(|e| NetworkError::InvalidDevice(e.to_string()))
 }
 
 impl RtNetlink {

@@ -181,7 +181,7 @@ pub async fn resolve_parent(
     let Some(parent) = config.get("parent") else {
         return Ok(ResolvedParent::Missing(String::new()));
     };
-    validate_ifname(parent).map_err(NetworkError::InvalidDevice)?;
+    validate_ifname(parent).map_err(|e| NetworkError::InvalidDevice(e.to_string()))?;
     if config.get("nictype").map(String::as_str) == Some("bridged")
         && ctx.ovs.is_ovs_bridge(parent).await
     {

@@ -263,24 +263,31 @@ pub fn parse_proc_net_route(text: &str) -> Vec<Ipv4Net> {
     out
 }
 
+/// Why a Linux interface name is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IfnameError {
+    #[error("interface name {0:?} must be 1 to {max} characters", max = IFNAME_MAX)]
+    Length(String),
+    #[error("interface name {0:?} is reserved")]
+    Reserved(String),
+    #[error("interface name {0:?} contains '/', ':' or whitespace")]
+    BadCharacter(String),
+}
+
 /// Checks a Linux interface name: 1..=15 bytes, no `/`, `:`, whitespace,
 /// not `.` or `..`.
-pub fn validate_ifname(name: &str) -> std::result::Result<(), String> {
+pub fn validate_ifname(name: &str) -> std::result::Result<(), IfnameError> {
     if name.is_empty() || name.len() > IFNAME_MAX {
-        return Err(format!(
-            "interface name {name:?} must be 1 to {IFNAME_MAX} characters"
-        ));
+        return Err(IfnameError::Length(name.into()));
     }
     if name == "." || name == ".." {
-        return Err(format!("interface name {name:?} is reserved"));
+        return Err(IfnameError::Reserved(name.into()));
     }
     if name
         .chars()
         .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
     {
-        return Err(format!(
-            "interface name {name:?} contains '/', ':' or whitespace"
-        ));
+        return Err(IfnameError::BadCharacter(name.into()));
     }
     Ok(())
 }

@@ -11,6 +11,8 @@
 use std::io::Read;
 use std::path::Path;
 
+use kante_syntax::SyntaxError;
+
 /// What the host says about one module.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Finding {
@@ -66,8 +68,32 @@ pub fn normalize(name: &str) -> String {
     name.trim().replace('-', "_")
 }
 
+/// Why `modprobe` did not load a module.
+#[derive(Debug, thiserror::Error)]
+pub enum ModprobeError {
+    #[error("running modprobe {module}: {source}")]
+    Spawn {
+        module: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("modprobe {module} failed: {stderr}")]
+    Failed { module: String, stderr: String },
+}
+
+/// Why a `linux.kernel_modules` value cannot be honoured.
+#[derive(Debug, thiserror::Error)]
+pub enum KmodError {
+    /// The value is not a list of module names.
+    #[error("{0}")]
+    List(#[from] SyntaxError),
+    /// A module that had to be loaded could not be.
+    #[error("linux.kernel_modules: {0}")]
+    Load(#[source] ModprobeError),
+}
+
 /// Splits and checks a `linux.kernel_modules` value.
-pub fn parse_list(value: &str) -> Result<Vec<String>, String> {
+pub fn parse_list(value: &str) -> Result<Vec<String>, SyntaxError> {
     let mut out = Vec::new();
     for m in value.split(',').map(str::trim).filter(|m| !m.is_empty()) {
         if m.len() > 55
@@ -75,7 +101,7 @@ pub fn parse_list(value: &str) -> Result<Vec<String>, String> {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         {
-            return Err(format!("{m:?} is not a kernel module name"));
+            return Err(SyntaxError(format!("{m:?} is not a kernel module name")));
         }
         out.push(m.to_string());
     }
@@ -267,13 +293,13 @@ impl Outcome {
 pub fn ensure(
     value: &str,
     host: &dyn HostView,
-    load: &dyn Fn(&str) -> Result<(), String>,
-) -> Result<Vec<Outcome>, String> {
+    load: &dyn Fn(&str) -> Result<(), ModprobeError>,
+) -> Result<Vec<Outcome>, KmodError> {
     let mut out = Vec::new();
     for module in parse_list(value)? {
         let finding = check(&module, host);
         if finding == Finding::Load {
-            load(&module).map_err(|e| format!("linux.kernel_modules: {e}"))?;
+            load(&module).map_err(KmodError::Load)?;
         }
         out.push(Outcome { module, finding });
     }
@@ -281,19 +307,22 @@ pub fn ensure(
 }
 
 /// Runs `modprobe <name>`.
-pub fn modprobe(name: &str) -> Result<(), String> {
+pub fn modprobe(name: &str) -> Result<(), ModprobeError> {
     let out = std::process::Command::new("modprobe")
         .arg("--")
         .arg(name)
         .output()
-        .map_err(|e| format!("running modprobe {name}: {e}"))?;
+        .map_err(|source| ModprobeError::Spawn {
+            module: name.into(),
+            source,
+        })?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!(
-            "modprobe {name} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
+        Err(ModprobeError::Failed {
+            module: name.into(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
     }
 }
 
@@ -344,8 +373,13 @@ mod tests {
         let out = ensure("overlay,ip_vs", &h, &ok).unwrap();
         assert_eq!(*loaded.borrow(), vec!["ip_vs"]);
         assert_eq!(out[1].finding, Finding::Load);
-        let fail = |m: &str| Err(format!("modprobe {m} failed: not found"));
-        let e = ensure("overlay,ip_vs", &h, &fail).unwrap_err();
+        let fail = |m: &str| {
+            Err(ModprobeError::Failed {
+                module: m.into(),
+                stderr: "not found".into(),
+            })
+        };
+        let e = ensure("overlay,ip_vs", &h, &fail).unwrap_err().to_string();
         assert!(
             e.contains("linux.kernel_modules") && e.contains("ip_vs"),
             "{e}"

@@ -38,10 +38,17 @@ pub use spec::{BindMount, ContainerSpec, IdMap, Intercept, DEFAULT_CAP_DROP};
 
 use thiserror::Error;
 
+/// What a start's `prepare` callback (see [`Runtime::start`]) fails with.
+pub type PrepareError = Box<dyn std::error::Error + Send + Sync>;
+
 #[derive(Debug, Error)]
 pub enum RuntimeError {
+    /// The monitor or the new container's setup failed (its report is text).
     #[error("starting the container failed: {0}")]
     Start(String),
+    /// The caller's `prepare` failed; the container was aborted.
+    #[error("starting the container failed: {0}")]
+    Prepare(#[source] PrepareError),
     #[error(transparent)]
     Cgroup(#[from] cgroup::CgroupError),
     #[error(transparent)]

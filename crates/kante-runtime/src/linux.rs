@@ -18,7 +18,7 @@ use crate::monitor::{read_exit, read_report, InitExit, StartReport, CONTROL_FD, 
 use crate::seccomp::Program;
 use crate::spec::{BindMount, ContainerSpec, IdMap, Intercept};
 use crate::sys;
-use crate::RuntimeError;
+use crate::{PrepareError, RuntimeError};
 
 /// What identifies a running container across daemon restarts; persisted
 /// as `runtime.json` in the instance's runtime directory.
@@ -130,7 +130,7 @@ pub trait Runtime: Send + Sync {
     fn start(
         &self,
         spec: &ContainerSpec,
-        prepare: &mut dyn FnMut(i32) -> Result<(), String>,
+        prepare: &mut dyn FnMut(i32) -> Result<(), PrepareError>,
     ) -> Result<Container, RuntimeError>;
     /// Finds a container started by an earlier daemon, if it still runs.
     fn attach(&self, runtime_dir: &Path) -> Option<Container>;
@@ -194,7 +194,7 @@ impl LinuxRuntime {
     fn spawn_monitor(
         &self,
         spec: &ContainerSpec,
-        prepare: &mut dyn FnMut(i32) -> Result<(), String>,
+        prepare: &mut dyn FnMut(i32) -> Result<(), PrepareError>,
     ) -> Result<(Child, StartReport), RuntimeError> {
         let (status_r, status_w) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
@@ -235,7 +235,7 @@ impl LinuxRuntime {
                 Ok(())
             });
         }
-        let child = cmd.spawn().map_err(|e| {
+        let mut child = cmd.spawn().map_err(|e| {
             RuntimeError::Start(format!(
                 "spawning monitor {}: {e}",
                 self.monitor_exe.display()
@@ -262,7 +262,9 @@ impl LinuxRuntime {
                 Err(e) => {
                     let _ = control.write_all(format!("abort: {e}\n").as_bytes());
                     let _ = read(&mut status);
-                    report = StartReport::Failed { error: e };
+                    drop(control);
+                    let _ = child.wait();
+                    return Err(RuntimeError::Prepare(e));
                 }
             }
         }
@@ -274,7 +276,7 @@ impl Runtime for LinuxRuntime {
     fn start(
         &self,
         spec: &ContainerSpec,
-        prepare: &mut dyn FnMut(i32) -> Result<(), String>,
+        prepare: &mut dyn FnMut(i32) -> Result<(), PrepareError>,
     ) -> Result<Container, RuntimeError> {
         fs::create_dir_all(&spec.runtime_dir)?;
         let _ = fs::remove_file(spec.exit_status_path());

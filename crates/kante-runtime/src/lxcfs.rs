@@ -30,6 +30,24 @@ pub const PROC_FILES: &[&str] = &[
     "slabinfo",
 ];
 
+/// Why starting lxcfs failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LxcfsError {
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// lxcfs ran but did not come up; `stderr` is what it said.
+    #[error("{why}: {stderr}")]
+    Failed { why: String, stderr: String },
+}
+
+fn io_error(what: String) -> impl FnOnce(std::io::Error) -> LxcfsError {
+    move |source| LxcfsError::Io { what, source }
+}
+
 /// The CPU directory lxcfs virtualises (`online`, per-CPU entries).
 pub const SYS_CPU: &str = "sys/devices/system/cpu";
 
@@ -167,12 +185,12 @@ impl Lxcfs {
             }
             Err(e) => {
                 tracing::warn!("lxcfs: {e}; guests see the host's /proc");
-                Health::Unavailable(e)
+                Health::Unavailable(e.to_string())
             }
         }
     }
 
-    fn start(&self, program: &Path) -> Result<(), String> {
+    fn start(&self, program: &Path) -> Result<(), LxcfsError> {
         // A dead lxcfs leaves its mount behind, answering ENOTCONN.
         let _ = nix::mount::umount2(&self.dir, nix::mount::MntFlags::MNT_DETACH);
         if let Some(pid) = self.pid() {
@@ -183,14 +201,14 @@ impl Lxcfs {
             );
         }
         std::fs::create_dir_all(&self.dir)
-            .map_err(|e| format!("creating {}: {e}", self.dir.display()))?;
+            .map_err(io_error(format!("creating {}", self.dir.display())))?;
         // lxcfs stays in the foreground; `setsid --fork` detaches it from
         // kanted (own session, re-parented), so it survives kanted's
         // restarts. -l: per-container load average; --enable-cfs: CPU count
         // from a CPU quota (limits.cpu.allowance). Its stderr goes to a file.
         let errlog = self.pidfile.with_extension("stderr");
         let err = std::fs::File::create(&errlog)
-            .map_err(|e| format!("creating {}: {e}", errlog.display()))?;
+            .map_err(io_error(format!("creating {}", errlog.display())))?;
         let mut cmd = Command::new("setsid");
         // SAFETY: close_range is async-signal-safe. Without it lxcfs would
         // keep every fd kanted inherited (a caller's lock file, say) for life.
@@ -212,10 +230,13 @@ impl Lxcfs {
             .stdout(Stdio::null())
             .stderr(err)
             .status()
-            .map_err(|e| format!("running setsid {}: {e}", program.display()))?;
+            .map_err(io_error(format!("running setsid {}", program.display())))?;
         let failed = |why: String| {
             let text = std::fs::read_to_string(&errlog).unwrap_or_default();
-            format!("{why}: {}", text.trim())
+            LxcfsError::Failed {
+                why,
+                stderr: text.trim().to_string(),
+            }
         };
         if !status.success() {
             return Err(failed(format!(

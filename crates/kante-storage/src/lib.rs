@@ -76,8 +76,13 @@ pub enum StorageError {
     /// The pool's filesystem (or a quota) ran out of room part way (HTTP 507).
     #[error("not enough space on storage pool {pool:?} for {what}")]
     NoSpace { pool: String, what: String },
-    #[error("filling volume {volume}: {message}")]
-    Fill { volume: String, message: String },
+    /// The caller's fill of a new image volume failed; its error is the source.
+    #[error("filling volume {volume}: {source}")]
+    Fill {
+        volume: String,
+        #[source]
+        source: FillError,
+    },
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -90,6 +95,9 @@ pub enum StorageError {
     #[error("volume stream: {0}")]
     Stream(String),
 }
+
+/// What a fill callback (see [`Pool::create_image_volume`]) fails with.
+pub type FillError = Box<dyn std::error::Error + Send + Sync>;
 
 impl StorageError {
     pub fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StorageError {
@@ -388,7 +396,7 @@ impl Pool {
     pub fn create_image_volume(
         &self,
         fingerprint: &str,
-        fill: &mut dyn FnMut(&Path) -> std::result::Result<(), String>,
+        fill: &mut dyn FnMut(&Path) -> std::result::Result<(), FillError>,
     ) -> Result<()> {
         validate_volume_name(fingerprint)?;
         let dst = self.volume_path(VolumeKind::Image, fingerprint);
@@ -403,9 +411,9 @@ impl Pool {
             // volume (a subvolume on btrfs) must exist first: fill a directory
             // inside it, then move what it made to the volume's top level.
             let target = staging.join(FILL_DIR);
-            fill(&target).map_err(|message| StorageError::Fill {
+            fill(&target).map_err(|source| StorageError::Fill {
                 volume: fingerprint.into(),
-                message,
+                source,
             })?;
             hoist(&target, &staging)?;
             self.driver.seal_volume(&staging)

@@ -34,10 +34,10 @@ fn image_volume_then_independent_instance_copy() {
     let pool = dir_pool(&base);
     assert_eq!(pool.config["source"], base.display().to_string());
     pool.create_image_volume("abc", &mut |p: &Path| {
-        std::fs::create_dir_all(p.join("rootfs/etc")).map_err(|e| e.to_string())?;
-        std::fs::write(p.join("rootfs/etc/hostname"), "img").map_err(|e| e.to_string())?;
-        std::os::unix::fs::chown(p.join("rootfs/etc/hostname"), Some(1234), Some(4321))
-            .map_err(|e| e.to_string())
+        std::fs::create_dir_all(p.join("rootfs/etc"))?;
+        std::fs::write(p.join("rootfs/etc/hostname"), "img")?;
+        std::os::unix::fs::chown(p.join("rootfs/etc/hostname"), Some(1234), Some(4321))?;
+        Ok(())
     })
     .unwrap();
     let inst = pool.create_instance_from_image("abc", "c1").unwrap();

@@ -16,8 +16,9 @@ const C: VolumeKind = VolumeKind::Container;
 
 fn make_image(pool: &Pool) {
     pool.create_image_volume("img", &mut |p: &Path| {
-        std::fs::create_dir_all(p.join("rootfs/etc")).map_err(|e| e.to_string())?;
-        std::fs::write(p.join("rootfs/etc/hostname"), "image").map_err(|e| e.to_string())
+        std::fs::create_dir_all(p.join("rootfs/etc"))?;
+        std::fs::write(p.join("rootfs/etc/hostname"), "image")?;
+        Ok(())
     })
     .unwrap();
 }

@@ -32,7 +32,7 @@ fn run_ops(pool: &Pool, image: &Path) -> Vec<(String, Duration)> {
     let mut rows = Vec::new();
     timed("unpack image volume", &mut rows, || {
         pool.create_image_volume("debian", &mut |p: &Path| {
-            std::fs::create_dir(p).map_err(|e| e.to_string())?;
+            std::fs::create_dir(p)?;
             let st = Command::new("sh")
                 .arg("-c")
                 .arg(
@@ -40,9 +40,10 @@ fn run_ops(pool: &Pool, image: &Path) -> Vec<(String, Duration)> {
                 )
                 .arg(image)
                 .arg(p)
-                .status()
-                .map_err(|e| e.to_string())?;
-            st.success().then_some(()).ok_or_else(|| "unpack failed".to_string())
+                .status()?;
+            st.success()
+                .then_some(())
+                .ok_or_else(|| "unpack failed".into())
         })
         .unwrap()
     });

@@ -19,11 +19,10 @@ const C: VolumeKind = VolumeKind::Container;
 /// An image volume `img` holding rootfs/etc/hostname and a `big` file.
 fn make_image(pool: &Pool, fp: &str, big: usize) {
     pool.create_image_volume(fp, &mut |p: &Path| {
-        std::fs::create_dir_all(p.join("rootfs/etc")).map_err(|e| e.to_string())?;
-        std::fs::write(p.join("metadata.yaml"), "architecture: x86_64\n")
-            .map_err(|e| e.to_string())?;
-        std::fs::write(p.join("rootfs/etc/hostname"), "image").map_err(|e| e.to_string())?;
-        std::fs::write(p.join("rootfs/keep"), "k").map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(p.join("rootfs/etc"))?;
+        std::fs::write(p.join("metadata.yaml"), "architecture: x86_64\n")?;
+        std::fs::write(p.join("rootfs/etc/hostname"), "image")?;
+        std::fs::write(p.join("rootfs/keep"), "k")?;
         if big > 0 {
             write_file(&p.join("rootfs/big"), big);
         }

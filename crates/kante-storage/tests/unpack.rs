@@ -18,8 +18,8 @@ fn unpack_into(pool: &Pool, images: &Path, fp: &str) {
             staging,
             &kante_images::Limits::none(),
             &mut |_, _| {},
-        )
-        .map_err(|e| e.to_string())
+        )?;
+        Ok(())
     })
     .unwrap();
     let v = pool.volume_path(VolumeKind::Image, fp);

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use kante_runtime::BindMount;
 
-use super::{Claims, Device, DeviceConfig, RunPlan, StartCx, StopPlan};
-use crate::error::{EngineError, Result};
+use super::{Claims, Device, DeviceConfig, DeviceError, RunPlan, StartCx, StopPlan};
+use crate::error::Result;
 use crate::units;
 use crate::util::is_true;
 use crate::Engine;
@@ -67,50 +67,45 @@ impl Device for Disk {
                     | "recursive"
                     | "boot.priority"
             ) {
-                return Err(EngineError::bad(format!(
-                    "Device {name:?}: unknown disk option {key:?}"
-                )));
+                return Err(
+                    DeviceError::invalid(name, format!("unknown disk option {key:?}")).into(),
+                );
             }
         }
         let path = dev.get("path").map(String::as_str).unwrap_or("");
         if !path.starts_with('/') {
-            return Err(EngineError::bad(format!(
-                "Device {name:?}: disk path must be absolute"
-            )));
+            return Err(DeviceError::invalid(name, "disk path must be absolute").into());
         }
         if path.split('/').any(|c| c == "..") {
-            return Err(EngineError::bad(format!(
-                "Device {name:?}: disk path may not contain '..'"
-            )));
+            return Err(DeviceError::invalid(name, "disk path may not contain '..'").into());
         }
         if path == "/" {
             if dev.get("pool").map(String::is_empty).unwrap_or(true) {
-                return Err(EngineError::bad(format!(
-                    "Device {name:?}: the root disk needs a pool"
-                )));
+                return Err(DeviceError::invalid(name, "the root disk needs a pool").into());
             }
             if dev.contains_key("source") {
-                return Err(EngineError::bad(format!(
-                    "Device {name:?}: the root disk cannot have a source"
-                )));
+                return Err(
+                    DeviceError::invalid(name, "the root disk cannot have a source").into(),
+                );
             }
             if let Some(size) = dev.get("size") {
-                units::parse_size(size)
-                    .map_err(|e| EngineError::bad(format!("Device {name:?}: {e}")))?;
+                units::parse_size(size).map_err(DeviceError::cause(name))?;
             }
             return Ok(());
         }
         let source = self.source();
         if source.is_empty() {
-            return Err(EngineError::bad(format!(
-                "Device {name:?}: a disk other than the root needs a source"
-            )));
+            return Err(
+                DeviceError::invalid(name, "a disk other than the root needs a source").into(),
+            );
         }
         // A size belongs to the volume (the root disk's or a custom volume's config).
         if dev.contains_key("size") {
-            return Err(EngineError::bad(format!(
-                "Device {name:?}: size only applies to the root disk (set it on the custom volume instead)"
-            )));
+            return Err(DeviceError::invalid(
+                name,
+                "size only applies to the root disk (set it on the custom volume instead)",
+            )
+            .into());
         }
         for key in ["readonly", "required", "shift"] {
             if let Some(v) = dev.get(key) {
@@ -118,24 +113,27 @@ impl Device for Disk {
                     v.to_ascii_lowercase().as_str(),
                     "true" | "false" | "1" | "0" | "yes" | "no" | "on" | "off" | ""
                 ) {
-                    return Err(EngineError::bad(format!(
-                        "Device {name:?}: {key} must be a boolean, not {v:?}"
-                    )));
+                    return Err(DeviceError::invalid(
+                        name,
+                        format!("{key} must be a boolean, not {v:?}"),
+                    )
+                    .into());
                 }
             }
         }
         if let Some(pool) = dev.get("pool") {
             // A custom volume of that pool; it must exist when the instance starts.
             kante_api::names::validate_entity_name("Storage pool", pool)
-                .map_err(|e| EngineError::bad(format!("Device {name:?}: {e}")))?;
-            kante_storage::validate_volume_name(source)
-                .map_err(|e| EngineError::bad(format!("Device {name:?}: {e}")))?;
+                .map_err(DeviceError::cause(name))?;
+            kante_storage::validate_volume_name(source).map_err(DeviceError::cause(name))?;
             return Ok(());
         }
         if !source.starts_with('/') {
-            return Err(EngineError::bad(format!(
-                "Device {name:?}: source must be an absolute host path (or a custom volume name with pool)"
-            )));
+            return Err(DeviceError::invalid(
+                name,
+                "source must be an absolute host path (or a custom volume name with pool)",
+            )
+            .into());
         }
         Ok(())
     }
@@ -148,22 +146,24 @@ impl Device for Disk {
             }
             return Ok(());
         };
-        engine.pool(pool).map_err(|_| {
-            EngineError::bad(format!("Device {name:?}: storage pool {pool:?} not found"))
-        })?;
+        engine
+            .pool(pool)
+            .map_err(|_| DeviceError::invalid(name, format!("storage pool {pool:?} not found")))?;
         if self.root() {
             return Ok(());
         }
         let source = self.source();
         if let Err(e) = engine.custom_volume_path(pool, source) {
             if !self.optional() {
-                return Err(EngineError::bad(format!("Device {name:?}: {e}")));
+                return Err(DeviceError::cause(name)(e).into());
             }
         }
         if let Some(other) = claims.claim(format!("volume {pool}/{source}"), name) {
-            return Err(EngineError::bad(format!(
-                "Device {name:?}: storage volume {source:?} is already attached as device {other:?}"
-            )));
+            return Err(DeviceError::invalid(
+                name,
+                format!("storage volume {source:?} is already attached as device {other:?}"),
+            )
+            .into());
         }
         Ok(())
     }
@@ -195,7 +195,7 @@ impl Device for Disk {
             Some(pool) => match cx.engine.custom_volume_path(pool, raw) {
                 Ok(p) => p,
                 Err(_) if optional => return Ok(()),
-                Err(e) => return Err(EngineError::bad(format!("Device {dname:?}: {e}"))),
+                Err(e) => return Err(DeviceError::cause(dname)(e).into()),
             },
             None => host_source(cx.engine, dname, Path::new(raw))?,
         };
@@ -203,10 +203,11 @@ impl Device for Disk {
             if optional {
                 return Ok(());
             }
-            return Err(EngineError::bad(format!(
-                "Device {dname:?}: source {} does not exist",
-                source.display()
-            )));
+            return Err(DeviceError::invalid(
+                dname,
+                format!("source {} does not exist", source.display()),
+            )
+            .into());
         }
         // A custom volume is shifted like the rootfs (on-disk ids =
         // container ids) unless it opts out with shift=false. A host
@@ -265,10 +266,14 @@ fn host_source(engine: &Engine, dname: &str, source: &Path) -> Result<PathBuf> {
         || real.starts_with(&state)
         || state.starts_with(&real);
     if refused {
-        return Err(EngineError::bad(format!(
-            "Device {dname:?}: source {} cannot be shared with an instance (it is a system directory or holds Kante's own state)",
-            real.display()
-        )));
+        return Err(DeviceError::invalid(
+            dname,
+            format!(
+                "source {} cannot be shared with an instance (it is a system directory or holds Kante's own state)",
+                real.display()
+            ),
+        )
+        .into());
     }
     Ok(real)
 }

@@ -28,6 +28,57 @@ use crate::error::{EngineError, Result};
 use crate::instance::proxy::ProxySpec;
 use crate::Engine;
 
+/// Why a device is refused (all HTTP 400).
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    #[error("Invalid device name {0:?}")]
+    InvalidName(String),
+    #[error("Device {0:?} has no type")]
+    NoType(String),
+    #[error("Device {device:?}: unknown device type {kind:?}")]
+    UnknownType { device: String, kind: String },
+    #[error("Device {device:?}: type {kind:?} is not supported by this kanted yet")]
+    UnsupportedType { device: String, kind: String },
+    #[error(
+        "invalid {kind} device: {device}: unknown nictype {nictype:?} (supported: {supported})"
+    )]
+    UnknownNictype {
+        device: String,
+        kind: String,
+        nictype: String,
+        supported: String,
+    },
+    /// The device's config or what it names is wrong; `reason` says how.
+    #[error("Device {device:?}: {reason}")]
+    Invalid { device: String, reason: String },
+    /// The device is refused because of another failure (a size that
+    /// does not parse, a volume that is not there…), kept as the source
+    /// (an [`EngineError`]).
+    #[error("Device {device:?}: {source}")]
+    Cause {
+        device: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl DeviceError {
+    pub fn invalid(device: &str, reason: impl std::fmt::Display) -> Self {
+        DeviceError::Invalid {
+            device: device.to_string(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// For `map_err`: device `device` is refused because of the error.
+    pub fn cause<E: Into<EngineError>>(device: &str) -> impl FnOnce(E) -> DeviceError + '_ {
+        move |e| DeviceError::Cause {
+            device: device.to_string(),
+            source: Box::new(e.into() as EngineError),
+        }
+    }
+}
+
 pub(crate) use registry::load;
 
 /// One device's keys (`type`, `path`, `nictype`, …).
@@ -178,7 +229,7 @@ fn loaded(devices: &DevicesMap) -> impl Iterator<Item = (&String, Box<dyn Device
 pub(crate) fn validate(devices: &DevicesMap) -> Result<()> {
     for (name, cfg) in devices {
         if name.is_empty() || name.contains('/') || name.starts_with('.') {
-            return Err(EngineError::bad(format!("Invalid device name {name:?}")));
+            return Err(DeviceError::InvalidName(name.clone()).into());
         }
         load(name, cfg)?.validate()?;
     }

@@ -5,8 +5,9 @@
 
 use kante_network::NicRequest;
 
+use super::DeviceError;
 use super::{Claims, Device, DeviceConfig, RunPlan, StartCx, StopPlan};
-use crate::error::{EngineError, Result};
+use crate::error::Result;
 use crate::Engine;
 
 struct Nic {
@@ -31,10 +32,9 @@ impl Device for Nic {
     async fn check_refs(&self, engine: &Engine, _claims: &mut Claims) -> Result<()> {
         if let Some(net) = self.config.get("network") {
             if engine.shared.network_get(net).await?.is_none() {
-                return Err(EngineError::bad(format!(
-                    "Device {:?}: network {net:?} not found",
-                    self.name
-                )));
+                return Err(
+                    DeviceError::invalid(&self.name, format!("network {net:?} not found")).into(),
+                );
             }
         }
         Ok(())

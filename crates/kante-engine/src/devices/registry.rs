@@ -1,8 +1,9 @@
 //! The device registry: which kind implements a device, by its `type` and,
 //! for NICs, its `nictype`. A new kind is one line here and its file.
 
+use super::DeviceError;
 use super::{disk, nic, none, proxy, unsupported, Device, DeviceConfig};
-use crate::error::{EngineError, Result};
+use crate::error::Result;
 
 /// Builds the implementation of one device from its name and config.
 type Loader = fn(&str, &DeviceConfig) -> Box<dyn Device>;
@@ -44,13 +45,15 @@ const KINDS: &[Kind] = &[
 pub(crate) fn load(name: &str, config: &DeviceConfig) -> Result<Box<dyn Device>> {
     let kind = config.get("type").map(String::as_str).unwrap_or("");
     if kind.is_empty() {
-        return Err(EngineError::bad(format!("Device {name:?} has no type")));
+        return Err(DeviceError::NoType(name.into()).into());
     }
     let rows: Vec<&Kind> = KINDS.iter().filter(|k| k.kind == kind).collect();
     if rows.is_empty() {
-        return Err(EngineError::bad(format!(
-            "Device {name:?}: unknown device type {kind:?}"
-        )));
+        return Err(DeviceError::UnknownType {
+            device: name.into(),
+            kind: kind.into(),
+        }
+        .into());
     }
     // Only kinds registered by nictype read the key (elsewhere it is just
     // an unknown option of the device).
@@ -63,11 +66,13 @@ pub(crate) fn load(name: &str, config: &DeviceConfig) -> Result<Box<dyn Device>>
         Some(k) => Ok((k.load)(name, config)),
         None => {
             let supported: Vec<&str> = rows.iter().filter_map(|k| k.nictype).collect();
-            Err(EngineError::bad(format!(
-                "invalid {kind} device: {name}: unknown nictype {:?} (supported: {})",
-                nictype.unwrap_or_default(),
-                supported.join(", ")
-            )))
+            Err(DeviceError::UnknownNictype {
+                device: name.into(),
+                kind: kind.into(),
+                nictype: nictype.unwrap_or_default().into(),
+                supported: supported.join(", "),
+            }
+            .into())
         }
     }
 }

@@ -2,6 +2,7 @@
 //! `gpu`, …): refused with a clear message rather than as unknown. One
 //! implementing such a type replaces its line in the registry.
 
+use super::DeviceError;
 use super::{Device, DeviceConfig, RunPlan, StartCx};
 use crate::error::{EngineError, Result};
 
@@ -19,10 +20,11 @@ pub(super) fn load(name: &str, config: &DeviceConfig) -> Box<dyn Device> {
 
 impl Unsupported {
     fn refusal(&self) -> EngineError {
-        EngineError::bad(format!(
-            "Device {:?}: type {:?} is not supported by this kanted yet",
-            self.name, self.kind
-        ))
+        DeviceError::UnsupportedType {
+            device: self.name.clone(),
+            kind: self.kind.clone(),
+        }
+        .into()
     }
 }
 

@@ -3,8 +3,21 @@
 
 use serde_json::Value;
 
+/// Why a filter cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FilterError {
+    #[error("unterminated quote in filter")]
+    UnterminatedQuote,
+    #[error("incomplete filter expression")]
+    Incomplete,
+    #[error("unsupported filter operator {0:?}")]
+    UnsupportedOperator(String),
+    #[error("unexpected {0:?} in filter")]
+    Unexpected(String),
+}
+
 /// Returns whether `obj` matches `filter` (an empty filter matches all).
-pub fn matches(filter: &str, obj: &Value) -> Result<bool, String> {
+pub fn matches(filter: &str, obj: &Value) -> Result<bool, FilterError> {
     let tokens = tokenize(filter)?;
     if tokens.is_empty() {
         return Ok(true);
@@ -12,12 +25,12 @@ pub fn matches(filter: &str, obj: &Value) -> Result<bool, String> {
     let mut pos = 0;
     let r = parse_or(&tokens, &mut pos, obj)?;
     if pos != tokens.len() {
-        return Err(format!("unexpected {:?} in filter", tokens[pos]));
+        return Err(FilterError::Unexpected(tokens[pos].clone()));
     }
     Ok(r)
 }
 
-fn tokenize(s: &str) -> Result<Vec<String>, String> {
+fn tokenize(s: &str) -> Result<Vec<String>, FilterError> {
     let mut out = Vec::new();
     let mut chars = s.chars().peekable();
     while let Some(&c) = chars.peek() {
@@ -30,7 +43,7 @@ fn tokenize(s: &str) -> Result<Vec<String>, String> {
                 match chars.next() {
                     Some(x) if x == c => break,
                     Some(x) => t.push(x),
-                    None => return Err("unterminated quote in filter".into()),
+                    None => return Err(FilterError::UnterminatedQuote),
                 }
             }
             out.push(t);
@@ -49,7 +62,7 @@ fn tokenize(s: &str) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
-fn parse_or(t: &[String], pos: &mut usize, obj: &Value) -> Result<bool, String> {
+fn parse_or(t: &[String], pos: &mut usize, obj: &Value) -> Result<bool, FilterError> {
     let mut v = parse_and(t, pos, obj)?;
     while *pos < t.len() && t[*pos] == "or" {
         *pos += 1;
@@ -59,7 +72,7 @@ fn parse_or(t: &[String], pos: &mut usize, obj: &Value) -> Result<bool, String> 
     Ok(v)
 }
 
-fn parse_and(t: &[String], pos: &mut usize, obj: &Value) -> Result<bool, String> {
+fn parse_and(t: &[String], pos: &mut usize, obj: &Value) -> Result<bool, FilterError> {
     let mut v = parse_term(t, pos, obj)?;
     while *pos < t.len() && t[*pos] == "and" {
         *pos += 1;
@@ -69,13 +82,13 @@ fn parse_and(t: &[String], pos: &mut usize, obj: &Value) -> Result<bool, String>
     Ok(v)
 }
 
-fn parse_term(t: &[String], pos: &mut usize, obj: &Value) -> Result<bool, String> {
+fn parse_term(t: &[String], pos: &mut usize, obj: &Value) -> Result<bool, FilterError> {
     if *pos < t.len() && t[*pos] == "not" {
         *pos += 1;
         return parse_term(t, pos, obj).map(|v| !v);
     }
     if *pos + 3 > t.len() {
-        return Err("incomplete filter expression".into());
+        return Err(FilterError::Incomplete);
     }
     let (field, op, value) = (&t[*pos], &t[*pos + 1], &t[*pos + 2]);
     *pos += 3;
@@ -86,7 +99,7 @@ fn parse_term(t: &[String], pos: &mut usize, obj: &Value) -> Result<bool, String
     match op.as_str() {
         "eq" => Ok(eq),
         "ne" => Ok(!eq),
-        other => Err(format!("unsupported filter operator {other:?}")),
+        other => Err(FilterError::UnsupportedOperator(other.to_string())),
     }
 }
 
@@ -126,7 +139,18 @@ mod tests {
         assert!(matches("not name eq c2", &o).unwrap());
         assert!(matches("config.user.tier eq web", &o).unwrap());
         assert!(matches("name eq 'c1'", &o).unwrap());
-        assert!(matches("name gt c1", &o).is_err());
-        assert!(matches("name eq", &o).is_err());
+        assert_eq!(
+            matches("name gt c1", &o),
+            Err(FilterError::UnsupportedOperator("gt".into()))
+        );
+        assert_eq!(matches("name eq", &o), Err(FilterError::Incomplete));
+        assert_eq!(
+            matches("name eq c1 c2", &o),
+            Err(FilterError::Unexpected("c2".into()))
+        );
+        assert_eq!(
+            matches("name eq 'c1", &o),
+            Err(FilterError::UnterminatedQuote)
+        );
     }
 }

@@ -4,7 +4,8 @@
 
 use kante_api::{ConfigMap, DevicesMap};
 
-use crate::error::{EngineError, Result};
+use crate::error::Result;
+use crate::instance::config::ConfigError;
 
 /// The `user.*` keys the seed templates read, with their `cloud-init.*`
 /// spellings, which win when both are set (as in LXD).
@@ -62,7 +63,10 @@ pub fn validate(config: &ConfigMap) -> Result<()> {
         if value.trim().is_empty() {
             continue;
         }
-        let bad = |why: String| EngineError::bad(format!("Invalid value for {key}: {why}"));
+        let bad = |source: CloudInitError| ConfigError::CloudInit {
+            key: key.clone(),
+            source,
+        };
         match key.as_str() {
             "user.user-data"
             | "user.vendor-data"
@@ -74,11 +78,7 @@ pub fn validate(config: &ConfigMap) -> Result<()> {
                 let net = doc.get("network").unwrap_or(&doc);
                 match net.get("version").and_then(serde_yaml::Value::as_u64) {
                     Some(1 | 2) => {}
-                    _ => {
-                        return Err(bad(
-                            "network config needs `version: 1` or `version: 2`".into()
-                        ))
-                    }
+                    _ => return Err(bad(CloudInitError::NetworkVersion).into()),
                 }
             }
             "user.meta-data" => check_yaml_mapping(value, "meta-data").map_err(bad)?,
@@ -88,13 +88,35 @@ pub fn validate(config: &ConfigMap) -> Result<()> {
     Ok(())
 }
 
-fn check_user_data(value: &str) -> std::result::Result<(), String> {
+/// Why cloud-init data is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum CloudInitError {
+    #[error("#cloud-config-archive is not valid YAML: {0}")]
+    ArchiveYaml(#[source] serde_yaml::Error),
+    #[error("{what} is not valid YAML: {source}")]
+    Yaml {
+        what: &'static str,
+        #[source]
+        source: serde_yaml::Error,
+    },
+    #[error("{what} must be a YAML mapping (key: value)")]
+    NotMapping { what: &'static str },
+    #[error(
+        "cloud-init data must start with #cloud-config (YAML), #! (a script) or another \
+         cloud-init header (#include, #cloud-boothook, MIME); it starts with {first:?}"
+    )]
+    UnknownFormat { first: String },
+    #[error("network config needs `version: 1` or `version: 2`")]
+    NetworkVersion,
+}
+
+fn check_user_data(value: &str) -> std::result::Result<(), CloudInitError> {
     let text = value.trim_start();
     let first = text.lines().next().unwrap_or("").trim_end();
     if first.starts_with("#cloud-config-archive") {
         return serde_yaml::from_str::<serde_yaml::Value>(text)
             .map(|_| ())
-            .map_err(|e| format!("#cloud-config-archive is not valid YAML: {e}"));
+            .map_err(CloudInitError::ArchiveYaml);
     }
     if first.starts_with("#cloud-config") {
         return check_yaml_mapping(text, "#cloud-config");
@@ -103,18 +125,17 @@ fn check_user_data(value: &str) -> std::result::Result<(), String> {
     if OTHER_FORMATS.iter().any(|h| lower.starts_with(h)) {
         return Ok(());
     }
-    Err(format!(
-        "cloud-init data must start with #cloud-config (YAML), #! (a script) or another \
-         cloud-init header (#include, #cloud-boothook, MIME); it starts with {first:?}"
-    ))
+    Err(CloudInitError::UnknownFormat {
+        first: first.to_string(),
+    })
 }
 
 /// The text must be YAML whose document is a mapping (or empty).
-fn check_yaml_mapping(text: &str, what: &str) -> std::result::Result<(), String> {
+fn check_yaml_mapping(text: &str, what: &'static str) -> std::result::Result<(), CloudInitError> {
     match serde_yaml::from_str::<serde_yaml::Value>(text) {
         Ok(serde_yaml::Value::Mapping(_)) | Ok(serde_yaml::Value::Null) => Ok(()),
-        Ok(_) => Err(format!("{what} must be a YAML mapping (key: value)")),
-        Err(e) => Err(format!("{what} is not valid YAML: {e}")),
+        Ok(_) => Err(CloudInitError::NotMapping { what }),
+        Err(source) => Err(CloudInitError::Yaml { what, source }),
     }
 }
 

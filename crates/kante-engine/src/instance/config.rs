@@ -2,9 +2,41 @@
 //! how profiles and local config merge into the expanded view.
 
 use kante_api::{ConfigMap, DevicesMap};
+use kante_syntax::SyntaxError;
 
-use crate::error::{EngineError, Result};
+use crate::error::Result;
+use crate::instance::cloudinit::CloudInitError;
 use crate::units;
+
+/// Why an instance's config is refused (all HTTP 400).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A key this daemon refuses; the text says why.
+    #[error("{0}")]
+    Refused(&'static str),
+    #[error("Unknown configuration key: {0}")]
+    UnknownKey(String),
+    #[error("Empty environment variable name")]
+    EmptyEnvironmentName,
+    #[error("Invalid value for {key}: {source}")]
+    Value {
+        key: String,
+        #[source]
+        source: SyntaxError,
+    },
+    #[error("Invalid value for {key}: {source}")]
+    CloudInit {
+        key: String,
+        #[source]
+        source: CloudInitError,
+    },
+    #[error("limits.memory {value} is more than the host has ({host} bytes)")]
+    MemoryAboveHost { value: String, host: u64 },
+    #[error("limits.cpu {count} is more than the host's {cpus} CPUs")]
+    CpusAboveHost { count: u32, cpus: usize },
+    #[error("limits.cpu {value} names CPUs the host does not have (0-{last})")]
+    CpuSetAboveHost { value: String, last: usize },
+}
 
 #[derive(Clone, Copy)]
 enum Kind {
@@ -69,34 +101,31 @@ const REFUSED: &[(&str, &str)] = &[
 /// Free-form namespaces.
 const PREFIXES: &[&str] = &["user.", "environment.", "image.", "volatile."];
 
-fn check_value(key: &str, kind: Kind, value: &str) -> Result<()> {
-    let bad = |why: String| EngineError::bad(format!("Invalid value for {key}: {why}"));
-    match kind {
+fn check_value(key: &str, kind: Kind, value: &str) -> std::result::Result<(), ConfigError> {
+    let checked = match kind {
         Kind::Bool => match value.to_ascii_lowercase().as_str() {
             "true" | "false" | "1" | "0" | "yes" | "no" | "on" | "off" | "" => Ok(()),
-            _ => Err(bad(format!("{value:?} is not a boolean"))),
+            _ => Err(SyntaxError(format!("{value:?} is not a boolean"))),
         },
         Kind::Int => value
             .trim()
             .parse::<i64>()
             .map(|_| ())
-            .map_err(|_| bad(format!("{value:?} is not an integer"))),
+            .map_err(|_| SyntaxError(format!("{value:?} is not an integer"))),
         Kind::Text => Ok(()),
-        Kind::MemoryLimit => units::parse_memory_limit(value, host_memory())
-            .map(|_| ())
-            .map_err(bad),
-        Kind::CpuLimit => units::parse_cpu_limit(value).map(|_| ()).map_err(bad),
-        Kind::CpuAllowance => units::parse_cpu_allowance(value).map(|_| ()).map_err(bad),
-        Kind::Schedule => crate::schedule::Schedule::parse(value)
-            .map(|_| ())
-            .map_err(bad),
-        Kind::KernelModules => kante_runtime::kmod::parse_list(value)
-            .map(|_| ())
-            .map_err(bad),
+        Kind::MemoryLimit => units::parse_memory_limit(value, host_memory()).map(|_| ()),
+        Kind::CpuLimit => units::parse_cpu_limit(value).map(|_| ()),
+        Kind::CpuAllowance => units::parse_cpu_allowance(value).map(|_| ()),
+        Kind::Schedule => crate::schedule::Schedule::parse(value).map(|_| ()),
+        Kind::KernelModules => kante_runtime::kmod::parse_list(value).map(|_| ()),
         Kind::Expiry => crate::instance::snapshots::parse_expiry(value)
             .map(|_| ())
-            .map_err(bad),
-    }
+            .map_err(SyntaxError),
+    };
+    checked.map_err(|source| ConfigError::Value {
+        key: key.to_string(),
+        source,
+    })
 }
 
 /// Total host memory in bytes (for `%` limits).
@@ -119,11 +148,11 @@ pub fn host_memory() -> u64 {
 pub fn validate_config(config: &ConfigMap) -> Result<()> {
     for (key, value) in config {
         if let Some((_, why)) = REFUSED.iter().find(|(k, _)| k == key) {
-            return Err(EngineError::bad(*why));
+            return Err(ConfigError::Refused(why).into());
         }
         if PREFIXES.iter().any(|p| key.starts_with(p)) {
             if key.starts_with("environment.") && key.len() == "environment.".len() {
-                return Err(EngineError::bad("Empty environment variable name"));
+                return Err(ConfigError::EmptyEnvironmentName.into());
             }
             continue;
         }
@@ -133,35 +162,32 @@ pub fn validate_config(config: &ConfigMap) -> Result<()> {
                     check_value(key, *kind, value)?;
                 }
             }
-            None => {
-                return Err(EngineError::bad(format!(
-                    "Unknown configuration key: {key}"
-                )))
-            }
+            None => return Err(ConfigError::UnknownKey(key.clone()).into()),
         }
     }
     if let Some(v) = config.get("limits.memory").filter(|v| !v.is_empty()) {
-        let bytes = units::parse_memory_limit(v, host_memory()).map_err(EngineError::bad)?;
+        let bytes = units::parse_memory_limit(v, host_memory())?;
         let host = host_memory();
         if host > 0 && bytes > host {
-            return Err(EngineError::bad(format!(
-                "limits.memory {v} is more than the host has ({host} bytes)"
-            )));
+            return Err(ConfigError::MemoryAboveHost {
+                value: v.clone(),
+                host,
+            }
+            .into());
         }
     }
     if let Some(v) = config.get("limits.cpu").filter(|v| !v.is_empty()) {
         let n = online_cpus();
-        match units::parse_cpu_limit(v).map_err(EngineError::bad)? {
-            units::CpuLimit::Count(c) if c as usize > n => {
-                return Err(EngineError::bad(format!(
-                    "limits.cpu {c} is more than the host's {n} CPUs"
-                )))
+        match units::parse_cpu_limit(v)? {
+            units::CpuLimit::Count(count) if count as usize > n => {
+                return Err(ConfigError::CpusAboveHost { count, cpus: n }.into())
             }
             units::CpuLimit::Set(set) if set.iter().any(|c| *c as usize >= n) => {
-                return Err(EngineError::bad(format!(
-                    "limits.cpu {v} names CPUs the host does not have (0-{})",
-                    n - 1
-                )))
+                return Err(ConfigError::CpuSetAboveHost {
+                    value: v.clone(),
+                    last: n - 1,
+                }
+                .into())
             }
             _ => {}
         }

@@ -160,7 +160,7 @@ impl Engine {
                 Some(code) => Err(ExecFailure::Status(code)),
                 None => Err(ExecFailure::Other(match e {
                     ExecError::Invalid(m) => EngineError::BadRequest(m),
-                    other => EngineError::internal(other),
+                    other => RuntimeError::Exec(other).into(),
                 })),
             },
             Err(e) => Err(ExecFailure::Other(e.into())),

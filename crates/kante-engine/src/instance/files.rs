@@ -162,24 +162,36 @@ fn file_timeout() -> Duration {
     Duration::from_secs(crate::util::env_secs("KANTE_FILE_TIMEOUT", 30))
 }
 
+/// What the instance's filesystem answered, as a client reads it.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("No such file or directory")]
+    NotFound(#[source] std::io::Error),
+    #[error("Path escapes the instance's root")]
+    Escapes(#[source] std::io::Error),
+    #[error("Path is a directory")]
+    IsDirectory,
+    #[error("Path already exists")]
+    Exists,
+    #[error("Path exists and is not a directory")]
+    NotADirectory,
+    #[error("Directory is not empty")]
+    NotEmpty,
+    #[error("Permission denied: {0}")]
+    PermissionDenied(#[source] std::io::Error),
+    #[error("Path is not a regular file, a directory or a symlink")]
+    NotRegular,
+}
+
 fn io_to_engine(e: std::io::Error) -> EngineError {
     match Errno::of(&e) {
-        Some(Errno::NoEntry | Errno::NotDirectory) => {
-            EngineError::NotFound("No such file or directory".into())
-        }
-        Some(Errno::CrossDevice | Errno::Loop) => {
-            EngineError::bad("Path escapes the instance's root")
-        }
-        Some(Errno::IsDirectory) => EngineError::bad("Path is a directory"),
-        Some(Errno::Exists) => EngineError::Conflict("Path already exists".into()),
-        Some(Errno::NotEmpty) => EngineError::bad("Directory is not empty"),
-        Some(Errno::Access | Errno::Permission) => {
-            EngineError::Forbidden(format!("Permission denied: {e}"))
-        }
-        _ => match e.kind() {
-            std::io::ErrorKind::TimedOut => EngineError::internal(e.to_string()),
-            _ => EngineError::internal(e),
-        },
+        Some(Errno::NoEntry | Errno::NotDirectory) => FileError::NotFound(e).into(),
+        Some(Errno::CrossDevice | Errno::Loop) => FileError::Escapes(e).into(),
+        Some(Errno::IsDirectory) => FileError::IsDirectory.into(),
+        Some(Errno::Exists) => FileError::Exists.into(),
+        Some(Errno::NotEmpty) => FileError::NotEmpty.into(),
+        Some(Errno::Access | Errno::Permission) => FileError::PermissionDenied(e).into(),
+        _ => EngineError::from(e),
     }
 }
 
@@ -187,11 +199,9 @@ fn io_to_engine(e: std::io::Error) -> EngineError {
 fn outcome_error(r: &Reply) -> EngineError {
     match r.outcome {
         Outcome::Failed => io_to_engine(r.error()),
-        Outcome::NotRegular => {
-            EngineError::bad("Path is not a regular file, a directory or a symlink")
-        }
-        Outcome::IsDirectory => EngineError::bad("Path is a directory"),
-        Outcome::InTheWay => EngineError::Conflict("Path already exists".into()),
+        Outcome::NotRegular => FileError::NotRegular.into(),
+        Outcome::IsDirectory => FileError::IsDirectory.into(),
+        Outcome::InTheWay => FileError::Exists.into(),
         Outcome::Done | Outcome::Existed => EngineError::internal("unexpected file outcome"),
     }
 }
@@ -338,9 +348,7 @@ impl Engine {
                 })?,
             };
             match (r.outcome, put.kind) {
-                (Outcome::InTheWay, FileKind::Directory) => Err(EngineError::Conflict(
-                    "Path exists and is not a directory".into(),
-                )),
+                (Outcome::InTheWay, FileKind::Directory) => Err(FileError::NotADirectory.into()),
                 (Outcome::Done | Outcome::Existed, FileKind::File) => match r.fd {
                     Some(fd) => Ok(Some(File::from(fd))),
                     None => Err(EngineError::internal("no file came back")),

@@ -22,7 +22,7 @@ use kante_storage::{Pool, Revert, VolumeKind};
 use kante_store::{InstanceRow, SnapshotRow};
 use serde_json::json;
 
-use crate::error::{EngineError, Result};
+use crate::error::{EngineError, ErrorKind, Result};
 use crate::instance::backup_index::{
     fit_config, parse_backup_yaml, parse_index, RecordIn, BACKUP_YAML_PATH, INDEX_PATH,
 };
@@ -73,7 +73,7 @@ fn archive_error(e: ImageError) -> EngineError {
         ImageError::TooLarge(m) => {
             EngineError::bad(format!("The backup is too large to import: {m}"))
         }
-        other => EngineError::internal(other),
+        other => EngineError::failed(other),
     }
 }
 
@@ -268,12 +268,14 @@ impl Engine {
 
     /// The layers of the profiles a record names, all of which must exist.
     async fn import_layers(&self, profiles: &[String]) -> Result<Vec<(ConfigMap, DevicesMap)>> {
-        self.profile_layers(profiles).await.map_err(|e| match e {
-            EngineError::NotFound(m) => EngineError::bad(format!(
-                "{m}: create the profile before importing this backup"
-            )),
-            e => e,
-        })
+        self.profile_layers(profiles)
+            .await
+            .map_err(|e| match e.kind() {
+                ErrorKind::NotFound => EngineError::bad(format!(
+                    "{e}: create the profile before importing this backup"
+                )),
+                _ => e,
+            })
     }
 
     /// The checks a create makes on a record: its config and devices, then
@@ -402,11 +404,11 @@ impl Engine {
 
 /// Says which snapshot of the backup a refusal is about.
 fn in_snapshot(snapshot: &str, e: EngineError) -> EngineError {
-    match e {
-        EngineError::BadRequest(m) => {
-            EngineError::bad(format!("Snapshot {snapshot:?} of the backup: {m}"))
+    match e.kind() {
+        ErrorKind::BadRequest => {
+            EngineError::bad(format!("Snapshot {snapshot:?} of the backup: {e}"))
         }
-        other => other,
+        _ => e,
     }
 }
 

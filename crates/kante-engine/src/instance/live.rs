@@ -9,7 +9,7 @@ use std::sync::Arc;
 use kante_api::{ConfigMap, DevicesMap};
 use kante_runtime::BindMount;
 
-use crate::devices::StartCx;
+use crate::devices::{DeviceError, StartCx};
 use crate::error::{EngineError, Result};
 use crate::instance::proxy::{self, ProxyHandle, ProxySpec};
 use crate::instance::{config, Running};
@@ -161,7 +161,7 @@ impl Engine {
             }
             for (dname, m) in &mounts {
                 rt.mount_into(c, m).map_err(|e| {
-                    EngineError::bad(format!("Device {dname:?}: mounting {}: {e}", m.target))
+                    DeviceError::cause(dname)(EngineError::io(format!("mounting {}", m.target), e))
                 })?;
             }
             Ok(())

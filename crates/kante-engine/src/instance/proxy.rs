@@ -11,6 +11,8 @@ use std::sync::Arc;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::task::JoinHandle;
 
+use kante_syntax::SyntaxError;
+
 use super::proxy_fwd;
 use crate::error::{EngineError, Result};
 
@@ -28,47 +30,55 @@ pub struct Endpoint {
     pub ports: Vec<u16>,
 }
 
-pub fn parse_endpoint(s: &str) -> std::result::Result<Endpoint, String> {
+pub fn parse_endpoint(s: &str) -> std::result::Result<Endpoint, SyntaxError> {
     let (proto, rest) = s
         .split_once(':')
-        .ok_or_else(|| format!("invalid address {s:?} (use tcp:ADDR:PORT)"))?;
+        .ok_or_else(|| SyntaxError(format!("invalid address {s:?} (use tcp:ADDR:PORT)")))?;
     let proto = match proto {
         "tcp" => Proto::Tcp,
         "udp" => Proto::Udp,
-        "unix" => return Err("unix sockets are not supported by proxy devices yet".into()),
-        other => return Err(format!("unknown protocol {other:?} in {s:?}")),
+        "unix" => {
+            return Err(SyntaxError(
+                "unix sockets are not supported by proxy devices yet".into(),
+            ))
+        }
+        other => return Err(SyntaxError(format!("unknown protocol {other:?} in {s:?}"))),
     };
     let (addr, ports) = match rest.rsplit_once(':') {
         Some((a, p)) => (a.trim_start_matches('[').trim_end_matches(']'), p),
-        None => return Err(format!("missing port in {s:?}")),
+        None => return Err(SyntaxError(format!("missing port in {s:?}"))),
     };
     let addr: IpAddr = addr
         .parse()
-        .map_err(|_| format!("invalid IP address {addr:?} in {s:?}"))?;
+        .map_err(|_| SyntaxError(format!("invalid IP address {addr:?} in {s:?}")))?;
     let mut list = Vec::new();
     for part in ports.split(',') {
         match part.split_once('-') {
             Some((a, b)) => {
                 let (a, b): (u16, u16) = (
-                    a.parse().map_err(|_| format!("invalid port {a:?}"))?,
-                    b.parse().map_err(|_| format!("invalid port {b:?}"))?,
+                    a.parse()
+                        .map_err(|_| SyntaxError(format!("invalid port {a:?}")))?,
+                    b.parse()
+                        .map_err(|_| SyntaxError(format!("invalid port {b:?}")))?,
                 );
                 if a == 0 || a > b {
-                    return Err(format!("invalid port range {part:?}"));
+                    return Err(SyntaxError(format!("invalid port range {part:?}")));
                 }
                 list.extend(a..=b);
             }
             None => {
-                let p: u16 = part.parse().map_err(|_| format!("invalid port {part:?}"))?;
+                let p: u16 = part
+                    .parse()
+                    .map_err(|_| SyntaxError(format!("invalid port {part:?}")))?;
                 if p == 0 {
-                    return Err("port 0 is not allowed".into());
+                    return Err(SyntaxError("port 0 is not allowed".into()));
                 }
                 list.push(p);
             }
         }
     }
     if list.len() > 1024 {
-        return Err("too many ports in one proxy device".into());
+        return Err(SyntaxError("too many ports in one proxy device".into()));
     }
     Ok(Endpoint {
         proto,
@@ -112,10 +122,10 @@ pub fn validate(name: &str, dev: &BTreeMap<String, String>) -> Result<ProxySpec>
     if crate::util::is_true(dev.get("nat")) {
         return Err(bad("nat=true (kernel DNAT) needs a static NIC address; not supported yet, omit it to proxy in kanted".into()));
     }
-    let listen =
-        parse_endpoint(dev.get("listen").map(String::as_str).unwrap_or("")).map_err(bad)?;
-    let connect =
-        parse_endpoint(dev.get("connect").map(String::as_str).unwrap_or("")).map_err(bad)?;
+    let listen = parse_endpoint(dev.get("listen").map(String::as_str).unwrap_or(""))
+        .map_err(|e| bad(e.to_string()))?;
+    let connect = parse_endpoint(dev.get("connect").map(String::as_str).unwrap_or(""))
+        .map_err(|e| bad(e.to_string()))?;
     if listen.proto != connect.proto {
         return Err(bad("listen and connect must use the same protocol".into()));
     }
@@ -180,11 +190,11 @@ pub async fn start(spec: &ProxySpec, netns_pid: i32) -> Result<ProxyHandle> {
         };
         bound.push((b, target));
     }
-    let dev = proxy_fwd::Device::open(netns_pid).await.map_err(|e| {
-        EngineError::internal(format!(
-            "proxy: entering the instance's network namespace: {e}"
-        ))
-    })?;
+    let dev = proxy_fwd::Device::open(netns_pid)
+        .await
+        .map_err(EngineError::io_ctx(
+            "proxy: entering the instance's network namespace",
+        ))?;
     let tasks = bound
         .into_iter()
         .map(|(b, target)| match b {

@@ -68,7 +68,7 @@ pub fn apply(volume: &Path, trigger: Option<&str>, inst: &TemplateInstance) -> R
     let text = match std::fs::read_to_string(&meta_path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(EngineError::internal(format!("reading metadata.yaml: {e}"))),
+        Err(e) => return Err(EngineError::io("reading metadata.yaml", e)),
     };
     let meta: ImageMetadata = serde_yaml::from_str(&text)
         .map_err(|e| EngineError::bad(format!("The instance's metadata.yaml is invalid: {e}")))?;
@@ -182,7 +182,7 @@ fn io_err(what: &str, e: impl Into<std::io::Error>) -> EngineError {
         Some(Errno::NotDirectory) => {
             EngineError::bad(format!("{what}: a parent of the target is not a directory"))
         }
-        _ => EngineError::internal(format!("{what}: {e}")),
+        _ => EngineError::io(what, e),
     }
 }
 

@@ -217,7 +217,7 @@ impl Runtime for FakeRuntime {
     fn start(
         &self,
         spec: &ContainerSpec,
-        prepare: &mut dyn FnMut(i32) -> Result<(), String>,
+        prepare: &mut dyn FnMut(i32) -> Result<(), kante_runtime::PrepareError>,
     ) -> Result<Container, RuntimeError> {
         let pid = {
             let mut st = self.st();
@@ -238,7 +238,7 @@ impl Runtime for FakeRuntime {
         if let Err(e) = prepare(pid) {
             self.record(format!("abort {} {e}", spec.name));
             let _ = std::fs::remove_dir_all(&cg);
-            return Err(RuntimeError::Start(e));
+            return Err(RuntimeError::Prepare(e));
         }
         let (r, w) = Self::exit_pipe()?;
         {
