@@ -189,7 +189,7 @@ mod tests {
             .unwrap();
         let mut bystander = std::process::Command::new("sh")
             .arg("-c")
-            .arg("sleep 1000")
+            .arg("exec sleep 1000")
             .arg(&other)
             .spawn()
             .unwrap();
