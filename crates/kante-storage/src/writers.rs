@@ -189,7 +189,7 @@ mod tests {
             .unwrap();
         let mut bystander = std::process::Command::new("sh")
             .arg("-c")
-            .arg("exec sleep 1000")
+            .arg("while :; do sleep 1; done")
             .arg(&other)
             .spawn()
             .unwrap();
