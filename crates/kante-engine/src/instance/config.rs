@@ -93,9 +93,7 @@ fn check_value(key: &str, kind: Kind, value: &str) -> Result<()> {
         Kind::KernelModules => kante_runtime::kmod::parse_list(value)
             .map(|_| ())
             .map_err(bad),
-        Kind::Expiry => crate::instance::snapshots::parse_expiry(value)
-            .map(|_| ())
-            .map_err(bad),
+        Kind::Expiry => crate::units::parse_expiry(value).map(|_| ()).map_err(bad),
     }
 }
 
