@@ -13,6 +13,7 @@ export KANTE_REQUIRE_ALL=1
 echo ">> lint"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+python3 scripts/engine-deps.py   # engine calls go one way (ARCHITECTURE.md, Engine layers)
 
 echo ">> build"
 cargo build --workspace --locked

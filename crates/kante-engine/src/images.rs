@@ -16,8 +16,8 @@ use kante_store::{AliasRow, ImageRow};
 use serde_json::json;
 
 use crate::error::{EngineError, Result};
-use crate::instance::{fmt_time, parse_time};
 use crate::operations::Op;
+use crate::util::{fmt_time, parse_time};
 use crate::Engine;
 
 /// An upload the HTTP layer has written to disk under [`Engine::upload_dir`].

@@ -168,15 +168,6 @@ impl Engine {
         Ok(())
     }
 
-    pub fn pool(&self, name: &str) -> Result<Pool> {
-        self.pools
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(name)
-            .cloned()
-            .ok_or_else(|| EngineError::NotFound(format!("Storage pool {name:?} not found")))
-    }
-
     pub async fn pool_list(&self) -> Result<Vec<StoragePool>> {
         let instances = self.node.instance_list().await?;
         let profiles = self.shared.profile_list().await?;

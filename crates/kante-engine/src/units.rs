@@ -137,6 +137,32 @@ pub fn parse_cpu_allowance(s: &str) -> Result<CpuAllowance, SyntaxError> {
     })
 }
 
+/// LXD's expiry syntax: a list of `<n><unit>` with units M (minutes), H, d, w, m (months), y.
+pub fn parse_expiry(spec: &str) -> std::result::Result<Option<chrono::Duration>, String> {
+    let spec = spec.trim();
+    if spec.is_empty() {
+        return Ok(None);
+    }
+    let mut total = chrono::Duration::zero();
+    for part in spec.split_whitespace() {
+        let split = part
+            .find(|c: char| !c.is_ascii_digit())
+            .ok_or_else(|| format!("invalid expiry {part:?}"))?;
+        let (n, unit) = part.split_at(split);
+        let n: i64 = n.parse().map_err(|_| format!("invalid expiry {part:?}"))?;
+        total += match unit {
+            "M" => chrono::Duration::minutes(n),
+            "H" => chrono::Duration::hours(n),
+            "d" => chrono::Duration::days(n),
+            "w" => chrono::Duration::weeks(n),
+            "m" => chrono::Duration::days(30 * n),
+            "y" => chrono::Duration::days(365 * n),
+            other => return Err(format!("invalid expiry unit {other:?} in {spec:?}")),
+        };
+    }
+    Ok(Some(total))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,5 +230,20 @@ mod tests {
                 period_us: 100000
             }
         );
+    }
+
+    #[test]
+    fn expiry_specs() {
+        assert_eq!(parse_expiry("").unwrap(), None);
+        assert_eq!(
+            parse_expiry("2w").unwrap(),
+            Some(chrono::Duration::weeks(2))
+        );
+        assert_eq!(
+            parse_expiry("1d 12H").unwrap(),
+            Some(chrono::Duration::hours(36))
+        );
+        assert!(parse_expiry("3x").is_err());
+        assert!(parse_expiry("d").is_err());
     }
 }

@@ -1,5 +1,6 @@
 //! Small helpers without a better home.
 
+use kante_api::Timestamp;
 use rand::RngCore;
 
 /// `n` random bytes as lowercase hex.
@@ -67,6 +68,18 @@ pub fn ensure_dir_mode(dir: &std::path::Path, mode: u32) -> std::io::Result<()> 
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(dir)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+}
+
+/// An RFC 3339 time as the state stores it; the zero time if unreadable.
+pub(crate) fn parse_time(s: &str) -> Timestamp {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .unwrap_or_else(|_| kante_api::zero_time())
+}
+
+/// A time as the state stores it (RFC 3339, nanoseconds, `Z`).
+pub(crate) fn fmt_time(t: Timestamp) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
 
 #[cfg(test)]

@@ -13,8 +13,8 @@ use kante_store::VolumeRow;
 use serde_json::json;
 
 use crate::error::{EngineError, Result};
-use crate::instance::fmt_time;
 use crate::operations::Op;
+use crate::util::fmt_time;
 use crate::Engine;
 
 /// The key of a custom volume's local lock (`Engine::object_lock`), which
@@ -100,7 +100,7 @@ impl Engine {
         let (description, config, created_at, used_by) = match k {
             VolumeKind::Custom => {
                 let meta = self.custom_record(&p, name).await?;
-                let created = crate::instance::parse_time(&meta.created_at);
+                let created = crate::util::parse_time(&meta.created_at);
                 let created = if created == kante_api::zero_time() {
                     created_of(&path)
                 } else {

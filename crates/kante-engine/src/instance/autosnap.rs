@@ -8,9 +8,9 @@ use std::time::Duration;
 use chrono::{NaiveDateTime, Timelike};
 
 use crate::error::Result;
-use crate::instance::parse_time;
 use crate::schedule::Schedule;
 use crate::util::is_true;
+use crate::util::parse_time;
 use crate::Engine;
 
 /// How often expired snapshots and backups are looked for (seconds). Schedules are

@@ -105,8 +105,8 @@ impl Engine {
                     ephemeral: i.ephemeral,
                     stateful: i.stateful,
                     description: i.description.clone(),
-                    created_at: crate::instance::fmt_time(i.created_at),
-                    last_used_at: crate::instance::fmt_time(i.last_used_at),
+                    created_at: crate::util::fmt_time(i.created_at),
+                    last_used_at: crate::util::fmt_time(i.last_used_at),
                     config: i.config.clone(),
                     // The local devices plus what the profiles gave, so a lost profile loses nothing.
                     devices: if i.profiles.is_empty() {

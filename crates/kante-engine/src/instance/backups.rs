@@ -26,7 +26,7 @@ use serde_json::json;
 
 use crate::error::{EngineError, Result};
 use crate::instance::backup_index::{next_backup_name, validate_backup_name, ConfigOut, IndexOut};
-use crate::instance::{fmt_time, parse_time};
+use crate::util::{fmt_time, parse_time};
 use crate::operations::{instance_resources, Op};
 use crate::Engine;
 

@@ -10,8 +10,10 @@ use kante_store::InstanceRow;
 use serde_json::json;
 
 use crate::error::{EngineError, Result};
-use crate::instance::{config, files, fmt_time};
+use crate::instance::idmaps::idmap_json;
+use crate::instance::{config, files};
 use crate::operations::{instance_resources, Op};
+use crate::util::fmt_time;
 use crate::Engine;
 
 /// The source of a new instance, resolved before any work starts.
@@ -426,36 +428,4 @@ impl Engine {
         }
         Ok(())
     }
-
-    /// Copies snapshot `srow` (volume and record) to instance `name` in
-    /// `pool`; the copy's record drops the source's MACs.
-    pub(crate) async fn copy_snapshot(
-        &self,
-        src_pool: &kante_storage::Pool,
-        srow: &kante_store::SnapshotRow,
-        pool: &kante_storage::Pool,
-        name: &str,
-    ) -> Result<()> {
-        let path = src_pool.snapshot_path(VolumeKind::Container, &srow.instance, &srow.name)?;
-        let (p, n, s) = (pool.clone(), name.to_string(), srow.name.clone());
-        tokio::task::spawn_blocking(move || p.snapshot_from(&path, VolumeKind::Container, &n, &s))
-            .await??;
-        let mut copy = srow.clone();
-        copy.instance = name.to_string();
-        copy.config.retain(|k, _| !k.ends_with(".hwaddr"));
-        if let Err(e) = self.node.snapshot_create(&copy).await {
-            let _ = pool.delete_snapshot(VolumeKind::Container, name, &srow.name);
-            return Err(e.into());
-        }
-        Ok(())
-    }
-}
-
-/// LXD's JSON form of an id map (volatile.idmap.*).
-pub fn idmap_json(m: &kante_runtime::IdMap) -> String {
-    json!([
-        {"Isuid": true, "Isgid": false, "Hostid": m.host_uid, "Nsid": 0, "Maprange": m.size},
-        {"Isuid": false, "Isgid": true, "Hostid": m.host_gid, "Nsid": 0, "Maprange": m.size},
-    ])
-    .to_string()
 }

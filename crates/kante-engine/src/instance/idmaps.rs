@@ -10,8 +10,8 @@
 use kante_api::ConfigMap;
 use kante_runtime::IdMap;
 use kante_store::{ReservationKind, StoreError};
+use serde_json::json;
 
-use crate::instance::create::idmap_json;
 use crate::util::is_true;
 use crate::{Engine, EngineError, Result};
 
@@ -186,6 +186,15 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// LXD's JSON form of an id map (volatile.idmap.*).
+pub fn idmap_json(m: &kante_runtime::IdMap) -> String {
+    json!([
+        {"Isuid": true, "Isgid": false, "Hostid": m.host_uid, "Nsid": 0, "Maprange": m.size},
+        {"Isuid": false, "Isgid": true, "Hostid": m.host_gid, "Nsid": 0, "Maprange": m.size},
+    ])
+    .to_string()
 }
 
 #[cfg(test)]

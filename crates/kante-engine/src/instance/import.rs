@@ -27,9 +27,10 @@ use crate::instance::backup_index::{
     fit_config, parse_backup_yaml, parse_index, RecordIn, BACKUP_YAML_PATH, INDEX_PATH,
 };
 use crate::instance::backups::report_progress;
-use crate::instance::create::idmap_json;
-use crate::instance::{config, files, fmt_time};
+use crate::instance::idmaps::idmap_json;
+use crate::instance::{config, files};
 use crate::operations::{instance_resources, Op};
+use crate::util::fmt_time;
 use crate::Engine;
 
 /// An uploaded backup to import, with the `X-LXD-name` and `X-LXD-pool`

@@ -17,9 +17,10 @@ use tokio::sync::watch;
 
 use crate::error::{EngineError, Result};
 use crate::instance::proxy::ProxyHandle;
-use crate::instance::{config, fmt_time, Running};
+use crate::instance::{config, Running};
 use crate::operations::{instance_resources, Op};
 use crate::units;
+use crate::util::fmt_time;
 use crate::util::is_true;
 use crate::Engine;
 
@@ -207,7 +208,7 @@ impl Engine {
         let idmap_current = spec
             .idmap
             .as_ref()
-            .map_or_else(|| "[]".into(), super::create::idmap_json);
+            .map_or_else(|| "[]".into(), super::idmaps::idmap_json);
         // Image templates (create/copy once, `start` ones every time); a
         // failed start keeps the trigger, so the next start renders them.
         self.apply_templates(&row, &econfig, &edevices).await?;

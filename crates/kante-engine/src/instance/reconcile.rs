@@ -75,15 +75,6 @@ impl Engine {
         Ok(())
     }
 
-    pub(crate) fn loaded_pools(&self) -> Vec<Pool> {
-        self.pools
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect()
-    }
-
     /// Brings records and volumes back into agreement at start, before any
     /// instance is started: see the module comment. Instances in a pool that
     /// could not be brought online are left alone.

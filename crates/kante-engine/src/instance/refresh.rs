@@ -9,6 +9,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use kante_api::operation::OperationClass;
+use kante_storage::VolumeKind;
 
 use crate::error::{EngineError, Result};
 use crate::operations::{instance_resources, Op};
@@ -123,6 +124,31 @@ impl Engine {
             &format!("/1.0/instances/{target}"),
             serde_json::json!({}),
         );
+        Ok(())
+    }
+}
+
+impl Engine {
+    /// Copies snapshot `srow` (volume and record) to instance `name` in
+    /// `pool`; the copy's record drops the source's MACs.
+    pub(crate) async fn copy_snapshot(
+        &self,
+        src_pool: &kante_storage::Pool,
+        srow: &kante_store::SnapshotRow,
+        pool: &kante_storage::Pool,
+        name: &str,
+    ) -> Result<()> {
+        let path = src_pool.snapshot_path(VolumeKind::Container, &srow.instance, &srow.name)?;
+        let (p, n, s) = (pool.clone(), name.to_string(), srow.name.clone());
+        tokio::task::spawn_blocking(move || p.snapshot_from(&path, VolumeKind::Container, &n, &s))
+            .await??;
+        let mut copy = srow.clone();
+        copy.instance = name.to_string();
+        copy.config.retain(|k, _| !k.ends_with(".hwaddr"));
+        if let Err(e) = self.node.snapshot_create(&copy).await {
+            let _ = pool.delete_snapshot(VolumeKind::Container, name, &srow.name);
+            return Err(e.into());
+        }
         Ok(())
     }
 }

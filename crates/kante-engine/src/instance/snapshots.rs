@@ -12,8 +12,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::error::{EngineError, Result};
-use crate::instance::{config, fmt_time, parse_time};
+use crate::instance::config;
 use crate::operations::{instance_resources, Op};
+use crate::units::parse_expiry;
+use crate::util::{fmt_time, parse_time};
 use crate::Engine;
 
 /// `POST /1.0/instances/{name}/snapshots`.
@@ -273,117 +275,5 @@ impl Engine {
             .node
             .snapshot_set_expiry(instance, snap, &fmt_time(expires_at))
             .await?)
-    }
-
-    /// The snapshot a restore request names (`snap0` or `c1/snap0`), checked
-    /// before any work: it must be one of this instance's (HTTP 400 otherwise,
-    /// the instance itself being there).
-    pub async fn restore_source(&self, instance: &str, snap: &str) -> Result<SnapshotRow> {
-        self.instance_row(instance).await?;
-        let snap = match snap.split_once('/') {
-            Some((i, s)) if i == instance => s,
-            Some((i, _)) => {
-                return Err(EngineError::bad(format!(
-                    "Cannot restore a snapshot of another instance ({i:?}) into {instance:?}"
-                )))
-            }
-            None => snap,
-        };
-        kante_api::names::validate_snapshot_name(snap)?;
-        self.node
-            .snapshot_get(instance, snap)
-            .await?
-            .ok_or_else(|| {
-                EngineError::bad(format!(
-                    "Instance {instance:?} has no snapshot {snap:?} to restore"
-                ))
-            })
-    }
-
-    /// Restores `snap` (`snap0` or `c1/snap0`): rootfs and config. A running
-    /// instance is stopped first and started again afterwards, as LXD does.
-    pub async fn instance_restore(&self, instance: &str, snap: &str) -> Result<()> {
-        let srow = self.restore_source(instance, snap).await?;
-        let snap = srow.name.as_str();
-        let lock = self.instance_lock(instance);
-        let _g = lock.lock().await;
-        let was_running = self.running(instance).is_some();
-        if was_running {
-            self.stop_locked(instance, false, -1).await?;
-        }
-        let mut row = self.instance_row(instance).await?;
-        let pool = self.pool(&self.instance_pool_name(&row).await)?;
-        let (p, i, s) = (pool.clone(), instance.to_string(), snap.to_string());
-        tokio::task::spawn_blocking(move || p.restore(VolumeKind::Container, &i, &s)).await??;
-        // The config comes back too, but the server's volatile keys stay current.
-        let volatile: Vec<(String, String)> = row
-            .config
-            .iter()
-            .filter(|(k, _)| k.starts_with("volatile."))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        row.config = srow.config.clone();
-        row.config.retain(|k, _| !k.starts_with("volatile."));
-        row.config.extend(volatile);
-        row.devices = srow.devices.clone();
-        row.profiles = srow.profiles.clone();
-        row.ephemeral = srow.ephemeral;
-        self.node.instance_update(&row).await?;
-        self.write_backup_file(&row).await;
-        self.events.lifecycle(
-            "instance-restored",
-            &format!("/1.0/instances/{instance}"),
-            json!({"snapshot": snap}),
-        );
-        if was_running {
-            self.start_locked(instance).await?;
-        }
-        Ok(())
-    }
-}
-
-/// LXD's expiry syntax: a list of `<n><unit>` with units M (minutes), H, d, w, m (months), y.
-pub fn parse_expiry(spec: &str) -> std::result::Result<Option<chrono::Duration>, String> {
-    let spec = spec.trim();
-    if spec.is_empty() {
-        return Ok(None);
-    }
-    let mut total = chrono::Duration::zero();
-    for part in spec.split_whitespace() {
-        let split = part
-            .find(|c: char| !c.is_ascii_digit())
-            .ok_or_else(|| format!("invalid expiry {part:?}"))?;
-        let (n, unit) = part.split_at(split);
-        let n: i64 = n.parse().map_err(|_| format!("invalid expiry {part:?}"))?;
-        total += match unit {
-            "M" => chrono::Duration::minutes(n),
-            "H" => chrono::Duration::hours(n),
-            "d" => chrono::Duration::days(n),
-            "w" => chrono::Duration::weeks(n),
-            "m" => chrono::Duration::days(30 * n),
-            "y" => chrono::Duration::days(365 * n),
-            other => return Err(format!("invalid expiry unit {other:?} in {spec:?}")),
-        };
-    }
-    Ok(Some(total))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn expiry_specs() {
-        assert_eq!(parse_expiry("").unwrap(), None);
-        assert_eq!(
-            parse_expiry("2w").unwrap(),
-            Some(chrono::Duration::weeks(2))
-        );
-        assert_eq!(
-            parse_expiry("1d 12H").unwrap(),
-            Some(chrono::Duration::hours(36))
-        );
-        assert!(parse_expiry("3x").is_err());
-        assert!(parse_expiry("d").is_err());
     }
 }

@@ -10,7 +10,7 @@ use kante_store::BackupRow;
 use serde::Deserialize;
 
 use super::remove_file;
-use crate::instance::fmt_time;
+use crate::util::fmt_time;
 use crate::Engine;
 
 /// The record older versions kept beside a tarball, as `.<backup>.json`.
