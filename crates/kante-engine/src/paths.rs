@@ -32,6 +32,11 @@ impl Paths {
         self.pools().join(name)
     }
 
+    /// An instance's backup tarballs: `backups/instances/<instance>`.
+    pub fn instance_backups(&self, instance: &str) -> PathBuf {
+        self.root.join("backups").join("instances").join(instance)
+    }
+
     /// Per-instance logs and runtime state (console.log, runtime.json, …).
     pub fn instance_logs(&self, name: &str) -> PathBuf {
         self.root.join("logs").join(name)

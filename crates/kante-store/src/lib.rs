@@ -300,6 +300,12 @@ impl Store {
         Table::list_where(&self.lock(), "instance", instance)
     }
 
+    /// Every instance's snapshots, by instance, oldest first (one query
+    /// for a whole listing).
+    pub fn snapshot_list_all(&self) -> Result<Vec<SnapshotRow>> {
+        Table::list(&self.lock())
+    }
+
     pub fn snapshot_rename(&self, instance: &str, old: &str, new: &str) -> Result<()> {
         Table::<SnapshotRow>::rename(&self.lock(), &[instance, old], new)
     }

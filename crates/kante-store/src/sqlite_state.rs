@@ -115,6 +115,9 @@ impl NodeState for SqliteState {
     async fn snapshot_list(&self, instance: &str) -> Result<Vec<SnapshotRow>> {
         on_thread!(self, instance => |s| s.snapshot_list(&instance))
     }
+    async fn snapshot_list_all(&self) -> Result<Vec<SnapshotRow>> {
+        on_thread!(self, => |s| s.snapshot_list_all())
+    }
     async fn snapshot_rename(&self, instance: &str, old: &str, new: &str) -> Result<()> {
         on_thread!(self, instance, old, new => |s| s.snapshot_rename(&instance, &old, &new))
     }

@@ -90,6 +90,8 @@ pub trait NodeState: Send + Sync {
     async fn snapshot_get(&self, instance: &str, name: &str) -> Result<Option<SnapshotRow>>;
     /// Oldest first.
     async fn snapshot_list(&self, instance: &str) -> Result<Vec<SnapshotRow>>;
+    /// Every instance's snapshots in one call (for whole listings).
+    async fn snapshot_list_all(&self) -> Result<Vec<SnapshotRow>>;
     async fn snapshot_rename(&self, instance: &str, old: &str, new: &str) -> Result<()>;
     async fn snapshot_set_expiry(&self, instance: &str, name: &str, expires_at: &str)
         -> Result<()>;

@@ -26,8 +26,8 @@ use serde_json::json;
 
 use crate::error::{EngineError, Result};
 use crate::instance::backup_index::{next_backup_name, validate_backup_name, ConfigOut, IndexOut};
-use crate::util::{fmt_time, parse_time};
 use crate::operations::{instance_resources, Op};
+use crate::util::{fmt_time, parse_time, remove_file_if_present};
 use crate::Engine;
 
 mod records;
@@ -44,24 +44,7 @@ fn render(row: &BackupRow) -> InstanceBackup {
     }
 }
 
-/// Removes a file (a missing one is no error).
-fn remove_file(path: &Path) -> std::io::Result<()> {
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
-    }
-}
-
 impl Engine {
-    /// `$KANTE_DIR/backups/instances/<instance>`.
-    pub(crate) fn backups_dir(&self, instance: &str) -> PathBuf {
-        self.paths
-            .root
-            .join("backups")
-            .join("instances")
-            .join(instance)
-    }
-
     /// Where uploaded backups wait to be imported.
     pub fn backup_upload_dir(&self) -> Result<PathBuf> {
         let d = self.paths.root.join("backups").join(".uploads");
@@ -72,7 +55,7 @@ impl Engine {
     /// An instance's backups: its complete records whose tarball is there.
     pub async fn backup_list(&self, instance: &str) -> Result<Vec<InstanceBackup>> {
         self.instance_row(instance).await?;
-        let dir = self.backups_dir(instance);
+        let dir = self.paths.instance_backups(instance);
         Ok(self
             .node
             .backup_list(instance)
@@ -96,13 +79,13 @@ impl Engine {
     /// crash left without its tarball is nobody's).
     async fn backup_record(&self, instance: &str, name: &str) -> Result<Option<BackupRow>> {
         let row = self.node.backup_get(instance, name).await?;
-        Ok(row.filter(|_| self.backups_dir(instance).join(name).is_file()))
+        Ok(row.filter(|_| self.paths.instance_backups(instance).join(name).is_file()))
     }
 
     /// The tarball of a backup, for `GET …/backups/{backup}/export`.
     pub async fn backup_file(&self, instance: &str, name: &str) -> Result<PathBuf> {
         self.backup_get(instance, name).await?;
-        Ok(self.backups_dir(instance).join(name))
+        Ok(self.paths.instance_backups(instance).join(name))
     }
 
     /// `POST /1.0/instances/{name}/backups`: checks the request, then packs
@@ -165,7 +148,7 @@ impl Engine {
         compression: ArchiveCompression,
     ) -> Result<()> {
         let row = self.instance_row(instance).await?;
-        let dir = self.backups_dir(instance);
+        let dir = self.paths.instance_backups(instance);
         let instance_only = req.instance_only || req.container_only;
         // The record first (pending: invisible, but the name is taken), then
         // the tarball, then the record is complete.
@@ -191,7 +174,7 @@ impl Engine {
             Err(e) => Err(e),
         };
         if let Err(e) = completed {
-            let _ = remove_file(&dir.join(name));
+            let _ = remove_file_if_present(&dir.join(name));
             let _ = self.node.backup_delete(instance, name).await;
             // An empty directory of this instance's backups goes too.
             let _ = std::fs::remove_dir(&dir);
@@ -216,7 +199,7 @@ impl Engine {
                 if self.backup_record(instance, name).await?.is_none() =>
             {
                 tracing::warn!(instance = %instance, backup = %name, "replacing a record left without its tarball");
-                remove_file(&self.backups_dir(instance).join(name))?;
+                remove_file_if_present(&self.paths.instance_backups(instance).join(name))?;
                 self.node.backup_delete(instance, name).await?;
                 Ok(self.node.backup_create_pending(record).await?)
             }
@@ -234,7 +217,7 @@ impl Engine {
         compression: ArchiveCompression,
     ) -> Result<()> {
         let instance = row.name.as_str();
-        let dir = self.backups_dir(instance);
+        let dir = self.paths.instance_backups(instance);
         let pool_name = self.instance_pool_name(row).await;
         let pool = self.pool(&pool_name)?;
         // The volume's own backup.yaml must be current, too.
@@ -317,7 +300,7 @@ impl Engine {
             "Deleting backup",
             instance_resources(&[instance], true),
         );
-        let dir = self.backups_dir(instance);
+        let dir = self.paths.instance_backups(instance);
         let engine = self.arc();
         let (instance, name) = (instance.to_string(), name.to_string());
         self.ops.run(op.clone(), async move {
@@ -325,7 +308,7 @@ impl Engine {
             let _g = lock.lock().await;
             // The tarball first: a crash then leaves a record without its
             // tarball, which nobody sees and the next start removes.
-            remove_file(&dir.join(&name))?;
+            remove_file_if_present(&dir.join(&name))?;
             engine.node.backup_delete(&instance, &name).await?;
             engine.events.lifecycle(
                 "instance-backup-deleted",
@@ -370,28 +353,28 @@ impl Engine {
     /// crash the record names a tarball that is there (the other name, if
     /// any, is a file without a record, which the next start removes).
     async fn rename_backup(&self, instance: &str, name: &str, new: &str) -> Result<()> {
-        let dir = self.backups_dir(instance);
+        let dir = self.paths.instance_backups(instance);
         if self.backup_record(instance, new).await?.is_some() {
             return Err(EngineError::Conflict(format!(
                 "Backup {new:?} already exists"
             )));
         }
         // Under the instance's lock, what holds `new` is a crash's leftover.
-        remove_file(&dir.join(new))?;
+        remove_file_if_present(&dir.join(new))?;
         self.node.backup_delete(instance, new).await?;
         std::fs::hard_link(dir.join(name), dir.join(new))?;
         if let Err(e) = self.node.backup_rename(instance, name, new).await {
-            let _ = remove_file(&dir.join(new));
+            let _ = remove_file_if_present(&dir.join(new));
             return Err(e.into());
         }
-        remove_file(&dir.join(name))?;
+        remove_file_if_present(&dir.join(name))?;
         Ok(())
     }
 
     /// Removes all backups' tarballs of an instance (it is being deleted;
     /// its backups' records went with its own).
     pub(crate) fn backups_remove_all(&self, instance: &str) {
-        let dir = self.backups_dir(instance);
+        let dir = self.paths.instance_backups(instance);
         if let Err(e) = std::fs::remove_dir_all(&dir) {
             if e.kind() != std::io::ErrorKind::NotFound {
                 tracing::warn!(instance, "removing backups: {e}");
@@ -402,7 +385,10 @@ impl Engine {
     /// Backups' tarballs follow their instance's rename (their records
     /// followed its own).
     pub(crate) fn backups_rename_instance(&self, old: &str, new: &str) {
-        let (a, b) = (self.backups_dir(old), self.backups_dir(new));
+        let (a, b) = (
+            self.paths.instance_backups(old),
+            self.paths.instance_backups(new),
+        );
         if a.exists() {
             if let Err(e) = std::fs::rename(&a, &b) {
                 tracing::warn!(instance = old, "moving backups to {new}: {e}");
@@ -423,7 +409,9 @@ impl Engine {
             if expires <= zero || expires > now {
                 continue;
             }
-            let removed = match remove_file(&self.backups_dir(&b.instance).join(&b.name)) {
+            let removed = match remove_file_if_present(
+                &self.paths.instance_backups(&b.instance).join(&b.name),
+            ) {
                 Ok(()) => self
                     .node
                     .backup_delete(&b.instance, &b.name)

@@ -9,8 +9,7 @@ use kante_api::Timestamp;
 use kante_store::BackupRow;
 use serde::Deserialize;
 
-use super::remove_file;
-use crate::util::fmt_time;
+use crate::util::{fmt_time, remove_file_if_present};
 use crate::Engine;
 
 /// The record older versions kept beside a tarball, as `.<backup>.json`.
@@ -69,7 +68,7 @@ impl Engine {
                 };
                 match moved {
                     Ok(recorded) => {
-                        if let Err(e) = remove_file(&sidecar) {
+                        if let Err(e) = remove_file_if_present(&sidecar) {
                             tracing::warn!(instance = %instance, backup = %name, "removing its old record: {e}");
                         } else if recorded {
                             tracing::info!(instance = %instance, backup = %name, "backup record moved into the state");
@@ -96,7 +95,8 @@ impl Engine {
             Ok(pending) => {
                 for (instance, name) in pending {
                     tracing::warn!(instance = %instance, backup = %name, "removing a backup whose making was cut short");
-                    let _ = remove_file(&self.backups_dir(&instance).join(&name));
+                    let _ =
+                        remove_file_if_present(&self.paths.instance_backups(&instance).join(&name));
                     let _ = self.node.backup_delete(&instance, &name).await;
                 }
             }
@@ -127,10 +127,12 @@ impl Engine {
             // A rename cut short: some instance's records name these
             // tarballs, and its own directory is missing.
             let heir = recorded.iter().find(|(owner, names)| {
-                !self.backups_dir(owner).exists() && !names.is_empty() && names.is_subset(&files)
+                !self.paths.instance_backups(owner).exists()
+                    && !names.is_empty()
+                    && names.is_subset(&files)
             });
             if let Some((owner, _)) = heir {
-                match std::fs::rename(&dir, self.backups_dir(owner)) {
+                match std::fs::rename(&dir, self.paths.instance_backups(owner)) {
                     Ok(()) => {
                         tracing::warn!(from = %instance, to = %owner, "moved backups a cut-short rename left behind");
                         continue;
@@ -144,7 +146,7 @@ impl Engine {
             let _ = std::fs::remove_dir_all(&dir);
         }
         for (instance, names) in &recorded {
-            let dir = self.backups_dir(instance);
+            let dir = self.paths.instance_backups(instance);
             for name in names {
                 if !dir.join(name).is_file() {
                     tracing::warn!(instance = %instance, backup = %name, "removing a backup record without its tarball");
@@ -154,7 +156,7 @@ impl Engine {
             for file in entries(&dir) {
                 if !file.starts_with('.') && !names.contains(&file) {
                     tracing::warn!(instance = %instance, backup = %file, "removing a tarball without a record");
-                    let _ = remove_file(&dir.join(&file));
+                    let _ = remove_file_if_present(&dir.join(&file));
                 }
             }
         }
@@ -167,7 +169,7 @@ impl Engine {
             for file in entries(&dir) {
                 if !file.starts_with('.') {
                     tracing::warn!(instance = %instance, backup = %file, "removing a tarball without a record");
-                    let _ = remove_file(&dir.join(&file));
+                    let _ = remove_file_if_present(&dir.join(&file));
                 }
             }
         }
