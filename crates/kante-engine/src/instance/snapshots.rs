@@ -2,10 +2,12 @@
 //! btrfs snapshot, or a copy on `dir`) plus the instance's config at that
 //! moment; restore puts both back.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use kante_api::instance::InstanceSnapshot;
 use kante_api::operation::OperationClass;
+use kante_api::{ConfigMap, DevicesMap};
 use kante_storage::VolumeKind;
 use kante_store::SnapshotRow;
 use serde::{Deserialize, Serialize};
@@ -31,26 +33,20 @@ pub struct SnapshotsPost {
 
 impl Engine {
     async fn render_snapshot(&self, row: &SnapshotRow) -> Result<InstanceSnapshot> {
-        let (expanded_config, expanded_devices) = config::expand(
-            &self.profile_layers(&row.profiles).await.unwrap_or_default(),
-            &row.config,
-            &row.devices,
-        );
-        Ok(InstanceSnapshot {
-            architecture: row.architecture.clone(),
-            config: row.config.clone(),
-            created_at: parse_time(&row.created_at),
-            devices: row.devices.clone(),
-            ephemeral: row.ephemeral,
-            expanded_config,
-            expanded_devices,
-            last_used_at: kante_api::zero_time(),
-            name: row.name.clone(),
-            profiles: row.profiles.clone(),
-            stateful: row.stateful,
-            expires_at: parse_time(&row.expires_at),
-            size: -1,
-        })
+        let layers = self.profile_layers(&row.profiles).await.unwrap_or_default();
+        Ok(render_snapshot_over(row, &layers))
+    }
+
+    /// A snapshot as the API shows it, its profiles taken from `table`
+    /// (read once for a whole listing); as [`Engine::render_snapshot`], a
+    /// missing profile leaves it unexpanded.
+    pub(crate) fn render_snapshot_from(
+        &self,
+        row: &SnapshotRow,
+        table: &HashMap<String, (ConfigMap, DevicesMap)>,
+    ) -> InstanceSnapshot {
+        let layers: Option<Vec<_>> = row.profiles.iter().map(|p| table.get(p).cloned()).collect();
+        render_snapshot_over(row, &layers.unwrap_or_default())
     }
 
     pub async fn snapshot_list(&self, instance: &str) -> Result<Vec<InstanceSnapshot>> {
@@ -275,5 +271,25 @@ impl Engine {
             .node
             .snapshot_set_expiry(instance, snap, &fmt_time(expires_at))
             .await?)
+    }
+}
+
+/// A snapshot record over its profiles' layers, as the API shows it.
+fn render_snapshot_over(row: &SnapshotRow, layers: &[(ConfigMap, DevicesMap)]) -> InstanceSnapshot {
+    let (expanded_config, expanded_devices) = config::expand(layers, &row.config, &row.devices);
+    InstanceSnapshot {
+        architecture: row.architecture.clone(),
+        config: row.config.clone(),
+        created_at: parse_time(&row.created_at),
+        devices: row.devices.clone(),
+        ephemeral: row.ephemeral,
+        expanded_config,
+        expanded_devices,
+        last_used_at: kante_api::zero_time(),
+        name: row.name.clone(),
+        profiles: row.profiles.clone(),
+        stateful: row.stateful,
+        expires_at: parse_time(&row.expires_at),
+        size: -1,
     }
 }

@@ -2,11 +2,13 @@
 //! (`/state`), the full view with state and snapshots (`recursion=2`),
 //! and its console log.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use kante_api::instance::{
     Instance, InstanceFull, InstanceState, InstanceStateCpu, InstanceStateMemory,
 };
+
+use kante_store::SnapshotRow;
 
 use crate::error::Result;
 use crate::instance::{lock_nics, netstate};
@@ -28,10 +30,29 @@ impl Engine {
         })
     }
 
+    /// Every instance with its state and snapshots: the state is read
+    /// once for the whole list (records, profiles, snapshots), not per
+    /// instance.
     pub async fn instance_list_full(&self) -> Result<Vec<InstanceFull>> {
+        let table = self.profile_table().await?;
+        let mut snapshots: HashMap<String, Vec<SnapshotRow>> = HashMap::new();
+        for r in self.node.snapshot_list_all().await? {
+            snapshots.entry(r.instance.clone()).or_default().push(r);
+        }
         let mut out = Vec::new();
-        for i in self.instance_list().await? {
-            out.push(self.with_state(i).await?);
+        for instance in self.instance_list().await? {
+            let snaps = snapshots.remove(&instance.name).unwrap_or_default();
+            out.push(InstanceFull {
+                state: Some(self.state_of(&instance.name)),
+                snapshots: Some(
+                    snaps
+                        .iter()
+                        .map(|r| self.render_snapshot_from(r, &table))
+                        .collect(),
+                ),
+                backups: None,
+                instance,
+            });
         }
         Ok(out)
     }
@@ -39,13 +60,18 @@ impl Engine {
     /// `GET /1.0/instances/{name}/state`.
     pub async fn instance_state(&self, name: &str) -> Result<InstanceState> {
         self.instance_row(name).await?;
+        Ok(self.state_of(name))
+    }
+
+    /// The runtime state of an instance known to exist.
+    fn state_of(&self, name: &str) -> InstanceState {
         let status = self.instance_status(name);
         let Some(r) = self.running(name) else {
-            return Ok(InstanceState::stopped());
+            return InstanceState::stopped();
         };
         let guard = crate::lock(&r.container);
         let Some(c) = guard.as_ref() else {
-            return Ok(InstanceState::stopped());
+            return InstanceState::stopped();
         };
         let stats = self.runtime.stats(c);
         let mut network = netstate::read(c.pid());
@@ -56,7 +82,7 @@ impl Engine {
                 n.host_name = host_name.clone();
             }
         }
-        Ok(InstanceState {
+        InstanceState {
             status: status.as_str().into(),
             status_code: status.code() as u16,
             disk: BTreeMap::new(),
@@ -72,7 +98,7 @@ impl Engine {
             cpu: InstanceStateCpu {
                 usage: stats.cpu_ns,
             },
-        })
+        }
     }
 
     /// The console log (what init and its services wrote to /dev/console).

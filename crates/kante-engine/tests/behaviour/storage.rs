@@ -290,3 +290,51 @@ async fn pools_are_made_by_their_driver_and_kept_while_used() {
         .any(|c| c.starts_with("delete_pool ")));
     assert_eq!(engine.pool_get("m").await.unwrap_err().status(), 404);
 }
+
+/// `recursion=2` reads the state once for the whole list: each instance
+/// still gets exactly its own snapshots, oldest first, expanded over its
+/// profiles, and its own runtime state.
+#[tokio::test]
+async fn the_full_list_gives_each_instance_its_own_snapshots_and_state() {
+    let host = TestHost::new();
+    let engine = created(&host, &["a1", "b1", "c1"]).await;
+    for (inst, s) in [("b1", "x"), ("a1", "first"), ("b1", "y"), ("a1", "second")] {
+        testing::wait_ok(&engine.snapshot_create(inst, snap(s)).await.unwrap()).await;
+    }
+    testing::start(&engine, "b1").await;
+    let full = engine.instance_list_full().await.unwrap();
+    let view: Vec<(String, Vec<String>, String)> = full
+        .iter()
+        .map(|f| {
+            (
+                f.instance.name.clone(),
+                f.snapshots
+                    .as_ref()
+                    .unwrap()
+                    .iter()
+                    .map(|s| s.name.clone())
+                    .collect(),
+                f.state.as_ref().unwrap().status.clone(),
+            )
+        })
+        .collect();
+    let owned = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        view,
+        [
+            ("a1".into(), owned(&["first", "second"]), "Stopped".into()),
+            ("b1".into(), owned(&["x", "y"]), "Running".into()),
+            ("c1".into(), vec![], "Stopped".into()),
+        ]
+    );
+    // Each snapshot is the one `snapshot_list` shows, expansion included.
+    for f in &full {
+        let alone = engine.snapshot_list(&f.instance.name).await.unwrap();
+        let listed = f.snapshots.as_ref().unwrap();
+        assert_eq!(
+            serde_json::to_value(listed).unwrap(),
+            serde_json::to_value(&alone).unwrap()
+        );
+    }
+    testing::stop(&engine, "b1").await;
+}
