@@ -93,8 +93,8 @@ fn guest_sees_its_limits_through_lxcfs() {
         ])
         .await;
         let fp = d.import(TestImage::Debian).await;
-        let host_cpus = kante_engine::instance::config::online_cpus();
-        let host_mb = kante_engine::instance::config::host_memory() >> 20;
+        let host_cpus = kante_engine::host::online_cpus();
+        let host_mb = kante_engine::host::host_memory() >> 20;
         let started = Instant::now();
         d.launch(
             &fp,

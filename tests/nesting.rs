@@ -62,9 +62,9 @@ fn docker_profile_nesting_and_interception() {
         let fp = d.import(TestImage::Debian).await;
 
         // The seed's docker profile minus its pool/bridge devices, memory scaled to this host.
-        let host_mb = kante_engine::instance::config::host_memory() / 1_000_000;
+        let host_mb = kante_engine::host::host_memory() / 1_000_000;
         let memory = format!("{}MB", host_mb / 4);
-        let cpus = kante_engine::instance::config::online_cpus().min(2);
+        let cpus = kante_engine::host::online_cpus().min(2);
         d.client
             .post(
                 "/1.0/profiles",

@@ -2,9 +2,7 @@
 //! backup_index): parsed, names checked, the config fitted to this host.
 #![no_main]
 
-use kante_engine::instance::backup_index::{
-    fit_config, parse_backup_yaml, parse_index, validate_backup_name,
-};
+use kante_engine::fuzzing::{fit_config, parse_backup_yaml, parse_index, validate_backup_name};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

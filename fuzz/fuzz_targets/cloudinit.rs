@@ -4,7 +4,7 @@
 #![no_main]
 
 use kante_api::ConfigMap;
-use kante_engine::instance::cloudinit;
+use kante_engine::fuzzing::cloudinit;
 use libfuzzer_sys::fuzz_target;
 
 const KEYS: [&str; 8] = [

@@ -2,7 +2,7 @@
 //! a signal is always a real signal number, never 0 or a negative one.
 #![no_main]
 
-use kante_engine::instance::exec::{parse_control, Control};
+use kante_engine::fuzzing::{parse_control, Control};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

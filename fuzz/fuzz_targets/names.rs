@@ -63,7 +63,7 @@ fuzz_target!(|data: &[u8]| {
         assert!((1..=15).contains(&name.len()));
         assert!(!name.contains(['/', ':']));
     }
-    if kante_engine::instance::backup_index::validate_backup_name(name).is_ok() {
+    if kante_engine::fuzzing::validate_backup_name(name).is_ok() {
         assert!(
             free_name_ok(name, 255) && !name.starts_with('.'),
             "backup {name:?}"

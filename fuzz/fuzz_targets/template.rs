@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use kante_api::image::ImageTemplate;
-use kante_engine::instance::templates::{render, TemplateInstance};
+use kante_engine::fuzzing::{render, TemplateInstance};
 use libfuzzer_sys::fuzz_target;
 
 fn instance() -> TemplateInstance {

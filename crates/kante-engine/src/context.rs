@@ -23,17 +23,17 @@ pub struct EngineConfig {
 pub struct Engine {
     pub paths: Paths,
     /// This member's records: its instances, snapshots and pools.
-    pub node: Arc<dyn NodeState>,
+    pub(crate) node: Arc<dyn NodeState>,
     /// Records every member shares: profiles, networks, images, config,
     /// reservations (see kante-store's `state.rs`).
-    pub shared: Arc<dyn SharedState>,
+    pub(crate) shared: Arc<dyn SharedState>,
     /// This member's name (LXD's `location` of what it holds).
-    pub location: String,
-    pub ops: Operations,
-    pub events: Events,
-    pub runtime: Arc<dyn Runtime>,
+    pub(crate) location: String,
+    pub(crate) ops: Operations,
+    pub(crate) events: Events,
+    pub(crate) runtime: Arc<dyn Runtime>,
     /// Kernel links, Open vSwitch and the dnsmasq children of managed networks.
-    pub net: Arc<kante_network::NetContext>,
+    pub(crate) net: Arc<kante_network::NetContext>,
     pub(crate) pools: RwLock<HashMap<String, kante_storage::Pool>>,
     pub(crate) running: Mutex<HashMap<String, Arc<Running>>>,
     pub(crate) instance_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -41,14 +41,13 @@ pub struct Engine {
     /// Local locks of other objects (custom volumes, profile updates).
     pub(crate) object_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// The host id range containers map to (shared by default, like LXD).
-    pub idmap: IdMap,
+    pub(crate) idmap: IdMap,
     /// Root's subordinate ids, cut into per-instance blocks for isolation.
-    pub id_range: instance::idmaps::HostIdRange,
+    pub(crate) id_range: instance::idmaps::HostIdRange,
     /// The host's lxcfs, bound over the guests' /proc files.
-    pub lxcfs: Arc<kante_runtime::lxcfs::Lxcfs>,
+    pub(crate) lxcfs: Arc<kante_runtime::lxcfs::Lxcfs>,
     /// The storage drivers pools can be made with.
-    pub storage_drivers: kante_storage::Registry,
-    pub started_at: kante_api::Timestamp,
+    pub(crate) storage_drivers: kante_storage::Registry,
     /// Set when the host is going down: stopped instances keep
     /// `volatile.last_state.power=RUNNING`, to start again at boot.
     pub(crate) host_stopping: std::sync::atomic::AtomicBool,
@@ -61,7 +60,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Engine {
     /// A strong reference to self, for background tasks.
-    pub fn arc(&self) -> Arc<Engine> {
+    pub(crate) fn arc(&self) -> Arc<Engine> {
         self.me
             .upgrade()
             .expect("engine is alive while its methods run")
@@ -91,7 +90,7 @@ impl Engine {
             .clone()
     }
 
-    pub fn pool(&self, name: &str) -> Result<Pool> {
+    pub(crate) fn pool(&self, name: &str) -> Result<Pool> {
         self.pools
             .read()
             .unwrap_or_else(|p| p.into_inner())

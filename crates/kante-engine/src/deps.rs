@@ -17,15 +17,15 @@ use crate::Result;
 
 pub struct HostDeps {
     /// Starts, signals, freezes and enters containers.
-    pub runtime: Arc<dyn Runtime>,
+    pub(crate) runtime: Arc<dyn Runtime>,
     /// Kernel links, Open vSwitch and the dnsmasq children of managed networks.
-    pub net: Arc<NetContext>,
+    pub(crate) net: Arc<NetContext>,
     /// The host's lxcfs, bound over the guests' /proc files.
-    pub lxcfs: Arc<Lxcfs>,
+    pub(crate) lxcfs: Arc<Lxcfs>,
     /// Root's subordinate ids, cut into per-instance blocks.
-    pub id_range: HostIdRange,
+    pub(crate) id_range: HostIdRange,
     /// The drivers pools can be made with.
-    pub storage: Registry,
+    pub(crate) storage: Registry,
 }
 
 impl HostDeps {

@@ -7,6 +7,9 @@
 //! lowers) to the values of LXD's production-setup guide, with room for
 //! hundreds of instances where the guide's key quota is sized for fewer.
 
+pub use crate::instance::config::{host_memory, online_cpus};
+pub use crate::instance::host_shutdown::host_is_stopping;
+
 /// (sysctl path, minimum value).
 const LIMITS: &[(&str, u64)] = &[
     ("fs/inotify/max_user_instances", 1_048_576),

@@ -39,7 +39,7 @@ pub struct ImageUpload {
 
 impl Engine {
     /// Where uploads are spooled (same filesystem as the store: renames stay cheap).
-    pub fn upload_dir(&self) -> Result<PathBuf> {
+    pub(crate) fn upload_dir(&self) -> Result<PathBuf> {
         let d = self.paths.images().join(".uploads");
         std::fs::create_dir_all(&d)?;
         Ok(d)
@@ -77,7 +77,7 @@ impl Engine {
         }
     }
 
-    pub async fn image_list(&self) -> Result<Vec<Image>> {
+    pub(crate) async fn image_list(&self) -> Result<Vec<Image>> {
         let mut out = Vec::new();
         for r in self.shared.image_list().await? {
             out.push(self.render_image(&r).await);
@@ -92,12 +92,12 @@ impl Engine {
             .ok_or_else(|| EngineError::NotFound("Image not found".into()))
     }
 
-    pub async fn image_get(&self, fp: &str) -> Result<Image> {
+    pub(crate) async fn image_get(&self, fp: &str) -> Result<Image> {
         Ok(self.render_image(&self.image_row(fp).await?).await)
     }
 
     /// Imports an uploaded image in an operation whose result carries the fingerprint.
-    pub async fn image_import(&self, upload: ImageUpload) -> Result<Arc<Op>> {
+    pub(crate) async fn image_import(&self, upload: ImageUpload) -> Result<Arc<Op>> {
         for a in &upload.aliases {
             kante_api::names::validate_alias_name(&a.name)?;
             if self.shared.alias_get(&a.name).await?.is_some() {
@@ -213,7 +213,7 @@ impl Engine {
         Ok(())
     }
 
-    pub async fn image_update(&self, fp: &str, put: ImagePut, merge: bool) -> Result<()> {
+    pub(crate) async fn image_update(&self, fp: &str, put: ImagePut, merge: bool) -> Result<()> {
         let mut row = self.image_row(fp).await?;
         row.public = put.public;
         row.auto_update = put.auto_update;
@@ -230,7 +230,7 @@ impl Engine {
     }
 
     /// Deletes an image: its record, aliases, stored files and unpacked volumes.
-    pub async fn image_delete(&self, fp: &str) -> Result<Arc<Op>> {
+    pub(crate) async fn image_delete(&self, fp: &str) -> Result<Arc<Op>> {
         let row = self.image_row(fp).await?;
         let mut res = std::collections::BTreeMap::new();
         res.insert(
@@ -270,7 +270,7 @@ impl Engine {
     }
 
     /// The stored files of an image, with the names to export them under.
-    pub async fn image_export_files(&self, fp: &str) -> Result<Vec<(String, PathBuf)>> {
+    pub(crate) async fn image_export_files(&self, fp: &str) -> Result<Vec<(String, PathBuf)>> {
         let row = self.image_row(fp).await?;
         let dir = self.paths.images();
         let main = dir.join(&row.fingerprint);
@@ -337,7 +337,7 @@ impl Engine {
 
     // ---- aliases ----
 
-    pub async fn alias_list(&self) -> Result<Vec<ImageAlias>> {
+    pub(crate) async fn alias_list(&self) -> Result<Vec<ImageAlias>> {
         Ok(self
             .shared
             .alias_list()
@@ -347,7 +347,7 @@ impl Engine {
             .collect())
     }
 
-    pub async fn alias_get(&self, name: &str) -> Result<ImageAlias> {
+    pub(crate) async fn alias_get(&self, name: &str) -> Result<ImageAlias> {
         self.shared
             .alias_get(name)
             .await?
@@ -355,7 +355,7 @@ impl Engine {
             .ok_or_else(|| EngineError::NotFound("Image alias not found".into()))
     }
 
-    pub async fn alias_create(&self, req: ImageAliasesPost) -> Result<()> {
+    pub(crate) async fn alias_create(&self, req: ImageAliasesPost) -> Result<()> {
         kante_api::names::validate_alias_name(&req.name)?;
         let img = self.image_row(&req.target).await?;
         self.shared
@@ -368,7 +368,7 @@ impl Engine {
         Ok(())
     }
 
-    pub async fn alias_update(
+    pub(crate) async fn alias_update(
         &self,
         name: &str,
         target: Option<String>,
@@ -387,12 +387,12 @@ impl Engine {
         Ok(())
     }
 
-    pub async fn alias_rename(&self, name: &str, new: &str) -> Result<()> {
+    pub(crate) async fn alias_rename(&self, name: &str, new: &str) -> Result<()> {
         kante_api::names::validate_alias_name(new)?;
         Ok(self.shared.alias_rename(name, new).await?)
     }
 
-    pub async fn alias_delete(&self, name: &str) -> Result<()> {
+    pub(crate) async fn alias_delete(&self, name: &str) -> Result<()> {
         if !self.shared.alias_delete(name).await? {
             return Err(EngineError::NotFound("Image alias not found".into()));
         }

@@ -7,35 +7,38 @@
 //! work runs in operations; everything that can fail half-way undoes itself
 //! with a revert guard.
 
+#[cfg(test)]
+mod behaviour_tests;
 mod context;
 mod deps;
-pub mod devices;
+mod devices;
 pub mod error;
-pub mod events;
+mod events;
 pub mod front;
+pub mod fuzzing;
 pub mod host;
-pub mod images;
-pub mod instance;
+mod images;
+mod instance;
 mod lxcfs;
-pub mod network;
-pub mod operations;
-pub mod paths;
-pub mod pools;
-pub mod profiles;
-pub mod schedule;
-pub mod server;
+mod network;
+mod operations;
+mod paths;
+mod pools;
+mod profiles;
+mod schedule;
+mod server;
 mod startup;
-#[cfg(feature = "testing")]
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod units;
-pub mod util;
-pub mod volumes;
-pub mod ws;
+mod util;
+mod volumes;
+mod ws;
 
 pub(crate) use context::lock;
 pub use context::{Engine, EngineConfig};
 pub use deps::HostDeps;
 pub use error::{EngineError, Result};
-pub use events::Events;
-pub use operations::{Op, Operations};
+pub(crate) use events::Events;
+pub(crate) use operations::{Op, Operations};
 pub use paths::Paths;

@@ -59,7 +59,7 @@ impl Engine {
         }
     }
 
-    pub async fn network_create(&self, req: NetworksPost) -> Result<()> {
+    pub(crate) async fn network_create(&self, req: NetworksPost) -> Result<()> {
         let kind = if req.kind.is_empty() {
             "bridge".to_string()
         } else {
@@ -136,7 +136,7 @@ impl Engine {
         Ok(out)
     }
 
-    pub async fn network_delete(&self, name: &str) -> Result<()> {
+    pub(crate) async fn network_delete(&self, name: &str) -> Result<()> {
         let row = self
             .shared
             .network_get(name)
@@ -162,7 +162,7 @@ impl Engine {
 
     /// Changes a network's config; address and driver changes only while
     /// nothing uses it. Re-applied at once (bridge, dnsmasq, nftables).
-    pub async fn network_update(
+    pub(crate) async fn network_update(
         &self,
         name: &str,
         description: String,
@@ -223,7 +223,7 @@ impl Engine {
         Ok(())
     }
 
-    pub async fn network_list(&self) -> Result<Vec<Network>> {
+    pub(crate) async fn network_list(&self) -> Result<Vec<Network>> {
         let mut users = self.network_users_all().await?;
         let mut out: Vec<Network> = self
             .shared
@@ -246,7 +246,7 @@ impl Engine {
         Ok(out)
     }
 
-    pub async fn network_get(&self, name: &str) -> Result<Network> {
+    pub(crate) async fn network_get(&self, name: &str) -> Result<Network> {
         if let Some(row) = self.shared.network_get(name).await? {
             let used_by = self.network_users(name).await?;
             return Ok(managed_network(row, used_by, &self.location));
@@ -260,7 +260,7 @@ impl Engine {
         Ok(host_network(hi, used_by, &self.location))
     }
 
-    pub async fn network_state(&self, name: &str) -> Result<NetworkState> {
+    pub(crate) async fn network_state(&self, name: &str) -> Result<NetworkState> {
         let link = self
             .net
             .ops
@@ -311,7 +311,7 @@ impl Engine {
         })
     }
 
-    pub async fn network_leases(&self, name: &str) -> Result<Vec<NetworkLease>> {
+    pub(crate) async fn network_leases(&self, name: &str) -> Result<Vec<NetworkLease>> {
         let row = self
             .shared
             .network_get(name)

@@ -74,7 +74,7 @@ impl Op {
     }
 
     /// Replaces the metadata (progress, exec secrets, return code …).
-    pub fn set_metadata(&self, metadata: Value) {
+    pub(crate) fn set_metadata(&self, metadata: Value) {
         let snap = {
             let mut st = lock(&self.state);
             st.metadata = metadata;
@@ -85,7 +85,7 @@ impl Op {
     }
 
     /// Sets one key of an object metadata.
-    pub fn set_metadata_key(&self, key: &str, value: Value) {
+    pub(crate) fn set_metadata_key(&self, key: &str, value: Value) {
         let snap = {
             let mut st = lock(&self.state);
             if !st.metadata.is_object() {
@@ -122,7 +122,7 @@ impl Op {
     }
 
     /// Waits until the operation ends, or `timeout` passes; returns its state then.
-    pub async fn wait(&self, timeout: Option<Duration>) -> Operation {
+    pub(crate) async fn wait(&self, timeout: Option<Duration>) -> Operation {
         let mut rx = self.done.subscribe();
         let fut = rx.wait_for(|d| *d);
         match timeout {
@@ -138,7 +138,7 @@ impl Op {
 
     /// Registers a websocket the client must connect, returning its secret
     /// and where the connection will arrive.
-    pub fn add_socket(&self) -> (String, oneshot::Receiver<WsConn>) {
+    pub(crate) fn add_socket(&self) -> (String, oneshot::Receiver<WsConn>) {
         let secret = crate::util::random_hex(32);
         let (tx, rx) = oneshot::channel();
         lock(&self.sockets).insert(secret.clone(), Some(tx));
@@ -146,7 +146,7 @@ impl Op {
     }
 
     /// Claims the slot for `secret` (once).
-    pub fn claim_socket(&self, secret: &str) -> Result<oneshot::Sender<WsConn>> {
+    pub(crate) fn claim_socket(&self, secret: &str) -> Result<oneshot::Sender<WsConn>> {
         let mut s = lock(&self.sockets);
         match s.get_mut(secret) {
             Some(slot) => slot
@@ -156,22 +156,12 @@ impl Op {
         }
     }
 
-    pub fn cancel(&self) -> Result<()> {
+    pub(crate) fn cancel(&self) -> Result<()> {
         if !lock(&self.state).may_cancel {
             return Err(OperationError::NotCancellable.into());
         }
         let _ = self.cancel.send_replace(true);
         Ok(())
-    }
-
-    /// Resolves when a cancel was requested.
-    pub async fn cancelled(&self) {
-        let mut rx = self.cancel.subscribe();
-        let _ = rx.wait_for(|c| *c).await;
-    }
-
-    pub fn set_cancellable(&self, may: bool) {
-        lock(&self.state).may_cancel = may;
     }
 }
 

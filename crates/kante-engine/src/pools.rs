@@ -64,7 +64,7 @@ impl Engine {
     }
 
     /// `POST /1.0/storage-pools`.
-    pub async fn pool_create(&self, req: StoragePoolsPost) -> Result<()> {
+    pub(crate) async fn pool_create(&self, req: StoragePoolsPost) -> Result<()> {
         kante_api::names::validate_entity_name("Storage pool", &req.name)?;
         if self.node.pool_get(&req.name).await?.is_some() {
             return Err(EngineError::Conflict(format!(
@@ -108,7 +108,7 @@ impl Engine {
     }
 
     /// `DELETE /1.0/storage-pools/{name}`: refused while anything uses it.
-    pub async fn pool_delete(&self, name: &str) -> Result<()> {
+    pub(crate) async fn pool_delete(&self, name: &str) -> Result<()> {
         let info = self.pool_get(name).await?;
         if !info.used_by.is_empty() {
             return Err(EngineError::bad(format!(
@@ -132,7 +132,7 @@ impl Engine {
     }
 
     /// `PUT`/`PATCH`: the description and `user.*` keys; the rest is fixed at create.
-    pub async fn pool_update(
+    pub(crate) async fn pool_update(
         &self,
         name: &str,
         description: String,
@@ -168,7 +168,7 @@ impl Engine {
         Ok(())
     }
 
-    pub async fn pool_list(&self) -> Result<Vec<StoragePool>> {
+    pub(crate) async fn pool_list(&self) -> Result<Vec<StoragePool>> {
         let instances = self.node.instance_list().await?;
         let profiles = self.shared.profile_list().await?;
         let mut root_pools = Vec::new();
@@ -217,7 +217,7 @@ impl Engine {
             .collect())
     }
 
-    pub async fn pool_get(&self, name: &str) -> Result<StoragePool> {
+    pub(crate) async fn pool_get(&self, name: &str) -> Result<StoragePool> {
         self.pool_list()
             .await?
             .into_iter()

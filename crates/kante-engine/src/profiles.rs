@@ -35,7 +35,7 @@ pub fn default_profile() -> ProfileRow {
 }
 
 impl Engine {
-    pub async fn profile_get(&self, name: &str) -> Result<Profile> {
+    pub(crate) async fn profile_get(&self, name: &str) -> Result<Profile> {
         let row = self
             .shared
             .profile_get(name)
@@ -44,7 +44,7 @@ impl Engine {
         Ok(self.render_profile(row).await)
     }
 
-    pub async fn profile_list(&self) -> Result<Vec<Profile>> {
+    pub(crate) async fn profile_list(&self) -> Result<Vec<Profile>> {
         let mut out = Vec::new();
         for r in self.shared.profile_list().await? {
             out.push(self.render_profile(r).await);
@@ -71,7 +71,7 @@ impl Engine {
         }
     }
 
-    pub async fn profile_create(&self, req: ProfilesPost) -> Result<()> {
+    pub(crate) async fn profile_create(&self, req: ProfilesPost) -> Result<()> {
         kante_api::names::validate_entity_name("Profile", &req.name)?;
         let put = req.put;
         validate_config(&put.config)?;
@@ -92,7 +92,7 @@ impl Engine {
     /// must still be valid (checked before anything is stored), and running
     /// ones take what can change live at once. Returns, per instance, which
     /// changes took effect and which wait for its next start.
-    pub async fn profile_update(
+    pub(crate) async fn profile_update(
         &self,
         name: &str,
         req: ProfilePut,
@@ -210,7 +210,7 @@ impl Engine {
     }
 
     /// `POST /1.0/profiles/{name}`: renames it everywhere it is used.
-    pub async fn profile_rename(&self, name: &str, new: &str) -> Result<()> {
+    pub(crate) async fn profile_rename(&self, name: &str, new: &str) -> Result<()> {
         if name == "default" {
             return Err(EngineError::bad(
                 "The \"default\" profile cannot be renamed",
@@ -222,7 +222,7 @@ impl Engine {
         Ok(())
     }
 
-    pub async fn profile_delete(&self, name: &str) -> Result<()> {
+    pub(crate) async fn profile_delete(&self, name: &str) -> Result<()> {
         if name == "default" {
             return Err(EngineError::bad(
                 "The \"default\" profile cannot be deleted",

@@ -150,10 +150,6 @@ impl Schedule {
             .map(Schedule)
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     /// Whether a snapshot is due in the minute of `t`.
     pub fn matches(&self, t: &NaiveDateTime) -> bool {
         self.0.iter().any(|c| c.matches(t))
@@ -191,7 +187,7 @@ mod tests {
         assert!(Schedule::parse("@hourly")
             .expect("parse")
             .matches(&at("2026-11-22 07:00")));
-        assert!(Schedule::parse("").expect("empty").is_empty());
+        assert!(Schedule::parse("").expect("empty").0.is_empty());
     }
 
     #[test]

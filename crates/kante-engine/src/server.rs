@@ -72,7 +72,7 @@ fn os_release() -> (String, String) {
 }
 
 impl Engine {
-    pub async fn server_info(&self) -> Result<Server> {
+    pub(crate) async fn server_info(&self) -> Result<Server> {
         let (kernel_version, hostname) = uname();
         let (os_name, os_version) = os_release();
         let drivers: Vec<StorageDriverInfo> = self
@@ -144,7 +144,7 @@ impl Engine {
     }
 
     /// `PUT /1.0` (replace) or `PATCH /1.0` (merge).
-    pub async fn server_update(&self, config: ConfigMap, merge: bool) -> Result<()> {
+    pub(crate) async fn server_update(&self, config: ConfigMap, merge: bool) -> Result<()> {
         let mut new = if merge {
             self.shared.config_all().await?
         } else {

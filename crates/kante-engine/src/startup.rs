@@ -63,7 +63,6 @@ impl Engine {
             id_range,
             lxcfs,
             storage_drivers: storage,
-            started_at: kante_api::now(),
             host_stopping: std::sync::atomic::AtomicBool::new(false),
             me: me.clone(),
         });

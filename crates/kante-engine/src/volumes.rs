@@ -69,7 +69,7 @@ fn created_of(path: &std::path::Path) -> kante_api::Timestamp {
 
 impl Engine {
     /// `GET /1.0/storage-pools/{pool}/volumes[/{type}]`.
-    pub async fn volume_list(&self, pool: &str, kind: &str) -> Result<Vec<StorageVolume>> {
+    pub(crate) async fn volume_list(&self, pool: &str, kind: &str) -> Result<Vec<StorageVolume>> {
         let p = self.pool(pool)?;
         let only = list_kind(kind)?;
         let mut out = Vec::new();
@@ -90,7 +90,12 @@ impl Engine {
     }
 
     /// `GET /1.0/storage-pools/{pool}/volumes/{type}/{name}`.
-    pub async fn volume_get(&self, pool: &str, kind: &str, name: &str) -> Result<StorageVolume> {
+    pub(crate) async fn volume_get(
+        &self,
+        pool: &str,
+        kind: &str,
+        name: &str,
+    ) -> Result<StorageVolume> {
         let p = self.pool(pool)?;
         let k = list_kind(kind)?.ok_or_else(|| EngineError::bad("Missing volume type"))?;
         if !p.has_volume(k, name) {
@@ -136,7 +141,7 @@ impl Engine {
     }
 
     /// Instances and profiles whose disk devices use custom volume `vol`.
-    pub async fn volume_used_by(&self, pool: &str, vol: &str) -> Result<Vec<String>> {
+    pub(crate) async fn volume_used_by(&self, pool: &str, vol: &str) -> Result<Vec<String>> {
         let mut used: Vec<String> = self
             .shared
             .profile_list()
@@ -156,7 +161,7 @@ impl Engine {
 
     /// `POST /1.0/storage-pools/{pool}/volumes[/custom]`: an empty custom
     /// volume, or a copy of another (or of a snapshot of one).
-    pub async fn volume_create(&self, pool: &str, req: StorageVolumesPost) -> Result<()> {
+    pub(crate) async fn volume_create(&self, pool: &str, req: StorageVolumesPost) -> Result<()> {
         check_custom(&req.kind)?;
         match req.content_type.as_str() {
             "" | "filesystem" => {}
@@ -284,7 +289,7 @@ impl Engine {
 
     /// `PUT` (`merge` false: description and config replaced) or `PATCH`
     /// (merged; an empty value removes a key); `restore` restores a snapshot.
-    pub async fn volume_update(
+    pub(crate) async fn volume_update(
         &self,
         pool: &str,
         name: &str,
@@ -359,7 +364,7 @@ impl Engine {
     }
 
     /// `POST .../volumes/custom/{name}` `{name}`: renames an unused volume.
-    pub async fn volume_rename(&self, pool: &str, name: &str, new: &str) -> Result<()> {
+    pub(crate) async fn volume_rename(&self, pool: &str, name: &str, new: &str) -> Result<()> {
         let p = self.pool(pool)?;
         kante_storage::validate_volume_name(new)?;
         // Both names' locks, in one order (no two renames wait on each other).
@@ -400,7 +405,7 @@ impl Engine {
     }
 
     /// `DELETE .../volumes/custom/{name}`: refused while anything uses it.
-    pub async fn volume_delete(&self, pool: &str, name: &str) -> Result<()> {
+    pub(crate) async fn volume_delete(&self, pool: &str, name: &str) -> Result<()> {
         let p = self.pool(pool)?;
         let lock = self.object_lock(&volume_lock_key(pool, name));
         let _g = lock.lock().await;
@@ -523,7 +528,7 @@ impl Engine {
     }
 
     /// Where a disk device's custom volume is on the host (for the mount).
-    pub fn custom_volume_path(&self, pool: &str, name: &str) -> Result<PathBuf> {
+    pub(crate) fn custom_volume_path(&self, pool: &str, name: &str) -> Result<PathBuf> {
         let p = self.pool(pool)?;
         kante_storage::validate_volume_name(name)?;
         if !p.has_volume(VolumeKind::Custom, name) {
@@ -536,7 +541,7 @@ impl Engine {
 
     // ----- snapshots of custom volumes -------------------------------------
 
-    pub async fn volume_snapshot_list(
+    pub(crate) async fn volume_snapshot_list(
         &self,
         pool: &str,
         name: &str,
@@ -558,7 +563,7 @@ impl Engine {
             .collect()
     }
 
-    pub async fn volume_snapshot_get(
+    pub(crate) async fn volume_snapshot_get(
         &self,
         pool: &str,
         name: &str,
@@ -572,7 +577,7 @@ impl Engine {
     }
 
     /// `POST .../volumes/custom/{name}/snapshots` (an operation, as in LXD).
-    pub fn volume_snapshot_create(
+    pub(crate) fn volume_snapshot_create(
         &self,
         pool: &str,
         name: &str,
@@ -618,7 +623,7 @@ impl Engine {
     }
 
     /// `DELETE .../volumes/custom/{name}/snapshots/{snap}` (an operation).
-    pub async fn volume_snapshot_delete(
+    pub(crate) async fn volume_snapshot_delete(
         &self,
         pool: &str,
         name: &str,

@@ -8,9 +8,8 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::{Stream, StreamExt};
 use kante_api::Envelope;
-use kante_engine::front::{Download, Reply, Request};
-use kante_engine::instance::files::{FileGet, FileMeta};
-use kante_engine::{EngineError, Op};
+use kante_engine::front::{Download, FileGet, FileMeta, Op, Reply, Request};
+use kante_engine::EngineError;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -307,7 +306,7 @@ fn download(d: Download) -> Response {
         }
         return resp;
     }
-    let boundary = format!("kante-{}", kante_engine::util::random_hex(16));
+    let boundary = format!("kante-{}", kante_engine::front::random_hex(16));
     let mut chunks: Vec<futures_util::stream::BoxStream<'static, std::io::Result<Vec<u8>>>> =
         Vec::new();
     let once = |b: Vec<u8>| futures_util::stream::once(async move { Ok(b) }).boxed();

@@ -58,7 +58,9 @@ fn daemon() -> TestDaemon {
 }
 
 fn status(d: &TestDaemon, name: &str) -> String {
-    d.engine.instance_status(name).as_str().to_string()
+    testing::instance_status(&d.engine, name)
+        .as_str()
+        .to_string()
 }
 
 #[test]
@@ -112,7 +114,9 @@ fn launch_creates_and_starts() {
     );
     assert_eq!(status(&d, "c3"), "Running");
     assert_eq!(
-        d.block_on(d.engine.instance_row("c3")).unwrap().config["limits.memory"],
+        d.block_on(testing::instance_row(&d.engine, "c3"))
+            .unwrap()
+            .config["limits.memory"],
         "256MiB"
     );
 
@@ -253,7 +257,10 @@ fn delete_refuses_running_unless_forced() {
         (v["action"].as_str(), v["force"].as_bool()),
         (Some("stop"), Some(true))
     );
-    assert!(d.block_on(d.engine.instance_names()).unwrap().is_empty());
+    assert!(d
+        .block_on(testing::instance_names(&d.engine))
+        .unwrap()
+        .is_empty());
 }
 
 #[test]
@@ -283,7 +290,9 @@ fn lifecycle_verbs() {
     assert!(kante(&d, &["rename", "trc-stopped", "trc-new"])
         .status
         .success());
-    assert!(d.block_on(d.engine.instance_row("trc-new")).is_ok());
+    assert!(d
+        .block_on(testing::instance_row(&d.engine, "trc-new"))
+        .is_ok());
 }
 
 #[test]
@@ -514,7 +523,12 @@ fn images_import_list_alias_delete() {
     assert!(o.status.success(), "{}", err(&o));
     let fp = out(&o).trim().rsplit(' ').next().unwrap().to_string();
     assert_eq!(fp.len(), 64);
-    assert_eq!(d.block_on(d.engine.alias_get("bb")).unwrap().target, fp);
+    assert_eq!(
+        d.block_on(testing::alias_get(&d.engine, "bb"))
+            .unwrap()
+            .target,
+        fp
+    );
     // Importing again uploads nothing: the fingerprint is known.
     let uploads = |d: &TestDaemon| {
         d.lines()
@@ -549,17 +563,26 @@ fn images_import_list_alias_delete() {
     assert!(kante(&d, &["image", "alias", "create", "deb", &fp0[..6]])
         .status
         .success());
-    assert_eq!(d.block_on(d.engine.alias_get("deb")).unwrap().target, fp0);
+    assert_eq!(
+        d.block_on(testing::alias_get(&d.engine, "deb"))
+            .unwrap()
+            .target,
+        fp0
+    );
     assert!(kante(&d, &["image", "alias", "delete", "deb"])
         .status
         .success());
     assert_eq!(
-        d.block_on(d.engine.alias_get("deb")).unwrap_err().status(),
+        d.block_on(testing::alias_get(&d.engine, "deb"))
+            .unwrap_err()
+            .status(),
         404
     );
     assert!(kante(&d, &["image", "delete", "bb"]).status.success());
     assert_eq!(
-        d.block_on(d.engine.image_get(&fp)).unwrap_err().status(),
+        d.block_on(testing::image_get(&d.engine, &fp))
+            .unwrap_err()
+            .status(),
         404
     );
 }

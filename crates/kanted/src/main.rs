@@ -144,7 +144,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .context("serving the API")?;
     // Containers outlive the daemon, but not the host: at a poweroff or
     // reboot they are stopped cleanly now, to start again at boot.
-    if kante_engine::instance::host_shutdown::host_is_stopping() {
+    if kante_engine::host::host_is_stopping() {
         engine.stop_all_for_host_shutdown().await;
     }
     engine.shutdown();

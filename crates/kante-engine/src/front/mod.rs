@@ -46,6 +46,18 @@ pub use reply::{Disposition, Download, DownloadPart, EventStream, Reply};
 pub use request::{ListDetail, Request, Target};
 pub use upload::{ByteStream, ImageUploadInfo, Parts, UploadBody};
 
+// The engine's types that requests and replies carry: outside crates name
+// them here, the modules that define them are crate-private.
+pub use crate::images::{ImageUpload, UploadFiles};
+pub use crate::instance::files::{parse_file_kind, FileGet, FileKind, FileMeta, FilePut};
+pub use crate::instance::import::BackupImport;
+pub use crate::instance::live::ChangeReport;
+pub use crate::instance::snapshots::SnapshotsPost;
+pub use crate::operations::Op;
+pub use crate::ws::{WsConn, WsMsg};
+// Random names (the boundary of a multipart download reply).
+pub use crate::util::random_hex;
+
 use crate::error::{EngineError, Result};
 use crate::Engine;
 use verbs::{custom_only, rename_only};

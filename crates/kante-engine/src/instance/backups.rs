@@ -46,14 +46,14 @@ fn render(row: &BackupRow) -> InstanceBackup {
 
 impl Engine {
     /// Where uploaded backups wait to be imported.
-    pub fn backup_upload_dir(&self) -> Result<PathBuf> {
+    pub(crate) fn backup_upload_dir(&self) -> Result<PathBuf> {
         let d = self.paths.root.join("backups").join(".uploads");
         std::fs::create_dir_all(&d)?;
         Ok(d)
     }
 
     /// An instance's backups: its complete records whose tarball is there.
-    pub async fn backup_list(&self, instance: &str) -> Result<Vec<InstanceBackup>> {
+    pub(crate) async fn backup_list(&self, instance: &str) -> Result<Vec<InstanceBackup>> {
         self.instance_row(instance).await?;
         let dir = self.paths.instance_backups(instance);
         Ok(self
@@ -66,7 +66,7 @@ impl Engine {
             .collect())
     }
 
-    pub async fn backup_get(&self, instance: &str, name: &str) -> Result<InstanceBackup> {
+    pub(crate) async fn backup_get(&self, instance: &str, name: &str) -> Result<InstanceBackup> {
         self.instance_row(instance).await?;
         validate_backup_name(name).map_err(|_| not_found())?;
         self.backup_record(instance, name)
@@ -83,14 +83,18 @@ impl Engine {
     }
 
     /// The tarball of a backup, for `GET …/backups/{backup}/export`.
-    pub async fn backup_file(&self, instance: &str, name: &str) -> Result<PathBuf> {
+    pub(crate) async fn backup_file(&self, instance: &str, name: &str) -> Result<PathBuf> {
         self.backup_get(instance, name).await?;
         Ok(self.paths.instance_backups(instance).join(name))
     }
 
     /// `POST /1.0/instances/{name}/backups`: checks the request, then packs
     /// in an operation ("Backing up instance").
-    pub async fn backup_create(&self, instance: &str, req: InstanceBackupsPost) -> Result<Arc<Op>> {
+    pub(crate) async fn backup_create(
+        &self,
+        instance: &str,
+        req: InstanceBackupsPost,
+    ) -> Result<Arc<Op>> {
         self.instance_row(instance).await?;
         if req.optimized_storage {
             return Err(EngineError::bad(
@@ -293,7 +297,7 @@ impl Engine {
         Ok(())
     }
 
-    pub async fn backup_delete(&self, instance: &str, name: &str) -> Result<Arc<Op>> {
+    pub(crate) async fn backup_delete(&self, instance: &str, name: &str) -> Result<Arc<Op>> {
         self.backup_get(instance, name).await?;
         let op = self.ops.create(
             OperationClass::Task,
@@ -320,7 +324,12 @@ impl Engine {
         Ok(op)
     }
 
-    pub async fn backup_rename(&self, instance: &str, name: &str, new: &str) -> Result<Arc<Op>> {
+    pub(crate) async fn backup_rename(
+        &self,
+        instance: &str,
+        name: &str,
+        new: &str,
+    ) -> Result<Arc<Op>> {
         self.backup_get(instance, name).await?;
         // LXD accepts either `new` or `<instance>/new`.
         let new = new

@@ -36,7 +36,7 @@ enum Source {
 impl Engine {
     /// `POST /1.0/instances`: checks the request, then creates the instance
     /// in an operation ("Creating instance").
-    pub async fn instance_create(&self, req: InstancesPost) -> Result<Arc<Op>> {
+    pub(crate) async fn instance_create(&self, req: InstancesPost) -> Result<Arc<Op>> {
         let name = if req.name.is_empty() {
             self.generate_name().await?
         } else {

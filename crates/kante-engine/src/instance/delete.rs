@@ -6,7 +6,7 @@ use crate::Engine;
 
 impl Engine {
     /// `DELETE /1.0/instances/{name}`: only a stopped instance.
-    pub async fn instance_delete(&self, name: &str) -> Result<()> {
+    pub(crate) async fn instance_delete(&self, name: &str) -> Result<()> {
         let lock = self.instance_lock(name);
         let _g = lock.lock().await;
         let row = self.instance_row(name).await?;

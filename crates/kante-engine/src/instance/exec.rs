@@ -39,7 +39,7 @@ const CHUNK: usize = 128 * 1024;
 const PTY_CHUNK: usize = 16 * 1024;
 
 impl Engine {
-    pub async fn instance_exec(&self, name: &str, req: ExecPost) -> Result<Arc<Op>> {
+    pub(crate) async fn instance_exec(&self, name: &str, req: ExecPost) -> Result<Arc<Op>> {
         let row = self.instance_row(name).await?;
         match self.instance_status(name) {
             InstanceStatus::Running => {}

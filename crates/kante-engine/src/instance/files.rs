@@ -269,7 +269,7 @@ impl Engine {
         Ok(Place::Rootfs(root))
     }
 
-    pub async fn file_get(&self, name: &str, path: &str) -> Result<FileGet> {
+    pub(crate) async fn file_get(&self, name: &str, path: &str) -> Result<FileGet> {
         let rel = relative_path(path)?;
         let place = self.place(name).await?;
         blocking(move || {
@@ -305,7 +305,7 @@ impl Engine {
 
     /// Creates or opens the target; for a file, returns it for the caller
     /// to stream the body into.
-    pub async fn file_put(
+    pub(crate) async fn file_put(
         &self,
         name: &str,
         path: &str,
@@ -360,7 +360,7 @@ impl Engine {
         .await
     }
 
-    pub async fn file_delete(&self, name: &str, path: &str) -> Result<()> {
+    pub(crate) async fn file_delete(&self, name: &str, path: &str) -> Result<()> {
         let rel = relative_path(path)?;
         let place = self.place(name).await?;
         blocking(move || {

@@ -80,7 +80,7 @@ fn archive_error(e: ImageError) -> EngineError {
 
 impl Engine {
     /// Checks the backup and starts importing it ("Creating instance from backup").
-    pub async fn instance_import(&self, req: BackupImport) -> Result<Arc<Op>> {
+    pub(crate) async fn instance_import(&self, req: BackupImport) -> Result<Arc<Op>> {
         let upload = Upload(req.file.clone());
         let file = req.file.clone();
         let (index_text, fallback) = tokio::task::spawn_blocking(move || {

@@ -29,7 +29,11 @@ const DEFAULT_STOP_TIMEOUT: i64 = 30;
 
 impl Engine {
     /// `PUT /1.0/instances/{name}/state`.
-    pub async fn instance_state_put(&self, name: &str, req: InstanceStatePut) -> Result<Arc<Op>> {
+    pub(crate) async fn instance_state_put(
+        &self,
+        name: &str,
+        req: InstanceStatePut,
+    ) -> Result<Arc<Op>> {
         self.instance_row(name).await?;
         let (desc, action) = match req.action.as_str() {
             "start" => ("Starting instance", Action::Start),

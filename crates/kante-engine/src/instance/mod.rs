@@ -86,7 +86,7 @@ impl Engine {
         crate::lock(&self.running).get(name).cloned()
     }
 
-    pub async fn instance_row(&self, name: &str) -> Result<InstanceRow> {
+    pub(crate) async fn instance_row(&self, name: &str) -> Result<InstanceRow> {
         self.node
             .instance_get(name)
             .await?
@@ -147,7 +147,7 @@ impl Engine {
         Ok(self.instance_volume(row).await?.join("rootfs"))
     }
 
-    pub fn instance_status(&self, name: &str) -> InstanceStatus {
+    pub(crate) fn instance_status(&self, name: &str) -> InstanceStatus {
         match self.running(name) {
             Some(r) => {
                 let guard = crate::lock(&r.container);
@@ -192,17 +192,17 @@ impl Engine {
         }
     }
 
-    pub async fn instance_get(&self, name: &str) -> Result<Instance> {
+    pub(crate) async fn instance_get(&self, name: &str) -> Result<Instance> {
         self.render(&self.instance_row(name).await?).await
     }
 
-    pub async fn instance_names(&self) -> Result<Vec<String>> {
+    pub(crate) async fn instance_names(&self) -> Result<Vec<String>> {
         Ok(self.node.instance_names().await?)
     }
 
     /// Every instance, its profiles read once for the whole list rather than
     /// once per instance and profile.
-    pub async fn instance_list(&self) -> Result<Vec<Instance>> {
+    pub(crate) async fn instance_list(&self) -> Result<Vec<Instance>> {
         let table = self.profile_table().await?;
         self.node
             .instance_list()

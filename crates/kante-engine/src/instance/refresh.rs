@@ -53,7 +53,7 @@ fn rsync(src: &Path, dst: &Path) -> Result<()> {
 
 impl Engine {
     /// Starts refreshing `target` from `from` (both must exist, `target` stopped).
-    pub async fn instance_refresh(
+    pub(crate) async fn instance_refresh(
         &self,
         from: &str,
         target: &str,

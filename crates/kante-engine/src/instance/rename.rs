@@ -7,7 +7,7 @@ use crate::Engine;
 
 impl Engine {
     /// `POST /1.0/instances/{name}` with a new name: only a stopped instance.
-    pub async fn instance_rename(&self, name: &str, new: &str) -> Result<()> {
+    pub(crate) async fn instance_rename(&self, name: &str, new: &str) -> Result<()> {
         kante_api::names::validate_instance_name(new)?;
         let lock = self.instance_lock(name);
         let _g = lock.lock().await;

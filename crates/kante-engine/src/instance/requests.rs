@@ -16,7 +16,7 @@ impl Engine {
     /// `PUT /1.0/instances/{name}`: a restore (`restore` set) or a whole
     /// update. The update's report (which changes took effect at once, which
     /// wait for the next start) becomes the operation's metadata.
-    pub async fn instance_put(&self, name: &str, req: InstancePut) -> Result<Arc<Op>> {
+    pub(crate) async fn instance_put(&self, name: &str, req: InstancePut) -> Result<Arc<Op>> {
         let name = name.to_string();
         let engine = self.arc();
         if !req.restore.is_empty() {
@@ -41,7 +41,7 @@ impl Engine {
 
     /// `PATCH /1.0/instances/{name}`: only the keys the body names change
     /// (`ephemeral`, a plain bool on the wire, keeps its value unless given).
-    pub async fn instance_patch(
+    pub(crate) async fn instance_patch(
         &self,
         name: &str,
         body: serde_json::Value,
@@ -59,7 +59,7 @@ impl Engine {
     }
 
     /// `DELETE /1.0/instances/{name}`: only a stopped instance.
-    pub async fn instance_delete_op(&self, name: &str) -> Result<Arc<Op>> {
+    pub(crate) async fn instance_delete_op(&self, name: &str) -> Result<Arc<Op>> {
         self.instance_row(name).await?;
         if self.instance_status(name) != InstanceStatus::Stopped {
             return Err(EngineError::bad("Instance is running"));
@@ -74,7 +74,7 @@ impl Engine {
     }
 
     /// `POST /1.0/instances/{name}`: a rename (migration is not yet here).
-    pub async fn instance_post(&self, name: &str, req: InstancePost) -> Result<Arc<Op>> {
+    pub(crate) async fn instance_post(&self, name: &str, req: InstancePost) -> Result<Arc<Op>> {
         if req.migration {
             return Err(EngineError::NotImplemented(
                 "Migration is not supported yet".into(),
@@ -95,7 +95,7 @@ impl Engine {
 
     /// `PUT /1.0/instances/{name}/snapshots/{snap}`: its expiry (done at
     /// once; the operation is LXD's shape for this verb).
-    pub async fn snapshot_put(
+    pub(crate) async fn snapshot_put(
         &self,
         name: &str,
         snap: &str,
@@ -110,7 +110,7 @@ impl Engine {
 
     /// `GET /1.0/instances/{name}/logs/{file}`: the console log (standing in
     /// for liblxc's `lxc.log`) or a recorded exec output.
-    pub async fn instance_log(&self, name: &str, file: &str) -> Result<Vec<u8>> {
+    pub(crate) async fn instance_log(&self, name: &str, file: &str) -> Result<Vec<u8>> {
         match file {
             "lxc.log" | "console.log" => self.instance_console_log(name).await,
             other if other.starts_with("exec_") && !other.contains('/') => {

@@ -13,7 +13,7 @@ impl Engine {
     /// The snapshot a restore request names (`snap0` or `c1/snap0`), checked
     /// before any work: it must be one of this instance's (HTTP 400 otherwise,
     /// the instance itself being there).
-    pub async fn restore_source(&self, instance: &str, snap: &str) -> Result<SnapshotRow> {
+    pub(crate) async fn restore_source(&self, instance: &str, snap: &str) -> Result<SnapshotRow> {
         self.instance_row(instance).await?;
         let snap = match snap.split_once('/') {
             Some((i, s)) if i == instance => s,
@@ -37,7 +37,7 @@ impl Engine {
 
     /// Restores `snap` (`snap0` or `c1/snap0`): rootfs and config. A running
     /// instance is stopped first and started again afterwards, as LXD does.
-    pub async fn instance_restore(&self, instance: &str, snap: &str) -> Result<()> {
+    pub(crate) async fn instance_restore(&self, instance: &str, snap: &str) -> Result<()> {
         let srow = self.restore_source(instance, snap).await?;
         let snap = srow.name.as_str();
         let lock = self.instance_lock(instance);

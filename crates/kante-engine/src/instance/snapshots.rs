@@ -49,7 +49,7 @@ impl Engine {
         render_snapshot_over(row, &layers.unwrap_or_default())
     }
 
-    pub async fn snapshot_list(&self, instance: &str) -> Result<Vec<InstanceSnapshot>> {
+    pub(crate) async fn snapshot_list(&self, instance: &str) -> Result<Vec<InstanceSnapshot>> {
         self.instance_row(instance).await?;
         let mut out = Vec::new();
         for r in self.node.snapshot_list(instance).await? {
@@ -58,7 +58,11 @@ impl Engine {
         Ok(out)
     }
 
-    pub async fn snapshot_get(&self, instance: &str, snap: &str) -> Result<InstanceSnapshot> {
+    pub(crate) async fn snapshot_get(
+        &self,
+        instance: &str,
+        snap: &str,
+    ) -> Result<InstanceSnapshot> {
         self.instance_row(instance).await?;
         let row = self
             .node
@@ -83,7 +87,11 @@ impl Engine {
             .expect("an unbounded range has a free name"))
     }
 
-    pub async fn snapshot_create(&self, instance: &str, req: SnapshotsPost) -> Result<Arc<Op>> {
+    pub(crate) async fn snapshot_create(
+        &self,
+        instance: &str,
+        req: SnapshotsPost,
+    ) -> Result<Arc<Op>> {
         self.instance_row(instance).await?;
         if req.stateful {
             return Err(EngineError::bad(
@@ -176,7 +184,7 @@ impl Engine {
             .map(|d| kante_api::now() + d)
     }
 
-    pub async fn snapshot_delete(&self, instance: &str, snap: &str) -> Result<Arc<Op>> {
+    pub(crate) async fn snapshot_delete(&self, instance: &str, snap: &str) -> Result<Arc<Op>> {
         self.snapshot_get(instance, snap).await?;
         let op = self.ops.create(
             OperationClass::Task,
@@ -230,7 +238,12 @@ impl Engine {
         Ok(())
     }
 
-    pub async fn snapshot_rename(&self, instance: &str, snap: &str, new: &str) -> Result<Arc<Op>> {
+    pub(crate) async fn snapshot_rename(
+        &self,
+        instance: &str,
+        snap: &str,
+        new: &str,
+    ) -> Result<Arc<Op>> {
         self.snapshot_get(instance, snap).await?;
         kante_api::names::validate_snapshot_name(new)?;
         if self.node.snapshot_get(instance, new).await?.is_some() {
@@ -260,7 +273,7 @@ impl Engine {
         Ok(op)
     }
 
-    pub async fn snapshot_set_expiry(
+    pub(crate) async fn snapshot_set_expiry(
         &self,
         instance: &str,
         snap: &str,

@@ -15,7 +15,7 @@ use crate::instance::{lock_nics, netstate};
 use crate::Engine;
 
 impl Engine {
-    pub async fn instance_get_full(&self, name: &str) -> Result<InstanceFull> {
+    pub(crate) async fn instance_get_full(&self, name: &str) -> Result<InstanceFull> {
         let row = self.instance_row(name).await?;
         self.with_state(self.render(&row).await?).await
     }
@@ -33,7 +33,7 @@ impl Engine {
     /// Every instance with its state and snapshots: the state is read
     /// once for the whole list (records, profiles, snapshots), not per
     /// instance.
-    pub async fn instance_list_full(&self) -> Result<Vec<InstanceFull>> {
+    pub(crate) async fn instance_list_full(&self) -> Result<Vec<InstanceFull>> {
         let table = self.profile_table().await?;
         let mut snapshots: HashMap<String, Vec<SnapshotRow>> = HashMap::new();
         for r in self.node.snapshot_list_all().await? {
@@ -58,7 +58,7 @@ impl Engine {
     }
 
     /// `GET /1.0/instances/{name}/state`.
-    pub async fn instance_state(&self, name: &str) -> Result<InstanceState> {
+    pub(crate) async fn instance_state(&self, name: &str) -> Result<InstanceState> {
         self.instance_row(name).await?;
         Ok(self.state_of(name))
     }
@@ -102,13 +102,13 @@ impl Engine {
     }
 
     /// The console log (what init and its services wrote to /dev/console).
-    pub async fn instance_console_log(&self, name: &str) -> Result<Vec<u8>> {
+    pub(crate) async fn instance_console_log(&self, name: &str) -> Result<Vec<u8>> {
         self.instance_row(name).await?;
         let path = self.paths.instance_logs(name).join("console.log");
         Ok(kante_runtime::console::read_log(&path)?)
     }
 
-    pub async fn instance_console_clear(&self, name: &str) -> Result<()> {
+    pub(crate) async fn instance_console_clear(&self, name: &str) -> Result<()> {
         self.instance_row(name).await?;
         let path = self.paths.instance_logs(name).join("console.log");
         let _ = std::fs::remove_file(kante_runtime::console::rotated_path(&path));

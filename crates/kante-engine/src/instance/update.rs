@@ -12,7 +12,7 @@ use crate::Engine;
 impl Engine {
     /// `PUT /1.0/instances/{name}` (full replace of the writable fields) or
     /// `PATCH` (merge) — `merge` selects which.
-    pub async fn instance_update(
+    pub(crate) async fn instance_update(
         &self,
         name: &str,
         req: InstancePut,

@@ -14,6 +14,7 @@
 //! [`image`] builds small image tarballs with GNU tar.
 
 pub mod image;
+mod inspect;
 mod runtime;
 
 use std::path::{Path, PathBuf};
@@ -26,6 +27,7 @@ use kante_api::operation::Operation;
 use kante_network::{NetContext, Ovs};
 use kante_runtime::lxcfs::Lxcfs;
 
+pub use inspect::{alias_get, image_get, instance_names, instance_row, instance_status};
 pub use kante_network::FakeNetOps;
 pub use kante_storage::mock::MockDriver;
 pub use runtime::{FakeRuntime, FAKE_MEMORY_USAGE, FAKE_PID_BASE};

@@ -3,8 +3,7 @@
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use kante_engine::front::Request;
-use kante_engine::instance::files::{parse_file_kind, FilePut};
+use kante_engine::front::{parse_file_kind, FilePut, Request};
 use kante_engine::EngineError;
 
 use super::images::body_stream;

@@ -4,8 +4,7 @@
 use axum::extract::{Path, State};
 use kante_api::exec::ExecPost;
 use kante_api::instance::{InstancePost, InstancePut, InstanceStatePut, InstancesPost};
-use kante_engine::front::{ListDetail, Request};
-use kante_engine::instance::snapshots::SnapshotsPost;
+use kante_engine::front::{ListDetail, Request, SnapshotsPost};
 
 use super::{recursion, Params};
 use crate::body::Json;

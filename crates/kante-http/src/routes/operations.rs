@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::response::IntoResponse;
 use futures_util::{SinkExt, StreamExt};
 use kante_engine::front::Request;
-use kante_engine::ws::{WsConn, WsMsg};
+use kante_engine::front::{WsConn, WsMsg};
 use tokio::sync::mpsc;
 
 use super::Params;

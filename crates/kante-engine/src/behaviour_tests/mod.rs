@@ -1,4 +1,4 @@
-//! Engine behaviour over fakes of the host (`kante_engine::testing`): a
+//! Engine behaviour over fakes of the host (`crate::testing`): a
 //! real `Engine` creates, starts, stops, updates and deletes instances in a
 //! temporary directory, with no root and no host state touched. Each test
 //! checks a state transition, a stored record, an emitted event or an
@@ -17,8 +17,8 @@ mod state;
 mod storage;
 mod uniqueness;
 
+use crate::Engine;
 use kante_api::event::Event;
-use kante_engine::Engine;
 use tokio::sync::broadcast::Receiver;
 
 /// The stored config of instance `name`.
@@ -58,7 +58,7 @@ pub fn actions(rx: &mut Receiver<Event>) -> Vec<String> {
 
 /// Reads a cgroup file the engine wrote for instance `name`.
 pub fn cgroup_file(
-    host: &kante_engine::testing::TestHost,
+    host: &crate::testing::TestHost,
     engine: &Engine,
     name: &str,
     file: &str,

@@ -1,13 +1,13 @@
 //! Creating instances: what is recorded, what is refused (with which
 //! status), copies, empty instances, and undo when storage fails half-way.
 
+use crate::testing::{self, TestHost};
+use crate::Engine;
 use kante_api::instance::{InstanceSource, InstancesPost};
 use kante_api::storage::StoragePoolsPost;
 use kante_api::DevicesMap;
-use kante_engine::testing::{self, TestHost};
-use kante_engine::Engine;
 
-use crate::{actions, config};
+use super::{actions, config};
 
 async fn with_image(host: &TestHost) -> (std::sync::Arc<Engine>, String) {
     let engine = host.open().await;

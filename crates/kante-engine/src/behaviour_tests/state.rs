@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use kante_engine::testing::{self, TestHost};
+use crate::testing::{self, TestHost};
 use kante_store::{ReservationKind, PROJECT, STANDALONE_MEMBER};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

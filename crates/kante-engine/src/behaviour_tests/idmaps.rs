@@ -2,9 +2,9 @@
 //! its own for `security.idmap.isolated` (kept across restarts, until the
 //! range is used up), none for privileged guests.
 
-use kante_engine::testing::{self, TestHost, TEST_ID_BLOCKS};
+use crate::testing::{self, TestHost, TEST_ID_BLOCKS};
 
-use crate::config;
+use super::config;
 
 #[tokio::test]
 async fn guests_share_block_zero_by_default() {

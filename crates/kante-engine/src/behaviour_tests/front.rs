@@ -4,15 +4,15 @@
 
 use std::sync::Arc;
 
+use crate::front::{
+    ByteStream, ImageUploadInfo, ListDetail, Parts, Reply, Request, Target, UploadBody,
+};
+use crate::testing::{self, image, TestHost};
+use crate::{Engine, Op};
 use bytes::Bytes;
 use kante_api::instance::InstanceStatePut;
 use kante_api::profile::{ProfilePut, ProfilesPost};
 use kante_api::storage::{StorageVolumePut, StorageVolumesPost};
-use kante_engine::front::{
-    ByteStream, ImageUploadInfo, ListDetail, Parts, Reply, Request, Target, UploadBody,
-};
-use kante_engine::testing::{self, image, TestHost};
-use kante_engine::{Engine, Op};
 
 /// The error status `req` is refused with, and its message.
 async fn refused(engine: &Engine, req: Request) -> (u16, String) {
@@ -414,7 +414,7 @@ struct MemParts(Vec<(String, Vec<u8>)>);
 
 #[async_trait::async_trait]
 impl Parts for MemParts {
-    async fn next_part(&mut self) -> kante_engine::Result<Option<(String, ByteStream)>> {
+    async fn next_part(&mut self) -> crate::Result<Option<(String, ByteStream)>> {
         if self.0.is_empty() {
             return Ok(None);
         }

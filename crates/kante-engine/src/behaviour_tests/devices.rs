@@ -4,13 +4,13 @@
 
 use std::collections::BTreeMap;
 
+use crate::testing::{self, TestHost};
+use crate::Engine;
 use kante_api::instance::InstancePut;
 use kante_api::network::NetworksPost;
 use kante_api::{ConfigMap, DevicesMap};
-use kante_engine::testing::{self, TestHost};
-use kante_engine::Engine;
 
-use crate::{actions, cgroup_file, config};
+use super::{actions, cgroup_file, config};
 
 fn dev(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
@@ -36,7 +36,7 @@ async fn patch(
     name: &str,
     config: ConfigMap,
     devices: DevicesMap,
-) -> kante_engine::Result<kante_engine::instance::live::ChangeReport> {
+) -> crate::Result<crate::instance::live::ChangeReport> {
     let row = engine.instance_row(name).await.unwrap();
     engine
         .instance_update(
@@ -106,7 +106,7 @@ async fn limits_change_live_and_the_report_says_so() {
 
 #[tokio::test]
 async fn a_count_of_cpus_picks_the_least_used_ones() {
-    if kante_engine::instance::config::online_cpus() < 2 {
+    if crate::instance::config::online_cpus() < 2 {
         eprintln!("skipped: needs two CPUs");
         return;
     }

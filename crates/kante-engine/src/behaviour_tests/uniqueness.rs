@@ -4,17 +4,17 @@
 
 use std::sync::Arc;
 
+use crate::testing::TestHost;
+use crate::Engine;
 use kante_api::profile::ProfilesPost;
 use kante_api::storage::StorageVolumesPost;
-use kante_engine::testing::TestHost;
-use kante_engine::Engine;
 
 /// Runs `n` copies of `create` at once; the statuses of those that failed,
 /// and how many succeeded.
 async fn race<F, Fut>(engine: &Arc<Engine>, n: usize, create: F) -> (usize, Vec<u16>)
 where
     F: Fn(Arc<Engine>) -> Fut,
-    Fut: std::future::Future<Output = kante_engine::Result<()>> + Send + 'static,
+    Fut: std::future::Future<Output = crate::Result<()>> + Send + 'static,
 {
     let tasks: Vec<_> = (0..n)
         .map(|_| tokio::spawn(create(engine.clone())))

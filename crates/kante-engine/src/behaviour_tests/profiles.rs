@@ -4,12 +4,12 @@
 
 use std::collections::BTreeMap;
 
+use crate::testing::{self, TestHost};
+use crate::Engine;
 use kante_api::profile::{ProfilePut, ProfilesPost};
 use kante_api::{ConfigMap, DevicesMap};
-use kante_engine::testing::{self, TestHost};
-use kante_engine::Engine;
 
-use crate::cgroup_file;
+use super::cgroup_file;
 
 fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs

@@ -3,12 +3,12 @@
 //! back in step with the tarballs at start after a crash (or imported
 //! from older versions' sidecars).
 
+use crate::testing::{self, TestHost};
+use crate::Engine;
 use kante_api::backup::InstanceBackupsPost;
-use kante_engine::testing::{self, TestHost};
-use kante_engine::Engine;
 use kante_store::BackupRow;
 
-use crate::actions;
+use super::actions;
 
 fn post(name: &str) -> InstanceBackupsPost {
     InstanceBackupsPost {

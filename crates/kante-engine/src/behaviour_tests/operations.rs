@@ -5,11 +5,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::testing::{self, TestHost};
+use crate::ws::{WsConn, WsMsg};
+use crate::{Engine, Op};
 use kante_api::exec::ExecPost;
 use kante_api::operation::OperationClass;
-use kante_engine::testing::{self, TestHost};
-use kante_engine::ws::{WsConn, WsMsg};
-use kante_engine::{Engine, Op};
 
 fn exec(command: &[&str]) -> ExecPost {
     ExecPost {
@@ -243,7 +243,7 @@ async fn a_whole_life_emits_its_lifecycle_events_in_order() {
     engine.instance_rename("c1", "c2").await.unwrap();
     engine.instance_delete("c2").await.unwrap();
     assert_eq!(
-        crate::lifecycle_events(&mut rx),
+        super::lifecycle_events(&mut rx),
         [
             (
                 "instance-created".to_string(),

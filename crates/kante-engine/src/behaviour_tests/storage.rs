@@ -2,14 +2,14 @@
 //! undone when the driver fails), renames and deletes with what they move
 //! or remove, custom volumes attached as disks, and pools in use.
 
+use crate::instance::snapshots::SnapshotsPost;
+use crate::testing::{self, TestHost};
+use crate::Engine;
 use kante_api::storage::{StoragePoolsPost, StorageVolumesPost};
 use kante_api::DevicesMap;
-use kante_engine::instance::snapshots::SnapshotsPost;
-use kante_engine::testing::{self, TestHost};
-use kante_engine::Engine;
 use kante_runtime::process::signal;
 
-use crate::{actions, config};
+use super::{actions, config};
 
 fn snap(name: &str) -> SnapshotsPost {
     SnapshotsPost {

@@ -4,14 +4,14 @@
 
 use std::time::{Duration, Instant};
 
+use crate::testing::{self, image, TestHost, FAKE_MEMORY_USAGE, FAKE_PID_BASE};
 use kante_api::instance::{InstanceStatePut, InstanceStatus};
-use kante_engine::testing::{self, image, TestHost, FAKE_MEMORY_USAGE, FAKE_PID_BASE};
 use kante_runtime::process::signal;
 use kante_runtime::InitExit;
 
-use crate::{actions, config};
+use super::{actions, config};
 
-async fn running(host: &TestHost, name: &str) -> std::sync::Arc<kante_engine::Engine> {
+async fn running(host: &TestHost, name: &str) -> std::sync::Arc<crate::Engine> {
     let engine = host.open().await;
     host.import_image(&engine, "img").await;
     host.launch(&engine, name, "img").await;

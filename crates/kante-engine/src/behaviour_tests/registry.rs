@@ -4,14 +4,14 @@
 
 use std::collections::BTreeMap;
 
+use crate::instance::live::ChangeReport;
+use crate::testing::{self, TestHost};
+use crate::Engine;
 use kante_api::instance::InstancePut;
 use kante_api::profile::{ProfilePut, ProfilesPost};
 use kante_api::{ConfigMap, DevicesMap};
-use kante_engine::instance::live::ChangeReport;
-use kante_engine::testing::{self, TestHost};
-use kante_engine::Engine;
 
-use crate::actions;
+use super::actions;
 
 fn dev(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
@@ -37,7 +37,7 @@ async fn create_with(engine: &Engine, name: &str, pairs: &[(&str, &str)]) -> Opt
     }
 }
 
-async fn profile_with(engine: &Engine, devices: DevicesMap) -> kante_engine::Result<()> {
+async fn profile_with(engine: &Engine, devices: DevicesMap) -> crate::Result<()> {
     engine
         .profile_create(ProfilesPost {
             name: "p".into(),
@@ -49,11 +49,7 @@ async fn profile_with(engine: &Engine, devices: DevicesMap) -> kante_engine::Res
         .await
 }
 
-async fn patch(
-    engine: &Engine,
-    name: &str,
-    devices: DevicesMap,
-) -> kante_engine::Result<ChangeReport> {
+async fn patch(engine: &Engine, name: &str, devices: DevicesMap) -> crate::Result<ChangeReport> {
     let row = engine.instance_row(name).await.unwrap();
     engine
         .instance_update(
@@ -399,8 +395,5 @@ fn devices_bound_to_this_host_cannot_migrate() {
             ]),
         ),
     ]);
-    assert_eq!(
-        kante_engine::devices::unmigratable(&devices),
-        ["host", "phys"]
-    );
+    assert_eq!(crate::devices::unmigratable(&devices), ["host", "phys"]);
 }
