@@ -138,7 +138,7 @@ pub fn parse_cpu_allowance(s: &str) -> Result<CpuAllowance, SyntaxError> {
 }
 
 /// LXD's expiry syntax: a list of `<n><unit>` with units M (minutes), H, d, w, m (months), y.
-pub fn parse_expiry(spec: &str) -> std::result::Result<Option<chrono::Duration>, String> {
+pub fn parse_expiry(spec: &str) -> std::result::Result<Option<chrono::Duration>, SyntaxError> {
     let spec = spec.trim();
     if spec.is_empty() {
         return Ok(None);
@@ -147,9 +147,11 @@ pub fn parse_expiry(spec: &str) -> std::result::Result<Option<chrono::Duration>,
     for part in spec.split_whitespace() {
         let split = part
             .find(|c: char| !c.is_ascii_digit())
-            .ok_or_else(|| format!("invalid expiry {part:?}"))?;
+            .ok_or_else(|| bad(format!("invalid expiry {part:?}")))?;
         let (n, unit) = part.split_at(split);
-        let n: i64 = n.parse().map_err(|_| format!("invalid expiry {part:?}"))?;
+        let n: i64 = n
+            .parse()
+            .map_err(|_| bad(format!("invalid expiry {part:?}")))?;
         total += match unit {
             "M" => chrono::Duration::minutes(n),
             "H" => chrono::Duration::hours(n),
@@ -157,7 +159,7 @@ pub fn parse_expiry(spec: &str) -> std::result::Result<Option<chrono::Duration>,
             "w" => chrono::Duration::weeks(n),
             "m" => chrono::Duration::days(30 * n),
             "y" => chrono::Duration::days(365 * n),
-            other => return Err(format!("invalid expiry unit {other:?} in {spec:?}")),
+            other => return Err(bad(format!("invalid expiry unit {other:?} in {spec:?}"))),
         };
     }
     Ok(Some(total))

@@ -118,9 +118,7 @@ fn check_value(key: &str, kind: Kind, value: &str) -> std::result::Result<(), Co
         Kind::CpuAllowance => units::parse_cpu_allowance(value).map(|_| ()),
         Kind::Schedule => crate::schedule::Schedule::parse(value).map(|_| ()),
         Kind::KernelModules => kante_runtime::kmod::parse_list(value).map(|_| ()),
-        Kind::Expiry => crate::units::parse_expiry(value)
-            .map(|_| ())
-            .map_err(SyntaxError),
+        Kind::Expiry => crate::units::parse_expiry(value).map(|_| ()),
     };
     checked.map_err(|source| ConfigError::Value {
         key: key.to_string(),

@@ -225,9 +225,8 @@ impl Engine {
         let container = tokio::task::spawn_blocking(move || {
             let mut applied = Vec::new();
             let c = rt.start(&spec, &mut |pid| {
-                applied = handle
-                    .block_on(engine.apply_nics(&plans, pid))
-                    .map_err(|e| e.to_string())?;
+                // The NIC error stays the start failure's source.
+                applied = handle.block_on(engine.apply_nics(&plans, pid))?;
                 Ok(())
             })?;
             Ok::<_, EngineError>((c, applied))
