@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use kante_integration::{run, Daemon, TestImage};
+use kante_integration::{proc_status_number, run, Daemon, TestImage};
 
 /// A host path no test made: the guest tries to have the daemon write it.
 fn host_marker(tag: &str) -> std::path::PathBuf {
@@ -203,15 +203,6 @@ impl tokio::io::AsyncWrite for Meter {
     }
 }
 
-fn rss_kib(pid: i32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 #[test]
 fn pulling_a_huge_sparse_file_streams_without_growing_the_daemon() {
     run(async {
@@ -222,7 +213,7 @@ fn pulling_a_huge_sparse_file_streams_without_growing_the_daemon() {
             .sh("b1", "truncate -s 1099511627776 /huge && echo ok")
             .await;
         assert_eq!((code, out.trim()), (0, "ok"), "{out}");
-        let before = rss_kib(d.pid());
+        let before = proc_status_number(d.pid(), "VmRSS");
         let mut meter = Meter {
             seen: 0,
             limit: 512 << 20,
@@ -235,7 +226,7 @@ fn pulling_a_huge_sparse_file_streams_without_growing_the_daemon() {
         .expect("the pull stalled");
         assert!(pulled.is_err(), "1 TiB came through in time?");
         assert!(meter.seen >= 512 << 20, "only {} bytes came", meter.seen);
-        let after = rss_kib(d.pid());
+        let after = proc_status_number(d.pid(), "VmRSS");
         assert!(
             after < before + 64 * 1024,
             "the daemon grew from {before} KiB to {after} KiB for a streamed file"

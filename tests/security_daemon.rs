@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kante_integration::{
-    attack_program, kante, nft_tables_of, push_executable, run, Daemon, PreExec, TestImage,
+    attack_program, fd_count, kante, nft_tables_of, proc_status_number, push_executable, run,
+    Daemon, PreExec, TestImage,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -24,20 +25,6 @@ async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(HANG, f)
         .await
         .unwrap_or_else(|_| panic!("{what}: no answer within {HANG:?} (hung)"))
-}
-
-fn status_field(pid: i32, field: &str) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim_start_matches(':').trim().parse().ok())
-        .unwrap_or(0)
-}
-
-fn fd_count(pid: i32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| d.count())
-        .unwrap_or(0)
 }
 
 fn free_port() -> u16 {
@@ -110,7 +97,8 @@ fn a_proxy_flood_does_not_starve_the_daemon() {
         assert_eq!(code, 0, "{out}");
 
         let pid = d.pid();
-        let (threads_before, fds_before) = (status_field(pid, "Threads"), fd_count(pid));
+        let (threads_before, fds_before) =
+            (proc_status_number(pid, "Threads"), fd_count(pid) as usize);
         // Sample kanted's threads and fds for as long as the flood lasts.
         let (most_threads, most_fds) =
             (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
@@ -119,8 +107,11 @@ fn a_proxy_flood_does_not_starve_the_daemon() {
             let (t, f, mut stop) = (most_threads.clone(), most_fds.clone(), stop_rx.clone());
             tokio::spawn(async move {
                 while !*stop.borrow() {
-                    t.fetch_max(status_field(pid, "Threads") as usize, Ordering::SeqCst);
-                    f.fetch_max(fd_count(pid), Ordering::SeqCst);
+                    t.fetch_max(
+                        proc_status_number(pid, "Threads") as usize,
+                        Ordering::SeqCst,
+                    );
+                    f.fetch_max(fd_count(pid) as usize, Ordering::SeqCst);
                     let _ = tokio::time::timeout(Duration::from_millis(20), stop.changed()).await;
                 }
             })

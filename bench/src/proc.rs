@@ -2,7 +2,7 @@
 
 /// Resident set size of a process, in bytes.
 pub fn rss(pid: i32) -> u64 {
-    status_kb(pid, "VmRSS:") * 1024
+    kante_integration::proc_status_number(pid, "VmRSS") * 1024
 }
 
 /// Proportional set size (shared pages divided among their users), in bytes.
@@ -17,18 +17,6 @@ pub fn pss(pid: i32) -> u64 {
         })
         .unwrap_or(0)
         * 1024
-}
-
-fn status_kb(pid: i32, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|t| {
-            t.lines().find_map(|l| {
-                l.strip_prefix(key)
-                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            })
-        })
-        .unwrap_or(0)
 }
 
 /// Pids whose command line contains `needle`.

@@ -231,15 +231,6 @@ impl Usage {
 
 /// The usage of the daemon `pid` serving `dir`, whose cgroup prefix is `prefix`.
 pub fn usage(pid: i32, dir: &Path, prefix: &str) -> Usage {
-    let count_dir = |p: String| std::fs::read_dir(p).map(|d| d.count() as u64).unwrap_or(0);
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |key: &str| -> u64 {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
-    };
     let mut cgroups = 0;
     for root in cgroup_dirs(prefix) {
         cgroups += subdirs(&root);
@@ -256,9 +247,9 @@ pub fn usage(pid: i32, dir: &Path, prefix: &str) -> Usage {
         }
     }
     Usage {
-        fds: count_dir(format!("/proc/{pid}/fd")),
-        threads: field("Threads:"),
-        rss_kib: field("VmRSS:"),
+        fds: fd_count(pid),
+        threads: proc_status_number(pid, "Threads"),
+        rss_kib: proc_status_number(pid, "VmRSS"),
         mounts: mounts_under(dir).len() as u64,
         links: kante_links().len() as u64,
         cgroups,
@@ -266,6 +257,22 @@ pub fn usage(pid: i32, dir: &Path, prefix: &str) -> Usage {
         nft_objects: nft_objects_of(prefix),
         lease_lines,
     }
+}
+
+/// A number from `/proc/PID/status` (`Threads`, `VmRSS` in KiB, …); 0 if
+/// the process or the field is gone.
+pub fn proc_status_number(pid: i32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The open fds of process `pid`.
+pub fn fd_count(pid: i32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64)
 }
 
 /// Directories below `root`, at any depth.

@@ -21,8 +21,9 @@ pub mod soak;
 pub use cgroups::{pids_in_tree, HostCgroups};
 use leaks::cgroup_dirs;
 pub use leaks::{
-    kante_links, leaks_of, loop_devices_under, mounts_under, nft_tables_of, processes_mentioning,
-    settled_usage, usage, Allowance, Usage, CYCLE_ALLOWANCE,
+    fd_count, kante_links, leaks_of, loop_devices_under, mounts_under, nft_tables_of,
+    proc_status_number, processes_mentioning, settled_usage, usage, Allowance, Usage,
+    CYCLE_ALLOWANCE,
 };
 
 /// One root test at a time: they share cgroups, ids and the machine. The
