@@ -72,10 +72,9 @@ pub fn release_leases(bridge: &str, state_dir: &Path, mac: MacAddr) -> Result<us
         &OsString::from(bridge),
     )
     .map_err(|e| NetworkError::io(format!("binding to {bridge}"))(e.into()))?;
-    for (i, client) in leases.iter().enumerate() {
-        let xid = rand::random::<u32>().wrapping_add(i as u32);
+    for client in &leases {
         sock.send_to(
-            &release_packet(xid, *client, mac, server),
+            &release_packet(rand::random(), *client, mac, server),
             SocketAddrV4::new(server, SERVER_PORT),
         )
         .map_err(NetworkError::io(format!("releasing {client} on {bridge}")))?;

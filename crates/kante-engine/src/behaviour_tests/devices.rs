@@ -52,6 +52,25 @@ async fn patch(
         .await
 }
 
+/// A full update that keeps the instance's config and profiles and drops
+/// every device of its own.
+async fn drop_own_devices(engine: &Engine, name: &str) {
+    let row = engine.instance_row(name).await.unwrap();
+    engine
+        .instance_update(
+            name,
+            InstancePut {
+                config: row.config.clone(),
+                devices: DevicesMap::new(),
+                profiles: Some(row.profiles.clone()),
+                ..Default::default()
+            },
+            false,
+        )
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn limits_are_written_to_the_cgroup_at_start() {
     let host = TestHost::new();
@@ -214,20 +233,7 @@ async fn a_disk_is_hot_plugged_and_unplugged() {
         .devices
         .contains_key("data"));
     // A full update without the device removes it.
-    let row = engine.instance_row("c1").await.unwrap();
-    engine
-        .instance_update(
-            "c1",
-            InstancePut {
-                config: row.config.clone(),
-                devices: DevicesMap::new(),
-                profiles: Some(row.profiles.clone()),
-                ..Default::default()
-            },
-            false,
-        )
-        .await
-        .unwrap();
+    drop_own_devices(&engine, "c1").await;
     assert!(host.runtime.mounts("c1").is_empty());
     assert!(host
         .runtime
@@ -323,20 +329,7 @@ async fn a_nic_is_hot_plugged_into_a_running_instance() {
         .calls()
         .iter()
         .any(|l| l.starts_with(&format!("create_veth {veth} eth9 "))));
-    let row = engine.instance_row("c1").await.unwrap();
-    engine
-        .instance_update(
-            "c1",
-            InstancePut {
-                config: row.config.clone(),
-                devices: DevicesMap::new(),
-                profiles: Some(row.profiles.clone()),
-                ..Default::default()
-            },
-            false,
-        )
-        .await
-        .unwrap();
+    drop_own_devices(&engine, "c1").await;
     assert!(host.net.calls().contains(&format!("delete_link {veth}")));
     let c = config(&engine, "c1").await;
     assert!(!c.contains_key("volatile.n.hwaddr") && !c.contains_key("volatile.n.host_name"));
