@@ -92,6 +92,18 @@ fn says_no_space(what: &str, msg: &str) {
     assert_eq!(msg.trim_end().lines().count(), 1, "{what}: {msg:?}");
 }
 
+/// Imports `backup` as `c4` on the test pool.
+async fn import_c4(d: &Daemon, backup: &Path) -> Result<(), ClientError> {
+    let opts = BackupImportOptions {
+        name: Some("c4".into()),
+        pool: Some(POOL.into()),
+    };
+    d.client
+        .import_backup(backup, &opts, |_, _| {})
+        .await
+        .map(|_| ())
+}
+
 /// Nothing of `name` is left: no record, no volume, no staging or unpack
 /// directory in the pool, no mount but the pool's own filesystem.
 async fn nothing_left(d: &Daemon, base: &Path, name: &str) {
@@ -166,15 +178,7 @@ fn a_full_pool_fails_cleanly_and_recovers() {
         assert!(!o.status.success());
         says_no_space("copy", &String::from_utf8_lossy(&o.stderr));
         nothing_left(&d, &base, "c3").await;
-        let opts = BackupImportOptions {
-            name: Some("c4".into()),
-            pool: Some(POOL.into()),
-        };
-        let e = d
-            .client
-            .import_backup(&backup, &opts, |_, _| {})
-            .await
-            .unwrap_err();
+        let e = import_c4(&d, &backup).await.unwrap_err();
         says_no_space("import", &e.to_string());
         nothing_left(&d, &base, "c4").await;
 
@@ -206,10 +210,7 @@ fn a_full_pool_fails_cleanly_and_recovers() {
         d.client.post(&volumes, &copy).await.unwrap();
         create_on(&d, &fp, "c2", POOL).await.unwrap();
         kante_ok(&d, &["copy", "c1", "c3"]);
-        d.client
-            .import_backup(&backup, &opts, |_, _| {})
-            .await
-            .unwrap();
+        import_c4(&d, &backup).await.unwrap();
         for n in ["c1", "c2", "c3", "c4"] {
             let rootfs = base.join("containers").join(n).join("rootfs");
             assert!(rootfs.join("bin/busybox").exists(), "{n}");
@@ -256,23 +257,12 @@ fn a_full_btrfs_pool_fails_cleanly_and_recovers() {
         kante_ok(&d, &["export", "c1", backup.to_str().unwrap()]);
 
         let filler = fill_leaving(&base, 1 << 20);
-        let opts = BackupImportOptions {
-            name: Some("c4".into()),
-            pool: Some(POOL.into()),
-        };
-        let e = d
-            .client
-            .import_backup(&backup, &opts, |_, _| {})
-            .await
-            .unwrap_err();
+        let e = import_c4(&d, &backup).await.unwrap_err();
         says_no_space("btrfs import", &e.to_string());
         nothing_left(&d, &base, "c4").await;
         create_on(&d, &fp, "c5", "default").await.unwrap();
         free_space(&filler);
-        d.client
-            .import_backup(&backup, &opts, |_, _| {})
-            .await
-            .unwrap();
+        import_c4(&d, &backup).await.unwrap();
         for n in ["c1", "c4", "c5"] {
             kante_ok(&d, &["delete", n]);
         }
