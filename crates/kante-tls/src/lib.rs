@@ -1,0 +1,22 @@
+//! Kante's TLS pieces, shared by the daemon's HTTPS listener and the
+//! client: self-signed key pairs as LXD makes them (ECDSA P-384, long
+//! validity, the key file `0600`), certificate fingerprints (sha256 of the
+//! DER, lower-case hex, as LXD shows them), parsing of certificates as
+//! clients send them (PEM, DER, or base64 DER), and rustls configurations:
+//! a server that asks every client for a certificate but requires none
+//! (trust is decided later, by fingerprint), and a client that trusts
+//! exactly one pinned server certificate.
+
+mod config;
+mod keypair;
+
+pub use config::{client_config, server_config, ServerPin, TLS_VERSIONS};
+pub use keypair::{load_or_create, parse_certificate, CertError, KeyPair, Role};
+pub use rustls;
+
+use sha2::{Digest, Sha256};
+
+/// A certificate's fingerprint as LXD shows it: sha256 of the DER, hex.
+pub fn fingerprint(der: &[u8]) -> String {
+    hex::encode(Sha256::digest(der))
+}
