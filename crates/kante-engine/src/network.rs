@@ -129,8 +129,8 @@ impl Engine {
         for p in self.shared.profile_list().await? {
             note(&p.devices, format!("/1.0/profiles/{}", p.name));
         }
-        for i in self.node.instance_list().await? {
-            let devices = self.expanded(&i).await.map(|(_, d)| d).unwrap_or_default();
+        for (i, expanded) in self.instances_expanded().await? {
+            let devices = expanded.map(|(_, d)| d).unwrap_or_default();
             note(&devices, format!("/1.0/instances/{}", i.name));
         }
         Ok(out)
@@ -321,8 +321,8 @@ impl Engine {
         let leases = driver.leases(&self.network_spec(&row))?;
         // Instances with a static address on this network are listed as such.
         let mut statics: BTreeMap<String, String> = BTreeMap::new();
-        for i in self.node.instance_list().await? {
-            let devices = self.expanded(&i).await.map(|(_, d)| d).unwrap_or_default();
+        for (i, expanded) in self.instances_expanded().await? {
+            let devices = expanded.map(|(_, d)| d).unwrap_or_default();
             for (dev, d) in crate::devices::nics(&devices)
                 .filter(|(_, d)| d.get("network").map(String::as_str) == Some(name))
             {

@@ -169,12 +169,14 @@ impl Engine {
     }
 
     pub(crate) async fn pool_list(&self) -> Result<Vec<StoragePool>> {
-        let instances = self.node.instance_list().await?;
-        let profiles = self.shared.profile_list().await?;
-        let mut root_pools = Vec::new();
-        for i in &instances {
-            root_pools.push(self.instance_pool_name(i).await);
-        }
+        let (instances, profiles) =
+            tokio::join!(self.instances_expanded(), self.shared.profile_list());
+        let (instances, profiles) = (instances?, profiles?);
+        let root_pools: Vec<String> = instances
+            .iter()
+            .map(|(_, expanded)| crate::instance::root_pool(expanded.as_ref().ok().map(|(_, d)| d)))
+            .collect();
+        let instances: Vec<_> = instances.into_iter().map(|(i, _)| i).collect();
         Ok(self
             .node
             .pool_list()

@@ -2,7 +2,7 @@
 
 pub use kante_api::profile::{Profile, ProfilePut, ProfilesPost};
 use kante_api::{ConfigMap, DevicesMap};
-use kante_store::ProfileRow;
+use kante_store::{InstanceRow, ProfileRow};
 
 use std::collections::BTreeMap;
 
@@ -41,34 +41,18 @@ impl Engine {
             .profile_get(name)
             .await?
             .ok_or_else(|| EngineError::NotFound("Profile not found".into()))?;
-        Ok(self.render_profile(row).await)
+        let instances = self.node.instance_list().await.unwrap_or_default();
+        Ok(render_profile(row, &instances))
     }
 
+    /// Every profile, the instances read once for all of them.
     pub(crate) async fn profile_list(&self) -> Result<Vec<Profile>> {
-        let mut out = Vec::new();
-        for r in self.shared.profile_list().await? {
-            out.push(self.render_profile(r).await);
-        }
-        Ok(out)
-    }
-
-    async fn render_profile(&self, row: ProfileRow) -> Profile {
-        let used_by = self
-            .node
-            .instance_list()
-            .await
-            .unwrap_or_default()
+        let (rows, instances) = tokio::join!(self.shared.profile_list(), self.node.instance_list());
+        let instances = instances.unwrap_or_default();
+        Ok(rows?
             .into_iter()
-            .filter(|i| i.profiles.contains(&row.name))
-            .map(|i| format!("/1.0/instances/{}", i.name))
-            .collect();
-        Profile {
-            name: row.name,
-            description: row.description,
-            config: row.config,
-            devices: row.devices,
-            used_by,
-        }
+            .map(|r| render_profile(r, &instances))
+            .collect())
     }
 
     pub(crate) async fn profile_create(&self, req: ProfilesPost) -> Result<()> {
@@ -234,5 +218,21 @@ impl Engine {
         }
         self.shared.profile_delete(name).await?;
         Ok(())
+    }
+}
+
+/// A profile as the API shows it, with the instances that use it.
+fn render_profile(row: ProfileRow, instances: &[InstanceRow]) -> Profile {
+    let used_by = instances
+        .iter()
+        .filter(|i| i.profiles.contains(&row.name))
+        .map(|i| format!("/1.0/instances/{}", i.name))
+        .collect();
+    Profile {
+        name: row.name,
+        description: row.description,
+        config: row.config,
+        devices: row.devices,
+        used_by,
     }
 }

@@ -150,8 +150,8 @@ impl Engine {
             .filter(|p| crate::devices::uses_volume(&p.devices, pool, vol))
             .map(|p| format!("/1.0/profiles/{}", p.name))
             .collect();
-        for row in self.node.instance_list().await? {
-            let (_, devices) = self.expanded(&row).await.unwrap_or_default();
+        for (row, expanded) in self.instances_expanded().await? {
+            let (_, devices) = expanded.unwrap_or_default();
             if crate::devices::uses_volume(&devices, pool, vol) {
                 used.push(format!("/1.0/instances/{}", row.name));
             }

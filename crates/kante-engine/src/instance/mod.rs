@@ -131,11 +131,7 @@ impl Engine {
 
     /// The pool holding the instance's root disk.
     pub(crate) async fn instance_pool_name(&self, row: &InstanceRow) -> String {
-        self.expanded(row)
-            .await
-            .ok()
-            .and_then(|(_, d)| config::root_disk(&d).and_then(|(_, r)| r.get("pool").cloned()))
-            .unwrap_or_else(|| "default".into())
+        root_pool(self.expanded(row).await.ok().map(|(_, d)| d).as_ref())
     }
 
     pub(crate) async fn instance_volume(&self, row: &InstanceRow) -> Result<PathBuf> {
@@ -200,23 +196,44 @@ impl Engine {
         Ok(self.node.instance_names().await?)
     }
 
-    /// Every instance, its profiles read once for the whole list rather than
-    /// once per instance and profile.
+    /// Every instance, rendered.
     pub(crate) async fn instance_list(&self) -> Result<Vec<Instance>> {
-        let table = self.profile_table().await?;
-        self.node
-            .instance_list()
+        self.instances_expanded()
             .await?
+            .into_iter()
+            .map(|(row, expanded)| Ok(self.render_expanded(row, expanded?)))
+            .collect()
+    }
+
+    /// Every instance's record with its expanded config and devices, the
+    /// profiles read once for the whole list rather than once per instance
+    /// and profile (both reads are asked for at once). An instance whose
+    /// profile is missing carries that error; the caller decides.
+    #[allow(clippy::type_complexity)]
+    pub(crate) async fn instances_expanded(
+        &self,
+    ) -> Result<Vec<(InstanceRow, Result<(ConfigMap, DevicesMap)>)>> {
+        let (table, rows) = tokio::join!(self.profile_table(), self.node.instance_list());
+        let (table, rows) = (table?, rows?);
+        Ok(rows
             .into_iter()
             .map(|row| {
                 let layers = row
                     .profiles
                     .iter()
                     .map(|p| table.get(p).cloned().ok_or_else(|| profile_missing(p)))
-                    .collect::<Result<Vec<_>>>()?;
-                let expanded = config::expand(&layers, &row.config, &row.devices);
-                Ok(self.render_expanded(row, expanded))
+                    .collect::<Result<Vec<_>>>();
+                let expanded = layers.map(|l| config::expand(&l, &row.config, &row.devices));
+                (row, expanded)
             })
-            .collect()
+            .collect())
     }
+}
+
+/// The pool of the root disk among expanded `devices` (`default` when
+/// there is none, or the devices could not be expanded).
+pub(crate) fn root_pool(devices: Option<&DevicesMap>) -> String {
+    devices
+        .and_then(|d| config::root_disk(d).and_then(|(_, r)| r.get("pool").cloned()))
+        .unwrap_or_else(|| "default".into())
 }
