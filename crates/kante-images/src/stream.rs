@@ -21,7 +21,7 @@ use crate::unpack::{run_tar, Job};
 const IO_BUF: usize = 256 * 1024;
 /// Most decompressed bytes kept while looking for the first member
 /// (extension headers and directories before it included).
-const MAX_HEAD: usize = 64 << 20;
+const MAX_HEAD: usize = 32 << 20;
 /// Report progress at most every this many source bytes.
 const PROGRESS_STEP: u64 = 4 << 20;
 

@@ -256,10 +256,18 @@ impl Engine {
         name: Option<String>,
         pool: Option<String>,
     ) -> Result<std::sync::Arc<crate::Op>> {
+        // Where the body goes if it must be spooled after all: ready first.
+        let spool_dir = match self.backup_upload_dir() {
+            Ok(d) => d,
+            Err(e) => {
+                drain(body).await;
+                return Err(e);
+            }
+        };
         let (feed, reader) = feed::channel();
         let (pumped, started) = tokio::join!(
             feed.pump(body),
-            self.instance_import_stream(reader, name, pool)
+            self.instance_import_stream(reader, &spool_dir, name, pool)
         );
         match pumped {
             Ok(()) => started,

@@ -104,10 +104,12 @@ fn archive_error(e: ImageError) -> EngineError {
 impl Engine {
     /// Reads the body `body` as far as its `index.yaml`, checks it and
     /// starts importing the rest as it arrives ("Creating instance from
-    /// backup"); a tarball whose index is not first is spooled first.
+    /// backup"); a tarball whose index is not first is spooled into
+    /// `spool_dir` first.
     pub(crate) async fn instance_import_stream(
         &self,
         body: BodyReader,
+        spool_dir: &Path,
         name: Option<String>,
         pool: Option<String>,
     ) -> Result<Arc<Op>> {
@@ -120,9 +122,7 @@ impl Engine {
             let source = Source::Stream(archive);
             return self.import_start(text, None, name, pool, source).await;
         }
-        let file = self
-            .backup_upload_dir()?
-            .join(format!("upload-{}", crate::util::random_hex(16)));
+        let file = spool_dir.join(format!("upload-{}", crate::util::random_hex(16)));
         let upload = Upload(file.clone());
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             let mut f = std::io::BufWriter::new(std::fs::File::create(&file)?);
