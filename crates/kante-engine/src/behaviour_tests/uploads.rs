@@ -1,6 +1,7 @@
 //! Upload bodies read once, through the front door: a backup import
-//! unpacks into the pool's staging directory while its body still
-//! arrives (nothing spooled), a backup whose index is not first is
+//! unpacks into the pool's staging directory and an image goes into the
+//! store while its body still arrives (nothing spooled, no reply before
+//! the body's end), a backup whose index is not first is
 //! spooled and imported all the same, and a body that breaks half-way
 //! (the client went away) leaves nothing, for backups and images alike.
 
@@ -331,4 +332,64 @@ async fn a_split_image_whose_rootfs_breaks_half_way_leaves_nothing() {
         .to_string();
     assert!(engine.paths.images().join(format!("{fp}.rootfs")).is_file());
     assert!(files_in(&engine.upload_dir().unwrap()).is_empty());
+}
+
+#[tokio::test]
+async fn an_image_goes_into_the_store_while_its_body_still_arrives() {
+    let host = TestHost::new();
+    let engine = host.open().await;
+    let spec = image::Spec {
+        filler: 2 << 20,
+        ..Default::default()
+    };
+    let tarball = Bytes::from(std::fs::read(image::build(host.path(), &spec)).unwrap());
+    let (tx, body) = controlled();
+    let e2 = engine.clone();
+    let req = Request::ImageUpload {
+        info: ImageUploadInfo::default(),
+        body: UploadBody::Single(body),
+    };
+    let reply = tokio::spawn(async move { e2.handle(req).await });
+    let half = tarball.len() / 2;
+    tx.send(Ok(tarball.slice(..half))).await.unwrap();
+
+    // Half the body is in: the store's temp file holds most of it (the
+    // store writes through a buffer of its own), nothing is spooled.
+    let uploads = engine.upload_dir().unwrap();
+    let in_store = async {
+        loop {
+            let written: u64 = files_in(&engine.paths.images())
+                .iter()
+                .filter(|p| **p != uploads)
+                .filter_map(|p| std::fs::metadata(p).ok())
+                .map(|m| m.len())
+                .sum();
+            if written >= half as u64 / 2 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), in_store)
+        .await
+        .expect("the first half never reached the store");
+    assert!(
+        files_in(&engine.upload_dir().unwrap()).is_empty(),
+        "spooled"
+    );
+    assert!(!reply.is_finished(), "replied before the whole body");
+
+    tx.send(Ok(tarball.slice(half..))).await.unwrap();
+    drop(tx);
+    let op = reply.await.unwrap().unwrap().into_operation().unwrap();
+    let fp = testing::wait_ok(&op).await.metadata["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Stored under its fingerprint, byte for byte, and nothing else.
+    assert_eq!(
+        std::fs::read(engine.paths.images().join(&fp)).unwrap(),
+        tarball
+    );
+    assert_eq!(images_dir_files(&engine).len(), 1);
 }
