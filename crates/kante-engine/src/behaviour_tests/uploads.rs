@@ -393,3 +393,39 @@ async fn an_image_goes_into_the_store_while_its_body_still_arrives() {
     );
     assert_eq!(images_dir_files(&engine).len(), 1);
 }
+
+#[tokio::test]
+async fn a_rootfs_part_before_its_metadata_is_spooled_and_stored_split() {
+    let host = TestHost::new();
+    let engine = host.open().await;
+    let (meta, rootfs) = image::build_split(host.path(), &image::Spec::default());
+    let (meta, rootfs) = (std::fs::read(meta).unwrap(), std::fs::read(rootfs).unwrap());
+    let whole = |b: Vec<u8>| -> ByteStream {
+        Box::pin(futures_util::stream::once(
+            async move { Ok(Bytes::from(b)) },
+        ))
+    };
+    let parts = BrokenSplit(vec![
+        ("rootfs".into(), whole(rootfs.clone())),
+        ("metadata".into(), whole(meta.clone())),
+    ]);
+    let req = Request::ImageUpload {
+        info: ImageUploadInfo::default(),
+        body: UploadBody::Parts(Box::new(parts)),
+    };
+    let op = engine.handle(req).await.unwrap().into_operation().unwrap();
+    let fp = testing::wait_ok(&op).await.metadata["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let images = engine.paths.images();
+    assert_eq!(std::fs::read(images.join(&fp)).unwrap(), meta);
+    assert_eq!(
+        std::fs::read(images.join(format!("{fp}.rootfs"))).unwrap(),
+        rootfs
+    );
+    assert!(
+        files_in(&engine.upload_dir().unwrap()).is_empty(),
+        "spool left"
+    );
+}
