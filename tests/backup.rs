@@ -336,3 +336,67 @@ fn zstd_and_instance_only_exports() {
         a.shutdown().await;
     });
 }
+
+/// Staging directories of imports in the default pool.
+fn staging(d: &Daemon) -> Vec<String> {
+    std::fs::read_dir(pool_dir(d, "default").join("containers"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect()
+}
+
+async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "{what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[test]
+fn an_upload_cut_by_its_client_unpacks_as_it_arrives_and_leaves_nothing() {
+    use tokio::io::AsyncWriteExt;
+    run(async {
+        let work = tempfile::tempdir().unwrap();
+        let d = Daemon::start().await;
+        let file = export_c1(&d, work.path()).await;
+        let body = std::fs::read(&file).unwrap();
+        // By hand: half the announced body, then the connection goes.
+        let mut s = tokio::net::UnixStream::connect(d.dir.join("unix.socket"))
+            .await
+            .unwrap();
+        let head = format!(
+            "POST /1.0/instances HTTP/1.1\r\nHost: unix.socket\r\n\
+             Content-Type: application/octet-stream\r\nX-LXD-name: gone\r\n\
+             Content-Length: {}\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        s.write_all(&body[..body.len() / 2]).await.unwrap();
+        s.flush().await.unwrap();
+        // The first half is being unpacked in the pool, nothing spooled.
+        until("no staging directory while the body arrives", || {
+            !staging(&d).is_empty()
+        })
+        .await;
+        let spool: Vec<_> = std::fs::read_dir(d.dir.join("backups/.uploads"))
+            .unwrap()
+            .flatten()
+            .collect();
+        assert!(spool.is_empty(), "spooled: {spool:?}");
+        drop(s);
+        until("the cut import's staging directory stays", || {
+            staging(&d).is_empty()
+        })
+        .await;
+        nothing_left(&d, "default", "gone").await;
+        // The daemon takes the whole upload afterwards.
+        import_and_check(&d, &file, "back", None).await;
+        d.shutdown().await;
+    });
+}

@@ -1,7 +1,7 @@
 //! Images: import (into the content-addressed store), listing, aliases,
 //! export, and unpacking once per pool for instances to be made from.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -10,7 +10,7 @@ use kante_api::image::{
 };
 use kante_api::operation::OperationClass;
 use kante_api::ConfigMap;
-use kante_images::Limits;
+use kante_images::{ImageError, Limits, StoredImage};
 use kante_storage::{Pool, VolumeKind};
 use kante_store::{AliasRow, ImageRow};
 use serde_json::json;
@@ -20,29 +20,86 @@ use crate::operations::Op;
 use crate::util::{fmt_time, parse_time};
 use crate::Engine;
 
-/// An upload the HTTP layer has written to disk under [`Engine::upload_dir`].
-pub enum UploadFiles {
-    Unified(PathBuf),
-    Split { metadata: PathBuf, rootfs: PathBuf },
-}
+/// An image being stored from an upload: the store's result, once the
+/// body has gone through it (see `front/upload.rs`).
+pub(crate) type StoreTask = tokio::sync::oneshot::Receiver<Result<StoredImage>>;
 
 /// `POST /1.0/images` with a file body, plus its `X-LXD-*` headers.
-pub struct ImageUpload {
-    pub files: UploadFiles,
+pub(crate) struct ImageUpload {
+    pub stored: StoreTask,
     pub filename: String,
     pub public: bool,
     pub properties: ConfigMap,
     pub aliases: Vec<ImageAliasRef>,
-    pub expected_fingerprint: Option<String>,
     pub profiles: Option<Vec<String>>,
 }
 
 impl Engine {
-    /// Where uploads are spooled (same filesystem as the store: renames stay cheap).
+    /// Where a rootfs part sent before its metadata part is spooled
+    /// (same filesystem as the store).
     pub(crate) fn upload_dir(&self) -> Result<PathBuf> {
         let d = self.paths.images().join(".uploads");
         std::fs::create_dir_all(&d)?;
         Ok(d)
+    }
+
+    /// Stores an upload in the background: `store` runs on a blocking
+    /// thread with the store's directory, the expected fingerprint and the
+    /// import caps. An image stored for nobody (the request went away
+    /// before its operation took it) is removed.
+    pub(crate) fn store_task<F>(&self, expected: Option<String>, store: F) -> StoreTask
+    where
+        F: FnOnce(&Path, Option<&str>, &Limits) -> std::result::Result<StoredImage, ImageError>
+            + Send
+            + 'static,
+    {
+        let dir = self.paths.images();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let d = dir.clone();
+            let stored = tokio::task::spawn_blocking(move || {
+                let limits = Limits::import_into(&d)?;
+                store(&d, expected.as_deref(), &limits).map_err(EngineError::from)
+            })
+            .await
+            .map_err(EngineError::from)
+            .and_then(|r| r);
+            if let Err(Ok(s)) = tx.send(stored) {
+                let _ = kante_images::remove_stored(&dir, &s.fingerprint);
+            }
+        });
+        rx
+    }
+
+    /// Waits for a store nobody will record, and removes what it stored.
+    pub(crate) async fn abandon_store(&self, task: StoreTask) {
+        if let Ok(Ok(s)) = task.await {
+            let _ = kante_images::remove_stored(&self.paths.images(), &s.fingerprint);
+        }
+    }
+
+    /// What an upload's headers ask for that must exist, or must not.
+    pub(crate) async fn check_image_upload(
+        &self,
+        aliases: &[ImageAliasRef],
+        profiles: Option<&[String]>,
+    ) -> Result<()> {
+        for a in aliases {
+            kante_api::names::validate_alias_name(&a.name)?;
+            if self.shared.alias_get(&a.name).await?.is_some() {
+                return Err(EngineError::Conflict(format!(
+                    "Alias {:?} already exists",
+                    a.name
+                )));
+            }
+        }
+        for name in profiles.unwrap_or_default() {
+            self.shared
+                .profile_get(name)
+                .await?
+                .ok_or_else(|| EngineError::NotFound(format!("Profile {name:?} not found")))?;
+        }
+        Ok(())
     }
 
     async fn render_image(&self, row: &ImageRow) -> Image {
@@ -96,25 +153,9 @@ impl Engine {
         Ok(self.render_image(&self.image_row(fp).await?).await)
     }
 
-    /// Imports an uploaded image in an operation whose result carries the fingerprint.
-    pub(crate) async fn image_import(&self, upload: ImageUpload) -> Result<Arc<Op>> {
-        for a in &upload.aliases {
-            kante_api::names::validate_alias_name(&a.name)?;
-            if self.shared.alias_get(&a.name).await?.is_some() {
-                return Err(EngineError::Conflict(format!(
-                    "Alias {:?} already exists",
-                    a.name
-                )));
-            }
-        }
-        if let Some(p) = &upload.profiles {
-            for name in p {
-                self.shared
-                    .profile_get(name)
-                    .await?
-                    .ok_or_else(|| EngineError::NotFound(format!("Profile {name:?} not found")))?;
-            }
-        }
+    /// Records an uploaded image in an operation whose result carries the
+    /// fingerprint, once its store is done.
+    pub(crate) fn image_import(&self, upload: ImageUpload) -> Arc<Op> {
         let op = self.ops.create(
             OperationClass::Task,
             "Downloading image",
@@ -123,46 +164,15 @@ impl Engine {
         let engine = self.arc();
         let op2 = op.clone();
         self.ops.run(op.clone(), async move {
-            let result = engine.import_files(&op2, &upload).await;
-            match &upload.files {
-                UploadFiles::Unified(p) => {
-                    let _ = std::fs::remove_file(p);
-                }
-                UploadFiles::Split { metadata, rootfs } => {
-                    let _ = std::fs::remove_file(metadata);
-                    let _ = std::fs::remove_file(rootfs);
-                }
-            }
-            result
+            engine.record_upload(&op2, upload).await
         });
-        Ok(op)
+        op
     }
 
-    async fn import_files(&self, op: &Op, upload: &ImageUpload) -> Result<()> {
-        let dir = self.paths.images();
-        let expected = upload.expected_fingerprint.clone();
-        let stored = match &upload.files {
-            UploadFiles::Unified(p) => {
-                let p = p.clone();
-                tokio::task::spawn_blocking(move || {
-                    let f = std::fs::File::open(&p)?;
-                    let limits = Limits::import_into(&dir)?;
-                    kante_images::store_unified(&dir, f, expected.as_deref(), &limits)
-                        .map_err(EngineError::from)
-                })
-                .await??
-            }
-            UploadFiles::Split { metadata, rootfs } => {
-                let (m, r) = (metadata.clone(), rootfs.clone());
-                tokio::task::spawn_blocking(move || {
-                    let (mf, rf) = (std::fs::File::open(&m)?, std::fs::File::open(&r)?);
-                    let limits = Limits::import_into(&dir)?;
-                    kante_images::store_split(&dir, mf, rf, expected.as_deref(), &limits)
-                        .map_err(EngineError::from)
-                })
-                .await??
-            }
-        };
+    async fn record_upload(&self, op: &Op, mut upload: ImageUpload) -> Result<()> {
+        let stored = (&mut upload.stored)
+            .await
+            .map_err(|_| EngineError::internal("the image store stopped"))??;
         let fp = stored.fingerprint.clone();
         let mut properties: ConfigMap = stored.metadata.properties.clone().into_iter().collect();
         properties.extend(upload.properties.clone());

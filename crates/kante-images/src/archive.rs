@@ -24,6 +24,7 @@ use crate::process::{
     collect_stderr, dies_with_parent, first_line, spawn_error, wait_watched, Watchdog,
 };
 use crate::store::decode_error;
+pub use crate::stream::{open_stream, StreamedArchive};
 pub use crate::tarscan::Layout;
 use crate::tarscan::TarScanner;
 

@@ -88,6 +88,23 @@ pub(crate) fn decoder<'a, R: BufRead + 'a>(c: Compression, r: R) -> Box<dyn Read
     }
 }
 
+/// [`decoder`] for a source that may move between threads.
+pub(crate) fn decoder_send<'a, R: BufRead + Send + 'a>(
+    c: Compression,
+    r: R,
+) -> Box<dyn Read + Send + 'a> {
+    match c {
+        Compression::None | Compression::Squashfs => Box::new(r),
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(r)),
+        Compression::Xz => Box::new(xz2::bufread::XzDecoder::new_multi_decoder(r)),
+        Compression::Zstd => match zstd::stream::read::Decoder::with_buffer(r) {
+            Ok(d) => Box::new(d),
+            Err(e) => Box::new(FailingReader(Some(e))),
+        },
+        Compression::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(r)),
+    }
+}
+
 struct FailingReader(Option<std::io::Error>);
 
 impl Read for FailingReader {

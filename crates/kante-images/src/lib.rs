@@ -20,6 +20,7 @@ mod metadata;
 mod process;
 mod squashfs;
 mod store;
+mod stream;
 mod tarscan;
 pub mod template;
 mod unpack;
@@ -34,7 +35,8 @@ pub use error::ImageError;
 pub use limits::Limits;
 pub use metadata::parse_metadata;
 pub use store::{
-    read_stored, remove_stored, store_split, store_unified, validate_fingerprint, StoredImage,
+    read_stored, remove_stored, store_split, store_unified, store_upload, validate_fingerprint,
+    StoredImage,
 };
 pub use tarscan::Layout;
 pub use unpack::unpack;

@@ -296,9 +296,7 @@ pub fn store_split(
 ) -> Result<StoredImage, ImageError> {
     let expected = check_expected(expected_fingerprint, images_dir)?;
     let tmp_meta = temp_in(images_dir)?;
-    let tmp_rootfs = temp_in(images_dir)?;
     let mut hasher = Sha256::new();
-
     let meta_opts = ScanOptions {
         layout: Layout::ImageMeta,
         capture_metadata: true,
@@ -308,12 +306,97 @@ pub fn store_split(
     };
     let (meta_scan, meta_size) = ingest(meta, &mut hasher, tmp_meta.as_file(), &meta_opts)?;
     let metadata = metadata_of(&meta_scan, "the metadata tarball")?;
+    let meta = Ingested {
+        tmp: tmp_meta,
+        size: meta_size,
+        metadata,
+    };
+    store_rootfs(images_dir, meta, hasher, rootfs, &expected, limits)
+}
 
+/// Stores an upload whose first part is read before it is known whether a
+/// second follows (a `multipart/form-data` body, read once): `meta`, then
+/// whatever `rootfs()` gives once `meta` is read. With a rootfs, a split
+/// image as [`store_split`] stores it (the metadata tarball may not hold
+/// `rootfs/`); without, `meta` is a unified image as for [`store_unified`].
+pub fn store_upload<R: Read>(
+    images_dir: &Path,
+    meta: impl Read,
+    rootfs: impl FnOnce() -> Result<Option<R>, ImageError>,
+    expected_fingerprint: Option<&str>,
+    limits: &Limits,
+) -> Result<StoredImage, ImageError> {
+    let expected = check_expected(expected_fingerprint, images_dir)?;
+    let tmp = temp_in(images_dir)?;
+    let mut hasher = Sha256::new();
+    let opts = ScanOptions {
+        layout: Layout::Image,
+        capture_metadata: true,
+        allow_squashfs: false,
+        stop_at_metadata: false,
+        limits,
+    };
+    let (scanned, size) = ingest(meta, &mut hasher, tmp.as_file(), &opts)?;
+    let has_rootfs = scanned.scanner.as_ref().is_some_and(|s| s.has_rootfs);
+    match rootfs()? {
+        Some(r) => {
+            if has_rootfs {
+                return Err(ImageError::InvalidImage(
+                    "the metadata tarball of a split image contains rootfs/".into(),
+                ));
+            }
+            let metadata = metadata_of(&scanned, "the metadata tarball")?;
+            let meta = Ingested {
+                tmp,
+                size,
+                metadata,
+            };
+            store_rootfs(images_dir, meta, hasher, r, &expected, limits)
+        }
+        None => {
+            let metadata = metadata_of(&scanned, "the image tarball")?;
+            if !has_rootfs {
+                return Err(ImageError::InvalidImage(
+                    "the image tarball has no rootfs/ directory".into(),
+                ));
+            }
+            let fp = hex::encode(hasher.finalize());
+            check_fingerprint(&expected, &fp)?;
+            persist(tmp, &images_dir.join(&fp), &fp)?;
+            Ok(StoredImage {
+                fingerprint: fp,
+                size,
+                metadata,
+                split: false,
+            })
+        }
+    }
+}
+
+/// The metadata part of a split image, in its temp file.
+struct Ingested {
+    tmp: tempfile::NamedTempFile,
+    size: u64,
+    metadata: ImageMetadata,
+}
+
+/// Stores the rootfs of a split image after its metadata part `meta`
+/// (whose bytes `hasher` has seen), then both under the fingerprint.
+fn store_rootfs(
+    images_dir: &Path,
+    meta: Ingested,
+    mut hasher: Sha256,
+    rootfs: impl Read,
+    expected: &Option<String>,
+    limits: &Limits,
+) -> Result<StoredImage, ImageError> {
+    let tmp_rootfs = temp_in(images_dir)?;
     let rootfs_opts = ScanOptions {
         layout: Layout::Any,
         capture_metadata: false,
         allow_squashfs: true,
-        ..meta_opts
+        stop_at_metadata: false,
+        limits,
     };
     let (rootfs_scan, rootfs_size) =
         ingest(rootfs, &mut hasher, tmp_rootfs.as_file(), &rootfs_opts)?;
@@ -331,21 +414,21 @@ pub fn store_split(
     }
 
     let fp = hex::encode(hasher.finalize());
-    check_fingerprint(&expected, &fp)?;
+    check_fingerprint(expected, &fp)?;
     let meta_dest = images_dir.join(&fp);
     let rootfs_dest = images_dir.join(format!("{fp}.rootfs"));
     if rootfs_dest.exists() {
         return Err(ImageError::AlreadyExists(fp));
     }
-    persist(tmp_meta, &meta_dest, &fp)?;
+    persist(meta.tmp, &meta_dest, &fp)?;
     if let Err(e) = persist(tmp_rootfs, &rootfs_dest, &fp) {
         let _ = fs::remove_file(&meta_dest);
         return Err(e);
     }
     Ok(StoredImage {
         fingerprint: fp,
-        size: meta_size + rootfs_size,
-        metadata,
+        size: meta.size + rootfs_size,
+        metadata: meta.metadata,
         split: true,
     })
 }

@@ -137,6 +137,11 @@ pub(crate) struct TarScanner {
     pub has_rootfs: bool,
     /// Number of real (non-extension) entries.
     pub entries: u64,
+    /// Number of real entries other than directories.
+    pub files: u64,
+    /// Entries other than directories seen before the captured member's
+    /// (once its capture has started).
+    pub files_before_capture: Option<u64>,
     /// Bytes extraction writes: each entry's data (a sparse file's stored
     /// data) plus a block per entry for its inode.
     pub unpacked: u64,
@@ -174,6 +179,8 @@ impl TarScanner {
             metadata: None,
             has_rootfs: false,
             entries: 0,
+            files: 0,
+            files_before_capture: None,
             unpacked: 0,
             devices_dropped: 0,
             dropped_names: Vec::new(),
@@ -395,6 +402,9 @@ impl TarScanner {
         let path = normalize(&raw_name)
             .map_err(|why| ImageError::UnsafePath(format!("{:?}: {why}", self.current)))?;
         self.entries += 1;
+        if typeflag != b'5' {
+            self.files += 1;
+        }
         self.check_layout(&path, &self.current)?;
         self.check_not_through_symlink(&path, &self.current)?;
         if path == b"rootfs" || path.starts_with(b"rootfs/") {
@@ -464,6 +474,7 @@ impl TarScanner {
                                 MAX_METADATA >> 20
                             )));
                         }
+                        self.files_before_capture = Some(self.files - 1);
                         Sink::Metadata(Vec::with_capacity(size as usize))
                     } else {
                         Sink::Skip

@@ -7,7 +7,8 @@ use std::process::Command;
 
 use common::*;
 use kante_images::{
-    read_stored, remove_stored, store_split, store_unified, unpack, ImageError, Limits,
+    read_stored, remove_stored, store_split, store_unified, store_upload, unpack, ImageError,
+    Limits,
 };
 
 #[test]
@@ -318,4 +319,59 @@ fn split_images_tar_and_squashfs() {
         assert!(matches!(err, ImageError::Corrupt(_)), "{err}");
         assert_eq!(entries(images.path()).len(), before);
     }
+}
+
+#[test]
+fn an_upload_read_once_is_split_or_unified_by_what_follows_its_first_part() {
+    let stage = tempfile::tempdir().unwrap();
+    stage_unified(stage.path());
+    let meta = tar_of(stage.path(), &["metadata.yaml", "templates"], "xz");
+    let rootfs = tar_of(&stage.path().join("rootfs"), &["."], "gzip");
+    let unified = tar_of(stage.path(), &["metadata.yaml", "rootfs"], "zstd");
+    let none = || Ok::<Option<&[u8]>, ImageError>(None);
+
+    // A rootfs follows: a split image, as store_split makes it.
+    let images = tempfile::tempdir().unwrap();
+    let img = store_upload(
+        images.path(),
+        &meta[..],
+        || Ok(Some(&rootfs[..])),
+        None,
+        &Limits::none(),
+    )
+    .unwrap();
+    assert!(img.split);
+    assert_eq!(img.fingerprint, sha256_hex(&[&meta, &rootfs]));
+    assert_eq!(entries(images.path()).len(), 2);
+
+    // Nothing follows: the first part is a unified image.
+    let images = tempfile::tempdir().unwrap();
+    let img = store_upload(images.path(), &unified[..], none, None, &Limits::none()).unwrap();
+    assert!(!img.split);
+    assert_eq!(img.fingerprint, sha256_hex(&[&unified]));
+
+    // A unified tarball followed by a rootfs, a metadata tarball alone, a
+    // broken second part: refused, nothing left.
+    let images = tempfile::tempdir().unwrap();
+    let e = store_upload(
+        images.path(),
+        &unified[..],
+        || Ok(Some(&rootfs[..])),
+        None,
+        &Limits::none(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("contains rootfs/"), "{e}");
+    let e = store_upload(images.path(), &meta[..], none, None, &Limits::none()).unwrap_err();
+    assert!(e.to_string().contains("no rootfs/"), "{e}");
+    let e = store_upload(
+        images.path(),
+        &meta[..],
+        || Err::<Option<&[u8]>, _>(ImageError::Corrupt("cut".into())),
+        None,
+        &Limits::none(),
+    )
+    .unwrap_err();
+    assert!(matches!(e, ImageError::Corrupt(_)), "{e}");
+    assert!(entries(images.path()).is_empty(), "temp files left");
 }

@@ -16,6 +16,7 @@ mod registry;
 mod state;
 mod storage;
 mod uniqueness;
+mod uploads;
 
 use crate::Engine;
 use kante_api::event::Event;

@@ -36,6 +36,7 @@
 //! asks for — [`Engine::open`], [`Engine::stop_all_for_host_shutdown`]
 //! and [`Engine::shutdown`], called by kanted — stays as direct methods.
 
+pub(crate) mod feed;
 pub mod filter;
 mod reply;
 mod request;
@@ -48,9 +49,7 @@ pub use upload::{ByteStream, ImageUploadInfo, Parts, UploadBody};
 
 // The engine's types that requests and replies carry: outside crates name
 // them here, the modules that define them are crate-private.
-pub use crate::images::{ImageUpload, UploadFiles};
 pub use crate::instance::files::{parse_file_kind, FileGet, FileKind, FileMeta, FilePut};
-pub use crate::instance::import::BackupImport;
 pub use crate::instance::live::ChangeReport;
 pub use crate::instance::snapshots::SnapshotsPost;
 pub use crate::operations::Op;

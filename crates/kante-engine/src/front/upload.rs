@@ -1,6 +1,16 @@
 //! Request bodies that arrive as byte streams: image uploads and backup
-//! imports (spooled to disk here, never held in memory, then imported in
-//! an operation) and file pushes (streamed into the instance's file).
+//! imports, read once on their way into the image store or the pool
+//! (never held in memory, and spooled to disk only where the archive's
+//! order requires it), and file pushes (streamed into the instance's file).
+//!
+//! Where the body is consumed: in the request handler, which pumps it
+//! (see `feed.rs`) into the import reading it on a blocking thread, and
+//! replies only once the whole body is read, as LXD does. An image's
+//! store runs beside the handler and the operation records the result;
+//! a backup's `index.yaml` is checked in the handler, then the operation
+//! unpacks the rest as it arrives. The reply thus comes when it always
+//! came, with the errors it always had: a refused index or a broken body
+//! as the request's error, a bad archive as the operation's.
 
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -11,10 +21,10 @@ use kante_api::image::ImageAliasRef;
 use kante_api::ConfigMap;
 use tokio::io::AsyncWriteExt;
 
+use super::feed::{self, drain};
 use crate::error::{EngineError, Result};
-use crate::images::{ImageUpload, UploadFiles};
+use crate::images::{ImageUpload, StoreTask};
 use crate::instance::files::{FileKind, FilePut};
-use crate::instance::import::BackupImport;
 use crate::Engine;
 
 /// A request body as it arrives; an error is the client's (a broken read).
@@ -50,21 +60,12 @@ pub struct ImageUploadInfo {
 /// The longest symlink target a push may carry.
 const MAX_SYMLINK_TARGET: usize = 4096;
 
-/// A spooled upload, removed when dropped unless kept.
+/// A spooled upload part, removed when dropped.
 struct Spool(PathBuf);
 
 impl Drop for Spool {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-impl Spool {
-    /// Hands the file over to the engine's import, which removes it when done.
-    fn keep(self) -> PathBuf {
-        let p = self.0.clone();
-        std::mem::forget(self);
-        p
     }
 }
 
@@ -74,84 +75,210 @@ async fn spool(dir: &Path, mut stream: ByteStream) -> Result<Spool> {
     let spool = Spool(path.clone());
     let mut f = tokio::fs::File::create(&path).await?;
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| EngineError::bad(format!("Reading the upload: {e}")))?;
-        f.write_all(&chunk).await?;
+        f.write_all(&chunk.map_err(upload_error)?).await?;
     }
     f.flush().await?;
     Ok(spool)
+}
+
+/// The client's broken body.
+fn upload_error(e: std::io::Error) -> EngineError {
+    EngineError::bad(format!("Reading the upload: {e}"))
 }
 
 fn read_error(e: std::io::Error) -> EngineError {
     EngineError::bad(format!("Reading the body: {e}"))
 }
 
+/// A multipart part an image upload does not take.
+fn part_error(name: &str) -> EngineError {
+    match name {
+        "rootfs.img" => EngineError::bad("Virtual-machine images are not supported"),
+        other => EngineError::bad(format!("Unexpected upload part {other:?}")),
+    }
+}
+
+/// Reads the remaining parts to their end (a refused upload still gets
+/// its reply after the whole body).
+async fn drain_parts(parts: &mut dyn Parts) {
+    while let Ok(Some((_, s))) = parts.next_part().await {
+        drain(s).await;
+    }
+}
+
+/// Where the store reads a split image's rootfs from, once it has read
+/// the metadata part.
+type RootfsTx = tokio::sync::oneshot::Sender<Option<Box<dyn std::io::Read + Send>>>;
+
+/// Hands the store its rootfs: the part spooled before the metadata, the
+/// part that follows it (streamed), or none (a unified image).
+async fn send_rootfs(parts: &mut dyn Parts, early: Option<Spool>, tx: RootfsTx) -> Result<()> {
+    if let Some(spooled) = early {
+        // The open file outlives its name, removed when `spooled` goes.
+        let f = std::fs::File::open(&spooled.0)?;
+        let _ = tx.send(Some(Box::new(f)));
+        return Ok(());
+    }
+    match parts.next_part().await? {
+        None => {
+            let _ = tx.send(None);
+            Ok(())
+        }
+        Some((name, stream)) if name == "rootfs" => {
+            let (feed, reader) = feed::channel();
+            let _ = tx.send(Some(Box::new(reader)));
+            feed.pump(stream).await.map_err(upload_error)
+        }
+        Some((name, stream)) => {
+            drain(stream).await;
+            Err(part_error(&name))
+        }
+    }
+}
+
 impl Engine {
-    /// `POST /1.0/images` with a file body: spools it, then imports it in
+    /// `POST /1.0/images` with a file body: streams it into the image
+    /// store (hashed, checked and written in one pass), then records it in
     /// an operation. Only container images are taken.
     pub(super) async fn image_upload(
         &self,
         info: ImageUploadInfo,
         body: UploadBody,
     ) -> Result<std::sync::Arc<crate::Op>> {
-        let dir = self.upload_dir()?;
-        let files = match body {
-            UploadBody::Single(stream) => UploadFiles::Unified(spool(&dir, stream).await?.keep()),
-            UploadBody::Parts(mut parts) => {
-                let (mut meta, mut rootfs) = (None, None);
-                while let Some((name, stream)) = parts.next_part().await? {
-                    match name.as_str() {
-                        "metadata" => meta = Some(spool(&dir, stream).await?),
-                        "rootfs" => rootfs = Some(spool(&dir, stream).await?),
-                        "rootfs.img" => {
-                            return Err(EngineError::bad(
-                                "Virtual-machine images are not supported",
-                            ))
-                        }
-                        other => {
-                            return Err(EngineError::bad(format!(
-                                "Unexpected upload part {other:?}"
-                            )))
-                        }
-                    }
-                }
-                match (meta, rootfs) {
-                    (Some(m), Some(r)) => UploadFiles::Split {
-                        metadata: m.keep(),
-                        rootfs: r.keep(),
-                    },
-                    (Some(m), None) => UploadFiles::Unified(m.keep()),
-                    _ => return Err(EngineError::bad("Multipart upload without a metadata part")),
-                }
+        let checked = self
+            .check_image_upload(&info.aliases, info.profiles.as_deref())
+            .await;
+        let stored = match (checked, body) {
+            (Err(e), UploadBody::Single(s)) => {
+                drain(s).await;
+                return Err(e);
             }
+            (Err(e), UploadBody::Parts(mut p)) => {
+                drain_parts(p.as_mut()).await;
+                return Err(e);
+            }
+            (Ok(()), UploadBody::Single(stream)) => {
+                let (feed, reader) = feed::channel();
+                let task = self.store_task(info.expected_fingerprint.clone(), move |d, e, l| {
+                    kante_images::store_unified(d, reader, e, l)
+                });
+                if let Err(e) = feed.pump(stream).await {
+                    self.abandon_store(task).await;
+                    return Err(upload_error(e));
+                }
+                task
+            }
+            (Ok(()), UploadBody::Parts(parts)) => self.upload_parts(&info, parts).await?,
         };
-        self.image_import(ImageUpload {
-            files,
+        Ok(self.image_import(ImageUpload {
+            stored,
             filename: info.filename,
             public: info.public,
             properties: info.properties,
             aliases: info.aliases,
-            expected_fingerprint: info.expected_fingerprint,
             profiles: info.profiles,
-        })
-        .await
+        }))
     }
 
-    /// `POST /1.0/instances` with a backup tarball: spools it, then makes
-    /// the instance from it in an operation.
+    /// A `multipart/form-data` upload: `metadata`, then `rootfs` (a split
+    /// image) or nothing (a unified one), streamed into the store. A
+    /// rootfs sent before its metadata (LXD's clients never do) is
+    /// spooled, for the fingerprint hashes the metadata first.
+    async fn upload_parts(
+        &self,
+        info: &ImageUploadInfo,
+        mut parts: Box<dyn Parts>,
+    ) -> Result<StoreTask> {
+        let mut early_rootfs = None;
+        let meta = loop {
+            let next = match parts.next_part().await {
+                Ok(Some(p)) => p,
+                Ok(None) => {
+                    return Err(EngineError::bad("Multipart upload without a metadata part"))
+                }
+                Err(e) => return Err(e),
+            };
+            match next.0.as_str() {
+                "metadata" => break next.1,
+                "rootfs" if early_rootfs.is_none() => {
+                    early_rootfs = Some(spool(&self.upload_dir()?, next.1).await?)
+                }
+                other => {
+                    let e = part_error(other);
+                    drain(next.1).await;
+                    drain_parts(parts.as_mut()).await;
+                    return Err(e);
+                }
+            }
+        };
+        let (feed, reader) = feed::channel();
+        let (rootfs_tx, rootfs_rx) = tokio::sync::oneshot::channel();
+        let task = self.store_task(info.expected_fingerprint.clone(), move |d, e, l| {
+            let rootfs = move || {
+                rootfs_rx.blocking_recv().map_err(|_| {
+                    kante_images::ImageError::InvalidImage("the upload was abandoned".into())
+                })
+            };
+            kante_images::store_upload(d, reader, rootfs, e, l)
+        });
+        if let Err(e) = feed.pump(meta).await {
+            drop(rootfs_tx);
+            self.abandon_store(task).await;
+            return Err(upload_error(e));
+        }
+        let sent = send_rootfs(parts.as_mut(), early_rootfs, rootfs_tx).await;
+        // Any part after these two is refused, as LXD reads two at most.
+        let refused = match sent {
+            Err(e) => Some(e),
+            Ok(()) => match parts.next_part().await {
+                Ok(None) => None,
+                Ok(Some((name, stream))) => {
+                    drain(stream).await;
+                    Some(part_error(&name))
+                }
+                Err(e) => Some(e),
+            },
+        };
+        if let Some(e) = refused {
+            drain_parts(parts.as_mut()).await;
+            self.abandon_store(task).await;
+            return Err(e);
+        }
+        Ok(task)
+    }
+
+    /// `POST /1.0/instances` with a backup tarball: its `index.yaml` is
+    /// checked as soon as it has arrived, then an operation unpacks the
+    /// rest as it arrives (see `instance/import.rs`).
     pub(super) async fn backup_import(
         &self,
         body: ByteStream,
         name: Option<String>,
         pool: Option<String>,
     ) -> Result<std::sync::Arc<crate::Op>> {
-        let dir = self.backup_upload_dir()?;
-        let file = spool(&dir, body).await?;
-        self.instance_import(BackupImport {
-            file: file.keep(),
-            name,
-            pool,
-        })
-        .await
+        // Where the body goes if it must be spooled after all: ready first.
+        let spool_dir = match self.backup_upload_dir() {
+            Ok(d) => d,
+            Err(e) => {
+                drain(body).await;
+                return Err(e);
+            }
+        };
+        let (feed, reader) = feed::channel();
+        let (pumped, started) = tokio::join!(
+            feed.pump(body),
+            self.instance_import_stream(reader, &spool_dir, name, pool)
+        );
+        match pumped {
+            Ok(()) => started,
+            Err(e) => {
+                // The import fails on the broken body too: reply once it has cleaned up.
+                if let Ok(op) = started {
+                    op.wait(None).await;
+                }
+                Err(upload_error(e))
+            }
+        }
     }
 
     /// A file push: a symlink takes its target from the body, a file its

@@ -2,27 +2,39 @@
 //! `application/octet-stream` body): the instance and its snapshots come
 //! back, records and volumes, in the chosen pool, or nothing does.
 //!
-//! Before the operation starts, `backup/index.yaml` is read (only as far
-//! into the stream as it is) and everything about it is checked: name,
-//! pool, profiles, config, devices, of the instance and of every snapshot
-//! alike. The operation then unpacks into a staging directory inside the
-//! pool, through the tar scanner (backup layout only, no device nodes,
-//! within the import caps: `KANTE_MAX_IMPORT_BYTES`, else the pool's free
-//! space minus a reserve, and `KANTE_MAX_IMPORT_SECONDS`), and adopts each
-//! tree as a volume; a revert guard undoes records and volumes if any step
-//! fails, and the staging directory always goes.
+//! The body is read once, as it arrives (`front/upload.rs` pumps it here
+//! from the request handler). `backup/index.yaml` comes first in the
+//! tarball (Kante's exports put it there, as LXD's do, so that an importer
+//! can read it before the data), and before the operation starts, while
+//! the handler still reads the body, it is read and everything about it
+//! is checked: name, pool, profiles, config, devices, of the instance and
+//! of every snapshot alike. The operation then unpacks the rest of the
+//! stream into a staging directory inside the pool, through the tar
+//! scanner (backup layout only, no device nodes, within the import caps:
+//! `KANTE_MAX_IMPORT_BYTES`, else the pool's free space minus a reserve,
+//! and `KANTE_MAX_IMPORT_SECONDS`), and adopts each tree as a volume; a
+//! revert guard undoes records and volumes if any step fails, and the
+//! staging directory always goes, as does the operation's work if the
+//! body breaks half-way (the client went away).
+//!
+//! A tarball whose index is not its first file (or one of older LXD whose
+//! index lacks the config, which is then read from the volume's
+//! `backup.yaml` further on) is spooled to `backups/.uploads` and imported
+//! from the file the same way.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use kante_api::operation::OperationClass;
 use kante_api::{ConfigMap, DevicesMap};
+use kante_images::archive::StreamedArchive;
 use kante_images::{ImageError, Layout, Limits};
 use kante_storage::{Pool, Revert, VolumeKind};
 use kante_store::{InstanceRow, SnapshotRow};
 use serde_json::json;
 
 use crate::error::{EngineError, ErrorKind, Result};
+use crate::front::feed::BodyReader;
 use crate::instance::backup_index::{
     fit_config, parse_backup_yaml, parse_index, RecordIn, BACKUP_YAML_PATH, INDEX_PATH,
 };
@@ -33,16 +45,27 @@ use crate::operations::{instance_resources, Op};
 use crate::util::fmt_time;
 use crate::Engine;
 
-/// An uploaded backup to import, with the `X-LXD-name` and `X-LXD-pool`
-/// headers. The engine owns the file from here on and removes it.
-pub struct BackupImport {
-    pub file: PathBuf,
-    pub name: Option<String>,
-    pub pool: Option<String>,
+/// The operation's key for its unpacking progress (as LXD names it).
+const PROGRESS_KEY: &str = "create_instance_from_backup_progress";
+
+/// Removes the spooled file however the import ends.
+struct Upload(PathBuf);
+
+/// Where the backup's bytes come from.
+enum Source {
+    /// The body itself, `index.yaml` already read from it.
+    Stream(StreamedArchive),
+    /// The body spooled to a file.
+    File(Upload),
 }
 
-/// Removes the uploaded file however the import ends.
-struct Upload(PathBuf);
+/// Whether an index lacks the config (older LXD): the volume's
+/// `backup.yaml` has the record then.
+fn needs_backup_yaml(index: &[u8]) -> bool {
+    !String::from_utf8_lossy(index)
+        .lines()
+        .any(|l| l.starts_with("config:"))
+}
 
 impl Drop for Upload {
     fn drop(&mut self) {
@@ -79,19 +102,48 @@ fn archive_error(e: ImageError) -> EngineError {
 }
 
 impl Engine {
-    /// Checks the backup and starts importing it ("Creating instance from backup").
-    pub(crate) async fn instance_import(&self, req: BackupImport) -> Result<Arc<Op>> {
-        let upload = Upload(req.file.clone());
-        let file = req.file.clone();
+    /// Reads the body `body` as far as its `index.yaml`, checks it and
+    /// starts importing the rest as it arrives ("Creating instance from
+    /// backup"); a tarball whose index is not first is spooled into
+    /// `spool_dir` first.
+    pub(crate) async fn instance_import_stream(
+        &self,
+        body: BodyReader,
+        spool_dir: &Path,
+        name: Option<String>,
+        pool: Option<String>,
+    ) -> Result<Arc<Op>> {
+        let (index, archive) = tokio::task::spawn_blocking(move || {
+            kante_images::archive::open_stream(Box::new(body), Layout::Backup, INDEX_PATH)
+        })
+        .await?
+        .map_err(archive_error)?;
+        if let Some(text) = index.filter(|t| !needs_backup_yaml(t)) {
+            let source = Source::Stream(archive);
+            return self.import_start(text, None, name, pool, source).await;
+        }
+        let file = spool_dir.join(format!("upload-{}", crate::util::random_hex(16)));
+        let upload = Upload(file.clone());
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            let mut f = std::io::BufWriter::new(std::fs::File::create(&file)?);
+            archive.spool(&mut f)?;
+            std::io::Write::flush(&mut f)
+        })
+        .await??;
+        self.instance_import_file(upload, name, pool).await
+    }
+
+    /// Checks a spooled backup and starts importing it.
+    async fn instance_import_file(
+        &self,
+        upload: Upload,
+        name: Option<String>,
+        pool: Option<String>,
+    ) -> Result<Arc<Op>> {
+        let file = upload.0.clone();
         let (index_text, fallback) = tokio::task::spawn_blocking(move || {
             let index = kante_images::archive::read_member(&file, INDEX_PATH, Layout::Backup)?;
-            // Indexes without `config` (older LXD): the volume's backup.yaml has the record.
-            let needs_fallback = index.as_deref().is_some_and(|t| {
-                !String::from_utf8_lossy(t)
-                    .lines()
-                    .any(|l| l.starts_with("config:"))
-            });
-            let fallback = if needs_fallback {
+            let fallback = if index.as_deref().is_some_and(needs_backup_yaml) {
                 kante_images::archive::read_member(&file, BACKUP_YAML_PATH, Layout::Backup)?
             } else {
                 None
@@ -103,6 +155,20 @@ impl Engine {
         let index_text = index_text.ok_or_else(|| {
             EngineError::bad(format!("Invalid backup tarball: it has no {INDEX_PATH}"))
         })?;
+        self.import_start(index_text, fallback, name, pool, Source::File(upload))
+            .await
+    }
+
+    /// Plans the import from the backup's index (and `backup.yaml`), then
+    /// starts the operation that unpacks `source`.
+    async fn import_start(
+        &self,
+        index_text: Vec<u8>,
+        fallback: Option<Vec<u8>>,
+        name: Option<String>,
+        pool: Option<String>,
+        source: Source,
+    ) -> Result<Arc<Op>> {
         let index = parse_index(&index_text)?;
         let cfg = match (index.config, fallback) {
             (Some(c), _) => c,
@@ -110,7 +176,7 @@ impl Engine {
             (None, None) => Default::default(),
         };
         let record = cfg.record().cloned().unwrap_or_default();
-        let name = match req.name.filter(|n| !n.is_empty()) {
+        let name = match name.filter(|n| !n.is_empty()) {
             Some(n) => n,
             None if !index.name.is_empty() => index.name.clone(),
             None => record.name.clone(),
@@ -121,7 +187,7 @@ impl Engine {
                 "Instance {name:?} already exists"
             )));
         }
-        let pool = self.import_pool(req.pool.as_deref(), &index.pool).await?;
+        let pool = self.import_pool(pool.as_deref(), &index.pool).await?;
         let snap_records = cfg.snapshots.unwrap_or_default();
         let snap_names: Vec<String> = match index.snapshots {
             Some(s) => s,
@@ -145,7 +211,7 @@ impl Engine {
         self.ops.run(op.clone(), async move {
             let lock = engine.instance_lock(&plan.row.name);
             let _g = lock.lock().await;
-            engine.import_locked(&op2, upload, plan).await
+            engine.import_locked(&op2, source, plan).await
         });
         Ok(op)
     }
@@ -295,7 +361,7 @@ impl Engine {
         self.check_device_refs(&edevices).await
     }
 
-    async fn import_locked(&self, op: &Arc<Op>, upload: Upload, plan: Plan) -> Result<()> {
+    async fn import_locked(&self, op: &Arc<Op>, source: Source, plan: Plan) -> Result<()> {
         let Plan {
             row,
             snapshots,
@@ -310,26 +376,27 @@ impl Engine {
         }
         let unpack = pool.create_unpack_dir(VolumeKind::Container, &name)?;
         let _unpack_guard = UnpackDir(pool.clone(), unpack.clone());
-        let (file, dir, op2) = (upload.0.clone(), unpack.clone(), op.clone());
+        let (dir, op2) = (unpack.clone(), op.clone());
         let started = std::time::Instant::now();
         tokio::task::spawn_blocking(move || {
             let limits = Limits::import_into(&dir)?;
-            kante_images::archive::extract(
-                &file,
-                &dir,
-                Layout::Backup,
-                &limits,
-                &mut |done, total| {
-                    report_progress(
-                        &op2,
-                        "create_instance_from_backup_progress",
-                        "Unpack",
-                        done,
-                        total,
-                        started,
-                    )
-                },
-            )
+            match source {
+                Source::Stream(archive) => archive
+                    .extract(&dir, &limits, &mut |read| {
+                        report_streamed(&op2, read, started)
+                    })
+                    .map(|_| ()),
+                // The spooled file goes when the closure ends.
+                Source::File(upload) => kante_images::archive::extract(
+                    &upload.0,
+                    &dir,
+                    Layout::Backup,
+                    &limits,
+                    &mut |done, total| {
+                        report_progress(&op2, PROGRESS_KEY, "Unpack", done, total, started)
+                    },
+                ),
+            }
         })
         .await?
         .map_err(|e| match e.to_string() {
@@ -341,7 +408,6 @@ impl Engine {
             }
             _ => archive_error(e),
         })?;
-        drop(upload);
         let root = unpack.join("backup");
         check_tree(&root.join("container/rootfs"), "backup/container/rootfs")?;
         for s in &snapshots {
@@ -401,6 +467,24 @@ impl Engine {
         );
         Ok(())
     }
+}
+
+/// Unpacking progress of a stream, whose size is not known.
+fn report_streamed(op: &Op, read: u64, started: std::time::Instant) {
+    let secs = started.elapsed().as_secs_f64().max(0.001);
+    let speed = (read as f64 / secs) as u64;
+    op.set_metadata(json!({
+        PROGRESS_KEY: format!(
+            "Unpack: {} ({}/s)",
+            kante_storage::format_size(read),
+            kante_storage::format_size(speed)
+        ),
+        "progress": {
+            "stage": "unpack",
+            "processed": read.to_string(),
+            "speed": speed.to_string(),
+        }
+    }));
 }
 
 /// Says which snapshot of the backup a refusal is about.

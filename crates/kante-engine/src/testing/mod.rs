@@ -32,7 +32,7 @@ pub use kante_network::FakeNetOps;
 pub use kante_storage::mock::MockDriver;
 pub use runtime::{FakeRuntime, FAKE_MEMORY_USAGE, FAKE_PID_BASE};
 
-use crate::images::{ImageUpload, UploadFiles};
+use crate::images::ImageUpload;
 use crate::instance::idmaps::{HostIdRange, BLOCK};
 use crate::{Engine, EngineConfig, HostDeps, Op};
 
@@ -141,36 +141,31 @@ impl TestHost {
     }
 }
 
-/// Imports an image tarball (copied into the engine's upload directory,
-/// which the import consumes); returns its fingerprint.
+/// Imports an image tarball (read by the store as an upload's body
+/// would be); returns its fingerprint.
 pub async fn import_tarball(engine: &Engine, tarball: &Path, alias: Option<&str>) -> String {
-    let upload = engine
-        .upload_dir()
-        .expect("upload dir")
-        .join(format!("test-{}", uuid::Uuid::new_v4()));
-    std::fs::copy(tarball, &upload).expect("copying the image");
-    let op = engine
-        .image_import(ImageUpload {
-            files: UploadFiles::Unified(upload),
-            filename: tarball
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            public: false,
-            properties: Default::default(),
-            aliases: alias
-                .map(|a| {
-                    vec![ImageAliasRef {
-                        name: a.into(),
-                        description: String::new(),
-                    }]
-                })
-                .unwrap_or_default(),
-            expected_fingerprint: None,
-            profiles: None,
-        })
-        .await
-        .expect("starting the import");
+    let f = std::fs::File::open(tarball).expect("opening the image");
+    let stored = engine.store_task(None, move |dir, expected, limits| {
+        kante_images::store_unified(dir, f, expected, limits)
+    });
+    let op = engine.image_import(ImageUpload {
+        stored,
+        filename: tarball
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        public: false,
+        properties: Default::default(),
+        aliases: alias
+            .map(|a| {
+                vec![ImageAliasRef {
+                    name: a.into(),
+                    description: String::new(),
+                }]
+            })
+            .unwrap_or_default(),
+        profiles: None,
+    });
     let done = wait_ok(&op).await;
     done.metadata["fingerprint"]
         .as_str()

@@ -1,6 +1,6 @@
 //! `/1.0/images` and aliases. An upload's body goes to the engine as a
 //! stream (or, for `multipart/form-data`, a sequence of named parts); the
-//! engine spools it to disk and imports it in an operation.
+//! engine reads it once into the image store and records it in an operation.
 
 use axum::body::Body;
 use axum::extract::{Path, State};
