@@ -132,23 +132,25 @@ async fn a_backup_unpacks_while_its_body_still_arrives() {
     let reply = tokio::spawn(async move { e2.handle(import(body, "c2")).await });
     tx.send(Ok(tar.slice(..tar.len() / 2))).await.unwrap();
 
-    // Half the body is in: the staging tree already holds the first files.
+    // Half the body is in: the staging tree already holds the first files
+    // (all three waited for: tar makes the rootfs directory after
+    // backup.yaml, and a loaded machine sees the gap between them).
     let staged = async {
         loop {
             let found = staging_dirs(&engine).into_iter().find(|d| {
                 d.join("backup/index.yaml").is_file()
                     && d.join("backup/container/backup.yaml").is_file()
+                    && d.join("backup/container/rootfs").is_dir()
             });
-            if let Some(d) = found {
-                return d;
+            if found.is_some() {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };
-    let staged = tokio::time::timeout(Duration::from_secs(20), staged)
+    tokio::time::timeout(Duration::from_secs(20), staged)
         .await
         .expect("nothing unpacked from the first half");
-    assert!(staged.join("backup/container/rootfs").is_dir());
     assert!(
         files_in(&engine.backup_upload_dir().unwrap()).is_empty(),
         "spooled"
