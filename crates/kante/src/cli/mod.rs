@@ -1,5 +1,6 @@
 //! Command-line grammar (lxc 5.0's verbs and flags where lxc has them).
 
+mod remote;
 mod resources;
 mod volume;
 
@@ -7,6 +8,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+pub use remote::{RemoteCmd, TrustCmd};
 pub use resources::{NetworkCmd, ProfileCmd, StorageCmd};
 pub use volume::VolumeCmd;
 
@@ -130,6 +132,9 @@ pub enum Command {
     /// Manage profiles
     #[command(subcommand)]
     Profile(ProfileCmd),
+    /// Manage the remote servers this client talks to
+    #[command(subcommand)]
+    Remote(RemoteCmd),
     /// Show an instance's console log
     Console {
         name: String,
@@ -419,28 +424,24 @@ pub enum AliasCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum ConfigCmd {
-    /// Set config keys: NAME KEY=VALUE... or NAME KEY VALUE (VALUE `-` reads stdin)
+    /// Set config keys: [REMOTE:]INSTANCE KEY=VALUE... or INSTANCE KEY VALUE
+    /// (VALUE `-` reads stdin); server keys: [REMOTE:] KEY VALUE
     Set {
-        name: String,
         #[arg(required = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Print a config value
+    /// Print a config value: [REMOTE:]INSTANCE KEY, or a server key: [REMOTE:] KEY
     Get {
         name: String,
-        key: String,
+        key: Option<String>,
         #[arg(short, long)]
         expanded: bool,
     },
-    /// Remove config keys
-    Unset {
-        name: String,
-        #[arg(required = true)]
-        keys: Vec<String>,
-    },
-    /// Show the instance configuration as YAML
+    /// Remove config keys: [REMOTE:]INSTANCE KEY..., or server keys: [REMOTE:] KEY...
+    Unset { name: String, keys: Vec<String> },
+    /// Show an instance's configuration as YAML, or the server's: [REMOTE:]
     Show {
-        name: String,
+        name: Option<String>,
         #[arg(short, long)]
         expanded: bool,
     },
@@ -449,6 +450,9 @@ pub enum ConfigCmd {
     /// Manage devices
     #[command(subcommand)]
     Device(DeviceCmd),
+    /// Manage the clients a server trusts
+    #[command(subcommand)]
+    Trust(TrustCmd),
 }
 
 #[derive(Subcommand, Debug)]
