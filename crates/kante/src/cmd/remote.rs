@@ -57,6 +57,14 @@ pub async fn run(cmd: RemoteCmd) -> Result<i32> {
                     add.by_token(&mut cfg, &token, address.trim(), &addrs)
                         .await?
                 }
+                // Base64 of something JSON-like is a token cut short, not
+                // a host name.
+                (None, Err(e))
+                    if crate::remote::b64::decode(address.trim())
+                        .is_some_and(|b| b.starts_with(b"{")) =>
+                {
+                    return Err(e)
+                }
                 (None, Err(_)) => add.by_address(&mut cfg, &Address::parse(&address)?).await?,
             }
         }
