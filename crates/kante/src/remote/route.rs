@@ -95,6 +95,11 @@ impl<'a> Router<'a> {
 /// Source and destination of a copy or move: each on its own remote (the
 /// default when none is given, as lxc does); different ones are refused.
 fn pair(cfg: &Config, verb: &str, src: &mut String, dst: Option<&mut String>) -> Result<String> {
+    for s in std::iter::once(&*src).chain(dst.as_deref()) {
+        if let Err(e) = split(cfg, s) {
+            bail!("{e} (see `kante remote list`); copies and moves stay on one server: the local server unless REMOTE: names a configured one");
+        }
+    }
     let mut a = Router::new(cfg);
     a.arg(src)?;
     let from = a.remote();
@@ -438,6 +443,13 @@ mod tests {
         assert!(routed(&["move", "local:c1", "r:c1"]).is_err());
         assert_eq!(routed(&["copy", "r:c1", "r:c2"]).unwrap().0, "r");
         assert_eq!(routed(&["rename", "r:c1", "c2"]).unwrap().0, "r");
+        let e = routed(&["move", "c4", "elsewhere:c4"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("\"elsewhere\" doesn't exist") && e.contains("local server"),
+            "{e}"
+        );
         let e = routed(&["delete", "r:c1", "local:c2"])
             .unwrap_err()
             .to_string();
