@@ -158,10 +158,10 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Storage(s) => cmd::storage::run(c, s).await,
         Command::Profile(p) => cmd::profile::run(c, p).await,
         Command::Remote(_) => unreachable!("handled above"),
-        Command::Version => cmd::misc::version(c).await,
+        Command::Version { .. } => cmd::misc::version(c).await,
         Command::WaitReady { timeout } => cmd::misc::wait_ready(c, timeout).await,
         Command::Operation(op) => cmd::misc::operation(c, op).await,
-        Command::Monitor { types, format } => cmd::misc::monitor(c, &types, format).await,
+        Command::Monitor { types, format, .. } => cmd::misc::monitor(c, &types, format).await,
     }
 }
 

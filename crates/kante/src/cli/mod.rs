@@ -142,8 +142,8 @@ pub enum Command {
         #[arg(long)]
         show_log: bool,
     },
-    /// Show client and server versions
-    Version,
+    /// Show client and server versions: [REMOTE:]
+    Version { remote: Option<String> },
     /// Wait until the daemon answers its API (as `lxd waitready` does)
     WaitReady {
         /// Give up after this many seconds (0: wait for ever)
@@ -155,6 +155,8 @@ pub enum Command {
     Operation(OperationCmd),
     /// Print server events as they happen
     Monitor {
+        /// A remote to watch (`REMOTE:`)
+        remote: Option<String>,
         /// Event types to show (operation, lifecycle, logging)
         #[arg(long = "type")]
         types: Vec<String>,
@@ -417,6 +419,8 @@ pub enum AliasCmd {
     Delete { alias: String },
     #[command(visible_alias = "ls")]
     List {
+        /// A remote to list (`REMOTE:`)
+        remote: Option<String>,
         #[arg(short = 'f', long, value_enum, default_value = "table")]
         format: Format,
     },
@@ -483,6 +487,8 @@ pub enum DeviceCmd {
 pub enum OperationCmd {
     #[command(visible_alias = "ls")]
     List {
+        /// A remote to list (`REMOTE:`)
+        remote: Option<String>,
         #[arg(short = 'f', long, value_enum, default_value = "table")]
         format: Format,
     },

@@ -9,8 +9,8 @@ use anyhow::{bail, Result};
 
 use super::Config;
 use crate::cli::{
-    AliasCmd, Command, ConfigCmd, DeviceCmd, FileCmd, ImageCmd, NetworkCmd, ProfileCmd, StorageCmd,
-    TrustCmd, VolumeCmd,
+    AliasCmd, Command, ConfigCmd, DeviceCmd, FileCmd, ImageCmd, NetworkCmd, OperationCmd,
+    ProfileCmd, StorageCmd, TrustCmd, VolumeCmd,
 };
 
 /// `REMOTE:NAME` to `(Some(REMOTE), NAME)`; text with no remote part (no
@@ -165,11 +165,12 @@ pub fn route(cfg: &Config, cmd: &mut Command) -> Result<String> {
         Command::Network(n) => network(&mut r, n)?,
         Command::Storage(s) => storage(&mut r, s)?,
         Command::Profile(p) => profile(&mut r, p)?,
-        Command::Remote(_)
-        | Command::Version
-        | Command::WaitReady { .. }
-        | Command::Operation(_)
-        | Command::Monitor { .. } => {}
+        Command::Version { remote } | Command::Monitor { remote, .. } => r.opt(remote)?,
+        Command::Operation(o) => match o {
+            OperationCmd::List { remote, .. } => r.opt(remote)?,
+            OperationCmd::Show { id } | OperationCmd::Delete { id } => r.arg(id)?,
+        },
+        Command::Remote(_) | Command::WaitReady { .. } => {}
     }
     Ok(r.remote())
 }
@@ -198,9 +199,8 @@ fn image(r: &mut Router, i: &mut ImageCmd) -> Result<()> {
         ImageCmd::Info { image } | ImageCmd::Show { image } => r.arg(image),
         ImageCmd::Alias(AliasCmd::Create { alias, .. }) => r.arg(alias),
         ImageCmd::Alias(AliasCmd::Delete { alias }) => r.arg(alias),
-        ImageCmd::Alias(AliasCmd::List { .. })
-        | ImageCmd::Build { .. }
-        | ImageCmd::Import { .. } => Ok(()),
+        ImageCmd::Alias(AliasCmd::List { remote, .. }) => r.opt(remote),
+        ImageCmd::Build { .. } | ImageCmd::Import { .. } => Ok(()),
     }
 }
 
@@ -271,7 +271,7 @@ fn network(r: &mut Router, n: &mut NetworkCmd) -> Result<()> {
             r.arg(network)?;
             r.arg(instance)
         }
-        NetworkCmd::List { .. } => Ok(()),
+        NetworkCmd::List { remote, .. } => r.opt(remote),
     }
 }
 
@@ -285,7 +285,7 @@ fn storage(r: &mut Router, s: &mut StorageCmd) -> Result<()> {
         | StorageCmd::Set { pool, .. }
         | StorageCmd::Unset { pool, .. }
         | StorageCmd::Edit { pool } => r.arg(pool),
-        StorageCmd::List { .. } => Ok(()),
+        StorageCmd::List { remote, .. } => r.opt(remote),
         StorageCmd::Volume(v) => match v {
             VolumeCmd::Attach { pool, instance, .. } | VolumeCmd::Detach { pool, instance, .. } => {
                 r.arg(pool)?;
@@ -332,7 +332,7 @@ fn profile(r: &mut Router, p: &mut ProfileCmd) -> Result<()> {
         ProfileCmd::Add { instance, .. }
         | ProfileCmd::Remove { instance, .. }
         | ProfileCmd::Assign { instance, .. } => r.arg(instance),
-        ProfileCmd::List { .. } => Ok(()),
+        ProfileCmd::List { remote, .. } => r.opt(remote),
     }
 }
 
@@ -431,6 +431,17 @@ mod tests {
                 .0,
             "r"
         );
+        for list in [
+            &["network", "list", "r:"][..],
+            &["storage", "ls", "r:"],
+            &["profile", "list", "r:"],
+            &["image", "alias", "list", "r:"],
+            &["operation", "list", "r:"],
+            &["version", "r:"],
+            &["monitor", "r:"],
+        ] {
+            assert_eq!(routed(list).unwrap().0, "r", "{list:?}");
+        }
     }
 
     #[test]
