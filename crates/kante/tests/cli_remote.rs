@@ -4,56 +4,20 @@
 //! `kante_tls::server_config`) as a remote, with a client configuration
 //! directory of the test's own (`KANTE_CONF`).
 
-use std::net::SocketAddr;
+mod tls;
+
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
 
 use kante_http::testing::TestDaemon;
 use kante_tls::{KeyPair, Role};
-use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::server::TlsStream;
-use tokio_rustls::TlsAcceptor;
-
-/// Accepts TCP, completes TLS, records each client certificate shown.
-struct TlsListener {
-    tcp: TcpListener,
-    acceptor: TlsAcceptor,
-    seen: Arc<Mutex<Vec<Option<String>>>>,
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            let Ok((tcp, addr)) = self.tcp.accept().await else {
-                continue;
-            };
-            if let Ok(tls) = self.acceptor.accept(tcp).await {
-                let fp = tls
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .and_then(|c| c.first())
-                    .map(|c| kante_tls::fingerprint(c));
-                self.seen.lock().unwrap().push(fp);
-                return (tls, addr);
-            }
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.tcp.local_addr()
-    }
-}
+use tls::{Seen, TlsListener};
 
 struct Fixture {
     d: TestDaemon,
     server: KeyPair,
     port: u16,
-    seen: Arc<Mutex<Vec<Option<String>>>>,
+    seen: Seen,
     conf: tempfile::TempDir,
 }
 
@@ -61,18 +25,11 @@ struct Fixture {
 fn fixture() -> Fixture {
     let d = TestDaemon::start_background();
     let server = KeyPair::generate(Role::Server, &["127.0.0.1".into()]).unwrap();
-    let seen: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
+    let seen = Seen::default();
     let port = d.block_on(async {
         d.host.import_image(&d.engine, "bookworm").await;
         d.host.launch(&d.engine, "c1", "bookworm").await;
-        let acceptor = TlsAcceptor::from(Arc::new(kante_tls::server_config(&server).unwrap()));
-        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = tcp.local_addr().unwrap().port();
-        let listener = TlsListener {
-            tcp,
-            acceptor,
-            seen: seen.clone(),
-        };
+        let (listener, port) = TlsListener::bind(&server, seen.clone()).await;
         let app = kante_http::router(d.engine.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
