@@ -12,6 +12,7 @@ pub mod route;
 pub mod token;
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -58,10 +59,15 @@ fn default_remote() -> String {
 
 /// The configuration directory: `$KANTE_CONF`, else `~/.config/kante`.
 pub fn conf_dir() -> Result<PathBuf> {
-    if let Some(d) = std::env::var_os("KANTE_CONF").filter(|d| !d.is_empty()) {
+    conf_dir_of(std::env::var_os("KANTE_CONF"), std::env::var_os("HOME"))
+}
+
+/// [`conf_dir`] for given values of `KANTE_CONF` and `HOME`.
+fn conf_dir_of(kante_conf: Option<OsString>, home: Option<OsString>) -> Result<PathBuf> {
+    if let Some(d) = kante_conf.filter(|d| !d.is_empty()) {
         return Ok(PathBuf::from(d));
     }
-    match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+    match home.filter(|h| !h.is_empty()) {
         Some(home) => Ok(PathBuf::from(home).join(".config").join("kante")),
         None => bail!("Neither KANTE_CONF nor HOME is set: no place for the client configuration"),
     }
@@ -198,15 +204,20 @@ mod tests {
 
     #[test]
     fn kante_conf_overrides_the_directory() {
-        // The only test that touches the environment variable.
-        let dir = tempfile::tempdir().unwrap();
-        std::env::set_var("KANTE_CONF", dir.path());
-        assert_eq!(conf_dir().unwrap(), dir.path());
-        assert_eq!(Config::load().unwrap().dir, dir.path());
-        std::env::remove_var("KANTE_CONF");
-        if std::env::var_os("HOME").is_some() {
-            assert!(conf_dir().unwrap().ends_with(".config/kante"));
-        }
+        let some = |s: &str| Some(OsString::from(s));
+        assert_eq!(
+            conf_dir_of(some("/etc/kc"), some("/home/u")).unwrap(),
+            Path::new("/etc/kc")
+        );
+        assert_eq!(
+            conf_dir_of(some(""), some("/home/u")).unwrap(),
+            Path::new("/home/u/.config/kante")
+        );
+        assert_eq!(
+            conf_dir_of(None, some("/root")).unwrap(),
+            Path::new("/root/.config/kante")
+        );
+        assert!(conf_dir_of(None, None).is_err());
     }
 
     #[test]
