@@ -13,7 +13,10 @@ mod keypair;
 mod password;
 
 pub use config::{client_config, server_config, ServerPin, TLS_VERSIONS};
-pub use keypair::{load_or_create, parse_certificate, CertError, KeyPair, Role};
+pub use keypair::{
+    common_name, decode_base64, encode_base64, load_or_create, parse_certificate, CertError,
+    KeyPair, Role,
+};
 pub use password::{hash_password, pbkdf2_sha256, verify_password};
 pub use rustls;
 

@@ -68,7 +68,8 @@ pub fn verify_password(stored: &str, password: &str) -> bool {
     ) else {
         return false;
     };
-    let (Ok(iter), Ok(salt), Ok(hash)) = (iter.parse::<u32>(), hex::decode(salt), hex::decode(hash))
+    let (Ok(iter), Ok(salt), Ok(hash)) =
+        (iter.parse::<u32>(), hex::decode(salt), hex::decode(hash))
     else {
         return false;
     };
@@ -77,7 +78,10 @@ pub fn verify_password(stored: &str, password: &str) -> bool {
     }
     let got = pbkdf2_sha256(password.as_bytes(), &salt, iter, hash.len());
     // Constant time: every byte is compared whatever the first difference.
-    got.iter().zip(hash.iter()).fold(0u8, |d, (a, b)| d | (a ^ b)) == 0
+    got.iter()
+        .zip(hash.iter())
+        .fold(0u8, |d, (a, b)| d | (a ^ b))
+        == 0
 }
 
 #[cfg(test)]
