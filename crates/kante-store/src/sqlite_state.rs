@@ -327,6 +327,9 @@ impl SharedState for SqliteState {
     async fn certificate_list(&self) -> Result<Vec<CertificateRow>> {
         on_thread!(self, => |s| s.certificate_list())
     }
+    async fn certificate_update(&self, row: &CertificateRow) -> Result<()> {
+        on_thread!(self, row => |s| s.certificate_update(&row))
+    }
     async fn certificate_delete(&self, fingerprint: &str) -> Result<bool> {
         on_thread!(self, fingerprint => |s| s.certificate_delete(&fingerprint))
     }
