@@ -198,6 +198,27 @@ fn a_remote_over_https_is_added_pinned_used_and_refused_when_its_certificate_cha
     assert!(std::fs::read_to_string(f.conf.path().join("config.yml"))
         .unwrap()
         .contains(&format!("addr: https://localhost:{}", f.port)));
+    // An image server is recorded without contact; the API verbs refuse it.
+    ok(
+        &f,
+        &[
+            "remote",
+            "add",
+            "images",
+            "https://images.example",
+            "--protocol",
+            "simplestreams",
+        ],
+    );
+    let table = ok(&f, &["remote", "list", "-f", "csv"]);
+    assert!(
+        table.contains("images,https://images.example:8443,simplestreams,none,YES,NO,NO"),
+        "{table}"
+    );
+    let e = fails(&f, &["list", "images:"]);
+    assert!(e.contains("simplestreams image server"), "{e}");
+    assert!(!f.conf.path().join("servercerts/images.crt").exists());
+
     ok(&f, &["remote", "switch", "local"]);
     ok(&f, &["remote", "remove", "edge"]);
     assert!(!f.conf.path().join("servercerts/edge.crt").exists());
