@@ -291,3 +291,61 @@ fn a_token_names_the_server_and_its_certificate() {
     assert_eq!(ok(&f, &["list", "t:", "-c", "n", "-f", "csv"]), "c1\n");
     assert!(!f.d.lines().iter().any(|l| l == "POST /1.0/certificates"));
 }
+
+/// `kante ARGS` on a terminal (util-linux `script` makes the pty), with
+/// `answer` typed in; `None` when `script` is not installed.
+fn kante_on_tty(f: &Fixture, args: &[&str], answer: &str) -> Option<Output> {
+    use std::io::Write;
+    let line = std::iter::once(env!("CARGO_BIN_EXE_kante"))
+        .chain(args.iter().copied())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut child = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env("KANTE_DIR", f.d.kante_dir())
+        .env("KANTE_CONF", f.conf.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .ok()?;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(answer.as_bytes())
+        .unwrap();
+    Some(child.wait_with_output().unwrap())
+}
+
+#[test]
+fn on_a_terminal_the_fingerprint_is_shown_and_asked_about() {
+    let f = fixture();
+    let addr = format!("127.0.0.1:{}", f.port);
+    let Some(no) = kante_on_tty(&f, &["remote", "add", "r", &addr], "n\n") else {
+        eprintln!("skipped: no `script` to make a terminal");
+        return;
+    };
+    let text = String::from_utf8_lossy(&no.stdout).into_owned();
+    assert!(!no.status.success(), "{text}");
+    assert!(
+        text.contains(&format!(
+            "Certificate fingerprint: {}",
+            f.server.fingerprint()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("ok (y/n/[fingerprint])?") && text.contains("NACKed"),
+        "{text}"
+    );
+    assert!(!f.conf.path().join("config.yml").exists());
+
+    let yes = kante_on_tty(&f, &["remote", "add", "r", &addr], "y\n").unwrap();
+    assert!(
+        yes.status.success(),
+        "{}",
+        String::from_utf8_lossy(&yes.stdout)
+    );
+    assert_eq!(ok(&f, &["list", "r:", "-c", "n", "-f", "csv"]), "c1\n");
+}
