@@ -200,7 +200,20 @@ fn image(r: &mut Router, i: &mut ImageCmd) -> Result<()> {
         ImageCmd::Alias(AliasCmd::Create { alias, .. }) => r.arg(alias),
         ImageCmd::Alias(AliasCmd::Delete { alias }) => r.arg(alias),
         ImageCmd::Alias(AliasCmd::List { remote, .. }) => r.opt(remote),
-        ImageCmd::Build { .. } | ImageCmd::Import { .. } => Ok(()),
+        // `image import TARBALL [ROOTFS] [REMOTE:]`, as lxc: a last
+        // argument that is a bare remote names where to import.
+        ImageCmd::Import { rootfs, .. } => {
+            let Some(text) = rootfs.as_ref().and_then(|p| p.to_str()) else {
+                return Ok(());
+            };
+            if let (Some(_), "") = split(r.cfg, text)? {
+                let mut bare = text.to_string();
+                r.arg(&mut bare)?;
+                *rootfs = None;
+            }
+            Ok(())
+        }
+        ImageCmd::Build { .. } => Ok(()),
     }
 }
 
@@ -439,6 +452,7 @@ mod tests {
             &["operation", "list", "r:"],
             &["version", "r:"],
             &["monitor", "r:"],
+            &["image", "import", "/tmp/x.tar.gz", "r:"],
         ] {
             assert_eq!(routed(list).unwrap().0, "r", "{list:?}");
         }
