@@ -39,6 +39,9 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// the network cannot take the daemon's fds.
 pub const MAX_CONNECTIONS: usize = 512;
 
+/// A running accept loop's stop and end.
+type Running = (oneshot::Sender<()>, oneshot::Receiver<()>);
+
 /// The engine's `Listeners`: one accept loop per bound address.
 pub struct HttpsListeners {
     engine: Weak<Engine>,
@@ -46,7 +49,7 @@ pub struct HttpsListeners {
     acceptor: TlsAcceptor,
     /// Each running loop's stop (dropping it ends the loop) and its end
     /// (resolves once the loop dropped its listening socket).
-    running: Mutex<HashMap<u64, (oneshot::Sender<()>, oneshot::Receiver<()>)>>,
+    running: Mutex<HashMap<u64, Running>>,
     next: AtomicU64,
     runtime: tokio::runtime::Handle,
 }
