@@ -105,6 +105,31 @@ fn lxc_drives_kanted_over_https_by_password_and_token() {
         assert!(!shown.contains("sesame"), "the password is shown: {shown}");
         let info = ok(&d, &admin, "info");
         assert!(info.contains(&format!("127.0.0.1:{port}")), "{info}");
+        // The certificate made at the first start, its key private, and
+        // the fingerprint GET /1.0 shows is the file's.
+        use std::os::unix::fs::PermissionsExt;
+        let key_mode = std::fs::metadata(d.dir.join("server.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(key_mode & 0o777, 0o600);
+        let o = Command::new("openssl")
+            .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+            .arg(d.dir.join("server.crt"))
+            .output()
+            .unwrap();
+        let fp: String = text(&o.stdout)
+            .trim()
+            .rsplit('=')
+            .next()
+            .unwrap()
+            .replace(':', "")
+            .to_lowercase();
+        assert_eq!(fp.len(), 64, "{}", text(&o.stderr));
+        assert!(
+            info.contains(&format!("certificate_fingerprint: {fp}")),
+            "{info}"
+        );
         assert!(listening(port));
 
         // A wrong password: refused, nothing stored.

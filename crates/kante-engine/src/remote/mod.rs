@@ -163,10 +163,14 @@ pub(crate) struct Remote {
 /// checks it against the first DNS name), then the host's addresses.
 fn identity_names() -> Vec<String> {
     let (_, host) = kante_runtime::host::kernel_names();
-    let mut names = Vec::new();
-    if !host.is_empty() {
-        names.push(host);
-    }
+    // A DNS name first, whatever the host is called.
+    let dns = |h: &str| {
+        !h.is_empty()
+            && h.len() <= 253
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    };
+    let mut names = vec![if dns(&host) { host } else { "kante".into() }];
     names.extend(
         kante_network::ifaddrs::host_ip_addresses()
             .into_iter()
