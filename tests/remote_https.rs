@@ -2,8 +2,10 @@
 //! kanted listening on `core.https_address` (set through the unix socket
 //! with `lxc config set`), `lxc remote add` by trust password and by trust
 //! token, then everyday verbs on `r:` names, `lxc config trust
-//! list/remove`, a wrong password, a rebind to another port while
-//! serving, and an address that cannot be bound. Each client has its own
+//! list/remove` (a removed client's `lxc monitor` ends), a certificate
+//! added by a trusted client, a wrong password and the lock-out after
+//! five, a rebind to another port while serving, and an address that
+//! cannot be bound. Each client has its own
 //! `LXD_CONF`; effects are checked from outside where they can be (the
 //! pool on disk, the daemon's state), not only by exit codes.
 
@@ -11,6 +13,7 @@ use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use kante_integration::{run, Daemon, TestImage};
 
@@ -102,6 +105,31 @@ fn lxc_drives_kanted_over_https_by_password_and_token() {
         assert!(!shown.contains("sesame"), "the password is shown: {shown}");
         let info = ok(&d, &admin, "info");
         assert!(info.contains(&format!("127.0.0.1:{port}")), "{info}");
+        // The certificate made at the first start, its key private, and
+        // the fingerprint GET /1.0 shows is the file's.
+        use std::os::unix::fs::PermissionsExt;
+        let key_mode = std::fs::metadata(d.dir.join("server.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(key_mode & 0o777, 0o600);
+        let o = Command::new("openssl")
+            .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+            .arg(d.dir.join("server.crt"))
+            .output()
+            .unwrap();
+        let fp: String = text(&o.stdout)
+            .trim()
+            .rsplit('=')
+            .next()
+            .unwrap()
+            .replace(':', "")
+            .to_lowercase();
+        assert_eq!(fp.len(), 64, "{}", text(&o.stderr));
+        assert!(
+            info.contains(&format!("certificate_fingerprint: {fp}")),
+            "{info}"
+        );
         assert!(listening(port));
 
         // A wrong password: refused, nothing stored.
@@ -220,12 +248,69 @@ fn lxc_drives_kanted_over_https_by_password_and_token() {
             })
             .unwrap_or_else(|| panic!("no fingerprint in {list}"))
             .to_string();
+        // Its open event stream (`lxc monitor`) ends with the removal.
+        let mut monitor = Command::new("lxc")
+            .args(["monitor", "r2:"])
+            .env("LXD_DIR", &d.dir)
+            .env("LXD_CONF", &c2)
+            .env("HOME", c2.join("home"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_secs(1));
+        assert!(
+            monitor.try_wait().unwrap().is_none(),
+            "lxc monitor ended early"
+        );
         ok(&d, &c1, &format!("config trust remove r: {fp}"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while monitor.try_wait().unwrap().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let ended = monitor.try_wait().unwrap().is_some();
+        let _ = monitor.kill();
+        let _ = monitor.wait();
+        assert!(ended, "the revoked client's event stream stayed open");
         fails(&d, &c2, "list r2:");
         assert_eq!(trusted(&d, &admin, "local:").lines().count(), 1);
 
+        // A trusted client adds another one's certificate: that one is
+        // trusted without any secret.
+        let c3_cert = c3.join("client.crt");
+        assert!(c3_cert.exists(), "lxc made c3's key pair");
+        ok(
+            &d,
+            &c1,
+            &format!("config trust add r: {} --name third", c3_cert.display()),
+        );
+        ok(
+            &d,
+            &c3,
+            &format!("remote add r3 https://127.0.0.1:{port2} --accept-certificate"),
+        );
+        let remote_info = ok(&d, &c3, "info r3:");
+        assert!(remote_info.contains("auth: trusted"), "{remote_info}");
+
         ok(&d, &c1, "delete -f r:c1");
         assert!(!d.dir.join("storage-pools/default/containers/c1").exists());
+
+        // Five wrong passwords lock this address out for a minute: then
+        // even the right one is refused, and nothing is stored.
+        let before = trusted(&d, &admin, "local:");
+        let c4 = conf(&d, "c4");
+        let add = |secret: &str| {
+            format!(
+                "remote add r4 https://127.0.0.1:{port2} --accept-certificate --password={secret}"
+            )
+        };
+        for _ in 0..5 {
+            fails(&d, &c4, &add("guess"));
+        }
+        fails(&d, &c4, &add("sesame"));
+        assert_eq!(trusted(&d, &admin, "local:"), before);
+        assert!(d.log_text().contains("too many failed attempts"));
         ok(&d, &admin, "config unset core.https_address");
         assert!(!listening(port2));
         ok(&d, &admin, "image delete bb");

@@ -32,14 +32,24 @@ use crate::wslimit::WsSlots;
 
 /// A client that has not finished its handshake by then is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// ... nor sent a request's headers (slow clients hold no fd for long).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connections served at once per listener; past it the listener stops
+/// accepting and clients wait in the kernel's backlog, so a flood from
+/// the network cannot take the daemon's fds.
+pub const MAX_CONNECTIONS: usize = 512;
+
+/// A running accept loop's stop and end.
+type Running = (oneshot::Sender<()>, oneshot::Receiver<()>);
 
 /// The engine's `Listeners`: one accept loop per bound address.
 pub struct HttpsListeners {
     engine: Weak<Engine>,
     ws: Arc<WsSlots>,
     acceptor: TlsAcceptor,
-    /// Each running loop's stop: dropping it ends the loop.
-    running: Mutex<HashMap<u64, oneshot::Sender<()>>>,
+    /// Each running loop's stop (dropping it ends the loop) and its end
+    /// (resolves once the loop dropped its listening socket).
+    running: Mutex<HashMap<u64, Running>>,
     next: AtomicU64,
     runtime: tokio::runtime::Handle,
 }
@@ -79,6 +89,7 @@ fn bind_tcp(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     }
 }
 
+#[async_trait::async_trait]
 impl Listeners for HttpsListeners {
     fn bind(&self, addr: SocketAddr) -> io::Result<(u64, SocketAddr)> {
         let engine = self
@@ -94,20 +105,38 @@ impl Listeners for HttpsListeners {
         };
         let router = crate::router_shared(engine.clone(), self.ws.clone());
         let (stop, stopped) = oneshot::channel();
+        let (closed, ended) = oneshot::channel();
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        lock(&self.running).insert(id, stop);
+        lock(&self.running).insert(id, (stop, ended));
         self.runtime.spawn(accept_loop(
             listener,
             self.acceptor.clone(),
             router,
             Arc::downgrade(&engine),
             stopped,
+            closed,
         ));
         Ok((id, local))
     }
 
-    fn retain(&self, keep: Option<u64>) {
-        lock(&self.running).retain(|id, _| Some(*id) == keep);
+    async fn retain(&self, keep: Option<u64>) {
+        let gone: Vec<_> = {
+            let mut running = lock(&self.running);
+            let ids: Vec<u64> = running
+                .keys()
+                .filter(|id| Some(**id) != keep)
+                .copied()
+                .collect();
+            ids.into_iter()
+                .filter_map(|id| running.remove(&id))
+                .collect()
+        };
+        for (stop, ended) in gone {
+            drop(stop);
+            // The port is free again when this returns (bounded: a loop
+            // always ends at its next poll).
+            let _ = tokio::time::timeout(Duration::from_secs(5), ended).await;
+        }
     }
 }
 
@@ -121,8 +150,21 @@ async fn accept_loop(
     router: Router,
     engine: Weak<Engine>,
     mut stopped: oneshot::Receiver<()>,
+    closed: oneshot::Sender<()>,
 ) {
+    // Whichever way the loop ends, the socket is closed before `closed`
+    // goes (locals drop in reverse order).
+    let _closed = closed;
+    let listener = listener;
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let slot = tokio::select! {
+            _ = &mut stopped => return,
+            s = slots.clone().acquire_owned() => match s {
+                Ok(s) => s,
+                Err(_) => return,
+            },
+        };
         let (tcp, addr) = tokio::select! {
             _ = &mut stopped => return,
             r = listener.accept() => match r {
@@ -137,6 +179,7 @@ async fn accept_loop(
         };
         let (acceptor, router, engine) = (acceptor.clone(), router.clone(), engine.clone());
         tokio::spawn(async move {
+            let _slot = slot;
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
@@ -170,6 +213,8 @@ async fn accept_loop(
                 },
             );
             let _ = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
                 .serve_connection(TokioIo::new(io), svc)
                 .with_upgrades()
                 .await;

@@ -145,8 +145,8 @@ async fn an_untrusted_client_reaches_only_the_open_routes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_joins_by_password_and_is_cut_off_when_revoked() {
     let (_host, engine, addr) = serve().await;
-    let me = KeyPair::generate(Role::Client, &["me".into()]).unwrap();
-    let me = Some(&me);
+    let pair = KeyPair::generate(Role::Client, &["me".into()]).unwrap();
+    let me = Some(&pair);
     let (_, body) = call(addr, &engine, me, "GET", "/1.0", "").await;
     assert!(body.contains("\"auth\":\"untrusted\""), "{body}");
     assert!(!body.contains("environment"), "{body}");
@@ -163,7 +163,7 @@ async fn a_client_joins_by_password_and_is_cut_off_when_revoked() {
         body.contains(&engine.server_identity().fingerprint()),
         "{body}"
     );
-    let fp = me.unwrap().fingerprint();
+    let fp = pair.fingerprint();
     let list = "/1.0/certificates?recursion=1";
     let (status, body) = call(addr, &engine, me, "GET", list, "").await;
     assert_eq!(status, 200);

@@ -23,6 +23,7 @@ struct FakeListeners {
     live: Mutex<Vec<u64>>,
 }
 
+#[async_trait::async_trait]
 impl Listeners for FakeListeners {
     fn bind(&self, addr: SocketAddr) -> std::io::Result<(u64, SocketAddr)> {
         self.calls.lock().unwrap().push(format!("bind {addr}"));
@@ -34,7 +35,7 @@ impl Listeners for FakeListeners {
         live.push(id);
         Ok((id, addr))
     }
-    fn retain(&self, keep: Option<u64>) {
+    async fn retain(&self, keep: Option<u64>) {
         self.live.lock().unwrap().retain(|id| Some(*id) == keep);
     }
 }
@@ -446,6 +447,42 @@ async fn a_token_is_single_use_and_carries_the_servers_identity() {
         .err()
         .unwrap();
     assert_eq!(e.status(), 403);
+}
+
+#[tokio::test]
+async fn a_token_used_twice_at_once_admits_one_client() {
+    let (_host, engine, _hook) = open_with_listeners(vec![]).await;
+    set(&engine, "core.https_address", "127.0.0.1:18443")
+        .await
+        .unwrap();
+    let (text, _op) = token(&engine, "once").await;
+    // A bad certificate does not use the token up.
+    let post = CertificatesPost {
+        password: text.clone(),
+        certificate: "junk".into(),
+        ..Default::default()
+    };
+    let a = remote(Some(&client_pair("a")), [192, 0, 2, 40]);
+    assert_eq!(
+        engine
+            .handle_from(&a, join(post))
+            .await
+            .err()
+            .unwrap()
+            .status(),
+        400
+    );
+    let b = remote(Some(&client_pair("b")), [192, 0, 2, 41]);
+    let (ra, rb) = tokio::join!(
+        engine.handle_from(&a, join(password(&text))),
+        engine.handle_from(&b, join(password(&text))),
+    );
+    assert_eq!(
+        [ra.is_ok(), rb.is_ok()].iter().filter(|ok| **ok).count(),
+        1,
+        "exactly one client gets in"
+    );
+    assert_eq!(listed(&engine).await.len(), 1);
 }
 
 #[tokio::test]

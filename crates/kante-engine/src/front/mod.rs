@@ -59,6 +59,7 @@ pub use crate::ws::{WsConn, WsMsg};
 pub use crate::util::random_hex;
 
 use crate::error::{EngineError, Result};
+use crate::remote::certificates::Added;
 use crate::remote::{Access, Caller};
 use crate::Engine;
 use verbs::{custom_only, rename_only};
@@ -105,8 +106,8 @@ impl Engine {
             ServerGet => R::Server(Box::new(self.server_info().await?)),
             CertificateList => R::Certificates(self.certificate_list().await?),
             CertificateCreate(post) => match self.certificate_create(access, *post).await? {
-                Ok(location) => R::Created { location },
-                Err(op) => R::Operation(op),
+                Added::Certificate(location) => R::Created { location },
+                Added::Token(op) => R::Operation(op),
             },
             CertificateGet { fingerprint } => {
                 R::Certificate(Box::new(self.certificate_get(&fingerprint).await?))

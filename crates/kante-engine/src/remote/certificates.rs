@@ -54,15 +54,25 @@ fn pem(der: &[u8]) -> String {
 
 /// What a secret turned out to be.
 enum Secret {
-    /// A live token: the name, type, restriction and projects it was made for.
-    Token {
-        secret: String,
-        name: String,
-        kind: String,
-        restricted: bool,
-        projects: Vec<String>,
-    },
+    /// A live token, claimed (taken out of the table), with its secret.
+    Token(String, PendingToken),
     Password,
+}
+
+/// What a `POST /1.0/certificates` made.
+pub(crate) enum Added {
+    /// The certificate's location.
+    Certificate(String),
+    /// A trust token's operation.
+    Token(Arc<Op>),
+}
+
+/// The record a certificate is added with.
+struct Wanted {
+    name: String,
+    kind: String,
+    restricted: bool,
+    projects: Vec<String>,
 }
 
 impl Engine {
@@ -152,20 +162,68 @@ impl Engine {
     }
 
     /// `POST /1.0/certificates`: a token request (`token: true`), or a
-    /// certificate to add. Returns the location of the added certificate,
-    /// or the token's operation.
+    /// certificate to add.
     pub(crate) async fn certificate_create(
         &self,
         access: &Access,
         post: CertificatesPost,
-    ) -> Result<std::result::Result<String, Arc<Op>>> {
+    ) -> Result<Added> {
         if post.token {
             if !access.trusted {
                 return Err(EngineError::Forbidden("not authorized".into()));
             }
-            return Ok(Err(self.certificate_token(post).await?));
+            return Ok(Added::Token(self.certificate_token(post).await?));
         }
-        let kind = check_kind(&post.kind)?;
+        let mut wanted = Wanted {
+            name: post.name.clone(),
+            kind: check_kind(&post.kind)?,
+            restricted: post.restricted,
+            projects: post.projects.clone(),
+        };
+        if access.trusted {
+            return self.add_certificate(access, &post, wanted).await;
+        }
+        let ip = match &access.caller {
+            Caller::Remote { address, .. } => address.ip(),
+            Caller::Local => IpAddr::from([127, 0, 0, 1]),
+        };
+        let secret = if post.trust_token.is_empty() {
+            post.password.as_str()
+        } else {
+            post.trust_token.as_str()
+        };
+        match self.check_secret(ip, secret).await? {
+            Secret::Password => self.add_certificate(access, &post, wanted).await,
+            Secret::Token(secret, mut token) => {
+                // Claimed: out of the table while the certificate is
+                // added, so a concurrent use finds nothing.
+                if !token.name.is_empty() {
+                    wanted.name = token.name.clone();
+                }
+                wanted.kind = token.kind.clone();
+                wanted.restricted = token.restricted;
+                wanted.projects = token.projects.clone();
+                let added = self.add_certificate(access, &post, wanted).await;
+                if added.is_ok() {
+                    if let Some(tx) = token.used.take() {
+                        let _ = tx.send(());
+                    }
+                } else {
+                    // Not used after all (a bad certificate, say).
+                    lock(&self.remote.tokens).insert(secret, token);
+                }
+                added
+            }
+        }
+    }
+
+    /// Stores the certificate of the body, else the caller's own.
+    async fn add_certificate(
+        &self,
+        access: &Access,
+        post: &CertificatesPost,
+        wanted: Wanted,
+    ) -> Result<Added> {
         let peer = match &access.caller {
             Caller::Remote {
                 certificate: Some(der),
@@ -173,42 +231,6 @@ impl Engine {
             } => Some(der.clone()),
             _ => None,
         };
-        let (mut name, mut kind, mut restricted, mut projects) = (
-            post.name.clone(),
-            kind,
-            post.restricted,
-            post.projects.clone(),
-        );
-        let mut used_token = None;
-        if !access.trusted {
-            let ip = match &access.caller {
-                Caller::Remote { address, .. } => address.ip(),
-                Caller::Local => IpAddr::from([127, 0, 0, 1]),
-            };
-            let secret = if post.trust_token.is_empty() {
-                post.password.as_str()
-            } else {
-                post.trust_token.as_str()
-            };
-            match self.check_secret(ip, secret).await? {
-                Secret::Token {
-                    secret,
-                    name: n,
-                    kind: k,
-                    restricted: r,
-                    projects: p,
-                } => {
-                    if !n.is_empty() {
-                        name = n;
-                    }
-                    kind = k;
-                    restricted = r;
-                    projects = p;
-                    used_token = Some(secret);
-                }
-                Secret::Password => {}
-            }
-        }
         let der: Vec<u8> = if !post.certificate.is_empty() {
             kante_tls::parse_certificate(post.certificate.as_bytes())
                 .map_err(|e| EngineError::bad(format!("Invalid certificate: {e}")))?
@@ -226,20 +248,22 @@ impl Engine {
             ));
         };
         let fingerprint = kante_tls::fingerprint(&der);
-        if name.is_empty() {
-            name = kante_tls::common_name(&der).unwrap_or_else(|| match &access.caller {
+        let name = if wanted.name.is_empty() {
+            kante_tls::common_name(&der).unwrap_or_else(|| match &access.caller {
                 Caller::Remote { address, .. } => address.ip().to_string(),
                 Caller::Local => "local".into(),
-            });
-        }
+            })
+        } else {
+            wanted.name
+        };
         let row = CertificateRow {
             fingerprint: fingerprint.clone(),
-            kind,
+            kind: wanted.kind,
             name,
             certificate: pem(&der),
-            restricted,
+            restricted: wanted.restricted,
             description: String::new(),
-            projects,
+            projects: wanted.projects,
         };
         match self.shared.certificate_create(&row).await {
             Err(kante_store::StoreError::Conflict(_)) => {
@@ -249,11 +273,10 @@ impl Engine {
             }
             other => other?,
         }
-        if let Some(secret) = used_token {
-            self.token_used(&secret);
-        }
         tracing::info!(fingerprint = %fingerprint, name = %row.name, "certificate added to the trust store");
-        Ok(Ok(format!("/1.0/certificates/{fingerprint}")))
+        Ok(Added::Certificate(format!(
+            "/1.0/certificates/{fingerprint}"
+        )))
     }
 
     /// Checks an untrusted caller's secret: a live token (the whole token
@@ -281,36 +304,19 @@ impl Engine {
             .unwrap_or_else(|| secret.to_string());
         {
             let mut tokens = lock(&self.remote.tokens);
-            if let Some(t) = tokens.get(&token_secret) {
+            if let Some(t) = tokens.remove(&token_secret) {
                 if t.expires_at.is_some_and(|e| e <= kante_api::now()) {
-                    if let Some(t) = tokens.remove(&token_secret) {
-                        let _ = t.op.cancel();
-                    }
                     drop(tokens);
+                    let _ = t.op.cancel();
                     return Err(fail("Token has expired"));
                 }
-                return Ok(Secret::Token {
-                    secret: token_secret,
-                    name: t.name.clone(),
-                    kind: t.kind.clone(),
-                    restricted: t.restricted,
-                    projects: t.projects.clone(),
-                });
+                return Ok(Secret::Token(token_secret, t));
             }
         }
         let stored = self.shared.config_all().await?;
         match stored.get("core.trust_password") {
             Some(hash) if kante_tls::verify_password(hash, secret) => Ok(Secret::Password),
             _ => Err(fail("Invalid trust password or token")),
-        }
-    }
-
-    /// Ends a token once its client is added: it cannot be used again.
-    fn token_used(&self, secret: &str) {
-        if let Some(mut t) = lock(&self.remote.tokens).remove(secret) {
-            if let Some(tx) = t.used.take() {
-                let _ = tx.send(());
-            }
         }
     }
 

@@ -91,13 +91,14 @@ pub fn open_to_untrusted(method: &str, path: &str) -> bool {
 /// owns `core.https_address` and calls this to bind a new address before
 /// it commits the value, so an address that cannot be bound changes
 /// nothing.
+#[async_trait::async_trait]
 pub trait Listeners: Send + Sync {
     /// Binds `addr` and starts serving the API on it, beside whatever
     /// serves already; returns an id and the address bound (its port
     /// resolved when 0).
     fn bind(&self, addr: SocketAddr) -> std::io::Result<(u64, SocketAddr)>;
-    /// Stops every listener but `keep`.
-    fn retain(&self, keep: Option<u64>);
+    /// Stops every listener but `keep`; returns once they are closed.
+    async fn retain(&self, keep: Option<u64>);
 }
 
 /// `core.https_address` as a socket address: `[::]:8443`,
@@ -162,10 +163,14 @@ pub(crate) struct Remote {
 /// checks it against the first DNS name), then the host's addresses.
 fn identity_names() -> Vec<String> {
     let (_, host) = kante_runtime::host::kernel_names();
-    let mut names = Vec::new();
-    if !host.is_empty() {
-        names.push(host);
-    }
+    // A DNS name first, whatever the host is called.
+    let dns = |h: &str| {
+        !h.is_empty()
+            && h.len() <= 253
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    };
+    let mut names = vec![if dns(&host) { host } else { "kante".into() }];
     names.extend(
         kante_network::ifaddrs::host_ip_addresses()
             .into_iter()
@@ -202,9 +207,10 @@ impl Remote {
             .map_err(|e| EngineError::bad(format!("Cannot listen on {text:?} ({addr}): {e}")))
     }
 
-    fn retain(&self, keep: Option<(u64, SocketAddr)>) {
-        if let Some(hook) = lock(&self.listeners).clone() {
-            hook.retain(keep.map(|k| k.0));
+    async fn retain(&self, keep: Option<(u64, SocketAddr)>) {
+        let hook = lock(&self.listeners).clone();
+        if let Some(hook) = hook {
+            hook.retain(keep.map(|k| k.0)).await;
         }
     }
 
@@ -248,7 +254,7 @@ impl Engine {
         match parse_https_address(&text).and_then(|a| self.remote.bind(a, &text)) {
             Ok(bound) => {
                 tracing::info!(address = %bound.1, "listening on HTTPS");
-                self.remote.retain(Some(bound));
+                self.remote.retain(Some(bound)).await;
                 *lock(&self.remote.bound) = Some(bound);
             }
             Err(e) => tracing::error!("core.https_address: {e}"),
@@ -276,10 +282,11 @@ impl Engine {
         };
         if let Err(e) = commit.await {
             // The old listener goes on; the new one goes.
-            self.remote.retain(*lock(&self.remote.bound));
+            let current = *lock(&self.remote.bound);
+            self.remote.retain(current).await;
             return Err(e.into());
         }
-        self.remote.retain(bound);
+        self.remote.retain(bound).await;
         *lock(&self.remote.bound) = bound;
         if let Some((_, a)) = bound {
             tracing::info!(address = %a, "listening on HTTPS");
