@@ -6,6 +6,7 @@
 //! both (see `lxd-api-subset.md`, trap 4).
 
 pub mod backup;
+pub mod certificate;
 pub mod envelope;
 pub mod event;
 pub mod exec;

@@ -59,6 +59,17 @@ pub struct Server {
     pub environment: ServerEnvironment,
 }
 
+/// `GET /1.0` for an untrusted client: what it needs to authenticate.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServerUntrusted {
+    pub api_extensions: Vec<String>,
+    pub api_status: String,
+    pub api_version: String,
+    pub auth: String,
+    pub public: bool,
+    pub auth_methods: Vec<String>,
+}
+
 /// `PUT`/`PATCH /1.0`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ServerPut {

@@ -1,8 +1,11 @@
-//! The connection to the daemon: HTTP/1.1 over its unix socket, and the
-//! generic verbs that return the decoded response envelope.
+//! The connection to the daemon: HTTP/1.1 over its unix socket or over
+//! TLS (`transport.rs`), and the generic verbs that return the decoded response envelope.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use crate::error::{ClientError, Result};
+use crate::transport::{Conn, Https, HttpsTarget, Transport};
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full};
@@ -11,11 +14,9 @@ use hyper::header::{HeaderMap, HeaderValue, CONTENT_TYPE, ETAG, HOST, IF_MATCH, 
 use hyper::{Method, Request, Response};
 use hyper_util::rt::TokioIo;
 use kante_api::{Envelope, ResponseType};
+use kante_tls::rustls::pki_types::CertificateDer;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::net::UnixStream;
-
-use crate::error::{ClientError, Result};
 
 /// Default daemon directory; `$KANTE_DIR` overrides it.
 pub const DEFAULT_KANTE_DIR: &str = "/var/lib/kante";
@@ -35,11 +36,12 @@ pub(crate) fn full_body(data: impl Into<Bytes>) -> ReqBody {
         .boxed_unsync()
 }
 
-/// A handle on the daemon. Cheap to clone; every request opens its own
-/// connection (as `lxc` does), so a `Client` can be shared freely.
+/// A handle on the daemon, local (unix socket) or remote (HTTPS). Cheap to
+/// clone; every request opens its own connection (as `lxc` does), so a
+/// `Client` can be shared freely.
 #[derive(Debug, Clone)]
 pub struct Client {
-    socket: PathBuf,
+    transport: Transport,
 }
 
 /// A decoded JSON response: HTTP status, headers and the 7-field envelope.
@@ -107,21 +109,43 @@ impl Client {
 
     pub fn with_socket(path: impl Into<PathBuf>) -> Client {
         Client {
-            socket: path.into(),
+            transport: Transport::Unix(path.into()),
         }
     }
 
-    pub fn socket_path(&self) -> &Path {
-        &self.socket
+    /// A remote daemon over HTTPS: its certificate must match
+    /// `target.pin` (a mismatch is `ClientError::CertificateMismatch`), and
+    /// `target.identity` is shown as the client's certificate.
+    pub fn https(target: HttpsTarget) -> Result<Client> {
+        Ok(Client {
+            transport: Transport::Https(Arc::new(Https::new(target)?)),
+        })
     }
 
-    pub(crate) async fn connect(&self) -> Result<UnixStream> {
-        UnixStream::connect(&self.socket)
-            .await
-            .map_err(|source| ClientError::Connect {
-                path: self.socket.clone(),
-                source,
-            })
+    /// The unix socket of a local client.
+    pub fn socket_path(&self) -> Option<&Path> {
+        match &self.transport {
+            Transport::Unix(p) => Some(p),
+            Transport::Https(_) => None,
+        }
+    }
+
+    /// The certificate an HTTPS server presented on the last connection
+    /// (to show and pin on first contact); `None` for the unix socket.
+    pub fn server_certificate(&self) -> Option<CertificateDer<'static>> {
+        match &self.transport {
+            Transport::Unix(_) => None,
+            Transport::Https(h) => h.presented(),
+        }
+    }
+
+    pub(crate) async fn connect(&self) -> Result<Conn> {
+        self.transport.connect().await
+    }
+
+    /// A websocket URL for an API path on this daemon.
+    pub(crate) fn ws_url(&self, path: &str) -> String {
+        self.transport.ws_url(path)
     }
 
     /// Sends one request on a fresh connection and returns the raw response;
@@ -134,8 +158,9 @@ impl Client {
         tokio::spawn(async move {
             let _ = conn.await;
         });
-        req.headers_mut()
-            .insert(HOST, HeaderValue::from_static("unix.socket"));
+        let host = HeaderValue::from_str(&self.transport.host())
+            .unwrap_or_else(|_| HeaderValue::from_static("unix.socket"));
+        req.headers_mut().insert(HOST, host);
         Ok(sender.send_request(req).await?)
     }
 
@@ -378,7 +403,7 @@ mod tests {
     fn local_socket_follows_kante_dir() {
         // Only the pure part: with_socket keeps the path as given.
         let c = Client::with_socket("/tmp/x/unix.socket");
-        assert_eq!(c.socket_path(), Path::new("/tmp/x/unix.socket"));
+        assert_eq!(c.socket_path(), Some(Path::new("/tmp/x/unix.socket")));
     }
 
     fn parts(status: u16) -> hyper::http::response::Parts {

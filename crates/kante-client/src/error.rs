@@ -16,6 +16,20 @@ pub enum ClientError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// A remote daemon could not be reached over TCP and TLS.
+    #[error("Failed to connect to {addr}: {source}")]
+    ConnectRemote {
+        addr: String,
+        source: std::io::Error,
+    },
+    /// The remote presented another certificate than the one pinned for
+    /// it: refused, showing both fingerprints.
+    #[error("The certificate of {addr} has changed: expected fingerprint {expected}, the server presented {presented}; if the server was really re-keyed, remove the remote and add it again")]
+    CertificateMismatch {
+        addr: String,
+        expected: String,
+        presented: String,
+    },
     /// An error envelope: `status` is the HTTP status, `message` the envelope's `error`.
     #[error("{message}")]
     Api { status: u16, message: String },

@@ -2,16 +2,16 @@
 
 use futures_util::StreamExt;
 use kante_api::event::Event;
-use tokio::net::UnixStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use crate::client::{url, Client};
 use crate::error::Result;
+use crate::transport::Conn;
 
 /// A live event stream; read it with `next`.
 pub struct EventStream {
-    ws: WebSocketStream<UnixStream>,
+    ws: WebSocketStream<Conn>,
 }
 
 impl EventStream {
@@ -37,7 +37,7 @@ impl Client {
     /// Subscribes to events; `types` is e.g. `"operation,lifecycle"`, empty for all.
     pub async fn events(&self, types: &str) -> Result<EventStream> {
         let stream = self.connect().await?;
-        let mut target = "ws://unix.socket/1.0/events".to_string();
+        let mut target = self.ws_url("/1.0/events");
         if !types.is_empty() {
             target.push_str("?type=");
             target.push_str(&url::query(types));

@@ -14,7 +14,6 @@ use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use kante_api::exec::{exec_return, ExecControl, ExecPost};
 use kante_api::operation::Operation;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::UnixStream;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::WebSocketStream;
@@ -22,8 +21,9 @@ use tokio_tungstenite::WebSocketStream;
 use crate::client::{url, Client};
 use crate::error::{ClientError, Result};
 use crate::operations::async_operation;
+use crate::transport::Conn;
 
-type Ws = WebSocketStream<UnixStream>;
+type Ws = WebSocketStream<Conn>;
 
 /// What `exec_capture` returns.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -127,11 +127,11 @@ impl Client {
     /// Opens one of an exec operation's websockets.
     pub async fn operation_websocket(&self, op_id: &str, secret: &str) -> Result<Ws> {
         let stream = self.connect().await?;
-        let target = format!(
-            "ws://unix.socket/1.0/operations/{}/websocket?secret={}",
+        let target = self.ws_url(&format!(
+            "/1.0/operations/{}/websocket?secret={}",
             url::seg(op_id),
             url::query(secret)
-        );
+        ));
         match tokio_tungstenite::client_async_with_config(target, stream, Some(ws_config())).await {
             Ok((ws, _)) => Ok(ws),
             Err(tungstenite::Error::Http(resp)) => {

@@ -1,5 +1,5 @@
 //! Client library for Kante's REST API (LXD API 1.0 shapes) over the daemon's
-//! unix socket.
+//! unix socket, or over HTTPS to a remote daemon (`Client::https`).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), kante_client::ClientError> {
@@ -23,6 +23,7 @@ mod operations;
 mod profiles;
 mod snapshots;
 mod storage;
+mod transport;
 
 pub use backups::BackupImportOptions;
 pub use body::ProgressFn;
@@ -32,6 +33,7 @@ pub use events::EventStream;
 pub use exec::{ExecOutput, ExecStreams};
 pub use files::{FileContent, FileGet, FileKind, FileMeta, FilePushOptions};
 pub use images::ImageUploadOptions;
+pub use kante_tls;
 pub use operations::{operation_instances, operation_result};
 pub use profiles::{Profile, ProfilePut, ProfilesPost};
 pub use storage::{
@@ -39,6 +41,7 @@ pub use storage::{
     StorageVolume, StorageVolumePost, StorageVolumePut, StorageVolumeSnapshot, StorageVolumesPost,
     VolumeSnapshotsPost, VolumeSource,
 };
+pub use transport::HttpsTarget;
 
 /// Re-exported so callers need not depend on kante-api for the common types.
 pub use kante_api;

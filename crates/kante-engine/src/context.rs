@@ -51,6 +51,9 @@ pub struct Engine {
     /// Set when the host is going down: stopped instances keep
     /// `volatile.last_state.power=RUNNING`, to start again at boot.
     pub(crate) host_stopping: std::sync::atomic::AtomicBool,
+    /// The daemon's certificate, HTTPS listeners, tokens and failed
+    /// trust attempts (`remote/`).
+    pub(crate) remote: crate::remote::Remote,
     pub(crate) me: Weak<Engine>,
 }
 

@@ -25,6 +25,7 @@ mod operations;
 mod paths;
 mod pools;
 mod profiles;
+pub mod remote;
 mod schedule;
 mod server;
 mod startup;

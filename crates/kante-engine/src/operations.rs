@@ -156,6 +156,22 @@ impl Op {
         }
     }
 
+    /// Lets clients cancel it (`DELETE /1.0/operations/{id}`).
+    pub(crate) fn set_cancellable(&self) {
+        let snap = {
+            let mut st = lock(&self.state);
+            st.may_cancel = true;
+            st.clone()
+        };
+        self.emit(&snap);
+    }
+
+    /// Resolves once a client cancelled it.
+    pub(crate) async fn cancelled(&self) {
+        let mut rx = self.cancel.subscribe();
+        let _ = rx.wait_for(|c| *c).await;
+    }
+
     pub(crate) fn cancel(&self) -> Result<()> {
         if !lock(&self.state).may_cancel {
             return Err(OperationError::NotCancellable.into());

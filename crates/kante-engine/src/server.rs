@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use kante_api::server::{Server, ServerEnvironment, StorageDriverInfo};
+use kante_api::server::{Server, ServerEnvironment, ServerUntrusted, StorageDriverInfo};
 use kante_api::ConfigMap;
 
 use crate::error::{EngineError, Result};
@@ -47,10 +47,16 @@ pub const API_EXTENSIONS: &[&str] = &[
     "snapshot_expiry",
     "snapshot_expiry_creation",
     "container_incremental_copy",
+    "certificate_update",
+    "certificate_token",
+    "certificate_self_trust",
 ];
 
 /// Server config keys this daemon honours.
 const SERVER_KEYS: &[&str] = &[
+    "core.https_address",
+    "core.trust_password",
+    "core.remote_token_expiry",
     "images.auto_update_interval",
     "images.auto_update_cached",
     "images.remote_cache_expiry",
@@ -71,7 +77,22 @@ fn os_release() -> (String, String) {
     (get("NAME"), get("VERSION_ID"))
 }
 
+/// How `GET /1.0` shows a hidden key that is set (LXD's `true`).
+const HIDDEN: &str = "true";
+
 impl Engine {
+    /// `GET /1.0` for an untrusted caller (LXD's `ServerUntrusted`).
+    pub(crate) fn server_info_untrusted(&self) -> ServerUntrusted {
+        ServerUntrusted {
+            api_extensions: API_EXTENSIONS.iter().map(|s| s.to_string()).collect(),
+            api_status: "stable".into(),
+            api_version: "1.0".into(),
+            auth: "untrusted".into(),
+            public: false,
+            auth_methods: vec!["tls".into()],
+        }
+    }
+
     pub(crate) async fn server_info(&self) -> Result<Server> {
         let (kernel_version, hostname) = uname();
         let (os_name, os_version) = os_release();
@@ -101,7 +122,20 @@ impl Engine {
         kernel_features.insert("idmapped_mounts".into(), "true".into());
         kernel_features.insert("pidfd".into(), "true".into());
         Ok(Server {
-            config: self.shared.config_all().await?,
+            config: self
+                .shared
+                .config_all()
+                .await?
+                .into_iter()
+                .map(|(k, v)| {
+                    // Never readable back: only whether one is set.
+                    if k == "core.trust_password" {
+                        (k, HIDDEN.to_string())
+                    } else {
+                        (k, v)
+                    }
+                })
+                .collect(),
             api_extensions: API_EXTENSIONS.iter().map(|s| s.to_string()).collect(),
             api_status: "stable".into(),
             api_version: "1.0".into(),
@@ -109,12 +143,12 @@ impl Engine {
             public: false,
             auth_methods: vec!["tls".into()],
             environment: ServerEnvironment {
-                addresses: vec![],
+                addresses: self.remote.addresses(),
                 architectures: vec![kante_api::image::normalise_architecture(
                     std::env::consts::ARCH,
                 )],
-                certificate: String::new(),
-                certificate_fingerprint: String::new(),
+                certificate: self.remote.identity.cert_pem.clone(),
+                certificate_fingerprint: self.remote.fingerprint.clone(),
                 driver: "kante".into(),
                 driver_version: env!("CARGO_PKG_VERSION").into(),
                 firewall: "nftables".into(),
@@ -143,13 +177,15 @@ impl Engine {
         })
     }
 
-    /// `PUT /1.0` (replace) or `PATCH /1.0` (merge).
+    /// `PUT /1.0` (replace) or `PATCH /1.0` (merge). A new
+    /// `core.https_address` is bound before anything is committed: one
+    /// that cannot be bound changes nothing. `core.trust_password` is
+    /// stored as a salted hash; the hidden value `GET /1.0` shows (`true`)
+    /// keeps the current one, as in LXD.
     pub(crate) async fn server_update(&self, config: ConfigMap, merge: bool) -> Result<()> {
-        let mut new = if merge {
-            self.shared.config_all().await?
-        } else {
-            ConfigMap::new()
-        };
+        let _guard = self.remote.config_lock.lock().await;
+        let old = self.shared.config_all().await?;
+        let mut new = if merge { old.clone() } else { ConfigMap::new() };
         for (k, v) in config {
             if !(SERVER_KEYS.contains(&k.as_str()) || k.starts_with("user.")) {
                 if k.starts_with("core.") {
@@ -163,11 +199,35 @@ impl Engine {
             }
             if v.is_empty() {
                 new.remove(&k);
-            } else {
-                new.insert(k, v);
+                continue;
             }
+            let v = match k.as_str() {
+                "core.trust_password" if v == HIDDEN => match old.get(&k) {
+                    Some(hash) => hash.clone(),
+                    None => continue,
+                },
+                "core.trust_password" => {
+                    let salt = crate::util::random_hex(16);
+                    kante_tls::hash_password(&v, salt.as_bytes())
+                }
+                "core.https_address" => {
+                    crate::remote::parse_https_address(&v)?;
+                    v
+                }
+                "core.remote_token_expiry" => {
+                    crate::units::parse_expiry(&v)?;
+                    v
+                }
+                _ => v,
+            };
+            new.insert(k, v);
         }
-        self.shared.config_replace(&new).await?;
-        Ok(())
+        let key = "core.https_address";
+        self.rebind_https(
+            old.get(key).map(String::as_str),
+            new.get(key).map(String::as_str),
+            self.shared.config_replace(&new),
+        )
+        .await
     }
 }

@@ -36,6 +36,7 @@ impl Engine {
                 .map_err(|e| EngineError::internal(format!("creating {}: {e}", d.display())))?;
         }
         let state = Arc::new(SqliteState::open(&paths.database())?);
+        let remote = crate::remote::Remote::open(&paths.root)?;
         let location = state.local_member().await?.name;
         let events = Events::at(&location);
         let HostDeps {
@@ -64,6 +65,7 @@ impl Engine {
             lxcfs,
             storage_drivers: storage,
             host_stopping: std::sync::atomic::AtomicBool::new(false),
+            remote,
             me: me.clone(),
         });
         engine.init_defaults().await?;

@@ -1,10 +1,14 @@
 //! Kante's HTTP layer: LXD API 1.0 routes over a unix socket. Each handler
 //! parses its request into one `kante_engine::front::Request`, hands it to
 //! the engine's front door (`Engine::handle`) and renders the `Reply`
-//! (`response::render`); no decision is made here.
+//! (`response::render`); no decision is made here. Over HTTPS
+//! (`https`), each request carries its caller (the peer's address and TLS
+//! client certificate) to the engine, which decides trust (`gate`).
 
 pub mod body;
 pub use kante_engine::front::filter;
+pub mod gate;
+pub mod https;
 pub mod response;
 pub mod routes;
 #[cfg(feature = "testing")]
@@ -14,7 +18,7 @@ pub mod wslimit;
 use std::path::Path;
 use std::sync::Arc;
 
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 use kante_engine::Engine;
 
@@ -25,14 +29,62 @@ pub struct AppState {
     pub ws: Arc<wslimit::WsSlots>,
 }
 
+/// The route table as it is built: every path the router serves is
+/// recorded here, so tests can walk them all (see [`route_paths`]).
+pub struct Routes {
+    router: Router<AppState>,
+    paths: Vec<String>,
+}
+
+impl Routes {
+    fn new() -> Routes {
+        Routes {
+            router: Router::new(),
+            paths: Vec::new(),
+        }
+    }
+
+    /// Adds `path` with its methods.
+    pub fn route(mut self, path: &str, methods: MethodRouter<AppState>) -> Routes {
+        self.paths.push(path.to_string());
+        self.router = self.router.route(path, methods);
+        self
+    }
+}
+
+/// Every path pattern the router serves (`/1.0/instances/{name}`, …).
+pub fn route_paths() -> Vec<String> {
+    table().paths
+}
+
 /// The API's routes, with the websocket cap from the environment.
 pub fn router(engine: Arc<Engine>) -> Router {
     router_with(engine, wslimit::WsSlots::from_env())
 }
 
 pub fn router_with(engine: Arc<Engine>, ws: wslimit::WsSlots) -> Router {
+    router_shared(engine, Arc::new(ws))
+}
+
+/// The router over `engine`, with websocket slots shared with other
+/// listeners (the unix socket and HTTPS count against one cap). Every
+/// request passes the trust gate first (`gate`).
+pub fn router_shared(engine: Arc<Engine>, ws: Arc<wslimit::WsSlots>) -> Router {
+    let state = AppState { engine, ws };
+    table()
+        .router
+        .fallback(|| async { response::error(404, "not found") })
+        .method_not_allowed_fallback(|| async { response::error(405, "method not allowed") })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            gate::gate,
+        ))
+        .with_state(state)
+}
+
+fn table() -> Routes {
     use routes::*;
-    let instances = |r: Router<AppState>, base: &str| {
+    let instances = |r: Routes, base: &str| {
         r.route(base, get(instances::list).post(backups::create_or_import))
             .route(
                 &format!("{base}/{{name}}"),
@@ -74,11 +126,22 @@ pub fn router_with(engine: Arc<Engine>, ws: wslimit::WsSlots) -> Router {
                     .delete(instances::snapshot_delete),
             )
     };
-    let r = Router::new()
+    let r = Routes::new()
         .route("/", get(server::root))
         .route(
             "/1.0",
             get(server::get).put(server::put).patch(server::patch),
+        )
+        .route(
+            "/1.0/certificates",
+            get(certificates::list).post(certificates::create),
+        )
+        .route(
+            "/1.0/certificates/{fp}",
+            get(certificates::get)
+                .put(certificates::put)
+                .patch(certificates::patch)
+                .delete(certificates::delete),
         )
         .route("/1.0/events", get(events::events))
         .route("/1.0/operations", get(operations::list))
@@ -143,13 +206,7 @@ pub fn router_with(engine: Arc<Engine>, ws: wslimit::WsSlots) -> Router {
     let r = volumes::routes(r);
     let r = backups::routes(r);
     let r = instances(r, "/1.0/instances");
-    let r = instances(r, "/1.0/containers");
-    r.fallback(|| async { response::error(404, "not found") })
-        .method_not_allowed_fallback(|| async { response::error(405, "method not allowed") })
-        .with_state(AppState {
-            engine,
-            ws: Arc::new(ws),
-        })
+    instances(r, "/1.0/containers")
 }
 
 /// Serves the API on a unix socket (root only, mode 0660) until `shutdown` resolves.
@@ -181,7 +238,17 @@ pub async fn claim_socket(path: &Path) -> std::io::Result<std::os::unix::net::Un
     bind_private(path)
 }
 
-/// Serves the API on a listener from [`claim_socket`] until `shutdown`.
+/// Gives `engine` its HTTPS listeners (`core.https_address` is bound
+/// now if set); websockets on them count against `ws`.
+pub async fn start_https(engine: &Arc<Engine>, ws: Arc<wslimit::WsSlots>) {
+    match https::HttpsListeners::new(engine, ws) {
+        Ok(hook) => engine.set_listeners(hook).await,
+        Err(e) => tracing::error!("HTTPS is unavailable: {e}"),
+    }
+}
+
+/// Serves the API on a listener from [`claim_socket`] until `shutdown`,
+/// and over HTTPS on `core.https_address` (see [`https`]).
 pub async fn serve_listener(
     engine: Arc<Engine>,
     listener: std::os::unix::net::UnixListener,
@@ -189,7 +256,9 @@ pub async fn serve_listener(
 ) -> std::io::Result<()> {
     listener.set_nonblocking(true)?;
     let listener = tokio::net::UnixListener::from_std(listener)?;
-    axum::serve(listener, router(engine))
+    let ws = Arc::new(wslimit::WsSlots::from_env());
+    start_https(&engine, ws.clone()).await;
+    axum::serve(listener, router_shared(engine, ws))
         .with_graceful_shutdown(shutdown)
         .await
 }

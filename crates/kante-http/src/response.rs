@@ -115,12 +115,15 @@ pub fn operation(op: &std::sync::Arc<Op>) -> ApiResult {
 
 /// Hands `req` to the engine's front door and renders the reply.
 pub async fn answer(s: &AppState, req: Request) -> ApiResult {
-    render(s.engine.handle(req).await?, 0)
+    render(crate::gate::handle(s, req).await?, 0)
 }
 
 /// [`answer`] for a listing: `?recursion=0` shows URLs, more shows objects.
 pub async fn listing(s: &AppState, req: Request, q: &HashMap<String, String>) -> ApiResult {
-    render(s.engine.handle(req).await?, crate::routes::recursion(q))
+    render(
+        crate::gate::handle(s, req).await?,
+        crate::routes::recursion(q),
+    )
 }
 
 /// The items of a listing, as URLs (`recursion` 0) or as themselves.
@@ -152,6 +155,11 @@ pub fn render(reply: Reply, recursion: u8) -> ApiResult {
             sync(groups)
         }
         Reply::Server(x) => sync(x),
+        Reply::ServerUntrusted(x) => sync(x),
+        Reply::Certificates(v) => list(v, recursion, |c| {
+            format!("/1.0/certificates/{}", c.fingerprint)
+        }),
+        Reply::Certificate(x) => sync(x),
         Reply::InstanceNames(names) => sync(
             names
                 .iter()

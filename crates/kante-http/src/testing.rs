@@ -103,7 +103,9 @@ impl TestDaemon {
         let engine = host.open().await;
         let requests: Arc<Mutex<Vec<Recorded>>> = Arc::default();
         let log = requests.clone();
-        let app = crate::router(engine.clone()).layer(axum::middleware::from_fn(
+        let ws = Arc::new(crate::wslimit::WsSlots::from_env());
+        crate::start_https(&engine, ws.clone()).await;
+        let app = crate::router_shared(engine.clone(), ws).layer(axum::middleware::from_fn(
             move |req: Request, next: Next| record(log.clone(), req, next),
         ));
         let listener = crate::bind_private(&engine.paths.socket()).expect("binding the socket");

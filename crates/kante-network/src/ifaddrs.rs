@@ -34,6 +34,30 @@ pub fn interface_addresses(netns: &NetnsRef) -> Result<Vec<IfAddr>> {
     })
 }
 
+/// The IP addresses of the host's own interfaces (this thread's network
+/// namespace) that are up, without link-local ones: what the daemon's
+/// certificate names and `GET /1.0` lists for a wildcard listener.
+pub fn host_ip_addresses() -> Vec<IpAddr> {
+    let Ok(list) = nix::ifaddrs::getifaddrs() else {
+        return vec![];
+    };
+    let mut out: Vec<IpAddr> = list
+        .map(entry)
+        .filter(|a| a.up)
+        .filter_map(|a| match a.addr {
+            Addr::Ip(ip, _) => Some(ip),
+            _ => None,
+        })
+        .filter(|ip| match ip {
+            IpAddr::V4(v4) => !v4.is_link_local(),
+            IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) != 0xfe80,
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 fn entry(ifa: nix::ifaddrs::InterfaceAddress) -> IfAddr {
     use nix::net::if_::InterfaceFlags;
     let up = ifa.flags.contains(InterfaceFlags::IFF_UP);

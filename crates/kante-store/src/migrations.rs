@@ -135,6 +135,9 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         UNIQUE (instance, name)
     );
     ALTER TABLE custom_volumes ADD COLUMN pending INTEGER NOT NULL DEFAULT 0;",
+    // 8: the projects a restricted certificate may reach (LXD's
+    // `projects`), for `/1.0/certificates`.
+    "ALTER TABLE certificates ADD COLUMN projects TEXT NOT NULL DEFAULT '[]';",
 ];
 
 pub fn latest() -> i64 {

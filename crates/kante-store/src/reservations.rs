@@ -22,16 +22,19 @@ record! {
     #[derive(Debug, Clone, PartialEq, Eq)]
     pub struct CertificateRow {
         fingerprint: String => "fingerprint",
-        /// `client` (LXD also has `server` and `metrics`).
+        /// `client` or `metrics` (LXD also has `server`).
         kind: String => "type",
         name: String => "name",
         /// PEM.
         certificate: String => "certificate",
         restricted: bool => "restricted",
         description: String => "description",
+        /// The projects a restricted certificate may reach.
+        projects: Vec<String> => "projects",
     }
     table: "certificates", entity: "Certificate", key: ["fingerprint"],
-    mutable: ["name", "restricted", "description"], order: "fingerprint", label: fingerprint,
+    mutable: ["name", "type", "restricted", "description", "projects"], order: "fingerprint",
+    label: fingerprint,
 }
 
 /// How conflicts name a reserved key.
@@ -94,6 +97,10 @@ impl Store {
 
     pub fn certificate_list(&self) -> Result<Vec<CertificateRow>> {
         Table::list(&self.lock())
+    }
+
+    pub fn certificate_update(&self, row: &CertificateRow) -> Result<()> {
+        Table::update(&self.lock(), row)
     }
 
     pub fn certificate_delete(&self, fingerprint: &str) -> Result<bool> {

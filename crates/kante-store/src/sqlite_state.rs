@@ -360,6 +360,9 @@ impl SharedState for SqliteState {
     async fn certificate_list(&self) -> Result<Vec<CertificateRow>> {
         read!(self, => |s| s.certificate_list())
     }
+    async fn certificate_update(&self, row: &CertificateRow) -> Result<()> {
+        on_thread!(self, row => |s| s.certificate_update(&row))
+    }
     async fn certificate_delete(&self, fingerprint: &str) -> Result<bool> {
         on_thread!(self, fingerprint => |s| s.certificate_delete(&fingerprint))
     }

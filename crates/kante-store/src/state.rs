@@ -218,5 +218,7 @@ pub trait SharedState: Send + Sync {
     async fn certificate_create(&self, row: &CertificateRow) -> Result<()>;
     async fn certificate_get(&self, fingerprint: &str) -> Result<Option<CertificateRow>>;
     async fn certificate_list(&self) -> Result<Vec<CertificateRow>>;
+    /// Rewrites name, type, restricted, description and projects.
+    async fn certificate_update(&self, row: &CertificateRow) -> Result<()>;
     async fn certificate_delete(&self, fingerprint: &str) -> Result<bool>;
 }

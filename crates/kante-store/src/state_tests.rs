@@ -80,14 +80,25 @@ async fn the_standalone_member_and_certificates() {
         certificate: "-----BEGIN CERTIFICATE-----".into(),
         restricted: false,
         description: String::new(),
+        projects: vec![],
     };
     s.certificate_create(&cert).await.unwrap();
     assert!(matches!(
         s.certificate_create(&cert).await,
         Err(StoreError::Conflict(_))
     ));
-    assert_eq!(s.certificate_get("abcd").await.unwrap(), Some(cert));
+    assert_eq!(s.certificate_get("abcd").await.unwrap(), Some(cert.clone()));
+    // An edit rewrites name, restriction and projects; the key stays.
+    let edited = CertificateRow {
+        name: "ops".into(),
+        restricted: true,
+        projects: vec!["default".into()],
+        ..cert
+    };
+    s.certificate_update(&edited).await.unwrap();
+    assert_eq!(s.certificate_get("abcd").await.unwrap(), Some(edited));
     assert!(s.certificate_delete("abcd").await.unwrap());
+    assert!(s.certificate_get("abcd").await.unwrap().is_none());
 }
 
 #[tokio::test]

@@ -188,8 +188,34 @@ pub fn parse_certificate(input: &[u8]) -> Result<CertificateDer<'static>, CertEr
     }
 }
 
+/// A certificate's subject common name, if it has one.
+pub fn common_name(der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let cn = cert.subject().iter_common_name().next()?;
+    cn.as_str().ok().map(str::to_string)
+}
+
+/// Standard base64 with padding (trust tokens are written so).
+pub fn encode_base64(data: &[u8]) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut s = String::with_capacity(data.len().div_ceil(3) * 4);
+    for c in data.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                s.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                s.push('=');
+            }
+        }
+    }
+    s
+}
+
 /// Standard base64 with padding, whitespace ignored.
-fn decode_base64(s: &[u8]) -> Option<Vec<u8>> {
+pub fn decode_base64(s: &[u8]) -> Option<Vec<u8>> {
     let val = |c: u8| -> Option<u32> {
         Some(match c {
             b'A'..=b'Z' => c - b'A',
@@ -231,21 +257,19 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     fn b64(data: &[u8]) -> String {
-        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let mut s = String::new();
-        for c in data.chunks(3) {
-            let n = (c[0] as u32) << 16
-                | (*c.get(1).unwrap_or(&0) as u32) << 8
-                | *c.get(2).unwrap_or(&0) as u32;
-            for i in 0..4 {
-                if i <= c.len() {
-                    s.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-                } else {
-                    s.push('=');
-                }
+        encode_base64(data)
+    }
+
+    #[test]
+    fn base64_round_trips() {
+        for data in [&b""[..], b"f", b"fo", b"foo", b"foob", b"\xff\x00\x10"] {
+            let text = encode_base64(data);
+            assert_eq!(text.len() % 4, 0);
+            if !data.is_empty() {
+                assert_eq!(decode_base64(text.as_bytes()).unwrap(), data);
             }
         }
-        s
+        assert_eq!(encode_base64(b"foobar"), "Zm9vYmFy");
     }
 
     #[test]

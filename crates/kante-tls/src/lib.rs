@@ -5,13 +5,19 @@
 //! clients send them (PEM, DER, or base64 DER), and rustls configurations:
 //! a server that asks every client for a certificate but requires none
 //! (trust is decided later, by fingerprint), and a client that trusts
-//! exactly one pinned server certificate.
+//! exactly one pinned server certificate. Also the stored form of trust
+//! passwords (`password`: salted PBKDF2-HMAC-SHA256, never the password).
 
 mod config;
 mod keypair;
+mod password;
 
 pub use config::{client_config, server_config, ServerPin, TLS_VERSIONS};
-pub use keypair::{load_or_create, parse_certificate, CertError, KeyPair, Role};
+pub use keypair::{
+    common_name, decode_base64, encode_base64, load_or_create, parse_certificate, CertError,
+    KeyPair, Role,
+};
+pub use password::{hash_password, pbkdf2_sha256, verify_password};
 pub use rustls;
 
 use sha2::{Digest, Sha256};

@@ -4,13 +4,13 @@ mod build;
 mod cli;
 mod cmd;
 mod format;
+mod remote;
 mod table;
 mod terminal;
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use kante_client::Client;
 
 use cli::{Cli, Command};
 
@@ -84,9 +84,17 @@ pub fn one_line(e: &anyhow::Error) -> String {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<i32> {
-    let client = Client::local();
+    let mut command = cli.command;
+    if let Command::Remote(r) = command {
+        return cmd::remote::run(r).await;
+    }
+    // The one place the client is made: the remote the arguments name
+    // (split off them here), else the default one.
+    let remotes = remote::Config::load()?;
+    let target = remote::route::route(&remotes, &mut command)?;
+    let client = remote::connect::client(&remotes, &target)?;
     let c = &client;
-    match cli.command {
+    match command {
         Command::Launch(args) => cmd::lifecycle::launch(c, args).await,
         Command::Init(args) if args.interactive => {
             let stdin = std::io::stdin();
@@ -149,10 +157,11 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Network(n) => cmd::network::run(c, n).await,
         Command::Storage(s) => cmd::storage::run(c, s).await,
         Command::Profile(p) => cmd::profile::run(c, p).await,
-        Command::Version => cmd::misc::version(c).await,
+        Command::Remote(_) => unreachable!("handled above"),
+        Command::Version { .. } => cmd::misc::version(c).await,
         Command::WaitReady { timeout } => cmd::misc::wait_ready(c, timeout).await,
         Command::Operation(op) => cmd::misc::operation(c, op).await,
-        Command::Monitor { types, format } => cmd::misc::monitor(c, &types, format).await,
+        Command::Monitor { types, format, .. } => cmd::misc::monitor(c, &types, format).await,
     }
 }
 

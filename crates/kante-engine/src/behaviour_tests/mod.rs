@@ -13,6 +13,7 @@ mod lifecycle;
 mod operations;
 mod profiles;
 mod registry;
+mod remote;
 mod state;
 mod storage;
 mod uniqueness;

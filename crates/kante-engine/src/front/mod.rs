@@ -58,25 +58,71 @@ pub use crate::ws::{WsConn, WsMsg};
 pub use crate::util::random_hex;
 
 use crate::error::{EngineError, Result};
+use crate::remote::certificates::Added;
+use crate::remote::{Access, Caller};
 use crate::Engine;
 use verbs::{custom_only, rename_only};
 
 impl Engine {
-    /// Answers one API request: the engine's only entry for clients.
+    /// Answers one request from the unix socket (fully trusted).
     pub async fn handle(&self, req: Request) -> Result<Reply> {
+        self.handle_as(&Access::local(), req).await
+    }
+
+    /// Answers one request from `caller`, first asking the trust store
+    /// whether it is trusted ([`Engine::trusts`]).
+    pub async fn handle_from(&self, caller: &Caller, req: Request) -> Result<Reply> {
+        let access = Access {
+            trusted: self.trusts(caller).await,
+            caller: caller.clone(),
+        };
+        self.handle_as(&access, req).await
+    }
+
+    /// Answers one API request for a caller the gate has classified: the
+    /// engine's only entry for clients. An untrusted caller reaches only
+    /// [`Request::open_to_untrusted`] verbs.
+    pub async fn handle_as(&self, access: &Access, req: Request) -> Result<Reply> {
         let verb = req.name();
-        let reply = self.dispatch(req).await;
+        if !access.trusted && !req.open_to_untrusted() {
+            tracing::debug!(verb, caller = ?access.caller, "refused: untrusted");
+            return Err(EngineError::Forbidden("not authorized".into()));
+        }
+        let reply = self.dispatch(req, access).await;
         if let Err(e) = &reply {
             tracing::debug!(verb, status = e.status(), "refused: {e}");
         }
         reply
     }
 
-    async fn dispatch(&self, req: Request) -> Result<Reply> {
+    async fn dispatch(&self, req: Request, access: &Access) -> Result<Reply> {
         use Reply as R;
         use Request::*;
         Ok(match req {
+            ServerGet if !access.trusted => {
+                R::ServerUntrusted(Box::new(self.server_info_untrusted()))
+            }
             ServerGet => R::Server(Box::new(self.server_info().await?)),
+            CertificateList => R::Certificates(self.certificate_list().await?),
+            CertificateCreate(post) => match self.certificate_create(access, *post).await? {
+                Added::Certificate(location) => R::Created { location },
+                Added::Token(op) => R::Operation(op),
+            },
+            CertificateGet { fingerprint } => {
+                R::Certificate(Box::new(self.certificate_get(&fingerprint).await?))
+            }
+            CertificateUpdate {
+                fingerprint,
+                put,
+                merge,
+            } => {
+                self.certificate_update(&fingerprint, put, merge).await?;
+                R::Empty
+            }
+            CertificateDelete { fingerprint } => {
+                self.certificate_delete(&fingerprint).await?;
+                R::Empty
+            }
             ServerUpdate { config, merge } => {
                 self.server_update(config, merge).await?;
                 R::Empty

@@ -6,13 +6,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use kante_api::backup::InstanceBackup;
+use kante_api::certificate::Certificate;
 use kante_api::event::Event;
 use kante_api::image::{Image, ImageAlias};
 use kante_api::instance::{Instance, InstanceFull, InstanceSnapshot, InstanceState};
 use kante_api::network::{Network, NetworkLease, NetworkState};
 use kante_api::operation::Operation;
 use kante_api::profile::Profile;
-use kante_api::server::Server;
+use kante_api::server::{Server, ServerUntrusted};
 use kante_api::storage::{StoragePool, StorageVolume, StorageVolumeSnapshot};
 use tokio::sync::{broadcast, oneshot};
 
@@ -36,6 +37,10 @@ pub enum Reply {
     OperationState(Operation),
     Operations(Vec<Operation>),
     Server(Box<Server>),
+    /// `GET /1.0` as an untrusted caller sees it.
+    ServerUntrusted(Box<ServerUntrusted>),
+    Certificates(Vec<Certificate>),
+    Certificate(Box<Certificate>),
     /// Instance names (no details were asked for).
     InstanceNames(Vec<String>),
     Instances(Vec<Instance>),

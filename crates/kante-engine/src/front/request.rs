@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use kante_api::backup::InstanceBackupsPost;
+use kante_api::certificate::{CertificatePut, CertificatesPost};
 use kante_api::exec::ExecPost;
 use kante_api::image::{ImageAliasesPost, ImagePut, ImagesPost};
 use kante_api::instance::{InstancePost, InstancePut, InstanceStatePut, InstancesPost};
@@ -60,6 +61,23 @@ pub enum Request {
     /// Subscribes to the event bus; `types` empty means all.
     Events {
         types: Vec<String>,
+    },
+
+    // The trust store.
+    CertificateList,
+    /// Adds a certificate (by a trusted caller, a token or the trust
+    /// password) or, with `token: true`, makes a trust token.
+    CertificateCreate(Box<CertificatesPost>),
+    CertificateGet {
+        fingerprint: String,
+    },
+    CertificateUpdate {
+        fingerprint: String,
+        put: CertificatePut,
+        merge: bool,
+    },
+    CertificateDelete {
+        fingerprint: String,
     },
 
     // Instances.
@@ -388,6 +406,11 @@ impl Request {
             OperationWait { .. } => "operation_wait",
             OperationSocket { .. } => "operation_socket",
             Events { .. } => "events",
+            CertificateList => "certificate_list",
+            CertificateCreate(_) => "certificate_create",
+            CertificateGet { .. } => "certificate_get",
+            CertificateUpdate { .. } => "certificate_update",
+            CertificateDelete { .. } => "certificate_delete",
             InstanceList { .. } => "instance_list",
             InstanceCreate(_) => "instance_create",
             InstanceImport { .. } => "instance_import",
@@ -464,12 +487,20 @@ impl Request {
         }
     }
 
+    /// Whether an untrusted caller may make this request: only `GET /1.0`
+    /// and `POST /1.0/certificates` (see `crate::remote`).
+    pub fn open_to_untrusted(&self) -> bool {
+        matches!(self, Request::ServerGet | Request::CertificateCreate(_))
+    }
+
     /// What the request is about, decided from the request alone (no
     /// state read): where a cluster forwards it before any local logic.
     pub fn target(&self) -> Target {
         use Request::*;
         match self {
             ServerGet | ServerUpdate { .. } | OperationList | InstanceList { .. } => Target::Server,
+            CertificateList | CertificateCreate(_) | CertificateGet { .. } => Target::Server,
+            CertificateUpdate { .. } | CertificateDelete { .. } => Target::Server,
             InstanceCreate(_) | InstanceImport { .. } | ImageCreate(_) => Target::Server,
             ImageList | AliasList | ProfileList | NetworkList | PoolList => Target::Server,
             AliasCreate(_) | AliasGet { .. } | AliasUpdate { .. } => Target::Server,

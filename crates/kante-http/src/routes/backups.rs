@@ -3,7 +3,6 @@
 
 use axum::extract::{FromRequest, Path, Request, State};
 use axum::routing::get;
-use axum::Router;
 use kante_api::backup::{InstanceBackupPost, InstanceBackupsPost};
 use kante_api::instance::InstancesPost;
 use kante_engine::front::Request as Req;
@@ -15,7 +14,7 @@ use crate::response::{answer, listing, ApiResult};
 use crate::AppState;
 
 /// Adds the backup routes under `/1.0/instances` and `/1.0/containers`.
-pub fn routes(r: Router<AppState>) -> Router<AppState> {
+pub fn routes(r: crate::Routes) -> crate::Routes {
     let mut r = r;
     for base in ["/1.0/instances", "/1.0/containers"] {
         r = r

@@ -22,9 +22,7 @@ pub async fn events(State(s): State<AppState>, q: Params, ws: WebSocketUpgrade) 
         })
         .unwrap_or_default();
     let slot = s.ws.take()?;
-    let mut events = s
-        .engine
-        .handle(Request::Events { types })
+    let mut events = crate::gate::handle(&s, Request::Events { types })
         .await?
         .into_events()?;
     Ok(ws

@@ -3,6 +3,7 @@
 //! `Reply` (see `crate::response`).
 
 pub mod backups;
+pub mod certificates;
 pub mod events;
 pub mod files;
 pub mod images;

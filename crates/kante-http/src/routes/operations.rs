@@ -53,9 +53,7 @@ pub async fn websocket(
 ) -> ApiResult {
     let secret = q.get("secret").cloned().unwrap_or_default();
     let ws_slot = s.ws.take()?;
-    let slot = s
-        .engine
-        .handle(Request::OperationSocket { id, secret })
+    let slot = crate::gate::handle(&s, Request::OperationSocket { id, secret })
         .await?
         .into_socket()?;
     Ok(ws

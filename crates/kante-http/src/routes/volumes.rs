@@ -2,7 +2,6 @@
 
 use axum::extract::{Path, State};
 use axum::routing::get;
-use axum::Router;
 use kante_api::storage::{
     StorageVolumePost, StorageVolumePut, StorageVolumesPost, VolumeSnapshotsPost,
 };
@@ -14,7 +13,7 @@ use crate::response::{answer, listing, ApiResult};
 use crate::AppState;
 
 /// Adds the volume routes to the router.
-pub fn routes(r: Router<AppState>) -> Router<AppState> {
+pub fn routes(r: crate::Routes) -> crate::Routes {
     let base = "/1.0/storage-pools/{name}/volumes";
     r.route(base, get(list_all).post(create_any))
         .route(&format!("{base}/{{kind}}"), get(list).post(create))

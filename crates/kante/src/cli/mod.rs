@@ -1,5 +1,6 @@
 //! Command-line grammar (lxc 5.0's verbs and flags where lxc has them).
 
+mod remote;
 mod resources;
 mod volume;
 
@@ -7,6 +8,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+pub use remote::{RemoteCmd, TrustCmd};
 pub use resources::{NetworkCmd, ProfileCmd, StorageCmd};
 pub use volume::VolumeCmd;
 
@@ -130,6 +132,9 @@ pub enum Command {
     /// Manage profiles
     #[command(subcommand)]
     Profile(ProfileCmd),
+    /// Manage the remote servers this client talks to
+    #[command(subcommand)]
+    Remote(RemoteCmd),
     /// Show an instance's console log
     Console {
         name: String,
@@ -137,8 +142,8 @@ pub enum Command {
         #[arg(long)]
         show_log: bool,
     },
-    /// Show client and server versions
-    Version,
+    /// Show client and server versions: [REMOTE:]
+    Version { remote: Option<String> },
     /// Wait until the daemon answers its API (as `lxd waitready` does)
     WaitReady {
         /// Give up after this many seconds (0: wait for ever)
@@ -150,6 +155,8 @@ pub enum Command {
     Operation(OperationCmd),
     /// Print server events as they happen
     Monitor {
+        /// A remote to watch (`REMOTE:`)
+        remote: Option<String>,
         /// Event types to show (operation, lifecycle, logging)
         #[arg(long = "type")]
         types: Vec<String>,
@@ -412,6 +419,8 @@ pub enum AliasCmd {
     Delete { alias: String },
     #[command(visible_alias = "ls")]
     List {
+        /// A remote to list (`REMOTE:`)
+        remote: Option<String>,
         #[arg(short = 'f', long, value_enum, default_value = "table")]
         format: Format,
     },
@@ -419,28 +428,24 @@ pub enum AliasCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum ConfigCmd {
-    /// Set config keys: NAME KEY=VALUE... or NAME KEY VALUE (VALUE `-` reads stdin)
+    /// Set config keys: [REMOTE:]INSTANCE KEY=VALUE... or INSTANCE KEY VALUE
+    /// (VALUE `-` reads stdin); server keys: [REMOTE:] KEY VALUE
     Set {
-        name: String,
         #[arg(required = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Print a config value
+    /// Print a config value: [REMOTE:]INSTANCE KEY, or a server key: [REMOTE:] KEY
     Get {
         name: String,
-        key: String,
+        key: Option<String>,
         #[arg(short, long)]
         expanded: bool,
     },
-    /// Remove config keys
-    Unset {
-        name: String,
-        #[arg(required = true)]
-        keys: Vec<String>,
-    },
-    /// Show the instance configuration as YAML
+    /// Remove config keys: [REMOTE:]INSTANCE KEY..., or server keys: [REMOTE:] KEY...
+    Unset { name: String, keys: Vec<String> },
+    /// Show an instance's configuration as YAML, or the server's: [REMOTE:]
     Show {
-        name: String,
+        name: Option<String>,
         #[arg(short, long)]
         expanded: bool,
     },
@@ -449,6 +454,9 @@ pub enum ConfigCmd {
     /// Manage devices
     #[command(subcommand)]
     Device(DeviceCmd),
+    /// Manage the clients a server trusts
+    #[command(subcommand)]
+    Trust(TrustCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -479,6 +487,8 @@ pub enum DeviceCmd {
 pub enum OperationCmd {
     #[command(visible_alias = "ls")]
     List {
+        /// A remote to list (`REMOTE:`)
+        remote: Option<String>,
         #[arg(short = 'f', long, value_enum, default_value = "table")]
         format: Format,
     },

@@ -21,6 +21,8 @@ pub enum NetworkCmd {
     /// List networks (managed ones and host interfaces)
     #[command(visible_alias = "ls")]
     List {
+        /// A remote to list (`REMOTE:`)
+        remote: Option<String>,
         #[arg(short = 'f', long, value_enum, default_value = "table")]
         format: Format,
     },
@@ -87,6 +89,8 @@ pub enum StorageCmd {
     /// List storage pools
     #[command(visible_alias = "ls")]
     List {
+        /// A remote to list (`REMOTE:`)
+        remote: Option<String>,
         #[arg(short = 'f', long, value_enum, default_value = "table")]
         format: Format,
     },
@@ -128,6 +132,8 @@ pub enum ProfileCmd {
     /// List profiles
     #[command(visible_alias = "ls")]
     List {
+        /// A remote to list (`REMOTE:`)
+        remote: Option<String>,
         #[arg(short = 'f', long, value_enum, default_value = "table")]
         format: Format,
     },
@@ -273,7 +279,8 @@ mod tests {
         assert!(matches!(
             parse(&["profile", "ls", "--format", "json"]).command,
             Command::Profile(ProfileCmd::List {
-                format: Format::Json
+                format: Format::Json,
+                ..
             })
         ));
         assert!(Cli::try_parse_from(["kante", "storage", "create", "p"]).is_err());

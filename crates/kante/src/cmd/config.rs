@@ -51,24 +51,51 @@ async fn modify(
     Ok(())
 }
 
+/// Whether the first argument of `config set` names the server rather
+/// than an instance: empty (a bare `REMOTE:`, already split off), a key
+/// (keys have a dot, instance names never do) or a `KEY=VALUE`.
+pub fn names_server(first: &str) -> bool {
+    first.is_empty() || first.contains('.') || first.contains('=')
+}
+
 pub async fn run(c: &Client, cmd: ConfigCmd) -> Result<i32> {
     match cmd {
-        ConfigCmd::Set { name, args } => {
-            let mut pairs = parse_set_args(&args)?;
+        ConfigCmd::Set { args } => {
+            let (name, rest) = match args.split_first() {
+                Some((first, rest)) if first.is_empty() => (None, rest),
+                Some((first, _)) if names_server(first) => (None, &args[..]),
+                Some((first, rest)) => (Some(first.clone()), rest),
+                None => bail!("Missing key"),
+            };
+            let mut pairs = parse_set_args(rest)?;
             for (_, v) in pairs.iter_mut() {
                 if v == "-" {
                     *v = read_stdin()?;
                 }
             }
-            modify(c, &name, |_, put| {
-                for (k, v) in pairs {
-                    put.config.insert(k, v);
+            match name {
+                None => server::set(c, pairs).await?,
+                Some(name) => {
+                    modify(c, &name, |_, put| {
+                        for (k, v) in pairs {
+                            put.config.insert(k, v);
+                        }
+                        Ok(())
+                    })
+                    .await?
                 }
-                Ok(())
-            })
-            .await?;
+            }
         }
-        ConfigCmd::Unset { name, keys } => {
+        ConfigCmd::Unset { name, mut keys } => {
+            if names_server(&name) {
+                if !name.is_empty() {
+                    keys.insert(0, name);
+                }
+                return server::unset(c, keys).await.map(|_| 0);
+            }
+            if keys.is_empty() {
+                bail!("Missing key");
+            }
             modify(c, &name, |_, put| {
                 for k in &keys {
                     if put.config.remove(k).is_none() {
@@ -81,7 +108,17 @@ pub async fn run(c: &Client, cmd: ConfigCmd) -> Result<i32> {
         }
         ConfigCmd::Get {
             name,
-            key,
+            key: None,
+            expanded: _,
+        } => server::get(c, &name).await?,
+        ConfigCmd::Get {
+            name,
+            key: Some(key),
+            expanded: _,
+        } if name.is_empty() => server::get(c, &key).await?,
+        ConfigCmd::Get {
+            name,
+            key: Some(key),
             expanded,
         } => {
             let inst = c.instance(&name).await?;
@@ -92,10 +129,14 @@ pub async fn run(c: &Client, cmd: ConfigCmd) -> Result<i32> {
             };
             println!("{}", cfg.get(&key).map(String::as_str).unwrap_or(""));
         }
-        ConfigCmd::Show { name, expanded } => {
-            let inst = c.instance(&name).await?;
-            print!("{}", to_yaml(&writable(&inst, expanded))?);
-        }
+        ConfigCmd::Show { name, expanded } => match name.filter(|n| !n.is_empty()) {
+            None => server::show(c).await?,
+            Some(name) => {
+                let inst = c.instance(&name).await?;
+                print!("{}", to_yaml(&writable(&inst, expanded))?);
+            }
+        },
+        ConfigCmd::Trust(t) => return super::trust::run(c, t).await,
         ConfigCmd::Edit { name } => {
             let (inst, etag) = c.instance_with_etag(&name).await?;
             let current = to_yaml(&writable(&inst, false))?;
@@ -160,6 +201,74 @@ async fn device(c: &Client, cmd: DeviceCmd) -> Result<()> {
     Ok(())
 }
 
+/// The server's own configuration (`GET`/`PATCH /1.0`), as `lxc config`
+/// without an instance.
+mod server {
+    use anyhow::{bail, Result};
+    use kante_client::Client;
+    use serde_json::{Map, Value};
+
+    /// The `config` map of `GET /1.0`; values as text (LXD shows a set
+    /// `core.trust_password` as `true`).
+    async fn config(c: &Client) -> Result<Map<String, Value>> {
+        let resp = c.get("/1.0").await?;
+        Ok(match resp.envelope.metadata.get("config") {
+            Some(Value::Object(m)) => m.clone(),
+            _ => Map::new(),
+        })
+    }
+
+    fn text(v: &Value) -> String {
+        match v {
+            Value::String(s) => s.clone(),
+            Value::Null => String::new(),
+            other => other.to_string(),
+        }
+    }
+
+    pub async fn get(c: &Client, key: &str) -> Result<()> {
+        let cfg = config(c).await?;
+        println!("{}", cfg.get(key).map(text).unwrap_or_default());
+        Ok(())
+    }
+
+    /// PATCH only the keys given: the others (a hidden password among
+    /// them) are never sent back.
+    pub async fn set(c: &Client, pairs: Vec<(String, String)>) -> Result<()> {
+        let config: Map<String, Value> = pairs
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect();
+        c.patch("/1.0", &serde_json::json!({ "config": config }))
+            .await?;
+        Ok(())
+    }
+
+    /// An empty value in a PATCH removes the key (LXD's rule).
+    pub async fn unset(c: &Client, keys: Vec<String>) -> Result<()> {
+        if keys.is_empty() {
+            bail!("Missing key");
+        }
+        let cfg = config(c).await?;
+        for k in &keys {
+            if !cfg.contains_key(k) {
+                bail!("Key {k} is not set");
+            }
+        }
+        set(c, keys.into_iter().map(|k| (k, String::new())).collect()).await
+    }
+
+    pub async fn show(c: &Client) -> Result<()> {
+        let cfg: std::collections::BTreeMap<String, String> = config(c)
+            .await?
+            .iter()
+            .map(|(k, v)| (k.clone(), text(v)))
+            .collect();
+        print!("{}", super::to_yaml(&serde_json::json!({ "config": cfg }))?);
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,5 +287,13 @@ mod tests {
         );
         assert!(parse_set_args(&v(&["a"])).is_err());
         assert!(parse_set_args(&v(&["a", "b", "c"])).is_err());
+    }
+
+    #[test]
+    fn server_keys_are_told_from_instances() {
+        assert!(names_server(""));
+        assert!(names_server("core.https_address"));
+        assert!(names_server("core.https_address=[::]:8443"));
+        assert!(!names_server("c1"));
     }
 }

@@ -129,7 +129,7 @@ async fn alias(c: &Client, cmd: AliasCmd) -> Result<()> {
             c.create_image_alias(&alias, &fp, &description).await?;
         }
         AliasCmd::Delete { alias } => c.delete_image_alias(&alias).await?,
-        AliasCmd::List { format } => {
+        AliasCmd::List { format, .. } => {
             let mut aliases = c.image_aliases().await?;
             aliases.sort_by(|a, b| a.name.cmp(&b.name));
             match format {

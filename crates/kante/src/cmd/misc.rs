@@ -48,7 +48,7 @@ pub async fn wait_ready(c: &Client, timeout: u64) -> Result<i32> {
 
 pub async fn operation(c: &Client, cmd: OperationCmd) -> Result<i32> {
     match cmd {
-        OperationCmd::List { format } => {
+        OperationCmd::List { format, .. } => {
             let mut ops: Vec<_> = c.operations_full().await?.into_values().flatten().collect();
             ops.sort_by_key(|a| a.created_at);
             match format {

@@ -16,8 +16,10 @@ pub mod network;
 pub mod preseed;
 pub mod profile;
 pub mod questions;
+pub mod remote;
 pub mod snapshot;
 pub mod storage;
+pub mod trust;
 pub mod volume;
 
 use anyhow::{bail, Result};

@@ -176,7 +176,7 @@ pub async fn run(c: &Client, cmd: NetworkCmd) -> Result<i32> {
             c.create_network(&post).await?;
             println!("Network {name} created");
         }
-        NetworkCmd::List { format } => {
+        NetworkCmd::List { format, .. } => {
             let list = c.networks().await?;
             let header = [
                 "NAME",

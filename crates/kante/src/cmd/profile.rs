@@ -63,7 +63,7 @@ async fn modify_instance_profiles(
 
 pub async fn run(c: &Client, cmd: ProfileCmd) -> Result<i32> {
     match cmd {
-        ProfileCmd::List { format } => {
+        ProfileCmd::List { format, .. } => {
             let list = c.profiles().await?;
             print_list(format, &list, &["NAME", "DESCRIPTION", "USED BY"], || {
                 list_rows(&list)

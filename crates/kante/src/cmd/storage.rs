@@ -89,7 +89,7 @@ pub async fn run(c: &Client, cmd: StorageCmd) -> Result<i32> {
             c.create_storage_pool(&post).await?;
             println!("Storage pool {pool} created");
         }
-        StorageCmd::List { format } => {
+        StorageCmd::List { format, .. } => {
             let pools = c.storage_pools().await?;
             let header = [
                 "NAME",

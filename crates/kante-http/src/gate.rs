@@ -1,0 +1,63 @@
+//! The trust gate every request passes: who called (the unix socket, or
+//! the HTTPS peer [`https`](crate::https) recorded on the request) and
+//! whether the engine trusts it ([`Engine::trusts`], asked on every
+//! request). An untrusted caller reaches only the engine's
+//! [`UNTRUSTED_ROUTES`]; anything else is 403 before its body is read. The
+//! caller then rides along the handler's task, so [`handle`] passes it to
+//! the engine, which checks the verb again.
+//!
+//! [`Engine::trusts`]: kante_engine::Engine::trusts
+//! [`UNTRUSTED_ROUTES`]: kante_engine::remote::UNTRUSTED_ROUTES
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use kante_engine::front::{Reply, Request as Verb};
+use kante_engine::remote::{open_to_untrusted, Access, Caller};
+use kante_engine::EngineError;
+
+use crate::{response, AppState};
+
+/// The HTTPS peer of a request, put on it by the HTTPS listener. A request
+/// without one came through the unix socket.
+#[derive(Clone, Debug)]
+pub struct Peer(pub Caller);
+
+tokio::task_local! {
+    static ACCESS: Access;
+}
+
+/// The caller of the request this task serves. Outside a request that
+/// went through [`gate`], nobody: untrusted.
+pub fn current() -> Access {
+    ACCESS.try_with(Access::clone).unwrap_or(Access {
+        caller: Caller::Remote {
+            address: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+            certificate: None,
+            fingerprint: None,
+        },
+        trusted: false,
+    })
+}
+
+/// Hands `req` to the engine as the current caller.
+pub async fn handle(s: &AppState, req: Verb) -> Result<Reply, EngineError> {
+    s.engine.handle_as(&current(), req).await
+}
+
+/// The middleware: classifies the caller, refuses what an untrusted one
+/// may not reach, and runs the handler with the caller set.
+pub async fn gate(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let caller = match req.extensions().get::<Peer>() {
+        Some(Peer(c)) => c.clone(),
+        None => Caller::Local,
+    };
+    let trusted = s.engine.trusts(&caller).await;
+    if !trusted && !open_to_untrusted(req.method().as_str(), req.uri().path()) {
+        tracing::debug!(method = %req.method(), path = %req.uri().path(), ?caller, "untrusted caller refused");
+        return response::error(403, "not authorized");
+    }
+    ACCESS
+        .scope(Access { caller, trusted }, next.run(req))
+        .await
+}
