@@ -66,6 +66,7 @@ const KEYS: &[(&str, Kind, bool)] = &[
     ("security.protection.delete", Kind::Bool, true),
     // Nesting and interception shape the container itself: next start.
     ("security.nesting", Kind::Bool, false),
+    ("security.devlxd", Kind::Bool, false),
     ("security.idmap.isolated", Kind::Bool, false),
     ("security.syscalls.intercept.mknod", Kind::Bool, false),
     ("security.syscalls.intercept.setxattr", Kind::Bool, false),
@@ -91,6 +92,10 @@ const REFUSED: &[(&str, &str)] = &[
         "raw.lxc is not supported: Kante does not run liblxc; use the equivalent Kante keys",
     ),
     ("raw.idmap", "raw.idmap is not supported"),
+    (
+        "security.devlxd.images",
+        "security.devlxd.images (image export through /dev/lxd) is not supported yet",
+    ),
     ("raw.seccomp", "raw.seccomp is not supported"),
     (
         "raw.apparmor",

@@ -1,0 +1,188 @@
+//! The guest API, `/dev/lxd/sock` (LXD's devlxd): each running instance
+//! with `security.devlxd` (on unless set false) gets its own unix socket,
+//! which the daemon binds on the host at `KANTE_DIR/devlxd/<name>/sock`
+//! (root's directory, read-only to the guest) and the start plan
+//! bind-mounts, directory and all, at `/dev/lxd` in the container.
+//!
+//! A socket serves one instance only: its answers are built from that
+//! instance's config and devices (`api`), and a connection whose peer
+//! process (`SO_PEERCRED`) is not one of the instance's gets 403 (`peer`).
+//! The listener lives with the running instance (`Running::devlxd`) and is
+//! closed, its socket file and directory removed, when the instance stops.
+//! Because the directory, not the file, is mounted, a restarted daemon
+//! binds a fresh socket in it and the running guest sees it at once.
+
+pub(crate) mod api;
+mod peer;
+mod serve;
+
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use kante_api::ConfigMap;
+use kante_runtime::BindMount;
+use tokio::net::UnixListener;
+use tokio::task::JoinHandle;
+
+use crate::error::{EngineError, Result};
+use crate::Engine;
+pub(crate) use api::Reply;
+pub(crate) use peer::Owner;
+
+/// Where the socket appears in the guest: its directory.
+pub const GUEST_DIR: &str = "/dev/lxd";
+
+/// `security.devlxd`: true unless set to a false value (LXD's default).
+pub(crate) fn enabled(econfig: &ConfigMap) -> bool {
+    match econfig.get("security.devlxd").filter(|v| !v.is_empty()) {
+        None => true,
+        v => crate::util::is_true(v),
+    }
+}
+
+/// Removes an instance's socket directory when dropped (a failed start, a
+/// stop), unless handed on.
+struct SocketDir(Option<PathBuf>);
+
+impl Drop for SocketDir {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.take() {
+            remove_dir(&dir);
+        }
+    }
+}
+
+fn remove_dir(dir: &Path) {
+    let _ = std::fs::remove_file(dir.join("sock"));
+    if let Err(e) = std::fs::remove_dir(dir) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!("removing {}: {e}", dir.display());
+        }
+    }
+}
+
+/// A bound, not yet served, guest socket: what the start plan mounts.
+pub(crate) struct Bound {
+    listener: UnixListener,
+    dir: SocketDir,
+}
+
+impl Bound {
+    /// The mount that shows the socket's directory at `/dev/lxd`.
+    pub(crate) fn mount(&self) -> BindMount {
+        BindMount {
+            source: self.dir.0.clone().unwrap_or_default(),
+            target: GUEST_DIR.into(),
+            readonly: true,
+            idmapped: false,
+        }
+    }
+
+    /// Starts answering for instance `name`, whose processes `owner` tells.
+    pub(crate) fn serve(mut self, engine: &Engine, name: &str, owner: Owner) -> DevlxdHandle {
+        let target = serve::Target {
+            engine: engine.me.clone(),
+            name: name.to_string(),
+            owner,
+        };
+        let task = tokio::spawn(serve::accept_loop(self.listener, target));
+        DevlxdHandle {
+            task,
+            _dir: SocketDir(self.dir.0.take()),
+        }
+    }
+}
+
+/// A served guest socket; dropping it closes the listener and every
+/// connection and removes the socket.
+pub struct DevlxdHandle {
+    task: JoinHandle<()>,
+    _dir: SocketDir,
+}
+
+impl Drop for DevlxdHandle {
+    fn drop(&mut self) {
+        // `dir` is dropped next: the socket file goes.
+        self.task.abort();
+    }
+}
+
+impl Engine {
+    /// The host directory holding instance `name`'s guest socket.
+    pub(crate) fn devlxd_dir(&self, name: &str) -> PathBuf {
+        self.paths.root.join("devlxd").join(name)
+    }
+
+    /// Binds instance `name`'s guest socket (replacing a stale one a
+    /// daemon that went away left).
+    pub(crate) fn devlxd_bind(&self, name: &str) -> Result<Bound> {
+        let top = self.paths.root.join("devlxd");
+        let dir = self.devlxd_dir(name);
+        let io = |what: &'static str| EngineError::io_ctx(what);
+        crate::util::ensure_dir_mode(&top, 0o711)
+            .map_err(io("guest API: creating its directory"))?;
+        crate::util::ensure_dir_mode(&dir, 0o755)
+            .map_err(io("guest API: creating its directory"))?;
+        let guard = SocketDir(Some(dir.clone()));
+        let _ = std::fs::remove_file(dir.join("sock"));
+        // Bound through the directory's descriptor: the path stays short
+        // whatever KANTE_DIR is (a socket path has at most 107 bytes).
+        let handle = std::fs::File::open(&dir).map_err(io("guest API: opening its directory"))?;
+        let short = format!("/proc/self/fd/{}/sock", handle.as_raw_fd());
+        let listener = UnixListener::bind(&short).map_err(io("guest API: binding its socket"))?;
+        drop(handle);
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.join("sock"), std::fs::Permissions::from_mode(0o666))
+            .map_err(io("guest API: opening its socket to the guest"))?;
+        Ok(Bound {
+            listener,
+            dir: guard,
+        })
+    }
+
+    /// Removes what a guest socket of `name` left (an instance that died
+    /// while the daemon was away, a deleted one).
+    pub(crate) fn devlxd_clear(&self, name: &str) {
+        let dir = self.devlxd_dir(name);
+        if dir.exists() {
+            remove_dir(&dir);
+        }
+    }
+
+    /// Instance `name` as its guest sees it.
+    pub(crate) async fn devlxd_view(&self, name: &str) -> Result<api::GuestView> {
+        let row = self.instance_row(name).await?;
+        let (config, devices) = self.expanded(&row).await?;
+        let instance_id = row
+            .config
+            .get("volatile.cloud-init.instance-id")
+            .filter(|v| !v.is_empty())
+            .cloned()
+            .unwrap_or_else(|| name.to_string());
+        let location = match self.location.as_str() {
+            kante_store::STANDALONE_MEMBER => std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| self.location.clone()),
+            member => member.to_string(),
+        };
+        Ok(api::GuestView {
+            name: name.to_string(),
+            instance_id,
+            location,
+            config,
+            devices,
+        })
+    }
+
+    /// Answers a guest's `method path` for instance `name`.
+    pub(crate) async fn devlxd_answer(&self, name: &str, method: &str, path: &str) -> Reply {
+        match self.devlxd_view(name).await {
+            Ok(view) => api::answer(&view, method, path),
+            Err(EngineError::NotFound(_)) => Reply::not_found(),
+            Err(e) => {
+                tracing::warn!(instance = %name, "guest API: {e}");
+                Reply::error(500, "internal error")
+            }
+        }
+    }
+}
