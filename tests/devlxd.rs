@@ -1,0 +1,315 @@
+//! The guest API, `/dev/lxd/sock`, checked from inside real Debian guests
+//! and from the host: LXD's answers for the calling instance only (its
+//! own `user.*` value, never another's), 403 for a process outside the
+//! instance even when it reaches the socket, no socket with
+//! `security.devlxd=false`, a fresh socket after a daemon restart, nothing
+//! left after stop; and the new user's case: a Debian image without
+//! Kante's NoCloud templates gets its `cloud-init.user-data` through
+//! cloud-init's LXD datasource.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use kante_integration::{run, Daemon, TestImage};
+use serde_json::{json, Value};
+
+/// A minimal HTTP GET over a unix socket: prints the status, then the body.
+const CLIENT: &str = r#"
+import socket, sys
+path, sock = sys.argv[1], sys.argv[2]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(sock)
+s.sendall(("GET %s HTTP/1.1\r\nHost: lxd\r\nConnection: close\r\n\r\n" % path).encode())
+data = b""
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    data += chunk
+head, _, body = data.partition(b"\r\n\r\n")
+print(head.split(b" ")[1].decode())
+sys.stdout.write(body.decode())
+"#;
+
+fn split(out: &str) -> (u16, String) {
+    let (status, body) = out.split_once('\n').unwrap_or((out, ""));
+    let status = status
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("no HTTP status in {out:?}"));
+    (status, body.to_string())
+}
+
+/// `GET path` on `/dev/lxd/sock` from inside instance `name`.
+async fn guest_get(d: &Daemon, name: &str, path: &str) -> (u16, String) {
+    let script = format!("python3 - '{path}' /dev/lxd/sock <<'EOF'\n{CLIENT}\nEOF");
+    let (code, out) = d.sh(name, &script).await;
+    assert_eq!(code, 0, "{name}: GET {path}: {out}");
+    split(&out)
+}
+
+/// `GET path` on a host-side socket from a host process, or from one in
+/// the pid namespace of the process `in_pidns_of`.
+fn host_get(sock: &Path, path: &str, in_pidns_of: Option<i32>) -> (u16, String) {
+    let mut cmd = match in_pidns_of {
+        Some(pid) => {
+            let mut c = Command::new("nsenter");
+            c.args(["-t", &pid.to_string(), "--pid", "--", "/usr/bin/python3"]);
+            c
+        }
+        None => Command::new("/usr/bin/python3"),
+    };
+    let out = cmd
+        .args(["-c", CLIENT, path])
+        .arg(sock)
+        .output()
+        .expect("python3 on the host");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    split(&String::from_utf8_lossy(&out.stdout))
+}
+
+fn host_sock(d: &Daemon, name: &str) -> PathBuf {
+    d.dir.join("devlxd").join(name).join("sock")
+}
+
+#[test]
+fn guest_api_answers_the_calling_instance_only() {
+    run(async {
+        let mut d = Daemon::start().await;
+        let fp = d.import(TestImage::Debian).await;
+        let vendor = "#cloud-config\n{}\n";
+        d.launch(
+            &fp,
+            "dl1",
+            &[("user.foo", "from-dl1"), ("cloud-init.vendor-data", vendor)],
+        )
+        .await;
+        d.launch(&fp, "dl2", &[("user.foo", "from-dl2")]).await;
+        d.launch(
+            &fp,
+            "dl3",
+            &[("security.devlxd", "false"), ("user.foo", "from-dl3")],
+        )
+        .await;
+
+        // LXD's shapes, for the caller's own instance.
+        let (status, body) = guest_get(&d, "dl1", "/1.0").await;
+        assert_eq!(status, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            (&v["api_version"], &v["instance_type"], &v["state"]),
+            (&json!("1.0"), &json!("container"), &json!("Started")),
+            "{v}"
+        );
+        let (status, body) = guest_get(&d, "dl1", "/1.0/config").await;
+        assert_eq!(status, 200, "{body}");
+        let keys: Vec<String> = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            keys,
+            ["/1.0/config/cloud-init.vendor-data", "/1.0/config/user.foo"]
+        );
+        assert_eq!(
+            guest_get(&d, "dl1", "/1.0/config/user.foo").await,
+            (200, "from-dl1".into())
+        );
+        assert_eq!(
+            guest_get(&d, "dl1", "/1.0/config/cloud-init.vendor-data").await,
+            (200, vendor.into())
+        );
+        assert_eq!(
+            guest_get(&d, "dl2", "/1.0/config/user.foo").await,
+            (200, "from-dl2".into())
+        );
+        assert_eq!(
+            guest_get(&d, "dl1", "/1.0/config/volatile.uuid").await.0,
+            403
+        );
+        assert_eq!(guest_get(&d, "dl1", "/1.0/config/user.nope").await.0, 404);
+        let (status, md) = guest_get(&d, "dl1", "/1.0/meta-data").await;
+        assert_eq!(status, 200);
+        let id = d.client.instance("dl1").await.unwrap().config["volatile.cloud-init.instance-id"]
+            .clone();
+        assert_eq!(
+            md,
+            format!("#cloud-config\ninstance-id: {id}\nlocal-hostname: dl1\n")
+        );
+        let (status, body) = guest_get(&d, "dl1", "/1.0/devices").await;
+        assert_eq!(status, 200);
+        let devices: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(devices["root"]["type"], "disk", "{devices}");
+        // Nothing of dl2 ever reaches dl1.
+        for path in ["/1.0/config", "/1.0/meta-data", "/1.0/devices"] {
+            let (_, body) = guest_get(&d, "dl1", path).await;
+            assert!(!body.contains("dl2"), "{path}: {body}");
+        }
+        // A config change is seen at once.
+        d.client
+            .patch_instance("dl1", &json!({"config": {"user.foo": "changed"}}))
+            .await
+            .unwrap();
+        assert_eq!(
+            guest_get(&d, "dl1", "/1.0/config/user.foo").await,
+            (200, "changed".into())
+        );
+
+        // The socket in the guest: a socket in a directory the guest cannot change.
+        let (code, out) = d
+            .sh(
+                "dl1",
+                "stat -c %F /dev/lxd/sock; touch /dev/lxd/x 2>&1; rm -f /dev/lxd/sock 2>&1; ls /dev/lxd",
+            )
+            .await;
+        assert_eq!(code, 0, "{out}");
+        assert!(out.starts_with("socket\n"), "{out}");
+        assert!(out.trim_end().ends_with("sock"), "{out}");
+        assert!(!out.contains("\nx\n"), "{out}");
+
+        // security.devlxd=false: no socket in the guest, none on the host.
+        let (code, out) = d.sh("dl3", "ls -la /dev/lxd").await;
+        assert_ne!(code, 0, "{out}");
+        assert!(!host_sock(&d, "dl3").exists());
+
+        // The host-side socket: not in dl2's filesystem; refused to a host
+        // process and to a process of dl2 that reaches it anyway; answered
+        // to a process of dl1 alone.
+        let (code, _) = d
+            .sh(
+                "dl2",
+                &format!("test -e {}", host_sock(&d, "dl1").display()),
+            )
+            .await;
+        assert_ne!(code, 0, "dl2 sees dl1's host-side socket");
+        let sock = host_sock(&d, "dl1");
+        let (status, body) = host_get(&sock, "/1.0/config/user.foo", None);
+        assert_eq!(status, 403, "{body}");
+        assert!(!body.contains("changed"));
+        let dl2 = d.init_pid("dl2").await;
+        let (status, body) = host_get(&sock, "/1.0/config/user.foo", Some(dl2));
+        assert_eq!(status, 403, "{body}");
+        assert!(!body.contains("changed"));
+        let dl1 = d.init_pid("dl1").await;
+        assert_eq!(
+            host_get(&sock, "/1.0/config/user.foo", Some(dl1)),
+            (200, "changed".into())
+        );
+
+        // A daemon that went away: the running guest's socket is bound again.
+        d.restart().await;
+        assert_eq!(
+            guest_get(&d, "dl1", "/1.0/config/user.foo").await,
+            (200, "changed".into())
+        );
+
+        // Stopped: the socket and its directory are gone.
+        d.client.stop_instance("dl1", true, 0).await.unwrap();
+        assert!(
+            !d.dir.join("devlxd/dl1").exists(),
+            "the socket outlived dl1"
+        );
+        assert!(host_sock(&d, "dl2").exists());
+        d.shutdown().await;
+    });
+}
+
+/// The Debian test image as a plain tar with no templates: `metadata.yaml`
+/// without its `templates:` section, no `templates/` directory (as an
+/// image made by `publish` of a hand-built container, or a plain
+/// debootstrap, has).
+fn image_without_templates(work: &Path) -> PathBuf {
+    let sh = |script: &str| {
+        let out = Command::new("sh")
+            .args(["-ec", script])
+            .current_dir(work)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let src = TestImage::Debian.path();
+    sh(&format!("zstd -dcq '{}' > rest.tar", src.display()));
+    let meta = sh("tar -xOf rest.tar metadata.yaml");
+    let meta = meta.split("\ntemplates:").next().unwrap().to_string() + "\n";
+    assert!(meta.contains("architecture:") && !meta.contains("template"));
+    std::fs::write(work.join("metadata.yaml"), meta).unwrap();
+    sh("tar --delete --wildcards -f rest.tar metadata.yaml 'templates*'");
+    // metadata.yaml first, then the rest.
+    sh("tar -cf image.tar --owner=0 --group=0 metadata.yaml && tar -Af image.tar rest.tar && rm rest.tar");
+    let listing = sh("tar -tf image.tar | head -3");
+    assert!(listing.starts_with("metadata.yaml\n"), "{listing}");
+    work.join("image.tar")
+}
+
+/// Waits for cloud-init to finish; returns `cloud-init status --long`.
+async fn cloud_init_done(d: &Daemon, name: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let (_, out) = d.sh(name, "cloud-init status --long").await;
+        if out.contains("status: done") || out.contains("status: error") {
+            return out;
+        }
+        assert!(Instant::now() < deadline, "cloud-init still busy: {out}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[test]
+fn cloud_init_reads_user_data_over_dev_lxd_from_an_image_without_templates() {
+    run(async {
+        let d = Daemon::start().await;
+        let work = tempfile::tempdir().unwrap();
+        let image = image_without_templates(work.path());
+        let fp = d
+            .client
+            .upload_image(&image, &Default::default(), |_, _| {})
+            .await
+            .unwrap();
+        drop(work);
+        d.client
+            .post(
+                "/1.0/networks",
+                &json!({"name": "ktdlx0", "config": {"ipv4.address": "auto", "ipv6.address": "none"}}),
+            )
+            .await
+            .unwrap();
+        let user_data = "#cloud-config\nusers:\n  - name: devlxduser\n    shell: /bin/bash\n    lock_passwd: true\n";
+        let nic: BTreeMap<String, String> = [("type", "nic"), ("network", "ktdlx0")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        d.create_with_devices(
+            &fp,
+            "plain1",
+            &[("cloud-init.user-data", user_data)],
+            [("eth0".to_string(), nic)].into(),
+        )
+        .await;
+        d.client.start_instance("plain1").await.unwrap();
+        let status = cloud_init_done(&d, "plain1").await;
+        assert!(status.contains("status: done"), "{status}");
+        // The data came over /dev/lxd: no NoCloud seed was written.
+        let (code, out) = d
+            .sh("plain1", "ls /var/lib/cloud/seed/nocloud-net 2>&1")
+            .await;
+        assert_ne!(code, 0, "a NoCloud seed in a template-less image: {out}");
+        assert!(status.contains("DataSourceLXD"), "{status}");
+        let (code, out) = d.sh("plain1", "getent passwd devlxduser").await;
+        assert_eq!(code, 0, "cloud-init did not create the user: {out}");
+        assert!(out.trim_end().ends_with(":/bin/bash"), "{out}");
+        let id = d.client.instance("plain1").await.unwrap().config
+            ["volatile.cloud-init.instance-id"]
+            .clone();
+        let (_, out) = d.sh("plain1", "cloud-init query instance_id").await;
+        assert_eq!(out.trim(), id);
+        d.shutdown().await;
+    });
+}
