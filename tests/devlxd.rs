@@ -236,16 +236,15 @@ fn image_without_templates(work: &Path) -> PathBuf {
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let src = TestImage::Debian.path();
-    sh(&format!("zstd -dcq '{}' > rest.tar", src.display()));
-    let meta = sh("tar -xOf rest.tar metadata.yaml");
+    sh(&format!(
+        "mkdir stage && zstd -dcq '{}' | tar -C stage -x --numeric-owner --xattrs --xattrs-include='*'",
+        src.display()
+    ));
+    let meta = std::fs::read_to_string(work.join("stage/metadata.yaml")).unwrap();
     let meta = meta.split("\ntemplates:").next().unwrap().to_string() + "\n";
     assert!(meta.contains("architecture:") && !meta.contains("template"));
-    std::fs::write(work.join("metadata.yaml"), meta).unwrap();
-    sh("tar --delete --wildcards -f rest.tar metadata.yaml 'templates*'");
-    // metadata.yaml first, then the rest.
-    sh("tar -cf image.tar --owner=0 --group=0 metadata.yaml && tar -Af image.tar rest.tar && rm rest.tar");
-    let listing = sh("tar -tf image.tar | head -3");
-    assert!(listing.starts_with("metadata.yaml\n"), "{listing}");
+    std::fs::write(work.join("stage/metadata.yaml"), meta).unwrap();
+    sh("rm -r stage/templates && tar -C stage -cf image.tar --numeric-owner --xattrs --xattrs-include='*' metadata.yaml rootfs && rm -r stage");
     work.join("image.tar")
 }
 
@@ -290,10 +289,23 @@ fn cloud_init_reads_user_data_over_dev_lxd_from_an_image_without_templates() {
             &fp,
             "plain1",
             &[("cloud-init.user-data", user_data)],
+            [("eth0".to_string(), nic.clone())].into(),
+        )
+        .await;
+        // The same without the guest API: nothing reaches cloud-init.
+        d.create_with_devices(
+            &fp,
+            "plain2",
+            &[
+                ("cloud-init.user-data", user_data),
+                ("security.devlxd", "false"),
+            ],
             [("eth0".to_string(), nic)].into(),
         )
         .await;
-        d.client.start_instance("plain1").await.unwrap();
+        for n in ["plain1", "plain2"] {
+            d.client.start_instance(n).await.unwrap();
+        }
         let status = cloud_init_done(&d, "plain1").await;
         assert!(status.contains("status: done"), "{status}");
         // The data came over /dev/lxd: no NoCloud seed was written.
@@ -310,6 +322,10 @@ fn cloud_init_reads_user_data_over_dev_lxd_from_an_image_without_templates() {
             .clone();
         let (_, out) = d.sh("plain1", "cloud-init query instance_id").await;
         assert_eq!(out.trim(), id);
+        let state = d.wait_systemd("plain2", Duration::from_secs(120)).await;
+        assert!(state == "running" || state == "degraded", "plain2: {state}");
+        let (code, out) = d.sh("plain2", "getent passwd devlxduser").await;
+        assert_ne!(code, 0, "a user without the guest API or a seed: {out}");
         d.shutdown().await;
     });
 }
