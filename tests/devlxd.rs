@@ -33,6 +33,41 @@ print(head.split(b" ")[1].decode())
 sys.stdout.write(body.decode())
 "#;
 
+/// A minimal websocket client of `/1.0/events?type=config`: prints the
+/// handshake's status line, then the first event's text.
+const EVENTS_CLIENT: &str = r#"
+import socket
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(60)
+s.connect("/dev/lxd/sock")
+s.sendall(b"GET /1.0/events?type=config HTTP/1.1\r\nHost: lxd\r\nUpgrade: websocket\r\n"
+          b"Connection: Upgrade\r\nSec-WebSocket-Key: a2FudGUtZGV2bHhkLXRlc3Q=\r\n"
+          b"Sec-WebSocket-Version: 13\r\n\r\n")
+head = b""
+while not head.endswith(b"\r\n\r\n"):
+    head += s.recv(1)
+print(head.split(b"\r\n")[0].decode(), flush=True)
+def read(n):
+    d = b""
+    while len(d) < n:
+        c = s.recv(n - len(d))
+        if not c:
+            raise SystemExit("closed")
+        d += c
+    return d
+while True:
+    h = read(2)
+    n = h[1] & 127
+    if n == 126:
+        n = int.from_bytes(read(2), "big")
+    elif n == 127:
+        n = int.from_bytes(read(8), "big")
+    p = read(n)
+    if h[0] & 15 == 1:
+        print(p.decode())
+        break
+"#;
+
 fn split(out: &str) -> (u16, String) {
     let (status, body) = out.split_once('\n').unwrap_or((out, ""));
     let status = status
@@ -148,11 +183,26 @@ fn guest_api_answers_the_calling_instance_only() {
             let (_, body) = guest_get(&d, "dl1", path).await;
             assert!(!body.contains("dl2"), "{path}: {body}");
         }
-        // A config change is seen at once.
-        d.client
-            .patch_instance("dl1", &json!({"config": {"user.foo": "changed"}}))
-            .await
-            .unwrap();
+        // A config change is seen at once, and as an event by a guest
+        // listening on /1.0/events.
+        let listen = format!("python3 - <<'EOF'\n{EVENTS_CLIENT}\nEOF");
+        let ((code, out), _) = tokio::join!(d.sh("dl1", &listen), async {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            d.client
+                .patch_instance("dl1", &json!({"config": {"user.foo": "changed"}}))
+                .await
+                .unwrap();
+        });
+        assert_eq!(code, 0, "{out}");
+        let (status, event) = out.split_once('\n').unwrap_or((&out, ""));
+        assert!(status.starts_with("HTTP/1.1 101"), "{out}");
+        let event: Value =
+            serde_json::from_str(event.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+        assert_eq!(event["type"], "config", "{event}");
+        assert_eq!(
+            event["metadata"],
+            json!({"key": "user.foo", "old_value": "from-dl1", "value": "changed"})
+        );
         assert_eq!(
             guest_get(&d, "dl1", "/1.0/config/user.foo").await,
             (200, "changed".into())

@@ -104,7 +104,8 @@ async fn a_running_instance_has_its_socket_mounted_and_refuses_the_host() {
         .find(|m| m.target == "/dev/lxd")
         .expect("the guest API mount");
     assert_eq!(m.source, engine.devlxd_dir("c1"));
-    assert!(m.readonly && !m.idmapped);
+    // Shifted like the rootfs (this instance is unprivileged), read-only.
+    assert!(m.readonly && m.idmapped);
     use std::os::unix::fs::{FileTypeExt, PermissionsExt};
     let md = std::fs::metadata(&sock).unwrap();
     assert!(md.file_type().is_socket());
@@ -144,4 +145,68 @@ async fn devlxd_false_means_no_socket_and_no_mount_and_bad_values_are_refused() 
     let images = testing::create_request("c2", "img", &[("security.devlxd.images", "true")]);
     let e = engine.instance_create(images).await.expect_err("refused");
     assert_eq!(e.status(), 400);
+}
+
+#[tokio::test]
+async fn an_update_becomes_config_and_device_events_for_the_guest() {
+    use crate::devlxd::events::{changes, Types};
+    use kante_api::instance::InstancePut;
+    let host = TestHost::new();
+    let engine = with_instance(&host, &[("user.foo", "old"), ("user.gone", "x")]).await;
+    let mut rx = engine.events.subscribe();
+    let before = engine.devlxd_view("c1").await.unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let disk: kante_api::ConfigMap = [
+        ("type", "disk"),
+        ("path", "/mnt"),
+        ("source", data.path().to_str().unwrap()),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let row = engine.instance_row("c1").await.unwrap();
+    let mut config = row.config.clone();
+    config.insert("user.foo".into(), "new".into());
+    config.remove("user.gone");
+    config.insert("limits.processes".into(), "100".into());
+    engine
+        .instance_update(
+            "c1",
+            InstancePut {
+                config,
+                devices: [("data".to_string(), disk.clone())].into(),
+                profiles: Some(row.profiles.clone()),
+                ..Default::default()
+            },
+            false,
+        )
+        .await
+        .unwrap();
+    // The bus says the instance changed: that is what a stream waits for.
+    assert!(super::actions(&mut rx).contains(&"instance-updated".to_string()));
+    let after = engine.devlxd_view("c1").await.unwrap();
+    let all = Types::parse(None).unwrap();
+    let got: Vec<serde_json::Value> = changes(&before, &after, all)
+        .into_iter()
+        .map(|mut e| {
+            assert!(e["timestamp"].is_string(), "{e}");
+            e.as_object_mut().unwrap().remove("timestamp");
+            e
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            serde_json::json!({"type": "config", "metadata":
+                {"key": "user.foo", "old_value": "old", "value": "new"}}),
+            serde_json::json!({"type": "config", "metadata":
+                {"key": "user.gone", "old_value": "x", "value": ""}}),
+            serde_json::json!({"type": "device", "metadata":
+                {"action": "added", "name": "data", "config": disk}}),
+        ]
+    );
+    // `?type=` filters; an unknown type is refused.
+    let devices_only = Types::parse(Some("type=device")).unwrap();
+    assert_eq!(changes(&before, &after, devices_only).len(), 1);
+    assert!(Types::parse(Some("type=config,bogus")).is_none());
 }

@@ -1,8 +1,8 @@
 //! The guest API, `/dev/lxd/sock` (LXD's devlxd): each running instance
 //! with `security.devlxd` (on unless set false) gets its own unix socket,
 //! which the daemon binds on the host at `KANTE_DIR/devlxd/<name>/sock`
-//! (root's directory, read-only to the guest) and the start plan
-//! bind-mounts, directory and all, at `/dev/lxd` in the container.
+//! (in a directory closed to host users) and the start plan bind-mounts,
+//! directory and all, read-only at `/dev/lxd` in the container.
 //!
 //! A socket serves one instance only: its answers are built from that
 //! instance's config and devices (`api`), and a connection whose peer
@@ -13,6 +13,7 @@
 //! binds a fresh socket in it and the running guest sees it at once.
 
 pub(crate) mod api;
+pub(crate) mod events;
 mod peer;
 mod serve;
 mod view;
@@ -68,13 +69,17 @@ pub(crate) struct Bound {
 }
 
 impl Bound {
-    /// The mount that shows the socket's directory at `/dev/lxd`.
-    pub(crate) fn mount(&self) -> BindMount {
+    /// The mount that shows the socket's directory at `/dev/lxd`:
+    /// read-only, and idmapped like the rootfs when the instance has an id
+    /// map (`shifted`), so the monitor prepares it from the host side and
+    /// the guest's root never looks up its host path (which may lie under
+    /// a closed directory).
+    pub(crate) fn mount(&self, shifted: bool) -> BindMount {
         BindMount {
             source: self.dir.0.clone().unwrap_or_default(),
             target: GUEST_DIR.into(),
             readonly: true,
-            idmapped: false,
+            idmapped: shifted,
         }
     }
 
@@ -119,7 +124,9 @@ impl Engine {
         let top = self.paths.root.join("devlxd");
         let dir = self.devlxd_dir(name);
         let io = |what: &'static str| EngineError::io_ctx(what);
-        crate::util::ensure_dir_mode(&top, 0o711)
+        // Closed to host users, as `containers/`: through an idmapped
+        // mount, what a guest could write there would be on-disk root's.
+        crate::util::ensure_dir_mode(&top, 0o700)
             .map_err(io("guest API: creating its directory"))?;
         crate::util::ensure_dir_mode(&dir, 0o755)
             .map_err(io("guest API: creating its directory"))?;

@@ -215,7 +215,7 @@ impl Engine {
             false => None,
         };
         if let Some(b) = &devlxd {
-            spec.mounts.push(b.mount());
+            spec.mounts.push(b.mount(spec.idmap.is_some()));
         }
         let idmap_current = spec
             .idmap
