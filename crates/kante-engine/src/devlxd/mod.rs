@@ -5,7 +5,8 @@
 //! directory and all, read-only at `/dev/lxd` in the container.
 //!
 //! A socket serves one instance only: its answers are built from that
-//! instance's config and devices (`api`), and a connection whose peer
+//! instance's config and devices (`api`, `view`; its changes as a
+//! websocket at `/1.0/events`: `events`), and a connection whose peer
 //! process (`SO_PEERCRED`) is not one of the instance's gets 403 (`peer`).
 //! The listener lives with the running instance (`Running::devlxd`) and is
 //! closed, its socket file and directory removed, when the instance stops.
