@@ -249,8 +249,15 @@ fn guest_api_answers_the_calling_instance_only() {
             (200, "changed".into())
         );
 
-        // A daemon that went away: the running guest's socket is bound again.
+        // A daemon that went away (killed, or stopped as an init system
+        // stops it): the running guest's socket is bound again.
         d.restart().await;
+        assert_eq!(
+            guest_get(&d, "dl1", "/1.0/config/user.foo").await,
+            (200, "changed".into())
+        );
+        d.stop_term();
+        d.start_again().await;
         assert_eq!(
             guest_get(&d, "dl1", "/1.0/config/user.foo").await,
             (200, "changed".into())

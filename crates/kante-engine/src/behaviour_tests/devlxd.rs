@@ -210,3 +210,25 @@ async fn an_update_becomes_config_and_device_events_for_the_guest() {
     assert_eq!(changes(&before, &after, devices_only).len(), 1);
     assert!(Types::parse(Some("type=config,bogus")).is_none());
 }
+
+#[tokio::test]
+async fn a_restarted_daemon_binds_a_fresh_socket_in_the_mounted_directory() {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let host = TestHost::new();
+    let engine = with_instance(&host, &[]).await;
+    testing::start(&engine, "c1").await;
+    let dir = engine.devlxd_dir("c1");
+    let (dir_ino, sock_ino) = (
+        std::fs::metadata(&dir).unwrap().ino(),
+        std::fs::metadata(dir.join("sock")).unwrap().ino(),
+    );
+    drop(engine);
+    let again = host.open().await;
+    // The same directory (the one the guest has mounted), a new socket in it.
+    assert_eq!(std::fs::metadata(&dir).unwrap().ino(), dir_ino);
+    let md = std::fs::metadata(dir.join("sock")).unwrap();
+    assert!(md.file_type().is_socket());
+    assert_ne!(md.ino(), sock_ino);
+    testing::stop(&again, "c1").await;
+    assert!(!dir.exists());
+}

@@ -9,7 +9,8 @@
 //! websocket at `/1.0/events`: `events`), and a connection whose peer
 //! process (`SO_PEERCRED`) is not one of the instance's gets 403 (`peer`).
 //! The listener lives with the running instance (`Running::devlxd`) and is
-//! closed, its socket file and directory removed, when the instance stops.
+//! closed, its socket file and directory removed, when the instance stops
+//! (a daemon that shuts down closes it but leaves the directory).
 //! Because the directory, not the file, is mounted, a restarted daemon
 //! binds a fresh socket in it and the running guest sees it at once.
 
@@ -92,23 +93,22 @@ impl Bound {
             owner,
         };
         let task = tokio::spawn(serve::accept_loop(self.listener, target));
-        DevlxdHandle {
-            task,
-            _dir: SocketDir(self.dir.0.take()),
-        }
+        // From now on the directory goes with the instance (`devlxd_clear`
+        // at its exit), not with this value: a daemon that shuts down
+        // leaves it to the running guest, for the next daemon to bind in.
+        self.dir.0 = None;
+        DevlxdHandle { task }
     }
 }
 
 /// A served guest socket; dropping it closes the listener and every
-/// connection and removes the socket.
+/// connection (the socket file stays until `devlxd_clear`).
 pub struct DevlxdHandle {
     task: JoinHandle<()>,
-    _dir: SocketDir,
 }
 
 impl Drop for DevlxdHandle {
     fn drop(&mut self) {
-        // `dir` is dropped next: the socket file goes.
         self.task.abort();
     }
 }
