@@ -68,6 +68,27 @@ while True:
         break
 "#;
 
+/// Downloads `argv[1]` from `/dev/lxd/sock`: prints the status, the
+/// Content-Disposition header and the body's sha256.
+const DOWNLOAD_CLIENT: &str = r#"
+import hashlib, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect("/dev/lxd/sock")
+s.sendall(("GET %s HTTP/1.1\r\nHost: lxd\r\nConnection: close\r\n\r\n" % sys.argv[1]).encode())
+data = bytearray()
+while True:
+    chunk = s.recv(1 << 20)
+    if not chunk:
+        break
+    data += chunk
+head, _, body = bytes(data).partition(b"\r\n\r\n")
+lines = head.decode().split("\r\n")
+disp = [l.split(":", 1)[1].strip() for l in lines if l.lower().startswith("content-disposition:")]
+print(lines[0].split(" ")[1])
+print(disp[0] if disp else "-")
+print(hashlib.sha256(body).hexdigest())
+"#;
+
 fn split(out: &str) -> (u16, String) {
     let (status, body) = out.split_once('\n').unwrap_or((out, ""));
     let status = status
@@ -183,6 +204,26 @@ fn guest_api_answers_the_calling_instance_only() {
             let (_, body) = guest_get(&d, "dl1", path).await;
             assert!(!body.contains("dl2"), "{path}: {body}");
         }
+        // Image export: refused without security.devlxd.images, the image's
+        // exact bytes with it.
+        let export = format!("python3 - /1.0/images/{fp}/export <<'EOF'\n{DOWNLOAD_CLIENT}\nEOF");
+        let (code, out) = d.sh("dl2", &export).await;
+        assert_eq!(code, 0, "{out}");
+        assert!(out.starts_with("403\n"), "{out}");
+        d.client
+            .patch_instance(
+                "dl2",
+                &json!({"config": {"security.devlxd.images": "true"}}),
+            )
+            .await
+            .unwrap();
+        let (code, out) = d.sh("dl2", &export).await;
+        assert_eq!(code, 0, "{out}");
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "200", "{out}");
+        assert!(lines[1].starts_with("inline;filename="), "{out}");
+        assert_eq!(lines[2], fp, "the exported bytes are not the image");
+
         // A config change is seen at once, and as an event by a guest
         // listening on /1.0/events.
         let listen = format!("python3 - <<'EOF'\n{EVENTS_CLIENT}\nEOF");

@@ -142,7 +142,7 @@ async fn devlxd_false_means_no_socket_and_no_mount_and_bad_values_are_refused() 
     let bad = testing::create_request("c2", "img", &[("security.devlxd", "maybe")]);
     let e = engine.instance_create(bad).await.expect_err("refused");
     assert_eq!(e.status(), 400);
-    let images = testing::create_request("c2", "img", &[("security.devlxd.images", "true")]);
+    let images = testing::create_request("c2", "img", &[("security.devlxd.images", "often")]);
     let e = engine.instance_create(images).await.expect_err("refused");
     assert_eq!(e.status(), 400);
 }
@@ -231,4 +231,65 @@ async fn a_restarted_daemon_binds_a_fresh_socket_in_the_mounted_directory() {
     assert_ne!(md.ino(), sock_ino);
     testing::stop(&again, "c1").await;
     assert!(!dir.exists());
+}
+
+#[tokio::test]
+async fn image_export_needs_security_devlxd_images() {
+    use crate::devlxd::export::{export_fingerprint, ExportFiles};
+    let host = TestHost::new();
+    let engine = host.open().await;
+    let fp = host.import_image(&engine, "img").await;
+    host.create(&engine, "c1", "img", &[]).await;
+    let refused = engine.devlxd_image_export("c1", &fp).await.err().unwrap();
+    assert_eq!(refused.status, 403);
+    let row = engine.instance_row("c1").await.unwrap();
+    let mut config = row.config.clone();
+    config.insert("security.devlxd.images".into(), "true".into());
+    engine
+        .instance_update(
+            "c1",
+            kante_api::instance::InstancePut {
+                config,
+                profiles: Some(row.profiles.clone()),
+                ..Default::default()
+            },
+            false,
+        )
+        .await
+        .unwrap();
+    let files = engine.devlxd_image_export("c1", &fp).await.ok().unwrap();
+    assert_eq!(files.parts, engine.image_export_files(&fp).await.unwrap());
+    assert!(files.parts[0].1.exists());
+    let missing = "ab".repeat(32);
+    let gone = engine
+        .devlxd_image_export("c1", &missing)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(gone.status, 404);
+    // Only `/1.0/images/<hex>/export` is an export.
+    assert_eq!(
+        export_fingerprint(&format!("/1.0/images/{fp}/export")),
+        Some(fp.as_str())
+    );
+    for path in [
+        "/1.0/images",
+        "/1.0/images//export",
+        "/1.0/images/../x/export",
+    ] {
+        assert_eq!(export_fingerprint(path), None, "{path}");
+    }
+    // A split image is sent as multipart form data, metadata first.
+    let split = ExportFiles {
+        parts: vec![("meta-x".into(), "/m".into()), ("x".into(), "/r".into())],
+    };
+    let (ctype, heads, tail) = split.framing("B");
+    assert_eq!(ctype, "multipart/form-data; boundary=B");
+    let head0 = String::from_utf8(heads[0].clone()).unwrap();
+    assert!(head0.starts_with(
+        "--B\r\nContent-Disposition: form-data; name=\"metadata\"; filename=\"meta-x\""
+    ));
+    let head1 = String::from_utf8(heads[1].clone()).unwrap();
+    assert!(head1.starts_with("\r\n--B\r\n") && head1.contains("name=\"rootfs\"; filename=\"x\""));
+    assert_eq!(tail, b"\r\n--B--\r\n");
 }

@@ -6,7 +6,8 @@
 //!
 //! A socket serves one instance only: its answers are built from that
 //! instance's config and devices (`api`, `view`; its changes as a
-//! websocket at `/1.0/events`: `events`), and a connection whose peer
+//! websocket at `/1.0/events`: `events`; the host's images with
+//! `security.devlxd.images`: `export`), and a connection whose peer
 //! process (`SO_PEERCRED`) is not one of the instance's gets 403 (`peer`).
 //! The listener lives with the running instance (`Running::devlxd`) and is
 //! closed, its socket file and directory removed, when the instance stops
@@ -16,6 +17,7 @@
 
 pub(crate) mod api;
 pub(crate) mod events;
+pub(crate) mod export;
 mod peer;
 mod serve;
 mod view;

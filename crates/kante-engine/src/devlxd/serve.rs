@@ -10,8 +10,10 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
+use futures_util::StreamExt;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{UnixListener, UnixStream};
@@ -20,6 +22,7 @@ use tokio::task::JoinSet;
 
 use super::api::Reply;
 use super::events;
+use super::export::{self, ExportFiles};
 use super::peer::Owner;
 use crate::Engine;
 
@@ -104,15 +107,23 @@ async fn serve_conn(stream: UnixStream, conn: Conn) {
     }
 }
 
-fn reply(r: Reply) -> Response<Full<Bytes>> {
+type Body = BoxBody<Bytes, std::io::Error>;
+
+fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+fn reply(r: Reply) -> Response<Body> {
     Response::builder()
         .status(r.status)
         .header("Content-Type", r.content_type)
-        .body(Full::new(Bytes::from(r.body)))
-        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+        .body(full(r.body))
+        .unwrap_or_else(|_| Response::new(full(Bytes::new())))
 }
 
-async fn respond(conn: &Conn, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn respond(conn: &Conn, req: Request<Incoming>) -> Response<Body> {
     if !conn.allowed {
         return reply(Reply::forbidden());
     }
@@ -123,14 +134,77 @@ async fn respond(conn: &Conn, req: Request<Incoming>) -> Response<Full<Bytes>> {
     {
         return events_upgrade(conn, req);
     }
+    if let Some(fp) = export::export_fingerprint(req.uri().path()) {
+        if req.method() != hyper::Method::GET {
+            return reply(Reply::error(405, "method not allowed"));
+        }
+        return match engine.devlxd_image_export(&conn.target.name, fp).await {
+            Ok(files) => download(files).await,
+            Err(r) => reply(r),
+        };
+    }
     let r = engine
         .devlxd_answer(&conn.target.name, req.method().as_str(), req.uri().path())
         .await;
     reply(r)
 }
 
+/// An image's files as one streamed body, framed as `export` says.
+async fn download(files: ExportFiles) -> Response<Body> {
+    let boundary = uuid::Uuid::new_v4().simple().to_string();
+    let (content_type, heads, tail) = files.framing(&boundary);
+    let mut len = tail.len() as u64;
+    let mut opened = Vec::new();
+    for ((_, path), head) in files.parts.iter().zip(heads) {
+        let file = match tokio::fs::File::open(path).await {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!("guest API image export: {}: {e}", path.display());
+                return reply(Reply::error(500, "internal error"));
+            }
+        };
+        len += head.len() as u64 + file.metadata().await.map(|m| m.len()).unwrap_or(0);
+        opened.push((head, file));
+    }
+    let chunks = futures_util::stream::iter(opened)
+        .flat_map(|(head, file)| {
+            futures_util::stream::once(async move { Ok(Bytes::from(head)) })
+                .chain(file_chunks(file))
+        })
+        .chain(futures_util::stream::once(
+            async move { Ok(Bytes::from(tail)) },
+        ))
+        .map(|r| r.map(Frame::data));
+    let mut builder = Response::builder()
+        .status(200)
+        .header("Content-Type", content_type)
+        .header("Content-Length", len);
+    if let [(name, _)] = files.parts.as_slice() {
+        builder = builder.header("Content-Disposition", format!("inline;filename={name}"));
+    }
+    builder
+        .body(BodyExt::boxed(StreamBody::new(chunks)))
+        .unwrap_or_else(|_| Response::new(full(Bytes::new())))
+}
+
+/// A file's bytes, 64 KiB at a time.
+fn file_chunks(
+    file: tokio::fs::File,
+) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send {
+    futures_util::stream::try_unfold(file, |mut file| async move {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 64 * 1024];
+        let n = file.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.truncate(n);
+        Ok(Some((Bytes::from(buf), file)))
+    })
+}
+
 /// `GET /1.0/events`: a websocket handshake, then the stream in its own task.
-fn events_upgrade(conn: &Conn, mut req: Request<Incoming>) -> Response<Full<Bytes>> {
+fn events_upgrade(conn: &Conn, mut req: Request<Incoming>) -> Response<Body> {
     let Some(types) = events::Types::parse(req.uri().query()) else {
         return reply(Reply::error(400, "unknown event type"));
     };
@@ -164,6 +238,6 @@ fn events_upgrade(conn: &Conn, mut req: Request<Incoming>) -> Response<Full<Byte
         .header("Upgrade", "websocket")
         .header("Connection", "Upgrade")
         .header("Sec-WebSocket-Accept", accept)
-        .body(Full::new(Bytes::new()))
-        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+        .body(full(Bytes::new()))
+        .unwrap_or_else(|_| Response::new(full(Bytes::new())))
 }

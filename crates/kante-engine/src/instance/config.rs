@@ -67,6 +67,7 @@ const KEYS: &[(&str, Kind, bool)] = &[
     // Nesting and interception shape the container itself: next start.
     ("security.nesting", Kind::Bool, false),
     ("security.devlxd", Kind::Bool, false),
+    ("security.devlxd.images", Kind::Bool, true),
     ("security.idmap.isolated", Kind::Bool, false),
     ("security.syscalls.intercept.mknod", Kind::Bool, false),
     ("security.syscalls.intercept.setxattr", Kind::Bool, false),
@@ -92,10 +93,6 @@ const REFUSED: &[(&str, &str)] = &[
         "raw.lxc is not supported: Kante does not run liblxc; use the equivalent Kante keys",
     ),
     ("raw.idmap", "raw.idmap is not supported"),
-    (
-        "security.devlxd.images",
-        "security.devlxd.images (image export through /dev/lxd) is not supported yet",
-    ),
     ("raw.seccomp", "raw.seccomp is not supported"),
     (
         "raw.apparmor",
