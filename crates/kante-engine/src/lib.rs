@@ -12,6 +12,7 @@ mod behaviour_tests;
 mod context;
 mod deps;
 mod devices;
+mod devlxd;
 pub mod error;
 mod events;
 pub mod front;

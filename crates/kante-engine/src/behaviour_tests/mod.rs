@@ -7,6 +7,7 @@
 mod backups;
 mod create;
 mod devices;
+mod devlxd;
 mod front;
 mod idmaps;
 mod lifecycle;

@@ -66,6 +66,8 @@ const KEYS: &[(&str, Kind, bool)] = &[
     ("security.protection.delete", Kind::Bool, true),
     // Nesting and interception shape the container itself: next start.
     ("security.nesting", Kind::Bool, false),
+    ("security.devlxd", Kind::Bool, false),
+    ("security.devlxd.images", Kind::Bool, true),
     ("security.idmap.isolated", Kind::Bool, false),
     ("security.syscalls.intercept.mknod", Kind::Bool, false),
     ("security.syscalls.intercept.setxattr", Kind::Bool, false),

@@ -23,6 +23,7 @@ impl Engine {
         // Volume set aside, record, files: all or nothing at any crash.
         self.remove_instance(&row).await?;
         self.backups_remove_all(name);
+        self.devlxd_clear(name);
         // Its DHCP reservations go with it.
         self.remove_nics(name, &nics, true).await;
         crate::lock(&self.instance_locks).remove(name);

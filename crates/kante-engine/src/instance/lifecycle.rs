@@ -209,6 +209,14 @@ impl Engine {
             })
             .await?;
         spec.mounts = plan.mounts.into_iter().map(|(_, m)| m).collect();
+        // The guest API's socket, bound now so its directory can be mounted.
+        let devlxd = match crate::devlxd::enabled(&econfig) {
+            true => Some(self.devlxd_bind(name)?),
+            false => None,
+        };
+        if let Some(b) = &devlxd {
+            spec.mounts.push(b.mount(spec.idmap.is_some()));
+        }
         let idmap_current = spec
             .idmap
             .as_ref()
@@ -259,13 +267,14 @@ impl Engine {
                 return Err(e);
             }
         };
+        let devlxd = devlxd.map(|b| b.serve(self, name, devlxd_owner(&container)));
         row.config
             .insert("volatile.last_state.power".into(), "RUNNING".into());
         row.config
             .insert("volatile.idmap.current".into(), idmap_current);
         row.last_used_at = fmt_time(kante_api::now());
         self.node.instance_update(&row).await?;
-        self.track(name, container, proxies, nics);
+        self.track(name, container, proxies, nics, devlxd);
         self.events.lifecycle(
             "instance-started",
             &format!("/1.0/instances/{name}"),
@@ -281,6 +290,7 @@ impl Engine {
         container: Container,
         proxies: HashMap<String, ProxyHandle>,
         nics: Vec<kante_network::NicPlan>,
+        devlxd: Option<crate::devlxd::DevlxdHandle>,
     ) {
         let pid = container.pid();
         let running = Arc::new(Running {
@@ -291,6 +301,7 @@ impl Engine {
             proxies: std::sync::Mutex::new(proxies),
             nics: std::sync::Mutex::new(nics),
             files: std::sync::Mutex::new(None),
+            devlxd: std::sync::Mutex::new(devlxd),
         });
         crate::lock(&self.running).insert(name.to_string(), running.clone());
         let engine = self.arc();
@@ -311,6 +322,8 @@ impl Engine {
         }
         let container = crate::lock(&running.container).take();
         crate::lock(&running.proxies).clear();
+        drop(crate::lock(&running.devlxd).take());
+        self.devlxd_clear(&name);
         drop(crate::lock(&running.files).take());
         let exit = match container {
             Some(c) => {
@@ -604,7 +617,8 @@ impl Engine {
                         }
                     };
                     let nics = self.stored_nic_plans(&row).await;
-                    self.track(&row.name, c, proxies, nics);
+                    let devlxd = self.devlxd_rebind(&row, &c).await;
+                    self.track(&row.name, c, proxies, nics, devlxd);
                 }
                 None => {
                     self.cleanup_stale(&row);
@@ -659,8 +673,30 @@ impl Engine {
         });
     }
 
+    /// After a daemon restart: a fresh guest socket in the directory the
+    /// running container already has mounted at `/dev/lxd`.
+    async fn devlxd_rebind(
+        &self,
+        row: &InstanceRow,
+        c: &Container,
+    ) -> Option<crate::devlxd::DevlxdHandle> {
+        // The directory is there if the instance was started with it (the
+        // config may have changed since; it applies at the next start).
+        if !self.devlxd_dir(&row.name).is_dir() {
+            return None;
+        }
+        match self.devlxd_bind(&row.name) {
+            Ok(b) => Some(b.serve(self, &row.name, devlxd_owner(c))),
+            Err(e) => {
+                tracing::warn!(instance = %row.name, "guest API socket: {e}");
+                None
+            }
+        }
+    }
+
     /// Removes what a container that died while the daemon was away left behind.
     fn cleanup_stale(&self, row: &InstanceRow) {
+        self.devlxd_clear(&row.name);
         let dir = self.paths.instance_logs(&row.name);
         if let Some(rec) = kante_runtime::ContainerRecord::load(&dir) {
             let cg = self.runtime.cgroup_at(&rec.cgroup);
@@ -669,6 +705,14 @@ impl Engine {
             }
             let _ = std::fs::remove_file(kante_runtime::ContainerRecord::path(&dir));
         }
+    }
+}
+
+/// The processes a guest socket answers: the container's.
+fn devlxd_owner(c: &Container) -> crate::devlxd::Owner {
+    crate::devlxd::Owner {
+        init_pid: c.pid(),
+        cgroup: c.record.cgroup.clone(),
     }
 }
 

@@ -60,6 +60,8 @@ pub struct Running {
     /// Its file server (started by the first file operation; see
     /// `files.rs`), ended at exit: it holds the guest's mount namespace.
     pub files: Mutex<Option<Box<dyn kante_runtime::fileserver::FileSession>>>,
+    /// Its guest API socket (`security.devlxd`), closed at exit.
+    pub devlxd: Mutex<Option<crate::devlxd::DevlxdHandle>>,
 }
 
 pub(crate) fn lock_nics(r: &Running) -> std::sync::MutexGuard<'_, Vec<kante_network::NicPlan>> {
