@@ -22,19 +22,6 @@ fn nic(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     d
 }
 
-/// Waits for cloud-init to finish; returns `cloud-init status --long`.
-async fn cloud_init_done(d: &Daemon, name: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let (_, out) = d.sh(name, "cloud-init status --long").await;
-        if out.contains("status: done") || out.contains("status: error") {
-            return out;
-        }
-        assert!(Instant::now() < deadline, "cloud-init still busy: {out}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
 fn host_uses(prefix: &str) -> bool {
     let out = Command::new("ip").args(["-o", "addr"]).output().unwrap();
     String::from_utf8_lossy(&out.stdout).contains(prefix)
@@ -144,7 +131,7 @@ fn cloud_init_user_hostname_static_network_and_bad_yaml() {
         }
         for n in ["ci-user", "ci-net"] {
             let state = d.wait_systemd(n, Duration::from_secs(120)).await;
-            let status = cloud_init_done(&d, n).await;
+            let status = d.cloud_init_done(n).await;
             assert!(status.contains("status: done"), "{n}: {status}");
             assert!(state == "running", "{n}: systemd {state}");
         }
@@ -257,7 +244,7 @@ fn cloud_init_user_hostname_static_network_and_bad_yaml() {
             .await
             .unwrap();
         d.wait_systemd("ci-user", Duration::from_secs(120)).await;
-        let status = cloud_init_done(&d, "ci-user").await;
+        let status = d.cloud_init_done("ci-user").await;
         assert!(status.contains("status: done"), "{status}");
         let (_, out) = d.sh("ci-user", "cloud-init query instance_id").await;
         assert_eq!(out.trim(), id2);

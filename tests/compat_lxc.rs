@@ -5,7 +5,6 @@
 //! comparisons), not only by exit codes. This is what backs the claim that
 //! the `lxc` client works against Kante as it is.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -25,15 +24,9 @@ fn lxc_cmd(d: &Daemon, program: &str) -> Command {
 }
 
 fn lxc_in(d: &Daemon, args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = lxc_cmd(d, "lxc")
-        .args(args)
-        .stdin(stdin.map_or(Stdio::null(), |_| Stdio::piped()))
-        .spawn()
-        .expect("run lxc (apt-get install lxd-client)");
-    if let Some(bytes) = stdin {
-        child.stdin.take().unwrap().write_all(bytes).unwrap();
-    }
-    child.wait_with_output().expect("wait for lxc")
+    let mut cmd = lxc_cmd(d, "lxc");
+    cmd.args(args);
+    kante_integration::output_with_stdin(cmd, stdin)
 }
 
 fn text(b: &[u8]) -> String {

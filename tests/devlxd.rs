@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kante_integration::{run, Daemon, TestImage};
 use serde_json::{json, Value};
@@ -346,19 +346,6 @@ fn image_without_templates(work: &Path) -> PathBuf {
     work.join("image.tar")
 }
 
-/// Waits for cloud-init to finish; returns `cloud-init status --long`.
-async fn cloud_init_done(d: &Daemon, name: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let (_, out) = d.sh(name, "cloud-init status --long").await;
-        if out.contains("status: done") || out.contains("status: error") {
-            return out;
-        }
-        assert!(Instant::now() < deadline, "cloud-init still busy: {out}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
 #[test]
 fn cloud_init_reads_user_data_over_dev_lxd_from_an_image_without_templates() {
     run(async {
@@ -404,7 +391,7 @@ fn cloud_init_reads_user_data_over_dev_lxd_from_an_image_without_templates() {
         for n in ["plain1", "plain2"] {
             d.client.start_instance(n).await.unwrap();
         }
-        let status = cloud_init_done(&d, "plain1").await;
+        let status = d.cloud_init_done("plain1").await;
         assert!(status.contains("status: done"), "{status}");
         // The data came over /dev/lxd: no NoCloud seed was written.
         let (code, out) = d

@@ -9,7 +9,6 @@
 //! `LXD_CONF`; effects are checked from outside where they can be (the
 //! pool on disk, the daemon's state), not only by exit codes.
 
-use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -27,20 +26,12 @@ fn conf(d: &Daemon, name: &str) -> PathBuf {
 /// `lxc ARGS` with client config `conf`; `LXD_DIR` points `local:` at the
 /// daemon's unix socket.
 fn lxc(d: &Daemon, conf: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new("lxc")
-        .args(args)
+    let mut cmd = Command::new("lxc");
+    cmd.args(args)
         .env("LXD_DIR", &d.dir)
         .env("LXD_CONF", conf)
-        .env("HOME", conf.join("home"))
-        .stdin(stdin.map_or(Stdio::null(), |_| Stdio::piped()))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run lxc (apt-get install lxd-client)");
-    if let Some(bytes) = stdin {
-        child.stdin.take().unwrap().write_all(bytes).unwrap();
-    }
-    child.wait_with_output().expect("wait for lxc")
+        .env("HOME", conf.join("home"));
+    kante_integration::output_with_stdin(cmd, stdin)
 }
 
 fn text(b: &[u8]) -> String {

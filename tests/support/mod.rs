@@ -384,6 +384,20 @@ impl Daemon {
         (o.code, format!("{}{}", o.stdout_str(), o.stderr_str()))
     }
 
+    /// Waits (up to 180 s) for cloud-init in `name` to finish; returns
+    /// `cloud-init status --long`.
+    pub async fn cloud_init_done(&self, name: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            let (_, out) = self.sh(name, "cloud-init status --long").await;
+            if out.contains("status: done") || out.contains("status: error") {
+                return out;
+            }
+            assert!(Instant::now() < deadline, "cloud-init still busy: {out}");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
     /// Host pid of an instance's init.
     pub async fn init_pid(&self, name: &str) -> i32 {
         self.client.instance_state(name).await.unwrap().pid as i32
@@ -696,4 +710,20 @@ pub fn instance_post(
         .collect();
     post.put.devices = devices;
     post
+}
+
+/// Runs `cmd` with `stdin` (if any) written to it; its output (stdout and
+/// stderr captured).
+pub fn output_with_stdin(mut cmd: Command, stdin: Option<&[u8]>) -> Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(stdin.map_or(Stdio::null(), |_| Stdio::piped()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("run {:?}: {e}", cmd.get_program()));
+    if let Some(bytes) = stdin {
+        child.stdin.take().unwrap().write_all(bytes).unwrap();
+    }
+    child.wait_with_output().expect("wait for the command")
 }
