@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use kante_integration::{bin, run, Daemon, TestImage};
+use kante_integration::{bin, free_port, run, Daemon, TestImage};
 
 /// A scratch client configuration directory under the daemon's dir.
 fn conf(d: &Daemon, name: &str) -> PathBuf {
@@ -45,14 +45,6 @@ fn fails(d: &Daemon, conf: &Path, args: &[&str]) -> String {
     let e = String::from_utf8_lossy(&o.stderr).into_owned();
     assert_eq!(e.trim_end().lines().count(), 1, "one line: {e}");
     e
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[test]

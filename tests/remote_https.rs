@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use kante_integration::{run, Daemon, TestImage};
+use kante_integration::{free_port, run, Daemon, TestImage};
 
 /// A scratch client configuration (`LXD_CONF`, `HOME`) under the daemon's dir.
 fn conf(d: &Daemon, name: &str) -> PathBuf {
@@ -57,15 +57,6 @@ fn fails(d: &Daemon, conf: &Path, cmd: &str) -> String {
     let o = lxc(d, conf, &args, None);
     assert!(!o.status.success(), "lxc {cmd} unexpectedly succeeded");
     text(&o.stderr)
-}
-
-/// A loopback port nobody listens on now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The fingerprints `lxc config trust list` shows (first 12 characters).

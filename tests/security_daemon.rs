@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kante_integration::{
-    attack_program, fd_count, kante, nft_tables_of, proc_status_number, push_executable, run,
-    Daemon, PreExec, TestImage,
+    attack_program, fd_count, free_port, kante, nft_tables_of, proc_status_number, push_executable,
+    run, Daemon, PreExec, TestImage,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -25,14 +25,6 @@ async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(HANG, f)
         .await
         .unwrap_or_else(|_| panic!("{what}: no answer within {HANG:?} (hung)"))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn raise_nofile() {

@@ -727,3 +727,12 @@ pub fn output_with_stdin(mut cmd: Command, stdin: Option<&[u8]>) -> Output {
     }
     child.wait_with_output().expect("wait for the command")
 }
+
+/// A loopback port nobody listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
