@@ -118,7 +118,8 @@ async fn an_untrusted_client_reaches_only_the_open_routes() {
             let (status, body) = call(addr, &engine, Some(&stranger), method, &path, "{}").await;
             if open_to_untrusted(method, pattern) {
                 // Reached the engine: not the gate's refusal (an empty
-                // POST /1.0/certificates is the engine's own 403).
+                // POST /1.0/certificates is the engine's own 403; a
+                // websocket GET without an upgrade is refused before it).
                 open += 1;
                 assert!(
                     status != 0 && !body.contains("not authorized"),
@@ -130,7 +131,10 @@ async fn an_untrusted_client_reaches_only_the_open_routes() {
             }
         }
     }
-    assert_eq!(open, 3, "GET /, GET /1.0 and POST /1.0/certificates");
+    assert_eq!(
+        open, 4,
+        "GET /, GET /1.0, POST /1.0/certificates and an operation's websocket (by its secret)"
+    );
     // An unknown path is refused too, not reported missing.
     let (status, _) = call(addr, &engine, Some(&stranger), "GET", "/1.0/nope", "").await;
     assert_eq!(status, 403);

@@ -578,3 +578,65 @@ async fn the_stored_address_is_bound_at_start() {
     assert_eq!(*hook.calls.lock().unwrap(), ["bind 127.0.0.1:18445"]);
     let _ = Access::local();
 }
+
+/// An operation's websocket is reached by its secret alone, as in LXD
+/// (pylxd connects exec's websockets without a client certificate): an
+/// untrusted caller with the right secrets drives an exec to its end, while
+/// a wrong secret and an unknown operation are both a plain 403 and the
+/// operation itself stays out of reach.
+#[tokio::test]
+async fn an_operation_websocket_is_reached_by_its_secret_alone() {
+    use crate::ws::WsConn;
+    let host = TestHost::new();
+    let engine = host.open().await;
+    host.import_image(&engine, "img").await;
+    host.launch(&engine, "c1", "img").await;
+    let post = kante_api::exec::ExecPost {
+        command: vec!["true".into()],
+        wait_for_websocket: true,
+        ..Default::default()
+    };
+    let op = engine.instance_exec("c1", post).await.unwrap();
+    let fds = op.snapshot().metadata["fds"].as_object().unwrap().clone();
+    let stranger = Access {
+        caller: remote(None, [192, 0, 2, 9]),
+        trusted: false,
+    };
+    let socket = |id: String, secret: &str| Request::OperationSocket {
+        id,
+        secret: secret.into(),
+    };
+    let a_secret = fds.values().next().unwrap().as_str().unwrap();
+    for (id, secret) in [(op.id(), "0123"), ("no-such-op".to_string(), a_secret)] {
+        let e = engine
+            .handle_as(&stranger, socket(id, secret))
+            .await
+            .err()
+            .expect("refused");
+        assert_eq!(e.status(), 403, "{e}");
+        assert_eq!(e.to_string(), "not authorized");
+    }
+    let e = engine
+        .handle_as(&stranger, Request::OperationGet { id: op.id() })
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(e.status(), 403);
+    let mut clients = Vec::new();
+    for secret in fds.values() {
+        match engine
+            .handle_as(&stranger, socket(op.id(), secret.as_str().unwrap()))
+            .await
+            .unwrap()
+        {
+            Reply::Socket(slot) => {
+                let (engine_end, client_end) = WsConn::pair();
+                assert!(slot.send(engine_end).is_ok());
+                clients.push(client_end);
+            }
+            other => panic!("expected a socket, got {}", other.kind()),
+        }
+    }
+    let done = crate::testing::wait_ok(&op).await;
+    assert_eq!(done.metadata["return"], 0, "{:?}", done.metadata);
+}

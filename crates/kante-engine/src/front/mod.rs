@@ -137,11 +137,19 @@ impl Engine {
                 R::OperationState(self.ops.get(&id)?.wait(timeout).await)
             }
             OperationSocket { id, secret } => {
-                let op = self.ops.get(&id)?;
                 if secret.is_empty() {
                     return Err(EngineError::Forbidden("Missing websocket secret".into()));
                 }
-                R::Socket(op.claim_socket(&secret)?)
+                // Untrusted, the secret is the only credential: no answer
+                // may tell a wrong one from an unknown operation.
+                let claimed = self.ops.get(&id).and_then(|op| op.claim_socket(&secret));
+                match claimed {
+                    Ok(slot) => R::Socket(slot),
+                    Err(_) if !access.trusted => {
+                        return Err(EngineError::Forbidden("not authorized".into()))
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             Events { types } => R::Events(EventStream::new(self.events.subscribe(), types)),
 

@@ -487,10 +487,14 @@ impl Request {
         }
     }
 
-    /// Whether an untrusted caller may make this request: only `GET /1.0`
-    /// and `POST /1.0/certificates` (see `crate::remote`).
+    /// Whether an untrusted caller may make this request: only `GET /1.0`,
+    /// `POST /1.0/certificates` and an operation's websocket by its secret
+    /// (see `crate::remote`).
     pub fn open_to_untrusted(&self) -> bool {
-        matches!(self, Request::ServerGet | Request::CertificateCreate(_))
+        matches!(
+            self,
+            Request::ServerGet | Request::CertificateCreate(_) | Request::OperationSocket { .. }
+        )
     }
 
     /// What the request is about, decided from the request alone (no

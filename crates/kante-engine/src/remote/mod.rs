@@ -77,14 +77,34 @@ impl Access {
 /// The routes (method, path pattern) an untrusted caller may reach; every
 /// other one is refused with 403 before its body is read. The engine
 /// checks again per request ([`crate::front::Request::open_to_untrusted`]).
-pub const UNTRUSTED_ROUTES: &[(&str, &str)] =
-    &[("GET", "/"), ("GET", "/1.0"), ("POST", "/1.0/certificates")];
+/// An operation's websocket is open as in LXD: its secret, handed only to
+/// the trusted caller that started the operation, is the credential
+/// (pylxd and ws4py connect exec's websockets without a client
+/// certificate); an untrusted caller with a wrong secret or an unknown
+/// operation gets 403 either way.
+pub const UNTRUSTED_ROUTES: &[(&str, &str)] = &[
+    ("GET", "/"),
+    ("GET", "/1.0"),
+    ("POST", "/1.0/certificates"),
+    ("GET", "/1.0/operations/{id}/websocket"),
+];
 
-/// Whether an untrusted caller may send `method` to `path`.
+/// Whether an untrusted caller may send `method` to `path` (a concrete
+/// path, or a route pattern as the router's table lists it).
 pub fn open_to_untrusted(method: &str, path: &str) -> bool {
     UNTRUSTED_ROUTES
         .iter()
-        .any(|(m, p)| *m == method && *p == path)
+        .any(|(m, p)| *m == method && path_matches(p, path))
+}
+
+/// `pattern`'s segments against `path`'s: equal, or a `{name}` segment
+/// standing for any one non-empty segment.
+fn path_matches(pattern: &str, path: &str) -> bool {
+    let (p, q): (Vec<&str>, Vec<&str>) = (pattern.split('/').collect(), path.split('/').collect());
+    p.len() == q.len()
+        && p.iter()
+            .zip(&q)
+            .all(|(a, b)| a == b || (a.starts_with('{') && a.ends_with('}') && !b.is_empty()))
 }
 
 /// The daemon's HTTPS listeners, as the HTTP layer runs them. The engine
