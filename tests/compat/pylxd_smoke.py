@@ -1,5 +1,6 @@
 """Debian's pylxd (python3-pylxd 2.2.10, which speaks of containers), unchanged, against kanted: LXD_DIR points it
-at the daemon's socket. Run by tests/compat_pylxd.rs with the busybox image's
+at the daemon's socket, or PYLXD_ENDPOINT (with PYLXD_CERT, PYLXD_KEY and
+PYLXD_PASSWORD) at its HTTPS listener. Run by tests/compat_pylxd.rs with the busybox image's
 fingerprint as argv[1]; prints one `ok <step>` line per step, and any failed
 check raises (non-zero exit)."""
 
@@ -14,7 +15,21 @@ def step(name):
 
 
 fp = sys.argv[1]
-client = pylxd.Client()
+endpoint = os.environ.get("PYLXD_ENDPOINT")
+if endpoint:
+    # Over HTTPS with a client certificate the daemon does not know yet:
+    # untrusted until the trust password makes it trusted.
+    client = pylxd.Client(
+        endpoint=endpoint,
+        cert=(os.environ["PYLXD_CERT"], os.environ["PYLXD_KEY"]),
+        verify=False,
+    )
+    assert not client.trusted, client.host_info
+    assert client.host_info["auth"] == "untrusted", client.host_info
+    client.authenticate(os.environ["PYLXD_PASSWORD"])
+    assert client.host_info["auth"] == "trusted", client.host_info
+else:
+    client = pylxd.Client()
 assert client.host_info["api_version"] == "1.0", client.host_info
 assert client.trusted
 step("connect")
