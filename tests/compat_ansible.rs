@@ -4,8 +4,10 @@
 //! device), a container with `lxd_container` (from an image alias, with that
 //! profile, config, started), and runs a task inside it through the
 //! `community.general.lxd` connection plugin (`lxc exec`, Debian's lxc).
-//! The playbook runs twice: the second PLAY RECAP must show no change.
-//! Then `cleanup.yml` removes both with `state: absent`. Once over the unix
+//! The playbook runs twice: the second PLAY RECAP must show no change;
+//! then with another role, which both modules apply in place (and a fourth
+//! run changes nothing again). Then `cleanup.yml` removes both with
+//! `state: absent`. Once over the unix
 //! socket, once over HTTPS with a client certificate the modules get
 //! trusted by the trust password (and an `lxc` remote added the same way).
 //! Effects are checked from outside: the daemon's records, a file read
@@ -51,14 +53,20 @@ fn recap(out: &str) -> Recap {
     r
 }
 
-/// Runs `playbook` (a file of tests/compat/ansible) against `t`; its recap.
-fn playbook(d: &Daemon, t: &Target, playbook: &str) -> Recap {
+/// Runs `playbook` (a file of tests/compat/ansible) against `t` with
+/// `extra` vars; its recap.
+fn playbook(d: &Daemon, t: &Target, playbook: &str, extra: &[(&str, &str)]) -> Recap {
     let home = d.dir.join("ansible-home");
     std::fs::create_dir_all(&home).unwrap();
     let vars: serde_json::Map<String, Value> = t
         .vars
         .iter()
         .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .chain(
+            extra
+                .iter()
+                .map(|(k, v)| (k.to_string(), Value::String(v.to_string()))),
+        )
         .collect();
     let mut cmd = Command::new(ANSIBLE_PLAYBOOK);
     cmd.arg("-i")
@@ -102,7 +110,7 @@ fn changed(r: &Recap, host: &str) -> u32 {
 
 /// The whole scenario against `t`: site.yml twice, its effects, cleanup.yml.
 async fn scenario(d: &Daemon, t: &Target, share: &Path) {
-    let first = playbook(d, t, "site.yml");
+    let first = playbook(d, t, "site.yml", &[]);
     assert_eq!(changed(&first, "localhost"), 2, "{first:?}");
     assert_eq!(changed(&first, "ans1"), 1, "{first:?}");
 
@@ -118,6 +126,7 @@ async fn scenario(d: &Daemon, t: &Target, share: &Path) {
     assert_eq!(i["status"], "Running", "{i}");
     assert_eq!(i["profiles"], serde_json::json!(["default", "ansprof"]));
     assert_eq!(i["config"]["user.managed-by"], "ansible", "{i}");
+    assert_eq!(i["config"]["user.tier"], "web", "{i}");
     assert_eq!(i["config"]["limits.processes"], "200", "{i}");
     assert_eq!(i["expanded_config"]["limits.memory"], "128MiB", "{i}");
     // The task ran inside the container: its file, read back through exec
@@ -129,23 +138,47 @@ async fn scenario(d: &Daemon, t: &Target, share: &Path) {
     assert_eq!(on_host.trim(), "written by ansible in ans1");
 
     // Nothing to do the second time.
-    let second = playbook(d, t, "site.yml");
+    let second = playbook(d, t, "site.yml", &[]);
     assert_eq!(changed(&second, "localhost"), 0, "{second:?}");
     assert_eq!(changed(&second, "ans1"), 0, "{second:?}");
 
-    let gone = playbook(d, t, "cleanup.yml");
+    // Another role: the profile and the container are edited in place (the
+    // container keeps running), and the guest's mark is left alone.
+    let pid = d.init_pid("ans1").await;
+    let third = playbook(d, t, "site.yml", &[("role", "db")]);
+    assert_eq!(changed(&third, "localhost"), 2, "{third:?}");
+    assert_eq!(changed(&third, "ans1"), 0, "{third:?}");
+    let p: Value = d.client.get_json("/1.0/profiles/ansprof").await.unwrap();
+    assert_eq!(p["config"]["user.role"], "db", "{p}");
+    assert_eq!(p["devices"]["share"]["path"], "/srv/share", "{p}");
+    let i: Value = d.client.get_json("/1.0/instances/ans1").await.unwrap();
+    assert_eq!(i["config"]["user.tier"], "db", "{i}");
+    assert_eq!(i["expanded_config"]["user.role"], "db", "{i}");
+    assert_eq!(i["profiles"], serde_json::json!(["default", "ansprof"]));
+    assert_eq!(i["status"], "Running", "{i}");
+    assert_eq!(d.init_pid("ans1").await, pid, "the container was restarted");
+    let again = playbook(d, t, "site.yml", &[("role", "db")]);
+    assert_eq!(changed(&again, "localhost"), 0, "{again:?}");
+
+    let gone = playbook(d, t, "cleanup.yml", &[]);
     assert_eq!(changed(&gone, "localhost"), 2, "{gone:?}");
     assert!(d.client.instance_names().await.unwrap().is_empty());
     assert!(d.client.profile("ansprof").await.is_err());
 }
 
-/// A daemon with the busybox image under an alias, and a share directory.
-async fn daemon() -> (Daemon, PathBuf) {
+/// A daemon with the busybox image under an alias, and a share directory
+/// (outside the daemon's own, which no device may share).
+async fn daemon() -> (Daemon, tempfile::TempDir) {
     let d = Daemon::start().await;
     let fp = d.import(TestImage::Busybox).await;
     d.client.create_image_alias(ALIAS, &fp, "").await.unwrap();
-    let share = d.dir.join("share");
-    std::fs::create_dir_all(&share).unwrap();
+    let share = tempfile::Builder::new()
+        .prefix("kante-ansible-share-")
+        .tempdir()
+        .unwrap();
+    // Writable by the guest's root, which is an unprivileged host uid.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(share.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     (d, share)
 }
 
@@ -170,12 +203,12 @@ fn ansible_drives_kanted_over_the_unix_socket() {
                     format!("unix:{}", d.dir.join("unix.socket").display()),
                 ),
                 ("image_alias".into(), ALIAS.into()),
-                ("share_dir".into(), share.display().to_string()),
+                ("share_dir".into(), share.path().display().to_string()),
                 ("lxc_remote".into(), "local".into()),
             ],
             env: vec![("LXD_DIR".into(), d.dir.clone())],
         };
-        scenario(&d, &t, &share).await;
+        scenario(&d, &t, share.path()).await;
         d.shutdown().await;
     });
 }
@@ -212,7 +245,7 @@ fn ansible_drives_kanted_over_https_with_a_client_certificate() {
             vars: vec![
                 ("lxd_url".into(), format!("https://{addr}")),
                 ("image_alias".into(), ALIAS.into()),
-                ("share_dir".into(), share.display().to_string()),
+                ("share_dir".into(), share.path().display().to_string()),
                 ("lxc_remote".into(), "kr".into()),
                 ("client_cert".into(), crt.display().to_string()),
                 ("client_key".into(), key.display().to_string()),
@@ -222,7 +255,7 @@ fn ansible_drives_kanted_over_https_with_a_client_certificate() {
             // (they take no server certificate): point it at kanted's own.
             env: vec![("SSL_CERT_FILE".into(), d.dir.join("server.crt"))],
         };
-        scenario(&d, &t, &share).await;
+        scenario(&d, &t, share.path()).await;
         // The daemon trusts the modules' certificate, learnt by the password.
         let trusted = kante_ok(&d, &["config", "trust", "list"]);
         assert!(trusted.contains(&pair.fingerprint()[..12]), "{trusted}");
