@@ -1,17 +1,17 @@
 //! Ansible (`ansible` from PyPI, in `/opt/kante-ansible`: scripts/deps.sh),
 //! unchanged, against a real kanted: `tests/compat/ansible/site.yml` makes
 //! a profile with `community.general.lxd_profile` (config and a disk
-//! device), a container with `lxd_container` (from an image alias, with that
-//! profile, config, started), and runs a task inside it through the
-//! `community.general.lxd` connection plugin (`lxc exec`, Debian's lxc).
-//! The playbook runs twice: the second PLAY RECAP must show no change;
-//! then with another role, which both modules apply in place (and a fourth
-//! run changes nothing again). Then `cleanup.yml` removes both with
-//! `state: absent`. Once over the unix
-//! socket, once over HTTPS with a client certificate the modules get
-//! trusted by the trust password (and an `lxc` remote added the same way).
-//! Effects are checked from outside: the daemon's records, a file read
-//! back through exec, the shared directory on the host.
+//! device), a container with `lxd_container` (from an image alias, with
+//! that profile, config and a device of its own, started), and runs a task
+//! inside it through the `community.general.lxd` connection plugin (`lxc
+//! exec`, Debian's lxc). The playbook runs twice: the second PLAY RECAP
+//! must show no change; then with another role, which both modules apply
+//! in place (and a fourth run changes nothing again). Then `cleanup.yml`
+//! removes both with `state: absent`. Once over the unix socket, once over
+//! HTTPS with a client certificate the modules get trusted by the trust
+//! password (and an `lxc` remote added the same way). Effects are checked
+//! from outside: the daemon's records, a file read back through exec, the
+//! shared directory on the host.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -129,6 +129,8 @@ async fn scenario(d: &Daemon, t: &Target, share: &Path) {
     assert_eq!(i["config"]["user.tier"], "web", "{i}");
     assert_eq!(i["config"]["limits.processes"], "200", "{i}");
     assert_eq!(i["expanded_config"]["limits.memory"], "128MiB", "{i}");
+    assert_eq!(i["devices"]["again"]["path"], "/mnt/again", "{i}");
+    assert_eq!(i["ephemeral"], false, "{i}");
     // The task ran inside the container: its file, read back through exec
     // and seen on the host through the profile's disk device.
     let (code, out) = d.sh("ans1", "cat /srv/share/mark").await;
@@ -136,6 +138,12 @@ async fn scenario(d: &Daemon, t: &Target, share: &Path) {
     assert_eq!(out.trim(), "written by ansible in ans1");
     let on_host = std::fs::read_to_string(share.join("mark")).unwrap();
     assert_eq!(on_host.trim(), "written by ansible in ans1");
+    // The container's own device: the same directory, read-only.
+    let (code, out) = d
+        .sh("ans1", "cat /mnt/again/mark; touch /mnt/again/x")
+        .await;
+    assert_ne!(code, 0, "{out}");
+    assert!(out.starts_with("written by ansible in ans1"), "{out}");
 
     // Nothing to do the second time.
     let second = playbook(d, t, "site.yml", &[]);
