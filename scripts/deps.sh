@@ -16,6 +16,7 @@ PACKAGES=(
   attr                                        # tests: getfattr reads xattrs set inside guests
   lxd-client                                  # tests: Debian's lxc client against kanted
   python3-pylxd                               # tests: Debian's pylxd against kanted (run with /usr/bin/python3)
+  python3-venv                                # tests: the venv Ansible is installed into (below)
 )
 
 if [[ "${BASH_SOURCE[0]}" == "$0" && "${1:-}" == --list ]]; then
@@ -31,6 +32,21 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo ">> apt-get install ${missing[*]}"
   apt-get update -q
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# Ansible from PyPI (the `ansible` package bundles community.general:
+# lxd_container, lxd_profile and the lxd connection plugin) for
+# tests/compat_ansible.rs, in its own venv beside Debian's python. About
+# 570 MB and 15-60 s the first time; a second run only reads the version.
+# Pinned: 11.13.0 brings ansible-core 2.18 (runs on Debian 12's Python 3.11)
+# and community.general 10.7.
+ANSIBLE_VERSION=11.13.0
+ANSIBLE_VENV=/opt/kante-ansible
+if ! "$ANSIBLE_VENV/bin/python" -c "import importlib.metadata as m, sys
+sys.exit(m.version('ansible') != '$ANSIBLE_VERSION')" 2>/dev/null; then
+  echo ">> pip install ansible==$ANSIBLE_VERSION into $ANSIBLE_VENV"
+  /usr/bin/python3 -m venv "$ANSIBLE_VENV"
+  "$ANSIBLE_VENV/bin/pip" install -q --disable-pip-version-check "ansible==$ANSIBLE_VERSION"
 fi
 
 # Kernel modules the tests and pools use, where the kernel has them as

@@ -68,13 +68,15 @@ pub fn router_with(engine: Arc<Engine>, ws: wslimit::WsSlots) -> Router {
 
 /// The router over `engine`, with websocket slots shared with other
 /// listeners (the unix socket and HTTPS count against one cap). Every
-/// request passes the trust gate first (`gate`).
+/// request passes the trust gate first (`gate`), then has a small body
+/// read ahead of its handler (`body::read_ahead`).
 pub fn router_shared(engine: Arc<Engine>, ws: Arc<wslimit::WsSlots>) -> Router {
     let state = AppState { engine, ws };
     table()
         .router
         .fallback(|| async { response::error(404, "not found") })
         .method_not_allowed_fallback(|| async { response::error(405, "method not allowed") })
+        .layer(axum::middleware::from_fn(body::read_ahead))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             gate::gate,
