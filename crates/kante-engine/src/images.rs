@@ -188,7 +188,7 @@ impl Engine {
         op
     }
 
-    async fn record_upload(&self, op: &Op, mut upload: ImageUpload) -> Result<()> {
+    pub(crate) async fn record_upload(&self, op: &Op, mut upload: ImageUpload) -> Result<()> {
         let stored = (&mut upload.stored)
             .await
             .map_err(|_| EngineError::internal("the image store stopped"))??;
@@ -439,7 +439,7 @@ fn render_alias(a: AliasRow) -> ImageAlias {
     }
 }
 
-fn human_rate(bytes_per_sec: u64) -> String {
+pub(crate) fn human_rate(bytes_per_sec: u64) -> String {
     let b = bytes_per_sec as f64;
     if b >= 1e9 {
         format!("{:.2}GB/s", b / 1e9)

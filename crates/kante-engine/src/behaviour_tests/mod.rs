@@ -10,6 +10,7 @@ mod devices;
 mod devlxd;
 mod front;
 mod idmaps;
+mod image_pull;
 mod image_server;
 mod lifecycle;
 mod operations;

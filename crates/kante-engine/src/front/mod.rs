@@ -262,6 +262,13 @@ impl Engine {
 
             ImageList => R::Images(self.image_list(access.trusted).await?),
             ImageCreate(post) => {
+                let pull = match &post.source {
+                    Some(s) => crate::image_pull::PullSource::parse(s)?,
+                    None => None,
+                };
+                if let Some(source) = pull {
+                    return Ok(R::Operation(self.image_pull(post, source).await?));
+                }
                 let kind = post
                     .source
                     .as_ref()
