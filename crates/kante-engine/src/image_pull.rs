@@ -102,11 +102,6 @@ impl PullSource {
                 "Image source needs an alias or a fingerprint",
             ));
         }
-        if let Some(fp) = &fingerprint {
-            if !fp.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(EngineError::bad(format!("Bad image fingerprint {fp:?}")));
-            }
-        }
         Ok(Some(PullSource {
             authority: format!("{}:{port}", bracket(&host)),
             host,
@@ -248,17 +243,24 @@ impl PullSource {
         }
     }
 
-    /// The image's record on the source, by alias or fingerprint.
+    /// The image's record on the source, by alias or fingerprint. As in
+    /// LXD, either field may hold either (lxc sends an alias it was given
+    /// in `fingerprint`): an alias of that name wins, else a fingerprint.
     async fn image(&self) -> Result<Value> {
-        let fp = match (&self.fingerprint, &self.alias) {
-            (Some(fp), _) => fp.clone(),
-            (None, Some(alias)) => {
-                let a = self
-                    .get_json(&format!("/1.0/images/aliases/{}", escape(alias)))
-                    .await?;
-                field(&a, "target").to_string()
+        let name = self
+            .alias
+            .as_deref()
+            .or(self.fingerprint.as_deref())
+            .unwrap_or_default();
+        let fp = match self
+            .get_json(&format!("/1.0/images/aliases/{}", escape(name)))
+            .await
+        {
+            Ok(a) => field(&a, "target").to_string(),
+            Err(EngineError::NotFound(_)) if name.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                name.to_string()
             }
-            (None, None) => unreachable!("checked by parse"),
+            Err(e) => return Err(e),
         };
         if fp.is_empty() || !fp.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(EngineError::bad("The image server named no image"));
@@ -288,6 +290,13 @@ impl Engine {
     }
 
     async fn pull(&self, op: &Op, post: ImagesPost, source: PullSource) -> Result<()> {
+        tracing::info!(
+            server = %source.authority,
+            alias = source.alias.as_deref().unwrap_or(""),
+            fingerprint = source.fingerprint.as_deref().unwrap_or(""),
+            secret = source.secret.is_some(),
+            "copying an image from another server"
+        );
         let info = source.image().await?;
         let fp = field(&info, "fingerprint").to_string();
         if fp.len() != 64 || !fp.bytes().all(|b| b.is_ascii_hexdigit()) {

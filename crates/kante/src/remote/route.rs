@@ -196,6 +196,9 @@ fn image(r: &mut Router, i: &mut ImageCmd) -> Result<()> {
     match i {
         ImageCmd::List { filters, .. } => r.leading(filters),
         ImageCmd::Delete { images } => r.all(images),
+        // The command goes to the destination, which pulls from the
+        // source; the source's remote is read by the command itself.
+        ImageCmd::Copy { destination, .. } => r.opt(destination),
         ImageCmd::Info { image } | ImageCmd::Show { image } => r.arg(image),
         ImageCmd::Alias(AliasCmd::Create { alias, .. }) => r.arg(alias),
         ImageCmd::Alias(AliasCmd::Delete { alias }) => r.arg(alias),
