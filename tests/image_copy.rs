@@ -198,7 +198,7 @@ fn images_are_copied_between_two_kanteds() {
         // (a) lxc image copy: the destination pulls; same fingerprint; a
         // container launches from it.
         lxc_ok(&dst, &user, "image copy src:bb dst: --alias copied");
-        assert_eq!(fingerprints(&dst).await, [fp.clone()]);
+        assert_eq!(fingerprints(&dst).await, vec![fp.clone()]);
         let alias = dst.client.image_alias("copied").await.unwrap();
         assert_eq!(alias.target, fp);
         lxc_ok(&dst, &user, "launch dst:copied dst:c1");

@@ -137,6 +137,7 @@ async fn an_image_is_copied_from_another_server_verified_and_recorded() {
     let server = kante_tls::KeyPair::generate(kante_tls::Role::Server, &["src".into()]).unwrap();
     let addr = serve(&server, routes("debian/12", &fp, file.clone(), None)).await;
 
+    let mut rx = engine.events.subscribe();
     let op = start(
         &engine,
         pull(addr, &server.cert_pem, "debian/12", "copied", true),
@@ -144,6 +145,20 @@ async fn an_image_is_copied_from_another_server_verified_and_recorded() {
     .await;
     let done = wait_ok(&op).await;
     assert_eq!(done.metadata["fingerprint"], fp);
+    // The download's progress went out in the operation's events, as lxc
+    // shows it, up to the whole file.
+    let mut progress = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        if let Some(p) = e.metadata["metadata"]["download_progress"].as_str() {
+            progress.push(p.to_string());
+        }
+    }
+    assert!(
+        progress
+            .last()
+            .is_some_and(|p| p.starts_with("rootfs: 100% (")),
+        "{progress:?}"
+    );
     let img = engine.image_get(&fp).await.unwrap();
     assert!(img.auto_update);
     assert!(!img.public);

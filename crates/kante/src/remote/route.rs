@@ -430,6 +430,18 @@ mod tests {
             (l.create.image.as_str(), l.create.name.as_deref()),
             ("bookworm", Some("c1"))
         );
+        // An image copy goes to the destination; the source keeps its remote.
+        let (remote, cmd) = routed(&["image", "copy", "r:bb", "local:", "--alias", "a"]).unwrap();
+        assert_eq!(remote, "local");
+        let Command::Image(ImageCmd::Copy {
+            source,
+            destination,
+            ..
+        }) = cmd
+        else {
+            panic!()
+        };
+        assert_eq!((source.as_str(), destination), ("r:bb", None));
         let (_, cmd) = routed(&["config", "set", "r:", "core.trust_password", "x"]).unwrap();
         let Command::Config(ConfigCmd::Set { args }) = cmd else {
             panic!()
