@@ -158,12 +158,25 @@ impl Engine {
         Ok(self.render_image(&self.image_row(fp).await?).await)
     }
 
-    /// An image as an untrusted caller may see it: a public one; a private
-    /// one is not found, exactly as a missing one.
+    /// An image as an untrusted caller may see it: a public one, by its
+    /// fingerprint or a prefix matched among the public ones only (so not
+    /// even an ambiguity tells of a private one); a private one is not
+    /// found, exactly as a missing one.
     pub(crate) async fn public_image(&self, fp: &str) -> Result<Image> {
-        match self.shared.image_get(fp).await? {
-            Some(row) if row.public => Ok(self.render_image(&row).await),
-            _ => Err(EngineError::NotFound("Image not found".into())),
+        let prefix = fp.to_ascii_lowercase();
+        let mut rows: Vec<ImageRow> = self
+            .shared
+            .image_list()
+            .await?
+            .into_iter()
+            .filter(|r| r.public && !prefix.is_empty() && r.fingerprint.starts_with(&prefix))
+            .collect();
+        match rows.len() {
+            1 => Ok(self.render_image(&rows.remove(0)).await),
+            0 => Err(EngineError::NotFound("Image not found".into())),
+            _ => Err(EngineError::Conflict(format!(
+                "More than one image matches {fp:?}"
+            ))),
         }
     }
 

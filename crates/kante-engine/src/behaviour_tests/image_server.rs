@@ -106,6 +106,11 @@ async fn untrusted_callers_see_public_images_only() {
     assert_eq!(status(&engine, get(&private)).await, 404);
     assert_eq!(status(&engine, export(&private)).await, 404);
     assert_eq!(status(&engine, get(&"0".repeat(64))).await, 404);
+    // A prefix is matched among the public images only.
+    assert_eq!(status(&engine, get(&public[..12])).await, 200);
+    assert_eq!(status(&engine, export(&public[..12])).await, 200);
+    assert_eq!(status(&engine, get(&private[..12])).await, 404);
+    assert_eq!(status(&engine, get("")).await, 404);
     let alias = |n: &str| Request::AliasGet { name: n.into() };
     assert_eq!(status(&engine, alias("secret-one")).await, 404);
     assert_eq!(status(&engine, alias("nothing-here")).await, 404);

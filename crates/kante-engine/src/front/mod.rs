@@ -293,12 +293,11 @@ impl Engine {
                 R::Empty
             }
             ImageDelete { fingerprint } => R::Operation(self.image_delete(&fingerprint).await?),
-            ImageExport { fingerprint } => {
-                if !access.trusted {
-                    self.public_image(&fingerprint).await?;
-                }
-                self.image_download(&fingerprint).await?
+            ImageExport { fingerprint } if !access.trusted => {
+                let image = self.public_image(&fingerprint).await?;
+                self.image_download(&image.fingerprint).await?
             }
+            ImageExport { fingerprint } => self.image_download(&fingerprint).await?,
             AliasList => R::Aliases(self.alias_list(access.trusted).await?),
             AliasCreate(post) => {
                 let location = format!("/1.0/images/aliases/{}", post.name);
