@@ -7,8 +7,9 @@
 //! through the same single-pass store an upload goes through (hashed,
 //! checked, capped, the sha256 compared with the fingerprint; nothing is
 //! kept when anything fails), reporting `download_progress` in the
-//! operation's metadata as LXD does. Split images (a multipart export)
-//! and private images by secret are not supported yet.
+//! operation's metadata as LXD does. A split image (a multipart export:
+//! `metadata`, then `rootfs`) goes through the upload's parts path.
+//! Private images by secret are not supported yet.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -333,11 +334,13 @@ impl Engine {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_string();
-        if ctype.starts_with("multipart/") {
-            return Err(EngineError::NotImplemented(
-                "Copying a split image (metadata and rootfs apart) is not supported yet".into(),
-            ));
-        }
+        let boundary = if ctype.starts_with("multipart/") {
+            Some(multer::parse_boundary(&ctype).map_err(|e| {
+                EngineError::bad(format!("The image server's export is not multipart: {e}"))
+            })?)
+        } else {
+            None
+        };
         let total = resp
             .headers()
             .get(hyper::header::CONTENT_LENGTH)
@@ -356,27 +359,47 @@ impl Engine {
             })
             .boxed();
         let stall = tokio_stream_timeout(body);
-        let (feed, reader) = feed::channel();
-        let task = self.store_task(Some(fp.clone()), move |d, e, l| {
-            kante_images::store_unified(d, reader, e, l)
-        });
-        let pump = feed.pump(stall);
-        tokio::pin!(pump);
+        let download = async {
+            match boundary {
+                // A split image: metadata, then rootfs, as an upload's parts.
+                Some(b) => {
+                    let info = crate::front::ImageUploadInfo {
+                        expected_fingerprint: Some(fp.clone()),
+                        ..Default::default()
+                    };
+                    let parts = Box::new(ExportParts(multer::Multipart::new(stall, b)));
+                    self.upload_parts(&info, parts).await
+                }
+                None => {
+                    let (feed, reader) = feed::channel();
+                    let task = self.store_task(Some(fp.clone()), move |d, e, l| {
+                        kante_images::store_unified(d, reader, e, l)
+                    });
+                    match feed.pump(stall).await {
+                        Ok(()) => Ok(task),
+                        Err(e) => {
+                            self.abandon_store(task).await;
+                            Err(EngineError::bad(e.to_string()))
+                        }
+                    }
+                }
+            }
+        };
+        tokio::pin!(download);
         let start = Instant::now();
         let mut tick = tokio::time::interval(Duration::from_millis(500));
-        let pumped = loop {
+        let downloaded = loop {
             tokio::select! {
-                r = &mut pump => break r,
+                r = &mut download => break r,
                 _ = tick.tick() => report(op, done.load(Ordering::Relaxed), total, start),
             }
         };
-        if let Err(e) = pumped {
-            self.abandon_store(task).await;
-            return Err(EngineError::bad(format!(
+        let task = downloaded.map_err(|e| {
+            EngineError::bad(format!(
                 "Downloading the image from https://{} failed: {e}",
                 source.authority
-            )));
-        }
+            ))
+        })?;
         report(op, done.load(Ordering::Relaxed), total, start);
         let filename = field(&info, "filename").to_string();
         let mut properties = kante_api::ConfigMap::new();
@@ -407,6 +430,26 @@ impl Engine {
             }
         }
         Ok(())
+    }
+}
+
+/// The parts of a split image's export.
+struct ExportParts(multer::Multipart<'static>);
+
+#[async_trait::async_trait]
+impl crate::front::Parts for ExportParts {
+    async fn next_part(&mut self) -> Result<Option<(String, crate::front::ByteStream)>> {
+        let field = self
+            .0
+            .next_field()
+            .await
+            .map_err(|e| EngineError::bad(format!("The image server's export: {e}")))?;
+        Ok(field.map(|f| {
+            let name = f.name().unwrap_or("").to_string();
+            let stream: crate::front::ByteStream =
+                Box::pin(f.map(|r| r.map_err(std::io::Error::other)));
+            (name, stream)
+        }))
     }
 }
 

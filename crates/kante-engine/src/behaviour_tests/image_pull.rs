@@ -229,3 +229,46 @@ async fn a_bad_source_fails_the_copy_and_stores_nothing() {
     assert!(engine.alias_get("x", true).await.is_err());
     assert!(store_is_empty(&engine), "the store kept a partial image");
 }
+
+#[tokio::test]
+async fn a_split_image_is_copied_from_its_multipart_export() {
+    let host = TestHost::new();
+    let engine = host.open().await;
+    let (meta, rootfs) = image::build_split(host.path(), &image::Spec::default());
+    let (meta, rootfs) = (std::fs::read(meta).unwrap(), std::fs::read(rootfs).unwrap());
+    let fp = kante_tls::fingerprint(&[meta.as_slice(), rootfs.as_slice()].concat());
+    let mut body = Vec::new();
+    for (name, data) in [("metadata", &meta), ("rootfs", &rootfs)] {
+        body.extend_from_slice(
+            format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{name}.tar\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes(),
+        );
+        body.extend_from_slice(data);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+    // Cut short: refused, nothing kept.
+    let mut cut = routes("split", &fp, Vec::new(), None);
+    let half = body[..body.len() / 2].to_vec();
+    cut.insert(
+        format!("/1.0/images/{fp}/export"),
+        (MULTIPART, half, Some(body.len())),
+    );
+    let server0 = kante_tls::KeyPair::generate(kante_tls::Role::Server, &["s0".into()]).unwrap();
+    let short = serve(&server0, cut).await;
+    let op = start(&engine, pull(short, &server0.cert_pem, "split", "s", false)).await;
+    wait_err(&op).await;
+    assert!(engine.image_get(&fp).await.is_err());
+    assert!(store_is_empty(&engine), "the store kept a partial image");
+
+    let mut r = routes("split", &fp, Vec::new(), None);
+    r.insert(format!("/1.0/images/{fp}/export"), (MULTIPART, body, None));
+    let server = kante_tls::KeyPair::generate(kante_tls::Role::Server, &["src".into()]).unwrap();
+    let addr = serve(&server, r).await;
+    let op = start(&engine, pull(addr, &server.cert_pem, "split", "s", false)).await;
+    assert_eq!(wait_ok(&op).await.metadata["fingerprint"], fp);
+    assert!(engine.paths.images().join(format!("{fp}.rootfs")).is_file());
+    host.create(&engine, "c1", "s", &[]).await;
+}
+
+const BOUNDARY: &str = "kante-test-boundary";
+const MULTIPART: &str = "multipart/form-data; boundary=kante-test-boundary";
