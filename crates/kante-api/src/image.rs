@@ -82,6 +82,9 @@ pub struct ImagesPost {
     pub properties: ConfigMap,
     #[serde(default, deserialize_with = "lenient_bool")]
     pub public: bool,
+    /// Kept on the copy: refresh it from its source (stored only).
+    #[serde(default, deserialize_with = "lenient_bool")]
+    pub auto_update: bool,
     #[serde(default)]
     pub source: Option<serde_json::Value>,
 }

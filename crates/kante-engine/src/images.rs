@@ -134,9 +134,14 @@ impl Engine {
         }
     }
 
-    pub(crate) async fn image_list(&self) -> Result<Vec<Image>> {
+    /// The images, or for an untrusted caller (`trusted` false) the public
+    /// ones only.
+    pub(crate) async fn image_list(&self, trusted: bool) -> Result<Vec<Image>> {
         let mut out = Vec::new();
         for r in self.shared.image_list().await? {
+            if !trusted && !r.public {
+                continue;
+            }
             out.push(self.render_image(&r).await);
         }
         Ok(out)
@@ -151,6 +156,33 @@ impl Engine {
 
     pub(crate) async fn image_get(&self, fp: &str) -> Result<Image> {
         Ok(self.render_image(&self.image_row(fp).await?).await)
+    }
+
+    /// An image as an untrusted caller may see it: a public one, by its
+    /// fingerprint or a prefix matched among the public ones only (so not
+    /// even an ambiguity tells of a private one); a private one is not
+    /// found, exactly as a missing one.
+    pub(crate) async fn public_image(&self, fp: &str) -> Result<Image> {
+        let prefix = fp.to_ascii_lowercase();
+        let mut rows: Vec<ImageRow> = self
+            .shared
+            .image_list()
+            .await?
+            .into_iter()
+            .filter(|r| r.public && !prefix.is_empty() && r.fingerprint.starts_with(&prefix))
+            .collect();
+        match rows.len() {
+            1 => Ok(self.render_image(&rows.remove(0)).await),
+            0 => Err(EngineError::NotFound("Image not found".into())),
+            _ => Err(EngineError::Conflict(format!(
+                "More than one image matches {fp:?}"
+            ))),
+        }
+    }
+
+    /// Whether the image `fp` is public (a missing one is not).
+    async fn is_public(&self, fp: &str) -> bool {
+        matches!(self.shared.image_get(fp).await, Ok(Some(row)) if row.public)
     }
 
     /// Records an uploaded image in an operation whose result carries the
@@ -169,7 +201,7 @@ impl Engine {
         op
     }
 
-    async fn record_upload(&self, op: &Op, mut upload: ImageUpload) -> Result<()> {
+    pub(crate) async fn record_upload(&self, op: &Op, mut upload: ImageUpload) -> Result<()> {
         let stored = (&mut upload.stored)
             .await
             .map_err(|_| EngineError::internal("the image store stopped"))??;
@@ -347,22 +379,23 @@ impl Engine {
 
     // ---- aliases ----
 
-    pub(crate) async fn alias_list(&self) -> Result<Vec<ImageAlias>> {
-        Ok(self
-            .shared
-            .alias_list()
-            .await?
-            .into_iter()
-            .map(render_alias)
-            .collect())
+    /// The aliases, or for an untrusted caller those of public images.
+    pub(crate) async fn alias_list(&self, trusted: bool) -> Result<Vec<ImageAlias>> {
+        let mut out = Vec::new();
+        for a in self.shared.alias_list().await? {
+            if trusted || self.is_public(&a.target).await {
+                out.push(render_alias(a));
+            }
+        }
+        Ok(out)
     }
 
-    pub(crate) async fn alias_get(&self, name: &str) -> Result<ImageAlias> {
-        self.shared
-            .alias_get(name)
-            .await?
-            .map(render_alias)
-            .ok_or_else(|| EngineError::NotFound("Image alias not found".into()))
+    /// An alias; to an untrusted caller one of a private image is not found.
+    pub(crate) async fn alias_get(&self, name: &str, trusted: bool) -> Result<ImageAlias> {
+        match self.shared.alias_get(name).await? {
+            Some(a) if trusted || self.is_public(&a.target).await => Ok(render_alias(a)),
+            _ => Err(EngineError::NotFound("Image alias not found".into())),
+        }
     }
 
     pub(crate) async fn alias_create(&self, req: ImageAliasesPost) -> Result<()> {
@@ -419,7 +452,7 @@ fn render_alias(a: AliasRow) -> ImageAlias {
     }
 }
 
-fn human_rate(bytes_per_sec: u64) -> String {
+pub(crate) fn human_rate(bytes_per_sec: u64) -> String {
     let b = bytes_per_sec as f64;
     if b >= 1e9 {
         format!("{:.2}GB/s", b / 1e9)

@@ -132,8 +132,9 @@ async fn an_untrusted_client_reaches_only_the_open_routes() {
         }
     }
     assert_eq!(
-        open, 4,
-        "GET /, GET /1.0, POST /1.0/certificates and an operation's websocket (by its secret)"
+        open, 9,
+        "GET /, GET /1.0, POST /1.0/certificates, an operation's websocket (by its secret) \
+         and the image server's five reads (public images only)"
     );
     // An unknown path is refused too, not reported missing.
     let (status, _) = call(addr, &engine, Some(&stranger), "GET", "/1.0/nope", "").await;

@@ -10,6 +10,8 @@ mod devices;
 mod devlxd;
 mod front;
 mod idmaps;
+mod image_pull;
+mod image_server;
 mod lifecycle;
 mod operations;
 mod profiles;

@@ -260,8 +260,15 @@ impl Engine {
                 R::Empty
             }
 
-            ImageList => R::Images(self.image_list().await?),
+            ImageList => R::Images(self.image_list(access.trusted).await?),
             ImageCreate(post) => {
+                let pull = match &post.source {
+                    Some(s) => crate::image_pull::PullSource::parse(s)?,
+                    None => None,
+                };
+                if let Some(source) = pull {
+                    return Ok(R::Operation(self.image_pull(post, source).await?));
+                }
                 let kind = post
                     .source
                     .as_ref()
@@ -273,6 +280,9 @@ impl Engine {
                 )));
             }
             ImageUpload { info, body } => R::Operation(self.image_upload(info, body).await?),
+            ImageGet { fingerprint } if !access.trusted => {
+                R::Image(Box::new(self.public_image(&fingerprint).await?))
+            }
             ImageGet { fingerprint } => R::Image(Box::new(self.image_get(&fingerprint).await?)),
             ImageUpdate {
                 fingerprint,
@@ -283,14 +293,18 @@ impl Engine {
                 R::Empty
             }
             ImageDelete { fingerprint } => R::Operation(self.image_delete(&fingerprint).await?),
+            ImageExport { fingerprint } if !access.trusted => {
+                let image = self.public_image(&fingerprint).await?;
+                self.image_download(&image.fingerprint).await?
+            }
             ImageExport { fingerprint } => self.image_download(&fingerprint).await?,
-            AliasList => R::Aliases(self.alias_list().await?),
+            AliasList => R::Aliases(self.alias_list(access.trusted).await?),
             AliasCreate(post) => {
                 let location = format!("/1.0/images/aliases/{}", post.name);
                 self.alias_create(post).await?;
                 R::Created { location }
             }
-            AliasGet { name } => R::Alias(self.alias_get(&name).await?),
+            AliasGet { name } => R::Alias(self.alias_get(&name, access.trusted).await?),
             AliasUpdate {
                 name,
                 target,

@@ -488,13 +488,15 @@ impl Request {
     }
 
     /// Whether an untrusted caller may make this request: only `GET /1.0`,
-    /// `POST /1.0/certificates` and an operation's websocket by its secret
-    /// (see `crate::remote`).
+    /// `POST /1.0/certificates`, an operation's websocket by its secret,
+    /// and the image server's reads (which then show public images only;
+    /// see `crate::remote`).
     pub fn open_to_untrusted(&self) -> bool {
+        use Request::*;
         matches!(
             self,
-            Request::ServerGet | Request::CertificateCreate(_) | Request::OperationSocket { .. }
-        )
+            ServerGet | CertificateCreate(_) | OperationSocket { .. } | ImageList | ImageGet { .. }
+        ) || matches!(self, ImageExport { .. } | AliasList | AliasGet { .. })
     }
 
     /// What the request is about, decided from the request alone (no

@@ -184,7 +184,7 @@ impl Engine {
     /// image) or nothing (a unified one), streamed into the store. A
     /// rootfs sent before its metadata (LXD's clients never do) is
     /// spooled, for the fingerprint hashes the metadata first.
-    async fn upload_parts(
+    pub(crate) async fn upload_parts(
         &self,
         info: &ImageUploadInfo,
         mut parts: Box<dyn Parts>,

@@ -81,12 +81,20 @@ impl Access {
 /// the trusted caller that started the operation, is the credential
 /// (pylxd and ws4py connect exec's websockets without a client
 /// certificate); an untrusted caller with a wrong secret or an unknown
-/// operation gets 403 either way.
+/// operation gets 403 either way. The image reads are open so that this
+/// daemon is an image server: an untrusted caller sees only the images
+/// marked `public` and the aliases pointing at them, and a private one is
+/// "not found" to it (404, never 403: no existence oracle).
 pub const UNTRUSTED_ROUTES: &[(&str, &str)] = &[
     ("GET", "/"),
     ("GET", "/1.0"),
     ("POST", "/1.0/certificates"),
     ("GET", "/1.0/operations/{id}/websocket"),
+    ("GET", "/1.0/images"),
+    ("GET", "/1.0/images/{fp}"),
+    ("GET", "/1.0/images/{fp}/export"),
+    ("GET", "/1.0/images/aliases"),
+    ("GET", "/1.0/images/aliases/{*name}"),
 ];
 
 /// Whether an untrusted caller may send `method` to `path` (a concrete
@@ -97,10 +105,19 @@ pub fn open_to_untrusted(method: &str, path: &str) -> bool {
         .any(|(m, p)| *m == method && path_matches(p, path))
 }
 
-/// `pattern`'s segments against `path`'s: equal, or a `{name}` segment
-/// standing for any one non-empty segment.
+/// `pattern`'s segments against `path`'s: equal, a `{name}` segment
+/// standing for any one non-empty segment, or a last `{*name}` segment
+/// standing for one or more (an alias name may hold slashes).
 fn path_matches(pattern: &str, path: &str) -> bool {
-    let (p, q): (Vec<&str>, Vec<&str>) = (pattern.split('/').collect(), path.split('/').collect());
+    let (mut p, mut q): (Vec<&str>, Vec<&str>) =
+        (pattern.split('/').collect(), path.split('/').collect());
+    if p.last().is_some_and(|l| l.starts_with("{*")) {
+        if q.len() < p.len() || q[p.len() - 1..].iter().any(|s| s.is_empty()) {
+            return false;
+        }
+        p.pop();
+        q.truncate(p.len());
+    }
     p.len() == q.len()
         && p.iter()
             .zip(&q)
@@ -390,11 +407,20 @@ mod tests {
     }
 
     #[test]
-    fn only_two_routes_are_open_to_untrusted_callers() {
+    fn only_the_open_routes_are_open_to_untrusted_callers() {
         assert!(open_to_untrusted("GET", "/1.0"));
         assert!(open_to_untrusted("POST", "/1.0/certificates"));
         assert!(!open_to_untrusted("GET", "/1.0/certificates"));
         assert!(!open_to_untrusted("PUT", "/1.0"));
         assert!(!open_to_untrusted("GET", "/1.0/instances"));
+        // The image server's reads, and nothing that changes an image.
+        assert!(open_to_untrusted("GET", "/1.0/images"));
+        assert!(open_to_untrusted("GET", "/1.0/images/abc123/export"));
+        assert!(open_to_untrusted("GET", "/1.0/images/aliases/debian/12"));
+        assert!(!open_to_untrusted("GET", "/1.0/images/aliases/"));
+        assert!(!open_to_untrusted("DELETE", "/1.0/images/abc123"));
+        assert!(!open_to_untrusted("POST", "/1.0/images"));
+        assert!(!open_to_untrusted("POST", "/1.0/images/abc123/secret"));
+        assert!(!open_to_untrusted("GET", "/1.0/images/abc123/export/x"));
     }
 }

@@ -25,7 +25,7 @@ pub async fn instance_names(engine: &Engine) -> Result<Vec<String>> {
 
 /// The image alias `name`.
 pub async fn alias_get(engine: &Engine, name: &str) -> Result<ImageAlias> {
-    engine.alias_get(name).await
+    engine.alias_get(name, true).await
 }
 
 /// The image with fingerprint `fp`.

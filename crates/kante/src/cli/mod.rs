@@ -400,6 +400,22 @@ pub enum ImageCmd {
     /// Manage image aliases
     #[command(subcommand)]
     Alias(AliasCmd),
+    /// Copy an image from a remote: REMOTE:IMAGE [DEST:] (the destination
+    /// downloads it; the source's image must be public)
+    #[command(visible_alias = "cp")]
+    Copy {
+        source: String,
+        /// Where to copy it (default: the default remote)
+        destination: Option<String>,
+        #[arg(long = "alias")]
+        aliases: Vec<String>,
+        /// Keep the copy updated from its source (stored)
+        #[arg(long)]
+        auto_update: bool,
+        /// Make the copy public
+        #[arg(long)]
+        public: bool,
+    },
     /// Show image details
     Info { image: String },
     /// Show image properties as YAML

@@ -87,6 +87,21 @@ pub async fn run(c: &Client, cmd: ImageCmd) -> Result<i32> {
             }
         }
         ImageCmd::Alias(a) => alias(c, a).await?,
+        ImageCmd::Copy {
+            source,
+            aliases,
+            auto_update,
+            public,
+            ..
+        } => {
+            let args = super::image_copy::CopyArgs {
+                source,
+                aliases,
+                auto_update,
+                public,
+            };
+            return super::image_copy::copy(c, args).await;
+        }
         ImageCmd::Info { image } => {
             let fp = c.resolve_image(&image).await?;
             print!("{}", render_image_info(&c.image(&fp).await?));

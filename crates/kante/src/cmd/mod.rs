@@ -8,6 +8,7 @@ pub mod export;
 pub mod file;
 pub mod host;
 pub mod image;
+pub mod image_copy;
 pub mod info;
 pub mod lifecycle;
 pub mod list;

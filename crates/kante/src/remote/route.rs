@@ -196,6 +196,9 @@ fn image(r: &mut Router, i: &mut ImageCmd) -> Result<()> {
     match i {
         ImageCmd::List { filters, .. } => r.leading(filters),
         ImageCmd::Delete { images } => r.all(images),
+        // The command goes to the destination, which pulls from the
+        // source; the source's remote is read by the command itself.
+        ImageCmd::Copy { destination, .. } => r.opt(destination),
         ImageCmd::Info { image } | ImageCmd::Show { image } => r.arg(image),
         ImageCmd::Alias(AliasCmd::Create { alias, .. }) => r.arg(alias),
         ImageCmd::Alias(AliasCmd::Delete { alias }) => r.arg(alias),
@@ -427,6 +430,18 @@ mod tests {
             (l.create.image.as_str(), l.create.name.as_deref()),
             ("bookworm", Some("c1"))
         );
+        // An image copy goes to the destination; the source keeps its remote.
+        let (remote, cmd) = routed(&["image", "copy", "r:bb", "local:", "--alias", "a"]).unwrap();
+        assert_eq!(remote, "local");
+        let Command::Image(ImageCmd::Copy {
+            source,
+            destination,
+            ..
+        }) = cmd
+        else {
+            panic!()
+        };
+        assert_eq!((source.as_str(), destination), ("r:bb", None));
         let (_, cmd) = routed(&["config", "set", "r:", "core.trust_password", "x"]).unwrap();
         let Command::Config(ConfigCmd::Set { args }) = cmd else {
             panic!()

@@ -1,0 +1,115 @@
+//! `kante image copy REMOTE:IMAGE [DEST:] --alias A [--auto-update]`: the
+//! destination pulls the image from the source over HTTPS (LXD's `lxd`
+//! protocol), as `lxc image copy` asks it to. The CLI resolves the image
+//! on the source (an alias or a fingerprint prefix, with its own trusted
+//! client), and hands the destination the source's address and the
+//! certificate pinned for it; the destination sees the source's public
+//! images only. The download's progress is shown as a bar.
+
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use kante_api::image::{ImageAliasRef, ImagesPost};
+use kante_api::names::validate_alias_name;
+use kante_client::Client;
+use serde_json::json;
+
+use crate::remote::{self, connect, Config, LOCAL};
+
+/// What `image copy` was given (the destination's remote already split
+/// off by the router: `dst` is its client).
+pub struct CopyArgs {
+    pub source: String,
+    pub aliases: Vec<String>,
+    pub auto_update: bool,
+    pub public: bool,
+}
+
+/// The `source` of the pull request for `name` on remote `src`.
+fn pull_source(cfg: &Config, src: &str, fingerprint: &str) -> Result<serde_json::Value> {
+    let r = cfg
+        .remotes
+        .get(src)
+        .with_context(|| format!("The remote \"{src}\" doesn't exist"))?;
+    if r.protocol == "simplestreams" {
+        bail!("Copying from the simplestreams remote {src} is not supported yet");
+    }
+    let path = cfg.server_cert_path(src);
+    let certificate = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "No certificate is pinned for remote {src} ({}); remove the remote and add it again",
+            path.display()
+        )
+    })?;
+    Ok(json!({
+        "type": "image",
+        "mode": "pull",
+        "protocol": "lxd",
+        "server": r.addr,
+        "certificate": certificate,
+        "fingerprint": fingerprint,
+    }))
+}
+
+pub async fn copy(dst: &Client, args: CopyArgs) -> Result<i32> {
+    for a in &args.aliases {
+        validate_alias_name(a)?;
+    }
+    let cfg = Config::load()?;
+    let (src, name) = remote::route::split(&cfg, &args.source)?;
+    let src = src.unwrap_or(&cfg.default_remote).to_string();
+    if src == LOCAL {
+        bail!("The source must be a remote (REMOTE:IMAGE): the destination downloads from it over HTTPS");
+    }
+    if name.is_empty() {
+        bail!("No image named: REMOTE:ALIAS or REMOTE:FINGERPRINT");
+    }
+    let source_client = connect::client(&cfg, &src)?;
+    let fp = source_client
+        .resolve_image(name)
+        .await
+        .with_context(|| format!("Image {name:?} on {src}"))?;
+    let req = ImagesPost {
+        aliases: args
+            .aliases
+            .iter()
+            .map(|a| ImageAliasRef {
+                name: a.clone(),
+                description: String::new(),
+            })
+            .collect(),
+        public: args.public,
+        auto_update: args.auto_update,
+        source: Some(pull_source(&cfg, &src, &fp)?),
+        ..Default::default()
+    };
+    let resp = dst.post("/1.0/images", &req).await?;
+    let id = resp
+        .operation_id()
+        .context("the destination answered the copy without an operation")?;
+    let pb = ProgressBar::new(100);
+    pb.set_style(
+        ProgressStyle::with_template("Copying the image: [{bar:30}] {pos}% {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let p2 = pb.clone();
+    let done = dst
+        .wait_operation_progress(&id, move |op| {
+            let pct = op.metadata["progress"]["percent"]
+                .as_str()
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0);
+            p2.set_position(pct);
+            if let Some(line) = op.metadata["download_progress"].as_str() {
+                // "rootfs: 45% (12.30MB/s)": the speed part.
+                if let Some(speed) = line.rsplit_once('(').map(|(_, s)| s.trim_end_matches(')')) {
+                    p2.set_message(speed.to_string());
+                }
+            }
+        })
+        .await;
+    pb.finish_and_clear();
+    done?;
+    println!("Image copied successfully!");
+    Ok(0)
+}
