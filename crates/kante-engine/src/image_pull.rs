@@ -34,6 +34,9 @@ use crate::Engine;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long the source may stay silent (headers, or between chunks).
 const STALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// The largest JSON answer taken from the source (an image's record, an
+/// alias).
+const MAX_ANSWER: usize = 1 << 20;
 
 /// What a pull request names.
 #[derive(Debug, Clone)]
@@ -214,14 +217,20 @@ impl PullSource {
     async fn get_json(&self, path: &str) -> Result<Value> {
         let resp = self.get(path).await?;
         let status = resp.status();
-        let body = tokio::time::timeout(STALL_TIMEOUT, resp.into_body().collect())
+        // Capped while it is read, not after: a hostile server's endless
+        // answer must not be held in memory first.
+        let limited = http_body_util::Limited::new(resp.into_body(), MAX_ANSWER);
+        let body = tokio::time::timeout(STALL_TIMEOUT, limited.collect())
             .await
             .map_err(|_| self.unreachable("no answer"))?
-            .map_err(|e| self.unreachable(e))?
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    EngineError::bad("The image server's answer is too large")
+                } else {
+                    self.unreachable(e)
+                }
+            })?
             .to_bytes();
-        if body.len() > 1 << 20 {
-            return Err(EngineError::bad("The image server's answer is too large"));
-        }
         let doc: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         if status == hyper::StatusCode::NOT_FOUND {
             return Err(EngineError::NotFound(

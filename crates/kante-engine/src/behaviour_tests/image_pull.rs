@@ -224,6 +224,18 @@ async fn a_bad_source_fails_the_copy_and_stores_nothing() {
     let op = start(&engine, pull(good, &server.cert_pem, "private", "x", false)).await;
     assert!(wait_err(&op).await.contains("not found"));
 
+    // An answer too large to be a record (2 MiB for an alias), refused
+    // while it is read.
+    let mut huge = routes("a", &fp, file.clone(), None);
+    huge.insert(
+        "/1.0/images/aliases/a".into(),
+        sync(json!({"name": "a", "target": fp, "pad": "x".repeat(2 << 20)})),
+    );
+    let huge = serve(&server, huge).await;
+    let op = start(&engine, pull(huge, &server.cert_pem, "a", "x", false)).await;
+    let err = wait_err(&op).await;
+    assert!(err.contains("too large"), "{err}");
+
     // Nothing was stored or recorded, no alias made.
     assert!(engine.image_get(&fp).await.is_err());
     assert!(engine.alias_get("x", true).await.is_err());
