@@ -6,9 +6,8 @@
 //! has its own `KANTE_CONF`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 
-use kante_integration::{bin, free_port, run, Daemon, TestImage};
+use kante_integration::{free_port, kante_with_conf, run, Daemon, TestImage};
 
 /// A scratch client configuration directory under the daemon's dir.
 fn conf(d: &Daemon, name: &str) -> PathBuf {
@@ -17,18 +16,8 @@ fn conf(d: &Daemon, name: &str) -> PathBuf {
     c
 }
 
-fn kante(d: &Daemon, conf: &Path, args: &[&str]) -> Output {
-    Command::new(bin("kante"))
-        .args(args)
-        .env("KANTE_DIR", &d.dir)
-        .env("KANTE_CONF", conf)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run kante")
-}
-
 fn ok(d: &Daemon, conf: &Path, args: &[&str]) -> String {
-    let o = kante(d, conf, args);
+    let o = kante_with_conf(d, conf, args);
     assert!(
         o.status.success(),
         "kante {args:?} failed: {}{}\n{}",
@@ -40,7 +29,7 @@ fn ok(d: &Daemon, conf: &Path, args: &[&str]) -> String {
 }
 
 fn fails(d: &Daemon, conf: &Path, args: &[&str]) -> String {
-    let o = kante(d, conf, args);
+    let o = kante_with_conf(d, conf, args);
     assert!(!o.status.success(), "kante {args:?} unexpectedly succeeded");
     let e = String::from_utf8_lossy(&o.stderr).into_owned();
     assert_eq!(e.trim_end().lines().count(), 1, "one line: {e}");

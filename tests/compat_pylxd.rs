@@ -24,32 +24,40 @@ const STEPS: &[&str] = &[
     "stop and delete",
 ];
 
+/// Runs the smoke script (Debian's interpreter, where python3-pylxd is
+/// installed: a pyenv python earlier on PATH would not see it) with `cmd`'s
+/// environment, and checks that it did every step and closed its
+/// websockets as RFC 6455 asks (the server waits for the client's Close:
+/// ws4py logs a broken pipe otherwise).
+fn smoke(d: &Daemon, fp: &str, how: &str, env: impl FnOnce(&mut Command)) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/compat/pylxd_smoke.py");
+    let mut cmd = Command::new("/usr/bin/python3");
+    cmd.args(["-W", "ignore", script, fp]);
+    env(&mut cmd);
+    let o = cmd
+        .output()
+        .expect("run /usr/bin/python3 (apt-get install python3-pylxd)");
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.success(),
+        "pylxd {how} failed ({}):\n{out}\n{err}\n{}",
+        o.status,
+        d.log_text()
+    );
+    let done: Vec<&str> = out.lines().filter_map(|l| l.strip_prefix("ok ")).collect();
+    assert_eq!(done, STEPS, "{out}\n{err}");
+    assert!(!err.contains("BrokenPipeError"), "{err}");
+}
+
 #[test]
 fn pylxd_drives_kanted() {
     run(async {
         let d = Daemon::start().await;
         let fp = d.import(TestImage::Busybox).await;
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/compat/pylxd_smoke.py");
-        // Debian's interpreter, where python3-pylxd is installed (a pyenv
-        // python earlier on PATH would not see it).
-        let o = Command::new("/usr/bin/python3")
-            .args(["-W", "ignore", script, &fp])
-            .env("LXD_DIR", &d.dir)
-            .output()
-            .expect("run /usr/bin/python3 (apt-get install python3-pylxd)");
-        let out = String::from_utf8_lossy(&o.stdout);
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert!(
-            o.status.success(),
-            "pylxd script failed ({}):\n{out}\n{err}\n{}",
-            o.status,
-            d.log_text()
-        );
-        let done: Vec<&str> = out.lines().filter_map(|l| l.strip_prefix("ok ")).collect();
-        assert_eq!(done, STEPS, "{out}\n{err}");
-        // Websockets close as RFC 6455 asks (the server waits for the
-        // client's Close): ws4py logs a broken pipe otherwise.
-        assert!(!err.contains("BrokenPipeError"), "{err}");
+        smoke(&d, &fp, "over the unix socket", |c| {
+            c.env("LXD_DIR", &d.dir);
+        });
         // The script deleted what it made; the daemon agrees.
         assert!(d.client.instance_names().await.unwrap().is_empty());
         assert!(d.client.profile("pyprof").await.is_err());
@@ -82,30 +90,16 @@ fn pylxd_drives_kanted_over_https() {
         let (crt, key) = (d.dir.join("pylxd.crt"), d.dir.join("pylxd.key"));
         std::fs::write(&crt, &pair.cert_pem).unwrap();
         std::fs::write(&key, &pair.key_pem).unwrap();
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/compat/pylxd_smoke.py");
-        let o = Command::new("/usr/bin/python3")
-            .args(["-W", "ignore", script, &fp])
-            .env("PYLXD_ENDPOINT", format!("https://127.0.0.1:{port}"))
-            .env("PYLXD_CERT", &crt)
-            .env("PYLXD_KEY", &key)
-            .env("PYLXD_PASSWORD", "py-sesame")
-            .env_remove("LXD_DIR")
-            // requests lets these override pylxd's `verify=False`.
-            .env_remove("REQUESTS_CA_BUNDLE")
-            .env_remove("CURL_CA_BUNDLE")
-            .output()
-            .expect("run /usr/bin/python3 (apt-get install python3-pylxd)");
-        let out = String::from_utf8_lossy(&o.stdout);
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert!(
-            o.status.success(),
-            "pylxd over HTTPS failed ({}):\n{out}\n{err}\n{}",
-            o.status,
-            d.log_text()
-        );
-        let done: Vec<&str> = out.lines().filter_map(|l| l.strip_prefix("ok ")).collect();
-        assert_eq!(done, STEPS, "{out}\n{err}");
-        assert!(!err.contains("BrokenPipeError"), "{err}");
+        smoke(&d, &fp, "over HTTPS", |c| {
+            c.env("PYLXD_ENDPOINT", format!("https://127.0.0.1:{port}"))
+                .env("PYLXD_CERT", &crt)
+                .env("PYLXD_KEY", &key)
+                .env("PYLXD_PASSWORD", "py-sesame")
+                .env_remove("LXD_DIR")
+                // requests lets these override pylxd's `verify=False`.
+                .env_remove("REQUESTS_CA_BUNDLE")
+                .env_remove("CURL_CA_BUNDLE");
+        });
         // The daemon now trusts exactly that certificate, and what the
         // script made is gone.
         let trusted = kante_ok(&d, &["config", "trust", "list"]);

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use kante_integration::{bin, free_port, run, Daemon, TestImage};
+use kante_integration::{free_port, kante_with_conf, run, Daemon, TestImage};
 use serde_json::{json, Value};
 
 fn text(b: &[u8]) -> String {
@@ -44,17 +44,6 @@ fn lxc_ok(d: &Daemon, conf: &Path, cmd: &str) -> String {
         d.log_text()
     );
     text(&o.stdout)
-}
-
-/// `kante ARGS` with `KANTE_CONF` `conf`, `local` being `d`.
-fn kante(d: &Daemon, conf: &Path, args: &[&str]) -> Output {
-    Command::new(bin("kante"))
-        .args(args)
-        .env("KANTE_DIR", &d.dir)
-        .env("KANTE_CONF", conf)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run kante")
 }
 
 /// `curl -k` as an untrusted client: (status, body).
@@ -144,7 +133,7 @@ fn images_are_copied_between_two_kanteds() {
         assert!(!o.status.success(), "copied a private image");
         // kante, trusted by the source.
         let kc = conf(&dst, "kante");
-        let o = kante(
+        let o = kante_with_conf(
             &dst,
             &kc,
             &[
@@ -157,7 +146,7 @@ fn images_are_copied_between_two_kanteds() {
             ],
         );
         assert!(o.status.success(), "{}", text(&o.stderr));
-        let o = kante(
+        let o = kante_with_conf(
             &dst,
             &kc,
             &["image", "copy", "src:bb", "local:", "--alias", "bb2"],
@@ -209,7 +198,7 @@ fn images_are_copied_between_two_kanteds() {
         assert!(fingerprints(&dst).await.is_empty());
 
         // (b) kante image copy, with --auto-update.
-        let o = kante(
+        let o = kante_with_conf(
             &dst,
             &kc,
             &[
@@ -237,9 +226,9 @@ fn images_are_copied_between_two_kanteds() {
         let img: Value = serde_json::to_value(dst.client.image(&fp).await.unwrap()).unwrap();
         assert_eq!(img["auto_update"], true);
         assert_eq!(dst.client.image_alias("mine").await.unwrap().target, fp);
-        let o = kante(&dst, &kc, &["launch", "mine", "c2"]);
+        let o = kante_with_conf(&dst, &kc, &["launch", "mine", "c2"]);
         assert!(o.status.success(), "{}", text(&o.stderr));
-        let o = kante(&dst, &kc, &["delete", "-f", "c2"]);
+        let o = kante_with_conf(&dst, &kc, &["delete", "-f", "c2"]);
         assert!(o.status.success(), "{}", text(&o.stderr));
 
         dst.shutdown().await;

@@ -582,6 +582,18 @@ pub fn kante(d: &Daemon, args: &[&str]) -> Output {
         .expect("run kante")
 }
 
+/// `kante ARGS` with its remotes and key pair in `conf` (`KANTE_CONF`),
+/// `local` being this daemon, stdin closed.
+pub fn kante_with_conf(d: &Daemon, conf: &Path, args: &[&str]) -> Output {
+    Command::new(bin("kante"))
+        .args(args)
+        .env("KANTE_DIR", &d.dir)
+        .env("KANTE_CONF", conf)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run kante")
+}
+
 /// `kante ARGS` must succeed; its stdout.
 pub fn kante_ok(d: &Daemon, args: &[&str]) -> String {
     let o = kante(d, args);

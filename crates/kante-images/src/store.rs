@@ -71,6 +71,20 @@ pub(crate) struct ScanOptions<'a> {
     pub limits: &'a Limits,
 }
 
+impl<'a> ScanOptions<'a> {
+    /// A whole tarball of `layout` whose `metadata.yaml` is kept (an image,
+    /// or a split image's metadata half).
+    fn with_metadata(layout: Layout, limits: &'a Limits) -> ScanOptions<'a> {
+        ScanOptions {
+            layout,
+            capture_metadata: true,
+            allow_squashfs: false,
+            stop_at_metadata: false,
+            limits,
+        }
+    }
+}
+
 /// Decompresses `r` and walks its tar structure. Decoder errors become
 /// `Corrupt`.
 pub(crate) fn scan_archive<R: Read>(r: R, o: &ScanOptions) -> Result<Scanned, ImageError> {
@@ -259,13 +273,7 @@ pub fn store_unified(
     let expected = check_expected(expected_fingerprint, images_dir)?;
     let tmp = temp_in(images_dir)?;
     let mut hasher = Sha256::new();
-    let opts = ScanOptions {
-        layout: Layout::Image,
-        capture_metadata: true,
-        allow_squashfs: false,
-        stop_at_metadata: false,
-        limits,
-    };
+    let opts = ScanOptions::with_metadata(Layout::Image, limits);
     let (scanned, size) = ingest(reader, &mut hasher, tmp.as_file(), &opts)?;
     let metadata = metadata_of(&scanned, "the image tarball")?;
     if !scanned.scanner.as_ref().is_some_and(|s| s.has_rootfs) {
@@ -297,13 +305,7 @@ pub fn store_split(
     let expected = check_expected(expected_fingerprint, images_dir)?;
     let tmp_meta = temp_in(images_dir)?;
     let mut hasher = Sha256::new();
-    let meta_opts = ScanOptions {
-        layout: Layout::ImageMeta,
-        capture_metadata: true,
-        allow_squashfs: false,
-        stop_at_metadata: false,
-        limits,
-    };
+    let meta_opts = ScanOptions::with_metadata(Layout::ImageMeta, limits);
     let (meta_scan, meta_size) = ingest(meta, &mut hasher, tmp_meta.as_file(), &meta_opts)?;
     let metadata = metadata_of(&meta_scan, "the metadata tarball")?;
     let meta = Ingested {
@@ -329,13 +331,7 @@ pub fn store_upload<R: Read>(
     let expected = check_expected(expected_fingerprint, images_dir)?;
     let tmp = temp_in(images_dir)?;
     let mut hasher = Sha256::new();
-    let opts = ScanOptions {
-        layout: Layout::Image,
-        capture_metadata: true,
-        allow_squashfs: false,
-        stop_at_metadata: false,
-        limits,
-    };
+    let opts = ScanOptions::with_metadata(Layout::Image, limits);
     let (scanned, size) = ingest(meta, &mut hasher, tmp.as_file(), &opts)?;
     let has_rootfs = scanned.scanner.as_ref().is_some_and(|s| s.has_rootfs);
     match rootfs()? {
