@@ -270,26 +270,14 @@ pub fn store_unified(
     expected_fingerprint: Option<&str>,
     limits: &Limits,
 ) -> Result<StoredImage, ImageError> {
-    let expected = check_expected(expected_fingerprint, images_dir)?;
-    let tmp = temp_in(images_dir)?;
-    let mut hasher = Sha256::new();
-    let opts = ScanOptions::with_metadata(Layout::Image, limits);
-    let (scanned, size) = ingest(reader, &mut hasher, tmp.as_file(), &opts)?;
-    let metadata = metadata_of(&scanned, "the image tarball")?;
-    if !scanned.scanner.as_ref().is_some_and(|s| s.has_rootfs) {
-        return Err(ImageError::InvalidImage(
-            "the image tarball has no rootfs/ directory".into(),
-        ));
-    }
-    let fp = hex::encode(hasher.finalize());
-    check_fingerprint(&expected, &fp)?;
-    persist(tmp, &images_dir.join(&fp), &fp)?;
-    Ok(StoredImage {
-        fingerprint: fp,
-        size,
-        metadata,
-        split: false,
-    })
+    // The upload path without a second part: one body, one pass.
+    store_upload(
+        images_dir,
+        reader,
+        || Ok(None::<io::Empty>),
+        expected_fingerprint,
+        limits,
+    )
 }
 
 /// Stores a split image: `meta` (tarball with metadata.yaml) as `images_dir/<fp>`

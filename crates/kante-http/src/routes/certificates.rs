@@ -28,16 +28,7 @@ pub async fn put(
     Path(fingerprint): Path<String>,
     Json(put): Json<CertificatePut>,
 ) -> ApiResult {
-    let merge = false;
-    answer(
-        &s,
-        Request::CertificateUpdate {
-            fingerprint,
-            put,
-            merge,
-        },
-    )
-    .await
+    update(&s, fingerprint, put, false).await
 }
 
 pub async fn patch(
@@ -45,16 +36,17 @@ pub async fn patch(
     Path(fingerprint): Path<String>,
     Json(put): Json<CertificatePut>,
 ) -> ApiResult {
-    let merge = true;
-    answer(
-        &s,
-        Request::CertificateUpdate {
-            fingerprint,
-            put,
-            merge,
-        },
-    )
-    .await
+    update(&s, fingerprint, put, true).await
+}
+
+/// PUT replaces the editable fields; PATCH (`merge`) changes those given.
+async fn update(s: &AppState, fingerprint: String, put: CertificatePut, merge: bool) -> ApiResult {
+    let req = Request::CertificateUpdate {
+        fingerprint,
+        put,
+        merge,
+    };
+    answer(s, req).await
 }
 
 pub async fn delete(State(s): State<AppState>, Path(fingerprint): Path<String>) -> ApiResult {
