@@ -21,12 +21,14 @@ mod instances;
 mod networks;
 mod operations;
 mod profiles;
+mod relay;
 mod snapshots;
 mod storage;
 mod transport;
 
 pub use backups::BackupImportOptions;
 pub use body::ProgressFn;
+pub use client::url::seg as path_segment;
 pub use client::{ApiResponse, Client, DEFAULT_KANTE_DIR};
 pub use error::{ClientError, Result};
 pub use events::EventStream;
@@ -36,6 +38,7 @@ pub use images::ImageUploadOptions;
 pub use kante_tls;
 pub use operations::{operation_instances, operation_result};
 pub use profiles::{Profile, ProfilePut, ProfilesPost};
+pub use relay::{relay, RelayEnd};
 pub use storage::{
     ResourceUsage, StoragePool, StoragePoolPut, StoragePoolResources, StoragePoolsPost,
     StorageVolume, StorageVolumePost, StorageVolumePut, StorageVolumeSnapshot, StorageVolumesPost,

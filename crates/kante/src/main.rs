@@ -91,6 +91,9 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
     // The one place the client is made: the remote the arguments name
     // (split off them here), else the default one.
     let remotes = remote::Config::load()?;
+    if let Some(cross) = remote::route::cross(&remotes, &command)? {
+        return cmd::migrate::run(&remotes, cmd::migrate::Request::new(cross, command)).await;
+    }
     let target = remote::route::route(&remotes, &mut command)?;
     let client = remote::connect::client(&remotes, &target)?;
     let c = &client;
@@ -129,10 +132,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Pause { names } => cmd::lifecycle::pause(c, &names).await,
         Command::Delete { names, force } => cmd::lifecycle::delete(c, &names, force).await,
         Command::Rename { name, new_name } => cmd::snapshot::rename(c, &name, &new_name).await,
-        Command::Move {
-            source,
-            destination,
-        } => cmd::snapshot::move_(c, &source, &destination).await,
+        Command::Move(args) => cmd::snapshot::move_(c, args).await,
         Command::Copy(args) => cmd::copy::run(c, args).await,
         Command::Snapshot {
             instance,

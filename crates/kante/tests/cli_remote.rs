@@ -163,9 +163,11 @@ fn a_remote_over_https_is_added_pinned_used_and_refused_when_its_certificate_cha
     assert_eq!(ok(&f, &["list", "local:", "-c", "n", "-f", "csv"]), "c1\n");
     let e = fails(&f, &["remote", "remove", "r"]);
     assert!(e.contains("default"), "{e}");
+    // A copy to another server is a migration: a running source is
+    // refused before anything moves.
     let e = fails(&f, &["copy", "c1", "local:c2"]);
     assert!(
-        e.contains("between remotes (r to local) is not supported yet"),
+        e.contains("c1 is running") && e.contains("--stateless"),
         "{e}"
     );
 

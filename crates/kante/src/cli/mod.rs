@@ -2,6 +2,7 @@
 
 mod remote;
 mod resources;
+mod transfer;
 mod volume;
 
 use std::path::PathBuf;
@@ -10,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 
 pub use remote::{RemoteCmd, TrustCmd};
 pub use resources::{NetworkCmd, ProfileCmd, StorageCmd};
+pub use transfer::{MoveArgs, TransferMode};
 pub use volume::VolumeCmd;
 
 use crate::table::Format;
@@ -74,9 +76,9 @@ pub enum Command {
     },
     /// Rename an instance, or a snapshot: INSTANCE/SNAP INSTANCE/NEW
     Rename { name: String, new_name: String },
-    /// Move (rename) an instance or snapshot within the server
+    /// Move an instance: rename it, or move it to another server (REMOTE:[NAME])
     #[command(visible_alias = "mv")]
-    Move { source: String, destination: String },
+    Move(MoveArgs),
     /// Copy an instance or snapshot: SOURCE[/SNAPSHOT] [DESTINATION]
     #[command(visible_alias = "cp")]
     Copy(CopyArgs),
@@ -258,6 +260,9 @@ pub struct CopyArgs {
     /// Storage pool for the copy
     #[arg(short = 's', long = "storage")]
     pub storage: Option<String>,
+    /// Transfer mode when the copy goes to another server
+    #[arg(long, value_enum)]
+    pub mode: Option<TransferMode>,
 }
 
 #[derive(Args, Debug)]

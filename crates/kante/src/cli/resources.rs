@@ -235,10 +235,7 @@ mod tests {
             (instance.as_str(), snapshot.as_deref(), reuse),
             ("c1", Some("s0"), true)
         );
-        assert!(matches!(
-            parse(&["mv", "a", "b"]).command,
-            Command::Move { .. }
-        ));
+        assert!(matches!(parse(&["mv", "a", "b"]).command, Command::Move(_)));
         assert!(matches!(parse(&["cp", "a", "b"]).command, Command::Copy(_)));
     }
 

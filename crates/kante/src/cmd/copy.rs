@@ -152,6 +152,7 @@ mod tests {
             refresh: false,
             ephemeral: false,
             storage: None,
+            mode: None,
         }
     }
 

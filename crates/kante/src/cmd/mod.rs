@@ -12,6 +12,7 @@ pub mod image_copy;
 pub mod info;
 pub mod lifecycle;
 pub mod list;
+pub mod migrate;
 pub mod misc;
 pub mod network;
 pub mod preseed;

@@ -6,6 +6,7 @@ use kante_api::names::validate_snapshot_name;
 use kante_client::Client;
 
 use super::split_snapshot;
+use crate::cli::MoveArgs;
 
 pub async fn snapshot(
     c: &Client,
@@ -95,8 +96,18 @@ pub fn local_name(name: &str) -> Result<&str> {
 }
 
 /// `kante move`: a rename on the local server (instances or snapshots).
-pub async fn move_(c: &Client, from: &str, to: &str) -> Result<i32> {
-    rename(c, local_name(from)?, local_name(to)?).await
+/// `kante move` on one server: a rename (a move to another server went
+/// to `migrate`); the transfer flags have nothing to do here.
+pub async fn move_(c: &Client, args: MoveArgs) -> Result<i32> {
+    if args.storage.is_some() {
+        bail!("Moving an instance to another pool of the same server is not supported yet");
+    }
+    if args.mode.is_some() || args.stateless || args.instance_only {
+        bail!(
+            "--mode, --stateless and --instance-only apply to a move to another server (REMOTE:)"
+        );
+    }
+    rename(c, local_name(&args.source)?, local_name(&args.destination)?).await
 }
 
 #[cfg(test)]

@@ -2,8 +2,9 @@
 //! image, profile, network, pool or volume (or a bare `REMOTE:` where a
 //! verb lists) is split here, before any command runs; the command then
 //! sees plain names and one client, that of the remote they named (the
-//! default remote when none did). One command works on one remote: copies
-//! and moves between remotes are refused (for now) with one line.
+//! default remote when none did). One command works on one remote, but
+//! for copies and moves between servers, which [`cross`] splits off first
+//! (`cmd/migrate.rs` drives both servers).
 
 use anyhow::{bail, Result};
 
@@ -92,24 +93,61 @@ impl<'a> Router<'a> {
     }
 }
 
-/// Source and destination of a copy or move: each on its own remote (the
-/// default when none is given, as lxc does); different ones are refused.
-fn pair(cfg: &Config, verb: &str, src: &mut String, dst: Option<&mut String>) -> Result<String> {
-    for s in std::iter::once(&*src).chain(dst.as_deref()) {
-        if let Err(e) = split(cfg, s) {
-            bail!("{e} (see `kante remote list`); copies and moves stay on one server: the local server unless REMOTE: names a configured one");
-        }
+/// A copy or move whose source and destination are on different servers.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Cross {
+    pub from: String,
+    pub to: String,
+    /// The source's name on `from` (`INSTANCE` or `INSTANCE/SNAPSHOT`).
+    pub source: String,
+    /// The name on `to`; `None` keeps the source's (`host2:`).
+    pub destination: Option<String>,
+}
+
+/// The remote and the name of one side of a copy or move (the default
+/// remote when none is given, as lxc does).
+fn side(cfg: &Config, s: &str) -> Result<(String, String)> {
+    let (remote, rest) = split(cfg, s).map_err(|e| {
+        anyhow::anyhow!("{e} (see `kante remote list`): REMOTE: must name a configured remote")
+    })?;
+    let remote = remote.unwrap_or(&cfg.default_remote).to_string();
+    Ok((remote, rest.to_string()))
+}
+
+/// `Some` when `cmd` copies or moves an instance to another server.
+pub fn cross(cfg: &Config, cmd: &Command) -> Result<Option<Cross>> {
+    let (src, dst) = match cmd {
+        Command::Copy(a) => (&a.source, a.destination.as_ref()),
+        Command::Move(a) => (&a.source, Some(&a.destination)),
+        _ => return Ok(None),
+    };
+    let (from, source) = side(cfg, src)?;
+    let Some(dst) = dst else {
+        return Ok(None);
+    };
+    let (to, destination) = side(cfg, dst)?;
+    if from == to {
+        return Ok(None);
     }
-    let mut a = Router::new(cfg);
-    a.arg(src)?;
-    let from = a.remote();
+    Ok(Some(Cross {
+        from,
+        to,
+        source,
+        destination: Some(destination).filter(|d| !d.is_empty()),
+    }))
+}
+
+/// Source and destination of a copy or move on one server (a move or
+/// copy between servers went to [`cross`] before routing).
+fn pair(cfg: &Config, src: &mut String, dst: Option<&mut String>) -> Result<String> {
+    let (from, name) = side(cfg, src)?;
+    *src = name;
     if let Some(dst) = dst {
-        let mut b = Router::new(cfg);
-        b.arg(dst)?;
-        let to = b.remote();
-        if from != to {
-            bail!("{verb} between remotes ({from} to {to}) is not supported yet; export and import instead");
+        let (to, name) = side(cfg, dst)?;
+        if to != from {
+            bail!("{from} and {to} are different servers: the copy between them was not routed");
         }
+        *dst = name;
     }
     Ok(from)
 }
@@ -131,11 +169,8 @@ pub fn route(cfg: &Config, cmd: &mut Command) -> Result<String> {
             r.arg(name)?;
             r.arg(new_name)?;
         }
-        Command::Move {
-            source,
-            destination,
-        } => return pair(cfg, "Moving", source, Some(destination)),
-        Command::Copy(a) => return pair(cfg, "Copying", &mut a.source, a.destination.as_mut()),
+        Command::Move(a) => return pair(cfg, &mut a.source, Some(&mut a.destination)),
+        Command::Copy(a) => return pair(cfg, &mut a.source, a.destination.as_mut()),
         Command::Snapshot { instance, .. } | Command::Restore { instance, .. } => {
             r.arg(instance)?
         }
@@ -473,23 +508,45 @@ mod tests {
         }
     }
 
+    fn crossing(args: &[&str]) -> Option<Cross> {
+        let cli =
+            Cli::try_parse_from(std::iter::once("kante").chain(args.iter().copied())).unwrap();
+        cross(&cfg(), &cli.command).unwrap()
+    }
+
     #[test]
-    fn commands_across_remotes_are_refused_in_one_line() {
-        let e = routed(&["copy", "r:c1", "c2"]).unwrap_err().to_string();
+    fn copies_and_moves_between_servers_are_split_off() {
         assert_eq!(
-            e,
-            "Copying between remotes (r to local) is not supported yet; export and import instead"
+            crossing(&["copy", "r:c1", "c2"]),
+            Some(Cross {
+                from: "r".into(),
+                to: "local".into(),
+                source: "c1".into(),
+                destination: Some("c2".into()),
+            })
         );
-        assert!(routed(&["move", "local:c1", "r:c1"]).is_err());
+        // `host2:` alone keeps the name.
+        assert_eq!(
+            crossing(&["move", "c1", "r:"]),
+            Some(Cross {
+                from: "local".into(),
+                to: "r".into(),
+                source: "c1".into(),
+                destination: None,
+            })
+        );
+        assert_eq!(crossing(&["copy", "r:c1", "r:c2"]), None);
+        assert_eq!(crossing(&["move", "c1", "c2"]), None);
+        assert_eq!(crossing(&["copy", "c1"]), None);
         assert_eq!(routed(&["copy", "r:c1", "r:c2"]).unwrap().0, "r");
         assert_eq!(routed(&["rename", "r:c1", "c2"]).unwrap().0, "r");
-        let e = routed(&["move", "c4", "elsewhere:c4"])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("\"elsewhere\" doesn't exist") && e.contains("local server"),
-            "{e}"
-        );
+        let cli = Cli::try_parse_from(["kante", "move", "c4", "elsewhere:c4"]).unwrap();
+        let e = cross(&cfg(), &cli.command).unwrap_err().to_string();
+        assert!(e.contains("\"elsewhere\" doesn't exist"), "{e}");
+    }
+
+    #[test]
+    fn commands_across_remotes_are_refused_in_one_line() {
         let e = routed(&["delete", "r:c1", "local:c2"])
             .unwrap_err()
             .to_string();

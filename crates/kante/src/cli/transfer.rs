@@ -1,0 +1,36 @@
+//! Arguments of `kante move` and the transfer mode shared with `kante copy`.
+
+use clap::{Args, ValueEnum};
+
+/// How instance data travels between two servers (lxc's `--mode`).
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransferMode {
+    /// The target connects to the source
+    Pull,
+    /// The source connects to the target
+    Push,
+    /// Both wait; the client carries the data between them
+    Relay,
+}
+
+#[derive(Args, Debug)]
+pub struct MoveArgs {
+    /// [REMOTE:]INSTANCE (or INSTANCE/SNAPSHOT, to rename a snapshot)
+    pub source: String,
+    /// [REMOTE:][NAME]: a new name, or another server (`host2:` keeps the name)
+    pub destination: String,
+    /// Move the instance without its snapshots
+    #[arg(long)]
+    pub instance_only: bool,
+    /// Move a running instance by stopping it, moving it and starting it there
+    #[arg(long)]
+    pub stateless: bool,
+    /// Transfer mode between servers (default: the target pulls, or the
+    /// source pushes when it has no network address; the client relays
+    /// when the servers cannot reach each other)
+    #[arg(long, value_enum)]
+    pub mode: Option<TransferMode>,
+    /// Storage pool on the target server
+    #[arg(short = 's', long = "storage")]
+    pub storage: Option<String>,
+}
