@@ -5,6 +5,7 @@
 //! memory budget, one target after the other.
 
 mod density;
+mod https;
 mod load;
 mod net;
 mod proc;
@@ -102,6 +103,17 @@ struct Args {
     load_clients: usize,
     #[arg(long, default_value_t = 30)]
     load_seconds: u64,
+    /// Only the API over HTTPS (beside the unix socket, and LXD over
+    /// HTTPS): handshake, GET /1.0, exec, the list of `--https-list`
+    /// stopped instances, then image copies between daemons (see `https.rs`).
+    #[arg(long, conflicts_with_all = ["only_density", "only_storage", "only_scale", "only_transfer", "only_soak", "only_kill_soak", "only_load", "baseline_kanted"])]
+    only_https: bool,
+    /// Rounds of the HTTPS figures.
+    #[arg(long, default_value_t = 30)]
+    https_rounds: usize,
+    /// Stopped instances for the list over HTTPS.
+    #[arg(long, default_value_t = 100)]
+    https_list: usize,
     /// Cycles of the leak-accounting soak.
     #[arg(long, default_value_t = 1000)]
     soak_cycles: usize,
@@ -193,6 +205,15 @@ async fn run_all(args: &Args, targets: &mut [Target], r: &mut Results) -> Result
             busybox: args.busybox.clone(),
         };
         return load::run(targets, &plan, r).await.context("load");
+    }
+    if args.only_https {
+        let plan = https::Plan {
+            rounds: args.https_rounds,
+            list: args.https_list,
+            busybox: args.busybox.clone(),
+            image: args.image.clone(),
+        };
+        return https::run(targets, &plan, r).await.context("https");
     }
     if args.only_soak {
         let plan = soak::Plan {
