@@ -177,6 +177,10 @@ async fn accept_loop(
                 }
             },
         };
+        // Replies go out in more than one write (headers, body, TLS
+        // records): with Nagle's algorithm each later one waits for the
+        // client's delayed ACK, 40 ms a request.
+        let _ = tcp.set_nodelay(true);
         let (acceptor, router, engine) = (acceptor.clone(), router.clone(), engine.clone());
         tokio::spawn(async move {
             let _slot = slot;

@@ -17,6 +17,7 @@ use crate::subnet::{
     self, default_dhcp_range, overlaps, parse_bool, parse_dhcp_ranges, validate_ifname,
     Ipv4Setting, Ipv6Setting,
 };
+use crate::tunnel::{self, Tunnel};
 use crate::{ConfigMap, NetContext, NetworkError, Result};
 
 /// The network types [`driver_for`] knows.
@@ -129,6 +130,8 @@ pub struct BridgeConfig {
     pub ipv6_nat: bool,
     pub domain: String,
     pub external_interfaces: Vec<String>,
+    /// `tunnel.NAME.*`: static tunnels to other hosts.
+    pub tunnels: Vec<Tunnel>,
 }
 
 const BRIDGE_KEYS: &[&str] = &[
@@ -163,7 +166,14 @@ fn validate_domain(d: &str) -> Result<()> {
 impl BridgeConfig {
     /// Parses and checks a config (`auto` is refused here: see `fill_defaults`).
     pub fn parse(config: &ConfigMap) -> Result<BridgeConfig> {
-        check_keys(config, BRIDGE_KEYS)?;
+        let plain: ConfigMap = config
+            .iter()
+            .filter(|(k, _)| !tunnel::is_tunnel_key(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        check_keys(&plain, BRIDGE_KEYS)?;
+        // The device names are checked with the bridge's name (`validate`).
+        let tunnels = tunnel::parse("", config)?;
         let get = |k: &str| config.get(k).map(String::as_str);
         let flag = |k: &str, default: bool| get(k).map_or(Ok(default), |v| parse_bool(k, v));
         let backend = match get("bridge.driver").unwrap_or("native") {
@@ -182,6 +192,12 @@ impl BridgeConfig {
                 _ => return Err(invalid(format!("bridge.mtu {v:?}: expected 68 to 65535"))),
             },
         };
+        let mtu = tunnel::bridge_mtu(&tunnels, mtu)?;
+        if !tunnels.is_empty() && backend == BridgeBackend::OpenVswitch {
+            return Err(invalid(
+                "tunnel.* on an Open vSwitch bridge is not supported yet (use bridge.driver=native)",
+            ));
+        }
         let ipv4 = match subnet::parse_ipv4_address(get("ipv4.address").unwrap_or("none"))? {
             Ipv4Setting::None => None,
             Ipv4Setting::Gateway(n) => Some(n),
@@ -227,6 +243,7 @@ impl BridgeConfig {
             ipv6_nat: flag("ipv6.nat", false)?,
             domain,
             external_interfaces,
+            tunnels,
         })
     }
 
@@ -270,8 +287,11 @@ impl BridgeDriver {
         match c.backend {
             BridgeBackend::Native => match ops.link(name).await? {
                 Some(l) if l.is_bridge() => {
-                    if let Some(m) = c.mtu.filter(|m| *m != l.mtu) {
-                        ops.set_mtu(name, m).await?;
+                    // Unset is LXD's 1500 (so removing the last tunnel
+                    // gives the bridge its usual MTU back).
+                    let want = c.mtu.unwrap_or(1500);
+                    if want != l.mtu {
+                        ops.set_mtu(name, want).await?;
                     }
                     if !l.up {
                         ops.set_up(name).await?;
@@ -361,7 +381,8 @@ impl NetworkDriver for BridgeDriver {
         if c.get("ipv6.address").map(String::as_str) == Some("auto") {
             c.insert("ipv6.address".into(), "fd42::1/64".into());
         }
-        BridgeConfig::parse(&c).map(|_| ())
+        BridgeConfig::parse(&c)?;
+        tunnel::parse(name, &c).map(|_| ())
     }
 
     fn fill_defaults(&self, config: &ConfigMap, others: &[NetworkSpec]) -> Result<ConfigMap> {
@@ -421,6 +442,9 @@ impl NetworkDriver for BridgeDriver {
             self.ctx.ops.add_address(&net.name, a).await?;
         }
         self.ensure_external(&net.name, &c).await?;
+        let tunnels = tunnel::parse(&net.name, &net.config)?;
+        let mtu = c.mtu.unwrap_or(tunnel::TUNNEL_MTU);
+        tunnel::ensure(&*self.ctx.ops, &net.name, &net.state_dir, &tunnels, mtu).await?;
         let table = nft::table_name(&net.daemon_prefix, &net.name)?;
         let plan = nft::apply(&NftNetwork {
             table,
@@ -469,6 +493,7 @@ impl NetworkDriver for BridgeDriver {
 
     async fn delete(&self, net: &NetworkSpec) -> Result<()> {
         self.stop(net).await?;
+        tunnel::remove_all(&*self.ctx.ops, &net.name, &net.state_dir).await?;
         let backend = BridgeConfig::parse(&net.config).map(|c| c.backend);
         if backend.as_ref().ok() == Some(&BridgeBackend::OpenVswitch) {
             self.ctx.ovs.del_bridge(&net.name).await?;

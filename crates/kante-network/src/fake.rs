@@ -9,6 +9,7 @@ use ipnet::IpNet;
 
 use crate::netlink::{LinkDetails, MacvlanRequest, NetOps, VethRequest};
 use crate::netns::NetnsRef;
+use crate::tunnel::TunnelRequest;
 use crate::{NetworkError, Result};
 
 #[derive(Default)]
@@ -202,6 +203,28 @@ impl NetOps for FakeNetOps {
         let mut st = self.st();
         st.addrs.remove(name);
         Ok(st.links.remove(name).is_some())
+    }
+
+    async fn create_tunnel(&self, req: &TunnelRequest) -> Result<()> {
+        self.record(format!(
+            "create_tunnel {} {} id={} mtu={}",
+            req.device, req.tunnel.protocol, req.tunnel.id, req.mtu
+        ));
+        if self.st().links.contains_key(&req.device) {
+            return Err(NetworkError::Exists(format!("interface {}", req.device)));
+        }
+        let kind = if req.tunnel.protocol == "gre" {
+            "gretap"
+        } else {
+            "vxlan"
+        };
+        self.add_link(&req.device, Some(kind));
+        self.st()
+            .links
+            .get_mut(&req.device)
+            .expect("just added")
+            .mtu = req.mtu;
+        Ok(())
     }
 
     async fn set_up_in(&self, netns: &NetnsRef, name: &str) -> Result<()> {

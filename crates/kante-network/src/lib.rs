@@ -23,6 +23,7 @@ pub mod nft;
 pub mod nic;
 pub mod ovs;
 pub mod subnet;
+pub mod tunnel;
 
 mod fake;
 pub mod netns;

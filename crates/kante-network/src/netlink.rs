@@ -15,11 +15,15 @@ use rtnetlink::packet_route::address::{AddressAttribute, AddressHeaderFlags};
 use rtnetlink::packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
 };
-use rtnetlink::{Handle, LinkBridge, LinkMacVlan, LinkMessageBuilder, LinkUnspec, LinkVlan};
+use rtnetlink::{
+    Handle, LinkBridge, LinkGre, LinkMacVlan, LinkMessageBuilder, LinkUnspec, LinkVlan, LinkVxlan,
+};
 
 use crate::netns::NetnsRef;
 use crate::subnet::{validate_ifname, MacAddr};
+use crate::tunnel::{Endpoint, TunnelRequest};
 use crate::{NetworkError, Result};
+use std::net::IpAddr;
 
 /// What the kernel says about one interface.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -144,6 +148,9 @@ pub trait NetOps: Send + Sync {
     async fn delete_link(&self, name: &str) -> Result<bool>;
     /// Brings `name` up inside `netns` (an instance's end of a NIC).
     async fn set_up_in(&self, netns: &NetnsRef, name: &str) -> Result<()>;
+    /// Makes a VXLAN or gretap device (a bridge's static tunnel), down
+    /// and unattached.
+    async fn create_tunnel(&self, req: &TunnelRequest) -> Result<()>;
 }
 
 /// [`NetOps`] over an rtnetlink socket in the caller's network namespace.
@@ -486,5 +493,66 @@ impl NetOps for RtNetlink {
 
     async fn set_up_in(&self, netns: &NetnsRef, name: &str) -> Result<()> {
         crate::netns::set_up_in_netns(netns, name)
+    }
+
+    async fn create_tunnel(&self, req: &TunnelRequest) -> Result<()> {
+        check_name(&req.device)?;
+        let t = &req.tunnel;
+        let msg = match t.protocol.as_str() {
+            "gre" => {
+                let Endpoint::Unicast {
+                    local: IpAddr::V4(l),
+                    remote: IpAddr::V4(r),
+                } = t.endpoint
+                else {
+                    return Err(NetworkError::Unsupported(format!(
+                        "tunnel {}: gre over IPv6 is not supported",
+                        t.name
+                    )));
+                };
+                LinkGre::new_gretap(&req.device)
+                    .local(l)
+                    .remote(r)
+                    .mtu(req.mtu)
+                    .build()
+            }
+            _ => {
+                let mut b = LinkVxlan::new(&req.device, t.id)
+                    .port(t.port)
+                    .ttl(t.ttl)
+                    .mtu(req.mtu);
+                b = match &t.endpoint {
+                    Endpoint::Unicast { local, remote } => match (local, remote) {
+                        (IpAddr::V4(l), IpAddr::V4(r)) => b.local(*l).remote(*r),
+                        (IpAddr::V6(l), IpAddr::V6(r)) => b.local6(*l).remote6(*r),
+                        _ => unreachable!("families are checked when parsed"),
+                    },
+                    Endpoint::Multicast { group, interface } => {
+                        let dev = match interface {
+                            Some(i) => i.clone(),
+                            None => crate::tunnel::default_route_interface()?,
+                        };
+                        let b = b.dev(self.index(&dev).await?);
+                        match group {
+                            IpAddr::V4(g) => b.group(*g),
+                            IpAddr::V6(g) => b.group6(*g),
+                        }
+                    }
+                };
+                b.build()
+            }
+        };
+        match self.handle.link().add(msg).execute().await {
+            Err(e) if errno(&e) == Some(libc::EEXIST) => {
+                Err(NetworkError::Exists(format!("interface {}", req.device)))
+            }
+            Err(e) if matches!(errno(&e), Some(libc::EOPNOTSUPP) | Some(libc::EINVAL)) => {
+                Err(NetworkError::Unsupported(format!(
+                    "tunnel {} ({}): this kernel cannot make it ({e})",
+                    t.name, t.protocol
+                )))
+            }
+            r => r.map_err(nl_err(format!("creating tunnel {}", req.device))),
+        }
     }
 }
