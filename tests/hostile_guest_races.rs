@@ -18,15 +18,22 @@ async fn answers(d: &Daemon, what: &str) {
     );
 }
 
-/// The pid of `name`'s monitor (`kanted __monitor … NAME …`).
-fn monitor_pid(name: &str) -> Option<i32> {
+/// The pid of `name`'s monitor (`kanted __monitor SPEC`, the spec under
+/// the daemon's directory, in a directory named after the instance).
+fn monitor_pid(d: &Daemon, name: &str) -> Option<i32> {
+    let dir = d.dir.to_string_lossy().into_owned();
     std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
         let pid: i32 = e.file_name().to_str()?.parse().ok()?;
         let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-        let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
-        let monitor = args.contains(&&b"__monitor"[..]);
-        let named = args.contains(&name.as_bytes());
-        (monitor && named).then_some(pid)
+        let args: Vec<String> = cmd
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let monitor = args.iter().any(|a| a == "__monitor");
+        let ours = args
+            .iter()
+            .any(|a| a.starts_with(&dir) && a.contains(&format!("/{name}/")));
+        (monitor && ours).then_some(pid)
     })
 }
 
@@ -114,7 +121,7 @@ fn a_flood_of_intercepted_syscalls_stalls_neither_the_monitor_nor_the_daemon() {
         )
         .await;
         d.launch(&fp, "calm", &[]).await;
-        let monitor = monitor_pid("flood").expect("the monitor of flood");
+        let monitor = monitor_pid(&d, "flood").expect("the monitor of flood");
         // One device the monitor makes on the guest's behalf, to know the
         // interception is on.
         let (code, out) = d
@@ -210,6 +217,20 @@ fn a_guest_out_of_memory_is_still_exec_d_into_and_stopped() {
             }
         }
         eprintln!("{ran} of 15 execs ran to the end in the out-of-memory guest");
+        // The guest really was out of memory: its cgroup's OOM killer fired.
+        let cg = format!("{}/hog", d.cgroup_prefix());
+        let kills = [
+            format!("/sys/fs/cgroup/memory/{cg}/memory.oom_control"),
+            format!("/sys/fs/cgroup/{cg}/memory.events"),
+        ]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("oom_kill ")?.trim().parse::<u64>().ok())
+        })
+        .expect("the guest's oom_kill counter");
+        assert!(kills > 0, "the guest never ran out of memory");
         let state = d.client.instance_state("hog").await.unwrap();
         assert!(
             state.memory.usage <= 48 << 20,

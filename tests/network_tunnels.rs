@@ -37,7 +37,10 @@ impl Underlay {
 
     fn remove() {
         for h in HOSTS {
-            let _ = Command::new("ip").args(["netns", "del", h]).status();
+            let _ = Command::new("ip")
+                .args(["netns", "del", h])
+                .stderr(std::process::Stdio::null())
+                .status();
         }
     }
 }
