@@ -1,5 +1,6 @@
 //! Command-line grammar (lxc 5.0's verbs and flags where lxc has them).
 
+mod lab;
 mod remote;
 mod resources;
 mod volume;
@@ -8,6 +9,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+pub use lab::{LabCmd, LabUpArgs, LabWhich};
 pub use remote::{RemoteCmd, TrustCmd};
 pub use resources::{NetworkCmd, ProfileCmd, StorageCmd};
 pub use volume::VolumeCmd;
@@ -135,6 +137,9 @@ pub enum Command {
     /// Manage the remote servers this client talks to
     #[command(subcommand)]
     Remote(RemoteCmd),
+    /// A lab of hosts on this machine (network namespaces, each with a kanted)
+    #[command(subcommand)]
+    Lab(LabCmd),
     /// Show an instance's console log
     Console {
         name: String,
