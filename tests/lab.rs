@@ -5,7 +5,8 @@
 //! start (a subnet in use, a daemon that dies) leaves nothing either.
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use kante_integration::lab::{unique, Lab};
 use kante_integration::net::{devices, link_exists, nic};
@@ -182,5 +183,28 @@ fn an_up_that_cannot_finish_leaves_nothing() {
         // And down on what is not there is fine.
         let o = lab.down();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+        // `up` killed half-way (its first daemons run, its links are
+        // made): the record it wrote as it went lets `down` remove it all.
+        let mut child = lab
+            .up_command(&[])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while lab.pids().is_empty() {
+            assert!(Instant::now() < deadline, "no kanted started");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let pids = lab.pids();
+        assert!(pids.iter().any(|p| alive(*p)), "{pids:?}");
+        assert!(netns_exists(&lab.netns(1)) && link_exists(&lab.links()[0]));
+        let o = lab.down();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let left = left_of(&lab, &pids);
+        assert!(left.is_empty(), "left after down of a killed up: {left:#?}");
     });
 }

@@ -77,8 +77,16 @@ impl Lab {
 
     /// `kante lab up` for this lab with `extra` arguments; its output.
     pub fn run_up(&mut self, extra: &[&str]) -> Output {
+        self.up_command(extra).output().expect("run kante lab up")
+    }
+
+    /// The `kante lab up` command of this lab, not started (the lab counts
+    /// as made: it is taken down on drop).
+    pub fn up_command(&mut self, extra: &[&str]) -> Command {
         let (_, _, bridges) = unique();
         let hosts = self.hosts.to_string();
+        let dir = self.dir.to_string_lossy().to_string();
+        let kanted = bin("kanted").to_string_lossy().to_string();
         let mut args = vec![
             "lab",
             "up",
@@ -90,16 +98,29 @@ impl Lab {
             &self.subnet,
             "--bridge-range",
             &bridges,
+            "--dir",
+            &dir,
         ];
-        let dir = self.dir.to_string_lossy().to_string();
-        let kanted = bin("kanted").to_string_lossy().to_string();
-        args.extend(["--dir", &dir]);
         if !extra.contains(&"--kanted") {
             args.extend(["--kanted", &kanted]);
         }
         args.extend(extra);
         self.down = false;
-        self.kante(&args)
+        let mut cmd = Command::new(bin("kante"));
+        cmd.args(&args)
+            .env("KANTE_CONF", &self.conf)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Pids of the kanteds started so far (their pid files).
+    pub fn pids(&self) -> Vec<i32> {
+        (1..=self.hosts)
+            .filter_map(|i| {
+                std::fs::read_to_string(self.dir.join(format!("h{i}")).join("kanted.pid")).ok()
+            })
+            .filter_map(|t| t.trim().parse().ok())
+            .collect()
     }
 
     /// `kante ARGS` as the caller (its remotes are the lab's hosts).
