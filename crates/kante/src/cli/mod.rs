@@ -1,6 +1,6 @@
 //! Command-line grammar (lxc 5.0's verbs and flags where lxc has them).
 
-mod lab;
+pub mod lab;
 mod remote;
 mod resources;
 mod volume;
@@ -9,7 +9,6 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-pub use lab::{LabCmd, LabUpArgs, LabWhich};
 pub use remote::{RemoteCmd, TrustCmd};
 pub use resources::{NetworkCmd, ProfileCmd, StorageCmd};
 pub use volume::VolumeCmd;
@@ -139,7 +138,7 @@ pub enum Command {
     Remote(RemoteCmd),
     /// A lab of hosts on this machine (network namespaces, each with a kanted)
     #[command(subcommand)]
-    Lab(LabCmd),
+    Lab(lab::LabCmd),
     /// Show an instance's console log
     Console {
         name: String,

@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 
-use crate::cli::LabCmd;
+use crate::cli::lab::LabCmd;
 use crate::lab;
 
 pub async fn run(cmd: LabCmd) -> Result<i32> {

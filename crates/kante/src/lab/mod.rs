@@ -22,7 +22,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use kante_client::Client;
 
-use crate::cli::{LabUpArgs, LabWhich};
+use crate::cli::lab::{LabUpArgs, LabWhich};
 
 /// Where labs live unless `--dir` says otherwise: `<this>/<name>`.
 pub const DEFAULT_ROOT: &str = "/var/lib/kante-lab";
