@@ -127,13 +127,14 @@ fn three_hosts_meet_over_the_uplink_and_leave_nothing() {
             let cells: Vec<&str> = row.split('|').map(str::trim).collect();
             let count = if i == 2 { "0" } else { "1" };
             assert_eq!(
-                &cells[1..8],
+                &cells[1..9],
                 &[
                     format!("h{i}").as_str(),
                     lab.netns(i).as_str(),
                     lab.address(i).as_str(),
                     pids[i as usize - 1].to_string().as_str(),
                     "running",
+                    "yes",
                     "yes",
                     count
                 ],

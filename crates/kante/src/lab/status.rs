@@ -1,6 +1,7 @@
 //! `kante lab status`: one row per host — its namespace, uplink address,
-//! kanted's pid and whether it lives, whether the API answers, and how
-//! many instances it has.
+//! kanted's pid and whether it lives, whether the API answers (on its unix
+//! socket, and whether its HTTPS port takes connections from here, through
+//! the uplink), and how many instances it has.
 
 use std::path::Path;
 use std::time::Duration;
@@ -13,13 +14,14 @@ use super::record::Record;
 use super::sys;
 use crate::table::{render_table, Row};
 
-pub const HEADER: [&str; 7] = [
+pub const HEADER: [&str; 8] = [
     "HOST",
     "NAMESPACE",
     "ADDRESS",
     "PID",
     "KANTED",
     "API",
+    "HTTPS",
     "INSTANCES",
 ];
 
@@ -54,6 +56,7 @@ pub async fn status(name: &str, dir: &Path) -> Result<String> {
         } else {
             format!("{ns} (missing)")
         };
+        let https = reachable(std::net::SocketAddr::from((plan.host(i), 8443))).await;
         rows.push(vec![
             names::host(i),
             ns_shown,
@@ -61,6 +64,7 @@ pub async fn status(name: &str, dir: &Path) -> Result<String> {
             pid,
             if alive { "running" } else { "stopped" }.into(),
             if api { "yes" } else { "no" }.into(),
+            if https { "yes" } else { "no" }.into(),
             count,
         ]);
     }
@@ -71,4 +75,12 @@ pub async fn status(name: &str, dir: &Path) -> Result<String> {
         rec.dir.display(),
         render_table(&HEADER, &rows)
     ))
+}
+
+/// Whether a TCP connection to `addr` opens within a second.
+async fn reachable(addr: std::net::SocketAddr) -> bool {
+    matches!(
+        tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr)).await,
+        Ok(Ok(_))
+    )
 }
