@@ -87,6 +87,9 @@ fn three_hosts_meet_over_the_uplink_and_leave_nothing() {
             "{from_h1}"
         );
         lab.exec_ok(1, &["kante", "list", "-f", "csv", "h3:"]);
+        // The command's exit code is lab exec's.
+        let o = lab.exec(2, &["sh", "-c", "exit 7"]);
+        assert_eq!(o.status.code(), Some(7), "{o:?}");
         // It is host 1's namespace: its uplink bridge carries host 1's address.
         let addrs = lab.exec_ok(1, &["ip", "-4", "-o", "addr", "show", "dev", "uplink0"]);
         assert!(addrs.contains(&format!("{}/24", lab.address(1))), "{addrs}");
@@ -155,8 +158,28 @@ fn three_hosts_meet_over_the_uplink_and_leave_nothing() {
 #[test]
 fn an_up_that_cannot_finish_leaves_nothing() {
     run(async {
-        // A subnet in use on this machine: refused before anything is made.
+        // Bad input: one line, nothing made.
         let mut lab = Lab::unmade(2);
+        for bad in [
+            &["--hosts", "0"][..],
+            &["--hosts", "17"],
+            &["--subnet", "10.248.0.1/24"],
+            &["--name", "much-too-long"],
+        ] {
+            let dir = lab.dir.to_string_lossy().to_string();
+            let mut args = vec!["lab", "up", "--dir", &dir];
+            args.extend(bad);
+            let o = lab.kante(&args);
+            let err = String::from_utf8_lossy(&o.stderr).into_owned();
+            assert!(!o.status.success(), "{bad:?} succeeded");
+            assert!(
+                err.starts_with("Error: ") && err.trim_end().lines().count() == 1,
+                "{err}"
+            );
+            assert!(!lab.dir.exists(), "{bad:?} made {}", lab.dir.display());
+        }
+
+        // A subnet in use on this machine: refused before anything is made.
         let (dummy, _, _) = unique();
         let dummy = format!("{dummy}d");
         let used = format!("{}.5/24", lab.subnet.trim_end_matches(".0/24"));

@@ -318,6 +318,24 @@ mod tests {
     }
 
     #[test]
+    fn loopback_is_in_use() {
+        if Command::new("ip").arg("-V").output().is_err() {
+            eprintln!("no iproute2 here: skipped");
+            return;
+        }
+        let used = in_use(&Net::parse("127.0.0.0/8").unwrap()).unwrap();
+        assert!(
+            used.iter()
+                .any(|u| u.contains("127.0.0.1") && u.contains("lo")),
+            "{used:?}"
+        );
+        // A range inside loopback's is in use too.
+        assert!(!in_use(&Net::parse("127.0.0.0/24").unwrap())
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
     fn our_own_process_is_alive_and_a_wrong_start_time_is_not() {
         let me = std::process::id() as i32;
         let t = start_time(me).expect("our own stat");
