@@ -78,7 +78,9 @@ fn three_hosts_meet_over_the_uplink_and_leave_nothing() {
             let want = format!("{},https://{}:8443,", lab.remote(i), lab.address(i));
             assert!(remotes.contains(&want), "{want} not in:\n{remotes}");
         }
-        lab.kante_ok(&["list", "-f", "csv", &format!("{}:", lab.remote(2))]);
+        for i in 1..=3 {
+            lab.kante_ok(&["list", "-f", "csv", &format!("{}:", lab.remote(i))]);
+        }
         // Host 1, from its own namespace, reaches host 3 by its remote.
         let from_h1 = lab.exec_ok(1, &["kante", "remote", "list", "-f", "csv"]);
         assert!(
@@ -123,6 +125,9 @@ fn three_hosts_meet_over_the_uplink_and_leave_nothing() {
         let (code, out) = lab.sh(3, "a3", &format!("ping -c1 -W3 {base}.101")).await;
         assert_eq!(code, 0, "a3 on h3 cannot reach a1 on h1: {out}");
 
+        // Host 1's own socket sees its instance (and only it).
+        let o = lab.host_kante(1, &["list", "-f", "csv", "-c", "n"]);
+        assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "a1", "{o:?}");
         let status = lab.status();
         let rows: Vec<&str> = status.lines().filter(|l| l.starts_with("| h")).collect();
         assert_eq!(rows.len(), 3, "{status}");

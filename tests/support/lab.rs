@@ -138,6 +138,18 @@ impl Lab {
         ok(self.kante(args), args)
     }
 
+    /// `kante ARGS` against host i's daemon through its unix socket
+    /// (`KANTE_DIR`: `local` is host i), from the caller's namespace.
+    pub fn host_kante(&self, i: u32, args: &[&str]) -> Output {
+        Command::new(bin("kante"))
+            .args(args)
+            .env("KANTE_DIR", self.state(i))
+            .env("KANTE_CONF", &self.conf)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run kante")
+    }
+
     /// `kante lab exec h<i> -- CMD…`: CMD in host i's namespace, as host i.
     pub fn exec(&self, i: u32, cmd: &[&str]) -> Output {
         let dir = self.dir.to_string_lossy().to_string();
