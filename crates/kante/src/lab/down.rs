@@ -155,6 +155,10 @@ pub async fn remove(rec: &Record) -> Result<()> {
             left.join(", ")
         );
     }
+    // The default labs' root goes with its last lab (only if empty).
+    if rec.dir.parent() == Some(Path::new(super::DEFAULT_ROOT)) {
+        let _ = std::fs::remove_dir(super::DEFAULT_ROOT);
+    }
     Ok(())
 }
 
