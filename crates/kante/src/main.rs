@@ -4,6 +4,7 @@ mod build;
 mod cli;
 mod cmd;
 mod format;
+mod lab;
 mod remote;
 mod table;
 mod terminal;
@@ -88,6 +89,9 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
     if let Command::Remote(r) = command {
         return cmd::remote::run(r).await;
     }
+    if let Command::Lab(l) = command {
+        return cmd::lab::run(l).await;
+    }
     // The one place the client is made: the remote the arguments name
     // (split off them here), else the default one.
     let remotes = remote::Config::load()?;
@@ -157,7 +161,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Network(n) => cmd::network::run(c, n).await,
         Command::Storage(s) => cmd::storage::run(c, s).await,
         Command::Profile(p) => cmd::profile::run(c, p).await,
-        Command::Remote(_) => unreachable!("handled above"),
+        Command::Remote(_) | Command::Lab(_) => unreachable!("handled above"),
         Command::Version { .. } => cmd::misc::version(c).await,
         Command::WaitReady { timeout } => cmd::misc::wait_ready(c, timeout).await,
         Command::Operation(op) => cmd::misc::operation(c, op).await,

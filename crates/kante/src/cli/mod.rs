@@ -1,5 +1,6 @@
 //! Command-line grammar (lxc 5.0's verbs and flags where lxc has them).
 
+pub mod lab;
 mod remote;
 mod resources;
 mod transfer;
@@ -137,6 +138,9 @@ pub enum Command {
     /// Manage the remote servers this client talks to
     #[command(subcommand)]
     Remote(RemoteCmd),
+    /// A lab of hosts on this machine (network namespaces, each with a kanted)
+    #[command(subcommand)]
+    Lab(lab::LabCmd),
     /// Show an instance's console log
     Console {
         name: String,

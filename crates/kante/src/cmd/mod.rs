@@ -10,6 +10,7 @@ pub mod host;
 pub mod image;
 pub mod image_copy;
 pub mod info;
+pub mod lab;
 pub mod lifecycle;
 pub mod list;
 pub mod migrate;

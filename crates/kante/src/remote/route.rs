@@ -205,7 +205,7 @@ pub fn route(cfg: &Config, cmd: &mut Command) -> Result<String> {
             OperationCmd::List { remote, .. } => r.opt(remote)?,
             OperationCmd::Show { id } | OperationCmd::Delete { id } => r.arg(id)?,
         },
-        Command::Remote(_) | Command::WaitReady { .. } => {}
+        Command::Remote(_) | Command::Lab(_) | Command::WaitReady { .. } => {}
     }
     Ok(r.remote())
 }
