@@ -7,6 +7,7 @@
 mod density;
 mod https;
 mod load;
+mod moves;
 mod net;
 mod proc;
 mod report;
@@ -108,6 +109,13 @@ struct Args {
     /// stopped instances, then image copies between daemons (see `https.rs`).
     #[arg(long, conflicts_with_all = ["only_density", "only_storage", "only_scale", "only_transfer", "only_soak", "only_kill_soak", "only_load", "baseline_kanted"])]
     only_https: bool,
+    /// Only moves between two lab hosts (`kante lab`): the Debian image's
+    /// instance moved back and forth `--move-rounds` times each way, on dir
+    /// and on btrfs (see `moves.rs`). Kante only.
+    #[arg(long, conflicts_with_all = ["only_density", "only_storage", "only_scale", "only_transfer", "only_soak", "only_kill_soak", "only_load", "only_https", "baseline_kanted", "lxd", "install_lxd"])]
+    only_move: bool,
+    #[arg(long, default_value_t = 3)]
+    move_rounds: usize,
     /// Rounds of the HTTPS figures.
     #[arg(long, default_value_t = 30)]
     https_rounds: usize,
@@ -153,6 +161,19 @@ async fn main() -> Result<()> {
     );
     if args.install_lxd {
         target::install_lxd().await?;
+    }
+    if args.only_move {
+        let mut r = Results::default();
+        let plan = moves::Plan {
+            rounds: args.move_rounds,
+            image: args.image.clone(),
+        };
+        moves::run(&plan, &mut r).await.context("moves")?;
+        println!("{}", machine_line());
+        println!();
+        println!("{}", report::table(&r, &["kante".to_string()]));
+        std::fs::write(&args.json, serde_json::to_vec_pretty(&r)?)?;
+        return Ok(());
     }
     if args.only_kill_soak {
         let r = soak::kill(args.soak_rounds).await?;
