@@ -18,6 +18,7 @@ mod events;
 pub mod front;
 pub mod fuzzing;
 pub mod host;
+mod image_publish;
 mod image_pull;
 mod images;
 mod instance;

@@ -269,6 +269,13 @@ impl Engine {
                 if let Some(source) = pull {
                     return Ok(R::Operation(self.image_pull(post, source).await?));
                 }
+                let publish = match &post.source {
+                    Some(s) => crate::image_publish::PublishSource::parse(s)?,
+                    None => None,
+                };
+                if let Some(source) = publish {
+                    return Ok(R::Operation(self.image_publish(post, source).await?));
+                }
                 let kind = post
                     .source
                     .as_ref()

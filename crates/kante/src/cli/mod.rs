@@ -1,5 +1,6 @@
 //! Command-line grammar (lxc 5.0's verbs and flags where lxc has them).
 
+mod publish;
 mod remote;
 mod resources;
 mod volume;
@@ -8,6 +9,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+pub use publish::PublishArgs;
 pub use remote::{RemoteCmd, TrustCmd};
 pub use resources::{NetworkCmd, ProfileCmd, StorageCmd};
 pub use volume::VolumeCmd;
@@ -102,6 +104,8 @@ pub enum Command {
     Export(ExportArgs),
     /// Import a backup tarball as an instance: FILE [NAME]
     Import(ImportArgs),
+    /// Make an image from an instance or snapshot: INSTANCE[/SNAPSHOT] [REMOTE:]
+    Publish(PublishArgs),
     /// List instances
     #[command(visible_alias = "ls")]
     List(ListArgs),

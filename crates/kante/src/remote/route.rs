@@ -141,6 +141,18 @@ pub fn route(cfg: &Config, cmd: &mut Command) -> Result<String> {
         }
         Command::Export(a) => r.arg(&mut a.instance)?,
         Command::Import(a) => r.opt(&mut a.name)?,
+        Command::Publish(a) => {
+            r.arg(&mut a.instance)?;
+            // `publish c1 r:`: a bare remote; anything else is a property.
+            if let Some(text) = a.remote.clone() {
+                if let (Some(_), "") = split(cfg, &text)? {
+                    r.opt(&mut a.remote)?;
+                } else {
+                    a.properties.insert(0, text);
+                    a.remote = None;
+                }
+            }
+        }
         Command::List(a) => {
             if a.filters.first().is_some_and(|f| !f.contains('=')) {
                 r.leading(&mut a.filters)?;
