@@ -20,6 +20,7 @@ pub mod fuzzing;
 pub mod host;
 mod image_publish;
 mod image_pull;
+mod image_remote;
 mod images;
 mod instance;
 mod lxcfs;
@@ -31,6 +32,7 @@ mod profiles;
 pub mod remote;
 mod schedule;
 mod server;
+mod simplestreams;
 mod startup;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

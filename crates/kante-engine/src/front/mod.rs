@@ -263,7 +263,7 @@ impl Engine {
             ImageList => R::Images(self.image_list(access.trusted).await?),
             ImageCreate(post) => {
                 let pull = match &post.source {
-                    Some(s) => crate::image_pull::PullSource::parse(s)?,
+                    Some(s) => crate::image_remote::RemoteImage::parse(s)?,
                     None => None,
                 };
                 if let Some(source) = pull {

@@ -207,6 +207,10 @@ pub struct CreateArgs {
     /// Instance description
     #[arg(long)]
     pub description: Option<String>,
+    /// The image's remote when it is not the instance's (`REMOTE:` split
+    /// off the image by the router): the server downloads from it
+    #[arg(skip)]
+    pub image_remote: Option<String>,
 }
 
 #[derive(Args, Debug)]

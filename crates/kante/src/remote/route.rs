@@ -187,17 +187,14 @@ pub fn route(cfg: &Config, cmd: &mut Command) -> Result<String> {
     Ok(r.remote())
 }
 
-/// The image is on the instance's remote; one on another remote is
-/// refused (image servers come later).
+/// The image is on the instance's remote, or on another one (an image
+/// server), which the instance's server then downloads it from.
 fn launch(r: &mut Router, a: &mut crate::cli::CreateArgs) -> Result<()> {
     r.opt(&mut a.name)?;
     let (remote, rest) = split(r.cfg, &a.image)?;
     if let Some(remote) = remote {
         if remote != r.remote() {
-            bail!(
-                "Creating an instance on {} from an image on {remote} is not supported yet; copy the image first",
-                r.remote()
-            );
+            a.image_remote = Some(remote.to_string());
         }
         a.image = rest.to_string();
     }
@@ -506,9 +503,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("different remotes"), "{e}");
-        let e = routed(&["launch", "images:debian/12", "c1"])
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("not supported yet"), "{e}");
+        // A launch from an image server: the instance's server downloads.
+        let (remote, cmd) = routed(&["launch", "images:debian/12", "c1"]).unwrap();
+        assert_eq!(remote, "local");
+        let Command::Launch(l) = cmd else { panic!() };
+        assert_eq!(l.create.image, "debian/12");
+        assert_eq!(l.create.image_remote.as_deref(), Some("images"));
     }
 }
