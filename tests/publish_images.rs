@@ -140,6 +140,16 @@ fn instances_and_snapshots_are_published_as_images() {
         d.launch(&fp_live, "c4", &[]).await;
         assert_eq!(cat(&d, "c4", "/root/published.txt").await, "later");
 
+        // An ephemeral instance survives a forced publish, still ephemeral.
+        d.launch(&base, "e1", &[]).await;
+        d.client
+            .patch_instance("e1", &json!({"ephemeral": true}))
+            .await
+            .unwrap();
+        kante_ok(&d, &["publish", "e1", "--alias", "pub-eph", "--force"]);
+        let e1 = d.client.instance("e1").await.unwrap();
+        assert_eq!((e1.status.as_str(), e1.ephemeral), ("Running", true));
+
         // A missing instance or snapshot: an error, nothing stored.
         let before = stored_files(&d);
         assert!(!kante(&d, &["publish", "nosuch", "--alias", "x"])
@@ -150,6 +160,8 @@ fn instances_and_snapshots_are_published_as_images() {
             .success());
         assert_eq!(stored_files(&d), before);
 
+        // Stopping the ephemeral one deletes it.
+        d.client.stop_instance("e1", true, -1).await.unwrap();
         for c in ["c1", "c2", "c3", "c4"] {
             d.client.stop_instance(c, true, -1).await.unwrap();
             d.client.delete_instance(c).await.unwrap();

@@ -57,6 +57,7 @@ pub fn publish_request(args: &PublishArgs) -> Result<ImagesPost> {
 pub async fn run(c: &Client, args: PublishArgs) -> Result<i32> {
     let req = publish_request(&args)?;
     let mut restart = false;
+    let mut ephemeral = false;
     if split_snapshot(&args.instance)?.is_none() {
         let inst = c.instance(&args.instance).await?;
         let running = inst.status_code == StatusCode::Running as u16
@@ -65,8 +66,15 @@ pub async fn run(c: &Client, args: PublishArgs) -> Result<i32> {
             if !args.force {
                 bail!("The instance is currently running. Use --force to have it stopped and restarted");
             }
+            // An ephemeral instance would be deleted by the stop: it is
+            // made persistent until it runs again, as lxc does.
+            if inst.ephemeral {
+                c.patch_instance(&args.instance, &json!({"ephemeral": false}))
+                    .await?;
+            }
             c.stop_instance(&args.instance, true, -1).await?;
             restart = true;
+            ephemeral = inst.ephemeral;
         }
     }
     let published = async {
@@ -85,6 +93,10 @@ pub async fn run(c: &Client, args: PublishArgs) -> Result<i32> {
     .await;
     if restart {
         c.start_instance(&args.instance).await?;
+        if ephemeral {
+            c.patch_instance(&args.instance, &json!({"ephemeral": true}))
+                .await?;
+        }
     }
     let fp = published?;
     println!("Instance published with fingerprint: {fp}");
