@@ -433,6 +433,9 @@ impl Engine {
             "fetching an image from a simplestreams server");
         let choice = source.resolve().await?;
         let fp = choice.fingerprint.clone();
+        // One download per image: a second launch of it waits, then finds it.
+        let lock = self.image_lock(&fp);
+        let _g = lock.lock().await;
         if self.shared.image_get(&fp).await?.is_some() {
             for a in &post.aliases {
                 self.alias_create(kante_api::image::ImageAliasesPost {

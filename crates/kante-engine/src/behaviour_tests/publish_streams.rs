@@ -172,3 +172,37 @@ async fn a_simplestreams_image_is_verified_stored_cached_and_reused() {
     assert!(wait_err(&op).await.contains("not found"));
     assert!(testing::instance_row(&engine, "c3").await.is_err());
 }
+
+#[tokio::test]
+async fn a_unified_simplestreams_image_is_copied_with_its_alias() {
+    let host = TestHost::new();
+    let engine = host.open().await;
+    let unified = std::fs::read(image::build(host.path(), &image::Spec::default())).unwrap();
+    let fp = sha(&unified);
+    let server = kante_tls::KeyPair::generate(kante_tls::Role::Server, &["ss".into()]).unwrap();
+    let products = json!({"products": {"u:1": {
+        "aliases": "u/1", "arch": crate::simplestreams::host_arch(), "os": "U",
+        "versions": {"1": {"items": {"lxd_combined.tar.gz": {"ftype": "lxd_combined.tar.gz",
+            "path": "u.tar.gz", "sha256": fp, "size": unified.len()}}}}
+    }}});
+    let index = json!({"index": {"i": {"datatype": "image-downloads", "path": "p.json"}}});
+    let mut routes = Routes::new();
+    let doc = |v: Value| ("application/json", v.to_string().into_bytes(), None);
+    routes.insert("/sub/streams/v1/index.json".into(), doc(index));
+    routes.insert("/sub/p.json".into(), doc(products));
+    routes.insert("/sub/u.tar.gz".into(), file(unified));
+    let addr = serve(&server, routes).await;
+    let mut src = source(addr, &server.cert_pem, "u/1");
+    src["server"] = json!(format!("https://{addr}/sub/"));
+    let req = Request::ImageCreate(ImagesPost {
+        aliases: alias("mine"),
+        public: true,
+        source: Some(src),
+        ..Default::default()
+    });
+    let done = wait_ok(&start(&engine, req).await).await;
+    assert_eq!(done.metadata["fingerprint"], fp);
+    let img = engine.image_get(&fp).await.unwrap();
+    assert!(img.public && !img.cached);
+    assert_eq!(engine.alias_get("mine", true).await.unwrap().target, fp);
+}
