@@ -85,6 +85,16 @@ pub struct ImagesPost {
     /// Kept on the copy: refresh it from its source (stored only).
     #[serde(default, deserialize_with = "lenient_bool")]
     pub auto_update: bool,
+    /// A publish's tarball compression (`gzip` when empty).
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub compression_algorithm: String,
+    /// A publish's expiry (the zero time or none: never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
     #[serde(default)]
     pub source: Option<serde_json::Value>,
 }

@@ -20,7 +20,6 @@ use futures_util::StreamExt;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use kante_api::image::ImagesPost;
-use kante_api::operation::OperationClass;
 use serde_json::{json, Value};
 use tokio_rustls::rustls::pki_types::ServerName;
 
@@ -38,22 +37,70 @@ const STALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// alias).
 const MAX_ANSWER: usize = 1 << 20;
 
-/// What a pull request names.
+/// An HTTPS server the daemon downloads from: pinned to a certificate's
+/// fingerprint, or (no pin) verified against the system's CA bundle.
 #[derive(Debug, Clone)]
-pub(crate) struct PullSource {
-    /// `host:port` of the source, and its host alone (the TLS name).
-    authority: String,
+pub(crate) struct Endpoint {
+    /// `host:port` of the server, and its host alone (the TLS name).
+    pub(crate) authority: String,
     host: String,
     port: u16,
     /// The pinned certificate's fingerprint.
-    pin: String,
+    pin: Option<String>,
+}
+
+/// What a pull request names.
+#[derive(Debug, Clone)]
+pub(crate) struct PullSource {
+    endpoint: Endpoint,
     alias: Option<String>,
     fingerprint: Option<String>,
     secret: Option<String>,
 }
 
-fn field<'a>(source: &'a Value, key: &str) -> &'a str {
+pub(crate) fn field<'a>(source: &'a Value, key: &str) -> &'a str {
     source.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+impl Endpoint {
+    /// `https://HOST[:PORT]` with the certificate `pem` pinned (none: the
+    /// system's CA bundle decides); returns the endpoint and the path
+    /// after the authority (without its trailing `/`).
+    pub(crate) fn parse(server: &str, pem: &str, default_port: u16) -> Result<(Endpoint, String)> {
+        let rest = server.strip_prefix("https://").ok_or_else(|| {
+            EngineError::bad(format!(
+                "Image source server {server:?} must be an https:// address"
+            ))
+        })?;
+        let (authority, path) = match rest.split_once('/') {
+            Some((a, p)) => (a.to_string(), format!("/{}", p.trim_end_matches('/'))),
+            None => (rest.to_string(), String::new()),
+        };
+        let path = path.trim_end_matches('/').to_string();
+        if authority.is_empty() {
+            return Err(EngineError::bad(format!(
+                "Image source server {server:?} must be https://HOST[:PORT]"
+            )));
+        }
+        let (host, port) = split_authority(&authority, default_port)
+            .ok_or_else(|| EngineError::bad(format!("Bad image source server {server:?}")))?;
+        let pin = if pem.trim().is_empty() {
+            None
+        } else {
+            let der = kante_tls::parse_certificate(pem.as_bytes())
+                .map_err(|e| EngineError::bad(format!("Bad source certificate: {e}")))?;
+            Some(kante_tls::fingerprint(&der))
+        };
+        Ok((
+            Endpoint {
+                authority: format!("{}:{port}", bracket(&host)),
+                host,
+                port,
+                pin,
+            },
+            path,
+        ))
+    }
 }
 
 impl PullSource {
@@ -77,28 +124,20 @@ impl PullSource {
                 )))
             }
         }
-        let server = field(source, "server");
-        let rest = server.strip_prefix("https://").ok_or_else(|| {
-            EngineError::bad(format!(
-                "Image source server {server:?} must be an https:// address"
-            ))
-        })?;
-        let authority = rest.trim_end_matches('/').to_string();
-        if authority.is_empty() || authority.contains('/') {
-            return Err(EngineError::bad(format!(
-                "Image source server {server:?} must be https://HOST[:PORT]"
-            )));
-        }
-        let (host, port) = split_authority(&authority)
-            .ok_or_else(|| EngineError::bad(format!("Bad image source server {server:?}")))?;
         let pem = field(source, "certificate");
         if pem.trim().is_empty() {
             return Err(EngineError::bad(
                 "Image source needs the server's certificate (source.certificate)",
             ));
         }
-        let der = kante_tls::parse_certificate(pem.as_bytes())
-            .map_err(|e| EngineError::bad(format!("Bad source certificate: {e}")))?;
+        let (endpoint, path) =
+            Endpoint::parse(field(source, "server"), pem, crate::remote::DEFAULT_PORT)?;
+        if !path.is_empty() {
+            return Err(EngineError::bad(format!(
+                "Image source server {:?} must be https://HOST[:PORT]",
+                field(source, "server")
+            )));
+        }
         let alias = Some(field(source, "alias").to_string()).filter(|s| !s.is_empty());
         let fingerprint = Some(field(source, "fingerprint").to_string()).filter(|s| !s.is_empty());
         if alias.is_none() && fingerprint.is_none() {
@@ -107,10 +146,7 @@ impl PullSource {
             ));
         }
         Ok(Some(PullSource {
-            authority: format!("{}:{port}", bracket(&host)),
-            host,
-            port,
-            pin: kante_tls::fingerprint(&der),
+            endpoint,
             alias,
             fingerprint,
             secret: Some(field(source, "secret").to_string()).filter(|s| !s.is_empty()),
@@ -118,21 +154,20 @@ impl PullSource {
     }
 }
 
-/// `host:port`, `[v6]:port`, or a host alone (port 8443).
-fn split_authority(a: &str) -> Option<(String, u16)> {
+/// `host:port`, `[v6]:port`, or a host alone (`default` port).
+fn split_authority(a: &str, default: u16) -> Option<(String, u16)> {
     if let Some(rest) = a.strip_prefix('[') {
         let (h, tail) = rest.split_once(']')?;
         let port = match tail.strip_prefix(':') {
             Some(p) => p.parse().ok()?,
-            None if tail.is_empty() => crate::remote::DEFAULT_PORT,
+            None if tail.is_empty() => default,
             None => return None,
         };
         return Some((h.to_string(), port));
     }
     match a.rsplit_once(':') {
         Some((h, p)) if !h.contains(':') => Some((h.to_string(), p.parse().ok()?)),
-        Some(_) => Some((a.to_string(), crate::remote::DEFAULT_PORT)),
-        None => Some((a.to_string(), crate::remote::DEFAULT_PORT)),
+        _ => Some((a.to_string(), default)),
     }
 }
 
@@ -159,7 +194,7 @@ fn escape(s: &str) -> String {
 
 type Response = hyper::Response<hyper::body::Incoming>;
 
-impl PullSource {
+impl Endpoint {
     fn unreachable(&self, e: impl std::fmt::Display) -> EngineError {
         EngineError::bad(format!(
             "Cannot reach the image server https://{}: {e}",
@@ -167,14 +202,31 @@ impl PullSource {
         ))
     }
 
-    /// One GET on a fresh connection, the server pinned.
-    async fn get(&self, path: &str) -> Result<Response> {
+    /// The TLS client configuration: the pin, or the system's CAs.
+    fn tls_config(&self, pin: &kante_tls::ServerPin) -> Result<kante_tls::rustls::ClientConfig> {
+        if self.pin.is_some() {
+            return kante_tls::client_config(pin.clone(), None)
+                .map_err(|e| EngineError::internal(format!("TLS client: {e}")));
+        }
+        let file = kante_tls::system_ca_file();
+        let bundle = std::fs::read(&file).map_err(|e| {
+            EngineError::bad(format!(
+                "No certificate pinned for https://{} and the system's CA bundle {} cannot be read: {e}",
+                self.authority,
+                file.display()
+            ))
+        })?;
+        kante_tls::ca_client_config(&bundle)
+            .map_err(|e| EngineError::internal(format!("TLS client: {e}")))
+    }
+
+    /// One GET on a fresh connection, the server pinned (or CA-verified).
+    pub(crate) async fn get(&self, path: &str) -> Result<Response> {
         let pin = kante_tls::ServerPin {
-            expected: Some(self.pin.clone()),
+            expected: self.pin.clone(),
             ..Default::default()
         };
-        let cfg = kante_tls::client_config(pin.clone(), None)
-            .map_err(|e| EngineError::internal(format!("TLS client: {e}")))?;
+        let cfg = self.tls_config(&pin)?;
         let name = ServerName::try_from(self.host.clone())
             .map_err(|e| EngineError::bad(format!("Bad image server name: {e}")))?;
         let connect = async {
@@ -184,10 +236,10 @@ impl PullSource {
             let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
                 .connect(name, tcp)
                 .await
-                .map_err(|e| match pin.seen_fingerprint() {
-                    Some(seen) if seen != self.pin => EngineError::bad(format!(
-                        "The image server https://{} showed certificate {seen}, not the expected {}",
-                        self.authority, self.pin
+                .map_err(|e| match (pin.seen_fingerprint(), &self.pin) {
+                    (Some(seen), Some(want)) if seen != *want => EngineError::bad(format!(
+                        "The image server https://{} showed certificate {seen}, not the expected {want}",
+                        self.authority
                     )),
                     _ => self.unreachable(e),
                 })?;
@@ -213,13 +265,18 @@ impl PullSource {
             .map_err(|e| self.unreachable(e))
     }
 
-    /// A GET whose answer is an LXD sync response: its `metadata`.
-    async fn get_json(&self, path: &str) -> Result<Value> {
+    /// A GET whose answer is JSON, at most `max` bytes: its status and
+    /// document (`Null` if it is not JSON).
+    pub(crate) async fn get_doc(
+        &self,
+        path: &str,
+        max: usize,
+    ) -> Result<(hyper::StatusCode, Value)> {
         let resp = self.get(path).await?;
         let status = resp.status();
         // Capped while it is read, not after: a hostile server's endless
         // answer must not be held in memory first.
-        let limited = http_body_util::Limited::new(resp.into_body(), MAX_ANSWER);
+        let limited = http_body_util::Limited::new(resp.into_body(), max);
         let body = tokio::time::timeout(STALL_TIMEOUT, limited.collect())
             .await
             .map_err(|_| self.unreachable("no answer"))?
@@ -231,7 +288,14 @@ impl PullSource {
                 }
             })?
             .to_bytes();
-        let doc: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
+    }
+}
+
+impl PullSource {
+    /// A GET whose answer is an LXD sync response: its `metadata`.
+    async fn get_json(&self, path: &str) -> Result<Value> {
+        let (status, doc) = self.endpoint.get_doc(path, MAX_ANSWER).await?;
         if status == hyper::StatusCode::NOT_FOUND {
             return Err(EngineError::NotFound(
                 "Image not found on the image server (or not public)".into(),
@@ -281,27 +345,17 @@ impl PullSource {
 }
 
 impl Engine {
-    /// `POST /1.0/images` pulling from another server: checks the request,
-    /// then downloads and records the image in an operation.
-    pub(crate) async fn image_pull(&self, post: ImagesPost, source: PullSource) -> Result<Arc<Op>> {
-        self.check_image_upload(&post.aliases, None).await?;
-        let op = self.ops.create(
-            OperationClass::Task,
-            "Downloading image",
-            Default::default(),
-        );
-        let engine = self.arc();
-        let op2 = op.clone();
-        self.ops.run(
-            op.clone(),
-            async move { engine.pull(&op2, post, source).await },
-        );
-        Ok(op)
-    }
-
-    async fn pull(&self, op: &Op, post: ImagesPost, source: PullSource) -> Result<()> {
+    /// Downloads the image `source` names from an LXD image server (unless
+    /// it is here already) and records it with the request's aliases;
+    /// returns its fingerprint and whether it was downloaded.
+    pub(crate) async fn pull(
+        &self,
+        op: &Op,
+        post: ImagesPost,
+        source: PullSource,
+    ) -> Result<(String, bool)> {
         tracing::info!(
-            server = %source.authority,
+            server = %source.endpoint.authority,
             alias = source.alias.as_deref().unwrap_or(""),
             fingerprint = source.fingerprint.as_deref().unwrap_or(""),
             secret = source.secret.is_some(),
@@ -324,9 +378,10 @@ impl Engine {
                 .await?;
             }
             op.set_metadata(json!({"fingerprint": fp}));
-            return Ok(());
+            return Ok((fp, false));
         }
         let resp = source
+            .endpoint
             .get(&source.with_secret(format!("/1.0/images/{fp}/export")))
             .await?;
         let status = resp.status();
@@ -406,7 +461,7 @@ impl Engine {
         let task = downloaded.map_err(|e| {
             EngineError::bad(format!(
                 "Downloading the image from https://{} failed: {e}",
-                source.authority
+                source.endpoint.authority
             ))
         })?;
         report(op, done.load(Ordering::Relaxed), total, start);
@@ -438,7 +493,7 @@ impl Engine {
                 self.shared.image_update(&row).await?;
             }
         }
-        Ok(())
+        Ok((fp.clone(), true))
     }
 }
 
@@ -463,7 +518,7 @@ impl crate::front::Parts for ExportParts {
 }
 
 /// The body, failing when the source stays silent too long.
-fn tokio_stream_timeout(body: crate::front::ByteStream) -> crate::front::ByteStream {
+pub(crate) fn tokio_stream_timeout(body: crate::front::ByteStream) -> crate::front::ByteStream {
     futures_util::stream::unfold(body, |mut body| async move {
         match tokio::time::timeout(STALL_TIMEOUT, body.next()).await {
             Ok(Some(item)) => Some((item, body)),
@@ -482,7 +537,7 @@ fn tokio_stream_timeout(body: crate::front::ByteStream) -> crate::front::ByteStr
 
 /// `download_progress` as LXD words it (`rootfs: 45% (12.30MB/s)`), and
 /// the structured `progress`.
-fn report(op: &Op, done: u64, total: u64, start: Instant) {
+pub(crate) fn report(op: &Op, done: u64, total: u64, start: Instant) {
     let secs = start.elapsed().as_secs_f64();
     let speed = if secs > 0.0 {
         (done as f64 / secs) as u64
@@ -503,13 +558,16 @@ mod tests {
     #[test]
     fn authorities_split_as_lxd_writes_them() {
         assert_eq!(
-            split_authority("10.0.0.1:8443"),
+            split_authority("10.0.0.1:8443", 8443),
             Some(("10.0.0.1".into(), 8443))
         );
-        assert_eq!(split_authority("host"), Some(("host".into(), 8443)));
-        assert_eq!(split_authority("[::1]:9443"), Some(("::1".into(), 9443)));
-        assert_eq!(split_authority("[::1]"), Some(("::1".into(), 8443)));
-        assert_eq!(split_authority("h:x"), None);
+        assert_eq!(split_authority("host", 8443), Some(("host".into(), 8443)));
+        assert_eq!(
+            split_authority("[::1]:9443", 8443),
+            Some(("::1".into(), 9443))
+        );
+        assert_eq!(split_authority("[::1]", 443), Some(("::1".into(), 443)));
+        assert_eq!(split_authority("h:x", 8443), None);
         assert_eq!(escape("debian/12 x"), "debian%2F12%20x");
     }
 
@@ -523,8 +581,8 @@ mod tests {
             "server": "https://127.0.0.1:8443", "certificate": pem, "alias": "a/b"}))
         .unwrap()
         .unwrap();
-        assert_eq!(ok.pin, pair.fingerprint());
-        assert_eq!(ok.authority, "127.0.0.1:8443");
+        assert_eq!(ok.endpoint.pin, Some(pair.fingerprint()));
+        assert_eq!(ok.endpoint.authority, "127.0.0.1:8443");
         for bad in [
             json!({"type": "image", "server": "http://x", "certificate": pem, "alias": "a"}),
             json!({"type": "image", "server": "https://x:1", "alias": "a"}),

@@ -18,7 +18,9 @@ mod events;
 pub mod front;
 pub mod fuzzing;
 pub mod host;
+mod image_publish;
 mod image_pull;
+mod image_remote;
 mod images;
 mod instance;
 mod lxcfs;
@@ -30,6 +32,7 @@ mod profiles;
 pub mod remote;
 mod schedule;
 mod server;
+mod simplestreams;
 mod startup;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

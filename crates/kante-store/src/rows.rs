@@ -63,7 +63,7 @@ record! {
         expires_at: String => "expires_at",
     }
     table: "images", entity: "Image", key: ["fingerprint"],
-    mutable: ["public", "auto_update", "properties", "profiles", "last_used_at"],
+    mutable: ["public", "auto_update", "cached", "properties", "profiles", "last_used_at"],
     order: "uploaded_at", label: fingerprint,
 }
 

@@ -210,6 +210,45 @@ pub fn client_config(
     Ok(cfg)
 }
 
+/// Where the system's CA bundle is read from: `SSL_CERT_FILE` if set,
+/// else Debian's `/etc/ssl/certs/ca-certificates.crt`.
+pub fn system_ca_file() -> std::path::PathBuf {
+    std::env::var_os("SSL_CERT_FILE")
+        .map(Into::into)
+        .unwrap_or_else(|| "/etc/ssl/certs/ca-certificates.crt".into())
+}
+
+/// A client configuration that verifies the server's certificate chain and
+/// name against the CA certificates of `bundle` (PEM, as the system's
+/// bundle is), for servers with a public certificate (an image server
+/// without a pinned certificate). A bundle without one usable CA is an
+/// error.
+pub fn ca_client_config(bundle: &[u8]) -> Result<ClientConfig, CertError> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(bundle)
+        .filter_map(|c| c.ok())
+        .collect();
+    let (added, _) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(CertError::Invalid(
+            "no CA certificate found in the bundle".into(),
+        ));
+    }
+    let p = provider();
+    let verifier =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), p.clone())
+            .build()
+            .map_err(|e| CertError::Invalid(format!("TLS configuration: {e}")))?;
+    let mut cfg = ClientConfig::builder_with_provider(p)
+        .with_protocol_versions(TLS_VERSIONS)
+        .map_err(tls)?
+        .with_webpki_verifier(verifier)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(cfg)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,5 +314,32 @@ mod tests {
         };
         assert!(handshake(&server, wrong.clone(), None).is_err());
         assert_eq!(wrong.seen_fingerprint(), Some(server.fingerprint()));
+    }
+
+    #[test]
+    fn a_ca_verified_client_refuses_a_self_signed_server() {
+        assert!(ca_client_config(b"not a bundle").is_err());
+        let server = KeyPair::generate(Role::Server, &["kante".into()]).unwrap();
+        let other = KeyPair::generate(Role::Server, &["kante".into()]).unwrap();
+        // A bundle holding some other certificate: the server's is not trusted.
+        let cfg = ca_client_config(other.cert_pem.as_bytes()).unwrap();
+        let mut s = ServerConnection::new(Arc::new(server_config(&server).unwrap())).unwrap();
+        let name = ServerName::try_from("kante").unwrap();
+        let mut c = ClientConnection::new(Arc::new(cfg), name).unwrap();
+        let mut failed = false;
+        for _ in 0..10 {
+            let mut buf = Vec::new();
+            c.write_tls(&mut buf).unwrap();
+            s.read_tls(&mut &buf[..]).unwrap();
+            s.process_new_packets().unwrap();
+            let mut buf = Vec::new();
+            s.write_tls(&mut buf).unwrap();
+            c.read_tls(&mut &buf[..]).unwrap();
+            if c.process_new_packets().is_err() {
+                failed = true;
+                break;
+            }
+        }
+        assert!(failed, "a server outside the bundle was trusted");
     }
 }

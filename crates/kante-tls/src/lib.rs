@@ -12,7 +12,9 @@ mod config;
 mod keypair;
 mod password;
 
-pub use config::{client_config, server_config, ServerPin, TLS_VERSIONS};
+pub use config::{
+    ca_client_config, client_config, server_config, system_ca_file, ServerPin, TLS_VERSIONS,
+};
 pub use keypair::{
     common_name, decode_base64, encode_base64, load_or_create, parse_certificate, CertError,
     KeyPair, Role,

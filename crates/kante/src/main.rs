@@ -151,6 +151,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         } => cmd::snapshot::restore(c, &instance, &snapshot, stateful).await,
         Command::Export(args) => cmd::export::export(c, args).await,
         Command::Import(args) => cmd::export::import(c, args).await,
+        Command::Publish(args) => cmd::publish::run(c, args).await,
         Command::List(args) => cmd::list::run(c, args).await,
         Command::Info { name, show_log } => cmd::info::info(c, &name, show_log).await,
         Command::Console { name, show_log } => cmd::info::console(c, &name, show_log).await,

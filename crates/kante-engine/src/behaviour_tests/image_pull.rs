@@ -19,10 +19,10 @@ use crate::Engine;
 
 /// What the fake server answers per path: (content type, body, and a
 /// Content-Length to claim instead of the body's own).
-type Routes = HashMap<String, (&'static str, Vec<u8>, Option<usize>)>;
+pub(super) type Routes = HashMap<String, (&'static str, Vec<u8>, Option<usize>)>;
 
 /// Serves `routes` over TLS with `identity`; returns its address.
-async fn serve(identity: &kante_tls::KeyPair, routes: Routes) -> SocketAddr {
+pub(super) async fn serve(identity: &kante_tls::KeyPair, routes: Routes) -> SocketAddr {
     let cfg = Arc::new(kante_tls::server_config(identity).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -110,7 +110,7 @@ fn pull(addr: SocketAddr, pem: &str, alias: &str, new_alias: &str, auto: bool) -
     })
 }
 
-async fn start(engine: &Engine, req: Request) -> Arc<crate::Op> {
+pub(super) async fn start(engine: &Engine, req: Request) -> Arc<crate::Op> {
     match engine.handle(req).await.unwrap() {
         Reply::Operation(op) => op,
         other => panic!("expected an operation, got {}", other.kind()),
@@ -118,7 +118,7 @@ async fn start(engine: &Engine, req: Request) -> Arc<crate::Op> {
 }
 
 /// The image store holds no image file (only its own working dirs).
-fn store_is_empty(engine: &Engine) -> bool {
+pub(super) fn store_is_empty(engine: &Engine) -> bool {
     std::fs::read_dir(engine.paths.images())
         .map(|d| {
             d.flatten()

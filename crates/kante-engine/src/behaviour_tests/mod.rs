@@ -15,6 +15,7 @@ mod image_server;
 mod lifecycle;
 mod operations;
 mod profiles;
+mod publish_streams;
 mod registry;
 mod remote;
 mod state;

@@ -263,11 +263,18 @@ impl Engine {
             ImageList => R::Images(self.image_list(access.trusted).await?),
             ImageCreate(post) => {
                 let pull = match &post.source {
-                    Some(s) => crate::image_pull::PullSource::parse(s)?,
+                    Some(s) => crate::image_remote::RemoteImage::parse(s)?,
                     None => None,
                 };
                 if let Some(source) = pull {
                     return Ok(R::Operation(self.image_pull(post, source).await?));
+                }
+                let publish = match &post.source {
+                    Some(s) => crate::image_publish::PublishSource::parse(s)?,
+                    None => None,
+                };
+                if let Some(source) = publish {
+                    return Ok(R::Operation(self.image_publish(post, source).await?));
                 }
                 let kind = post
                     .source

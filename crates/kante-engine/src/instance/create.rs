@@ -23,6 +23,9 @@ enum Source {
         properties: ConfigMap,
         architecture: String,
     },
+    /// An image on another server, fetched (unless it is here already)
+    /// by the operation, then an `Image`.
+    Remote(crate::image_remote::RemoteImage),
     Empty,
     /// A copy of another instance (with its snapshots unless `instance_only`)
     /// or of one of its snapshots.
@@ -127,6 +130,10 @@ impl Engine {
             req.put.ephemeral,
         );
         self.ops.run(op.clone(), async move {
+            let source = match source {
+                Source::Remote(remote) => engine.remote_image_source(&op2, remote).await?,
+                s => s,
+            };
             let lock = engine.instance_lock(&name);
             let _g = lock.lock().await;
             engine
@@ -146,6 +153,27 @@ impl Engine {
         Ok(op)
     }
 
+    /// Fetches a remote image for an instance (cached, as LXD marks it).
+    async fn remote_image_source(
+        &self,
+        op: &Op,
+        remote: crate::image_remote::RemoteImage,
+    ) -> Result<Source> {
+        let fp = self
+            .fetch_image(op, Default::default(), remote, true)
+            .await?;
+        let img = self
+            .shared
+            .image_get(&fp)
+            .await?
+            .ok_or_else(|| EngineError::NotFound("Image not found".into()))?;
+        Ok(Source::Image {
+            fingerprint: img.fingerprint,
+            properties: img.properties,
+            architecture: img.architecture,
+        })
+    }
+
     async fn generate_name(&self) -> Result<String> {
         for _ in 0..16 {
             let n = format!("kante-{}", &crate::util::random_hex(3));
@@ -160,9 +188,11 @@ impl Engine {
         let s = &req.source;
         match s.kind.as_str() {
             "image" => {
-                if !s.server.is_empty() && !s.protocol.is_empty() && !s.server.starts_with("unix:")
-                {
-                    return Err(EngineError::NotImplemented("Pulling images from remote servers is not supported yet; import the image first".into()));
+                if !s.server.is_empty() && !s.server.starts_with("unix:") {
+                    let value = serde_json::to_value(s).map_err(EngineError::internal)?;
+                    if let Some(remote) = crate::image_remote::RemoteImage::parse(&value)? {
+                        return Ok(Source::Remote(remote));
+                    }
                 }
                 let img = if !s.fingerprint.is_empty() {
                     self.shared.image_get(&s.fingerprint).await?
@@ -256,6 +286,11 @@ impl Engine {
                 local.insert("volatile.apply_template".into(), "copy".into());
             }
             Source::Empty => {}
+            Source::Remote(_) => {
+                return Err(EngineError::internal(
+                    "a remote image was not fetched first",
+                ))
+            }
         }
         local.insert("volatile.uuid".into(), uuid::Uuid::new_v4().to_string());
         local.insert(
@@ -297,7 +332,7 @@ impl Engine {
                     created?;
                     self.touch_image(&fingerprint).await;
                 }
-                Source::Empty => {
+                Source::Empty | Source::Remote(_) => {
                     pool.create_instance_empty(name)?;
                 }
                 Source::Copy {

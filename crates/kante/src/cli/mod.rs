@@ -1,6 +1,7 @@
 //! Command-line grammar (lxc 5.0's verbs and flags where lxc has them).
 
 pub mod lab;
+mod publish;
 mod remote;
 mod resources;
 mod transfer;
@@ -10,6 +11,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+pub use publish::PublishArgs;
 pub use remote::{RemoteCmd, TrustCmd};
 pub use resources::{NetworkCmd, ProfileCmd, StorageCmd};
 pub use transfer::{MoveArgs, TransferMode};
@@ -105,6 +107,8 @@ pub enum Command {
     Export(ExportArgs),
     /// Import a backup tarball as an instance: FILE [NAME]
     Import(ImportArgs),
+    /// Make an image from an instance or snapshot: INSTANCE[/SNAPSHOT] [REMOTE:]
+    Publish(PublishArgs),
     /// List instances
     #[command(visible_alias = "ls")]
     List(ListArgs),
@@ -209,6 +213,10 @@ pub struct CreateArgs {
     /// Instance description
     #[arg(long)]
     pub description: Option<String>,
+    /// The image's remote when it is not the instance's (`REMOTE:` split
+    /// off the image by the router): the server downloads from it
+    #[arg(skip)]
+    pub image_remote: Option<String>,
 }
 
 #[derive(Args, Debug)]

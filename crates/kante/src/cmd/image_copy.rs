@@ -4,7 +4,9 @@
 //! on the source (an alias or a fingerprint prefix, with its own trusted
 //! client), and hands the destination the source's address and the
 //! certificate pinned for it; the destination sees the source's public
-//! images only. The download's progress is shown as a bar.
+//! images only. From a simplestreams remote the destination resolves the
+//! alias itself (`protocol: simplestreams`). The download's progress is
+//! shown as a bar.
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -24,14 +26,25 @@ pub struct CopyArgs {
     pub public: bool,
 }
 
-/// The `source` of the pull request for `name` on remote `src`.
-fn pull_source(cfg: &Config, src: &str, fingerprint: &str) -> Result<serde_json::Value> {
+/// The `source` of a pull request (an image copy or a launch) for the
+/// image `name` (an alias or a fingerprint) on remote `src`, as lxc sends
+/// it: the server, its protocol and the certificate pinned for it (a
+/// simplestreams remote may have none: the system's CAs then decide).
+pub fn remote_image_source(cfg: &Config, src: &str, name: &str) -> Result<serde_json::Value> {
     let r = cfg
         .remotes
         .get(src)
         .with_context(|| format!("The remote \"{src}\" doesn't exist"))?;
     if r.protocol == "simplestreams" {
-        bail!("Copying from the simplestreams remote {src} is not supported yet");
+        let certificate = std::fs::read_to_string(cfg.server_cert_path(src)).unwrap_or_default();
+        return Ok(json!({
+            "type": "image",
+            "mode": "pull",
+            "protocol": "simplestreams",
+            "server": r.addr,
+            "certificate": certificate,
+            "alias": name,
+        }));
     }
     let path = cfg.server_cert_path(src);
     let certificate = std::fs::read_to_string(&path).with_context(|| {
@@ -46,7 +59,7 @@ fn pull_source(cfg: &Config, src: &str, fingerprint: &str) -> Result<serde_json:
         "protocol": "lxd",
         "server": r.addr,
         "certificate": certificate,
-        "fingerprint": fingerprint,
+        "fingerprint": name,
     }))
 }
 
@@ -63,11 +76,20 @@ pub async fn copy(dst: &Client, args: CopyArgs) -> Result<i32> {
     if name.is_empty() {
         bail!("No image named: REMOTE:ALIAS or REMOTE:FINGERPRINT");
     }
-    let source_client = connect::client(&cfg, &src)?;
-    let fp = source_client
-        .resolve_image(name)
-        .await
-        .with_context(|| format!("Image {name:?} on {src}"))?;
+    let simplestreams = cfg
+        .remotes
+        .get(&src)
+        .is_some_and(|r| r.protocol == "simplestreams");
+    // The server resolves a simplestreams alias itself; an LXD server's
+    // image is resolved here, with this client's trust.
+    let fp = if simplestreams {
+        name.to_string()
+    } else {
+        connect::client(&cfg, &src)?
+            .resolve_image(name)
+            .await
+            .with_context(|| format!("Image {name:?} on {src}"))?
+    };
     let req = ImagesPost {
         aliases: args
             .aliases
@@ -79,7 +101,7 @@ pub async fn copy(dst: &Client, args: CopyArgs) -> Result<i32> {
             .collect(),
         public: args.public,
         auto_update: args.auto_update,
-        source: Some(pull_source(&cfg, &src, &fp)?),
+        source: Some(remote_image_source(&cfg, &src, &fp)?),
         ..Default::default()
     };
     let resp = dst.post("/1.0/images", &req).await?;

@@ -70,8 +70,17 @@ pub async fn init(c: &Client, args: CreateArgs) -> Result<String> {
         }
         None => println!("Creating the instance"),
     }
-    let fingerprint = c.resolve_image(&args.image).await?;
-    let post = create_request(&args, &fingerprint)?;
+    let post = match &args.image_remote {
+        // On an image server: the instance's server downloads it.
+        Some(remote) => {
+            let cfg = crate::remote::Config::load()?;
+            let source = super::image_copy::remote_image_source(&cfg, remote, &args.image)?;
+            let mut post = create_request(&args, "")?;
+            post.source = serde_json::from_value(source)?;
+            post
+        }
+        None => create_request(&args, &c.resolve_image(&args.image).await?)?,
+    };
     let name = c.create_instance(&post).await?;
     if args.name.is_none() {
         println!("Instance name is: {name}");
@@ -267,6 +276,7 @@ mod tests {
             network_name: "kantebr0".into(),
             preseed: false,
             interactive: false,
+            image_remote: None,
         }
     }
 

@@ -18,6 +18,7 @@ pub mod misc;
 pub mod network;
 pub mod preseed;
 pub mod profile;
+pub mod publish;
 pub mod questions;
 pub mod remote;
 pub mod snapshot;

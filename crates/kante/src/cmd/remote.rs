@@ -42,6 +42,10 @@ pub async fn run(cmd: RemoteCmd) -> Result<i32> {
                 protocol,
                 public,
             };
+            if add.protocol == "simplestreams" {
+                add.image_server(&mut cfg, &address).await?;
+                return Ok(0);
+            }
             match (token, Token::decode(&address)) {
                 (Some(t), _) => {
                     let token = Token::decode(&t)?;
@@ -220,6 +224,55 @@ fn ask_secret(question: &str) -> Result<String> {
 }
 
 impl Add {
+    /// `remote add NAME https://HOST[:PORT][/PATH] --protocol
+    /// simplestreams`: a public image server, kept as its URL (port 443
+    /// unless given). Its certificate is checked against the system's CAs
+    /// when it is used, or pinned here with `--accept-certificate` (a
+    /// server with a self-signed certificate).
+    async fn image_server(&self, cfg: &mut Config, address: &str) -> Result<()> {
+        let url = address.trim().trim_end_matches('/');
+        let Some(rest) = url.strip_prefix("https://") else {
+            bail!("A simplestreams remote is an https:// URL, not {address:?}");
+        };
+        let authority = rest.split('/').next().unwrap_or_default();
+        let mut addr = Address::parse(authority)?;
+        let explicit_port = match authority.rsplit_once(']') {
+            Some((_, tail)) => tail.starts_with(':'),
+            None => authority.matches(':').count() == 1,
+        };
+        if !explicit_port {
+            addr.port = 443;
+        }
+        if self.accept_certificate {
+            let first = connect::https(&addr, None, None)?;
+            // Only the handshake matters: the server need not speak LXD.
+            let reached = first.get("/").await;
+            let Some(der) = first.server_certificate() else {
+                return Err(reached
+                    .err()
+                    .map(anyhow::Error::from)
+                    .unwrap_or_else(|| anyhow::anyhow!("no certificate shown")))
+                .with_context(|| format!("Failed to reach {url}"));
+            };
+            let path = cfg.server_cert_path(&self.name);
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("Failed to create {}", dir.display()))?;
+            }
+            std::fs::write(&path, pem(&der))
+                .with_context(|| format!("Failed to write {}", path.display()))?;
+        }
+        cfg.remotes.insert(
+            self.name.clone(),
+            Remote {
+                addr: url.to_string(),
+                protocol: self.protocol.clone(),
+                public: true,
+            },
+        );
+        cfg.save()
+    }
+
     /// Saves the pinned certificate and the remote.
     fn save(&self, cfg: &mut Config, addr: &Address, der: &[u8]) -> Result<()> {
         let path = cfg.server_cert_path(&self.name);
@@ -244,17 +297,6 @@ impl Add {
     /// which the user accepts (or `--accept-certificate` did); then trust
     /// by password, or the server must trust this client already.
     async fn by_address(&self, cfg: &mut Config, addr: &Address) -> Result<()> {
-        if self.protocol == "simplestreams" {
-            cfg.remotes.insert(
-                self.name.clone(),
-                Remote {
-                    addr: addr.url(),
-                    protocol: self.protocol.clone(),
-                    public: true,
-                },
-            );
-            return cfg.save();
-        }
         let identity = connect::identity(cfg)?;
         let first = connect::https(addr, None, Some(identity.clone()))?;
         first

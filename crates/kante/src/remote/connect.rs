@@ -66,7 +66,7 @@ pub fn client(cfg: &Config, name: &str) -> Result<Client> {
         .get(name)
         .with_context(|| format!("The remote \"{name}\" doesn't exist"))?;
     if remote.protocol == "simplestreams" {
-        bail!("The remote {name} is a simplestreams image server; only image copies and launches can use it, which are not supported yet");
+        bail!("The remote {name} is a simplestreams image server: only image copies and launches can use it");
     }
     let addr = Address::parse(&remote.addr)?;
     https(&addr, Some(pinned(cfg, name)?), Some(identity(cfg)?))

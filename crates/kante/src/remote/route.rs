@@ -176,6 +176,18 @@ pub fn route(cfg: &Config, cmd: &mut Command) -> Result<String> {
         }
         Command::Export(a) => r.arg(&mut a.instance)?,
         Command::Import(a) => r.opt(&mut a.name)?,
+        Command::Publish(a) => {
+            r.arg(&mut a.instance)?;
+            // `publish c1 r:`: a bare remote; anything else is a property.
+            if let Some(text) = a.remote.clone() {
+                if let (Some(_), "") = split(cfg, &text)? {
+                    r.opt(&mut a.remote)?;
+                } else {
+                    a.properties.insert(0, text);
+                    a.remote = None;
+                }
+            }
+        }
         Command::List(a) => {
             if a.filters.first().is_some_and(|f| !f.contains('=')) {
                 r.leading(&mut a.filters)?;
@@ -210,17 +222,14 @@ pub fn route(cfg: &Config, cmd: &mut Command) -> Result<String> {
     Ok(r.remote())
 }
 
-/// The image is on the instance's remote; one on another remote is
-/// refused (image servers come later).
+/// The image is on the instance's remote, or on another one (an image
+/// server), which the instance's server then downloads it from.
 fn launch(r: &mut Router, a: &mut crate::cli::CreateArgs) -> Result<()> {
     r.opt(&mut a.name)?;
     let (remote, rest) = split(r.cfg, &a.image)?;
     if let Some(remote) = remote {
         if remote != r.remote() {
-            bail!(
-                "Creating an instance on {} from an image on {remote} is not supported yet; copy the image first",
-                r.remote()
-            );
+            a.image_remote = Some(remote.to_string());
         }
         a.image = rest.to_string();
     }
@@ -551,9 +560,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("different remotes"), "{e}");
-        let e = routed(&["launch", "images:debian/12", "c1"])
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("not supported yet"), "{e}");
+        // A launch from an image server: the instance's server downloads.
+        let (remote, cmd) = routed(&["launch", "images:debian/12", "c1"]).unwrap();
+        assert_eq!(remote, "local");
+        let Command::Launch(l) = cmd else { panic!() };
+        assert_eq!(l.create.image, "debian/12");
+        assert_eq!(l.create.image_remote.as_deref(), Some("images"));
     }
 }
