@@ -17,6 +17,7 @@ mod operations;
 mod profiles;
 mod registry;
 mod remote;
+mod server_api;
 mod state;
 mod storage;
 mod uniqueness;

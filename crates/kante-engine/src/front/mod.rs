@@ -36,13 +36,16 @@
 //! asks for — [`Engine::open`], [`Engine::stop_all_for_host_shutdown`]
 //! and [`Engine::shutdown`], called by kanted — stays as direct methods.
 
+mod etag;
 pub(crate) mod feed;
 pub mod filter;
 mod reply;
 mod request;
+mod server_api;
 mod upload;
 mod verbs;
 
+pub use etag::etag_of;
 pub use reply::{Disposition, Download, DownloadPart, EventStream, Reply};
 pub use request::{ListDetail, Request, Target};
 pub use upload::{ByteStream, ImageUploadInfo, Parts, UploadBody};
@@ -84,7 +87,11 @@ impl Engine {
     /// [`Request::open_to_untrusted`] verbs.
     pub async fn handle_as(&self, access: &Access, req: Request) -> Result<Reply> {
         let verb = req.name();
-        if !access.trusted && !req.open_to_untrusted() {
+        let metrics = matches!(req, Request::Metrics);
+        if !access.trusted
+            && !req.open_to_untrusted()
+            && !self.metrics_reader(access, metrics).await
+        {
             tracing::debug!(verb, caller = ?access.caller, "refused: untrusted");
             return Err(EngineError::Forbidden("not authorized".into()));
         }
@@ -449,6 +456,15 @@ impl Engine {
                     self.volume_snapshot_delete(&pool, &volume, &snapshot)
                         .await?,
                 )
+            }
+            req @ (Metrics | Resources | PoolResources { .. } | ProjectList | WarningList) => {
+                self.server_api(req).await?
+            }
+            req @ (ProjectCreate { .. } | ProjectGet { .. } | ProjectUpdate { .. }) => {
+                self.server_api(req).await?
+            }
+            req @ (ProjectRename { .. } | ProjectDelete { .. } | WarningGet { .. }) => {
+                self.server_api(req).await?
             }
         })
     }

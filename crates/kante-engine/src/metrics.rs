@@ -1,0 +1,591 @@
+//! `GET /1.0/metrics`: each running instance's CPU, memory, disk,
+//! file-system, network and process figures in OpenMetrics text, under
+//! LXD's metric names and labels (`name`, `project`, `type`, and `cpu`,
+//! `mode`, `device`, `fstype`, `mountpoint` where they apply), so a
+//! Prometheus scrape configuration made for LXD works unchanged. The
+//! figures come from where `/state` reads them (the runtime's stats and
+//! the instance's cgroup), its root file system and its network
+//! namespace (`/proc/<init>/net/dev`).
+//!
+//! Counter families are declared without their `_total` suffix, as
+//! OpenMetrics requires; the series themselves carry LXD's names
+//! (`lxd_cpu_seconds_total`, …).
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::path::Path;
+
+use kante_runtime::cgroup::Cgroup;
+
+use crate::error::Result;
+use crate::Engine;
+
+/// The content type of the reply.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Counter,
+    Gauge,
+}
+
+struct Family {
+    /// The series' name (a counter's ends in `_total`).
+    name: &'static str,
+    help: &'static str,
+    kind: Kind,
+    samples: Vec<(Vec<(&'static str, String)>, String)>,
+}
+
+/// Metric families in the order they are written.
+#[derive(Default)]
+pub(crate) struct MetricSet {
+    families: Vec<Family>,
+}
+
+impl MetricSet {
+    fn add(
+        &mut self,
+        name: &'static str,
+        kind: Kind,
+        help: &'static str,
+        labels: Vec<(&'static str, String)>,
+        value: String,
+    ) {
+        let i = match self.families.iter().position(|f| f.name == name) {
+            Some(i) => i,
+            None => {
+                self.families.push(Family {
+                    name,
+                    help,
+                    kind,
+                    samples: Vec::new(),
+                });
+                self.families.len() - 1
+            }
+        };
+        self.families[i].samples.push((labels, value));
+    }
+
+    fn counter(&mut self, name: &'static str, help: &'static str, l: Labels, v: impl ToString) {
+        self.add(name, Kind::Counter, help, l, v.to_string());
+    }
+
+    fn gauge(&mut self, name: &'static str, help: &'static str, l: Labels, v: impl ToString) {
+        self.add(name, Kind::Gauge, help, l, v.to_string());
+    }
+
+    /// The OpenMetrics text, `# EOF` last.
+    pub(crate) fn render(&self) -> String {
+        let mut out = String::new();
+        for f in &self.families {
+            let family = match f.kind {
+                Kind::Counter => f.name.strip_suffix("_total").unwrap_or(f.name),
+                Kind::Gauge => f.name,
+            };
+            let kind = match f.kind {
+                Kind::Counter => "counter",
+                Kind::Gauge => "gauge",
+            };
+            let _ = writeln!(out, "# HELP {family} {}", f.help);
+            let _ = writeln!(out, "# TYPE {family} {kind}");
+            for (labels, value) in &f.samples {
+                let mut sorted = labels.clone();
+                sorted.sort_by_key(|(k, _)| *k);
+                let l: Vec<String> = sorted
+                    .iter()
+                    .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+                    .collect();
+                let _ = writeln!(out, "{}{{{}}} {value}", f.name, l.join(","));
+            }
+        }
+        out.push_str("# EOF\n");
+        out
+    }
+}
+
+type Labels = Vec<(&'static str, String)>;
+
+/// A label value as OpenMetrics quotes it.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// What is read of one running instance.
+pub(crate) struct Sampled {
+    pub name: String,
+    pub project: String,
+    pub kind: String,
+    pub stats: kante_runtime::Stats,
+    pub cgroup: Cgroup,
+    pub pid: i32,
+}
+
+impl Engine {
+    /// `GET /1.0/metrics`: every running instance's figures.
+    pub(crate) async fn metrics_text(&self) -> Result<String> {
+        let mut set = MetricSet::default();
+        for name in self.instance_names().await? {
+            let Some(r) = self.running(&name) else {
+                continue;
+            };
+            let Ok(row) = self.instance_row(&name).await else {
+                continue;
+            };
+            let sampled = {
+                let guard = crate::lock(&r.container);
+                let Some(c) = guard.as_ref() else { continue };
+                Sampled {
+                    name: row.name.clone(),
+                    project: row.project.clone(),
+                    kind: row.kind.clone(),
+                    stats: self.runtime.stats(c),
+                    cgroup: self.runtime.cgroup(c),
+                    pid: c.pid(),
+                }
+            };
+            let rootfs = self.instance_rootfs(&row).await.ok();
+            let s = tokio::task::spawn_blocking(move || {
+                let mut one = MetricSet::default();
+                instance_metrics(&mut one, &sampled, rootfs.as_deref());
+                one
+            })
+            .await
+            .map_err(|e| crate::EngineError::internal(format!("reading metrics: {e}")))?;
+            for f in s.families {
+                for (l, v) in f.samples {
+                    set.add(f.name, f.kind, f.help, l, v);
+                }
+            }
+        }
+        Ok(set.render())
+    }
+}
+
+/// `key value` lines (cpu.stat, memory.stat, memory.events).
+fn keyed(text: Option<String>) -> BTreeMap<String, u64> {
+    text.unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            Some((k.to_string(), v.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// One instance's figures into `set`.
+pub(crate) fn instance_metrics(set: &mut MetricSet, s: &Sampled, rootfs: Option<&Path>) {
+    let base: Labels = vec![
+        ("name", s.name.clone()),
+        ("project", s.project.clone()),
+        ("type", s.kind.clone()),
+    ];
+    let with = |extra: &[(&'static str, &str)]| {
+        let mut l = base.clone();
+        l.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+        l
+    };
+    let cg = &s.cgroup;
+
+    // CPU: user and system seconds, from cpu.stat (v2) or cpuacct.stat
+    // (v1, in USER_HZ ticks); where no split is known, all is user time.
+    let (user, system) = if cg.is_v1("cpuacct") {
+        let t = keyed(cg.read("cpuacct", "cpuacct.stat"));
+        let tick = |k: &str| t.get(k).copied().unwrap_or(0) as f64 / 100.0;
+        (tick("user"), tick("system"))
+    } else {
+        let t = keyed(cg.read("cpu", "cpu.stat"));
+        match (t.get("user_usec"), t.get("system_usec")) {
+            (Some(u), Some(y)) => (*u as f64 / 1e6, *y as f64 / 1e6),
+            _ => (s.stats.cpu_ns as f64 / 1e9, 0.0),
+        }
+    };
+    const CPU_HELP: &str = "The total number of CPU time used in seconds.";
+    for (mode, v) in [("system", system), ("user", user)] {
+        set.counter(
+            "lxd_cpu_seconds_total",
+            CPU_HELP,
+            with(&[("cpu", "0"), ("mode", mode)]),
+            v,
+        );
+    }
+    let cpus = cg
+        .read("cpuset", "cpuset.cpus.effective")
+        .map(|l| count_cpus(&l))
+        .filter(|n| *n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()) as u64);
+    set.gauge(
+        "lxd_cpu_effective_total",
+        "The total number of effective CPUs.",
+        base.clone(),
+        cpus,
+    );
+
+    memory(set, s, &base);
+    disk_io(set, cg, &base);
+    if let Some(root) = rootfs {
+        filesystem(set, root, &with(&[("device", "root"), ("mountpoint", "/")]));
+    }
+    network(set, s.pid, &base);
+    set.gauge(
+        "lxd_procs_total",
+        "The number of running processes.",
+        base.clone(),
+        s.stats.processes,
+    );
+}
+
+/// A cpuset list's CPU count (`0-3,6`).
+fn count_cpus(list: &str) -> u64 {
+    list.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| match p.trim().split_once('-') {
+            Some((a, b)) => match (a.parse::<u64>(), b.parse::<u64>()) {
+                (Ok(a), Ok(b)) if b >= a => b - a + 1,
+                _ => 0,
+            },
+            None => 1,
+        })
+        .sum()
+}
+
+fn memory(set: &mut MetricSet, s: &Sampled, base: &Labels) {
+    let cg = &s.cgroup;
+    let v1 = cg.is_v1("memory");
+    let st = keyed(cg.read("memory", "memory.stat"));
+    let get = |v2: &str, v1name: &str| st.get(if v1 { v1name } else { v2 }).copied().unwrap_or(0);
+    let (active_anon, active_file) = (
+        get("active_anon", "active_anon"),
+        get("active_file", "active_file"),
+    );
+    let (inactive_anon, inactive_file) = (
+        get("inactive_anon", "inactive_anon"),
+        get("inactive_file", "inactive_file"),
+    );
+    let cached = get("file", "cache");
+    let usage = s.stats.memory_usage.max(0) as u64;
+    let host_total =
+        crate::resources::memory(&std::fs::read_to_string("/proc/meminfo").unwrap_or_default())
+            .total;
+    let limit = if v1 {
+        cg.read("memory", "memory.limit_in_bytes")
+    } else {
+        cg.read("memory", "memory.max")
+    }
+    .and_then(|v| v.parse::<u64>().ok())
+    .filter(|l| *l > 0 && (host_total == 0 || *l < host_total));
+    let total = limit.unwrap_or(host_total);
+    let free = total.saturating_sub(usage);
+    let gauges: [(&'static str, &'static str, u64); 17] = [
+        (
+            "lxd_memory_Active_anon_bytes",
+            "The amount of anonymous memory on active LRU list.",
+            active_anon,
+        ),
+        (
+            "lxd_memory_Active_file_bytes",
+            "The amount of file-backed memory on active LRU list.",
+            active_file,
+        ),
+        (
+            "lxd_memory_Active_bytes",
+            "The amount of memory on active LRU list.",
+            active_anon + active_file,
+        ),
+        (
+            "lxd_memory_Cached_bytes",
+            "The amount of cached memory.",
+            cached,
+        ),
+        (
+            "lxd_memory_Dirty_bytes",
+            "The amount of memory waiting to get written back to the disk.",
+            get("file_dirty", "dirty"),
+        ),
+        (
+            "lxd_memory_Inactive_anon_bytes",
+            "The amount of anonymous memory on inactive LRU list.",
+            inactive_anon,
+        ),
+        (
+            "lxd_memory_Inactive_file_bytes",
+            "The amount of file-backed memory on inactive LRU list.",
+            inactive_file,
+        ),
+        (
+            "lxd_memory_Inactive_bytes",
+            "The amount of memory on inactive LRU list.",
+            inactive_anon + inactive_file,
+        ),
+        (
+            "lxd_memory_Mapped_bytes",
+            "The amount of mapped memory.",
+            get("file_mapped", "mapped_file"),
+        ),
+        (
+            "lxd_memory_MemAvailable_bytes",
+            "The amount of available memory.",
+            free + inactive_file.min(cached),
+        ),
+        (
+            "lxd_memory_MemFree_bytes",
+            "The amount of free memory.",
+            free,
+        ),
+        (
+            "lxd_memory_MemTotal_bytes",
+            "The amount of used memory.",
+            total,
+        ),
+        (
+            "lxd_memory_RSS_bytes",
+            "The amount of anonymous and swap cache memory.",
+            get("anon", "rss"),
+        ),
+        (
+            "lxd_memory_Shmem_bytes",
+            "The amount of cached filesystem data that is swap-backed.",
+            get("shmem", "shmem"),
+        ),
+        (
+            "lxd_memory_Swap_bytes",
+            "The amount of used swap memory.",
+            s.stats.swap_usage.max(0) as u64,
+        ),
+        (
+            "lxd_memory_Unevictable_bytes",
+            "The amount of unevictable memory.",
+            get("unevictable", "unevictable"),
+        ),
+        (
+            "lxd_memory_Writeback_bytes",
+            "The amount of memory queued for syncing to disk.",
+            get("file_writeback", "writeback"),
+        ),
+    ];
+    for (name, help, v) in gauges {
+        set.gauge(name, help, base.clone(), v);
+    }
+    let ooms = if v1 {
+        keyed(cg.read("memory", "memory.oom_control"))
+            .get("oom_kill")
+            .copied()
+    } else {
+        keyed(cg.read("memory", "memory.events"))
+            .get("oom_kill")
+            .copied()
+    };
+    set.counter(
+        "lxd_memory_OOM_kills_total",
+        "The number of out of memory kills.",
+        base.clone(),
+        ooms.unwrap_or(0),
+    );
+}
+
+/// Per block device, from io.stat (cgroup v2): bytes and operations.
+fn disk_io(set: &mut MetricSet, cg: &Cgroup, base: &Labels) {
+    if cg.is_v1("io") {
+        return;
+    }
+    let Some(text) = cg.read("io", "io.stat") else {
+        return;
+    };
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        let Some(dev) = words.next() else { continue };
+        let kv: BTreeMap<&str, u64> = words
+            .filter_map(|w| {
+                let (k, v) = w.split_once('=')?;
+                Some((k, v.parse().ok()?))
+            })
+            .collect();
+        let name = block_name(dev);
+        let mut l = base.clone();
+        l.push(("device", name));
+        let g = |k: &str| kv.get(k).copied().unwrap_or(0);
+        set.counter(
+            "lxd_disk_read_bytes_total",
+            "The total number of bytes read.",
+            l.clone(),
+            g("rbytes"),
+        );
+        set.counter(
+            "lxd_disk_reads_completed_total",
+            "The total number of completed reads.",
+            l.clone(),
+            g("rios"),
+        );
+        set.counter(
+            "lxd_disk_written_bytes_total",
+            "The total number of bytes written.",
+            l.clone(),
+            g("wbytes"),
+        );
+        set.counter(
+            "lxd_disk_writes_completed_total",
+            "The total number of completed writes.",
+            l,
+            g("wios"),
+        );
+    }
+}
+
+/// `MAJ:MIN` as the kernel names the device (`vda`), or as given.
+fn block_name(dev: &str) -> String {
+    std::fs::read_to_string(format!("/sys/dev/block/{dev}/uevent"))
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("DEVNAME=").map(str::to_string))
+        })
+        .unwrap_or_else(|| dev.to_string())
+}
+
+fn filesystem(set: &mut MetricSet, root: &Path, labels: &Labels) {
+    let Ok(st) = nix::sys::statvfs::statvfs(root) else {
+        return;
+    };
+    let fstype = nix::sys::statfs::statfs(root)
+        .map(|f| fs_name(f.filesystem_type().0 as i64))
+        .unwrap_or("unknown");
+    let mut l = labels.clone();
+    l.push(("fstype", fstype.to_string()));
+    let frag = st.fragment_size() as u64;
+    set.gauge(
+        "lxd_filesystem_avail_bytes",
+        "The number of available space in bytes.",
+        l.clone(),
+        st.blocks_available() as u64 * frag,
+    );
+    set.gauge(
+        "lxd_filesystem_free_bytes",
+        "The number of free space in bytes.",
+        l.clone(),
+        st.blocks_free() as u64 * frag,
+    );
+    set.gauge(
+        "lxd_filesystem_size_bytes",
+        "The size of the filesystem in bytes.",
+        l,
+        st.blocks() as u64 * frag,
+    );
+}
+
+/// A file system's name from its magic number.
+fn fs_name(magic: i64) -> &'static str {
+    match magic {
+        0xEF53 => "ext4",
+        0x9123_683E => "btrfs",
+        0x5846_5342 => "xfs",
+        0x0102_1994 => "tmpfs",
+        0x2FC1_2FC1 => "zfs",
+        0x794C_7630 => "overlay",
+        _ => "unknown",
+    }
+}
+
+/// Per interface of the instance's network namespace, from
+/// `/proc/<init>/net/dev`.
+fn network(set: &mut MetricSet, pid: i32, base: &Labels) {
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/dev")) else {
+        return;
+    };
+    for (dev, f) in parse_net_dev(&text) {
+        let mut l = base.clone();
+        l.push(("device", dev));
+        let names: [(&'static str, &'static str, usize); 8] = [
+            (
+                "lxd_network_receive_bytes_total",
+                "The amount of received bytes on a given interface.",
+                0,
+            ),
+            (
+                "lxd_network_receive_drop_total",
+                "The amount of received dropped bytes on a given interface.",
+                3,
+            ),
+            (
+                "lxd_network_receive_errs_total",
+                "The amount of received errors on a given interface.",
+                2,
+            ),
+            (
+                "lxd_network_receive_packets_total",
+                "The amount of received packets on a given interface.",
+                1,
+            ),
+            (
+                "lxd_network_transmit_bytes_total",
+                "The amount of transmitted bytes on a given interface.",
+                8,
+            ),
+            (
+                "lxd_network_transmit_drop_total",
+                "The amount of transmitted dropped bytes on a given interface.",
+                11,
+            ),
+            (
+                "lxd_network_transmit_errs_total",
+                "The amount of transmitted errors on a given interface.",
+                10,
+            ),
+            (
+                "lxd_network_transmit_packets_total",
+                "The amount of transmitted packets on a given interface.",
+                9,
+            ),
+        ];
+        for (name, help, i) in names {
+            set.counter(name, help, l.clone(), f.get(i).copied().unwrap_or(0));
+        }
+    }
+}
+
+/// `/proc/net/dev`'s rows: interface and its 16 counters.
+fn parse_net_dev(text: &str) -> Vec<(String, Vec<u64>)> {
+    text.lines()
+        .skip(2)
+        .filter_map(|l| {
+            let (dev, rest) = l.split_once(':')?;
+            let nums = rest
+                .split_whitespace()
+                .map(|w| w.parse().unwrap_or(0))
+                .collect();
+            Some((dev.trim().to_string(), nums))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_declared_without_total_and_end_with_eof() {
+        let mut set = MetricSet::default();
+        let l = vec![("type", "container".to_string()), ("name", "c\"1".into())];
+        set.counter("lxd_cpu_seconds_total", "CPU.", l.clone(), 1.5);
+        set.gauge("lxd_procs_total", "Procs.", l, 3);
+        let text = set.render();
+        assert_eq!(
+            text,
+            "# HELP lxd_cpu_seconds CPU.\n# TYPE lxd_cpu_seconds counter\n\
+             lxd_cpu_seconds_total{name=\"c\\\"1\",type=\"container\"} 1.5\n\
+             # HELP lxd_procs_total Procs.\n# TYPE lxd_procs_total gauge\n\
+             lxd_procs_total{name=\"c\\\"1\",type=\"container\"} 3\n# EOF\n"
+        );
+    }
+
+    #[test]
+    fn net_dev_rows_parse() {
+        let t = "Inter-|   Receive\n face |bytes\n  eth0: 100 2 0 1 0 0 0 0 200 3 0 0 0 0 0 0\n    lo: 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n";
+        let rows = parse_net_dev(t);
+        assert_eq!(rows[0].0, "eth0");
+        assert_eq!((rows[0].1[0], rows[0].1[3], rows[0].1[8]), (100, 1, 200));
+        assert_eq!(rows[1].0, "lo");
+        assert_eq!(count_cpus("0-3,6"), 5);
+    }
+}
