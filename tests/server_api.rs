@@ -162,8 +162,8 @@ fn metrics_move_with_the_instance_and_parse_as_openmetrics() {
             cpu(&after)
         );
         // lxc query reads it too (as text).
-        let q = lxc(&d, &["query", "/1.0/metrics"], None);
-        eprintln!("lxc query /1.0/metrics: {} {}", q.status, text(&q.stderr));
+        let q = lxc_ok(&d, &["query", "/1.0/metrics"]);
+        assert!(q.contains("lxd_procs_total{"), "{q}");
         // Prometheus' own OpenMetrics parser accepts it.
         let parser = Command::new("/usr/bin/python3")
             .args(["-c", "import prometheus_client.openmetrics.parser"])
@@ -393,6 +393,93 @@ fn pylxd_older_containers_api_works() {
         let (code, _, body) = curl(&d, "GET", "/1.0/containers", &[], None);
         assert_eq!(code, 200, "{body}");
         assert!(body.contains("c1") && !body.contains("c2"), "{body}");
+        d.shutdown().await;
+    });
+}
+
+/// curl over HTTPS (the server's certificate not checked), with a client
+/// certificate if given: (status, body).
+fn curl_https(port: u16, path: &str, cert: Option<(&Path, &Path)>) -> (u16, String) {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-s", "-k", "-o", "-", "-w", "\n%{http_code}"]);
+    if let Some((crt, key)) = cert {
+        cmd.arg("--cert").arg(crt).arg("--key").arg(key);
+    }
+    cmd.arg(format!("https://127.0.0.1:{port}{path}"));
+    let out = text(&cmd.output().expect("run curl").stdout);
+    let (body, code) = out.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+#[test]
+fn a_metrics_certificate_scrapes_over_https_and_reaches_nothing_else() {
+    run(async {
+        let d = Daemon::start().await;
+        let fp = d.import(TestImage::Busybox).await;
+        d.launch(&fp, "c1", &[]).await;
+        let port = kante_integration::free_port();
+        lxc_ok(
+            &d,
+            &[
+                "config",
+                "set",
+                "core.https_address",
+                &format!("127.0.0.1:{port}"),
+            ],
+        );
+        // A certificate made as LXD's metrics documentation does.
+        let (crt, key) = (d.dir.join("metrics.crt"), d.dir.join("metrics.key"));
+        let made = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:secp384r1",
+            ])
+            .args([
+                "-sha384",
+                "-nodes",
+                "-days",
+                "30",
+                "-subj",
+                "/CN=metrics.local",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&crt)
+            .output()
+            .expect("run openssl");
+        assert!(made.status.success(), "{}", text(&made.stderr));
+        let unknown = curl_https(port, "/1.0/metrics", Some((&crt, &key)));
+        assert_eq!(unknown.0, 403, "{}", unknown.1);
+        lxc_ok(
+            &d,
+            &[
+                "config",
+                "trust",
+                "add",
+                crt.to_str().unwrap(),
+                "--type=metrics",
+            ],
+        );
+        let list = lxc_ok(&d, &["config", "trust", "list", "--format", "csv"]);
+        assert!(list.contains("metrics"), "{list}");
+        let (code, body) = curl_https(port, "/1.0/metrics", Some((&crt, &key)));
+        assert_eq!(code, 200, "{body}");
+        assert!(
+            body.contains("lxd_procs_total{name=\"c1\",project=\"default\",type=\"container\"}"),
+            "{body}"
+        );
+        assert!(body.ends_with("# EOF\n"), "{body}");
+        for path in ["/1.0/instances", "/1.0/resources", "/1.0/certificates"] {
+            let (code, body) = curl_https(port, path, Some((&crt, &key)));
+            assert_eq!(code, 403, "{path}: {body}");
+        }
+        let (code, _) = curl_https(port, "/1.0/metrics", None);
+        assert_eq!(code, 403);
         d.shutdown().await;
     });
 }
