@@ -445,46 +445,29 @@ fn block_name(dev: &str) -> String {
 }
 
 fn filesystem(set: &mut MetricSet, root: &Path, labels: &Labels) {
-    let Ok(st) = nix::sys::statvfs::statvfs(root) else {
+    let Ok(st) = kante_runtime::host::fs_space(root) else {
         return;
     };
-    let fstype = nix::sys::statfs::statfs(root)
-        .map(|f| fs_name(f.filesystem_type().0 as i64))
-        .unwrap_or("unknown");
     let mut l = labels.clone();
-    l.push(("fstype", fstype.to_string()));
-    let frag = st.fragment_size() as u64;
+    l.push(("fstype", st.fs_type.to_string()));
     set.gauge(
         "lxd_filesystem_avail_bytes",
         "The number of available space in bytes.",
         l.clone(),
-        st.blocks_available() as u64 * frag,
+        st.available,
     );
     set.gauge(
         "lxd_filesystem_free_bytes",
         "The number of free space in bytes.",
         l.clone(),
-        st.blocks_free() as u64 * frag,
+        st.free,
     );
     set.gauge(
         "lxd_filesystem_size_bytes",
         "The size of the filesystem in bytes.",
         l,
-        st.blocks() as u64 * frag,
+        st.size,
     );
-}
-
-/// A file system's name from its magic number.
-fn fs_name(magic: i64) -> &'static str {
-    match magic {
-        0xEF53 => "ext4",
-        0x9123_683E => "btrfs",
-        0x5846_5342 => "xfs",
-        0x0102_1994 => "tmpfs",
-        0x2FC1_2FC1 => "zfs",
-        0x794C_7630 => "overlay",
-        _ => "unknown",
-    }
 }
 
 /// Per interface of the instance's network namespace, from

@@ -18,37 +18,27 @@ use crate::Engine;
 impl Engine {
     /// `GET /1.0/resources`.
     pub(crate) async fn resources(&self) -> Result<Resources> {
-        Ok(
-            tokio::task::spawn_blocking(|| host_resources(Path::new("/")))
-                .await
-                .map_err(|e| EngineError::internal(format!("reading resources: {e}")))?,
-        )
+        tokio::task::spawn_blocking(|| host_resources(Path::new("/")))
+            .await
+            .map_err(|e| EngineError::internal(format!("reading resources: {e}")))
     }
 
     /// `GET /1.0/storage-pools/{name}/resources`: the file system the
     /// pool lives on.
     pub(crate) async fn pool_resources(&self, name: &str) -> Result<PoolResources> {
         let pool = self.pool(name)?;
-        let st = nix::sys::statvfs::statvfs(&pool.base)
+        let st = kante_runtime::host::fs_space(&pool.base)
             .map_err(|e| EngineError::internal(format!("statvfs {}: {e}", pool.base.display())))?;
-        Ok(pool_space(&st))
-    }
-}
-
-/// Space and inodes of a file system, as LXD counts them.
-pub(crate) fn pool_space(st: &nix::sys::statvfs::Statvfs) -> PoolResources {
-    let frag = st.fragment_size() as u64;
-    let (blocks, free) = (st.blocks() as u64, st.blocks_free() as u64);
-    let (files, ffree) = (st.files() as u64, st.files_free() as u64);
-    PoolResources {
-        space: PoolSpace {
-            used: blocks.saturating_sub(free) * frag,
-            total: blocks * frag,
-        },
-        inodes: PoolInodes {
-            used: files.saturating_sub(ffree),
-            total: files,
-        },
+        Ok(PoolResources {
+            space: PoolSpace {
+                used: st.size.saturating_sub(st.free),
+                total: st.size,
+            },
+            inodes: PoolInodes {
+                used: st.inodes.saturating_sub(st.inodes_free),
+                total: st.inodes,
+            },
+        })
     }
 }
 

@@ -56,10 +56,9 @@ pub async fn gate(State(s): State<AppState>, req: Request, next: Next) -> Respon
         None => Caller::Local,
     };
     let trusted = s.engine.trusts(&caller).await;
-    if !trusted
-        && !open_to_untrusted(req.method().as_str(), req.uri().path())
-        && !(is_metrics(&req) && s.engine.holds_metrics_certificate(&caller).await)
-    {
+    let open = open_to_untrusted(req.method().as_str(), req.uri().path());
+    let reader = !trusted && is_metrics(&req) && s.engine.holds_metrics_certificate(&caller).await;
+    if !(trusted || open || reader) {
         tracing::debug!(method = %req.method(), path = %req.uri().path(), ?caller, "untrusted caller refused");
         return response::error(403, "not authorized");
     }
