@@ -136,10 +136,10 @@ fn metrics_move_with_the_instance_and_parse_as_openmetrics() {
         let free = series(&body, &format!("lxd_memory_MemFree_bytes{{{labels}")).unwrap();
         assert!(total > 0.0 && free < total, "{body}");
         assert!(series(&body, &format!("lxd_procs_total{{{labels}")).unwrap() >= 1.0);
-        let rootfs = "lxd_filesystem_size_bytes{device=\"root\",";
+        let rootfs = "lxd_filesystem_size_bytes{device=";
         assert!(
             body.lines()
-                .any(|l| l.starts_with(rootfs) && l.contains("name=\"c1\"")),
+                .any(|l| l.starts_with(rootfs) && l.contains("mountpoint=\"/\",name=\"c1\"")),
             "{body}"
         );
         assert!(

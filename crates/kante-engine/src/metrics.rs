@@ -5,7 +5,13 @@
 //! Prometheus scrape configuration made for LXD works unchanged. The
 //! figures come from where `/state` reads them (the runtime's stats and
 //! the instance's cgroup), its root file system and its network
-//! namespace (`/proc/<init>/net/dev`).
+//! namespace (`/proc/<init>/net/dev`). The set is LXD 5.0.2's for a
+//! container (`lxd/instance/drivers/driver_lxc.go`'s `Metrics`): CPU
+//! seconds by mode on cgroup v2's single `cpu="0"`, the memory gauges
+//! from `memory.stat` with `MemTotal` the effective limit, disk I/O per
+//! device, the root disk's file system (`device` the mounted device, empty
+//! on a `dir` pool, as LXD), network counters per interface, processes.
+//! Not yet: file systems of other disk devices.
 //!
 //! Counter families are declared without their `_total` suffix, as
 //! OpenMetrics requires; the series themselves carry LXD's names
@@ -78,7 +84,9 @@ impl MetricSet {
     /// The OpenMetrics text, `# EOF` last.
     pub(crate) fn render(&self) -> String {
         let mut out = String::new();
-        for f in &self.families {
+        let mut families: Vec<&Family> = self.families.iter().collect();
+        families.sort_by_key(|f| f.name);
+        for f in families {
             let family = match f.kind {
                 Kind::Counter => f.name.strip_suffix("_total").unwrap_or(f.name),
                 Kind::Gauge => f.name,
@@ -211,22 +219,15 @@ pub(crate) fn instance_metrics(set: &mut MetricSet, s: &Sampled, rootfs: Option<
             v,
         );
     }
-    let cpus = cg
-        .read("cpuset", "cpuset.cpus.effective")
-        .map(|l| count_cpus(&l))
-        .filter(|n| *n > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()) as u64);
-    set.gauge(
-        "lxd_cpu_effective_total",
-        "The total number of effective CPUs.",
-        base.clone(),
-        cpus,
-    );
-
     memory(set, s, &base);
     disk_io(set, cg, &base);
     if let Some(root) = rootfs {
-        filesystem(set, root, &with(&[("device", "root"), ("mountpoint", "/")]));
+        let device = mounted_device(root);
+        filesystem(
+            set,
+            root,
+            &with(&[("device", &device), ("mountpoint", "/")]),
+        );
     }
     network(set, s.pid, &base);
     set.gauge(
@@ -237,18 +238,22 @@ pub(crate) fn instance_metrics(set: &mut MetricSet, s: &Sampled, rootfs: Option<
     );
 }
 
-/// A cpuset list's CPU count (`0-3,6`).
-fn count_cpus(list: &str) -> u64 {
-    list.split(',')
-        .filter(|p| !p.trim().is_empty())
-        .map(|p| match p.trim().split_once('-') {
-            Some((a, b)) => match (a.parse::<u64>(), b.parse::<u64>()) {
-                (Ok(a), Ok(b)) if b >= a => b - a + 1,
-                _ => 0,
-            },
-            None => 1,
+/// The device mounted at `root` or at the volume holding it (its
+/// parent), from /proc/mounts; empty when neither is a mount point (a
+/// `dir` pool), as LXD reports a root disk without a mount of its own.
+fn mounted_device(root: &Path) -> String {
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let at = |p: &Path| {
+        let p = p.to_string_lossy();
+        mounts.lines().find_map(|l| {
+            let mut f = l.split_whitespace();
+            let (dev, point) = (f.next()?, f.next()?);
+            (point == p).then(|| dev.to_string())
         })
-        .sum()
+    };
+    at(root)
+        .or_else(|| root.parent().and_then(at))
+        .unwrap_or_default()
 }
 
 fn memory(set: &mut MetricSet, s: &Sampled, base: &Labels) {
@@ -327,7 +332,7 @@ fn memory(set: &mut MetricSet, s: &Sampled, base: &Labels) {
         (
             "lxd_memory_MemAvailable_bytes",
             "The amount of available memory.",
-            free + inactive_file.min(cached),
+            free + cached,
         ),
         (
             "lxd_memory_MemFree_bytes",
@@ -368,21 +373,6 @@ fn memory(set: &mut MetricSet, s: &Sampled, base: &Labels) {
     for (name, help, v) in gauges {
         set.gauge(name, help, base.clone(), v);
     }
-    let ooms = if v1 {
-        keyed(cg.read("memory", "memory.oom_control"))
-            .get("oom_kill")
-            .copied()
-    } else {
-        keyed(cg.read("memory", "memory.events"))
-            .get("oom_kill")
-            .copied()
-    };
-    set.counter(
-        "lxd_memory_OOM_kills_total",
-        "The number of out of memory kills.",
-        base.clone(),
-        ooms.unwrap_or(0),
-    );
 }
 
 /// Per block device, from io.stat (cgroup v2): bytes and operations.
@@ -569,6 +559,5 @@ mod tests {
         assert_eq!(rows[0].0, "eth0");
         assert_eq!((rows[0].1[0], rows[0].1[3], rows[0].1[8]), (100, 1, 200));
         assert_eq!(rows[1].0, "lo");
-        assert_eq!(count_cpus("0-3,6"), 5);
     }
 }
