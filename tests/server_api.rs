@@ -207,7 +207,8 @@ fn lxc_reads_resources_projects_warnings_and_operations() {
     run(async {
         let d = Daemon::start().await;
         let info = lxc_ok(&d, &["info", "--resources"]);
-        assert!(info.contains("CPU"), "{info}");
+        eprintln!("lxc info --resources:\n{info}");
+        assert!(info.contains("CPU") && info.contains("Cores:"), "{info}");
         assert!(info.to_lowercase().contains("memory"), "{info}");
         let projects = lxc_ok(&d, &["project", "list"]);
         assert!(projects.contains("default"), "{projects}");

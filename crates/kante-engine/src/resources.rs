@@ -98,9 +98,30 @@ fn cpuinfo_names(text: &str) -> BTreeMap<u64, (String, String)> {
     out
 }
 
+/// Per processor number, its `cpu MHz` from /proc/cpuinfo.
+fn cpuinfo_mhz(text: &str) -> BTreeMap<u64, u64> {
+    let mut out = BTreeMap::new();
+    for block in text.split("\n\n") {
+        let field = |k: &str| {
+            block.lines().find_map(|l| {
+                let (key, v) = l.split_once(':')?;
+                (key.trim() == k).then(|| v.trim().to_string())
+            })
+        };
+        if let (Some(p), Some(m)) = (field("processor"), field("cpu MHz")) {
+            if let (Ok(p), Ok(m)) = (p.parse::<u64>(), m.parse::<f64>()) {
+                out.insert(p, m.round() as u64);
+            }
+        }
+    }
+    out
+}
+
 fn cpu(root: &Path, architecture: String) -> Cpu {
     let base = root.join("sys/devices/system/cpu");
-    let names = cpuinfo_names(&read(root.join("proc/cpuinfo")));
+    let cpuinfo = read(root.join("proc/cpuinfo"));
+    let names = cpuinfo_names(&cpuinfo);
+    let mhz = cpuinfo_mhz(&cpuinfo);
     let isolated = parse_list(&read(base.join("isolated")));
     let mut ids: Vec<i64> = std::fs::read_dir(&base)
         .into_iter()
@@ -132,8 +153,13 @@ fn cpu(root: &Path, architecture: String) -> Cpu {
             })
             .unwrap_or(0);
         let khz = |f: &str| read_u64(dir.join("cpufreq").join(f)).unwrap_or(0) / 1000;
+        // The current frequency: cpufreq's, else /proc/cpuinfo's.
+        let cur = match khz("scaling_cur_freq") {
+            0 => mhz.get(&(*id as u64)).copied().unwrap_or(0),
+            f => f,
+        };
         let f = freq.entry(socket).or_default();
-        f.0 = f.0.max(khz("scaling_cur_freq"));
+        f.0 = f.0.max(cur);
         f.1 = match (f.1, khz("cpuinfo_min_freq")) {
             (0, m) | (m, 0) => m,
             (a, m) => a.min(m),
@@ -148,6 +174,7 @@ fn cpu(root: &Path, architecture: String) -> Cpu {
                 die,
                 ..Default::default()
             });
+        entry.frequency = entry.frequency.max(cur);
         entry.threads.push(CpuThread {
             id: *id,
             numa_node,
@@ -322,6 +349,8 @@ fn network_cards(root: &Path) -> Vec<NetworkCard> {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
+    // What ethtool reports as an in-tree driver's version.
+    let (kernel_release, _) = kante_runtime::host::kernel_names();
     let mut out = Vec::new();
     for name in names {
         let dir = base.join(&name);
@@ -339,7 +368,10 @@ fn network_cards(root: &Path) -> Vec<NetworkCard> {
         let speed = read(dir.join("speed")).parse::<i64>().unwrap_or(0);
         out.push(NetworkCard {
             driver: link_name(&device.join("driver")),
-            driver_version: read(device.join("driver/module/version")),
+            driver_version: match read(device.join("driver/module/version")) {
+                v if v.is_empty() => kernel_release.clone(),
+                v => v,
+            },
             ports: vec![NetworkPort {
                 id: name.clone(),
                 address: read(dir.join("address")),
@@ -386,6 +418,11 @@ mod tests {
         assert_eq!(parse_list(""), Vec::<u64>::new());
         assert_eq!(parse_size("32K"), 32 * 1024);
         assert_eq!(parse_size("8M"), 8 * 1024 * 1024);
+        let info = "processor\t: 0\ncpu MHz\t\t: 2399.6\n\nprocessor\t: 1\ncpu MHz\t\t: 1200.0\n";
+        assert_eq!(
+            cpuinfo_mhz(info).into_iter().collect::<Vec<_>>(),
+            [(0, 2400), (1, 1200)]
+        );
     }
 
     #[test]
