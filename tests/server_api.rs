@@ -117,7 +117,23 @@ fn metrics_move_with_the_instance_and_parse_as_openmetrics() {
     run(async {
         let d = Daemon::start().await;
         let fp = d.import(TestImage::Busybox).await;
-        d.launch(&fp, "c1", &[]).await;
+        // With a host directory as a second disk: its file system shows too.
+        let scratch = tempfile::tempdir().unwrap();
+        let shared = scratch.path().to_path_buf();
+        let mut devices = kante_api::DevicesMap::new();
+        devices.insert(
+            "data".into(),
+            [
+                ("type", "disk"),
+                ("source", shared.to_str().unwrap()),
+                ("path", "/mnt/data"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        );
+        d.create_with_devices(&fp, "c1", &[], devices).await;
+        d.client.start_instance("c1").await.unwrap();
         d.create(&fp, "c2", &[]).await;
         let (code, headers, body) = curl(&d, "GET", "/1.0/metrics", &[], None);
         assert_eq!(code, 200, "{body}");
@@ -140,6 +156,12 @@ fn metrics_move_with_the_instance_and_parse_as_openmetrics() {
         assert!(
             body.lines()
                 .any(|l| l.starts_with(rootfs) && l.contains("mountpoint=\"/\",name=\"c1\"")),
+            "{body}"
+        );
+        assert!(
+            body.lines()
+                .any(|l| l.starts_with("lxd_filesystem_avail_bytes{")
+                    && l.contains("mountpoint=\"/mnt/data\",name=\"c1\"")),
             "{body}"
         );
         assert!(

@@ -10,8 +10,8 @@
 //! seconds by mode on cgroup v2's single `cpu="0"`, the memory gauges
 //! from `memory.stat` with `MemTotal` the effective limit, disk I/O per
 //! device, the root disk's file system (`device` the mounted device, empty
-//! on a `dir` pool, as LXD), network counters per interface, processes.
-//! Not yet: file systems of other disk devices.
+//! on a `dir` pool, as LXD; other disk devices with a path likewise),
+//! network counters per interface, processes.
 //!
 //! Counter families are declared without their `_total` suffix, as
 //! OpenMetrics requires; the series themselves carry LXD's names
@@ -19,7 +19,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use kante_runtime::cgroup::Cgroup;
 
@@ -154,10 +154,10 @@ impl Engine {
                     pid: c.pid(),
                 }
             };
-            let rootfs = self.instance_rootfs(&row).await.ok();
+            let disks = self.disk_filesystems(&row).await;
             let s = tokio::task::spawn_blocking(move || {
                 let mut one = MetricSet::default();
-                instance_metrics(&mut one, &sampled, rootfs.as_deref());
+                instance_metrics(&mut one, &sampled, &disks);
                 one
             })
             .await
@@ -184,7 +184,7 @@ fn keyed(text: Option<String>) -> BTreeMap<String, u64> {
 }
 
 /// One instance's figures into `set`.
-pub(crate) fn instance_metrics(set: &mut MetricSet, s: &Sampled, rootfs: Option<&Path>) {
+pub(crate) fn instance_metrics(set: &mut MetricSet, s: &Sampled, disks: &[DiskFs]) {
     let base: Labels = vec![
         ("name", s.name.clone()),
         ("project", s.project.clone()),
@@ -221,13 +221,10 @@ pub(crate) fn instance_metrics(set: &mut MetricSet, s: &Sampled, rootfs: Option<
     }
     memory(set, s, &base);
     disk_io(set, cg, &base);
-    if let Some(root) = rootfs {
-        let device = mounted_device(root);
-        filesystem(
-            set,
-            root,
-            &with(&[("device", &device), ("mountpoint", "/")]),
-        );
+    for d in disks {
+        let device = mounted_device(&d.probe).unwrap_or_else(|| d.source.clone());
+        let labels = with(&[("device", &device), ("mountpoint", &d.mountpoint)]);
+        filesystem(set, &d.probe[0], &labels);
     }
     network(set, s.pid, &base);
     set.gauge(
@@ -238,22 +235,70 @@ pub(crate) fn instance_metrics(set: &mut MetricSet, s: &Sampled, rootfs: Option<
     );
 }
 
-/// The device mounted at `root` or at the volume holding it (its
-/// parent), from /proc/mounts; empty when neither is a mount point (a
-/// `dir` pool), as LXD reports a root disk without a mount of its own.
-fn mounted_device(root: &Path) -> String {
+/// A disk device of an instance with a path in it, for its file-system
+/// figures.
+pub(crate) struct DiskFs {
+    /// Host paths to look for a mount at, first the one to measure.
+    pub probe: Vec<PathBuf>,
+    /// The device's `path` in the instance.
+    pub mountpoint: String,
+    /// The device's `source`: its `device` label when nothing is mounted
+    /// at the probed paths (as LXD labels it).
+    pub source: String,
+}
+
+impl Engine {
+    /// The disk devices of `row` that have a path: the root disk (its
+    /// rootfs, or the volume holding it), a custom volume, a host path.
+    async fn disk_filesystems(&self, row: &kante_store::InstanceRow) -> Vec<DiskFs> {
+        let Ok((_, devices)) = self.expanded(row).await else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for d in devices.values() {
+            let get = |k: &str| d.get(k).cloned().unwrap_or_default();
+            let (path, source, pool) = (get("path"), get("source"), get("pool"));
+            if get("type") != "disk" || path.is_empty() {
+                continue;
+            }
+            let probe = if path == "/" && source.is_empty() {
+                match self.instance_rootfs(row).await {
+                    Ok(root) => {
+                        let volume = root.parent().map(Path::to_path_buf);
+                        std::iter::once(root).chain(volume).collect()
+                    }
+                    Err(_) => continue,
+                }
+            } else if !pool.is_empty() {
+                match self.pool(&pool) {
+                    Ok(p) => vec![p.volume_path(kante_storage::VolumeKind::Custom, &source)],
+                    Err(_) => continue,
+                }
+            } else {
+                vec![PathBuf::from(&source)]
+            };
+            out.push(DiskFs {
+                probe,
+                mountpoint: path,
+                source,
+            });
+        }
+        out
+    }
+}
+
+/// The device mounted at the first of `paths` that is a mount point,
+/// from /proc/mounts.
+fn mounted_device(paths: &[PathBuf]) -> Option<String> {
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
-    let at = |p: &Path| {
+    paths.iter().find_map(|p| {
         let p = p.to_string_lossy();
         mounts.lines().find_map(|l| {
             let mut f = l.split_whitespace();
             let (dev, point) = (f.next()?, f.next()?);
             (point == p).then(|| dev.to_string())
         })
-    };
-    at(root)
-        .or_else(|| root.parent().and_then(at))
-        .unwrap_or_default()
+    })
 }
 
 fn memory(set: &mut MetricSet, s: &Sampled, base: &Labels) {
