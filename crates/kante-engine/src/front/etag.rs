@@ -1,16 +1,14 @@
 //! ETags: the hash LXD sends with a single object (the sha256 of the JSON
 //! of its editable part, as LXD's `EtagHash` of its PUT fields), and the
-//! `If-Match` check before a PUT or PATCH: a value that is not the
-//! object's current hash is 412 Precondition Failed and nothing changes.
-//! lxc's `config edit`, `profile edit` and `… set` loops send it.
+//! GET that shows the object an update changes, for the `If-Match` check
+//! of [`crate::Engine::handle_matching`]: a value that is not the object's
+//! current hash is 412 Precondition Failed and nothing changes. lxc's
+//! `config edit`, `profile edit` and `… set` loops send it.
 
 use serde::Serialize;
 use serde_json::json;
 
 use super::{Reply, Request};
-use crate::error::{EngineError, Result};
-use crate::remote::Access;
-use crate::Engine;
 
 /// The hash of `v`'s JSON (with a newline, as Go's encoder writes it).
 fn hash(v: &impl Serialize) -> Option<String> {
@@ -63,7 +61,7 @@ pub fn etag_of(reply: &Reply) -> Option<String> {
 
 /// The GET that shows the object an update changes (`None`: the
 /// request changes nothing that has an ETag).
-fn current_of(req: &Request) -> Option<Request> {
+pub(super) fn current_of(req: &Request) -> Option<Request> {
     use Request::*;
     Some(match req {
         ServerUpdate { .. } => ServerGet,
@@ -97,34 +95,4 @@ fn current_of(req: &Request) -> Option<Request> {
         ProjectUpdate { name, .. } => ProjectGet { name: name.clone() },
         _ => return None,
     })
-}
-
-impl Engine {
-    /// [`Engine::handle_as`] after checking `if_match` (the request's
-    /// `If-Match`, quotes and all) against the ETag of the object the
-    /// request would change, as LXD's `EtagCheck` does: empty or absent
-    /// matches anything.
-    pub async fn handle_matching(
-        &self,
-        access: &Access,
-        req: Request,
-        if_match: Option<&str>,
-    ) -> Result<Reply> {
-        let wanted = if_match.map(|m| m.trim().trim_matches('"')).unwrap_or("");
-        if !wanted.is_empty() && wanted != "*" {
-            if let Some(get) = current_of(&req) {
-                // Untrusted callers are refused by handle_as below.
-                if access.trusted {
-                    let current = self.handle_as(access, get).await?;
-                    let hash = etag_of(&current).unwrap_or_default();
-                    if hash != wanted {
-                        return Err(EngineError::PreconditionFailed(format!(
-                            "ETag doesn't match: {hash} vs {wanted}"
-                        )));
-                    }
-                }
-            }
-        }
-        self.handle_as(access, req).await
-    }
 }

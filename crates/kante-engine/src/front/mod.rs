@@ -102,6 +102,30 @@ impl Engine {
         reply
     }
 
+    /// [`Engine::handle_as`] after checking `if_match` (the request's
+    /// `If-Match`, quotes and all) against the ETag of the object the
+    /// request would change, as LXD's `EtagCheck` does: empty or absent
+    /// matches anything (see `etag.rs`).
+    pub async fn handle_matching(
+        &self,
+        access: &Access,
+        req: Request,
+        if_match: Option<&str>,
+    ) -> Result<Reply> {
+        let wanted = if_match.map(|m| m.trim().trim_matches('"')).unwrap_or("");
+        // Untrusted callers are refused by handle_as below.
+        let current = etag::current_of(&req).filter(|_| access.trusted);
+        if let (false, Some(get)) = (wanted.is_empty() || wanted == "*", current) {
+            let hash = etag_of(&self.handle_as(access, get).await?).unwrap_or_default();
+            if hash != wanted {
+                return Err(EngineError::PreconditionFailed(format!(
+                    "ETag doesn't match: {hash} vs {wanted}"
+                )));
+            }
+        }
+        self.handle_as(access, req).await
+    }
+
     async fn dispatch(&self, req: Request, access: &Access) -> Result<Reply> {
         use Reply as R;
         use Request::*;
