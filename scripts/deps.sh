@@ -16,6 +16,7 @@ PACKAGES=(
   attr                                        # tests: getfattr reads xattrs set inside guests
   lxd-client                                  # tests: Debian's lxc client against kanted
   python3-pylxd                               # tests: Debian's pylxd against kanted (run with /usr/bin/python3)
+  python3-prometheus-client                   # tests: its OpenMetrics parser reads /1.0/metrics
   python3-venv                                # tests: the venv Ansible is installed into (below)
 )
 

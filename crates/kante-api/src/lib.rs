@@ -17,6 +17,8 @@ pub mod names;
 pub mod network;
 pub mod operation;
 pub mod profile;
+pub mod project;
+pub mod resources;
 pub mod serde_util;
 pub mod server;
 pub mod status;

@@ -122,9 +122,10 @@ async fn create_start_stop_delete() {
 async fn update_surfaces_operation_errors() {
     let d = with_c1().await;
     let c = client(&d);
-    // kanted sends no ETag (the old fake daemon pretended it did).
+    // kanted sends the instance's ETag, quoted, as LXD does.
     let (inst, etag) = c.instance_with_etag("c1").await.unwrap();
-    assert_eq!(etag, None);
+    let etag = etag.expect("an ETag");
+    assert!(etag.starts_with('"') && etag.ends_with('"'), "{etag}");
     let mut put = InstancePut {
         architecture: inst.architecture,
         config: inst.config,
@@ -141,9 +142,19 @@ async fn update_surfaces_operation_errors() {
         "{err}"
     );
     put.config.insert("limits.memory".into(), "256MiB".into());
-    c.update_instance("c1", &put, Some("\"some-etag\""))
+    // An If-Match that is not the ETag: 412, nothing changed.
+    let err = c
+        .update_instance("c1", &put, Some("\"some-etag\""))
         .await
-        .unwrap();
+        .unwrap_err();
+    assert!(err.to_string().contains("ETag doesn't match"), "{err}");
+    assert!(!c
+        .instance("c1")
+        .await
+        .unwrap()
+        .config
+        .contains_key("limits.memory"));
+    c.update_instance("c1", &put, Some(&etag)).await.unwrap();
     assert_eq!(
         c.instance("c1").await.unwrap().config["limits.memory"],
         "256MiB"
@@ -153,9 +164,10 @@ async fn update_surfaces_operation_errors() {
         .into_iter()
         .filter(|r| r.line == "PUT /1.0/instances/c1")
         .collect();
-    assert_eq!(puts.len(), 2);
+    assert_eq!(puts.len(), 3);
     assert!(!puts[0].headers.contains_key("if-match"));
     assert_eq!(puts[1].headers["if-match"], "\"some-etag\"");
+    assert_eq!(puts[2].headers["if-match"], etag.as_str());
 }
 
 #[tokio::test]

@@ -50,6 +50,13 @@ pub const API_EXTENSIONS: &[&str] = &[
     "certificate_update",
     "certificate_token",
     "certificate_self_trust",
+    "etag",
+    "projects",
+    "resources",
+    "resources_v2",
+    "warnings",
+    "metrics",
+    "metrics_cpu_seconds",
 ];
 
 /// Server config keys this daemon honours.

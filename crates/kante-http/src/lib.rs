@@ -11,6 +11,7 @@ pub mod gate;
 pub mod https;
 pub mod response;
 pub mod routes;
+pub mod scope;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod wslimit;
@@ -77,6 +78,7 @@ pub fn router_shared(engine: Arc<Engine>, ws: Arc<wslimit::WsSlots>) -> Router {
         .fallback(|| async { response::error(404, "not found") })
         .method_not_allowed_fallback(|| async { response::error(405, "method not allowed") })
         .layer(axum::middleware::from_fn(body::read_ahead))
+        .layer(axum::middleware::from_fn(scope::scope))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             gate::gate,
@@ -205,6 +207,7 @@ fn table() -> Routes {
                 .patch(storage::patch)
                 .delete(storage::delete),
         );
+    let r = host::routes(r);
     let r = volumes::routes(r);
     let r = backups::routes(r);
     let r = instances(r, "/1.0/instances");

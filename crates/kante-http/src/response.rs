@@ -115,7 +115,17 @@ pub fn operation(op: &std::sync::Arc<Op>) -> ApiResult {
 
 /// Hands `req` to the engine's front door and renders the reply.
 pub async fn answer(s: &AppState, req: Request) -> ApiResult {
-    render(crate::gate::handle(s, req).await?, 0)
+    with_etag(crate::gate::handle(s, req).await?, 0)
+}
+
+/// The response for `reply`, with its object's `ETag` if it has one.
+fn with_etag(reply: Reply, recursion: u8) -> ApiResult {
+    let etag = kante_engine::front::etag_of(&reply);
+    let mut resp = render(reply, recursion)?;
+    if let Some(v) = etag.and_then(|e| HeaderValue::from_str(&format!("\"{e}\"")).ok()) {
+        resp.headers_mut().insert(header::ETAG, v);
+    }
+    Ok(resp)
 }
 
 /// [`answer`] for a listing: `?recursion=0` shows URLs, more shows objects.
@@ -223,6 +233,18 @@ pub fn render(reply: Reply, recursion: u8) -> ApiResult {
             )
         }),
         Reply::VolumeSnapshot(x) => sync(x),
+        Reply::Metrics(text) => Ok((
+            [(header::CONTENT_TYPE, kante_engine::metrics::CONTENT_TYPE)],
+            text,
+        )
+            .into_response()),
+        Reply::Resources(x) => sync(x),
+        Reply::PoolResources(x) => sync(x),
+        Reply::Projects(v) => list(v, recursion, |p| format!("/1.0/projects/{}", p.name)),
+        Reply::Project(x) => sync(x),
+        Reply::Warnings(v) => list(v, recursion, |w| {
+            format!("/1.0/warnings/{}", w["uuid"].as_str().unwrap_or_default())
+        }),
         other @ (Reply::Socket(_) | Reply::Events(_)) => Err(ApiError(EngineError::internal(
             format!("a {} reply has no HTTP rendering", other.kind()),
         ))),

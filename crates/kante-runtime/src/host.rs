@@ -54,3 +54,41 @@ pub fn effective_ids() -> (u32, u32) {
         rustix::process::getegid().as_raw(),
     )
 }
+
+/// A file system's size and use (statvfs) and its type (statfs).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FsSpace {
+    /// Bytes.
+    pub size: u64,
+    /// Bytes not in use.
+    pub free: u64,
+    /// Bytes an unprivileged user may still use.
+    pub available: u64,
+    pub inodes: u64,
+    pub inodes_free: u64,
+    /// `ext4`, `btrfs`, `xfs`, `tmpfs`, `zfs`, `overlay` or `unknown`.
+    pub fs_type: &'static str,
+}
+
+/// The file system holding `path`.
+pub fn fs_space(path: &std::path::Path) -> std::io::Result<FsSpace> {
+    let st = nix::sys::statvfs::statvfs(path).map_err(std::io::Error::from)?;
+    let frag = st.fragment_size();
+    let fs_type = match nix::sys::statfs::statfs(path).map(|f| f.filesystem_type().0) {
+        Ok(0xEF53) => "ext4",
+        Ok(0x9123_683E) => "btrfs",
+        Ok(0x5846_5342) => "xfs",
+        Ok(0x0102_1994) => "tmpfs",
+        Ok(0x2FC1_2FC1) => "zfs",
+        Ok(0x794C_7630) => "overlay",
+        _ => "unknown",
+    };
+    Ok(FsSpace {
+        size: st.blocks() * frag,
+        free: st.blocks_free() * frag,
+        available: st.blocks_available() * frag,
+        inodes: st.files(),
+        inodes_free: st.files_free(),
+        fs_type,
+    })
+}

@@ -18,6 +18,7 @@ mod profiles;
 mod publish_streams;
 mod registry;
 mod remote;
+mod server_api;
 mod state;
 mod storage;
 mod uniqueness;

@@ -36,13 +36,16 @@
 //! asks for — [`Engine::open`], [`Engine::stop_all_for_host_shutdown`]
 //! and [`Engine::shutdown`], called by kanted — stays as direct methods.
 
+mod etag;
 pub(crate) mod feed;
 pub mod filter;
 mod reply;
 mod request;
+mod server_api;
 mod upload;
 mod verbs;
 
+pub use etag::etag_of;
 pub use reply::{Disposition, Download, DownloadPart, EventStream, Reply};
 pub use request::{ListDetail, Request, Target};
 pub use upload::{ByteStream, ImageUploadInfo, Parts, UploadBody};
@@ -84,7 +87,11 @@ impl Engine {
     /// [`Request::open_to_untrusted`] verbs.
     pub async fn handle_as(&self, access: &Access, req: Request) -> Result<Reply> {
         let verb = req.name();
-        if !access.trusted && !req.open_to_untrusted() {
+        let metrics = matches!(req, Request::Metrics);
+        if !access.trusted
+            && !req.open_to_untrusted()
+            && !self.metrics_reader(access, metrics).await
+        {
             tracing::debug!(verb, caller = ?access.caller, "refused: untrusted");
             return Err(EngineError::Forbidden("not authorized".into()));
         }
@@ -93,6 +100,30 @@ impl Engine {
             tracing::debug!(verb, status = e.status(), "refused: {e}");
         }
         reply
+    }
+
+    /// [`Engine::handle_as`] after checking `if_match` (the request's
+    /// `If-Match`, quotes and all) against the ETag of the object the
+    /// request would change, as LXD's `EtagCheck` does: empty or absent
+    /// matches anything (see `etag.rs`).
+    pub async fn handle_matching(
+        &self,
+        access: &Access,
+        req: Request,
+        if_match: Option<&str>,
+    ) -> Result<Reply> {
+        let wanted = if_match.map(|m| m.trim().trim_matches('"')).unwrap_or("");
+        // Untrusted callers are refused by handle_as below.
+        let current = etag::current_of(&req).filter(|_| access.trusted);
+        if let (false, Some(get)) = (wanted.is_empty() || wanted == "*", current) {
+            let hash = etag_of(&self.handle_as(access, get).await?).unwrap_or_default();
+            if hash != wanted {
+                return Err(EngineError::PreconditionFailed(format!(
+                    "ETag doesn't match: {hash} vs {wanted}"
+                )));
+            }
+        }
+        self.handle_as(access, req).await
     }
 
     async fn dispatch(&self, req: Request, access: &Access) -> Result<Reply> {
@@ -456,6 +487,15 @@ impl Engine {
                     self.volume_snapshot_delete(&pool, &volume, &snapshot)
                         .await?,
                 )
+            }
+            req @ (Metrics | Resources | PoolResources { .. } | ProjectList | WarningList) => {
+                self.server_api(req).await?
+            }
+            req @ (ProjectCreate { .. } | ProjectGet { .. } | ProjectUpdate { .. }) => {
+                self.server_api(req).await?
+            }
+            req @ (ProjectRename { .. } | ProjectDelete { .. } | WarningGet { .. }) => {
+                self.server_api(req).await?
             }
         })
     }

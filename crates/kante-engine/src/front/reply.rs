@@ -13,6 +13,8 @@ use kante_api::instance::{Instance, InstanceFull, InstanceSnapshot, InstanceStat
 use kante_api::network::{Network, NetworkLease, NetworkState};
 use kante_api::operation::Operation;
 use kante_api::profile::Profile;
+use kante_api::project::Project;
+use kante_api::resources::{PoolResources, Resources};
 use kante_api::server::{Server, ServerUntrusted};
 use kante_api::storage::{StoragePool, StorageVolume, StorageVolumeSnapshot};
 use tokio::sync::{broadcast, oneshot};
@@ -105,6 +107,14 @@ pub enum Reply {
     Socket(oneshot::Sender<WsConn>),
     /// The event bus, filtered.
     Events(EventStream),
+    /// OpenMetrics text (`GET /1.0/metrics`).
+    Metrics(String),
+    Resources(Box<Resources>),
+    PoolResources(PoolResources),
+    Projects(Vec<Project>),
+    Project(Box<Project>),
+    /// Warnings (Kante records none).
+    Warnings(Vec<serde_json::Value>),
 }
 
 impl Reply {
@@ -118,7 +128,7 @@ impl Reply {
             Reply::Events(_) => "events",
             Reply::File { .. } => "file",
             Reply::Download(_) => "download",
-            Reply::Text(_) | Reply::Binary(_) => "bytes",
+            Reply::Text(_) | Reply::Binary(_) | Reply::Metrics(_) => "bytes",
             _ => "document",
         }
     }

@@ -10,6 +10,7 @@ use kante_api::image::{ImageAliasesPost, ImagePut, ImagesPost};
 use kante_api::instance::{InstancePost, InstancePut, InstanceStatePut, InstancesPost};
 use kante_api::network::{NetworkPut, NetworksPost};
 use kante_api::profile::{ProfilePut, ProfilesPost};
+use kante_api::project::ProjectPut;
 use kante_api::storage::{
     StoragePoolPut, StoragePoolsPost, StorageVolumePost, StorageVolumePut, StorageVolumesPost,
     VolumeSnapshotsPost,
@@ -367,6 +368,36 @@ pub enum Request {
         volume: String,
         snapshot: String,
     },
+
+    // The host, projects, warnings and metrics (see `super::server_api`).
+    /// OpenMetrics text of the running instances.
+    Metrics,
+    Resources,
+    PoolResources {
+        pool: String,
+    },
+    ProjectList,
+    ProjectCreate {
+        name: String,
+    },
+    ProjectGet {
+        name: String,
+    },
+    ProjectUpdate {
+        name: String,
+        put: ProjectPut,
+        merge: bool,
+    },
+    ProjectRename {
+        name: String,
+    },
+    ProjectDelete {
+        name: String,
+    },
+    WarningList,
+    WarningGet {
+        id: String,
+    },
 }
 
 /// The object a request is about: where a cluster sends it (see the
@@ -484,6 +515,17 @@ impl Request {
             VolumeSnapshotCreate { .. } => "volume_snapshot_create",
             VolumeSnapshotGet { .. } => "volume_snapshot_get",
             VolumeSnapshotDelete { .. } => "volume_snapshot_delete",
+            Metrics => "metrics",
+            Resources => "resources",
+            PoolResources { .. } => "pool_resources",
+            ProjectList => "project_list",
+            ProjectCreate { .. } => "project_create",
+            ProjectGet { .. } => "project_get",
+            ProjectUpdate { .. } => "project_update",
+            ProjectRename { .. } => "project_rename",
+            ProjectDelete { .. } => "project_delete",
+            WarningList => "warning_list",
+            WarningGet { .. } => "warning_get",
         }
     }
 
@@ -514,6 +556,12 @@ impl Request {
             ProfileCreate(_) | ProfileGet { .. } | ProfileUpdate { .. } => Target::Server,
             ProfileRename { .. } | ProfileDelete { .. } => Target::Server,
             NetworkCreate(_) | PoolCreate(_) => Target::Server,
+            ProjectList | ProjectCreate { .. } | ProjectGet { .. } => Target::Server,
+            ProjectUpdate { .. } | ProjectRename { .. } | ProjectDelete { .. } => Target::Server,
+            WarningList | WarningGet { .. } => Target::Server,
+            // What this member runs and has.
+            Metrics | Resources => Target::Member,
+            PoolResources { pool } => Target::Pool(pool.clone()),
             Events { .. } | ImageUpload { .. } => Target::Member,
             OperationGet { id }
             | OperationCancel { id }

@@ -6,6 +6,7 @@ pub mod backups;
 pub mod certificates;
 pub mod events;
 pub mod files;
+pub mod host;
 pub mod images;
 pub mod instances;
 pub mod networks;
