@@ -22,6 +22,7 @@ mod image_pull;
 mod images;
 mod instance;
 mod lxcfs;
+mod migration;
 mod network;
 mod operations;
 mod paths;

@@ -154,6 +154,9 @@ impl Engine {
             Events { types } => R::Events(EventStream::new(self.events.subscribe(), types)),
 
             InstanceList { detail, filter } => self.instance_listing(detail, &filter).await?,
+            InstanceCreate(post) if post.source.kind == "migration" => {
+                R::Operation(self.migration_create(*post).await?)
+            }
             InstanceCreate(post) => R::Operation(self.instance_create(*post).await?),
             InstanceImport { body, name, pool } => {
                 R::Operation(self.backup_import(body, name, pool).await?)
@@ -171,6 +174,9 @@ impl Engine {
                 R::Changes(self.instance_patch(&instance, body).await?)
             }
             InstanceDelete { instance } => R::Operation(self.instance_delete_op(&instance).await?),
+            InstanceRename { instance, post } if post.migration => {
+                R::Operation(self.migration_source(&instance, post).await?)
+            }
             InstanceRename { instance, post } => {
                 R::Operation(self.instance_post(&instance, post).await?)
             }

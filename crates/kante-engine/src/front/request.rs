@@ -110,7 +110,7 @@ pub enum Request {
     InstanceDelete {
         instance: String,
     },
-    /// POST: a rename (a migration is refused).
+    /// POST: a rename, or the sending side of a migration (`migration`).
     InstanceRename {
         instance: String,
         post: InstancePost,

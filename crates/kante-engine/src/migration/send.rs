@@ -1,0 +1,238 @@
+//! The sending side: `POST /1.0/instances/{name}` with `migration: true`.
+//! Without `target` (pull, relay) the operation listens: its metadata holds
+//! the `control` and `fs` secrets; with `target` (push) it dials the
+//! target's operation. Then: the offer (snapshots with their records, the
+//! stream types this pool can send), the sink's answer (the type), the
+//! volume stream on `fs`, and the sink's verdict on `control`.
+
+use std::sync::Arc;
+
+use kante_api::instance::{InstancePost, InstanceStatus};
+use kante_api::operation::OperationClass;
+use kante_storage::{MigrationType, VolumeKind};
+use kante_store::SnapshotRow;
+use tokio::sync::mpsc;
+
+use super::link::{self, Connect, Control, FrameWriter, Link, Peer, Progress};
+use super::proto::{self, MigrationControl, MigrationHeader};
+use crate::error::{EngineError, Result};
+use crate::operations::{instance_resources, Op};
+use crate::ws::WsMsg;
+use crate::Engine;
+
+impl Engine {
+    /// Starts the sending side of a migration; everything that can be
+    /// refused is refused here, before any operation exists.
+    pub(crate) async fn migration_source(&self, name: &str, req: InstancePost) -> Result<Arc<Op>> {
+        self.instance_row(name).await?;
+        if req.live {
+            return Err(EngineError::bad(
+                "Live migration is not supported: stop the instance first (or copy it with --stateless once stopped)",
+            ));
+        }
+        self.require_stopped(name)?;
+        let dial = match &req.target {
+            Some(t) if !t.operation.is_empty() => Some(Peer::parse(
+                &t.operation,
+                &t.certificate,
+                &t.secrets.clone().into_iter().collect(),
+            )?),
+            _ => None,
+        };
+        let class = if dial.is_some() {
+            OperationClass::Task
+        } else {
+            OperationClass::Websocket
+        };
+        let op = self.ops.create(
+            class,
+            "Migrating instance",
+            instance_resources(&[name], true),
+        );
+        let connect = match dial {
+            Some(peer) => Connect::Dial(peer),
+            None => {
+                let (meta, connect) = link::listen(&op);
+                op.set_metadata(meta);
+                connect
+            }
+        };
+        op.set_cancellable();
+        let instance_only = req.instance_only || req.container_only;
+        let (engine, name, op2) = (self.arc(), name.to_string(), op.clone());
+        self.ops.run(op.clone(), async move {
+            let mut link = connect.link(&op2).await?;
+            let r = engine
+                .migration_send(&op2, &name, instance_only, &mut link)
+                .await;
+            if let Err(e) = &r {
+                let _ =
+                    link::send_msg(&link.control, &MigrationControl::failed(&e.to_string())).await;
+            }
+            r
+        });
+        Ok(op)
+    }
+
+    /// Refuses an instance that is not stopped: its tree would change while
+    /// it is read, and live migration (CRIU) is not supported.
+    fn require_stopped(&self, name: &str) -> Result<()> {
+        match self.instance_status(name) {
+            InstanceStatus::Stopped => Ok(()),
+            s => Err(EngineError::bad(format!(
+                "Instance {name:?} is {}: stop it before copying or moving it to another server (live migration is not supported)",
+                s.as_str().to_lowercase()
+            ))),
+        }
+    }
+
+    async fn migration_send(
+        &self,
+        op: &Op,
+        name: &str,
+        instance_only: bool,
+        link: &mut Link,
+    ) -> Result<()> {
+        // Held to the end: no start, edit or delete while the tree is read.
+        let lock = self.instance_lock(name);
+        let _g = lock.lock().await;
+        let row = self.instance_row(name).await?;
+        self.require_stopped(name)?;
+        let snaps: Vec<SnapshotRow> = if instance_only {
+            Vec::new()
+        } else {
+            self.node.snapshot_list(name).await?
+        };
+        let names: Vec<String> = snaps.iter().map(|s| s.name.clone()).collect();
+        let pool = self.pool(&self.instance_pool_name(&row).await)?;
+        let offered = {
+            let (p, n, s) = (pool.clone(), name.to_string(), names.clone());
+            tokio::task::spawn_blocking(move || p.send_types(VolumeKind::Container, &n, &s))
+                .await??
+        };
+        let offer = MigrationHeader {
+            fs: proto::FS_RSYNC,
+            criu: Some(proto::CRIU_NONE),
+            snapshot_names: names.clone(),
+            snapshots: snaps.iter().map(snapshot_message).collect(),
+            kante_types: offered.iter().map(|t| t.name().to_string()).collect(),
+            ..Default::default()
+        };
+        link::send_msg(&link.control, &offer).await?;
+        let ty = match link::recv_control(&mut link.control, op).await? {
+            Control::Header(h) if h.kante_types.is_empty() => return Err(link::lxd_peer()),
+            Control::Header(h) => MigrationType::parse(&h.kante_types[0])
+                .filter(|t| offered.contains(t))
+                .ok_or_else(|| {
+                    EngineError::bad(format!(
+                        "The migration target chose stream type {:?}, which was not offered",
+                        h.kante_types[0]
+                    ))
+                })?,
+            Control::Done(c) => return Err(peer_failed(&c)),
+        };
+
+        // The stream: a blocking writer on a thread, frames pumped out here,
+        // the control channel watched for the sink's abort.
+        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(4);
+        let (p, n) = (pool.clone(), name.to_string());
+        let writer = tokio::task::spawn_blocking(move || {
+            let mut w = FrameWriter::new(tx);
+            let report = p.send_volume(VolumeKind::Container, &n, &names, ty, None, &mut w)?;
+            std::io::Write::flush(&mut w)?;
+            Ok::<_, EngineError>(report)
+        });
+        let mut progress = Progress::new(op, name);
+        let mut aborted: Option<EngineError> = None;
+        loop {
+            tokio::select! {
+                frame = rx.recv() => match frame {
+                    Some(b) => {
+                        progress.add(b.len());
+                        if link.fs.outgoing.send(WsMsg::Binary(b)).await.is_err() {
+                            aborted = Some(EngineError::bad("The migration target went away"));
+                            break;
+                        }
+                    }
+                    None => break,
+                },
+                c = link::recv_control(&mut link.control, op) => {
+                    aborted = Some(match c {
+                        Ok(Control::Done(c)) if !c.success => peer_failed(&c),
+                        Ok(_) => EngineError::bad("The migration target answered before the end of the stream"),
+                        Err(e) => e,
+                    });
+                    break;
+                }
+            }
+        }
+        drop(rx);
+        let sent = writer.await?;
+        if let Some(e) = aborted {
+            return Err(e);
+        }
+        let report = sent?;
+        tracing::info!(
+            instance = name,
+            bytes = report.bytes,
+            "migration stream sent ({})",
+            report.migration_type
+        );
+        match link::recv_control(&mut link.control, op).await? {
+            Control::Done(c) if c.success => Ok(()),
+            Control::Done(c) => Err(peer_failed(&c)),
+            Control::Header(_) => Err(EngineError::bad(
+                "The migration target sent a header instead of its verdict",
+            )),
+        }
+    }
+}
+
+/// The error a peer's `MigrationControl{success: false}` stands for.
+pub(super) fn peer_failed(c: &MigrationControl) -> EngineError {
+    EngineError::bad(format!(
+        "The migration peer failed: {}",
+        c.message.as_deref().unwrap_or("no reason given")
+    ))
+}
+
+/// A snapshot's record as LXD's `Snapshot` message (and Kante's field).
+fn snapshot_message(s: &SnapshotRow) -> proto::Snapshot {
+    let secs = |t: &str| {
+        let t = crate::util::parse_time(t);
+        (t.timestamp() > 0).then_some(t.timestamp())
+    };
+    proto::Snapshot {
+        name: s.name.clone(),
+        local_config: s
+            .config
+            .iter()
+            .map(|(k, v)| proto::Config {
+                key: k.clone(),
+                value: v.clone(),
+            })
+            .collect(),
+        profiles: s.profiles.clone(),
+        ephemeral: s.ephemeral,
+        local_devices: s
+            .devices
+            .iter()
+            .map(|(d, cfg)| proto::Device {
+                name: d.clone(),
+                config: cfg
+                    .iter()
+                    .map(|(k, v)| proto::Config {
+                        key: k.clone(),
+                        value: v.clone(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+        architecture: proto::arch_id(&s.architecture),
+        stateful: s.stateful,
+        creation_date: secs(&s.created_at),
+        last_used_date: None,
+        expiry_date: secs(&s.expires_at),
+        description: Some(s.description.clone()).filter(|d| !d.is_empty()),
+    }
+}

@@ -1,0 +1,349 @@
+//! Instances copied and moved between two kanteds over HTTPS on loopback
+//! by Debian's `lxc` 5.0.2 (`lxc copy|move k1:c1 k2:…`, modes pull, push
+//! and relay): files and snapshots arrive, the source is unchanged and the
+//! copies are independent; a move keeps the MAC; refusals (a name in use,
+//! a missing pool, a running source) make nothing; a target killed with
+//! `kill -9` mid-stream leaves the source intact and, once restarted, no
+//! trace, and the retry succeeds.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use kante_client::{FileContent, FilePushOptions};
+use kante_integration::{free_port, run, Daemon, TestImage};
+use serde_json::Value;
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A scratch client configuration under the daemon's dir.
+fn conf(d: &Daemon, name: &str) -> PathBuf {
+    let c = d.dir.join(format!("client-{name}"));
+    std::fs::create_dir_all(c.join("home")).unwrap();
+    c
+}
+
+fn lxc_cmd(d: &Daemon, conf: &Path, cmd: &str) -> Command {
+    let mut c = Command::new("lxc");
+    c.args(cmd.split_whitespace())
+        .env("LXD_DIR", &d.dir)
+        .env("LXD_CONF", conf)
+        .env("HOME", conf.join("home"))
+        .stdin(Stdio::null());
+    c
+}
+
+fn lxc(d: &Daemon, conf: &Path, cmd: &str) -> Output {
+    lxc_cmd(d, conf, cmd).output().expect("run lxc")
+}
+
+fn lxc_ok(d: &Daemon, conf: &Path, cmd: &str) -> String {
+    let o = lxc(d, conf, cmd);
+    assert!(
+        o.status.success(),
+        "lxc {cmd} failed: {}{}\n{}",
+        text(&o.stdout),
+        text(&o.stderr),
+        d.log_text()
+    );
+    text(&o.stdout)
+}
+
+fn lxc_fails(d: &Daemon, conf: &Path, cmd: &str) -> String {
+    let o = lxc(d, conf, cmd);
+    assert!(!o.status.success(), "lxc {cmd} succeeded");
+    text(&o.stderr)
+}
+
+/// Listens on a fresh loopback port with trust password `sesame`.
+fn serve_https(d: &Daemon, admin: &Path) -> u16 {
+    let port = free_port();
+    lxc_ok(
+        d,
+        admin,
+        &format!("config set core.https_address 127.0.0.1:{port}"),
+    );
+    lxc_ok(d, admin, "config set core.trust_password sesame");
+    port
+}
+
+async fn read(d: &Daemon, name: &str, path: &str) -> String {
+    match d.client.file_get(name, path).await.unwrap().content {
+        FileContent::File(b) => text(&b),
+        other => panic!("{path} in {name}: {other:?}"),
+    }
+}
+
+async fn write(d: &Daemon, name: &str, path: &str, data: &str) {
+    d.client
+        .file_push_bytes(name, path, data.to_string(), &FilePushOptions::default())
+        .await
+        .unwrap();
+}
+
+async fn snapshot_names(d: &Daemon, name: &str) -> Vec<String> {
+    let mut v: Vec<String> = d
+        .client
+        .snapshots(name)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name.rsplit('/').next().unwrap_or_default().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+async fn names(d: &Daemon) -> Vec<String> {
+    let mut v = d.client.instance_names().await.unwrap();
+    v.sort();
+    v
+}
+
+/// Every entry of `d`'s instance volume directories, hidden ones (staging)
+/// included.
+fn volume_entries(d: &Daemon) -> Vec<String> {
+    let mut out = Vec::new();
+    let pools = d.dir.join("storage-pools");
+    for pool in std::fs::read_dir(&pools).into_iter().flatten().flatten() {
+        for sub in ["containers", "containers-snapshots"] {
+            for e in std::fs::read_dir(pool.path().join(sub))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                out.push(format!("{sub}/{}", e.file_name().to_string_lossy()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+async fn config_of(d: &Daemon, name: &str, key: &str) -> String {
+    d.client.instance(name).await.unwrap().config[key].clone()
+}
+
+/// Two daemons serving HTTPS, and an lxc configuration trusted by both as
+/// remotes `k1` (source) and `k2` (target).
+async fn pair() -> (Daemon, Daemon, PathBuf) {
+    let src = Daemon::start().await;
+    let dst = Daemon::start().await;
+    let (sa, da) = (conf(&src, "admin"), conf(&dst, "admin"));
+    let sport = serve_https(&src, &sa);
+    let dport = serve_https(&dst, &da);
+    let user = conf(&src, "user");
+    for (name, port) in [("k1", sport), ("k2", dport)] {
+        lxc_ok(
+            &src,
+            &user,
+            &format!(
+                "remote add {name} https://127.0.0.1:{port} --accept-certificate --password=sesame"
+            ),
+        );
+    }
+    (src, dst, user)
+}
+
+#[test]
+fn lxc_copies_and_moves_instances_between_kanteds() {
+    run(async {
+        let (src, dst, user) = pair().await;
+        let fp = src.import(TestImage::Busybox).await;
+        src.create(&fp, "c1", &[]).await;
+        write(&src, "c1", "/root/f", "one").await;
+        lxc_ok(&src, &user, "snapshot k1:c1 s0");
+        write(&src, "c1", "/root/f", "two").await;
+        lxc_ok(&src, &user, "snapshot k1:c1 s1");
+        write(&src, "c1", "/root/f", "three").await;
+
+        // Pull (lxc's default): files and snapshots arrive.
+        lxc_ok(&src, &user, "copy k1:c1 k2:c2");
+        assert_eq!(read(&dst, "c2", "/root/f").await, "three");
+        assert_eq!(snapshot_names(&dst, "c2").await, ["s0", "s1"]);
+        let listed = lxc_ok(&src, &user, "list k2: --format csv -c ns");
+        assert!(listed.contains("c2,STOPPED"), "{listed}");
+        // The snapshots carry their own trees.
+        lxc_ok(&src, &user, "restore k2:c2 s0");
+        assert_eq!(read(&dst, "c2", "/root/f").await, "one");
+        // The source is unchanged, and the two are independent.
+        assert_eq!(read(&src, "c1", "/root/f").await, "three");
+        assert_eq!(snapshot_names(&src, "c1").await, ["s0", "s1"]);
+        write(&dst, "c2", "/root/g", "target only").await;
+        write(&src, "c1", "/root/f", "four").await;
+        assert_eq!(read(&dst, "c2", "/root/f").await, "one");
+        assert!(src.client.file_get("c1", "/root/g").await.is_err());
+        // A copy is a new machine: the target starts it.
+        lxc_ok(&src, &user, "start k2:c2");
+        let listed = lxc_ok(&src, &user, "list k2: --format csv -c ns");
+        assert!(listed.contains("c2,RUNNING"), "{listed}");
+        lxc_ok(&src, &user, "stop -f k2:c2");
+
+        // Push and relay; --instance-only leaves the snapshots behind.
+        lxc_ok(&src, &user, "copy k1:c1 k2:c3 --mode push");
+        assert_eq!(read(&dst, "c3", "/root/f").await, "four");
+        assert_eq!(snapshot_names(&dst, "c3").await, ["s0", "s1"]);
+        lxc_ok(&src, &user, "copy k1:c1 k2:c4 --mode relay");
+        assert_eq!(read(&dst, "c4", "/root/f").await, "four");
+        assert_eq!(snapshot_names(&dst, "c4").await, ["s0", "s1"]);
+        lxc_ok(&src, &user, "copy k1:c1 k2:c5 --instance-only");
+        assert_eq!(read(&dst, "c5", "/root/f").await, "four");
+        assert!(snapshot_names(&dst, "c5").await.is_empty());
+
+        // Refusals make nothing: a name in use, a missing pool.
+        let before = volume_entries(&dst);
+        let e = lxc_fails(&src, &user, "copy k1:c1 k2:c2");
+        assert!(e.contains("already exists"), "{e}");
+        assert_eq!(read(&dst, "c2", "/root/f").await, "one");
+        let e = lxc_fails(&src, &user, "copy k1:c1 k2:c6 --storage nosuch");
+        assert!(e.to_lowercase().contains("nosuch"), "{e}");
+        assert_eq!(names(&dst).await, ["c2", "c3", "c4", "c5"]);
+        assert_eq!(volume_entries(&dst), before);
+        // A running source is refused before any byte moves.
+        lxc_ok(&src, &user, "start k1:c1");
+        let e = lxc_fails(&src, &user, "copy k1:c1 k2:c6 --stateless");
+        assert!(e.contains("stop it"), "{e}");
+        let e = lxc_fails(&src, &user, "copy k1:c1 k2:c6");
+        assert!(e.to_lowercase().contains("live migration"), "{e}");
+        lxc_ok(&src, &user, "stop -f k1:c1");
+        assert_eq!(names(&dst).await, ["c2", "c3", "c4", "c5"]);
+        assert_eq!(volume_entries(&dst), before);
+        assert_eq!(read(&src, "c1", "/root/f").await, "four");
+
+        // A move keeps the MAC (lxc sends the volatile keys) and removes
+        // the source.
+        let br = "migbr0";
+        let _ = Command::new("ip")
+            .args(["link", "add", br, "type", "bridge"])
+            .status();
+        let mut eth0 = kante_api::DevicesMap::new();
+        eth0.insert(
+            "eth0".into(),
+            [("type", "nic"), ("nictype", "bridged"), ("parent", br)]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        src.create_with_devices(&fp, "m1", &[], eth0).await;
+        let mac = config_of(&src, "m1", "volatile.eth0.hwaddr").await;
+        assert!(!mac.is_empty());
+        lxc_ok(&src, &user, "copy k1:m1 k2:mcopy");
+        assert_ne!(config_of(&dst, "mcopy", "volatile.eth0.hwaddr").await, mac);
+        lxc_ok(&src, &user, "move k1:m1 k2:");
+        assert_eq!(config_of(&dst, "m1", "volatile.eth0.hwaddr").await, mac);
+        assert!(!names(&src).await.contains(&"m1".to_string()));
+        lxc_ok(&src, &user, "delete k2:m1");
+        lxc_ok(&src, &user, "delete k2:mcopy");
+        let _ = Command::new("ip").args(["link", "del", br]).status();
+
+        dst.shutdown().await;
+        src.shutdown().await;
+    });
+}
+
+/// Waits until one of `d`'s operations shows `fs_progress`.
+async fn wait_for_transfer(d: &Daemon) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let ops: Value = d
+            .client
+            .get_json("/1.0/operations?recursion=1")
+            .await
+            .unwrap_or(Value::Null);
+        let moving = ops
+            .as_object()
+            .into_iter()
+            .flat_map(|m| m.values())
+            .filter_map(Value::as_array)
+            .flatten()
+            .any(|op| op["metadata"]["fs_progress"].is_string());
+        if moving {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no transfer started\n{}", d.log_text());
+}
+
+#[test]
+fn a_target_killed_mid_stream_leaves_nothing_and_the_retry_succeeds() {
+    run(async {
+        let (src, mut dst, user) = pair().await;
+        let fp = src.import(TestImage::Busybox).await;
+        src.create(&fp, "c1", &[]).await;
+        let big = src.dir.join("big");
+        let ok = Command::new("dd")
+            .args(["if=/dev/urandom", "bs=1M", "count=300", "status=none"])
+            .arg(format!("of={}", big.display()))
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        src.client
+            .file_push_path(
+                "c1",
+                "/root/big",
+                &big,
+                &FilePushOptions::default(),
+                |_, _| {},
+            )
+            .await
+            .unwrap();
+        lxc_ok(&src, &user, "snapshot k1:c1 s0");
+        let want = std::fs::read(&big).unwrap();
+        std::fs::remove_file(&big).unwrap();
+
+        let copy = lxc_cmd(&src, &user, "copy k1:c1 k2:c1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for_transfer(&dst).await;
+        dst.kill9();
+        let out = tokio::task::spawn_blocking(move || copy.wait_with_output().unwrap())
+            .await
+            .unwrap();
+        assert!(!out.status.success(), "the copy survived its target");
+
+        // The source is intact and free again.
+        assert_eq!(snapshot_names(&src, "c1").await, ["s0"]);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ops: Value = src.client.get_json("/1.0/operations").await.unwrap();
+            let running = ops["running"].as_array().map_or(0, Vec::len);
+            if running == 0 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the source's operation runs on: {ops}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        lxc_ok(&src, &user, "start k1:c1");
+        lxc_ok(&src, &user, "stop -f k1:c1");
+
+        // The restarted target has no trace of it.
+        dst.restart().await;
+        assert!(names(&dst).await.is_empty());
+        assert!(
+            volume_entries(&dst).is_empty(),
+            "{:?}",
+            volume_entries(&dst)
+        );
+
+        // The retry, same name, no manual step.
+        lxc_ok(&src, &user, "copy k1:c1 k2:c1");
+        assert_eq!(snapshot_names(&dst, "c1").await, ["s0"]);
+        let mut got = Vec::new();
+        dst.client
+            .file_get_into("c1", "/root/big", &mut got)
+            .await
+            .unwrap();
+        assert!(got == want, "the copied file differs");
+
+        dst.shutdown().await;
+        src.shutdown().await;
+    });
+}
