@@ -199,6 +199,10 @@ fn lxc_copies_and_moves_instances_between_kanteds() {
         assert_eq!(read(&dst, "c2", "/root/f").await, "one");
         let e = lxc_fails(&src, &user, "copy k1:c1 k2:c6 --storage nosuch");
         assert!(e.to_lowercase().contains("nosuch"), "{e}");
+        let e = lxc_fails(&src, &user, "copy k1:c1 k2:c6 --profile nosuch");
+        assert!(e.contains("nosuch"), "{e}");
+        let e = lxc_fails(&src, &user, "copy k1:c1 k2:c6 --mode push --storage nosuch");
+        assert!(e.to_lowercase().contains("nosuch"), "{e}");
         assert_eq!(names(&dst).await, ["c2", "c3", "c4", "c5"]);
         assert_eq!(volume_entries(&dst), before);
         // A running source is refused before any byte moves.

@@ -26,6 +26,6 @@
 //! complete and checked.
 
 mod link;
-mod proto;
+pub(crate) mod proto;
 mod send;
 mod sink;

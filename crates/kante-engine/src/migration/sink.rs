@@ -2,7 +2,8 @@
 //! "migration"`. In `pull` mode it dials the source's operation; in `push`
 //! mode (also lxc's relay) its operation listens. Everything is checked
 //! before the operation starts (name free, profiles, config, devices, the
-//! root pool); then the instance is recorded *pending* (as every creation
+//! root pool); once the peer is connected the instance is recorded
+//! *pending* (as every creation
 //! is: a crash leaves a record the next start removes with what was made,
 //! `instance/reconcile.rs`), the volume is received at the pool's staging
 //! paths and renamed into place only once the stream's trailer and
@@ -129,19 +130,17 @@ impl Engine {
     async fn migration_receive(&self, op: &Op, row: InstanceRow, connect: Connect) -> Result<()> {
         let name = row.name.clone();
         let pool_name = self.instance_pool_name(&row).await;
+        // Nothing is made (not even the record) until the peer is there.
+        let mut link = connect.link(op).await?;
         // Pending until the end: a crash on the way leaves a record the
         // next start removes, with whatever was received.
-        self.record_pending(&row).await?;
-        let mut link = None;
-        let r = async {
-            let l = link.insert(connect.link(op).await?);
-            self.receive_into(op, &row, &pool_name, l).await
+        if let Err(e) = self.record_pending(&row).await {
+            let _ = link::send_msg(&link.control, &MigrationControl::failed(&e.to_string())).await;
+            return Err(e);
         }
-        .await;
+        let r = self.receive_into(op, &row, &pool_name, &mut link).await;
         if let Err(e) = &r {
-            if let Some(l) = &link {
-                let _ = link::send_msg(&l.control, &MigrationControl::failed(&e.to_string())).await;
-            }
+            let _ = link::send_msg(&link.control, &MigrationControl::failed(&e.to_string())).await;
             if let Ok(pool) = self.pool(&pool_name) {
                 let n = name.clone();
                 let gone = tokio::task::spawn_blocking(move || {
@@ -157,10 +156,7 @@ impl Engine {
             }
             return r;
         }
-        if let Some(l) = &link {
-            let _ = link::send_msg(&l.control, &MigrationControl::ok()).await;
-        }
-        op.set_metadata_key("fs_progress", json!(format!("{name}: done")));
+        let _ = link::send_msg(&link.control, &MigrationControl::ok()).await;
         self.events.lifecycle(
             "instance-created",
             &format!("/1.0/instances/{name}"),
