@@ -4,7 +4,8 @@
 //! copies are independent; a move keeps the MAC; refusals (a name in use,
 //! a missing pool, a running source) make nothing; a target killed with
 //! `kill -9` mid-stream leaves the source intact and, once restarted, no
-//! trace, and the retry succeeds.
+//! trace, and the retry succeeds; btrfs pools send btrfs streams to each
+//! other and tar to other pools.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -347,6 +348,75 @@ fn a_target_killed_mid_stream_leaves_nothing_and_the_retry_succeeds() {
             .unwrap();
         assert!(got == want, "the copied file differs");
 
+        dst.shutdown().await;
+        src.shutdown().await;
+    });
+}
+
+/// btrfs in the kernel and btrfs-progs, else the test is skipped (said so).
+fn btrfs_ready() -> bool {
+    let fs = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
+    let kernel = fs.lines().any(|l| l.trim_end().ends_with("btrfs"));
+    let progs = Command::new("mkfs.btrfs").arg("--version").output().is_ok();
+    kante_integration::prerequisite(kernel && progs, "btrfs in the kernel and btrfs-progs")
+}
+
+#[test]
+fn btrfs_pools_migrate_as_btrfs_streams_and_other_pools_as_tar() {
+    if !btrfs_ready() {
+        return;
+    }
+    run(async {
+        let (src, dst, user) = pair().await;
+        lxc_ok(&src, &user, "storage create k1:bt btrfs size=2GiB");
+        lxc_ok(&src, &user, "storage create k2:bt btrfs size=2GiB");
+        let fp = src.import(TestImage::Busybox).await;
+        let mut root = kante_api::DevicesMap::new();
+        root.insert(
+            "root".into(),
+            [("type", "disk"), ("path", "/"), ("pool", "bt")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        src.create_with_devices(&fp, "b1", &[], root).await;
+        write(&src, "b1", "/root/f", "one").await;
+        lxc_ok(&src, &user, "snapshot k1:b1 s0");
+        write(&src, "b1", "/root/f", "two").await;
+
+        // btrfs → btrfs: sent as btrfs differences.
+        lxc_ok(&src, &user, "copy k1:b1 k2:b2");
+        assert!(
+            dst.log_text()
+                .contains("instance received by migration (btrfs)"),
+            "{}",
+            dst.log_text()
+        );
+        assert_eq!(read(&dst, "b2", "/root/f").await, "two");
+        assert_eq!(snapshot_names(&dst, "b2").await, ["s0"]);
+        lxc_ok(&src, &user, "restore k2:b2 s0");
+        assert_eq!(read(&dst, "b2", "/root/f").await, "one");
+        // btrfs → dir and dir → btrfs: tar.
+        lxc_ok(&src, &user, "copy k1:b1 k2:b3 --storage default");
+        assert_eq!(read(&dst, "b3", "/root/f").await, "two");
+        assert_eq!(snapshot_names(&dst, "b3").await, ["s0"]);
+        src.create(&fp, "d1", &[]).await;
+        write(&src, "d1", "/root/f", "dir").await;
+        lxc_ok(&src, &user, "copy k1:d1 k2:d2 --storage bt");
+        assert_eq!(read(&dst, "d2", "/root/f").await, "dir");
+        let log = dst.log_text();
+        assert_eq!(
+            log.matches("instance received by migration (tar)").count(),
+            2,
+            "{log}"
+        );
+
+        for (r, names) in [("k1", &["b1", "d1"][..]), ("k2", &["b2", "b3", "d2"][..])] {
+            for n in names {
+                lxc_ok(&src, &user, &format!("delete {r}:{n}"));
+            }
+            lxc_ok(&src, &user, &format!("storage delete {r}:bt"));
+        }
         dst.shutdown().await;
         src.shutdown().await;
     });
