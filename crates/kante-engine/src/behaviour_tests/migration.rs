@@ -231,6 +231,17 @@ async fn refusals_come_before_any_operation() {
     req.put.profiles = Some(vec!["nosuch".into()]);
     assert!((400..500).contains(&status(dst.migration_create(req).await.unwrap_err()).0));
     let mut req = push_request(&src, "c2").await;
+    req.put.devices.insert(
+        "eth0".into(),
+        [("type", "nic"), ("network", "nosuchnet")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    );
+    let (code, msg) = status(dst.migration_create(req).await.unwrap_err());
+    assert!((400..500).contains(&code), "{code} {msg}");
+    assert!(msg.contains("nosuchnet"), "{msg}");
+    let mut req = push_request(&src, "c2").await;
     req.source.live = true;
     assert_eq!(status(dst.migration_create(req).await.unwrap_err()).0, 400);
     let mut req = push_request(&src, "c2").await;
@@ -366,6 +377,26 @@ async fn a_source_whose_target_fails_ends_in_failure_and_stays_usable() {
     let err = testing::wait_err(&op).await;
     assert!(err.contains("no room"), "{err}");
     // The instance lock is free again: it starts.
+    testing::start(&src, "c1").await;
+    testing::stop(&src, "c1").await;
+}
+
+#[tokio::test]
+async fn a_listening_source_is_cancelled_as_lxc_does_when_the_target_refuses() {
+    let h1 = TestHost::new();
+    let src = source(&h1).await;
+    let op = src.migration_source("c1", migrate()).await.unwrap();
+    let snap = op.snapshot();
+    assert!(snap.may_cancel);
+    // Only string secrets, as lxc reads them.
+    let meta = snap.metadata.as_object().unwrap();
+    assert_eq!(meta.len(), 2);
+    assert!(meta
+        .values()
+        .all(|v| v.as_str().is_some_and(|s| s.len() >= 32)));
+    op.cancel().unwrap();
+    let err = testing::wait_err(&op).await;
+    assert!(err.contains("cancelled"), "{err}");
     testing::start(&src, "c1").await;
     testing::stop(&src, "c1").await;
 }

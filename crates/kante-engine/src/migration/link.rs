@@ -29,7 +29,7 @@ pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a side waits for the peer's next control message or data frame.
 pub(super) const STALL_TIMEOUT: Duration = Duration::from_secs(120);
 /// Bytes of stream per binary frame on `fs`.
-const FRAME: usize = 1 << 20;
+const FRAME: usize = 256 << 10;
 
 /// A migration's connected websockets.
 pub(super) struct Link {
