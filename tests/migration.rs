@@ -2,9 +2,10 @@
 //! by Debian's `lxc` 5.0.2 (`lxc copy|move k1:c1 k2:…`, modes pull, push
 //! and relay): files and snapshots arrive, the source is unchanged and the
 //! copies are independent; a move keeps the MAC; refusals (a name in use,
-//! a missing pool, a running source) make nothing; a target killed with
-//! `kill -9` mid-stream leaves the source intact and, once restarted, no
-//! trace, and the retry succeeds; btrfs pools send btrfs streams to each
+//! a missing pool or profile, a running source) make nothing; a source
+//! killed with `kill -9` mid-stream leaves nothing on the target, a target
+//! killed so leaves the source intact and, once restarted, no trace, and
+//! the retry succeeds; btrfs pools send btrfs streams to each
 //! other and tar to other pools.
 
 use std::path::{Path, PathBuf};
@@ -273,9 +274,9 @@ async fn wait_for_transfer(d: &Daemon) {
 }
 
 #[test]
-fn a_target_killed_mid_stream_leaves_nothing_and_the_retry_succeeds() {
+fn a_daemon_killed_mid_stream_leaves_nothing_and_the_retry_succeeds() {
     run(async {
-        let (src, mut dst, user) = pair().await;
+        let (mut src, mut dst, user) = pair().await;
         let fp = src.import(TestImage::Busybox).await;
         src.create(&fp, "c1", &[]).await;
         let big = src.dir.join("big");
@@ -299,6 +300,27 @@ fn a_target_killed_mid_stream_leaves_nothing_and_the_retry_succeeds() {
         let want = std::fs::read(&big).unwrap();
         std::fs::remove_file(&big).unwrap();
 
+        // The source killed mid-stream: the target keeps nothing at once.
+        let copy = lxc_cmd(&src, &user, "copy k1:c1 k2:c1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for_transfer(&src).await;
+        src.kill9();
+        let out = tokio::task::spawn_blocking(move || copy.wait_with_output().unwrap())
+            .await
+            .unwrap();
+        assert!(!out.status.success(), "the copy survived its source");
+        assert!(names(&dst).await.is_empty());
+        assert!(
+            volume_entries(&dst).is_empty(),
+            "{:?}",
+            volume_entries(&dst)
+        );
+        src.restart().await;
+
+        // The target killed mid-stream.
         let copy = lxc_cmd(&src, &user, "copy k1:c1 k2:c1")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
