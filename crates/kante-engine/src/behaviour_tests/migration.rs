@@ -153,7 +153,15 @@ async fn a_relayed_migration_brings_the_instance_with_its_snapshots() {
     let snaps = dst.node.snapshot_list("c2").await.unwrap();
     assert_eq!(snaps.len(), 1);
     assert_eq!(snaps[0].name, "s0");
+    assert_eq!(snaps[0].config["user.note"], "hi");
+    assert!(
+        !snaps[0].config.contains_key("volatile.idmap.next"),
+        "{:?}",
+        snaps[0].config
+    );
     let src_snap = src.node.snapshot_get("c1", "s0").await.unwrap().unwrap();
+    // This server's keys stayed behind.
+    assert!(src_snap.config.contains_key("volatile.idmap.next"));
     assert_eq!(
         crate::util::parse_time(&snaps[0].created_at).timestamp(),
         crate::util::parse_time(&src_snap.created_at).timestamp()

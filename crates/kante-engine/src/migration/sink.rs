@@ -340,9 +340,13 @@ fn snapshot_row(instance: &str, row: &InstanceRow, s: &proto::Snapshot) -> Snaps
             .map(fmt_time)
             .unwrap_or_else(|| fmt_time(kante_api::zero_time()))
     };
+    // As the instance's: the volatile keys that travel, and a MAC only
+    // where the instance kept it (a move), never the source's on a copy.
     let config: ConfigMap = s
         .local_config
         .iter()
+        .filter(|c| travels(&c.key))
+        .filter(|c| !c.key.ends_with(".hwaddr") || row.config.get(&c.key) == Some(&c.value))
         .map(|c| (c.key.clone(), c.value.clone()))
         .collect();
     SnapshotRow {
