@@ -408,3 +408,28 @@ async fn a_listening_source_is_cancelled_as_lxc_does_when_the_target_refuses() {
     testing::start(&src, "c1").await;
     testing::stop(&src, "c1").await;
 }
+
+#[tokio::test]
+async fn a_delete_sent_at_once_waits_for_the_copy() {
+    let (h1, h2) = (TestHost::new(), TestHost::new());
+    let src = source(&h1).await;
+    let dst = h2.open().await;
+    let src_op = src.migration_source("c1", migrate()).await.unwrap();
+    // pylxd's migrate() without wait: the delete follows the create.
+    let dst_op = dst
+        .migration_create(push_request(&src, "c2").await)
+        .await
+        .unwrap();
+    tokio::task::yield_now().await;
+    let delete = src.instance_delete_op("c1").await.unwrap();
+    relay(&src_op, &dst_op);
+    testing::wait_ok(&dst_op).await;
+    testing::wait_ok(&src_op).await;
+    testing::wait_ok(&delete).await;
+    assert!(src.node.instance_get("c1").await.unwrap().is_none());
+    assert_eq!(
+        std::fs::read_to_string(rootfs(&dst, "c2").join("root/f")).unwrap(),
+        "new"
+    );
+    assert_eq!(dst.node.snapshot_list("c2").await.unwrap().len(), 1);
+}

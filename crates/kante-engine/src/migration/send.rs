@@ -61,6 +61,12 @@ impl Engine {
         let instance_only = req.instance_only || req.container_only;
         let (engine, name, op2) = (self.arc(), name.to_string(), op.clone());
         self.ops.run(op.clone(), async move {
+            // Held from here to the verdict: no start, edit or delete while
+            // the peer is awaited and the tree is read (a client that
+            // deletes the source at once, as pylxd's `migrate()` without
+            // `wait`, waits for the copy).
+            let lock = engine.instance_lock(&name);
+            let _g = lock.lock().await;
             let mut link = connect.link(&op2).await?;
             let r = engine
                 .migration_send(&op2, &name, instance_only, &mut link)
@@ -93,9 +99,6 @@ impl Engine {
         instance_only: bool,
         link: &mut Link,
     ) -> Result<()> {
-        // Held to the end: no start, edit or delete while the tree is read.
-        let lock = self.instance_lock(name);
-        let _g = lock.lock().await;
         let row = self.instance_row(name).await?;
         self.require_stopped(name)?;
         let snaps: Vec<SnapshotRow> = if instance_only {
