@@ -6,7 +6,7 @@
 //! killed with `kill -9` mid-stream leaves nothing on the target, a target
 //! killed so leaves the source intact and, once restarted, no trace, and
 //! the retry succeeds; btrfs pools send btrfs streams to each
-//! other and tar to other pools.
+//! other and tar to other pools; pylxd's `migrate()` pulls too.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -439,6 +439,70 @@ fn btrfs_pools_migrate_as_btrfs_streams_and_other_pools_as_tar() {
             }
             lxc_ok(&src, &user, &format!("storage delete {r}:bt"));
         }
+        dst.shutdown().await;
+        src.shutdown().await;
+    });
+}
+
+/// pylxd 2.2.10's `Container.migrate()`, which pulls: the source's
+/// operation and secrets go to the target's create, then the source is
+/// deleted.
+const PYLXD_MIGRATE: &str = r#"
+import os, sys
+import pylxd
+
+def connect(endpoint):
+    c = pylxd.Client(endpoint=endpoint,
+                     cert=(os.environ["CRT"], os.environ["KEY"]), verify=False)
+    if not c.trusted:
+        c.authenticate("sesame")
+    return c
+
+src, dst = connect(sys.argv[1]), connect(sys.argv[2])
+src.containers.get("p1").migrate(dst, wait=True)
+assert dst.containers.exists("p1")
+assert not src.containers.exists("p1")
+print("migrated")
+"#;
+
+#[test]
+fn pylxd_migrates_between_kanteds() {
+    run(async {
+        let (src, dst, user) = pair().await;
+        let fp = src.import(TestImage::Busybox).await;
+        src.create(&fp, "p1", &[]).await;
+        write(&src, "p1", "/root/f", "py").await;
+        lxc_ok(&src, &user, "snapshot k1:p1 s0");
+        let pair =
+            kante_tls::KeyPair::generate(kante_tls::Role::Client, &["pylxd".into()]).unwrap();
+        let (crt, key) = (src.dir.join("py.crt"), src.dir.join("py.key"));
+        std::fs::write(&crt, &pair.cert_pem).unwrap();
+        std::fs::write(&key, &pair.key_pem).unwrap();
+        // Each daemon's HTTPS address, as it shows it.
+        let url = |d: &Daemon| -> String {
+            let server: Value =
+                serde_json::from_str(&lxc_ok(d, &conf(d, "admin"), "query /1.0")).unwrap();
+            let addr = server["environment"]["addresses"][0].as_str().unwrap();
+            format!("https://{addr}")
+        };
+        let o = Command::new("/usr/bin/python3")
+            .args(["-W", "ignore", "-c", PYLXD_MIGRATE, &url(&src), &url(&dst)])
+            .env("CRT", &crt)
+            .env("KEY", &key)
+            .env_remove("REQUESTS_CA_BUNDLE")
+            .env_remove("CURL_CA_BUNDLE")
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success() && text(&o.stdout).contains("migrated"),
+            "{}{}\n{}",
+            text(&o.stdout),
+            text(&o.stderr),
+            dst.log_text()
+        );
+        assert_eq!(read(&dst, "p1", "/root/f").await, "py");
+        assert_eq!(snapshot_names(&dst, "p1").await, ["s0"]);
+        assert!(names(&src).await.is_empty());
         dst.shutdown().await;
         src.shutdown().await;
     });
