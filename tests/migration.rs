@@ -1,7 +1,7 @@
 //! Instances copied and moved between two kanteds over HTTPS on loopback
 //! by Debian's `lxc` 5.0.2 (`lxc copy|move k1:c1 k2:…`, modes pull, push
-//! and relay): files and snapshots arrive, the source is unchanged and the
-//! copies are independent; a move keeps the MAC; refusals (a name in use,
+//! and relay; a snapshot as a new instance): files and snapshots arrive,
+//! the source is unchanged and the copies are independent; a move keeps the MAC; refusals (a name in use,
 //! a missing pool or profile, a running source) make nothing; a source
 //! killed with `kill -9` mid-stream leaves nothing on the target, a target
 //! killed so leaves the source intact and, once restarted, no trace, and
@@ -193,6 +193,11 @@ fn lxc_copies_and_moves_instances_between_kanteds() {
         lxc_ok(&src, &user, "copy k1:c1 k2:c5 --instance-only");
         assert_eq!(read(&dst, "c5", "/root/f").await, "four");
         assert!(snapshot_names(&dst, "c5").await.is_empty());
+        // A snapshot becomes a new instance.
+        lxc_ok(&src, &user, "copy k1:c1/s0 k2:c7");
+        assert_eq!(read(&dst, "c7", "/root/f").await, "one");
+        assert!(snapshot_names(&dst, "c7").await.is_empty());
+        lxc_ok(&src, &user, "delete k2:c7");
 
         // Refusals make nothing: a name in use, a missing pool.
         let before = volume_entries(&dst);

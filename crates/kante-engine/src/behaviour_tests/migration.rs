@@ -135,7 +135,7 @@ async fn a_relayed_migration_brings_the_instance_with_its_snapshots() {
     let src = source(&h1).await;
     let dst = h2.open().await;
     let mut events = dst.events.subscribe();
-    let src_op = src.migration_source("c1", migrate()).await.unwrap();
+    let src_op = src.migration_source("c1", None, migrate()).await.unwrap();
     let dst_op = dst
         .migration_create(push_request(&src, "c2").await)
         .await
@@ -196,7 +196,7 @@ async fn instance_only_leaves_the_snapshots_behind() {
     let dst = h2.open().await;
     let mut post = migrate();
     post.instance_only = true;
-    let src_op = src.migration_source("c1", post).await.unwrap();
+    let src_op = src.migration_source("c1", None, post).await.unwrap();
     let dst_op = dst
         .migration_create(push_request(&src, "c2").await)
         .await
@@ -268,11 +268,15 @@ async fn refusals_come_before_any_operation() {
     // The source: live, running.
     let mut post = migrate();
     post.live = true;
-    let (code, msg) = status(src.migration_source("c1", post).await.unwrap_err());
+    let (code, msg) = status(src.migration_source("c1", None, post).await.unwrap_err());
     assert_eq!(code, 400);
     assert!(msg.contains("Live migration"), "{msg}");
     testing::start(&src, "c1").await;
-    let (code, msg) = status(src.migration_source("c1", migrate()).await.unwrap_err());
+    let (code, msg) = status(
+        src.migration_source("c1", None, migrate())
+            .await
+            .unwrap_err(),
+    );
     assert_eq!(code, 400);
     assert!(msg.contains("stop it"), "{msg}");
     testing::stop(&src, "c1").await;
@@ -357,7 +361,7 @@ async fn a_cut_or_aborted_stream_leaves_nothing_and_the_name_is_free_again() {
     nothing_of(&dst, "c2").await;
 
     // The same name, relayed from the real source: it arrives.
-    let src_op = src.migration_source("c1", migrate()).await.unwrap();
+    let src_op = src.migration_source("c1", None, migrate()).await.unwrap();
     let dst_op = dst
         .migration_create(push_request(&src, "c2").await)
         .await
@@ -371,7 +375,7 @@ async fn a_cut_or_aborted_stream_leaves_nothing_and_the_name_is_free_again() {
 async fn a_source_whose_target_fails_ends_in_failure_and_stays_usable() {
     let h1 = TestHost::new();
     let src = source(&h1).await;
-    let op = src.migration_source("c1", migrate()).await.unwrap();
+    let op = src.migration_source("c1", None, migrate()).await.unwrap();
     let mut control = connect(&op, "control");
     let _fs = connect(&op, "fs");
     let Some(WsMsg::Binary(b)) = control.incoming.recv().await else {
@@ -393,7 +397,7 @@ async fn a_source_whose_target_fails_ends_in_failure_and_stays_usable() {
 async fn a_listening_source_is_cancelled_as_lxc_does_when_the_target_refuses() {
     let h1 = TestHost::new();
     let src = source(&h1).await;
-    let op = src.migration_source("c1", migrate()).await.unwrap();
+    let op = src.migration_source("c1", None, migrate()).await.unwrap();
     let snap = op.snapshot();
     assert!(snap.may_cancel);
     // Only string secrets, as lxc reads them.
@@ -414,7 +418,7 @@ async fn a_delete_sent_at_once_waits_for_the_copy() {
     let (h1, h2) = (TestHost::new(), TestHost::new());
     let src = source(&h1).await;
     let dst = h2.open().await;
-    let src_op = src.migration_source("c1", migrate()).await.unwrap();
+    let src_op = src.migration_source("c1", None, migrate()).await.unwrap();
     // pylxd's migrate() without wait: the delete follows the create.
     let dst_op = dst
         .migration_create(push_request(&src, "c2").await)
@@ -432,4 +436,34 @@ async fn a_delete_sent_at_once_waits_for_the_copy() {
         "new"
     );
     assert_eq!(dst.node.snapshot_list("c2").await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_snapshot_migrates_as_a_new_instance_even_from_a_running_source() {
+    let (h1, h2) = (TestHost::new(), TestHost::new());
+    let src = source(&h1).await;
+    let dst = h2.open().await;
+    testing::start(&src, "c1").await;
+    let e = src
+        .migration_source("c1", Some("nosuch"), migrate())
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), 404);
+    let src_op = src
+        .migration_source("c1", Some("s0"), migrate())
+        .await
+        .unwrap();
+    let dst_op = dst
+        .migration_create(push_request(&src, "c9").await)
+        .await
+        .unwrap();
+    relay(&src_op, &dst_op);
+    testing::wait_ok(&dst_op).await;
+    testing::wait_ok(&src_op).await;
+    assert_eq!(
+        std::fs::read_to_string(rootfs(&dst, "c9").join("root/f")).unwrap(),
+        "old"
+    );
+    assert!(dst.node.snapshot_list("c9").await.unwrap().is_empty());
+    testing::stop(&src, "c1").await;
 }

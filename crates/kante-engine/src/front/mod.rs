@@ -61,7 +61,7 @@ use crate::error::{EngineError, Result};
 use crate::remote::certificates::Added;
 use crate::remote::{Access, Caller};
 use crate::Engine;
-use verbs::{custom_only, rename_only};
+use verbs::custom_only;
 
 impl Engine {
     /// Answers one request from the unix socket (fully trusted).
@@ -175,7 +175,7 @@ impl Engine {
             }
             InstanceDelete { instance } => R::Operation(self.instance_delete_op(&instance).await?),
             InstanceRename { instance, post } if post.migration => {
-                R::Operation(self.migration_source(&instance, post).await?)
+                R::Operation(self.migration_source(&instance, None, post).await?)
             }
             InstanceRename { instance, post } => {
                 R::Operation(self.instance_post(&instance, post).await?)
@@ -214,13 +214,18 @@ impl Engine {
                 instance,
                 snapshot,
                 post,
-            } => {
-                rename_only(&post, "Snapshot")?;
-                R::Operation(
-                    self.snapshot_rename(&instance, &snapshot, &post.name)
-                        .await?,
-                )
-            }
+            } if post.migration => R::Operation(
+                self.migration_source(&instance, Some(&snapshot), post)
+                    .await?,
+            ),
+            SnapshotRename {
+                instance,
+                snapshot,
+                post,
+            } => R::Operation(
+                self.snapshot_rename(&instance, &snapshot, &post.name)
+                    .await?,
+            ),
             SnapshotUpdate {
                 instance,
                 snapshot,

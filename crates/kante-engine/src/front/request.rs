@@ -154,7 +154,8 @@ pub enum Request {
         instance: String,
         snapshot: String,
     },
-    /// POST on a snapshot: a rename (a migration is refused).
+    /// POST on a snapshot: a rename, or the sending side of a migration
+    /// of that snapshot as a new instance (`migration`).
     SnapshotRename {
         instance: String,
         snapshot: String,

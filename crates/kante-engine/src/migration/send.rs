@@ -1,4 +1,5 @@
-//! The sending side: `POST /1.0/instances/{name}` with `migration: true`.
+//! The sending side: `POST /1.0/instances/{name}` with `migration: true`
+//! (or `POST …/snapshots/{snap}`: that snapshot as a new instance).
 //! Without `target` (pull, relay) the operation listens: its metadata holds
 //! the `control` and `fs` secrets; with `target` (push) it dials the
 //! target's operation. Then: the offer (snapshots with their records, the
@@ -21,16 +22,28 @@ use crate::ws::WsMsg;
 use crate::Engine;
 
 impl Engine {
-    /// Starts the sending side of a migration; everything that can be
-    /// refused is refused here, before any operation exists.
-    pub(crate) async fn migration_source(&self, name: &str, req: InstancePost) -> Result<Arc<Op>> {
+    /// Starts the sending side of a migration of instance `name`, or of
+    /// its `snapshot` as a new instance (`POST …/snapshots/{snap}`, which
+    /// needs no stopped instance: a snapshot does not change); everything
+    /// that can be refused is refused here, before any operation exists.
+    pub(crate) async fn migration_source(
+        &self,
+        name: &str,
+        snapshot: Option<&str>,
+        req: InstancePost,
+    ) -> Result<Arc<Op>> {
         self.instance_row(name).await?;
         if req.live {
             return Err(EngineError::bad(
                 "Live migration is not supported: stop the instance first (or copy it with --stateless once stopped)",
             ));
         }
-        self.require_stopped(name)?;
+        match snapshot {
+            Some(snap) => {
+                self.snapshot_exists(name, snap).await?;
+            }
+            None => self.require_stopped(name)?,
+        }
         let dial = match &req.target {
             Some(t) if !t.operation.is_empty() => Some(Peer::parse(
                 &t.operation,
@@ -58,7 +71,12 @@ impl Engine {
             }
         };
         op.set_cancellable();
-        let instance_only = req.instance_only || req.container_only;
+        let what = match snapshot {
+            Some(s) => What::Snapshot(s.to_string()),
+            None => What::Instance {
+                instance_only: req.instance_only || req.container_only,
+            },
+        };
         let (engine, name, op2) = (self.arc(), name.to_string(), op.clone());
         self.ops.run(op.clone(), async move {
             // Held from here to the verdict: no start, edit or delete while
@@ -68,9 +86,7 @@ impl Engine {
             let lock = engine.instance_lock(&name);
             let _g = lock.lock().await;
             let mut link = connect.link(&op2).await?;
-            let r = engine
-                .migration_send(&op2, &name, instance_only, &mut link)
-                .await;
+            let r = engine.migration_send(&op2, &name, &what, &mut link).await;
             if let Err(e) = &r {
                 let _ =
                     link::send_msg(&link.control, &MigrationControl::failed(&e.to_string())).await;
@@ -92,25 +108,46 @@ impl Engine {
         }
     }
 
+    /// A snapshot's existence, as a 404.
+    async fn snapshot_exists(&self, name: &str, snap: &str) -> Result<()> {
+        self.node
+            .snapshot_get(name, snap)
+            .await?
+            .map(|_| ())
+            .ok_or_else(|| EngineError::NotFound(format!("Snapshot {name}/{snap} not found")))
+    }
+
     async fn migration_send(
         &self,
         op: &Op,
         name: &str,
-        instance_only: bool,
+        what: &What,
         link: &mut Link,
     ) -> Result<()> {
         let row = self.instance_row(name).await?;
-        self.require_stopped(name)?;
-        let snaps: Vec<SnapshotRow> = if instance_only {
-            Vec::new()
-        } else {
-            self.node.snapshot_list(name).await?
+        let snaps: Vec<SnapshotRow> = match what {
+            What::Snapshot(snap) => {
+                self.snapshot_exists(name, snap).await?;
+                Vec::new()
+            }
+            What::Instance { instance_only } => {
+                self.require_stopped(name)?;
+                if *instance_only {
+                    Vec::new()
+                } else {
+                    self.node.snapshot_list(name).await?
+                }
+            }
         };
         let names: Vec<String> = snaps.iter().map(|s| s.name.clone()).collect();
         let pool = self.pool(&self.instance_pool_name(&row).await)?;
         let offered = {
-            let (p, n, s) = (pool.clone(), name.to_string(), names.clone());
-            tokio::task::spawn_blocking(move || p.send_types(VolumeKind::Container, &n, &s))
+            let trees = match what {
+                What::Snapshot(snap) => vec![snap.clone()],
+                What::Instance { .. } => names.clone(),
+            };
+            let (p, n) = (pool.clone(), name.to_string());
+            tokio::task::spawn_blocking(move || p.send_types(VolumeKind::Container, &n, &trees))
                 .await??
         };
         let offer = MigrationHeader {
@@ -138,10 +175,13 @@ impl Engine {
         // The stream: a blocking writer on a thread, frames pumped out here,
         // the control channel watched for the sink's abort.
         let (tx, mut rx) = mpsc::channel::<Vec<u8>>(4);
-        let (p, n) = (pool.clone(), name.to_string());
+        let (p, n, snap) = (pool.clone(), name.to_string(), what.snapshot());
         let writer = tokio::task::spawn_blocking(move || {
             let mut w = FrameWriter::new(tx);
-            let report = p.send_volume(VolumeKind::Container, &n, &names, ty, None, &mut w)?;
+            let report = match snap {
+                Some(s) => p.send_snapshot_as_volume(VolumeKind::Container, &n, &s, ty, &mut w)?,
+                None => p.send_volume(VolumeKind::Container, &n, &names, ty, None, &mut w)?,
+            };
             std::io::Write::flush(&mut w)?;
             Ok::<_, EngineError>(report)
         });
@@ -187,6 +227,23 @@ impl Engine {
             Control::Header(_) => Err(EngineError::bad(
                 "The migration target sent a header instead of its verdict",
             )),
+        }
+    }
+}
+
+/// What a source sends.
+enum What {
+    /// The instance, with its snapshots unless `instance_only`.
+    Instance { instance_only: bool },
+    /// One snapshot, as a new instance's volume.
+    Snapshot(String),
+}
+
+impl What {
+    fn snapshot(&self) -> Option<String> {
+        match self {
+            What::Snapshot(s) => Some(s.clone()),
+            What::Instance { .. } => None,
         }
     }
 }
