@@ -187,6 +187,9 @@ impl Engine {
         });
         let mut progress = Progress::new(op, name);
         let mut aborted: Option<EngineError> = None;
+        // The target's success may overtake the end of the writer thread:
+        // it has then checked the whole stream.
+        let mut verdict = false;
         loop {
             tokio::select! {
                 frame = rx.recv() => match frame {
@@ -200,11 +203,14 @@ impl Engine {
                     None => break,
                 },
                 c = link::recv_control(&mut link.control, op) => {
-                    aborted = Some(match c {
-                        Ok(Control::Done(c)) if !c.success => peer_failed(&c),
-                        Ok(_) => EngineError::bad("The migration target answered before the end of the stream"),
-                        Err(e) => e,
-                    });
+                    match c {
+                        Ok(Control::Done(c)) if c.success => verdict = true,
+                        Ok(Control::Done(c)) => aborted = Some(peer_failed(&c)),
+                        Ok(_) => aborted = Some(EngineError::bad(
+                            "The migration target answered before the end of the stream",
+                        )),
+                        Err(e) => aborted = Some(e),
+                    }
                     break;
                 }
             }
@@ -213,6 +219,9 @@ impl Engine {
         let sent = writer.await?;
         if let Some(e) = aborted {
             return Err(e);
+        }
+        if verdict {
+            return Ok(());
         }
         let report = sent?;
         tracing::info!(
