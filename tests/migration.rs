@@ -1,12 +1,14 @@
 //! Instances copied and moved between two kanteds over HTTPS on loopback
 //! by Debian's `lxc` 5.0.2 (`lxc copy|move k1:c1 k2:…`, modes pull, push
 //! and relay; a snapshot as a new instance): files and snapshots arrive,
-//! the source is unchanged and the copies are independent; a move keeps the MAC; refusals (a name in use,
-//! a missing pool or profile, a running source) make nothing; a source
-//! killed with `kill -9` mid-stream leaves nothing on the target, a target
-//! killed so leaves the source intact and, once restarted, no trace, and
-//! the retry succeeds; btrfs pools send btrfs streams to each
-//! other and tar to other pools; pylxd's `migrate()` pulls too.
+//! the source is unchanged and the copies are independent; a move keeps
+//! the MAC; refusals (a name in use, a missing pool or profile, live
+//! migration) make nothing; a running source is copied frozen
+//! (`--stateless`); a source killed with `kill -9` mid-stream leaves
+//! nothing on the target, a target killed so leaves the source intact
+//! and, once restarted, no trace, and the retry succeeds; btrfs pools send
+//! btrfs streams to each other and tar to other pools; pylxd's `migrate()`
+//! pulls too.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -212,16 +214,29 @@ fn lxc_copies_and_moves_instances_between_kanteds() {
         assert!(e.to_lowercase().contains("nosuch"), "{e}");
         assert_eq!(names(&dst).await, ["c2", "c3", "c4", "c5"]);
         assert_eq!(volume_entries(&dst), before);
-        // A running source is refused before any byte moves.
+        // A running source: live migration (CRIU) is refused before any
+        // byte moves; --stateless copies it frozen, and it runs on.
         lxc_ok(&src, &user, "start k1:c1");
-        let e = lxc_fails(&src, &user, "copy k1:c1 k2:c6 --stateless");
-        assert!(e.contains("stop it"), "{e}");
         let e = lxc_fails(&src, &user, "copy k1:c1 k2:c6");
         assert!(e.to_lowercase().contains("live migration"), "{e}");
-        lxc_ok(&src, &user, "stop -f k1:c1");
         assert_eq!(names(&dst).await, ["c2", "c3", "c4", "c5"]);
         assert_eq!(volume_entries(&dst), before);
-        assert_eq!(read(&src, "c1", "/root/f").await, "four");
+        let (code, _) = src.sh("c1", "echo five > /root/f").await;
+        assert_eq!(code, 0);
+        lxc_ok(&src, &user, "copy k1:c1 k2:c6 --stateless");
+        assert_eq!(read(&dst, "c6", "/root/f").await, "five\n");
+        let listed = lxc_ok(&src, &user, "list k1: --format csv -c ns");
+        assert!(listed.contains("c1,RUNNING"), "{listed}");
+        lxc_ok(&src, &user, "stop -f k1:c1");
+        lxc_ok(&src, &user, "delete k2:c6");
+        // lxc move --stateless of a running instance: it runs on the target.
+        src.create(&fp, "r1", &[]).await;
+        lxc_ok(&src, &user, "start k1:r1");
+        lxc_ok(&src, &user, "move k1:r1 k2: --stateless");
+        let listed = lxc_ok(&src, &user, "list k2: --format csv -c ns");
+        assert!(listed.contains("r1,RUNNING"), "{listed}");
+        assert!(!names(&src).await.contains(&"r1".to_string()));
+        lxc_ok(&src, &user, "delete -f k2:r1");
 
         // A move keeps the MAC (lxc sends the volatile keys) and removes
         // the source.

@@ -1,7 +1,7 @@
 //! Migration between two engines (`migration/`), relayed in the test as lxc
 //! relays it (both sides listen, the test joins their websockets): the
 //! instance arrives with its snapshots and files; refusals happen before
-//! any operation; a peer that aborts, cuts the stream or speaks LXD's
+//! any operation; a running source is frozen while it is read; a peer that aborts, cuts the stream or speaks LXD's
 //! rsync transfer leaves no record and no volume on the target.
 
 use std::sync::Arc;
@@ -265,20 +265,40 @@ async fn refusals_come_before_any_operation() {
     assert_eq!(dst.ops.list().len(), ops_before, "an operation was started");
     nothing_of(&dst, "c2").await;
 
-    // The source: live, running.
+    // The source: live (CRIU).
     let mut post = migrate();
     post.live = true;
     let (code, msg) = status(src.migration_source("c1", None, post).await.unwrap_err());
     assert_eq!(code, 400);
     assert!(msg.contains("Live migration"), "{msg}");
+}
+
+#[tokio::test]
+async fn a_running_source_is_frozen_while_it_is_read_then_thawed() {
+    let (h1, h2) = (TestHost::new(), TestHost::new());
+    let src = source(&h1).await;
+    let dst = h2.open().await;
     testing::start(&src, "c1").await;
-    let (code, msg) = status(
-        src.migration_source("c1", None, migrate())
-            .await
-            .unwrap_err(),
+    let mut events = src.events.subscribe();
+    let src_op = src.migration_source("c1", None, migrate()).await.unwrap();
+    let dst_op = dst
+        .migration_create(push_request(&src, "c2").await)
+        .await
+        .unwrap();
+    relay(&src_op, &dst_op);
+    testing::wait_ok(&dst_op).await;
+    testing::wait_ok(&src_op).await;
+    let seen: Vec<String> = super::lifecycle_events(&mut events)
+        .into_iter()
+        .map(|(a, _)| a)
+        .filter(|a| a == "instance-paused" || a == "instance-resumed")
+        .collect();
+    assert_eq!(seen, ["instance-paused", "instance-resumed"]);
+    assert_eq!(
+        src.instance_status("c1"),
+        kante_api::instance::InstanceStatus::Running
     );
-    assert_eq!(code, 400);
-    assert!(msg.contains("stop it"), "{msg}");
+    assert!(rootfs(&dst, "c2").join("root/f").exists());
     testing::stop(&src, "c1").await;
 }
 

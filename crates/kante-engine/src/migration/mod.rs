@@ -20,9 +20,9 @@
 //! 1000 is LXD, whose rsync transfer is not implemented: refused with a
 //! clear error. On `fs` travels the volume stream of
 //! `kante-storage/src/stream/` (KANTEVS1: btrfs between btrfs pools, tar
-//! otherwise), as binary frames. The source must be stopped (no live
-//! migration) and stays locked from the operation's start to the verdict
-//! (a delete sent at once waits for the copy); the target receives at
+//! otherwise), as binary frames. The source is read stopped, or frozen
+//! (no live migration), and stays locked from the operation's start to
+//! the verdict (a delete sent at once waits for the copy); the target receives at
 //! staging paths and records the instance only once the stream is
 //! complete and checked.
 

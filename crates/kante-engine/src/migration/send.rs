@@ -23,9 +23,11 @@ use crate::Engine;
 
 impl Engine {
     /// Starts the sending side of a migration of instance `name`, or of
-    /// its `snapshot` as a new instance (`POST …/snapshots/{snap}`, which
-    /// needs no stopped instance: a snapshot does not change); everything
-    /// that can be refused is refused here, before any operation exists.
+    /// its `snapshot` as a new instance (`POST …/snapshots/{snap}`);
+    /// everything that can be refused is refused here, before any
+    /// operation exists. A running instance (lxc `--stateless`: `live`
+    /// false) is frozen while its tree is read, then thawed; `live` (what
+    /// lxc sends for a running instance otherwise) needs CRIU: refused.
     pub(crate) async fn migration_source(
         &self,
         name: &str,
@@ -35,14 +37,14 @@ impl Engine {
         self.instance_row(name).await?;
         if req.live {
             return Err(EngineError::bad(
-                "Live migration is not supported: stop the instance first (or copy it with --stateless once stopped)",
+                "Live migration is not supported: stop the instance first, or use --stateless (it is then frozen while it is copied)",
             ));
         }
         match snapshot {
             Some(snap) => {
                 self.snapshot_exists(name, snap).await?;
             }
-            None => self.require_stopped(name)?,
+            None => self.require_readable(name)?,
         }
         let dial = match &req.target {
             Some(t) if !t.operation.is_empty() => Some(Peer::parse(
@@ -96,15 +98,14 @@ impl Engine {
         Ok(op)
     }
 
-    /// Refuses an instance that is not stopped: its tree would change while
-    /// it is read, and live migration (CRIU) is not supported.
-    fn require_stopped(&self, name: &str) -> Result<()> {
+    /// Refuses an instance in error: neither stopped nor one that a
+    /// freeze holds still.
+    fn require_readable(&self, name: &str) -> Result<()> {
         match self.instance_status(name) {
-            InstanceStatus::Stopped => Ok(()),
-            s => Err(EngineError::bad(format!(
-                "Instance {name:?} is {}: stop it before copying or moving it to another server (live migration is not supported)",
-                s.as_str().to_lowercase()
+            InstanceStatus::Error => Err(EngineError::bad(format!(
+                "Instance {name:?} is in error: stop it before copying or moving it to another server"
             ))),
+            _ => Ok(()),
         }
     }
 
@@ -117,6 +118,8 @@ impl Engine {
             .ok_or_else(|| EngineError::NotFound(format!("Snapshot {name}/{snap} not found")))
     }
 
+    /// Sends, a running instance frozen for the time (thawed whatever
+    /// the outcome; a frozen one stays so).
     async fn migration_send(
         &self,
         op: &Op,
@@ -124,6 +127,28 @@ impl Engine {
         what: &What,
         link: &mut Link,
     ) -> Result<()> {
+        let thaw = match what {
+            What::Instance { .. } => {
+                self.require_readable(name)?;
+                if self.instance_status(name) == InstanceStatus::Running {
+                    self.freeze(name, true).await?;
+                    true
+                } else {
+                    false
+                }
+            }
+            What::Snapshot(_) => false,
+        };
+        let r = self.send_tree(op, name, what, link).await;
+        if thaw {
+            if let Err(e) = self.freeze(name, false).await {
+                tracing::error!(instance = name, "thawing after a migration: {e}");
+            }
+        }
+        r
+    }
+
+    async fn send_tree(&self, op: &Op, name: &str, what: &What, link: &mut Link) -> Result<()> {
         let row = self.instance_row(name).await?;
         let snaps: Vec<SnapshotRow> = match what {
             What::Snapshot(snap) => {
@@ -131,7 +156,6 @@ impl Engine {
                 Vec::new()
             }
             What::Instance { instance_only } => {
-                self.require_stopped(name)?;
                 if *instance_only {
                     Vec::new()
                 } else {
