@@ -62,7 +62,7 @@ impl Engine {
         let src = &req.source;
         if src.live {
             return Err(EngineError::bad(
-                "Live migration is not supported: stop the instance first",
+                "Live migration is not supported: stop the instance first, or use --stateless (it is then frozen while it is copied)",
             ));
         }
         if src.refresh {
