@@ -88,6 +88,44 @@ pub struct InstanceSource {
     pub instance_only: bool,
     #[serde(default, deserialize_with = "lenient_bool")]
     pub refresh: bool,
+    /// For `migration` in `pull` mode: the source's operation URL
+    /// (`https://host:port/1.0/operations/<id>`).
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub operation: String,
+    /// For `migration` in `pull` mode: the source operation's websocket
+    /// secrets by channel (`control`, `fs`, `criu`).
+    #[serde(
+        default,
+        deserialize_with = "string_map",
+        skip_serializing_if = "ConfigMap::is_empty"
+    )]
+    pub secrets: ConfigMap,
+    /// For `migration`: a live (stateful, CRIU) transfer is asked for.
+    #[serde(
+        default,
+        deserialize_with = "lenient_bool",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub live: bool,
+    /// Older clients' name for `instance_only`.
+    #[serde(
+        default,
+        deserialize_with = "lenient_bool",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub container_only: bool,
+    /// For `migration`: the source's `volatile.base_image`.
+    #[serde(
+        rename = "base-image",
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub base_image: String,
 }
 
 /// `POST /1.0/instances`.
@@ -105,7 +143,7 @@ pub struct InstancesPost {
     pub put: InstancePut,
 }
 
-/// `POST /1.0/instances/{name}`: rename (migration is out of scope here).
+/// `POST /1.0/instances/{name}`: a rename, or a migration's source side.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct InstancePost {
     #[serde(default, deserialize_with = "null_default")]
@@ -114,6 +152,38 @@ pub struct InstancePost {
     pub migration: bool,
     #[serde(default, deserialize_with = "lenient_bool")]
     pub live: bool,
+    /// Migration: leave the snapshots behind.
+    #[serde(
+        default,
+        deserialize_with = "lenient_bool",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub instance_only: bool,
+    /// Older clients' name for `instance_only`.
+    #[serde(
+        default,
+        deserialize_with = "lenient_bool",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub container_only: bool,
+    /// Migration in push mode: the target's operation to connect to
+    /// (absent or null: pull mode, this server listens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<InstancePostTarget>,
+}
+
+/// `POST /1.0/instances/{name}`'s `target`: where a pushing source connects.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct InstancePostTarget {
+    /// The target server's certificate (PEM), pinned by the source.
+    #[serde(default, deserialize_with = "null_default")]
+    pub certificate: String,
+    /// `https://host:port/1.0/operations/<id>`.
+    #[serde(default, deserialize_with = "null_default")]
+    pub operation: String,
+    /// The target operation's websocket secrets by channel.
+    #[serde(default, deserialize_with = "string_map")]
+    pub secrets: ConfigMap,
 }
 
 /// An instance as `GET /1.0/instances/{name}` returns it.

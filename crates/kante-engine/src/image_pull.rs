@@ -155,7 +155,7 @@ impl PullSource {
 }
 
 /// `host:port`, `[v6]:port`, or a host alone (`default` port).
-fn split_authority(a: &str, default: u16) -> Option<(String, u16)> {
+pub(crate) fn split_authority(a: &str, default: u16) -> Option<(String, u16)> {
     if let Some(rest) = a.strip_prefix('[') {
         let (h, tail) = rest.split_once(']')?;
         let port = match tail.strip_prefix(':') {

@@ -25,6 +25,7 @@ mod images;
 mod instance;
 mod lxcfs;
 pub mod metrics;
+mod migration;
 mod network;
 mod operations;
 mod paths;

@@ -336,17 +336,7 @@ async fn only_custom_volumes_change_and_types_must_agree() {
 async fn verbs_not_supported_yet_are_501s() {
     let host = TestHost::new();
     let engine = host.open().await;
-    let post = kante_api::instance::InstancePost {
-        name: "x".into(),
-        migration: true,
-        ..Default::default()
-    };
     for req in [
-        Request::SnapshotRename {
-            instance: instance("c1"),
-            snapshot: "s0".into(),
-            post,
-        },
         Request::ConsoleAttach {
             instance: instance("c1"),
         },

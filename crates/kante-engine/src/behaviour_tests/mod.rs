@@ -13,6 +13,7 @@ mod idmaps;
 mod image_pull;
 mod image_server;
 mod lifecycle;
+mod migration;
 mod operations;
 mod profiles;
 mod publish_streams;

@@ -64,7 +64,7 @@ use crate::error::{EngineError, Result};
 use crate::remote::certificates::Added;
 use crate::remote::{Access, Caller};
 use crate::Engine;
-use verbs::{custom_only, rename_only};
+use verbs::custom_only;
 
 impl Engine {
     /// Answers one request from the unix socket (fully trusted).
@@ -185,6 +185,9 @@ impl Engine {
             Events { types } => R::Events(EventStream::new(self.events.subscribe(), types)),
 
             InstanceList { detail, filter } => self.instance_listing(detail, &filter).await?,
+            InstanceCreate(post) if post.source.kind == "migration" => {
+                R::Operation(self.migration_create(*post).await?)
+            }
             InstanceCreate(post) => R::Operation(self.instance_create(*post).await?),
             InstanceImport { body, name, pool } => {
                 R::Operation(self.backup_import(body, name, pool).await?)
@@ -202,6 +205,9 @@ impl Engine {
                 R::Changes(self.instance_patch(&instance, body).await?)
             }
             InstanceDelete { instance } => R::Operation(self.instance_delete_op(&instance).await?),
+            InstanceRename { instance, post } if post.migration => {
+                R::Operation(self.migration_source(&instance, None, post).await?)
+            }
             InstanceRename { instance, post } => {
                 R::Operation(self.instance_post(&instance, post).await?)
             }
@@ -239,13 +245,18 @@ impl Engine {
                 instance,
                 snapshot,
                 post,
-            } => {
-                rename_only(&post, "Snapshot")?;
-                R::Operation(
-                    self.snapshot_rename(&instance, &snapshot, &post.name)
-                        .await?,
-                )
-            }
+            } if post.migration => R::Operation(
+                self.migration_source(&instance, Some(&snapshot), post)
+                    .await?,
+            ),
+            SnapshotRename {
+                instance,
+                snapshot,
+                post,
+            } => R::Operation(
+                self.snapshot_rename(&instance, &snapshot, &post.name)
+                    .await?,
+            ),
             SnapshotUpdate {
                 instance,
                 snapshot,

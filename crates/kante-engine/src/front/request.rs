@@ -111,7 +111,7 @@ pub enum Request {
     InstanceDelete {
         instance: String,
     },
-    /// POST: a rename (a migration is refused).
+    /// POST: a rename, or the sending side of a migration (`migration`).
     InstanceRename {
         instance: String,
         post: InstancePost,
@@ -155,7 +155,8 @@ pub enum Request {
         instance: String,
         snapshot: String,
     },
-    /// POST on a snapshot: a rename (a migration is refused).
+    /// POST on a snapshot: a rename, or the sending side of a migration
+    /// of that snapshot as a new instance (`migration`).
     SnapshotRename {
         instance: String,
         snapshot: String,

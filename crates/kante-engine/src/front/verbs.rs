@@ -2,7 +2,7 @@
 //! checks that belong to the API rather than to one method: filtered
 //! listings, profile merges, which volumes the API may change, downloads.
 
-use kante_api::instance::{Instance, InstancePost};
+use kante_api::instance::Instance;
 use kante_api::profile::ProfilePut;
 use kante_api::storage::{StorageVolumePost, StorageVolumesPost};
 
@@ -21,16 +21,6 @@ pub(super) fn custom_only(kind: &str) -> Result<()> {
     Err(EngineError::bad(format!(
         "Only custom volumes can be changed here, not {kind:?} volumes"
     )))
-}
-
-/// A migration is not done yet; anything else is a rename to `post.name`.
-pub(super) fn rename_only(post: &InstancePost, what: &str) -> Result<()> {
-    if post.migration {
-        return Err(EngineError::NotImplemented(format!(
-            "{what} migration is not supported yet"
-        )));
-    }
-    Ok(())
 }
 
 fn volume_location(pool: &str, name: &str) -> String {

@@ -87,35 +87,18 @@ impl Engine {
                 _ => vec!["default".into()],
             },
         };
-        let mut seen = std::collections::HashSet::new();
-        for p in &profiles {
-            if !seen.insert(p) {
-                return Err(EngineError::bad(format!("Duplicate profile {p:?}")));
-            }
-        }
         // Clients may seed volatile.<nic>.hwaddr; other volatile keys are the server's.
         let mut local = req.put.config.clone();
         local.retain(|k, v| {
             !v.is_empty() && (!k.starts_with("volatile.") || k.ends_with(".hwaddr"))
         });
-        config::validate_config(&local)?;
-        config::validate_devices(&req.put.devices)?;
-        let layers = self.profile_layers(&profiles).await?;
-        let (econfig, edevices) = config::expand(&layers, &local, &req.put.devices);
-        config::validate_config(&econfig)?;
-        self.check_device_refs(&edevices).await?;
-        // MACs are fixed at create, so the first lease is the lasting one.
-        Engine::assign_hwaddrs(&edevices, &mut local);
-        self.plan_instance_nics(&name, &edevices, &local).await?;
-        let (_, root) = config::root_disk(&edevices)
-            .ok_or_else(|| EngineError::bad("Failed getting root disk: no root disk device (path \"/\") in the instance or its profiles"))?;
-        let pool = root.get("pool").cloned().unwrap_or_default();
-        let pool_handle = self.pool(&pool)?;
-        if root.contains_key("size") && pool_handle.driver.info().name == "dir" {
-            return Err(EngineError::bad(format!(
-                "Root disk size limits need a btrfs pool; pool {pool:?} uses the dir driver"
-            )));
-        }
+        let NewInstance {
+            profiles,
+            local,
+            pool,
+        } = self
+            .check_new_instance(&name, &req.put.devices, profiles, local)
+            .await?;
 
         let op = self.ops.create(
             OperationClass::Task,
@@ -379,6 +362,60 @@ impl Engine {
             json!({}),
         );
         Ok(())
+    }
+}
+
+/// A new instance's request once checked: what its record will hold.
+pub(crate) struct NewInstance {
+    pub profiles: Vec<String>,
+    /// The local config, MACs assigned.
+    pub local: ConfigMap,
+    /// The root disk's pool (loaded).
+    pub pool: String,
+}
+
+impl Engine {
+    /// Checks a new instance's profiles, config and devices before anything
+    /// is made (a creation and a migration's receiving side): no duplicate
+    /// profile, valid keys once expanded, devices that can be satisfied
+    /// here (networks, pools, NIC names), a root disk on a loaded pool.
+    /// Assigns the MACs the request does not set.
+    pub(crate) async fn check_new_instance(
+        &self,
+        name: &str,
+        devices: &kante_api::DevicesMap,
+        profiles: Vec<String>,
+        mut local: ConfigMap,
+    ) -> Result<NewInstance> {
+        let mut seen = std::collections::HashSet::new();
+        for p in &profiles {
+            if !seen.insert(p) {
+                return Err(EngineError::bad(format!("Duplicate profile {p:?}")));
+            }
+        }
+        config::validate_config(&local)?;
+        config::validate_devices(devices)?;
+        let layers = self.profile_layers(&profiles).await?;
+        let (econfig, edevices) = config::expand(&layers, &local, devices);
+        config::validate_config(&econfig)?;
+        self.check_device_refs(&edevices).await?;
+        // MACs are fixed at create, so the first lease is the lasting one.
+        Engine::assign_hwaddrs(&edevices, &mut local);
+        self.plan_instance_nics(name, &edevices, &local).await?;
+        let (_, root) = config::root_disk(&edevices)
+            .ok_or_else(|| EngineError::bad("Failed getting root disk: no root disk device (path \"/\") in the instance or its profiles"))?;
+        let pool = root.get("pool").cloned().unwrap_or_default();
+        let pool_handle = self.pool(&pool)?;
+        if root.contains_key("size") && pool_handle.driver.info().name == "dir" {
+            return Err(EngineError::bad(format!(
+                "Root disk size limits need a btrfs pool; pool {pool:?} uses the dir driver"
+            )));
+        }
+        Ok(NewInstance {
+            profiles,
+            local,
+            pool,
+        })
     }
 }
 

@@ -94,7 +94,7 @@ impl Engine {
         }
     }
 
-    async fn freeze(&self, name: &str, frozen: bool) -> Result<()> {
+    pub(crate) async fn freeze(&self, name: &str, frozen: bool) -> Result<()> {
         let status = self.instance_status(name);
         match (frozen, status) {
             (_, InstanceStatus::Stopped) => {

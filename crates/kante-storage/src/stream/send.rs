@@ -180,6 +180,45 @@ impl Pool {
         })
     }
 
+    /// Writes snapshot `snap` of volume `name` to `out` as the stream of a
+    /// volume without snapshots (a new volume made from one snapshot, as
+    /// `lxc copy c1/snap0 remote:c2` asks): a snapshot never changes, so
+    /// no copy of it is frozen first.
+    pub fn send_snapshot_as_volume(
+        &self,
+        kind: VolumeKind,
+        name: &str,
+        snap: &str,
+        ty: MigrationType,
+        out: &mut dyn Write,
+    ) -> Result<SendReport> {
+        let trees = self.send_trees(kind, name, &[snap.to_string()])?;
+        let path = &trees[0];
+        if !self.driver.migration_types().contains(&ty) || !self.driver.can_send(ty, path) {
+            return Err(StorageError::Unsupported(format!(
+                "snapshot {name}/{snap} of pool {} cannot be sent as {ty}",
+                self.name
+            )));
+        }
+        let header = StreamHeader {
+            version: STREAM_VERSION,
+            migration_type: ty,
+            kind,
+            name: name.to_string(),
+            snapshots: Vec::new(),
+            size: self.driver.volume_size(path)?.filter(|n| *n > 0),
+            meta: None,
+        };
+        write_header(out, &header)?;
+        let bytes = self.send_one(ty, path, None, out, &format!("snapshot {snap}"))?;
+        write_trailer(out)?;
+        Ok(SendReport {
+            migration_type: ty,
+            sections: 1,
+            bytes,
+        })
+    }
+
     /// Sends one tree as a section; a failure ends the stream with an
     /// abort frame.
     fn send_one(

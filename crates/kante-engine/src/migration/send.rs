@@ -1,0 +1,331 @@
+//! The sending side: `POST /1.0/instances/{name}` with `migration: true`
+//! (or `POST …/snapshots/{snap}`: that snapshot as a new instance).
+//! Without `target` (pull, relay) the operation listens: its metadata holds
+//! the `control` and `fs` secrets; with `target` (push) it dials the
+//! target's operation. Then: the offer (snapshots with their records, the
+//! stream types this pool can send), the sink's answer (the type), the
+//! volume stream on `fs`, and the sink's verdict on `control`.
+
+use std::sync::Arc;
+
+use kante_api::instance::{InstancePost, InstanceStatus};
+use kante_api::operation::OperationClass;
+use kante_storage::{MigrationType, VolumeKind};
+use kante_store::SnapshotRow;
+use tokio::sync::mpsc;
+
+use super::link::{self, Connect, Control, FrameWriter, Link, Peer, Progress};
+use super::proto::{self, MigrationControl, MigrationHeader};
+use crate::error::{EngineError, Result};
+use crate::operations::{instance_resources, Op};
+use crate::ws::WsMsg;
+use crate::Engine;
+
+impl Engine {
+    /// Starts the sending side of a migration of instance `name`, or of
+    /// its `snapshot` as a new instance (`POST …/snapshots/{snap}`);
+    /// everything that can be refused is refused here, before any
+    /// operation exists. A running instance (lxc `--stateless`: `live`
+    /// false) is frozen while its tree is read, then thawed; `live` (what
+    /// lxc sends for a running instance otherwise) needs CRIU: refused.
+    pub(crate) async fn migration_source(
+        &self,
+        name: &str,
+        snapshot: Option<&str>,
+        req: InstancePost,
+    ) -> Result<Arc<Op>> {
+        self.instance_row(name).await?;
+        if req.live {
+            return Err(EngineError::bad(
+                "Live migration is not supported: stop the instance first, or use --stateless (it is then frozen while it is copied)",
+            ));
+        }
+        match snapshot {
+            Some(snap) => {
+                self.snapshot_exists(name, snap).await?;
+            }
+            None => self.require_readable(name)?,
+        }
+        let dial = match &req.target {
+            Some(t) if !t.operation.is_empty() => Some(Peer::parse(
+                &t.operation,
+                &t.certificate,
+                &t.secrets.clone().into_iter().collect(),
+            )?),
+            _ => None,
+        };
+        let class = if dial.is_some() {
+            OperationClass::Task
+        } else {
+            OperationClass::Websocket
+        };
+        let op = self.ops.create(
+            class,
+            "Migrating instance",
+            instance_resources(&[name], true),
+        );
+        let connect = match dial {
+            Some(peer) => Connect::Dial(peer),
+            None => {
+                let (meta, connect) = link::listen(&op);
+                op.set_metadata(meta);
+                connect
+            }
+        };
+        op.set_cancellable();
+        let what = match snapshot {
+            Some(s) => What::Snapshot(s.to_string()),
+            None => What::Instance {
+                instance_only: req.instance_only || req.container_only,
+            },
+        };
+        let (engine, name, op2) = (self.arc(), name.to_string(), op.clone());
+        self.ops.run(op.clone(), async move {
+            // Held from here to the verdict: no start, edit or delete while
+            // the peer is awaited and the tree is read (a client that
+            // deletes the source at once, as pylxd's `migrate()` without
+            // `wait`, waits for the copy).
+            let lock = engine.instance_lock(&name);
+            let _g = lock.lock().await;
+            let mut link = connect.link(&op2).await?;
+            let r = engine.migration_send(&op2, &name, &what, &mut link).await;
+            if let Err(e) = &r {
+                let _ =
+                    link::send_msg(&link.control, &MigrationControl::failed(&e.to_string())).await;
+            }
+            r
+        });
+        Ok(op)
+    }
+
+    /// Refuses an instance in error: neither stopped nor one that a
+    /// freeze holds still.
+    fn require_readable(&self, name: &str) -> Result<()> {
+        match self.instance_status(name) {
+            InstanceStatus::Error => Err(EngineError::bad(format!(
+                "Instance {name:?} is in error: stop it before copying or moving it to another server"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// A snapshot's existence, as a 404.
+    async fn snapshot_exists(&self, name: &str, snap: &str) -> Result<()> {
+        self.node
+            .snapshot_get(name, snap)
+            .await?
+            .map(|_| ())
+            .ok_or_else(|| EngineError::NotFound(format!("Snapshot {name}/{snap} not found")))
+    }
+
+    /// Sends, a running instance frozen for the time (thawed whatever
+    /// the outcome; a frozen one stays so).
+    async fn migration_send(
+        &self,
+        op: &Op,
+        name: &str,
+        what: &What,
+        link: &mut Link,
+    ) -> Result<()> {
+        let thaw = match what {
+            What::Instance { .. } => {
+                self.require_readable(name)?;
+                if self.instance_status(name) == InstanceStatus::Running {
+                    self.freeze(name, true).await?;
+                    true
+                } else {
+                    false
+                }
+            }
+            What::Snapshot(_) => false,
+        };
+        let r = self.send_tree(op, name, what, link).await;
+        if thaw {
+            if let Err(e) = self.freeze(name, false).await {
+                tracing::error!(instance = name, "thawing after a migration: {e}");
+            }
+        }
+        r
+    }
+
+    async fn send_tree(&self, op: &Op, name: &str, what: &What, link: &mut Link) -> Result<()> {
+        let row = self.instance_row(name).await?;
+        let snaps: Vec<SnapshotRow> = match what {
+            What::Snapshot(snap) => {
+                self.snapshot_exists(name, snap).await?;
+                Vec::new()
+            }
+            What::Instance { instance_only } => {
+                if *instance_only {
+                    Vec::new()
+                } else {
+                    self.node.snapshot_list(name).await?
+                }
+            }
+        };
+        let names: Vec<String> = snaps.iter().map(|s| s.name.clone()).collect();
+        let pool = self.pool(&self.instance_pool_name(&row).await)?;
+        let offered = {
+            let trees = match what {
+                What::Snapshot(snap) => vec![snap.clone()],
+                What::Instance { .. } => names.clone(),
+            };
+            let (p, n) = (pool.clone(), name.to_string());
+            tokio::task::spawn_blocking(move || p.send_types(VolumeKind::Container, &n, &trees))
+                .await??
+        };
+        let offer = MigrationHeader {
+            fs: proto::FS_RSYNC,
+            criu: Some(proto::CRIU_NONE),
+            snapshot_names: names.clone(),
+            snapshots: snaps.iter().map(snapshot_message).collect(),
+            kante_types: offered.iter().map(|t| t.name().to_string()).collect(),
+            ..Default::default()
+        };
+        link::send_msg(&link.control, &offer).await?;
+        let ty = match link::recv_control(&mut link.control, op).await? {
+            Control::Header(h) if h.kante_types.is_empty() => return Err(link::lxd_peer()),
+            Control::Header(h) => MigrationType::parse(&h.kante_types[0])
+                .filter(|t| offered.contains(t))
+                .ok_or_else(|| {
+                    EngineError::bad(format!(
+                        "The migration target chose stream type {:?}, which was not offered",
+                        h.kante_types[0]
+                    ))
+                })?,
+            Control::Done(c) => return Err(peer_failed(&c)),
+        };
+
+        // The stream: a blocking writer on a thread, frames pumped out here,
+        // the control channel watched for the sink's abort.
+        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(4);
+        let (p, n, snap) = (pool.clone(), name.to_string(), what.snapshot());
+        let writer = tokio::task::spawn_blocking(move || {
+            let mut w = FrameWriter::new(tx);
+            let report = match snap {
+                Some(s) => p.send_snapshot_as_volume(VolumeKind::Container, &n, &s, ty, &mut w)?,
+                None => p.send_volume(VolumeKind::Container, &n, &names, ty, None, &mut w)?,
+            };
+            std::io::Write::flush(&mut w)?;
+            Ok::<_, EngineError>(report)
+        });
+        let mut progress = Progress::new(op, name);
+        let mut aborted: Option<EngineError> = None;
+        // The target's success may overtake the end of the writer thread:
+        // it has then checked the whole stream.
+        let mut verdict = false;
+        loop {
+            tokio::select! {
+                frame = rx.recv() => match frame {
+                    Some(b) => {
+                        progress.add(b.len());
+                        if link.fs.outgoing.send(WsMsg::Binary(b)).await.is_err() {
+                            aborted = Some(EngineError::bad("The migration target went away"));
+                            break;
+                        }
+                    }
+                    None => break,
+                },
+                c = link::recv_control(&mut link.control, op) => {
+                    match c {
+                        Ok(Control::Done(c)) if c.success => verdict = true,
+                        Ok(Control::Done(c)) => aborted = Some(peer_failed(&c)),
+                        Ok(_) => aborted = Some(EngineError::bad(
+                            "The migration target answered before the end of the stream",
+                        )),
+                        Err(e) => aborted = Some(e),
+                    }
+                    break;
+                }
+            }
+        }
+        drop(rx);
+        let sent = writer.await?;
+        if let Some(e) = aborted {
+            return Err(e);
+        }
+        if verdict {
+            return Ok(());
+        }
+        let report = sent?;
+        tracing::info!(
+            instance = name,
+            bytes = report.bytes,
+            "migration stream sent ({})",
+            report.migration_type
+        );
+        match link::recv_control(&mut link.control, op).await? {
+            Control::Done(c) if c.success => Ok(()),
+            Control::Done(c) => Err(peer_failed(&c)),
+            Control::Header(_) => Err(EngineError::bad(
+                "The migration target sent a header instead of its verdict",
+            )),
+        }
+    }
+}
+
+/// What a source sends.
+enum What {
+    /// The instance, with its snapshots unless `instance_only`.
+    Instance { instance_only: bool },
+    /// One snapshot, as a new instance's volume.
+    Snapshot(String),
+}
+
+impl What {
+    fn snapshot(&self) -> Option<String> {
+        match self {
+            What::Snapshot(s) => Some(s.clone()),
+            What::Instance { .. } => None,
+        }
+    }
+}
+
+/// The error a peer's `MigrationControl{success: false}` stands for.
+pub(super) fn peer_failed(c: &MigrationControl) -> EngineError {
+    EngineError::bad(format!(
+        "The migration peer failed: {}",
+        c.message.as_deref().unwrap_or("no reason given")
+    ))
+}
+
+/// A snapshot's record as LXD's `Snapshot` message (and Kante's field).
+fn snapshot_message(s: &SnapshotRow) -> proto::Snapshot {
+    let secs = |t: &str| {
+        let t = crate::util::parse_time(t);
+        (t.timestamp() > 0).then_some(t.timestamp())
+    };
+    proto::Snapshot {
+        name: s.name.clone(),
+        local_config: s
+            .config
+            .iter()
+            .map(|(k, v)| proto::Config {
+                key: k.clone(),
+                value: v.clone(),
+            })
+            .collect(),
+        profiles: s.profiles.clone(),
+        ephemeral: s.ephemeral,
+        local_devices: s
+            .devices
+            .iter()
+            .map(|(d, cfg)| proto::Device {
+                name: d.clone(),
+                config: cfg
+                    .iter()
+                    .map(|(k, v)| proto::Config {
+                        key: k.clone(),
+                        value: v.clone(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+        architecture: proto::arch_id(&s.architecture),
+        stateful: s.stateful,
+        creation_date: secs(&s.created_at),
+        last_used_date: None,
+        expiry_date: secs(&s.expires_at),
+        description: Some(s.description.clone()).filter(|d| !d.is_empty()),
+    }
+}
