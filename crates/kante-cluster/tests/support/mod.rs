@@ -1,0 +1,233 @@
+//! Test support: a real etcd on free loopback ports with a temporary data
+//! dir (killed on drop, restartable on the same dir), a TCP relay that
+//! cuts one member off from it, and members connected to it.
+
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use kante_cluster::{EtcdConfig, EtcdState};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// A free loopback port (bound then released: etcd binds it next).
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One etcd 3.4 member (`KANTE_ETCD`, else `etcd` on the PATH).
+pub struct Etcd {
+    dir: tempfile::TempDir,
+    pub client_port: u16,
+    peer_port: u16,
+    child: Option<Child>,
+}
+
+impl Etcd {
+    pub async fn start() -> Etcd {
+        let mut etcd = Etcd {
+            dir: tempfile::tempdir().unwrap(),
+            client_port: free_port(),
+            peer_port: free_port(),
+            child: None,
+        };
+        etcd.restart().await;
+        etcd
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Starts etcd (again, on the same data dir and ports) and waits until
+    /// it answers.
+    pub async fn restart(&mut self) {
+        assert!(self.child.is_none(), "etcd is running");
+        let bin = std::env::var("KANTE_ETCD").unwrap_or_else(|_| "etcd".into());
+        let client = format!("http://127.0.0.1:{}", self.client_port);
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("etcd.log"))
+            .unwrap();
+        let child = Command::new(bin)
+            .args(["--name", "t"])
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .args(["--listen-client-urls", &client])
+            .args(["--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer])
+            .args(["--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &format!("t={peer}")])
+            .args(["--logger", "zap", "--log-level", "warn"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("etcd (Debian's etcd-server) must be installed");
+        self.child = Some(child);
+        self.wait_ready().await;
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let answered = async {
+                let mut c = etcd_client::Client::connect([self.endpoint()], None).await?;
+                c.get("probe", None).await
+            };
+            if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(1), answered).await {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "etcd did not start: {}",
+                std::fs::read_to_string(self.dir.path().join("etcd.log")).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Kills etcd (SIGKILL) and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// A client straight to etcd, for what members do not do (compaction).
+    pub async fn client(&self) -> etcd_client::Client {
+        etcd_client::Client::connect([self.endpoint()], None)
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A cluster name no other test uses (tests share nothing but may share
+/// an etcd).
+pub fn cluster_name(test: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{test}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A member of `cluster` reaching etcd at `endpoint`, with a short
+/// timeout (the tests bound failures by it).
+pub fn config(endpoint: &str, cluster: &str, member: &str) -> EtcdConfig {
+    let mut c = EtcdConfig::new(
+        vec![endpoint.to_string()],
+        cluster,
+        member,
+        &format!("10.0.0.{}:8443", member.len()),
+    );
+    c.timeout = Duration::from_secs(2);
+    c
+}
+
+pub async fn member(endpoint: &str, cluster: &str, name: &str) -> EtcdState {
+    EtcdState::connect(&config(endpoint, cluster, name))
+        .await
+        .unwrap()
+}
+
+/// Waits until `check` holds, polling, for at most `limit`; how long it
+/// took.
+pub async fn within<F, Fut>(limit: Duration, what: &str, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if check().await {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A TCP relay from a port of its own to etcd: a member that connects
+/// through it is cut off by [`Relay::cut`] (every connection dropped, no
+/// new one accepted) while the others go on, and back by
+/// [`Relay::restore`].
+pub struct Relay {
+    pub port: u16,
+    target: SocketAddr,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Relay {
+    pub async fn start(target_port: u16) -> Relay {
+        let mut r = Relay {
+            port: free_port(),
+            target: SocketAddr::from(([127, 0, 0, 1], target_port)),
+            task: None,
+        };
+        r.restore().await;
+        r
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub async fn restore(&mut self) {
+        assert!(self.task.is_none());
+        let listener = TcpListener::bind(("127.0.0.1", self.port)).await.unwrap();
+        let target = self.target;
+        self.task = Some(tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    continue;
+                };
+                conns.spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        }));
+    }
+
+    /// Drops the listener and every relayed connection (the JoinSet goes
+    /// with the task).
+    pub async fn cut(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
