@@ -2,7 +2,7 @@
 //! and the calls to etcd every write goes through (each bounded by the
 //! configured timeout, failing as [`StoreError::Unavailable`]).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
@@ -24,6 +24,9 @@ pub(crate) struct Shared {
     revision: watch::Sender<i64>,
     /// Whether the watch is established (false while etcd is away).
     pub watching: AtomicBool,
+    /// How often the whole prefix was read again after the watch lost
+    /// its place (a compaction).
+    pub reloads: AtomicU64,
 }
 
 impl Shared {
@@ -108,6 +111,7 @@ impl EtcdState {
             cache: RwLock::new(Cache::default()),
             revision,
             watching: AtomicBool::new(false),
+            reloads: AtomicU64::new(0),
         });
         shared.load(&client, config.timeout).await?;
         let watcher = tokio::spawn(crate::watcher::run(
@@ -139,6 +143,12 @@ impl EtcdState {
     /// unreachable: reads then answer from the last view).
     pub fn is_watching(&self) -> bool {
         self.shared.watching.load(Ordering::Relaxed)
+    }
+
+    /// How often the cache was reloaded whole because the watch could not
+    /// resume where it stopped (its revision compacted meanwhile).
+    pub fn reloads(&self) -> u64 {
+        self.shared.reloads.load(Ordering::Relaxed)
     }
 
     /// Waits until the cache has every change up to `revision` (so a

@@ -31,6 +31,7 @@ pub(crate) async fn run(client: Client, shared: Arc<Shared>, timeout: Duration) 
         if reload {
             match shared.load(&client, timeout).await {
                 Ok(()) => {
+                    shared.reloads.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(prefix = %shared.prefix, "cluster state reloaded");
                     reload = false;
                 }

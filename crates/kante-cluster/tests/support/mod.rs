@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use kante_cluster::{EtcdConfig, EtcdState};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// A free loopback port (bound then released: etcd binds it next).
@@ -172,12 +174,32 @@ where
 
 /// A TCP relay from a port of its own to etcd: a member that connects
 /// through it is cut off by [`Relay::cut`] (every connection dropped, no
-/// new one accepted) while the others go on, and back by
-/// [`Relay::restore`].
+/// new one accepted) or [`Relay::freeze`] (connections stay open but
+/// nothing passes: a link gone silent) while the others go on, and back
+/// by [`Relay::restore`] or [`Relay::thaw`].
 pub struct Relay {
     pub port: u16,
     target: SocketAddr,
     task: Option<JoinHandle<()>>,
+    frozen: watch::Sender<bool>,
+}
+
+/// Copies one direction, holding what it read while the relay is frozen.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut frozen: watch::Receiver<bool>,
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if frozen.wait_for(|f| !*f).await.is_err() || to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
 }
 
 impl Relay {
@@ -186,6 +208,7 @@ impl Relay {
             port: free_port(),
             target: SocketAddr::from(([127, 0, 0, 1], target_port)),
             task: None,
+            frozen: watch::channel(false).0,
         };
         r.restore().await;
         r
@@ -199,16 +222,24 @@ impl Relay {
         assert!(self.task.is_none());
         let listener = TcpListener::bind(("127.0.0.1", self.port)).await.unwrap();
         let target = self.target;
+        let frozen = self.frozen.clone();
         self.task = Some(tokio::spawn(async move {
             let mut conns = tokio::task::JoinSet::new();
             loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
+                let Ok((inbound, _)) = listener.accept().await else {
                     continue;
                 };
+                let frozen = frozen.clone();
                 conns.spawn(async move {
-                    if let Ok(mut outbound) = TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
+                    let Ok(outbound) = TcpStream::connect(target).await else {
+                        return;
+                    };
+                    let (in_r, in_w) = inbound.into_split();
+                    let (out_r, out_w) = outbound.into_split();
+                    tokio::join!(
+                        pump(in_r, out_w, frozen.subscribe()),
+                        pump(out_r, in_w, frozen.subscribe())
+                    );
                 });
             }
         }));
@@ -221,6 +252,15 @@ impl Relay {
             task.abort();
             let _ = task.await;
         }
+    }
+
+    /// Lets nothing through, keeping every connection open.
+    pub fn freeze(&self) {
+        self.frozen.send_replace(true);
+    }
+
+    pub fn thaw(&self) {
+        self.frozen.send_replace(false);
     }
 }
 
