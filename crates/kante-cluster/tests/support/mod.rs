@@ -31,22 +31,101 @@ pub struct Etcd {
     pub client_port: u16,
     peer_port: u16,
     child: Option<Child>,
+    /// With client TLS: the files etcd and its clients use.
+    pub tls: Option<TlsFiles>,
+}
+
+/// A CA, etcd's certificate for 127.0.0.1 and a client's, all PEM files.
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+impl TlsFiles {
+    fn make(dir: &std::path::Path) -> TlsFiles {
+        use rcgen::{
+            BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa,
+            KeyPair,
+        };
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+        let leaf = |name: &str, purpose: ExtendedKeyUsagePurpose| {
+            let mut p = CertificateParams::new(vec![name.to_string()]).unwrap();
+            p.extended_key_usages = vec![purpose];
+            let key = KeyPair::generate().unwrap();
+            let cert = p.signed_by(&key, &ca).unwrap();
+            (cert.pem(), key.serialize_pem())
+        };
+        let (server_cert, server_key) = leaf("127.0.0.1", ExtendedKeyUsagePurpose::ServerAuth);
+        let (client_cert, client_key) = leaf("member", ExtendedKeyUsagePurpose::ClientAuth);
+        let write = |name: &str, pem: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, pem).unwrap();
+            path
+        };
+        TlsFiles {
+            ca: write("ca.crt", &ca.pem()),
+            server_cert: write("server.crt", &server_cert),
+            server_key: write("server.key", &server_key),
+            client_cert: write("client.crt", &client_cert),
+            client_key: write("client.key", &client_key),
+        }
+    }
+
+    /// What a member is configured with.
+    pub fn member(&self) -> kante_cluster::EtcdTls {
+        kante_cluster::EtcdTls {
+            ca: self.ca.clone(),
+            cert: Some(self.client_cert.clone()),
+            key: Some(self.client_key.clone()),
+        }
+    }
+
+    fn client_options(&self) -> etcd_client::ConnectOptions {
+        let read = |p: &PathBuf| std::fs::read(p).unwrap();
+        etcd_client::ConnectOptions::new().with_tls(
+            etcd_client::TlsOptions::new()
+                .ca_certificate(etcd_client::Certificate::from_pem(read(&self.ca)))
+                .identity(etcd_client::Identity::from_pem(
+                    read(&self.client_cert),
+                    read(&self.client_key),
+                )),
+        )
+    }
 }
 
 impl Etcd {
     pub async fn start() -> Etcd {
+        Etcd::start_with(false).await
+    }
+
+    /// An etcd that serves clients over TLS only, and only clients with a
+    /// certificate its CA signed.
+    pub async fn start_tls() -> Etcd {
+        Etcd::start_with(true).await
+    }
+
+    async fn start_with(tls: bool) -> Etcd {
+        let dir = tempfile::tempdir().unwrap();
+        let tls = tls.then(|| TlsFiles::make(dir.path()));
         let mut etcd = Etcd {
-            dir: tempfile::tempdir().unwrap(),
+            dir,
             client_port: free_port(),
             peer_port: free_port(),
             child: None,
+            tls,
         };
         etcd.restart().await;
         etcd
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -58,14 +137,24 @@ impl Etcd {
     pub async fn restart(&mut self) {
         assert!(self.child.is_none(), "etcd is running");
         let bin = std::env::var("KANTE_ETCD").unwrap_or_else(|_| "etcd".into());
-        let client = format!("http://127.0.0.1:{}", self.client_port);
+        let client = self.endpoint();
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.path().join("etcd.log"))
             .unwrap();
-        let child = Command::new(bin)
+        let mut cmd = Command::new(bin);
+        if let Some(tls) = &self.tls {
+            cmd.arg("--cert-file")
+                .arg(&tls.server_cert)
+                .arg("--key-file")
+                .arg(&tls.server_key)
+                .arg("--trusted-ca-file")
+                .arg(&tls.ca)
+                .arg("--client-cert-auth");
+        }
+        let child = cmd
             .args(["--name", "t"])
             .arg("--data-dir")
             .arg(self.data_dir())
@@ -88,7 +177,8 @@ impl Etcd {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let answered = async {
-                let mut c = etcd_client::Client::connect([self.endpoint()], None).await?;
+                let options = self.tls.as_ref().map(TlsFiles::client_options);
+                let mut c = etcd_client::Client::connect([self.endpoint()], options).await?;
                 c.get("probe", None).await
             };
             if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(1), answered).await {
