@@ -55,6 +55,23 @@ impl EtcdConfig {
         format!("/kante/{}/", self.cluster)
     }
 
+    /// Refuses what would mix clusters' or members' keys: an empty name,
+    /// or a cluster name with `/` (its prefix would lie inside another's).
+    pub(crate) fn check(&self) -> Result<()> {
+        if self.cluster.is_empty() || self.cluster.contains('/') {
+            return Err(StoreError::Unavailable(format!(
+                "invalid cluster name {:?}: it must be non-empty, without '/'",
+                self.cluster
+            )));
+        }
+        if self.member.is_empty() || self.endpoints.is_empty() {
+            return Err(StoreError::Unavailable(
+                "a member needs a name and at least one etcd endpoint".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// The endpoints as etcd-client takes them: with TLS, bare `host:port`
     /// ones become `https://host:port`.
     pub(crate) fn endpoint_urls(&self) -> Vec<String> {
@@ -97,5 +114,40 @@ impl EtcdConfig {
             options = options.with_tls(t);
         }
         Ok(options)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_would_mix_keys_are_refused() {
+        let ok = EtcdConfig::new(vec!["127.0.0.1:2379".into()], "lab", "h1", "");
+        assert!(ok.check().is_ok());
+        assert_eq!(ok.prefix(), "/kante/lab/");
+        assert_eq!(ok.endpoint_urls(), ["127.0.0.1:2379"]);
+        for (cluster, member, endpoints) in [
+            ("lab/x", "h1", 1),
+            ("", "h1", 1),
+            ("lab", "", 1),
+            ("lab", "h1", 0),
+        ] {
+            let mut c = ok.clone();
+            c.cluster = cluster.into();
+            c.member = member.into();
+            c.endpoints.truncate(endpoints);
+            assert!(
+                matches!(c.check(), Err(StoreError::Unavailable(_))),
+                "{cluster:?} {member:?}"
+            );
+        }
+        let mut tls = ok.clone();
+        tls.tls = Some(EtcdTls {
+            ca: "/ca".into(),
+            cert: None,
+            key: None,
+        });
+        assert_eq!(tls.endpoint_urls(), ["https://127.0.0.1:2379"]);
     }
 }

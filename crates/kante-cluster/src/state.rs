@@ -99,6 +99,7 @@ impl EtcdState {
     /// watch, and records this member (its name and address). Fails as
     /// unreachable when etcd does not answer within the timeout.
     pub async fn connect(config: &EtcdConfig) -> Result<EtcdState> {
+        config.check()?;
         let options = config.options()?;
         let client = bounded(
             config.timeout,
