@@ -1,6 +1,7 @@
 //! Two members (two `EtcdState`s) on one etcd: each sees the other's
-//! writes in its cache within a bound, and of concurrent reservations of
-//! one name from both exactly one wins.
+//! writes in its cache within a bound, of concurrent reservations of one
+//! name from both exactly one wins, an alias made while its image is
+//! deleted never outlives it, and clusters sharing an etcd share nothing.
 
 mod support;
 
@@ -114,4 +115,74 @@ async fn of_twenty_concurrent_reservations_from_two_members_one_wins() {
         .release(ReservationKind::InstanceName, "c1", "nobody")
         .await
         .unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_alias_made_while_its_image_is_deleted_never_outlives_it() {
+    let etcd = Etcd::start().await;
+    let cluster = cluster_name("cascade");
+    let a = Arc::new(member(&etcd.endpoint(), &cluster, "a").await);
+    let b = Arc::new(member(&etcd.endpoint(), &cluster, "b").await);
+    for i in 0..10 {
+        let fp = format!("{i:02}ab");
+        let alias = format!("img/{i}");
+        a.image_create(&kante_store::state_conformance::image(&fp, "t"))
+            .await
+            .unwrap();
+        within(PROPAGATION, "b sees the image", || async {
+            b.image_get(&fp).await.unwrap().is_some()
+        })
+        .await;
+        let row = kante_store::AliasRow {
+            name: alias.clone(),
+            target: fp.clone(),
+            description: String::new(),
+        };
+        let (deleted, made) = tokio::join!(
+            {
+                let a = a.clone();
+                let fp = fp.clone();
+                tokio::spawn(async move { a.image_delete(&fp).await })
+            },
+            {
+                let b = b.clone();
+                tokio::spawn(async move { b.alias_create(&row).await })
+            }
+        );
+        assert!(deleted.unwrap().unwrap());
+        match made.unwrap() {
+            Ok(()) => {}
+            Err(StoreError::NotFound(m)) => assert_eq!(m, format!("Image {fp:?}")),
+            Err(e) => panic!("unexpected {e}"),
+        }
+        // Made first, it went with the image; else it was refused.
+        for s in [&a, &b] {
+            within(PROPAGATION, "no alias without its image", || async {
+                s.alias_get(&alias).await.unwrap().is_none()
+                    && s.image_get(&fp).await.unwrap().is_none()
+            })
+            .await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clusters_sharing_an_etcd_share_nothing() {
+    let etcd = Etcd::start().await;
+    let (one, two) = (cluster_name("one"), cluster_name("two"));
+    let a = member(&etcd.endpoint(), &one, "a").await;
+    let x = member(&etcd.endpoint(), &two, "x").await;
+    a.profile_create(&profile("web", "")).await.unwrap();
+    x.reserve(ReservationKind::InstanceName, "c1", "x")
+        .await
+        .unwrap();
+    // Each takes what the other has, in its own space.
+    x.profile_create(&profile("web", "")).await.unwrap();
+    a.reserve(ReservationKind::InstanceName, "c1", "a")
+        .await
+        .unwrap();
+    assert_eq!(a.members().await.unwrap().len(), 1);
+    assert_eq!(x.members().await.unwrap()[0].name, "x");
+    assert!(a.profile_delete("web").await.unwrap());
+    assert!(x.profile_get("web").await.unwrap().is_some());
 }
