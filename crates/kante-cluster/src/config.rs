@@ -88,12 +88,15 @@ impl EtcdConfig {
     }
 
     /// The client's options: connect timeout, HTTP/2 keep-alive (so a
-    /// dead link breaks the watch in seconds) and TLS.
+    /// dead link breaks the watch in seconds), calls only to an etcd
+    /// member that has a leader (one cut off from its quorum cancels the
+    /// watch rather than leave it silently stale) and TLS.
     pub(crate) fn options(&self) -> Result<ConnectOptions> {
         let mut options = ConnectOptions::new()
             .with_connect_timeout(self.timeout)
             .with_keep_alive(Duration::from_secs(2), self.timeout)
-            .with_keep_alive_while_idle(true);
+            .with_keep_alive_while_idle(true)
+            .with_require_leader(true);
         if let Some(tls) = &self.tls {
             let read = |p: &PathBuf| {
                 std::fs::read(p)

@@ -265,3 +265,50 @@ async fn a_silent_link_never_hangs_a_write() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quorum_lost_reads_go_on_writes_fail_fast_and_all_recovers() {
+    let mut etcd = Etcd::start_cluster(3).await;
+    let cluster = cluster_name("quorum");
+    // Each member knows every etcd endpoint; b talks to the survivor only.
+    let all: Vec<String> = etcd.iter().map(Etcd::endpoint).collect();
+    let mut ca = config(&all[0], &cluster, "a");
+    ca.endpoints = all.clone();
+    let a = kante_cluster::EtcdState::connect(&ca).await.unwrap();
+    let b = member(&etcd[2].endpoint(), &cluster, "b").await;
+    a.profile_create(&profile("p1", "")).await.unwrap();
+    within(RECOVERY, "b sees p1", || async {
+        b.profile_get("p1").await.unwrap().is_some()
+    })
+    .await;
+
+    // Two of three etcd members gone: the survivor is up but has no
+    // leader, so nothing can be written and its watches are cancelled.
+    etcd[0].kill();
+    etcd[1].kill();
+    for s in [&a, &b] {
+        let (e, took) = failing_write(s, "p2").await;
+        assert_unreachable(&e, took);
+        assert!(s.profile_get("p1").await.unwrap().is_some());
+    }
+    let start = Instant::now();
+    let e = b
+        .reserve(ReservationKind::InstanceName, "c1", "b")
+        .await
+        .unwrap_err();
+    assert_unreachable(&e, start.elapsed());
+    within(RECOVERY, "b's watch notices it has no leader", || async {
+        !b.is_watching()
+    })
+    .await;
+
+    etcd[0].restart().await;
+    within(RECOVERY, "writes work again with a quorum", || async {
+        a.profile_create(&profile("p3", "")).await.is_ok()
+    })
+    .await;
+    within(RECOVERY, "b follows again", || async {
+        b.is_watching() && b.profile_get("p3").await.unwrap().is_some()
+    })
+    .await;
+}

@@ -33,6 +33,9 @@ pub struct Etcd {
     child: Option<Child>,
     /// With client TLS: the files etcd and its clients use.
     pub tls: Option<TlsFiles>,
+    /// Its member name, and every member's `name=peer URL`.
+    name: String,
+    initial_cluster: String,
 }
 
 /// A CA, etcd's certificate for 127.0.0.1 and a client's, all PEM files.
@@ -112,15 +115,50 @@ impl Etcd {
     async fn start_with(tls: bool) -> Etcd {
         let dir = tempfile::tempdir().unwrap();
         let tls = tls.then(|| TlsFiles::make(dir.path()));
+        let peer_port = free_port();
         let mut etcd = Etcd {
             dir,
             client_port: free_port(),
-            peer_port: free_port(),
+            peer_port,
             child: None,
             tls,
+            name: "t".into(),
+            initial_cluster: format!("t=http://127.0.0.1:{peer_port}"),
         };
         etcd.restart().await;
         etcd
+    }
+
+    /// An etcd cluster of `n` voting members (quorum: a majority).
+    pub async fn start_cluster(n: usize) -> Vec<Etcd> {
+        let peers: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let initial_cluster = peers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("e{i}=http://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut members: Vec<Etcd> = peers
+            .iter()
+            .enumerate()
+            .map(|(i, &peer_port)| Etcd {
+                dir: tempfile::tempdir().unwrap(),
+                client_port: free_port(),
+                peer_port,
+                child: None,
+                tls: None,
+                name: format!("e{i}"),
+                initial_cluster: initial_cluster.clone(),
+            })
+            .collect();
+        // Each answers only once a quorum has formed: start all, then wait.
+        for m in &mut members {
+            m.spawn();
+        }
+        for m in &members {
+            m.wait_ready().await;
+        }
+        members
     }
 
     pub fn endpoint(&self) -> String {
@@ -135,6 +173,11 @@ impl Etcd {
     /// Starts etcd (again, on the same data dir and ports) and waits until
     /// it answers.
     pub async fn restart(&mut self) {
+        self.spawn();
+        self.wait_ready().await;
+    }
+
+    fn spawn(&mut self) {
         assert!(self.child.is_none(), "etcd is running");
         let bin = std::env::var("KANTE_ETCD").unwrap_or_else(|_| "etcd".into());
         let client = self.endpoint();
@@ -155,14 +198,15 @@ impl Etcd {
                 .arg("--client-cert-auth");
         }
         let child = cmd
-            .args(["--name", "t"])
+            .args(["--name", &self.name])
             .arg("--data-dir")
             .arg(self.data_dir())
             .args(["--listen-client-urls", &client])
             .args(["--advertise-client-urls", &client])
             .args(["--listen-peer-urls", &peer])
             .args(["--initial-advertise-peer-urls", &peer])
-            .args(["--initial-cluster", &format!("t={peer}")])
+            .args(["--initial-cluster", &self.initial_cluster])
+            .args(["--initial-cluster-token", "kante-test"])
             .args(["--logger", "zap", "--log-level", "warn"])
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -170,7 +214,6 @@ impl Etcd {
             .spawn()
             .expect("etcd (Debian's etcd-server) must be installed");
         self.child = Some(child);
-        self.wait_ready().await;
     }
 
     async fn wait_ready(&self) {
