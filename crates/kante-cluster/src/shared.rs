@@ -28,16 +28,19 @@ impl EtcdState {
     }
 }
 
-/// An image's profile list with `old` renamed `new`, if it has `old`.
+/// An image record with `old` renamed `new` in its profile list, if it
+/// has `old`. Edited as JSON, so fields a newer member wrote stay.
 fn image_profile_renamed(kv: &KeyValue, old: &str, new: &str) -> Result<Option<Vec<u8>>> {
-    let mut image: ImageRow = decode(kv.value())?;
-    if !image.profiles.iter().any(|p| p == old) {
+    let mut image: serde_json::Value = decode(kv.value())?;
+    let Some(profiles) = image["profiles"].as_array_mut() else {
         return Ok(None);
+    };
+    let mut renamed = false;
+    for p in profiles.iter_mut().filter(|p| p.as_str() == Some(old)) {
+        *p = new.into();
+        renamed = true;
     }
-    for p in image.profiles.iter_mut().filter(|p| *p == old) {
-        *p = new.to_string();
-    }
-    Ok(Some(serde_json::to_vec(&image)?))
+    Ok(renamed.then(|| serde_json::to_vec(&image)).transpose()?)
 }
 
 #[async_trait]
