@@ -18,6 +18,8 @@ PACKAGES=(
   python3-pylxd                               # tests: Debian's pylxd against kanted (run with /usr/bin/python3)
   python3-prometheus-client                   # tests: its OpenMetrics parser reads /1.0/metrics
   python3-venv                                # tests: the venv Ansible is installed into (below)
+  protobuf-compiler libprotobuf-dev           # building kante-cluster (etcd-client compiles etcd's .proto files)
+  etcd-server                                 # cluster state: etcd 3.4 (kante-cluster's tests start their own)
 )
 
 if [[ "${BASH_SOURCE[0]}" == "$0" && "${1:-}" == --list ]]; then
@@ -33,6 +35,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo ">> apt-get install ${missing[*]}"
   apt-get update -q
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# Debian's etcd-server enables a system etcd on the default ports; Kante
+# and its tests start their own, so keep that one stopped.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-enabled etcd >/dev/null 2>&1; then
+  systemctl disable --now etcd >/dev/null 2>&1 || true
 fi
 
 # Ansible from PyPI (the `ansible` package bundles community.general:

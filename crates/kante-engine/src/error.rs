@@ -238,6 +238,7 @@ fn store_kind(e: &StoreError) -> ErrorKind {
     match e {
         StoreError::Conflict(_) => ErrorKind::Conflict,
         StoreError::NotFound(_) => ErrorKind::NotFound,
+        StoreError::Unavailable(_) => ErrorKind::Unavailable,
         _ => ErrorKind::Internal,
     }
 }

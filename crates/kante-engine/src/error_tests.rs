@@ -44,6 +44,14 @@ fn store_errors_keep_their_words_and_map_to_their_status() {
         (e.status(), e.to_string()),
         (409, "Profile \"p\" already exists".into())
     );
+    let e = EngineError::from(StoreError::Unavailable("connection refused".into()));
+    assert_eq!(
+        (e.status(), e.to_string()),
+        (
+            503,
+            "the cluster's store is unreachable: connection refused".into()
+        )
+    );
     let e = EngineError::from(StoreError::Closed);
     assert_eq!(
         (e.status(), e.to_string()),

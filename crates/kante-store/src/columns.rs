@@ -79,7 +79,10 @@ impl<T: Serialize + DeserializeOwned> Column for Vec<T> {
 /// `key` identifies a record (its last column is what a rename changes),
 /// `mutable` lists the columns an update rewrites, `order` is lists'
 /// `ORDER BY` and `label` the field errors quote. How each field is
-/// stored comes from its type's [`Column`] impl.
+/// stored comes from its type's [`Column`] impl. The struct is also
+/// (de)serialisable, as a JSON object keyed by column names (the form an
+/// etcd-backed `SharedState` stores a record in, whose updates rewrite the
+/// same `mutable` columns).
 macro_rules! record {
     (
         $(#[$meta:meta])*
@@ -90,8 +93,9 @@ macro_rules! record {
         mutable: [$($mutable:literal),* $(,)?], order: $order:literal, label: $label:ident $(,)?
     ) => {
         $(#[$meta])*
+        #[derive(serde::Serialize, serde::Deserialize)]
         pub struct $name {
-            $( $(#[$fmeta])* pub $field: $ty, )+
+            $( $(#[$fmeta])* #[serde(rename = $col)] pub $field: $ty, )+
         }
 
         impl $crate::table::Record for $name {

@@ -15,6 +15,8 @@ mod reservations;
 mod rows;
 mod sqlite_state;
 pub mod state;
+#[cfg(any(test, feature = "conformance"))]
+pub mod state_conformance;
 pub mod table;
 mod volumes;
 
@@ -48,6 +50,11 @@ pub enum StoreError {
     Thread(#[source] std::io::Error),
     #[error("the state thread has stopped")]
     Closed,
+    /// The shared store (a cluster's etcd) could not be reached in time:
+    /// a write that needs it fails fast with this (the API's 503), while
+    /// reads go on from the local cache.
+    #[error("the cluster's store is unreachable: {0}")]
+    Unavailable(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;

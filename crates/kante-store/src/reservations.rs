@@ -37,15 +37,6 @@ record! {
     label: fingerprint,
 }
 
-/// How conflicts name a reserved key.
-fn entity(kind: ReservationKind) -> &'static str {
-    match kind {
-        ReservationKind::InstanceName => "Instance",
-        ReservationKind::IdBlock => "Id block",
-        ReservationKind::Address => "Address",
-    }
-}
-
 impl Store {
     /// Takes `key` for `holder` if nobody has it (see
     /// [`crate::SharedState::reserve`]): one insert under the key's
@@ -58,7 +49,7 @@ impl Store {
         };
         match Table::insert(&self.lock(), &row) {
             Err(StoreError::Conflict(_)) => {
-                Err(StoreError::Conflict(format!("{} {key:?}", entity(kind))))
+                Err(StoreError::Conflict(format!("{} {key:?}", kind.entity())))
             }
             other => other,
         }

@@ -52,6 +52,15 @@ impl ReservationKind {
             ReservationKind::Address => "address",
         }
     }
+
+    /// How conflicts name a key of this kind (`Instance "c1"`).
+    pub fn entity(self) -> &'static str {
+        match self {
+            ReservationKind::InstanceName => "Instance",
+            ReservationKind::IdBlock => "Id block",
+            ReservationKind::Address => "Address",
+        }
+    }
 }
 
 /// A cluster member (standalone: this host, named [`STANDALONE_MEMBER`]).

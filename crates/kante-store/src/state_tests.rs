@@ -202,3 +202,8 @@ async fn custom_volume_records_are_per_pool_and_upserted() {
     assert!(s.volume_delete("default", "db").await.unwrap());
     assert!(!s.volume_delete("default", "db").await.unwrap());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_state_passes_the_shared_state_conformance_checks() {
+    crate::state_conformance::all(state()).await;
+}

@@ -1,0 +1,245 @@
+//! [`EtcdState`]: the connection, the cache it shares with its watcher,
+//! and the calls to etcd every write goes through (each bounded by the
+//! configured timeout, failing as [`StoreError::Unavailable`]).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::time::Duration;
+
+use etcd_client::{Client, Event, GetOptions, GetResponse, KeyValue, PutOptions, Txn, TxnResponse};
+use kante_store::{Result, StoreError};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::cache::Cache;
+use crate::config::EtcdConfig;
+use crate::keys::{self, MemberRecord};
+
+/// What the state and its watcher share.
+pub(crate) struct Shared {
+    /// `/kante/<cluster>/`.
+    pub prefix: String,
+    cache: RwLock<Cache>,
+    /// The cache's revision, for writers waiting to read their own write.
+    revision: watch::Sender<i64>,
+    /// Whether the watch is established (false while etcd is away).
+    pub watching: AtomicBool,
+    /// How often the whole prefix was read again after the watch lost
+    /// its place (a compaction).
+    pub reloads: AtomicU64,
+}
+
+impl Shared {
+    pub fn cache(&self) -> RwLockReadGuard<'_, Cache> {
+        self.cache.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn revision(&self) -> i64 {
+        self.cache().revision()
+    }
+
+    /// Reads the whole prefix into the cache.
+    pub async fn load(&self, client: &Client, timeout: Duration) -> Result<()> {
+        let options = GetOptions::new().with_prefix();
+        let resp = bounded(
+            timeout,
+            client
+                .kv_client()
+                .get(self.prefix.as_bytes(), Some(options)),
+        )
+        .await?;
+        let revision = resp.header().map(|h| h.revision()).unwrap_or_default();
+        let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
+        cache.load(&self.prefix, resp.kvs(), revision);
+        drop(cache);
+        self.revision.send_replace(revision);
+        Ok(())
+    }
+
+    /// Applies watched events, then a progress notification's revision.
+    pub fn apply(&self, events: &[Event], progress: Option<i64>) {
+        let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
+        for event in events {
+            if let Some(kv) = event.kv() {
+                cache.apply(&self.prefix, event.event_type(), kv);
+            }
+        }
+        if let Some(revision) = progress {
+            cache.seen(revision);
+        }
+        let revision = cache.revision();
+        drop(cache);
+        self.revision.send_if_modified(|r| {
+            let changed = *r != revision;
+            *r = revision;
+            changed
+        });
+    }
+}
+
+/// A [`kante_store::SharedState`] over etcd v3, one member's view: reads
+/// from a cache of the cluster's whole prefix kept current by a watch,
+/// writes as etcd transactions (`shared.rs`).
+pub struct EtcdState {
+    pub(crate) client: Client,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) member: MemberRecord,
+    pub(crate) timeout: Duration,
+    watcher: JoinHandle<()>,
+}
+
+impl Drop for EtcdState {
+    fn drop(&mut self) {
+        self.watcher.abort();
+    }
+}
+
+impl EtcdState {
+    /// Connects, loads the cluster's records into the cache, starts the
+    /// watch, and records this member (its name and address). Fails as
+    /// unreachable when etcd does not answer within the timeout.
+    pub async fn connect(config: &EtcdConfig) -> Result<EtcdState> {
+        config.check()?;
+        let options = config.options()?;
+        let client = bounded(
+            config.timeout,
+            Client::connect(config.endpoint_urls(), Some(options)),
+        )
+        .await?;
+        let (revision, _) = watch::channel(0);
+        let shared = Arc::new(Shared {
+            prefix: config.prefix(),
+            cache: RwLock::new(Cache::default()),
+            revision,
+            watching: AtomicBool::new(false),
+            reloads: AtomicU64::new(0),
+        });
+        shared.load(&client, config.timeout).await?;
+        let watcher = tokio::spawn(crate::watcher::run(
+            client.clone(),
+            shared.clone(),
+            config.timeout,
+        ));
+        let state = EtcdState {
+            client,
+            shared,
+            member: MemberRecord {
+                name: config.member.clone(),
+                address: config.address.clone(),
+            },
+            timeout: config.timeout,
+            watcher,
+        };
+        let record = serde_json::to_vec(&state.member)?;
+        state.put(&keys::member(&state.member.name), record).await?;
+        Ok(state)
+    }
+
+    /// The etcd revision the cache is current at.
+    pub fn cache_revision(&self) -> i64 {
+        self.shared.revision()
+    }
+
+    /// Whether the cache is being kept current (false while etcd is
+    /// unreachable: reads then answer from the last view).
+    pub fn is_watching(&self) -> bool {
+        self.shared.watching.load(Ordering::Relaxed)
+    }
+
+    /// How often the cache was reloaded whole because the watch could not
+    /// resume where it stopped (its revision compacted meanwhile).
+    pub fn reloads(&self) -> u64 {
+        self.shared.reloads.load(Ordering::Relaxed)
+    }
+
+    /// Waits until the cache has every change up to `revision` (so a
+    /// write is read back by the member that made it). Bounded: past the
+    /// timeout the write stands and its reader may see it a little late.
+    pub(crate) async fn caught_up(&self, revision: i64) {
+        let mut rx = self.shared.revision.subscribe();
+        let waited = tokio::time::timeout(self.timeout, rx.wait_for(|r| *r >= revision)).await;
+        if waited.is_err() {
+            tracing::warn!(revision, "the cluster cache lags behind a write");
+        }
+    }
+
+    /// The full etcd key of relative key `key`.
+    pub(crate) fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.shared.prefix)
+    }
+
+    /// Reads `key` (relative) from etcd itself, not the cache.
+    pub(crate) async fn get_live(&self, key: &str) -> Result<Option<KeyValue>> {
+        let mut resp: GetResponse = bounded(
+            self.timeout,
+            self.client.kv_client().get(self.key(key), None),
+        )
+        .await?;
+        Ok(resp.take_kvs().into_iter().next())
+    }
+
+    /// Reads every key under `dir` (relative) from etcd itself, with the
+    /// revision of the read.
+    pub(crate) async fn dir_live(&self, dir: &str) -> Result<(Vec<KeyValue>, i64)> {
+        let options = GetOptions::new().with_prefix();
+        let mut resp: GetResponse = bounded(
+            self.timeout,
+            self.client.kv_client().get(self.key(dir), Some(options)),
+        )
+        .await?;
+        let revision = resp.header().map(|h| h.revision()).unwrap_or_default();
+        Ok((resp.take_kvs(), revision))
+    }
+
+    /// Runs a transaction; when it succeeded, waits for the cache to hold
+    /// its effect (`changes`: whether its success branch writes).
+    pub(crate) async fn txn(&self, txn: Txn, changes: bool) -> Result<TxnResponse> {
+        let resp = bounded(self.timeout, self.client.kv_client().txn(txn)).await?;
+        if resp.succeeded() && changes {
+            if let Some(h) = resp.header() {
+                self.caught_up(h.revision()).await;
+            }
+        }
+        Ok(resp)
+    }
+
+    /// Writes `key` (relative) unconditionally.
+    pub(crate) async fn put(&self, key: &str, value: Vec<u8>) -> Result<()> {
+        let resp = bounded(
+            self.timeout,
+            self.client
+                .kv_client()
+                .put(self.key(key), value, None::<PutOptions>),
+        )
+        .await?;
+        if let Some(h) = resp.header() {
+            self.caught_up(h.revision()).await;
+        }
+        Ok(())
+    }
+}
+
+/// Awaits a call to etcd for at most `timeout`; a late or failed call is
+/// [`StoreError::Unavailable`].
+pub(crate) async fn bounded<T>(
+    timeout: Duration,
+    call: impl std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
+) -> Result<T> {
+    match tokio::time::timeout(timeout, call).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(StoreError::Unavailable(describe(&e))),
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "etcd did not answer within {timeout:?}"
+        ))),
+    }
+}
+
+/// An etcd client error in a few words.
+fn describe(e: &etcd_client::Error) -> String {
+    match e {
+        etcd_client::Error::GRpcStatus(s) => {
+            format!("etcd: {} ({:?})", s.message(), s.code())
+        }
+        other => format!("etcd: {other}"),
+    }
+}
