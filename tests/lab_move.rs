@@ -15,7 +15,10 @@ use kante_integration::{run, TestImage};
 
 /// A NIC on the host's end of the shared uplink.
 fn uplink_nic() -> kante_api::DevicesMap {
-    devices(&[("eth0", nic(&[("nictype", "bridged"), ("parent", "uplink0")]))])
+    devices(&[(
+        "eth0",
+        nic(&[("nictype", "bridged"), ("parent", "uplink0")]),
+    )])
 }
 
 async fn create_on_uplink(lab: &Lab, i: u32, fp: &str, name: &str) {
@@ -46,16 +49,32 @@ fn a_moved_container_keeps_files_snapshots_and_mac_and_meets_host_3() {
         assert_eq!(code, 0, "{out}");
         let (code, out) = lab.sh(1, "c1", "echo kept > /root/f").await;
         assert_eq!(code, 0, "{out}");
-        lab.client(1).create_snapshot("c1", "s0", false).await.unwrap();
+        lab.client(1)
+            .create_snapshot("c1", "s0", false)
+            .await
+            .unwrap();
         let (_, mac) = lab.sh(1, "c1", "cat /sys/class/net/eth0/address").await;
         let mac = mac.trim().to_string();
-        let recorded = lab.client(1).instance("c1").await.unwrap().config["volatile.eth0.hwaddr"].clone();
+        let recorded =
+            lab.client(1).instance("c1").await.unwrap().config["volatile.eth0.hwaddr"].clone();
         assert_eq!(mac, recorded);
 
         // A running instance moves with --stateless: stopped, moved, and
         // started on host 2.
-        let o = lab.kante(&["move", &format!("{}:c1", lab.remote(1)), &format!("{}:", lab.remote(2)), "--stateless"]);
-        assert!(o.status.success(), "{}{}\n{}\n{}", text(&o.stdout), text(&o.stderr), lab.log(1), lab.log(2));
+        let o = lab.kante(&[
+            "move",
+            &format!("{}:c1", lab.remote(1)),
+            &format!("{}:", lab.remote(2)),
+            "--stateless",
+        ]);
+        assert!(
+            o.status.success(),
+            "{}{}\n{}\n{}",
+            text(&o.stdout),
+            text(&o.stderr),
+            lab.log(1),
+            lab.log(2)
+        );
         assert!(names(&lab, 1).await.is_empty(), "the source stayed");
         assert_eq!(names(&lab, 2).await, vec!["c1"]);
         let moved = lab.client(2).instance("c1").await.unwrap();
@@ -76,7 +95,11 @@ fn a_moved_container_keeps_files_snapshots_and_mac_and_meets_host_3() {
         assert_eq!(now.trim(), mac, "the guest's MAC changed");
         // On host 2 now, it meets host 3's container on the uplink.
         let (code, out) = lab
-            .sh(2, "c1", "ip addr add 10.77.0.1/24 dev eth0 && ping -c2 -W3 10.77.0.3")
+            .sh(
+                2,
+                "c1",
+                "ip addr add 10.77.0.1/24 dev eth0 && ping -c2 -W3 10.77.0.3",
+            )
             .await;
         assert_eq!(code, 0, "the moved container cannot reach host 3: {out}");
 
@@ -95,10 +118,21 @@ fn a_move_cut_mid_stream_leaves_the_source_and_a_retry_succeeds() {
         create_on_uplink(&lab, 1, &fp, "big").await;
         // Enough data that the stream is still running when the link goes.
         let (code, out) = lab
-            .sh(1, "big", "dd if=/dev/urandom of=/root/blob bs=1M count=400 2>&1 && md5sum /root/blob")
+            .sh(
+                1,
+                "big",
+                "dd if=/dev/urandom of=/root/blob bs=1M count=400 2>&1 && md5sum /root/blob",
+            )
             .await;
         assert_eq!(code, 0, "{out}");
-        let sum = out.lines().last().unwrap_or_default().split_whitespace().next().unwrap_or_default().to_string();
+        let sum = out
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string();
         lab.client(1).stop_instance("big", true, -1).await.unwrap();
 
         // Host 2's end of the uplink, in the caller's namespace.
@@ -108,7 +142,11 @@ fn a_move_cut_mid_stream_leaves_the_source_and_a_retry_succeeds() {
             .find(|l| l.ends_with("-h2"))
             .expect("host 2's uplink veth");
         let mut child = Command::new(kante_integration::bin("kante"))
-            .args(["move", &format!("{}:big", lab.remote(1)), &format!("{}:", lab.remote(2))])
+            .args([
+                "move",
+                &format!("{}:big", lab.remote(1)),
+                &format!("{}:", lab.remote(2)),
+            ])
             .env("KANTE_CONF", &lab.conf)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -119,33 +157,55 @@ fn a_move_cut_mid_stream_leaves_the_source_and_a_retry_succeeds() {
         let t0 = Instant::now();
         loop {
             let staging = std::fs::read_dir(lab.state(2).join("storage-pools/default/containers"))
-                .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with(".staging")))
+                .map(|d| {
+                    d.flatten()
+                        .any(|e| e.file_name().to_string_lossy().starts_with(".staging"))
+                })
                 .unwrap_or(false);
             if staging || t0.elapsed() > Duration::from_secs(30) {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let cut = Command::new("ip").args(["link", "set", &h2_link, "down"]).status().unwrap();
+        let cut = Command::new("ip")
+            .args(["link", "set", &h2_link, "down"])
+            .status()
+            .unwrap();
         assert!(cut.success());
         let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
             .await
             .unwrap();
         assert!(!out.status.success(), "the move went through a cut link");
         eprintln!("the cut move failed with: {}", text(&out.stderr).trim());
-        assert_eq!(text(&out.stderr).trim_end().lines().count(), 1, "{}", text(&out.stderr));
-        Command::new("ip").args(["link", "set", &h2_link, "up"]).status().unwrap();
+        assert_eq!(
+            text(&out.stderr).trim_end().lines().count(),
+            1,
+            "{}",
+            text(&out.stderr)
+        );
+        Command::new("ip")
+            .args(["link", "set", &h2_link, "up"])
+            .status()
+            .unwrap();
 
         // The source is complete and stopped; the target holds nothing
         // (no record; its staging is collected).
         assert_eq!(names(&lab, 1).await, vec!["big"]);
-        assert_eq!(lab.client(1).instance("big").await.unwrap().status, "Stopped");
+        assert_eq!(
+            lab.client(1).instance("big").await.unwrap().status,
+            "Stopped"
+        );
         assert!(names(&lab, 2).await.is_empty());
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let left: Vec<String> = std::fs::read_dir(lab.state(2).join("storage-pools/default/containers"))
-                .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
-                .unwrap_or_default();
+            let left: Vec<String> =
+                std::fs::read_dir(lab.state(2).join("storage-pools/default/containers"))
+                    .map(|d| {
+                        d.flatten()
+                            .map(|e| e.file_name().to_string_lossy().into_owned())
+                            .collect()
+                    })
+                    .unwrap_or_default();
             if left.is_empty() {
                 break;
             }
@@ -154,8 +214,18 @@ fn a_move_cut_mid_stream_leaves_the_source_and_a_retry_succeeds() {
         }
 
         // The same move again, with no manual step, goes through whole.
-        let o = lab.kante(&["move", &format!("{}:big", lab.remote(1)), &format!("{}:", lab.remote(2))]);
-        assert!(o.status.success(), "retry: {}{}\n{}", text(&o.stdout), text(&o.stderr), lab.log(2));
+        let o = lab.kante(&[
+            "move",
+            &format!("{}:big", lab.remote(1)),
+            &format!("{}:", lab.remote(2)),
+        ]);
+        assert!(
+            o.status.success(),
+            "retry: {}{}\n{}",
+            text(&o.stdout),
+            text(&o.stderr),
+            lab.log(2)
+        );
         assert!(names(&lab, 1).await.is_empty());
         lab.client(2).start_instance("big").await.unwrap();
         let (_, out) = lab.sh(2, "big", "md5sum /root/blob").await;

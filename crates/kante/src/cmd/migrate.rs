@@ -139,8 +139,9 @@ impl End {
 
 pub async fn run(cfg: &Config, req: Request) -> Result<i32> {
     let Request { cross, .. } = &req;
-    if cross.source.contains('/') {
-        bail!("Copying a snapshot to another server is not supported yet; copy the instance, or publish the snapshot as an image");
+    let snapshot = super::split_snapshot(&cross.source)?;
+    if snapshot.is_some() && req.is_move {
+        bail!("A snapshot cannot be moved to another server; copy it (copy INSTANCE/SNAPSHOT REMOTE:NAME)");
     }
     if req.refresh {
         bail!("--refresh between servers is not supported yet");
@@ -148,14 +149,19 @@ pub async fn run(cfg: &Config, req: Request) -> Result<i32> {
     if req.no_profiles && !req.profiles.is_empty() {
         bail!("--no-profiles cannot be used with --profile");
     }
-    let name = cross
-        .destination
-        .clone()
-        .unwrap_or_else(|| cross.source.clone());
+    // A snapshot's copy is named after its instance unless named.
+    let name = cross.destination.clone().unwrap_or_else(|| {
+        snapshot
+            .map(|(i, _)| i.to_string())
+            .unwrap_or_else(|| cross.source.clone())
+    });
     super::check_name(&name)?;
     let src = End::open(cfg, &cross.from).await?;
     let dst = End::open(cfg, &cross.to).await?;
-    let inst = src.client.instance(&cross.source).await?;
+    let inst = match snapshot {
+        None => src.client.instance(&cross.source).await?,
+        Some((i, s)) => snapshot_as_instance(src.client.snapshot(i, s).await?),
+    };
     let running = inst.status == "Running";
     if running && !req.stateless {
         bail!(
@@ -275,6 +281,29 @@ fn target_body(req: &Request, name: &str, inst: &Instance) -> Result<Value> {
         "ephemeral": req.ephemeral || inst.ephemeral,
         "description": inst.description,
     }))
+}
+
+/// A snapshot seen as the stopped instance its copy starts from.
+fn snapshot_as_instance(s: kante_api::instance::InstanceSnapshot) -> Instance {
+    Instance {
+        architecture: s.architecture,
+        config: s.config,
+        devices: s.devices,
+        ephemeral: s.ephemeral,
+        profiles: s.profiles,
+        stateful: false,
+        description: String::new(),
+        created_at: s.created_at,
+        expanded_config: s.expanded_config,
+        expanded_devices: s.expanded_devices,
+        name: s.name,
+        status: "Stopped".into(),
+        status_code: 102,
+        last_used_at: s.last_used_at,
+        location: String::new(),
+        kind: "container".into(),
+        project: String::new(),
+    }
 }
 
 fn root_device(devices: &DevicesMap) -> Option<(String, BTreeMap<String, String>)> {
@@ -411,12 +440,18 @@ async fn start_source(req: &Request, src: &End, target: Option<Value>) -> Result
     if let Some(t) = target {
         post["target"] = t;
     }
+    // An instance, or one of its snapshots (`c1/s0`).
+    let path = match req.cross.source.split_once('/') {
+        Some((i, s)) => format!(
+            "/1.0/instances/{}/snapshots/{}",
+            path_segment(i),
+            path_segment(s)
+        ),
+        None => format!("/1.0/instances/{}", path_segment(&req.cross.source)),
+    };
     let resp = src
         .client
-        .post(
-            &format!("/1.0/instances/{}", path_segment(&req.cross.source)),
-            &post,
-        )
+        .post(&path, &post)
         .await
         .with_context(|| format!("{} refused to send {}", src.remote, req.cross.source))?;
     Ok(resp.metadata()?)
