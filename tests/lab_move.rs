@@ -141,7 +141,7 @@ fn a_move_cut_mid_stream_leaves_the_source_and_a_retry_succeeds() {
             .into_iter()
             .find(|l| l.ends_with("-h2"))
             .expect("host 2's uplink veth");
-        let mut child = Command::new(kante_integration::bin("kante"))
+        let child = Command::new(kante_integration::bin("kante"))
             .args([
                 "move",
                 &format!("{}:big", lab.remote(1)),

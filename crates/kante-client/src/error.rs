@@ -39,6 +39,10 @@ pub enum ClientError {
     /// An operation was not final when the wait timed out.
     #[error("Timed out waiting for operation {0}")]
     Timeout(String),
+    /// A request the server should have answered within a bound (a
+    /// bounded wait) got no answer: the server or the link to it is gone.
+    #[error("No answer from the server within {0} s")]
+    NoAnswer(u64),
     /// The server answered something that does not follow the API.
     #[error("Invalid response from server: {0}")]
     Protocol(String),

@@ -46,6 +46,9 @@ pub fn operation_instances(op: &Operation) -> Vec<String> {
     .unwrap_or_default()
 }
 
+/// How much longer than its own timeout a bounded wait may take to answer.
+const WAIT_MARGIN_SECS: u64 = 20;
+
 impl Client {
     /// `GET /1.0/operations`: URLs grouped by lowercased status.
     pub async fn operations(&self) -> Result<OperationList> {
@@ -90,12 +93,20 @@ impl Client {
                     left.as_millis().div_ceil(1000).max(1) as i64
                 }
             };
-            let op: Operation = self
-                .get_json(&format!(
-                    "/1.0/operations/{}/wait?timeout={secs}",
-                    url::seg(id)
-                ))
-                .await?;
+            let path = format!("/1.0/operations/{}/wait?timeout={secs}", url::seg(id));
+            let request = self.get_json::<Operation>(&path);
+            // A bounded wait gets its answer in about `secs`: past that
+            // and a margin, the server or the link is gone (a cut link
+            // would otherwise hold the request for TCP's whole
+            // retransmission time, a quarter of an hour).
+            let op = if secs >= 0 {
+                let bound = secs as u64 + WAIT_MARGIN_SECS;
+                tokio::time::timeout(Duration::from_secs(bound), request)
+                    .await
+                    .map_err(|_| ClientError::NoAnswer(bound))??
+            } else {
+                request.await?
+            };
             if op.is_final() {
                 return Ok(op);
             }

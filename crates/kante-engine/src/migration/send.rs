@@ -219,9 +219,32 @@ impl Engine {
                 frame = rx.recv() => match frame {
                     Some(b) => {
                         progress.add(b.len());
-                        if link.fs.outgoing.send(WsMsg::Binary(b)).await.is_err() {
-                            aborted = Some(EngineError::bad("The migration target went away"));
-                            break;
+                        // A target that stops reading (a cut link holds the
+                        // socket full) fails the send after the stall bound;
+                        // a cancel is heard meanwhile.
+                        let send = tokio::time::timeout(
+                            link::STALL_TIMEOUT,
+                            link.fs.outgoing.send(WsMsg::Binary(b)),
+                        );
+                        let sent = tokio::select! {
+                            r = send => r,
+                            _ = op.cancelled() => {
+                                aborted = Some(EngineError::bad("Migration cancelled"));
+                                break;
+                            }
+                        };
+                        match sent {
+                            Ok(Ok(())) => {}
+                            Ok(Err(_)) => {
+                                aborted = Some(EngineError::bad("The migration target went away"));
+                                break;
+                            }
+                            Err(_) => {
+                                aborted = Some(EngineError::bad(
+                                    "The migration target stopped reading",
+                                ));
+                                break;
+                            }
                         }
                     }
                     None => break,

@@ -485,25 +485,17 @@ async fn attempt(
     body: &Value,
     mode: TransferMode,
 ) -> std::result::Result<(), Failure> {
-    match mode {
+    // Start both operations: the one that waits first, then the other
+    // with what it needs to reach the first.
+    let (sop, top) = match mode {
         TransferMode::Pull => {
             let sop = start_source(req, src, None).await?;
             let mut source = migration_source(req, "pull");
             source["operation"] = json!(src.operation_url(&sop.id)?);
             source["certificate"] = json!(src.certificate);
             source["secrets"] = json!(secrets(&sop));
-            let top = match start_target(dst, body, source).await {
-                Ok(op) => op,
-                Err(e) => {
-                    cancel(src, &sop.id).await;
-                    return Err(e.into());
-                }
-            };
-            let r = watch(dst, &top.id, src, &sop.id).await;
-            if r.is_err() {
-                cancel(src, &sop.id).await;
-            }
-            r
+            let top = or_cancel(src, &sop.id, start_target(dst, body, source).await).await?;
+            (sop, top)
         }
         TransferMode::Push => {
             let top = start_target(dst, body, migration_source(req, "push")).await?;
@@ -512,48 +504,54 @@ async fn attempt(
                 "certificate": dst.certificate,
                 "secrets": secrets(&top),
             });
-            let sop = match start_source(req, src, Some(target)).await {
-                Ok(op) => op,
-                Err(e) => {
-                    cancel(dst, &top.id).await;
-                    return Err(e.into());
-                }
-            };
-            let r = watch(dst, &top.id, src, &sop.id).await;
-            if r.is_err() {
-                cancel(dst, &top.id).await;
-            }
-            r
+            let sop = or_cancel(dst, &top.id, start_source(req, src, Some(target)).await).await?;
+            (sop, top)
         }
         TransferMode::Relay => {
             let sop = start_source(req, src, None).await?;
-            let top = match start_target(dst, body, migration_source(req, "push")).await {
-                Ok(op) => op,
-                Err(e) => {
-                    cancel(src, &sop.id).await;
-                    return Err(e.into());
-                }
-            };
-            let (ss, ts) = (secrets(&sop), secrets(&top));
-            let carry = relay(
-                RelayEnd {
-                    client: &src.client,
-                    operation: &sop.id,
-                    secrets: &ss,
-                },
-                RelayEnd {
-                    client: &dst.client,
-                    operation: &top.id,
-                    secrets: &ts,
-                },
-            );
-            let (carried, watched) = tokio::join!(carry, watch(dst, &top.id, src, &sop.id));
-            if watched.is_err() || carried.is_err() {
-                cancel(src, &sop.id).await;
-                cancel(dst, &top.id).await;
-            }
-            watched?;
-            carried.map(|_| ()).map_err(|e| Failure::Other(e.into()))
+            let push = migration_source(req, "push");
+            let top = or_cancel(src, &sop.id, start_target(dst, body, push).await).await?;
+            (sop, top)
+        }
+    };
+    let r = if mode == TransferMode::Relay {
+        let (ss, ts) = (secrets(&sop), secrets(&top));
+        let carry = relay(
+            RelayEnd {
+                client: &src.client,
+                operation: &sop.id,
+                secrets: &ss,
+            },
+            RelayEnd {
+                client: &dst.client,
+                operation: &top.id,
+                secrets: &ts,
+            },
+        );
+        let (carried, watched) = tokio::join!(carry, watch(dst, &top.id, src, &sop.id));
+        watched.and(carried.map(|_| ()).map_err(|e| Failure::Other(e.into())))
+    } else {
+        watch(dst, &top.id, src, &sop.id).await
+    };
+    if r.is_err() {
+        cancel(src, &sop.id).await;
+        cancel(dst, &top.id).await;
+    }
+    r
+}
+
+/// The second operation of a transfer; if it could not start, the first
+/// (already waiting for its peer) is cancelled.
+async fn or_cancel(
+    first: &End,
+    id: &str,
+    second: Result<Operation>,
+) -> std::result::Result<Operation, Failure> {
+    match second {
+        Ok(op) => Ok(op),
+        Err(e) => {
+            cancel(first, id).await;
+            Err(e.into())
         }
     }
 }
@@ -567,22 +565,32 @@ async fn watch(dst: &End, top: &str, src: &End, sop: &str) -> std::result::Resul
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
     pb.enable_steady_tick(Duration::from_millis(200));
-    let p2 = pb.clone();
-    let show = move |op: &Operation| {
-        if let Some(line) = progress_line(&op.metadata) {
-            p2.set_message(line);
+    let show = |pb: ProgressBar| {
+        move |op: &Operation| {
+            if let Some(line) = progress_line(&op.metadata) {
+                pb.set_message(line);
+            }
         }
     };
-    let p3 = pb.clone();
-    let show_src = move |op: &Operation| {
-        if let Some(line) = progress_line(&op.metadata) {
-            p3.set_message(line);
+    let target = dst.client.wait_operation_progress(top, show(pb.clone()));
+    let source = src.client.wait_operation_progress(sop, show(pb.clone()));
+    tokio::pin!(target, source);
+    // The target's result decides; once it has one, the source gets a
+    // short while to end too (it is cancelled by the caller on failure),
+    // never the time a cut link would hold it.
+    let mut s = None;
+    let t = loop {
+        tokio::select! {
+            t = &mut target => break t,
+            r = &mut source, if s.is_none() => s = Some(r),
         }
     };
-    let (t, s) = tokio::join!(
-        dst.client.wait_operation_progress(top, show),
-        src.client.wait_operation_progress(sop, show_src),
-    );
+    let s = match s {
+        Some(s) => s,
+        None => tokio::time::timeout(SOURCE_GRACE, &mut source)
+            .await
+            .unwrap_or_else(|_| Err(kante_client::ClientError::Timeout(sop.to_string()))),
+    };
     pb.finish_and_clear();
     match (t, s) {
         (Ok(_), _) => Ok(()),
@@ -602,6 +610,9 @@ async fn watch(dst: &End, top: &str, src: &End, sop: &str) -> std::result::Resul
     }
 }
 
+/// How long the source may take to end once the target has its result.
+const SOURCE_GRACE: Duration = Duration::from_secs(30);
+
 /// The first `*_progress` entry of an operation's metadata.
 fn progress_line(meta: &Value) -> Option<String> {
     meta.as_object()?
@@ -610,8 +621,10 @@ fn progress_line(meta: &Value) -> Option<String> {
         .and_then(|(_, v)| v.as_str().map(str::to_string))
 }
 
+/// Cancels an operation, best effort and bounded (its server may be the
+/// one that cannot be reached).
 async fn cancel(end: &End, id: &str) {
-    let _ = end.client.cancel_operation(id).await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), end.client.cancel_operation(id)).await;
 }
 
 #[cfg(test)]
