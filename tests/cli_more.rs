@@ -362,7 +362,7 @@ fn snapshots_copy_and_move() {
         assert_eq!(ok(&d, &["file", "pull", "c3/root/f", "-"]).trim(), "three");
         fails(&d, &["copy", "c1/nope", "c7"]);
 
-        // move = local rename; remotes are refused.
+        // move on one server = a rename; a remote must be configured.
         ok(&d, &["stop", "c2", "--force"]);
         ok(&d, &["move", "c2", "c4"]);
         let list = ok(&d, &["list", "-c", "n", "--format", "csv"]);
@@ -372,7 +372,7 @@ fn snapshots_copy_and_move() {
             "changed-in-c2"
         );
         let e = fails(&d, &["move", "c4", "elsewhere:c4"]);
-        assert!(e.contains("local server"), "{e}");
+        assert!(e.contains("\"elsewhere\" doesn't exist"), "{e}");
 
         // delete INSTANCE/SNAPSHOT removes only the snapshot.
         ok(&d, &["delete", "c1/s0"]);

@@ -199,6 +199,30 @@ fn a_guest_out_of_memory_is_still_exec_d_into_and_stopped() {
             )
             .await;
         assert_eq!((code, out.trim()), (0, "started"), "{out}");
+        // The execs start once the guest really is out of memory: its
+        // cgroup's OOM killer has fired.
+        let cg = format!("{}/hog", d.cgroup_prefix());
+        let oom_kills = || {
+            [
+                format!("/sys/fs/cgroup/memory/{cg}/memory.oom_control"),
+                format!("/sys/fs/cgroup/{cg}/memory.events"),
+            ]
+            .iter()
+            .find_map(|p| std::fs::read_to_string(p).ok())
+            .and_then(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix("oom_kill ")?.trim().parse::<u64>().ok())
+            })
+            .expect("the guest's oom_kill counter")
+        };
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while oom_kills() == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the guest never ran out of memory"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         let mut ran = 0;
         for _ in 0..15 {
             answers(&d, "while the guest is out of memory").await;
@@ -217,20 +241,6 @@ fn a_guest_out_of_memory_is_still_exec_d_into_and_stopped() {
             }
         }
         eprintln!("{ran} of 15 execs ran to the end in the out-of-memory guest");
-        // The guest really was out of memory: its cgroup's OOM killer fired.
-        let cg = format!("{}/hog", d.cgroup_prefix());
-        let kills = [
-            format!("/sys/fs/cgroup/memory/{cg}/memory.oom_control"),
-            format!("/sys/fs/cgroup/{cg}/memory.events"),
-        ]
-        .iter()
-        .find_map(|p| std::fs::read_to_string(p).ok())
-        .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("oom_kill ")?.trim().parse::<u64>().ok())
-        })
-        .expect("the guest's oom_kill counter");
-        assert!(kills > 0, "the guest never ran out of memory");
         let state = d.client.instance_state("hog").await.unwrap();
         assert!(
             state.memory.usage <= 48 << 20,
