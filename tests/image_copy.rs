@@ -5,45 +5,14 @@
 //! fingerprint, an instance launches from it); copying a private image,
 //! or pulling with the wrong source certificate, fails and stores nothing.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 
-use kante_integration::{free_port, kante_with_conf, run, Daemon, TestImage};
+use kante_integration::lxc::{conf, lxc, lxc_ok, serve_https};
+use kante_integration::{kante_with_conf, run, Daemon, TestImage};
 use serde_json::{json, Value};
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-/// A scratch client configuration under the daemon's dir.
-fn conf(d: &Daemon, name: &str) -> PathBuf {
-    let c = d.dir.join(format!("client-{name}"));
-    std::fs::create_dir_all(c.join("home")).unwrap();
-    c
-}
-
-/// `lxc ARGS` with config `conf`, `local:` being `d`'s unix socket.
-fn lxc(d: &Daemon, conf: &Path, cmd: &str) -> Output {
-    Command::new("lxc")
-        .args(cmd.split_whitespace())
-        .env("LXD_DIR", &d.dir)
-        .env("LXD_CONF", conf)
-        .env("HOME", conf.join("home"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("run lxc")
-}
-
-fn lxc_ok(d: &Daemon, conf: &Path, cmd: &str) -> String {
-    let o = lxc(d, conf, cmd);
-    assert!(
-        o.status.success(),
-        "lxc {cmd} failed: {}{}\n{}",
-        text(&o.stdout),
-        text(&o.stderr),
-        d.log_text()
-    );
-    text(&o.stdout)
 }
 
 /// `curl -k` as an untrusted client: (status, body).
@@ -56,18 +25,6 @@ fn curl(port: u16, path: &str) -> (u16, String) {
     let out = text(&o.stdout);
     let (body, code) = out.rsplit_once('\n').unwrap_or(("", "0"));
     (code.trim().parse().unwrap_or(0), body.to_string())
-}
-
-/// Listens on a fresh loopback port with trust password `sesame`.
-fn serve_https(d: &Daemon, admin: &Path) -> u16 {
-    let port = free_port();
-    lxc_ok(
-        d,
-        admin,
-        &format!("config set core.https_address 127.0.0.1:{port}"),
-    );
-    lxc_ok(d, admin, "config set core.trust_password sesame");
-    port
 }
 
 /// The image fingerprints `d` holds.

@@ -10,67 +10,17 @@
 //! btrfs streams to each other and tar to other pools; pylxd's `migrate()`
 //! pulls too.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kante_client::{FileContent, FilePushOptions};
-use kante_integration::{free_port, run, Daemon, TestImage};
+use kante_integration::lxc::{conf, lxc_cmd, lxc_fails, lxc_ok, serve_https};
+use kante_integration::{run, Daemon, TestImage};
 use serde_json::Value;
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-/// A scratch client configuration under the daemon's dir.
-fn conf(d: &Daemon, name: &str) -> PathBuf {
-    let c = d.dir.join(format!("client-{name}"));
-    std::fs::create_dir_all(c.join("home")).unwrap();
-    c
-}
-
-fn lxc_cmd(d: &Daemon, conf: &Path, cmd: &str) -> Command {
-    let mut c = Command::new("lxc");
-    c.args(cmd.split_whitespace())
-        .env("LXD_DIR", &d.dir)
-        .env("LXD_CONF", conf)
-        .env("HOME", conf.join("home"))
-        .stdin(Stdio::null());
-    c
-}
-
-fn lxc(d: &Daemon, conf: &Path, cmd: &str) -> Output {
-    lxc_cmd(d, conf, cmd).output().expect("run lxc")
-}
-
-fn lxc_ok(d: &Daemon, conf: &Path, cmd: &str) -> String {
-    let o = lxc(d, conf, cmd);
-    assert!(
-        o.status.success(),
-        "lxc {cmd} failed: {}{}\n{}",
-        text(&o.stdout),
-        text(&o.stderr),
-        d.log_text()
-    );
-    text(&o.stdout)
-}
-
-fn lxc_fails(d: &Daemon, conf: &Path, cmd: &str) -> String {
-    let o = lxc(d, conf, cmd);
-    assert!(!o.status.success(), "lxc {cmd} succeeded");
-    text(&o.stderr)
-}
-
-/// Listens on a fresh loopback port with trust password `sesame`.
-fn serve_https(d: &Daemon, admin: &Path) -> u16 {
-    let port = free_port();
-    lxc_ok(
-        d,
-        admin,
-        &format!("config set core.https_address 127.0.0.1:{port}"),
-    );
-    lxc_ok(d, admin, "config set core.trust_password sesame");
-    port
 }
 
 async fn read(d: &Daemon, name: &str, path: &str) -> String {

@@ -17,6 +17,7 @@ mod cgroups;
 pub mod lab;
 mod leaks;
 pub mod load;
+pub mod lxc;
 pub mod net;
 pub mod soak;
 pub use cgroups::{pids_in_tree, HostCgroups};

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use crate::client::Client;
 use crate::error::{ClientError, Result};
@@ -45,37 +45,33 @@ pub async fn relay(a: RelayEnd<'_>, b: RelayEnd<'_>) -> Result<u64> {
             .client
             .operation_websocket(b.operation, &b.secrets[channel])
             .await?;
-        let (mut a_tx, mut a_rx) = wa.split();
-        let (mut b_tx, mut b_rx) = wb.split();
-        let c1 = carried.clone();
-        let c2 = carried.clone();
-        // Each direction ends at its reader's close (or error), and then
-        // closes its writer, so the other server sees the end too.
-        pumps.push(tokio::spawn(async move {
-            while let Some(Ok(m)) = a_rx.next().await {
-                let close = matches!(m, Message::Close(_));
-                c1.fetch_add(data_len(&m), Ordering::Relaxed);
-                if b_tx.send(m).await.is_err() || close {
-                    break;
-                }
-            }
-            let _ = b_tx.close().await;
-        }));
-        pumps.push(tokio::spawn(async move {
-            while let Some(Ok(m)) = b_rx.next().await {
-                let close = matches!(m, Message::Close(_));
-                c2.fetch_add(data_len(&m), Ordering::Relaxed);
-                if a_tx.send(m).await.is_err() || close {
-                    break;
-                }
-            }
-            let _ = a_tx.close().await;
-        }));
+        let (a_tx, a_rx) = wa.split();
+        let (b_tx, b_rx) = wb.split();
+        pumps.push(tokio::spawn(pump(a_rx, b_tx, carried.clone())));
+        pumps.push(tokio::spawn(pump(b_rx, a_tx, carried.clone())));
     }
     for p in pumps {
         let _ = p.await;
     }
     Ok(carried.load(Ordering::Relaxed))
+}
+
+/// One direction of a channel: frames from `from` to `to` until `from`
+/// closes (or fails), then `to` is closed, so the other server sees the
+/// end too.
+async fn pump<R, W>(mut from: R, mut to: W, carried: Arc<AtomicU64>)
+where
+    R: futures_util::Stream<Item = std::result::Result<Message, WsError>> + Unpin,
+    W: futures_util::Sink<Message> + Unpin,
+{
+    while let Some(Ok(m)) = from.next().await {
+        let close = matches!(m, Message::Close(_));
+        carried.fetch_add(data_len(&m), Ordering::Relaxed);
+        if to.send(m).await.is_err() || close {
+            break;
+        }
+    }
+    let _ = to.close().await;
 }
 
 fn data_len(m: &Message) -> u64 {

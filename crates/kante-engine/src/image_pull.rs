@@ -179,8 +179,53 @@ fn bracket(host: &str) -> String {
     }
 }
 
-/// Percent-encodes a path segment (an alias may hold `/` and spaces).
-fn escape(s: &str) -> String {
+/// A server dialled over TLS, as errors name it.
+pub(crate) struct TlsPeer<'a> {
+    /// `image server`, `migration peer`.
+    pub what: &'static str,
+    pub host: &'a str,
+    pub port: u16,
+    /// `host:port`, as shown.
+    pub authority: &'a str,
+}
+
+impl TlsPeer<'_> {
+    pub(crate) fn unreachable(&self, e: impl std::fmt::Display) -> EngineError {
+        EngineError::bad(format!(
+            "Cannot reach the {} https://{}: {e}",
+            self.what, self.authority
+        ))
+    }
+}
+
+/// TCP, then TLS with `cfg` (which records what the server showed in
+/// `pin`): a certificate other than the pinned one is refused with both
+/// fingerprints, anything else is "cannot reach". The caller bounds it.
+pub(crate) async fn dial_tls(
+    peer: TlsPeer<'_>,
+    cfg: kante_tls::rustls::ClientConfig,
+    pin: &kante_tls::ServerPin,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let name = ServerName::try_from(peer.host.to_string())
+        .map_err(|e| EngineError::bad(format!("Bad {} name: {e}", peer.what)))?;
+    let tcp = tokio::net::TcpStream::connect((peer.host, peer.port))
+        .await
+        .map_err(|e| peer.unreachable(e))?;
+    tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| match (pin.seen_fingerprint(), &pin.expected) {
+            (Some(seen), Some(want)) if seen != *want => EngineError::bad(format!(
+                "The {} https://{} showed certificate {seen}, not the expected {want}",
+                peer.what, peer.authority
+            )),
+            _ => peer.unreachable(e),
+        })
+}
+
+/// Percent-encodes a path segment or a query value (an alias may hold
+/// `/` and spaces).
+pub(crate) fn escape(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
@@ -196,10 +241,13 @@ type Response = hyper::Response<hyper::body::Incoming>;
 
 impl Endpoint {
     fn unreachable(&self, e: impl std::fmt::Display) -> EngineError {
-        EngineError::bad(format!(
-            "Cannot reach the image server https://{}: {e}",
-            self.authority
-        ))
+        TlsPeer {
+            what: "image server",
+            host: &self.host,
+            port: self.port,
+            authority: &self.authority,
+        }
+        .unreachable(e)
     }
 
     /// The TLS client configuration: the pin, or the system's CAs.
@@ -227,22 +275,18 @@ impl Endpoint {
             ..Default::default()
         };
         let cfg = self.tls_config(&pin)?;
-        let name = ServerName::try_from(self.host.clone())
-            .map_err(|e| EngineError::bad(format!("Bad image server name: {e}")))?;
         let connect = async {
-            let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
-                .await
-                .map_err(|e| self.unreachable(e))?;
-            let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
-                .connect(name, tcp)
-                .await
-                .map_err(|e| match (pin.seen_fingerprint(), &self.pin) {
-                    (Some(seen), Some(want)) if seen != *want => EngineError::bad(format!(
-                        "The image server https://{} showed certificate {seen}, not the expected {want}",
-                        self.authority
-                    )),
-                    _ => self.unreachable(e),
-                })?;
+            let tls = dial_tls(
+                TlsPeer {
+                    what: "image server",
+                    host: &self.host,
+                    port: self.port,
+                    authority: &self.authority,
+                },
+                cfg,
+                &pin,
+            )
+            .await?;
             let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
                 .await
                 .map_err(|e| self.unreachable(e))?;

@@ -8,17 +8,16 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use prost::Message;
 use tokio::sync::{mpsc, oneshot};
-use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_tungstenite::tungstenite::Message as TMsg;
 
 use super::proto::{MigrationControl, MigrationHeader};
 use crate::error::{EngineError, Result};
+use crate::image_pull::{dial_tls, escape, TlsPeer};
 use crate::operations::Op;
 use crate::ws::{WsConn, WsMsg};
 
@@ -105,11 +104,17 @@ impl Peer {
         })
     }
 
+    fn tls_peer(&self) -> TlsPeer<'_> {
+        TlsPeer {
+            what: "migration peer",
+            host: &self.host,
+            port: self.port,
+            authority: &self.authority,
+        }
+    }
+
     fn unreachable(&self, e: impl std::fmt::Display) -> EngineError {
-        EngineError::bad(format!(
-            "Cannot reach the migration peer https://{}: {e}",
-            self.authority
-        ))
+        self.tls_peer().unreachable(e)
     }
 
     /// One websocket of the peer's operation, its server pinned.
@@ -120,8 +125,6 @@ impl Peer {
         };
         let cfg = kante_tls::client_config(pin.clone(), None)
             .map_err(|e| EngineError::internal(format!("TLS client: {e}")))?;
-        let name = ServerName::try_from(self.host.clone())
-            .map_err(|e| EngineError::bad(format!("Bad migration peer name: {e}")))?;
         let secret = &self.secrets[channel];
         let url = format!(
             "wss://{}{}/websocket?secret={}",
@@ -130,19 +133,7 @@ impl Peer {
             escape(secret)
         );
         let connect = async {
-            let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
-                .await
-                .map_err(|e| self.unreachable(e))?;
-            let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
-                .connect(name, tcp)
-                .await
-                .map_err(|e| match pin.seen_fingerprint() {
-                    Some(seen) if seen != self.pin => EngineError::bad(format!(
-                        "The migration peer https://{} showed certificate {seen}, not the expected {}",
-                        self.authority, self.pin
-                    )),
-                    _ => self.unreachable(e),
-                })?;
+            let tls = dial_tls(self.tls_peer(), cfg, &pin).await?;
             let (ws, _) = tokio_tungstenite::client_async(url.as_str(), tls)
                 .await
                 .map_err(|e| self.unreachable(format!("{channel} websocket: {e}")))?;
@@ -153,19 +144,6 @@ impl Peer {
             .map_err(|_| self.unreachable("timed out"))??;
         Ok(bridge(ws))
     }
-}
-
-/// Percent-encodes a query value.
-fn escape(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// Pumps a client websocket into the engine's channel pair.
