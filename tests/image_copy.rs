@@ -2,12 +2,15 @@
 //! source serves its public images to untrusted callers (a private one is
 //! 404 to them, as a missing one); Debian's `lxc image copy src:ALIAS dst:`
 //! and `kante image copy` make the destination pull the image (same
-//! fingerprint, an instance launches from it); copying a private image,
-//! or pulling with the wrong source certificate, fails and stores nothing.
+//! fingerprint, an instance launches from it); a private image is copied
+//! by a one-time secret the client asks the source for (spent by the
+//! download; a wrong one is 404); pulling with the wrong source
+//! certificate fails and stores nothing; a copy made with `--auto-update`
+//! follows the source's alias to a newer image on its own.
 
 use std::process::Command;
 
-use kante_integration::lxc::{conf, lxc, lxc_ok, serve_https};
+use kante_integration::lxc::{conf, lxc_ok, serve_https};
 use kante_integration::{kante_with_conf, run, Daemon, TestImage};
 use serde_json::{json, Value};
 
@@ -38,6 +41,24 @@ async fn fingerprints(d: &Daemon) -> Vec<String> {
         .collect()
 }
 
+/// Image secrets of `d` still waiting for their download (running
+/// operations of class token naming an image).
+async fn live_image_secrets(d: &Daemon) -> usize {
+    let ops: Value = d
+        .client
+        .get_json("/1.0/operations?recursion=1")
+        .await
+        .unwrap();
+    ops["running"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|o| o["resources"]["images"].is_array())
+                .count()
+        })
+        .unwrap_or(0)
+}
+
 /// Files in `d`'s image store (its working directories aside).
 fn stored_files(d: &Daemon) -> Vec<String> {
     std::fs::read_dir(d.dir.join("images"))
@@ -54,7 +75,8 @@ fn stored_files(d: &Daemon) -> Vec<String> {
 fn images_are_copied_between_two_kanteds() {
     run(async {
         let src = Daemon::start().await;
-        let dst = Daemon::start().await;
+        // The destination checks its auto-update images every 2 s.
+        let dst = Daemon::start_with_env(&[("KANTE_IMAGE_UPDATE_EVERY_SECS", "2")]).await;
         let (sa, da) = (conf(&src, "admin"), conf(&dst, "admin"));
         let sport = serve_https(&src, &sa);
         let dport = serve_https(&dst, &da);
@@ -85,10 +107,28 @@ fn images_are_copied_between_two_kanteds() {
                 &format!("remote add {name} https://127.0.0.1:{port} --accept-certificate --password=sesame"),
             );
         }
-        // Copying the private image fails (no secrets yet), nothing stored.
-        let o = lxc(&dst, &user, "image copy src:bb dst: --alias bb1");
-        assert!(!o.status.success(), "copied a private image");
-        // kante, trusted by the source.
+        // A wrong secret opens nothing.
+        let (code, _) = curl(
+            sport,
+            &format!("/1.0/images/{fp}/export?secret={}", "ab".repeat(32)),
+        );
+        assert_eq!(code, 404);
+        // lxc copies the private image by a one-time secret it asks the
+        // source for; the secret is spent by the download.
+        lxc_ok(&dst, &user, "image copy src:bb dst: --alias bb1");
+        assert_eq!(fingerprints(&dst).await, vec![fp.clone()]);
+        assert_eq!(dst.client.image_alias("bb1").await.unwrap().target, fp);
+        assert!(
+            !src.client.image(&fp).await.unwrap().public,
+            "still private"
+        );
+        assert_eq!(
+            live_image_secrets(&src).await,
+            0,
+            "a secret outlived its download"
+        );
+        lxc_ok(&dst, &user, &format!("image delete dst:{fp}"));
+        // kante, trusted by the source, does the same.
         let kc = conf(&dst, "kante");
         let o = kante_with_conf(
             &dst,
@@ -108,12 +148,10 @@ fn images_are_copied_between_two_kanteds() {
             &kc,
             &["image", "copy", "src:bb", "local:", "--alias", "bb2"],
         );
-        assert!(!o.status.success(), "copied a private image");
-        assert!(
-            text(&o.stderr).contains("not found on the image server"),
-            "{}",
-            text(&o.stderr)
-        );
+        assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+        assert_eq!(fingerprints(&dst).await, vec![fp.clone()]);
+        assert_eq!(live_image_secrets(&src).await, 0);
+        dst.client.delete_image(&fp).await.unwrap();
         assert!(fingerprints(&dst).await.is_empty());
         assert!(stored_files(&dst).is_empty(), "{:?}", stored_files(&dst));
 
@@ -187,6 +225,35 @@ fn images_are_copied_between_two_kanteds() {
         assert!(o.status.success(), "{}", text(&o.stderr));
         let o = kante_with_conf(&dst, &kc, &["delete", "-f", "c2"]);
         assert!(o.status.success(), "{}", text(&o.stderr));
+
+        // (e) The source's alias moves to a newer image: the copy made
+        // with --auto-update follows it on its own; the old one goes.
+        src.create(&fp, "p1", &[]).await;
+        let req = json!({"public": true, "source": {"type": "instance", "name": "p1"}});
+        let resp = src.client.post("/1.0/images", &req).await.unwrap();
+        let id = resp.operation_id().expect("an operation");
+        let op = src.client.wait_operation(&id, None).await.unwrap();
+        let newer = op.metadata["fingerprint"].as_str().unwrap().to_string();
+        assert_ne!(newer, fp);
+        src.client
+            .put(
+                "/1.0/images/aliases/bb",
+                &json!({"target": newer, "description": ""}),
+            )
+            .await
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while dst.client.image_alias("mine").await.unwrap().target != newer {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the auto-update did not follow the source\n{}",
+                dst.log_text()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
+        assert_eq!(fingerprints(&dst).await, vec![newer.clone()]);
+        assert!(dst.client.image(&newer).await.unwrap().auto_update);
+        src.client.delete_instance("p1").await.unwrap();
 
         dst.shutdown().await;
         src.shutdown().await;

@@ -11,7 +11,10 @@
 //! `root.tar.xz`) served over HTTPS on loopback with a self-signed
 //! certificate pinned by the remote: a launch from it runs, a second
 //! launch uses the cached image (no second download of `root.tar.xz`),
-//! and a corrupted `root.tar.xz` is refused with nothing stored.
+//! and a corrupted `root.tar.xz` is refused with nothing stored; lxc
+//! pointed at the same server launches through kanted; a newer version
+//! of the product is fetched by `kante image refresh`, the aliases follow
+//! it and the old image goes.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -262,6 +265,18 @@ fn make_tree(tree: &Path) -> (String, String) {
     (good_fp, bad_fp)
 }
 
+/// Adds version `version` of the `bb/1` product, its `/etc/marker`
+/// holding `marker`; returns its fingerprint.
+fn add_version(tree: &Path, version: &str, marker: &str) -> String {
+    let (items, fp) = split_image(tree, &format!("v-{marker}"), marker);
+    let path = tree.join("streams/v1/images.json");
+    let mut products: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    products["products"]["busybox:1:amd64:default"]["versions"][version] = items;
+    std::fs::write(&path, products.to_string()).unwrap();
+    fp
+}
+
 /// python3's file server behind TLS with a self-signed certificate; each
 /// request's path is appended to `log`.
 struct StreamsServer {
@@ -411,10 +426,55 @@ fn images_come_from_a_simplestreams_server_verified_and_cached() {
         let id = resp.operation_id().expect("an operation");
         assert!(d.client.wait_operation(&id, None).await.is_err());
 
-        for c in ["s1", "s2"] {
+        // lxc pointed at the same server (its certificate where lxc looks
+        // for a remote's) launches through kanted, which downloads nothing
+        // new: the image is the cached one.
+        lxc_ok(&d, &format!("remote add ss {url} --protocol simplestreams"));
+        let certs = d.dir.join("lxc-conf/servercerts");
+        std::fs::create_dir_all(&certs).unwrap();
+        std::fs::copy(d.dir.join("ss.crt"), certs.join("ss.crt")).unwrap();
+        lxc_ok(&d, "launch ss:bb/1 l1");
+        assert_eq!(cat(&d, "l1", "/etc/marker").await, "from-streams");
+        assert_eq!(server.requests("/good/root.tar.xz"), 1);
+
+        for c in ["s1", "s2", "l1"] {
             d.client.stop_instance(c, true, -1).await.unwrap();
             d.client.delete_instance(c).await.unwrap();
         }
+
+        // Nothing newer on the server: a refresh changes nothing.
+        let o = k(&["image", "refresh", "bb1"]);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        assert!(
+            text(&o.stdout).contains("already up to date"),
+            "{}",
+            text(&o.stdout)
+        );
+        // A newer version of the product: the refresh fetches it, the
+        // aliases follow it, and the old image goes.
+        let newer_fp = add_version(&tree, "20260102_00:00", "newer");
+        let o = k(&["image", "refresh", "bb1"]);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        assert!(text(&o.stdout).contains("refreshed"), "{}", text(&o.stdout));
+        assert_eq!(d.client.image_alias("bb1").await.unwrap().target, newer_fp);
+        assert!(
+            d.client.image(&good_fp).await.is_err(),
+            "the old image stays"
+        );
+        let img = d.client.image(&newer_fp).await.unwrap();
+        assert_eq!(
+            img.properties.get("serial").map(String::as_str),
+            Some("20260102_00:00")
+        );
+        let o = k(&["launch", "bb1", "s5"]);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        assert_eq!(cat(&d, "s5", "/etc/marker").await, "newer");
+        d.client.stop_instance("s5", true, -1).await.unwrap();
+        d.client.delete_instance("s5").await.unwrap();
+        // lxc's refresh of it: up to date now.
+        let out = lxc_ok(&d, "image refresh bb1");
+        assert!(!out.contains("refreshed successfully"), "{out}");
+        assert_eq!(d.client.image_alias("bb1").await.unwrap().target, newer_fp);
         drop(server);
         d.shutdown().await;
     });

@@ -364,12 +364,16 @@ impl PullSource {
     /// The image's record on the source, by alias or fingerprint. As in
     /// LXD, either field may hold either (lxc sends an alias it was given
     /// in `fingerprint`): an alias of that name wins, else a fingerprint.
+    /// With a secret the fingerprint comes first: a private image's
+    /// aliases are not shown to this untrusted puller.
     async fn image(&self) -> Result<Value> {
-        let name = self
-            .alias
-            .as_deref()
-            .or(self.fingerprint.as_deref())
-            .unwrap_or_default();
+        let (alias, fp) = (self.alias.as_deref(), self.fingerprint.as_deref());
+        let name = if self.secret.is_some() {
+            fp.or(alias)
+        } else {
+            alias.or(fp)
+        }
+        .unwrap_or_default();
         let fp = match self
             .get_json(&format!("/1.0/images/aliases/{}", escape(name)))
             .await

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use kante_api::image::ImagesPost;
 use kante_api::operation::OperationClass;
+use kante_api::ConfigMap;
 use serde_json::Value;
 
 use crate::error::Result;
@@ -17,12 +18,22 @@ use crate::operations::Op;
 use crate::simplestreams::StreamsSource;
 use crate::Engine;
 
-/// An image on another server.
+/// An image on another server, and where it came from as the image's
+/// record keeps it (its `update_source`, what a refresh asks again).
 #[derive(Debug, Clone)]
-pub(crate) enum RemoteImage {
+pub(crate) struct RemoteImage {
+    via: Via,
+    origin: ConfigMap,
+}
+
+#[derive(Debug, Clone)]
+enum Via {
     Lxd(PullSource),
     Streams(StreamsSource),
 }
+
+/// The keys of a source a refresh needs (never its one-time secret).
+const ORIGIN_KEYS: [&str; 5] = ["server", "protocol", "certificate", "alias", "fingerprint"];
 
 impl RemoteImage {
     /// Reads an image `source`; `Ok(None)` when it names no other server.
@@ -30,10 +41,41 @@ impl RemoteImage {
         if field(source, "type") != "image" {
             return Ok(None);
         }
-        match field(source, "protocol") {
-            "simplestreams" => Ok(Some(RemoteImage::Streams(StreamsSource::parse(source)?))),
-            _ => Ok(PullSource::parse(source)?.map(RemoteImage::Lxd)),
+        let via = match field(source, "protocol") {
+            "simplestreams" => Via::Streams(StreamsSource::parse(source)?),
+            _ => match PullSource::parse(source)? {
+                Some(p) => Via::Lxd(p),
+                None => return Ok(None),
+            },
+        };
+        let mut origin: ConfigMap = ORIGIN_KEYS
+            .iter()
+            .map(|k| (k.to_string(), field(source, k).to_string()))
+            .filter(|(_, v)| !v.is_empty())
+            .collect();
+        origin
+            .entry("protocol".into())
+            .or_insert_with(|| "lxd".into());
+        Ok(Some(RemoteImage { via, origin }))
+    }
+
+    /// The source recorded as an image's `update_source`, read back.
+    /// `None` when the image came from no other server.
+    pub(crate) fn from_origin(origin: &ConfigMap) -> Result<Option<RemoteImage>> {
+        if origin.get("server").is_none_or(|s| s.is_empty()) {
+            return Ok(None);
         }
+        let mut source = serde_json::Map::new();
+        source.insert("type".into(), "image".into());
+        source.insert("mode".into(), "pull".into());
+        for (k, v) in origin {
+            source.insert(k.clone(), Value::String(v.clone()));
+        }
+        // A refresh follows the alias, not the image first pulled.
+        if origin.contains_key("alias") {
+            source.remove("fingerprint");
+        }
+        RemoteImage::parse(&Value::Object(source))
     }
 }
 
@@ -71,18 +113,17 @@ impl Engine {
         source: RemoteImage,
         cached: bool,
     ) -> Result<String> {
-        match source {
-            RemoteImage::Streams(s) => self.pull_streams(op, &post, s, cached).await,
-            RemoteImage::Lxd(s) => {
-                let (fp, downloaded) = self.pull(op, post, s).await?;
-                if cached && downloaded {
-                    if let Some(mut row) = self.shared.image_get(&fp).await? {
-                        row.cached = true;
-                        self.shared.image_update(&row).await?;
-                    }
-                }
-                Ok(fp)
+        let (fp, downloaded) = match source.via {
+            Via::Streams(s) => self.pull_streams(op, &post, s, cached).await?,
+            Via::Lxd(s) => self.pull(op, post, s).await?,
+        };
+        if downloaded {
+            if let Some(mut row) = self.shared.image_get(&fp).await? {
+                row.cached = cached;
+                row.update_source = source.origin;
+                self.shared.image_update(&row).await?;
             }
         }
+        Ok(fp)
     }
 }

@@ -102,7 +102,7 @@ impl Engine {
         Ok(())
     }
 
-    async fn render_image(&self, row: &ImageRow) -> Image {
+    pub(crate) async fn render_image(&self, row: &ImageRow) -> Image {
         let aliases = self
             .shared
             .alias_list()
@@ -235,6 +235,7 @@ impl Engine {
             uploaded_at: now.clone(),
             last_used_at: fmt_time(kante_api::zero_time()),
             expires_at: fmt_time(expires),
+            update_source: Default::default(),
         };
         if let Err(e) = self.shared.image_create(&row).await {
             let _ = kante_images::remove_stored(&self.paths.images(), &fp);

@@ -30,6 +30,7 @@ pub const API_EXTENSIONS: &[&str] = &[
     "container_exec_recording",
     "container_exec_user_group_cwd",
     "image_create_aliases",
+    "image_force_refresh",
     "console",
     "network",
     "network_state",

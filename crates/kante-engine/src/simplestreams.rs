@@ -420,15 +420,15 @@ fn verified(body: ByteStream, d: Download) -> ByteStream {
 impl Engine {
     /// Downloads the image `source` names from a simplestreams server
     /// (unless it is here already) and records it; returns its
-    /// fingerprint. `cached`: the download is for an instance (LXD marks
-    /// such images cached).
+    /// fingerprint and whether it was downloaded. `cached`: the download
+    /// is for an instance (LXD marks such images cached).
     pub(crate) async fn pull_streams(
         &self,
         op: &Op,
         post: &ImagesPost,
         source: StreamsSource,
         cached: bool,
-    ) -> Result<String> {
+    ) -> Result<(String, bool)> {
         tracing::info!(server = %source.endpoint.authority, name = %source.name,
             "fetching an image from a simplestreams server");
         let choice = source.resolve().await?;
@@ -447,7 +447,7 @@ impl Engine {
                 .await?;
             }
             op.set_metadata(json!({"fingerprint": fp}));
-            return Ok(fp);
+            return Ok((fp, false));
         }
         let total = choice.meta.size + choice.rootfs.as_ref().map_or(0, |r| r.size);
         let done = Arc::new(AtomicU64::new(0));
@@ -496,7 +496,7 @@ impl Engine {
             row.auto_update = post.auto_update;
             self.shared.image_update(&row).await?;
         }
-        Ok(fp)
+        Ok((fp, true))
     }
 
     /// Streams the chosen files into the store; its task once all arrived.

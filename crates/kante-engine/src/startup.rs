@@ -76,6 +76,7 @@ impl Engine {
         engine.reconcile_at_start().await;
         engine.reattach_instances().await;
         engine.start_snapshot_housekeeping();
+        engine.start_image_auto_update();
         engine.start_lxcfs_supervision();
         engine.clean_backups_at_start().await;
         Ok(engine)

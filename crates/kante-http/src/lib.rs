@@ -176,6 +176,8 @@ fn table() -> Routes {
                 .delete(images::delete),
         )
         .route("/1.0/images/{fp}/export", get(images::export))
+        .route("/1.0/images/{fp}/secret", post(images::secret))
+        .route("/1.0/images/{fp}/refresh", post(images::refresh))
         .route("/1.0/profiles", get(profiles::list).post(profiles::create))
         .route(
             "/1.0/profiles/{name}",

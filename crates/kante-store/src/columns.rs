@@ -95,7 +95,9 @@ macro_rules! record {
         $(#[$meta])*
         #[derive(serde::Serialize, serde::Deserialize)]
         pub struct $name {
-            $( $(#[$fmeta])* #[serde(rename = $col)] pub $field: $ty, )+
+            // A field an older member never wrote reads as its default
+            // (records of a newer version carry more, in etcd too).
+            $( $(#[$fmeta])* #[serde(rename = $col, default)] pub $field: $ty, )+
         }
 
         impl $crate::table::Record for $name {

@@ -138,6 +138,9 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // 8: the projects a restricted certificate may reach (LXD's
     // `projects`), for `/1.0/certificates`.
     "ALTER TABLE certificates ADD COLUMN projects TEXT NOT NULL DEFAULT '[]';",
+    // 9: where a pulled image came from, for its refresh (LXD's
+    // `images_source`).
+    "ALTER TABLE images ADD COLUMN update_source TEXT NOT NULL DEFAULT '{}';",
 ];
 
 pub fn latest() -> i64 {

@@ -61,9 +61,13 @@ record! {
         uploaded_at: String => "uploaded_at",
         last_used_at: String => "last_used_at",
         expires_at: String => "expires_at",
+        /// Where a pulled image came from (server, protocol, certificate,
+        /// alias or fingerprint), what a refresh asks again; empty for
+        /// an upload or a publish.
+        update_source: ConfigMap => "update_source",
     }
     table: "images", entity: "Image", key: ["fingerprint"],
-    mutable: ["public", "auto_update", "cached", "properties", "profiles", "last_used_at"],
+    mutable: ["public", "auto_update", "cached", "properties", "profiles", "last_used_at", "update_source"],
     order: "uploaded_at", label: fingerprint,
 }
 

@@ -49,6 +49,7 @@ pub fn image(fingerprint: &str, uploaded_at: &str) -> ImageRow {
         uploaded_at: uploaded_at.into(),
         last_used_at: "t".into(),
         expires_at: "t".into(),
+        update_source: Default::default(),
     }
 }
 

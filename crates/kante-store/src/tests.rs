@@ -46,6 +46,7 @@ fn image(fp: &str) -> ImageRow {
         uploaded_at: "t".into(),
         last_used_at: "t".into(),
         expires_at: "t".into(),
+        update_source: Default::default(),
     }
 }
 

@@ -384,7 +384,10 @@ async fn an_uploaded_image_is_imported_in_an_operation() {
         other => panic!("expected an alias, got {}", other.kind()),
     }
     match engine
-        .handle(Request::ImageExport { fingerprint: fp })
+        .handle(Request::ImageExport {
+            fingerprint: fp,
+            secret: None,
+        })
         .await
         .unwrap()
     {

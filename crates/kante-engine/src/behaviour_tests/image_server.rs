@@ -95,9 +95,11 @@ async fn untrusted_callers_see_public_images_only() {
     assert_eq!(a.target, public);
     let get = |fp: &str| Request::ImageGet {
         fingerprint: fp.into(),
+        secret: None,
     };
     let export = |fp: &str| Request::ImageExport {
         fingerprint: fp.into(),
+        secret: None,
     };
     assert_eq!(status(&engine, get(&public)).await, 200);
     assert_eq!(status(&engine, export(&public)).await, 200);
@@ -140,4 +142,117 @@ async fn untrusted_callers_see_public_images_only() {
         .await,
         403
     );
+}
+
+/// Issues a secret for `fp` as a trusted client does; its operation too.
+async fn secret_for(engine: &Engine, fp: &str) -> (String, std::sync::Arc<crate::Op>) {
+    let Reply::Operation(op) = engine
+        .handle(Request::ImageSecret {
+            fingerprint: fp.into(),
+        })
+        .await
+        .unwrap()
+    else {
+        panic!("expected an operation");
+    };
+    let snap = op.snapshot();
+    assert_eq!(snap.class, kante_api::operation::OperationClass::Token);
+    assert_eq!(
+        snap.resources["images"],
+        [format!("/1.0/images/{fp}")],
+        "the secret names its image"
+    );
+    let secret = snap.metadata["secret"].as_str().unwrap().to_string();
+    assert_eq!(secret.len(), 64);
+    (secret, op)
+}
+
+#[tokio::test]
+async fn a_private_image_opens_once_to_its_secret() {
+    let host = TestHost::new();
+    let engine = host.open().await;
+    let private = host.import_image(&engine, "private-one").await;
+    let tarball = crate::testing::image::build(
+        host.path(),
+        &crate::testing::image::Spec {
+            file_name: "other.tar.gz".into(),
+            description: "other private".into(),
+            ..Default::default()
+        },
+    );
+    let other = crate::testing::import_tarball(&engine, &tarball, None).await;
+    let get = |fp: &str, s: &str| Request::ImageGet {
+        fingerprint: fp.into(),
+        secret: Some(s.into()),
+    };
+    let export = |fp: &str, s: &str| Request::ImageExport {
+        fingerprint: fp.into(),
+        secret: Some(s.into()),
+    };
+    // No secret can be asked for by a stranger, nor for a missing image.
+    let ask = Request::ImageSecret {
+        fingerprint: private.clone(),
+    };
+    assert_eq!(status(&engine, ask).await, 403);
+    let missing = engine
+        .handle(Request::ImageSecret {
+            fingerprint: "0".repeat(64),
+        })
+        .await;
+    assert_eq!(missing.err().map(|e| e.status()), Some(404));
+
+    let (secret, op) = secret_for(&engine, &private).await;
+    // A wrong secret, or the right one for another image, finds nothing.
+    assert_eq!(status(&engine, get(&private, &"f".repeat(64))).await, 404);
+    assert_eq!(status(&engine, get(&other, &secret)).await, 404);
+    assert_eq!(status(&engine, export(&other, &secret)).await, 404);
+    // The record may be read with it (a puller reads it before the files)
+    // and stays readable until the download.
+    assert_eq!(status(&engine, get(&private, &secret)).await, 200);
+    assert_eq!(status(&engine, get(&private, &secret)).await, 200);
+    assert_eq!(
+        op.snapshot().status_code,
+        103,
+        "still running before the download"
+    );
+    // One download, then the secret is spent and its operation done.
+    assert_eq!(status(&engine, export(&private, &secret)).await, 200);
+    assert_eq!(status(&engine, export(&private, &secret)).await, 404);
+    assert_eq!(status(&engine, get(&private, &secret)).await, 404);
+    let done = op.wait(Some(std::time::Duration::from_secs(5))).await;
+    assert_eq!(done.status_code, 200, "used: {done:?}");
+
+    // A revoked secret (its operation cancelled) opens nothing.
+    let (revoked, op) = secret_for(&engine, &other).await;
+    engine
+        .handle(Request::OperationCancel { id: op.id() })
+        .await
+        .unwrap();
+    let done = op.wait(Some(std::time::Duration::from_secs(5))).await;
+    assert_eq!(done.status_code, 400, "cancelled: {done:?}");
+    assert_eq!(status(&engine, export(&other, &revoked)).await, 404);
+    // The images themselves are unchanged and still private.
+    assert!(!engine.image_get(&private).await.unwrap().public);
+    assert!(!engine.image_get(&other).await.unwrap().public);
+}
+
+#[tokio::test]
+async fn refreshing_an_uploaded_image_changes_nothing() {
+    let host = TestHost::new();
+    let engine = host.open().await;
+    let fp = host.import_image(&engine, "uploaded").await;
+    let Reply::Operation(op) = engine
+        .handle(Request::ImageRefresh {
+            fingerprint: fp[..12].into(),
+        })
+        .await
+        .unwrap()
+    else {
+        panic!("expected an operation");
+    };
+    let done = op.wait(Some(std::time::Duration::from_secs(10))).await;
+    assert_eq!(done.status_code, 200, "{done:?}");
+    assert_eq!(done.metadata["refreshed"], false);
+    assert_eq!(done.metadata["fingerprint"], fp.as_str());
+    assert!(engine.image_get(&fp).await.is_ok());
 }

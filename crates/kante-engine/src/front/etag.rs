@@ -87,6 +87,7 @@ pub(super) fn current_of(req: &Request) -> Option<Request> {
         },
         ImageUpdate { fingerprint, .. } => ImageGet {
             fingerprint: fingerprint.clone(),
+            secret: None,
         },
         AliasUpdate { name, .. } => AliasGet { name: name.clone() },
         CertificateUpdate { fingerprint, .. } => CertificateGet {

@@ -329,10 +329,13 @@ impl Engine {
                 )));
             }
             ImageUpload { info, body } => R::Operation(self.image_upload(info, body).await?),
-            ImageGet { fingerprint } if !access.trusted => {
-                R::Image(Box::new(self.public_image(&fingerprint).await?))
-            }
-            ImageGet { fingerprint } => R::Image(Box::new(self.image_get(&fingerprint).await?)),
+            ImageGet {
+                fingerprint,
+                secret,
+            } if !access.trusted => R::Image(Box::new(
+                self.untrusted_image(&fingerprint, secret, false).await?,
+            )),
+            ImageGet { fingerprint, .. } => R::Image(Box::new(self.image_get(&fingerprint).await?)),
             ImageUpdate {
                 fingerprint,
                 put,
@@ -342,11 +345,16 @@ impl Engine {
                 R::Empty
             }
             ImageDelete { fingerprint } => R::Operation(self.image_delete(&fingerprint).await?),
-            ImageExport { fingerprint } if !access.trusted => {
-                let image = self.public_image(&fingerprint).await?;
+            ImageExport {
+                fingerprint,
+                secret,
+            } if !access.trusted => {
+                let image = self.untrusted_image(&fingerprint, secret, true).await?;
                 self.image_download(&image.fingerprint).await?
             }
-            ImageExport { fingerprint } => self.image_download(&fingerprint).await?,
+            ImageExport { fingerprint, .. } => self.image_download(&fingerprint).await?,
+            ImageSecret { fingerprint } => R::Operation(self.image_secret(&fingerprint).await?),
+            ImageRefresh { fingerprint } => R::Operation(self.image_refresh(&fingerprint).await?),
             AliasList => R::Aliases(self.alias_list(access.trusted).await?),
             AliasCreate(post) => {
                 let location = format!("/1.0/images/aliases/{}", post.name);

@@ -220,8 +220,11 @@ pub enum Request {
         info: ImageUploadInfo,
         body: UploadBody,
     },
+    /// An image; an untrusted caller sees a private one only with a
+    /// live secret of `ImageSecret` (`?secret=`).
     ImageGet {
         fingerprint: String,
+        secret: Option<String>,
     },
     ImageUpdate {
         fingerprint: String,
@@ -231,7 +234,20 @@ pub enum Request {
     ImageDelete {
         fingerprint: String,
     },
+    /// An image's files; a secret of `ImageSecret` is used up by it.
     ImageExport {
+        fingerprint: String,
+        secret: Option<String>,
+    },
+    /// `POST /1.0/images/{fp}/secret`: a one-time secret (an operation
+    /// of class `token`) by which an untrusted server may download a
+    /// private image, as `lxc image copy` asks the source for.
+    ImageSecret {
+        fingerprint: String,
+    },
+    /// `POST /1.0/images/{fp}/refresh`: fetches a newer image from the
+    /// source the image came from, if there is one.
+    ImageRefresh {
         fingerprint: String,
     },
     AliasList,
@@ -481,6 +497,8 @@ impl Request {
             ImageUpdate { .. } => "image_update",
             ImageDelete { .. } => "image_delete",
             ImageExport { .. } => "image_export",
+            ImageSecret { .. } => "image_secret",
+            ImageRefresh { .. } => "image_refresh",
             AliasList => "alias_list",
             AliasCreate(_) => "alias_create",
             AliasGet { .. } => "alias_get",
@@ -596,10 +614,12 @@ impl Request {
             | FileGet { instance, .. }
             | FilePush { instance, .. }
             | FileDelete { instance, .. } => Target::Instance(instance.clone()),
-            ImageGet { fingerprint }
+            ImageGet { fingerprint, .. }
             | ImageUpdate { fingerprint, .. }
             | ImageDelete { fingerprint }
-            | ImageExport { fingerprint } => Target::Image(fingerprint.clone()),
+            | ImageExport { fingerprint, .. }
+            | ImageSecret { fingerprint }
+            | ImageRefresh { fingerprint } => Target::Image(fingerprint.clone()),
             NetworkGet { name }
             | NetworkUpdate { name, .. }
             | NetworkRename { name }

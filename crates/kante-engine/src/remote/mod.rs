@@ -194,6 +194,8 @@ pub(crate) struct Remote {
     /// Serialises server config changes (bind, then commit).
     pub config_lock: tokio::sync::Mutex<()>,
     pub tokens: Arc<Mutex<HashMap<String, PendingToken>>>,
+    /// Live one-time secrets of private images (`image_secret.rs`).
+    pub image_secrets: crate::image_secret::ImageSecrets,
 }
 
 /// The names the daemon's certificate carries: the host name first (lxc
@@ -232,6 +234,7 @@ impl Remote {
             revoked: broadcast::channel(64).0,
             config_lock: tokio::sync::Mutex::new(()),
             tokens: Arc::new(Mutex::new(HashMap::new())),
+            image_secrets: Default::default(),
         })
     }
 

@@ -21,8 +21,20 @@ pub async fn list(State(s): State<AppState>, q: Params) -> ApiResult {
     listing(&s, Request::ImageList, &q).await
 }
 
-pub async fn get(State(s): State<AppState>, Path(fingerprint): Path<String>) -> ApiResult {
-    answer(&s, Request::ImageGet { fingerprint }).await
+pub async fn get(
+    State(s): State<AppState>,
+    Path(fingerprint): Path<String>,
+    q: Params,
+) -> ApiResult {
+    let secret = q.get("secret").cloned();
+    answer(
+        &s,
+        Request::ImageGet {
+            fingerprint,
+            secret,
+        },
+    )
+    .await
 }
 
 pub async fn put(
@@ -159,8 +171,30 @@ pub async fn create(State(s): State<AppState>, headers: HeaderMap, body: Body) -
     answer(&s, Request::ImageUpload { info, body }).await
 }
 
-pub async fn export(State(s): State<AppState>, Path(fingerprint): Path<String>) -> ApiResult {
-    answer(&s, Request::ImageExport { fingerprint }).await
+pub async fn export(
+    State(s): State<AppState>,
+    Path(fingerprint): Path<String>,
+    q: Params,
+) -> ApiResult {
+    let secret = q.get("secret").cloned();
+    answer(
+        &s,
+        Request::ImageExport {
+            fingerprint,
+            secret,
+        },
+    )
+    .await
+}
+
+/// `POST /1.0/images/{fp}/secret`: a one-time secret for a private image.
+pub async fn secret(State(s): State<AppState>, Path(fingerprint): Path<String>) -> ApiResult {
+    answer(&s, Request::ImageSecret { fingerprint }).await
+}
+
+/// `POST /1.0/images/{fp}/refresh`: asks the image's source again.
+pub async fn refresh(State(s): State<AppState>, Path(fingerprint): Path<String>) -> ApiResult {
+    answer(&s, Request::ImageRefresh { fingerprint }).await
 }
 
 pub async fn aliases_list(State(s): State<AppState>, q: Params) -> ApiResult {

@@ -418,7 +418,7 @@ pub enum ImageCmd {
     #[command(subcommand)]
     Alias(AliasCmd),
     /// Copy an image from a remote: REMOTE:IMAGE [DEST:] (the destination
-    /// downloads it; the source's image must be public)
+    /// downloads it; a private image by a one-time secret of the source)
     #[command(visible_alias = "cp")]
     Copy {
         source: String,
@@ -426,12 +426,18 @@ pub enum ImageCmd {
         destination: Option<String>,
         #[arg(long = "alias")]
         aliases: Vec<String>,
-        /// Keep the copy updated from its source (stored)
+        /// Keep the copy updated from its source (every
+        /// images.auto_update_interval hours)
         #[arg(long)]
         auto_update: bool,
         /// Make the copy public
         #[arg(long)]
         public: bool,
+    },
+    /// Refresh images from the servers they were copied from
+    Refresh {
+        #[arg(required = true)]
+        images: Vec<String>,
     },
     /// Show image details
     Info { image: String },

@@ -87,6 +87,11 @@ pub async fn run(c: &Client, cmd: ImageCmd) -> Result<i32> {
             }
         }
         ImageCmd::Alias(a) => alias(c, a).await?,
+        ImageCmd::Refresh { images } => {
+            for i in &images {
+                refresh(c, i).await?;
+            }
+        }
         ImageCmd::Copy {
             source,
             aliases,
@@ -120,6 +125,26 @@ pub async fn run(c: &Client, cmd: ImageCmd) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// Asks the server to refresh one image from its source, and says, as
+/// lxc does, whether a newer one replaced it.
+async fn refresh(c: &Client, image: &str) -> Result<()> {
+    let fp = c.resolve_image(image).await?;
+    let resp = c
+        .post(&format!("/1.0/images/{fp}/refresh"), &serde_json::json!({}))
+        .await?;
+    let id = resp
+        .operation_id()
+        .context("the server answered the refresh without an operation")?;
+    let op = c.wait_operation(&id, None).await?;
+    if op.metadata["refreshed"] == serde_json::Value::Bool(true) {
+        let new = op.metadata["fingerprint"].as_str().unwrap_or_default();
+        println!("Image {image} refreshed: {}", &new[..new.len().min(12)]);
+    } else {
+        println!("Image {image} is already up to date");
+    }
+    Ok(())
 }
 
 /// The writable fields `lxc image show` prints.

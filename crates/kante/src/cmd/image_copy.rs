@@ -4,9 +4,12 @@
 //! on the source (an alias or a fingerprint prefix, with its own trusted
 //! client), and hands the destination the source's address and the
 //! certificate pinned for it; the destination sees the source's public
-//! images only. From a simplestreams remote the destination resolves the
-//! alias itself (`protocol: simplestreams`). The download's progress is
-//! shown as a bar.
+//! images, and a private one by a one-time secret this client asks the
+//! source for (`POST /1.0/images/{fp}/secret`), as lxc does. An alias
+//! given travels with the request, so the copy's refresh follows it. From
+//! a simplestreams remote the destination resolves the alias itself
+//! (`protocol: simplestreams`). The download's progress is shown as a
+//! bar.
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -63,6 +66,22 @@ pub fn remote_image_source(cfg: &Config, src: &str, name: &str) -> Result<serde_
     }))
 }
 
+/// A one-time secret for the private image `fp` on `src`: the running
+/// operation the source made carries it.
+async fn image_secret(src: &Client, fp: &str) -> Result<String> {
+    let resp = src
+        .post(&format!("/1.0/images/{fp}/secret"), &json!({}))
+        .await
+        .context("Asking the source for a secret for its private image")?;
+    let secret = resp.envelope.metadata["metadata"]["secret"]
+        .as_str()
+        .unwrap_or("");
+    if secret.is_empty() {
+        bail!("The source gave no secret for its private image {fp}");
+    }
+    Ok(secret.to_string())
+}
+
 pub async fn copy(dst: &Client, args: CopyArgs) -> Result<i32> {
     for a in &args.aliases {
         validate_alias_name(a)?;
@@ -82,14 +101,28 @@ pub async fn copy(dst: &Client, args: CopyArgs) -> Result<i32> {
         .is_some_and(|r| r.protocol == "simplestreams");
     // The server resolves a simplestreams alias itself; an LXD server's
     // image is resolved here, with this client's trust.
-    let fp = if simplestreams {
-        name.to_string()
+    // The server resolves a simplestreams alias itself; an LXD server's
+    // image is resolved here, with this client's trust.
+    let mut source = if simplestreams {
+        remote_image_source(&cfg, &src, name)?
     } else {
-        connect::client(&cfg, &src)?
+        let client = connect::client(&cfg, &src)?;
+        let fp = client
             .resolve_image(name)
             .await
-            .with_context(|| format!("Image {name:?} on {src}"))?
+            .with_context(|| format!("Image {name:?} on {src}"))?;
+        let mut source = remote_image_source(&cfg, &src, &fp)?;
+        if !fp.starts_with(&name.to_ascii_lowercase()) {
+            source["alias"] = json!(name);
+        }
+        if !client.image(&fp).await?.public {
+            source["secret"] = json!(image_secret(&client, &fp).await?);
+        }
+        source
     };
+    if let Some(obj) = source.as_object_mut() {
+        obj.retain(|_, v| v.as_str() != Some(""));
+    }
     let req = ImagesPost {
         aliases: args
             .aliases
@@ -101,7 +134,7 @@ pub async fn copy(dst: &Client, args: CopyArgs) -> Result<i32> {
             .collect(),
         public: args.public,
         auto_update: args.auto_update,
-        source: Some(remote_image_source(&cfg, &src, &fp)?),
+        source: Some(std::mem::take(&mut source)),
         ..Default::default()
     };
     let resp = dst.post("/1.0/images", &req).await?;

@@ -239,7 +239,7 @@ fn launch(r: &mut Router, a: &mut crate::cli::CreateArgs) -> Result<()> {
 fn image(r: &mut Router, i: &mut ImageCmd) -> Result<()> {
     match i {
         ImageCmd::List { filters, .. } => r.leading(filters),
-        ImageCmd::Delete { images } => r.all(images),
+        ImageCmd::Delete { images } | ImageCmd::Refresh { images } => r.all(images),
         // The command goes to the destination, which pulls from the
         // source; the source's remote is read by the command itself.
         ImageCmd::Copy { destination, .. } => r.opt(destination),
