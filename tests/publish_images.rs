@@ -265,6 +265,13 @@ fn make_tree(tree: &Path) -> (String, String) {
     (good_fp, bad_fp)
 }
 
+/// `kante ARGS` with config `conf`; must succeed; its stdout.
+fn kante_ok_with(d: &Daemon, conf: &Path, args: &[&str]) -> String {
+    let o = kante_with_conf(d, conf, args);
+    assert!(o.status.success(), "kante {args:?}: {}", text(&o.stderr));
+    text(&o.stdout)
+}
+
 /// Adds version `version` of the `bb/1` product, its `/etc/marker`
 /// holding `marker`; returns its fingerprint.
 fn add_version(tree: &Path, version: &str, marker: &str) -> String {
@@ -433,6 +440,32 @@ fn images_come_from_a_simplestreams_server_verified_and_cached() {
         let certs = d.dir.join("lxc-conf/servercerts");
         std::fs::create_dir_all(&certs).unwrap();
         std::fs::copy(d.dir.join("ss.crt"), certs.join("ss.crt")).unwrap();
+        // Both clients list the server's catalog alike.
+        let fps = |json: &str| {
+            let v: serde_json::Value = serde_json::from_str(json).unwrap();
+            let mut f: Vec<String> = v
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["fingerprint"].as_str().unwrap().to_string())
+                .collect();
+            f.sort();
+            f
+        };
+        let o = k(&["image", "list", "images:", "--format", "json"]);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        let mut both = vec![good_fp.clone(), bad_fp.clone()];
+        both.sort();
+        assert_eq!(fps(&text(&o.stdout)), both);
+        assert_eq!(fps(&lxc_ok(&d, "image list ss: --format json")), both);
+        let table = kante_ok_with(&d, &conf, &["image", "list", "images:", "bb/"]);
+        assert!(
+            table.contains("bb/1") && table.contains(&good_fp[..12]),
+            "{table}"
+        );
+        assert!(table.contains("x86_64"), "{table}");
+        assert!(!table.contains(&bad_fp[..12]), "{table}");
+
         lxc_ok(&d, "launch ss:bb/1 l1");
         assert_eq!(cat(&d, "l1", "/etc/marker").await, "from-streams");
         assert_eq!(server.requests("/good/root.tar.xz"), 1);

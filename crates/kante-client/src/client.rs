@@ -122,6 +122,15 @@ impl Client {
         })
     }
 
+    /// A server with a public certificate over HTTPS (an image server with
+    /// no pinned certificate): verified against the CA certificates of
+    /// `bundle` (PEM, as the system's bundle is); `target.pin` is unused.
+    pub fn https_with_roots(target: HttpsTarget, bundle: &[u8]) -> Result<Client> {
+        Ok(Client {
+            transport: Transport::Https(Arc::new(Https::with_roots(target, bundle)?)),
+        })
+    }
+
     /// The unix socket of a local client.
     pub fn socket_path(&self) -> Option<&Path> {
         match &self.transport {

@@ -71,6 +71,17 @@ impl Https {
         })
     }
 
+    /// Verified against the CA certificates of `bundle` (PEM) instead of
+    /// a pin: a server with a public certificate.
+    pub fn with_roots(target: HttpsTarget, bundle: &[u8]) -> Result<Https> {
+        let config = kante_tls::ca_client_config(bundle)
+            .map_err(|e| ClientError::Protocol(format!("TLS setup: {e}")))?;
+        Ok(Https {
+            target,
+            connector: TlsConnector::from(Arc::new(config)),
+        })
+    }
+
     /// The certificate the server presented on the last handshake.
     pub fn presented(&self) -> Option<CertificateDer<'static>> {
         self.target.pin.seen.lock().ok()?.clone()

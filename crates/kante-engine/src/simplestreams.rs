@@ -13,7 +13,6 @@
 //! fails the body, and the store keeps nothing), and the store checks the
 //! combined fingerprint. An image already here is not downloaded again.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,10 +21,12 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use http_body_util::BodyExt;
 use kante_api::image::ImagesPost;
-use kante_api::ConfigMap;
-use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+
+use kante_images::streams::{
+    choose, host_arch, parse_products, products_paths, Choice, Download, StreamsError,
+};
 
 use crate::error::{EngineError, Result};
 use crate::front::{feed, ByteStream};
@@ -38,226 +39,14 @@ use crate::Engine;
 /// products file is a few MiB).
 const MAX_INDEX: usize = 64 << 20;
 
-/// `streams/v1/index.json`.
-#[derive(Debug, Deserialize)]
-struct Index {
-    #[serde(default)]
-    index: BTreeMap<String, IndexEntry>,
-}
-
-#[derive(Debug, Deserialize)]
-struct IndexEntry {
-    #[serde(default)]
-    datatype: String,
-    #[serde(default)]
-    path: String,
-}
-
-/// A products file.
-#[derive(Debug, Deserialize)]
-struct Products {
-    #[serde(default)]
-    products: BTreeMap<String, Product>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Product {
-    #[serde(default)]
-    aliases: String,
-    #[serde(default)]
-    arch: String,
-    #[serde(default)]
-    os: String,
-    #[serde(default)]
-    release: String,
-    #[serde(default)]
-    release_title: String,
-    #[serde(default)]
-    variant: String,
-    #[serde(default)]
-    versions: BTreeMap<String, Version>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Version {
-    #[serde(default)]
-    items: BTreeMap<String, Item>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-struct Item {
-    #[serde(default)]
-    ftype: String,
-    #[serde(default)]
-    path: String,
-    #[serde(default)]
-    sha256: String,
-    #[serde(default)]
-    size: u64,
-    #[serde(default)]
-    combined_sha256: String,
-    #[serde(default)]
-    combined_rootxz_sha256: String,
-    #[serde(default)]
-    combined_squashfs_sha256: String,
-}
-
-/// One file to download, as the products file describes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Download {
-    pub path: String,
-    pub sha256: String,
-    pub size: u64,
-}
-
-/// The image a request resolves to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Choice {
-    pub fingerprint: String,
-    /// The metadata tarball and the rootfs (split), or the unified tarball.
-    pub meta: Download,
-    pub rootfs: Option<Download>,
-    pub properties: ConfigMap,
-}
-
-fn is_sha256(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-/// This host's architecture as simplestreams names it.
-pub(crate) fn host_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "arm" => "armhf",
-        "x86" => "i386",
-        "powerpc64" => "ppc64el",
-        other => other,
-    }
-}
-
-/// The products files the index names for image downloads.
-fn products_paths(index: &Value) -> Result<Vec<String>> {
-    let index: Index = serde_json::from_value(index.clone())
-        .map_err(|e| EngineError::bad(format!("The simplestreams index is invalid: {e}")))?;
-    let paths: Vec<String> = index
-        .index
-        .into_values()
-        .filter(|e| e.datatype == "image-downloads" && !e.path.is_empty())
-        .map(|e| e.path)
-        .collect();
-    if paths.is_empty() {
-        return Err(EngineError::bad(
-            "The simplestreams index names no image-downloads products",
-        ));
-    }
-    Ok(paths)
-}
-
-/// The usable image of one version: `(fingerprint, meta, rootfs)`.
-fn version_image(v: &Version) -> Option<(String, Download, Option<Download>)> {
-    let dl = |i: &Item| {
-        (is_sha256(&i.sha256) && !i.path.is_empty()).then(|| Download {
-            path: i.path.clone(),
-            sha256: i.sha256.to_ascii_lowercase(),
-            size: i.size,
-        })
-    };
-    let by_type = |t: &str| v.items.values().find(|i| i.ftype == t);
-    if let Some(meta) = by_type("lxd.tar.xz") {
-        if let Some(root) = by_type("root.tar.xz") {
-            let fp = if meta.combined_rootxz_sha256.is_empty() {
-                &meta.combined_sha256
-            } else {
-                &meta.combined_rootxz_sha256
-            };
-            if is_sha256(fp) {
-                return Some((fp.to_ascii_lowercase(), dl(meta)?, Some(dl(root)?)));
-            }
-        }
-        if let Some(root) = by_type("squashfs") {
-            if is_sha256(&meta.combined_squashfs_sha256) {
-                let fp = meta.combined_squashfs_sha256.to_ascii_lowercase();
-                return Some((fp, dl(meta)?, Some(dl(root)?)));
-            }
+impl From<StreamsError> for EngineError {
+    fn from(e: StreamsError) -> EngineError {
+        match e {
+            StreamsError::Invalid(m) => EngineError::bad(m),
+            StreamsError::NotFound(m) => EngineError::NotFound(m),
+            StreamsError::Conflict(m) => EngineError::Conflict(m),
         }
     }
-    let unified = by_type("lxd_combined.tar.gz")?;
-    let d = dl(unified)?;
-    Some((d.sha256.clone(), d, None))
-}
-
-/// Picks the image `name` (an alias of a product, or a fingerprint or a
-/// prefix of one) for architecture `arch`: the product's latest version
-/// with a usable image.
-fn choose(products: &Products, name: &str, arch: &str) -> Result<Choice> {
-    let mut other_arch = false;
-    let mut found: Option<Choice> = None;
-    for (id, p) in &products.products {
-        let by_alias = p.aliases.split(',').any(|a| a.trim() == name);
-        for (version, v) in p.versions.iter().rev() {
-            let Some((fp, meta, rootfs)) = version_image(v) else {
-                continue;
-            };
-            let by_fp = name.len() >= 12 && fp.starts_with(&name.to_ascii_lowercase());
-            if !by_alias && !by_fp {
-                continue;
-            }
-            if p.arch != arch {
-                other_arch = true;
-                break;
-            }
-            if let Some(f) = &found {
-                if by_fp && f.fingerprint != fp {
-                    return Err(EngineError::Conflict(format!(
-                        "More than one image on the server matches {name:?}"
-                    )));
-                }
-                break;
-            }
-            let mut properties = ConfigMap::new();
-            let title = if p.release_title.is_empty() {
-                &p.release
-            } else {
-                &p.release_title
-            };
-            for (k, val) in [
-                ("os", &p.os),
-                ("release", &p.release),
-                ("variant", &p.variant),
-                ("architecture", &p.arch),
-                ("serial", version),
-            ] {
-                if !val.is_empty() {
-                    properties.insert(k.into(), val.clone());
-                }
-            }
-            properties.insert(
-                "description".into(),
-                format!("{} {title} {} ({}) ({version})", p.os, p.arch, p.variant),
-            );
-            tracing::debug!(product = %id, %version, "simplestreams image chosen");
-            found = Some(Choice {
-                fingerprint: fp,
-                meta,
-                rootfs,
-                properties,
-            });
-            if by_alias {
-                // The latest version of the aliased product.
-                break;
-            }
-        }
-    }
-    found.ok_or_else(|| {
-        if other_arch {
-            EngineError::NotFound(format!(
-                "The image {name:?} is not available for this host's architecture ({arch})"
-            ))
-        } else {
-            EngineError::NotFound(format!("The image {name:?} was not found on the server"))
-        }
-    })
 }
 
 /// What a simplestreams request names.
@@ -320,14 +109,10 @@ impl StreamsSource {
         let mut last = None;
         for path in products_paths(&index)? {
             let doc = self.json(&path).await?;
-            let products: Products = serde_json::from_value(doc).map_err(|e| {
-                EngineError::bad(format!(
-                    "The simplestreams products file {path} is invalid: {e}"
-                ))
-            })?;
+            let products = parse_products(&path, doc)?;
             match choose(&products, &self.name, host_arch()) {
                 Ok(c) => return Ok(c),
-                Err(e) => last = Some(e),
+                Err(e) => last = Some(EngineError::from(e)),
             }
         }
         Err(last.unwrap_or_else(|| EngineError::NotFound("Image not found".into())))

@@ -3,6 +3,8 @@
 //! images.linuxcontainers.org publishes.
 
 use super::*;
+use kante_images::streams::{entries, Products};
+use serde_json::{json, Value};
 
 const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
@@ -113,6 +115,30 @@ fn a_fingerprint_prefix_or_a_unified_image_is_found_too() {
     assert_eq!(u.fingerprint, E);
     assert!(u.rootfs.is_none());
     assert_eq!(u.meta.path, "bb.tar.gz");
+}
+
+#[test]
+fn the_catalog_lists_each_products_latest_usable_version() {
+    let mut all = entries(&products());
+    all.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
+    let debian = all
+        .iter()
+        .find(|e| e.fingerprint == D)
+        .expect("debian amd64");
+    assert_eq!(debian.architecture, "amd64");
+    assert_eq!(debian.version, "20231202_05:24");
+    assert!(
+        debian.aliases.contains(&"debian/12".to_string()),
+        "{debian:?}"
+    );
+    assert_eq!(debian.size, 100 + 2000);
+    assert_eq!(
+        debian.description,
+        "Debian bookworm amd64 (default) (20231202_05:24)"
+    );
+    // One entry per product (4), never an older version of one.
+    assert_eq!(all.len(), 4, "{all:?}");
+    assert!(all.iter().all(|e| e.fingerprint != C), "{all:?}");
 }
 
 #[test]

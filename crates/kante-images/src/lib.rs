@@ -21,6 +21,7 @@ mod process;
 mod squashfs;
 mod store;
 mod stream;
+pub mod streams;
 mod tarscan;
 pub mod template;
 mod unpack;

@@ -99,6 +99,15 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         return cmd::migrate::run(&remotes, cmd::migrate::Request::new(cross, command)).await;
     }
     let target = remote::route::route(&remotes, &mut command)?;
+    if let Command::Image(cli::ImageCmd::List { filters, format }) = &command {
+        if remotes
+            .remotes
+            .get(&target)
+            .is_some_and(|r| r.protocol == "simplestreams")
+        {
+            return cmd::image_streams::list(&remotes, &target, filters, *format).await;
+        }
+    }
     let client = remote::connect::client(&remotes, &target)?;
     let c = &client;
     match command {

@@ -83,7 +83,7 @@ async fn tree(
     with_files: bool,
 ) -> (SocketAddr, String) {
     let combined = sha(&[meta, listed_rootfs].concat());
-    let arch = crate::simplestreams::host_arch();
+    let arch = kante_images::streams::host_arch();
     let products = json!({"products": {"test:1": {
         "aliases": "test/1,test", "arch": arch, "os": "Testos", "release": "1",
         "versions": {"20260101_00:00": {"items": {
@@ -181,7 +181,7 @@ async fn a_unified_simplestreams_image_is_copied_with_its_alias() {
     let fp = sha(&unified);
     let server = kante_tls::KeyPair::generate(kante_tls::Role::Server, &["ss".into()]).unwrap();
     let products = json!({"products": {"u:1": {
-        "aliases": "u/1", "arch": crate::simplestreams::host_arch(), "os": "U",
+        "aliases": "u/1", "arch": kante_images::streams::host_arch(), "os": "U",
         "versions": {"1": {"items": {"lxd_combined.tar.gz": {"ftype": "lxd_combined.tar.gz",
             "path": "u.tar.gz", "sha256": fp, "size": unified.len()}}}}
     }}});

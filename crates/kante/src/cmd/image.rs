@@ -202,7 +202,7 @@ fn short_fp(fp: &str) -> String {
     fp.chars().take(12).collect()
 }
 
-fn image_matches(i: &Image, filters: &[String]) -> bool {
+pub(crate) fn image_matches(i: &Image, filters: &[String]) -> bool {
     filters.iter().all(|f| match f.split_once('=') {
         Some((k, v)) => i.properties.get(k).map(String::as_str) == Some(v),
         None => {

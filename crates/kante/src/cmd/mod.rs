@@ -9,6 +9,7 @@ pub mod file;
 pub mod host;
 pub mod image;
 pub mod image_copy;
+pub mod image_streams;
 pub mod info;
 pub mod lab;
 pub mod lifecycle;
