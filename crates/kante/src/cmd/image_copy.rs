@@ -66,6 +66,38 @@ pub fn remote_image_source(cfg: &Config, src: &str, name: &str) -> Result<serde_
     }))
 }
 
+/// What a server pulling the image `name` of remote `src` is told (an
+/// image copy's or a launch's `source`). A simplestreams server's alias
+/// the puller resolves itself; an LXD server's image is resolved here,
+/// with this client's trust, and a private one gets a one-time secret.
+pub async fn pull_source(cfg: &Config, src: &str, name: &str) -> Result<serde_json::Value> {
+    let simplestreams = cfg
+        .remotes
+        .get(src)
+        .is_some_and(|r| r.protocol == "simplestreams");
+    let mut source = if simplestreams {
+        remote_image_source(cfg, src, name)?
+    } else {
+        let client = connect::client(cfg, src)?;
+        let fp = client
+            .resolve_image(name)
+            .await
+            .with_context(|| format!("Image {name:?} on {src}"))?;
+        let mut source = remote_image_source(cfg, src, &fp)?;
+        if !fp.starts_with(&name.to_ascii_lowercase()) {
+            source["alias"] = json!(name);
+        }
+        if !client.image(&fp).await?.public {
+            source["secret"] = json!(image_secret(&client, &fp).await?);
+        }
+        source
+    };
+    if let Some(obj) = source.as_object_mut() {
+        obj.retain(|_, v| v.as_str() != Some(""));
+    }
+    Ok(source)
+}
+
 /// A one-time secret for the private image `fp` on `src`: the running
 /// operation the source made carries it.
 async fn image_secret(src: &Client, fp: &str) -> Result<String> {
@@ -95,34 +127,7 @@ pub async fn copy(dst: &Client, args: CopyArgs) -> Result<i32> {
     if name.is_empty() {
         bail!("No image named: REMOTE:ALIAS or REMOTE:FINGERPRINT");
     }
-    let simplestreams = cfg
-        .remotes
-        .get(&src)
-        .is_some_and(|r| r.protocol == "simplestreams");
-    // The server resolves a simplestreams alias itself; an LXD server's
-    // image is resolved here, with this client's trust.
-    // The server resolves a simplestreams alias itself; an LXD server's
-    // image is resolved here, with this client's trust.
-    let mut source = if simplestreams {
-        remote_image_source(&cfg, &src, name)?
-    } else {
-        let client = connect::client(&cfg, &src)?;
-        let fp = client
-            .resolve_image(name)
-            .await
-            .with_context(|| format!("Image {name:?} on {src}"))?;
-        let mut source = remote_image_source(&cfg, &src, &fp)?;
-        if !fp.starts_with(&name.to_ascii_lowercase()) {
-            source["alias"] = json!(name);
-        }
-        if !client.image(&fp).await?.public {
-            source["secret"] = json!(image_secret(&client, &fp).await?);
-        }
-        source
-    };
-    if let Some(obj) = source.as_object_mut() {
-        obj.retain(|_, v| v.as_str() != Some(""));
-    }
+    let mut source = pull_source(&cfg, &src, name).await?;
     let req = ImagesPost {
         aliases: args
             .aliases

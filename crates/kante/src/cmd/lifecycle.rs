@@ -74,7 +74,7 @@ pub async fn init(c: &Client, args: CreateArgs) -> Result<String> {
         // On an image server: the instance's server downloads it.
         Some(remote) => {
             let cfg = crate::remote::Config::load()?;
-            let source = super::image_copy::remote_image_source(&cfg, remote, &args.image)?;
+            let source = super::image_copy::pull_source(&cfg, remote, &args.image).await?;
             let mut post = create_request(&args, "")?;
             post.source = serde_json::from_value(source)?;
             post
