@@ -92,6 +92,9 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
     if let Command::Lab(l) = command {
         return cmd::lab::run(l).await;
     }
+    if let Command::Apply(a) = command {
+        return cmd::apply::run(a).await;
+    }
     // The one place the client is made: the remote the arguments name
     // (split off them here), else the default one.
     let remotes = remote::Config::load()?;
@@ -116,7 +119,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             let stdin = std::io::stdin();
             let (yaml, print) =
                 cmd::questions::Asker::new(stdin.lock(), std::io::stdout()).preseed()?;
-            cmd::preseed::apply(c, &yaml).await?;
+            kante_site::preseed::apply(c, &yaml).await?;
             if print {
                 print!("{yaml}");
             }
@@ -125,7 +128,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Init(args) if args.preseed => {
             let mut text = String::new();
             std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)?;
-            cmd::preseed::apply(c, &text).await.map(|_| 0)
+            kante_site::preseed::apply(c, &text).await.map(|_| 0)
         }
         Command::Init(args) if args.auto => {
             cmd::host::init_auto(c, &args.network_name).await.map(|_| 0)
@@ -171,7 +174,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Network(n) => cmd::network::run(c, n).await,
         Command::Storage(s) => cmd::storage::run(c, s).await,
         Command::Profile(p) => cmd::profile::run(c, p).await,
-        Command::Remote(_) | Command::Lab(_) => unreachable!("handled above"),
+        Command::Remote(_) | Command::Lab(_) | Command::Apply(_) => unreachable!("handled above"),
         Command::Version { .. } => cmd::misc::version(c).await,
         Command::WaitReady { timeout } => cmd::misc::wait_ready(c, timeout).await,
         Command::Operation(op) => cmd::misc::operation(c, op).await,

@@ -1,5 +1,6 @@
 //! Command-line grammar (lxc 5.0's verbs and flags where lxc has them).
 
+mod apply;
 pub mod lab;
 mod publish;
 mod remote;
@@ -11,6 +12,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+pub use apply::ApplyArgs;
 pub use publish::PublishArgs;
 pub use remote::{RemoteCmd, TrustCmd};
 pub use resources::{NetworkCmd, ProfileCmd, StorageCmd};
@@ -145,6 +147,8 @@ pub enum Command {
     /// A lab of hosts on this machine (network namespaces, each with a kanted)
     #[command(subcommand)]
     Lab(lab::LabCmd),
+    /// Converge the hosts of a site file: plan, show the diff, apply
+    Apply(ApplyArgs),
     /// Show an instance's console log
     Console {
         name: String,

@@ -1,5 +1,6 @@
 //! One module per group of subcommands, plus small shared helpers.
 
+pub mod apply;
 pub mod config;
 pub mod copy;
 pub mod edit;
@@ -17,7 +18,6 @@ pub mod list;
 pub mod migrate;
 pub mod misc;
 pub mod network;
-pub mod preseed;
 pub mod profile;
 pub mod publish;
 pub mod questions;

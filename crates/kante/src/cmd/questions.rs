@@ -125,7 +125,7 @@ mod tests {
     #[test]
     fn defaults_give_a_dir_pool_a_nat_bridge_and_eth0() {
         let (yaml, print) = answers("\n\n\n\n\n\n\n\n\n");
-        let seed: super::super::preseed::Preseed = serde_yaml::from_str(&yaml).expect("a preseed");
+        let seed: kante_site::preseed::Preseed = serde_yaml::from_str(&yaml).expect("a preseed");
         assert!(!print);
         assert_eq!(seed.storage_pools[0].driver, "dir");
         assert_eq!(seed.networks[0].name, "kantebr0");
@@ -138,7 +138,7 @@ mod tests {
     #[test]
     fn btrfs_on_a_loop_file_no_network_and_a_reprompt() {
         let (yaml, print) = answers("yes\nfast\nzfs\nbtrfs\nno\n20GiB\nno\nmaybe\nno\nyes\n");
-        let seed: super::super::preseed::Preseed = serde_yaml::from_str(&yaml).expect("a preseed");
+        let seed: kante_site::preseed::Preseed = serde_yaml::from_str(&yaml).expect("a preseed");
         assert!(print);
         assert_eq!(seed.storage_pools[0].name, "fast");
         assert_eq!(seed.storage_pools[0].config["size"], "20GiB");

@@ -1,4 +1,4 @@
-//! `kante init --preseed`: LXD's preseed YAML (`config`, `networks`,
+//! `kante init --preseed` (and each host's part of a site): LXD's preseed YAML (`config`, `networks`,
 //! `storage_pools`, `profiles`, `cluster: null`) applied to this host.
 //!
 //! It is planned first from the host's current state (pure: [`plan`]), then
@@ -20,7 +20,7 @@ use kante_client::kante_api::ConfigMap;
 use kante_client::{Client, Profile, ProfilePut, ProfilesPost};
 use serde::Deserialize;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Preseed {
     #[serde(
@@ -206,7 +206,8 @@ enum Undo {
     NetworkPut(String, NetworkPut),
 }
 
-async fn current(c: &Client) -> Result<Current> {
+/// The host's current state, as far as a preseed reaches.
+pub async fn current(c: &Client) -> Result<Current> {
     let server: kante_client::kante_api::server::Server = c.get_json("/1.0").await?;
     Ok(Current {
         config: server.config,
@@ -318,7 +319,8 @@ async fn revert(c: &Client, undo: Vec<Undo>) {
     }
 }
 
-fn describe(step: &Step) -> String {
+/// One line saying what `step` does.
+pub fn describe(step: &Step) -> String {
     match step {
         Step::SetServerConfig(c) => format!(
             "server config: {}",
@@ -349,15 +351,25 @@ pub async fn apply(c: &Client, text: &str) -> Result<()> {
         println!("Nothing to do: the host already matches the preseed");
         return Ok(());
     }
+    for line in apply_steps(c, &cur, &steps).await? {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// Applies planned `steps` to a host whose state was `cur`: all of them,
+/// or (after undoing) none; returns what each did.
+pub async fn apply_steps(c: &Client, cur: &Current, steps: &[Step]) -> Result<Vec<String>> {
     let mut undo = Vec::new();
-    for step in &steps {
-        if let Err(e) = apply_step(c, &cur, step, &mut undo).await {
+    let mut done = Vec::new();
+    for step in steps {
+        if let Err(e) = apply_step(c, cur, step, &mut undo).await {
             revert(c, undo).await;
             return Err(e.context("the preseed was not applied (every change was undone)"));
         }
-        println!("{}", describe(step));
+        done.push(describe(step));
     }
-    Ok(())
+    Ok(done)
 }
 
 #[cfg(test)]

@@ -1,0 +1,147 @@
+//! The site file's reading and its plan-time refusals.
+
+use super::*;
+
+const SITE: &str = r#"
+site: lab
+profiles:
+  - name: swarm
+    config: {security.nesting: "true"}
+hosts:
+  host1: {}
+  host2: {remote: other}
+  host3:
+    networks:
+      - name: br1
+        config: {ipv4.address: 10.9.0.1/24}
+groups:
+  workers: [host2, host3]
+instances:
+  - name: docker1
+    host: host1
+    image: debian/12
+    profiles: [default, swarm]
+    vars: {MAC: "00:16:3e:00:00:01"}
+    devices:
+      eth0: {type: nic, nictype: bridged, parent: br0, hwaddr: "{{MAC}}"}
+    user_data: |
+      #cloud-config
+      hostname: {{name}}
+  - name: worker{n}
+    count: 3
+    host: workers
+    image: debian/12
+    config: {user.role: "worker {{n}} on {{host}}"}
+steps:
+  - name: token
+    on: docker1
+    ready: cloud-init
+    run: docker swarm join-token -q worker
+    capture: TOKEN
+  - name: join
+    on: [worker1, worker2]
+    ready: port:22
+    run: docker swarm join --token {{TOKEN}} {{ip:docker1}}:2377
+"#;
+
+#[test]
+fn a_site_reads_with_hosts_groups_replicas_and_steps() {
+    let s = Site::parse("site.yaml", SITE, "local").unwrap();
+    assert_eq!(s.name, "lab");
+    assert_eq!(s.hosts["host2"], "other");
+    assert_eq!(s.hosts["host1"], "host1");
+    // The site-wide profile reaches every host; host3 adds its network.
+    assert!(s.preseeds["host1"]
+        .profiles
+        .iter()
+        .any(|p| p.name == "swarm"));
+    assert_eq!(s.preseeds["host3"].networks.len(), 1);
+    assert!(s.preseeds["host1"].networks.is_empty());
+    let names: Vec<_> = s
+        .instances
+        .iter()
+        .map(|i| (i.name.as_str(), i.host.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("docker1", "host1"),
+            ("worker1", "host2"),
+            ("worker2", "host3"),
+            ("worker3", "host2")
+        ]
+    );
+    let d = &s.instances[0];
+    assert_eq!(d.devices["eth0"]["hwaddr"], "00:16:3e:00:00:01");
+    assert_eq!(
+        d.config["cloud-init.user-data"],
+        "#cloud-config\nhostname: docker1\n"
+    );
+    assert_eq!(s.instances[2].config["user.role"], "worker 2 on host3");
+    assert_eq!(s.steps[0].ready, Ready::CloudInit);
+    assert_eq!(s.steps[1].ready, Ready::Port(22));
+    assert_eq!(s.steps[1].on, ["worker1", "worker2"]);
+}
+
+#[test]
+fn a_plain_preseed_is_a_one_host_site() {
+    let s = Site::parse("p.yaml", "config: {core.https_address: ':8443'}\n", "local").unwrap();
+    assert_eq!(s.hosts.keys().collect::<Vec<_>>(), ["local"]);
+    assert_eq!(s.preseeds["local"].config["core.https_address"], ":8443");
+    assert!(s.instances.is_empty());
+}
+
+/// The error of `text` (SITE with `from` replaced by `to`).
+fn refused(from: &str, to: &str) -> String {
+    assert!(SITE.contains(from), "{from}");
+    Site::parse("site.yaml", &SITE.replacen(from, to, 1), "local")
+        .unwrap_err()
+        .to_string()
+}
+
+#[test]
+fn bad_sites_are_refused_with_the_line_and_a_reason() {
+    let e = refused("site: lab", "site: lab\nsurprise: 1");
+    assert!(e.starts_with("site.yaml:") && e.contains("surprise"), "{e}");
+    let e = refused("host: workers", "host: nowhere");
+    // The instance's own line.
+    let line = SITE
+        .lines()
+        .position(|l| l.contains("name: worker{n}"))
+        .unwrap()
+        + 1;
+    assert!(
+        e.contains(&format!("site.yaml:{line}:")) && e.contains("nowhere"),
+        "{e}"
+    );
+    let e = refused("name: worker{n}", "name: docker1");
+    assert!(e.contains("count"), "{e}");
+    let e = refused("name: worker{n}\n    count: 3", "name: docker1");
+    assert!(e.contains("two instances are called \"docker1\""), "{e}");
+    let e = refused(
+        "user.role: \"worker {{n}} on {{host}}\"}",
+        "user.x: \"{{nope}}\"}",
+    );
+    assert!(e.contains("unknown variable {{nope}}"), "{e}");
+    let e = refused("on: [worker1, worker2]", "on: [worker1, worker9]");
+    assert!(e.contains("worker9"), "{e}");
+    // A variable used before the step that captures it.
+    let e = refused("capture: TOKEN", "capture: OTHER");
+    assert!(e.contains("{{TOKEN}}") && e.contains("earlier"), "{e}");
+    let e = refused("ready: port:22", "ready: soon");
+    assert!(e.contains("ready must be"), "{e}");
+    let e = refused("workers: [host2, host3]", "workers: [host2, host9]");
+    assert!(e.contains("host9"), "{e}");
+}
+
+#[test]
+fn two_instances_with_one_mac_are_refused() {
+    let text = SITE.replace(
+        "config: {user.role: \"worker {{n}} on {{host}}\"}",
+        "devices: {eth0: {type: nic, parent: br0, hwaddr: \"00:16:3E:00:00:01\"}}",
+    );
+    let e = Site::parse("site.yaml", &text, "local")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("same MAC 00:16:3e:00:00:01"), "{e}");
+}

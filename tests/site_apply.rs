@@ -1,0 +1,188 @@
+//! `kante apply` on a lab of two hosts: a site file (a profile for every
+//! host, a network on one, replicas spread over a group, a step whose
+//! captured output a later step uses on the other host) is shown by
+//! `--dry-run` without any change, then converged; a second run changes
+//! nothing; a one-key change is shown as a diff, then applied live;
+//! `--prune` deletes what the file no longer names (asking first: without
+//! a terminal it needs `--yes`); a file naming an undefined profile is
+//! refused at plan time with nothing made.
+
+use std::path::Path;
+use std::process::Output;
+
+use kante_integration::lab::Lab;
+use kante_integration::{run, TestImage};
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn site(lab: &Lab, greeting: &str, with_one: bool) -> String {
+    let (h1, h2) = (lab.remote(1), lab.remote(2));
+    let mut s = format!(
+        r#"site: test-site
+profiles:
+  - name: site-web
+    config: {{limits.memory: 128MiB}}
+hosts:
+  host1: {{remote: {h1}}}
+  host2:
+    remote: {h2}
+    networks:
+      - name: sitebr1
+        type: bridge
+        config: {{ipv4.address: none, ipv6.address: none}}
+groups:
+  all: [host1, host2]
+instances:
+  - name: web{{n}}
+    count: 2
+    host: all
+    image: bb
+    profiles: [default, site-web]
+    config: {{user.greeting: "{greeting} {{{{name}}}} on {{{{host}}}}"}}
+"#
+    );
+    if with_one {
+        s.push_str(
+            r#"  - name: one
+    host: host1
+    image: bb
+steps:
+  - name: hello
+    on: one
+    run: echo token-$(hostname)
+    capture: TOKEN
+  - name: use
+    on: [web1, web2]
+    run: echo {{TOKEN}} > /tmp/token
+"#,
+        );
+    }
+    s
+}
+
+fn apply(lab: &Lab, file: &Path, extra: &[&str]) -> Output {
+    let f = file.to_string_lossy().to_string();
+    let mut args = vec!["apply", f.as_str()];
+    args.extend(extra);
+    lab.kante(&args)
+}
+
+fn ok(o: &Output) -> String {
+    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    text(&o.stdout)
+}
+
+#[test]
+fn a_site_is_planned_converged_changed_and_pruned() {
+    run(async {
+        let lab = Lab::up(2);
+        for i in [1, 2] {
+            let fp = lab.import(i, TestImage::Busybox).await;
+            lab.client(i)
+                .create_image_alias("bb", &fp, "")
+                .await
+                .unwrap();
+        }
+        let scratch = tempfile::tempdir().unwrap();
+        let file = scratch.path().join("site.yaml");
+        std::fs::write(&file, site(&lab, "hello", true)).unwrap();
+
+        // The plan, and nothing made.
+        let plan = ok(&apply(&lab, &file, &["--dry-run"]));
+        for line in [
+            "+ instance web1",
+            "+ instance web2",
+            "+ instance one",
+            "network sitebr1 created",
+            "+ step hello on one",
+            "+ step use on web2",
+        ] {
+            assert!(plan.contains(line), "{line:?} missing:\n{plan}");
+        }
+        assert!(lab.client(1).instances().await.unwrap().is_empty());
+        assert!(lab.client(2).network("sitebr1").await.is_err());
+
+        // Converged: replicas spread, the step's capture used on the other host.
+        let out = ok(&apply(&lab, &file, &[]));
+        assert!(out.contains("step use ran on web2"), "{out}");
+        let web1 = lab.client(1).instance("web1").await.unwrap();
+        let web2 = lab.client(2).instance("web2").await.unwrap();
+        assert_eq!(
+            (web1.status.as_str(), web2.status.as_str()),
+            ("Running", "Running")
+        );
+        assert_eq!(web2.config["user.greeting"], "hello web2 on host2");
+        assert_eq!(web2.profiles, ["default", "site-web"]);
+        assert_eq!(web2.config["user.kante.site"], "test-site");
+        assert!(lab.client(2).instance("web1").await.is_err());
+        assert_eq!(
+            lab.client(1).profile("site-web").await.unwrap().config["limits.memory"],
+            "128MiB"
+        );
+        assert!(lab.client(2).network("sitebr1").await.unwrap().managed);
+        let (code, token) = lab.sh(2, "web2", "cat /tmp/token").await;
+        assert_eq!((code, token.trim()), (0, "token-one"));
+        // The guest sees the profile's limit (lxcfs's meminfo, from inside).
+        let (_, mem) = lab.sh(1, "web1", "grep MemTotal /proc/meminfo").await;
+        assert_eq!(mem.split_whitespace().nth(1), Some("131072"), "{mem}");
+
+        // A second run changes nothing and says so.
+        let again = ok(&apply(&lab, &file, &[]));
+        assert!(
+            again.contains("Nothing to change: the site is converged"),
+            "{again}"
+        );
+
+        // One key changed: the diff first, then applied live (still running).
+        std::fs::write(&file, site(&lab, "hi", true)).unwrap();
+        let plan = ok(&apply(&lab, &file, &["--dry-run"]));
+        assert!(plan.contains("~ instance web2"), "{plan}");
+        assert!(
+            plan.contains("config user.greeting: \"hello web2 on host2\" -> \"hi web2 on host2\""),
+            "{plan}"
+        );
+        assert!(!plan.contains("+ instance"), "{plan}");
+        ok(&apply(&lab, &file, &[]));
+        let web2 = lab.client(2).instance("web2").await.unwrap();
+        assert_eq!(web2.config["user.greeting"], "hi web2 on host2");
+        assert_eq!(web2.status, "Running");
+
+        // `one` leaves the file: --prune asks first (no terminal: refused).
+        std::fs::write(&file, site(&lab, "hi", false)).unwrap();
+        let o = apply(&lab, &file, &["--prune"]);
+        assert!(!o.status.success());
+        assert!(text(&o.stderr).contains("--yes"), "{}", text(&o.stderr));
+        assert!(lab.client(1).instance("one").await.is_ok());
+        let out = ok(&apply(&lab, &file, &["--prune", "--yes"]));
+        assert!(out.contains("instance one deleted"), "{out}");
+        assert!(lab.client(1).instance("one").await.is_err());
+        assert!(
+            lab.client(1).instance("web1").await.is_ok(),
+            "only what the file dropped"
+        );
+
+        // An undefined profile: refused at plan time, nothing made.
+        let bad = site(&lab, "hi", false)
+            .replace("[default, site-web]", "[default, nosuch]")
+            .replace("count: 2", "count: 3");
+        std::fs::write(&file, bad).unwrap();
+        let o = apply(&lab, &file, &[]);
+        assert!(!o.status.success());
+        assert!(
+            text(&o.stderr).contains("\"nosuch\""),
+            "{}",
+            text(&o.stderr)
+        );
+        assert!(lab.client(1).instance("web3").await.is_err());
+
+        for (i, name) in [(1, "web1"), (2, "web2")] {
+            lab.client(i).stop_instance(name, true, -1).await.unwrap();
+            lab.client(i).delete_instance(name).await.unwrap();
+        }
+        let mut lab = lab;
+        let o = lab.down();
+        assert!(o.status.success(), "{}", text(&o.stderr));
+    });
+}
