@@ -5,7 +5,9 @@
 //! nothing; a one-key change is shown as a diff, then applied live;
 //! `--prune` deletes what the file no longer names (asking first: without
 //! a terminal it needs `--yes`); a file naming an undefined profile is
-//! refused at plan time with nothing made.
+//! refused at plan time with nothing made. A host whose part fails does
+//! not stop the other, and a re-run finishes the job; a host whose daemon
+//! is dead at plan time is shown as unknown and skipped.
 
 use std::path::Path;
 use std::process::Output;
@@ -182,6 +184,83 @@ fn a_site_is_planned_converged_changed_and_pruned() {
             lab.client(i).delete_instance(name).await.unwrap();
         }
         let mut lab = lab;
+        let o = lab.down();
+        assert!(o.status.success(), "{}", text(&o.stderr));
+    });
+}
+
+/// Two instances, one per host, from alias `bb` on each.
+fn pair(lab: &Lab) -> String {
+    format!(
+        "site: faults\nhosts:\n  host1: {{remote: {}}}\n  host2: {{remote: {}}}\ninstances:\n  - {{name: a1, host: host1, image: bb}}\n  - {{name: a2, host: host2, image: bb}}\n",
+        lab.remote(1),
+        lab.remote(2)
+    )
+}
+
+#[test]
+fn a_failing_or_dead_host_does_not_stop_the_others() {
+    run(async {
+        let mut lab = Lab::up(2);
+        let fp = lab.import(1, TestImage::Busybox).await;
+        lab.client(1)
+            .create_image_alias("bb", &fp, "")
+            .await
+            .unwrap();
+        lab.import(2, TestImage::Busybox).await;
+        let scratch = tempfile::tempdir().unwrap();
+        let file = scratch.path().join("site.yaml");
+        std::fs::write(&file, pair(&lab)).unwrap();
+
+        // host2 has no `bb`: its part fails, host1's is done; exit 1.
+        let o = apply(&lab, &file, &[]);
+        assert!(!o.status.success());
+        assert!(text(&o.stderr).contains("host2"), "{}", text(&o.stderr));
+        assert_eq!(
+            lab.client(1).instance("a1").await.unwrap().status,
+            "Running"
+        );
+        assert!(
+            lab.client(2).instance("a2").await.is_err(),
+            "nothing half-made"
+        );
+        // Fixed, a re-run finishes the job and leaves host1 alone.
+        lab.client(2)
+            .create_image_alias("bb", &fp, "")
+            .await
+            .unwrap();
+        let out = ok(&apply(&lab, &file, &[]));
+        assert!(out.contains("host1 ("), "{out}");
+        assert!(out.contains("host2: instance a2 created"), "{out}");
+        assert!(!out.contains("instance a1 created"), "{out}");
+        assert_eq!(
+            lab.client(2).instance("a2").await.unwrap().status,
+            "Running"
+        );
+
+        // host2's daemon dead at plan time: shown as unknown and skipped,
+        // host1's change applies; exit 1.
+        let changed = pair(&lab).replace("image: bb}", "image: bb, config: {user.x: \"1\"}}");
+        std::fs::write(&file, changed).unwrap();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(lab.pid(2)),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+        let o = apply(&lab, &file, &[]);
+        assert!(!o.status.success());
+        let out = text(&o.stdout);
+        assert!(
+            out.contains("host2") && out.contains("unknown, skipped"),
+            "{out}"
+        );
+        assert_eq!(
+            lab.client(1).instance("a1").await.unwrap().config["user.x"],
+            "1"
+        );
+
+        lab.client(1).stop_instance("a1", true, -1).await.unwrap();
+        lab.client(1).delete_instance("a1").await.unwrap();
         let o = lab.down();
         assert!(o.status.success(), "{}", text(&o.stderr));
     });
