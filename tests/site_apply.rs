@@ -5,7 +5,8 @@
 //! nothing; a one-key change is shown as a diff, then applied live;
 //! `--prune` deletes what the file no longer names (asking first: without
 //! a terminal it needs `--yes`); a file naming an undefined profile is
-//! refused at plan time with nothing made. A host whose part fails does
+//! refused at plan time with nothing made; the hosts exported as a site
+//! file (`kante site export`) apply as no change. A host whose part fails does
 //! not stop the other, and a re-run finishes the job; a host whose daemon
 //! is dead at plan time is shown as unknown and skipped.
 
@@ -135,6 +136,25 @@ fn a_site_is_planned_converged_changed_and_pruned() {
         assert!(
             again.contains("Nothing to change: the site is converged"),
             "{again}"
+        );
+
+        // The hosts exported as a site file: applying it changes nothing.
+        let exported = ok(&lab.kante(&[
+            "site",
+            "export",
+            &lab.remote(1),
+            &lab.remote(2),
+            "--name",
+            "copy",
+        ]));
+        assert!(exported.contains("name: web2"), "{exported}");
+        assert!(!exported.contains("volatile."), "{exported}");
+        let copy = scratch.path().join("exported.yaml");
+        std::fs::write(&copy, &exported).unwrap();
+        let again = ok(&apply(&lab, &copy, &["--dry-run"]));
+        assert!(
+            again.contains("Nothing to change: the site is converged"),
+            "{again}\n{exported}"
         );
 
         // One key changed: the diff first, then applied live (still running).

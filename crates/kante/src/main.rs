@@ -95,6 +95,9 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
     if let Command::Apply(a) = command {
         return cmd::apply::run(a).await;
     }
+    if let Command::Site(s) = command {
+        return cmd::apply::site(s).await;
+    }
     // The one place the client is made: the remote the arguments name
     // (split off them here), else the default one.
     let remotes = remote::Config::load()?;
@@ -174,7 +177,9 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Network(n) => cmd::network::run(c, n).await,
         Command::Storage(s) => cmd::storage::run(c, s).await,
         Command::Profile(p) => cmd::profile::run(c, p).await,
-        Command::Remote(_) | Command::Lab(_) | Command::Apply(_) => unreachable!("handled above"),
+        Command::Remote(_) | Command::Lab(_) | Command::Apply(_) | Command::Site(_) => {
+            unreachable!("handled above")
+        }
         Command::Version { .. } => cmd::misc::version(c).await,
         Command::WaitReady { timeout } => cmd::misc::wait_ready(c, timeout).await,
         Command::Operation(op) => cmd::misc::operation(c, op).await,

@@ -19,3 +19,16 @@ pub struct ApplyArgs {
     #[arg(long = "target")]
     pub targets: Vec<String>,
 }
+
+/// `kante site …`.
+#[derive(clap::Subcommand, Debug)]
+pub enum SiteCmd {
+    /// Write the current state of hosts as a site file (to stdout)
+    Export {
+        /// The hosts, by remote (default: the default remote)
+        remotes: Vec<String>,
+        /// The site's name
+        #[arg(long, default_value = "site")]
+        name: String,
+    },
+}

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-pub use apply::ApplyArgs;
+pub use apply::{ApplyArgs, SiteCmd};
 pub use publish::PublishArgs;
 pub use remote::{RemoteCmd, TrustCmd};
 pub use resources::{NetworkCmd, ProfileCmd, StorageCmd};
@@ -149,6 +149,9 @@ pub enum Command {
     Lab(lab::LabCmd),
     /// Converge the hosts of a site file: plan, show the diff, apply
     Apply(ApplyArgs),
+    /// Sites: export hosts as a site file
+    #[command(subcommand)]
+    Site(SiteCmd),
     /// Show an instance's console log
     Console {
         name: String,

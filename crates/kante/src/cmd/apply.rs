@@ -17,7 +17,7 @@ use kante_client::Client;
 use kante_site::plan::{plan_host, read_host, Change, HostPlan, HostState};
 use kante_site::Site;
 
-use crate::cli::ApplyArgs;
+use crate::cli::{ApplyArgs, SiteCmd};
 use crate::remote::{connect, Config};
 
 /// One host as found at plan time.
@@ -234,6 +234,51 @@ async fn image_sources(cfg: &Config, plan: &HostPlan) -> Result<BTreeMap<String,
         out.insert(i.name.clone(), source);
     }
     Ok(out)
+}
+
+/// `kante site export`: the hosts (by remote) as a site file on stdout.
+pub async fn site(cmd: SiteCmd) -> Result<i32> {
+    let SiteCmd::Export { remotes, name } = cmd;
+    let cfg = Config::load()?;
+    let remotes = if remotes.is_empty() {
+        vec![cfg.default_remote.clone()]
+    } else {
+        remotes
+            .iter()
+            .map(|r| r.trim_end_matches(':').to_string())
+            .collect()
+    };
+    let read = join_all(remotes.iter().map(|r| {
+        let client = connect::client(&cfg, r);
+        async move {
+            let c = client?;
+            let state = read_host(&c).await?;
+            let aliases: Vec<(String, String)> = c
+                .image_aliases()
+                .await?
+                .into_iter()
+                .map(|a| (a.name, a.target))
+                .collect();
+            anyhow::Ok((state, aliases))
+        }
+    }))
+    .await;
+    let mut states = Vec::new();
+    for (r, got) in remotes.iter().zip(read) {
+        states.push(got.with_context(|| format!("Reading {r}"))?);
+    }
+    let hosts: Vec<kante_site::export::Exported<'_>> = remotes
+        .iter()
+        .zip(&states)
+        .map(|(r, (state, aliases))| kante_site::export::Exported {
+            host: r,
+            remote: r,
+            state,
+            aliases,
+        })
+        .collect();
+    print!("{}", kante_site::export::export(&name, &hosts)?);
+    Ok(0)
 }
 
 /// Asks on the terminal before deleting; refuses without one.

@@ -217,7 +217,11 @@ pub fn route(cfg: &Config, cmd: &mut Command) -> Result<String> {
             OperationCmd::List { remote, .. } => r.opt(remote)?,
             OperationCmd::Show { id } | OperationCmd::Delete { id } => r.arg(id)?,
         },
-        Command::Remote(_) | Command::Lab(_) | Command::Apply(_) | Command::WaitReady { .. } => {}
+        Command::Remote(_)
+        | Command::Lab(_)
+        | Command::Apply(_)
+        | Command::Site(_)
+        | Command::WaitReady { .. } => {}
     }
     Ok(r.remote())
 }
