@@ -138,6 +138,8 @@ pub fn bin(name: &str) -> PathBuf {
 pub enum TestImage {
     Busybox,
     Debian,
+    /// Debian with Debian's docker.io (`kante image build debian-docker/12`).
+    DebianDocker,
 }
 
 impl TestImage {
@@ -147,6 +149,7 @@ impl TestImage {
         let file = match self {
             TestImage::Busybox => "busybox-amd64.tar.zst",
             TestImage::Debian => "debian-bookworm-amd64.tar.zst",
+            TestImage::DebianDocker => "debian-docker-bookworm-amd64.tar.zst",
         };
         let p = Path::new(&dir).join(file);
         assert!(

@@ -104,15 +104,26 @@ fn capture_key(var: &str) -> String {
 }
 
 /// Runs the site's steps in order on `clients` (host name → client);
-/// returns what ran, a line each. `only` limits them to instances on
-/// those hosts (a `--target` run).
+/// returns what ran, a line each, and the error that stopped them (the
+/// steps after a failed one depend on it, so they wait for a re-run).
+/// `only` limits them to instances on those hosts (a `--target` run).
 pub async fn run_steps(
     clients: &BTreeMap<String, Client>,
     site: &Site,
     only: Option<&[String]>,
-) -> Result<Vec<String>> {
-    let mut vars: BTreeMap<String, String> = BTreeMap::new();
+) -> (Vec<String>, Result<()>) {
     let mut done = Vec::new();
+    let result = steps_into(clients, site, only, &mut done).await;
+    (done, result)
+}
+
+async fn steps_into(
+    clients: &BTreeMap<String, Client>,
+    site: &Site,
+    only: Option<&[String]>,
+    done: &mut Vec<String>,
+) -> Result<()> {
+    let mut vars: BTreeMap<String, String> = BTreeMap::new();
     for step in &site.steps {
         for target in &step.on {
             let host = &site
@@ -154,7 +165,7 @@ pub async fn run_steps(
             done.push(format!("step {} ran on {target}", step.name));
         }
     }
-    Ok(done)
+    Ok(())
 }
 
 /// Waits for `target` to be ready, then runs the step's command there;
@@ -233,7 +244,9 @@ async fn wait_ready(c: &Client, name: &str, ready: &Ready, deadline: Instant) ->
     }
 }
 
-/// The first global IPv4 address (else IPv6) of instance `name`.
+/// The first global IPv4 address (else IPv6) of instance `name`, on one
+/// of its own NICs first (eth0…), so a bridge made inside the guest
+/// (Docker's docker0) is not taken for its address.
 async fn address_of(clients: &BTreeMap<String, Client>, site: &Site, name: &str) -> Result<String> {
     let host = &site
         .instances
@@ -244,22 +257,28 @@ async fn address_of(clients: &BTreeMap<String, Client>, site: &Site, name: &str)
     let c = clients
         .get(host)
         .with_context(|| format!("host {host} is not reachable"))?;
+    let nics: Vec<String> = c
+        .instance(name)
+        .await?
+        .expanded_devices
+        .iter()
+        .filter(|(_, d)| d.get("type").map(String::as_str) == Some("nic"))
+        .map(|(dev, d)| d.get("name").cloned().unwrap_or_else(|| dev.clone()))
+        .collect();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let state = c.instance_state(name).await?;
-        let mut found: Vec<(String, String)> = Vec::new();
+        let mut found: Vec<(bool, bool, String)> = Vec::new();
         for (nic, n) in state.network.unwrap_or_default() {
             if nic == "lo" {
                 continue;
             }
-            for a in n.addresses {
-                if a.scope == "global" {
-                    found.push((a.family, a.address));
-                }
+            for a in n.addresses.into_iter().filter(|a| a.scope == "global") {
+                found.push((!nics.contains(&nic), a.family != "inet", a.address));
             }
         }
-        found.sort_by_key(|(f, _)| f != "inet");
-        if let Some((_, a)) = found.into_iter().next() {
+        found.sort();
+        if let Some((_, _, a)) = found.into_iter().next() {
             return Ok(a);
         }
         if Instant::now() > deadline {

@@ -186,6 +186,29 @@ fn line_of(text: &str, needle: &str) -> usize {
         .map_or(0, |i| i + 1)
 }
 
+/// The file's YAML. YAML's merge keys (`<<: *anchor`, for instances that
+/// share most of their keys) are applied first; an error then names the
+/// line of the key it is about, else the parser's own location.
+fn read(file: &str, text: &str) -> Result<SiteFile> {
+    let located = |e: serde_yaml::Error| match e.location() {
+        Some(l) => anyhow::anyhow!("{file}:{}: {e}", l.line()),
+        None => {
+            let msg = e.to_string();
+            let key = msg.split('`').nth(1).unwrap_or_default();
+            match line_of(text, &format!("{key}:")) {
+                0 => anyhow::anyhow!("{file}: {msg}"),
+                n => anyhow::anyhow!("{file}:{n}: {msg}"),
+            }
+        }
+    };
+    if !text.contains("<<:") {
+        return serde_yaml::from_str(text).map_err(located);
+    }
+    let mut value: serde_yaml::Value = serde_yaml::from_str(text).map_err(located)?;
+    value.apply_merge().map_err(located)?;
+    serde_yaml::from_value(value).map_err(located)
+}
+
 /// Merges `own` over `all` by `name`.
 fn merged<T: Clone>(all: &[T], own: &[T], name: impl Fn(&T) -> &str) -> Vec<T> {
     let mut out: Vec<T> = all
@@ -201,10 +224,7 @@ impl Site {
     /// Reads a site file (`file` names it in errors); `default_host` is
     /// the one host of a site that names none (a plain preseed).
     pub fn parse(file: &str, text: &str, default_host: &str) -> Result<Site> {
-        let raw: SiteFile = serde_yaml::from_str(text).map_err(|e| match e.location() {
-            Some(l) => anyhow::anyhow!("{file}:{}: {e}", l.line()),
-            None => anyhow::anyhow!("{file}: {e}"),
-        })?;
+        let raw = read(file, text)?;
         let at = |needle: &str| format!("{file}:{}", line_of(text, needle));
         let mut specs = raw.hosts.clone();
         if specs.is_empty() {

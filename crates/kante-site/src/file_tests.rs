@@ -145,3 +145,49 @@ fn two_instances_with_one_mac_are_refused() {
         .to_string();
     assert!(e.contains("same MAC 00:16:3e:00:00:01"), "{e}");
 }
+
+#[test]
+fn merge_keys_share_an_instances_keys_and_errors_keep_their_line() {
+    let text = "hosts: {h1: {}, h2: {}}\ninstances:\n  - &base\n    name: a\n    host: h1\n    image: img\n    vars: {X: \"1\"}\n    config: {user.x: \"{{X}}\"}\n  - <<: *base\n    name: b\n    host: h2\n    vars: {X: \"2\"}\n";
+    let s = Site::parse("m.yaml", text, "local").unwrap();
+    let b = &s.instances[1];
+    assert_eq!(
+        (b.name.as_str(), b.host.as_str(), b.image.as_str()),
+        ("b", "h2", "img")
+    );
+    assert_eq!(b.config["user.x"], "2");
+    let e = Site::parse(
+        "m.yaml",
+        &text.replace("    vars: {X: \"2\"}", "    colour: red"),
+        "local",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.starts_with("m.yaml:12:") && e.contains("colour"), "{e}");
+}
+
+#[test]
+fn the_edge_lab_recipe_reads() {
+    let text = include_str!("../../../examples/edge-lab/site.yaml");
+    let s = Site::parse("site.yaml", text, "local").unwrap();
+    let placed: Vec<_> = s
+        .instances
+        .iter()
+        .map(|i| (i.name.as_str(), i.host.as_str()))
+        .collect();
+    assert_eq!(
+        placed,
+        [
+            ("docker1", "host1"),
+            ("docker4", "host1"),
+            ("docker2", "host2"),
+            ("docker5", "host2"),
+            ("docker3", "host3")
+        ]
+    );
+    let d5 = &s.instances[3];
+    assert_eq!(d5.config["volatile.eth0.hwaddr"], "00:16:3e:78:c2:c7");
+    assert!(d5.config["cloud-init.user-data"].contains("hostname: \"docker5\""));
+    assert!(d5.config["cloud-init.network-config"].contains("10.42.0.15/24"));
+    assert_eq!(s.steps[1].on.len(), 4);
+}

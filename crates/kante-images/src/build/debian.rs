@@ -26,6 +26,9 @@ pub struct DebianBuild {
     pub mirror: String,
     /// Where downloaded .debs are kept between builds.
     pub cache_dir: PathBuf,
+    /// Packages installed beside cloud-init (Debian's `docker.io` for the
+    /// `debian-docker` recipe).
+    pub extra_packages: Vec<String>,
 }
 
 impl DebianBuild {
@@ -35,6 +38,17 @@ impl DebianBuild {
             arch: host_debian_arch().to_string(),
             mirror: DEFAULT_MIRROR.to_string(),
             cache_dir: cache_dir.to_path_buf(),
+            extra_packages: Vec::new(),
+        }
+    }
+
+    /// The recipe's name: `debian-RELEASE-ARCH`, `debian-docker-…` with
+    /// Docker.
+    pub fn recipe_name(&self) -> String {
+        if self.extra_packages.is_empty() {
+            format!("debian-{}-{}", self.release, self.arch)
+        } else {
+            format!("debian-docker-{}-{}", self.release, self.arch)
         }
     }
 }
@@ -194,7 +208,7 @@ pub fn build_debian(
     out: &Path,
     events: &mut dyn FnMut(BuildEvent),
 ) -> Result<PathBuf, ImageError> {
-    let recipe = format!("debian-{}-{}", opts.release, opts.arch);
+    let recipe = opts.recipe_name();
     if is_cached(out, &recipe) {
         events(BuildEvent::Phase("cached".into()));
         return Ok(out.to_path_buf());
@@ -219,7 +233,7 @@ pub fn build_debian(
     debootstrap(opts, &rootfs, &cache, events)?;
 
     let mounts = ChrootMounts::mount(&rootfs)?;
-    let inside = install_and_configure(&rootfs, events);
+    let inside = install_and_configure(&rootfs, &opts.extra_packages, events);
     let unmounted = mounts.unmount();
     inside?;
     unmounted?;
@@ -366,6 +380,7 @@ fn run_in(
 /// Everything that needs the chroot mounts: apt (cloud-init) and systemctl.
 fn install_and_configure(
     rootfs: &Path,
+    extra: &[String],
     events: &mut dyn FnMut(BuildEvent),
 ) -> Result<(), ImageError> {
     events(BuildEvent::Phase("apt".into()));
@@ -381,21 +396,19 @@ fn install_and_configure(
         0o755,
     )?;
     run_in(rootfs, &["apt-get", "update"], events)?;
-    run_in(
-        rootfs,
-        &[
-            "apt-get",
-            "install",
-            "-y",
-            "--no-install-recommends",
-            "-o",
-            "Dpkg::Options::=--force-confdef",
-            "-o",
-            "Dpkg::Options::=--force-confold",
-            "cloud-init",
-        ],
-        events,
-    )?;
+    let mut install = vec![
+        "apt-get",
+        "install",
+        "-y",
+        "--no-install-recommends",
+        "-o",
+        "Dpkg::Options::=--force-confdef",
+        "-o",
+        "Dpkg::Options::=--force-confold",
+        "cloud-init",
+    ];
+    install.extend(extra.iter().map(String::as_str));
+    run_in(rootfs, &install, events)?;
     run_in(rootfs, &["apt-get", "clean"], events)?;
 
     events(BuildEvent::Phase("configure".into()));

@@ -43,8 +43,15 @@ pub enum BuildEvent {
 /// A buildable image, as named by the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Recipe {
-    Debian { release: String, arch: String },
-    Busybox { arch: String },
+    /// Debian; `docker` adds Debian's `docker.io` (seed 000's guests).
+    Debian {
+        release: String,
+        arch: String,
+        docker: bool,
+    },
+    Busybox {
+        arch: String,
+    },
 }
 
 impl Recipe {
@@ -52,7 +59,12 @@ impl Recipe {
     /// (e.g. `debian-bookworm-amd64`).
     pub fn name(&self) -> String {
         match self {
-            Recipe::Debian { release, arch } => format!("debian-{release}-{arch}"),
+            Recipe::Debian {
+                release,
+                arch,
+                docker: false,
+            } => format!("debian-{release}-{arch}"),
+            Recipe::Debian { release, arch, .. } => format!("debian-docker-{release}-{arch}"),
             Recipe::Busybox { arch } => format!("busybox-{arch}"),
         }
     }
@@ -70,9 +82,16 @@ impl Recipe {
         events: &mut dyn FnMut(BuildEvent),
     ) -> Result<PathBuf, ImageError> {
         match self {
-            Recipe::Debian { release, arch } => {
+            Recipe::Debian {
+                release,
+                arch,
+                docker,
+            } => {
                 let mut opts = DebianBuild::new(release, cache_dir);
                 opts.arch = arch.clone();
+                if *docker {
+                    opts.extra_packages = vec!["docker.io".into()];
+                }
                 build_debian(&opts, out, events)
             }
             Recipe::Busybox { .. } => build_busybox(out, events),
@@ -83,9 +102,11 @@ impl Recipe {
 /// Maps a user-facing name ("debian/12", "debian/bookworm", "debian/bookworm/amd64",
 /// "debian", "busybox") to a recipe.
 pub fn recipe_for(name: &str) -> Result<Recipe, ImageError> {
-    let unknown = || ImageError::UnknownRecipe {
+    let unknown = || {
+        ImageError::UnknownRecipe {
         name: name.to_string(),
-        known: "debian/12 (= debian/bookworm, debian), busybox".into(),
+        known: "debian/12 (= debian/bookworm, debian), debian-docker/12 (Debian with docker.io), busybox".into(),
+    }
     };
     let host = host_debian_arch();
     let parts: Vec<&str> = name.trim().trim_matches('/').split('/').collect();
@@ -101,10 +122,13 @@ pub fn recipe_for(name: &str) -> Result<Recipe, ImageError> {
         _ => host.to_string(),
     };
     match (distro.to_ascii_lowercase().as_str(), release) {
-        ("debian", None | Some("12" | "bookworm" | "stable")) => Ok(Recipe::Debian {
-            release: "bookworm".into(),
-            arch,
-        }),
+        (d @ ("debian" | "debian-docker"), None | Some("12" | "bookworm" | "stable")) => {
+            Ok(Recipe::Debian {
+                release: "bookworm".into(),
+                arch,
+                docker: d == "debian-docker",
+            })
+        }
         ("busybox", None) => Ok(Recipe::Busybox { arch }),
         _ => Err(unknown()),
     }
@@ -304,11 +328,16 @@ mod tests {
                 recipe_for(n).unwrap(),
                 Recipe::Debian {
                     release: "bookworm".into(),
-                    arch: host.into()
+                    arch: host.into(),
+                    docker: false,
                 },
                 "{n}"
             );
         }
+        assert_eq!(
+            recipe_for("debian-docker/12").unwrap().name(),
+            format!("debian-docker-bookworm-{host}")
+        );
         assert_eq!(
             recipe_for("busybox").unwrap(),
             Recipe::Busybox { arch: host.into() }

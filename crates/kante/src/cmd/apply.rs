@@ -163,12 +163,11 @@ pub async fn run(args: ApplyArgs) -> Result<i32> {
     let only = (!args.targets.is_empty()).then_some(args.targets.as_slice());
     let mut steps = 0;
     if !pending.is_empty() {
-        match kante_site::apply::run_steps(&clients, &site, only).await {
-            Ok(done) => {
-                steps = done.len();
-                done.iter().for_each(|d| println!("{d}"));
-            }
-            Err(e) => failed.push(format!("steps: {e:#}")),
+        let (done, result) = kante_site::apply::run_steps(&clients, &site, only).await;
+        steps = done.len();
+        done.iter().for_each(|d| println!("{d}"));
+        if let Err(e) = result {
+            failed.push(format!("steps: {e:#}"));
         }
     }
     failed.extend(unknown.iter().map(|h| format!("{h}: unreachable, skipped")));
