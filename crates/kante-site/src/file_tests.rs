@@ -191,3 +191,54 @@ fn the_edge_lab_recipe_reads() {
     assert!(d5.config["cloud-init.network-config"].contains("10.42.0.15/24"));
     assert_eq!(s.steps[1].on.len(), 4);
 }
+
+/// The fields the parser expects where `doc` has an unknown one (from its
+/// error, which lists them).
+fn expected_fields(doc: &str) -> std::collections::BTreeSet<String> {
+    let e = Site::parse("s.yaml", doc, "local").unwrap_err().to_string();
+    let list = e
+        .split("expected one of ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{e}"));
+    list.split(',')
+        .map(|f| {
+            f.trim()
+                .trim_matches(|c: char| c == '`' || !c.is_ascii())
+                .split('`')
+                .next()
+                .unwrap_or("")
+                .to_string()
+        })
+        .filter(|f| !f.is_empty())
+        .collect()
+}
+
+#[test]
+fn the_json_schema_names_exactly_what_the_parser_takes() {
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../../../docs/site.schema.json")).unwrap();
+    let names = |v: &serde_json::Value| -> std::collections::BTreeSet<String> {
+        v["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect()
+    };
+    let defs = &schema["$defs"];
+    for (doc, object) in [
+        ("zz: 1\n", &schema),
+        ("hosts: {h: {zz: 1}}\n", &defs["host"]),
+        (
+            "instances:\n  - {name: a, image: x, zz: 1}\n",
+            &defs["instance"],
+        ),
+        (
+            "instances: [{name: a, image: x}]\nsteps:\n  - {name: s, on: a, run: x, zz: 1}\n",
+            &defs["step"],
+        ),
+    ] {
+        assert_eq!(expected_fields(doc), names(object), "{doc}");
+        assert_eq!(object["additionalProperties"], false, "{doc}");
+    }
+}

@@ -145,6 +145,23 @@ pub fn plan_host(
                 );
             }
         }
+        for (dev, keys) in &want.devices {
+            let parent = keys.get("network").or_else(|| keys.get("parent"));
+            let Some(parent) =
+                parent.filter(|_| keys.get("type").map(String::as_str) == Some("nic"))
+            else {
+                continue;
+            };
+            let known = state.preseed.networks.iter().any(|n| &n.name == parent)
+                || seed.networks.iter().any(|n| &n.name == parent);
+            if !known {
+                bail!(
+                    "line {}: instance {} device {dev} uses network {parent:?}, which neither the site nor host {host} has",
+                    want.line,
+                    want.name
+                );
+            }
+        }
         if let Some(other) = others.get(&want.name) {
             bail!(
                 "line {}: instance {} is placed on {host} but exists on {other}: move it there first (kante move) or delete it",

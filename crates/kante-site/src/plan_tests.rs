@@ -142,6 +142,10 @@ fn undefined_profiles_and_instances_living_elsewhere_are_refused() {
     let site = Site::parse("s.yaml", text, "h1").unwrap();
     let e = plan_host(&site, "h1", &state(vec![]), &BTreeMap::new(), false).unwrap_err();
     assert!(e.to_string().contains("\"nosuch\""), "{e}");
+    let text = "instances:\n  - {name: a, image: x, devices: {eth1: {type: nic, parent: nobr}}}\n";
+    let site = Site::parse("s.yaml", text, "h1").unwrap();
+    let e = plan_host(&site, "h1", &state(vec![]), &BTreeMap::new(), false).unwrap_err();
+    assert!(e.to_string().contains("network \"nobr\""), "{e}");
     let site = Site::parse("s.yaml", "instances:\n  - {name: a, image: x}\n", "h1").unwrap();
     let others = BTreeMap::from([("a".to_string(), "h2".to_string())]);
     let e = plan_host(&site, "h1", &state(vec![]), &others, false).unwrap_err();
