@@ -5,6 +5,10 @@
 //! keys that belong to one member ([`MEMBER_LOCAL_KEYS`]: its addresses)
 //! stay in the local database, as LXD keeps them node-local: `config_all`
 //! merges them over the cluster's, `config_replace` splits them off.
+//! The engine reads its member name once, at open: until the daemon
+//! restarts after a switch it still says `none` for itself, so a
+//! reservation held by `none` is held by this member's name in the
+//! cluster.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -35,21 +39,31 @@ pub fn is_member_local(key: &str) -> bool {
 /// a cluster's store once (see the module doc).
 pub struct SwitchState {
     local: Arc<dyn SharedState>,
-    current: RwLock<Option<Arc<dyn SharedState>>>,
+    /// The cluster's store and this member's name in it.
+    current: RwLock<Option<(Arc<dyn SharedState>, String)>>,
 }
 
 impl SwitchState {
     /// Over the local database; `cluster` if this member already is in one.
-    pub fn new(local: Arc<dyn SharedState>, cluster: Option<Arc<dyn SharedState>>) -> SwitchState {
+    pub fn new(local: Arc<dyn SharedState>) -> SwitchState {
         SwitchState {
             local,
-            current: RwLock::new(cluster),
+            current: RwLock::new(None),
         }
     }
 
-    /// From now on every call goes to `cluster`.
-    pub fn switch_to(&self, cluster: Arc<dyn SharedState>) {
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(cluster);
+    /// From now on every call goes to `cluster`, where this member is
+    /// `member`.
+    pub fn switch_to(&self, cluster: Arc<dyn SharedState>, member: &str) {
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some((cluster, member.into()));
+    }
+
+    /// `holder` as the current store knows it (see the module doc).
+    fn holder(&self, holder: &str) -> String {
+        match &*self.current.read().unwrap_or_else(|e| e.into_inner()) {
+            Some((_, member)) if holder == crate::STANDALONE_MEMBER => member.clone(),
+            _ => holder.to_string(),
+        }
     }
 
     /// Whether calls go to a cluster's store.
@@ -70,7 +84,8 @@ impl SwitchState {
         self.current
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .as_ref()
+            .map(|(c, _)| c.clone())
             .unwrap_or_else(|| self.local.clone())
     }
 }
@@ -84,10 +99,10 @@ impl SharedState for SwitchState {
         self.cur().members().await
     }
     async fn reserve(&self, kind: ReservationKind, key: &str, holder: &str) -> Result<()> {
-        self.cur().reserve(kind, key, holder).await
+        self.cur().reserve(kind, key, &self.holder(holder)).await
     }
     async fn release(&self, kind: ReservationKind, key: &str, holder: &str) -> Result<bool> {
-        self.cur().release(kind, key, holder).await
+        self.cur().release(kind, key, &self.holder(holder)).await
     }
     async fn transfer(
         &self,
@@ -96,7 +111,8 @@ impl SharedState for SwitchState {
         from: &str,
         to: &str,
     ) -> Result<bool> {
-        self.cur().transfer(kind, key, from, to).await
+        let (from, to) = (self.holder(from), self.holder(to));
+        self.cur().transfer(kind, key, &from, &to).await
     }
     async fn reservations(&self, kind: ReservationKind) -> Result<BTreeMap<String, String>> {
         self.cur().reservations(kind).await
@@ -231,7 +247,7 @@ mod tests {
     async fn a_switch_sends_calls_to_the_cluster_and_keeps_member_keys_local() {
         let mem = || Arc::new(SqliteState::over(crate::Store::open_in_memory().unwrap()).unwrap());
         let (local, cluster) = (mem(), mem());
-        let s = SwitchState::new(local.clone(), None);
+        let s = SwitchState::new(local.clone());
         let cfg = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
             pairs
                 .iter()
@@ -242,8 +258,20 @@ mod tests {
             .await
             .unwrap();
         assert!(!s.is_clustered());
-        s.switch_to(cluster.clone());
+        s.switch_to(cluster.clone(), "h1");
         assert!(s.is_clustered());
+        s.reserve(ReservationKind::InstanceName, "c1", "none")
+            .await
+            .unwrap();
+        let held = cluster
+            .reservations(ReservationKind::InstanceName)
+            .await
+            .unwrap();
+        assert_eq!(held.get("c1").map(String::as_str), Some("h1"));
+        assert!(s
+            .release(ReservationKind::InstanceName, "c1", "none")
+            .await
+            .unwrap());
         s.config_replace(&cfg(&[
             ("core.https_address", "10.0.0.2:8443"),
             ("images.auto_update_interval", "0"),
