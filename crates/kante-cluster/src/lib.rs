@@ -38,6 +38,6 @@ pub use keys::MemberRecord;
 pub use manager::join::decode_token;
 pub use manager::{
     check_name, reachable_host, ClusterError, Identity, Manager, MemberConfig, ETCD_CLIENT_PORT,
-    ETCD_PEER_PORT, MAX_VOTERS,
+    ETCD_PEER_PORT, MAX_VOTERS, TOKEN_TTL,
 };
 pub use state::EtcdState;

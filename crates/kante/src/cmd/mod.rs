@@ -1,5 +1,6 @@
 //! One module per group of subcommands, plus small shared helpers.
 
+pub mod cluster;
 pub mod config;
 pub mod copy;
 pub mod edit;
