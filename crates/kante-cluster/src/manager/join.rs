@@ -155,12 +155,14 @@ impl Manager {
         if voter {
             // From here until the new member's etcd runs, a cluster of one
             // voter has no quorum: the new member starts its etcd next.
-            let added = bounded_call(
-                client
-                    .cluster_client()
-                    .member_add([url(super::ETCD_PEER_PORT)], None),
-            )
-            .await?;
+            let added = match self.member_add(&client, url(super::ETCD_PEER_PORT)).await {
+                Ok(added) => added,
+                Err(e) => {
+                    let key = format!("{}{ROSTER}{}", etcd.prefix(), entry.name);
+                    let _ = bounded_call(client.kv_client().delete(key, None)).await;
+                    return Err(e);
+                }
+            };
             let members: Vec<String> = added
                 .member_list()
                 .iter()
@@ -201,6 +203,33 @@ impl Manager {
             voter,
             initial_cluster,
         })
+    }
+
+    /// Adds an etcd voter. etcd refuses while its last new member has not
+    /// been connected for a few seconds ("unhealthy cluster"): retried
+    /// for up to 30 s.
+    async fn member_add(
+        &self,
+        client: &etcd_client::Client,
+        peer_url: String,
+    ) -> Result<etcd_client::MemberAddResponse> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let tried = bounded_call(
+                client
+                    .cluster_client()
+                    .member_add([peer_url.clone()], None),
+            )
+            .await;
+            match tried {
+                Err(ClusterError::Unavailable(m))
+                    if m.contains("unhealthy cluster") && std::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Adds a member's server certificate to the trust store.
@@ -324,7 +353,7 @@ impl Manager {
             let client = kante_client::Client::https(target)
                 .map_err(|e| ClusterError::Internal(e.to_string()))?;
             let call = client.post("/internal/cluster/accept", post);
-            match tokio::time::timeout(std::time::Duration::from_secs(20), call).await {
+            match tokio::time::timeout(std::time::Duration::from_secs(60), call).await {
                 Ok(Ok(resp)) => {
                     return resp
                         .into_metadata()
@@ -343,7 +372,7 @@ impl Manager {
                     });
                 }
                 Ok(Err(e)) => last = format!("{address}: {e}"),
-                Err(_) => last = format!("{address}: no answer within 20s"),
+                Err(_) => last = format!("{address}: no answer within 60s"),
             }
         }
         Err(ClusterError::Unavailable(format!(
