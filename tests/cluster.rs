@@ -95,10 +95,23 @@ fn restart_kanted(lab: &Lab, i: u32) {
         .create(true)
         .open(lab.dir().join(format!("h{i}")).join("kanted.log"))
         .unwrap();
-    Command::new("ip")
-        .args(["netns", "exec", &lab.netns(i), "setsid"])
-        .arg(bin("kanted"))
-        .env("KANTE_DIR", lab.state(i))
+    // As `kante lab up` does: setns into the host's network namespace
+    // only (`ip netns exec` would remount /sys without the cgroups).
+    let ns = std::fs::File::open(format!("/run/netns/{}", lab.netns(i))).unwrap();
+    let mut cmd = Command::new(bin("kanted"));
+    // SAFETY: only setns(2) and setsid(2) between fork and exec.
+    unsafe {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        let fd = ns.as_raw_fd();
+        cmd.pre_exec(move || {
+            if libc::setns(fd, libc::CLONE_NEWNET) != 0 || libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.env("KANTE_DIR", lab.state(i))
         .env("RUST_LOG", "info")
         .current_dir("/")
         .stdin(Stdio::null())
@@ -107,6 +120,14 @@ fn restart_kanted(lab: &Lab, i: u32) {
         .spawn()
         .unwrap();
     on(lab, i, &["wait-ready", "--timeout", "60"]);
+}
+
+/// Whether `pid` is a live (not zombie) process.
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rfind(')').map(|i| s[i + 2..].starts_with('Z')))
+        .is_some_and(|zombie| !zombie)
 }
 
 /// Pids whose command line names host i's etcd data directory.
@@ -205,12 +226,12 @@ fn three_hosts_make_a_cluster_on_etcd() {
         for i in 1..=3 {
             assert_eq!(etcd_pids(&lab, i).len(), 1, "h{i} runs one etcd");
         }
-        std::fs::create_dir_all(lab.dir().join("lxc-conf")).unwrap();
+        let lxc_home = tempfile::tempdir().unwrap();
         let lxc = Command::new("lxc")
             .args(["cluster", "list", "-f", "csv"])
             .env("LXD_DIR", lab.state(3))
-            .env("LXD_CONF", lab.dir().join("lxc-conf"))
-            .env("HOME", lab.dir())
+            .env("LXD_CONF", lxc_home.path().join("conf"))
+            .env("HOME", lxc_home.path())
             .stdin(Stdio::null())
             .output()
             .unwrap();
@@ -252,12 +273,13 @@ fn three_hosts_make_a_cluster_on_etcd() {
         let pids: Vec<i32> = (1..=3).flat_map(|i| etcd_pids(&lab, i)).collect();
         let o = lab.down();
         assert!(o.status.success(), "{}", text(&o));
-        for p in pids {
-            assert!(
-                !std::path::Path::new(&format!("/proc/{p}")).exists(),
-                "etcd {p} left after down"
-            );
+        // Killed by down; give the kernel a moment to end them.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while pids.iter().any(|p| alive(*p)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
         }
+        let left: Vec<&i32> = pids.iter().filter(|p| alive(**p)).collect();
+        assert!(left.is_empty(), "etcd {left:?} left after down");
         for i in 1..=3 {
             let state = lab.state(i);
             let left = leaks_of(&state, &cgroup_prefix_of(&state));

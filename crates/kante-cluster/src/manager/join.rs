@@ -215,12 +215,8 @@ impl Manager {
     ) -> Result<etcd_client::MemberAddResponse> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
-            let tried = bounded_call(
-                client
-                    .cluster_client()
-                    .member_add([peer_url.clone()], None),
-            )
-            .await;
+            let tried =
+                bounded_call(client.cluster_client().member_add([peer_url.clone()], None)).await;
             match tried {
                 Err(ClusterError::Unavailable(m))
                     if m.contains("unhealthy cluster") && std::time::Instant::now() < deadline =>

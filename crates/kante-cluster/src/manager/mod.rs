@@ -229,12 +229,15 @@ impl Manager {
                 .map_err(|e| ClusterError::Internal(format!("starting etcd: {e}")))?;
             tasks.etcd = Some(sup);
         }
-        let mut etcd_config = EtcdConfig::new(
-            config.endpoints.clone(),
-            &config.cluster,
-            &config.member,
-            &config.address,
-        );
+        // A voter talks to its own etcd (on its host, and a member of the
+        // quorum once it answers); a client member to the voters.
+        let endpoints = if config.voter {
+            vec![self.spec(&config).client_url()]
+        } else {
+            config.endpoints.clone()
+        };
+        let mut etcd_config =
+            EtcdConfig::new(endpoints, &config.cluster, &config.member, &config.address);
         etcd_config.tls = Some(self.tls());
         etcd_config.snapshot = Some(self.dir().join("snapshot.json"));
         if wait {
