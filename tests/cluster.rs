@@ -88,8 +88,9 @@ fn clustered(lab: &Lab, i: u32) -> bool {
         .success()
 }
 
-/// Starts host i's kanted again in its namespace (after a kill).
-fn restart_kanted(lab: &Lab, i: u32) {
+/// Starts host i's kanted again in its namespace (after a kill); the
+/// child, to reap once the lab is down.
+fn restart_kanted(lab: &Lab, i: u32) -> std::process::Child {
     let log = std::fs::OpenOptions::new()
         .append(true)
         .create(true)
@@ -111,7 +112,8 @@ fn restart_kanted(lab: &Lab, i: u32) {
             Ok(())
         });
     }
-    cmd.env("KANTE_DIR", lab.state(i))
+    let child = cmd
+        .env("KANTE_DIR", lab.state(i))
         .env("RUST_LOG", "info")
         .current_dir("/")
         .stdin(Stdio::null())
@@ -120,6 +122,7 @@ fn restart_kanted(lab: &Lab, i: u32) {
         .spawn()
         .unwrap();
     on(lab, i, &["wait-ready", "--timeout", "60"]);
+    child
 }
 
 /// Whether `pid` is a live (not zombie) process.
@@ -265,7 +268,7 @@ fn three_hosts_make_a_cluster_on_etcd() {
         assert!(took < Duration::from_secs(16), "offline after {took:?}");
         // Still a quorum (h1, h2): cluster writes go on.
         on(&lab, 2, &["profile", "create", "while-h3-away"]);
-        restart_kanted(&lab, 3);
+        let mut h3 = restart_kanted(&lab, 3);
         await_state(&lab, 1, "h3", "ONLINE", Duration::from_secs(20));
         let got = on(&lab, 3, &["profile", "list", "-f", "csv"]);
         assert!(got.contains("while-h3-away"), "h3 did not catch up: {got}");
@@ -273,6 +276,7 @@ fn three_hosts_make_a_cluster_on_etcd() {
         let pids: Vec<i32> = (1..=3).flat_map(|i| etcd_pids(&lab, i)).collect();
         let o = lab.down();
         assert!(o.status.success(), "{}", text(&o));
+        let _ = h3.wait();
         // Killed by down; give the kernel a moment to end them.
         let deadline = Instant::now() + Duration::from_secs(10);
         while pids.iter().any(|p| alive(*p)) && Instant::now() < deadline {
