@@ -30,6 +30,7 @@ impl Manager {
                 "Set core.https_address to an address the other members can reach (it is {https_address:?})"
             ))
         })?;
+        super::join::preflight(&host)?;
         let ca = crate::ca::new_ca(super::CLUSTER_NAME).map_err(ClusterError::Internal)?;
         let me = crate::ca::issue(&ca, name, &host).map_err(ClusterError::Internal)?;
         let peer = format!(

@@ -281,6 +281,9 @@ impl Manager {
             architecture: crate::membership::architecture(),
             instances,
         };
+        // Once accepted as a voter, etcd counts this member in its quorum:
+        // what would stop its etcd from starting is checked before.
+        preflight(&reachable_host(https_address).unwrap_or_default())?;
         let reply = self.ask_accept(&token, &post).await?;
         let host = reachable_host(https_address).unwrap_or_default();
         let config = MemberConfig {
@@ -383,6 +386,29 @@ impl Manager {
             .filter_map(|(_, v)| serde_json::from_slice(&v).ok())
             .collect()
     }
+}
+
+/// Whether this host can run its etcd member: the binary is there and
+/// its ports are free on `host`.
+pub(super) fn preflight(host: &str) -> Result<()> {
+    let bin = std::env::var_os("KANTE_ETCD")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from("/usr/bin/etcd"));
+    if !bin.exists() {
+        return Err(ClusterError::Bad(format!(
+            "{} is missing: a member runs etcd (Debian's etcd-server)",
+            bin.display()
+        )));
+    }
+    for port in [super::ETCD_CLIENT_PORT, super::ETCD_PEER_PORT] {
+        let addr = format!("{}:{port}", crate::etcd_proc::url_host(host));
+        if let Err(e) = std::net::TcpListener::bind(&addr) {
+            return Err(ClusterError::Bad(format!(
+                "etcd's port {addr} is not free on this host: {e}"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A token as `kante cluster add` (or `lxc cluster add`) printed it.
