@@ -7,6 +7,7 @@
 
 pub mod backup;
 pub mod certificate;
+pub mod cluster;
 pub mod envelope;
 pub mod event;
 pub mod exec;

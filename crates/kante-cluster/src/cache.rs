@@ -80,6 +80,17 @@ impl Cache {
         self.revision = self.revision.max(revision);
     }
 
+    /// Replaces everything with `entries` at `revision` (a snapshot).
+    pub fn restore(&mut self, entries: BTreeMap<String, Entry>, revision: i64) {
+        self.entries = entries;
+        self.revision = revision;
+    }
+
+    /// Every key, in order.
+    pub fn all(&self) -> impl Iterator<Item = (&String, &Entry)> {
+        self.entries.iter()
+    }
+
     pub fn get(&self, key: &str) -> Option<&Entry> {
         self.entries.get(key)
     }

@@ -32,6 +32,11 @@ pub struct EtcdConfig {
     /// The longest a call to etcd may take (connecting included) before it
     /// fails as unreachable.
     pub timeout: Duration,
+    /// Where the cache is kept on disk (`snapshot.rs`). With one, a member
+    /// whose etcd is unreachable at connect starts from its last view
+    /// (writes fail as unreachable until etcd answers); without, connect
+    /// fails.
+    pub snapshot: Option<PathBuf>,
 }
 
 /// The default bound on a call to etcd.
@@ -47,6 +52,7 @@ impl EtcdConfig {
             member: member.into(),
             address: address.into(),
             timeout: DEFAULT_TIMEOUT,
+            snapshot: None,
         }
     }
 

@@ -15,15 +15,29 @@
 //!   [`kante_store::StoreError::Unavailable`] ("the cluster's store is
 //!   unreachable: …"); a write that succeeded is in this member's cache
 //!   before it returns.
+//! * **Cluster mode** (`manager/`): kanted's [`Manager`] enables, joins
+//!   and leaves a cluster, supervises this host's etcd member
+//!   (`etcd_proc.rs`, TLS from the cluster CA of `ca.rs`), and keeps its
+//!   membership under a lease (`membership.rs`).
 
+pub mod ca;
 mod cache;
 mod config;
+pub mod etcd_proc;
 mod keys;
+mod manager;
+pub mod membership;
 mod ops;
 mod shared;
+mod snapshot;
 mod state;
 mod watcher;
 
 pub use config::{EtcdConfig, EtcdTls, DEFAULT_TIMEOUT};
 pub use keys::MemberRecord;
+pub use manager::join::decode_token;
+pub use manager::{
+    check_name, reachable_host, ClusterError, Identity, Manager, MemberConfig, ETCD_CLIENT_PORT,
+    ETCD_PEER_PORT, MAX_VOTERS, TOKEN_TTL,
+};
 pub use state::EtcdState;

@@ -56,6 +56,18 @@ impl Shared {
         Ok(())
     }
 
+    /// Replaces the cache with a snapshot's entries.
+    pub fn restore(
+        &self,
+        entries: std::collections::BTreeMap<String, crate::cache::Entry>,
+        revision: i64,
+    ) {
+        let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
+        cache.restore(entries, revision);
+        drop(cache);
+        self.revision.send_replace(revision);
+    }
+
     /// Applies watched events, then a progress notification's revision.
     pub fn apply(&self, events: &[Event], progress: Option<i64>) {
         let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
@@ -86,11 +98,16 @@ pub struct EtcdState {
     pub(crate) member: MemberRecord,
     pub(crate) timeout: Duration,
     watcher: JoinHandle<()>,
+    /// Writes the cache to its snapshot file as it changes.
+    keeper: Option<JoinHandle<()>>,
 }
 
 impl Drop for EtcdState {
     fn drop(&mut self) {
         self.watcher.abort();
+        if let Some(k) = &self.keeper {
+            k.abort();
+        }
     }
 }
 
@@ -114,7 +131,24 @@ impl EtcdState {
             watching: AtomicBool::new(false),
             reloads: AtomicU64::new(0),
         });
-        shared.load(&client, config.timeout).await?;
+        if let Err(e) = shared.load(&client, config.timeout).await {
+            // Local-first: with a snapshot, start from the last view; the
+            // watcher catches up once etcd answers.
+            let Some(path) = &config.snapshot else {
+                return Err(e);
+            };
+            tracing::warn!(
+                "{e}; starting from the cluster state saved in {}",
+                path.display()
+            );
+            if let Some((entries, revision)) = crate::snapshot::load(path) {
+                shared.restore(entries, revision);
+            }
+        }
+        let keeper = config
+            .snapshot
+            .clone()
+            .map(|path| tokio::spawn(crate::snapshot::keep(shared.clone(), path)));
         let watcher = tokio::spawn(crate::watcher::run(
             client.clone(),
             shared.clone(),
@@ -129,10 +163,48 @@ impl EtcdState {
             },
             timeout: config.timeout,
             watcher,
+            keeper,
         };
         let record = serde_json::to_vec(&state.member)?;
-        state.put(&keys::member(&state.member.name), record).await?;
+        let key = keys::member(&state.member.name);
+        let known = state.shared.cache().get(&key).map(|e| e.value.clone());
+        if known.as_deref() != Some(record.as_slice()) {
+            match state.put(&key, record).await {
+                Ok(()) => {}
+                Err(e) if config.snapshot.is_some() => {
+                    tracing::warn!("recording this member in the cluster: {e}")
+                }
+                Err(e) => return Err(e),
+            }
+        }
         Ok(state)
+    }
+
+    /// Writes the cache to its snapshot file now (at shutdown).
+    pub fn save_snapshot(&self, path: &std::path::Path) {
+        if let Err(e) = crate::snapshot::save(path, &self.shared) {
+            tracing::warn!("saving the cluster state to {}: {e}", path.display());
+        }
+    }
+
+    /// A client of this member's etcd (membership, leases).
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    /// The cluster's key prefix (`/kante/<cluster>/`).
+    pub fn prefix(&self) -> &str {
+        &self.shared.prefix
+    }
+
+    /// The cached keys under `dir` (relative, ending with `/`), with
+    /// `dir` cut off, and their values.
+    pub fn cached_dir(&self, dir: &str) -> Vec<(String, Vec<u8>)> {
+        self.shared
+            .cache()
+            .dir(dir)
+            .map(|(k, e)| (k.to_string(), e.value.clone()))
+            .collect()
     }
 
     /// The etcd revision the cache is current at.
@@ -242,4 +314,16 @@ fn describe(e: &etcd_client::Error) -> String {
         }
         other => format!("etcd: {other}"),
     }
+}
+
+/// Whether etcd answers a read with `config` (bounded by its timeout).
+pub(crate) async fn probe(config: &EtcdConfig) -> Result<()> {
+    let options = config.options()?;
+    let client = bounded(
+        config.timeout,
+        Client::connect(config.endpoint_urls(), Some(options)),
+    )
+    .await?;
+    bounded(config.timeout, client.kv_client().get("probe", None)).await?;
+    Ok(())
 }

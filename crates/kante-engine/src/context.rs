@@ -54,6 +54,8 @@ pub struct Engine {
     /// The daemon's certificate, HTTPS listeners, tokens and failed
     /// trust attempts (`remote/`).
     pub(crate) remote: crate::remote::Remote,
+    /// This member's part in a cluster (`cluster.rs`, kante-cluster).
+    pub(crate) cluster: Arc<kante_cluster::Manager>,
     pub(crate) me: Weak<Engine>,
 }
 

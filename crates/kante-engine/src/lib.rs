@@ -9,6 +9,7 @@
 
 #[cfg(test)]
 mod behaviour_tests;
+mod cluster;
 mod context;
 mod deps;
 mod devices;

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
-use kante_store::{SharedState, SqliteState};
+use kante_store::{NodeState, SharedState, SqliteState, SwitchState};
 
 use crate::error::{EngineError, Result};
 use crate::{lock, profiles, util, Engine, EngineConfig, Events, HostDeps, Operations, Paths};
@@ -37,7 +37,22 @@ impl Engine {
         }
         let state = Arc::new(SqliteState::open(&paths.database())?);
         let remote = crate::remote::Remote::open(&paths.root)?;
-        let location = state.local_member().await?.name;
+        // The shared state: this database, switched to the cluster's etcd
+        // when this member is (or becomes) clustered.
+        let shared = Arc::new(SwitchState::new(state.clone()));
+        let cluster = kante_cluster::Manager::open(
+            &paths.root,
+            shared.clone(),
+            state.clone() as Arc<dyn NodeState>,
+            kante_cluster::Identity {
+                cert_pem: remote.identity.cert_pem.clone(),
+                key_pem: remote.identity.key_pem.clone(),
+                fingerprint: remote.fingerprint.clone(),
+            },
+        )
+        .await
+        .map_err(|e| EngineError::internal(format!("opening the cluster membership: {e}")))?;
+        let location = shared.local_member().await?.name;
         let events = Events::at(&location);
         let HostDeps {
             runtime,
@@ -48,8 +63,8 @@ impl Engine {
         } = host;
         let engine = Arc::new_cyclic(|me| Engine {
             paths,
-            node: state.clone(),
-            shared: state,
+            node: state,
+            shared,
             location,
             ops: Operations::new(events.clone()),
             events,
@@ -66,6 +81,7 @@ impl Engine {
             storage_drivers: storage,
             host_stopping: std::sync::atomic::AtomicBool::new(false),
             remote,
+            cluster,
             me: me.clone(),
         });
         engine.init_defaults().await?;

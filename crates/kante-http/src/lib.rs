@@ -210,6 +210,7 @@ fn table() -> Routes {
                 .delete(storage::delete),
         );
     let r = host::routes(r);
+    let r = cluster::routes(r);
     let r = volumes::routes(r);
     let r = backups::routes(r);
     let r = instances(r, "/1.0/instances");

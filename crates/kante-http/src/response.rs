@@ -245,6 +245,12 @@ pub fn render(reply: Reply, recursion: u8) -> ApiResult {
         Reply::Warnings(v) => list(v, recursion, |w| {
             format!("/1.0/warnings/{}", w["uuid"].as_str().unwrap_or_default())
         }),
+        Reply::Cluster(x) => sync(x),
+        Reply::ClusterMembers(v) => list(v, recursion, |m| {
+            format!("/1.0/cluster/members/{}", m.server_name)
+        }),
+        Reply::ClusterMember(x) => sync(x),
+        Reply::ClusterAccepted(x) => sync(x),
         other @ (Reply::Socket(_) | Reply::Events(_)) => Err(ApiError(EngineError::internal(
             format!("a {} reply has no HTTP rendering", other.kind()),
         ))),

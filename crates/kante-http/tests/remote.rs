@@ -132,9 +132,10 @@ async fn an_untrusted_client_reaches_only_the_open_routes() {
         }
     }
     assert_eq!(
-        open, 9,
-        "GET /, GET /1.0, POST /1.0/certificates, an operation's websocket (by its secret) \
-         and the image server's five reads (public images only)"
+        open, 10,
+        "GET /, GET /1.0, POST /1.0/certificates, an operation's websocket (by its secret), \
+         the image server's five reads (public images only) and a joining cluster \
+         member's POST /internal/cluster/accept (by its token's secret)"
     );
     // An unknown path is refused too, not reported missing.
     let (status, _) = call(addr, &engine, Some(&stranger), "GET", "/1.0/nope", "").await;

@@ -17,6 +17,7 @@ mod sqlite_state;
 pub mod state;
 #[cfg(any(test, feature = "conformance"))]
 pub mod state_conformance;
+mod switch;
 pub mod table;
 mod volumes;
 
@@ -31,6 +32,7 @@ pub use reservations::{CertificateRow, ReservationRow};
 pub use rows::{AliasRow, ImageRow, InstanceRow, NetworkRow, PoolRow, ProfileRow, SnapshotRow};
 pub use sqlite_state::SqliteState;
 pub use state::{Member, NodeState, ReservationKind, SharedState, PROJECT, STANDALONE_MEMBER};
+pub use switch::{is_member_local, SwitchState, MEMBER_LOCAL_KEYS};
 pub use table::{Record, Table};
 pub use volumes::VolumeRow;
 

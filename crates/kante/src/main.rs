@@ -177,6 +177,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Network(n) => cmd::network::run(c, n).await,
         Command::Storage(s) => cmd::storage::run(c, s).await,
         Command::Profile(p) => cmd::profile::run(c, p).await,
+        Command::Cluster(cl) => cmd::cluster::run(c, cl).await,
         Command::Remote(_) | Command::Lab(_) | Command::Apply(_) | Command::Site(_) => {
             unreachable!("handled above")
         }

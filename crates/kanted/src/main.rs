@@ -147,6 +147,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if kante_engine::host::host_is_stopping() {
         engine.stop_all_for_host_shutdown().await;
     }
+    // Offline at once for the other members; this host's etcd stopped.
+    engine.cluster_shutdown().await;
     engine.shutdown();
     let _ = std::fs::remove_file(&socket);
     Ok(())

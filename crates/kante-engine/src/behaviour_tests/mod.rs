@@ -5,6 +5,7 @@
 //! error status.
 
 mod backups;
+mod cluster;
 mod create;
 mod devices;
 mod devlxd;

@@ -516,6 +516,12 @@ impl Engine {
             req @ (ProjectRename { .. } | ProjectDelete { .. } | WarningGet { .. }) => {
                 self.server_api(req).await?
             }
+            req @ (ClusterGet | ClusterPut(_) | ClusterMembers | ClusterMemberGet { .. }) => {
+                self.cluster_api(req).await?
+            }
+            req @ (ClusterMemberDelete { .. } | ClusterMemberAdd(_) | ClusterAccept(_)) => {
+                self.cluster_api(req).await?
+            }
         })
     }
 }

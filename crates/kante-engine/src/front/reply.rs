@@ -115,6 +115,11 @@ pub enum Reply {
     Project(Box<Project>),
     /// Warnings (Kante records none).
     Warnings(Vec<serde_json::Value>),
+    Cluster(Box<kante_api::cluster::Cluster>),
+    ClusterMembers(Vec<kante_api::cluster::ClusterMember>),
+    ClusterMember(Box<kante_api::cluster::ClusterMember>),
+    /// What a joining member is given.
+    ClusterAccepted(Box<kante_api::cluster::ClusterAcceptReply>),
 }
 
 impl Reply {

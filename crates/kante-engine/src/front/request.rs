@@ -415,6 +415,24 @@ pub enum Request {
     WarningGet {
         id: String,
     },
+
+    // The cluster (`crate::cluster`).
+    ClusterGet,
+    /// Enables clustering, or joins with a token.
+    ClusterPut(Box<kante_api::cluster::ClusterPut>),
+    ClusterMembers,
+    ClusterMemberGet {
+        name: String,
+    },
+    ClusterMemberDelete {
+        name: String,
+        force: bool,
+    },
+    /// A join token for a new member.
+    ClusterMemberAdd(kante_api::cluster::ClusterMembersPost),
+    /// A joining member's request (open to untrusted callers: its token's
+    /// secret is the credential).
+    ClusterAccept(Box<kante_api::cluster::ClusterAcceptPost>),
 }
 
 /// The object a request is about: where a cluster sends it (see the
@@ -545,6 +563,13 @@ impl Request {
             ProjectDelete { .. } => "project_delete",
             WarningList => "warning_list",
             WarningGet { .. } => "warning_get",
+            ClusterGet => "cluster_get",
+            ClusterPut(_) => "cluster_put",
+            ClusterMembers => "cluster_members",
+            ClusterMemberGet { .. } => "cluster_member_get",
+            ClusterMemberDelete { .. } => "cluster_member_delete",
+            ClusterMemberAdd(_) => "cluster_member_add",
+            ClusterAccept(_) => "cluster_accept",
         }
     }
 
@@ -557,7 +582,10 @@ impl Request {
         matches!(
             self,
             ServerGet | CertificateCreate(_) | OperationSocket { .. } | ImageList | ImageGet { .. }
-        ) || matches!(self, ImageExport { .. } | AliasList | AliasGet { .. })
+        ) || matches!(
+            self,
+            ImageExport { .. } | AliasList | AliasGet { .. } | ClusterAccept(_)
+        )
     }
 
     /// What the request is about, decided from the request alone (no
@@ -578,6 +606,9 @@ impl Request {
             ProjectList | ProjectCreate { .. } | ProjectGet { .. } => Target::Server,
             ProjectUpdate { .. } | ProjectRename { .. } | ProjectDelete { .. } => Target::Server,
             WarningList | WarningGet { .. } => Target::Server,
+            ClusterGet | ClusterMembers | ClusterMemberGet { .. } => Target::Server,
+            ClusterMemberDelete { .. } | ClusterMemberAdd(_) => Target::Server,
+            ClusterPut(_) | ClusterAccept(_) => Target::Member,
             // What this member runs and has.
             Metrics | Resources => Target::Member,
             PoolResources { pool } => Target::Pool(pool.clone()),

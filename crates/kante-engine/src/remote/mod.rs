@@ -95,6 +95,7 @@ pub const UNTRUSTED_ROUTES: &[(&str, &str)] = &[
     ("GET", "/1.0/images/{fp}/export"),
     ("GET", "/1.0/images/aliases"),
     ("GET", "/1.0/images/aliases/{*name}"),
+    ("POST", "/internal/cluster/accept"),
 ];
 
 /// Whether an untrusted caller may send `method` to `path` (a concrete

@@ -4,6 +4,7 @@
 
 pub mod backups;
 pub mod certificates;
+pub mod cluster;
 pub mod events;
 pub mod files;
 pub mod host;

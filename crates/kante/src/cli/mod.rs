@@ -1,6 +1,7 @@
 //! Command-line grammar (lxc 5.0's verbs and flags where lxc has them).
 
 mod apply;
+pub mod cluster;
 pub mod lab;
 mod publish;
 mod remote;
@@ -144,6 +145,9 @@ pub enum Command {
     /// Manage the remote servers this client talks to
     #[command(subcommand)]
     Remote(RemoteCmd),
+    /// Manage the cluster this server is a member of
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCmd),
     /// A lab of hosts on this machine (network namespaces, each with a kanted)
     #[command(subcommand)]
     Lab(lab::LabCmd),

@@ -1,6 +1,7 @@
 //! One module per group of subcommands, plus small shared helpers.
 
 pub mod apply;
+pub mod cluster;
 pub mod config;
 pub mod copy;
 pub mod edit;

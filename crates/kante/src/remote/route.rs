@@ -9,6 +9,7 @@
 use anyhow::{bail, Result};
 
 use super::Config;
+use crate::cli::cluster::ClusterCmd;
 use crate::cli::{
     AliasCmd, Command, ConfigCmd, DeviceCmd, FileCmd, ImageCmd, NetworkCmd, OperationCmd,
     ProfileCmd, StorageCmd, TrustCmd, VolumeCmd,
@@ -216,6 +217,13 @@ pub fn route(cfg: &Config, cmd: &mut Command) -> Result<String> {
         Command::Operation(o) => match o {
             OperationCmd::List { remote, .. } => r.opt(remote)?,
             OperationCmd::Show { id } | OperationCmd::Delete { id } => r.arg(id)?,
+        },
+        Command::Cluster(cl) => match cl {
+            ClusterCmd::Enable { args } | ClusterCmd::Join { args } => r.leading(args)?,
+            ClusterCmd::List { remote, .. } => r.opt(remote)?,
+            ClusterCmd::Add { name }
+            | ClusterCmd::Show { name }
+            | ClusterCmd::Remove { name, .. } => r.arg(name)?,
         },
         Command::Remote(_)
         | Command::Lab(_)

@@ -1,0 +1,129 @@
+//! LXD's cluster objects (`/1.0/cluster`, `/1.0/cluster/members`), in
+//! LXD 5.0.2's shapes so that `lxc cluster list` parses them, plus the
+//! join token lxc prints and the request a joining member sends to an
+//! existing one (Kante's own, `POST /internal/cluster/accept`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::serde_util::null_default;
+
+/// `GET /1.0/cluster`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Cluster {
+    #[serde(default)]
+    pub server_name: String,
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default, deserialize_with = "null_default")]
+    pub member_config: Vec<ClusterMemberConfigKey>,
+}
+
+/// A config key a joining member must provide (Kante asks for none).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ClusterMemberConfigKey {
+    #[serde(default)]
+    pub entity: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub key: String,
+    #[serde(default)]
+    pub value: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+/// `PUT /1.0/cluster`: enable (`server_name`, `enabled`) or join (with
+/// `cluster_token`, Kante's join token as `kante cluster add` printed it).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ClusterPut {
+    #[serde(default)]
+    pub server_name: String,
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default, deserialize_with = "null_default")]
+    pub member_config: Vec<ClusterMemberConfigKey>,
+    #[serde(default)]
+    pub cluster_address: String,
+    #[serde(default)]
+    pub cluster_certificate: String,
+    #[serde(default)]
+    pub server_address: String,
+    #[serde(default)]
+    pub cluster_token: String,
+}
+
+/// `GET /1.0/cluster/members/NAME`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ClusterMember {
+    pub server_name: String,
+    pub url: String,
+    /// Whether it holds a voting etcd member.
+    pub database: bool,
+    /// `Online` or `Offline`.
+    pub status: String,
+    pub message: String,
+    pub architecture: String,
+    pub failure_domain: String,
+    pub description: String,
+    #[serde(default)]
+    pub config: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// `database` for an etcd voter.
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+/// `POST /1.0/cluster/members`: asks for a join token for `server_name`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ClusterMembersPost {
+    pub server_name: String,
+}
+
+/// The join token (base64 of this JSON, as LXD's): what a joining host
+/// needs to reach the cluster and prove it was invited.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ClusterJoinToken {
+    pub server_name: String,
+    pub secret: String,
+    /// The inviting member's server certificate fingerprint (pinned).
+    pub fingerprint: String,
+    /// Its HTTPS addresses (`host:port`).
+    pub addresses: Vec<String>,
+    #[serde(default)]
+    pub expires_at: String,
+}
+
+/// What a joining member sends the member it joins through.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ClusterAcceptPost {
+    pub server_name: String,
+    pub secret: String,
+    /// Its HTTPS address (`host:port`): the etcd member's host too.
+    pub address: String,
+    /// Its server certificate (PEM), added to the trust store.
+    pub certificate: String,
+    pub architecture: String,
+    /// Its instances' names: a clash with the cluster's refuses the join.
+    pub instances: Vec<String>,
+}
+
+/// The answer: everything the new member needs to start.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ClusterAcceptReply {
+    pub cluster: String,
+    /// The cluster CA (PEM) and this member's certificate and key, signed
+    /// by it, for etcd's client and peer ports.
+    pub ca: String,
+    /// The CA's key: every member can sign a new member's certificate.
+    pub ca_key: String,
+    pub cert: String,
+    pub key: String,
+    /// The etcd client URLs of the voters.
+    pub endpoints: Vec<String>,
+    /// Whether the new member runs an etcd voter; then etcd's
+    /// `--initial-cluster` (every voter, the new one included).
+    pub voter: bool,
+    pub initial_cluster: String,
+}

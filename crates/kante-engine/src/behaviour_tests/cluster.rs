@@ -1,0 +1,95 @@
+//! The cluster verbs on a standalone engine: `GET /1.0/cluster` says it
+//! is not clustered, the member verbs refuse with 400, the joining
+//! member's accept is the one cluster verb an untrusted caller reaches
+//! (and is refused there too), a token that does not decode fails before
+//! any operation starts, and `GET /1.0` is not clustered.
+
+use std::net::SocketAddr;
+
+use kante_api::cluster::{ClusterAcceptPost, ClusterMembersPost, ClusterPut};
+
+use crate::front::{Reply, Request};
+use crate::remote::{Access, Caller};
+use crate::testing::TestHost;
+
+#[tokio::test]
+async fn a_standalone_engine_answers_the_cluster_verbs() {
+    let host = TestHost::new();
+    let engine = host.open().await;
+    match engine.handle(Request::ClusterGet).await.unwrap() {
+        Reply::Cluster(c) => {
+            assert!(!c.enabled);
+            assert_eq!(c.server_name, "");
+        }
+        other => panic!("expected the cluster, got {}", other.kind()),
+    }
+    for req in [
+        Request::ClusterMembers,
+        Request::ClusterMemberGet { name: "h1".into() },
+        Request::ClusterMemberAdd(ClusterMembersPost {
+            server_name: "h2".into(),
+        }),
+        Request::ClusterMemberDelete {
+            name: "h2".into(),
+            force: false,
+        },
+    ] {
+        let e = engine.handle(req).await.err().expect("refused");
+        assert_eq!(e.status(), 400, "{e}");
+        assert!(e.to_string().contains("not clustered"), "{e}");
+    }
+    // Joining with a token that does not decode: refused at once.
+    let put = ClusterPut {
+        enabled: true,
+        cluster_token: "not-a-token".into(),
+        ..Default::default()
+    };
+    let e = engine
+        .handle(Request::ClusterPut(Box::new(put)))
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(e.status(), 400, "{e}");
+    // Enabling without a reachable core.https_address: refused at once.
+    let put = ClusterPut {
+        enabled: true,
+        server_name: "h1".into(),
+        ..Default::default()
+    };
+    let e = engine
+        .handle(Request::ClusterPut(Box::new(put)))
+        .await
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains("core.https_address"), "{e}");
+    // An untrusted caller reaches accept, and a standalone server refuses.
+    let nobody = Access {
+        caller: Caller::remote(SocketAddr::from(([192, 0, 2, 9], 40001)), None),
+        trusted: false,
+    };
+    let post = ClusterAcceptPost {
+        server_name: "h2".into(),
+        secret: "ab".into(),
+        ..Default::default()
+    };
+    let e = engine
+        .handle_as(&nobody, Request::ClusterAccept(Box::new(post)))
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(e.status(), 400, "{e}");
+    // Other cluster verbs are closed to it.
+    let e = engine
+        .handle_as(&nobody, Request::ClusterMembers)
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(e.status(), 403, "{e}");
+    match engine.handle(Request::ServerGet).await.unwrap() {
+        Reply::Server(s) => {
+            assert!(!s.environment.server_clustered);
+            assert!(s.api_extensions.iter().any(|x| x == "clustering"));
+        }
+        other => panic!("expected the server, got {}", other.kind()),
+    }
+}

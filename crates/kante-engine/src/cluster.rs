@@ -1,0 +1,145 @@
+//! The cluster verbs (`/1.0/cluster`, `/1.0/cluster/members`, and the
+//! joining member's `POST /internal/cluster/accept`), over kante-cluster's
+//! [`kante_cluster::Manager`], which holds this member's part in a
+//! cluster (its etcd, its heartbeat, the switch of the shared state; see
+//! ARCHITECTURE.md, *Cluster mode*). Enabling and joining run as
+//! operations, as in LXD; the checks that need no cluster are made first,
+//! so bad input fails at once.
+
+use std::sync::Arc;
+
+use kante_api::cluster::{ClusterMembersPost, ClusterPut};
+use kante_api::operation::OperationClass;
+use kante_cluster::ClusterError;
+use serde_json::json;
+
+use crate::error::{EngineError, Result};
+use crate::front::{Reply, Request};
+use crate::operations::Op;
+use crate::Engine;
+
+fn err(e: ClusterError) -> EngineError {
+    match e {
+        ClusterError::Bad(m) => EngineError::BadRequest(m),
+        ClusterError::Forbidden(m) => EngineError::Forbidden(m),
+        ClusterError::NotFound(m) => EngineError::NotFound(m),
+        ClusterError::Conflict(m) => EngineError::Conflict(m),
+        ClusterError::Unavailable(m) => EngineError::Unavailable(m),
+        ClusterError::Internal(m) => EngineError::Internal(m),
+    }
+}
+
+impl Engine {
+    /// One cluster verb.
+    pub(crate) async fn cluster_api(&self, req: Request) -> Result<Reply> {
+        use Request::*;
+        Ok(match req {
+            ClusterGet => Reply::Cluster(Box::new(self.cluster.cluster_get())),
+            ClusterPut(put) => Reply::Operation(self.cluster_put(*put).await?),
+            ClusterMembers => Reply::ClusterMembers(self.cluster.members().map_err(err)?),
+            ClusterMemberGet { name } => {
+                Reply::ClusterMember(Box::new(self.cluster.member(&name).map_err(err)?))
+            }
+            ClusterMemberDelete { name, force } => {
+                self.cluster.remove(&name, force).await.map_err(err)?;
+                Reply::Empty
+            }
+            ClusterMemberAdd(post) => Reply::Operation(self.cluster_token(post).await?),
+            ClusterAccept(post) => {
+                Reply::ClusterAccepted(Box::new(self.cluster.accept(*post).await.map_err(err)?))
+            }
+            other => {
+                return Err(EngineError::internal(format!(
+                    "{} is not a cluster verb",
+                    other.name()
+                )))
+            }
+        })
+    }
+
+    /// This member's HTTPS address, which clustering needs.
+    async fn https_address(&self) -> Result<String> {
+        let config = self.shared.config_all().await?;
+        let address = config
+            .get("core.https_address")
+            .cloned()
+            .unwrap_or_default();
+        if kante_cluster::reachable_host(&address).is_none() {
+            return Err(EngineError::bad(format!(
+                "Clustering needs core.https_address set to an address the other members can reach (it is {address:?})"
+            )));
+        }
+        Ok(address)
+    }
+
+    /// `PUT /1.0/cluster`: enable (`server_name`, `enabled`) or join
+    /// (`cluster_token`). Disabling is not offered.
+    async fn cluster_put(&self, put: ClusterPut) -> Result<Arc<Op>> {
+        if self.cluster.member_name().is_some() {
+            return Err(EngineError::Conflict(
+                "This server is already clustered".into(),
+            ));
+        }
+        if !put.enabled {
+            return Err(EngineError::NotImplemented(
+                "Leaving a cluster is not supported yet".into(),
+            ));
+        }
+        let address = self.https_address().await?;
+        let cluster = self.cluster.clone();
+        let op = if put.cluster_token.is_empty() {
+            kante_cluster::check_name(&put.server_name).map_err(err)?;
+            let op = self.ops.create(
+                OperationClass::Task,
+                "Enabling clustering",
+                Default::default(),
+            );
+            let name = put.server_name;
+            self.ops.run(op.clone(), async move {
+                cluster.enable(&name, &address).await.map_err(err)
+            });
+            op
+        } else {
+            kante_cluster::decode_token(&put.cluster_token).map_err(err)?;
+            let op = self
+                .ops
+                .create(OperationClass::Task, "Joining cluster", Default::default());
+            let (token, name) = (put.cluster_token, put.server_name);
+            self.ops.run(op.clone(), async move {
+                cluster.join(&token, &name, &address).await.map_err(err)
+            });
+            op
+        };
+        Ok(op)
+    }
+
+    /// `POST /1.0/cluster/members`: a join token, as an operation of class
+    /// `token` whose metadata lxc and kante turn into the token they print.
+    async fn cluster_token(&self, post: ClusterMembersPost) -> Result<Arc<Op>> {
+        let token = self.cluster.token(&post.server_name).await.map_err(err)?;
+        let op = self.ops.create(
+            OperationClass::Token,
+            "Executing operation",
+            Default::default(),
+        );
+        op.set_metadata(json!({
+            "serverName": token.server_name,
+            "secret": token.secret,
+            "fingerprint": token.fingerprint,
+            "addresses": token.addresses,
+            "expiresAt": token.expires_at,
+        }));
+        let ttl = std::time::Duration::from_secs(kante_cluster::TOKEN_TTL as u64);
+        self.ops.run(op.clone(), async move {
+            tokio::time::sleep(ttl).await;
+            Ok(())
+        });
+        Ok(op)
+    }
+
+    /// The daemon is stopping: this member's heartbeat is revoked (it is
+    /// shown offline at once) and its etcd stopped. Called by kanted.
+    pub async fn cluster_shutdown(&self) {
+        self.cluster.shutdown().await;
+    }
+}

@@ -1,0 +1,62 @@
+//! Routes of the cluster: `/1.0/cluster`, `/1.0/cluster/members[/NAME]`,
+//! and `POST /internal/cluster/accept`, which a joining member sends (the
+//! only one of them open to untrusted callers: its token's secret is the
+//! credential).
+
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use kante_api::cluster::{ClusterAcceptPost, ClusterMembersPost, ClusterPut};
+use kante_engine::front::Request;
+
+use super::Params;
+use crate::body::Json;
+use crate::response::{answer, listing, ApiResult};
+use crate::{AppState, Routes};
+
+pub fn routes(r: Routes) -> Routes {
+    r.route("/1.0/cluster", get(cluster_get).put(cluster_put))
+        .route("/1.0/cluster/members", get(members).post(member_add))
+        .route(
+            "/1.0/cluster/members/{name}",
+            get(member_get).delete(member_delete),
+        )
+        .route("/internal/cluster/accept", post(accept))
+}
+
+pub async fn cluster_get(State(s): State<AppState>) -> ApiResult {
+    answer(&s, Request::ClusterGet).await
+}
+
+pub async fn cluster_put(State(s): State<AppState>, Json(put): Json<ClusterPut>) -> ApiResult {
+    answer(&s, Request::ClusterPut(Box::new(put))).await
+}
+
+pub async fn members(State(s): State<AppState>, q: Params) -> ApiResult {
+    listing(&s, Request::ClusterMembers, &q).await
+}
+
+pub async fn member_add(
+    State(s): State<AppState>,
+    Json(post): Json<ClusterMembersPost>,
+) -> ApiResult {
+    answer(&s, Request::ClusterMemberAdd(post)).await
+}
+
+pub async fn member_get(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult {
+    answer(&s, Request::ClusterMemberGet { name }).await
+}
+
+pub async fn member_delete(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    q: Params,
+) -> ApiResult {
+    let force = q
+        .get("force")
+        .is_some_and(|v| matches!(v.as_str(), "1" | "true"));
+    answer(&s, Request::ClusterMemberDelete { name, force }).await
+}
+
+pub async fn accept(State(s): State<AppState>, Json(post): Json<ClusterAcceptPost>) -> ApiResult {
+    answer(&s, Request::ClusterAccept(Box::new(post))).await
+}

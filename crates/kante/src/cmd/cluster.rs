@@ -1,0 +1,111 @@
+//! `kante cluster …` over `/1.0/cluster` and `/1.0/cluster/members`, as
+//! `lxc cluster` does: `enable` and `join` wait for their operation;
+//! `add` prints the join token (base64 of the token operation's
+//! metadata, LXD's format); `list` shows each member's state (ONLINE while
+//! its heartbeat lease lives) and roles.
+
+use anyhow::{bail, Result};
+use kante_api::cluster::{ClusterJoinToken, ClusterMember, ClusterPut};
+use kante_client::Client;
+
+use super::{print_list, to_yaml};
+use crate::cli::cluster::ClusterCmd;
+
+/// The arguments after a bare `REMOTE:` (already split off, so empty).
+fn last(args: &[String], what: &str) -> Result<String> {
+    let rest: Vec<&String> = args.iter().filter(|a| !a.is_empty()).collect();
+    match rest.as_slice() {
+        [one] => Ok((*one).clone()),
+        _ => bail!("Expected [REMOTE:] {what}"),
+    }
+}
+
+pub async fn run(c: &Client, cmd: ClusterCmd) -> Result<i32> {
+    match cmd {
+        ClusterCmd::Enable { args } => {
+            let name = last(&args, "NAME")?;
+            let put = ClusterPut {
+                server_name: name.clone(),
+                enabled: true,
+                ..Default::default()
+            };
+            c.finish(c.put("/1.0/cluster", &put).await?).await?;
+            println!("Clustering enabled: this server is member {name}");
+        }
+        ClusterCmd::Add { name } => {
+            let body = serde_json::json!({ "server_name": name });
+            let resp = c.post("/1.0/cluster/members", &body).await?;
+            let op: kante_api::operation::Operation = resp
+                .metadata()
+                .map_err(|_| anyhow::anyhow!("The server did not answer with a token operation"))?;
+            let meta = &op.metadata;
+            let s = |k: &str| meta[k].as_str().unwrap_or_default().to_string();
+            let token = ClusterJoinToken {
+                server_name: s("serverName"),
+                secret: s("secret"),
+                fingerprint: s("fingerprint"),
+                addresses: serde_json::from_value(meta["addresses"].clone()).unwrap_or_default(),
+                expires_at: s("expiresAt"),
+            };
+            if token.secret.is_empty() {
+                bail!("The server answered without a join token");
+            }
+            let json = serde_json::to_vec(&token)?;
+            println!("Member {name} join token:");
+            println!("{}", kante_tls::encode_base64(&json));
+        }
+        ClusterCmd::Join { args } => {
+            let token = last(&args, "TOKEN")?;
+            let put = ClusterPut {
+                enabled: true,
+                cluster_token: token,
+                ..Default::default()
+            };
+            c.finish(c.put("/1.0/cluster", &put).await?).await?;
+            let me: kante_api::cluster::Cluster = c.get_json("/1.0/cluster").await?;
+            println!("Joined the cluster as member {}", me.server_name);
+        }
+        ClusterCmd::List { format, .. } => {
+            let members: Vec<ClusterMember> =
+                c.get_json("/1.0/cluster/members?recursion=1").await?;
+            print_list(
+                format,
+                &members,
+                &["NAME", "URL", "ROLES", "ARCHITECTURE", "STATE", "MESSAGE"],
+                || {
+                    members
+                        .iter()
+                        .map(|m| {
+                            vec![
+                                m.server_name.clone(),
+                                m.url.clone(),
+                                m.roles.join("\n"),
+                                m.architecture.clone(),
+                                m.status.to_uppercase(),
+                                m.message.clone(),
+                            ]
+                        })
+                        .collect()
+                },
+            )?;
+        }
+        ClusterCmd::Show { name } => {
+            let m: ClusterMember = c
+                .get_json(&format!(
+                    "/1.0/cluster/members/{}",
+                    kante_client::path_segment(&name)
+                ))
+                .await?;
+            print!("{}", to_yaml(&m)?);
+        }
+        ClusterCmd::Remove { name, force } => {
+            let mut path = format!("/1.0/cluster/members/{}", kante_client::path_segment(&name));
+            if force {
+                path.push_str("?force=1");
+            }
+            c.delete(&path).await?;
+            println!("Member {name} removed from the cluster");
+        }
+    }
+    Ok(0)
+}

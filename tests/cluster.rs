@@ -1,0 +1,294 @@
+//! Cluster mode on the lab (`Lab::up(3)`): `kante cluster enable` on h1,
+//! `add`/`join` for h2 and h3 make a 3-member cluster whose shared state
+//! is etcd (one supervised etcd voter per host, TLS with client
+//! certificates). Seen from outside: `kante cluster list` and Debian's
+//! `lxc cluster list` on any host show 3 ONLINE members with the database
+//! role; a profile made on h1 is seen on h3; a killed kanted is shown
+//! OFFLINE within its lease's TTL and ONLINE again once restarted. Bad
+//! input (a wrong, reused or unreachable token, a taken member name, an
+//! instance name the cluster already has, removing a member that holds
+//! instances) fails with one line and leaves the host as it was, and
+//! `kante lab down` leaves nothing, etcd included.
+
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use kante_integration::lab::Lab;
+use kante_integration::{bin, cgroup_prefix_of, instance_post, leaks_of, run, TestImage};
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// `kante ARGS` on host i (its unix socket) must succeed; its stdout.
+fn on(lab: &Lab, i: u32, args: &[&str]) -> String {
+    let o = lab.host_kante(i, args);
+    assert!(
+        o.status.success(),
+        "h{i}: kante {args:?} failed: {}\n{}",
+        text(&o),
+        lab.log(i)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// `kante ARGS` on host i must fail with one line; that line.
+fn refused(lab: &Lab, i: u32, args: &[&str]) -> String {
+    let o = lab.host_kante(i, args);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!o.status.success(), "h{i}: kante {args:?} succeeded");
+    assert!(
+        err.starts_with("Error: ") && err.trim_end().lines().count() == 1,
+        "{err}"
+    );
+    err
+}
+
+/// The token `kante cluster add NAME` prints on host i.
+fn token(lab: &Lab, i: u32, name: &str) -> String {
+    let out = on(lab, i, &["cluster", "add", name]);
+    out.lines().last().unwrap_or_default().trim().to_string()
+}
+
+/// `kante cluster list -f csv` on host i: (name, url, roles, state).
+fn members(lab: &Lab, i: u32) -> Vec<(String, String, String, String)> {
+    on(lab, i, &["cluster", "list", "-f", "csv"])
+        .lines()
+        .map(|l| {
+            let c: Vec<&str> = l.split(',').collect();
+            (c[0].into(), c[1].into(), c[2].into(), c[4].into())
+        })
+        .collect()
+}
+
+/// Waits until host i lists `member` in `state` (bounded).
+fn await_state(lab: &Lab, i: u32, member: &str, state: &str, limit: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let now = members(lab, i);
+        if now.iter().any(|m| m.0 == member && m.3 == state) {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "h{i} did not show {member} {state} within {limit:?}: {now:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Whether host i's daemon says it is clustered.
+fn clustered(lab: &Lab, i: u32) -> bool {
+    lab.host_kante(i, &["cluster", "list", "-f", "csv"])
+        .status
+        .success()
+}
+
+/// Starts host i's kanted again in its namespace (after a kill); the
+/// child, to reap once the lab is down.
+fn restart_kanted(lab: &Lab, i: u32) -> std::process::Child {
+    let log = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(lab.dir().join(format!("h{i}")).join("kanted.log"))
+        .unwrap();
+    // As `kante lab up` does: setns into the host's network namespace
+    // only (`ip netns exec` would remount /sys without the cgroups).
+    let ns = std::fs::File::open(format!("/run/netns/{}", lab.netns(i))).unwrap();
+    let mut cmd = Command::new(bin("kanted"));
+    // SAFETY: only setns(2) and setsid(2) between fork and exec.
+    unsafe {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        let fd = ns.as_raw_fd();
+        cmd.pre_exec(move || {
+            if libc::setns(fd, libc::CLONE_NEWNET) != 0 || libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd
+        .env("KANTE_DIR", lab.state(i))
+        .env("RUST_LOG", "info")
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    on(lab, i, &["wait-ready", "--timeout", "60"]);
+    child
+}
+
+/// Whether `pid` is a live (not zombie) process.
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rfind(')').map(|i| s[i + 2..].starts_with('Z')))
+        .is_some_and(|zombie| !zombie)
+}
+
+/// Pids whose command line names host i's etcd data directory.
+fn etcd_pids(lab: &Lab, i: u32) -> Vec<i32> {
+    let data = lab.state(i).join("etcd").join("data");
+    let data = data.to_string_lossy().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(&data))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+#[test]
+fn three_hosts_make_a_cluster_on_etcd() {
+    run(async {
+        let mut lab = Lab::up(3);
+        // Standalone instances: h2's "keep" must survive its join; h3's
+        // "dup" clashes with h1's.
+        for (i, name) in [(1, "dup"), (2, "keep"), (3, "dup")] {
+            let fp = lab.import(i, TestImage::Busybox).await;
+            lab.client(i)
+                .create_instance(&instance_post(&fp, name, &[], Default::default()))
+                .await
+                .unwrap_or_else(|e| panic!("creating {name} on h{i}: {e}"));
+        }
+
+        // Bad input before a cluster exists.
+        let e = refused(&lab, 2, &["cluster", "join", "not-a-token"]);
+        assert!(e.contains("Invalid join token"), "{e}");
+        let e = refused(&lab, 2, &["cluster", "add", "h3"]);
+        assert!(e.contains("not clustered"), "{e}");
+
+        on(&lab, 1, &["cluster", "enable", "h1"]);
+        let e = refused(&lab, 1, &["cluster", "enable", "h1"]);
+        assert!(e.contains("already clustered"), "{e}");
+        assert_eq!(etcd_pids(&lab, 1).len(), 1, "h1 runs one etcd");
+
+        // A token whose secret is wrong: refused, h2 stays standalone.
+        let good = token(&lab, 1, "h2");
+        let mut t: serde_json::Value =
+            serde_json::from_slice(&kante_tls::decode_base64(good.as_bytes()).unwrap()).unwrap();
+        t["secret"] = "00".repeat(32).into();
+        let wrong = kante_tls::encode_base64(&serde_json::to_vec(&t).unwrap());
+        let e = refused(&lab, 2, &["cluster", "join", &wrong]);
+        assert!(e.contains("Invalid, expired or used join token"), "{e}");
+        // A token naming an address where no member listens.
+        t["addresses"] = serde_json::json!([format!("{}:9", lab.address(1))]);
+        let unreachable = kante_tls::encode_base64(&serde_json::to_vec(&t).unwrap());
+        let e = refused(&lab, 2, &["cluster", "join", &unreachable]);
+        assert!(e.contains("Could not reach the cluster"), "{e}");
+        assert!(!clustered(&lab, 2));
+        assert!(!lab.state(2).join("cluster").exists());
+        assert!(etcd_pids(&lab, 2).is_empty());
+
+        // The right token: h2 joins with its instance.
+        on(&lab, 2, &["cluster", "join", &good]);
+        let listed = on(&lab, 2, &["list", "-f", "csv", "-c", "n"]);
+        assert_eq!(listed.trim(), "keep", "h2 lost its instance");
+        // Spent: the same token again is refused (h3 tries it).
+        let e = refused(&lab, 3, &["cluster", "join", &good]);
+        assert!(e.contains("Invalid, expired or used join token"), "{e}");
+        // A taken name.
+        let e = refused(&lab, 1, &["cluster", "add", "h2"]);
+        assert!(e.contains("already in the cluster"), "{e}");
+
+        // h3's "dup" clashes with h1's: refused with the name; then
+        // renamed away, the same (unspent) token works.
+        let t3 = token(&lab, 2, "h3");
+        let e = refused(&lab, 3, &["cluster", "join", &t3]);
+        assert!(
+            e.contains("Instance names already used in the cluster: dup"),
+            "{e}"
+        );
+        assert!(!clustered(&lab, 3));
+        on(&lab, 3, &["rename", "dup", "dup3"]);
+        on(&lab, 3, &["cluster", "join", &t3]);
+
+        // Three ONLINE voters, from any host, by kante and by lxc.
+        for i in 1..=3 {
+            await_state(&lab, i, "h3", "ONLINE", Duration::from_secs(15));
+            let m = members(&lab, i);
+            let names: Vec<&str> = m.iter().map(|x| x.0.as_str()).collect();
+            assert_eq!(names, ["h1", "h2", "h3"], "{m:?}");
+            for (j, row) in (1..=3).zip(&m) {
+                assert_eq!(row.1, format!("https://{}:8443", lab.address(j)), "{m:?}");
+                assert_eq!(row.2, "database", "{m:?}");
+                assert_eq!(row.3, "ONLINE", "{m:?}");
+            }
+        }
+        for i in 1..=3 {
+            assert_eq!(etcd_pids(&lab, i).len(), 1, "h{i} runs one etcd");
+        }
+        let lxc_home = tempfile::tempdir().unwrap();
+        let lxc = Command::new("lxc")
+            .args(["cluster", "list", "-f", "csv"])
+            .env("LXD_DIR", lab.state(3))
+            .env("LXD_CONF", lxc_home.path().join("conf"))
+            .env("HOME", lxc_home.path())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let out = text(&lxc);
+        assert!(lxc.status.success(), "lxc cluster list: {out}");
+        for j in 1..=3 {
+            let row = out
+                .lines()
+                .find(|l| l.starts_with(&format!("h{j},")))
+                .unwrap_or_else(|| panic!("h{j} not in lxc's list: {out}"));
+            assert!(row.contains("ONLINE") && row.contains("database"), "{out}");
+        }
+
+        // Shared state: a profile made on h1 is on h3.
+        on(&lab, 1, &["profile", "create", "shared-web"]);
+        on(&lab, 1, &["profile", "set", "shared-web", "user.tier=web"]);
+        let got = on(&lab, 3, &["profile", "show", "shared-web"]);
+        assert!(got.contains("user.tier: web"), "{got}");
+
+        // h2 holds "keep": removing it without --force is refused, naming it.
+        let e = refused(&lab, 1, &["cluster", "remove", "h2"]);
+        assert!(e.contains("keep") && e.contains("--force"), "{e}");
+        assert!(members(&lab, 1).iter().any(|m| m.0 == "h2"));
+
+        // h3's kanted killed: OFFLINE within the lease's TTL (10 s, plus
+        // a heartbeat and the watch), then ONLINE again once restarted.
+        let pid = lab.pid(3);
+        // SAFETY: a kill of the lab's own daemon.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        let took = await_state(&lab, 1, "h3", "OFFLINE", Duration::from_secs(20));
+        assert!(took < Duration::from_secs(16), "offline after {took:?}");
+        // Still a quorum (h1, h2): cluster writes go on.
+        on(&lab, 2, &["profile", "create", "while-h3-away"]);
+        let mut h3 = restart_kanted(&lab, 3);
+        await_state(&lab, 1, "h3", "ONLINE", Duration::from_secs(20));
+        let got = on(&lab, 3, &["profile", "list", "-f", "csv"]);
+        assert!(got.contains("while-h3-away"), "h3 did not catch up: {got}");
+
+        let pids: Vec<i32> = (1..=3).flat_map(|i| etcd_pids(&lab, i)).collect();
+        let o = lab.down();
+        assert!(o.status.success(), "{}", text(&o));
+        let _ = h3.wait();
+        // Killed by down; give the kernel a moment to end them.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while pids.iter().any(|p| alive(*p)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let left: Vec<&i32> = pids.iter().filter(|p| alive(**p)).collect();
+        assert!(left.is_empty(), "etcd {left:?} left after down");
+        for i in 1..=3 {
+            let state = lab.state(i);
+            let left = leaks_of(&state, &cgroup_prefix_of(&state));
+            assert!(left.is_empty(), "h{i} left: {left:#?}");
+        }
+        assert!(!lab.dir().exists());
+    });
+}
