@@ -57,6 +57,7 @@ pub fn build(snapshot: &Path, current: &Path, staging: &Path) -> std::io::Result
         stats: DeltaStats::default(),
         seen: HashMap::new(),
         used: HashSet::new(),
+        bufs: (vec![0u8; COMPARE_BUF], vec![0u8; COMPARE_BUF]),
     };
     b.walk(&snap, cur.as_ref(), &stg)?;
     finish_dir(&snap, &stg, &st)?;
@@ -69,7 +70,13 @@ struct Builder {
     seen: HashMap<(u64, u64), (Arc<OwnedFd>, CString)>,
     /// Current inodes already linked into the staging tree.
     used: HashSet<(u64, u64)>,
+    /// The two buffers every byte comparison reads into (allocated once:
+    /// a fresh pair per file cost more than the reads themselves).
+    bufs: (Vec<u8>, Vec<u8>),
 }
+
+/// The size of each comparison buffer.
+const COMPARE_BUF: usize = 256 * 1024;
 
 impl Builder {
     fn walk(
@@ -108,6 +115,13 @@ impl Builder {
                 if !(cur.is_some_and(|c| self.try_link(snap, c, stg, &name, &st).unwrap_or(false)))
                 {
                     self.copy_file(snap, stg, &name, &st)?;
+                }
+            } else if kind == SFlag::S_IFLNK {
+                if !(cur.is_some_and(|c| {
+                    self.try_link_symlink(snap, c, stg, &name, &st)
+                        .unwrap_or(false)
+                })) {
+                    self.copy_special(snap, stg, &name, &st, kind)?;
                 }
             } else {
                 self.copy_special(snap, stg, &name, &st, kind)?;
@@ -148,10 +162,58 @@ impl Builder {
             return Ok(false);
         }
         let sfd = openat(snap.as_fd(), name.as_c_str(), flags, Mode::empty()).map_err(io)?;
-        if xattrs(sfd.as_fd())? != xattrs(cfd.as_fd())? || !same_bytes(&sfd, &cfd)? {
+        if xattrs(sfd.as_fd())? != xattrs(cfd.as_fd())? || !same_bytes(&sfd, &cfd, &mut self.bufs)?
+        {
             return Ok(false);
         }
         // The inode compared, whatever the name now points to.
+        link_fd(cfd.as_fd(), stg.as_fd(), name)?;
+        self.used.insert((cst.st_dev, cst.st_ino));
+        self.stats.linked += 1;
+        Ok(true)
+    }
+
+    /// Links the symlink `name` from the current volume if it is the
+    /// snapshot's in target, owner, times and xattrs (a symlink is an inode
+    /// too: linking it spares the allocation, which dominates on ext4).
+    fn try_link_symlink(
+        &mut self,
+        snap: &OwnedFd,
+        cur: &OwnedFd,
+        stg: &OwnedFd,
+        name: &CString,
+        st: &FileStat,
+    ) -> std::io::Result<bool> {
+        let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let Ok(cfd) = openat(cur.as_fd(), name.as_c_str(), flags, Mode::empty()) else {
+            return Ok(false);
+        };
+        let cst = fstat(cfd.as_fd()).map_err(io)?;
+        let same_meta = cst.st_mode == st.st_mode
+            && cst.st_uid == st.st_uid
+            && cst.st_gid == st.st_gid
+            && cst.st_mtime == st.st_mtime
+            && cst.st_mtime_nsec == st.st_mtime_nsec;
+        if !same_meta || self.used.contains(&(cst.st_dev, cst.st_ino)) {
+            return Ok(false);
+        }
+        let want = nix::fcntl::readlinkat(snap.as_fd(), name.as_c_str()).map_err(io)?;
+        // The fd's own target (an empty path names the O_PATH fd itself).
+        let got = nix::fcntl::readlinkat(cfd.as_fd(), c"").map_err(io)?;
+        if want != got {
+            return Ok(false);
+        }
+        // Symlinks carry xattrs only in trusted./security. namespaces, which
+        // a guest cannot set; still, both must have the same set.
+        let (sx, cx) = (
+            symlink_xattrs(snap.as_fd(), name)?,
+            symlink_xattrs(cur.as_fd(), name)?,
+        );
+        let again =
+            fstatat(cur.as_fd(), name.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW).map_err(io)?;
+        if sx != cx || (again.st_dev, again.st_ino) != (cst.st_dev, cst.st_ino) {
+            return Ok(false);
+        }
         link_fd(cfd.as_fd(), stg.as_fd(), name)?;
         self.used.insert((cst.st_dev, cst.st_ino));
         self.stats.linked += 1;
@@ -289,13 +351,16 @@ fn link_fd(fd: BorrowedFd<'_>, dir: BorrowedFd<'_>, name: &CStr) -> std::io::Res
     nix::unistd::linkat(fd, c"", dir, name, AtFlags::AT_EMPTY_PATH).map_err(io)
 }
 
-fn same_bytes(a: &OwnedFd, b: &OwnedFd) -> std::io::Result<bool> {
+fn same_bytes(
+    a: &OwnedFd,
+    b: &OwnedFd,
+    (ba, bb): &mut (Vec<u8>, Vec<u8>),
+) -> std::io::Result<bool> {
     let mut fa = File::from(a.try_clone()?);
     let mut fb = File::from(b.try_clone()?);
-    let (mut ba, mut bb) = (vec![0u8; 256 * 1024], vec![0u8; 256 * 1024]);
     loop {
-        let na = read_full(&mut fa, &mut ba)?;
-        let nb = read_full(&mut fb, &mut bb)?;
+        let na = read_full(&mut fa, ba)?;
+        let nb = read_full(&mut fb, bb)?;
         if na != nb || ba[..na] != bb[..nb] {
             return Ok(false);
         }
@@ -411,6 +476,29 @@ fn xattr_call(mut f: impl FnMut(*mut u8, usize) -> isize) -> std::io::Result<Vec
             return Err(e);
         }
     }
+}
+
+/// The xattrs of the symlink `name` in `dir` itself (not followed),
+/// names and values, sorted.
+fn symlink_xattrs(dir: BorrowedFd<'_>, name: &CStr) -> std::io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut path = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
+    path.extend_from_slice(name.to_bytes());
+    let path = CString::new(path).map_err(|e| std::io::Error::new(ErrorKind::InvalidData, e))?;
+    let names = xattr_call(|buf, len| {
+        // SAFETY: path is NUL-terminated; buf points to len writable bytes.
+        unsafe { libc::llistxattr(path.as_ptr(), buf.cast(), len) }
+    })?;
+    let mut out = Vec::new();
+    for n in names.split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        let cname = CString::new(n).map_err(|e| std::io::Error::new(ErrorKind::InvalidData, e))?;
+        let value = xattr_call(|buf, len| {
+            // SAFETY: both strings are NUL-terminated; buf as above.
+            unsafe { libc::lgetxattr(path.as_ptr(), cname.as_ptr(), buf.cast(), len) }
+        })?;
+        out.push((n.to_vec(), value));
+    }
+    out.sort();
+    Ok(out)
 }
 
 fn copy_xattrs(src: BorrowedFd<'_>, dst: BorrowedFd<'_>) -> std::io::Result<()> {

@@ -66,6 +66,7 @@ impl StorageDriver for DirDriver {
     }
 
     fn delete_pool(&self, base: &Path, _config: &ConfigMap) -> Result<()> {
+        crate::background::wait_under(base);
         let used = volumes_in_use(base);
         if !used.is_empty() {
             return Err(in_use_error(base, &used));

@@ -18,6 +18,7 @@
 
 mod adopt;
 mod aside;
+pub mod background;
 pub(crate) mod btrfs;
 mod btrfs_ioctl;
 mod child;
