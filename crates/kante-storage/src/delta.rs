@@ -26,14 +26,17 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::{CStr, CString, OsStr};
 use std::fs::File;
 use std::io::{ErrorKind, Read};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
 
-use nix::dir::Dir;
 use nix::fcntl::{openat, AtFlags, OFlag};
-use nix::sys::stat::{fstat, fstatat, mkdirat, mknodat, FileStat, Mode, SFlag};
+use nix::sys::stat::{fstat, fstatat, mkdirat, FileStat, Mode, SFlag};
+
+use crate::fileops::{
+    copy_regular, copy_special, copy_xattrs, io, list, open_dir, set_times, symlink_xattrs, xattrs,
+};
 
 /// What a delta build did: files taken from the current volume (hard
 /// links) and files (or other entries) written from the snapshot.
@@ -227,25 +230,9 @@ impl Builder {
         name: &CString,
         st: &FileStat,
     ) -> std::io::Result<()> {
-        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NOCTTY;
-        let src = openat(snap.as_fd(), name.as_c_str(), flags, Mode::empty()).map_err(io)?;
-        let dst = openat(
-            stg.as_fd(),
-            name.as_c_str(),
-            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::from_bits_truncate(0o600),
-        )
-        .map_err(io)?;
-        self.stats.bytes_copied += copy_sparse(&src, &dst, st.st_size as u64)?;
+        self.stats.bytes_copied += copy_regular(snap.as_fd(), stg.as_fd(), name, st)?;
         self.stats.copied += 1;
-        // Owner before mode (chown clears set-id bits), xattrs after chown
-        // (it clears file capabilities), times last.
-        nix::unistd::fchown(dst.as_fd(), Some(st.st_uid.into()), Some(st.st_gid.into()))
-            .map_err(io)?;
-        nix::sys::stat::fchmod(dst.as_fd(), Mode::from_bits_truncate(st.st_mode & 0o7777))
-            .map_err(io)?;
-        copy_xattrs(src.as_fd(), dst.as_fd())?;
-        set_times(stg.as_fd(), Some(name), Some(dst.as_fd()), st)
+        Ok(())
     }
 
     fn copy_special(
@@ -256,38 +243,9 @@ impl Builder {
         st: &FileStat,
         kind: SFlag,
     ) -> std::io::Result<()> {
-        if kind == SFlag::S_IFLNK {
-            let target = nix::fcntl::readlinkat(snap.as_fd(), name.as_c_str()).map_err(io)?;
-            nix::unistd::symlinkat(target.as_os_str(), stg.as_fd(), name.as_c_str()).map_err(io)?;
-        } else {
-            mknodat(
-                stg.as_fd(),
-                name.as_c_str(),
-                kind,
-                Mode::from_bits_truncate(0o600),
-                st.st_rdev,
-            )
-            .map_err(io)?;
-        }
+        copy_special(snap.as_fd(), stg.as_fd(), name, st, kind)?;
         self.stats.copied += 1;
-        nix::unistd::fchownat(
-            stg.as_fd(),
-            name.as_c_str(),
-            Some(st.st_uid.into()),
-            Some(st.st_gid.into()),
-            AtFlags::AT_SYMLINK_NOFOLLOW,
-        )
-        .map_err(io)?;
-        if kind != SFlag::S_IFLNK {
-            nix::sys::stat::fchmodat(
-                stg.as_fd(),
-                name.as_c_str(),
-                Mode::from_bits_truncate(st.st_mode & 0o7777),
-                nix::sys::stat::FchmodatFlags::FollowSymlink,
-            )
-            .map_err(io)?;
-        }
-        set_times(stg.as_fd(), Some(name), None, st)
+        Ok(())
     }
 }
 
@@ -303,36 +261,11 @@ fn finish_dir(snap: &OwnedFd, stg: &OwnedFd, st: &FileStat) -> std::io::Result<(
 trait AsBytesOs {
     fn as_bytes_os(&self) -> &OsStr;
 }
+
 impl AsBytesOs for CString {
     fn as_bytes_os(&self) -> &OsStr {
         OsStr::from_bytes(self.as_bytes())
     }
-}
-
-fn io(e: nix::Error) -> std::io::Error {
-    std::io::Error::from_raw_os_error(e as i32)
-}
-
-fn open_dir(at: Option<BorrowedFd<'_>>, name: &OsStr) -> std::io::Result<OwnedFd> {
-    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    match at {
-        Some(d) => openat(d, name, flags, Mode::empty()).map_err(io),
-        None => nix::fcntl::open(name, flags, Mode::empty()).map_err(io),
-    }
-}
-
-/// The names in a directory, without `.` and `..`.
-fn list(dir: &OwnedFd) -> std::io::Result<Vec<CString>> {
-    let mut d = Dir::from_fd(dir.try_clone()?).map_err(io)?;
-    let mut out = Vec::new();
-    for e in d.iter() {
-        let e = e.map_err(io)?;
-        let n = e.file_name();
-        if n != c"." && n != c".." {
-            out.push(n.to_owned());
-        }
-    }
-    Ok(out)
 }
 
 /// Links `old` in `from` as `new` in `to` (a name, not followed).
@@ -381,182 +314,4 @@ fn read_full(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
         }
     }
     Ok(n)
-}
-
-/// Copies `len` bytes of data, leaving holes where the source has them.
-fn copy_sparse(src: &OwnedFd, dst: &OwnedFd, len: u64) -> std::io::Result<u64> {
-    let mut copied = 0u64;
-    let mut pos: i64 = 0;
-    let end = len as i64;
-    while pos < end {
-        // SAFETY: lseek on an fd we own; no memory is touched.
-        let data = unsafe { libc::lseek(src.as_raw_fd(), pos, libc::SEEK_DATA) };
-        if data < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::ENXIO) {
-                break; // only a hole up to the end
-            }
-            return Err(e);
-        }
-        // SAFETY: as above.
-        let hole = unsafe { libc::lseek(src.as_raw_fd(), data, libc::SEEK_HOLE) }.min(end);
-        let mut off_in = data;
-        let mut off_out = data;
-        while off_in < hole {
-            let want = (hole - off_in) as usize;
-            // SAFETY: both fds are ours and open; the offsets are live i64s
-            // the kernel advances.
-            let n = unsafe {
-                libc::copy_file_range(
-                    src.as_raw_fd(),
-                    &mut off_in,
-                    dst.as_raw_fd(),
-                    &mut off_out,
-                    want,
-                    0,
-                )
-            };
-            if n < 0 {
-                let e = std::io::Error::last_os_error();
-                if e.kind() == ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
-            }
-            if n == 0 {
-                break;
-            }
-            copied += n as u64;
-        }
-        pos = hole.max(off_in);
-    }
-    nix::unistd::ftruncate(dst.as_fd(), end).map_err(io)?;
-    Ok(copied)
-}
-
-/// The xattrs of an open file, names and values, sorted.
-fn xattrs(fd: BorrowedFd<'_>) -> std::io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
-    let names = xattr_call(|buf, len| {
-        // SAFETY: buf points to len writable bytes (or is null with len 0).
-        unsafe { libc::flistxattr(fd.as_raw_fd(), buf.cast(), len) }
-    })?;
-    let mut out = Vec::new();
-    for n in names.split(|b| *b == 0).filter(|n| !n.is_empty()) {
-        let cname = CString::new(n).map_err(|e| std::io::Error::new(ErrorKind::InvalidData, e))?;
-        let value = xattr_call(|buf, len| {
-            // SAFETY: cname is NUL-terminated; buf points to len writable bytes.
-            unsafe { libc::fgetxattr(fd.as_raw_fd(), cname.as_ptr(), buf.cast(), len) }
-        })?;
-        out.push((n.to_vec(), value));
-    }
-    out.sort();
-    Ok(out)
-}
-
-/// Calls a size-then-fill xattr function until the buffer is big enough.
-fn xattr_call(mut f: impl FnMut(*mut u8, usize) -> isize) -> std::io::Result<Vec<u8>> {
-    loop {
-        let n = f(std::ptr::null_mut(), 0);
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            // Filesystems without xattr support have none.
-            return match e.raw_os_error() {
-                Some(libc::ENOTSUP) => Ok(Vec::new()),
-                _ => Err(e),
-            };
-        }
-        let mut buf = vec![0u8; n as usize];
-        let m = f(buf.as_mut_ptr(), buf.len());
-        if m >= 0 {
-            buf.truncate(m as usize);
-            return Ok(buf);
-        }
-        let e = std::io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::ERANGE) {
-            return Err(e);
-        }
-    }
-}
-
-/// The xattrs of the symlink `name` in `dir` itself (not followed),
-/// names and values, sorted.
-fn symlink_xattrs(dir: BorrowedFd<'_>, name: &CStr) -> std::io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
-    let mut path = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
-    path.extend_from_slice(name.to_bytes());
-    let path = CString::new(path).map_err(|e| std::io::Error::new(ErrorKind::InvalidData, e))?;
-    let names = xattr_call(|buf, len| {
-        // SAFETY: path is NUL-terminated; buf points to len writable bytes.
-        unsafe { libc::llistxattr(path.as_ptr(), buf.cast(), len) }
-    })?;
-    let mut out = Vec::new();
-    for n in names.split(|b| *b == 0).filter(|n| !n.is_empty()) {
-        let cname = CString::new(n).map_err(|e| std::io::Error::new(ErrorKind::InvalidData, e))?;
-        let value = xattr_call(|buf, len| {
-            // SAFETY: both strings are NUL-terminated; buf as above.
-            unsafe { libc::lgetxattr(path.as_ptr(), cname.as_ptr(), buf.cast(), len) }
-        })?;
-        out.push((n.to_vec(), value));
-    }
-    out.sort();
-    Ok(out)
-}
-
-fn copy_xattrs(src: BorrowedFd<'_>, dst: BorrowedFd<'_>) -> std::io::Result<()> {
-    for (name, value) in xattrs(src)? {
-        let cname =
-            CString::new(name).map_err(|e| std::io::Error::new(ErrorKind::InvalidData, e))?;
-        // SAFETY: cname is NUL-terminated; value is a live slice of its length.
-        let r = unsafe {
-            libc::fsetxattr(
-                dst.as_raw_fd(),
-                cname.as_ptr(),
-                value.as_ptr().cast(),
-                value.len(),
-                0,
-            )
-        };
-        if r != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
-
-/// Sets atime and mtime from `st`: through `fd` when there is one, else on
-/// `name` in `dir` without following a symlink.
-fn set_times(
-    dir: BorrowedFd<'_>,
-    name: Option<&CString>,
-    fd: Option<BorrowedFd<'_>>,
-    st: &FileStat,
-) -> std::io::Result<()> {
-    let times = [
-        libc::timespec {
-            tv_sec: st.st_atime,
-            tv_nsec: st.st_atime_nsec,
-        },
-        libc::timespec {
-            tv_sec: st.st_mtime,
-            tv_nsec: st.st_mtime_nsec,
-        },
-    ];
-    let r = match (fd, name) {
-        // SAFETY: times is a live array of two timespecs; a null path with
-        // an fd is futimens.
-        (Some(fd), _) => unsafe { libc::futimens(fd.as_raw_fd(), times.as_ptr()) },
-        // SAFETY: name is NUL-terminated; times as above.
-        (None, Some(n)) => unsafe {
-            libc::utimensat(
-                dir.as_raw_fd(),
-                n.as_ptr(),
-                times.as_ptr(),
-                libc::AT_SYMLINK_NOFOLLOW,
-            )
-        },
-        (None, None) => 0,
-    };
-    if r != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
 }
