@@ -15,6 +15,10 @@
 //! set once every entry in it exists (when the last job holding it ends).
 //! The source is walked by `O_NOFOLLOW` directory fds, so a guest that
 //! swaps a directory for a symlink mid-copy never sends it outside its tree.
+//!
+//! The same walk builds a `dir` restore's staging tree ([`walk`] with a
+//! current tree): a regular file or symlink that `delta` finds equal in
+//! the current volume is hard-linked from there instead of copied.
 
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -26,6 +30,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use nix::fcntl::AtFlags;
 use nix::sys::stat::{fstat, fstatat, mkdirat, FileStat, Mode, SFlag};
 
+use crate::delta::{Taker, COMPARE_BUF};
 use crate::fileops::{copy_regular, copy_special, copy_xattrs, io, list, open_dir, set_times};
 
 /// At most this many threads copy one tree.
@@ -40,7 +45,32 @@ pub struct CopyStats {
 
 /// Copies `src` to `dst` (which must not exist; its parent must).
 pub fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<CopyStats> {
+    let w = walk(src, None, dst)?;
+    Ok(CopyStats {
+        entries: w.dirs + w.copied + w.later_links,
+        bytes: w.bytes,
+    })
+}
+
+/// What one walk made.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct WalkStats {
+    pub dirs: u64,
+    /// Entries written from the source (not directories, not later names
+    /// of an inode).
+    pub copied: u64,
+    /// Entries taken from the current tree.
+    pub linked: u64,
+    /// Later names of an inode, linked to its first.
+    pub later_links: u64,
+    pub bytes: u64,
+}
+
+/// Makes `dst` (which must not exist) an exact copy of `src`, taking what
+/// `delta` finds equal from `current` when there is one.
+pub(crate) fn walk(src: &Path, current: Option<&Path>, dst: &Path) -> std::io::Result<WalkStats> {
     let s = open_dir(None, src.as_os_str())?;
+    let cur = current.and_then(|c| open_dir(None, c.as_os_str()).ok());
     let st = fstat(s.as_fd()).map_err(io)?;
     std::fs::create_dir(dst)?;
     let d = open_dir(None, dst.as_os_str())?;
@@ -58,10 +88,15 @@ pub fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<CopyStats> {
         wake: Condvar::new(),
         links: Mutex::new(HashMap::new()),
         late: Mutex::new(Vec::new()),
-        entries: AtomicU64::new(0),
-        bytes: AtomicU64::new(0),
+        taker: current.map(|_| Taker::default()),
+        counts: Default::default(),
     };
-    let root = Arc::new(DirPair { src: s, dst: d, st });
+    let root = Arc::new(DirPair {
+        src: s,
+        cur,
+        dst: d,
+        st,
+    });
     shared.push(Job::Dir(root));
     std::thread::scope(|scope| {
         for _ in 0..threads {
@@ -72,7 +107,7 @@ pub fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<CopyStats> {
     if let Some(e) = q.failed {
         return Err(e);
     }
-    // Later names of inodes whose first name was still being copied.
+    // Later names of inodes whose first name was still being made.
     let links = shared.links.into_inner().unwrap_or_else(|p| p.into_inner());
     for (dir, name, key) in shared.late.into_inner().unwrap_or_else(|p| p.into_inner()) {
         let Some(Some((first_dir, first))) = links.get(&key) else {
@@ -88,19 +123,34 @@ pub fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<CopyStats> {
             AtFlags::empty(),
         )
         .map_err(io)?;
-        shared.entries.fetch_add(1, Ordering::Relaxed);
+        shared.counts.later_links.fetch_add(1, Ordering::Relaxed);
     }
     drop(links);
-    Ok(CopyStats {
-        entries: shared.entries.load(Ordering::Relaxed),
-        bytes: shared.bytes.load(Ordering::Relaxed),
+    let c = &shared.counts;
+    Ok(WalkStats {
+        dirs: c.dirs.load(Ordering::Relaxed),
+        copied: c.copied.load(Ordering::Relaxed),
+        linked: c.linked.load(Ordering::Relaxed),
+        later_links: c.later_links.load(Ordering::Relaxed),
+        bytes: c.bytes.load(Ordering::Relaxed),
     })
+}
+
+#[derive(Default)]
+struct Counts {
+    dirs: AtomicU64,
+    copied: AtomicU64,
+    linked: AtomicU64,
+    later_links: AtomicU64,
+    bytes: AtomicU64,
 }
 
 /// A directory of the source and its copy. Its times are set when the last
 /// holder lets go: every entry is in place by then.
 struct DirPair {
     src: OwnedFd,
+    /// The same directory in the current tree, if a restore has one there.
+    cur: Option<OwnedFd>,
     dst: OwnedFd,
     st: FileStat,
 }
@@ -140,8 +190,9 @@ struct Shared {
     links: Mutex<HashMap<Key, FirstName>>,
     /// Names to link once every thread is done.
     late: Mutex<Vec<(Arc<DirPair>, CString, Key)>>,
-    entries: AtomicU64,
-    bytes: AtomicU64,
+    /// A restore's: what may be taken from the current tree.
+    taker: Option<Taker>,
+    counts: Counts,
 }
 
 impl Shared {
@@ -156,6 +207,10 @@ impl Shared {
 
     /// Takes jobs until none is left and no thread can make more.
     fn work(&self) {
+        let mut bufs = match self.taker {
+            Some(_) => (vec![0u8; COMPARE_BUF], vec![0u8; COMPARE_BUF]),
+            None => (Vec::new(), Vec::new()),
+        };
         loop {
             let job = {
                 let mut q = self.lock();
@@ -177,8 +232,8 @@ impl Shared {
                 }
             };
             let r = match job {
-                Job::Dir(d) => self.copy_dir(&d),
-                Job::Sub(parent, name, st) => self.open_sub(parent, &name, *st),
+                Job::Dir(d) => self.copy_dir(&d, &mut bufs),
+                Job::Sub(parent, name, st) => self.open_sub(parent, &name, *st, &mut bufs),
             };
             let mut q = self.lock();
             q.busy -= 1;
@@ -191,17 +246,32 @@ impl Shared {
         }
     }
 
-    fn open_sub(&self, parent: Arc<DirPair>, name: &CString, st: FileStat) -> std::io::Result<()> {
+    fn open_sub(
+        &self,
+        parent: Arc<DirPair>,
+        name: &CString,
+        st: FileStat,
+        bufs: &mut Bufs,
+    ) -> std::io::Result<()> {
         let s = open_dir(Some(parent.src.as_fd()), name.as_os())?;
+        // Not there, or not a directory (a symlink is not followed): nothing
+        // below is taken from the current tree.
+        let cur = (parent.cur.as_ref()).and_then(|c| open_dir(Some(c.as_fd()), name.as_os()).ok());
         let d = open_dir(Some(parent.dst.as_fd()), name.as_os())?;
         // The parent's entries are all made: its times may be set.
         drop(parent);
         apply_dir_meta(&s, &d, &st)?;
-        self.copy_dir(&Arc::new(DirPair { src: s, dst: d, st }))
+        let dir = Arc::new(DirPair {
+            src: s,
+            cur,
+            dst: d,
+            st,
+        });
+        self.copy_dir(&dir, bufs)
     }
 
     /// Copies the entries of one directory; subdirectories become jobs.
-    fn copy_dir(&self, dir: &Arc<DirPair>) -> std::io::Result<()> {
+    fn copy_dir(&self, dir: &Arc<DirPair>, bufs: &mut Bufs) -> std::io::Result<()> {
         for name in list(&dir.src)? {
             let st = fstatat(
                 dir.src.as_fd(),
@@ -217,7 +287,7 @@ impl Shared {
                     Mode::from_bits_truncate(0o700),
                 )
                 .map_err(io)?;
-                self.entries.fetch_add(1, Ordering::Relaxed);
+                self.counts.dirs.fetch_add(1, Ordering::Relaxed);
                 self.push(Job::Sub(dir.clone(), name, Box::new(st)));
                 continue;
             }
@@ -234,7 +304,7 @@ impl Shared {
                             AtFlags::empty(),
                         )
                         .map_err(io)?;
-                        self.entries.fetch_add(1, Ordering::Relaxed);
+                        self.counts.later_links.fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
                     Some(None) => {
@@ -250,13 +320,16 @@ impl Shared {
                     }
                 }
             }
-            if kind == SFlag::S_IFREG {
+            if self.take(dir, &name, &st, kind, bufs)? {
+                self.counts.linked.fetch_add(1, Ordering::Relaxed);
+            } else if kind == SFlag::S_IFREG {
                 let n = copy_regular(dir.src.as_fd(), dir.dst.as_fd(), &name, &st)?;
-                self.bytes.fetch_add(n, Ordering::Relaxed);
+                self.counts.bytes.fetch_add(n, Ordering::Relaxed);
+                self.counts.copied.fetch_add(1, Ordering::Relaxed);
             } else {
                 copy_special(dir.src.as_fd(), dir.dst.as_fd(), &name, &st, kind)?;
+                self.counts.copied.fetch_add(1, Ordering::Relaxed);
             }
-            self.entries.fetch_add(1, Ordering::Relaxed);
             if st.st_nlink > 1 {
                 self.links
                     .lock()
@@ -267,6 +340,36 @@ impl Shared {
         Ok(())
     }
 }
+
+impl Shared {
+    /// In a restore, links `name` from the current tree if `delta` finds
+    /// it equal to the snapshot's (a failed comparison is a copy, not an
+    /// error: the current tree is the guest's).
+    fn take(
+        &self,
+        dir: &DirPair,
+        name: &CString,
+        st: &FileStat,
+        kind: SFlag,
+        bufs: &mut Bufs,
+    ) -> std::io::Result<bool> {
+        let (Some(t), Some(cur)) = (&self.taker, &dir.cur) else {
+            return Ok(false);
+        };
+        Ok(if kind == SFlag::S_IFREG {
+            t.try_link(&dir.src, cur, &dir.dst, name, st, bufs)
+                .unwrap_or(false)
+        } else if kind == SFlag::S_IFLNK {
+            t.try_link_symlink(&dir.src, cur, &dir.dst, name, st)
+                .unwrap_or(false)
+        } else {
+            false
+        })
+    }
+}
+
+/// A thread's two comparison buffers.
+type Bufs = (Vec<u8>, Vec<u8>);
 
 /// A copied directory's owner, mode and xattrs (its times come last).
 fn apply_dir_meta(src: &OwnedFd, dst: &OwnedFd, st: &FileStat) -> std::io::Result<()> {

@@ -21,22 +21,23 @@
 //! is linked from that very fd (`linkat(AT_EMPTY_PATH)`): a guest that
 //! swaps a path for a symlink or another file mid-restore gets the
 //! snapshot's copy, never a link to anything outside its tree.
+//!
+//! The walk is `copytree`'s (a few threads; directories' times set once
+//! their entries are made): this file decides, for each regular file and
+//! symlink, whether the current volume's inode may be taken.
 
-use std::collections::{HashMap, HashSet};
-use std::ffi::{CStr, CString, OsStr};
+use std::collections::HashSet;
+use std::ffi::CStr;
 use std::fs::File;
 use std::io::{ErrorKind, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::Mutex;
 
 use nix::fcntl::{openat, AtFlags, OFlag};
-use nix::sys::stat::{fstat, fstatat, mkdirat, FileStat, Mode, SFlag};
+use nix::sys::stat::{fstat, fstatat, FileStat, Mode};
 
-use crate::fileops::{
-    copy_regular, copy_special, copy_xattrs, io, list, open_dir, set_times, symlink_xattrs, xattrs,
-};
+use crate::fileops::{io, symlink_xattrs, xattrs};
 
 /// What a delta build did: files taken from the current volume (hard
 /// links) and files (or other entries) written from the snapshot.
@@ -48,110 +49,72 @@ pub struct DeltaStats {
 }
 
 /// Builds `staging` (which must not exist) as an exact copy of `snapshot`,
-/// hard-linking unchanged regular files from `current` (which may be
-/// missing). All three are on one filesystem.
+/// hard-linking unchanged regular files and symlinks from `current` (which
+/// may be missing). All three are on one filesystem.
 pub fn build(snapshot: &Path, current: &Path, staging: &Path) -> std::io::Result<DeltaStats> {
-    let snap = open_dir(None, snapshot.as_os_str())?;
-    let cur = open_dir(None, current.as_os_str()).ok();
-    let st = fstat(snap.as_fd()).map_err(io)?;
-    std::fs::create_dir(staging)?;
-    let stg = open_dir(None, staging.as_os_str())?;
-    let mut b = Builder {
-        stats: DeltaStats::default(),
-        seen: HashMap::new(),
-        used: HashSet::new(),
-        bufs: (vec![0u8; COMPARE_BUF], vec![0u8; COMPARE_BUF]),
-    };
-    b.walk(&snap, cur.as_ref(), &stg)?;
-    finish_dir(&snap, &stg, &st)?;
-    Ok(b.stats)
+    let s = crate::copytree::walk(snapshot, Some(current), staging)?;
+    Ok(DeltaStats {
+        linked: s.linked,
+        copied: s.copied,
+        bytes_copied: s.bytes,
+    })
 }
 
-struct Builder {
-    stats: DeltaStats,
-    /// Snapshot inodes with more than one name: where the first name went.
-    seen: HashMap<(u64, u64), (Arc<OwnedFd>, CString)>,
-    /// Current inodes already linked into the staging tree.
-    used: HashSet<(u64, u64)>,
-    /// The two buffers every byte comparison reads into (allocated once:
-    /// a fresh pair per file cost more than the reads themselves).
-    bufs: (Vec<u8>, Vec<u8>),
+/// The size of each comparison buffer (a pair per thread).
+pub(crate) const COMPARE_BUF: usize = 256 * 1024;
+
+/// The current volume's inodes already taken: each at most once, for one
+/// name of one snapshot inode.
+#[derive(Default)]
+pub(crate) struct Taker {
+    used: Mutex<HashSet<(u64, u64)>>,
 }
 
-/// The size of each comparison buffer.
-const COMPARE_BUF: usize = 256 * 1024;
+impl Taker {
+    fn is_used(&self, st: &FileStat) -> bool {
+        self.used
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&(st.st_dev, st.st_ino))
+    }
 
-impl Builder {
-    fn walk(
-        &mut self,
-        snap: &OwnedFd,
-        cur: Option<&OwnedFd>,
+    /// Claims the compared inode and links it into the staging tree.
+    fn take(
+        &self,
+        fd: &OwnedFd,
+        st: &FileStat,
         stg: &OwnedFd,
-    ) -> std::io::Result<()> {
-        let stg_shared = Arc::new(stg.try_clone()?);
-        for name in list(snap)? {
-            let st =
-                fstatat(snap.as_fd(), name.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW).map_err(io)?;
-            let kind = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
-            if kind == SFlag::S_IFDIR {
-                mkdirat(
-                    stg.as_fd(),
-                    name.as_c_str(),
-                    Mode::from_bits_truncate(0o700),
-                )
-                .map_err(io)?;
-                let s = open_dir(Some(snap.as_fd()), name.as_bytes_os())?;
-                let c = cur.and_then(|c| open_dir(Some(c.as_fd()), name.as_bytes_os()).ok());
-                let t = open_dir(Some(stg.as_fd()), name.as_bytes_os())?;
-                self.walk(&s, c.as_ref(), &t)?;
-                finish_dir(&s, &t, &st)?;
-                continue;
-            }
-            let key = (st.st_dev, st.st_ino);
-            if st.st_nlink > 1 {
-                if let Some((dir, first)) = self.seen.get(&key) {
-                    link_at(dir.as_fd(), first, stg.as_fd(), &name)?;
-                    continue;
-                }
-            }
-            if kind == SFlag::S_IFREG {
-                if !(cur.is_some_and(|c| self.try_link(snap, c, stg, &name, &st).unwrap_or(false)))
-                {
-                    self.copy_file(snap, stg, &name, &st)?;
-                }
-            } else if kind == SFlag::S_IFLNK {
-                if !(cur.is_some_and(|c| {
-                    self.try_link_symlink(snap, c, stg, &name, &st)
-                        .unwrap_or(false)
-                })) {
-                    self.copy_special(snap, stg, &name, &st, kind)?;
-                }
-            } else {
-                self.copy_special(snap, stg, &name, &st, kind)?;
-            }
-            if st.st_nlink > 1 {
-                self.seen.insert(key, (stg_shared.clone(), name.clone()));
-            }
+        name: &CStr,
+    ) -> std::io::Result<bool> {
+        let claimed = self
+            .used
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((st.st_dev, st.st_ino));
+        if !claimed {
+            return Ok(false);
         }
-        Ok(())
+        link_fd(fd.as_fd(), stg.as_fd(), name)?;
+        Ok(true)
     }
 
     /// Links `name` from the current volume if it is the snapshot's file in
     /// every respect; `Ok(false)` when it is not (or is not there).
-    fn try_link(
-        &mut self,
+    pub(crate) fn try_link(
+        &self,
         snap: &OwnedFd,
         cur: &OwnedFd,
         stg: &OwnedFd,
-        name: &CString,
+        name: &CStr,
         st: &FileStat,
+        bufs: &mut (Vec<u8>, Vec<u8>),
     ) -> std::io::Result<bool> {
         let flags = OFlag::O_RDONLY
             | OFlag::O_NOFOLLOW
             | OFlag::O_NONBLOCK
             | OFlag::O_CLOEXEC
             | OFlag::O_NOCTTY;
-        let Ok(cfd) = openat(cur.as_fd(), name.as_c_str(), flags, Mode::empty()) else {
+        let Ok(cfd) = openat(cur.as_fd(), name, flags, Mode::empty()) else {
             return Ok(false);
         };
         let cst = fstat(cfd.as_fd()).map_err(io)?;
@@ -161,34 +124,30 @@ impl Builder {
             && cst.st_gid == st.st_gid
             && cst.st_mtime == st.st_mtime
             && cst.st_mtime_nsec == st.st_mtime_nsec;
-        if !same_meta || self.used.contains(&(cst.st_dev, cst.st_ino)) {
+        if !same_meta || self.is_used(&cst) {
             return Ok(false);
         }
-        let sfd = openat(snap.as_fd(), name.as_c_str(), flags, Mode::empty()).map_err(io)?;
-        if xattrs(sfd.as_fd())? != xattrs(cfd.as_fd())? || !same_bytes(&sfd, &cfd, &mut self.bufs)?
-        {
+        let sfd = openat(snap.as_fd(), name, flags, Mode::empty()).map_err(io)?;
+        if xattrs(sfd.as_fd())? != xattrs(cfd.as_fd())? || !same_bytes(&sfd, &cfd, bufs)? {
             return Ok(false);
         }
         // The inode compared, whatever the name now points to.
-        link_fd(cfd.as_fd(), stg.as_fd(), name)?;
-        self.used.insert((cst.st_dev, cst.st_ino));
-        self.stats.linked += 1;
-        Ok(true)
+        self.take(&cfd, &cst, stg, name)
     }
 
     /// Links the symlink `name` from the current volume if it is the
     /// snapshot's in target, owner, times and xattrs (a symlink is an inode
     /// too: linking it spares the allocation, which dominates on ext4).
-    fn try_link_symlink(
-        &mut self,
+    pub(crate) fn try_link_symlink(
+        &self,
         snap: &OwnedFd,
         cur: &OwnedFd,
         stg: &OwnedFd,
-        name: &CString,
+        name: &CStr,
         st: &FileStat,
     ) -> std::io::Result<bool> {
         let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-        let Ok(cfd) = openat(cur.as_fd(), name.as_c_str(), flags, Mode::empty()) else {
+        let Ok(cfd) = openat(cur.as_fd(), name, flags, Mode::empty()) else {
             return Ok(false);
         };
         let cst = fstat(cfd.as_fd()).map_err(io)?;
@@ -197,10 +156,10 @@ impl Builder {
             && cst.st_gid == st.st_gid
             && cst.st_mtime == st.st_mtime
             && cst.st_mtime_nsec == st.st_mtime_nsec;
-        if !same_meta || self.used.contains(&(cst.st_dev, cst.st_ino)) {
+        if !same_meta || self.is_used(&cst) {
             return Ok(false);
         }
-        let want = nix::fcntl::readlinkat(snap.as_fd(), name.as_c_str()).map_err(io)?;
+        let want = nix::fcntl::readlinkat(snap.as_fd(), name).map_err(io)?;
         // The fd's own target (an empty path names the O_PATH fd itself).
         let got = nix::fcntl::readlinkat(cfd.as_fd(), c"").map_err(io)?;
         if want != got {
@@ -212,70 +171,12 @@ impl Builder {
             symlink_xattrs(snap.as_fd(), name)?,
             symlink_xattrs(cur.as_fd(), name)?,
         );
-        let again =
-            fstatat(cur.as_fd(), name.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW).map_err(io)?;
+        let again = fstatat(cur.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW).map_err(io)?;
         if sx != cx || (again.st_dev, again.st_ino) != (cst.st_dev, cst.st_ino) {
             return Ok(false);
         }
-        link_fd(cfd.as_fd(), stg.as_fd(), name)?;
-        self.used.insert((cst.st_dev, cst.st_ino));
-        self.stats.linked += 1;
-        Ok(true)
+        self.take(&cfd, &cst, stg, name)
     }
-
-    fn copy_file(
-        &mut self,
-        snap: &OwnedFd,
-        stg: &OwnedFd,
-        name: &CString,
-        st: &FileStat,
-    ) -> std::io::Result<()> {
-        self.stats.bytes_copied += copy_regular(snap.as_fd(), stg.as_fd(), name, st)?;
-        self.stats.copied += 1;
-        Ok(())
-    }
-
-    fn copy_special(
-        &mut self,
-        snap: &OwnedFd,
-        stg: &OwnedFd,
-        name: &CString,
-        st: &FileStat,
-        kind: SFlag,
-    ) -> std::io::Result<()> {
-        copy_special(snap.as_fd(), stg.as_fd(), name, st, kind)?;
-        self.stats.copied += 1;
-        Ok(())
-    }
-}
-
-/// A directory's own metadata, applied once its entries are in place.
-fn finish_dir(snap: &OwnedFd, stg: &OwnedFd, st: &FileStat) -> std::io::Result<()> {
-    nix::unistd::fchown(stg.as_fd(), Some(st.st_uid.into()), Some(st.st_gid.into())).map_err(io)?;
-    nix::sys::stat::fchmod(stg.as_fd(), Mode::from_bits_truncate(st.st_mode & 0o7777))
-        .map_err(io)?;
-    copy_xattrs(snap.as_fd(), stg.as_fd())?;
-    set_times(stg.as_fd(), None, Some(stg.as_fd()), st)
-}
-
-trait AsBytesOs {
-    fn as_bytes_os(&self) -> &OsStr;
-}
-
-impl AsBytesOs for CString {
-    fn as_bytes_os(&self) -> &OsStr {
-        OsStr::from_bytes(self.as_bytes())
-    }
-}
-
-/// Links `old` in `from` as `new` in `to` (a name, not followed).
-fn link_at(
-    from: BorrowedFd<'_>,
-    old: &CStr,
-    to: BorrowedFd<'_>,
-    new: &CStr,
-) -> std::io::Result<()> {
-    nix::unistd::linkat(from, old, to, new, AtFlags::empty()).map_err(io)
 }
 
 /// Links the inode open at `fd` as `name` in `dir` (`AT_EMPTY_PATH`: needs
