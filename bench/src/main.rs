@@ -116,6 +116,11 @@ struct Args {
     only_move: bool,
     #[arg(long, default_value_t = 3)]
     move_rounds: usize,
+    /// Only the networking figures (see `net.rs`): start → first DHCP
+    /// lease, starts with 1 and 3 NICs, and the proxy device's bulk and
+    /// round trips beside a direct connection, `--runs` times.
+    #[arg(long, conflicts_with_all = ["only_density", "only_storage", "only_scale", "only_transfer", "only_soak", "only_kill_soak", "only_load", "only_https", "only_move", "no_dhcp"])]
+    only_net: bool,
     /// Rounds of the HTTPS figures.
     #[arg(long, default_value_t = 30)]
     https_rounds: usize,
@@ -235,6 +240,11 @@ async fn run_all(args: &Args, targets: &mut [Target], r: &mut Results) -> Result
             image: args.image.clone(),
         };
         return https::run(targets, &plan, r).await.context("https");
+    }
+    if args.only_net {
+        return net::dhcp_lease(args.runs, targets, r)
+            .await
+            .context("network");
     }
     if args.only_soak {
         let plan = soak::Plan {

@@ -4,7 +4,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 pub const OPEN_TREE_CLONE: libc::c_uint = 1;
@@ -88,6 +88,32 @@ impl From<Errno> for io::Error {
 /// A pipe, both ends close-on-exec: (read end, write end).
 pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)
+}
+
+/// A non-blocking pipe for [`splice`] (both ends close-on-exec), grown
+/// to `size` bytes where the system allows: (read end, write end).
+pub fn splice_pipe(size: usize) -> io::Result<(OwnedFd, OwnedFd)> {
+    use rustix::pipe::PipeFlags;
+    let (r, w) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
+    // A smaller pipe only means more splices (the per-user pipe limit).
+    let _ = rustix::pipe::fcntl_setpipe_size(&w, size);
+    Ok((r, w))
+}
+
+/// `splice(2)` of up to `len` bytes from `from` to `to` (one of them a
+/// pipe), moving pages rather than copying where it can, never blocking:
+/// `WouldBlock` when `from` has nothing or `to` has no room; 0 at the end
+/// of `from`'s stream.
+pub fn splice(from: BorrowedFd<'_>, to: BorrowedFd<'_>, len: usize) -> io::Result<usize> {
+    use rustix::pipe::SpliceFlags;
+    Ok(rustix::pipe::splice(
+        from,
+        None,
+        to,
+        None,
+        len,
+        SpliceFlags::MOVE | SpliceFlags::NONBLOCK,
+    )?)
 }
 
 #[repr(C)]

@@ -22,6 +22,23 @@ use crate::{
 /// Prefix of what is being deleted (a leftover after a crash).
 pub(crate) const DELETE_PREFIX: &str = ".deleting-";
 
+/// A unique `.deleting-` sibling for the tree a restore replaced (the
+/// second dot keeps it apart from any volume's own `.deleting-<name>`).
+pub(crate) fn replaced_path(staging: &Path) -> PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let name = staging
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    staging.with_file_name(format!(
+        "{DELETE_PREFIX}.replaced-{}-{}{name}",
+        std::process::id(),
+        n
+    ))
+}
+
 /// Whether a directory entry of a pool is a leftover of work in progress
 /// (a volume being built, unpacked, received, deleted or sent) rather than
 /// a volume.

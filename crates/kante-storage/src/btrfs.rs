@@ -553,6 +553,7 @@ impl StorageDriver for BtrfsDriver {
     }
 
     fn delete_pool(&self, base: &Path, config: &ConfigMap) -> Result<()> {
+        crate::background::wait_under(base);
         let backing = match backing(config) {
             Ok(b) => b,
             Err(StorageError::NotFound(_)) => {

@@ -21,19 +21,23 @@
 //! is linked from that very fd (`linkat(AT_EMPTY_PATH)`): a guest that
 //! swaps a path for a symlink or another file mid-restore gets the
 //! snapshot's copy, never a link to anything outside its tree.
+//!
+//! The walk is `copytree`'s (a few threads; directories' times set once
+//! their entries are made): this file decides, for each regular file and
+//! symlink, whether the current volume's inode may be taken.
 
-use std::collections::{HashMap, HashSet};
-use std::ffi::{CStr, CString, OsStr};
+use std::collections::HashSet;
+use std::ffi::CStr;
 use std::fs::File;
 use std::io::{ErrorKind, Read};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::Mutex;
 
-use nix::dir::Dir;
 use nix::fcntl::{openat, AtFlags, OFlag};
-use nix::sys::stat::{fstat, fstatat, mkdirat, mknodat, FileStat, Mode, SFlag};
+use nix::sys::stat::{fstat, fstatat, FileStat, Mode};
+
+use crate::fileops::{io, symlink_xattrs, xattrs};
 
 /// What a delta build did: files taken from the current volume (hard
 /// links) and files (or other entries) written from the snapshot.
@@ -45,96 +49,72 @@ pub struct DeltaStats {
 }
 
 /// Builds `staging` (which must not exist) as an exact copy of `snapshot`,
-/// hard-linking unchanged regular files from `current` (which may be
-/// missing). All three are on one filesystem.
+/// hard-linking unchanged regular files and symlinks from `current` (which
+/// may be missing). All three are on one filesystem.
 pub fn build(snapshot: &Path, current: &Path, staging: &Path) -> std::io::Result<DeltaStats> {
-    let snap = open_dir(None, snapshot.as_os_str())?;
-    let cur = open_dir(None, current.as_os_str()).ok();
-    let st = fstat(snap.as_fd()).map_err(io)?;
-    std::fs::create_dir(staging)?;
-    let stg = open_dir(None, staging.as_os_str())?;
-    let mut b = Builder {
-        stats: DeltaStats::default(),
-        seen: HashMap::new(),
-        used: HashSet::new(),
-    };
-    b.walk(&snap, cur.as_ref(), &stg)?;
-    finish_dir(&snap, &stg, &st)?;
-    Ok(b.stats)
+    let s = crate::copytree::walk(snapshot, Some(current), staging)?;
+    Ok(DeltaStats {
+        linked: s.linked,
+        copied: s.copied,
+        bytes_copied: s.bytes,
+    })
 }
 
-struct Builder {
-    stats: DeltaStats,
-    /// Snapshot inodes with more than one name: where the first name went.
-    seen: HashMap<(u64, u64), (Arc<OwnedFd>, CString)>,
-    /// Current inodes already linked into the staging tree.
-    used: HashSet<(u64, u64)>,
+/// The size of each comparison buffer (a pair per thread).
+pub(crate) const COMPARE_BUF: usize = 256 * 1024;
+
+/// The current volume's inodes already taken: each at most once, for one
+/// name of one snapshot inode.
+#[derive(Default)]
+pub(crate) struct Taker {
+    used: Mutex<HashSet<(u64, u64)>>,
 }
 
-impl Builder {
-    fn walk(
-        &mut self,
-        snap: &OwnedFd,
-        cur: Option<&OwnedFd>,
+impl Taker {
+    fn is_used(&self, st: &FileStat) -> bool {
+        self.used
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&(st.st_dev, st.st_ino))
+    }
+
+    /// Claims the compared inode and links it into the staging tree.
+    fn take(
+        &self,
+        fd: &OwnedFd,
+        st: &FileStat,
         stg: &OwnedFd,
-    ) -> std::io::Result<()> {
-        let stg_shared = Arc::new(stg.try_clone()?);
-        for name in list(snap)? {
-            let st =
-                fstatat(snap.as_fd(), name.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW).map_err(io)?;
-            let kind = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
-            if kind == SFlag::S_IFDIR {
-                mkdirat(
-                    stg.as_fd(),
-                    name.as_c_str(),
-                    Mode::from_bits_truncate(0o700),
-                )
-                .map_err(io)?;
-                let s = open_dir(Some(snap.as_fd()), name.as_bytes_os())?;
-                let c = cur.and_then(|c| open_dir(Some(c.as_fd()), name.as_bytes_os()).ok());
-                let t = open_dir(Some(stg.as_fd()), name.as_bytes_os())?;
-                self.walk(&s, c.as_ref(), &t)?;
-                finish_dir(&s, &t, &st)?;
-                continue;
-            }
-            let key = (st.st_dev, st.st_ino);
-            if st.st_nlink > 1 {
-                if let Some((dir, first)) = self.seen.get(&key) {
-                    link_at(dir.as_fd(), first, stg.as_fd(), &name)?;
-                    continue;
-                }
-            }
-            if kind == SFlag::S_IFREG {
-                if !(cur.is_some_and(|c| self.try_link(snap, c, stg, &name, &st).unwrap_or(false)))
-                {
-                    self.copy_file(snap, stg, &name, &st)?;
-                }
-            } else {
-                self.copy_special(snap, stg, &name, &st, kind)?;
-            }
-            if st.st_nlink > 1 {
-                self.seen.insert(key, (stg_shared.clone(), name.clone()));
-            }
+        name: &CStr,
+    ) -> std::io::Result<bool> {
+        let claimed = self
+            .used
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((st.st_dev, st.st_ino));
+        if !claimed {
+            return Ok(false);
         }
-        Ok(())
+        link_fd(fd.as_fd(), stg.as_fd(), name)?;
+        Ok(true)
     }
 
     /// Links `name` from the current volume if it is the snapshot's file in
     /// every respect; `Ok(false)` when it is not (or is not there).
-    fn try_link(
-        &mut self,
+    pub(crate) fn try_link(
+        &self,
         snap: &OwnedFd,
         cur: &OwnedFd,
         stg: &OwnedFd,
-        name: &CString,
+        name: &CStr,
         st: &FileStat,
+        bufs: &mut (Vec<u8>, Vec<u8>),
     ) -> std::io::Result<bool> {
         let flags = OFlag::O_RDONLY
             | OFlag::O_NOFOLLOW
             | OFlag::O_NONBLOCK
             | OFlag::O_CLOEXEC
             | OFlag::O_NOCTTY;
-        let Ok(cfd) = openat(cur.as_fd(), name.as_c_str(), flags, Mode::empty()) else {
+        let Ok(cfd) = openat(cur.as_fd(), name, flags, Mode::empty()) else {
             return Ok(false);
         };
         let cst = fstat(cfd.as_fd()).map_err(io)?;
@@ -144,143 +124,59 @@ impl Builder {
             && cst.st_gid == st.st_gid
             && cst.st_mtime == st.st_mtime
             && cst.st_mtime_nsec == st.st_mtime_nsec;
-        if !same_meta || self.used.contains(&(cst.st_dev, cst.st_ino)) {
+        if !same_meta || self.is_used(&cst) {
             return Ok(false);
         }
-        let sfd = openat(snap.as_fd(), name.as_c_str(), flags, Mode::empty()).map_err(io)?;
-        if xattrs(sfd.as_fd())? != xattrs(cfd.as_fd())? || !same_bytes(&sfd, &cfd)? {
+        let sfd = openat(snap.as_fd(), name, flags, Mode::empty()).map_err(io)?;
+        if xattrs(sfd.as_fd())? != xattrs(cfd.as_fd())? || !same_bytes(&sfd, &cfd, bufs)? {
             return Ok(false);
         }
         // The inode compared, whatever the name now points to.
-        link_fd(cfd.as_fd(), stg.as_fd(), name)?;
-        self.used.insert((cst.st_dev, cst.st_ino));
-        self.stats.linked += 1;
-        Ok(true)
+        self.take(&cfd, &cst, stg, name)
     }
 
-    fn copy_file(
-        &mut self,
+    /// Links the symlink `name` from the current volume if it is the
+    /// snapshot's in target, owner, times and xattrs (a symlink is an inode
+    /// too: linking it spares the allocation, which dominates on ext4).
+    pub(crate) fn try_link_symlink(
+        &self,
         snap: &OwnedFd,
+        cur: &OwnedFd,
         stg: &OwnedFd,
-        name: &CString,
+        name: &CStr,
         st: &FileStat,
-    ) -> std::io::Result<()> {
-        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NOCTTY;
-        let src = openat(snap.as_fd(), name.as_c_str(), flags, Mode::empty()).map_err(io)?;
-        let dst = openat(
-            stg.as_fd(),
-            name.as_c_str(),
-            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::from_bits_truncate(0o600),
-        )
-        .map_err(io)?;
-        self.stats.bytes_copied += copy_sparse(&src, &dst, st.st_size as u64)?;
-        self.stats.copied += 1;
-        // Owner before mode (chown clears set-id bits), xattrs after chown
-        // (it clears file capabilities), times last.
-        nix::unistd::fchown(dst.as_fd(), Some(st.st_uid.into()), Some(st.st_gid.into()))
-            .map_err(io)?;
-        nix::sys::stat::fchmod(dst.as_fd(), Mode::from_bits_truncate(st.st_mode & 0o7777))
-            .map_err(io)?;
-        copy_xattrs(src.as_fd(), dst.as_fd())?;
-        set_times(stg.as_fd(), Some(name), Some(dst.as_fd()), st)
-    }
-
-    fn copy_special(
-        &mut self,
-        snap: &OwnedFd,
-        stg: &OwnedFd,
-        name: &CString,
-        st: &FileStat,
-        kind: SFlag,
-    ) -> std::io::Result<()> {
-        if kind == SFlag::S_IFLNK {
-            let target = nix::fcntl::readlinkat(snap.as_fd(), name.as_c_str()).map_err(io)?;
-            nix::unistd::symlinkat(target.as_os_str(), stg.as_fd(), name.as_c_str()).map_err(io)?;
-        } else {
-            mknodat(
-                stg.as_fd(),
-                name.as_c_str(),
-                kind,
-                Mode::from_bits_truncate(0o600),
-                st.st_rdev,
-            )
-            .map_err(io)?;
+    ) -> std::io::Result<bool> {
+        let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let Ok(cfd) = openat(cur.as_fd(), name, flags, Mode::empty()) else {
+            return Ok(false);
+        };
+        let cst = fstat(cfd.as_fd()).map_err(io)?;
+        let same_meta = cst.st_mode == st.st_mode
+            && cst.st_uid == st.st_uid
+            && cst.st_gid == st.st_gid
+            && cst.st_mtime == st.st_mtime
+            && cst.st_mtime_nsec == st.st_mtime_nsec;
+        if !same_meta || self.is_used(&cst) {
+            return Ok(false);
         }
-        self.stats.copied += 1;
-        nix::unistd::fchownat(
-            stg.as_fd(),
-            name.as_c_str(),
-            Some(st.st_uid.into()),
-            Some(st.st_gid.into()),
-            AtFlags::AT_SYMLINK_NOFOLLOW,
-        )
-        .map_err(io)?;
-        if kind != SFlag::S_IFLNK {
-            nix::sys::stat::fchmodat(
-                stg.as_fd(),
-                name.as_c_str(),
-                Mode::from_bits_truncate(st.st_mode & 0o7777),
-                nix::sys::stat::FchmodatFlags::FollowSymlink,
-            )
-            .map_err(io)?;
+        let want = nix::fcntl::readlinkat(snap.as_fd(), name).map_err(io)?;
+        // The fd's own target (an empty path names the O_PATH fd itself).
+        let got = nix::fcntl::readlinkat(cfd.as_fd(), c"").map_err(io)?;
+        if want != got {
+            return Ok(false);
         }
-        set_times(stg.as_fd(), Some(name), None, st)
-    }
-}
-
-/// A directory's own metadata, applied once its entries are in place.
-fn finish_dir(snap: &OwnedFd, stg: &OwnedFd, st: &FileStat) -> std::io::Result<()> {
-    nix::unistd::fchown(stg.as_fd(), Some(st.st_uid.into()), Some(st.st_gid.into())).map_err(io)?;
-    nix::sys::stat::fchmod(stg.as_fd(), Mode::from_bits_truncate(st.st_mode & 0o7777))
-        .map_err(io)?;
-    copy_xattrs(snap.as_fd(), stg.as_fd())?;
-    set_times(stg.as_fd(), None, Some(stg.as_fd()), st)
-}
-
-trait AsBytesOs {
-    fn as_bytes_os(&self) -> &OsStr;
-}
-impl AsBytesOs for CString {
-    fn as_bytes_os(&self) -> &OsStr {
-        OsStr::from_bytes(self.as_bytes())
-    }
-}
-
-fn io(e: nix::Error) -> std::io::Error {
-    std::io::Error::from_raw_os_error(e as i32)
-}
-
-fn open_dir(at: Option<BorrowedFd<'_>>, name: &OsStr) -> std::io::Result<OwnedFd> {
-    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    match at {
-        Some(d) => openat(d, name, flags, Mode::empty()).map_err(io),
-        None => nix::fcntl::open(name, flags, Mode::empty()).map_err(io),
-    }
-}
-
-/// The names in a directory, without `.` and `..`.
-fn list(dir: &OwnedFd) -> std::io::Result<Vec<CString>> {
-    let mut d = Dir::from_fd(dir.try_clone()?).map_err(io)?;
-    let mut out = Vec::new();
-    for e in d.iter() {
-        let e = e.map_err(io)?;
-        let n = e.file_name();
-        if n != c"." && n != c".." {
-            out.push(n.to_owned());
+        // Symlinks carry xattrs only in trusted./security. namespaces, which
+        // a guest cannot set; still, both must have the same set.
+        let (sx, cx) = (
+            symlink_xattrs(snap.as_fd(), name)?,
+            symlink_xattrs(cur.as_fd(), name)?,
+        );
+        let again = fstatat(cur.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW).map_err(io)?;
+        if sx != cx || (again.st_dev, again.st_ino) != (cst.st_dev, cst.st_ino) {
+            return Ok(false);
         }
+        self.take(&cfd, &cst, stg, name)
     }
-    Ok(out)
-}
-
-/// Links `old` in `from` as `new` in `to` (a name, not followed).
-fn link_at(
-    from: BorrowedFd<'_>,
-    old: &CStr,
-    to: BorrowedFd<'_>,
-    new: &CStr,
-) -> std::io::Result<()> {
-    nix::unistd::linkat(from, old, to, new, AtFlags::empty()).map_err(io)
 }
 
 /// Links the inode open at `fd` as `name` in `dir` (`AT_EMPTY_PATH`: needs
@@ -289,13 +185,16 @@ fn link_fd(fd: BorrowedFd<'_>, dir: BorrowedFd<'_>, name: &CStr) -> std::io::Res
     nix::unistd::linkat(fd, c"", dir, name, AtFlags::AT_EMPTY_PATH).map_err(io)
 }
 
-fn same_bytes(a: &OwnedFd, b: &OwnedFd) -> std::io::Result<bool> {
+fn same_bytes(
+    a: &OwnedFd,
+    b: &OwnedFd,
+    (ba, bb): &mut (Vec<u8>, Vec<u8>),
+) -> std::io::Result<bool> {
     let mut fa = File::from(a.try_clone()?);
     let mut fb = File::from(b.try_clone()?);
-    let (mut ba, mut bb) = (vec![0u8; 256 * 1024], vec![0u8; 256 * 1024]);
     loop {
-        let na = read_full(&mut fa, &mut ba)?;
-        let nb = read_full(&mut fb, &mut bb)?;
+        let na = read_full(&mut fa, ba)?;
+        let nb = read_full(&mut fb, bb)?;
         if na != nb || ba[..na] != bb[..nb] {
             return Ok(false);
         }
@@ -316,159 +215,4 @@ fn read_full(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
         }
     }
     Ok(n)
-}
-
-/// Copies `len` bytes of data, leaving holes where the source has them.
-fn copy_sparse(src: &OwnedFd, dst: &OwnedFd, len: u64) -> std::io::Result<u64> {
-    let mut copied = 0u64;
-    let mut pos: i64 = 0;
-    let end = len as i64;
-    while pos < end {
-        // SAFETY: lseek on an fd we own; no memory is touched.
-        let data = unsafe { libc::lseek(src.as_raw_fd(), pos, libc::SEEK_DATA) };
-        if data < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::ENXIO) {
-                break; // only a hole up to the end
-            }
-            return Err(e);
-        }
-        // SAFETY: as above.
-        let hole = unsafe { libc::lseek(src.as_raw_fd(), data, libc::SEEK_HOLE) }.min(end);
-        let mut off_in = data;
-        let mut off_out = data;
-        while off_in < hole {
-            let want = (hole - off_in) as usize;
-            // SAFETY: both fds are ours and open; the offsets are live i64s
-            // the kernel advances.
-            let n = unsafe {
-                libc::copy_file_range(
-                    src.as_raw_fd(),
-                    &mut off_in,
-                    dst.as_raw_fd(),
-                    &mut off_out,
-                    want,
-                    0,
-                )
-            };
-            if n < 0 {
-                let e = std::io::Error::last_os_error();
-                if e.kind() == ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
-            }
-            if n == 0 {
-                break;
-            }
-            copied += n as u64;
-        }
-        pos = hole.max(off_in);
-    }
-    nix::unistd::ftruncate(dst.as_fd(), end).map_err(io)?;
-    Ok(copied)
-}
-
-/// The xattrs of an open file, names and values, sorted.
-fn xattrs(fd: BorrowedFd<'_>) -> std::io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
-    let names = xattr_call(|buf, len| {
-        // SAFETY: buf points to len writable bytes (or is null with len 0).
-        unsafe { libc::flistxattr(fd.as_raw_fd(), buf.cast(), len) }
-    })?;
-    let mut out = Vec::new();
-    for n in names.split(|b| *b == 0).filter(|n| !n.is_empty()) {
-        let cname = CString::new(n).map_err(|e| std::io::Error::new(ErrorKind::InvalidData, e))?;
-        let value = xattr_call(|buf, len| {
-            // SAFETY: cname is NUL-terminated; buf points to len writable bytes.
-            unsafe { libc::fgetxattr(fd.as_raw_fd(), cname.as_ptr(), buf.cast(), len) }
-        })?;
-        out.push((n.to_vec(), value));
-    }
-    out.sort();
-    Ok(out)
-}
-
-/// Calls a size-then-fill xattr function until the buffer is big enough.
-fn xattr_call(mut f: impl FnMut(*mut u8, usize) -> isize) -> std::io::Result<Vec<u8>> {
-    loop {
-        let n = f(std::ptr::null_mut(), 0);
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            // Filesystems without xattr support have none.
-            return match e.raw_os_error() {
-                Some(libc::ENOTSUP) => Ok(Vec::new()),
-                _ => Err(e),
-            };
-        }
-        let mut buf = vec![0u8; n as usize];
-        let m = f(buf.as_mut_ptr(), buf.len());
-        if m >= 0 {
-            buf.truncate(m as usize);
-            return Ok(buf);
-        }
-        let e = std::io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::ERANGE) {
-            return Err(e);
-        }
-    }
-}
-
-fn copy_xattrs(src: BorrowedFd<'_>, dst: BorrowedFd<'_>) -> std::io::Result<()> {
-    for (name, value) in xattrs(src)? {
-        let cname =
-            CString::new(name).map_err(|e| std::io::Error::new(ErrorKind::InvalidData, e))?;
-        // SAFETY: cname is NUL-terminated; value is a live slice of its length.
-        let r = unsafe {
-            libc::fsetxattr(
-                dst.as_raw_fd(),
-                cname.as_ptr(),
-                value.as_ptr().cast(),
-                value.len(),
-                0,
-            )
-        };
-        if r != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
-
-/// Sets atime and mtime from `st`: through `fd` when there is one, else on
-/// `name` in `dir` without following a symlink.
-fn set_times(
-    dir: BorrowedFd<'_>,
-    name: Option<&CString>,
-    fd: Option<BorrowedFd<'_>>,
-    st: &FileStat,
-) -> std::io::Result<()> {
-    let times = [
-        libc::timespec {
-            tv_sec: st.st_atime,
-            tv_nsec: st.st_atime_nsec,
-        },
-        libc::timespec {
-            tv_sec: st.st_mtime,
-            tv_nsec: st.st_mtime_nsec,
-        },
-    ];
-    let r = match (fd, name) {
-        // SAFETY: times is a live array of two timespecs; a null path with
-        // an fd is futimens.
-        (Some(fd), _) => unsafe { libc::futimens(fd.as_raw_fd(), times.as_ptr()) },
-        // SAFETY: name is NUL-terminated; times as above.
-        (None, Some(n)) => unsafe {
-            libc::utimensat(
-                dir.as_raw_fd(),
-                n.as_ptr(),
-                times.as_ptr(),
-                libc::AT_SYMLINK_NOFOLLOW,
-            )
-        },
-        (None, None) => 0,
-    };
-    if r != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
 }

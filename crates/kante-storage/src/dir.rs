@@ -1,16 +1,14 @@
-//! The `dir` driver: volumes are plain directories; copies are made with GNU
-//! cp (`-a --reflink=auto`), which clones extents where the filesystem can
-//! (btrfs, xfs) and copies otherwise, keeping owners, modes, hard links and
-//! xattrs such as file capabilities.
+//! The `dir` driver: volumes are plain directories; copies are made in
+//! process by a parallel walk (`copytree`), which clones extents where the
+//! filesystem can (btrfs, xfs) and copies otherwise, keeping owners, modes,
+//! hard links and xattrs such as file capabilities, as `cp -a` does.
 
 use std::path::Path;
-use std::process::Command;
 
 use kante_api::ConfigMap;
 
 use crate::{
-    create_layout, in_use_error, run, volumes_in_use, DriverInfo, Result, StorageDriver,
-    StorageError,
+    create_layout, in_use_error, volumes_in_use, DriverInfo, Result, StorageDriver, StorageError,
 };
 
 pub struct DirDriver;
@@ -66,6 +64,7 @@ impl StorageDriver for DirDriver {
     }
 
     fn delete_pool(&self, base: &Path, _config: &ConfigMap) -> Result<()> {
+        crate::background::wait_under(base);
         let used = volumes_in_use(base);
         if !used.is_empty() {
             return Err(in_use_error(base, &used));
@@ -83,16 +82,12 @@ impl StorageDriver for DirDriver {
     }
 
     fn copy_volume(&self, src: &Path, dst: &Path) -> Result<()> {
-        run(
-            Command::new("cp")
-                .arg("-a")
-                .arg("--reflink=auto")
-                .arg("--")
-                .arg(src)
-                .arg(dst),
-            &format!("copying {} to {}", src.display(), dst.display()),
-        )
-        .map(drop)
+        let stats = crate::copytree::copy_tree(src, dst).map_err(|e| StorageError::Io {
+            what: format!("copying {} to {}", src.display(), dst.display()),
+            source: e,
+        })?;
+        tracing::debug!(?stats, path = %dst.display(), "copied");
+        Ok(())
     }
 
     fn restore_volume(&self, snapshot: &Path, current: &Path, staging: &Path) -> Result<()> {

@@ -18,11 +18,14 @@
 
 mod adopt;
 mod aside;
+pub mod background;
 pub(crate) mod btrfs;
 mod btrfs_ioctl;
 mod child;
+pub mod copytree;
 pub mod delta;
 mod dir;
+mod fileops;
 mod loopdev;
 #[cfg(any(test, feature = "testing"))]
 pub mod mock;

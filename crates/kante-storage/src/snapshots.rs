@@ -146,9 +146,17 @@ impl Pool {
         })?;
         // The staging path now holds the old content: the volume is restored
         // whether or not deleting it works (a leftover goes at next start).
+        // It is renamed aside and removed in the background (see
+        // `background`); if the rename fails, it is removed here.
         revert.success();
-        if let Err(e) = self.driver.delete_volume(&staging) {
-            tracing::warn!(path = %staging.display(), "removing the replaced volume: {e}");
+        let old = crate::aside::replaced_path(&staging);
+        match rename_noreplace(&staging, &old) {
+            Ok(()) => crate::background::delete(self.driver.clone(), old),
+            Err(_) => {
+                if let Err(e) = self.driver.delete_volume(&staging) {
+                    tracing::warn!(path = %staging.display(), "removing the replaced volume: {e}");
+                }
+            }
         }
         Ok(())
     }

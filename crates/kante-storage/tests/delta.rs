@@ -5,106 +5,19 @@
 //! tree), the staging tree is exactly the snapshot — bytes, owners, modes,
 //! set-id bits, times, xattrs and ACLs, hard-link structure, holes,
 //! symlinks, fifos — and only files equal in every respect were linked
-//! from the current tree.
+//! from the current tree. Through `Pool::restore`: a restore that fails
+//! (the pool's file system full) changes nothing, and a restored volume
+//! written again leaves its snapshot as it was.
 
 mod common;
 
-use std::collections::BTreeMap;
+use common::tree::{describe, sh};
+
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
 
 use kante_storage::delta;
-
-fn sh(cmd: &str) {
-    let out = Command::new("sh").args(["-c", cmd]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Everything about a tree that a restore must reproduce, by relative path;
-/// hard links as the first path of their inode group.
-fn describe(root: &Path) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let mut first_of: BTreeMap<(u64, u64), String> = BTreeMap::new();
-    let mut stack = vec![String::new()];
-    while let Some(rel) = stack.pop() {
-        let p = root.join(&rel);
-        let m = std::fs::symlink_metadata(&p).unwrap();
-        let ft = m.file_type();
-        let xattrs = String::from_utf8_lossy(
-            &Command::new("python3")
-                .args([
-                    "-c",
-                    "import os,sys; p=sys.argv[1]; print(sorted((n, os.getxattr(p, n, \
-                     follow_symlinks=False).hex()) for n in os.listxattr(p, follow_symlinks=False)))",
-                ])
-                .arg(&p)
-                .output()
-                .unwrap()
-                .stdout,
-        )
-        .trim()
-        .to_string();
-        let mut d = format!(
-            "mode={:o} uid={} gid={} xattrs=[{xattrs}]",
-            m.mode(),
-            m.uid(),
-            m.gid()
-        );
-        if !ft.is_symlink() {
-            d += &format!(" mtime={}.{}", m.mtime(), m.mtime_nsec());
-        }
-        if ft.is_dir() {
-            for e in std::fs::read_dir(&p).unwrap() {
-                let n = e.unwrap().file_name().into_string().unwrap();
-                stack.push(if rel.is_empty() {
-                    n
-                } else {
-                    format!("{rel}/{n}")
-                });
-            }
-        } else if ft.is_symlink() {
-            d += &format!(" -> {}", std::fs::read_link(&p).unwrap().display());
-        } else if ft.is_file() {
-            let bytes = std::fs::read(&p).unwrap();
-            d += &format!(" size={} sum={:x}", bytes.len(), fnv(&bytes));
-            d += &format!(" sparse={}", m.blocks() * 512 < m.size());
-            // Links within the tree (a file linked from the current tree
-            // has more links, outside this one).
-            let first = first_of.entry((m.dev(), m.ino())).or_insert(rel.clone());
-            d += &format!(" linkgroup={first}");
-        }
-        out.insert(rel, d);
-    }
-    // Hard-link groups are named by whichever path was met first: name
-    // them by the smallest instead, so two trees compare (a group of one
-    // is the file itself).
-    let mut groups: BTreeMap<String, String> = BTreeMap::new();
-    for (rel, d) in &out {
-        if let Some(g) = d.split(" linkgroup=").nth(1) {
-            let e = groups.entry(g.to_string()).or_insert(rel.clone());
-            if rel < e {
-                *e = rel.clone();
-            }
-        }
-    }
-    out.into_iter()
-        .map(|(rel, d)| match d.split_once(" linkgroup=") {
-            Some((head, g)) => (rel, format!("{head} linkgroup={}", groups[g])),
-            None => (rel, d),
-        })
-        .collect()
-}
-
-fn fnv(b: &[u8]) -> u64 {
-    b.iter().fold(0xcbf29ce484222325u64, |h, x| {
-        (h ^ *x as u64).wrapping_mul(0x100000001b3)
-    })
-}
 
 fn ino(p: &Path) -> u64 {
     std::fs::symlink_metadata(p).unwrap().ino()
@@ -133,7 +46,8 @@ fn a_delta_restore_is_exact_and_links_only_what_is_equal() {
          printf 'split\\n' > data/h1 && ln data/h1 data/h2 && \
          truncate -s 8M data/sparse && printf 'tail' | dd of=data/sparse bs=1 seek=4M conv=notrunc status=none && \
          dd if=/dev/urandom of=data/big bs=1M count=3 status=none && \
-         ln -s ../etc/passwd bin/link && mkfifo var/fifo && \
+         ln -s ../etc/passwd bin/link && mkfifo var/fifo && mknod var/null c 1 3 && \
+         mknod var/loop b 7 200 && ln -s gone var/dangling && ln -s ../etc var/same && \
          chown 1234:4321 var/empty && chmod 0750 var/empty && \
          setfattr -n user.note -v snapshot etc/passwd && setfattr -n trusted.t -v 1 data/big && \
          touch -d '2001-02-03 04:05:06.123456789' etc/passwd etc/forged bin/suid var/empty"
@@ -157,6 +71,8 @@ fn a_delta_restore_is_exact_and_links_only_what_is_equal() {
          setfattr -n user.note -v changed data/big && \
          rm data/h2 && cp -a data/h1 data/h2 && chown 7:7 bin/link -h && \
          printf 'x' | dd of=data/sparse bs=1 seek=1M conv=notrunc status=none && \
+         rm var/null && mknod var/null c 1 5 && chown 3:3 var/loop && \
+         rm var/dangling && ln -s elsewhere var/dangling && touch -h -d '2001-01-01' bin/link && \
          cp -a {c}/etc/sub {}/sub && rm -r etc/sub && ln -s {}/sub etc/sub",
         host.display(),
         host.display()
@@ -204,6 +120,29 @@ fn a_delta_restore_is_exact_and_links_only_what_is_equal() {
         "only changed files are written, holes stay holes: {stats:?}"
     );
 
+    // Unchanged symlinks are taken from the current tree too.
+    assert_eq!(ino(&stg.join("var/same")), ino(&cur.join("var/same")));
+    assert_ne!(
+        ino(&stg.join("var/dangling")),
+        ino(&cur.join("var/dangling")),
+        "a symlink whose target changed is made again"
+    );
+    assert_ne!(ino(&stg.join("bin/link")), ino(&cur.join("bin/link")));
+
+    // The restored tree written again (every file appended to, modes and
+    // owners changed) leaves the snapshot as it was.
+    sh(&format!(
+        "cd {} && find . -type f -exec sh -c 'printf more >> \"$1\"' _ {{}} \\; && \
+         find . -type f -exec chmod 0606 {{}} + && chown -R 99:99 . && \
+         setfattr -n user.note -v after etc/passwd",
+        stg.display()
+    ));
+    assert_eq!(
+        describe(&snap),
+        want,
+        "the snapshot is untouched by later writes"
+    );
+
     // A second restore into a fresh staging tree from a current tree that
     // is itself a restore: still exact.
     let stg2 = tmp.path().join("stg2");
@@ -228,4 +167,87 @@ fn a_missing_current_tree_is_a_plain_copy() {
     assert_eq!((stats.linked, stats.copied), (0, 1));
     // An existing staging path is refused, not merged into.
     assert!(delta::build(&snap, &snap, &stg).is_err());
+}
+
+/// A tmpfs of `size` mounted at `at` (removed with the scratch directory).
+fn tmpfs(at: &Path, size: &str) {
+    std::fs::create_dir_all(at).unwrap();
+    sh(&format!(
+        "mount -t tmpfs -o size={size} kante-test {}",
+        at.display()
+    ));
+}
+
+#[test]
+fn a_restore_that_fails_changes_nothing_and_the_snapshot_outlives_writes() {
+    if !common::prerequisite(nix::unistd::geteuid().is_root(), "root (mounts)") {
+        return;
+    }
+    let _l = common::lock();
+    let s = common::Scratch::new("delta-fail");
+    // The pool lives on an 8 MiB tmpfs: room for the volume and its
+    // snapshot (3 MiB each), not for a third copy of the changed file.
+    let mnt = s.root.join("small");
+    tmpfs(&mnt, "8m");
+    let driver = kante_storage::driver("dir").unwrap();
+    let base = mnt.join("pool");
+    let mut config = Default::default();
+    driver.create_pool(&base, &mut config).unwrap();
+    let pool = kante_storage::Pool {
+        name: "small".into(),
+        base: base.clone(),
+        config,
+        driver,
+    };
+    let c = kante_storage::VolumeKind::Custom;
+    let v = pool.create_custom_volume("data", None).unwrap();
+    sh(&format!(
+        "cd {} && dd if=/dev/urandom of=big bs=1M count=3 status=none && \
+         mkdir d && printf 'one\\n' > d/f && ln -s d/f link && chmod 0640 d/f",
+        v.display()
+    ));
+    let snap = pool.snapshot(c, "data", "s").unwrap();
+    let want = describe(&snap);
+    // The guest's changes: the big file rewritten in place (no new space),
+    // a file changed, one added.
+    sh(&format!(
+        "cd {} && dd if=/dev/urandom of=big bs=1M count=3 conv=notrunc status=none && \
+         printf 'two\\n' > d/f && printf 'new\\n' > added",
+        v.display()
+    ));
+    let changed = describe(&v);
+
+    let err = pool.restore(c, "data", "s").unwrap_err();
+    assert!(
+        err.to_string().contains("No space left"),
+        "the restore fails for want of space: {err}"
+    );
+    assert_eq!(describe(&v), changed, "a failed restore changes nothing");
+    assert_eq!(describe(&snap), want, "nor the snapshot");
+    kante_storage::background::settle();
+    let left: Vec<String> = std::fs::read_dir(base.join("custom"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, vec!["data"], "nothing half-made is left");
+
+    // With room, the same restore is exact; the restored volume written
+    // again leaves the snapshot as it was.
+    sh(&format!("mount -o remount,size=16m {}", mnt.display()));
+    pool.restore(c, "data", "s").unwrap();
+    assert_eq!(describe(&v), want);
+    sh(&format!(
+        "cd {} && printf more >> big && printf 'three\\n' > d/f && chmod 0777 d/f && \
+         chown 5:5 big && rm link",
+        v.display()
+    ));
+    assert_eq!(
+        describe(&snap),
+        want,
+        "the snapshot outlives the volume's writes"
+    );
+    kante_storage::background::settle();
+    pool.delete_custom_volume("data").unwrap();
+    pool.driver.delete_pool(&pool.base, &pool.config).unwrap();
 }

@@ -138,7 +138,9 @@ fn snapshot_cycle(pool: &Pool) {
     assert!(!f("new").exists());
     assert_eq!(read(&f("keep")), "k");
     assert_eq!(read(&f("etc/hostname")), "image");
-    // No staging left, and the volume is writable again.
+    // No staging left (once the replaced tree's deletion has run), and
+    // the volume is writable again.
+    kante_storage::background::settle();
     assert_eq!(pool.list_volumes(C), vec!["c1"]);
     assert!(std::fs::read_dir(pool.base.join("containers"))
         .unwrap()

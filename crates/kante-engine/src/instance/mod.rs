@@ -20,6 +20,7 @@ pub mod nics;
 mod placement;
 pub mod proxy;
 pub mod proxy_fwd;
+mod proxy_splice;
 pub mod reconcile;
 pub mod refresh;
 pub mod rename;

@@ -18,13 +18,10 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
@@ -146,26 +143,26 @@ impl Backoff {
 }
 
 /// When a connection or flow last moved a byte.
-struct Activity {
+pub(super) struct Activity {
     start: Instant,
     last_ms: AtomicU64,
 }
 
 impl Activity {
-    fn new() -> Activity {
+    pub(super) fn new() -> Activity {
         Activity {
             start: Instant::now(),
             last_ms: AtomicU64::new(0),
         }
     }
 
-    fn touch(&self) {
+    pub(super) fn touch(&self) {
         let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.last_ms.store(ms, Ordering::Relaxed);
     }
 
     /// Resolves once nothing has moved for `idle`.
-    async fn idle_for(&self, idle: Duration) {
+    pub(super) async fn idle_for(&self, idle: Duration) {
         loop {
             let last = self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
             let deadline = last + idle;
@@ -243,7 +240,7 @@ async fn forward_tcp(
     };
     let _ = client.set_nodelay(true);
     let _ = upstream.set_nodelay(true);
-    pump(&mut client, &mut upstream, IDLE_TIMEOUT).await;
+    super::proxy_splice::pump_tcp(&mut client, &mut upstream, IDLE_TIMEOUT).await;
 }
 
 /// Resolves if the client's connection fails (a reset) before it sent
@@ -254,68 +251,6 @@ async fn hung_up(s: &TcpStream) {
     let mut b = [0u8; 1];
     if s.peek(&mut b).await.is_ok() {
         std::future::pending::<()>().await;
-    }
-}
-
-/// Copies both ways (tokio's `copy_bidirectional`: an end of stream is
-/// passed on as a shutdown, the other direction goes on) until both
-/// directions ended, either side failed, or nothing moved for `idle`.
-pub async fn pump<A, B>(a: &mut A, b: &mut B, idle: Duration)
-where
-    A: AsyncRead + AsyncWrite + Unpin,
-    B: AsyncRead + AsyncWrite + Unpin,
-{
-    let act = Activity::new();
-    let mut a = Tracked { io: a, act: &act };
-    let mut b = Tracked { io: b, act: &act };
-    tokio::select! {
-        _ = tokio::io::copy_bidirectional(&mut a, &mut b) => {}
-        () = act.idle_for(idle) => tracing::debug!("proxy connection idle for {idle:?}: closed"),
-    }
-}
-
-/// A stream that notes in `act` each read or write that moved bytes.
-struct Tracked<'a, S> {
-    io: &'a mut S,
-    act: &'a Activity,
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Tracked<'_, S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let me = self.get_mut();
-        let before = buf.filled().len();
-        let r = Pin::new(&mut *me.io).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            me.act.touch();
-        }
-        r
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<'_, S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let me = self.get_mut();
-        let r = Pin::new(&mut *me.io).poll_write(cx, data);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            me.act.touch();
-        }
-        r
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut *self.get_mut().io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut *self.get_mut().io).poll_shutdown(cx)
     }
 }
 
@@ -427,44 +362,6 @@ async fn relay_replies(
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    #[tokio::test(start_paused = true)]
-    async fn a_connection_that_moves_nothing_is_closed() {
-        let (mut a, mut a_peer) = tokio::io::duplex(64);
-        let (mut b, mut b_peer) = tokio::io::duplex(64);
-        let pump = tokio::spawn(async move { pump(&mut a, &mut b, Duration::from_secs(30)).await });
-        // Bytes move both ways.
-        a_peer.write_all(b"ping").await.unwrap();
-        let mut got = [0u8; 4];
-        b_peer.read_exact(&mut got).await.unwrap();
-        assert_eq!(&got, b"ping");
-        b_peer.write_all(b"pong").await.unwrap();
-        a_peer.read_exact(&mut got).await.unwrap();
-        assert_eq!(&got, b"pong");
-        // Then nothing: virtual time runs past the idle timeout and the
-        // pump ends, closing both sides (the peers read end-of-stream).
-        pump.await.unwrap();
-        assert_eq!(a_peer.read(&mut got).await.unwrap(), 0);
-        assert_eq!(b_peer.read(&mut got).await.unwrap(), 0);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_half_closed_connection_still_carries_the_reply() {
-        let (mut a, mut a_peer) = tokio::io::duplex(64);
-        let (mut b, mut b_peer) = tokio::io::duplex(64);
-        let pump = tokio::spawn(async move { pump(&mut a, &mut b, Duration::from_secs(30)).await });
-        a_peer.write_all(b"req").await.unwrap();
-        a_peer.shutdown().await.unwrap();
-        let mut req = Vec::new();
-        b_peer.read_to_end(&mut req).await.unwrap();
-        assert_eq!(req, b"req");
-        b_peer.write_all(b"reply").await.unwrap();
-        drop(b_peer);
-        let mut reply = Vec::new();
-        a_peer.read_to_end(&mut reply).await.unwrap();
-        assert_eq!(reply, b"reply");
-        pump.await.unwrap();
-    }
 
     /// Hang detection only: no test waits on this unless something is stuck.
     const HANG: Duration = Duration::from_secs(20);

@@ -13,6 +13,7 @@ use kante_api::ConfigMap;
 use kante_storage::{driver, Pool};
 
 pub mod streams;
+pub mod tree;
 
 static LOCK: Mutex<()> = Mutex::new(());
 
