@@ -289,13 +289,6 @@ pub(super) async fn recv_control(conn: &mut WsConn, op: &Op) -> Result<Control> 
     }
 }
 
-/// The error for a peer that speaks LXD's transfer, not Kante's stream.
-pub(super) fn lxd_peer() -> EngineError {
-    EngineError::bad(
-        "The migration peer is LXD: migration with LXD needs the rsync transfer, not implemented yet",
-    )
-}
-
 /// A blocking writer whose bytes go out as binary frames of [`FRAME`] bytes.
 pub(super) struct FrameWriter {
     tx: mpsc::Sender<Vec<u8>>,

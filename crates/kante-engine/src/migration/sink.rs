@@ -175,7 +175,6 @@ impl Engine {
     ) -> Result<()> {
         let name = row.name.as_str();
         let offer = match link::recv_control(&mut link.control, op).await? {
-            Control::Header(h) if h.kante_types.is_empty() => return Err(link::lxd_peer()),
             Control::Header(h) => h,
             Control::Done(c) => return Err(peer_failed(&c)),
         };
@@ -191,6 +190,34 @@ impl Engine {
             ));
         }
         let pool = self.pool(pool_name)?;
+        if offer.kante_types.is_empty() {
+            self.receive_from_lxd(op, name, &pool, &offer, link).await?;
+        } else {
+            self.receive_native(op, row, &pool, &offer, link).await?;
+        }
+        for s in &offer.snapshots {
+            self.node
+                .snapshot_create(&snapshot_row(name, row, s))
+                .await?;
+        }
+        let rootfs = pool.volume_path(VolumeKind::Container, name).join("rootfs");
+        files::write_hostname(&rootfs, name)?;
+        self.write_backup_file(row).await;
+        self.node.instance_created(name).await?;
+        Ok(())
+    }
+
+    /// Kante's own stream: the type negotiated in field 1000, the volume
+    /// received at staging paths and checked.
+    async fn receive_native(
+        &self,
+        op: &Op,
+        row: &InstanceRow,
+        pool: &kante_storage::Pool,
+        offer: &MigrationHeader,
+        link: &mut Link,
+    ) -> Result<()> {
+        let name = row.name.as_str();
         let offered: Vec<MigrationType> = offer
             .kante_types
             .iter()
@@ -267,15 +294,6 @@ impl Engine {
                 "The migration stream's snapshots are not those offered",
             ));
         }
-        for s in &offer.snapshots {
-            self.node
-                .snapshot_create(&snapshot_row(name, row, s))
-                .await?;
-        }
-        let rootfs = pool.volume_path(VolumeKind::Container, name).join("rootfs");
-        files::write_hostname(&rootfs, name)?;
-        self.write_backup_file(row).await;
-        self.node.instance_created(name).await?;
         tracing::info!(
             instance = name,
             bytes = received.bytes,
