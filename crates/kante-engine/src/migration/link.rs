@@ -392,18 +392,27 @@ impl<'a> Progress<'a> {
         self.bytes += n as u64;
         if self.last.elapsed() >= Duration::from_millis(500) {
             self.last = std::time::Instant::now();
-            let secs = self.start.elapsed().as_secs_f64().max(0.001);
-            let rate = (self.bytes as f64 / secs) as u64;
-            self.op.set_metadata_key(
-                "fs_progress",
-                serde_json::Value::String(format!(
-                    "{}: {} ({}/s)",
-                    self.name,
-                    decimal_size(self.bytes),
-                    decimal_size(rate)
-                )),
-            );
+            self.show();
         }
+    }
+
+    /// The final count, shown whatever the time since the last line.
+    pub(super) fn finish(&mut self) {
+        self.show();
+    }
+
+    fn show(&self) {
+        let secs = self.start.elapsed().as_secs_f64().max(0.001);
+        let rate = (self.bytes as f64 / secs) as u64;
+        self.op.set_metadata_key(
+            "fs_progress",
+            serde_json::Value::String(format!(
+                "{}: {} ({}/s)",
+                self.name,
+                decimal_size(self.bytes),
+                decimal_size(rate)
+            )),
+        );
     }
 }
 

@@ -37,9 +37,9 @@ fn features_of(h: &MigrationHeader) -> Vec<&'static str> {
 }
 
 impl Engine {
-    /// The source's side once LXD has answered the offer: the trees over
-    /// rsync, then LXD's verdict.
-    pub(super) async fn send_to_lxd(
+    /// The source's side once the target chose rsync (LXD, or a Kante
+    /// target refreshing its copy): the trees it asked for, then its verdict.
+    pub(super) async fn send_rsync(
         &self,
         op: &Op,
         name: &str,
@@ -60,6 +60,11 @@ impl Engine {
             ));
         }
         let features = features_of(answer);
+        if !(answer.kante_types.is_empty() || answer.kante_types == [RSYNC]) {
+            return Err(EngineError::bad(
+                "The migration target chose another transfer",
+            ));
+        }
         let row = self.instance_row(name).await?;
         let pool = self.pool(&self.instance_pool_name(&row).await)?;
         let mut progress = Progress::new(op, name);
@@ -88,6 +93,7 @@ impl Engine {
                 rsync::send(link, op, &mut progress, &dir, &features).await?;
             }
         }
+        progress.finish();
         match link::recv_control(&mut link.control, op).await? {
             Control::Done(c) if c.success => Ok(()),
             Control::Done(c) => Err(peer_failed(&c)),
@@ -108,28 +114,34 @@ impl Engine {
         offer: &MigrationHeader,
         link: &mut Link,
     ) -> Result<()> {
-        let common = RsyncFeatures::common(offer.rsync_features.as_ref());
-        let final_sync = offer.criu == Some(proto::CRIU_NONE);
-        let answer = MigrationHeader {
-            fs: proto::FS_RSYNC,
-            criu: final_sync.then_some(proto::CRIU_NONE),
-            snapshot_names: offer.snapshot_names.clone(),
-            snapshots: offer.snapshots.clone(),
-            predump: Some(false),
-            rsync_features: Some(common.clone()),
-            refresh: Some(false),
-            index_header_version: Some(0),
-            ..Default::default()
-        };
+        let answer = rsync_answer(offer, offer.snapshots.clone(), false);
         link::send_msg(&link.control, &answer).await?;
-        let features = common.names();
-        let idmap = offer.idmap.clone();
-        let dir = {
+        {
             let (p, n) = (pool.clone(), name.to_string());
-            blocking(move || Ok(p.create_instance_empty(&n)?)).await?
-        };
+            blocking(move || Ok(p.create_instance_empty(&n)?)).await?;
+        }
+        self.receive_trees(op, name, pool, offer, &answer, link)
+            .await
+    }
+
+    /// The trees the answer asked for, over rsync, into the volume `name`
+    /// (which exists): each snapshot received into it then snapshotted,
+    /// then the volume itself; each shifted back by the offer's id map.
+    pub(super) async fn receive_trees(
+        &self,
+        op: &Op,
+        name: &str,
+        pool: &Pool,
+        offer: &MigrationHeader,
+        answer: &MigrationHeader,
+        link: &mut Link,
+    ) -> Result<()> {
+        let features = features_of(answer);
+        let final_sync = answer.criu == Some(proto::CRIU_NONE);
+        let idmap = offer.idmap.clone();
+        let dir = pool.volume_path(VolumeKind::Container, name);
         let mut progress = Progress::new(op, name);
-        for s in &offer.snapshot_names {
+        for s in &answer.snapshot_names {
             rsync::receive(link, op, &mut progress, &dir, &features).await?;
             let (p, n, s, d, m) = (
                 pool.clone(),
@@ -149,10 +161,43 @@ impl Engine {
         if final_sync {
             rsync::receive(link, op, &mut progress, &dir, &features).await?;
         }
+        progress.finish();
         blocking(move || Ok(unshift_tree(&dir, &idmap)?)).await?;
         Ok(())
     }
 }
+
+/// A target's answer to an rsync transfer: LXD's terms (features both
+/// have, no index frame, a final sync only for a running source), the
+/// snapshots it wants; `refresh` tells the source to send only those. A
+/// Kante source (its offer has field 1000) is told `rsync` there.
+pub(super) fn rsync_answer(
+    offer: &MigrationHeader,
+    snapshots: Vec<proto::Snapshot>,
+    refresh: bool,
+) -> MigrationHeader {
+    let final_sync = offer.criu == Some(proto::CRIU_NONE);
+    MigrationHeader {
+        fs: proto::FS_RSYNC,
+        criu: final_sync.then_some(proto::CRIU_NONE),
+        snapshot_names: snapshots.iter().map(|s| s.name.clone()).collect(),
+        snapshots,
+        predump: Some(false),
+        rsync_features: Some(RsyncFeatures::common(offer.rsync_features.as_ref())),
+        refresh: Some(refresh),
+        index_header_version: Some(0),
+        kante_types: if offer.kante_types.is_empty() {
+            Vec::new()
+        } else {
+            vec![RSYNC.to_string()]
+        },
+        ..Default::default()
+    }
+}
+
+/// Kante's name for the rsync transfer in field 1000 (offered last by a
+/// Kante source; chosen by a target only to refresh).
+pub(super) const RSYNC: &str = "rsync";
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f).await?

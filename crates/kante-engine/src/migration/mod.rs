@@ -29,6 +29,7 @@
 mod link;
 mod lxd;
 pub(crate) mod proto;
+mod refresh;
 mod rsync;
 mod send;
 mod sink;

@@ -15,6 +15,7 @@ use kante_store::SnapshotRow;
 use tokio::sync::mpsc;
 
 use super::link::{self, Connect, Control, FrameWriter, Link, Peer, Progress};
+use super::lxd;
 use super::proto::{self, MigrationControl, MigrationHeader};
 use crate::error::{EngineError, Result};
 use crate::operations::{instance_resources, Op};
@@ -182,17 +183,22 @@ impl Engine {
             snapshot_names: names.clone(),
             snapshots: snaps.iter().map(snapshot_message).collect(),
             rsync_features: Some(proto::RsyncFeatures::kante()),
-            kante_types: offered.iter().map(|t| t.name().to_string()).collect(),
+            kante_types: offered
+                .iter()
+                .map(|t| t.name().to_string())
+                .chain([lxd::RSYNC.to_string()])
+                .collect(),
             ..Default::default()
         };
         link::send_msg(&link.control, &offer).await?;
         let ty = match link::recv_control(&mut link.control, op).await? {
-            Control::Header(h) if h.kante_types.is_empty() => {
+            // LXD (no field 1000), or a Kante target refreshing its copy.
+            Control::Header(h) if h.kante_types.is_empty() || h.kante_types == [lxd::RSYNC] => {
                 let offered = match what {
                     What::Snapshot(_) => Vec::new(),
                     What::Instance { .. } => names,
                 };
-                return self.send_to_lxd(op, name, what, &offered, &h, link).await;
+                return self.send_rsync(op, name, what, &offered, &h, link).await;
             }
             Control::Header(h) => MigrationType::parse(&h.kante_types[0])
                 .filter(|t| offered.contains(t))

@@ -65,11 +65,6 @@ impl Engine {
                 "Live migration is not supported: stop the instance first, or use --stateless (it is then frozen while it is copied)",
             ));
         }
-        if src.refresh {
-            return Err(EngineError::NotImplemented(
-                "Refreshing a copy between servers is not supported yet".into(),
-            ));
-        }
         let connect = match src.mode.as_str() {
             "" | "pull" => Some(Peer::parse(
                 &src.operation,
@@ -84,6 +79,9 @@ impl Engine {
             }
         };
         if self.node.instance_get(&name).await?.is_some() {
+            if req.source.refresh {
+                return self.migration_refresh(&req, connect).await;
+            }
             return Err(EngineError::Conflict(format!(
                 "Instance {name:?} already exists"
             )));
@@ -352,7 +350,7 @@ fn new_row(engine: &Engine, name: &str, req: &InstancesPost, checked: NewInstanc
 }
 
 /// A received snapshot's record.
-fn snapshot_row(instance: &str, row: &InstanceRow, s: &proto::Snapshot) -> SnapshotRow {
+pub(super) fn snapshot_row(instance: &str, row: &InstanceRow, s: &proto::Snapshot) -> SnapshotRow {
     let time = |secs: Option<i64>| {
         secs.and_then(|t| chrono::DateTime::from_timestamp(t, 0))
             .map(fmt_time)
