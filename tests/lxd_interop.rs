@@ -4,7 +4,8 @@
 //! Debian test image, with a file, a snapshot and a config key, is copied
 //! into kanted: it starts there with its file owned as inside LXD (LXD's
 //! shifted tree is shifted back), the set-uid bit kept, and its snapshot
-//! restores the older file. Moved back to LXD it starts there with the
+//! restores the older file (also into a btrfs pool, when btrfs is
+//! there). Moved back to LXD it starts there with the
 //! file kanted wrote, its snapshot and config (and MAC) along. The LXD
 //! daemon, its processes, mounts and dir are gone afterwards.
 
@@ -42,6 +43,17 @@ async fn snapshot_names(d: &Daemon, name: &str) -> Vec<String> {
         .collect();
     v.sort();
     v
+}
+
+/// btrfs in the kernel and btrfs-progs (else that part is skipped, said so).
+fn btrfs_ready() -> bool {
+    let fs = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
+    let kernel = fs.lines().any(|l| l.trim_end().ends_with("btrfs"));
+    let progs = std::process::Command::new("mkfs.btrfs")
+        .arg("--version")
+        .output()
+        .is_ok();
+    prerequisite(kernel && progs, "btrfs in the kernel and btrfs-progs")
 }
 
 /// `lxc file push` of `data` to `target` (`remote:instance/path`).
@@ -94,6 +106,18 @@ fn lxc_copies_from_lxd_into_kanted_and_moves_back() {
         // Owners as inside LXD (root, group mail), not LXD's host ids.
         assert_eq!(out, "two\n0:0\n0:8\n4755\n");
         kd.client.stop_instance("interop1", true, -1).await.unwrap();
+        if btrfs_ready() {
+            // Into a btrfs pool: the same rsync transfer (LXD's fallback),
+            // each snapshot a subvolume snapshot of the received tree.
+            lxc_ok(&kd, &user, "storage create kante:bt btrfs size=2GiB");
+            lxc_ok(&kd, &user, "copy lxd:interop1 kante:interop3 -s bt");
+            assert_eq!(snapshot_names(&kd, "interop3").await, ["s0"]);
+            assert_eq!(read(&kd, "interop3", "/root/f").await, "two");
+            lxc_ok(&kd, &user, "restore kante:interop3 s0");
+            assert_eq!(read(&kd, "interop3", "/root/f").await, "one");
+            lxc_ok(&kd, &user, "delete kante:interop3");
+            lxc_ok(&kd, &user, "storage delete kante:bt");
+        }
         lxc_ok(&kd, &user, "restore kante:interop1 s0");
         assert_eq!(read(&kd, "interop1", "/root/f").await, "one");
         kd.client

@@ -215,6 +215,7 @@ async fn refusals_come_before_any_operation() {
     let dst = h2.open().await;
     h2.import_image(&dst, "img").await;
     h2.create(&dst, "taken", "img", &[]).await;
+    h2.launch(&dst, "busy", "img").await;
 
     let status = |e: crate::EngineError| (e.status(), e.to_string());
     let ops_before = dst.ops.list().len();
@@ -253,9 +254,12 @@ async fn refusals_come_before_any_operation() {
     let mut req = push_request(&src, "c2").await;
     req.source.live = true;
     assert_eq!(status(dst.migration_create(req).await.unwrap_err()).0, 400);
-    let mut req = push_request(&src, "c2").await;
+    // A refresh of a copy that is not stopped.
+    let mut req = push_request(&src, "busy").await;
     req.source.refresh = true;
-    assert_eq!(status(dst.migration_create(req).await.unwrap_err()).0, 501);
+    let (code, msg) = status(dst.migration_create(req).await.unwrap_err());
+    assert_eq!(code, 400);
+    assert!(msg.contains("stop it"), "{msg}");
     let mut req = push_request(&src, "c2").await;
     req.source.mode = "pull".into();
     req.source.operation = "https://127.0.0.1:1/1.0/operations/x".into();
