@@ -4,8 +4,8 @@
 //! Debian test image, with a file, a snapshot and a config key, is copied
 //! into kanted: it starts there with its file owned as inside LXD (LXD's
 //! shifted tree is shifted back), the set-uid bit kept, and its snapshot
-//! restores the older file (also copied into a btrfs pool, when btrfs is
-//! there). Moved back to LXD it starts there with the
+//! restores the older file (also into a btrfs pool, `-s bt`, when btrfs
+//! is there). Moved back to LXD it starts there with the
 //! file kanted wrote, its snapshot and config (and MAC) along. The LXD
 //! daemon, its processes, mounts and dir are gone afterwards.
 
@@ -109,12 +109,14 @@ fn lxc_copies_from_lxd_into_kanted_and_moves_back() {
         if btrfs_ready() {
             // Into a btrfs pool: the same rsync transfer (LXD's fallback),
             // each snapshot a subvolume snapshot of the received tree.
-            // (Not restored here: `lxc copy -s POOL` leaves the record
-            // without a root device; see the report of issue 16.)
             lxc_ok(&kd, &user, "storage create kante:bt btrfs size=2GiB");
             lxc_ok(&kd, &user, "copy lxd:interop1 kante:interop3 -s bt");
             assert_eq!(snapshot_names(&kd, "interop3").await, ["s0"]);
             assert_eq!(read(&kd, "interop3", "/root/f").await, "two");
+            // The snapshot's tree is found on that pool (its record has
+            // the instance's root disk).
+            lxc_ok(&kd, &user, "restore kante:interop3 s0");
+            assert_eq!(read(&kd, "interop3", "/root/f").await, "one");
             lxc_ok(&kd, &user, "delete kante:interop3");
             lxc_ok(&kd, &user, "storage delete kante:bt");
         }

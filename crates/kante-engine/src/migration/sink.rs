@@ -382,19 +382,41 @@ pub(super) fn snapshot_row(instance: &str, row: &InstanceRow, s: &proto::Snapsho
         ephemeral: s.ephemeral,
         description: s.description.clone().unwrap_or_default(),
         config,
-        devices: s
-            .local_devices
-            .iter()
-            .map(|d| {
-                (
-                    d.name.clone(),
-                    d.config
-                        .iter()
-                        .map(|c| (c.key.clone(), c.value.clone()))
-                        .collect(),
-                )
-            })
-            .collect(),
+        devices: snapshot_devices(row, s),
         profiles: s.profiles.clone(),
     }
+}
+
+/// A received snapshot's devices: the source's, with the root disk on
+/// the pool its tree now lives in (the instance's local root disk, which
+/// lxc's `-s POOL` adds; a snapshot without one gets it, or a restore
+/// would look for the tree in the profile's pool).
+fn snapshot_devices(row: &InstanceRow, s: &proto::Snapshot) -> kante_api::DevicesMap {
+    let mut devices: kante_api::DevicesMap = s
+        .local_devices
+        .iter()
+        .map(|d| {
+            (
+                d.name.clone(),
+                d.config
+                    .iter()
+                    .map(|c| (c.key.clone(), c.value.clone()))
+                    .collect(),
+            )
+        })
+        .collect();
+    if let Some((name, root)) = config::root_disk(&row.devices) {
+        let own = config::root_disk(&devices).map(|(n, _)| n.clone());
+        match own {
+            Some(n) => {
+                if let (Some(d), Some(pool)) = (devices.get_mut(&n), root.get("pool")) {
+                    d.insert("pool".into(), pool.clone());
+                }
+            }
+            None => {
+                devices.insert(name.clone(), root.clone());
+            }
+        }
+    }
+    devices
 }
