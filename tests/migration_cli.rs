@@ -1,7 +1,8 @@
 //! `kante copy` and `kante move` between two kanteds over HTTPS on
 //! loopback, driven by the CLI in each transfer mode: files, snapshots and
 //! the MAC travel; the source is untouched by a copy and gone after a
-//! move; a snapshot copies as a new instance; a running instance moves
+//! move; a snapshot copies as a new instance; `--refresh` updates a copy
+//! sending a small fraction of the full copy's bytes; a running instance moves
 //! only with `--stateless` (and runs on the target); every refusal comes before any byte moves and leaves both
 //! servers as they were. The source's own websocket-level protocol is
 //! covered with the real lxc in `tests/migration.rs`.
@@ -291,6 +292,114 @@ fn instances_are_copied_and_moved_between_two_kanteds_by_the_cli() {
         t.a.client.delete_image(&fp).await.unwrap();
         t.b.client.delete_image(&fp).await.unwrap();
         drop(bridge);
+        let Two { a, b, .. } = t;
+        a.shutdown().await;
+        b.shutdown().await;
+    });
+}
+
+/// The byte count of a finished `Migrating instance` operation of `d`
+/// (its last `fs_progress`, as `c1: 1.23MB (4.56MB/s)`).
+async fn migrated_bytes(d: &Daemon) -> u64 {
+    let ops: serde_json::Value = d
+        .client
+        .get_json("/1.0/operations?recursion=1")
+        .await
+        .unwrap();
+    let mut found: Vec<(String, String)> = ops
+        .as_object()
+        .into_iter()
+        .flat_map(|m| m.values())
+        .filter_map(|v| v.as_array())
+        .flatten()
+        .filter(|o| o["description"] == "Migrating instance")
+        .filter_map(|o| {
+            Some((
+                o["created_at"].as_str()?.to_string(),
+                o["metadata"]["fs_progress"].as_str()?.to_string(),
+            ))
+        })
+        .collect();
+    found.sort();
+    let (_, line) = found.pop().expect("a migration operation with progress");
+    let amount = line
+        .split_once(": ")
+        .and_then(|(_, r)| r.split(' ').next())
+        .unwrap_or_else(|| panic!("{line}"));
+    let digits = amount
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(amount.len());
+    let (n, unit) = amount.split_at(digits);
+    let n: f64 = n.parse().unwrap_or_else(|_| panic!("{line}"));
+    let scale = match unit {
+        "B" => 1.0,
+        "kB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        _ => panic!("{line}"),
+    };
+    (n * scale) as u64
+}
+
+async fn put(d: &Daemon, name: &str, path: &str, data: &str) {
+    d.client
+        .file_push_bytes(name, path, data.to_string(), &Default::default())
+        .await
+        .unwrap();
+}
+
+async fn get(d: &Daemon, name: &str, path: &str) -> String {
+    match d.client.file_get(name, path).await.unwrap().content {
+        kante_client::FileContent::File(b) => text(&b),
+        other => panic!("{path}: {other:?}"),
+    }
+}
+
+#[test]
+fn a_refresh_sends_only_what_changed() {
+    run(async {
+        let t = Two::up().await;
+        let fp = t.a.import(TestImage::Debian).await;
+        t.a.create(&fp, "c1", &[]).await;
+        put(&t.a, "c1", "/root/f", "one").await;
+        t.a.client.create_snapshot("c1", "s0", false).await.unwrap();
+        t.ok(&["copy", "c1", "b:c1"]);
+        let full = migrated_bytes(&t.a).await;
+        assert!(full > 50_000_000, "the first copy sent only {full} bytes");
+
+        // A small change: a file rewritten, one added, a new snapshot, one
+        // snapshot on the target the source does not have.
+        put(&t.a, "c1", "/root/f", "two").await;
+        t.a.client.create_snapshot("c1", "s1", false).await.unwrap();
+        put(&t.a, "c1", "/root/g", "new").await;
+        t.b.client
+            .create_snapshot("c1", "extra", false)
+            .await
+            .unwrap();
+        t.ok(&["copy", "c1", "b:c1", "--refresh"]);
+        let sent = migrated_bytes(&t.a).await;
+        assert!(
+            sent < full / 20,
+            "the refresh sent {sent} bytes, the full copy {full}"
+        );
+        assert_eq!(get(&t.b, "c1", "/root/f").await, "two");
+        assert_eq!(get(&t.b, "c1", "/root/g").await, "new");
+        assert_eq!(snapshots(&t.b, "c1").await, ["s0", "s1"]);
+        // The new snapshot holds its own tree: restored, f is as it was.
+        t.ok(&["restore", "b:c1", "s1"]);
+        assert_eq!(get(&t.b, "c1", "/root/f").await, "two");
+        assert!(t.b.client.file_get("c1", "/root/g").await.is_err());
+        // And the copy starts.
+        t.b.client.start_instance("c1").await.unwrap();
+        let (code, out) = t.b.sh("c1", "cat /root/f").await;
+        assert_eq!((code, out.trim()), (0, "two"));
+
+        // A running target is refused, and its copy left as it was.
+        put(&t.a, "c1", "/root/f", "three").await;
+        let e = t.fails(&["copy", "c1", "b:c1", "--refresh"]);
+        assert!(e.contains("stop it"), "{e}");
+        t.b.client.stop_instance("c1", true, -1).await.unwrap();
+        assert_eq!(get(&t.b, "c1", "/root/f").await, "two");
         let Two { a, b, .. } = t;
         a.shutdown().await;
         b.shutdown().await;

@@ -18,6 +18,7 @@ pub mod lab;
 mod leaks;
 pub mod load;
 pub mod lxc;
+pub mod lxd;
 pub mod net;
 pub mod soak;
 pub use cgroups::{pids_in_tree, HostCgroups};

@@ -32,6 +32,8 @@ pub mod mock;
 mod mounts;
 mod registry;
 mod revert;
+pub mod rsync;
+pub mod shift;
 mod snapshots;
 pub mod stream;
 mod volumes;

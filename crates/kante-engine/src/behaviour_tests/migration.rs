@@ -1,8 +1,9 @@
 //! Migration between two engines (`migration/`), relayed in the test as lxc
 //! relays it (both sides listen, the test joins their websockets): the
 //! instance arrives with its snapshots and files; refusals happen before
-//! any operation; a running source is frozen while it is read; a peer that aborts, cuts the stream or speaks LXD's
-//! rsync transfer leaves no record and no volume on the target.
+//! any operation; a running source is frozen while it is read; a peer that aborts or cuts the stream leaves no record
+//! and no volume on the target; an LXD source (no Kante field) is answered
+//! on LXD's terms (rsync, no compression, no index frame).
 
 use std::sync::Arc;
 
@@ -10,7 +11,7 @@ use crate::instance::snapshots::SnapshotsPost;
 use kante_api::instance::{InstancePost, InstanceSource, InstancesPost};
 use prost::Message;
 
-use crate::migration::proto::{MigrationControl, MigrationHeader};
+use crate::migration::proto::{MigrationControl, MigrationHeader, RsyncFeatures};
 use crate::operations::Op;
 use crate::testing::{self, TestHost};
 use crate::ws::{WsConn, WsMsg};
@@ -214,6 +215,7 @@ async fn refusals_come_before_any_operation() {
     let dst = h2.open().await;
     h2.import_image(&dst, "img").await;
     h2.create(&dst, "taken", "img", &[]).await;
+    h2.launch(&dst, "busy", "img").await;
 
     let status = |e: crate::EngineError| (e.status(), e.to_string());
     let ops_before = dst.ops.list().len();
@@ -252,9 +254,12 @@ async fn refusals_come_before_any_operation() {
     let mut req = push_request(&src, "c2").await;
     req.source.live = true;
     assert_eq!(status(dst.migration_create(req).await.unwrap_err()).0, 400);
-    let mut req = push_request(&src, "c2").await;
+    // A refresh of a copy that is not stopped.
+    let mut req = push_request(&src, "busy").await;
     req.source.refresh = true;
-    assert_eq!(status(dst.migration_create(req).await.unwrap_err()).0, 501);
+    let (code, msg) = status(dst.migration_create(req).await.unwrap_err());
+    assert_eq!(code, 400);
+    assert!(msg.contains("stop it"), "{msg}");
     let mut req = push_request(&src, "c2").await;
     req.source.mode = "pull".into();
     req.source.operation = "https://127.0.0.1:1/1.0/operations/x".into();
@@ -326,20 +331,48 @@ fn offer(types: &[&str]) -> WsMsg {
 }
 
 #[tokio::test]
-async fn an_lxd_source_is_refused_and_told_why() {
+async fn an_lxd_source_gets_an_rsync_answer_and_its_abort_leaves_nothing() {
     let (h1, h2) = (TestHost::new(), TestHost::new());
     let src = source(&h1).await;
     let dst = h2.open().await;
     let (op, mut control, _fs) = target_driven_by_test(&dst, &src).await;
-    control.outgoing.send(offer(&[])).await.unwrap();
-    let err = testing::wait_err(&op).await;
-    assert!(err.contains("rsync"), "{err}");
-    let Some(WsMsg::Binary(b)) = control.incoming.recv().await else {
-        panic!("no verdict");
+    // LXD 5.0's offer for a stopped container on a dir pool: rsync with
+    // every feature, an index header, no Kante field.
+    let lxd_offer = MigrationHeader {
+        fs: 0,
+        rsync_features: Some(RsyncFeatures {
+            xattrs: Some(true),
+            delete: Some(true),
+            compress: Some(true),
+            bidirectional: Some(true),
+        }),
+        index_header_version: Some(1),
+        ..Default::default()
     };
-    let verdict = MigrationControl::decode(b.as_slice()).unwrap();
-    assert!(!verdict.success);
-    assert!(verdict.message.unwrap().contains("rsync"));
+    control
+        .outgoing
+        .send(WsMsg::Binary(lxd_offer.encode_to_vec()))
+        .await
+        .unwrap();
+    let Some(WsMsg::Binary(b)) = control.incoming.recv().await else {
+        panic!("no answer");
+    };
+    let answer = MigrationHeader::decode(b.as_slice()).unwrap();
+    // LXD's terms: rsync without compression, no index frame, no final
+    // sync, and nothing of Kante's own stream.
+    assert_eq!(answer.fs, 0);
+    assert!(answer.kante_types.is_empty());
+    assert_eq!(
+        answer.rsync_features.unwrap().names(),
+        ["xattrs", "delete", "bidirectional"]
+    );
+    assert_eq!(answer.index_header_version, Some(0));
+    assert_eq!(answer.criu, None);
+    // LXD fails mid-transfer: told on control, the target undoes it all.
+    let abort = MigrationControl::failed("disk on fire").encode_to_vec();
+    control.outgoing.send(WsMsg::Binary(abort)).await.unwrap();
+    let err = testing::wait_err(&op).await;
+    assert!(err.contains("disk on fire"), "{err}");
     nothing_of(&dst, "c2").await;
 }
 

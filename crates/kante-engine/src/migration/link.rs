@@ -289,13 +289,6 @@ pub(super) async fn recv_control(conn: &mut WsConn, op: &Op) -> Result<Control> 
     }
 }
 
-/// The error for a peer that speaks LXD's transfer, not Kante's stream.
-pub(super) fn lxd_peer() -> EngineError {
-    EngineError::bad(
-        "The migration peer is LXD: migration with LXD needs the rsync transfer, not implemented yet",
-    )
-}
-
 /// A blocking writer whose bytes go out as binary frames of [`FRAME`] bytes.
 pub(super) struct FrameWriter {
     tx: mpsc::Sender<Vec<u8>>,
@@ -399,18 +392,27 @@ impl<'a> Progress<'a> {
         self.bytes += n as u64;
         if self.last.elapsed() >= Duration::from_millis(500) {
             self.last = std::time::Instant::now();
-            let secs = self.start.elapsed().as_secs_f64().max(0.001);
-            let rate = (self.bytes as f64 / secs) as u64;
-            self.op.set_metadata_key(
-                "fs_progress",
-                serde_json::Value::String(format!(
-                    "{}: {} ({}/s)",
-                    self.name,
-                    decimal_size(self.bytes),
-                    decimal_size(rate)
-                )),
-            );
+            self.show();
         }
+    }
+
+    /// The final count, shown whatever the time since the last line.
+    pub(super) fn finish(&mut self) {
+        self.show();
+    }
+
+    fn show(&self) {
+        let secs = self.start.elapsed().as_secs_f64().max(0.001);
+        let rate = (self.bytes as f64 / secs) as u64;
+        self.op.set_metadata_key(
+            "fs_progress",
+            serde_json::Value::String(format!(
+                "{}: {} ({}/s)",
+                self.name,
+                decimal_size(self.bytes),
+                decimal_size(rate)
+            )),
+        );
     }
 }
 

@@ -17,8 +17,8 @@
 //! field 1000 the volume stream types it can send), the target's answer
 //! (the type chosen), and at the end `MigrationControl` (the target's
 //! verdict; either side's failure aborts the other). A peer without field
-//! 1000 is LXD, whose rsync transfer is not implemented: refused with a
-//! clear error. On `fs` travels the volume stream of
+//! 1000 is LXD: the trees then travel as LXD's rsync transfer (`lxd.rs`,
+//! `rsync.rs`). Between Kante peers, on `fs` travels the volume stream of
 //! `kante-storage/src/stream/` (KANTEVS1: btrfs between btrfs pools, tar
 //! otherwise), as binary frames. The source is read stopped, or frozen
 //! (no live migration), and stays locked from the operation's start to
@@ -27,6 +27,9 @@
 //! complete and checked.
 
 mod link;
+mod lxd;
 pub(crate) mod proto;
+mod refresh;
+mod rsync;
 mod send;
 mod sink;

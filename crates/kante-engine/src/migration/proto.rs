@@ -14,6 +14,22 @@ pub const FS_RSYNC: i32 = 0;
 /// `CRIUType.NONE`: no live state.
 pub const CRIU_NONE: i32 = 2;
 
+/// One range of an id map (`IDMapType`): LXD sends its disk's map, the
+/// offset its tree is shifted by.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct IdMapType {
+    #[prost(bool, required, tag = "1")]
+    pub isuid: bool,
+    #[prost(bool, required, tag = "2")]
+    pub isgid: bool,
+    #[prost(int32, required, tag = "3")]
+    pub hostid: i32,
+    #[prost(int32, required, tag = "4")]
+    pub nsid: i32,
+    #[prost(int32, required, tag = "5")]
+    pub maprange: i32,
+}
+
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Config {
     #[prost(string, required, tag = "1")]
@@ -78,6 +94,8 @@ pub struct MigrationHeader {
     /// `CRIUType`.
     #[prost(int32, optional, tag = "2")]
     pub criu: Option<i32>,
+    #[prost(message, repeated, tag = "3")]
+    pub idmap: Vec<IdMapType>,
     #[prost(string, repeated, tag = "4")]
     pub snapshot_names: Vec<String>,
     #[prost(message, repeated, tag = "5")]
@@ -103,6 +121,56 @@ pub struct MigrationControl {
     pub success: bool,
     #[prost(string, optional, tag = "2")]
     pub message: Option<String>,
+}
+
+impl RsyncFeatures {
+    /// What Kante's rsync transfer does: xattrs, `--delete`, the
+    /// bidirectional negotiation; no compression (a loopback or LAN link is
+    /// faster without it).
+    pub fn kante() -> Self {
+        RsyncFeatures {
+            xattrs: Some(true),
+            delete: Some(true),
+            compress: Some(false),
+            bidirectional: Some(true),
+        }
+    }
+
+    /// The names of the features set (LXD's `GetRsyncFeaturesSlice`).
+    pub fn names(&self) -> Vec<&'static str> {
+        [
+            ("xattrs", self.xattrs),
+            ("delete", self.delete),
+            ("compress", self.compress),
+            ("bidirectional", self.bidirectional),
+        ]
+        .into_iter()
+        .filter(|(_, on)| *on == Some(true))
+        .map(|(n, _)| n)
+        .collect()
+    }
+
+    /// Both sides' features: an offer without `bidirectional` comes from an
+    /// LXD older than 3.8, which always means xattrs, delete and compress.
+    pub fn common(offer: Option<&RsyncFeatures>) -> RsyncFeatures {
+        let ours = RsyncFeatures::kante();
+        let theirs = match offer {
+            Some(f) if f.bidirectional == Some(true) => f.clone(),
+            _ => RsyncFeatures {
+                xattrs: Some(true),
+                delete: Some(true),
+                compress: Some(true),
+                bidirectional: Some(false),
+            },
+        };
+        let both = |a: Option<bool>, b: Option<bool>| Some(a == Some(true) && b == Some(true));
+        RsyncFeatures {
+            xattrs: both(ours.xattrs, theirs.xattrs),
+            delete: both(ours.delete, theirs.delete),
+            compress: both(ours.compress, theirs.compress),
+            bidirectional: both(ours.bidirectional, theirs.bidirectional),
+        }
+    }
 }
 
 impl MigrationControl {

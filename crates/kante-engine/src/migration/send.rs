@@ -15,6 +15,7 @@ use kante_store::SnapshotRow;
 use tokio::sync::mpsc;
 
 use super::link::{self, Connect, Control, FrameWriter, Link, Peer, Progress};
+use super::lxd;
 use super::proto::{self, MigrationControl, MigrationHeader};
 use crate::error::{EngineError, Result};
 use crate::operations::{instance_resources, Op};
@@ -174,17 +175,31 @@ impl Engine {
             tokio::task::spawn_blocking(move || p.send_types(VolumeKind::Container, &n, &trees))
                 .await??
         };
+        // No CRIU type: an LXD target then expects no final sync (the
+        // tree is read stopped or frozen, once). The rsync features are
+        // for an LXD target; a Kante one answers in field 1000.
         let offer = MigrationHeader {
             fs: proto::FS_RSYNC,
-            criu: Some(proto::CRIU_NONE),
             snapshot_names: names.clone(),
             snapshots: snaps.iter().map(snapshot_message).collect(),
-            kante_types: offered.iter().map(|t| t.name().to_string()).collect(),
+            rsync_features: Some(proto::RsyncFeatures::kante()),
+            kante_types: offered
+                .iter()
+                .map(|t| t.name().to_string())
+                .chain([lxd::RSYNC.to_string()])
+                .collect(),
             ..Default::default()
         };
         link::send_msg(&link.control, &offer).await?;
         let ty = match link::recv_control(&mut link.control, op).await? {
-            Control::Header(h) if h.kante_types.is_empty() => return Err(link::lxd_peer()),
+            // LXD (no field 1000), or a Kante target refreshing its copy.
+            Control::Header(h) if h.kante_types.is_empty() || h.kante_types == [lxd::RSYNC] => {
+                let offered = match what {
+                    What::Snapshot(_) => Vec::new(),
+                    What::Instance { .. } => names,
+                };
+                return self.send_rsync(op, name, what, &offered, &h, link).await;
+            }
             Control::Header(h) => MigrationType::parse(&h.kante_types[0])
                 .filter(|t| offered.contains(t))
                 .ok_or_else(|| {
@@ -288,7 +303,7 @@ impl Engine {
 }
 
 /// What a source sends.
-enum What {
+pub(super) enum What {
     /// The instance, with its snapshots unless `instance_only`.
     Instance { instance_only: bool },
     /// One snapshot, as a new instance's volume.

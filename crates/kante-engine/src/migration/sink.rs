@@ -65,11 +65,6 @@ impl Engine {
                 "Live migration is not supported: stop the instance first, or use --stateless (it is then frozen while it is copied)",
             ));
         }
-        if src.refresh {
-            return Err(EngineError::NotImplemented(
-                "Refreshing a copy between servers is not supported yet".into(),
-            ));
-        }
         let connect = match src.mode.as_str() {
             "" | "pull" => Some(Peer::parse(
                 &src.operation,
@@ -84,6 +79,9 @@ impl Engine {
             }
         };
         if self.node.instance_get(&name).await?.is_some() {
+            if req.source.refresh {
+                return self.migration_refresh(&req, connect).await;
+            }
             return Err(EngineError::Conflict(format!(
                 "Instance {name:?} already exists"
             )));
@@ -175,7 +173,6 @@ impl Engine {
     ) -> Result<()> {
         let name = row.name.as_str();
         let offer = match link::recv_control(&mut link.control, op).await? {
-            Control::Header(h) if h.kante_types.is_empty() => return Err(link::lxd_peer()),
             Control::Header(h) => h,
             Control::Done(c) => return Err(peer_failed(&c)),
         };
@@ -191,6 +188,34 @@ impl Engine {
             ));
         }
         let pool = self.pool(pool_name)?;
+        if offer.kante_types.is_empty() {
+            self.receive_from_lxd(op, name, &pool, &offer, link).await?;
+        } else {
+            self.receive_native(op, row, &pool, &offer, link).await?;
+        }
+        for s in &offer.snapshots {
+            self.node
+                .snapshot_create(&snapshot_row(name, row, s))
+                .await?;
+        }
+        let rootfs = pool.volume_path(VolumeKind::Container, name).join("rootfs");
+        files::write_hostname(&rootfs, name)?;
+        self.write_backup_file(row).await;
+        self.node.instance_created(name).await?;
+        Ok(())
+    }
+
+    /// Kante's own stream: the type negotiated in field 1000, the volume
+    /// received at staging paths and checked.
+    async fn receive_native(
+        &self,
+        op: &Op,
+        row: &InstanceRow,
+        pool: &kante_storage::Pool,
+        offer: &MigrationHeader,
+        link: &mut Link,
+    ) -> Result<()> {
+        let name = row.name.as_str();
         let offered: Vec<MigrationType> = offer
             .kante_types
             .iter()
@@ -267,15 +292,6 @@ impl Engine {
                 "The migration stream's snapshots are not those offered",
             ));
         }
-        for s in &offer.snapshots {
-            self.node
-                .snapshot_create(&snapshot_row(name, row, s))
-                .await?;
-        }
-        let rootfs = pool.volume_path(VolumeKind::Container, name).join("rootfs");
-        files::write_hostname(&rootfs, name)?;
-        self.write_backup_file(row).await;
-        self.node.instance_created(name).await?;
         tracing::info!(
             instance = name,
             bytes = received.bytes,
@@ -334,7 +350,7 @@ fn new_row(engine: &Engine, name: &str, req: &InstancesPost, checked: NewInstanc
 }
 
 /// A received snapshot's record.
-fn snapshot_row(instance: &str, row: &InstanceRow, s: &proto::Snapshot) -> SnapshotRow {
+pub(super) fn snapshot_row(instance: &str, row: &InstanceRow, s: &proto::Snapshot) -> SnapshotRow {
     let time = |secs: Option<i64>| {
         secs.and_then(|t| chrono::DateTime::from_timestamp(t, 0))
             .map(fmt_time)
@@ -366,19 +382,41 @@ fn snapshot_row(instance: &str, row: &InstanceRow, s: &proto::Snapshot) -> Snaps
         ephemeral: s.ephemeral,
         description: s.description.clone().unwrap_or_default(),
         config,
-        devices: s
-            .local_devices
-            .iter()
-            .map(|d| {
-                (
-                    d.name.clone(),
-                    d.config
-                        .iter()
-                        .map(|c| (c.key.clone(), c.value.clone()))
-                        .collect(),
-                )
-            })
-            .collect(),
+        devices: snapshot_devices(row, s),
         profiles: s.profiles.clone(),
     }
+}
+
+/// A received snapshot's devices: the source's, with the root disk on
+/// the pool its tree now lives in (the instance's local root disk, which
+/// lxc's `-s POOL` adds; a snapshot without one gets it, or a restore
+/// would look for the tree in the profile's pool).
+fn snapshot_devices(row: &InstanceRow, s: &proto::Snapshot) -> kante_api::DevicesMap {
+    let mut devices: kante_api::DevicesMap = s
+        .local_devices
+        .iter()
+        .map(|d| {
+            (
+                d.name.clone(),
+                d.config
+                    .iter()
+                    .map(|c| (c.key.clone(), c.value.clone()))
+                    .collect(),
+            )
+        })
+        .collect();
+    if let Some((name, root)) = config::root_disk(&row.devices) {
+        let own = config::root_disk(&devices).map(|(n, _)| n.clone());
+        match own {
+            Some(n) => {
+                if let (Some(d), Some(pool)) = (devices.get_mut(&n), root.get("pool")) {
+                    d.insert("pool".into(), pool.clone());
+                }
+            }
+            None => {
+                devices.insert(name.clone(), root.clone());
+            }
+        }
+    }
+    devices
 }

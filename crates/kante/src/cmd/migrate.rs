@@ -143,9 +143,6 @@ pub async fn run(cfg: &Config, req: Request) -> Result<i32> {
     if snapshot.is_some() && req.is_move {
         bail!("A snapshot cannot be moved to another server; copy it (copy INSTANCE/SNAPSHOT REMOTE:NAME)");
     }
-    if req.refresh {
-        bail!("--refresh between servers is not supported yet");
-    }
     if req.no_profiles && !req.profiles.is_empty() {
         bail!("--no-profiles cannot be used with --profile");
     }
@@ -171,7 +168,7 @@ pub async fn run(cfg: &Config, req: Request) -> Result<i32> {
         );
     }
     let body = target_body(&req, &name, &inst)?;
-    preflight(&dst, &name, &body).await?;
+    preflight(&req, &dst, &name, &body).await?;
 
     if running {
         src.client
@@ -322,9 +319,15 @@ fn root_device(devices: &DevicesMap) -> Option<(String, BTreeMap<String, String>
 }
 
 /// What the target must have before any byte moves.
-async fn preflight(dst: &End, name: &str, body: &Value) -> Result<()> {
+async fn preflight(req: &Request, dst: &End, name: &str, body: &Value) -> Result<()> {
     let to = &dst.remote;
     match dst.client.instance(name).await {
+        // A refresh updates the copy the target has.
+        Ok(i) if req.refresh => {
+            if i.status != "Stopped" {
+                bail!("Instance {name} is running on {to}: stop it before refreshing it");
+            }
+        }
         Ok(_) => bail!("Instance {name} already exists on {to}"),
         Err(e) if e.is_not_found() => {}
         Err(e) => return Err(e).context(format!("Cannot check {name} on {to}")),
@@ -475,6 +478,7 @@ fn migration_source(req: &Request, mode: &str) -> Value {
         "live": false,
         "instance_only": req.instance_only,
         "container_only": req.instance_only,
+        "refresh": req.refresh,
     })
 }
 
