@@ -432,6 +432,14 @@ fn decimal_size(n: u64) -> String {
     }
 }
 
+/// The error a peer's `MigrationControl{success: false}` stands for.
+pub(super) fn peer_failed(c: &MigrationControl) -> EngineError {
+    EngineError::bad(format!(
+        "The migration peer failed: {}",
+        c.message.as_deref().unwrap_or("no reason given")
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

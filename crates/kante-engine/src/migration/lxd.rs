@@ -15,10 +15,11 @@
 use kante_storage::shift::{unshift_tree, IdShift};
 use kante_storage::{Pool, VolumeKind};
 
+use super::link::peer_failed;
 use super::link::{self, Control, Link, Progress};
 use super::proto::{self, IdMapType, MigrationHeader, RsyncFeatures};
 use super::rsync;
-use super::send::{peer_failed, What};
+use super::send::What;
 use crate::error::{EngineError, Result};
 use crate::operations::Op;
 use crate::Engine;

@@ -29,6 +29,7 @@
 mod link;
 mod lxd;
 pub(crate) mod proto;
+mod records;
 mod refresh;
 mod rsync;
 mod send;

@@ -16,11 +16,11 @@ use kante_storage::VolumeKind;
 use kante_store::SnapshotRow;
 use serde_json::json;
 
+use super::link::peer_failed;
 use super::link::{self, Connect, Control, Link, Peer};
 use super::lxd::{rsync_answer, RSYNC};
 use super::proto::{self, MigrationControl};
-use super::send::peer_failed;
-use super::sink::snapshot_row;
+use super::records::snapshot_row;
 use crate::error::{EngineError, Result};
 use crate::instance::files;
 use crate::operations::{instance_resources, Op};

@@ -18,9 +18,9 @@ use tokio::sync::mpsc;
 
 use prost::Message;
 
+use super::link::peer_failed;
 use super::link::{Link, Progress, STALL_TIMEOUT};
 use super::proto::MigrationControl;
-use super::send::peer_failed;
 use crate::error::{EngineError, Result};
 use crate::operations::Op;
 use crate::ws::WsMsg;

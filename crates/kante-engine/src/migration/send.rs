@@ -14,7 +14,7 @@ use kante_storage::{MigrationType, VolumeKind};
 use kante_store::SnapshotRow;
 use tokio::sync::mpsc;
 
-use super::link::{self, Connect, Control, FrameWriter, Link, Peer, Progress};
+use super::link::{self, peer_failed, Connect, Control, FrameWriter, Link, Peer, Progress};
 use super::lxd;
 use super::proto::{self, MigrationControl, MigrationHeader};
 use crate::error::{EngineError, Result};
@@ -317,14 +317,6 @@ impl What {
             What::Instance { .. } => None,
         }
     }
-}
-
-/// The error a peer's `MigrationControl{success: false}` stands for.
-pub(super) fn peer_failed(c: &MigrationControl) -> EngineError {
-    EngineError::bad(format!(
-        "The migration peer failed: {}",
-        c.message.as_deref().unwrap_or("no reason given")
-    ))
 }
 
 /// A snapshot's record as LXD's `Snapshot` message (and Kante's field).

@@ -15,15 +15,15 @@ use std::sync::Arc;
 
 use kante_api::instance::InstancesPost;
 use kante_api::operation::OperationClass;
-use kante_api::ConfigMap;
 use kante_storage::{negotiate, MigrationType, ReceiveOptions, VolumeKind};
-use kante_store::{InstanceRow, SnapshotRow};
+use kante_store::InstanceRow;
 use serde_json::json;
 use tokio::sync::mpsc;
 
+use super::link::peer_failed;
 use super::link::{self, Connect, Control, FrameReader, Link, Peer, Progress};
 use super::proto::{self, MigrationControl, MigrationHeader};
-use super::send::peer_failed;
+use super::records::{snapshot_row, travels};
 use crate::error::{EngineError, Result};
 use crate::instance::create::NewInstance;
 use crate::instance::idmaps::idmap_json;
@@ -32,16 +32,6 @@ use crate::operations::{instance_resources, Op};
 use crate::util::fmt_time;
 use crate::ws::WsMsg;
 use crate::Engine;
-
-/// The volatile keys that travel with an instance (lxc sends them all on a
-/// move): its MACs, its image, its identity. The others (id maps, last
-/// state, templates to apply) are this server's.
-fn travels(key: &str) -> bool {
-    !key.starts_with("volatile.")
-        || key.ends_with(".hwaddr")
-        || key == "volatile.base_image"
-        || key == "volatile.uuid"
-}
 
 impl Engine {
     /// Starts the receiving side of a migration, every check done first.
@@ -347,76 +337,4 @@ fn new_row(engine: &Engine, name: &str, req: &InstancesPost, checked: NewInstanc
         devices: req.put.devices.clone(),
         profiles,
     }
-}
-
-/// A received snapshot's record.
-pub(super) fn snapshot_row(instance: &str, row: &InstanceRow, s: &proto::Snapshot) -> SnapshotRow {
-    let time = |secs: Option<i64>| {
-        secs.and_then(|t| chrono::DateTime::from_timestamp(t, 0))
-            .map(fmt_time)
-            .unwrap_or_else(|| fmt_time(kante_api::zero_time()))
-    };
-    // As the instance's: the volatile keys that travel, and a MAC only
-    // where the instance kept it (a move), never the source's on a copy.
-    let config: ConfigMap = s
-        .local_config
-        .iter()
-        .filter(|c| travels(&c.key))
-        .filter(|c| !c.key.ends_with(".hwaddr") || row.config.get(&c.key) == Some(&c.value))
-        .map(|c| (c.key.clone(), c.value.clone()))
-        .collect();
-    SnapshotRow {
-        instance: instance.into(),
-        name: s.name.clone(),
-        created_at: match s.creation_date {
-            Some(_) => time(s.creation_date),
-            None => fmt_time(kante_api::now()),
-        },
-        expires_at: time(s.expiry_date),
-        stateful: false,
-        architecture: if s.architecture == 0 {
-            row.architecture.clone()
-        } else {
-            proto::arch_name(s.architecture)
-        },
-        ephemeral: s.ephemeral,
-        description: s.description.clone().unwrap_or_default(),
-        config,
-        devices: snapshot_devices(row, s),
-        profiles: s.profiles.clone(),
-    }
-}
-
-/// A received snapshot's devices: the source's, with the root disk on
-/// the pool its tree now lives in (the instance's local root disk, which
-/// lxc's `-s POOL` adds; a snapshot without one gets it, or a restore
-/// would look for the tree in the profile's pool).
-fn snapshot_devices(row: &InstanceRow, s: &proto::Snapshot) -> kante_api::DevicesMap {
-    let mut devices: kante_api::DevicesMap = s
-        .local_devices
-        .iter()
-        .map(|d| {
-            (
-                d.name.clone(),
-                d.config
-                    .iter()
-                    .map(|c| (c.key.clone(), c.value.clone()))
-                    .collect(),
-            )
-        })
-        .collect();
-    if let Some((name, root)) = config::root_disk(&row.devices) {
-        let own = config::root_disk(&devices).map(|(n, _)| n.clone());
-        match own {
-            Some(n) => {
-                if let (Some(d), Some(pool)) = (devices.get_mut(&n), root.get("pool")) {
-                    d.insert("pool".into(), pool.clone());
-                }
-            }
-            None => {
-                devices.insert(name.clone(), root.clone());
-            }
-        }
-    }
-    devices
 }
