@@ -60,25 +60,7 @@ pub async fn run(c: &Client, cmd: ImageCmd) -> Result<i32> {
             }
         }
         ImageCmd::List { filters, format } => {
-            let mut images = c.images().await?;
-            images.retain(|i| image_matches(i, &filters));
-            match format {
-                Format::Json => println!("{}", serde_json::to_string(&images)?),
-                Format::Yaml => print!("{}", to_yaml(&images)?),
-                fmt => {
-                    let header = [
-                        "ALIAS",
-                        "FINGERPRINT",
-                        "PUBLIC",
-                        "DESCRIPTION",
-                        "ARCHITECTURE",
-                        "TYPE",
-                        "SIZE",
-                        "UPLOAD DATE",
-                    ];
-                    print!("{}", render(fmt, &header, &image_rows(&images)));
-                }
-            }
+            print_images(c.images().await?, &filters, format)?;
         }
         ImageCmd::Delete { images } => {
             for i in &images {
@@ -221,6 +203,34 @@ fn alias_cell(i: &Image) -> String {
         1 => names[0].to_string(),
         n => format!("{} ({} more)", names[0], n - 1),
     }
+}
+
+/// Prints the images that match `filters`, as `lxc image list` does (a
+/// server's own, or a simplestreams catalog's).
+pub(crate) fn print_images(
+    mut images: Vec<Image>,
+    filters: &[String],
+    format: Format,
+) -> Result<()> {
+    images.retain(|i| image_matches(i, filters));
+    match format {
+        Format::Json => println!("{}", serde_json::to_string(&images)?),
+        Format::Yaml => print!("{}", to_yaml(&images)?),
+        fmt => {
+            let header = [
+                "ALIAS",
+                "FINGERPRINT",
+                "PUBLIC",
+                "DESCRIPTION",
+                "ARCHITECTURE",
+                "TYPE",
+                "SIZE",
+                "UPLOAD DATE",
+            ];
+            print!("{}", render(fmt, &header, &image_rows(&images)));
+        }
+    }
+    Ok(())
 }
 
 pub fn image_rows(images: &[Image]) -> Vec<Row> {

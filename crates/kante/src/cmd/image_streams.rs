@@ -11,11 +11,10 @@ use kante_client::kante_tls::{self, ServerPin};
 use kante_client::{Client, HttpsTarget};
 use kante_images::streams::{entries, parse_products, products_paths, Entry};
 
-use super::image::{image_matches, image_rows};
-use super::to_yaml;
+use super::image::print_images;
 use crate::remote::address::Address;
 use crate::remote::Config;
-use crate::table::{render, Format};
+use crate::table::Format;
 
 /// The largest index or products file read (images.linuxcontainers.org's
 /// products file is a few MiB).
@@ -48,24 +47,7 @@ pub async fn list(cfg: &Config, name: &str, filters: &[String], format: Format) 
         let doc = fetch(format!("{base}/{}", path.trim_start_matches('/'))).await?;
         images.extend(entries(&parse_products(&path, doc)?).iter().map(as_image));
     }
-    images.retain(|i| image_matches(i, filters));
-    match format {
-        Format::Json => println!("{}", serde_json::to_string(&images)?),
-        Format::Yaml => print!("{}", to_yaml(&images)?),
-        fmt => {
-            let header = [
-                "ALIAS",
-                "FINGERPRINT",
-                "PUBLIC",
-                "DESCRIPTION",
-                "ARCHITECTURE",
-                "TYPE",
-                "SIZE",
-                "UPLOAD DATE",
-            ];
-            print!("{}", render(fmt, &header, &image_rows(&images)));
-        }
-    }
+    print_images(images, filters, format)?;
     Ok(0)
 }
 
@@ -161,6 +143,7 @@ fn kernel_arch(arch: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cmd::image::image_matches;
 
     #[test]
     fn entries_read_as_images() {
