@@ -1,10 +1,7 @@
-//! Shared pieces of Kante's fuzz targets: the CLI's preseed types (the
-//! `kante` crate is a binary, so its file is compiled in here) and small
-//! helpers to split fuzz input.
+//! Shared pieces of Kante's fuzz targets: the preseed and site types (the
+//! `kante-site` library) and small helpers to split fuzz input.
 
-#[allow(dead_code, unused_imports)]
-#[path = "../../crates/kante/src/cmd/preseed.rs"]
-pub mod preseed;
+pub use kante_site::preseed;
 pub mod tarbuild;
 
 /// Splits `data` at the first NUL: (before, after); no NUL: (data, []).
