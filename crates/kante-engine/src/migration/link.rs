@@ -432,6 +432,37 @@ fn decimal_size(n: u64) -> String {
     }
 }
 
+/// The target's operation for receiving `name`: a task that dials the
+/// peer (`dial`), or a websocket operation whose metadata holds the
+/// secrets the peer connects with; cancellable either way.
+pub(super) fn target_operation(
+    ops: &crate::operations::Operations,
+    name: &str,
+    description: &str,
+    dial: Option<Peer>,
+) -> (std::sync::Arc<Op>, Connect) {
+    use kante_api::operation::OperationClass;
+    let class = match dial {
+        Some(_) => OperationClass::Task,
+        None => OperationClass::Websocket,
+    };
+    let op = ops.create(
+        class,
+        description,
+        crate::operations::instance_resources(&[name], true),
+    );
+    let connect = match dial {
+        Some(peer) => Connect::Dial(peer),
+        None => {
+            let (meta, c) = listen(&op);
+            op.set_metadata(meta);
+            c
+        }
+    };
+    op.set_cancellable();
+    (op, connect)
+}
+
 /// The error a peer's `MigrationControl{success: false}` stands for.
 pub(super) fn peer_failed(c: &MigrationControl) -> EngineError {
     EngineError::bad(format!(

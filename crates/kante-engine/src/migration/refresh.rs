@@ -11,19 +11,18 @@
 use std::sync::Arc;
 
 use kante_api::instance::{InstanceStatus, InstancesPost};
-use kante_api::operation::OperationClass;
 use kante_storage::VolumeKind;
 use kante_store::SnapshotRow;
 use serde_json::json;
 
 use super::link::peer_failed;
-use super::link::{self, Connect, Control, Link, Peer};
+use super::link::{self, Control, Link, Peer};
 use super::lxd::{rsync_answer, RSYNC};
 use super::proto::{self, MigrationControl};
 use super::records::snapshot_row;
 use crate::error::{EngineError, Result};
 use crate::instance::files;
-use crate::operations::{instance_resources, Op};
+use crate::operations::Op;
 use crate::Engine;
 
 /// A snapshot record's creation time as the source's message carries it.
@@ -42,24 +41,7 @@ impl Engine {
     ) -> Result<Arc<Op>> {
         let name = req.name.clone();
         self.require_stopped_for_refresh(&name)?;
-        let (class, connect) = match dial {
-            Some(peer) => (OperationClass::Task, Some(Connect::Dial(peer))),
-            None => (OperationClass::Websocket, None),
-        };
-        let op = self.ops.create(
-            class,
-            "Refreshing instance",
-            instance_resources(&[&name], true),
-        );
-        let connect = match connect {
-            Some(c) => c,
-            None => {
-                let (meta, c) = link::listen(&op);
-                op.set_metadata(meta);
-                c
-            }
-        };
-        op.set_cancellable();
+        let (op, connect) = link::target_operation(&self.ops, &name, "Refreshing instance", dial);
         let (engine, op2) = (self.arc(), op.clone());
         self.ops.run(op.clone(), async move {
             let lock = engine.instance_lock(&name);

@@ -14,7 +14,6 @@
 use std::sync::Arc;
 
 use kante_api::instance::InstancesPost;
-use kante_api::operation::OperationClass;
 use kante_storage::{negotiate, MigrationType, ReceiveOptions, VolumeKind};
 use kante_store::InstanceRow;
 use serde_json::json;
@@ -28,7 +27,7 @@ use crate::error::{EngineError, Result};
 use crate::instance::create::NewInstance;
 use crate::instance::idmaps::idmap_json;
 use crate::instance::{config, files};
-use crate::operations::{instance_resources, Op};
+use crate::operations::Op;
 use crate::util::fmt_time;
 use crate::ws::WsMsg;
 use crate::Engine;
@@ -87,24 +86,7 @@ impl Engine {
             .check_new_instance(&name, &req.put.devices, profiles, local)
             .await?;
 
-        let (class, connect) = match connect {
-            Some(peer) => (OperationClass::Task, Some(Connect::Dial(peer))),
-            None => (OperationClass::Websocket, None),
-        };
-        let op = self.ops.create(
-            class,
-            "Creating instance",
-            instance_resources(&[&name], true),
-        );
-        let connect = match connect {
-            Some(c) => c,
-            None => {
-                let (meta, c) = link::listen(&op);
-                op.set_metadata(meta);
-                c
-            }
-        };
-        op.set_cancellable();
+        let (op, connect) = link::target_operation(&self.ops, &name, "Creating instance", connect);
         let row = new_row(self, &name, &req, checked);
         let (engine, op2) = (self.arc(), op.clone());
         self.ops.run(op.clone(), async move {
