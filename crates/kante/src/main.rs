@@ -3,8 +3,10 @@
 mod build;
 mod cli;
 mod cmd;
+mod complete;
 mod format;
 mod lab;
+mod manpage;
 mod remote;
 mod table;
 mod terminal;
@@ -16,6 +18,8 @@ use clap::Parser;
 use cli::{Cli, Command};
 
 fn main() -> ExitCode {
+    // A shell's completion script calling back: answer and exit.
+    complete::answer_if_asked();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -34,6 +38,18 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // Commands that print what the CLI itself knows: no daemon, no runtime.
+    match &cli.command {
+        Command::Completion { shell, completer } => {
+            return local_result(completion(shell, completer.as_deref()));
+        }
+        Command::Manpage { dir } => {
+            return local_result(manpage::write_all(dir).map(|n| {
+                eprintln!("{n} man pages written to {}", dir.display());
+            }));
+        }
+        _ => {}
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -50,6 +66,27 @@ fn main() -> ExitCode {
     runtime.shutdown_background();
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => {
+            eprintln!("Error: {}", one_line(&e));
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `kante completion SHELL`: the script calls back this program (its
+/// absolute path), or `completer` when given (a package's `/usr/bin/kante`).
+fn completion(shell: &str, completer: Option<&str>) -> anyhow::Result<()> {
+    let me = match completer {
+        Some(c) => c.to_string(),
+        None => std::env::current_exe()?.to_string_lossy().into_owned(),
+    };
+    complete::registration(shell, &me)
+}
+
+/// The exit of a command that ran without a daemon.
+fn local_result(r: anyhow::Result<()>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("Error: {}", one_line(&e));
             ExitCode::from(1)
@@ -98,6 +135,9 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
     if let Command::Site(s) = command {
         return cmd::apply::site(s).await;
     }
+    if let Command::Top(t) = command {
+        return cmd::top::run(t).await;
+    }
     // The one place the client is made: the remote the arguments name
     // (split off them here), else the default one.
     let remotes = remote::Config::load()?;
@@ -136,7 +176,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Init(args) if args.auto => {
             cmd::host::init_auto(c, &args.network_name).await.map(|_| 0)
         }
-        Command::Init(args) => cmd::lifecycle::init(c, args).await.map(|_| 0),
+        Command::Init(args) => cmd::lifecycle::init(c, args.create).await.map(|_| 0),
         Command::Start { names } => cmd::lifecycle::start(c, &names).await,
         Command::Stop {
             names,
@@ -178,7 +218,13 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Storage(s) => cmd::storage::run(c, s).await,
         Command::Profile(p) => cmd::profile::run(c, p).await,
         Command::Cluster(cl) => cmd::cluster::run(c, cl).await,
-        Command::Remote(_) | Command::Lab(_) | Command::Apply(_) | Command::Site(_) => {
+        Command::Remote(_)
+        | Command::Lab(_)
+        | Command::Apply(_)
+        | Command::Site(_)
+        | Command::Top(_)
+        | Command::Completion { .. }
+        | Command::Manpage { .. } => {
             unreachable!("handled above")
         }
         Command::Version { .. } => cmd::misc::version(c).await,

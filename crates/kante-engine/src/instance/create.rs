@@ -70,11 +70,12 @@ impl Engine {
                 "Instance {name:?} already exists"
             )));
         }
-        let source = self.resolve_source(&req).await?;
         let mut req = req;
+        let source = self.resolve_source(&req).await?;
         if let Source::Copy { from, snapshot, .. } = &source {
             inherit_from_copy_source(self, &mut req, from, snapshot.as_deref()).await?;
         }
+        super::types::apply_instance_type(&mut req)?;
         let profiles = match &req.put.profiles {
             Some(p) => p.clone(),
             None => match &source {

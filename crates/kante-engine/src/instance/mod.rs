@@ -29,6 +29,7 @@ pub mod restore;
 pub mod snapshots;
 pub mod state;
 pub mod templates;
+mod types;
 pub mod update;
 
 use std::collections::HashMap;

@@ -6,6 +6,7 @@ pub mod lab;
 mod publish;
 mod remote;
 mod resources;
+mod top;
 mod transfer;
 mod volume;
 
@@ -17,6 +18,7 @@ pub use apply::{ApplyArgs, SiteCmd};
 pub use publish::PublishArgs;
 pub use remote::{RemoteCmd, TrustCmd};
 pub use resources::{NetworkCmd, ProfileCmd, StorageCmd};
+pub use top::{SortKey, TopArgs};
 pub use transfer::{MoveArgs, TransferMode};
 pub use volume::VolumeCmd;
 
@@ -39,15 +41,15 @@ pub enum Command {
     /// Create and start an instance from an image
     Launch(LaunchArgs),
     /// Create an instance from an image without starting it
-    Init(CreateArgs),
+    Init(InitArgs),
     /// Start (or unfreeze) instances
     Start {
-        #[arg(required = true)]
+        #[arg(required = true, add = crate::complete::instances())]
         names: Vec<String>,
     },
     /// Stop instances
     Stop {
-        #[arg(required = true)]
+        #[arg(required = true, add = crate::complete::instances())]
         names: Vec<String>,
         /// Force the instance to stop
         #[arg(short, long)]
@@ -58,7 +60,7 @@ pub enum Command {
     },
     /// Restart instances
     Restart {
-        #[arg(required = true)]
+        #[arg(required = true, add = crate::complete::instances())]
         names: Vec<String>,
         #[arg(short, long)]
         force: bool,
@@ -68,20 +70,24 @@ pub enum Command {
     /// Freeze instances
     #[command(visible_alias = "freeze")]
     Pause {
-        #[arg(required = true)]
+        #[arg(required = true, add = crate::complete::instances())]
         names: Vec<String>,
     },
     /// Delete instances and snapshots (INSTANCE/SNAPSHOT)
     #[command(visible_alias = "rm")]
     Delete {
-        #[arg(required = true)]
+        #[arg(required = true, add = crate::complete::instances())]
         names: Vec<String>,
         /// Stop running instances first
         #[arg(short, long)]
         force: bool,
     },
     /// Rename an instance, or a snapshot: INSTANCE/SNAP INSTANCE/NEW
-    Rename { name: String, new_name: String },
+    Rename {
+        #[arg(add = crate::complete::instances())]
+        name: String,
+        new_name: String,
+    },
     /// Move an instance: rename it, or move it to another server (REMOTE:[NAME])
     #[command(visible_alias = "mv")]
     Move(MoveArgs),
@@ -90,6 +96,7 @@ pub enum Command {
     Copy(CopyArgs),
     /// Snapshot an instance: INSTANCE [SNAPSHOT]
     Snapshot {
+        #[arg(add = crate::complete::instances())]
         instance: String,
         snapshot: Option<String>,
         /// Replace the snapshot if one with this name exists
@@ -101,6 +108,7 @@ pub enum Command {
     },
     /// Restore an instance from a snapshot: INSTANCE SNAPSHOT
     Restore {
+        #[arg(add = crate::complete::instances())]
         instance: String,
         snapshot: String,
         #[arg(long)]
@@ -117,6 +125,7 @@ pub enum Command {
     List(ListArgs),
     /// Show an instance's state and resources
     Info {
+        #[arg(add = crate::complete::instances())]
         name: String,
         /// Also show the instance's log
         #[arg(long)]
@@ -158,6 +167,7 @@ pub enum Command {
     Site(SiteCmd),
     /// Show an instance's console log
     Console {
+        #[arg(add = crate::complete::instances())]
         name: String,
         /// Print the console log instead of attaching
         #[arg(long)]
@@ -165,6 +175,17 @@ pub enum Command {
     },
     /// Show client and server versions: [REMOTE:]
     Version { remote: Option<String> },
+    /// Print a shell's completion script (bash, zsh, fish): `source <(kante completion bash)`
+    Completion {
+        /// bash, zsh, fish, elvish or powershell
+        shell: String,
+        /// The command the script calls back for candidates (default: this program's path)
+        #[arg(long)]
+        completer: Option<String>,
+    },
+    /// Write man pages for kante and every subcommand into DIR
+    #[command(hide = true)]
+    Manpage { dir: PathBuf },
     /// Wait until the daemon answers its API (as `lxd waitready` does)
     WaitReady {
         /// Give up after this many seconds (0: wait for ever)
@@ -174,6 +195,8 @@ pub enum Command {
     /// List, show or cancel background operations
     #[command(subcommand)]
     Operation(OperationCmd),
+    /// A live view of instances (CPU, memory, disk and network rates): [REMOTE:]...
+    Top(TopArgs),
     /// Print server events as they happen
     Monitor {
         /// A remote to watch (`REMOTE:`)
@@ -187,36 +210,43 @@ pub enum Command {
 }
 
 #[derive(Args, Debug, Clone)]
-pub struct CreateArgs {
-    /// Image alias or fingerprint (prefix) on the local daemon
-    #[arg(required_unless_present_any = ["auto", "preseed", "interactive"], default_value = "")]
-    pub image: String,
+pub struct InitArgs {
     /// `kante init --auto`: set this host up like `lxd init --auto` (a managed
     /// bridge with NAT on a free subnet, eth0 of the default profile)
-    #[arg(long, conflicts_with_all = ["name", "config", "profiles", "no_profiles", "ephemeral"])]
+    #[arg(long, conflicts_with_all = ["image", "name", "config", "profiles", "no_profiles", "ephemeral"])]
     pub auto: bool,
     /// Name of the network `--auto` makes
     #[arg(long, default_value = "kantebr0", requires = "auto")]
     pub network_name: String,
     /// `kante init --preseed`: apply LXD's preseed YAML read from stdin (all or nothing)
-    #[arg(long, conflicts_with_all = ["auto", "name", "config", "profiles", "no_profiles", "ephemeral"])]
+    #[arg(long, conflicts_with_all = ["auto", "image", "name", "config", "profiles", "no_profiles", "ephemeral"])]
     pub preseed: bool,
     /// `kante init --interactive`: the questions `lxd init` asks, then applied like a preseed
-    #[arg(long, conflicts_with_all = ["auto", "preseed", "name", "config", "profiles", "no_profiles", "ephemeral"])]
+    #[arg(long, conflicts_with_all = ["auto", "preseed", "image", "name", "config", "profiles", "no_profiles", "ephemeral"])]
     pub interactive: bool,
+    #[command(flatten)]
+    pub create: CreateArgs,
+}
+
+/// What `launch` and `init` share: the new instance.
+#[derive(Args, Debug, Clone)]
+pub struct CreateArgs {
+    /// Image alias or fingerprint (prefix), `[REMOTE:]IMAGE`
+    #[arg(default_value = "", hide_default_value = true, add = crate::complete::images())]
+    pub image: String,
     /// Instance name (the server picks one if omitted)
     pub name: Option<String>,
     /// Config key/value to apply to the new instance
     #[arg(short = 'c', long = "config", value_name = "KEY=VALUE")]
     pub config: Vec<String>,
     /// Profile to apply (repeatable)
-    #[arg(short = 'p', long = "profile")]
+    #[arg(short = 'p', long = "profile", add = crate::complete::profiles())]
     pub profiles: Vec<String>,
     /// Create the instance with no profiles applied
     #[arg(long)]
     pub no_profiles: bool,
     /// Storage pool name
-    #[arg(short = 's', long = "storage")]
+    #[arg(short = 's', long = "storage", add = crate::complete::pools())]
     pub storage: Option<String>,
     /// Ephemeral instance (deleted when stopped)
     #[arg(short = 'e', long)]
@@ -224,6 +254,12 @@ pub struct CreateArgs {
     /// Instance description
     #[arg(long)]
     pub description: Option<String>,
+    /// Network to attach as eth0
+    #[arg(short = 'n', long = "network", add = crate::complete::networks())]
+    pub network: Option<String>,
+    /// Instance type: cCPUS-mGIB (e.g. c2-m4), as LXD's shorthand
+    #[arg(short = 't', long = "type", value_name = "TYPE")]
+    pub instance_type: Option<String>,
     /// The image's remote when it is not the instance's (`REMOTE:` split
     /// off the image by the router): the server downloads from it
     #[arg(skip)]
@@ -232,6 +268,7 @@ pub struct CreateArgs {
 
 #[derive(Args, Debug)]
 pub struct ExportArgs {
+    #[arg(add = crate::complete::instances())]
     pub instance: String,
     /// Where to write the tarball (default: INSTANCE.tar.gz, .tar.zst or .tar)
     pub file: Option<PathBuf>,
@@ -249,13 +286,14 @@ pub struct ImportArgs {
     /// Name of the new instance (default: the name in the backup)
     pub name: Option<String>,
     /// Storage pool to import into
-    #[arg(short = 's', long = "storage")]
+    #[arg(short = 's', long = "storage", add = crate::complete::pools())]
     pub storage: Option<String>,
 }
 
 #[derive(Args, Debug)]
 pub struct CopyArgs {
     /// INSTANCE or INSTANCE/SNAPSHOT
+    #[arg(add = crate::complete::instances())]
     pub source: String,
     /// New instance name (the server picks one if omitted)
     pub destination: Option<String>,
@@ -269,7 +307,7 @@ pub struct CopyArgs {
     #[arg(short = 'c', long = "config", value_name = "KEY=VALUE")]
     pub config: Vec<String>,
     /// Profile to add to the copy (repeatable)
-    #[arg(short = 'p', long = "profile")]
+    #[arg(short = 'p', long = "profile", add = crate::complete::profiles())]
     pub profiles: Vec<String>,
     /// Create the copy with no profiles applied
     #[arg(long)]
@@ -281,7 +319,7 @@ pub struct CopyArgs {
     #[arg(short = 'e', long)]
     pub ephemeral: bool,
     /// Storage pool for the copy
-    #[arg(short = 's', long = "storage")]
+    #[arg(short = 's', long = "storage", add = crate::complete::pools())]
     pub storage: Option<String>,
     /// Transfer mode when the copy goes to another server
     #[arg(long, value_enum)]
@@ -313,6 +351,7 @@ pub struct ListArgs {
 
 #[derive(Args, Debug)]
 pub struct ExecArgs {
+    #[arg(add = crate::complete::instances())]
     pub name: String,
     /// Environment variable to set (KEY=VALUE)
     #[arg(long = "env", value_name = "KEY=VALUE")]
@@ -584,6 +623,27 @@ mod tests {
         assert_eq!(l.create.profiles, vec!["default", "x"]);
         assert!(l.wait);
         assert_eq!(l.timeout, 120);
+    }
+
+    #[test]
+    fn launch_has_no_host_setup_flags() {
+        let e = Cli::try_parse_from(["kante", "launch", "bb", "c1", "--auto"]).unwrap_err();
+        assert!(
+            e.to_string().contains("unexpected argument '--auto'"),
+            "{e}"
+        );
+        let Command::Launch(l) = parse(&["launch", "bb", "c1", "-n", "br0", "-t", "c2-m4"]).command
+        else {
+            panic!()
+        };
+        assert_eq!(l.create.network.as_deref(), Some("br0"));
+        assert_eq!(l.create.instance_type.as_deref(), Some("c2-m4"));
+        let Command::Init(i) = parse(&["init", "--auto", "--network-name", "b1"]).command else {
+            panic!()
+        };
+        assert!(i.auto && i.create.image.is_empty());
+        assert_eq!(i.network_name, "b1");
+        assert!(Cli::try_parse_from(["kante", "init", "--auto", "bb"]).is_err());
     }
 
     #[test]

@@ -36,12 +36,22 @@ pub enum RemoteCmd {
     },
     /// Remove a remote
     #[command(visible_alias = "rm")]
-    Remove { name: String },
+    Remove {
+        #[arg(add = crate::complete::remotes())]
+        name: String,
+    },
     /// Rename a remote
     #[command(visible_alias = "mv")]
-    Rename { name: String, new_name: String },
+    Rename {
+        #[arg(add = crate::complete::remotes())]
+        name: String,
+        new_name: String,
+    },
     /// Make a remote the default one
-    Switch { name: String },
+    Switch {
+        #[arg(add = crate::complete::remotes())]
+        name: String,
+    },
     /// Print the default remote
     GetDefault,
     /// Change a remote's address

@@ -27,39 +27,63 @@ pub enum NetworkCmd {
         format: Format,
     },
     /// Show a network as YAML
-    Show { name: String },
+    Show {
+        #[arg(add = crate::complete::networks())]
+        name: String,
+    },
     /// Show a network's runtime state (addresses, counters)
-    Info { name: String },
+    Info {
+        #[arg(add = crate::complete::networks())]
+        name: String,
+    },
     /// List a network's DHCP leases
     #[command(visible_alias = "list-leases")]
     Leases {
+        #[arg(add = crate::complete::networks())]
         name: String,
         #[arg(short = 'f', long, value_enum, default_value = "table")]
         format: Format,
     },
     /// Delete a network
     #[command(visible_alias = "rm")]
-    Delete { name: String },
+    Delete {
+        #[arg(add = crate::complete::networks())]
+        name: String,
+    },
     /// Print a network config value
-    Get { name: String, key: String },
+    Get {
+        #[arg(add = crate::complete::networks())]
+        name: String,
+        key: String,
+    },
     /// Set network config keys: NAME KEY=VALUE... or NAME KEY VALUE
     Set {
+        #[arg(add = crate::complete::networks())]
         name: String,
         #[arg(required = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
     /// Remove network config keys
     Unset {
+        #[arg(add = crate::complete::networks())]
         name: String,
         #[arg(required = true)]
         keys: Vec<String>,
     },
     /// Edit a network as YAML (from stdin when it is not a terminal)
-    Edit { name: String },
+    Edit {
+        #[arg(add = crate::complete::networks())]
+        name: String,
+    },
     /// Rename a network
-    Rename { name: String, new_name: String },
+    Rename {
+        #[arg(add = crate::complete::networks())]
+        name: String,
+        new_name: String,
+    },
     /// Attach a network to an instance as a new nic device
     Attach {
+        #[arg(add = crate::complete::networks())]
         network: String,
         instance: String,
         /// Device name (default: the network's name)
@@ -69,6 +93,7 @@ pub enum NetworkCmd {
     },
     /// Detach a network from an instance (removes its nic device)
     Detach {
+        #[arg(add = crate::complete::networks())]
         network: String,
         instance: String,
         device: Option<String>,
@@ -138,7 +163,10 @@ pub enum ProfileCmd {
         format: Format,
     },
     /// Show a profile as YAML
-    Show { name: String },
+    Show {
+        #[arg(add = crate::complete::profiles())]
+        name: String,
+    },
     /// Create an empty profile
     Create {
         name: String,
@@ -155,24 +183,37 @@ pub enum ProfileCmd {
         names: Vec<String>,
     },
     /// Print a profile config value
-    Get { name: String, key: String },
+    Get {
+        #[arg(add = crate::complete::profiles())]
+        name: String,
+        key: String,
+    },
     /// Set profile config keys: NAME KEY=VALUE... or NAME KEY VALUE
     Set {
+        #[arg(add = crate::complete::profiles())]
         name: String,
         #[arg(required = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
     /// Remove profile config keys
     Unset {
+        #[arg(add = crate::complete::profiles())]
         name: String,
         #[arg(required = true)]
         keys: Vec<String>,
     },
     /// Edit a profile as YAML (from stdin when it is not a terminal)
-    Edit { name: String },
+    Edit {
+        #[arg(add = crate::complete::profiles())]
+        name: String,
+    },
     /// Rename a profile
     #[command(visible_alias = "mv")]
-    Rename { name: String, new_name: String },
+    Rename {
+        #[arg(add = crate::complete::profiles())]
+        name: String,
+        new_name: String,
+    },
     /// Manage a profile's devices
     #[command(subcommand)]
     Device(DeviceCmd),

@@ -49,7 +49,7 @@ pub fn create_request(args: &CreateArgs, fingerprint: &str) -> Result<InstancesP
             fingerprint: fingerprint.into(),
             ..Default::default()
         },
-        instance_type: String::new(),
+        instance_type: args.instance_type.clone().unwrap_or_default(),
         put: InstancePut {
             config,
             devices,
@@ -61,8 +61,37 @@ pub fn create_request(args: &CreateArgs, fingerprint: &str) -> Result<InstancesP
     })
 }
 
+/// `-n NETWORK` as lxc adds it: `eth0` on a managed network by its
+/// name, else bridged (a bridge) or macvlan on the host interface.
+async fn network_nic(c: &Client, name: &str) -> Result<BTreeMap<String, String>> {
+    let net = c.network(name).await?;
+    let mut nic: BTreeMap<String, String> = [("type", "nic"), ("name", "eth0")]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    if net.managed {
+        nic.insert("network".into(), net.name);
+    } else {
+        let kind = if net.kind == "bridge" {
+            "bridged"
+        } else {
+            "macvlan"
+        };
+        nic.insert("nictype".into(), kind.into());
+        nic.insert("parent".into(), net.name);
+    }
+    Ok(nic)
+}
+
 /// `kante init`: create only; returns the instance name.
 pub async fn init(c: &Client, args: CreateArgs) -> Result<String> {
+    if args.image.is_empty() {
+        bail!("An image is required: [REMOTE:]IMAGE [NAME]");
+    }
+    let nic = match &args.network {
+        Some(n) => Some(network_nic(c, n).await?),
+        None => None,
+    };
     match &args.name {
         Some(n) => {
             check_name(n)?;
@@ -81,6 +110,10 @@ pub async fn init(c: &Client, args: CreateArgs) -> Result<String> {
         }
         None => create_request(&args, &c.resolve_image(&args.image).await?)?,
     };
+    let mut post = post;
+    if let Some(nic) = nic {
+        post.put.devices.insert("eth0".into(), nic);
+    }
     let name = c.create_instance(&post).await?;
     if args.name.is_none() {
         println!("Instance name is: {name}");
@@ -90,9 +123,6 @@ pub async fn init(c: &Client, args: CreateArgs) -> Result<String> {
 
 /// `kante launch`: create, start, and with `--wait` wait for the guest's init.
 pub async fn launch(c: &Client, args: LaunchArgs) -> Result<i32> {
-    if args.create.auto {
-        bail!("--auto belongs to `kante init --auto` (host set-up)");
-    }
     let name = init(c, args.create).await?;
     println!("Starting {name}");
     let start = InstanceStatePut {
@@ -272,10 +302,8 @@ mod tests {
             storage: None,
             ephemeral: false,
             description: None,
-            auto: false,
-            network_name: "kantebr0".into(),
-            preseed: false,
-            interactive: false,
+            network: None,
+            instance_type: None,
             image_remote: None,
         }
     }

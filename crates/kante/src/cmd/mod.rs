@@ -25,6 +25,7 @@ pub mod questions;
 pub mod remote;
 pub mod snapshot;
 pub mod storage;
+pub mod top;
 pub mod trust;
 pub mod volume;
 

@@ -159,7 +159,7 @@ pub fn route(cfg: &Config, cmd: &mut Command) -> Result<String> {
     let mut r = Router::new(cfg);
     match cmd {
         Command::Launch(a) => launch(&mut r, &mut a.create)?,
-        Command::Init(a) => launch(&mut r, a)?,
+        Command::Init(a) => launch(&mut r, &mut a.create)?,
         Command::Start { names }
         | Command::Stop { names, .. }
         | Command::Restart { names, .. }
@@ -229,6 +229,9 @@ pub fn route(cfg: &Config, cmd: &mut Command) -> Result<String> {
         | Command::Lab(_)
         | Command::Apply(_)
         | Command::Site(_)
+        | Command::Completion { .. }
+        | Command::Manpage { .. }
+        | Command::Top(_)
         | Command::WaitReady { .. } => {}
     }
     Ok(r.remote())

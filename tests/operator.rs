@@ -1,0 +1,202 @@
+//! The operator's surface of the CLI against a real daemon: shell
+//! completion through a real bash (names come from the daemon), man
+//! pages, `kante top` reading real counters, and `launch -n/-t` as lxc's.
+
+use std::process::{Command, Stdio};
+
+use kante_integration::{bin, kante_fails as fails, kante_ok as ok, run, Daemon, TestImage};
+
+/// What bash's completion function offers for `line` (the word under the
+/// cursor is the last, possibly empty, word), with the daemon of `d` as
+/// `local`, through the script `kante completion bash` prints.
+fn complete(d: &Daemon, conf: &std::path::Path, line: &str) -> Vec<String> {
+    let script = String::from_utf8(
+        Command::new(bin("kante"))
+            .args(["completion", "bash"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert!(script.contains("complete -o nospace"), "{script}");
+    let program = format!(
+        r#"{script}
+read -ra COMP_WORDS <<< "$LINE"
+[[ "$LINE" == *" " ]] && COMP_WORDS+=("")
+COMP_CWORD=$(( ${{#COMP_WORDS[@]}} - 1 ))
+COMP_LINE="$LINE"; COMP_POINT=${{#LINE}}; COMP_TYPE=9
+_clap_complete_kante kante "${{COMP_WORDS[COMP_CWORD]}}" "${{COMP_WORDS[COMP_CWORD-1]}}"
+printf '%s\n' "${{COMPREPLY[@]}}"
+"#
+    );
+    let out = Command::new("bash")
+        .args(["--norc", "-c", &program])
+        .env("LINE", line)
+        .env("KANTE_DIR", &d.dir)
+        .env("KANTE_CONF", conf)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut words: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|w| w.trim().to_string())
+        .filter(|w| !w.is_empty())
+        .collect();
+    words.sort();
+    words
+}
+
+#[test]
+fn completion_man_pages_top_and_launch_flags() {
+    run(async {
+        let d = Daemon::start().await;
+        let conf = tempfile::tempdir().unwrap();
+        let fp = d.import(TestImage::Busybox).await;
+        ok(&d, &["image", "alias", "create", "bbx", &fp]);
+        ok(
+            &d,
+            &[
+                "network",
+                "create",
+                "ktop0",
+                "ipv4.address=10.231.7.1/24",
+                "ipv6.address=none",
+            ],
+        );
+
+        // launch -n NET -t cCPU-mGIB: eth0 on the network, the type's
+        // limits in the cgroup; and init's host flags are not launch's.
+        ok(
+            &d,
+            &["launch", "bbx", "alpha1", "-n", "ktop0", "-t", "c1-m0.25"],
+        );
+        ok(&d, &["launch", "bbx", "alpha2"]);
+        ok(&d, &["init", "bbx", "beta"]);
+        let show = ok(&d, &["config", "show", "alpha1"]);
+        assert!(show.contains("network: ktop0"), "{show}");
+        let limit = d.cgroup_read("alpha1", "memory", "memory.limit_in_bytes", "memory.max");
+        assert_eq!(
+            limit.trim(),
+            (256u64 << 20).to_string(),
+            "memory limit from -t c1-m0.25"
+        );
+        let addr = ok(&d, &["exec", "alpha1", "--", "ip", "link", "show", "eth0"]);
+        assert!(addr.contains("eth0"), "{addr}");
+        let e = fails(&d, &["launch", "bbx", "x1", "-t", "t2.micro"]);
+        assert!(e.contains("t2.micro"), "{e}");
+        let e = fails(&d, &["launch", "bbx", "x2", "--auto"]);
+        assert!(e.contains("--auto"), "{e}");
+        let e = fails(&d, &["launch"]);
+        assert!(e.contains("image is required"), "{e}");
+        let listed = ok(&d, &["list", "-c", "n", "--format", "csv"]);
+        assert!(!listed.contains("x1") && !listed.contains("x2"), "{listed}");
+
+        // Completion: names from the daemon, filtered by what is typed.
+        assert_eq!(
+            complete(&d, conf.path(), "kante start al"),
+            ["alpha1", "alpha2"]
+        );
+        // An empty word also offers the flags, as clap's completion does.
+        let exec: Vec<String> = complete(&d, conf.path(), "kante exec ")
+            .into_iter()
+            .filter(|w| !w.starts_with('-'))
+            .collect();
+        assert_eq!(exec, ["alpha1", "alpha2", "beta"]);
+        assert_eq!(
+            complete(&d, conf.path(), "kante network show kt"),
+            ["ktop0"]
+        );
+        assert_eq!(complete(&d, conf.path(), "kante launch bb"), ["bbx"]);
+        let verbs = complete(&d, conf.path(), "kante st");
+        assert!(
+            verbs.contains(&"start".to_string()) && verbs.contains(&"stop".to_string()),
+            "{verbs:?}"
+        );
+        assert!(complete(&d, conf.path(), "kante delete zz").is_empty());
+
+        // Man pages: one per command, readable by man.
+        let pages = tempfile::tempdir().unwrap();
+        ok(&d, &["manpage", pages.path().to_str().unwrap()]);
+        let launch = pages.path().join("kante-launch.1");
+        let man = Command::new("man")
+            .arg("-l")
+            .arg(&launch)
+            .env("MANWIDTH", "120")
+            .env("MAN_KEEP_FORMATTING", "0")
+            .output()
+            .unwrap();
+        // man's overstrike bold (`x\bx`) read as plain text.
+        let mut text = String::new();
+        for c in String::from_utf8_lossy(&man.stdout).chars() {
+            if c == '\u{8}' {
+                text.pop();
+            } else {
+                text.push(c);
+            }
+        }
+        assert!(
+            text.contains("kante-launch") && text.contains("--network"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("--preseed"),
+            "launch's page has no init flags: {text}"
+        );
+
+        // top: real counters of a guest that burns CPU and holds memory.
+        ok(
+            &d,
+            &[
+                "exec",
+                "alpha2",
+                "--",
+                "sh",
+                "-c",
+                "(while :; do :; done) >/dev/null 2>&1 &",
+            ],
+        );
+        ok(
+            &d,
+            &[
+                "exec",
+                "alpha2",
+                "--",
+                "sh",
+                "-c",
+                "head -c 33554432 /dev/zero > /dev/shm/hold",
+            ],
+        );
+        let top = ok(&d, &["top", "--once", "--interval", "1", "--sort", "cpu"]);
+        let rows: Vec<Vec<&str>> = top
+            .lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(rows.len(), 3, "{top}");
+        assert_eq!(rows[0][0], "alpha2", "the busy guest sorts first: {top}");
+        let cpu: f64 = rows[0][2].parse().unwrap();
+        assert!(cpu > 30.0, "a spinning shell shows its CPU: {top}");
+        let beta = rows.iter().find(|r| r[0] == "beta").unwrap();
+        assert_eq!(beta[1], "STOPPED", "{top}");
+        let by_mem = ok(&d, &["top", "--once", "--interval", "0.5", "--sort", "mem"]);
+        let first = by_mem
+            .lines()
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>();
+        assert_eq!(first[0], "alpha2", "32 MiB in /dev/shm: {by_mem}");
+        assert!(first[3].ends_with("MiB"), "{by_mem}");
+        let e = fails(&d, &["top", "--interval", "0"]);
+        assert!(e.contains("--interval"), "{e}");
+
+        ok(&d, &["delete", "-f", "alpha1", "alpha2", "beta"]);
+        ok(&d, &["network", "delete", "ktop0"]);
+        d.shutdown().await;
+    });
+}
