@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A stock Debian 12 host on demand, under qemu's software emulation (TCG):
-#   up           build (cached) and boot the VM, install this tree's release kanted/kante
-#                and packaging/kanted.service (started), wait until ssh answers
+#   up           build (cached) and boot the VM, install this tree's Debian package
+#                (scripts/deb.sh: kanted, kante, the unit, completion, man pages) and start kanted
 #   conformance  a fresh VM, scripts/conformance.sh inside (its first step is README's
 #                command 1), its rows printed, down; exits non-zero on any failed step
 #                (KANTE_VM_KEEP=1 leaves the VM up)
@@ -219,8 +219,9 @@ boot() {
 # With KANTE_VM_STOCK=1 nothing is installed: the first step of the scenario is a new
 # user's README command 1; else kanted is installed and started as a systemd service.
 install_kante() {
-  log "cargo build --release (kanted, kante)"
-  cargo build --release --locked -p kanted -p kante >&2
+  log "cargo build --release (kanted, kante) and the Debian package (scripts/deb.sh)"
+  local deb
+  deb=$("$ROOT/scripts/deb.sh")
   vm_ssh 'mkdir -p /root/kante/bin /var/cache/kante/images'
   tar -C "$ROOT" -cf - scripts packaging README.md |
     vm_ssh 'tar -C /root/kante -xf -'
@@ -232,9 +233,15 @@ install_kante() {
   local imgs=(/var/cache/kante/images/busybox-amd64.tar.zst* /var/cache/kante/images/debian-bookworm-amd64.tar.zst*)
   vm_scp "${imgs[@]}" root@127.0.0.1:/var/cache/kante/images/
   if [ "${KANTE_VM_STOCK:-0}" != 1 ]; then
-    vm_ssh 'install -m 0755 /root/kante/bin/kanted /root/kante/bin/kante /usr/local/bin/ &&
-      install -m 0644 /root/kante/packaging/kanted.service /etc/systemd/system/ &&
-      systemctl daemon-reload && systemctl enable kanted && systemctl restart kanted'
+    # The package, as a user installs it: apt resolves its Depends from the
+    # VM's packages; then the unit, completion and man pages are where
+    # Debian looks for them.
+    vm_scp "$deb" root@127.0.0.1:/root/kante/
+    vm_ssh "apt-get install -y -q /root/kante/$(basename "$deb") >/dev/null &&
+      systemctl enable --now kanted &&
+      test -f /usr/share/bash-completion/completions/kante &&
+      test -f /usr/share/man/man1/kante-launch.1.gz &&
+      systemctl is-active kanted"
   fi
 }
 

@@ -195,6 +195,39 @@ fn completion_man_pages_top_and_launch_flags() {
         let e = fails(&d, &["top", "--interval", "0"]);
         assert!(e.contains("--interval"), "{e}");
 
+        // lxc's --all, exec -n, snapshot --no-expiry and delete -i.
+        ok(&d, &["stop", "--all", "--force"]);
+        let states = ok(&d, &["list", "-c", "ns", "--format", "csv"]);
+        assert_eq!(states.matches("STOPPED").count(), 3, "{states}");
+        ok(&d, &["start", "--all"]);
+        let states = ok(&d, &["list", "-c", "ns", "--format", "csv"]);
+        assert_eq!(states.matches("RUNNING").count(), 3, "{states}");
+        let e = fails(&d, &["start", "alpha1", "--all"]);
+        assert!(e.contains("--all"), "{e}");
+        let read = ok(
+            &d,
+            &["exec", "beta", "-n", "--", "sh", "-c", "cat; echo done"],
+        );
+        assert_eq!(read.trim(), "done");
+        ok(&d, &["config", "set", "beta", "snapshots.expiry=1d"]);
+        ok(&d, &["snapshot", "beta", "keep", "--no-expiry"]);
+        ok(&d, &["snapshot", "beta", "lapse"]);
+        let keep = d.client.snapshot("beta", "keep").await.unwrap();
+        let lapse = d.client.snapshot("beta", "lapse").await.unwrap();
+        assert!(
+            keep.expires_at.to_string().starts_with("0001-01-01"),
+            "{:?}",
+            keep.expires_at
+        );
+        assert!(
+            !lapse.expires_at.to_string().starts_with("0001-01-01"),
+            "{:?}",
+            lapse.expires_at
+        );
+        let e = fails(&d, &["delete", "-i", "-f", "beta"]);
+        assert!(e.contains("aborted"), "{e}");
+        assert!(ok(&d, &["list", "-c", "n", "--format", "csv"]).contains("beta"));
+
         ok(&d, &["delete", "-f", "alpha1", "alpha2", "beta"]);
         ok(&d, &["network", "delete", "ktop0"]);
         d.shutdown().await;

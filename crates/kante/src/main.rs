@@ -177,19 +177,46 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             cmd::host::init_auto(c, &args.network_name).await.map(|_| 0)
         }
         Command::Init(args) => cmd::lifecycle::init(c, args.create).await.map(|_| 0),
-        Command::Start { names } => cmd::lifecycle::start(c, &names).await,
+        Command::Start { names, all } => {
+            let names = if all {
+                cmd::lifecycle::all_instances(c, false).await?
+            } else {
+                names
+            };
+            cmd::lifecycle::start(c, &names).await
+        }
         Command::Stop {
             names,
+            all,
             force,
             timeout,
-        } => cmd::lifecycle::stop(c, &names, force, timeout).await,
+        } => {
+            let names = if all {
+                cmd::lifecycle::all_instances(c, true).await?
+            } else {
+                names
+            };
+            cmd::lifecycle::stop(c, &names, force, timeout).await
+        }
         Command::Restart {
             names,
+            all,
             force,
             timeout,
-        } => cmd::lifecycle::restart(c, &names, force, timeout).await,
+        } => {
+            let names = if all {
+                cmd::lifecycle::all_instances(c, true).await?
+            } else {
+                names
+            };
+            cmd::lifecycle::restart(c, &names, force, timeout).await
+        }
         Command::Pause { names } => cmd::lifecycle::pause(c, &names).await,
-        Command::Delete { names, force } => cmd::lifecycle::delete(c, &names, force).await,
+        Command::Delete {
+            names,
+            force,
+            interactive,
+        } => cmd::lifecycle::delete(c, &names, force, interactive).await,
         Command::Rename { name, new_name } => cmd::snapshot::rename(c, &name, &new_name).await,
         Command::Move(args) => cmd::snapshot::move_(c, args).await,
         Command::Copy(args) => cmd::copy::run(c, args).await,
@@ -197,8 +224,12 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             instance,
             snapshot,
             reuse,
+            no_expiry,
             stateful,
-        } => cmd::snapshot::snapshot(c, &instance, snapshot.as_deref(), reuse, stateful).await,
+        } => {
+            let snap = snapshot.as_deref();
+            cmd::snapshot::snapshot(c, &instance, snap, reuse, stateful, no_expiry).await
+        }
         Command::Restore {
             instance,
             snapshot,

@@ -44,13 +44,19 @@ pub enum Command {
     Init(InitArgs),
     /// Start (or unfreeze) instances
     Start {
-        #[arg(required = true, add = crate::complete::instances())]
+        #[arg(required_unless_present = "all", add = crate::complete::instances())]
         names: Vec<String>,
+        /// Every instance (that is not already in the wanted state)
+        #[arg(long, conflicts_with = "names")]
+        all: bool,
     },
     /// Stop instances
     Stop {
-        #[arg(required = true, add = crate::complete::instances())]
+        #[arg(required_unless_present = "all", add = crate::complete::instances())]
         names: Vec<String>,
+        /// Every instance (that is not already in the wanted state)
+        #[arg(long, conflicts_with = "names")]
+        all: bool,
         /// Force the instance to stop
         #[arg(short, long)]
         force: bool,
@@ -60,8 +66,11 @@ pub enum Command {
     },
     /// Restart instances
     Restart {
-        #[arg(required = true, add = crate::complete::instances())]
+        #[arg(required_unless_present = "all", add = crate::complete::instances())]
         names: Vec<String>,
+        /// Every instance (that is not already in the wanted state)
+        #[arg(long, conflicts_with = "names")]
+        all: bool,
         #[arg(short, long)]
         force: bool,
         #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
@@ -81,6 +90,9 @@ pub enum Command {
         /// Stop running instances first
         #[arg(short, long)]
         force: bool,
+        /// Ask before each deletion
+        #[arg(short, long)]
+        interactive: bool,
     },
     /// Rename an instance, or a snapshot: INSTANCE/SNAP INSTANCE/NEW
     Rename {
@@ -102,6 +114,9 @@ pub enum Command {
         /// Replace the snapshot if one with this name exists
         #[arg(long)]
         reuse: bool,
+        /// Keep the snapshot for ever (ignore snapshots.expiry)
+        #[arg(long)]
+        no_expiry: bool,
         /// Include the running state (needs CRIU; refused by the server)
         #[arg(long)]
         stateful: bool,
@@ -375,6 +390,12 @@ pub struct ExecArgs {
     /// Force pseudo-terminal allocation
     #[arg(short = 't', long = "force-interactive")]
     pub force_interactive: bool,
+    /// Terminal mode, as lxc: auto, interactive or non-interactive
+    #[arg(long, default_value = "auto", value_parser = ["auto", "interactive", "non-interactive"])]
+    pub mode: String,
+    /// Do not read stdin (reads from /dev/null)
+    #[arg(short = 'n', long = "disable-stdin")]
+    pub disable_stdin: bool,
     /// The command and its arguments (after `--`)
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,

@@ -94,9 +94,9 @@ fn forward_signals(tx: &UnboundedSender<ExecControl>, interactive: bool) -> Resu
 pub async fn run(c: &Client, args: ExecArgs) -> Result<i32> {
     let stdin_tty = std::io::stdin().is_terminal();
     let interactive = want_pty(
-        args.force_interactive,
-        args.force_noninteractive,
-        stdin_tty,
+        args.force_interactive || args.mode == "interactive",
+        args.force_noninteractive || args.mode == "non-interactive",
+        stdin_tty && !args.disable_stdin,
         std::io::stdout().is_terminal(),
     );
     let size = if interactive { terminal::size() } else { None };
@@ -104,15 +104,21 @@ pub async fn run(c: &Client, args: ExecArgs) -> Result<i32> {
 
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     forward_signals(&tx, interactive)?;
+    // -n: the command's stdin ends at once, as /dev/null would.
+    let stdin: Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>> = if args.disable_stdin {
+        None
+    } else {
+        Some(Box::new(tokio::io::stdin()))
+    };
     let streams = ExecStreams {
-        stdin: Some(Box::new(tokio::io::stdin())),
+        stdin,
         stdout: Box::new(tokio::io::stdout()),
         stderr: Box::new(tokio::io::stderr()),
         control: Some(rx),
     };
     // Raw mode only for the command's lifetime; the guard restores the
     // terminal on every path out of here (and the panic hook on panics).
-    let raw = if interactive && stdin_tty {
+    let raw = if interactive && stdin_tty && !args.disable_stdin {
         Some(terminal::RawMode::enable()?)
     } else {
         None
@@ -151,6 +157,8 @@ mod tests {
             group: None,
             force_noninteractive: false,
             force_interactive: false,
+            mode: "auto".into(),
+            disable_stdin: false,
             command: vec!["id".into()],
         };
         let p = build_request(&args, true, Some((120, 40))).unwrap();

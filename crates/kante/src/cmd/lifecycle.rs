@@ -138,6 +138,16 @@ pub async fn launch(c: &Client, args: LaunchArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// Asks on the terminal (stdin) and reads `yes`/`y`; anything else is no.
+fn confirm(question: &str) -> Result<bool> {
+    use std::io::Write;
+    print!("{question}");
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    Ok(matches!(answer.trim().to_lowercase().as_str(), "y" | "yes"))
+}
+
 /// How long systemd may say `offline` before we believe it: very early in
 /// boot, before PID 1 has created /run/systemd/system, systemctl says so too.
 const OFFLINE_GRACE: Duration = Duration::from_secs(3);
@@ -231,6 +241,18 @@ pub async fn wait_ready(c: &Client, name: &str, timeout: Duration) -> Result<()>
     }
 }
 
+/// The instances `--all` means: every one not yet in the wanted state
+/// (`active`: running or frozen ones for stop and restart, the others for
+/// start), as lxc does.
+pub async fn all_instances(c: &Client, active: bool) -> Result<Vec<String>> {
+    Ok(c.instances()
+        .await?
+        .into_iter()
+        .filter(|i| (i.status_code == RUNNING || i.status_code == FROZEN) == active)
+        .map(|i| i.name)
+        .collect())
+}
+
 pub async fn start(c: &Client, names: &[String]) -> Result<i32> {
     for name in names {
         // lxc unfreezes a frozen instance on start.
@@ -265,8 +287,11 @@ pub async fn pause(c: &Client, names: &[String]) -> Result<i32> {
     Ok(0)
 }
 
-pub async fn delete(c: &Client, names: &[String], force: bool) -> Result<i32> {
+pub async fn delete(c: &Client, names: &[String], force: bool, interactive: bool) -> Result<i32> {
     for name in names {
+        if interactive && !confirm(&format!("Remove {name} (yes/no): "))? {
+            bail!("User aborted delete operation");
+        }
         if let Some((inst, snap)) = super::split_snapshot(name)? {
             c.delete_snapshot(inst, snap).await?;
             continue;

@@ -14,6 +14,7 @@ pub async fn snapshot(
     snap: Option<&str>,
     reuse: bool,
     stateful: bool,
+    no_expiry: bool,
 ) -> Result<i32> {
     let snap = snap.unwrap_or("");
     if !snap.is_empty() {
@@ -25,7 +26,22 @@ pub async fn snapshot(
             }
         }
     }
-    c.create_snapshot(instance, snap, stateful).await?;
+    if no_expiry {
+        // lxc's --no-expiry: the zero time, which the server keeps as never.
+        let body = serde_json::json!({
+            "name": snap,
+            "stateful": stateful,
+            "expires_at": "0001-01-01T00:00:00Z",
+        });
+        let path = format!(
+            "/1.0/instances/{}/snapshots",
+            kante_client::path_segment(instance)
+        );
+        let resp = c.post(&path, &body).await?;
+        c.finish(resp).await?;
+    } else {
+        c.create_snapshot(instance, snap, stateful).await?;
+    }
     Ok(0)
 }
 

@@ -160,7 +160,7 @@ pub fn route(cfg: &Config, cmd: &mut Command) -> Result<String> {
     match cmd {
         Command::Launch(a) => launch(&mut r, &mut a.create)?,
         Command::Init(a) => launch(&mut r, &mut a.create)?,
-        Command::Start { names }
+        Command::Start { names, .. }
         | Command::Stop { names, .. }
         | Command::Restart { names, .. }
         | Command::Pause { names }
