@@ -93,8 +93,27 @@ fn completion_man_pages_top_and_launch_flags() {
         assert!(e.contains("--auto"), "{e}");
         let e = fails(&d, &["launch"]);
         assert!(e.contains("image is required"), "{e}");
+        // -d: a profile's device copied into the instance with the key set.
+        ok(&d, &["init", "bbx", "gamma", "-d", "root,boot.priority=5"]);
+        let gamma = d.client.instance("gamma").await.unwrap();
+        assert_eq!(
+            gamma.devices["root"]["boot.priority"], "5",
+            "{:?}",
+            gamma.devices
+        );
+        assert!(
+            gamma.devices["root"].contains_key("pool"),
+            "{:?}",
+            gamma.devices
+        );
+        ok(&d, &["delete", "gamma"]);
+        let e = fails(&d, &["launch", "bbx", "x3", "-d", "nosuch,size=1GiB"]);
+        assert!(e.contains("nosuch"), "{e}");
         let listed = ok(&d, &["list", "-c", "n", "--format", "csv"]);
-        assert!(!listed.contains("x1") && !listed.contains("x2"), "{listed}");
+        assert!(
+            !listed.contains("x1") && !listed.contains("x2") && !listed.contains("x3"),
+            "{listed}"
+        );
 
         // Completion: names from the daemon, filtered by what is typed.
         assert_eq!(

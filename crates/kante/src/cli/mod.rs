@@ -269,6 +269,9 @@ pub struct CreateArgs {
     /// Instance description
     #[arg(long)]
     pub description: Option<String>,
+    /// Override a device key of the profiles for this instance: DEVICE,KEY=VALUE
+    #[arg(short = 'd', long = "device", value_name = "DEVICE,KEY=VALUE")]
+    pub device: Vec<String>,
     /// Network to attach as eth0
     #[arg(short = 'n', long = "network", add = crate::complete::networks())]
     pub network: Option<String>,

@@ -83,6 +83,39 @@ async fn network_nic(c: &Client, name: &str) -> Result<BTreeMap<String, String>>
     Ok(nic)
 }
 
+/// `-d DEVICE,KEY=VALUE`, as lxc: the device comes from the request or
+/// else from its profiles (the last that has it), copied into the
+/// instance's own devices with the key set.
+async fn override_devices(c: &Client, post: &mut InstancesPost, specs: &[String]) -> Result<()> {
+    for spec in specs {
+        let Some((dev, kv)) = spec.split_once(',') else {
+            bail!("Bad device override syntax, expecting DEVICE,KEY=VALUE: {spec}");
+        };
+        let (key, value) = parse_kv(kv)?;
+        if !post.put.devices.contains_key(dev) {
+            let profiles = post
+                .put
+                .profiles
+                .clone()
+                .unwrap_or_else(|| vec!["default".into()]);
+            let mut found = None;
+            for p in &profiles {
+                if let Some(d) = c.profile(p).await?.devices.get(dev) {
+                    found = Some(d.clone());
+                }
+            }
+            let Some(d) = found else {
+                bail!("Device {dev:?} doesn't exist in the instance's profiles");
+            };
+            post.put.devices.insert(dev.to_string(), d);
+        }
+        if let Some(d) = post.put.devices.get_mut(dev) {
+            d.insert(key, value);
+        }
+    }
+    Ok(())
+}
+
 /// `kante init`: create only; returns the instance name.
 pub async fn init(c: &Client, args: CreateArgs) -> Result<String> {
     if args.image.is_empty() {
@@ -114,6 +147,7 @@ pub async fn init(c: &Client, args: CreateArgs) -> Result<String> {
     if let Some(nic) = nic {
         post.put.devices.insert("eth0".into(), nic);
     }
+    override_devices(c, &mut post, &args.device).await?;
     let name = c.create_instance(&post).await?;
     if args.name.is_none() {
         println!("Instance name is: {name}");
@@ -329,6 +363,7 @@ mod tests {
             description: None,
             network: None,
             instance_type: None,
+            device: vec![],
             image_remote: None,
         }
     }
