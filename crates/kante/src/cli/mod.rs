@@ -224,6 +224,10 @@ pub struct CreateArgs {
     /// Instance description
     #[arg(long)]
     pub description: Option<String>,
+    /// Cluster member to create the instance on (default: the cluster's
+    /// scheduler picks one)
+    #[arg(long)]
+    pub target: Option<String>,
     /// The image's remote when it is not the instance's (`REMOTE:` split
     /// off the image by the router): the server downloads from it
     #[arg(skip)]

@@ -81,7 +81,7 @@ pub async fn init(c: &Client, args: CreateArgs) -> Result<String> {
         }
         None => create_request(&args, &c.resolve_image(&args.image).await?)?,
     };
-    let name = c.create_instance(&post).await?;
+    let name = c.create_instance_at(&post, args.target.as_deref()).await?;
     if args.name.is_none() {
         println!("Instance name is: {name}");
     }
@@ -272,6 +272,7 @@ mod tests {
             storage: None,
             ephemeral: false,
             description: None,
+            target: None,
             auto: false,
             network_name: "kantebr0".into(),
             preseed: false,
