@@ -35,6 +35,8 @@ pub const PLACEMENT_HEADER: &str = "x-kante-placement";
 pub const PLACEMENT_KEY: &str = "volatile.placement.reason";
 /// How long a fan-out waits for a member's answer.
 pub const FAN_OUT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a forwarded operation is followed for its end.
+const FOLLOW: Duration = Duration::from_secs(3600);
 /// Operation ids remembered per member (oldest forgotten first).
 const REMEMBERED_OPS: usize = 4096;
 
@@ -256,9 +258,29 @@ impl Engine {
     }
 
     /// Records that operation `id` runs on `member` (the `Location` of a
-    /// forwarded request's 202).
+    /// forwarded request's 202), and follows it there: when it ends, its
+    /// final state is sent on this member's event stream as an
+    /// `operation` event, as LXD relays other members' events, so a
+    /// client waiting on this member's `/1.0/events` (lxc does) sees it.
     pub fn remember_operation(&self, id: &str, member: &str) {
         self.forwarding.remember(id, member);
+        let (Some(link), Some(peer)) = (
+            self.forwarding.link(),
+            self.cluster.peers().into_iter().find(|p| p.name == member),
+        ) else {
+            return;
+        };
+        let to = forward_of(&peer);
+        let engine = self.me.clone();
+        let path = format!("/1.0/operations/{id}/wait?timeout={}", FOLLOW.as_secs());
+        tokio::spawn(async move {
+            let got = link.get(&to, &path, FOLLOW + Duration::from_secs(5)).await;
+            match (got, engine.upgrade()) {
+                (Ok(op), Some(engine)) => engine.events.send("operation", op),
+                (Err(e), _) => tracing::debug!(member = %to.member, "following an operation: {e}"),
+                _ => {}
+            }
+        });
     }
 
     /// Where `post` is created: `target` (`?target=`, LXD's
