@@ -186,7 +186,12 @@ fn any_member_answers_for_any_instance() {
 
         // Debian's lxc, through h1: `lxc launch --target h2`.
         let home = tempfile::tempdir().unwrap();
-        let o = lxc(&lab, 1, home.path(), &["launch", "bb", "lx2", "--target", "h2"]);
+        let o = lxc(
+            &lab,
+            1,
+            home.path(),
+            &["launch", "bb", "lx2", "--target", "h2"],
+        );
         assert!(o.status.success(), "lxc launch --target: {}", text(&o));
         only_on(&lab, 2, "lx2");
 
@@ -212,11 +217,19 @@ fn any_member_answers_for_any_instance() {
         let local = tempfile::tempdir().unwrap();
         let src = local.path().join("note.txt");
         std::fs::write(&src, "through h1\n").unwrap();
-        on(&lab, 1, &["file", "push", src.to_str().unwrap(), "c3/root/note.txt"]);
+        on(
+            &lab,
+            1,
+            &["file", "push", src.to_str().unwrap(), "c3/root/note.txt"],
+        );
         let got = on(&lab, 3, &["exec", "c3", "--", "cat", "/root/note.txt"]);
         assert_eq!(got, "through h1\n", "pushed through h1, read on h3");
         let back = local.path().join("back.txt");
-        on(&lab, 1, &["file", "pull", "c3/root/note.txt", back.to_str().unwrap()]);
+        on(
+            &lab,
+            1,
+            &["file", "pull", "c3/root/note.txt", back.to_str().unwrap()],
+        );
         assert_eq!(std::fs::read_to_string(&back).unwrap(), "through h1\n");
         on(&lab, 1, &["stop", "c3", "--force"]);
         assert_eq!(location(&lab, 3, "c3"), "h3");
@@ -229,7 +242,11 @@ fn any_member_answers_for_any_instance() {
         // Anti-affinity spreads a tag over the three members.
         let mut spread = Vec::new();
         for n in ["web1", "web2", "web3"] {
-            on(&lab, 1, &["launch", "bb", n, "-c", "placement.anti-affinity=web"]);
+            on(
+                &lab,
+                1,
+                &["launch", "bb", n, "-c", "placement.anti-affinity=web"],
+            );
             spread.push(location(&lab, 1, n));
         }
         spread.sort();
@@ -242,7 +259,11 @@ fn any_member_answers_for_any_instance() {
             only_on(&lab, i, n);
         }
         // Affinity: beside c3 (on h3), asked on h2.
-        on(&lab, 2, &["launch", "bb", "pal", "-c", "placement.affinity=c3"]);
+        on(
+            &lab,
+            2,
+            &["launch", "bb", "pal", "-c", "placement.affinity=c3"],
+        );
         only_on(&lab, 3, "pal");
         assert_eq!(location(&lab, 1, "pal"), "h3");
         let info = on(&lab, 1, &["info", "pal"]);

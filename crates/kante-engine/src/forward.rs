@@ -13,11 +13,10 @@
 //! cluster-wide instance list fans out over it, and an operation this
 //! member does not know is looked for on the online members.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kante_api::instance::InstancesPost;
 use kante_store::ReservationKind;
 
 use crate::context::lock;
@@ -90,7 +89,7 @@ pub(crate) struct Forwarding {
     /// Operations started on other members through this one: id → member.
     ops: Mutex<(HashMap<String, String>, std::collections::VecDeque<String>)>,
     /// Placement reasons of creations decided and not yet made: name → why.
-    placements: Mutex<HashMap<String, String>>,
+    pub(crate) placements: Mutex<HashMap<String, String>>,
     link: Mutex<Option<Arc<dyn PeerLink>>>,
 }
 
@@ -122,7 +121,7 @@ impl Forwarding {
     }
 }
 
-fn forward_of(p: &kante_cluster::Peer) -> Forward {
+pub(crate) fn forward_of(p: &kante_cluster::Peer) -> Forward {
     Forward {
         member: p.name.clone(),
         address: p.address.clone(),
@@ -192,7 +191,10 @@ impl Engine {
         if self.node.instance_get(name).await?.is_some() {
             return Ok(None);
         }
-        let held = self.shared.reservations(ReservationKind::InstanceName).await?;
+        let held = self
+            .shared
+            .reservations(ReservationKind::InstanceName)
+            .await?;
         Ok(held
             .get(name)
             .filter(|h| **h != me && h.as_str() != "none")
@@ -281,98 +283,5 @@ impl Engine {
                 _ => {}
             }
         });
-    }
-
-    /// Where `post` is created: `target` (`?target=`, LXD's
-    /// `--target`) names a member, else the scheduler picks one
-    /// (`placement.rs`). `forwarded_reason`: the request was forwarded
-    /// here by a member that decided already (served here, with its
-    /// reason). The reason of a local decision is kept until the create
-    /// records it on the instance.
-    pub async fn place_instance(
-        &self,
-        post: &InstancesPost,
-        target: Option<&str>,
-        forwarded_reason: Option<&str>,
-    ) -> Result<Placed> {
-        let target = target.filter(|t| !t.is_empty());
-        let Some(me) = self.cluster.member_name() else {
-            if target.is_some() {
-                return Err(EngineError::bad(
-                    "A target member is only valid on a clustered server",
-                ));
-            }
-            return Ok(Placed {
-                forward: None,
-                reason: String::new(),
-            });
-        };
-        let placed = if let Some(reason) = forwarded_reason {
-            Placed {
-                forward: None,
-                reason: reason.to_string(),
-            }
-        } else if post.source.kind != "image" && post.source.kind != "none" {
-            // Copies, migrations and imports are made where they arrive.
-            match target {
-                Some(t) if t != me => {
-                    return Err(EngineError::bad(format!(
-                        "Creating from a {:?} source on another member is not supported: send it to {t}",
-                        post.source.kind
-                    )))
-                }
-                _ => Placed {
-                    forward: None,
-                    reason: String::new(),
-                },
-            }
-        } else {
-            self.schedule(post, target, &me).await?
-        };
-        if placed.forward.is_none() && !placed.reason.is_empty() && !post.name.is_empty() {
-            lock(&self.forwarding.placements).insert(post.name.clone(), placed.reason.clone());
-        }
-        Ok(placed)
-    }
-
-    /// Own instances' names and config, and (over [`PeerLink`]) every
-    /// online member's: member → [(instance, config)]. Members that did
-    /// not answer are left out.
-    pub(crate) async fn cluster_instance_configs(
-        &self,
-        me: &str,
-    ) -> Result<BTreeMap<String, Vec<(String, kante_api::ConfigMap)>>> {
-        let mut out = BTreeMap::new();
-        let own = self
-            .node
-            .instance_list()
-            .await?
-            .into_iter()
-            .map(|r| (r.name, r.config))
-            .collect();
-        out.insert(me.to_string(), own);
-        let Some(link) = self.forwarding.link() else {
-            return Ok(out);
-        };
-        let asks = self.online_peers().into_iter().map(|p| {
-            let link = link.clone();
-            async move {
-                let to = forward_of(&p);
-                let got = link
-                    .get(&to, "/1.0/instances?recursion=1", FAN_OUT_TIMEOUT)
-                    .await;
-                (p.name, got)
-            }
-        });
-        for (member, got) in futures_util::future::join_all(asks).await {
-            match got.map(serde_json::from_value::<Vec<kante_api::instance::Instance>>) {
-                Ok(Ok(list)) => {
-                    out.insert(member, list.into_iter().map(|i| (i.name, i.config)).collect());
-                }
-                Ok(Err(e)) => tracing::warn!(%member, "its instance list does not parse: {e}"),
-                Err(e) => tracing::warn!(%member, "its instances could not be listed: {e}"),
-            }
-        }
-        Ok(out)
     }
 }

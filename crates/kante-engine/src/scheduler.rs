@@ -8,13 +8,14 @@
 //! then the lowest load per CPU, then the name. The decision and its
 //! reasons become the instance's `volatile.placement.reason`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use kante_api::instance::InstancesPost;
 use kante_store::ReservationKind;
 
+use crate::context::lock;
 use crate::error::{EngineError, Result};
-use crate::forward::{Forward, Placed};
+use crate::forward::{forward_of, Forward, Placed, FAN_OUT_TIMEOUT};
 use crate::Engine;
 
 /// Free memory is compared in steps of this many bytes.
@@ -41,6 +42,58 @@ impl Engine {
             .image_get(&fp)
             .await?
             .map(|i| kante_api::image::normalise_architecture(&i.architecture)))
+    }
+
+    /// Where `post` is created: `target` (`?target=`, LXD's
+    /// `--target`) names a member, else the scheduler picks one
+    /// (`placement.rs`). `forwarded_reason`: the request was forwarded
+    /// here by a member that decided already (served here, with its
+    /// reason). The reason of a local decision is kept until the create
+    /// records it on the instance.
+    pub async fn place_instance(
+        &self,
+        post: &InstancesPost,
+        target: Option<&str>,
+        forwarded_reason: Option<&str>,
+    ) -> Result<Placed> {
+        let target = target.filter(|t| !t.is_empty());
+        let Some(me) = self.cluster.member_name() else {
+            if target.is_some() {
+                return Err(EngineError::bad(
+                    "A target member is only valid on a clustered server",
+                ));
+            }
+            return Ok(Placed {
+                forward: None,
+                reason: String::new(),
+            });
+        };
+        let placed = if let Some(reason) = forwarded_reason {
+            Placed {
+                forward: None,
+                reason: reason.to_string(),
+            }
+        } else if post.source.kind != "image" && post.source.kind != "none" {
+            // Copies, migrations and imports are made where they arrive.
+            match target {
+                Some(t) if t != me => {
+                    return Err(EngineError::bad(format!(
+                        "Creating from a {:?} source on another member is not supported: send it to {t}",
+                        post.source.kind
+                    )))
+                }
+                _ => Placed {
+                    forward: None,
+                    reason: String::new(),
+                },
+            }
+        } else {
+            self.schedule(post, target, &me).await?
+        };
+        if placed.forward.is_none() && !placed.reason.is_empty() && !post.name.is_empty() {
+            lock(&self.forwarding.placements).insert(post.name.clone(), placed.reason.clone());
+        }
+        Ok(placed)
     }
 
     /// Picks the member for `post` (`target` when named), this member
@@ -108,7 +161,10 @@ impl Engine {
             }
             notes.push(format!("beside {partner} (placement.affinity)"));
         }
-        if let Some(tag) = config.get("placement.anti-affinity").filter(|v| !v.is_empty()) {
+        if let Some(tag) = config
+            .get("placement.anti-affinity")
+            .filter(|v| !v.is_empty())
+        {
             let all = self.cluster_instance_configs(me).await?;
             let taken: BTreeSet<&String> = all
                 .iter()
@@ -124,9 +180,8 @@ impl Engine {
                 .copied()
                 .filter(|p| !taken.contains(&p.name))
                 .collect();
-            let names = |s: &BTreeSet<&String>| {
-                s.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(",")
-            };
+            let names =
+                |s: &BTreeSet<&String>| s.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(",");
             if free.is_empty() {
                 notes.push(format!(
                     "every candidate holds placement.anti-affinity={tag}, spread given up"
@@ -144,7 +199,11 @@ impl Engine {
         let key = |p: &kante_cluster::Peer| {
             let b = p.beat.clone().unwrap_or_default();
             let load = (b.load1 / b.cpus.max(1) as f64 * 100.0) as u64;
-            (std::cmp::Reverse(b.memory_free / MEMORY_STEP), load, p.name.clone())
+            (
+                std::cmp::Reverse(b.memory_free / MEMORY_STEP),
+                load,
+                p.name.clone(),
+            )
         };
         cands.sort_by_key(|p| key(p));
         let Some(chosen) = cands.first() else {
@@ -165,5 +224,49 @@ impl Engine {
             forward: forward(chosen),
             reason: format!("scheduler chose {}: {}", chosen.name, notes.join("; ")),
         })
+    }
+
+    /// Own instances' names and config, and (over [`crate::forward::PeerLink`]) every
+    /// online member's: member → [(instance, config)]. Members that did
+    /// not answer are left out.
+    pub(crate) async fn cluster_instance_configs(
+        &self,
+        me: &str,
+    ) -> Result<BTreeMap<String, Vec<(String, kante_api::ConfigMap)>>> {
+        let mut out = BTreeMap::new();
+        let own = self
+            .node
+            .instance_list()
+            .await?
+            .into_iter()
+            .map(|r| (r.name, r.config))
+            .collect();
+        out.insert(me.to_string(), own);
+        let Some(link) = self.forwarding.link() else {
+            return Ok(out);
+        };
+        let asks = self.online_peers().into_iter().map(|p| {
+            let link = link.clone();
+            async move {
+                let to = forward_of(&p);
+                let got = link
+                    .get(&to, "/1.0/instances?recursion=1", FAN_OUT_TIMEOUT)
+                    .await;
+                (p.name, got)
+            }
+        });
+        for (member, got) in futures_util::future::join_all(asks).await {
+            match got.map(serde_json::from_value::<Vec<kante_api::instance::Instance>>) {
+                Ok(Ok(list)) => {
+                    out.insert(
+                        member,
+                        list.into_iter().map(|i| (i.name, i.config)).collect(),
+                    );
+                }
+                Ok(Err(e)) => tracing::warn!(%member, "its instance list does not parse: {e}"),
+                Err(e) => tracing::warn!(%member, "its instances could not be listed: {e}"),
+            }
+        }
+        Ok(out)
     }
 }

@@ -171,8 +171,8 @@ async fn connect(
         expected: Some(kante_tls::fingerprint(&der)),
         ..Default::default()
     };
-    let config = kante_tls::client_config(pin, Some(engine.server_identity()))
-        .map_err(|e| e.to_string())?;
+    let config =
+        kante_tls::client_config(pin, Some(engine.server_identity())).map_err(|e| e.to_string())?;
     let host = to
         .address
         .rsplit_once(':')
@@ -211,7 +211,13 @@ async fn send(
     });
     let me = engine.member_name().unwrap_or_default();
     let h = req.headers_mut();
-    for hop in ["keep-alive", "transfer-encoding", "te", "trailer", "proxy-connection"] {
+    for hop in [
+        "keep-alive",
+        "transfer-encoding",
+        "te",
+        "trailer",
+        "proxy-connection",
+    ] {
         h.remove(hop);
     }
     if !h.contains_key(axum::http::header::UPGRADE) {
@@ -324,7 +330,9 @@ impl PeerLink for Link {
             if !status.is_success() {
                 return Err(format!(
                     "{status}: {}",
-                    doc.get("error").and_then(|e| e.as_str()).unwrap_or_default()
+                    doc.get("error")
+                        .and_then(|e| e.as_str())
+                        .unwrap_or_default()
                 ));
             }
             Ok(doc.get("metadata").cloned().unwrap_or_default())
