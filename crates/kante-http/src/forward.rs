@@ -342,3 +342,53 @@ impl PeerLink for Link {
             .map_err(|_| format!("no answer within {}s", timeout.as_secs()))?
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn about(method: Method, path: &str) -> Option<Target> {
+        match seen(&method, path)? {
+            Seen::About(t) => Some(t),
+            Seen::Create => None,
+        }
+    }
+
+    #[test]
+    fn paths_name_what_they_are_about() {
+        assert!(matches!(
+            seen(&Method::POST, "/1.0/instances"),
+            Some(Seen::Create)
+        ));
+        assert!(matches!(
+            seen(&Method::POST, "/1.0/containers/"),
+            Some(Seen::Create)
+        ));
+        assert!(seen(&Method::GET, "/1.0/instances").is_none());
+        assert_eq!(
+            about(Method::POST, "/1.0/instances/c%201/exec"),
+            Some(Target::Instance("c 1".into()))
+        );
+        assert_eq!(
+            about(Method::GET, "/1.0/containers/c1/snapshots/s0"),
+            Some(Target::Instance("c1".into()))
+        );
+        assert_eq!(
+            about(Method::GET, "/1.0/operations/abc/websocket"),
+            Some(Target::Operation("abc".into()))
+        );
+        assert!(seen(&Method::GET, "/1.0/operations").is_none());
+        assert!(seen(&Method::GET, "/1.0/images/abc").is_none());
+        assert!(seen(&Method::GET, "/1.0/storage-pools/p/volumes/custom/v").is_none());
+    }
+
+    #[test]
+    fn the_target_parameter_is_decoded() {
+        assert_eq!(
+            query_param(Some("project=default&target=h%203"), "target").as_deref(),
+            Some("h 3")
+        );
+        assert_eq!(query_param(Some("recursion=1"), "target"), None);
+        assert_eq!(query_param(None, "target"), None);
+    }
+}
