@@ -5,7 +5,7 @@
 //! `lxc launch --target h2` on h2; h1's `kante list` shows all members'
 //! instances with LOCATION; h1 execs into h3's instance, pushes and
 //! pulls a file, stops, starts and deletes it (forwarded to h3, the
-//! exec's websockets joined through h1); three instances with one
+//! exec's websockets joined through h1; Debian's `lxc exec` too); three instances with one
 //! `placement.anti-affinity` tag land on three members and
 //! `placement.affinity` puts one beside its partner, the reason shown by
 //! `kante info`. With h3's kanted killed, h1 still lists its own and
@@ -135,9 +135,12 @@ fn restart_kanted(lab: &Lab, i: u32) -> std::process::Child {
     child
 }
 
-/// Debian's `lxc ARGS` against host i's unix socket.
+/// Debian's `lxc ARGS` against host i's unix socket (within 60 s).
 fn lxc(lab: &Lab, i: u32, home: &std::path::Path, args: &[&str]) -> Output {
-    Command::new("lxc")
+    // Bounded: a wait that never ends fails the test instead of hanging it.
+    Command::new("timeout")
+        .arg("60")
+        .arg("lxc")
         .args(args)
         .env("LXD_DIR", lab.state(i))
         .env("LXD_CONF", home.join("conf"))
@@ -214,6 +217,11 @@ fn any_member_answers_for_any_instance() {
         // h1 drives h3's instance: exec, files, stop, start.
         let host = on(&lab, 1, &["exec", "c3", "--", "hostname"]);
         assert_eq!(host.trim(), "c3");
+        // lxc too: its websockets joined through h1, and it waits for the
+        // operation on h1's event stream, where h1 relays its end.
+        let o = lxc(&lab, 1, home.path(), &["exec", "c3", "--", "hostname"]);
+        assert!(o.status.success(), "lxc exec through h1: {}", text(&o));
+        assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "c3");
         let local = tempfile::tempdir().unwrap();
         let src = local.path().join("note.txt");
         std::fs::write(&src, "through h1\n").unwrap();
