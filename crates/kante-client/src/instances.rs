@@ -60,14 +60,37 @@ impl Client {
     /// Sends `POST /1.0/instances` and returns the running create operation
     /// without waiting (its `resources` already name the instance).
     pub async fn create_instance_start(&self, post: &InstancesPost) -> Result<Operation> {
-        let resp = self.post("/1.0/instances", post).await?;
+        self.create_instance_start_at(post, None).await
+    }
+
+    /// [`Client::create_instance_start`] on cluster member `target`
+    /// (LXD's `?target=`; `None`: the cluster's scheduler picks).
+    pub async fn create_instance_start_at(
+        &self,
+        post: &InstancesPost,
+        target: Option<&str>,
+    ) -> Result<Operation> {
+        let path = match target {
+            Some(t) => format!("/1.0/instances?target={}", crate::client::url::query(t)),
+            None => "/1.0/instances".to_string(),
+        };
+        let resp = self.post(&path, post).await?;
         async_operation(&resp)
     }
 
     /// Creates an instance, waits for it, and returns its name (the server
     /// picks one when `post.name` is empty).
     pub async fn create_instance(&self, post: &InstancesPost) -> Result<String> {
-        let op = self.create_instance_start(post).await?;
+        self.create_instance_at(post, None).await
+    }
+
+    /// [`Client::create_instance`] on cluster member `target`.
+    pub async fn create_instance_at(
+        &self,
+        post: &InstancesPost,
+        target: Option<&str>,
+    ) -> Result<String> {
+        let op = self.create_instance_start_at(post, target).await?;
         let done = self.wait_operation(&op.id, None).await?;
         let name = operation_instances(&done)
             .into_iter()

@@ -36,6 +36,7 @@ mod watcher;
 pub use config::{EtcdConfig, EtcdTls, DEFAULT_TIMEOUT};
 pub use keys::MemberRecord;
 pub use manager::join::decode_token;
+pub use manager::members::Peer;
 pub use manager::{
     check_name, reachable_host, ClusterError, Identity, Manager, MemberConfig, ETCD_CLIENT_PORT,
     ETCD_PEER_PORT, MAX_VOTERS, TOKEN_TTL,

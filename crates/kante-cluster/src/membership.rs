@@ -34,6 +34,10 @@ pub struct RosterEntry {
     pub etcd_url: String,
     #[serde(default)]
     pub architecture: String,
+    /// Its HTTPS server certificate (PEM): other members pin it when they
+    /// forward requests to it (empty in records of older members).
+    #[serde(default)]
+    pub certificate: String,
 }
 
 /// What a live member says of itself.
@@ -51,6 +55,9 @@ pub struct Heartbeat {
     pub disk_free: u64,
     /// Unix seconds.
     pub at: u64,
+    /// Its HTTPS server certificate (PEM), which forwarding pins.
+    #[serde(default)]
+    pub certificate: String,
 }
 
 /// This host's architecture as LXD names it.
@@ -115,6 +122,7 @@ impl Heartbeat {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
+            certificate: entry.certificate.clone(),
         }
     }
 }

@@ -56,6 +56,9 @@ pub struct Engine {
     pub(crate) remote: crate::remote::Remote,
     /// This member's part in a cluster (`cluster.rs`, kante-cluster).
     pub(crate) cluster: Arc<kante_cluster::Manager>,
+    /// Forwarding's memory: operations on other members, placement
+    /// reasons, the link to other members (`forward.rs`).
+    pub(crate) forwarding: crate::forward::Forwarding,
     pub(crate) me: Weak<Engine>,
 }
 

@@ -10,12 +10,14 @@
 #[cfg(test)]
 mod behaviour_tests;
 mod cluster;
+mod cluster_list;
 mod context;
 mod deps;
 mod devices;
 mod devlxd;
 pub mod error;
 mod events;
+pub mod forward;
 pub mod front;
 pub mod fuzzing;
 pub mod host;
@@ -38,6 +40,7 @@ pub mod projects;
 pub mod remote;
 mod resources;
 mod schedule;
+mod scheduler;
 mod server;
 mod simplestreams;
 mod startup;

@@ -82,6 +82,7 @@ impl Engine {
             host_stopping: std::sync::atomic::AtomicBool::new(false),
             remote,
             cluster,
+            forwarding: Default::default(),
             me: me.clone(),
         });
         engine.init_defaults().await?;

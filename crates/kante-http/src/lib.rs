@@ -6,6 +6,7 @@
 //! client certificate) to the engine, which decides trust (`gate`).
 
 pub mod body;
+pub mod forward;
 pub use kante_engine::front::filter;
 pub mod gate;
 pub mod https;
@@ -70,13 +71,18 @@ pub fn router_with(engine: Arc<Engine>, ws: wslimit::WsSlots) -> Router {
 /// The router over `engine`, with websocket slots shared with other
 /// listeners (the unix socket and HTTPS count against one cap). Every
 /// request passes the trust gate first (`gate`), then has a small body
-/// read ahead of its handler (`body::read_ahead`).
+/// read ahead of its handler (`body::read_ahead`), then is sent to the
+/// cluster member serving it when that is another one (`forward`).
 pub fn router_shared(engine: Arc<Engine>, ws: Arc<wslimit::WsSlots>) -> Router {
     let state = AppState { engine, ws };
     table()
         .router
         .fallback(|| async { response::error(404, "not found") })
         .method_not_allowed_fallback(|| async { response::error(405, "method not allowed") })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            forward::forward,
+        ))
         .layer(axum::middleware::from_fn(body::read_ahead))
         .layer(axum::middleware::from_fn(scope::scope))
         .layer(axum::middleware::from_fn_with_state(
@@ -249,6 +255,7 @@ pub async fn claim_socket(path: &Path) -> std::io::Result<std::os::unix::net::Un
 /// Gives `engine` its HTTPS listeners (`core.https_address` is bound
 /// now if set); websockets on them count against `ws`.
 pub async fn start_https(engine: &Arc<Engine>, ws: Arc<wslimit::WsSlots>) {
+    engine.set_peer_link(forward::Link::new(engine));
     match https::HttpsListeners::new(engine, ws) {
         Ok(hook) => engine.set_listeners(hook).await,
         Err(e) => tracing::error!("HTTPS is unavailable: {e}"),

@@ -102,6 +102,7 @@ impl Manager {
                 String::new()
             },
             architecture: crate::membership::architecture(),
+            certificate: self.identity.cert_pem.clone(),
         };
         put_json(etcd, &format!("{ROSTER}{}", entry.name), &entry).await
     }

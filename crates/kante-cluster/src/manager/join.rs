@@ -149,6 +149,7 @@ impl Manager {
                 String::new()
             },
             architecture: post.architecture.clone(),
+            certificate: post.certificate.clone(),
         };
         put_json(&etcd, &format!("{ROSTER}{}", entry.name), &entry).await?;
         let mut initial_cluster = String::new();
@@ -230,20 +231,7 @@ impl Manager {
 
     /// Adds a member's server certificate to the trust store.
     async fn trust(&self, etcd: &crate::EtcdState, name: &str, pem: &str) {
-        let Ok(der) = kante_tls::parse_certificate(pem.as_bytes()) else {
-            tracing::warn!(member = name, "its certificate does not parse; not trusted");
-            return;
-        };
-        let row = kante_store::CertificateRow {
-            fingerprint: kante_tls::fingerprint(&der),
-            kind: "client".into(),
-            name: format!("cluster member {name}"),
-            certificate: pem.into(),
-            restricted: false,
-            description: String::new(),
-            projects: Vec::new(),
-        };
-        if let Err(e) = etcd.certificate_create(&row).await {
+        if let Err(e) = trust_certificate(etcd, name, pem).await {
             tracing::warn!(member = name, "trusting its certificate: {e}");
         }
     }
@@ -433,4 +421,50 @@ fn random_hex(bytes: usize) -> String {
     let mut b = vec![0u8; bytes];
     rand::rng().fill_bytes(&mut b);
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Adds member `name`'s server certificate `pem` to the shared trust
+/// store unless it is there.
+async fn trust_certificate(
+    etcd: &crate::EtcdState,
+    name: &str,
+    pem: &str,
+) -> std::result::Result<(), String> {
+    let der = kante_tls::parse_certificate(pem.as_bytes())
+        .map_err(|e| format!("its certificate does not parse: {e}"))?;
+    let fingerprint = kante_tls::fingerprint(&der);
+    if etcd
+        .certificate_get(&fingerprint)
+        .await
+        .map_err(|e| e.to_string())?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let row = kante_store::CertificateRow {
+        fingerprint,
+        kind: "client".into(),
+        name: format!("cluster member {name}"),
+        certificate: pem.into(),
+        restricted: false,
+        description: String::new(),
+        projects: Vec::new(),
+    };
+    match etcd.certificate_create(&row).await {
+        Ok(()) | Err(kante_store::StoreError::Conflict(_)) => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// This member's own server certificate into the trust store, retried
+/// (every 2 s, for a minute) while etcd does not answer.
+pub(super) async fn trust_self(etcd: std::sync::Arc<crate::EtcdState>, name: String, pem: String) {
+    for _ in 0..30 {
+        match trust_certificate(&etcd, &name, &pem).await {
+            Ok(()) => return,
+            Err(e) => tracing::debug!(member = %name, "trusting this member's certificate: {e}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    }
+    tracing::warn!(member = %name, "this member's certificate could not be put in the trust store");
 }

@@ -9,7 +9,54 @@ use kante_store::{ReservationKind, SharedState};
 use super::{ClusterError, Manager, Result};
 use crate::membership::{Heartbeat, ALIVE, LEASE_TTL, ROSTER};
 
+/// A member as forwarding and placement see it.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub name: String,
+    /// Its HTTPS address (`host:port`).
+    pub address: String,
+    /// Its server certificate (PEM), to pin; empty if unknown.
+    pub certificate: String,
+    /// Whether its heartbeat lives (as last seen while etcd is away).
+    pub online: bool,
+    /// What its heartbeat says (free memory, load, architecture).
+    pub beat: Option<Heartbeat>,
+}
+
 impl Manager {
+    /// Every member of this member's cluster (this one too), by name;
+    /// empty when standalone.
+    pub fn peers(&self) -> Vec<Peer> {
+        let Some((_, etcd)) = self.current() else {
+            return Vec::new();
+        };
+        let alive: std::collections::BTreeMap<String, Heartbeat> = etcd
+            .cached_dir(ALIVE)
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, serde_json::from_slice(&v).ok()?)))
+            .collect();
+        let mut out: Vec<Peer> = self
+            .roster(&etcd)
+            .into_iter()
+            .map(|m| {
+                let beat = alive.get(&m.name).cloned();
+                let certificate = match &beat {
+                    Some(b) if !b.certificate.is_empty() => b.certificate.clone(),
+                    _ => m.certificate.clone(),
+                };
+                Peer {
+                    online: beat.is_some(),
+                    name: m.name,
+                    address: m.address,
+                    certificate,
+                    beat,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
     /// Every member, by name.
     pub fn members(&self) -> Result<Vec<ClusterMember>> {
         let (_, etcd) = self.clustered()?;

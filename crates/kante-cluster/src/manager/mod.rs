@@ -12,7 +12,7 @@
 
 mod enable;
 pub mod join;
-mod members;
+pub mod members;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -255,7 +255,18 @@ impl Manager {
                 String::new()
             },
             architecture: crate::membership::architecture(),
+            certificate: self.identity.cert_pem.clone(),
         };
+        // Members forward requests to each other, each showing its server
+        // certificate: this member's must be in the shared trust store
+        // (the joining side trusts a new member's; the first member, and
+        // members of older versions, trust their own here). Not waited
+        // for: etcd may not answer yet at a daemon's start.
+        tokio::spawn(join::trust_self(
+            etcd.clone(),
+            config.member.clone(),
+            self.identity.cert_pem.clone(),
+        ));
         tasks.beat = Some(Beat::start(
             etcd.client(),
             etcd.prefix().to_string(),

@@ -40,6 +40,7 @@ async fn names(engine: &Engine) -> Vec<String> {
     let req = Request::InstanceList {
         detail: ListDetail::Names,
         filter: String::new(),
+        all_members: true,
     };
     match engine.handle(req).await.unwrap() {
         Reply::InstanceNames(n) => n,
@@ -205,6 +206,7 @@ async fn a_listing_keeps_what_its_filter_matches() {
     let list = |detail, filter: &str| Request::InstanceList {
         detail,
         filter: filter.into(),
+        all_members: true,
     };
     match engine
         .handle(list(ListDetail::Names, "name eq c2"))

@@ -184,7 +184,18 @@ impl Engine {
             }
             Events { types } => R::Events(EventStream::new(self.events.subscribe(), types)),
 
-            InstanceList { detail, filter } => self.instance_listing(detail, &filter).await?,
+            InstanceList {
+                detail,
+                filter,
+                all_members,
+            } => {
+                let own = self.instance_listing(detail, &filter).await?;
+                if all_members {
+                    self.cluster_listing(detail, &filter, own).await?
+                } else {
+                    own
+                }
+            }
             InstanceCreate(post) if post.source.kind == "migration" => {
                 R::Operation(self.migration_create(*post).await?)
             }

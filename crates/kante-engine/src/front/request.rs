@@ -86,6 +86,10 @@ pub enum Request {
         detail: ListDetail,
         /// LXD's `filter=` (empty: everything).
         filter: String,
+        /// On a clustered member, every member's instances (each member
+        /// asked in parallel); `false`: this member's only (what a
+        /// member asks another for).
+        all_members: bool,
     },
     InstanceCreate(Box<InstancesPost>),
     /// A backup tarball to make an instance from (`X-LXD-name`, `X-LXD-pool`).

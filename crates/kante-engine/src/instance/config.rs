@@ -58,6 +58,9 @@ enum Kind {
 /// running instance picks a change up at once (`live`).
 const KEYS: &[(&str, Kind, bool)] = &[
     ("boot.autostart", Kind::Bool, true),
+    // Cluster placement (`scheduler.rs`): read when the instance is made.
+    ("placement.affinity", Kind::Text, true),
+    ("placement.anti-affinity", Kind::Text, true),
     ("boot.autostart.delay", Kind::Int, true),
     ("boot.autostart.priority", Kind::Int, true),
     ("boot.stop.priority", Kind::Int, true),

@@ -93,6 +93,10 @@ impl Engine {
         local.retain(|k, v| {
             !v.is_empty() && (!k.starts_with("volatile.") || k.ends_with(".hwaddr"))
         });
+        // Where the cluster's placement put it, and why (`forward.rs`).
+        if let Some(reason) = self.forwarding.take_placement(&name) {
+            local.insert(crate::forward::PLACEMENT_KEY.into(), reason);
+        }
         let NewInstance {
             profiles,
             local,

@@ -2,6 +2,7 @@
 //! exec, console, logs and snapshots, each parsed into a front-door request.
 
 use axum::extract::{Path, State};
+use axum::http::HeaderMap;
 use kante_api::exec::ExecPost;
 use kante_api::instance::{InstancePost, InstancePut, InstanceStatePut, InstancesPost};
 use kante_engine::front::{ListDetail, Request, SnapshotsPost};
@@ -11,14 +12,22 @@ use crate::body::Json;
 use crate::response::{answer, listing, ApiResult};
 use crate::AppState;
 
-pub async fn list(State(s): State<AppState>, q: Params) -> ApiResult {
+pub async fn list(State(s): State<AppState>, headers: HeaderMap, q: Params) -> ApiResult {
     let detail = match recursion(&q) {
         0 => ListDetail::Names,
         1 => ListDetail::Records,
         _ => ListDetail::Full,
     };
     let filter = q.get("filter").cloned().unwrap_or_default();
-    listing(&s, Request::InstanceList { detail, filter }, &q).await
+    // A member asking another lists that member's own (the forwarding
+    // middleware lets only members send the header).
+    let all_members = !headers.contains_key(kante_engine::forward::FORWARDED_HEADER);
+    let req = Request::InstanceList {
+        detail,
+        filter,
+        all_members,
+    };
+    listing(&s, req, &q).await
 }
 
 pub async fn create(State(s): State<AppState>, Json(req): Json<InstancesPost>) -> ApiResult {

@@ -278,6 +278,10 @@ pub struct CreateArgs {
     /// Instance type: cCPUS-mGIB (e.g. c2-m4), as LXD's shorthand
     #[arg(short = 't', long = "type", value_name = "TYPE")]
     pub instance_type: Option<String>,
+    /// Cluster member to create the instance on (default: the cluster's
+    /// scheduler picks one)
+    #[arg(long)]
+    pub target: Option<String>,
     /// The image's remote when it is not the instance's (`REMOTE:` split
     /// off the image by the router): the server downloads from it
     #[arg(skip)]

@@ -27,6 +27,13 @@ pub fn render_info(f: &InstanceFull) -> String {
     };
     let _ = writeln!(out, "Type: {kind}");
     let _ = writeln!(out, "Architecture: {}", i.architecture);
+    if !matches!(i.location.as_str(), "" | "none") {
+        let _ = writeln!(out, "Location: {}", i.location);
+    }
+    // Where the cluster's placement put it, and why.
+    if let Some(why) = i.config.get("volatile.placement.reason") {
+        let _ = writeln!(out, "Placement: {why}");
+    }
     let running =
         i.status_code == StatusCode::Running as u16 || i.status_code == StatusCode::Frozen as u16;
     let state = f.state.as_ref().filter(|_| running);

@@ -148,7 +148,7 @@ pub async fn init(c: &Client, args: CreateArgs) -> Result<String> {
         post.put.devices.insert("eth0".into(), nic);
     }
     override_devices(c, &mut post, &args.device).await?;
-    let name = c.create_instance(&post).await?;
+    let name = c.create_instance_at(&post, args.target.as_deref()).await?;
     if args.name.is_none() {
         println!("Instance name is: {name}");
     }
@@ -364,6 +364,7 @@ mod tests {
             network: None,
             instance_type: None,
             device: vec![],
+            target: None,
             image_remote: None,
         }
     }

@@ -261,6 +261,9 @@ pub fn rows(list: &[InstanceFull], cols: &[Column]) -> Vec<Row> {
         .collect()
 }
 
+/// `-c`'s default (lxc's).
+pub const DEFAULT_COLUMNS: &str = "ns46tS";
+
 pub async fn run(c: &Client, args: ListArgs) -> Result<i32> {
     let cols = parse_columns(&args.columns)?;
     let structured = matches!(args.format, Format::Json | Format::Yaml);
@@ -282,6 +285,14 @@ pub async fn run(c: &Client, args: ListArgs) -> Result<i32> {
         .into_iter()
         .filter(|f| matches(f, &args.filters))
         .collect();
+    // As lxc: the default columns of a cluster's list end with LOCATION.
+    let mut cols = cols;
+    let clustered = list
+        .iter()
+        .any(|f| !matches!(f.instance.location.as_str(), "" | "none"));
+    if args.columns == DEFAULT_COLUMNS && clustered {
+        cols.push(Column::Location);
+    }
     match args.format {
         Format::Json => println!("{}", serde_json::to_string(&list)?),
         Format::Yaml => print!("{}", serde_yaml::to_string(&list)?),

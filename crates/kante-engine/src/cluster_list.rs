@@ -1,0 +1,185 @@
+//! The cluster-wide instance list (`GET /1.0/instances` on a clustered
+//! member): this member's own instances (always, even when the cluster
+//! is unhealthy), and each other online member's, asked in parallel over
+//! [`crate::forward::PeerLink`] with a short timeout and the same
+//! recursion and `filter=`, each with `location` set to its member. A
+//! member that is offline or does not answer is shown from the shared
+//! reservations: its instances' names with status `Error`, so the user
+//! sees they exist; a log line says so.
+
+use std::collections::BTreeMap;
+
+use kante_api::instance::{Instance, InstanceFull};
+use kante_store::ReservationKind;
+
+use crate::error::Result;
+use crate::forward::{Forward, FAN_OUT_TIMEOUT};
+use crate::front::{ListDetail, Reply};
+use crate::Engine;
+
+/// What one member answered.
+enum Got {
+    Names(Vec<String>),
+    Records(Vec<Instance>),
+    Full(Vec<InstanceFull>),
+}
+
+/// An instance known only by its reservation on a member that did not
+/// answer.
+fn unreachable(name: &str, member: &str) -> Instance {
+    let doc = serde_json::json!({
+        "architecture": "", "config": {}, "devices": {}, "ephemeral": false,
+        "profiles": [], "stateful": false,
+        "description": format!("Cluster member {member} is unreachable"),
+        "created_at": "1970-01-01T00:00:00Z", "expanded_config": {},
+        "expanded_devices": {}, "name": name, "status": "Error",
+        "status_code": 400, "last_used_at": "1970-01-01T00:00:00Z",
+        "location": member, "type": "container", "project": "default",
+    });
+    serde_json::from_value(doc).expect("a well-formed instance")
+}
+
+fn percent(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+impl Engine {
+    /// `own` (this member's listing) with every other member's.
+    pub(crate) async fn cluster_listing(
+        &self,
+        detail: ListDetail,
+        filter: &str,
+        own: Reply,
+    ) -> Result<Reply> {
+        let Some(me) = self.cluster.member_name() else {
+            return Ok(own);
+        };
+        let mut out = match own {
+            Reply::InstanceNames(n) => Got::Names(n),
+            Reply::Instances(mut v) => {
+                v.iter_mut().for_each(|i| i.location = me.clone());
+                Got::Records(v)
+            }
+            Reply::InstancesFull(mut v) => {
+                v.iter_mut().for_each(|i| i.instance.location = me.clone());
+                Got::Full(v)
+            }
+            other => return Ok(other),
+        };
+        let recursion = match detail {
+            ListDetail::Names => 0,
+            ListDetail::Records => 1,
+            ListDetail::Full => 2,
+        };
+        let mut path = format!("/1.0/instances?recursion={recursion}");
+        if !filter.trim().is_empty() {
+            path.push_str(&format!("&filter={}", percent(filter)));
+        }
+        let link = self.forwarding.link();
+        let others: Vec<kante_cluster::Peer> = self
+            .cluster
+            .peers()
+            .into_iter()
+            .filter(|p| p.name != me)
+            .collect();
+        let asks = others.iter().map(|p| {
+            let (link, path) = (link.clone(), path.clone());
+            let to = Forward {
+                member: p.name.clone(),
+                address: p.address.clone(),
+                certificate: p.certificate.clone(),
+            };
+            let online = p.online;
+            async move {
+                let got = match (online, link) {
+                    (false, _) => Err("offline".to_string()),
+                    (true, None) => Err("no link to other members".to_string()),
+                    (true, Some(link)) => link.get(&to, &path, FAN_OUT_TIMEOUT).await,
+                };
+                (to.member, got)
+            }
+        });
+        let answers = futures_util::future::join_all(asks).await;
+        let mut held: Option<BTreeMap<String, String>> = None;
+        for (member, got) in answers {
+            let parsed = got.and_then(|v| {
+                let r = match &out {
+                    Got::Names(_) => serde_json::from_value::<Vec<String>>(v).map(Got::Names),
+                    Got::Records(_) => serde_json::from_value(v).map(Got::Records),
+                    Got::Full(_) => serde_json::from_value(v).map(Got::Full),
+                };
+                r.map_err(|e| format!("its answer does not parse: {e}"))
+            });
+            match (parsed, &mut out) {
+                (Ok(Got::Names(n)), Got::Names(all)) => all.extend(
+                    n.iter()
+                        .map(|u| u.rsplit('/').next().unwrap_or(u).to_string()),
+                ),
+                (Ok(Got::Records(v)), Got::Records(all)) => {
+                    all.extend(v.into_iter().map(|mut i| {
+                        i.location = member.clone();
+                        i
+                    }))
+                }
+                (Ok(Got::Full(v)), Got::Full(all)) => all.extend(v.into_iter().map(|mut i| {
+                    i.instance.location = member.clone();
+                    i
+                })),
+                (Ok(_), _) => {}
+                (Err(why), out) => {
+                    if held.is_none() {
+                        held = Some(
+                            self.shared
+                                .reservations(ReservationKind::InstanceName)
+                                .await
+                                .unwrap_or_else(|e| {
+                                    tracing::warn!("reading the instance reservations: {e}");
+                                    Default::default()
+                                }),
+                        );
+                    }
+                    let names: Vec<&String> = held
+                        .iter()
+                        .flatten()
+                        .filter(|(_, h)| **h == member)
+                        .map(|(n, _)| n)
+                        .collect();
+                    tracing::warn!(
+                        %member,
+                        instances = names.len(),
+                        "cluster member did not answer the instance list ({why}): its instances are shown from the shared reservations as Error"
+                    );
+                    for name in names {
+                        let i = unreachable(name, &member);
+                        let doc = serde_json::to_value(&i).unwrap_or_default();
+                        if !crate::front::filter::matches(filter, &doc).unwrap_or(true) {
+                            continue;
+                        }
+                        match out {
+                            Got::Names(all) => all.push(name.clone()),
+                            Got::Records(all) => all.push(i),
+                            Got::Full(all) => all.push(InstanceFull {
+                                instance: i,
+                                backups: None,
+                                state: None,
+                                snapshots: None,
+                            }),
+                        }
+                    }
+                }
+            }
+        }
+        Ok(match out {
+            Got::Names(n) => Reply::InstanceNames(n),
+            Got::Records(v) => Reply::Instances(v),
+            Got::Full(v) => Reply::InstancesFull(v),
+        })
+    }
+}

@@ -1,0 +1,272 @@
+//! The cluster scheduler: which member a new instance is made on when
+//! the client named none. Online members only; those of the image's
+//! architecture; `placement.affinity=<instance>` keeps only the member
+//! holding that instance; `placement.anti-affinity=<tag>` avoids members
+//! already holding an instance with the same tag (when every member has
+//! one, the spread is given up and said so); then the most free memory
+//! (in 256 MiB steps, so that equal hosts are not told apart by noise),
+//! then the lowest load per CPU, then the name. The decision and its
+//! reasons become the instance's `volatile.placement.reason`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use kante_api::instance::InstancesPost;
+use kante_store::ReservationKind;
+
+use crate::context::lock;
+use crate::error::{EngineError, Result};
+use crate::forward::{forward_of, Forward, Placed, FAN_OUT_TIMEOUT};
+use crate::Engine;
+
+/// Free memory is compared in steps of this many bytes.
+const MEMORY_STEP: u64 = 256 << 20;
+
+impl Engine {
+    /// The image architecture `post` names, if the index knows its image.
+    async fn image_architecture(&self, post: &InstancesPost) -> Result<Option<String>> {
+        let s = &post.source;
+        if !s.server.is_empty() {
+            return Ok(None);
+        }
+        let mut fp = s.fingerprint.clone();
+        if !s.alias.is_empty() {
+            if let Some(a) = self.shared.alias_get(&s.alias).await? {
+                fp = a.target;
+            }
+        }
+        if fp.is_empty() {
+            return Ok(None);
+        }
+        Ok(self
+            .shared
+            .image_get(&fp)
+            .await?
+            .map(|i| kante_api::image::normalise_architecture(&i.architecture)))
+    }
+
+    /// Where `post` is created: `target` (`?target=`, LXD's
+    /// `--target`) names a member, else the scheduler picks one
+    /// (`placement.rs`). `forwarded_reason`: the request was forwarded
+    /// here by a member that decided already (served here, with its
+    /// reason). The reason of a local decision is kept until the create
+    /// records it on the instance.
+    pub async fn place_instance(
+        &self,
+        post: &InstancesPost,
+        target: Option<&str>,
+        forwarded_reason: Option<&str>,
+    ) -> Result<Placed> {
+        let target = target.filter(|t| !t.is_empty());
+        let Some(me) = self.cluster.member_name() else {
+            if target.is_some() {
+                return Err(EngineError::bad(
+                    "A target member is only valid on a clustered server",
+                ));
+            }
+            return Ok(Placed {
+                forward: None,
+                reason: String::new(),
+            });
+        };
+        let placed = if let Some(reason) = forwarded_reason {
+            Placed {
+                forward: None,
+                reason: reason.to_string(),
+            }
+        } else if post.source.kind != "image" && post.source.kind != "none" {
+            // Copies, migrations and imports are made where they arrive.
+            match target {
+                Some(t) if t != me => {
+                    return Err(EngineError::bad(format!(
+                        "Creating from a {:?} source on another member is not supported: send it to {t}",
+                        post.source.kind
+                    )))
+                }
+                _ => Placed {
+                    forward: None,
+                    reason: String::new(),
+                },
+            }
+        } else {
+            self.schedule(post, target, &me).await?
+        };
+        if placed.forward.is_none() && !placed.reason.is_empty() && !post.name.is_empty() {
+            lock(&self.forwarding.placements).insert(post.name.clone(), placed.reason.clone());
+        }
+        Ok(placed)
+    }
+
+    /// Picks the member for `post` (`target` when named), this member
+    /// being `me`.
+    pub(crate) async fn schedule(
+        &self,
+        post: &InstancesPost,
+        target: Option<&str>,
+        me: &str,
+    ) -> Result<Placed> {
+        let peers = self.cluster.peers();
+        let forward = |p: &kante_cluster::Peer| {
+            (p.name != me).then(|| Forward {
+                member: p.name.clone(),
+                address: p.address.clone(),
+                certificate: p.certificate.clone(),
+            })
+        };
+        if let Some(t) = target {
+            let p = peers
+                .iter()
+                .find(|p| p.name == t)
+                .ok_or_else(|| EngineError::NotFound(format!("Cluster member {t:?} not found")))?;
+            if !p.online {
+                return Err(EngineError::Unavailable(format!(
+                    "Cluster member {t:?} is offline"
+                )));
+            }
+            return Ok(Placed {
+                forward: forward(p),
+                reason: format!("target {t} requested"),
+            });
+        }
+        let mut notes = Vec::new();
+        let mut cands: Vec<&kante_cluster::Peer> = peers.iter().filter(|p| p.online).collect();
+        if let Some(arch) = self.image_architecture(post).await? {
+            cands.retain(|p| {
+                p.beat.as_ref().is_some_and(|b| {
+                    kante_api::image::normalise_architecture(&b.architecture) == arch
+                })
+            });
+            notes.push(format!("architecture {arch}"));
+        }
+        let config = &post.put.config;
+        if let Some(partner) = config.get("placement.affinity").filter(|v| !v.is_empty()) {
+            let holder = if self.node.instance_get(partner).await?.is_some() {
+                me.to_string()
+            } else {
+                self.shared
+                    .reservations(ReservationKind::InstanceName)
+                    .await?
+                    .get(partner)
+                    .cloned()
+                    .ok_or_else(|| {
+                        EngineError::bad(format!(
+                            "placement.affinity: no instance {partner:?} in the cluster"
+                        ))
+                    })?
+            };
+            cands.retain(|p| p.name == holder);
+            if cands.is_empty() {
+                return Err(EngineError::Unavailable(format!(
+                    "placement.affinity: member {holder:?} holding {partner:?} is offline or of another architecture"
+                )));
+            }
+            notes.push(format!("beside {partner} (placement.affinity)"));
+        }
+        if let Some(tag) = config
+            .get("placement.anti-affinity")
+            .filter(|v| !v.is_empty())
+        {
+            let all = self.cluster_instance_configs(me).await?;
+            let taken: BTreeSet<&String> = all
+                .iter()
+                .filter(|(_, list)| {
+                    list.iter().any(|(name, c)| {
+                        *name != post.name && c.get("placement.anti-affinity") == Some(tag)
+                    })
+                })
+                .map(|(member, _)| member)
+                .collect();
+            let free: Vec<&kante_cluster::Peer> = cands
+                .iter()
+                .copied()
+                .filter(|p| !taken.contains(&p.name))
+                .collect();
+            let names =
+                |s: &BTreeSet<&String>| s.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(",");
+            if free.is_empty() {
+                notes.push(format!(
+                    "every candidate holds placement.anti-affinity={tag}, spread given up"
+                ));
+            } else {
+                if !taken.is_empty() {
+                    notes.push(format!(
+                        "avoiding {} (placement.anti-affinity={tag})",
+                        names(&taken)
+                    ));
+                }
+                cands = free;
+            }
+        }
+        let key = |p: &kante_cluster::Peer| {
+            let b = p.beat.clone().unwrap_or_default();
+            let load = (b.load1 / b.cpus.max(1) as f64 * 100.0) as u64;
+            (
+                std::cmp::Reverse(b.memory_free / MEMORY_STEP),
+                load,
+                p.name.clone(),
+            )
+        };
+        cands.sort_by_key(|p| key(p));
+        let Some(chosen) = cands.first() else {
+            return Err(EngineError::Unavailable(
+                "No online cluster member can take the instance".into(),
+            ));
+        };
+        let beat = chosen.beat.clone().unwrap_or_default();
+        let among: Vec<&str> = cands.iter().map(|p| p.name.as_str()).collect();
+        notes.push(format!(
+            "most free memory ({} MiB free, load {:.2} on {} CPUs) of {}",
+            beat.memory_free >> 20,
+            beat.load1,
+            beat.cpus,
+            among.join(",")
+        ));
+        Ok(Placed {
+            forward: forward(chosen),
+            reason: format!("scheduler chose {}: {}", chosen.name, notes.join("; ")),
+        })
+    }
+
+    /// Own instances' names and config, and (over [`crate::forward::PeerLink`]) every
+    /// online member's: member → [(instance, config)]. Members that did
+    /// not answer are left out.
+    pub(crate) async fn cluster_instance_configs(
+        &self,
+        me: &str,
+    ) -> Result<BTreeMap<String, Vec<(String, kante_api::ConfigMap)>>> {
+        let mut out = BTreeMap::new();
+        let own = self
+            .node
+            .instance_list()
+            .await?
+            .into_iter()
+            .map(|r| (r.name, r.config))
+            .collect();
+        out.insert(me.to_string(), own);
+        let Some(link) = self.forwarding.link() else {
+            return Ok(out);
+        };
+        let asks = self.online_peers().into_iter().map(|p| {
+            let link = link.clone();
+            async move {
+                let to = forward_of(&p);
+                let got = link
+                    .get(&to, "/1.0/instances?recursion=1", FAN_OUT_TIMEOUT)
+                    .await;
+                (p.name, got)
+            }
+        });
+        for (member, got) in futures_util::future::join_all(asks).await {
+            match got.map(serde_json::from_value::<Vec<kante_api::instance::Instance>>) {
+                Ok(Ok(list)) => {
+                    out.insert(
+                        member,
+                        list.into_iter().map(|i| (i.name, i.config)).collect(),
+                    );
+                }
+                Ok(Err(e)) => tracing::warn!(%member, "its instance list does not parse: {e}"),
+                Err(e) => tracing::warn!(%member, "its instances could not be listed: {e}"),
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,342 @@
+//! Cluster "one view" on the lab (`Lab::up(3)`, made a 3-member cluster
+//! by `kante cluster enable`/`add`/`join`): any member answers for any
+//! instance. From h1, `kante launch … --target h3` lands on h3 (its
+//! volume is in h3's storage, and h3's own list has it) and Debian's
+//! `lxc launch --target h2` on h2; h1's `kante list` shows all members'
+//! instances with LOCATION; h1 execs into h3's instance, pushes and
+//! pulls a file, stops, starts and deletes it (forwarded to h3, the
+//! exec's websockets joined through h1; Debian's `lxc exec` too); three instances with one
+//! `placement.anti-affinity` tag land on three members and
+//! `placement.affinity` puts one beside its partner, the reason shown by
+//! `kante info`. With h3's kanted killed, h1 still lists its own and
+//! h2's instances and h3's as ERROR, and an exec on h3's instance
+//! through h1 fails within 5 s naming h3. The lab goes down leaving
+//! nothing.
+
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use kante_integration::lab::Lab;
+use kante_integration::{bin, cgroup_prefix_of, leaks_of, run, TestImage};
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// `kante ARGS` on host i (its unix socket) must succeed; its stdout.
+fn on(lab: &Lab, i: u32, args: &[&str]) -> String {
+    let o = lab.host_kante(i, args);
+    assert!(
+        o.status.success(),
+        "h{i}: kante {args:?} failed: {}\n{}",
+        text(&o),
+        lab.log(i)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The token `kante cluster add NAME` prints on host i.
+fn token(lab: &Lab, i: u32, name: &str) -> String {
+    let out = on(lab, i, &["cluster", "add", name]);
+    out.lines().last().unwrap_or_default().trim().to_string()
+}
+
+/// Waits until host i lists every member ONLINE (bounded).
+fn await_online(lab: &Lab, i: u32, limit: Duration) {
+    let start = Instant::now();
+    loop {
+        let out = on(lab, i, &["cluster", "list", "-f", "csv"]);
+        if out.lines().count() == 3 && out.lines().all(|l| l.contains(",ONLINE,")) {
+            return;
+        }
+        assert!(start.elapsed() < limit, "h{i}: not all ONLINE: {out}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// `kante list -f csv -c nsL` on host i: (name, state, location), sorted.
+fn listed(lab: &Lab, i: u32) -> Vec<(String, String, String)> {
+    on(lab, i, &["list", "-f", "csv", "-c", "nsL"])
+        .lines()
+        .map(|l| {
+            let c: Vec<&str> = l.split(',').collect();
+            (c[0].into(), c[1].into(), c[2].into())
+        })
+        .collect()
+}
+
+/// The member host i's list places `name` on.
+fn location(lab: &Lab, i: u32, name: &str) -> String {
+    let all = listed(lab, i);
+    all.iter()
+        .find(|r| r.0 == name)
+        .map(|r| r.2.clone())
+        .unwrap_or_else(|| panic!("{name} not in h{i}'s list: {all:?}"))
+}
+
+/// Whether host i's storage holds instance `name`'s volume.
+fn holds(lab: &Lab, i: u32, name: &str) -> bool {
+    std::fs::read_dir(lab.state(i).join("storage-pools"))
+        .map(|pools| {
+            pools
+                .flatten()
+                .any(|p| p.path().join("containers").join(name).exists())
+        })
+        .unwrap_or(false)
+}
+
+/// Exactly host `i` of the three holds `name`.
+fn only_on(lab: &Lab, i: u32, name: &str) {
+    for j in 1..=3 {
+        assert_eq!(
+            holds(lab, j, name),
+            i == j,
+            "{name}: expected on h{i} only (h{j})"
+        );
+    }
+}
+
+/// Starts host i's kanted again in its namespace (after a kill); the
+/// child, to reap once the lab is down (as tests/cluster.rs does).
+fn restart_kanted(lab: &Lab, i: u32) -> std::process::Child {
+    let log = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(lab.dir().join(format!("h{i}")).join("kanted.log"))
+        .unwrap();
+    let ns = std::fs::File::open(format!("/run/netns/{}", lab.netns(i))).unwrap();
+    let mut cmd = Command::new(bin("kanted"));
+    // SAFETY: only setns(2) and setsid(2) between fork and exec.
+    unsafe {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        let fd = ns.as_raw_fd();
+        cmd.pre_exec(move || {
+            if libc::setns(fd, libc::CLONE_NEWNET) != 0 || libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd
+        .env("KANTE_DIR", lab.state(i))
+        .env("RUST_LOG", "info")
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    on(lab, i, &["wait-ready", "--timeout", "60"]);
+    child
+}
+
+/// Debian's `lxc ARGS` against host i's unix socket (within 60 s).
+fn lxc(lab: &Lab, i: u32, home: &std::path::Path, args: &[&str]) -> Output {
+    // Bounded: a wait that never ends fails the test instead of hanging it.
+    Command::new("timeout")
+        .arg("60")
+        .arg("lxc")
+        .args(args)
+        .env("LXD_DIR", lab.state(i))
+        .env("LXD_CONF", home.join("conf"))
+        .env("HOME", home)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn any_member_answers_for_any_instance() {
+    run(async {
+        let mut lab = Lab::up(3);
+        let mut fp = String::new();
+        for i in 1..=3 {
+            fp = lab.import(i, TestImage::Busybox).await;
+        }
+        on(&lab, 1, &["image", "alias", "create", "bb", &fp]);
+        on(&lab, 1, &["cluster", "enable", "h1"]);
+        let t = token(&lab, 1, "h2");
+        on(&lab, 2, &["cluster", "join", &t]);
+        let t = token(&lab, 1, "h3");
+        on(&lab, 3, &["cluster", "join", &t]);
+        for i in 1..=3 {
+            await_online(&lab, i, Duration::from_secs(20));
+        }
+
+        // Every member's server certificate is trusted by the cluster.
+        let trusted = on(&lab, 2, &["config", "trust", "list", "-f", "csv"]);
+        for j in 1..=3 {
+            assert!(
+                trusted.contains(&format!("cluster member h{j}")),
+                "h{j}'s certificate is not trusted: {trusted}"
+            );
+        }
+
+        // Placement by --target, from h1.
+        on(&lab, 1, &["launch", "bb", "c3", "--target", "h3"]);
+        only_on(&lab, 3, "c3");
+        let own3 = on(&lab, 3, &["list", "-f", "csv", "-c", "nL"]);
+        assert!(own3.contains("c3,h3"), "h3's own list: {own3}");
+        on(&lab, 1, &["launch", "bb", "c1", "--target", "h1"]);
+        only_on(&lab, 1, "c1");
+        let info = on(&lab, 1, &["info", "c3"]);
+        assert!(info.contains("Placement: target h3 requested"), "{info}");
+
+        // Debian's lxc, through h1: `lxc launch --target h2`.
+        let home = tempfile::tempdir().unwrap();
+        let o = lxc(
+            &lab,
+            1,
+            home.path(),
+            &["launch", "bb", "lx2", "--target", "h2"],
+        );
+        assert!(o.status.success(), "lxc launch --target: {}", text(&o));
+        only_on(&lab, 2, "lx2");
+
+        // One view: h1 lists all three members' instances with LOCATION.
+        let all = listed(&lab, 1);
+        for (name, member) in [("c1", "h1"), ("lx2", "h2"), ("c3", "h3")] {
+            assert!(
+                all.iter()
+                    .any(|r| r.0 == name && r.1 == "RUNNING" && r.2 == member),
+                "{name} on {member} not in h1's list: {all:?}"
+            );
+        }
+        let table = on(&lab, 1, &["list"]);
+        assert!(table.contains("LOCATION"), "{table}");
+        let o = lxc(&lab, 2, home.path(), &["list", "-f", "csv", "-c", "nL"]);
+        let out = text(&o);
+        assert!(o.status.success(), "lxc list: {out}");
+        assert!(out.contains("c3,h3") && out.contains("c1,h1"), "{out}");
+
+        // h1 drives h3's instance: exec, files, stop, start.
+        let host = on(&lab, 1, &["exec", "c3", "--", "hostname"]);
+        assert_eq!(host.trim(), "c3");
+        // lxc too: its websockets joined through h1, and it waits for the
+        // operation on h1's event stream, where h1 relays its end.
+        let o = lxc(&lab, 1, home.path(), &["exec", "c3", "--", "hostname"]);
+        assert!(o.status.success(), "lxc exec through h1: {}", text(&o));
+        assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "c3");
+        let local = tempfile::tempdir().unwrap();
+        let src = local.path().join("note.txt");
+        std::fs::write(&src, "through h1\n").unwrap();
+        on(
+            &lab,
+            1,
+            &["file", "push", src.to_str().unwrap(), "c3/root/note.txt"],
+        );
+        let got = on(&lab, 3, &["exec", "c3", "--", "cat", "/root/note.txt"]);
+        assert_eq!(got, "through h1\n", "pushed through h1, read on h3");
+        let back = local.path().join("back.txt");
+        on(
+            &lab,
+            1,
+            &["file", "pull", "c3/root/note.txt", back.to_str().unwrap()],
+        );
+        assert_eq!(std::fs::read_to_string(&back).unwrap(), "through h1\n");
+        on(&lab, 1, &["stop", "c3", "--force"]);
+        assert_eq!(location(&lab, 3, "c3"), "h3");
+        let state = on(&lab, 3, &["list", "-f", "csv", "-c", "ns"]);
+        assert!(state.contains("c3,STOPPED"), "{state}");
+        on(&lab, 1, &["start", "c3"]);
+        let state = on(&lab, 3, &["list", "-f", "csv", "-c", "ns"]);
+        assert!(state.contains("c3,RUNNING"), "{state}");
+
+        // Anti-affinity spreads a tag over the three members.
+        let mut spread = Vec::new();
+        for n in ["web1", "web2", "web3"] {
+            on(
+                &lab,
+                1,
+                &["launch", "bb", n, "-c", "placement.anti-affinity=web"],
+            );
+            spread.push(location(&lab, 1, n));
+        }
+        spread.sort();
+        assert_eq!(spread, ["h1", "h2", "h3"], "anti-affinity");
+        for (n, i) in ["web1", "web2", "web3"]
+            .iter()
+            .map(|n| (*n, location(&lab, 2, n)))
+            .map(|(n, l)| (n, l[1..].parse::<u32>().unwrap()))
+        {
+            only_on(&lab, i, n);
+        }
+        // Affinity: beside c3 (on h3), asked on h2.
+        on(
+            &lab,
+            2,
+            &["launch", "bb", "pal", "-c", "placement.affinity=c3"],
+        );
+        only_on(&lab, 3, "pal");
+        assert_eq!(location(&lab, 1, "pal"), "h3");
+        let info = on(&lab, 1, &["info", "pal"]);
+        assert!(
+            info.contains("Placement: scheduler chose h3")
+                && info.contains("beside c3 (placement.affinity)"),
+            "{info}"
+        );
+
+        // A delete through h1 removes it from h3.
+        on(&lab, 1, &["delete", "web1", "--force"]);
+        assert!(!listed(&lab, 1).iter().any(|r| r.0 == "web1"));
+        for j in 1..=3 {
+            assert!(!holds(&lab, j, "web1"), "web1 left on h{j}");
+        }
+
+        // h3's kanted killed: h1 lists what it can and shows h3's as ERROR.
+        let pid = lab.pid(3);
+        // SAFETY: a kill of the lab's own daemon.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            seen = listed(&lab, 1);
+            if seen.iter().any(|r| r.0 == "c3" && r.1 == "ERROR") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        for (name, state, member) in [
+            ("c1", "RUNNING", "h1"),
+            ("lx2", "RUNNING", "h2"),
+            ("c3", "ERROR", "h3"),
+            ("pal", "ERROR", "h3"),
+        ] {
+            assert!(
+                seen.iter()
+                    .any(|r| r.0 == name && r.1 == state && r.2 == member),
+                "{name} {state} on {member} not in h1's list: {seen:?}"
+            );
+        }
+        assert!(lab.log(1).contains("did not answer the instance list"));
+        // An exec on h3's instance through h1 fails fast, naming h3.
+        let start = Instant::now();
+        let o = lab.host_kante(1, &["exec", "c3", "--", "true"]);
+        let took = start.elapsed();
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(!o.status.success(), "exec on a dead member succeeded");
+        assert!(took < Duration::from_secs(5), "took {took:?}: {err}");
+        assert!(err.contains("\"h3\""), "{err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+
+        let mut h3 = restart_kanted(&lab, 3);
+        await_online(&lab, 1, Duration::from_secs(20));
+        on(&lab, 1, &["delete", "c3", "--force"]);
+        assert!(!holds(&lab, 3, "c3"));
+
+        let o = lab.down();
+        assert!(o.status.success(), "{}", text(&o));
+        let _ = h3.wait();
+        for i in 1..=3 {
+            let state = lab.state(i);
+            let left = leaks_of(&state, &cgroup_prefix_of(&state));
+            assert!(left.is_empty(), "h{i} left: {left:#?}");
+        }
+        assert!(!lab.dir().exists());
+    });
+}
