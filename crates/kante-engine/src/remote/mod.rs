@@ -9,6 +9,7 @@
 
 pub(crate) mod certificates;
 mod failures;
+pub mod sessions;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
@@ -96,6 +97,13 @@ pub const UNTRUSTED_ROUTES: &[(&str, &str)] = &[
     ("GET", "/1.0/images/aliases"),
     ("GET", "/1.0/images/aliases/{*name}"),
     ("POST", "/internal/cluster/accept"),
+    // The web view's static files (no data in them; the page shows its
+    // login step until the API trusts it) and its login.
+    ("GET", "/ui"),
+    ("GET", "/ui/"),
+    ("GET", "/ui/{*file}"),
+    ("GET", "/ui/login"),
+    ("POST", "/ui/login"),
 ];
 
 /// Whether an untrusted caller may send `method` to `path` (a concrete
