@@ -33,9 +33,13 @@ fn browser_ready() -> bool {
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
-    let modules = ["playwright-core", "axe-core"]
-        .iter()
-        .all(|m| ui_dir().join("node_modules").join(m).join("package.json").exists());
+    let modules = ["playwright-core", "axe-core"].iter().all(|m| {
+        ui_dir()
+            .join("node_modules")
+            .join(m)
+            .join("package.json")
+            .exists()
+    });
     node && modules && Path::new("/usr/bin/chromium").exists()
 }
 
@@ -52,12 +56,21 @@ fn a_browser_logs_in_watches_acts_and_opens_a_console() {
         let port = free_port();
         kante_ok(
             &d,
-            &["config", "set", "core.https_address", &format!("127.0.0.1:{port}")],
+            &[
+                "config",
+                "set",
+                "core.https_address",
+                &format!("127.0.0.1:{port}"),
+            ],
         );
         let fp = d.import(TestImage::Busybox).await;
-        network_create(&d, "ktui0", json!({"ipv4.address": "auto", "ipv6.address": "none"}))
-            .await
-            .unwrap();
+        network_create(
+            &d,
+            "ktui0",
+            json!({"ipv4.address": "auto", "ipv6.address": "none"}),
+        )
+        .await
+        .unwrap();
         let eth0 = devices(&[("eth0", nic(&[("network", "ktui0")]))]);
         d.create_with_devices(&fp, "web1", &[], eth0).await;
         d.client.start_instance("web1").await.unwrap();
@@ -74,8 +87,7 @@ fn a_browser_logs_in_watches_acts_and_opens_a_console() {
             "{link}"
         );
 
-        let artifacts = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../target/ui-artifacts");
+        let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/ui-artifacts");
         let _ = std::fs::remove_dir_all(&artifacts);
         std::fs::create_dir_all(&artifacts).unwrap();
         let o = Command::new("node")
@@ -107,6 +119,10 @@ fn a_browser_logs_in_watches_acts_and_opens_a_console() {
             .and_then(|j| serde_json::from_str(j).ok())
             .unwrap_or_else(|| panic!("no RESULT line in {stdout}"));
 
+        eprintln!(
+            "web view: first view {} bytes; console saw {}; axe: {}",
+            report["firstView"]["total"], report["console"], report["axe"]
+        );
         // What the browser saw, checked again here.
         assert_eq!(report["untrusted"]["instances"], 403, "{report}");
         assert_eq!(report["csrf"], 403, "{report}");
@@ -114,13 +130,18 @@ fn a_browser_logs_in_watches_acts_and_opens_a_console() {
         assert!(first > 0 && first < 200 * 1024, "first view: {first} bytes");
         assert_eq!(report["console"], "web1", "{report}");
         assert_eq!(report["eventRow"], "web2", "{report}");
-        for view in ["login", "overview", "instance", "console", "networks", "storage"] {
+        for view in [
+            "login", "overview", "instance", "console", "networks", "storage",
+        ] {
             let png = artifacts.join(format!("{view}.png"));
             let len = std::fs::metadata(&png).map(|m| m.len()).unwrap_or(0);
             assert!(len > 1000, "{} is missing or empty", png.display());
         }
         for view in ["login", "overview", "instance", "networks", "storage"] {
-            assert!(report["axe"][view].is_array(), "no axe run on {view}: {report}");
+            assert!(
+                report["axe"][view].is_array(),
+                "no axe run on {view}: {report}"
+            );
         }
 
         // From outside: the page's stop and start left web1 running, the

@@ -36,8 +36,7 @@ fn main() {
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
             let raw = std::fs::read(&path).unwrap();
             let gz = out.join(format!("{}{name}.gz", prefix.replace('/', "_")));
-            let mut enc =
-                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
             enc.write_all(&raw).unwrap();
             std::fs::write(&gz, enc.finish().unwrap()).unwrap();
             let etag = sha(&raw);
@@ -60,4 +59,3 @@ fn sha(data: &[u8]) -> String {
     let d = sha2::Sha256::digest(data);
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
-

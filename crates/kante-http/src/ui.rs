@@ -44,7 +44,10 @@ form-action 'self'; frame-ancestors 'none'";
 pub fn routes(r: Routes) -> Routes {
     use axum::routing::{get, post};
     r.route("/ui", get(|| async { redirect() }))
-        .route("/ui/", get(|h: HeaderMap| async move { serve("index.html", &h) }))
+        .route(
+            "/ui/",
+            get(|h: HeaderMap| async move { serve("index.html", &h) }),
+        )
         .route("/ui/login", get(file_login).post(login))
         .route("/ui/logout", post(logout))
         .route("/ui/{*file}", get(file))
@@ -72,14 +75,26 @@ fn serve(path: &str, headers: &HeaderMap) -> Response {
     // Revalidated each time: a new kanted serves new files at once.
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-    h.insert("X-Content-Type-Options", HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        "X-Content-Type-Options",
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert("X-Frame-Options", HeaderValue::from_static("DENY"));
     let fresh = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == asset.etag || t.trim() == "*"));
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim() == asset.etag || t.trim() == "*")
+        });
     if fresh {
         return (StatusCode::NOT_MODIFIED, h).into_response();
     }
@@ -128,8 +143,7 @@ async fn logout(State(s): State<AppState>, headers: HeaderMap) -> ApiResult {
         return Ok(error(404, "no session"));
     };
     let mut resp = answer(&s, Request::UiLogout { session }).await?;
-    resp.headers_mut()
-        .insert(header::SET_COOKIE, cookie("", 0));
+    resp.headers_mut().insert(header::SET_COOKIE, cookie("", 0));
     Ok(resp)
 }
 
@@ -196,7 +210,10 @@ mod tests {
 
     #[test]
     fn gzip_is_chosen_only_when_accepted() {
-        assert!(accepts_gzip(&headers(&[("accept-encoding", "gzip, deflate, br")])));
+        assert!(accepts_gzip(&headers(&[(
+            "accept-encoding",
+            "gzip, deflate, br"
+        )])));
         assert!(!accepts_gzip(&headers(&[("accept-encoding", "br")])));
         assert!(!accepts_gzip(&headers(&[("accept-encoding", "gzip;q=0")])));
         assert!(!accepts_gzip(&headers(&[])));
@@ -204,8 +221,17 @@ mod tests {
 
     #[test]
     fn the_page_and_its_console_files_are_compiled_in() {
-        for p in ["index.html", "app.js", "app.css", "console.js", "vendor/xterm.js"] {
-            let a = ASSETS.iter().find(|a| a.path == p).unwrap_or_else(|| panic!("{p}"));
+        for p in [
+            "index.html",
+            "app.js",
+            "app.css",
+            "console.js",
+            "vendor/xterm.js",
+        ] {
+            let a = ASSETS
+                .iter()
+                .find(|a| a.path == p)
+                .unwrap_or_else(|| panic!("{p}"));
             assert!(!a.raw.is_empty() && a.gz.len() < a.raw.len(), "{p}");
         }
         let h = headers(&[("if-none-match", "\"x\"")]);
@@ -231,7 +257,10 @@ mod tests {
             ("host", "127.0.0.1:8443"),
         ]);
         assert_eq!(browser_facts(&h), (true, false, true));
-        let h = headers(&[("origin", "https://evil.example"), ("host", "127.0.0.1:8443")]);
+        let h = headers(&[
+            ("origin", "https://evil.example"),
+            ("host", "127.0.0.1:8443"),
+        ]);
         assert_eq!(browser_facts(&h), (false, false, false));
     }
 }

@@ -101,8 +101,7 @@ impl Engine {
     async fn store_session(&self, name: &str) -> Result<Session> {
         let id = crate::util::random_hex(32);
         let expires = kante_api::now() + SESSION_LIFETIME;
-        let until = std::time::SystemTime::now()
-            + SESSION_LIFETIME.to_std().unwrap_or_default();
+        let until = std::time::SystemTime::now() + SESSION_LIFETIME.to_std().unwrap_or_default();
         let cert = kante_tls::KeyPair::generate_until(
             kante_tls::Role::Client,
             &["kante-ui-session".to_string()],

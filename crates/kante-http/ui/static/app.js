@@ -29,7 +29,7 @@ function h(tag, attrs, ...children) {
     if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
     else el.setAttribute(k, v === true ? '' : v);
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined) continue;
     el.append(c instanceof Node ? c : String(c));
   }
@@ -44,10 +44,14 @@ function bytes(n) {
   return `${n.toFixed(i ? 1 : 0)} ${u[i]}`;
 }
 
+let sayTimer = null;
 function say(text, error) {
   const s = document.getElementById('status');
   s.textContent = text;
   s.classList.toggle('error', !!error);
+  clearTimeout(sayTimer);
+  // Successes fade after a while; errors stay until the next message.
+  if (!error && text.endsWith('done.')) sayTimer = setTimeout(() => { s.textContent = ''; }, 6000);
 }
 
 class ApiError extends Error {
@@ -141,7 +145,11 @@ async function logout() {
 function startLive() {
   ui.eventsWanted = true;
   connectEvents(1000);
-  if (!ui.sampling) ui.sampling = setInterval(sample, SAMPLE_MS);
+  if (!ui.sampling) {
+    ui.sampling = setInterval(sample, SAMPLE_MS);
+    // A second sample soon after the first view, so rates show at once.
+    setTimeout(sample, 1500);
+  }
 }
 
 function stopLive() {
