@@ -434,5 +434,11 @@ mod tests {
         assert!(!open_to_untrusted("POST", "/1.0/images"));
         assert!(!open_to_untrusted("POST", "/1.0/images/abc123/secret"));
         assert!(!open_to_untrusted("GET", "/1.0/images/abc123/export/x"));
+        // The web view's files and its login, not its logout.
+        assert!(open_to_untrusted("GET", "/ui/"));
+        assert!(open_to_untrusted("GET", "/ui/vendor/xterm.js"));
+        assert!(open_to_untrusted("POST", "/ui/login"));
+        assert!(!open_to_untrusted("POST", "/ui/logout"));
+        assert!(!open_to_untrusted("POST", "/ui/app.js"));
     }
 }
