@@ -3,7 +3,7 @@
 //! opens one session (its cookie HttpOnly, Secure, SameSite=Strict); the
 //! cookie makes API requests trusted only with the `X-Kante-UI` header, and
 //! websockets only from the listener's own origin; removing the session
-//! from the trust store refuses its next request.
+//! from the trust store, or the page's logout, refuses its next request.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -274,4 +274,44 @@ async fn a_token_opens_one_session_which_needs_the_header_and_the_origin() {
         .unwrap();
     let (status, _, _) = call(addr, &engine, "GET", "/1.0/instances", &with, "").await;
     assert_eq!(status, 403);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_logout_ends_the_session() {
+    let (_host, engine, addr) = serve().await;
+    let secret = token(&engine, "tablet").await;
+    let login = format!(r#"{{"token":"{secret}"}}"#);
+    let json = ("Content-Type", "application/json");
+    let (status, h, _) = call(addr, &engine, "POST", "/ui/login", &[json], &login).await;
+    assert_eq!(status, 200);
+    let pair = header(&h, "set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let with = [("Cookie", pair.as_str()), ("X-Kante-UI", "1")];
+    // Not without the header: a cross-site form cannot log a browser out.
+    let (status, _, _) = call(
+        addr,
+        &engine,
+        "POST",
+        "/ui/logout",
+        &[("Cookie", &pair)],
+        "",
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, h, _) = call(addr, &engine, "POST", "/ui/logout", &with, "").await;
+    assert_eq!(status, 200);
+    assert!(header(&h, "set-cookie").unwrap().contains("Max-Age=0"));
+    let (status, _, _) = call(addr, &engine, "GET", "/1.0/instances", &with, "").await;
+    assert_eq!(status, 403);
+    let Reply::Certificates(certs) = engine.handle(Request::CertificateList).await.unwrap() else {
+        panic!("expected the trust store");
+    };
+    assert!(
+        certs.iter().all(|c| c.kind != "ui"),
+        "the session is still stored"
+    );
 }
