@@ -209,6 +209,22 @@ try {
   assert.equal(lines[end - 1], NAME, `the console printed: ${JSON.stringify(lines)}`);
   result.console = lines[end - 1];
   await shot(page, 'console');
+  // A smaller window: the terminal refits and tells the instance through
+  // the control websocket, so the shell's tty has the new size.
+  const before = await page.evaluate(() => window.KanteConsole.size());
+  await page.setViewportSize({ width: 900, height: 900 });
+  await page.waitForFunction((b) => window.KanteConsole.size().cols < b.cols, before, { timeout: TIMEOUT });
+  const after = await page.evaluate(() => window.KanteConsole.size());
+  await page.keyboard.type('echo SIZE-$(stty size)\n');
+  const want = `SIZE-${after.rows} ${after.cols}`;
+  await page.waitForFunction((w) => [...document.querySelector('#terminal .xterm-rows').children]
+    .some((r) => r.textContent.trim() === w), want, { timeout: TIMEOUT })
+    .catch(async () => {
+      const seen = await term.evaluate((rows) => [...rows.children].map((r) => r.textContent.trim()).filter(Boolean));
+      assert.fail(`the shell's tty is not ${want}: ${JSON.stringify(seen)}`);
+    });
+  result.resize = { before, after };
+  await page.setViewportSize({ width: 1280, height: 900 });
 
   // ----- 7. Networks and storage pools, with their users. ------------------
   await page.getByRole('link', { name: 'Networks' }).click();

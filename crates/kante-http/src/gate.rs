@@ -13,10 +13,11 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use kante_engine::front::{Reply, Request as Verb};
-use kante_engine::remote::sessions::browser_request_allowed;
+use kante_engine::remote::sessions::{browser_request_allowed, session_key};
 use kante_engine::remote::{open_to_untrusted, Access, Caller};
 use kante_engine::EngineError;
 
+use crate::https::SessionWatch;
 use crate::{response, AppState};
 
 /// The HTTPS peer of a request, put on it by the HTTPS listener. A request
@@ -64,6 +65,9 @@ pub async fn gate(State(s): State<AppState>, req: Request, next: Next) -> Respon
             let (websocket, header, same_origin) = crate::ui::browser_facts(req.headers());
             trusted = browser_request_allowed(websocket, header, same_origin)
                 && s.engine.trusts_session(&id).await;
+            if let (true, Some(w)) = (trusted, req.extensions().get::<SessionWatch>()) {
+                w.name(session_key(&id));
+            }
         }
     }
     let open = open_to_untrusted(req.method().as_str(), req.uri().path());

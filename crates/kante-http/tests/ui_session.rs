@@ -3,7 +3,8 @@
 //! opens one session (its cookie HttpOnly, Secure, SameSite=Strict); the
 //! cookie makes API requests trusted only with the `X-Kante-UI` header, and
 //! websockets only from the listener's own origin; removing the session
-//! from the trust store, or the page's logout, refuses its next request.
+//! from the trust store, or the page's logout, refuses its next request
+//! and ends its open event stream at once.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -314,4 +315,68 @@ async fn the_logout_ends_the_session() {
         certs.iter().all(|c| c.kind != "ui"),
         "the session is still stored"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_session_ends_its_event_stream() {
+    let (_host, engine, addr) = serve().await;
+    let secret = token(&engine, "kiosk").await;
+    let login = format!(r#"{{"token":"{secret}"}}"#);
+    let json = ("Content-Type", "application/json");
+    let (_, h, _) = call(addr, &engine, "POST", "/ui/login", &[json], &login).await;
+    let pair = header(&h, "set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let pin = ServerPin {
+        expected: Some(engine.server_identity().fingerprint()),
+        ..Default::default()
+    };
+    let cfg = kante_tls::client_config(pin, None).unwrap();
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let mut tls = TlsConnector::from(Arc::new(cfg))
+        .connect(ServerName::try_from("kante").unwrap(), tcp)
+        .await
+        .unwrap();
+    let req = format!(
+        "GET /1.0/events HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: https://127.0.0.1\r\n\
+         Cookie: {pair}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    tls.write_all(req.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !complete(&head) {
+        let n = tls.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed before the upgrade");
+        head.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    let Reply::Certificates(certs) = engine.handle(Request::CertificateList).await.unwrap() else {
+        panic!("expected the trust store");
+    };
+    let row = certs.iter().find(|c| c.kind == "ui").expect("a ui record");
+    engine
+        .handle(Request::CertificateDelete {
+            fingerprint: row.fingerprint.clone(),
+        })
+        .await
+        .unwrap();
+    // The stream ends (EOF or an error), with no more events.
+    let end = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            match tls.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(end.is_ok(), "the event stream outlived its session");
 }

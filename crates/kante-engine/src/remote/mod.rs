@@ -385,7 +385,8 @@ impl Engine {
                             certificate: None,
                             fingerprint: Some(fingerprint.clone()),
                         };
-                        if !engine.trusts(&caller).await {
+                        if !engine.trusts(&caller).await && !engine.session_live(&fingerprint).await
+                        {
                             return;
                         }
                     }

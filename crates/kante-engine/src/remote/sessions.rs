@@ -132,8 +132,12 @@ impl Engine {
         if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
             return false;
         }
-        let key = session_key(id);
-        let row = match self.shared.certificate_get(&key).await {
+        self.session_live(&session_key(id)).await
+    }
+
+    /// Whether the trust store key `key` is a live session's.
+    pub(crate) async fn session_live(&self, key: &str) -> bool {
+        let row = match self.shared.certificate_get(key).await {
             Ok(Some(row)) if row.kind == SESSION_KIND => row,
             Ok(_) => return false,
             Err(e) => {
@@ -148,20 +152,25 @@ impl Engine {
             .is_some_and(|t| t > kante_api::now());
         if !live {
             tracing::info!(name = %row.name, "web view session expired");
-            if let Err(e) = self.shared.certificate_delete(&key).await {
+            if let Err(e) = self.shared.certificate_delete(key).await {
                 tracing::warn!("removing an expired session: {e}");
             }
         }
         live
     }
 
-    /// Ends the session `id` (the page's logout): its record goes.
+    /// Ends the session `id` (the page's logout): its record goes, so
+    /// every later request with it is refused. Its open connections are
+    /// not cut here (the logout's own answer, with the cookie's removal,
+    /// travels on one of them; the page leaves, closing its streams, and
+    /// other tabs fall back to the login at their next request); `kante
+    /// config trust remove` cuts them at once.
     pub(crate) async fn ui_logout(&self, id: &str) -> Result<()> {
         let key = session_key(id);
         match self.shared.certificate_get(&key).await? {
             Some(row) if row.kind == SESSION_KIND => {
                 self.shared.certificate_delete(&key).await?;
-                self.announce_revoked(&key);
+                tracing::info!(name = %row.name, "web view session logged out");
                 Ok(())
             }
             _ => Err(EngineError::NotFound("Session not found".into())),

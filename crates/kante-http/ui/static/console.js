@@ -102,5 +102,10 @@
     term.focus();
   }
 
-  window.KanteConsole = { open, close };
+  /** The open terminal's size (what the last resize told the instance). */
+  function size() {
+    return current ? { cols: current.term.cols, rows: current.term.rows } : null;
+  }
+
+  window.KanteConsole = { open, close, size };
 })();
