@@ -23,6 +23,9 @@ copy() {
 copy node_modules/@xterm/xterm/lib/xterm.js xterm.js
 copy node_modules/@xterm/xterm/css/xterm.css xterm.css
 copy node_modules/@xterm/addon-fit/lib/addon-fit.js addon-fit.js
+# Their MIT licences travel with them (and are served beside them).
+cp node_modules/@xterm/xterm/LICENSE "$out/xterm-LICENSE.txt"
+cp node_modules/@xterm/addon-fit/LICENSE "$out/addon-fit-LICENSE.txt"
 if [ "${1:-}" = --check ]; then
   diff -r "$out" vendor && echo "vendor/ matches package-lock.json"
 else

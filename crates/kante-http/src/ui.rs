@@ -23,7 +23,9 @@ use crate::{AppState, Routes};
 pub struct Asset {
     /// Its path under `/ui/`.
     pub path: &'static str,
+    /// Its `Content-Type`.
     pub mime: &'static str,
+    /// Its bytes as they are in `ui/`.
     pub raw: &'static [u8],
     /// Gzipped at build time.
     pub gz: &'static [u8],

@@ -54,7 +54,9 @@ pub fn browser_request_allowed(websocket: bool, ui_header: bool, same_origin: bo
 
 /// A new session: its id (for the cookie) and lifetime in seconds.
 pub struct Session {
+    /// The session id (64 hex digits), for the cookie only.
     pub id: String,
+    /// Its lifetime in seconds (the cookie's `Max-Age`).
     pub max_age: i64,
 }
 
