@@ -168,13 +168,18 @@ function connectEvents(backoff) {
   ws.onmessage = (m) => {
     let ev;
     try { ev = JSON.parse(m.data); } catch (_) { return; }
-    onEvent(ev);
+    onEvent(ev).catch((e) => say(`An update failed: ${e.message}`, true));
   };
   ws.onclose = () => {
     live.classList.add('off');
     live.textContent = 'offline';
     if (ui.eventsWanted && ui.events === ws) {
-      setTimeout(() => { if (ui.eventsWanted) { connectEvents(Math.min(backoff * 2, 30000)); refreshAll(); } }, backoff);
+      setTimeout(() => {
+        if (!ui.eventsWanted) return;
+        connectEvents(Math.min(backoff * 2, 30000));
+        // What happened while the stream was down.
+        refreshAll().then(() => rerender()).catch(() => { /* the next try tells */ });
+      }, backoff);
     }
   };
 }
