@@ -10,7 +10,9 @@
 //! resource timings, cold cache, without xterm.js), that an instance
 //! launched from the CLI appears without a reload or a list poll (from
 //! `/1.0/events`), that stop and start from the page change what `kante
-//! list` shows, that the console runs `hostname` in the instance, and that
+//! list` shows, that a snapshot taken, restored and deleted from the page
+//! is counted by the CLI, that the console runs `hostname` in the instance
+//! (and a window resize reaches its tty), and that
 //! `kante config trust remove` ends the session. Screenshots of each view
 //! are kept in `target/ui-artifacts/`. This file checks the script's
 //! report again and the daemon's state from outside.

@@ -192,6 +192,21 @@ try {
   await detailState.filter({ hasText: 'Running' }).waitFor({ timeout: TIMEOUT });
   assert.equal(cliState(NAME), 'RUNNING');
   result.stopStart = 'ok';
+  // A snapshot, restored, then deleted; the CLI counts them.
+  const snapshots = () => kante('list', NAME, '-c', 'nS', '--format', 'csv').trim();
+  await action('Snapshot');
+  const snapRow = page.locator('#snapshots tbody tr').filter({ hasText: 'snap-' });
+  await snapRow.first().waitFor({ timeout: TIMEOUT });
+  assert.equal(snapshots(), `${NAME},1`);
+  const snap = (await snapRow.first().locator('td').first().innerText()).trim();
+  await page.getByRole('button', { name: `Restore ${snap}` }).click();
+  await page.getByRole('dialog').getByRole('button', { name: 'Restore', exact: true }).click();
+  await page.getByRole('status').filter({ hasText: `Restore ${NAME}: done.` }).waitFor({ timeout: TIMEOUT });
+  await page.getByRole('button', { name: `Delete ${snap}` }).click();
+  await page.getByRole('dialog').getByRole('button', { name: 'Delete', exact: true }).click();
+  await page.locator('#snapshots tbody').filter({ hasText: 'No snapshots.' }).waitFor({ timeout: TIMEOUT });
+  assert.equal(snapshots(), `${NAME},0`);
+  result.snapshots = snap;
 
   // ----- 6. The console: xterm.js over the exec websocket. -----------------
   await page.getByRole('button', { name: 'Open a shell' }).click();
