@@ -378,15 +378,14 @@ impl Engine {
                     Ok(fp) if fp == fingerprint => return,
                     Ok(_) => {}
                     Err(broadcast::error::RecvError::Lagged(_)) => {
-                        // Missed some: ask the store.
+                        // Missed some: ask the store whether the record
+                        // (a certificate, or a web view session's) is
+                        // still there.
                         let Some(engine) = me.upgrade() else { return };
-                        let caller = Caller::Remote {
-                            address: SocketAddr::from(([0, 0, 0, 0], 0)),
-                            certificate: None,
-                            fingerprint: Some(fingerprint.clone()),
-                        };
-                        if !engine.trusts(&caller).await && !engine.session_live(&fingerprint).await
-                        {
+                        if !matches!(
+                            engine.shared.certificate_get(&fingerprint).await,
+                            Ok(Some(_))
+                        ) {
                             return;
                         }
                     }

@@ -138,7 +138,7 @@ impl Engine {
     }
 
     /// Whether the trust store key `key` is a live session's.
-    pub(crate) async fn session_live(&self, key: &str) -> bool {
+    async fn session_live(&self, key: &str) -> bool {
         let row = match self.shared.certificate_get(key).await {
             Ok(Some(row)) if row.kind == SESSION_KIND => row,
             Ok(_) => return false,
