@@ -20,6 +20,7 @@ PACKAGES=(
   python3-venv                                # tests: the venv Ansible is installed into (below)
   protobuf-compiler libprotobuf-dev           # building kante-cluster (etcd-client compiles etcd's .proto files)
   etcd-server                                 # cluster state: etcd 3.4 (kante-cluster's tests start their own)
+  chromium fonts-dejavu-core                  # tests: the web view in headless Chromium (tests/ui.rs)
 )
 
 if [[ "${BASH_SOURCE[0]}" == "$0" && "${1:-}" == --list ]]; then
@@ -56,6 +57,21 @@ sys.exit(m.version('ansible') != '$ANSIBLE_VERSION')" 2>/dev/null; then
   echo ">> pip install ansible==$ANSIBLE_VERSION into $ANSIBLE_VENV"
   /usr/bin/python3 -m venv "$ANSIBLE_VENV"
   "$ANSIBLE_VENV/bin/pip" install -q --disable-pip-version-check "ansible==$ANSIBLE_VERSION"
+fi
+
+# The web view's browser test (tests/ui.rs) runs tests/ui/run.mjs with
+# playwright-core and axe-core from the npm registry, pinned by
+# tests/ui/package-lock.json; it needs Node.js 20 or later (the machine's,
+# else Debian's nodejs and npm).
+if ! command -v npm >/dev/null 2>&1; then
+  echo ">> apt-get install nodejs npm"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nodejs npm
+fi
+KANTE_SRC="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+if [ ! -f "$KANTE_SRC/tests/ui/node_modules/.package-lock.json" ] \
+  || [ "$KANTE_SRC/tests/ui/package-lock.json" -nt "$KANTE_SRC/tests/ui/node_modules/.package-lock.json" ]; then
+  echo ">> npm ci in tests/ui"
+  (cd "$KANTE_SRC/tests/ui" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 # Kernel modules the tests and pools use, where the kernel has them as

@@ -13,9 +13,11 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use kante_engine::front::{Reply, Request as Verb};
+use kante_engine::remote::sessions::{browser_request_allowed, session_key};
 use kante_engine::remote::{open_to_untrusted, Access, Caller};
 use kante_engine::EngineError;
 
+use crate::https::SessionWatch;
 use crate::{response, AppState};
 
 /// The HTTPS peer of a request, put on it by the HTTPS listener. A request
@@ -55,7 +57,19 @@ pub async fn gate(State(s): State<AppState>, req: Request, next: Next) -> Respon
         Some(Peer(c)) => c.clone(),
         None => Caller::Local,
     };
-    let trusted = s.engine.trusts(&caller).await;
+    let mut trusted = s.engine.trusts(&caller).await;
+    if !trusted && matches!(caller, Caller::Remote { .. }) {
+        // A browser of the web view: its session cookie, with the CSRF
+        // checks (`kante_engine::remote::sessions`).
+        if let Some(id) = crate::ui::session_of(req.headers()) {
+            let (websocket, header, same_origin) = crate::ui::browser_facts(req.headers());
+            trusted = browser_request_allowed(websocket, header, same_origin)
+                && s.engine.trusts_session(&id).await;
+            if let (true, Some(w)) = (trusted, req.extensions().get::<SessionWatch>()) {
+                w.name(session_key(&id));
+            }
+        }
+    }
     let open = open_to_untrusted(req.method().as_str(), req.uri().path());
     let reader = !trusted && is_metrics(&req) && s.engine.holds_metrics_certificate(&caller).await;
     if !(trusted || open || reader) {

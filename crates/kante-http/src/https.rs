@@ -199,11 +199,18 @@ async fn accept_loop(
                 .and_then(|c| c.first())
                 .map(|c| c.to_vec());
             let caller = Caller::remote(addr, cert);
-            let revoked: Revoked = match (caller.fingerprint(), engine.upgrade()) {
+            let certificate: Revoked = match (caller.fingerprint(), engine.upgrade()) {
                 (Some(fp), Some(e)) => Box::pin(e.revoked(fp.to_string())),
                 _ => Box::pin(std::future::pending()),
             };
-            drop(engine);
+            let (session, named) = tokio::sync::watch::channel(None);
+            let session = SessionWatch(Arc::new(session));
+            let revoked: Revoked = Box::pin(async move {
+                tokio::select! {
+                    _ = certificate => {}
+                    _ = session_revoked(engine, named) => {}
+                }
+            });
             let io = Revocable {
                 inner: tls,
                 revoked,
@@ -213,6 +220,7 @@ async fn accept_loop(
             let svc = hyper::service::service_fn(
                 move |mut req: hyper::Request<hyper::body::Incoming>| {
                     req.extensions_mut().insert(peer.clone());
+                    req.extensions_mut().insert(session.clone());
                     router.clone().oneshot(req)
                 },
             );
@@ -227,6 +235,45 @@ async fn accept_loop(
 }
 
 type Revoked = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// The web view session a connection's requests were trusted by: the gate
+/// names it ([`SessionWatch::name`]), and the connection is then cut, as
+/// for a revoked certificate, once that session is removed from the trust
+/// store or logged out (its event stream and shells end with it).
+#[derive(Clone)]
+pub struct SessionWatch(Arc<tokio::sync::watch::Sender<Option<String>>>);
+
+impl SessionWatch {
+    /// Ties the connection to the session whose trust store key is `key`.
+    pub fn name(&self, key: String) {
+        self.0.send_if_modified(|k| {
+            let new = k.as_deref() != Some(key.as_str());
+            *k = Some(key);
+            new
+        });
+    }
+}
+
+/// Resolves once the session the gate named for this connection is
+/// revoked (never, if none is named).
+async fn session_revoked(
+    engine: Weak<Engine>,
+    mut named: tokio::sync::watch::Receiver<Option<String>>,
+) {
+    loop {
+        let key = named.borrow_and_update().clone();
+        if let Some(key) = key {
+            let Some(e) = engine.upgrade() else { break };
+            let revoked = e.revoked(key);
+            drop(e);
+            return revoked.await;
+        }
+        if named.changed().await.is_err() {
+            break;
+        }
+    }
+    std::future::pending().await
+}
 
 /// A connection that fails every read and write once its client's
 /// certificate is revoked: hyper drops it, and an upgraded websocket on it

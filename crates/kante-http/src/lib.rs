@@ -15,6 +15,7 @@ pub mod routes;
 pub mod scope;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod ui;
 pub mod wslimit;
 
 use std::path::Path;
@@ -220,6 +221,7 @@ fn table() -> Routes {
     let r = volumes::routes(r);
     let r = backups::routes(r);
     let r = instances(r, "/1.0/instances");
+    let r = ui::routes(r);
     instances(r, "/1.0/containers")
 }
 

@@ -170,6 +170,7 @@ pub fn render(reply: Reply, recursion: u8) -> ApiResult {
             format!("/1.0/certificates/{}", c.fingerprint)
         }),
         Reply::Certificate(x) => sync(x),
+        Reply::UiSession(x) => crate::ui::session_response(&x),
         Reply::InstanceNames(names) => sync(
             names
                 .iter()

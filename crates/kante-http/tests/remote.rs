@@ -132,10 +132,11 @@ async fn an_untrusted_client_reaches_only_the_open_routes() {
         }
     }
     assert_eq!(
-        open, 10,
+        open, 16,
         "GET /, GET /1.0, POST /1.0/certificates, an operation's websocket (by its secret), \
-         the image server's five reads (public images only) and a joining cluster \
-         member's POST /internal/cluster/accept (by its token's secret)"
+         the image server's five reads (public images only), a joining cluster \
+         member's POST /internal/cluster/accept (by its token's secret), and the web \
+         view's files (GET /ui, /ui/, /ui/login, /ui/FILE, which also names /ui/logout for GET: a 405) and login (POST /ui/login)"
     );
     // An unknown path is refused too, not reported missing.
     let (status, _) = call(addr, &engine, Some(&stranger), "GET", "/1.0/nope", "").await;

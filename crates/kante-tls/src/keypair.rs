@@ -59,6 +59,17 @@ impl KeyPair {
     /// yesterday for ten years; `names` become the subject alternative
     /// names (addresses as IP entries) and the first one the common name.
     pub fn generate(role: Role, names: &[String]) -> Result<KeyPair, CertError> {
+        let day = std::time::Duration::from_secs(86_400);
+        Self::generate_until(role, names, std::time::SystemTime::now() + day * 3650)
+    }
+
+    /// As [`KeyPair::generate`], valid until `not_after` (a short-lived
+    /// record, such as a web view session shown in the trust store).
+    pub fn generate_until(
+        role: Role,
+        names: &[String],
+        not_after: std::time::SystemTime,
+    ) -> Result<KeyPair, CertError> {
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384)?;
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
@@ -77,7 +88,7 @@ impl KeyPair {
         let now = std::time::SystemTime::now();
         let day = std::time::Duration::from_secs(86_400);
         params.not_before = (now - day).into();
-        params.not_after = (now + day * 3650).into();
+        params.not_after = not_after.into();
         params.key_usages = vec![
             KeyUsagePurpose::DigitalSignature,
             KeyUsagePurpose::KeyEncipherment,

@@ -154,6 +154,11 @@ impl Engine {
                 self.certificate_delete(&fingerprint).await?;
                 R::Empty
             }
+            UiLogin { token } => R::UiSession(self.ui_login(access, &token).await?),
+            UiLogout { session } => {
+                self.ui_logout(&session).await?;
+                R::Empty
+            }
             ServerUpdate { config, merge } => {
                 self.server_update(config, merge).await?;
                 R::Empty

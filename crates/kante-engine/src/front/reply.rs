@@ -43,6 +43,8 @@ pub enum Reply {
     ServerUntrusted(Box<ServerUntrusted>),
     Certificates(Vec<Certificate>),
     Certificate(Box<Certificate>),
+    /// A web view session just opened: its id goes into the cookie.
+    UiSession(crate::remote::sessions::Session),
     /// Instance names (no details were asked for).
     InstanceNames(Vec<String>),
     Instances(Vec<Instance>),

@@ -80,6 +80,15 @@ pub enum Request {
     CertificateDelete {
         fingerprint: String,
     },
+    /// Exchanges a web view login link's token for a session (see
+    /// `remote::sessions`).
+    UiLogin {
+        token: String,
+    },
+    /// Ends a web view session (its id, from the cookie).
+    UiLogout {
+        session: String,
+    },
 
     // Instances.
     InstanceList {
@@ -481,6 +490,8 @@ impl Request {
             CertificateGet { .. } => "certificate_get",
             CertificateUpdate { .. } => "certificate_update",
             CertificateDelete { .. } => "certificate_delete",
+            UiLogin { .. } => "ui_login",
+            UiLogout { .. } => "ui_logout",
             InstanceList { .. } => "instance_list",
             InstanceCreate(_) => "instance_create",
             InstanceImport { .. } => "instance_import",
@@ -588,7 +599,7 @@ impl Request {
             ServerGet | CertificateCreate(_) | OperationSocket { .. } | ImageList | ImageGet { .. }
         ) || matches!(
             self,
-            ImageExport { .. } | AliasList | AliasGet { .. } | ClusterAccept(_)
+            ImageExport { .. } | AliasList | AliasGet { .. } | ClusterAccept(_) | UiLogin { .. }
         )
     }
 
@@ -600,6 +611,7 @@ impl Request {
             ServerGet | ServerUpdate { .. } | OperationList | InstanceList { .. } => Target::Server,
             CertificateList | CertificateCreate(_) | CertificateGet { .. } => Target::Server,
             CertificateUpdate { .. } | CertificateDelete { .. } => Target::Server,
+            UiLogin { .. } | UiLogout { .. } => Target::Server,
             InstanceCreate(_) | InstanceImport { .. } | ImageCreate(_) => Target::Server,
             ImageList | AliasList | ProfileList | NetworkList | PoolList => Target::Server,
             AliasCreate(_) | AliasGet { .. } | AliasUpdate { .. } => Target::Server,

@@ -41,7 +41,7 @@ fn check_kind(kind: &str) -> Result<String> {
     }
 }
 
-fn pem(der: &[u8]) -> String {
+pub(super) fn pem(der: &[u8]) -> String {
     let b64 = kante_tls::encode_base64(der);
     let mut s = String::from("-----BEGIN CERTIFICATE-----\n");
     for line in b64.as_bytes().chunks(64) {
@@ -53,7 +53,7 @@ fn pem(der: &[u8]) -> String {
 }
 
 /// What a secret turned out to be.
-enum Secret {
+pub(super) enum Secret {
     /// A live token, claimed (taken out of the table), with its secret.
     Token(String, PendingToken),
     Password,
@@ -282,7 +282,7 @@ impl Engine {
     /// Checks an untrusted caller's secret: a live token (the whole token
     /// or its secret) or the trust password. Wrong or expired secrets
     /// count against `ip`; past the limit nothing is checked.
-    async fn check_secret(&self, ip: IpAddr, secret: &str) -> Result<Secret> {
+    pub(super) async fn check_secret(&self, ip: IpAddr, secret: &str) -> Result<Secret> {
         let failures = &self.remote.failures;
         if failures.blocked(ip) {
             tracing::warn!(%ip, "trust attempt refused: too many failed attempts");

@@ -9,6 +9,7 @@
 
 pub(crate) mod certificates;
 mod failures;
+pub mod sessions;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
@@ -96,6 +97,13 @@ pub const UNTRUSTED_ROUTES: &[(&str, &str)] = &[
     ("GET", "/1.0/images/aliases"),
     ("GET", "/1.0/images/aliases/{*name}"),
     ("POST", "/internal/cluster/accept"),
+    // The web view's static files (no data in them; the page shows its
+    // login step until the API trusts it) and its login.
+    ("GET", "/ui"),
+    ("GET", "/ui/"),
+    ("GET", "/ui/{*file}"),
+    ("GET", "/ui/login"),
+    ("POST", "/ui/login"),
 ];
 
 /// Whether an untrusted caller may send `method` to `path` (a concrete
@@ -370,14 +378,14 @@ impl Engine {
                     Ok(fp) if fp == fingerprint => return,
                     Ok(_) => {}
                     Err(broadcast::error::RecvError::Lagged(_)) => {
-                        // Missed some: ask the store.
+                        // Missed some: ask the store whether the record
+                        // (a certificate, or a web view session's) is
+                        // still there.
                         let Some(engine) = me.upgrade() else { return };
-                        let caller = Caller::Remote {
-                            address: SocketAddr::from(([0, 0, 0, 0], 0)),
-                            certificate: None,
-                            fingerprint: Some(fingerprint.clone()),
-                        };
-                        if !engine.trusts(&caller).await {
+                        if !matches!(
+                            engine.shared.certificate_get(&fingerprint).await,
+                            Ok(Some(_))
+                        ) {
                             return;
                         }
                     }
@@ -426,5 +434,11 @@ mod tests {
         assert!(!open_to_untrusted("POST", "/1.0/images"));
         assert!(!open_to_untrusted("POST", "/1.0/images/abc123/secret"));
         assert!(!open_to_untrusted("GET", "/1.0/images/abc123/export/x"));
+        // The web view's files and its login, not its logout.
+        assert!(open_to_untrusted("GET", "/ui/"));
+        assert!(open_to_untrusted("GET", "/ui/vendor/xterm.js"));
+        assert!(open_to_untrusted("POST", "/ui/login"));
+        assert!(!open_to_untrusted("POST", "/ui/logout"));
+        assert!(!open_to_untrusted("POST", "/ui/app.js"));
     }
 }

@@ -64,6 +64,9 @@ pub enum TrustCmd {
     Add {
         #[arg(required = true, num_args = 1..=2)]
         args: Vec<String>,
+        /// Print a one-time login link for the web view instead
+        #[arg(long)]
+        ui: bool,
     },
     /// Trust a client certificate from a file: [REMOTE:] FILE
     AddCertificate {

@@ -43,7 +43,7 @@ fn one(args: &[String], what: &str) -> Result<String> {
 
 pub async fn run(c: &Client, cmd: TrustCmd) -> Result<i32> {
     match cmd {
-        TrustCmd::Add { args } => add(c, &one(&args, "NAME")?).await?,
+        TrustCmd::Add { args, ui } => add(c, &one(&args, "NAME")?, ui).await?,
         TrustCmd::AddCertificate { args, name } => {
             let path = one(&args, "FILE")?;
             let data = std::fs::read(&path).with_context(|| format!("Failed to read {path}"))?;
@@ -135,8 +135,10 @@ fn validity(pem: &str) -> (String, String) {
 }
 
 /// `POST /1.0/certificates` with `token: true`: the server keeps a token
-/// operation; its metadata makes the token lxc prints.
-async fn add(c: &Client, name: &str) -> Result<()> {
+/// operation; its metadata makes the token lxc prints, or with `ui` the
+/// web view's one-time login link (`https://ADDR/ui/login#SECRET`: the
+/// fragment never reaches a server log or a referrer).
+async fn add(c: &Client, name: &str, ui: bool) -> Result<()> {
     let resp = c
         .post(
             "/1.0/certificates",
@@ -147,14 +149,38 @@ async fn add(c: &Client, name: &str) -> Result<()> {
         .metadata()
         .context("The server did not answer with a token operation")?;
     let token = Token::from_operation(name, &op.metadata)?;
+    if ui {
+        println!("Web view login link for {name} (opens one browser session, once):");
+        println!("{}", login_link(&token));
+        println!("Server certificate fingerprint: {}", token.fingerprint);
+        return Ok(());
+    }
     println!("Client {name} certificate add token:");
     println!("{}", token.encode());
     Ok(())
 }
 
+/// The web view's login link for `token`, at the server's first address.
+fn login_link(token: &Token) -> String {
+    let addr = token.addresses.first().map(String::as_str).unwrap_or("");
+    format!("https://{addr}/ui/login#{}", token.secret)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_login_link_carries_the_secret_in_its_fragment() {
+        let t = Token {
+            client_name: "b".into(),
+            fingerprint: "f".into(),
+            addresses: vec!["127.0.0.1:8443".into(), "[::1]:8443".into()],
+            secret: "s3cr3t".into(),
+            expires_at: None,
+        };
+        assert_eq!(login_link(&t), "https://127.0.0.1:8443/ui/login#s3cr3t");
+    }
 
     fn cert(name: &str, fp: &str) -> Certificate {
         Certificate {

@@ -300,7 +300,7 @@ fn config(r: &mut Router, c: &mut ConfigCmd) -> Result<()> {
         }
         ConfigCmd::Device(d) => device(r, d),
         ConfigCmd::Trust(t) => match t {
-            TrustCmd::Add { args }
+            TrustCmd::Add { args, .. }
             | TrustCmd::AddCertificate { args, .. }
             | TrustCmd::Remove { args } => {
                 if args.len() == 2 {
