@@ -39,6 +39,7 @@ pub mod remote;
 mod resources;
 mod schedule;
 mod server;
+mod services;
 mod simplestreams;
 mod startup;
 #[cfg(any(test, feature = "testing"))]
