@@ -14,6 +14,7 @@ use kante_api::instance::{InstanceSource, InstancesPost};
 pub use kante_client::Client;
 
 mod cgroups;
+pub mod cluster;
 pub mod lab;
 mod leaks;
 pub mod load;

@@ -22,6 +22,7 @@ pub mod project;
 pub mod resources;
 pub mod serde_util;
 pub mod server;
+pub mod service;
 pub mod status;
 pub mod storage;
 

@@ -18,11 +18,14 @@
 //! * **Cluster mode** (`manager/`): kanted's [`Manager`] enables, joins
 //!   and leaves a cluster, supervises this host's etcd member
 //!   (`etcd_proc.rs`, TLS from the cluster CA of `ca.rs`), and keeps its
-//!   membership under a lease (`membership.rs`).
+//!   membership under a lease (`membership.rs`), publishes its instances'
+//!   services (`manager/services.rs`) and answers for them over DNS
+//!   (`dns.rs`).
 
 pub mod ca;
 mod cache;
 mod config;
+pub mod dns;
 pub mod etcd_proc;
 mod keys;
 mod manager;

@@ -157,6 +157,11 @@ impl Beat {
         }
     }
 
+    /// The lease the heartbeat lives under now (0 before the first grant).
+    pub fn lease_id(&self) -> i64 {
+        self.lease.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Stops beating and revokes the lease (the member is offline at once).
     pub async fn stop(self) {
         self.task.abort();
@@ -185,10 +190,19 @@ async fn beat(
             Ok::<_, etcd_client::Error>(stream.message().await?.map(|r| r.ttl()).unwrap_or(0))
         })
         .await
-        .map_err(|_| "etcd did not answer".to_string())?
-        .map_err(|e| e.to_string())?;
-        if alive <= 0 {
-            id = 0;
+        .map_err(|_| "etcd did not answer".to_string())?;
+        match alive {
+            Ok(ttl) if ttl > 0 => {}
+            // Expired (etcd-client reports a lease etcd no longer knows
+            // as an error, "lease not found", not as a TTL of 0): grant
+            // another below, or the member would stay offline for good
+            // after an outage longer than the TTL. Any other failure:
+            // the same, as a lease that still lives just runs out.
+            Ok(_) => id = 0,
+            Err(e) => {
+                held.store(0, Ordering::Relaxed);
+                return Err(e.to_string());
+            }
         }
     }
     if id == 0 {

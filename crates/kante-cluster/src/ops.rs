@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::cache::decode;
 use crate::keys::{self, Stored};
-use crate::state::{bounded, EtcdState};
+use crate::state::EtcdState;
 
 /// How often a write is tried again after losing to a concurrent one.
 const RETRIES: usize = 64;
@@ -151,11 +151,9 @@ impl EtcdState {
 
     /// Deletes relative key `key`; false if there was none.
     pub(crate) async fn delete_key(&self, key: &str) -> Result<bool> {
-        let resp = bounded(
-            self.timeout,
-            self.client.kv_client().delete(self.key(key), None),
-        )
-        .await?;
+        let resp = self
+            .quorate(self.client.kv_client().delete(self.key(key), None))
+            .await?;
         let found = resp.deleted() > 0;
         if found {
             if let Some(h) = resp.header() {

@@ -27,9 +27,33 @@ pub(crate) struct Shared {
     /// How often the whole prefix was read again after the watch lost
     /// its place (a compaction).
     pub reloads: AtomicU64,
+    /// Unix milliseconds since which the cache has not been kept current
+    /// (the watch broke, or never started); meaningless while watching.
+    stale_since: AtomicU64,
+}
+
+/// Now, in unix milliseconds.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 impl Shared {
+    /// The watch is established: the cache is current.
+    pub fn set_watching(&self) {
+        self.watching.store(true, Ordering::Relaxed);
+    }
+
+    /// The watch broke: the cache is the last view from now on (the first
+    /// break of an outage sets its start).
+    pub fn set_broken(&self) {
+        if self.watching.swap(false, Ordering::Relaxed) {
+            self.stale_since.store(now_ms(), Ordering::Relaxed);
+        }
+    }
+
     pub fn cache(&self) -> RwLockReadGuard<'_, Cache> {
         self.cache.read().unwrap_or_else(|e| e.into_inner())
     }
@@ -130,6 +154,7 @@ impl EtcdState {
             revision,
             watching: AtomicBool::new(false),
             reloads: AtomicU64::new(0),
+            stale_since: AtomicU64::new(now_ms()),
         });
         if let Err(e) = shared.load(&client, config.timeout).await {
             // Local-first: with a snapshot, start from the last view; the
@@ -218,6 +243,16 @@ impl EtcdState {
         self.shared.watching.load(Ordering::Relaxed)
     }
 
+    /// How long the cache has not been kept current (the age of the view
+    /// reads answer from), or `None` while the watch keeps it current.
+    pub fn stale_for(&self) -> Option<Duration> {
+        if self.is_watching() {
+            return None;
+        }
+        let since = self.shared.stale_since.load(Ordering::Relaxed);
+        Some(Duration::from_millis(now_ms().saturating_sub(since)))
+    }
+
     /// How often the cache was reloaded whole because the watch could not
     /// resume where it stopped (its revision compacted meanwhile).
     pub fn reloads(&self) -> u64 {
@@ -263,10 +298,30 @@ impl EtcdState {
         Ok((resp.take_kvs(), revision))
     }
 
+    /// Runs a write once a linearizable read has shown that etcd has a
+    /// quorum, both within one timeout. A write sent straight to a member
+    /// that just lost its quorum (a leader that has not stepped down yet)
+    /// sits in its log and is applied when the quorum returns, long after
+    /// its caller was told it failed; the read before it fails instead,
+    /// with no effect.
+    pub(crate) async fn quorate<T>(
+        &self,
+        write: impl std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
+    ) -> Result<T> {
+        let mut kv = self.client.kv_client();
+        let probe = self.key(keys::CONFIG);
+        bounded(self.timeout, async move {
+            kv.get(probe, Some(GetOptions::new().with_count_only()))
+                .await?;
+            write.await
+        })
+        .await
+    }
+
     /// Runs a transaction; when it succeeded, waits for the cache to hold
     /// its effect (`changes`: whether its success branch writes).
     pub(crate) async fn txn(&self, txn: Txn, changes: bool) -> Result<TxnResponse> {
-        let resp = bounded(self.timeout, self.client.kv_client().txn(txn)).await?;
+        let resp = self.quorate(self.client.kv_client().txn(txn)).await?;
         if resp.succeeded() && changes {
             if let Some(h) = resp.header() {
                 self.caught_up(h.revision()).await;
@@ -277,13 +332,13 @@ impl EtcdState {
 
     /// Writes `key` (relative) unconditionally.
     pub(crate) async fn put(&self, key: &str, value: Vec<u8>) -> Result<()> {
-        let resp = bounded(
-            self.timeout,
-            self.client
-                .kv_client()
-                .put(self.key(key), value, None::<PutOptions>),
-        )
-        .await?;
+        let resp = self
+            .quorate(
+                self.client
+                    .kv_client()
+                    .put(self.key(key), value, None::<PutOptions>),
+            )
+            .await?;
         if let Some(h) = resp.header() {
             self.caught_up(h.revision()).await;
         }

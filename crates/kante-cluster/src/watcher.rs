@@ -54,7 +54,7 @@ pub(crate) async fn run(client: Client, shared: Arc<Shared>, timeout: Duration) 
                 backoff = (backoff * 2).min(BACKOFF_MAX);
             }
         }
-        shared.watching.store(false, Ordering::Relaxed);
+        shared.set_broken();
     }
 }
 
@@ -97,7 +97,7 @@ async fn follow(
             return Ended::Reload(format!("cancelled: {}", resp.cancel_reason()));
         }
         if resp.created() {
-            shared.watching.store(true, Ordering::Relaxed);
+            shared.set_watching();
             *backoff = BACKOFF_MIN;
             continue;
         }

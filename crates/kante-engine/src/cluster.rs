@@ -48,6 +48,7 @@ impl Engine {
             ClusterAccept(post) => {
                 Reply::ClusterAccepted(Box::new(self.cluster.accept(*post).await.map_err(err)?))
             }
+            ServiceList => Reply::Services(self.cluster.services()),
             other => {
                 return Err(EngineError::internal(format!(
                     "{} is not a cluster verb",
@@ -95,8 +96,13 @@ impl Engine {
                 Default::default(),
             );
             let name = put.server_name;
+            let location = self.location.clone();
             self.ops.run(op.clone(), async move {
-                cluster.enable(&name, &address).await.map_err(err)
+                cluster.enable(&name, &address).await.map_err(err)?;
+                // From now on this member's records, events and
+                // operations carry its name, without a restart.
+                location.set(&name);
+                Ok(())
             });
             op
         } else {
@@ -105,8 +111,13 @@ impl Engine {
                 .ops
                 .create(OperationClass::Task, "Joining cluster", Default::default());
             let (token, name) = (put.cluster_token, put.server_name);
+            let location = self.location.clone();
             self.ops.run(op.clone(), async move {
-                cluster.join(&token, &name, &address).await.map_err(err)
+                cluster.join(&token, &name, &address).await.map_err(err)?;
+                if let Some(member) = cluster.member_name() {
+                    location.set(&member);
+                }
+                Ok(())
             });
             op
         };

@@ -27,8 +27,9 @@ pub struct Engine {
     /// Records every member shares: profiles, networks, images, config,
     /// reservations (see kante-store's `state.rs`).
     pub(crate) shared: Arc<dyn SharedState>,
-    /// This member's name (LXD's `location` of what it holds).
-    pub(crate) location: String,
+    /// This member's name (LXD's `location` of what it holds), the
+    /// event bus's handle: set when the member enables or joins a cluster.
+    pub(crate) location: crate::events::Location,
     pub(crate) ops: Operations,
     pub(crate) events: Events,
     pub(crate) runtime: Arc<dyn Runtime>,

@@ -42,6 +42,7 @@ mod resources;
 mod schedule;
 mod scheduler;
 mod server;
+mod services;
 mod simplestreams;
 mod startup;
 #[cfg(any(test, feature = "testing"))]

@@ -232,7 +232,7 @@ impl Engine {
             .into_iter()
             .map(|row| {
                 let used_by = users.remove(&row.name).unwrap_or_default();
-                managed_network(row, used_by, &self.location)
+                managed_network(row, used_by, &self.location.get())
             })
             .collect();
         for hi in kante_network::list_host_interfaces(self.net.ops.as_ref()).await? {
@@ -240,7 +240,7 @@ impl Engine {
                 continue;
             }
             let used_by = users.remove(&hi.name).unwrap_or_default();
-            out.push(host_network(hi, used_by, &self.location));
+            out.push(host_network(hi, used_by, &self.location.get()));
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
@@ -249,7 +249,7 @@ impl Engine {
     pub(crate) async fn network_get(&self, name: &str) -> Result<Network> {
         if let Some(row) = self.shared.network_get(name).await? {
             let used_by = self.network_users(name).await?;
-            return Ok(managed_network(row, used_by, &self.location));
+            return Ok(managed_network(row, used_by, &self.location.get()));
         }
         let hi = kante_network::list_host_interfaces(self.net.ops.as_ref())
             .await?
@@ -257,7 +257,7 @@ impl Engine {
             .find(|hi| hi.name == name && !hi.name.starts_with("kt"))
             .ok_or_else(|| EngineError::NotFound("Network not found".into()))?;
         let used_by = self.network_users(name).await?;
-        Ok(host_network(hi, used_by, &self.location))
+        Ok(host_network(hi, used_by, &self.location.get()))
     }
 
     pub(crate) async fn network_state(&self, name: &str) -> Result<NetworkState> {
@@ -350,7 +350,7 @@ impl Engine {
                     hwaddr,
                     address: l.address.to_string(),
                     kind: kind.into(),
-                    location: self.location.clone(),
+                    location: self.location.get(),
                 }
             })
             .collect())

@@ -237,7 +237,7 @@ impl Operations {
             metadata: Value::Null,
             may_cancel: false,
             err: String::new(),
-            location: self.events.location().into(),
+            location: self.events.location(),
         };
         let op = Arc::new(Op {
             state: Mutex::new(op),

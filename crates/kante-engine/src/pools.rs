@@ -212,7 +212,7 @@ impl Engine {
                     description: row.description,
                     config: row.config,
                     status: "Created".into(),
-                    locations: vec![self.location.clone()],
+                    locations: vec![self.location.get()],
                     used_by,
                 }
             })

@@ -65,7 +65,7 @@ impl Engine {
             paths,
             node: state,
             shared,
-            location,
+            location: events.location_handle(),
             ops: Operations::new(events.clone()),
             events,
             runtime,
@@ -88,11 +88,19 @@ impl Engine {
         engine.init_defaults().await?;
         engine.load_pools().await?;
         engine.import_volume_sidecars().await;
+        // The service names (`svc.kante`), answered by kanted, forwarded
+        // to by every managed network's dnsmasq.
+        let domain = kante_cluster::dns::DEFAULT_DOMAIN;
+        match engine.cluster.serve_dns(domain).await {
+            Ok(addr) => engine.net.set_dns_forward(&format!("svc.{domain}"), addr),
+            Err(e) => tracing::warn!("no DNS for the cluster's services: {e}"),
+        }
         engine.start_networks().await;
         // Before any instance runs: finish or undo what a crash interrupted.
         engine.reconcile_at_start().await;
         engine.reattach_instances().await;
         engine.start_snapshot_housekeeping();
+        engine.start_service_publisher();
         engine.start_image_auto_update();
         engine.start_lxcfs_supervision();
         engine.clean_backups_at_start().await;

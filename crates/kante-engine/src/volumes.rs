@@ -133,7 +133,7 @@ impl Engine {
             description,
             config,
             used_by,
-            location: self.location.clone(),
+            location: self.location.get(),
             content_type: "filesystem".into(),
             project: kante_store::PROJECT.into(),
             created_at,

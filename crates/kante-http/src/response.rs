@@ -252,6 +252,7 @@ pub fn render(reply: Reply, recursion: u8) -> ApiResult {
         }),
         Reply::ClusterMember(x) => sync(x),
         Reply::ClusterAccepted(x) => sync(x),
+        Reply::Services(v) => sync(v),
         other @ (Reply::Socket(_) | Reply::Events(_)) => Err(ApiError(EngineError::internal(
             format!("a {} reply has no HTTP rendering", other.kind()),
         ))),

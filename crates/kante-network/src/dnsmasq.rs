@@ -48,6 +48,10 @@ pub struct DnsmasqConfig {
     pub domain: String,
     /// `(user, group)` dnsmasq drops to.
     pub user: (String, String),
+    /// Names (with every name under them) forwarded to another DNS
+    /// server, as `server=/NAME/IP#PORT`: the cluster's service names
+    /// (`svc.<domain>`) to this host's responder.
+    pub forwards: Vec<(String, std::net::SocketAddr)>,
 }
 
 impl DnsmasqConfig {
@@ -94,6 +98,10 @@ impl DnsmasqConfig {
         line(format!("group={}", self.user.1));
         line(format!("domain={}", self.domain));
         line(format!("local=/{}/", self.domain));
+        // More specific than `local=` above, so these names leave dnsmasq.
+        for (name, to) in &self.forwards {
+            line(format!("server=/{name}/{}#{}", to.ip(), to.port()));
+        }
         line(format!("dhcp-leasefile={}", s(LEASES)));
         line(format!("dhcp-hostsfile={}", s(HOSTS)));
         line("dhcp-no-override".into());
@@ -560,6 +568,7 @@ mod tests {
             ipv6: None,
             domain: "kante".into(),
             user: ("dnsmasq".into(), "nogroup".into()),
+            forwards: vec![("svc.kante".into(), "127.0.0.1:5300".parse().unwrap())],
         };
         let t = cfg.render();
         for want in [
@@ -573,6 +582,7 @@ mod tests {
             "local=/kante/\n",
             "domain=kante\n",
             "user=dnsmasq\n",
+            "server=/svc.kante/127.0.0.1#5300\n",
         ] {
             assert!(t.contains(want), "{want:?} missing from\n{t}");
         }

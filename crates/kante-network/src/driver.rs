@@ -477,6 +477,7 @@ impl NetworkDriver for BridgeDriver {
                 ipv6: c.ipv6,
                 domain: c.domain.clone(),
                 user: DnsmasqConfig::pick_user(&net.state_dir),
+                forwards: self.ctx.dns_forwards(),
             };
             let d = Dnsmasq::start(&cfg)?;
             status.dnsmasq_pid = d.pid();

@@ -103,6 +103,9 @@ pub struct NetContext {
     pub ops: Arc<dyn NetOps>,
     pub ovs: Ovs,
     dnsmasq: std::sync::Mutex<BTreeMap<String, Dnsmasq>>,
+    /// Names every managed network's dnsmasq forwards elsewhere (see
+    /// [`NetContext::set_dns_forward`]).
+    forwards: std::sync::RwLock<Vec<(String, std::net::SocketAddr)>>,
 }
 
 impl NetContext {
@@ -111,7 +114,25 @@ impl NetContext {
             ops,
             ovs,
             dnsmasq: Default::default(),
+            forwards: Default::default(),
         })
+    }
+
+    /// From now on, dnsmasqs started for managed networks forward `name`
+    /// (and the names under it) to `to` (the cluster's service names to
+    /// kanted's responder). Set before the networks start.
+    pub fn set_dns_forward(&self, name: &str, to: std::net::SocketAddr) {
+        let mut f = self.forwards.write().unwrap_or_else(|e| e.into_inner());
+        f.retain(|(n, _)| n != name);
+        f.push((name.to_string(), to));
+    }
+
+    /// The names forwarded, as `set_dns_forward` left them.
+    pub fn dns_forwards(&self) -> Vec<(String, std::net::SocketAddr)> {
+        self.forwards
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The real thing: rtnetlink on the current tokio runtime and the

@@ -5,9 +5,9 @@
 //! keys that belong to one member ([`MEMBER_LOCAL_KEYS`]: its addresses)
 //! stay in the local database, as LXD keeps them node-local: `config_all`
 //! merges them over the cluster's, `config_replace` splits them off.
-//! The engine reads its member name once, at open: until the daemon
-//! restarts after a switch it still says `none` for itself, so a
-//! reservation held by `none` is held by this member's name in the
+//! The engine takes its member name right after a switch (its
+//! `Location` handle); a reservation asked for by `none` (a call that
+//! began before the switch) is held by this member's name in the
 //! cluster.
 
 use std::collections::BTreeMap;

@@ -249,6 +249,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Storage(s) => cmd::storage::run(c, s).await,
         Command::Profile(p) => cmd::profile::run(c, p).await,
         Command::Cluster(cl) => cmd::cluster::run(c, cl).await,
+        Command::Service(s) => cmd::cluster::service(c, s).await,
         Command::Remote(_)
         | Command::Lab(_)
         | Command::Apply(_)

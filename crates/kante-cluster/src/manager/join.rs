@@ -31,11 +31,12 @@ fn etcd_err(e: etcd_client::Error) -> ClusterError {
 pub(super) async fn bounded_call<T>(
     call: impl std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
 ) -> Result<T> {
-    match tokio::time::timeout(std::time::Duration::from_secs(5), call).await {
+    let limit = crate::DEFAULT_TIMEOUT;
+    match tokio::time::timeout(limit, call).await {
         Ok(r) => r.map_err(etcd_err),
-        Err(_) => Err(ClusterError::Unavailable(
-            "the cluster's store did not answer within 5s".into(),
-        )),
+        Err(_) => Err(ClusterError::Unavailable(format!(
+            "the cluster's store is unreachable: etcd did not answer within {limit:?}"
+        ))),
     }
 }
 
@@ -51,7 +52,9 @@ impl Manager {
         }
         let secret = random_hex(32);
         let client = etcd.client();
-        let lease = bounded_call(client.lease_client().grant(super::TOKEN_TTL, None)).await?;
+        let lease = etcd
+            .quorate(client.lease_client().grant(super::TOKEN_TTL, None))
+            .await?;
         let key = format!("{}{TOKENS}{secret}", etcd.prefix());
         bounded_call(client.kv_client().put(
             key,

@@ -65,21 +65,24 @@ impl Manager {
             .into_iter()
             .filter_map(|(k, v)| Some((k, serde_json::from_slice(&v).ok()?)))
             .collect();
-        let current = etcd.is_watching();
+        let stale = etcd.stale_for();
         let mut out: Vec<ClusterMember> = self
             .roster(&etcd)
             .into_iter()
             .map(|m| {
                 let beat = alive.get(&m.name);
-                let (status, message) = match (beat, current) {
-                    (Some(_), true) => ("Online", "Fully operational".to_string()),
-                    (None, true) => (
+                let (status, message) = match (beat, stale) {
+                    (Some(_), None) => ("Online", "Fully operational".to_string()),
+                    (None, None) => (
                         "Offline",
                         format!("No heartbeat for more than {LEASE_TTL}s"),
                     ),
-                    (_, false) => (
+                    (_, Some(age)) => (
                         if beat.is_some() { "Online" } else { "Offline" },
-                        "The cluster's store is unreachable: as last seen".to_string(),
+                        format!(
+                            "The cluster's store is unreachable: as last seen {}s ago",
+                            age.as_secs()
+                        ),
                     ),
                 };
                 ClusterMember {

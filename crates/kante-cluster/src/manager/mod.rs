@@ -13,6 +13,7 @@
 mod enable;
 pub mod join;
 pub mod members;
+mod services;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -111,6 +112,11 @@ pub struct Manager {
     running: RwLock<Option<Running>>,
     /// Serialises enable, join and remove; holds the supervisor and beat.
     tasks: tokio::sync::Mutex<Tasks>,
+    /// This member's service records as last put, with their lease
+    /// (`services.rs`).
+    published: tokio::sync::Mutex<std::collections::BTreeMap<String, (Vec<u8>, i64)>>,
+    /// The DNS responder of the service names, once started.
+    dns: std::sync::OnceLock<crate::dns::Responder>,
 }
 
 #[derive(Default)]
@@ -136,6 +142,8 @@ impl Manager {
             identity,
             running: RwLock::new(None),
             tasks: tokio::sync::Mutex::new(Tasks::default()),
+            published: Default::default(),
+            dns: std::sync::OnceLock::new(),
         });
         let record = m.dir().join("member.json");
         if let Ok(bytes) = std::fs::read(&record) {
@@ -146,6 +154,25 @@ impl Manager {
             m.start(&mut tasks, config, false, true).await?;
         }
         Ok(m)
+    }
+
+    /// Starts the DNS responder of the service names under
+    /// `svc.<domain>` on a loopback port (once; later calls return the
+    /// same address), which every managed network's dnsmasq forwards to.
+    pub async fn serve_dns(
+        self: &Arc<Self>,
+        domain: &str,
+    ) -> std::io::Result<std::net::SocketAddr> {
+        if let Some(r) = self.dns.get() {
+            return Ok(r.addr());
+        }
+        let me = Arc::downgrade(self);
+        let lookup: crate::dns::Lookup =
+            Arc::new(move || me.upgrade().map(|m| m.services()).unwrap_or_default());
+        let responder = crate::dns::Responder::start(domain, lookup).await?;
+        let addr = responder.addr();
+        let _ = self.dns.set(responder);
+        Ok(addr)
     }
 
     /// `$KANTE_DIR/cluster`.

@@ -178,7 +178,7 @@ async fn records_carry_this_member_and_the_project() {
     let engine = host.open().await;
     host.import_image(&engine, "img").await;
     host.create(&engine, "c1", "img", &[]).await;
-    assert_eq!(engine.location, STANDALONE_MEMBER);
+    assert_eq!(engine.location.get(), STANDALONE_MEMBER);
     let i = engine.instance_get("c1").await.unwrap();
     assert_eq!(
         (i.location.as_str(), i.project.as_str()),

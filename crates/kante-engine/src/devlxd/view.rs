@@ -16,11 +16,12 @@ impl Engine {
             .filter(|v| !v.is_empty())
             .cloned()
             .unwrap_or_else(|| name.to_string());
-        let location = match self.location.as_str() {
+        let member = self.location.get();
+        let location = match member.as_str() {
             kante_store::STANDALONE_MEMBER => std::fs::read_to_string("/proc/sys/kernel/hostname")
                 .map(|h| h.trim().to_string())
-                .unwrap_or_else(|_| self.location.clone()),
-            member => member.to_string(),
+                .unwrap_or(member),
+            _ => member,
         };
         Ok(api::GuestView {
             name: name.to_string(),

@@ -535,9 +535,10 @@ impl Engine {
             req @ (ClusterGet | ClusterPut(_) | ClusterMembers | ClusterMemberGet { .. }) => {
                 self.cluster_api(req).await?
             }
-            req @ (ClusterMemberDelete { .. } | ClusterMemberAdd(_) | ClusterAccept(_)) => {
-                self.cluster_api(req).await?
-            }
+            req @ (ClusterMemberDelete { .. }
+            | ClusterMemberAdd(_)
+            | ClusterAccept(_)
+            | ServiceList) => self.cluster_api(req).await?,
         })
     }
 }

@@ -122,6 +122,8 @@ pub enum Reply {
     ClusterMember(Box<kante_api::cluster::ClusterMember>),
     /// What a joining member is given.
     ClusterAccepted(Box<kante_api::cluster::ClusterAcceptReply>),
+    /// The cluster's live services.
+    Services(Vec<kante_api::service::Service>),
 }
 
 impl Reply {

@@ -446,6 +446,9 @@ pub enum Request {
     /// A joining member's request (open to untrusted callers: its token's
     /// secret is the credential).
     ClusterAccept(Box<kante_api::cluster::ClusterAcceptPost>),
+    /// The cluster's live services (`GET /1.0/services`, a Kante
+    /// extension; see `crate::services`).
+    ServiceList,
 }
 
 /// The object a request is about: where a cluster sends it (see the
@@ -581,6 +584,7 @@ impl Request {
             ClusterGet => "cluster_get",
             ClusterPut(_) => "cluster_put",
             ClusterMembers => "cluster_members",
+            ServiceList => "service_list",
             ClusterMemberGet { .. } => "cluster_member_get",
             ClusterMemberDelete { .. } => "cluster_member_delete",
             ClusterMemberAdd(_) => "cluster_member_add",
@@ -623,6 +627,7 @@ impl Request {
             ProjectUpdate { .. } | ProjectRename { .. } | ProjectDelete { .. } => Target::Server,
             WarningList | WarningGet { .. } => Target::Server,
             ClusterGet | ClusterMembers | ClusterMemberGet { .. } => Target::Server,
+            ServiceList => Target::Server,
             ClusterMemberDelete { .. } | ClusterMemberAdd(_) => Target::Server,
             ClusterPut(_) | ClusterAccept(_) => Target::Member,
             // What this member runs and has.

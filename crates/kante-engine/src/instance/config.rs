@@ -18,6 +18,9 @@ pub enum ConfigError {
     UnknownKey(String),
     #[error("Empty environment variable name")]
     EmptyEnvironmentName,
+    /// A `service.NAME=PORT[/PROTO]` key that does not parse.
+    #[error("{0}")]
+    Service(String),
     #[error("Invalid value for {key}: {source}")]
     Value {
         key: String,
@@ -153,6 +156,12 @@ pub fn validate_config(config: &ConfigMap) -> Result<()> {
         if let Some((_, why)) = REFUSED.iter().find(|(k, _)| k == key) {
             return Err(ConfigError::Refused(why).into());
         }
+        if key.starts_with(kante_api::service::PREFIX) {
+            if !value.is_empty() {
+                kante_api::service::parse_service(key, value).map_err(ConfigError::Service)?;
+            }
+            continue;
+        }
         if PREFIXES.iter().any(|p| key.starts_with(p)) {
             if key.starts_with("environment.") && key.len() == "environment.".len() {
                 return Err(ConfigError::EmptyEnvironmentName.into());
@@ -207,6 +216,9 @@ pub fn online_cpus() -> usize {
 
 /// Whether changing `key` takes effect on a running instance without restart.
 pub fn is_live(key: &str) -> bool {
+    if key.starts_with(kante_api::service::PREFIX) {
+        return true;
+    }
     if PREFIXES.iter().any(|p| key.starts_with(p)) {
         return !key.starts_with("environment.");
     }

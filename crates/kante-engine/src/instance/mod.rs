@@ -186,7 +186,7 @@ impl Engine {
             status: status.as_str().into(),
             status_code: status.code() as u16,
             last_used_at: parse_time(&row.last_used_at),
-            location: self.location.clone(),
+            location: self.location.get(),
             kind: row.kind,
             project: row.project,
         }

@@ -25,7 +25,7 @@ impl Engine {
     async fn record(&self, row: &InstanceRow, pending: bool) -> Result<()> {
         let name = &row.name;
         self.shared
-            .reserve(ReservationKind::InstanceName, name, &self.location)
+            .reserve(ReservationKind::InstanceName, name, &self.location.get())
             .await?;
         let made = if pending {
             self.node.instance_create_pending(row).await
@@ -52,7 +52,7 @@ impl Engine {
     /// conflict if taken), the old one given up after, id blocks follow.
     pub(crate) async fn rename_record(&self, old: &str, new: &str) -> Result<()> {
         let kind = ReservationKind::InstanceName;
-        self.shared.reserve(kind, new, &self.location).await?;
+        self.shared.reserve(kind, new, &self.location.get()).await?;
         if let Err(e) = self.node.instance_rename(old, new).await {
             self.release_name(new).await;
             return Err(e.into());
@@ -98,14 +98,15 @@ impl Engine {
             });
         let unrecorded = |name: &String| !recorded.contains(name);
         let mut stale = Vec::new();
+        let me = self.location.get();
         for (key, holder) in names.iter() {
-            if *holder == self.location && unrecorded(key) {
+            if *holder == me && unrecorded(key) {
                 stale.push((ReservationKind::InstanceName, key.clone(), holder.clone()));
             }
         }
         for (key, holder) in blocks {
             // Blocks of instances placed on other members are theirs to mind.
-            let elsewhere = names.get(&holder).is_some_and(|m| *m != self.location);
+            let elsewhere = names.get(&holder).is_some_and(|m| *m != me);
             if unrecorded(&holder) && !elsewhere {
                 stale.push((ReservationKind::IdBlock, key, holder));
             }
@@ -125,7 +126,7 @@ impl Engine {
 
     async fn release_name(&self, name: &str) {
         let kind = ReservationKind::InstanceName;
-        if let Err(e) = self.shared.release(kind, name, &self.location).await {
+        if let Err(e) = self.shared.release(kind, name, &self.location.get()).await {
             tracing::warn!(instance = name, "giving up its name's reservation: {e}");
         }
     }

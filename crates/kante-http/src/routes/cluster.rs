@@ -1,5 +1,5 @@
 //! Routes of the cluster: `/1.0/cluster`, `/1.0/cluster/members[/NAME]`,
-//! and `POST /internal/cluster/accept`, which a joining member sends (the
+//! `/1.0/services` (a Kante extension: the live service records), and `POST /internal/cluster/accept`, which a joining member sends (the
 //! only one of them open to untrusted callers: its token's secret is the
 //! credential).
 
@@ -21,6 +21,12 @@ pub fn routes(r: Routes) -> Routes {
             get(member_get).delete(member_delete),
         )
         .route("/internal/cluster/accept", post(accept))
+        .route("/1.0/services", get(services))
+}
+
+/// `GET /1.0/services` (a Kante extension): the cluster's live services.
+pub async fn services(State(s): State<AppState>) -> ApiResult {
+    answer(&s, Request::ServiceList).await
 }
 
 pub async fn cluster_get(State(s): State<AppState>) -> ApiResult {

@@ -1,4 +1,5 @@
-//! `kante cluster …`: the grammar (dispatch in `cmd/cluster.rs`).
+//! `kante cluster …` and `kante service …`: the grammar (dispatch in
+//! `cmd/cluster.rs`).
 
 use clap::Subcommand;
 
@@ -33,5 +34,17 @@ pub enum ClusterCmd {
         name: String,
         #[arg(long)]
         force: bool,
+    },
+}
+
+/// `kante service …`: the cluster's service discovery records.
+#[derive(Subcommand, Debug, Clone)]
+pub enum ServiceCmd {
+    /// List the live services (name, instance, address, port, member): [REMOTE:]
+    #[command(visible_alias = "ls")]
+    List {
+        remote: Option<String>,
+        #[arg(short = 'f', long, value_enum, default_value = "table")]
+        format: Format,
     },
 }

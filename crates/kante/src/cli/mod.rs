@@ -172,6 +172,9 @@ pub enum Command {
     /// Manage the cluster this server is a member of
     #[command(subcommand)]
     Cluster(cluster::ClusterCmd),
+    /// The cluster's services (instances' `service.NAME=PORT[/PROTO]` keys)
+    #[command(subcommand)]
+    Service(cluster::ServiceCmd),
     /// A lab of hosts on this machine (network namespaces, each with a kanted)
     #[command(subcommand)]
     Lab(lab::LabCmd),

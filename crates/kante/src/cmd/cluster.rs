@@ -2,14 +2,15 @@
 //! `lxc cluster` does: `enable` and `join` wait for their operation;
 //! `add` prints the join token (base64 of the token operation's
 //! metadata, LXD's format); `list` shows each member's state (ONLINE while
-//! its heartbeat lease lives) and roles.
+//! its heartbeat lease lives) and roles. `kante service list` shows
+//! `GET /1.0/services` (a Kante extension).
 
 use anyhow::{bail, Result};
 use kante_api::cluster::{ClusterJoinToken, ClusterMember, ClusterPut};
 use kante_client::Client;
 
 use super::{print_list, to_yaml};
-use crate::cli::cluster::ClusterCmd;
+use crate::cli::cluster::{ClusterCmd, ServiceCmd};
 
 /// The arguments after a bare `REMOTE:` (already split off, so empty).
 fn last(args: &[String], what: &str) -> Result<String> {
@@ -105,6 +106,38 @@ pub async fn run(c: &Client, cmd: ClusterCmd) -> Result<i32> {
             }
             c.delete(&path).await?;
             println!("Member {name} removed from the cluster");
+        }
+    }
+    Ok(0)
+}
+
+/// `kante service …`.
+pub async fn service(c: &Client, cmd: ServiceCmd) -> Result<i32> {
+    match cmd {
+        ServiceCmd::List { format, .. } => {
+            let mut services: Vec<kante_api::service::Service> =
+                c.get_json("/1.0/services").await?;
+            services.sort_by(|a, b| (&a.name, &a.instance).cmp(&(&b.name, &b.instance)));
+            print_list(
+                format,
+                &services,
+                &["NAME", "INSTANCE", "ADDRESS", "PORT", "PROTOCOL", "MEMBER"],
+                || {
+                    services
+                        .iter()
+                        .map(|s| {
+                            vec![
+                                s.name.clone(),
+                                s.instance.clone(),
+                                s.address.clone(),
+                                s.port.to_string(),
+                                s.proto.clone(),
+                                s.member.clone(),
+                            ]
+                        })
+                        .collect()
+                },
+            )?;
         }
     }
     Ok(0)

@@ -9,7 +9,7 @@
 use anyhow::{bail, Result};
 
 use super::Config;
-use crate::cli::cluster::ClusterCmd;
+use crate::cli::cluster::{ClusterCmd, ServiceCmd};
 use crate::cli::{
     AliasCmd, Command, ConfigCmd, DeviceCmd, FileCmd, ImageCmd, NetworkCmd, OperationCmd,
     ProfileCmd, StorageCmd, TrustCmd, VolumeCmd,
@@ -225,6 +225,7 @@ pub fn route(cfg: &Config, cmd: &mut Command) -> Result<String> {
             | ClusterCmd::Show { name }
             | ClusterCmd::Remove { name, .. } => r.arg(name)?,
         },
+        Command::Service(ServiceCmd::List { remote, .. }) => r.opt(remote)?,
         Command::Remote(_)
         | Command::Lab(_)
         | Command::Apply(_)

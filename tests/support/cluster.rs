@@ -1,0 +1,131 @@
+//! Cluster helpers for root tests on a lab (`lab.rs`): `kante` on a host
+//! that must succeed or fail with one line, join tokens, the members as
+//! `kante cluster list` shows them, waits on a member's state, a
+//! 3-member cluster made with `enable`/`add`/`join`, and host i's etcd
+//! processes.
+
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use crate::lab::Lab;
+
+/// stdout and stderr of a command, for messages.
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// `kante ARGS` on host i (its unix socket) must succeed; its stdout.
+pub fn on(lab: &Lab, i: u32, args: &[&str]) -> String {
+    let o = lab.host_kante(i, args);
+    assert!(
+        o.status.success(),
+        "h{i}: kante {args:?} failed: {}\n{}",
+        text(&o),
+        lab.log(i)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// `kante ARGS` on host i must fail with one line; that line.
+pub fn refused(lab: &Lab, i: u32, args: &[&str]) -> String {
+    let o = lab.host_kante(i, args);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!o.status.success(), "h{i}: kante {args:?} succeeded");
+    assert!(
+        err.starts_with("Error: ") && err.trim_end().lines().count() == 1,
+        "{err}"
+    );
+    err
+}
+
+/// The token `kante cluster add NAME` prints on host i.
+pub fn token(lab: &Lab, i: u32, name: &str) -> String {
+    let out = on(lab, i, &["cluster", "add", name]);
+    out.lines().last().unwrap_or_default().trim().to_string()
+}
+
+/// A row of `kante cluster list -f csv`.
+#[derive(Debug, Clone)]
+pub struct MemberRow {
+    pub name: String,
+    pub url: String,
+    pub roles: String,
+    pub state: String,
+    pub message: String,
+}
+
+/// `kante cluster list -f csv` on host i.
+pub fn members(lab: &Lab, i: u32) -> Vec<MemberRow> {
+    on(lab, i, &["cluster", "list", "-f", "csv"])
+        .lines()
+        .map(|l| {
+            let c: Vec<&str> = l.split(',').collect();
+            MemberRow {
+                name: c[0].into(),
+                url: c[1].into(),
+                roles: c[2].into(),
+                state: c[4].into(),
+                message: c.get(5).copied().unwrap_or_default().into(),
+            }
+        })
+        .collect()
+}
+
+/// Waits until host i lists `member` in `state` (bounded); how long it took.
+pub fn await_state(lab: &Lab, i: u32, member: &str, state: &str, limit: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let now = members(lab, i);
+        if now.iter().any(|m| m.name == member && m.state == state) {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "h{i} did not show {member} {state} within {limit:?}: {now:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// `kante cluster enable h1` on host 1, then `add`/`join` for every other
+/// host; returns once every host sees every member ONLINE.
+pub fn form(lab: &Lab) {
+    on(lab, 1, &["cluster", "enable", "h1"]);
+    for i in 2..=lab.hosts {
+        let t = token(lab, 1, &format!("h{i}"));
+        on(lab, i, &["cluster", "join", &t]);
+    }
+    for i in 1..=lab.hosts {
+        for j in 1..=lab.hosts {
+            await_state(lab, i, &format!("h{j}"), "ONLINE", Duration::from_secs(30));
+        }
+    }
+}
+
+/// Pids whose command line names host i's etcd data directory.
+pub fn etcd_pids(lab: &Lab, i: u32) -> Vec<i32> {
+    let data = lab.state(i).join("etcd").join("data");
+    let data = data.to_string_lossy().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(&data))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// Whether `pid` is a live (not zombie) process.
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rfind(')').map(|i| s[i + 2..].starts_with('Z')))
+        .is_some_and(|zombie| !zombie)
+}
