@@ -10,143 +10,20 @@
 //! instances) fails with one line and leaves the host as it was, and
 //! `kante lab down` leaves nothing, etcd included.
 
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use kante_integration::cluster::{
+    alive, await_state, etcd_pids, members, on, refused, restart_kanted, text, token,
+};
 use kante_integration::lab::Lab;
-use kante_integration::{bin, cgroup_prefix_of, instance_post, leaks_of, run, TestImage};
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// `kante ARGS` on host i (its unix socket) must succeed; its stdout.
-fn on(lab: &Lab, i: u32, args: &[&str]) -> String {
-    let o = lab.host_kante(i, args);
-    assert!(
-        o.status.success(),
-        "h{i}: kante {args:?} failed: {}\n{}",
-        text(&o),
-        lab.log(i)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// `kante ARGS` on host i must fail with one line; that line.
-fn refused(lab: &Lab, i: u32, args: &[&str]) -> String {
-    let o = lab.host_kante(i, args);
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(!o.status.success(), "h{i}: kante {args:?} succeeded");
-    assert!(
-        err.starts_with("Error: ") && err.trim_end().lines().count() == 1,
-        "{err}"
-    );
-    err
-}
-
-/// The token `kante cluster add NAME` prints on host i.
-fn token(lab: &Lab, i: u32, name: &str) -> String {
-    let out = on(lab, i, &["cluster", "add", name]);
-    out.lines().last().unwrap_or_default().trim().to_string()
-}
-
-/// `kante cluster list -f csv` on host i: (name, url, roles, state).
-fn members(lab: &Lab, i: u32) -> Vec<(String, String, String, String)> {
-    on(lab, i, &["cluster", "list", "-f", "csv"])
-        .lines()
-        .map(|l| {
-            let c: Vec<&str> = l.split(',').collect();
-            (c[0].into(), c[1].into(), c[2].into(), c[4].into())
-        })
-        .collect()
-}
-
-/// Waits until host i lists `member` in `state` (bounded).
-fn await_state(lab: &Lab, i: u32, member: &str, state: &str, limit: Duration) -> Duration {
-    let start = Instant::now();
-    loop {
-        let now = members(lab, i);
-        if now.iter().any(|m| m.0 == member && m.3 == state) {
-            return start.elapsed();
-        }
-        assert!(
-            start.elapsed() < limit,
-            "h{i} did not show {member} {state} within {limit:?}: {now:?}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
+use kante_integration::{cgroup_prefix_of, instance_post, leaks_of, run, TestImage};
 
 /// Whether host i's daemon says it is clustered.
 fn clustered(lab: &Lab, i: u32) -> bool {
     lab.host_kante(i, &["cluster", "list", "-f", "csv"])
         .status
         .success()
-}
-
-/// Starts host i's kanted again in its namespace (after a kill); the
-/// child, to reap once the lab is down.
-fn restart_kanted(lab: &Lab, i: u32) -> std::process::Child {
-    let log = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(lab.dir().join(format!("h{i}")).join("kanted.log"))
-        .unwrap();
-    // As `kante lab up` does: setns into the host's network namespace
-    // only (`ip netns exec` would remount /sys without the cgroups).
-    let ns = std::fs::File::open(format!("/run/netns/{}", lab.netns(i))).unwrap();
-    let mut cmd = Command::new(bin("kanted"));
-    // SAFETY: only setns(2) and setsid(2) between fork and exec.
-    unsafe {
-        use std::os::fd::AsRawFd;
-        use std::os::unix::process::CommandExt;
-        let fd = ns.as_raw_fd();
-        cmd.pre_exec(move || {
-            if libc::setns(fd, libc::CLONE_NEWNET) != 0 || libc::setsid() < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let child = cmd
-        .env("KANTE_DIR", lab.state(i))
-        .env("RUST_LOG", "info")
-        .current_dir("/")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    on(lab, i, &["wait-ready", "--timeout", "60"]);
-    child
-}
-
-/// Whether `pid` is a live (not zombie) process.
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rfind(')').map(|i| s[i + 2..].starts_with('Z')))
-        .is_some_and(|zombie| !zombie)
-}
-
-/// Pids whose command line names host i's etcd data directory.
-fn etcd_pids(lab: &Lab, i: u32) -> Vec<i32> {
-    let data = lab.state(i).join("etcd").join("data");
-    let data = data.to_string_lossy().to_string();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).contains(&data))
-                .unwrap_or(false)
-        })
-        .collect()
 }
 
 #[test]
@@ -222,12 +99,12 @@ fn three_hosts_make_a_cluster_on_etcd() {
         for i in 1..=3 {
             await_state(&lab, i, "h3", "ONLINE", Duration::from_secs(15));
             let m = members(&lab, i);
-            let names: Vec<&str> = m.iter().map(|x| x.0.as_str()).collect();
+            let names: Vec<&str> = m.iter().map(|x| x.name.as_str()).collect();
             assert_eq!(names, ["h1", "h2", "h3"], "{m:?}");
             for (j, row) in (1..=3).zip(&m) {
-                assert_eq!(row.1, format!("https://{}:8443", lab.address(j)), "{m:?}");
-                assert_eq!(row.2, "database", "{m:?}");
-                assert_eq!(row.3, "ONLINE", "{m:?}");
+                assert_eq!(row.url, format!("https://{}:8443", lab.address(j)), "{m:?}");
+                assert_eq!(row.roles, "database", "{m:?}");
+                assert_eq!(row.state, "ONLINE", "{m:?}");
             }
         }
         for i in 1..=3 {
@@ -261,7 +138,7 @@ fn three_hosts_make_a_cluster_on_etcd() {
         // h2 holds "keep": removing it without --force is refused, naming it.
         let e = refused(&lab, 1, &["cluster", "remove", "h2"]);
         assert!(e.contains("keep") && e.contains("--force"), "{e}");
-        assert!(members(&lab, 1).iter().any(|m| m.0 == "h2"));
+        assert!(members(&lab, 1).iter().any(|m| m.name == "h2"));
 
         // h3's kanted killed: OFFLINE within the lease's TTL (10 s, plus
         // a heartbeat and the watch), then ONLINE again once restarted.

@@ -16,34 +16,9 @@
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use kante_integration::cluster::{on, restart_kanted, text, token};
 use kante_integration::lab::Lab;
-use kante_integration::{bin, cgroup_prefix_of, leaks_of, run, TestImage};
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// `kante ARGS` on host i (its unix socket) must succeed; its stdout.
-fn on(lab: &Lab, i: u32, args: &[&str]) -> String {
-    let o = lab.host_kante(i, args);
-    assert!(
-        o.status.success(),
-        "h{i}: kante {args:?} failed: {}\n{}",
-        text(&o),
-        lab.log(i)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// The token `kante cluster add NAME` prints on host i.
-fn token(lab: &Lab, i: u32, name: &str) -> String {
-    let out = on(lab, i, &["cluster", "add", name]);
-    out.lines().last().unwrap_or_default().trim().to_string()
-}
+use kante_integration::{cgroup_prefix_of, leaks_of, run, TestImage};
 
 /// Waits until host i lists every member ONLINE (bounded).
 fn await_online(lab: &Lab, i: u32, limit: Duration) {
@@ -98,41 +73,6 @@ fn only_on(lab: &Lab, i: u32, name: &str) {
             "{name}: expected on h{i} only (h{j})"
         );
     }
-}
-
-/// Starts host i's kanted again in its namespace (after a kill); the
-/// child, to reap once the lab is down (as tests/cluster.rs does).
-fn restart_kanted(lab: &Lab, i: u32) -> std::process::Child {
-    let log = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(lab.dir().join(format!("h{i}")).join("kanted.log"))
-        .unwrap();
-    let ns = std::fs::File::open(format!("/run/netns/{}", lab.netns(i))).unwrap();
-    let mut cmd = Command::new(bin("kanted"));
-    // SAFETY: only setns(2) and setsid(2) between fork and exec.
-    unsafe {
-        use std::os::fd::AsRawFd;
-        use std::os::unix::process::CommandExt;
-        let fd = ns.as_raw_fd();
-        cmd.pre_exec(move || {
-            if libc::setns(fd, libc::CLONE_NEWNET) != 0 || libc::setsid() < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let child = cmd
-        .env("KANTE_DIR", lab.state(i))
-        .env("RUST_LOG", "info")
-        .current_dir("/")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    on(lab, i, &["wait-ready", "--timeout", "60"]);
-    child
 }
 
 /// Debian's `lxc ARGS` against host i's unix socket (within 60 s).

@@ -1,12 +1,13 @@
 //! Cluster helpers for root tests on a lab (`lab.rs`): `kante` on a host
 //! that must succeed or fail with one line, join tokens, the members as
 //! `kante cluster list` shows them, waits on a member's state, a
-//! 3-member cluster made with `enable`/`add`/`join`, and host i's etcd
-//! processes.
+//! 3-member cluster made with `enable`/`add`/`join`, host i's etcd
+//! processes, and host i's kanted started again after a kill.
 
-use std::process::Output;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::bin;
 use crate::lab::Lab;
 
 /// stdout and stderr of a command, for messages.
@@ -128,4 +129,41 @@ pub fn alive(pid: i32) -> bool {
         .ok()
         .and_then(|s| s.rfind(')').map(|i| s[i + 2..].starts_with('Z')))
         .is_some_and(|zombie| !zombie)
+}
+
+/// Starts host i's kanted again in its namespace (after a kill), as
+/// `kante lab up` does: setns into the host's network namespace only
+/// (`ip netns exec` would remount /sys without the cgroups); the child,
+/// to reap once the lab is down.
+pub fn restart_kanted(lab: &Lab, i: u32) -> std::process::Child {
+    let log = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(lab.dir().join(format!("h{i}")).join("kanted.log"))
+        .unwrap();
+    let ns = std::fs::File::open(format!("/run/netns/{}", lab.netns(i))).unwrap();
+    let mut cmd = Command::new(bin("kanted"));
+    // SAFETY: only setns(2) and setsid(2) between fork and exec.
+    unsafe {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        let fd = ns.as_raw_fd();
+        cmd.pre_exec(move || {
+            if libc::setns(fd, libc::CLONE_NEWNET) != 0 || libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd
+        .env("KANTE_DIR", lab.state(i))
+        .env("RUST_LOG", "info")
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    on(lab, i, &["wait-ready", "--timeout", "60"]);
+    child
 }
