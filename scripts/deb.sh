@@ -61,7 +61,6 @@ Priority: optional
 Depends: libc6 (>= 2.36), libgcc-s1, liblzma5, libseccomp2, iproute2, nftables, dnsmasq-base, lxcfs, fuse3, tar, xz-utils, zstd, bzip2, squashfs-tools, rsync, btrfs-progs, procps, util-linux, ca-certificates
 Recommends: debootstrap, busybox-static
 Suggests: etcd-server, openvswitch-switch, lxd-client
-Homepage: https://localhost/kante
 Description: system containers for small edge clusters
  Kante runs system containers (full distributions booting systemd) on small
  edge hosts: kanted speaks LXD's REST API 1.0, so lxc, pylxd and Ansible work
