@@ -64,12 +64,11 @@ fn a_service_on_h3_resolves_from_a_guest_on_h1_and_goes_with_it() {
             nic(&[("nictype", "bridged"), ("parent", "uplink0")]),
         )]);
         let c3 = lab.client(3);
-        c3.create_instance(&instance_post(
-            &fp3,
-            "web",
-            &[("service.web", "8080")],
-            uplink,
-        ))
+        // Placed on h3 by name: a clustered create is scheduled otherwise.
+        c3.create_instance_at(
+            &instance_post(&fp3, "web", &[("service.web", "8080")], uplink),
+            Some("h3"),
+        )
         .await
         .unwrap_or_else(|e| panic!("creating web on h3: {e}\n{}", lab.log(3)));
         let e = refused(&lab, 3, &["config", "set", "web", "service.Bad_Name=80"]);
@@ -97,7 +96,7 @@ fn a_service_on_h3_resolves_from_a_guest_on_h1_and_goes_with_it() {
             nic(&[("nictype", "bridged"), ("parent", "kantebr0")]),
         )]);
         let c1 = lab.client(1);
-        c1.create_instance(&instance_post(&fp1, "client", &[], managed))
+        c1.create_instance_at(&instance_post(&fp1, "client", &[], managed), Some("h1"))
             .await
             .unwrap_or_else(|e| panic!("creating client on h1: {e}\n{}", lab.log(1)));
         c1.start_instance("client").await.unwrap();

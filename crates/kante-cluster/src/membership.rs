@@ -58,6 +58,25 @@ pub struct Heartbeat {
     /// Its HTTPS server certificate (PEM), which forwarding pins.
     #[serde(default)]
     pub certificate: String,
+    /// The images whose files this member holds (`KANTE_DIR/images/<fp>`):
+    /// the scheduler places an image's instance where its files are.
+    #[serde(default)]
+    pub images: Vec<String>,
+}
+
+/// The fingerprints of the images stored under `dir/images` (names of 64
+/// hex digits; staging files and `.rootfs` parts aside).
+fn stored_images(dir: &std::path::Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir.join("images")) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.len() == 64 && n.bytes().all(|b| b.is_ascii_hexdigit()))
+        .collect();
+    out.sort();
+    out
 }
 
 /// This host's architecture as LXD names it.
@@ -123,6 +142,7 @@ impl Heartbeat {
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
             certificate: entry.certificate.clone(),
+            images: stored_images(dir),
         }
     }
 }

@@ -22,8 +22,9 @@ use crate::Engine;
 const MEMORY_STEP: u64 = 256 << 20;
 
 impl Engine {
-    /// The image architecture `post` names, if the index knows its image.
-    async fn image_architecture(&self, post: &InstancesPost) -> Result<Option<String>> {
+    /// The image `post` creates from (fingerprint and architecture), if
+    /// the index knows it.
+    async fn image_of(&self, post: &InstancesPost) -> Result<Option<(String, String)>> {
         let s = &post.source;
         if !s.server.is_empty() {
             return Ok(None);
@@ -37,11 +38,10 @@ impl Engine {
         if fp.is_empty() {
             return Ok(None);
         }
-        Ok(self
-            .shared
-            .image_get(&fp)
-            .await?
-            .map(|i| kante_api::image::normalise_architecture(&i.architecture)))
+        Ok(self.shared.image_get(&fp).await?.map(|i| {
+            let arch = kante_api::image::normalise_architecture(&i.architecture);
+            (i.fingerprint, arch)
+        }))
     }
 
     /// Where `post` is created: `target` (`?target=`, LXD's
@@ -129,13 +129,16 @@ impl Engine {
         }
         let mut notes = Vec::new();
         let mut cands: Vec<&kante_cluster::Peer> = peers.iter().filter(|p| p.online).collect();
-        if let Some(arch) = self.image_architecture(post).await? {
+        if let Some((fp, arch)) = self.image_of(post).await? {
             cands.retain(|p| {
                 p.beat.as_ref().is_some_and(|b| {
                     kante_api::image::normalise_architecture(&b.architecture) == arch
                 })
             });
             notes.push(format!("architecture {arch}"));
+            if keep_holders(&mut cands, &fp) {
+                notes.push(format!("holding image {}", &fp[..fp.len().min(12)]));
+            }
         }
         let config = &post.put.config;
         if let Some(partner) = config.get("placement.affinity").filter(|v| !v.is_empty()) {
@@ -268,5 +271,57 @@ impl Engine {
             }
         }
         Ok(out)
+    }
+}
+
+/// Keeps the candidates whose heartbeat says they hold image `fp`'s files,
+/// when any does (the image index is shared but its files are each
+/// member's, with no transfer between members yet); whether it narrowed.
+fn keep_holders(cands: &mut Vec<&kante_cluster::Peer>, fp: &str) -> bool {
+    let holds = |p: &&kante_cluster::Peer| {
+        p.beat
+            .as_ref()
+            .is_some_and(|b| b.images.iter().any(|i| i == fp))
+    };
+    if !cands.iter().any(holds) {
+        return false;
+    }
+    cands.retain(holds);
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(name: &str, images: &[&str]) -> kante_cluster::Peer {
+        kante_cluster::Peer {
+            name: name.into(),
+            address: String::new(),
+            certificate: String::new(),
+            online: true,
+            beat: Some(kante_cluster::membership::Heartbeat {
+                images: images.iter().map(|s| s.to_string()).collect(),
+                ..Default::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn an_image_goes_where_its_files_are() {
+        let (a, b, c) = (peer("a", &["f1"]), peer("b", &["f1", "f2"]), peer("c", &[]));
+        let mut cands = vec![&a, &b, &c];
+        assert!(keep_holders(&mut cands, "f2"));
+        assert_eq!(
+            cands.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+            ["b"]
+        );
+        let mut cands = vec![&a, &b, &c];
+        assert!(keep_holders(&mut cands, "f1"));
+        assert_eq!(cands.len(), 2);
+        // Nobody holds it: nothing is narrowed (the create says so itself).
+        let mut cands = vec![&a, &c];
+        assert!(!keep_holders(&mut cands, "f9"));
+        assert_eq!(cands.len(), 2);
     }
 }
