@@ -20,6 +20,7 @@ PACKAGES=(
   python3-venv                                # tests: the venv Ansible is installed into (below)
   protobuf-compiler libprotobuf-dev           # building kante-cluster (etcd-client compiles etcd's .proto files)
   etcd-server                                 # cluster state: etcd 3.4 (kante-cluster's tests start their own)
+  lxd                                         # tests/lxd_interop.rs: moves to and from a real LXD 5.0.2 (it starts its own)
   chromium fonts-dejavu-core                  # tests: the web view in headless Chromium (tests/ui.rs)
 )
 
@@ -42,6 +43,11 @@ fi
 # and its tests start their own, so keep that one stopped.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-enabled etcd >/dev/null 2>&1; then
   systemctl disable --now etcd >/dev/null 2>&1 || true
+fi
+# Debian's lxd likewise: the interop test starts an LXD of its own
+# (own LXD_DIR), and kante-bench --install-lxd starts the system one.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-enabled lxd.socket >/dev/null 2>&1; then
+  systemctl disable --now lxd.socket lxd.service >/dev/null 2>&1 || true
 fi
 
 # Ansible from PyPI (the `ansible` package bundles community.general:
