@@ -407,48 +407,69 @@ impl Engine {
             config.insert(ORIGIN_KEY.into(), o.into());
         }
         let running = self.peer_stop(from, name, &config).await?;
-        let source = self
-            .peer_call(
-                from,
-                "POST",
-                &path,
-                Some(json!({"migration": true, "live": false})),
-            )
-            .await?;
-        let src_id = source
-            .get("id")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let secrets = source.get("metadata").cloned().unwrap_or_default();
-        let peer = self
-            .cluster
-            .peers()
-            .into_iter()
-            .find(|p| p.name == from)
-            .ok_or_else(|| EngineError::NotFound(format!("Cluster member {from:?} not found")))?;
-        let field = |k: &str| inst.get(k).cloned().unwrap_or(Value::Null);
-        let post = json!({
-            "name": name,
-            "type": "container",
-            "architecture": field("architecture"),
-            "description": field("description"),
-            "ephemeral": field("ephemeral"),
-            "profiles": field("profiles"),
-            "devices": field("devices"),
-            "config": config,
-            "source": {
-                "type": "migration",
-                "mode": "pull",
-                "operation": format!("https://{}/1.0/operations/{src_id}", peer.address),
-                "certificate": peer.certificate,
-                "secrets": secrets,
-            },
-        });
-        // The name goes with the instance: `to` reserves it when it
-        // records the copy.
+        // Until the name is given up, a failure leaves it where it was,
+        // running again if it ran.
+        let prepared = async {
+            let source = self
+                .peer_call(
+                    from,
+                    "POST",
+                    &path,
+                    Some(json!({"migration": true, "live": false})),
+                )
+                .await?;
+            let src_id = source
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let secrets = source.get("metadata").cloned().unwrap_or_default();
+            let peer = self
+                .cluster
+                .peers()
+                .into_iter()
+                .find(|p| p.name == from)
+                .ok_or_else(|| {
+                    EngineError::NotFound(format!("Cluster member {from:?} not found"))
+                })?;
+            let field = |k: &str| inst.get(k).cloned().unwrap_or(Value::Null);
+            let post = json!({
+                "name": name,
+                "type": "container",
+                "architecture": field("architecture"),
+                "description": field("description"),
+                "ephemeral": field("ephemeral"),
+                "profiles": field("profiles"),
+                "devices": field("devices"),
+                "config": config,
+                "source": {
+                    "type": "migration",
+                    "mode": "pull",
+                    "operation": format!("https://{}/1.0/operations/{src_id}", peer.address),
+                    "certificate": peer.certificate,
+                    "secrets": secrets,
+                },
+            });
+            // The name goes with the instance: `to` reserves it when it
+            // records the copy.
+            self.shared
+                .release(ReservationKind::InstanceName, name, from)
+                .await?;
+            Ok::<_, EngineError>((src_id, post))
+        }
+        .await;
         let names = ReservationKind::InstanceName;
-        self.shared.release(names, name, from).await?;
+        let (src_id, post) = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                if running {
+                    if let Err(r) = self.peer_start(from, name).await {
+                        tracing::error!(instance = name, %from, "starting it again: {r}");
+                    }
+                }
+                return Err(e);
+            }
+        };
         let made = async {
             self.peer_op(to, "POST", "/1.0/instances", Some(post))
                 .await
