@@ -81,6 +81,18 @@ pub struct ClusterMembersPost {
     pub server_name: String,
 }
 
+/// `POST /1.0/cluster/members/NAME/state` (LXD 5.0.2's
+/// `ClusterMemberStatePost`): `action` is `evacuate` or `restore`; `mode`
+/// (lxc's `--action`) forces one evacuation action for every instance
+/// (`stop` or `migrate`), empty: each instance's `cluster.evacuate`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ClusterMemberStatePost {
+    #[serde(default, deserialize_with = "null_default")]
+    pub action: String,
+    #[serde(default, deserialize_with = "null_default")]
+    pub mode: String,
+}
+
 /// The join token (base64 of this JSON, as LXD's): what a joining host
 /// needs to reach the cluster and prove it was invited.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]

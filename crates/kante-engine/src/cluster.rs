@@ -18,7 +18,8 @@ use crate::front::{Reply, Request};
 use crate::operations::Op;
 use crate::Engine;
 
-fn err(e: ClusterError) -> EngineError {
+/// A cluster error as the API reports it.
+pub(crate) fn err(e: ClusterError) -> EngineError {
     match e {
         ClusterError::Bad(m) => EngineError::BadRequest(m),
         ClusterError::Forbidden(m) => EngineError::Forbidden(m),

@@ -39,7 +39,8 @@ fn unreachable(name: &str, member: &str) -> Instance {
     serde_json::from_value(doc).expect("a well-formed instance")
 }
 
-fn percent(s: &str) -> String {
+/// `s` percent-encoded as a path segment or query value.
+pub(crate) fn percent(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {

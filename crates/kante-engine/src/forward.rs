@@ -1,6 +1,6 @@
 //! Cluster "one view": where a request is served. The HTTP layer asks
 //! [`Engine::route`] before a request about an instance or an operation
-//! reaches its handler, and [`Engine::place_instance`] before an instance is
+//! reaches its handler (a member's state: served by that member), and [`Engine::place_instance`] before an instance is
 //! created; the engine answers from the shared state (the instance name's
 //! reservation says which member holds it, the membership which members
 //! are online and their certificates) and kante-http proxies the request,
@@ -79,6 +79,20 @@ pub trait PeerLink: Send + Sync {
         &self,
         to: &Forward,
         path_and_query: &str,
+        timeout: Duration,
+    ) -> std::result::Result<serde_json::Value, String> {
+        self.send(to, "GET", path_and_query, None, timeout).await
+    }
+
+    /// `method path_and_query` on `to` with a JSON `body`, as a forwarded
+    /// request, bounded by `timeout`: the answer's `metadata` (an
+    /// operation's record for a `202`), or why it failed.
+    async fn send(
+        &self,
+        to: &Forward,
+        method: &str,
+        path_and_query: &str,
+        body: Option<serde_json::Value>,
         timeout: Duration,
     ) -> std::result::Result<serde_json::Value, String>;
 }
@@ -221,6 +235,20 @@ impl Engine {
                 }
             }
             Target::Operation(id) => self.route_operation(id).await,
+            Target::ClusterMember(name) => {
+                if self.cluster.member_name().as_deref() == Some(name.as_str()) {
+                    return Ok(Route::Local);
+                }
+                match self.cluster.peers().into_iter().find(|p| p.name == *name) {
+                    Some(p) if p.online => Ok(Route::Forward(forward_of(&p))),
+                    Some(_) => Err(EngineError::Unavailable(format!(
+                        "Cluster member {name:?} is offline"
+                    ))),
+                    None => Err(EngineError::NotFound(format!(
+                        "Cluster member {name:?} not found"
+                    ))),
+                }
+            }
             _ => Ok(Route::Local),
         }
     }

@@ -16,6 +16,7 @@ mod deps;
 mod devices;
 mod devlxd;
 pub mod error;
+mod evacuate;
 mod events;
 pub mod forward;
 pub mod front;

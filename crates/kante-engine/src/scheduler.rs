@@ -1,5 +1,6 @@
 //! The cluster scheduler: which member a new instance is made on when
-//! the client named none. Online members only; those of the image's
+//! the client named none. Online members only, not evacuated ones
+//! (`evacuate.rs`); those of the image's
 //! architecture; `placement.affinity=<instance>` keeps only the member
 //! holding that instance; `placement.anti-affinity=<tag>` avoids members
 //! already holding an instance with the same tag (when every member has
@@ -122,13 +123,19 @@ impl Engine {
                     "Cluster member {t:?} is offline"
                 )));
             }
+            if p.evacuated {
+                return Err(EngineError::bad(format!(
+                    "Cluster member {t:?} is evacuated: restore it first"
+                )));
+            }
             return Ok(Placed {
                 forward: forward(p),
                 reason: format!("target {t} requested"),
             });
         }
         let mut notes = Vec::new();
-        let mut cands: Vec<&kante_cluster::Peer> = peers.iter().filter(|p| p.online).collect();
+        let mut cands: Vec<&kante_cluster::Peer> =
+            peers.iter().filter(|p| p.online && !p.evacuated).collect();
         if let Some((fp, arch)) = self.image_of(post).await? {
             cands.retain(|p| {
                 p.beat.as_ref().is_some_and(|b| {
@@ -300,6 +307,7 @@ mod tests {
             address: String::new(),
             certificate: String::new(),
             online: true,
+            evacuated: false,
             beat: Some(kante_cluster::membership::Heartbeat {
                 images: images.iter().map(|s| s.to_string()).collect(),
                 ..Default::default()

@@ -54,6 +54,8 @@ pub const API_EXTENSIONS: &[&str] = &[
     "certificate_update",
     "certificate_token",
     "clustering",
+    // POST /1.0/cluster/members/NAME/state (`evacuate.rs`).
+    "clustering_evacuation",
     "certificate_self_trust",
     "etag",
     "projects",

@@ -1,7 +1,8 @@
 //! Cluster forwarding, the byte level. The middleware [`forward`] runs
 //! after the trust gate and before the handlers: for a request about an
-//! instance (`/1.0/instances/{name}[/…]`) or an operation
-//! (`/1.0/operations/{id}[/…]`) it asks the engine where it is served
+//! instance (`/1.0/instances/{name}[/…]`), an operation
+//! (`/1.0/operations/{id}[/…]`) or a member's state
+//! (`/1.0/cluster/members/{name}/state`) it asks the engine where it is served
 //! ([`Engine::route`]), for an instance creation where it is made
 //! ([`Engine::place_instance`]); when the engine names another member,
 //! the request (method, path and query, headers, body streamed) is sent
@@ -64,6 +65,9 @@ fn seen(method: &Method, path: &str) -> Option<Seen> {
         }
         ["", "1.0", "operations", id, ..] if !id.is_empty() => {
             Some(Seen::About(Target::Operation(decode(id))))
+        }
+        ["", "1.0", "cluster", "members", name, "state"] if !name.is_empty() => {
+            Some(Seen::About(Target::ClusterMember(decode(name))))
         }
         _ => None,
     }
@@ -309,17 +313,25 @@ impl Link {
 
 #[async_trait::async_trait]
 impl PeerLink for Link {
-    async fn get(
+    async fn send(
         &self,
         to: &Forward,
+        method: &str,
         path_and_query: &str,
+        body: Option<serde_json::Value>,
         timeout: Duration,
     ) -> Result<serde_json::Value, String> {
         let engine = self.engine.upgrade().ok_or("the daemon is stopping")?;
         let ask = async {
-            let req = Request::get(path_and_query)
-                .body(Body::empty())
-                .map_err(|e| e.to_string())?;
+            let method = Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
+            let builder = Request::builder().method(method).uri(path_and_query);
+            let req = match body {
+                Some(doc) => builder
+                    .header(axum::http::header::CONTENT_TYPE, "application/json")
+                    .body(Body::from(doc.to_string())),
+                None => builder.body(Body::empty()),
+            }
+            .map_err(|e| e.to_string())?;
             let resp = send(&engine, to, req).await?;
             let status = resp.status();
             let bytes = axum::body::to_bytes(Body::new(resp.into_body()), LINK_BODY)
@@ -378,6 +390,11 @@ mod tests {
             Some(Target::Operation("abc".into()))
         );
         assert!(seen(&Method::GET, "/1.0/operations").is_none());
+        assert_eq!(
+            about(Method::POST, "/1.0/cluster/members/h2/state"),
+            Some(Target::ClusterMember("h2".into()))
+        );
+        assert!(seen(&Method::GET, "/1.0/cluster/members/h2").is_none());
         assert!(seen(&Method::GET, "/1.0/images/abc").is_none());
         assert!(seen(&Method::GET, "/1.0/storage-pools/p/volumes/custom/v").is_none());
     }

@@ -1,6 +1,7 @@
 //! The members as the API shows them (`GET /1.0/cluster/members[/NAME]`,
 //! LXD's shape: `Online` while the member's heartbeat lease lives, else
-//! `Offline`; role `database` for an etcd voter), and their removal
+//! `Offline`; `Evacuated` (and online) from its evacuation to its
+//! restore; role `database` for an etcd voter), and their removal
 //! (`DELETE /1.0/cluster/members/NAME[?force=1]`).
 
 use kante_api::cluster::ClusterMember;
@@ -21,6 +22,8 @@ pub struct Peer {
     pub online: bool,
     /// What its heartbeat says (free memory, load, architecture).
     pub beat: Option<Heartbeat>,
+    /// Whether it is evacuated (`evacuated.rs`): nothing is placed on it.
+    pub evacuated: bool,
 }
 
 impl Manager {
@@ -35,6 +38,7 @@ impl Manager {
             .into_iter()
             .filter_map(|(k, v)| Some((k, serde_json::from_slice(&v).ok()?)))
             .collect();
+        let evacuated = self.evacuated();
         let mut out: Vec<Peer> = self
             .roster(&etcd)
             .into_iter()
@@ -45,6 +49,7 @@ impl Manager {
                     _ => m.certificate.clone(),
                 };
                 Peer {
+                    evacuated: evacuated.contains(&m.name),
                     online: beat.is_some(),
                     name: m.name,
                     address: m.address,
@@ -66,6 +71,7 @@ impl Manager {
             .filter_map(|(k, v)| Some((k, serde_json::from_slice(&v).ok()?)))
             .collect();
         let stale = etcd.stale_for();
+        let evacuated = self.evacuated();
         let mut out: Vec<ClusterMember> = self
             .roster(&etcd)
             .into_iter()
@@ -84,6 +90,12 @@ impl Manager {
                             age.as_secs()
                         ),
                     ),
+                };
+                // LXD's words for a member under maintenance.
+                let (status, message) = if evacuated.contains(&m.name) && beat.is_some() {
+                    ("Evacuated", "Unavailable due to maintenance".to_string())
+                } else {
+                    (status, message)
                 };
                 ClusterMember {
                     server_name: m.name.clone(),
@@ -160,7 +172,12 @@ impl Manager {
             etcd.release(ReservationKind::InstanceName, &key, name)
                 .await?;
         }
-        for dir in [ROSTER, ALIVE, crate::keys::MEMBERS] {
+        for dir in [
+            ROSTER,
+            ALIVE,
+            crate::keys::MEMBERS,
+            super::evacuated::EVACUATED,
+        ] {
             let key = format!("{}{dir}{name}", etcd.prefix());
             super::join::bounded_call(client.kv_client().delete(key, None)).await?;
         }

@@ -4,13 +4,15 @@
 //! voter (`etcd_proc.rs`), connects [`EtcdState`] and switches the
 //! engine's [`SwitchState`] to it, and keeps the heartbeat
 //! (`membership.rs`). `enable.rs` makes a cluster of one, `join.rs` issues
-//! join tokens, accepts members and joins, `members.rs` lists and removes.
+//! join tokens, accepts members and joins, `members.rs` lists and removes, `evacuated.rs` marks
+//! evacuated members.
 //!
 //! Local-first: at start, etcd is not waited for. The state starts from
 //! its snapshot (`snapshot.rs`) when etcd does not answer, serves this
 //! member's instances, and catches up once etcd is back.
 
 mod enable;
+pub mod evacuated;
 pub mod join;
 pub mod members;
 mod services;

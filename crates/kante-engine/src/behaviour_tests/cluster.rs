@@ -1,5 +1,5 @@
 //! The cluster verbs on a standalone engine: `GET /1.0/cluster` says it
-//! is not clustered, the member verbs refuse with 400, the joining
+//! is not clustered, the member verbs (evacuation too) refuse with 400, the joining
 //! member's accept is the one cluster verb an untrusted caller reaches
 //! (and is refused there too), a token that does not decode fails before
 //! any operation starts, and `GET /1.0` is not clustered.
@@ -32,6 +32,13 @@ async fn a_standalone_engine_answers_the_cluster_verbs() {
         Request::ClusterMemberDelete {
             name: "h2".into(),
             force: false,
+        },
+        Request::ClusterMemberState {
+            name: "h2".into(),
+            post: kante_api::cluster::ClusterMemberStatePost {
+                action: "evacuate".into(),
+                mode: String::new(),
+            },
         },
     ] {
         let e = engine.handle(req).await.err().expect("refused");

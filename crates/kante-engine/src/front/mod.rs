@@ -25,7 +25,8 @@
 //! before any local logic runs (as Incus's
 //! `ForwardedResponseIfTargetIsRemote`): an [`Target::Instance`] or
 //! [`Target::Volume`] goes to the member holding it, an
-//! [`Target::Operation`] to the member running it; [`Target::Network`] and
+//! [`Target::Operation`] to the member running it, a
+//! [`Target::ClusterMember`] to that member; [`Target::Network`] and
 //! [`Target::Pool`] are defined for all members and realised on each (a
 //! change fans out); [`Target::Server`] is answered by any member (shared
 //! records, whole-server lists, and creations, where placement rather
@@ -539,6 +540,9 @@ impl Engine {
             | ClusterMemberAdd(_)
             | ClusterAccept(_)
             | ServiceList) => self.cluster_api(req).await?,
+            ClusterMemberState { name, post } => {
+                R::Operation(self.member_state(&name, post).await?)
+            }
         })
     }
 }

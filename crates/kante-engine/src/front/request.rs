@@ -443,6 +443,11 @@ pub enum Request {
     },
     /// A join token for a new member.
     ClusterMemberAdd(kante_api::cluster::ClusterMembersPost),
+    /// Evacuates or restores member `name` (`evacuate.rs`), served by it.
+    ClusterMemberState {
+        name: String,
+        post: kante_api::cluster::ClusterMemberStatePost,
+    },
     /// A joining member's request (open to untrusted callers: its token's
     /// secret is the credential).
     ClusterAccept(Box<kante_api::cluster::ClusterAcceptPost>),
@@ -467,6 +472,8 @@ pub enum Target {
     Volume { pool: String, name: String },
     /// An operation: served by the member that runs it.
     Operation(String),
+    /// A cluster member's own verb (its evacuation): served by it.
+    ClusterMember(String),
     /// The server as a whole: shared records (profiles, aliases, config),
     /// whole-server lists and new objects whose member placement picks.
     Server,
@@ -588,6 +595,7 @@ impl Request {
             ClusterMemberGet { .. } => "cluster_member_get",
             ClusterMemberDelete { .. } => "cluster_member_delete",
             ClusterMemberAdd(_) => "cluster_member_add",
+            ClusterMemberState { .. } => "cluster_member_state",
             ClusterAccept(_) => "cluster_accept",
         }
     }
@@ -630,6 +638,7 @@ impl Request {
             ServiceList => Target::Server,
             ClusterMemberDelete { .. } | ClusterMemberAdd(_) => Target::Server,
             ClusterPut(_) | ClusterAccept(_) => Target::Member,
+            ClusterMemberState { name, .. } => Target::ClusterMember(name.clone()),
             // What this member runs and has.
             Metrics | Resources => Target::Member,
             PoolResources { pool } => Target::Pool(pool.clone()),

@@ -55,6 +55,8 @@ enum Kind {
     KernelModules,
     /// `snapshots.schedule`: cron or aliases.
     Schedule,
+    /// `cluster.evacuate`: auto, migrate or stop.
+    Evacuate,
 }
 
 /// Keys an instance may carry, with the shape of their value and whether a
@@ -64,6 +66,8 @@ const KEYS: &[(&str, Kind, bool)] = &[
     // Cluster placement (`scheduler.rs`): read when the instance is made.
     ("placement.affinity", Kind::Text, true),
     ("placement.anti-affinity", Kind::Text, true),
+    // What evacuating its member does with it (`evacuate.rs`).
+    ("cluster.evacuate", Kind::Evacuate, true),
     ("boot.autostart.delay", Kind::Int, true),
     ("boot.autostart.priority", Kind::Int, true),
     ("boot.stop.priority", Kind::Int, true),
@@ -127,6 +131,12 @@ fn check_value(key: &str, kind: Kind, value: &str) -> std::result::Result<(), Co
         Kind::Schedule => crate::schedule::Schedule::parse(value).map(|_| ()),
         Kind::KernelModules => kante_runtime::kmod::parse_list(value).map(|_| ()),
         Kind::Expiry => crate::units::parse_expiry(value).map(|_| ()),
+        Kind::Evacuate => match value {
+            "" | "auto" | "migrate" | "stop" => Ok(()),
+            other => Err(SyntaxError(format!(
+                "{other:?} is not one of auto, migrate, stop"
+            ))),
+        },
     };
     checked.map_err(|source| ConfigError::Value {
         key: key.to_string(),
@@ -283,6 +293,13 @@ mod tests {
         ]))
         .is_ok());
         assert!(validate_config(&map(&[("volatile.eth0.hwaddr", "00:16:3e:00:00:01")])).is_ok());
+        for ok in ["auto", "migrate", "stop"] {
+            assert!(validate_config(&map(&[("cluster.evacuate", ok)])).is_ok());
+        }
+        let e = validate_config(&map(&[("cluster.evacuate", "live")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cluster.evacuate"), "{e}");
         let e = validate_config(&map(&[("bogus.key", "1")]))
             .unwrap_err()
             .to_string();

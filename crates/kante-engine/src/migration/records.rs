@@ -10,13 +10,15 @@ use crate::instance::config;
 use crate::util::fmt_time;
 
 /// The volatile keys that travel with an instance (lxc sends them all on a
-/// move): its MACs, its image, its identity. The others (id maps, last
+/// move): its MACs, its image, its identity, where an evacuation took it
+/// from (`evacuate.rs`). The others (id maps, last
 /// state, templates to apply) are this server's.
 pub(super) fn travels(key: &str) -> bool {
     !key.starts_with("volatile.")
         || key.ends_with(".hwaddr")
         || key == "volatile.base_image"
         || key == "volatile.uuid"
+        || key == crate::evacuate::ORIGIN_KEY
 }
 
 /// A received snapshot's record.

@@ -1,11 +1,14 @@
 //! Routes of the cluster: `/1.0/cluster`, `/1.0/cluster/members[/NAME]`,
+//! `POST /1.0/cluster/members/NAME/state` (evacuate, restore),
 //! `/1.0/services` (a Kante extension: the live service records), and `POST /internal/cluster/accept`, which a joining member sends (the
 //! only one of them open to untrusted callers: its token's secret is the
 //! credential).
 
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
-use kante_api::cluster::{ClusterAcceptPost, ClusterMembersPost, ClusterPut};
+use kante_api::cluster::{
+    ClusterAcceptPost, ClusterMemberStatePost, ClusterMembersPost, ClusterPut,
+};
 use kante_engine::front::Request;
 
 use super::Params;
@@ -20,6 +23,7 @@ pub fn routes(r: Routes) -> Routes {
             "/1.0/cluster/members/{name}",
             get(member_get).delete(member_delete),
         )
+        .route("/1.0/cluster/members/{name}/state", post(member_state))
         .route("/internal/cluster/accept", post(accept))
         .route("/1.0/services", get(services))
 }
@@ -61,6 +65,16 @@ pub async fn member_delete(
         .get("force")
         .is_some_and(|v| matches!(v.as_str(), "1" | "true"));
     answer(&s, Request::ClusterMemberDelete { name, force }).await
+}
+
+/// `POST /1.0/cluster/members/NAME/state`: evacuate or restore (an
+/// operation, run by member NAME: forwarded there).
+pub async fn member_state(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Json(post): Json<ClusterMemberStatePost>,
+) -> ApiResult {
+    answer(&s, Request::ClusterMemberState { name, post }).await
 }
 
 pub async fn accept(State(s): State<AppState>, Json(post): Json<ClusterAcceptPost>) -> ApiResult {

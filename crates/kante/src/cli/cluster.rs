@@ -28,6 +28,23 @@ pub enum ClusterCmd {
     },
     /// Show one member: [REMOTE:]NAME
     Show { name: String },
+    /// Evacuate a member: move or stop its instances (each by its cluster.evacuate), place nothing there: [REMOTE:]NAME
+    Evacuate {
+        name: String,
+        /// Force one action for every instance: stop or migrate
+        #[arg(long = "action")]
+        action: Option<String>,
+        /// Accepted for lxc compatibility (kante does not ask)
+        #[arg(long)]
+        force: bool,
+    },
+    /// Restore an evacuated member: bring its instances back and start those it stopped: [REMOTE:]NAME
+    Restore {
+        name: String,
+        /// Accepted for lxc compatibility (kante does not ask)
+        #[arg(long)]
+        force: bool,
+    },
     /// Remove a member (refused while it holds instances, unless --force): [REMOTE:]NAME
     #[command(visible_alias = "rm")]
     Remove {

@@ -2,11 +2,13 @@
 //! `lxc cluster` does: `enable` and `join` wait for their operation;
 //! `add` prints the join token (base64 of the token operation's
 //! metadata, LXD's format); `list` shows each member's state (ONLINE while
-//! its heartbeat lease lives) and roles. `kante service list` shows
+//! its heartbeat lease lives, EVACUATED from `evacuate` to `restore`)
+//! and roles; `evacuate`/`restore` wait for their operation. `kante
+//! service list` shows
 //! `GET /1.0/services` (a Kante extension).
 
 use anyhow::{bail, Result};
-use kante_api::cluster::{ClusterJoinToken, ClusterMember, ClusterPut};
+use kante_api::cluster::{ClusterJoinToken, ClusterMember, ClusterMemberStatePost, ClusterPut};
 use kante_client::Client;
 
 use super::{print_list, to_yaml};
@@ -99,6 +101,14 @@ pub async fn run(c: &Client, cmd: ClusterCmd) -> Result<i32> {
                 .await?;
             print!("{}", to_yaml(&m)?);
         }
+        ClusterCmd::Evacuate { name, action, .. } => {
+            member_state(c, &name, "evacuate", action.unwrap_or_default()).await?;
+            println!("Member {name} evacuated");
+        }
+        ClusterCmd::Restore { name, .. } => {
+            member_state(c, &name, "restore", String::new()).await?;
+            println!("Member {name} restored");
+        }
         ClusterCmd::Remove { name, force } => {
             let mut path = format!("/1.0/cluster/members/{}", kante_client::path_segment(&name));
             if force {
@@ -109,6 +119,21 @@ pub async fn run(c: &Client, cmd: ClusterCmd) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// `POST /1.0/cluster/members/NAME/state` (as lxc's `cluster
+/// evacuate|restore`), its operation waited for.
+async fn member_state(c: &Client, name: &str, action: &str, mode: String) -> Result<()> {
+    let post = ClusterMemberStatePost {
+        action: action.into(),
+        mode,
+    };
+    let path = format!(
+        "/1.0/cluster/members/{}/state",
+        kante_client::path_segment(name)
+    );
+    c.finish(c.post(&path, &post).await?).await?;
+    Ok(())
 }
 
 /// `kante service …`.

@@ -223,7 +223,9 @@ pub fn route(cfg: &Config, cmd: &mut Command) -> Result<String> {
             ClusterCmd::List { remote, .. } => r.opt(remote)?,
             ClusterCmd::Add { name }
             | ClusterCmd::Show { name }
-            | ClusterCmd::Remove { name, .. } => r.arg(name)?,
+            | ClusterCmd::Remove { name, .. }
+            | ClusterCmd::Evacuate { name, .. }
+            | ClusterCmd::Restore { name, .. } => r.arg(name)?,
         },
         Command::Service(ServiceCmd::List { remote, .. }) => r.opt(remote)?,
         Command::Remote(_)
