@@ -346,6 +346,18 @@ impl Cgroup {
         self.unified_dir()
     }
 
+    /// True when this cgroup can use `controller`: a v1 hierarchy carries
+    /// it, or its unified `cgroup.controllers` lists it. A host (or an outer
+    /// container) may offer none: then limits of that kind cannot be set.
+    pub fn offers(&self, controller: &str) -> bool {
+        if self.is_v1(controller) {
+            return true;
+        }
+        self.unified_dir()
+            .and_then(|d| fs::read_to_string(d.join("cgroup.controllers")).ok())
+            .is_some_and(|list| list.split_whitespace().any(|c| c == controller))
+    }
+
     /// True when `controller` is handled by a v1 hierarchy.
     pub fn is_v1(&self, controller: &str) -> bool {
         self.layout.v1_with(controller).is_some()
@@ -664,5 +676,32 @@ mod tests {
         )
         .exec_leaf()
         .is_none());
+    }
+
+    /// A controller is offered by a v1 hierarchy or by the unified
+    /// `cgroup.controllers` (a nested host may list none).
+    #[test]
+    fn offers_reads_v1_hierarchies_and_unified_controllers() {
+        let hybrid = Cgroup::new(CgroupLayout::parse(HYBRID), "kante/c1");
+        assert!(hybrid.offers("memory") && hybrid.offers("cpuset"));
+        let root = std::env::temp_dir().join(format!("kante-offers-{}", std::process::id()));
+        let dir = root.join("kante/c1");
+        fs::create_dir_all(&dir).unwrap();
+        let v2 = Cgroup::new(
+            CgroupLayout {
+                v1: vec![],
+                unified: Some(root.clone()),
+            },
+            "kante/c1",
+        );
+        fs::write(dir.join("cgroup.controllers"), "\n").unwrap();
+        assert!(!v2.offers("memory"));
+        fs::write(
+            dir.join("cgroup.controllers"),
+            "cpuset cpu io memory pids\n",
+        )
+        .unwrap();
+        assert!(v2.offers("memory") && v2.offers("pids") && !v2.offers("hugetlb"));
+        fs::remove_dir_all(&root).unwrap();
     }
 }

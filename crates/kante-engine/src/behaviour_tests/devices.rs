@@ -90,6 +90,35 @@ async fn limits_are_written_to_the_cgroup_at_start() {
     assert_eq!(cgroup_file(&host, &engine, "c1", "cpu.max"), "max 100000");
 }
 
+/// A nested host's cgroup2 may offer no controllers: an instance without
+/// limits still starts (nothing is written), one that asks for a limit is
+/// refused with the reason.
+#[tokio::test]
+async fn limits_need_the_controllers_the_host_offers() {
+    let host = TestHost::new();
+    let engine = host.open().await;
+    host.runtime.offer_controllers("");
+    host.import_image(&engine, "img").await;
+    host.create(&engine, "plain", "img", &[]).await;
+    testing::start(&engine, "plain").await;
+    let dir = host
+        .runtime
+        .cgroup_dir(&engine.paths.instance_cgroup("plain"));
+    for file in ["memory.max", "pids.max", "cpu.max", "cpuset.cpus"] {
+        assert!(!dir.join(file).exists(), "{file} written");
+    }
+    host.create(&engine, "limited", "img", &[("limits.memory", "256MiB")])
+        .await;
+    let done = testing::wait(&testing::state(&engine, "limited", "start", false).await).await;
+    assert_eq!(done.status, "Failure");
+    assert!(
+        done.err
+            .contains("limits.memory needs the cgroup memory controller"),
+        "{}",
+        done.err
+    );
+}
+
 #[tokio::test]
 async fn limits_change_live_and_the_report_says_so() {
     let host = TestHost::new();

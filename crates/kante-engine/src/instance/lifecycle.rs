@@ -472,6 +472,19 @@ impl Engine {
     /// Applies `limits.*` to a running container's cgroup.
     pub(crate) fn apply_limits(&self, c: &Container, econfig: &ConfigMap) -> Result<()> {
         let cg = self.runtime.cgroup(c);
+        // A controller the host does not offer (a nested host's cgroup2
+        // may carry none) is left alone unless a key asks for its limit.
+        let offered = |ctrl: &str, keys: &[&str]| -> Result<bool> {
+            if cg.offers(ctrl) {
+                return Ok(true);
+            }
+            match keys.iter().find(|k| econfig.contains_key(**k)) {
+                Some(k) => Err(EngineError::bad(format!(
+                    "{k} needs the cgroup {ctrl} controller, which this host does not offer"
+                ))),
+                None => Ok(false),
+            }
+        };
         let set = |ctrl: &str, v1: &str, v2: &str, value: String| -> Result<()> {
             let file = if cg.is_v1(ctrl) { v1 } else { v2 };
             cg.write(ctrl, file, &value)
@@ -487,9 +500,10 @@ impl Engine {
         let swap = econfig
             .get("limits.memory.swap")
             .is_none_or(|v| is_true(Some(v)));
-        let limited = cg
-            .set_memory(mem, swap)
-            .map_err(|e| EngineError::bad(format!("Applying limits.memory: {e}")))?;
+        let limited = !offered("memory", &["limits.memory", "limits.memory.swap"])?
+            || cg
+                .set_memory(mem, swap)
+                .map_err(|e| EngineError::bad(format!("Applying limits.memory: {e}")))?;
         if !limited {
             tracing::warn!(cgroup = %cg.rel(), "limits.memory.swap=false: the host kernel does not account swap (no memsw/swap.max); swap is not limited");
         }
@@ -506,7 +520,9 @@ impl Engine {
             .map(|c| c.to_string())
             .collect::<Vec<_>>()
             .join(",");
-        set("cpuset", "cpuset.cpus", "cpuset.cpus", list)?;
+        if offered("cpuset", &["limits.cpu"])? {
+            set("cpuset", "cpuset.cpus", "cpuset.cpus", list)?;
+        }
         // CPU allowance: a percentage is a relative share, a time slice a hard quota.
         let (shares, quota, period) = match econfig.get("limits.cpu.allowance") {
             Some(v) => match units::parse_cpu_allowance(v).map_err(EngineError::bad)? {
@@ -520,7 +536,8 @@ impl Engine {
             },
             None => (1024, -1, 100_000),
         };
-        if cg.is_v1("cpu") {
+        if !offered("cpu", &["limits.cpu.allowance"])? {
+        } else if cg.is_v1("cpu") {
             set("cpu", "cpu.shares", "", shares.max(2).to_string())?;
             set("cpu", "cpu.cfs_period_us", "", period.to_string())?;
             set("cpu", "cpu.cfs_quota_us", "", quota.to_string())?;
@@ -542,7 +559,9 @@ impl Engine {
             .get("limits.processes")
             .cloned()
             .unwrap_or_else(|| "max".into());
-        set("pids", "pids.max", "pids.max", procs)?;
+        if offered("pids", &["limits.processes"])? {
+            set("pids", "pids.max", "pids.max", procs)?;
+        }
         Ok(())
     }
 

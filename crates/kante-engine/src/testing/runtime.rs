@@ -72,6 +72,8 @@ struct State {
     stubborn: BTreeSet<String>,
     /// The last spec each instance was started with.
     specs: BTreeMap<String, ContainerSpec>,
+    /// `cgroup.controllers` of new cgroups (`None`: all of them).
+    controllers: Option<String>,
 }
 
 /// See the module docs.
@@ -185,6 +187,12 @@ impl FakeRuntime {
         self.st().stubborn.insert(name.to_string());
     }
 
+    /// New cgroups list only `controllers` (space-separated) as offered, as
+    /// a nested host's cgroup2 may.
+    pub fn offer_controllers(&self, controllers: &str) {
+        self.st().controllers = Some(controllers.to_string());
+    }
+
     /// The directory of a cgroup (relative path as the engine names it).
     pub fn cgroup_dir(&self, rel: &str) -> PathBuf {
         self.cgroup_root.join(rel)
@@ -232,8 +240,13 @@ impl Runtime for FakeRuntime {
         std::fs::create_dir_all(&spec.runtime_dir)?;
         let cg = self.cgroup_dir(&spec.cgroup);
         std::fs::create_dir_all(&cg)?;
+        let offered = self.st().controllers.clone();
+        let offered = offered.unwrap_or_else(|| "cpuset cpu io memory pids".into());
+        std::fs::write(cg.join("cgroup.controllers"), format!("{offered}\n"))?;
         // A host that accounts swap has this file.
-        std::fs::write(cg.join("memory.swap.max"), "max")?;
+        if offered.split_whitespace().any(|c| c == "memory") {
+            std::fs::write(cg.join("memory.swap.max"), "max")?;
+        }
         // Not under the state lock: `prepare` makes NICs (the fake netlink).
         if let Err(e) = prepare(pid) {
             self.record(format!("abort {} {e}", spec.name));
