@@ -277,10 +277,11 @@ impl EtcdState {
 
     /// Reads `key` (relative) from etcd itself, not the cache.
     pub(crate) async fn get_live(&self, key: &str) -> Result<Option<KeyValue>> {
-        let mut resp: GetResponse = bounded(
-            self.timeout,
-            self.client.kv_client().get(self.key(key), None),
-        )
+        let key = self.key(key);
+        let mut resp: GetResponse = reading(self.timeout, || {
+            let (mut kv, key) = (self.client.kv_client(), key.clone());
+            async move { kv.get(key, None).await }
+        })
         .await?;
         Ok(resp.take_kvs().into_iter().next())
     }
@@ -288,11 +289,11 @@ impl EtcdState {
     /// Reads every key under `dir` (relative) from etcd itself, with the
     /// revision of the read.
     pub(crate) async fn dir_live(&self, dir: &str) -> Result<(Vec<KeyValue>, i64)> {
-        let options = GetOptions::new().with_prefix();
-        let mut resp: GetResponse = bounded(
-            self.timeout,
-            self.client.kv_client().get(self.key(dir), Some(options)),
-        )
+        let dir = self.key(dir);
+        let mut resp: GetResponse = reading(self.timeout, || {
+            let (mut kv, dir) = (self.client.kv_client(), dir.clone());
+            async move { kv.get(dir, Some(GetOptions::new().with_prefix())).await }
+        })
         .await?;
         let revision = resp.header().map(|h| h.revision()).unwrap_or_default();
         Ok((resp.take_kvs(), revision))
@@ -303,19 +304,23 @@ impl EtcdState {
     /// that just lost its quorum (a leader that has not stepped down yet)
     /// sits in its log and is applied when the quorum returns, long after
     /// its caller was told it failed; the read before it fails instead,
-    /// with no effect.
+    /// with no effect, and is tried again while the failure is transient
+    /// (a leader election after a member stopped, as in a rolling restart).
     pub(crate) async fn quorate<T>(
         &self,
         write: impl std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
     ) -> Result<T> {
-        let mut kv = self.client.kv_client();
+        let start = tokio::time::Instant::now();
         let probe = self.key(keys::CONFIG);
-        bounded(self.timeout, async move {
-            kv.get(probe, Some(GetOptions::new().with_count_only()))
-                .await?;
-            write.await
+        reading(self.timeout, || {
+            let (mut kv, probe) = (self.client.kv_client(), probe.clone());
+            async move {
+                kv.get(probe, Some(GetOptions::new().with_count_only()))
+                    .await
+            }
         })
-        .await
+        .await?;
+        bounded(self.timeout.saturating_sub(start.elapsed()), write).await
     }
 
     /// Runs a transaction; when it succeeded, waits for the cache to hold
@@ -358,6 +363,44 @@ pub(crate) async fn bounded<T>(
         Err(_) => Err(StoreError::Unavailable(format!(
             "etcd did not answer within {timeout:?}"
         ))),
+    }
+}
+
+/// A read from etcd (safe to repeat), tried again while it fails
+/// transiently ([`transient`]), all within `timeout`.
+pub(crate) async fn reading<T, F, Fut>(timeout: Duration, mut call: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
+{
+    let attempts = async {
+        loop {
+            match call().await {
+                Err(e) if transient(&e) => {
+                    tracing::debug!(
+                        "etcd read failed transiently, trying again: {}",
+                        describe(&e)
+                    );
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+                other => return other,
+            }
+        }
+    };
+    bounded(timeout, attempts).await
+}
+
+/// The pause between tries of a transiently failed read.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+/// Whether an etcd error may pass by itself: no leader for the moment
+/// (an election), a leader that changed under a linearizable read, an
+/// endpoint that went away (the client goes on with the others).
+fn transient(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::GRpcStatus(s) => s.code() == tonic::Code::Unavailable,
+        etcd_client::Error::TransportError(_) => true,
+        _ => false,
     }
 }
 
