@@ -19,7 +19,9 @@
 //!   seen on every host.
 //! * **Host cut off**: h3's uplink port is set down inside its namespace.
 //!   h3 keeps serving its instance, its cluster writes fail fast; h1 and
-//!   h2 go on writing and see h3 OFFLINE within the lease; once the link
+//!   h2 go on writing and see h3 OFFLINE within the lease; h3's list
+//!   shows h1's and h2's instances as ERROR, marked stale with the age of
+//!   its view; once the link
 //!   is back h3 is ONLINE and has the profile h1 made meanwhile.
 
 use std::time::{Duration, Instant};
@@ -254,6 +256,28 @@ fn a_member_serves_its_own_instances_without_quorum_or_uplink() {
             m.iter().all(|r| r.message.contains("as last seen")),
             "h3 does not say its view is stale: {m:?}"
         );
+        // Its list: its own instance live, the others' from the cluster's
+        // records, marked stale with the view's age.
+        let o = lab.host_kante(3, &["list", "-f", "csv", "-c", "nsL"]);
+        let (out, err) = (
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr),
+        );
+        assert!(o.status.success(), "{out}{err}");
+        for row in ["c1,ERROR,h1", "c2,ERROR,h2", "c3,RUNNING,h3"] {
+            assert!(
+                out.lines().any(|l| l == row),
+                "h3's list lacks {row}: {out}"
+            );
+        }
+        for member in ["h1", "h2"] {
+            assert!(
+                err.contains(&format!(
+                    "Cluster member {member} is unreachable (stale: as the cluster was seen "
+                )),
+                "h3's list does not mark {member}'s instances stale: {err}"
+            );
+        }
         // h1 and h2 still serve theirs.
         for i in 1..=2 {
             let said = on(&lab, i, &["exec", &format!("c{i}"), "--", "echo", "ok"]);

@@ -5,7 +5,9 @@
 //! recursion and `filter=`, each with `location` set to its member. A
 //! member that is offline or does not answer is shown from the shared
 //! reservations: its instances' names with status `Error`, so the user
-//! sees they exist; a log line says so.
+//! sees they exist, and a description naming the member (and, while the
+//! cluster's store is unreachable, the age of the view); a log line says
+//! so.
 
 use std::collections::BTreeMap;
 
@@ -24,13 +26,26 @@ enum Got {
     Full(Vec<InstanceFull>),
 }
 
+/// What an instance of an unreachable member says of itself: the
+/// member, and the age of the view it comes from while the cluster's
+/// store is unreachable (`kante list` repeats it on stderr).
+pub(crate) fn unreachable_note(member: &str, view_age: Option<std::time::Duration>) -> String {
+    match view_age {
+        None => format!("Cluster member {member} is unreachable"),
+        Some(age) => format!(
+            "Cluster member {member} is unreachable (stale: as the cluster was seen {}s ago)",
+            age.as_secs()
+        ),
+    }
+}
+
 /// An instance known only by its reservation on a member that did not
 /// answer.
-fn unreachable(name: &str, member: &str) -> Instance {
+fn unreachable(name: &str, member: &str, view_age: Option<std::time::Duration>) -> Instance {
     let doc = serde_json::json!({
         "architecture": "", "config": {}, "devices": {}, "ephemeral": false,
         "profiles": [], "stateful": false,
-        "description": format!("Cluster member {member} is unreachable"),
+        "description": unreachable_note(member, view_age),
         "created_at": "1970-01-01T00:00:00Z", "expanded_config": {},
         "expanded_devices": {}, "name": name, "status": "Error",
         "status_code": 400, "last_used_at": "1970-01-01T00:00:00Z",
@@ -158,7 +173,7 @@ impl Engine {
                         "cluster member did not answer the instance list ({why}): its instances are shown from the shared reservations as Error"
                     );
                     for name in names {
-                        let i = unreachable(name, &member);
+                        let i = unreachable(name, &member, self.cluster.view_age());
                         let doc = serde_json::to_value(&i).unwrap_or_default();
                         if !crate::front::filter::matches(filter, &doc).unwrap_or(true) {
                             continue;
@@ -182,5 +197,23 @@ impl Engine {
             Got::Records(v) => Reply::Instances(v),
             Got::Full(v) => Reply::InstancesFull(v),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_members_instance_says_how_old_its_view_is() {
+        let i = unreachable("c3", "h3", None);
+        assert_eq!(i.status, "Error");
+        assert_eq!(i.location, "h3");
+        assert_eq!(i.description, "Cluster member h3 is unreachable");
+        let i = unreachable("c3", "h3", Some(std::time::Duration::from_millis(42_900)));
+        assert_eq!(
+            i.description,
+            "Cluster member h3 is unreachable (stale: as the cluster was seen 42s ago)"
+        );
     }
 }

@@ -62,6 +62,13 @@ impl Manager {
         out
     }
 
+    /// How old this member's view of the cluster is while etcd is
+    /// unreachable (`None` while the watch keeps it current, or when not
+    /// clustered).
+    pub fn view_age(&self) -> Option<std::time::Duration> {
+        self.current().and_then(|(_, etcd)| etcd.stale_for())
+    }
+
     /// Every member, by name.
     pub fn members(&self) -> Result<Vec<ClusterMember>> {
         let (_, etcd) = self.clustered()?;

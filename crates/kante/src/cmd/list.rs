@@ -293,6 +293,7 @@ pub async fn run(c: &Client, args: ListArgs) -> Result<i32> {
     if args.columns == DEFAULT_COLUMNS && clustered {
         cols.push(Column::Location);
     }
+    warn_unreachable(&list);
     match args.format {
         Format::Json => println!("{}", serde_json::to_string(&list)?),
         Format::Yaml => print!("{}", serde_yaml::to_string(&list)?),
@@ -303,6 +304,25 @@ pub async fn run(c: &Client, args: ListArgs) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// One line on stderr per cluster member that did not answer the list:
+/// its instances are shown as ERROR from the cluster's records (the
+/// server says so in their description, with the view's age when stale).
+fn warn_unreachable(list: &[InstanceFull]) {
+    let mut seen = std::collections::BTreeSet::new();
+    for f in list {
+        let i = &f.instance;
+        if i.status == "Error"
+            && i.description.starts_with("Cluster member ")
+            && seen.insert(i.description.clone())
+        {
+            eprintln!(
+                "Warning: {}: its instances are listed as ERROR from the cluster's records",
+                i.description
+            );
+        }
+    }
 }
 
 #[cfg(test)]
