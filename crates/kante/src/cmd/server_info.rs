@@ -32,16 +32,19 @@ pub async fn pool_resources(c: &Client, pool: &str) -> Result<i32> {
     Ok(0)
 }
 
-/// lxc's `GetByteSizeStringIEC(size, 0)`: whole binary units (`32KiB`).
+/// lxc's `GetByteSizeStringIEC(size, 0)`: binary units, no decimals (`32KiB`).
 fn size_iec_whole(bytes: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes;
-    let mut unit = 0;
-    while value >= 1024 && value % 1024 == 0 && unit + 1 < units.len() {
-        value /= 1024;
-        unit += 1;
+    if bytes < 1024 {
+        return format!("{bytes}B");
     }
-    format!("{value}{}", units[unit])
+    let mut value = bytes as f64;
+    for unit in ["KiB", "MiB", "GiB", "TiB", "PiB"] {
+        value /= 1024.0;
+        if value < 1024.0 {
+            return format!("{value:.0}{unit}");
+        }
+    }
+    format!("{value:.0}PiB")
 }
 
 fn cpu(out: &mut String, s: &CpuSocket, prefix: &str) {
@@ -275,5 +278,6 @@ Disk:
         assert_eq!(render_resources(&r), expected);
         assert_eq!(size_iec_whole(32768), "32KiB");
         assert_eq!(size_iec_whole(1000), "1000B");
+        assert_eq!(size_iec_whole(6 << 20), "6MiB");
     }
 }
