@@ -246,10 +246,28 @@ fn instances_are_copied_and_moved_between_two_kanteds_by_the_cli() {
         let e = t.fails(&["move", "a:c1/s0", "b:c5"]);
         assert!(e.contains("cannot be moved"), "{e}");
 
-        // Move, the source pushing: same MAC, snapshot along, source gone.
-        t.ok(&["move", "a:c1", "b:", "--mode", "push"]);
+        // Move, the source pushing: same MAC, snapshot along, source gone;
+        // lxc's -c and -d applied on the target.
+        t.ok(&[
+            "move",
+            "a:c1",
+            "b:",
+            "--mode",
+            "push",
+            "-c",
+            "user.moved=push",
+            "-d",
+            "root,boot.priority=4",
+        ]);
         assert!(names(&t.a).await.is_empty());
         assert_eq!(names(&t.b).await, vec!["c1"]);
+        let moved = t.b.client.instance("c1").await.unwrap();
+        assert_eq!(moved.config["user.moved"], "push", "{:?}", moved.config);
+        assert_eq!(
+            moved.devices["root"]["boot.priority"], "4",
+            "{:?}",
+            moved.devices
+        );
         assert_eq!(hwaddr(&t.b, "c1").await, mac);
         assert_eq!(snapshots(&t.b, "c1").await, vec!["s0"]);
         assert_eq!(file(&t.b, "c1").await, "two");

@@ -1,6 +1,7 @@
 //! The operator's surface of the CLI against a real daemon: shell
 //! completion through a real bash (names come from the daemon), man
-//! pages, `kante top` reading real counters, and `launch -n/-t` as lxc's.
+//! pages, `kante top` reading real counters, `launch -n/-t` as lxc's, and
+//! the flags a user coming from lxc 5.0.2 reaches for (docs/cli-vs-lxc.md).
 
 use std::process::{Command, Stdio};
 
@@ -249,6 +250,219 @@ fn completion_man_pages_top_and_launch_flags() {
 
         ok(&d, &["delete", "-f", "alpha1", "alpha2", "beta"]);
         ok(&d, &["network", "delete", "ktop0"]);
+        d.shutdown().await;
+    });
+}
+
+/// The rows of `kante ARGS --format csv`, split on commas.
+fn csv(d: &Daemon, args: &[&str]) -> Vec<Vec<String>> {
+    let mut argv = args.to_vec();
+    argv.extend(["--format", "csv"]);
+    ok(d, &argv)
+        .lines()
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect()
+}
+
+/// lxc's `GetByteSizeStringIEC` of a byte count, for comparing `info
+/// --resources` with /proc/meminfo.
+fn iec(bytes: u64) -> String {
+    let mut value = bytes as f64;
+    for unit in ["KiB", "MiB", "GiB", "TiB"] {
+        value /= 1024.0;
+        if value < 1024.0 {
+            return format!("{value:.2}{unit}");
+        }
+    }
+    format!("{value:.2}TiB")
+}
+
+#[test]
+fn flags_users_bring_from_lxc() {
+    run(async {
+        let d = Daemon::start().await;
+        let fp = d.import(TestImage::Busybox).await;
+        ok(&d, &["image", "alias", "create", "bbl", &fp]);
+        ok(&d, &["profile", "create", "extra"]);
+        ok(&d, &["launch", "bbl", "run1"]);
+        ok(&d, &["init", "bbl", "src"]);
+
+        // list --fast (lxc's nsacPt) and --all-projects (one project: a
+        // PROJECT column saying `default`).
+        let fast = csv(&d, &["list", "--fast"]);
+        let src = fast.iter().find(|r| r[0] == "src").unwrap();
+        assert_eq!(src[1], "STOPPED", "{fast:?}");
+        assert_eq!(src[2], std::env::consts::ARCH, "{fast:?}");
+        assert!(src[3].ends_with("UTC"), "created at: {fast:?}");
+        assert_eq!((src[4].as_str(), src[5].as_str()), ("default", "CONTAINER"));
+        let all = csv(&d, &["list", "--all-projects", "-c", "en"]);
+        assert_eq!(all, [["default", "run1"], ["default", "src"]]);
+        let all = csv(&d, &["list", "--all-projects"]);
+        assert!(
+            all.iter().all(|r| r[0] == "default") && all.len() == 2,
+            "{all:?}"
+        );
+        let e = fails(&d, &["list", "--fast", "-c", "n"]);
+        assert!(e.contains("--fast"), "{e}");
+
+        // image list -c: the columns asked for.
+        assert_eq!(
+            csv(&d, &["image", "list", "-c", "lF"]),
+            [["bbl", fp.as_str()]]
+        );
+        let e = fails(&d, &["image", "list", "-c", "lz"]);
+        assert!(e.contains("'z'"), "{e}");
+
+        // init --empty: an instance with an empty root filesystem, no image.
+        ok(&d, &["init", "--empty", "void"]);
+        let void = d.client.instance("void").await.unwrap();
+        assert!(!void.config.contains_key("volatile.base_image"), "{void:?}");
+        let rootfs = d.dir.join("storage-pools/default/containers/void/rootfs");
+        let entries = std::fs::read_dir(&rootfs)
+            .unwrap_or_else(|e| panic!("{}: {e}", rootfs.display()))
+            .count();
+        assert_eq!(entries, 0, "{} is not empty", rootfs.display());
+        let e = fails(&d, &["init", "bbl", "x1", "--empty"]);
+        assert!(e.contains("--empty cannot be combined"), "{e}");
+        ok(&d, &["delete", "void"]);
+
+        // --vm and --console: refused before anything is made or started.
+        let e = fails(&d, &["launch", "bbl", "vm1", "--vm"]);
+        assert!(e.contains("containers only"), "{e}");
+        let e = fails(&d, &["launch", "bbl", "con1", "--console"]);
+        assert!(e.contains("console"), "{e}");
+        let e = fails(&d, &["start", "src", "--console=vga"]);
+        assert!(e.contains("virtual machine"), "{e}");
+        let e = fails(&d, &["restart", "run1", "--console"]);
+        assert!(e.contains("not supported yet"), "{e}");
+        let names = csv(&d, &["list", "-c", "ns"]);
+        assert_eq!(names, [["run1", "RUNNING"], ["src", "STOPPED"]]);
+        let e = fails(&d, &["console", "run1", "--type", "vga"]);
+        assert!(e.contains("containers only"), "{e}");
+        ok(&d, &["console", "run1", "--show-log", "--type", "console"]);
+
+        // stop --stateful: the server refuses (no CRIU), the instance runs on;
+        // start --stateless is a plain start.
+        let e = fails(&d, &["stop", "run1", "--stateful"]);
+        assert!(e.contains("CRIU"), "{e}");
+        ok(&d, &["start", "src", "--stateless"]);
+        let names = csv(&d, &["list", "-c", "ns"]);
+        assert_eq!(names, [["run1", "RUNNING"], ["src", "RUNNING"]]);
+        ok(&d, &["stop", "src", "-f"]);
+
+        // copy -d: the profile's root disk copied into the copy with the key.
+        ok(&d, &["copy", "src", "cp1", "-d", "root,boot.priority=7"]);
+        let cp1 = d.client.instance("cp1").await.unwrap();
+        assert_eq!(
+            cp1.devices["root"]["boot.priority"], "7",
+            "{:?}",
+            cp1.devices
+        );
+        assert!(
+            cp1.devices["root"].contains_key("pool"),
+            "{:?}",
+            cp1.devices
+        );
+        assert!(!d
+            .client
+            .instance("src")
+            .await
+            .unwrap()
+            .devices
+            .contains_key("root"));
+
+        // move -c/-p/-d on one server: renamed with the changes, seen by a
+        // process in the guest; a bad override changes nothing.
+        let e = fails(
+            &d,
+            &["move", "cp1", "cp9", "-c", "user.x=1", "-d", "nosuch,a=b"],
+        );
+        assert!(e.contains("nosuch"), "{e}");
+        let cp1 = d.client.instance("cp1").await.unwrap();
+        assert!(!cp1.config.contains_key("user.x"), "{:?}", cp1.config);
+        ok(
+            &d,
+            &[
+                "move",
+                "cp1",
+                "mv1",
+                "-c",
+                "environment.MOVED=yes",
+                "-p",
+                "extra",
+                "-d",
+                "root,boot.priority=9",
+            ],
+        );
+        let names = csv(&d, &["list", "-c", "n"]);
+        assert_eq!(names, [["mv1"], ["run1"], ["src"]]);
+        let mv1 = d.client.instance("mv1").await.unwrap();
+        assert_eq!(mv1.profiles, ["default", "extra"]);
+        assert_eq!(mv1.devices["root"]["boot.priority"], "9");
+        ok(&d, &["start", "mv1"]);
+        let moved = ok(&d, &["exec", "mv1", "--", "sh", "-c", "echo $MOVED"]);
+        assert_eq!(moved.trim(), "yes");
+        // --no-profiles: mv1 keeps a root disk of its own (from -d above).
+        ok(&d, &["stop", "mv1", "-f"]);
+        ok(&d, &["move", "mv1", "mv2", "--no-profiles"]);
+        assert!(d.client.instance("mv2").await.unwrap().profiles.is_empty());
+
+        // info: the server (no instance) and its hardware, as /proc sees it.
+        let server = ok(&d, &["info"]);
+        assert!(
+            server.contains("api_version: '1.0'") || server.contains("api_version: \"1.0\""),
+            "{server}"
+        );
+        let res = ok(&d, &["info", "--resources"]);
+        let threads = res.lines().filter(|l| l.contains(" (id: ")).count();
+        let cpus = std::fs::read_to_string("/proc/cpuinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| l.starts_with("processor"))
+            .count();
+        assert_eq!(threads, cpus, "{res}");
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+        let kib: u64 = meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.split_whitespace().next())
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            res.contains(&format!("\n  Total: {}\n", iec(kib * 1024))),
+            "{res}"
+        );
+        let e = fails(&d, &["info", "run1", "--resources"]);
+        assert!(e.contains("--resources"), "{e}");
+
+        // storage show --resources: the pool's filesystem, as statvfs says.
+        let pool = ok(&d, &["storage", "show", "default", "--resources"]);
+        let st = nix::sys::statvfs::statvfs(&d.dir.join("storage-pools/default")).unwrap();
+        let space = "space:\n  used: ";
+        assert!(pool.starts_with(space), "{pool}");
+        let totals: Vec<u64> = pool
+            .lines()
+            .filter_map(|l| l.strip_prefix("  total: "))
+            .map(|v| v.parse().unwrap())
+            .collect();
+        let bytes = st.blocks() as u64 * st.fragment_size() as u64;
+        assert_eq!(totals, [bytes, st.files() as u64], "{pool}");
+
+        // cluster add --name / remove --yes: the name reaches the server;
+        // --force asks first (stdin closed: no) unless --yes.
+        let e = fails(&d, &["cluster", "add"]);
+        assert!(e.contains("Missing cluster member name"), "{e}");
+        let e = fails(&d, &["cluster", "add", "--name", "h2"]);
+        assert!(e.contains("not clustered"), "{e}");
+        let e = fails(&d, &["cluster", "remove", "--force", "h2"]);
+        assert!(e.contains("User aborted"), "{e}");
+        let e = fails(&d, &["cluster", "remove", "--force", "--yes", "h2"]);
+        assert!(!e.contains("User aborted"), "{e}");
+
+        ok(&d, &["delete", "-f", "run1", "src", "mv2"]);
+        ok(&d, &["profile", "delete", "extra"]);
+        ok(&d, &["image", "alias", "delete", "bbl"]);
         d.shutdown().await;
     });
 }

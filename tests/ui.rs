@@ -10,8 +10,12 @@
 //! resource timings, cold cache, without xterm.js), that an instance
 //! launched from the CLI appears without a reload or a list poll (from
 //! `/1.0/events`), that stop and start from the page change what `kante
-//! list` shows, that a snapshot taken, restored and deleted from the page
-//! is counted by the CLI, that the console runs `hostname` in the instance
+//! list` shows, that a restart from the page gives the instance a new init
+//! (another PID in `kante list`) and leaves it running, that a snapshot
+//! taken, restored and deleted from the page is counted by the CLI, that
+//! deleting an instance from the page needs its confirmation (Cancel and
+//! Escape keep it; the dialog is screenshot and passes axe) and then the
+//! CLI no longer lists it, that the console runs `hostname` in the instance
 //! (and a window resize reaches its tty), and that
 //! `kante config trust remove` ends the session. Screenshots of each view
 //! are kept in `target/ui-artifacts/`. This file checks the script's
@@ -133,31 +137,51 @@ fn a_browser_logs_in_watches_acts_and_opens_a_console() {
         assert_eq!(report["console"], "web1", "{report}");
         assert_eq!(report["eventRow"], "web2", "{report}");
         for view in [
-            "login", "overview", "instance", "console", "networks", "storage",
+            "login",
+            "overview",
+            "instance",
+            "console",
+            "networks",
+            "storage",
+            "confirm-delete",
         ] {
             let png = artifacts.join(format!("{view}.png"));
             let len = std::fs::metadata(&png).map(|m| m.len()).unwrap_or(0);
             assert!(len > 1000, "{} is missing or empty", png.display());
         }
-        for view in ["login", "overview", "instance", "networks", "storage"] {
+        for view in [
+            "login", "overview", "instance", "networks", "storage", "confirm",
+        ] {
             assert!(
                 report["axe"][view].is_array(),
                 "no axe run on {view}: {report}"
             );
         }
 
-        // From outside: the page's stop and start left web1 running, the
-        // CLI's launch is there, and the removed session is gone.
+        let (before, after) = (&report["restart"]["before"], &report["restart"]["after"]);
+        assert!(
+            before.as_u64().is_some() && after.as_u64().is_some() && before != after,
+            "restart from the page: {report}"
+        );
+        assert_eq!(report["deleted"], "web2", "{report}");
+
+        // From outside: the page's stop, start and restart left web1
+        // running, web2 (launched by the CLI) was deleted from the page,
+        // and the removed session is gone.
         let list = kante_ok(&d, &["list", "-c", "ns", "--format", "csv"]);
-        assert!(list.contains("web1,RUNNING"), "{list}");
-        assert!(list.contains("web2,RUNNING"), "{list}");
+        assert_eq!(list.trim(), "web1,RUNNING", "{list}");
+        assert!(
+            d.client
+                .instance("web2")
+                .await
+                .is_err_and(|e| e.is_not_found()),
+            "web2 is still there"
+        );
         let trust = kante_ok(&d, &["config", "trust", "list", "--format", "csv"]);
         assert!(!trust.contains("ui-browser"), "{trust}");
 
-        for n in ["web1", "web2"] {
-            d.client.stop_instance(n, true, -1).await.unwrap();
-            d.client.delete_instance(n).await.unwrap();
-        }
+        d.client.stop_instance("web1", true, -1).await.unwrap();
+        d.client.delete_instance("web1").await.unwrap();
         d.client.delete("/1.0/networks/ktui0").await.unwrap();
         d.shutdown().await;
     });

@@ -46,6 +46,12 @@ function cliState(name) {
   return line ? line.split(',')[1].trim() : null;
 }
 
+/** The CLI's view of an instance's init PID (`kante list -c np`). */
+function cliPid(name) {
+  const line = kante('list', '-c', 'np', '--format', 'csv').split('\n').find((l) => l.startsWith(`${name},`));
+  return line ? line.split(',')[1].trim() : null;
+}
+
 async function shot(page, name) {
   const file = path.join(ART, `${name}.png`);
   await page.screenshot({ path: file, fullPage: true });
@@ -192,6 +198,16 @@ try {
   await detailState.filter({ hasText: 'Running' }).waitFor({ timeout: TIMEOUT });
   assert.equal(cliState(NAME), 'RUNNING');
   result.stopStart = 'ok';
+  // Restart: a new init (another PID), running again, as the CLI sees it.
+  const pidBefore = cliPid(NAME);
+  assert.ok(/^\d+$/.test(pidBefore), `no PID for ${NAME}: ${pidBefore}`);
+  await action('Restart');
+  await page.getByRole('status').filter({ hasText: `Restart ${NAME}: done.` }).waitFor({ timeout: TIMEOUT });
+  await detailState.filter({ hasText: 'Running' }).waitFor({ timeout: TIMEOUT });
+  assert.equal(cliState(NAME), 'RUNNING');
+  const pidAfter = cliPid(NAME);
+  assert.ok(/^\d+$/.test(pidAfter) && pidAfter !== pidBefore, `restart kept init ${pidBefore} (now ${pidAfter})`);
+  result.restart = { before: Number(pidBefore), after: Number(pidAfter) };
   // A snapshot, restored, then deleted; the CLI counts them.
   const snapshots = () => kante('list', NAME, '-c', 'nS', '--format', 'csv').trim();
   await action('Snapshot');
@@ -252,7 +268,41 @@ try {
   await accessible(page, 'storage');
   await shot(page, 'storage');
 
-  // ----- 8. `kante config trust remove` ends the session. ------------------
+  // ----- 8. Delete from the page: nothing without the confirmation. -------
+  await page.evaluate((n) => { location.hash = `#/instance/${encodeURIComponent(n)}`; }, NEW);
+  await page.getByRole('heading', { name: `Instance ${NEW}` }).waitFor({ timeout: TIMEOUT });
+  await detailState.filter({ hasText: 'Running' }).waitFor({ timeout: TIMEOUT });
+  await action('Stop');
+  await detailState.filter({ hasText: 'Stopped' }).waitFor({ timeout: TIMEOUT });
+  assert.equal(cliState(NEW), 'STOPPED');
+  const deleteButton = page.getByRole('group', { name: 'Actions' }).getByRole('button', { name: 'Delete', exact: true });
+  const confirm = page.getByRole('dialog');
+  await deleteButton.click();
+  await confirm.waitFor({ timeout: TIMEOUT });
+  const question = await confirm.locator('#confirm-text').innerText();
+  assert.ok(question.includes(`Delete instance ${NEW}`), `the dialog asks: ${question}`);
+  await accessible(page, 'confirm');
+  await shot(page, 'confirm-delete');
+  // Cancelled, and dismissed with Escape: still there.
+  await confirm.getByRole('button', { name: 'Cancel', exact: true }).click();
+  await confirm.waitFor({ state: 'hidden', timeout: TIMEOUT });
+  assert.equal(cliState(NEW), 'STOPPED', 'Cancel deleted the instance');
+  await deleteButton.click();
+  await confirm.waitFor({ timeout: TIMEOUT });
+  await page.keyboard.press('Escape');
+  await confirm.waitFor({ state: 'hidden', timeout: TIMEOUT });
+  assert.equal(cliState(NEW), 'STOPPED', 'Escape deleted the instance');
+  // Confirmed: gone from the page and from the CLI.
+  await deleteButton.click();
+  await confirm.waitFor({ timeout: TIMEOUT });
+  await confirm.getByRole('button', { name: 'Delete', exact: true }).click();
+  await page.getByRole('status').filter({ hasText: `Delete ${NEW}: done.` }).waitFor({ timeout: TIMEOUT });
+  await row(NAME).waitFor({ timeout: TIMEOUT });
+  assert.equal(await row(NEW).count(), 0, `${NEW} is still listed on the page`);
+  assert.equal(cliState(NEW), null, `the CLI still lists ${NEW}`);
+  result.deleted = NEW;
+
+  // ----- 9. `kante config trust remove` ends the session. ------------------
   const trust = kante('config', 'trust', 'list', '--format', 'csv');
   assert.ok(trust.split('\n').some((l) => l.startsWith('ui-browser,ui,')), `no session in the trust store: ${trust}`);
   kante('config', 'trust', 'remove', 'ui-browser');

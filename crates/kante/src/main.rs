@@ -145,13 +145,18 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         return cmd::migrate::run(&remotes, cmd::migrate::Request::new(cross, command)).await;
     }
     let target = remote::route::route(&remotes, &mut command)?;
-    if let Command::Image(cli::ImageCmd::List { filters, format }) = &command {
+    if let Command::Image(cli::ImageCmd::List {
+        filters,
+        format,
+        columns,
+    }) = &command
+    {
         if remotes
             .remotes
             .get(&target)
             .is_some_and(|r| r.protocol == "simplestreams")
         {
-            return cmd::image_streams::list(&remotes, &target, filters, *format).await;
+            return cmd::image_streams::list(&remotes, &target, filters, columns, *format).await;
         }
     }
     let client = remote::connect::client(&remotes, &target)?;
@@ -177,7 +182,13 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             cmd::host::init_auto(c, &args.network_name).await.map(|_| 0)
         }
         Command::Init(args) => cmd::lifecycle::init(c, args.create).await.map(|_| 0),
-        Command::Start { names, all } => {
+        Command::Start {
+            names,
+            all,
+            console,
+            ..
+        } => {
+            cmd::lifecycle::check_console(console.as_deref())?;
             let names = if all {
                 cmd::lifecycle::all_instances(c, false).await?
             } else {
@@ -190,20 +201,25 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             all,
             force,
             timeout,
+            stateful,
+            console,
         } => {
+            cmd::lifecycle::check_console(console.as_deref())?;
             let names = if all {
                 cmd::lifecycle::all_instances(c, true).await?
             } else {
                 names
             };
-            cmd::lifecycle::stop(c, &names, force, timeout).await
+            cmd::lifecycle::stop(c, &names, force, timeout, stateful).await
         }
         Command::Restart {
             names,
             all,
             force,
             timeout,
+            console,
         } => {
+            cmd::lifecycle::check_console(console.as_deref())?;
             let names = if all {
                 cmd::lifecycle::all_instances(c, true).await?
             } else {
@@ -239,8 +255,24 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Import(args) => cmd::export::import(c, args).await,
         Command::Publish(args) => cmd::publish::run(c, args).await,
         Command::List(args) => cmd::list::run(c, args).await,
-        Command::Info { name, show_log } => cmd::info::info(c, &name, show_log).await,
-        Command::Console { name, show_log } => cmd::info::console(c, &name, show_log).await,
+        Command::Info {
+            name,
+            show_log,
+            resources,
+        } => match name {
+            Some(name) => cmd::info::info(c, &name, show_log).await,
+            None => cmd::server_info::server_info(c, resources).await,
+        },
+        Command::Console {
+            name,
+            show_log,
+            kind,
+        } => {
+            if kind != "console" || !show_log {
+                cmd::lifecycle::check_console(Some(&kind))?;
+            }
+            cmd::info::console(c, &name, show_log).await
+        }
         Command::Exec(args) => cmd::exec::run(c, args).await,
         Command::File(f) => cmd::file::run(c, f).await,
         Command::Image(i) => cmd::image::run(c, i).await,

@@ -12,8 +12,14 @@ pub enum ClusterCmd {
         #[arg(required = true, num_args = 1..=2)]
         args: Vec<String>,
     },
-    /// Print a one-time join token for a new member NAME: [REMOTE:]NAME
-    Add { name: String },
+    /// Print a one-time join token for a new member NAME: [REMOTE:]NAME,
+    /// or [REMOTE:] --name NAME
+    Add {
+        name: Option<String>,
+        /// Cluster member name (instead of the argument)
+        #[arg(long = "name", value_name = "NAME")]
+        member: Option<String>,
+    },
     /// Join the cluster a token (from `kante cluster add`) names: [REMOTE:] TOKEN
     Join {
         #[arg(required = true, num_args = 1..=2)]
@@ -49,8 +55,13 @@ pub enum ClusterCmd {
     #[command(visible_alias = "rm")]
     Remove {
         name: String,
-        #[arg(long)]
+        /// Remove a member even if it holds instances or is offline (asks
+        /// for confirmation unless --yes)
+        #[arg(short, long)]
         force: bool,
+        /// Don't ask for confirmation of --force
+        #[arg(long)]
+        yes: bool,
     },
 }
 

@@ -2,6 +2,7 @@
 
 mod apply;
 pub mod cluster;
+mod instance;
 pub mod lab;
 mod publish;
 mod remote;
@@ -15,6 +16,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 pub use apply::{ApplyArgs, SiteCmd};
+pub use instance::{CopyArgs, CreateArgs, ExportArgs, ImportArgs, InitArgs, LaunchArgs, ListArgs};
 pub use publish::PublishArgs;
 pub use remote::{RemoteCmd, TrustCmd};
 pub use resources::{NetworkCmd, ProfileCmd, StorageCmd};
@@ -49,6 +51,13 @@ pub enum Command {
         /// Every instance (that is not already in the wanted state)
         #[arg(long, conflicts_with = "names")]
         all: bool,
+        /// Ignore the instance's saved state (Kante never saves one: a
+        /// start is always stateless)
+        #[arg(long)]
+        stateless: bool,
+        /// Attach to the console after the action, as lxc (refused for now: kanted has no console websocket yet)
+        #[arg(long, value_name = "TYPE", num_args = 0..=1, require_equals = true, default_missing_value = "console")]
+        console: Option<String>,
     },
     /// Stop instances
     Stop {
@@ -63,6 +72,12 @@ pub enum Command {
         /// Time to wait for a clean shutdown before failing (-1: forever)
         #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
         timeout: i64,
+        /// Store the instance's running state (needs CRIU; refused by the server)
+        #[arg(long)]
+        stateful: bool,
+        /// Attach to the console after the action, as lxc (refused for now: kanted has no console websocket yet)
+        #[arg(long, value_name = "TYPE", num_args = 0..=1, require_equals = true, default_missing_value = "console")]
+        console: Option<String>,
     },
     /// Restart instances
     Restart {
@@ -75,6 +90,9 @@ pub enum Command {
         force: bool,
         #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
         timeout: i64,
+        /// Attach to the console after the action, as lxc (refused for now: kanted has no console websocket yet)
+        #[arg(long, value_name = "TYPE", num_args = 0..=1, require_equals = true, default_missing_value = "console")]
+        console: Option<String>,
     },
     /// Freeze instances
     #[command(visible_alias = "freeze")]
@@ -138,13 +156,16 @@ pub enum Command {
     /// List instances
     #[command(visible_alias = "ls")]
     List(ListArgs),
-    /// Show an instance's state and resources
+    /// Show an instance's state and resources, or the server's: [REMOTE:][INSTANCE]
     Info {
         #[arg(add = crate::complete::instances())]
-        name: String,
+        name: Option<String>,
         /// Also show the instance's log
         #[arg(long)]
         show_log: bool,
+        /// Show the resources available to the server (no instance name)
+        #[arg(long, conflicts_with_all = ["name", "show_log"])]
+        resources: bool,
     },
     /// Run a command in an instance
     Exec(ExecArgs),
@@ -190,6 +211,9 @@ pub enum Command {
         /// Print the console log instead of attaching
         #[arg(long)]
         show_log: bool,
+        /// Type of connection: `console` (the serial console); `vga` is refused (no VMs)
+        #[arg(short = 't', long = "type", default_value = "console")]
+        kind: String,
     },
     /// Show client and server versions: [REMOTE:]
     Version { remote: Option<String> },
@@ -225,153 +249,6 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "yaml")]
         format: Format,
     },
-}
-
-#[derive(Args, Debug, Clone)]
-pub struct InitArgs {
-    /// `kante init --auto`: set this host up like `lxd init --auto` (a managed
-    /// bridge with NAT on a free subnet, eth0 of the default profile)
-    #[arg(long, conflicts_with_all = ["image", "name", "config", "profiles", "no_profiles", "ephemeral"])]
-    pub auto: bool,
-    /// Name of the network `--auto` makes
-    #[arg(long, default_value = "kantebr0", requires = "auto")]
-    pub network_name: String,
-    /// `kante init --preseed`: apply LXD's preseed YAML read from stdin (all or nothing)
-    #[arg(long, conflicts_with_all = ["auto", "image", "name", "config", "profiles", "no_profiles", "ephemeral"])]
-    pub preseed: bool,
-    /// `kante init --interactive`: the questions `lxd init` asks, then applied like a preseed
-    #[arg(long, conflicts_with_all = ["auto", "preseed", "image", "name", "config", "profiles", "no_profiles", "ephemeral"])]
-    pub interactive: bool,
-    #[command(flatten)]
-    pub create: CreateArgs,
-}
-
-/// What `launch` and `init` share: the new instance.
-#[derive(Args, Debug, Clone)]
-pub struct CreateArgs {
-    /// Image alias or fingerprint (prefix), `[REMOTE:]IMAGE`
-    #[arg(default_value = "", hide_default_value = true, add = crate::complete::images())]
-    pub image: String,
-    /// Instance name (the server picks one if omitted)
-    pub name: Option<String>,
-    /// Config key/value to apply to the new instance
-    #[arg(short = 'c', long = "config", value_name = "KEY=VALUE")]
-    pub config: Vec<String>,
-    /// Profile to apply (repeatable)
-    #[arg(short = 'p', long = "profile", add = crate::complete::profiles())]
-    pub profiles: Vec<String>,
-    /// Create the instance with no profiles applied
-    #[arg(long)]
-    pub no_profiles: bool,
-    /// Storage pool name
-    #[arg(short = 's', long = "storage", add = crate::complete::pools())]
-    pub storage: Option<String>,
-    /// Ephemeral instance (deleted when stopped)
-    #[arg(short = 'e', long)]
-    pub ephemeral: bool,
-    /// Instance description
-    #[arg(long)]
-    pub description: Option<String>,
-    /// Override a device key of the profiles for this instance: DEVICE,KEY=VALUE
-    #[arg(short = 'd', long = "device", value_name = "DEVICE,KEY=VALUE")]
-    pub device: Vec<String>,
-    /// Network to attach as eth0
-    #[arg(short = 'n', long = "network", add = crate::complete::networks())]
-    pub network: Option<String>,
-    /// Instance type: cCPUS-mGIB (e.g. c2-m4), as LXD's shorthand
-    #[arg(short = 't', long = "type", value_name = "TYPE")]
-    pub instance_type: Option<String>,
-    /// Cluster member to create the instance on (default: the cluster's
-    /// scheduler picks one)
-    #[arg(long)]
-    pub target: Option<String>,
-    /// The image's remote when it is not the instance's (`REMOTE:` split
-    /// off the image by the router): the server downloads from it
-    #[arg(skip)]
-    pub image_remote: Option<String>,
-}
-
-#[derive(Args, Debug)]
-pub struct ExportArgs {
-    #[arg(add = crate::complete::instances())]
-    pub instance: String,
-    /// Where to write the tarball (default: INSTANCE.tar.gz, .tar.zst or .tar)
-    pub file: Option<PathBuf>,
-    /// Leave the snapshots out
-    #[arg(long)]
-    pub instance_only: bool,
-    /// gzip (default), zstd or none
-    #[arg(long, default_value = "gzip")]
-    pub compression: String,
-}
-
-#[derive(Args, Debug)]
-pub struct ImportArgs {
-    pub file: PathBuf,
-    /// Name of the new instance (default: the name in the backup)
-    pub name: Option<String>,
-    /// Storage pool to import into
-    #[arg(short = 's', long = "storage", add = crate::complete::pools())]
-    pub storage: Option<String>,
-}
-
-#[derive(Args, Debug)]
-pub struct CopyArgs {
-    /// INSTANCE or INSTANCE/SNAPSHOT
-    #[arg(add = crate::complete::instances())]
-    pub source: String,
-    /// New instance name (the server picks one if omitted)
-    pub destination: Option<String>,
-    /// Copy the instance without its snapshots
-    #[arg(long)]
-    pub instance_only: bool,
-    /// Copy a stateful instance stateless (the only kind of copy here)
-    #[arg(long)]
-    pub stateless: bool,
-    /// Config key/value to apply to the new instance
-    #[arg(short = 'c', long = "config", value_name = "KEY=VALUE")]
-    pub config: Vec<String>,
-    /// Profile to add to the copy (repeatable)
-    #[arg(short = 'p', long = "profile", add = crate::complete::profiles())]
-    pub profiles: Vec<String>,
-    /// Create the copy with no profiles applied
-    #[arg(long)]
-    pub no_profiles: bool,
-    /// Update an existing copy (only copies what changed)
-    #[arg(long)]
-    pub refresh: bool,
-    /// Make the copy ephemeral
-    #[arg(short = 'e', long)]
-    pub ephemeral: bool,
-    /// Storage pool for the copy
-    #[arg(short = 's', long = "storage", add = crate::complete::pools())]
-    pub storage: Option<String>,
-    /// Transfer mode when the copy goes to another server
-    #[arg(long, value_enum)]
-    pub mode: Option<TransferMode>,
-}
-
-#[derive(Args, Debug)]
-pub struct LaunchArgs {
-    #[command(flatten)]
-    pub create: CreateArgs,
-    /// Wait until the guest's init reports running (or degraded)
-    #[arg(long)]
-    pub wait: bool,
-    /// Seconds to wait with --wait
-    #[arg(long, default_value_t = 120)]
-    pub timeout: u64,
-}
-
-#[derive(Args, Debug)]
-pub struct ListArgs {
-    /// Filters: a name prefix, or key=value (status=running, type=container, config keys)
-    pub filters: Vec<String>,
-    /// Columns, as lxc: shorthand letters (default "ns46tS") or key:NAME entries, comma separated
-    #[arg(short = 'c', long = "columns", default_value = "ns46tS")]
-    pub columns: String,
-    #[arg(short = 'f', long, value_enum, default_value = "table")]
-    pub format: Format,
 }
 
 #[derive(Args, Debug)]
@@ -486,6 +363,10 @@ pub enum ImageCmd {
     #[command(visible_alias = "ls")]
     List {
         filters: Vec<String>,
+        /// Columns, as lxc: l (alias), L (all aliases), f, F (full
+        /// fingerprint), p, d, a, t, s, u
+        #[arg(short = 'c', long = "columns", default_value = "lfpdatsu")]
+        columns: String,
         #[arg(short = 'f', long, value_enum, default_value = "table")]
         format: Format,
     },

@@ -120,7 +120,12 @@ pub enum StorageCmd {
         format: Format,
     },
     /// Show a storage pool as YAML
-    Show { pool: String },
+    Show {
+        pool: String,
+        /// Show the pool's space and inodes instead (as YAML)
+        #[arg(long)]
+        resources: bool,
+    },
     /// Show a storage pool's usage and users
     Info {
         pool: String,

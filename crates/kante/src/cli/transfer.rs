@@ -33,4 +33,16 @@ pub struct MoveArgs {
     /// Storage pool on the target server
     #[arg(short = 's', long = "storage")]
     pub storage: Option<String>,
+    /// Config key/value to apply to the moved instance
+    #[arg(short = 'c', long = "config", value_name = "KEY=VALUE")]
+    pub config: Vec<String>,
+    /// Profile to add to the moved instance's profiles (repeatable)
+    #[arg(short = 'p', long = "profile")]
+    pub profiles: Vec<String>,
+    /// Unset all profiles on the moved instance
+    #[arg(long, conflicts_with = "profiles")]
+    pub no_profiles: bool,
+    /// Override a device key of the moved instance: DEVICE,KEY=VALUE
+    #[arg(short = 'd', long = "device", value_name = "DEVICE,KEY=VALUE")]
+    pub device: Vec<String>,
 }

@@ -35,7 +35,14 @@ pub async fn run(c: &Client, cmd: ClusterCmd) -> Result<i32> {
             c.finish(c.put("/1.0/cluster", &put).await?).await?;
             println!("Clustering enabled: this server is member {name}");
         }
-        ClusterCmd::Add { name } => {
+        ClusterCmd::Add { name, member } => {
+            let name = match (member, name.filter(|n| !n.is_empty())) {
+                (Some(m), None) => m,
+                (None, Some(n)) => n,
+                (Some(m), Some(n)) if m == n => m,
+                (Some(_), Some(_)) => bail!("Give the member name once: as the argument or --name"),
+                (None, None) => bail!("Missing cluster member name"),
+            };
             let body = serde_json::json!({ "server_name": name });
             let resp = c.post("/1.0/cluster/members", &body).await?;
             let op: kante_api::operation::Operation = resp
@@ -109,7 +116,18 @@ pub async fn run(c: &Client, cmd: ClusterCmd) -> Result<i32> {
             member_state(c, &name, "restore", String::new()).await?;
             println!("Member {name} restored");
         }
-        ClusterCmd::Remove { name, force } => {
+        ClusterCmd::Remove { name, force, yes } => {
+            if force && !yes {
+                let question = format!(
+                    "Forcefully removing a member should only be done as a last resort: it leaves \
+                     the cluster even if it holds instances or cannot be reached, and its \
+                     instances are no longer reachable through the cluster.\n\n\
+                     Are you really sure you want to force removing {name}? (yes/no): "
+                );
+                if !super::lifecycle::confirm(&question)? {
+                    bail!("User aborted delete operation");
+                }
+            }
             let mut path = format!("/1.0/cluster/members/{}", kante_client::path_segment(&name));
             if force {
                 path.push_str("?force=1");

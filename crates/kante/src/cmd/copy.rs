@@ -16,6 +16,8 @@ pub struct SourceState {
     pub architecture: String,
     pub config: ConfigMap,
     pub devices: DevicesMap,
+    /// The devices with the profiles' (for `-d` on a profile's device).
+    pub expanded_devices: DevicesMap,
     pub profiles: Vec<String>,
     pub description: String,
 }
@@ -63,6 +65,7 @@ pub fn copy_request(args: &CopyArgs, source: &str, src: SourceState) -> Result<I
             }
         }
     }
+    super::override_devices(&mut devices, &src.expanded_devices, &args.device)?;
     Ok(InstancesPost {
         name: args.destination.clone().unwrap_or_default(),
         kind: "container".into(),
@@ -109,6 +112,7 @@ pub async fn run(c: &Client, args: CopyArgs) -> Result<i32> {
                 architecture: s.architecture,
                 config: s.config,
                 devices: s.devices,
+                expanded_devices: s.expanded_devices,
                 profiles: s.profiles,
                 description: String::new(),
             }
@@ -119,6 +123,7 @@ pub async fn run(c: &Client, args: CopyArgs) -> Result<i32> {
                 architecture: i.architecture,
                 config: i.config,
                 devices: i.devices,
+                expanded_devices: i.expanded_devices,
                 profiles: i.profiles,
                 description: i.description,
             }
@@ -153,6 +158,7 @@ mod tests {
             ephemeral: false,
             storage: None,
             mode: None,
+            device: vec![],
         }
     }
 
@@ -175,6 +181,7 @@ mod tests {
             )]
             .into_iter()
             .collect(),
+            expanded_devices: DevicesMap::new(),
             profiles: vec!["default".into()],
             description: "web".into(),
         }

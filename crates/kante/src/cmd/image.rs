@@ -59,8 +59,12 @@ pub async fn run(c: &Client, cmd: ImageCmd) -> Result<i32> {
                 c.create_image_alias(a, &fp, "").await?;
             }
         }
-        ImageCmd::List { filters, format } => {
-            print_images(c.images().await?, &filters, format)?;
+        ImageCmd::List {
+            filters,
+            columns,
+            format,
+        } => {
+            print_images(c.images().await?, &filters, &columns, format)?;
         }
         ImageCmd::Delete { images } => {
             for i in &images {
@@ -206,48 +210,73 @@ fn alias_cell(i: &Image) -> String {
 }
 
 /// Prints the images that match `filters`, as `lxc image list` does (a
-/// server's own, or a simplestreams catalog's).
+/// server's own, or a simplestreams catalog's), in the `-c` columns.
 pub(crate) fn print_images(
     mut images: Vec<Image>,
     filters: &[String],
+    columns: &str,
     format: Format,
 ) -> Result<()> {
+    let cols = image_columns(columns)?;
     images.retain(|i| image_matches(i, filters));
     match format {
         Format::Json => println!("{}", serde_json::to_string(&images)?),
         Format::Yaml => print!("{}", to_yaml(&images)?),
         fmt => {
-            let header = [
-                "ALIAS",
-                "FINGERPRINT",
-                "PUBLIC",
-                "DESCRIPTION",
-                "ARCHITECTURE",
-                "TYPE",
-                "SIZE",
-                "UPLOAD DATE",
-            ];
-            print!("{}", render(fmt, &header, &image_rows(&images)));
+            let header: Vec<&str> = cols.iter().map(|c| image_header(*c)).collect();
+            print!("{}", render(fmt, &header, &image_rows(&images, &cols)));
         }
     }
     Ok(())
 }
 
-pub fn image_rows(images: &[Image]) -> Vec<Row> {
+/// lxc's image list columns, checked: l (shortest alias), L (all
+/// aliases), f/F (short/full fingerprint), p, d, a, t, s, u.
+pub fn image_columns(spec: &str) -> Result<Vec<char>> {
+    let cols: Vec<char> = spec.chars().filter(|c| *c != ',').collect();
+    if let Some(bad) = cols.iter().find(|c| !"lLfFpdatsu".contains(**c)) {
+        anyhow::bail!("Unknown column shorthand char '{bad}' in '{spec}'");
+    }
+    Ok(cols)
+}
+
+fn image_header(c: char) -> &'static str {
+    match c {
+        'l' => "ALIAS",
+        'L' => "ALIASES",
+        'f' | 'F' => "FINGERPRINT",
+        'p' => "PUBLIC",
+        'd' => "DESCRIPTION",
+        'a' => "ARCHITECTURE",
+        't' => "TYPE",
+        's' => "SIZE",
+        _ => "UPLOAD DATE",
+    }
+}
+
+fn image_cell(i: &Image, c: char) -> String {
+    match c {
+        'l' => alias_cell(i),
+        'L' => {
+            let mut names: Vec<&str> = i.aliases.iter().map(|a| a.name.as_str()).collect();
+            names.sort();
+            names.join("\n")
+        }
+        'f' => short_fp(&i.fingerprint),
+        'F' => i.fingerprint.clone(),
+        'p' => if i.public { "yes" } else { "no" }.to_string(),
+        'd' => i.properties.get("description").cloned().unwrap_or_default(),
+        'a' => i.architecture.clone(),
+        't' => i.kind.to_uppercase(),
+        's' => image_size(i.size),
+        _ => date_upload(&i.uploaded_at),
+    }
+}
+
+pub fn image_rows(images: &[Image], cols: &[char]) -> Vec<Row> {
     let mut rows: Vec<Row> = images
         .iter()
-        .map(|i| {
-            vec![
-                alias_cell(i),
-                short_fp(&i.fingerprint),
-                if i.public { "yes" } else { "no" }.to_string(),
-                i.properties.get("description").cloned().unwrap_or_default(),
-                i.architecture.clone(),
-                i.kind.to_uppercase(),
-                image_size(i.size),
-                date_upload(&i.uploaded_at),
-            ]
-        })
+        .map(|i| cols.iter().map(|c| image_cell(i, *c)).collect())
         .collect();
     rows.sort();
     rows
@@ -392,7 +421,7 @@ mod tests {
 
     #[test]
     fn list_row_like_lxc() {
-        let rows = image_rows(&[image()]);
+        let rows = image_rows(&[image()], &image_columns("lfpdatsu").unwrap());
         assert_eq!(
             rows[0],
             vec![
@@ -406,6 +435,22 @@ mod tests {
                 "Nov 22, 2026 at 12:15pm (UTC)"
             ]
         );
+    }
+
+    #[test]
+    fn chosen_columns() {
+        let cols = image_columns("L,F,a").unwrap();
+        let rows = image_rows(&[image()], &cols);
+        assert_eq!(
+            rows[0],
+            vec![
+                "bookworm\nd",
+                "e8b1265df84efdf3241ce4d57cde793e33a564fd76c38a5b0ad8938a45ea6d8f",
+                "x86_64"
+            ]
+        );
+        let e = image_columns("lz").unwrap_err().to_string();
+        assert_eq!(e, "Unknown column shorthand char 'z' in 'lz'");
     }
 
     #[test]

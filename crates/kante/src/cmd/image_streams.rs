@@ -21,7 +21,13 @@ use crate::table::Format;
 const MAX_CATALOG: usize = 64 << 20;
 
 /// Lists the images of simplestreams remote `name`.
-pub async fn list(cfg: &Config, name: &str, filters: &[String], format: Format) -> Result<i32> {
+pub async fn list(
+    cfg: &Config,
+    name: &str,
+    filters: &[String],
+    columns: &str,
+    format: Format,
+) -> Result<i32> {
     let remote = cfg
         .remotes
         .get(name)
@@ -47,7 +53,7 @@ pub async fn list(cfg: &Config, name: &str, filters: &[String], format: Format) 
         let doc = fetch(format!("{base}/{}", path.trim_start_matches('/'))).await?;
         images.extend(entries(&parse_products(&path, doc)?).iter().map(as_image));
     }
-    print_images(images, filters, format)?;
+    print_images(images, filters, columns, format)?;
     Ok(0)
 }
 

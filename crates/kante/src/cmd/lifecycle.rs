@@ -41,14 +41,23 @@ pub fn create_request(args: &CreateArgs, fingerprint: &str) -> Result<InstancesP
                 .collect();
         devices.insert("root".to_string(), root);
     }
-    Ok(InstancesPost {
-        name: args.name.clone().unwrap_or_default(),
-        kind: "container".into(),
-        source: InstanceSource {
+    let source = if args.empty {
+        // lxc's `--empty`: no image, an empty root filesystem.
+        InstanceSource {
+            kind: "none".into(),
+            ..Default::default()
+        }
+    } else {
+        InstanceSource {
             kind: "image".into(),
             fingerprint: fingerprint.into(),
             ..Default::default()
-        },
+        }
+    };
+    Ok(InstancesPost {
+        name: args.name.clone().unwrap_or_default(),
+        kind: "container".into(),
+        source,
         instance_type: args.instance_type.clone().unwrap_or_default(),
         put: InstancePut {
             config,
@@ -118,8 +127,14 @@ async fn override_devices(c: &Client, post: &mut InstancesPost, specs: &[String]
 
 /// `kante init`: create only; returns the instance name.
 pub async fn init(c: &Client, args: CreateArgs) -> Result<String> {
-    if args.image.is_empty() {
-        bail!("An image is required: [REMOTE:]IMAGE [NAME]");
+    if args.vm {
+        bail!("Kante runs containers only: virtual machines (--vm) are not supported");
+    }
+    if args.empty && !args.image.is_empty() {
+        bail!("--empty cannot be combined with an image name");
+    }
+    if args.image.is_empty() && !args.empty {
+        bail!("An image is required: [REMOTE:]IMAGE [NAME] (or --empty [NAME])");
     }
     let nic = match &args.network {
         Some(n) => Some(network_nic(c, n).await?),
@@ -133,6 +148,7 @@ pub async fn init(c: &Client, args: CreateArgs) -> Result<String> {
         None => println!("Creating the instance"),
     }
     let post = match &args.image_remote {
+        _ if args.empty => create_request(&args, "")?,
         // On an image server: the instance's server downloads it.
         Some(remote) => {
             let cfg = crate::remote::Config::load()?;
@@ -155,8 +171,25 @@ pub async fn init(c: &Client, args: CreateArgs) -> Result<String> {
     Ok(name)
 }
 
+/// `--console[=TYPE]` of launch, start, stop and restart, and `console
+/// --type`: checked before anything is done. The server has no console
+/// websocket yet, so attaching is refused in one line (`vga` needs a VM).
+pub fn check_console(kind: Option<&str>) -> Result<()> {
+    match kind {
+        None => Ok(()),
+        Some("vga") => {
+            bail!("Kante runs containers only: a VGA console (SPICE) needs a virtual machine")
+        }
+        Some("console") => bail!(
+            "Attaching to an instance's console is not supported yet; `kante console NAME --show-log` prints its log"
+        ),
+        Some(other) => bail!("Unknown console type {other:?}: console or vga"),
+    }
+}
+
 /// `kante launch`: create, start, and with `--wait` wait for the guest's init.
 pub async fn launch(c: &Client, args: LaunchArgs) -> Result<i32> {
+    check_console(args.console.as_deref())?;
     let name = init(c, args.create).await?;
     println!("Starting {name}");
     let start = InstanceStatePut {
@@ -173,7 +206,7 @@ pub async fn launch(c: &Client, args: LaunchArgs) -> Result<i32> {
 }
 
 /// Asks on the terminal (stdin) and reads `yes`/`y`; anything else is no.
-fn confirm(question: &str) -> Result<bool> {
+pub fn confirm(question: &str) -> Result<bool> {
     use std::io::Write;
     print!("{question}");
     std::io::stdout().flush()?;
@@ -300,9 +333,27 @@ pub async fn start(c: &Client, names: &[String]) -> Result<i32> {
     Ok(0)
 }
 
-pub async fn stop(c: &Client, names: &[String], force: bool, timeout: i64) -> Result<i32> {
+/// `kante stop`; `--stateful` is asked of the server, which refuses it
+/// without CRIU.
+pub async fn stop(
+    c: &Client,
+    names: &[String],
+    force: bool,
+    timeout: i64,
+    stateful: bool,
+) -> Result<i32> {
     for name in names {
-        c.stop_instance(name, force, timeout).await?;
+        if stateful {
+            let put = InstanceStatePut {
+                action: "stop".into(),
+                timeout,
+                force,
+                stateful,
+            };
+            c.set_instance_state(name, &put).await?;
+        } else {
+            c.stop_instance(name, force, timeout).await?;
+        }
     }
     Ok(0)
 }
@@ -365,6 +416,8 @@ mod tests {
             instance_type: None,
             device: vec![],
             target: None,
+            empty: false,
+            vm: false,
             image_remote: None,
         }
     }
@@ -390,6 +443,12 @@ mod tests {
 
         a.profiles = vec!["x".into()];
         assert!(create_request(&a, "abc").is_err());
+
+        let mut a = args();
+        a.empty = true;
+        let v = serde_json::to_value(create_request(&a, "").unwrap()).unwrap();
+        assert_eq!(v["source"]["type"], "none");
+        assert!(v["source"].get("fingerprint").is_none_or(|f| f == ""));
     }
 
     #[test]

@@ -30,6 +30,8 @@ pub enum Column {
     BaseImage,
     Disk,
     Location,
+    /// The instance's project (`e`, lxc's `--all-projects` column).
+    Project,
     /// `key[:NAME]`: an expanded config key.
     Config {
         key: String,
@@ -59,6 +61,7 @@ impl Column {
             'f' => Column::BaseImage,
             'D' => Column::Disk,
             'L' => Column::Location,
+            'e' => Column::Project,
             _ => return None,
         })
     }
@@ -84,6 +87,7 @@ impl Column {
             Column::BaseImage => "BASE IMAGE",
             Column::Disk => "DISK USAGE",
             Column::Location => "LOCATION",
+            Column::Project => "PROJECT",
             Column::Config { header, .. } => return header.clone(),
         }
         .to_string()
@@ -162,6 +166,13 @@ impl Column {
                 .map(|d| size_decimal(d.usage))
                 .unwrap_or_default(),
             Column::Location => i.location.clone(),
+            Column::Project => {
+                if i.project.is_empty() {
+                    "default".into()
+                } else {
+                    i.project.clone()
+                }
+            }
             Column::Config { key, .. } => i.expanded_config.get(key).cloned().unwrap_or_default(),
         }
     }
@@ -264,8 +275,28 @@ pub fn rows(list: &[InstanceFull], cols: &[Column]) -> Vec<Row> {
 /// `-c`'s default (lxc's).
 pub const DEFAULT_COLUMNS: &str = "ns46tS";
 
+/// `--fast`'s columns (lxc's).
+pub const FAST_COLUMNS: &str = "nsacPt";
+
+/// The columns asked for: `-c`, or `--fast`'s; `--all-projects` puts
+/// PROJECT first when the columns were not chosen (Kante has one project,
+/// `default`, so every instance is listed whatever the flag).
+pub fn chosen_columns(args: &ListArgs) -> Result<Vec<Column>> {
+    let defaulted = args.columns == DEFAULT_COLUMNS;
+    let spec = if args.fast {
+        FAST_COLUMNS
+    } else {
+        &args.columns
+    };
+    let mut cols = parse_columns(spec)?;
+    if args.all_projects && defaulted {
+        cols.insert(0, Column::Project);
+    }
+    Ok(cols)
+}
+
 pub async fn run(c: &Client, args: ListArgs) -> Result<i32> {
-    let cols = parse_columns(&args.columns)?;
+    let cols = chosen_columns(&args)?;
     let structured = matches!(args.format, Format::Json | Format::Yaml);
     let list: Vec<InstanceFull> = if structured || cols.iter().any(Column::needs_full) {
         c.instances_full().await?
@@ -290,7 +321,7 @@ pub async fn run(c: &Client, args: ListArgs) -> Result<i32> {
     let clustered = list
         .iter()
         .any(|f| !matches!(f.instance.location.as_str(), "" | "none"));
-    if args.columns == DEFAULT_COLUMNS && clustered {
+    if args.columns == DEFAULT_COLUMNS && !args.fast && clustered {
         cols.push(Column::Location);
     }
     warn_unreachable(&list);
@@ -438,6 +469,42 @@ mod tests {
         assert!(parse_columns("n,").is_err());
         assert!(!parse_columns("nP").unwrap().iter().any(Column::needs_full));
         assert!(parse_columns("n4").unwrap().iter().any(Column::needs_full));
+    }
+
+    #[test]
+    fn fast_and_all_projects() {
+        let args = |extra: &[&str]| {
+            let argv = ["kante", "list"].into_iter().chain(extra.iter().copied());
+            match <crate::cli::Cli as clap::Parser>::try_parse_from(argv)
+                .unwrap()
+                .command
+            {
+                crate::cli::Command::List(l) => l,
+                _ => unreachable!(),
+            }
+        };
+        let fast = chosen_columns(&args(&["--fast"])).unwrap();
+        let headers: Vec<String> = fast.iter().map(Column::header).collect();
+        assert_eq!(
+            headers,
+            [
+                "NAME",
+                "STATE",
+                "ARCHITECTURE",
+                "CREATED AT",
+                "PROFILES",
+                "TYPE"
+            ]
+        );
+        let all = chosen_columns(&args(&["--all-projects"])).unwrap();
+        assert_eq!(all[0], Column::Project);
+        assert_eq!(all[0].render(&sample("a", true)), "default");
+        let all_fast = chosen_columns(&args(&["--all-projects", "--fast"])).unwrap();
+        assert_eq!((all_fast[0].clone(), all_fast.len()), (Column::Project, 7));
+        let chosen = chosen_columns(&args(&["--all-projects", "-c", "n"])).unwrap();
+        assert_eq!(chosen, vec![Column::Name]);
+        let argv = ["kante", "list", "--fast", "-c", "n"];
+        assert!(<crate::cli::Cli as clap::Parser>::try_parse_from(argv).is_err());
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub struct Request {
     pub config: Vec<String>,
     pub profiles: Vec<String>,
     pub no_profiles: bool,
+    /// `-d DEVICE,KEY=VALUE` overrides.
+    pub device: Vec<String>,
     pub ephemeral: bool,
     pub refresh: bool,
 }
@@ -57,6 +59,7 @@ impl Request {
             config: vec![],
             profiles: vec![],
             no_profiles: false,
+            device: vec![],
             ephemeral: false,
             refresh: false,
         };
@@ -67,6 +70,10 @@ impl Request {
                 r.stateless = a.stateless;
                 r.mode = a.mode;
                 r.storage = a.storage;
+                r.config = a.config;
+                r.profiles = a.profiles;
+                r.no_profiles = a.no_profiles;
+                r.device = a.device;
             }
             Command::Copy(a) => {
                 r.instance_only = a.instance_only;
@@ -76,6 +83,7 @@ impl Request {
                 r.config = a.config;
                 r.profiles = a.profiles;
                 r.no_profiles = a.no_profiles;
+                r.device = a.device;
                 r.ephemeral = a.ephemeral;
                 r.refresh = a.refresh;
             }
@@ -268,6 +276,7 @@ fn target_body(req: &Request, name: &str, inst: &Instance) -> Result<Value> {
         entry.insert("pool".into(), pool.clone());
         devices.insert(dev, entry);
     }
+    super::override_devices(&mut devices, &inst.expanded_devices, &req.device)?;
     Ok(json!({
         "name": name,
         "type": "container",
@@ -679,6 +688,7 @@ mod tests {
             config: vec![],
             profiles: vec![],
             no_profiles: false,
+            device: vec![],
             ephemeral: false,
             refresh: false,
         }

@@ -23,6 +23,7 @@ pub mod profile;
 pub mod publish;
 pub mod questions;
 pub mod remote;
+pub mod server_info;
 pub mod snapshot;
 pub mod storage;
 pub mod top;
@@ -46,6 +47,32 @@ pub fn device_from_args(
         dev.insert(k, v);
     }
     Ok(dev)
+}
+
+/// `-d DEVICE,KEY=VALUE` on an instance that exists (copy, move): the
+/// device is the instance's own or else its profiles' (`expanded`), copied
+/// into its own devices with the key set, as lxc does.
+pub fn override_devices(
+    devices: &mut kante_api::DevicesMap,
+    expanded: &kante_api::DevicesMap,
+    specs: &[String],
+) -> Result<()> {
+    for spec in specs {
+        let Some((dev, kv)) = spec.split_once(',') else {
+            bail!("Bad device override syntax, expecting DEVICE,KEY=VALUE: {spec}");
+        };
+        let (key, value) = parse_kv(kv)?;
+        if !devices.contains_key(dev) {
+            let Some(d) = expanded.get(dev) else {
+                bail!("Device {dev:?} doesn't exist in the instance or its profiles");
+            };
+            devices.insert(dev.to_string(), d.clone());
+        }
+        if let Some(d) = devices.get_mut(dev) {
+            d.insert(key, value);
+        }
+    }
+    Ok(())
 }
 
 /// Splits `key=value` (lxc's message when there is no `=`).
@@ -104,6 +131,27 @@ mod tests {
             "Bad key=value pair: novalue"
         );
         assert!(parse_kv("=x").is_err());
+    }
+
+    #[test]
+    fn device_overrides_copy_a_profile_device() {
+        let map = |kv: &[(&str, &str)]| -> std::collections::BTreeMap<String, String> {
+            kv.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let expanded: kante_api::DevicesMap = [(
+            "root".to_string(),
+            map(&[("type", "disk"), ("path", "/"), ("pool", "p")]),
+        )]
+        .into_iter()
+        .collect();
+        let mut own = kante_api::DevicesMap::new();
+        override_devices(&mut own, &expanded, &["root,size=1GiB".into()]).unwrap();
+        assert_eq!(own["root"]["size"], "1GiB");
+        assert_eq!(own["root"]["pool"], "p");
+        assert!(override_devices(&mut own, &expanded, &["eth0,mtu=1400".into()]).is_err());
+        assert!(override_devices(&mut own, &expanded, &["root".into()]).is_err());
     }
 
     #[test]

@@ -111,9 +111,11 @@ pub fn local_name(name: &str) -> Result<&str> {
     }
 }
 
-/// `kante move`: a rename on the local server (instances or snapshots).
-/// `kante move` on one server: a rename (a move to another server went
-/// to `migrate`); the transfer flags have nothing to do here.
+/// `kante move` on one server (a move to another server went to
+/// `migrate`): a rename of an instance or snapshot, with `-c`, `-p`,
+/// `--no-profiles` and `-d` applied to the instance first (one PUT; the
+/// old configuration is put back if the rename then fails). The transfer
+/// flags have nothing to do here.
 pub async fn move_(c: &Client, args: MoveArgs) -> Result<i32> {
     if args.storage.is_some() {
         bail!("Moving an instance to another pool of the same server is not supported yet");
@@ -123,7 +125,48 @@ pub async fn move_(c: &Client, args: MoveArgs) -> Result<i32> {
             "--mode, --stateless and --instance-only apply to a move to another server (REMOTE:)"
         );
     }
-    rename(c, local_name(&args.source)?, local_name(&args.destination)?).await
+    let from = local_name(&args.source)?;
+    let to = local_name(&args.destination)?;
+    let changes = !args.config.is_empty()
+        || !args.profiles.is_empty()
+        || args.no_profiles
+        || !args.device.is_empty();
+    if !changes {
+        return rename(c, from, to).await;
+    }
+    if split_snapshot(from)?.is_some() {
+        bail!(
+            "--config, --profile, --no-profiles and --device apply to an instance, not a snapshot"
+        );
+    }
+    plan_rename(from, to)?;
+    let (inst, etag) = c.instance_with_etag(from).await?;
+    let before = super::config::writable(&inst, false);
+    let mut put = before.clone();
+    for kv in &args.config {
+        let (k, v) = super::parse_kv(kv)?;
+        put.config.insert(k, v);
+    }
+    let mut profiles = if args.no_profiles {
+        vec![]
+    } else {
+        inst.profiles.clone()
+    };
+    for p in &args.profiles {
+        if !profiles.contains(p) {
+            profiles.push(p.clone());
+        }
+    }
+    put.profiles = Some(profiles);
+    super::override_devices(&mut put.devices, &inst.expanded_devices, &args.device)?;
+    c.update_instance(from, &put, etag.as_deref()).await?;
+    if let Err(e) = rename(c, from, to).await {
+        if let Err(undo) = c.update_instance(from, &before, None).await {
+            bail!("{e:#}; putting {from}'s configuration back failed too: {undo}");
+        }
+        return Err(e);
+    }
+    Ok(0)
 }
 
 #[cfg(test)]

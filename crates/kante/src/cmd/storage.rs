@@ -101,7 +101,11 @@ pub async fn run(c: &Client, cmd: StorageCmd) -> Result<i32> {
             ];
             print_list(format, &pools, &header, || list_rows(&pools))?;
         }
-        StorageCmd::Show { pool } => print!("{}", to_yaml(&c.storage_pool(&pool).await?)?),
+        StorageCmd::Show {
+            pool,
+            resources: true,
+        } => return super::server_info::pool_resources(c, &pool).await,
+        StorageCmd::Show { pool, .. } => print!("{}", to_yaml(&c.storage_pool(&pool).await?)?),
         StorageCmd::Info { pool, bytes } => {
             let p = c.storage_pool(&pool).await?;
             // Older servers (and this one, for now) have no resources endpoint.

@@ -194,7 +194,8 @@ pub fn route(cfg: &Config, cmd: &mut Command) -> Result<String> {
                 r.leading(&mut a.filters)?;
             }
         }
-        Command::Info { name, .. } | Command::Console { name, .. } => r.arg(name)?,
+        Command::Info { name, .. } => r.opt(name)?,
+        Command::Console { name, .. } => r.arg(name)?,
         Command::Exec(a) => r.arg(&mut a.name)?,
         Command::File(f) => match f {
             FileCmd::Push { paths, .. } => {
@@ -221,8 +222,8 @@ pub fn route(cfg: &Config, cmd: &mut Command) -> Result<String> {
         Command::Cluster(cl) => match cl {
             ClusterCmd::Enable { args } | ClusterCmd::Join { args } => r.leading(args)?,
             ClusterCmd::List { remote, .. } => r.opt(remote)?,
-            ClusterCmd::Add { name }
-            | ClusterCmd::Show { name }
+            ClusterCmd::Add { name, .. } => r.opt(name)?,
+            ClusterCmd::Show { name }
             | ClusterCmd::Remove { name, .. }
             | ClusterCmd::Evacuate { name, .. }
             | ClusterCmd::Restore { name, .. } => r.arg(name)?,
@@ -243,6 +244,10 @@ pub fn route(cfg: &Config, cmd: &mut Command) -> Result<String> {
 /// The image is on the instance's remote, or on another one (an image
 /// server), which the instance's server then downloads it from.
 fn launch(r: &mut Router, a: &mut crate::cli::CreateArgs) -> Result<()> {
+    // `init --empty [REMOTE:]NAME`: the one argument is the name.
+    if a.empty && a.name.is_none() && !a.image.is_empty() {
+        a.name = Some(std::mem::take(&mut a.image));
+    }
     r.opt(&mut a.name)?;
     let (remote, rest) = split(r.cfg, &a.image)?;
     if let Some(remote) = remote {
@@ -356,7 +361,7 @@ fn network(r: &mut Router, n: &mut NetworkCmd) -> Result<()> {
 fn storage(r: &mut Router, s: &mut StorageCmd) -> Result<()> {
     match s {
         StorageCmd::Create { pool, .. }
-        | StorageCmd::Show { pool }
+        | StorageCmd::Show { pool, .. }
         | StorageCmd::Info { pool, .. }
         | StorageCmd::Delete { pool }
         | StorageCmd::Get { pool, .. }
