@@ -4,6 +4,7 @@
 //! Last comes density (see `density.rs`): how many idle instances fit in a
 //! memory budget, one target after the other.
 
+mod cluster;
 mod density;
 mod https;
 mod load;
@@ -116,6 +117,16 @@ struct Args {
     only_move: bool,
     #[arg(long, default_value_t = 3)]
     move_rounds: usize,
+    /// Only the cluster figures on a 3-host lab cluster (see `cluster.rs`):
+    /// lists with `--cluster-instances` instances per member, placed
+    /// launches, a member's death and etcd's return, `--cluster-runs`
+    /// times. Kante only.
+    #[arg(long, conflicts_with_all = ["only_density", "only_storage", "only_scale", "only_transfer", "only_soak", "only_kill_soak", "only_load", "only_https", "only_move", "baseline_kanted", "lxd", "install_lxd"])]
+    only_cluster: bool,
+    #[arg(long, default_value_t = 100)]
+    cluster_instances: usize,
+    #[arg(long, default_value_t = 5)]
+    cluster_runs: usize,
     /// Only the networking figures (see `net.rs`): start → first DHCP
     /// lease, starts with 1 and 3 NICs, and the proxy device's bulk and
     /// round trips beside a direct connection, `--runs` times.
@@ -174,6 +185,20 @@ async fn main() -> Result<()> {
             image: args.image.clone(),
         };
         moves::run(&plan, &mut r).await.context("moves")?;
+        println!("{}", machine_line());
+        println!();
+        println!("{}", report::table(&r, &["kante".to_string()]));
+        std::fs::write(&args.json, serde_json::to_vec_pretty(&r)?)?;
+        return Ok(());
+    }
+    if args.only_cluster {
+        let mut r = Results::default();
+        let plan = cluster::Plan {
+            per_member: args.cluster_instances,
+            runs: args.cluster_runs,
+            busybox: args.busybox.clone(),
+        };
+        cluster::run(&plan, &mut r).await.context("cluster")?;
         println!("{}", machine_line());
         println!();
         println!("{}", report::table(&r, &["kante".to_string()]));
