@@ -4,7 +4,8 @@
 //! and a create targeted at a member without its files fetches them from
 //! h1 over the members' HTTPS. With h1's kanted stopped (SIGSTOP), a
 //! targeted create on h3 fails fast with one line naming the image and
-//! leaves no file in h3's image store. Then, h1 back, `kante launch bb c1
+//! leaves no file in h3's image store; so does one whose only holder's
+//! file no longer hashes to the fingerprint. Then, h1 back, `kante launch bb c1
 //! --target h2` through h1 runs c1 on h2 (exec shows it), and h2's store
 //! holds the image's file, whose sha256 is the fingerprint; two creates
 //! on h3 at once fetch the image once. The lab goes down leaving nothing.
@@ -69,7 +70,7 @@ fn a_targeted_create_fetches_the_image_from_a_member() {
         let short = &fp[..12];
         on(&lab, 1, &["image", "alias", "create", "bb", &fp]);
         form(&lab);
-        assert_eq!(store(&lab, 1), [fp.clone()]);
+        assert_eq!(store(&lab, 1), vec![fp.clone()]);
         for i in 2..=3 {
             assert!(store(&lab, i).is_empty(), "h{i}: {:?}", store(&lab, i));
             // Every member lists the cluster's images, files or not.
@@ -110,6 +111,36 @@ fn a_targeted_create_fetches_the_image_from_a_member() {
         let names = on(&lab, 2, &["list", "-f", "csv", "-c", "n"]);
         assert!(!names.lines().any(|l| l == "cx"), "cx listed: {names}");
 
+        // A holder whose file no longer hashes to the fingerprint (the
+        // same image compressed otherwise): refused, nothing kept.
+        let held = lab.state(1).join("images").join(&fp);
+        let good = std::fs::read(&held).unwrap();
+        let other = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "zstd -dc '{}' | gzip -c",
+                TestImage::Busybox.path().display()
+            ))
+            .output()
+            .unwrap();
+        assert!(other.status.success() && other.stdout.len() > 1000);
+        std::fs::write(&held, &other.stdout).unwrap();
+        let o = lab.host_kante(2, &["launch", "bb", "cy", "--target", "h3"]);
+        std::fs::write(&held, &good).unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(!o.status.success(), "a create from a bad copy succeeded");
+        assert!(
+            err.starts_with("Error: ") && err.trim_end().lines().count() == 1,
+            "{err}"
+        );
+        assert!(
+            err.contains(short) && err.contains("h1") && err.contains("mismatch"),
+            "{err}"
+        );
+        eprintln!("from a bad copy: {err}");
+        assert!(store(&lab, 3).is_empty(), "h3 kept {:?}", store(&lab, 3));
+        assert!(!holds(&lab, 3, "cy"), "cy left on h3");
+
         // h1 back: a launch on h2 through h1 fetches the files and runs.
         on(&lab, 1, &["launch", "bb", "c1", "--target", "h2"]);
         assert!(holds(&lab, 2, "c1") && !holds(&lab, 1, "c1"));
@@ -117,7 +148,7 @@ fn a_targeted_create_fetches_the_image_from_a_member() {
         assert_eq!(host.trim(), "c1");
         let own = on(&lab, 2, &["list", "-f", "csv", "-c", "nsL"]);
         assert!(own.contains("c1,RUNNING,h2"), "h2's own list: {own}");
-        assert_eq!(store(&lab, 2), [fp.clone()]);
+        assert_eq!(store(&lab, 2), vec![fp.clone()]);
         assert_eq!(sha256(&lab.state(2).join("images").join(&fp)), fp);
         assert!(
             lab.log(2).contains("image files fetched from a member"),
@@ -142,7 +173,7 @@ fn a_targeted_create_fetches_the_image_from_a_member() {
             assert_eq!(host.trim(), n);
             assert!(holds(&lab, 3, n), "{n} not on h3");
         }
-        assert_eq!(store(&lab, 3), [fp.clone()]);
+        assert_eq!(store(&lab, 3), vec![fp.clone()]);
         assert_eq!(sha256(&lab.state(3).join("images").join(&fp)), fp);
         let fetches = lab.log(3).matches(fetching).count() - before;
         assert_eq!(fetches, 1, "h3 fetched {fetches} times");
