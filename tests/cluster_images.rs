@@ -8,7 +8,8 @@
 //! file no longer hashes to the fingerprint. Then, h1 back, `kante launch bb c1
 //! --target h2` through h1 runs c1 on h2 (exec shows it), and h2's store
 //! holds the image's file, whose sha256 is the fingerprint; two creates
-//! on h3 at once fetch the image once. The lab goes down leaving nothing.
+//! on h3 at once fetch the image once; a split image imported on h1
+//! later reaches h3 as its two files. The lab goes down leaving nothing.
 
 use std::time::{Duration, Instant};
 
@@ -178,7 +179,55 @@ fn a_targeted_create_fetches_the_image_from_a_member() {
         let fetches = lab.log(3).matches(fetching).count() - before;
         assert_eq!(fetches, 1, "h3 fetched {fetches} times");
 
-        for n in ["c1", "c3a", "c3b"] {
+        // A split image (metadata and rootfs files), imported on h1 once
+        // the cluster is formed: both files travel to h3.
+        let work = tempfile::tempdir().unwrap();
+        let w = work.path().display();
+        let script = format!(
+            "mkdir {w}/t && tar --zstd -xf '{img}' -C {w}/t --numeric-owner \
+             && echo split-marker > {w}/t/rootfs/etc/marker \
+             && tar -C {w}/t --numeric-owner -cJf {w}/meta.tar.xz metadata.yaml templates \
+             && tar -C {w}/t/rootfs --numeric-owner -cJf {w}/root.tar.xz . && rm -rf {w}/t",
+            img = TestImage::Busybox.path().display()
+        );
+        let o = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "making a split image: {}", text(&o));
+        let (meta, root) = (format!("{w}/meta.tar.xz"), format!("{w}/root.tar.xz"));
+        let out = on(&lab, 1, &["image", "import", &meta, &root, "--alias", "sb"]);
+        let sfp = out
+            .split("fingerprint: ")
+            .nth(1)
+            .map(|f| f.trim().to_string())
+            .unwrap_or_else(|| panic!("no fingerprint in {out:?}"));
+        on(&lab, 2, &["launch", "sb", "s3", "--target", "h3"]);
+        let marker = on(&lab, 2, &["exec", "s3", "--", "cat", "/etc/marker"]);
+        assert_eq!(marker, "split-marker\n");
+        let split = [sfp.clone(), format!("{sfp}.rootfs")];
+        assert!(
+            split.iter().all(|f| store(&lab, 3).contains(f)),
+            "h3's store: {:?}",
+            store(&lab, 3)
+        );
+        let images = lab.state(3).join("images");
+        let both = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "cat '{0}/{sfp}' '{0}/{sfp}.rootfs' | sha256sum",
+                images.display()
+            ))
+            .output()
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&both.stdout).starts_with(&sfp),
+            "h3's split files do not hash to {sfp}: {}",
+            text(&both)
+        );
+
+        for n in ["c1", "c3a", "c3b", "s3"] {
             on(&lab, 1, &["delete", n, "--force"]);
         }
         let o = lab.down();

@@ -4,14 +4,15 @@
 //! instance is made from an image whose files this member lacks (a
 //! `--target` create, or the scheduler's pick when no member held them),
 //! [`Engine::ensure_image_files`] fetches them, as LXD and Incus do at
-//! create time: from an online member whose heartbeat lists them, by
+//! create time: from an online member whose heartbeat lists them (the
+//! other online members next, as a heartbeat may predate an import), by
 //! `GET /1.0/images/FP/export` over the members' HTTPS
 //! ([`crate::forward::PeerLink::download`]: this member's certificate,
 //! which the cluster trusts, the holder's pinned), through the same
 //! single-pass store an upload goes through (sha256 compared with the
-//! fingerprint before anything is kept; nothing left on failure). Holders
-//! are tried in turn; when none answers the create fails with one line
-//! naming the image and each holder's failure. Creates of one image on
+//! fingerprint before anything is kept; nothing left on failure). Members
+//! are tried in turn; when none gives them the create fails with one line
+//! naming the image and each member's failure. Creates of one image on
 //! one member fetch it once: the image's lock is held over the fetch and
 //! the second finds the files there.
 
@@ -51,16 +52,22 @@ impl Engine {
         if stored.is_file() || pool.has_volume(VolumeKind::Image, fp) {
             return Ok(());
         }
-        let holders: Vec<Forward> = self
+        // Members whose heartbeat lists the image first, then the other
+        // online ones: a heartbeat is up to 3 s old, and an image imported
+        // on a member just now is not in its heartbeat yet.
+        let (mut ask, others): (Vec<_>, Vec<_>) = self
             .cluster
             .peers()
             .into_iter()
             .filter(|p| p.online && p.name != me)
-            .filter(|p| {
+            .partition(|p| {
                 p.beat
                     .as_ref()
                     .is_some_and(|b| b.images.iter().any(|i| i == fp))
-            })
+            });
+        ask.extend(others);
+        let holders: Vec<Forward> = ask
+            .into_iter()
             .map(|p| Forward {
                 member: p.name,
                 address: p.address,
@@ -69,7 +76,7 @@ impl Engine {
             .collect();
         if holders.is_empty() {
             return Err(EngineError::Unavailable(format!(
-                "Image {} is not stored on cluster member {me:?} and no online cluster member holds its files",
+                "Image {} is not stored on cluster member {me:?} and no other cluster member is online",
                 short(fp)
             )));
         }
