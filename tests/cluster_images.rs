@@ -9,7 +9,8 @@
 //! --target h2` through h1 runs c1 on h2 (exec shows it), and h2's store
 //! holds the image's file, whose sha256 is the fingerprint; two creates
 //! on h3 at once fetch the image once; a split image imported on h1
-//! later reaches h3 as its two files. The lab goes down leaving nothing.
+//! later reaches h3 as its two files, and h2 when Debian's `lxc launch
+//! --target h2` asks h1 for it. The lab goes down leaving nothing.
 
 use std::time::{Duration, Instant};
 
@@ -227,7 +228,27 @@ fn a_targeted_create_fetches_the_image_from_a_member() {
             text(&both)
         );
 
-        for n in ["c1", "c3a", "c3b", "s3"] {
+        // Debian's lxc, through h1, on h2 (which lacks the split image).
+        let home = tempfile::tempdir().unwrap();
+        let o = std::process::Command::new("timeout")
+            .args(["60", "lxc", "launch", "sb", "lx2", "--target", "h2"])
+            .env("LXD_DIR", lab.state(1))
+            .env("LXD_CONF", home.path().join("conf"))
+            .env("HOME", home.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "lxc launch --target h2: {}", text(&o));
+        assert!(holds(&lab, 2, "lx2"), "lx2 not on h2");
+        let marker = on(&lab, 1, &["exec", "lx2", "--", "cat", "/etc/marker"]);
+        assert_eq!(marker, "split-marker\n");
+        assert!(
+            split.iter().all(|f| store(&lab, 2).contains(f)),
+            "h2's store: {:?}",
+            store(&lab, 2)
+        );
+
+        for n in ["c1", "c3a", "c3b", "s3", "lx2"] {
             on(&lab, 1, &["delete", n, "--force"]);
         }
         let o = lab.down();
