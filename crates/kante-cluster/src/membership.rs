@@ -59,7 +59,8 @@ pub struct Heartbeat {
     #[serde(default)]
     pub certificate: String,
     /// The images whose files this member holds (`KANTE_DIR/images/<fp>`):
-    /// the scheduler places an image's instance where its files are.
+    /// the scheduler places an image's instance where its files are, and a
+    /// member without them fetches them from one listing them.
     #[serde(default)]
     pub images: Vec<String>,
 }

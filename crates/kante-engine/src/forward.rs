@@ -69,6 +69,17 @@ pub struct Placed {
     pub reason: String,
 }
 
+/// A download from another member: the answer's type and length (as its
+/// headers say) and its body, streamed.
+pub struct Download {
+    /// `Content-Type` (`multipart/form-data; boundary=…` for a split image).
+    pub content_type: String,
+    /// `Content-Length`, when sent.
+    pub length: Option<u64>,
+    /// The body.
+    pub body: crate::front::ByteStream,
+}
+
 /// The engine's way to ask other members (kante-http implements it over
 /// HTTPS, showing this member's certificate and pinning theirs).
 #[async_trait::async_trait]
@@ -95,6 +106,17 @@ pub trait PeerLink: Send + Sync {
         body: Option<serde_json::Value>,
         timeout: Duration,
     ) -> std::result::Result<serde_json::Value, String>;
+
+    /// `GET path_and_query` on `to` as a forwarded request whose answer
+    /// is a file (an image's export): its headers within `timeout`, then
+    /// its body as it arrives (the caller bounds its stalls). A status
+    /// other than success is an error with the answer's message.
+    async fn download(
+        &self,
+        to: &Forward,
+        path_and_query: &str,
+        timeout: Duration,
+    ) -> std::result::Result<Download, String>;
 }
 
 /// What forwarding remembers in this member.

@@ -446,13 +446,6 @@ impl Engine {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_string();
-        let boundary = if ctype.starts_with("multipart/") {
-            Some(multer::parse_boundary(&ctype).map_err(|e| {
-                EngineError::bad(format!("The image server's export is not multipart: {e}"))
-            })?)
-        } else {
-            None
-        };
         let total = resp
             .headers()
             .get(hyper::header::CONTENT_LENGTH)
@@ -460,43 +453,14 @@ impl Engine {
             .or_else(|| info.get("size").and_then(Value::as_u64))
             .unwrap_or(0);
         let done = Arc::new(AtomicU64::new(0));
-        let counted = done.clone();
-        let body = resp
-            .into_body()
-            .into_data_stream()
-            .map(move |c| {
-                let c = c.map_err(std::io::Error::other)?;
-                counted.fetch_add(c.len() as u64, Ordering::Relaxed);
-                Ok(c)
-            })
-            .boxed();
-        let stall = tokio_stream_timeout(body);
-        let download = async {
-            match boundary {
-                // A split image: metadata, then rootfs, as an upload's parts.
-                Some(b) => {
-                    let info = crate::front::ImageUploadInfo {
-                        expected_fingerprint: Some(fp.clone()),
-                        ..Default::default()
-                    };
-                    let parts = Box::new(ExportParts(multer::Multipart::new(stall, b)));
-                    self.upload_parts(&info, parts).await
-                }
-                None => {
-                    let (feed, reader) = feed::channel();
-                    let task = self.store_task(Some(fp.clone()), move |d, e, l| {
-                        kante_images::store_unified(d, reader, e, l)
-                    });
-                    match feed.pump(stall).await {
-                        Ok(()) => Ok(task),
-                        Err(e) => {
-                            self.abandon_store(task).await;
-                            Err(EngineError::bad(e.to_string()))
-                        }
-                    }
-                }
-            }
-        };
+        let body = counted(
+            resp.into_body()
+                .into_data_stream()
+                .map(|c| c.map_err(std::io::Error::other))
+                .boxed(),
+            done.clone(),
+        );
+        let download = self.store_export(&fp, &ctype, body);
         tokio::pin!(download);
         let start = Instant::now();
         let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -543,6 +507,57 @@ impl Engine {
         }
         Ok((fp.clone(), true))
     }
+}
+
+impl Engine {
+    /// Streams an image's export (`GET /1.0/images/FP/export`: a split
+    /// image as `multipart/…` parts, `metadata` then `rootfs`, else one
+    /// unified file) into the store, which hashes it on the way and keeps
+    /// it only if its sha256 is `fp`; a source silent too long fails it.
+    /// Nothing is left behind on failure.
+    pub(crate) async fn store_export(
+        &self,
+        fp: &str,
+        content_type: &str,
+        body: crate::front::ByteStream,
+    ) -> Result<crate::images::StoreTask> {
+        let stall = tokio_stream_timeout(body);
+        if content_type.starts_with("multipart/") {
+            let b = multer::parse_boundary(content_type)
+                .map_err(|e| EngineError::bad(format!("The export is not multipart: {e}")))?;
+            let info = crate::front::ImageUploadInfo {
+                expected_fingerprint: Some(fp.to_string()),
+                ..Default::default()
+            };
+            let parts = Box::new(ExportParts(multer::Multipart::new(stall, b)));
+            return self.upload_parts(&info, parts).await;
+        }
+        let (feed, reader) = feed::channel();
+        let task = self.store_task(Some(fp.to_string()), move |d, e, l| {
+            kante_images::store_unified(d, reader, e, l)
+        });
+        match feed.pump(stall).await {
+            Ok(()) => Ok(task),
+            Err(e) => {
+                self.abandon_store(task).await;
+                Err(EngineError::bad(e.to_string()))
+            }
+        }
+    }
+}
+
+/// `body`, its bytes counted in `done` as they pass.
+pub(crate) fn counted(
+    body: crate::front::ByteStream,
+    done: Arc<AtomicU64>,
+) -> crate::front::ByteStream {
+    body.map(move |c| {
+        if let Ok(c) = &c {
+            done.fetch_add(c.len() as u64, Ordering::Relaxed);
+        }
+        c
+    })
+    .boxed()
 }
 
 /// The parts of a split image's export.

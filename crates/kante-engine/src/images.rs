@@ -318,6 +318,12 @@ impl Engine {
         let dir = self.paths.images();
         let main = dir.join(&row.fingerprint);
         let rootfs = dir.join(format!("{}.rootfs", row.fingerprint));
+        if !main.is_file() {
+            // In a cluster the index is shared but files are each member's.
+            return Err(EngineError::NotFound(
+                "The image's files are not stored on this server".into(),
+            ));
+        }
         let base = if row.filename.is_empty() {
             row.fingerprint.clone()
         } else {

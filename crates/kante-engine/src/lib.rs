@@ -22,6 +22,7 @@ pub mod forward;
 pub mod front;
 pub mod fuzzing;
 pub mod host;
+mod image_member;
 mod image_publish;
 mod image_pull;
 mod image_refresh;

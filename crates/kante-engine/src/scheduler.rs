@@ -283,7 +283,8 @@ impl Engine {
 
 /// Keeps the candidates whose heartbeat says they hold image `fp`'s files,
 /// when any does (the image index is shared but its files are each
-/// member's, with no transfer between members yet); whether it narrowed.
+/// member's: a member without them fetches them, `image_member.rs`, which
+/// this spares); whether it narrowed.
 fn keep_holders(cands: &mut Vec<&kante_cluster::Peer>, fp: &str) -> bool {
     let holds = |p: &&kante_cluster::Peer| {
         p.beat
@@ -327,7 +328,7 @@ mod tests {
         let mut cands = vec![&a, &b, &c];
         assert!(keep_holders(&mut cands, "f1"));
         assert_eq!(cands.len(), 2);
-        // Nobody holds it: nothing is narrowed (the create says so itself).
+        // Nobody online holds it: nothing is narrowed (the create says so itself).
         let mut cands = vec![&a, &c];
         assert!(!keep_holders(&mut cands, "f9"));
         assert_eq!(cands.len(), 2);

@@ -13,7 +13,8 @@
 //! it checks that a member sent it ([`Engine::check_forwarded`]) and
 //! serves it itself: there is never a second hop. [`Link`] is the engine's
 //! [`PeerLink`]: the same connection, for the engine's own questions to
-//! other members (the cluster-wide list, an unknown operation).
+//! other members (the cluster-wide list, an unknown operation) and its
+//! downloads from them (an image's files, streamed).
 //!
 //! [`Engine::route`]: kante_engine::Engine::route
 //! [`Engine::place_instance`]: kante_engine::Engine::place_instance
@@ -29,7 +30,9 @@ use axum::middleware::Next;
 use axum::response::Response;
 use hyper_util::rt::TokioIo;
 use kante_api::instance::InstancesPost;
-use kante_engine::forward::{Forward, PeerLink, Route, FORWARDED_HEADER, PLACEMENT_HEADER};
+use kante_engine::forward::{
+    Download, Forward, PeerLink, Route, FORWARDED_HEADER, PLACEMENT_HEADER,
+};
 use kante_engine::front::Target;
 use kante_engine::Engine;
 
@@ -348,6 +351,59 @@ impl PeerLink for Link {
                 ));
             }
             Ok(doc.get("metadata").cloned().unwrap_or_default())
+        };
+        tokio::time::timeout(timeout, ask)
+            .await
+            .map_err(|_| format!("no answer within {}s", timeout.as_secs()))?
+    }
+
+    async fn download(
+        &self,
+        to: &Forward,
+        path_and_query: &str,
+        timeout: Duration,
+    ) -> Result<Download, String> {
+        use futures_util::StreamExt;
+        use http_body_util::BodyExt;
+        let engine = self.engine.upgrade().ok_or("the daemon is stopping")?;
+        let ask = async {
+            let req = Request::builder()
+                .method(Method::GET)
+                .uri(path_and_query)
+                .body(Body::empty())
+                .map_err(|e| e.to_string())?;
+            let resp = send(&engine, to, req).await?;
+            let status = resp.status();
+            if !status.is_success() {
+                let bytes = axum::body::to_bytes(Body::new(resp.into_body()), 1 << 20)
+                    .await
+                    .unwrap_or_default();
+                let doc: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+                return Err(format!(
+                    "{status}: {}",
+                    doc.get("error")
+                        .and_then(|e| e.as_str())
+                        .unwrap_or_default()
+                ));
+            }
+            let header = |h| {
+                resp.headers()
+                    .get(h)
+                    .and_then(|v: &HeaderValue| v.to_str().ok())
+                    .map(str::to_string)
+            };
+            let content_type = header(axum::http::header::CONTENT_TYPE).unwrap_or_default();
+            let length = header(axum::http::header::CONTENT_LENGTH).and_then(|l| l.parse().ok());
+            let body = resp
+                .into_body()
+                .into_data_stream()
+                .map(|c| c.map_err(std::io::Error::other))
+                .boxed();
+            Ok(Download {
+                content_type,
+                length,
+                body,
+            })
         };
         tokio::time::timeout(timeout, ask)
             .await

@@ -312,6 +312,8 @@ impl Engine {
             let mut revert = Revert::new();
             match source {
                 Source::Image { fingerprint, .. } => {
+                    // In a cluster, the files may be on another member only.
+                    self.ensure_image_files(op, &fingerprint, &pool).await?;
                     self.ensure_image_volume(op, &fingerprint, &pool).await?;
                     let (p, n, f) = (pool.clone(), name.to_string(), fingerprint.clone());
                     let created =
