@@ -110,6 +110,17 @@ fn a_rolling_restart_never_cuts_the_other_members_off() {
                     assert_eq!(host.trim(), name, "h{i} → {name} (h{down} down)");
                 }
             }
+            // Its member state is answered by it alone: a 503 naming it.
+            let err = lab
+                .client(up[0])
+                .get(
+                    "/1.0/cluster/members/h{down}/state"
+                        .replace("{down}", &down.to_string())
+                        .as_str(),
+                )
+                .await
+                .expect_err("the state of a member that is down");
+            assert!(err.to_string().contains(&format!("h{down}")), "{err}");
             // Cluster changes go on without the down member (2 of 3 voters).
             let key = format!("user.rolled.h{down}");
             on(&lab, up[0], &["profile", "set", "default", &key, "yes"]);
@@ -137,6 +148,16 @@ fn a_rolling_restart_never_cuts_the_other_members_off() {
                 inits[down as usize - 1],
                 "{gone} was restarted with its daemon"
             );
+            let state: serde_json::Value = lab
+                .client(up[0])
+                .get_json(&format!("/1.0/cluster/members/h{down}/state"))
+                .await
+                .unwrap_or_else(|e| panic!("h{down}'s state through h{}: {e}", up[0]));
+            assert_eq!(
+                state["sysinfo"]["load_averages"].as_array().map(Vec::len),
+                Some(3)
+            );
+            assert!(state["storage_pools"]["default"].is_object(), "{state}");
             for i in 1..=3 {
                 await_listed(&lab, i, &gone, "RUNNING", &format!("h{down}"));
                 let host = on(&lab, i, &["exec", &gone, "--", "hostname"]);

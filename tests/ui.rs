@@ -132,6 +132,30 @@ fn a_browser_logs_in_watches_acts_and_opens_a_console() {
         // What the browser saw, checked again here.
         assert_eq!(report["untrusted"]["instances"], 403, "{report}");
         assert_eq!(report["csrf"], 403, "{report}");
+        // The host card's load is the server's member state, which
+        // counts this host's memory.
+        let shown = report["hostLoad"].as_str().unwrap_or_default();
+        assert_eq!(shown.split(", ").count(), 3, "{report}");
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        let state: Value = d
+            .client
+            .get_json(&format!("/1.0/cluster/members/{}/state", host.trim()))
+            .await
+            .unwrap();
+        let mem_kib: u64 = std::fs::read_to_string("/proc/meminfo")
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap();
+        assert_eq!(state["sysinfo"]["total_ram"], mem_kib * 1024, "{state}");
+        assert_eq!(
+            state["sysinfo"]["load_averages"].as_array().unwrap().len(),
+            3
+        );
+        assert!(
+            state["storage_pools"]["default"]["resources"]["space"]["total"].as_u64() > Some(0)
+        );
         let first = report["firstView"]["total"].as_u64().unwrap();
         assert!(first > 0 && first < 200 * 1024, "first view: {first} bytes");
         assert_eq!(report["console"], "web1", "{report}");

@@ -165,6 +165,19 @@ try {
     assert.ok(app && app.encoded < app.decoded, `app.js was not sent compressed: ${JSON.stringify(app)}`);
     await cold.close();
   }
+  // The host's load and free resources, from its member state.
+  {
+    const card = page.locator('#hosts .card').first();
+    const load = card.locator('dt', { hasText: 'Load (1, 5, 15 min)' }).locator('xpath=following-sibling::dd[1]');
+    await load.waitFor({ timeout: TIMEOUT });
+    const text = (await load.textContent()).trim();
+    assert.match(text, /^\d+\.\d\d, \d+\.\d\d, \d+\.\d\d$/, `load shown as ${text}`);
+    const free = (await card.locator('dt', { hasText: 'Memory free' }).locator('xpath=following-sibling::dd[1]').textContent()).trim();
+    assert.match(free, / of /, `memory free shown as ${free}`);
+    const pools = (await card.locator('dt', { hasText: 'Pools free' }).locator('xpath=following-sibling::dd[1]').textContent()).trim();
+    assert.match(pools, /^default \d/, `pools free shown as ${pools}`);
+    result.hostLoad = text;
+  }
   await accessible(page, 'overview');
   await shot(page, 'overview');
 

@@ -93,6 +93,40 @@ pub struct ClusterMemberStatePost {
     pub mode: String,
 }
 
+/// `GET /1.0/cluster/members/NAME/state` (LXD's `ClusterMemberState`,
+/// API extension `cluster_member_state`): the member's load and free
+/// memory, and its storage pools' space.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ClusterMemberState {
+    pub sysinfo: ClusterMemberSysInfo,
+    /// By pool name: `{"resources": {"space": …, "inodes": …}}`.
+    #[serde(default)]
+    pub storage_pools: std::collections::BTreeMap<String, StoragePoolState>,
+}
+
+/// A pool's part of [`ClusterMemberState`].
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct StoragePoolState {
+    pub resources: crate::resources::PoolResources,
+}
+
+/// The member's `sysinfo(2)` figures, in LXD's field names (bytes, seconds).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ClusterMemberSysInfo {
+    pub uptime: i64,
+    /// 1, 5 and 15 minutes.
+    pub load_averages: Vec<f64>,
+    pub total_ram: u64,
+    pub free_ram: u64,
+    pub shared_ram: u64,
+    pub buffered_ram: u64,
+    pub total_swap: u64,
+    pub free_swap: u64,
+    pub processes: u64,
+    #[serde(default)]
+    pub logical_cpus: u64,
+}
+
 /// The join token (base64 of this JSON, as LXD's): what a joining host
 /// needs to reach the cluster and prove it was invited.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]

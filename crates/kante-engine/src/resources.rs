@@ -12,10 +12,89 @@ use kante_api::resources::{
     NetworkPort, PoolInodes, PoolResources, PoolSpace, Resources,
 };
 
+use kante_api::cluster::{ClusterMemberState, ClusterMemberSysInfo, StoragePoolState};
+
 use crate::error::{EngineError, Result};
 use crate::Engine;
 
+/// `sysinfo(2)`'s figures from /proc/loadavg, /proc/meminfo and
+/// /proc/uptime text (bytes; what a file lacks reads as 0).
+fn sysinfo(loadavg: &str, meminfo: &str, uptime: &str) -> ClusterMemberSysInfo {
+    let fields: Vec<&str> = loadavg.split_whitespace().collect();
+    let load = |i: usize| fields.get(i).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    let processes = fields
+        .get(3)
+        .and_then(|v| v.split('/').nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let kib = |key: &str| -> u64 {
+        meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap_or(0)
+            * 1024
+    };
+    let up = uptime
+        .split_whitespace()
+        .next()
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    ClusterMemberSysInfo {
+        uptime: up as i64,
+        load_averages: vec![load(0), load(1), load(2)],
+        total_ram: kib("MemTotal"),
+        free_ram: kib("MemFree"),
+        shared_ram: kib("Shmem"),
+        buffered_ram: kib("Buffers"),
+        total_swap: kib("SwapTotal"),
+        free_swap: kib("SwapFree"),
+        processes,
+        logical_cpus: 0,
+    }
+}
+
 impl Engine {
+    /// `GET /1.0/cluster/members/NAME/state` on member NAME (a standalone
+    /// server answers for its own `server_name`): load, memory, swap and
+    /// processes as `sysinfo(2)` counts them, and each pool's space.
+    pub(crate) async fn member_state_get(&self, name: &str) -> Result<ClusterMemberState> {
+        let me = match self.cluster.member_name() {
+            Some(me) => me,
+            None => kante_runtime::host::kernel_names().1,
+        };
+        if name != me {
+            return Err(EngineError::NotFound(format!(
+                "Cluster member {name:?} not found"
+            )));
+        }
+        let sysinfo = tokio::task::spawn_blocking(|| {
+            sysinfo(
+                &std::fs::read_to_string("/proc/loadavg").unwrap_or_default(),
+                &std::fs::read_to_string("/proc/meminfo").unwrap_or_default(),
+                &std::fs::read_to_string("/proc/uptime").unwrap_or_default(),
+            )
+        })
+        .await
+        .map_err(|e| EngineError::internal(format!("reading sysinfo: {e}")))?;
+        let mut storage_pools = BTreeMap::new();
+        for pool in self.loaded_pools() {
+            match self.pool_resources(&pool.name).await {
+                Ok(resources) => {
+                    storage_pools.insert(pool.name.clone(), StoragePoolState { resources });
+                }
+                Err(e) => tracing::warn!(pool = %pool.name, "pool space: {e}"),
+            }
+        }
+        Ok(ClusterMemberState {
+            sysinfo: ClusterMemberSysInfo {
+                logical_cpus: crate::instance::config::online_cpus() as u64,
+                ..sysinfo
+            },
+            storage_pools,
+        })
+    }
+
     /// `GET /1.0/resources`.
     pub(crate) async fn resources(&self) -> Result<Resources> {
         tokio::task::spawn_blocking(|| host_resources(Path::new("/")))
@@ -400,6 +479,22 @@ fn network_cards(root: &Path) -> Vec<NetworkCard> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sysinfo_reads_load_memory_processes_and_uptime() {
+        let s = sysinfo(
+            "0.52 0.31 0.12 2/345 6789\n",
+            "MemTotal: 2048 kB\nMemFree: 512 kB\nBuffers: 16 kB\nShmem: 8 kB\nSwapTotal: 0 kB\nSwapFree: 0 kB\n",
+            "12345.67 2000.00\n",
+        );
+        assert_eq!(s.load_averages, vec![0.52, 0.31, 0.12]);
+        assert_eq!((s.total_ram, s.free_ram), (2048 * 1024, 512 * 1024));
+        assert_eq!((s.buffered_ram, s.shared_ram), (16 * 1024, 8 * 1024));
+        assert_eq!((s.processes, s.uptime), (345, 12345));
+        let empty = sysinfo("", "", "");
+        assert_eq!(empty.load_averages, vec![0.0, 0.0, 0.0]);
+        assert_eq!(empty.total_ram, 0);
+    }
 
     #[test]
     fn memory_is_read_in_bytes() {

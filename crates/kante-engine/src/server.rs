@@ -56,6 +56,8 @@ pub const API_EXTENSIONS: &[&str] = &[
     "clustering",
     // POST /1.0/cluster/members/NAME/state (`evacuate.rs`).
     "clustering_evacuation",
+    // GET /1.0/cluster/members/NAME/state (`resources.rs`).
+    "cluster_member_state",
     "certificate_self_trust",
     "etag",
     "projects",

@@ -251,6 +251,7 @@ pub fn render(reply: Reply, recursion: u8) -> ApiResult {
             format!("/1.0/cluster/members/{}", m.server_name)
         }),
         Reply::ClusterMember(x) => sync(x),
+        Reply::ClusterMemberState(x) => sync(x),
         Reply::ClusterAccepted(x) => sync(x),
         Reply::Services(v) => sync(v),
         other @ (Reply::Socket(_) | Reply::Events(_)) => Err(ApiError(EngineError::internal(

@@ -543,6 +543,9 @@ impl Engine {
             ClusterMemberState { name, post } => {
                 R::Operation(self.member_state(&name, post).await?)
             }
+            ClusterMemberStateGet { name } => {
+                R::ClusterMemberState(Box::new(self.member_state_get(&name).await?))
+            }
         })
     }
 }

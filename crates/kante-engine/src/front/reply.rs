@@ -120,6 +120,7 @@ pub enum Reply {
     Cluster(Box<kante_api::cluster::Cluster>),
     ClusterMembers(Vec<kante_api::cluster::ClusterMember>),
     ClusterMember(Box<kante_api::cluster::ClusterMember>),
+    ClusterMemberState(Box<kante_api::cluster::ClusterMemberState>),
     /// What a joining member is given.
     ClusterAccepted(Box<kante_api::cluster::ClusterAcceptReply>),
     /// The cluster's live services.

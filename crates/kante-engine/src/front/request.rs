@@ -448,6 +448,12 @@ pub enum Request {
         name: String,
         post: kante_api::cluster::ClusterMemberStatePost,
     },
+    /// Member `name`'s load, memory and pools (`GET
+    /// /1.0/cluster/members/NAME/state`), served by it; a standalone
+    /// server answers for its own name.
+    ClusterMemberStateGet {
+        name: String,
+    },
     /// A joining member's request (open to untrusted callers: its token's
     /// secret is the credential).
     ClusterAccept(Box<kante_api::cluster::ClusterAcceptPost>),
@@ -596,6 +602,7 @@ impl Request {
             ClusterMemberDelete { .. } => "cluster_member_delete",
             ClusterMemberAdd(_) => "cluster_member_add",
             ClusterMemberState { .. } => "cluster_member_state",
+            ClusterMemberStateGet { .. } => "cluster_member_state_get",
             ClusterAccept(_) => "cluster_accept",
         }
     }
@@ -638,7 +645,9 @@ impl Request {
             ServiceList => Target::Server,
             ClusterMemberDelete { .. } | ClusterMemberAdd(_) => Target::Server,
             ClusterPut(_) | ClusterAccept(_) => Target::Member,
-            ClusterMemberState { name, .. } => Target::ClusterMember(name.clone()),
+            ClusterMemberState { name, .. } | ClusterMemberStateGet { name } => {
+                Target::ClusterMember(name.clone())
+            }
             // What this member runs and has.
             Metrics | Resources => Target::Member,
             PoolResources { pool } => Target::Pool(pool.clone()),

@@ -23,7 +23,10 @@ pub fn routes(r: Routes) -> Routes {
             "/1.0/cluster/members/{name}",
             get(member_get).delete(member_delete),
         )
-        .route("/1.0/cluster/members/{name}/state", post(member_state))
+        .route(
+            "/1.0/cluster/members/{name}/state",
+            post(member_state).get(member_state_get),
+        )
         .route("/internal/cluster/accept", post(accept))
         .route("/1.0/services", get(services))
 }
@@ -75,6 +78,12 @@ pub async fn member_state(
     Json(post): Json<ClusterMemberStatePost>,
 ) -> ApiResult {
     answer(&s, Request::ClusterMemberState { name, post }).await
+}
+
+/// `GET /1.0/cluster/members/NAME/state`: the member's load, memory and
+/// pools (answered by member NAME: forwarded there).
+pub async fn member_state_get(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult {
+    answer(&s, Request::ClusterMemberStateGet { name }).await
 }
 
 pub async fn accept(State(s): State<AppState>, Json(post): Json<ClusterAcceptPost>) -> ApiResult {

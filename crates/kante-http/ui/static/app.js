@@ -363,6 +363,19 @@ async function renderHosts(box) {
     const cluster = await api('GET', '/1.0/cluster');
     if (cluster && cluster.enabled) members = await api('GET', '/1.0/cluster/members?recursion=1');
   } catch (_) { /* not clustered */ }
+  // Load and free memory per host: GET /1.0/cluster/members/NAME/state
+  // (a standalone server answers for its own name).
+  const names = members.length ? members.map((m) => m.server_name) : [env.server_name];
+  const states = new Map(await Promise.all(names.map(async (n) => [n,
+    await api('GET', `/1.0/cluster/members/${enc(n)}/state`).catch(() => null)])));
+  const loadRows = (st) => {
+    if (!st) return [['Load', '–']];
+    const s = st.sysinfo;
+    return [['Load (1, 5, 15 min)', s.load_averages.map((l) => l.toFixed(2)).join(', ')],
+      ['Memory free', `${bytes(s.free_ram)} of ${bytes(s.total_ram)}`],
+      ['Pools free', Object.entries(st.storage_pools || {}).map(([p, v]) =>
+        `${p} ${bytes(v.resources.space.total - v.resources.space.used)}`).join(', ') || '–']];
+  };
   const running = [...ui.instances.values()].filter((e) => e.state && e.state.status === 'Running').length;
   const card = (title, rows) => h('section', { class: 'card', 'aria-label': title },
     h('h3', {}, title), h('dl', {}, rows.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])));
@@ -373,12 +386,13 @@ async function renderHosts(box) {
     ['Addresses', (env.addresses || []).join(', ') || '–'],
     ['CPU threads', res ? res.cpu.total : '–'],
     ['Memory used', mem ? `${bytes(mem.used)} of ${bytes(mem.total)}` : '–'],
-    ['Memory free', mem ? bytes(mem.total - mem.used) : '–'],
+    ...(members.length ? [] : loadRows(states.get(env.server_name))),
     ['Instances running', `${running} of ${ui.instances.size}`],
   ]));
   for (const m of members) {
     cards.push(card(`Member ${m.server_name}`, [
       ['Status', m.status], ['Address', m.url], ['Roles', (m.roles || []).join(', ') || '–'], ['Message', m.message || '–'],
+      ...loadRows(states.get(m.server_name)),
     ]));
   }
   box.replaceChildren(...cards);
