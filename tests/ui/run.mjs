@@ -172,8 +172,8 @@ try {
     await load.waitFor({ timeout: TIMEOUT });
     const text = (await load.textContent()).trim();
     assert.match(text, /^\d+\.\d\d, \d+\.\d\d, \d+\.\d\d$/, `load shown as ${text}`);
-    const free = (await card.locator('dt', { hasText: 'Memory free' }).locator('xpath=following-sibling::dd[1]').textContent()).trim();
-    assert.match(free, / of /, `memory free shown as ${free}`);
+    const used = (await card.locator('dt', { hasText: 'Memory used' }).locator('xpath=following-sibling::dd[1]').textContent()).trim();
+    assert.match(used, / of /, `memory used shown as ${used}`);
     const pools = (await card.locator('dt', { hasText: 'Pools free' }).locator('xpath=following-sibling::dd[1]').textContent()).trim();
     assert.match(pools, /^default \d/, `pools free shown as ${pools}`);
     result.hostLoad = text;

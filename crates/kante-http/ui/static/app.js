@@ -368,11 +368,13 @@ async function renderHosts(box) {
   const names = members.length ? members.map((m) => m.server_name) : [env.server_name];
   const states = new Map(await Promise.all(names.map(async (n) => [n,
     await api('GET', `/1.0/cluster/members/${enc(n)}/state`).catch(() => null)])));
-  const loadRows = (st) => {
+  // sysinfo's free RAM leaves out the page cache: a member's card says so;
+  // this server's card has the used memory from /1.0/resources already.
+  const loadRows = (st, memory) => {
     if (!st) return [['Load', '–']];
     const s = st.sysinfo;
     return [['Load (1, 5, 15 min)', s.load_averages.map((l) => l.toFixed(2)).join(', ')],
-      ['Memory free', `${bytes(s.free_ram)} of ${bytes(s.total_ram)}`],
+      ...(memory ? [['Memory free (not cache)', `${bytes(s.free_ram)} of ${bytes(s.total_ram)}`]] : []),
       ['Pools free', Object.entries(st.storage_pools || {}).map(([p, v]) =>
         `${p} ${bytes(v.resources.space.total - v.resources.space.used)}`).join(', ') || '–']];
   };
@@ -386,13 +388,13 @@ async function renderHosts(box) {
     ['Addresses', (env.addresses || []).join(', ') || '–'],
     ['CPU threads', res ? res.cpu.total : '–'],
     ['Memory used', mem ? `${bytes(mem.used)} of ${bytes(mem.total)}` : '–'],
-    ...(members.length ? [] : loadRows(states.get(env.server_name))),
+    ...(members.length ? [] : loadRows(states.get(env.server_name), false)),
     ['Instances running', `${running} of ${ui.instances.size}`],
   ]));
   for (const m of members) {
     cards.push(card(`Member ${m.server_name}`, [
       ['Status', m.status], ['Address', m.url], ['Roles', (m.roles || []).join(', ') || '–'], ['Message', m.message || '–'],
-      ...loadRows(states.get(m.server_name)),
+      ...loadRows(states.get(m.server_name), true),
     ]));
   }
   box.replaceChildren(...cards);
