@@ -13,23 +13,13 @@
 //! restart h1's only instance (`cluster.evacuate=stop`). Everything is
 //! deleted and the lab goes down leaving nothing.
 
-use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use kante_integration::cluster::{await_state, form, on, refused, text};
+use kante_integration::cluster::{
+    await_state, form, holds, listed, lxc, on, only_on, refused, text,
+};
 use kante_integration::lab::Lab;
 use kante_integration::{cgroup_prefix_of, leaks_of, run, TestImage};
-
-/// `kante list -f csv -c nsL` on host i: (name, state, location).
-fn listed(lab: &Lab, i: u32) -> Vec<(String, String, String)> {
-    on(lab, i, &["list", "-f", "csv", "-c", "nsL"])
-        .lines()
-        .map(|l| {
-            let c: Vec<&str> = l.split(',').collect();
-            (c[0].into(), c[1].into(), c[2].into())
-        })
-        .collect()
-}
 
 /// (state, location) of `name` in host i's list.
 fn where_is(lab: &Lab, i: u32, name: &str) -> (String, String) {
@@ -38,42 +28,6 @@ fn where_is(lab: &Lab, i: u32, name: &str) -> (String, String) {
         .find(|r| r.0 == name)
         .map(|r| (r.1.clone(), r.2.clone()))
         .unwrap_or_else(|| panic!("{name} not in h{i}'s list: {all:?}"))
-}
-
-/// Whether host i's storage holds instance `name`'s volume.
-fn holds(lab: &Lab, i: u32, name: &str) -> bool {
-    std::fs::read_dir(lab.state(i).join("storage-pools"))
-        .map(|pools| {
-            pools
-                .flatten()
-                .any(|p| p.path().join("containers").join(name).exists())
-        })
-        .unwrap_or(false)
-}
-
-/// Exactly host `i` of the three holds `name`.
-fn only_on(lab: &Lab, i: u32, name: &str) {
-    for j in 1..=3 {
-        assert_eq!(
-            holds(lab, j, name),
-            i == j,
-            "{name}: expected on h{i} only (h{j})"
-        );
-    }
-}
-
-/// Debian's `lxc ARGS` against host i's unix socket (within 120 s).
-fn lxc(lab: &Lab, i: u32, home: &std::path::Path, args: &[&str]) -> Output {
-    Command::new("timeout")
-        .arg("120")
-        .arg("lxc")
-        .args(args)
-        .env("LXD_DIR", lab.state(i))
-        .env("LXD_CONF", home.join("conf"))
-        .env("HOME", home)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
 }
 
 #[test]

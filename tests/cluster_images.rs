@@ -14,7 +14,7 @@
 
 use std::time::{Duration, Instant};
 
-use kante_integration::cluster::{await_state, form, on, text};
+use kante_integration::cluster::{await_state, form, holds, on, text};
 use kante_integration::lab::Lab;
 use kante_integration::{cgroup_prefix_of, leaks_of, run, TestImage};
 
@@ -44,17 +44,6 @@ fn sha256(path: &std::path::Path) -> String {
         .next()
         .unwrap_or_default()
         .to_string()
-}
-
-/// Whether host i's storage holds instance `name`'s volume.
-fn holds(lab: &Lab, i: u32, name: &str) -> bool {
-    std::fs::read_dir(lab.state(i).join("storage-pools"))
-        .map(|pools| {
-            pools
-                .flatten()
-                .any(|p| p.path().join("containers").join(name).exists())
-        })
-        .unwrap_or(false)
 }
 
 /// Waits until host i sees every member ONLINE (bounded).

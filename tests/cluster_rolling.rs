@@ -11,20 +11,9 @@
 
 use std::time::{Duration, Instant};
 
-use kante_integration::cluster::{alive, await_state, form, on, restart_kanted, text};
+use kante_integration::cluster::{alive, await_state, form, listed, on, restart_kanted, text};
 use kante_integration::lab::Lab;
 use kante_integration::{cgroup_prefix_of, leaks_of, run, TestImage};
-
-/// `kante list -f csv -c nsL` on host i: (name, state, location).
-fn listed(lab: &Lab, i: u32) -> Vec<(String, String, String)> {
-    on(lab, i, &["list", "-f", "csv", "-c", "nsL"])
-        .lines()
-        .map(|l| {
-            let c: Vec<&str> = l.split(',').collect();
-            (c[0].into(), c[1].into(), c[2].into())
-        })
-        .collect()
-}
 
 /// Waits until host i lists `name` as `state` on `member` (bounded).
 fn await_listed(lab: &Lab, i: u32, name: &str, state: &str, member: &str) {

@@ -13,10 +13,9 @@
 //! through h1 fails within 5 s naming h3. The lab goes down leaving
 //! nothing.
 
-use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use kante_integration::cluster::{on, restart_kanted, text, token};
+use kante_integration::cluster::{holds, listed, lxc, on, only_on, restart_kanted, text, token};
 use kante_integration::lab::Lab;
 use kante_integration::{cgroup_prefix_of, leaks_of, run, TestImage};
 
@@ -33,17 +32,6 @@ fn await_online(lab: &Lab, i: u32, limit: Duration) {
     }
 }
 
-/// `kante list -f csv -c nsL` on host i: (name, state, location), sorted.
-fn listed(lab: &Lab, i: u32) -> Vec<(String, String, String)> {
-    on(lab, i, &["list", "-f", "csv", "-c", "nsL"])
-        .lines()
-        .map(|l| {
-            let c: Vec<&str> = l.split(',').collect();
-            (c[0].into(), c[1].into(), c[2].into())
-        })
-        .collect()
-}
-
 /// The member host i's list places `name` on.
 fn location(lab: &Lab, i: u32, name: &str) -> String {
     let all = listed(lab, i);
@@ -51,43 +39,6 @@ fn location(lab: &Lab, i: u32, name: &str) -> String {
         .find(|r| r.0 == name)
         .map(|r| r.2.clone())
         .unwrap_or_else(|| panic!("{name} not in h{i}'s list: {all:?}"))
-}
-
-/// Whether host i's storage holds instance `name`'s volume.
-fn holds(lab: &Lab, i: u32, name: &str) -> bool {
-    std::fs::read_dir(lab.state(i).join("storage-pools"))
-        .map(|pools| {
-            pools
-                .flatten()
-                .any(|p| p.path().join("containers").join(name).exists())
-        })
-        .unwrap_or(false)
-}
-
-/// Exactly host `i` of the three holds `name`.
-fn only_on(lab: &Lab, i: u32, name: &str) {
-    for j in 1..=3 {
-        assert_eq!(
-            holds(lab, j, name),
-            i == j,
-            "{name}: expected on h{i} only (h{j})"
-        );
-    }
-}
-
-/// Debian's `lxc ARGS` against host i's unix socket (within 60 s).
-fn lxc(lab: &Lab, i: u32, home: &std::path::Path, args: &[&str]) -> Output {
-    // Bounded: a wait that never ends fails the test instead of hanging it.
-    Command::new("timeout")
-        .arg("60")
-        .arg("lxc")
-        .args(args)
-        .env("LXD_DIR", lab.state(i))
-        .env("LXD_CONF", home.join("conf"))
-        .env("HOME", home)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
 }
 
 #[test]

@@ -2,7 +2,9 @@
 //! that must succeed or fail with one line, join tokens, the members as
 //! `kante cluster list` shows them, waits on a member's state, a
 //! 3-member cluster made with `enable`/`add`/`join`, host i's etcd
-//! processes, and host i's kanted started again after a kill.
+//! processes, host i's kanted started again after a kill, the one view
+//! (`kante list` with locations), which host's storage holds an
+//! instance, and Debian's `lxc` against a host.
 
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -166,4 +168,52 @@ pub fn restart_kanted(lab: &Lab, i: u32) -> std::process::Child {
         .unwrap();
     on(lab, i, &["wait-ready", "--timeout", "60"]);
     child
+}
+
+/// `kante list -f csv -c nsL` on host i: (name, state, location).
+pub fn listed(lab: &Lab, i: u32) -> Vec<(String, String, String)> {
+    on(lab, i, &["list", "-f", "csv", "-c", "nsL"])
+        .lines()
+        .map(|l| {
+            let c: Vec<&str> = l.split(',').collect();
+            (c[0].into(), c[1].into(), c[2].into())
+        })
+        .collect()
+}
+
+/// Whether host i's storage holds instance `name`'s volume.
+pub fn holds(lab: &Lab, i: u32, name: &str) -> bool {
+    std::fs::read_dir(lab.state(i).join("storage-pools"))
+        .map(|pools| {
+            pools
+                .flatten()
+                .any(|p| p.path().join("containers").join(name).exists())
+        })
+        .unwrap_or(false)
+}
+
+/// Exactly host `i` of the lab's hosts holds `name`.
+pub fn only_on(lab: &Lab, i: u32, name: &str) {
+    for j in 1..=lab.hosts {
+        assert_eq!(
+            holds(lab, j, name),
+            i == j,
+            "{name}: expected on h{i} only (h{j})"
+        );
+    }
+}
+
+/// Debian's `lxc ARGS` against host i's unix socket, bounded (120 s): a
+/// wait that never ends fails the test instead of hanging it.
+pub fn lxc(lab: &Lab, i: u32, home: &std::path::Path, args: &[&str]) -> Output {
+    Command::new("timeout")
+        .arg("120")
+        .arg("lxc")
+        .args(args)
+        .env("LXD_DIR", lab.state(i))
+        .env("LXD_CONF", home.join("conf"))
+        .env("HOME", home)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
 }
