@@ -55,8 +55,8 @@ fn the_package_installs_starts_under_systemd_and_launches_an_instance() {
     }
     run(async {
         let d = Daemon::start().await;
-        let out = d.dir.join("debian");
-        let deb = build_package(&out);
+        let pkg_dir = tempfile::tempdir().unwrap();
+        let deb = build_package(pkg_dir.path());
 
         // A clean Debian 12 root with systemd as init, on a NAT bridge (its
         // only traffic off the host: Debian's mirror, through apt).
@@ -132,6 +132,13 @@ fn the_package_installs_starts_under_systemd_and_launches_an_instance() {
         let main_pid = sh_ok(&d, "systemctl show -p MainPID --value kanted").await;
         let comm = sh_ok(&d, &format!("cat /proc/{}/comm", main_pid.trim())).await;
         assert_eq!(comm.trim(), "kanted", "systemd's main process is kanted");
+        // This guest's cgroup2 offers no controllers (a hybrid host's are
+        // all v1): kanted says so in its journal, and limits are refused.
+        let journal = sh_ok(&d, "journalctl -u kanted --no-pager -o cat").await;
+        assert!(
+            journal.contains("do not offer the memory, cpu, cpuset, pids controller(s)"),
+            "{journal}"
+        );
 
         // That kanted launches an instance of its own, on its own bridge.
         sh_ok(&d, "kante init --auto >/dev/null").await;
@@ -141,6 +148,15 @@ fn the_package_installs_starts_under_systemd_and_launches_an_instance() {
         )
         .await;
         assert_eq!(sh_ok(&d, "kante exec inner -- hostname").await, "inner\n");
+        let (code, out) = d
+            .sh(GUEST, "kante launch bb limited -c limits.memory=64MiB")
+            .await;
+        assert_ne!(code, 0, "a memory limit without the controller: {out}");
+        assert!(
+            out.contains("limits.memory needs the cgroup memory controller"),
+            "{out}"
+        );
+        sh_ok(&d, "kante delete -f limited").await;
         sh_ok(
             &d,
             &format!(
@@ -182,7 +198,7 @@ fn the_package_installs_starts_under_systemd_and_launches_an_instance() {
 
         kante_ok(&d, &["delete", "-f", GUEST]);
         kante_ok(&d, &["network", "delete", "ktpkg0"]);
-        std::fs::remove_dir_all(&out).unwrap();
+        pkg_dir.close().unwrap();
         d.shutdown().await;
     });
 }

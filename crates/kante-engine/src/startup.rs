@@ -86,6 +86,7 @@ impl Engine {
             me: me.clone(),
         });
         engine.init_defaults().await?;
+        engine.note_missing_controllers();
         engine.load_pools().await?;
         engine.import_volume_sidecars().await;
         // The service names (`svc.kante`), answered by kanted, forwarded
@@ -105,6 +106,23 @@ impl Engine {
         engine.start_lxcfs_supervision();
         engine.clean_backups_at_start().await;
         Ok(engine)
+    }
+
+    /// Says once, at start, which limit controllers this host's cgroups
+    /// do not offer (as LXD warns): a nested host's cgroup2 may have none,
+    /// and then the `limits.*` keys needing them refuse a start.
+    fn note_missing_controllers(&self) {
+        let root = self.runtime.cgroup_at("");
+        let missing: Vec<&str> = ["memory", "cpu", "cpuset", "pids"]
+            .into_iter()
+            .filter(|c| !root.offers(c))
+            .collect();
+        if !missing.is_empty() {
+            tracing::warn!(
+                "the host's cgroups do not offer the {} controller(s): instances start without those limits, and a limits.* key that needs one refuses the start",
+                missing.join(", ")
+            );
+        }
     }
 
     async fn init_defaults(&self) -> Result<()> {
