@@ -16,10 +16,10 @@
 use std::time::Duration;
 
 use kante_integration::cluster::{
-    await_state, form, holds, listed, lxc, on, only_on, refused, text,
+    await_state, down_and_check, form, holds, listed, lxc, on, only_on, refused, text,
 };
 use kante_integration::lab::Lab;
-use kante_integration::{cgroup_prefix_of, leaks_of, run, TestImage};
+use kante_integration::{run, TestImage};
 
 /// (state, location) of `name` in host i's list.
 fn where_is(lab: &Lab, i: u32, name: &str) -> (String, String) {
@@ -190,13 +190,6 @@ fn evacuate_moves_or_stops_and_restore_brings_back() {
                 assert!(!holds(&lab, j, n), "{n} left on h{j}");
             }
         }
-        let o = lab.down();
-        assert!(o.status.success(), "{}", text(&o));
-        for i in 1..=3 {
-            let state = lab.state(i);
-            let left = leaks_of(&state, &cgroup_prefix_of(&state));
-            assert!(left.is_empty(), "h{i} left: {left:#?}");
-        }
-        assert!(!lab.dir().exists());
+        down_and_check(&mut lab, Vec::new());
     });
 }

@@ -26,9 +26,11 @@
 
 use std::time::{Duration, Instant};
 
-use kante_integration::cluster::{alive, await_state, etcd_pids, form, members, on, refused, text};
+use kante_integration::cluster::{
+    await_state, down_and_check, etcd_pids, form, members, on, refused, text,
+};
 use kante_integration::lab::Lab;
-use kante_integration::{cgroup_prefix_of, instance_post, leaks_of, run, TestImage};
+use kante_integration::{instance_post, run, TestImage};
 
 /// The longest a refused cluster write may take (the store's bound is
 /// 3 s per call to etcd).
@@ -302,19 +304,6 @@ fn a_member_serves_its_own_instances_without_quorum_or_uplink() {
             );
         }
 
-        let pids: Vec<i32> = (1..=3).flat_map(|i| etcd_pids(&lab, i)).collect();
-        let o = lab.down();
-        assert!(o.status.success(), "{}", text(&o));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while pids.iter().any(|p| alive(*p)) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let left: Vec<&i32> = pids.iter().filter(|p| alive(**p)).collect();
-        assert!(left.is_empty(), "etcd {left:?} left after down");
-        for i in 1..=3 {
-            let state = lab.state(i);
-            let left = leaks_of(&state, &cgroup_prefix_of(&state));
-            assert!(left.is_empty(), "h{i} left: {left:#?}");
-        }
+        down_and_check(&mut lab, Vec::new());
     });
 }

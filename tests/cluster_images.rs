@@ -14,9 +14,9 @@
 
 use std::time::{Duration, Instant};
 
-use kante_integration::cluster::{await_state, form, holds, on, text};
+use kante_integration::cluster::{await_state, down_and_check, form, holds, on, text};
 use kante_integration::lab::Lab;
-use kante_integration::{cgroup_prefix_of, leaks_of, run, TestImage};
+use kante_integration::{run, TestImage};
 
 /// The names in host i's image store (`KANTE_DIR/images`), sorted.
 fn store(lab: &Lab, i: u32) -> Vec<String> {
@@ -240,13 +240,6 @@ fn a_targeted_create_fetches_the_image_from_a_member() {
         for n in ["c1", "c3a", "c3b", "s3", "lx2"] {
             on(&lab, 1, &["delete", n, "--force"]);
         }
-        let o = lab.down();
-        assert!(o.status.success(), "{}", text(&o));
-        for i in 1..=3 {
-            let state = lab.state(i);
-            let left = leaks_of(&state, &cgroup_prefix_of(&state));
-            assert!(left.is_empty(), "h{i} left: {left:#?}");
-        }
-        assert!(!lab.dir().exists());
+        down_and_check(&mut lab, Vec::new());
     });
 }

@@ -11,9 +11,11 @@
 
 use std::time::{Duration, Instant};
 
-use kante_integration::cluster::{alive, await_state, form, listed, on, restart_kanted, text};
+use kante_integration::cluster::{
+    alive, await_state, down_and_check, form, listed, on, restart_kanted,
+};
 use kante_integration::lab::Lab;
-use kante_integration::{cgroup_prefix_of, leaks_of, run, TestImage};
+use kante_integration::{run, TestImage};
 
 /// Waits until host i lists `name` as `state` on `member` (bounded).
 fn await_listed(lab: &Lab, i: u32, name: &str, state: &str, member: &str) {
@@ -157,16 +159,6 @@ fn a_rolling_restart_never_cuts_the_other_members_off() {
         for i in 1..=3 {
             on(&lab, 1, &["delete", &format!("r{i}"), "--force"]);
         }
-        let o = lab.down();
-        assert!(o.status.success(), "{}", text(&o));
-        for mut c in children {
-            let _ = c.wait();
-        }
-        for i in 1..=3 {
-            let state = lab.state(i);
-            let left = leaks_of(&state, &cgroup_prefix_of(&state));
-            assert!(left.is_empty(), "h{i} left: {left:#?}");
-        }
-        assert!(!lab.dir().exists());
+        down_and_check(&mut lab, children);
     });
 }

@@ -12,10 +12,10 @@
 
 use std::time::{Duration, Instant};
 
-use kante_integration::cluster::{form, on, refused, text};
+use kante_integration::cluster::{down_and_check, form, on, refused};
 use kante_integration::lab::Lab;
 use kante_integration::net::{devices, nic};
-use kante_integration::{cgroup_prefix_of, instance_post, leaks_of, run, TestImage};
+use kante_integration::{instance_post, run, TestImage};
 
 /// `kante service list -f csv` on host i: (name, instance, address, port, proto, member).
 fn services(lab: &Lab, i: u32) -> Vec<Vec<String>> {
@@ -178,12 +178,6 @@ fn a_service_on_h3_resolves_from_a_guest_on_h1_and_goes_with_it() {
         eprintln!("gone {took:?} after h3's kanted was killed");
         assert!(services(&lab, 1).is_empty(), "{:?}", services(&lab, 1));
 
-        let o = lab.down();
-        assert!(o.status.success(), "{}", text(&o));
-        for i in 1..=3 {
-            let state = lab.state(i);
-            let left = leaks_of(&state, &cgroup_prefix_of(&state));
-            assert!(left.is_empty(), "h{i} left: {left:#?}");
-        }
+        down_and_check(&mut lab, Vec::new());
     });
 }

@@ -15,9 +15,11 @@
 
 use std::time::{Duration, Instant};
 
-use kante_integration::cluster::{holds, listed, lxc, on, only_on, restart_kanted, text, token};
+use kante_integration::cluster::{
+    down_and_check, holds, listed, lxc, on, only_on, restart_kanted, text, token,
+};
 use kante_integration::lab::Lab;
-use kante_integration::{cgroup_prefix_of, leaks_of, run, TestImage};
+use kante_integration::{run, TestImage};
 
 /// Waits until host i lists every member ONLINE (bounded).
 fn await_online(lab: &Lab, i: u32, limit: Duration) {
@@ -215,19 +217,11 @@ fn any_member_answers_for_any_instance() {
         assert!(err.contains("\"h3\""), "{err}");
         assert_eq!(err.trim_end().lines().count(), 1, "{err}");
 
-        let mut h3 = restart_kanted(&lab, 3);
+        let h3 = restart_kanted(&lab, 3);
         await_online(&lab, 1, Duration::from_secs(20));
         on(&lab, 1, &["delete", "c3", "--force"]);
         assert!(!holds(&lab, 3, "c3"));
 
-        let o = lab.down();
-        assert!(o.status.success(), "{}", text(&o));
-        let _ = h3.wait();
-        for i in 1..=3 {
-            let state = lab.state(i);
-            let left = leaks_of(&state, &cgroup_prefix_of(&state));
-            assert!(left.is_empty(), "h{i} left: {left:#?}");
-        }
-        assert!(!lab.dir().exists());
+        down_and_check(&mut lab, vec![h3]);
     });
 }

@@ -217,3 +217,28 @@ pub fn lxc(lab: &Lab, i: u32, home: &std::path::Path, args: &[&str]) -> Output {
         .output()
         .unwrap()
 }
+
+/// Takes the lab down and checks it left nothing: `kante lab down`
+/// succeeds, the kanteds started again by the test (`restarted`) are
+/// reaped, every etcd of the lab is gone (within 10 s), no host leaks
+/// (mounts, cgroups, links, processes) and the lab's directory is gone.
+pub fn down_and_check(lab: &mut Lab, restarted: Vec<std::process::Child>) {
+    let etcds: Vec<i32> = (1..=lab.hosts).flat_map(|i| etcd_pids(lab, i)).collect();
+    let o = lab.down();
+    assert!(o.status.success(), "{}", text(&o));
+    for mut c in restarted {
+        let _ = c.wait();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while etcds.iter().any(|p| alive(*p)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let left: Vec<&i32> = etcds.iter().filter(|p| alive(**p)).collect();
+    assert!(left.is_empty(), "etcd {left:?} left after down");
+    for i in 1..=lab.hosts {
+        let state = lab.state(i);
+        let left = crate::leaks_of(&state, &crate::cgroup_prefix_of(&state));
+        assert!(left.is_empty(), "h{i} left: {left:#?}");
+    }
+    assert!(!lab.dir().exists(), "{} left", lab.dir().display());
+}
