@@ -185,22 +185,31 @@ pub async fn run(plan: &Plan, r: &mut Results) -> Result<()> {
         t0.elapsed().as_secs_f64(),
     );
     let mut h3 = restart_kanted(&lab, 3);
+    // The rest, then down and h3's kanted reaped whatever it returned.
+    let rest = after_restart(&lab, plan, r);
+    let o = lab.down();
+    let _ = h3.wait();
+    rest?;
+    if !o.status.success() {
+        bail!("lab down: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    Ok(())
+}
+
+/// h3 back ONLINE, then etcd's quorum lost and back, timed.
+fn after_restart(lab: &Lab, plan: &Plan, r: &mut Results) -> Result<()> {
     until(Duration::from_secs(60), "h3 ONLINE again", || {
-        (1..=3).all(|i| members(&lab, i).iter().all(|m| m.1 == "ONLINE"))
+        (1..=3).all(|i| members(lab, i).iter().all(|m| m.1 == "ONLINE"))
     })?;
 
     // Quorum lost, then back: how soon every member writes and sees now.
-    let frozen: Vec<i32> = (2..=3).flat_map(|i| etcd_pids(&lab, i)).collect();
+    let frozen: Vec<i32> = (2..=3).flat_map(|i| etcd_pids(lab, i)).collect();
     for round in 0..plan.runs.min(3) {
         signal(&frozen, libc::SIGSTOP);
         until(
             Duration::from_secs(30),
             "a stale view after quorum loss",
-            || {
-                members(&lab, 1)
-                    .iter()
-                    .any(|m| m.2.contains("as last seen"))
-            },
+            || members(lab, 1).iter().any(|m| m.2.contains("as last seen")),
         )?;
         signal(&frozen, libc::SIGCONT);
         let mut wrote = [false; 3];
@@ -217,7 +226,7 @@ pub async fn run(plan: &Plan, r: &mut Results) -> Result<()> {
             }
             wrote.iter().all(|w| *w)
                 && (1..=3).all(|i| {
-                    members(&lab, i)
+                    members(lab, i)
                         .iter()
                         .all(|m| m.1 == "ONLINE" && !m.2.contains("as last seen"))
                 })
@@ -230,10 +239,5 @@ pub async fn run(plan: &Plan, r: &mut Results) -> Result<()> {
         );
     }
 
-    let o = lab.down();
-    if !o.status.success() {
-        bail!("lab down: {}", String::from_utf8_lossy(&o.stderr));
-    }
-    let _ = h3.wait();
     Ok(())
 }
