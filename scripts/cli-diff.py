@@ -23,8 +23,7 @@ GLOBAL_KANTE = {"--help", "--version"}
 STILL_DIFFERENT = [
     "`console` attaches as lxc's does (raw terminal, Ctrl+a q detaches, the window "
     "size follows); `launch`/`start`/`restart --console` attach after the start and "
-    "`stop --console` watches the shutdown, for one instance only, as in lxc. "
-    "`console --show-log` prints the log without lxc's `Console log:` heading.",
+    "`stop --console` watches the shutdown, for one instance only, as in lxc.",
     "`--vm` (`launch`, `init`) and `console --type vga`: refused, Kante runs containers "
     "only; `image copy/info/show --vm` are not accepted for the same reason.",
     "`stop --stateful` (and `snapshot`/`restore --stateful`): sent to the server, which "

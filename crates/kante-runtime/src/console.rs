@@ -276,6 +276,50 @@ pub fn attach(runtime_dir: &Path) -> io::Result<ConsoleSession> {
 mod tests {
     use super::*;
 
+    /// An attach gets the master (keys reach the slave, the size is set on
+    /// it) and the output broadcast after it; a client that hangs up is
+    /// dropped. The monitor answers root only, so this needs root.
+    #[test]
+    fn attached_clients_get_output_and_the_master() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: the console socket answers root only");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("console-hub-test-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let mut hub = ConsoleHub::bind(&dir).unwrap();
+        let (master, slave) = PtyMaster::open_host_pair(80, 25).unwrap();
+        let d2 = dir.clone();
+        let client = std::thread::spawn(move || attach(&d2).unwrap());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while hub.clients().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "no client attached");
+            hub.accept(master.as_fd());
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let mut session = client.join().unwrap();
+        hub.broadcast(b"login: ");
+        let mut got = [0u8; 7];
+        session.output.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"login: ");
+        session.master.resize(120, 40).unwrap();
+        assert_eq!(crate::pty::window_size(slave.as_fd()).unwrap(), (120, 40));
+        (&session.master).write_all(b"root\n").unwrap();
+        let mut line = [0u8; 5];
+        File::from(slave.try_clone().unwrap())
+            .read_exact(&mut line)
+            .unwrap();
+        assert_eq!(&line, b"root\n");
+        drop(session);
+        while !hub.clients().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "the client stayed");
+            hub.service(&[(true, false)]);
+        }
+        drop(hub);
+        assert!(!socket_path(&dir).exists());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn log_rotates_at_the_cap_and_reads_back_in_order() {
         let dir = std::env::temp_dir().join(format!("console-log-test-{}", std::process::id()));

@@ -76,9 +76,12 @@ pub async fn run(c: &Client, name: &str, show_log: bool, kind: &str) -> Result<i
         if kind != "console" {
             bail!("The --show-log flag is only supported for by 'console' output type");
         }
+        // lxc's layout: a heading, the log, a new line.
         let log = c.console_log(name).await?;
         let mut out = std::io::stdout();
+        out.write_all(b"\nConsole log:\n\n")?;
         out.write_all(&log)?;
+        out.write_all(b"\n")?;
         out.flush()?;
         return Ok(0);
     }
