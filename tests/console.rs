@@ -4,65 +4,20 @@
 //! changes, Ctrl+a q detaches and leaves it running, attaches come and go
 //! (also after a restart of kanted, the monitor holding the console), the
 //! console log keeps what was typed; `start --console` attaches after the
-//! start; a Debian guest's console shows systemd's login prompt.
+//! start and `stop --console` ends with the stop; a Debian guest's
+//! console shows systemd's login prompt.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use kante_client::FilePushOptions;
+use kante_integration::pty::{clean, drive, then_detach as steps, DETACH_HINT as HINT};
 use kante_integration::{bin, lxc, run, Daemon, TestImage};
 use serde_json::{json, Value};
-
-/// Ctrl+a, a pause (lxc looks only at the first byte of each read), q.
-fn detach() -> [Value; 3] {
-    [
-        json!(["send", "\u{1}"]),
-        json!(["pause", 0.5]),
-        json!(["send", "q"]),
-    ]
-}
-const HINT: &str = "To detach from the console, press: <ctrl>+a q";
 
 /// busybox's inittab plus a shell on the console, respawned.
 const INITTAB: &str =
     "::sysinit:/bin/hostname -F /etc/hostname\n::respawn:/bin/sh\n::shutdown:/bin/true\n";
-
-fn driver() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("support/pty_drive.py")
-}
-
-/// Runs `cmd` on a pty of `size` through `steps`; the driver's report.
-fn drive(cmd: Command, size: (u16, u16), steps: Value) -> Value {
-    let mut py = Command::new("python3");
-    py.arg(driver())
-        .arg(steps.to_string())
-        .arg(size.0.to_string())
-        .arg(size.1.to_string())
-        .arg("--")
-        .arg(cmd.get_program());
-    py.args(cmd.get_args());
-    for (k, v) in cmd.get_envs() {
-        match v {
-            Some(v) => py.env(k, v),
-            None => py.env_remove(k),
-        };
-    }
-    let out = py.output().expect("python3");
-    assert!(
-        out.status.success(),
-        "pty driver: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("the driver's report")
-}
-
-/// `steps`, then Ctrl+a q.
-fn steps(steps: Value) -> Value {
-    let mut all = steps.as_array().unwrap().clone();
-    all.extend(detach());
-    Value::Array(all)
-}
 
 fn kante_cmd(d: &Daemon, args: &[&str]) -> Command {
     let mut c = Command::new(bin("kante"));
@@ -73,11 +28,7 @@ fn kante_cmd(d: &Daemon, args: &[&str]) -> Command {
 /// The report must say every step happened and the program exited with 0.
 fn assert_clean(what: &str, report: &Value, d: &Daemon) {
     eprintln!("{what}: {}", report["output"]);
-    assert!(
-        report["ok"] == true && report["code"] == 0,
-        "{what}: {report:#}\n{}",
-        d.log_text()
-    );
+    assert!(clean(report), "{what}: {report:#}\n{}", d.log_text());
 }
 
 async fn status(d: &Daemon, name: &str) -> String {
@@ -173,8 +124,16 @@ fn a_busybox_console_answers_through_kante_and_lxc_and_survives_detach() {
         assert_clean("start --console", &report, &d);
         assert_eq!(status(&d, "c1").await, "Running");
 
+        // stop --console: attached while the stop runs, ended by it.
+        let report = drive(
+            kante_cmd(&d, &["stop", "c1", "--force", "--console"]),
+            (80, 24),
+            json!([]),
+        );
+        assert_clean("stop --console", &report, &d);
+        assert_eq!(status(&d, "c1").await, "Stopped");
+
         // Refusals: a stopped instance, vga, --console with two instances.
-        d.client.stop_instance("c1", true, -1).await.unwrap();
         let out = kante_integration::kante(&d, &["console", "c1"]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
