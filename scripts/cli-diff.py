@@ -21,9 +21,9 @@ GLOBAL_KANTE = {"--help", "--version"}
 # What --help cannot show: flags kante accepts but refuses, and lxc flags
 # left out on purpose. Kept by hand; check it when the CLI changes.
 STILL_DIFFERENT = [
-    "`launch`/`start`/`stop`/`restart --console[=TYPE]` and `console` without "
-    "`--show-log`: accepted and refused in one line before anything is made or "
-    "started: kanted has no console websocket yet (`console --show-log` prints the log).",
+    "`console` attaches as lxc's does (raw terminal, Ctrl+a q detaches, the window "
+    "size follows); `launch`/`start`/`restart --console` attach after the start and "
+    "`stop --console` watches the shutdown, for one instance only, as in lxc.",
     "`--vm` (`launch`, `init`) and `console --type vga`: refused, Kante runs containers "
     "only; `image copy/info/show --vm` are not accepted for the same reason.",
     "`stop --stateful` (and `snapshot`/`restore --stateful`): sent to the server, which "

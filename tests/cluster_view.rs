@@ -5,7 +5,8 @@
 //! `lxc launch --target h2` on h2; h1's `kante list` shows all members'
 //! instances with LOCATION; h1 execs into h3's instance, pushes and
 //! pulls a file, stops, starts and deletes it (forwarded to h3, the
-//! exec's websockets joined through h1; Debian's `lxc exec` too); three instances with one
+//! exec's websockets joined through h1; Debian's `lxc exec` too; its
+//! console attached through h1 shows what c3 writes); three instances with one
 //! `placement.anti-affinity` tag land on three members and
 //! `placement.affinity` puts one beside its partner, the reason shown by
 //! `kante info`. With h3's kanted killed, h1 still lists its own and
@@ -13,13 +14,17 @@
 //! through h1 fails within 5 s naming h3. The lab goes down leaving
 //! nothing.
 
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use kante_integration::bin;
 use kante_integration::cluster::{
     down_and_check, holds, listed, lxc, on, only_on, restart_kanted, text, token,
 };
 use kante_integration::lab::Lab;
+use kante_integration::pty::{clean, drive, then_detach, DETACH_HINT};
 use kante_integration::{run, TestImage};
+use serde_json::json;
 
 /// Waits until host i lists every member ONLINE (bounded).
 fn await_online(lab: &Lab, i: u32, limit: Duration) {
@@ -115,6 +120,25 @@ fn any_member_answers_for_any_instance() {
         let o = lxc(&lab, 1, home.path(), &["exec", "c3", "--", "hostname"]);
         assert!(o.status.success(), "lxc exec through h1: {}", text(&o));
         assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "c3");
+        // The console as well: h1 forwards the attach and joins its
+        // websockets to h3's; what c3 writes to /dev/console (again and
+        // again until the attached terminal has seen it) shows through h1.
+        let mut cmd = Command::new(bin("kante"));
+        cmd.args(["console", "c3"])
+            .env("KANTE_DIR", lab.state(1))
+            .env("KANTE_CONF", &lab.conf);
+        let steps = then_detach(json!([["expect", DETACH_HINT], ["expect", "via-h1", 60]]));
+        let attached = std::thread::spawn(move || drive(cmd, (80, 24), steps));
+        while !attached.is_finished() {
+            on(
+                &lab,
+                3,
+                &["exec", "c3", "--", "sh", "-c", "echo via-h1 > /dev/console"],
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        let report = attached.join().unwrap();
+        assert!(clean(&report), "console of c3 through h1: {report:#}");
         let local = tempfile::tempdir().unwrap();
         let src = local.path().join("note.txt");
         std::fs::write(&src, "through h1\n").unwrap();

@@ -326,15 +326,18 @@ fn flags_users_bring_from_lxc() {
         assert!(e.contains("--empty cannot be combined"), "{e}");
         ok(&d, &["delete", "void"]);
 
-        // --vm and --console: refused before anything is made or started.
+        // --vm and --console=vga: refused before anything is made or started;
+        // --console wants one instance, as in lxc (attaching: tests/console.rs).
         let e = fails(&d, &["launch", "bbl", "vm1", "--vm"]);
         assert!(e.contains("containers only"), "{e}");
-        let e = fails(&d, &["launch", "bbl", "con1", "--console"]);
-        assert!(e.contains("console"), "{e}");
+        let e = fails(&d, &["launch", "bbl", "con1", "--console=vga"]);
+        assert!(e.contains("virtual machine"), "{e}");
         let e = fails(&d, &["start", "src", "--console=vga"]);
         assert!(e.contains("virtual machine"), "{e}");
-        let e = fails(&d, &["restart", "run1", "--console"]);
-        assert!(e.contains("not supported yet"), "{e}");
+        let e = fails(&d, &["restart", "run1", "src", "--console"]);
+        assert!(e.contains("single instance"), "{e}");
+        let e = fails(&d, &["stop", "--all", "--console"]);
+        assert!(e.contains("--all"), "{e}");
         let names = csv(&d, &["list", "-c", "ns"]);
         assert_eq!(names, [["run1", "RUNNING"], ["src", "STOPPED"]]);
         let e = fails(&d, &["console", "run1", "--type", "vga"]);

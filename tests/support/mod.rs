@@ -21,6 +21,7 @@ pub mod load;
 pub mod lxc;
 pub mod lxd;
 pub mod net;
+pub mod pty;
 pub mod soak;
 pub use cgroups::{pids_in_tree, HostCgroups};
 use leaks::cgroup_dirs;

@@ -8,6 +8,7 @@
 pub mod backup;
 pub mod certificate;
 pub mod cluster;
+pub mod console;
 pub mod envelope;
 pub mod event;
 pub mod exec;

@@ -12,6 +12,7 @@
 mod backups;
 mod body;
 mod client;
+mod console;
 mod error;
 mod events;
 mod exec;
@@ -30,6 +31,7 @@ pub use backups::BackupImportOptions;
 pub use body::ProgressFn;
 pub use client::url::seg as path_segment;
 pub use client::{ApiResponse, Client, DEFAULT_KANTE_DIR};
+pub use console::{ConsoleEnd, ConsoleStreams};
 pub use error::{ClientError, Result};
 pub use events::EventStream;
 pub use exec::{ExecOutput, ExecStreams};

@@ -437,6 +437,11 @@ mod tests {
             about(Method::POST, "/1.0/instances/c%201/exec"),
             Some(Target::Instance("c 1".into()))
         );
+        // The console is forwarded like exec, its websockets by operation.
+        assert_eq!(
+            about(Method::POST, "/1.0/instances/c1/console"),
+            Some(Target::Instance("c1".into()))
+        );
         assert_eq!(
             about(Method::GET, "/1.0/containers/c1/snapshots/s0"),
             Some(Target::Instance("c1".into()))

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::cgroup::{Cgroup, CgroupLayout};
+use crate::console::ConsoleSession;
 use crate::exec::{self, ExecProcess, ExecSpec, ExecTarget};
 use crate::fileserver::{FileServer, FileSession};
 use crate::monitor::{read_exit, read_report, InitExit, StartReport, CONTROL_FD, STATUS_FD};
@@ -139,6 +140,9 @@ pub trait Runtime: Send + Sync {
     fn is_frozen(&self, c: &Container) -> bool;
     fn stats(&self, c: &Container) -> Stats;
     fn exec(&self, c: &Container, spec: &ExecSpec) -> Result<ExecProcess, RuntimeError>;
+    /// Attaches to the container's console: its output and its pty master
+    /// (see [`crate::console`]); several attaches may be live at once.
+    fn console(&self, c: &Container) -> Result<ConsoleSession, RuntimeError>;
     /// After init exited: reaps the monitor, removes cgroups, returns how init ended.
     fn cleanup(&self, c: Container) -> Result<Option<InitExit>, RuntimeError>;
     /// The cgroup of a container, for limits.
@@ -383,6 +387,10 @@ impl Runtime for LinuxRuntime {
             notify: notify.as_ref().map(|s| s.as_raw_fd()),
         };
         Ok(exec::spawn(&target, spec)?)
+    }
+
+    fn console(&self, c: &Container) -> Result<ConsoleSession, RuntimeError> {
+        Ok(crate::console::attach(&c.record.runtime_dir)?)
     }
 
     fn cleanup(&self, mut c: Container) -> Result<Option<InitExit>, RuntimeError> {

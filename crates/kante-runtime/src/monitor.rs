@@ -19,7 +19,7 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 use crate::cgroup::{Cgroup, CgroupLayout};
-use crate::console::{open_console, ConsoleLog, ConsolePty};
+use crate::console::{open_console, ConsoleHub, ConsoleLog, ConsolePty};
 use crate::idmap;
 use crate::intercept::Interceptor;
 use crate::mounts;
@@ -123,6 +123,8 @@ struct Started {
     listener: Option<OwnedFd>,
     /// Where exec'd commands' listeners arrive (`seccomp.sock`).
     listener_socket: Option<UnixListener>,
+    /// Where the daemon attaches to the console (`console.sock`).
+    hub: ConsoleHub,
 }
 
 /// Everything that must be undone if the start fails half-way.
@@ -189,6 +191,7 @@ fn start(spec: &ContainerSpec, status: &mut File, control: File) -> Result<Start
         true => Some(bind_listener_socket(spec)?),
         false => None,
     };
+    let hub = ConsoleHub::bind(&spec.runtime_dir).map_err(|e| format!("console socket: {e}"))?;
 
     // Unprivileged: the rootfs is attached from the host side, in a mount
     // namespace of the monitor's own; the container unshares its own from
@@ -273,6 +276,7 @@ fn start(spec: &ContainerSpec, status: &mut File, control: File) -> Result<Start
                 console,
                 listener,
                 listener_socket,
+                hub,
             })
         }
     }
@@ -492,6 +496,7 @@ fn bind_listener_socket(spec: &ContainerSpec) -> Result<UnixListener, String> {
 /// then records how it ended.
 fn supervise(spec: &ContainerSpec, started: Started) {
     let mut log = ConsoleLog::open(&spec.console_log_path(), spec.console_log_limit).ok();
+    let mut hub = started.hub;
     let mut buf = [0u8; 8192];
     let master = started.console.master.as_fd();
     let interceptor = Interceptor::new(spec.intercept);
@@ -506,6 +511,16 @@ fn supervise(spec: &ContainerSpec, started: Started) {
         if let Some(l) = &started.listener_socket {
             fds.push(PollFd::new(l.as_fd(), PollFlags::POLLIN));
         }
+        fds.push(PollFd::new(hub.listener(), PollFlags::POLLIN));
+        let clients = hub.clients();
+        let n_clients = clients.len();
+        fds.extend(clients.into_iter().map(|(fd, out)| {
+            let mut ev = PollFlags::POLLIN;
+            if out {
+                ev |= PollFlags::POLLOUT;
+            }
+            PollFd::new(fd, ev)
+        }));
         fds.extend(
             pending
                 .iter()
@@ -528,12 +543,29 @@ fn supervise(spec: &ContainerSpec, started: Started) {
         drop(fds);
         let console_ready = !ready[0].is_empty();
         let init_done = !ready[1].is_empty();
+        // Attached clients first, in the order polled (before output or
+        // new clients change the list).
+        let h = 2 + usize::from(started.listener_socket.is_some());
+        let client_ready: Vec<(bool, bool)> = ready[h + 1..h + 1 + n_clients]
+            .iter()
+            .map(|r| {
+                (
+                    r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR),
+                    r.contains(PollFlags::POLLOUT),
+                )
+            })
+            .collect();
+        hub.service(&client_ready);
+        if !ready[h].is_empty() {
+            hub.accept(master);
+        }
         if console_ready {
             match nix::unistd::read(master, &mut buf) {
                 Ok(n) if n > 0 => {
                     if let Some(l) = log.as_mut() {
                         let _ = l.write(&buf[..n]);
                     }
+                    hub.broadcast(&buf[..n]);
                 }
                 _ => std::thread::sleep(std::time::Duration::from_millis(50)),
             }
@@ -552,6 +584,7 @@ fn supervise(spec: &ContainerSpec, started: Started) {
             }
             i += 1;
         }
+        i += 1 + n_clients;
         let (pend_ready, lis_ready) = ready[i..].split_at(pending.len());
         // Answer before anything else changes the lists' order.
         let mut gone = Vec::new();
@@ -585,6 +618,8 @@ fn supervise(spec: &ContainerSpec, started: Started) {
     }
     drop(started.listener_socket);
     let _ = std::fs::remove_file(Intercept::socket_path(&spec.runtime_dir));
+    // Attached clients see the end of the stream.
+    drop(hub);
     let exit = match waitpid(Pid::from_raw(started.pid), None) {
         Ok(WaitStatus::Exited(_, code)) => InitExit::Exited(code),
         Ok(WaitStatus::Signaled(_, sig, _)) => InitExit::Signaled(sig as i32),

@@ -32,6 +32,11 @@ impl PtyMaster {
         Ok(())
     }
 
+    /// The window size (columns, rows).
+    pub fn size(&self) -> io::Result<(u16, u16)> {
+        window_size(self.fd.as_fd())
+    }
+
     /// Makes reads and writes return `WouldBlock` instead of waiting (for
     /// an event loop).
     pub fn set_nonblocking(&self) {
@@ -67,6 +72,12 @@ impl PtyMaster {
         )?;
         Ok((PtyMaster { fd: master }, slave))
     }
+}
+
+/// The window size (columns, rows) of a terminal, either end of a pty.
+pub fn window_size(fd: BorrowedFd<'_>) -> io::Result<(u16, u16)> {
+    let ws = rustix::termios::tcgetwinsize(fd)?;
+    Ok((ws.ws_col, ws.ws_row))
 }
 
 impl io::Read for &PtyMaster {

@@ -188,13 +188,17 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             console,
             ..
         } => {
-            cmd::lifecycle::check_console(console.as_deref())?;
+            cmd::console::check_single(console.as_deref(), all, &names)?;
             let names = if all {
                 cmd::lifecycle::all_instances(c, false).await?
             } else {
                 names
             };
-            cmd::lifecycle::start(c, &names).await
+            let code = cmd::lifecycle::start(c, &names).await?;
+            match console {
+                Some(_) => cmd::console::attach(c, &names[0]).await,
+                None => Ok(code),
+            }
         }
         Command::Stop {
             names,
@@ -204,12 +208,15 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             stateful,
             console,
         } => {
-            cmd::lifecycle::check_console(console.as_deref())?;
+            cmd::console::check_single(console.as_deref(), all, &names)?;
             let names = if all {
                 cmd::lifecycle::all_instances(c, true).await?
             } else {
                 names
             };
+            if console.is_some() {
+                return cmd::console::stop_attached(c, &names[0], force, timeout, stateful).await;
+            }
             cmd::lifecycle::stop(c, &names, force, timeout, stateful).await
         }
         Command::Restart {
@@ -219,13 +226,17 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             timeout,
             console,
         } => {
-            cmd::lifecycle::check_console(console.as_deref())?;
+            cmd::console::check_single(console.as_deref(), all, &names)?;
             let names = if all {
                 cmd::lifecycle::all_instances(c, true).await?
             } else {
                 names
             };
-            cmd::lifecycle::restart(c, &names, force, timeout).await
+            let code = cmd::lifecycle::restart(c, &names, force, timeout).await?;
+            match console {
+                Some(_) => cmd::console::attach(c, &names[0]).await,
+                None => Ok(code),
+            }
         }
         Command::Pause { names } => cmd::lifecycle::pause(c, &names).await,
         Command::Delete {
@@ -267,12 +278,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             name,
             show_log,
             kind,
-        } => {
-            if kind != "console" || !show_log {
-                cmd::lifecycle::check_console(Some(&kind))?;
-            }
-            cmd::info::console(c, &name, show_log).await
-        }
+        } => cmd::console::run(c, &name, show_log, &kind).await,
         Command::Exec(args) => cmd::exec::run(c, args).await,
         Command::File(f) => cmd::file::run(c, f).await,
         Command::Image(i) => cmd::image::run(c, i).await,

@@ -8,9 +8,12 @@ use crate::front::{
     ByteStream, ImageUploadInfo, ListDetail, Parts, Reply, Request, Target, UploadBody,
 };
 use crate::testing::{self, image, TestHost};
+use crate::ws::{WsConn, WsMsg};
 use crate::{Engine, Op};
 use bytes::Bytes;
+use kante_api::console::ConsolePost;
 use kante_api::instance::InstanceStatePut;
+use kante_api::operation::OperationClass;
 use kante_api::profile::{ProfilePut, ProfilesPost};
 use kante_api::storage::{StorageVolumePut, StorageVolumesPost};
 
@@ -339,9 +342,6 @@ async fn verbs_not_supported_yet_are_501s() {
     let host = TestHost::new();
     let engine = host.open().await;
     for req in [
-        Request::ConsoleAttach {
-            instance: instance("c1"),
-        },
         Request::NetworkRename { name: "br0".into() },
         Request::ImageCreate(kante_api::image::ImagesPost {
             source: Some(serde_json::json!({"type": "url"})),
@@ -351,6 +351,140 @@ async fn verbs_not_supported_yet_are_501s() {
         let verb = req.name();
         assert_eq!(refused(&engine, req).await.0, 501, "{verb}");
     }
+}
+
+fn console_attach(name: &str, kind: &str, (width, height): (i64, i64)) -> Request {
+    Request::ConsoleAttach {
+        instance: instance(name),
+        post: ConsolePost {
+            width,
+            height,
+            kind: kind.into(),
+        },
+    }
+}
+
+/// Reads a console websocket until `want` has arrived; what arrived.
+async fn console_until(ws: &mut WsConn, want: &str) -> String {
+    let mut seen = String::new();
+    let read = async {
+        while !seen.contains(want) {
+            match ws.incoming.recv().await {
+                Some(WsMsg::Binary(b)) => seen.push_str(&String::from_utf8_lossy(&b)),
+                Some(WsMsg::Text(t)) => seen.push_str(&t),
+                None => break,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), read).await;
+    assert!(seen.contains(want), "waited for {want:?}, got {seen:?}");
+    seen
+}
+
+/// Claims the console operation's two websockets: (data, control).
+fn console_sockets(op: &Op) -> (WsConn, WsConn) {
+    let fds = op.snapshot().metadata["fds"].as_object().unwrap().clone();
+    let mut names: Vec<&String> = fds.keys().collect();
+    names.sort();
+    assert_eq!(names, ["0", "control"], "{fds:?}");
+    let claim = |n: &str| {
+        let (engine_end, client_end) = WsConn::pair();
+        let slot = op.claim_socket(fds[n].as_str().unwrap()).unwrap();
+        assert!(slot.send(engine_end).is_ok());
+        client_end
+    };
+    let control = claim("control");
+    (claim("0"), control)
+}
+
+/// `POST …/console`: keys reach the guest's console and its answers come
+/// back on `0`, a `window-resize` on `control` sets the console's size,
+/// closing `control` detaches (the instance runs on, a second attach works)
+/// and a stop ends a session; `vga`, unknown types and a stopped instance
+/// are refused as LXD refuses them.
+#[tokio::test]
+async fn a_console_attach_carries_keys_answers_and_resizes() {
+    let host = TestHost::new();
+    let engine = host.open().await;
+    host.import_image(&engine, "img").await;
+    let (status, msg) = refused(&engine, console_attach("nope", "console", (80, 25))).await;
+    assert_eq!(status, 404, "{msg}");
+    host.create(&engine, "c1", "img", &[]).await;
+    let (status, msg) = refused(&engine, console_attach("c1", "", (80, 25))).await;
+    assert_eq!((status, msg.as_str()), (400, "Instance is not running"));
+    testing::start(&engine, "c1").await;
+    let (status, msg) = refused(&engine, console_attach("c1", "vga", (0, 0))).await;
+    assert_eq!(
+        (status, msg.as_str()),
+        (400, "VGA console is only supported by virtual machines")
+    );
+    let (status, _) = refused(&engine, console_attach("c1", "spice", (0, 0))).await;
+    assert_eq!(status, 400);
+
+    let op = op_of(
+        engine
+            .handle(console_attach("c1", "console", (100, 40)))
+            .await
+            .unwrap(),
+    );
+    let snap = op.snapshot();
+    assert_eq!(snap.class, OperationClass::Websocket);
+    assert_eq!(snap.description, "Showing console");
+    let (mut data, control) = console_sockets(&op);
+    data.outgoing
+        .send(WsMsg::Binary(b"hello\r".to_vec()))
+        .await
+        .unwrap();
+    console_until(&mut data, "hello from the console at 100x40").await;
+    let resize = r#"{"command":"window-resize","args":{"width":"132","height":"50"}}"#;
+    control
+        .outgoing
+        .send(WsMsg::Text(resize.into()))
+        .await
+        .unwrap();
+    // The resize is handled before later keys on the same session.
+    let mut answered = String::new();
+    for _ in 0..50 {
+        data.outgoing
+            .send(WsMsg::Text("again\r".into()))
+            .await
+            .unwrap();
+        answered = console_until(&mut data, "again from the console at").await;
+        if answered.contains("at 132x50") {
+            break;
+        }
+    }
+    assert!(
+        answered.contains("again from the console at 132x50"),
+        "{answered:?}"
+    );
+    // Ctrl+a q in lxc: the control socket closes; the session ends, the instance runs on.
+    drop(control);
+    testing::wait_ok(&op).await;
+    console_until(&mut data, "\n\r").await;
+    assert_eq!(host.runtime.running(), ["c1"]);
+
+    // A second attach, ended by the instance stopping.
+    let op = op_of(
+        engine
+            .handle(console_attach("c1", "console", (0, 0)))
+            .await
+            .unwrap(),
+    );
+    let (mut data, _control) = console_sockets(&op);
+    data.outgoing
+        .send(WsMsg::Binary(b"twice\r".to_vec()))
+        .await
+        .unwrap();
+    console_until(&mut data, "twice from the console at 80x25").await;
+    testing::wait_ok(&state_put(&engine, "c1", "stop").await).await;
+    testing::wait_ok(&op).await;
+    let calls = host.runtime.calls_for("c1");
+    assert_eq!(
+        calls.iter().filter(|c| c.as_str() == "console c1").count(),
+        2,
+        "{calls:?}"
+    );
 }
 
 #[tokio::test]

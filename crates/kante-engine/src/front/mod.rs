@@ -242,10 +242,9 @@ impl Engine {
                 self.instance_console_clear(&instance).await?;
                 R::Empty
             }
-            ConsoleAttach { .. } => return Err(EngineError::NotImplemented(
-                "Interactive console attach is not supported yet; use `kante console --show-log`"
-                    .into(),
-            )),
+            ConsoleAttach { instance, post } => {
+                R::Operation(self.instance_console(&instance, post).await?)
+            }
             LogList { instance } => self.log_files(&instance).await?,
             LogGet { instance, file } => R::Text(self.instance_log(&instance, &file).await?),
             SnapshotList { instance } => R::Snapshots {

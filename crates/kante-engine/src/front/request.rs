@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use kante_api::backup::InstanceBackupsPost;
 use kante_api::certificate::{CertificatePut, CertificatesPost};
+use kante_api::console::ConsolePost;
 use kante_api::exec::ExecPost;
 use kante_api::image::{ImageAliasesPost, ImagePut, ImagesPost};
 use kante_api::instance::{InstancePost, InstancePut, InstanceStatePut, InstancesPost};
@@ -146,9 +147,10 @@ pub enum Request {
     ConsoleClear {
         instance: String,
     },
-    /// An interactive console (not supported yet).
+    /// Attaching a terminal to the console (an operation with websockets).
     ConsoleAttach {
         instance: String,
+        post: ConsolePost,
     },
     LogList {
         instance: String,
@@ -666,7 +668,7 @@ impl Request {
             | InstanceExec { instance, .. }
             | ConsoleLog { instance }
             | ConsoleClear { instance }
-            | ConsoleAttach { instance }
+            | ConsoleAttach { instance, .. }
             | LogList { instance }
             | LogGet { instance, .. }
             | SnapshotList { instance }

@@ -540,7 +540,8 @@ async fn pump_pty(
     let _ = conn.outgoing.send(WsMsg::Text(String::new())).await;
 }
 
-async fn write_all_fd(fd: &AsyncFd<PtyMaster>, mut data: &[u8]) -> std::io::Result<()> {
+/// Writes all of `data` to a non-blocking pty master.
+pub(crate) async fn write_all_fd(fd: &AsyncFd<PtyMaster>, mut data: &[u8]) -> std::io::Result<()> {
     while !data.is_empty() {
         let mut guard = fd.writable().await?;
         match guard.try_io(|m| std::io::Write::write(&mut m.get_ref(), data)) {

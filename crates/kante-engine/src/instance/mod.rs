@@ -6,6 +6,7 @@ pub mod backup_index;
 pub mod backups;
 pub mod cloudinit;
 pub mod config;
+pub mod console;
 pub mod create;
 pub mod delete;
 pub mod exec;

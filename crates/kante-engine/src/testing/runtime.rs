@@ -17,7 +17,11 @@
 //! * **files** of a running guest are done on its rootfs as the guest's
 //!   root would through a user namespace: owners are shifted by its id map
 //!   (without root, every owner is the test's own user);
-//! * **hot-plugged mounts** are only recorded.
+//! * **hot-plugged mounts** are only recorded;
+//! * **the console** is a host pty per attach whose guest side is a thread
+//!   answering each line it reads with `<line> from the console at WxH`
+//!   (the pty's window size then) on the output stream, as a getty's
+//!   output would come back through the monitor.
 //!
 //! Youki's recording syscall double is the idea: calls are kept as short
 //! strings (`start c1`, `signal c1 15`, `freeze c1 true`, `exec c1 sh -c …`).
@@ -31,6 +35,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use kante_runtime::cgroup::{Cgroup, CgroupLayout};
+use kante_runtime::console::ConsoleSession;
 use kante_runtime::exec::{ExecError, ExecProcess, ExecSpec, ExecStdio};
 use kante_runtime::fileio::{self, FileOp, Reply};
 use kante_runtime::fileserver::FileSession;
@@ -212,6 +217,24 @@ impl FakeRuntime {
     }
 }
 
+/// The guest side of a fake console (see the module's doc); it ends when
+/// the engine closes the master (reads fail) or the output.
+fn console_guest(slave: OwnedFd, mut out: std::os::unix::net::UnixStream) {
+    use std::io::{BufRead, Write};
+    use std::os::fd::AsFd;
+    let tty = std::fs::File::from(slave);
+    let mut lines = io::BufReader::new(&tty);
+    let mut line = String::new();
+    while matches!(lines.read_line(&mut line), Ok(n) if n > 0) {
+        let (w, h) = kante_runtime::pty::window_size(tty.as_fd()).unwrap_or((0, 0));
+        let answer = format!("{} from the console at {w}x{h}\r\n", line.trim_end());
+        if out.write_all(answer.as_bytes()).is_err() {
+            break;
+        }
+        line.clear();
+    }
+}
+
 fn end(g: &mut Guest, how: InitExit) {
     g.exit = Some(how);
     g.exit_writers.clear();
@@ -373,6 +396,15 @@ impl Runtime for FakeRuntime {
                 .ok_or_else(|| RuntimeError::Start("the instance is not running".into()))?
         };
         spawn_in_rootfs(&rootfs, spec)
+    }
+
+    fn console(&self, c: &Container) -> Result<ConsoleSession, RuntimeError> {
+        let name = self.guest_name(c);
+        self.record(format!("console {name}"));
+        let (master, slave) = PtyMaster::open_host_pair(80, 25)?;
+        let (output, guest_out) = std::os::unix::net::UnixStream::pair()?;
+        std::thread::spawn(move || console_guest(slave, guest_out));
+        Ok(ConsoleSession { output, master })
     }
 
     fn cleanup(&self, c: Container) -> Result<Option<InitExit>, RuntimeError> {

@@ -3,6 +3,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
+use kante_api::console::ConsolePost;
 use kante_api::exec::ExecPost;
 use kante_api::instance::{InstancePost, InstancePut, InstanceStatePut, InstancesPost};
 use kante_engine::front::{ListDetail, Request, SnapshotsPost};
@@ -158,8 +159,12 @@ pub async fn console_delete(State(s): State<AppState>, Path(instance): Path<Stri
     answer(&s, Request::ConsoleClear { instance }).await
 }
 
-pub async fn console_attach(State(s): State<AppState>, Path(instance): Path<String>) -> ApiResult {
-    answer(&s, Request::ConsoleAttach { instance }).await
+pub async fn console_attach(
+    State(s): State<AppState>,
+    Path(instance): Path<String>,
+    Json(post): Json<ConsolePost>,
+) -> ApiResult {
+    answer(&s, Request::ConsoleAttach { instance, post }).await
 }
 
 pub async fn logs(State(s): State<AppState>, Path(instance): Path<String>) -> ApiResult {

@@ -152,7 +152,7 @@ pub struct LaunchArgs {
     /// Seconds to wait with --wait
     #[arg(long, default_value_t = 120)]
     pub timeout: u64,
-    /// Attach to the console once started, as lxc (refused for now: kanted has no console websocket yet)
+    /// Immediately attach to the console once started (Ctrl+a q detaches)
     #[arg(long, value_name = "TYPE", num_args = 0..=1, require_equals = true, default_missing_value = "console")]
     pub console: Option<String>,
 }

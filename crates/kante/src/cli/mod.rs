@@ -55,7 +55,7 @@ pub enum Command {
         /// start is always stateless)
         #[arg(long)]
         stateless: bool,
-        /// Attach to the console after the action, as lxc (refused for now: kanted has no console websocket yet)
+        /// Immediately attach to the console (one instance; for stop, to watch the shutdown)
         #[arg(long, value_name = "TYPE", num_args = 0..=1, require_equals = true, default_missing_value = "console")]
         console: Option<String>,
     },
@@ -75,7 +75,7 @@ pub enum Command {
         /// Store the instance's running state (needs CRIU; refused by the server)
         #[arg(long)]
         stateful: bool,
-        /// Attach to the console after the action, as lxc (refused for now: kanted has no console websocket yet)
+        /// Immediately attach to the console (one instance; for stop, to watch the shutdown)
         #[arg(long, value_name = "TYPE", num_args = 0..=1, require_equals = true, default_missing_value = "console")]
         console: Option<String>,
     },
@@ -90,7 +90,7 @@ pub enum Command {
         force: bool,
         #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
         timeout: i64,
-        /// Attach to the console after the action, as lxc (refused for now: kanted has no console websocket yet)
+        /// Immediately attach to the console (one instance; for stop, to watch the shutdown)
         #[arg(long, value_name = "TYPE", num_args = 0..=1, require_equals = true, default_missing_value = "console")]
         console: Option<String>,
     },
@@ -204,7 +204,7 @@ pub enum Command {
     /// Sites: export hosts as a site file
     #[command(subcommand)]
     Site(SiteCmd),
-    /// Show an instance's console log
+    /// Attach to an instance's console (Ctrl+a q detaches), or show its log
     Console {
         #[arg(add = crate::complete::instances())]
         name: String,

@@ -3,7 +3,7 @@
 use std::fmt::Write;
 use std::io::Write as _;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use kante_api::instance::InstanceFull;
 use kante_api::StatusCode;
 use kante_client::Client;
@@ -154,17 +154,6 @@ pub async fn info(c: &Client, name: &str, show_log: bool) -> Result<i32> {
         println!("\nLog:\n");
         std::io::stdout().write_all(&log)?;
     }
-    Ok(0)
-}
-
-pub async fn console(c: &Client, name: &str, show_log: bool) -> Result<i32> {
-    if !show_log {
-        bail!("Attaching to the console is not supported yet; use --show-log");
-    }
-    let log = c.console_log(name).await?;
-    let mut out = std::io::stdout();
-    out.write_all(&log)?;
-    out.flush()?;
     Ok(0)
 }
 

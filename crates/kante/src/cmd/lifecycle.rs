@@ -171,25 +171,9 @@ pub async fn init(c: &Client, args: CreateArgs) -> Result<String> {
     Ok(name)
 }
 
-/// `--console[=TYPE]` of launch, start, stop and restart, and `console
-/// --type`: checked before anything is done. The server has no console
-/// websocket yet, so attaching is refused in one line (`vga` needs a VM).
-pub fn check_console(kind: Option<&str>) -> Result<()> {
-    match kind {
-        None => Ok(()),
-        Some("vga") => {
-            bail!("Kante runs containers only: a VGA console (SPICE) needs a virtual machine")
-        }
-        Some("console") => bail!(
-            "Attaching to an instance's console is not supported yet; `kante console NAME --show-log` prints its log"
-        ),
-        Some(other) => bail!("Unknown console type {other:?}: console or vga"),
-    }
-}
-
 /// `kante launch`: create, start, and with `--wait` wait for the guest's init.
 pub async fn launch(c: &Client, args: LaunchArgs) -> Result<i32> {
-    check_console(args.console.as_deref())?;
+    super::console::check_type(args.console.as_deref())?;
     let name = init(c, args.create).await?;
     println!("Starting {name}");
     let start = InstanceStatePut {
@@ -201,6 +185,9 @@ pub async fn launch(c: &Client, args: LaunchArgs) -> Result<i32> {
     c.set_instance_state(&name, &start).await?;
     if args.wait {
         wait_ready(c, &name, Duration::from_secs(args.timeout)).await?;
+    }
+    if args.console.is_some() {
+        return super::console::attach(c, &name).await;
     }
     Ok(0)
 }

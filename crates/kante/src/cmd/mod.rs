@@ -3,6 +3,7 @@
 pub mod apply;
 pub mod cluster;
 pub mod config;
+pub mod console;
 pub mod copy;
 pub mod edit;
 pub mod exec;
