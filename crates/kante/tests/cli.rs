@@ -605,9 +605,10 @@ fn info_and_console_log() {
         text.ends_with("\nLog:\n\n[fake init] trc-run booted\n"),
         "{text}"
     );
+    // lxc's layout: a heading, the log, a new line.
     assert_eq!(
         out(&kante(&d, &["console", "trc-run", "--show-log"])),
-        "[fake init] trc-run booted\n"
+        "\nConsole log:\n\n[fake init] trc-run booted\n\n"
     );
     assert_eq!(
         out(&kante(&d, &["version"])),
