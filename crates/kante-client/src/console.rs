@@ -3,7 +3,6 @@
 //! `control` detaches (what lxc does on Ctrl+a q); the server then sends a
 //! last new line on `0`, closes both and ends the operation.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -16,6 +15,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::client::{url, Client};
 use crate::error::{ClientError, Result};
+use crate::exec::{recv_control, socket_secrets};
 use crate::operations::{async_operation, operation_result};
 
 /// How long the server gets to end the session after a detach.
@@ -63,13 +63,7 @@ impl Client {
             mut control,
         } = streams;
         let op = self.console_start(name, &post).await?;
-        let fds: BTreeMap<String, String> = op
-            .metadata
-            .get("fds")
-            .cloned()
-            .map(serde_json::from_value)
-            .transpose()?
-            .unwrap_or_default();
+        let fds = socket_secrets(&op)?;
         let secret = |fd: &str| {
             fds.get(fd).cloned().ok_or_else(|| {
                 ClientError::Protocol(format!("console operation has no secret for {fd}"))
@@ -132,11 +126,4 @@ async fn write_out(out: &mut (dyn AsyncWrite + Send + Unpin), data: &[u8]) -> Re
     out.write_all(data).await?;
     out.flush().await?;
     Ok(())
-}
-
-async fn recv_control(rx: &mut Option<UnboundedReceiver<ExecControl>>) -> Option<ExecControl> {
-    match rx {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
-    }
 }

@@ -169,13 +169,7 @@ impl Client {
     {
         let interactive = post.interactive;
         let op = self.exec_start(name, post).await?;
-        let fds: BTreeMap<String, String> = op
-            .metadata
-            .get("fds")
-            .cloned()
-            .map(serde_json::from_value)
-            .transpose()?
-            .unwrap_or_default();
+        let fds = socket_secrets(&op)?;
         let secret = |fd: &str| {
             fds.get(fd).cloned().ok_or_else(|| {
                 ClientError::Protocol(format!("exec operation has no secret for fd {fd}"))
@@ -279,7 +273,22 @@ where
     Ok((code, out, err))
 }
 
-async fn recv_control(rx: &mut Option<UnboundedReceiver<ExecControl>>) -> Option<ExecControl> {
+/// The websocket secrets of an exec or console operation (`fds` in its
+/// metadata), by socket name.
+pub(crate) fn socket_secrets(op: &Operation) -> Result<BTreeMap<String, String>> {
+    Ok(op
+        .metadata
+        .get("fds")
+        .cloned()
+        .map(serde_json::from_value)
+        .transpose()?
+        .unwrap_or_default())
+}
+
+/// The next control message to send; pending forever without a channel.
+pub(crate) async fn recv_control(
+    rx: &mut Option<UnboundedReceiver<ExecControl>>,
+) -> Option<ExecControl> {
     match rx {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,

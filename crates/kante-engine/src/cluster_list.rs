@@ -29,7 +29,7 @@ enum Got {
 /// What an instance of an unreachable member says of itself: the
 /// member, and the age of the view it comes from while the cluster's
 /// store is unreachable (`kante list` repeats it on stderr).
-pub(crate) fn unreachable_note(member: &str, view_age: Option<std::time::Duration>) -> String {
+fn unreachable_note(member: &str, view_age: Option<std::time::Duration>) -> String {
     match view_age {
         None => format!("Cluster member {member} is unreachable"),
         Some(age) => format!(
@@ -124,6 +124,7 @@ impl Engine {
         });
         let answers = futures_util::future::join_all(asks).await;
         let mut held: Option<BTreeMap<String, String>> = None;
+        let view_age = self.cluster.view_age();
         for (member, got) in answers {
             let parsed = got.and_then(|v| {
                 let r = match &out {
@@ -173,7 +174,7 @@ impl Engine {
                         "cluster member did not answer the instance list ({why}): its instances are shown from the shared reservations as Error"
                     );
                     for name in names {
-                        let i = unreachable(name, &member, self.cluster.view_age());
+                        let i = unreachable(name, &member, view_age);
                         let doc = serde_json::to_value(&i).unwrap_or_default();
                         if !crate::front::filter::matches(filter, &doc).unwrap_or(true) {
                             continue;

@@ -16,15 +16,12 @@
 //! one member fetch it once: the image's lock is held over the fetch and
 //! the second finds the files there.
 
-use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kante_storage::{Pool, VolumeKind};
 
 use crate::error::{EngineError, Result};
-use crate::forward::Forward;
-use crate::image_pull::{counted, report};
+use crate::forward::{forward_of, Forward};
 use crate::operations::Op;
 use crate::Engine;
 
@@ -66,14 +63,7 @@ impl Engine {
                     .is_some_and(|b| b.images.iter().any(|i| i == fp))
             });
         ask.extend(others);
-        let holders: Vec<Forward> = ask
-            .into_iter()
-            .map(|p| Forward {
-                member: p.name,
-                address: p.address,
-                certificate: p.certificate,
-            })
-            .collect();
+        let holders: Vec<Forward> = ask.iter().map(forward_of).collect();
         if holders.is_empty() {
             return Err(EngineError::Unavailable(format!(
                 "Image {} is not stored on cluster member {me:?} and no other cluster member is online",
@@ -111,28 +101,12 @@ impl Engine {
             .download(from, &format!("/1.0/images/{fp}/export"), EXPORT_HEADERS)
             .await
             .map_err(|e| EngineError::Unavailable(format!("its export failed: {e}")))?;
-        let total = got.length.unwrap_or(0);
-        let done = Arc::new(AtomicU64::new(0));
-        let body = counted(got.body, done.clone());
-        let store = self.store_export(fp, &got.content_type, body);
-        tokio::pin!(store);
-        let start = Instant::now();
-        let mut tick = tokio::time::interval(Duration::from_millis(500));
-        let task = loop {
-            tokio::select! {
-                r = &mut store => break r?,
-                _ = tick.tick() => report(op, done.load(std::sync::atomic::Ordering::Relaxed), total, start),
-            }
-        };
+        let task = self
+            .store_export_reporting(op, fp, &got.content_type, got.body, got.length.unwrap_or(0))
+            .await?;
         let stored = task
             .await
             .map_err(|_| EngineError::internal("the image store stopped"))??;
-        report(
-            op,
-            done.load(std::sync::atomic::Ordering::Relaxed),
-            total,
-            start,
-        );
         tracing::info!(image = fp, member = %from.member, bytes = stored.size, "image files fetched from a member");
         Ok(())
     }

@@ -452,31 +452,20 @@ impl Engine {
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
             .or_else(|| info.get("size").and_then(Value::as_u64))
             .unwrap_or(0);
-        let done = Arc::new(AtomicU64::new(0));
-        let body = counted(
-            resp.into_body()
-                .into_data_stream()
-                .map(|c| c.map_err(std::io::Error::other))
-                .boxed(),
-            done.clone(),
-        );
-        let download = self.store_export(&fp, &ctype, body);
-        tokio::pin!(download);
-        let start = Instant::now();
-        let mut tick = tokio::time::interval(Duration::from_millis(500));
-        let downloaded = loop {
-            tokio::select! {
-                r = &mut download => break r,
-                _ = tick.tick() => report(op, done.load(Ordering::Relaxed), total, start),
-            }
-        };
-        let task = downloaded.map_err(|e| {
-            EngineError::bad(format!(
-                "Downloading the image from https://{} failed: {e}",
-                source.endpoint.authority
-            ))
-        })?;
-        report(op, done.load(Ordering::Relaxed), total, start);
+        let body = resp
+            .into_body()
+            .into_data_stream()
+            .map(|c| c.map_err(std::io::Error::other))
+            .boxed();
+        let task = self
+            .store_export_reporting(op, &fp, &ctype, body, total)
+            .await
+            .map_err(|e| {
+                EngineError::bad(format!(
+                    "Downloading the image from https://{} failed: {e}",
+                    source.endpoint.authority
+                ))
+            })?;
         let filename = field(&info, "filename").to_string();
         let mut properties = kante_api::ConfigMap::new();
         if let Some(p) = info.get("properties").and_then(Value::as_object) {
@@ -546,11 +535,35 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// [`Engine::store_export`] reporting `download_progress` on `op`
+    /// (bytes so far of `total`) every half second and once at the end.
+    pub(crate) async fn store_export_reporting(
+        &self,
+        op: &Op,
+        fp: &str,
+        content_type: &str,
+        body: crate::front::ByteStream,
+        total: u64,
+    ) -> Result<crate::images::StoreTask> {
+        let done = Arc::new(AtomicU64::new(0));
+        let store = self.store_export(fp, content_type, counted(body, done.clone()));
+        tokio::pin!(store);
+        let start = Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let task = loop {
+            tokio::select! {
+                r = &mut store => break r?,
+                _ = tick.tick() => report(op, done.load(Ordering::Relaxed), total, start),
+            }
+        };
+        report(op, done.load(Ordering::Relaxed), total, start);
+        Ok(task)
+    }
+}
+
 /// `body`, its bytes counted in `done` as they pass.
-pub(crate) fn counted(
-    body: crate::front::ByteStream,
-    done: Arc<AtomicU64>,
-) -> crate::front::ByteStream {
+fn counted(body: crate::front::ByteStream, done: Arc<AtomicU64>) -> crate::front::ByteStream {
     body.map(move |c| {
         if let Ok(c) = &c {
             done.fetch_add(c.len() as u64, Ordering::Relaxed);

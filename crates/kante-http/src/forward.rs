@@ -300,6 +300,15 @@ async fn proxy(engine: &Arc<Engine>, to: &Forward, mut req: Request) -> Response
     Response::from_parts(parts, Body::new(body))
 }
 
+/// A member's error answer in a few words: its status and LXD's `error`.
+fn refusal(status: axum::http::StatusCode, doc: &serde_json::Value) -> String {
+    let error = doc
+        .get("error")
+        .and_then(|e| e.as_str())
+        .unwrap_or_default();
+    format!("{status}: {error}")
+}
+
 /// The engine's [`PeerLink`] (see the module's doc).
 pub struct Link {
     engine: Weak<Engine>,
@@ -343,12 +352,7 @@ impl PeerLink for Link {
             let doc: serde_json::Value =
                 serde_json::from_slice(&bytes).map_err(|e| format!("not JSON: {e}"))?;
             if !status.is_success() {
-                return Err(format!(
-                    "{status}: {}",
-                    doc.get("error")
-                        .and_then(|e| e.as_str())
-                        .unwrap_or_default()
-                ));
+                return Err(refusal(status, &doc));
             }
             Ok(doc.get("metadata").cloned().unwrap_or_default())
         };
@@ -379,12 +383,7 @@ impl PeerLink for Link {
                     .await
                     .unwrap_or_default();
                 let doc: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-                return Err(format!(
-                    "{status}: {}",
-                    doc.get("error")
-                        .and_then(|e| e.as_str())
-                        .unwrap_or_default()
-                ));
+                return Err(refusal(status, &doc));
             }
             let header = |h| {
                 resp.headers()

@@ -537,6 +537,7 @@ impl Engine {
             None => (1024, -1, 100_000),
         };
         if !offered("cpu", &["limits.cpu.allowance"])? {
+            // Not offered: nothing to write.
         } else if cg.is_v1("cpu") {
             set("cpu", "cpu.shares", "", shares.max(2).to_string())?;
             set("cpu", "cpu.cfs_period_us", "", period.to_string())?;
