@@ -3,7 +3,9 @@
 //! files, snapshots and MAC, and still reaches a container on host 3 over
 //! the shared uplink; a move whose link is cut mid-stream fails, leaves
 //! the source as it was and nothing on the target, and the same move
-//! succeeds once the link is back.
+//! succeeds once the link is back. A copy between btrfs pools refreshed
+//! after a small change sends only the difference (`btrfs send -p` from
+//! the snapshot both hosts have), and the copy holds the change.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -238,5 +240,122 @@ fn a_move_cut_mid_stream_leaves_the_source_and_a_retry_succeeds() {
         assert!(out.starts_with(&sum), "the blob changed: {out} vs {sum}");
         lab.client(2).stop_instance("big", true, -1).await.unwrap();
         lab.client(2).delete_instance("big").await.unwrap();
+    });
+}
+
+/// Whether the subvolume at `path` was made by `btrfs receive`.
+fn received(path: &std::path::Path) -> bool {
+    let o = Command::new("btrfs")
+        .args(["subvolume", "show"])
+        .arg(path)
+        .output()
+        .unwrap();
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{}{}", out, text(&o.stderr));
+    out.lines()
+        .find(|l| l.trim_start().starts_with("Received UUID:"))
+        .is_some_and(|l| !l.trim_end().ends_with('-'))
+}
+
+#[test]
+fn a_btrfs_copy_is_refreshed_by_sending_only_the_difference() {
+    if !kante_integration::prerequisite(
+        Command::new("btrfs").arg("--version").output().is_ok(),
+        "btrfs-progs",
+    ) {
+        return;
+    }
+    run(async {
+        let lab = Lab::up(2);
+        let fp = lab.import(1, TestImage::Debian).await;
+        for i in 1..=2 {
+            lab.client(i)
+                .post(
+                    "/1.0/storage-pools",
+                    &serde_json::json!({"name": "bt", "driver": "btrfs", "config": {"size": "3GiB"}}),
+                )
+                .await
+                .unwrap();
+        }
+        let mut post = instance_post(&fp, "c1", &[], Default::default());
+        post.put.devices.insert(
+            "root".into(),
+            [("type", "disk"), ("path", "/"), ("pool", "bt")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        lab.client(1).create_instance(&post).await.unwrap();
+        let put = |path: &'static str, data: &'static str| {
+            let c = lab.client(1);
+            async move {
+                c.file_push_bytes("c1", path, data.to_string(), &Default::default())
+                    .await
+                    .unwrap()
+            }
+        };
+        put("/root/f", "one").await;
+        lab.client(1)
+            .create_snapshot("c1", "s0", false)
+            .await
+            .unwrap();
+        let (h1, h2) = (lab.remote(1), lab.remote(2));
+        lab.kante_ok(&["copy", &format!("{h1}:c1"), &format!("{h2}:c1"), "-s", "bt"]);
+        let full = kante_integration::lab::migrated_bytes(&lab.client(1)).await;
+        assert!(full > 100_000_000, "the first copy sent only {full} bytes");
+
+        // A small change, a snapshot, another change after it.
+        put("/root/f", "two").await;
+        lab.client(1)
+            .create_snapshot("c1", "s1", false)
+            .await
+            .unwrap();
+        put("/root/g", "new").await;
+        lab.kante_ok(&[
+            "copy",
+            &format!("{h1}:c1"),
+            &format!("{h2}:c1"),
+            "--refresh",
+        ]);
+        let sent = kante_integration::lab::migrated_bytes(&lab.client(1)).await;
+        eprintln!("full copy: {full} bytes; refresh: {sent} bytes");
+        assert!(
+            sent < 1_000_000 && sent < full / 200,
+            "the refresh sent {sent} bytes, the full copy {full}"
+        );
+        // It went as btrfs differences: host 2's new snapshot was received
+        // (an rsync refresh snapshots locally), on top of the copy of s0.
+        let snaps = lab
+            .state(2)
+            .join("storage-pools/bt/containers-snapshots/c1");
+        assert!(received(&snaps.join("s1")), "s1 was not received");
+        assert!(received(&snaps.join("s0")));
+        let names: Vec<String> = lab
+            .client(2)
+            .snapshots("c1")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(names, ["s0", "s1"]);
+
+        // The copy holds the change, starts, and its snapshot restores.
+        lab.client(2).start_instance("c1").await.unwrap();
+        let (code, out) = lab.sh(2, "c1", "cat /root/f /root/g").await;
+        assert_eq!((code, out.trim()), (0, "twonew"), "{out}");
+        lab.client(2).stop_instance("c1", true, -1).await.unwrap();
+        lab.kante_ok(&["restore", &format!("{h2}:c1"), "s0"]);
+        lab.client(2).start_instance("c1").await.unwrap();
+        let (code, out) = lab
+            .sh(2, "c1", "cat /root/f; test -e /root/g || echo gone")
+            .await;
+        assert_eq!((code, out.trim()), (0, "one\ngone"), "{out}");
+        lab.client(2).stop_instance("c1", true, -1).await.unwrap();
+
+        for i in 1..=2 {
+            lab.client(i).delete_instance("c1").await.unwrap();
+            lab.client(i).delete("/1.0/storage-pools/bt").await.unwrap();
+        }
     });
 }

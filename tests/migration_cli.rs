@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use kante_integration::lab::migrated_bytes;
 use kante_integration::{free_port, kante_with_conf, run, Daemon, TestImage};
 use serde_json::json;
 
@@ -316,49 +317,6 @@ fn instances_are_copied_and_moved_between_two_kanteds_by_the_cli() {
     });
 }
 
-/// The byte count of a finished `Migrating instance` operation of `d`
-/// (its last `fs_progress`, as `c1: 1.23MB (4.56MB/s)`).
-async fn migrated_bytes(d: &Daemon) -> u64 {
-    let ops: serde_json::Value = d
-        .client
-        .get_json("/1.0/operations?recursion=1")
-        .await
-        .unwrap();
-    let mut found: Vec<(String, String)> = ops
-        .as_object()
-        .into_iter()
-        .flat_map(|m| m.values())
-        .filter_map(|v| v.as_array())
-        .flatten()
-        .filter(|o| o["description"] == "Migrating instance")
-        .filter_map(|o| {
-            Some((
-                o["created_at"].as_str()?.to_string(),
-                o["metadata"]["fs_progress"].as_str()?.to_string(),
-            ))
-        })
-        .collect();
-    found.sort();
-    let (_, line) = found.pop().expect("a migration operation with progress");
-    let amount = line
-        .split_once(": ")
-        .and_then(|(_, r)| r.split(' ').next())
-        .unwrap_or_else(|| panic!("{line}"));
-    let digits = amount
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(amount.len());
-    let (n, unit) = amount.split_at(digits);
-    let n: f64 = n.parse().unwrap_or_else(|_| panic!("{line}"));
-    let scale = match unit {
-        "B" => 1.0,
-        "kB" => 1e3,
-        "MB" => 1e6,
-        "GB" => 1e9,
-        _ => panic!("{line}"),
-    };
-    (n * scale) as u64
-}
-
 async fn put(d: &Daemon, name: &str, path: &str, data: &str) {
     d.client
         .file_push_bytes(name, path, data.to_string(), &Default::default())
@@ -382,7 +340,7 @@ fn a_refresh_sends_only_what_changed() {
         put(&t.a, "c1", "/root/f", "one").await;
         t.a.client.create_snapshot("c1", "s0", false).await.unwrap();
         t.ok(&["copy", "c1", "b:c1"]);
-        let full = migrated_bytes(&t.a).await;
+        let full = migrated_bytes(&t.a.client).await;
         assert!(full > 50_000_000, "the first copy sent only {full} bytes");
 
         // A small change: a file rewritten, one added, a new snapshot, one
@@ -395,7 +353,7 @@ fn a_refresh_sends_only_what_changed() {
             .await
             .unwrap();
         t.ok(&["copy", "c1", "b:c1", "--refresh"]);
-        let sent = migrated_bytes(&t.a).await;
+        let sent = migrated_bytes(&t.a.client).await;
         assert!(
             sent < full / 20,
             "the refresh sent {sent} bytes, the full copy {full}"

@@ -273,3 +273,46 @@ impl Drop for Lab {
         }
     }
 }
+
+/// The byte count of the latest finished `Migrating instance` operation
+/// of the daemon behind `client`
+/// (its last `fs_progress`, as `c1: 1.23MB (4.56MB/s)`).
+pub async fn migrated_bytes(client: &Client) -> u64 {
+    let ops: serde_json::Value = client
+        .get_json("/1.0/operations?recursion=1")
+        .await
+        .unwrap();
+    let mut found: Vec<(String, String)> = ops
+        .as_object()
+        .into_iter()
+        .flat_map(|m| m.values())
+        .filter_map(|v| v.as_array())
+        .flatten()
+        .filter(|o| o["description"] == "Migrating instance")
+        .filter_map(|o| {
+            Some((
+                o["created_at"].as_str()?.to_string(),
+                o["metadata"]["fs_progress"].as_str()?.to_string(),
+            ))
+        })
+        .collect();
+    found.sort();
+    let (_, line) = found.pop().expect("a migration operation with progress");
+    let amount = line
+        .split_once(": ")
+        .and_then(|(_, r)| r.split(' ').next())
+        .unwrap_or_else(|| panic!("{line}"));
+    let digits = amount
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(amount.len());
+    let (n, unit) = amount.split_at(digits);
+    let n: f64 = n.parse().unwrap_or_else(|_| panic!("{line}"));
+    let scale = match unit {
+        "B" => 1.0,
+        "kB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        _ => panic!("{line}"),
+    };
+    (n * scale) as u64
+}

@@ -204,3 +204,53 @@ impl Pool {
         Ok(())
     }
 }
+
+impl Pool {
+    /// Removes what a crash left of work in progress: volumes and snapshots
+    /// being built (`.staging-*`) or deleted (`.deleting-*`), once no process
+    /// works in them any more (one still in use is left for a later start).
+    /// Empty snapshot directories go too.
+    pub fn remove_staging_leftovers(&self) {
+        let busy = self.stop_staging_writers();
+        let busy = |p: &Path| {
+            let p = std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+            busy.contains(&p)
+        };
+        for kind in [VolumeKind::Image, VolumeKind::Container, VolumeKind::Custom] {
+            self.remove_leftovers_in(&self.base.join(kind.dir_name()), &busy);
+            let Some(d) = kind.snapshots_dir_name() else {
+                continue;
+            };
+            for e in std::fs::read_dir(self.base.join(d))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let p = e.path();
+                if is_leftover(&e.file_name().to_string_lossy()) {
+                    // A volume's whole snapshots directory, set aside.
+                    if !busy(&p) {
+                        if let Err(err) = remove_snapshots_dir(self.driver.as_ref(), &p) {
+                            tracing::warn!(path = %p.display(), "removing a leftover: {err}");
+                        }
+                    }
+                    continue;
+                }
+                self.remove_leftovers_in(&p, &busy);
+                // Only succeeds if no snapshot is left.
+                let _ = std::fs::remove_dir(&p);
+            }
+        }
+    }
+
+    fn remove_leftovers_in(&self, dir: &Path, busy: &dyn Fn(&Path) -> bool) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if is_leftover(&e.file_name().to_string_lossy()) && !busy(&p) {
+                if let Err(err) = self.driver.delete_volume(&p) {
+                    tracing::warn!(path = %p.display(), "removing a leftover: {err}");
+                }
+            }
+        }
+    }
+}

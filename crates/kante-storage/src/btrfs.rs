@@ -739,6 +739,10 @@ impl StorageDriver for BtrfsDriver {
         stream::btrfs::freeze(src, dst)
     }
 
+    fn tree_identity(&self, path: &Path) -> Option<stream::TreeIdentity> {
+        stream::btrfs::identity(path)
+    }
+
     fn send_section(
         &self,
         ty: MigrationType,

@@ -224,6 +224,10 @@ pub(crate) struct SubvolInfo {
     pub uuid: [u8; 16],
     /// All zeros unless the subvolume was made by `btrfs receive`.
     pub received_uuid: [u8; 16],
+    /// The transaction of its last change.
+    pub ctransid: u64,
+    /// For a received subvolume, the sender's `ctransid`.
+    pub stransid: u64,
     pub readonly: bool,
 }
 
@@ -238,6 +242,8 @@ pub(crate) fn subvolume_info(path: &Path) -> std::io::Result<SubvolInfo> {
     Ok(SubvolInfo {
         uuid: args.uuid,
         received_uuid: args.received_uuid,
+        ctransid: args.ctransid,
+        stransid: args.stransid,
         // `args.flags` holds the root item's flags, whose read-only bit is
         // not SUBVOL_RDONLY: ask the flags ioctl, as `is_readonly` does.
         readonly: get_flags(&f)? & SUBVOL_RDONLY != 0,

@@ -133,27 +133,34 @@ impl Pool {
         if limit.is_some() {
             self.driver.set_volume_size(&staging, limit)?;
         }
+        self.swap_in(&staging, &vol, revert)
+    }
+
+    /// Swaps the tree built at `staging` in for `vol` with one atomic
+    /// rename (`revert` guards `staging` until then), and removes the old
+    /// tree: in the background, or here if it cannot be renamed aside.
+    pub(crate) fn swap_in(&self, staging: &Path, vol: &Path, revert: Revert) -> Result<()> {
         nix::fcntl::renameat2(
             nix::fcntl::AT_FDCWD,
-            &staging,
+            staging,
             nix::fcntl::AT_FDCWD,
-            &vol,
+            vol,
             nix::fcntl::RenameFlags::RENAME_EXCHANGE,
         )
         .map_err(|e| StorageError::Io {
             what: format!("swapping {} with {}", staging.display(), vol.display()),
             source: e.into(),
         })?;
-        // The staging path now holds the old content: the volume is restored
+        // The staging path now holds the old content: the volume is replaced
         // whether or not deleting it works (a leftover goes at next start).
         // It is renamed aside and removed in the background (see
         // `background`); if the rename fails, it is removed here.
         revert.success();
-        let old = crate::aside::replaced_path(&staging);
-        match rename_noreplace(&staging, &old) {
+        let old = crate::aside::replaced_path(staging);
+        match rename_noreplace(staging, &old) {
             Ok(()) => crate::background::delete(self.driver.clone(), old),
             Err(_) => {
-                if let Err(e) = self.driver.delete_volume(&staging) {
+                if let Err(e) = self.driver.delete_volume(staging) {
                     tracing::warn!(path = %staging.display(), "removing the replaced volume: {e}");
                 }
             }

@@ -205,6 +205,7 @@ fn crafted(name: &str, ty: MigrationType, snapshots: &[&str], sections: &[Vec<u8
         snapshots: snapshots.iter().map(|s| s.to_string()).collect(),
         size: None,
         meta: None,
+        base: None,
     };
     let mut out = Vec::new();
     write_header(&mut out, &header).unwrap();

@@ -40,9 +40,11 @@ fn main() {
         )));
     }
     // Whatever the launcher left open (a shell's pipe, a supervisor's
-    // socket) must reach no monitor, dnsmasq or guest: every fd but stdio
-    // is made close-on-exec before the daemon opens anything of its own.
-    cloexec_inherited_fds();
+    // socket, the lock `flock(1)` held for it) must reach no monitor,
+    // dnsmasq or guest, nor stay held for the daemon's life (a caller
+    // waiting for a pipe's end, or for its lock, would wait forever): every
+    // fd but stdio is closed before the daemon opens anything of its own.
+    close_inherited_fds();
     let args = Args::parse();
     // glibc gives every thread that allocates its own arena; the blocking pool's
     // threads would each keep one resident. Two arenas are plenty for a daemon.
@@ -76,11 +78,12 @@ fn main() {
     std::process::exit(0);
 }
 
-/// Marks every fd >= 3 close-on-exec (`close_range(CLOSE_RANGE_CLOEXEC)`,
-/// Linux 5.11; older kernels: one `fcntl` per fd listed in /proc/self/fd).
-fn cloexec_inherited_fds() {
-    // SAFETY: changes fd flags only; no fd is closed or reused.
-    let r = unsafe { libc::close_range(3, libc::c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) };
+/// Closes every fd >= 3 (`close_range`, Linux 5.9; older kernels: one
+/// `close` per fd listed in /proc/self/fd).
+fn close_inherited_fds() {
+    // SAFETY: nothing of this process uses an fd above stdio yet (called
+    // first in main, before any thread, runtime or file exists).
+    let r = unsafe { libc::close_range(3, libc::c_uint::MAX, 0) };
     if r == 0 {
         return;
     }
@@ -92,9 +95,9 @@ fn cloexec_inherited_fds() {
         .filter(|fd| *fd >= 3)
         .collect();
     for fd in fds {
-        // SAFETY: plain fcntl on an fd number; a closed one (the directory
-        // listing's own) just fails.
-        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        // SAFETY: as above; the listing's own fd is already closed, and
+        // closing it again just fails.
+        unsafe { libc::close(fd) };
     }
 }
 

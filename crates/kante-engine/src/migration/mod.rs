@@ -29,6 +29,7 @@
 mod link;
 mod lxd;
 pub(crate) mod proto;
+mod pump;
 mod records;
 mod refresh;
 mod rsync;

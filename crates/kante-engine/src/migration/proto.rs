@@ -7,7 +7,9 @@
 //! the sender's offer the volume stream types it can send (`btrfs`, `tar`,
 //! best first), in the sink's answer the one type chosen. LXD neither sends
 //! nor echoes it, which is how either end tells a Kante peer from LXD.
-//! `Snapshot` carries the description the same way (field 1000).
+//! `Snapshot` carries the description the same way (field 1000), and its
+//! tree's identity for differences (1001); a sink refreshing its copy as
+//! `btrfs` differences names the base snapshot in field 1001 of its answer.
 
 /// `MigrationFSType`: how LXD moves the filesystem.
 pub const FS_RSYNC: i32 = 0;
@@ -72,6 +74,11 @@ pub struct Snapshot {
     /// Kante: the snapshot's description (LXD has no field for it).
     #[prost(string, optional, tag = "1000")]
     pub description: Option<String>,
+    /// Kante: how the sender's pool names this tree as the parent of a
+    /// difference (`btrfs`: its UUID and transaction), so a refreshing
+    /// target can tell whether its copy can be the base.
+    #[prost(string, optional, tag = "1001")]
+    pub kante_tree: Option<String>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -113,6 +120,10 @@ pub struct MigrationHeader {
     /// Kante: the volume stream types offered (sender) or chosen (sink).
     #[prost(string, repeated, tag = "1000")]
     pub kante_types: Vec<String>,
+    /// Kante, in a refreshing sink's answer choosing `btrfs`: the snapshot
+    /// both sides have that the differences start from.
+    #[prost(string, optional, tag = "1001")]
+    pub kante_base: Option<String>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

@@ -1,24 +1,29 @@
 //! `--refresh` between servers (`source.refresh: true` on an instance the
 //! target already has, as lxc 5.0.2 sends it): the target compares the
 //! source's snapshots with its own (name and creation time), deletes its
-//! stale ones, asks for the missing ones, and the trees travel as rsync
-//! sessions into the existing volume (`lxd.rs`), so only what changed
-//! crosses the link: rsync's file list and the changed files' deltas. The
-//! same answer serves an LXD source and a Kante one (which offers `rsync`
-//! in field 1000). The instance must be stopped; its record stays, its
-//! snapshot records follow the source's.
+//! stale ones and asks for the missing ones. Between two btrfs pools whose
+//! copy of a common snapshot was received from the source's (the tree
+//! identities of field 1001 match), the target names that snapshot as the
+//! base and the rest travels as `btrfs send -p` differences from it
+//! (`Pool::receive_refresh`: the new volume swapped in atomically), so only
+//! the changed blocks cross the link. Otherwise the trees travel as rsync
+//! sessions into the existing volume (`lxd.rs`): rsync's file list and the
+//! changed files' deltas. The rsync answer serves an LXD source and a Kante
+//! one (which offers `rsync` in field 1000). The instance must be stopped;
+//! its record stays, its snapshot records follow the source's.
 
 use std::sync::Arc;
 
 use kante_api::instance::{InstanceStatus, InstancesPost};
-use kante_storage::VolumeKind;
+use kante_storage::{MigrationType, ReceiveOptions, VolumeKind};
 use kante_store::SnapshotRow;
 use serde_json::json;
 
 use super::link::peer_failed;
 use super::link::{self, Control, Link, Peer};
 use super::lxd::{rsync_answer, RSYNC};
-use super::proto::{self, MigrationControl};
+use super::proto::{self, MigrationControl, MigrationHeader};
+use super::pump::stream_in;
 use super::records::snapshot_row;
 use crate::error::{EngineError, Result};
 use crate::instance::files;
@@ -72,11 +77,6 @@ impl Engine {
             Control::Header(h) => h,
             Control::Done(c) => return Err(peer_failed(&c)),
         };
-        if !offer.kante_types.is_empty() && !offer.kante_types.iter().any(|t| t == RSYNC) {
-            return Err(EngineError::NotImplemented(
-                "The migration source cannot refresh a copy (it offers no rsync transfer)".into(),
-            ));
-        }
         self.require_stopped_for_refresh(name)?;
         let row = self.instance_row(name).await?;
         let pool = self.pool(&self.instance_pool_name(&row).await)?;
@@ -95,12 +95,70 @@ impl Engine {
             .filter(|s| !have.iter().any(|t| same(t, s)))
             .cloned()
             .collect();
-        let answer = rsync_answer(&offer, wanted.clone(), true);
+        let base = self.btrfs_base(&pool, name, &offer, &wanted).await?;
+        if base.is_none()
+            && !offer.kante_types.is_empty()
+            && !offer.kante_types.iter().any(|t| t == RSYNC)
+        {
+            return Err(EngineError::NotImplemented(
+                "The migration source cannot refresh a copy (it offers no rsync transfer)".into(),
+            ));
+        }
+        let answer = match &base {
+            Some(b) => MigrationHeader {
+                fs: proto::FS_RSYNC,
+                criu: Some(proto::CRIU_NONE),
+                snapshot_names: wanted.iter().map(|s| s.name.clone()).collect(),
+                snapshots: wanted.clone(),
+                refresh: Some(true),
+                kante_types: vec![MigrationType::BtrfsSend.name().to_string()],
+                kante_base: Some(b.clone()),
+                ..Default::default()
+            },
+            None => rsync_answer(&offer, wanted.clone(), true),
+        };
         link::send_msg(&link.control, &answer).await?;
         for s in &stale {
             self.remove_snapshot(name, s).await?;
         }
-        if let Err(e) = self
+        // A wanted snapshot on disk without its record is what a crashed
+        // refresh left: it goes before it is received again.
+        {
+            let (p, n) = (pool.clone(), name.to_string());
+            let made: Vec<String> = wanted.iter().map(|s| s.name.clone()).collect();
+            tokio::task::spawn_blocking(move || {
+                for s in made {
+                    if p.has_snapshot(VolumeKind::Container, &n, &s) {
+                        p.delete_snapshot(VolumeKind::Container, &n, &s)?;
+                    }
+                }
+                Ok::<_, kante_storage::StorageError>(())
+            })
+            .await??;
+        }
+        if base.is_some() {
+            let opts = ReceiveOptions {
+                name: Some(name.to_string()),
+                accept: vec![MigrationType::BtrfsSend],
+                size: None,
+                limits: None,
+            };
+            let p = pool.clone();
+            let got = stream_in(op, name, link, move |r| {
+                p.receive_refresh(r, VolumeKind::Container, &opts)
+            })
+            .await?;
+            if got.snapshots != answer.snapshot_names {
+                return Err(EngineError::bad(
+                    "The refresh stream's snapshots are not those asked for",
+                ));
+            }
+            tracing::info!(
+                instance = name,
+                bytes = got.bytes,
+                "instance refreshed as btrfs differences"
+            );
+        } else if let Err(e) = self
             .receive_trees(op, name, &pool, &offer, &answer, link)
             .await
         {
@@ -131,5 +189,101 @@ impl Engine {
             json!({}),
         );
         Ok(())
+    }
+
+    /// The snapshot this copy can be refreshed from as `btrfs` differences
+    /// (see [`btrfs_base`]), if both sides' pools send them.
+    async fn btrfs_base(
+        &self,
+        pool: &kante_storage::Pool,
+        name: &str,
+        offer: &MigrationHeader,
+        wanted: &[proto::Snapshot],
+    ) -> Result<Option<String>> {
+        let ty = MigrationType::BtrfsSend;
+        if !offer.kante_types.iter().any(|t| t == ty.name()) {
+            return Ok(None);
+        }
+        let (p, n, offer, wanted) = (
+            pool.clone(),
+            name.to_string(),
+            offer.snapshots.clone(),
+            wanted.to_vec(),
+        );
+        Ok(tokio::task::spawn_blocking(move || {
+            if !p.receive_types().contains(&ty)
+                || !p
+                    .send_types(VolumeKind::Container, &n, &[])
+                    .is_ok_and(|t| t.contains(&ty))
+            {
+                return None;
+            }
+            btrfs_base(&offer, &wanted, &|s| {
+                p.snapshot_identity(VolumeKind::Container, &n, s)
+                    .and_then(|i| i.received_as)
+            })
+        })
+        .await?)
+    }
+}
+
+/// The snapshot a refresh can start its `btrfs` differences from: of the
+/// snapshots older than the first one the target lacks (`wanted`), the
+/// newest whose copy here was received from the source's own (what
+/// `received_as` says of it here is what the source says of it).
+fn btrfs_base(
+    offer: &[proto::Snapshot],
+    wanted: &[proto::Snapshot],
+    received_as: &dyn Fn(&str) -> Option<String>,
+) -> Option<String> {
+    let first_wanted = offer
+        .iter()
+        .position(|s| wanted.iter().any(|w| w.name == s.name))
+        .unwrap_or(offer.len());
+    offer[..first_wanted]
+        .iter()
+        .rev()
+        .find(|s| s.kante_tree.is_some() && s.kante_tree == received_as(&s.name))
+        .map(|s| s.name.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(name: &str, tree: Option<&str>) -> proto::Snapshot {
+        proto::Snapshot {
+            name: name.into(),
+            kante_tree: tree.map(str::to_string),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_base_is_the_newest_received_copy_before_what_is_missing() {
+        let offer = [
+            snap("s0", Some("a:1")),
+            snap("s1", Some("b:2")),
+            snap("s2", Some("c:3")),
+        ];
+        let here = |s: &str| match s {
+            "s0" => Some("a:1".to_string()),
+            "s1" => Some("b:2".to_string()),
+            _ => None,
+        };
+        // s2 missing: s1 is the base.
+        assert_eq!(btrfs_base(&offer, &offer[2..], &here), Some("s1".into()));
+        // Nothing missing: the newest received copy, s1 (s2 is not here).
+        assert_eq!(btrfs_base(&offer, &[], &here), Some("s1".into()));
+        // s1 missing: only s0 can be the base.
+        assert_eq!(btrfs_base(&offer, &offer[1..2], &here), Some("s0".into()));
+        // A copy received from another tree (identity differs) is no base.
+        let other = |s: &str| (s == "s1").then(|| "x:9".to_string());
+        assert_eq!(btrfs_base(&offer, &offer[2..], &other), None);
+        // A source on another driver names no trees.
+        let plain = [snap("s0", None)];
+        assert_eq!(btrfs_base(&plain, &[], &|_| None), None);
+        // Everything missing: no base.
+        assert_eq!(btrfs_base(&offer, &offer, &here), None);
     }
 }

@@ -12,14 +12,13 @@ use kante_api::instance::{InstancePost, InstanceStatus};
 use kante_api::operation::OperationClass;
 use kante_storage::{MigrationType, VolumeKind};
 use kante_store::SnapshotRow;
-use tokio::sync::mpsc;
 
-use super::link::{self, peer_failed, Connect, Control, FrameWriter, Link, Peer, Progress};
+use super::link::{self, peer_failed, Connect, Control, Link, Peer};
 use super::lxd;
 use super::proto::{self, MigrationControl, MigrationHeader};
+use super::pump::stream_out;
 use crate::error::{EngineError, Result};
 use crate::operations::{instance_resources, Op};
-use crate::ws::WsMsg;
 use crate::Engine;
 
 impl Engine {
@@ -166,14 +165,24 @@ impl Engine {
         };
         let names: Vec<String> = snaps.iter().map(|s| s.name.clone()).collect();
         let pool = self.pool(&self.instance_pool_name(&row).await)?;
-        let offered = {
+        let (offered, identities) = {
             let trees = match what {
                 What::Snapshot(snap) => vec![snap.clone()],
                 What::Instance { .. } => names.clone(),
             };
-            let (p, n) = (pool.clone(), name.to_string());
-            tokio::task::spawn_blocking(move || p.send_types(VolumeKind::Container, &n, &trees))
-                .await??
+            let (p, n, snaps) = (pool.clone(), name.to_string(), names.clone());
+            tokio::task::spawn_blocking(move || {
+                let ids: Vec<Option<String>> = snaps
+                    .iter()
+                    .map(|s| {
+                        p.snapshot_identity(VolumeKind::Container, &n, s)
+                            .map(|i| i.sent_as)
+                    })
+                    .collect();
+                p.send_types(VolumeKind::Container, &n, &trees)
+                    .map(|t| (t, ids))
+            })
+            .await??
         };
         // No CRIU type: an LXD target then expects no final sync (the
         // tree is read stopped or frozen, once). The rsync features are
@@ -181,7 +190,14 @@ impl Engine {
         let offer = MigrationHeader {
             fs: proto::FS_RSYNC,
             snapshot_names: names.clone(),
-            snapshots: snaps.iter().map(snapshot_message).collect(),
+            snapshots: snaps
+                .iter()
+                .zip(identities)
+                .map(|(s, tree)| proto::Snapshot {
+                    kante_tree: tree,
+                    ..snapshot_message(s)
+                })
+                .collect(),
             rsync_features: Some(proto::RsyncFeatures::kante()),
             kante_types: offered
                 .iter()
@@ -192,6 +208,12 @@ impl Engine {
         };
         link::send_msg(&link.control, &offer).await?;
         let ty = match link::recv_control(&mut link.control, op).await? {
+            // A Kante target refreshing its btrfs copy as differences.
+            Control::Header(h) if h.refresh == Some(true) && h.kante_base.is_some() => {
+                return self
+                    .send_refresh(op, name, what, &pool, &names, &offered, &h, link)
+                    .await;
+            }
             // LXD (no field 1000), or a Kante target refreshing its copy.
             Control::Header(h) if h.kante_types.is_empty() || h.kante_types == [lxd::RSYNC] => {
                 let offered = match what {
@@ -211,94 +233,66 @@ impl Engine {
             Control::Done(c) => return Err(peer_failed(&c)),
         };
 
-        // The stream: a blocking writer on a thread, frames pumped out here,
-        // the control channel watched for the sink's abort.
-        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(4);
         let (p, n, snap) = (pool.clone(), name.to_string(), what.snapshot());
-        let writer = tokio::task::spawn_blocking(move || {
-            let mut w = FrameWriter::new(tx);
-            let report = match snap {
-                Some(s) => p.send_snapshot_as_volume(VolumeKind::Container, &n, &s, ty, &mut w)?,
-                None => p.send_volume(VolumeKind::Container, &n, &names, ty, None, &mut w)?,
-            };
-            std::io::Write::flush(&mut w)?;
-            Ok::<_, EngineError>(report)
-        });
-        let mut progress = Progress::new(op, name);
-        let mut aborted: Option<EngineError> = None;
-        // The target's success may overtake the end of the writer thread:
-        // it has then checked the whole stream.
-        let mut verdict = false;
-        loop {
-            tokio::select! {
-                frame = rx.recv() => match frame {
-                    Some(b) => {
-                        progress.add(b.len());
-                        // A target that stops reading (a cut link holds the
-                        // socket full) fails the send after the stall bound;
-                        // a cancel is heard meanwhile.
-                        let send = tokio::time::timeout(
-                            link::STALL_TIMEOUT,
-                            link.fs.outgoing.send(WsMsg::Binary(b)),
-                        );
-                        let sent = tokio::select! {
-                            r = send => r,
-                            _ = op.cancelled() => {
-                                aborted = Some(EngineError::bad("Migration cancelled"));
-                                break;
-                            }
-                        };
-                        match sent {
-                            Ok(Ok(())) => {}
-                            Ok(Err(_)) => {
-                                aborted = Some(EngineError::bad("The migration target went away"));
-                                break;
-                            }
-                            Err(_) => {
-                                aborted = Some(EngineError::bad(
-                                    "The migration target stopped reading",
-                                ));
-                                break;
-                            }
-                        }
-                    }
-                    None => break,
-                },
-                c = link::recv_control(&mut link.control, op) => {
-                    match c {
-                        Ok(Control::Done(c)) if c.success => verdict = true,
-                        Ok(Control::Done(c)) => aborted = Some(peer_failed(&c)),
-                        Ok(_) => aborted = Some(EngineError::bad(
-                            "The migration target answered before the end of the stream",
-                        )),
-                        Err(e) => aborted = Some(e),
-                    }
-                    break;
+        stream_out(op, name, link, move |w| match snap {
+            Some(s) => p.send_snapshot_as_volume(VolumeKind::Container, &n, &s, ty, w),
+            None => p.send_volume(VolumeKind::Container, &n, &names, ty, None, w),
+        })
+        .await
+    }
+
+    /// The source's side of a refresh as `btrfs` differences: the target
+    /// holds snapshot `kante_base` (a copy received from ours) and names
+    /// the newer snapshots it lacks; they and the volume go as differences
+    /// from it. Anything not offered, or out of order, is refused.
+    #[allow(clippy::too_many_arguments)]
+    async fn send_refresh(
+        &self,
+        op: &Op,
+        name: &str,
+        what: &What,
+        pool: &kante_storage::Pool,
+        names: &[String],
+        offered: &[MigrationType],
+        answer: &MigrationHeader,
+        link: &mut Link,
+    ) -> Result<()> {
+        let ty = MigrationType::BtrfsSend;
+        if !matches!(what, What::Instance { .. })
+            || answer.kante_types != [ty.name()]
+            || !offered.contains(&ty)
+        {
+            return Err(EngineError::bad(
+                "The migration target asked for a btrfs refresh, which was not offered",
+            ));
+        }
+        let base = answer.kante_base.clone().unwrap_or_default();
+        let pos = |s: &str| names.iter().position(|n| n == s);
+        let mut last = pos(&base).ok_or_else(|| {
+            EngineError::bad(format!(
+                "The migration target refreshes from snapshot {base:?}, which was not offered"
+            ))
+        })?;
+        for s in &answer.snapshot_names {
+            match pos(s) {
+                Some(i) if i > last => last = i,
+                _ => {
+                    return Err(EngineError::bad(format!(
+                        "The migration target asked for snapshot {s:?}, which does not follow \
+                         {base:?} and the snapshots before it"
+                    )))
                 }
             }
         }
-        drop(rx);
-        let sent = writer.await?;
-        if let Some(e) = aborted {
-            return Err(e);
-        }
-        if verdict {
-            return Ok(());
-        }
-        let report = sent?;
-        tracing::info!(
-            instance = name,
-            bytes = report.bytes,
-            "migration stream sent ({})",
-            report.migration_type
+        let (p, n, wanted) = (
+            pool.clone(),
+            name.to_string(),
+            answer.snapshot_names.clone(),
         );
-        match link::recv_control(&mut link.control, op).await? {
-            Control::Done(c) if c.success => Ok(()),
-            Control::Done(c) => Err(peer_failed(&c)),
-            Control::Header(_) => Err(EngineError::bad(
-                "The migration target sent a header instead of its verdict",
-            )),
-        }
+        stream_out(op, name, link, move |w| {
+            p.send_refresh(VolumeKind::Container, &n, &base, &wanted, ty, w)
+        })
+        .await
     }
 }
 
@@ -357,5 +351,6 @@ fn snapshot_message(s: &SnapshotRow) -> proto::Snapshot {
         last_used_date: None,
         expiry_date: secs(&s.expires_at),
         description: Some(s.description.clone()).filter(|d| !d.is_empty()),
+        kante_tree: None,
     }
 }

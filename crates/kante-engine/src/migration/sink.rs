@@ -17,11 +17,11 @@ use kante_api::instance::InstancesPost;
 use kante_storage::{negotiate, MigrationType, ReceiveOptions, VolumeKind};
 use kante_store::InstanceRow;
 use serde_json::json;
-use tokio::sync::mpsc;
 
 use super::link::peer_failed;
-use super::link::{self, Connect, Control, FrameReader, Link, Peer, Progress};
+use super::link::{self, Connect, Control, Link, Peer};
 use super::proto::{self, MigrationControl, MigrationHeader};
+use super::pump::stream_in;
 use super::records::{snapshot_row, travels};
 use crate::error::{EngineError, Result};
 use crate::instance::create::NewInstance;
@@ -29,7 +29,6 @@ use crate::instance::idmaps::idmap_json;
 use crate::instance::{config, files};
 use crate::operations::Op;
 use crate::util::fmt_time;
-use crate::ws::WsMsg;
 use crate::Engine;
 
 impl Engine {
@@ -214,51 +213,8 @@ impl Engine {
             size: Some(size),
             limits: None,
         };
-        let (tx, rx) = mpsc::channel::<Vec<u8>>(4);
-        let mut tx = Some(tx);
         let p = pool.clone();
-        let mut reader = tokio::task::spawn_blocking(move || {
-            let mut r = FrameReader::new(rx);
-            p.receive_volume(&mut r, &opts)
-        });
-        // Frames in, the control channel watched for the source's abort.
-        let mut progress = Progress::new(op, name);
-        let mut aborted: Option<EngineError> = None;
-        let received = loop {
-            tokio::select! {
-                done = &mut reader => break done,
-                frame = tokio::time::timeout(link::STALL_TIMEOUT, link.fs.incoming.recv()),
-                    if aborted.is_none() => match frame {
-                    Ok(Some(WsMsg::Binary(b))) => {
-                        progress.add(b.len());
-                        // A receiver that is done (or failed) drops its end.
-                        if let Some(t) = &tx {
-                            let _ = t.send(b).await;
-                        }
-                    }
-                    Ok(Some(WsMsg::Text(_))) => {}
-                    Ok(None) => aborted = Some(EngineError::bad("The migration source closed the stream")),
-                    Err(_) => aborted = Some(EngineError::bad("The migration source stalled")),
-                },
-                c = link::recv_control(&mut link.control, op), if aborted.is_none() => {
-                    aborted = Some(match c {
-                        Ok(Control::Done(c)) if !c.success => peer_failed(&c),
-                        Ok(_) => EngineError::bad("Unexpected control message from the migration source"),
-                        Err(e) => e,
-                    });
-                }
-            }
-            if aborted.is_some() {
-                // Ends the reader's input: a stream cut short fails it.
-                tx = None;
-            }
-        };
-        drop(tx);
-        let received = match (received?, aborted) {
-            (Ok(r), _) => r,
-            (Err(_), Some(why)) => return Err(why),
-            (Err(e), None) => return Err(e.into()),
-        };
+        let received = stream_in(op, name, link, move |r| p.receive_volume(r, &opts)).await?;
         if received.snapshots != offer.snapshot_names {
             return Err(EngineError::bad(
                 "The migration stream's snapshots are not those offered",

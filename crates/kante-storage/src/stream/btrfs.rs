@@ -116,3 +116,30 @@ pub(crate) fn receive_subvolume(input: &mut dyn Read, target: &SectionTarget) ->
         got.display()
     )))
 }
+
+fn hex(uuid: &[u8; 16]) -> String {
+    uuid.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// How subvolume `path` is known to `btrfs receive` as the parent of a
+/// difference (see [`TreeIdentity`](super::TreeIdentity)): `btrfs send`
+/// names a parent by its received UUID if it has one, else its own UUID,
+/// with its `ctransid`; a received subvolume answers to its received UUID
+/// with the sender's `ctransid` (its `stransid`).
+pub(crate) fn identity(path: &Path) -> Option<super::TreeIdentity> {
+    if !ioctl::is_subvolume(path) {
+        return None;
+    }
+    let info = ioctl::subvolume_info(path).ok()?;
+    let received = info.received_uuid != [0; 16];
+    let sent_uuid = if received {
+        &info.received_uuid
+    } else {
+        &info.uuid
+    };
+    Some(super::TreeIdentity {
+        sent_as: format!("{}:{}", hex(sent_uuid), info.ctransid),
+        received_as: (received && info.readonly)
+            .then(|| format!("{}:{}", hex(&info.received_uuid), info.stransid)),
+    })
+}

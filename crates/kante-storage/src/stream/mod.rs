@@ -73,6 +73,7 @@
 pub(crate) mod btrfs;
 mod codec;
 mod receive;
+mod refresh;
 mod send;
 mod tar;
 mod tools;
@@ -178,6 +179,24 @@ pub struct StreamHeader {
     /// A custom volume's description and config.
     #[serde(default)]
     pub meta: Option<VolumeMeta>,
+    /// A refresh ([`Pool::send_refresh`](crate::Pool::send_refresh)): the
+    /// snapshot both sides have that the first section is the difference
+    /// from; the receiver updates its existing volume rather than making one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+}
+
+/// How a tree (a snapshot) is known to a driver that sends differences,
+/// so two pools can tell whether a difference from it can be received:
+/// the receiver's copy answers to `received_as` what the sender's
+/// original names itself (`sent_as`). For btrfs, a UUID and transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeIdentity {
+    /// How a difference from this tree names it.
+    pub sent_as: String,
+    /// For a read-only copy made by receiving a stream: the `sent_as` of
+    /// the original it was received from.
+    pub received_as: Option<String>,
 }
 
 impl StreamHeader {
@@ -211,6 +230,12 @@ impl StreamHeader {
         }
         if self.meta.is_some() && self.kind != VolumeKind::Custom {
             return bad("only custom volumes carry volume metadata".into());
+        }
+        if let Some(b) = &self.base {
+            validate_snapshot_name(b)?;
+            if self.snapshots.contains(b) {
+                return bad(format!("the base snapshot {b:?} is also sent"));
+            }
         }
         Ok(())
     }

@@ -38,13 +38,13 @@ pub struct Received {
 }
 
 /// Everything decided from the header before anything is made.
-struct Plan {
-    ty: MigrationType,
-    kind: VolumeKind,
-    name: String,
-    size: Option<u64>,
-    meta: Option<VolumeMeta>,
-    limits: Limits,
+pub(super) struct Plan {
+    pub(super) ty: MigrationType,
+    pub(super) kind: VolumeKind,
+    pub(super) name: String,
+    pub(super) size: Option<u64>,
+    pub(super) meta: Option<VolumeMeta>,
+    pub(super) limits: Limits,
 }
 
 impl Pool {
@@ -57,7 +57,7 @@ impl Pool {
     /// [`Received::meta`] after.
     pub fn receive_volume(&self, input: &mut dyn Read, opts: &ReceiveOptions) -> Result<Received> {
         let header = read_header(input)?;
-        let plan = self.plan_receive(&header, opts)?;
+        let plan = self.plan_receive(&header, opts, false)?;
         let Plan {
             ty,
             kind,
@@ -161,8 +161,15 @@ impl Pool {
 
     /// Decides everything from the header, refusing what this pool will
     /// not make: a type not accepted, a name in use, a size it cannot
-    /// enforce, custom config keys it does not know.
-    fn plan_receive(&self, header: &StreamHeader, opts: &ReceiveOptions) -> Result<Plan> {
+    /// enforce, custom config keys it does not know. A `refresh` updates a
+    /// volume that exists, from a snapshot of it that exists (the header's
+    /// base); its size limit stays (`size` is then `None`).
+    pub(super) fn plan_receive(
+        &self,
+        header: &StreamHeader,
+        opts: &ReceiveOptions,
+        refresh: bool,
+    ) -> Result<Plan> {
         let ty = header.migration_type;
         let ours = self.receive_types();
         let accepted: Vec<MigrationType> = if opts.accept.is_empty() {
@@ -188,7 +195,11 @@ impl Pool {
         let kind = header.kind;
         let name = opts.name.clone().unwrap_or_else(|| header.name.clone());
         validate_volume_name(&name)?;
-        let size = opts.size.unwrap_or(header.size).filter(|n| *n > 0);
+        // A refresh keeps the size limit of the volume it updates.
+        let size = match refresh {
+            true => None,
+            false => opts.size.unwrap_or(header.size).filter(|n| *n > 0),
+        };
         let mut size_config = kante_api::ConfigMap::new();
         if let Some(n) = size {
             size_config.insert("size".into(), format_size(n));
@@ -207,13 +218,38 @@ impl Pool {
             }
         };
         let taken = |p: PathBuf| p.symlink_metadata().is_ok();
-        if taken(self.volume_path(kind, &name))
-            || self.snapshots_dir(kind, &name).is_some_and(taken)
-        {
-            return Err(StorageError::Exists(format!(
-                "{} volume {name} (or its snapshots)",
-                kind.api_name()
-            )));
+        match (refresh, &header.base) {
+            (false, None) => {
+                if taken(self.volume_path(kind, &name))
+                    || self.snapshots_dir(kind, &name).is_some_and(taken)
+                {
+                    return Err(StorageError::Exists(format!(
+                        "{} volume {name} (or its snapshots)",
+                        kind.api_name()
+                    )));
+                }
+            }
+            (true, Some(base)) => {
+                self.existing_volume(kind, &name)?;
+                if !taken(self.snapshot_path(kind, &name, base)?) {
+                    return Err(StorageError::NotFound(format!("snapshot {name}/{base}")));
+                }
+                for s in &header.snapshots {
+                    if taken(self.snapshot_path(kind, &name, s)?) {
+                        return Err(StorageError::Exists(format!("snapshot {name}/{s}")));
+                    }
+                }
+            }
+            (false, Some(base)) => {
+                return Err(StorageError::Stream(format!(
+                    "a refresh from snapshot {base:?}, where a new volume was expected"
+                )))
+            }
+            (true, None) => {
+                return Err(StorageError::Stream(
+                    "a whole volume, where a refresh was expected".into(),
+                ))
+            }
         }
         let limits = match &opts.limits {
             Some(l) => l.clone(),
@@ -232,7 +268,7 @@ impl Pool {
     /// Receives one section (`target`: the directory sections are received
     /// in, what this one becomes, whether it is a snapshot) within what is
     /// left of the caps once `used` bytes have arrived. Returns its bytes.
-    fn receive_one(
+    pub(super) fn receive_one(
         &self,
         plan: &Plan,
         input: &mut dyn Read,

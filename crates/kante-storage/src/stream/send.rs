@@ -126,9 +126,58 @@ impl Pool {
         meta: Option<&VolumeMeta>,
         out: &mut dyn Write,
     ) -> Result<SendReport> {
+        self.send_chain(kind, name, None, snapshots, ty, meta, out)
+    }
+
+    /// Writes what a receiver holding snapshot `base` of volume `name` (a
+    /// copy received from this one, see [`Pool::snapshot_identity`]) lacks:
+    /// `snapshots` (oldest first, all newer than `base`), then the volume,
+    /// each the difference from the tree before it, starting from `base`.
+    /// The receiver updates its copy with [`Pool::receive_refresh`]. Only
+    /// for types that send differences (`btrfs`).
+    pub fn send_refresh(
+        &self,
+        kind: VolumeKind,
+        name: &str,
+        base: &str,
+        snapshots: &[String],
+        ty: MigrationType,
+        out: &mut dyn Write,
+    ) -> Result<SendReport> {
+        if ty != MigrationType::BtrfsSend {
+            return Err(StorageError::Unsupported(format!(
+                "a refresh is sent as differences, which {ty} does not make"
+            )));
+        }
+        if snapshots.iter().any(|s| s == base) {
+            return Err(StorageError::InvalidName(format!(
+                "the base snapshot {base:?} is also listed to send"
+            )));
+        }
+        self.send_chain(kind, name, Some(base), snapshots, ty, None, out)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn send_chain(
+        &self,
+        kind: VolumeKind,
+        name: &str,
+        base: Option<&str>,
+        snapshots: &[String],
+        ty: MigrationType,
+        meta: Option<&VolumeMeta>,
+        out: &mut dyn Write,
+    ) -> Result<SendReport> {
         let trees = self.send_trees(kind, name, snapshots)?;
+        let base_path = match base {
+            Some(b) => Some(self.send_trees(kind, name, &[b.to_string()])?.remove(0)),
+            None => None,
+        };
         if !self.driver.migration_types().contains(&ty)
-            || !trees.iter().all(|p| self.driver.can_send(ty, p))
+            || !trees
+                .iter()
+                .chain(base_path.iter())
+                .all(|p| self.driver.can_send(ty, p))
         {
             return Err(StorageError::Unsupported(format!(
                 "volume {name} of pool {} cannot be sent as {ty}",
@@ -148,10 +197,11 @@ impl Pool {
                 VolumeKind::Custom => meta.cloned(),
                 _ => None,
             },
+            base: base.map(str::to_string),
         };
         write_header(out, &header)?;
         let mut bytes = 0;
-        let mut parent: Option<&Path> = None;
+        let mut parent: Option<&Path> = base_path.as_deref();
         for (snap, path) in snapshots.iter().zip(snaps) {
             bytes += self.send_one(ty, path, parent, out, &format!("snapshot {snap}"))?;
             parent = Some(path);
@@ -208,6 +258,7 @@ impl Pool {
             snapshots: Vec::new(),
             size: self.driver.volume_size(path)?.filter(|n| *n > 0),
             meta: None,
+            base: None,
         };
         write_header(out, &header)?;
         let bytes = self.send_one(ty, path, None, out, &format!("snapshot {snap}"))?;

@@ -26,6 +26,7 @@ fn header() -> StreamHeader {
             config: [("user.x".to_string(), "1".to_string())].into(),
             created_at: "2024-01-01T00:00:00Z".into(),
         }),
+        base: None,
     }
 }
 
@@ -118,8 +119,13 @@ fn headers_round_trip_and_bad_ones_are_refused() {
     assert!(e.contains("version 2"), "{e}");
     let e = refused(&|v| v["type"] = serde_json::json!("rsync"));
     assert!(e.contains("invalid stream header"), "{e}");
-    let e = refused(&|v| v["base"] = serde_json::json!("s0"));
+    let e = refused(&|v| v["parent"] = serde_json::json!("s0"));
     assert!(e.contains("unknown field"), "{e}");
+    // A refresh's base: a snapshot name, and not one of those sent.
+    let e = refused(&|v| v["base"] = serde_json::json!("s0"));
+    assert!(e.contains("base snapshot \"s0\" is also sent"), "{e}");
+    let e = refused(&|v| v["base"] = serde_json::json!("../x"));
+    assert!(e.contains("must not contain '/'"), "{e}");
     let e = refused(&|v| v["kind"] = serde_json::json!("container"));
     assert!(e.contains("only custom volumes"), "{e}");
     let many: Vec<String> = (0..=MAX_SNAPSHOTS).map(|i| format!("s{i}")).collect();
