@@ -141,8 +141,7 @@ fn a_refresh_sends_only_the_difference_and_the_copy_equals_the_source() {
     assert_eq!(live["f"].data, b"again before s3");
     assert!(!live.contains_key("w"), "the copy's own change is replaced");
     assert_no_staging(&b);
-    drop((a, b));
-    s.assert_clean();
+    remove(&s, &[a, b]);
 }
 
 #[test]
@@ -162,7 +161,7 @@ fn a_cut_or_wrong_refresh_leaves_the_copy_as_it_was() {
         .map(|p| tree(p))
         .collect();
     // Big enough a change that the stream has a middle to cut.
-    populate(&a.volume_path(KIND, "v"), 3, BIG);
+    write_file(&a.volume_path(KIND, "v").join("blob"), BIG);
     change(&a, "s2", "cut");
     let stream = refresh_to_vec(&a, "s1", &["s2".to_string()]);
     let ends = section_ends(&stream);
@@ -226,7 +225,15 @@ fn a_cut_or_wrong_refresh_leaves_the_copy_as_it_was() {
         )
         .unwrap_err();
     assert!(e.to_string().contains("also listed"), "{e}");
-    drop((a, b));
+    remove(&s, &[a, b]);
+}
+
+/// Deletes the volume and the pools (after their background deletions).
+fn remove(s: &Scratch, pools: &[Pool]) {
+    for p in pools {
+        p.delete_volume(KIND, "v").unwrap();
+        p.driver.delete_pool(&p.base, &p.config).unwrap();
+    }
     s.assert_clean();
 }
 

@@ -84,6 +84,8 @@ pub(super) async fn stream_out(
         }
     }
     drop(rx);
+    // The final count, however quick the transfer was.
+    progress.finish();
     let sent = writer.await?;
     if let Some(e) = aborted {
         return Err(e);
@@ -155,6 +157,7 @@ pub(super) async fn stream_in<T: Send + 'static>(
         }
     };
     drop(tx);
+    progress.finish();
     match (received?, aborted) {
         (Ok(r), _) => Ok(r),
         (Err(_), Some(why)) => Err(why),
