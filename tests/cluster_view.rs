@@ -9,7 +9,10 @@
 //! console attached through h1 shows what c3 writes); three instances with one
 //! `placement.anti-affinity` tag land on three members and
 //! `placement.affinity` puts one beside its partner, the reason shown by
-//! `kante info`. With h3's kanted killed, h1 still lists its own and
+//! `kante info`; Debian's lxc makes a cluster group of h2 and `--target
+//! @group` (kante and lxc) places there, an unknown group, deleting a
+//! group with members and leaving a member in no group are refused. With
+//! h3's kanted killed, h1 still lists its own and
 //! h2's instances and h3's as ERROR, and an exec on h3's instance
 //! through h1 fails within 5 s naming h3. The lab goes down leaving
 //! nothing.
@@ -197,6 +200,77 @@ fn any_member_answers_for_any_instance() {
                 && info.contains("beside c3 (placement.affinity)"),
             "{info}"
         );
+
+        // Cluster groups, driven by Debian's lxc through h1: h2 alone in
+        // group "edge", then `--target @edge` places there (kante and lxc).
+        let lxc_ok = |args: &[&str]| {
+            let o = lxc(&lab, 1, home.path(), args);
+            assert!(o.status.success(), "lxc {args:?}: {}", text(&o));
+            text(&o)
+        };
+        lxc_ok(&["cluster", "group", "create", "edge"]);
+        lxc_ok(&["cluster", "group", "assign", "h2", "edge"]);
+        // kante's verbs, on another member, see the same groups.
+        let listed_groups = on(&lab, 3, &["cluster", "group", "list", "-f", "csv"]);
+        assert!(
+            listed_groups.contains("edge,,h2") && listed_groups.contains("default,"),
+            "{listed_groups}"
+        );
+        let shown = lxc_ok(&["cluster", "show", "h2"]);
+        assert!(
+            shown.contains("- edge") && !shown.contains("- default"),
+            "{shown}"
+        );
+        let edge = lxc_ok(&["cluster", "group", "show", "edge"]);
+        assert!(edge.contains("- h2") && !edge.contains("- h1"), "{edge}");
+        let default = lxc_ok(&["cluster", "group", "show", "default"]);
+        assert!(
+            default.contains("- h1") && !default.contains("- h2"),
+            "{default}"
+        );
+        on(&lab, 1, &["launch", "bb", "g1", "--target", "@edge"]);
+        only_on(&lab, 2, "g1");
+        let info = on(&lab, 1, &["info", "g1"]);
+        assert!(info.contains("in group edge"), "{info}");
+        lxc_ok(&["launch", "bb", "g2", "--target", "@edge"]);
+        only_on(&lab, 2, "g2");
+        // Refused: an unknown group, a group with members, a member in none.
+        let o = lab.host_kante(1, &["launch", "bb", "g3", "--target", "@nope"]);
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(
+            !o.status.success() && err.contains("\"nope\" not found"),
+            "{err}"
+        );
+        assert!(!listed(&lab, 1).iter().any(|r| r.0 == "g3"));
+        let o = lxc(
+            &lab,
+            1,
+            home.path(),
+            &["cluster", "group", "delete", "edge"],
+        );
+        assert!(!o.status.success(), "a group with members was deleted");
+        assert!(
+            text(&o).contains("Only empty cluster groups"),
+            "{}",
+            text(&o)
+        );
+        let o = lxc(
+            &lab,
+            1,
+            home.path(),
+            &["cluster", "group", "remove", "h2", "edge"],
+        );
+        assert!(!o.status.success(), "h2 was left in no group");
+        assert!(text(&o).contains("at least one group"), "{}", text(&o));
+        // Back to default (kante), and the empty group goes (lxc).
+        on(&lab, 2, &["cluster", "group", "assign", "h2", "default"]);
+        lxc_ok(&["cluster", "group", "delete", "edge"]);
+        let groups = lxc_ok(&["cluster", "group", "list", "-f", "csv"]);
+        assert!(
+            !groups.contains("edge") && groups.contains("default"),
+            "{groups}"
+        );
+        on(&lab, 1, &["delete", "g1", "g2", "--force"]);
 
         // A delete through h1 removes it from h3.
         on(&lab, 1, &["delete", "web1", "--force"]);

@@ -75,6 +75,51 @@ pub struct ClusterMember {
     pub roles: Vec<String>,
 }
 
+/// `PUT /1.0/cluster/members/NAME` (LXD's `ClusterMemberPut`): what `lxc
+/// cluster group assign` and `lxc cluster edit` change. Kante keeps the
+/// groups; the rest must stay as the member shows it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ClusterMemberPut {
+    #[serde(default, deserialize_with = "null_default")]
+    pub roles: Vec<String>,
+    #[serde(default, deserialize_with = "null_default")]
+    pub failure_domain: String,
+    #[serde(default, deserialize_with = "null_default")]
+    pub description: String,
+    #[serde(default, deserialize_with = "null_default")]
+    pub config: std::collections::BTreeMap<String, String>,
+    #[serde(default, deserialize_with = "null_default")]
+    pub groups: Vec<String>,
+}
+
+/// `GET /1.0/cluster/groups/NAME` (LXD's `ClusterGroup`, API extension
+/// `clustering_groups`): a named set of members that `--target @NAME`
+/// places among. Every member is in at least one group; `default` holds
+/// those put in no other.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ClusterGroup {
+    pub name: String,
+    #[serde(default, deserialize_with = "null_default")]
+    pub description: String,
+    #[serde(default, deserialize_with = "null_default")]
+    pub members: Vec<String>,
+}
+
+/// `PUT /1.0/cluster/groups/NAME`: the description and the members.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ClusterGroupPut {
+    #[serde(default, deserialize_with = "null_default")]
+    pub description: String,
+    #[serde(default, deserialize_with = "null_default")]
+    pub members: Vec<String>,
+}
+
+/// `POST /1.0/cluster/groups/NAME`: a rename.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ClusterGroupPost {
+    pub name: String,
+}
+
 /// `POST /1.0/cluster/members`: asks for a join token for `server_name`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ClusterMembersPost {

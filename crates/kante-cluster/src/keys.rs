@@ -11,6 +11,7 @@
 //! | `config` | the whole server config, one JSON object |
 //! | `members/<name>` | a [`MemberRecord`] |
 //! | `reservations/<kind>/<key>` | the holder, plain text (`kind`: `instance`, `idblock`, `address`) |
+//! | `groups/<name>`, `member-groups/<member>` | a cluster group's description; a member's groups (see `manager/groups.rs`) |
 //!
 //! The cache holds keys relative to the prefix; etcd the full ones.
 

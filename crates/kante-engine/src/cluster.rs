@@ -50,6 +50,30 @@ impl Engine {
                 Reply::ClusterAccepted(Box::new(self.cluster.accept(*post).await.map_err(err)?))
             }
             ServiceList => Reply::Services(self.cluster.services()),
+            ClusterMemberPut { name, put } => {
+                self.cluster_member_put(&name, put).await?;
+                Reply::Empty
+            }
+            ClusterGroups => Reply::ClusterGroups(self.cluster.groups().map_err(err)?),
+            ClusterGroupGet { name } => {
+                Reply::ClusterGroup(Box::new(self.cluster.group(&name).map_err(err)?))
+            }
+            ClusterGroupCreate(g) => {
+                self.cluster.group_create(g).await.map_err(err)?;
+                Reply::Empty
+            }
+            ClusterGroupUpdate { name, put } => {
+                self.cluster.group_update(&name, put).await.map_err(err)?;
+                Reply::Empty
+            }
+            ClusterGroupRename { name, new } => {
+                self.cluster.group_rename(&name, &new).await.map_err(err)?;
+                Reply::Empty
+            }
+            ClusterGroupDelete { name } => {
+                self.cluster.group_delete(&name).await.map_err(err)?;
+                Reply::Empty
+            }
             other => {
                 return Err(EngineError::internal(format!(
                     "{} is not a cluster verb",
@@ -57,6 +81,37 @@ impl Engine {
                 )))
             }
         })
+    }
+
+    /// `PUT /1.0/cluster/members/NAME`: Kante keeps each member's groups
+    /// (`lxc cluster group assign`); the other fields must be as the member
+    /// shows them (a change there is refused, not dropped).
+    async fn cluster_member_put(
+        &self,
+        name: &str,
+        put: kante_api::cluster::ClusterMemberPut,
+    ) -> Result<()> {
+        let now = self.cluster.member(name).map_err(err)?;
+        let roles_same = {
+            let (mut a, mut b) = (put.roles.clone(), now.roles.clone());
+            a.sort();
+            b.sort();
+            a == b
+        };
+        let domain_same = put.failure_domain.is_empty() || put.failure_domain == now.failure_domain;
+        if !roles_same
+            || !domain_same
+            || put.description != now.description
+            || put.config != now.config
+        {
+            return Err(EngineError::bad(
+                "Only a cluster member's groups can be changed (roles, failure domain, description and config are fixed)",
+            ));
+        }
+        self.cluster
+            .set_member_groups(name, &put.groups)
+            .await
+            .map_err(err)
     }
 
     /// This member's HTTPS address, which clustering needs.

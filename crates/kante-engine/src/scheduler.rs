@@ -1,5 +1,6 @@
 //! The cluster scheduler: which member a new instance is made on when
-//! the client named none. Online members only, not evacuated ones
+//! the client named none, or a group (`--target @GROUP`: its members
+//! only). Online members only, not evacuated ones
 //! (`evacuate.rs`); those of the image's
 //! architecture; `placement.affinity=<instance>` keeps only the member
 //! holding that instance; `placement.anti-affinity=<tag>` avoids members
@@ -113,7 +114,14 @@ impl Engine {
                 certificate: p.certificate.clone(),
             })
         };
-        if let Some(t) = target {
+        let group = match target.and_then(|t| t.strip_prefix('@')) {
+            Some(g) => Some((
+                g,
+                self.cluster.group_members(g).map_err(crate::cluster::err)?,
+            )),
+            None => None,
+        };
+        if let Some(t) = target.filter(|_| group.is_none()) {
             let p = peers
                 .iter()
                 .find(|p| p.name == t)
@@ -136,6 +144,15 @@ impl Engine {
         let mut notes = Vec::new();
         let mut cands: Vec<&kante_cluster::Peer> =
             peers.iter().filter(|p| p.online && !p.evacuated).collect();
+        if let Some((g, members)) = &group {
+            cands.retain(|p| members.contains(&p.name));
+            if cands.is_empty() {
+                return Err(EngineError::Unavailable(format!(
+                    "No online member of cluster group {g:?} can take the instance"
+                )));
+            }
+            notes.push(format!("in group {g} (target @{g})"));
+        }
         if let Some((fp, arch)) = self.image_of(post).await? {
             cands.retain(|p| {
                 p.beat.as_ref().is_some_and(|b| {

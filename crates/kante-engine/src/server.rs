@@ -58,6 +58,15 @@ pub const API_EXTENSIONS: &[&str] = &[
     "clustering_evacuation",
     // GET /1.0/cluster/members/NAME/state (`resources.rs`).
     "cluster_member_state",
+    // PUT /1.0/cluster/members/NAME, which lxc needs for `cluster group
+    // assign`: Kante changes a member's groups there and refuses a change
+    // of its roles (`cluster.rs`).
+    "clustering_edit_roles",
+    // Each member's failure domain (always `default` in Kante; a PUT that
+    // changes it is refused).
+    "clustering_failure_domains",
+    // /1.0/cluster/groups, `--target @GROUP` (kante-cluster `groups.rs`).
+    "clustering_groups",
     "certificate_self_trust",
     "etag",
     "projects",

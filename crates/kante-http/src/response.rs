@@ -251,6 +251,10 @@ pub fn render(reply: Reply, recursion: u8) -> ApiResult {
             format!("/1.0/cluster/members/{}", m.server_name)
         }),
         Reply::ClusterMember(x) => sync(x),
+        Reply::ClusterGroups(v) => {
+            list(v, recursion, |g| format!("/1.0/cluster/groups/{}", g.name))
+        }
+        Reply::ClusterGroup(x) => sync(x),
         Reply::ClusterMemberState(x) => sync(x),
         Reply::ClusterAccepted(x) => sync(x),
         Reply::Services(v) => sync(v),

@@ -79,6 +79,7 @@ impl Manager {
             .collect();
         let stale = etcd.stale_for();
         let evacuated = self.evacuated();
+        let mut groups = self.groups_by_member(&etcd);
         let mut out: Vec<ClusterMember> = self
             .roster(&etcd)
             .into_iter()
@@ -116,7 +117,9 @@ impl Manager {
                     failure_domain: "default".into(),
                     description: String::new(),
                     config: Default::default(),
-                    groups: vec!["default".into()],
+                    groups: groups
+                        .remove(&m.name)
+                        .unwrap_or_else(|| vec![super::groups::DEFAULT.into()]),
                     roles: beat.map(|b| b.roles.clone()).unwrap_or_else(|| {
                         if m.voter {
                             vec!["database".into()]
@@ -184,6 +187,7 @@ impl Manager {
             ALIVE,
             crate::keys::MEMBERS,
             super::evacuated::EVACUATED,
+            super::groups::MEMBER_GROUPS,
         ] {
             let key = format!("{}{dir}{name}", etcd.prefix());
             super::join::bounded_call(client.kv_client().delete(key, None)).await?;

@@ -13,6 +13,7 @@
 
 mod enable;
 pub mod evacuated;
+pub mod groups;
 pub mod join;
 pub mod members;
 mod services;

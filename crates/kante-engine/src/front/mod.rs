@@ -539,6 +539,13 @@ impl Engine {
             | ClusterMemberAdd(_)
             | ClusterAccept(_)
             | ServiceList) => self.cluster_api(req).await?,
+            req @ (ClusterMemberPut { .. }
+            | ClusterGroups
+            | ClusterGroupGet { .. }
+            | ClusterGroupCreate(_)
+            | ClusterGroupUpdate { .. }
+            | ClusterGroupRename { .. }
+            | ClusterGroupDelete { .. }) => self.cluster_api(req).await?,
             ClusterMemberState { name, post } => {
                 R::Operation(self.member_state(&name, post).await?)
             }

@@ -120,6 +120,8 @@ pub enum Reply {
     Cluster(Box<kante_api::cluster::Cluster>),
     ClusterMembers(Vec<kante_api::cluster::ClusterMember>),
     ClusterMember(Box<kante_api::cluster::ClusterMember>),
+    ClusterGroups(Vec<kante_api::cluster::ClusterGroup>),
+    ClusterGroup(Box<kante_api::cluster::ClusterGroup>),
     ClusterMemberState(Box<kante_api::cluster::ClusterMemberState>),
     /// What a joining member is given.
     ClusterAccepted(Box<kante_api::cluster::ClusterAcceptReply>),

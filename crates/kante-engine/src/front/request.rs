@@ -459,6 +459,29 @@ pub enum Request {
     /// A joining member's request (open to untrusted callers: its token's
     /// secret is the credential).
     ClusterAccept(Box<kante_api::cluster::ClusterAcceptPost>),
+    /// Member `name`'s groups (`PUT /1.0/cluster/members/NAME`).
+    ClusterMemberPut {
+        name: String,
+        put: kante_api::cluster::ClusterMemberPut,
+    },
+    /// Cluster groups (`/1.0/cluster/groups`; kante-cluster's
+    /// `manager/groups.rs`).
+    ClusterGroups,
+    ClusterGroupGet {
+        name: String,
+    },
+    ClusterGroupCreate(kante_api::cluster::ClusterGroup),
+    ClusterGroupUpdate {
+        name: String,
+        put: kante_api::cluster::ClusterGroupPut,
+    },
+    ClusterGroupRename {
+        name: String,
+        new: String,
+    },
+    ClusterGroupDelete {
+        name: String,
+    },
     /// The cluster's live services (`GET /1.0/services`, a Kante
     /// extension; see `crate::services`).
     ServiceList,
@@ -606,6 +629,13 @@ impl Request {
             ClusterMemberState { .. } => "cluster_member_state",
             ClusterMemberStateGet { .. } => "cluster_member_state_get",
             ClusterAccept(_) => "cluster_accept",
+            ClusterMemberPut { .. } => "cluster_member_put",
+            ClusterGroups => "cluster_groups",
+            ClusterGroupGet { .. } => "cluster_group_get",
+            ClusterGroupCreate(_) => "cluster_group_create",
+            ClusterGroupUpdate { .. } => "cluster_group_update",
+            ClusterGroupRename { .. } => "cluster_group_rename",
+            ClusterGroupDelete { .. } => "cluster_group_delete",
         }
     }
 
@@ -646,6 +676,9 @@ impl Request {
             ClusterGet | ClusterMembers | ClusterMemberGet { .. } => Target::Server,
             ServiceList => Target::Server,
             ClusterMemberDelete { .. } | ClusterMemberAdd(_) => Target::Server,
+            ClusterMemberPut { .. } | ClusterGroups | ClusterGroupGet { .. } => Target::Server,
+            ClusterGroupCreate(_) | ClusterGroupUpdate { .. } => Target::Server,
+            ClusterGroupRename { .. } | ClusterGroupDelete { .. } => Target::Server,
             ClusterPut(_) | ClusterAccept(_) => Target::Member,
             ClusterMemberState { name, .. } | ClusterMemberStateGet { name } => {
                 Target::ClusterMember(name.clone())

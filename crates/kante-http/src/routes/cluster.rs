@@ -1,5 +1,6 @@
 //! Routes of the cluster: `/1.0/cluster`, `/1.0/cluster/members[/NAME]`,
 //! `POST /1.0/cluster/members/NAME/state` (evacuate, restore),
+//! `PUT /1.0/cluster/members/NAME` (its groups), `/1.0/cluster/groups[/NAME]`,
 //! `/1.0/services` (a Kante extension: the live service records), and `POST /internal/cluster/accept`, which a joining member sends (the
 //! only one of them open to untrusted callers: its token's secret is the
 //! credential).
@@ -7,7 +8,8 @@
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use kante_api::cluster::{
-    ClusterAcceptPost, ClusterMemberStatePost, ClusterMembersPost, ClusterPut,
+    ClusterAcceptPost, ClusterGroup, ClusterGroupPost, ClusterGroupPut, ClusterMemberPut,
+    ClusterMemberStatePost, ClusterMembersPost, ClusterPut,
 };
 use kante_engine::front::Request;
 
@@ -21,7 +23,15 @@ pub fn routes(r: Routes) -> Routes {
         .route("/1.0/cluster/members", get(members).post(member_add))
         .route(
             "/1.0/cluster/members/{name}",
-            get(member_get).delete(member_delete),
+            get(member_get).delete(member_delete).put(member_put),
+        )
+        .route("/1.0/cluster/groups", get(groups).post(group_create))
+        .route(
+            "/1.0/cluster/groups/{name}",
+            get(group_get)
+                .put(group_put)
+                .post(group_rename)
+                .delete(group_delete),
         )
         .route(
             "/1.0/cluster/members/{name}/state",
@@ -68,6 +78,55 @@ pub async fn member_delete(
         .get("force")
         .is_some_and(|v| matches!(v.as_str(), "1" | "true"));
     answer(&s, Request::ClusterMemberDelete { name, force }).await
+}
+
+/// `PUT /1.0/cluster/members/NAME`: the member's groups.
+pub async fn member_put(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Json(put): Json<ClusterMemberPut>,
+) -> ApiResult {
+    answer(&s, Request::ClusterMemberPut { name, put }).await
+}
+
+pub async fn groups(State(s): State<AppState>, q: Params) -> ApiResult {
+    listing(&s, Request::ClusterGroups, &q).await
+}
+
+pub async fn group_create(State(s): State<AppState>, Json(g): Json<ClusterGroup>) -> ApiResult {
+    answer(&s, Request::ClusterGroupCreate(g)).await
+}
+
+pub async fn group_get(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult {
+    answer(&s, Request::ClusterGroupGet { name }).await
+}
+
+/// `PUT` of a group: its description and exactly its members.
+pub async fn group_put(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Json(put): Json<ClusterGroupPut>,
+) -> ApiResult {
+    answer(&s, Request::ClusterGroupUpdate { name, put }).await
+}
+
+pub async fn group_rename(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Json(post): Json<ClusterGroupPost>,
+) -> ApiResult {
+    answer(
+        &s,
+        Request::ClusterGroupRename {
+            name,
+            new: post.name,
+        },
+    )
+    .await
+}
+
+pub async fn group_delete(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult {
+    answer(&s, Request::ClusterGroupDelete { name }).await
 }
 
 /// `POST /1.0/cluster/members/NAME/state`: evacuate or restore (an

@@ -61,12 +61,22 @@
 //! sender that stalls without closing blocks the receiving thread, so a
 //! caller reading from a socket sets a read timeout on it.
 //!
+//! **Refresh** (`refresh.rs`): a copy already received is brought up to
+//! date by differences from a snapshot both pools have (the header's
+//! `base`, checked to exist on the receiver; a refresh stream is refused
+//! where a new volume is expected, and the other way round), and its
+//! volume swapped in atomically. [`TreeIdentity`] tells the two sides
+//! whether the receiver's copy of a snapshot can be that base.
+//!
 //! **Tests.** `tests.rs` (no root): negotiation, the header and framing
 //! (cut anywhere, corrupt, aborted, capped), a dir → dir stream.
 //! `tests/streams.rs` (root, loop-backed btrfs): pool → pipe → pool for
 //! dir→dir, dir→btrfs, btrfs→dir and btrfs→btrfs (as differences, and the
 //! fallback to tar), comparing every tree's bytes, owners, modes, xattrs,
-//! ACL, links, holes and times. `tests/stream_failures.rs`: cut, corrupt
+//! ACL, links, holes and times. `tests/stream_refresh.rs`: a refresh
+//! after a small change (bytes sent, trees equal, older snapshots
+//! untouched), cut and refused refreshes leaving the copy as it was.
+//! `tests/stream_failures.rs`: cut, corrupt
 //! and aborted streams, refused entries and names in use, each leaving
 //! the receiving pool as it was.
 

@@ -51,6 +51,9 @@ pub enum ClusterCmd {
         #[arg(long)]
         force: bool,
     },
+    /// Manage cluster groups (`--target @GROUP` places among a group's members)
+    #[command(subcommand)]
+    Group(GroupCmd),
     /// Remove a member (refused while it holds instances, unless --force): [REMOTE:]NAME
     #[command(visible_alias = "rm")]
     Remove {
@@ -63,6 +66,36 @@ pub enum ClusterCmd {
         #[arg(long)]
         yes: bool,
     },
+}
+
+/// `kante cluster group …`, as `lxc cluster group`.
+#[derive(Subcommand, Debug, Clone)]
+pub enum GroupCmd {
+    /// Create a cluster group: [REMOTE:]GROUP
+    Create {
+        name: String,
+        /// Its description
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List the cluster groups with their members: [REMOTE:]
+    #[command(visible_alias = "ls")]
+    List {
+        remote: Option<String>,
+        #[arg(short = 'f', long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Show a cluster group: [REMOTE:]GROUP
+    Show { name: String },
+    /// Put a member in exactly these groups: [REMOTE:]MEMBER GROUP[,GROUP...]
+    Assign { member: String, groups: String },
+    /// Take a member out of a group (it must stay in one): [REMOTE:]MEMBER GROUP
+    Remove { member: String, group: String },
+    /// Rename a cluster group: [REMOTE:]GROUP NEW
+    Rename { name: String, new: String },
+    /// Delete an empty cluster group: [REMOTE:]GROUP
+    #[command(visible_alias = "rm")]
+    Delete { name: String },
 }
 
 /// `kante service …`: the cluster's service discovery records.

@@ -116,6 +116,7 @@ pub async fn run(c: &Client, cmd: ClusterCmd) -> Result<i32> {
             member_state(c, &name, "restore", String::new()).await?;
             println!("Member {name} restored");
         }
+        ClusterCmd::Group(g) => return super::cluster_group::run(c, g).await,
         ClusterCmd::Remove { name, force, yes } => {
             if force && !yes {
                 let question = format!(

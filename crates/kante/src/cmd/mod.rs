@@ -2,6 +2,7 @@
 
 pub mod apply;
 pub mod cluster;
+pub mod cluster_group;
 pub mod config;
 pub mod console;
 pub mod copy;

@@ -9,7 +9,7 @@
 use anyhow::{bail, Result};
 
 use super::Config;
-use crate::cli::cluster::{ClusterCmd, ServiceCmd};
+use crate::cli::cluster::{ClusterCmd, GroupCmd, ServiceCmd};
 use crate::cli::{
     AliasCmd, Command, ConfigCmd, DeviceCmd, FileCmd, ImageCmd, NetworkCmd, OperationCmd,
     ProfileCmd, StorageCmd, TrustCmd, VolumeCmd,
@@ -227,6 +227,16 @@ pub fn route(cfg: &Config, cmd: &mut Command) -> Result<String> {
             | ClusterCmd::Remove { name, .. }
             | ClusterCmd::Evacuate { name, .. }
             | ClusterCmd::Restore { name, .. } => r.arg(name)?,
+            ClusterCmd::Group(g) => match g {
+                GroupCmd::List { remote, .. } => r.opt(remote)?,
+                GroupCmd::Create { name, .. }
+                | GroupCmd::Show { name }
+                | GroupCmd::Rename { name, .. }
+                | GroupCmd::Delete { name } => r.arg(name)?,
+                GroupCmd::Assign { member, .. } | GroupCmd::Remove { member, .. } => {
+                    r.arg(member)?
+                }
+            },
         },
         Command::Service(ServiceCmd::List { remote, .. }) => r.opt(remote)?,
         Command::Remote(_)
