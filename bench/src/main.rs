@@ -9,6 +9,7 @@ mod density;
 mod https;
 mod load;
 mod moves;
+mod moves_lxd;
 mod net;
 mod proc;
 mod report;
@@ -44,7 +45,8 @@ struct Args {
     /// Instances running for the memory and list figures.
     #[arg(long, default_value_t = 20)]
     instances: usize,
-    /// Also measure the host's LXD (/var/lib/lxd/unix.socket) if it answers.
+    /// Also measure the host's LXD (/var/lib/lxd/unix.socket) if it answers
+    /// (with `--only-move`: two private LXDs of the bench's own instead).
     #[arg(long)]
     lxd: bool,
     /// Install Debian's lxd package, start it and give it a dir pool (implies --lxd).
@@ -112,8 +114,10 @@ struct Args {
     only_https: bool,
     /// Only moves between two lab hosts (`kante lab`): the Debian image's
     /// instance moved back and forth `--move-rounds` times each way, on dir
-    /// and on btrfs (see `moves.rs`). Kante only.
-    #[arg(long, conflicts_with_all = ["only_density", "only_storage", "only_scale", "only_transfer", "only_soak", "only_kill_soak", "only_load", "only_https", "baseline_kanted", "lxd", "install_lxd"])]
+    /// and on btrfs, then copied and refreshed (see `moves.rs`). With
+    /// `--lxd`, the same between two private LXDs in the lab's hosts
+    /// (`moves_lxd.rs`; the host's LXD is not used).
+    #[arg(long, conflicts_with_all = ["only_density", "only_storage", "only_scale", "only_transfer", "only_soak", "only_kill_soak", "only_load", "only_https", "baseline_kanted"])]
     only_move: bool,
     #[arg(long, default_value_t = 3)]
     move_rounds: usize,
@@ -175,21 +179,30 @@ async fn main() -> Result<()> {
         "{} not found: build it with `kante image build debian/12`",
         args.image.display()
     );
-    if args.install_lxd {
-        target::install_lxd().await?;
-    }
     if args.only_move {
+        if args.install_lxd {
+            // Its own LXDs: the package only, not the host's daemon.
+            target::install_lxd_package()?;
+        }
         let mut r = Results::default();
         let plan = moves::Plan {
             rounds: args.move_rounds,
             image: args.image.clone(),
+            lxd: args.lxd || args.install_lxd,
         };
         moves::run(&plan, &mut r).await.context("moves")?;
+        let mut names = vec!["kante".to_string()];
+        if plan.lxd {
+            names.push("lxd".into());
+        }
         println!("{}", machine_line());
         println!();
-        println!("{}", report::table(&r, &["kante".to_string()]));
+        println!("{}", report::table(&r, &names));
         std::fs::write(&args.json, serde_json::to_vec_pretty(&r)?)?;
         return Ok(());
+    }
+    if args.install_lxd {
+        target::install_lxd().await?;
     }
     if args.only_cluster {
         let mut r = Results::default();

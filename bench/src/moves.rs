@@ -4,21 +4,122 @@
 //! pulls over the lab's uplink), on a `dir` pool and on a loop-backed
 //! `btrfs` pool on each host. Each move is timed from the command's start
 //! to its exit; the rate is the instance's root file system size (`du` of
-//! its volume before the first move) over that time.
+//! its volume before the first move) over that time. Then a full `copy`
+//! host 1 → host 2, and `copy --refresh` after a 4 KiB change each.
+//!
+//! With `--lxd`, the same on two private LXD 5.0.2 daemons, one in each lab
+//! host's network namespace (see `moves_lxd.rs`), driven by Debian's `lxc`
+//! as a user runs it, one LXD step after each Kante step.
 
-use std::path::Path;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use kante_client::Client;
 use kante_integration::lab::Lab;
 use serde_json::json;
 
+use crate::moves_lxd::LxdPair;
 use crate::report::Results;
+use crate::target::Target;
 
 pub struct Plan {
     pub rounds: usize,
-    pub image: std::path::PathBuf,
+    pub image: PathBuf,
+    /// Also LXD, side by side.
+    pub lxd: bool,
+}
+
+/// One daemon family of the comparison: its CLI, its two hosts.
+pub struct Side {
+    /// "kante" or "lxd" in the results.
+    pub name: &'static str,
+    /// The CLI (`kante`, or `lxc`).
+    pub program: PathBuf,
+    /// The CLI's configuration (`KANTE_CONF` or `LXD_CONF`).
+    pub env: (&'static str, PathBuf),
+    /// The CLI's remote of host 1 and host 2.
+    pub remotes: [String; 2],
+    /// Each host's daemon directory (volumes are under
+    /// `storage-pools/<pool>/containers/<name>` in both).
+    pub states: [PathBuf; 2],
+    /// Each host's unix socket.
+    pub sockets: [PathBuf; 2],
+    /// Substring of its per-container helper processes.
+    pub monitor_needle: &'static str,
+}
+
+impl Side {
+    /// The lab's kanteds, through the lab's client configuration.
+    fn kante(lab: &Lab) -> Side {
+        Side {
+            name: "kante",
+            program: kante_integration::bin("kante"),
+            env: ("KANTE_CONF", lab.conf.clone()),
+            remotes: [lab.remote(1), lab.remote(2)],
+            states: [lab.state(1), lab.state(2)],
+            sockets: [
+                lab.state(1).join("unix.socket"),
+                lab.state(2).join("unix.socket"),
+            ],
+            monitor_needle: "kanted __monitor",
+        }
+    }
+
+    /// Host i's (1 or 2) daemon through its unix socket.
+    pub fn client(&self, i: usize) -> Client {
+        Client::with_socket(&self.sockets[i - 1])
+    }
+
+    /// `host i:name` for the CLI (`name` empty: the remote alone).
+    fn at(&self, i: usize, name: &str) -> String {
+        format!("{}:{name}", self.remotes[i - 1])
+    }
+
+    /// Runs the CLI; an error with its output if it fails.
+    pub fn cli(&self, args: &[&str]) -> Result<Output> {
+        let o = Command::new(&self.program)
+            .args(args)
+            .env(self.env.0, &self.env.1)
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("running {}", self.program.display()))?;
+        if !o.status.success() {
+            bail!(
+                "{} {args:?}: {}{}",
+                self.program.display(),
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        Ok(o)
+    }
+
+    /// The CLI's run time in seconds (start to exit).
+    fn timed(&self, args: &[&str]) -> Result<f64> {
+        let t0 = Instant::now();
+        self.cli(args)?;
+        let took = t0.elapsed().as_secs_f64();
+        eprintln!("moves: {} {} {took:.2} s", self.name, args.join(" "));
+        Ok(took)
+    }
+
+    /// Host i's volume of instance `name` on `pool`.
+    fn volume(&self, i: usize, pool: &str, name: &str) -> PathBuf {
+        self.states[i - 1]
+            .join("storage-pools")
+            .join(pool)
+            .join("containers")
+            .join(name)
+    }
+
+    /// Host 1's daemon as a bench target making root disks on `pool`.
+    fn target(&self, pool: &str, fingerprint: &str) -> Target {
+        let mut t = Target::attached(self.name, self.client(1), pool, self.monitor_needle);
+        t.fingerprint = fingerprint.to_string();
+        t
+    }
 }
 
 /// Bytes under `path` (`du -sb`).
@@ -31,27 +132,15 @@ fn du(path: &Path) -> Result<u64> {
         .with_context(|| format!("du of {}", path.display()))
 }
 
-fn kante(lab: &Lab, args: &[&str]) -> Result<()> {
-    let o = lab.kante(args);
-    if !o.status.success() {
-        bail!(
-            "kante {args:?}: {}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-    }
-    Ok(())
-}
-
 pub async fn run(plan: &Plan, r: &mut Results) -> Result<()> {
     let lab = Lab::up(2);
-    let mut fp = String::new();
+    // Declared after the lab: dropped (stopped, cleaned) before it goes down.
+    let lxd = if plan.lxd {
+        Some(LxdPair::start(&lab).context("two LXDs in the lab's hosts")?)
+    } else {
+        None
+    };
     for i in 1..=2 {
-        fp = lab
-            .client(i)
-            .upload_image(&plan.image, &Default::default(), |_, _| {})
-            .await
-            .with_context(|| format!("importing into h{i}"))?;
         // A btrfs pool on a sparse loop file on each host.
         lab.client(i)
             .post(
@@ -61,56 +150,121 @@ pub async fn run(plan: &Plan, r: &mut Results) -> Result<()> {
             .await
             .with_context(|| format!("btrfs pool on h{i}"))?;
     }
-    for pool in ["default", "bt"] {
-        let name = format!("mv-{pool}");
-        let mut post = kante_integration::instance_post(&fp, &name, &[], Default::default());
-        post.put.devices.insert(
-            "root".into(),
-            [("type", "disk"), ("path", "/"), ("pool", pool)]
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        );
-        lab.client(1).create_instance(&post).await?;
-        let driver = if pool == "bt" { "btrfs" } else { "dir" };
-        let vol = lab
-            .state(1)
-            .join("storage-pools")
-            .join(pool)
-            .join("containers")
-            .join(&name);
-        let size = du(&vol)? as f64;
-        eprintln!("moves: {name} ({driver}) is {:.0} MB", size / 1e6);
-        for k in 0..plan.rounds * 2 {
-            let (from, to) = if k % 2 == 0 { (1, 2) } else { (2, 1) };
-            let t0 = Instant::now();
-            kante(
-                &lab,
-                &[
-                    "move",
-                    &format!("{}:{name}", lab.remote(from)),
-                    &format!("{}:", lab.remote(to)),
-                ],
-            )?;
-            let took = t0.elapsed().as_secs_f64();
-            r.add(
-                &format!("move {driver}→{driver} (Debian rootfs), time"),
-                "kante",
-                "s",
-                took,
-            );
-            r.add(
-                &format!("move {driver}→{driver} (Debian rootfs), MB/s"),
-                "kante",
-                "MB/s",
-                size / 1e6 / took,
-            );
+    let mut sides = vec![Side::kante(&lab)];
+    sides.extend(lxd.as_ref().map(LxdPair::side));
+    let mut fingerprint = String::new();
+    for side in &sides {
+        for i in 1..=2 {
+            let mut t = Target::attached(side.name, side.client(i), "default", "");
+            t.import(&plan.image)
+                .await
+                .with_context(|| format!("importing into {} host {i}", side.name))?;
+            fingerprint = t.fingerprint;
         }
-        // An even number of moves: it is back on host 1.
-        lab.client(1).delete_instance(&name).await?;
+    }
+    let result = pools(plan, &sides, &fingerprint, r).await;
+    for side in &sides {
+        for i in 1..=2 {
+            let c = side.client(i);
+            for n in c.instance_names().await.unwrap_or_default() {
+                if n.starts_with("mv-") {
+                    let _ = c.delete_instance(&n).await;
+                }
+            }
+        }
     }
     for i in 1..=2 {
         let _ = lab.client(i).delete("/1.0/storage-pools/bt").await;
     }
+    result
+}
+
+/// Moves, a full copy and refreshes, on each pool type.
+async fn pools(plan: &Plan, sides: &[Side], fp: &str, r: &mut Results) -> Result<()> {
+    for (pool, driver) in [("default", "dir"), ("bt", "btrfs")] {
+        let name = format!("mv-{pool}");
+        let mut sizes = Vec::new();
+        for side in sides {
+            side.target(pool, fp)
+                .create(&name)
+                .await
+                .with_context(|| format!("creating {name} on {}", side.name))?;
+            let size = du(&side.volume(1, pool, &name))? as f64;
+            eprintln!(
+                "moves: {name} ({driver}) on {} is {:.0} MB",
+                side.name,
+                size / 1e6
+            );
+            sizes.push(size);
+        }
+        let row = format!("move {driver}→{driver} (Debian rootfs)");
+        for k in 0..plan.rounds * 2 {
+            let (from, to) = if k % 2 == 0 { (1, 2) } else { (2, 1) };
+            for (side, size) in sides.iter().zip(&sizes) {
+                let took = side.timed(&["move", &side.at(from, &name), &side.at(to, "")])?;
+                r.add(&format!("{row}, time"), side.name, "s", took);
+                r.add(
+                    &format!("{row}, MB/s"),
+                    side.name,
+                    "MB/s",
+                    size / 1e6 / took,
+                );
+            }
+        }
+        // An even number of moves: it is back on host 1.
+        for (side, size) in sides.iter().zip(&sizes) {
+            let took = side.timed(&["copy", &side.at(1, &name), &side.at(2, &name)])?;
+            let row = format!("copy {driver}→{driver} (Debian rootfs, full)");
+            r.add(&format!("{row}, time"), side.name, "s", took);
+            r.add(
+                &format!("{row}, MB/s"),
+                side.name,
+                "MB/s",
+                size / 1e6 / took,
+            );
+        }
+        for k in 0..plan.rounds * 2 {
+            for side in sides {
+                let took = refresh(side, &name, k).await?;
+                r.add(
+                    &format!("copy --refresh {driver}→{driver} after a 4 KiB change, time"),
+                    side.name,
+                    "s",
+                    took,
+                );
+            }
+        }
+        for side in sides {
+            for i in 1..=2 {
+                side.cli(&["delete", &side.at(i, &name)])?;
+            }
+        }
+    }
     Ok(())
+}
+
+/// Changes one 4 KiB file in host 1's instance, times `copy --refresh` to
+/// host 2, and checks that host 2's copy has the change.
+async fn refresh(side: &Side, name: &str, k: usize) -> Result<f64> {
+    let path = format!("/root/bench-change-{k}");
+    let data: Vec<u8> = (0..4096u32)
+        .map(|b| (b as usize * 31 + k * 7) as u8)
+        .collect();
+    side.client(1)
+        .file_push_bytes(name, &path, data.clone(), &Default::default())
+        .await
+        .with_context(|| format!("pushing {path} into {}", side.name))?;
+    let took = side.timed(&["copy", &side.at(1, name), &side.at(2, name), "--refresh"])?;
+    let got = side
+        .client(2)
+        .file_get(name, &path)
+        .await
+        .with_context(|| format!("{path} on {}'s host 2 after --refresh", side.name))?;
+    match got.content {
+        kante_client::FileContent::File(bytes) if bytes == data => Ok(took),
+        _ => bail!(
+            "{}: {path} on host 2 is not the pushed change after --refresh",
+            side.name
+        ),
+    }
 }

@@ -86,6 +86,26 @@ impl Target {
         })
     }
 
+    /// A daemon someone else runs (a lab host's kanted, a private LXD),
+    /// reached with `client`, named `name` in the results, making root
+    /// disks on `pool`. [`Target::shutdown`] leaves the daemon running.
+    pub fn attached(
+        name: &str,
+        client: Client,
+        pool: &str,
+        monitor_needle: &'static str,
+    ) -> Target {
+        Target {
+            name: name.into(),
+            client,
+            monitor_needle,
+            fingerprint: String::new(),
+            pool: pool.into(),
+            child: None,
+            dir: None,
+        }
+    }
+
     /// The daemon's pid, as it reports it.
     pub async fn daemon_pid(&self) -> i32 {
         match &self.child {
@@ -273,6 +293,18 @@ fn start_lxd() -> Result<()> {
     Ok(())
 }
 
+/// Installs Debian's `lxd` and `lxd-client` packages if `lxd` is missing.
+pub fn install_lxd_package() -> Result<()> {
+    if !Path::new("/usr/bin/lxd").exists() {
+        let st = Command::new("sh")
+            .arg("-c")
+            .arg("apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q lxd lxd-client")
+            .status()?;
+        anyhow::ensure!(st.success(), "installing lxd failed");
+    }
+    Ok(())
+}
+
 /// Installs Debian's LXD, starts it (no systemd needed) and gives it a `dir`
 /// pool and a default profile with only a root disk: the same set-up Kante has.
 pub async fn install_lxd() -> Result<()> {
@@ -281,9 +313,7 @@ pub async fn install_lxd() -> Result<()> {
         anyhow::ensure!(st.success(), "`{cmd}` failed");
         Ok(())
     };
-    if !Path::new("/usr/bin/lxd").exists() {
-        run("apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q lxd lxd-client")?;
-    }
+    install_lxd_package()?;
     if Target::lxd().await.is_none() {
         if Client::with_socket("/var/lib/lxd/unix.socket")
             .get("/1.0")

@@ -1,11 +1,14 @@
 //! A real LXD 5.0.2 daemon (Debian's `/usr/bin/lxd`) of a test's own: its
 //! own `LXD_DIR` under /tmp, HTTPS on a loopback port with a trust
-//! password, a `dir` pool and a default profile with only a root disk (no
+//! password (or, for the bench, on a lab host's address inside that host's
+//! network namespace), a `dir` pool and a default profile with only a root disk (no
 //! network: nothing leaves loopback). Dropping it stops it and removes
 //! every trace: its processes (the daemon, `[lxc monitor]`s, `forkfile`s),
 //! the mounts LXD leaves under its dir (`shmounts`, `devlxd`, the
-//! containers'), the dir itself.
+//! containers', a btrfs pool's), loop devices over its files, the dir
+//! itself.
 
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -28,51 +31,93 @@ impl Lxd {
     /// Starts it and waits until it answers, configured.
     pub fn start() -> Lxd {
         let dir = PathBuf::from(format!("/tmp/kante-lxd-{}", std::process::id()));
+        Lxd::try_start_in(None, "127.0.0.1", free_port(), dir).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Starts one in `dir` (emptied first) and waits until it answers,
+    /// configured as [`Lxd::start`] does but with HTTPS on
+    /// `address:port`; inside the network namespace `netns` (a name under
+    /// /run/netns, entered for the network only: its mounts stay visible
+    /// here, so [`Lxd::stop`] finds them) if given. On failure it is
+    /// stopped and cleaned again, and the error carries its log.
+    pub fn try_start_in(
+        netns: Option<&str>,
+        address: &str,
+        port: u16,
+        dir: PathBuf,
+    ) -> Result<Lxd, String> {
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let log = std::fs::File::create(dir.with_extension("log")).unwrap();
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let log = std::fs::File::create(dir.with_extension("log")).map_err(|e| e.to_string())?;
+        let ns = match netns {
+            Some(n) => Some(
+                std::fs::File::open(format!("/run/netns/{n}"))
+                    .map_err(|e| format!("network namespace {n}: {e}"))?,
+            ),
+            None => None,
+        };
         let mut cmd = Command::new("lxd");
         cmd.args(["--group", "root", "--logfile"])
             .arg(dir.join("lxd.log"))
             .env("LXD_DIR", &dir)
             .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log);
-        // SAFETY: only async-signal-safe calls between fork and exec.
+        let ns_fd = ns.as_ref().map(|f| f.as_raw_fd());
+        // Nothing beyond stdio is inherited: not the namespace's descriptor
+        // and not, say, the test lock a caller holds (the daemon and its
+        // monitors would hold it for as long as they live).
+        // SAFETY: only async-signal-safe calls (setns, setsid, close_range)
+        // between fork and exec.
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
+                if let Some(fd) = ns_fd {
+                    if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
                 libc::setsid();
+                libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
                 Ok(())
             });
         }
-        let child = cmd.spawn().expect("run lxd");
+        let child = cmd.spawn().map_err(|e| format!("run lxd: {e}"))?;
+        drop(ns);
+        // From here on, dropping it on an error stops and cleans it.
         let lxd = Lxd {
             dir,
-            port: free_port(),
+            port,
             child: Some(child),
         };
         let ready = lxd
             .cmd("lxd", &["waitready", "--timeout", "60"])
             .status()
-            .unwrap();
-        assert!(ready.success(), "lxd did not start:\n{}", lxd.log());
+            .map_err(|e| e.to_string())?;
+        if !ready.success() {
+            return Err(format!(
+                "lxd did not start:\n{}{}",
+                lxd.log(),
+                std::fs::read_to_string(lxd.dir.with_extension("log")).unwrap_or_default()
+            ));
+        }
         let preseed = format!(
-            "config:\n  core.https_address: 127.0.0.1:{}\n  core.trust_password: sesame\n\
+            "config:\n  core.https_address: {address}:{port}\n  core.trust_password: sesame\n\
              storage_pools:\n- name: default\n  driver: dir\n\
              profiles:\n- name: default\n  devices:\n    root: {{path: /, pool: default, type: disk}}\n",
-            lxd.port
         );
         let o = crate::output_with_stdin(
             lxd.cmd("lxd", &["init", "--preseed"]),
             Some(preseed.as_bytes()),
         );
-        assert!(
-            o.status.success(),
-            "lxd init: {}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        lxd
+        if !o.status.success() {
+            return Err(format!(
+                "lxd init: {}{}\n{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr),
+                lxd.log()
+            ));
+        }
+        Ok(lxd)
     }
 
     /// A command with this daemon's `LXD_DIR`.
@@ -97,6 +142,11 @@ impl Lxd {
                 .lines()
                 .filter(|l| l.split(' ').nth(4).is_some_and(|m| m.starts_with(&d)))
                 .map(|l| format!("mount: {l}")),
+        );
+        out.extend(
+            loop_devices_over(&d)
+                .into_iter()
+                .map(|l| format!("loop device: {l}")),
         );
         out
     }
@@ -143,6 +193,11 @@ impl Lxd {
         for m in under {
             let _ = Command::new("umount").args(["-l", &m]).status();
         }
+        // Loop devices over its files (a btrfs pool's image) that a lazy
+        // unmount left attached.
+        for dev in loop_devices_over(&d) {
+            let _ = Command::new("losetup").args(["-d", &dev]).status();
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
         let _ = std::fs::remove_file(self.dir.with_extension("log"));
     }
@@ -152,4 +207,20 @@ impl Drop for Lxd {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The loop devices whose backing file is under `dir` (`/dev/loopN`).
+fn loop_devices_over(dir: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/sys/block") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            let backing = std::fs::read_to_string(e.path().join("loop/backing_file")).ok()?;
+            (name.starts_with("loop") && backing.trim().starts_with(dir))
+                .then(|| format!("/dev/{name}"))
+        })
+        .collect()
 }
