@@ -211,8 +211,20 @@ async fn pools(plan: &Plan, sides: &[Side], fp: &str, r: &mut Results) -> Result
                 );
             }
         }
-        // An even number of moves: it is back on host 1.
+        if driver == "btrfs" {
+            let took = floor(&sides[0], &name)?;
+            r.add(
+                "btrfs send piped into btrfs receive, h1 → h2 pool, no daemon (the floor), MB/s",
+                sides[0].name,
+                "MB/s",
+                sizes[0] / 1e6 / took,
+            );
+        }
+        // An even number of moves: it is back on host 1. A snapshot both
+        // copies share, as a standby kept by --refresh has: a refresh then
+        // sends the difference from it (btrfs) or rsyncs (dir).
         for (side, size) in sides.iter().zip(&sizes) {
+            side.cli(&["snapshot", &side.at(1, &name), "base"])?;
             let took = side.timed(&["copy", &side.at(1, &name), &side.at(2, &name)])?;
             let row = format!("copy {driver}→{driver} (Debian rootfs, full)");
             r.add(&format!("{row}, time"), side.name, "s", took);
@@ -241,6 +253,43 @@ async fn pools(plan: &Plan, sides: &[Side], fp: &str, r: &mut Results) -> Result
         }
     }
     Ok(())
+}
+
+/// The same tree without any daemon: `btrfs send` of a read-only snapshot
+/// of host 1's volume piped into `btrfs receive` in host 2's pool, the
+/// bytes a move carries at the speed of the tools and the disk alone.
+/// Returns the seconds; both copies are deleted after.
+fn floor(side: &Side, name: &str) -> Result<f64> {
+    let src = side.volume(1, "bt", name);
+    let ro = src.with_file_name(".bench-floor");
+    let dst_dir = side.states[1].join("storage-pools/bt/bench-floor");
+    let sh = |cmd: String| -> Result<()> {
+        let st = Command::new("sh").arg("-c").arg(&cmd).status()?;
+        anyhow::ensure!(st.success(), "`{cmd}` failed");
+        Ok(())
+    };
+    sh(format!(
+        "btrfs -q subvolume snapshot -r '{}' '{}'",
+        src.display(),
+        ro.display()
+    ))?;
+    std::fs::create_dir_all(&dst_dir)?;
+    let t0 = Instant::now();
+    let sent = sh(format!(
+        "btrfs send -q '{}' | btrfs receive -q '{}'",
+        ro.display(),
+        dst_dir.display()
+    ));
+    let took = t0.elapsed().as_secs_f64();
+    let _ = sh(format!(
+        "btrfs -q subvolume delete '{}'",
+        dst_dir.join(".bench-floor").display()
+    ));
+    let _ = std::fs::remove_dir(&dst_dir);
+    let _ = sh(format!("btrfs -q subvolume delete '{}'", ro.display()));
+    sent?;
+    eprintln!("moves: btrfs send | receive without a daemon {took:.2} s");
+    Ok(took)
 }
 
 /// Changes one 4 KiB file in host 1's instance, times `copy --refresh` to
