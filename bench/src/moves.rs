@@ -202,13 +202,7 @@ async fn pools(plan: &Plan, sides: &[Side], fp: &str, r: &mut Results) -> Result
             let (from, to) = if k % 2 == 0 { (1, 2) } else { (2, 1) };
             for (side, size) in sides.iter().zip(&sizes) {
                 let took = side.timed(&["move", &side.at(from, &name), &side.at(to, "")])?;
-                r.add(&format!("{row}, time"), side.name, "s", took);
-                r.add(
-                    &format!("{row}, MB/s"),
-                    side.name,
-                    "MB/s",
-                    size / 1e6 / took,
-                );
+                time_and_rate(r, &row, side.name, *size, took);
             }
         }
         if driver == "btrfs" {
@@ -227,13 +221,7 @@ async fn pools(plan: &Plan, sides: &[Side], fp: &str, r: &mut Results) -> Result
             side.cli(&["snapshot", &side.at(1, &name), "base"])?;
             let took = side.timed(&["copy", &side.at(1, &name), &side.at(2, &name)])?;
             let row = format!("copy {driver}→{driver} (Debian rootfs, full)");
-            r.add(&format!("{row}, time"), side.name, "s", took);
-            r.add(
-                &format!("{row}, MB/s"),
-                side.name,
-                "MB/s",
-                size / 1e6 / took,
-            );
+            time_and_rate(r, &row, side.name, *size, took);
         }
         for k in 0..plan.rounds * 2 {
             for side in sides {
@@ -253,6 +241,12 @@ async fn pools(plan: &Plan, sides: &[Side], fp: &str, r: &mut Results) -> Result
         }
     }
     Ok(())
+}
+
+/// A transfer's two rows: its time, and `size` bytes over that time.
+fn time_and_rate(r: &mut Results, row: &str, side: &str, size: f64, took: f64) {
+    r.add(&format!("{row}, time"), side, "s", took);
+    r.add(&format!("{row}, MB/s"), side, "MB/s", size / 1e6 / took);
 }
 
 /// The same tree without any daemon: `btrfs send` of a read-only snapshot

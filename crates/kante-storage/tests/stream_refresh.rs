@@ -140,7 +140,7 @@ fn a_refresh_sends_only_the_difference_and_the_copy_equals_the_source() {
     let live = tree(&b.volume_path(KIND, "v"));
     assert_eq!(live["f"].data, b"again before s3");
     assert!(!live.contains_key("w"), "the copy's own change is replaced");
-    assert_no_staging(&b);
+    assert_no_leftovers(&b);
     remove(&s, &[a, b]);
 }
 
@@ -172,7 +172,7 @@ fn a_cut_or_wrong_refresh_leaves_the_copy_as_it_was() {
             .collect();
         assert_eq!(now, before, "{what}");
         assert_eq!(b.list_snapshots(KIND, "v"), snaps, "{what}");
-        assert_no_staging(&b);
+        assert_no_leftovers(&b);
     };
     for cut in [ends[0] + 100, (ends[1] + ends[2]) / 2, stream.len() - 3] {
         let e = b
@@ -235,15 +235,4 @@ fn remove(s: &Scratch, pools: &[Pool]) {
         p.driver.delete_pool(&p.base, &p.config).unwrap();
     }
     s.assert_clean();
-}
-
-/// Nothing of a refresh left: no staging volume, no received subvolume.
-fn assert_no_staging(pool: &Pool) {
-    for line in pool_state(pool) {
-        assert!(
-            !line.contains(".staging-") && !line.contains(".sending-"),
-            "leftover in pool {}: {line}",
-            pool.name
-        );
-    }
 }

@@ -60,17 +60,6 @@ fn assert_same_tree(
     }
 }
 
-/// Nothing of a send or receive left in the pool's volume directories.
-fn assert_no_leftovers(pool: &Pool) {
-    for line in pool_state(pool) {
-        assert!(
-            !line.contains(".staging-") && !line.contains(".sending-"),
-            "leftover in pool {}: {line}",
-            pool.name
-        );
-    }
-}
-
 fn round_trip(from: &str, to: &str, kind: VolumeKind, expect: MigrationType) {
     let _l = lock();
     if (from == "btrfs" || to == "btrfs") && !btrfs_ready() {

@@ -343,3 +343,14 @@ pub fn trees_of(pool: &Pool, kind: VolumeKind, name: &str, snaps: &[&str]) -> Ve
     v.push(pool.volume_path(kind, name));
     v
 }
+
+/// Nothing of a send or receive left in the pool's volume directories.
+pub fn assert_no_leftovers(pool: &Pool) {
+    for line in pool_state(pool) {
+        assert!(
+            !line.contains(".staging-") && !line.contains(".sending-"),
+            "leftover in pool {}: {line}",
+            pool.name
+        );
+    }
+}
