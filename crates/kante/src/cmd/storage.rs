@@ -108,7 +108,8 @@ pub async fn run(c: &Client, cmd: StorageCmd) -> Result<i32> {
         StorageCmd::Show { pool, .. } => print!("{}", to_yaml(&c.storage_pool(&pool).await?)?),
         StorageCmd::Info { pool, bytes } => {
             let p = c.storage_pool(&pool).await?;
-            // Older servers (and this one, for now) have no resources endpoint.
+            // A server without the pool resources endpoint (an older LXD)
+            // answers 404: the info is shown without space figures.
             let res = match c.storage_pool_resources(&pool).await {
                 Ok(r) => Some(r),
                 Err(e) if e.is_not_found() => None,
