@@ -218,3 +218,23 @@ pub struct ClusterAcceptReply {
     pub voter: bool,
     pub initial_cluster: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lxc_s_null_lists_read_as_empty() {
+        // What lxc 5.0.2 sends for `cluster group create edge`.
+        let g: ClusterGroup =
+            serde_json::from_str(r#"{"name":"edge","description":"","members":null}"#).unwrap();
+        assert_eq!((g.name.as_str(), g.members.len()), ("edge", 0));
+        // And a member PUT with nothing but its groups set.
+        let p: ClusterMemberPut = serde_json::from_str(
+            r#"{"roles":null,"failure_domain":"default","description":"","config":null,"groups":["edge"]}"#,
+        )
+        .unwrap();
+        assert!(p.roles.is_empty() && p.config.is_empty());
+        assert_eq!(p.groups, ["edge"]);
+    }
+}
