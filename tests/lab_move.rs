@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use kante_integration::instance_post;
 use kante_integration::lab::Lab;
-use kante_integration::net::{devices, nic};
+use kante_integration::net::{devices, nic, root_on};
 use kante_integration::{run, TestImage};
 
 /// A NIC on the host's end of the shared uplink.
@@ -33,6 +33,11 @@ async fn create_on_uplink(lab: &Lab, i: u32, fp: &str, name: &str) {
 
 async fn names(lab: &Lab, i: u32) -> Vec<String> {
     lab.client(i).instance_names().await.unwrap()
+}
+
+async fn snapshot_names(lab: &Lab, i: u32, name: &str) -> Vec<String> {
+    let snaps = lab.client(i).snapshots(name).await.unwrap();
+    snaps.into_iter().map(|s| s.name).collect()
 }
 
 fn text(b: &[u8]) -> String {
@@ -82,15 +87,7 @@ fn a_moved_container_keeps_files_snapshots_and_mac_and_meets_host_3() {
         let moved = lab.client(2).instance("c1").await.unwrap();
         assert_eq!(moved.status, "Running");
         assert_eq!(moved.config["volatile.eth0.hwaddr"], mac);
-        let snaps: Vec<String> = lab
-            .client(2)
-            .snapshots("c1")
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|s| s.name)
-            .collect();
-        assert_eq!(snaps, vec!["s0"]);
+        assert_eq!(snapshot_names(&lab, 2, "c1").await, vec!["s0"]);
         let (_, f) = lab.sh(2, "c1", "cat /root/f").await;
         assert_eq!(f.trim(), "kept");
         let (_, now) = lab.sh(2, "c1", "cat /sys/class/net/eth0/address").await;
@@ -277,14 +274,7 @@ fn a_btrfs_copy_is_refreshed_by_sending_only_the_difference() {
                 .await
                 .unwrap();
         }
-        let mut post = instance_post(&fp, "c1", &[], Default::default());
-        post.put.devices.insert(
-            "root".into(),
-            [("type", "disk"), ("path", "/"), ("pool", "bt")]
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        );
+        let post = instance_post(&fp, "c1", &[], root_on("bt"));
         lab.client(1).create_instance(&post).await.unwrap();
         let put = |path: &'static str, data: &'static str| {
             let c = lab.client(1);
@@ -330,15 +320,7 @@ fn a_btrfs_copy_is_refreshed_by_sending_only_the_difference() {
             .join("storage-pools/bt/containers-snapshots/c1");
         assert!(received(&snaps.join("s1")), "s1 was not received");
         assert!(received(&snaps.join("s0")));
-        let names: Vec<String> = lab
-            .client(2)
-            .snapshots("c1")
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|s| s.name)
-            .collect();
-        assert_eq!(names, ["s0", "s1"]);
+        assert_eq!(snapshot_names(&lab, 2, "c1").await, ["s0", "s1"]);
 
         // The copy holds the change, starts, and its snapshot restores.
         lab.client(2).start_instance("c1").await.unwrap();

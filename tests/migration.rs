@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use kante_client::{FileContent, FilePushOptions};
 use kante_integration::lxc::{conf, lxc_cmd, lxc_fails, lxc_ok, serve_https};
+use kante_integration::net::root_on;
 use kante_integration::{run, Daemon, TestImage};
 use serde_json::Value;
 
@@ -363,15 +364,7 @@ fn btrfs_pools_migrate_as_btrfs_streams_and_other_pools_as_tar() {
         lxc_ok(&src, &user, "storage create k1:bt btrfs size=2GiB");
         lxc_ok(&src, &user, "storage create k2:bt btrfs size=2GiB");
         let fp = src.import(TestImage::Busybox).await;
-        let mut root = kante_api::DevicesMap::new();
-        root.insert(
-            "root".into(),
-            [("type", "disk"), ("path", "/"), ("pool", "bt")]
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        );
-        src.create_with_devices(&fp, "b1", &[], root).await;
+        src.create_with_devices(&fp, "b1", &[], root_on("bt")).await;
         write(&src, "b1", "/root/f", "one").await;
         lxc_ok(&src, &user, "snapshot k1:b1 s0");
         write(&src, "b1", "/root/f", "two").await;

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::leaks::{loop_devices_under, mounts_under};
 use crate::{free_port, processes_mentioning};
 
 pub struct Lxd {
@@ -136,17 +137,15 @@ impl Lxd {
     pub fn leftovers(&self) -> Vec<String> {
         let d = self.dir.to_string_lossy().to_string();
         let mut out = processes_mentioning(&d);
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         out.extend(
-            mounts
-                .lines()
-                .filter(|l| l.split(' ').nth(4).is_some_and(|m| m.starts_with(&d)))
-                .map(|l| format!("mount: {l}")),
+            mounts_under(&self.dir)
+                .into_iter()
+                .map(|m| format!("mount: {}", m.display())),
         );
         out.extend(
-            loop_devices_over(&d)
+            loop_devices_under(&self.dir)
                 .into_iter()
-                .map(|l| format!("loop device: {l}")),
+                .map(|(dev, file)| format!("loop device: {dev} over {file}")),
         );
         out
     }
@@ -181,21 +180,12 @@ impl Lxd {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut under: Vec<String> = mounts
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .filter(|m| m.starts_with(&d))
-            .map(str::to_string)
-            .collect();
-        // Deepest first.
-        under.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        for m in under {
-            let _ = Command::new("umount").args(["-l", &m]).status();
+        for m in mounts_under(&self.dir) {
+            let _ = Command::new("umount").arg("-l").arg(&m).status();
         }
         // Loop devices over its files (a btrfs pool's image) that a lazy
         // unmount left attached.
-        for dev in loop_devices_over(&d) {
+        for (dev, _) in loop_devices_under(&self.dir) {
             let _ = Command::new("losetup").args(["-d", &dev]).status();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -207,20 +197,4 @@ impl Drop for Lxd {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-/// The loop devices whose backing file is under `dir` (`/dev/loopN`).
-fn loop_devices_over(dir: &str) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir("/sys/block") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().to_string();
-            let backing = std::fs::read_to_string(e.path().join("loop/backing_file")).ok()?;
-            (name.starts_with("loop") && backing.trim().starts_with(dir))
-                .then(|| format!("/dev/{name}"))
-        })
-        .collect()
 }

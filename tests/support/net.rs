@@ -25,6 +25,15 @@ pub fn nic(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     d
 }
 
+/// A root disk on pool `pool`, as the only device.
+pub fn root_on(pool: &str) -> Devices {
+    let disk = [("type", "disk"), ("path", "/"), ("pool", pool)]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    devices(&[("root", disk)])
+}
+
 pub fn devices(list: &[(&str, BTreeMap<String, String>)]) -> Devices {
     list.iter()
         .map(|(n, d)| (n.to_string(), d.clone()))

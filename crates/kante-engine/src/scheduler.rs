@@ -114,13 +114,11 @@ impl Engine {
                 certificate: p.certificate.clone(),
             })
         };
-        let group = match target.and_then(|t| t.strip_prefix('@')) {
-            Some(g) => Some((
-                g,
-                self.cluster.group_members(g).map_err(crate::cluster::err)?,
-            )),
-            None => None,
-        };
+        let group = target
+            .and_then(|t| t.strip_prefix('@'))
+            .map(|g| self.cluster.group(g).map(|x| (g, x.members)))
+            .transpose()
+            .map_err(crate::cluster::err)?;
         if let Some(t) = target.filter(|_| group.is_none()) {
             let p = peers
                 .iter()

@@ -168,17 +168,6 @@ impl Manager {
             .ok_or_else(|| ClusterError::NotFound(format!("Cluster group {name:?} not found")))
     }
 
-    /// The groups member `name` is in.
-    pub fn member_groups(&self, name: &str) -> Vec<String> {
-        match self.current() {
-            Some((_, etcd)) => Groups::read(self, &etcd)
-                .of
-                .remove(name)
-                .unwrap_or_else(|| vec![DEFAULT.to_string()]),
-            None => Vec::new(),
-        }
-    }
-
     /// Creates group `new.name` with its members (each keeps its other
     /// groups).
     pub async fn group_create(&self, new: ClusterGroup) -> Result<()> {
@@ -304,11 +293,6 @@ impl Manager {
     /// Every member's groups, by member.
     pub(super) fn groups_by_member(&self, etcd: &EtcdState) -> BTreeMap<String, Vec<String>> {
         Groups::read(self, etcd).of
-    }
-
-    /// The members of group `name` (for `--target @NAME`).
-    pub fn group_members(&self, name: &str) -> Result<Vec<String>> {
-        Ok(self.group(name)?.members)
     }
 
     async fn commit(&self, etcd: &EtcdState, ops: Vec<TxnOp>) -> Result<()> {

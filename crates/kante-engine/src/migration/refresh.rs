@@ -123,19 +123,7 @@ impl Engine {
         }
         // A wanted snapshot on disk without its record is what a crashed
         // refresh left: it goes before it is received again.
-        {
-            let (p, n) = (pool.clone(), name.to_string());
-            let made: Vec<String> = wanted.iter().map(|s| s.name.clone()).collect();
-            tokio::task::spawn_blocking(move || {
-                for s in made {
-                    if p.has_snapshot(VolumeKind::Container, &n, &s) {
-                        p.delete_snapshot(VolumeKind::Container, &n, &s)?;
-                    }
-                }
-                Ok::<_, kante_storage::StorageError>(())
-            })
-            .await??;
-        }
+        unrecorded_gone(&pool, name, &answer.snapshot_names).await?;
         if base.is_some() {
             let opts = ReceiveOptions {
                 name: Some(name.to_string()),
@@ -163,16 +151,12 @@ impl Engine {
             .await
         {
             // Snapshots made on disk for this refresh have no record yet.
-            let (p, n) = (pool.clone(), name.to_string());
-            let made: Vec<String> = wanted.iter().map(|s| s.name.clone()).collect();
-            let _ = tokio::task::spawn_blocking(move || {
-                for s in made {
-                    if p.has_snapshot(VolumeKind::Container, &n, &s) {
-                        let _ = p.delete_snapshot(VolumeKind::Container, &n, &s);
-                    }
-                }
-            })
-            .await;
+            if let Err(left) = unrecorded_gone(&pool, name, &answer.snapshot_names).await {
+                tracing::warn!(
+                    instance = name,
+                    "removing a failed refresh's snapshots: {left}"
+                );
+            }
             return Err(e);
         }
         for s in &wanted {
@@ -225,6 +209,23 @@ impl Engine {
         })
         .await?)
     }
+}
+
+/// Deletes from the pool whichever of snapshots `names` of instance `name`
+/// are on disk (they have no record: made by this refresh, or left by one
+/// that crashed).
+async fn unrecorded_gone(pool: &kante_storage::Pool, name: &str, names: &[String]) -> Result<()> {
+    let (p, n, names) = (pool.clone(), name.to_string(), names.to_vec());
+    tokio::task::spawn_blocking(move || {
+        for s in names {
+            if p.has_snapshot(VolumeKind::Container, &n, &s) {
+                p.delete_snapshot(VolumeKind::Container, &n, &s)?;
+            }
+        }
+        Ok::<_, kante_storage::StorageError>(())
+    })
+    .await??;
+    Ok(())
 }
 
 /// The snapshot a refresh can start its `btrfs` differences from: of the
