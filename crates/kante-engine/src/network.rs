@@ -16,7 +16,7 @@ use crate::Engine;
 
 impl Engine {
     /// Prefix of this daemon's nftables tables (empty for the default directory).
-    fn nft_prefix(&self) -> String {
+    pub(crate) fn nft_prefix(&self) -> String {
         match self.paths.cgroup_prefix().strip_prefix("kante-") {
             Some(hash) => format!("k{hash}_"),
             None => String::new(),

@@ -7,7 +7,8 @@
 //!   straight inside a container's network namespace) over rtnetlink, and a
 //!   fake for unit tests.
 //! * [`ovs`], [`dnsmasq`], [`nft`]: the userspace tools, each driven as a
-//!   child process.
+//!   child process; [`forward`]: port forwards in the kernel (a table per
+//!   `nat=true` proxy device).
 //! * [`driver`]: [`NetworkDriver`]s (`bridge`, `macvlan`) with an idempotent
 //!   lifecycle, and [`nic`]: [`NicPlan`]s for `nic` devices.
 //! * [`inspect`]: host interfaces for LXD's unmanaged network list.
@@ -15,6 +16,7 @@
 pub mod dhcp;
 pub mod dnsmasq;
 pub mod driver;
+pub mod forward;
 pub mod ifaddrs;
 mod ifreq;
 pub mod inspect;

@@ -2,7 +2,6 @@
 //! `nft -f -` in one transaction that deletes and recreates it, so applying
 //! again (daemon restart) never duplicates rules.
 
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
 
@@ -100,16 +99,11 @@ pub fn render(n: &NftNetwork) -> String {
         ));
     }
     s.push_str("  }\n");
-    // Filled by add_dnat (proxy devices with nat=true).
-    s.push_str(
-        "  chain dnat_pre {\n    type nat hook prerouting priority -100; policy accept;\n  }\n",
-    );
-    s.push_str("  chain dnat_out {\n    type nat hook output priority -100; policy accept;\n  }\n");
     s.push_str("}\n");
     s
 }
 
-async fn nft(args: &[&str], stdin: Option<&str>) -> Result<String> {
+pub(crate) async fn nft(args: &[&str], stdin: Option<&str>) -> Result<String> {
     let prog = nft_program()?;
     let mut child = tokio::process::Command::new(&prog)
         .args(args)
@@ -153,8 +147,8 @@ fn enable_sysctl(path: &str, changes: &mut Vec<String>) -> Result<()> {
 }
 
 /// Applies the network's table atomically, and turns on forwarding for the
-/// families that NAT. DNAT rules added earlier are dropped: callers add
-/// them again (proxy devices are re-applied when instances start).
+/// families that NAT. Port forwards live in tables of their own
+/// (`forward.rs`), which this leaves alone.
 pub async fn apply(n: &NftNetwork) -> Result<NftPlan> {
     nft(&["-f", "-"], Some(&render(n))).await?;
     let mut plan = NftPlan {
@@ -194,71 +188,6 @@ pub async fn remove_table(table: &str) -> Result<bool> {
         return Ok(false);
     }
     nft(&["delete", "table", "inet", table], None).await?;
-    Ok(true)
-}
-
-fn dnat_comment(proto: &str, listen: IpAddr, port: u16) -> String {
-    format!("kante-dnat {proto} {listen} {port}")
-}
-
-fn check_proto(proto: &str, listen: IpAddr, target: IpAddr) -> Result<()> {
-    if proto != "tcp" && proto != "udp" {
-        return Err(NetworkError::InvalidDevice(format!(
-            "proxy protocol {proto:?}: tcp or udp"
-        )));
-    }
-    if listen.is_ipv4() != target.is_ipv4() {
-        return Err(NetworkError::InvalidDevice(format!(
-            "listen address {listen} and target {target} are of different families"
-        )));
-    }
-    Ok(())
-}
-
-/// Forwards `proto` `listen:port` to `target:target_port`, for traffic
-/// arriving from outside (prerouting) and from the host itself (output).
-pub async fn add_dnat(
-    table: &str,
-    proto: &str,
-    listen: IpAddr,
-    port: u16,
-    target: IpAddr,
-    target_port: u16,
-) -> Result<()> {
-    check_proto(proto, listen, target)?;
-    remove_dnat(table, proto, listen, port).await?;
-    let (fam, to) = match target {
-        IpAddr::V4(a) => ("ip", format!("{a}:{target_port}")),
-        IpAddr::V6(a) => ("ip6", format!("[{a}]:{target_port}")),
-    };
-    let comment = dnat_comment(proto, listen, port);
-    let mut text = String::new();
-    for chain in ["dnat_pre", "dnat_out"] {
-        text.push_str(&format!(
-            "add rule inet {table} {chain} {fam} daddr {listen} {proto} dport {port} \
-             dnat {fam} to {to} comment \"{comment}\"\n"
-        ));
-    }
-    nft(&["-f", "-"], Some(&text)).await?;
-    Ok(())
-}
-
-/// Removes what [`add_dnat`] added for `proto` `listen:port`.
-pub async fn remove_dnat(table: &str, proto: &str, listen: IpAddr, port: u16) -> Result<bool> {
-    let comment = format!("comment \"{}\"", dnat_comment(proto, listen, port));
-    let mut text = String::new();
-    for chain in ["dnat_pre", "dnat_out"] {
-        let out = nft(&["-a", "list", "chain", "inet", table, chain], None).await?;
-        for line in out.lines().filter(|l| l.contains(&comment)) {
-            if let Some(h) = line.rsplit_once("# handle ").map(|(_, h)| h.trim()) {
-                text.push_str(&format!("delete rule inet {table} {chain} handle {h}\n"));
-            }
-        }
-    }
-    if text.is_empty() {
-        return Ok(false);
-    }
-    nft(&["-f", "-"], Some(&text)).await?;
     Ok(true)
 }
 

@@ -12,7 +12,9 @@ use common::*;
 use ipnet::{IpNet, Ipv4Net};
 use kante_network::driver::NetworkSpec;
 use kante_network::nic::{plan_nics, resolve_parent, NicRequest};
-use kante_network::{driver_for, nft, pick_free_ipv4, NetContext, NetOps, RtNetlink, VethRequest};
+use kante_network::{
+    driver_for, forward, nft, pick_free_ipv4, NetContext, NetOps, RtNetlink, VethRequest,
+};
 
 fn cfg(pairs: &[(&str, &str)]) -> kante_network::ConfigMap {
     pairs
@@ -138,30 +140,30 @@ async fn masquerade_dnat_and_reapply() {
         eprintln!("c1 {c1_ip} -> outside {out_ip}: seen from {peer}, 1 MiB echoed in {secs:.3}s");
         assert_eq!(peer.ip(), IpAddr::V4(out_host_ip), "source was masqueraded");
 
-        // DNAT (proxy nat=true): outside -> host:8080 -> c1:7002.
-        nft::add_dnat(
-            &table,
-            "tcp",
-            IpAddr::V4(out_host_ip),
-            8080,
-            IpAddr::V4(c1_ip),
-            7002,
-        )
-        .await
-        .unwrap();
+        // DNAT (proxy nat=true): outside -> host:8080 -> c1:7002, in a
+        // table of its own.
+        let fwd_table = forward::forward_table_name(&spec.daemon_prefix, "c1", "web").unwrap();
+        let _fwd_guard = TableGuard(fwd_table.clone());
+        let ft = forward::ForwardTable {
+            table: fwd_table.clone(),
+            forwards: vec![forward::PortForward {
+                l4: forward::L4::Tcp,
+                listen: IpAddr::V4(out_host_ip),
+                port: 8080,
+                target: IpAddr::V4(c1_ip),
+                target_port: 7002,
+            }],
+            hairpin: vec![IpNet::V4(gw)],
+        };
+        forward::apply(&ft).await.unwrap();
         // Twice is the same as once.
-        nft::add_dnat(
-            &table,
-            "tcp",
-            IpAddr::V4(out_host_ip),
-            8080,
-            IpAddr::V4(c1_ip),
-            7002,
-        )
-        .await
-        .unwrap();
-        let t = nft::list_table(&table).await.unwrap().unwrap();
+        forward::apply(&ft).await.unwrap();
+        let t = nft::list_table(&fwd_table).await.unwrap().unwrap();
         assert_eq!(t.matches("dnat ip to").count(), 2, "{t}");
+        assert_eq!(
+            forward::list(&spec.daemon_prefix).await.unwrap(),
+            vec![fwd_table.clone()]
+        );
         let server = tcp_echo_server(&c1.nsref(), SocketAddr::new(IpAddr::V4(c1_ip), 7002));
         tcp_roundtrip(
             Some(&outside.nsref()),
@@ -174,16 +176,28 @@ async fn masquerade_dnat_and_reapply() {
             IpAddr::V4(out_ip),
             "DNAT keeps the client's address"
         );
-        assert!(
-            nft::remove_dnat(&table, "tcp", IpAddr::V4(out_host_ip), 8080)
-                .await
-                .unwrap()
+        // Hairpin: c1 reaches its own forward through the host's address,
+        // masqueraded (from the bridge's address), or the reply would skip
+        // the host and the connection would never open. With br_netfilter
+        // the DNAT happens on the bridge, which must send the frame back
+        // out of c1's port: hairpin mode, as the engine sets it.
+        if forward::bridge_netfilter(false) {
+            forward::set_hairpin(applied.host_name.as_deref().unwrap()).unwrap();
+        }
+        let server = tcp_echo_server(&c1.nsref(), SocketAddr::new(IpAddr::V4(c1_ip), 7002));
+        tcp_roundtrip(
+            Some(&c1.nsref()),
+            SocketAddr::new(IpAddr::V4(out_host_ip), 8080),
+            4096,
         );
-        assert!(!nft::list_table(&table)
-            .await
-            .unwrap()
-            .unwrap()
-            .contains("dnat ip to"));
+        let peer = server.recv().unwrap().unwrap();
+        assert_eq!(peer.ip(), IpAddr::V4(gw.addr()), "hairpin masqueraded");
+        // A network re-apply leaves the forward alone.
+        driver.start(&spec).await.unwrap();
+        assert!(nft::list_table(&fwd_table).await.unwrap().is_some());
+        assert!(forward::remove(&fwd_table).await.unwrap());
+        assert!(!forward::remove(&fwd_table).await.unwrap());
+        assert!(nft::list_table(&fwd_table).await.unwrap().is_none());
 
         // Re-applying (daemon restart) leaves the table identical.
         let before = nft::list_table(&table).await.unwrap().unwrap();

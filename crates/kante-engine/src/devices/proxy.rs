@@ -1,10 +1,12 @@
 //! `proxy` devices: a listener on the host forwarding to an address in the
 //! instance, served by kanted (`instance/proxy.rs` parses and listens,
-//! `instance/proxy_fwd.rs` forwards).
+//! `instance/proxy_fwd.rs` forwards), or with `nat=true` a forward in the
+//! kernel to a NIC's static address (`instance/proxy_nat.rs`).
 
-use super::{Device, DeviceConfig, RunPlan, StartCx, StopPlan};
+use super::{Claims, Device, DeviceConfig, RunPlan, StartCx, StopPlan};
 use crate::error::Result;
 use crate::instance::proxy;
+use crate::Engine;
 
 struct Proxy {
     name: String,
@@ -24,6 +26,14 @@ impl Device for Proxy {
         proxy::validate(&self.name, &self.config).map(|_| ())
     }
 
+    async fn check_refs(&self, engine: &Engine, _claims: &mut Claims) -> Result<()> {
+        let spec = proxy::validate(&self.name, &self.config)?;
+        if spec.nat {
+            engine.check_nat_listen(&self.name, &spec)?;
+        }
+        Ok(())
+    }
+
     fn can_hot_plug(&self) -> bool {
         true
     }
@@ -32,8 +42,14 @@ impl Device for Proxy {
         true
     }
 
-    async fn start(&self, _cx: &StartCx<'_>, plan: &mut RunPlan) -> Result<()> {
-        let spec = proxy::validate(&self.name, &self.config)?;
+    /// A `nat=true` device finds the NIC it forwards to now: an error
+    /// (no NIC with a static address) fails the start or the hot-plug.
+    async fn start(&self, cx: &StartCx<'_>, plan: &mut RunPlan) -> Result<()> {
+        let mut spec = proxy::validate(&self.name, &self.config)?;
+        if spec.nat {
+            let target = cx.engine.nat_target(&self.name, &spec, cx.devices).await?;
+            spec.nat_target = Some(target);
+        }
         plan.proxies.push((self.name.clone(), spec));
         Ok(())
     }

@@ -253,7 +253,10 @@ impl Engine {
             .await;
             return Err(e);
         }
-        let proxies = match self.open_proxies(container.pid(), &plan.proxies).await {
+        let proxies = match self
+            .open_proxies(name, container.pid(), &row.config, &plan.proxies)
+            .await
+        {
             Ok(p) => p,
             Err(e) => {
                 self.remove_nics(name, &nics, false).await;
@@ -321,7 +324,8 @@ impl Engine {
             }
         }
         let container = crate::lock(&running.container).take();
-        crate::lock(&running.proxies).clear();
+        let proxies = std::mem::take(&mut *crate::lock(&running.proxies));
+        super::live::close_all(proxies).await;
         drop(crate::lock(&running.devlxd).take());
         self.devlxd_clear(&name);
         drop(crate::lock(&running.files).take());
@@ -629,7 +633,10 @@ impl Engine {
                         .await
                         .map(|(_, d)| d)
                         .unwrap_or_default();
-                    let proxies = match self.restore_proxies(c.pid(), &devices, &row.config).await {
+                    let proxies = match self
+                        .restore_proxies(&row.name, c.pid(), &devices, &row.config)
+                        .await
+                    {
                         Ok(p) => p,
                         Err(e) => {
                             tracing::warn!(instance = %row.name, "restoring proxy devices: {e}");
@@ -669,6 +676,9 @@ impl Engine {
                 }
             }
         }
+        // Before anything starts again: forwards of instances that stopped
+        // while the daemon was away go.
+        self.reconcile_forwards().await;
         // Higher priority first, as LXD orders boot.autostart.priority.
         to_start.sort_by(|a, b| b.0.cmp(&a.0).then(a.2.cmp(&b.2)));
         if to_start.is_empty() {

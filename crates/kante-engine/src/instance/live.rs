@@ -77,7 +77,7 @@ impl Engine {
             };
             self.diff_devices(&cx, &old.1).await?
         };
-        self.hotplug_proxies(r, &stop.proxies, &plan.proxies)
+        self.hotplug_proxies(r, name, config, &stop.proxies, &plan.proxies)
             .await?;
         self.hotplug_nics(r, name, &new.1, &stop.nics, &plan.nics, config)
             .await?;
@@ -85,24 +85,52 @@ impl Engine {
         Ok(())
     }
 
-    /// Opens the listeners of proxy devices in the netns of `pid` (errors
-    /// such as an address in use abort).
+    /// Opens one proxy device of `instance` (running as `pid`; `config`
+    /// holds its NICs' volatile keys): listeners in kanted, or forwards in
+    /// the kernel for `nat=true`.
+    async fn open_proxy(
+        &self,
+        instance: &str,
+        pid: i32,
+        config: &ConfigMap,
+        device: &str,
+        spec: &ProxySpec,
+    ) -> Result<ProxyHandle> {
+        match spec.nat {
+            true => self.open_nat(instance, device, spec, config).await,
+            false => proxy::start(spec, pid).await,
+        }
+    }
+
+    /// Opens the proxy devices of `instance` (errors such as an address in
+    /// use abort, and close the ones opened before).
     pub(crate) async fn open_proxies(
         &self,
+        instance: &str,
         pid: i32,
+        config: &ConfigMap,
         specs: &[(String, ProxySpec)],
     ) -> Result<HashMap<String, ProxyHandle>> {
         let mut out = HashMap::new();
         for (name, spec) in specs {
-            out.insert(name.clone(), proxy::start(spec, pid).await?);
+            match self.open_proxy(instance, pid, config, name, spec).await {
+                Ok(h) => {
+                    out.insert(name.clone(), h);
+                }
+                Err(e) => {
+                    close_all(out).await;
+                    return Err(e);
+                }
+            }
         }
         Ok(out)
     }
 
     /// After a daemon restart: re-opens what the daemon itself held for a
-    /// running instance's devices (its proxies' listeners).
+    /// running instance's devices (its proxies' listeners and forwards).
     pub(crate) async fn restore_proxies(
         &self,
+        instance: &str,
         pid: i32,
         devices: &DevicesMap,
         config: &ConfigMap,
@@ -114,7 +142,8 @@ impl Engine {
             privileged: false,
         };
         let plan = self.start_devices(&cx, |_, d| d.held_by_daemon()).await?;
-        self.open_proxies(pid, &plan.proxies).await
+        self.open_proxies(instance, pid, config, &plan.proxies)
+            .await
     }
 
     /// Closes the listeners of removed or changed proxy devices and opens
@@ -122,6 +151,8 @@ impl Engine {
     pub(crate) async fn hotplug_proxies(
         &self,
         r: &Running,
+        instance: &str,
+        config: &ConfigMap,
         stop: &[String],
         start: &[(String, ProxySpec)],
     ) -> Result<()> {
@@ -132,7 +163,7 @@ impl Engine {
             }
         }
         for (name, spec) in start {
-            let handle = proxy::start(spec, r.pid).await?;
+            let handle = self.open_proxy(instance, r.pid, config, name, spec).await?;
             crate::lock(&r.proxies).insert(name.clone(), handle);
         }
         Ok(())
@@ -167,6 +198,13 @@ impl Engine {
             Ok(())
         })
         .await?
+    }
+}
+
+/// Closes proxy handles (a drop would leave `nat=true` forwards in place).
+pub(crate) async fn close_all(handles: HashMap<String, ProxyHandle>) {
+    for (_, h) in handles {
+        h.close().await;
     }
 }
 

@@ -21,6 +21,7 @@ pub mod nics;
 mod placement;
 pub mod proxy;
 pub mod proxy_fwd;
+pub mod proxy_nat;
 mod proxy_splice;
 pub mod reconcile;
 pub mod refresh;

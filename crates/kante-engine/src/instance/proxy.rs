@@ -2,7 +2,8 @@
 //! UDP flow to an address inside the instance, implemented in the daemon
 //! (one task per listener and one thread per device, no helper process).
 //! This file parses and validates devices and starts them; the forwarding
-//! itself, and its limits, are in `proxy_fwd`.
+//! itself, and its limits, are in `proxy_fwd`. With `nat=true` the kernel
+//! forwards instead (`proxy_nat`: DNAT to the instance's static address).
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -92,11 +93,15 @@ pub fn parse_endpoint(s: &str) -> std::result::Result<Endpoint, SyntaxError> {
 pub struct ProxySpec {
     pub listen: Endpoint,
     pub connect: Endpoint,
+    /// `nat=true`: forwarded by the kernel to `nat_target`, resolved from
+    /// the instance's NICs when the device starts.
+    pub nat: bool,
+    pub nat_target: Option<super::proxy_nat::NatTarget>,
 }
 
 impl ProxySpec {
     /// Each listen port goes to the matching connect port, or all to the one connect port.
-    fn target_port(&self, i: usize) -> u16 {
+    pub(crate) fn target_port(&self, i: usize) -> u16 {
         if self.connect.ports.len() == 1 {
             self.connect.ports[0]
         } else {
@@ -119,9 +124,6 @@ pub fn validate(name: &str, dev: &BTreeMap<String, String>) -> Result<ProxySpec>
         }
         Some(other) => return Err(bad(format!("invalid bind {other:?}"))),
     }
-    if crate::util::is_true(dev.get("nat")) {
-        return Err(bad("nat=true (kernel DNAT) needs a static NIC address; not supported yet, omit it to proxy in kanted".into()));
-    }
     let listen = parse_endpoint(dev.get("listen").map(String::as_str).unwrap_or(""))
         .map_err(|e| bad(e.to_string()))?;
     let connect = parse_endpoint(dev.get("connect").map(String::as_str).unwrap_or(""))
@@ -134,18 +136,59 @@ pub fn validate(name: &str, dev: &BTreeMap<String, String>) -> Result<ProxySpec>
             "connect needs one port or as many ports as listen".into()
         ));
     }
-    Ok(ProxySpec { listen, connect })
+    let nat = crate::util::is_true(dev.get("nat"));
+    if nat {
+        let l = listen.addr;
+        if l.is_unspecified() || l.is_loopback() {
+            return Err(bad(format!(
+                "nat=true needs an address of a host interface to listen on, not {l}"
+            )));
+        }
+        if l.is_ipv4() != connect.addr.is_ipv4() {
+            return Err(bad(
+                "nat=true: listen and connect must be of one address family".into(),
+            ));
+        }
+    }
+    Ok(ProxySpec {
+        listen,
+        connect,
+        nat,
+        nat_target: None,
+    })
 }
 
-/// Running listeners of one device; dropping it stops them.
+/// Running listeners of one device; dropping it stops them. A `nat=true`
+/// device has no listener but a table of forwards, which a drop leaves in
+/// the kernel (the instance keeps being reachable while the daemon is
+/// away) and [`close`](Self::close) removes.
 pub struct ProxyHandle {
     tasks: Vec<JoinHandle<()>>,
+    nat_table: Option<String>,
 }
 
 impl ProxyHandle {
-    /// Stops the listeners and returns once their sockets are closed (a
-    /// drop only asks the tasks to end).
+    /// The handle of a device the kernel forwards for, by `table`.
+    pub(crate) fn nat(table: String) -> Self {
+        ProxyHandle {
+            tasks: Vec::new(),
+            nat_table: Some(table),
+        }
+    }
+
+    /// The forward table of a `nat=true` device.
+    pub(crate) fn nat_table(&self) -> Option<&str> {
+        self.nat_table.as_deref()
+    }
+
+    /// Stops the listeners (or removes the forwards) and returns once their
+    /// sockets are closed (a drop only asks the tasks to end).
     pub async fn close(mut self) {
+        if let Some(t) = self.nat_table.take() {
+            if let Err(e) = kante_network::forward::remove(&t).await {
+                tracing::warn!(table = %t, "removing a proxy device's forwards: {e}");
+            }
+        }
         let tasks = std::mem::take(&mut self.tasks);
         for t in &tasks {
             t.abort();
@@ -202,7 +245,10 @@ pub async fn start(spec: &ProxySpec, netns_pid: i32) -> Result<ProxyHandle> {
             Bound::Udp(s) => tokio::spawn(proxy_fwd::serve_udp(Arc::new(s), target, dev.clone())),
         })
         .collect();
-    Ok(ProxyHandle { tasks })
+    Ok(ProxyHandle {
+        tasks,
+        nat_table: None,
+    })
 }
 
 fn listen_error(addr: SocketAddr, e: std::io::Error) -> EngineError {
@@ -285,6 +331,29 @@ mod tests {
             ])
         )
         .is_err());
+        for listen in ["tcp:127.0.0.1:80", "tcp:[::]:80"] {
+            assert!(validate(
+                "x",
+                &dev(&[
+                    ("type", "proxy"),
+                    ("listen", listen),
+                    ("connect", "tcp:0.0.0.0:80"),
+                    ("nat", "true")
+                ])
+            )
+            .is_err());
+        }
+        let nat = validate(
+            "x",
+            &dev(&[
+                ("type", "proxy"),
+                ("listen", "udp:192.0.2.1:53,54"),
+                ("connect", "udp:0.0.0.0:5353"),
+                ("nat", "true"),
+            ]),
+        )
+        .unwrap();
+        assert!(nat.nat && nat.nat_target.is_none());
         assert!(validate(
             "x",
             &dev(&[

@@ -191,6 +191,15 @@ impl Drop for SysctlGuard {
 /// Everything a managed network may leave, removed by synchronous means on
 /// drop: dnsmasq (by pid file), the nft table, the bridge (Linux or OVS),
 /// the state directory.
+/// Deletes an nftables table (`inet`) when dropped.
+pub struct TableGuard(pub String);
+
+impl Drop for TableGuard {
+    fn drop(&mut self) {
+        let _ = sh(&["nft", "delete", "table", "inet", &self.0]);
+    }
+}
+
 pub struct NetworkGuard {
     pub name: String,
     pub state_dir: PathBuf,
