@@ -62,9 +62,34 @@ def udp():
     u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 7001))
     while True:
         d, a = u.recvfrom(65536); u.sendto(b"udp:" + d, a)
+def unix():
+    import os
+    try: os.unlink("/run/echo.sock")
+    except FileNotFoundError: pass
+    s = socket.socket(socket.AF_UNIX); s.bind("/run/echo.sock"); s.listen(16)
+    while True:
+        c, _ = s.accept()
+        data = b""
+        while True:
+            d = c.recv(65536)
+            if not d: break
+            data += d
+        c.sendall(b"unix:" + data); c.close()
 threading.Thread(target=tcp, daemon=True).start()
+threading.Thread(target=unix, daemon=True).start()
 udp()
 "#;
+
+/// Sends `msg` over the unix socket at `path`, half-closes, reads the answer.
+fn unix_echo(path: &std::path::Path, msg: &str) -> std::io::Result<String> {
+    let mut s = std::os::unix::net::UnixStream::connect(path)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(msg.as_bytes())?;
+    s.shutdown(std::net::Shutdown::Write)?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
 
 #[test]
 fn proxy_devices_forward_tcp_and_udp() {
@@ -125,6 +150,102 @@ fn proxy_devices_forward_tcp_and_udp() {
         }
         let big = "x".repeat(1 << 20);
         assert_eq!(tcp_echo(tp, &big).unwrap().len(), big.len() + 4);
+
+        // Unix sockets, both ways: a socket on the host (its mode and
+        // owner as asked) to TCP in the guest, and TCP on the host to a
+        // socket in the guest; bytes spliced, a half-close carried.
+        let sockdir = tempfile::Builder::new().prefix("kt-px").tempdir().unwrap();
+        let host_sock = sockdir.path().join("web.sock");
+        let xp = free_port();
+        let mut unix = kante_api::instance::InstancePut::default();
+        unix.devices.insert(
+            "hu".into(),
+            [
+                ("type", "proxy"),
+                ("listen", &format!("unix:{}", host_sock.display())),
+                ("connect", "tcp:127.0.0.1:7000"),
+                ("mode", "0660"),
+                ("uid", "1234"),
+                ("gid", "5678"),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        );
+        unix.devices.insert(
+            "gu".into(),
+            dev(format!("tcp:127.0.0.1:{xp}"), "unix:/run/echo.sock"),
+        );
+        // A guest's symlink out of its root leads nowhere on the host.
+        let (code, out) = d
+            .sh(
+                "web",
+                &format!("ln -sf {} /run/evil.sock", host_sock.display()),
+            )
+            .await;
+        assert_eq!(code, 0, "{out}");
+        let ep = free_port();
+        unix.devices.insert(
+            "evil".into(),
+            dev(format!("tcp:127.0.0.1:{ep}"), "unix:/run/evil.sock"),
+        );
+        d.client.patch_instance("web", &unix).await.unwrap();
+        assert_eq!(
+            eventually(|| unix_echo(&host_sock, "over unix")),
+            "tcp:over unix"
+        );
+        {
+            use std::os::unix::fs::{MetadataExt, PermissionsExt};
+            let m = std::fs::metadata(&host_sock).unwrap();
+            assert_eq!(
+                (m.permissions().mode() & 0o777, m.uid(), m.gid()),
+                (0o660, 1234, 5678)
+            );
+        }
+        assert_eq!(eventually(|| tcp_echo(xp, "to unix")), "unix:to unix");
+        assert_eq!(tcp_echo(xp, &big).unwrap().len(), big.len() + 5);
+        assert_eq!(
+            tcp_echo(ep, "escape").unwrap_or_default(),
+            "",
+            "reached the host's socket"
+        );
+        // Refused: abstract sockets, a relative path, udp to a socket, and
+        // a listener where a file is that is no socket.
+        let not_a_socket = sockdir.path().join("file");
+        std::fs::write(&not_a_socket, "keep").unwrap();
+        for (listen, connect) in [
+            ("unix:@kt".to_string(), "tcp:127.0.0.1:7000"),
+            ("unix:rel.sock".to_string(), "tcp:127.0.0.1:7000"),
+            (
+                format!("udp:127.0.0.1:{}", free_port()),
+                "unix:/run/echo.sock",
+            ),
+            (
+                format!("unix:{}", not_a_socket.display()),
+                "tcp:127.0.0.1:7000",
+            ),
+        ] {
+            let mut bad = kante_api::instance::InstancePut::default();
+            bad.devices
+                .insert("bad".into(), dev(listen.clone(), connect));
+            let e = d.client.patch_instance("web", &bad).await.unwrap_err();
+            assert_eq!(e.status(), Some(400), "{listen}: {e}");
+        }
+        assert_eq!(std::fs::read_to_string(&not_a_socket).unwrap(), "keep");
+        // Unplugged: the host's socket file goes with its listener.
+        let mut inst = d.client.instance("web").await.unwrap();
+        for k in ["hu", "gu", "evil"] {
+            inst.devices.remove(k);
+        }
+        let put = kante_api::instance::InstancePut {
+            devices: inst.devices,
+            config: inst.config,
+            profiles: Some(inst.profiles),
+            ..Default::default()
+        };
+        d.client.update_instance("web", &put, None).await.unwrap();
+        assert!(!host_sock.exists(), "the socket file outlived its device");
+        assert!(TcpStream::connect(("127.0.0.1", xp)).is_err());
 
         // A second device on a taken address is refused, and nothing changes.
         let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

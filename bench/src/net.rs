@@ -57,7 +57,14 @@ async fn measure(
         for &k in &order {
             let t = &targets[k];
             let name = format!("{PREFIX}n{i}");
-            t.create_with(&name, nics(&nets[k][..1])).await?;
+            // A static address (reserved in DHCP, as a proxy device with
+            // nat=true needs on both daemons): the first lease is this one.
+            let mut one = nics(&nets[k][..1]);
+            let fixed = format!("10.250.{}.{}", 10 + k, 100 + i % 100);
+            one.get_mut("eth0")
+                .expect("eth0")
+                .insert("ipv4.address".into(), fixed);
+            t.create_with(&name, one).await?;
             let t0 = Instant::now();
             t.client.start_instance(&name).await?;
             let addr = wait_ipv4(t, &name, Duration::from_secs(120)).await?;
@@ -167,10 +174,15 @@ async fn proxy(t: &Target, name: &str, guest: &str, port: u16, r: &mut Results) 
         .await?;
     anyhow::ensure!(o.code == 0, "starting the test server: {}", o.stderr_str());
     let dev = |listen: u16, connect: u16| json!({"type": "proxy", "listen": format!("tcp:127.0.0.1:{listen}"), "connect": format!("tcp:127.0.0.1:{connect}")});
+    // nat=true: the kernel forwards from the bridge's address (the host's
+    // own) to the guest's static one; the client is on the host.
+    let gw = format!("{}.1", guest.rsplit_once('.').map_or(guest, |(p, _)| p));
+    let nat = |listen: u16, connect: u16| json!({"type": "proxy", "nat": "true", "listen": format!("tcp:{gw}:{listen}"), "connect": format!("tcp:{guest}:{connect}")});
     t.client
         .patch_instance(
             name,
-            &json!({"devices": {"kbsink": dev(port, 7000), "kbecho": dev(port + 1, 7001)}}),
+            &json!({"devices": {"kbsink": dev(port, 7000), "kbecho": dev(port + 1, 7001),
+                                "kbnsink": nat(port + 2, 7000), "kbnecho": nat(port + 3, 7001)}}),
         )
         .await?;
     let via_proxy = format!("127.0.0.1:{port}");
@@ -181,6 +193,11 @@ async fn proxy(t: &Target, name: &str, guest: &str, port: u16, r: &mut Results) 
             "proxy device",
             via_proxy.clone(),
             format!("127.0.0.1:{}", port + 1),
+        ),
+        (
+            "proxy device, nat=true",
+            format!("{gw}:{}", port + 2),
+            format!("{gw}:{}", port + 3),
         ),
         ("direct", direct.clone(), format!("{guest}:7001")),
     ] {

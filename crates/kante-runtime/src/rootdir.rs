@@ -50,6 +50,12 @@ impl RootDir {
         self.resolve(rel, OFlags::PATH, Mode::empty()).is_ok()
     }
 
+    /// Whatever is at `rel` (a socket, say), as an `O_PATH` handle; a
+    /// final symlink is followed, inside the root too.
+    pub fn open_path(&self, rel: &Path) -> io::Result<OwnedFd> {
+        self.resolve(rel, OFlags::PATH, Mode::empty())
+    }
+
     /// The directory at `rel`, as an `O_PATH` handle.
     pub fn open_dir(&self, rel: &Path) -> io::Result<OwnedFd> {
         self.resolve(rel, OFlags::PATH | OFlags::DIRECTORY, Mode::empty())

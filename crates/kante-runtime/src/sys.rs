@@ -116,6 +116,12 @@ pub fn splice(from: BorrowedFd<'_>, to: BorrowedFd<'_>, len: usize) -> io::Resul
     )?)
 }
 
+/// Shuts down the writing side of a connected stream socket (TCP or
+/// unix): the peer reads the end of the stream, the other direction goes on.
+pub fn shutdown_write(sock: BorrowedFd<'_>) -> io::Result<()> {
+    Ok(rustix::net::shutdown(sock, rustix::net::Shutdown::Write)?)
+}
+
 #[repr(C)]
 struct MountAttr {
     attr_set: u64,

@@ -7,14 +7,15 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::{TcpListener, UdpSocket, UnixListener};
 use tokio::task::JoinHandle;
 
 use kante_syntax::SyntaxError;
 
-use super::proxy_fwd;
+use super::proxy_fwd::{self, StreamListener, Target};
 use crate::error::{EngineError, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,9 +40,9 @@ pub fn parse_endpoint(s: &str) -> std::result::Result<Endpoint, SyntaxError> {
         "tcp" => Proto::Tcp,
         "udp" => Proto::Udp,
         "unix" => {
-            return Err(SyntaxError(
-                "unix sockets are not supported by proxy devices yet".into(),
-            ))
+            return Err(SyntaxError(format!(
+                "{s:?} is a unix socket, not an IP endpoint"
+            )))
         }
         other => return Err(SyntaxError(format!("unknown protocol {other:?} in {s:?}"))),
     };
@@ -88,11 +89,63 @@ pub fn parse_endpoint(s: &str) -> std::result::Result<Endpoint, SyntaxError> {
     })
 }
 
+/// One side of a proxy device: IP ports, or a unix socket's path (on the
+/// host for `listen`, inside the instance for `connect`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Side {
+    Inet(Endpoint),
+    Unix(PathBuf),
+}
+
+impl Side {
+    /// The IP endpoint, if the side is one.
+    pub fn inet(&self) -> Option<&Endpoint> {
+        match self {
+            Side::Inet(e) => Some(e),
+            Side::Unix(_) => None,
+        }
+    }
+
+    /// Whether the side carries a byte stream (TCP or unix), not datagrams.
+    fn is_stream(&self) -> bool {
+        !matches!(
+            self,
+            Side::Inet(Endpoint {
+                proto: Proto::Udp,
+                ..
+            })
+        )
+    }
+}
+
+/// `unix:/absolute/path` (LXD's abstract `unix:@name` is refused), else
+/// an IP endpoint ([`parse_endpoint`]).
+pub fn parse_side(s: &str) -> std::result::Result<Side, SyntaxError> {
+    let Some(path) = s.strip_prefix("unix:") else {
+        return parse_endpoint(s).map(Side::Inet);
+    };
+    if path.starts_with('@') {
+        return Err(SyntaxError(format!(
+            "{s:?}: abstract unix sockets are not supported, use a path"
+        )));
+    }
+    let p = PathBuf::from(path);
+    if !p.is_absolute() || path.contains('\0') || p.components().any(|c| c.as_os_str() == "..") {
+        return Err(SyntaxError(format!(
+            "{s:?}: a unix socket needs an absolute path without \"..\""
+        )));
+    }
+    Ok(Side::Unix(p))
+}
+
 /// A validated proxy device: listen on the host, connect in the instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProxySpec {
-    pub listen: Endpoint,
-    pub connect: Endpoint,
+    pub listen: Side,
+    pub connect: Side,
+    /// A unix listener's mode, owner and group (LXD's `mode`, `uid`, `gid`).
+    pub unix_mode: u32,
+    pub unix_owner: (u32, u32),
     /// `nat=true`: forwarded by the kernel to `nat_target`, resolved from
     /// the instance's NICs when the device starts.
     pub nat: bool,
@@ -100,20 +153,29 @@ pub struct ProxySpec {
 }
 
 impl ProxySpec {
-    /// Each listen port goes to the matching connect port, or all to the one connect port.
+    /// Each listen port goes to the matching connect port, or all to the
+    /// one connect port (0 for a unix socket).
     pub(crate) fn target_port(&self, i: usize) -> u16 {
-        if self.connect.ports.len() == 1 {
-            self.connect.ports[0]
-        } else {
-            self.connect.ports[i]
+        match self.connect.inet() {
+            Some(c) if c.ports.len() == 1 => c.ports[0],
+            Some(c) => c.ports[i],
+            None => 0,
         }
+    }
+
+    /// Both sides' IP endpoints (what `nat=true` needs).
+    pub(crate) fn inet_pair(&self) -> Option<(&Endpoint, &Endpoint)> {
+        Some((self.listen.inet()?, self.connect.inet()?))
     }
 }
 
 pub fn validate(name: &str, dev: &BTreeMap<String, String>) -> Result<ProxySpec> {
     let bad = |m: String| EngineError::bad(format!("Device {name:?}: {m}"));
     for k in dev.keys() {
-        if !matches!(k.as_str(), "type" | "listen" | "connect" | "bind" | "nat") {
+        if !matches!(
+            k.as_str(),
+            "type" | "listen" | "connect" | "bind" | "nat" | "mode" | "uid" | "gid"
+        ) {
             return Err(bad(format!("unknown proxy option {k:?}")));
         }
     }
@@ -124,27 +186,48 @@ pub fn validate(name: &str, dev: &BTreeMap<String, String>) -> Result<ProxySpec>
         }
         Some(other) => return Err(bad(format!("invalid bind {other:?}"))),
     }
-    let listen = parse_endpoint(dev.get("listen").map(String::as_str).unwrap_or(""))
+    let listen = parse_side(dev.get("listen").map(String::as_str).unwrap_or(""))
         .map_err(|e| bad(e.to_string()))?;
-    let connect = parse_endpoint(dev.get("connect").map(String::as_str).unwrap_or(""))
+    let connect = parse_side(dev.get("connect").map(String::as_str).unwrap_or(""))
         .map_err(|e| bad(e.to_string()))?;
-    if listen.proto != connect.proto {
-        return Err(bad("listen and connect must use the same protocol".into()));
-    }
-    if connect.ports.len() != 1 && connect.ports.len() != listen.ports.len() {
+    if listen.is_stream() != connect.is_stream() {
         return Err(bad(
-            "connect needs one port or as many ports as listen".into()
+            "udp goes to udp; tcp and unix sockets go to tcp or unix sockets".into(),
         ));
     }
+    if let (Side::Inet(l), Side::Inet(c)) = (&listen, &connect) {
+        if c.ports.len() != 1 && c.ports.len() != l.ports.len() {
+            return Err(bad(
+                "connect needs one port or as many ports as listen".into()
+            ));
+        }
+    }
+    let number = |k: &str, radix: u32, default: u32| -> Result<u32> {
+        match dev.get(k).filter(|v| !v.is_empty()) {
+            None => Ok(default),
+            Some(_) if !matches!(listen, Side::Unix(_)) => {
+                Err(bad(format!("{k} is for a unix socket listener")))
+            }
+            Some(v) => u32::from_str_radix(v, radix).map_err(|_| bad(format!("invalid {k} {v:?}"))),
+        }
+    };
+    let unix_mode = number("mode", 8, 0o644)?;
+    if unix_mode > 0o777 {
+        return Err(bad(format!("invalid mode {unix_mode:o}")));
+    }
+    let unix_owner = (number("uid", 10, 0)?, number("gid", 10, 0)?);
     let nat = crate::util::is_true(dev.get("nat"));
     if nat {
-        let l = listen.addr;
+        let Some((l, c)) = listen.inet().zip(connect.inet()) else {
+            return Err(bad("nat=true forwards tcp or udp, not unix sockets".into()));
+        };
+        let l = l.addr;
         if l.is_unspecified() || l.is_loopback() {
             return Err(bad(format!(
                 "nat=true needs an address of a host interface to listen on, not {l}"
             )));
         }
-        if l.is_ipv4() != connect.addr.is_ipv4() {
+        if l.is_ipv4() != c.addr.is_ipv4() {
             return Err(bad(
                 "nat=true: listen and connect must be of one address family".into(),
             ));
@@ -153,6 +236,8 @@ pub fn validate(name: &str, dev: &BTreeMap<String, String>) -> Result<ProxySpec>
     Ok(ProxySpec {
         listen,
         connect,
+        unix_mode,
+        unix_owner,
         nat,
         nat_target: None,
     })
@@ -161,10 +246,12 @@ pub fn validate(name: &str, dev: &BTreeMap<String, String>) -> Result<ProxySpec>
 /// Running listeners of one device; dropping it stops them. A `nat=true`
 /// device has no listener but a table of forwards, which a drop leaves in
 /// the kernel (the instance keeps being reachable while the daemon is
-/// away) and [`close`](Self::close) removes.
+/// away) and [`close`](Self::close) removes, as it removes the socket
+/// files of unix listeners.
 pub struct ProxyHandle {
     tasks: Vec<JoinHandle<()>>,
     nat_table: Option<String>,
+    unix_paths: Vec<PathBuf>,
 }
 
 impl ProxyHandle {
@@ -173,6 +260,7 @@ impl ProxyHandle {
         ProxyHandle {
             tasks: Vec::new(),
             nat_table: Some(table),
+            unix_paths: Vec::new(),
         }
     }
 
@@ -196,6 +284,9 @@ impl ProxyHandle {
         for t in tasks {
             let _ = t.await;
         }
+        for p in std::mem::take(&mut self.unix_paths) {
+            remove_socket_file(&p);
+        }
     }
 }
 
@@ -207,47 +298,116 @@ impl Drop for ProxyHandle {
     }
 }
 
+/// Removes the socket file at `p`, if a socket is still what is there.
+fn remove_socket_file(p: &Path) {
+    use std::os::unix::fs::FileTypeExt;
+    if std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_socket()) {
+        if let Err(e) = std::fs::remove_file(p) {
+            tracing::warn!(path = %p.display(), "removing a proxy's socket: {e}");
+        }
+    }
+}
+
+/// Listens on the unix socket `path` on the host: a socket file nobody
+/// listens on any more (left by a daemon that died) is replaced, anything
+/// else there is refused; the socket gets `mode` and `owner`.
+fn bind_unix(path: &Path, mode: u32, owner: (u32, u32)) -> Result<UnixListener> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let shown = path.display();
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(EngineError::bad(format!(
+                    "Listen address {shown} is already in use"
+                )));
+            }
+            std::fs::remove_file(path).map_err(EngineError::io_ctx(format!(
+                "removing the stale socket {shown}"
+            )))?;
+        }
+        Ok(_) => {
+            return Err(EngineError::bad(format!(
+                "Cannot listen on {shown}: it exists and is not a socket"
+            )))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(EngineError::bad(format!("Cannot listen on {shown}: {e}"))),
+    }
+    let l = UnixListener::bind(path)
+        .map_err(|e| EngineError::bad(format!("Cannot listen on {shown}: {e}")))?;
+    let set = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .and_then(|()| std::os::unix::fs::chown(path, Some(owner.0), Some(owner.1)));
+    if let Err(e) = set {
+        drop(l);
+        remove_socket_file(path);
+        return Err(EngineError::bad(format!("Cannot listen on {shown}: {e}")));
+    }
+    Ok(l)
+}
+
 /// Opens the host listeners (so "address in use" is reported now), enters
 /// the instance's network namespace on the device's thread and starts
 /// forwarding (`proxy_fwd`: bounded connections, timeouts, back-off).
 pub async fn start(spec: &ProxySpec, netns_pid: i32) -> Result<ProxyHandle> {
     enum Bound {
-        Tcp(TcpListener),
-        Udp(UdpSocket),
+        Stream(StreamListener, Target),
+        Udp(UdpSocket, SocketAddr),
     }
+    let target = |i: usize| match &spec.connect {
+        Side::Inet(c) => Target::Inet(SocketAddr::new(c.addr, spec.target_port(i))),
+        Side::Unix(p) => Target::Unix(p.clone()),
+    };
     let mut bound = Vec::new();
-    for (i, port) in spec.listen.ports.iter().enumerate() {
-        let listen = SocketAddr::new(spec.listen.addr, *port);
-        let target = SocketAddr::new(spec.connect.addr, spec.target_port(i));
-        let b = match spec.listen.proto {
-            Proto::Tcp => Bound::Tcp(
-                TcpListener::bind(listen)
-                    .await
-                    .map_err(|e| listen_error(listen, e))?,
-            ),
-            Proto::Udp => Bound::Udp(
-                UdpSocket::bind(listen)
-                    .await
-                    .map_err(|e| listen_error(listen, e))?,
-            ),
-        };
-        bound.push((b, target));
+    let mut unix_paths = Vec::new();
+    match &spec.listen {
+        Side::Inet(l) => {
+            for (i, port) in l.ports.iter().enumerate() {
+                let listen = SocketAddr::new(l.addr, *port);
+                bound.push(match (l.proto, target(i)) {
+                    (Proto::Udp, Target::Inet(t)) => Bound::Udp(
+                        UdpSocket::bind(listen)
+                            .await
+                            .map_err(|e| listen_error(listen, e))?,
+                        t,
+                    ),
+                    (_, t) => Bound::Stream(
+                        StreamListener::Tcp(
+                            TcpListener::bind(listen)
+                                .await
+                                .map_err(|e| listen_error(listen, e))?,
+                        ),
+                        t,
+                    ),
+                });
+            }
+        }
+        Side::Unix(path) => {
+            let l = bind_unix(path, spec.unix_mode, spec.unix_owner)?;
+            unix_paths.push(path.clone());
+            bound.push(Bound::Stream(StreamListener::Unix(l), target(0)));
+        }
     }
-    let dev = proxy_fwd::Device::open(netns_pid)
-        .await
-        .map_err(EngineError::io_ctx(
-            "proxy: entering the instance's network namespace",
-        ))?;
+    let dev = match proxy_fwd::Device::open(netns_pid).await {
+        Ok(d) => d,
+        Err(e) => {
+            drop(bound);
+            unix_paths.iter().for_each(|p| remove_socket_file(p));
+            return Err(EngineError::io_ctx(
+                "proxy: entering the instance's network namespace",
+            )(e));
+        }
+    };
     let tasks = bound
         .into_iter()
-        .map(|(b, target)| match b {
-            Bound::Tcp(l) => tokio::spawn(proxy_fwd::serve_tcp(l, target, dev.clone())),
-            Bound::Udp(s) => tokio::spawn(proxy_fwd::serve_udp(Arc::new(s), target, dev.clone())),
+        .map(|b| match b {
+            Bound::Stream(l, t) => tokio::spawn(proxy_fwd::serve_stream(l, t, dev.clone())),
+            Bound::Udp(s, t) => tokio::spawn(proxy_fwd::serve_udp(Arc::new(s), t, dev.clone())),
         })
         .collect();
     Ok(ProxyHandle {
         tasks,
         nat_table: None,
+        unix_paths,
     })
 }
 
@@ -354,6 +514,36 @@ mod tests {
         )
         .unwrap();
         assert!(nat.nat && nat.nat_target.is_none());
+        // Unix sockets: paths, stream to stream, mode/uid/gid on a unix listener only.
+        let u = validate(
+            "u",
+            &dev(&[
+                ("type", "proxy"),
+                ("listen", "unix:/run/kante/x.sock"),
+                ("connect", "tcp:127.0.0.1:80"),
+                ("mode", "0600"),
+                ("uid", "1000"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(u.listen, Side::Unix("/run/kante/x.sock".into()));
+        assert_eq!((u.unix_mode, u.unix_owner), (0o600, (1000, 0)));
+        for (listen, connect, extra) in [
+            ("unix:@abstract", "tcp:127.0.0.1:80", ("", "")),
+            ("unix:x.sock", "tcp:127.0.0.1:80", ("", "")),
+            ("unix:/a/../b.sock", "tcp:127.0.0.1:80", ("", "")),
+            ("udp:127.0.0.1:53", "unix:/run/x.sock", ("", "")),
+            ("unix:/run/x.sock", "udp:127.0.0.1:53", ("", "")),
+            ("tcp:127.0.0.1:80", "unix:/run/x.sock", ("mode", "0600")),
+            ("unix:/run/x.sock", "tcp:127.0.0.1:80", ("mode", "999")),
+            ("unix:/run/x.sock", "tcp:127.0.0.1:80", ("nat", "true")),
+        ] {
+            let mut d = dev(&[("type", "proxy"), ("listen", listen), ("connect", connect)]);
+            if !extra.0.is_empty() {
+                d.insert(extra.0.into(), extra.1.into());
+            }
+            assert!(validate("x", &d).is_err(), "{listen} {connect} {extra:?}");
+        }
         assert!(validate(
             "x",
             &dev(&[

@@ -22,7 +22,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+
+use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket, UnixListener, UnixStream};
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -101,6 +104,9 @@ impl NetnsThread {
 pub struct Device {
     netns: NetnsThread,
     slots: Arc<Semaphore>,
+    /// The instance's init: its root is where unix socket paths resolve
+    /// (`None`: the host's, in unit tests).
+    pid: Option<i32>,
 }
 
 impl Device {
@@ -113,8 +119,29 @@ impl Device {
         Ok(Arc::new(Device {
             netns: NetnsThread::spawn(pid).await?,
             slots: Arc::new(Semaphore::new(cap)),
+            pid,
         }))
     }
+}
+
+/// A host listener of a stream proxy.
+pub enum StreamListener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+/// Where a proxy connects inside the instance.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Inet(SocketAddr),
+    /// A unix socket's path, resolved inside the instance's root.
+    Unix(PathBuf),
+}
+
+/// One accepted or made connection.
+enum Conn {
+    Tcp(TcpStream),
+    Unix(UnixStream),
 }
 
 /// Waits longer after each consecutive error, so `EMFILE` does not spin.
@@ -174,9 +201,13 @@ impl Activity {
     }
 }
 
-/// Accepts on `listener` and forwards each connection to `target` in the instance.
-pub async fn serve_tcp(listener: TcpListener, target: SocketAddr, dev: Arc<Device>) {
-    let addr = listener.local_addr().ok();
+/// Accepts on `listener` (TCP or unix) and forwards each connection to
+/// `target` (TCP or unix) in the instance.
+pub async fn serve_stream(listener: StreamListener, target: Target, dev: Arc<Device>) {
+    let addr = match &listener {
+        StreamListener::Tcp(l) => l.local_addr().ok(),
+        StreamListener::Unix(_) => None,
+    };
     // Aborting this task (the device goes away) drops the set, which
     // aborts every connection it still forwards.
     let mut conns = JoinSet::new();
@@ -186,10 +217,14 @@ pub async fn serve_tcp(listener: TcpListener, target: SocketAddr, dev: Arc<Devic
         let Ok(slot) = dev.slots.clone().acquire_owned().await else {
             return;
         };
-        match listener.accept().await {
-            Ok((client, _)) => {
+        let accepted = match &listener {
+            StreamListener::Tcp(l) => l.accept().await.map(|(c, _)| Conn::Tcp(c)),
+            StreamListener::Unix(l) => l.accept().await.map(|(c, _)| Conn::Unix(c)),
+        };
+        match accepted {
+            Ok(client) => {
                 backoff.reset();
-                conns.spawn(forward_tcp(client, target, dev.clone(), slot));
+                conns.spawn(forward_stream(client, target.clone(), dev.clone(), slot));
             }
             Err(e) => {
                 drop(slot);
@@ -199,48 +234,87 @@ pub async fn serve_tcp(listener: TcpListener, target: SocketAddr, dev: Arc<Devic
     }
 }
 
-async fn forward_tcp(
-    mut client: TcpStream,
-    target: SocketAddr,
+/// Connects to `target` inside the instance: a TCP socket made in its
+/// network namespace, or the unix socket at a path looked up inside its
+/// root (symlinks and `..` cannot lead out) and reached through the
+/// looked-up file's descriptor.
+async fn connect(target: &Target, dev: &Device) -> io::Result<Conn> {
+    match target {
+        Target::Inet(addr) => {
+            let v4 = addr.is_ipv4();
+            let sock = dev
+                .netns
+                .run(move || {
+                    if v4 {
+                        TcpSocket::new_v4()
+                    } else {
+                        TcpSocket::new_v6()
+                    }
+                })
+                .await?;
+            Ok(Conn::Tcp(sock.connect(*addr).await?))
+        }
+        Target::Unix(path) => {
+            let root = match dev.pid {
+                Some(pid) => PathBuf::from(format!("/proc/{pid}/root")),
+                None => PathBuf::from("/"),
+            };
+            let fd = kante_runtime::rootdir::RootDir::open(&root)?.open_path(path)?;
+            let via = format!("/proc/self/fd/{}", fd.as_raw_fd());
+            let s = UnixStream::connect(&via).await;
+            drop(fd);
+            Ok(Conn::Unix(s?))
+        }
+    }
+}
+
+async fn forward_stream(
+    client: Conn,
+    target: Target,
     dev: Arc<Device>,
     _slot: OwnedSemaphorePermit,
 ) {
-    let v4 = target.is_ipv4();
-    let made = dev
-        .netns
-        .run(move || {
-            if v4 {
-                TcpSocket::new_v4()
-            } else {
-                TcpSocket::new_v6()
-            }
-        })
-        .await;
-    drop(dev);
-    let sock = match made {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::debug!(%target, "proxy socket: {e}");
-            return;
+    let made = async {
+        match tokio::time::timeout(CONNECT_TIMEOUT, connect(&target, &dev)).await {
+            Ok(r) => r,
+            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "timed out")),
         }
     };
-    let mut upstream = tokio::select! {
-        r = tokio::time::timeout(CONNECT_TIMEOUT, sock.connect(target)) => match r {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                tracing::debug!(%target, "proxy connect failed: {e}");
-                return;
-            }
-            Err(_) => {
-                tracing::debug!(%target, "proxy connect timed out");
+    let hangup = async {
+        match &client {
+            Conn::Tcp(c) => hung_up(c).await,
+            // Nothing to peek at on a unix stream: wait for the connect.
+            Conn::Unix(_) => std::future::pending().await,
+        }
+    };
+    let upstream = tokio::select! {
+        r = made => match r {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(?target, "proxy connect failed: {e}");
                 return;
             }
         },
-        () = hung_up(&client) => return,
+        () = hangup => return,
     };
-    let _ = client.set_nodelay(true);
-    let _ = upstream.set_nodelay(true);
-    super::proxy_splice::pump_tcp(&mut client, &mut upstream, IDLE_TIMEOUT).await;
+    drop(dev);
+    use super::proxy_splice::pump;
+    match (client, upstream) {
+        (Conn::Tcp(c), Conn::Tcp(u)) => {
+            let _ = c.set_nodelay(true);
+            let _ = u.set_nodelay(true);
+            pump(&c, &u, IDLE_TIMEOUT).await
+        }
+        (Conn::Tcp(c), Conn::Unix(u)) => {
+            let _ = c.set_nodelay(true);
+            pump(&c, &u, IDLE_TIMEOUT).await
+        }
+        (Conn::Unix(c), Conn::Tcp(u)) => {
+            let _ = u.set_nodelay(true);
+            pump(&c, &u, IDLE_TIMEOUT).await
+        }
+        (Conn::Unix(c), Conn::Unix(u)) => pump(&c, &u, IDLE_TIMEOUT).await,
+    }
 }
 
 /// Resolves if the client's connection fails (a reset) before it sent
@@ -362,6 +436,11 @@ async fn relay_replies(
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// TCP to TCP, as most devices are.
+    async fn serve_tcp(listener: TcpListener, target: SocketAddr, dev: Arc<Device>) {
+        serve_stream(StreamListener::Tcp(listener), Target::Inet(target), dev).await
+    }
 
     /// Hang detection only: no test waits on this unless something is stuck.
     const HANG: Duration = Duration::from_secs(20);

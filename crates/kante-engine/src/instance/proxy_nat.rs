@@ -14,7 +14,7 @@ use kante_api::{ConfigMap, DevicesMap};
 use kante_network::forward::{self, ForwardTable, IpNet, PortForward, L4};
 use kante_network::ResolvedParent;
 
-use super::proxy::{Proto, ProxyHandle, ProxySpec};
+use super::proxy::{Endpoint, Proto, ProxyHandle, ProxySpec};
 use crate::devices::DeviceError;
 use crate::error::Result;
 use crate::Engine;
@@ -44,7 +44,8 @@ impl Engine {
         spec: &ProxySpec,
         devices: &DevicesMap,
     ) -> Result<NatTarget> {
-        let v6 = spec.listen.addr.is_ipv6();
+        let (listen, connect) = inet_pair(device, spec)?;
+        let v6 = listen.addr.is_ipv6();
         let key = if v6 { "ipv6.address" } else { "ipv4.address" };
         let networks = self.network_specs().await?;
         let mut statics = Vec::new();
@@ -74,7 +75,7 @@ impl Engine {
                 }
             }
         }
-        let want = spec.connect.addr;
+        let want = connect.addr;
         let found = if want.is_unspecified() {
             statics.into_iter().next()
         } else {
@@ -94,7 +95,7 @@ impl Engine {
     /// host's: its forward would never see a packet, or would take traffic
     /// passing through the host to someone else.
     pub(crate) fn check_nat_listen(&self, device: &str, spec: &ProxySpec) -> Result<()> {
-        let l = spec.listen.addr;
+        let l = inet_pair(device, spec)?.0.addr;
         if !kante_network::ifaddrs::host_ip_addresses().contains(&l) {
             return Err(DeviceError::invalid(
                 device,
@@ -119,18 +120,18 @@ impl Engine {
             .as_ref()
             .ok_or_else(|| DeviceError::invalid(device, "nat=true: no target was resolved"))?;
         let table = forward::forward_table_name(&self.nft_prefix(), instance, device)?;
-        let l4 = match spec.listen.proto {
+        let (listen, _) = inet_pair(device, spec)?;
+        let l4 = match listen.proto {
             Proto::Tcp => L4::Tcp,
             Proto::Udp => L4::Udp,
         };
-        let forwards = spec
-            .listen
+        let forwards = listen
             .ports
             .iter()
             .enumerate()
             .map(|(i, port)| PortForward {
                 l4,
-                listen: spec.listen.addr,
+                listen: listen.addr,
                 port: *port,
                 target: target.address,
                 target_port: spec.target_port(i),
@@ -181,4 +182,10 @@ impl Engine {
             }
         }
     }
+}
+
+/// A `nat=true` device's two IP endpoints (validation refused the rest).
+fn inet_pair<'a>(device: &str, spec: &'a ProxySpec) -> Result<(&'a Endpoint, &'a Endpoint)> {
+    spec.inet_pair()
+        .ok_or_else(|| DeviceError::invalid(device, "nat=true forwards tcp or udp").into())
 }
