@@ -6,7 +6,8 @@
 //! instances with LOCATION; h1 execs into h3's instance, pushes and
 //! pulls a file, stops, starts and deletes it (forwarded to h3, the
 //! exec's websockets joined through h1; Debian's `lxc exec` too; its
-//! console attached through h1 shows what c3 writes); three instances with one
+//! console attached through h1 shows what c3 writes); h2 lists h3's
+//! running exec among the operations (kante and lxc, with its location); three instances with one
 //! `placement.anti-affinity` tag land on three members and
 //! `placement.affinity` puts one beside its partner, the reason shown by
 //! `kante info`; Debian's lxc makes a cluster group of h2 and `--target
@@ -123,6 +124,40 @@ fn any_member_answers_for_any_instance() {
         let o = lxc(&lab, 1, home.path(), &["exec", "c3", "--", "hostname"]);
         assert!(o.status.success(), "lxc exec through h1: {}", text(&o));
         assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "c3");
+        // A member lists every member's operations: an exec running on h3
+        // (asked through h1) shows on h2, with its location, in kante's
+        // list and in Debian's lxc's.
+        let mut long = Command::new(bin("kante"))
+            .args(["exec", "c3", "--", "sleep", "6"])
+            .env("KANTE_DIR", lab.state(1))
+            .env("KANTE_CONF", &lab.conf)
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let ops = loop {
+            let ops = on(&lab, 2, &["operation", "list", "-f", "csv"]);
+            if ops
+                .lines()
+                .any(|l| l.contains("RUNNING") && l.ends_with(",h3"))
+            {
+                break ops;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "h3's exec not in h2's list: {ops}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert!(ops.contains("Executing command"), "{ops}");
+        let o = lxc(&lab, 2, home.path(), &["operation", "list", "-f", "csv"]);
+        let out = text(&o);
+        assert!(o.status.success(), "lxc operation list: {out}");
+        assert!(
+            out.lines()
+                .any(|l| l.contains("RUNNING") && l.contains(",h3")),
+            "lxc on h2 does not show h3's exec: {out}"
+        );
+        assert!(long.wait().unwrap().success());
         // The console as well: h1 forwards the attach and joins its
         // websockets to h3's; what c3 writes to /dev/console (again and
         // again until the attached terminal has seen it) shows through h1.

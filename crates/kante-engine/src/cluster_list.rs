@@ -1,3 +1,8 @@
+//! Cluster-wide lists. Operations (`GET /1.0/operations` on a clustered
+//! member): this member's and every other online member's, each asked
+//! with the same short timeout; one that does not answer is left out with
+//! a log line (operations are not recorded in shared state).
+//!
 //! The cluster-wide instance list (`GET /1.0/instances` on a clustered
 //! member): this member's own instances (always, even when the cluster
 //! is unhealthy), and each other online member's, asked in parallel over
@@ -12,6 +17,7 @@
 use std::collections::BTreeMap;
 
 use kante_api::instance::{Instance, InstanceFull};
+use kante_api::operation::Operation;
 use kante_store::ReservationKind;
 
 use crate::error::Result;
@@ -67,6 +73,53 @@ pub(crate) fn percent(s: &str) -> String {
 }
 
 impl Engine {
+    /// `own` (this member's operations) with every other online member's,
+    /// oldest first.
+    pub(crate) async fn cluster_operations(&self, mut own: Vec<Operation>) -> Vec<Operation> {
+        let (Some(me), Some(link)) = (self.cluster.member_name(), self.forwarding.link()) else {
+            return own;
+        };
+        let asks = self
+            .cluster
+            .peers()
+            .into_iter()
+            .filter(|p| p.name != me && p.online)
+            .map(|p| {
+                let link = link.clone();
+                let to = Forward {
+                    member: p.name,
+                    address: p.address,
+                    certificate: p.certificate,
+                };
+                async move {
+                    let got = link
+                        .get(&to, "/1.0/operations?recursion=1", FAN_OUT_TIMEOUT)
+                        .await
+                        .and_then(|v| {
+                            serde_json::from_value::<BTreeMap<String, Vec<Operation>>>(v)
+                                .map_err(|e| format!("its answer does not parse: {e}"))
+                        });
+                    (to.member, got)
+                }
+            });
+        for (member, got) in futures_util::future::join_all(asks).await {
+            match got {
+                Ok(groups) => own.extend(groups.into_values().flatten().map(|mut op| {
+                    if op.location.is_empty() || op.location == "none" {
+                        op.location = member.clone();
+                    }
+                    op
+                })),
+                Err(why) => tracing::warn!(
+                    %member,
+                    "cluster member did not answer the operation list ({why}): its operations are not shown"
+                ),
+            }
+        }
+        own.sort_by_key(|o| o.created_at);
+        own
+    }
+
     /// `own` (this member's listing) with every other member's.
     pub(crate) async fn cluster_listing(
         &self,

@@ -164,7 +164,13 @@ impl Engine {
                 self.server_update(config, merge).await?;
                 R::Empty
             }
-            OperationList => R::Operations(self.ops.list()),
+            OperationList { all_members } => {
+                let own = self.ops.list();
+                R::Operations(match all_members {
+                    true => self.cluster_operations(own).await,
+                    false => own,
+                })
+            }
             OperationGet { id } => R::OperationState(self.ops.get(&id)?.snapshot()),
             OperationCancel { id } => {
                 self.ops.get(&id)?.cancel()?;

@@ -43,7 +43,11 @@ pub enum Request {
         config: ConfigMap,
         merge: bool,
     },
-    OperationList,
+    /// The operations of this member, and with `all_members` (a client's
+    /// request, not another member's) those of every online member.
+    OperationList {
+        all_members: bool,
+    },
     OperationGet {
         id: String,
     },
@@ -520,7 +524,7 @@ impl Request {
         match self {
             ServerGet => "server_get",
             ServerUpdate { .. } => "server_update",
-            OperationList => "operation_list",
+            OperationList { .. } => "operation_list",
             OperationGet { .. } => "operation_get",
             OperationCancel { .. } => "operation_cancel",
             OperationWait { .. } => "operation_wait",
@@ -659,7 +663,9 @@ impl Request {
     pub fn target(&self) -> Target {
         use Request::*;
         match self {
-            ServerGet | ServerUpdate { .. } | OperationList | InstanceList { .. } => Target::Server,
+            ServerGet | ServerUpdate { .. } | OperationList { .. } | InstanceList { .. } => {
+                Target::Server
+            }
             CertificateList | CertificateCreate(_) | CertificateGet { .. } => Target::Server,
             CertificateUpdate { .. } | CertificateDelete { .. } => Target::Server,
             UiLogin { .. } | UiLogout { .. } => Target::Server,

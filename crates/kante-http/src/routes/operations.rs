@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
+use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use futures_util::{SinkExt, StreamExt};
 use kante_engine::front::Request;
@@ -15,8 +16,11 @@ use super::Params;
 use crate::response::{answer, listing, ApiResult};
 use crate::AppState;
 
-pub async fn list(State(s): State<AppState>, q: Params) -> ApiResult {
-    listing(&s, Request::OperationList, &q).await
+pub async fn list(State(s): State<AppState>, headers: HeaderMap, q: Params) -> ApiResult {
+    // A member asking another lists that member's own (the forwarding
+    // middleware lets only members send the header).
+    let all_members = !headers.contains_key(kante_engine::forward::FORWARDED_HEADER);
+    listing(&s, Request::OperationList { all_members }, &q).await
 }
 
 pub async fn get(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {

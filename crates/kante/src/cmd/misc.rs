@@ -55,34 +55,39 @@ pub async fn operation(c: &Client, cmd: OperationCmd) -> Result<i32> {
                 Format::Json => println!("{}", serde_json::to_string(&ops)?),
                 Format::Yaml => print!("{}", to_yaml(&ops)?),
                 fmt => {
+                    // A cluster's members each run their own (as lxc shows).
+                    let clustered = ops
+                        .iter()
+                        .any(|o| !o.location.is_empty() && o.location != "none");
                     let rows: Vec<Vec<String>> = ops
                         .iter()
                         .map(|o| {
-                            vec![
+                            let mut row = vec![
                                 o.id.clone(),
                                 format!("{:?}", o.class).to_uppercase(),
                                 o.description.clone(),
                                 o.status.to_uppercase(),
                                 if o.may_cancel { "YES" } else { "NO" }.into(),
                                 date_short(&o.created_at),
-                            ]
+                            ];
+                            if clustered {
+                                row.push(o.location.clone());
+                            }
+                            row
                         })
                         .collect();
-                    print!(
-                        "{}",
-                        render(
-                            fmt,
-                            &[
-                                "ID",
-                                "TYPE",
-                                "DESCRIPTION",
-                                "STATUS",
-                                "CANCELABLE",
-                                "CREATED"
-                            ],
-                            &rows
-                        )
-                    );
+                    let mut header = vec![
+                        "ID",
+                        "TYPE",
+                        "DESCRIPTION",
+                        "STATUS",
+                        "CANCELABLE",
+                        "CREATED",
+                    ];
+                    if clustered {
+                        header.push("LOCATION");
+                    }
+                    print!("{}", render(fmt, &header, &rows));
                 }
             }
         }
