@@ -141,6 +141,7 @@ pub async fn networks<S: SharedState + ?Sized>(s: &S) {
         kind: kind.into(),
         description: String::new(),
         config: [("ipv4.address".to_string(), "10.1.2.1/24".to_string())].into(),
+        ..Default::default()
     };
     s.network_create(&net("kbr1", "bridge")).await.unwrap();
     s.network_create(&net("kbr0", "bridge")).await.unwrap();
