@@ -215,14 +215,24 @@ fn lxc_state(lab: &Lab, i: u32, home: &std::path::Path, name: &str) -> String {
     row.rsplit(',').next().unwrap_or_default().to_string()
 }
 
-/// A bridge with one external interface per member (`kxN`, a dummy made
+/// A bridge with one external interface per member (`kxN`, a veth made
 /// in host N's namespace): defined member by member, created once,
 /// checked on each host, one member's key changed, deleted everywhere.
 fn networks_per_member(lab: &Lab, home: &std::path::Path) {
+    // A veth pair per interface (the lab's kernel may lack `dummy`).
+    let veth = |i: u32, name: &str| {
+        let peer = format!("{name}p");
+        ip(
+            lab,
+            i,
+            &["link", "add", name, "type", "veth", "peer", "name", &peer],
+        )
+        .unwrap();
+    };
     for i in 1..=3 {
-        ip(lab, i, &["link", "add", &format!("kx{i}"), "type", "dummy"]).unwrap();
+        veth(i, &format!("kx{i}"));
     }
-    ip(lab, 2, &["link", "add", "kx2b", "type", "dummy"]).unwrap();
+    veth(2, "kx2b");
     let ext = |i: u32| format!("bridge.external_interfaces=kx{i}");
 
     on(
@@ -299,6 +309,7 @@ fn networks_per_member(lab: &Lab, home: &std::path::Path) {
         assert_eq!(master_of(lab, i, &own), Some("kn0".into()), "h{i}");
         let ports = ip(lab, i, &["-o", "link", "show", "master", "kn0"]).unwrap();
         assert_eq!(ports.lines().count(), 1, "h{i}: {ports}");
+        assert!(ports.contains(&format!("kx{i}@")), "h{i}: {ports}");
         let addr = ip(lab, i, &["-o", "-4", "addr", "show", "dev", "kn0"]).unwrap();
         assert!(addr.contains("10.77.0.1/24"), "h{i}: {addr}");
     }
