@@ -13,7 +13,8 @@
 //! by kante and Debian's lxc, then the create without a target) enslaves
 //! each host's own interface in its namespace; `network show --target`
 //! shows each member's keys, `network set --target` changes one member's
-//! (applied there), LXD's refusals hold, and a delete leaves no bridge.
+//! (applied there), a global `network set` reaches every member, LXD's
+//! refusals hold, and a delete leaves no bridge.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -400,9 +401,35 @@ fn networks_per_member(lab: &Lab, home: &std::path::Path) {
         e.contains(r#"Config key "bridge.external_interfaces" is cluster member specific"#),
         "{e}"
     );
-    // A global key, changed without a target, keeps the members' keys.
-    on(lab, 1, &["network", "set", "kn0", "user.note=x"]);
-    assert_eq!(master_of(lab, 1, "kx1"), Some("kn0".into()));
+    // A global key changed without a target (by lxc through h3) reaches
+    // every member, each keeping its own interface.
+    lxc_ok(
+        lab,
+        3,
+        home,
+        &["network", "set", "kn0", "ipv4.address=10.78.0.1/24"],
+    );
+    for (i, own) in [(1, "kx1"), (2, "kx2b"), (3, "kx3")] {
+        let addr = ip(lab, i, &["-o", "-4", "addr", "show", "dev", "kn0"]).unwrap();
+        assert!(
+            addr.contains("10.78.0.1/24") && !addr.contains("10.77."),
+            "h{i}: {addr}"
+        );
+        assert_eq!(master_of(lab, i, own), Some("kn0".into()), "h{i}");
+    }
+    let got = on(
+        lab,
+        2,
+        &[
+            "network",
+            "get",
+            "kn0",
+            "bridge.external_interfaces",
+            "--target",
+            "h2",
+        ],
+    );
+    assert_eq!(got.trim(), "kx2b");
 
     // Deleted through h2: no bridge left on any host, no record anywhere.
     on(lab, 2, &["network", "delete", "kn0"]);

@@ -182,6 +182,21 @@ impl Engine {
         config: ConfigMap,
         merge: bool,
     ) -> Result<()> {
+        let (old, new) = self
+            .network_update_plan(name, description, config, merge)
+            .await?;
+        self.network_apply(&old, &new, true).await
+    }
+
+    /// The record before and after a change of its global keys, checked
+    /// (see [`Engine::network_update`]); nothing is changed yet.
+    pub(crate) async fn network_update_plan(
+        &self,
+        name: &str,
+        description: String,
+        config: ConfigMap,
+        merge: bool,
+    ) -> Result<(NetworkRow, NetworkRow)> {
         let mut row = self
             .shared
             .network_get(name)
@@ -230,20 +245,37 @@ impl Engine {
                 "Addresses, bridge.driver and parent cannot change while the network is in use",
             ));
         }
-        let old_spec = self.network_spec(&row);
+        let old = row.clone();
         row.config = new;
         if !merge || !description.is_empty() {
             row.description = description;
         }
+        Ok((old, row))
+    }
+
+    /// Makes this member's network what `new` says where it was `old`'s
+    /// (stopped, re-made if its address or driver changed, started); with
+    /// `record`, `new` is written to the state too.
+    pub(crate) async fn network_apply(
+        &self,
+        old: &NetworkRow,
+        new: &NetworkRow,
+        record: bool,
+    ) -> Result<()> {
+        let driver = driver_for(&new.kind, &self.net)?;
+        let old_spec = self.network_spec(old);
+        let new_spec = self.network_spec(new);
         driver.stop(&old_spec).await?;
-        if row.config.get("bridge.driver") != old_spec.config.get("bridge.driver")
-            || row.config.get("ipv4.address") != old_spec.config.get("ipv4.address")
+        if new_spec.config.get("bridge.driver") != old_spec.config.get("bridge.driver")
+            || new_spec.config.get("ipv4.address") != old_spec.config.get("ipv4.address")
         {
             driver.delete(&old_spec).await?;
-            driver.create(&self.network_spec(&row)).await?;
+            driver.create(&new_spec).await?;
         }
-        self.shared.network_update(&row).await?;
-        driver.start(&self.network_spec(&row)).await?;
+        if record {
+            self.shared.network_update(new).await?;
+        }
+        driver.start(&new_spec).await?;
         Ok(())
     }
 

@@ -323,33 +323,30 @@ impl Engine {
 
     /// `PUT`/`PATCH /1.0/networks/NAME[?target=M]`: with a target, M's own
     /// keys (others may only be given with their current value, as a full
-    /// `PUT` of M's view does), applied by M; without, the global keys.
+    /// `PUT` of M's view does), applied by M; without, the global keys,
+    /// applied by every member (the others first, then here with the
+    /// record); `notified`: another member's change of them.
     pub(crate) async fn network_update_at(
         &self,
         name: &str,
         put: NetworkPut,
         merge: bool,
         target: Option<String>,
+        notified: bool,
     ) -> Result<()> {
-        let me = self.cluster.member_name();
-        let (Some(member), Some(me)) = (target.clone(), me.clone()) else {
+        let Some(me) = self.cluster.member_name() else {
             if target.is_some() {
                 return Err(not_clustered());
-            }
-            if me.is_some() {
-                if let Some(k) = put
-                    .config
-                    .keys()
-                    .find(|k| MEMBER_KEYS.contains(&k.as_str()))
-                {
-                    return Err(EngineError::bad(format!(
-                        "Config key {k:?} is cluster member specific"
-                    )));
-                }
             }
             return self
                 .network_update(name, put.description, put.config, merge)
                 .await;
+        };
+        let Some(member) = target else {
+            if notified {
+                return self.network_apply_notified(name, put).await;
+            }
+            return self.network_update_everywhere(name, put, merge, &me).await;
         };
         if member != me {
             let to = self.network_peer(&member)?;
@@ -415,6 +412,93 @@ impl Engine {
         self.shared.network_update(&row).await?;
         driver.start(&new).await?;
         Ok(())
+    }
+
+    /// A change of a cluster network's global keys: checked here, applied
+    /// by every other member (told its merged view while the record still
+    /// holds the old keys), then here, and recorded.
+    async fn network_update_everywhere(
+        &self,
+        name: &str,
+        put: NetworkPut,
+        merge: bool,
+        me: &str,
+    ) -> Result<()> {
+        if let Some(k) = put
+            .config
+            .keys()
+            .find(|k| MEMBER_KEYS.contains(&k.as_str()))
+        {
+            return Err(EngineError::bad(format!(
+                "Config key {k:?} is cluster member specific"
+            )));
+        }
+        let (old, new) = self
+            .network_update_plan(name, put.description, put.config, merge)
+            .await?;
+        let peers: Vec<_> = self
+            .cluster
+            .peers()
+            .into_iter()
+            .filter(|p| p.name != me)
+            .collect();
+        if let Some(p) = peers.iter().find(|p| !p.online) {
+            return Err(EngineError::Unavailable(format!(
+                "Cluster member {:?} is offline",
+                p.name
+            )));
+        }
+        let path = format!("/1.0/networks/{name}");
+        let path = &path;
+        let new_ref = &new;
+        let asks = peers.iter().map(|p| async move {
+            let view = NetworkPut {
+                description: new_ref.description.clone(),
+                config: member_config(new_ref, &p.name),
+            };
+            let body =
+                serde_json::to_value(&view).map_err(|e| EngineError::Internal(e.to_string()))?;
+            self.network_send(&forward_of(p), "PUT", path, Some(body))
+                .await
+        });
+        let failed: Vec<String> = futures_util::future::join_all(asks)
+            .await
+            .into_iter()
+            .filter_map(|r| r.err().map(|e| e.to_string()))
+            .collect();
+        if !failed.is_empty() {
+            return Err(EngineError::bad(format!(
+                "Failed updating the network on: {}",
+                failed.join("; ")
+            )));
+        }
+        self.network_apply(&old, &new, true).await
+    }
+
+    /// Applies another member's change of a network's global keys here:
+    /// `put` is this member's merged view; the record is the caller's.
+    async fn network_apply_notified(&self, name: &str, put: NetworkPut) -> Result<()> {
+        let old = self
+            .shared
+            .network_get(name)
+            .await?
+            .ok_or_else(|| EngineError::NotFound("Network not found".into()))?;
+        let mut new = old.clone();
+        new.config = put.config;
+        new.description = put.description;
+        let (was, will) = (self.network_spec(&old), self.network_spec(&new));
+        let fixed = ["ipv4.address", "ipv6.address", "bridge.driver", "parent"];
+        if fixed
+            .iter()
+            .any(|k| was.config.get(*k) != will.config.get(*k))
+            && !self.network_users(name).await?.is_empty()
+        {
+            return Err(EngineError::bad(
+                "Addresses, bridge.driver and parent cannot change while the network is in use",
+            ));
+        }
+        driver_for(&new.kind, &self.net)?.validate(name, &will.config)?;
+        self.network_apply(&old, &new, false).await
     }
 
     /// `DELETE /1.0/networks/NAME`: in a cluster, every member deletes its

@@ -133,6 +133,7 @@ async fn a_standalone_engine_refuses_network_targets() {
             put: NetworkPut::default(),
             merge: true,
             target: target.clone(),
+            notified: false,
         },
     ];
     for req in refusals {
@@ -145,7 +146,7 @@ async fn a_standalone_engine_refuses_network_targets() {
     }
     assert!(host.net.calls().iter().all(|c| !c.starts_with("create_")));
     let create = Request::NetworkCreate {
-        post: post(&[("ipv4.address", "10.9.8.1/24"), ("ipv6.address", "none")]),
+        post: post(&[("ipv4.address", "none"), ("ipv6.address", "none")]),
         target: None,
         notified: false,
     };
@@ -157,7 +158,7 @@ async fn a_standalone_engine_refuses_network_targets() {
     match engine.handle(got).await.unwrap() {
         Reply::Network(n) => {
             assert_eq!(n.status, "Created");
-            assert_eq!(n.config["ipv4.address"], "10.9.8.1/24");
+            assert_eq!(n.config["ipv4.address"], "none");
             assert_eq!(n.locations, ["none"]);
         }
         other => panic!("expected the network, got {}", other.kind()),

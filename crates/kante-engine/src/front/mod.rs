@@ -430,8 +430,10 @@ impl Engine {
                 put,
                 merge,
                 target,
+                notified,
             } => {
-                self.network_update_at(&name, put, merge, target).await?;
+                self.network_update_at(&name, put, merge, target, notified)
+                    .await?;
                 R::Empty
             }
             NetworkRename { .. } => {

@@ -318,12 +318,14 @@ pub enum Request {
         name: String,
         target: Option<String>,
     },
-    /// `target`: that member's own keys.
+    /// `target`: that member's own keys; `notified`: a member's change of
+    /// the global keys telling this one to apply it (`put`: its merged view).
     NetworkUpdate {
         name: String,
         put: NetworkPut,
         merge: bool,
         target: Option<String>,
+        notified: bool,
     },
     /// Not supported.
     NetworkRename {

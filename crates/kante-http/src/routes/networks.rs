@@ -47,6 +47,7 @@ pub async fn get(State(s): State<AppState>, Path(name): Path<String>, q: Params)
 
 pub async fn put(
     State(s): State<AppState>,
+    headers: HeaderMap,
     Path(name): Path<String>,
     q: Params,
     Json(put): Json<NetworkPut>,
@@ -56,12 +57,14 @@ pub async fn put(
         put,
         merge: false,
         target: target(&q),
+        notified: notified(&headers),
     };
     answer(&s, req).await
 }
 
 pub async fn patch(
     State(s): State<AppState>,
+    headers: HeaderMap,
     Path(name): Path<String>,
     q: Params,
     Json(put): Json<NetworkPut>,
@@ -71,6 +74,7 @@ pub async fn patch(
         put,
         merge: true,
         target: target(&q),
+        notified: notified(&headers),
     };
     answer(&s, req).await
 }
