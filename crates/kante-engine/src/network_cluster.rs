@@ -395,6 +395,8 @@ impl Engine {
         row.members.insert(me, own);
         let new = self.network_spec(&row);
         driver.validate(name, &new.config)?;
+        // Recorded first: a store that cannot be written changes nothing.
+        self.shared.network_update(&row).await?;
         driver.stop(&old).await?;
         if row.kind == "bridge" {
             let kept = externals(&new.config);
@@ -409,7 +411,6 @@ impl Engine {
                 }
             }
         }
-        self.shared.network_update(&row).await?;
         driver.start(&new).await?;
         Ok(())
     }
