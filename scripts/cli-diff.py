@@ -32,10 +32,11 @@ STILL_DIFFERENT = [
     "`list --all-projects`: Kante has one project, `default`; the flag adds lxc's PROJECT "
     "column and lists every instance. `--target-project` (`copy`, `move`, `image copy`, "
     "`profile copy`) and the `project` verbs are absent: there is no other project.",
-    "`--target` on `config`, `network`, `storage` and `info`: not accepted. Kante's "
-    "networks, pools and server config are not member-specific and kanted does not "
-    "forward `?target=` for them; a member's own config is reached by adding it as a "
-    "remote (`kante config show h2:`). `copy`/`move --target`: not accepted (a copy is "
+    "`--target` on `network create/show/get/set/unset`: a member's own keys, as in LXD. "
+    "On `config`, `storage`, `network info` and `info`: not accepted. Kante's pools and "
+    "server config are not member-specific and kanted does not forward `?target=` for "
+    "them; a member's own config is reached by adding it as a remote (`kante config "
+    "show h2:`). `copy`/`move --target`: not accepted (a copy is "
     "made on the member it reaches, files do not move between members yet; `cluster "
     "evacuate` moves instances off a member).",
     "`copy`/`move --allow-inconsistent`, `export --optimized-storage`, `image copy "

@@ -9,6 +9,14 @@ fn network_path(name: &str) -> String {
     format!("/1.0/networks/{}", url::seg(name))
 }
 
+/// `path` with LXD's `?target=MEMBER` when a member is named.
+fn at(path: &str, target: Option<&str>) -> String {
+    match target {
+        Some(t) => format!("{path}?target={}", url::query(t)),
+        None => path.to_string(),
+    }
+}
+
 impl Client {
     /// `GET /1.0/networks?recursion=1`: managed networks and host interfaces.
     pub async fn networks(&self) -> Result<Vec<Network>> {
@@ -17,6 +25,30 @@ impl Client {
 
     pub async fn network(&self, name: &str) -> Result<Network> {
         self.get_json(&network_path(name)).await
+    }
+
+    /// `GET /1.0/networks/{name}?target=MEMBER`: that cluster member's view
+    /// (its own keys merged over the global ones).
+    pub async fn network_at(&self, name: &str, target: Option<&str>) -> Result<Network> {
+        self.get_json(&at(&network_path(name), target)).await
+    }
+
+    /// `POST /1.0/networks?target=MEMBER`: that member's own keys, pending
+    /// until the create without a target.
+    pub async fn create_network_at(&self, post: &NetworksPost, target: Option<&str>) -> Result<()> {
+        let resp = self.post(&at("/1.0/networks", target), post).await?;
+        self.finish(resp).await.map(|_| ())
+    }
+
+    /// `PATCH /1.0/networks/{name}?target=MEMBER`: that member's own keys.
+    pub async fn patch_network_at(
+        &self,
+        name: &str,
+        patch: &NetworkPut,
+        target: Option<&str>,
+    ) -> Result<()> {
+        let resp = self.patch(&at(&network_path(name), target), patch).await?;
+        self.finish(resp).await.map(|_| ())
     }
 
     /// The network and its `ETag` (for `If-Match` on the following PUT).

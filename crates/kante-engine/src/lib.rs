@@ -34,6 +34,7 @@ mod lxcfs;
 pub mod metrics;
 mod migration;
 mod network;
+mod network_cluster;
 mod operations;
 mod paths;
 mod pools;

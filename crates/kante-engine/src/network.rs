@@ -23,22 +23,32 @@ impl Engine {
         }
     }
 
-    fn network_spec(&self, row: &NetworkRow) -> NetworkSpec {
+    /// A network as made on this member: `config` as given.
+    pub(crate) fn spec_of(&self, name: &str, kind: &str, config: ConfigMap) -> NetworkSpec {
         NetworkSpec {
-            name: row.name.clone(),
-            kind: row.kind.clone(),
-            config: row.config.clone(),
-            state_dir: self.paths.root.join("networks").join(&row.name),
+            name: name.to_string(),
+            kind: kind.to_string(),
+            config,
+            state_dir: self.paths.root.join("networks").join(name),
             daemon_prefix: self.nft_prefix(),
         }
     }
 
+    /// A network as made on this member: its global keys with this
+    /// member's own merged over them (none standalone).
+    pub(crate) fn network_spec(&self, row: &NetworkRow) -> NetworkSpec {
+        let me = self.cluster.member_name().unwrap_or_default();
+        self.spec_of(&row.name, &row.kind, member_config(row, &me))
+    }
+
+    /// The networks made on this member (a cluster's pending ones are not).
     pub(crate) async fn network_specs(&self) -> Result<Vec<NetworkSpec>> {
         Ok(self
             .shared
             .network_list()
             .await?
             .iter()
+            .filter(|r| r.status != STATUS_PENDING)
             .map(|r| self.network_spec(r))
             .collect())
     }
@@ -92,6 +102,7 @@ impl Engine {
             kind,
             description: req.description,
             config,
+            ..Default::default()
         };
         self.shared.network_create(&row).await?;
         let spec = self.network_spec(&row);
@@ -109,7 +120,7 @@ impl Engine {
     }
 
     /// Instances and profiles whose NICs use `name`.
-    async fn network_users(&self, name: &str) -> Result<Vec<String>> {
+    pub(crate) async fn network_users(&self, name: &str) -> Result<Vec<String>> {
         Ok(self
             .network_users_all()
             .await?
@@ -149,8 +160,10 @@ impl Engine {
                 users.join(", ")
             )));
         }
-        let driver = driver_for(&row.kind, &self.net)?;
-        driver.delete(&self.network_spec(&row)).await?;
+        if row.status != STATUS_PENDING {
+            let driver = driver_for(&row.kind, &self.net)?;
+            driver.delete(&self.network_spec(&row)).await?;
+        }
         self.shared.network_delete(name).await?;
         self.events.lifecycle(
             "network-deleted",
@@ -169,6 +182,21 @@ impl Engine {
         config: ConfigMap,
         merge: bool,
     ) -> Result<()> {
+        let (old, new) = self
+            .network_update_plan(name, description, config, merge)
+            .await?;
+        self.network_apply(&old, &new, true).await
+    }
+
+    /// The record before and after a change of its global keys, checked
+    /// (see [`Engine::network_update`]); nothing is changed yet.
+    pub(crate) async fn network_update_plan(
+        &self,
+        name: &str,
+        description: String,
+        config: ConfigMap,
+        merge: bool,
+    ) -> Result<(NetworkRow, NetworkRow)> {
         let mut row = self
             .shared
             .network_get(name)
@@ -186,8 +214,17 @@ impl Engine {
                 new.insert(k, v);
             }
         }
+        if row.status == STATUS_PENDING {
+            return Err(EngineError::bad(
+                "The network is pending: create it without --target first",
+            ));
+        }
         let driver = driver_for(&row.kind, &self.net)?;
-        driver.validate(name, &new)?;
+        let me = self.cluster.member_name().unwrap_or_default();
+        let own = row.members.get(&me).cloned().unwrap_or_default();
+        let mut merged = new.clone();
+        merged.extend(own.clone());
+        driver.validate(name, &merged)?;
         let others: Vec<NetworkSpec> = self
             .network_specs()
             .await?
@@ -196,7 +233,9 @@ impl Engine {
             .collect();
         let new = driver.fill_defaults(&new, &others)?;
         if row.kind == "bridge" {
-            kante_network::driver::check_no_overlap(name, &new, &others)?;
+            let mut merged = new.clone();
+            merged.extend(own);
+            kante_network::driver::check_no_overlap(name, &merged, &others)?;
         }
         let fixed = ["ipv4.address", "ipv6.address", "bridge.driver", "parent"];
         if fixed.iter().any(|k| row.config.get(*k) != new.get(*k))
@@ -206,20 +245,37 @@ impl Engine {
                 "Addresses, bridge.driver and parent cannot change while the network is in use",
             ));
         }
-        let old_spec = self.network_spec(&row);
+        let old = row.clone();
         row.config = new;
         if !merge || !description.is_empty() {
             row.description = description;
         }
+        Ok((old, row))
+    }
+
+    /// Makes this member's network what `new` says where it was `old`'s
+    /// (stopped, re-made if its address or driver changed, started); with
+    /// `record`, `new` is written to the state too.
+    pub(crate) async fn network_apply(
+        &self,
+        old: &NetworkRow,
+        new: &NetworkRow,
+        record: bool,
+    ) -> Result<()> {
+        let driver = driver_for(&new.kind, &self.net)?;
+        let old_spec = self.network_spec(old);
+        let new_spec = self.network_spec(new);
         driver.stop(&old_spec).await?;
-        if row.config.get("bridge.driver") != old_spec.config.get("bridge.driver")
-            || row.config.get("ipv4.address") != old_spec.config.get("ipv4.address")
+        if new_spec.config.get("bridge.driver") != old_spec.config.get("bridge.driver")
+            || new_spec.config.get("ipv4.address") != old_spec.config.get("ipv4.address")
         {
             driver.delete(&old_spec).await?;
-            driver.create(&self.network_spec(&row)).await?;
+            driver.create(&new_spec).await?;
         }
-        self.shared.network_update(&row).await?;
-        driver.start(&self.network_spec(&row)).await?;
+        if record {
+            self.shared.network_update(new).await?;
+        }
+        driver.start(&new_spec).await?;
         Ok(())
     }
 
@@ -399,16 +455,52 @@ impl Engine {
     }
 }
 
-fn managed_network(row: NetworkRow, used_by: Vec<String>, location: &str) -> Network {
+/// A cluster network defined on some members only (`create --target`).
+pub(crate) const STATUS_PENDING: &str = "Pending";
+/// A cluster network whose create did not reach every member.
+pub(crate) const STATUS_ERRORED: &str = "Errored";
+/// A network made (standalone networks are always).
+pub(crate) const STATUS_CREATED: &str = "Created";
+
+/// The keys that differ per member in a cluster (LXD's
+/// `NodeSpecificNetworkConfig`): given with `--target`, never globally.
+pub(crate) const MEMBER_KEYS: &[&str] = &[
+    "bgp.ipv4.nexthop",
+    "bgp.ipv6.nexthop",
+    "bridge.external_interfaces",
+    "parent",
+];
+
+/// `row`'s global keys with `member`'s own merged over them.
+pub(crate) fn member_config(row: &NetworkRow, member: &str) -> ConfigMap {
+    let mut config = row.config.clone();
+    if let Some(own) = row.members.get(member) {
+        config.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    config
+}
+
+/// A managed network as the API shows it: its global keys (`config`, the
+/// record's; a member's view merges that member's keys over them).
+pub(crate) fn managed_network(row: NetworkRow, used_by: Vec<String>, location: &str) -> Network {
+    let locations = if row.members.is_empty() {
+        vec![location.into()]
+    } else {
+        row.members.keys().cloned().collect()
+    };
     Network {
         used_by,
         name: row.name,
         description: row.description,
         kind: row.kind,
         managed: true,
-        status: "Created".into(),
+        status: if row.status.is_empty() {
+            STATUS_CREATED.into()
+        } else {
+            row.status
+        },
         config: row.config,
-        locations: vec![location.into()],
+        locations,
     }
 }
 

@@ -141,6 +141,10 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // 9: where a pulled image came from, for its refresh (LXD's
     // `images_source`).
     "ALTER TABLE images ADD COLUMN update_source TEXT NOT NULL DEFAULT '{}';",
+    // 10: a cluster network's status and its members' own keys
+    // (`network create --target`, LXD's `networks_nodes` and node config).
+    "ALTER TABLE networks ADD COLUMN status TEXT NOT NULL DEFAULT '';
+    ALTER TABLE networks ADD COLUMN members TEXT NOT NULL DEFAULT '{}';",
 ];
 
 pub fn latest() -> i64 {

@@ -2,6 +2,8 @@
 //! (`columns.rs`): a field list with the column of each field, then the
 //! table, its key, the columns an update rewrites and the list order.
 
+use std::collections::BTreeMap;
+
 use kante_api::{ConfigMap, DevicesMap};
 
 record! {
@@ -98,15 +100,22 @@ record! {
 
 record! {
     /// A managed network.
-    #[derive(Debug, Clone, PartialEq, Eq)]
+    #[derive(Debug, Clone, PartialEq, Eq, Default)]
     pub struct NetworkRow {
         name: String => "name",
         kind: String => "type",
         description: String => "description",
         config: ConfigMap => "config",
+        /// In a cluster: `Pending` while only members' keys are defined
+        /// (`network create --target`), `Errored` while a create did not
+        /// reach every member; empty (or `Created`) once made.
+        status: String => "status",
+        /// In a cluster: each member's own keys (`bridge.external_interfaces`,
+        /// `parent`, …), merged over `config` on that member.
+        members: BTreeMap<String, ConfigMap> => "members",
     }
     table: "networks", entity: "Network", key: ["name"],
-    mutable: ["description", "config"], order: "name", label: name,
+    mutable: ["description", "config", "status", "members"], order: "name", label: name,
 }
 
 record! {

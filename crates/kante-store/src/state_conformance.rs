@@ -134,13 +134,14 @@ pub async fn profiles<S: SharedState + ?Sized>(s: &S) {
 }
 
 /// Create, conflict, get, list by name, an update that rewrites only
-/// description and config, delete.
+/// description, config, status and members, delete.
 pub async fn networks<S: SharedState + ?Sized>(s: &S) {
     let net = |name: &str, kind: &str| NetworkRow {
         name: name.into(),
         kind: kind.into(),
         description: String::new(),
         config: [("ipv4.address".to_string(), "10.1.2.1/24".to_string())].into(),
+        ..Default::default()
     };
     s.network_create(&net("kbr1", "bridge")).await.unwrap();
     s.network_create(&net("kbr0", "bridge")).await.unwrap();
@@ -160,6 +161,15 @@ pub async fn networks<S: SharedState + ?Sized>(s: &S) {
     assert_eq!(got.kind, "bridge", "the type is not an update's to change");
     assert_eq!(got.description, "lan");
     assert_eq!(got.config["ipv4.nat"], "true");
+    // A cluster's status and members' own keys are rewritten by an update.
+    let mut pending = got.clone();
+    pending.status = "Pending".into();
+    pending.members.insert(
+        "h2".into(),
+        [("bridge.external_interfaces".to_string(), "eth1".to_string())].into(),
+    );
+    s.network_update(&pending).await.unwrap();
+    assert_eq!(s.network_get("kbr0").await.unwrap(), Some(pending));
     not_found(
         s.network_update(&net("nope", "bridge")).await,
         "Network \"nope\"",

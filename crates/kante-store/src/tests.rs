@@ -146,6 +146,7 @@ fn networks_round_trip() {
         kind: "bridge".into(),
         description: String::new(),
         config: Default::default(),
+        ..Default::default()
     };
     row.config
         .insert("ipv4.address".into(), "10.1.2.1/24".into());

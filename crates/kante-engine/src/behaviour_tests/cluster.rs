@@ -100,3 +100,72 @@ async fn a_standalone_engine_answers_the_cluster_verbs() {
         other => panic!("expected the server, got {}", other.kind()),
     }
 }
+
+/// Standalone, `?target=` on a network is refused as LXD refuses it and
+/// nothing is made; without it a network is made as always (`Created`,
+/// its keys as given, this server's name in `locations`).
+#[tokio::test]
+async fn a_standalone_engine_refuses_network_targets() {
+    use kante_api::network::{NetworkPut, NetworksPost};
+    let host = TestHost::new();
+    let engine = host.open().await;
+    let post = |config: &[(&str, &str)]| NetworksPost {
+        name: "kn0".into(),
+        config: config
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..Default::default()
+    };
+    let target = Some("h1".to_string());
+    let refusals = [
+        Request::NetworkCreate {
+            post: post(&[("bridge.external_interfaces", "eth1")]),
+            target: target.clone(),
+            notified: false,
+        },
+        Request::NetworkGet {
+            name: "kn0".into(),
+            target: target.clone(),
+        },
+        Request::NetworkUpdate {
+            name: "kn0".into(),
+            put: NetworkPut::default(),
+            merge: true,
+            target: target.clone(),
+            notified: false,
+        },
+    ];
+    for req in refusals {
+        let e = engine.handle(req).await.err().expect("refused");
+        assert_eq!(e.status(), 400, "{e}");
+        assert!(
+            e.to_string().contains("Target only allowed when clustered"),
+            "{e}"
+        );
+    }
+    assert!(host.net.calls().iter().all(|c| !c.starts_with("create_")));
+    let create = Request::NetworkCreate {
+        post: post(&[("ipv4.address", "none"), ("ipv6.address", "none")]),
+        target: None,
+        notified: false,
+    };
+    engine.handle(create).await.unwrap();
+    let got = Request::NetworkGet {
+        name: "kn0".into(),
+        target: None,
+    };
+    match engine.handle(got).await.unwrap() {
+        Reply::Network(n) => {
+            assert_eq!(n.status, "Created");
+            assert_eq!(n.config["ipv4.address"], "none");
+            assert_eq!(n.locations, ["none"]);
+        }
+        other => panic!("expected the network, got {}", other.kind()),
+    }
+    let delete = Request::NetworkDelete {
+        name: "kn0".into(),
+        notified: false,
+    };
+    engine.handle(delete).await.unwrap();
+}

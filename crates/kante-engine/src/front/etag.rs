@@ -76,7 +76,10 @@ pub(super) fn current_of(req: &Request) -> Option<Request> {
             snapshot: snapshot.clone(),
         },
         ProfileUpdate { name, .. } => ProfileGet { name: name.clone() },
-        NetworkUpdate { name, .. } => NetworkGet { name: name.clone() },
+        NetworkUpdate { name, target, .. } => NetworkGet {
+            name: name.clone(),
+            target: target.clone(),
+        },
         PoolUpdate { pool, .. } => PoolGet { pool: pool.clone() },
         VolumeUpdate {
             pool, kind, volume, ..

@@ -28,7 +28,8 @@
 //! [`Target::Operation`] to the member running it, a
 //! [`Target::ClusterMember`] to that member; [`Target::Network`] and
 //! [`Target::Pool`] are defined for all members and realised on each (a
-//! change fans out); [`Target::Server`] is answered by any member (shared
+//! network's create and delete fan out, and `?target=M` on its get or
+//! change names M: `network_cluster.rs`); [`Target::Server`] is answered by any member (shared
 //! records, whole-server lists, and creations, where placement rather
 //! than forwarding picks the member); [`Target::Member`] never leaves this
 //! member (its event stream, uploads that arrive here).
@@ -418,14 +419,26 @@ impl Engine {
             }
 
             NetworkList => R::Networks(self.network_list().await?),
-            NetworkCreate(post) => {
+            NetworkCreate {
+                post,
+                target,
+                notified,
+            } => {
                 let location = format!("/1.0/networks/{}", post.name);
-                self.network_create(post).await?;
+                self.network_create_at(post, target, notified).await?;
                 R::Created { location }
             }
-            NetworkGet { name } => R::Network(Box::new(self.network_get(&name).await?)),
-            NetworkUpdate { name, put, merge } => {
-                self.network_update(&name, put.description, put.config, merge)
+            NetworkGet { name, target } => {
+                R::Network(Box::new(self.network_get_at(&name, target).await?))
+            }
+            NetworkUpdate {
+                name,
+                put,
+                merge,
+                target,
+                notified,
+            } => {
+                self.network_update_at(&name, put, merge, target, notified)
                     .await?;
                 R::Empty
             }
@@ -434,8 +447,8 @@ impl Engine {
                     "Renaming networks is not supported".into(),
                 ))
             }
-            NetworkDelete { name } => {
-                self.network_delete(&name).await?;
+            NetworkDelete { name, notified } => {
+                self.network_delete_at(&name, notified).await?;
                 R::Empty
             }
             NetworkState { name } => R::NetworkState(Box::new(self.network_state(&name).await?)),

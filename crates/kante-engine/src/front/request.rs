@@ -310,21 +310,35 @@ pub enum Request {
 
     // Networks.
     NetworkList,
-    NetworkCreate(NetworksPost),
+    /// `target`: only that member's keys, recorded pending (`?target=`);
+    /// `notified`: a member's global create telling this one to make it.
+    NetworkCreate {
+        post: NetworksPost,
+        target: Option<String>,
+        notified: bool,
+    },
+    /// `target`: that member's view.
     NetworkGet {
         name: String,
+        target: Option<String>,
     },
+    /// `target`: that member's own keys; `notified`: a member's change of
+    /// the global keys telling this one to apply it (`put`: its merged view).
     NetworkUpdate {
         name: String,
         put: NetworkPut,
         merge: bool,
+        target: Option<String>,
+        notified: bool,
     },
     /// Not supported.
     NetworkRename {
         name: String,
     },
+    /// `notified`: a member's delete telling this one to delete its own.
     NetworkDelete {
         name: String,
+        notified: bool,
     },
     NetworkState {
         name: String,
@@ -590,7 +604,7 @@ impl Request {
             ProfileRename { .. } => "profile_rename",
             ProfileDelete { .. } => "profile_delete",
             NetworkList => "network_list",
-            NetworkCreate(_) => "network_create",
+            NetworkCreate { .. } => "network_create",
             NetworkGet { .. } => "network_get",
             NetworkUpdate { .. } => "network_update",
             NetworkRename { .. } => "network_rename",
@@ -675,7 +689,7 @@ impl Request {
             AliasRename { .. } | AliasDelete { .. } => Target::Server,
             ProfileCreate(_) | ProfileGet { .. } | ProfileUpdate { .. } => Target::Server,
             ProfileRename { .. } | ProfileDelete { .. } => Target::Server,
-            NetworkCreate(_) | PoolCreate(_) => Target::Server,
+            NetworkCreate { .. } | PoolCreate(_) => Target::Server,
             ProjectList | ProjectCreate { .. } | ProjectGet { .. } => Target::Server,
             ProjectUpdate { .. } | ProjectRename { .. } | ProjectDelete { .. } => Target::Server,
             WarningList | WarningGet { .. } => Target::Server,
@@ -731,10 +745,10 @@ impl Request {
             | ImageExport { fingerprint, .. }
             | ImageSecret { fingerprint }
             | ImageRefresh { fingerprint } => Target::Image(fingerprint.clone()),
-            NetworkGet { name }
+            NetworkGet { name, .. }
             | NetworkUpdate { name, .. }
             | NetworkRename { name }
-            | NetworkDelete { name }
+            | NetworkDelete { name, .. }
             | NetworkState { name }
             | NetworkLeases { name } => Target::Network(name.clone()),
             PoolGet { pool } | PoolUpdate { pool, .. } | PoolDelete { pool } => {

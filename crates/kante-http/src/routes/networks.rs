@@ -1,7 +1,9 @@
 //! Routes of /1.0/networks: managed bridges and their leases.
 
 use axum::extract::{Path, State};
+use axum::http::HeaderMap;
 use kante_api::network::{NetworkPut, NetworksPost};
+use kante_engine::forward::FORWARDED_HEADER;
 use kante_engine::front::Request;
 
 use super::Params;
@@ -13,36 +15,66 @@ pub async fn list(State(s): State<AppState>, q: Params) -> ApiResult {
     listing(&s, Request::NetworkList, &q).await
 }
 
-pub async fn create(State(s): State<AppState>, Json(req): Json<NetworksPost>) -> ApiResult {
-    answer(&s, Request::NetworkCreate(req)).await
+/// `?target=`: a cluster member's name.
+fn target(q: &Params) -> Option<String> {
+    q.get("target").filter(|t| !t.is_empty()).cloned()
 }
 
-pub async fn get(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult {
-    answer(&s, Request::NetworkGet { name }).await
+/// Sent by another member (the forwarding middleware lets only members
+/// send the header): it tells this member of a cluster-wide change.
+fn notified(headers: &HeaderMap) -> bool {
+    headers.contains_key(FORWARDED_HEADER)
+}
+
+pub async fn create(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    q: Params,
+    Json(post): Json<NetworksPost>,
+) -> ApiResult {
+    let req = Request::NetworkCreate {
+        post,
+        target: target(&q),
+        notified: notified(&headers),
+    };
+    answer(&s, req).await
+}
+
+pub async fn get(State(s): State<AppState>, Path(name): Path<String>, q: Params) -> ApiResult {
+    let target = target(&q);
+    answer(&s, Request::NetworkGet { name, target }).await
 }
 
 pub async fn put(
     State(s): State<AppState>,
+    headers: HeaderMap,
     Path(name): Path<String>,
+    q: Params,
     Json(put): Json<NetworkPut>,
 ) -> ApiResult {
     let req = Request::NetworkUpdate {
         name,
         put,
         merge: false,
+        target: target(&q),
+        notified: notified(&headers),
     };
     answer(&s, req).await
 }
 
 pub async fn patch(
     State(s): State<AppState>,
+    headers: HeaderMap,
     Path(name): Path<String>,
+    q: Params,
     Json(put): Json<NetworkPut>,
 ) -> ApiResult {
     let req = Request::NetworkUpdate {
         name,
         put,
         merge: true,
+        target: target(&q),
+        notified: notified(&headers),
     };
     answer(&s, req).await
 }
@@ -51,8 +83,13 @@ pub async fn post(State(s): State<AppState>, Path(name): Path<String>) -> ApiRes
     answer(&s, Request::NetworkRename { name }).await
 }
 
-pub async fn delete(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult {
-    answer(&s, Request::NetworkDelete { name }).await
+pub async fn delete(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult {
+    let notified = notified(&headers);
+    answer(&s, Request::NetworkDelete { name, notified }).await
 }
 
 pub async fn state(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult {

@@ -17,6 +17,10 @@ pub enum NetworkCmd {
         kind: Option<String>,
         #[arg(long)]
         description: Option<String>,
+        /// Cluster member: record only its own keys (pending until the
+        /// create without --target)
+        #[arg(long)]
+        target: Option<String>,
     },
     /// List networks (managed ones and host interfaces)
     #[command(visible_alias = "ls")]
@@ -30,6 +34,9 @@ pub enum NetworkCmd {
     Show {
         #[arg(add = crate::complete::networks())]
         name: String,
+        /// Cluster member whose view to show
+        #[arg(long)]
+        target: Option<String>,
     },
     /// Show a network's runtime state (addresses, counters)
     Info {
@@ -55,6 +62,9 @@ pub enum NetworkCmd {
         #[arg(add = crate::complete::networks())]
         name: String,
         key: String,
+        /// Cluster member whose view to read
+        #[arg(long)]
+        target: Option<String>,
     },
     /// Set network config keys: NAME KEY=VALUE... or NAME KEY VALUE
     Set {
@@ -62,6 +72,9 @@ pub enum NetworkCmd {
         name: String,
         #[arg(required = true, allow_hyphen_values = true)]
         args: Vec<String>,
+        /// Cluster member whose own keys to set
+        #[arg(long)]
+        target: Option<String>,
     },
     /// Remove network config keys
     Unset {
@@ -69,6 +82,9 @@ pub enum NetworkCmd {
         name: String,
         #[arg(required = true)]
         keys: Vec<String>,
+        /// Cluster member whose own keys to remove
+        #[arg(long)]
+        target: Option<String>,
     },
     /// Edit a network as YAML (from stdin when it is not a terminal)
     Edit {

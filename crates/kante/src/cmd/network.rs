@@ -162,6 +162,7 @@ pub async fn run(c: &Client, cmd: NetworkCmd) -> Result<i32> {
             config,
             kind,
             description,
+            target,
         } => {
             let config = config
                 .iter()
@@ -173,8 +174,11 @@ pub async fn run(c: &Client, cmd: NetworkCmd) -> Result<i32> {
                 description: description.unwrap_or_default(),
                 config,
             };
-            c.create_network(&post).await?;
-            println!("Network {name} created");
+            c.create_network_at(&post, target.as_deref()).await?;
+            match target {
+                Some(t) => println!("Network {name} pending on member {t}"),
+                None => println!("Network {name} created"),
+            }
         }
         NetworkCmd::List { format, .. } => {
             let list = c.networks().await?;
@@ -190,8 +194,8 @@ pub async fn run(c: &Client, cmd: NetworkCmd) -> Result<i32> {
             ];
             print_list(format, &list, &header, || list_rows(&list))?;
         }
-        NetworkCmd::Show { name } => {
-            let n = c.network(&name).await?;
+        NetworkCmd::Show { name, target } => {
+            let n = c.network_at(&name, target.as_deref()).await?;
             print!("{}", to_yaml(&shown(&n))?);
         }
         NetworkCmd::Info { name } => {
@@ -219,20 +223,21 @@ pub async fn run(c: &Client, cmd: NetworkCmd) -> Result<i32> {
             c.delete_network(&name).await?;
             println!("Network {name} deleted");
         }
-        NetworkCmd::Get { name, key } => {
-            let n = c.network(&name).await?;
+        NetworkCmd::Get { name, key, target } => {
+            let n = c.network_at(&name, target.as_deref()).await?;
             println!("{}", n.config.get(&key).map(String::as_str).unwrap_or(""));
         }
-        NetworkCmd::Set { name, args } => {
+        NetworkCmd::Set { name, args, target } => {
             managed(c, &name).await?;
             let patch = NetworkPut {
                 description: String::new(),
                 config: parse_set_args(&args)?.into_iter().collect(),
             };
-            c.patch_network(&name, &patch).await?;
+            c.patch_network_at(&name, &patch, target.as_deref()).await?;
         }
-        NetworkCmd::Unset { name, keys } => {
-            let (n, _) = managed(c, &name).await?;
+        NetworkCmd::Unset { name, keys, target } => {
+            managed(c, &name).await?;
+            let n = c.network_at(&name, target.as_deref()).await?;
             let mut config = ConfigMap::new();
             for k in keys {
                 if !n.config.contains_key(&k) {
@@ -245,7 +250,7 @@ pub async fn run(c: &Client, cmd: NetworkCmd) -> Result<i32> {
                 description: String::new(),
                 config,
             };
-            c.patch_network(&name, &patch).await?;
+            c.patch_network_at(&name, &patch, target.as_deref()).await?;
         }
         NetworkCmd::Edit { name } => {
             let (n, etag) = managed(c, &name).await?;

@@ -343,7 +343,7 @@ fn device(r: &mut Router, d: &mut DeviceCmd) -> Result<()> {
 fn network(r: &mut Router, n: &mut NetworkCmd) -> Result<()> {
     match n {
         NetworkCmd::Create { name, .. }
-        | NetworkCmd::Show { name }
+        | NetworkCmd::Show { name, .. }
         | NetworkCmd::Info { name }
         | NetworkCmd::Leases { name, .. }
         | NetworkCmd::Delete { name }
