@@ -188,7 +188,7 @@ async fn each_kind_validates_its_own_keys() {
                 ("listen", "tcp:0.0.0.0:80"),
                 ("connect", "udp:127.0.0.1:80"),
             ],
-            "Device \"d\": listen and connect must use the same protocol",
+            "Device \"d\": udp goes to udp; tcp and unix sockets go to tcp or unix sockets",
         ),
         (
             &[
