@@ -80,6 +80,21 @@ threading.Thread(target=unix, daemon=True).start()
 udp()
 "#;
 
+/// Removes devices from an instance (a PUT of the rest: PATCH only merges).
+async fn unplug(d: &Daemon, name: &str, devices: &[&str]) {
+    let mut inst = d.client.instance(name).await.unwrap();
+    for k in devices {
+        inst.devices.remove(*k);
+    }
+    let put = kante_api::instance::InstancePut {
+        devices: inst.devices,
+        config: inst.config,
+        profiles: Some(inst.profiles),
+        ..Default::default()
+    };
+    d.client.update_instance(name, &put, None).await.unwrap();
+}
+
 /// Sends `msg` over the unix socket at `path`, half-closes, reads the answer.
 fn unix_echo(path: &std::path::Path, msg: &str) -> std::io::Result<String> {
     let mut s = std::os::unix::net::UnixStream::connect(path)?;
@@ -233,17 +248,7 @@ fn proxy_devices_forward_tcp_and_udp() {
         }
         assert_eq!(std::fs::read_to_string(&not_a_socket).unwrap(), "keep");
         // Unplugged: the host's socket file goes with its listener.
-        let mut inst = d.client.instance("web").await.unwrap();
-        for k in ["hu", "gu", "evil"] {
-            inst.devices.remove(k);
-        }
-        let put = kante_api::instance::InstancePut {
-            devices: inst.devices,
-            config: inst.config,
-            profiles: Some(inst.profiles),
-            ..Default::default()
-        };
-        d.client.update_instance("web", &put, None).await.unwrap();
+        unplug(&d, "web", &["hu", "gu", "evil"]).await;
         assert!(!host_sock.exists(), "the socket file outlived its device");
         assert!(TcpStream::connect(("127.0.0.1", xp)).is_err());
 
@@ -272,15 +277,7 @@ fn proxy_devices_forward_tcp_and_udp() {
         assert_eq!(eventually(|| udp_echo(up, "again")), "udp:again");
 
         // Hot-unplug closes the listener.
-        let mut inst = d.client.instance("web").await.unwrap();
-        inst.devices.remove("t");
-        let put = kante_api::instance::InstancePut {
-            devices: inst.devices,
-            config: inst.config,
-            profiles: Some(inst.profiles),
-            ..Default::default()
-        };
-        d.client.update_instance("web", &put, None).await.unwrap();
+        unplug(&d, "web", &["t"]).await;
         assert!(
             TcpStream::connect(("127.0.0.1", tp)).is_err(),
             "listener still open after unplug"
@@ -484,15 +481,7 @@ fn nat_proxy_forwards_in_the_kernel() {
         assert_eq!(ask("udp", 5353), "203.0.113.2");
 
         // Unplugged: its forward goes at once, the other stays.
-        let mut inst = d.client.instance("nx").await.unwrap();
-        inst.devices.remove("dns");
-        let put = kante_api::instance::InstancePut {
-            devices: inst.devices,
-            config: inst.config,
-            profiles: Some(inst.profiles),
-            ..Default::default()
-        };
-        d.client.update_instance("nx", &put, None).await.unwrap();
+        unplug(&d, "nx", &["dns"]).await;
         assert_eq!(forward_tables(&d).len(), 1);
         assert_eq!(ask_from_ns("ktpxns", "udp", "203.0.113.1", 5353), "");
 

@@ -437,18 +437,7 @@ impl Engine {
         let (old, new) = self
             .network_update_plan(name, put.description, put.config, merge)
             .await?;
-        let peers: Vec<_> = self
-            .cluster
-            .peers()
-            .into_iter()
-            .filter(|p| p.name != me)
-            .collect();
-        if let Some(p) = peers.iter().find(|p| !p.online) {
-            return Err(EngineError::Unavailable(format!(
-                "Cluster member {:?} is offline",
-                p.name
-            )));
-        }
+        let peers = self.other_members_online(me)?;
         let path = format!("/1.0/networks/{name}");
         let path = &path;
         let new_ref = &new;
@@ -530,18 +519,7 @@ impl Engine {
             return self.network_delete(name).await;
         };
         if row.status != STATUS_PENDING {
-            let peers: Vec<_> = self
-                .cluster
-                .peers()
-                .into_iter()
-                .filter(|p| p.name != me)
-                .collect();
-            if let Some(p) = peers.iter().find(|p| !p.online) {
-                return Err(EngineError::Unavailable(format!(
-                    "Cluster member {:?} is offline",
-                    p.name
-                )));
-            }
+            let peers = self.other_members_online(&me)?;
             let path = format!("/1.0/networks/{name}");
             let path = &path;
             let asks = peers.iter().map(|p| async move {
@@ -561,5 +539,25 @@ impl Engine {
             }
         }
         self.network_delete(name).await
+    }
+}
+
+impl Engine {
+    /// The other members, all of which must be online for a change that
+    /// every member applies (503 naming the first one that is not).
+    fn other_members_online(&self, me: &str) -> Result<Vec<kante_cluster::Peer>> {
+        let peers: Vec<_> = self
+            .cluster
+            .peers()
+            .into_iter()
+            .filter(|p| p.name != me)
+            .collect();
+        if let Some(p) = peers.iter().find(|p| !p.online) {
+            return Err(EngineError::Unavailable(format!(
+                "Cluster member {:?} is offline",
+                p.name
+            )));
+        }
+        Ok(peers)
     }
 }
