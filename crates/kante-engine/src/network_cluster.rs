@@ -451,17 +451,7 @@ impl Engine {
             self.network_send(&forward_of(p), "PUT", path, Some(body))
                 .await
         });
-        let failed: Vec<String> = futures_util::future::join_all(asks)
-            .await
-            .into_iter()
-            .filter_map(|r| r.err().map(|e| e.to_string()))
-            .collect();
-        if !failed.is_empty() {
-            return Err(EngineError::bad(format!(
-                "Failed updating the network on: {}",
-                failed.join("; ")
-            )));
-        }
+        all_done(asks, "updating").await?;
         self.network_apply(&old, &new, true).await
     }
 
@@ -526,17 +516,7 @@ impl Engine {
                 self.network_send(&forward_of(p), "DELETE", path, None)
                     .await
             });
-            let failed: Vec<String> = futures_util::future::join_all(asks)
-                .await
-                .into_iter()
-                .filter_map(|r| r.err().map(|e| e.to_string()))
-                .collect();
-            if !failed.is_empty() {
-                return Err(EngineError::bad(format!(
-                    "Failed deleting the network on: {}",
-                    failed.join("; ")
-                )));
-            }
+            all_done(asks, "deleting").await?;
         }
         self.network_delete(name).await
     }
@@ -560,4 +540,25 @@ impl Engine {
         }
         Ok(peers)
     }
+}
+
+/// Waits for every member's answer; one error naming each member that
+/// failed (`doing` says what, as in "Failed deleting the network on: …").
+async fn all_done<F, T, E>(asks: impl Iterator<Item = F>, doing: &str) -> Result<()>
+where
+    F: std::future::Future<Output = std::result::Result<T, E>>,
+    E: std::fmt::Display,
+{
+    let failed: Vec<String> = futures_util::future::join_all(asks)
+        .await
+        .into_iter()
+        .filter_map(|r| r.err().map(|e| e.to_string()))
+        .collect();
+    if !failed.is_empty() {
+        return Err(EngineError::bad(format!(
+            "Failed {doing} the network on: {}",
+            failed.join("; ")
+        )));
+    }
+    Ok(())
 }
