@@ -517,6 +517,29 @@ fn nat_proxy_forwards_in_the_kernel() {
         assert_eq!(d.client.instance("nx").await.unwrap().status, "Stopped");
         assert_eq!(ask_from_ns("ktpxns", "tcp", "203.0.113.1", 8080), "");
 
+        // A stopped instance without a static address on a managed
+        // bridge is refused the device at once, not at its next start.
+        let e = d
+            .client
+            .patch_instance(
+                "nx",
+                &json!({"devices": {
+                    "eth0": {"type": "nic", "network": "ktpx"},
+                    "web2": proxy("tcp", 8081, "0.0.0.0:7000", "true"),
+                }}),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), Some(400), "{e}");
+        assert!(e.to_string().contains("static ipv4.address"), "{e}");
+        assert!(!d
+            .client
+            .instance("nx")
+            .await
+            .unwrap()
+            .devices
+            .contains_key("web2"));
+
         d.client.delete_instance("nx").await.unwrap();
         d.client.delete("/1.0/networks/ktpx").await.unwrap();
         drop(outside);
