@@ -185,6 +185,22 @@ fn ip(lab: &Lab, i: u32, args: &[&str]) -> Result<String, String> {
 }
 
 /// The bridge host i's interface `dev` is enslaved to, if any.
+/// `bridge.external_interfaces` of kn0 on `member`, asked through host i.
+fn external_interfaces(lab: &Lab, i: u32, member: &str) -> String {
+    on(
+        lab,
+        i,
+        &[
+            "network",
+            "get",
+            "kn0",
+            "bridge.external_interfaces",
+            "--target",
+            member,
+        ],
+    )
+}
+
 fn master_of(lab: &Lab, i: u32, dev: &str) -> Option<String> {
     let out = ip(lab, i, &["-o", "link", "show", dev]).unwrap();
     let words: Vec<&str> = out.split_whitespace().collect();
@@ -328,18 +344,7 @@ fn networks_per_member(lab: &Lab, home: &std::path::Path) {
             "{shown}"
         );
         assert!(shown.contains("ipv4.address: 10.77.0.1/24"), "{shown}");
-        let got = on(
-            lab,
-            by,
-            &[
-                "network",
-                "get",
-                "kn0",
-                "bridge.external_interfaces",
-                "--target",
-                &format!("h{i}"),
-            ],
-        );
+        let got = external_interfaces(lab, by, &format!("h{i}"));
         assert_eq!(got.trim(), format!("kx{i}"));
     }
     let global_view = lxc_ok(lab, 2, home, &["network", "show", "kn0"]);
@@ -369,18 +374,7 @@ fn networks_per_member(lab: &Lab, home: &std::path::Path) {
     assert_eq!(master_of(lab, 2, "kx2b"), Some("kn0".into()));
     assert_eq!(master_of(lab, 2, "kx2"), None, "kx2 still enslaved");
     assert_eq!(master_of(lab, 1, "kx1"), Some("kn0".into()));
-    let got = on(
-        lab,
-        3,
-        &[
-            "network",
-            "get",
-            "kn0",
-            "bridge.external_interfaces",
-            "--target",
-            "h2",
-        ],
-    );
+    let got = external_interfaces(lab, 3, "h2");
     assert_eq!(got.trim(), "kx2b");
     let e = lxc_refused(
         lab,
@@ -417,18 +411,7 @@ fn networks_per_member(lab: &Lab, home: &std::path::Path) {
         );
         assert_eq!(master_of(lab, i, own), Some("kn0".into()), "h{i}");
     }
-    let got = on(
-        lab,
-        2,
-        &[
-            "network",
-            "get",
-            "kn0",
-            "bridge.external_interfaces",
-            "--target",
-            "h2",
-        ],
-    );
+    let got = external_interfaces(lab, 2, "h2");
     assert_eq!(got.trim(), "kx2b");
 
     // Deleted through h2: no bridge left on any host, no record anywhere.

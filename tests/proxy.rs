@@ -47,9 +47,7 @@ fn eventually<T>(mut f: impl FnMut() -> std::io::Result<T>) -> T {
 
 const ECHO_SERVERS: &str = r#"
 import socket, threading
-def tcp():
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("127.0.0.1", 7000)); s.listen(16)
+def answer(s, tag):
     while True:
         c, _ = s.accept()
         data = b""
@@ -57,7 +55,11 @@ def tcp():
             d = c.recv(65536)
             if not d: break
             data += d
-        c.sendall(b"tcp:" + data); c.close()
+        c.sendall(tag + data); c.close()
+def tcp():
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", 7000)); s.listen(16)
+    answer(s, b"tcp:")
 def udp():
     u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 7001))
     while True:
@@ -67,14 +69,7 @@ def unix():
     try: os.unlink("/run/echo.sock")
     except FileNotFoundError: pass
     s = socket.socket(socket.AF_UNIX); s.bind("/run/echo.sock"); s.listen(16)
-    while True:
-        c, _ = s.accept()
-        data = b""
-        while True:
-            d = c.recv(65536)
-            if not d: break
-            data += d
-        c.sendall(b"unix:" + data); c.close()
+    answer(s, b"unix:")
 threading.Thread(target=tcp, daemon=True).start()
 threading.Thread(target=unix, daemon=True).start()
 udp()

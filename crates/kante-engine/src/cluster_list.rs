@@ -21,7 +21,7 @@ use kante_api::operation::Operation;
 use kante_store::ReservationKind;
 
 use crate::error::Result;
-use crate::forward::{Forward, FAN_OUT_TIMEOUT};
+use crate::forward::{forward_of, FAN_OUT_TIMEOUT};
 use crate::front::{ListDetail, Reply};
 use crate::Engine;
 
@@ -86,11 +86,7 @@ impl Engine {
             .filter(|p| p.name != me && p.online)
             .map(|p| {
                 let link = link.clone();
-                let to = Forward {
-                    member: p.name,
-                    address: p.address,
-                    certificate: p.certificate,
-                };
+                let to = forward_of(&p);
                 async move {
                     let got = link
                         .get(&to, "/1.0/operations?recursion=1", FAN_OUT_TIMEOUT)
@@ -160,11 +156,7 @@ impl Engine {
             .collect();
         let asks = others.iter().map(|p| {
             let (link, path) = (link.clone(), path.clone());
-            let to = Forward {
-                member: p.name.clone(),
-                address: p.address.clone(),
-                certificate: p.certificate.clone(),
-            };
+            let to = forward_of(p);
             let online = p.online;
             async move {
                 let got = match (online, link) {

@@ -2,7 +2,8 @@
 //! to the kind implementing it (`registry.rs`), and one file per kind.
 //!
 //! Everything the engine asks of a device goes through the trait: its own
-//! keys (`validate`), what it names on this host (`check_refs`), whether a
+//! keys (`validate`), what it names on this host (`check_refs`), what it
+//! needs of its instance's other devices (`check_in_instance`), whether a
 //! running instance takes it at once (`can_hot_plug`), whether it can move
 //! to another host (`can_migrate`), and what starting it needs (`start`
 //! adds to a [`RunPlan`]: bind mounts, NIC requests, proxy listeners) or
@@ -140,6 +141,12 @@ pub(crate) trait Device: Send + Sync {
     /// Checks that what the device names exists (pools, volumes, networks,
     /// host paths), before anything is stored.
     async fn check_refs(&self, _engine: &Engine, _claims: &mut Claims) -> Result<()> {
+        Ok(())
+    }
+
+    /// Checks what the device needs of the other devices of its instance
+    /// (the whole expanded set), when an instance's devices are set.
+    async fn check_in_instance(&self, _engine: &Engine, _devices: &DevicesMap) -> Result<()> {
         Ok(())
     }
 
@@ -312,6 +319,16 @@ impl Engine {
         let mut claims = Claims::default();
         for (_, dev) in load_all(devices)? {
             dev.check_refs(self, &mut claims).await?;
+        }
+        Ok(())
+    }
+
+    /// Refuses devices of an instance's expanded set that its other
+    /// devices cannot serve (a `nat=true` proxy without a static NIC
+    /// address), when the instance is created or changed.
+    pub(crate) async fn check_instance_devices(&self, devices: &DevicesMap) -> Result<()> {
+        for (_, dev) in load_all(devices)? {
+            dev.check_in_instance(self, devices).await?;
         }
         Ok(())
     }

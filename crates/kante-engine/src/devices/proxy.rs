@@ -7,6 +7,7 @@ use super::{Claims, Device, DeviceConfig, RunPlan, StartCx, StopPlan};
 use crate::error::Result;
 use crate::instance::proxy;
 use crate::Engine;
+use kante_api::DevicesMap;
 
 struct Proxy {
     name: String,
@@ -30,6 +31,15 @@ impl Device for Proxy {
         let spec = proxy::validate(&self.name, &self.config)?;
         if spec.nat {
             engine.check_nat_listen(&self.name, &spec)?;
+        }
+        Ok(())
+    }
+
+    /// A `nat=true` device needs a NIC of the instance with a static address.
+    async fn check_in_instance(&self, engine: &Engine, devices: &DevicesMap) -> Result<()> {
+        let spec = proxy::validate(&self.name, &self.config)?;
+        if spec.nat {
+            engine.nat_target(&self.name, &spec, devices).await?;
         }
         Ok(())
     }

@@ -406,7 +406,7 @@ impl Engine {
         let (econfig, edevices) = config::expand(&layers, &local, devices);
         config::validate_config(&econfig)?;
         self.check_device_refs(&edevices).await?;
-        self.check_nat_proxies(&edevices).await?;
+        self.check_instance_devices(&edevices).await?;
         // MACs are fixed at create, so the first lease is the lasting one.
         Engine::assign_hwaddrs(&edevices, &mut local);
         self.plan_instance_nics(name, &edevices, &local).await?;

@@ -91,22 +91,6 @@ impl Engine {
         })
     }
 
-    /// Refuses `nat=true` devices that no NIC of the instance's expanded
-    /// set can take, when its devices are set (as LXD does), not only at
-    /// its next start.
-    pub(crate) async fn check_nat_proxies(&self, devices: &DevicesMap) -> Result<()> {
-        for (name, cfg) in devices {
-            if cfg.get("type").map(String::as_str) != Some("proxy") {
-                continue;
-            }
-            let spec = super::proxy::validate(name, cfg)?;
-            if spec.nat {
-                self.nat_target(name, &spec, devices).await?;
-            }
-        }
-        Ok(())
-    }
-
     /// Refuses a `nat=true` device whose listen address is not one of this
     /// host's: its forward would never see a packet, or would take traffic
     /// passing through the host to someone else.

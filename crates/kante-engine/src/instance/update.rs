@@ -67,7 +67,7 @@ impl Engine {
         Engine::assign_hwaddrs(&edevices, &mut config);
         self.plan_instance_nics(name, &edevices, &config).await?;
         self.check_device_refs(&edevices).await?;
-        self.check_nat_proxies(&edevices).await?;
+        self.check_instance_devices(&edevices).await?;
         let old = self.expanded(&row).await?;
         let new = (econfig, edevices);
         let report = live::ChangeReport::between(&old, &new);
