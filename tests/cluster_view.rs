@@ -8,11 +8,17 @@
 //! exec's websockets joined through h1; Debian's `lxc exec` too; its
 //! console attached through h1 shows what c3 writes); h2 lists h3's
 //! running exec among the operations (kante and lxc, with its location); three instances with one
-//! `placement.anti-affinity` tag land on three members and
+//! `placement.anti-affinity` tag land on three members (also when
+//! launched at once from the three members; a refused creation's claim
+//! is given up) and
 //! `placement.affinity` puts one beside its partner, the reason shown by
 //! `kante info`; Debian's lxc makes a cluster group of h2 and `--target
 //! @group` (kante and lxc) places there, an unknown group, deleting a
-//! group with members and leaving a member in no group are refused. With
+//! group with members and leaving a member in no group are refused.
+//! Custom volumes are made on a member with `--target` (lxc and kante),
+//! listed by every member with their location, read, changed and
+//! deleted through members that do not hold them; a name held by two
+//! members needs a target. With
 //! h3's kanted killed, h1 still lists its own and
 //! h2's instances and h3's as ERROR, and an exec on h3's instance
 //! through h1 fails within 5 s naming h3. The lab goes down leaving
@@ -221,6 +227,60 @@ fn any_member_answers_for_any_instance() {
         {
             only_on(&lab, i, n);
         }
+        // Three launches with one tag at once, one from each member:
+        // each claims its member in etcd (a compare-and-swap) before the
+        // instance exists, so none lands where another is going.
+        std::thread::scope(|s| {
+            for i in 1..=3u32 {
+                let lab = &lab;
+                s.spawn(move || {
+                    let n = format!("fan{i}");
+                    on(
+                        lab,
+                        i,
+                        &["launch", "bb", &n, "-c", "placement.anti-affinity=fan"],
+                    );
+                });
+            }
+        });
+        let mut fan: Vec<String> = (1..=3)
+            .map(|i| location(&lab, 1, &format!("fan{i}")))
+            .collect();
+        fan.sort();
+        assert_eq!(fan, ["h1", "h2", "h3"], "concurrent anti-affinity");
+        on(&lab, 2, &["delete", "fan1", "fan2", "fan3", "--force"]);
+        // A creation refused where it was placed gives its claim up: the
+        // next launch with that tag avoids nobody.
+        let o = lab.host_kante(
+            1,
+            &[
+                "launch",
+                "bb",
+                "solo0",
+                "-c",
+                "placement.anti-affinity=solo",
+                "-c",
+                "limits.memory=lots",
+            ],
+        );
+        assert!(!o.status.success(), "a bad limits.memory was taken");
+        on(
+            &lab,
+            1,
+            &[
+                "launch",
+                "bb",
+                "solo1",
+                "-c",
+                "placement.anti-affinity=solo",
+            ],
+        );
+        let info = on(&lab, 1, &["info", "solo1"]);
+        assert!(
+            info.contains("Placement: scheduler chose") && !info.contains("avoiding"),
+            "a failed creation's claim was kept: {info}"
+        );
+        on(&lab, 1, &["delete", "solo1", "--force"]);
         // Affinity: beside c3 (on h3), asked on h2.
         on(
             &lab,
@@ -306,6 +366,91 @@ fn any_member_answers_for_any_instance() {
             "{groups}"
         );
         on(&lab, 1, &["delete", "g1", "g2", "--force"]);
+
+        // Custom volumes live on one member each: made with --target
+        // (lxc, then kante), listed from any member with their location,
+        // changed and read through members that do not hold them
+        // (forwarded to the holder); one name on two members needs a
+        // target, and a delete without one finds the last holder.
+        let vol_on = |i: u32, v: &str| {
+            lab.state(i)
+                .join("storage-pools/default/custom")
+                .join(v)
+                .exists()
+        };
+        lxc_ok(&[
+            "storage", "volume", "create", "default", "v1", "--target", "h2",
+        ]);
+        assert!(vol_on(2, "v1") && !vol_on(1, "v1") && !vol_on(3, "v1"));
+        let vols = lxc_ok(&["storage", "volume", "list", "default", "--format", "csv"]);
+        assert!(
+            vols.lines()
+                .any(|l| l.starts_with("custom,v1,") && l.ends_with(",h2")),
+            "{vols}"
+        );
+        lxc_ok(&[
+            "storage",
+            "volume",
+            "set",
+            "default",
+            "v1",
+            "user.note",
+            "through-h1",
+        ]);
+        let note = on(
+            &lab,
+            3,
+            &["storage", "volume", "get", "default", "v1", "user.note"],
+        );
+        assert_eq!(note.trim(), "through-h1");
+        on(
+            &lab,
+            1,
+            &[
+                "storage", "volume", "create", "default", "v1", "--target", "h3",
+            ],
+        );
+        assert!(vol_on(3, "v1") && vol_on(2, "v1"));
+        let o = lxc(
+            &lab,
+            1,
+            home.path(),
+            &["storage", "volume", "show", "default", "v1"],
+        );
+        assert!(
+            !o.status.success() && text(&o).contains("More than one cluster member (h2, h3)"),
+            "{}",
+            text(&o)
+        );
+        let shown = lxc_ok(&[
+            "storage", "volume", "show", "default", "v1", "--target", "h2",
+        ]);
+        assert!(
+            shown.contains("user.note: through-h1") && shown.contains("location: h2"),
+            "{shown}"
+        );
+        let vols = on(
+            &lab,
+            2,
+            &["storage", "volume", "list", "default", "-f", "csv"],
+        );
+        for member in ["h2", "h3"] {
+            assert!(
+                vols.lines()
+                    .any(|l| l.starts_with("custom,v1,") && l.ends_with(member)),
+                "{vols}"
+            );
+        }
+        on(
+            &lab,
+            1,
+            &[
+                "storage", "volume", "delete", "default", "v1", "--target", "h3",
+            ],
+        );
+        assert!(!vol_on(3, "v1") && vol_on(2, "v1"));
+        lxc_ok(&["storage", "volume", "delete", "default", "v1"]);
+        assert!((1..=3).all(|i| !vol_on(i, "v1")), "v1 left behind");
 
         // A delete through h1 removes it from h3.
         on(&lab, 1, &["delete", "web1", "--force"]);

@@ -3,7 +3,9 @@
 //! with `lxc config set`), `lxc remote add` by trust password and by trust
 //! token, then everyday verbs on `r:` names, `lxc config trust
 //! list/remove` (a removed client's `lxc monitor` ends), a certificate
-//! added by a trusted client, a wrong password and the lock-out after
+//! added by a trusted client, restricted certificates (one of the default
+//! project works in it but cannot change the server, one of no project
+//! sees only `GET /1.0`, lifted by an edit), a wrong password and the lock-out after
 //! five, a rebind to another port while serving, and an address that
 //! cannot be bound. Each client has its own
 //! `LXD_CONF`; effects are checked from outside where they can be (the
@@ -274,6 +276,96 @@ fn lxc_drives_kanted_over_https_by_password_and_token() {
         );
         let remote_info = ok(&d, &c3, "info r3:");
         assert!(remote_info.contains("auth: trusted"), "{remote_info}");
+
+        // Restricted certificates (LXD's `--restricted --projects`): one
+        // of the default project works inside it but cannot change the
+        // server; one of no project only reads the server's face.
+        let token_of = |out: String| {
+            out.lines()
+                .map(str::trim)
+                .rfind(|l| !l.is_empty())
+                .unwrap()
+                .to_string()
+        };
+        let c5 = conf(&d, "c5");
+        let token = token_of(ok(
+            &d,
+            &admin,
+            "config trust add --name limited --restricted --projects default",
+        ));
+        ok(&d, &c5, &format!("remote add r5 {token}"));
+        let listed = ok(&d, &c5, "list r5: --format csv -c ns");
+        assert!(listed.contains("c1,RUNNING"), "{listed}");
+        assert_eq!(ok(&d, &c5, "exec r5:c1 -- echo inside"), "inside\n");
+        let pools = ok(&d, &c5, "storage list r5: --format csv");
+        assert!(pools.contains("default"), "{pools}");
+        let before = trusted(&d, &admin, "local:");
+        let fingerprint_of = |list: &str, name: &str| {
+            list.lines()
+                .find(|l| l.contains(name))
+                .and_then(|l| {
+                    l.split(',')
+                        .find(|f| f.len() >= 12 && f.chars().all(|c| c.is_ascii_hexdigit()))
+                })
+                .unwrap_or_else(|| panic!("no {name} in {list}"))
+                .to_string()
+        };
+        let fp3 = fingerprint_of(&before, "third");
+        for cmd in [
+            "config set r5: core.trust_password opened".to_string(),
+            "storage create r5:p2 dir".to_string(),
+            format!("config trust add r5: {} --name fourth", c3_cert.display()),
+            format!("config trust remove r5: {fp3}"),
+        ] {
+            let e = fails(&d, &c5, &cmd);
+            assert!(
+                e.contains("restricted certificate cannot change the server"),
+                "{cmd}: {e}"
+            );
+        }
+        assert_eq!(
+            trusted(&d, &admin, "local:"),
+            before,
+            "the trust store changed"
+        );
+        assert!(!d.dir.join("storage-pools/p2").exists());
+        let c6 = conf(&d, "c6");
+        let token = token_of(ok(
+            &d,
+            &admin,
+            "config trust add --name nowhere --restricted",
+        ));
+        ok(&d, &c6, &format!("remote add r6 {token}"));
+        let remote_info = ok(&d, &c6, "info r6:");
+        assert!(remote_info.contains("auth: trusted"), "{remote_info}");
+        let projects = ok(&d, &c6, "project list r6: --format csv");
+        assert!(!projects.contains("default"), "{projects}");
+        let projects = ok(&d, &c5, "project list r5: --format csv");
+        assert!(projects.contains("default"), "{projects}");
+        let e = fails(&d, &c6, "list r6:");
+        assert!(e.contains("restricted to no project"), "{e}");
+        let e = fails(&d, &c6, "exec r6:c1 -- true");
+        assert!(e.contains("restricted to no project"), "{e}");
+        // Lifted by an edit of its record: the next request is served.
+        let fp6 = fingerprint_of(&trusted(&d, &admin, "local:"), "nowhere");
+        let full = ok(&d, &admin, &format!("query /1.0/certificates/{fp6}"));
+        assert!(full.contains("\"restricted\": true"), "{full}");
+        let o = lxc(
+            &d,
+            &admin,
+            &[
+                "query",
+                "-X",
+                "PATCH",
+                "-d",
+                r#"{"restricted": false}"#,
+                &format!("/1.0/certificates/{fp6}"),
+            ],
+            None,
+        );
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        let listed = ok(&d, &c6, "list r6: --format csv -c n");
+        assert!(listed.contains("c1"), "{listed}");
 
         ok(&d, &c1, "delete -f r:c1");
         assert!(!d.dir.join("storage-pools/default/containers/c1").exists());

@@ -42,6 +42,8 @@ pub(crate) fn full_body(data: impl Into<Bytes>) -> ReqBody {
 #[derive(Debug, Clone)]
 pub struct Client {
     transport: Transport,
+    /// `target=MEMBER`, added to every request's query ([`Client::with_target`]).
+    target: Option<String>,
 }
 
 /// A decoded JSON response: HTTP status, headers and the 7-field envelope.
@@ -110,6 +112,7 @@ impl Client {
     pub fn with_socket(path: impl Into<PathBuf>) -> Client {
         Client {
             transport: Transport::Unix(path.into()),
+            target: None,
         }
     }
 
@@ -119,6 +122,7 @@ impl Client {
     pub fn https(target: HttpsTarget) -> Result<Client> {
         Ok(Client {
             transport: Transport::Https(Arc::new(Https::new(target)?)),
+            target: None,
         })
     }
 
@@ -128,7 +132,17 @@ impl Client {
     pub fn https_with_roots(target: HttpsTarget, bundle: &[u8]) -> Result<Client> {
         Ok(Client {
             transport: Transport::Https(Arc::new(Https::with_roots(target, bundle)?)),
+            target: None,
         })
+    }
+
+    /// The same daemon, every request sent to cluster member `member`
+    /// (`?target=MEMBER`, as lxc's `--target` does).
+    pub fn with_target(&self, member: &str) -> Client {
+        Client {
+            transport: self.transport.clone(),
+            target: Some(url::query(member)),
+        }
     }
 
     /// The unix socket of a local client.
@@ -181,6 +195,15 @@ impl Client {
         headers: &[(&str, String)],
         body: ReqBody,
     ) -> Result<Response<Incoming>> {
+        let targeted;
+        let path = match &self.target {
+            Some(member) => {
+                let sep = if path.contains('?') { '&' } else { '?' };
+                targeted = format!("{path}{sep}target={member}");
+                targeted.as_str()
+            }
+            None => path,
+        };
         let mut builder = Request::builder().method(method).uri(path);
         for (name, value) in headers {
             builder = builder.header(*name, value.as_str());

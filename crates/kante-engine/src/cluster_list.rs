@@ -3,6 +3,12 @@
 //! with the same short timeout; one that does not answer is left out with
 //! a log line (operations are not recorded in shared state).
 //!
+//! A pool's volumes (`GET /1.0/storage-pools/POOL/volumes` on a
+//! clustered member): this member's and every other online member's,
+//! asked the same way, each with its `location` (custom volumes live on
+//! one member); a member that does not answer is left out with a log
+//! line (volumes are not in shared state).
+//!
 //! The cluster-wide instance list (`GET /1.0/instances` on a clustered
 //! member): this member's own instances (always, even when the cluster
 //! is unhealthy), and each other online member's, asked in parallel over
@@ -18,11 +24,13 @@ use std::collections::BTreeMap;
 
 use kante_api::instance::{Instance, InstanceFull};
 use kante_api::operation::Operation;
+use kante_api::storage::StorageVolume;
 use kante_store::ReservationKind;
 
 use crate::error::Result;
 use crate::forward::{forward_of, FAN_OUT_TIMEOUT};
 use crate::front::{ListDetail, Reply};
+use crate::util::percent;
 use crate::Engine;
 
 /// What one member answered.
@@ -58,18 +66,6 @@ fn unreachable(name: &str, member: &str, view_age: Option<std::time::Duration>) 
         "location": member, "type": "container", "project": "default",
     });
     serde_json::from_value(doc).expect("a well-formed instance")
-}
-
-/// `s` percent-encoded as a path segment or query value.
-pub(crate) fn percent(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 impl Engine {
@@ -243,6 +239,50 @@ impl Engine {
             Got::Records(v) => Reply::Instances(v),
             Got::Full(v) => Reply::InstancesFull(v),
         })
+    }
+
+    /// `own` (this member's volumes of `pool`, of `kind` if given) with
+    /// every other online member's, each with its location.
+    pub(crate) async fn cluster_volumes(
+        &self,
+        pool: &str,
+        kind: Option<&str>,
+        mut own: Vec<StorageVolume>,
+    ) -> Vec<StorageVolume> {
+        let (Some(me), Some(link)) = (self.cluster.member_name(), self.forwarding.link()) else {
+            return own;
+        };
+        own.iter_mut().for_each(|v| v.location = me.clone());
+        let mut path = format!("/1.0/storage-pools/{}/volumes", percent(pool));
+        if let Some(k) = kind {
+            path.push('/');
+            path.push_str(&percent(k));
+        }
+        path.push_str("?recursion=1");
+        let asks = self.online_peers().into_iter().map(|p| {
+            let (link, path, to) = (link.clone(), path.clone(), forward_of(&p));
+            async move {
+                let got = link.get(&to, &path, FAN_OUT_TIMEOUT).await.and_then(|v| {
+                    serde_json::from_value::<Vec<StorageVolume>>(v)
+                        .map_err(|e| format!("its answer does not parse: {e}"))
+                });
+                (to.member, got)
+            }
+        });
+        for (member, got) in futures_util::future::join_all(asks).await {
+            match got {
+                Ok(list) => own.extend(list.into_iter().map(|mut v| {
+                    v.location = member.clone();
+                    v
+                })),
+                Err(why) => tracing::warn!(
+                    %member,
+                    pool,
+                    "cluster member did not answer the volume list ({why}): its volumes are not shown"
+                ),
+            }
+        }
+        own
     }
 }
 

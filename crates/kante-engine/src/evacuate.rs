@@ -278,7 +278,7 @@ impl Engine {
         post.put.config = row.config.clone();
         post.source.kind = "none".into();
         let me = self.cluster.member_name().unwrap_or_default();
-        let placed = self.schedule(&post, None, &me).await?;
+        let placed = self.schedule(&post, None, &me, false).await?;
         crate::context::lock(&self.forwarding.placements).remove(&row.name);
         match placed.forward {
             Some(f) => Ok(f.member),
@@ -357,7 +357,7 @@ impl Engine {
     }
 
     fn instance_path(name: &str) -> String {
-        format!("/1.0/instances/{}", crate::cluster_list::percent(name))
+        format!("/1.0/instances/{}", crate::util::percent(name))
     }
 
     /// Stops `name` on `member` if it runs (cleanly, forced after its

@@ -17,12 +17,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use kante_storage::VolumeKind;
 use kante_store::ReservationKind;
 
 use crate::context::lock;
 use crate::error::{EngineError, Result};
 use crate::front::Target;
 use crate::remote::{Access, Caller};
+use crate::util::percent;
 use crate::Engine;
 
 /// Marks a request one member forwarded to another (its value: the
@@ -257,6 +259,7 @@ impl Engine {
                 }
             }
             Target::Operation(id) => self.route_operation(id).await,
+            Target::Volume { pool, name } => self.route_volume(pool, name).await,
             Target::ClusterMember(name) => {
                 if self.cluster.member_name().as_deref() == Some(name.as_str()) {
                     return Ok(Route::Local);
@@ -272,6 +275,50 @@ impl Engine {
                 }
             }
             _ => Ok(Route::Local),
+        }
+    }
+
+    /// Where a request about custom volume `name` of `pool` is served:
+    /// here when this member holds it, else by the one online member
+    /// that answers for it; two holders are a 400 asking for a target
+    /// (members may each hold a volume of one name, as in LXD's local
+    /// pools), none is served here (a 404).
+    pub(crate) async fn route_volume(&self, pool: &str, name: &str) -> Result<Route> {
+        let here = self
+            .pool(pool)
+            .map(|p| p.has_volume(VolumeKind::Custom, name))
+            .unwrap_or(true);
+        let Some(link) = self.forwarding.link().filter(|_| !here) else {
+            return Ok(Route::Local);
+        };
+        let path = format!(
+            "/1.0/storage-pools/{}/volumes/custom/{}",
+            percent(pool),
+            percent(name)
+        );
+        let asks = self.online_peers().into_iter().map(|p| {
+            let (link, path, to) = (link.clone(), path.clone(), forward_of(&p));
+            async move {
+                let found = link.get(&to, &path, FAN_OUT_TIMEOUT).await.is_ok();
+                found.then_some(to)
+            }
+        });
+        let mut holders: Vec<_> = futures_util::future::join_all(asks)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        match holders.len() {
+            0 => Ok(Route::Local),
+            1 => Ok(Route::Forward(holders.remove(0))),
+            _ => {
+                let mut names: Vec<String> = holders.into_iter().map(|f| f.member).collect();
+                names.sort();
+                Err(EngineError::bad(format!(
+                    "More than one cluster member ({}) has a volume named {name:?}: name one with --target",
+                    names.join(", ")
+                )))
+            }
         }
     }
 

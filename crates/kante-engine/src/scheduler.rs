@@ -90,7 +90,7 @@ impl Engine {
                 },
             }
         } else {
-            self.schedule(post, target, &me).await?
+            self.schedule(post, target, &me, true).await?
         };
         if placed.forward.is_none() && !placed.reason.is_empty() && !post.name.is_empty() {
             lock(&self.forwarding.placements).insert(post.name.clone(), placed.reason.clone());
@@ -99,12 +99,15 @@ impl Engine {
     }
 
     /// Picks the member for `post` (`target` when named), this member
-    /// being `me`.
+    /// being `me`. With `claim`, an anti-affinity decision is claimed in
+    /// the shared state for `post.name` until the chosen member records
+    /// the instance ([`Engine::release_placement_claim`]).
     pub(crate) async fn schedule(
         &self,
         post: &InstancesPost,
         target: Option<&str>,
         me: &str,
+        claim: bool,
     ) -> Result<Placed> {
         let peers = self.cluster.peers();
         let forward = |p: &kante_cluster::Peer| {
@@ -186,39 +189,60 @@ impl Engine {
             }
             notes.push(format!("beside {partner} (placement.affinity)"));
         }
+        let mut claim_tag = None;
+        let before_spread = cands.clone();
         if let Some(tag) = config
             .get("placement.anti-affinity")
             .filter(|v| !v.is_empty())
         {
             let all = self.cluster_instance_configs(me).await?;
-            let taken: BTreeSet<&String> = all
+            let existing: BTreeSet<&String> = all.values().flatten().map(|(n, _)| n).collect();
+            let mut taken: BTreeSet<String> = all
                 .iter()
                 .filter(|(_, list)| {
                     list.iter().any(|(name, c)| {
                         *name != post.name && c.get("placement.anti-affinity") == Some(tag)
                     })
                 })
-                .map(|(member, _)| member)
+                .map(|(member, _)| member.clone())
                 .collect();
+            // Creations in flight elsewhere hold claims until they are
+            // recorded; a claim whose instance is listed has done its work.
+            for (member, holder) in self.placement_claims(tag).await? {
+                if holder == post.name {
+                    continue;
+                }
+                if existing.contains(&holder) {
+                    let key = claim_key(tag, &member);
+                    let _ = self
+                        .shared
+                        .release(ReservationKind::Placement, &key, &holder)
+                        .await;
+                    continue;
+                }
+                taken.insert(member);
+            }
             let free: Vec<&kante_cluster::Peer> = cands
                 .iter()
                 .copied()
                 .filter(|p| !taken.contains(&p.name))
                 .collect();
-            let names =
-                |s: &BTreeSet<&String>| s.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(",");
             if free.is_empty() {
                 notes.push(format!(
                     "every candidate holds placement.anti-affinity={tag}, spread given up"
                 ));
             } else {
                 if !taken.is_empty() {
+                    let names: Vec<&str> = taken.iter().map(|n| n.as_str()).collect();
                     notes.push(format!(
                         "avoiding {} (placement.anti-affinity={tag})",
-                        names(&taken)
+                        names.join(",")
                     ));
                 }
                 cands = free;
+                if claim && !post.name.is_empty() {
+                    claim_tag = Some(tag.clone());
+                }
             }
         }
         let key = |p: &kante_cluster::Peer| {
@@ -231,6 +255,39 @@ impl Engine {
             )
         };
         cands.sort_by_key(|p| key(p));
+        if let Some(tag) = &claim_tag {
+            // Of concurrent creations with the same tag, one wins each
+            // member (a compare-and-swap in the shared state).
+            let mut won = None;
+            for (i, p) in cands.iter().enumerate() {
+                let k = claim_key(tag, &p.name);
+                match self
+                    .shared
+                    .reserve(ReservationKind::Placement, &k, &post.name)
+                    .await
+                {
+                    Ok(()) => {
+                        won = Some(i);
+                        break;
+                    }
+                    Err(kante_store::StoreError::Conflict(_)) => notes.push(format!(
+                        "{} claimed meanwhile by a concurrent creation (placement.anti-affinity={tag})",
+                        p.name
+                    )),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            match won {
+                Some(i) => cands = cands.split_off(i),
+                None => {
+                    notes.push(format!(
+                        "every candidate holds placement.anti-affinity={tag}, spread given up"
+                    ));
+                    cands = before_spread;
+                    cands.sort_by_key(|p| key(p));
+                }
+            }
+        }
         let Some(chosen) = cands.first() else {
             return Err(EngineError::Unavailable(
                 "No online cluster member can take the instance".into(),
@@ -293,6 +350,89 @@ impl Engine {
             }
         }
         Ok(out)
+    }
+}
+
+/// The shared key of anti-affinity tag `tag`'s claim on `member`.
+fn claim_key(tag: &str, member: &str) -> String {
+    format!("anti-affinity/{tag}/{member}")
+}
+
+impl Engine {
+    /// Claims on members for tag `tag`: (member, instance in flight).
+    async fn placement_claims(&self, tag: &str) -> Result<Vec<(String, String)>> {
+        let prefix = claim_key(tag, "");
+        Ok(self
+            .shared
+            .reservations(ReservationKind::Placement)
+            .await?
+            .into_iter()
+            .filter_map(|(k, holder)| {
+                let member = k.strip_prefix(&prefix)?;
+                (!member.contains('/')).then(|| (member.to_string(), holder))
+            })
+            .collect())
+    }
+
+    /// Gives up the anti-affinity claim the scheduler made on `member` for
+    /// instance `name` of config `config`, once the instance is recorded
+    /// there or its creation failed (a no-op when there is none).
+    pub(crate) async fn release_placement_claim(
+        &self,
+        name: &str,
+        config: &kante_api::ConfigMap,
+        member: &str,
+    ) {
+        let Some(tag) = config
+            .get("placement.anti-affinity")
+            .filter(|v| !v.is_empty())
+        else {
+            return;
+        };
+        if self.cluster.member_name().is_none() || name.is_empty() {
+            return;
+        }
+        let key = claim_key(tag, member);
+        if let Err(e) = self
+            .shared
+            .release(ReservationKind::Placement, &key, name)
+            .await
+        {
+            tracing::warn!(instance = name, key, "giving up a placement claim: {e}");
+        }
+    }
+
+    /// A creation placed on `member` that did not reach it (or was
+    /// refused there): its claim goes.
+    pub async fn placement_abandoned(&self, post: &InstancesPost, member: &str) {
+        self.release_placement_claim(&post.name, &post.put.config, member)
+            .await;
+    }
+
+    /// At start, before this member serves: claims on it are left over
+    /// from creations a crash cut short (or recorded ones whose claim a
+    /// crash kept), none is in flight here.
+    pub(crate) async fn release_orphaned_claims(&self) {
+        let Some(me) = self.cluster.member_name() else {
+            return;
+        };
+        let claims = match self.shared.reservations(ReservationKind::Placement).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("listing placement claims: {e}");
+                return;
+            }
+        };
+        let suffix = format!("/{me}");
+        for (key, holder) in claims {
+            if key.ends_with(&suffix) {
+                tracing::warn!(key, holder, "giving up a placement claim left by a crash");
+                let _ = self
+                    .shared
+                    .release(ReservationKind::Placement, &key, &holder)
+                    .await;
+            }
+        }
     }
 }
 

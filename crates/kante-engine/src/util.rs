@@ -90,6 +90,18 @@ pub fn remove_file_if_present(path: &std::path::Path) -> std::io::Result<()> {
     }
 }
 
+/// `s` percent-encoded as a path segment or query value.
+pub(crate) fn percent(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use std::process::Command;

@@ -1,8 +1,9 @@
 //! Cluster forwarding, the byte level. The middleware [`forward`] runs
 //! after the trust gate and before the handlers: for a request about an
 //! instance (`/1.0/instances/{name}[/…]`), an operation
-//! (`/1.0/operations/{id}[/…]`) or a member's state
-//! (`/1.0/cluster/members/{name}/state`) it asks the engine where it is served
+//! (`/1.0/operations/{id}[/…]`), a member's state
+//! (`/1.0/cluster/members/{name}/state`), a custom volume or any volume
+//! route with `?target=MEMBER` (`/1.0/storage-pools/{pool}/volumes…`) it asks the engine where it is served
 //! ([`Engine::route`]), for an instance creation where it is made
 //! ([`Engine::place_instance`]); when the engine names another member,
 //! the request (method, path and query, headers, body streamed) is sent
@@ -58,10 +59,26 @@ fn decode(s: &str) -> String {
         .into_owned()
 }
 
-/// The object of `method path`, parsed as the route table does.
-fn seen(method: &Method, path: &str) -> Option<Seen> {
+/// The object of `method path?query`, parsed as the route table does.
+fn seen(method: &Method, path: &str, query: Option<&str>) -> Option<Seen> {
     let segs: Vec<&str> = path.trim_end_matches('/').split('/').collect();
     match segs.as_slice() {
+        // A pool's volumes live on each member: `?target=` names one.
+        ["", "1.0", "storage-pools", pool, "volumes", rest @ ..] if !pool.is_empty() => {
+            if let Some(member) = query_param(query, "target").filter(|t| !t.is_empty()) {
+                return Some(Seen::About(Target::ClusterMember(member)));
+            }
+            match rest {
+                ["custom", vol, ..] if !vol.is_empty() => Some(Seen::About(Target::Volume {
+                    pool: decode(pool),
+                    name: decode(vol),
+                })),
+                ["container" | "virtual-machine", vol, ..] if !vol.is_empty() => {
+                    Some(Seen::About(Target::Instance(decode(vol))))
+                }
+                _ => None,
+            }
+        }
         ["", "1.0", "instances" | "containers"] if method == Method::POST => Some(Seen::Create),
         ["", "1.0", "instances" | "containers", name, ..] if !name.is_empty() => {
             Some(Seen::About(Target::Instance(decode(name))))
@@ -96,12 +113,12 @@ pub async fn forward(State(s): State<AppState>, req: Request, next: Next) -> Res
             tracing::warn!(from = ?from, caller = ?access.caller, "forwarded request refused: {e}");
             return failed(&e);
         }
-        if seen(req.method(), req.uri().path()).is_some_and(|x| matches!(x, Seen::Create)) {
+        if seen(req.method(), req.uri().path(), None).is_some_and(|x| matches!(x, Seen::Create)) {
             return create(&s, req, next, true).await;
         }
         return next.run(req).await;
     }
-    match seen(req.method(), req.uri().path()) {
+    match seen(req.method(), req.uri().path(), req.uri().query()) {
         None => next.run(req).await,
         Some(Seen::Create) => create(&s, req, next, false).await,
         Some(Seen::About(target)) => match s.engine.route(&target).await {
@@ -160,7 +177,11 @@ async fn create(s: &AppState, req: Request, next: Next, forwarded: bool) -> Resp
                     req.headers_mut()
                         .insert(HeaderName::from_static(PLACEMENT_HEADER), v);
                 }
-                proxy(&s.engine, &to, req).await
+                let answer = proxy(&s.engine, &to, req).await;
+                if !answer.status().is_success() {
+                    s.engine.placement_abandoned(&post, &to.member).await;
+                }
+                answer
             }
         },
         Err(e) => failed(&e),
@@ -415,7 +436,11 @@ mod tests {
     use super::*;
 
     fn about(method: Method, path: &str) -> Option<Target> {
-        match seen(&method, path)? {
+        let (path, query) = match path.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (path, None),
+        };
+        match seen(&method, path, query)? {
             Seen::About(t) => Some(t),
             Seen::Create => None,
         }
@@ -424,14 +449,14 @@ mod tests {
     #[test]
     fn paths_name_what_they_are_about() {
         assert!(matches!(
-            seen(&Method::POST, "/1.0/instances"),
+            seen(&Method::POST, "/1.0/instances", None),
             Some(Seen::Create)
         ));
         assert!(matches!(
-            seen(&Method::POST, "/1.0/containers/"),
+            seen(&Method::POST, "/1.0/containers/", None),
             Some(Seen::Create)
         ));
-        assert!(seen(&Method::GET, "/1.0/instances").is_none());
+        assert!(about(Method::GET, "/1.0/instances").is_none());
         assert_eq!(
             about(Method::POST, "/1.0/instances/c%201/exec"),
             Some(Target::Instance("c 1".into()))
@@ -449,14 +474,39 @@ mod tests {
             about(Method::GET, "/1.0/operations/abc/websocket"),
             Some(Target::Operation("abc".into()))
         );
-        assert!(seen(&Method::GET, "/1.0/operations").is_none());
+        assert!(about(Method::GET, "/1.0/operations").is_none());
         assert_eq!(
             about(Method::POST, "/1.0/cluster/members/h2/state"),
             Some(Target::ClusterMember("h2".into()))
         );
-        assert!(seen(&Method::GET, "/1.0/cluster/members/h2").is_none());
-        assert!(seen(&Method::GET, "/1.0/images/abc").is_none());
-        assert!(seen(&Method::GET, "/1.0/storage-pools/p/volumes/custom/v").is_none());
+        assert!(about(Method::GET, "/1.0/cluster/members/h2").is_none());
+        assert!(about(Method::GET, "/1.0/images/abc").is_none());
+        // Volumes: a custom one by its holder, an instance's by the
+        // instance, any volume route with `?target=` by that member.
+        assert_eq!(
+            about(
+                Method::GET,
+                "/1.0/storage-pools/p/volumes/custom/v%201/snapshots"
+            ),
+            Some(Target::Volume {
+                pool: "p".into(),
+                name: "v 1".into()
+            })
+        );
+        assert_eq!(
+            about(Method::GET, "/1.0/storage-pools/p/volumes/container/c1"),
+            Some(Target::Instance("c1".into()))
+        );
+        assert_eq!(
+            about(
+                Method::POST,
+                "/1.0/storage-pools/p/volumes/custom?target=h2"
+            ),
+            Some(Target::ClusterMember("h2".into()))
+        );
+        assert!(about(Method::GET, "/1.0/storage-pools/p/volumes").is_none());
+        assert!(about(Method::GET, "/1.0/storage-pools/p/volumes/image/abc").is_none());
+        assert!(about(Method::GET, "/1.0/storage-pools/p").is_none());
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! request). An untrusted caller reaches only the engine's
 //! [`UNTRUSTED_ROUTES`]; anything else is 403 before its body is read. The
 //! caller then rides along the handler's task, so [`handle`] passes it to
-//! the engine, which checks the verb again.
+//! the engine, which checks the verb again. A restricted certificate
+//! (`kante_engine::remote::restricted`) is held to its projects here too,
+//! before anything is forwarded to another member.
 //!
 //! [`Engine::trusts`]: kante_engine::Engine::trusts
 //! [`UNTRUSTED_ROUTES`]: kante_engine::remote::UNTRUSTED_ROUTES
@@ -13,6 +15,7 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use kante_engine::front::{Reply, Request as Verb};
+use kante_engine::remote::restricted::restricted_refusal;
 use kante_engine::remote::sessions::{browser_request_allowed, session_key};
 use kante_engine::remote::{open_to_untrusted, Access, Caller};
 use kante_engine::EngineError;
@@ -75,6 +78,13 @@ pub async fn gate(State(s): State<AppState>, req: Request, next: Next) -> Respon
     if !(trusted || open || reader) {
         tracing::debug!(method = %req.method(), path = %req.uri().path(), ?caller, "untrusted caller refused");
         return response::error(403, "not authorized");
+    }
+    if let Some(projects) = s.engine.restriction(&caller).await {
+        let refusal = restricted_refusal(req.method().as_str(), req.uri().path(), &projects);
+        if let Some(why) = refusal {
+            tracing::debug!(method = %req.method(), path = %req.uri().path(), ?caller, "restricted caller refused");
+            return response::error(403, &why);
+        }
     }
     ACCESS
         .scope(Access { caller, trusted }, next.run(req))

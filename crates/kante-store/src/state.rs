@@ -42,6 +42,12 @@ pub enum ReservationKind {
     /// A network address (keyed `<network>/<address>`); the holder is the
     /// instance or device using it.
     Address,
+    /// A member claimed by a creation in flight for a placement rule
+    /// (keyed `anti-affinity/<tag>/<member>`); the holder is the instance
+    /// being made. Held from the scheduler's decision until the instance
+    /// is recorded on that member (or its creation failed), so that
+    /// concurrent creations see each other's choices.
+    Placement,
 }
 
 impl ReservationKind {
@@ -50,6 +56,7 @@ impl ReservationKind {
             ReservationKind::InstanceName => "instance",
             ReservationKind::IdBlock => "idblock",
             ReservationKind::Address => "address",
+            ReservationKind::Placement => "placement",
         }
     }
 
@@ -59,6 +66,7 @@ impl ReservationKind {
             ReservationKind::InstanceName => "Instance",
             ReservationKind::IdBlock => "Id block",
             ReservationKind::Address => "Address",
+            ReservationKind::Placement => "Placement claim",
         }
     }
 }

@@ -327,6 +327,7 @@ async fn only_custom_volumes_change_and_types_must_agree() {
     let req = Request::VolumeList {
         pool: "default".into(),
         kind: Some("custom".into()),
+        all_members: true,
     };
     match engine.handle(req).await.unwrap() {
         Reply::Volumes { pool, volumes } => {

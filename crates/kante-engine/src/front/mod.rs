@@ -470,12 +470,20 @@ impl Engine {
                 self.pool_delete(&pool).await?;
                 R::Empty
             }
-            VolumeList { pool, kind } => R::Volumes {
-                volumes: self
-                    .volume_list(&pool, kind.as_deref().unwrap_or(""))
-                    .await?,
+            VolumeList {
                 pool,
-            },
+                kind,
+                all_members,
+            } => {
+                let own = self
+                    .volume_list(&pool, kind.as_deref().unwrap_or(""))
+                    .await?;
+                let volumes = match all_members {
+                    true => self.cluster_volumes(&pool, kind.as_deref(), own).await,
+                    false => own,
+                };
+                R::Volumes { volumes, pool }
+            }
             VolumeCreate { pool, kind, post } => self.volume_make(&pool, kind, post).await?,
             VolumeGet { pool, kind, volume } => {
                 R::Volume(Box::new(self.volume_get(&pool, &kind, &volume).await?))
@@ -542,7 +550,15 @@ impl Engine {
                         .await?,
                 )
             }
-            req @ (Metrics | Resources | PoolResources { .. } | ProjectList | WarningList) => {
+            // A restricted certificate sees only its own projects (LXD).
+            ProjectList => {
+                let mut list = self.project_list().await?;
+                if let Some(allowed) = self.restriction(&access.caller).await {
+                    list.retain(|p| allowed.contains(&p.name));
+                }
+                R::Projects(list)
+            }
+            req @ (Metrics | Resources | PoolResources { .. } | WarningList) => {
                 self.server_api(req).await?
             }
             req @ (ProjectCreate { .. } | ProjectGet { .. } | ProjectUpdate { .. }) => {

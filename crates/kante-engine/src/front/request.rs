@@ -361,10 +361,12 @@ pub enum Request {
     PoolDelete {
         pool: String,
     },
-    /// All kinds when `kind` is `None`.
+    /// All kinds when `kind` is `None`; with `all_members` (a client's
+    /// request to a clustered member) every member's.
     VolumeList {
         pool: String,
         kind: Option<String>,
+        all_members: bool,
     },
     /// `kind` from the URL, if it names one; it must agree with the body's.
     VolumeCreate {

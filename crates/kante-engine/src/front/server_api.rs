@@ -16,7 +16,6 @@ impl Engine {
             Metrics => R::Metrics(self.metrics_text().await?),
             Resources => R::Resources(Box::new(self.resources().await?)),
             PoolResources { pool } => R::PoolResources(self.pool_resources(&pool).await?),
-            ProjectList => R::Projects(self.project_list().await?),
             ProjectGet { name } => R::Project(Box::new(self.project_get(&name).await?)),
             ProjectCreate { name } => {
                 self.project_create(&name)?;

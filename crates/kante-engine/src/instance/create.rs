@@ -38,8 +38,19 @@ enum Source {
 
 impl Engine {
     /// `POST /1.0/instances`: checks the request, then creates the instance
-    /// in an operation ("Creating instance").
+    /// in an operation ("Creating instance"). A creation that fails gives
+    /// up the claim the cluster's scheduler made for it (`scheduler.rs`).
     pub(crate) async fn instance_create(&self, req: InstancesPost) -> Result<Arc<Op>> {
+        let (name, config) = (req.name.clone(), req.put.config.clone());
+        let made = self.instance_create_checked(req).await;
+        if made.is_err() {
+            self.release_placement_claim(&name, &config, &self.location.get())
+                .await;
+        }
+        made
+    }
+
+    async fn instance_create_checked(&self, req: InstancesPost) -> Result<Arc<Op>> {
         let name = if req.name.is_empty() {
             self.generate_name().await?
         } else {
@@ -118,25 +129,34 @@ impl Engine {
             req.put.ephemeral,
         );
         self.ops.run(op.clone(), async move {
-            let source = match source {
-                Source::Remote(remote) => engine.remote_image_source(&op2, remote).await?,
-                s => s,
-            };
-            let lock = engine.instance_lock(&name);
-            let _g = lock.lock().await;
-            engine
-                .create_instance(
-                    &op2,
-                    &name,
-                    source,
-                    profiles,
-                    local,
-                    devices,
-                    description,
-                    ephemeral,
-                    &pool,
-                )
-                .await
+            let claimed = local.clone();
+            let made = async {
+                let source = match source {
+                    Source::Remote(remote) => engine.remote_image_source(&op2, remote).await?,
+                    s => s,
+                };
+                let lock = engine.instance_lock(&name);
+                let _g = lock.lock().await;
+                engine
+                    .create_instance(
+                        &op2,
+                        &name,
+                        source,
+                        profiles,
+                        local,
+                        devices,
+                        description,
+                        ephemeral,
+                        &pool,
+                    )
+                    .await
+            }
+            .await;
+            if made.is_err() {
+                let me = engine.location.get();
+                engine.release_placement_claim(&name, &claimed, &me).await;
+            }
+            made
         });
         Ok(op)
     }

@@ -36,6 +36,9 @@ impl Engine {
             self.release_name(name).await;
             return Err(e.into());
         }
+        // Listed here now: the scheduler's claim has done its work.
+        self.release_placement_claim(name, &row.config, &self.location.get())
+            .await;
         Ok(())
     }
 

@@ -111,6 +111,7 @@ impl Engine {
             }
         }
         self.release_orphaned_reservations().await;
+        self.release_orphaned_claims().await;
         self.recover_from_disk().await;
         for pool in pools.clone() {
             let _ = tokio::task::spawn_blocking(move || pool.remove_staging_leftovers()).await;

@@ -9,6 +9,7 @@
 
 pub(crate) mod certificates;
 mod failures;
+pub mod restricted;
 pub mod sessions;
 
 use std::collections::HashMap;
@@ -364,6 +365,24 @@ impl Engine {
                 tracing::warn!("reading the trust store: {e}");
                 false
             }
+        }
+    }
+
+    /// The projects `caller`'s certificate is restricted to when it is a
+    /// restricted client certificate (`restricted.rs`); `None` for the
+    /// unix socket and every other caller. Asked on every request, as
+    /// trust is, so an edit of the record applies to the next request.
+    pub async fn restriction(&self, caller: &Caller) -> Option<Vec<String>> {
+        let Caller::Remote {
+            fingerprint: Some(fp),
+            ..
+        } = caller
+        else {
+            return None;
+        };
+        match self.shared.certificate_get(fp).await {
+            Ok(Some(row)) if row.kind == "client" && row.restricted => Some(row.projects),
+            _ => None,
         }
     }
 

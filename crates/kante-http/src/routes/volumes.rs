@@ -1,6 +1,7 @@
 //! `/1.0/storage-pools/{pool}/volumes…`: storage volumes and their snapshots.
 
 use axum::extract::{Path, State};
+use axum::http::HeaderMap;
 use axum::routing::get;
 use kante_api::storage::{
     StorageVolumePost, StorageVolumePut, StorageVolumesPost, VolumeSnapshotsPost,
@@ -38,17 +39,41 @@ pub fn routes(r: crate::Routes) -> crate::Routes {
 /// `{pool}/volumes/{kind}/{volume}` of the URL.
 type VolumePath = Path<(String, String, String)>;
 
-async fn list_all(State(s): State<AppState>, Path(pool): Path<String>, q: Params) -> ApiResult {
-    listing(&s, Request::VolumeList { pool, kind: None }, &q).await
+/// A member asking another (the forwarding middleware lets only members
+/// send the header, and sends a `?target=` request on to its member)
+/// lists that member's own volumes; a client every member's.
+fn all_members(headers: &HeaderMap) -> bool {
+    !headers.contains_key(kante_engine::forward::FORWARDED_HEADER)
+}
+
+async fn list_all(
+    State(s): State<AppState>,
+    Path(pool): Path<String>,
+    headers: HeaderMap,
+    q: Params,
+) -> ApiResult {
+    let all_members = all_members(&headers);
+    let req = Request::VolumeList {
+        pool,
+        kind: None,
+        all_members,
+    };
+    listing(&s, req, &q).await
 }
 
 async fn list(
     State(s): State<AppState>,
     Path((pool, kind)): Path<(String, String)>,
+    headers: HeaderMap,
     q: Params,
 ) -> ApiResult {
-    let kind = Some(kind);
-    listing(&s, Request::VolumeList { pool, kind }, &q).await
+    let (kind, all_members) = (Some(kind), all_members(&headers));
+    let req = Request::VolumeList {
+        pool,
+        kind,
+        all_members,
+    };
+    listing(&s, req, &q).await
 }
 
 async fn create_any(

@@ -18,7 +18,7 @@ use clap::{Args, Parser, Subcommand};
 pub use apply::{ApplyArgs, SiteCmd};
 pub use instance::{CopyArgs, CreateArgs, ExportArgs, ImportArgs, InitArgs, LaunchArgs, ListArgs};
 pub use publish::PublishArgs;
-pub use remote::{RemoteCmd, TrustCmd};
+pub use remote::{RemoteCmd, Restriction, TrustCmd};
 pub use resources::{NetworkCmd, ProfileCmd, StorageCmd};
 pub use top::{SortKey, TopArgs};
 pub use transfer::{MoveArgs, TransferMode};

@@ -58,6 +58,34 @@ pub enum RemoteCmd {
     SetUrl { name: String, address: String },
 }
 
+/// What a trusted client is limited to (LXD's `--restricted`).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct Restriction {
+    /// Restrict the certificate to the projects of --projects (none if
+    /// not given): it cannot change the server
+    #[arg(long)]
+    pub restricted: bool,
+    /// Comma-separated projects a restricted certificate may reach
+    #[arg(long, requires = "restricted")]
+    pub projects: Option<String>,
+}
+
+impl Restriction {
+    /// The `restricted` and `projects` fields of a certificate request.
+    pub fn fields(&self) -> (bool, Vec<String>) {
+        let projects = self
+            .projects
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(String::from)
+            .collect();
+        (self.restricted, projects)
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub enum TrustCmd {
     /// Make a one-time trust token for a new client: [REMOTE:] NAME
@@ -67,6 +95,8 @@ pub enum TrustCmd {
         /// Print a one-time login link for the web view instead
         #[arg(long)]
         ui: bool,
+        #[command(flatten)]
+        limits: Restriction,
     },
     /// Trust a client certificate from a file: [REMOTE:] FILE
     AddCertificate {
@@ -75,6 +105,8 @@ pub enum TrustCmd {
         /// Name of the client (default: the certificate's)
         #[arg(long)]
         name: Option<String>,
+        #[command(flatten)]
+        limits: Restriction,
     },
     /// List the trusted clients: [REMOTE:]
     #[command(visible_alias = "ls")]
@@ -121,5 +153,28 @@ mod tests {
             parse(&["config", "trust", "add", "r:", "c2"]).command,
             Command::Config(ConfigCmd::Trust(TrustCmd::Add { .. }))
         ));
+        match parse(&[
+            "config",
+            "trust",
+            "add",
+            "c3",
+            "--restricted",
+            "--projects",
+            "default, web",
+        ])
+        .command
+        {
+            Command::Config(ConfigCmd::Trust(TrustCmd::Add { limits, .. })) => {
+                assert_eq!(
+                    limits.fields(),
+                    (true, vec!["default".into(), "web".into()])
+                )
+            }
+            _ => panic!(),
+        }
+        assert!(
+            Cli::try_parse_from(["kante", "config", "trust", "add", "c4", "--projects", "x"])
+                .is_err()
+        );
     }
 }

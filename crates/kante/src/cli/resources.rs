@@ -169,8 +169,13 @@ pub enum StorageCmd {
     /// Edit a storage pool as YAML (from stdin when it is not a terminal)
     Edit { pool: String },
     /// Custom storage volumes
-    #[command(subcommand)]
-    Volume(super::VolumeCmd),
+    Volume {
+        #[command(subcommand)]
+        cmd: super::VolumeCmd,
+        /// Cluster member holding the volume (or to make it on)
+        #[arg(long, global = true)]
+        target: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -152,7 +152,17 @@ pub async fn run(c: &Client, cmd: StorageCmd) -> Result<i32> {
             })
             .await?;
         }
-        StorageCmd::Volume(cmd) => return super::volume::run(c, cmd).await,
+        StorageCmd::Volume { cmd, target } => {
+            let targeted;
+            let c = match target.as_deref().filter(|t| !t.is_empty()) {
+                Some(member) => {
+                    targeted = c.with_target(member);
+                    &targeted
+                }
+                None => c,
+            };
+            return super::volume::run(c, cmd).await;
+        }
     }
     Ok(0)
 }

@@ -7,7 +7,7 @@ use kante_client::Client;
 use serde::{Deserialize, Serialize};
 
 use super::print_list;
-use crate::cli::TrustCmd;
+use crate::cli::{Restriction, TrustCmd};
 use crate::remote::b64;
 use crate::remote::token::Token;
 
@@ -43,15 +43,23 @@ fn one(args: &[String], what: &str) -> Result<String> {
 
 pub async fn run(c: &Client, cmd: TrustCmd) -> Result<i32> {
     match cmd {
-        TrustCmd::Add { args, ui } => add(c, &one(&args, "NAME")?, ui).await?,
-        TrustCmd::AddCertificate { args, name } => {
+        TrustCmd::Add { args, ui, limits } => {
+            if ui && limits.restricted {
+                bail!("A web view session cannot be restricted: leave out --ui or --restricted");
+            }
+            add(c, &one(&args, "NAME")?, ui, &limits).await?
+        }
+        TrustCmd::AddCertificate { args, name, limits } => {
             let path = one(&args, "FILE")?;
             let data = std::fs::read(&path).with_context(|| format!("Failed to read {path}"))?;
             let der = kante_tls::parse_certificate(&data)
                 .with_context(|| format!("{path} is not a certificate"))?;
+            let (restricted, projects) = limits.fields();
             let mut body = serde_json::json!({
                 "type": "client",
                 "certificate": b64::encode(&der),
+                "restricted": restricted,
+                "projects": projects,
             });
             if let Some(n) = name {
                 body["name"] = n.into();
@@ -138,11 +146,15 @@ fn validity(pem: &str) -> (String, String) {
 /// operation; its metadata makes the token lxc prints, or with `ui` the
 /// web view's one-time login link (`https://ADDR/ui/login#SECRET`: the
 /// fragment never reaches a server log or a referrer).
-async fn add(c: &Client, name: &str, ui: bool) -> Result<()> {
+async fn add(c: &Client, name: &str, ui: bool, limits: &Restriction) -> Result<()> {
+    let (restricted, projects) = limits.fields();
     let resp = c
         .post(
             "/1.0/certificates",
-            &serde_json::json!({ "name": name, "type": "client", "token": true }),
+            &serde_json::json!({
+                "name": name, "type": "client", "token": true,
+                "restricted": restricted, "projects": projects,
+            }),
         )
         .await?;
     let op: Operation = resp

@@ -12,20 +12,32 @@ use super::{edit, parse_kv, print_list, to_yaml};
 use crate::cli::VolumeCmd;
 use crate::table::{render_table, Row};
 
-/// lxc's columns: TYPE, NAME, DESCRIPTION, CONTENT-TYPE, USED BY.
+/// Whether the volumes come from a cluster (their members named).
+fn clustered(vols: &[StorageVolume]) -> bool {
+    vols.iter()
+        .any(|v| !v.location.is_empty() && v.location != "none")
+}
+
+/// lxc's columns: TYPE, NAME, DESCRIPTION, CONTENT-TYPE, USED BY, and
+/// LOCATION in a cluster.
 pub fn list_rows(vols: &[StorageVolume]) -> Vec<Row> {
+    let located = clustered(vols);
     let mut sorted: Vec<&StorageVolume> = vols.iter().collect();
-    sorted.sort_by(|a, b| (&a.kind, &a.name).cmp(&(&b.kind, &b.name)));
+    sorted.sort_by(|a, b| (&a.kind, &a.name, &a.location).cmp(&(&b.kind, &b.name, &b.location)));
     sorted
         .iter()
         .map(|v| {
-            vec![
+            let mut row = vec![
                 v.kind.clone(),
                 v.name.clone(),
                 v.description.clone(),
                 v.content_type.clone(),
                 v.used_by.len().to_string(),
-            ]
+            ];
+            if located {
+                row.push(v.location.clone());
+            }
+            row
         })
         .collect()
 }
@@ -141,7 +153,10 @@ pub async fn run(c: &Client, cmd: VolumeCmd) -> Result<i32> {
         }
         VolumeCmd::List { pool, format } => {
             let vols = c.storage_volumes(&pool).await?;
-            let header = ["TYPE", "NAME", "DESCRIPTION", "CONTENT-TYPE", "USED BY"];
+            let mut header = vec!["TYPE", "NAME", "DESCRIPTION", "CONTENT-TYPE", "USED BY"];
+            if clustered(&vols) {
+                header.push("LOCATION");
+            }
             print_list(format, &vols, &header, || list_rows(&vols))?;
         }
         VolumeCmd::Show { pool, volume } => match volume.split_once('/') {

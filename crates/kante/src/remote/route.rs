@@ -379,7 +379,7 @@ fn storage(r: &mut Router, s: &mut StorageCmd) -> Result<()> {
         | StorageCmd::Unset { pool, .. }
         | StorageCmd::Edit { pool } => r.arg(pool),
         StorageCmd::List { remote, .. } => r.opt(remote),
-        StorageCmd::Volume(v) => match v {
+        StorageCmd::Volume { cmd: v, .. } => match v {
             VolumeCmd::Attach { pool, instance, .. } | VolumeCmd::Detach { pool, instance, .. } => {
                 r.arg(pool)?;
                 r.arg(instance)
