@@ -42,6 +42,9 @@ pub enum ReservationKind {
     /// A network address (keyed `<network>/<address>`); the holder is the
     /// instance or device using it.
     Address,
+    /// An overlay network's VXLAN network identifier (keyed by the
+    /// number); the holder is the network.
+    Vni,
 }
 
 impl ReservationKind {
@@ -50,6 +53,7 @@ impl ReservationKind {
             ReservationKind::InstanceName => "instance",
             ReservationKind::IdBlock => "idblock",
             ReservationKind::Address => "address",
+            ReservationKind::Vni => "vni",
         }
     }
 
@@ -59,6 +63,7 @@ impl ReservationKind {
             ReservationKind::InstanceName => "Instance",
             ReservationKind::IdBlock => "Id block",
             ReservationKind::Address => "Address",
+            ReservationKind::Vni => "VNI",
         }
     }
 }
