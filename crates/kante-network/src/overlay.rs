@@ -141,9 +141,11 @@ impl OverlayConfig {
             }
             Some(v) => match subnet::parse_ipv4_address(v)? {
                 Ipv4Setting::Gateway(n) => n,
-                _ => return Err(invalid(format!(
+                _ => {
+                    return Err(invalid(format!(
                     "ipv4.address {v:?}: an overlay needs an explicit gateway address and prefix"
-                ))),
+                )))
+                }
             },
         };
         if ipv4.prefix_len() > 29 {
