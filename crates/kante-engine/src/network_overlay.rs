@@ -90,7 +90,6 @@ impl Engine {
             config,
             members,
             status: STATUS_ERRORED.into(),
-            ..Default::default()
         };
         if let Err(e) = self.shared.network_create(&row).await {
             self.overlay_release_vni(&row.name, vni).await;
