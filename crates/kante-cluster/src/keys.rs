@@ -10,7 +10,7 @@
 //! | `certificates/<fingerprint>` | a `CertificateRow` |
 //! | `config` | the whole server config, one JSON object |
 //! | `members/<name>` | a [`MemberRecord`] |
-//! | `reservations/<kind>/<key>` | the holder, plain text (`kind`: `instance`, `idblock`, `address`, `placement`) |
+//! | `reservations/<kind>/<key>` | the holder, plain text (`kind`: `instance`, `idblock`, `address`, `placement`, `vni`) |
 //! | `groups/<name>`, `member-groups/<member>` | a cluster group's description; a member's groups (see `manager/groups.rs`) |
 //!
 //! The cache holds keys relative to the prefix; etcd the full ones.

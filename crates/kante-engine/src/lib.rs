@@ -35,6 +35,7 @@ pub mod metrics;
 mod migration;
 mod network;
 mod network_cluster;
+mod network_overlay;
 mod operations;
 mod paths;
 mod pools;

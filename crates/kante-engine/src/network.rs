@@ -23,8 +23,12 @@ impl Engine {
         }
     }
 
-    /// A network as made on this member: `config` as given.
-    pub(crate) fn spec_of(&self, name: &str, kind: &str, config: ConfigMap) -> NetworkSpec {
+    /// A network as made on this member: `config` as given (an overlay's
+    /// with this member's underlay address and its peers' added).
+    pub(crate) fn spec_of(&self, name: &str, kind: &str, mut config: ConfigMap) -> NetworkSpec {
+        if kind == OVERLAY {
+            self.overlay_keys(&mut config);
+        }
         NetworkSpec {
             name: name.to_string(),
             kind: kind.to_string(),
@@ -32,6 +36,32 @@ impl Engine {
             state_dir: self.paths.root.join("networks").join(name),
             daemon_prefix: self.nft_prefix(),
         }
+    }
+
+    /// Adds an overlay's computed keys: this member's underlay address
+    /// (the host of its cluster address) and the other online members',
+    /// from the cached membership (so they stay while etcd is away).
+    fn overlay_keys(&self, config: &mut ConfigMap) {
+        use kante_network::overlay::{KEY_LOCAL, KEY_PEERS};
+        let me = self.cluster.member_name().unwrap_or_default();
+        let host = |address: &str| -> Option<IpAddr> {
+            address
+                .parse::<std::net::SocketAddr>()
+                .map(|a| a.ip())
+                .or_else(|_| address.parse::<IpAddr>())
+                .ok()
+        };
+        let mut peers = Vec::new();
+        for p in self.cluster.peers() {
+            match host(&p.address) {
+                Some(ip) if p.name == me => {
+                    config.insert(KEY_LOCAL.into(), ip.to_string());
+                }
+                Some(ip) if p.online => peers.push(ip.to_string()),
+                _ => {}
+            }
+        }
+        config.insert(KEY_PEERS.into(), peers.join(","));
     }
 
     /// A network as made on this member: its global keys with this
@@ -80,6 +110,11 @@ impl Engine {
                 "Network {:?} already exists",
                 req.name
             )));
+        }
+        if kind == OVERLAY {
+            return Err(EngineError::bad(
+                "Overlay networks span a cluster: this server is not clustered (kante cluster enable first)",
+            ));
         }
         let driver = driver_for(&kind, &self.net)?;
         driver.validate(&req.name, &req.config)?;
@@ -165,6 +200,14 @@ impl Engine {
             driver.delete(&self.network_spec(&row)).await?;
         }
         self.shared.network_delete(name).await?;
+        if let Some(vni) = row.config.get(kante_network::overlay::KEY_VNI) {
+            if row.kind == OVERLAY {
+                let kind = kante_store::ReservationKind::Vni;
+                if let Err(e) = self.shared.release(kind, vni, name).await {
+                    tracing::warn!(network = %name, "releasing VNI {vni}: {e}");
+                }
+            }
+        }
         self.events.lifecycle(
             "network-deleted",
             &format!("/1.0/networks/{name}"),
@@ -231,7 +274,20 @@ impl Engine {
             .into_iter()
             .filter(|s| s.name != name)
             .collect();
-        let new = driver.fill_defaults(&new, &others)?;
+        let mut new = driver.fill_defaults(&new, &others)?;
+        if row.kind == OVERLAY {
+            // The VNI is the cluster's allocation: kept, never changed.
+            let key = kante_network::overlay::KEY_VNI;
+            match (row.config.get(key), new.get(key)) {
+                (Some(v), None) => {
+                    new.insert(key.into(), v.clone());
+                }
+                (old, Some(v)) if old != Some(v) => {
+                    return Err(EngineError::bad(format!("{key} cannot be changed")));
+                }
+                _ => {}
+            }
+        }
         if row.kind == "bridge" {
             let mut merged = new.clone();
             merged.extend(own);
@@ -454,6 +510,9 @@ impl Engine {
         }
     }
 }
+
+/// The type of cluster overlay networks (kante-network's `overlay.rs`).
+pub(crate) const OVERLAY: &str = "overlay";
 
 /// A cluster network defined on some members only (`create --target`).
 pub(crate) const STATUS_PENDING: &str = "Pending";

@@ -19,7 +19,8 @@ use kante_store::NetworkRow;
 use crate::error::{EngineError, Result};
 use crate::forward::{forward_of, Forward};
 use crate::network::{
-    managed_network, member_config, MEMBER_KEYS, STATUS_CREATED, STATUS_ERRORED, STATUS_PENDING,
+    managed_network, member_config, MEMBER_KEYS, OVERLAY, STATUS_CREATED, STATUS_ERRORED,
+    STATUS_PENDING,
 };
 use crate::Engine;
 
@@ -101,6 +102,10 @@ impl Engine {
         };
         match target {
             _ if notified => self.network_bring_up(post).await,
+            Some(_) if post.kind == OVERLAY => Err(EngineError::bad(
+                "An overlay is defined once for the whole cluster: create it without --target",
+            )),
+            None if post.kind == OVERLAY => self.overlay_create(post, &me).await,
             Some(member) => self.network_define_on(post, &member).await,
             None => self.network_create_everywhere(post, &me).await,
         }

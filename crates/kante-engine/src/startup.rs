@@ -102,6 +102,7 @@ impl Engine {
         engine.reattach_instances().await;
         engine.start_snapshot_housekeeping();
         engine.start_service_publisher();
+        engine.start_overlay_keeper();
         engine.start_image_auto_update();
         engine.start_lxcfs_supervision();
         engine.clean_backups_at_start().await;

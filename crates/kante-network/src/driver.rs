@@ -21,7 +21,7 @@ use crate::tunnel::{self, Tunnel};
 use crate::{ConfigMap, NetContext, NetworkError, Result};
 
 /// The network types [`driver_for`] knows.
-pub const DRIVER_KINDS: &[&str] = &["bridge", "macvlan"];
+pub const DRIVER_KINDS: &[&str] = &["bridge", "macvlan", "overlay"];
 
 pub const DEFAULT_DOMAIN: &str = "kante";
 const LEASE_TIME: &str = "1h";
@@ -73,6 +73,7 @@ pub fn driver_for(kind: &str, ctx: &Arc<NetContext>) -> Result<Box<dyn NetworkDr
     match kind {
         "bridge" => Ok(Box::new(BridgeDriver { ctx: ctx.clone() })),
         "macvlan" => Ok(Box::new(MacvlanDriver { ctx: ctx.clone() })),
+        "overlay" => Ok(Box::new(crate::overlay::OverlayDriver { ctx: ctx.clone() })),
         _ => Err(NetworkError::InvalidConfig(format!(
             "unknown network type {kind:?} (supported: {})",
             DRIVER_KINDS.join(", ")
@@ -277,8 +278,8 @@ pub fn check_no_overlap(name: &str, config: &ConfigMap, others: &[NetworkSpec]) 
     Ok(())
 }
 
-struct BridgeDriver {
-    ctx: Arc<NetContext>,
+pub(crate) struct BridgeDriver {
+    pub(crate) ctx: Arc<NetContext>,
 }
 
 impl BridgeDriver {

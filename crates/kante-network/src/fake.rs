@@ -9,6 +9,7 @@ use ipnet::IpNet;
 
 use crate::netlink::{LinkDetails, MacvlanRequest, NetOps, VethRequest};
 use crate::netns::NetnsRef;
+use crate::overlay::VxlanRequest;
 use crate::tunnel::TunnelRequest;
 use crate::{NetworkError, Result};
 
@@ -20,6 +21,8 @@ struct State {
     foreign: Vec<(String, String)>,
     calls: Vec<String>,
     next_index: u32,
+    /// All-zero FDB entries: (device, destination).
+    fdb: std::collections::BTreeSet<(String, std::net::IpAddr)>,
 }
 
 /// See the module docs. Starts with `lo`.
@@ -80,6 +83,11 @@ impl FakeNetOps {
 
     fn record(&self, call: String) {
         self.st().calls.push(call);
+    }
+
+    /// The all-zero FDB entries, as (device, destination), sorted.
+    pub fn fdb(&self) -> Vec<(String, std::net::IpAddr)> {
+        self.st().fdb.iter().cloned().collect()
     }
 
     fn get(&self, name: &str) -> Result<LinkDetails> {
@@ -234,5 +242,33 @@ impl NetOps for FakeNetOps {
             true => Ok(()),
             false => Err(NetworkError::NotFound(format!("interface {name} in {ns}"))),
         }
+    }
+    async fn create_vxlan(&self, req: &VxlanRequest) -> Result<()> {
+        self.record(format!(
+            "create_vxlan {} vni={} local={} port={} mtu={}",
+            req.device, req.vni, req.local, req.port, req.mtu
+        ));
+        if self.st().links.contains_key(&req.device) {
+            return Err(NetworkError::Exists(format!("interface {}", req.device)));
+        }
+        self.add_link(&req.device, Some("vxlan"));
+        self.st()
+            .links
+            .get_mut(&req.device)
+            .expect("just added")
+            .mtu = req.mtu;
+        Ok(())
+    }
+
+    async fn fdb_append(&self, device: &str, dst: std::net::IpAddr) -> Result<()> {
+        self.record(format!("fdb_append {device} {dst}"));
+        self.get(device)?;
+        self.st().fdb.insert((device.to_string(), dst));
+        Ok(())
+    }
+
+    async fn fdb_delete(&self, device: &str, dst: std::net::IpAddr) -> Result<bool> {
+        self.record(format!("fdb_delete {device} {dst}"));
+        Ok(self.st().fdb.remove(&(device.to_string(), dst)))
     }
 }

@@ -9,7 +9,8 @@
 //! * [`ovs`], [`dnsmasq`], [`nft`]: the userspace tools, each driven as a
 //!   child process; [`forward`]: port forwards in the kernel (a table per
 //!   `nat=true` proxy device).
-//! * [`driver`]: [`NetworkDriver`]s (`bridge`, `macvlan`) with an idempotent
+//! * [`driver`]: [`NetworkDriver`]s (`bridge`, `macvlan`, and
+//!   [`overlay`]'s cluster-wide VXLAN segments) with an idempotent
 //!   lifecycle, and [`nic`]: [`NicPlan`]s for `nic` devices.
 //! * [`inspect`]: host interfaces for LXD's unmanaged network list.
 
@@ -23,6 +24,8 @@ pub mod inspect;
 pub mod netlink;
 pub mod nft;
 pub mod nic;
+pub mod overlay;
+pub mod overlay_route;
 pub mod ovs;
 pub mod subnet;
 pub mod tunnel;

@@ -20,6 +20,7 @@ use rtnetlink::{
 };
 
 use crate::netns::NetnsRef;
+use crate::overlay::VxlanRequest;
 use crate::subnet::{validate_ifname, MacAddr};
 use crate::tunnel::{Endpoint, TunnelRequest};
 use crate::{NetworkError, Result};
@@ -151,6 +152,16 @@ pub trait NetOps: Send + Sync {
     /// Makes a VXLAN or gretap device (a bridge's static tunnel), down
     /// and unattached.
     async fn create_tunnel(&self, req: &TunnelRequest) -> Result<()>;
+    /// Makes an overlay's VXLAN device (no learning, no remote: its peers
+    /// are FDB entries), down and unattached.
+    async fn create_vxlan(&self, req: &VxlanRequest) -> Result<()>;
+    /// Appends an all-zero FDB entry to `device` towards `dst` (head-end
+    /// replication: broadcast and unknown frames go to every such `dst`);
+    /// already present is fine.
+    async fn fdb_append(&self, device: &str, dst: IpAddr) -> Result<()>;
+    /// Removes the all-zero FDB entry of `device` towards `dst`; `false`
+    /// if there was none.
+    async fn fdb_delete(&self, device: &str, dst: IpAddr) -> Result<bool>;
 }
 
 /// [`NetOps`] over an rtnetlink socket in the caller's network namespace.
@@ -555,4 +566,75 @@ impl NetOps for RtNetlink {
             r => r.map_err(nl_err(format!("creating tunnel {}", req.device))),
         }
     }
+    async fn create_vxlan(&self, req: &VxlanRequest) -> Result<()> {
+        check_name(&req.device)?;
+        let b = LinkVxlan::new(&req.device, req.vni)
+            .port(req.port)
+            .learning(false)
+            .mtu(req.mtu);
+        let b = match req.local {
+            IpAddr::V4(l) => b.local(l),
+            IpAddr::V6(l) => b.local6(l),
+        };
+        match self.handle.link().add(b.build()).execute().await {
+            Err(e) if errno(&e) == Some(libc::EEXIST) => {
+                Err(NetworkError::Exists(format!("interface {}", req.device)))
+            }
+            r => r.map_err(nl_err(format!("creating vxlan {}", req.device))),
+        }
+    }
+
+    async fn fdb_append(&self, device: &str, dst: IpAddr) -> Result<()> {
+        use futures_util::StreamExt;
+        use rtnetlink::packet_core::{
+            NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_REQUEST,
+        };
+        use rtnetlink::packet_route::RouteNetlinkMessage;
+        let msg = zero_fdb(&self.handle, self.index(device).await?, dst);
+        let mut req = NetlinkMessage::from(RouteNetlinkMessage::NewNeighbour(msg));
+        req.header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_APPEND;
+        let op = format!("adding {dst} to the FDB of {device}");
+        let mut handle = self.handle.clone();
+        let mut answers = handle.request(req).map_err(nl_err(op.clone()))?;
+        while let Some(m) = answers.next().await {
+            if let NetlinkPayload::Error(e) = m.payload {
+                let e = rtnetlink::Error::NetlinkError(e);
+                if errno(&e) == Some(libc::EEXIST) {
+                    return Ok(());
+                }
+                return Err(nl_err(op)(e));
+            }
+        }
+        Ok(())
+    }
+
+    async fn fdb_delete(&self, device: &str, dst: IpAddr) -> Result<bool> {
+        let Some(link) = self.link(device).await? else {
+            return Ok(false);
+        };
+        let msg = zero_fdb(&self.handle, link.index, dst);
+        match self.handle.neighbours().del(msg).execute().await {
+            Ok(()) => Ok(true),
+            Err(e) if errno(&e) == Some(libc::ENOENT) => Ok(false),
+            Err(e) => Err(nl_err(format!("removing {dst} from the FDB of {device}"))(
+                e,
+            )),
+        }
+    }
+}
+
+/// The all-zero FDB entry of link `index` towards `dst` (`bridge fdb …
+/// 00:00:00:00:00:00 dev D dst X self permanent`).
+fn zero_fdb(
+    handle: &Handle,
+    index: u32,
+    dst: IpAddr,
+) -> rtnetlink::packet_route::neighbour::NeighbourMessage {
+    use rtnetlink::packet_route::neighbour::NeighbourFlags;
+    let mut req = handle
+        .neighbours()
+        .add_bridge(index, &[0u8; 6])
+        .destination(dst)
+        .flags(NeighbourFlags::Own);
+    req.message_mut().clone()
 }

@@ -167,6 +167,20 @@ pub async fn resolve_parent(
                     state_dir: spec.state_dir.clone(),
                 }
             }
+            "overlay" => {
+                let c = crate::overlay::OverlayConfig::parse(&spec.config)?;
+                // The MTU is worked out from the underlay when it starts.
+                let mtu = ctx.ops.link(&spec.name).await?.map(|l| l.mtu);
+                ResolvedParent::ManagedBridge {
+                    network: spec.name.clone(),
+                    backend: BridgeBackend::Native,
+                    mtu,
+                    ipv4: Some(c.ipv4),
+                    ipv4_dhcp: c.ipv4_dhcp,
+                    ipv6: None,
+                    state_dir: spec.state_dir.clone(),
+                }
+            }
             "macvlan" => ResolvedParent::ManagedMacvlan {
                 network: spec.name.clone(),
                 parent: macvlan_parent(&spec.config)?,

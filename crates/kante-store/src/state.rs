@@ -48,6 +48,9 @@ pub enum ReservationKind {
     /// is recorded on that member (or its creation failed), so that
     /// concurrent creations see each other's choices.
     Placement,
+    /// An overlay network's VXLAN network identifier (keyed by the
+    /// number); the holder is the network.
+    Vni,
 }
 
 impl ReservationKind {
@@ -57,6 +60,7 @@ impl ReservationKind {
             ReservationKind::IdBlock => "idblock",
             ReservationKind::Address => "address",
             ReservationKind::Placement => "placement",
+            ReservationKind::Vni => "vni",
         }
     }
 
@@ -67,6 +71,7 @@ impl ReservationKind {
             ReservationKind::IdBlock => "Id block",
             ReservationKind::Address => "Address",
             ReservationKind::Placement => "Placement claim",
+            ReservationKind::Vni => "VNI",
         }
     }
 }

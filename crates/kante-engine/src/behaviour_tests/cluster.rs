@@ -169,3 +169,31 @@ async fn a_standalone_engine_refuses_network_targets() {
     };
     engine.handle(delete).await.unwrap();
 }
+
+/// An overlay spans a cluster: standalone, its create is a 400 that says
+/// so, and nothing is made or recorded.
+#[tokio::test]
+async fn a_standalone_engine_refuses_overlays() {
+    use kante_api::network::NetworksPost;
+    let host = TestHost::new();
+    let engine = host.open().await;
+    let create = Request::NetworkCreate {
+        post: NetworksPost {
+            name: "ov1".into(),
+            kind: "overlay".into(),
+            config: [("ipv4.address".to_string(), "10.0.9.1/24".to_string())].into(),
+            ..Default::default()
+        },
+        target: None,
+        notified: false,
+    };
+    let e = engine.handle(create).await.err().expect("refused");
+    assert_eq!(e.status(), 400, "{e}");
+    assert!(e.to_string().contains("not clustered"), "{e}");
+    assert!(host.net.calls().iter().all(|c| !c.starts_with("create_")));
+    let got = Request::NetworkGet {
+        name: "ov1".into(),
+        target: None,
+    };
+    assert_eq!(engine.handle(got).await.err().expect("none").status(), 404);
+}
