@@ -130,6 +130,28 @@ fn b64_decode(s: &str) -> Vec<u8> {
 }
 
 #[test]
+fn a_restricted_token_asks_for_its_projects() {
+    let f = fake();
+    ok(
+        &f,
+        &[
+            "config",
+            "trust",
+            "add",
+            "ci",
+            "--restricted",
+            "--projects",
+            "default",
+        ],
+    );
+    assert_eq!(
+        f.store.posted.lock().unwrap().last().unwrap(),
+        &json!({"name": "ci", "type": "client", "token": true,
+                "restricted": true, "projects": ["default"]})
+    );
+}
+
+#[test]
 fn trust_add_prints_lxds_token_from_the_operation() {
     let f = fake();
     let o = ok(&f, &["config", "trust", "add", "laptop"]);

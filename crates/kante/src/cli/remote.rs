@@ -84,6 +84,16 @@ impl Restriction {
             .collect();
         (self.restricted, projects)
     }
+
+    /// Puts `restricted` and `projects` into a certificate request when
+    /// the certificate is restricted (an unrestricted one sends neither).
+    pub fn add_to(&self, body: &mut serde_json::Value) {
+        let (restricted, projects) = self.fields();
+        if restricted {
+            body["restricted"] = true.into();
+            body["projects"] = projects.into();
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]

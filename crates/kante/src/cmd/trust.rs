@@ -54,13 +54,11 @@ pub async fn run(c: &Client, cmd: TrustCmd) -> Result<i32> {
             let data = std::fs::read(&path).with_context(|| format!("Failed to read {path}"))?;
             let der = kante_tls::parse_certificate(&data)
                 .with_context(|| format!("{path} is not a certificate"))?;
-            let (restricted, projects) = limits.fields();
             let mut body = serde_json::json!({
                 "type": "client",
                 "certificate": b64::encode(&der),
-                "restricted": restricted,
-                "projects": projects,
             });
+            limits.add_to(&mut body);
             if let Some(n) = name {
                 body["name"] = n.into();
             }
@@ -147,16 +145,9 @@ fn validity(pem: &str) -> (String, String) {
 /// web view's one-time login link (`https://ADDR/ui/login#SECRET`: the
 /// fragment never reaches a server log or a referrer).
 async fn add(c: &Client, name: &str, ui: bool, limits: &Restriction) -> Result<()> {
-    let (restricted, projects) = limits.fields();
-    let resp = c
-        .post(
-            "/1.0/certificates",
-            &serde_json::json!({
-                "name": name, "type": "client", "token": true,
-                "restricted": restricted, "projects": projects,
-            }),
-        )
-        .await?;
+    let mut body = serde_json::json!({ "name": name, "type": "client", "token": true });
+    limits.add_to(&mut body);
+    let resp = c.post("/1.0/certificates", &body).await?;
     let op: Operation = resp
         .metadata()
         .context("The server did not answer with a token operation")?;
