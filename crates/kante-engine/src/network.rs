@@ -146,12 +146,25 @@ impl Engine {
             let _ = self.shared.network_delete(&row.name).await;
             return Err(e.into());
         }
+        self.announce_created(&row.name);
+        Ok(())
+    }
+
+    /// A cluster-wide network made on every member: its record says
+    /// `Created`, and the event goes out.
+    pub(crate) async fn network_created(&self, row: &mut NetworkRow) -> Result<()> {
+        row.status = STATUS_CREATED.into();
+        self.shared.network_update(row).await?;
+        self.announce_created(&row.name);
+        Ok(())
+    }
+
+    fn announce_created(&self, name: &str) {
         self.events.lifecycle(
             "network-created",
-            &format!("/1.0/networks/{}", row.name),
+            &format!("/1.0/networks/{name}"),
             serde_json::json!({}),
         );
-        Ok(())
     }
 
     /// Instances and profiles whose NICs use `name`.

@@ -19,8 +19,7 @@ use kante_store::NetworkRow;
 use crate::error::{EngineError, Result};
 use crate::forward::{forward_of, Forward};
 use crate::network::{
-    managed_network, member_config, MEMBER_KEYS, OVERLAY, STATUS_CREATED, STATUS_ERRORED,
-    STATUS_PENDING,
+    managed_network, member_config, MEMBER_KEYS, OVERLAY, STATUS_ERRORED, STATUS_PENDING,
 };
 use crate::Engine;
 
@@ -270,14 +269,7 @@ impl Engine {
                 failed.join("; ")
             )));
         }
-        row.status = STATUS_CREATED.into();
-        self.shared.network_update(&row).await?;
-        self.events.lifecycle(
-            "network-created",
-            &format!("/1.0/networks/{}", row.name),
-            serde_json::json!({}),
-        );
-        Ok(())
+        self.network_created(&mut row).await
     }
 
     /// Makes a network on this member from the config another member sent

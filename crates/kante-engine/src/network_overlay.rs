@@ -148,14 +148,7 @@ impl Engine {
                 failed.join("; ")
             )));
         }
-        row.status = STATUS_CREATED.into();
-        self.shared.network_update(&row).await?;
-        self.events.lifecycle(
-            "network-created",
-            &format!("/1.0/networks/{}", row.name),
-            serde_json::json!({}),
-        );
-        Ok(())
+        self.network_created(&mut row).await
     }
 
     /// Another overlay with the same gateway address (a member cannot hold
