@@ -65,6 +65,18 @@ sys.exit(m.version('ansible') != '$ANSIBLE_VERSION')" 2>/dev/null; then
   "$ANSIBLE_VENV/bin/pip" install -q --disable-pip-version-check "ansible==$ANSIBLE_VERSION"
 fi
 
+# schemathesis from PyPI for tests/openapi.rs: it drives a live kanted
+# from docs/openapi.json (docs/openapi.md). Its own venv, like Ansible's;
+# pinned so a new release cannot change what a green run means.
+SCHEMATHESIS_VERSION=4.32.5
+SCHEMATHESIS_VENV=/opt/kante-schemathesis
+if ! "$SCHEMATHESIS_VENV/bin/python" -c "import importlib.metadata as m, sys
+sys.exit(m.version('schemathesis') != '$SCHEMATHESIS_VERSION')" 2>/dev/null; then
+  echo ">> pip install schemathesis==$SCHEMATHESIS_VERSION into $SCHEMATHESIS_VENV"
+  /usr/bin/python3 -m venv "$SCHEMATHESIS_VENV"
+  "$SCHEMATHESIS_VENV/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+fi
+
 # The web view's browser test (tests/ui.rs) runs tests/ui/run.mjs with
 # playwright-core and axe-core from the npm registry, pinned by
 # tests/ui/package-lock.json; it needs Node.js 20 or later (the machine's,

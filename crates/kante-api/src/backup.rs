@@ -6,7 +6,7 @@ use crate::serde_util::{lenient_bool, null_default};
 use crate::Timestamp;
 
 /// A backup of an instance kept by the server.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct InstanceBackup {
     pub name: String,
     pub created_at: Timestamp,
@@ -18,7 +18,7 @@ pub struct InstanceBackup {
 }
 
 /// `POST /1.0/instances/{name}/backups`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct InstanceBackupsPost {
     /// Empty: the server picks `backupN`.
     #[serde(default, deserialize_with = "null_default")]
@@ -37,7 +37,7 @@ pub struct InstanceBackupsPost {
 }
 
 /// `POST /1.0/instances/{name}/backups/{backup}`: rename.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct InstanceBackupPost {
     #[serde(default, deserialize_with = "null_default")]
     pub name: String,

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::serde_util::{lenient_bool, null_default};
 
 /// A trusted certificate as `GET /1.0/certificates/{fp}` shows it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Certificate {
     #[serde(default, deserialize_with = "null_default")]
     pub name: String,
@@ -26,7 +26,7 @@ pub struct Certificate {
 }
 
 /// `PUT`/`PATCH /1.0/certificates/{fp}`: what may change.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CertificatePut {
     #[serde(default, deserialize_with = "null_default")]
     pub name: Option<String>,
@@ -42,7 +42,7 @@ pub struct CertificatePut {
 }
 
 /// `POST /1.0/certificates`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CertificatesPost {
     #[serde(default, deserialize_with = "null_default")]
     pub name: String,
@@ -76,7 +76,7 @@ pub struct CertificatesPost {
 
 /// A trust token as `lxc remote add NAME TOKEN` reads it: base64 (standard,
 /// padded) of this JSON.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CertificateAddToken {
     pub client_name: String,
     pub fingerprint: String,

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::serde_util::null_default;
 
 /// `GET /1.0/cluster`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct Cluster {
     #[serde(default)]
     pub server_name: String,
@@ -19,7 +19,7 @@ pub struct Cluster {
 }
 
 /// A config key a joining member must provide (Kante asks for none).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct ClusterMemberConfigKey {
     #[serde(default)]
     pub entity: String,
@@ -35,7 +35,7 @@ pub struct ClusterMemberConfigKey {
 
 /// `PUT /1.0/cluster`: enable (`server_name`, `enabled`) or join (with
 /// `cluster_token`, Kante's join token as `kante cluster add` printed it).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct ClusterPut {
     #[serde(default)]
     pub server_name: String,
@@ -54,7 +54,7 @@ pub struct ClusterPut {
 }
 
 /// `GET /1.0/cluster/members/NAME`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct ClusterMember {
     pub server_name: String,
     pub url: String,
@@ -78,7 +78,7 @@ pub struct ClusterMember {
 /// `PUT /1.0/cluster/members/NAME` (LXD's `ClusterMemberPut`): what `lxc
 /// cluster group assign` and `lxc cluster edit` change. Kante keeps the
 /// groups; the rest must stay as the member shows it.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct ClusterMemberPut {
     #[serde(default, deserialize_with = "null_default")]
     pub roles: Vec<String>,
@@ -96,7 +96,7 @@ pub struct ClusterMemberPut {
 /// `clustering_groups`): a named set of members that `--target @NAME`
 /// places among. Every member is in at least one group; `default` holds
 /// those put in no other.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct ClusterGroup {
     pub name: String,
     #[serde(default, deserialize_with = "null_default")]
@@ -106,7 +106,7 @@ pub struct ClusterGroup {
 }
 
 /// `PUT /1.0/cluster/groups/NAME`: the description and the members.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct ClusterGroupPut {
     #[serde(default, deserialize_with = "null_default")]
     pub description: String,
@@ -115,13 +115,13 @@ pub struct ClusterGroupPut {
 }
 
 /// `POST /1.0/cluster/groups/NAME`: a rename.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct ClusterGroupPost {
     pub name: String,
 }
 
 /// `POST /1.0/cluster/members`: asks for a join token for `server_name`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct ClusterMembersPost {
     pub server_name: String,
 }
@@ -130,7 +130,7 @@ pub struct ClusterMembersPost {
 /// `ClusterMemberStatePost`): `action` is `evacuate` or `restore`; `mode`
 /// (lxc's `--action`) forces one evacuation action for every instance
 /// (`stop` or `migrate`), empty: each instance's `cluster.evacuate`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct ClusterMemberStatePost {
     #[serde(default, deserialize_with = "null_default")]
     pub action: String,
@@ -141,7 +141,7 @@ pub struct ClusterMemberStatePost {
 /// `GET /1.0/cluster/members/NAME/state` (LXD's `ClusterMemberState`,
 /// API extension `cluster_member_state`): the member's load and free
 /// memory, and its storage pools' space.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct ClusterMemberState {
     pub sysinfo: ClusterMemberSysInfo,
     /// By pool name: `{"resources": {"space": …, "inodes": …}}`.
@@ -150,13 +150,13 @@ pub struct ClusterMemberState {
 }
 
 /// A pool's part of [`ClusterMemberState`].
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct StoragePoolState {
     pub resources: crate::resources::PoolResources,
 }
 
 /// The member's `sysinfo(2)` figures, in LXD's field names (bytes, seconds).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct ClusterMemberSysInfo {
     pub uptime: i64,
     /// 1, 5 and 15 minutes.
@@ -174,7 +174,7 @@ pub struct ClusterMemberSysInfo {
 
 /// The join token (base64 of this JSON, as LXD's): what a joining host
 /// needs to reach the cluster and prove it was invited.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct ClusterJoinToken {
     pub server_name: String,
     pub secret: String,
@@ -187,7 +187,7 @@ pub struct ClusterJoinToken {
 }
 
 /// What a joining member sends the member it joins through.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct ClusterAcceptPost {
     pub server_name: String,
     pub secret: String,
@@ -201,7 +201,7 @@ pub struct ClusterAcceptPost {
 }
 
 /// The answer: everything the new member needs to start.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct ClusterAcceptReply {
     pub cluster: String,
     /// The cluster CA (PEM) and this member's certificate and key, signed

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::serde_util::{lenient_i64, null_default};
 
 /// The body of a console attach.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ConsolePost {
     /// Columns of the client's terminal (0: leave the console's size).
     #[serde(default, deserialize_with = "lenient_i64")]

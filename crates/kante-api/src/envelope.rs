@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use crate::status::StatusCode;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ResponseType {
     Sync,
@@ -17,7 +17,8 @@ pub enum ResponseType {
 /// (Ansible reads `error_code` even on success). `M` is the metadata's type:
 /// a `Value` in general, a borrowed or typed value where one side knows it,
 /// which spares large lists a detour through a `Value` tree.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(bound = "M: schemars::JsonSchema + Default + serde::Serialize")]
 pub struct Envelope<M = Value> {
     #[serde(rename = "type")]
     pub kind: ResponseType,

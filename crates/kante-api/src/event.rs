@@ -6,7 +6,7 @@ use serde_json::Value;
 use crate::Timestamp;
 
 /// One event; `kind` is `operation`, `lifecycle` or `logging`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Event {
     #[serde(rename = "type")]
     pub kind: String,
@@ -19,7 +19,7 @@ pub struct Event {
 }
 
 /// Metadata of a `lifecycle` event.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LifecycleEvent {
     pub action: String,
     pub source: String,

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::serde_util::{lenient_bool, lenient_i64, null_default, string_map};
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ExecPost {
     #[serde(default, deserialize_with = "null_default")]
     pub command: Vec<String>,
@@ -37,7 +37,7 @@ pub struct ExecPost {
 }
 
 /// A message on the exec control websocket. Width and height travel as strings.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ExecControl {
     #[serde(default, deserialize_with = "null_default")]
     pub command: String,
@@ -69,7 +69,7 @@ impl ExecControl {
 }
 
 /// Metadata of an exec operation: the websocket secrets per fd.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ExecFds {
     pub fds: BTreeMap<String, String>,
 }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::serde_util::{lenient_bool, null_default, string_map};
 use crate::{ConfigMap, Timestamp};
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct ImageAliasRef {
     pub name: String,
     #[serde(default)]
@@ -15,7 +15,7 @@ pub struct ImageAliasRef {
 }
 
 /// An image as `GET /1.0/images/{fingerprint}` returns it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Image {
     pub auto_update: bool,
     pub properties: ConfigMap,
@@ -36,7 +36,7 @@ pub struct Image {
 }
 
 /// `GET /1.0/images/aliases/{name}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ImageAlias {
     pub description: String,
     pub target: String,
@@ -46,7 +46,7 @@ pub struct ImageAlias {
 }
 
 /// `POST /1.0/images/aliases`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ImageAliasesPost {
     #[serde(default, deserialize_with = "null_default")]
     pub name: String,
@@ -59,7 +59,7 @@ pub struct ImageAliasesPost {
 }
 
 /// `PUT /1.0/images/{fingerprint}` (writable fields).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ImagePut {
     #[serde(default, deserialize_with = "lenient_bool")]
     pub auto_update: bool,
@@ -72,7 +72,7 @@ pub struct ImagePut {
 }
 
 /// The JSON form of `POST /1.0/images` (the raw-tarball form carries no JSON).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ImagesPost {
     #[serde(default, deserialize_with = "null_default")]
     pub aliases: Vec<ImageAliasRef>,
@@ -100,7 +100,7 @@ pub struct ImagesPost {
 }
 
 /// An image's `metadata.yaml`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ImageMetadata {
     #[serde(default)]
     pub architecture: String,
@@ -115,7 +115,7 @@ pub struct ImageMetadata {
 }
 
 /// One entry of `metadata.yaml`'s `templates`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ImageTemplate {
     #[serde(default)]
     pub when: Vec<String>,

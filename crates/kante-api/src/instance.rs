@@ -9,7 +9,7 @@ use crate::{ConfigMap, DevicesMap, StatusCode, Timestamp};
 
 /// Instance power state as clients see it. Only these four ever leave the daemon:
 /// Ansible maps Running, Stopped and Frozen and fails on anything else.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum InstanceStatus {
     Running,
     Stopped,
@@ -33,7 +33,7 @@ impl InstanceStatus {
 }
 
 /// The writable part of an instance (PUT body, and the base of the create body).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct InstancePut {
     #[serde(default, deserialize_with = "null_default")]
     pub architecture: String,
@@ -60,7 +60,7 @@ pub struct InstancePut {
 }
 
 /// Where a new instance's root filesystem comes from.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct InstanceSource {
     /// `image`, `none`, `copy` or `migration`.
     #[serde(rename = "type", default, deserialize_with = "null_default")]
@@ -129,7 +129,7 @@ pub struct InstanceSource {
 }
 
 /// `POST /1.0/instances`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct InstancesPost {
     #[serde(default, deserialize_with = "null_default")]
     pub name: String,
@@ -144,7 +144,7 @@ pub struct InstancesPost {
 }
 
 /// `POST /1.0/instances/{name}`: a rename, or a migration's source side.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct InstancePost {
     #[serde(default, deserialize_with = "null_default")]
     pub name: String,
@@ -173,7 +173,7 @@ pub struct InstancePost {
 }
 
 /// `POST /1.0/instances/{name}`'s `target`: where a pushing source connects.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct InstancePostTarget {
     /// The target server's certificate (PEM), pinned by the source.
     #[serde(default, deserialize_with = "null_default")]
@@ -187,7 +187,7 @@ pub struct InstancePostTarget {
 }
 
 /// An instance as `GET /1.0/instances/{name}` returns it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Instance {
     pub architecture: String,
     pub config: ConfigMap,
@@ -210,7 +210,7 @@ pub struct Instance {
 }
 
 /// `recursion=2` of the list, and `recursion=1` of one instance.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct InstanceFull {
     #[serde(flatten)]
     pub instance: Instance,
@@ -220,7 +220,7 @@ pub struct InstanceFull {
 }
 
 /// A snapshot of an instance.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct InstanceSnapshot {
     pub architecture: String,
     pub config: ConfigMap,
@@ -238,7 +238,7 @@ pub struct InstanceSnapshot {
 }
 
 /// `PUT /1.0/instances/{name}/state`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct InstanceStatePut {
     #[serde(default, deserialize_with = "null_default")]
     pub action: String,
@@ -251,7 +251,7 @@ pub struct InstanceStatePut {
     pub stateful: bool,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct InstanceStateMemory {
     pub usage: i64,
     pub usage_peak: i64,
@@ -259,17 +259,17 @@ pub struct InstanceStateMemory {
     pub swap_usage_peak: i64,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct InstanceStateCpu {
     pub usage: i64,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct InstanceStateDisk {
     pub usage: i64,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NetworkAddress {
     pub family: String,
     pub address: String,
@@ -277,7 +277,7 @@ pub struct NetworkAddress {
     pub scope: String,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NetworkCounters {
     pub bytes_received: i64,
     pub bytes_sent: i64,
@@ -293,7 +293,7 @@ pub struct NetworkCounters {
     pub packets_dropped_inbound: i64,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct InstanceStateNetwork {
     pub addresses: Vec<NetworkAddress>,
     pub counters: NetworkCounters,
@@ -306,7 +306,7 @@ pub struct InstanceStateNetwork {
 }
 
 /// `GET /1.0/instances/{name}/state`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct InstanceState {
     pub status: String,
     pub status_code: u16,

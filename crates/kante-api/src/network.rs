@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::serde_util::{null_default, string_map};
 use crate::ConfigMap;
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Network {
     pub name: String,
     #[serde(default)]
@@ -25,7 +25,7 @@ pub struct Network {
 }
 
 /// `POST /1.0/networks`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NetworksPost {
     #[serde(default, deserialize_with = "null_default")]
     pub name: String,
@@ -38,7 +38,7 @@ pub struct NetworksPost {
 }
 
 /// `PUT`/`PATCH /1.0/networks/{name}`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NetworkPut {
     #[serde(default, deserialize_with = "null_default")]
     pub description: String,
@@ -46,7 +46,7 @@ pub struct NetworkPut {
     pub config: ConfigMap,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NetworkStateAddress {
     pub family: String,
     pub address: String,
@@ -54,7 +54,7 @@ pub struct NetworkStateAddress {
     pub scope: String,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NetworkStateCounters {
     pub bytes_received: i64,
     pub bytes_sent: i64,
@@ -63,7 +63,7 @@ pub struct NetworkStateCounters {
 }
 
 /// `GET /1.0/networks/{name}/state`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NetworkState {
     pub addresses: Vec<NetworkStateAddress>,
     pub counters: NetworkStateCounters,
@@ -75,7 +75,7 @@ pub struct NetworkState {
 }
 
 /// One entry of `GET /1.0/networks/{name}/leases`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NetworkLease {
     pub hostname: String,
     pub hwaddr: String,

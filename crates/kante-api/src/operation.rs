@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::{StatusCode, Timestamp};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OperationClass {
     Task,
@@ -16,7 +16,7 @@ pub enum OperationClass {
 }
 
 /// An operation as the API shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Operation {
     pub id: String,
     pub class: OperationClass,

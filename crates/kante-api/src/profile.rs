@@ -6,7 +6,7 @@ use crate::serde_util::{devices_map, null_default, string_map};
 use crate::{ConfigMap, DevicesMap};
 
 /// A profile as `GET /1.0/profiles/{name}` returns it (fields in lxc's YAML order).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Profile {
     #[serde(default, deserialize_with = "string_map")]
     pub config: ConfigMap,
@@ -20,7 +20,7 @@ pub struct Profile {
 }
 
 /// The writable part of a profile: the `PUT`/`PATCH` body.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ProfilePut {
     #[serde(default, deserialize_with = "string_map")]
     pub config: ConfigMap,
@@ -41,7 +41,7 @@ impl From<&Profile> for ProfilePut {
 }
 
 /// `POST /1.0/profiles`: a name and the writable part, flat on the wire.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ProfilesPost {
     #[serde(default, deserialize_with = "null_default")]
     pub name: String,

@@ -6,7 +6,7 @@ use crate::serde_util::{null_default, string_map};
 use crate::ConfigMap;
 
 /// A project as `GET /1.0/projects/{name}` returns it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Project {
     #[serde(default, deserialize_with = "string_map")]
     pub config: ConfigMap,
@@ -18,7 +18,7 @@ pub struct Project {
 }
 
 /// The writable part of a project: the `PUT`/`PATCH` body.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ProjectPut {
     #[serde(default, deserialize_with = "string_map")]
     pub config: ConfigMap,

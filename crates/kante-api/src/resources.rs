@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 /// `GET /1.0/resources`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Resources {
     pub cpu: Cpu,
     pub memory: Memory,
@@ -16,7 +16,7 @@ pub struct Resources {
     pub pci: Devices,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Cpu {
     pub architecture: String,
     pub sockets: Vec<CpuSocket>,
@@ -24,7 +24,7 @@ pub struct Cpu {
     pub total: u64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CpuSocket {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
@@ -43,7 +43,7 @@ pub struct CpuSocket {
     pub frequency_turbo: u64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CpuCache {
     pub level: u64,
     #[serde(rename = "type")]
@@ -52,7 +52,7 @@ pub struct CpuCache {
     pub size: u64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CpuCore {
     pub core: u64,
     pub die: u64,
@@ -61,7 +61,7 @@ pub struct CpuCore {
     pub frequency: u64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CpuThread {
     pub id: i64,
     pub numa_node: u64,
@@ -70,7 +70,7 @@ pub struct CpuThread {
     pub isolated: bool,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Memory {
     pub hugepages_total: u64,
     pub hugepages_used: u64,
@@ -80,7 +80,7 @@ pub struct Memory {
 }
 
 /// A list of cards and their count (GPUs, network cards).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Cards<T> {
     pub cards: Vec<T>,
     pub total: u64,
@@ -96,13 +96,13 @@ impl<T> Default for Cards<T> {
 }
 
 /// A list of devices and their count (USB, PCI).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Devices {
     pub devices: Vec<serde_json::Value>,
     pub total: u64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NetworkCard {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub driver: String,
@@ -119,7 +119,7 @@ pub struct NetworkCard {
     pub product_id: String,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NetworkPort {
     pub id: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -135,13 +135,13 @@ pub struct NetworkPort {
     pub link_duplex: String,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Disks {
     pub disks: Vec<Disk>,
     pub total: u64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Disk {
     pub id: String,
     /// `MAJOR:MINOR`.
@@ -163,7 +163,7 @@ pub struct Disk {
     pub partitions: Vec<DiskPartition>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DiskPartition {
     pub id: String,
     pub device: String,
@@ -173,20 +173,20 @@ pub struct DiskPartition {
 }
 
 /// `GET /1.0/storage-pools/{name}/resources`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PoolResources {
     pub space: PoolSpace,
     pub inodes: PoolInodes,
 }
 
 /// Bytes.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PoolSpace {
     pub used: u64,
     pub total: u64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PoolInodes {
     pub used: u64,
     pub total: u64,

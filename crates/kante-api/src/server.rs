@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::serde_util::string_map;
 use crate::ConfigMap;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StorageDriverInfo {
     // LXD's Go struct has no JSON tags, so the keys are capitalised.
     #[serde(rename = "Name")]
@@ -18,7 +18,7 @@ pub struct StorageDriverInfo {
     pub remote: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ServerEnvironment {
     pub addresses: Vec<String>,
     pub architectures: Vec<String>,
@@ -47,7 +47,7 @@ pub struct ServerEnvironment {
 }
 
 /// `GET /1.0` for a trusted client.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Server {
     pub config: ConfigMap,
     pub api_extensions: Vec<String>,
@@ -60,7 +60,7 @@ pub struct Server {
 }
 
 /// `GET /1.0` for an untrusted client: what it needs to authenticate.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ServerUntrusted {
     pub api_extensions: Vec<String>,
     pub api_status: String,
@@ -71,7 +71,7 @@ pub struct ServerUntrusted {
 }
 
 /// `PUT`/`PATCH /1.0`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ServerPut {
     #[serde(default, deserialize_with = "string_map")]
     pub config: ConfigMap,

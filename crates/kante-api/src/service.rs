@@ -61,7 +61,7 @@ pub fn parse_service(key: &str, value: &str) -> Result<ServiceKey, String> {
 
 /// One instance's publication of a service, as kept in the cluster
 /// (`services/<name>/<instance>`) and listed by `GET /1.0/services`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct Service {
     pub name: String,
     pub instance: String,

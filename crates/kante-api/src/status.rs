@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The numeric codes of LXD's `status_code` fields; the names are the canonical strings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(into = "u16", try_from = "u16")]
 pub enum StatusCode {
     OperationCreated = 100,

@@ -7,7 +7,7 @@ use crate::serde_util::{null_default, string_map};
 use crate::{ConfigMap, Timestamp};
 
 /// A pool as `GET /1.0/storage-pools/{name}` returns it.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StoragePool {
     #[serde(default, deserialize_with = "string_map")]
     pub config: ConfigMap,
@@ -25,7 +25,7 @@ pub struct StoragePool {
 }
 
 /// `POST /1.0/storage-pools`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StoragePoolsPost {
     #[serde(default, deserialize_with = "null_default")]
     pub name: String,
@@ -38,7 +38,7 @@ pub struct StoragePoolsPost {
 }
 
 /// `PUT`/`PATCH /1.0/storage-pools/{name}`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StoragePoolPut {
     #[serde(default, deserialize_with = "string_map")]
     pub config: ConfigMap,
@@ -55,7 +55,7 @@ impl From<&StoragePool> for StoragePoolPut {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ResourceUsage {
     #[serde(default)]
     pub used: u64,
@@ -64,7 +64,7 @@ pub struct ResourceUsage {
 }
 
 /// `GET /1.0/storage-pools/{name}/resources`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StoragePoolResources {
     #[serde(default)]
     pub space: ResourceUsage,
@@ -73,7 +73,7 @@ pub struct StoragePoolResources {
 }
 
 /// `POST /1.0/storage-pools/{pool}/volumes[/custom]`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StorageVolumesPost {
     #[serde(default, deserialize_with = "null_default")]
     pub name: String,
@@ -90,7 +90,7 @@ pub struct StorageVolumesPost {
 }
 
 /// Where a new volume's content comes from (nothing, or a copy).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct VolumeSource {
     #[serde(rename = "type", default, deserialize_with = "null_default")]
     pub kind: String,
@@ -103,7 +103,7 @@ pub struct VolumeSource {
 }
 
 /// `PUT`/`PATCH /1.0/storage-pools/{pool}/volumes/custom/{name}`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StorageVolumePut {
     #[serde(default, deserialize_with = "string_map")]
     pub config: ConfigMap,
@@ -119,7 +119,7 @@ pub struct StorageVolumePut {
 }
 
 /// `POST /1.0/storage-pools/{pool}/volumes/custom/{name}` (rename).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StorageVolumePost {
     #[serde(default, deserialize_with = "null_default")]
     pub name: String,
@@ -133,7 +133,7 @@ pub struct StorageVolumePost {
 }
 
 /// A volume as the API shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StorageVolume {
     #[serde(default, deserialize_with = "string_map")]
     pub config: ConfigMap,
@@ -165,7 +165,7 @@ impl From<&StorageVolume> for StorageVolumePut {
 }
 
 /// A custom volume's snapshot as the API shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StorageVolumeSnapshot {
     pub name: String,
     #[serde(default, deserialize_with = "null_default")]
@@ -179,7 +179,7 @@ pub struct StorageVolumeSnapshot {
 }
 
 /// `POST .../volumes/custom/{name}/snapshots`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct VolumeSnapshotsPost {
     #[serde(default, deserialize_with = "null_default")]
     pub name: String,

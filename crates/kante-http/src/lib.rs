@@ -10,6 +10,8 @@ pub mod forward;
 pub use kante_engine::front::filter;
 pub mod gate;
 pub mod https;
+pub mod methods;
+pub mod openapi;
 pub mod response;
 pub mod routes;
 pub mod scope;
@@ -21,7 +23,6 @@ pub mod wslimit;
 use std::path::Path;
 use std::sync::Arc;
 
-use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 use kante_engine::Engine;
 
@@ -33,31 +34,39 @@ pub struct AppState {
 }
 
 /// The route table as it is built: every path the router serves is
-/// recorded here, so tests can walk them all (see [`route_paths`]).
+/// recorded here with its methods and what their handlers read (see
+/// `methods`), so tests can walk them all ([`route_paths`]) and the
+/// OpenAPI document describes exactly them ([`openapi::document`]).
 pub struct Routes {
     router: Router<AppState>,
-    paths: Vec<String>,
+    routes: Vec<(String, Vec<methods::Op>)>,
 }
 
 impl Routes {
     fn new() -> Routes {
         Routes {
             router: Router::new(),
-            paths: Vec::new(),
+            routes: Vec::new(),
         }
     }
 
     /// Adds `path` with its methods.
-    pub fn route(mut self, path: &str, methods: MethodRouter<AppState>) -> Routes {
-        self.paths.push(path.to_string());
-        self.router = self.router.route(path, methods);
+    pub fn route(mut self, path: &str, m: methods::Methods) -> Routes {
+        self.routes.push((path.to_string(), m.ops));
+        self.router = self.router.route(path, m.router);
         self
     }
 }
 
 /// Every path pattern the router serves (`/1.0/instances/{name}`, …).
 pub fn route_paths() -> Vec<String> {
-    table().paths
+    route_table().into_iter().map(|(path, _)| path).collect()
+}
+
+/// Every path pattern the router serves with its methods, in the order
+/// the table adds them.
+pub fn route_table() -> Vec<(String, Vec<methods::Op>)> {
+    table().routes
 }
 
 /// The API's routes, with the websocket cap from the environment.
@@ -94,9 +103,14 @@ pub fn router_shared(engine: Arc<Engine>, ws: Arc<wslimit::WsSlots>) -> Router {
 }
 
 fn table() -> Routes {
+    use methods::{get, post};
     use routes::*;
     let instances = |r: Routes, base: &str| {
-        r.route(base, get(instances::list).post(backups::create_or_import))
+        // Its handler reads a JSON create or a backup tarball to import.
+        let create = get(instances::list)
+            .post(backups::create_or_import)
+            .json::<kante_api::instance::InstancesPost>();
+        r.route(base, create)
             .route(
                 &format!("{base}/{{name}}"),
                 get(instances::get)
@@ -112,7 +126,12 @@ fn table() -> Routes {
             .route(&format!("{base}/{{name}}/exec"), post(instances::exec))
             .route(
                 &format!("{base}/{{name}}/files"),
-                get(files::get).post(files::post).delete(files::delete),
+                get(files::get)
+                    .query(&["path"])
+                    .post(files::post)
+                    .query(&["path"])
+                    .delete(files::delete)
+                    .query(&["path"]),
             )
             .route(
                 &format!("{base}/{{name}}/console"),
@@ -160,9 +179,18 @@ fn table() -> Routes {
             "/1.0/operations/{id}",
             get(operations::get).delete(operations::delete),
         )
-        .route("/1.0/operations/{id}/wait", get(operations::wait))
+        .route(
+            "/1.0/operations/{id}/wait",
+            get(operations::wait).query(&["timeout"]),
+        )
         .route("/1.0/operations/{id}/websocket", get(operations::websocket))
-        .route("/1.0/images", get(images::list).post(images::create))
+        .route(
+            "/1.0/images",
+            // A JSON source to fetch from, or an upload.
+            get(images::list)
+                .post(images::create)
+                .json::<kante_api::image::ImagesPost>(),
+        )
         .route(
             "/1.0/images/aliases",
             get(images::aliases_list).post(images::alias_create),

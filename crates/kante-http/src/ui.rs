@@ -44,7 +44,7 @@ form-action 'self'; frame-ancestors 'none'";
 
 /// The web view's routes.
 pub fn routes(r: Routes) -> Routes {
-    use axum::routing::{get, post};
+    use crate::methods::{get, post};
     r.route("/ui", get(|| async { redirect() }))
         .route(
             "/ui/",
@@ -130,7 +130,7 @@ fn accepts_gzip(headers: &HeaderMap) -> bool {
 }
 
 /// The login's body: the token from the link's fragment.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 pub struct LoginPost {
     #[serde(default)]
     token: String,

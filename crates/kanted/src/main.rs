@@ -20,6 +20,9 @@ struct Args {
     /// Log at debug level (RUST_LOG overrides).
     #[arg(long)]
     debug: bool,
+    /// Print the OpenAPI description of the API (docs/openapi.json) and exit.
+    #[arg(long)]
+    openapi: bool,
 }
 
 fn main() {
@@ -46,6 +49,10 @@ fn main() {
     // fd but stdio is closed before the daemon opens anything of its own.
     close_inherited_fds();
     let args = Args::parse();
+    if args.openapi {
+        print!("{}", kante_http::openapi::document_text());
+        return;
+    }
     // glibc gives every thread that allocates its own arena; the blocking pool's
     // threads would each keep one resident. Two arenas are plenty for a daemon.
     // SAFETY: mallopt before any other thread exists.

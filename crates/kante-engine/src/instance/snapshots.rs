@@ -21,7 +21,7 @@ use crate::util::{fmt_time, parse_time};
 use crate::Engine;
 
 /// `POST /1.0/instances/{name}/snapshots`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SnapshotsPost {
     #[serde(default, deserialize_with = "kante_api::serde_util::null_default")]
     pub name: String,

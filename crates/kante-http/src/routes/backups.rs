@@ -1,8 +1,8 @@
 //! `/1.0/instances/{name}/backups…` and backup import (`POST /1.0/instances`
 //! with an `application/octet-stream` body).
 
+use crate::methods::get;
 use axum::extract::{FromRequest, Path, Request, State};
-use axum::routing::get;
 use kante_api::backup::{InstanceBackupPost, InstanceBackupsPost};
 use kante_api::instance::InstancesPost;
 use kante_engine::front::Request as Req;

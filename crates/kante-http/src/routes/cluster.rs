@@ -5,8 +5,8 @@
 //! only one of them open to untrusted callers: its token's secret is the
 //! credential).
 
+use crate::methods::{get, post};
 use axum::extract::{Path, State};
-use axum::routing::{get, post};
 use kante_api::cluster::{
     ClusterAcceptPost, ClusterGroup, ClusterGroupPost, ClusterGroupPut, ClusterMemberPut,
     ClusterMemberStatePost, ClusterMembersPost, ClusterPut,

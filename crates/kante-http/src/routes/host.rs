@@ -26,7 +26,7 @@ pub async fn projects(State(s): State<AppState>, q: Params) -> ApiResult {
     listing(&s, Request::ProjectList, &q).await
 }
 
-#[derive(serde::Deserialize, Default)]
+#[derive(serde::Deserialize, Default, schemars::JsonSchema)]
 pub struct Named {
     #[serde(default, deserialize_with = "kante_api::serde_util::null_default")]
     name: String,
@@ -76,7 +76,7 @@ pub async fn warning_get(State(s): State<AppState>, Path(id): Path<String>) -> A
 
 /// The routes above, added to `r`.
 pub fn routes(r: crate::Routes) -> crate::Routes {
-    use axum::routing::get;
+    use crate::methods::get;
     r.route("/1.0/metrics", get(metrics))
         .route("/1.0/resources", get(resources))
         .route("/1.0/storage-pools/{name}/resources", get(pool_resources))

@@ -212,7 +212,7 @@ pub async fn alias_get(State(s): State<AppState>, Path(name): Path<String>) -> A
     answer(&s, Request::AliasGet { name }).await
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 pub struct AliasPut {
     #[serde(default, deserialize_with = "kante_api::serde_util::null_default")]
     target: String,

@@ -125,7 +125,7 @@ pub async fn snapshot_post(
     answer(&s, req).await
 }
 
-#[derive(serde::Deserialize, Default)]
+#[derive(serde::Deserialize, Default, schemars::JsonSchema)]
 pub struct SnapshotPut {
     #[serde(default)]
     expires_at: Option<kante_api::Timestamp>,

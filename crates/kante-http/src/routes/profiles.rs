@@ -47,7 +47,7 @@ pub async fn patch(
     answer(&s, req).await
 }
 
-#[derive(serde::Deserialize, Default)]
+#[derive(serde::Deserialize, Default, schemars::JsonSchema)]
 pub struct ProfilePost {
     #[serde(default, deserialize_with = "kante_api::serde_util::null_default")]
     name: String,

@@ -1,8 +1,8 @@
 //! `/1.0/storage-pools/{pool}/volumes…`: storage volumes and their snapshots.
 
+use crate::methods::get;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use axum::routing::get;
 use kante_api::storage::{
     StorageVolumePost, StorageVolumePut, StorageVolumesPost, VolumeSnapshotsPost,
 };
