@@ -554,3 +554,67 @@ fn host_bridge_and_macvlan_parents() {
         d.shutdown().await;
     });
 }
+
+/// `lxc network rename`, as Debian's lxc sends it: refused while a profile
+/// uses the network and onto a name that exists (the network untouched);
+/// then the bridge, its address and its dnsmasq live under the new name
+/// and nothing is left under the old one.
+#[test]
+fn an_unused_network_is_renamed_with_lxc() {
+    use kante_integration::lxc::{conf, lxc_fails, lxc_ok};
+    run(async {
+        let d = Daemon::start().await;
+        let c = conf(&d, "admin");
+        let v4 = json!({"ipv4.address": "10.213.9.1/24", "ipv6.address": "none"});
+        network_create(&d, "ktren0", v4).await.unwrap();
+        let other = json!({"ipv4.address": "10.213.10.1/24", "ipv6.address": "none"});
+        network_create(&d, "ktren2", other).await.unwrap();
+        lxc_ok(&d, &c, "profile create ktrenp");
+        lxc_ok(&d, &c, "profile device add ktrenp eth0 nic network=ktren0");
+
+        let err = lxc_fails(&d, &c, "network rename ktren0 ktren1");
+        assert!(err.contains("in use by /1.0/profiles/ktrenp"), "{err}");
+        lxc_ok(&d, &c, "profile delete ktrenp");
+        let err = lxc_fails(&d, &c, "network rename ktren0 ktren2");
+        assert!(err.contains("already exists"), "{err}");
+        let err = lxc_fails(&d, &c, "network rename ktnone ktren1");
+        assert!(err.contains("not found"), "{err}");
+        assert!(link_exists("ktren0") && !link_exists("ktren1"));
+        assert!(
+            !processes_mentioning("ktren0").is_empty(),
+            "dnsmasq of ktren0"
+        );
+
+        lxc_ok(&d, &c, "network rename ktren0 ktren1");
+        assert!(!link_exists("ktren0"), "the old bridge is gone");
+        assert!(link_exists("ktren1"), "the bridge has the new name");
+        let addr = Command::new("ip")
+            .args(["-4", "-o", "addr", "show", "dev", "ktren1"])
+            .output()
+            .unwrap();
+        let addr = String::from_utf8_lossy(&addr.stdout);
+        assert!(addr.contains("10.213.9.1/24"), "{addr}");
+        assert!(processes_mentioning("ktren0").is_empty(), "no old dnsmasq");
+        assert!(
+            !processes_mentioning("ktren1").is_empty(),
+            "dnsmasq of ktren1"
+        );
+        let shown = lxc_ok(&d, &c, "network get ktren1 ipv4.address");
+        assert_eq!(shown.trim(), "10.213.9.1/24");
+        let err = lxc_fails(&d, &c, "network show ktren0");
+        assert!(err.contains("not found"), "{err}");
+        let tables = nft_tables_of(&d.cgroup_prefix());
+        assert_eq!(
+            tables.len(),
+            2,
+            "one table per network, none left over: {tables:?}"
+        );
+        assert!(tables.iter().any(|t| t.ends_with("ktren1")), "{tables:?}");
+        assert!(!tables.iter().any(|t| t.ends_with("ktren0")), "{tables:?}");
+
+        lxc_ok(&d, &c, "network delete ktren1");
+        lxc_ok(&d, &c, "network delete ktren2");
+        assert!(processes_mentioning("ktren1").is_empty());
+        d.shutdown().await;
+    });
+}

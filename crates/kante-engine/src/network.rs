@@ -229,6 +229,83 @@ impl Engine {
         Ok(())
     }
 
+    /// Renames a managed network, as LXD does: on a standalone server and
+    /// while no instance or profile uses it. The network is taken down under
+    /// its old name and made under the new one (its bridge is named after
+    /// it); if that fails, the old one is made again and nothing changes.
+    pub(crate) async fn network_rename(&self, name: &str, new_name: &str) -> Result<()> {
+        let row = self
+            .shared
+            .network_get(name)
+            .await?
+            .ok_or_else(|| EngineError::NotFound("Network not found".into()))?;
+        if self.cluster.member_name().is_some() {
+            return Err(EngineError::bad(
+                "Renaming a network of a cluster is not supported",
+            ));
+        }
+        if new_name.is_empty() {
+            return Err(EngineError::bad("No name provided"));
+        }
+        if new_name == name {
+            return Err(EngineError::bad(format!(
+                "The network is already named {name:?}"
+            )));
+        }
+        if self.shared.network_get(new_name).await?.is_some() {
+            return Err(EngineError::Conflict(format!(
+                "Network {new_name:?} already exists"
+            )));
+        }
+        let driver = driver_for(&row.kind, &self.net)?;
+        driver.validate(new_name, &row.config)?;
+        let users = self.network_users(name).await?;
+        if !users.is_empty() {
+            return Err(EngineError::bad(format!(
+                "The network is currently in use by {}",
+                users.join(", ")
+            )));
+        }
+        if row.kind == "bridge" {
+            if let Some(l) = self.net.ops.link(new_name).await? {
+                return Err(EngineError::Conflict(format!(
+                    "An interface named {new_name:?} already exists on the host ({})",
+                    l.kind.unwrap_or_else(|| "device".into())
+                )));
+            }
+        }
+        let renamed = NetworkRow {
+            name: new_name.to_string(),
+            ..row.clone()
+        };
+        let old_spec = self.network_spec(&row);
+        let new_spec = self.network_spec(&renamed);
+        let live = row.status != STATUS_PENDING;
+        if live {
+            driver.delete(&old_spec).await?;
+        }
+        self.shared.network_create(&renamed).await?;
+        let made = match live {
+            true => driver.create(&new_spec).await.map(|_| ()),
+            false => Ok(()),
+        };
+        if let Err(e) = made {
+            let _ = driver.delete(&new_spec).await;
+            let _ = self.shared.network_delete(new_name).await;
+            if let Err(back) = driver.create(&old_spec).await {
+                tracing::warn!(network = %name, "making it again after a failed rename: {back}");
+            }
+            return Err(e.into());
+        }
+        self.shared.network_delete(name).await?;
+        self.events.lifecycle(
+            "network-renamed",
+            &format!("/1.0/networks/{new_name}"),
+            serde_json::json!({ "old_name": name }),
+        );
+        Ok(())
+    }
+
     /// Changes a network's config; address and driver changes only while
     /// nothing uses it. Re-applied at once (bridge, dnsmasq, nftables).
     pub(crate) async fn network_update(

@@ -442,10 +442,11 @@ impl Engine {
                     .await?;
                 R::Empty
             }
-            NetworkRename { .. } => {
-                return Err(EngineError::NotImplemented(
-                    "Renaming networks is not supported".into(),
-                ))
+            NetworkRename { name, new_name } => {
+                self.network_rename(&name, &new_name).await?;
+                R::Created {
+                    location: format!("/1.0/networks/{new_name}"),
+                }
             }
             NetworkDelete { name, notified } => {
                 self.network_delete_at(&name, notified).await?;

@@ -331,9 +331,10 @@ pub enum Request {
         target: Option<String>,
         notified: bool,
     },
-    /// Not supported.
+    /// Renames a managed network nothing uses (standalone servers only).
     NetworkRename {
         name: String,
+        new_name: String,
     },
     /// `notified`: a member's delete telling this one to delete its own.
     NetworkDelete {
@@ -749,7 +750,7 @@ impl Request {
             | ImageRefresh { fingerprint } => Target::Image(fingerprint.clone()),
             NetworkGet { name, .. }
             | NetworkUpdate { name, .. }
-            | NetworkRename { name }
+            | NetworkRename { name, .. }
             | NetworkDelete { name, .. }
             | NetworkState { name }
             | NetworkLeases { name } => Target::Network(name.clone()),

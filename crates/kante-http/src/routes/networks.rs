@@ -79,8 +79,20 @@ pub async fn patch(
     answer(&s, req).await
 }
 
-pub async fn post(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult {
-    answer(&s, Request::NetworkRename { name }).await
+/// `POST /1.0/networks/{name}`: LXD's rename body.
+#[derive(serde::Deserialize, Default, schemars::JsonSchema)]
+pub struct NetworkPost {
+    #[serde(default, deserialize_with = "kante_api::serde_util::null_default")]
+    name: String,
+}
+
+pub async fn post(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    Json(req): Json<NetworkPost>,
+) -> ApiResult {
+    let new_name = req.name;
+    answer(&s, Request::NetworkRename { name, new_name }).await
 }
 
 pub async fn delete(
