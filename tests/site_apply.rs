@@ -8,7 +8,9 @@
 //! refused at plan time with nothing made; the hosts exported as a site
 //! file (`kante site export`) apply as no change. A host whose part fails does
 //! not stop the other, and a re-run finishes the job; a host whose daemon
-//! is dead at plan time is shown as unknown and skipped.
+//! is dead at plan time is shown as unknown and skipped; a host whose
+//! daemon is killed in the middle of its part fails that part alone, and
+//! once it is back a re-run completes the site.
 
 use std::path::Path;
 use std::process::Output;
@@ -283,5 +285,108 @@ fn a_failing_or_dead_host_does_not_stop_the_others() {
         lab.client(1).delete_instance("a1").await.unwrap();
         let o = lab.down();
         assert!(o.status.success(), "{}", text(&o.stderr));
+    });
+}
+
+/// One instance on host1, four on host2 (made one after another).
+fn lopsided(lab: &Lab) -> String {
+    format!(
+        "site: midway\nhosts:\n  host1: {{remote: {}}}\n  host2: {{remote: {}}}\ninstances:\n  - {{name: m1, host: host1, image: bb}}\n  - {{name: \"mb{{n}}\", count: 4, host: host2, image: bb}}\n",
+        lab.remote(1),
+        lab.remote(2)
+    )
+}
+
+#[test]
+fn a_host_killed_while_converging_fails_alone_and_a_rerun_completes() {
+    use kante_integration::cluster::restart_kanted;
+    use std::time::{Duration, Instant};
+    run(async {
+        let mut lab = Lab::up(2);
+        for i in [1, 2] {
+            let fp = lab.import(i, TestImage::Busybox).await;
+            lab.client(i)
+                .create_image_alias("bb", &fp, "")
+                .await
+                .unwrap();
+        }
+        let scratch = tempfile::tempdir().unwrap();
+        let file = scratch.path().join("site.yaml");
+        std::fs::write(&file, lopsided(&lab)).unwrap();
+        let f = file.to_string_lossy().to_string();
+        let out = scratch.path().join("apply.out");
+        let err = scratch.path().join("apply.err");
+        let mut child = lab
+            .kante_cmd(&["apply", &f])
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .spawn()
+            .unwrap();
+
+        // As soon as host2 has its first instance, its daemon dies.
+        let c2 = lab.client(2);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while c2.instance("mb1").await.is_err() {
+            assert!(Instant::now() < deadline, "host2 never got mb1");
+            if child.try_wait().unwrap().is_some() {
+                let said = std::fs::read_to_string(&err).unwrap_or_default();
+                panic!("apply ended first: {said}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(lab.pid(2)),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+
+        // apply ends (it does not wait on the dead host), non-zero, naming
+        // host2; host1's part is done.
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "apply hung on a dead host");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let (stdout, stderr) = (
+            std::fs::read_to_string(&out).unwrap(),
+            std::fs::read_to_string(&err).unwrap(),
+        );
+        assert!(!status.success(), "{stdout}{stderr}");
+        assert!(stderr.contains("host2"), "{stdout}{stderr}");
+        assert_eq!(
+            lab.client(1).instance("m1").await.unwrap().status,
+            "Running"
+        );
+
+        // host2 back: what the kill interrupted is finished or undone by
+        // its daemon, and a re-run makes the rest; host1 is left alone.
+        let mut h2 = restart_kanted(&lab, 2);
+        let made = lab.client(2).instances().await.unwrap().len();
+        assert!(made < 4, "the kill came after host2's part was done");
+        let again = ok(&apply(&lab, &file, &[]));
+        assert!(!again.contains("instance m1 created"), "{again}");
+        for n in 1..=4 {
+            let name = format!("mb{n}");
+            let i = lab.client(2).instance(&name).await.unwrap();
+            assert_eq!(i.status, "Running", "{name}");
+        }
+        let quiet = ok(&apply(&lab, &file, &[]));
+        assert!(!quiet.contains("created"), "{quiet}");
+
+        for (i, names) in [
+            (1, vec!["m1".to_string()]),
+            (2, (1..=4).map(|n| format!("mb{n}")).collect()),
+        ] {
+            for n in names {
+                lab.client(i).stop_instance(&n, true, -1).await.unwrap();
+                lab.client(i).delete_instance(&n).await.unwrap();
+            }
+        }
+        let o = lab.down();
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        let _ = h2.wait();
     });
 }

@@ -125,12 +125,16 @@ impl Lab {
 
     /// `kante ARGS` as the caller (its remotes are the lab's hosts).
     pub fn kante(&self, args: &[&str]) -> Output {
-        Command::new(bin("kante"))
-            .args(args)
+        self.kante_cmd(args).output().expect("run kante")
+    }
+
+    /// The command of [`Lab::kante`], not run (to spawn it and act meanwhile).
+    pub fn kante_cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin("kante"));
+        c.args(args)
             .env("KANTE_CONF", &self.conf)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run kante")
+            .stdin(Stdio::null());
+        c
     }
 
     /// `kante ARGS` must succeed; its stdout.
