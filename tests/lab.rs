@@ -2,7 +2,10 @@
 //! own kanted on a shared uplink. Three hosts come up, answer over HTTPS
 //! from the caller and from each other, carry instances that meet at
 //! layer 2 across hosts, and `down` leaves nothing; an `up` that cannot
-//! start (a subnet in use, a daemon that dies) leaves nothing either.
+//! start (a subnet in use, a daemon that dies) leaves nothing either. A
+//! client of a host that is cut off (its uplink down) in the middle of a
+//! command gets an error in bounded time instead of waiting forever, and
+//! so does a new command, until the link is back.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -235,5 +238,99 @@ fn an_up_that_cannot_finish_leaves_nothing() {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let left = left_of(&lab, &pids);
         assert!(left.is_empty(), "left after down of a killed up: {left:#?}");
+    });
+}
+
+/// Waits for `child` until `bound`; its exit status, or a panic naming `what`.
+async fn ends_within(
+    child: &mut std::process::Child,
+    bound: Duration,
+    what: &str,
+) -> std::process::ExitStatus {
+    let deadline = Instant::now() + bound;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: still waiting after {bound:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[test]
+fn a_client_of_a_host_cut_off_gets_an_error_not_a_hang() {
+    run(async {
+        let mut lab = Lab::up(1);
+        let pids = vec![lab.pid(1)];
+        let fp = lab.import(1, TestImage::Busybox).await;
+        let post = instance_post(&fp, "w1", &[], Default::default());
+        lab.client(1).create_instance(&post).await.unwrap();
+        lab.client(1).start_instance("w1").await.unwrap();
+
+        // An exec over HTTPS that waits in silence (its command sleeps).
+        let scratch = tempfile::tempdir().unwrap();
+        let err = scratch.path().join("exec.err");
+        let target = format!("{}:w1", lab.remote(1));
+        let mut exec = lab
+            .kante_cmd(&["exec", &target, "--", "sleep", "300"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !lab.sh(1, "w1", "ps").await.1.contains("sleep 300") {
+            assert!(Instant::now() < deadline, "the exec never started");
+            assert!(exec.try_wait().unwrap().is_none(), "the exec ended early");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+
+        // Cut off: the client notices by itself (keepalive probes), in
+        // well under a minute; it would otherwise wait forever.
+        lab.exec_ok(1, &["ip", "link", "set", "uplink0p", "down"]);
+        let status =
+            ends_within(&mut exec, Duration::from_secs(60), "exec on a cut-off host").await;
+        assert!(!status.success());
+        let said = std::fs::read_to_string(&err).unwrap();
+        assert!(said.starts_with("Error: "), "{said}");
+        // A new command fails in bounded time too (connect and handshake).
+        let mut list = lab
+            .kante_cmd(&["list", "-f", "csv", &format!("{}:", lab.remote(1))])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let status =
+            ends_within(&mut list, Duration::from_secs(40), "list of a cut-off host").await;
+        assert!(!status.success());
+
+        // Back: the same command answers again.
+        lab.exec_ok(1, &["ip", "link", "set", "uplink0p", "up"]);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let o = lab.kante(&[
+                "list",
+                "-f",
+                "csv",
+                "-c",
+                "n",
+                &format!("{}:", lab.remote(1)),
+            ]);
+            if o.status.success() {
+                assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "w1");
+                break;
+            }
+            assert!(Instant::now() < deadline, "the host never answered again");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        lab.client(1).stop_instance("w1", true, -1).await.unwrap();
+        lab.client(1).delete_instance("w1").await.unwrap();
+        let o = lab.down();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let left = left_of(&lab, &pids);
+        assert!(left.is_empty(), "left after down: {left:#?}");
     });
 }

@@ -10,6 +10,7 @@ use std::task::{Context, Poll};
 
 use kante_tls::rustls::pki_types::{CertificateDer, ServerName};
 use kante_tls::{KeyPair, ServerPin};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 use tokio_rustls::client::TlsStream;
@@ -61,6 +62,39 @@ pub(crate) enum Transport {
     Https(Arc<Https>),
 }
 
+/// How long a remote may take to accept a connection and finish the TLS
+/// handshake (a host cut off would otherwise hold `connect` for TCP's
+/// whole SYN retry time, about two minutes).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// After this much silence on an established connection the peer is
+/// probed (TCP keepalive, every [`PROBE_INTERVAL`], [`PROBES`] times) and
+/// the connection fails if it never answers; data it never acknowledges
+/// fails it after [`UNACKED_TIMEOUT`]. A request waiting on a long
+/// operation stays open as long as the peer is there, but a peer that
+/// vanished (killed host, cut link) ends it in under half a minute
+/// instead of never (an idle wait) or a quarter of an hour (TCP's
+/// retransmissions).
+pub const IDLE_BEFORE_PROBE: Duration = Duration::from_secs(10);
+/// See [`IDLE_BEFORE_PROBE`].
+pub const PROBE_INTERVAL: Duration = Duration::from_secs(5);
+/// See [`IDLE_BEFORE_PROBE`].
+pub const PROBES: u32 = 3;
+/// See [`IDLE_BEFORE_PROBE`].
+pub const UNACKED_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Sets the bounds of [`IDLE_BEFORE_PROBE`] on a connected socket (best
+/// effort: a socket that refuses them keeps the kernel's defaults).
+fn bound_silence(tcp: &TcpStream) {
+    let sock = socket2::SockRef::from(tcp);
+    let probe = socket2::TcpKeepalive::new()
+        .with_time(IDLE_BEFORE_PROBE)
+        .with_interval(PROBE_INTERVAL)
+        .with_retries(PROBES);
+    let _ = sock.set_tcp_keepalive(&probe);
+    let _ = sock.set_tcp_user_timeout(Some(UNACKED_TIMEOUT));
+}
+
 impl Https {
     pub fn new(target: HttpsTarget) -> Result<Https> {
         let config = kante_tls::client_config(target.pin.clone(), target.identity.as_ref())
@@ -90,19 +124,30 @@ impl Https {
     async fn connect(&self) -> Result<Conn> {
         let t = &self.target;
         let addr = t.authority();
-        let tcp = TcpStream::connect((t.host.as_str(), t.port))
+        let silent = |what: &str| ClientError::ConnectRemote {
+            addr: addr.clone(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no {what} within {} s", CONNECT_TIMEOUT.as_secs()),
+            ),
+        };
+        let connecting = TcpStream::connect((t.host.as_str(), t.port));
+        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
             .await
+            .map_err(|_| silent("connection"))?
             .map_err(|source| ClientError::ConnectRemote {
                 addr: addr.clone(),
                 source,
             })?;
         let _ = tcp.set_nodelay(true);
+        bound_silence(&tcp);
         let name = match t.host.parse::<std::net::IpAddr>() {
             Ok(ip) => ServerName::IpAddress(ip.into()),
             Err(_) => ServerName::try_from(t.host.clone())
                 .map_err(|e| ClientError::Protocol(format!("bad host name {}: {e}", t.host)))?,
         };
-        match self.connector.connect(name, tcp).await {
+        let handshake = tokio::time::timeout(CONNECT_TIMEOUT, self.connector.connect(name, tcp));
+        match handshake.await.map_err(|_| silent("TLS handshake"))? {
             Ok(tls) => Ok(Conn::Tls(Box::new(tls))),
             Err(source) => {
                 let presented = t.pin.seen_fingerprint();
