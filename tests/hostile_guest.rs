@@ -89,6 +89,20 @@ fn templates_applied_to_a_copy_stay_inside_it_and_cannot_block() {
         );
         assert!(!marker.exists(), "the template was written on the host");
         d.client.delete_instance("copy").await.unwrap();
+
+        // A device node there instead (/dev/zero's): the guest cannot make
+        // one (mknod is refused to it), so the FIFO is its worst.
+        d.client.start_instance("evil").await.unwrap();
+        let (code, out) = d
+            .sh(
+                "evil",
+                "rm -f /etc/hosts && mknod /etc/hosts c 1 5; ls -l /etc/hosts",
+            )
+            .await;
+        assert!(out.contains("Operation not permitted"), "{code}: {out}");
+        assert!(!out.contains("crw"), "a device node was made: {out}");
+        d.client.stop_instance("evil", true, -1).await.unwrap();
+        d.client.delete_instance("evil").await.unwrap();
         d.shutdown().await;
     });
 }
