@@ -9,7 +9,7 @@
 
 use std::process::Command;
 
-use kante_integration::{free_port, kante_ok, run, Daemon, TestImage};
+use kante_integration::{kante_ok, listen_https, run, Daemon, TestImage};
 
 const STEPS: &[&str] = &[
     "connect",
@@ -74,16 +74,7 @@ fn pylxd_drives_kanted_over_https() {
     run(async {
         let d = Daemon::start().await;
         let fp = d.import(TestImage::Busybox).await;
-        let port = free_port();
-        kante_ok(
-            &d,
-            &[
-                "config",
-                "set",
-                "core.https_address",
-                &format!("127.0.0.1:{port}"),
-            ],
-        );
+        let port = listen_https(&d);
         kante_ok(&d, &["config", "set", "core.trust_password", "py-sesame"]);
         let pair =
             kante_tls::KeyPair::generate(kante_tls::Role::Client, &["pylxd".into()]).unwrap();

@@ -25,7 +25,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use kante_integration::{free_port, kante_ok, prerequisite, run, Daemon};
+use kante_integration::{kante_ok, listen_https, prerequisite, run, Daemon};
 use serde_json::Value;
 
 const SCHEMATHESIS: &str = "/opt/kante-schemathesis/bin/schemathesis";
@@ -183,16 +183,7 @@ fn schemathesis_finds_no_server_error_and_rejections_change_nothing() {
     }
     run(async {
         let d = Daemon::start().await;
-        let port = free_port();
-        kante_ok(
-            &d,
-            &[
-                "config",
-                "set",
-                "core.https_address",
-                &format!("127.0.0.1:{port}"),
-            ],
-        );
+        let port = listen_https(&d);
         let pair = kante_tls::KeyPair::generate(kante_tls::Role::Client, &["schemathesis".into()])
             .unwrap();
         let (crt, key) = (d.dir.join("st.crt"), d.dir.join("st.key"));

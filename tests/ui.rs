@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use kante_integration::net::{busybox_dhcp, devices, network_create, nic};
-use kante_integration::{bin, free_port, kante_ok, prerequisite, run, Daemon, TestImage};
+use kante_integration::{bin, kante_ok, listen_https, prerequisite, run, Daemon, TestImage};
 use serde_json::{json, Value};
 
 fn ui_dir() -> PathBuf {
@@ -59,16 +59,7 @@ fn a_browser_logs_in_watches_acts_and_opens_a_console() {
     }
     run(async {
         let d = Daemon::start().await;
-        let port = free_port();
-        kante_ok(
-            &d,
-            &[
-                "config",
-                "set",
-                "core.https_address",
-                &format!("127.0.0.1:{port}"),
-            ],
-        );
+        let port = listen_https(&d);
         let fp = d.import(TestImage::Busybox).await;
         network_create(
             &d,

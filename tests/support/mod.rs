@@ -614,6 +614,15 @@ pub fn kante_ok(d: &Daemon, args: &[&str]) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// Turns on `d`'s HTTPS listener on a free loopback port (`kante config
+/// set core.https_address`); the port.
+pub fn listen_https(d: &Daemon) -> u16 {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    kante_ok(d, &["config", "set", "core.https_address", &addr]);
+    port
+}
+
 /// A failure is one line on stderr, `Error: …`, and a non-zero exit.
 pub fn kante_fails(d: &Daemon, args: &[&str]) -> String {
     let o = kante(d, args);
