@@ -260,7 +260,7 @@ async fn an_aborted_or_foreign_stream_leaves_nothing_and_the_name_is_free() {
         .volume_migration_create("default", push("v2"))
         .await
         .unwrap();
-    let (mut control, _fs) = (connect(&op, "control"), connect(&op, "fs"));
+    let (control, _fs) = (connect(&op, "control"), connect(&op, "fs"));
     let lxd = MigrationHeader::default();
     control
         .outgoing
