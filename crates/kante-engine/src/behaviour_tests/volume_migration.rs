@@ -12,7 +12,7 @@ use kante_api::storage::{
 use prost::Message;
 
 use crate::error::ErrorKind;
-use crate::migration::proto::{MigrationControl, MigrationHeader};
+use crate::migration::proto::{MigrationControl, MigrationHeader, RsyncFeatures};
 use crate::operations::Op;
 use crate::testing::{self, TestHost};
 use crate::ws::{WsConn, WsMsg};
@@ -261,7 +261,13 @@ async fn an_aborted_or_foreign_stream_leaves_nothing_and_the_name_is_free() {
         .await
         .unwrap();
     let (control, _fs) = (connect(&op, "control"), connect(&op, "fs"));
-    let lxd = MigrationHeader::default();
+    // LXD 5.0's offer: rsync with its features, no Kante field.
+    let lxd = MigrationHeader {
+        criu: Some(crate::migration::proto::CRIU_NONE),
+        rsync_features: Some(RsyncFeatures::kante()),
+        index_header_version: Some(1),
+        ..Default::default()
+    };
     control
         .outgoing
         .send(WsMsg::Binary(lxd.encode_to_vec()))
