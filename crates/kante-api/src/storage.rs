@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::serde_util::{null_default, string_map};
+use crate::serde_util::{lenient_bool, null_default, string_map};
 use crate::{ConfigMap, Timestamp};
 
 /// A pool as `GET /1.0/storage-pools/{name}` returns it.
@@ -89,7 +89,10 @@ pub struct StorageVolumesPost {
     pub source: VolumeSource,
 }
 
-/// Where a new volume's content comes from (nothing, or a copy).
+/// Where a new volume's content comes from: nothing, a copy (`copy`,
+/// from this server or, in a cluster, another member), or another
+/// server's migration operation (`migration`, LXD's
+/// `storage_api_remote_volume_handling`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct VolumeSource {
     #[serde(rename = "type", default, deserialize_with = "null_default")]
@@ -100,6 +103,58 @@ pub struct VolumeSource {
     /// Defaults to the target pool.
     #[serde(default, deserialize_with = "null_default")]
     pub pool: String,
+    /// `migration`: `pull` (the default: this server dials the source's
+    /// operation) or `push` (this server's operation waits for the source).
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub mode: String,
+    /// `migration`, `pull`: the source's operation URL
+    /// (`https://host:port/1.0/operations/<id>`).
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub operation: String,
+    /// `migration`, `pull`: the source server's certificate (PEM), pinned.
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub certificate: String,
+    /// `migration`, `pull`: the source operation's websocket secrets.
+    #[serde(
+        default,
+        deserialize_with = "string_map",
+        skip_serializing_if = "ConfigMap::is_empty"
+    )]
+    pub secrets: ConfigMap,
+    /// Leave the source's snapshots behind.
+    #[serde(
+        default,
+        deserialize_with = "lenient_bool",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub volume_only: bool,
+    /// Update an existing copy (refused: not supported).
+    #[serde(
+        default,
+        deserialize_with = "lenient_bool",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub refresh: bool,
+    /// `copy` in a cluster: the member holding the source (found by
+    /// asking the members when empty).
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub location: String,
 }
 
 /// `PUT`/`PATCH /1.0/storage-pools/{pool}/volumes/custom/{name}`.
@@ -118,7 +173,8 @@ pub struct StorageVolumePut {
     pub restore: String,
 }
 
-/// `POST /1.0/storage-pools/{pool}/volumes/custom/{name}` (rename).
+/// `POST /1.0/storage-pools/{pool}/volumes/custom/{name}`: a rename, or
+/// with `migration` the source side of a copy to another server.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StorageVolumePost {
     #[serde(default, deserialize_with = "null_default")]
@@ -130,6 +186,24 @@ pub struct StorageVolumePost {
         skip_serializing_if = "String::is_empty"
     )]
     pub pool: String,
+    /// Offer the volume to another server (an operation with websocket
+    /// secrets, or with `target` one that connects to the target).
+    #[serde(
+        default,
+        deserialize_with = "lenient_bool",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub migration: bool,
+    /// `migration` in push mode: the target's operation to connect to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<crate::instance::InstancePostTarget>,
+    /// `migration`: leave the snapshots behind.
+    #[serde(
+        default,
+        deserialize_with = "lenient_bool",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub volume_only: bool,
 }
 
 /// A volume as the API shows it.

@@ -124,7 +124,7 @@ impl Client {
     pub async fn rename_storage_volume(&self, pool: &str, vol: &str, new: &str) -> Result<()> {
         let post = StorageVolumePost {
             name: new.into(),
-            pool: String::new(),
+            ..Default::default()
         };
         let resp = self.post(&volume_path(pool, vol), &post).await?;
         self.finish(resp).await.map(|_| ())

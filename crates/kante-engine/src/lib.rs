@@ -53,6 +53,7 @@ mod startup;
 pub mod testing;
 pub mod units;
 mod util;
+mod volume_member;
 mod volumes;
 mod ws;
 

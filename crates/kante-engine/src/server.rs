@@ -39,6 +39,9 @@ pub const API_EXTENSIONS: &[&str] = &[
     "storage_api_volume_rename",
     "storage_api_volume_snapshots",
     "storage_api_local_volume_handling",
+    // Custom volumes copied and moved between servers and members
+    // (`migration/volume.rs`, `volume_member.rs`).
+    "storage_api_remote_volume_handling",
     "container_backup",
     "container_backup_override_pool",
     "backup_override_name",

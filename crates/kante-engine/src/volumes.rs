@@ -22,7 +22,7 @@ use crate::Engine;
 /// its checks (not in use) and its work must not interleave. Names are
 /// kept unique by the state, not by this lock: a create takes its name by
 /// recording it (`NodeState::volume_create_pending`).
-fn volume_lock_key(pool: &str, name: &str) -> String {
+pub(crate) fn volume_lock_key(pool: &str, name: &str) -> String {
     format!("volume/{pool}/{name}")
 }
 
@@ -433,7 +433,7 @@ impl Engine {
 
     /// The record of custom volume `name` of `p` (an empty one for a volume
     /// that has none); a missing volume is a 404.
-    async fn custom_record(&self, p: &Pool, name: &str) -> Result<VolumeRow> {
+    pub(crate) async fn custom_record(&self, p: &Pool, name: &str) -> Result<VolumeRow> {
         p.existing_custom(name).map_err(not_found)?;
         Ok(self
             .node
@@ -502,7 +502,7 @@ impl Engine {
 
     /// Takes `row`'s name by recording it, pending. A complete record
     /// whose volume is missing is a crash's leftover: it is replaced.
-    async fn take_volume_name(&self, p: &Pool, row: &VolumeRow) -> Result<()> {
+    pub(crate) async fn take_volume_name(&self, p: &Pool, row: &VolumeRow) -> Result<()> {
         match self.node.volume_create_pending(row).await {
             Err(kante_store::StoreError::Conflict(_))
                 if !p.has_volume(VolumeKind::Custom, &row.name)
@@ -663,11 +663,12 @@ fn copy_custom(p: &Pool, src: &std::path::Path, name: &str, config: &ConfigMap) 
     Ok(result?)
 }
 
-/// A missing custom volume is a 404 whatever the storage layer called it.
-fn exists(name: &str) -> EngineError {
+/// A name taken by a custom volume: a 409.
+pub(crate) fn exists(name: &str) -> EngineError {
     EngineError::Conflict(format!("Storage volume {name:?} already exists"))
 }
 
+/// A missing custom volume is a 404 whatever the storage layer called it.
 fn not_found(e: kante_storage::StorageError) -> EngineError {
     match e {
         kante_storage::StorageError::NotFound(_) => {
@@ -677,7 +678,10 @@ fn not_found(e: kante_storage::StorageError) -> EngineError {
     }
 }
 
-fn volume_resources(pool: &str, name: &str) -> std::collections::BTreeMap<String, Vec<String>> {
+pub(crate) fn volume_resources(
+    pool: &str,
+    name: &str,
+) -> std::collections::BTreeMap<String, Vec<String>> {
     let mut r = std::collections::BTreeMap::new();
     r.insert(
         "storage_volumes".into(),

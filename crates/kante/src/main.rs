@@ -144,6 +144,9 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
     if let Some(cross) = remote::route::cross(&remotes, &command)? {
         return cmd::migrate::run(&remotes, cmd::migrate::Request::new(cross, command)).await;
     }
+    if let Some(cross) = remote::route::volume_cross(&remotes, &command)? {
+        return cmd::volume_migrate::run(&remotes, cross, command).await;
+    }
     let target = remote::route::route(&remotes, &mut command)?;
     if let Command::Image(cli::ImageCmd::List {
         filters,

@@ -25,6 +25,7 @@ mod state;
 mod storage;
 mod uniqueness;
 mod uploads;
+mod volume_migration;
 
 use crate::Engine;
 use kante_api::event::Event;

@@ -99,7 +99,9 @@ impl Engine {
         })
     }
 
-    /// Creates a volume; a type in the URL must agree with the body's.
+    /// Creates a volume; a type in the URL must agree with the body's. A
+    /// volume received from another server (`source.type: "migration"`)
+    /// or copied from another member is made by an operation.
     pub(super) async fn volume_make(
         &self,
         pool: &str,
@@ -115,6 +117,21 @@ impl Engine {
             }
             post.kind = kind;
         }
+        match post.source.kind.as_str() {
+            "migration" => {
+                if !matches!(post.kind.as_str(), "" | "custom") {
+                    custom_only(&post.kind)?;
+                }
+                let op = self.volume_migration_create(pool, post).await?;
+                return Ok(Reply::Operation(op));
+            }
+            "copy" => {
+                if let Some(op) = self.volume_copy_from_member(pool, &post).await? {
+                    return Ok(Reply::Operation(op));
+                }
+            }
+            _ => {}
+        }
         let name = post.name.clone();
         self.volume_create(pool, post).await?;
         Ok(Reply::Created {
@@ -122,7 +139,8 @@ impl Engine {
         })
     }
 
-    /// Renames a custom volume in its pool (moving it to another is refused).
+    /// Renames a custom volume in its pool (moving it to another is
+    /// refused), or with `migration` offers it to another server.
     pub(super) async fn volume_move(
         &self,
         pool: &str,
@@ -131,6 +149,10 @@ impl Engine {
         post: StorageVolumePost,
     ) -> Result<Reply> {
         custom_only(kind)?;
+        if post.migration {
+            let op = self.volume_migration_source(pool, volume, post).await?;
+            return Ok(Reply::Operation(op));
+        }
         if !post.pool.is_empty() && post.pool != pool {
             return Err(EngineError::NotImplemented(
                 "Moving a volume to another pool is not supported; copy it instead".into(),

@@ -24,7 +24,7 @@
 //! (no live migration), and stays locked from the operation's start to
 //! the verdict (a delete sent at once waits for the copy); the target receives at
 //! staging paths and records the instance only once the stream is
-//! complete and checked.
+//! complete and checked. Custom volumes travel the same way (`volume.rs`).
 
 mod link;
 mod lxd;
@@ -35,3 +35,4 @@ mod refresh;
 mod rsync;
 mod send;
 mod sink;
+mod volume;

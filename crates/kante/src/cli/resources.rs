@@ -172,7 +172,8 @@ pub enum StorageCmd {
     Volume {
         #[command(subcommand)]
         cmd: super::VolumeCmd,
-        /// Cluster member holding the volume (or to make it on)
+        /// Cluster member holding the volume (or to make it on; for copy
+        /// and move, the member it goes to)
         #[arg(long, global = true)]
         target: Option<String>,
     },

@@ -52,21 +52,41 @@ pub enum VolumeCmd {
     /// Edit a custom volume as YAML (from stdin when it is not a terminal)
     Edit { pool: String, volume: String },
     /// Rename a custom volume: POOL OLD NEW
-    #[command(visible_alias = "mv")]
     Rename {
         pool: String,
         volume: String,
         new_name: String,
     },
-    /// Copy a custom volume (or VOLUME/SNAPSHOT): POOL SOURCE DESTINATION
+    /// Copy a custom volume, as lxc: [REMOTE:]POOL/VOLUME[/SNAPSHOT]
+    /// [REMOTE:]POOL/VOLUME (another remote: between servers; --target:
+    /// to that cluster member), or POOL SOURCE DESTINATION
     #[command(visible_alias = "cp")]
     Copy {
-        pool: String,
-        source: String,
-        destination: String,
-        /// Pool of the copy (default: the source's)
+        /// SOURCE DESTINATION, or POOL SOURCE DESTINATION
+        #[arg(num_args = 2..=3, required = true, value_name = "ARGS")]
+        args: Vec<String>,
+        /// Pool of the copy in the POOL SOURCE DESTINATION form (default: the source's)
         #[arg(long)]
         target_pool: Option<String>,
+        /// Transfer mode between servers (default: the target pulls, or
+        /// the source pushes, or this client relays)
+        #[arg(long, value_enum)]
+        mode: Option<super::TransferMode>,
+        /// Copy the volume without its snapshots
+        #[arg(long)]
+        volume_only: bool,
+    },
+    /// Move a custom volume: [REMOTE:]POOL/VOLUME [REMOTE:]POOL/VOLUME
+    /// (another remote: copied there, then deleted here; --target: to
+    /// that cluster member; same pool and server: a rename)
+    #[command(visible_alias = "mv")]
+    Move {
+        source: String,
+        destination: String,
+        /// Transfer mode between servers (default: the target pulls, or
+        /// the source pushes, or this client relays)
+        #[arg(long, value_enum)]
+        mode: Option<super::TransferMode>,
     },
     /// Delete a custom volume (refused while an instance uses it), or VOLUME/SNAPSHOT
     #[command(visible_alias = "rm")]

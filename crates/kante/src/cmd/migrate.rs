@@ -95,16 +95,16 @@ impl Request {
 
 /// One server of the transfer: its client, name and the URL and
 /// certificate the other server reaches it by.
-struct End {
-    remote: String,
-    client: Client,
-    certificate: String,
+pub(super) struct End {
+    pub(super) remote: String,
+    pub(super) client: Client,
+    pub(super) certificate: String,
     /// `https://host:port`, if it listens on the network.
-    url: Option<String>,
+    pub(super) url: Option<String>,
 }
 
 impl End {
-    async fn open(cfg: &Config, remote: &str) -> Result<End> {
+    pub(super) async fn open(cfg: &Config, remote: &str) -> Result<End> {
         let client = connect::client(cfg, remote)?;
         let server: Server = client
             .get_json("/1.0")
@@ -134,7 +134,7 @@ impl End {
         })
     }
 
-    fn operation_url(&self, id: &str) -> Result<String> {
+    pub(super) fn operation_url(&self, id: &str) -> Result<String> {
         let url = self.url.as_ref().ok_or_else(|| {
             anyhow!(
                 "{} does not listen on the network (core.https_address is unset)",
@@ -375,7 +375,7 @@ async fn preflight(req: &Request, dst: &End, name: &str, body: &Value) -> Result
 }
 
 /// The channel secrets an operation offers (`control`, `fs`, `criu`).
-fn secrets(op: &Operation) -> BTreeMap<String, String> {
+pub(super) fn secrets(op: &Operation) -> BTreeMap<String, String> {
     op.metadata
         .as_object()
         .into_iter()
@@ -387,7 +387,7 @@ fn secrets(op: &Operation) -> BTreeMap<String, String> {
 
 /// The mode to try first: the target pulls when the source listens on
 /// the network, else the source pushes; relay when neither listens.
-fn first_mode(asked: Option<TransferMode>, src: &End, dst: &End) -> TransferMode {
+pub(super) fn first_mode(asked: Option<TransferMode>, src: &End, dst: &End) -> TransferMode {
     match asked {
         Some(m) => m,
         None if src.url.is_some() => TransferMode::Pull,
@@ -413,13 +413,13 @@ async fn transfer(req: &Request, src: &End, dst: &End, body: &Value) -> Result<(
 
 /// Why an attempt failed: before the servers met (another mode may work),
 /// or anything else.
-enum Failure {
+pub(super) enum Failure {
     Unreached(anyhow::Error),
     Other(anyhow::Error),
 }
 
 impl Failure {
-    fn into_error(self) -> anyhow::Error {
+    pub(super) fn into_error(self) -> anyhow::Error {
         match self {
             Failure::Unreached(e) | Failure::Other(e) => e,
         }
@@ -555,7 +555,7 @@ async fn attempt(
 
 /// The second operation of a transfer; if it could not start, the first
 /// (already waiting for its peer) is cancelled.
-async fn or_cancel(
+pub(super) async fn or_cancel(
     first: &End,
     id: &str,
     second: Result<Operation>,
@@ -571,7 +571,12 @@ async fn or_cancel(
 
 /// Waits for both operations, showing the transfer's progress; the
 /// target's result decides.
-async fn watch(dst: &End, top: &str, src: &End, sop: &str) -> std::result::Result<(), Failure> {
+pub(super) async fn watch(
+    dst: &End,
+    top: &str,
+    src: &End,
+    sop: &str,
+) -> std::result::Result<(), Failure> {
     let pb = ProgressBar::new_spinner();
     pb.set_style(
         ProgressStyle::with_template("Transferring the instance: {spinner} {msg}")
@@ -636,7 +641,7 @@ fn progress_line(meta: &Value) -> Option<String> {
 
 /// Cancels an operation, best effort and bounded (its server may be the
 /// one that cannot be reached).
-async fn cancel(end: &End, id: &str) {
+pub(super) async fn cancel(end: &End, id: &str) {
     let _ = tokio::time::timeout(Duration::from_secs(10), end.client.cancel_operation(id)).await;
 }
 

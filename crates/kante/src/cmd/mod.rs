@@ -31,6 +31,7 @@ pub mod storage;
 pub mod top;
 pub mod trust;
 pub mod volume;
+pub mod volume_migrate;
 
 use anyhow::{bail, Result};
 use kante_api::names::validate_instance_name;

@@ -7,7 +7,7 @@ use kante_client::{Client, StoragePool, StoragePoolPut, StoragePoolResources, St
 
 use super::config::parse_set_args;
 use super::{edit, parse_kv, print_list, to_yaml};
-use crate::cli::StorageCmd;
+use crate::cli::{StorageCmd, VolumeCmd};
 use crate::format::size_iec;
 use crate::table::Row;
 
@@ -153,6 +153,10 @@ pub async fn run(c: &Client, cmd: StorageCmd) -> Result<i32> {
             .await?;
         }
         StorageCmd::Volume { cmd, target } => {
+            if let VolumeCmd::Copy { .. } | VolumeCmd::Move { .. } = cmd {
+                let target = target.as_deref().filter(|t| !t.is_empty());
+                return super::volume_migrate::on_one_server(c, target, cmd).await;
+            }
             let targeted;
             let c = match target.as_deref().filter(|t| !t.is_empty()) {
                 Some(member) => {

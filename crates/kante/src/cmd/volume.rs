@@ -224,26 +224,8 @@ pub async fn run(c: &Client, cmd: VolumeCmd) -> Result<i32> {
             c.rename_storage_volume(&pool, &volume, &new_name).await?;
             println!("Renamed storage volume from \"{volume}\" to \"{new_name}\"");
         }
-        VolumeCmd::Copy {
-            pool,
-            source,
-            destination,
-            target_pool,
-        } => {
-            let post = StorageVolumesPost {
-                name: destination.clone(),
-                kind: "custom".into(),
-                content_type: "filesystem".into(),
-                source: VolumeSource {
-                    kind: "copy".into(),
-                    name: source,
-                    pool: pool.clone(),
-                },
-                ..Default::default()
-            };
-            c.create_storage_volume(target_pool.as_deref().unwrap_or(&pool), &post)
-                .await?;
-            println!("Storage volume copied successfully!");
+        VolumeCmd::Copy { .. } | VolumeCmd::Move { .. } => {
+            bail!("copy and move are handled by volume_migrate")
         }
         VolumeCmd::Delete { pool, volume } => match volume.split_once('/') {
             Some((vol, snap)) => {

@@ -138,6 +138,45 @@ pub fn cross(cfg: &Config, cmd: &Command) -> Result<Option<Cross>> {
     }))
 }
 
+/// A custom volume copied or moved between two servers
+/// (`storage volume copy|move a:POOL/VOL b:POOL/VOL`).
+#[derive(Debug, PartialEq, Eq)]
+pub struct VolumeCross {
+    pub from: String,
+    pub to: String,
+    /// `POOL/VOLUME` on `from`.
+    pub source: String,
+    /// `POOL/VOLUME` on `to`.
+    pub destination: String,
+}
+
+/// `Some` when `cmd` copies or moves a custom volume to another server.
+pub fn volume_cross(cfg: &Config, cmd: &Command) -> Result<Option<VolumeCross>> {
+    let Command::Storage(StorageCmd::Volume { cmd, .. }) = cmd else {
+        return Ok(None);
+    };
+    let (src, dst) = match cmd {
+        VolumeCmd::Copy { args, .. } if args.len() == 2 => (&args[0], &args[1]),
+        VolumeCmd::Move {
+            source,
+            destination,
+            ..
+        } => (source, destination),
+        _ => return Ok(None),
+    };
+    let (from, source) = side(cfg, src)?;
+    let (to, destination) = side(cfg, dst)?;
+    if from == to {
+        return Ok(None);
+    }
+    Ok(Some(VolumeCross {
+        from,
+        to,
+        source,
+        destination,
+    }))
+}
+
 /// Source and destination of a copy or move on one server (a move or
 /// copy between servers went to [`cross`] before routing).
 fn pair(cfg: &Config, src: &mut String, dst: Option<&mut String>) -> Result<String> {
@@ -384,6 +423,17 @@ fn storage(r: &mut Router, s: &mut StorageCmd) -> Result<()> {
                 r.arg(pool)?;
                 r.arg(instance)
             }
+            // One remote here: copies and moves between remotes went to
+            // `volume_cross` before routing.
+            VolumeCmd::Copy { args, .. } => r.all(args),
+            VolumeCmd::Move {
+                source,
+                destination,
+                ..
+            } => {
+                r.arg(source)?;
+                r.arg(destination)
+            }
             VolumeCmd::Create { pool, .. }
             | VolumeCmd::List { pool, .. }
             | VolumeCmd::Show { pool, .. }
@@ -393,7 +443,6 @@ fn storage(r: &mut Router, s: &mut StorageCmd) -> Result<()> {
             | VolumeCmd::Unset { pool, .. }
             | VolumeCmd::Edit { pool, .. }
             | VolumeCmd::Rename { pool, .. }
-            | VolumeCmd::Copy { pool, .. }
             | VolumeCmd::Delete { pool, .. }
             | VolumeCmd::Snapshot { pool, .. }
             | VolumeCmd::Restore { pool, .. } => r.arg(pool),
