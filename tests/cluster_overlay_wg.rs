@@ -52,7 +52,13 @@ async fn await_ping(lab: &Lab, i: u32, name: &str, to: &str, limit: Duration) {
 
 /// Sends `marker` over TCP from `from` (host i) to `to` (host j, at `ip`)
 /// and checks it arrived.
-async fn send_marker(lab: &Lab, (i, from): (u32, &str), (j, to): (u32, &str), ip: &str, marker: &str) {
+async fn send_marker(
+    lab: &Lab,
+    (i, from): (u32, &str),
+    (j, to): (u32, &str),
+    ip: &str,
+    marker: &str,
+) {
     let listen = "rm -f /tmp/got; (sleep 20 | nc -l -p 7000 > /tmp/got 2>/dev/null) >/dev/null 2>&1 & echo started";
     let (code, out) = lab.sh(j, to, listen).await;
     assert_eq!(code, 0, "{out}");
@@ -78,10 +84,20 @@ async fn send_marker(lab: &Lab, (i, from): (u32, &str), (j, to): (u32, &str), ip
 fn capture(lab: &Lab, file: &std::path::Path) -> Child {
     let up = format!("k{}-h1", lab.name);
     let c = Command::new("tcpdump")
-        .args(["-i", &up, "-Z", "root", "-U", "-s", "0", "-w"])
+        .args([
+            "-i",
+            &up,
+            "-Z",
+            "root",
+            "--immediate-mode",
+            "-U",
+            "-s",
+            "0",
+            "-w",
+        ])
         .arg(file)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(file.with_extension("err")).unwrap())
         .spawn()
         .expect("tcpdump (Debian package tcpdump)");
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -142,22 +158,40 @@ fn encrypted_overlay_carries_no_plaintext_on_the_uplink() {
         let e = refused(
             &lab,
             1,
-            &[&create[..], &["ipv4.address=10.0.9.1/24", "security.encryption=ipsec"]].concat(),
+            &[
+                &create[..],
+                &["ipv4.address=10.0.9.1/24", "security.encryption=ipsec"],
+            ]
+            .concat(),
         );
         assert!(e.contains("security.encryption \"ipsec\""), "{e}");
         for i in 1..=3 {
             let links = lab.exec_ok(i, &["ip", "-o", "link"]);
-            assert!(!links.contains(": ov1") && !links.contains("kwg"), "h{i}: {links}");
+            assert!(
+                !links.contains(": ov1") && !links.contains("kwg"),
+                "h{i}: {links}"
+            );
         }
         on(
             &lab,
             1,
-            &[&create[..], &["ipv4.address=10.0.9.1/24", "security.encryption=wireguard"]].concat(),
+            &[
+                &create[..],
+                &["ipv4.address=10.0.9.1/24", "security.encryption=wireguard"],
+            ]
+            .concat(),
         );
         on(
             &lab,
             2,
-            &["network", "create", "ovp", "--type", "overlay", "ipv4.address=10.0.8.1/24"],
+            &[
+                "network",
+                "create",
+                "ovp",
+                "--type",
+                "overlay",
+                "ipv4.address=10.0.8.1/24",
+            ],
         );
         let vni: u32 = on(&lab, 3, &["network", "get", "ov1", "overlay.vni"])
             .trim()
@@ -176,7 +210,11 @@ fn encrypted_overlay_carries_no_plaintext_on_the_uplink() {
             let l = lab.exec_ok(i, &["ip", "-o", "link", "show", &kwg]);
             assert!(l.contains("mtu 1420"), "h{i}: {l}");
             let d = lab.exec_ok(i, &["ip", "-d", "-o", "link", "show", &kov]);
-            for want in [format!("local {} ", inner(i)), "mtu 1370".into(), "master ov1".into()] {
+            for want in [
+                format!("local {} ", inner(i)),
+                "mtu 1370".into(),
+                "master ov1".into(),
+            ] {
                 assert!(d.contains(&want), "h{i}: {want:?} not in {d}");
             }
             let key = lab.state(i).join("networks/ov1/wg.key");
@@ -222,13 +260,14 @@ fn encrypted_overlay_carries_no_plaintext_on_the_uplink() {
         let plain = "kante-plain-marker-93ab";
         send_marker(&lab, (1, "a1"), (3, "a3"), "10.0.9.13", secret).await;
         send_marker(&lab, (1, "b1"), (3, "b3"), "10.0.8.13", plain).await;
-        std::thread::sleep(Duration::from_millis(500));
+        std::thread::sleep(Duration::from_millis(1500));
         stop(tcpdump);
         let bytes = std::fs::read(&pcap).unwrap();
         assert!(
             contains(&bytes, plain),
-            "the capture missed the plain overlay's marker ({} bytes)",
-            bytes.len()
+            "the capture missed the plain overlay's marker ({} bytes; tcpdump: {})",
+            bytes.len(),
+            std::fs::read_to_string(pcap.with_extension("err")).unwrap_or_default()
         );
         assert!(
             !contains(&bytes, secret),
@@ -237,7 +276,10 @@ fn encrypted_overlay_carries_no_plaintext_on_the_uplink() {
         let wg = packets(&pcap, &format!("udp port {port}"));
         assert!(wg > 0, "no WireGuard UDP on port {port}");
         let vxlan_in_clear = packets(&pcap, &format!("udp port 4789 and host {}", lab.address(1)));
-        assert!(vxlan_in_clear > 0, "the plain overlay's VXLAN was not captured");
+        assert!(
+            vxlan_in_clear > 0,
+            "the plain overlay's VXLAN was not captured"
+        );
         eprintln!("{wg} WireGuard packets on port {port}, {vxlan_in_clear} plain VXLAN");
 
         let keys = |show: &str| -> Vec<String> {
@@ -272,21 +314,34 @@ fn encrypted_overlay_carries_no_plaintext_on_the_uplink() {
         assert!(wireguard_gos(&kwg).is_empty(), "wireguard-go left");
         for i in 1..=3 {
             let links = lab.exec_ok(i, &["ip", "-o", "link"]);
-            assert!(!links.contains("kwg") && !links.contains(&kov), "h{i}: {links}");
-            assert!(!lab.state(i).join("networks/ov1").exists(), "h{i}: ov1's state");
+            assert!(
+                !links.contains("kwg") && !links.contains(&kov),
+                "h{i}: {links}"
+            );
+            assert!(
+                !lab.state(i).join("networks/ov1").exists(),
+                "h{i}: ov1's state"
+            );
         }
         // Made again, the overlay has new keys (the old ones went with it).
         on(
             &lab,
             3,
-            &[&create[..], &["ipv4.address=10.0.9.1/24", "security.encryption=wireguard"]].concat(),
+            &[
+                &create[..],
+                &["ipv4.address=10.0.9.1/24", "security.encryption=wireguard"],
+            ]
+            .concat(),
         );
         let start = Instant::now();
         loop {
             let show = on(&lab, 3, &["network", "show", "ov1"]);
             let new = keys(&show);
             if new.len() == 3 {
-                assert!(new.iter().all(|k| !old_keys.contains(k)), "{new:?} {old_keys:?}");
+                assert!(
+                    new.iter().all(|k| !old_keys.contains(k)),
+                    "{new:?} {old_keys:?}"
+                );
                 break;
             }
             assert!(start.elapsed() < Duration::from_secs(30), "{show}");

@@ -116,15 +116,25 @@ async fn measure(lab: &Lab, plan: &Plan, r: &mut Results) -> Result<()> {
     }
     form(lab);
     let ov = ["network", "create", "--type", "overlay"];
-    on(lab, 1, &[&ov[..], &["ovp", "ipv4.address=10.0.8.1/24"]].concat());
-    let wg = ["ovw", "ipv4.address=10.0.9.1/24", "security.encryption=wireguard"];
+    on(
+        lab,
+        1,
+        &[&ov[..], &["ovp", "ipv4.address=10.0.8.1/24"]].concat(),
+    );
+    let wg = [
+        "ovw",
+        "ipv4.address=10.0.9.1/24",
+        "security.encryption=wireguard",
+    ];
     on(lab, 1, &[&ov[..], &wg[..]].concat());
     let paths = paths(lab);
     let mut pids = Vec::new();
     for i in 1..=2u32 {
         let nic = |kv: &[(&str, &str)]| -> std::collections::BTreeMap<String, String> {
-            let mut m: std::collections::BTreeMap<String, String> =
-                kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            let mut m: std::collections::BTreeMap<String, String> = kv
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
             m.insert("type".into(), "nic".into());
             m
         };
@@ -143,7 +153,10 @@ async fn measure(lab: &Lab, plan: &Plan, r: &mut Results) -> Result<()> {
             .with_context(|| format!("creating {name}"))?;
         c.start_instance(&name).await?;
         for (_, dev, addr) in &paths {
-            let set = format!("ip addr add {}/24 dev {dev} && ip link set {dev} up", addr(i));
+            let set = format!(
+                "ip addr add {}/24 dev {dev} && ip link set {dev} up",
+                addr(i)
+            );
             let (code, out) = lab.sh(i, &name, &set).await;
             if code != 0 {
                 bail!("{name}: {set}: {out}");
@@ -173,7 +186,10 @@ async fn measure(lab: &Lab, plan: &Plan, r: &mut Results) -> Result<()> {
             for (what, _, addr) in &paths {
                 let to = addr(2);
                 let json = output(
-                    nsenter(pids[0], &["iperf3", "-c", &to, "-p", "5201", "-t", "5", "-J"]),
+                    nsenter(
+                        pids[0],
+                        &["iperf3", "-c", &to, "-p", "5201", "-t", "5", "-J"],
+                    ),
                     "iperf3 -c",
                 )?;
                 r.add(
@@ -186,7 +202,12 @@ async fn measure(lab: &Lab, plan: &Plan, r: &mut Results) -> Result<()> {
                     nsenter(pids[0], &["ping", "-c", "20", "-i", "0.2", "-q", &to]),
                     "ping",
                 )?;
-                r.add(&format!("ping round trip, {what}"), "kante", "s", rtt(&out)?);
+                r.add(
+                    &format!("ping round trip, {what}"),
+                    "kante",
+                    "s",
+                    rtt(&out)?,
+                );
             }
         }
         Ok(())

@@ -119,7 +119,8 @@ impl Engine {
             });
         }
         spec.config.insert(KEY_PEERS.into(), inner.join(","));
-        spec.config.insert(KEY_WG_PEERS.into(), render_peers(&peers));
+        spec.config
+            .insert(KEY_WG_PEERS.into(), render_peers(&peers));
     }
 
     /// Drops every member's published key of overlay `name` (its delete,
@@ -161,10 +162,7 @@ impl Engine {
         };
         let live = if encrypted {
             let dir = self.paths.root.join("networks").join(&row.name);
-            overlay_wg::state(&dir, vni)
-                .await
-                .ok()
-                .flatten()
+            overlay_wg::state(&dir, vni).await.ok().flatten()
         } else {
             None
         };

@@ -125,7 +125,13 @@ pub struct OverlayConfig {
 impl OverlayConfig {
     /// Parses and checks a config (the user's keys and the engine's).
     pub fn parse(config: &ConfigMap) -> Result<OverlayConfig> {
-        let engine_keys = [KEY_SLICE, KEY_LOCAL, KEY_PEERS, KEY_WG_PEERS, KEY_WG_UNDERLAY];
+        let engine_keys = [
+            KEY_SLICE,
+            KEY_LOCAL,
+            KEY_PEERS,
+            KEY_WG_PEERS,
+            KEY_WG_UNDERLAY,
+        ];
         for k in config.keys() {
             if !k.starts_with("user.")
                 && !USER_KEYS.contains(&k.as_str())

@@ -234,7 +234,11 @@ async fn ensure_locked(ctx: &NetContext, net: &NetworkSpec) -> Result<()> {
     let pid = wg_daemon::ensure_running(ctx, &dev, &net.state_dir).await?;
     let port = listen_port(s.vni).to_string();
     let key = key.display().to_string();
-    wg_daemon::wg(pid, &["set", &dev, "listen-port", &port, "private-key", &key]).await?;
+    wg_daemon::wg(
+        pid,
+        &["set", &dev, "listen-port", &port, "private-key", &key],
+    )
+    .await?;
     let want = IpNet::V4(Ipv4Net::new(s.inner, 24).expect("/24"));
     if !ctx.ops.addresses(&dev).await?.contains(&want) {
         ctx.ops.add_address(&dev, want).await?;
@@ -256,7 +260,12 @@ async fn ensure_locked(ctx: &NetContext, net: &NetworkSpec) -> Result<()> {
 pub async fn sync(ctx: &NetContext, net: &NetworkSpec) -> Result<bool> {
     let _held = LOCK.lock().await;
     let s = setup(&net.config)?;
-    if ctx.ops.link(&crate::overlay::device_name(s.vni)).await?.is_none() {
+    if ctx
+        .ops
+        .link(&crate::overlay::device_name(s.vni))
+        .await?
+        .is_none()
+    {
         return Ok(false);
     }
     let dev = device_name(s.vni);

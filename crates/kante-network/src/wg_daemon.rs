@@ -128,9 +128,7 @@ pub fn running_pid(state_dir: &Path, dev: &str) -> Option<u32> {
         .ok()?;
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-    let ours = args
-        .first()
-        .is_some_and(|a| a.ends_with(b"wireguard-go"))
+    let ours = args.first().is_some_and(|a| a.ends_with(b"wireguard-go"))
         && args.iter().any(|a| *a == dev.as_bytes());
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let zombie = stat
@@ -247,7 +245,8 @@ fn spawn(prog: &Path, dev: &str, log: std::fs::File) -> Result<Child> {
             Ok(())
         });
     }
-    cmd.spawn().map_err(NetworkError::io("starting wireguard-go"))
+    cmd.spawn()
+        .map_err(NetworkError::io("starting wireguard-go"))
 }
 
 /// Stops `dev`'s daemon of `state_dir` (our child or one adopted from an
@@ -279,7 +278,8 @@ pub fn stop(state_dir: &Path, dev: &str) -> Result<()> {
 
 /// Runs `wg args…` in the mount namespace of daemon `pid`.
 pub async fn wg(pid: u32, args: &[&str]) -> Result<String> {
-    let nsenter = find_program("nsenter").ok_or(NetworkError::MissingTool("nsenter", "util-linux"))?;
+    let nsenter =
+        find_program("nsenter").ok_or(NetworkError::MissingTool("nsenter", "util-linux"))?;
     let mut all = vec![
         format!("--target={pid}"),
         "--mount".to_string(),
@@ -314,11 +314,10 @@ pub struct WgPeerState {
 /// `dev`'s state from the daemon `pid`.
 pub async fn dump(pid: u32, dev: &str) -> Result<WgDump> {
     let out = wg(pid, &["show", dev, "dump"]).await?;
-    parse_dump(&out, now())
-        .ok_or_else(|| NetworkError::Command {
-            program: "wg show dump".into(),
-            message: format!("unexpected output {out:?}"),
-        })
+    parse_dump(&out, now()).ok_or_else(|| NetworkError::Command {
+        program: "wg show dump".into(),
+        message: format!("unexpected output {out:?}"),
+    })
 }
 
 fn now() -> u64 {
@@ -370,7 +369,10 @@ mod tests {
         assert_eq!(d.listen_port, 44096);
         assert_eq!(d.peers.len(), 2);
         assert_eq!(d.peers[0].handshake_age, Some(10));
-        assert_eq!(d.peers[0].endpoint, Some("192.0.2.2:44096".parse().unwrap()));
+        assert_eq!(
+            d.peers[0].endpoint,
+            Some("192.0.2.2:44096".parse().unwrap())
+        );
         assert_eq!((d.peers[0].rx_bytes, d.peers[0].tx_bytes), (10, 20));
         assert_eq!(d.peers[1].handshake_age, None);
         assert_eq!(d.peers[1].endpoint, None);
