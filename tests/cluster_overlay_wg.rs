@@ -139,7 +139,7 @@ fn wireguard_gos(word: &str) -> Vec<u32> {
         let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
         if args.first().is_some_and(|a| a.ends_with(b"wireguard-go"))
-            && args.iter().any(|a| *a == word.as_bytes())
+            && args.contains(&word.as_bytes())
         {
             v.push(pid);
         }

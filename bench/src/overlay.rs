@@ -24,8 +24,11 @@ pub struct Plan {
     pub busybox: std::path::PathBuf,
 }
 
+/// The address of host i's container on a path.
+type AddressOf = Box<dyn Fn(u32) -> String>;
+
 /// The paths: (name in the table, NIC, address of host i's container).
-fn paths(lab: &Lab) -> Vec<(&'static str, &'static str, Box<dyn Fn(u32) -> String>)> {
+fn paths(lab: &Lab) -> Vec<(&'static str, &'static str, AddressOf)> {
     let base = lab.subnet.trim_end_matches(".0/24").to_string();
     vec![
         (

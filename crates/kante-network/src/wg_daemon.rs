@@ -129,7 +129,7 @@ pub fn running_pid(state_dir: &Path, dev: &str) -> Option<u32> {
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
     let ours = args.first().is_some_and(|a| a.ends_with(b"wireguard-go"))
-        && args.iter().any(|a| *a == dev.as_bytes());
+        && args.contains(&dev.as_bytes());
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let zombie = stat
         .rsplit_once(')')
