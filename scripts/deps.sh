@@ -10,6 +10,8 @@ PACKAGES=(
   squashfs-tools zstd xz-utils bzip2 tar      # image formats
   iproute2 procps util-linux curl ca-certificates
   dnsmasq-base nftables openvswitch-switch iputils-ping  # networks: DHCP/DNS, NAT, OVS (userspace datapath)
+  wireguard-go wireguard-tools                # encrypted overlays (security.encryption=wireguard): userspace WireGuard, wg genkey/pubkey/show
+  tcpdump iperf3                              # tests: uplink captures of encrypted overlays; kante-bench's overlay throughput
   btrfs-progs                                 # btrfs storage pools (mkfs.btrfs, quotas)
   rsync                                       # copy --refresh (incremental sync of a volume)
   lxcfs fuse3                                 # guests see their limits in /proc (free, nproc, uptime)

@@ -11,6 +11,7 @@ mod load;
 mod moves;
 mod moves_lxd;
 mod net;
+mod overlay;
 mod proc;
 mod report;
 mod soak;
@@ -129,6 +130,14 @@ struct Args {
     only_cluster: bool,
     #[arg(long, default_value_t = 100)]
     cluster_instances: usize,
+    /// Only the overlay figures on a 2-host lab cluster (see `overlay.rs`):
+    /// iperf3 throughput and ping round trips between two containers on
+    /// the uplink, a plain overlay and an encrypted one, `--overlay-runs`
+    /// times. Kante only.
+    #[arg(long, conflicts_with_all = ["only_density", "only_storage", "only_scale", "only_transfer", "only_soak", "only_kill_soak", "only_load", "only_https", "only_move", "only_cluster", "baseline_kanted", "lxd", "install_lxd"])]
+    only_overlay: bool,
+    #[arg(long, default_value_t = 3)]
+    overlay_runs: usize,
     #[arg(long, default_value_t = 5)]
     cluster_runs: usize,
     /// Only the networking figures (see `net.rs`): start → first DHCP
@@ -203,6 +212,19 @@ async fn main() -> Result<()> {
     }
     if args.install_lxd {
         target::install_lxd().await?;
+    }
+    if args.only_overlay {
+        let mut r = Results::default();
+        let plan = overlay::Plan {
+            runs: args.overlay_runs,
+            busybox: args.busybox.clone(),
+        };
+        overlay::run(&plan, &mut r).await.context("overlay")?;
+        println!("{}", machine_line());
+        println!();
+        println!("{}", report::table(&r, &["kante".to_string()]));
+        std::fs::write(&args.json, serde_json::to_vec_pretty(&r)?)?;
+        return Ok(());
     }
     if args.only_cluster {
         let mut r = Results::default();

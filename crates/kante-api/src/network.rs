@@ -22,6 +22,57 @@ pub struct Network {
     pub locations: Vec<String>,
     #[serde(default)]
     pub used_by: Vec<String>,
+    /// Kante's view of an overlay's members and tunnels (absent for other
+    /// networks; LXD's clients ignore it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlay: Option<OverlayView>,
+}
+
+/// An overlay's members and tunnels, as one member sees them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct OverlayView {
+    pub vni: u32,
+    /// `none` or `wireguard`.
+    pub encryption: String,
+    /// The UDP port between members: VXLAN's, or WireGuard's when encrypted.
+    pub port: u16,
+    /// The member that answered (whose peers' state this is).
+    pub seen_from: String,
+    /// The MTU of the overlay's bridge on that member.
+    #[serde(default)]
+    pub mtu: u32,
+    pub members: Vec<OverlayMember>,
+}
+
+/// One member of an overlay.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct OverlayMember {
+    pub name: String,
+    /// Its underlay address (the tunnel endpoint).
+    pub underlay: String,
+    /// Its inner transport address (encrypted overlays).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub inner: String,
+    /// Its published WireGuard public key (encrypted overlays).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub public_key: String,
+    /// Whether its heartbeat lives.
+    pub online: bool,
+    /// As a peer of the answering member (encrypted overlays): its
+    /// WireGuard endpoint, seconds since the last handshake (none yet:
+    /// absent) and bytes received from and sent to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<OverlayPeerState>,
+}
+
+/// A WireGuard peer's live state (`wg show … dump`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct OverlayPeerState {
+    pub endpoint: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handshake_age: Option<u64>,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
 }
 
 /// `POST /1.0/networks`.
@@ -72,6 +123,10 @@ pub struct NetworkState {
     pub state: String,
     #[serde(rename = "type")]
     pub kind: String,
+    /// An overlay's members and tunnels as this member sees them (absent
+    /// for other networks; LXD's clients ignore it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlay: Option<OverlayView>,
 }
 
 /// One entry of `GET /1.0/networks/{name}/leases`.

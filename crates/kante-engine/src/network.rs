@@ -62,6 +62,9 @@ impl Engine {
             }
         }
         config.insert(KEY_PEERS.into(), peers.join(","));
+        if kante_network::overlay_wg::encrypted(config).unwrap_or(false) {
+            crate::network_overlay_wg::inner_keys(config);
+        }
     }
 
     /// A network as made on this member: its global keys with this
@@ -213,6 +216,9 @@ impl Engine {
             driver.delete(&self.network_spec(&row)).await?;
         }
         self.shared.network_delete(name).await?;
+        if row.kind == OVERLAY {
+            self.overlay_wg_forget(name).await;
+        }
         if let Some(vni) = row.config.get(kante_network::overlay::KEY_VNI) {
             if row.kind == OVERLAY {
                 let kind = kante_store::ReservationKind::Vni;
@@ -451,7 +457,10 @@ impl Engine {
     pub(crate) async fn network_get(&self, name: &str) -> Result<Network> {
         if let Some(row) = self.shared.network_get(name).await? {
             let used_by = self.network_users(name).await?;
-            return Ok(managed_network(row, used_by, &self.location.get()));
+            let view = self.overlay_view(&row).await;
+            let mut net = managed_network(row, used_by, &self.location.get());
+            net.overlay = view;
+            return Ok(net);
         }
         let hi = kante_network::list_host_interfaces(self.net.ops.as_ref())
             .await?
@@ -510,6 +519,7 @@ impl Engine {
             } else {
                 "broadcast".into()
             },
+            overlay: self.overlay_view_of(name).await,
         })
     }
 
@@ -650,6 +660,7 @@ pub(crate) fn managed_network(row: NetworkRow, used_by: Vec<String>, location: &
         },
         config: row.config,
         locations,
+        overlay: None,
     }
 }
 

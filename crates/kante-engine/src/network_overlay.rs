@@ -14,6 +14,7 @@ use kante_api::ConfigMap;
 use kante_network::overlay::{
     self, KEY_LOCAL, KEY_PEERS, KEY_SLICE, KEY_VNI, SLICES, VNI_MAX, VNI_MIN,
 };
+use kante_network::overlay_wg;
 use kante_network::{driver_for, NetworkSpec};
 use kante_store::{NetworkRow, ReservationKind, StoreError};
 
@@ -47,6 +48,9 @@ impl Engine {
         }
         let driver = driver_for(OVERLAY, &self.net)?;
         driver.validate(&post.name, &post.config)?;
+        if overlay_wg::encrypted(&post.config)? {
+            overlay_wg::check_tools()?;
+        }
         if self.shared.network_get(&post.name).await?.is_some() {
             return Err(EngineError::Conflict(format!(
                 "Network {:?} already exists",
@@ -160,7 +164,9 @@ impl Engine {
             .iter()
             .filter(|o| o.kind == OVERLAY && o.name != post.name)
         {
-            if let Some(why) = overlay::clash(&post.config, &o.config) {
+            let why = overlay::clash(&post.config, &o.config)
+                .or_else(|| overlay_wg::clash(&post.config, &o.config));
+            if let Some(why) = why {
                 return Err(EngineError::bad(format!(
                     "The overlay clashes with overlay {:?}: {why}",
                     o.name
@@ -226,6 +232,7 @@ impl Engine {
         if let Err(e) = self.shared.network_delete(&row.name).await {
             tracing::warn!(network = %row.name, "dropping the failed overlay's record: {e}");
         }
+        self.overlay_wg_forget(&row.name).await;
         self.overlay_release_vni(&row.name, vni).await;
     }
 
@@ -256,11 +263,17 @@ impl Engine {
         let Ok(rows) = self.shared.network_list().await else {
             return;
         };
+        let encrypted = |r: &NetworkRow| overlay_wg::encrypted(&r.config).unwrap_or(false);
+        let keys = if rows.iter().any(|r| r.kind == OVERLAY && encrypted(r)) {
+            self.overlay_wg_keys().await
+        } else {
+            None
+        };
         for row in rows.iter().filter(|r| r.kind == OVERLAY) {
             if row.status != STATUS_CREATED && row.status != STATUS_ERRORED {
                 continue;
             }
-            let spec = self.network_spec(row);
+            let mut spec = self.network_spec(row);
             let Ok(vni) = row.config.get(KEY_VNI).map_or(Ok(0), |v| v.parse::<u32>()) else {
                 continue;
             };
@@ -268,6 +281,11 @@ impl Engine {
             match self.net.ops.link(&overlay::device_name(vni)).await {
                 Ok(Some(_)) => {}
                 _ => continue,
+            }
+            if encrypted(row) {
+                // Keys unreadable (etcd away): everything stays as it is.
+                let Some(keys) = &keys else { continue };
+                self.overlay_wg_prepare(row, &mut spec, keys).await;
             }
             match overlay::sync_peers(&self.net, &spec, full).await {
                 Ok((added, removed)) => {

@@ -26,9 +26,11 @@ pub mod nft;
 pub mod nic;
 pub mod overlay;
 pub mod overlay_route;
+pub mod overlay_wg;
 pub mod ovs;
 pub mod subnet;
 pub mod tunnel;
+pub mod wg_daemon;
 
 mod fake;
 pub mod netns;

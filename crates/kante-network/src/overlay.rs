@@ -12,6 +12,10 @@
 //! membership ([`sync_peers`]). Bridge and VXLAN get the underlay MTU
 //! minus the encapsulation's 50 bytes.
 //!
+//! With `security.encryption=wireguard` the VXLAN runs inside WireGuard
+//! between the members ([`crate::overlay_wg`]): `overlay.local` and the
+//! peers are then inner addresses on `kwg<VNI>`.
+//!
 //! Two overlays may share a subnet (not a gateway address): on a member
 //! each has its own routing table for the host's side
 //! ([`crate::overlay_route`]).
@@ -44,6 +48,7 @@ use crate::driver::{check_network_name, BridgeDriver, NetworkDriver, NetworkSpec
 use crate::netlink::NetOps;
 use crate::nft;
 use crate::overlay_route;
+use crate::overlay_wg::{self, KEY_WG_PEERS, KEY_WG_UNDERLAY};
 use crate::subnet::{self, default_dhcp_range, parse_bool, parse_dhcp_ranges, Ipv4Setting};
 use crate::{ConfigMap, NetContext, NetworkError, Result};
 
@@ -79,6 +84,7 @@ pub const USER_KEYS: &[&str] = &[
     "ipv4.dhcp.ranges",
     "dns.domain",
     KEY_VNI,
+    overlay_wg::KEY_ENCRYPTION,
 ];
 
 /// What [`NetOps::create_vxlan`] makes.
@@ -119,7 +125,13 @@ pub struct OverlayConfig {
 impl OverlayConfig {
     /// Parses and checks a config (the user's keys and the engine's).
     pub fn parse(config: &ConfigMap) -> Result<OverlayConfig> {
-        let engine_keys = [KEY_SLICE, KEY_LOCAL, KEY_PEERS];
+        let engine_keys = [
+            KEY_SLICE,
+            KEY_LOCAL,
+            KEY_PEERS,
+            KEY_WG_PEERS,
+            KEY_WG_UNDERLAY,
+        ];
         for k in config.keys() {
             if !k.starts_with("user.")
                 && !USER_KEYS.contains(&k.as_str())
@@ -131,6 +143,7 @@ impl OverlayConfig {
                 )));
             }
         }
+        overlay_wg::encrypted(config)?;
         let get = |k: &str| config.get(k).map(String::as_str);
         let flag = |k: &str, default: bool| get(k).map_or(Ok(default), |v| parse_bool(k, v));
         let ipv4 = match get("ipv4.address") {
@@ -312,7 +325,7 @@ async fn remove_l2_table(table: &str) -> Result<()> {
 }
 
 /// The MTU of the interface holding `local` (the underlay).
-async fn underlay_mtu(ops: &dyn NetOps, local: IpAddr) -> Result<(String, u32)> {
+pub(crate) async fn underlay_mtu(ops: &dyn NetOps, local: IpAddr) -> Result<(String, u32)> {
     for l in ops.links().await? {
         if l.loopback {
             continue;
@@ -361,6 +374,14 @@ pub async fn sync_peers(
 ) -> Result<(Vec<IpAddr>, Vec<IpAddr>)> {
     let c = OverlayConfig::parse(&net.config)?;
     let vni = c.vni.ok_or_else(|| invalid("the overlay has no VNI yet"))?;
+    if overlay_wg::encrypted(&net.config)? {
+        if overlay_wg::sync(ctx, net).await? {
+            tracing::warn!(network = %net.name, "wireguard-go was not running: restarted");
+        }
+        if !overlay_wg::peers_known(&net.config) {
+            return Ok((Vec::new(), Vec::new()));
+        }
+    }
     let dev = device_name(vni);
     let had = read_fdb(&net.state_dir);
     let wanted: Vec<IpAddr> = c
@@ -474,6 +495,10 @@ impl NetworkDriver for OverlayDriver {
         let local = c.local.ok_or_else(|| {
             invalid("this member's underlay address is unknown (overlays need a cluster)")
         })?;
+        // Encrypted: `local` is the inner address, on `kwg<VNI>`.
+        if overlay_wg::encrypted(&net.config)? {
+            overlay_wg::ensure(&self.ctx, net).await?;
+        }
         let (underlay, umtu) = underlay_mtu(&*self.ctx.ops, local).await?;
         let mtu = umtu.saturating_sub(ENCAP_OVERHEAD);
         if mtu < MIN_MTU {
@@ -531,6 +556,9 @@ impl NetworkDriver for OverlayDriver {
                     self.ctx.ops.delete_link(&dev).await?;
                 }
             }
+            if overlay_wg::encrypted(&net.config)? {
+                overlay_wg::remove(&self.ctx, net, vni).await?;
+            }
         }
         self.bridge()
             .delete(&Self::bridge_spec(net, &c, MIN_MTU))
@@ -556,142 +584,5 @@ pub fn clash(a: &ConfigMap, b: &ConfigMap) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::{FakeNetOps, Ovs};
-    use std::path::PathBuf;
-
-    fn cfg(pairs: &[(&str, &str)]) -> ConfigMap {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    #[test]
-    fn slices_cut_the_ranges_without_overlap() {
-        let a = |s: &str| s.parse::<Ipv4Addr>().unwrap();
-        let r = vec![(a("10.0.9.2"), a("10.0.9.254"))];
-        // 253 addresses in 8 slices: 5 of 32, 3 of 31.
-        assert_eq!(
-            slice_ranges(&r, 0, 8),
-            vec![(a("10.0.9.2"), a("10.0.9.33"))]
-        );
-        assert_eq!(
-            slice_ranges(&r, 1, 8),
-            vec![(a("10.0.9.34"), a("10.0.9.65"))]
-        );
-        assert_eq!(
-            slice_ranges(&r, 2, 8),
-            vec![(a("10.0.9.66"), a("10.0.9.97"))]
-        );
-        assert_eq!(
-            slice_ranges(&r, 7, 8),
-            vec![(a("10.0.9.224"), a("10.0.9.254"))]
-        );
-        assert!(slice_ranges(&r, 8, 8).is_empty());
-        let mut seen = std::collections::BTreeSet::new();
-        let two = vec![
-            (a("10.0.0.10"), a("10.0.0.12")),
-            (a("10.0.0.20"), a("10.0.0.24")),
-        ];
-        for s in 0..3 {
-            for (lo, hi) in slice_ranges(&two, s, 3) {
-                for x in u32::from(lo)..=u32::from(hi) {
-                    assert!(seen.insert(x), "address {x} in two slices");
-                }
-            }
-        }
-        assert_eq!(seen.len(), 8);
-        assert_eq!(
-            slice_ranges(&two, 1, 3),
-            vec![(a("10.0.0.20"), a("10.0.0.22"))]
-        );
-    }
-
-    #[test]
-    fn keys_are_checked() {
-        OverlayConfig::parse(&cfg(&[("ipv4.address", "10.0.9.1/24")])).unwrap();
-        for (bad, want) in [
-            (cfg(&[]), "needs ipv4.address"),
-            (cfg(&[("ipv4.address", "auto")]), "explicit gateway"),
-            (
-                cfg(&[("ipv4.address", "10.0.9.1/24"), ("bridge.mtu", "1400")]),
-                "unknown key",
-            ),
-            (
-                cfg(&[("ipv4.address", "10.0.9.1/24"), ("overlay.vni", "0")]),
-                "overlay.vni",
-            ),
-            (
-                cfg(&[("ipv4.address", "10.0.9.1/24"), ("overlay.vni", "16777216")]),
-                "overlay.vni",
-            ),
-            (
-                cfg(&[("ipv4.address", "10.0.9.1/24"), ("overlay.peers", "h2")]),
-                "not an IP",
-            ),
-        ] {
-            let e = OverlayConfig::parse(&bad).unwrap_err().to_string();
-            assert!(e.contains(want), "{bad:?}: {e}");
-        }
-    }
-
-    #[test]
-    fn the_l2_table_keeps_gateway_and_dhcp_local() {
-        let t = render_l2_table("kante_ov1", "kov4096", "10.0.9.1".parse().unwrap());
-        assert!(t.contains("arp saddr ip 10.0.9.1 drop"), "{t}");
-        assert!(t.contains("arp daddr ip 10.0.9.1 drop"), "{t}");
-        assert!(t.contains("udp dport { 67, 68 } drop"), "{t}");
-        assert!(t.contains("oifname \"kov4096\" jump keep_local"), "{t}");
-        assert!(t.contains("iifname \"kov4096\" jump keep_local"), "{t}");
-    }
-
-    #[tokio::test]
-    async fn peers_follow_the_membership() {
-        let fake = Arc::new(FakeNetOps::new());
-        fake.add_link("kov4096", Some("vxlan"));
-        let ctx = NetContext::new(fake.clone(), Ovs::system());
-        let dir = tempfile::tempdir().unwrap();
-        let spec = |peers: &str| NetworkSpec {
-            name: "ov1".into(),
-            kind: "overlay".into(),
-            config: cfg(&[
-                ("ipv4.address", "10.0.9.1/24"),
-                ("overlay.vni", "4096"),
-                ("overlay.local", "192.0.2.1"),
-                ("overlay.peers", peers),
-            ]),
-            state_dir: PathBuf::from(dir.path()),
-            daemon_prefix: String::new(),
-        };
-        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        let (added, removed) = sync_peers(&ctx, &spec("192.0.2.2,192.0.2.3"), false)
-            .await
-            .unwrap();
-        assert_eq!(
-            (added, removed),
-            (vec![ip("192.0.2.2"), ip("192.0.2.3")], vec![])
-        );
-        let (added, removed) = sync_peers(&ctx, &spec("192.0.2.3,192.0.2.4"), false)
-            .await
-            .unwrap();
-        assert_eq!(
-            (added, removed),
-            (vec![ip("192.0.2.4")], vec![ip("192.0.2.2")])
-        );
-        assert_eq!(
-            fake.fdb(),
-            vec![
-                ("kov4096".to_string(), ip("192.0.2.3")),
-                ("kov4096".to_string(), ip("192.0.2.4"))
-            ]
-        );
-        // Unchanged membership: nothing is asked of the kernel.
-        let before = fake.calls().len();
-        sync_peers(&ctx, &spec("192.0.2.3,192.0.2.4"), false)
-            .await
-            .unwrap();
-        assert_eq!(fake.calls().len(), before);
-    }
-}
+#[path = "overlay_tests.rs"]
+mod tests;

@@ -51,6 +51,10 @@ pub enum ReservationKind {
     /// An overlay network's VXLAN network identifier (keyed by the
     /// number); the holder is the network.
     Vni,
+    /// A member's WireGuard public key for an encrypted overlay (keyed
+    /// `<network>/<member>`); the "holder" is the key (base64). The
+    /// private key never leaves the member.
+    WgKey,
 }
 
 impl ReservationKind {
@@ -61,6 +65,7 @@ impl ReservationKind {
             ReservationKind::Address => "address",
             ReservationKind::Placement => "placement",
             ReservationKind::Vni => "vni",
+            ReservationKind::WgKey => "wgkey",
         }
     }
 
@@ -72,6 +77,7 @@ impl ReservationKind {
             ReservationKind::Address => "Address",
             ReservationKind::Placement => "Placement claim",
             ReservationKind::Vni => "VNI",
+            ReservationKind::WgKey => "WireGuard key",
         }
     }
 }

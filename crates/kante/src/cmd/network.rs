@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use anyhow::{bail, Result};
 use kante_api::instance::Instance;
-use kante_api::network::{Network, NetworkPut, NetworkState, NetworksPost};
+use kante_api::network::{Network, NetworkPut, NetworkState, NetworksPost, OverlayView};
 use kante_api::ConfigMap;
 use kante_client::Client;
 use serde::Serialize;
@@ -28,6 +28,9 @@ struct Shown<'a> {
     managed: bool,
     status: &'a str,
     locations: &'a [String],
+    /// An overlay's members and tunnels (Kante's, after lxc's fields).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    overlay: Option<&'a OverlayView>,
 }
 
 fn shown(n: &Network) -> Shown<'_> {
@@ -40,6 +43,7 @@ fn shown(n: &Network) -> Shown<'_> {
         managed: n.managed,
         status: &n.status,
         locations: &n.locations,
+        overlay: n.overlay.as_ref(),
     }
 }
 
@@ -92,7 +96,40 @@ pub fn render_info(name: &str, s: &NetworkState) -> String {
     let _ = writeln!(out, "  Bytes sent: {}", size_decimal(c.bytes_sent));
     let _ = writeln!(out, "  Packets received: {}", c.packets_received);
     let _ = writeln!(out, "  Packets sent: {}", c.packets_sent);
+    if let Some(o) = &s.overlay {
+        render_overlay(&mut out, o);
+    }
     out
+}
+
+/// An overlay's tunnels as `network info` shows them on one member.
+fn render_overlay(out: &mut String, o: &OverlayView) {
+    let _ = writeln!(
+        out,
+        "\nOverlay (VNI {}, encryption {}, UDP port {}, MTU {}, seen from {}):",
+        o.vni, o.encryption, o.port, o.mtu, o.seen_from
+    );
+    for m in &o.members {
+        let mut line = format!("  {} underlay {}", m.name, m.underlay);
+        if !m.inner.is_empty() {
+            let _ = write!(line, " inner {}", m.inner);
+        }
+        if !m.online {
+            line.push_str(" (offline)");
+        }
+        if let Some(p) = &m.peer {
+            let hs = p
+                .handshake_age
+                .map_or("never".to_string(), |a| format!("{a}s ago"));
+            let _ = write!(
+                line,
+                " handshake {hs} rx {} tx {}",
+                size_decimal(p.rx_bytes as i64),
+                size_decimal(p.tx_bytes as i64)
+            );
+        }
+        let _ = writeln!(out, "{line}");
+    }
 }
 
 /// The nic device `network attach` adds: managed networks by name (so the
