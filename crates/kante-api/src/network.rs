@@ -29,7 +29,7 @@ pub struct Network {
 }
 
 /// An overlay's members and tunnels, as one member sees them.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OverlayView {
     pub vni: u32,
     /// `none` or `wireguard`.
@@ -45,7 +45,7 @@ pub struct OverlayView {
 }
 
 /// One member of an overlay.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OverlayMember {
     pub name: String,
     /// Its underlay address (the tunnel endpoint).
@@ -66,7 +66,7 @@ pub struct OverlayMember {
 }
 
 /// A WireGuard peer's live state (`wg show … dump`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OverlayPeerState {
     pub endpoint: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
