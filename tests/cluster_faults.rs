@@ -117,14 +117,27 @@ fn signal_etcd(lab: &Lab, i: u32, sig: i32) -> Vec<i32> {
 }
 
 /// Waits until `kante profile create NAME` succeeds on host i (writes
-/// work again without operator action), bounded.
+/// work again without operator action), bounded. An attempt refused as a
+/// timeout may still have been committed by etcd (its result was unknown
+/// to the member): the next attempt's "already exists" then shows the
+/// write came back, and the profile must be there.
 fn await_write(lab: &Lab, i: u32, name: &str, limit: Duration) -> Duration {
     let start = Instant::now();
+    let mut tried = false;
     loop {
         let o = lab.host_kante(i, &["profile", "create", name]);
         if o.status.success() {
             return start.elapsed();
         }
+        if tried && text(&o).contains("already exists") {
+            let shown = lab.host_kante(i, &["profile", "show", name]);
+            assert!(
+                shown.status.success(),
+                "h{i}: {name} exists yet cannot be shown"
+            );
+            return start.elapsed();
+        }
+        tried = true;
         assert!(
             start.elapsed() < limit,
             "h{i}: writes did not come back within {limit:?}: {}",
