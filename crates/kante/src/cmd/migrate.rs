@@ -527,8 +527,36 @@ async fn attempt(
             (sop, top)
         }
     };
+    follow(mode, src, &sop, dst, &top).await
+}
+
+/// The second operation of a transfer; if it could not start, the first
+/// (already waiting for its peer) is cancelled.
+pub(super) async fn or_cancel(
+    first: &End,
+    id: &str,
+    second: Result<Operation>,
+) -> std::result::Result<Operation, Failure> {
+    match second {
+        Ok(op) => Ok(op),
+        Err(e) => {
+            cancel(first, id).await;
+            Err(e.into())
+        }
+    }
+}
+/// Once both ends' operations exist: carries the stream through this
+/// client for a relay, watches both operations to their end, and cancels
+/// both when either fails (instance and volume transfers alike).
+pub(super) async fn follow(
+    mode: TransferMode,
+    src: &End,
+    sop: &Operation,
+    dst: &End,
+    top: &Operation,
+) -> Result<(), Failure> {
     let r = if mode == TransferMode::Relay {
-        let (ss, ts) = (secrets(&sop), secrets(&top));
+        let (ss, ts) = (secrets(sop), secrets(top));
         let carry = relay(
             RelayEnd {
                 client: &src.client,
@@ -551,22 +579,6 @@ async fn attempt(
         cancel(dst, &top.id).await;
     }
     r
-}
-
-/// The second operation of a transfer; if it could not start, the first
-/// (already waiting for its peer) is cancelled.
-pub(super) async fn or_cancel(
-    first: &End,
-    id: &str,
-    second: Result<Operation>,
-) -> std::result::Result<Operation, Failure> {
-    match second {
-        Ok(op) => Ok(op),
-        Err(e) => {
-            cancel(first, id).await;
-            Err(e.into())
-        }
-    }
 }
 
 /// Waits for both operations, showing the transfer's progress; the

@@ -14,10 +14,10 @@
 use anyhow::{bail, Context, Result};
 use kante_api::operation::Operation;
 use kante_api::storage::StorageVolume;
-use kante_client::{path_segment, relay, Client, RelayEnd, StorageVolumesPost, VolumeSource};
+use kante_client::{path_segment, Client, StorageVolumesPost, VolumeSource};
 use serde_json::{json, Value};
 
-use super::migrate::{cancel, first_mode, or_cancel, secrets, watch, End, Failure};
+use super::migrate::{first_mode, follow, or_cancel, secrets, End, Failure};
 use crate::cli::{Command, StorageCmd, TransferMode, VolumeCmd};
 use crate::remote::route::VolumeCross;
 use crate::remote::Config;
@@ -308,30 +308,7 @@ async fn attempt(
             (sop, top)
         }
     };
-    let r = if mode == TransferMode::Relay {
-        let (ss, ts) = (secrets(&sop), secrets(&top));
-        let carry = relay(
-            RelayEnd {
-                client: &src.client,
-                operation: &sop.id,
-                secrets: &ss,
-            },
-            RelayEnd {
-                client: &dst.client,
-                operation: &top.id,
-                secrets: &ts,
-            },
-        );
-        let (carried, watched) = tokio::join!(carry, watch(dst, &top.id, src, &sop.id));
-        watched.and(carried.map(|_| ()).map_err(|e| Failure::Other(e.into())))
-    } else {
-        watch(dst, &top.id, src, &sop.id).await
-    };
-    if r.is_err() {
-        cancel(src, &sop.id).await;
-        cancel(dst, &top.id).await;
-    }
-    r
+    follow(mode, src, &sop, dst, &top).await
 }
 
 #[cfg(test)]
