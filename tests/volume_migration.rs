@@ -13,17 +13,13 @@
 //! h3` copies it on.
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
 use kante_integration::cluster::{down_and_check, form, on, refused};
 use kante_integration::lab::Lab;
 use kante_integration::lxc::{conf, lxc_fails, lxc_ok, serve_https};
-use kante_integration::{free_port, instance_post, kante_with_conf, run, Daemon, TestImage};
+use kante_integration::two::Two;
+use kante_integration::{instance_post, run, Daemon, TestImage};
 use serde_json::json;
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 /// Where `d` keeps custom volume `v` of its default pool.
 fn volume_dir(dir: &Path, v: &str) -> PathBuf {
@@ -237,70 +233,6 @@ fn lxc_copies_and_moves_custom_volumes_between_kanteds() {
             custom_entries(&dst.dir)
         );
     });
-}
-
-/// `kante` with remotes `a` and `b` (both daemons, over HTTPS).
-struct Two {
-    a: Daemon,
-    b: Daemon,
-    conf: PathBuf,
-}
-
-impl Two {
-    async fn up() -> Two {
-        let a = Daemon::start().await;
-        let b = Daemon::start().await;
-        let conf = a.dir.join("client");
-        std::fs::create_dir_all(&conf).unwrap();
-        let t = Two { a, b, conf };
-        for (name, d) in [("a", &t.a), ("b", &t.b)] {
-            let port = free_port();
-            d.client
-                .patch(
-                    "/1.0",
-                    &json!({"config": {
-                        "core.https_address": format!("127.0.0.1:{port}"),
-                        "core.trust_password": "sesame"}}),
-                )
-                .await
-                .unwrap();
-            t.ok(&[
-                "remote",
-                "add",
-                name,
-                &format!("https://127.0.0.1:{port}"),
-                "--accept-certificate",
-                "--password=sesame",
-            ]);
-        }
-        t
-    }
-
-    fn kante(&self, args: &[&str]) -> Output {
-        kante_with_conf(&self.a, &self.conf, args)
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.kante(args);
-        assert!(
-            o.status.success(),
-            "kante {args:?}: {}{}\n--- a:\n{}\n--- b:\n{}",
-            text(&o.stdout),
-            text(&o.stderr),
-            self.a.log_text(),
-            self.b.log_text()
-        );
-        text(&o.stdout)
-    }
-
-    /// Fails with one line on stderr.
-    fn fails(&self, args: &[&str]) -> String {
-        let o = self.kante(args);
-        assert!(!o.status.success(), "kante {args:?} succeeded");
-        let e = text(&o.stderr);
-        assert_eq!(e.trim_end().lines().count(), 1, "{e:?}");
-        e
-    }
 }
 
 #[test]

@@ -23,6 +23,7 @@ pub mod lxd;
 pub mod net;
 pub mod pty;
 pub mod soak;
+pub mod two;
 pub use cgroups::{pids_in_tree, HostCgroups};
 use leaks::cgroup_dirs;
 pub use leaks::{
