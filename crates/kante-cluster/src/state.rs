@@ -320,7 +320,7 @@ impl EtcdState {
             }
         })
         .await?;
-        bounded(self.timeout.saturating_sub(start.elapsed()), write).await
+        writing(self.timeout.saturating_sub(start.elapsed()), write).await
     }
 
     /// Runs a transaction; when it succeeded, waits for the cache to hold
@@ -363,6 +363,55 @@ pub(crate) async fn bounded<T>(
         Err(_) => Err(StoreError::Unavailable(format!(
             "etcd did not answer within {timeout:?}"
         ))),
+    }
+}
+
+/// Awaits a write to etcd for at most `timeout`, like [`bounded`], but
+/// says when its outcome is unknown: a write that was sent and then timed
+/// out or lost its connection may still be committed (etcd applies it
+/// when its quorum returns, or already has and the answer was lost), so
+/// the caller must look before trying again. Only an answer in which etcd
+/// itself refused the write (a bad request, an authentication failure, a
+/// lost compare) is a failure with no effect.
+pub(crate) async fn writing<T>(
+    timeout: Duration,
+    call: impl std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
+) -> Result<T> {
+    const UNKNOWN: &str = "the change's result is unknown: it may still be applied, \
+        so check before trying again";
+    match tokio::time::timeout(timeout, call).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) if refused(&e) => Err(StoreError::Unavailable(describe(&e))),
+        Ok(Err(e)) => Err(StoreError::Unavailable(format!(
+            "{}; {UNKNOWN}",
+            describe(&e)
+        ))),
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "etcd did not confirm the change within {timeout:?}; {UNKNOWN}"
+        ))),
+    }
+}
+
+/// Whether etcd answered a write by refusing it, so that it had no
+/// effect: a gRPC status that etcd gives only before applying.
+fn refused(e: &etcd_client::Error) -> bool {
+    use tonic::Code;
+    match e {
+        etcd_client::Error::GRpcStatus(s) => matches!(
+            s.code(),
+            Code::InvalidArgument
+                | Code::FailedPrecondition
+                | Code::OutOfRange
+                | Code::PermissionDenied
+                | Code::Unauthenticated
+                | Code::ResourceExhausted
+                | Code::NotFound
+                | Code::AlreadyExists
+                | Code::Unimplemented
+        ),
+        // Options the client itself rejects before sending anything.
+        etcd_client::Error::InvalidArgs(_) | etcd_client::Error::InvalidUri(_) => true,
+        _ => false,
     }
 }
 
@@ -424,4 +473,46 @@ pub(crate) async fn probe(config: &EtcdConfig) -> Result<()> {
     .await?;
     bounded(config.timeout, client.kv_client().get("probe", None)).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: tonic::Code) -> etcd_client::Error {
+        etcd_client::Error::GRpcStatus(tonic::Status::new(code, "x"))
+    }
+
+    #[tokio::test]
+    async fn a_write_that_times_out_is_reported_as_of_unknown_result() {
+        let never = std::future::pending::<std::result::Result<(), etcd_client::Error>>();
+        let e = writing(Duration::from_millis(20), never).await.unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("result is unknown"), "{text}");
+        assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+    }
+
+    #[tokio::test]
+    async fn a_write_etcd_refused_is_not_of_unknown_result_but_a_lost_one_is() {
+        let refused = async { Err::<(), _>(status(tonic::Code::InvalidArgument)) };
+        let text = writing(Duration::from_secs(1), refused)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(!text.contains("unknown"), "{text}");
+        for code in [
+            tonic::Code::Unavailable,
+            tonic::Code::DeadlineExceeded,
+            tonic::Code::Unknown,
+        ] {
+            let lost = async move { Err::<(), _>(status(code)) };
+            let text = writing(Duration::from_secs(1), lost)
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(text.contains("result is unknown"), "{code:?}: {text}");
+        }
+        let ok = async { Ok::<u8, etcd_client::Error>(7) };
+        assert_eq!(writing(Duration::from_secs(1), ok).await.unwrap(), 7);
+    }
 }
