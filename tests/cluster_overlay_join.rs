@@ -104,7 +104,13 @@ fn a_member_that_joins_later_gets_the_overlay() {
         }
         let all = [1, 2, 3];
         for i in all {
-            let took = await_fdb(&lab, i, &dev, &others(&lab, i, &all), Duration::from_secs(30));
+            let took = await_fdb(
+                &lab,
+                i,
+                &dev,
+                &others(&lab, i, &all),
+                Duration::from_secs(30),
+            );
             eprintln!("h{i}'s FDB complete {took:?} after the join settled");
         }
         let s = on(

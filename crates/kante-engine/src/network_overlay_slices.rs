@@ -94,7 +94,11 @@ async fn take_free(
     member: &str,
     row: &NetworkRow,
 ) -> Result<u32> {
-    let recorded: Vec<u32> = row.members.keys().filter_map(|m| slice_of(row, m)).collect();
+    let recorded: Vec<u32> = row
+        .members
+        .keys()
+        .filter_map(|m| slice_of(row, m))
+        .collect();
     for s in (0..MAX_MEMBERS).filter(|s| !recorded.contains(s)) {
         match shared.reserve(KIND, &key_of(network, s), member).await {
             Ok(()) => return Ok(s),

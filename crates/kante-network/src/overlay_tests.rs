@@ -93,11 +93,18 @@ fn members_past_the_slices_have_no_dhcp() {
     };
     let dhcp = |slice: &str| with(slice).unwrap().bridge_config(1450);
     let seven = dhcp("7");
-    assert_eq!(seven.get("ipv4.dhcp.ranges").unwrap(), "10.0.9.224-10.0.9.254");
+    assert_eq!(
+        seven.get("ipv4.dhcp.ranges").unwrap(),
+        "10.0.9.224-10.0.9.254"
+    );
     assert!(!seven.contains_key("ipv4.dhcp"), "{seven:?}");
     for past in ["8", "253"] {
         let c = dhcp(past);
-        assert_eq!(c.get("ipv4.dhcp").map(String::as_str), Some("false"), "{c:?}");
+        assert_eq!(
+            c.get("ipv4.dhcp").map(String::as_str),
+            Some("false"),
+            "{c:?}"
+        );
         assert!(!c.contains_key("ipv4.dhcp.ranges"), "{c:?}");
     }
     let e = with("254").unwrap_err().to_string();

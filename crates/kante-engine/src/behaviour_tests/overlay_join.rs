@@ -104,7 +104,10 @@ async fn concurrent_claimers_never_share_a_number() {
     let held = shared.reservations(KIND).await.unwrap();
     for m in names {
         let c = claim(shared, m).await;
-        assert_eq!(held.get(&format!("ov1/{}", c.slice)).map(String::as_str), Some(m));
+        assert_eq!(
+            held.get(&format!("ov1/{}", c.slice)).map(String::as_str),
+            Some(m)
+        );
     }
     for m in names {
         assert!(recorded(shared, m).await.is_some(), "{m} not recorded");
