@@ -43,6 +43,8 @@ impl Engine {
             }
             ClusterMemberDelete { name, force } => {
                 self.cluster.remove(&name, force).await.map_err(err)?;
+                // Its numbers in overlays are free for a later member.
+                crate::network_overlay_slices::release_member(&*self.shared, &name).await;
                 Reply::Empty
             }
             ClusterMemberAdd(post) => Reply::Operation(self.cluster_token(post).await?),

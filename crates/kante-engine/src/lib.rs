@@ -36,6 +36,8 @@ mod migration;
 mod network;
 mod network_cluster;
 mod network_overlay;
+mod network_overlay_join;
+mod network_overlay_slices;
 mod network_overlay_wg;
 mod operations;
 mod paths;

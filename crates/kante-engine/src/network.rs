@@ -218,6 +218,7 @@ impl Engine {
         self.shared.network_delete(name).await?;
         if row.kind == OVERLAY {
             self.overlay_wg_forget(name).await;
+            crate::network_overlay_slices::forget_slices(&*self.shared, name).await;
         }
         if let Some(vni) = row.config.get(kante_network::overlay::KEY_VNI) {
             if row.kind == OVERLAY {

@@ -19,7 +19,8 @@ use kante_store::NetworkRow;
 use crate::error::{EngineError, Result};
 use crate::forward::{forward_of, Forward};
 use crate::network::{
-    managed_network, member_config, MEMBER_KEYS, OVERLAY, STATUS_ERRORED, STATUS_PENDING,
+    managed_network, member_config, MEMBER_KEYS, OVERLAY, STATUS_CREATED, STATUS_ERRORED,
+    STATUS_PENDING,
 };
 use crate::Engine;
 
@@ -502,20 +503,47 @@ impl Engine {
             driver.delete(&self.network_spec(&row)).await?;
             return Ok(());
         }
-        let Some(row) = row else {
+        let Some(mut row) = row else {
             return self.network_delete(name).await;
         };
+        // An overlay is marked first: the keepers make a `Created` overlay
+        // on a member that lacks it (`network_overlay_join.rs`), and must
+        // not make it again where it was just deleted. If the delete
+        // fails, the mark goes and the keepers make it again where gone.
+        let marked = row.kind == OVERLAY && row.status == STATUS_CREATED;
         if row.status != STATUS_PENDING {
             let peers = self.other_members_online(&me)?;
+            if marked {
+                row.status = STATUS_ERRORED.into();
+                self.shared.network_update(&row).await?;
+            }
             let path = format!("/1.0/networks/{name}");
             let path = &path;
             let asks = peers.iter().map(|p| async move {
                 self.network_send(&forward_of(p), "DELETE", path, None)
                     .await
             });
-            all_done(asks, "deleting").await?;
+            if let Err(e) = all_done(asks, "deleting").await {
+                self.network_unmark(&mut row, marked).await;
+                return Err(e);
+            }
         }
-        self.network_delete(name).await
+        let result = self.network_delete(name).await;
+        if result.is_err() {
+            self.network_unmark(&mut row, marked).await;
+        }
+        result
+    }
+
+    /// Undoes an overlay delete's mark (see [`Self::network_delete_at`]).
+    async fn network_unmark(&self, row: &mut NetworkRow, marked: bool) {
+        if !marked {
+            return;
+        }
+        row.status = STATUS_CREATED.into();
+        if let Err(e) = self.shared.network_update(row).await {
+            tracing::warn!(network = %row.name, "the overlay stays marked Errored: {e}");
+        }
     }
 }
 

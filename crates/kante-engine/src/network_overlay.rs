@@ -1,18 +1,21 @@
 //! Cluster overlay networks (`kante network create ov1 --type overlay
 //! ipv4.address=10.0.9.1/24`): the create, which allocates the overlay's
 //! VNI in shared state (a reservation: of concurrent creates one wins
-//! each number), gives each member its DHCP slice and brings the network
-//! up on every member (all or nothing), and the keeper that holds every
-//! overlay's FDB to the cluster's membership. The data path itself is
-//! kante-network's `overlay.rs`; the delete is the cluster's usual one
-//! (`network_cluster.rs`), which frees the VNI with the record.
+//! each number), gives each member its number (`overlay.slice`: a DHCP
+//! slice for the first eight) and brings the network up on every member
+//! (all or nothing), and the keeper that holds every overlay's FDB to the
+//! cluster's membership and makes the overlay on a member that came later
+//! (`network_overlay_join.rs`). The data path itself is kante-network's
+//! `overlay.rs`; the delete is the cluster's usual one
+//! (`network_cluster.rs`), which frees the VNI and the numbers with the
+//! record.
 
 use std::time::Duration;
 
 use kante_api::network::NetworksPost;
 use kante_api::ConfigMap;
 use kante_network::overlay::{
-    self, KEY_LOCAL, KEY_PEERS, KEY_SLICE, KEY_VNI, SLICES, VNI_MAX, VNI_MIN,
+    self, KEY_LOCAL, KEY_PEERS, KEY_SLICE, KEY_VNI, MAX_MEMBERS, VNI_MAX, VNI_MIN,
 };
 use kante_network::overlay_wg;
 use kante_network::{driver_for, NetworkSpec};
@@ -21,6 +24,7 @@ use kante_store::{NetworkRow, ReservationKind, StoreError};
 use crate::error::{EngineError, Result};
 use crate::forward::forward_of;
 use crate::network::{member_config, OVERLAY, STATUS_CREATED, STATUS_ERRORED};
+use crate::network_overlay_join::JoinBackoff;
 use crate::Engine;
 
 /// How long a member may take to make (or undo) an overlay.
@@ -83,7 +87,7 @@ impl Engine {
         names.sort();
         let members = names
             .into_iter()
-            .take(SLICES as usize)
+            .take(MAX_MEMBERS as usize)
             .enumerate()
             .map(|(i, n)| (n, ConfigMap::from([(KEY_SLICE.to_string(), i.to_string())])))
             .collect();
@@ -247,19 +251,20 @@ impl Engine {
         let me = self.me.clone();
         tokio::spawn(async move {
             let mut full = true;
+            let mut backoff = JoinBackoff::default();
             loop {
                 tokio::time::sleep(KEEP_EVERY).await;
                 let Some(engine) = me.upgrade() else { return };
-                if engine.cluster.member_name().is_none() {
+                let Some(name) = engine.cluster.member_name() else {
                     continue;
-                }
-                engine.overlay_keep(full).await;
+                };
+                engine.overlay_keep(full, &name, &mut backoff).await;
                 full = false;
             }
         });
     }
 
-    async fn overlay_keep(&self, full: bool) {
+    async fn overlay_keep(&self, full: bool, me: &str, backoff: &mut JoinBackoff) {
         let Ok(rows) = self.shared.network_list().await else {
             return;
         };
@@ -277,10 +282,19 @@ impl Engine {
             let Ok(vni) = row.config.get(KEY_VNI).map_or(Ok(0), |v| v.parse::<u32>()) else {
                 continue;
             };
-            // Not made here (yet, or any more): nothing to keep.
-            match self.net.ops.link(&overlay::device_name(vni)).await {
-                Ok(Some(_)) => {}
-                _ => continue,
+            let made = match self.net.ops.link(&overlay::device_name(vni)).await {
+                Ok(l) => l.is_some(),
+                Err(_) => continue,
+            };
+            // Not made here yet, or made without a number (a member that
+            // came later): it joins (`network_overlay_join.rs`). One
+            // being created or deleted (not `Created`) is left alone.
+            if row.status == STATUS_CREATED && (!made || !row.members.contains_key(me)) {
+                self.overlay_join(row, backoff).await;
+                continue;
+            }
+            if !made {
+                continue;
             }
             if encrypted(row) {
                 // Keys unreadable (etcd away): everything stays as it is.

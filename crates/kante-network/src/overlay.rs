@@ -27,7 +27,8 @@
 //! member's uplink) and DHCP server. Each member's dnsmasq hands out one
 //! slice ([`slice_ranges`]) of the DHCP ranges: the slice number is
 //! recorded per member in the shared record (`overlay.slice`), so no two
-//! members give out the same address.
+//! members give out the same address. A member numbered [`SLICES`] or
+//! more (all slices taken) runs its bridge with DHCP off.
 //!
 //! Keys: the user's `ipv4.address` (required: the gateway and subnet),
 //! `ipv4.nat`, `ipv4.dhcp`, `ipv4.dhcp.ranges`, `dns.domain` and
@@ -61,6 +62,12 @@ pub const MIN_MTU: u32 = 576;
 /// How many slices an overlay's DHCP ranges are cut into (the most
 /// members that hand out addresses).
 pub const SLICES: u32 = 8;
+/// The most members an overlay spans: a member's `overlay.slice` is its
+/// number in the overlay, below this (an encrypted overlay's inner /24
+/// has one host address per number); numbers from [`SLICES`] up hold no
+/// DHCP slice (that member's bridge hands out no address: its guests
+/// need static ones).
+pub const MAX_MEMBERS: u32 = 254;
 /// The VNIs allocated automatically: from here up to [`VNI_MAX`].
 pub const VNI_MIN: u32 = 4096;
 /// The largest VNI (24 bits).
@@ -220,7 +227,7 @@ impl OverlayConfig {
             ipv4_dhcp: flag("ipv4.dhcp", true)?,
             dhcp_ranges,
             domain: get("dns.domain").map(str::to_string),
-            slice: number(KEY_SLICE, 0, SLICES - 1)?,
+            slice: number(KEY_SLICE, 0, MAX_MEMBERS - 1)?,
             local,
             peers,
         })

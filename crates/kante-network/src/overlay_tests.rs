@@ -81,6 +81,36 @@ fn keys_are_checked() {
     }
 }
 
+/// A member numbered past the DHCP slices (all 8 taken) runs its bridge
+/// with DHCP off; the number is bounded by the inner /24's hosts.
+#[test]
+fn members_past_the_slices_have_no_dhcp() {
+    let with = |slice: &str| {
+        OverlayConfig::parse(&cfg(&[
+            ("ipv4.address", "10.0.9.1/24"),
+            ("overlay.slice", slice),
+        ]))
+    };
+    let dhcp = |slice: &str| with(slice).unwrap().bridge_config(1450);
+    let seven = dhcp("7");
+    assert_eq!(
+        seven.get("ipv4.dhcp.ranges").unwrap(),
+        "10.0.9.224-10.0.9.254"
+    );
+    assert!(!seven.contains_key("ipv4.dhcp"), "{seven:?}");
+    for past in ["8", "253"] {
+        let c = dhcp(past);
+        assert_eq!(
+            c.get("ipv4.dhcp").map(String::as_str),
+            Some("false"),
+            "{c:?}"
+        );
+        assert!(!c.contains_key("ipv4.dhcp.ranges"), "{c:?}");
+    }
+    let e = with("254").unwrap_err().to_string();
+    assert!(e.contains("overlay.slice"), "{e}");
+}
+
 #[test]
 fn the_l2_table_keeps_gateway_and_dhcp_local() {
     let t = render_l2_table("kante_ov1", "kov4096", "10.0.9.1".parse().unwrap());

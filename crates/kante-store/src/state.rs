@@ -55,6 +55,11 @@ pub enum ReservationKind {
     /// `<network>/<member>`); the "holder" is the key (base64). The
     /// private key never leaves the member.
     WgKey,
+    /// A member's number in an overlay (keyed `<network>/<number>`, the
+    /// `overlay.slice` of its record entry); the holder is the member.
+    /// Taken by members that claim one after the overlay's create (a
+    /// joiner), so two claimers never get the same number.
+    OverlaySlice,
 }
 
 impl ReservationKind {
@@ -66,6 +71,7 @@ impl ReservationKind {
             ReservationKind::Placement => "placement",
             ReservationKind::Vni => "vni",
             ReservationKind::WgKey => "wgkey",
+            ReservationKind::OverlaySlice => "ovslice",
         }
     }
 
@@ -78,6 +84,7 @@ impl ReservationKind {
             ReservationKind::Placement => "Placement claim",
             ReservationKind::Vni => "VNI",
             ReservationKind::WgKey => "WireGuard key",
+            ReservationKind::OverlaySlice => "Overlay slice",
         }
     }
 }

@@ -16,6 +16,7 @@ mod image_server;
 mod lifecycle;
 mod migration;
 mod operations;
+mod overlay_join;
 mod profiles;
 mod publish_streams;
 mod registry;
