@@ -21,14 +21,8 @@ use kante_integration::cluster::{
     await_state, down_and_check, etcd_pids, form, on, refused, restart_kanted,
 };
 use kante_integration::lab::Lab;
-use kante_integration::net::{devices, nic};
-use kante_integration::{instance_post, run, TestImage};
-
-/// busybox's udhcpc configures nothing without a hook (this one sets the
-/// address and the default route the lease gives).
-const DHCP: &str = "printf '#!/bin/sh\\n[ \"$1\" = bound ] && ip addr add $ip/$mask dev $interface && ip route add default via $router\\nexit 0\\n' \
-                    > /tmp/dhcp.sh && chmod +x /tmp/dhcp.sh && udhcpc -i eth0 -n -q -t 10 -T 1 -s /tmp/dhcp.sh \
-                    >/dev/null 2>&1; ip -4 -o addr show eth0";
+use kante_integration::overlay::{addr_of, launch, DHCP};
+use kante_integration::{run, TestImage};
 
 /// The zero-MAC FDB destinations of `dev` on host i, sorted.
 fn fdb(lab: &Lab, i: u32, dev: &str) -> Vec<String> {
@@ -72,28 +66,6 @@ fn await_fdb(lab: &Lab, i: u32, dev: &str, want: &[String], limit: Duration) -> 
 fn slice(k: u32) -> std::ops::RangeInclusive<u32> {
     let start = 2 + 31 * k + k.min(5);
     start..=start + 30 + u32::from(k < 5)
-}
-
-async fn launch(lab: &Lab, i: u32, fp: &str, name: &str, net: &str) {
-    let devs = devices(&[("eth0", nic(&[("network", net)]))]);
-    let c = lab.client(i);
-    c.create_instance_at(
-        &instance_post(fp, name, &[], devs),
-        Some(format!("h{i}").as_str()),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("creating {name} on h{i}: {e}\n{}", lab.log(i)));
-    c.start_instance(name).await.unwrap();
-}
-
-/// The IPv4 address `ip -o addr` printed.
-fn addr_of(out: &str) -> String {
-    out.split_whitespace()
-        .skip_while(|w| *w != "inet")
-        .nth(1)
-        .and_then(|a| a.split('/').next())
-        .unwrap_or_else(|| panic!("no address in {out:?}"))
-        .to_string()
 }
 
 #[test]

@@ -21,6 +21,7 @@ pub mod load;
 pub mod lxc;
 pub mod lxd;
 pub mod net;
+pub mod overlay;
 pub mod pty;
 pub mod soak;
 pub mod two;

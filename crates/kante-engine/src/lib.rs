@@ -36,6 +36,7 @@ mod migration;
 mod network;
 mod network_cluster;
 mod network_overlay;
+mod network_overlay_holds;
 mod network_overlay_wg;
 mod operations;
 mod paths;

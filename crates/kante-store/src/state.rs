@@ -55,6 +55,11 @@ pub enum ReservationKind {
     /// `<network>/<member>`); the "holder" is the key (base64). The
     /// private key never leaves the member.
     WgKey,
+    /// An address an overlay keeps for an instance that moved between
+    /// members (or a NIC's `ipv4.address` on an overlay), keyed
+    /// `<network>/<address>`; the holder is `<instance>/<MAC>`. Every
+    /// member's dnsmasq for the overlay reserves it for that MAC.
+    OverlayAddress,
 }
 
 impl ReservationKind {
@@ -66,6 +71,7 @@ impl ReservationKind {
             ReservationKind::Placement => "placement",
             ReservationKind::Vni => "vni",
             ReservationKind::WgKey => "wgkey",
+            ReservationKind::OverlayAddress => "ovaddr",
         }
     }
 
@@ -78,6 +84,7 @@ impl ReservationKind {
             ReservationKind::Placement => "Placement claim",
             ReservationKind::Vni => "VNI",
             ReservationKind::WgKey => "WireGuard key",
+            ReservationKind::OverlayAddress => "Overlay address",
         }
     }
 }
