@@ -19,7 +19,7 @@ pub struct MoveArgs {
     pub source: String,
     /// [REMOTE:][NAME]: a new name, or another server (`host2:` keeps the
     /// name); none with --target
-    #[arg(default_value = "")]
+    #[arg(default_value = "", hide_default_value = true)]
     pub destination: String,
     /// Move the instance without its snapshots
     #[arg(long)]
