@@ -1,7 +1,8 @@
 //! Helpers of the cluster overlay tests (`cluster_overlay*.rs`) on a lab:
 //! DHCP in a busybox guest, a VXLAN device's FDB destinations and a wait
 //! for them, the addresses of a member's DHCP slice, a guest launched on
-//! a host with its NIC on a network, and the address `ip -o addr` shows.
+//! a host with its NIC on a network, and the address `ip -o addr` shows
+//! (if any).
 
 use std::time::{Duration, Instant};
 
@@ -10,7 +11,8 @@ use crate::lab::Lab;
 use crate::net::{devices, nic};
 
 /// busybox's udhcpc configures nothing without a hook (this one sets the
-/// address and the default route the lease gives).
+/// address and the default route the lease gives); prints eth0's IPv4
+/// addresses after.
 pub const DHCP: &str = "printf '#!/bin/sh\\n[ \"$1\" = bound ] && ip addr add $ip/$mask dev $interface && ip route add default via $router\\nexit 0\\n' \
                     > /tmp/dhcp.sh && chmod +x /tmp/dhcp.sh && udhcpc -i eth0 -n -q -t 10 -T 1 -s /tmp/dhcp.sh \
                     >/dev/null 2>&1; ip -4 -o addr show eth0";
@@ -63,12 +65,16 @@ pub async fn launch(lab: &Lab, i: u32, fp: &str, name: &str, net: &str) {
     c.start_instance(name).await.unwrap();
 }
 
-/// The IPv4 address `ip -o addr` printed.
-pub fn addr_of(out: &str) -> String {
+/// The IPv4 address `ip -o addr` printed, if any.
+pub fn try_addr_of(out: &str) -> Option<String> {
     out.split_whitespace()
         .skip_while(|w| *w != "inet")
         .nth(1)
         .and_then(|a| a.split('/').next())
-        .unwrap_or_else(|| panic!("no address in {out:?}"))
-        .to_string()
+        .map(str::to_string)
+}
+
+/// The IPv4 address `ip -o addr` printed.
+pub fn addr_of(out: &str) -> String {
+    try_addr_of(out).unwrap_or_else(|| panic!("no address in {out:?}"))
 }

@@ -161,6 +161,24 @@ impl Client {
         self.finish(resp).await.map(|_| ())
     }
 
+    /// `POST /1.0/instances/{name}?target=MEMBER` `{"migration": true}`:
+    /// a move to another member of the cluster (stopped, name kept),
+    /// waiting for the operation.
+    pub async fn move_instance_to_member(&self, name: &str, member: &str) -> Result<()> {
+        let body = InstancePost {
+            name: name.to_string(),
+            migration: true,
+            ..Default::default()
+        };
+        let path = format!(
+            "{}?target={}",
+            instance_path(name),
+            crate::client::url::query(member)
+        );
+        let resp = self.post(&path, &body).await?;
+        self.finish(resp).await.map(|_| ())
+    }
+
     pub async fn instance_state(&self, name: &str) -> Result<InstanceState> {
         self.get_json(&format!("{}/state", instance_path(name)))
             .await

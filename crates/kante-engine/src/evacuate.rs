@@ -175,6 +175,70 @@ impl Engine {
         Ok(op)
     }
 
+    /// `POST /1.0/instances/NAME?target=MEMBER` with `migration` (LXD's
+    /// move between cluster members, `kante move NAME --target MEMBER`),
+    /// on the member holding NAME: the instance moves, stopped, as an
+    /// evacuation moves it (a running one is stopped, moved, started
+    /// there; live migration is refused), keeping its name.
+    pub(crate) async fn instance_move_to(
+        &self,
+        name: &str,
+        post: &kante_api::instance::InstancePost,
+        to: &str,
+    ) -> Result<Arc<Op>> {
+        if post.live {
+            return Err(EngineError::bad(
+                "Live migration is not supported: move it stopped (--stateless)",
+            ));
+        }
+        if !post.name.is_empty() && post.name != name {
+            return Err(EngineError::bad(
+                "A move between cluster members keeps the instance's name",
+            ));
+        }
+        let me = self
+            .cluster
+            .member_name()
+            .ok_or_else(|| EngineError::bad("The server is not clustered"))?;
+        self.instance_row(name).await?;
+        if to == me {
+            return Err(EngineError::bad(format!(
+                "Instance {name:?} is already on member {to:?}"
+            )));
+        }
+        match self.cluster.peers().into_iter().find(|p| p.name == to) {
+            None => {
+                return Err(EngineError::NotFound(format!(
+                    "Cluster member {to:?} not found"
+                )))
+            }
+            Some(p) if !p.online => {
+                return Err(EngineError::Unavailable(format!(
+                    "Cluster member {to:?} is offline"
+                )))
+            }
+            Some(_) => {}
+        }
+        if self.forwarding.link().is_none() {
+            return Err(EngineError::internal("No link to the other members"));
+        }
+        let op = self.ops.create(
+            OperationClass::Task,
+            "Migrating instance",
+            [(
+                "instances".to_string(),
+                vec![format!("/1.0/instances/{name}")],
+            )]
+            .into_iter()
+            .collect(),
+        );
+        let (engine, name, to) = (self.arc(), name.to_string(), to.to_string());
+        self.ops.run(op.clone(), async move {
+            engine.move_instance(&name, &me, &to, None).await
+        });
+        Ok(op)
+    }
+
     /// Records one instance's outcome in the operation's metadata.
     fn note(op: &Op, done: &mut serde_json::Map<String, Value>, name: &str, what: String) {
         done.insert(name.to_string(), Value::String(what));
@@ -410,6 +474,21 @@ impl Engine {
         // Until the name is given up, a failure leaves it where it was,
         // running again if it ran.
         let prepared = async {
+            // Its overlay addresses are held for it before it leaves.
+            let mut leases = std::collections::BTreeMap::new();
+            for ov in self.overlay_leases_needed(&inst).await? {
+                let path = format!("/1.0/networks/{}/leases", crate::util::percent(&ov));
+                match self.peer_call(from, "GET", &path, None).await {
+                    Ok(Value::Array(a)) => {
+                        leases.insert(ov, a);
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(instance = name, network = %ov, "leases on {from}: {e}")
+                    }
+                }
+            }
+            self.overlay_hold_for_move(name, &inst, &leases).await?;
             let source = self
                 .peer_call(
                     from,

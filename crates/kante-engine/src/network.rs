@@ -583,7 +583,9 @@ impl Engine {
             config,
             privileged: false,
         };
-        let plan = self.start_devices(&cx, |_, d| d.nic().is_some()).await?;
+        let mut plan = self.start_devices(&cx, |_, d| d.nic().is_some()).await?;
+        self.overlay_nic_holds(instance, &mut plan.nics, false)
+            .await?;
         self.plan_nic_requests(instance, &plan.nics)
     }
 

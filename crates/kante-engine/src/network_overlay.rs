@@ -313,5 +313,22 @@ impl Engine {
                 Err(e) => tracing::warn!(network = %row.name, "keeping the overlay's FDB: {e}"),
             }
         }
+        self.overlay_holds_keep(&self.overlay_dirs(&rows)).await;
+    }
+
+    /// Every overlay's name and state directory on this member.
+    fn overlay_dirs(&self, rows: &[NetworkRow]) -> Vec<(String, std::path::PathBuf)> {
+        rows.iter()
+            .filter(|r| r.kind == OVERLAY)
+            .map(|r| (r.name.clone(), self.network_spec(r).state_dir))
+            .collect()
+    }
+
+    /// The keeper's pass over held addresses, now (a NIC's hosts line
+    /// just went: a hold on it comes back at once).
+    pub(crate) async fn overlay_holds_now(&self) {
+        if let Ok(rows) = self.shared.network_list().await {
+            self.overlay_holds_keep(&self.overlay_dirs(&rows)).await;
+        }
     }
 }

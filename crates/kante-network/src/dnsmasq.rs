@@ -491,7 +491,7 @@ impl HostEntry {
 }
 
 // Read-modify-write of hosts files by concurrent NIC operations.
-static HOSTS_LOCK: Mutex<()> = Mutex::new(());
+pub(crate) static HOSTS_LOCK: Mutex<()> = Mutex::new(());
 
 pub fn read_hosts(dir: &Path) -> Result<Vec<HostEntry>> {
     match fs::read_to_string(dir.join(HOSTS)) {
@@ -501,7 +501,7 @@ pub fn read_hosts(dir: &Path) -> Result<Vec<HostEntry>> {
     }
 }
 
-fn write_hosts(dir: &Path, entries: &[HostEntry]) -> Result<()> {
+pub(crate) fn write_hosts(dir: &Path, entries: &[HostEntry]) -> Result<()> {
     let mut text = String::new();
     for e in entries {
         text.push_str(&e.render());

@@ -25,6 +25,7 @@ pub mod netlink;
 pub mod nft;
 pub mod nic;
 pub mod overlay;
+pub mod overlay_holds;
 pub mod overlay_route;
 pub mod overlay_wg;
 pub mod ovs;

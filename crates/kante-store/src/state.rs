@@ -60,6 +60,11 @@ pub enum ReservationKind {
     /// Taken by members that claim one after the overlay's create (a
     /// joiner), so two claimers never get the same number.
     OverlaySlice,
+    /// An address an overlay keeps for an instance that moved between
+    /// members (or a NIC's `ipv4.address` on an overlay), keyed
+    /// `<network>/<address>`; the holder is `<instance>/<MAC>`. Every
+    /// member's dnsmasq for the overlay reserves it for that MAC.
+    OverlayAddress,
 }
 
 impl ReservationKind {
@@ -72,6 +77,7 @@ impl ReservationKind {
             ReservationKind::Vni => "vni",
             ReservationKind::WgKey => "wgkey",
             ReservationKind::OverlaySlice => "ovslice",
+            ReservationKind::OverlayAddress => "ovaddr",
         }
     }
 
@@ -85,6 +91,7 @@ impl ReservationKind {
             ReservationKind::Vni => "VNI",
             ReservationKind::WgKey => "WireGuard key",
             ReservationKind::OverlaySlice => "Overlay slice",
+            ReservationKind::OverlayAddress => "Overlay address",
         }
     }
 }

@@ -229,10 +229,17 @@ impl Engine {
                 R::Changes(self.instance_patch(&instance, body).await?)
             }
             InstanceDelete { instance } => R::Operation(self.instance_delete_op(&instance).await?),
-            InstanceRename { instance, post } if post.migration => {
+            InstanceRename {
+                instance,
+                post,
+                target: Some(to),
+            } if post.migration => {
+                R::Operation(self.instance_move_to(&instance, &post, &to).await?)
+            }
+            InstanceRename { instance, post, .. } if post.migration => {
                 R::Operation(self.migration_source(&instance, None, post).await?)
             }
-            InstanceRename { instance, post } => {
+            InstanceRename { instance, post, .. } => {
                 R::Operation(self.instance_post(&instance, post).await?)
             }
             InstanceStateGet { instance } => {

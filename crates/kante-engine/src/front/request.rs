@@ -129,10 +129,12 @@ pub enum Request {
     InstanceDelete {
         instance: String,
     },
-    /// POST: a rename, or the sending side of a migration (`migration`).
+    /// POST: a rename, or the sending side of a migration (`migration`),
+    /// or with `?target=MEMBER` and `migration` a move to that member.
     InstanceRename {
         instance: String,
         post: InstancePost,
+        target: Option<String>,
     },
     InstanceStateGet {
         instance: String,

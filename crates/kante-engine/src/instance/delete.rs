@@ -26,6 +26,9 @@ impl Engine {
         self.devlxd_clear(name);
         // Its DHCP reservations go with it.
         self.remove_nics(name, &nics, true).await;
+        // A moved instance's copy: its MAC's line goes back at once with
+        // the address still held for it.
+        self.overlay_holds_now().await;
         crate::lock(&self.instance_locks).remove(name);
         self.events.lifecycle(
             "instance-deleted",

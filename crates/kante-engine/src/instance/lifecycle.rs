@@ -225,7 +225,9 @@ impl Engine {
         // failed start keeps the trigger, so the next start renders them.
         self.apply_templates(&row, &econfig, &edevices).await?;
         row.config.remove("volatile.apply_template");
-        let nics = self.plan_nic_requests(name, &plan.nics)?;
+        let mut requests = plan.nics;
+        self.overlay_nic_holds(name, &mut requests, true).await?;
+        let nics = self.plan_nic_requests(name, &requests)?;
         let rt = self.runtime.clone();
         // NICs are made while init waits for "go", so it boots with them.
         let (engine, plans) = (self.arc(), nics.clone());

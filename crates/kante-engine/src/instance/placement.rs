@@ -46,6 +46,9 @@ impl Engine {
     /// id blocks. False if there was no record.
     pub(crate) async fn drop_record(&self, name: &str) -> Result<bool> {
         let found = self.node.instance_delete(name).await?;
+        // Before the name: a copy left by a move (its name held by
+        // another member) keeps the moved instance's addresses.
+        self.overlay_holds_release(name).await;
         self.release_name(name).await;
         self.release_id_blocks(name, None).await?;
         Ok(found)
@@ -61,6 +64,7 @@ impl Engine {
             return Err(e.into());
         }
         self.release_name(old).await;
+        self.overlay_holds_rename(old, new).await?;
         for (key, holder) in self.shared.reservations(ReservationKind::IdBlock).await? {
             if holder == old {
                 self.shared

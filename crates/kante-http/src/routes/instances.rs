@@ -64,9 +64,20 @@ pub async fn delete(State(s): State<AppState>, Path(instance): Path<String>) -> 
 pub async fn post(
     State(s): State<AppState>,
     Path(instance): Path<String>,
+    q: Params,
     Json(post): Json<InstancePost>,
 ) -> ApiResult {
-    answer(&s, Request::InstanceRename { instance, post }).await
+    // A move between cluster members names the member (LXD's `?target=`).
+    let target = q.get("target").filter(|t| !t.is_empty()).cloned();
+    answer(
+        &s,
+        Request::InstanceRename {
+            instance,
+            post,
+            target,
+        },
+    )
+    .await
 }
 
 pub async fn state_get(State(s): State<AppState>, Path(instance): Path<String>) -> ApiResult {

@@ -17,7 +17,9 @@ pub enum TransferMode {
 pub struct MoveArgs {
     /// [REMOTE:]INSTANCE (or INSTANCE/SNAPSHOT, to rename a snapshot)
     pub source: String,
-    /// [REMOTE:][NAME]: a new name, or another server (`host2:` keeps the name)
+    /// [REMOTE:][NAME]: a new name, or another server (`host2:` keeps the
+    /// name); none with --target
+    #[arg(default_value = "", hide_default_value = true)]
     pub destination: String,
     /// Move the instance without its snapshots
     #[arg(long)]
@@ -30,6 +32,10 @@ pub struct MoveArgs {
     /// when the servers cannot reach each other)
     #[arg(long, value_enum)]
     pub mode: Option<TransferMode>,
+    /// Cluster member to move the instance to (it keeps its name; a
+    /// running one is stopped, moved and started there)
+    #[arg(long)]
+    pub target: Option<String>,
     /// Storage pool on the target server
     #[arg(short = 's', long = "storage")]
     pub storage: Option<String>,

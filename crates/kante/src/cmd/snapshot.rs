@@ -117,6 +117,12 @@ pub fn local_name(name: &str) -> Result<&str> {
 /// old configuration is put back if the rename then fails). The transfer
 /// flags have nothing to do here.
 pub async fn move_(c: &Client, args: MoveArgs) -> Result<i32> {
+    if let Some(member) = &args.target {
+        return move_to_member(c, &args, member).await;
+    }
+    if args.destination.is_empty() {
+        bail!("kante move needs a destination (a new name or REMOTE:), or --target MEMBER");
+    }
     if args.storage.is_some() {
         bail!("Moving an instance to another pool of the same server is not supported yet");
     }
@@ -166,6 +172,33 @@ pub async fn move_(c: &Client, args: MoveArgs) -> Result<i32> {
         }
         return Err(e);
     }
+    Ok(0)
+}
+
+/// `kante move NAME --target MEMBER`: to another member of the cluster,
+/// keeping the name (`--stateless` is what it does anyway).
+async fn move_to_member(c: &Client, args: &MoveArgs, member: &str) -> Result<i32> {
+    let from = local_name(&args.source)?;
+    let to = local_name(&args.destination)?;
+    if split_snapshot(from)?.is_some() {
+        bail!("--target moves an instance, not a snapshot");
+    }
+    if !to.is_empty() && to != from {
+        bail!("--target keeps the instance's name: give it as the destination too, or rename it afterwards");
+    }
+    if args.storage.is_some()
+        || args.mode.is_some()
+        || args.instance_only
+        || !args.config.is_empty()
+        || !args.profiles.is_empty()
+        || args.no_profiles
+        || !args.device.is_empty()
+    {
+        bail!(
+            "--target takes no --storage, --mode, --instance-only, --config, --profile or --device"
+        );
+    }
+    c.move_instance_to_member(from, member).await?;
     Ok(0)
 }
 
