@@ -195,6 +195,13 @@ impl Engine {
             .get("placement.anti-affinity")
             .filter(|v| !v.is_empty())
         {
+            // Claims first, then the listing: a claim goes only once its
+            // instance is recorded, so one gone before the claims are read
+            // shows in the listing read after them. (Read the other way
+            // round, a creation recorded and its claim given up between
+            // the two reads was seen in neither, and two concurrent
+            // creations with one tag could land on one member.)
+            let claims = self.placement_claims(tag).await?;
             let all = self.cluster_instance_configs(me).await?;
             let existing: BTreeSet<&String> = all.values().flatten().map(|(n, _)| n).collect();
             let mut taken: BTreeSet<String> = all
@@ -208,7 +215,7 @@ impl Engine {
                 .collect();
             // Creations in flight elsewhere hold claims until they are
             // recorded; a claim whose instance is listed has done its work.
-            for (member, holder) in self.placement_claims(tag).await? {
+            for (member, holder) in claims {
                 if holder == post.name {
                     continue;
                 }
