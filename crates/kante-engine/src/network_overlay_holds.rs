@@ -349,6 +349,8 @@ impl Engine {
             return;
         };
         if let Ok(instances) = self.instances_expanded().await {
+            // Whether a hold was given up or taken: the list is read again.
+            let mut changed = false;
             for (row, expanded) in instances {
                 let Ok((_, devices)) = expanded else { continue };
                 let nics = overlay_nics(&devices, &row.config, &overlays);
@@ -357,6 +359,7 @@ impl Engine {
                         *ov == h.network && *mac == h.mac && ip.is_none_or(|ip| ip == h.ip)
                     });
                     if !needed {
+                        changed = true;
                         match self.shared.release(KIND, &h.key(), &h.holder()).await {
                             Ok(_) => {
                                 tracing::info!(instance = %row.name, network = %h.network, "address {} given up", h.ip)
@@ -376,15 +379,18 @@ impl Engine {
                         mac,
                     };
                     if !holds.iter().any(|h| h.key() == hold.key()) {
+                        changed = true;
                         if let Err(e) = self.overlay_hold_take(&hold).await {
                             tracing::warn!(instance = %row.name, "holding {}: {e}", hold.key());
                         }
                     }
                 }
             }
-            match self.overlay_holds().await {
-                Ok(h) => holds = h,
-                Err(_) => return,
+            if changed {
+                match self.overlay_holds().await {
+                    Ok(h) => holds = h,
+                    Err(_) => return,
+                }
             }
         }
         for (name, dir) in dirs {
