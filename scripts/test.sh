@@ -4,9 +4,12 @@
 #
 # CI has 2 cores and a time limit, so work that waits overlaps work that
 # computes: the test images (debootstrap, mostly downloads) are built
-# while the tests compile, and the fuzz targets (an instrumented build of
-# their own) compile at the lowest CPU priority while the integration
-# tests, which mostly wait on containers, daemons and networks, run.
+# while the tests compile, and clippy and the fuzz targets (each a build
+# of its own: check-mode dependencies, an instrumented workspace) compile
+# at the lowest CPU priority while the integration tests, which mostly
+# wait on containers, daemons and networks, run. Formatting and the
+# engine's call directions are checked first (seconds); clippy's verdict
+# comes after the tests and fails the run the same way.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
@@ -27,18 +30,16 @@ cleanup() {
   rm -rf "$logs"
 }
 trap cleanup EXIT
-# Waits for background job $1 (named $2, log $3); its log is shown either way.
+# Waits for background job $1 (named $2, log $3): the log's end if it passed, all of it if not.
 await() {
   local rc=0
   wait "$1" || rc=$?
   echo ">> $2 (background) ended with $rc:"
-  tail -n 25 "$3"
-  [ "$rc" = 0 ] || { echo "$2 failed" >&2; exit 1; }
+  if [ "$rc" = 0 ]; then tail -n 25 "$3"; else cat "$3"; echo "$2 failed" >&2; exit 1; fi
 }
 
-step lint
+step "lint: formatting, engine call directions (clippy runs during the tests)"
 cargo fmt --all -- --check
-cargo clippy --workspace --all-targets --locked -- -D warnings
 python3 scripts/engine-deps.py   # engine calls go one way (ARCHITECTURE.md, Engine layers)
 
 step build
@@ -53,13 +54,21 @@ step "build the tests"
 cargo test --workspace --locked --no-run
 await "$images" "test images" "$logs/images"
 
-step "fuzz targets: build in the background at the lowest priority"
+step "clippy and the fuzz targets: built in the background at the lowest priority"
+# A target directory of its own: the tests' cargo holds target/'s lock.
+nice -n 19 env CARGO_TARGET_DIR=target/clippy \
+  cargo clippy --workspace --all-targets --locked -- -D warnings >"$logs/clippy" 2>&1 &
+clippy=$!
+pids+=("$clippy")
 nice -n 19 scripts/fuzz.sh 0 >"$logs/fuzz-build" 2>&1 &
 fuzz=$!
 pids+=("$fuzz")
 
 step "tests (root integration tests run one at a time)"
 cargo test --workspace --locked --no-fail-fast -- --test-threads=1
+
+step "clippy (warnings are errors)"
+await "$clippy" "clippy" "$logs/clippy"
 
 step "fuzz (every parser of untrusted bytes, a few seconds each: docs/fuzzing.md)"
 await "$fuzz" "fuzz build" "$logs/fuzz-build"
