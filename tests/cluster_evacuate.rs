@@ -16,10 +16,10 @@
 use std::time::Duration;
 
 use kante_integration::cluster::{
-    await_state, down_and_check, form, holds, listed, lxc, on, only_on, refused, text,
+    await_state, busybox_cluster, down_and_check, holds, listed, lxc, on, only_on, refused, text,
 };
 use kante_integration::lab::Lab;
-use kante_integration::{run, TestImage};
+use kante_integration::run;
 
 /// (state, location) of `name` in host i's list.
 fn where_is(lab: &Lab, i: u32, name: &str) -> (String, String) {
@@ -34,12 +34,7 @@ fn where_is(lab: &Lab, i: u32, name: &str) -> (String, String) {
 fn evacuate_moves_or_stops_and_restore_brings_back() {
     run(async {
         let mut lab = Lab::up(3);
-        let mut fp = String::new();
-        for i in 1..=3 {
-            fp = lab.import(i, TestImage::Busybox).await;
-        }
-        on(&lab, 1, &["image", "alias", "create", "bb", &fp]);
-        form(&lab);
+        busybox_cluster(&lab).await;
 
         let bad = refused(
             &lab,

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use kante_integration::bin;
 use kante_integration::cluster::{
-    down_and_check, holds, listed, lxc, on, only_on, restart_kanted, text, token,
+    down_and_check, holds, listed, location, lxc, on, only_on, restart_kanted, text, token,
 };
 use kante_integration::lab::Lab;
 use kante_integration::pty::{clean, drive, then_detach, DETACH_HINT};
@@ -47,15 +47,6 @@ fn await_online(lab: &Lab, i: u32, limit: Duration) {
         assert!(start.elapsed() < limit, "h{i}: not all ONLINE: {out}");
         std::thread::sleep(Duration::from_millis(300));
     }
-}
-
-/// The member host i's list places `name` on.
-fn location(lab: &Lab, i: u32, name: &str) -> String {
-    let all = listed(lab, i);
-    all.iter()
-        .find(|r| r.0 == name)
-        .map(|r| r.2.clone())
-        .unwrap_or_else(|| panic!("{name} not in h{i}'s list: {all:?}"))
 }
 
 #[test]

@@ -7,7 +7,12 @@
 //! profiles with named NICs, static addresses: management reaches every
 //! container across hosts, the SIP core spans two hosts, and a container
 //! without a leg in a segment cannot reach it. A second apply of either
-//! changes nothing.
+//! changes nothing. Seed 001's Kubernetes nodes, applied up to the steps
+//! that need Kubernetes' own packages (not in Debian 12): three nesting
+//! nodes on three hosts whose preflight finds everything kubeadm and the
+//! kubelet need, each node its own machine-id, and the nodes reaching
+//! each other; on a host whose cgroup v2 holds no controllers (this
+//! machine's hybrid layout) the preflight must say so.
 
 use std::time::{Duration, Instant};
 
@@ -29,17 +34,22 @@ fn mapped(lab: &Lab, recipe: &str, hosts: u32) -> String {
     t
 }
 
+/// `image` imported on every host of the lab as `alias`.
+async fn aliased(lab: &Lab, image: TestImage, alias: &str) {
+    for i in 1..=lab.hosts {
+        let fp = lab.import(i, image).await;
+        lab.client(i)
+            .create_image_alias(alias, &fp, "")
+            .await
+            .unwrap();
+    }
+}
+
 #[test]
 fn seed_000_edge_lab_becomes_a_five_node_swarm() {
     run(async {
         let lab = Lab::up(3);
-        for i in 1..=3 {
-            let fp = lab.import(i, TestImage::DebianDocker).await;
-            lab.client(i)
-                .create_image_alias("debian-docker/12", &fp, "")
-                .await
-                .unwrap();
-        }
+        aliased(&lab, TestImage::DebianDocker, "debian-docker/12").await;
         let scratch = tempfile::tempdir().unwrap();
         let file = scratch.path().join("site.yaml");
         let recipe = include_str!("../examples/edge-lab/site.yaml");
@@ -208,12 +218,8 @@ fn seed_002_voice_platform_segments_span_the_hosts() {
         // each host, the host's own network configuration (the seed's
         // netplan): a bridge per segment with that port in it.
         let segments = Segments::new(&lab, &["mgmt", "sipcore", "sipapp"]);
+        aliased(&lab, TestImage::Debian, "debian/12").await;
         for i in 1..=3 {
-            let fp = lab.import(i, TestImage::Debian).await;
-            lab.client(i)
-                .create_image_alias("debian/12", &fp, "")
-                .await
-                .unwrap();
             segments.plug(&lab, i);
         }
         let scratch = tempfile::tempdir().unwrap();
@@ -261,5 +267,73 @@ fn seed_002_voice_platform_segments_span_the_hosts() {
         let o = lab.down();
         assert!(o.status.success(), "{}", text(&o.stderr));
         drop(segments);
+    });
+}
+
+/// Seed 001's nodes: the recipe up to the steps that need pkgs.k8s.io.
+#[test]
+fn seed_001_kubernetes_nodes_pass_the_preflight() {
+    run(async {
+        let lab = Lab::up(3);
+        aliased(&lab, TestImage::DebianDocker, "debian-docker/12").await;
+        let recipe = include_str!("../examples/k8s-nodes/site.yaml");
+        let cut = recipe
+            .find("  # --- below: needs pkgs.k8s.io")
+            .expect("the recipe marks the steps that need pkgs.k8s.io");
+        let scratch = tempfile::tempdir().unwrap();
+        let file = scratch.path().join("site.yaml");
+        std::fs::write(&file, mapped(&lab, &recipe[..cut], 3)).unwrap();
+        let f = file.to_string_lossy().to_string();
+        // The preflight is a step: on a host with cgroup v2 controllers
+        // the whole apply passes; on this hybrid machine it must fail on
+        // that one check alone (the guests' cgroup2 holds no controllers:
+        // they are bound to the host's v1 hierarchies).
+        let hybrid = std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers").is_err();
+        let o = lab.kante(&["apply", &f]);
+        let out = format!("{}{}", text(&o.stdout), text(&o.stderr));
+        assert_eq!(o.status.success(), !hybrid, "{out}\n{}", lab.log(1));
+        let nodes = [(1, "k8s-master"), (2, "k8s-node1"), (3, "k8s-node2")];
+        let mut ids = Vec::new();
+        for (i, name) in nodes {
+            // After cloud-init (the step waited for the first node only).
+            let script = "cloud-init status --wait >/dev/null 2>&1; k8s-preflight";
+            let (code, report) = lab.sh(i, name, script).await;
+            let failed: Vec<&str> = report.lines().filter(|l| l.starts_with("FAIL")).collect();
+            if hybrid {
+                assert_eq!(
+                    failed,
+                    ["FAIL cgroup v2 with cpu, memory and pids"],
+                    "h{i}: {report}"
+                );
+                assert_eq!(code, 1, "{report}");
+            } else {
+                assert!(failed.is_empty() && code == 0, "h{i}: {report}");
+            }
+            assert_eq!(report.lines().count(), 9, "every check reported: {report}");
+            let (_, id) = lab.sh(i, name, "cat /etc/machine-id").await;
+            ids.push(id.trim().to_string());
+        }
+        ids.sort();
+        ids.dedup();
+        assert_eq!(
+            ids.len(),
+            3,
+            "the seed's pitfall: one machine-id for all nodes"
+        );
+        // The nodes meet on the uplink at their static addresses.
+        for addr in ["10.43.0.11", "10.43.0.12"] {
+            assert!(
+                reaches(&lab, 1, "k8s-master", addr).await,
+                "master -> {addr}"
+            );
+        }
+
+        for (i, name) in nodes {
+            lab.client(i).stop_instance(name, true, -1).await.unwrap();
+            lab.client(i).delete_instance(name).await.unwrap();
+        }
+        let mut lab = lab;
+        let o = lab.down();
+        assert!(o.status.success(), "{}", text(&o.stderr));
     });
 }

@@ -14,6 +14,7 @@ mod net;
 mod overlay;
 mod proc;
 mod report;
+mod site;
 mod soak;
 mod storage;
 mod target;
@@ -140,6 +141,13 @@ struct Args {
     overlay_runs: usize,
     #[arg(long, default_value_t = 5)]
     cluster_runs: usize,
+    /// Only the site figures on a 3-host lab (see `site.rs`): seed 000's
+    /// edge lab from empty to a ready swarm and again with no change, by
+    /// `kante apply` and by an Ansible playbook, `--site-runs` times.
+    #[arg(long, conflicts_with_all = ["only_density", "only_storage", "only_scale", "only_transfer", "only_soak", "only_kill_soak", "only_load", "only_https", "only_move", "only_cluster", "only_overlay", "baseline_kanted", "lxd", "install_lxd"])]
+    only_site: bool,
+    #[arg(long, default_value_t = 2)]
+    site_runs: usize,
     /// Only the networking figures (see `net.rs`): start → first DHCP
     /// lease, starts with 1 and 3 NICs, and the proxy device's bulk and
     /// round trips beside a direct connection, `--runs` times.
@@ -237,6 +245,19 @@ async fn main() -> Result<()> {
         println!("{}", machine_line());
         println!();
         println!("{}", report::table(&r, &["kante".to_string()]));
+        std::fs::write(&args.json, serde_json::to_vec_pretty(&r)?)?;
+        return Ok(());
+    }
+    if args.only_site {
+        let mut r = Results::default();
+        let plan = site::Plan {
+            runs: args.site_runs,
+        };
+        site::run(&plan, &mut r).await.context("site")?;
+        println!("{}", machine_line());
+        println!();
+        let names = ["kante apply".to_string(), "ansible".to_string()];
+        println!("{}", report::table(&r, &names));
         std::fs::write(&args.json, serde_json::to_vec_pretty(&r)?)?;
         return Ok(());
     }

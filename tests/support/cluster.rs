@@ -4,7 +4,8 @@
 //! 3-member cluster made with `enable`/`add`/`join`, host i's etcd
 //! processes, host i's kanted started again after a kill, the one view
 //! (`kante list` with locations), which host's storage holds an
-//! instance, and Debian's `lxc` against a host.
+//! instance, and Debian's `lxc` against a host; where host i's list
+//! places an instance, and a cluster of busybox hosts made in one call.
 
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -179,6 +180,27 @@ pub fn listed(lab: &Lab, i: u32) -> Vec<(String, String, String)> {
             (c[0].into(), c[1].into(), c[2].into())
         })
         .collect()
+}
+
+/// The member host i's list places `name` on.
+pub fn location(lab: &Lab, i: u32, name: &str) -> String {
+    let all = listed(lab, i);
+    all.iter()
+        .find(|r| r.0 == name)
+        .map(|r| r.2.clone())
+        .unwrap_or_else(|| panic!("{name} not in h{i}'s list: {all:?}"))
+}
+
+/// The busybox image imported on every host (aliased `bb`), then the
+/// hosts made one cluster ([`form`]); the image's fingerprint.
+pub async fn busybox_cluster(lab: &Lab) -> String {
+    let mut fp = String::new();
+    for i in 1..=lab.hosts {
+        fp = lab.import(i, crate::TestImage::Busybox).await;
+    }
+    on(lab, 1, &["image", "alias", "create", "bb", &fp]);
+    form(lab);
+    fp
 }
 
 /// Whether host i's storage holds instance `name`'s volume.

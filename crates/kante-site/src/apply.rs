@@ -1,6 +1,11 @@
-//! Converging: each host's plan is applied by [`apply_host`] (its
-//! preseed part all or nothing, then its instances: create and start,
-//! change keys live, start, prune), hosts in parallel by the caller; then
+//! Converging: each host's plan is applied in two parts, hosts in
+//! parallel by the caller: first every host's preseed part
+//! ([`apply_preseed`], all or nothing), then, once those are done, every
+//! host's instances ([`apply_instances`]: create and start (on the host's
+//! cluster member, if it stands for one), move from another member,
+//! change keys live, start, prune). The wait between them matters on a
+//! cluster, whose one preseed part (profiles, networks) a single member
+//! host applies while the others create instances that use it. Then
 //! the site's post-boot steps by [`run_steps`], in file order. A step runs
 //! once per instance: done, it is marked `user.kante.step.<name>=done` on
 //! the instance, and a captured value is kept as
@@ -19,17 +24,21 @@ use crate::file::{Ready, Site, Step};
 use crate::plan::{Change, HostPlan, HostState, SITE_KEY};
 use crate::template::{render, variables};
 
-/// Applies one host's plan; returns what was done, a line each.
-/// `sources` gives each created instance's image source (the caller knows
-/// the remotes an image may come from).
-pub async fn apply_host(
+/// Applies one host's preseed part (undone on failure); what was done.
+pub async fn apply_preseed(c: &Client, plan: &HostPlan, state: &HostState) -> Result<Vec<String>> {
+    crate::preseed::apply_steps(c, &state.preseed, &plan.preseed).await
+}
+
+/// Applies one host's instance changes; returns what was done, a line
+/// each. `sources` gives each created instance's image source (the
+/// caller knows the remotes an image may come from).
+pub async fn apply_instances(
     c: &Client,
     site: &Site,
     plan: &HostPlan,
-    state: &HostState,
     sources: &BTreeMap<String, InstanceSource>,
 ) -> Result<Vec<String>> {
-    let mut done = crate::preseed::apply_steps(c, &state.preseed, &plan.preseed).await?;
+    let mut done = Vec::new();
     for change in &plan.changes {
         match change {
             Change::Create(i) => {
@@ -51,7 +60,8 @@ pub async fn apply_host(
                     },
                     ..Default::default()
                 };
-                c.create_instance(&post)
+                let member = site.members.get(&plan.host).map(String::as_str);
+                c.create_instance_at(&post, member)
                     .await
                     .with_context(|| format!("creating instance {}", i.name))?;
                 if i.start {
@@ -77,6 +87,12 @@ pub async fn apply_host(
                     .with_context(|| format!("changing instance {name}"))?;
                 done.push(format!("instance {name} changed"));
             }
+            Change::Move { name, from, to } => {
+                move_to_member(c, name, to)
+                    .await
+                    .with_context(|| format!("moving instance {name} from {from} to {to}"))?;
+                done.push(format!("instance {name} moved from {from} to {to}"));
+            }
             Change::Start(name) => {
                 c.start_instance(name)
                     .await
@@ -93,6 +109,20 @@ pub async fn apply_host(
         }
     }
     Ok(done)
+}
+
+/// Moves `name` to cluster member `to`: stopped first if it runs (cleanly,
+/// forced after 30 s), started again there.
+async fn move_to_member(c: &Client, name: &str, to: &str) -> Result<()> {
+    let running = c.instance(name).await?.status == "Running";
+    if running && c.stop_instance(name, false, 30).await.is_err() {
+        c.stop_instance(name, true, -1).await?;
+    }
+    c.move_instance_to_member(name, to).await?;
+    if running {
+        c.start_instance(name).await?;
+    }
+    Ok(())
 }
 
 fn step_key(step: &str) -> String {

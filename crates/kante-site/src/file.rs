@@ -9,6 +9,14 @@
 //! everything that can be checked without the hosts (unknown keys, names,
 //! references, duplicate names and MACs, variables used before they are
 //! captured), each error naming the file's line where it can.
+//!
+//! A cluster is a host like any other (its remote: any member): what is
+//! placed on it goes where the cluster's scheduler puts it, spread by
+//! `anti_affinity`. Hosts may also stand for the members of one cluster
+//! (`member:`, all reached through one remote): what is placed on such a
+//! host is made on that member (`?target=`), and the cluster's pools,
+//! networks and profiles (one set for all its members) are the site's
+//! top-level ones, so such a host has none of its own.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -62,6 +70,9 @@ struct SiteFile {
 pub struct HostSpec {
     #[serde(default)]
     pub remote: Option<String>,
+    /// The cluster member this host stands for (its remote is the cluster).
+    #[serde(default)]
+    pub member: Option<String>,
     #[serde(
         default,
         deserialize_with = "kante_client::kante_api::serde_util::string_map"
@@ -102,6 +113,10 @@ struct InstanceSpec {
     user_data: Option<String>,
     #[serde(default)]
     network_config: Option<String>,
+    /// On a cluster: members already holding an instance with this tag
+    /// are avoided (`placement.anti-affinity`).
+    #[serde(default)]
+    anti_affinity: Option<String>,
     #[serde(default = "yes")]
     start: bool,
 }
@@ -173,6 +188,8 @@ pub struct Site {
     pub name: String,
     /// Host name → its remote.
     pub hosts: BTreeMap<String, String>,
+    /// Host name → the cluster member it stands for (`member:`).
+    pub members: BTreeMap<String, String>,
     /// Host name → its preseed (site-wide parts merged with its own).
     pub preseeds: BTreeMap<String, Preseed>,
     pub instances: Vec<Instance>,
@@ -243,6 +260,7 @@ impl Site {
                 }
             }
         }
+        let members = members(&specs, &at)?;
         let mut hosts = BTreeMap::new();
         let mut preseeds = BTreeMap::new();
         for (name, h) in &specs {
@@ -276,11 +294,93 @@ impl Site {
                 raw.site
             },
             hosts,
+            members,
             preseeds,
             instances,
             steps,
         })
     }
+
+    /// Whether `host` applies its preseed part: every host but the
+    /// members of a cluster after the first (by name), which share it.
+    pub fn applies_preseed(&self, host: &str) -> bool {
+        let Some(remote) = self.hosts.get(host) else {
+            return false;
+        };
+        !self.members.contains_key(host)
+            || self
+                .members
+                .keys()
+                .find(|h| self.hosts.get(*h) == Some(remote))
+                .is_some_and(|first| first == host)
+    }
+
+    /// Whether hosts `a` and `b` are members of one cluster.
+    pub fn same_cluster(&self, a: &str, b: &str) -> bool {
+        self.members.contains_key(a)
+            && self.members.contains_key(b)
+            && self.hosts.get(a) == self.hosts.get(b)
+    }
+}
+
+/// The hosts that stand for cluster members, checked: such a host has no
+/// pools, networks, profiles or config of its own (the cluster's are the
+/// site's), no two name one member, and a remote reached by several hosts
+/// is a cluster each of them names a member of.
+fn members(
+    specs: &BTreeMap<String, HostSpec>,
+    at: &dyn Fn(&str) -> String,
+) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    let mut by_remote: BTreeMap<String, Vec<(&str, Option<&str>)>> = BTreeMap::new();
+    for (name, h) in specs {
+        let remote = h.remote.clone().unwrap_or_else(|| name.clone());
+        by_remote
+            .entry(remote)
+            .or_default()
+            .push((name.as_str(), h.member.as_deref()));
+        let Some(m) = &h.member else { continue };
+        if m.is_empty() {
+            bail!(
+                "{}: host {name:?} names an empty member",
+                at(&format!("{name}:"))
+            );
+        }
+        let own = !h.config.is_empty()
+            || !h.networks.is_empty()
+            || !h.storage_pools.is_empty()
+            || !h.profiles.is_empty();
+        if own {
+            bail!(
+                "{}: host {name:?} is member {m:?} of a cluster: its pools, networks, profiles and config are the cluster's, so put them at the top of the file",
+                at(&format!("{name}:"))
+            );
+        }
+        out.insert(name.clone(), m.clone());
+    }
+    for (remote, hosts) in &by_remote {
+        if hosts.len() < 2 {
+            continue;
+        }
+        if let Some((h, _)) = hosts.iter().find(|(_, m)| m.is_none()) {
+            bail!(
+                "{}: hosts {} all reach remote {remote:?}: a cluster's hosts each name the member they stand for (member: NAME)",
+                at(&format!("{h}:")),
+                hosts.iter().map(|(h, _)| *h).collect::<Vec<_>>().join(", ")
+            );
+        }
+        let mut seen = BTreeMap::new();
+        for (h, m) in hosts {
+            if let Some(other) = seen.insert(m.unwrap_or_default(), *h) {
+                bail!(
+                    "{}: hosts {other:?} and {h:?} both stand for member {:?} of {remote:?}",
+                    at(&format!("{h}:")),
+                    m.unwrap_or_default()
+                );
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The instances, replicas expanded, placed and templated.
@@ -337,6 +437,12 @@ fn expand(
                 config.insert(
                     "cloud-init.network-config".into(),
                     render(c, &vars).map_err(|e| anyhow::anyhow!("{where_}: {e}"))?,
+                );
+            }
+            if let Some(tag) = &spec.anti_affinity {
+                config.insert(
+                    "placement.anti-affinity".into(),
+                    render(tag, &vars).map_err(|e| anyhow::anyhow!("{where_}: {e}"))?,
                 );
             }
             let mut devices = DevicesMap::new();

@@ -192,6 +192,35 @@ fn the_edge_lab_recipe_reads() {
     assert_eq!(s.steps[1].on.len(), 4);
 }
 
+#[test]
+fn the_kubernetes_recipe_reads_whole_and_cut_before_kubeadm() {
+    let text = include_str!("../../../examples/k8s-nodes/site.yaml");
+    let s = Site::parse("site.yaml", text, "local").unwrap();
+    let placed: Vec<_> = s
+        .instances
+        .iter()
+        .map(|i| (i.name.as_str(), i.host.as_str()))
+        .collect();
+    assert_eq!(
+        placed,
+        [
+            ("k8s-master", "host1"),
+            ("k8s-node1", "host2"),
+            ("k8s-node2", "host3")
+        ]
+    );
+    assert!(s.instances[2].config["cloud-init.network-config"].contains("10.43.0.12/24"));
+    let steps: Vec<_> = s.steps.iter().map(|st| st.name.as_str()).collect();
+    assert_eq!(
+        steps,
+        ["preflight", "kubernetes", "kubeadm-init", "kubeadm-join"]
+    );
+    // What tests/site_recipes.rs applies: up to the marked line.
+    let cut = text.find("  # --- below: needs pkgs.k8s.io").unwrap();
+    let s = Site::parse("site.yaml", &text[..cut], "local").unwrap();
+    assert_eq!(s.steps.len(), 1);
+}
+
 /// The fields the parser expects where `doc` has an unknown one (from its
 /// error, which lists them).
 fn expected_fields(doc: &str) -> std::collections::BTreeSet<String> {
@@ -240,5 +269,70 @@ fn the_json_schema_names_exactly_what_the_parser_takes() {
     ] {
         assert_eq!(expected_fields(doc), names(object), "{doc}");
         assert_eq!(object["additionalProperties"], false, "{doc}");
+    }
+}
+
+const CLUSTER: &str = r#"
+site: c
+profiles:
+  - name: web
+hosts:
+  host1: {remote: cl, member: h1}
+  host2: {remote: cl, member: h2}
+  whole: {remote: cl2}
+instances:
+  - name: web{n}
+    count: 3
+    host: whole
+    image: x
+    anti_affinity: web
+"#;
+
+#[test]
+fn cluster_members_share_one_preseed_and_anti_affinity_is_config() {
+    let site = Site::parse("s.yaml", CLUSTER, "local").unwrap();
+    assert_eq!(site.members["host1"], "h1");
+    assert_eq!(site.members["host2"], "h2");
+    assert!(!site.members.contains_key("whole"));
+    assert!(site.applies_preseed("host1"));
+    assert!(
+        !site.applies_preseed("host2"),
+        "host1 plans the cluster's part"
+    );
+    assert!(site.applies_preseed("whole"));
+    assert!(site.same_cluster("host1", "host2"));
+    assert!(!site.same_cluster("host1", "whole"));
+    assert_eq!(site.instances.len(), 3);
+    for i in &site.instances {
+        assert_eq!(i.config["placement.anti-affinity"], "web");
+        assert_eq!(i.host, "whole");
+    }
+}
+
+#[test]
+fn member_hosts_are_refused_when_ambiguous_or_with_parts_of_their_own() {
+    for (text, says) in [
+        (
+            "hosts:\n  host1: {remote: cl, member: h1}\n  host2: {remote: cl}\n",
+            "each name the member",
+        ),
+        (
+            "hosts:\n  host1: {remote: cl, member: h1}\n  host2: {remote: cl, member: h1}\n",
+            "both stand for member \"h1\"",
+        ),
+        (
+            "hosts:\n  host1:\n    remote: cl\n    member: h1\n    profiles: [{name: p}]\n",
+            "put them at the top of the file",
+        ),
+        (
+            "hosts:\n  host1: {remote: cl, member: \"\"}\n",
+            "empty member",
+        ),
+    ] {
+        let e = Site::parse("s.yaml", text, "local")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(says), "{text}: {e}");
+        assert!(e.starts_with("s.yaml:"), "names the file and line: {e}");
     }
 }

@@ -6,6 +6,12 @@
 //! file does not name are left alone, and an instance's image is not
 //! compared once it exists (a new image means a new instance: delete it,
 //! or rename it in the file).
+//!
+//! A host standing for a cluster member sees the instances on that
+//! member; one the file places there but found on another member of the
+//! cluster is moved (`Change::Move`: stopped, moved, started again if it
+//! ran), then compared as any other. The members' shared preseed part is
+//! planned once, by the first of them ([`Site::applies_preseed`]).
 
 use std::collections::BTreeMap;
 
@@ -24,14 +30,46 @@ pub const SITE_KEY: &str = "user.kante.site";
 #[derive(Debug, Clone)]
 pub struct HostState {
     pub preseed: Current,
+    /// Its instances (a member's: those located on it).
     pub instances: Vec<Have>,
+    /// A member's: every instance of its cluster (empty for other hosts).
+    pub cluster: Vec<Have>,
+    /// A member's: the names of its cluster's members (empty: the remote
+    /// is no cluster).
+    pub members: Vec<String>,
 }
 
-/// Reads a host's state.
-pub async fn read_host(c: &Client) -> Result<HostState> {
-    Ok(HostState {
-        preseed: preseed::current(c).await?,
-        instances: c.instances().await?,
+/// Reads a host's state; `member`: the host stands for that member of the
+/// cluster `c` talks to.
+pub async fn read_host(c: &Client, member: Option<&str>) -> Result<HostState> {
+    let preseed = preseed::current(c).await?;
+    let all = c.instances().await?;
+    Ok(match member {
+        None => HostState {
+            preseed,
+            instances: all,
+            cluster: Vec::new(),
+            members: Vec::new(),
+        },
+        Some(m) => {
+            let cluster: kante_client::kante_api::cluster::Cluster =
+                c.get_json("/1.0/cluster").await?;
+            let members = if cluster.enabled {
+                let listed: Vec<kante_client::kante_api::cluster::ClusterMember> =
+                    c.get_json("/1.0/cluster/members?recursion=1").await?;
+                let mut names: Vec<String> = listed.into_iter().map(|m| m.server_name).collect();
+                names.sort();
+                names
+            } else {
+                Vec::new()
+            };
+            HostState {
+                preseed,
+                instances: all.iter().filter(|i| i.location == m).cloned().collect(),
+                cluster: all,
+                members,
+            }
+        }
     })
 }
 
@@ -49,6 +87,12 @@ pub enum Change {
         diff: Vec<String>,
     },
     Start(String),
+    /// To this host's member from another member of its cluster.
+    Move {
+        name: String,
+        from: String,
+        to: String,
+    },
     /// Made by this site and no longer in its file (`--prune`).
     Delete(String),
 }
@@ -100,6 +144,9 @@ impl HostPlan {
                     out.extend(diff.iter().map(|d| format!("    {d}")));
                 }
                 Change::Start(n) => out.push(format!("~ instance {n}: start")),
+                Change::Move { name, from, to } => out.push(format!(
+                    "~ instance {name}: move from member {from} to {to} (stopped first if running, then started again)"
+                )),
                 Change::Delete(n) => out.push(format!("- instance {n} (no longer in the site)")),
             }
         }
@@ -124,8 +171,22 @@ pub fn plan_host(
         .preseeds
         .get(host)
         .ok_or_else(|| anyhow::anyhow!("{host:?} is no host of the site"))?;
-    let preseed =
-        preseed::plan(seed, &state.preseed).map_err(|e| anyhow::anyhow!("host {host}: {e}"))?;
+    if let Some(m) = site.members.get(host) {
+        if state.members.is_empty() {
+            bail!("host {host} stands for cluster member {m:?}, but its remote is not a cluster");
+        }
+        if !state.members.contains(m) {
+            bail!(
+                "host {host} stands for cluster member {m:?}, which its cluster does not have (members: {})",
+                state.members.join(", ")
+            );
+        }
+    }
+    let preseed = if site.applies_preseed(host) {
+        preseed::plan(seed, &state.preseed).map_err(|e| anyhow::anyhow!("host {host}: {e}"))?
+    } else {
+        Vec::new()
+    };
     let defined: Vec<&str> = state
         .preseed
         .profiles
@@ -162,17 +223,42 @@ pub fn plan_host(
                 );
             }
         }
-        if let Some(other) = others.get(&want.name) {
+        if let Some(other) = others
+            .get(&want.name)
+            .filter(|o| !site.same_cluster(o, host))
+        {
             bail!(
                 "line {}: instance {} is placed on {host} but exists on {other}: move it there first (kante move) or delete it",
                 want.line,
                 want.name
             );
         }
-        let Some(have) = state.instances.iter().find(|h| h.name == want.name) else {
-            changes.push(Change::Create(want.clone()));
-            continue;
+        let member = site.members.get(host);
+        let here = state.instances.iter().find(|h| h.name == want.name);
+        let elsewhere = || {
+            let m = member?;
+            state
+                .cluster
+                .iter()
+                .find(|h| h.name == want.name && &h.location != m)
+                .map(|h| (m, h))
         };
+        let have = match (here, elsewhere()) {
+            (Some(h), _) => h,
+            (None, Some((to, h))) => {
+                changes.push(Change::Move {
+                    name: want.name.clone(),
+                    from: h.location.clone(),
+                    to: to.clone(),
+                });
+                h
+            }
+            (None, None) => {
+                changes.push(Change::Create(want.clone()));
+                continue;
+            }
+        };
+        let moved = here.is_none();
         let mut diff = Vec::new();
         let mut config = ConfigMap::new();
         for (k, v) in &want.config {
@@ -204,8 +290,9 @@ pub fn plan_host(
                 p.join(",")
             ));
         }
+        // A move starts again what ran; what did not and should is started.
         let start = want.start && have.status != "Running";
-        if diff.is_empty() && !start {
+        if diff.is_empty() && !start && !moved {
             unchanged.push(want.name.clone());
             continue;
         }
@@ -225,10 +312,9 @@ pub fn plan_host(
     if prune {
         for have in &state.instances {
             let ours = have.config.get(SITE_KEY) == Some(&site.name);
-            let wanted = site
-                .instances
-                .iter()
-                .any(|i| i.name == have.name && i.host == host);
+            let wanted = site.instances.iter().any(|i| {
+                i.name == have.name && (i.host == host || site.same_cluster(&i.host, host))
+            });
             if ours && !wanted {
                 changes.push(Change::Delete(have.name.clone()));
             }

@@ -45,6 +45,8 @@ fn state(instances: Vec<Have>) -> HostState {
             ..Default::default()
         },
         instances,
+        cluster: Vec::new(),
+        members: Vec::new(),
     }
 }
 
@@ -150,4 +152,113 @@ fn undefined_profiles_and_instances_living_elsewhere_are_refused() {
     let others = BTreeMap::from([("a".to_string(), "h2".to_string())]);
     let e = plan_host(&site, "h1", &state(vec![]), &others, false).unwrap_err();
     assert!(e.to_string().contains("exists on h2"), "{e}");
+}
+
+fn located(name: &str, status: &str, member: &str) -> Have {
+    // Made by this site (named "site": the file names none).
+    let config = json!({"limits.memory": "128MiB", SITE_KEY: "site"});
+    let mut h = have(name, status, config, &["default"]);
+    h.location = member.into();
+    h
+}
+
+const MEMBERS: &str = r#"
+profiles:
+  - name: web
+hosts:
+  host1: {remote: cl, member: h1}
+  host2: {remote: cl, member: h2}
+instances:
+  - {name: a, host: host2, image: x, config: {limits.memory: 128MiB}}
+  - {name: b, host: host2, image: x, config: {limits.memory: 256MiB}}
+"#;
+
+/// A member host's state as `read_host` makes it from the cluster's list.
+fn member_state(member: &str, all: Vec<Have>) -> HostState {
+    let mut s = state(
+        all.iter()
+            .filter(|i| i.location == member)
+            .cloned()
+            .collect(),
+    );
+    s.cluster = all;
+    s.members = vec!["h1".into(), "h2".into(), "h3".into()];
+    s
+}
+
+#[test]
+fn a_member_host_moves_what_another_member_holds_then_compares_it() {
+    let site = Site::parse("s.yaml", MEMBERS, "local").unwrap();
+    let all = vec![located("a", "Running", "h1"), located("b", "Stopped", "h3")];
+    let living = BTreeMap::from([("a".to_string(), "host1".to_string())]);
+    let p = plan_host(
+        &site,
+        "host2",
+        &member_state("h2", all.clone()),
+        &living,
+        false,
+    )
+    .unwrap();
+    assert_eq!(
+        p.changes[0],
+        Change::Move {
+            name: "a".into(),
+            from: "h1".into(),
+            to: "h2".into()
+        }
+    );
+    // b is on h3, which no host of the site stands for: moved too, its
+    // key changed, and started (it was stopped).
+    assert!(
+        matches!(&p.changes[1], Change::Move { name, from, .. } if name == "b" && from == "h3")
+    );
+    assert!(matches!(&p.changes[2], Change::Update { name, .. } if name == "b"));
+    assert_eq!(p.changes[3], Change::Start("b".into()));
+    assert_eq!(p.changes.len(), 4, "{:?}", p.changes);
+    assert!(p.lines().join("\n").contains("move from member h1 to h2"));
+    // The second member host plans no preseed (host1 has the cluster's).
+    assert!(p.preseed.is_empty());
+    let p1 = plan_host(
+        &site,
+        "host1",
+        &member_state("h1", all.clone()),
+        &BTreeMap::new(),
+        true,
+    )
+    .unwrap();
+    assert_eq!(p1.preseed.len(), 1, "the site's profile, once");
+    assert!(
+        !p1.destroys(),
+        "a on h1 is wanted on host2 (moved there), not pruned"
+    );
+    // Converged: both on h2 as the file says.
+    let done = vec![located("a", "Running", "h2"), {
+        let mut b = located("b", "Running", "h2");
+        b.config.insert("limits.memory".into(), "256MiB".into());
+        b
+    }];
+    let p = plan_host(
+        &site,
+        "host2",
+        &member_state("h2", done),
+        &BTreeMap::new(),
+        true,
+    )
+    .unwrap();
+    assert!(p.is_empty(), "{:?}", p.lines());
+}
+
+#[test]
+fn a_member_the_cluster_lacks_is_refused() {
+    let site = Site::parse("s.yaml", MEMBERS, "local").unwrap();
+    let mut s = member_state("h2", vec![]);
+    s.members = vec!["h1".into(), "h3".into()];
+    let e = plan_host(&site, "host2", &s, &BTreeMap::new(), false).unwrap_err();
+    assert!(
+        e.to_string().contains("does not have (members: h1, h3)"),
+        "{e}"
+    );
+    s.members.clear();
+    let e = plan_host(&site, "host2", &s, &BTreeMap::new(), false).unwrap_err();
+    assert!(e.to_string().contains("not a cluster"), "{e}");
 }

@@ -368,7 +368,7 @@ impl Engine {
             let rootfs = pool.volume_path(VolumeKind::Container, name).join("rootfs");
             files::write_hostname(&rootfs, name)?;
             self.write_backup_file(&row).await;
-            self.node.instance_created(name).await?;
+            self.record_complete(&row).await?;
             revert.success();
             Ok::<_, EngineError>(())
         }

@@ -448,7 +448,7 @@ impl Engine {
                 files::write_hostname(&rootfs, &name)?;
             }
             self.write_backup_file(&row).await;
-            self.node.instance_created(&name).await?;
+            self.record_complete(&row).await?;
             revert.success();
             Ok::<_, EngineError>(())
         }

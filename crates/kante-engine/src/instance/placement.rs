@@ -36,8 +36,23 @@ impl Engine {
             self.release_name(name).await;
             return Err(e.into());
         }
-        // Listed here now: the scheduler's claim has done its work.
-        self.release_placement_claim(name, &row.config, &self.location.get())
+        if !pending {
+            // Listed here now: the scheduler's claim has done its work.
+            self.release_placement_claim(name, &row.config, &self.location.get())
+                .await;
+        }
+        Ok(())
+    }
+
+    /// Marks the pending record of `row` complete. Only now is it listed
+    /// (listings leave pending records out), so only now may the
+    /// scheduler's anti-affinity claim go: given up at the pending record,
+    /// a concurrent creation with the same tag saw neither the claim nor
+    /// the instance and could pick the same member (the suite saw
+    /// `[h1, h2, h2]` for three launches at once).
+    pub(crate) async fn record_complete(&self, row: &InstanceRow) -> Result<()> {
+        self.node.instance_created(&row.name).await?;
+        self.release_placement_claim(&row.name, &row.config, &self.location.get())
             .await;
         Ok(())
     }

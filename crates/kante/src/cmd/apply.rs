@@ -47,10 +47,11 @@ pub async fn run(args: ApplyArgs) -> Result<i32> {
     // Every host is read at once.
     let found: Vec<Found> = join_all(chosen.into_iter().map(|(host, remote)| {
         let client = connect::client(&cfg, &remote);
+        let member = site.members.get(&host).cloned();
         async move {
             match client {
                 Ok(c) => {
-                    let state = read_host(&c).await;
+                    let state = read_host(&c, member.as_deref()).await;
                     Found {
                         host,
                         remote,
@@ -130,23 +131,39 @@ pub async fn run(args: ApplyArgs) -> Result<i32> {
     if plans.iter().any(|(p, _)| p.destroys()) && !args.yes && !confirm()? {
         bail!("Nothing was changed");
     }
-    // The hosts converge at once; each reports when it is done.
-    let results = join_all(plans.iter().map(|(plan, f)| {
+    // The hosts converge at once, in two waves: every host's preseed part,
+    // then every host's instances (a cluster's member hosts share one
+    // preseed part, which one of them applies). Each reports as it goes.
+    let report = |host: &str, outcome: &Result<Vec<String>>| match outcome {
+        Ok(done) => done.iter().for_each(|d| println!("{host}: {d}")),
+        Err(e) => eprintln!("{host}: failed: {e:#}"),
+    };
+    let prepared = join_all(plans.iter().map(|(plan, f)| async move {
+        let c = f.client.as_ref().expect("a reachable host has a client");
+        let state = f.state.as_ref().expect("a planned host was read");
+        let outcome = kante_site::apply::apply_preseed(c, plan, state).await;
+        report(f.host.as_str(), &outcome);
+        outcome.map(|d| d.len())
+    }))
+    .await;
+    let results = join_all(plans.iter().zip(prepared).map(|((plan, f), prepared)| {
         let site = &site;
         let cfg = &cfg;
         async move {
             let c = f.client.as_ref().expect("a reachable host has a client");
-            let state = f.state.as_ref().expect("a planned host was read");
-            let outcome = async {
-                let sources = image_sources(cfg, plan).await?;
-                kante_site::apply::apply_host(c, site, plan, state, &sources).await
-            }
-            .await;
-            match &outcome {
-                Ok(done) => done.iter().for_each(|d| println!("{}: {d}", f.host)),
-                Err(e) => eprintln!("{}: failed: {e:#}", f.host),
-            }
-            (f.host.clone(), outcome.map(|d| d.len()))
+            let outcome = match prepared {
+                Err(e) => Err(e),
+                Ok(n) => {
+                    let done = async {
+                        let sources = image_sources(cfg, plan).await?;
+                        kante_site::apply::apply_instances(c, site, plan, &sources).await
+                    }
+                    .await;
+                    report(f.host.as_str(), &done);
+                    done.map(|d| n + d.len())
+                }
+            };
+            (f.host.clone(), outcome)
         }
     }))
     .await;
@@ -251,7 +268,7 @@ pub async fn site(cmd: SiteCmd) -> Result<i32> {
         let client = connect::client(&cfg, r);
         async move {
             let c = client?;
-            let state = read_host(&c).await?;
+            let state = read_host(&c, None).await?;
             let aliases: Vec<(String, String)> = c
                 .image_aliases()
                 .await?
