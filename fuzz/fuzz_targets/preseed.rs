@@ -19,9 +19,15 @@ fuzz_target!(|data: &[u8]| {
     let Ok(site) = Site::parse("fuzz.yaml", text, "local") else {
         return;
     };
+    // Member hosts are planned against a cluster of the members the file
+    // names (and one it does not), so their checks and moves run too.
+    let mut members: Vec<String> = site.members.values().cloned().collect();
+    members.push("other".into());
     let empty = HostState {
         preseed: Current::default(),
         instances: Vec::new(),
+        cluster: Vec::new(),
+        members,
     };
     for host in site.hosts.keys() {
         let _ = plan_host(&site, host, &empty, &Default::default(), true);
