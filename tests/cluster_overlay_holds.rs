@@ -12,8 +12,10 @@
 //!   h1, same address, pinged again.
 //! * Renamed r1 (stopped), the refusal names r1; moved to h2 and started,
 //!   r1 leases the same address and b3 pings it.
-//! * b3's NIC removed: a NIC asking for 10.0.9.200 is accepted within a
-//!   bounded wait (the keeper gave the hold up).
+//! * b3's NIC moved to overlay ov2 (10.0.8.200 there): a NIC asking for
+//!   10.0.9.200 on ov1 is accepted within a bounded wait (the keeper gave
+//!   the hold up), one asking for 10.0.8.200 on ov2 is refused; b3's NIC
+//!   removed, that one is accepted too.
 //! * Every member's etcd stopped (SIGSTOP), r1 deleted on h2 (it is gone
 //!   from h2's list), and a NIC asking for its address is refused; etcd
 //!   continued, such a NIC is first refused naming r1 (the hold outlived
@@ -29,8 +31,10 @@ use kante_integration::lab::Lab;
 use kante_integration::net::{devices, nic};
 use kante_integration::overlay::{try_addr_of, DHCP};
 use kante_integration::{instance_post, run, TestImage};
+use serde_json::json;
 
 const STATIC: &str = "10.0.9.200";
+const STATIC2: &str = "10.0.8.200";
 const TAG: (&str, &str) = ("placement.anti-affinity", "ov-holds");
 
 /// Creates `name` on host i with eth0 on ov1 (`ipv4.address` if `ip`)
@@ -68,11 +72,11 @@ fn where_is(lab: &Lab, name: &str) -> (String, String) {
         .unwrap_or_else(|| panic!("{name} not listed: {all:?}"))
 }
 
-/// Creates probe `p` on h3 (never evacuated here) with a NIC on ov1
+/// Creates probe `p` on h3 (never evacuated here) with a NIC on `net`
 /// asking for `ip`: Ok (and `p` deleted again) or the error text (and
 /// nothing made).
-async fn probe(lab: &Lab, fp: &str, ip: &str) -> Result<(), String> {
-    let devs = devices(&[("eth0", nic(&[("network", "ov1"), ("ipv4.address", ip)]))]);
+async fn probe(lab: &Lab, fp: &str, net: &str, ip: &str) -> Result<(), String> {
+    let devs = devices(&[("eth0", nic(&[("network", net), ("ipv4.address", ip)]))]);
     let c = lab.client(3);
     match c
         .create_instance_at(&instance_post(fp, "p", &[], devs), Some("h3"))
@@ -89,28 +93,50 @@ async fn probe(lab: &Lab, fp: &str, ip: &str) -> Result<(), String> {
     }
 }
 
-fn held_by(ip: &str, who: &str) -> String {
-    format!("Address {ip} on overlay \"ov1\" is held by instance \"{who}\"")
+fn held_by(net: &str, ip: &str, who: &str) -> String {
+    format!("Address {ip} on overlay {net:?} is held by instance {who:?}")
 }
 
-/// A probe for `ip` is refused, naming holder `who`.
+/// A probe for `ip` on ov1 is refused, naming holder `who`.
 async fn refused(lab: &Lab, fp: &str, ip: &str, who: &str) {
-    let e = probe(lab, fp, ip)
+    let e = probe(lab, fp, "ov1", ip)
         .await
         .expect_err("a NIC asking for a held address was accepted");
-    assert!(e.contains(&held_by(ip, who)), "{e}");
+    assert!(e.contains(&held_by("ov1", ip, who)), "{e}");
 }
 
-/// Probes for `ip` until one is accepted (bounded); refusals meanwhile
-/// must name `who` (or the store being away, `unreachable`). How long it
-/// took, and how many refusals named `who`.
-async fn await_free(lab: &Lab, fp: &str, ip: &str, who: &str, limit: Duration) -> (Duration, u32) {
+/// Probes for `ip` on `net` until one is refused naming `who` (bounded).
+async fn await_held(lab: &Lab, fp: &str, net: &str, ip: &str, who: &str) {
+    let start = Instant::now();
+    loop {
+        match probe(lab, fp, net, ip).await {
+            Err(e) if e.contains(&held_by(net, ip, who)) => return,
+            Err(e) => panic!("{e}"),
+            Ok(()) => assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "{ip} on {net} not held for {who}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Probes for `ip` on `net` until one is accepted (bounded); refusals
+/// meanwhile must name `who` (or the store being away, `unreachable`).
+/// How long it took, and how many refusals named `who`.
+async fn await_free(
+    lab: &Lab,
+    fp: &str,
+    (net, ip): (&str, &str),
+    who: &str,
+    limit: Duration,
+) -> (Duration, u32) {
     let start = Instant::now();
     let mut named = 0;
     loop {
-        match probe(lab, fp, ip).await {
+        match probe(lab, fp, net, ip).await {
             Ok(()) => return (start.elapsed(), named),
-            Err(e) if e.contains(&held_by(ip, who)) => named += 1,
+            Err(e) if e.contains(&held_by(net, ip, who)) => named += 1,
             Err(e) => assert!(e.contains("unreachable"), "{e}"),
         }
         assert!(
@@ -162,7 +188,10 @@ fn overlay_holds_through_evacuate_rename_nic_removal_and_an_etcd_outage() {
         // ---- evacuate h1: a1 to h2 (h3 holds the tag), same address ----
         let out = on(&lab, 2, &["cluster", "evacuate", "h1"]);
         assert!(out.contains("evacuated"), "{out}");
-        assert_eq!(where_is(&lab, "a1"), ("RUNNING".to_string(), "h2".to_string()));
+        assert_eq!(
+            where_is(&lab, "a1"),
+            ("RUNNING".to_string(), "h2".to_string())
+        );
         assert_eq!(dhcp(&lab, 2, "a1").await, a_ip, "a1 on h2");
         ping(&lab, 3, "b3", &a_ip).await;
         ping(&lab, 2, "a1", STATIC).await;
@@ -172,7 +201,10 @@ fn overlay_holds_through_evacuate_rename_nic_removal_and_an_etcd_outage() {
         // ---- restore h1: back, same address ----
         let out = on(&lab, 3, &["cluster", "restore", "h1"]);
         assert!(out.contains("restored"), "{out}");
-        assert_eq!(where_is(&lab, "a1"), ("RUNNING".to_string(), "h1".to_string()));
+        assert_eq!(
+            where_is(&lab, "a1"),
+            ("RUNNING".to_string(), "h1".to_string())
+        );
         assert_eq!(dhcp(&lab, 1, "a1").await, a_ip, "a1 back on h1");
         ping(&lab, 3, "b3", &a_ip).await;
 
@@ -181,35 +213,69 @@ fn overlay_holds_through_evacuate_rename_nic_removal_and_an_etcd_outage() {
         on(&lab, 1, &["move", "a1", "r1"]);
         refused(&lab, &fp, &a_ip, "r1").await;
         on(&lab, 1, &["move", "r1", "--target", "h2"]);
-        assert_eq!(where_is(&lab, "r1"), ("STOPPED".to_string(), "h2".to_string()));
+        assert_eq!(
+            where_is(&lab, "r1"),
+            ("STOPPED".to_string(), "h2".to_string())
+        );
         on(&lab, 2, &["start", "r1"]);
         assert_eq!(dhcp(&lab, 2, "r1").await, a_ip, "r1 on h2");
         ping(&lab, 3, "b3", &a_ip).await;
         refused(&lab, &fp, &a_ip, "r1").await;
 
-        // ---- b3's NIC removed: its address is free ----
+        // ---- b3's NIC to ov2, then removed: each time its hold goes ----
+        on(
+            &lab,
+            1,
+            &[
+                "network",
+                "create",
+                "ov2",
+                "--type",
+                "overlay",
+                "ipv4.address=10.0.8.1/24",
+            ],
+        );
+        let eth0 = json!({"type": "nic", "network": "ov2", "ipv4.address": STATIC2});
+        lab.client(3)
+            .patch_instance("b3", &json!({"devices": {"eth0": eth0}}))
+            .await
+            .unwrap();
+        let limit = Duration::from_secs(20);
+        let (took, _) = await_free(&lab, &fp, ("ov1", STATIC), "b3", limit).await;
+        eprintln!("b3's ov1 address free {took:?} after its NIC went to ov2");
+        await_held(&lab, &fp, "ov2", STATIC2, "b3").await;
         on(&lab, 3, &["config", "device", "remove", "b3", "eth0"]);
-        let (took, _) = await_free(&lab, &fp, STATIC, "b3", Duration::from_secs(20)).await;
-        eprintln!("b3's address free {took:?} after its NIC went");
+        let (took, _) = await_free(&lab, &fp, ("ov2", STATIC2), "b3", limit).await;
+        eprintln!("b3's ov2 address free {took:?} after its NIC went");
 
         // ---- r1 deleted while etcd is away: collected once it is back ----
         signal_etcds(&lab, libc::SIGSTOP);
         on(&lab, 2, &["delete", "r1", "--force"]);
         let here = listed(&lab, 2);
-        assert!(!here.iter().any(|r| r.0 == "r1"), "r1 still on h2: {here:?}");
+        assert!(
+            !here.iter().any(|r| r.0 == "r1"),
+            "r1 still on h2: {here:?}"
+        );
         // Meanwhile nobody gets its address (h3 answers from its last
         // view of the holds).
-        let e = probe(&lab, &fp, &a_ip).await.expect_err("accepted while etcd is away");
+        let e = probe(&lab, &fp, "ov1", &a_ip)
+            .await
+            .expect_err("accepted while etcd is away");
         eprintln!("while etcd is away: {e}");
         signal_etcds(&lab, libc::SIGCONT);
         // The hold outlived the delete (refused naming r1, which is gone),
         // and then goes by itself.
-        let (took, named) = await_free(&lab, &fp, &a_ip, "r1", Duration::from_secs(60)).await;
+        let limit = Duration::from_secs(60);
+        let (took, named) = await_free(&lab, &fp, ("ov1", &a_ip), "r1", limit).await;
         eprintln!("r1's address free {took:?} after etcd came back ({named} refusals before)");
-        assert!(named > 0, "the hold went with the delete: nothing to collect");
+        assert!(
+            named > 0,
+            "the hold went with the delete: nothing to collect"
+        );
 
         on(&lab, 1, &["delete", "b3", "--force"]);
         on(&lab, 1, &["network", "delete", "ov1"]);
+        on(&lab, 1, &["network", "delete", "ov2"]);
         down_and_check(&mut lab, vec![]);
         eprintln!("whole test: {:?}", started.elapsed());
     });

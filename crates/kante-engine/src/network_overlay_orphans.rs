@@ -109,9 +109,17 @@ impl Engine {
             if since.elapsed() < ORPHAN_AFTER {
                 continue;
             }
-            if let Some(holds) = self.overlay_orphan_name(&name, &me).await {
-                seen.seen.remove(&name);
-                self.overlay_orphans_release(holds, &mut seen.left).await;
+            match self.overlay_orphan_name(&name, &me).await {
+                Some(holds) => {
+                    seen.seen.remove(&name);
+                    self.overlay_orphans_release(holds, &mut seen.left).await;
+                }
+                // Not now (a busy lock, etcd away: a frozen etcd may not
+                // show in the view): again in [`ORPHAN_AFTER`], not at
+                // every pass.
+                None => {
+                    seen.seen.insert(name, Instant::now());
+                }
             }
         }
     }
@@ -173,7 +181,10 @@ impl Engine {
             }
             Ok(false) => Some(Vec::new()),
             Err(e) => {
-                tracing::warn!(instance = name, "giving up the name of a gone instance: {e}");
+                tracing::warn!(
+                    instance = name,
+                    "giving up the name of a gone instance: {e}"
+                );
                 None
             }
         }
