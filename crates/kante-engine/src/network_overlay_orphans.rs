@@ -13,10 +13,10 @@
 //! etcd is away: the cache is then the last view), with the instance's
 //! lock free (a creation, a received migration, an import or a rename
 //! of that name holds it while its name is reserved ahead of its
-//! record), re-checked under that lock. The
-//! name's reservation is given up first, as a compare-and-swap in etcd
-//! (not the cache): only if etcd still says the name is this member's
-//! are its holds given up after it. (A delete while etcd is away leaves
+//! record), re-checked under that lock (a busy lock or etcd away: tried
+//! again [`ORPHAN_AFTER`] later). The name's reservation is given up
+//! first, as a compare-and-swap in etcd (not the cache): only if etcd
+//! still says the name is this member's are its holds given up after it. (A delete while etcd is away leaves
 //! both: `drop_record` gives the name up only after the holds, and at
 //! start `release_orphaned_reservations` leaves a name with holds to this
 //! collector, so a hold never outlives its name's reservation and the
@@ -115,7 +115,7 @@ impl Engine {
                     self.overlay_orphans_release(holds, &mut seen.left).await;
                 }
                 // Not now (a busy lock, etcd away: a frozen etcd may not
-                // show in the view): again in [`ORPHAN_AFTER`], not at
+                // show in the view): again after ORPHAN_AFTER, not at
                 // every pass.
                 None => {
                     seen.seen.insert(name, Instant::now());
