@@ -38,6 +38,7 @@ mod network_cluster;
 mod network_overlay;
 mod network_overlay_holds;
 mod network_overlay_join;
+mod network_overlay_orphans;
 mod network_overlay_slices;
 mod network_overlay_wg;
 mod operations;

@@ -4,8 +4,10 @@
 //! each number), gives each member its number (`overlay.slice`: a DHCP
 //! slice for the first eight) and brings the network up on every member
 //! (all or nothing), and the keeper that holds every overlay's FDB to the
-//! cluster's membership and makes the overlay on a member that came later
-//! (`network_overlay_join.rs`). The data path itself is kante-network's
+//! cluster's membership, makes the overlay on a member that came later
+//! (`network_overlay_join.rs`), keeps the address holds
+//! (`network_overlay_holds.rs`) and collects those of gone instances
+//! (`network_overlay_orphans.rs`). The data path itself is kante-network's
 //! `overlay.rs`; the delete is the cluster's usual one
 //! (`network_cluster.rs`), which frees the VNI and the numbers with the
 //! record.
@@ -25,6 +27,7 @@ use crate::error::{EngineError, Result};
 use crate::forward::forward_of;
 use crate::network::{member_config, OVERLAY, STATUS_CREATED, STATUS_ERRORED};
 use crate::network_overlay_join::JoinBackoff;
+use crate::network_overlay_orphans::Orphans;
 use crate::Engine;
 
 /// How long a member may take to make (or undo) an overlay.
@@ -252,19 +255,28 @@ impl Engine {
         tokio::spawn(async move {
             let mut full = true;
             let mut backoff = JoinBackoff::default();
+            let mut orphans = Orphans::default();
             loop {
                 tokio::time::sleep(KEEP_EVERY).await;
                 let Some(engine) = me.upgrade() else { return };
                 let Some(name) = engine.cluster.member_name() else {
                     continue;
                 };
-                engine.overlay_keep(full, &name, &mut backoff).await;
+                engine
+                    .overlay_keep(full, &name, &mut backoff, &mut orphans)
+                    .await;
                 full = false;
             }
         });
     }
 
-    async fn overlay_keep(&self, full: bool, me: &str, backoff: &mut JoinBackoff) {
+    async fn overlay_keep(
+        &self,
+        full: bool,
+        me: &str,
+        backoff: &mut JoinBackoff,
+        orphans: &mut Orphans,
+    ) {
         let Ok(rows) = self.shared.network_list().await else {
             return;
         };
@@ -312,6 +324,11 @@ impl Engine {
                 }
                 Err(e) => tracing::warn!(network = %row.name, "keeping the overlay's FDB: {e}"),
             }
+        }
+        if rows.iter().any(|r| r.kind == OVERLAY) {
+            // Holds of gone instances first: this pass's hosts files
+            // then already lose them.
+            self.overlay_orphans_collect(orphans).await;
         }
         self.overlay_holds_keep(&self.overlay_dirs(&rows)).await;
     }

@@ -24,7 +24,20 @@
 //!   its name: the source's copy deleted after a move keeps it), when the
 //!   keeper of the member the instance lives on finds no NIC with that MAC
 //!   on that overlay any more (device removed, network changed, a
-//!   different `ipv4.address`), and it follows a rename.
+//!   different `ipv4.address`), and it follows a rename (holder
+//!   `<new>/<MAC>`, so a renamed instance moved on keeps it).
+//! - **Collected** when its instance is gone but it stayed: a delete
+//!   while etcd was away cannot give holds up, and then keeps the
+//!   instance's name reserved for its member as well (`drop_record`); that
+//!   member's keeper gives both up once etcd is back
+//!   (`network_overlay_orphans.rs`: a hold whose name is reserved for this
+//!   member, which has no record of it, for 10 s, its lock free; etcd's
+//!   compare-and-swap on the name decides). Never a hold of a moved
+//!   instance: its name is another member's, or nobody's while the move
+//!   is under way (the source still has it then), never the deleting
+//!   member's alone. A static hold the keeper took for an instance
+//!   deleted meanwhile is given up by the keeper itself (it checks the
+//!   record again after taking it).
 //!
 //! Why not pin the address into the instance's config (LXD's NIC
 //! `ipv4.address`) at move time: a NIC that comes from a profile would
@@ -57,11 +70,11 @@ pub(crate) struct Hold {
 }
 
 impl Hold {
-    fn key(&self) -> String {
+    pub(crate) fn key(&self) -> String {
         format!("{}/{}", self.network, self.ip)
     }
 
-    fn holder(&self) -> String {
+    pub(crate) fn holder(&self) -> String {
         holder(&self.instance, self.mac)
     }
 
@@ -300,8 +313,10 @@ impl Engine {
     }
 
     /// Gives up every hold of instance `name`, unless another member holds
-    /// its name now (a moved instance's copy left on the source).
-    pub(crate) async fn overlay_holds_release(&self, name: &str) {
+    /// its name now (a moved instance's copy left on the source). False
+    /// if they could not be given up (etcd away): its name must then stay
+    /// reserved, for the keeper to collect both (`network_overlay_orphans.rs`).
+    pub(crate) async fn overlay_holds_release(&self, name: &str) -> bool {
         let run = async {
             let names = self
                 .shared
@@ -317,8 +332,12 @@ impl Engine {
             }
             Ok::<_, EngineError>(())
         };
-        if let Err(e) = run.await {
-            tracing::warn!(instance = name, "giving up its overlay addresses: {e}");
+        match run.await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(instance = name, "giving up its overlay addresses: {e}");
+                false
+            }
         }
     }
 
@@ -382,6 +401,11 @@ impl Engine {
                         changed = true;
                         if let Err(e) = self.overlay_hold_take(&hold).await {
                             tracing::warn!(instance = %row.name, "holding {}: {e}", hold.key());
+                        } else if let Ok(None) = self.node.instance_get(&row.name).await {
+                            // Deleted (or renamed) since it was listed, its
+                            // holds given up before this one was taken:
+                            // nobody else would give this one up.
+                            let _ = self.shared.release(KIND, &hold.key(), &hold.holder()).await;
                         }
                     }
                 }

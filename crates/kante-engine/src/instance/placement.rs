@@ -62,9 +62,13 @@ impl Engine {
     pub(crate) async fn drop_record(&self, name: &str) -> Result<bool> {
         let found = self.node.instance_delete(name).await?;
         // Before the name: a copy left by a move (its name held by
-        // another member) keeps the moved instance's addresses.
-        self.overlay_holds_release(name).await;
-        self.release_name(name).await;
+        // another member) keeps the moved instance's addresses. Holds not
+        // given up (etcd away) keep the name reserved here with them, so
+        // the overlay keeper collects both once etcd is back
+        // (`network_overlay_orphans.rs`): a hold never outlives its name.
+        if self.overlay_holds_release(name).await {
+            self.release_name(name).await;
+        }
         self.release_id_blocks(name, None).await?;
         Ok(found)
     }
@@ -91,9 +95,9 @@ impl Engine {
     }
 
     /// Gives up what this member reserved for instances that have no record
-    /// (a crash between a reservation and its record): names placed here,
-    /// id blocks held by instances not recorded here. At start, before
-    /// records are recovered from disk.
+    /// (a crash between a reservation and its record): names placed here
+    /// (but those with overlay address holds), id blocks held by instances
+    /// not recorded here. At start, before records are recovered from disk.
     pub(crate) async fn release_orphaned_reservations(&self) {
         let recorded = match self.node.instance_names().await {
             Ok(names) => names,
@@ -118,11 +122,21 @@ impl Engine {
                 tracing::error!("listing id blocks: {e}");
                 Default::default()
             });
+        // A name with overlay address holds is the overlay keeper's to
+        // collect with them (`network_overlay_orphans.rs`), once records
+        // are recovered: given up here, its holds would outlive it.
+        let held: std::collections::BTreeSet<String> = self
+            .overlay_holds()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|h| h.instance)
+            .collect();
         let unrecorded = |name: &String| !recorded.contains(name);
         let mut stale = Vec::new();
         let me = self.location.get();
         for (key, holder) in names.iter() {
-            if *holder == me && unrecorded(key) {
+            if *holder == me && unrecorded(key) && !held.contains(key) {
                 stale.push((ReservationKind::InstanceName, key.clone(), holder.clone()));
             }
         }
