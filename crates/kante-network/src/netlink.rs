@@ -177,6 +177,9 @@ fn errno(e: &rtnetlink::Error) -> Option<i32> {
     }
 }
 
+/// How often an interrupted dump is asked again before it is an error.
+const DUMP_RETRIES: u32 = 5;
+
 fn nl_err(op: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NetworkError {
     let op = op.into();
     move |e| {
@@ -278,15 +281,20 @@ impl NetOps for RtNetlink {
     }
 
     async fn links(&self) -> Result<Vec<LinkDetails>> {
-        let msgs: Vec<LinkMessage> = self
-            .handle
-            .link()
-            .get()
-            .execute()
-            .try_collect()
-            .await
-            .map_err(nl_err("listing links"))?;
-        Ok(msgs.iter().map(details).collect())
+        // A dump the kernel finds changed under it (a veth made or removed
+        // meanwhile: NLM_F_DUMP_INTR) ends in EBUSY; it is only to be
+        // asked again. Seen in the suite: a network listing failed while
+        // a prune deleted guests on the same host.
+        let mut tries = 0;
+        loop {
+            let got: std::result::Result<Vec<LinkMessage>, _> =
+                self.handle.link().get().execute().try_collect().await;
+            match got {
+                Ok(msgs) => return Ok(msgs.iter().map(details).collect()),
+                Err(e) if errno(&e) == Some(libc::EBUSY) && tries < DUMP_RETRIES => tries += 1,
+                Err(e) => return Err(nl_err("listing links")(e)),
+            }
+        }
     }
 
     async fn create_bridge(&self, name: &str, mtu: Option<u32>) -> Result<()> {
@@ -347,15 +355,23 @@ impl NetOps for RtNetlink {
 
     async fn addresses(&self, name: &str) -> Result<Vec<IpNet>> {
         let idx = self.index(name).await?;
-        let msgs: Vec<_> = self
-            .handle
-            .address()
-            .get()
-            .set_link_index_filter(idx)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(nl_err(format!("listing addresses of {name}")))?;
+        // Asked again when interrupted, as `links` is.
+        let mut tries = 0;
+        let msgs: Vec<_> = loop {
+            let got: std::result::Result<Vec<_>, _> = self
+                .handle
+                .address()
+                .get()
+                .set_link_index_filter(idx)
+                .execute()
+                .try_collect()
+                .await;
+            match got {
+                Ok(msgs) => break msgs,
+                Err(e) if errno(&e) == Some(libc::EBUSY) && tries < DUMP_RETRIES => tries += 1,
+                Err(e) => return Err(nl_err(format!("listing addresses of {name}"))(e)),
+            }
+        };
         let mut out = Vec::new();
         for m in msgs {
             if m.header.index != idx {
