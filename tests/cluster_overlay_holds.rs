@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use kante_integration::cluster::{down_and_check, etcd_pids, form, listed, on};
 use kante_integration::lab::Lab;
 use kante_integration::net::{devices, nic};
-use kante_integration::overlay::{try_addr_of, DHCP};
+use kante_integration::overlay::lease;
 use kante_integration::{instance_post, run, TestImage};
 use serde_json::json;
 
@@ -53,9 +53,9 @@ async fn launch(lab: &Lab, i: u32, fp: &str, name: &str, ip: Option<&str>) {
 
 /// A DHCP round in `name` on host i: its address.
 async fn dhcp(lab: &Lab, i: u32, name: &str) -> String {
-    let (code, out) = lab.sh(i, name, DHCP).await;
-    assert_eq!(code, 0, "{name}: {out}");
-    try_addr_of(&out).unwrap_or_else(|| panic!("{name} on h{i} got no lease: {out}"))
+    lease(lab, i, name)
+        .await
+        .unwrap_or_else(|| panic!("{name} on h{i} got no lease"))
 }
 
 async fn ping(lab: &Lab, i: u32, from: &str, ip: &str) {

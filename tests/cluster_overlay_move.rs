@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use kante_integration::cluster::{down_and_check, form, on};
 use kante_integration::lab::Lab;
 use kante_integration::net::{devices, nic};
-use kante_integration::overlay::{launch, try_addr_of, DHCP};
+use kante_integration::overlay::{launch, lease};
 use kante_integration::{instance_post, run, TestImage};
 
 /// Host i's slice of ov1's ranges (three addresses each).
@@ -27,13 +27,6 @@ fn slice(i: u32) -> std::ops::RangeInclusive<u32> {
 
 fn last(ip: &str) -> u32 {
     ip.rsplit('.').next().unwrap().parse().unwrap()
-}
-
-/// A DHCP round in `name` on host i: its address, if it got one.
-async fn dhcp(lab: &Lab, i: u32, name: &str) -> Option<String> {
-    let (code, out) = lab.sh(i, name, DHCP).await;
-    assert_eq!(code, 0, "{name}: {out}");
-    try_addr_of(&out)
 }
 
 async fn mac(lab: &Lab, i: u32, name: &str) -> String {
@@ -81,9 +74,9 @@ fn a_moved_container_keeps_its_overlay_address_and_nobody_else_gets_it() {
         );
         launch(&lab, 1, &fp1, "a1", "ov1").await;
         launch(&lab, 2, &fp2, "b2", "ov1").await;
-        let a_ip = dhcp(&lab, 1, "a1").await.expect("a1 got no lease on h1");
+        let a_ip = lease(&lab, 1, "a1").await.expect("a1 got no lease on h1");
         assert!(slice(1).contains(&last(&a_ip)), "a1: {a_ip}");
-        let b_ip = dhcp(&lab, 2, "b2").await.expect("b2 got no lease on h2");
+        let b_ip = lease(&lab, 2, "b2").await.expect("b2 got no lease on h2");
         assert!(slice(2).contains(&last(&b_ip)), "b2: {b_ip}");
         let a_mac = mac(&lab, 1, "a1").await;
         ping(&lab, 2, "b2", &a_ip).await;
@@ -92,7 +85,7 @@ fn a_moved_container_keeps_its_overlay_address_and_nobody_else_gets_it() {
         // is .8-.10), and b2 reaches it over the overlay.
         move_to(&lab, 1, "a1", 3).await;
         assert_eq!(mac(&lab, 3, "a1").await, a_mac);
-        assert_eq!(dhcp(&lab, 3, "a1").await.as_deref(), Some(a_ip.as_str()));
+        assert_eq!(lease(&lab, 3, "a1").await.as_deref(), Some(a_ip.as_str()));
         ping(&lab, 2, "b2", &a_ip).await;
         ping(&lab, 3, "a1", &b_ip).await;
 
@@ -120,7 +113,7 @@ fn a_moved_container_keeps_its_overlay_address_and_nobody_else_gets_it() {
         let mut got = Vec::new();
         for n in ["n1", "n2", "n3"] {
             launch(&lab, 1, &fp1, n, "ov1").await;
-            got.push(dhcp(&lab, 1, n).await);
+            got.push(lease(&lab, 1, n).await);
         }
         let leased: Vec<&String> = got.iter().flatten().collect();
         assert_eq!(leased.len(), 2, "h1 handed out {got:?}");
@@ -131,14 +124,14 @@ fn a_moved_container_keeps_its_overlay_address_and_nobody_else_gets_it() {
 
         // Back to h1: the same address again.
         move_to(&lab, 3, "a1", 1).await;
-        assert_eq!(dhcp(&lab, 1, "a1").await.as_deref(), Some(a_ip.as_str()));
+        assert_eq!(lease(&lab, 1, "a1").await.as_deref(), Some(a_ip.as_str()));
         ping(&lab, 2, "b2", &a_ip).await;
 
         // Deleted: its address is free again, and n3 leases it.
         on(&lab, 2, &["delete", "a1", "--force"]);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Some(ip) = dhcp(&lab, 1, "n3").await {
+            if let Some(ip) = lease(&lab, 1, "n3").await {
                 assert_eq!(ip, a_ip);
                 break;
             }

@@ -1,8 +1,8 @@
 //! Helpers of the cluster overlay tests (`cluster_overlay*.rs`) on a lab:
 //! DHCP in a busybox guest, a VXLAN device's FDB destinations and a wait
 //! for them, the addresses of a member's DHCP slice, a guest launched on
-//! a host with its NIC on a network, and the address `ip -o addr` shows
-//! (if any).
+//! a host with its NIC on a network, the address `ip -o addr` shows
+//! (if any), and a DHCP round's lease.
 
 use std::time::{Duration, Instant};
 
@@ -77,4 +77,11 @@ pub fn try_addr_of(out: &str) -> Option<String> {
 /// The IPv4 address `ip -o addr` printed.
 pub fn addr_of(out: &str) -> String {
     try_addr_of(out).unwrap_or_else(|| panic!("no address in {out:?}"))
+}
+
+/// A DHCP round ([`DHCP`]) in `name` on host i: the address it leased, if any.
+pub async fn lease(lab: &Lab, i: u32, name: &str) -> Option<String> {
+    let (code, out) = lab.sh(i, name, DHCP).await;
+    assert_eq!(code, 0, "{name}: {out}");
+    try_addr_of(&out)
 }
