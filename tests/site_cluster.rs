@@ -99,6 +99,15 @@ fn a_site_is_placed_on_members_moved_and_spread_by_the_scheduler() {
             .nth(1)
             .unwrap_or_else(|| panic!("{plan}"));
         assert!(host2.contains("+ instance pinned"), "{plan}");
+        // `--target host2`: host2 is the only member host run, so the
+        // cluster's profile is its to plan.
+        let plan = ok(&apply(&lab, &file, &["--dry-run", "--target", "host2"]));
+        let host2 = plan
+            .split("host2 (")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{plan}"));
+        assert!(host2.contains("profile cl-web created"), "{plan}");
+        assert!(!plan.contains("host1 ("), "{plan}");
         assert!(listed(&lab, 1).is_empty());
         assert!(lab.client(3).profile("cl-web").await.is_err());
 

@@ -194,6 +194,8 @@ pub struct Site {
     pub preseeds: BTreeMap<String, Preseed>,
     pub instances: Vec<Instance>,
     pub steps: Vec<Step>,
+    /// The hosts a run plans (`apply --target`); all when empty.
+    pub targets: BTreeSet<String>,
 }
 
 /// The 1-based line of the first line of `text` holding `needle` (0: none).
@@ -298,11 +300,31 @@ impl Site {
             preseeds,
             instances,
             steps,
+            targets: BTreeSet::new(),
         })
     }
 
+    /// Limits runs to `hosts` (`apply --target`): a cluster's shared
+    /// preseed part is then planned by the first of its member hosts
+    /// among them. A name the site lacks is refused.
+    pub fn target(&mut self, hosts: &[String]) -> Result<()> {
+        for h in hosts {
+            if !self.hosts.contains_key(h) {
+                bail!("--target {h}: the site has no host {h:?}");
+            }
+        }
+        self.targets = hosts.iter().cloned().collect();
+        Ok(())
+    }
+
+    /// Whether a run plans `host` (every host unless [`Site::target`] limited it).
+    pub fn targeted(&self, host: &str) -> bool {
+        self.targets.is_empty() || self.targets.contains(host)
+    }
+
     /// Whether `host` applies its preseed part: every host but the
-    /// members of a cluster after the first (by name), which share it.
+    /// members of a cluster after the first (by name, among the hosts
+    /// this run plans), which share it.
     pub fn applies_preseed(&self, host: &str) -> bool {
         let Some(remote) = self.hosts.get(host) else {
             return false;
@@ -311,7 +333,7 @@ impl Site {
             || self
                 .members
                 .keys()
-                .find(|h| self.hosts.get(*h) == Some(remote))
+                .find(|h| self.hosts.get(*h) == Some(remote) && self.targeted(h))
                 .is_some_and(|first| first == host)
     }
 

@@ -300,6 +300,19 @@ fn cluster_members_share_one_preseed_and_anti_affinity_is_config() {
         "host1 plans the cluster's part"
     );
     assert!(site.applies_preseed("whole"));
+    // `apply --target host2`: host2 is then the first member host planned.
+    let mut only2 = Site::parse("s.yaml", CLUSTER, "local").unwrap();
+    only2.target(&["host2".to_string()]).unwrap();
+    assert!(
+        only2.applies_preseed("host2"),
+        "the targeted member plans it"
+    );
+    assert!(!only2.targeted("host1"));
+    let e = only2.target(&["host9".to_string()]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "--target host9: the site has no host \"host9\""
+    );
     assert!(site.same_cluster("host1", "host2"));
     assert!(!site.same_cluster("host1", "whole"));
     assert_eq!(site.instances.len(), 3);

@@ -32,16 +32,12 @@ pub async fn run(args: ApplyArgs) -> Result<i32> {
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("Reading the site file {}", args.file))?;
     let cfg = Config::load()?;
-    let site = Site::parse(&args.file, &text, &cfg.default_remote)?;
-    for t in &args.targets {
-        if !site.hosts.contains_key(t) {
-            bail!("--target {t}: the site has no host {t:?}");
-        }
-    }
+    let mut site = Site::parse(&args.file, &text, &cfg.default_remote)?;
+    site.target(&args.targets)?;
     let chosen: Vec<(String, String)> = site
         .hosts
         .iter()
-        .filter(|(h, _)| args.targets.is_empty() || args.targets.contains(h))
+        .filter(|(h, _)| site.targeted(h))
         .map(|(h, r)| (h.clone(), r.clone()))
         .collect();
     // Every host is read at once.
