@@ -43,7 +43,10 @@ cargo fmt --all -- --check
 python3 scripts/engine-deps.py   # engine calls go one way (ARCHITECTURE.md, Engine layers)
 
 step build
-cargo build --workspace --locked
+# With the features the members' dev-dependencies turn on, so that the
+# test build below reuses all of this instead of compiling kanted, kante
+# and most members a second time (scripts/dev-features.py).
+cargo build --workspace --locked --features "$(python3 scripts/dev-features.py)"
 
 step "test images (in the background: busybox, Debian 12, Debian with Docker)"
 KANTE=target/debug/kante scripts/images.sh >"$logs/images" 2>&1 &

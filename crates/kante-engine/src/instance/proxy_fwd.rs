@@ -165,6 +165,11 @@ impl Backoff {
             self.next
         );
         tokio::time::sleep(self.next).await;
+        self.grow();
+    }
+
+    /// The next wait: twice this one, up to the ceiling.
+    fn grow(&mut self) {
         self.next = (self.next * 2).min(BACKOFF_MAX);
     }
 }
@@ -518,12 +523,17 @@ mod tests {
         serve.abort();
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn backoff_grows_to_its_ceiling_and_resets() {
         let mut b = Backoff::new();
         let e = io::Error::from(kante_runtime::sys::Errno::TooManyFiles);
+        // One real wait: the shortest, then twice as long.
+        let t = std::time::Instant::now();
+        b.after("accept", None, &e).await;
+        assert!(t.elapsed() >= BACKOFF_MIN);
+        assert_eq!(b.next, BACKOFF_MIN * 2);
         for _ in 0..12 {
-            b.after("accept", None, &e).await;
+            b.grow();
         }
         assert_eq!(b.next, BACKOFF_MAX);
         b.reset();

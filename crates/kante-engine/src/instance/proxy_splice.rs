@@ -125,11 +125,15 @@ mod tests {
 
     const HANG: Duration = Duration::from_secs(20);
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_connection_that_moves_nothing_is_closed() {
         let (mut client, a) = pair().await;
         let (b, mut server) = pair().await;
-        let pump = tokio::spawn(async move { pump(&a, &b, Duration::from_secs(30)).await });
+        // A short idle timeout in real time (wide enough for a loaded
+        // machine to pass the ping and pong inside it).
+        let idle = Duration::from_secs(2);
+        let started = std::time::Instant::now();
+        let pump = tokio::spawn(async move { pump(&a, &b, idle).await });
         // Bytes move both ways.
         client.write_all(b"ping").await.unwrap();
         let mut got = [0u8; 4];
@@ -138,9 +142,10 @@ mod tests {
         server.write_all(b"pong").await.unwrap();
         client.read_exact(&mut got).await.unwrap();
         assert_eq!(&got, b"pong");
-        // Then nothing: virtual time runs past the idle timeout and the
-        // pump ends, closing both sides (the peers read end-of-stream).
-        pump.await.unwrap();
+        // Then nothing: the idle timeout passes and the pump ends,
+        // closing both sides (the peers read end-of-stream).
+        tokio::time::timeout(HANG, pump).await.unwrap().unwrap();
+        assert!(started.elapsed() >= idle, "closed only once idle");
         assert_eq!(client.read(&mut got).await.unwrap(), 0);
         assert_eq!(server.read(&mut got).await.unwrap(), 0);
     }
