@@ -16,7 +16,10 @@
 //!   naming the unreachable store within an asserted bound. After
 //!   SIGCONT, writes work again without operator action, every member is
 //!   ONLINE and a profile made before and one made after the outage are
-//!   seen on every host.
+//!   seen on every host. An instance deleted on h1 during the outage
+//!   (its name's reservation could not be given up then) has its name
+//!   given up by h1's keeper afterwards: h2 makes one of that name
+//!   without any restart.
 //! * **Host cut off**: h3's uplink port is set down inside its namespace.
 //!   h3 keeps serving its instance, its cluster writes fail fast; h1 and
 //!   h2 go on writing and see h3 OFFLINE within the lease; h3's list
@@ -168,8 +171,9 @@ fn a_member_serves_its_own_instances_without_quorum_or_uplink() {
     run(async {
         let mut lab = Lab::up(3);
         // Instances made standalone (images are shared once clustered).
+        let mut fp = String::new();
         for i in 1..=3 {
-            let fp = lab.import(i, TestImage::Busybox).await;
+            fp = lab.import(i, TestImage::Busybox).await;
             let name = format!("c{i}");
             lab.client(i)
                 .create_instance(&instance_post(&fp, &name, &[], Default::default()))
@@ -202,6 +206,7 @@ fn a_member_serves_its_own_instances_without_quorum_or_uplink() {
                 .unwrap_or_else(|e| panic!("starting {name} on h{i}: {e}\n{}", lab.log(i)));
         }
         on(&lab, 1, &["profile", "create", "before-outage"]);
+        on(&lab, 1, &["init", &fp, "gone", "--target", "h1"]);
 
         // ---- quorum lost: h2's and h3's etcd frozen ----
         let frozen: Vec<i32> = [2, 3]
@@ -213,6 +218,9 @@ fn a_member_serves_its_own_instances_without_quorum_or_uplink() {
             write_fails_fast(&lab, i, &["profile", "create", &format!("during-h{i}")]);
             write_fails_fast(&lab, i, &["cluster", "add", &format!("x{i}")]);
         }
+        // A delete is h1's own: done, though its name's reservation
+        // cannot be given up now.
+        on(&lab, 1, &["delete", "gone"]);
         // The members' view is marked as stale, with its age.
         for i in 1..=3 {
             let m = members(&lab, i);
@@ -250,6 +258,24 @@ fn a_member_serves_its_own_instances_without_quorum_or_uplink() {
                 "h{i}: still stale after recovery"
             );
         }
+        // The name of the instance deleted meanwhile is given up by h1's
+        // keeper (no record of it for 10 s): free for h2 without a restart.
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            let o = lab.host_kante(2, &["init", &fp, "gone", "--target", "h2"]);
+            if o.status.success() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the name stays taken: {}
+{}",
+                text(&o),
+                lab.log(1)
+            );
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        on(&lab, 2, &["delete", "gone"]);
 
         // ---- h3 cut off: its uplink port down ----
         lab.exec_ok(3, &["ip", "link", "set", "uplink0p", "down"]);

@@ -5,7 +5,8 @@
 //! the source as it was and nothing on the target, and the same move
 //! succeeds once the link is back. A copy between btrfs pools refreshed
 //! after a small change sends only the difference (`btrfs send -p` from
-//! the snapshot both hosts have), and the copy holds the change.
+//! the snapshot both hosts have), and the copy holds the change; a custom
+//! volume and one of its snapshots go between the btrfs pools as btrfs.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -334,6 +335,54 @@ fn a_btrfs_copy_is_refreshed_by_sending_only_the_difference() {
             .await;
         assert_eq!((code, out.trim()), (0, "onegone"), "{out}");
         lab.client(2).stop_instance("c1", true, -1).await.unwrap();
+
+        // A custom volume between the btrfs pools: received as btrfs, its
+        // snapshot with it; one of its snapshots alone, as a volume.
+        let pool_dir = |i: u32| lab.state(i).join("storage-pools/bt");
+        lab.kante_ok(&["storage", "volume", "create", &format!("{h1}:bt"), "vb"]);
+        std::fs::write(pool_dir(1).join("custom/vb/f"), "kept").unwrap();
+        lab.kante_ok(&[
+            "storage",
+            "volume",
+            "snapshot",
+            &format!("{h1}:bt"),
+            "vb",
+            "s0",
+        ]);
+        std::fs::write(pool_dir(1).join("custom/vb/f"), "later").unwrap();
+        lab.kante_ok(&[
+            "storage",
+            "volume",
+            "copy",
+            &format!("{h1}:bt/vb"),
+            &format!("{h2}:bt/vb"),
+        ]);
+        // As btrfs: the snapshot is the received subvolume itself (the
+        // volume a writable snapshot of its received one).
+        assert!(received(&pool_dir(2).join("custom-snapshots/vb/s0")));
+        let by_btrfs = |v: &str| {
+            lab.log(2).lines().any(|l| {
+                // (its fields may be coloured: the name alone)
+                l.contains("custom volume received by migration (btrfs)") && l.contains(v)
+            })
+        };
+        assert!(by_btrfs("vb"), "{}", lab.log(2));
+        let read = |p: std::path::PathBuf| std::fs::read_to_string(p).unwrap();
+        assert_eq!(read(pool_dir(2).join("custom/vb/f")), "later");
+        assert_eq!(read(pool_dir(2).join("custom-snapshots/vb/s0/f")), "kept");
+        lab.kante_ok(&[
+            "storage",
+            "volume",
+            "copy",
+            &format!("{h1}:bt/vb/s0"),
+            &format!("{h2}:bt/vs"),
+        ]);
+        assert!(by_btrfs("vs"), "{}", lab.log(2));
+        assert_eq!(read(pool_dir(2).join("custom/vs/f")), "kept");
+        assert!(!pool_dir(2).join("custom-snapshots/vs").exists());
+        for (i, v) in [(1, "vb"), (2, "vb"), (2, "vs")] {
+            lab.client(i).delete_storage_volume("bt", v).await.unwrap();
+        }
 
         for i in 1..=2 {
             lab.client(i).delete_instance("c1").await.unwrap();

@@ -5,6 +5,8 @@
 //! into the volume on the first host is read back from an instance on the
 //! second, the snapshots and config travel (`--volume-only` leaves the
 //! snapshots), the source is untouched by a copy and gone after a move;
+//! a snapshot as the source (`k1:default/v/s0`, also between members)
+//! arrives as a volume of its content without snapshots;
 //! a missing source, a missing target pool and a name in use are refused
 //! with LXD's status, making nothing on the target and leaving the source
 //! as it was. In a 3-member cluster (`Lab::up(3)`), `kante storage volume
@@ -155,6 +157,15 @@ fn lxc_copies_and_moves_custom_volumes_between_kanteds() {
             let f = std::fs::read_to_string(volume_dir(&dst.dir, v).join("f")).unwrap();
             assert_eq!(f, "two", "{v}");
         }
+        // A snapshot as the source: a volume of its content, no snapshots.
+        lxc_ok(
+            &src,
+            &user,
+            "storage volume copy k1:default/v1/s0 k2:default/v5",
+        );
+        let f = std::fs::read_to_string(volume_dir(&dst.dir, "v5").join("f")).unwrap();
+        assert_eq!(f, "one");
+        assert!(snapshot_names(&dst, "v5").await.is_empty());
 
         // Refusals make nothing on the target and leave the source.
         let before = custom_entries(&dst.dir);
@@ -221,7 +232,7 @@ fn lxc_copies_and_moves_custom_volumes_between_kanteds() {
         assert_eq!(read_through_instance(&dst, &fp, "v1").await.trim(), "two");
         assert_eq!(snapshot_names(&dst, "v1").await, ["s0"]);
 
-        for v in ["v1", "v2", "v3", "v4"] {
+        for v in ["v1", "v2", "v3", "v4", "v5"] {
             dst.client
                 .delete_storage_volume("default", v)
                 .await
@@ -271,15 +282,43 @@ fn kante_copies_and_moves_custom_volumes_between_servers() {
         assert!(e.contains("Storage pool nopool doesn't exist on b"), "{e}");
         let e = t.fails(&["storage", "volume", "move", "a:default/nope", "b:default/x"]);
         assert!(e.to_lowercase().contains("not found"), "{e}");
+        let e = t.fails(&[
+            "storage",
+            "volume",
+            "move",
+            "a:default/v1/s0",
+            "b:default/x",
+        ]);
+        assert!(e.contains("A snapshot cannot be moved"), "{e}");
+        let e = t.fails(&[
+            "storage",
+            "volume",
+            "copy",
+            "a:default/v1/nope",
+            "b:default/x",
+        ]);
+        assert!(e.to_lowercase().contains("not found"), "{e}");
         assert_eq!(custom_entries(&t.b.dir), before);
+
+        // A snapshot as the source: its content, as a volume of its own.
+        std::fs::write(volume_dir(&t.a.dir, "v1").join("f"), "later").unwrap();
+        t.ok(&[
+            "storage",
+            "volume",
+            "copy",
+            "a:default/v1/s0",
+            "b:default/c4",
+        ]);
+        let f = std::fs::read_to_string(volume_dir(&t.b.dir, "c4").join("f")).unwrap();
+        assert_eq!(f, "from a");
+        assert!(snapshot_names(&t.b, "c4").await.is_empty());
+        let c4 = t.b.client.storage_volume("default", "c4").await.unwrap();
+        assert_eq!(c4.config.get("user.k").map(String::as_str), Some("v"));
 
         t.ok(&["storage", "volume", "move", "a:default/v1", "b:default/v1"]);
         assert!(!volume_dir(&t.a.dir, "v1").exists(), "the source stayed");
-        assert_eq!(
-            read_through_instance(&t.b, &fp, "v1").await.trim(),
-            "from a"
-        );
-        for v in ["v1", "c1", "c2", "c3"] {
+        assert_eq!(read_through_instance(&t.b, &fp, "v1").await.trim(), "later");
+        for v in ["v1", "c1", "c2", "c3", "c4"] {
             t.b.client
                 .delete_storage_volume("default", v)
                 .await
@@ -385,8 +424,32 @@ fn a_volume_moves_and_copies_between_cluster_members() {
     assert!(e.to_lowercase().contains("not found"), "{e}");
     assert!(!on_host(3, "x") && !on_host(1, "x"));
 
+    // A snapshot of v (on h2) copied to h1 as a volume of its own.
+    on(
+        &lab,
+        3,
+        &["storage", "volume", "snapshot", "default", "v", "s0"],
+    );
+    std::fs::write(volume_dir(&lab.state(2), "v").join("f"), "changed").unwrap();
+    on(
+        &lab,
+        3,
+        &[
+            "storage",
+            "volume",
+            "copy",
+            "default/v/s0",
+            "default/s",
+            "--target",
+            "h1",
+        ],
+    );
+    let f = std::fs::read_to_string(volume_dir(&lab.state(1), "s").join("f")).unwrap();
+    assert_eq!(f, "travels");
+
     on(&lab, 1, &["storage", "volume", "delete", "default", "v"]);
     on(&lab, 1, &["storage", "volume", "delete", "default", "w"]);
-    assert!((1..=3).all(|i| !on_host(i, "v") && !on_host(i, "w")));
+    on(&lab, 1, &["storage", "volume", "delete", "default", "s"]);
+    assert!((1..=3).all(|i| !on_host(i, "v") && !on_host(i, "w") && !on_host(i, "s")));
     down_and_check(&mut lab, Vec::new());
 }

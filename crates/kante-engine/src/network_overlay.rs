@@ -325,11 +325,10 @@ impl Engine {
                 Err(e) => tracing::warn!(network = %row.name, "keeping the overlay's FDB: {e}"),
             }
         }
-        if rows.iter().any(|r| r.kind == OVERLAY) {
-            // Holds of gone instances first: this pass's hosts files
-            // then already lose them.
-            self.overlay_orphans_collect(orphans).await;
-        }
+        // Names of gone instances and their holds first (overlays or not:
+        // a name whose release failed is collected as well): this pass's
+        // hosts files then already lose the holds.
+        self.overlay_orphans_collect(orphans).await;
         self.overlay_holds_keep(&self.overlay_dirs(&rows)).await;
     }
 

@@ -1,50 +1,53 @@
-//! Overlay address holds whose instance is gone, collected by the overlay
-//! keeper (issue 18): an instance deleted while etcd was away could not
-//! give its holds up (`overlay_holds_release` fails with the writes), and
-//! nothing else would: the keeper gives up only holds of instances it has
-//! a record of.
+//! Instance names, and the overlay address holds that go with them, whose
+//! instance is gone, collected by the overlay keeper's pass (issues 17,
+//! 18): an instance deleted while etcd was away could not give its name
+//! (`release_name` fails with the writes) nor its holds up
+//! (`overlay_holds_release` fails likewise), and nothing else would: the
+//! keeper gives up only holds of instances it has a record of, and a name
+//! stayed reserved until the next start.
 //!
-//! **The rule.** A hold is an orphan when its instance's name is reserved
-//! in the shared state for *this* member (the name's reservation says
-//! where an instance is placed: `instance/placement.rs`) and this member
-//! has no record of it, complete or pending. Such a hold is given up by
-//! this member's keeper once it has looked so on every pass for
-//! [`ORPHAN_AFTER`] with a current view of the shared state (not while
-//! etcd is away: the cache is then the last view), with the instance's
-//! lock free (a creation, a received migration, an import or a rename
-//! of that name holds it while its name is reserved ahead of its
+//! **The rule.** A name is an orphan when it is reserved in the shared
+//! state for *this* member (the name's reservation says where an instance
+//! is placed: `instance/placement.rs`) and this member has no record of
+//! it, complete or pending. Such a name, and every hold of its instance,
+//! is given up by this member's keeper once it has looked so on every
+//! pass for [`ORPHAN_AFTER`] with a current view of the shared state (not
+//! while etcd is away: the cache is then the last view), with the
+//! instance's lock free (a creation, a received migration, an import or a
+//! rename of that name holds it while its name is reserved ahead of its
 //! record), re-checked under that lock (a busy lock or etcd away: tried
 //! again [`ORPHAN_AFTER`] later). The name's reservation is given up
 //! first, as a compare-and-swap in etcd (not the cache): only if etcd
-//! still says the name is this member's are its holds given up after it. (A delete while etcd is away leaves
-//! both: `drop_record` gives the name up only after the holds, and at
-//! start `release_orphaned_reservations` leaves a name with holds to this
-//! collector, so a hold never outlives its name's reservation and the
-//! rule finds it.)
+//! still says the name is this member's are its holds given up after it.
+//! (A delete while etcd is away leaves both: `drop_record` gives the name
+//! up only after the holds, and at start `release_orphaned_reservations`
+//! leaves a name with holds to this collector, so a hold never outlives
+//! its name's reservation and the rule finds it.) It runs on every pass of
+//! a cluster member, overlays or not.
 //!
-//! **What it never takes.** A hold whose name is reserved for another
-//! member (the instance lives there, or a moved instance's copy here was
-//! deleted after the move) or for nobody. The latter is a move under way:
-//! `move_instance` holds the addresses, gives the name up, and the target
-//! reserves it again when it records the copy; in between the source
-//! still has the instance and no member's name reservation says so, so a
-//! member's listing alone could not tell a move from a delete. A target
-//! that has reserved the name has a (pending) record of it.
+//! **What it never takes.** A name reserved for another member (the
+//! instance lives there, or a moved instance's copy here was deleted
+//! after the move), nor a hold whose name is reserved for another member
+//! or for nobody. The latter is a move under way: `move_instance` holds
+//! the addresses, gives the name up, and the target reserves it again
+//! when it records the copy; in between the source still has the instance
+//! and no member's name reservation says so, so a member's listing alone
+//! could not tell a move from a delete. A target that has reserved the
+//! name has a (pending) record of it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use kante_store::ReservationKind;
 
-use crate::network_overlay_holds::Hold;
 use crate::Engine;
 
 const KIND: ReservationKind = ReservationKind::OverlayAddress;
 
-/// How long a hold must look orphaned, pass after pass, before it goes.
+/// How long a name must look orphaned, pass after pass, before it goes.
 const ORPHAN_AFTER: Duration = Duration::from_secs(10);
 
-/// The keeper's own memory (not shared): the instances whose holds
+/// The keeper's own memory (not shared): the instances whose names
 /// looked orphaned on its last pass, and since when; the holds (key,
 /// holder) of instances whose name it gave up that are still to go.
 #[derive(Debug, Default)]
@@ -53,25 +56,23 @@ pub(crate) struct Orphans {
     left: Vec<(String, String)>,
 }
 
-/// The instances of `holds` whose name `names` reserves for member `me`
-/// and that `recorded` (this member's records) lacks.
+/// The names `names` reserves for member `me` that `recorded` (this
+/// member's records) lacks.
 fn suspects(
-    holds: &[Hold],
     names: &BTreeMap<String, String>,
     me: &str,
     recorded: &BTreeSet<String>,
 ) -> BTreeSet<String> {
-    holds
+    names
         .iter()
-        .filter(|h| names.get(&h.instance).is_some_and(|m| m == me))
-        .filter(|h| !recorded.contains(&h.instance))
-        .map(|h| h.instance.clone())
+        .filter(|(n, m)| *m == me && !recorded.contains(*n))
+        .map(|(n, _)| n.clone())
         .collect()
 }
 
 impl Engine {
-    /// The keeper's collection of orphaned holds (see the module's doc);
-    /// `seen`: what looked orphaned on its earlier passes.
+    /// The keeper's collection of orphaned names and their holds (see the
+    /// module's doc); `seen`: what looked orphaned on its earlier passes.
     pub(crate) async fn overlay_orphans_collect(&self, seen: &mut Orphans) {
         // Only what a current view shows counts: while etcd is away the
         // cache is the last view, and nothing could be given up anyway.
@@ -82,27 +83,16 @@ impl Engine {
         // Holds of a name given up on an earlier pass: exactly those.
         let left = std::mem::take(&mut seen.left);
         self.overlay_orphans_release(left, &mut seen.left).await;
-        let Ok(holds) = self.overlay_holds().await else {
-            return;
-        };
         let me = self.location.get();
         let kind = ReservationKind::InstanceName;
         let Ok(names) = self.shared.reservations(kind).await else {
             return;
         };
-        // This member's records are read only when a hold's name is its.
-        if !holds
-            .iter()
-            .any(|h| names.get(&h.instance).is_some_and(|m| *m == me))
-        {
-            seen.seen.clear();
-            return;
-        }
         let Ok(recorded) = self.node.instance_names().await else {
             return;
         };
         let recorded: BTreeSet<String> = recorded.into_iter().collect();
-        let now = suspects(&holds, &names, &me, &recorded);
+        let now = suspects(&names, &me, &recorded);
         seen.seen.retain(|n, _| now.contains(n));
         for name in now {
             let since = *seen.seen.entry(name.clone()).or_insert_with(Instant::now);
@@ -195,40 +185,27 @@ impl Engine {
 mod tests {
     use super::*;
 
-    fn hold(instance: &str, n: u8) -> Hold {
-        Hold {
-            network: "ov1".into(),
-            ip: std::net::Ipv4Addr::new(10, 0, 9, n),
-            instance: instance.into(),
-            mac: format!("00:16:3e:00:00:{n:02x}").parse().unwrap(),
-        }
-    }
-
     #[test]
     fn only_names_reserved_here_without_a_record_are_orphans() {
-        let holds = vec![
-            hold("gone", 1),
-            hold("gone", 2),
-            hold("here", 3),
-            hold("elsewhere", 4),
-            hold("moving", 5),
-        ];
-        // `moving`: a move under way, its name reserved by nobody.
+        // `moving` (a move under way, its name reserved by nobody) is no
+        // name at all here; `bare` has no holds (a delete while etcd was
+        // away on a cluster without overlays): its name goes all the same.
         let names = BTreeMap::from([
             ("gone".to_string(), "h1".to_string()),
+            ("bare".to_string(), "h1".to_string()),
             ("here".to_string(), "h1".to_string()),
             ("elsewhere".to_string(), "h2".to_string()),
         ]);
         let recorded = BTreeSet::from(["here".to_string()]);
         assert_eq!(
-            suspects(&holds, &names, "h1", &recorded),
-            BTreeSet::from(["gone".to_string()])
+            suspects(&names, "h1", &recorded),
+            BTreeSet::from(["bare".to_string(), "gone".to_string()])
         );
         // On h2, `elsewhere` is recorded: nothing.
         let recorded = BTreeSet::from(["elsewhere".to_string()]);
-        assert!(suspects(&holds, &names, "h2", &recorded).is_empty());
+        assert!(suspects(&names, "h2", &recorded).is_empty());
         // A moved instance's copy deleted on h1 after its move to h2
         // (`elsewhere`'s name is h2's): not h1's to take.
-        assert!(!suspects(&holds, &names, "h1", &BTreeSet::new()).contains("elsewhere"));
+        assert!(!suspects(&names, "h1", &BTreeSet::new()).contains("elsewhere"));
     }
 }

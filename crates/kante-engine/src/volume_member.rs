@@ -7,7 +7,8 @@
 //! itself: it asks the holder over the peer link for a migration of the
 //! volume (`POST …/volumes/custom/{name}` with `migration`, served by the
 //! holder) and receives it from that operation in pull mode
-//! (`migration/volume.rs`), the holder's certificate pinned. The copy's
+//! (`migration/volume.rs`), the holder's certificate pinned; a snapshot
+//! (`VOLUME/SNAPSHOT`) goes as a volume of its own. The copy's
 //! config is the source's with the request's keys over it, as a local
 //! copy's. A move is the client's: this copy, then the source's delete on
 //! its member.
@@ -69,11 +70,6 @@ impl Engine {
                 Route::Local => return Ok(None),
             }
         };
-        if snap.is_some() {
-            return Err(EngineError::NotImplemented(
-                "A volume snapshot cannot be copied to another member: copy the volume".into(),
-            ));
-        }
         // What this member can refuse, before the holder is asked.
         kante_storage::validate_volume_name(&req.name)?;
         let p = self.pool(pool)?;
@@ -108,8 +104,13 @@ impl Engine {
             "migration": true,
             "volume_only": src.volume_only,
         });
+        // A snapshot goes as a volume of its own (`VOLUME/SNAPSHOT`).
+        let sent = match snap {
+            Some(s) => format!("{path}{}", percent(&format!("/{s}"))),
+            None => path.clone(),
+        };
         let started = link
-            .send(&holder, "POST", &path, Some(body), START)
+            .send(&holder, "POST", &sent, Some(body), START)
             .await
             .map_err(on)?;
         let id = text(&started, "id");

@@ -69,9 +69,14 @@ fn seen(method: &Method, path: &str, query: Option<&str>) -> Option<Seen> {
                 return Some(Seen::About(Target::ClusterMember(member)));
             }
             match rest {
+                // `VOLUME/SNAPSHOT` (a snapshot sent as a volume) is its volume's.
                 ["custom", vol, ..] if !vol.is_empty() => Some(Seen::About(Target::Volume {
                     pool: decode(pool),
-                    name: decode(vol),
+                    name: decode(vol)
+                        .split('/')
+                        .next()
+                        .unwrap_or_default()
+                        .to_string(),
                 })),
                 ["container" | "virtual-machine", vol, ..] if !vol.is_empty() => {
                     Some(Seen::About(Target::Instance(decode(vol))))
@@ -492,6 +497,17 @@ mod tests {
                 pool: "p".into(),
                 name: "v 1".into()
             })
+        );
+        assert_eq!(
+            about(
+                Method::POST,
+                "/1.0/storage-pools/p/volumes/custom/v1%2Fsnap0"
+            ),
+            Some(Target::Volume {
+                pool: "p".into(),
+                name: "v1".into()
+            }),
+            "a snapshot sent as a volume is its volume's"
         );
         assert_eq!(
             about(Method::GET, "/1.0/storage-pools/p/volumes/container/c1"),

@@ -161,7 +161,16 @@ async fn a_guest_that_shuts_down_by_itself_is_stopped() {
         })
         .await
     );
-    assert_eq!(actions(&mut rx), ["instance-stopped"]);
+    // The event comes after the record is written: waited for as well.
+    let mut seen = Vec::new();
+    assert!(
+        testing::eventually(|| {
+            seen.extend(actions(&mut rx));
+            !seen.is_empty()
+        })
+        .await
+    );
+    assert_eq!(seen, ["instance-stopped"]);
     assert_eq!(host.runtime.calls_for("c1"), ["start c1", "cleanup c1"]);
 }
 

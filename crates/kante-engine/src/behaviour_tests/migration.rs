@@ -2,13 +2,15 @@
 //! relays it (both sides listen, the test joins their websockets): the
 //! instance arrives with its snapshots and files; refusals happen before
 //! any operation; a running source is frozen while it is read; a peer that aborts or cuts the stream leaves no record
-//! and no volume on the target; an LXD source (no Kante field) is answered
+//! and no volume on the target, and gives up only the name it took (what
+//! the instance holds by its name stays its source's); an LXD source (no Kante field) is answered
 //! on LXD's terms (rsync, no compression, no index frame).
 
 use std::sync::Arc;
 
 use crate::instance::snapshots::SnapshotsPost;
 use kante_api::instance::{InstancePost, InstanceSource, InstancesPost};
+use kante_store::ReservationKind;
 use prost::Message;
 
 use crate::migration::proto::{MigrationControl, MigrationHeader, RsyncFeatures};
@@ -403,7 +405,13 @@ async fn a_cut_or_aborted_stream_leaves_nothing_and_the_name_is_free_again() {
     assert!(!err.is_empty());
     nothing_of(&dst, "c2").await;
 
-    // Aborted by the source's MigrationControl.
+    // Aborted by the source's MigrationControl. What the instance holds
+    // by its name cluster-wide (an overlay address, an id block: the
+    // source's, which still has it) stays; the name the target took goes.
+    let (overlay, ids) = (ReservationKind::OverlayAddress, ReservationKind::IdBlock);
+    let (hold, holder) = ("ov1/10.9.0.7", "c2/00:16:3e:00:00:07");
+    dst.shared.reserve(overlay, hold, holder).await.unwrap();
+    dst.shared.reserve(ids, "1065536", "c2").await.unwrap();
     let (op, mut control, _fs) = target_driven_by_test(&dst, &src).await;
     control.outgoing.send(offer(&["tar"])).await.unwrap();
     let _answer = control.incoming.recv().await.unwrap();
@@ -412,6 +420,22 @@ async fn a_cut_or_aborted_stream_leaves_nothing_and_the_name_is_free_again() {
     let err = testing::wait_err(&op).await;
     assert!(err.contains("disk on fire"), "{err}");
     nothing_of(&dst, "c2").await;
+    let held = |k| {
+        let dst = dst.clone();
+        async move { dst.shared.reservations(k).await.unwrap() }
+    };
+    assert_eq!(
+        held(overlay).await.get(hold).map(String::as_str),
+        Some(holder)
+    );
+    assert_eq!(
+        held(ids).await.get("1065536").map(String::as_str),
+        Some("c2")
+    );
+    let names = held(ReservationKind::InstanceName).await;
+    assert!(!names.contains_key("c2"), "{names:?}");
+    dst.shared.release(overlay, hold, holder).await.unwrap();
+    dst.shared.release(ids, "1065536", "c2").await.unwrap();
 
     // The same name, relayed from the real source: it arrives.
     let src_op = src.migration_source("c1", None, migrate()).await.unwrap();

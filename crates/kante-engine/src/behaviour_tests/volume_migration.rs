@@ -1,6 +1,7 @@
 //! Custom volumes migrated between two engines (`migration/volume.rs`),
 //! relayed in the test as lxc relays them: the volume arrives with its
-//! snapshot, file and config (`volume_only` leaves the snapshot); the
+//! snapshot, file and config (`volume_only` leaves the snapshot; a
+//! snapshot as the source arrives as a volume of its content); the
 //! refusals come before any operation (a taken name, a missing pool or
 //! source); a source that aborts mid-stream, or a stream of an instance
 //! volume, leaves no record and no volume on the target, and the same
@@ -175,6 +176,38 @@ async fn a_relayed_volume_arrives_with_its_snapshot_file_and_config() {
         .pool("default")
         .join("custom-snapshots/v3")
         .exists());
+
+    // A snapshot as the source: its content, as a volume without
+    // snapshots, with the volume's config; a missing snapshot is a 404.
+    let src_op = src
+        .volume_migration_source("default", "v1/s0", offer_of("v1/s0", false))
+        .await
+        .unwrap();
+    let mut from_snap = push("v4");
+    from_snap.config.clear();
+    let dst_op = dst
+        .volume_migration_create("default", from_snap)
+        .await
+        .unwrap();
+    relay(&src_op, &dst_op);
+    testing::wait_ok(&dst_op).await;
+    testing::wait_ok(&src_op).await;
+    assert_eq!(
+        std::fs::read_to_string(volume(&dst, "v4").join("f")).unwrap(),
+        "old"
+    );
+    assert!(!dst
+        .paths
+        .pool("default")
+        .join("custom-snapshots/v4")
+        .exists());
+    let v = dst.volume_get("default", "custom", "v4").await.unwrap();
+    assert_eq!(v.config["user.note"], "hi", "the stream's config");
+    let e = src
+        .volume_migration_source("default", "v1/nope", offer_of("v1/nope", false))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
 
     // Refused before any operation exists.
     let e = dst

@@ -73,6 +73,18 @@ impl Engine {
         Ok(found)
     }
 
+    /// Deletes the record a failed migration left here and gives up the
+    /// name it reserved, nothing else: the instance's overlay holds and id
+    /// blocks (held by its name, cluster-wide) are its source's, which
+    /// still has it. [`Engine::drop_record`] here gave them up, so that a
+    /// move within a cluster that failed on the receiving member lost
+    /// the moved instance's overlay addresses and id range.
+    pub(crate) async fn drop_received_record(&self, name: &str) -> Result<bool> {
+        let found = self.node.instance_delete(name).await?;
+        self.release_name(name).await;
+        Ok(found)
+    }
+
     /// Renames the record of `old`: the new name is reserved first (a
     /// conflict if taken), the old one given up after, id blocks follow.
     pub(crate) async fn rename_record(&self, old: &str, new: &str) -> Result<()> {

@@ -235,7 +235,7 @@ impl Engine {
 
         let (p, n, snap) = (pool.clone(), name.to_string(), what.snapshot());
         stream_out(op, name, link, move |w| match snap {
-            Some(s) => p.send_snapshot_as_volume(VolumeKind::Container, &n, &s, ty, w),
+            Some(s) => p.send_snapshot_as_volume(VolumeKind::Container, &n, &s, ty, None, w),
             None => p.send_volume(VolumeKind::Container, &n, &names, ty, None, w),
         })
         .await

@@ -120,7 +120,7 @@ impl Engine {
                     tracing::error!(instance = %name, "removing a failed migration's volume: {gone:?}");
                 }
             }
-            if let Err(undo) = self.drop_record(&name).await {
+            if let Err(undo) = self.drop_received_record(&name).await {
                 tracing::error!(instance = %name, "dropping the record of a failed migration: {undo}");
             }
             return r;

@@ -52,6 +52,9 @@ const LXD_PEER: &str =
 impl Engine {
     /// The source side: `POST …/volumes/custom/{name}` with `migration`.
     /// The volume must exist (404); a push target must be usable (400).
+    /// `name` may be `VOLUME/SNAPSHOT`: the snapshot's content then goes
+    /// as a volume without snapshots (`lxc storage volume copy
+    /// p/v/snap remote:p/v2`).
     pub(crate) async fn volume_migration_source(
         &self,
         pool: &str,
@@ -59,12 +62,15 @@ impl Engine {
         req: StorageVolumePost,
     ) -> Result<Arc<Op>> {
         let p = self.pool(pool)?;
-        if name.contains('/') {
-            return Err(EngineError::NotImplemented(
-                "A volume snapshot cannot be sent to another server: copy the volume".into(),
-            ));
+        let (name, snap) = match name.split_once('/') {
+            Some((v, s)) => (v, Some(s.to_string())),
+            None => (name, None),
+        };
+        let mut record = self.custom_record(&p, name).await?;
+        if let Some(s) = &snap {
+            // Its own time; the volume's config (a snapshot has no other).
+            record.created_at = fmt_time(self.volume_snapshot_get(pool, name, s).await?.created_at);
         }
-        let record = self.custom_record(&p, name).await?;
         let dial = match &req.target {
             Some(t) if !t.operation.is_empty() => Some(Peer::parse(
                 &t.operation,
@@ -89,7 +95,7 @@ impl Engine {
             // until the verdict: a move's delete waits for the copy.
             let lock = engine.object_lock(&volume_lock_key(&pool, &name));
             let _g = lock.lock().await;
-            let r = volume_send(&op2, &p, &name, &meta, volume_only, &mut link).await;
+            let r = volume_send(&op2, &p, &name, snap, &meta, volume_only, &mut link).await;
             if let Err(e) = &r {
                 let _ =
                     link::send_msg(&link.control, &MigrationControl::failed(&e.to_string())).await;
@@ -289,18 +295,28 @@ async fn volume_send(
     op: &Op,
     p: &Pool,
     name: &str,
+    snap: Option<String>,
     meta: &VolumeMeta,
     volume_only: bool,
     link: &mut Link,
 ) -> Result<()> {
-    let snaps = if volume_only {
+    let snaps = if volume_only || snap.is_some() {
         Vec::new()
     } else {
         snapshots_oldest_first(p, name)?
     };
     let offered = {
+        // A snapshot sent as a volume: the types its tree allows.
+        let trees = snap.iter().cloned().collect::<Vec<_>>();
         let (p, n, s) = (p.clone(), name.to_string(), snaps.clone());
-        tokio::task::spawn_blocking(move || p.send_types(VolumeKind::Custom, &n, &s)).await??
+        tokio::task::spawn_blocking(move || {
+            p.send_types(
+                VolumeKind::Custom,
+                &n,
+                if trees.is_empty() { &s } else { &trees },
+            )
+        })
+        .await??
     };
     let offer = MigrationHeader {
         fs: proto::FS_RSYNC,
@@ -323,8 +339,9 @@ async fn volume_send(
         Control::Done(c) => return Err(peer_failed(&c)),
     };
     let (p, n, meta) = (p.clone(), name.to_string(), meta.clone());
-    stream_out(op, name, link, move |w| {
-        p.send_volume(VolumeKind::Custom, &n, &snaps, ty, Some(&meta), w)
+    stream_out(op, name, link, move |w| match snap {
+        Some(s) => p.send_snapshot_as_volume(VolumeKind::Custom, &n, &s, ty, Some(&meta), w),
+        None => p.send_volume(VolumeKind::Custom, &n, &snaps, ty, Some(&meta), w),
     })
     .await
 }

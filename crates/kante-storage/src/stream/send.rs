@@ -232,14 +232,16 @@ impl Pool {
 
     /// Writes snapshot `snap` of volume `name` to `out` as the stream of a
     /// volume without snapshots (a new volume made from one snapshot, as
-    /// `lxc copy c1/snap0 remote:c2` asks): a snapshot never changes, so
-    /// no copy of it is frozen first.
+    /// `lxc copy c1/snap0 remote:c2` asks, or `lxc storage volume copy
+    /// p/v/snap0 remote:p/v2` with the custom volume's `meta`): a snapshot
+    /// never changes, so no copy of it is frozen first.
     pub fn send_snapshot_as_volume(
         &self,
         kind: VolumeKind,
         name: &str,
         snap: &str,
         ty: MigrationType,
+        meta: Option<&VolumeMeta>,
         out: &mut dyn Write,
     ) -> Result<SendReport> {
         let trees = self.send_trees(kind, name, &[snap.to_string()])?;
@@ -257,7 +259,7 @@ impl Pool {
             name: name.to_string(),
             snapshots: Vec::new(),
             size: self.driver.volume_size(path)?.filter(|n| *n > 0),
-            meta: None,
+            meta: meta.cloned(),
             base: None,
         };
         write_header(out, &header)?;

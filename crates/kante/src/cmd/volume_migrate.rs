@@ -148,8 +148,11 @@ pub async fn run(cfg: &Config, x: VolumeCross, cmd: Command) -> Result<i32> {
     };
     let (src_pool, src_vol) = pool_volume(&x.source)?;
     let (dst_pool, dst_vol) = pool_volume(&x.destination)?;
-    if src_vol.contains('/') || dst_vol.contains('/') {
-        bail!("A volume snapshot cannot be copied to another server; copy the volume");
+    if dst_vol.contains('/') {
+        bail!("The destination must be POOL/VOLUME");
+    }
+    if is_move && src_vol.contains('/') {
+        bail!("A snapshot cannot be moved; copy it");
     }
     let req = Cross {
         x,
@@ -163,9 +166,12 @@ pub async fn run(cfg: &Config, x: VolumeCross, cmd: Command) -> Result<i32> {
     };
     let src = End::open(cfg, &req.x.from).await?;
     let dst = End::open(cfg, &req.x.to).await?;
+    // A snapshot (`VOLUME/SNAPSHOT`) goes as a volume of its own, with its
+    // volume's config and description.
+    let base = req.src_vol.split('/').next().unwrap_or_default();
     let vol = src
         .client
-        .storage_volume(&req.src_pool, &req.src_vol)
+        .storage_volume(&req.src_pool, base)
         .await
         .with_context(|| format!("Storage volume {} on {}", req.x.source, src.remote))?;
     preflight(&req, &dst).await?;
