@@ -1,12 +1,13 @@
 //! `/1.0/storage-pools/{pool}/volumes…`: storage volumes and their snapshots.
 
-use crate::methods::get;
+use crate::methods::{get, post};
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use kante_api::storage::{
     StorageVolumePost, StorageVolumePut, StorageVolumesPost, VolumeSnapshotsPost,
 };
 use kante_engine::front::Request;
+use kante_engine::EngineError;
 
 use super::Params;
 use crate::body::Json;
@@ -32,7 +33,15 @@ pub fn routes(r: crate::Routes) -> crate::Routes {
         )
         .route(
             &format!("{base}/{{kind}}/{{vol}}/snapshots/{{snap}}"),
-            get(snapshot_get).delete(snapshot_delete),
+            get(snapshot_get)
+                .post(snapshot_send)
+                .delete(snapshot_delete),
+        )
+        // lxc 5.0's form of a snapshot sent to another server: the
+        // snapshot's name after its volume's, unescaped.
+        .route(
+            &format!("{base}/{{kind}}/{{vol}}/{{snap}}"),
+            post(snapshot_send),
         )
 }
 
@@ -171,6 +180,28 @@ async fn snapshot_create(
         pool,
         kind,
         volume,
+        post,
+    };
+    answer(&s, req).await
+}
+
+/// A volume snapshot offered to another server (`migration: true`), as
+/// a volume of its own: the volume's migration with `VOLUME/SNAPSHOT`.
+async fn snapshot_send(
+    State(s): State<AppState>,
+    Path((pool, kind, volume, snapshot)): Path<(String, String, String, String)>,
+    Json(post): Json<StorageVolumePost>,
+) -> ApiResult {
+    if !post.migration {
+        return Err(EngineError::NotImplemented(
+            "Renaming a volume snapshot is not supported".into(),
+        )
+        .into());
+    }
+    let req = Request::VolumeRename {
+        pool,
+        kind,
+        volume: format!("{volume}/{snapshot}"),
         post,
     };
     answer(&s, req).await
