@@ -193,10 +193,7 @@ async fn snapshot_send(
     Json(post): Json<StorageVolumePost>,
 ) -> ApiResult {
     if !post.migration {
-        return Err(EngineError::NotImplemented(
-            "Renaming a volume snapshot is not supported".into(),
-        )
-        .into());
+        return Err(EngineError::bad("Renaming a volume snapshot is not supported").into());
     }
     let req = Request::VolumeRename {
         pool,
