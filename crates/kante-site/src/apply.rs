@@ -136,21 +136,20 @@ fn capture_key(var: &str) -> String {
 /// Runs the site's steps in order on `clients` (host name → client);
 /// returns what ran, a line each, and the error that stopped them (the
 /// steps after a failed one depend on it, so they wait for a re-run).
-/// `only` limits them to instances on those hosts (a `--target` run).
+/// Only those on instances of the hosts the run plans ([`Site::targeted`],
+/// a `--target` run) run.
 pub async fn run_steps(
     clients: &BTreeMap<String, Client>,
     site: &Site,
-    only: Option<&[String]>,
 ) -> (Vec<String>, Result<()>) {
     let mut done = Vec::new();
-    let result = steps_into(clients, site, only, &mut done).await;
+    let result = steps_into(clients, site, &mut done).await;
     (done, result)
 }
 
 async fn steps_into(
     clients: &BTreeMap<String, Client>,
     site: &Site,
-    only: Option<&[String]>,
     done: &mut Vec<String>,
 ) -> Result<()> {
     let mut vars: BTreeMap<String, String> = BTreeMap::new();
@@ -180,7 +179,7 @@ async fn steps_into(
                 }
                 continue;
             }
-            if only.is_some_and(|o| !o.contains(host)) {
+            if !site.targeted(host) {
                 continue;
             }
             let value = run_step(clients, site, c, step, target, &vars).await?;

@@ -7,6 +7,8 @@
 //! volume, leaves no record and no volume on the target, and the same
 //! name is free again; an LXD peer (no Kante field) is refused.
 
+use std::sync::Arc;
+
 use kante_api::storage::{
     StorageVolumePost, StorageVolumesPost, VolumeSnapshotsPost, VolumeSource,
 };
@@ -65,6 +67,26 @@ fn offer_of(name: &str, volume_only: bool) -> StorageVolumePost {
         volume_only,
         ..Default::default()
     }
+}
+
+/// `name` (`VOLUME` or `VOLUME/SNAPSHOT`) of `src`'s default pool
+/// relayed into `dst` as `post` asks; returns the source's operation once
+/// the target's is done.
+async fn relayed(
+    src: &Engine,
+    name: &str,
+    volume_only: bool,
+    dst: &Engine,
+    post: StorageVolumesPost,
+) -> Arc<Op> {
+    let src_op = src
+        .volume_migration_source("default", name, offer_of(name, volume_only))
+        .await
+        .unwrap();
+    let dst_op = dst.volume_migration_create("default", post).await.unwrap();
+    relay(&src_op, &dst_op);
+    testing::wait_ok(&dst_op).await;
+    src_op
 }
 
 fn connect(op: &Op, channel: &str) -> WsConn {
@@ -134,17 +156,7 @@ async fn a_relayed_volume_arrives_with_its_snapshot_file_and_config() {
     let src = h1.open().await;
     source(&src).await;
     let dst = h2.open().await;
-    let src_op = src
-        .volume_migration_source("default", "v1", offer_of("v1", false))
-        .await
-        .unwrap();
-    let dst_op = dst
-        .volume_migration_create("default", push("v2"))
-        .await
-        .unwrap();
-    relay(&src_op, &dst_op);
-    testing::wait_ok(&dst_op).await;
-    testing::wait_ok(&src_op).await;
+    testing::wait_ok(&relayed(&src, "v1", false, &dst, push("v2")).await).await;
     assert_eq!(
         std::fs::read_to_string(volume(&dst, "v2").join("f")).unwrap(),
         "new"
@@ -161,16 +173,7 @@ async fn a_relayed_volume_arrives_with_its_snapshot_file_and_config() {
     );
 
     // volume_only: no snapshots.
-    let src_op = src
-        .volume_migration_source("default", "v1", offer_of("v1", true))
-        .await
-        .unwrap();
-    let dst_op = dst
-        .volume_migration_create("default", push("v3"))
-        .await
-        .unwrap();
-    relay(&src_op, &dst_op);
-    testing::wait_ok(&dst_op).await;
+    relayed(&src, "v1", true, &dst, push("v3")).await;
     assert!(!dst
         .paths
         .pool("default")
@@ -179,19 +182,9 @@ async fn a_relayed_volume_arrives_with_its_snapshot_file_and_config() {
 
     // A snapshot as the source: its content, as a volume without
     // snapshots, with the volume's config; a missing snapshot is a 404.
-    let src_op = src
-        .volume_migration_source("default", "v1/s0", offer_of("v1/s0", false))
-        .await
-        .unwrap();
     let mut from_snap = push("v4");
     from_snap.config.clear();
-    let dst_op = dst
-        .volume_migration_create("default", from_snap)
-        .await
-        .unwrap();
-    relay(&src_op, &dst_op);
-    testing::wait_ok(&dst_op).await;
-    testing::wait_ok(&src_op).await;
+    testing::wait_ok(&relayed(&src, "v1/s0", false, &dst, from_snap).await).await;
     assert_eq!(
         std::fs::read_to_string(volume(&dst, "v4").join("f")).unwrap(),
         "old"

@@ -307,16 +307,9 @@ async fn volume_send(
     };
     let offered = {
         // A snapshot sent as a volume: the types its tree allows.
-        let trees = snap.iter().cloned().collect::<Vec<_>>();
-        let (p, n, s) = (p.clone(), name.to_string(), snaps.clone());
-        tokio::task::spawn_blocking(move || {
-            p.send_types(
-                VolumeKind::Custom,
-                &n,
-                if trees.is_empty() { &s } else { &trees },
-            )
-        })
-        .await??
+        let trees = snap.clone().map_or_else(|| snaps.clone(), |s| vec![s]);
+        let (p, n) = (p.clone(), name.to_string());
+        tokio::task::spawn_blocking(move || p.send_types(VolumeKind::Custom, &n, &trees)).await??
     };
     let offer = MigrationHeader {
         fs: proto::FS_RSYNC,

@@ -173,10 +173,9 @@ pub async fn run(args: ApplyArgs) -> Result<i32> {
         .filter(|f| f.state.is_ok())
         .filter_map(|f| Some((f.host.clone(), f.client.clone()?)))
         .collect();
-    let only = (!args.targets.is_empty()).then_some(args.targets.as_slice());
     let mut steps = 0;
     if !pending.is_empty() {
-        let (done, result) = kante_site::apply::run_steps(&clients, &site, only).await;
+        let (done, result) = kante_site::apply::run_steps(&clients, &site).await;
         steps = done.len();
         done.iter().for_each(|d| println!("{d}"));
         if let Err(e) = result {
