@@ -4,7 +4,8 @@
 #
 # CI has 2 cores and a time limit, so work that waits overlaps work that
 # computes: the test images (debootstrap, mostly downloads) are built
-# while the tests compile, and clippy and the fuzz targets (each a build
+# once `kante` (their builder) is, while the rest and the tests compile,
+# and clippy and the fuzz targets (each a build
 # of its own: check-mode dependencies, an instrumented workspace) compile
 # in a CPU cgroup of the smallest weight while the integration tests,
 # which mostly wait on containers, daemons and networks, run. Formatting
@@ -78,16 +79,23 @@ step "lint: formatting, engine call directions (clippy runs during the tests)"
 cargo fmt --all -- --check
 python3 scripts/engine-deps.py   # engine calls go one way (ARCHITECTURE.md, Engine layers)
 
-step build
 # With the features the members' dev-dependencies turn on, so that the
 # test build below reuses all of this instead of compiling kanted, kante
 # and most members a second time (scripts/dev-features.py).
-cargo build --workspace --locked --features "$(python3 scripts/dev-features.py)"
+features="$(python3 scripts/dev-features.py)"
+step "build kante (the image builder) first"
+# --workspace keeps the features of the whole build, so the rest reuses it.
+cargo build --workspace --locked --features "$features" --bin kante
 
-step "test images (in the background: busybox, Debian 12, Debian with Docker)"
+step "test images (in the background while the rest builds: busybox, Debian 12, Debian with Docker)"
+# From scratch on a fresh machine (debootstrap and apt from Debian's
+# mirror, zstd) they take minutes: started here they overlap the build.
 KANTE=target/debug/kante scripts/images.sh >"$logs/images" 2>&1 &
 images=$!
 pids+=("$images")
+
+step build
+cargo build --workspace --locked --features "$features"
 
 step "build the tests"
 cargo test --workspace --locked --no-run
