@@ -10,7 +10,9 @@
 //! refused at plan time with one line, nothing made. Then a site whose
 //! one host is the cluster as a whole, three replicas with one
 //! `anti_affinity` tag: the scheduler puts them on three members, and a
-//! second run changes nothing. `--prune` with emptied files deletes what
+//! second run changes nothing. `kante site export` of the cluster alone
+//! writes its members as the hosts, each instance on its member, and the
+//! export applies as no change. `--prune` with emptied files deletes what
 //! each site made; the lab goes down leaving nothing.
 
 use std::path::Path;
@@ -163,6 +165,56 @@ fn a_site_is_placed_on_members_moved_and_spread_by_the_scheduler() {
         assert_eq!(places, ["h1", "h2", "h3"]);
         let again = ok(&apply(&lab, &sched, &[]));
         assert!(again.contains("Nothing to change"), "{again}");
+
+        // The cluster exported alone (through member h3): its members are
+        // the hosts, its profile is the file's, and each instance is on
+        // the member it runs on; applied, the export changes nothing.
+        let exported = ok(&lab.kante(&["site", "export", &lab.remote(3), "--name", "cl-copy"]));
+        let doc: serde_yaml::Value = serde_yaml::from_str(&exported).unwrap();
+        for m in ["h1", "h2", "h3"] {
+            let host = &doc["hosts"][m];
+            assert_eq!(host["member"].as_str(), Some(m), "{exported}");
+            assert_eq!(
+                host["remote"].as_str(),
+                Some(lab.remote(3).as_str()),
+                "{exported}"
+            );
+        }
+        assert_eq!(
+            doc["hosts"].as_mapping().map(|h| h.len()),
+            Some(3),
+            "{exported}"
+        );
+        let profiles: Vec<&str> = doc["profiles"]
+            .as_sequence()
+            .unwrap_or_else(|| panic!("{exported}"))
+            .iter()
+            .filter_map(|p| p["name"].as_str())
+            .collect();
+        assert!(profiles.contains(&"cl-web"), "{exported}");
+        let mut placed: Vec<(String, String)> = doc["instances"]
+            .as_sequence()
+            .unwrap_or_else(|| panic!("{exported}"))
+            .iter()
+            .map(|i| {
+                let name = i["name"].as_str().unwrap_or_default().to_string();
+                (name, i["host"].as_str().unwrap_or_default().to_string())
+            })
+            .collect();
+        placed.sort();
+        let mut expected: Vec<(String, String)> = ["pinned", "spread1", "spread2", "spread3"]
+            .iter()
+            .map(|n| (n.to_string(), location(&lab, 1, n)))
+            .collect();
+        expected.sort();
+        assert_eq!(placed, expected, "{exported}");
+        let copy = scratch.path().join("exported.yaml");
+        std::fs::write(&copy, &exported).unwrap();
+        let again = ok(&apply(&lab, &copy, &["--dry-run"]));
+        assert!(
+            again.contains("Nothing to change: the site is converged"),
+            "{again}\n{exported}"
+        );
 
         // Pruned: each site deletes what it made, and only that.
         std::fs::write(&sched, scheduled_site(&lab, 0)).unwrap();

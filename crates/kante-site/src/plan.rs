@@ -51,26 +51,27 @@ pub async fn read_host(c: &Client, member: Option<&str>) -> Result<HostState> {
             cluster: Vec::new(),
             members: Vec::new(),
         },
-        Some(m) => {
-            let cluster: kante_client::kante_api::cluster::Cluster =
-                c.get_json("/1.0/cluster").await?;
-            let members = if cluster.enabled {
-                let listed: Vec<kante_client::kante_api::cluster::ClusterMember> =
-                    c.get_json("/1.0/cluster/members?recursion=1").await?;
-                let mut names: Vec<String> = listed.into_iter().map(|m| m.server_name).collect();
-                names.sort();
-                names
-            } else {
-                Vec::new()
-            };
-            HostState {
-                preseed,
-                instances: all.iter().filter(|i| i.location == m).cloned().collect(),
-                cluster: all,
-                members,
-            }
-        }
+        Some(m) => HostState {
+            preseed,
+            instances: all.iter().filter(|i| i.location == m).cloned().collect(),
+            cluster: all,
+            members: cluster_members(c).await?,
+        },
     })
+}
+
+/// The names of the members of the cluster `c` talks to, sorted (empty:
+/// the server is no cluster).
+pub async fn cluster_members(c: &Client) -> Result<Vec<String>> {
+    let cluster: kante_client::kante_api::cluster::Cluster = c.get_json("/1.0/cluster").await?;
+    if !cluster.enabled {
+        return Ok(Vec::new());
+    }
+    let listed: Vec<kante_client::kante_api::cluster::ClusterMember> =
+        c.get_json("/1.0/cluster/members?recursion=1").await?;
+    let mut names: Vec<String> = listed.into_iter().map(|m| m.server_name).collect();
+    names.sort();
+    Ok(names)
 }
 
 /// One change to an instance.

@@ -23,7 +23,8 @@ pub struct ApplyArgs {
 /// `kante site …`.
 #[derive(clap::Subcommand, Debug)]
 pub enum SiteCmd {
-    /// Write the current state of hosts as a site file (to stdout)
+    /// Write the current state of hosts as a site file (to stdout); a
+    /// cluster exported alone is written as its members
     Export {
         /// The hosts, by remote (default: the default remote)
         remotes: Vec<String>,

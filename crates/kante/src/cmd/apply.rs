@@ -14,7 +14,7 @@ use anyhow::{bail, Context, Result};
 use futures_util::future::join_all;
 use kante_client::kante_api::instance::InstanceSource;
 use kante_client::Client;
-use kante_site::plan::{plan_host, read_host, Change, HostPlan, HostState};
+use kante_site::plan::{cluster_members, plan_host, read_host, Change, HostPlan, HostState};
 use kante_site::Site;
 
 use crate::cli::{ApplyArgs, SiteCmd};
@@ -247,7 +247,8 @@ async fn image_sources(cfg: &Config, plan: &HostPlan) -> Result<BTreeMap<String,
     Ok(out)
 }
 
-/// `kante site export`: the hosts (by remote) as a site file on stdout.
+/// `kante site export`: the hosts (by remote) as a site file on stdout; a
+/// cluster exported alone as its members (`kante_site::export`).
 pub async fn site(cmd: SiteCmd) -> Result<i32> {
     let SiteCmd::Export { remotes, name } = cmd;
     let cfg = Config::load()?;
@@ -270,7 +271,8 @@ pub async fn site(cmd: SiteCmd) -> Result<i32> {
                 .into_iter()
                 .map(|a| (a.name, a.target))
                 .collect();
-            anyhow::Ok((state, aliases))
+            let members = cluster_members(&c).await?;
+            anyhow::Ok((state, aliases, members))
         }
     }))
     .await;
@@ -281,12 +283,15 @@ pub async fn site(cmd: SiteCmd) -> Result<i32> {
     let hosts: Vec<kante_site::export::Exported<'_>> = remotes
         .iter()
         .zip(&states)
-        .map(|(r, (state, aliases))| kante_site::export::Exported {
-            host: r,
-            remote: r,
-            state,
-            aliases,
-        })
+        .map(
+            |(r, (state, aliases, members))| kante_site::export::Exported {
+                host: r,
+                remote: r,
+                state,
+                aliases,
+                members,
+            },
+        )
         .collect();
     print!("{}", kante_site::export::export(&name, &hosts)?);
     Ok(0)
