@@ -527,7 +527,7 @@ async fn attempt(
             (sop, top)
         }
     };
-    follow(mode, src, &sop, dst, &top).await
+    follow(mode, src, &sop, dst, &top, "the instance").await
 }
 
 /// The second operation of a transfer; if it could not start, the first
@@ -547,13 +547,15 @@ pub(super) async fn or_cancel(
 }
 /// Once both ends' operations exist: carries the stream through this
 /// client for a relay, watches both operations to their end, and cancels
-/// both when either fails (instance and volume transfers alike).
+/// both when either fails (instance and volume transfers alike; `what`
+/// names the one moving in the progress line).
 pub(super) async fn follow(
     mode: TransferMode,
     src: &End,
     sop: &Operation,
     dst: &End,
     top: &Operation,
+    what: &str,
 ) -> Result<(), Failure> {
     let r = if mode == TransferMode::Relay {
         let (ss, ts) = (secrets(sop), secrets(top));
@@ -569,10 +571,10 @@ pub(super) async fn follow(
                 secrets: &ts,
             },
         );
-        let (carried, watched) = tokio::join!(carry, watch(dst, &top.id, src, &sop.id));
+        let (carried, watched) = tokio::join!(carry, watch(dst, &top.id, src, &sop.id, what));
         watched.and(carried.map(|_| ()).map_err(|e| Failure::Other(e.into())))
     } else {
-        watch(dst, &top.id, src, &sop.id).await
+        watch(dst, &top.id, src, &sop.id, what).await
     };
     if r.is_err() {
         cancel(src, &sop.id).await;
@@ -581,17 +583,18 @@ pub(super) async fn follow(
     r
 }
 
-/// Waits for both operations, showing the transfer's progress; the
-/// target's result decides.
+/// Waits for both operations, showing the transfer's progress of `what`;
+/// the target's result decides.
 pub(super) async fn watch(
     dst: &End,
     top: &str,
     src: &End,
     sop: &str,
+    what: &str,
 ) -> std::result::Result<(), Failure> {
     let pb = ProgressBar::new_spinner();
     pb.set_style(
-        ProgressStyle::with_template("Transferring the instance: {spinner} {msg}")
+        ProgressStyle::with_template(&format!("Transferring {what}: {{spinner}} {{msg}}"))
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
     pb.enable_steady_tick(Duration::from_millis(200));

@@ -314,7 +314,7 @@ async fn attempt(
             (sop, top)
         }
     };
-    follow(mode, src, &sop, dst, &top).await
+    follow(mode, src, &sop, dst, &top, "the volume").await
 }
 
 #[cfg(test)]
