@@ -31,9 +31,15 @@ cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   rm -rf "$logs"
   if [ -n "$background" ]; then
-    # Whatever is left in it (a rustc the kill did not reach) moves out first.
-    local root; root="$(dirname "$background")"
-    for p in $(cat "$background/cgroup.procs" 2>/dev/null); do echo "$p" >"$root/cgroup.procs" 2>/dev/null || true; done
+    # Everything in it is a background build of this run (cargo's children
+    # too, which killing cargo leaves running): ended, then the group.
+    local left i
+    for i in $(seq 50); do
+      left="$(cat "$background/cgroup.procs" 2>/dev/null || true)"
+      [ -n "$left" ] || break
+      kill -9 $left 2>/dev/null || true
+      sleep 0.1
+    done
     rmdir "$background" 2>/dev/null || true
   fi
 }
