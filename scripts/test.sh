@@ -7,7 +7,7 @@
 # once `kante` (their builder) is, while the rest and the tests compile,
 # and clippy and the fuzz targets (each a build
 # of its own: check-mode dependencies, an instrumented workspace) compile
-# in a CPU cgroup of the smallest weight while the integration tests,
+# in an idle CPU cgroup (background_cgroup) while the integration tests,
 # which mostly wait on containers, daemons and networks, run. Formatting
 # and the engine's call directions are checked first (seconds); clippy's
 # verdict comes after the tests and fails the run the same way.

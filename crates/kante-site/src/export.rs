@@ -61,24 +61,23 @@ pub fn export(site: &str, hosts: &[Exported<'_>]) -> anyhow::Result<String> {
     doc.insert("site".into(), json!(site));
     let mut host_map = Map::new();
     let mut instances = Vec::new();
-    if let [h] = hosts {
-        if !h.members.is_empty() {
-            // A cluster alone: its members are the hosts.
+    match hosts {
+        // A cluster alone: its members are the hosts.
+        [h] if !h.members.is_empty() => {
             doc.extend(parts(h));
             for m in h.members {
                 host_map.insert(m.clone(), json!({"remote": h.remote, "member": m}));
             }
             instances = exported_instances(h, |i| i.location.clone());
-            doc.insert("hosts".into(), Value::Object(host_map));
-            doc.insert("instances".into(), Value::Array(instances));
-            return Ok(serde_yaml::to_string(&Value::Object(doc))?);
         }
-    }
-    for h in hosts {
-        let mut part = parts(h);
-        part.insert("remote".into(), json!(h.remote));
-        host_map.insert(h.host.to_string(), Value::Object(part));
-        instances.extend(exported_instances(h, |_| h.host.to_string()));
+        _ => {
+            for h in hosts {
+                let mut part = parts(h);
+                part.insert("remote".into(), json!(h.remote));
+                host_map.insert(h.host.to_string(), Value::Object(part));
+                instances.extend(exported_instances(h, |_| h.host.to_string()));
+            }
+        }
     }
     doc.insert("hosts".into(), Value::Object(host_map));
     doc.insert("instances".into(), Value::Array(instances));
