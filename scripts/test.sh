@@ -5,12 +5,14 @@
 # CI has 2 cores and a time limit, so work that waits overlaps work that
 # computes: the test images (debootstrap, mostly downloads) are built
 # once `kante` (their builder) is, while the rest and the tests compile,
-# and clippy and the fuzz targets (each a build
-# of its own: check-mode dependencies, an instrumented workspace) compile
-# in an idle CPU cgroup (background_cgroup) while the integration tests,
-# which mostly wait on containers, daemons and networks, run. Formatting
-# and the engine's call directions are checked first (seconds); clippy's
-# verdict comes after the tests and fails the run the same way.
+# and clippy and the fuzz targets (clippy beside the build in target/, the
+# fuzz targets an instrumented build of their own) compile in an idle CPU
+# cgroup (background_cgroup) while the integration tests, which mostly wait
+# on containers, daemons and networks, run. The test binaries are run by
+# scripts/run-tests.py, not `cargo test`, so that cargo's lock on target/
+# is free for clippy. Formatting and the engine's call directions are
+# checked first (seconds); clippy's verdict comes after the tests and fails
+# the run the same way.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
@@ -86,8 +88,8 @@ cargo fmt --all -- --check
 python3 scripts/engine-deps.py   # engine calls go one way (ARCHITECTURE.md, Engine layers)
 
 # With the features the members' dev-dependencies turn on, so that the
-# test build below reuses all of this instead of compiling kanted, kante
-# and most members a second time (scripts/dev-features.py).
+# test build below reuses kante and its dependencies instead of compiling
+# them a second time (scripts/dev-features.py).
 features="$(python3 scripts/dev-features.py)"
 step "build kante (the image builder) first"
 # --workspace keeps the features of the whole build, so the rest reuses it.
@@ -101,18 +103,20 @@ KANTE=target/debug/kante scripts/images.sh >"$logs/images" 2>&1 &
 images=$!
 pids+=("$images")
 
-step build
-cargo build --workspace --locked --features "$features"
-
-step "build the tests"
-cargo test --workspace --locked --no-run
+step "build the rest and the tests"
+# One cargo run for both (the binaries the tests start are built for them):
+# no pause between a build and a test build while one crate links alone.
+# The list of test binaries (JSON on stdout) is what run-tests.py runs.
+cargo test --workspace --locked --no-run --message-format=json-render-diagnostics \
+  >"$logs/tests.json"
 await "$images" "test images" "$logs/images"
 
 step "clippy and the fuzz targets: built in the background at the lowest priority"
 background="$(background_cgroup)" || echo "no CPU cgroup for the background builds: nice only" >&2
-# A target directory of its own: the tests' cargo holds target/'s lock.
-(in_background env CARGO_TARGET_DIR=target/clippy \
-  cargo clippy --workspace --all-targets --locked -- -D warnings) >"$logs/clippy" 2>&1 &
+# In target/, beside the build: its build scripts and proc macros are
+# reused (a target directory of its own cost 891 s of CPU, this 192 s).
+(in_background cargo clippy --workspace --all-targets --locked -- -D warnings) \
+  >"$logs/clippy" 2>&1 &
 clippy=$!
 pids+=("$clippy")
 (in_background scripts/fuzz.sh 0) >"$logs/fuzz-build" 2>&1 &
@@ -120,10 +124,14 @@ fuzz=$!
 pids+=("$fuzz")
 
 step "tests (root integration tests run one at a time)"
-cargo test --workspace --locked --no-fail-fast -- --test-threads=1
+# Every binary runs even after one fails (as cargo's --no-fail-fast).
+scripts/run-tests.py "$logs/tests.json" --test-threads=1
 
 step "clippy (warnings are errors)"
 await "$clippy" "clippy" "$logs/clippy"
+
+step "doc tests"
+cargo test --workspace --locked --doc
 
 step "fuzz (every parser of untrusted bytes, a few seconds each: docs/fuzzing.md)"
 await "$fuzz" "fuzz build" "$logs/fuzz-build"

@@ -1,5 +1,5 @@
-//! The `filter=` query of list endpoints (kante-http), against a listed
-//! instance as the API shows it.
+//! The `filter=` query of list endpoints (kante-engine's `front::filter`,
+//! which kante-http serves), against a listed instance as the API shows it.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -23,6 +23,6 @@ fuzz_target!(|data: &[u8]| {
         "location": "none",
         "status_code": 103,
     });
-    let _ = kante_http::filter::matches(filter, &obj);
-    let _ = kante_http::filter::matches(filter, &json!(null));
+    let _ = kante_engine::front::filter::matches(filter, &obj);
+    let _ = kante_engine::front::filter::matches(filter, &json!(null));
 });
