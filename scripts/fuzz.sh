@@ -57,24 +57,47 @@ echo ">> fuzz: built in $(( $(date +%s) - start )) s"
 [ "$secs" != 0 ] || exit 0  # 0: build only (libFuzzer reads 0 as "forever")
 bin="$target_dir/$host/release"
 failed=()
-for t in "${targets[@]}"; do
+# One target's bounded run: its report (stats, or the log's end) to
+# $2.out, "ok" or "failed" to $2.rc.
+fuzz_one() {
+  local t="$1" out="$2" work dict=()
   # The checked-in seeds stay as they are: new finds go to a scratch dir.
   work="$(mktemp -d)"
   mkdir -p "fuzz/artifacts/$t"
-  dict=()
   [ -f "fuzz/dict/$t.dict" ] && dict=(-dict="fuzz/dict/$t.dict")
-  echo ">> fuzz: $t for ${secs}s"
-  if ! "$bin/$t" "$work" "fuzz/corpus/$t" -max_total_time="$secs" -timeout=10 \
+  if "$bin/$t" "$work" "fuzz/corpus/$t" -max_total_time="$secs" -timeout=10 \
       -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
       -artifact_prefix="fuzz/artifacts/$t/" "${dict[@]}" 2>"$work.log"; then
-    tail -40 "$work.log"
-    failed+=("$t")
+    { grep -E "stat::number_of_executed_units|stat::average_exec_per_sec" "$work.log" \
+        | tr "\n" " " || true; echo; } >"$out.out"
+    echo ok >"$out.rc"
   else
-    grep -E "stat::number_of_executed_units|stat::average_exec_per_sec" "$work.log" | tr '\n' ' '
-    echo
+    tail -40 "$work.log" >"$out.out"
+    echo failed >"$out.rc"
   fi
   rm -rf "$work" "$work.log"
+}
+
+# As many targets at once as there are cores (KANTE_FUZZ_JOBS): each is
+# one process, and by now nothing else runs.
+jobs_max="${KANTE_FUZZ_JOBS:-$(nproc)}"
+results="$(mktemp -d)"
+running=0
+for t in "${targets[@]}"; do
+  if [ "$running" -ge "$jobs_max" ]; then
+    wait -n || true
+    running=$((running - 1))
+  fi
+  fuzz_one "$t" "$results/$t" &
+  running=$((running + 1))
 done
+wait
+for t in "${targets[@]}"; do
+  echo ">> fuzz: $t for ${secs}s"
+  cat "$results/$t.out" 2>/dev/null || true
+  [ "$(cat "$results/$t.rc" 2>/dev/null)" = ok ] || failed+=("$t")
+done
+rm -rf "$results"
 echo ">> fuzz: done in $(( $(date +%s) - start )) s"
 if [ ${#failed[@]} -gt 0 ]; then
   echo "fuzz targets failed: ${failed[*]} (inputs in fuzz/artifacts/)" >&2
