@@ -104,11 +104,13 @@ images=$!
 pids+=("$images")
 
 step "build the rest and the tests"
-# One cargo run for both (the binaries the tests start are built for them):
-# no pause between a build and a test build while one crate links alone.
-# The list of test binaries (JSON on stdout) is what run-tests.py runs.
-cargo test --workspace --locked --no-run --message-format=json-render-diagnostics \
-  >"$logs/tests.json"
+# One cargo run for the binaries (kanted, kante, … which the integration
+# tests start) and the tests (`--tests`: as `cargo test --no-run` builds
+# them, which alone builds no kanted): no pause between a build and a test
+# build while one crate links alone. The list of test binaries (JSON on
+# stdout) is what run-tests.py runs.
+cargo build --workspace --locked --features "$features" --bins --tests \
+  --message-format=json-render-diagnostics >"$logs/tests.json"
 await "$images" "test images" "$logs/images"
 
 step "clippy and the fuzz targets: built in the background at the lowest priority"
