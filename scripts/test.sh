@@ -133,7 +133,9 @@ step "clippy (warnings are errors)"
 await "$clippy" "clippy" "$logs/clippy"
 
 step "doc tests"
-cargo test --workspace --locked --doc
+# With the build's features: without them cargo resolves the members'
+# features differently and compiled kante-engine, -http, … again (3+ min).
+cargo test --workspace --locked --features "$features" --doc
 
 step "fuzz (every parser of untrusted bytes, a few seconds each: docs/fuzzing.md)"
 await "$fuzz" "fuzz build" "$logs/fuzz-build"
