@@ -17,8 +17,8 @@ root="$PWD"
 target_dir="${KANTE_FUZZ_TARGET_DIR:-$root/target/fuzz}"
 # Coverage instrumentation, for the crates whose parsers the targets feed
 # (and the targets' own): their dependencies are neither instrumented nor
-# built at opt-level 2 (fuzz/Cargo.toml), which cut the build from 820 s
-# to 590 s and made every target run more inputs per second.
+# built at opt-level 2 (fuzz/Cargo.toml; why and what it costs:
+# docs/fuzzing.md).
 coverage=(
   -Cpasses=sancov-module
   -Cllvm-args=-sanitizer-coverage-level=4

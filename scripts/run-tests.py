@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Runs the test binaries a `cargo test --no-run --message-format=json` build
+"""Runs the test binaries a cargo build with `--tests --message-format=json`
 listed, one after another, as `cargo test --no-fail-fast` would, but without
 holding cargo's lock on target/ (scripts/test.sh).
 

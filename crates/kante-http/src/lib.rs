@@ -7,7 +7,6 @@
 
 pub mod body;
 pub mod forward;
-pub use kante_engine::front::filter;
 pub mod gate;
 pub mod https;
 pub mod methods;
